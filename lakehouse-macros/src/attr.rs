@@ -1,0 +1,79 @@
+//! Small parsing helpers shared by both macros.
+
+use syn::parse::ParseStream;
+use syn::punctuated::Punctuated;
+use syn::{Attribute, Expr, ExprLit, Ident, Lit, LitStr, Meta, Token};
+
+/// The text of the `///` doc comments in `attrs`, lines joined with `\n`, trimmed.
+pub(crate) fn doc_comment(attrs: &[Attribute]) -> String {
+    let lines: Vec<String> = attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .filter_map(|a| match &a.meta {
+            Meta::NameValue(nv) => match &nv.value {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Str(s), ..
+                }) => Some(s.value()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .map(|line| {
+            line.strip_prefix(' ')
+                .unwrap_or(&line)
+                .trim_end()
+                .to_owned()
+        })
+        .collect();
+    lines.join("\n").trim().to_owned()
+}
+
+/// Parses `(a, b, c)` after an attribute key into identifiers.
+pub(crate) fn parenthesized_idents(input: ParseStream) -> syn::Result<Vec<Ident>> {
+    let content;
+    syn::parenthesized!(content in input);
+    Ok(Punctuated::<Ident, Token![,]>::parse_terminated(&content)?
+        .into_iter()
+        .collect())
+}
+
+/// True when `s` is a lowercase SQL-safe identifier: `[a-z_][a-z0-9_]*`, at most 128 bytes.
+///
+/// Table and schema names become directory names under the warehouse, so nothing else is
+/// accepted (no `.`, `/`, `%` or uppercase that object stores and SQL treat differently).
+pub(crate) fn is_safe_identifier(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'_'))
+        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
+        && s.len() <= 128
+}
+
+/// Parses `= "text"`.
+pub(crate) fn string_value(meta: &syn::meta::ParseNestedMeta) -> syn::Result<LitStr> {
+    meta.value()?.parse()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_identifiers() {
+        for ok in ["sales", "_x", "dim_customer_2"] {
+            assert!(is_safe_identifier(ok), "{ok}");
+        }
+        for bad in ["", "Sales", "../x", "a/b", "a.b", "%2e", "9x", "a-b", "a\0"] {
+            assert!(!is_safe_identifier(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn doc_comment_joins_lines() {
+        let item: syn::ItemStruct = syn::parse_quote! {
+            /// First line.
+            ///   indented
+            struct S;
+        };
+        assert_eq!(doc_comment(&item.attrs), "First line.\n  indented");
+    }
+}

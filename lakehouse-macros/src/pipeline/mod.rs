@@ -1,0 +1,29 @@
+//! `#[pipeline(..)]`: parse → validate → codegen.
+
+mod codegen;
+mod parse;
+mod validate;
+
+use proc_macro2::TokenStream;
+use syn::ItemFn;
+
+/// Expands `#[pipeline(..)]`. On error the user's function is kept and a dummy of the generated
+/// items is emitted, so one mistake gives one error (clap and tokio do the same).
+pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
+    let item: ItemFn = match syn::parse2(input.clone()) {
+        Ok(item) => item,
+        Err(_) => {
+            let error = syn::Error::new_spanned(&input, "`#[pipeline]` goes on an `async fn`");
+            let error = error.into_compile_error();
+            return quote::quote!(#input #error);
+        }
+    };
+    let result = parse::parse_args(args).and_then(|args| validate::validate(args, item.clone()));
+    match result {
+        Ok(model) => codegen::codegen(&model),
+        Err(error) => codegen::dummy(&item, error),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,59 @@
+//! Tokens → `PipelineArgs`: the arguments of `#[pipeline(..)]` as written.
+
+use proc_macro2::TokenStream;
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::{Ident, LitInt, LitStr, Path, Token};
+
+/// The arguments of `#[pipeline(..)]`.
+#[derive(Default)]
+pub(crate) struct PipelineArgs {
+    pub depends_on: Vec<Path>,
+    pub retries: Option<LitInt>,
+    pub timeout: Option<LitStr>,
+    pub tags: Vec<LitStr>,
+}
+
+const KEYS: &str = "`depends_on = [..]`, `retries = N`, `timeout = \"5m\"` or `tags = [\"..\"]`";
+
+pub(crate) fn parse_args(args: TokenStream) -> syn::Result<PipelineArgs> {
+    let mut out = PipelineArgs::default();
+    let mut seen: Vec<Ident> = Vec::new();
+    let parser = syn::meta::parser(|meta| {
+        let Some(key) = meta.path.get_ident().cloned() else {
+            return Err(meta.error(format!("unknown `pipeline` argument; expected {KEYS}")));
+        };
+        if seen.contains(&key) {
+            return Err(meta.error(format!("`{key}` is given twice")));
+        }
+        match key.to_string().as_str() {
+            "depends_on" => {
+                let content;
+                let value = meta.value()?;
+                syn::bracketed!(content in value);
+                out.depends_on = Punctuated::<Path, Token![,]>::parse_terminated(&content)?
+                    .into_iter()
+                    .collect();
+            }
+            "retries" => out.retries = Some(meta.value()?.parse()?),
+            "timeout" => out.timeout = Some(meta.value()?.parse()?),
+            "tags" => {
+                let content;
+                let value = meta.value()?;
+                syn::bracketed!(content in value);
+                out.tags = Punctuated::<LitStr, Token![,]>::parse_terminated(&content)?
+                    .into_iter()
+                    .collect();
+            }
+            _ => {
+                return Err(meta.error(format!(
+                    "unknown `pipeline` argument `{key}`; expected {KEYS}"
+                )));
+            }
+        }
+        seen.push(key);
+        Ok(())
+    });
+    parser.parse2(args)?;
+    Ok(out)
+}

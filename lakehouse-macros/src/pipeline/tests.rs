@@ -1,0 +1,203 @@
+//! Unit tests of `#[pipeline]` on token streams: parsing, validation and the generated items.
+
+use quote::quote;
+
+use super::expand;
+use super::parse::parse_args;
+use super::validate::{Param, parse_duration_ms, validate};
+
+fn model(
+    args: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> syn::Result<super::validate::PipelineModel> {
+    validate(parse_args(args)?, syn::parse2(item)?)
+}
+
+fn error_text(args: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> String {
+    match model(args, item) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
+#[test]
+fn parses_every_argument() {
+    let args = parse_args(quote!(
+        depends_on = [a, m::b],
+        retries = 3,
+        timeout = "1h30m",
+        tags = ["x", "y-z"]
+    ))
+    .unwrap();
+    assert_eq!(args.depends_on.len(), 2);
+    assert_eq!(args.retries.unwrap().base10_parse::<u32>().unwrap(), 3);
+    assert_eq!(args.timeout.unwrap().value(), "1h30m");
+    assert_eq!(args.tags.len(), 2);
+}
+
+#[test]
+fn rejects_unknown_and_repeated_arguments() {
+    let err = parse_args(quote!(dependson = [a]))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("unknown `pipeline` argument `dependson`"),
+        "{err}"
+    );
+    let err = parse_args(quote!(retries = 1, retries = 2))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("`retries` is given twice"), "{err}");
+}
+
+#[test]
+fn classifies_parameters_and_finds_the_output() {
+    let m = model(
+        quote!(depends_on = [a, b]),
+        quote!(
+            async fn c(x: Frame<A>, cx: &Ctx, y: Changes<B>) -> Result<Frame<C>> {
+                todo!()
+            }
+        ),
+    )
+    .unwrap();
+    let kinds: Vec<&str> = m
+        .params
+        .iter()
+        .map(|p| match p {
+            Param::Input(_) => "input",
+            Param::Ctx => "ctx",
+        })
+        .collect();
+    assert_eq!(kinds, ["input", "ctx", "input"]);
+    let output = &m.output;
+    assert_eq!(quote!(#output).to_string(), "C");
+}
+
+#[test]
+fn reports_every_signature_error_at_once() {
+    let text = error_text(
+        quote!(depends_on = [d, d, e]),
+        quote!(
+            fn e<T>(x: Vec<i64>, a: &Ctx, b: &Ctx) {}
+        ),
+    );
+    for expected in [
+        "a pipeline cannot be generic",
+        "pipeline parameters are `Frame<Table>`",
+        "`&Ctx` is given twice",
+        "add the return type",
+        "`d` is listed twice in `depends_on`",
+        "a pipeline cannot depend on itself",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn validates_retries_timeout_and_tags() {
+    let text = error_text(
+        quote!(retries = 1000, timeout = "soon", tags = ["Bad Tag"]),
+        quote!(
+            async fn a() -> Result<Frame<A>> {
+                todo!()
+            }
+        ),
+    );
+    assert!(
+        text.contains("`retries` is a number of extra attempts"),
+        "{text}"
+    );
+    assert!(text.contains("`timeout` is a duration"), "{text}");
+    assert!(text.contains("a tag uses lowercase letters"), "{text}");
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration_ms("90s"), Some(90_000));
+    assert_eq!(parse_duration_ms("1h30m"), Some(5_400_000));
+    assert_eq!(parse_duration_ms("250ms"), Some(250));
+    assert_eq!(parse_duration_ms("5"), None);
+    assert_eq!(parse_duration_ms("5 minutes"), None);
+    assert_eq!(parse_duration_ms(""), None);
+}
+
+#[test]
+fn generates_the_graph_facts_and_the_registration() {
+    let out = expand(
+        quote!(depends_on = [a, crate::m::b]),
+        quote!(
+            pub async fn c(x: Frame<A>) -> Result<Frame<C>> {
+                todo!()
+            }
+        ),
+    )
+    .to_string();
+    for expected in [
+        "pub mod c",
+        "use self :: a as __lakehouse_c_dependency_0 ;",
+        "use crate :: m :: b as __lakehouse_c_dependency_1 ;",
+        "pub const LEVEL : usize = 1 + :: lakehouse_runtime :: __private :: max_level (& [super :: __lakehouse_c_dependency_0 :: LEVEL , super :: __lakehouse_c_dependency_1 :: LEVEL])",
+        "impl :: lakehouse_runtime :: __private :: Produced for C",
+        "impl :: lakehouse_runtime :: __private :: DependsOn < __lakehouse_c_dependency_0 :: Marker > for c :: Marker",
+        "inventory :: submit !",
+        "depends_on : & [\"a\" , \"b\"]",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn a_source_has_level_zero() {
+    let out = expand(
+        quote!(),
+        quote!(
+            async fn s(cx: &Ctx) -> Result<Frame<S>> {
+                todo!()
+            }
+        ),
+    )
+    .to_string();
+    assert!(out.contains("pub const LEVEL : usize = 0"), "{out}");
+}
+
+#[test]
+fn an_error_keeps_the_function_and_emits_a_dummy() {
+    let out = expand(
+        quote!(depends_on = [x, x]),
+        quote!(
+            async fn y() -> Result<Frame<Y>> {
+                todo!()
+            }
+        ),
+    )
+    .to_string();
+    assert!(out.contains("compile_error !"), "{out}");
+    assert!(
+        out.contains("async fn y ()"),
+        "the user's function is kept: {out}"
+    );
+    assert!(out.contains("mod y"), "a dummy module is emitted: {out}");
+    assert!(
+        out.contains("impl :: lakehouse_runtime :: __private :: Produced for Y"),
+        "{out}"
+    );
+}
+
+#[test]
+fn not_a_function() {
+    let out = expand(
+        quote!(),
+        quote!(
+            struct S;
+        ),
+    )
+    .to_string();
+    assert!(out.contains("`#[pipeline]` goes on an `async fn`"), "{out}");
+}

@@ -1,0 +1,220 @@
+//! `PipelineArgs` + the function → `PipelineModel`, with every signature rule checked at once.
+
+use quote::ToTokens;
+use syn::spanned::Spanned;
+use syn::{FnArg, GenericArgument, ItemFn, LitStr, Path, PathArguments, ReturnType, Type};
+
+use super::parse::PipelineArgs;
+use crate::attr::doc_comment;
+use crate::errors::Errors;
+
+/// One parameter of the pipeline function.
+pub(crate) enum Param {
+    /// `Frame<T>` or `Changes<T>`: an upstream table; the full parameter type.
+    Input(Box<Type>),
+    /// `&Ctx`.
+    Ctx,
+}
+
+/// A validated pipeline.
+pub(crate) struct PipelineModel {
+    pub item: ItemFn,
+    pub doc: String,
+    pub deps: Vec<Path>,
+    pub params: Vec<Param>,
+    /// The `T` of the returned `Frame<T>`.
+    pub output: Type,
+    /// The span of the return type, for errors about it.
+    pub output_span: proc_macro2::Span,
+    pub retries: Option<u32>,
+    pub timeout_ms: Option<u64>,
+    pub tags: Vec<String>,
+}
+
+const PARAM_HELP: &str = "pipeline parameters are `Frame<Table>` (an upstream table), \
+    `Changes<Table>` (its rows new since this pipeline's last success) or `&Ctx`";
+
+pub(crate) fn validate(args: PipelineArgs, item: ItemFn) -> syn::Result<PipelineModel> {
+    let mut errors = Errors::default();
+    let sig = &item.sig;
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.spanned(&sig.generics, "a pipeline cannot be generic");
+    }
+    if let Some(token) = &sig.constness {
+        errors.spanned(token, "a pipeline cannot be a `const fn`");
+    }
+    if let Some(token) = &sig.unsafety {
+        errors.spanned(token, "a pipeline cannot be `unsafe`");
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.spanned(variadic, "a pipeline cannot be variadic");
+    }
+
+    let mut params = Vec::new();
+    let mut ctx_seen = false;
+    for arg in &sig.inputs {
+        match arg {
+            FnArg::Receiver(receiver) => {
+                errors.spanned(receiver, "a pipeline is a free function, not a method")
+            }
+            FnArg::Typed(pat) => match &*pat.ty {
+                Type::Reference(_) if !ctx_seen => {
+                    ctx_seen = true;
+                    params.push(Param::Ctx);
+                }
+                Type::Reference(r) => errors.spanned(r, "`&Ctx` is given twice"),
+                ty if frame_like(ty, &["Frame", "Changes"]).is_some() => {
+                    params.push(Param::Input(Box::new(ty.clone())))
+                }
+                ty => errors.spanned(ty, PARAM_HELP),
+            },
+        }
+    }
+
+    let (output, output_span) = match &sig.output {
+        ReturnType::Type(_, ty) => match find_frame(ty) {
+            Some(table) => (Some(table.clone()), ty.span()),
+            None => {
+                errors.spanned(ty, "a pipeline returns `Result<Frame<OutputTable>>`");
+                (None, ty.span())
+            }
+        },
+        ReturnType::Default => {
+            errors.spanned(
+                &sig.ident,
+                "a pipeline returns `Result<Frame<OutputTable>>`; add the return type",
+            );
+            (None, sig.ident.span())
+        }
+    };
+
+    let own_name = sig.ident.to_string();
+    let mut seen: Vec<String> = Vec::new();
+    for dep in &args.depends_on {
+        let text = dep.to_token_stream().to_string();
+        let last = dep.segments.last().map(|s| s.ident.to_string());
+        if last.as_deref() == Some(own_name.as_str()) && dep.segments.len() == 1 {
+            errors.spanned(dep, "a pipeline cannot depend on itself");
+        } else if seen.contains(&text) {
+            errors.spanned(dep, format!("`{text}` is listed twice in `depends_on`"));
+        }
+        seen.push(text);
+    }
+
+    let retries = args
+        .retries
+        .as_ref()
+        .and_then(|lit| match lit.base10_parse::<u32>() {
+            Ok(n) if n <= 100 => Some(n),
+            _ => {
+                errors.spanned(
+                    lit,
+                    "`retries` is a number of extra attempts, from 0 to 100",
+                );
+                None
+            }
+        });
+    let timeout_ms = args
+        .timeout
+        .as_ref()
+        .and_then(|lit| match parse_duration_ms(&lit.value()) {
+            Some(ms) if ms > 0 => Some(ms),
+            _ => {
+                errors.spanned(
+                    lit,
+                    "`timeout` is a duration such as \"90s\", \"5m\", \"1h30m\" or \"500ms\"",
+                );
+                None
+            }
+        });
+    let tags = args
+        .tags
+        .iter()
+        .map(|t| checked_tag(t, &mut errors))
+        .collect();
+
+    errors.finish()?;
+    let output = output.ok_or_else(|| syn::Error::new(output_span, "missing output"))?;
+    Ok(PipelineModel {
+        doc: doc_comment(&item.attrs),
+        item,
+        deps: args.depends_on,
+        params,
+        output,
+        output_span,
+        retries,
+        timeout_ms,
+        tags,
+    })
+}
+
+fn checked_tag(tag: &LitStr, errors: &mut Errors) -> String {
+    let value = tag.value();
+    let ok = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if !ok {
+        errors.spanned(tag, "a tag uses lowercase letters, digits, `_` and `-`");
+    }
+    value
+}
+
+/// `"1h30m"`, `"90s"`, `"500ms"` → milliseconds.
+pub(crate) fn parse_duration_ms(text: &str) -> Option<u64> {
+    let mut total: u64 = 0;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let number: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let factor = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total = total.checked_add(number.checked_mul(factor)?)?;
+    }
+    Some(total)
+}
+
+/// `Frame<T>` (or another wrapper named in `names`) → `T`.
+pub(crate) fn frame_like<'a>(ty: &'a Type, names: &[&str]) -> Option<&'a Type> {
+    let Type::Path(path) = ty else { return None };
+    let segment = path.path.segments.last()?;
+    if !names.iter().any(|n| segment.ident == n) {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &segment.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        GenericArgument::Type(inner) => Some(inner),
+        _ => None,
+    }
+}
+
+/// Finds the `T` of `Frame<T>` anywhere in `Result<Frame<T>>`.
+pub(crate) fn find_frame(ty: &Type) -> Option<&Type> {
+    if let Some(table) = frame_like(ty, &["Frame"]) {
+        return Some(table);
+    }
+    let Type::Path(path) = ty else { return None };
+    let PathArguments::AngleBracketed(args) = &path.path.segments.last()?.arguments else {
+        return None;
+    };
+    args.args.iter().find_map(|arg| match arg {
+        GenericArgument::Type(inner) => find_frame(inner),
+        _ => None,
+    })
+}

@@ -1,0 +1,278 @@
+//! `TableModel` → tokens: the `Table` impl, typed column handles, the `<Name>Select` projection and
+//! the dead code that makes rustc check `references` types.
+
+use std::collections::HashSet;
+
+use proc_macro2::{Ident, TokenStream, TokenTree};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use super::validate::{Column, Evolution, Mode, TableModel, option_inner};
+
+pub(crate) fn codegen(model: &TableModel) -> TokenStream {
+    let table_impl = table_impl(model);
+    let handles = column_handles(model);
+    let select = select_struct(model);
+    let reference_checks = reference_checks(model);
+    quote! {
+        #table_impl
+        #handles
+        #select
+        #reference_checks
+    }
+}
+
+fn table_impl(model: &TableModel) -> TokenStream {
+    let ident = &model.ident;
+    let schema = &model.schema;
+    let name = &model.name;
+    let doc = &model.doc;
+    let rust_type = ident.to_string();
+    let columns = model.columns.iter().map(column_def);
+    let scd2_columns = (model.mode == Mode::Scd2).then(|| {
+        quote! {
+            ::lakehouse_runtime::__private::ColumnDef::system(
+                "valid_from",
+                ::lakehouse_runtime::__private::LogicalType::Timestamp,
+                false,
+                "When this version of the row became current (the run's `run_at`).",
+            ),
+            ::lakehouse_runtime::__private::ColumnDef::system(
+                "valid_to",
+                ::lakehouse_runtime::__private::LogicalType::Timestamp,
+                true,
+                "When this version stopped being current; NULL while it is current.",
+            ),
+            ::lakehouse_runtime::__private::ColumnDef::system(
+                "is_current",
+                ::lakehouse_runtime::__private::LogicalType::Boolean,
+                false,
+                "True for the current version of the row.",
+            ),
+        }
+    });
+    let mode = match model.mode {
+        Mode::Append => quote!(Append),
+        Mode::Overwrite => quote!(Overwrite),
+        Mode::Merge => quote!(Merge),
+        Mode::Scd2 => quote!(Scd2),
+    };
+    let evolution = match model.evolution {
+        Evolution::Merge => quote!(Merge),
+        Evolution::Overwrite => quote!(Overwrite),
+        Evolution::Keep => quote!(Keep),
+    };
+    let key = &model.key;
+    let partition_by = &model.partition_by;
+    let z_order = &model.z_order;
+    let change_columns = match &model.change_columns {
+        Some(list) => quote!(::core::option::Option::Some(&[#(#list),*])),
+        None => quote!(::core::option::Option::None),
+    };
+    let target_file_size = match model.target_file_size {
+        Some(size) => quote!(::core::option::Option::Some(#size)),
+        None => quote!(::core::option::Option::None),
+    };
+    let checks = model.checks.iter().map(|(name, expr)| {
+        quote!(::lakehouse_runtime::__private::CheckConstraint { name: #name, expr: #expr })
+    });
+    let properties = model.properties.iter().map(|(k, v)| quote!((#k, #v)));
+    quote! {
+        impl ::lakehouse_runtime::__private::Table for #ident {
+            const DEF: &'static ::lakehouse_runtime::__private::TableDef =
+                &::lakehouse_runtime::__private::TableDef {
+                    schema: #schema,
+                    name: #name,
+                    rust_type: #rust_type,
+                    description: #doc,
+                    columns: &[#(#columns,)* #scd2_columns],
+                    key: &[#(#key),*],
+                    partition_by: &[#(#partition_by),*],
+                    mode: ::lakehouse_runtime::__private::WriteMode::#mode,
+                    change_columns: #change_columns,
+                    evolution: ::lakehouse_runtime::__private::SchemaEvolution::#evolution,
+                    z_order: &[#(#z_order),*],
+                    target_file_size: #target_file_size,
+                    checks: &[#(#checks),*],
+                    properties: &[#(#properties),*],
+                };
+        }
+    }
+}
+
+fn column_def(column: &Column) -> TokenStream {
+    let name = &column.name;
+    let ty = &column.ty;
+    let doc = &column.doc;
+    let references = match &column.references {
+        Some((table, target)) => {
+            let target = target.to_string();
+            quote! {
+                ::core::option::Option::Some(::lakehouse_runtime::__private::ColumnRef {
+                    schema: <#table as ::lakehouse_runtime::__private::Table>::DEF.schema,
+                    table: <#table as ::lakehouse_runtime::__private::Table>::DEF.name,
+                    column: #target,
+                })
+            }
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    // Spanned on the field type: an unsupported type is reported there (E0277).
+    let logical =
+        quote_spanned!(ty.span()=> <#ty as ::lakehouse_runtime::__private::ColumnType>::LOGICAL);
+    let nullable =
+        quote_spanned!(ty.span()=> <#ty as ::lakehouse_runtime::__private::ColumnType>::NULLABLE);
+    quote! {
+        ::lakehouse_runtime::__private::ColumnDef {
+            name: #name,
+            data_type: #logical,
+            nullable: #nullable,
+            description: #doc,
+            role: ::lakehouse_runtime::__private::ColumnRole::Data,
+            references: #references,
+        }
+    }
+}
+
+fn column_handles(model: &TableModel) -> TokenStream {
+    let ident = &model.ident;
+    let vis = &model.vis;
+    let handles = model.columns.iter().map(|c| {
+        let field = &c.ident;
+        let name = &c.name;
+        let ty = &c.ty;
+        let doc = if c.doc.is_empty() {
+            format!("Column `{name}`.")
+        } else {
+            c.doc.clone()
+        };
+        quote! {
+            #[doc = #doc]
+            #vis const #field: ::lakehouse_runtime::__private::Col<#ident, #ty> =
+                ::lakehouse_runtime::__private::Col::new(#name);
+        }
+    });
+    let scd2 = (model.mode == Mode::Scd2).then(|| {
+        quote! {
+            /// When this version of the row became current.
+            #vis const valid_from: ::lakehouse_runtime::__private::Col<#ident, ::lakehouse_runtime::__private::Timestamp> =
+                ::lakehouse_runtime::__private::Col::new("valid_from");
+            /// When this version stopped being current; NULL while it is current.
+            #vis const valid_to: ::lakehouse_runtime::__private::Col<#ident, ::core::option::Option<::lakehouse_runtime::__private::Timestamp>> =
+                ::lakehouse_runtime::__private::Col::new("valid_to");
+            /// True for the current version of the row.
+            #vis const is_current: ::lakehouse_runtime::__private::Col<#ident, bool> =
+                ::lakehouse_runtime::__private::Col::new("is_current");
+        }
+    });
+    quote! {
+        #[allow(non_upper_case_globals)]
+        impl #ident {
+            #(#handles)*
+            #scd2
+        }
+    }
+}
+
+/// `<Name>Select<a, b>`: one generic field per data column. `SelectFor<Name>` is implemented only
+/// when each field's expression has the column's type, so a wrong type is an error on that field,
+/// a missing column is E0063 and an unknown one E0560.
+fn select_struct(model: &TableModel) -> TokenStream {
+    let ident = &model.ident;
+    let vis = &model.vis;
+    let select = format_ident!("{}Select", ident);
+    let doc = format!(
+        "The output projection of [`{ident}`]: one field per column, each an expression of that \
+         column's type. Pass it to `Frame::select_into`."
+    );
+    let taken: HashSet<String> = model
+        .columns
+        .iter()
+        .flat_map(|c| idents_in(c.ty.to_token_stream()))
+        .collect();
+    let params: Vec<Ident> = model
+        .columns
+        .iter()
+        .map(|c| {
+            let mut param = c.name.clone();
+            while taken.contains(&param) {
+                param.push('_');
+            }
+            Ident::new(&param, c.ident.span())
+        })
+        .collect();
+    let fields = model.columns.iter().zip(&params).map(|(c, p)| {
+        let field = &c.ident;
+        let field_doc = format!("Expression for column `{}`.", c.name);
+        quote!(#[doc = #field_doc] pub #field: #p)
+    });
+    let bounds = model.columns.iter().zip(&params).map(|(c, p)| {
+        let ty = &c.ty;
+        quote!(#p: ::lakehouse_runtime::__private::IntoColumn<#ty>)
+    });
+    let conversions = model.columns.iter().map(|c| {
+        let field = &c.ident;
+        let ty = &c.ty;
+        let name = &c.name;
+        quote! {
+            <_ as ::lakehouse_runtime::__private::IntoColumn<#ty>>::into_column(self.#field, #name)
+        }
+    });
+    quote! {
+        #[doc = #doc]
+        #[allow(non_camel_case_types)]
+        #vis struct #select<#(#params),*> {
+            #(#fields,)*
+        }
+
+        #[allow(non_camel_case_types)]
+        impl<#(#bounds),*> ::lakehouse_runtime::__private::SelectFor<#ident> for #select<#(#params),*> {
+            fn into_columns(self) -> ::std::vec::Vec<::lakehouse_runtime::__private::SelectedColumn> {
+                ::std::vec![#(#conversions),*]
+            }
+        }
+    }
+}
+
+/// Dead code that only type-checks: a `references` target must exist (E0599) and hold the same
+/// value type as the referencing column, NULL-ability aside (E0308).
+fn reference_checks(model: &TableModel) -> TokenStream {
+    let checks: Vec<TokenStream> = model
+        .columns
+        .iter()
+        .filter_map(|c| {
+            let (table, target) = c.references.as_ref()?;
+            let value = option_inner(&c.ty).unwrap_or(&c.ty);
+            let span = table
+                .span()
+                .join(target.span())
+                .unwrap_or_else(|| target.span());
+            Some(quote_spanned! {span=>
+                let _: ::lakehouse_runtime::__private::Col<#table, #value> =
+                    ::lakehouse_runtime::__private::non_null(#table::#target);
+            })
+        })
+        .collect();
+    if checks.is_empty() {
+        return TokenStream::new();
+    }
+    quote! {
+        const _: () = {
+            #[allow(dead_code, clippy::all)]
+            fn references_have_matching_types() {
+                #(#checks)*
+            }
+        };
+    }
+}
+
+fn idents_in(tokens: TokenStream) -> Vec<String> {
+    tokens
+        .into_iter()
+        .flat_map(|tt| match tt {
+            TokenTree::Ident(i) => vec![i.to_string()],
+            TokenTree::Group(g) => idents_in(g.stream()),
+            _ => Vec::new(),
+        })
+        .collect()
+}

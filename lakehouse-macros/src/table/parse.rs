@@ -1,0 +1,195 @@
+//! Tokens → `TableInput`: the struct and its `#[table(..)]` / `#[column(..)]` attributes, as
+//! written. Only syntax is checked here; meaning is checked in `validate`.
+
+use syn::spanned::Spanned;
+use syn::{Data, DeriveInput, Fields, Generics, Ident, LitInt, LitStr, Path, Type, Visibility};
+
+use crate::attr::{doc_comment, parenthesized_idents, string_value};
+use crate::errors::Errors;
+
+/// The struct as the user wrote it.
+pub(crate) struct TableInput {
+    pub ident: Ident,
+    pub vis: Visibility,
+    pub generics: Generics,
+    pub doc: String,
+    pub attrs: TableAttrs,
+    pub fields: Vec<FieldInput>,
+}
+
+/// A `key = value` or `key(..)` entry, with the span of its key for errors.
+pub(crate) struct Keyed<T> {
+    pub key: Ident,
+    pub value: T,
+}
+
+/// The contents of `#[table(..)]`.
+#[derive(Default)]
+pub(crate) struct TableAttrs {
+    pub schema: Option<Keyed<LitStr>>,
+    pub name: Option<Keyed<LitStr>>,
+    pub key: Option<Keyed<Vec<Ident>>>,
+    pub partition_by: Option<Keyed<Vec<Ident>>>,
+    pub mode: Option<Keyed<Ident>>,
+    pub change_columns: Option<Keyed<Vec<Ident>>>,
+    pub evolution: Option<Keyed<Ident>>,
+    pub z_order: Option<Keyed<Vec<Ident>>>,
+    pub target_file_size: Option<Keyed<LitInt>>,
+    pub checks: Vec<Keyed<(LitStr, LitStr)>>,
+    pub properties: Vec<Keyed<(LitStr, LitStr)>>,
+}
+
+/// One named field.
+pub(crate) struct FieldInput {
+    pub ident: Ident,
+    pub ty: Type,
+    pub doc: String,
+    pub references: Option<Path>,
+}
+
+const TABLE_KEYS: &str = "`schema`, `name`, `key(..)`, `partition_by(..)`, `mode`, \
+    `change_columns(..)`, `evolution`, `z_order(..)`, `target_file_size`, `check(..)`, `property(..)`";
+
+pub(crate) fn parse(input: DeriveInput) -> syn::Result<TableInput> {
+    let mut errors = Errors::default();
+    let attrs = parse_table_attrs(&input, &mut errors);
+    let fields = match &input.data {
+        Data::Struct(data) => match &data.fields {
+            Fields::Named(named) => named
+                .named
+                .iter()
+                .map(|f| parse_field(f, &mut errors))
+                .collect(),
+            other => {
+                errors.spanned(other, "a table needs named fields, one per column");
+                Vec::new()
+            }
+        },
+        Data::Enum(e) => {
+            errors.push(syn::Error::new(
+                e.enum_token.span,
+                "`#[derive(Table)]` only supports structs",
+            ));
+            Vec::new()
+        }
+        Data::Union(u) => {
+            errors.push(syn::Error::new(
+                u.union_token.span,
+                "`#[derive(Table)]` only supports structs",
+            ));
+            Vec::new()
+        }
+    };
+    errors.finish()?;
+    Ok(TableInput {
+        doc: doc_comment(&input.attrs),
+        ident: input.ident,
+        vis: input.vis,
+        generics: input.generics,
+        attrs,
+        fields,
+    })
+}
+
+fn parse_table_attrs(input: &DeriveInput, errors: &mut Errors) -> TableAttrs {
+    let mut out = TableAttrs::default();
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("table")) {
+        let result = attr.parse_nested_meta(|meta| {
+            let Some(key) = meta.path.get_ident().cloned() else {
+                return Err(meta.error(format!(
+                    "unknown `table` attribute; expected one of {TABLE_KEYS}"
+                )));
+            };
+            macro_rules! once {
+                ($slot:expr, $value:expr) => {{
+                    if $slot.is_some() {
+                        return Err(meta.error(format!("`{key}` is given twice")));
+                    }
+                    let value = $value;
+                    $slot = Some(Keyed { key, value });
+                }};
+            }
+            match key.to_string().as_str() {
+                "schema" => once!(out.schema, string_value(&meta)?),
+                "name" => once!(out.name, string_value(&meta)?),
+                "key" => once!(out.key, parenthesized_idents(meta.input)?),
+                "partition_by" => once!(out.partition_by, parenthesized_idents(meta.input)?),
+                "mode" => once!(out.mode, meta.value()?.parse::<Ident>()?),
+                "change_columns" => once!(out.change_columns, parenthesized_idents(meta.input)?),
+                "evolution" => once!(out.evolution, meta.value()?.parse::<Ident>()?),
+                "z_order" => once!(out.z_order, parenthesized_idents(meta.input)?),
+                "target_file_size" => once!(out.target_file_size, meta.value()?.parse::<LitInt>()?),
+                "check" => {
+                    let pair = name_value_pair(&meta, "name", "expr")?;
+                    out.checks.push(Keyed { key, value: pair });
+                }
+                "property" => {
+                    let pair = name_value_pair(&meta, "key", "value")?;
+                    out.properties.push(Keyed { key, value: pair });
+                }
+                _ => {
+                    return Err(meta.error(format!(
+                        "unknown `table` attribute `{key}`; expected one of {TABLE_KEYS}"
+                    )));
+                }
+            }
+            Ok(())
+        });
+        errors.ok(result);
+    }
+    out
+}
+
+/// Parses `(first = "..", second = "..")`, both required.
+fn name_value_pair(
+    meta: &syn::meta::ParseNestedMeta,
+    first: &str,
+    second: &str,
+) -> syn::Result<(LitStr, LitStr)> {
+    let mut a = None;
+    let mut b = None;
+    meta.parse_nested_meta(|inner| {
+        if inner.path.is_ident(first) {
+            a = Some(string_value(&inner)?);
+        } else if inner.path.is_ident(second) {
+            b = Some(string_value(&inner)?);
+        } else {
+            return Err(inner.error(format!(
+                "expected `{first} = \"..\"` or `{second} = \"..\"`"
+            )));
+        }
+        Ok(())
+    })?;
+    match (a, b) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => Err(meta.error(format!("expected `({first} = \"..\", {second} = \"..\")`"))),
+    }
+}
+
+fn parse_field(field: &syn::Field, errors: &mut Errors) -> FieldInput {
+    let mut references = None;
+    for attr in field.attrs.iter().filter(|a| a.path().is_ident("column")) {
+        let result = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("references") {
+                if references.is_some() {
+                    return Err(meta.error("`references` is given twice"));
+                }
+                references = Some(meta.value()?.parse::<Path>()?);
+                Ok(())
+            } else {
+                Err(meta.error("unknown `column` attribute; expected `references = Table::column`"))
+            }
+        });
+        errors.ok(result);
+    }
+    FieldInput {
+        // Named fields always have an ident; a tuple struct is rejected before this is used.
+        ident: field
+            .ident
+            .clone()
+            .unwrap_or_else(|| Ident::new("_", field.span())),
+        ty: field.ty.clone(),
+        doc: doc_comment(&field.attrs),
+        references,
+    }
+}

@@ -1,0 +1,204 @@
+//! Unit tests of `#[derive(Table)]` on token streams: parsing, validation and the generated items.
+
+use quote::quote;
+
+use super::validate::{Evolution, Mode, TableModel, snake_case};
+use super::{expand, parse, validate};
+
+fn model(input: proc_macro2::TokenStream) -> syn::Result<TableModel> {
+    validate::validate(parse::parse(syn::parse2(input)?)?)
+}
+
+fn error_text(input: proc_macro2::TokenStream) -> String {
+    match model(input) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
+#[test]
+fn parses_a_complete_table() {
+    let m = model(quote! {
+        /// Sales.
+        #[table(schema = "silver", name = "sales", key(order_id, line), partition_by(day),
+                mode = merge, evolution = keep, z_order(customer), target_file_size = 1048576,
+                check(name = "positive", expr = "qty > 0"),
+                property(key = "delta.appendOnly", value = "false"))]
+        pub struct Sales {
+            /// The order.
+            pub order_id: i64,
+            pub line: i32,
+            pub day: Date,
+            pub customer: Option<String>,
+            pub qty: i32,
+        }
+    })
+    .unwrap();
+    assert_eq!(
+        (m.schema.as_str(), m.name.as_str(), m.doc.as_str()),
+        ("silver", "sales", "Sales.")
+    );
+    assert_eq!(m.mode, Mode::Merge);
+    assert_eq!(m.evolution, Evolution::Keep);
+    assert_eq!(m.key, ["order_id", "line"]);
+    assert_eq!(m.partition_by, ["day"]);
+    assert_eq!(m.z_order, ["customer"]);
+    assert_eq!(m.target_file_size, Some(1_048_576));
+    assert_eq!(m.checks, [("positive".to_owned(), "qty > 0".to_owned())]);
+    assert_eq!(
+        m.properties,
+        [("delta.appendOnly".to_owned(), "false".to_owned())]
+    );
+    assert_eq!(m.columns[0].doc, "The order.");
+}
+
+#[test]
+fn defaults() {
+    let m = model(quote! {
+        #[table(schema = "bronze")]
+        struct RawCrmContacts { id: i64 }
+    })
+    .unwrap();
+    assert_eq!(m.name, "raw_crm_contacts");
+    assert_eq!(m.mode, Mode::Append);
+    assert_eq!(m.evolution, Evolution::Merge);
+}
+
+#[test]
+fn reports_every_attribute_error_at_once() {
+    let text = error_text(quote! {
+        #[table(schema = "Silver/..", key(ordr_id, order_id, order_id), partition_by(nope),
+                mode = upsert, change_columns(order_id))]
+        struct S { order_id: i64, amount: f64 }
+    });
+    for expected in [
+        "invalid schema \"Silver/..\"",
+        "`key` names no field of this struct; did you mean `order_id`?",
+        "`order_id` is listed twice",
+        "`partition_by` names no field",
+        "unknown mode `upsert`",
+        "`change_columns(..)` only applies to `mode = scd2`",
+        "a key column cannot be a change column",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn merge_and_scd2_need_a_non_null_key() {
+    let text = error_text(quote! {
+        #[table(schema = "gold", mode = scd2)]
+        struct D { id: i64, is_current: bool }
+    });
+    assert!(text.contains("need `key(..)`"), "{text}");
+    assert!(
+        text.contains("`is_current` is added by `mode = scd2`"),
+        "{text}"
+    );
+    let text = error_text(quote! {
+        #[table(schema = "gold", mode = merge, key(id))]
+        struct D { id: Option<i64> }
+    });
+    assert!(
+        text.contains("key column `id` cannot be `Option<_>`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn rejects_non_structs_generics_and_missing_schema() {
+    assert!(
+        error_text(quote!(
+            #[table(schema = "a")]
+            enum E {
+                A,
+            }
+        ))
+        .contains("only supports structs")
+    );
+    assert!(
+        error_text(quote!(
+            #[table(schema = "a")]
+            struct T(i64);
+        ))
+        .contains("named fields")
+    );
+    assert!(
+        error_text(quote!(
+            #[table(schema = "a")]
+            struct T<X> {
+                x: X,
+            }
+        ))
+        .contains("cannot be generic")
+    );
+    assert!(
+        error_text(quote!(
+            struct T {
+                x: i64,
+            }
+        ))
+        .contains("missing `#[table(schema")
+    );
+    assert!(
+        error_text(quote!(
+            #[table(schema = "a", colour = "red")]
+            struct T {
+                x: i64,
+            }
+        ))
+        .contains("unknown `table` attribute `colour`")
+    );
+}
+
+#[test]
+fn generates_handles_select_struct_and_scd2_columns() {
+    let out = expand(quote! {
+        #[table(schema = "gold", key(id), mode = scd2)]
+        pub struct Dim { pub id: String, pub name: Option<String> }
+    })
+    .to_string();
+    for expected in [
+        "impl :: lakehouse_runtime :: __private :: Table for Dim",
+        "pub const id : :: lakehouse_runtime :: __private :: Col < Dim , String >",
+        "pub const valid_from",
+        "pub const is_current",
+        "pub struct DimSelect < id , name >",
+        "id : :: lakehouse_runtime :: __private :: IntoColumn < String >",
+        "SelectFor < Dim > for DimSelect < id , name >",
+        "ColumnDef :: system (\"valid_to\"",
+        "WriteMode :: Scd2",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn select_type_parameters_avoid_type_names() {
+    let out = expand(quote! {
+        #[table(schema = "a")]
+        pub struct T { pub bool: bool, pub x: Option<bool> }
+    })
+    .to_string();
+    assert!(out.contains("pub struct TSelect < bool_ , x >"), "{out}");
+}
+
+#[test]
+fn references_are_type_checked_in_dead_code() {
+    let out = expand(quote! {
+        #[table(schema = "gold")]
+        pub struct Fact { #[column(references = DimCustomer::customer_key)] pub customer_key: Option<String> }
+    })
+    .to_string();
+    assert!(out.contains("let _ : :: lakehouse_runtime :: __private :: Col < DimCustomer , String > = :: lakehouse_runtime :: __private :: non_null (DimCustomer :: customer_key)"), "{out}");
+}
+
+#[test]
+fn snake_case_names() {
+    assert_eq!(snake_case("DimCustomer"), "dim_customer");
+    assert_eq!(snake_case("Sales"), "sales");
+}

@@ -1,0 +1,377 @@
+//! `TableInput` → `TableModel`: every rule a table must follow, all errors reported at once on
+//! the token that breaks the rule.
+
+use syn::{Ident, LitStr, Path, Type, Visibility};
+
+use super::parse::{FieldInput, Keyed, TableInput};
+use crate::attr::is_safe_identifier;
+use crate::errors::Errors;
+
+/// How writes are applied to the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Append,
+    Overwrite,
+    Merge,
+    Scd2,
+}
+
+/// What happens when the declared schema and the Delta table's schema differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Evolution {
+    Merge,
+    Overwrite,
+    Keep,
+}
+
+/// A validated column.
+pub(crate) struct Column {
+    pub ident: Ident,
+    /// The column name: the field name without a raw-identifier `r#` prefix.
+    pub name: String,
+    pub ty: Type,
+    pub doc: String,
+    /// `Table::column` of a `#[column(references = ..)]`, split in two.
+    pub references: Option<(Path, Ident)>,
+}
+
+/// A validated table, ready for code generation.
+pub(crate) struct TableModel {
+    pub ident: Ident,
+    pub vis: Visibility,
+    pub doc: String,
+    pub schema: String,
+    pub name: String,
+    pub mode: Mode,
+    pub evolution: Evolution,
+    pub columns: Vec<Column>,
+    pub key: Vec<String>,
+    pub partition_by: Vec<String>,
+    pub change_columns: Option<Vec<String>>,
+    pub z_order: Vec<String>,
+    pub target_file_size: Option<u64>,
+    pub checks: Vec<(String, String)>,
+    pub properties: Vec<(String, String)>,
+}
+
+/// The columns every SCD2 table gets, in this order.
+pub(crate) const SCD2_COLUMNS: [&str; 3] = ["valid_from", "valid_to", "is_current"];
+
+pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
+    let mut errors = Errors::default();
+    if !input.generics.params.is_empty() {
+        errors.spanned(&input.generics, "a table cannot be generic");
+    }
+    let attrs = input.attrs;
+
+    let schema = match &attrs.schema {
+        Some(s) => checked_identifier(&s.value, "schema", &mut errors),
+        None => {
+            errors.push(syn::Error::new(
+                input.ident.span(),
+                "missing `#[table(schema = \"..\")]`, e.g. `#[table(schema = \"silver\")]`",
+            ));
+            String::new()
+        }
+    };
+    let name = match &attrs.name {
+        Some(n) => checked_identifier(&n.value, "table name", &mut errors),
+        None => snake_case(&input.ident.to_string()),
+    };
+
+    let mode = match &attrs.mode {
+        None => Mode::Append,
+        Some(m) => {
+            match m.value.to_string().as_str() {
+                "append" => Mode::Append,
+                "overwrite" => Mode::Overwrite,
+                "merge" => Mode::Merge,
+                "scd2" => Mode::Scd2,
+                other => {
+                    errors.spanned(
+                    &m.value,
+                    format!("unknown mode `{other}`; expected `append`, `overwrite`, `merge` or `scd2`"),
+                );
+                    Mode::Append
+                }
+            }
+        }
+    };
+    let evolution = match &attrs.evolution {
+        None => Evolution::Merge,
+        Some(e) => match e.value.to_string().as_str() {
+            "merge" => Evolution::Merge,
+            "overwrite" => Evolution::Overwrite,
+            "keep" => Evolution::Keep,
+            other => {
+                errors.spanned(
+                    &e.value,
+                    format!("unknown evolution `{other}`; expected `merge`, `overwrite` or `keep`"),
+                );
+                Evolution::Merge
+            }
+        },
+    };
+
+    let field_names: Vec<String> = input.fields.iter().map(|f| column_name(&f.ident)).collect();
+    for (field, name) in input.fields.iter().zip(&field_names) {
+        if !is_safe_identifier(name) {
+            errors.spanned(
+                &field.ident,
+                format!("column `{name}` must be lowercase snake_case (`[a-z_][a-z0-9_]*`)"),
+            );
+        }
+        if mode == Mode::Scd2 && SCD2_COLUMNS.contains(&name.as_str()) {
+            errors.spanned(
+                &field.ident,
+                format!("`{name}` is added by `mode = scd2`; remove this field"),
+            );
+        }
+    }
+
+    let key = column_list(&attrs.key, &field_names, &mut errors);
+    match (&attrs.key, mode) {
+        (None, Mode::Merge | Mode::Scd2) => {
+            let span = attrs
+                .mode
+                .as_ref()
+                .map_or(input.ident.span(), |m| m.value.span());
+            errors.push(syn::Error::new(
+                span,
+                "`merge` and `scd2` tables need `key(..)`: the columns that identify a row",
+            ));
+        }
+        (Some(k), _) if k.value.is_empty() => errors.spanned(&k.key, "`key(..)` names no column"),
+        _ => {}
+    }
+    for (field, name) in input.fields.iter().zip(&field_names) {
+        if key.contains(name) && option_inner(&field.ty).is_some() {
+            errors.spanned(
+                &field.ty,
+                format!("key column `{name}` cannot be `Option<_>`: a key is never NULL"),
+            );
+        }
+    }
+
+    let partition_by = column_list(&attrs.partition_by, &field_names, &mut errors);
+    let change_columns = attrs.change_columns.as_ref().map(|list| {
+        if mode != Mode::Scd2 {
+            errors.spanned(
+                &list.key,
+                "`change_columns(..)` only applies to `mode = scd2`",
+            );
+        }
+        for ident in &list.value {
+            if key.contains(&column_name(ident)) {
+                errors.spanned(ident, "a key column cannot be a change column");
+            }
+        }
+        column_list(&attrs.change_columns, &field_names, &mut errors)
+    });
+    let z_order = column_list(&attrs.z_order, &field_names, &mut errors);
+    if let Some(z) = &attrs.z_order {
+        for ident in &z.value {
+            if partition_by.contains(&column_name(ident)) {
+                errors.spanned(ident, "a partition column cannot be a Z-order column");
+            }
+        }
+    }
+    let target_file_size =
+        attrs
+            .target_file_size
+            .as_ref()
+            .and_then(|t| match t.value.base10_parse::<u64>() {
+                Ok(0) | Err(_) => {
+                    errors.spanned(&t.value, "`target_file_size` is a positive number of bytes");
+                    None
+                }
+                Ok(size) => Some(size),
+            });
+
+    let checks = attrs
+        .checks
+        .iter()
+        .map(|c| {
+            let (name, expr) = &c.value;
+            let checked = checked_identifier(name, "check name", &mut errors);
+            if expr.value().trim().is_empty() {
+                errors.spanned(expr, "a check needs a SQL expression");
+            }
+            (checked, expr.value())
+        })
+        .collect();
+    let properties = attrs
+        .properties
+        .iter()
+        .map(|p| {
+            let (key, value) = &p.value;
+            if key.value().trim().is_empty() {
+                errors.spanned(key, "a table property needs a key");
+            }
+            (key.value(), value.value())
+        })
+        .collect();
+
+    let columns = input
+        .fields
+        .into_iter()
+        .zip(field_names)
+        .map(|(field, name)| column(field, name, &mut errors))
+        .collect();
+
+    errors.finish()?;
+    Ok(TableModel {
+        ident: input.ident,
+        vis: input.vis,
+        doc: input.doc,
+        schema,
+        name,
+        mode,
+        evolution,
+        columns,
+        key,
+        partition_by,
+        change_columns,
+        z_order,
+        target_file_size,
+        checks,
+        properties,
+    })
+}
+
+fn column(field: FieldInput, name: String, errors: &mut Errors) -> Column {
+    let references = field
+        .references
+        .and_then(|path| split_column_path(&path, errors));
+    Column {
+        ident: field.ident,
+        name,
+        ty: field.ty,
+        doc: field.doc,
+        references,
+    }
+}
+
+/// `DimCustomer::customer_key` → (`DimCustomer`, `customer_key`).
+fn split_column_path(path: &Path, errors: &mut Errors) -> Option<(Path, Ident)> {
+    if path.segments.len() < 2 {
+        errors.spanned(
+            path,
+            "expected `Table::column`, e.g. `DimCustomer::customer_key`",
+        );
+        return None;
+    }
+    let mut table = path.clone();
+    let column = table.segments.pop()?.into_value().ident;
+    // `pop` leaves the trailing `::`; rebuild the punctuation.
+    table.segments = table.segments.into_iter().collect();
+    Some((table, column))
+}
+
+/// Resolves a `key(..)`-style list against the struct's fields; an unknown name is an error on
+/// that name, a repeated one too.
+fn column_list(
+    list: &Option<Keyed<Vec<Ident>>>,
+    fields: &[String],
+    errors: &mut Errors,
+) -> Vec<String> {
+    let Some(list) = list else { return Vec::new() };
+    let mut out: Vec<String> = Vec::new();
+    for ident in &list.value {
+        let name = column_name(ident);
+        if !fields.contains(&name) {
+            let hint = closest(&name, fields)
+                .map(|c| format!("; did you mean `{c}`?"))
+                .unwrap_or_default();
+            errors.spanned(
+                ident,
+                format!("`{}` names no field of this struct{hint}", list.key),
+            );
+            continue;
+        }
+        if out.contains(&name) {
+            errors.spanned(ident, format!("`{name}` is listed twice"));
+            continue;
+        }
+        out.push(name);
+    }
+    out
+}
+
+fn checked_identifier(lit: &LitStr, what: &str, errors: &mut Errors) -> String {
+    let value = lit.value();
+    if !is_safe_identifier(&value) {
+        errors.spanned(
+            lit,
+            format!("invalid {what} {value:?}: use lowercase letters, digits and `_`, starting with a letter or `_`"),
+        );
+    }
+    value
+}
+
+/// The column name of a field: its identifier without `r#`.
+pub(crate) fn column_name(ident: &Ident) -> String {
+    let s = ident.to_string();
+    s.strip_prefix("r#").map(str::to_owned).unwrap_or(s)
+}
+
+/// `SilverErpSales` → `silver_erp_sales`.
+pub(crate) fn snake_case(ident: &str) -> String {
+    let mut out = String::new();
+    for (i, ch) in ident.chars().enumerate() {
+        if ch.is_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.extend(ch.to_lowercase());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// `Option<T>` → `T`.
+pub(crate) fn option_inner(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ty else { return None };
+    let segment = path.path.segments.last()?;
+    if segment.ident != "Option" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &segment.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        syn::GenericArgument::Type(inner) => Some(inner),
+        _ => None,
+    }
+}
+
+/// The most similar candidate within a small edit distance, for "did you mean" hints.
+pub(crate) fn closest<'a>(name: &str, candidates: &'a [String]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.as_str())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let current = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                previous
+            } else {
+                1 + previous.min(row[j]).min(current)
+            };
+            previous = current;
+        }
+    }
+    row[b.len()]
+}

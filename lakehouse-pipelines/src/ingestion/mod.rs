@@ -1,0 +1,3 @@
+//! Sources → bronze → silver.
+
+pub mod erp;

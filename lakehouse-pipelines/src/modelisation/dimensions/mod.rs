@@ -1,0 +1,3 @@
+//! Dimensions.
+
+pub mod dim_product;

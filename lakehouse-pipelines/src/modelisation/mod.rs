@@ -1,0 +1,3 @@
+//! The gold star schema.
+
+pub mod dimensions;

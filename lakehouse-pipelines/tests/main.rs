@@ -1,0 +1,3 @@
+//! Integration tests of the reference lakehouse (one test binary, modules by topic).
+
+mod graph;

@@ -1,0 +1,25 @@
+//! The executing backend of the typed API: expressions are DataFusion `Expr`s.
+
+use datafusion::common::{Column, TableReference};
+use datafusion::logical_expr::Expr;
+
+use crate::table::TableDef;
+
+/// A DataFusion expression.
+pub(crate) type RawExpr = Expr;
+
+/// The qualifier frames of `table` carry: `schema.table`, so equally named columns of two joined
+/// tables stay distinct.
+pub(crate) fn qualifier(table: &TableDef) -> TableReference {
+    TableReference::partial(table.schema, table.name)
+}
+
+/// Column `name` of `table`, qualified; `Column::new` keeps the name's case (unlike `col()`).
+pub(crate) fn column(table: &'static TableDef, name: &str) -> RawExpr {
+    Expr::Column(Column::new(Some(qualifier(table)), name))
+}
+
+/// `expr AS name`.
+pub(crate) fn alias(expr: RawExpr, name: &str) -> RawExpr {
+    expr.alias(name)
+}

@@ -1,0 +1,132 @@
+//! The whole-graph plan check: every pipeline's DataFusion plan is built against empty tables of
+//! its declared inputs and its output schema compared with its declared table. No data is read.
+//! This catches what types cannot: SQL text, computed expression types, nullability.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use datafusion::execution::context::SessionContext;
+
+use crate::ctx::{Ctx, RunInfo, Settings};
+use crate::error::{Error, Result};
+use crate::frame::{Inputs, conform};
+use crate::graph::{PipelineDescriptor, Registry};
+use crate::table::{ColumnDef, LogicalType, TableDef, Timestamp};
+
+/// A pipeline whose plan does not match its declaration.
+#[derive(Debug)]
+pub struct PlanFailure {
+    /// The pipeline.
+    pub pipeline: &'static str,
+    /// What is wrong.
+    pub error: Error,
+}
+
+/// Every failure of a plan check.
+#[derive(Debug)]
+pub struct PlanFailures(pub Vec<PlanFailure>);
+
+impl std::fmt::Display for PlanFailures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} pipeline plan(s) do not match their tables:",
+            self.0.len()
+        )?;
+        for failure in &self.0 {
+            writeln!(f, "- pipeline `{}`: {}", failure.pipeline, failure.error)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PlanFailures {}
+
+/// Builds every pipeline's plan on empty inputs and checks its output schema; all failures are
+/// returned together.
+pub async fn check_plans(registry: &Registry) -> Result<(), PlanFailures> {
+    let mut failures = Vec::new();
+    for pipeline in registry.pipelines() {
+        if let Err(error) = check_plan(pipeline).await {
+            failures.push(PlanFailure {
+                pipeline: pipeline.name,
+                error,
+            });
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(PlanFailures(failures))
+    }
+}
+
+/// Builds one pipeline's plan on empty inputs and checks its output schema.
+pub async fn check_plan(pipeline: &'static PipelineDescriptor) -> Result<()> {
+    let session = SessionContext::new();
+    let run = Arc::new(RunInfo {
+        run_id: "plan-check".to_owned(),
+        sequence: 0,
+        run_at: Timestamp(0),
+    });
+    let cx = Ctx::new(
+        pipeline.name,
+        run,
+        Arc::new(Settings::new()),
+        session.clone(),
+        true,
+    );
+    let mut frames = Vec::with_capacity(pipeline.inputs.len());
+    for input in pipeline.inputs {
+        let df = session.read_batch(RecordBatch::new_empty(input.table.arrow_schema()))?;
+        let columns: Vec<&ColumnDef> = input.table.columns.iter().collect();
+        let df = conform(df, input.table, &columns)?;
+        cx.register_input(input.table, df.clone())?;
+        frames.push(df);
+    }
+    let output = (pipeline.run)(&cx, Inputs::new(frames)).await?;
+    let plan = output.df.into_optimized_plan()?;
+    compare_schema(pipeline.output, plan.schema().as_arrow())
+}
+
+/// The plan's output must have the table's data columns, in order, with the declared types; a
+/// NOT NULL column must be non-nullable in the plan.
+fn compare_schema(table: &'static TableDef, schema: &arrow::datatypes::Schema) -> Result<()> {
+    let qualified = table.qualified_name();
+    let declared: Vec<&ColumnDef> = table.data_columns().collect();
+    let produced: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let names: Vec<&str> = declared.iter().map(|c| c.name).collect();
+    if produced != names {
+        return Err(Error::schema(
+            qualified,
+            format!(
+                "the plan produces columns [{}], the table declares [{}]",
+                produced.join(", "),
+                names.join(", ")
+            ),
+        ));
+    }
+    for (column, field) in declared.iter().zip(schema.fields()) {
+        if LogicalType::from_arrow(field.data_type()) != Some(column.data_type) {
+            return Err(Error::schema(
+                &qualified,
+                format!(
+                    "column `{}`: the plan produces {}, the table declares {}",
+                    column.name,
+                    field.data_type(),
+                    column.data_type
+                ),
+            ));
+        }
+        if field.is_nullable() && !column.nullable {
+            return Err(Error::schema(
+                &qualified,
+                format!(
+                    "column `{}` is NOT NULL but the plan may produce NULLs",
+                    column.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

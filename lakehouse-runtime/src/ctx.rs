@@ -1,0 +1,184 @@
+//! `Ctx`: what a pipeline may ask of the runtime — the run's identity and logical time, settings,
+//! and SQL over its declared inputs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::TableReference;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::context::SQLOptions;
+use datafusion::execution::context::SessionContext;
+
+use crate::error::{Error, Result};
+use crate::frame::{Frame, batches_from_rows};
+use crate::table::{Table, TableDef, Timestamp};
+
+/// Identity and logical time of one orchestrator run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunInfo {
+    /// Unique id of the run.
+    pub run_id: String,
+    /// Increasing number of the run in its warehouse; the Delta transaction version of its writes.
+    pub sequence: i64,
+    /// The run's logical timestamp: every row it writes is stamped with it, never with `now()`.
+    pub run_at: Timestamp,
+}
+
+/// Key/value settings for pipelines (`--set erp.rows=500`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    values: BTreeMap<String, String>,
+}
+
+impl Settings {
+    /// Empty settings.
+    pub fn new() -> Settings {
+        Settings::default()
+    }
+
+    /// Sets `key` to `value`.
+    pub fn set(&mut self, key: impl Into<String>, value: impl Into<String>) -> &mut Settings {
+        self.values.insert(key.into(), value.into());
+        self
+    }
+
+    /// The raw value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    /// The value of `key` parsed as `V`, or `default` when unset; an unparsable value is an error
+    /// naming the key.
+    pub fn parse_or<V: std::str::FromStr>(&self, key: &str, default: V) -> Result<V>
+    where
+        V::Err: std::fmt::Display,
+    {
+        match self.get(key) {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse()
+                .map_err(|e| Error::msg(format!("setting `{key}` = {raw:?} is invalid: {e}"))),
+        }
+    }
+
+    /// All settings, sorted by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// The context of one pipeline execution.
+#[derive(Clone)]
+pub struct Ctx {
+    pipeline: &'static str,
+    run: Arc<RunInfo>,
+    settings: Arc<Settings>,
+    session: SessionContext,
+    dry_run: bool,
+}
+
+impl Ctx {
+    /// A context for `pipeline` in `run`. `session` holds the pipeline's inputs (see
+    /// [`Ctx::register_input`]); `dry_run` is set while plans are checked on empty tables.
+    pub fn new(
+        pipeline: &'static str,
+        run: Arc<RunInfo>,
+        settings: Arc<Settings>,
+        session: SessionContext,
+        dry_run: bool,
+    ) -> Ctx {
+        Ctx {
+            pipeline,
+            run,
+            settings,
+            session,
+            dry_run,
+        }
+    }
+
+    /// The pipeline being run.
+    pub fn pipeline(&self) -> &'static str {
+        self.pipeline
+    }
+
+    /// The run's identity.
+    pub fn run(&self) -> &RunInfo {
+        &self.run
+    }
+
+    /// The run's logical timestamp.
+    pub fn run_at(&self) -> Timestamp {
+        self.run.run_at
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// True while the graph check builds plans on empty tables: sources should return an empty
+    /// frame instead of calling services.
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// The DataFusion session, with the pipeline's inputs registered as `schema.table`.
+    pub fn session(&self) -> &SessionContext {
+        &self.session
+    }
+
+    /// Registers an input so SQL can name it `schema.table`.
+    pub fn register_input(&self, table: &'static TableDef, df: DataFrame) -> Result<()> {
+        let catalog = self
+            .session
+            .catalog("datafusion")
+            .ok_or_else(|| Error::msg("the session has no default catalog"))?;
+        if catalog.schema(table.schema).is_none() {
+            catalog.register_schema(table.schema, Arc::new(MemorySchemaProvider::new()))?;
+        }
+        self.session.register_table(
+            TableReference::partial(table.schema, table.name),
+            df.into_view(),
+        )?;
+        Ok(())
+    }
+
+    /// Runs a read-only SQL query over the pipeline's inputs (named `schema.table`) and conforms
+    /// the result to table `T`. DDL, DML and `SET` are refused.
+    pub async fn sql<T: Table>(&self, query: &str) -> Result<Frame<T>> {
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let df = self
+            .session
+            .sql_with_options(query, options)
+            .await
+            .map_err(|e| Error::msg(format!("pipeline `{}`: SQL failed: {e}", self.pipeline)))?;
+        Frame::from_dataframe(df)
+    }
+
+    /// A frame of `T` from record batches (a source's fetched rows).
+    pub fn frame_from_batches<T: Table>(&self, batches: Vec<RecordBatch>) -> Result<Frame<T>> {
+        let schema = T::DEF.output_arrow_schema();
+        let df = if batches.is_empty() {
+            self.session.read_batch(RecordBatch::new_empty(schema))?
+        } else {
+            self.session.read_batches(batches)?
+        };
+        Frame::from_dataframe(df)
+    }
+
+    /// A frame of `T` from Rust rows: any `serde::Serialize` struct whose fields are `T`'s data
+    /// columns (often `T` itself with `#[derive(Serialize)]`).
+    pub fn frame_from_rows<T: Table, R: serde::Serialize>(&self, rows: &[R]) -> Result<Frame<T>> {
+        self.frame_from_batches(batches_from_rows(T::DEF.output_arrow_schema(), rows)?)
+    }
+
+    /// An empty frame of `T`.
+    pub fn empty<T: Table>(&self) -> Result<Frame<T>> {
+        self.frame_from_batches(Vec::new())
+    }
+}

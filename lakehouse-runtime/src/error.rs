@@ -1,0 +1,91 @@
+//! The runtime's error type.
+
+use datafusion::error::DataFusionError;
+
+use crate::graph::GraphError;
+
+/// Everything that can go wrong in the runtime. Messages name the table, column, pipeline, file
+/// or URL concerned and, where there is one, the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A DataFusion plan or execution error.
+    #[error("{0}")]
+    DataFusion(#[from] DataFusionError),
+    /// An Arrow error.
+    #[error("{0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// A Delta Lake error on a table.
+    #[error("Delta table `{table}`: {source}")]
+    Delta {
+        /// `schema.table`.
+        table: String,
+        /// The cause.
+        #[source]
+        source: Box<deltalake::DeltaTableError>,
+    },
+    /// The pipeline graph is invalid.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    /// A frame does not have the columns its table declares.
+    #[error("table `{table}`: {message}")]
+    Schema {
+        /// `schema.table`.
+        table: String,
+        /// What differs.
+        message: String,
+    },
+    /// A schema, table or path name that could escape the warehouse or is not a valid identifier.
+    #[error("invalid {what} {name:?}: {reason}")]
+    InvalidName {
+        /// What the name is for.
+        what: &'static str,
+        /// The name.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A pipeline's input was missing (a bug in the caller of a run shim).
+    #[error("input #{index} of the pipeline was not provided")]
+    MissingInput {
+        /// Parameter position among the inputs.
+        index: usize,
+    },
+    /// A file-system error.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, naming the path.
+        context: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An error raised by pipeline code.
+    #[error("{0}")]
+    Message(String),
+    /// An error from another library, raised by pipeline code.
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl Error {
+    /// An error with a message, for pipeline code: `return Err(Error::msg("no rows"))`.
+    pub fn msg(message: impl Into<String>) -> Error {
+        Error::Message(message.into())
+    }
+
+    /// Wraps any error, for pipeline code: `.map_err(Error::other)?`.
+    pub fn other(error: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::Other(Box::new(error))
+    }
+
+    /// A schema error on `table`.
+    pub(crate) fn schema(table: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::Schema {
+            table: table.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// `Result` with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

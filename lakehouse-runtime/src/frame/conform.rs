@@ -1,0 +1,108 @@
+//! Conformance of a DataFrame to a table's declared columns: names present, types equal (string
+//! encodings and time zones aside), nothing extra, declared order, NOT NULL asserted where the plan
+//! cannot prove it, and the table's qualifier set.
+
+use datafusion::common::Column;
+use datafusion::dataframe::DataFrame;
+use datafusion::logical_expr::{Expr, cast};
+
+use super::not_null::assert_not_null;
+use crate::backend::qualifier;
+use crate::error::{Error, Result};
+use crate::table::{ColumnDef, LogicalType, TableDef};
+
+/// Conforms `df` to the data columns of `table` (what a pipeline must produce).
+pub(crate) fn conform_output(df: DataFrame, table: &'static TableDef) -> Result<DataFrame> {
+    let columns: Vec<&ColumnDef> = table.data_columns().collect();
+    conform(df, table, &columns)
+}
+
+/// Conforms `df` to `columns` of `table`; see the module docs.
+pub(crate) fn conform(
+    df: DataFrame,
+    table: &'static TableDef,
+    columns: &[&ColumnDef],
+) -> Result<DataFrame> {
+    let qualified = table.qualified_name();
+    let fields: Vec<_> = df.schema().iter().collect();
+    let available = || {
+        fields
+            .iter()
+            .map(|(_, f)| f.name().as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (_, field) in &fields {
+        if !columns.iter().any(|c| c.name == field.name()) {
+            return Err(Error::schema(
+                &qualified,
+                format!(
+                    "the output has a column `{}` that the table does not declare; remove it or add a field to `{}`",
+                    field.name(),
+                    table.rust_type
+                ),
+            ));
+        }
+    }
+    let mut exprs = Vec::with_capacity(columns.len());
+    for column in columns {
+        let matches: Vec<_> = fields
+            .iter()
+            .filter(|(_, f)| f.name() == column.name)
+            .collect();
+        let (field_qualifier, field) = match matches.as_slice() {
+            [one] => **one,
+            [] => {
+                return Err(Error::schema(
+                    &qualified,
+                    format!(
+                        "the output has no column `{}` (declared {}); it has: {}",
+                        column.name,
+                        describe(column),
+                        available()
+                    ),
+                ));
+            }
+            _ => {
+                return Err(Error::schema(
+                    &qualified,
+                    format!(
+                        "the output has several columns named `{}`; select one",
+                        column.name
+                    ),
+                ));
+            }
+        };
+        let found = LogicalType::from_arrow(field.data_type());
+        if found != Some(column.data_type) {
+            let found = found
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| field.data_type().to_string());
+            return Err(Error::schema(
+                &qualified,
+                format!(
+                    "column `{}` is declared {} but the output has {found}; cast it or change the field's type",
+                    column.name, column.data_type
+                ),
+            ));
+        }
+        let mut expr = Expr::Column(Column::new(field_qualifier.cloned(), column.name));
+        let declared_type = column.data_type.arrow_type();
+        if field.data_type() != &declared_type {
+            expr = cast(expr, declared_type);
+        }
+        if field.is_nullable() && !column.nullable {
+            expr = assert_not_null(expr, &format!("{qualified}.{}", column.name));
+        }
+        exprs.push(expr.alias(column.name));
+    }
+    Ok(df.select(exprs)?.alias(&qualifier(table).to_string())?)
+}
+
+fn describe(column: &ColumnDef) -> String {
+    if column.nullable {
+        column.data_type.to_string()
+    } else {
+        format!("{} NOT NULL", column.data_type)
+    }
+}

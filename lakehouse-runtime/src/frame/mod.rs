@@ -1,0 +1,276 @@
+//! Typed DataFrames: [`Frame<T>`] holds a lazy DataFusion plan whose columns are table `T`'s;
+//! [`View`] is an intermediate result (after a join); [`Changes<T>`] is an incremental input.
+
+mod conform;
+mod keys;
+mod not_null;
+mod rows;
+mod typed;
+
+use std::marker::PhantomData;
+
+use arrow::array::RecordBatch;
+pub use datafusion::common::JoinType;
+use datafusion::dataframe::DataFrame;
+use datafusion::logical_expr::{Expr, SortExpr};
+
+pub use crate::table::{JoinOn, JoinableWith, on};
+pub(crate) use conform::{conform, conform_output};
+pub use keys::surrogate_key;
+pub(crate) use rows::batches_from_rows;
+pub use typed::{Typed, typed};
+
+use crate::error::{Error, Result};
+use crate::table::{SelectFor, Table, TableDef};
+
+/// The rows of table `T` as a lazy DataFusion plan: nothing is read until it is written or
+/// collected. Columns are qualified by the table (`silver.erp_sales.order_id`), so two joined
+/// tables can share column names.
+pub struct Frame<T: Table> {
+    df: DataFrame,
+    _table: PhantomData<fn() -> T>,
+}
+
+impl<T: Table> Frame<T> {
+    /// A frame over `df`, which must already conform to `T` (the runtime's own reads).
+    pub(crate) fn conformed(df: DataFrame) -> Frame<T> {
+        Frame {
+            df,
+            _table: PhantomData,
+        }
+    }
+
+    /// A frame over any DataFrame whose columns are `T`'s data columns (any order; string
+    /// encodings and time zones are converted). Missing, extra or mistyped columns are an error
+    /// naming them.
+    pub fn from_dataframe(df: DataFrame) -> Result<Frame<T>> {
+        Ok(Frame::conformed(conform_output(df, T::DEF)?))
+    }
+
+    /// The table's definition.
+    pub fn table(&self) -> &'static TableDef {
+        T::DEF
+    }
+
+    /// The underlying DataFusion DataFrame.
+    pub fn dataframe(&self) -> &DataFrame {
+        &self.df
+    }
+
+    /// The underlying DataFusion DataFrame, for operations this API does not wrap.
+    pub fn into_dataframe(self) -> DataFrame {
+        self.df
+    }
+
+    /// Keeps the rows where `predicate` is true.
+    pub fn filter(self, predicate: impl Into<Expr>) -> Result<Frame<T>> {
+        Ok(Frame::conformed(self.df.filter(predicate.into())?))
+    }
+
+    /// Projects onto table `U`: one typed expression per column, checked by the compiler.
+    pub fn select_into<U: Table>(self, columns: impl SelectFor<U>) -> Result<Frame<U>> {
+        View { df: self.df }.select_into(columns)
+    }
+
+    /// Joins with `right` on typed key pairs built with [`on`].
+    pub fn join<U: Table>(
+        self,
+        right: Frame<U>,
+        kind: JoinType,
+        keys: impl IntoIterator<Item = JoinOn>,
+    ) -> Result<View> {
+        View { df: self.df }.join(right, kind, keys)
+    }
+
+    /// All rows of both frames (`UNION ALL`, matched by column name).
+    pub fn union(self, other: Frame<T>) -> Result<Frame<T>> {
+        Ok(Frame::conformed(realias(
+            self.df.union_by_name(other.df)?,
+            T::DEF,
+        )?))
+    }
+
+    /// One row per distinct value of `key`: the one that sorts last by `newest_first` (each
+    /// expression descending, NULLs last), ties broken by the order of `newest_first`. The rule is
+    /// deterministic when `newest_first` ends with a unique column.
+    pub fn latest_by(
+        self,
+        key: impl IntoIterator<Item = Expr>,
+        newest_first: impl IntoIterator<Item = Expr>,
+    ) -> Result<Frame<T>> {
+        let key: Vec<Expr> = key.into_iter().collect();
+        let columns: Vec<Expr> = self
+            .df
+            .schema()
+            .columns()
+            .into_iter()
+            .map(Expr::Column)
+            .collect();
+        let sort: Vec<SortExpr> = key
+            .iter()
+            .map(|k| k.clone().sort(true, false))
+            .chain(newest_first.into_iter().map(|e| e.sort(false, false)))
+            .collect();
+        let df = self.df.distinct_on(key, columns, Some(sort))?;
+        Ok(Frame::conformed(realias(df, T::DEF)?))
+    }
+
+    /// Sorts the rows.
+    pub fn sort(self, by: Vec<SortExpr>) -> Result<Frame<T>> {
+        Ok(Frame::conformed(self.df.sort(by)?))
+    }
+
+    /// Executes the plan and returns its batches. Prefer writing through the runtime, which
+    /// streams; this is for tests and small results.
+    pub async fn collect(self) -> Result<Vec<RecordBatch>> {
+        Ok(self.df.collect().await?)
+    }
+
+    /// Executes the plan and counts its rows.
+    pub async fn count(self) -> Result<usize> {
+        Ok(self.df.count().await?)
+    }
+}
+
+/// `df` with its columns qualified by `table` again (after operations that drop qualifiers).
+fn realias(df: DataFrame, table: &'static TableDef) -> Result<DataFrame> {
+    Ok(df.alias(&crate::backend::qualifier(table).to_string())?)
+}
+
+/// An intermediate, untyped result, typically of a join. Turn it into a table with
+/// [`View::select_into`].
+pub struct View {
+    df: DataFrame,
+}
+
+impl View {
+    /// A view over any DataFrame.
+    pub fn new(df: DataFrame) -> View {
+        View { df }
+    }
+
+    /// The underlying DataFusion DataFrame.
+    pub fn dataframe(&self) -> &DataFrame {
+        &self.df
+    }
+
+    /// The underlying DataFusion DataFrame.
+    pub fn into_dataframe(self) -> DataFrame {
+        self.df
+    }
+
+    /// Keeps the rows where `predicate` is true.
+    pub fn filter(self, predicate: impl Into<Expr>) -> Result<View> {
+        Ok(View {
+            df: self.df.filter(predicate.into())?,
+        })
+    }
+
+    /// Joins with `right` on typed key pairs built with [`on`].
+    pub fn join<U: Table>(
+        self,
+        right: Frame<U>,
+        kind: JoinType,
+        keys: impl IntoIterator<Item = JoinOn>,
+    ) -> Result<View> {
+        let (left, right_keys): (Vec<Expr>, Vec<Expr>) =
+            keys.into_iter().map(|k| (k.left, k.right)).unzip();
+        if left.is_empty() {
+            return Err(Error::msg(format!(
+                "join with `{}` has no key; pass at least one `on(left, right)`",
+                U::DEF.qualified_name()
+            )));
+        }
+        let on: Vec<Expr> = left
+            .into_iter()
+            .zip(right_keys)
+            .map(|(l, r)| l.eq(r))
+            .collect();
+        Ok(View {
+            df: self.df.join_on(right.df, kind, on)?,
+        })
+    }
+
+    /// Projects onto table `U`: one typed expression per column, checked by the compiler.
+    pub fn select_into<U: Table>(self, columns: impl SelectFor<U>) -> Result<Frame<U>> {
+        let exprs: Vec<Expr> = columns.into_columns().into_iter().map(|c| c.expr).collect();
+        let df = self.df.select(exprs)?;
+        Ok(Frame::conformed(conform_output(df, U::DEF)?))
+    }
+}
+
+/// The rows of table `T` committed since the reading pipeline's last success: an incremental
+/// input. A pipeline that fails is rerun over the same rows; the source is not called again.
+pub struct Changes<T: Table> {
+    frame: Frame<T>,
+}
+
+impl<T: Table> Changes<T> {
+    /// The new rows as a frame.
+    pub fn into_frame(self) -> Frame<T> {
+        self.frame
+    }
+}
+
+impl<T: Table> std::ops::Deref for Changes<T> {
+    type Target = Frame<T>;
+    fn deref(&self) -> &Frame<T> {
+        &self.frame
+    }
+}
+
+/// The inputs the orchestrator hands to a pipeline's run shim, in parameter order.
+pub struct Inputs {
+    frames: Vec<Option<DataFrame>>,
+}
+
+impl Inputs {
+    /// Inputs from DataFrames that conform to the declared input tables, in parameter order.
+    pub fn new(frames: Vec<DataFrame>) -> Inputs {
+        Inputs {
+            frames: frames.into_iter().map(Some).collect(),
+        }
+    }
+
+    fn take(&mut self, index: usize) -> Result<DataFrame> {
+        self.frames
+            .get_mut(index)
+            .and_then(Option::take)
+            .ok_or(Error::MissingInput { index })
+    }
+}
+
+impl<T: Table> crate::graph::PipelineInput for Frame<T> {
+    type Table = T;
+    const INCREMENTAL: bool = false;
+    fn take(inputs: &mut Inputs, index: usize) -> Result<Self> {
+        Ok(Frame::conformed(inputs.take(index)?))
+    }
+}
+
+impl<T: Table> crate::graph::PipelineInput for Changes<T> {
+    type Table = T;
+    const INCREMENTAL: bool = true;
+    fn take(inputs: &mut Inputs, index: usize) -> Result<Self> {
+        Ok(Changes {
+            frame: Frame::conformed(inputs.take(index)?),
+        })
+    }
+}
+
+/// A pipeline's output, with the table it is for.
+pub struct UntypedFrame {
+    /// The table the rows are for.
+    pub table: &'static TableDef,
+    /// The rows, conforming to the table's data columns.
+    pub df: DataFrame,
+}
+
+/// Converts a pipeline's result for the run shim.
+#[doc(hidden)]
+pub fn into_output<T: Table>(result: Result<Frame<T>>) -> Result<UntypedFrame> {
+    result.map(|frame| UntypedFrame {
+        table: T::DEF,
+        df: frame.df,
+    })
+}

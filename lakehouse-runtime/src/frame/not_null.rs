@@ -1,0 +1,81 @@
+//! `assert_not_null(value, 'schema.table.column')`: passes values through, fails the query on a
+//! NULL. The conformance step wraps an output expression in it when the table declares the column
+//! NOT NULL but DataFusion cannot prove the expression never NULL; the plan then has the declared
+//! nullability and the error, if it happens, names the column.
+
+use std::sync::{Arc, LazyLock};
+
+use arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::{ScalarValue, exec_err, plan_err};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility, lit,
+};
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct AssertNotNull {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for AssertNotNull {
+    fn name(&self) -> &str {
+        "assert_not_null"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> datafusion::error::Result<DataType> {
+        match arg_types.first() {
+            Some(t) => Ok(t.clone()),
+            None => plan_err!("assert_not_null takes a value and a column name"),
+        }
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> datafusion::error::Result<FieldRef> {
+        let Some(value) = args.arg_fields.first() else {
+            return plan_err!("assert_not_null takes a value and a column name");
+        };
+        Ok(Arc::new(Field::new(
+            self.name(),
+            value.data_type().clone(),
+            false,
+        )))
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let column = match args.args.get(1) {
+            Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name)))) => name.clone(),
+            _ => "a NOT NULL column".to_owned(),
+        };
+        let Some(value) = args.args.into_iter().next() else {
+            return exec_err!("assert_not_null takes a value and a column name");
+        };
+        let has_null = match &value {
+            ColumnarValue::Array(array) => array.null_count() > 0,
+            ColumnarValue::Scalar(scalar) => scalar.is_null(),
+        };
+        if has_null {
+            return exec_err!(
+                "column `{column}` is declared NOT NULL, but the pipeline produced a NULL in it; \
+                 filter those rows, use coalesce(..), or declare the field as Option<_>"
+            );
+        }
+        Ok(value)
+    }
+}
+
+static ASSERT_NOT_NULL: LazyLock<ScalarUDF> = LazyLock::new(|| {
+    ScalarUDF::from(AssertNotNull {
+        signature: Signature::any(2, Volatility::Immutable),
+    })
+});
+
+/// `expr`, asserted non-NULL at execution; `column` names it in the error.
+pub(crate) fn assert_not_null(expr: Expr, column: &str) -> Expr {
+    ASSERT_NOT_NULL.call(vec![expr, lit(column)])
+}

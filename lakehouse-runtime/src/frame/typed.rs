@@ -1,0 +1,157 @@
+//! Typed expressions: columns as DataFusion expressions, computed expressions with a declared
+//! value type, literals, and typed join keys.
+
+use std::marker::PhantomData;
+
+use datafusion::logical_expr::{Expr, lit};
+use datafusion::scalar::ScalarValue;
+
+use crate::backend;
+use crate::table::{Col, ColumnType, Date, Decimal, IntoColumn, SelectedColumn, Table, Timestamp};
+
+impl<T: Table, V> Col<T, V> {
+    /// The column as a DataFusion expression, qualified by its table.
+    pub fn expr(self) -> Expr {
+        backend::column(T::DEF, self.name())
+    }
+
+    /// `column IS NULL`.
+    pub fn is_null(self) -> Expr {
+        self.expr().is_null()
+    }
+
+    /// `column IS NOT NULL`.
+    pub fn is_not_null(self) -> Expr {
+        self.expr().is_not_null()
+    }
+}
+
+impl<T: Table, V> From<Col<T, V>> for Expr {
+    fn from(column: Col<T, V>) -> Expr {
+        column.expr()
+    }
+}
+
+/// A DataFusion expression whose values have the Rust type `V`, as the author asserts. The
+/// whole-graph plan test checks the assertion against DataFusion's own type inference.
+pub struct Typed<V> {
+    expr: Expr,
+    _value: PhantomData<fn() -> V>,
+}
+
+impl<V> Typed<V> {
+    /// The expression.
+    pub fn expr(&self) -> &Expr {
+        &self.expr
+    }
+
+    /// The expression.
+    pub fn into_expr(self) -> Expr {
+        self.expr
+    }
+}
+
+impl<V> From<Typed<V>> for Expr {
+    fn from(typed: Typed<V>) -> Expr {
+        typed.expr
+    }
+}
+
+/// Declares the value type of a computed expression: `typed::<f64>(price * qty)`.
+pub fn typed<V: ColumnType>(expr: impl Into<Expr>) -> Typed<V> {
+    Typed {
+        expr: expr.into(),
+        _value: PhantomData,
+    }
+}
+
+impl<V> IntoColumn<V> for Typed<V> {
+    fn into_column(self, name: &'static str) -> SelectedColumn {
+        SelectedColumn::new(self.expr.alias(name))
+    }
+}
+
+impl<V> IntoColumn<Option<V>> for Typed<V> {
+    fn into_column(self, name: &'static str) -> SelectedColumn {
+        SelectedColumn::new(self.expr.alias(name))
+    }
+}
+
+/// A raw DataFusion expression fills any column; the plan test checks its type.
+impl<V> IntoColumn<V> for Expr {
+    fn into_column(self, name: &'static str) -> SelectedColumn {
+        SelectedColumn::new(self.alias(name))
+    }
+}
+
+macro_rules! literal_columns {
+    ($($ty:ty => |$v:ident| $scalar:expr),* $(,)?) => {$(
+        impl IntoColumn<$ty> for $ty {
+            fn into_column(self, name: &'static str) -> SelectedColumn {
+                let $v = self;
+                SelectedColumn::new(lit($scalar).alias(name))
+            }
+        }
+        impl IntoColumn<Option<$ty>> for $ty {
+            fn into_column(self, name: &'static str) -> SelectedColumn {
+                let $v = self;
+                SelectedColumn::new(lit($scalar).alias(name))
+            }
+        }
+        impl IntoColumn<Option<$ty>> for Option<$ty> {
+            fn into_column(self, name: &'static str) -> SelectedColumn {
+                let scalar = match self {
+                    Some($v) => $scalar,
+                    None => ScalarValue::try_from(&<$ty as ColumnType>::LOGICAL.arrow_type())
+                        .unwrap_or(ScalarValue::Null),
+                };
+                SelectedColumn::new(lit(scalar).alias(name))
+            }
+        }
+    )*};
+}
+
+literal_columns! {
+    bool => |v| ScalarValue::Boolean(Some(v)),
+    i32 => |v| ScalarValue::Int32(Some(v)),
+    i64 => |v| ScalarValue::Int64(Some(v)),
+    f64 => |v| ScalarValue::Float64(Some(v)),
+    String => |v| ScalarValue::Utf8(Some(v)),
+    Date => |v| ScalarValue::Date32(Some(v.0)),
+    Timestamp => |v| ScalarValue::TimestampMicrosecond(Some(v.0), Some("UTC".into())),
+}
+
+impl IntoColumn<String> for &str {
+    fn into_column(self, name: &'static str) -> SelectedColumn {
+        SelectedColumn::new(lit(self).alias(name))
+    }
+}
+
+impl IntoColumn<Option<String>> for &str {
+    fn into_column(self, name: &'static str) -> SelectedColumn {
+        SelectedColumn::new(lit(self).alias(name))
+    }
+}
+
+impl<const P: u8, const S: i8> IntoColumn<Decimal<P, S>> for Decimal<P, S> {
+    fn into_column(self, name: &'static str) -> SelectedColumn {
+        SelectedColumn::new(lit(ScalarValue::Decimal128(Some(self.0), P, S)).alias(name))
+    }
+}
+
+impl Timestamp {
+    /// The timestamp as a literal expression.
+    pub fn lit(self) -> Expr {
+        lit(ScalarValue::TimestampMicrosecond(
+            Some(self.0),
+            Some("UTC".into()),
+        ))
+    }
+}
+
+impl Date {
+    /// The date as a literal expression.
+    pub fn lit(self) -> Expr {
+        lit(ScalarValue::Date32(Some(self.0)))
+    }
+}

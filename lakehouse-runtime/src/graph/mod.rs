@@ -1,0 +1,10 @@
+//! The pipeline graph: registration, validation, and the compile-time traits behind it.
+
+mod descriptor;
+mod registry;
+
+pub use descriptor::{
+    BoxFuture, DependsOn, InputSpec, Pipeline, PipelineDescriptor, PipelineInput, Produced, RunFn,
+    assert_depends_on, max_level,
+};
+pub use registry::{GraphError, Registry};

@@ -1,0 +1,121 @@
+//! # Lakehouse runtime
+//!
+//! Typed data pipelines over Delta Lake. A table is a struct with `#[derive(Table)]`; a pipeline
+//! is an `async fn` with `#[pipeline(depends_on = [..])]` that reads upstream tables as
+//! [`Frame<T>`] parameters and returns the `Frame` of the one table it writes. The compiler
+//! rejects an unknown dependency, a cycle, an undeclared input, two writers of one table, a
+//! misspelled column and a column of the wrong type.
+//!
+//! ```ignore
+//! use lakehouse_runtime::prelude::*;
+//!
+//! /// Cleaned ERP sales.
+//! #[derive(Table)]
+//! #[table(schema = "silver", name = "erp_sales", key(order_id), mode = merge)]
+//! pub struct SilverErpSales {
+//!     pub order_id: i64,
+//!     pub unit_price: Option<Decimal<10, 2>>,
+//! }
+//!
+//! /// Keeps the priced sales.
+//! #[pipeline(depends_on = [erp_sales_transactions])]
+//! pub async fn silver_erp_sales(raw: Frame<BronzeErpSales>) -> Result<Frame<SilverErpSales>> {
+//!     raw.filter(BronzeErpSales::unit_price.is_not_null())?
+//!         .select_into(SilverErpSalesSelect {
+//!             order_id: BronzeErpSales::order_id,
+//!             unit_price: BronzeErpSales::unit_price,
+//!         })
+//! }
+//! ```
+//!
+//! Without the default `engine` feature the crate only type-checks tables and pipelines; the
+//! compile-fail tests use that to stay fast.
+
+pub mod graph;
+mod similar;
+pub mod table;
+
+#[cfg(not(feature = "engine"))]
+mod backend_stub;
+#[cfg(not(feature = "engine"))]
+use backend_stub as backend;
+#[cfg(not(feature = "engine"))]
+pub use backend_stub::{Changes, Ctx, Error, Frame, Inputs, Result, UntypedFrame};
+
+#[cfg(feature = "engine")]
+mod backend;
+#[cfg(feature = "engine")]
+pub mod check;
+#[cfg(feature = "engine")]
+pub mod ctx;
+#[cfg(feature = "engine")]
+pub mod error;
+#[cfg(feature = "engine")]
+pub mod frame;
+
+#[cfg(feature = "engine")]
+pub use ctx::Ctx;
+#[cfg(feature = "engine")]
+pub use error::{Error, Result};
+#[cfg(feature = "engine")]
+pub use frame::{Changes, Frame, Inputs, UntypedFrame, View};
+
+pub use graph::{GraphError, PipelineDescriptor, Registry};
+pub use lakehouse_macros::{Table, pipeline};
+pub use table::{
+    Col, ColumnDef, Date, Decimal, IntoColumn, LogicalType, SchemaEvolution, SelectFor, Table,
+    TableDef, Timestamp, WriteMode,
+};
+
+/// Everything a pipelines crate needs: `use lakehouse_runtime::prelude::*;`.
+pub mod prelude {
+    #[cfg(feature = "engine")]
+    pub use crate::frame::{JoinType, Typed, View, surrogate_key, typed};
+    pub use crate::table::{Col, Date, Decimal, Timestamp, on};
+    pub use crate::{Changes, Ctx, Frame, Result, Table, pipeline};
+    #[cfg(feature = "engine")]
+    pub use datafusion::prelude::{Expr, col, lit};
+}
+
+/// Paths used by the code the macros generate. Not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::graph::{
+        BoxFuture, DependsOn, InputSpec, Pipeline, PipelineDescriptor, PipelineInput, Produced,
+        assert_depends_on, max_level,
+    };
+    pub use crate::table::{
+        CheckConstraint, Col, ColumnDef, ColumnRef, ColumnRole, ColumnType, IntoColumn,
+        LogicalType, SchemaEvolution, SelectFor, SelectedColumn, Table, TableDef, Timestamp,
+        WriteMode, non_null,
+    };
+    pub use crate::{Ctx, Inputs, Result, UntypedFrame};
+    pub use inventory;
+
+    #[cfg(not(feature = "engine"))]
+    pub use crate::backend_stub::into_output;
+    #[cfg(feature = "engine")]
+    pub use crate::frame::into_output;
+
+    /// The output table of a pipeline whose attribute has an error; keeps errors from cascading.
+    pub struct Poisoned;
+
+    impl Table for Poisoned {
+        const DEF: &'static TableDef = &TableDef {
+            schema: "error",
+            name: "error",
+            rust_type: "Poisoned",
+            description: "",
+            columns: &[],
+            key: &[],
+            partition_by: &[],
+            mode: WriteMode::Append,
+            change_columns: None,
+            evolution: SchemaEvolution::Merge,
+            z_order: &[],
+            target_file_size: None,
+            checks: &[],
+            properties: &[],
+        };
+    }
+}

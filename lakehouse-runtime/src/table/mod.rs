@@ -1,0 +1,15 @@
+//! Tables: value types, the `Table` trait and its `TableDef`, typed columns and projections.
+
+mod col;
+mod def;
+mod join;
+mod select;
+mod types;
+
+pub use col::{Col, non_null};
+pub use def::{
+    CheckConstraint, ColumnDef, ColumnRef, ColumnRole, SchemaEvolution, Table, TableDef, WriteMode,
+};
+pub use join::{JoinOn, JoinableWith, on};
+pub use select::{IntoColumn, SelectFor, SelectedColumn};
+pub use types::{ColumnType, Date, Decimal, LogicalType, Timestamp, format_decimal};

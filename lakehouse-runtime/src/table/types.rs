@@ -1,0 +1,303 @@
+//! Column value types: the Rust types a `#[derive(Table)]` field may have, and their mapping to
+//! Arrow and Delta types.
+
+use arrow_schema::{DataType, TimeUnit};
+
+/// A calendar date, stored as days since 1970-01-01 (Arrow `Date32`, Delta `date`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Date(pub i32);
+
+/// An instant in UTC with microsecond precision (Arrow `Timestamp(µs, "UTC")`, Delta `timestamp`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+/// A decimal number with precision `P` (1..=38 digits) and scale `S` (0..=P digits after the
+/// point), stored as its unscaled value (Arrow `Decimal128(P, S)`, Delta `decimal(P,S)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Decimal<const P: u8, const S: i8>(pub i128);
+
+/// The type of a column, independent of nullability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LogicalType {
+    /// `bool`
+    Boolean,
+    /// `i32`
+    Int32,
+    /// `i64`
+    Int64,
+    /// `f64`
+    Float64,
+    /// `String`
+    Utf8,
+    /// [`Date`]
+    Date,
+    /// [`Timestamp`]
+    Timestamp,
+    /// [`Decimal<P, S>`]
+    Decimal {
+        /// Total number of digits.
+        precision: u8,
+        /// Digits after the decimal point.
+        scale: i8,
+    },
+}
+
+impl LogicalType {
+    /// The Arrow type columns of this type are written with.
+    pub fn arrow_type(self) -> DataType {
+        match self {
+            LogicalType::Boolean => DataType::Boolean,
+            LogicalType::Int32 => DataType::Int32,
+            LogicalType::Int64 => DataType::Int64,
+            LogicalType::Float64 => DataType::Float64,
+            LogicalType::Utf8 => DataType::Utf8,
+            LogicalType::Date => DataType::Date32,
+            LogicalType::Timestamp => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+            }
+            LogicalType::Decimal { precision, scale } => DataType::Decimal128(precision, scale),
+        }
+    }
+
+    /// The logical type of an Arrow type, treating the string encodings (`Utf8`, `LargeUtf8`,
+    /// `Utf8View`) and timestamp time zones alike. `None` for types tables cannot hold.
+    pub fn from_arrow(data_type: &DataType) -> Option<LogicalType> {
+        Some(match data_type {
+            DataType::Boolean => LogicalType::Boolean,
+            DataType::Int32 => LogicalType::Int32,
+            DataType::Int64 => LogicalType::Int64,
+            DataType::Float64 => LogicalType::Float64,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => LogicalType::Utf8,
+            DataType::Date32 => LogicalType::Date,
+            DataType::Timestamp(TimeUnit::Microsecond, _) => LogicalType::Timestamp,
+            DataType::Decimal128(precision, scale) => LogicalType::Decimal {
+                precision: *precision,
+                scale: *scale,
+            },
+            _ => return None,
+        })
+    }
+
+    /// The SQL spelling of the type, as shown in errors and `describe`.
+    pub fn sql_name(self) -> String {
+        match self {
+            LogicalType::Boolean => "BOOLEAN".into(),
+            LogicalType::Int32 => "INT".into(),
+            LogicalType::Int64 => "BIGINT".into(),
+            LogicalType::Float64 => "DOUBLE".into(),
+            LogicalType::Utf8 => "STRING".into(),
+            LogicalType::Date => "DATE".into(),
+            LogicalType::Timestamp => "TIMESTAMP".into(),
+            LogicalType::Decimal { precision, scale } => format!("DECIMAL({precision},{scale})"),
+        }
+    }
+}
+
+impl std::fmt::Display for LogicalType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.sql_name())
+    }
+}
+
+/// A Rust type that can be the type of a table column.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the type of a table column",
+    label = "unsupported column type",
+    note = "supported: bool, i32, i64, f64, String, Date, Timestamp, Decimal<P, S>, and Option<_> of those for a nullable column"
+)]
+pub trait ColumnType: 'static {
+    /// The column's type.
+    const LOGICAL: LogicalType;
+    /// Whether the column may hold NULL (`Option<_>` fields).
+    const NULLABLE: bool = false;
+    /// The type without its `Option`.
+    type NonNull: ColumnType;
+}
+
+macro_rules! column_types {
+    ($($ty:ty => $logical:expr),* $(,)?) => {$(
+        impl ColumnType for $ty {
+            const LOGICAL: LogicalType = $logical;
+            type NonNull = $ty;
+        }
+    )*};
+}
+
+column_types! {
+    bool => LogicalType::Boolean,
+    i32 => LogicalType::Int32,
+    i64 => LogicalType::Int64,
+    f64 => LogicalType::Float64,
+    String => LogicalType::Utf8,
+    Date => LogicalType::Date,
+    Timestamp => LogicalType::Timestamp,
+}
+
+impl<const P: u8, const S: i8> ColumnType for Decimal<P, S> {
+    const LOGICAL: LogicalType = {
+        assert!(
+            P >= 1 && P <= 38,
+            "Decimal<P, S>: the precision P must be between 1 and 38"
+        );
+        assert!(
+            S >= 0 && S as u8 <= P,
+            "Decimal<P, S>: the scale S must be between 0 and P"
+        );
+        LogicalType::Decimal {
+            precision: P,
+            scale: S,
+        }
+    };
+    type NonNull = Decimal<P, S>;
+}
+
+impl<T: ColumnType> ColumnType for Option<T> {
+    const LOGICAL: LogicalType = T::LOGICAL;
+    const NULLABLE: bool = true;
+    type NonNull = T::NonNull;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arrow_types_round_trip() {
+        for t in [
+            LogicalType::Boolean,
+            LogicalType::Int32,
+            LogicalType::Int64,
+            LogicalType::Float64,
+            LogicalType::Utf8,
+            LogicalType::Date,
+            LogicalType::Timestamp,
+            LogicalType::Decimal {
+                precision: 10,
+                scale: 2,
+            },
+        ] {
+            assert_eq!(LogicalType::from_arrow(&t.arrow_type()), Some(t));
+        }
+        assert_eq!(
+            LogicalType::from_arrow(&DataType::Utf8View),
+            Some(LogicalType::Utf8)
+        );
+        assert_eq!(LogicalType::from_arrow(&DataType::Float16), None);
+    }
+
+    #[test]
+    fn option_is_nullable() {
+        let nullable = [<Option<Decimal<10, 2>> as ColumnType>::NULLABLE, <Decimal<10, 2> as ColumnType>::NULLABLE];
+        assert_eq!(nullable, [true, false]);
+        assert_eq!(
+            <Option<Decimal<10, 2>> as ColumnType>::LOGICAL,
+            LogicalType::Decimal {
+                precision: 10,
+                scale: 2
+            }
+        );
+    }
+}
+
+/// Rows serialize to what the Arrow JSON decoder reads back losslessly: dates as days, timestamps
+/// as microseconds, decimals as their exact text.
+#[cfg(feature = "engine")]
+mod serde_impls {
+    use serde::{Serialize, Serializer};
+
+    use super::{Date, Decimal, Timestamp};
+
+    impl Serialize for Date {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_i32(self.0)
+        }
+    }
+
+    impl Serialize for Timestamp {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_i64(self.0)
+        }
+    }
+
+    impl<const P: u8, const S: i8> Serialize for Decimal<P, S> {
+        fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
+            serializer.collect_str(self)
+        }
+    }
+}
+
+impl<const P: u8, const S: i8> std::fmt::Display for Decimal<P, S> {
+    /// The exact decimal text, with `S` digits after the point (`12345` at scale 2 is `123.45`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format_decimal(self.0, S))
+    }
+}
+
+/// `unscaled / 10^scale` as exact text with `scale` decimals, as Spark casts decimals to strings.
+pub fn format_decimal(unscaled: i128, scale: i8) -> String {
+    let negative = unscaled < 0;
+    let digits = unscaled.unsigned_abs().to_string();
+    let scale = scale.max(0) as usize;
+    let sign = if negative { "-" } else { "" };
+    if scale == 0 {
+        return format!("{sign}{digits}");
+    }
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    format!("{sign}{int}.{frac}")
+}
+
+impl<const P: u8, const S: i8> Decimal<P, S> {
+    /// The decimal nearest to `value` (half away from zero).
+    pub fn from_f64(value: f64) -> Decimal<P, S> {
+        let scaled = value * 10f64.powi(S as i32);
+        Decimal(scaled.round() as i128)
+    }
+}
+
+impl Date {
+    /// The date `year-month-day`, or `None` if it does not exist.
+    pub fn from_ymd(year: i32, month: u32, day: u32) -> Option<Date> {
+        // Days from civil (Howard Hinnant's algorithm), valid for the proleptic Gregorian calendar.
+        if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+            return None;
+        }
+        let y = if month <= 2 { year - 1 } else { year } as i64;
+        let era = if y >= 0 { y } else { y - 399 } / 400;
+        let yoe = y - era * 400;
+        let m = month as i64;
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day as i64 - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        Some(Date((era * 146_097 + doe - 719_468) as i32))
+    }
+}
+
+fn days_in_month(year: i32, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+#[cfg(test)]
+mod value_tests {
+    use super::*;
+
+    #[test]
+    fn decimals_format_exactly() {
+        assert_eq!(format_decimal(12345, 2), "123.45");
+        assert_eq!(format_decimal(-5, 2), "-0.05");
+        assert_eq!(format_decimal(7, 0), "7");
+        assert_eq!(Decimal::<10, 2>::from_f64(19.999).to_string(), "20.00");
+    }
+
+    #[test]
+    fn dates_from_calendar() {
+        assert_eq!(Date::from_ymd(1970, 1, 1), Some(Date(0)));
+        assert_eq!(Date::from_ymd(2000, 3, 1), Some(Date(11_017)));
+        assert_eq!(Date::from_ymd(1969, 12, 31), Some(Date(-1)));
+        assert_eq!(Date::from_ymd(2023, 2, 29), None);
+    }
+}

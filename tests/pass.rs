@@ -1,0 +1,134 @@
+//! A non-trivial valid graph spread over two modules compiles, and its registry holds exactly the
+//! expected pipelines, levels and edges.
+
+#![allow(dead_code)] // The tables are only declared, never constructed.
+
+use lakehouse_runtime::Registry;
+
+mod staging {
+    use lakehouse_runtime::prelude::*;
+    pub use lakehouse_tests::{BronzeCustomers, BronzeSales, customers, sales};
+
+    /// Clean sales.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "sales", key(order_id), mode = merge)]
+    pub struct SilverSales {
+        pub order_id: i64,
+        pub customer_id: String,
+        pub amount: f64,
+    }
+
+    /// Keeps sales with a customer.
+    #[pipeline(depends_on = [sales], retries = 2, timeout = "90s", tags = ["sales"])]
+    pub async fn silver_sales(raw: Frame<BronzeSales>) -> Result<Frame<SilverSales>> {
+        let _ = raw;
+        todo!()
+    }
+}
+
+mod marts {
+    use lakehouse_runtime::prelude::*;
+
+    use super::staging::{self, BronzeCustomers, SilverSales, customers};
+
+    /// Customers.
+    #[derive(Table)]
+    #[table(schema = "gold", name = "dim_customer", key(customer_key), mode = scd2)]
+    pub struct DimCustomer {
+        pub customer_key: String,
+        pub name: Option<String>,
+    }
+
+    /// Sales facts.
+    #[derive(Table)]
+    #[table(schema = "gold", name = "fact_sales")]
+    pub struct FactSales {
+        pub order_id: i64,
+        #[column(references = DimCustomer::customer_key)]
+        pub customer_key: Option<String>,
+    }
+
+    #[pipeline(depends_on = [customers])]
+    pub async fn dim_customer(c: Frame<BronzeCustomers>) -> Result<Frame<DimCustomer>> {
+        let _ = c;
+        todo!()
+    }
+
+    /// Joins sales with customers.
+    #[pipeline(depends_on = [staging::silver_sales, dim_customer])]
+    pub async fn fact_sales(
+        s: Frame<SilverSales>,
+        d: Frame<DimCustomer>,
+        cx: &Ctx,
+    ) -> Result<Frame<FactSales>> {
+        let _ = (
+            s,
+            d,
+            cx,
+            on(SilverSales::customer_id, DimCustomer::customer_key),
+        );
+        todo!()
+    }
+}
+
+#[test]
+fn the_registry_holds_the_graph() {
+    let registry = Registry::from_inventory().expect("valid graph");
+    let pipelines: Vec<(&str, usize, &str)> = registry
+        .pipelines()
+        .iter()
+        .map(|p| (p.name, p.level, p.module_path))
+        .collect();
+    assert_eq!(
+        pipelines,
+        [
+            ("customers", 0, "lakehouse_tests"),
+            ("sales", 0, "lakehouse_tests"),
+            ("dim_customer", 1, "main::pass::marts"),
+            ("silver_sales", 1, "main::pass::staging"),
+            ("fact_sales", 2, "main::pass::marts"),
+        ]
+    );
+    assert_eq!(
+        registry.edges(),
+        [
+            ("customers", "dim_customer"),
+            ("dim_customer", "fact_sales"),
+            ("sales", "silver_sales"),
+            ("silver_sales", "fact_sales"),
+        ]
+    );
+    let silver = registry.get("silver_sales").expect("registered");
+    assert_eq!(
+        (silver.retries, silver.timeout_ms, silver.tags),
+        (Some(2), Some(90_000), &["sales"][..])
+    );
+    assert_eq!(silver.output.qualified_name(), "silver.sales");
+    assert_eq!(silver.inputs.len(), 1);
+    assert_eq!(silver.inputs[0].table.qualified_name(), "bronze.sales");
+    let fact = registry.get("fact_sales").expect("registered");
+    assert_eq!(fact.description, "Joins sales with customers.");
+    let fk = fact
+        .output
+        .column("customer_key")
+        .and_then(|c| c.references)
+        .expect("a foreign key");
+    assert_eq!(
+        (fk.schema, fk.table, fk.column),
+        ("gold", "dim_customer", "customer_key")
+    );
+    let dim = registry.get("dim_customer").expect("registered").output;
+    let columns: Vec<&str> = dim.columns.iter().map(|c| c.name).collect();
+    assert_eq!(
+        columns,
+        [
+            "customer_key",
+            "name",
+            "valid_from",
+            "valid_to",
+            "is_current"
+        ]
+    );
+    assert_eq!(registry.downstream("sales")[0].name, "silver_sales");
+    assert_eq!(registry.suggest("silver_sale"), Some("silver_sales"));
+}

@@ -1,0 +1,12 @@
+use lakehouse_runtime::prelude::*;
+
+#[derive(Table)]
+#[table(schema = "silver")]
+pub struct Totals { pub id: i64 }
+
+#[pipeline(depends_on = [totals])]
+pub async fn totals(previous: Frame<Totals>) -> Result<Frame<Totals>> {
+    Ok(previous)
+}
+
+fn main() {}

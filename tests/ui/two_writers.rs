@@ -1,0 +1,14 @@
+use lakehouse_runtime::prelude::*;
+use lakehouse_tests::*;
+
+#[derive(Table)]
+#[table(schema = "silver")]
+pub struct CleanSales { pub order_id: i64 }
+
+#[pipeline(depends_on = [sales])]
+pub async fn clean_sales(_raw: Frame<BronzeSales>) -> Result<Frame<CleanSales>> { todo!() }
+
+#[pipeline(depends_on = [sales])]
+pub async fn clean_sales_v2(_raw: Frame<BronzeSales>) -> Result<Frame<CleanSales>> { todo!() }
+
+fn main() {}
