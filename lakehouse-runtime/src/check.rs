@@ -9,7 +9,7 @@ use datafusion::execution::context::SessionContext;
 
 use crate::ctx::{Ctx, RunInfo, Settings};
 use crate::error::{Error, Result};
-use crate::frame::{Inputs, conform};
+use crate::frame::{Inputs, Strictness, conform};
 use crate::graph::{PipelineDescriptor, Registry};
 use crate::table::{ColumnDef, LogicalType, TableDef, Timestamp};
 
@@ -80,7 +80,7 @@ pub async fn check_plan(pipeline: &'static PipelineDescriptor) -> Result<()> {
     for input in pipeline.inputs {
         let df = session.read_batch(RecordBatch::new_empty(input.table.arrow_schema()))?;
         let columns: Vec<&ColumnDef> = input.table.columns.iter().collect();
-        let df = conform(df, input.table, &columns)?;
+        let df = conform(df, input.table, &columns, Strictness::Exact)?;
         cx.register_input(input.table, df.clone())?;
         frames.push(df);
     }

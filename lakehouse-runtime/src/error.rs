@@ -78,6 +78,14 @@ impl Error {
         Error::Other(Box::new(error))
     }
 
+    /// A Delta error on `table`.
+    pub(crate) fn delta(table: impl Into<String>, source: deltalake::DeltaTableError) -> Error {
+        Error::Delta {
+            table: table.into(),
+            source: Box::new(source),
+        }
+    }
+
     /// A schema error on `table`.
     pub(crate) fn schema(table: impl Into<String>, message: impl Into<String>) -> Error {
         Error::Schema {

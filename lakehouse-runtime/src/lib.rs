@@ -52,6 +52,8 @@ pub mod ctx;
 pub mod error;
 #[cfg(feature = "engine")]
 pub mod frame;
+#[cfg(feature = "engine")]
+pub mod store;
 
 #[cfg(feature = "engine")]
 pub use ctx::Ctx;
@@ -59,6 +61,8 @@ pub use ctx::Ctx;
 pub use error::{Error, Result};
 #[cfg(feature = "engine")]
 pub use frame::{Changes, Frame, Inputs, UntypedFrame, View};
+#[cfg(feature = "engine")]
+pub use store::Warehouse;
 
 pub use graph::{GraphError, PipelineDescriptor, Registry};
 pub use lakehouse_macros::{Table, pipeline};

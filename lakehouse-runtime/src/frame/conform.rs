@@ -4,17 +4,28 @@
 
 use datafusion::common::Column;
 use datafusion::dataframe::DataFrame;
-use datafusion::logical_expr::{Expr, cast};
+use datafusion::logical_expr::{Expr, cast, lit};
+use datafusion::scalar::ScalarValue;
 
 use super::not_null::assert_not_null;
 use crate::backend::qualifier;
 use crate::error::{Error, Result};
 use crate::table::{ColumnDef, LogicalType, TableDef};
 
+/// How strictly a DataFrame must match the declared columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Strictness {
+    /// A pipeline's output: exactly the declared columns.
+    Exact,
+    /// A stored table read back: columns it has beyond the declaration are dropped, declared
+    /// nullable columns it lacks (not written yet) read as NULL.
+    Read,
+}
+
 /// Conforms `df` to the data columns of `table` (what a pipeline must produce).
 pub(crate) fn conform_output(df: DataFrame, table: &'static TableDef) -> Result<DataFrame> {
     let columns: Vec<&ColumnDef> = table.data_columns().collect();
-    conform(df, table, &columns)
+    conform(df, table, &columns, Strictness::Exact)
 }
 
 /// Conforms `df` to `columns` of `table`; see the module docs.
@@ -22,6 +33,7 @@ pub(crate) fn conform(
     df: DataFrame,
     table: &'static TableDef,
     columns: &[&ColumnDef],
+    strictness: Strictness,
 ) -> Result<DataFrame> {
     let qualified = table.qualified_name();
     let fields: Vec<_> = df.schema().iter().collect();
@@ -33,7 +45,7 @@ pub(crate) fn conform(
             .join(", ")
     };
     for (_, field) in &fields {
-        if !columns.iter().any(|c| c.name == field.name()) {
+        if strictness == Strictness::Exact && !columns.iter().any(|c| c.name == field.name()) {
             return Err(Error::schema(
                 &qualified,
                 format!(
@@ -52,6 +64,11 @@ pub(crate) fn conform(
             .collect();
         let (field_qualifier, field) = match matches.as_slice() {
             [one] => **one,
+            [] if strictness == Strictness::Read && column.nullable => {
+                let null = ScalarValue::try_from(&column.data_type.arrow_type())?;
+                exprs.push(lit(null).alias(column.name));
+                continue;
+            }
             [] => {
                 return Err(Error::schema(
                     &qualified,

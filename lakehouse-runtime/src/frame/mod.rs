@@ -15,9 +15,9 @@ use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::{Expr, SortExpr};
 
 pub use crate::table::{JoinOn, JoinableWith, on};
-pub(crate) use conform::{conform, conform_output};
+pub(crate) use conform::{Strictness, conform, conform_output};
 pub use keys::surrogate_key;
-pub(crate) use rows::batches_from_rows;
+pub use rows::batches_from_rows;
 pub use typed::{Typed, typed};
 
 use crate::error::{Error, Result};

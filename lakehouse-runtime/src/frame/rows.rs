@@ -13,10 +13,7 @@ const BATCH_ROWS: usize = 8192;
 
 /// `rows` as record batches of `schema`. Field names must match column names; a value of the wrong
 /// type is an error naming the column.
-pub(crate) fn batches_from_rows<R: Serialize>(
-    schema: SchemaRef,
-    rows: &[R],
-) -> Result<Vec<RecordBatch>> {
+pub fn batches_from_rows<R: Serialize>(schema: SchemaRef, rows: &[R]) -> Result<Vec<RecordBatch>> {
     let mut decoder = ReaderBuilder::new(schema)
         .with_batch_size(BATCH_ROWS)
         .build_decoder()?;

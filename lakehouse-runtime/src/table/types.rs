@@ -74,6 +74,8 @@ impl LogicalType {
                 precision: *precision,
                 scale: *scale,
             },
+            // Delta partition columns come back dictionary-encoded.
+            DataType::Dictionary(_, value) => return LogicalType::from_arrow(value),
             _ => return None,
         })
     }
@@ -187,7 +189,10 @@ mod tests {
 
     #[test]
     fn option_is_nullable() {
-        let nullable = [<Option<Decimal<10, 2>> as ColumnType>::NULLABLE, <Decimal<10, 2> as ColumnType>::NULLABLE];
+        let nullable = [
+            <Option<Decimal<10, 2>> as ColumnType>::NULLABLE,
+            <Decimal<10, 2> as ColumnType>::NULLABLE,
+        ];
         assert_eq!(nullable, [true, false]);
         assert_eq!(
             <Option<Decimal<10, 2>> as ColumnType>::LOGICAL,

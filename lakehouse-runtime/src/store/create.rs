@@ -1,0 +1,232 @@
+//! Creating tables from their declaration, and comparing a declaration with the stored schema.
+
+use std::collections::HashMap;
+
+use deltalake::DeltaTable;
+use deltalake::kernel::StructType;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+
+use super::Warehouse;
+use crate::error::{Error, Result};
+use crate::table::{LogicalType, TableDef, WriteMode};
+
+/// One difference between a declared table and its stored Delta schema.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchemaDrift {
+    /// `schema.table`.
+    pub table: String,
+    /// The column.
+    pub column: String,
+    /// What differs.
+    pub kind: DriftKind,
+}
+
+/// The kinds of [`SchemaDrift`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DriftKind {
+    /// Declared, not yet in the table (added by the next write when evolution is `merge`).
+    MissingInTable {
+        /// The declared type.
+        declared: LogicalType,
+    },
+    /// In the table, no longer declared.
+    NotDeclared {
+        /// The stored type, as Delta names it.
+        stored: String,
+    },
+    /// Declared with another type than the stored one: writes will fail.
+    TypeChanged {
+        /// The declared type.
+        declared: LogicalType,
+        /// The stored type, as Delta names it.
+        stored: String,
+    },
+    /// NOT NULL declared on a nullable stored column, or the reverse.
+    NullabilityChanged {
+        /// Whether the declaration allows NULL.
+        declared_nullable: bool,
+    },
+}
+
+impl SchemaDrift {
+    /// Whether a write with this drift fails (a type change); other drifts are handled by the
+    /// table's schema evolution.
+    pub fn is_incompatible(&self) -> bool {
+        matches!(self.kind, DriftKind::TypeChanged { .. })
+    }
+}
+
+impl std::fmt::Display for SchemaDrift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (table, column) = (&self.table, &self.column);
+        match &self.kind {
+            DriftKind::MissingInTable { declared } => {
+                write!(
+                    f,
+                    "{table}.{column}: declared {declared}, not in the Delta table yet"
+                )
+            }
+            DriftKind::NotDeclared { stored } => {
+                write!(
+                    f,
+                    "{table}.{column}: in the Delta table ({stored}), not declared"
+                )
+            }
+            DriftKind::TypeChanged { declared, stored } => write!(
+                f,
+                "{table}.{column}: declared {declared}, but the Delta table stores {stored}; \
+                 this change is not compatible: keep the old type, or rename the column"
+            ),
+            DriftKind::NullabilityChanged { declared_nullable } => write!(
+                f,
+                "{table}.{column}: declared {}, stored {}",
+                if *declared_nullable {
+                    "nullable"
+                } else {
+                    "NOT NULL"
+                },
+                if *declared_nullable {
+                    "NOT NULL"
+                } else {
+                    "nullable"
+                }
+            ),
+        }
+    }
+}
+
+impl Warehouse {
+    /// The Delta table of `table`, created from its declaration if it does not exist: columns
+    /// with NOT NULL and comments, partitions, description, properties and CHECK constraints.
+    pub async fn ensure(&self, table: &'static TableDef) -> Result<DeltaTable> {
+        if let Some(existing) = self.load(table).await? {
+            return Ok(existing);
+        }
+        self.create(table).await
+    }
+
+    async fn create(&self, table: &'static TableDef) -> Result<DeltaTable> {
+        let qualified = table.qualified_name();
+        let url = self.table_url(table)?;
+        if let Ok(path) = url.to_file_path() {
+            std::fs::create_dir_all(&path).map_err(|source| Error::Io {
+                context: format!(
+                    "creating the directory of {qualified} at {}",
+                    path.display()
+                ),
+                source,
+            })?;
+        }
+        let schema: StructType = table
+            .arrow_schema()
+            .as_ref()
+            .try_into_kernel()
+            .map_err(|e| Error::schema(&qualified, format!("cannot map to a Delta schema: {e}")))?;
+        let mut configuration: Vec<(String, Option<String>)> = table
+            .properties
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Some((*v).to_owned())))
+            .collect();
+        if table.mode == WriteMode::Append
+            && !table
+                .properties
+                .iter()
+                .any(|(k, _)| *k == "delta.enableChangeDataFeed")
+        {
+            // Incremental readers (`Changes<T>`) read the rows each commit added.
+            configuration.push((
+                "delta.enableChangeDataFeed".to_owned(),
+                Some("true".to_owned()),
+            ));
+        }
+        let delta = DeltaTable::try_from_url(url)
+            .await
+            .map_err(|e| Error::delta(&qualified, e))?;
+        let mut created = delta
+            .create()
+            .with_table_name(table.name)
+            .with_comment(table.description)
+            .with_columns(schema.fields().cloned())
+            .with_partition_columns(table.partition_by.iter().copied())
+            .with_configuration(configuration)
+            .with_raise_if_key_not_exists(false)
+            .await
+            .map_err(|e| Error::delta(&qualified, e))?;
+        if !table.checks.is_empty() {
+            let checks: HashMap<&str, &str> =
+                table.checks.iter().map(|c| (c.name, c.expr)).collect();
+            created = created
+                .add_constraint()
+                .with_constraints(checks)
+                .await
+                .map_err(|e| Error::delta(&qualified, e))?;
+        }
+        tracing::info!(table = %qualified, "created Delta table");
+        Ok(created)
+    }
+
+    /// Every difference between `table`'s declaration and its stored schema; empty when they
+    /// agree or the table does not exist yet.
+    pub async fn drift(&self, table: &'static TableDef) -> Result<Vec<SchemaDrift>> {
+        let Some(delta) = self.load(table).await? else {
+            return Ok(Vec::new());
+        };
+        let qualified = table.qualified_name();
+        let stored = delta
+            .snapshot()
+            .map_err(|e| Error::delta(&qualified, e))?
+            .snapshot()
+            .arrow_schema();
+        let mut drift = Vec::new();
+        let entry = |column: &str, kind| SchemaDrift {
+            table: qualified.clone(),
+            column: column.to_owned(),
+            kind,
+        };
+        for column in table.columns {
+            match stored.field_with_name(column.name) {
+                Err(_) => drift.push(entry(
+                    column.name,
+                    DriftKind::MissingInTable {
+                        declared: column.data_type,
+                    },
+                )),
+                Ok(field) => {
+                    if LogicalType::from_arrow(field.data_type()) != Some(column.data_type) {
+                        drift.push(entry(
+                            column.name,
+                            DriftKind::TypeChanged {
+                                declared: column.data_type,
+                                stored: delta_type_name(field.data_type()),
+                            },
+                        ));
+                    } else if field.is_nullable() != column.nullable {
+                        drift.push(entry(
+                            column.name,
+                            DriftKind::NullabilityChanged {
+                                declared_nullable: column.nullable,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        for field in stored.fields() {
+            if table.column(field.name()).is_none() {
+                drift.push(entry(
+                    field.name(),
+                    DriftKind::NotDeclared {
+                        stored: delta_type_name(field.data_type()),
+                    },
+                ));
+            }
+        }
+        Ok(drift)
+    }
+}
+
+fn delta_type_name(data_type: &arrow::datatypes::DataType) -> String {
+    LogicalType::from_arrow(data_type)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| data_type.to_string())
+}

@@ -1,0 +1,118 @@
+//! Table maintenance: compaction with optional Z-order, and vacuum.
+
+use std::num::NonZeroU64;
+use std::time::Duration;
+
+use deltalake::operations::optimize::OptimizeType;
+use deltalake::operations::vacuum::VacuumMode;
+
+use super::Warehouse;
+use crate::error::{Error, Result};
+use crate::table::TableDef;
+
+/// Delta's default minimum retention for vacuum.
+pub const MIN_VACUUM_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// What `optimize` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OptimizeReport {
+    /// `schema.table`.
+    pub table: String,
+    /// Files written.
+    pub files_added: u64,
+    /// Files compacted away.
+    pub files_removed: u64,
+    /// The version after the operation (`None`: the table does not exist).
+    pub version: Option<u64>,
+}
+
+/// What `vacuum` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VacuumReport {
+    /// `schema.table`.
+    pub table: String,
+    /// Files deleted (or that would be, on a dry run).
+    pub files: Vec<String>,
+    /// Whether nothing was deleted.
+    pub dry_run: bool,
+}
+
+impl Warehouse {
+    /// Compacts small files into files of the table's target size (default 100 MiB), Z-ordered
+    /// by its `z_order` columns when it declares some.
+    pub async fn optimize(&self, table: &'static TableDef) -> Result<OptimizeReport> {
+        let qualified = table.qualified_name();
+        let Some(delta) = self.load(table).await? else {
+            return Ok(OptimizeReport {
+                table: qualified,
+                files_added: 0,
+                files_removed: 0,
+                version: None,
+            });
+        };
+        let session = self.session();
+        let mut builder = delta
+            .optimize()
+            .with_session_state(super::session_state(&session));
+        if !table.z_order.is_empty() {
+            builder = builder.with_type(OptimizeType::ZOrder(
+                table.z_order.iter().map(|c| (*c).to_owned()).collect(),
+            ));
+        }
+        if let Some(size) = table.target_file_size.and_then(NonZeroU64::new) {
+            builder = builder.with_target_size(size);
+        }
+        let (optimized, metrics) = builder.await.map_err(|e| Error::delta(&qualified, e))?;
+        Ok(OptimizeReport {
+            table: qualified,
+            files_added: metrics.num_files_added,
+            files_removed: metrics.num_files_removed,
+            version: optimized.version(),
+        })
+    }
+
+    /// Deletes files no version newer than `retention` needs, and files no version refers to
+    /// (left by failed writes). A retention under 7 days could break readers of older versions
+    /// and is refused unless `force` is set.
+    pub async fn vacuum(
+        &self,
+        table: &'static TableDef,
+        retention: Duration,
+        dry_run: bool,
+        force: bool,
+    ) -> Result<VacuumReport> {
+        let qualified = table.qualified_name();
+        if retention < MIN_VACUUM_RETENTION && !force {
+            return Err(Error::msg(format!(
+                "vacuum of {qualified}: a retention of {} is under the 7-day minimum; readers of older \
+                 versions could fail. Pass --force if no such reader exists.",
+                humantime::format_duration(retention)
+            )));
+        }
+        let Some(delta) = self.load(table).await? else {
+            return Ok(VacuumReport {
+                table: qualified,
+                files: Vec::new(),
+                dry_run,
+            });
+        };
+        let retention = chrono::Duration::from_std(retention).map_err(|e| {
+            Error::msg(format!(
+                "vacuum of {qualified}: retention out of range: {e}"
+            ))
+        })?;
+        let (_, metrics) = delta
+            .vacuum()
+            .with_retention_period(retention)
+            .with_enforce_retention_duration(!force)
+            .with_mode(VacuumMode::Full)
+            .with_dry_run(dry_run)
+            .await
+            .map_err(|e| Error::delta(&qualified, e))?;
+        Ok(VacuumReport {
+            table: qualified,
+            files: metrics.files_deleted,
+            dry_run: metrics.dry_run,
+        })
+    }
+}

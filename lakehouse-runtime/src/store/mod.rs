@@ -1,0 +1,131 @@
+//! Delta Lake storage: one [`Warehouse`] holds every table at `<root>/<schema>/<table>/`.
+//!
+//! Reads are lazy DataFusion plans; writes stream the plan into Parquet files and commit once, in
+//! the table's [`WriteMode`](crate::WriteMode), carrying a Delta application transaction so a
+//! replayed write is a no-op. Nothing here knows about pipelines.
+
+mod catalog;
+mod create;
+mod location;
+mod maintain;
+mod read;
+mod scd2;
+mod write;
+
+use std::sync::Arc;
+
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use deltalake::DeltaTable;
+use deltalake::delta_datafusion::planner::DeltaPlanner;
+use url::Url;
+
+pub use catalog::check_read_only;
+pub use create::SchemaDrift;
+pub use location::{check_name, is_safe_name, table_url, warehouse_url};
+pub use maintain::{OptimizeReport, VacuumReport};
+pub use write::{Deletions, WriteOptions, WriteOutcome};
+
+use crate::error::{Error, Result};
+use crate::table::TableDef;
+
+/// Default memory DataFusion may use for sorts, joins and merges before spilling to disk.
+pub const DEFAULT_MEMORY_LIMIT: usize = 4 << 30;
+
+/// A set of Delta tables under one root, and the DataFusion runtime (memory pool, object stores)
+/// every read and write shares.
+#[derive(Clone)]
+pub struct Warehouse {
+    root: Url,
+    runtime: Arc<RuntimeEnv>,
+}
+
+impl std::fmt::Debug for Warehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Warehouse")
+            .field("root", &self.root.as_str())
+            .finish()
+    }
+}
+
+impl Warehouse {
+    /// Opens the warehouse at `location`: a local directory (created if missing) or an
+    /// object-store URL. Memory is bounded by [`DEFAULT_MEMORY_LIMIT`].
+    pub fn open(location: &str) -> Result<Warehouse> {
+        Warehouse::open_with_memory_limit(location, DEFAULT_MEMORY_LIMIT)
+    }
+
+    /// Opens the warehouse with `memory_limit` bytes for DataFusion operators (they spill beyond).
+    pub fn open_with_memory_limit(location: &str, memory_limit: usize) -> Result<Warehouse> {
+        let root = warehouse_url(location)?;
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit)))
+            .build_arc()?;
+        Ok(Warehouse { root, runtime })
+    }
+
+    /// The root URL.
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    /// The local root directory, if the warehouse is on the local file system.
+    pub fn local_root(&self) -> Option<std::path::PathBuf> {
+        self.root.to_file_path().ok()
+    }
+
+    /// A new DataFusion session on this warehouse's runtime (shared memory pool and stores),
+    /// with Delta's query planner so Delta operations can execute its plans.
+    pub fn session(&self) -> SessionContext {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("datafusion", "public")
+            // Delta's workaround: IN-list pushdown in hash joins can panic on dictionary keys
+            // (Delta partition columns are dictionary-encoded).
+            .set_usize("datafusion.optimizer.hash_join_inlist_pushdown_max_size", 0)
+            .set_usize(
+                "datafusion.optimizer.hash_join_inlist_pushdown_max_distinct_values",
+                0,
+            );
+        let state = SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(config)
+            .with_runtime_env(self.runtime.clone())
+            .with_query_planner(DeltaPlanner::new())
+            .build();
+        SessionContext::new_with_state(state)
+    }
+
+    /// The location of `table`.
+    pub fn table_url(&self, table: &TableDef) -> Result<Url> {
+        table_url(&self.root, table.schema, table.name)
+    }
+
+    /// The Delta table of `table`, loaded at its latest version, or `None` if it was never written.
+    pub async fn load(&self, table: &TableDef) -> Result<Option<DeltaTable>> {
+        let url = self.table_url(table)?;
+        // Only look: opening a table must not create directories.
+        if let Ok(path) = url.to_file_path()
+            && !path.join("_delta_log").is_dir()
+        {
+            return Ok(None);
+        }
+        let qualified = table.qualified_name();
+        let delta = DeltaTable::try_from_url(url)
+            .await
+            .map_err(|e| Error::delta(&qualified, e))?;
+        Ok(delta.version().is_some().then_some(delta))
+    }
+
+    /// The latest version of `table`, or `None` if it was never written.
+    pub async fn version(&self, table: &TableDef) -> Result<Option<u64>> {
+        Ok(self.load(table).await?.and_then(|t| t.version()))
+    }
+}
+
+/// `deltalake` operations take a session; give them ours so they use the shared memory pool.
+pub(crate) fn session_state(session: &SessionContext) -> Arc<datafusion::execution::SessionState> {
+    Arc::new(session.state())
+}

@@ -1,0 +1,189 @@
+//! SCD2 in one commit: a single MERGE over a staged union.
+//!
+//! With S the (deduplicated) source and T the table, the staged source is
+//! 1. every S row, with its key copied into `__lakehouse_key_*`: it matches the key's current row;
+//! 2. every S row whose current T row differs on a change column (null-safe `IS DISTINCT FROM`),
+//!    with NULL merge keys: it matches nothing and is inserted as the new version;
+//! 3. every deletion key, flagged: it matches the current row and closes it.
+//!
+//! The MERGE closes matched current rows that changed or are deleted (`valid_to = run_at`,
+//! `is_current = false`) and inserts unmatched rows (`valid_from = run_at`, `valid_to` NULL,
+//! `is_current = true`). Unchanged rows are untouched; every key keeps at most one current row.
+
+use datafusion::common::{Column, JoinType};
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::{Expr, Operator, binary_expr, cast, lit};
+use datafusion::scalar::ScalarValue;
+use deltalake::DeltaTable;
+
+use super::Warehouse;
+use super::write::{
+    DELETE_FLAG, Deletions, WriteOptions, WriteOutcome, commit_properties, outcome, qualified,
+};
+use crate::error::{Error, Result};
+use crate::table::{TableDef, Timestamp};
+
+fn merge_key(key: &str) -> String {
+    format!("__lakehouse_key_{key}")
+}
+
+fn column(name: &str) -> Expr {
+    Expr::Column(Column::new_unqualified(name))
+}
+
+/// Runs the SCD2 MERGE of `source` (data columns, one row per key) into `delta`.
+pub(crate) async fn merge(
+    warehouse: &Warehouse,
+    session: &SessionContext,
+    delta: DeltaTable,
+    source: DataFrame,
+    table: &'static TableDef,
+    run_at: Timestamp,
+    options: WriteOptions,
+) -> Result<WriteOutcome> {
+    let qualified_name = table.qualified_name();
+    let data: Vec<String> = source
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let change_columns = table.scd2_change_columns();
+    let changed = |left: &str, right: &str| -> Expr {
+        change_columns
+            .iter()
+            .map(|c| {
+                binary_expr(
+                    qualified(left, c),
+                    Operator::IsDistinctFrom,
+                    qualified(right, c),
+                )
+            })
+            .reduce(Expr::or)
+            .unwrap_or_else(|| lit(false))
+    };
+
+    // 1. Every source row, keyed.
+    let keyed: Vec<Expr> = data
+        .iter()
+        .map(|c| column(c))
+        .chain(table.key.iter().map(|k| column(k).alias(merge_key(k))))
+        .chain(std::iter::once(lit(false).alias(DELETE_FLAG)))
+        .collect();
+    let mut staged = source.clone().select(keyed)?;
+
+    // 2. Changed rows again, unkeyed, to be inserted as new versions.
+    let current = warehouse
+        .read(session, table)
+        .await?
+        .filter(column("is_current"))?
+        .alias("t")?;
+    let on: Vec<Expr> = table
+        .key
+        .iter()
+        .map(|k| qualified("s", k).eq(qualified("t", k)))
+        .chain(std::iter::once(changed("s", "t")))
+        .collect();
+    let schema = source.schema().as_arrow().clone();
+    let unkeyed: Vec<Expr> = data
+        .iter()
+        .map(|c| qualified("s", c).alias(c))
+        .chain(table.key.iter().map(|k| {
+            let data_type = schema.field_with_name(k).map(|f| f.data_type().clone());
+            let null = data_type
+                .ok()
+                .and_then(|t| ScalarValue::try_from(&t).ok())
+                .unwrap_or(ScalarValue::Null);
+            lit(null).alias(merge_key(k))
+        }))
+        .chain(std::iter::once(lit(false).alias(DELETE_FLAG)))
+        .collect();
+    let changed_rows = source
+        .alias("s")?
+        .join_on(current, JoinType::Inner, on)?
+        .select(unkeyed)?;
+    staged = staged.union(changed_rows)?;
+
+    // 3. Deletions.
+    let close_missing = matches!(options.deletions, Deletions::MissingFromSource);
+    if let Deletions::Keys(keys) = options.deletions {
+        let mut exprs = Vec::new();
+        for c in &data {
+            let field = schema
+                .field_with_name(c)
+                .map_err(|e| Error::schema(&qualified_name, e.to_string()))?;
+            let expr = if table.key.contains(&c.as_str()) {
+                cast(column(c), field.data_type().clone())
+            } else {
+                lit(ScalarValue::try_from(field.data_type())?)
+            };
+            exprs.push(expr.alias(c));
+        }
+        for k in table.key {
+            let field = schema
+                .field_with_name(k)
+                .map_err(|e| Error::schema(&qualified_name, e.to_string()))?;
+            exprs.push(cast(column(k), field.data_type().clone()).alias(merge_key(k)));
+        }
+        exprs.push(lit(true).alias(DELETE_FLAG));
+        staged = staged.union(keys.select(exprs)?)?;
+    }
+
+    let on = table
+        .key
+        .iter()
+        .map(|k| qualified("t", k).eq(qualified("s", &merge_key(k))))
+        .chain(std::iter::once(qualified("t", "is_current")))
+        .reduce(Expr::and)
+        .unwrap_or_else(|| lit(false));
+    let run_at = lit(ScalarValue::TimestampMicrosecond(
+        Some(run_at.0),
+        Some("UTC".into()),
+    ));
+    let no_end = lit(ScalarValue::TimestampMicrosecond(None, Some("UTC".into())));
+    let close = |u: deltalake::operations::merge::UpdateBuilder| {
+        u.update("valid_to", run_at.clone())
+            .update("is_current", lit(false))
+    };
+    let transaction = options.transaction.clone();
+    let mut merge = delta
+        .merge(staged, on)
+        .with_source_alias("s")
+        .with_target_alias("t")
+        .with_session_state(super::session_state(session))
+        .with_commit_properties(commit_properties(&options.transaction));
+    let result = async {
+        merge = merge.when_matched_update(|u| close(u.predicate(qualified("s", DELETE_FLAG))))?;
+        merge = merge.when_matched_update(|u| close(u.predicate(changed("t", "s"))))?;
+        merge = merge.when_not_matched_insert(|i| {
+            let i = i.predicate(Expr::Not(Box::new(qualified("s", DELETE_FLAG))));
+            data.iter()
+                .fold(i, |i, c| i.set(c.as_str(), qualified("s", c)))
+                .set("valid_from", run_at.clone())
+                .set("valid_to", no_end.clone())
+                .set("is_current", lit(true))
+        })?;
+        if close_missing {
+            merge = merge.when_not_matched_by_source_update(|u| {
+                close(u.predicate(qualified("t", "is_current")))
+            })?;
+        }
+        merge.await
+    }
+    .await;
+    match result {
+        Ok((written, metrics)) => Ok(outcome(
+            table,
+            &written,
+            metrics.num_target_rows_inserted as u64,
+            metrics.num_target_rows_updated as u64,
+            0,
+        )),
+        Err(error) => {
+            warehouse
+                .recheck_after_error(table, &transaction, error)
+                .await
+        }
+    }
+}

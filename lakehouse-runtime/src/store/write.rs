@@ -1,0 +1,460 @@
+//! Writing a DataFrame into a table, in the table's mode, in one commit, idempotently.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use datafusion::common::{Column, TableReference};
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::{Expr, SortExpr, cast, lit};
+use datafusion::scalar::ScalarValue;
+use deltalake::DeltaTable;
+use deltalake::kernel::StructField;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::SaveMode;
+use futures::StreamExt as _;
+
+use super::create::DriftKind;
+use super::{Warehouse, session_state};
+use crate::error::{Error, Result};
+use crate::frame::conform_output;
+use crate::table::{SchemaEvolution, TableDef, Timestamp, WriteMode};
+
+/// Which existing rows a write removes (merge tables) or closes (SCD2 tables).
+#[derive(Default)]
+pub enum Deletions {
+    /// None.
+    #[default]
+    None,
+    /// The rows whose key is in this DataFrame (its columns: the key columns).
+    Keys(DataFrame),
+    /// The rows whose key is absent from the written DataFrame, which is then a full snapshot.
+    MissingFromSource,
+}
+
+/// How to write.
+#[derive(Default)]
+pub struct WriteOptions {
+    /// The Delta application transaction `(app id, version)` the commit carries. A write whose
+    /// app id already committed this version or a later one is skipped.
+    pub transaction: Option<(String, i64)>,
+    /// The run's logical time: SCD2 validity bounds.
+    pub run_at: Option<Timestamp>,
+    /// Rows to delete or close.
+    pub deletions: Deletions,
+}
+
+/// What a write did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// `schema.table`.
+    pub table: String,
+    /// The table version after the write.
+    pub version: Option<u64>,
+    /// False when the write was skipped because its transaction was already committed.
+    pub committed: bool,
+    /// Rows inserted.
+    pub rows_inserted: u64,
+    /// Rows updated (merge) or closed (SCD2).
+    pub rows_updated: u64,
+    /// Rows deleted.
+    pub rows_deleted: u64,
+}
+
+impl WriteOutcome {
+    fn skipped(table: &TableDef, version: Option<u64>) -> WriteOutcome {
+        WriteOutcome {
+            table: table.qualified_name(),
+            version,
+            committed: false,
+            rows_inserted: 0,
+            rows_updated: 0,
+            rows_deleted: 0,
+        }
+    }
+}
+
+impl Warehouse {
+    /// Writes `df` (the table's data columns) into `table` in its declared mode, in one commit:
+    /// append, overwrite, merge (upsert on the key; duplicate keys in `df` keep the row that
+    /// sorts last by the non-key columns) or SCD2. The plan is streamed, never collected. On any
+    /// error the table stays at its previous version.
+    pub async fn write(
+        &self,
+        session: &SessionContext,
+        table: &'static TableDef,
+        df: DataFrame,
+        options: WriteOptions,
+    ) -> Result<WriteOutcome> {
+        let qualified = table.qualified_name();
+        let transaction = options.transaction.clone();
+        let mut delta = self.ensure(table).await?;
+        if let Some((app_id, version)) = &options.transaction
+            && let Some(done) = committed_version(&delta, app_id).await?
+            && done >= *version
+        {
+            tracing::info!(table = %qualified, app_id, version, "already committed; skipping the write");
+            return Ok(WriteOutcome::skipped(table, delta.version()));
+        }
+        let df = conform_output(df, table)?;
+        let replace_schema =
+            table.mode == WriteMode::Overwrite && table.evolution == SchemaEvolution::Overwrite;
+        if !replace_schema {
+            delta = self.evolve(table, delta).await?;
+        }
+        let stored = stored_schema(&delta, &qualified)?;
+        let source = if replace_schema {
+            df
+        } else {
+            project_to(df, &stored, table)?
+        };
+        let commit = commit_properties(&options.transaction);
+        let state = session_state(session);
+        let result = match table.mode {
+            WriteMode::Append | WriteMode::Overwrite => {
+                let (_, plan) = source.into_parts();
+                let mut builder = delta
+                    .write(Vec::new())
+                    .with_input_plan(plan)
+                    .with_session_state(state)
+                    .with_commit_properties(commit);
+                builder = if table.mode == WriteMode::Append {
+                    builder.with_save_mode(SaveMode::Append)
+                } else {
+                    builder.with_save_mode(SaveMode::Overwrite)
+                };
+                if replace_schema {
+                    builder = builder.with_schema_mode(SchemaMode::Overwrite);
+                }
+                match builder.await {
+                    Ok(written) => {
+                        let rows = last_commit_metric(&written, "num_added_rows").await;
+                        Ok(outcome(table, &written, rows, 0, 0))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            WriteMode::Merge => {
+                let source = dedupe(source, table)?;
+                upsert(delta, source, table, options.deletions, state, commit)
+                    .await
+                    .map(|(written, metrics)| {
+                        outcome(
+                            table,
+                            &written,
+                            metrics.num_target_rows_inserted as u64,
+                            metrics.num_target_rows_updated as u64,
+                            metrics.num_target_rows_deleted as u64,
+                        )
+                    })
+            }
+            WriteMode::Scd2 => {
+                let run_at = options.run_at.ok_or_else(|| {
+                    Error::msg(format!(
+                        "writing SCD2 table {qualified} needs the run's `run_at`"
+                    ))
+                })?;
+                let source = dedupe(source, table)?;
+                return super::scd2::merge(self, session, delta, source, table, run_at, options)
+                    .await;
+            }
+        };
+        match result {
+            Ok(outcome) => Ok(outcome),
+            Err(error) => self.recheck_after_error(table, &transaction, error).await,
+        }
+    }
+
+    /// An error may come after the commit (checkpoints, log cleanup): if our transaction is in
+    /// the log, the write happened.
+    pub(crate) async fn recheck_after_error(
+        &self,
+        table: &'static TableDef,
+        transaction: &Option<(String, i64)>,
+        error: deltalake::DeltaTableError,
+    ) -> Result<WriteOutcome> {
+        let qualified = table.qualified_name();
+        if let Some((app_id, version)) = transaction
+            && let Ok(Some(delta)) = self.load(table).await
+            && let Ok(Some(done)) = committed_version(&delta, app_id).await
+            && done >= *version
+        {
+            tracing::warn!(table = %qualified, %error, "the write committed, then failed afterwards");
+            let mut outcome = WriteOutcome::skipped(table, delta.version());
+            outcome.committed = true;
+            return Ok(outcome);
+        }
+        Err(Error::delta(qualified, error))
+    }
+
+    /// Adds declared columns the table lacks (as nullable: existing rows have no value), and
+    /// refuses incompatible type changes, before anything is written.
+    async fn evolve(&self, table: &'static TableDef, delta: DeltaTable) -> Result<DeltaTable> {
+        let drift = self.drift(table).await?;
+        if let Some(incompatible) = drift.iter().find(|d| d.is_incompatible()) {
+            return Err(Error::schema(
+                table.qualified_name(),
+                incompatible.to_string(),
+            ));
+        }
+        if table.evolution == SchemaEvolution::Keep {
+            return Ok(delta);
+        }
+        let missing: Vec<StructField> = drift
+            .iter()
+            .filter(|d| matches!(d.kind, DriftKind::MissingInTable { .. }))
+            .filter_map(|d| table.column(&d.column))
+            .map(|c| {
+                let field = c.arrow_field().with_nullable(true);
+                let schema = arrow::datatypes::Schema::new(vec![field]);
+                let kernel: deltalake::kernel::StructType = (&schema).try_into_kernel()?;
+                Ok(kernel.fields().cloned().collect::<Vec<_>>())
+            })
+            .collect::<Result<Vec<_>, arrow::error::ArrowError>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        if missing.is_empty() {
+            return Ok(delta);
+        }
+        let names: Vec<String> = missing.iter().map(|f| f.name().to_owned()).collect();
+        tracing::info!(table = %table.qualified_name(), columns = ?names, "adding new columns");
+        delta
+            .add_columns()
+            .with_fields(missing)
+            .await
+            .map_err(|e| Error::delta(table.qualified_name(), e))
+    }
+}
+
+/// The version `app_id` last committed to `delta`, if any.
+pub(crate) async fn committed_version(delta: &DeltaTable, app_id: &str) -> Result<Option<i64>> {
+    let snapshot = delta.snapshot().map_err(|e| Error::delta(app_id, e))?;
+    snapshot
+        .transaction_version(delta.log_store().as_ref(), app_id)
+        .await
+        .map_err(|e| Error::delta(app_id, e))
+}
+
+pub(crate) fn commit_properties(transaction: &Option<(String, i64)>) -> CommitProperties {
+    let properties = CommitProperties::default();
+    match transaction {
+        Some((app_id, version)) => {
+            properties.with_application_transaction(Transaction::new(app_id, *version))
+        }
+        None => properties,
+    }
+}
+
+pub(crate) fn stored_schema(delta: &DeltaTable, qualified: &str) -> Result<SchemaRef> {
+    Ok(delta
+        .snapshot()
+        .map_err(|e| Error::delta(qualified, e))?
+        .snapshot()
+        .arrow_schema())
+}
+
+pub(crate) fn outcome(
+    table: &TableDef,
+    delta: &DeltaTable,
+    inserted: u64,
+    updated: u64,
+    deleted: u64,
+) -> WriteOutcome {
+    WriteOutcome {
+        table: table.qualified_name(),
+        version: delta.version(),
+        committed: true,
+        rows_inserted: inserted,
+        rows_updated: updated,
+        rows_deleted: deleted,
+    }
+}
+
+/// A numeric `operationMetrics` entry of the latest commit.
+async fn last_commit_metric(delta: &DeltaTable, name: &str) -> u64 {
+    let mut history = delta.history(Some(1));
+    while let Some(Ok(commit)) = history.next().await {
+        if let Some(value) = commit
+            .info
+            .get("operationMetrics")
+            .and_then(|m| m.get(name))
+        {
+            return value
+                .as_u64()
+                .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+                .unwrap_or(0);
+        }
+    }
+    0
+}
+
+/// `df` projected onto the stored schema: declared columns as they are, stored columns the
+/// declaration dropped as NULL (an error if they are NOT NULL), in the stored order.
+pub(crate) fn project_to(
+    df: DataFrame,
+    stored: &SchemaRef,
+    table: &'static TableDef,
+) -> Result<DataFrame> {
+    let qualified = table.qualified_name();
+    let data: Vec<&str> = table.data_columns().map(|c| c.name).collect();
+    let has_system = table.columns.len() != data.len();
+    let mut exprs = Vec::with_capacity(stored.fields().len());
+    for field in stored.fields() {
+        let name = field.name().as_str();
+        if data.contains(&name) {
+            let mut expr = Expr::Column(Column::new_unqualified(name));
+            if let Some(declared) = table.column(name)
+                && declared.data_type.arrow_type() != *field.data_type()
+            {
+                expr = cast(expr, field.data_type().clone());
+            }
+            exprs.push(expr.alias(name));
+        } else if has_system && table.column(name).is_some() {
+            // SCD2 system columns are set by the merge.
+            continue;
+        } else if field.is_nullable() {
+            let null = ScalarValue::try_from(field.data_type())?;
+            exprs.push(lit(null).alias(name));
+        } else {
+            return Err(Error::schema(
+                qualified,
+                format!(
+                    "the Delta table has a NOT NULL column `{name}` that the declaration no longer has; \
+                     declare it again, or rewrite the table"
+                ),
+            ));
+        }
+    }
+    Ok(df.select(exprs)?)
+}
+
+/// One row per key: the one that sorts last by the non-key columns (declared order, NULLs
+/// first). Deterministic whatever the order of the input.
+pub(crate) fn dedupe(df: DataFrame, table: &'static TableDef) -> Result<DataFrame> {
+    let names: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let column = |name: &str| Expr::Column(Column::new_unqualified(name));
+    let key: Vec<Expr> = table.key.iter().map(|k| column(k)).collect();
+    let all: Vec<Expr> = names.iter().map(|n| column(n)).collect();
+    let sort: Vec<SortExpr> = table
+        .key
+        .iter()
+        .map(|k| column(k).sort(true, false))
+        .chain(
+            names
+                .iter()
+                .filter(|n| !table.key.contains(&n.as_str()))
+                .map(|n| column(n).sort(false, false)),
+        )
+        .collect();
+    Ok(df.distinct_on(key, all, Some(sort))?)
+}
+
+/// `alias.name`.
+pub(crate) fn qualified(alias: &str, name: &str) -> Expr {
+    Expr::Column(Column::new(Some(TableReference::bare(alias)), name))
+}
+
+/// `t.k1 = s.k1 AND ...` over the key.
+pub(crate) fn key_match(table: &TableDef) -> Expr {
+    table
+        .key
+        .iter()
+        .map(|k| qualified("t", k).eq(qualified("s", k)))
+        .reduce(Expr::and)
+        .unwrap_or_else(|| lit(false))
+}
+
+/// Upsert with optional deletions, as one MERGE.
+async fn upsert(
+    delta: DeltaTable,
+    source: DataFrame,
+    table: &'static TableDef,
+    deletions: Deletions,
+    state: Arc<datafusion::execution::SessionState>,
+    commit: CommitProperties,
+) -> Result<(DeltaTable, deltalake::operations::merge::MergeMetrics), deltalake::DeltaTableError> {
+    let columns: Vec<String> = source
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let (source, delete_flag, delete_missing) = match deletions {
+        Deletions::Keys(keys) => (with_delete_flag(source, keys, table)?, true, false),
+        Deletions::MissingFromSource => (source, false, true),
+        Deletions::None => (source, false, false),
+    };
+    let mut merge = delta
+        .merge(source, key_match(table))
+        .with_source_alias("s")
+        .with_target_alias("t")
+        .with_session_state(state)
+        .with_commit_properties(commit);
+    if delete_flag {
+        merge = merge.when_matched_delete(|d| d.predicate(qualified("s", DELETE_FLAG)))?;
+    }
+    let update_columns = columns.clone();
+    merge = merge.when_matched_update(|u| {
+        update_columns
+            .iter()
+            .filter(|c| !table.key.contains(&c.as_str()))
+            .fold(u, |u, c| u.update(c.as_str(), qualified("s", c)))
+    })?;
+    merge = merge.when_not_matched_insert(|i| {
+        let i = if delete_flag {
+            i.predicate(Expr::Not(Box::new(qualified("s", DELETE_FLAG))))
+        } else {
+            i
+        };
+        columns
+            .iter()
+            .fold(i, |i, c| i.set(c.as_str(), qualified("s", c)))
+    })?;
+    if delete_missing {
+        merge = merge.when_not_matched_by_source_delete(|d| d)?;
+    }
+    merge.await
+}
+
+/// The source column that marks a staged deletion.
+pub(crate) const DELETE_FLAG: &str = "__lakehouse_delete";
+
+/// `source` with `__lakehouse_delete = false`, unioned with the deletion keys (other columns
+/// NULL, flag true).
+pub(crate) fn with_delete_flag(
+    source: DataFrame,
+    keys: DataFrame,
+    table: &TableDef,
+) -> Result<DataFrame, deltalake::DeltaTableError> {
+    let fields: Vec<_> = source.schema().fields().iter().cloned().collect();
+    let upserts: Vec<Expr> = fields
+        .iter()
+        .map(|f| Expr::Column(Column::new_unqualified(f.name())))
+        .chain(std::iter::once(lit(false).alias(DELETE_FLAG)))
+        .collect();
+    let mut deletes = Vec::with_capacity(fields.len() + 1);
+    for f in &fields {
+        let expr = if table.key.contains(&f.name().as_str()) {
+            cast(
+                Expr::Column(Column::new_unqualified(f.name())),
+                f.data_type().clone(),
+            )
+        } else {
+            lit(ScalarValue::try_from(f.data_type())?)
+        };
+        deletes.push(expr.alias(f.name()));
+    }
+    deletes.push(lit(true).alias(DELETE_FLAG));
+    let upserts = source.select(upserts)?;
+    let deletes = keys.select(deletes)?;
+    Ok(upserts.union(deletes)?)
+}

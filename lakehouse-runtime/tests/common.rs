@@ -1,0 +1,101 @@
+//! Helpers: temporary warehouses, rows in and out.
+
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::context::SessionContext;
+use lakehouse_runtime::frame::batches_from_rows;
+use lakehouse_runtime::store::{WriteOptions, WriteOutcome};
+use lakehouse_runtime::{TableDef, Warehouse};
+use serde::Serialize;
+
+/// A warehouse in a fresh temporary directory (removed on drop).
+pub struct TempWarehouse {
+    pub dir: tempfile::TempDir,
+    pub warehouse: Warehouse,
+}
+
+impl TempWarehouse {
+    pub fn new() -> TempWarehouse {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let warehouse = Warehouse::open(dir.path().join("warehouse").to_str().expect("utf-8 path"))
+            .expect("warehouse");
+        TempWarehouse { dir, warehouse }
+    }
+}
+
+/// A DataFrame of `rows` with `table`'s data columns.
+pub fn frame<R: Serialize>(session: &SessionContext, table: &TableDef, rows: &[R]) -> DataFrame {
+    let schema = table.output_arrow_schema();
+    let batches = batches_from_rows(schema.clone(), rows).expect("rows match the table");
+    if batches.is_empty() {
+        session
+            .read_batch(arrow::array::RecordBatch::new_empty(schema))
+            .expect("empty frame")
+    } else {
+        session.read_batches(batches).expect("frame")
+    }
+}
+
+/// Writes `rows` into `table`.
+pub async fn write<R: Serialize>(
+    warehouse: &Warehouse,
+    table: &'static TableDef,
+    rows: &[R],
+    options: WriteOptions,
+) -> lakehouse_runtime::Result<WriteOutcome> {
+    let session = warehouse.session();
+    let df = frame(&session, table, rows);
+    warehouse.write(&session, table, df, options).await
+}
+
+/// Every row of `df`, cells joined with `|` (NULL as `∅`), sorted.
+pub async fn render(df: DataFrame) -> Vec<String> {
+    let batches = df.collect().await.expect("query runs");
+    let options = FormatOptions::default().with_null("∅");
+    let mut rows = Vec::new();
+    for batch in &batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
+            .collect();
+        for row in 0..batch.num_rows() {
+            let cells: Vec<String> = formatters
+                .iter()
+                .map(|f| f.value(row).to_string())
+                .collect();
+            rows.push(cells.join("|"));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// The stored rows of `table` (declared columns), sorted.
+pub async fn contents(warehouse: &Warehouse, table: &'static TableDef) -> Vec<String> {
+    let session = warehouse.session();
+    render(warehouse.read(&session, table).await.expect("readable")).await
+}
+
+/// Column names of the stored Delta table.
+pub async fn stored_columns(warehouse: &Warehouse, table: &'static TableDef) -> Vec<String> {
+    let session = warehouse.session();
+    let catalog = warehouse.catalog(&[table]).await.expect("catalog");
+    let _ = session;
+    let df = catalog
+        .table(format!("{}.{}", table.schema, table.name).as_str())
+        .await
+        .expect("registered");
+    df.schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect()
+}
+
+/// Strings from `&str`s.
+pub fn lines(rows: &[&str]) -> Vec<String> {
+    let mut rows: Vec<String> = rows.iter().map(|r| (*r).to_owned()).collect();
+    rows.sort();
+    rows
+}

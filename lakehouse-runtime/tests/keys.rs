@@ -1,0 +1,99 @@
+//! Surrogate keys equal SHA-256 computed independently, with Spark's string forms.
+
+use datafusion::prelude::{col, lit};
+use lakehouse_runtime::frame::surrogate_key;
+use sha2::{Digest, Sha256};
+
+use crate::common::{TempWarehouse, lines, render};
+
+fn sha(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+#[tokio::test]
+async fn surrogate_keys_match_independent_sha256() {
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let df = session
+        .sql(
+            "SELECT * FROM (VALUES
+                (CAST(42 AS BIGINT), 'CUST1', DATE '2024-03-05', TIMESTAMP '2024-03-05 10:20:30.250' AT TIME ZONE 'UTC', CAST(12.50 AS DECIMAL(10,2)), true),
+                (CAST(-7 AS BIGINT), NULL, DATE '1969-12-31', TIMESTAMP '1970-01-01 00:00:00' AT TIME ZONE 'UTC', CAST(-0.05 AS DECIMAL(10,2)), false)
+             ) AS t(n, s, d, ts, amount, flag)",
+        )
+        .await
+        .expect("values");
+    let df = df
+        .select(vec![
+            surrogate_key([col("n")]).into_expr().alias("k_int"),
+            surrogate_key([col("n"), col("s")])
+                .into_expr()
+                .alias("k_null"),
+            surrogate_key([col("d"), col("amount"), col("flag")])
+                .into_expr()
+                .alias("k_mixed"),
+            surrogate_key([datafusion::logical_expr::cast(
+                col("ts"),
+                arrow::datatypes::DataType::Timestamp(
+                    arrow::datatypes::TimeUnit::Microsecond,
+                    Some("UTC".into()),
+                ),
+            )])
+            .into_expr()
+            .alias("k_ts"),
+            surrogate_key([lit("a"), lit("b")])
+                .into_expr()
+                .alias("k_lit"),
+        ])
+        .expect("select");
+    let expected = lines(&[
+        &format!(
+            "{}|{}|{}|{}|{}",
+            sha("42"),
+            sha("42||CUST1"),
+            sha("2024-03-05||12.50||true"),
+            sha("2024-03-05 10:20:30.25"),
+            sha("a||b")
+        ),
+        &format!(
+            "{}|∅|{}|{}|{}",
+            sha("-7"),
+            sha("1969-12-31||-0.05||false"),
+            sha("1970-01-01 00:00:00"),
+            sha("a||b")
+        ),
+    ]);
+    assert_eq!(render(df).await, expected);
+}
+
+#[tokio::test]
+async fn floating_point_parts_are_refused_at_plan_time() {
+    let session = datafusion::prelude::SessionContext::new();
+    let df = session
+        .sql("SELECT CAST(1.5 AS DOUBLE) AS x")
+        .await
+        .expect("values");
+    let error = df
+        .select(vec![surrogate_key([col("x")]).into_expr()])
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    let error = if error.is_empty() {
+        let df = session
+            .sql("SELECT CAST(1.5 AS DOUBLE) AS x")
+            .await
+            .expect("values");
+        df.select(vec![surrogate_key([col("x")]).into_expr()])
+            .expect("lazy")
+            .collect()
+            .await
+            .expect_err("refused")
+            .to_string()
+    } else {
+        error
+    };
+    assert!(
+        error.contains("surrogate_key cannot hash a Float64 value"),
+        "{error}"
+    );
+}

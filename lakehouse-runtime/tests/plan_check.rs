@@ -1,0 +1,73 @@
+//! The whole-graph plan check reports a pipeline whose SQL names a missing column, with the
+//! pipeline's name and the column.
+
+use lakehouse_runtime::Registry;
+use lakehouse_runtime::check::check_plan;
+use lakehouse_runtime::prelude::*;
+
+/// Raw events.
+#[derive(Table)]
+#[table(schema = "bronze", name = "events")]
+pub struct Events {
+    pub event_id: i64,
+    pub kind: Option<String>,
+}
+
+/// Counts per kind.
+#[derive(Table)]
+#[table(schema = "silver", name = "event_counts")]
+pub struct EventCounts {
+    pub kind: Option<String>,
+    pub events: i64,
+}
+
+/// Counts per kind, computed with typed expressions.
+#[derive(Table)]
+#[table(schema = "silver", name = "event_kinds")]
+pub struct EventKinds {
+    pub kind: String,
+}
+
+#[pipeline]
+pub async fn events(cx: &Ctx) -> Result<Frame<Events>> {
+    cx.empty()
+}
+
+/// SQL with a typo: `knd`.
+#[pipeline(depends_on = [events])]
+pub async fn event_counts(_events: Frame<Events>, cx: &Ctx) -> Result<Frame<EventCounts>> {
+    cx.sql("SELECT knd AS kind, count(*) AS events FROM bronze.events GROUP BY knd")
+        .await
+}
+
+/// The declared type is String but the expression is a number.
+#[pipeline(depends_on = [events])]
+pub async fn event_kinds(events: Frame<Events>) -> Result<Frame<EventKinds>> {
+    events.select_into(EventKindsSelect {
+        kind: typed::<String>(Events::event_id),
+    })
+}
+
+#[tokio::test]
+async fn sql_naming_a_missing_column_is_reported_with_pipeline_and_column() {
+    let registry = Registry::from_inventory().expect("valid graph");
+    let pipeline = registry.get("event_counts").expect("registered");
+    let error = check_plan(pipeline)
+        .await
+        .expect_err("the typo is caught")
+        .to_string();
+    assert!(error.contains("event_counts"), "{error}");
+    assert!(error.contains("knd"), "{error}");
+
+    let failures = lakehouse_runtime::check::check_plans(&registry)
+        .await
+        .expect_err("two bad plans");
+    let report = failures.to_string();
+    assert!(report.contains("pipeline `event_counts`"), "{report}");
+    assert!(report.contains("pipeline `event_kinds`"), "{report}");
+    assert!(
+        report.contains("column `kind` is declared STRING but the output has BIGINT"),
+        "{report}"
+    );
+    assert!(!report.contains("pipeline `events`"), "{report}");
+}

@@ -1,0 +1,263 @@
+//! SCD2 over three runs: new, changed, unchanged keys, a NULL→value change, deletions; one commit
+//! per run.
+
+use lakehouse_runtime::prelude::*;
+use lakehouse_runtime::store::{Deletions, WriteOptions};
+use serde::Serialize;
+
+use crate::common::{TempWarehouse, contents, frame, lines, write};
+
+/// Customers with history.
+#[derive(Table)]
+#[table(schema = "gold", name = "dim_customer", key(customer_id), mode = scd2)]
+pub struct DimCustomer {
+    pub customer_id: String,
+    pub name: Option<String>,
+    pub city: Option<String>,
+}
+
+/// Only `city` changes open a version.
+#[derive(Table)]
+#[table(schema = "gold", name = "dim_store", key(store_id, country), mode = scd2, change_columns(city))]
+pub struct DimStore {
+    pub store_id: i64,
+    pub country: String,
+    pub city: Option<String>,
+    pub manager: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Customer {
+    customer_id: &'static str,
+    name: Option<&'static str>,
+    city: Option<&'static str>,
+}
+
+fn c(
+    customer_id: &'static str,
+    name: Option<&'static str>,
+    city: Option<&'static str>,
+) -> Customer {
+    Customer {
+        customer_id,
+        name,
+        city,
+    }
+}
+
+const DAY: i64 = 86_400_000_000;
+
+fn run(day: i64, transaction: i64) -> WriteOptions {
+    WriteOptions {
+        run_at: Some(Timestamp(day * DAY)),
+        transaction: Some(("dim_customer".to_owned(), transaction)),
+        ..WriteOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn three_runs_keep_exact_history() {
+    let wh = TempWarehouse::new();
+    let def = <DimCustomer as lakehouse_runtime::Table>::DEF;
+
+    // Run 1: three new keys (one with a NULL city).
+    let first = write(
+        &wh.warehouse,
+        def,
+        &[
+            c("a", Some("Ann"), Some("Paris")),
+            c("b", Some("Bob"), None),
+            c("c", Some("Cid"), Some("Lyon")),
+        ],
+        run(1, 1),
+    )
+    .await
+    .expect("run 1");
+    assert_eq!((first.rows_inserted, first.rows_updated), (3, 0));
+    let v1 = wh
+        .warehouse
+        .version(def)
+        .await
+        .expect("version")
+        .expect("exists");
+    assert_eq!(
+        contents(&wh.warehouse, def).await,
+        lines(&[
+            "a|Ann|Paris|1970-01-02T00:00:00Z|∅|true",
+            "b|Bob|∅|1970-01-02T00:00:00Z|∅|true",
+            "c|Cid|Lyon|1970-01-02T00:00:00Z|∅|true",
+        ])
+    );
+
+    // Run 2: a changes city, b goes NULL -> Nice, c unchanged, d is new; duplicate keys for d
+    // resolve to the row sorting last (name "Dan" > "Dal").
+    let second = write(
+        &wh.warehouse,
+        def,
+        &[
+            c("a", Some("Ann"), Some("Lille")),
+            c("b", Some("Bob"), Some("Nice")),
+            c("c", Some("Cid"), Some("Lyon")),
+            c("d", Some("Dal"), None),
+            c("d", Some("Dan"), None),
+        ],
+        run(2, 2),
+    )
+    .await
+    .expect("run 2");
+    assert_eq!(
+        (second.rows_inserted, second.rows_updated),
+        (3, 2),
+        "a and b closed; a, b, d inserted"
+    );
+    assert_eq!(
+        wh.warehouse.version(def).await.expect("version"),
+        Some(v1 + 1),
+        "one commit per run"
+    );
+
+    // Run 3: c is deleted at the source, everything else unchanged.
+    let session = wh.warehouse.session();
+    #[derive(Serialize)]
+    struct Key {
+        customer_id: &'static str,
+    }
+    let keys_schema = std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new("customer_id", arrow::datatypes::DataType::Utf8, false),
+    ]));
+    let keys =
+        lakehouse_runtime::frame::batches_from_rows(keys_schema, &[Key { customer_id: "c" }])
+            .expect("keys");
+    let mut options = run(3, 3);
+    options.deletions = Deletions::Keys(session.read_batches(keys).expect("keys frame"));
+    let df = frame(
+        &session,
+        def,
+        &[
+            c("a", Some("Ann"), Some("Lille")),
+            c("b", Some("Bob"), Some("Nice")),
+            c("d", Some("Dan"), None),
+        ],
+    );
+    let third = wh
+        .warehouse
+        .write(&session, def, df, options)
+        .await
+        .expect("run 3");
+    assert_eq!(
+        (third.rows_inserted, third.rows_updated),
+        (0, 1),
+        "only c closed"
+    );
+    assert_eq!(
+        wh.warehouse.version(def).await.expect("version"),
+        Some(v1 + 2),
+        "one commit per run"
+    );
+
+    let expected = lines(&[
+        "a|Ann|Paris|1970-01-02T00:00:00Z|1970-01-03T00:00:00Z|false",
+        "a|Ann|Lille|1970-01-03T00:00:00Z|∅|true",
+        "b|Bob|∅|1970-01-02T00:00:00Z|1970-01-03T00:00:00Z|false",
+        "b|Bob|Nice|1970-01-03T00:00:00Z|∅|true",
+        "c|Cid|Lyon|1970-01-02T00:00:00Z|1970-01-04T00:00:00Z|false",
+        "d|Dan|∅|1970-01-03T00:00:00Z|∅|true",
+    ]);
+    assert_eq!(contents(&wh.warehouse, def).await, expected);
+
+    // Invariants: at most one current row per key, non-overlapping intervals.
+    let check = wh
+        .warehouse
+        .sql(
+            &[def],
+            "SELECT customer_id, count(*) FILTER (WHERE is_current) AS current_rows, \
+                    count(*) FILTER (WHERE valid_to IS NOT NULL AND valid_to <= valid_from) AS empty_intervals
+             FROM gold.dim_customer GROUP BY customer_id ORDER BY customer_id",
+        )
+        .await
+        .expect("query");
+    assert_eq!(
+        crate::common::render(check).await,
+        lines(&["a|1|0", "b|1|0", "c|0|0", "d|1|0"])
+    );
+    let overlaps = wh
+        .warehouse
+        .sql(
+            &[def],
+            "SELECT count(*) FROM gold.dim_customer x JOIN gold.dim_customer y
+               ON x.customer_id = y.customer_id AND x.valid_from < y.valid_from
+             WHERE x.valid_to IS NULL OR x.valid_to > y.valid_from",
+        )
+        .await
+        .expect("query");
+    assert_eq!(crate::common::render(overlaps).await, lines(&["0"]));
+
+    // Replaying run 3 changes nothing.
+    let replay = write(
+        &wh.warehouse,
+        def,
+        &[c("a", Some("Ann"), Some("Lille"))],
+        run(3, 3),
+    )
+    .await
+    .expect("replay");
+    assert!(!replay.committed);
+    assert_eq!(
+        wh.warehouse.version(def).await.expect("version"),
+        Some(v1 + 2)
+    );
+    assert_eq!(contents(&wh.warehouse, def).await, expected);
+}
+
+#[derive(Serialize)]
+struct Store {
+    store_id: i64,
+    country: &'static str,
+    city: Option<&'static str>,
+    manager: Option<&'static str>,
+}
+
+#[tokio::test]
+async fn only_change_columns_open_versions_and_missing_keys_close() {
+    let wh = TempWarehouse::new();
+    let def = <DimStore as lakehouse_runtime::Table>::DEF;
+    let s = |store_id, country, city, manager| Store {
+        store_id,
+        country,
+        city,
+        manager,
+    };
+    let day = |d: i64| WriteOptions {
+        run_at: Some(Timestamp(d * DAY)),
+        ..WriteOptions::default()
+    };
+    write(
+        &wh.warehouse,
+        def,
+        &[
+            s(1, "fr", Some("Paris"), Some("Zoé")),
+            s(1, "us", Some("NYC"), None),
+        ],
+        day(1),
+    )
+    .await
+    .expect("run 1");
+    // A manager change alone opens no version; the us store vanishes from the full snapshot.
+    let session = wh.warehouse.session();
+    let df = frame(&session, def, &[s(1, "fr", Some("Paris"), Some("Yann"))]);
+    let mut options = day(2);
+    options.deletions = Deletions::MissingFromSource;
+    let outcome = wh
+        .warehouse
+        .write(&session, def, df, options)
+        .await
+        .expect("run 2");
+    assert_eq!((outcome.rows_inserted, outcome.rows_updated), (0, 1));
+    assert_eq!(
+        contents(&wh.warehouse, def).await,
+        lines(&[
+            "1|fr|Paris|Zoé|1970-01-02T00:00:00Z|∅|true",
+            "1|us|NYC|∅|1970-01-02T00:00:00Z|1970-01-03T00:00:00Z|false",
+        ])
+    );
+}

@@ -1,0 +1,99 @@
+//! The SQL catalog: every table as `schema.table`, read-only.
+
+use lakehouse_runtime::prelude::*;
+use lakehouse_runtime::store::WriteOptions;
+use serde::Serialize;
+
+use crate::common::{TempWarehouse, lines, render, write};
+
+/// Products.
+#[derive(Table)]
+#[table(schema = "gold", name = "dim_product", key(product_id), mode = merge)]
+pub struct Product {
+    pub product_id: String,
+    pub price: Option<Decimal<10, 2>>,
+}
+
+/// Not written yet.
+#[derive(Table)]
+#[table(schema = "bronze", name = "empty_one")]
+pub struct Empty {
+    pub x: i64,
+}
+
+#[derive(Serialize)]
+struct P {
+    product_id: &'static str,
+    price: Option<Decimal<10, 2>>,
+}
+
+const PRODUCT: &lakehouse_runtime::TableDef = <Product as lakehouse_runtime::Table>::DEF;
+const EMPTY: &lakehouse_runtime::TableDef = <Empty as lakehouse_runtime::Table>::DEF;
+
+#[tokio::test]
+async fn queries_every_table_by_schema_and_name() {
+    let wh = TempWarehouse::new();
+    write(
+        &wh.warehouse,
+        PRODUCT,
+        &[
+            P {
+                product_id: "p1",
+                price: Some(Decimal(1999)),
+            },
+            P {
+                product_id: "p2",
+                price: None,
+            },
+        ],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("write");
+    let df = wh
+        .warehouse
+        .sql(
+            &[PRODUCT, EMPTY],
+            "SELECT p.product_id, p.price, (SELECT count(*) FROM bronze.empty_one) AS n FROM gold.dim_product p",
+        )
+        .await
+        .expect("query");
+    assert_eq!(render(df).await, lines(&["p1|19.99|0", "p2|∅|0"]));
+}
+
+#[tokio::test]
+async fn ddl_dml_copy_and_set_are_rejected() {
+    let wh = TempWarehouse::new();
+    write(
+        &wh.warehouse,
+        PRODUCT,
+        &[P {
+            product_id: "p1",
+            price: None,
+        }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("write");
+    for (query, kind) in [
+        ("CREATE TABLE x AS SELECT 1", "DDL"),
+        ("DROP TABLE gold.dim_product", "DDL"),
+        ("INSERT INTO gold.dim_product VALUES ('p9', 1.00)", "DML"),
+        ("DELETE FROM gold.dim_product", "DML"),
+        ("COPY gold.dim_product TO '/tmp/out.csv'", "DML"),
+        ("SET datafusion.execution.batch_size = 1", "Statement"),
+    ] {
+        let error = wh.warehouse.sql(&[PRODUCT], query).await.expect_err(query);
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!("{kind} not supported")),
+            "{query}: {message}"
+        );
+    }
+    let df = wh
+        .warehouse
+        .sql(&[PRODUCT], "SELECT count(*) FROM gold.dim_product")
+        .await
+        .expect("still there");
+    assert_eq!(render(df).await, lines(&["1"]));
+}

@@ -1,0 +1,344 @@
+//! Idempotent commits, failed writes that change nothing, time travel, maintenance.
+
+use std::time::Duration;
+
+use lakehouse_runtime::prelude::*;
+use lakehouse_runtime::store::WriteOptions;
+use serde::Serialize;
+
+use crate::common::{TempWarehouse, contents, lines, write};
+
+mod v1 {
+    use lakehouse_runtime::prelude::*;
+
+    /// Orders.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "orders", key(id), mode = merge, check(name = "positive_amount", expr = "amount IS NULL OR amount > 0"))]
+    pub struct Orders {
+        pub id: i64,
+        /// Amount in cents
+        pub amount: Option<i64>,
+    }
+}
+
+mod v2 {
+    use lakehouse_runtime::prelude::*;
+
+    /// Orders, with the amount's type changed.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "orders", key(id), mode = merge)]
+    pub struct Orders {
+        pub id: i64,
+        pub amount: Option<String>,
+    }
+}
+
+#[derive(Serialize)]
+struct Order {
+    id: i64,
+    amount: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct TextOrder {
+    id: i64,
+    amount: Option<String>,
+}
+
+fn txn(version: i64) -> WriteOptions {
+    WriteOptions {
+        transaction: Some(("orders_pipeline".to_owned(), version)),
+        ..WriteOptions::default()
+    }
+}
+
+const ORDERS: &lakehouse_runtime::TableDef = <v1::Orders as lakehouse_runtime::Table>::DEF;
+
+#[tokio::test]
+async fn replaying_a_transaction_changes_nothing() {
+    let wh = TempWarehouse::new();
+    let rows = [Order {
+        id: 1,
+        amount: Some(10),
+    }];
+    let first = write(&wh.warehouse, ORDERS, &rows, txn(7))
+        .await
+        .expect("write");
+    assert!(first.committed);
+    let version = wh.warehouse.version(ORDERS).await.expect("version");
+    let replay = write(
+        &wh.warehouse,
+        ORDERS,
+        &[Order {
+            id: 2,
+            amount: Some(20),
+        }],
+        txn(7),
+    )
+    .await
+    .expect("replay");
+    assert!(!replay.committed, "same (app id, version): skipped");
+    let older = write(
+        &wh.warehouse,
+        ORDERS,
+        &[Order {
+            id: 3,
+            amount: Some(30),
+        }],
+        txn(6),
+    )
+    .await
+    .expect("older");
+    assert!(
+        !older.committed,
+        "an older version of the same app: skipped"
+    );
+    assert_eq!(
+        wh.warehouse.version(ORDERS).await.expect("version"),
+        version
+    );
+    assert_eq!(contents(&wh.warehouse, ORDERS).await, lines(&["1|10"]));
+    let next = write(
+        &wh.warehouse,
+        ORDERS,
+        &[Order {
+            id: 2,
+            amount: Some(20),
+        }],
+        txn(8),
+    )
+    .await
+    .expect("next");
+    assert!(next.committed);
+    assert_eq!(
+        contents(&wh.warehouse, ORDERS).await,
+        lines(&["1|10", "2|20"])
+    );
+}
+
+#[tokio::test]
+async fn an_incompatible_type_change_fails_and_leaves_the_table_as_it_was() {
+    let wh = TempWarehouse::new();
+    write(
+        &wh.warehouse,
+        ORDERS,
+        &[Order {
+            id: 1,
+            amount: Some(10),
+        }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("write");
+    let version = wh.warehouse.version(ORDERS).await.expect("version");
+    let changed = <v2::Orders as lakehouse_runtime::Table>::DEF;
+    let error = write(
+        &wh.warehouse,
+        changed,
+        &[TextOrder {
+            id: 2,
+            amount: Some("x".into()),
+        }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect_err("type change");
+    let message = error.to_string();
+    for part in [
+        "silver.orders",
+        "amount",
+        "declared STRING",
+        "stores BIGINT",
+        "not compatible",
+    ] {
+        assert!(message.contains(part), "{part:?} missing from: {message}");
+    }
+    assert_eq!(
+        wh.warehouse.version(ORDERS).await.expect("version"),
+        version
+    );
+    assert_eq!(contents(&wh.warehouse, ORDERS).await, lines(&["1|10"]));
+}
+
+#[tokio::test]
+async fn a_check_violation_fails_and_leaves_the_table_as_it_was() {
+    let wh = TempWarehouse::new();
+    write(
+        &wh.warehouse,
+        ORDERS,
+        &[Order {
+            id: 1,
+            amount: Some(10),
+        }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("write");
+    let version = wh.warehouse.version(ORDERS).await.expect("version");
+    let error = write(
+        &wh.warehouse,
+        ORDERS,
+        &[Order {
+            id: 2,
+            amount: Some(-5),
+        }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect_err("violates the CHECK");
+    assert!(error.to_string().contains("silver.orders"), "{error}");
+    assert_eq!(
+        wh.warehouse.version(ORDERS).await.expect("version"),
+        version
+    );
+    assert_eq!(contents(&wh.warehouse, ORDERS).await, lines(&["1|10"]));
+}
+
+#[tokio::test]
+async fn time_travel_reads_an_older_version() {
+    let wh = TempWarehouse::new();
+    write(
+        &wh.warehouse,
+        ORDERS,
+        &[Order {
+            id: 1,
+            amount: Some(10),
+        }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("write");
+    let before = wh
+        .warehouse
+        .version(ORDERS)
+        .await
+        .expect("version")
+        .expect("exists");
+    write(
+        &wh.warehouse,
+        ORDERS,
+        &[Order {
+            id: 1,
+            amount: Some(11),
+        }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("write");
+    let session = wh.warehouse.session();
+    let old = wh
+        .warehouse
+        .read_version(&session, ORDERS, before)
+        .await
+        .expect("time travel");
+    assert_eq!(crate::common::render(old).await, lines(&["1|10"]));
+    assert_eq!(contents(&wh.warehouse, ORDERS).await, lines(&["1|11"]));
+}
+
+#[tokio::test]
+async fn a_table_never_written_reads_as_empty_with_its_schema() {
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let df = wh.warehouse.read(&session, ORDERS).await.expect("read");
+    let names: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, ["id", "amount"]);
+    assert_eq!(df.count().await.expect("count"), 0);
+    assert!(
+        wh.warehouse
+            .local_root()
+            .expect("local")
+            .join("silver")
+            .read_dir()
+            .is_err(),
+        "reading creates nothing"
+    );
+}
+
+#[tokio::test]
+async fn optimize_compacts_and_vacuum_refuses_short_retention() {
+    let wh = TempWarehouse::new();
+    for id in 0..3 {
+        write(
+            &wh.warehouse,
+            ORDERS,
+            &[Order {
+                id,
+                amount: Some(1),
+            }],
+            WriteOptions::default(),
+        )
+        .await
+        .expect("write");
+    }
+    let report = wh.warehouse.optimize(ORDERS).await.expect("optimize");
+    assert!(report.files_removed >= 3, "{report:?}");
+    assert_eq!(report.files_added, 1);
+    assert_eq!(
+        contents(&wh.warehouse, ORDERS).await,
+        lines(&["0|1", "1|1", "2|1"])
+    );
+    let refused = wh
+        .warehouse
+        .vacuum(ORDERS, Duration::from_secs(3600), true, false)
+        .await;
+    assert!(
+        refused
+            .expect_err("short retention")
+            .to_string()
+            .contains("7-day minimum")
+    );
+    let dry = wh
+        .warehouse
+        .vacuum(ORDERS, Duration::ZERO, true, true)
+        .await
+        .expect("forced dry run");
+    assert!(dry.dry_run);
+    assert!(!dry.files.is_empty(), "the compacted files are vacuumable");
+    let done = wh
+        .warehouse
+        .vacuum(ORDERS, Duration::ZERO, false, true)
+        .await
+        .expect("vacuum");
+    assert_eq!(done.files.len(), dry.files.len());
+    assert_eq!(
+        contents(&wh.warehouse, ORDERS).await,
+        lines(&["0|1", "1|1", "2|1"])
+    );
+}
+
+#[tokio::test]
+async fn tables_carry_comments_properties_and_not_null() {
+    let wh = TempWarehouse::new();
+    write(
+        &wh.warehouse,
+        ORDERS,
+        &[Order {
+            id: 1,
+            amount: None,
+        }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("write");
+    let drift = wh.warehouse.drift(ORDERS).await.expect("drift");
+    assert!(drift.is_empty(), "{drift:?}");
+    let log = std::fs::read_to_string(
+        wh.warehouse
+            .local_root()
+            .expect("local")
+            .join("silver/orders/_delta_log/00000000000000000000.json"),
+    )
+    .expect("first commit");
+    for part in ["Orders.", "Amount in cents", "\\\"nullable\\\":false"] {
+        assert!(
+            log.contains(part),
+            "{part:?} missing from the first commit: {log}"
+        );
+    }
+    let _ = Timestamp(0);
+}
