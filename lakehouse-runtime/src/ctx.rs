@@ -69,6 +69,17 @@ impl Settings {
     }
 }
 
+/// A source record that could not be ingested, kept with the reason instead of being dropped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reject {
+    /// Where it came from: a dataset, file or URL.
+    pub source: String,
+    /// Why it was rejected, naming the field.
+    pub reason: String,
+    /// The record as received (JSON text).
+    pub raw: String,
+}
+
 /// The context of one pipeline execution.
 #[derive(Clone)]
 pub struct Ctx {
@@ -77,6 +88,7 @@ pub struct Ctx {
     settings: Arc<Settings>,
     session: SessionContext,
     dry_run: bool,
+    rejects: Arc<std::sync::Mutex<Vec<Reject>>>,
 }
 
 impl Ctx {
