@@ -107,6 +107,24 @@ impl Ctx {
             settings,
             session,
             dry_run,
+            rejects: Arc::default(),
+        }
+    }
+
+    /// Records source records that could not be ingested; the orchestrator stores them in
+    /// `lakehouse.rejects` with the pipeline and run when the pipeline succeeds.
+    pub fn reject(&self, rejects: impl IntoIterator<Item = Reject>) {
+        match self.rejects.lock() {
+            Ok(mut list) => list.extend(rejects),
+            Err(poisoned) => poisoned.into_inner().extend(rejects),
+        }
+    }
+
+    /// The records rejected so far, emptied.
+    pub fn take_rejects(&self) -> Vec<Reject> {
+        match self.rejects.lock() {
+            Ok(mut list) => std::mem::take(&mut *list),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
         }
     }
 
