@@ -31,6 +31,9 @@
 //! Without the default `engine` feature the crate only type-checks tables and pipelines; the
 //! compile-fail tests use that to stay fast.
 
+// The derive macros name `::lakehouse_runtime`; this lets the crate use them on its own tables.
+extern crate self as lakehouse_runtime;
+
 pub mod graph;
 mod similar;
 pub mod table;
@@ -47,11 +50,17 @@ mod backend;
 #[cfg(feature = "engine")]
 pub mod check;
 #[cfg(feature = "engine")]
+pub mod cli;
+#[cfg(feature = "engine")]
 pub mod ctx;
 #[cfg(feature = "engine")]
 pub mod error;
 #[cfg(feature = "engine")]
 pub mod frame;
+#[cfg(feature = "engine")]
+pub mod ledger;
+#[cfg(feature = "engine")]
+pub mod orchestrator;
 #[cfg(feature = "engine")]
 pub mod store;
 
@@ -61,6 +70,8 @@ pub use ctx::Ctx;
 pub use error::{Error, Result};
 #[cfg(feature = "engine")]
 pub use frame::{Changes, Frame, Inputs, UntypedFrame, View};
+#[cfg(feature = "engine")]
+pub use orchestrator::{Orchestrator, RunConfig, RunReport};
 #[cfg(feature = "engine")]
 pub use store::Warehouse;
 
@@ -76,7 +87,7 @@ pub mod prelude {
     #[cfg(feature = "engine")]
     pub use crate::frame::{JoinType, Typed, View, surrogate_key, typed};
     pub use crate::table::{Col, Date, Decimal, Timestamp, on};
-    pub use crate::{Changes, Ctx, Frame, Result, Table, pipeline};
+    pub use crate::{Changes, Ctx, Error, Frame, Result, Table, pipeline};
     #[cfg(feature = "engine")]
     pub use datafusion::prelude::{Expr, col, lit};
 }

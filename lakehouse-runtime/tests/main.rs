@@ -7,6 +7,7 @@
 mod common;
 mod keys;
 mod names;
+mod orchestrator;
 mod plan_check;
 mod scd2;
 mod sql;

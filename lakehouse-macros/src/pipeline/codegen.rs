@@ -111,6 +111,7 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
     let tags = &model.tags;
     let retries = option(model.retries.map(|r| quote!(#r)));
     let timeout_ms = option(model.timeout_ms.map(|t| quote!(#t)));
+    let full_snapshot = model.full_snapshot;
     let shim_span = name.span();
     let shim = quote_spanned! {shim_span=>
         fn run<'a>(
@@ -168,6 +169,7 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
                     tags: &[#(#tags),*],
                     retries: #retries,
                     timeout_ms: #timeout_ms,
+                    full_snapshot: #full_snapshot,
                     run,
                 }
             }

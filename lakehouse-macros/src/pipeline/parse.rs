@@ -12,9 +12,11 @@ pub(crate) struct PipelineArgs {
     pub retries: Option<LitInt>,
     pub timeout: Option<LitStr>,
     pub tags: Vec<LitStr>,
+    pub full_snapshot: bool,
 }
 
-const KEYS: &str = "`depends_on = [..]`, `retries = N`, `timeout = \"5m\"` or `tags = [\"..\"]`";
+const KEYS: &str =
+    "`depends_on = [..]`, `retries = N`, `timeout = \"5m\"`, `tags = [\"..\"]` or `full_snapshot`";
 
 pub(crate) fn parse_args(args: TokenStream) -> syn::Result<PipelineArgs> {
     let mut out = PipelineArgs::default();
@@ -36,6 +38,9 @@ pub(crate) fn parse_args(args: TokenStream) -> syn::Result<PipelineArgs> {
                     .collect();
             }
             "retries" => out.retries = Some(meta.value()?.parse()?),
+            // The output is the complete current set of rows: keys it lacks are deleted (merge)
+            // or closed (SCD2).
+            "full_snapshot" => out.full_snapshot = true,
             "timeout" => out.timeout = Some(meta.value()?.parse()?),
             "tags" => {
                 let content;

@@ -29,6 +29,7 @@ pub(crate) struct PipelineModel {
     pub retries: Option<u32>,
     pub timeout_ms: Option<u64>,
     pub tags: Vec<String>,
+    pub full_snapshot: bool,
 }
 
 const PARAM_HELP: &str = "pipeline parameters are `Frame<Table>` (an upstream table), \
@@ -145,6 +146,7 @@ pub(crate) fn validate(args: PipelineArgs, item: ItemFn) -> syn::Result<Pipeline
         retries,
         timeout_ms,
         tags,
+        full_snapshot: args.full_snapshot,
     })
 }
 

@@ -43,6 +43,9 @@ pub struct PipelineDescriptor {
     pub retries: Option<u32>,
     /// Time limit per attempt in milliseconds (`None`: the orchestrator's default).
     pub timeout_ms: Option<u64>,
+    /// The output is the complete set of current rows: keys it lacks are deleted (merge tables)
+    /// or closed (SCD2 tables).
+    pub full_snapshot: bool,
     /// Runs the pipeline.
     pub run: RunFn,
 }

@@ -139,11 +139,8 @@ impl Warehouse {
                 Some("true".to_owned()),
             ));
         }
-        let delta = DeltaTable::try_from_url(url)
-            .await
-            .map_err(|e| Error::delta(&qualified, e))?;
-        let mut created = delta
-            .create()
+        let mut created = deltalake::operations::create::CreateBuilder::new()
+            .with_location(url.as_str())
             .with_table_name(table.name)
             .with_comment(table.description)
             .with_columns(schema.fields().cloned())

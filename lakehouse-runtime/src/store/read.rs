@@ -72,3 +72,102 @@ fn conform_all(df: DataFrame, table: &'static TableDef) -> Result<DataFrame> {
     let columns: Vec<&ColumnDef> = table.columns.iter().collect();
     conform(df, table, &columns, Strictness::Read)
 }
+
+/// Rows a table gained between two versions, and the version they were read up to.
+pub struct Changes {
+    /// The rows inserted after the starting version, conforming to the table's columns.
+    pub rows: DataFrame,
+    /// The table version read up to (`None`: the table does not exist yet).
+    pub version: Option<u64>,
+}
+
+/// Statistics of a table's current version, from the Delta log (no data is read).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableStats {
+    /// The version.
+    pub version: u64,
+    /// Rows.
+    pub rows: i64,
+    /// Data files.
+    pub files: i64,
+    /// Bytes of data files.
+    pub bytes: i64,
+    /// NULLs per column.
+    pub null_counts: std::collections::BTreeMap<String, i64>,
+}
+
+impl Warehouse {
+    /// The rows inserted into `table` after version `after` (all rows when `None`), read with
+    /// Delta's change data feed. Only append tables record their changes.
+    pub async fn read_changes(
+        &self,
+        session: &SessionContext,
+        table: &'static TableDef,
+        after: Option<u64>,
+    ) -> Result<Changes> {
+        let qualified = table.qualified_name();
+        let Some(delta) = self.load(table).await? else {
+            return Ok(Changes {
+                rows: conform_all(empty(session, table)?, table)?,
+                version: None,
+            });
+        };
+        let current = delta.version();
+        let rows = match (after, current) {
+            (None, _) => self.read(session, table).await?,
+            (Some(after), Some(current)) if after >= current => {
+                conform_all(empty(session, table)?, table)?
+            }
+            (Some(after), _) => {
+                if table.mode != crate::table::WriteMode::Append {
+                    return Err(Error::msg(format!(
+                        "`Changes<_>` of {qualified}: only append tables record their new rows; read it as a `Frame<_>`"
+                    )));
+                }
+                let cdf = delta.scan_cdf().with_starting_version(after + 1);
+                let provider = deltalake::delta_datafusion::DeltaCdfTableProvider::try_new(cdf)
+                    .map_err(|e| Error::delta(&qualified, e))?;
+                let df = session.read_table(Arc::new(provider))?.filter(
+                    datafusion::prelude::col("_change_type").eq(datafusion::prelude::lit("insert")),
+                )?;
+                conform_all(df, table)?
+            }
+        };
+        Ok(Changes {
+            rows,
+            version: current,
+        })
+    }
+
+    /// Row, file, byte and NULL counts of `table`'s current version, from the Delta log.
+    pub async fn stats(&self, table: &'static TableDef) -> Result<Option<TableStats>> {
+        use arrow::array::{Array, Int64Array};
+        let qualified = table.qualified_name();
+        let Some(delta) = self.load(table).await? else {
+            return Ok(None);
+        };
+        let snapshot = delta.snapshot().map_err(|e| Error::delta(&qualified, e))?;
+        let actions = snapshot
+            .add_actions_table(true)
+            .map_err(|e| Error::delta(&qualified, e))?;
+        let sum = |name: &str| -> i64 {
+            actions
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+                .map(|a| a.iter().flatten().sum())
+                .unwrap_or(0)
+        };
+        let null_counts = table
+            .columns
+            .iter()
+            .map(|c| (c.name.to_owned(), sum(&format!("null_count.{}", c.name))))
+            .collect();
+        Ok(Some(TableStats {
+            version: snapshot.version(),
+            rows: sum("num_records"),
+            files: actions.num_rows() as i64,
+            bytes: sum("size_bytes"),
+            null_counts,
+        }))
+    }
+}

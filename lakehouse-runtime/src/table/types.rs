@@ -208,9 +208,33 @@ mod tests {
 /// as microseconds, decimals as their exact text.
 #[cfg(feature = "engine")]
 mod serde_impls {
-    use serde::{Serialize, Serializer};
+    use serde::de::{self, Deserializer, Visitor};
+    use serde::{Deserialize, Serialize, Serializer};
 
     use super::{Date, Decimal, Timestamp};
+
+    /// Reads a timestamp as microseconds or as RFC 3339 text (what Arrow's JSON writer emits).
+    impl<'de> Deserialize<'de> for Timestamp {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Timestamp, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Timestamp;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("microseconds since the epoch or an RFC 3339 timestamp")
+                }
+                fn visit_i64<E: de::Error>(self, v: i64) -> Result<Timestamp, E> {
+                    Ok(Timestamp(v))
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Timestamp, E> {
+                    i64::try_from(v).map(Timestamp).map_err(E::custom)
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Timestamp, E> {
+                    Timestamp::parse(v).ok_or_else(|| E::custom(format!("invalid timestamp {v:?}")))
+                }
+            }
+            deserializer.deserialize_any(V)
+        }
+    }
 
     impl Serialize for Date {
         fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -257,6 +281,42 @@ impl<const P: u8, const S: i8> Decimal<P, S> {
     pub fn from_f64(value: f64) -> Decimal<P, S> {
         let scaled = value * 10f64.powi(S as i32);
         Decimal(scaled.round() as i128)
+    }
+}
+
+#[cfg(feature = "engine")]
+impl Timestamp {
+    /// Parses RFC 3339 (`2024-01-31T10:00:00Z`, offsets allowed) or Arrow's `2024-01-31T10:00:00`
+    /// (taken as UTC).
+    pub fn parse(text: &str) -> Option<Timestamp> {
+        use chrono::{DateTime, NaiveDateTime};
+        let micros = match DateTime::parse_from_rfc3339(text) {
+            Ok(t) => t.timestamp_micros(),
+            Err(_) => NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+                .ok()?
+                .and_utc()
+                .timestamp_micros(),
+        };
+        Some(Timestamp(micros))
+    }
+
+    /// The current time, truncated to microseconds.
+    pub fn now() -> Timestamp {
+        Timestamp(chrono::Utc::now().timestamp_micros())
+    }
+
+    /// RFC 3339 text in UTC.
+    pub fn to_rfc3339(self) -> String {
+        chrono::DateTime::from_timestamp_micros(self.0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+            .unwrap_or_else(|| format!("{}µs", self.0))
+    }
+}
+
+#[cfg(feature = "engine")]
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_rfc3339())
     }
 }
 

@@ -6,7 +6,13 @@ use crate::ingestion::erp::{SilverErpSales, silver_erp_sales_transactions};
 
 /// Products sold, with the history of their attributes.
 #[derive(Table)]
-#[table(schema = "gold", name = "dim_product", key(product_key), mode = scd2)]
+#[table(
+    schema = "gold",
+    name = "dim_product",
+    key(product_key),
+    mode = scd2,
+    change_columns(product_id, product_name, category, brand)
+)]
 pub struct DimProduct {
     /// Surrogate key: SHA-256 of `product_id`
     pub product_key: String,

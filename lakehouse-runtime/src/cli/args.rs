@@ -1,0 +1,245 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Run and inspect the lakehouse: plan, run, query and maintain its pipelines and tables.
+#[derive(Parser, Debug)]
+#[command(name = "orchestrate", version)]
+pub struct Cli {
+    /// What to do (default: `run` every pipeline).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+/// Options of every command.
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Warehouse location: a directory, or an object-store URL with the matching feature.
+    #[arg(
+        long,
+        global = true,
+        env = "LAKEHOUSE_WAREHOUSE",
+        default_value = "data/warehouse"
+    )]
+    pub warehouse: String,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// A pipeline setting, `key=value` (repeatable), e.g. `--set erp.rows=500`.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE", value_parser = parse_setting)]
+    pub settings: Vec<(String, String)>,
+    /// Call the real open-data APIs instead of reading the bundled snapshots.
+    #[arg(long, global = true)]
+    pub live: bool,
+    /// Read open-data snapshots from this directory instead of the bundled ones.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub opendata_dir: Option<PathBuf>,
+}
+
+/// Log line format.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the selected pipelines (the default command).
+    Run(RunArgs),
+    /// Print the groups the selection would run, without running anything.
+    Plan(SelectArgs),
+    /// List the pipelines with their layer, table, dependencies and tags.
+    List,
+    /// Print the dependency graph.
+    Graph {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
+    /// Validate the graph, build every plan on empty tables, and compare declared schemas with
+    /// the Delta tables.
+    Check,
+    /// Run a read-only SQL query over every table (`schema.table`).
+    Sql {
+        /// The query, e.g. "SELECT * FROM gold.dim_product LIMIT 5".
+        query: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
+    /// Show recent runs, or the attempts of one run.
+    Runs {
+        /// A run id, to show its attempts.
+        run_id: Option<String>,
+        /// How many runs to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Re-run the failed, skipped and cancelled pipelines of a run, with its `run_at`.
+    Resume {
+        /// The run id (see `runs`).
+        run_id: String,
+        /// Execution options.
+        #[command(flatten)]
+        execution: ExecutionArgs,
+    },
+    /// Compact the files of tables (and Z-order them when they declare `z_order`).
+    Optimize {
+        /// Tables (`schema.table`); all by default.
+        tables: Vec<String>,
+    },
+    /// Delete files older versions no longer need.
+    Vacuum {
+        /// Tables (`schema.table`); all by default.
+        tables: Vec<String>,
+        /// Keep files needed by versions newer than this.
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        retention: Duration,
+        /// List the files without deleting them.
+        #[arg(long)]
+        dry_run: bool,
+        /// Allow a retention under 7 days.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Graph output formats.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraphFormat {
+    /// Mermaid flowchart.
+    Mermaid,
+    /// Graphviz dot.
+    Dot,
+}
+
+/// Query output formats.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// A table.
+    Table,
+    /// CSV with a header.
+    Csv,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Which pipelines.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SelectArgs {
+    /// Targets: names, `+name` (with upstreams), `name+` (with downstreams), `tag:x`,
+    /// `layer:silver`. Repeatable or comma-separated. All pipelines when absent.
+    #[arg(long, short = 's', value_delimiter = ',')]
+    pub select: Vec<String>,
+    /// Neighbours selected with plain names.
+    #[arg(long, value_enum, default_value_t = DirectionArg::None)]
+    pub direction: DirectionArg,
+    /// Grouping: as soon as possible or as late as possible.
+    #[arg(long, value_enum, default_value_t = OrderArg::ProcessFirst)]
+    pub order: OrderArg,
+}
+
+/// `--direction`.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DirectionArg {
+    /// Everything upstream of the targets too.
+    Upstream,
+    /// Everything downstream of the targets too.
+    Downstream,
+    /// Both.
+    All,
+    /// The targets only.
+    #[default]
+    None,
+}
+
+/// `--order`.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OrderArg {
+    /// As soon as possible.
+    #[default]
+    ProcessFirst,
+    /// As late as possible.
+    ProcessLast,
+}
+
+/// `--skip-policy`.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SkipPolicyArg {
+    /// Skip when every upstream in the run failed or was skipped.
+    #[default]
+    All,
+    /// Skip when any upstream in the run failed or was skipped.
+    Any,
+}
+
+/// How to execute.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ExecutionArgs {
+    /// Run one pipeline at a time.
+    #[arg(long)]
+    pub serial: bool,
+    /// Pipelines running at once within a group (default: the number of cores).
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Stop at the first failure and cancel running pipelines.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Run pipelines even when their upstreams failed.
+    #[arg(long)]
+    pub no_skip_downstream: bool,
+    /// Which upstream failures skip a pipeline.
+    #[arg(long, value_enum, default_value_t = SkipPolicyArg::All)]
+    pub skip_policy: SkipPolicyArg,
+    /// Extra attempts for every pipeline, overriding declarations.
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// Time limit per attempt for every pipeline, overriding declarations (e.g. `5m`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+    /// First retry delay (doubled per attempt, jittered).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub retry_delay: Duration,
+    /// Re-execute pipelines the run already completed.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `run` options.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunArgs {
+    /// Selection.
+    #[command(flatten)]
+    pub selection: SelectArgs,
+    /// Execution.
+    #[command(flatten)]
+    pub execution: ExecutionArgs,
+    /// Repeat the run at this interval (loop mode), e.g. `60s`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub every: Option<Duration>,
+    /// Stop looping after this long, e.g. `10m` (default: until Ctrl-C).
+    #[arg(long = "for", value_parser = humantime::parse_duration, requires = "every")]
+    pub duration: Option<Duration>,
+    /// Stop looping after this many runs.
+    #[arg(long, requires = "every")]
+    pub iterations: Option<usize>,
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
+}

@@ -1,0 +1,451 @@
+//! The commands behind the command line.
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+
+use arrow::util::pretty::pretty_format_batches;
+use comfy_table::{ContentArrangement, Table as Grid, presets};
+
+use super::args::{
+    Cli, Command, DirectionArg, ExecutionArgs, GlobalArgs, GraphFormat, OrderArg, OutputFormat,
+    RunArgs, SelectArgs, SkipPolicyArg,
+};
+use crate::check::check_plans;
+use crate::ctx::Settings;
+use crate::error::{Error, Result};
+use crate::graph::Registry;
+use crate::ledger::system_tables;
+use crate::orchestrator::{Direction, Orchestrator, Order, RunConfig, RunReport, SkipPolicy};
+use crate::store::Warehouse;
+use crate::table::TableDef;
+
+/// Runs the parsed command.
+pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let registry = Registry::from_inventory()?;
+    let global = cli.global.clone();
+    match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
+        Command::Run(args) => run(&registry, &global, args).await,
+        Command::Plan(selection) => {
+            let config = config(&global, &selection, &ExecutionArgs::default());
+            let orchestrator = Orchestrator::new(registry, warehouse(&global)?);
+            print!("{}", orchestrator.plan(&config)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::List => {
+            list(&registry);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Graph { format } => {
+            print!("{}", graph(&registry, format));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check => check(&registry, &global).await,
+        Command::Sql { query, format } => sql(&registry, &global, &query, format).await,
+        Command::Runs { run_id, limit } => runs(&registry, &global, run_id, limit).await,
+        Command::Resume { run_id, execution } => {
+            let config = config(&global, &SelectArgs::default(), &execution);
+            let orchestrator = Orchestrator::new(registry, warehouse(&global)?);
+            let report = with_progress(&orchestrator, |o| async move {
+                o.resume(&run_id, &config).await
+            })
+            .await?;
+            Ok(finish(&report))
+        }
+        Command::Optimize { tables } => {
+            let warehouse = warehouse(&global)?;
+            for table in tables_named(&registry, &tables)? {
+                let report = warehouse.optimize(table).await?;
+                println!(
+                    "{}: {} file(s) compacted into {} (version {})",
+                    report.table,
+                    report.files_removed,
+                    report.files_added,
+                    report
+                        .version
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "-".into())
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Vacuum {
+            tables,
+            retention,
+            dry_run,
+            force,
+        } => {
+            let warehouse = warehouse(&global)?;
+            for table in tables_named(&registry, &tables)? {
+                let report = warehouse.vacuum(table, retention, dry_run, force).await?;
+                let verb = if report.dry_run {
+                    "would delete"
+                } else {
+                    "deleted"
+                };
+                println!("{}: {verb} {} file(s)", report.table, report.files.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn warehouse(global: &GlobalArgs) -> Result<Warehouse> {
+    Warehouse::open(&global.warehouse)
+}
+
+fn config(global: &GlobalArgs, selection: &SelectArgs, execution: &ExecutionArgs) -> RunConfig {
+    let mut settings = Settings::new();
+    if global.live {
+        settings.set("opendata.mode", "live");
+    }
+    if let Some(dir) = &global.opendata_dir {
+        settings.set("opendata.dir", dir.display().to_string());
+    }
+    for (key, value) in &global.settings {
+        settings.set(key.clone(), value.clone());
+    }
+    let mut config = RunConfig {
+        targets: selection
+            .select
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .cloned()
+            .collect(),
+        direction: match selection.direction {
+            DirectionArg::Upstream => Direction::Upstream,
+            DirectionArg::Downstream => Direction::Downstream,
+            DirectionArg::All => Direction::All,
+            DirectionArg::None => Direction::None,
+        },
+        order: match selection.order {
+            OrderArg::ProcessFirst => Order::ProcessFirst,
+            OrderArg::ProcessLast => Order::ProcessLast,
+        },
+        fail_fast: execution.fail_fast,
+        skip_downstream_on_failure: !execution.no_skip_downstream,
+        skip_policy: match execution.skip_policy {
+            SkipPolicyArg::All => SkipPolicy::All,
+            SkipPolicyArg::Any => SkipPolicy::Any,
+        },
+        retry_delay: execution.retry_delay,
+        force: execution.force,
+        settings,
+        ..RunConfig::default()
+    };
+    if execution.serial {
+        config.concurrency = 1;
+    } else if let Some(n) = execution.concurrency {
+        config.concurrency = n.max(1);
+    }
+    if let Some(retries) = execution.retries {
+        config.default_retries = retries;
+        for pipeline in inventory::iter::<crate::graph::PipelineDescriptor> {
+            config
+                .overrides
+                .entry(pipeline.name.to_owned())
+                .or_default()
+                .retries = Some(retries);
+        }
+    }
+    if let Some(timeout) = execution.timeout {
+        config.default_timeout = Some(timeout);
+        for pipeline in inventory::iter::<crate::graph::PipelineDescriptor> {
+            config
+                .overrides
+                .entry(pipeline.name.to_owned())
+                .or_default()
+                .timeout = Some(timeout);
+        }
+    }
+    config
+}
+
+async fn run(registry: &Registry, global: &GlobalArgs, args: RunArgs) -> Result<ExitCode> {
+    let config = config(global, &args.selection, &args.execution);
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let orchestrator =
+        Orchestrator::new(registry.clone(), warehouse(global)?).with_shutdown(shutdown);
+    print!("{}", orchestrator.plan(&config)?);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::warn!(
+                "interrupted: letting running pipelines finish; press Ctrl-C again to abort"
+            );
+            let _ = stop.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    match args.every {
+        None => {
+            let report =
+                with_progress(&orchestrator, |o| async move { o.run(&config).await }).await?;
+            Ok(finish(&report))
+        }
+        Some(every) => {
+            let reports = with_progress(&orchestrator, |o| async move {
+                o.run_loop(&config, every, args.duration, args.iterations)
+                    .await
+            })
+            .await?;
+            let mut code = ExitCode::SUCCESS;
+            for report in &reports {
+                if finish(report) != ExitCode::SUCCESS {
+                    code = ExitCode::FAILURE;
+                }
+            }
+            println!("{} run(s) done", reports.len());
+            Ok(code)
+        }
+    }
+}
+
+async fn with_progress<T, F, Fut>(orchestrator: &Orchestrator, work: F) -> Result<T>
+where
+    F: FnOnce(Orchestrator) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let display = tokio::spawn(super::progress::display(receiver));
+    let result = work(orchestrator.clone().with_events(sender)).await;
+    let _ = display.await;
+    result
+}
+
+fn finish(report: &RunReport) -> ExitCode {
+    println!("{}", report.render(std::io::stdout().is_terminal()));
+    if report.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn list(registry: &Registry) {
+    let mut grid = Grid::new();
+    grid.load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header([
+            "pipeline",
+            "level",
+            "layer",
+            "table",
+            "mode",
+            "depends on",
+            "tags",
+            "description",
+        ]);
+    for p in registry.pipelines() {
+        grid.add_row(vec![
+            p.name.to_owned(),
+            p.level.to_string(),
+            p.layer().to_owned(),
+            p.output.qualified_name(),
+            p.output.mode.as_str().to_owned(),
+            p.depends_on.join(", "),
+            p.tags.join(", "),
+            p.description.lines().next().unwrap_or_default().to_owned(),
+        ]);
+    }
+    println!("{grid}");
+    println!("{} pipeline(s)", registry.len());
+}
+
+/// The graph in Mermaid or dot syntax: one node per pipeline, one edge per dependency.
+pub fn graph(registry: &Registry, format: GraphFormat) -> String {
+    let mut out = String::new();
+    match format {
+        GraphFormat::Mermaid => {
+            out.push_str("flowchart LR\n");
+            for p in registry.pipelines() {
+                out.push_str(&format!(
+                    "  {}[\"{}<br/>{}\"]\n",
+                    p.name,
+                    p.name,
+                    p.output.qualified_name()
+                ));
+            }
+            for (from, to) in registry.edges() {
+                out.push_str(&format!("  {from} --> {to}\n"));
+            }
+        }
+        GraphFormat::Dot => {
+            out.push_str("digraph lakehouse {\n  rankdir=LR;\n");
+            for p in registry.pipelines() {
+                out.push_str(&format!(
+                    "  {} [label=\"{}\\n{}\"];\n",
+                    p.name,
+                    p.name,
+                    p.output.qualified_name()
+                ));
+            }
+            for (from, to) in registry.edges() {
+                out.push_str(&format!("  {from} -> {to};\n"));
+            }
+            out.push_str("}\n");
+        }
+    }
+    out
+}
+
+async fn check(registry: &Registry, global: &GlobalArgs) -> Result<ExitCode> {
+    println!(
+        "graph: {} pipelines, no cycle, every input declared",
+        registry.len()
+    );
+    let mut ok = true;
+    match check_plans(registry).await {
+        Ok(()) => println!("plans: every pipeline's plan matches its table"),
+        Err(failures) => {
+            ok = false;
+            print!("{failures}");
+        }
+    }
+    let warehouse = warehouse(global)?;
+    let mut drifts = 0;
+    for table in all_tables(registry) {
+        for drift in warehouse.drift(table).await? {
+            drifts += 1;
+            ok &= !drift.is_incompatible();
+            println!("schema drift: {drift}");
+        }
+    }
+    if drifts == 0 {
+        println!("tables: every Delta table matches its declaration");
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn sql(
+    registry: &Registry,
+    global: &GlobalArgs,
+    query: &str,
+    format: OutputFormat,
+) -> Result<ExitCode> {
+    let warehouse = warehouse(global)?;
+    let tables = all_tables(registry);
+    let batches = warehouse.sql(&tables, query).await?.collect().await?;
+    match format {
+        OutputFormat::Table => println!("{}", pretty_format_batches(&batches)?),
+        OutputFormat::Csv => {
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(std::io::stdout());
+            for batch in &batches {
+                writer.write(batch)?;
+            }
+        }
+        OutputFormat::Json => {
+            let mut writer = arrow::json::LineDelimitedWriter::new(std::io::stdout());
+            for batch in &batches {
+                writer.write(batch)?;
+            }
+            writer.finish()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn runs(
+    registry: &Registry,
+    global: &GlobalArgs,
+    run_id: Option<String>,
+    limit: usize,
+) -> Result<ExitCode> {
+    let orchestrator = Orchestrator::new(registry.clone(), warehouse(global)?);
+    let mut grid = Grid::new();
+    grid.load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    match run_id {
+        None => {
+            grid.set_header([
+                "run",
+                "sequence",
+                "run_at",
+                "status",
+                "rows",
+                "duration",
+                "selection",
+            ]);
+            let runs = orchestrator.ledger().runs(limit).await?;
+            for r in &runs {
+                grid.add_row(vec![
+                    r.run_id.clone(),
+                    r.sequence.to_string(),
+                    r.run_at.to_string(),
+                    r.status.clone(),
+                    r.rows_written.map(|n| n.to_string()).unwrap_or_default(),
+                    r.duration_ms
+                        .map(|ms| format!("{:.2}s", ms as f64 / 1000.0))
+                        .unwrap_or_default(),
+                    r.selection.clone().unwrap_or_default(),
+                ]);
+            }
+            println!("{grid}");
+            if runs.is_empty() {
+                println!("no run recorded in {} yet", global.warehouse);
+            }
+        }
+        Some(run_id) => {
+            let records = orchestrator.ledger().run(&run_id).await?;
+            if records.is_empty() {
+                return Err(Error::msg(format!("no run `{run_id}` in the ledger")));
+            }
+            grid.set_header([
+                "pipeline", "attempt", "status", "rows", "version", "duration", "error",
+            ]);
+            for r in records.iter().filter(|r| r.kind == "pipeline") {
+                grid.add_row(vec![
+                    r.pipeline.clone().unwrap_or_default(),
+                    r.attempt.map(|a| a.to_string()).unwrap_or_default(),
+                    r.status.clone(),
+                    r.rows_written.map(|n| n.to_string()).unwrap_or_default(),
+                    r.table_version.map(|v| v.to_string()).unwrap_or_default(),
+                    r.duration_ms
+                        .map(|ms| format!("{:.2}s", ms as f64 / 1000.0))
+                        .unwrap_or_default(),
+                    r.error.clone().unwrap_or_default(),
+                ]);
+            }
+            println!("{grid}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every table the CLI knows: the pipelines' outputs and the system tables.
+fn all_tables(registry: &Registry) -> Vec<&'static TableDef> {
+    registry
+        .pipelines()
+        .iter()
+        .map(|p| p.output)
+        .chain(system_tables())
+        .collect()
+}
+
+fn tables_named(registry: &Registry, names: &[String]) -> Result<Vec<&'static TableDef>> {
+    let all = all_tables(registry);
+    if names.is_empty() {
+        return Ok(all);
+    }
+    names
+        .iter()
+        .map(|name| {
+            all.iter()
+                .copied()
+                .find(|t| t.qualified_name() == *name)
+                .ok_or_else(|| {
+                    let known: Vec<String> = all.iter().map(|t| t.qualified_name()).collect();
+                    let hint = crate::similar::closest(name, known.iter().map(String::as_str))
+                        .map(|s| format!("; did you mean `{s}`?"))
+                        .unwrap_or_default();
+                    Error::msg(format!("no table `{name}`{hint}"))
+                })
+        })
+        .collect()
+}

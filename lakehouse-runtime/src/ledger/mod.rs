@@ -1,0 +1,153 @@
+//! The run ledger and the other system tables (`lakehouse.runs`, `lakehouse.quality_issues`,
+//! `lakehouse.table_metrics`, `lakehouse.rejects`).
+
+mod tables;
+
+use arrow::array::{Array, RecordBatch};
+use datafusion::dataframe::DataFrame;
+use datafusion::logical_expr::{col, lit};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use tables::{QualityIssue, RejectRecord, RunRecord, TableMetric};
+
+use crate::error::{Error, Result};
+use crate::frame::batches_from_rows;
+use crate::store::{Warehouse, WriteOptions};
+use crate::table::{Table, TableDef};
+
+/// The system tables of a warehouse.
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    warehouse: Warehouse,
+}
+
+/// The definitions of every system table.
+pub fn system_tables() -> [&'static TableDef; 4] {
+    [
+        RunRecord::DEF,
+        QualityIssue::DEF,
+        TableMetric::DEF,
+        RejectRecord::DEF,
+    ]
+}
+
+impl Ledger {
+    /// The ledger of `warehouse`.
+    pub fn new(warehouse: Warehouse) -> Ledger {
+        Ledger { warehouse }
+    }
+
+    /// The warehouse.
+    pub fn warehouse(&self) -> &Warehouse {
+        &self.warehouse
+    }
+
+    /// Appends `rows` to system table `T`, in one commit.
+    pub async fn append<T: Table + Serialize>(&self, rows: &[T]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let session = self.warehouse.session();
+        let batches = batches_from_rows(T::DEF.output_arrow_schema(), rows)?;
+        let df = session.read_batches(batches)?;
+        self.warehouse
+            .write(&session, T::DEF, df, WriteOptions::default())
+            .await?;
+        Ok(())
+    }
+
+    /// The sequence number for a new run: one more than the highest recorded.
+    pub async fn next_sequence(&self) -> Result<i64> {
+        let session = self.warehouse.session();
+        let df = self
+            .warehouse
+            .read(&session, RunRecord::DEF)
+            .await?
+            .aggregate(
+                vec![],
+                vec![datafusion::functions_aggregate::expr_fn::max(col(
+                    "sequence",
+                ))],
+            )?;
+        let batches = df.collect().await?;
+        let max = batches
+            .first()
+            .and_then(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .cloned()
+            })
+            .filter(|a| !a.is_empty() && !a.is_null(0))
+            .map(|a| a.value(0))
+            .unwrap_or(0);
+        Ok(max + 1)
+    }
+
+    /// The run rows, newest first, at most `limit`.
+    pub async fn runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
+        let df = self.records().await?.filter(col("kind").eq(lit("run")))?;
+        let df = df.sort(vec![
+            col("sequence").sort(false, false),
+            col("started_at").sort(false, false),
+        ])?;
+        rows(df.limit(0, Some(limit))?).await
+    }
+
+    /// Every row of run `run_id` (the run rows and all attempts), in the order they were written.
+    pub async fn run(&self, run_id: &str) -> Result<Vec<RunRecord>> {
+        let df = self
+            .records()
+            .await?
+            .filter(col("run_id").eq(lit(run_id)))?;
+        rows(df.sort(vec![
+            col("started_at").sort(true, false),
+            col("attempt").sort(true, true),
+        ])?)
+        .await
+    }
+
+    /// The latest successful attempt of `pipeline`, in any run.
+    pub async fn last_success(&self, pipeline: &str) -> Result<Option<RunRecord>> {
+        let df = self
+            .records()
+            .await?
+            .filter(
+                col("pipeline")
+                    .eq(lit(pipeline))
+                    .and(col("status").eq(lit("succeeded"))),
+            )?
+            .sort(vec![
+                col("sequence").sort(false, false),
+                col("started_at").sort(false, false),
+            ])?
+            .limit(0, Some(1))?;
+        Ok(rows(df).await?.into_iter().next())
+    }
+
+    async fn records(&self) -> Result<DataFrame> {
+        let session = self.warehouse.session();
+        self.warehouse.read(&session, RunRecord::DEF).await
+    }
+}
+
+/// The rows of `df` as `R`s, through Arrow's JSON writer.
+pub async fn rows<R: DeserializeOwned>(df: DataFrame) -> Result<Vec<R>> {
+    let batches = df.collect().await?;
+    batches_to_rows(&batches)
+}
+
+/// Record batches as `R`s, through Arrow's JSON writer.
+pub fn batches_to_rows<R: DeserializeOwned>(batches: &[RecordBatch]) -> Result<Vec<R>> {
+    let mut writer = arrow::json::ArrayWriter::new(Vec::new());
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    writer.finish()?;
+    let json = writer.into_inner();
+    if json.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(&json).map_err(|e| Error::msg(format!("reading ledger rows: {e}")))
+}

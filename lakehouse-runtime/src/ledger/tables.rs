@@ -1,0 +1,107 @@
+//! The system tables of schema `lakehouse`.
+
+use serde::Serialize;
+
+use crate::prelude::*;
+
+/// One row per pipeline attempt and one per run: what ran, when, and how it ended.
+#[derive(Table, Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+#[table(schema = "lakehouse", name = "runs")]
+pub struct RunRecord {
+    /// Unique id of the run
+    pub run_id: String,
+    /// Increasing number of the run; the Delta transaction version of its writes
+    pub sequence: i64,
+    /// Logical time of the run
+    pub run_at: Timestamp,
+    /// `run` for the run's own row, `pipeline` for an attempt
+    pub kind: String,
+    /// The pipeline (NULL on a run row)
+    pub pipeline: Option<String>,
+    /// Attempt number, from 1
+    pub attempt: Option<i32>,
+    /// pending, running, succeeded, failed, skipped or cancelled
+    pub status: String,
+    /// Wall-clock start
+    pub started_at: Timestamp,
+    /// Wall-clock end
+    pub finished_at: Option<Timestamp>,
+    /// Duration in milliseconds
+    pub duration_ms: Option<i64>,
+    /// The table written, `schema.table`
+    pub output_table: Option<String>,
+    /// Rows inserted or updated by the write
+    pub rows_written: Option<i64>,
+    /// Delta version after the write
+    pub table_version: Option<i64>,
+    /// Whether the write was skipped because this run had already committed it
+    pub replayed: Option<bool>,
+    /// Error text of a failed attempt
+    pub error: Option<String>,
+    /// Versions of the inputs read, as JSON `{"schema.table": version}`
+    pub input_versions: Option<String>,
+    /// The selection, on a run row
+    pub selection: Option<String>,
+}
+
+/// Data-quality findings.
+#[derive(Table, Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+#[table(schema = "lakehouse", name = "quality_issues")]
+pub struct QualityIssue {
+    /// The run that checked
+    pub run_id: String,
+    /// The table checked, `schema.table`
+    pub table_name: String,
+    /// The column checked, if the check is about one
+    pub column_name: Option<String>,
+    /// The check: `primary_key_unique`, `foreign_key_resolves`, `not_null`, ...
+    pub check_name: String,
+    /// A sample offending value
+    pub value: Option<String>,
+    /// How many rows fail the check
+    pub failing_rows: i64,
+    /// Whether the failure fails the pipeline
+    pub blocking: bool,
+    /// When the check ran (the run's logical time)
+    pub checked_at: Timestamp,
+}
+
+/// Table statistics after each write, from the Delta log.
+#[derive(Table, Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+#[table(schema = "lakehouse", name = "table_metrics")]
+pub struct TableMetric {
+    /// The run that wrote
+    pub run_id: String,
+    /// The table, `schema.table`
+    pub table_name: String,
+    /// Delta version measured
+    pub version: i64,
+    /// Rows in the table
+    pub rows: i64,
+    /// Data files
+    pub files: i64,
+    /// Bytes of data files
+    pub bytes: i64,
+    /// NULLs per column, as JSON `{"column": count}`
+    pub null_counts: String,
+    /// The run's logical time
+    pub measured_at: Timestamp,
+}
+
+/// Source records that could not be ingested.
+#[derive(Table, Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+#[table(schema = "lakehouse", name = "rejects")]
+pub struct RejectRecord {
+    /// The run
+    pub run_id: String,
+    /// The pipeline that rejected the record
+    pub pipeline: String,
+    /// Where the record came from
+    pub source: String,
+    /// Why it was rejected
+    pub reason: String,
+    /// The record as received
+    pub raw: String,
+    /// The run's logical time
+    pub rejected_at: Timestamp,
+}

@@ -1,0 +1,434 @@
+//! Executing a plan: groups in order, pipelines of a group in parallel (bounded), each attempt
+//! isolated in its own task so an error, a panic or a timeout fails only that pipeline.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::RngExt as _;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::Instrument as _;
+
+use super::report::{PipelineResult, Status};
+use super::{Orchestrator, Plan, RunConfig, SkipPolicy};
+use crate::ctx::{Ctx, RunInfo};
+use crate::error::{Error, Result};
+use crate::frame::Inputs;
+use crate::graph::PipelineDescriptor;
+use crate::ledger::{RejectRecord, RunRecord, TableMetric};
+use crate::store::{Deletions, WriteOptions, WriteOutcome};
+use crate::table::Timestamp;
+
+/// What a successful attempt produced.
+struct Written {
+    outcome: WriteOutcome,
+    input_versions: BTreeMap<String, Option<u64>>,
+}
+
+pub(super) async fn execute(
+    orchestrator: &Orchestrator,
+    run: Arc<RunInfo>,
+    plan: &Plan,
+    config: &RunConfig,
+    previous: &HashMap<String, Status>,
+) -> Vec<PipelineResult> {
+    let planned: Vec<&'static PipelineDescriptor> = plan.pipelines().collect();
+    let mut results: HashMap<&'static str, PipelineResult> = HashMap::new();
+    let semaphore = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let mut stopped: Option<String> = None;
+
+    for group in &plan.groups {
+        let mut tasks: JoinSet<PipelineResult> = JoinSet::new();
+        let mut running: HashMap<tokio::task::Id, &'static PipelineDescriptor> = HashMap::new();
+        for &pipeline in group {
+            if stopped.is_none() && *orchestrator.shutdown.borrow() {
+                stopped = Some("the run was interrupted".to_owned());
+            }
+            if let Some(reason) = &stopped {
+                results.insert(
+                    pipeline.name,
+                    not_run(pipeline, Status::Cancelled, reason.clone()),
+                );
+                continue;
+            }
+            if !config.force && previous.get(pipeline.name) == Some(&Status::Succeeded) {
+                let mut done = not_run(pipeline, Status::Succeeded, String::new());
+                done.error = None;
+                done.replayed = true;
+                results.insert(pipeline.name, done);
+                continue;
+            }
+            if let Some(reason) = skip_reason(pipeline, plan, &results, config) {
+                tracing::warn!(pipeline = pipeline.name, "{reason}");
+                results.insert(pipeline.name, not_run(pipeline, Status::Skipped, reason));
+                continue;
+            }
+            let orchestrator = orchestrator.clone();
+            let run = run.clone();
+            let config = config.clone();
+            let semaphore = semaphore.clone();
+            let handle = tasks.spawn(async move {
+                let _permit = semaphore.acquire_owned().await;
+                run_with_retries(&orchestrator, pipeline, run, &config).await
+            });
+            running.insert(handle.id(), pipeline);
+        }
+        while let Some(joined) = tasks.join_next_with_id().await {
+            let result = match joined {
+                Ok((id, result)) => {
+                    running.remove(&id);
+                    result
+                }
+                Err(error) => {
+                    let Some(pipeline) = running.remove(&error.id()) else {
+                        continue;
+                    };
+                    if error.is_cancelled() {
+                        not_run(
+                            pipeline,
+                            Status::Cancelled,
+                            stopped.clone().unwrap_or_default(),
+                        )
+                    } else {
+                        not_run(
+                            pipeline,
+                            Status::Failed,
+                            format!("the orchestrator task failed: {error}"),
+                        )
+                    }
+                }
+            };
+            if result.status == Status::Failed && config.fail_fast && stopped.is_none() {
+                let reason = format!("cancelled by fail-fast after `{}` failed", result.pipeline);
+                tracing::error!(pipeline = result.pipeline, "fail-fast: cancelling the run");
+                stopped = Some(reason);
+                tasks.abort_all();
+            }
+            orchestrator.emit(super::Event::Finished(result.clone()));
+            results.insert(result.pipeline, result);
+        }
+    }
+    for result in results.values() {
+        if result.attempts == 0 {
+            orchestrator.emit(super::Event::Finished(result.clone()));
+        }
+    }
+    planned
+        .into_iter()
+        .map(|p| {
+            results
+                .remove(p.name)
+                .unwrap_or_else(|| not_run(p, Status::Pending, String::new()))
+        })
+        .collect()
+}
+
+/// Why `pipeline` must be skipped, if it must. Only upstreams in the plan count.
+fn skip_reason(
+    pipeline: &'static PipelineDescriptor,
+    plan: &Plan,
+    results: &HashMap<&'static str, PipelineResult>,
+    config: &RunConfig,
+) -> Option<String> {
+    if !config.skip_downstream_on_failure {
+        return None;
+    }
+    let upstreams: Vec<(&str, Status)> = pipeline
+        .depends_on
+        .iter()
+        .filter(|d| plan.contains(d))
+        .filter_map(|d| results.get(d).map(|r| (*d, r.status)))
+        .collect();
+    let bad: Vec<&str> = upstreams
+        .iter()
+        .filter(|(_, s)| matches!(s, Status::Failed | Status::Skipped | Status::Cancelled))
+        .map(|(d, _)| *d)
+        .collect();
+    let skip = match config.skip_policy {
+        SkipPolicy::All => !upstreams.is_empty() && bad.len() == upstreams.len(),
+        SkipPolicy::Any => !bad.is_empty(),
+    };
+    skip.then(|| {
+        format!(
+            "skipped: upstream {} did not succeed",
+            bad.iter()
+                .map(|d| format!("`{d}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+fn not_run(
+    pipeline: &'static PipelineDescriptor,
+    status: Status,
+    reason: String,
+) -> PipelineResult {
+    PipelineResult {
+        pipeline: pipeline.name,
+        table: pipeline.output.qualified_name(),
+        status,
+        attempts: 0,
+        rows_written: None,
+        version: None,
+        replayed: false,
+        duration: Duration::ZERO,
+        error: (!reason.is_empty()).then_some(reason),
+    }
+}
+
+async fn run_with_retries(
+    orchestrator: &Orchestrator,
+    pipeline: &'static PipelineDescriptor,
+    run: Arc<RunInfo>,
+    config: &RunConfig,
+) -> PipelineResult {
+    let span = tracing::info_span!("pipeline", name = pipeline.name, run_id = %run.run_id);
+    async move {
+        let over = config.overrides.get(pipeline.name).copied().unwrap_or_default();
+        let retries = over.retries.or(pipeline.retries).unwrap_or(config.default_retries);
+        let timeout = over
+            .timeout
+            .or(pipeline.timeout_ms.map(Duration::from_millis))
+            .or(config.default_timeout);
+        let started = Instant::now();
+        let mut last_error = String::new();
+        for attempt in 1..=retries + 1 {
+            tracing::info!(attempt, "started");
+            orchestrator.emit(super::Event::Started { pipeline: pipeline.name, attempt });
+            let attempt_started = Timestamp::now();
+            let clock = Instant::now();
+            let outcome = attempt_once(orchestrator, pipeline, run.clone(), config, timeout).await;
+            let record = attempt_record(pipeline, &run, attempt, attempt_started, clock.elapsed(), &outcome);
+            if let Err(error) = orchestrator.ledger.append(&[record]).await {
+                tracing::error!(%error, "could not record the attempt in lakehouse.runs");
+            }
+            match outcome {
+                Ok(written) => {
+                    let outcome = written.outcome;
+                    tracing::info!(
+                        rows = outcome.rows_inserted + outcome.rows_updated,
+                        version = ?outcome.version,
+                        replayed = !outcome.committed,
+                        "succeeded"
+                    );
+                    return PipelineResult {
+                        pipeline: pipeline.name,
+                        table: outcome.table.clone(),
+                        status: Status::Succeeded,
+                        attempts: attempt,
+                        rows_written: Some(outcome.rows_inserted + outcome.rows_updated),
+                        version: outcome.version,
+                        replayed: !outcome.committed,
+                        duration: started.elapsed(),
+                        error: None,
+                    };
+                }
+                Err(error) => {
+                    last_error = error.to_string();
+                    if attempt <= retries {
+                        let delay = backoff(config, attempt);
+                        tracing::warn!(attempt, error = %last_error, retry_in = ?delay, "failed; retrying");
+                        tokio::time::sleep(delay).await;
+                    } else {
+                        tracing::error!(attempt, error = %last_error, "failed");
+                    }
+                }
+            }
+        }
+        PipelineResult {
+            pipeline: pipeline.name,
+            table: pipeline.output.qualified_name(),
+            status: Status::Failed,
+            attempts: retries + 1,
+            rows_written: None,
+            version: None,
+            replayed: false,
+            duration: started.elapsed(),
+            error: Some(last_error),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Exponential backoff with full jitter: a random delay in `[0, min(cap, base·2^(attempt-1))]`.
+fn backoff(config: &RunConfig, attempt: u32) -> Duration {
+    let exponential = config
+        .retry_delay
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+        .min(config.max_retry_delay);
+    let nanos = exponential.as_nanos().min(u128::from(u64::MAX)) as u64;
+    Duration::from_nanos(rand::rng().random_range(0..=nanos))
+}
+
+/// One attempt in its own task: a panic or a timeout becomes an error of this pipeline.
+async fn attempt_once(
+    orchestrator: &Orchestrator,
+    pipeline: &'static PipelineDescriptor,
+    run: Arc<RunInfo>,
+    config: &RunConfig,
+    timeout: Option<Duration>,
+) -> Result<Written> {
+    let orchestrator = orchestrator.clone();
+    let settings = Arc::new(config.settings.clone());
+    let task = tokio::spawn(
+        async move { produce_and_write(&orchestrator, pipeline, run, settings).await }
+            .in_current_span(),
+    );
+    let abort = task.abort_handle();
+    let joined = match timeout {
+        Some(limit) => match tokio::time::timeout(limit, task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                abort.abort();
+                return Err(Error::msg(format!(
+                    "timed out after {} (set `timeout` in #[pipeline] or --timeout)",
+                    humantime::format_duration(limit)
+                )));
+            }
+        },
+        None => task.await,
+    };
+    match joined {
+        Ok(result) => result,
+        Err(error) if error.is_panic() => {
+            let payload = error.into_panic();
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown payload".to_owned());
+            Err(Error::msg(format!("panicked: {message}")))
+        }
+        Err(error) => Err(Error::msg(format!(
+            "the pipeline task was cancelled: {error}"
+        ))),
+    }
+}
+
+/// Reads the inputs, runs the pipeline, writes its output with the run's transaction, and
+/// records its rejects and the table's metrics.
+async fn produce_and_write(
+    orchestrator: &Orchestrator,
+    pipeline: &'static PipelineDescriptor,
+    run: Arc<RunInfo>,
+    settings: Arc<crate::ctx::Settings>,
+) -> Result<Written> {
+    let warehouse = &orchestrator.warehouse;
+    let session = warehouse.session();
+    let cx = Ctx::new(pipeline.name, run.clone(), settings, session.clone(), false);
+    let mut frames = Vec::with_capacity(pipeline.inputs.len());
+    let mut input_versions = BTreeMap::new();
+    let last_success = if pipeline.inputs.iter().any(|i| i.incremental) {
+        orchestrator.ledger.last_success(pipeline.name).await?
+    } else {
+        None
+    };
+    for input in pipeline.inputs {
+        let name = input.table.qualified_name();
+        let (df, version) = if input.incremental {
+            let after = last_success
+                .as_ref()
+                .filter(|r| r.run_id != run.run_id)
+                .and_then(|r| r.input_versions.as_deref())
+                .and_then(|json| serde_json::from_str::<BTreeMap<String, Option<u64>>>(json).ok())
+                .and_then(|versions| versions.get(&name).copied().flatten());
+            tracing::debug!(input = %name, after_version = ?after, "reading new rows");
+            let changes = warehouse.read_changes(&session, input.table, after).await?;
+            (changes.rows, changes.version)
+        } else {
+            let version = warehouse.version(input.table).await?;
+            (warehouse.read(&session, input.table).await?, version)
+        };
+        cx.register_input(input.table, df.clone())?;
+        input_versions.insert(name, version);
+        frames.push(df);
+    }
+    let output = (pipeline.run)(&cx, Inputs::new(frames)).await?;
+    let options = WriteOptions {
+        transaction: Some((pipeline.name.to_owned(), run.sequence)),
+        run_at: Some(run.run_at),
+        deletions: if pipeline.full_snapshot {
+            Deletions::MissingFromSource
+        } else {
+            Deletions::None
+        },
+    };
+    let outcome = warehouse
+        .write(&session, pipeline.output, output.df, options)
+        .await?;
+    if outcome.committed {
+        let rejects: Vec<RejectRecord> = cx
+            .take_rejects()
+            .into_iter()
+            .map(|r| RejectRecord {
+                run_id: run.run_id.clone(),
+                pipeline: pipeline.name.to_owned(),
+                source: r.source,
+                reason: r.reason,
+                raw: r.raw,
+                rejected_at: run.run_at,
+            })
+            .collect();
+        if !rejects.is_empty() {
+            tracing::warn!(
+                count = rejects.len(),
+                "source records rejected; see lakehouse.rejects"
+            );
+        }
+        orchestrator.ledger.append(&rejects).await?;
+        if let Some(stats) = warehouse.stats(pipeline.output).await? {
+            let metric = TableMetric {
+                run_id: run.run_id.clone(),
+                table_name: pipeline.output.qualified_name(),
+                version: stats.version as i64,
+                rows: stats.rows,
+                files: stats.files,
+                bytes: stats.bytes,
+                null_counts: serde_json::to_string(&stats.null_counts).unwrap_or_default(),
+                measured_at: run.run_at,
+            };
+            orchestrator.ledger.append(&[metric]).await?;
+        }
+    }
+    Ok(Written {
+        outcome,
+        input_versions,
+    })
+}
+
+fn attempt_record(
+    pipeline: &'static PipelineDescriptor,
+    run: &RunInfo,
+    attempt: u32,
+    started_at: Timestamp,
+    elapsed: Duration,
+    outcome: &Result<Written>,
+) -> RunRecord {
+    let (status, written, error) = match outcome {
+        Ok(written) => (Status::Succeeded, Some(written), None),
+        Err(error) => (Status::Failed, None, Some(error.to_string())),
+    };
+    RunRecord {
+        run_id: run.run_id.clone(),
+        sequence: run.sequence,
+        run_at: run.run_at,
+        kind: "pipeline".to_owned(),
+        pipeline: Some(pipeline.name.to_owned()),
+        attempt: Some(attempt as i32),
+        status: status.as_str().to_owned(),
+        started_at,
+        finished_at: Some(Timestamp::now()),
+        duration_ms: Some(elapsed.as_millis() as i64),
+        output_table: Some(pipeline.output.qualified_name()),
+        rows_written: written.map(|w| (w.outcome.rows_inserted + w.outcome.rows_updated) as i64),
+        table_version: written.and_then(|w| w.outcome.version).map(|v| v as i64),
+        replayed: written.map(|w| !w.outcome.committed),
+        error,
+        input_versions: written
+            .map(|w| serde_json::to_string(&w.input_versions).unwrap_or_default()),
+        selection: None,
+    }
+}

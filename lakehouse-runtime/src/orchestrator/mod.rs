@@ -1,0 +1,359 @@
+//! The orchestrator: plans a selection of the registry into groups and runs them over the
+//! warehouse with bounded parallelism, retries, timeouts, fail-fast and skip cascades, recording
+//! every attempt in the run ledger.
+
+mod execute;
+mod plan;
+mod report;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+pub use plan::{Direction, Order, Plan, SelectionError, plan, select};
+pub use report::{PipelineResult, RunReport, Status};
+
+use crate::ctx::{RunInfo, Settings};
+use crate::error::{Error, Result};
+use crate::graph::Registry;
+use crate::ledger::{Ledger, RunRecord};
+use crate::store::Warehouse;
+use crate::table::Timestamp;
+
+/// When a pipeline is skipped because of its upstreams' failures. Only upstreams that are part
+/// of the run count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SkipPolicy {
+    /// Skip when every upstream in the run failed or was skipped (the original rule).
+    #[default]
+    All,
+    /// Skip when any upstream in the run failed or was skipped.
+    Any,
+}
+
+/// Retry and timeout settings of one pipeline, overriding its declaration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PipelineOverride {
+    /// Extra attempts.
+    pub retries: Option<u32>,
+    /// Time limit per attempt.
+    pub timeout: Option<Duration>,
+}
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Targets and selectors (all pipelines when empty); see [`plan()`].
+    pub targets: Vec<String>,
+    /// Neighbours selected with plain names.
+    pub direction: Direction,
+    /// Grouping.
+    pub order: Order,
+    /// Pipelines running at once within a group (1 is serial).
+    pub concurrency: usize,
+    /// On the first failure, stop starting pipelines and cancel running ones.
+    pub fail_fast: bool,
+    /// Skip pipelines whose upstreams failed (per `skip_policy`).
+    pub skip_downstream_on_failure: bool,
+    /// Which upstream failures skip a pipeline.
+    pub skip_policy: SkipPolicy,
+    /// Extra attempts for pipelines that declare none.
+    pub default_retries: u32,
+    /// Time limit per attempt for pipelines that declare none.
+    pub default_timeout: Option<Duration>,
+    /// Per-pipeline overrides of the declarations.
+    pub overrides: HashMap<String, PipelineOverride>,
+    /// First retry delay; doubled per attempt, capped by `max_retry_delay`, fully jittered.
+    pub retry_delay: Duration,
+    /// Cap of the retry delay.
+    pub max_retry_delay: Duration,
+    /// Re-execute pipelines this run already completed (their writes are still idempotent).
+    pub force: bool,
+    /// Settings handed to pipelines.
+    pub settings: Settings,
+}
+
+impl Default for RunConfig {
+    fn default() -> RunConfig {
+        RunConfig {
+            targets: Vec::new(),
+            direction: Direction::None,
+            order: Order::ProcessFirst,
+            concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            fail_fast: false,
+            skip_downstream_on_failure: true,
+            skip_policy: SkipPolicy::All,
+            default_retries: 0,
+            default_timeout: None,
+            overrides: HashMap::new(),
+            retry_delay: Duration::from_secs(1),
+            max_retry_delay: Duration::from_secs(60),
+            force: false,
+            settings: Settings::new(),
+        }
+    }
+}
+
+/// Runs pipelines of a registry over a warehouse.
+#[derive(Clone)]
+pub struct Orchestrator {
+    registry: Registry,
+    warehouse: Warehouse,
+    ledger: Ledger,
+    shutdown: watch::Receiver<bool>,
+    _shutdown_sender: Arc<watch::Sender<bool>>,
+    events: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
+}
+
+/// Progress of a run, for live displays.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A run starts with this plan.
+    Planned {
+        /// The run.
+        run_id: String,
+        /// Pipelines in plan order.
+        pipelines: Vec<&'static str>,
+    },
+    /// A pipeline's attempt started.
+    Started {
+        /// The pipeline.
+        pipeline: &'static str,
+        /// The attempt number.
+        attempt: u32,
+    },
+    /// A pipeline ended.
+    Finished(PipelineResult),
+}
+
+impl Orchestrator {
+    /// An orchestrator of `registry` over `warehouse`.
+    pub fn new(registry: Registry, warehouse: Warehouse) -> Orchestrator {
+        let (sender, receiver) = watch::channel(false);
+        Orchestrator {
+            ledger: Ledger::new(warehouse.clone()),
+            registry,
+            warehouse,
+            shutdown: receiver,
+            _shutdown_sender: Arc::new(sender),
+            events: None,
+        }
+    }
+
+    /// Sends progress events to `events`.
+    pub fn with_events(
+        mut self,
+        events: tokio::sync::mpsc::UnboundedSender<Event>,
+    ) -> Orchestrator {
+        self.events = Some(events);
+        self
+    }
+
+    pub(crate) fn emit(&self, event: Event) {
+        if let Some(events) = &self.events {
+            let _ = events.send(event);
+        }
+    }
+
+    /// Stops gracefully when `shutdown` becomes true: no new pipeline starts, running ones finish
+    /// and are recorded, the rest are cancelled.
+    pub fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> Orchestrator {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The warehouse.
+    pub fn warehouse(&self) -> &Warehouse {
+        &self.warehouse
+    }
+
+    /// The run ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The plan `config` selects.
+    pub fn plan(&self, config: &RunConfig) -> Result<Plan> {
+        plan(
+            &self.registry,
+            &config.targets,
+            config.direction,
+            config.order,
+        )
+        .map_err(|e| Error::msg(e.to_string()))
+    }
+
+    /// Runs the selection as a new run, with a fresh `run_at` and sequence.
+    pub async fn run(&self, config: &RunConfig) -> Result<RunReport> {
+        let plan = self.plan(config)?;
+        let sequence = self.ledger.next_sequence().await?;
+        let run_at = self.fresh_run_at().await?;
+        let run = RunInfo {
+            run_id: run_id(sequence, run_at),
+            sequence,
+            run_at,
+        };
+        self.execute_run(run, &plan, config, &HashMap::new()).await
+    }
+
+    /// Re-runs the failed, skipped and cancelled pipelines of run `run_id`, with its `run_at`
+    /// and sequence, so writes it had committed are not repeated. With `config.force`, every
+    /// pipeline of the run is re-executed (and its already committed writes are skipped).
+    pub async fn resume(&self, run_id: &str, config: &RunConfig) -> Result<RunReport> {
+        let records = self.ledger.run(run_id).await?;
+        let Some(first) = records.first() else {
+            return Err(Error::msg(format!(
+                "no run `{run_id}` in the ledger; see `orchestrate runs`"
+            )));
+        };
+        let run = RunInfo {
+            run_id: run_id.to_owned(),
+            sequence: first.sequence,
+            run_at: first.run_at,
+        };
+        let mut last: HashMap<String, Status> = HashMap::new();
+        for record in records.iter().filter(|r| r.kind == "pipeline") {
+            if let (Some(pipeline), Some(status)) =
+                (&record.pipeline, Status::parse(&record.status))
+            {
+                last.insert(pipeline.clone(), status);
+            }
+        }
+        let targets: Vec<String> = last
+            .iter()
+            .filter(|(_, status)| config.force || **status != Status::Succeeded)
+            .map(|(name, _)| name.clone())
+            .collect();
+        if targets.is_empty() {
+            return Err(Error::msg(format!(
+                "run `{run_id}` has nothing to resume: every pipeline succeeded (use --force to re-execute)"
+            )));
+        }
+        let mut resumed = config.clone();
+        resumed.targets = targets;
+        resumed.direction = Direction::None;
+        let plan = self.plan(&resumed)?;
+        self.execute_run(run, &plan, &resumed, &last).await
+    }
+
+    /// Runs the selection every `every`, each time as a new run with a fresh `run_at`, until
+    /// `duration` has passed or `iterations` runs are done (whichever comes first), or shutdown.
+    /// Runs never overlap: a run longer than `every` delays the next one.
+    pub async fn run_loop(
+        &self,
+        config: &RunConfig,
+        every: Duration,
+        duration: Option<Duration>,
+        iterations: Option<usize>,
+    ) -> Result<Vec<RunReport>> {
+        let started = Instant::now();
+        let mut reports = Vec::new();
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+            let report = self.run(config).await?;
+            tracing::info!(run_id = %report.run_id, status = %report.status(), "loop iteration finished");
+            reports.push(report);
+            let done = iterations.is_some_and(|n| reports.len() >= n)
+                || duration.is_some_and(|d| started.elapsed() + every > d);
+            if done || *shutdown.borrow() {
+                break;
+            }
+        }
+        Ok(reports)
+    }
+
+    /// A `run_at` later than every recorded one (distinct even for runs started in the same
+    /// microsecond).
+    async fn fresh_run_at(&self) -> Result<Timestamp> {
+        let latest = self
+            .ledger
+            .runs(1)
+            .await?
+            .first()
+            .map(|r| r.run_at.0)
+            .unwrap_or(i64::MIN);
+        Ok(Timestamp(Timestamp::now().0.max(latest + 1)))
+    }
+
+    async fn execute_run(
+        &self,
+        run: RunInfo,
+        plan: &Plan,
+        config: &RunConfig,
+        previous: &HashMap<String, Status>,
+    ) -> Result<RunReport> {
+        tracing::info!(run_id = %run.run_id, sequence = run.sequence, run_at = %run.run_at, "{plan}");
+        let started = Instant::now();
+        let started_at = Timestamp::now();
+        let run = Arc::new(run);
+        self.emit(Event::Planned {
+            run_id: run.run_id.clone(),
+            pipelines: plan.pipelines().map(|p| p.name).collect(),
+        });
+        let results = execute::execute(self, run.clone(), plan, config, previous).await;
+        let report = RunReport {
+            run_id: run.run_id.clone(),
+            sequence: run.sequence,
+            run_at: run.run_at,
+            results,
+            duration: started.elapsed(),
+        };
+        let selection = if config.targets.is_empty() {
+            "*".to_owned()
+        } else {
+            config.targets.join(" ")
+        };
+        self.ledger
+            .append(&[RunRecord {
+                run_id: run.run_id.clone(),
+                sequence: run.sequence,
+                run_at: run.run_at,
+                kind: "run".to_owned(),
+                pipeline: None,
+                attempt: None,
+                status: report.status().as_str().to_owned(),
+                started_at,
+                finished_at: Some(Timestamp::now()),
+                duration_ms: Some(report.duration.as_millis() as i64),
+                output_table: None,
+                rows_written: Some(
+                    report
+                        .results
+                        .iter()
+                        .filter_map(|r| r.rows_written)
+                        .sum::<u64>() as i64,
+                ),
+                table_version: None,
+                replayed: None,
+                error: None,
+                input_versions: None,
+                selection: Some(selection),
+            }])
+            .await?;
+        Ok(report)
+    }
+}
+
+/// `r000042-20260129T101500Z`: sortable, readable, unique per warehouse.
+fn run_id(sequence: i64, run_at: Timestamp) -> String {
+    let time = chrono::DateTime::from_timestamp_micros(run_at.0)
+        .map(|t| t.format("%Y%m%dT%H%M%SZ").to_string())
+        .unwrap_or_default();
+    format!("r{sequence:06}-{time}")
+}

@@ -1,0 +1,285 @@
+//! Selecting pipelines and ordering them into groups.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::graph::{PipelineDescriptor, Registry};
+use crate::similar::closest;
+
+/// Which neighbours of a plainly named target are selected with it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// The target and everything it depends on, transitively.
+    Upstream,
+    /// The target and everything that depends on it, transitively.
+    Downstream,
+    /// Both.
+    All,
+    /// The target alone.
+    #[default]
+    None,
+}
+
+/// How selected pipelines are grouped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Order {
+    /// As soon as possible: a pipeline runs in the group after its last upstream.
+    #[default]
+    ProcessFirst,
+    /// As late as possible: a pipeline runs in the group just before its first downstream.
+    ProcessLast,
+}
+
+/// Why a selection cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectionError {
+    /// A name that is no pipeline.
+    #[error("no pipeline is named `{name}`{}", hint(.suggestion))]
+    UnknownPipeline {
+        /// The name given.
+        name: String,
+        /// The closest pipeline name.
+        suggestion: Option<String>,
+    },
+    /// A `tag:` with no pipeline.
+    #[error("no pipeline has tag `{tag}`{}", hint(.suggestion))]
+    UnknownTag {
+        /// The tag given.
+        tag: String,
+        /// The closest tag.
+        suggestion: Option<String>,
+    },
+    /// A `layer:` with no pipeline.
+    #[error("no pipeline writes to layer `{layer}`{}", hint(.suggestion))]
+    UnknownLayer {
+        /// The layer given.
+        layer: String,
+        /// The closest layer.
+        suggestion: Option<String>,
+    },
+}
+
+fn hint(suggestion: &Option<String>) -> String {
+    suggestion
+        .as_ref()
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default()
+}
+
+/// Pipelines to run, in groups: every pipeline's upstreams in the plan are in earlier groups.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The groups, in execution order.
+    pub groups: Vec<Vec<&'static PipelineDescriptor>>,
+}
+
+impl Plan {
+    /// Every planned pipeline, group after group.
+    pub fn pipelines(&self) -> impl Iterator<Item = &'static PipelineDescriptor> + '_ {
+        self.groups.iter().flatten().copied()
+    }
+
+    /// Whether `name` is planned.
+    pub fn contains(&self, name: &str) -> bool {
+        self.pipelines().any(|p| p.name == name)
+    }
+
+    /// The names in each group.
+    pub fn names(&self) -> Vec<Vec<&'static str>> {
+        self.groups
+            .iter()
+            .map(|g| g.iter().map(|p| p.name).collect())
+            .collect()
+    }
+}
+
+impl std::fmt::Display for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let total: usize = self.groups.iter().map(Vec::len).sum();
+        writeln!(
+            f,
+            "Plan: {total} pipeline(s) in {} group(s)",
+            self.groups.len()
+        )?;
+        for (i, group) in self.groups.iter().enumerate() {
+            let names: Vec<String> = group
+                .iter()
+                .map(|p| format!("{} → {}", p.name, p.output.qualified_name()))
+                .collect();
+            writeln!(f, "  {:>2}. {}", i + 1, names.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Selects pipelines of `registry` by `targets` (all when empty) and groups them by `order`.
+///
+/// A target is a pipeline name (extended by `direction`), `+name` (with its upstreams),
+/// `name+` (with its downstreams), `+name+` (both), `tag:<tag>` or `layer:<schema>`.
+pub fn plan(
+    registry: &Registry,
+    targets: &[String],
+    direction: Direction,
+    order: Order,
+) -> Result<Plan, SelectionError> {
+    let selected = select(registry, targets, direction)?;
+    Ok(group(registry, &selected, order))
+}
+
+/// The names selected by `targets`.
+pub fn select(
+    registry: &Registry,
+    targets: &[String],
+    direction: Direction,
+) -> Result<BTreeSet<&'static str>, SelectionError> {
+    if targets.is_empty() {
+        return Ok(registry.pipelines().iter().map(|p| p.name).collect());
+    }
+    let mut selected = BTreeSet::new();
+    for target in targets {
+        let target = target.trim();
+        if let Some(tag) = target.strip_prefix("tag:") {
+            let matching: Vec<_> = registry
+                .pipelines()
+                .iter()
+                .filter(|p| p.tags.contains(&tag))
+                .collect();
+            if matching.is_empty() {
+                let tags: BTreeSet<&str> = registry
+                    .pipelines()
+                    .iter()
+                    .flat_map(|p| p.tags.iter().copied())
+                    .collect();
+                return Err(SelectionError::UnknownTag {
+                    tag: tag.to_owned(),
+                    suggestion: closest(tag, tags).map(str::to_owned),
+                });
+            }
+            selected.extend(matching.iter().map(|p| p.name));
+            continue;
+        }
+        if let Some(layer) = target.strip_prefix("layer:") {
+            let matching: Vec<_> = registry
+                .pipelines()
+                .iter()
+                .filter(|p| p.layer() == layer)
+                .collect();
+            if matching.is_empty() {
+                let layers: BTreeSet<&str> =
+                    registry.pipelines().iter().map(|p| p.layer()).collect();
+                return Err(SelectionError::UnknownLayer {
+                    layer: layer.to_owned(),
+                    suggestion: closest(layer, layers).map(str::to_owned),
+                });
+            }
+            selected.extend(matching.iter().map(|p| p.name));
+            continue;
+        }
+        let (up, rest) = match target.strip_prefix('+') {
+            Some(rest) => (true, rest),
+            None => (false, target),
+        };
+        let (down, name) = match rest.strip_suffix('+') {
+            Some(name) => (true, name),
+            None => (false, rest),
+        };
+        let explicit = up || down;
+        let Some(pipeline) = registry.get(name) else {
+            return Err(SelectionError::UnknownPipeline {
+                name: name.to_owned(),
+                suggestion: registry.suggest(name).map(str::to_owned),
+            });
+        };
+        selected.insert(pipeline.name);
+        let (up, down) = if explicit {
+            (up, down)
+        } else {
+            match direction {
+                Direction::Upstream => (true, false),
+                Direction::Downstream => (false, true),
+                Direction::All => (true, true),
+                Direction::None => (false, false),
+            }
+        };
+        if up {
+            selected.extend(upstream_closure(registry, pipeline.name));
+        }
+        if down {
+            selected.extend(downstream_closure(registry, pipeline.name));
+        }
+    }
+    Ok(selected)
+}
+
+fn upstream_closure(registry: &Registry, name: &str) -> BTreeSet<&'static str> {
+    let mut seen = BTreeSet::new();
+    let mut stack: Vec<&'static str> = registry
+        .get(name)
+        .map(|p| p.depends_on.to_vec())
+        .unwrap_or_default();
+    while let Some(next) = stack.pop() {
+        if seen.insert(next)
+            && let Some(p) = registry.get(next)
+        {
+            stack.extend(p.depends_on.iter().copied());
+        }
+    }
+    seen
+}
+
+fn downstream_closure(registry: &Registry, name: &str) -> BTreeSet<&'static str> {
+    let mut seen = BTreeSet::new();
+    let mut stack: Vec<&'static str> = registry.downstream(name).iter().map(|p| p.name).collect();
+    while let Some(next) = stack.pop() {
+        if seen.insert(next) {
+            stack.extend(registry.downstream(next).iter().map(|p| p.name));
+        }
+    }
+    seen
+}
+
+/// Groups `selected` by levels computed within the selection, so no group is empty.
+fn group(registry: &Registry, selected: &BTreeSet<&'static str>, order: Order) -> Plan {
+    // Registry order is (level, name): every upstream comes before its downstreams.
+    let members: Vec<&'static PipelineDescriptor> = registry
+        .pipelines()
+        .iter()
+        .copied()
+        .filter(|p| selected.contains(p.name))
+        .collect();
+    let mut asap: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in &members {
+        let level = p
+            .depends_on
+            .iter()
+            .filter_map(|d| asap.get(d))
+            .map(|l| l + 1)
+            .max()
+            .unwrap_or(0);
+        asap.insert(p.name, level);
+    }
+    let levels: BTreeMap<&str, usize> = match order {
+        Order::ProcessFirst => asap,
+        Order::ProcessLast => {
+            let last = asap.values().copied().max().unwrap_or(0);
+            let mut alap: BTreeMap<&str, usize> = BTreeMap::new();
+            for p in members.iter().rev() {
+                let level = registry
+                    .downstream(p.name)
+                    .iter()
+                    .filter_map(|d| alap.get(d.name))
+                    .map(|l| l.saturating_sub(1))
+                    .min()
+                    .unwrap_or(last);
+                alap.insert(p.name, level);
+            }
+            alap
+        }
+    };
+    let count = levels.values().copied().max().map_or(0, |m| m + 1);
+    let mut groups: Vec<Vec<&'static PipelineDescriptor>> = vec![Vec::new(); count];
+    for p in members {
+        groups[levels[p.name]].push(p);
+    }
+    groups.retain(|g| !g.is_empty());
+    Plan { groups }
+}

@@ -1,0 +1,358 @@
+//! Execution: statuses under failures, panics, timeouts and retries; fail-fast and skip policies;
+//! resume; loops; incremental inputs.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use lakehouse_runtime::orchestrator::{Direction, Orchestrator, RunConfig, SkipPolicy, Status};
+use lakehouse_runtime::prelude::*;
+use lakehouse_runtime::{PipelineDescriptor, Registry};
+use serde::Serialize;
+
+use crate::common::{TempWarehouse, contents};
+
+/// A number per run.
+#[derive(Table, Serialize)]
+#[table(schema = "bronze", name = "ticks")]
+pub struct Ticks {
+    pub n: i64,
+    pub run_at: Timestamp,
+}
+
+macro_rules! output_table {
+    ($($ty:ident = $name:literal),*) => {$(
+        #[derive(Table)]
+        #[table(schema = "silver", name = $name)]
+        pub struct $ty {
+            pub n: i64,
+        }
+    )*};
+}
+
+output_table!(
+    Ok1 = "ok1",
+    Bad = "bad",
+    Panics = "panics",
+    Slow = "slow",
+    Flaky = "flaky",
+    Down1 = "down1",
+    Down2 = "down2",
+    Both = "both"
+);
+
+static FLAKY_CALLS: AtomicU32 = AtomicU32::new(0);
+
+/// A source: one row per run.
+#[pipeline(tags = ["test"])]
+pub async fn ticks(cx: &Ctx) -> Result<Frame<Ticks>> {
+    #[derive(Serialize)]
+    struct Row {
+        n: i64,
+        run_at: Timestamp,
+    }
+    cx.frame_from_rows(&[Row {
+        n: cx.run().sequence,
+        run_at: cx.run_at(),
+    }])
+}
+
+/// Copies the new ticks.
+#[pipeline(depends_on = [ticks])]
+pub async fn ok1(ticks: Changes<Ticks>) -> Result<Frame<Ok1>> {
+    ticks.into_frame().select_into(Ok1Select { n: Ticks::n })
+}
+
+#[pipeline(depends_on = [ticks])]
+pub async fn bad(_t: Frame<Ticks>) -> Result<Frame<Bad>> {
+    Err(Error::msg("the source system is down"))
+}
+
+#[pipeline(depends_on = [ticks])]
+pub async fn panics(_t: Frame<Ticks>) -> Result<Frame<Panics>> {
+    panic!("index out of bounds in pipeline code")
+}
+
+#[pipeline(depends_on = [ticks], timeout = "50ms")]
+pub async fn slow(t: Frame<Ticks>) -> Result<Frame<Slow>> {
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    t.select_into(SlowSelect { n: Ticks::n })
+}
+
+/// Fails on its first call, then succeeds.
+#[pipeline(depends_on = [ticks], retries = 2)]
+pub async fn flaky(t: Frame<Ticks>) -> Result<Frame<Flaky>> {
+    if FLAKY_CALLS.fetch_add(1, Ordering::SeqCst) == 0 {
+        return Err(Error::msg("transient"));
+    }
+    t.select_into(FlakySelect { n: Ticks::n })
+}
+
+#[pipeline(depends_on = [bad])]
+pub async fn down1(b: Frame<Bad>) -> Result<Frame<Down1>> {
+    b.select_into(Down1Select { n: Bad::n })
+}
+
+#[pipeline(depends_on = [down1])]
+pub async fn down2(b: Frame<Down1>) -> Result<Frame<Down2>> {
+    b.select_into(Down2Select { n: Down1::n })
+}
+
+/// Depends on a failing and a succeeding pipeline.
+#[pipeline(depends_on = [bad, ok1])]
+pub async fn both(_b: Frame<Bad>, o: Frame<Ok1>) -> Result<Frame<Both>> {
+    o.select_into(BothSelect { n: Ok1::n })
+}
+
+fn registry(names: &[&str]) -> Registry {
+    let all: Vec<&'static PipelineDescriptor> = inventory_pipelines();
+    Registry::new(all.into_iter().filter(|p| names.contains(&p.name))).expect("valid sub-graph")
+}
+
+fn inventory_pipelines() -> Vec<&'static PipelineDescriptor> {
+    Registry::from_inventory()
+        .expect("valid graph")
+        .pipelines()
+        .to_vec()
+}
+
+fn fast(config: RunConfig) -> RunConfig {
+    RunConfig {
+        retry_delay: Duration::from_millis(1),
+        max_retry_delay: Duration::from_millis(2),
+        ..config
+    }
+}
+
+fn statuses(report: &lakehouse_runtime::RunReport) -> BTreeMap<&'static str, Status> {
+    report.statuses().into_iter().collect()
+}
+
+const FAILURE_GRAPH: &[&str] = &[
+    "ticks", "ok1", "bad", "panics", "slow", "down1", "down2", "both",
+];
+
+#[tokio::test]
+async fn failures_are_contained_and_downstream_is_skipped() {
+    use Status::*;
+    for (serial, policy, expected_both) in [
+        (false, SkipPolicy::All, Succeeded),
+        (true, SkipPolicy::All, Succeeded),
+        (false, SkipPolicy::Any, Skipped),
+        (true, SkipPolicy::Any, Skipped),
+    ] {
+        let wh = TempWarehouse::new();
+        let orchestrator = Orchestrator::new(registry(FAILURE_GRAPH), wh.warehouse.clone());
+        let config = fast(RunConfig {
+            concurrency: if serial { 1 } else { 4 },
+            skip_policy: policy,
+            ..RunConfig::default()
+        });
+        let report = orchestrator.run(&config).await.expect("the run completes");
+        let expected = BTreeMap::from([
+            ("ticks", Succeeded),
+            ("ok1", Succeeded),
+            ("bad", Failed),
+            ("panics", Failed),
+            ("slow", Failed),
+            ("down1", Skipped),
+            ("down2", Skipped),
+            ("both", expected_both),
+        ]);
+        assert_eq!(
+            statuses(&report),
+            expected,
+            "serial={serial} policy={policy:?}"
+        );
+        let error = |name: &str| {
+            report
+                .result(name)
+                .and_then(|r| r.error.clone())
+                .unwrap_or_default()
+        };
+        assert!(error("bad").contains("the source system is down"));
+        assert!(
+            error("panics").contains("panicked: index out of bounds in pipeline code"),
+            "{}",
+            error("panics")
+        );
+        assert!(
+            error("slow").contains("timed out after 50ms"),
+            "{}",
+            error("slow")
+        );
+        assert!(
+            error("down2").contains("upstream `down1`"),
+            "{}",
+            error("down2")
+        );
+        assert!(!report.succeeded());
+    }
+}
+
+#[tokio::test]
+async fn fail_fast_cancels_the_rest() {
+    use Status::*;
+    for serial in [false, true] {
+        let wh = TempWarehouse::new();
+        let orchestrator = Orchestrator::new(registry(FAILURE_GRAPH), wh.warehouse.clone());
+        let config = fast(RunConfig {
+            fail_fast: true,
+            concurrency: if serial { 1 } else { 8 },
+            ..RunConfig::default()
+        });
+        let report = orchestrator.run(&config).await.expect("the run completes");
+        let s = statuses(&report);
+        assert_eq!(s["ticks"], Succeeded);
+        let failed: Vec<_> = s
+            .iter()
+            .filter(|(_, st)| **st == Failed)
+            .map(|(n, _)| *n)
+            .collect();
+        assert_eq!(
+            failed.len(),
+            1,
+            "exactly the first failure is failed: {s:?}"
+        );
+        for later in ["down1", "down2", "both"] {
+            assert_eq!(s[later], Cancelled, "{later} never starts: {s:?}");
+        }
+        for (name, status) in &s {
+            assert!(
+                matches!(status, Succeeded | Failed | Cancelled),
+                "{name}: {status:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_retry_turns_a_transient_failure_into_success() {
+    let wh = TempWarehouse::new();
+    FLAKY_CALLS.store(0, Ordering::SeqCst);
+    let orchestrator = Orchestrator::new(registry(&["ticks", "flaky"]), wh.warehouse.clone());
+    let report = orchestrator
+        .run(&fast(RunConfig::default()))
+        .await
+        .expect("run");
+    let flaky = report.result("flaky").expect("planned");
+    assert_eq!((flaky.status, flaky.attempts), (Status::Succeeded, 2));
+    let attempts = orchestrator
+        .ledger()
+        .run(&report.run_id)
+        .await
+        .expect("ledger");
+    let flaky_rows: Vec<(Option<i32>, String)> = attempts
+        .iter()
+        .filter(|r| r.pipeline.as_deref() == Some("flaky"))
+        .map(|r| (r.attempt, r.status.clone()))
+        .collect();
+    assert_eq!(
+        flaky_rows,
+        [
+            (Some(1), "failed".to_owned()),
+            (Some(2), "succeeded".to_owned())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn upstreams_outside_the_selection_do_not_skip_the_target() {
+    // The original's bug: with direction none, a target whose upstreams are not selected was
+    // always skipped.
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    let config = RunConfig {
+        targets: vec!["ok1".into()],
+        direction: Direction::None,
+        ..RunConfig::default()
+    };
+    let report = orchestrator.run(&config).await.expect("run");
+    assert_eq!(
+        statuses(&report),
+        BTreeMap::from([("ok1", Status::Succeeded)])
+    );
+}
+
+#[tokio::test]
+async fn resume_reruns_only_what_did_not_succeed() {
+    let wh = TempWarehouse::new();
+    FLAKY_CALLS.store(0, Ordering::SeqCst);
+    let orchestrator =
+        Orchestrator::new(registry(&["ticks", "ok1", "flaky"]), wh.warehouse.clone());
+    // No retries: flaky fails on its first call.
+    let mut config = fast(RunConfig::default());
+    config.overrides.insert(
+        "flaky".into(),
+        lakehouse_runtime::orchestrator::PipelineOverride {
+            retries: Some(0),
+            timeout: None,
+        },
+    );
+    let first = orchestrator.run(&config).await.expect("run");
+    assert_eq!(
+        first.result("flaky").map(|r| r.status),
+        Some(Status::Failed)
+    );
+    let ticks_version = wh
+        .warehouse
+        .version(<Ticks as lakehouse_runtime::Table>::DEF)
+        .await
+        .expect("version");
+
+    let resumed = orchestrator
+        .resume(&first.run_id, &config)
+        .await
+        .expect("resume");
+    assert_eq!(resumed.run_id, first.run_id);
+    assert_eq!(resumed.run_at, first.run_at);
+    assert_eq!(
+        statuses(&resumed),
+        BTreeMap::from([("flaky", Status::Succeeded)])
+    );
+    assert_eq!(
+        wh.warehouse
+            .version(<Ticks as lakehouse_runtime::Table>::DEF)
+            .await
+            .expect("version"),
+        ticks_version,
+        "the source was not called again"
+    );
+    let error = orchestrator
+        .resume(&first.run_id, &config)
+        .await
+        .expect_err("nothing left");
+    assert!(error.to_string().contains("nothing to resume"), "{error}");
+}
+
+#[tokio::test]
+async fn loops_run_in_dependency_order_with_fresh_run_times_and_incremental_inputs() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    let reports = orchestrator
+        .run_loop(
+            &RunConfig::default(),
+            Duration::from_millis(1),
+            None,
+            Some(3),
+        )
+        .await
+        .expect("loop");
+    assert_eq!(reports.len(), 3);
+    let times: Vec<i64> = reports.iter().map(|r| r.run_at.0).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] < w[1]),
+        "distinct, increasing run_at: {times:?}"
+    );
+    for report in &reports {
+        assert!(report.succeeded());
+        let order: Vec<&str> = report.results.iter().map(|r| r.pipeline).collect();
+        assert_eq!(order, ["ticks", "ok1"]);
+        // Each run copies exactly the one new tick.
+        assert_eq!(report.result("ok1").and_then(|r| r.rows_written), Some(1));
+    }
+    assert_eq!(
+        contents(&wh.warehouse, <Ok1 as lakehouse_runtime::Table>::DEF).await,
+        ["1", "2", "3"]
+    );
+}
