@@ -1,3 +1,4 @@
 //! Integration tests of the reference lakehouse (one test binary, modules by topic).
 
+mod cli;
 mod graph;

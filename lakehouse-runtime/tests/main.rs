@@ -8,6 +8,7 @@ mod common;
 mod keys;
 mod names;
 mod orchestrator;
+mod plan;
 mod plan_check;
 mod scd2;
 mod sql;

@@ -281,5 +281,8 @@ fn group(registry: &Registry, selected: &BTreeSet<&'static str>, order: Order) -
         groups[levels[p.name]].push(p);
     }
     groups.retain(|g| !g.is_empty());
+    for group in &mut groups {
+        group.sort_by_key(|p| p.name);
+    }
     Plan { groups }
 }
