@@ -26,8 +26,13 @@ fn stderr(output: &Output) -> String {
 fn help_documents_every_command() {
     let dir = tempfile::tempdir().expect("dir");
     let help = stdout(&orchestrate(dir.path(), &["--help"]));
-    for command in ["run", "plan", "list", "graph", "check", "sql", "runs", "resume", "optimize", "vacuum"] {
-        assert!(help.contains(&format!("  {command} ")), "`{command}` missing from --help:\n{help}");
+    for command in [
+        "run", "plan", "list", "graph", "check", "sql", "runs", "resume", "optimize", "vacuum",
+    ] {
+        assert!(
+            help.contains(&format!("  {command} ")),
+            "`{command}` missing from --help:\n{help}"
+        );
     }
 }
 
@@ -38,19 +43,34 @@ fn plan_list_and_graph_describe_the_registry() {
 
     let plan = orchestrate(dir.path(), &["plan", "--select", "+dim_product"]);
     assert!(plan.status.success(), "{}", stderr(&plan));
-    assert!(stdout(&plan).starts_with("Plan: 3 pipeline(s) in 3 group(s)\n"), "{}", stdout(&plan));
-    assert!(stdout(&plan).contains("   3. dim_product → gold.dim_product"), "{}", stdout(&plan));
+    assert!(
+        stdout(&plan).starts_with("Plan: 3 pipeline(s) in 3 group(s)\n"),
+        "{}",
+        stdout(&plan)
+    );
+    assert!(
+        stdout(&plan).contains("   3. dim_product → gold.dim_product"),
+        "{}",
+        stdout(&plan)
+    );
 
     let list = stdout(&orchestrate(dir.path(), &["list"]));
     for p in registry.pipelines() {
-        assert!(list.contains(p.name), "{} missing from list:\n{list}", p.name);
+        assert!(
+            list.contains(p.name),
+            "{} missing from list:\n{list}",
+            p.name
+        );
     }
     assert!(list.contains(&format!("{} pipeline(s)", registry.len())));
 
     let mermaid = stdout(&orchestrate(dir.path(), &["graph"]));
     assert!(mermaid.starts_with("flowchart LR\n"));
     for (from, to) in registry.edges() {
-        assert!(mermaid.contains(&format!("  {from} --> {to}\n")), "edge {from} -> {to} missing:\n{mermaid}");
+        assert!(
+            mermaid.contains(&format!("  {from} --> {to}\n")),
+            "edge {from} -> {to} missing:\n{mermaid}"
+        );
     }
     let dot = stdout(&orchestrate(dir.path(), &["graph", "--format", "dot"]));
     assert!(dot.contains("digraph lakehouse {"));
@@ -59,7 +79,10 @@ fn plan_list_and_graph_describe_the_registry() {
 #[test]
 fn run_then_runs_and_sql() {
     let dir = tempfile::tempdir().expect("dir");
-    let run = orchestrate(dir.path(), &["run", "--select", "+dim_product", "--set", "erp.rows=20"]);
+    let run = orchestrate(
+        dir.path(),
+        &["run", "--select", "+dim_product", "--set", "erp.rows=20"],
+    );
     assert!(run.status.success(), "{}\n{}", stdout(&run), stderr(&run));
     let out = stdout(&run);
     assert!(out.contains("3 succeeded"), "{out}");
@@ -71,14 +94,23 @@ fn run_then_runs_and_sql() {
 
     let sql = orchestrate(
         dir.path(),
-        &["sql", "SELECT count(*) AS n FROM silver.erp_sales_transactions", "--format", "csv"],
+        &[
+            "sql",
+            "SELECT count(*) AS n FROM silver.erp_sales_transactions",
+            "--format",
+            "csv",
+        ],
     );
     assert!(sql.status.success(), "{}", stderr(&sql));
     assert_eq!(stdout(&sql), "n\n20\n");
 
     let refused = orchestrate(dir.path(), &["sql", "DROP TABLE gold.dim_product"]);
     assert!(!refused.status.success());
-    assert!(stderr(&refused).contains("DDL not supported"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("DDL not supported"),
+        "{}",
+        stderr(&refused)
+    );
 }
 
 #[test]
@@ -87,9 +119,20 @@ fn a_wrong_flag_is_explained() {
     let output = orchestrate(dir.path(), &["run", "--selct", "dim_product"]);
     assert_eq!(output.status.code(), Some(2));
     let error = stderr(&output);
-    assert!(error.contains("unexpected argument '--selct' found"), "{error}");
-    assert!(error.contains("a similar argument exists: '--select'"), "{error}");
+    assert!(
+        error.contains("unexpected argument '--selct' found"),
+        "{error}"
+    );
+    assert!(
+        error.contains("a similar argument exists: '--select'"),
+        "{error}"
+    );
     let unknown = orchestrate(dir.path(), &["run", "--select", "dim_prodcut"]);
     assert_eq!(unknown.status.code(), Some(1));
-    assert!(stderr(&unknown).contains("no pipeline is named `dim_prodcut`; did you mean `dim_product`?"), "{}", stderr(&unknown));
+    assert!(
+        stderr(&unknown)
+            .contains("no pipeline is named `dim_prodcut`; did you mean `dim_product`?"),
+        "{}",
+        stderr(&unknown)
+    );
 }

@@ -6,9 +6,16 @@ use lakehouse_runtime::check::check_plans;
 
 /// Every pipeline of the reference lakehouse, by (level, name).
 const PIPELINES: &[(&str, usize)] = &[
+    ("crm_contacts", 0),
+    ("dim_date", 0),
     ("erp_sales_transactions", 0),
+    ("silver_crm_contacts", 1),
     ("silver_erp_sales_transactions", 1),
+    ("dim_customer", 2),
     ("dim_product", 2),
+    ("dim_promo", 2),
+    ("dim_store", 2),
+    ("fact_sales", 3),
 ];
 
 #[test]

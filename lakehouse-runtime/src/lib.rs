@@ -62,6 +62,8 @@ pub mod ledger;
 #[cfg(feature = "engine")]
 pub mod orchestrator;
 #[cfg(feature = "engine")]
+pub mod quality;
+#[cfg(feature = "engine")]
 pub mod store;
 
 #[cfg(feature = "engine")]
@@ -89,7 +91,11 @@ pub mod prelude {
     pub use crate::table::{Col, Date, Decimal, Timestamp, on};
     pub use crate::{Changes, Ctx, Error, Frame, Result, Table, pipeline};
     #[cfg(feature = "engine")]
-    pub use datafusion::prelude::{Expr, col, lit};
+    pub use arrow::datatypes::DataType;
+    #[cfg(feature = "engine")]
+    pub use datafusion::functions::expr_fn::{regexp_replace, round, to_char};
+    #[cfg(feature = "engine")]
+    pub use datafusion::prelude::{Expr, cast, col, lit};
 }
 
 /// Paths used by the code the macros generate. Not part of the public API.
@@ -101,8 +107,8 @@ pub mod __private {
     };
     pub use crate::table::{
         CheckConstraint, Col, ColumnDef, ColumnRef, ColumnRole, ColumnType, IntoColumn,
-        LogicalType, SchemaEvolution, SelectFor, SelectedColumn, Table, TableDef, Timestamp,
-        WriteMode, non_null,
+        LogicalType, Quality, SchemaEvolution, SelectFor, SelectedColumn, Table, TableDef,
+        Timestamp, WriteMode, non_null,
     };
     pub use crate::{Ctx, Inputs, Result, UntypedFrame};
     pub use inventory;
@@ -127,6 +133,7 @@ pub mod __private {
             mode: WriteMode::Append,
             change_columns: None,
             evolution: SchemaEvolution::Merge,
+            quality: crate::table::Quality::Off,
             z_order: &[],
             target_file_size: None,
             checks: &[],

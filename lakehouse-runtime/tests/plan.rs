@@ -3,7 +3,10 @@
 
 use lakehouse_runtime::graph::{BoxFuture, GraphError, InputSpec};
 use lakehouse_runtime::orchestrator::{Direction, Order, plan};
-use lakehouse_runtime::{Ctx, Inputs, PipelineDescriptor, Registry, Result, SchemaEvolution, TableDef, UntypedFrame, WriteMode};
+use lakehouse_runtime::{
+    Ctx, Inputs, PipelineDescriptor, Registry, Result, SchemaEvolution, TableDef, UntypedFrame,
+    WriteMode,
+};
 
 fn never<'a>(_cx: &'a Ctx, _inputs: Inputs) -> BoxFuture<'a, Result<UntypedFrame>> {
     Box::pin(async { Err(lakehouse_runtime::Error::msg("not run in planning tests")) })
@@ -25,6 +28,7 @@ fn table(schema: &str, name: &str) -> &'static TableDef {
         mode: WriteMode::Append,
         change_columns: None,
         evolution: SchemaEvolution::Merge,
+        quality: lakehouse_runtime::table::Quality::Off,
         z_order: &[],
         target_file_size: None,
         checks: &[],
@@ -34,13 +38,23 @@ fn table(schema: &str, name: &str) -> &'static TableDef {
 
 /// `(name, layer, depends_on, tags)`; each pipeline writes `layer.name` and reads its deps' tables.
 fn registry(spec: &[(&str, &str, &[&str], &[&str])]) -> Result<Registry, GraphError> {
-    let outputs: Vec<(&str, &'static TableDef)> = spec.iter().map(|(n, l, _, _)| (*n, table(l, n))).collect();
+    let outputs: Vec<(&str, &'static TableDef)> =
+        spec.iter().map(|(n, l, _, _)| (*n, table(l, n))).collect();
     let descriptors = spec.iter().map(|(name, layer, deps, tags)| {
         let inputs: Vec<InputSpec> = deps
             .iter()
-            .filter_map(|d| outputs.iter().find(|(n, _)| n == d).map(|(_, t)| InputSpec { table: t, incremental: false }))
+            .filter_map(|d| {
+                outputs
+                    .iter()
+                    .find(|(n, _)| n == d)
+                    .map(|(_, t)| InputSpec {
+                        table: t,
+                        incremental: false,
+                    })
+            })
             .collect();
-        let depends: Vec<&'static str> = deps.iter().map(|d| leak(d.to_string()).as_str()).collect();
+        let depends: Vec<&'static str> =
+            deps.iter().map(|d| leak(d.to_string()).as_str()).collect();
         let pipeline: &'static PipelineDescriptor = leak(PipelineDescriptor {
             name: leak(name.to_string()).as_str(),
             level: 0,
@@ -49,7 +63,12 @@ fn registry(spec: &[(&str, &str, &[&str], &[&str])]) -> Result<Registry, GraphEr
             output: table(layer, name),
             description: "",
             module_path: "synthetic",
-            tags: leak(tags.iter().map(|t| leak(t.to_string()).as_str()).collect::<Vec<&'static str>>()).as_slice(),
+            tags: leak(
+                tags.iter()
+                    .map(|t| leak(t.to_string()).as_str())
+                    .collect::<Vec<&'static str>>(),
+            )
+            .as_slice(),
             retries: None,
             timeout_ms: None,
             full_snapshot: false,
@@ -76,7 +95,9 @@ fn sample() -> Registry {
 
 fn groups(targets: &[&str], direction: Direction, order: Order) -> Vec<Vec<&'static str>> {
     let targets: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
-    plan(&sample(), &targets, direction, order).expect("plannable").names()
+    plan(&sample(), &targets, direction, order)
+        .expect("plannable")
+        .names()
 }
 
 #[test]
@@ -93,45 +114,104 @@ fn everything_process_first_and_last() {
 
 #[test]
 fn directions() {
-    assert_eq!(groups(&["c"], Direction::None, Order::ProcessFirst), vec![vec!["c"]]);
-    assert_eq!(groups(&["c"], Direction::Upstream, Order::ProcessFirst), vec![vec!["a", "b"], vec!["c"]]);
-    assert_eq!(groups(&["c"], Direction::Downstream, Order::ProcessFirst), vec![vec!["c"], vec!["d", "e"]]);
+    assert_eq!(
+        groups(&["c"], Direction::None, Order::ProcessFirst),
+        vec![vec!["c"]]
+    );
+    assert_eq!(
+        groups(&["c"], Direction::Upstream, Order::ProcessFirst),
+        vec![vec!["a", "b"], vec!["c"]]
+    );
+    assert_eq!(
+        groups(&["c"], Direction::Downstream, Order::ProcessFirst),
+        vec![vec!["c"], vec!["d", "e"]]
+    );
     assert_eq!(
         groups(&["c"], Direction::All, Order::ProcessFirst),
         vec![vec!["a", "b"], vec!["c"], vec!["d", "e"]]
     );
-    assert_eq!(groups(&["e"], Direction::Upstream, Order::ProcessLast), vec![vec!["a", "b"], vec!["c", "g"], vec!["e"]]);
-    assert_eq!(groups(&["e"], Direction::Upstream, Order::ProcessFirst), vec![vec!["a", "b", "g"], vec!["c"], vec!["e"]]);
+    assert_eq!(
+        groups(&["e"], Direction::Upstream, Order::ProcessLast),
+        vec![vec!["a", "b"], vec!["c", "g"], vec!["e"]]
+    );
+    assert_eq!(
+        groups(&["e"], Direction::Upstream, Order::ProcessFirst),
+        vec![vec!["a", "b", "g"], vec!["c"], vec!["e"]]
+    );
 }
 
 #[test]
 fn selectors() {
-    assert_eq!(groups(&["+d"], Direction::None, Order::ProcessFirst), vec![vec!["a", "b"], vec!["c"], vec!["d"]]);
-    assert_eq!(groups(&["a+"], Direction::None, Order::ProcessFirst), vec![vec!["a"], vec!["c"], vec!["d", "e"]]);
+    assert_eq!(
+        groups(&["+d"], Direction::None, Order::ProcessFirst),
+        vec![vec!["a", "b"], vec!["c"], vec!["d"]]
+    );
+    assert_eq!(
+        groups(&["a+"], Direction::None, Order::ProcessFirst),
+        vec![vec!["a"], vec!["c"], vec!["d", "e"]]
+    );
     assert_eq!(
         groups(&["+c+"], Direction::None, Order::ProcessFirst),
         vec![vec!["a", "b"], vec!["c"], vec!["d", "e"]]
     );
-    assert_eq!(groups(&["tag:crm"], Direction::None, Order::ProcessFirst), vec![vec!["b"], vec!["c"]]);
-    assert_eq!(groups(&["layer:gold"], Direction::None, Order::ProcessFirst), vec![vec!["d", "e"]]);
-    assert_eq!(groups(&["f", "layer:gold"], Direction::Downstream, Order::ProcessFirst), vec![vec!["d", "e", "f"]]);
+    assert_eq!(
+        groups(&["tag:crm"], Direction::None, Order::ProcessFirst),
+        vec![vec!["b"], vec!["c"]]
+    );
+    assert_eq!(
+        groups(&["layer:gold"], Direction::None, Order::ProcessFirst),
+        vec![vec!["d", "e"]]
+    );
+    assert_eq!(
+        groups(
+            &["f", "layer:gold"],
+            Direction::Downstream,
+            Order::ProcessFirst
+        ),
+        vec![vec!["d", "e", "f"]]
+    );
     // Explicit `+` overrides the direction.
-    assert_eq!(groups(&["d+"], Direction::Upstream, Order::ProcessFirst), vec![vec!["d"]]);
+    assert_eq!(
+        groups(&["d+"], Direction::Upstream, Order::ProcessFirst),
+        vec![vec!["d"]]
+    );
 }
 
 #[test]
 fn unknown_names_suggest_the_closest() {
-    let error = |target: &str| plan(&sample(), &[target.to_owned()], Direction::None, Order::ProcessFirst).unwrap_err().to_string();
+    let error = |target: &str| {
+        plan(
+            &sample(),
+            &[target.to_owned()],
+            Direction::None,
+            Order::ProcessFirst,
+        )
+        .unwrap_err()
+        .to_string()
+    };
     assert_eq!(error("dd"), "no pipeline is named `dd`; did you mean `d`?");
     assert_eq!(error("zzzz"), "no pipeline is named `zzzz`");
-    assert_eq!(error("tag:erpp"), "no pipeline has tag `erpp`; did you mean `erp`?");
-    assert_eq!(error("layer:silverr"), "no pipeline writes to layer `silverr`; did you mean `silver`?");
+    assert_eq!(
+        error("tag:erpp"),
+        "no pipeline has tag `erpp`; did you mean `erp`?"
+    );
+    assert_eq!(
+        error("layer:silverr"),
+        "no pipeline writes to layer `silverr`; did you mean `silver`?"
+    );
     assert_eq!(error("+nope+"), "no pipeline is named `nope`");
 }
 
 #[test]
 fn plans_print_as_numbered_groups() {
-    let printed = plan(&sample(), &["+d".to_owned()], Direction::None, Order::ProcessFirst).expect("plan").to_string();
+    let printed = plan(
+        &sample(),
+        &["+d".to_owned()],
+        Direction::None,
+        Order::ProcessFirst,
+    )
+    .expect("plan")
+    .to_string();
     assert_eq!(
         printed,
         "Plan: 4 pipeline(s) in 3 group(s)\n   1. a → bronze.a, b → bronze.b\n   2. c → silver.c\n   3. d → gold.d\n"
@@ -140,12 +220,28 @@ fn plans_print_as_numbered_groups() {
 
 #[test]
 fn the_run_time_validation_catches_what_the_compiler_would() {
-    let cycle = registry(&[("a", "s", &["c"], &[]), ("b", "s", &["a"], &[]), ("c", "s", &["b"], &[])]).unwrap_err();
+    let cycle = registry(&[
+        ("a", "s", &["c"], &[]),
+        ("b", "s", &["a"], &[]),
+        ("c", "s", &["b"], &[]),
+    ])
+    .unwrap_err();
     assert_eq!(cycle.to_string(), "dependency cycle: a -> c -> b -> a");
     let missing = registry(&[("a", "s", &[], &[]), ("b", "s", &["aa"], &[])]).unwrap_err();
-    assert_eq!(missing.to_string(), "pipeline `b` depends on `aa`, which is not a registered pipeline; did you mean `a`?");
+    assert_eq!(
+        missing.to_string(),
+        "pipeline `b` depends on `aa`, which is not a registered pipeline; did you mean `a`?"
+    );
     let duplicate = registry(&[("a", "s", &[], &[]), ("a", "t", &[], &[])]).unwrap_err();
-    assert!(duplicate.to_string().starts_with("two pipelines are named `a`"), "{duplicate}");
+    assert!(
+        duplicate
+            .to_string()
+            .starts_with("two pipelines are named `a`"),
+        "{duplicate}"
+    );
     let empty = Registry::new(std::iter::empty()).unwrap_err();
-    assert!(empty.to_string().contains("use my_pipelines as _;"), "{empty}");
+    assert!(
+        empty.to_string().contains("use my_pipelines as _;"),
+        "{empty}"
+    );
 }

@@ -33,6 +33,7 @@ pub(crate) struct TableAttrs {
     pub mode: Option<Keyed<Ident>>,
     pub change_columns: Option<Keyed<Vec<Ident>>>,
     pub evolution: Option<Keyed<Ident>>,
+    pub quality: Option<Keyed<Ident>>,
     pub z_order: Option<Keyed<Vec<Ident>>>,
     pub target_file_size: Option<Keyed<LitInt>>,
     pub checks: Vec<Keyed<(LitStr, LitStr)>>,
@@ -48,7 +49,7 @@ pub(crate) struct FieldInput {
 }
 
 const TABLE_KEYS: &str = "`schema`, `name`, `key(..)`, `partition_by(..)`, `mode`, \
-    `change_columns(..)`, `evolution`, `z_order(..)`, `target_file_size`, `check(..)`, `property(..)`";
+    `change_columns(..)`, `evolution`, `quality`, `z_order(..)`, `target_file_size`, `check(..)`, `property(..)`";
 
 pub(crate) fn parse(input: DeriveInput) -> syn::Result<TableInput> {
     let mut errors = Errors::default();
@@ -117,6 +118,7 @@ fn parse_table_attrs(input: &DeriveInput, errors: &mut Errors) -> TableAttrs {
                 "mode" => once!(out.mode, meta.value()?.parse::<Ident>()?),
                 "change_columns" => once!(out.change_columns, parenthesized_idents(meta.input)?),
                 "evolution" => once!(out.evolution, meta.value()?.parse::<Ident>()?),
+                "quality" => once!(out.quality, meta.value()?.parse::<Ident>()?),
                 "z_order" => once!(out.z_order, parenthesized_idents(meta.input)?),
                 "target_file_size" => once!(out.target_file_size, meta.value()?.parse::<LitInt>()?),
                 "check" => {

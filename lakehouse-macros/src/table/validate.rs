@@ -24,6 +24,14 @@ pub(crate) enum Evolution {
     Keep,
 }
 
+/// What the runtime does with data-quality checks on the table's output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Quality {
+    Off,
+    Warn,
+    Blocking,
+}
+
 /// A validated column.
 pub(crate) struct Column {
     pub ident: Ident,
@@ -44,6 +52,7 @@ pub(crate) struct TableModel {
     pub name: String,
     pub mode: Mode,
     pub evolution: Evolution,
+    pub quality: Quality,
     pub columns: Vec<Column>,
     pub key: Vec<String>,
     pub partition_by: Vec<String>,
@@ -109,6 +118,32 @@ pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
                     format!("unknown evolution `{other}`; expected `merge`, `overwrite` or `keep`"),
                 );
                 Evolution::Merge
+            }
+        },
+    };
+
+    if evolution == Evolution::Overwrite && mode != Mode::Overwrite {
+        let span = attrs
+            .evolution
+            .as_ref()
+            .map_or(input.ident.span(), |e| e.value.span());
+        errors.push(syn::Error::new(
+            span,
+            "`evolution = overwrite` replaces the table's schema, which only a full rewrite can do: use it with `mode = overwrite`",
+        ));
+    }
+    let quality = match &attrs.quality {
+        None => Quality::Off,
+        Some(q) => match q.value.to_string().as_str() {
+            "off" => Quality::Off,
+            "warn" => Quality::Warn,
+            "blocking" => Quality::Blocking,
+            other => {
+                errors.spanned(
+                    &q.value,
+                    format!("unknown quality `{other}`; expected `off`, `warn` or `blocking`"),
+                );
+                Quality::Off
             }
         },
     };
@@ -228,6 +263,7 @@ pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
         name,
         mode,
         evolution,
+        quality,
         columns,
         key,
         partition_by,

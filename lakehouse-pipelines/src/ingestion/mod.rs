@@ -1,3 +1,4 @@
 //! Sources → bronze → silver.
 
+pub mod crm;
 pub mod erp;

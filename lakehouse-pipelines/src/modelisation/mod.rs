@@ -1,3 +1,4 @@
 //! The gold star schema.
 
 pub mod dimensions;
+pub mod facts;

@@ -16,7 +16,7 @@ use crate::ctx::{Ctx, RunInfo};
 use crate::error::{Error, Result};
 use crate::frame::Inputs;
 use crate::graph::PipelineDescriptor;
-use crate::ledger::{RejectRecord, RunRecord, TableMetric};
+use crate::ledger::{QualityIssue, RejectRecord, RunRecord, TableMetric};
 use crate::store::{Deletions, WriteOptions, WriteOutcome};
 use crate::table::Timestamp;
 
@@ -347,6 +347,43 @@ async fn produce_and_write(
         frames.push(df);
     }
     let output = (pipeline.run)(&cx, Inputs::new(frames)).await?;
+    if pipeline.full_snapshot && output.df.clone().limit(0, Some(1))?.count().await? == 0 {
+        return Err(Error::msg(format!(
+            "the output is empty, and `full_snapshot` would delete every row of {}; refusing \
+             (did the source return nothing?)",
+            pipeline.output.qualified_name()
+        )));
+    }
+    let findings =
+        crate::quality::check_output(warehouse, &session, pipeline.output, &output.df).await?;
+    if !findings.is_empty() {
+        let blocking = pipeline.output.quality == crate::table::Quality::Blocking;
+        let issues: Vec<QualityIssue> = findings
+            .iter()
+            .map(|f| QualityIssue {
+                run_id: run.run_id.clone(),
+                table_name: f.table.clone(),
+                column_name: f.column.clone(),
+                check_name: f.check.to_owned(),
+                value: f.value.clone(),
+                failing_rows: f.failing_rows,
+                blocking,
+                checked_at: run.run_at,
+            })
+            .collect();
+        orchestrator.ledger.append(&issues).await?;
+        let summary = findings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        if blocking {
+            return Err(Error::msg(format!(
+                "data-quality checks failed, nothing written: {summary}"
+            )));
+        }
+        tracing::warn!("data-quality checks failed: {summary}");
+    }
     let options = WriteOptions {
         transaction: Some((pipeline.name.to_owned(), run.sequence)),
         run_at: Some(run.run_at),

@@ -43,6 +43,18 @@ pub enum SchemaEvolution {
     Keep,
 }
 
+/// What happens when the data-quality checks of a table's output fail: primary key unique,
+/// foreign keys resolving to their dimension. Results go to `lakehouse.quality_issues`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Quality {
+    /// No checks.
+    Off,
+    /// Checks run and failures are recorded; the write goes ahead.
+    Warn,
+    /// Checks run before the write; a failure fails the pipeline and nothing is written.
+    Blocking,
+}
+
 /// Which part a column plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ColumnRole {
@@ -144,6 +156,8 @@ pub struct TableDef {
     pub change_columns: Option<&'static [&'static str]>,
     /// What happens when schemas differ.
     pub evolution: SchemaEvolution,
+    /// Data-quality checks of the output.
+    pub quality: Quality,
     /// Columns to Z-order by when optimizing.
     pub z_order: &'static [&'static str],
     /// Target file size for optimize, in bytes.

@@ -1,0 +1,91 @@
+//! Sales facts.
+
+use lakehouse_runtime::prelude::*;
+
+use crate::ingestion::erp::{SilverErpSales, silver_erp_sales_transactions};
+use crate::modelisation::dimensions::dim_customer::{DimCustomer, dim_customer};
+use crate::modelisation::dimensions::dim_date::{DimDate, dim_date};
+use crate::modelisation::dimensions::dim_product::{DimProduct, dim_product};
+use crate::modelisation::dimensions::dim_promo::{DimPromo, dim_promo};
+use crate::modelisation::dimensions::dim_store::{DimStore, dim_store};
+
+/// One row per order line, with keys into every dimension.
+#[derive(Table)]
+#[table(schema = "gold", name = "fact_sales", key(sales_key), mode = merge, quality = blocking)]
+pub struct FactSales {
+    /// Surrogate key: SHA-256 of `order_id || order_line`
+    pub sales_key: String,
+    /// The order date as `yyyyMMdd`
+    #[column(references = DimDate::date_key)]
+    pub date_key: Option<String>,
+    /// The customer (same key as the dimension: SHA-256 of `customer_id`)
+    #[column(references = DimCustomer::customer_key)]
+    pub customer_key: Option<String>,
+    /// The product
+    #[column(references = DimProduct::product_key)]
+    pub product_key: Option<String>,
+    /// The store
+    #[column(references = DimStore::store_key)]
+    pub store_key: Option<String>,
+    /// The promotion; NULL for a sale without one
+    #[column(references = DimPromo::promo_key)]
+    pub promo_key: Option<String>,
+    /// Unique ID of the order
+    pub order_id: i64,
+    /// Line number of the order
+    pub order_line: i32,
+    /// Quantity sold
+    pub quantity: Option<i32>,
+    /// Unit price
+    pub unit_price: Option<Decimal<10, 2>>,
+    /// Discount per unit
+    pub discount: Option<Decimal<10, 2>>,
+    /// Cost of the line
+    pub cost: Option<Decimal<10, 2>>,
+    /// quantity × unit price
+    pub total_price: Option<Decimal<12, 2>>,
+    /// Discount as a percentage of the unit price, rounded to 2 decimals
+    pub discount_pct: Option<Decimal<10, 2>>,
+    /// total price − cost
+    pub profit: Option<Decimal<12, 2>>,
+    /// Logical time of the run that wrote the row
+    pub run_at: Timestamp,
+}
+
+fn decimal(expr: Expr, precision: u8, scale: i8) -> Expr {
+    cast(expr, DataType::Decimal128(precision, scale))
+}
+
+/// Every sale line with its dimension keys, computed from the same business keys as the
+/// dimensions so every key resolves, and its derived amounts.
+#[pipeline(depends_on = [silver_erp_sales_transactions, dim_customer, dim_product, dim_store, dim_promo, dim_date])]
+pub async fn fact_sales(sales: Frame<SilverErpSales>, cx: &Ctx) -> Result<Frame<FactSales>> {
+    use SilverErpSales as s;
+    let total = decimal(s::quantity.expr() * s::unit_price.expr(), 12, 2);
+    let discount_pct = decimal(
+        round(vec![
+            lit(100) * decimal(s::discount.expr(), 12, 4) / s::unit_price.expr(),
+            lit(2),
+        ]),
+        10,
+        2,
+    );
+    sales.select_into(FactSalesSelect {
+        sales_key: surrogate_key([s::order_id.expr(), s::order_line.expr()]),
+        date_key: typed::<Option<String>>(to_char(s::order_date.expr(), lit("%Y%m%d"))),
+        customer_key: surrogate_key([s::customer_id]),
+        product_key: surrogate_key([s::product_id]),
+        store_key: surrogate_key([s::store_id]),
+        promo_key: surrogate_key([s::promo_code]),
+        order_id: s::order_id,
+        order_line: s::order_line,
+        quantity: s::quantity,
+        unit_price: s::unit_price,
+        discount: s::discount,
+        cost: s::cost,
+        total_price: typed::<Option<Decimal<12, 2>>>(total.clone()),
+        discount_pct: typed::<Option<Decimal<10, 2>>>(discount_pct),
+        profit: typed::<Option<Decimal<12, 2>>>(decimal(total - s::cost.expr(), 12, 2)),
+        run_at: cx.run_at(),
+    })
+}

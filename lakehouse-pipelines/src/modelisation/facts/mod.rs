@@ -1,0 +1,3 @@
+//! Facts.
+
+pub mod fact_sales;
