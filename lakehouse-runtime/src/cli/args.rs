@@ -224,6 +224,9 @@ pub struct RunArgs {
     /// Execution.
     #[command(flatten)]
     pub execution: ExecutionArgs,
+    /// The run's logical time (RFC 3339), e.g. to backfill a past day; default: now.
+    #[arg(long, value_parser = parse_timestamp, conflicts_with = "every")]
+    pub run_at: Option<crate::table::Timestamp>,
     /// Repeat the run at this interval (loop mode), e.g. `60s`.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub every: Option<Duration>,
@@ -233,6 +236,12 @@ pub struct RunArgs {
     /// Stop looping after this many runs.
     #[arg(long, requires = "every")]
     pub iterations: Option<usize>,
+}
+
+fn parse_timestamp(text: &str) -> Result<crate::table::Timestamp, String> {
+    crate::table::Timestamp::parse(text).ok_or_else(|| {
+        format!("expected an RFC 3339 timestamp such as 2026-01-31T06:00:00Z, got {text:?}")
+    })
 }
 
 fn parse_setting(text: &str) -> Result<(String, String), String> {

@@ -161,7 +161,8 @@ fn config(global: &GlobalArgs, selection: &SelectArgs, execution: &ExecutionArgs
 }
 
 async fn run(registry: &Registry, global: &GlobalArgs, args: RunArgs) -> Result<ExitCode> {
-    let config = config(global, &args.selection, &args.execution);
+    let mut config = config(global, &args.selection, &args.execution);
+    config.run_at = args.run_at;
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let orchestrator =
         Orchestrator::new(registry.clone(), warehouse(global)?).with_shutdown(shutdown);

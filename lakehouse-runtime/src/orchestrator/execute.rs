@@ -317,6 +317,27 @@ async fn produce_and_write(
     settings: Arc<crate::ctx::Settings>,
 ) -> Result<Written> {
     let warehouse = &orchestrator.warehouse;
+    // A write this run already committed is not produced again: the source is not called and
+    // incremental inputs are not re-read.
+    if let Some(done) = warehouse
+        .transaction_version(pipeline.output, pipeline.name)
+        .await?
+        && done >= run.sequence
+    {
+        tracing::info!("already written by this run; not executed again");
+        let outcome = WriteOutcome {
+            table: pipeline.output.qualified_name(),
+            version: warehouse.version(pipeline.output).await?,
+            committed: false,
+            rows_inserted: 0,
+            rows_updated: 0,
+            rows_deleted: 0,
+        };
+        return Ok(Written {
+            outcome,
+            input_versions: BTreeMap::new(),
+        });
+    }
     let session = warehouse.session();
     let cx = Ctx::new(pipeline.name, run.clone(), settings, session.clone(), false);
     let mut frames = Vec::with_capacity(pipeline.inputs.len());

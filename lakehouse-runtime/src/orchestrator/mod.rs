@@ -73,6 +73,8 @@ pub struct RunConfig {
     pub force: bool,
     /// Settings handed to pipelines.
     pub settings: Settings,
+    /// The logical time of new runs (default: now), e.g. to backfill a past day.
+    pub run_at: Option<Timestamp>,
 }
 
 impl Default for RunConfig {
@@ -92,6 +94,7 @@ impl Default for RunConfig {
             max_retry_delay: Duration::from_secs(60),
             force: false,
             settings: Settings::new(),
+            run_at: None,
         }
     }
 }
@@ -194,7 +197,10 @@ impl Orchestrator {
     pub async fn run(&self, config: &RunConfig) -> Result<RunReport> {
         let plan = self.plan(config)?;
         let sequence = self.ledger.next_sequence().await?;
-        let run_at = self.fresh_run_at().await?;
+        let run_at = match config.run_at {
+            Some(run_at) => run_at,
+            None => self.fresh_run_at().await?,
+        };
         let run = RunInfo {
             run_id: run_id(sequence, run_at),
             sequence,

@@ -230,6 +230,21 @@ impl Warehouse {
     }
 }
 
+impl Warehouse {
+    /// The last transaction version `app_id` committed to `table`, if any (e.g. the sequence of
+    /// the last run whose pipeline wrote it).
+    pub async fn transaction_version(
+        &self,
+        table: &'static TableDef,
+        app_id: &str,
+    ) -> Result<Option<i64>> {
+        match self.load(table).await? {
+            Some(delta) => committed_version(&delta, app_id).await,
+            None => Ok(None),
+        }
+    }
+}
+
 /// The version `app_id` last committed to `delta`, if any.
 pub(crate) async fn committed_version(delta: &DeltaTable, app_id: &str) -> Result<Option<i64>> {
     let snapshot = delta.snapshot().map_err(|e| Error::delta(app_id, e))?;
