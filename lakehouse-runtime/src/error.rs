@@ -59,6 +59,30 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An HTTP request failed for good: a status that is not retried (a 4xx other than 429), or
+    /// every retry was used (timeouts, connection errors, 5xx, 429). The message carries the
+    /// status, the API's own error code and message, and what to do.
+    #[error("GET {url} failed after {attempts} attempt(s): {message}")]
+    Http {
+        /// The URL requested.
+        url: String,
+        /// The last HTTP status received, if any (none for a timeout or a connection error).
+        status: Option<u16>,
+        /// How many requests were sent.
+        attempts: u32,
+        /// What went wrong, with the API's `error_code` and message when it sent them, and the fix.
+        message: String,
+    },
+    /// Data from a source could not be used: a malformed page (truncated or invalid JSON), an
+    /// envelope without its expected fields, a `total_count` that does not match the records
+    /// received, or a snapshot file that is missing.
+    #[error("{location}: {message}")]
+    Source {
+        /// The URL or file concerned.
+        location: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// An error raised by pipeline code.
     #[error("{0}")]
     Message(String),
@@ -83,6 +107,14 @@ impl Error {
         Error::Delta {
             table: table.into(),
             source: Box::new(source),
+        }
+    }
+
+    /// A source error at `location` (a URL or a file).
+    pub fn source(location: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::Source {
+            location: location.into(),
+            message: message.into(),
         }
     }
 

@@ -64,6 +64,8 @@ pub mod orchestrator;
 #[cfg(feature = "engine")]
 pub mod quality;
 #[cfg(feature = "engine")]
+pub mod sources;
+#[cfg(feature = "engine")]
 pub mod store;
 
 #[cfg(feature = "engine")]

@@ -11,6 +11,7 @@ mod orchestrator;
 mod plan;
 mod plan_check;
 mod scd2;
+mod sources;
 mod sql;
 mod write_matrix;
 mod write_safety;

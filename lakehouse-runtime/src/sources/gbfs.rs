@@ -1,0 +1,314 @@
+//! The GBFS client (General Bikeshare Feed Specification, 1.x to 3.0): `gbfs.json` discovery
+//! or direct feed URLs, and the station feeds `station_information` and `station_status` with
+//! their `last_updated` and `ttl`.
+//!
+//! Feeds are `{"last_updated", "ttl", "version", "data": {"stations": [..]}}`. `last_updated` is
+//! epoch seconds (1.x, 2.x) or an RFC 3339 date-time (3.0); the Vélib' Métropole feed writes it
+//! `lastUpdatedOther`, which is read too. Flags inside stations are booleans (2.x) or 1/0 (1.x):
+//! read them with [`super::Record::flag`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::OnceCell;
+use url::Url;
+
+use super::http::{Body, Fetch};
+use super::record::parse_datetime;
+use super::{Page, RawRecord, SinglePage, records_at};
+use crate::error::{Error, Result};
+use crate::table::Timestamp;
+
+/// Where the feeds are.
+#[derive(Clone, Debug)]
+enum Feeds {
+    /// Listed by a `gbfs.json` discovery document.
+    Discovery(Url),
+    /// Given directly, by feed name.
+    Direct(BTreeMap<String, Url>),
+}
+
+/// A client of one GBFS system.
+pub struct GbfsClient {
+    fetch: Arc<dyn Fetch>,
+    feeds: Feeds,
+    languages: Vec<String>,
+    discovered: OnceCell<BTreeMap<String, Url>>,
+}
+
+impl std::fmt::Debug for GbfsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GbfsClient")
+            .field("feeds", &self.feeds)
+            .field("languages", &self.languages)
+            .field("fetch", &self.fetch.describe())
+            .finish_non_exhaustive()
+    }
+}
+
+fn parse_url(what: &str, url: &str) -> Result<Url> {
+    Url::parse(url).map_err(|e| Error::msg(format!("GBFS {what} URL {url:?} is invalid: {e}")))
+}
+
+impl GbfsClient {
+    /// A client that finds its feeds in the discovery document at `gbfs_url` (`gbfs.json`),
+    /// fetched once, in the first of the preferred languages it has (see
+    /// [`GbfsClient::prefer_languages`]; default `fr`, then `en`, then the first listed).
+    pub fn discover(fetch: Arc<dyn Fetch>, gbfs_url: &str) -> Result<GbfsClient> {
+        Ok(GbfsClient {
+            fetch,
+            feeds: Feeds::Discovery(parse_url("discovery", gbfs_url)?),
+            languages: vec!["fr".to_owned(), "en".to_owned()],
+            discovered: OnceCell::new(),
+        })
+    }
+
+    /// A client with the feed URLs given directly, as `(name, url)`
+    /// (`("station_status", "https://…/station_status.json")`).
+    pub fn direct<'a>(
+        fetch: Arc<dyn Fetch>,
+        feeds: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<GbfsClient> {
+        let feeds = feeds
+            .into_iter()
+            .map(|(name, url)| Ok((name.to_owned(), parse_url(name, url)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        Ok(GbfsClient {
+            fetch,
+            feeds: Feeds::Direct(feeds),
+            languages: Vec::new(),
+            discovered: OnceCell::new(),
+        })
+    }
+
+    /// The languages to take the discovery document's feeds from, in order of preference.
+    pub fn prefer_languages(mut self, languages: &[&str]) -> GbfsClient {
+        self.languages = languages.iter().map(|l| (*l).to_owned()).collect();
+        self
+    }
+
+    /// The URL of feed `name`.
+    pub async fn feed_url(&self, name: &str) -> Result<Url> {
+        let (feeds, origin) = match &self.feeds {
+            Feeds::Direct(feeds) => (feeds, "the direct feed URLs".to_owned()),
+            Feeds::Discovery(url) => (
+                self.discovered
+                    .get_or_try_init(|| self.discover_feeds(url))
+                    .await?,
+                url.to_string(),
+            ),
+        };
+        feeds.get(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = feeds.keys().map(String::as_str).collect();
+            Error::source(
+                origin,
+                format!(
+                    "no GBFS feed `{name}` (feeds: {}); check the discovery URL or give the feed \
+                     URL directly",
+                    known.join(", ")
+                ),
+            )
+        })
+    }
+
+    /// Reads the discovery document.
+    async fn discover_feeds(&self, url: &Url) -> Result<BTreeMap<String, Url>> {
+        let body = self.fetch.get(url).await?;
+        let document = parse_json(&body, "GBFS discovery document")?;
+        let malformed = |what: &str| {
+            Error::source(
+                body.origin.clone(),
+                format!("malformed GBFS discovery document: {what}"),
+            )
+        };
+        let data = document
+            .get("data")
+            .and_then(Value::as_object)
+            .ok_or_else(|| malformed("no `data` object"))?;
+        // GBFS 3.0 lists the feeds in `data.feeds`; earlier versions per language.
+        let feeds = match data.get("feeds") {
+            Some(feeds) => feeds,
+            None => {
+                let language = self
+                    .languages
+                    .iter()
+                    .find(|l| data.contains_key(l.as_str()))
+                    .map(String::as_str)
+                    .or_else(|| data.keys().next().map(String::as_str))
+                    .ok_or_else(|| malformed("`data` lists no language"))?;
+                data.get(language)
+                    .and_then(|l| l.get("feeds"))
+                    .ok_or_else(|| malformed(&format!("no `data.{language}.feeds`")))?
+            }
+        };
+        let feeds = feeds
+            .as_array()
+            .ok_or_else(|| malformed("`feeds` is not an array"))?;
+        let mut found = BTreeMap::new();
+        for feed in feeds {
+            let (Some(name), Some(feed_url)) = (
+                feed.get("name").and_then(Value::as_str),
+                feed.get("url").and_then(Value::as_str),
+            ) else {
+                return Err(malformed(&format!(
+                    "a feed without `name` or `url`: {feed}"
+                )));
+            };
+            let resolved = url
+                .join(feed_url)
+                .map_err(|e| malformed(&format!("feed `{name}` has an invalid URL: {e}")))?;
+            found.insert(name.to_owned(), resolved);
+        }
+        tracing::debug!(url = url.as_str(), feeds = found.len(), "GBFS discovery");
+        Ok(found)
+    }
+
+    /// The station feed `name`: its envelope and its `data.stations`.
+    pub async fn station_feed(&self, name: &str) -> Result<GbfsFeed> {
+        let url = self.feed_url(name).await?;
+        let body = self.fetch.get(&url).await?;
+        GbfsFeed::parse(name, body)
+    }
+
+    /// `station_information`: where the stations are.
+    pub async fn station_information(&self) -> Result<GbfsFeed> {
+        self.station_feed("station_information").await
+    }
+
+    /// `station_status`: what each station has now.
+    pub async fn station_status(&self) -> Result<GbfsFeed> {
+        self.station_feed("station_status").await
+    }
+}
+
+/// A body parsed as JSON; invalid JSON fails with the origin and position.
+fn parse_json(body: &Body, what: &str) -> Result<Value> {
+    serde_json::from_slice(&body.bytes).map_err(|e| {
+        Error::source(
+            body.origin.clone(),
+            format!(
+                "malformed {what} ({e}): the body is truncated or not JSON; nothing was written"
+            ),
+        )
+    })
+}
+
+/// One station feed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GbfsFeed {
+    /// The feed's name.
+    pub name: String,
+    /// Its URL.
+    pub url: Url,
+    /// Where it was read from, for messages.
+    pub origin: String,
+    /// When the publisher last updated the data.
+    pub last_updated: Timestamp,
+    /// How long, in seconds, the data stays valid after `last_updated` (0 when the feed does not
+    /// say).
+    pub ttl: u32,
+    /// The GBFS version it declares, if any.
+    pub version: Option<String>,
+    /// The station objects of `data.stations`, as received.
+    pub stations: Vec<RawRecord>,
+}
+
+impl GbfsFeed {
+    /// Parses a station feed; a missing `last_updated` or `data.stations` fails.
+    pub fn parse(name: &str, body: Body) -> Result<GbfsFeed> {
+        let document = parse_json(&body, &format!("GBFS feed `{name}`"))?;
+        let malformed = |what: String| {
+            Error::source(
+                body.origin.clone(),
+                format!("malformed GBFS feed `{name}`: {what}; nothing was written"),
+            )
+        };
+        let updated = document
+            .get("last_updated")
+            .or_else(|| document.get("lastUpdatedOther"))
+            .ok_or_else(|| malformed("no `last_updated`".to_owned()))?;
+        let last_updated = match updated {
+            Value::Number(n) => n
+                .as_i64()
+                .and_then(|s| s.checked_mul(1_000_000))
+                .map(Timestamp),
+            Value::String(s) => parse_datetime(s),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            malformed(format!(
+                "`last_updated` is {updated}, neither epoch seconds nor an RFC 3339 date-time"
+            ))
+        })?;
+        let ttl = match document.get("ttl") {
+            None => {
+                tracing::warn!(
+                    feed = name,
+                    url = body.url.as_str(),
+                    "GBFS feed without `ttl`"
+                );
+                0
+            }
+            Some(ttl) => ttl
+                .as_u64()
+                .and_then(|t| u32::try_from(t).ok())
+                .ok_or_else(|| malformed(format!("`ttl` is {ttl}, not a number of seconds")))?,
+        };
+        let version = document
+            .get("version")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if !document
+            .get("data")
+            .and_then(|d| d.get("stations"))
+            .is_some_and(Value::is_array)
+        {
+            return Err(malformed("no `data.stations` array".to_owned()));
+        }
+        let stations = records_at(&body, &["data", "stations"], "GBFS feed")?;
+        Ok(GbfsFeed {
+            name: name.to_owned(),
+            url: body.url,
+            origin: body.origin,
+            last_updated,
+            ttl,
+            version,
+            stations,
+        })
+    }
+
+    /// How old the data is at `now` (zero when `last_updated` is in the future).
+    pub fn age(&self, now: Timestamp) -> Duration {
+        Duration::from_micros(u64::try_from(now.0 - self.last_updated.0).unwrap_or(0))
+    }
+
+    /// Whether the data is past its `ttl` at `now`.
+    pub fn is_stale(&self, now: Timestamp) -> bool {
+        self.age(now) > Duration::from_secs(u64::from(self.ttl))
+    }
+
+    /// Logs a warning when the data is past its `ttl` at `now` (a live feed that stopped
+    /// updating).
+    pub fn warn_if_stale(&self, now: Timestamp) {
+        if self.is_stale(now) {
+            tracing::warn!(
+                feed = self.name.as_str(),
+                url = self.url.as_str(),
+                age_s = self.age(now).as_secs(),
+                ttl_s = self.ttl,
+                "the GBFS feed is older than its ttl: the publisher may have stopped updating it"
+            );
+        }
+    }
+
+    /// The stations as one page, for [`super::collect_batches`].
+    pub fn into_pages(self) -> SinglePage {
+        SinglePage::new(Page {
+            url: self.url,
+            origin: self.origin,
+            records: self.stations,
+        })
+    }
+}

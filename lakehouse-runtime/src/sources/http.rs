@@ -1,0 +1,316 @@
+//! The transport: [`Fetch`] gets the body of a URL. [`HttpFetch`] asks the server, under the
+//! [`RetryPolicy`]; the snapshot fetchers ([`super::SnapshotFetch`], [`super::RecordingFetch`])
+//! read or write recorded responses. Paging and parsing sit above it and are the same for all.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use reqwest::header::HeaderMap;
+use url::Url;
+
+use super::json::api_error_message;
+use super::retry::{Failure, RetryPolicy, SystemTimer, Timer, retry_hint};
+use crate::error::{Error, Result};
+
+/// The `User-Agent` sent to open-data portals, so their operators can tell who calls.
+const USER_AGENT: &str = concat!(
+    "lakehouse/",
+    env!("CARGO_PKG_VERSION"),
+    " (+https://github.com/lakehouse-rs/lakehouse)"
+);
+
+/// A whole response body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Body {
+    /// The URL asked for.
+    pub url: Url,
+    /// Where the bytes came from, for messages: the URL, or the snapshot file and its URL.
+    pub origin: String,
+    /// The body.
+    pub bytes: Vec<u8>,
+}
+
+/// A response body read chunk by chunk (a large export), so it is never all in memory.
+pub struct BodyStream {
+    /// The URL asked for.
+    pub url: Url,
+    /// Where the bytes come from, for messages.
+    pub origin: String,
+    /// The body's chunks; an error ends the stream (a connection lost midway, a timeout).
+    pub chunks: BoxStream<'static, Result<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for BodyStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyStream")
+            .field("url", &self.url.as_str())
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Gets response bodies: from HTTP, from a snapshot directory, or from HTTP while recording a
+/// snapshot. Sources page and parse above this trait, so every mode runs the same code.
+pub trait Fetch: Send + Sync {
+    /// The whole body of `GET url`. Retries, if any, happen inside.
+    fn get<'a>(&'a self, url: &'a Url) -> BoxFuture<'a, Result<Body>>;
+
+    /// The body of `GET url` as a stream of chunks, for responses too large to hold.
+    fn stream<'a>(&'a self, url: &'a Url) -> BoxFuture<'a, Result<BodyStream>>;
+
+    /// What the fetcher reads from, for logs (`HTTP`, `snapshot data/opendata`).
+    fn describe(&self) -> String;
+}
+
+impl std::fmt::Debug for dyn Fetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Fetch({})", self.describe())
+    }
+}
+
+/// [`Fetch`] over HTTP with [`reqwest`], retried by a [`RetryPolicy`].
+#[derive(Clone)]
+pub struct HttpFetch {
+    client: reqwest::Client,
+    policy: RetryPolicy,
+    timer: Arc<dyn Timer>,
+}
+
+impl std::fmt::Debug for HttpFetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpFetch")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpFetch {
+    /// An HTTP fetcher with `policy`'s connect timeout, retries and budget.
+    pub fn new(policy: RetryPolicy) -> Result<HttpFetch> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(policy.connect_timeout)
+            .user_agent(USER_AGENT)
+            .build()
+            .map_err(|e| Error::msg(format!("cannot build the HTTP client: {}", chain(&e))))?;
+        Ok(HttpFetch {
+            client,
+            policy,
+            timer: Arc::new(SystemTimer),
+        })
+    }
+
+    /// The same fetcher with another clock for the retry waits (tests record the delays).
+    pub fn with_timer(mut self, timer: Arc<dyn Timer>) -> HttpFetch {
+        self.timer = timer;
+        self
+    }
+
+    /// The retry policy.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    /// Sends `GET url`; a non-success status becomes a [`Failure`] (retryable for 5xx and 429).
+    /// `timeout`, when given, bounds the whole exchange including the body.
+    async fn send(
+        &self,
+        url: &Url,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response, Failure> {
+        let mut request = self.client.get(url.clone());
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_failure(&e, timeout, "waiting for the response"))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let retryable = status.is_server_error() || status.as_u16() == 429;
+        let retry_after = if retryable {
+            hint(status.as_u16(), response.headers(), self.timer.now())
+        } else {
+            None
+        };
+        // The error body is small; if it cannot be read the status alone is reported.
+        let body = response
+            .bytes()
+            .await
+            .map(|b| b.to_vec())
+            .unwrap_or_default();
+        let message = format!("HTTP {status}: {}", api_error_message(&body));
+        Err(Failure {
+            retryable,
+            status: Some(status.as_u16()),
+            message,
+            retry_after,
+        })
+    }
+
+    /// One attempt of [`Fetch::get`]: send and read the whole body within `timeout`.
+    async fn attempt_get(&self, url: &Url, timeout: Duration) -> Result<Vec<u8>, Failure> {
+        let response = self.send(url, Some(timeout)).await?;
+        match response.bytes().await {
+            Ok(bytes) => Ok(bytes.to_vec()),
+            Err(e) => Err(transport_failure(
+                &e,
+                Some(timeout),
+                "while reading the body (it was cut short)",
+            )),
+        }
+    }
+
+    /// One attempt of [`Fetch::stream`]: the response headers within `timeout`.
+    async fn attempt_headers(
+        &self,
+        url: &Url,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, Failure> {
+        match tokio::time::timeout(timeout, self.send(url, None)).await {
+            Ok(result) => result,
+            Err(_) => Err(Failure::retryable(
+                None,
+                format!(
+                    "timed out after {} waiting for the response headers",
+                    humantime::format_duration(timeout)
+                ),
+            )),
+        }
+    }
+}
+
+impl Fetch for HttpFetch {
+    fn get<'a>(&'a self, url: &'a Url) -> BoxFuture<'a, Result<Body>> {
+        Box::pin(async move {
+            let bytes = self
+                .policy
+                .run(self.timer.as_ref(), url.as_str(), |_, timeout| {
+                    self.attempt_get(url, timeout)
+                })
+                .await?;
+            tracing::debug!(url = url.as_str(), bytes = bytes.len(), "fetched");
+            Ok(Body {
+                url: url.clone(),
+                origin: url.to_string(),
+                bytes,
+            })
+        })
+    }
+
+    fn stream<'a>(&'a self, url: &'a Url) -> BoxFuture<'a, Result<BodyStream>> {
+        Box::pin(async move {
+            let response = self
+                .policy
+                .run(self.timer.as_ref(), url.as_str(), |_, timeout| {
+                    self.attempt_headers(url, timeout)
+                })
+                .await?;
+            let idle = self.policy.request_timeout;
+            let state = ChunkState {
+                response,
+                url: url.to_string(),
+                read: 0,
+                done: false,
+            };
+            let chunks = futures::stream::unfold(state, move |state| next_chunk(state, idle));
+            Ok(BodyStream {
+                url: url.clone(),
+                origin: url.to_string(),
+                chunks: chunks.boxed(),
+            })
+        })
+    }
+
+    fn describe(&self) -> String {
+        "HTTP".to_owned()
+    }
+}
+
+/// Where a streamed HTTP body is.
+struct ChunkState {
+    response: reqwest::Response,
+    url: String,
+    read: usize,
+    done: bool,
+}
+
+/// The next chunk of a streamed body, each within `idle`; an error ends the stream.
+async fn next_chunk(
+    mut state: ChunkState,
+    idle: Duration,
+) -> Option<(Result<Vec<u8>>, ChunkState)> {
+    if state.done {
+        return None;
+    }
+    let failure = match tokio::time::timeout(idle, state.response.chunk()).await {
+        Ok(Ok(Some(chunk))) => {
+            state.read += chunk.len();
+            return Some((Ok(chunk.to_vec()), state));
+        }
+        Ok(Ok(None)) => return None,
+        Ok(Err(e)) => format!("the connection failed ({})", chain(&e)),
+        Err(_) => format!(
+            "no data for {} (`opendata.http.timeout`)",
+            humantime::format_duration(idle)
+        ),
+    };
+    state.done = true;
+    let error = Error::source(
+        state.url.clone(),
+        format!(
+            "{failure} after {} bytes of the body: the response is incomplete; nothing was \
+             written; rerun the pipeline",
+            state.read
+        ),
+    );
+    Some((Err(error), state))
+}
+
+/// The server's wait request from the response headers, if any.
+fn hint(status: u16, headers: &HeaderMap, now: std::time::SystemTime) -> Option<Duration> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    retry_hint(status, text("retry-after"), text("x-ratelimit-reset"), now)
+}
+
+/// A transport error as a retry-loop failure: timeouts and connection errors are retried.
+fn transport_failure(error: &reqwest::Error, timeout: Option<Duration>, stage: &str) -> Failure {
+    let detail = chain(error);
+    if error.is_timeout() {
+        let after = timeout
+            .map(|t| format!(" after {}", humantime::format_duration(t)))
+            .unwrap_or_default();
+        Failure::retryable(
+            None,
+            format!(
+                "timed out{after} {stage} (raise `opendata.http.timeout` if the service is slow)"
+            ),
+        )
+    } else if error.is_builder() {
+        Failure::fatal(None, format!("invalid request: {detail}"))
+    } else if error.is_connect() {
+        Failure::retryable(None, format!("could not connect: {detail}"))
+    } else {
+        Failure::retryable(None, format!("the connection failed {stage}: {detail}"))
+    }
+}
+
+/// An error and its causes, joined with `: ` (reqwest's own message names none of them).
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

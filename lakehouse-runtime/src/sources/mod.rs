@@ -1,0 +1,299 @@
+//! Open-data sources: an Opendatasoft Explore v2.1 client ([`OdsClient`]), a GBFS client
+//! ([`GbfsClient`]), one HTTP retry policy for both ([`RetryPolicy`]), and snapshots of recorded
+//! responses ([`SnapshotFetch`], [`RecordingFetch`]).
+//!
+//! The layers:
+//!
+//! 1. **Transport** — [`Fetch`] returns the body of a URL: [`HttpFetch`] asks the server under the
+//!    retry policy, [`SnapshotFetch`] reads the file [`snapshot_path`] names, [`RecordingFetch`]
+//!    does the first and writes the second.
+//! 2. **Paging** — [`OdsPages`] and [`GbfsFeed::into_pages`] turn bodies into [`Page`]s of
+//!    [`RawRecord`]s, whatever the transport, so snapshot and live runs share every line of
+//!    paging and parsing.
+//! 3. **Rows** — [`collect_frame`] maps each record to a row of the target table with a closure
+//!    that reads it through [`Record`]; a record the closure rejects becomes a
+//!    [`Reject`] (reason and raw JSON) for `lakehouse.rejects`. Each page becomes Arrow record
+//!    batches of the table's schema before the next one is fetched.
+//!
+//! A malformed page (truncated or invalid JSON), an HTTP failure or an inconsistent
+//! `total_count` fails the whole ingestion, so nothing is written.
+//!
+//! Settings (see [`OpenData::from_settings`] and [`RetryPolicy::from_settings`]):
+//! `opendata.mode` (`snapshot`, the default, | `live` | `record`), `opendata.dir`, and
+//! `opendata.http.*` / `opendata.<source>.http.*` for timeouts and retries.
+
+mod gbfs;
+mod http;
+mod json;
+mod opendatasoft;
+mod record;
+mod retry;
+mod snapshot;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use serde::Serialize;
+use serde_json::Value;
+
+pub use gbfs::{GbfsClient, GbfsFeed};
+pub use http::{Body, BodyStream, Fetch, HttpFetch};
+pub use json::{ArraySplitter, api_error_message, raw_elements};
+pub use opendatasoft::{MAX_PAGE_SIZE, OFFSET_CAP, OPENDATA_PARIS, OdsClient, OdsPages, OdsQuery};
+pub use record::{Area, Record, Rejected, parse_datetime};
+pub use retry::{Failure, RetryPolicy, SystemTimer, Timer, retry_hint};
+pub use snapshot::{RecordingFetch, SnapshotFetch, snapshot_path};
+/// URLs, re-exported so pipelines need not depend on `url`.
+pub use url::Url;
+
+use crate::ctx::{Ctx, Reject, Settings};
+use crate::error::{Error, Result};
+use crate::frame::{Frame, batches_from_rows};
+use crate::table::Table;
+
+/// One record as the source sent it: its exact JSON text and its parsed value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawRecord {
+    /// The record's JSON text, byte for byte (kept for the rejects table).
+    pub raw: String,
+    /// The parsed record.
+    pub value: Value,
+}
+
+impl RawRecord {
+    /// Parses one record's JSON text.
+    pub fn parse(bytes: Vec<u8>) -> Result<RawRecord, String> {
+        let value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        let raw = String::from_utf8(bytes).map_err(|e| e.to_string())?;
+        Ok(RawRecord { raw, value })
+    }
+}
+
+/// The records of `body`'s array at `path`, raw text kept; `body` is valid JSON.
+pub(crate) fn records_at(body: &Body, path: &[&str], what: &str) -> Result<Vec<RawRecord>> {
+    let malformed = |e: String| {
+        Error::source(
+            body.origin.clone(),
+            format!("malformed {what}: {e}; nothing was written"),
+        )
+    };
+    raw_elements(&body.bytes, path)
+        .map_err(malformed)?
+        .into_iter()
+        .map(|raw| RawRecord::parse(raw.to_vec()).map_err(malformed))
+        .collect()
+}
+
+/// One page of records.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page {
+    /// The URL the page is from; the `source` of its rejects. It is the same URL in snapshot
+    /// and live modes, so both give the same rows and rejects.
+    pub url: Url,
+    /// Where it was read from (URL or snapshot file), for messages.
+    pub origin: String,
+    /// The records, in the order received.
+    pub records: Vec<RawRecord>,
+}
+
+/// Pages of records, fetched one at a time.
+pub trait Pages {
+    /// The next page, `None` after the last. An error ends the ingestion.
+    fn next_page(&mut self) -> impl Future<Output = Result<Option<Page>>> + Send;
+}
+
+/// A source that is one page (a GBFS feed).
+#[derive(Clone, Debug)]
+pub struct SinglePage(Option<Page>);
+
+impl SinglePage {
+    /// The pages of `page` alone.
+    pub fn new(page: Page) -> SinglePage {
+        SinglePage(Some(page))
+    }
+}
+
+impl Pages for SinglePage {
+    fn next_page(&mut self) -> impl Future<Output = Result<Option<Page>>> + Send {
+        std::future::ready(Ok(self.0.take()))
+    }
+}
+
+/// What [`collect_batches`] read.
+#[derive(Clone, Debug, Default)]
+pub struct Collected {
+    /// The accepted rows, as record batches of the target schema (at least one per page).
+    pub batches: Vec<RecordBatch>,
+    /// The rejected records, with reasons and raw JSON, in order.
+    pub rejects: Vec<Reject>,
+    /// Number of accepted rows.
+    pub rows: usize,
+    /// Number of pages read.
+    pub pages: usize,
+}
+
+/// Reads every page of `pages`, maps each record with `row` (reading it through [`Record`]) and
+/// turns each page's rows into record batches of `schema` before the next page is fetched. A
+/// record `row` rejects is kept as a [`Reject`]; an error of `pages` stops everything.
+pub async fn collect_batches<R, F>(
+    schema: SchemaRef,
+    pages: &mut impl Pages,
+    mut row: F,
+) -> Result<Collected>
+where
+    R: Serialize,
+    F: FnMut(&Record<'_>) -> Result<R, Rejected>,
+{
+    let mut collected = Collected::default();
+    while let Some(page) = pages.next_page().await? {
+        collected.pages += 1;
+        let mut rows = Vec::with_capacity(page.records.len());
+        for record in &page.records {
+            match Record::new(&record.value).and_then(|r| row(&r)) {
+                Ok(value) => rows.push(value),
+                Err(Rejected(reason)) => collected.rejects.push(Reject {
+                    source: page.url.to_string(),
+                    reason,
+                    raw: record.raw.clone(),
+                }),
+            }
+        }
+        collected.rows += rows.len();
+        collected
+            .batches
+            .extend(batches_from_rows(schema.clone(), &rows)?);
+    }
+    Ok(collected)
+}
+
+/// [`collect_batches`] into a frame of `T` (its output schema); the rejects go to
+/// [`Ctx::reject`] once every page was read, so a failed ingestion records none.
+pub async fn collect_frame<T, R, F>(cx: &Ctx, pages: &mut impl Pages, row: F) -> Result<Frame<T>>
+where
+    T: Table,
+    R: Serialize,
+    F: FnMut(&Record<'_>) -> Result<R, Rejected>,
+{
+    let collected = collect_batches(T::DEF.output_arrow_schema(), pages, row).await?;
+    tracing::info!(
+        pipeline = cx.pipeline(),
+        rows = collected.rows,
+        rejected = collected.rejects.len(),
+        pages = collected.pages,
+        "records read"
+    );
+    for reject in collected.rejects.iter().take(20) {
+        tracing::warn!(
+            pipeline = cx.pipeline(),
+            source = reject.source.as_str(),
+            "record rejected: {}",
+            reject.reason
+        );
+    }
+    cx.reject(collected.rejects);
+    cx.frame_from_batches(collected.batches)
+}
+
+/// Where open data is read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// From the recorded responses in the snapshot directory: offline and deterministic.
+    Snapshot,
+    /// From the real services.
+    Live,
+    /// From the real services, writing every response into the snapshot directory.
+    Record,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Mode, String> {
+        match text {
+            "snapshot" => Ok(Mode::Snapshot),
+            "live" => Ok(Mode::Live),
+            "record" => Ok(Mode::Record),
+            other => Err(format!(
+                "unknown mode {other:?}: expected `snapshot`, `live` or `record`"
+            )),
+        }
+    }
+}
+
+/// How one open-data source reads: its mode, snapshot directory and retry policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenData {
+    source: String,
+    mode: Mode,
+    dir: PathBuf,
+    policy: RetryPolicy,
+}
+
+impl OpenData {
+    /// The configuration of `source` (`velib`, `velov`, …) from the settings:
+    /// `opendata.mode` (`snapshot` by default, `live`, or `record` to write a new snapshot),
+    /// `opendata.dir` (default `default_dir`, the bundled snapshot), and the retry policy of
+    /// [`RetryPolicy::from_settings`].
+    pub fn from_settings(
+        settings: &Settings,
+        source: &str,
+        default_dir: &Path,
+    ) -> Result<OpenData> {
+        let mode = settings.parse_or("opendata.mode", Mode::Snapshot)?;
+        let dir = settings
+            .get("opendata.dir")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| default_dir.to_path_buf());
+        Ok(OpenData {
+            source: source.to_owned(),
+            mode,
+            dir,
+            policy: RetryPolicy::from_settings(settings, source)?,
+        })
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The snapshot directory (read in `snapshot` mode, written in `record` mode).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The retry policy (used in `live` and `record` modes).
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    /// The fetcher of the mode.
+    pub fn fetch(&self) -> Result<Arc<dyn Fetch>> {
+        let fetch: Arc<dyn Fetch> = match self.mode {
+            Mode::Snapshot => {
+                if !self.dir.is_dir() {
+                    return Err(Error::source(
+                        self.dir.display().to_string(),
+                        "the open-data snapshot directory does not exist: set `opendata.dir` \
+                         (`--opendata-dir`) to a snapshot, or run with `--live`",
+                    ));
+                }
+                Arc::new(SnapshotFetch::new(&self.dir))
+            }
+            Mode::Live => Arc::new(HttpFetch::new(self.policy.clone())?),
+            Mode::Record => Arc::new(RecordingFetch::new(
+                Arc::new(HttpFetch::new(self.policy.clone())?),
+                &self.dir,
+            )),
+        };
+        tracing::info!(
+            source = self.source.as_str(),
+            "reading from {}",
+            fetch.describe()
+        );
+        Ok(fetch)
+    }
+}

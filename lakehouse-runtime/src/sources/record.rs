@@ -1,0 +1,311 @@
+//! Typed reads of one JSON record. A field of the wrong type, a missing required field or
+//! unusable coordinates give a [`Rejected`] reason naming the field, so the record goes to the
+//! rejects table instead of being dropped or crashing the ingestion.
+
+use std::ops::RangeInclusive;
+
+use serde_json::{Map, Value};
+
+use crate::table::Timestamp;
+
+/// Why a record was rejected, naming the field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejected(pub String);
+
+impl Rejected {
+    /// A reason.
+    pub fn new(reason: impl Into<String>) -> Rejected {
+        Rejected(reason.into())
+    }
+}
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The area a source's stations are in, to catch coordinates that are swapped or wrong.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Area {
+    /// Its name, for messages.
+    pub name: &'static str,
+    /// Longitudes inside it.
+    pub lon: RangeInclusive<f64>,
+    /// Latitudes inside it.
+    pub lat: RangeInclusive<f64>,
+}
+
+impl Area {
+    /// Whether (`lon`, `lat`) is inside.
+    pub fn contains(&self, lon: f64, lat: f64) -> bool {
+        self.lon.contains(&lon) && self.lat.contains(&lat)
+    }
+}
+
+/// One JSON object of a page, read field by field.
+#[derive(Clone, Debug)]
+pub struct Record<'a> {
+    fields: &'a Map<String, Value>,
+    /// The path of this object inside the record (`coordonnees_geo.`), for messages.
+    prefix: String,
+}
+
+/// The JSON type of `value`, with the value when it is short, for messages.
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) if s.chars().count() <= 40 => format!("the string {s:?}"),
+        Value::String(_) => "a string".to_owned(),
+        Value::Array(_) => "an array".to_owned(),
+        Value::Object(_) => "an object".to_owned(),
+    }
+}
+
+impl<'a> Record<'a> {
+    /// `value` as a record; anything but a JSON object is rejected.
+    pub fn new(value: &'a Value) -> Result<Record<'a>, Rejected> {
+        match value {
+            Value::Object(fields) => Ok(Record {
+                fields,
+                prefix: String::new(),
+            }),
+            other => Err(Rejected(format!(
+                "the record is {}, not a JSON object",
+                describe(other)
+            ))),
+        }
+    }
+
+    /// The field's name as shown in reasons.
+    fn name(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// The value of `key`, `None` when the key is missing.
+    pub fn get(&self, key: &str) -> Option<&'a Value> {
+        self.fields.get(key)
+    }
+
+    /// The keys of the record, in the order the source sent them.
+    pub fn keys(&self) -> impl Iterator<Item = &'a str> {
+        self.fields.keys().map(String::as_str)
+    }
+
+    /// The value of a required field: a missing key or a null is rejected.
+    fn required(&self, key: &str) -> Result<&'a Value, Rejected> {
+        match self.fields.get(key) {
+            None => Err(Rejected(format!("missing key `{}`", self.name(key)))),
+            Some(Value::Null) => Err(Rejected(format!("`{}` is null", self.name(key)))),
+            Some(value) => Ok(value),
+        }
+    }
+
+    /// The value of an optional field: `None` for a missing key or a null.
+    fn optional(&self, key: &str) -> Option<&'a Value> {
+        self.fields.get(key).filter(|v| !v.is_null())
+    }
+
+    /// A wrong-type reason.
+    fn wrong(&self, key: &str, expected: &str, found: &Value) -> Rejected {
+        Rejected(format!(
+            "`{}` should be {expected} but is {}",
+            self.name(key),
+            describe(found)
+        ))
+    }
+
+    /// A required string.
+    pub fn string(&self, key: &str) -> Result<String, Rejected> {
+        let value = self.required(key)?;
+        self.as_string(key, value)
+    }
+
+    /// An optional string.
+    pub fn opt_string(&self, key: &str) -> Result<Option<String>, Rejected> {
+        self.optional(key)
+            .map(|value| self.as_string(key, value))
+            .transpose()
+    }
+
+    fn as_string(&self, key: &str, value: &Value) -> Result<String, Rejected> {
+        match value {
+            Value::String(s) => Ok(s.clone()),
+            other => Err(self.wrong(key, "a string", other)),
+        }
+    }
+
+    /// A required identifier: a non-empty string, or an integer written as text (some feeds
+    /// send numeric ids).
+    pub fn id(&self, key: &str) -> Result<String, Rejected> {
+        match self.required(key)? {
+            Value::String(s) if s.trim().is_empty() => {
+                Err(Rejected(format!("`{}` is empty", self.name(key))))
+            }
+            Value::String(s) => Ok(s.clone()),
+            Value::Number(n) if n.is_u64() || n.is_i64() => Ok(n.to_string()),
+            other => Err(self.wrong(key, "a string or integer identifier", other)),
+        }
+    }
+
+    /// A required 32-bit integer (a number; text is rejected).
+    pub fn int(&self, key: &str) -> Result<i32, Rejected> {
+        let value = self.required(key)?;
+        self.as_int(key, value)
+    }
+
+    /// An optional 32-bit integer.
+    pub fn opt_int(&self, key: &str) -> Result<Option<i32>, Rejected> {
+        self.optional(key)
+            .map(|value| self.as_int(key, value))
+            .transpose()
+    }
+
+    fn as_int(&self, key: &str, value: &Value) -> Result<i32, Rejected> {
+        value
+            .as_i64()
+            .and_then(|n| i32::try_from(n).ok())
+            .ok_or_else(|| self.wrong(key, "an integer", value))
+    }
+
+    /// A required count: an integer ≥ 0.
+    pub fn count(&self, key: &str) -> Result<i32, Rejected> {
+        let n = self.int(key)?;
+        self.non_negative(key, n)
+    }
+
+    /// An optional count: an integer ≥ 0.
+    pub fn opt_count(&self, key: &str) -> Result<Option<i32>, Rejected> {
+        self.opt_int(key)?
+            .map(|n| self.non_negative(key, n))
+            .transpose()
+    }
+
+    fn non_negative(&self, key: &str, n: i32) -> Result<i32, Rejected> {
+        if n < 0 {
+            Err(Rejected(format!(
+                "`{}` is negative ({n}): a count cannot be",
+                self.name(key)
+            )))
+        } else {
+            Ok(n)
+        }
+    }
+
+    /// A required number (integers included; text is rejected).
+    pub fn float(&self, key: &str) -> Result<f64, Rejected> {
+        let value = self.required(key)?;
+        value
+            .as_f64()
+            .filter(|f| f.is_finite())
+            .ok_or_else(|| self.wrong(key, "a number", value))
+    }
+
+    /// A required flag, as the sources write them: `true`/`false`, `1`/`0` (GBFS 1.x), or
+    /// `"OUI"`/`"NON"` (Opendatasoft's Vélib' datasets).
+    pub fn flag(&self, key: &str) -> Result<bool, Rejected> {
+        let value = self.required(key)?;
+        match value {
+            Value::Bool(b) => Ok(*b),
+            Value::Number(n) if n.as_u64() == Some(1) => Ok(true),
+            Value::Number(n) if n.as_u64() == Some(0) => Ok(false),
+            Value::String(s) if s == "OUI" => Ok(true),
+            Value::String(s) if s == "NON" => Ok(false),
+            other => Err(self.wrong(key, "a flag (true/false, 1/0 or \"OUI\"/\"NON\")", other)),
+        }
+    }
+
+    /// An optional RFC 3339 date-time with an offset (`2025-06-03T08:12:41+00:00`), as UTC.
+    pub fn opt_datetime(&self, key: &str) -> Result<Option<Timestamp>, Rejected> {
+        let Some(value) = self.optional(key) else {
+            return Ok(None);
+        };
+        let text = value
+            .as_str()
+            .ok_or_else(|| self.wrong(key, "an RFC 3339 date-time", value))?;
+        parse_datetime(text)
+            .map(Some)
+            .ok_or_else(|| self.wrong(key, "an RFC 3339 date-time", value))
+    }
+
+    /// A required time in seconds since the Unix epoch (GBFS `last_reported`).
+    pub fn epoch_seconds(&self, key: &str) -> Result<Timestamp, Rejected> {
+        let value = self.required(key)?;
+        value
+            .as_i64()
+            .and_then(|s| s.checked_mul(1_000_000))
+            .map(Timestamp)
+            .ok_or_else(|| self.wrong(key, "seconds since the epoch (an integer)", value))
+    }
+
+    /// Any non-null value as text: a string as is, anything else as its JSON.
+    pub fn opt_text(&self, key: &str) -> Option<String> {
+        self.optional(key).map(|value| match value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+
+    /// A required nested object.
+    pub fn object(&self, key: &str) -> Result<Record<'a>, Rejected> {
+        let value = self.required(key)?;
+        match value {
+            Value::Object(fields) => Ok(Record {
+                fields,
+                prefix: format!("{}{key}.", self.prefix),
+            }),
+            other => Err(self.wrong(key, "an object", other)),
+        }
+    }
+
+    /// An optional array.
+    pub fn opt_array(&self, key: &str) -> Result<Option<&'a Vec<Value>>, Rejected> {
+        match self.optional(key) {
+            None => Ok(None),
+            Some(Value::Array(items)) => Ok(Some(items)),
+            Some(other) => Err(self.wrong(key, "an array", other)),
+        }
+    }
+
+    /// Required coordinates `(lon, lat)` from the fields `lon_key` and `lat_key`, which must be
+    /// numbers inside `area`; coordinates that are inside only once swapped are rejected as
+    /// swapped.
+    pub fn lon_lat(
+        &self,
+        lon_key: &str,
+        lat_key: &str,
+        area: &Area,
+    ) -> Result<(f64, f64), Rejected> {
+        let lon = self.float(lon_key)?;
+        let lat = self.float(lat_key)?;
+        if area.contains(lon, lat) {
+            Ok((lon, lat))
+        } else if area.contains(lat, lon) {
+            Err(Rejected(format!(
+                "`{}` {lon} and `{}` {lat} look swapped: the point is outside {} unless they \
+                 are exchanged",
+                self.name(lon_key),
+                self.name(lat_key),
+                area.name
+            )))
+        } else {
+            Err(Rejected(format!(
+                "`{}` {lon}, `{}` {lat} is outside {} (lon {:?}, lat {:?})",
+                self.name(lon_key),
+                self.name(lat_key),
+                area.name,
+                area.lon,
+                area.lat
+            )))
+        }
+    }
+}
+
+/// An RFC 3339 date-time as a UTC timestamp.
+pub fn parse_datetime(text: &str) -> Option<Timestamp> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| Timestamp(t.timestamp_micros()))
+}

@@ -1,0 +1,283 @@
+//! The retry policy shared by every HTTP source: timeouts, which failures are retried, exponential
+//! backoff with full jitter and a cap, `Retry-After` / `X-RateLimit-Reset`, and a maximum total
+//! duration.
+//!
+//! The loop is ours rather than a crate's: `reqwest-retry` ignores `Retry-After` and does not
+//! retry errors while reading a body, `backoff` is unmaintained, and `backon`'s jitter adds to
+//! the delay instead of drawing it in `[0, delay]` (full jitter).
+
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::future::BoxFuture;
+use rand::RngExt as _;
+
+use crate::ctx::Settings;
+use crate::error::{Error, Result};
+
+/// Waits and tells the time for the retry loop. Tests give their own to record the delays the
+/// policy chose without waiting for them.
+pub trait Timer: Send + Sync {
+    /// Waits `delay`.
+    fn sleep(&self, delay: Duration) -> BoxFuture<'_, ()>;
+    /// The wall-clock time, used to turn an HTTP-date `Retry-After` or an `X-RateLimit-Reset`
+    /// epoch into a delay.
+    fn now(&self) -> SystemTime;
+}
+
+/// The real clock: tokio's sleep and the system time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemTimer;
+
+impl Timer for SystemTimer {
+    fn sleep(&self, delay: Duration) -> BoxFuture<'_, ()> {
+        Box::pin(tokio::time::sleep(delay))
+    }
+
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// How a source retries: one policy for every HTTP source, configurable per source (see
+/// [`RetryPolicy::from_settings`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Longest wait for a TCP/TLS connection.
+    pub connect_timeout: Duration,
+    /// Longest time for one request, from connecting until the whole body is read (for a
+    /// streamed export: until the headers, then between two chunks of the body).
+    pub request_timeout: Duration,
+    /// Most requests sent for one URL, the first included.
+    pub max_attempts: u32,
+    /// Backoff before the first retry; doubled at each retry. The delay is drawn uniformly in
+    /// `[0, min(max_delay, base_delay × 2^retry)]` (full jitter).
+    pub base_delay: Duration,
+    /// Upper bound of the backoff delay (a server's `Retry-After` may ask for more).
+    pub max_delay: Duration,
+    /// Longest total time for one URL, attempts and waits included: a retry that would end past
+    /// it is not made.
+    pub max_elapsed: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_attempts: 5,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            max_elapsed: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The setting names of the policy's fields (`<prefix>.<name>`).
+const KEYS: [&str; 6] = [
+    "connect_timeout",
+    "timeout",
+    "max_attempts",
+    "base_delay",
+    "max_delay",
+    "max_elapsed",
+];
+
+impl RetryPolicy {
+    /// The policy for `source` from the settings: each field is read from
+    /// `opendata.<source>.http.<name>`, else `opendata.http.<name>`, else the default. Names:
+    /// `connect_timeout`, `timeout`, `base_delay`, `max_delay`, `max_elapsed` (durations such as
+    /// `500ms`, `30s`, `2m`) and `max_attempts` (a number ≥ 1).
+    pub fn from_settings(settings: &Settings, source: &str) -> Result<RetryPolicy> {
+        let defaults = RetryPolicy::default();
+        let key = |name: &str| {
+            let specific = format!("opendata.{source}.http.{name}");
+            if settings.get(&specific).is_some() {
+                specific
+            } else {
+                format!("opendata.http.{name}")
+            }
+        };
+        let duration = |name: &str, default: Duration| -> Result<Duration> {
+            let value: humantime::Duration = settings.parse_or(&key(name), default.into())?;
+            Ok(value.into())
+        };
+        let policy = RetryPolicy {
+            connect_timeout: duration(KEYS[0], defaults.connect_timeout)?,
+            request_timeout: duration(KEYS[1], defaults.request_timeout)?,
+            max_attempts: settings.parse_or(&key(KEYS[2]), defaults.max_attempts)?,
+            base_delay: duration(KEYS[3], defaults.base_delay)?,
+            max_delay: duration(KEYS[4], defaults.max_delay)?,
+            max_elapsed: duration(KEYS[5], defaults.max_elapsed)?,
+        };
+        if policy.max_attempts == 0 {
+            return Err(Error::msg(format!(
+                "setting `{}` must be at least 1 (the first request counts)",
+                key(KEYS[2])
+            )));
+        }
+        Ok(policy)
+    }
+
+    /// The upper bound of the backoff before retry number `retry` (0 for the first retry):
+    /// `min(max_delay, base_delay × 2^retry)`.
+    pub fn backoff_ceiling(&self, retry: u32) -> Duration {
+        let factor = 1u32.checked_shl(retry.min(31)).unwrap_or(u32::MAX);
+        self.base_delay
+            .checked_mul(factor)
+            .unwrap_or(self.max_delay)
+            .min(self.max_delay)
+    }
+
+    /// A backoff delay before retry number `retry`, drawn uniformly in
+    /// `[0, backoff_ceiling(retry)]` (full jitter).
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let ceiling = self.backoff_ceiling(retry);
+        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(rand::rng().random_range(0..=nanos))
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the policy gives up. `attempt` gets
+    /// the attempt number (1-based) and the time it may take; `url` names the request in errors.
+    pub async fn run<T, F, Fut>(&self, timer: &dyn Timer, url: &str, mut attempt: F) -> Result<T>
+    where
+        F: FnMut(u32, Duration) -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        // Time spent: attempts measured, waits counted as requested (so a test timer that does
+        // not wait still sees the budget consumed).
+        let mut spent = Duration::ZERO;
+        let mut number = 0u32;
+        loop {
+            number += 1;
+            let remaining = self.max_elapsed.saturating_sub(spent);
+            let timeout = self.request_timeout.min(remaining);
+            let started = Instant::now();
+            let failure = match attempt(number, timeout).await {
+                Ok(value) => return Ok(value),
+                Err(failure) => failure,
+            };
+            spent += started.elapsed();
+            let give_up = |advice: String| Error::Http {
+                url: url.to_owned(),
+                status: failure.status,
+                attempts: number,
+                message: format!("{}; {advice}", failure.message),
+            };
+            if !failure.retryable {
+                return Err(give_up(failure.advice()));
+            }
+            if number >= self.max_attempts {
+                return Err(give_up(format!(
+                    "gave up after {number} attempt(s) in {}; the service is failing: retry \
+                     later, or raise `opendata.http.max_attempts`",
+                    humantime::format_duration(round_ms(spent))
+                )));
+            }
+            // A server's wait is honoured as given; none, or one already past, means backoff.
+            let (delay, why) = match failure.retry_after {
+                Some(asked) if !asked.is_zero() => (asked, "the wait the server asked for"),
+                _ => (self.backoff(number - 1), "backoff"),
+            };
+            if spent + delay > self.max_elapsed {
+                return Err(give_up(format!(
+                    "gave up: waiting {} ({why}) would pass the maximum total duration of {} \
+                     (`opendata.http.max_elapsed`); retry later",
+                    humantime::format_duration(round_ms(delay)),
+                    humantime::format_duration(self.max_elapsed)
+                )));
+            }
+            tracing::warn!(
+                url,
+                attempt = number,
+                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                reason = %failure.message,
+                "request failed; retrying after {why}"
+            );
+            timer.sleep(delay).await;
+            spent += delay;
+        }
+    }
+}
+
+/// `d` rounded down to whole milliseconds, for messages.
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Why one attempt failed, as the retry loop sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// Whether another attempt may succeed (timeouts, connection errors, 5xx, 429).
+    pub retryable: bool,
+    /// The HTTP status, if a response was received.
+    pub status: Option<u16>,
+    /// What happened, with the API's error code and message when it sent them.
+    pub message: String,
+    /// How long the server asked to wait (`Retry-After`, or `X-RateLimit-Reset` on a 429).
+    pub retry_after: Option<Duration>,
+}
+
+impl Failure {
+    /// A failure that another attempt may fix.
+    pub fn retryable(status: Option<u16>, message: impl Into<String>) -> Failure {
+        Failure {
+            retryable: true,
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A failure that no retry fixes.
+    pub fn fatal(status: Option<u16>, message: impl Into<String>) -> Failure {
+        Failure {
+            retryable: false,
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// What to do about a failure that is not retried.
+    fn advice(&self) -> String {
+        match self.status {
+            Some(401 | 403) => {
+                "not retried: check the URL and whether the dataset needs an API key".into()
+            }
+            Some(404) => "not retried: check the URL and the dataset or feed name".into(),
+            Some(status) if (400..500).contains(&status) => {
+                "not retried: the request itself is wrong; fix its parameters (dataset, select, \
+                 where, order_by, limit)"
+                    .into()
+            }
+            _ => "not retried".into(),
+        }
+    }
+}
+
+/// How long the server asks to wait before the next request, from `Retry-After` (seconds or an
+/// HTTP-date) or, on a 429, `X-RateLimit-Reset` (the epoch second the quota resets). A time in
+/// the past means "now" (zero); an unreadable value is ignored.
+pub fn retry_hint(
+    status: u16,
+    retry_after: Option<&str>,
+    rate_limit_reset: Option<&str>,
+    now: SystemTime,
+) -> Option<Duration> {
+    if let Some(value) = retry_after.map(str::trim) {
+        if let Ok(seconds) = value.parse::<u64>() {
+            return Some(Duration::from_secs(seconds));
+        }
+        if let Ok(at) = httpdate::parse_http_date(value) {
+            return Some(at.duration_since(now).unwrap_or(Duration::ZERO));
+        }
+    }
+    if status == 429
+        && let Some(reset) = rate_limit_reset.and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(reset);
+        return Some(at.duration_since(now).unwrap_or(Duration::ZERO));
+    }
+    None
+}

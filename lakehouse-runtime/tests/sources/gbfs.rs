@@ -1,0 +1,210 @@
+//! GBFS: discovery or direct feeds, `last_updated` and `ttl`, flags as booleans or as 1/0.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
+use lakehouse_runtime::sources::{GbfsClient, SnapshotFetch, Url};
+
+use super::server::{Reply, TestServer, replay};
+use super::*;
+
+/// The part of a GBFS status the tests keep.
+#[derive(Table, Serialize)]
+#[table(schema = "bronze", name = "test_gbfs_status")]
+pub struct TestGbfsStatus {
+    pub station_id: String,
+    pub num_bikes_available: i32,
+    pub num_docks_available: i32,
+    pub is_installed: bool,
+    pub is_renting: bool,
+    pub is_returning: bool,
+    pub last_reported: Timestamp,
+}
+
+fn gbfs_row(r: &Record<'_>) -> Result<TestGbfsStatus, Rejected> {
+    Ok(TestGbfsStatus {
+        station_id: r.id("station_id")?,
+        num_bikes_available: r.count("num_bikes_available")?,
+        num_docks_available: r.count("num_docks_available")?,
+        is_installed: r.flag("is_installed")?,
+        is_renting: r.flag("is_renting")?,
+        is_returning: r.flag("is_returning")?,
+        last_reported: r.epoch_seconds("last_reported")?,
+    })
+}
+
+async fn read(client: &GbfsClient) -> (lakehouse_runtime::sources::GbfsFeed, Collected) {
+    let feed = client.station_status().await.expect("station_status");
+    let mut pages = feed.clone().into_pages();
+    let collected = collect_batches(
+        TestGbfsStatus::DEF.output_arrow_schema(),
+        &mut pages,
+        gbfs_row,
+    )
+    .await
+    .expect("rows");
+    (feed, collected)
+}
+
+fn one_batch(collected: &Collected) -> RecordBatch {
+    arrow::compute::concat_batches(
+        &TestGbfsStatus::DEF.output_arrow_schema(),
+        &collected.batches,
+    )
+    .expect("one batch")
+}
+
+fn flags(batch: &RecordBatch, column: &str) -> Vec<bool> {
+    let array = batch
+        .column_by_name(column)
+        .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
+        .expect("boolean column");
+    (0..array.len()).map(|i| array.value(i)).collect()
+}
+
+fn ids(batch: &RecordBatch) -> Vec<String> {
+    let array = batch
+        .column_by_name("station_id")
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .expect("ids");
+    array.iter().map(|v| v.unwrap_or("∅").to_owned()).collect()
+}
+
+/// A server whose discovery document points at itself.
+fn lyon_server(dir: &'static str) -> TestServer {
+    let files = replay(fixtures(dir), LYON);
+    let addr = std::sync::OnceLock::<String>::new();
+    let addr = Arc::new(addr);
+    let base = addr.clone();
+    let server = TestServer::start(move |request| {
+        let reply = files(request);
+        if request.path.ends_with("/gbfs.json") {
+            let body = std::fs::read_to_string(
+                fixtures(dir).join(format!("{LYON}{LYON_FEEDS}/gbfs.json")),
+            )
+            .expect("gbfs.json");
+            let own = base.get().cloned().unwrap_or_default();
+            return Reply::json(200, body.replace(&format!("https://{LYON}"), &own));
+        }
+        reply
+    });
+    let _ = addr.set(server.url(""));
+    server
+}
+
+#[tokio::test]
+async fn flags_given_as_booleans_or_as_1_and_0_read_alike() {
+    let server = lyon_server("edge");
+    let (fetch, _) = http(policy());
+    let status = server.url(&format!("{LYON_FEEDS}/station_status.json"));
+    let client = GbfsClient::direct(fetch, [("station_status", status.as_str())]).expect("client");
+
+    let (feed, collected) = read(&client).await;
+
+    assert_eq!(feed.ttl, 60);
+    assert_eq!(feed.version.as_deref(), Some("2.3"));
+    assert_eq!(feed.last_updated, Timestamp(1_748_938_500_000_000));
+    let batch = one_batch(&collected);
+    assert_eq!(
+        ids(&batch),
+        [
+            "3005", "6003", "1002", "2011", "6023", "4012", "10002-B", "3005", "5031", "9999"
+        ]
+    );
+    // 2011 sends 1/1/1, 4012 sends is_returning 0, 6023 false/false/false.
+    assert_eq!(
+        flags(&batch, "is_installed"),
+        [true, true, true, true, false, true, true, true, true, true]
+    );
+    assert_eq!(
+        flags(&batch, "is_returning"),
+        [true, true, true, true, false, false, true, true, true, true]
+    );
+    let reasons: Vec<&str> = collected
+        .rejects
+        .iter()
+        .map(|r| r.reason.as_str())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "`num_bikes_available` should be an integer but is the string \"5\"",
+            "`num_docks_available` is negative (-2): a count cannot be",
+            "`is_renting` should be a flag (true/false, 1/0 or \"OUI\"/\"NON\") but is the string \"true\"",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn discovery_finds_the_feeds_in_gbfs_json() {
+    let server = lyon_server("paged");
+    let (fetch, _) = http(policy());
+    let client = GbfsClient::discover(fetch, &server.url(&format!("{LYON_FEEDS}/gbfs.json")))
+        .expect("client");
+
+    let (_, collected) = read(&client).await;
+    let information = client.station_information().await.expect("information");
+
+    assert_eq!(rows(&collected), 25);
+    assert_eq!(information.stations.len(), 25);
+    let paths: Vec<String> = server.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(
+        paths,
+        [
+            format!("{LYON_FEEDS}/gbfs.json"),
+            format!("{LYON_FEEDS}/station_status.json"),
+            format!("{LYON_FEEDS}/station_information.json"),
+        ],
+        "the discovery document is read once"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_feed_names_the_ones_there_are() {
+    let fetch = Arc::new(SnapshotFetch::new(fixtures("paged")));
+    let client = GbfsClient::discover(fetch, &format!("https://{LYON}{LYON_FEEDS}/gbfs.json"))
+        .expect("client");
+
+    let error = client
+        .station_feed("free_bike_status")
+        .await
+        .expect_err("unknown");
+
+    assert!(
+        error
+            .to_string()
+            .contains("no GBFS feed `free_bike_status` (feeds: station_information, station_status, system_information)"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_feed_is_stale_past_its_ttl() {
+    let fetch = Arc::new(SnapshotFetch::new(fixtures("paged")));
+    let url = format!("https://{LYON}{LYON_FEEDS}/station_status.json");
+    let client = GbfsClient::direct(fetch, [("station_status", url.as_str())]).expect("client");
+    let feed = client.station_status().await.expect("feed");
+
+    let updated = feed.last_updated.0;
+    assert!(!feed.is_stale(Timestamp(updated + 59_000_000)));
+    assert!(feed.is_stale(Timestamp(updated + 61_000_000)));
+    assert_eq!(feed.url, Url::parse(&url).expect("URL"));
+}
+
+#[tokio::test]
+async fn a_feed_without_stations_is_malformed() {
+    let server =
+        TestServer::start(|_| Reply::json(200, r#"{"last_updated": 1, "ttl": 60, "data": {}}"#));
+    let (fetch, _) = http(policy());
+    let url = server.url("/station_status.json");
+    let client = GbfsClient::direct(fetch, [("station_status", url.as_str())]).expect("client");
+
+    let error = client.station_status().await.expect_err("no stations");
+
+    assert!(
+        error
+            .to_string()
+            .contains("malformed GBFS feed `station_status`: no `data.stations` array"),
+        "{error}"
+    );
+}

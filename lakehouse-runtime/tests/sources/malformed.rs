@@ -1,0 +1,140 @@
+//! Malformed data: a bad page fails the whole ingestion with an error naming where it came from;
+//! a bad record is quarantined with its reason and raw JSON, never dropped, never a crash.
+
+use std::sync::Arc;
+
+use lakehouse_runtime::Error;
+use lakehouse_runtime::sources::{OPENDATA_PARIS, OdsClient, SnapshotFetch};
+
+use super::server::{TestServer, replay};
+use super::*;
+
+#[tokio::test]
+async fn a_page_cut_short_in_a_well_framed_response_fails_without_retry() {
+    // The server sends the 300 bytes it has with a matching length: the HTTP exchange is fine,
+    // the JSON is not.
+    let server = TestServer::start(replay(fixtures("truncated"), PARIS));
+    let (fetch, timer) = http(policy());
+    let client = OdsClient::new(fetch, &ods_base(&server)).expect("client");
+
+    let error = read_status(&client).await.expect_err("truncated page");
+
+    assert_eq!(server.requests().len(), 1);
+    assert!(timer.delays().is_empty());
+    let text = error.to_string();
+    assert!(matches!(error, Error::Source { .. }), "{error:?}");
+    assert!(text.contains("records?select="), "names the URL: {text}");
+    assert!(
+        text.contains("malformed Opendatasoft records page"),
+        "{text}"
+    );
+    assert!(text.contains("EOF while parsing"), "{text}");
+    assert!(text.contains("nothing was written"), "{text}");
+}
+
+#[tokio::test]
+async fn invalid_json_fails_with_its_position() {
+    let server = TestServer::start(replay(fixtures("invalid"), PARIS));
+    let (fetch, _) = http(policy());
+    let client = OdsClient::new(fetch, &ods_base(&server)).expect("client");
+
+    let error = read_status(&client).await.expect_err("invalid page");
+
+    let text = error.to_string();
+    assert!(
+        text.contains("malformed Opendatasoft records page"),
+        "{text}"
+    );
+    assert!(text.contains("line 3 column 1"), "{text}");
+}
+
+#[tokio::test]
+async fn a_malformed_snapshot_file_fails_naming_the_file() {
+    let fetch = Arc::new(SnapshotFetch::new(fixtures("truncated")));
+    let client = OdsClient::new(fetch, OPENDATA_PARIS).expect("client");
+
+    let error = read_status(&client).await.expect_err("truncated file");
+
+    let text = error.to_string();
+    assert!(
+        text.contains("truncated/opendata.paris.fr/api/explore/v2.1/catalog/datasets/velib-disponibilite-en-temps-reel/records@limit=20&offset=0.json"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(snapshot of https://opendata.paris.fr/"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn edge_records_are_quarantined_with_their_reasons_and_raw_json() {
+    let server = TestServer::start(replay(fixtures("edge"), PARIS));
+    let (fetch, _) = http(policy());
+    let client = OdsClient::new(fetch, &ods_base(&server)).expect("client");
+
+    let collected = read_status(&client).await.expect("edge page");
+
+    assert_eq!(rows(&collected), 9);
+    let reasons: Vec<&str> = collected
+        .rejects
+        .iter()
+        .map(|r| r.reason.as_str())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "`numdocksavailable` should be an integer but is the string \"17\"",
+            "`coordonnees_geo` is null",
+            "`stationcode` is null",
+            "`coordonnees_geo.lon` 48.8484 and `coordonnees_geo.lat` 2.3339 look swapped: the \
+             point is outside Paris unless they are exchanged",
+            "`numdocksavailable` is negative (-1): a count cannot be",
+            "missing key `coordonnees_geo.lat`",
+            "`is_renting` should be a flag (true/false, 1/0 or \"OUI\"/\"NON\") but is the string \"1\"",
+        ]
+    );
+    let first = &collected.rejects[0];
+    assert!(
+        first
+            .raw
+            .starts_with(r#"{"stationcode": "5119", "name": "Claude Bernard - Gay-Lussac""#),
+        "the raw record, byte for byte: {}",
+        first.raw
+    );
+    assert!(
+        first.source.contains("/records?select="),
+        "{}",
+        first.source
+    );
+    for reject in &collected.rejects {
+        let parsed: serde_json::Value =
+            serde_json::from_str(&reject.raw).expect("raw is the record's JSON");
+        assert!(parsed.is_object());
+    }
+}
+
+#[tokio::test]
+async fn records_kept_from_the_edge_page_keep_their_oddities() {
+    let fetch = Arc::new(SnapshotFetch::new(fixtures("edge")));
+    let client = OdsClient::new(fetch, OPENDATA_PARIS).expect("client");
+
+    let collected = read_status(&client).await.expect("edge page");
+
+    let batch =
+        arrow::compute::concat_batches(&TestStatus::DEF.output_arrow_schema(), &collected.batches)
+            .expect("one batch");
+    let codes = batch
+        .column_by_name("stationcode")
+        .and_then(|c| c.as_any().downcast_ref::<arrow::array::StringArray>())
+        .expect("codes");
+    let codes: Vec<&str> = codes.iter().map(|c| c.unwrap_or("∅")).collect();
+    assert_eq!(
+        codes,
+        [
+            "14007", "4003", "20003", "40021", "14007", "8027", "14118", "7026", "12127"
+        ],
+        "closed station, duplicate key, old schema, unknown field, null duedate and overflow kept"
+    );
+    let duedate = batch.column_by_name("duedate").expect("duedate");
+    assert_eq!(duedate.null_count(), 1, "the null duedate");
+}

@@ -1,0 +1,218 @@
+//! Opendatasoft paging: exact row counts over several pages, the query each page sends,
+//! `total_count` checks, and the exports endpoint past the 10 000 offset cap.
+
+use lakehouse_runtime::Error;
+use lakehouse_runtime::sources::{OdsClient, Pages};
+use serde_json::{Value, json};
+
+use super::server::{Reply, TestServer, replay};
+use super::*;
+
+/// The first paged status page as JSON.
+fn first_page() -> Value {
+    let file = fixtures("paged/opendata.paris.fr/api/explore/v2.1/catalog/datasets")
+        .join(STATUS)
+        .join("records@limit=20&offset=0.json");
+    serde_json::from_slice(&std::fs::read(file).expect("fixture")).expect("valid page")
+}
+
+#[tokio::test]
+async fn three_pages_give_every_row_once_with_the_query_on_each_page() {
+    let server = TestServer::start(replay(fixtures("paged"), PARIS));
+    let (fetch, _) = http(policy());
+    let client = OdsClient::new(fetch, &ods_base(&server)).expect("client");
+
+    let collected = read_status(&client).await.expect("paged read");
+
+    assert_eq!(rows(&collected), 45);
+    assert_eq!(collected.pages, 3);
+    assert!(collected.rejects.is_empty(), "{:?}", collected.rejects);
+    let batch_rows: Vec<usize> = collected.batches.iter().map(|b| b.num_rows()).collect();
+    assert_eq!(batch_rows, [20, 20, 5], "one batch per page");
+    let requests = server.requests();
+    let offsets: Vec<&str> = requests.iter().filter_map(|r| r.param("offset")).collect();
+    assert_eq!(offsets, ["0", "20", "40"], "no request past total_count");
+    for request in &requests {
+        assert_eq!(
+            request.path,
+            format!("/api/explore/v2.1/catalog/datasets/{STATUS}/records")
+        );
+        assert_eq!(request.param("limit"), Some("20"));
+        assert_eq!(request.param("order_by"), Some("stationcode"));
+        assert_eq!(request.param("timezone"), Some("UTC"));
+        assert_eq!(
+            request.param("select"),
+            Some(
+                "stationcode,numdocksavailable,numbikesavailable,is_renting,duedate,coordonnees_geo"
+            )
+        );
+        assert_eq!(request.param("where"), None);
+    }
+}
+
+#[tokio::test]
+async fn a_where_clause_is_sent_and_a_page_size_over_100_is_refused() {
+    let server = TestServer::start(replay(fixtures("paged"), PARIS));
+    let (fetch, _) = http(policy());
+    let client = OdsClient::new(fetch, &ods_base(&server)).expect("client");
+    let mut pages = client
+        .pages(status_query().filter("numbikesavailable > 0"))
+        .expect("query");
+    pages.next_page().await.expect("page").expect("one page");
+    assert_eq!(
+        server.requests()[0].param("where"),
+        Some("numbikesavailable > 0")
+    );
+
+    let error = client
+        .pages(status_query().page_size(101))
+        .expect_err("limit > 100");
+    assert!(error.to_string().contains("1 to 100"), "{error}");
+}
+
+#[tokio::test]
+async fn a_total_count_that_changes_between_pages_fails_the_ingestion() {
+    let server = TestServer::start(|request| {
+        let mut page = first_page();
+        if request.param("offset") == Some("20") {
+            page["total_count"] = json!(44);
+        }
+        Reply::json(200, page.to_string())
+    });
+    let (fetch, _) = http(policy());
+    let client = OdsClient::new(fetch, &ods_base(&server)).expect("client");
+
+    let error = read_status(&client).await.expect_err("inconsistent total");
+
+    let text = error.to_string();
+    assert!(matches!(error, Error::Source { .. }), "{error:?}");
+    assert!(
+        text.contains("`total_count` changed while paging, from 45 on the first page to 44"),
+        "{text}"
+    );
+    assert!(text.contains("offset=20"), "names the page's URL: {text}");
+}
+
+#[tokio::test]
+async fn an_empty_page_before_total_count_is_reached_fails_the_ingestion() {
+    let server = TestServer::start(|request| {
+        if request.param("offset") == Some("0") {
+            Reply::json(200, first_page().to_string())
+        } else {
+            Reply::json(200, r#"{"total_count": 45, "results": []}"#)
+        }
+    });
+    let (fetch, _) = http(policy());
+    let client = OdsClient::new(fetch, &ods_base(&server)).expect("client");
+
+    let error = read_status(&client).await.expect_err("records missing");
+
+    assert!(
+        error
+            .to_string()
+            .contains("no records at offset 20 although `total_count` is 45"),
+        "{error}"
+    );
+}
+
+/// `count` status records for an export, from the fixture's, with distinct station codes.
+fn export_body(count: usize) -> String {
+    let template = first_page()["results"][0].clone();
+    let records: Vec<Value> = (0..count)
+        .map(|i| {
+            let mut record = template.clone();
+            record["stationcode"] = json!(format!("{}", 100_000 + i));
+            record
+        })
+        .collect();
+    Value::Array(records).to_string()
+}
+
+#[tokio::test]
+async fn past_the_10000_offset_cap_the_export_is_streamed_instead_of_paging() {
+    const TOTAL: usize = 10_050;
+    let export = export_body(TOTAL);
+    let server = TestServer::start(move |request| {
+        if request.path.ends_with("/exports/json") {
+            return Reply::json(200, export.clone());
+        }
+        if request.param("offset") == Some("0") {
+            let mut page = first_page();
+            page["total_count"] = json!(TOTAL);
+            return Reply::json(200, page.to_string());
+        }
+        Reply::file(400, &fixtures("errors/ods_400_offset_limit.json"))
+    });
+    let (fetch, _) = http(policy());
+    let client = OdsClient::new(fetch, &ods_base(&server)).expect("client");
+
+    let collected = read_status(&client).await.expect("read through the export");
+
+    assert_eq!(rows(&collected), TOTAL);
+    assert!(
+        collected.batches.iter().all(|b| b.num_rows() <= 20),
+        "the export is cut into pages, never held whole"
+    );
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert_eq!(requests[0].param("offset"), Some("0"));
+    let export = &requests[1];
+    assert_eq!(
+        export.path,
+        format!("/api/explore/v2.1/catalog/datasets/{STATUS}/exports/json")
+    );
+    assert_eq!(export.param("order_by"), Some("stationcode"));
+    assert_eq!(export.param("timezone"), Some("UTC"));
+    assert!(export.param("select").is_some());
+    assert_eq!(export.param("offset"), None);
+    assert_eq!(export.param("limit"), None);
+}
+
+#[tokio::test]
+async fn an_export_shorter_than_total_count_fails_the_ingestion() {
+    let export = export_body(10_001);
+    let server = TestServer::start(move |request| {
+        if request.path.ends_with("/exports/json") {
+            return Reply::json(200, export.clone());
+        }
+        let mut page = first_page();
+        page["total_count"] = json!(10_002);
+        Reply::json(200, page.to_string())
+    });
+    let (fetch, _) = http(policy());
+    let client = OdsClient::new(fetch, &ods_base(&server)).expect("client");
+
+    let error = read_status(&client).await.expect_err("count mismatch");
+
+    assert!(
+        error
+            .to_string()
+            .contains("the export has 10001 records but `total_count` was 10002"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn an_export_cut_short_fails_the_ingestion() {
+    let export = export_body(10_001);
+    let cut = export.len() / 2;
+    let server = TestServer::start(move |request| {
+        if request.path.ends_with("/exports/json") {
+            return Reply::json(200, export.clone()).cut_after(cut);
+        }
+        let mut page = first_page();
+        page["total_count"] = json!(10_001);
+        Reply::json(200, page.to_string())
+    });
+    let (fetch, _) = http(policy());
+    let client = OdsClient::new(fetch, &ods_base(&server)).expect("client");
+
+    let error = read_status(&client).await.expect_err("cut export");
+
+    let text = error.to_string();
+    assert!(text.contains("exports/json"), "names the URL: {text}");
+    assert!(
+        text.contains("the response is incomplete") || text.contains("cut short"),
+        "{text}"
+    );
+}

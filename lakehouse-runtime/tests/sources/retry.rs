@@ -1,0 +1,362 @@
+//! The retry policy over HTTP: what is retried, how long it waits (as asked of its timer), and
+//! the errors it gives up with.
+
+use std::time::Duration;
+
+use lakehouse_runtime::Error;
+use lakehouse_runtime::ctx::Settings;
+use lakehouse_runtime::sources::{Fetch, RetryPolicy, Url, retry_hint};
+
+use super::server::{Reply, TestServer, replay};
+use super::*;
+
+/// The first status page of the paged fixtures.
+fn page_one() -> Reply {
+    Reply::file(
+        200,
+        &fixtures("paged/opendata.paris.fr/api/explore/v2.1/catalog/datasets")
+            .join(STATUS)
+            .join("records@limit=20&offset=0.json"),
+    )
+}
+
+/// GETs `path` on `server` through `fetch`.
+async fn get(
+    fetch: &dyn Fetch,
+    server: &TestServer,
+    path: &str,
+) -> lakehouse_runtime::Result<Vec<u8>> {
+    let url = Url::parse(&server.url(path)).expect("URL");
+    fetch.get(&url).await.map(|body| body.bytes)
+}
+
+const RECORDS: &str = "/api/explore/v2.1/catalog/datasets/velib-disponibilite-en-temps-reel/records?limit=20&offset=0";
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_retried_after_exactly_the_time_asked() {
+    let server = TestServer::start(|request| {
+        if request.index == 0 {
+            Reply::file(429, &fixtures("errors/ods_429_quota.json"))
+                .header("Retry-After", "1")
+                .header("X-RateLimit-Remaining", "0")
+        } else {
+            page_one()
+        }
+    });
+    let (fetch, timer) = http(policy());
+
+    let body = get(fetch.as_ref(), &server, RECORDS)
+        .await
+        .expect("second attempt");
+
+    assert!(body.starts_with(br#"{"total_count": 45"#));
+    assert_eq!(server.requests().len(), 2);
+    assert_eq!(timer.delays(), [Duration::from_secs(1)]);
+}
+
+#[tokio::test]
+async fn a_429_waits_until_x_ratelimit_reset_when_there_is_no_retry_after() {
+    let server = TestServer::start(|request| {
+        if request.index == 0 {
+            // The fake clock is at 1_748_938_500: the quota resets 3 s later.
+            Reply::file(429, &fixtures("errors/ods_429_quota.json"))
+                .header("X-RateLimit-Remaining", "0")
+                .header("X-RateLimit-Reset", "1748938503")
+        } else {
+            page_one()
+        }
+    });
+    let (fetch, timer) = http(policy());
+
+    get(fetch.as_ref(), &server, RECORDS)
+        .await
+        .expect("after the reset");
+
+    assert_eq!(timer.delays(), [Duration::from_secs(3)]);
+}
+
+#[tokio::test]
+async fn a_503_twice_then_success_backs_off_with_full_jitter_under_the_cap() {
+    let server = TestServer::start(|request| {
+        if request.index < 2 {
+            Reply::file(503, &fixtures("errors/gateway_503.html"))
+        } else {
+            page_one()
+        }
+    });
+    let policy = policy();
+    let (fetch, timer) = http(policy.clone());
+
+    get(fetch.as_ref(), &server, RECORDS)
+        .await
+        .expect("third attempt");
+
+    assert_eq!(server.requests().len(), 3);
+    let delays = timer.delays();
+    assert_eq!(delays.len(), 2);
+    assert!(delays[0] <= Duration::from_millis(10), "{delays:?}");
+    assert!(delays[1] <= Duration::from_millis(20), "{delays:?}");
+}
+
+#[test]
+fn backoff_doubles_up_to_the_cap_and_draws_below_it() {
+    let policy = policy();
+    let ceilings: Vec<u64> = (0..5)
+        .map(|n| policy.backoff_ceiling(n).as_millis() as u64)
+        .collect();
+    assert_eq!(ceilings, [10, 20, 40, 40, 40]);
+    for retry in 0..5 {
+        for _ in 0..50 {
+            assert!(policy.backoff(retry) <= policy.backoff_ceiling(retry));
+        }
+    }
+    assert_eq!(policy.backoff_ceiling(200), Duration::from_millis(40));
+}
+
+#[test]
+fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+    let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_748_938_500);
+    assert_eq!(
+        retry_hint(503, Some("7"), None, now),
+        Some(Duration::from_secs(7))
+    );
+    assert_eq!(
+        retry_hint(429, Some("Tue, 03 Jun 2025 08:15:30 GMT"), None, now),
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(
+        retry_hint(429, Some("Tue, 03 Jun 2025 08:00:00 GMT"), None, now),
+        Some(Duration::ZERO),
+        "a date in the past means now"
+    );
+    assert_eq!(retry_hint(503, None, Some("1748938510"), now), None);
+    assert_eq!(
+        retry_hint(429, None, Some("1748938510"), now),
+        Some(Duration::from_secs(10))
+    );
+    assert_eq!(retry_hint(503, Some("soon"), None, now), None);
+}
+
+#[tokio::test]
+async fn a_400_fails_at_once_with_the_apis_error_code_and_message() {
+    let server = TestServer::start(|_| Reply::file(400, &fixtures("errors/ods_400_limit.json")));
+    let (fetch, timer) = http(policy());
+
+    let error = get(fetch.as_ref(), &server, RECORDS)
+        .await
+        .expect_err("400");
+
+    assert_eq!(server.requests().len(), 1, "not retried");
+    assert!(timer.delays().is_empty());
+    let Error::Http {
+        url,
+        status,
+        attempts,
+        message,
+    } = &error
+    else {
+        panic!("expected an HTTP error, got {error:?}");
+    };
+    assert!(url.ends_with(RECORDS), "{url}");
+    assert_eq!((*status, *attempts), (Some(400), 1));
+    assert!(
+        message.contains(
+            "InvalidRESTParameterError: Invalid value for limit API parameter: 200 was found but \
+             -1 <= limit <= 100 is expected."
+        ),
+        "{message}"
+    );
+    assert!(message.contains("not retried"), "{message}");
+}
+
+#[tokio::test]
+async fn an_odsql_error_names_the_clause() {
+    let server = TestServer::start(|_| Reply::file(400, &fixtures("errors/ods_400_odsql.json")));
+    let (fetch, _) = http(policy());
+
+    let error = get(fetch.as_ref(), &server, RECORDS)
+        .await
+        .expect_err("400");
+
+    assert!(
+        error
+            .to_string()
+            .contains("ODSQLError: ODSQL query is malformed"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_404_is_not_retried() {
+    let server = TestServer::start(replay(fixtures("paged"), PARIS));
+    let (fetch, _) = http(policy());
+
+    let error = get(
+        fetch.as_ref(),
+        &server,
+        "/api/explore/v2.1/catalog/datasets/nope/records",
+    )
+    .await
+    .expect_err("404");
+
+    assert_eq!(server.requests().len(), 1);
+    assert!(error.to_string().contains("HTTP 404 Not Found"), "{error}");
+    assert!(error.to_string().contains("check the URL"), "{error}");
+}
+
+#[tokio::test]
+async fn a_server_failing_every_time_is_given_up_after_max_attempts() {
+    let server = TestServer::start(|_| Reply::file(500, &fixtures("errors/gateway_503.html")));
+    let (fetch, timer) = http(policy());
+
+    let error = get(fetch.as_ref(), &server, RECORDS)
+        .await
+        .expect_err("persistent 500");
+
+    assert_eq!(server.requests().len(), 4);
+    assert_eq!(timer.delays().len(), 3);
+    let text = error.to_string();
+    assert!(text.contains("failed after 4 attempt(s)"), "{text}");
+    assert!(
+        text.contains("HTTP 500 Internal Server Error: 503 Service Unavailable"),
+        "the HTML page's title: {text}"
+    );
+    assert!(text.contains("retry later"), "{text}");
+}
+
+#[tokio::test]
+async fn a_wait_longer_than_the_total_budget_is_not_made() {
+    // The quota resets in a day; the budget is 30 s.
+    let server = TestServer::start(|_| {
+        Reply::file(429, &fixtures("errors/ods_429_quota.json")).header("Retry-After", "86400")
+    });
+    let (fetch, timer) = http(policy());
+
+    let error = get(fetch.as_ref(), &server, RECORDS)
+        .await
+        .expect_err("over budget");
+
+    assert_eq!(server.requests().len(), 1);
+    assert!(timer.delays().is_empty());
+    let text = error.to_string();
+    assert!(
+        text.contains("10002: Too many requests on the domain"),
+        "the API's errorcode and message: {text}"
+    );
+    assert!(
+        text.contains("the quota resets at 2025-06-04T00:00:00Z"),
+        "{text}"
+    );
+    assert!(text.contains("maximum total duration"), "{text}");
+}
+
+#[tokio::test]
+async fn a_slow_server_times_out_and_is_retried() {
+    let server = TestServer::start(|_| page_one().delay(Duration::from_secs(2)));
+    let policy = RetryPolicy {
+        request_timeout: Duration::from_millis(100),
+        max_attempts: 2,
+        ..policy()
+    };
+    let (fetch, timer) = http(policy);
+
+    let error = get(fetch.as_ref(), &server, RECORDS)
+        .await
+        .expect_err("timeout");
+
+    assert_eq!(server.requests().len(), 2);
+    assert_eq!(timer.delays().len(), 1);
+    let text = error.to_string();
+    assert!(text.contains("timed out after 100ms"), "{text}");
+    assert!(
+        matches!(error, Error::Http { status: None, .. }),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_body_cut_short_is_retried_then_reported() {
+    let server = TestServer::start(|_| page_one().cut_after(300));
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        ..policy()
+    };
+    let (fetch, _) = http(policy);
+
+    let error = get(fetch.as_ref(), &server, RECORDS)
+        .await
+        .expect_err("truncated");
+
+    assert_eq!(
+        server.requests().len(),
+        3,
+        "a cut body is a connection error"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("the connection failed while reading the body (it was cut short)"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_body_cut_once_then_whole_succeeds() {
+    let server = TestServer::start(|request| {
+        if request.index == 0 {
+            page_one().cut_after(300)
+        } else {
+            page_one()
+        }
+    });
+    let (fetch, timer) = http(policy());
+
+    get(fetch.as_ref(), &server, RECORDS)
+        .await
+        .expect("retried");
+
+    assert_eq!(server.requests().len(), 2);
+    assert_eq!(timer.delays().len(), 1);
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_then_reported() {
+    // A port with nothing listening: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let (fetch, timer) = http(policy());
+    let url = Url::parse(&format!("http://127.0.0.1:{port}/gbfs.json")).expect("URL");
+
+    let error = fetch.get(&url).await.expect_err("refused");
+
+    assert_eq!(timer.delays().len(), 3);
+    assert!(error.to_string().contains("could not connect"), "{error}");
+}
+
+#[test]
+fn the_policy_is_configured_per_source_from_settings() {
+    let mut settings = Settings::new();
+    settings
+        .set("opendata.http.max_attempts", "7")
+        .set("opendata.http.timeout", "45s")
+        .set("opendata.velov.http.max_attempts", "2")
+        .set("opendata.velov.http.base_delay", "250ms");
+
+    let velib = RetryPolicy::from_settings(&settings, "velib").expect("velib");
+    let velov = RetryPolicy::from_settings(&settings, "velov").expect("velov");
+
+    assert_eq!(velib.max_attempts, 7);
+    assert_eq!(velib.request_timeout, Duration::from_secs(45));
+    assert_eq!(velib.base_delay, RetryPolicy::default().base_delay);
+    assert_eq!(velov.max_attempts, 2);
+    assert_eq!(velov.request_timeout, Duration::from_secs(45));
+    assert_eq!(velov.base_delay, Duration::from_millis(250));
+
+    settings.set("opendata.http.max_elapsed", "soon");
+    let error = RetryPolicy::from_settings(&settings, "velib").expect_err("bad duration");
+    assert!(
+        error.to_string().contains("opendata.http.max_elapsed"),
+        "{error}"
+    );
+}

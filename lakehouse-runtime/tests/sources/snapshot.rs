@@ -1,0 +1,201 @@
+//! Snapshots: the file naming, snapshot and HTTP giving identical batches from the same data,
+//! recording live responses as a new snapshot, and the error for a missing file.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use lakehouse_runtime::ctx::Settings;
+use lakehouse_runtime::sources::{
+    Fetch, GbfsClient, Mode, OPENDATA_PARIS, OdsClient, OpenData, RecordingFetch, SnapshotFetch,
+    Url, snapshot_path,
+};
+
+use super::server::{TestServer, replay};
+use super::*;
+
+fn path_of(url: &str) -> String {
+    let url = Url::parse(url).expect("URL");
+    snapshot_path(Path::new("snap"), &url)
+        .expect("a path")
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn snapshot_files_are_named_by_host_path_and_paging_keys() {
+    assert_eq!(
+        path_of(
+            "https://opendata.paris.fr/api/explore/v2.1/catalog/datasets/velib-emplacement-des-stations/records?select=stationcode%2Cname&order_by=stationcode&timezone=UTC&limit=100&offset=200"
+        ),
+        "snap/opendata.paris.fr/api/explore/v2.1/catalog/datasets/velib-emplacement-des-stations/records@limit=100&offset=200.json"
+    );
+    assert_eq!(
+        path_of(
+            "https://opendata.paris.fr/api/explore/v2.1/catalog/datasets/x/exports/json?where=a%3E1"
+        ),
+        "snap/opendata.paris.fr/api/explore/v2.1/catalog/datasets/x/exports/json.json"
+    );
+    assert_eq!(
+        path_of("https://download.data.grandlyon.com/files/rdata/jcd_jcdecaux.jcdvelov/gbfs.json"),
+        "snap/download.data.grandlyon.com/files/rdata/jcd_jcdecaux.jcdvelov/gbfs.json"
+    );
+    assert_eq!(
+        path_of("http://127.0.0.1:8080/a%20b/feed.json?offset=3"),
+        "snap/127.0.0.1_8080/a_20b/feed.json@offset=3.json"
+    );
+    assert_eq!(
+        path_of("https://example.org/"),
+        "snap/example.org/index.json"
+    );
+    // `..` is resolved by URL parsing, so a URL never names a file outside the directory.
+    assert_eq!(
+        path_of("https://example.org/a/../../../etc/passwd"),
+        "snap/example.org/etc/passwd.json"
+    );
+}
+
+#[tokio::test]
+async fn snapshot_and_http_give_identical_batches_from_the_same_data() {
+    let server = TestServer::start(replay(fixtures("edge"), PARIS));
+    let (fetch, _) = http(policy());
+    let over_http = OdsClient::new(fetch, &ods_base(&server)).expect("client");
+    let snapshot = OdsClient::new(
+        Arc::new(SnapshotFetch::new(fixtures("edge"))),
+        OPENDATA_PARIS,
+    )
+    .expect("client");
+
+    let live = read_status(&over_http).await.expect("HTTP");
+    let recorded = read_status(&snapshot).await.expect("snapshot");
+
+    assert_eq!(live.batches, recorded.batches);
+    assert_eq!(live.rows, 9);
+    let reasons = |c: &Collected| -> Vec<(String, String)> {
+        c.rejects
+            .iter()
+            .map(|r| (r.reason.clone(), r.raw.clone()))
+            .collect()
+    };
+    assert_eq!(reasons(&live), reasons(&recorded));
+    assert!(
+        recorded.rejects[0]
+            .source
+            .starts_with("https://opendata.paris.fr/")
+    );
+}
+
+#[tokio::test]
+async fn gbfs_snapshot_and_http_give_the_same_stations() {
+    let feed_path = format!("{LYON_FEEDS}/station_status.json");
+    let server = TestServer::start(replay(fixtures("paged"), LYON));
+    let (fetch, _) = http(policy());
+    let live_url = server.url(&feed_path);
+    let recorded_url = format!("https://{LYON}{feed_path}");
+    let live = GbfsClient::direct(fetch, [("station_status", live_url.as_str())])
+        .expect("client")
+        .station_status()
+        .await
+        .expect("HTTP");
+    let recorded = GbfsClient::direct(
+        Arc::new(SnapshotFetch::new(fixtures("paged"))),
+        [("station_status", recorded_url.as_str())],
+    )
+    .expect("client")
+    .station_status()
+    .await
+    .expect("snapshot");
+
+    assert_eq!(live.stations, recorded.stations);
+    assert_eq!(live.last_updated, recorded.last_updated);
+}
+
+#[tokio::test]
+async fn recording_writes_a_snapshot_that_replays_identically() {
+    let server = TestServer::start(replay(fixtures("paged"), PARIS));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (fetch, _) = http(policy());
+    let recording = OdsClient::new(
+        Arc::new(RecordingFetch::new(fetch, dir.path())),
+        &ods_base(&server),
+    )
+    .expect("client");
+
+    let live = read_status(&recording).await.expect("recorded run");
+    let replayed = OdsClient::new(Arc::new(SnapshotFetch::new(dir.path())), &ods_base(&server))
+        .expect("client");
+    let again = read_status(&replayed).await.expect("replayed run");
+
+    assert_eq!(live.batches, again.batches);
+    assert_eq!(server.requests().len(), 3, "the replay made no request");
+    let host = server.url("").replace("http://", "").replace(':', "_");
+    for offset in [0, 20, 40] {
+        let name = format!(
+            "api/explore/v2.1/catalog/datasets/{STATUS}/records@limit=20&offset={offset}.json"
+        );
+        let recorded = std::fs::read(dir.path().join(&host).join(&name)).expect("recorded");
+        let original = std::fs::read(fixtures("paged").join(PARIS).join(&name)).expect("fixture");
+        assert_eq!(recorded, original, "{name} recorded byte for byte");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_snapshot_file_says_how_to_get_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fetch = SnapshotFetch::new(dir.path());
+    let url = Url::parse(
+        "https://opendata.paris.fr/api/explore/v2.1/catalog/datasets/x/records?limit=20&offset=0",
+    )
+    .expect("URL");
+
+    let error = fetch.get(&url).await.expect_err("no file");
+
+    let text = error.to_string();
+    assert!(text.contains("records@limit=20&offset=0.json"), "{text}");
+    assert!(
+        text.contains("no recorded response for GET https://opendata.paris.fr/"),
+        "{text}"
+    );
+    assert!(text.contains("opendata.mode=record"), "{text}");
+    assert!(text.contains("--live"), "{text}");
+}
+
+#[test]
+fn settings_choose_the_mode_and_the_directory() {
+    let default_dir = fixtures("paged");
+    let mut settings = Settings::new();
+    let open = OpenData::from_settings(&settings, "velib", &default_dir).expect("defaults");
+    assert_eq!(open.mode(), Mode::Snapshot);
+    assert_eq!(open.dir(), default_dir);
+    assert!(
+        open.fetch()
+            .expect("snapshot")
+            .describe()
+            .starts_with("snapshot ")
+    );
+
+    settings
+        .set("opendata.mode", "live")
+        .set("opendata.dir", "/elsewhere");
+    let open = OpenData::from_settings(&settings, "velib", &default_dir).expect("live");
+    assert_eq!(open.mode(), Mode::Live);
+    assert_eq!(open.dir(), Path::new("/elsewhere"));
+    assert_eq!(open.fetch().expect("http").describe(), "HTTP");
+
+    settings.set("opendata.mode", "record");
+    let open = OpenData::from_settings(&settings, "velib", &default_dir).expect("record");
+    assert_eq!(
+        open.fetch().expect("recording").describe(),
+        "HTTP recording into /elsewhere"
+    );
+
+    settings.set("opendata.mode", "offline");
+    let error = OpenData::from_settings(&settings, "velib", &default_dir).expect_err("bad mode");
+    assert!(error.to_string().contains("`opendata.mode`"), "{error}");
+
+    settings.set("opendata.mode", "snapshot");
+    let error = OpenData::from_settings(&settings, "velib", &default_dir)
+        .expect("snapshot")
+        .fetch()
+        .expect_err("no such directory");
+    assert!(error.to_string().contains("/elsewhere"), "{error}");
+}
