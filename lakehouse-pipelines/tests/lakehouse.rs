@@ -86,6 +86,10 @@ async fn two_runs_and_a_replay() {
         expected(&[
             ("bronze.crm_contacts", 10),
             ("bronze.erp_sales_transactions", 100),
+            ("bronze.velib_station_info", 236),
+            ("bronze.velib_station_status", 236),
+            ("bronze.velov_station_info", 64),
+            ("bronze.velov_station_status", 67),
             ("gold.dim_customer", 10),
             ("gold.dim_date", 21_184),
             ("gold.dim_product", 5),
@@ -144,6 +148,10 @@ async fn two_runs_and_a_replay() {
         expected(&[
             ("bronze.crm_contacts", 19),
             ("bronze.erp_sales_transactions", 200),
+            ("bronze.velib_station_info", 472),
+            ("bronze.velib_station_status", 472),
+            ("bronze.velov_station_info", 128),
+            ("bronze.velov_station_status", 134),
             ("gold.dim_customer", 20),
             ("gold.dim_date", 21_184),
             ("gold.dim_product", 7),

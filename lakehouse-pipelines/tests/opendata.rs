@@ -1,0 +1,262 @@
+//! The open-data pipelines: the committed snapshot and fixtures are the generator's output, the
+//! four bronze pipelines read the bundled snapshot with exact row and reject counts, edge records
+//! are quarantined with their reasons, and the plan check does no I/O.
+
+#[path = "../examples/generate_opendata/generator.rs"]
+mod generator;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::execution::context::SessionContext;
+use lakehouse_pipelines::ingestion::open::{velib, velov};
+use lakehouse_runtime::ctx::{Reject, RunInfo, Settings};
+use lakehouse_runtime::{Ctx, Frame, Table, Timestamp};
+
+/// The workspace root.
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Every file under `dir`, relative to the workspace root.
+fn files_under(dir: &Path, out: &mut BTreeSet<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else if path.file_name().is_some_and(|n| n != "README.md") {
+            let relative = path
+                .strip_prefix(workspace())
+                .expect("inside")
+                .to_path_buf();
+            out.insert(relative);
+        }
+    }
+}
+
+#[test]
+fn the_committed_snapshot_and_fixtures_are_the_generators_output() {
+    let generated = generator::generate();
+    for (path, contents) in &generated {
+        let committed = std::fs::read_to_string(workspace().join(path)).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; run `cargo run -p lakehouse-pipelines --example generate_opendata`",
+                path.display()
+            )
+        });
+        assert!(
+            committed == *contents,
+            "{} differs from the generator's output; run `cargo run -p lakehouse-pipelines \
+             --example generate_opendata` and commit the result",
+            path.display()
+        );
+    }
+    let mut on_disk = BTreeSet::new();
+    for root in generator::ROOTS {
+        files_under(&workspace().join(root), &mut on_disk);
+    }
+    let expected: BTreeSet<PathBuf> = generated.into_iter().map(|(path, _)| path).collect();
+    assert_eq!(on_disk, expected, "no stale file in the generated trees");
+}
+
+/// 2026-01-15T06:00:00Z.
+const RUN_AT: Timestamp = Timestamp(1_768_456_800_000_000);
+
+fn ctx(pipeline: &'static str, settings: &[(&str, &str)], dry_run: bool) -> Ctx {
+    let mut all = Settings::new();
+    for (key, value) in settings {
+        all.set(*key, *value);
+    }
+    let run = RunInfo {
+        run_id: "test".to_owned(),
+        sequence: 1,
+        run_at: RUN_AT,
+    };
+    Ctx::new(
+        pipeline,
+        Arc::new(run),
+        Arc::new(all),
+        SessionContext::new(),
+        dry_run,
+    )
+}
+
+/// The number of rows of `frame`, each checked to be stamped with the run's time.
+async fn rows<T: Table>(frame: Frame<T>) -> usize {
+    let batches = frame.collect().await.expect("collect");
+    for batch in &batches {
+        let run_at = batch
+            .column_by_name("run_at")
+            .and_then(|c| {
+                c.as_any()
+                    .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+            })
+            .expect("run_at");
+        assert!(run_at.iter().all(|t| t == Some(RUN_AT.0)), "stamped rows");
+    }
+    batches.iter().map(|b| b.num_rows()).sum()
+}
+
+fn reasons(rejects: &[Reject]) -> Vec<&str> {
+    rejects.iter().map(|r| r.reason.as_str()).collect()
+}
+
+#[tokio::test]
+async fn the_four_pipelines_read_the_bundled_snapshot() {
+    let cx = ctx("velib_station_status", &[], false);
+    let status = rows(
+        velib::velib_station_status(&cx)
+            .await
+            .expect("velib status"),
+    )
+    .await;
+    assert_eq!((status, cx.take_rejects().len()), (236, 7));
+
+    let cx = ctx("velib_station_info", &[], false);
+    let info = rows(velib::velib_station_info(&cx).await.expect("velib info")).await;
+    assert_eq!((info, cx.take_rejects().len()), (236, 4));
+
+    let cx = ctx("velov_station_info", &[], false);
+    let info = rows(velov::velov_station_info(&cx).await.expect("velov info")).await;
+    assert_eq!((info, cx.take_rejects().len()), (64, 4));
+
+    let cx = ctx("velov_station_status", &[], false);
+    let status = rows(
+        velov::velov_station_status(&cx)
+            .await
+            .expect("velov status"),
+    )
+    .await;
+    assert_eq!((status, cx.take_rejects().len()), (67, 3));
+}
+
+/// The runtime's edge fixtures, recorded with pages of 20.
+fn edge_settings() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (
+            "opendata.dir",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../lakehouse-runtime/tests/fixtures/opendata/edge"
+            ),
+        ),
+        ("velib.page_size", "20"),
+    ]
+}
+
+#[tokio::test]
+async fn velib_edge_records_are_quarantined_with_their_reasons() {
+    let cx = ctx("velib_station_status", &edge_settings(), false);
+    let status = rows(velib::velib_station_status(&cx).await.expect("status")).await;
+    let rejects = cx.take_rejects();
+    assert_eq!(status, 9);
+    assert_eq!(
+        reasons(&rejects),
+        [
+            "`numdocksavailable` should be an integer but is the string \"17\"",
+            "`coordonnees_geo` is null",
+            "`stationcode` is null",
+            "`coordonnees_geo.lon` 48.8484 and `coordonnees_geo.lat` 2.3339 look swapped: the \
+             point is outside the Vélib' Métropole area unless they are exchanged",
+            "`numdocksavailable` is negative (-1): a count cannot be",
+            "missing key `coordonnees_geo.lat`",
+            "`is_renting` should be a flag (true/false, 1/0 or \"OUI\"/\"NON\") but is the string \"1\"",
+        ]
+    );
+    assert!(
+        rejects[0]
+            .source
+            .starts_with("https://opendata.paris.fr/api/explore/v2.1/catalog/datasets/velib-disponibilite-en-temps-reel/records?select=stationcode%2Cname"),
+        "{}",
+        rejects[0].source
+    );
+
+    let cx = ctx("velib_station_info", &edge_settings(), false);
+    let info = rows(velib::velib_station_info(&cx).await.expect("info")).await;
+    assert_eq!(info, 9);
+    assert_eq!(
+        reasons(&cx.take_rejects()),
+        [
+            "`coordonnees_geo` is null",
+            "`capacity` should be an integer but is the string \"21\"",
+            "missing key `coordonnees_geo.lat`",
+            "missing key `stationcode`",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn velov_edge_records_are_quarantined_with_their_reasons() {
+    let cx = ctx("velov_station_info", &edge_settings(), false);
+    let info = rows(velov::velov_station_info(&cx).await.expect("info")).await;
+    assert_eq!(info, 7);
+    assert_eq!(
+        reasons(&cx.take_rejects()),
+        [
+            "`lon` is null",
+            "`capacity` should be an integer but is the string \"20\"",
+            "`lon` 45.7297266 and `lat` 4.8539637 look swapped: the point is outside the Lyon \
+             metropolis unless they are exchanged",
+            "missing key `station_id`",
+        ]
+    );
+
+    let cx = ctx("velov_station_status", &edge_settings(), false);
+    let status = rows(velov::velov_station_status(&cx).await.expect("status")).await;
+    assert_eq!(status, 10);
+    assert_eq!(
+        reasons(&cx.take_rejects()),
+        [
+            "`num_bikes_available` should be an integer but is the string \"5\"",
+            "`num_docks_available` is negative (-2): a count cannot be",
+            "`is_renting` should be a flag (true/false, 1/0 or \"OUI\"/\"NON\") but is the string \"true\"",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn discovery_through_gbfs_json_reads_the_same_feeds() {
+    let direct = ctx("velov_station_status", &[], false);
+    let direct_rows = rows(velov::velov_station_status(&direct).await.expect("direct")).await;
+    let discovered = ctx(
+        "velov_station_status",
+        &[(
+            "velov.gbfs_url",
+            "https://download.data.grandlyon.com/files/rdata/jcd_jcdecaux.jcdvelov/gbfs.json",
+        )],
+        false,
+    );
+    let discovered_rows = rows(
+        velov::velov_station_status(&discovered)
+            .await
+            .expect("discovery"),
+    )
+    .await;
+    assert_eq!(direct_rows, discovered_rows);
+}
+
+#[tokio::test]
+async fn the_plan_check_reads_nothing() {
+    let nowhere = [("opendata.dir", "/nonexistent/opendata")];
+    let cx = ctx("velib_station_status", &nowhere, true);
+    assert_eq!(
+        rows(velib::velib_station_status(&cx).await.expect("dry")).await,
+        0
+    );
+    let cx = ctx("velov_station_info", &nowhere, true);
+    assert_eq!(
+        rows(velov::velov_station_info(&cx).await.expect("dry")).await,
+        0
+    );
+
+    let cx = ctx("velib_station_status", &nowhere, false);
+    let error = velib::velib_station_status(&cx)
+        .await
+        .err()
+        .expect("no snapshot there");
+    assert!(
+        error.to_string().contains("/nonexistent/opendata"),
+        "{error}"
+    );
+}
