@@ -235,7 +235,8 @@ pub struct OpenData {
 impl OpenData {
     /// The configuration of `source` (`velib`, `velov`, …) from the settings:
     /// `opendata.mode` (`snapshot` by default, `live`, or `record` to write a new snapshot),
-    /// `opendata.dir` (default `default_dir`, the bundled snapshot), and the retry policy of
+    /// `opendata.dir` (default `default_dir`, the bundled snapshot; required to record), and
+    /// the retry policy of
     /// [`RetryPolicy::from_settings`].
     pub fn from_settings(
         settings: &Settings,
@@ -243,10 +244,17 @@ impl OpenData {
         default_dir: &Path,
     ) -> Result<OpenData> {
         let mode = settings.parse_or("opendata.mode", Mode::Snapshot)?;
-        let dir = settings
-            .get("opendata.dir")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| default_dir.to_path_buf());
+        let dir = match settings.get("opendata.dir") {
+            Some(dir) => PathBuf::from(dir),
+            None if mode == Mode::Record => {
+                return Err(Error::msg(
+                    "`opendata.mode=record` needs `opendata.dir` (`--opendata-dir`): the \
+                     directory to write the new snapshot into (the bundled one is generated \
+                     and is not overwritten)",
+                ));
+            }
+            None => default_dir.to_path_buf(),
+        };
         Ok(OpenData {
             source: source.to_owned(),
             mode,

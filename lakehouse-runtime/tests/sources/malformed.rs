@@ -138,3 +138,74 @@ async fn records_kept_from_the_edge_page_keep_their_oddities() {
     let duedate = batch.column_by_name("duedate").expect("duedate");
     assert_eq!(duedate.null_count(), 1, "the null duedate");
 }
+
+#[test]
+fn the_export_splitter_survives_brackets_and_quotes_inside_strings_at_any_chunk_size() {
+    use lakehouse_runtime::sources::ArraySplitter;
+    let body =
+        br#" [ {"name": "Quai [rive] \"gauche\", \\ ok", "n": [1, {"x": "}"}]}, 2 ,"three"] "#;
+    for chunk in [1, 2, 3, 7, body.len()] {
+        let mut splitter = ArraySplitter::new();
+        let mut elements = Vec::new();
+        for part in body.chunks(chunk) {
+            elements.extend(splitter.push(part).expect("valid so far"));
+        }
+        splitter.finish().expect("complete");
+        let texts: Vec<String> = elements
+            .iter()
+            .map(|e| String::from_utf8(e.clone()).expect("utf-8"))
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                r#"{"name": "Quai [rive] \"gauche\", \\ ok", "n": [1, {"x": "}"}]}"#,
+                "2 ",
+                r#""three""#
+            ],
+            "chunks of {chunk}"
+        );
+    }
+
+    let mut empty = ArraySplitter::new();
+    assert!(empty.push(b"[]").expect("empty array").is_empty());
+    empty.finish().expect("closed");
+
+    let mut cut = ArraySplitter::new();
+    cut.push(br#"[{"a": 1}, {"b": "#).expect("so far");
+    let error = cut.finish().expect_err("cut short");
+    assert!(error.contains("cut short"), "{error}");
+
+    let mut trailing = ArraySplitter::new();
+    let error = trailing.push(br#"[1, ]"#).expect_err("trailing comma");
+    assert!(error.contains("empty element"), "{error}");
+
+    let mut object = ArraySplitter::new();
+    let error = object
+        .push(br#"{"total_count": 1}"#)
+        .expect_err("not an array");
+    assert!(error.contains("expected a JSON array"), "{error}");
+}
+
+#[test]
+fn raw_records_keep_their_exact_text_through_escapes_and_nesting() {
+    use lakehouse_runtime::sources::raw_elements;
+    let body = br#"{"total_count": 2, "note": "a \"results\": [x]", "results": [
+{"name": "Quai \"Ouest\" ]", "geo": {"lon": 2.1, "lat": 48.9}},
+{"tags": ["a", "b"], "n": -1.5e3}
+]}"#;
+    let raw = raw_elements(body, &["results"]).expect("elements");
+    let texts: Vec<&str> = raw
+        .iter()
+        .map(|r| std::str::from_utf8(r).expect("utf-8"))
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            r#"{"name": "Quai \"Ouest\" ]", "geo": {"lon": 2.1, "lat": 48.9}}"#,
+            r#"{"tags": ["a", "b"], "n": -1.5e3}"#,
+        ]
+    );
+    let nested = br#"{"last_updated": 1, "data": {"other": [1], "stations": [{"id": "1"}]}}"#;
+    let raw = raw_elements(nested, &["data", "stations"]).expect("nested");
+    assert_eq!(raw, [br#"{"id": "1"}"#.as_slice()]);
+}

@@ -188,6 +188,14 @@ fn settings_choose_the_mode_and_the_directory() {
         "HTTP recording into /elsewhere"
     );
 
+    let mut no_dir = Settings::new();
+    no_dir.set("opendata.mode", "record");
+    let error = OpenData::from_settings(&no_dir, "velib", &default_dir).expect_err("no dir");
+    assert!(
+        error.to_string().contains("needs `opendata.dir`"),
+        "{error}"
+    );
+
     settings.set("opendata.mode", "offline");
     let error = OpenData::from_settings(&settings, "velib", &default_dir).expect_err("bad mode");
     assert!(error.to_string().contains("`opendata.mode`"), "{error}");
