@@ -1,8 +1,6 @@
 //! A non-trivial valid graph spread over two modules compiles, and its registry holds exactly the
 //! expected pipelines, levels and edges.
 
-#![allow(dead_code)] // The tables are only declared, never constructed.
-
 use lakehouse_runtime::Registry;
 
 mod staging {

@@ -68,7 +68,16 @@ fn expected(pairs: &[(&str, i64)]) -> BTreeMap<String, i64> {
 async fn two_runs_and_a_replay() {
     let dir = tempfile::tempdir().expect("dir");
     let warehouse = Warehouse::open(dir.path().to_str().expect("utf-8")).expect("warehouse");
-    let registry = Registry::from_inventory().expect("graph");
+    // The reference lakehouse alone (this test binary also links the walkthrough's pipeline).
+    let registry = Registry::new(
+        Registry::from_inventory()
+            .expect("graph")
+            .pipelines()
+            .iter()
+            .copied()
+            .filter(|p| p.module_path.starts_with("lakehouse_pipelines")),
+    )
+    .expect("graph");
     let orchestrator = Orchestrator::new(registry.clone(), warehouse.clone());
     let all = tables(&registry);
 

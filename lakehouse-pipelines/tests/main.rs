@@ -4,3 +4,4 @@ mod cli;
 mod graph;
 mod lakehouse;
 mod opendata;
+mod walkthrough;

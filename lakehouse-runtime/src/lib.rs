@@ -120,6 +120,12 @@ pub mod __private {
     #[cfg(feature = "engine")]
     pub use crate::frame::into_output;
 
+    /// Implemented by `#[derive(Table)]` so the struct's fields count as read.
+    pub trait TableFields {
+        /// Reads every field.
+        fn read_fields(&self);
+    }
+
     /// The output table of a pipeline whose attribute has an error; keeps errors from cascading.
     pub struct Poisoned;
 

@@ -56,10 +56,11 @@ pub async fn check_output(
         return Ok(Vec::new());
     }
     let mut findings = Vec::new();
-    if !table.key.is_empty() && table.mode != WriteMode::Append {
-        if let Some(finding) = duplicate_keys(table, output.clone()).await? {
-            findings.push(finding);
-        }
+    if !table.key.is_empty()
+        && table.mode != WriteMode::Append
+        && let Some(finding) = duplicate_keys(table, output.clone()).await?
+    {
+        findings.push(finding);
     }
     for column in table.data_columns() {
         if let Some(target) = column.references

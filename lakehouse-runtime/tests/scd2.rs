@@ -261,3 +261,35 @@ async fn only_change_columns_open_versions_and_missing_keys_close() {
         ])
     );
 }
+
+#[tokio::test]
+async fn deleting_a_key_closes_its_current_version() {
+    let wh = TempWarehouse::new();
+    let def = <DimCustomer as lakehouse_runtime::Table>::DEF;
+    write(
+        &wh.warehouse,
+        def,
+        &[c("a", Some("Ann"), None), c("b", Some("Bob"), None)],
+        run(1, 1),
+    )
+    .await
+    .expect("run 1");
+    let session = wh.warehouse.session();
+    let keys = session
+        .sql("SELECT 'a' AS customer_id")
+        .await
+        .expect("keys");
+    let closed = wh
+        .warehouse
+        .delete_keys(&session, def, keys, Timestamp(2 * DAY), None)
+        .await
+        .expect("delete");
+    assert_eq!(closed.rows_updated, 1);
+    assert_eq!(
+        contents(&wh.warehouse, def).await,
+        lines(&[
+            "a|Ann|∅|1970-01-02T00:00:00Z|1970-01-03T00:00:00Z|false",
+            "b|Bob|∅|1970-01-02T00:00:00Z|∅|true",
+        ])
+    );
+}

@@ -342,3 +342,75 @@ async fn tables_carry_comments_properties_and_not_null() {
     }
     let _ = Timestamp(0);
 }
+
+#[tokio::test]
+async fn delete_by_key_removes_rows_or_closes_versions() {
+    let wh = TempWarehouse::new();
+    write(
+        &wh.warehouse,
+        ORDERS,
+        &[
+            Order {
+                id: 1,
+                amount: Some(10),
+            },
+            Order {
+                id: 2,
+                amount: Some(20),
+            },
+            Order {
+                id: 3,
+                amount: None,
+            },
+        ],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("write");
+    let session = wh.warehouse.session();
+    let keys = session
+        .sql("SELECT CAST(2 AS BIGINT) AS id UNION ALL SELECT CAST(9 AS BIGINT)")
+        .await
+        .expect("keys");
+    let deleted = wh
+        .warehouse
+        .delete_keys(
+            &session,
+            ORDERS,
+            keys,
+            Timestamp(0),
+            Some(("cleanup".into(), 1)),
+        )
+        .await
+        .expect("delete");
+    assert_eq!(deleted.rows_deleted, 1);
+    assert_eq!(
+        contents(&wh.warehouse, ORDERS).await,
+        lines(&["1|10", "3|∅"])
+    );
+    let version = wh.warehouse.version(ORDERS).await.expect("version");
+    let keys = session
+        .sql("SELECT CAST(1 AS BIGINT) AS id")
+        .await
+        .expect("keys");
+    let replay = wh
+        .warehouse
+        .delete_keys(
+            &session,
+            ORDERS,
+            keys,
+            Timestamp(0),
+            Some(("cleanup".into(), 1)),
+        )
+        .await
+        .expect("replay");
+    assert!(!replay.committed);
+    assert_eq!(
+        wh.warehouse.version(ORDERS).await.expect("version"),
+        version
+    );
+    assert_eq!(
+        contents(&wh.warehouse, ORDERS).await,
+        lines(&["1|10", "3|∅"])
+    );
+}

@@ -14,7 +14,16 @@ pub(crate) fn codegen(model: &TableModel) -> TokenStream {
     let handles = column_handles(model);
     let select = select_struct(model);
     let reference_checks = reference_checks(model);
+    let ident = &model.ident;
+    let fields = model.columns.iter().map(|c| &c.ident);
     quote! {
+        // Rows are usually built by DataFusion, never by Rust code: this impl reads the fields so
+        // a table declared in a binary does not warn about them.
+        impl ::lakehouse_runtime::__private::TableFields for #ident {
+            fn read_fields(&self) {
+                let _ = (#(&self.#fields,)*);
+            }
+        }
         #table_impl
         #handles
         #select

@@ -211,6 +211,11 @@ static SURROGATE_KEY: LazyLock<ScalarUDF> = LazyLock::new(|| {
     })
 });
 
+/// Registers the runtime's SQL functions (`surrogate_key(..)`) in `session`.
+pub fn register_functions(session: &datafusion::execution::context::SessionContext) {
+    session.register_udf(SURROGATE_KEY.clone());
+}
+
 /// The surrogate key of `parts`: lowercase hex SHA-256 of their Spark string forms joined with
 /// `||`; NULL when any part is NULL. Usable in any DataFusion expression.
 pub fn surrogate_key<I, E>(parts: I) -> Typed<String>

@@ -48,13 +48,27 @@ impl Ledger {
         if rows.is_empty() {
             return Ok(());
         }
-        let session = self.warehouse.session();
         let batches = batches_from_rows(T::DEF.output_arrow_schema(), rows)?;
-        let df = session.read_batches(batches)?;
-        self.warehouse
-            .write(&session, T::DEF, df, WriteOptions::default())
-            .await?;
-        Ok(())
+        // Appends never conflict with each other, but a concurrent first write (table creation,
+        // metadata) can; such a commit is simply tried again.
+        let mut attempt = 1;
+        loop {
+            let session = self.warehouse.session();
+            let df = session.read_batches(batches.clone())?;
+            match self
+                .warehouse
+                .write(&session, T::DEF, df, WriteOptions::default())
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(error) if attempt < 5 => {
+                    tracing::debug!(%error, attempt, table = %T::DEF.qualified_name(), "retrying a ledger append");
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// The sequence number for a new run: one more than the highest recorded.

@@ -304,6 +304,10 @@ impl Orchestrator {
         config: &RunConfig,
         previous: &HashMap<String, Status>,
     ) -> Result<RunReport> {
+        // Created before pipelines run in parallel, which would race to create them.
+        for table in crate::ledger::system_tables() {
+            self.warehouse.ensure(table).await?;
+        }
         tracing::info!(run_id = %run.run_id, sequence = run.sequence, run_at = %run.run_at, "{plan}");
         let started = Instant::now();
         let started_at = Timestamp::now();

@@ -6,6 +6,7 @@
 
 mod catalog;
 mod create;
+mod delete;
 mod location;
 mod maintain;
 mod read;
@@ -96,7 +97,9 @@ impl Warehouse {
             .with_runtime_env(self.runtime.clone())
             .with_query_planner(DeltaPlanner::new())
             .build();
-        SessionContext::new_with_state(state)
+        let session = SessionContext::new_with_state(state);
+        crate::frame::register_functions(&session);
+        session
     }
 
     /// The location of `table`.

@@ -1,0 +1,98 @@
+//! Deleting rows by key: a hard delete for append, overwrite and merge tables, closing the
+//! current version for SCD2 tables (their history is kept).
+
+use datafusion::common::Column;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::{Expr, lit};
+use datafusion::scalar::ScalarValue;
+
+use super::Warehouse;
+use super::write::{
+    WriteOutcome, commit_properties, committed_version, key_match, outcome, qualified,
+};
+use crate::error::{Error, Result};
+use crate::table::{TableDef, Timestamp, WriteMode};
+
+impl Warehouse {
+    /// Deletes the rows of `table` whose key is in `keys` (a DataFrame with the key columns), in
+    /// one commit. For an SCD2 table the current versions are closed at `run_at` instead. A table
+    /// without a key or never written is left alone; `transaction` makes the delete idempotent.
+    pub async fn delete_keys(
+        &self,
+        session: &SessionContext,
+        table: &'static TableDef,
+        keys: DataFrame,
+        run_at: Timestamp,
+        transaction: Option<(String, i64)>,
+    ) -> Result<WriteOutcome> {
+        let qualified_name = table.qualified_name();
+        if table.key.is_empty() {
+            return Err(Error::msg(format!(
+                "cannot delete by key from {qualified_name}: it declares no `key(..)`"
+            )));
+        }
+        let Some(delta) = self.load(table).await? else {
+            return Ok(outcome_nothing(table));
+        };
+        if let Some((app_id, version)) = &transaction
+            && let Some(done) = committed_version(&delta, app_id).await?
+            && done >= *version
+        {
+            return Ok(WriteOutcome {
+                committed: false,
+                ..outcome_nothing(table)
+            });
+        }
+        let key_columns: Vec<Expr> = table
+            .key
+            .iter()
+            .map(|k| Expr::Column(Column::new_unqualified(*k)))
+            .collect();
+        let keys = keys.select(key_columns)?.distinct()?;
+        let merge = delta
+            .merge(keys, key_match(table))
+            .with_source_alias("s")
+            .with_target_alias("t")
+            .with_session_state(super::session_state(session))
+            .with_commit_properties(commit_properties(&transaction));
+        let result = async {
+            let merge = if table.mode == WriteMode::Scd2 {
+                let end = lit(ScalarValue::TimestampMicrosecond(
+                    Some(run_at.0),
+                    Some("UTC".into()),
+                ));
+                merge.when_matched_update(|u| {
+                    u.predicate(qualified("t", "is_current"))
+                        .update("valid_to", end)
+                        .update("is_current", lit(false))
+                })?
+            } else {
+                merge.when_matched_delete(|d| d)?
+            };
+            merge.await
+        }
+        .await;
+        match result {
+            Ok((written, metrics)) => Ok(outcome(
+                table,
+                &written,
+                0,
+                metrics.num_target_rows_updated as u64,
+                metrics.num_target_rows_deleted as u64,
+            )),
+            Err(error) => self.recheck_after_error(table, &transaction, error).await,
+        }
+    }
+}
+
+fn outcome_nothing(table: &TableDef) -> WriteOutcome {
+    WriteOutcome {
+        table: table.qualified_name(),
+        version: None,
+        committed: true,
+        rows_inserted: 0,
+        rows_updated: 0,
+        rows_deleted: 0,
+    }
+}
