@@ -15,10 +15,16 @@ const PIPELINES: &[(&str, usize)] = &[
     ("velov_station_status", 0),
     ("silver_crm_contacts", 1),
     ("silver_erp_sales_transactions", 1),
+    ("silver_velib_station_info", 1),
+    ("silver_velib_station_status", 1),
+    ("silver_velov_station_info", 1),
+    ("silver_velov_station_status", 1),
+    ("dim_bike_station", 2),
     ("dim_customer", 2),
     ("dim_product", 2),
     ("dim_promo", 2),
     ("dim_store", 2),
+    ("fact_bike_status", 3),
     ("fact_sales", 3),
 ];
 

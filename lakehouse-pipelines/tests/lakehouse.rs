@@ -99,14 +99,20 @@ async fn two_runs_and_a_replay() {
             ("bronze.velib_station_status", 236),
             ("bronze.velov_station_info", 64),
             ("bronze.velov_station_status", 67),
+            ("gold.dim_bike_station", 304),
             ("gold.dim_customer", 10),
             ("gold.dim_date", 21_184),
             ("gold.dim_product", 5),
             ("gold.dim_promo", 3),
             ("gold.dim_store", 3),
+            ("gold.fact_bike_status", 300),
             ("gold.fact_sales", 100),
             ("silver.crm_contacts", 10),
             ("silver.erp_sales_transactions", 100),
+            ("silver.velib_station_info", 235),
+            ("silver.velib_station_status", 235),
+            ("silver.velov_station_info", 63),
+            ("silver.velov_station_status", 65),
         ])
     );
     assert_eq!(
@@ -140,6 +146,31 @@ async fn two_runs_and_a_replay() {
         scalar(&warehouse, &all, "SELECT count(*) FROM gold.fact_sales WHERE customer_key IS NULL OR product_key IS NULL OR store_key IS NULL OR date_key IS NULL").await,
         0
     );
+    for (column, dimension, key) in [
+        ("station_key", "gold.dim_bike_station", "station_key"),
+        ("date_key", "gold.dim_date", "date_key"),
+    ] {
+        let unresolved = scalar(
+            &warehouse,
+            &all,
+            &format!(
+                "SELECT count(*) FROM gold.fact_bike_status f \
+                 WHERE NOT EXISTS (SELECT 1 FROM {dimension} d WHERE d.{key} = f.{column})"
+            ),
+        )
+        .await;
+        assert_eq!(unresolved, 0, "every {column} resolves to {dimension}");
+    }
+    // Stations that report availability without being listed are in the dimension, flagged.
+    assert_eq!(
+        scalar(
+            &warehouse,
+            &all,
+            "SELECT count(*) FROM gold.dim_bike_station WHERE NOT is_listed"
+        )
+        .await,
+        6
+    );
     let after_first = versions(&warehouse, &registry).await;
 
     // Run 2: customer names and two brands change with the run; contact 9 leaves the CRM;
@@ -161,14 +192,20 @@ async fn two_runs_and_a_replay() {
             ("bronze.velib_station_status", 472),
             ("bronze.velov_station_info", 128),
             ("bronze.velov_station_status", 134),
+            ("gold.dim_bike_station", 304),
             ("gold.dim_customer", 20),
             ("gold.dim_date", 21_184),
             ("gold.dim_product", 7),
             ("gold.dim_promo", 4),
             ("gold.dim_store", 3),
+            ("gold.fact_bike_status", 300),
             ("gold.fact_sales", 200),
             ("silver.crm_contacts", 9),
             ("silver.erp_sales_transactions", 200),
+            ("silver.velib_station_info", 235),
+            ("silver.velib_station_status", 235),
+            ("silver.velov_station_info", 63),
+            ("silver.velov_station_status", 65),
         ])
     );
     let changed_products = scalar(
@@ -188,6 +225,16 @@ async fn two_runs_and_a_replay() {
     )
     .await;
     assert_eq!(current_per_key, 0, "one current row per customer");
+    // The same open-data snapshot twice: no station changed, so no new version.
+    assert_eq!(
+        scalar(
+            &warehouse,
+            &all,
+            "SELECT count(*) FROM gold.dim_bike_station WHERE NOT is_current"
+        )
+        .await,
+        0
+    );
     let departed = scalar(
         &warehouse,
         &all,

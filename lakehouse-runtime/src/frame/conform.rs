@@ -4,7 +4,10 @@
 
 use datafusion::common::Column;
 use datafusion::dataframe::DataFrame;
-use datafusion::logical_expr::{Expr, cast, lit};
+use std::sync::Arc;
+
+use arrow::datatypes::Field;
+use datafusion::logical_expr::{Cast, Expr, lit};
 use datafusion::scalar::ScalarValue;
 
 use super::not_null::assert_not_null;
@@ -105,8 +108,12 @@ pub(crate) fn conform(
         }
         let mut expr = Expr::Column(Column::new(field_qualifier.cloned(), column.name));
         let declared_type = column.data_type.arrow_type();
-        if field.data_type() != &declared_type {
-            expr = cast(expr, declared_type);
+        if field.data_type() != &declared_type || !field.metadata().is_empty() {
+            // A cast to an explicit field also drops the source's field metadata (Delta column
+            // comments): DataFusion 55 plans unions of inputs whose metadata differ
+            // inconsistently ("Physical input schema should be the same ...").
+            let target = Field::new("", declared_type, false);
+            expr = Expr::Cast(Cast::new_from_field(Box::new(expr), Arc::new(target)));
         }
         if field.is_nullable() && !column.nullable {
             expr = assert_not_null(expr, &format!("{qualified}.{}", column.name));

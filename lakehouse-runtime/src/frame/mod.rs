@@ -16,6 +16,7 @@ use datafusion::logical_expr::{Expr, SortExpr};
 
 pub use crate::table::{JoinOn, JoinableWith, on};
 pub(crate) use conform::{Strictness, conform, conform_output};
+
 pub use keys::{register_functions, surrogate_key};
 pub use rows::batches_from_rows;
 pub use typed::{Typed, typed};
@@ -25,10 +26,16 @@ use crate::table::{SelectFor, Table, TableDef};
 
 /// The rows of table `T` as a lazy DataFusion plan: nothing is read until it is written or
 /// collected. Columns are qualified by the table (`silver.erp_sales.order_id`), so two joined
-/// tables can share column names.
+/// tables can share column names. Cloning copies the plan, not the data.
 pub struct Frame<T: Table> {
     df: DataFrame,
     _table: PhantomData<fn() -> T>,
+}
+
+impl<T: Table> Clone for Frame<T> {
+    fn clone(&self) -> Frame<T> {
+        Frame::conformed(self.df.clone())
+    }
 }
 
 impl<T: Table> Frame<T> {
@@ -90,7 +97,7 @@ impl<T: Table> Frame<T> {
         )?))
     }
 
-    /// One row per distinct value of `key`: the one that sorts last by `newest_first` (each
+    /// One row per distinct value of `key`: the one that sorts first by `newest_first` (each
     /// expression descending, NULLs last), ties broken by the order of `newest_first`. The rule is
     /// deterministic when `newest_first` ends with a unique column.
     pub fn latest_by(
@@ -98,20 +105,11 @@ impl<T: Table> Frame<T> {
         key: impl IntoIterator<Item = Expr>,
         newest_first: impl IntoIterator<Item = Expr>,
     ) -> Result<Frame<T>> {
-        let key: Vec<Expr> = key.into_iter().collect();
-        let columns: Vec<Expr> = self
-            .df
-            .schema()
-            .columns()
+        let order: Vec<SortExpr> = newest_first
             .into_iter()
-            .map(Expr::Column)
+            .map(|e| e.sort(false, false))
             .collect();
-        let sort: Vec<SortExpr> = key
-            .iter()
-            .map(|k| k.clone().sort(true, false))
-            .chain(newest_first.into_iter().map(|e| e.sort(false, false)))
-            .collect();
-        let df = self.df.distinct_on(key, columns, Some(sort))?;
+        let df = first_per_key(self.df, key.into_iter().collect(), order)?;
         Ok(Frame::conformed(realias(df, T::DEF)?))
     }
 
@@ -130,6 +128,32 @@ impl<T: Table> Frame<T> {
     pub async fn count(self) -> Result<usize> {
         Ok(self.df.count().await?)
     }
+}
+
+/// One row per `key`: the first by `order`. A window function rather than `DISTINCT ON`, whose
+/// aggregate rewrite loses the columns' NOT NULL in DataFusion 55 physical plans.
+pub(crate) fn first_per_key(
+    df: DataFrame,
+    key: Vec<Expr>,
+    order: Vec<SortExpr>,
+) -> Result<DataFrame> {
+    use datafusion::logical_expr::ExprFunctionExt as _;
+    const RANK: &str = "__lakehouse_row_number";
+    let columns: Vec<Expr> = df
+        .schema()
+        .columns()
+        .into_iter()
+        .map(Expr::Column)
+        .collect();
+    let rank = datafusion::functions_window::expr_fn::row_number()
+        .partition_by(key)
+        .order_by(order)
+        .build()?
+        .alias(RANK);
+    Ok(df
+        .window(vec![rank])?
+        .filter(datafusion::prelude::col(RANK).eq(datafusion::prelude::lit(1u64)))?
+        .select(columns)?)
 }
 
 /// `df` with its columns qualified by `table` again (after operations that drop qualifiers).

@@ -358,19 +358,12 @@ pub(crate) fn dedupe(df: DataFrame, table: &'static TableDef) -> Result<DataFram
         .collect();
     let column = |name: &str| Expr::Column(Column::new_unqualified(name));
     let key: Vec<Expr> = table.key.iter().map(|k| column(k)).collect();
-    let all: Vec<Expr> = names.iter().map(|n| column(n)).collect();
-    let sort: Vec<SortExpr> = table
-        .key
+    let order: Vec<SortExpr> = names
         .iter()
-        .map(|k| column(k).sort(true, false))
-        .chain(
-            names
-                .iter()
-                .filter(|n| !table.key.contains(&n.as_str()))
-                .map(|n| column(n).sort(false, false)),
-        )
+        .filter(|n| !table.key.contains(&n.as_str()))
+        .map(|n| column(n).sort(false, false))
         .collect();
-    Ok(df.distinct_on(key, all, Some(sort))?)
+    crate::frame::first_per_key(df, key, order)
 }
 
 /// `alias.name`.

@@ -8,6 +8,7 @@
 //! (wrong types, missing keys, null or swapped coordinates) go to `lakehouse.rejects` with the
 //! reason and the raw JSON.
 
+pub mod silver;
 pub mod velib;
 pub mod velov;
 
