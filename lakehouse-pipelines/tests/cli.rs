@@ -145,3 +145,50 @@ fn a_wrong_flag_is_explained() {
         stderr(&unknown)
     );
 }
+
+#[test]
+fn the_readme_orchestrations_plan_as_described() {
+    let dir = tempfile::tempdir().expect("dir");
+    let plan = |args: &[&str]| {
+        let mut all = vec!["plan"];
+        all.extend_from_slice(args);
+        let output = orchestrate(dir.path(), &all);
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output)
+    };
+    let ingestions = plan(&[
+        "--select",
+        "velib_station_status,velib_station_info,velov_station_status,velov_station_info",
+    ]);
+    assert!(
+        ingestions.starts_with("Plan: 4 pipeline(s) in 1 group(s)"),
+        "{ingestions}"
+    );
+    let downstream = plan(&[
+        "--select",
+        "velib_station_status,velov_station_status",
+        "--direction",
+        "downstream",
+    ]);
+    assert!(
+        downstream.starts_with("Plan: 6 pipeline(s) in 4 group(s)"),
+        "{downstream}"
+    );
+    assert!(
+        downstream.contains("   4. fact_bike_status"),
+        "{downstream}"
+    );
+    let upstream = plan(&["--select", "fact_bike_status", "--direction", "upstream"]);
+    assert!(
+        upstream.starts_with("Plan: 11 pipeline(s) in 4 group(s)"),
+        "{upstream}"
+    );
+    let readme = include_str!("../../README.md");
+    for command in [
+        "run --select velib_station_status,velib_station_info,velov_station_status,velov_station_info --every 60s --for 10m",
+        "run --select velib_station_status,velov_station_status --direction downstream",
+        "run --select fact_bike_status --direction upstream",
+    ] {
+        assert!(readme.contains(command), "README shows `{command}`");
+    }
+}
