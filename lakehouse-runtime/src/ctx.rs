@@ -177,6 +177,15 @@ impl Ctx {
 
     /// Runs a read-only SQL query over the pipeline's inputs (named `schema.table`) and conforms
     /// the result to table `T`. DDL, DML and `SET` are refused.
+    ///
+    /// # Examples
+    ///
+    /// ```ignore
+    /// #[pipeline(depends_on = [events])]
+    /// async fn event_counts(_events: Frame<Events>, cx: &Ctx) -> Result<Frame<EventCounts>> {
+    ///     cx.sql("SELECT kind, count(*) AS events FROM bronze.events GROUP BY kind").await
+    /// }
+    /// ```
     pub async fn sql<T: Table>(&self, query: &str) -> Result<Frame<T>> {
         let options = SQLOptions::new()
             .with_allow_ddl(false)

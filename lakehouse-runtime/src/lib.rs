@@ -31,6 +31,8 @@
 //! Without the default `engine` feature the crate only type-checks tables and pipelines; the
 //! compile-fail tests use that to stay fast.
 
+#![warn(missing_docs)]
+
 // The derive macros name `::lakehouse_runtime`; this lets the crate use them on its own tables.
 extern crate self as lakehouse_runtime;
 

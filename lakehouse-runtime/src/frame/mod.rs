@@ -75,11 +75,32 @@ impl<T: Table> Frame<T> {
     }
 
     /// Projects onto table `U`: one typed expression per column, checked by the compiler.
+    ///
+    /// # Examples
+    ///
+    /// ```ignore
+    /// sales.select_into(DimStoreSelect {
+    ///     store_key: surrogate_key([SilverErpSales::store_id]),
+    ///     store_id: typed::<String>(SilverErpSales::store_id),
+    ///     store_name: SilverErpSales::store_name, // Col<_, Option<String>> fills Option<String>
+    ///     city: SilverErpSales::city,
+    ///     state: SilverErpSales::state,
+    ///     run_at: cx.run_at(),                    // a literal
+    /// })
+    /// ```
     pub fn select_into<U: Table>(self, columns: impl SelectFor<U>) -> Result<Frame<U>> {
         View { df: self.df }.select_into(columns)
     }
 
     /// Joins with `right` on typed key pairs built with [`on`].
+    ///
+    /// # Examples
+    ///
+    /// ```ignore
+    /// customers
+    ///     .join(contacts, JoinType::Left, [on(SilverErpSales::customer_id, SilverCrmContacts::customer_id)])?
+    ///     .select_into(DimCustomerSelect { .. })
+    /// ```
     pub fn join<U: Table>(
         self,
         right: Frame<U>,

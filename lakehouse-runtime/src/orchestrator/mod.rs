@@ -100,6 +100,17 @@ impl Default for RunConfig {
 }
 
 /// Runs pipelines of a registry over a warehouse.
+///
+/// # Examples
+///
+/// ```ignore
+/// let registry = Registry::from_inventory()?;
+/// let orchestrator = Orchestrator::new(registry, Warehouse::open("data/warehouse")?);
+/// let report = orchestrator
+///     .run(&RunConfig { targets: vec!["+fact_sales".into()], fail_fast: true, ..RunConfig::default() })
+///     .await?;
+/// println!("{}", report.render(false));
+/// ```
 #[derive(Clone)]
 pub struct Orchestrator {
     registry: Registry,

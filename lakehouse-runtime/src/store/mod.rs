@@ -38,6 +38,18 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 4 << 30;
 
 /// A set of Delta tables under one root, and the DataFusion runtime (memory pool, object stores)
 /// every read and write shares.
+///
+/// # Examples
+///
+/// ```ignore
+/// let warehouse = Warehouse::open("data/warehouse")?;
+/// let session = warehouse.session();
+/// let df = session.read_batches(batches)?;
+/// let outcome = warehouse
+///     .write(&session, SilverErpSales::DEF, df, WriteOptions::default())
+///     .await?;
+/// let rows = warehouse.sql(&[SilverErpSales::DEF], "SELECT count(*) FROM silver.erp_sales_transactions").await?;
+/// ```
 #[derive(Clone)]
 pub struct Warehouse {
     root: Url,
