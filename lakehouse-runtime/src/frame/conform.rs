@@ -39,6 +39,11 @@ pub(crate) fn conform(
     strictness: Strictness,
 ) -> Result<DataFrame> {
     let qualified = table.qualified_name();
+    // Who produced `df`, for messages.
+    let source = match strictness {
+        Strictness::Exact => "the output",
+        Strictness::Read => "the stored Delta table",
+    };
     let fields: Vec<_> = df.schema().iter().collect();
     let available = || {
         fields
@@ -76,7 +81,7 @@ pub(crate) fn conform(
                 return Err(Error::schema(
                     &qualified,
                     format!(
-                        "the output has no column `{}` (declared {}); it has: {}",
+                        "{source} has no column `{}` (declared {}); it has: {}",
                         column.name,
                         describe(column),
                         available()
@@ -101,7 +106,7 @@ pub(crate) fn conform(
             return Err(Error::schema(
                 &qualified,
                 format!(
-                    "column `{}` is declared {} but the output has {found}; cast it or change the field's type",
+                    "column `{}` is declared {} but {source} has {found}; cast it or change the field's type",
                     column.name, column.data_type
                 ),
             ));
