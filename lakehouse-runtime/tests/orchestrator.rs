@@ -356,3 +356,40 @@ async fn loops_run_in_dependency_order_with_fresh_run_times_and_incremental_inpu
         ["1", "2", "3"]
     );
 }
+
+#[tokio::test]
+async fn a_shutdown_request_cancels_what_has_not_started_and_ends_loops() {
+    let wh = TempWarehouse::new();
+    let (stop, shutdown) = tokio::sync::watch::channel(true);
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone())
+        .with_shutdown(shutdown);
+    let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+    assert_eq!(
+        statuses(&report),
+        BTreeMap::from([("ticks", Status::Cancelled), ("ok1", Status::Cancelled)])
+    );
+    assert_eq!(
+        report
+            .result("ticks")
+            .and_then(|r| r.error.clone())
+            .as_deref(),
+        Some("the run was interrupted")
+    );
+    let runs = orchestrator.ledger().runs(10).await.expect("ledger");
+    assert_eq!(runs.len(), 1, "the interrupted run is recorded");
+    assert_eq!(runs[0].status, "cancelled");
+    let loops = orchestrator
+        .run_loop(
+            &RunConfig::default(),
+            Duration::from_millis(1),
+            None,
+            Some(5),
+        )
+        .await
+        .expect("loop");
+    assert!(
+        loops.is_empty(),
+        "a loop started after shutdown runs nothing"
+    );
+    drop(stop);
+}
