@@ -97,3 +97,50 @@ async fn floating_point_parts_are_refused_at_plan_time() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn sha256_hex_hashes_one_string_like_spark_sha2() {
+    use lakehouse_runtime::frame::sha256_hex;
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let df = session
+        .sql(
+            "SELECT * FROM (VALUES
+                (CAST(10000000 AS BIGINT), CAST(1 AS INT), 'C000001'),
+                (CAST(10000001 AS BIGINT), CAST(4 AS INT), NULL),
+                (CAST(7 AS BIGINT), CAST(2 AS INT), '')
+             ) AS t(o, l, s)",
+        )
+        .await
+        .expect("values");
+    let text = datafusion::functions::expr_fn::concat(vec![
+        datafusion::logical_expr::cast(col("o"), arrow::datatypes::DataType::Utf8),
+        lit("|"),
+        datafusion::logical_expr::cast(col("l"), arrow::datatypes::DataType::Utf8),
+    ]);
+    let view = datafusion::logical_expr::cast(col("s"), arrow::datatypes::DataType::Utf8View);
+    let df = df
+        .select(vec![
+            sha256_hex(text).into_expr().alias("k_line"),
+            sha256_hex(col("s")).into_expr().alias("k_text"),
+            sha256_hex(view).into_expr().alias("k_view"),
+        ])
+        .expect("select");
+    let expected = lines(&[
+        &format!(
+            "{}|{}|{}",
+            sha("10000000|1"),
+            sha("C000001"),
+            sha("C000001")
+        ),
+        &format!("{}|∅|∅", sha("10000001|4")),
+        &format!("{}|{}|{}", sha("7|2"), sha(""), sha("")),
+    ]);
+    assert_eq!(render(df).await, expected);
+    // In SQL too, registered with every warehouse session.
+    let df = session
+        .sql("SELECT sha256_hex('10000000|1') AS k")
+        .await
+        .expect("sql");
+    assert_eq!(render(df).await, vec![sha("10000000|1")]);
+}

@@ -6,7 +6,8 @@
 use std::fmt::Write as _;
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use arrow::array::{Array, ArrayRef, AsArray, StringArray, StringBuilder};
+use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Field, FieldRef, Int8Type, Int16Type, Int32Type,
     Int64Type, TimeUnit, TimestampMicrosecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
@@ -96,7 +97,7 @@ impl ScalarUDFImpl for SurrogateKey {
             .collect::<datafusion::error::Result<_>>()?;
         let mut builder = StringBuilder::with_capacity(rows, rows * 64);
         let mut text = String::with_capacity(64);
-        let mut hex = String::with_capacity(64);
+        let mut hex = [0u8; 64];
         'rows: for row in 0..rows {
             text.clear();
             for (i, array) in arrays.iter().enumerate() {
@@ -111,12 +112,9 @@ impl ScalarUDFImpl for SurrogateKey {
                     return exec_err!("surrogate_key: {e}");
                 }
             }
-            let digest = Sha256::digest(text.as_bytes());
-            hex.clear();
-            for byte in digest.iter() {
-                let _ = write!(hex, "{byte:02x}");
-            }
-            builder.append_value(&hex);
+            hex_digest(text.as_bytes(), &mut hex);
+            // Lowercase hex digits are ASCII.
+            builder.append_value(std::str::from_utf8(&hex).unwrap_or_default());
         }
         Ok(ColumnarValue::Array(Arc::new(builder.finish())))
     }
@@ -205,15 +203,132 @@ pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// Two lowercase hex digits per byte value.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [DIGITS[i >> 4], DIGITS[i & 15]];
+        i += 1;
+    }
+    table
+};
+
+/// Writes the lowercase hex SHA-256 of `bytes` into `out`.
+fn hex_digest(bytes: &[u8], out: &mut [u8; 64]) {
+    let digest = Sha256::digest(bytes);
+    for (pair, byte) in out.chunks_exact_mut(2).zip(digest.iter()) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(*byte)]);
+    }
+}
+
+/// `sha256_hex(text)`: the lowercase hex SHA-256 of a string's UTF-8 bytes (Spark's
+/// `sha2(text, 256)`); NULL for NULL. One pass over the array into one preallocated buffer.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Sha256Hex {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Sha256Hex {
+    fn name(&self) -> &str {
+        "sha256_hex"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> datafusion::error::Result<DataType> {
+        match arg_types {
+            [DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null] => {
+                Ok(DataType::Utf8)
+            }
+            _ => plan_err!(
+                "sha256_hex takes one string, got {arg_types:?}; build the text first, e.g. \
+                 concat(cast(a AS string), '|', b)"
+            ),
+        }
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> datafusion::error::Result<FieldRef> {
+        let types: Vec<DataType> = args
+            .arg_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        let data_type = self.return_type(&types)?;
+        let nullable = args.arg_fields.iter().any(|f| f.is_nullable());
+        Ok(Arc::new(Field::new(self.name(), data_type, nullable)))
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let [arg] = <[ColumnarValue; 1]>::try_from(args.args).map_err(|_| {
+            datafusion::error::DataFusionError::Plan("sha256_hex takes one argument".into())
+        })?;
+        let array = arg.into_array(rows)?;
+        let hashed = match array.data_type() {
+            DataType::Utf8 => hash_strings(array.as_string::<i32>().iter(), array.nulls()),
+            DataType::LargeUtf8 => hash_strings(array.as_string::<i64>().iter(), array.nulls()),
+            DataType::Utf8View => hash_strings(array.as_string_view().iter(), array.nulls()),
+            DataType::Null => Ok(StringArray::new_null(array.len())),
+            other => return exec_err!("sha256_hex cannot hash a {other} value"),
+        }?;
+        Ok(ColumnarValue::Array(Arc::new(hashed)))
+    }
+}
+
+/// The hex digests of `values` as one string array: 64 bytes per non-NULL value, written into
+/// a buffer allocated once.
+fn hash_strings<'a>(
+    values: impl ExactSizeIterator<Item = Option<&'a str>>,
+    nulls: Option<&NullBuffer>,
+) -> datafusion::error::Result<StringArray> {
+    let rows = values.len();
+    let Some(capacity) = rows.checked_mul(64).filter(|c| *c <= i32::MAX as usize) else {
+        return exec_err!(
+            "sha256_hex: {rows} rows do not fit one string array; use smaller batches"
+        );
+    };
+    let mut data: Vec<u8> = Vec::with_capacity(capacity);
+    let mut offsets: Vec<i32> = Vec::with_capacity(rows + 1);
+    offsets.push(0);
+    let mut hex = [0u8; 64];
+    for value in values {
+        if let Some(text) = value {
+            hex_digest(text.as_bytes(), &mut hex);
+            data.extend_from_slice(&hex);
+        }
+        // At most i32::MAX bytes (checked above).
+        offsets.push(data.len() as i32);
+    }
+    Ok(StringArray::try_new(
+        OffsetBuffer::new(ScalarBuffer::from(offsets)),
+        Buffer::from_vec(data),
+        nulls.cloned(),
+    )?)
+}
+
+static SHA256_HEX: LazyLock<ScalarUDF> = LazyLock::new(|| {
+    ScalarUDF::from(Sha256Hex {
+        signature: Signature::string(1, Volatility::Immutable),
+    })
+});
+
 static SURROGATE_KEY: LazyLock<ScalarUDF> = LazyLock::new(|| {
     ScalarUDF::from(SurrogateKey {
         signature: Signature::variadic_any(Volatility::Immutable),
     })
 });
 
-/// Registers the runtime's SQL functions (`surrogate_key(..)`) in `session`.
+/// Registers the runtime's SQL functions (`surrogate_key(..)`, `sha256_hex(..)`) in `session`.
 pub fn register_functions(session: &datafusion::execution::context::SessionContext) {
     session.register_udf(SURROGATE_KEY.clone());
+    session.register_udf(SHA256_HEX.clone());
 }
 
 /// The surrogate key of `parts`: lowercase hex SHA-256 of their Spark string forms joined with
@@ -224,6 +339,12 @@ where
     E: Into<Expr>,
 {
     typed(SURROGATE_KEY.call(parts.into_iter().map(Into::into).collect()))
+}
+
+/// `sha256_hex(text)`: the lowercase hex SHA-256 of one string (Spark's `sha2(text, 256)`),
+/// NULL for NULL. To hash several values, build the exact text first (`concat(..)`).
+pub fn sha256_hex(text: impl Into<Expr>) -> Typed<String> {
+    typed(SHA256_HEX.call(vec![text.into()]))
 }
 
 #[cfg(test)]

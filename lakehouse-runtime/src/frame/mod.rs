@@ -17,7 +17,7 @@ use datafusion::logical_expr::{Expr, SortExpr};
 pub use crate::table::{JoinOn, JoinableWith, on};
 pub(crate) use conform::{Strictness, conform, conform_output};
 
-pub use keys::{register_functions, surrogate_key};
+pub use keys::{register_functions, sha256_hex, surrogate_key};
 pub use rows::batches_from_rows;
 pub use typed::{Typed, typed};
 
