@@ -1,0 +1,147 @@
+//! The six stages as orchestrator runs over a fresh warehouse, each timed (wall and CPU), then
+//! the untimed checks and the report.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use lakehouse_runtime::ctx::Settings;
+use lakehouse_runtime::orchestrator::Status;
+use lakehouse_runtime::{Orchestrator, Registry, RunConfig, Warehouse};
+
+use crate::checks;
+use crate::generator::ensure_landing;
+use crate::report::{Report, STAGES, cpu_seconds, dir_bytes, peak_rss_mb, round, rss_mb};
+use crate::{BATCH, Error, LANDING, Result};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// N: rows of the first sales batch.
+    pub rows: u64,
+    /// The generator's seed.
+    pub seed: u64,
+    /// Work directory: the landing zone (shared with the peers) and the warehouse.
+    pub out: PathBuf,
+    /// Keep the warehouse after the run.
+    pub keep: bool,
+    /// Print each stage's figures on stderr.
+    pub verbose: bool,
+}
+
+/// The pipelines each stage runs, and the landing batch it processes.
+pub fn stage_plan() -> [(&'static str, &'static [&'static str], Option<u8>); 6] {
+    [
+        (STAGES[0], &["bronze_sales"], Some(1)),
+        (STAGES[1], &["silver_sales"], Some(1)),
+        (STAGES[2], &["bronze_sales"], Some(2)),
+        (STAGES[3], &["silver_sales"], Some(2)),
+        (
+            STAGES[4],
+            &[
+                "dim_customer",
+                "dim_product",
+                "dim_store",
+                "dim_promo",
+                "dim_date",
+            ],
+            None,
+        ),
+        (STAGES[5], &["fact_sales"], None),
+    ]
+}
+
+/// The directory of the warehouse under `out`.
+pub fn warehouse_dir(options: &Options) -> PathBuf {
+    options.out.join("lakehouse_bench")
+}
+
+/// Generates (or reuses) the landing zone, runs the six stages and computes the checks.
+/// `process_start` is when the process started: everything before the first stage except the
+/// generation is reported as `startup_s`.
+pub async fn run(options: &Options, process_start: Instant) -> Result<Report> {
+    let (rows, seed, out) = (options.rows, options.seed, options.out.clone());
+    let (landing, gen_s) = tokio::task::spawn_blocking(move || ensure_landing(&out, rows, seed))
+        .await
+        .map_err(|e| Error::msg(format!("the generator failed: {e}")))??;
+    let landing = landing
+        .to_str()
+        .ok_or_else(|| Error::msg("the landing path is not UTF-8"))?
+        .to_owned();
+
+    let root = warehouse_dir(options);
+    if root.exists() {
+        std::fs::remove_dir_all(&root)?;
+    }
+    std::fs::create_dir_all(&root)?;
+    let warehouse = Warehouse::open(
+        root.to_str()
+            .ok_or_else(|| Error::msg("the warehouse path is not UTF-8"))?,
+    )?;
+    let registry = Registry::from_inventory().map_err(lakehouse_runtime::Error::from)?;
+    // What a deployed lakehouse has before any run: its system tables.
+    for table in lakehouse_runtime::ledger::system_tables() {
+        warehouse.ensure(table).await?;
+    }
+    let orchestrator = Orchestrator::new(registry, warehouse.clone());
+    let startup_s = (process_start.elapsed().as_secs_f64() - gen_s).max(0.0);
+
+    let mut wall = crate::report::PerStage::default();
+    let mut cpu = crate::report::PerStage::default();
+    for (stage, targets, batch) in stage_plan() {
+        let mut settings = Settings::new();
+        settings.set(LANDING, landing.clone());
+        if let Some(batch) = batch {
+            settings.set(BATCH, batch.to_string());
+        }
+        let config = RunConfig {
+            targets: targets.iter().map(|t| (*t).to_owned()).collect(),
+            fail_fast: true,
+            settings,
+            ..RunConfig::default()
+        };
+        let cpu_before = cpu_seconds();
+        let started = Instant::now();
+        let report = orchestrator.run(&config).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let cpu_seconds = cpu_seconds() - cpu_before;
+        if report.status() != Status::Succeeded {
+            let errors: Vec<String> = report
+                .results
+                .iter()
+                .filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.pipeline)))
+                .collect();
+            return Err(Error::msg(format!(
+                "stage {stage} failed: {}",
+                errors.join("; ")
+            )));
+        }
+        wall.set(stage, round(seconds, 4));
+        cpu.set(stage, round(cpu_seconds, 3));
+        if options.verbose {
+            eprintln!(
+                "{stage:<13} {seconds:>8.3} s wall {cpu_seconds:>8.2} s cpu  rss {:>7.0} MiB (peak {:>7.0} MiB)",
+                rss_mb(),
+                peak_rss_mb()
+            );
+        }
+    }
+
+    let checks = checks::compute(&warehouse).await?;
+    let mut report = Report::new(options.rows, options.seed, checks);
+    report.gen_s = round(gen_s, 4);
+    report.startup_s = round(startup_s, 4);
+    report.total_s = round(wall.total(), 4);
+    report.total_cpu_s = round(cpu.total(), 3);
+    report.rows_per_s = if report.total_s > 0.0 {
+        round(options.rows as f64 / report.total_s, 1)
+    } else {
+        0.0
+    };
+    report.stages_s = wall;
+    report.stages_cpu_s = cpu;
+    report.bytes_on_disk = dir_bytes(&root);
+    if !options.keep {
+        std::fs::remove_dir_all(&root)?;
+    }
+    Ok(report)
+}
