@@ -2,7 +2,6 @@
 //! resume; loops; incremental inputs.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use lakehouse_runtime::orchestrator::{Direction, Orchestrator, RunConfig, SkipPolicy, Status};
@@ -41,7 +40,16 @@ output_table!(
     Both = "both"
 );
 
-static FLAKY_CALLS: AtomicU32 = AtomicU32::new(0);
+/// Calls of `flaky` per test (the `test` setting), so tests running in parallel don't share them.
+static FLAKY_CALLS: std::sync::Mutex<BTreeMap<String, u32>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+fn flaky_call(test: &str) -> u32 {
+    let mut calls = FLAKY_CALLS.lock().unwrap_or_else(|p| p.into_inner());
+    let count = calls.entry(test.to_owned()).or_insert(0);
+    *count += 1;
+    *count
+}
 
 /// A source: one row per run.
 #[pipeline(tags = ["test"])]
@@ -79,10 +87,10 @@ pub async fn slow(t: Frame<Ticks>) -> Result<Frame<Slow>> {
     t.select_into(SlowSelect { n: Ticks::n })
 }
 
-/// Fails on its first call, then succeeds.
+/// Fails on its first call in each test, then succeeds.
 #[pipeline(depends_on = [ticks], retries = 2)]
-pub async fn flaky(t: Frame<Ticks>) -> Result<Frame<Flaky>> {
-    if FLAKY_CALLS.fetch_add(1, Ordering::SeqCst) == 0 {
+pub async fn flaky(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<Flaky>> {
+    if flaky_call(cx.settings().get("test").unwrap_or_default()) == 1 {
         return Err(Error::msg("transient"));
     }
     t.select_into(FlakySelect { n: Ticks::n })
@@ -229,12 +237,10 @@ async fn fail_fast_cancels_the_rest() {
 #[tokio::test]
 async fn a_retry_turns_a_transient_failure_into_success() {
     let wh = TempWarehouse::new();
-    FLAKY_CALLS.store(0, Ordering::SeqCst);
     let orchestrator = Orchestrator::new(registry(&["ticks", "flaky"]), wh.warehouse.clone());
-    let report = orchestrator
-        .run(&fast(RunConfig::default()))
-        .await
-        .expect("run");
+    let mut config = fast(RunConfig::default());
+    config.settings.set("test", "retry");
+    let report = orchestrator.run(&config).await.expect("run");
     let flaky = report.result("flaky").expect("planned");
     assert_eq!((flaky.status, flaky.attempts), (Status::Succeeded, 2));
     let attempts = orchestrator
@@ -277,11 +283,11 @@ async fn upstreams_outside_the_selection_do_not_skip_the_target() {
 #[tokio::test]
 async fn resume_reruns_only_what_did_not_succeed() {
     let wh = TempWarehouse::new();
-    FLAKY_CALLS.store(0, Ordering::SeqCst);
     let orchestrator =
         Orchestrator::new(registry(&["ticks", "ok1", "flaky"]), wh.warehouse.clone());
     // No retries: flaky fails on its first call.
     let mut config = fast(RunConfig::default());
+    config.settings.set("test", "resume");
     config.overrides.insert(
         "flaky".into(),
         lakehouse_runtime::orchestrator::PipelineOverride {
