@@ -217,11 +217,13 @@ async fn fail_fast_cancels_the_rest() {
             .filter(|(_, st)| **st == Failed)
             .map(|(n, _)| *n)
             .collect();
-        assert_eq!(
-            failed.len(),
-            1,
-            "exactly the first failure is failed: {s:?}"
-        );
+        // Serially, the first failure stops everything; in parallel, pipelines that failed at
+        // the same moment are failed too, and the rest of the group is cancelled.
+        if serial {
+            assert_eq!(failed.len(), 1, "exactly the first failure is failed: {s:?}");
+        } else {
+            assert!(!failed.is_empty(), "{s:?}");
+        }
         for later in ["down1", "down2", "both"] {
             assert_eq!(s[later], Cancelled, "{later} never starts: {s:?}");
         }
