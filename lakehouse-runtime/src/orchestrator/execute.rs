@@ -347,6 +347,8 @@ async fn produce_and_write(
     } else {
         None
     };
+    // Whether every incremental input has nothing new since the last success.
+    let mut nothing_new = pipeline.inputs.iter().any(|i| i.incremental);
     for input in pipeline.inputs {
         let name = input.table.qualified_name();
         let (df, version) = if input.incremental {
@@ -358,6 +360,7 @@ async fn produce_and_write(
                 .and_then(|versions| versions.get(&name).copied().flatten());
             tracing::debug!(input = %name, after_version = ?after, "reading new rows");
             let changes = warehouse.read_changes(&session, input.table, after).await?;
+            nothing_new &= after.is_some() && changes.version == after;
             (changes.rows, changes.version)
         } else {
             let version = warehouse.version(input.table).await?;
@@ -368,6 +371,22 @@ async fn produce_and_write(
         frames.push(df);
     }
     let output = (pipeline.run)(&cx, Inputs::new(frames)).await?;
+    if pipeline.full_snapshot && nothing_new {
+        // No new snapshot arrived: the table already reflects the last one.
+        tracing::info!("no new rows in the incremental inputs; nothing to write");
+        let outcome = WriteOutcome {
+            table: pipeline.output.qualified_name(),
+            version: warehouse.version(pipeline.output).await?,
+            committed: false,
+            rows_inserted: 0,
+            rows_updated: 0,
+            rows_deleted: 0,
+        };
+        return Ok(Written {
+            outcome,
+            input_versions,
+        });
+    }
     if pipeline.full_snapshot && output.df.clone().limit(0, Some(1))?.count().await? == 0 {
         return Err(Error::msg(format!(
             "the output is empty, and `full_snapshot` would delete every row of {}; refusing \

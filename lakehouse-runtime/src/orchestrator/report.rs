@@ -71,7 +71,8 @@ pub struct PipelineResult {
     pub rows_written: Option<u64>,
     /// The table version after the write.
     pub version: Option<u64>,
-    /// Whether the write was a replay of one this run had already committed.
+    /// Whether nothing was written: this run had already committed the write, or a full-snapshot
+    /// pipeline received no new rows.
     pub replayed: bool,
     /// Time spent, all attempts included.
     pub duration: Duration,
@@ -132,7 +133,7 @@ impl RunReport {
             ]);
         for r in &self.results {
             let mut status = Cell::new(if r.replayed {
-                format!("{} (replay)", r.status)
+                format!("{} (nothing written)", r.status)
             } else {
                 r.status.to_string()
             });
