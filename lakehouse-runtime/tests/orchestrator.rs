@@ -220,7 +220,11 @@ async fn fail_fast_cancels_the_rest() {
         // Serially, the first failure stops everything; in parallel, pipelines that failed at
         // the same moment are failed too, and the rest of the group is cancelled.
         if serial {
-            assert_eq!(failed.len(), 1, "exactly the first failure is failed: {s:?}");
+            assert_eq!(
+                failed.len(),
+                1,
+                "exactly the first failure is failed: {s:?}"
+            );
         } else {
             assert!(!failed.is_empty(), "{s:?}");
         }
@@ -400,4 +404,50 @@ async fn a_shutdown_request_cancels_what_has_not_started_and_ends_loops() {
         "a loop started after shutdown runs nothing"
     );
     drop(stop);
+}
+
+/// The latest tick only: a full snapshot.
+#[derive(Table)]
+#[table(schema = "silver", name = "latest_tick", key(n), mode = merge)]
+pub struct LatestTick {
+    pub n: i64,
+}
+
+#[pipeline(depends_on = [ticks], full_snapshot)]
+pub async fn latest_tick(ticks: Changes<Ticks>) -> Result<Frame<LatestTick>> {
+    ticks
+        .into_frame()
+        .select_into(LatestTickSelect { n: Ticks::n })
+}
+
+#[tokio::test]
+async fn a_full_snapshot_replaces_the_rows_and_no_new_snapshot_changes_nothing() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "latest_tick"]), wh.warehouse.clone());
+    let table = <LatestTick as lakehouse_runtime::Table>::DEF;
+    orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 1");
+    orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 2");
+    assert_eq!(
+        contents(&wh.warehouse, table).await,
+        ["2"],
+        "run 2's snapshot replaced run 1's"
+    );
+    let version = wh.warehouse.version(table).await.expect("version");
+    let again = orchestrator
+        .run(&RunConfig {
+            targets: vec!["latest_tick".into()],
+            ..RunConfig::default()
+        })
+        .await
+        .expect("run 3");
+    let result = again.result("latest_tick").expect("planned");
+    assert_eq!((result.status, result.replayed), (Status::Succeeded, true));
+    assert_eq!(wh.warehouse.version(table).await.expect("version"), version);
+    assert_eq!(contents(&wh.warehouse, table).await, ["2"]);
 }
