@@ -429,14 +429,15 @@ async fn a_full_snapshot_replaces_the_rows_and_no_new_snapshot_changes_nothing()
         .run(&RunConfig::default())
         .await
         .expect("run 1");
-    orchestrator
+    let second = orchestrator
         .run(&RunConfig::default())
         .await
         .expect("run 2");
     assert_eq!(
         contents(&wh.warehouse, table).await,
         ["2"],
-        "run 2's snapshot replaced run 1's"
+        "run 2's snapshot replaced run 1's: {:?}",
+        second.result("latest_tick").and_then(|r| r.error.clone())
     );
     let version = wh.warehouse.version(table).await.expect("version");
     let again = orchestrator

@@ -166,6 +166,27 @@ pub(crate) fn first_per_key(
         .into_iter()
         .map(Expr::Column)
         .collect();
+    if order.is_empty() {
+        // Without an order the rows of a key are told apart by their other columns; when there
+        // are none, duplicates are identical. (Ordering by the partition key itself is
+        // simplified away by DataFusion into an invalid empty ORDER BY.)
+        let key_names: Vec<String> = key.iter().map(|k| k.schema_name().to_string()).collect();
+        let others: Vec<SortExpr> = df
+            .schema()
+            .columns()
+            .into_iter()
+            .filter(|c| {
+                !key_names
+                    .iter()
+                    .any(|k| *k == c.name || k.ends_with(&format!(".{}", c.name)))
+            })
+            .map(|c| Expr::Column(c).sort(true, false))
+            .collect();
+        if others.is_empty() {
+            return Ok(df.distinct()?);
+        }
+        return first_per_key(df, key, others);
+    }
     let rank = datafusion::functions_window::expr_fn::row_number()
         .partition_by(key)
         .order_by(order)

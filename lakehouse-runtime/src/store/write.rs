@@ -406,17 +406,25 @@ async fn upsert(
         .with_source_alias("s")
         .with_target_alias("t")
         .with_session_state(state)
-        .with_commit_properties(commit);
+        .with_commit_properties(commit)
+        // Read the source once: its key range then skips target files as the join reads it.
+        .with_streaming(true);
     if delete_flag {
         merge = merge.when_matched_delete(|d| d.predicate(qualified("s", DELETE_FLAG)))?;
     }
     let update_columns = columns.clone();
-    merge = merge.when_matched_update(|u| {
-        update_columns
-            .iter()
-            .filter(|c| !table.key.contains(&c.as_str()))
-            .fold(u, |u, c| u.update(c.as_str(), qualified("s", c)))
-    })?;
+    // A table that is nothing but its key has nothing to update.
+    if update_columns
+        .iter()
+        .any(|c| !table.key.contains(&c.as_str()))
+    {
+        merge = merge.when_matched_update(|u| {
+            update_columns
+                .iter()
+                .filter(|c| !table.key.contains(&c.as_str()))
+                .fold(u, |u, c| u.update(c.as_str(), qualified("s", c)))
+        })?;
+    }
     merge = merge.when_not_matched_insert(|i| {
         let i = if delete_flag {
             i.predicate(Expr::Not(Box::new(qualified("s", DELETE_FLAG))))
