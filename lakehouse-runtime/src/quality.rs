@@ -1,6 +1,5 @@
-//! Data-quality checks of a pipeline's output, run before it is written: the primary key is
-//! unique, every foreign key resolves to a row of its dimension. NOT NULL columns need no check
-//! here: the output plan already fails on a NULL in one, naming the column.
+//! Data-quality checks of a pipeline's output, run before it is written: NOT NULL columns hold
+//! no NULL, the primary key is unique, every foreign key resolves to a row of its dimension.
 
 use datafusion::common::{Column, JoinType, TableReference};
 use datafusion::dataframe::DataFrame;
@@ -19,7 +18,7 @@ pub struct Finding {
     pub table: String,
     /// The column, for column checks.
     pub column: Option<String>,
-    /// `primary_key_unique` or `foreign_key_resolves`.
+    /// `not_null`, `primary_key_unique` or `foreign_key_resolves`.
     pub check: &'static str,
     /// A sample offending value.
     pub value: Option<String>,
@@ -55,7 +54,7 @@ pub async fn check_output(
     if table.quality == Quality::Off {
         return Ok(Vec::new());
     }
-    let mut findings = Vec::new();
+    let mut findings = null_violations(session, table, output).await?;
     if !table.key.is_empty()
         && table.mode != WriteMode::Append
         && let Some(finding) = duplicate_keys(table, output.clone()).await?
@@ -68,6 +67,74 @@ pub async fn check_output(
                 unresolved(warehouse, session, table, column, target, output.clone()).await?
         {
             findings.push(finding);
+        }
+    }
+    Ok(findings)
+}
+
+/// NULLs in NOT NULL columns. The output plan asserts those columns non-NULL (and would fail
+/// the write on the first NULL); the count runs on the plan without the assertions.
+async fn null_violations(
+    session: &SessionContext,
+    table: &'static TableDef,
+    output: &DataFrame,
+) -> Result<Vec<Finding>> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::functions_aggregate::expr_fn::sum;
+    use datafusion::logical_expr::case;
+
+    let required: Vec<&ColumnDef> = table.data_columns().filter(|c| !c.nullable).collect();
+    if required.is_empty() {
+        return Ok(Vec::new());
+    }
+    let plan = output
+        .logical_plan()
+        .clone()
+        .transform_up(|node| {
+            let node = node.map_expressions(|expr| {
+                expr.transform_up(|e| match e {
+                    Expr::ScalarFunction(f) if f.name() == "assert_not_null" => {
+                        Ok(Transformed::yes(f.args[0].clone()))
+                    }
+                    other => Ok(Transformed::no(other)),
+                })
+            })?;
+            if node.transformed {
+                Ok(Transformed::yes(node.data.recompute_schema()?))
+            } else {
+                Ok(node)
+            }
+        })?
+        .data;
+    let unchecked = DataFrame::new(session.state(), plan);
+    let counts: Vec<Expr> = required
+        .iter()
+        .map(|c| {
+            let is_null = case(unqualified(c.name).is_null())
+                .when(lit(true), lit(1i64))
+                .otherwise(lit(0i64));
+            is_null.map(|e| sum(e).alias(c.name))
+        })
+        .collect::<datafusion::error::Result<_>>()?;
+    let batches = unchecked.aggregate(vec![], counts)?.collect().await?;
+    let mut findings = Vec::new();
+    if let Some(batch) = batches.first() {
+        for (i, column) in required.iter().enumerate() {
+            let nulls = batch
+                .column(i)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .filter(|a| !a.is_empty() && arrow::array::Array::is_valid(*a, 0))
+                .map_or(0, |a| a.value(0));
+            if nulls > 0 {
+                findings.push(Finding {
+                    table: table.qualified_name(),
+                    column: Some(column.name.to_owned()),
+                    check: "not_null",
+                    value: None,
+                    failing_rows: nulls,
+                });
+            }
         }
     }
     Ok(findings)

@@ -10,6 +10,7 @@ mod names;
 mod orchestrator;
 mod plan;
 mod plan_check;
+mod quality;
 mod scd2;
 mod sources;
 mod sql;
