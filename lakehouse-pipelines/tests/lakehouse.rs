@@ -276,3 +276,39 @@ async fn two_runs_and_a_replay() {
     assert_eq!(versions(&warehouse, &registry).await, before_replay);
     assert_ne!(after_first, before_replay);
 }
+
+#[test]
+fn the_calendar_runs_through_next_year_with_iso_weeks_and_real_weekends() {
+    use lakehouse_pipelines::modelisation::dimensions::dim_date::calendar;
+    let days = calendar(run_at(15));
+    assert_eq!(days.first().map(|d| d.date_key.as_str()), Some("19700101"));
+    assert_eq!(days.last().map(|d| d.date_key.as_str()), Some("20271231"));
+    let day = |key: &str| {
+        days.iter()
+            .find(|d| d.date_key == key)
+            .expect("in the calendar")
+    };
+    // 2026-01-01 is a Thursday in ISO week 1 of 2026; 2027-01-01 a Friday in week 53 of 2026.
+    let new_year = day("20260101");
+    assert_eq!(
+        (
+            new_year.day_of_week,
+            new_year.iso_week,
+            new_year.iso_year,
+            new_year.is_weekend
+        ),
+        (4, 1, 2026, false)
+    );
+    let next = day("20270101");
+    assert_eq!(
+        (next.day_of_week, next.iso_week, next.iso_year, next.quarter),
+        (5, 53, 2026, 1)
+    );
+    // Saturday and Sunday are the weekend; Friday is not.
+    assert!(
+        day("20260103").is_weekend && day("20260104").is_weekend && !day("20260102").is_weekend
+    );
+    let weekends = days.iter().filter(|d| d.is_weekend).count();
+    assert_eq!(weekends, days.iter().filter(|d| d.day_of_week >= 6).count());
+    assert!((weekends as f64 / days.len() as f64 - 2.0 / 7.0).abs() < 0.001);
+}

@@ -414,3 +414,69 @@ async fn delete_by_key_removes_rows_or_closes_versions() {
         lines(&["1|10", "3|∅"])
     );
 }
+
+mod zordered {
+    use lakehouse_runtime::prelude::*;
+
+    /// Events Z-ordered by user and time, in small target files.
+    #[derive(Table)]
+    #[table(
+        schema = "silver",
+        name = "events",
+        z_order(user_id, at),
+        target_file_size = 1048576
+    )]
+    pub struct Events {
+        pub user_id: i64,
+        pub at: i64,
+    }
+}
+
+#[derive(Serialize)]
+struct Event {
+    user_id: i64,
+    at: i64,
+}
+
+#[tokio::test]
+async fn optimize_z_orders_declared_columns() {
+    let wh = TempWarehouse::new();
+    let events = <zordered::Events as lakehouse_runtime::Table>::DEF;
+    for batch in 0..3 {
+        let rows: Vec<Event> = (0..50)
+            .map(|i| Event {
+                user_id: (i * 7 + batch) % 13,
+                at: i,
+            })
+            .collect();
+        write(&wh.warehouse, events, &rows, WriteOptions::default())
+            .await
+            .expect("write");
+    }
+    let report = wh.warehouse.optimize(events).await.expect("optimize");
+    assert_eq!(
+        (report.files_removed, report.files_added),
+        (3, 1),
+        "{report:?}"
+    );
+    let history = std::fs::read_to_string(wh.warehouse.local_root().expect("local").join(format!(
+        "silver/events/_delta_log/{:020}.json",
+        report.version.expect("version")
+    )))
+    .expect("the optimize commit");
+    assert!(
+        history.contains(r#""plannerStrategy":"zOrder""#),
+        "{history}"
+    );
+    let session = wh.warehouse.session();
+    assert_eq!(
+        wh.warehouse
+            .read(&session, events)
+            .await
+            .expect("read")
+            .count()
+            .await
+            .expect("count"),
+        150
+    );
+}
