@@ -114,6 +114,35 @@ fn with_note(rows: &[Row], note: Option<&str>) -> Vec<RowWithNote> {
         .collect()
 }
 
+/// Write number `n`: SCD2 tables need the run's time.
+fn step(n: i64) -> WriteOptions {
+    WriteOptions {
+        run_at: Some(Timestamp(n * 86_400_000_000)),
+        ..WriteOptions::default()
+    }
+}
+
+/// The table's rows; for SCD2 tables the current versions of the data columns.
+async fn current(
+    warehouse: &lakehouse_runtime::Warehouse,
+    table: &'static TableDef,
+) -> Vec<String> {
+    if table.mode != WriteMode::Scd2 {
+        return contents(warehouse, table).await;
+    }
+    let columns: Vec<&str> = table.data_columns().map(|c| c.name).collect();
+    let session = warehouse.session();
+    let df = warehouse
+        .read(&session, table)
+        .await
+        .expect("read")
+        .filter(datafusion::prelude::col("is_current"))
+        .expect("filter")
+        .select_columns(&columns)
+        .expect("select");
+    crate::common::render(df).await
+}
+
 async fn run_case(v1: &'static TableDef, v2: &'static TableDef) {
     let wh = TempWarehouse::new();
     let composite = v1.key.len() == 2;
@@ -125,13 +154,13 @@ async fn run_case(v1: &'static TableDef, v2: &'static TableDef) {
 
     // 1. First write creates the table.
     let a = vec![row(1, 1, "eu", Some(10)), row(2, 1, "us", Some(20))];
-    let outcome = write(&wh.warehouse, v1, &a, WriteOptions::default())
+    let outcome = write(&wh.warehouse, v1, &a, step(1))
         .await
         .expect("first write");
     assert!(outcome.committed);
     model.apply(with_note(&a, None));
     assert_eq!(
-        contents(&wh.warehouse, v1).await,
+        current(&wh.warehouse, v1).await,
         model.render(false),
         "after write 1"
     );
@@ -142,30 +171,25 @@ async fn run_case(v1: &'static TableDef, v2: &'static TableDef) {
         row(3, 1, "eu", None),
         row(2, 2, "us", Some(5)),
     ];
-    write(&wh.warehouse, v1, &b, WriteOptions::default())
+    write(&wh.warehouse, v1, &b, step(2))
         .await
         .expect("second write");
     model.apply(with_note(&b, None));
     assert_eq!(
-        contents(&wh.warehouse, v1).await,
+        current(&wh.warehouse, v1).await,
         model.render(false),
         "after write 2"
     );
 
     // 3. The declaration gains a column.
     let c = vec![row(3, 1, "eu", Some(31)), row(4, 1, "us", Some(40))];
-    write(
-        &wh.warehouse,
-        v2,
-        &with_note(&c, Some("n")),
-        WriteOptions::default(),
-    )
-    .await
-    .expect("third write");
+    write(&wh.warehouse, v2, &with_note(&c, Some("n")), step(3))
+        .await
+        .expect("third write");
     let kept = v2.evolution == SchemaEvolution::Keep;
     model.apply(with_note(&c, if kept { None } else { Some("n") }));
     assert_eq!(
-        contents(&wh.warehouse, v2).await,
+        current(&wh.warehouse, v2).await,
         model.render(true),
         "after write 3"
     );
@@ -238,3 +262,7 @@ case!(merge_merge_composite: mode = merge, evolution = merge, key(id, line), par
 case!(merge_merge_composite_partitioned: mode = merge, evolution = merge, key(id, line), partition_by(region));
 case!(merge_keep_single: mode = merge, evolution = keep, key(id), partition_by());
 case!(merge_keep_composite_partitioned: mode = merge, evolution = keep, key(id, line), partition_by(region));
+case!(scd2_merge_single: mode = scd2, evolution = merge, key(id), partition_by());
+case!(scd2_merge_composite_partitioned: mode = scd2, evolution = merge, key(id, line), partition_by(region));
+case!(scd2_keep_single_partitioned: mode = scd2, evolution = keep, key(id), partition_by(region));
+case!(scd2_keep_composite: mode = scd2, evolution = keep, key(id, line), partition_by());

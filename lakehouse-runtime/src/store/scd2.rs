@@ -49,7 +49,13 @@ pub(crate) async fn merge(
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let change_columns = table.scd2_change_columns();
+    // Only columns the stored table has can change (with `evolution = keep` a declared column
+    // may be missing from it).
+    let change_columns: Vec<&str> = table
+        .scd2_change_columns()
+        .into_iter()
+        .filter(|c| data.iter().any(|d| d == c))
+        .collect();
     let changed = |left: &str, right: &str| -> Expr {
         change_columns
             .iter()
