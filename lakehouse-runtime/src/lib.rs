@@ -107,10 +107,10 @@ pub mod prelude {
 pub mod __private {
     pub use crate::graph::{
         BoxFuture, DependsOn, InputSpec, Pipeline, PipelineDescriptor, PipelineInput, Produced,
-        assert_depends_on, max_level,
+        assert_depends_on, assert_readable, max_level,
     };
     pub use crate::table::{
-        CheckConstraint, Col, ColumnDef, ColumnRef, ColumnRole, ColumnType, IntoColumn,
+        AppendOnly, CheckConstraint, Col, ColumnDef, ColumnRef, ColumnRole, ColumnType, IntoColumn,
         LogicalType, Quality, SchemaEvolution, SelectFor, SelectedColumn, Table, TableDef,
         Timestamp, WriteMode, non_null,
     };

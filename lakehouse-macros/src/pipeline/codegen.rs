@@ -76,6 +76,7 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
     let input_checks = inputs.iter().map(|ty| {
         let marker = syn::Ident::new(&name_str, ty.span());
         quote_spanned! {ty.span()=>
+            ::lakehouse_runtime::__private::assert_readable::<#ty>();
             ::lakehouse_runtime::__private::assert_depends_on::<
                 #marker::Marker,
                 <<#ty as ::lakehouse_runtime::__private::PipelineInput>::Table as ::lakehouse_runtime::__private::Produced>::By,

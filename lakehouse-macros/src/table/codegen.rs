@@ -15,6 +15,8 @@ pub(crate) fn codegen(model: &TableModel) -> TokenStream {
     let select = select_struct(model);
     let reference_checks = reference_checks(model);
     let ident = &model.ident;
+    let append_only = (model.mode == Mode::Append)
+        .then(|| quote!(impl ::lakehouse_runtime::__private::AppendOnly for #ident {}));
     let fields = model.columns.iter().map(|c| &c.ident);
     quote! {
         // Rows are usually built by DataFusion, never by Rust code: this impl reads the fields so
@@ -25,6 +27,7 @@ pub(crate) fn codegen(model: &TableModel) -> TokenStream {
             }
         }
         #table_impl
+        #append_only
         #handles
         #select
         #reference_checks

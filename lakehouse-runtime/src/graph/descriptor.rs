@@ -133,3 +133,14 @@ pub const fn max_level(levels: &[usize]) -> usize {
 
 /// Compiles only when `Me` declares `Dep` in its `depends_on`.
 pub const fn assert_depends_on<Me: DependsOn<Dep>, Dep: Pipeline>() {}
+
+/// A pipeline parameter that can be read: `Frame<T>` of any table, `Changes<T>` of an append
+/// table. Checked once per parameter by the code `#[pipeline]` generates.
+pub trait ReadableInput {}
+
+impl<T: Table> ReadableInput for crate::Frame<T> {}
+
+impl<T: crate::table::AppendOnly> ReadableInput for crate::Changes<T> {}
+
+/// Compiles only when `I` can be read (see [`ReadableInput`]).
+pub const fn assert_readable<I: ReadableInput>() {}

@@ -4,7 +4,7 @@ mod descriptor;
 mod registry;
 
 pub use descriptor::{
-    BoxFuture, DependsOn, InputSpec, Pipeline, PipelineDescriptor, PipelineInput, Produced, RunFn,
-    assert_depends_on, max_level,
+    BoxFuture, DependsOn, InputSpec, Pipeline, PipelineDescriptor, PipelineInput, Produced,
+    ReadableInput, RunFn, assert_depends_on, assert_readable, max_level,
 };
 pub use registry::{GraphError, Registry};

@@ -226,3 +226,12 @@ pub trait Table: Send + Sync + 'static {
     /// The table's definition.
     const DEF: &'static TableDef;
 }
+
+/// Implemented by `#[derive(Table)]` for `mode = append` tables: the only ones whose new rows can
+/// be read incrementally (`Changes<T>`), since other modes rewrite rows in place.
+#[diagnostic::on_unimplemented(
+    message = "`Changes<{Self}>` needs an append table, and `{Self}` is not one",
+    label = "not `mode = append`",
+    note = "read it whole as `Frame<{Self}>`, or make the upstream table `mode = append`"
+)]
+pub trait AppendOnly: Table {}

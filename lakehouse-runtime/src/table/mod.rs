@@ -8,8 +8,8 @@ mod types;
 
 pub use col::{Col, non_null};
 pub use def::{
-    CheckConstraint, ColumnDef, ColumnRef, ColumnRole, Quality, SchemaEvolution, Table, TableDef,
-    WriteMode,
+    AppendOnly, CheckConstraint, ColumnDef, ColumnRef, ColumnRole, Quality, SchemaEvolution, Table,
+    TableDef, WriteMode,
 };
 pub use join::{JoinOn, JoinableWith, on};
 pub use select::{IntoColumn, SelectFor, SelectedColumn};
