@@ -6,6 +6,7 @@
 
 mod common;
 mod keys;
+mod merge_fast_paths;
 mod names;
 mod orchestrator;
 mod plan;

@@ -92,7 +92,8 @@ impl<T: Table> Frame<T> {
         View { df: self.df }.select_into(columns)
     }
 
-    /// Joins with `right` on typed key pairs built with [`on`].
+    /// Joins with `right` on typed key pairs built with [`on`]. `right` is the side held in memory
+    /// (the hash table): pass the smaller one, e.g. the dimension of a star join.
     ///
     /// # Examples
     ///
@@ -232,7 +233,8 @@ impl View {
         })
     }
 
-    /// Joins with `right` on typed key pairs built with [`on`].
+    /// Joins with `right` on typed key pairs built with [`on`]. `right` is the side held in memory
+    /// (the hash table): pass the smaller one, e.g. the dimension of a star join.
     pub fn join<U: Table>(
         self,
         right: Frame<U>,
@@ -252,8 +254,31 @@ impl View {
             .zip(right_keys)
             .map(|(l, r)| l.eq(r))
             .collect();
+        // The hash table is built from `right`, the frame joined onto the view: in a star join,
+        // the dimension. DataFusion builds it from the left input, and its warehouse sessions
+        // keep joins as written (after a join its size estimates are unreliable), so join the
+        // other way round, then restore the view's column order.
+        let swapped = match kind {
+            JoinType::Inner => JoinType::Inner,
+            JoinType::Left => JoinType::Right,
+            JoinType::Right => JoinType::Left,
+            JoinType::Full => JoinType::Full,
+            _ => {
+                return Ok(View {
+                    df: self.df.join_on(right.df, kind, on)?,
+                });
+            }
+        };
+        let columns: Vec<Expr> = self
+            .df
+            .schema()
+            .columns()
+            .into_iter()
+            .chain(right.df.schema().columns())
+            .map(Expr::Column)
+            .collect();
         Ok(View {
-            df: self.df.join_on(right.df, kind, on)?,
+            df: right.df.join_on(self.df, swapped, on)?.select(columns)?,
         })
     }
 

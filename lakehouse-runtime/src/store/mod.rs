@@ -11,6 +11,7 @@ mod location;
 mod maintain;
 mod read;
 mod scd2;
+mod unique;
 mod write;
 
 use std::sync::Arc;
@@ -102,7 +103,12 @@ impl Warehouse {
             .set_usize(
                 "datafusion.optimizer.hash_join_inlist_pushdown_max_distinct_values",
                 0,
-            );
+            )
+            // Joins run as written, with the frame passed to `join` as the hash table (see
+            // `View::join`). DataFusion's own choice relies on cardinality estimates that Delta
+            // statistics (no distinct counts) make collapse after one join: a star join then
+            // held the whole fact in memory and probed it with a dimension.
+            .set_bool("datafusion.optimizer.join_reordering", false);
         let state = SessionStateBuilder::new()
             .with_default_features()
             .with_config(config)

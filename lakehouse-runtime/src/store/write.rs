@@ -138,18 +138,16 @@ impl Warehouse {
                 }
             }
             WriteMode::Merge => {
-                let source = dedupe(source, table)?;
-                upsert(delta, source, table, options.deletions, state, commit)
-                    .await
-                    .map(|(written, metrics)| {
-                        outcome(
-                            table,
-                            &written,
-                            metrics.num_target_rows_inserted as u64,
-                            metrics.num_target_rows_updated as u64,
-                            metrics.num_target_rows_deleted as u64,
-                        )
-                    })
+                merge(
+                    session,
+                    delta,
+                    source,
+                    table,
+                    options.deletions,
+                    state,
+                    commit,
+                )
+                .await
             }
             WriteMode::Scd2 => {
                 let run_at = options.run_at.ok_or_else(|| {
@@ -379,6 +377,88 @@ pub(crate) fn key_match(table: &TableDef) -> Expr {
         .map(|k| qualified("t", k).eq(qualified("s", k)))
         .reduce(Expr::and)
         .unwrap_or_else(|| lit(false))
+}
+
+/// Upserts `source` (deletions aside, as one MERGE). Source keys are nearly always unique, so
+/// the source is streamed through a guard that fails on a repeated key instead of being sorted to
+/// de-duplicate it; only then is it de-duplicated and the MERGE run again (nothing was committed).
+/// Into a table without rows nothing can match, so unique source rows are simply appended.
+async fn merge(
+    session: &SessionContext,
+    delta: DeltaTable,
+    source: DataFrame,
+    table: &'static TableDef,
+    deletions: Deletions,
+    state: Arc<datafusion::execution::SessionState>,
+    commit: CommitProperties,
+) -> Result<WriteOutcome, deltalake::DeltaTableError> {
+    let guarded = |source: DataFrame| async move {
+        super::unique::guard_unique(session, source, table)
+            .await
+            .map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))
+    };
+    let target_empty = delta
+        .snapshot()
+        .map(|s| s.log_data().num_files() == 0)
+        .unwrap_or(false);
+    if target_empty && matches!(deletions, Deletions::None | Deletions::MissingFromSource) {
+        let (_, plan) = guarded(source.clone()).await?.into_parts();
+        let appended = delta
+            .clone()
+            .write(Vec::new())
+            .with_input_plan(plan)
+            .with_session_state(state.clone())
+            .with_commit_properties(commit.clone())
+            .with_save_mode(SaveMode::Append)
+            .await;
+        match appended {
+            Ok(written) => {
+                let rows = last_commit_metric(&written, "num_added_rows").await;
+                return Ok(outcome(table, &written, rows, 0, 0));
+            }
+            Err(e) if super::unique::is_duplicate(&e) => {
+                tracing::debug!(table = %table.qualified_name(), "repeated source keys; merging");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let result = match deletions {
+        Deletions::None => {
+            let streamed = guarded(source.clone()).await?;
+            let upserted = upsert(
+                delta.clone(),
+                streamed,
+                table,
+                Deletions::None,
+                state.clone(),
+                commit.clone(),
+            )
+            .await;
+            match upserted {
+                Err(e) if super::unique::is_duplicate(&e) => {
+                    tracing::debug!(table = %table.qualified_name(), "repeated source keys; de-duplicating");
+                    let source = dedupe(source, table)
+                        .map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))?;
+                    upsert(delta, source, table, Deletions::None, state, commit).await
+                }
+                other => other,
+            }
+        }
+        deletions => {
+            let source = dedupe(source, table)
+                .map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))?;
+            upsert(delta, source, table, deletions, state, commit).await
+        }
+    };
+    result.map(|(written, metrics)| {
+        outcome(
+            table,
+            &written,
+            metrics.num_target_rows_inserted as u64,
+            metrics.num_target_rows_updated as u64,
+            metrics.num_target_rows_deleted as u64,
+        )
+    })
 }
 
 /// Upsert with optional deletions, as one MERGE.

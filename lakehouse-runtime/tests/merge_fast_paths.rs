@@ -1,0 +1,130 @@
+//! A merge whose source keys are unique is streamed without de-duplicating the source, and into a
+//! table without rows it is a plain append; repeated keys fall back to the de-duplicating MERGE.
+//! The table contents are the same either way.
+
+use futures::StreamExt as _;
+use lakehouse_runtime::prelude::*;
+use lakehouse_runtime::store::WriteOptions;
+use serde::Serialize;
+
+use crate::common::{TempWarehouse, contents, write};
+
+/// Merged on (id, line).
+#[derive(Table, Serialize, Clone)]
+#[table(schema = "fast", name = "sales", key(id, line), mode = merge)]
+pub struct Sale {
+    pub id: i64,
+    pub line: i32,
+    pub amount: Option<i64>,
+}
+
+fn sale(id: i64, line: i32, amount: Option<i64>) -> Sale {
+    Sale { id, line, amount }
+}
+
+/// The operation of the table's latest commit (`WRITE`, `MERGE`, ...).
+async fn last_operation(wh: &TempWarehouse) -> String {
+    let delta = wh
+        .warehouse
+        .load(Sale::DEF)
+        .await
+        .expect("load")
+        .expect("exists");
+    let mut history = delta.history(Some(1));
+    let commit = history.next().await.expect("a commit").expect("readable");
+    commit.operation.unwrap_or_default()
+}
+
+#[tokio::test]
+async fn unique_keys_into_an_empty_table_are_appended() {
+    let wh = TempWarehouse::new();
+    let rows = vec![sale(1, 1, Some(10)), sale(1, 2, None), sale(2, 1, Some(20))];
+    let outcome = write(&wh.warehouse, Sale::DEF, &rows, WriteOptions::default())
+        .await
+        .expect("write");
+    assert!(outcome.committed);
+    assert_eq!(outcome.rows_inserted, 3);
+    assert_eq!(last_operation(&wh).await, "WRITE");
+    assert_eq!(
+        contents(&wh.warehouse, Sale::DEF).await,
+        vec!["1|1|10", "1|2|∅", "2|1|20"]
+    );
+
+    // The next batch updates and inserts through the MERGE.
+    let rows = vec![sale(1, 2, Some(12)), sale(3, 1, Some(30))];
+    let outcome = write(&wh.warehouse, Sale::DEF, &rows, WriteOptions::default())
+        .await
+        .expect("merge");
+    assert_eq!((outcome.rows_inserted, outcome.rows_updated), (1, 1));
+    assert_eq!(last_operation(&wh).await, "MERGE");
+    assert_eq!(
+        contents(&wh.warehouse, Sale::DEF).await,
+        vec!["1|1|10", "1|2|12", "2|1|20", "3|1|30"]
+    );
+}
+
+#[tokio::test]
+async fn repeated_keys_into_an_empty_table_are_deduplicated() {
+    let wh = TempWarehouse::new();
+    // (1, 1) twice: the row that sorts last by the non-key columns wins, NULLs first.
+    let rows = vec![
+        sale(1, 1, Some(10)),
+        sale(2, 1, Some(20)),
+        sale(1, 1, Some(11)),
+        sale(1, 1, None),
+    ];
+    let outcome = write(&wh.warehouse, Sale::DEF, &rows, WriteOptions::default())
+        .await
+        .expect("write");
+    assert!(outcome.committed);
+    assert_eq!(last_operation(&wh).await, "MERGE");
+    assert_eq!(
+        contents(&wh.warehouse, Sale::DEF).await,
+        vec!["1|1|11", "2|1|20"]
+    );
+}
+
+#[tokio::test]
+async fn repeated_keys_into_a_table_with_rows_are_deduplicated() {
+    let wh = TempWarehouse::new();
+    write(
+        &wh.warehouse,
+        Sale::DEF,
+        &[sale(1, 1, Some(1)), sale(2, 1, Some(2))],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("first write");
+    let rows = vec![sale(2, 1, Some(5)), sale(2, 1, Some(4)), sale(3, 1, None)];
+    let outcome = write(&wh.warehouse, Sale::DEF, &rows, WriteOptions::default())
+        .await
+        .expect("merge");
+    assert_eq!((outcome.rows_inserted, outcome.rows_updated), (1, 1));
+    assert_eq!(
+        contents(&wh.warehouse, Sale::DEF).await,
+        vec!["1|1|1", "2|1|5", "3|1|∅"]
+    );
+}
+
+#[tokio::test]
+async fn a_replayed_append_into_an_empty_table_is_skipped() {
+    let wh = TempWarehouse::new();
+    let options = || WriteOptions {
+        transaction: Some(("fast_sales".to_owned(), 7)),
+        ..WriteOptions::default()
+    };
+    let rows = vec![sale(1, 1, Some(10))];
+    assert!(
+        write(&wh.warehouse, Sale::DEF, &rows, options())
+            .await
+            .expect("write")
+            .committed
+    );
+    assert!(
+        !write(&wh.warehouse, Sale::DEF, &rows, options())
+            .await
+            .expect("replay")
+            .committed
+    );
+    assert_eq!(contents(&wh.warehouse, Sale::DEF).await, vec!["1|1|10"]);
+}
