@@ -145,3 +145,53 @@ pub async fn run(options: &Options, process_start: Instant) -> Result<Report> {
     }
     Ok(report)
 }
+
+/// The physical plan of `pipeline` over the warehouse under `options.out` as it stands (run with
+/// `--keep` first): its inputs read as the orchestrator reads them, its output as written. For
+/// profiling.
+pub async fn explain(options: &Options, pipeline: &str) -> Result<String> {
+    use std::sync::Arc;
+
+    use lakehouse_runtime::Inputs;
+    use lakehouse_runtime::ctx::{Ctx, RunInfo};
+
+    let root = warehouse_dir(options);
+    let warehouse = Warehouse::open(
+        root.to_str()
+            .ok_or_else(|| Error::msg("the warehouse path is not UTF-8"))?,
+    )?;
+    let registry = Registry::from_inventory().map_err(lakehouse_runtime::Error::from)?;
+    let descriptor = registry
+        .pipelines()
+        .iter()
+        .find(|p| p.name == pipeline)
+        .ok_or_else(|| Error::msg(format!("no pipeline `{pipeline}`")))?;
+    let session = warehouse.session();
+    let mut settings = Settings::new();
+    let landing = crate::generator::landing_dir(&options.out, options.rows, options.seed);
+    settings.set(LANDING, landing.to_string_lossy().into_owned());
+    settings.set(BATCH, "2");
+    let run = Arc::new(RunInfo {
+        run_id: "explain".to_owned(),
+        sequence: 0,
+        run_at: lakehouse_runtime::Timestamp(0),
+    });
+    let cx = Ctx::new(
+        descriptor.name,
+        run,
+        Arc::new(settings),
+        session.clone(),
+        false,
+    );
+    let mut frames = Vec::new();
+    for input in descriptor.inputs {
+        let df = warehouse.read(&session, input.table).await?;
+        cx.register_input(input.table, df.clone())?;
+        frames.push(df);
+    }
+    let output = (descriptor.run)(&cx, Inputs::new(frames)).await?;
+    let plan = output.df.create_physical_plan().await?;
+    Ok(datafusion::physical_plan::displayable(plan.as_ref())
+        .indent(true)
+        .to_string())
+}

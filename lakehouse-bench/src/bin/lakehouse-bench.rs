@@ -34,6 +34,9 @@ struct Args {
     /// Print the fingerprint of the existing landing zone.
     #[arg(long)]
     fingerprint: bool,
+    /// Print the physical plan of this pipeline over the kept warehouse (after a `--keep` run).
+    #[arg(long, value_name = "PIPELINE")]
+    explain: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -76,10 +79,22 @@ fn main() -> ExitCode {
     let options = Options {
         rows: args.rows,
         seed: args.seed,
-        out: args.out,
+        out: args.out.clone(),
         keep: args.keep,
         verbose: args.verbose,
     };
+    if let Some(pipeline) = &args.explain {
+        return match runtime.block_on(lakehouse_bench::run::explain(&options, pipeline)) {
+            Ok(plan) => {
+                println!("{plan}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match runtime.block_on(run(&options, started)) {
         Ok(report) => {
             println!("{}", report.to_json());
