@@ -119,6 +119,8 @@ pub struct Orchestrator {
     shutdown: watch::Receiver<bool>,
     _shutdown_sender: Arc<watch::Sender<bool>>,
     events: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
+    /// Set once this orchestrator has created (or found) the system tables.
+    system_tables_ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Progress of a run, for live displays.
@@ -153,6 +155,7 @@ impl Orchestrator {
             shutdown: receiver,
             _shutdown_sender: Arc::new(sender),
             events: None,
+            system_tables_ready: Arc::default(),
         }
     }
 
@@ -315,9 +318,14 @@ impl Orchestrator {
         config: &RunConfig,
         previous: &HashMap<String, Status>,
     ) -> Result<RunReport> {
-        // Created before pipelines run in parallel, which would race to create them.
-        for table in crate::ledger::system_tables() {
-            self.warehouse.ensure(table).await?;
+        // Created before pipelines run in parallel, which would race to create them; once per
+        // orchestrator (tables are never dropped).
+        use std::sync::atomic::Ordering;
+        if !self.system_tables_ready.load(Ordering::Acquire) {
+            for table in crate::ledger::system_tables() {
+                self.warehouse.ensure(table).await?;
+            }
+            self.system_tables_ready.store(true, Ordering::Release);
         }
         tracing::info!(run_id = %run.run_id, sequence = run.sequence, run_at = %run.run_at, "{plan}");
         let started = Instant::now();

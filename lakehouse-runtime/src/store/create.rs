@@ -165,61 +165,66 @@ impl Warehouse {
     /// Every difference between `table`'s declaration and its stored schema; empty when they
     /// agree or the table does not exist yet.
     pub async fn drift(&self, table: &'static TableDef) -> Result<Vec<SchemaDrift>> {
-        let Some(delta) = self.load(table).await? else {
-            return Ok(Vec::new());
-        };
-        let qualified = table.qualified_name();
-        let stored = delta
-            .snapshot()
-            .map_err(|e| Error::delta(&qualified, e))?
-            .snapshot()
-            .arrow_schema();
-        let mut drift = Vec::new();
-        let entry = |column: &str, kind| SchemaDrift {
-            table: qualified.clone(),
-            column: column.to_owned(),
-            kind,
-        };
-        for column in table.columns {
-            match stored.field_with_name(column.name) {
-                Err(_) => drift.push(entry(
-                    column.name,
-                    DriftKind::MissingInTable {
-                        declared: column.data_type,
-                    },
-                )),
-                Ok(field) => {
-                    if LogicalType::from_arrow(field.data_type()) != Some(column.data_type) {
-                        drift.push(entry(
-                            column.name,
-                            DriftKind::TypeChanged {
-                                declared: column.data_type,
-                                stored: delta_type_name(field.data_type()),
-                            },
-                        ));
-                    } else if field.is_nullable() != column.nullable {
-                        drift.push(entry(
-                            column.name,
-                            DriftKind::NullabilityChanged {
-                                declared_nullable: column.nullable,
-                            },
-                        ));
-                    }
+        match self.load(table).await? {
+            Some(delta) => drift_of(table, &delta),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// Every difference between `table`'s declaration and the schema of `delta`, its loaded table.
+pub(crate) fn drift_of(table: &'static TableDef, delta: &DeltaTable) -> Result<Vec<SchemaDrift>> {
+    let qualified = table.qualified_name();
+    let stored = delta
+        .snapshot()
+        .map_err(|e| Error::delta(&qualified, e))?
+        .snapshot()
+        .arrow_schema();
+    let mut drift = Vec::new();
+    let entry = |column: &str, kind| SchemaDrift {
+        table: qualified.clone(),
+        column: column.to_owned(),
+        kind,
+    };
+    for column in table.columns {
+        match stored.field_with_name(column.name) {
+            Err(_) => drift.push(entry(
+                column.name,
+                DriftKind::MissingInTable {
+                    declared: column.data_type,
+                },
+            )),
+            Ok(field) => {
+                if LogicalType::from_arrow(field.data_type()) != Some(column.data_type) {
+                    drift.push(entry(
+                        column.name,
+                        DriftKind::TypeChanged {
+                            declared: column.data_type,
+                            stored: delta_type_name(field.data_type()),
+                        },
+                    ));
+                } else if field.is_nullable() != column.nullable {
+                    drift.push(entry(
+                        column.name,
+                        DriftKind::NullabilityChanged {
+                            declared_nullable: column.nullable,
+                        },
+                    ));
                 }
             }
         }
-        for field in stored.fields() {
-            if table.column(field.name()).is_none() {
-                drift.push(entry(
-                    field.name(),
-                    DriftKind::NotDeclared {
-                        stored: delta_type_name(field.data_type()),
-                    },
-                ));
-            }
-        }
-        Ok(drift)
     }
+    for field in stored.fields() {
+        if table.column(field.name()).is_none() {
+            drift.push(entry(
+                field.name(),
+                DriftKind::NotDeclared {
+                    stored: delta_type_name(field.data_type()),
+                },
+            ));
+        }
+    }
+    Ok(drift)
 }
 
 fn delta_type_name(data_type: &arrow::datatypes::DataType) -> String {

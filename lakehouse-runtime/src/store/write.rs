@@ -191,7 +191,8 @@ impl Warehouse {
     /// Adds declared columns the table lacks (as nullable: existing rows have no value), and
     /// refuses incompatible type changes, before anything is written.
     async fn evolve(&self, table: &'static TableDef, delta: DeltaTable) -> Result<DeltaTable> {
-        let drift = self.drift(table).await?;
+        // The table just loaded: loading it again cost as much as a small write.
+        let drift = super::create::drift_of(table, &delta)?;
         if let Some(incompatible) = drift.iter().find(|d| d.is_incompatible()) {
             return Err(Error::schema(
                 table.qualified_name(),
