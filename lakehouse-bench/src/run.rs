@@ -87,7 +87,7 @@ pub async fn run(options: &Options, process_start: Instant) -> Result<Report> {
 
     let mut wall = crate::report::PerStage::default();
     let mut cpu = crate::report::PerStage::default();
-    for (stage, targets, batch) in stage_plan() {
+    for (index, (stage, targets, batch)) in stage_plan().into_iter().enumerate() {
         let mut settings = Settings::new();
         settings.set(LANDING, landing.clone());
         if let Some(batch) = batch {
@@ -97,6 +97,10 @@ pub async fn run(options: &Options, process_start: Instant) -> Result<Report> {
             targets: targets.iter().map(|t| (*t).to_owned()).collect(),
             fail_fast: true,
             settings,
+            // Deterministic logical times, one second apart from batch 1's ingestion.
+            run_at: Some(lakehouse_runtime::Timestamp(
+                crate::generator::INGEST_TS[0] + index as i64 * 1_000_000,
+            )),
             ..RunConfig::default()
         };
         let cpu_before = cpu_seconds();

@@ -42,6 +42,13 @@ struct Args {
 fn main() -> ExitCode {
     let started = Instant::now();
     let args = Args::parse();
+    // `RUST_LOG=info` (or finer) shows the runtime's logs on stderr, with time stamps.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let landing = landing_dir(&args.out, args.rows, args.seed);
     if args.generate || args.fingerprint {
         let result = (|| {
