@@ -75,14 +75,7 @@ impl ScalarUDFImpl for SurrogateKey {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> datafusion::error::Result<FieldRef> {
-        let types: Vec<DataType> = args
-            .arg_fields
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
-        let data_type = self.return_type(&types)?;
-        let nullable = args.arg_fields.iter().any(|f| f.is_nullable());
-        Ok(Arc::new(Field::new(self.name(), data_type, nullable)))
+        hash_field(self, &args)
     }
 
     fn invoke_with_args(
@@ -118,6 +111,21 @@ impl ScalarUDFImpl for SurrogateKey {
         }
         Ok(ColumnarValue::Array(Arc::new(builder.finish())))
     }
+}
+
+/// A hash's field: NULL exactly when an argument may be NULL.
+fn hash_field(
+    udf: &dyn ScalarUDFImpl,
+    args: &ReturnFieldArgs,
+) -> datafusion::error::Result<FieldRef> {
+    let types: Vec<DataType> = args
+        .arg_fields
+        .iter()
+        .map(|f| f.data_type().clone())
+        .collect();
+    let data_type = udf.return_type(&types)?;
+    let nullable = args.arg_fields.iter().any(|f| f.is_nullable());
+    Ok(Arc::new(Field::new(udf.name(), data_type, nullable)))
 }
 
 /// Appends the Spark string form of `array[row]`.
@@ -252,14 +260,7 @@ impl ScalarUDFImpl for Sha256Hex {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> datafusion::error::Result<FieldRef> {
-        let types: Vec<DataType> = args
-            .arg_fields
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
-        let data_type = self.return_type(&types)?;
-        let nullable = args.arg_fields.iter().any(|f| f.is_nullable());
-        Ok(Arc::new(Field::new(self.name(), data_type, nullable)))
+        hash_field(self, &args)
     }
 
     fn invoke_with_args(

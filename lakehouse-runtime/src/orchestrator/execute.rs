@@ -325,16 +325,9 @@ async fn produce_and_write(
         && done >= run.sequence
     {
         tracing::info!("already written by this run; not executed again");
-        let outcome = WriteOutcome {
-            table: pipeline.output.qualified_name(),
-            version: warehouse.version(pipeline.output).await?,
-            committed: false,
-            rows_inserted: 0,
-            rows_updated: 0,
-            rows_deleted: 0,
-        };
+        let version = warehouse.version(pipeline.output).await?;
         return Ok(Written {
-            outcome,
+            outcome: WriteOutcome::skipped(pipeline.output, version),
             input_versions: BTreeMap::new(),
         });
     }
@@ -370,23 +363,16 @@ async fn produce_and_write(
         input_versions.insert(name, version);
         frames.push(df);
     }
-    let output = (pipeline.run)(&cx, Inputs::new(frames)).await?;
     if pipeline.full_snapshot && nothing_new {
         // No new snapshot arrived: the table already reflects the last one.
         tracing::info!("no new rows in the incremental inputs; nothing to write");
-        let outcome = WriteOutcome {
-            table: pipeline.output.qualified_name(),
-            version: warehouse.version(pipeline.output).await?,
-            committed: false,
-            rows_inserted: 0,
-            rows_updated: 0,
-            rows_deleted: 0,
-        };
+        let version = warehouse.version(pipeline.output).await?;
         return Ok(Written {
-            outcome,
+            outcome: WriteOutcome::skipped(pipeline.output, version),
             input_versions,
         });
     }
+    let output = (pipeline.run)(&cx, Inputs::new(frames)).await?;
     if pipeline.full_snapshot && output.df.clone().limit(0, Some(1))?.count().await? == 0 {
         return Err(Error::msg(format!(
             "the output is empty, and `full_snapshot` would delete every row of {}; refusing \

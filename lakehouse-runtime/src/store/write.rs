@@ -65,7 +65,8 @@ pub struct WriteOutcome {
 }
 
 impl WriteOutcome {
-    fn skipped(table: &TableDef, version: Option<u64>) -> WriteOutcome {
+    /// Nothing written to `table`, which is at `version`.
+    pub(crate) fn skipped(table: &TableDef, version: Option<u64>) -> WriteOutcome {
         WriteOutcome {
             table: table.qualified_name(),
             version,
