@@ -9,6 +9,7 @@ mod keys;
 mod merge_fast_paths;
 mod names;
 mod orchestrator;
+mod parallel_write;
 mod plan;
 mod plan_check;
 mod quality;

@@ -11,6 +11,7 @@ mod location;
 mod maintain;
 mod read;
 mod scd2;
+mod sink;
 mod unique;
 mod write;
 
@@ -108,7 +109,13 @@ impl Warehouse {
             // `View::join`). DataFusion's own choice relies on cardinality estimates that Delta
             // statistics (no distinct counts) make collapse after one join: a star join then
             // held the whole fact in memory and probed it with a dimension.
-            .set_bool("datafusion.optimizer.join_reordering", false);
+            .set_bool("datafusion.optimizer.join_reordering", false)
+            // Tables store strings as Utf8: reading them as Utf8View cost a copy of every
+            // string back to Utf8 on the way to the writer.
+            .set_bool(
+                "datafusion.execution.parquet.schema_force_view_types",
+                false,
+            );
         let state = SessionStateBuilder::new()
             .with_default_features()
             .with_config(config)

@@ -115,6 +115,18 @@ impl Warehouse {
         let commit = commit_properties(&options.transaction);
         let state = session_state(session);
         let result = match table.mode {
+            WriteMode::Append | WriteMode::Overwrite
+                if !replace_schema && super::sink::applies_to(table, &delta) =>
+            {
+                let mode = if table.mode == WriteMode::Append {
+                    SaveMode::Append
+                } else {
+                    SaveMode::Overwrite
+                };
+                super::sink::write(delta, source, mode, commit)
+                    .await
+                    .map(|(version, rows)| appended(table, version, rows))
+            }
             WriteMode::Append | WriteMode::Overwrite => {
                 let (_, plan) = source.into_parts();
                 let mut builder = delta
@@ -289,6 +301,18 @@ pub(crate) fn outcome(
     }
 }
 
+/// `rows` inserted by the commit of `version`.
+fn appended(table: &TableDef, version: u64, rows: u64) -> WriteOutcome {
+    WriteOutcome {
+        table: table.qualified_name(),
+        version: Some(version),
+        committed: true,
+        rows_inserted: rows,
+        rows_updated: 0,
+        rows_deleted: 0,
+    }
+}
+
 /// A numeric `operationMetrics` entry of the latest commit.
 async fn last_commit_metric(delta: &DeltaTable, name: &str) -> u64 {
     let mut history = delta.history(Some(1));
@@ -404,20 +428,31 @@ async fn merge(
         .map(|s| s.log_data().num_files() == 0)
         .unwrap_or(false);
     if target_empty && matches!(deletions, Deletions::None | Deletions::MissingFromSource) {
-        let (_, plan) = guarded(source.clone()).await?.into_parts();
-        let appended = delta
-            .clone()
-            .write(Vec::new())
-            .with_input_plan(plan)
-            .with_session_state(state.clone())
-            .with_commit_properties(commit.clone())
-            .with_save_mode(SaveMode::Append)
-            .await;
-        match appended {
-            Ok(written) => {
-                let rows = last_commit_metric(&written, "num_added_rows").await;
-                return Ok(outcome(table, &written, rows, 0, 0));
+        let unique = guarded(source.clone()).await?;
+        let written = if super::sink::applies_to(table, &delta) {
+            super::sink::write(delta.clone(), unique, SaveMode::Append, commit.clone())
+                .await
+                .map(|(version, rows)| appended(table, version, rows))
+        } else {
+            let (_, plan) = unique.into_parts();
+            match delta
+                .clone()
+                .write(Vec::new())
+                .with_input_plan(plan)
+                .with_session_state(state.clone())
+                .with_commit_properties(commit.clone())
+                .with_save_mode(SaveMode::Append)
+                .await
+            {
+                Ok(written) => {
+                    let rows = last_commit_metric(&written, "num_added_rows").await;
+                    Ok(outcome(table, &written, rows, 0, 0))
+                }
+                Err(e) => Err(e),
             }
+        };
+        match written {
+            Ok(outcome) => return Ok(outcome),
             Err(e) if super::unique::is_duplicate(&e) => {
                 tracing::debug!(table = %table.qualified_name(), "repeated source keys; merging");
             }

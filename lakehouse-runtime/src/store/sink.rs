@@ -1,0 +1,191 @@
+//! Appends and overwrites of unpartitioned tables, encoded by one Parquet writer per partition
+//! of the plan and committed once.
+//!
+//! delta-rs funnels every partition of an unpartitioned write into a single Parquet writer, so
+//! encoding (dictionary, RLE, Snappy: about half the CPU of a write) ran on one core while the
+//! others waited. Here each partition of the physical plan streams into its own writer — with
+//! delta-rs's default writer properties and target file size — and the files are committed in
+//! one Delta commit carrying the same operation, metrics and application transaction as
+//! delta-rs's own write. Tables this path cannot honour exactly (partitioned, with CHECK
+//! constraints, or a schema replacement) keep delta-rs's writer: see [`applies_to`].
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::dataframe::DataFrame;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::{
+    ExecutionPlan, ExecutionPlanProperties as _, Partitioning, StatisticsArgs, StatisticsContext,
+};
+use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Add};
+use deltalake::operations::write::configs::WriterStatsConfig;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::table::config::TablePropertiesExt as _;
+use deltalake::{DeltaTable, DeltaTableError, ObjectStore};
+use futures::StreamExt as _;
+use tokio::task::JoinSet;
+
+use crate::table::TableDef;
+
+/// The table-property prefix of Delta CHECK constraints, which delta-rs's writer validates.
+const CONSTRAINT_PREFIX: &str = "delta.constraints.";
+
+/// Whether a write of `table` into `delta` may take the parallel path: an unpartitioned table
+/// without CHECK constraints (declared or found in the log). Anything else goes through
+/// delta-rs's writer, which validates constraints and writes partitions in parallel itself.
+pub(crate) fn applies_to(table: &TableDef, delta: &DeltaTable) -> bool {
+    let Ok(state) = delta.snapshot() else {
+        return false;
+    };
+    let metadata = state.metadata();
+    table.partition_by.is_empty()
+        && table.checks.is_empty()
+        && metadata.partition_columns().is_empty()
+        && !metadata
+            .configuration()
+            .keys()
+            .any(|key| key.starts_with(CONSTRAINT_PREFIX))
+}
+
+/// Appends `source` to `delta`, or replaces its rows with it, in one commit. `source` must have
+/// the table's stored schema (names, types, order); a NULL in a NOT NULL column fails the write.
+/// On any error nothing is committed: files already written are unreferenced (vacuum removes
+/// them) and the table stays at its version. Returns the version committed and the rows written.
+pub(crate) async fn write(
+    delta: DeltaTable,
+    source: DataFrame,
+    mode: SaveMode,
+    commit: CommitProperties,
+) -> Result<(u64, u64), DeltaTableError> {
+    let state = delta.snapshot()?.clone();
+    let snapshot = state.snapshot();
+    let schema: SchemaRef = snapshot.arrow_schema();
+    let task_ctx = Arc::new(source.task_ctx());
+    let target_partitions = task_ctx.session_config().target_partitions().max(1);
+    let plan = source.create_physical_plan().await?;
+    let plan: Arc<dyn ExecutionPlan> = if is_small(&plan) {
+        // One file: splitting a few rows over several encoders would only make small files.
+        Arc::new(CoalescePartitionsExec::new(plan))
+    } else {
+        // The plan's own partitions are often lopsided (one file or row group, a sort): its
+        // batches are dealt out so every encoder gets a share, and it runs in tasks of its own.
+        Arc::new(RepartitionExec::try_new(
+            plan,
+            Partitioning::RoundRobinBatch(target_partitions),
+        )?)
+    };
+    let stats = WriterStatsConfig::from_config(snapshot.table_configuration());
+    let config = WriterConfig::new(
+        schema.clone(),
+        Vec::new(),
+        None,
+        Some(snapshot.table_properties().target_file_size()),
+        None,
+        stats.num_indexed_cols,
+        stats.stats_columns,
+    );
+    let store = delta.log_store().object_store(None);
+    let partitions = plan.output_partitioning().partition_count();
+    tracing::debug!(partitions, "writing one Parquet stream per partition");
+    let mut writers = JoinSet::new();
+    for partition in 0..partitions {
+        let stream = plan.execute(partition, task_ctx.clone())?;
+        writers.spawn(encode(
+            stream,
+            schema.clone(),
+            store.clone(),
+            config.clone(),
+        ));
+    }
+    let mut adds = Vec::new();
+    let mut rows = 0;
+    while let Some(joined) = writers.join_next().await {
+        let written = joined
+            .map_err(|e| DeltaTableError::Generic(format!("a Parquet writer task failed: {e}")))
+            .and_then(|written| written);
+        match written {
+            Ok((files, written_rows)) => {
+                adds.extend(files);
+                rows += written_rows;
+            }
+            Err(error) => {
+                writers.abort_all();
+                return Err(error);
+            }
+        }
+    }
+    let mut actions: Vec<Action> = Vec::with_capacity(adds.len());
+    let added_files = adds.len();
+    actions.extend(adds.into_iter().map(Action::Add));
+    let mut removed_files = 0;
+    if mode == SaveMode::Overwrite {
+        for file in state.log_data() {
+            actions.push(Action::Remove(file.remove_action(true)));
+            removed_files += 1;
+        }
+    }
+    let metrics = serde_json::json!({
+        "num_added_rows": rows,
+        "num_added_files": added_files,
+        "num_removed_files": removed_files,
+    });
+    let commit = commit.with_metadata([("operationMetrics".to_owned(), metrics)]);
+    let operation = DeltaOperation::Write {
+        mode,
+        partition_by: None,
+        predicate: None,
+    };
+    let finalized = CommitBuilder::from(commit)
+        .with_actions(actions)
+        .build(Some(&state), delta.log_store(), operation)
+        .await?;
+    Ok((finalized.version() as u64, rows))
+}
+
+/// Below this many rows a write is encoded by one writer: splitting it would buy little time
+/// and leave small files.
+const PARALLEL_MIN_ROWS: usize = 1 << 17;
+
+/// Whether `plan` is known, or estimated, to produce fewer than [`PARALLEL_MIN_ROWS`] rows.
+fn is_small(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    StatisticsContext::new()
+        .compute(plan.as_ref(), &StatisticsArgs::new())
+        .ok()
+        .and_then(|stats| stats.num_rows.get_value().copied())
+        .is_some_and(|rows| rows < PARALLEL_MIN_ROWS)
+}
+
+/// Streams one partition into its own Parquet writer; returns its files and row count.
+async fn encode(
+    mut stream: datafusion::physical_plan::SendableRecordBatchStream,
+    schema: SchemaRef,
+    store: Arc<dyn ObjectStore>,
+    config: WriterConfig,
+) -> Result<(Vec<Add>, u64), DeltaTableError> {
+    let mut writer = DeltaWriter::new(store, config);
+    let mut rows = 0;
+    let result = async {
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            // The stored schema (its NOT NULLs included), checked once per batch.
+            let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())?;
+            rows += batch.num_rows() as u64;
+            writer.write(&batch).await?;
+        }
+        Ok::<(), DeltaTableError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => Ok((writer.close().await?, rows)),
+        Err(error) => {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(%abort, "could not abort an unfinished Parquet file");
+            }
+            Err(error)
+        }
+    }
+}
