@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 mod common;
+mod joins;
 mod keys;
 mod merge_fast_paths;
 mod names;

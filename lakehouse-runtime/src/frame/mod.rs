@@ -7,12 +7,15 @@ mod not_null;
 mod rows;
 mod typed;
 
+use std::collections::HashSet;
 use std::marker::PhantomData;
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::DataType;
+use datafusion::common::Column;
 pub use datafusion::common::JoinType;
 use datafusion::dataframe::DataFrame;
-use datafusion::logical_expr::{Expr, SortExpr};
+use datafusion::logical_expr::{Expr, SortExpr, cast};
 
 pub use crate::table::{JoinOn, JoinableWith, on};
 pub(crate) use conform::{Strictness, conform, conform_output};
@@ -277,8 +280,9 @@ impl View {
             .chain(right.df.schema().columns())
             .map(Expr::Column)
             .collect();
+        let build = encode_carried_strings(right.df, &on)?;
         Ok(View {
-            df: right.df.join_on(self.df, swapped, on)?.select(columns)?,
+            df: build.join_on(self.df, swapped, on)?.select(columns)?,
         })
     }
 
@@ -287,6 +291,43 @@ impl View {
         let exprs: Vec<Expr> = columns.into_columns().into_iter().map(|c| c.expr).collect();
         let df = self.df.select(exprs)?;
         Ok(Frame::conformed(conform_output(df, U::DEF)?))
+    }
+}
+
+/// `build` with its string columns that are not join keys dictionary-encoded. A hash join copies
+/// every column of its output row by row, and in a star join a dimension's columns are copied
+/// again by every later join: as a dictionary only their 4-byte keys are, and conforming the
+/// final output to its table decodes each string once.
+fn encode_carried_strings(build: DataFrame, on: &[Expr]) -> Result<DataFrame> {
+    let keys: HashSet<&str> = on
+        .iter()
+        .flat_map(|e| e.column_refs())
+        .map(|c| c.name.as_str())
+        .collect();
+    let mut encoded = false;
+    let exprs: Vec<Expr> = build
+        .schema()
+        .iter()
+        .map(|(qualifier, field)| {
+            let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
+            let is_string = matches!(
+                field.data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            );
+            if is_string && !keys.contains(field.name().as_str()) {
+                encoded = true;
+                let dictionary =
+                    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+                cast(column, dictionary).alias_qualified(qualifier.cloned(), field.name())
+            } else {
+                column
+            }
+        })
+        .collect();
+    if encoded {
+        Ok(build.select(exprs)?)
+    } else {
+        Ok(build)
     }
 }
 

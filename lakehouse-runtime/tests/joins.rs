@@ -1,0 +1,118 @@
+//! Typed joins: the joined frame is the hash table, its carried string columns travel through
+//! later joins (dictionary-encoded) and come out as the declared strings, NULLs included.
+
+use lakehouse_runtime::prelude::*;
+use serde::Serialize;
+
+use crate::common::{TempWarehouse, frame, render};
+
+/// A sale at a store.
+#[derive(Table, Serialize)]
+#[table(schema = "joins", name = "sales", mode = append)]
+pub struct Sale {
+    pub id: i64,
+    pub store_id: String,
+}
+
+/// A store, in a region.
+#[derive(Table, Serialize)]
+#[table(schema = "joins", name = "stores", key(store_id), mode = merge)]
+pub struct Store {
+    pub store_id: String,
+    pub store_name: Option<String>,
+    pub region_code: String,
+}
+
+/// A region.
+#[derive(Table, Serialize)]
+#[table(schema = "joins", name = "regions", key(region_code), mode = merge)]
+pub struct Region {
+    pub region_code: String,
+    pub region_name: String,
+}
+
+/// Each sale with its store's and region's names.
+#[derive(Table)]
+#[table(schema = "joins", name = "enriched", mode = overwrite)]
+pub struct Enriched {
+    pub id: i64,
+    pub store_name: Option<String>,
+    pub region_code: Option<String>,
+    pub region_name: Option<String>,
+}
+
+#[tokio::test]
+async fn carried_strings_survive_later_joins_and_null_padding() {
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let sales = [(1, "S1"), (2, "S2"), (3, "S9"), (4, "S1")].map(|(id, store)| Sale {
+        id,
+        store_id: store.into(),
+    });
+    let stores = [
+        Store {
+            store_id: "S1".into(),
+            store_name: Some("Lyon Part-Dieu".into()),
+            region_code: "ARA".into(),
+        },
+        Store {
+            store_id: "S2".into(),
+            store_name: None,
+            region_code: "IDF".into(),
+        },
+    ];
+    let regions =
+        [("ARA", "Auvergne-Rhône-Alpes"), ("IDF", "Île-de-France")].map(|(code, name)| Region {
+            region_code: code.into(),
+            region_name: name.into(),
+        });
+    let sales = Frame::<Sale>::from_dataframe(frame(&session, Sale::DEF, &sales)).expect("sales");
+    let stores =
+        Frame::<Store>::from_dataframe(frame(&session, Store::DEF, &stores)).expect("stores");
+    let regions =
+        Frame::<Region>::from_dataframe(frame(&session, Region::DEF, &regions)).expect("regions");
+
+    let joined = sales
+        .join(
+            stores,
+            JoinType::Left,
+            [on(Sale::store_id, Store::store_id)],
+        )
+        .expect("join stores")
+        // The store's region code was carried from the first join: now it is a key.
+        .join(
+            regions,
+            JoinType::Left,
+            [on(Store::region_code, Region::region_code)],
+        )
+        .expect("join regions");
+    let enriched = joined
+        .select_into(EnrichedSelect {
+            id: Sale::id,
+            store_name: Store::store_name,
+            region_code: Store::region_code,
+            region_name: Region::region_name,
+        })
+        .expect("select");
+
+    let schema = enriched.dataframe().schema().clone();
+    for name in ["store_name", "region_code", "region_name"] {
+        let field = schema
+            .field_with_unqualified_name(name)
+            .expect("declared column");
+        assert_eq!(
+            field.data_type(),
+            &DataType::Utf8,
+            "{name} is a plain string"
+        );
+    }
+    assert_eq!(
+        render(enriched.into_dataframe()).await,
+        vec![
+            "1|Lyon Part-Dieu|ARA|Auvergne-Rhône-Alpes",
+            "2|∅|IDF|Île-de-France",
+            "3|∅|∅|∅",
+            "4|Lyon Part-Dieu|ARA|Auvergne-Rhône-Alpes",
+        ]
+    );
+}
