@@ -7,6 +7,7 @@
 mod common;
 mod joins;
 mod keys;
+mod ledger;
 mod merge_fast_paths;
 mod names;
 mod orchestrator;

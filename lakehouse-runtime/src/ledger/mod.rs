@@ -3,6 +3,9 @@
 
 mod tables;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use arrow::array::{Array, RecordBatch};
 use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::{col, lit};
@@ -13,13 +16,24 @@ pub use tables::{QualityIssue, RejectRecord, RunRecord, TableMetric};
 
 use crate::error::{Error, Result};
 use crate::frame::batches_from_rows;
-use crate::store::{Warehouse, WriteOptions};
+use crate::store::{OpenTable, Warehouse, WriteOptions};
 use crate::table::{Table, TableDef};
 
 /// The system tables of a warehouse.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Ledger {
     warehouse: Warehouse,
+    /// System tables already appended to by this process, kept open: the next append commits
+    /// on top of the state the last one returned instead of reading the log again.
+    open: Arc<tokio::sync::Mutex<HashMap<&'static str, OpenTable>>>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("warehouse", &self.warehouse)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The definitions of every system table.
@@ -35,7 +49,10 @@ pub fn system_tables() -> [&'static TableDef; 4] {
 impl Ledger {
     /// The ledger of `warehouse`.
     pub fn new(warehouse: Warehouse) -> Ledger {
-        Ledger { warehouse }
+        Ledger {
+            warehouse,
+            open: Arc::default(),
+        }
     }
 
     /// The warehouse.
@@ -49,6 +66,18 @@ impl Ledger {
             return Ok(());
         }
         let batches = batches_from_rows(T::DEF.output_arrow_schema(), rows)?;
+        let table = T::DEF.name;
+        let mut open = self.open.lock().await;
+        if let Some(table_open) = open.get_mut(table) {
+            match table_open.append(&batches).await {
+                Ok(()) => return Ok(()),
+                // E.g. the table was evolved or replaced meanwhile: the general path decides.
+                Err(error) => {
+                    tracing::debug!(%error, table = %T::DEF.qualified_name(), "reopening a system table");
+                    open.remove(table);
+                }
+            }
+        }
         // Appends never conflict with each other, but a concurrent first write (table creation,
         // metadata) can; such a commit is simply tried again.
         let mut attempt = 1;
@@ -60,7 +89,15 @@ impl Ledger {
                 .write(&session, T::DEF, df, WriteOptions::default())
                 .await
             {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    // Kept open for the next append (best effort: a failure only costs a load).
+                    if let Ok(Some(delta)) = self.warehouse.load(T::DEF).await
+                        && let Ok(table_open) = OpenTable::new(&delta)
+                    {
+                        open.insert(table, table_open);
+                    }
+                    return Ok(());
+                }
                 Err(error) if attempt < 5 => {
                     tracing::debug!(%error, attempt, table = %T::DEF.qualified_name(), "retrying a ledger append");
                     attempt += 1;

@@ -356,8 +356,7 @@ async fn produce_and_write(
             nothing_new &= after.is_some() && changes.version == after;
             (changes.rows, changes.version)
         } else {
-            let version = warehouse.version(input.table).await?;
-            (warehouse.read(&session, input.table).await?, version)
+            warehouse.read_with_version(&session, input.table).await?
         };
         cx.register_input(input.table, df.clone())?;
         input_versions.insert(name, version);

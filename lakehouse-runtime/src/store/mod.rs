@@ -30,6 +30,7 @@ pub use create::SchemaDrift;
 pub use location::{check_name, is_safe_name, table_url, warehouse_url};
 pub use maintain::{OptimizeReport, VacuumReport};
 pub use read::{Changes, TableStats};
+pub(crate) use sink::OpenTable;
 pub use write::{Deletions, WriteOptions, WriteOutcome};
 
 use crate::error::{Error, Result};

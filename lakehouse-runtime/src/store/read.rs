@@ -21,18 +21,29 @@ impl Warehouse {
         session: &SessionContext,
         table: &'static TableDef,
     ) -> Result<DataFrame> {
-        let df = match self.load(table).await? {
+        Ok(self.read_with_version(session, table).await?.0)
+    }
+
+    /// [`Warehouse::read`], with the version read (`None` for a table never written): one load
+    /// of the log, so the version is exactly the one the DataFrame reads.
+    pub async fn read_with_version(
+        &self,
+        session: &SessionContext,
+        table: &'static TableDef,
+    ) -> Result<(DataFrame, Option<u64>)> {
+        let (df, version) = match self.load(table).await? {
             Some(delta) => {
+                let version = delta.version();
                 let provider = delta
                     .table_provider()
                     .with_session(session_state(session))
                     .await
                     .map_err(|e| Error::msg(format!("reading {}: {e}", table.qualified_name())))?;
-                session.read_table(provider)?
+                (session.read_table(provider)?, version)
             }
-            None => empty(session, table)?,
+            None => (empty(session, table)?, None),
         };
-        conform_all(df, table)
+        Ok((conform_all(df, table)?, version))
     }
 
     /// `table` as it was at `version` (time travel).

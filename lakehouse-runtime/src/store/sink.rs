@@ -20,11 +20,13 @@ use datafusion::physical_plan::{
     ExecutionPlan, ExecutionPlanProperties as _, Partitioning, StatisticsArgs, StatisticsContext,
 };
 use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, FinalizedCommit};
 use deltalake::kernel::{Action, Add};
+use deltalake::logstore::LogStoreRef;
 use deltalake::operations::write::configs::WriterStatsConfig;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::table::config::TablePropertiesExt as _;
+use deltalake::table::state::DeltaTableState;
 use deltalake::{DeltaTable, DeltaTableError, ObjectStore};
 use futures::StreamExt as _;
 use tokio::task::JoinSet;
@@ -78,16 +80,7 @@ pub(crate) async fn write(
             Partitioning::RoundRobinBatch(target_partitions),
         )?)
     };
-    let stats = WriterStatsConfig::from_config(snapshot.table_configuration());
-    let config = WriterConfig::new(
-        schema.clone(),
-        Vec::new(),
-        None,
-        Some(snapshot.table_properties().target_file_size()),
-        None,
-        stats.num_indexed_cols,
-        stats.stats_columns,
-    );
+    let config = writer_config(&state);
     let store = delta.log_store().object_store(None);
     let partitions = plan.output_partitioning().partition_count();
     tracing::debug!(partitions, "writing one Parquet stream per partition");
@@ -128,6 +121,95 @@ pub(crate) async fn write(
             removed_files += 1;
         }
     }
+    let finalized = commit_write(
+        &state,
+        delta.log_store(),
+        actions,
+        mode,
+        commit,
+        (rows, added_files, removed_files),
+    )
+    .await?;
+    Ok((finalized.version() as u64, rows))
+}
+
+/// A table kept open between appends, so that each one does not read its log again: the
+/// system tables, appended to after every pipeline.
+#[derive(Clone)]
+pub(crate) struct OpenTable {
+    log_store: LogStoreRef,
+    state: DeltaTableState,
+}
+
+impl OpenTable {
+    /// `delta` at its loaded version.
+    pub(crate) fn new(delta: &DeltaTable) -> Result<OpenTable, DeltaTableError> {
+        Ok(OpenTable {
+            log_store: delta.log_store(),
+            state: delta.snapshot()?.clone(),
+        })
+    }
+
+    /// Appends in-memory `batches` (already in the stored schema) in one commit, without a
+    /// DataFusion plan, and moves to the committed version. Appends by others since the last
+    /// one do not conflict: the commit goes after them.
+    pub(crate) async fn append(&mut self, batches: &[RecordBatch]) -> Result<(), DeltaTableError> {
+        let schema = self.state.snapshot().arrow_schema();
+        let store = self.log_store.object_store(None);
+        let mut writer = DeltaWriter::new(store, writer_config(&self.state));
+        let mut rows = 0;
+        for batch in batches {
+            let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())?;
+            rows += batch.num_rows() as u64;
+            if let Err(error) = writer.write(&batch).await {
+                if let Err(abort) = writer.abort().await {
+                    tracing::warn!(%abort, "could not abort an unfinished Parquet file");
+                }
+                return Err(error);
+            }
+        }
+        let adds = writer.close().await?;
+        let added_files = adds.len();
+        let actions = adds.into_iter().map(Action::Add).collect();
+        let finalized = commit_write(
+            &self.state,
+            self.log_store.clone(),
+            actions,
+            SaveMode::Append,
+            CommitProperties::default(),
+            (rows, added_files, 0),
+        )
+        .await?;
+        self.state = finalized.snapshot();
+        Ok(())
+    }
+}
+
+/// delta-rs's writer settings for `state`'s table: default Parquet properties, the table's
+/// target file size and statistics columns.
+fn writer_config(state: &DeltaTableState) -> WriterConfig {
+    let snapshot = state.snapshot();
+    let stats = WriterStatsConfig::from_config(snapshot.table_configuration());
+    WriterConfig::new(
+        snapshot.arrow_schema(),
+        Vec::new(),
+        None,
+        Some(snapshot.table_properties().target_file_size()),
+        None,
+        stats.num_indexed_cols,
+        stats.stats_columns,
+    )
+}
+
+/// Commits a write's `actions` on top of `state`, with delta-rs's operation and metrics.
+async fn commit_write(
+    state: &DeltaTableState,
+    log_store: LogStoreRef,
+    actions: Vec<Action>,
+    mode: SaveMode,
+    commit: CommitProperties,
+    (rows, added_files, removed_files): (u64, usize, usize),
+) -> Result<FinalizedCommit, DeltaTableError> {
     let metrics = serde_json::json!({
         "num_added_rows": rows,
         "num_added_files": added_files,
@@ -139,11 +221,10 @@ pub(crate) async fn write(
         partition_by: None,
         predicate: None,
     };
-    let finalized = CommitBuilder::from(commit)
+    CommitBuilder::from(commit)
         .with_actions(actions)
-        .build(Some(&state), delta.log_store(), operation)
-        .await?;
-    Ok((finalized.version() as u64, rows))
+        .build(Some(state), log_store, operation)
+        .await
 }
 
 /// Below this many rows a write is encoded by one writer: splitting it would buy little time

@@ -1,0 +1,59 @@
+//! System-table appends: one commit each, kept open between appends, and never lost when another
+//! process (here: another ledger on the same warehouse) appended in between.
+
+use lakehouse_runtime::Table;
+use lakehouse_runtime::ledger::{Ledger, TableMetric};
+use lakehouse_runtime::table::Timestamp;
+
+use crate::common::{TempWarehouse, render};
+
+fn metric(run: &str, rows: i64) -> TableMetric {
+    TableMetric {
+        run_id: run.to_owned(),
+        table_name: "gold.t".to_owned(),
+        version: rows,
+        rows,
+        files: 1,
+        bytes: 10,
+        null_counts: "{}".to_owned(),
+        measured_at: Timestamp::parse("2026-01-01T00:00:00Z").expect("timestamp"),
+    }
+}
+
+#[tokio::test]
+async fn appends_from_two_ledgers_interleave_one_commit_each() {
+    let wh = TempWarehouse::new();
+    let first = Ledger::new(wh.warehouse.clone());
+    let second = Ledger::new(wh.warehouse.clone());
+
+    first.append(&[metric("a", 1)]).await.expect("first");
+    // The first ledger now holds the table open at version 1; the second moves it on.
+    second.append(&[metric("b", 2)]).await.expect("second");
+    second
+        .append(&[metric("b", 3), metric("b", 4)])
+        .await
+        .expect("second again");
+    // Committed after the second ledger's appends, on top of a state two versions old.
+    first.append(&[metric("a", 5)]).await.expect("first again");
+    first.append(&[metric("a", 6)]).await.expect("and again");
+
+    // Version 0 created the table; then one version per append.
+    assert_eq!(
+        wh.warehouse
+            .version(TableMetric::DEF)
+            .await
+            .expect("version"),
+        Some(5)
+    );
+    let rows = render(
+        wh.warehouse
+            .sql(
+                &[TableMetric::DEF],
+                "SELECT run_id, rows FROM lakehouse.table_metrics",
+            )
+            .await
+            .expect("query"),
+    )
+    .await;
+    assert_eq!(rows, vec!["a|1", "a|5", "a|6", "b|2", "b|3", "b|4"]);
+}
