@@ -14,6 +14,7 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::dataframe::DataFrame;
+use datafusion::error::DataFusionError;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{
@@ -28,7 +29,7 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::table::config::TablePropertiesExt as _;
 use deltalake::table::state::DeltaTableState;
 use deltalake::{DeltaTable, DeltaTableError, ObjectStore};
-use futures::StreamExt as _;
+use futures::{Stream, StreamExt as _};
 use tokio::task::JoinSet;
 
 use crate::table::TableDef;
@@ -154,21 +155,13 @@ impl OpenTable {
     /// DataFusion plan, and moves to the committed version. Appends by others since the last
     /// one do not conflict: the commit goes after them.
     pub(crate) async fn append(&mut self, batches: &[RecordBatch]) -> Result<(), DeltaTableError> {
-        let schema = self.state.snapshot().arrow_schema();
-        let store = self.log_store.object_store(None);
-        let mut writer = DeltaWriter::new(store, writer_config(&self.state));
-        let mut rows = 0;
-        for batch in batches {
-            let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())?;
-            rows += batch.num_rows() as u64;
-            if let Err(error) = writer.write(&batch).await {
-                if let Err(abort) = writer.abort().await {
-                    tracing::warn!(%abort, "could not abort an unfinished Parquet file");
-                }
-                return Err(error);
-            }
-        }
-        let adds = writer.close().await?;
+        let (adds, rows) = encode(
+            futures::stream::iter(batches.iter().cloned().map(Ok)),
+            self.state.snapshot().arrow_schema(),
+            self.log_store.object_store(None),
+            writer_config(&self.state),
+        )
+        .await?;
         let added_files = adds.len();
         let actions = adds.into_iter().map(Action::Add).collect();
         let finalized = commit_write(
@@ -242,7 +235,7 @@ fn is_small(plan: &Arc<dyn ExecutionPlan>) -> bool {
 
 /// Streams one partition into its own Parquet writer; returns its files and row count.
 async fn encode(
-    mut stream: datafusion::physical_plan::SendableRecordBatchStream,
+    mut stream: impl Stream<Item = Result<RecordBatch, DataFusionError>> + Unpin,
     schema: SchemaRef,
     store: Arc<dyn ObjectStore>,
     config: WriterConfig,

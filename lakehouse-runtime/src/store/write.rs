@@ -114,16 +114,16 @@ impl Warehouse {
         };
         let commit = commit_properties(&options.transaction);
         let state = session_state(session);
+        let save_mode = if table.mode == WriteMode::Overwrite {
+            SaveMode::Overwrite
+        } else {
+            SaveMode::Append
+        };
         let result = match table.mode {
             WriteMode::Append | WriteMode::Overwrite
                 if !replace_schema && super::sink::applies_to(table, &delta) =>
             {
-                let mode = if table.mode == WriteMode::Append {
-                    SaveMode::Append
-                } else {
-                    SaveMode::Overwrite
-                };
-                super::sink::write(delta, source, mode, commit)
+                super::sink::write(delta, source, save_mode, commit)
                     .await
                     .map(|(version, rows)| appended(table, version, rows))
             }
@@ -134,11 +134,7 @@ impl Warehouse {
                     .with_input_plan(plan)
                     .with_session_state(state)
                     .with_commit_properties(commit);
-                builder = if table.mode == WriteMode::Append {
-                    builder.with_save_mode(SaveMode::Append)
-                } else {
-                    builder.with_save_mode(SaveMode::Overwrite)
-                };
+                builder = builder.with_save_mode(save_mode);
                 if replace_schema {
                     builder = builder.with_schema_mode(SchemaMode::Overwrite);
                 }
