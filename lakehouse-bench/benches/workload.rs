@@ -20,7 +20,7 @@ fn main() {
         seed: lakehouse_bench::generator::DEFAULT_SEED,
         out,
         keep: false,
-        verbose: true,
+        on_stage: Some(print_stage),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -41,4 +41,9 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// A stage's figures on stderr.
+fn print_stage(line: &str) {
+    eprintln!("{line}");
 }

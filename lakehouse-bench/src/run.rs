@@ -24,8 +24,9 @@ pub struct Options {
     pub out: PathBuf,
     /// Keep the warehouse after the run.
     pub keep: bool,
-    /// Print each stage's figures on stderr.
-    pub verbose: bool,
+    /// Called with each stage's figures (wall and CPU time, memory) as one line, once the
+    /// stage has run: the binary's `-v` prints them.
+    pub on_stage: Option<fn(&str)>,
 }
 
 /// The pipelines each stage runs, and the landing batch it processes.
@@ -121,12 +122,12 @@ pub async fn run(options: &Options, process_start: Instant) -> Result<Report> {
         }
         wall.set(stage, round(seconds, 4));
         cpu.set(stage, round(cpu_seconds, 3));
-        if options.verbose {
-            eprintln!(
+        if let Some(on_stage) = options.on_stage {
+            on_stage(&format!(
                 "{stage:<13} {seconds:>8.3} s wall {cpu_seconds:>8.2} s cpu  rss {:>7.0} MiB (peak {:>7.0} MiB)",
                 rss_mb(),
                 peak_rss_mb()
-            );
+            ));
         }
     }
 

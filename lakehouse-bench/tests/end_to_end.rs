@@ -84,7 +84,7 @@ async fn workload_at_10_000_rows_has_the_expected_checks() {
         seed: 42,
         out: dir.path().to_owned(),
         keep: true,
-        verbose: false,
+        on_stage: None,
     };
     let report = run(&options, Instant::now()).await.expect("benchmark run");
     assert_eq!(report.checks.comparable(), expected_checks(10_000));

@@ -88,7 +88,7 @@ fn main() -> ExitCode {
         seed: args.seed,
         out: args.out.clone(),
         keep: args.keep,
-        verbose: args.verbose,
+        on_stage: args.verbose.then_some(print_stage as fn(&str)),
     };
     if let Some(pipeline) = &args.explain {
         return match runtime.block_on(lakehouse_bench::run::explain(&options, pipeline)) {
@@ -112,4 +112,9 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `-v`: a stage's figures on stderr.
+fn print_stage(line: &str) {
+    eprintln!("{line}");
 }
