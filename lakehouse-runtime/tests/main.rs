@@ -18,5 +18,6 @@ mod quality;
 mod scd2;
 mod sources;
 mod sql;
+mod upsert;
 mod write_matrix;
 mod write_safety;

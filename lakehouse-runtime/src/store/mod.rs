@@ -13,6 +13,7 @@ mod read;
 mod scd2;
 mod sink;
 mod unique;
+mod upsert;
 mod write;
 
 use std::sync::Arc;

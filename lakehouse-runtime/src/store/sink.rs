@@ -65,8 +65,47 @@ pub(crate) async fn write(
     commit: CommitProperties,
 ) -> Result<(u64, u64), DeltaTableError> {
     let state = delta.snapshot()?.clone();
-    let snapshot = state.snapshot();
-    let schema: SchemaRef = snapshot.arrow_schema();
+    let (adds, rows) = encode_plan(&state, &delta, source).await?;
+    let added_files = adds.len();
+    let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
+    let mut removed_files = 0;
+    if mode == SaveMode::Overwrite {
+        for file in state.log_data() {
+            actions.push(Action::Remove(file.remove_action(true)));
+            removed_files += 1;
+        }
+    }
+    let metrics = serde_json::json!({
+        "num_added_rows": rows,
+        "num_added_files": added_files,
+        "num_removed_files": removed_files,
+    });
+    let operation = DeltaOperation::Write {
+        mode,
+        partition_by: None,
+        predicate: None,
+    };
+    let finalized = commit_actions(
+        &state,
+        delta.log_store(),
+        actions,
+        operation,
+        metrics,
+        commit,
+    )
+    .await?;
+    Ok((finalized.version() as u64, rows))
+}
+
+/// Encodes `source` (in `state`'s stored schema) into new data files of `delta`, one Parquet
+/// writer per partition, without committing them. Returns their `Add`s and the rows written. On
+/// an error the files already written stay unreferenced.
+pub(crate) async fn encode_plan(
+    state: &DeltaTableState,
+    delta: &DeltaTable,
+    source: DataFrame,
+) -> Result<(Vec<Add>, u64), DeltaTableError> {
+    let schema: SchemaRef = state.snapshot().arrow_schema();
     let task_ctx = Arc::new(source.task_ctx());
     let target_partitions = task_ctx.session_config().target_partitions().max(1);
     let plan = source.create_physical_plan().await?;
@@ -81,7 +120,7 @@ pub(crate) async fn write(
             Partitioning::RoundRobinBatch(target_partitions),
         )?)
     };
-    let config = writer_config(&state);
+    let config = writer_config(state);
     let store = delta.log_store().object_store(None);
     let partitions = plan.output_partitioning().partition_count();
     tracing::debug!(partitions, "writing one Parquet stream per partition");
@@ -112,26 +151,7 @@ pub(crate) async fn write(
             }
         }
     }
-    let mut actions: Vec<Action> = Vec::with_capacity(adds.len());
-    let added_files = adds.len();
-    actions.extend(adds.into_iter().map(Action::Add));
-    let mut removed_files = 0;
-    if mode == SaveMode::Overwrite {
-        for file in state.log_data() {
-            actions.push(Action::Remove(file.remove_action(true)));
-            removed_files += 1;
-        }
-    }
-    let finalized = commit_write(
-        &state,
-        delta.log_store(),
-        actions,
-        mode,
-        commit,
-        (rows, added_files, removed_files),
-    )
-    .await?;
-    Ok((finalized.version() as u64, rows))
+    Ok((adds, rows))
 }
 
 /// A table kept open between appends, so that each one does not read its log again: the
@@ -162,15 +182,24 @@ impl OpenTable {
             writer_config(&self.state),
         )
         .await?;
-        let added_files = adds.len();
+        let metrics = serde_json::json!({
+            "num_added_rows": rows,
+            "num_added_files": adds.len(),
+            "num_removed_files": 0,
+        });
         let actions = adds.into_iter().map(Action::Add).collect();
-        let finalized = commit_write(
+        let operation = DeltaOperation::Write {
+            mode: SaveMode::Append,
+            partition_by: None,
+            predicate: None,
+        };
+        let finalized = commit_actions(
             &self.state,
             self.log_store.clone(),
             actions,
-            SaveMode::Append,
+            operation,
+            metrics,
             CommitProperties::default(),
-            (rows, added_files, 0),
         )
         .await?;
         self.state = finalized.snapshot();
@@ -194,26 +223,17 @@ fn writer_config(state: &DeltaTableState) -> WriterConfig {
     )
 }
 
-/// Commits a write's `actions` on top of `state`, with delta-rs's operation and metrics.
-async fn commit_write(
+/// Commits `actions` on top of `state` as `operation`, with its `operationMetrics` (the names
+/// delta-rs's own operation records), checked for conflicts with commits made since `state`.
+pub(crate) async fn commit_actions(
     state: &DeltaTableState,
     log_store: LogStoreRef,
     actions: Vec<Action>,
-    mode: SaveMode,
+    operation: DeltaOperation,
+    metrics: serde_json::Value,
     commit: CommitProperties,
-    (rows, added_files, removed_files): (u64, usize, usize),
 ) -> Result<FinalizedCommit, DeltaTableError> {
-    let metrics = serde_json::json!({
-        "num_added_rows": rows,
-        "num_added_files": added_files,
-        "num_removed_files": removed_files,
-    });
     let commit = commit.with_metadata([("operationMetrics".to_owned(), metrics)]);
-    let operation = DeltaOperation::Write {
-        mode,
-        partition_by: None,
-        predicate: None,
-    };
     CommitBuilder::from(commit)
         .with_actions(actions)
         .build(Some(state), log_store, operation)

@@ -299,13 +299,24 @@ pub(crate) fn outcome(
 
 /// `rows` inserted by the commit of `version`.
 fn appended(table: &TableDef, version: u64, rows: u64) -> WriteOutcome {
+    outcome_at(table, version, rows, 0, 0)
+}
+
+/// What the commit of `version` did.
+pub(crate) fn outcome_at(
+    table: &TableDef,
+    version: u64,
+    inserted: u64,
+    updated: u64,
+    deleted: u64,
+) -> WriteOutcome {
     WriteOutcome {
         table: table.qualified_name(),
         version: Some(version),
         committed: true,
-        rows_inserted: rows,
-        rows_updated: 0,
-        rows_deleted: 0,
+        rows_inserted: inserted,
+        rows_updated: updated,
+        rows_deleted: deleted,
     }
 }
 
@@ -456,6 +467,21 @@ async fn merge(
         }
     }
     let result = match deletions {
+        Deletions::None if super::upsert::applies_to(table, &delta) => {
+            let streamed = guarded(source.clone()).await?;
+            let upserted =
+                super::upsert::upsert(session, delta.clone(), streamed, table, commit.clone())
+                    .await;
+            return match upserted {
+                Err(e) if super::unique::is_duplicate(&e) => {
+                    tracing::debug!(table = %table.qualified_name(), "repeated source keys; de-duplicating");
+                    let source = dedupe(source, table)
+                        .map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))?;
+                    super::upsert::upsert(session, delta, source, table, commit).await
+                }
+                other => other,
+            };
+        }
         Deletions::None => {
             let streamed = guarded(source.clone()).await?;
             let upserted = upsert(

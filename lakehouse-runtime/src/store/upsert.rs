@@ -1,0 +1,274 @@
+//! Upserts that rewrite only the files holding a matched key, encoded in parallel and committed
+//! once as a Delta `MERGE`.
+//!
+//! delta-rs's MERGE plans a full outer join of source and target and writes its output through a
+//! single Parquet writer. An upsert that replaces whole rows (`UPDATE SET *`, `INSERT *`) needs
+//! less, in two passes:
+//! 1. the target's key columns, with the file each row comes from, are semi-joined with the
+//!    source's keys: the files to rewrite and the number of rows the merge updates;
+//! 2. those files are read, anti-joined with the source's keys (dropping the rows the source
+//!    replaces), unioned with the source, and written by one Parquet writer per partition
+//!    ([`super::sink`]). One commit removes the rewritten files and adds the new ones.
+//!
+//! Untouched files stay as they are. The source is held in memory, as the build side of
+//! delta-rs's hash join holds it. The table's key must be unique in the target (the framework
+//! keeps it so): MERGE would update each of two target rows sharing a key, this keeps one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray as _, RecordBatch};
+use arrow::datatypes::{DataType, Int64Type, UInt16Type};
+use datafusion::common::JoinType;
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::MemTable;
+use datafusion::execution::context::SessionContext;
+use datafusion::functions_aggregate::count::count_all;
+use datafusion::logical_expr::{Expr, cast};
+use datafusion::prelude::col;
+use deltalake::kernel::Action;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::protocol::{DeltaOperation, MergePredicate};
+use deltalake::table::config::TablePropertiesExt as _;
+use deltalake::{DeltaTable, DeltaTableError};
+use percent_encoding::percent_decode_str;
+use url::Url;
+
+use super::write::{WriteOutcome, key_match, outcome_at, qualified};
+use crate::table::TableDef;
+
+/// The column the target scan adds: the file a row comes from.
+const FILE_COLUMN: &str = "__lakehouse_file";
+
+/// Whether an upsert of `table` into `delta` may take this path: the parallel sink's conditions
+/// (unpartitioned, no CHECK constraints) and no change data feed, whose `_change_data` files
+/// only delta-rs's MERGE writes.
+pub(crate) fn applies_to(table: &TableDef, delta: &DeltaTable) -> bool {
+    super::sink::applies_to(table, delta)
+        && delta.snapshot().is_ok_and(|state| {
+            !state
+                .snapshot()
+                .table_properties()
+                .enable_change_data_feed()
+        })
+}
+
+/// Upserts `source` (unique keys, in the stored schema; read once) into `delta` on `table`'s
+/// key, in one commit. On any error nothing is committed and the table stays at its version.
+pub(crate) async fn upsert(
+    session: &SessionContext,
+    delta: DeltaTable,
+    source: DataFrame,
+    table: &'static TableDef,
+    commit: CommitProperties,
+) -> Result<WriteOutcome, DeltaTableError> {
+    let state = delta.snapshot()?.clone();
+    let schema = source.schema().inner().clone();
+    let batches = source.collect().await?;
+    let source_rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let source = Arc::new(MemTable::try_new(schema, vec![batches])?);
+    let read_source = || -> Result<DataFrame, DeltaTableError> {
+        Ok(session.read_table(source.clone())?.alias("s")?)
+    };
+    let keys: Vec<Expr> = table.key.iter().map(|k| qualified("s", k)).collect();
+
+    // Pass 1: which files hold a matched key, and how many matched rows each.
+    let target = delta
+        .table_provider()
+        .with_session(super::session_state(session))
+        .with_file_column(FILE_COLUMN)
+        .await?;
+    let mut target_keys: Vec<Expr> = table.key.iter().map(|k| col(*k)).collect();
+    target_keys.push(col(FILE_COLUMN));
+    let matched = read_source()?
+        .select(keys.clone())?
+        .join_on(
+            session
+                .read_table(target)?
+                .select(target_keys)?
+                .alias("t")?,
+            JoinType::RightSemi,
+            [key_match(table)],
+        )?
+        .aggregate(vec![qualified("t", FILE_COLUMN)], vec![count_all()])?
+        .collect()
+        .await?;
+    let matched = matched_files(&matched)?;
+    let updated: u64 = matched.values().map(|(_, rows)| rows).sum();
+
+    // Pass 2: the matched files without their matched rows, then the whole source.
+    let root = delta.log_store().root_url().clone();
+    let mut removes = Vec::with_capacity(matched.len());
+    let mut scanned_rows = 0;
+    for file in state.log_data() {
+        if matched.contains_key(&decoded_file_key(&root, &file.path())) {
+            scanned_rows += file.num_records().unwrap_or(0);
+            removes.push(Action::Remove(file.remove_action(true)));
+        }
+    }
+    if removes.len() != matched.len() {
+        return Err(DeltaTableError::Generic(format!(
+            "merging into {}: {} matched files are not in the table's log at version {}",
+            table.qualified_name(),
+            matched.len() - removes.len(),
+            state.version()
+        )));
+    }
+    let source_df = read_source()?.select(columns(&delta, "s")?)?;
+    let output = if matched.is_empty() {
+        source_df
+    } else {
+        let kept = delta
+            .table_provider()
+            .with_session(super::session_state(session))
+            .with_file_paths(matched.values().map(|(id, _)| id.clone()))
+            .await?;
+        read_source()?
+            .select(keys)?
+            .join_on(
+                session.read_table(kept)?.alias("t")?,
+                JoinType::RightAnti,
+                [key_match(table)],
+            )?
+            .select(columns(&delta, "t")?)?
+            .union(source_df)?
+    };
+    let (adds, written) = super::sink::encode_plan(&state, &delta, output).await?;
+    let inserted = (source_rows as u64).saturating_sub(updated);
+    let metrics = serde_json::json!({
+        "num_source_rows": source_rows,
+        "num_target_rows_inserted": inserted,
+        "num_target_rows_updated": updated,
+        "num_target_rows_deleted": 0,
+        "num_target_rows_copied": written.saturating_sub(source_rows as u64),
+        "num_output_rows": written,
+        "num_target_files_scanned": removes.len(),
+        "num_target_files_skipped_during_scan": state.log_data().num_files() - removes.len(),
+        "num_target_files_added": adds.len(),
+        "num_target_files_removed": removes.len(),
+    });
+    tracing::debug!(
+        table = %table.qualified_name(),
+        files_rewritten = removes.len(),
+        rows_scanned = scanned_rows,
+        inserted,
+        updated,
+        "upserted by rewriting the matched files"
+    );
+    let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
+    actions.extend(removes);
+    let finalized = super::sink::commit_actions(
+        &state,
+        delta.log_store(),
+        actions,
+        merge_operation(table),
+        metrics,
+        commit,
+    )
+    .await?;
+    Ok(outcome_at(
+        table,
+        finalized.version() as u64,
+        inserted,
+        updated,
+        0,
+    ))
+}
+
+/// The stored columns, qualified by `alias`, in the stored order and types (a scan may read
+/// strings as views).
+fn columns(delta: &DeltaTable, alias: &str) -> Result<Vec<Expr>, DeltaTableError> {
+    Ok(delta
+        .snapshot()?
+        .snapshot()
+        .arrow_schema()
+        .fields()
+        .iter()
+        .map(|f| cast(qualified(alias, f.name()), f.data_type().clone()).alias(f.name()))
+        .collect())
+}
+
+/// The commit's operation, as delta-rs records an upsert: no predicate (the whole table was
+/// read, so concurrent appends conflict), update all when matched, insert all when not.
+fn merge_operation(table: &TableDef) -> DeltaOperation {
+    let merge_predicate = table
+        .key
+        .iter()
+        .map(|k| format!("t.{k} = s.{k}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    DeltaOperation::Merge {
+        predicate: None,
+        merge_predicate: Some(merge_predicate),
+        matched_predicates: vec![MergePredicate {
+            action_type: "update".to_owned(),
+            predicate: None,
+        }],
+        not_matched_predicates: vec![MergePredicate {
+            action_type: "insert".to_owned(),
+            predicate: None,
+        }],
+        not_matched_by_source_predicates: Vec::new(),
+    }
+}
+
+/// The matched files by their decoded location (see [`decoded_file_key`]), each with its file id
+/// (as the scan gave it) and matched row count, from the `(file, count)` batches of pass 1.
+fn matched_files(
+    batches: &[RecordBatch],
+) -> Result<HashMap<String, (String, u64)>, DeltaTableError> {
+    let unexpected = |what: &str| {
+        DeltaTableError::Generic(format!("merge: unexpected {what} in the matched files"))
+    };
+    let mut files = HashMap::new();
+    for batch in batches {
+        let paths = batch.column(0);
+        let counts = batch.column(1).as_primitive_opt::<Int64Type>();
+        let counts = counts.ok_or_else(|| unexpected("count type"))?;
+        let id_at = |row: usize| -> Result<String, DeltaTableError> {
+            let text = match paths.data_type() {
+                DataType::Dictionary(_, _) => {
+                    let dict = paths
+                        .as_dictionary_opt::<UInt16Type>()
+                        .ok_or_else(|| unexpected("file column type"))?;
+                    let values = dict.values().as_string_opt::<i32>();
+                    let values = values.ok_or_else(|| unexpected("file column values"))?;
+                    values.value(dict.keys().value(row) as usize).to_owned()
+                }
+                DataType::Utf8 => paths.as_string::<i32>().value(row).to_owned(),
+                other => return Err(unexpected(&format!("file column type {other}"))),
+            };
+            Ok(text)
+        };
+        for row in 0..batch.num_rows() {
+            if paths.is_null(row) {
+                return Err(unexpected("NULL file"));
+            }
+            let id = id_at(row)?;
+            let key = Url::parse(&id)
+                .map(|url| {
+                    percent_decode_str(url.path())
+                        .decode_utf8_lossy()
+                        .into_owned()
+                })
+                .map_err(|e| DeltaTableError::Generic(format!("merge: file id `{id}`: {e}")))?;
+            files.insert(key, (id, counts.value(row) as u64));
+        }
+    }
+    Ok(files)
+}
+
+/// A data file's decoded absolute path: `path` (decoded, as the log's file views give it) is
+/// absolute or relative to the table root `root`.
+fn decoded_file_key(root: &Url, path: &str) -> String {
+    match Url::parse(path) {
+        Ok(url) => percent_decode_str(url.path())
+            .decode_utf8_lossy()
+            .into_owned(),
+        Err(_) => {
+            let root_path = percent_decode_str(root.path()).decode_utf8_lossy();
+            let root_path = root_path.trim_end_matches('/');
+            format!("{root_path}/{path}")
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! Upserts into unpartitioned merge tables rewrite only the files that hold a matched key, in
+//! one `MERGE` commit; files without a match stay; a failed upsert commits nothing; a table with
+//! the change data feed keeps delta-rs's MERGE, which records the changes.
+
+use std::collections::BTreeSet;
+
+use futures::StreamExt as _;
+use lakehouse_runtime::prelude::*;
+use lakehouse_runtime::store::WriteOptions;
+use lakehouse_runtime::{TableDef, Warehouse};
+use serde::Serialize;
+
+use crate::common::{TempWarehouse, contents, write};
+
+/// Merged on `id`.
+#[derive(Table, Serialize, Clone)]
+#[table(schema = "cow", name = "accounts", key(id), mode = merge)]
+pub struct Account {
+    pub id: i64,
+    pub balance: Option<i64>,
+    pub owner: String,
+}
+
+/// The same, with the change data feed on.
+#[derive(Table, Serialize, Clone)]
+#[table(
+    schema = "cow",
+    name = "audited",
+    key(id),
+    mode = merge,
+    property(key = "delta.enableChangeDataFeed", value = "true")
+)]
+pub struct Audited {
+    pub id: i64,
+    pub balance: Option<i64>,
+    pub owner: String,
+}
+
+fn account(id: i64, balance: Option<i64>, owner: &str) -> Account {
+    Account {
+        id,
+        balance,
+        owner: owner.to_owned(),
+    }
+}
+
+/// The table's data files (paths relative to the table).
+async fn files(warehouse: &Warehouse, table: &'static TableDef) -> BTreeSet<String> {
+    let delta = warehouse.load(table).await.expect("load").expect("exists");
+    let state = delta.snapshot().expect("snapshot");
+    state
+        .log_data()
+        .iter()
+        .map(|f| f.path().into_owned())
+        .collect()
+}
+
+/// The latest commit's operation and its `operationMetrics`.
+async fn last_commit(
+    warehouse: &Warehouse,
+    table: &'static TableDef,
+) -> (String, serde_json::Value) {
+    let delta = warehouse.load(table).await.expect("load").expect("exists");
+    let mut history = delta.history(Some(1));
+    let commit = history.next().await.expect("a commit").expect("readable");
+    let metrics = commit
+        .info
+        .get("operationMetrics")
+        .cloned()
+        .unwrap_or_default();
+    (commit.operation.unwrap_or_default(), metrics)
+}
+
+#[tokio::test]
+async fn an_upsert_rewrites_only_the_files_holding_a_matched_key() {
+    let wh = TempWarehouse::new();
+    let options = WriteOptions::default;
+    // Three writes, three files: keys 1–3, 10–12 and 20–22.
+    for first in [1, 10, 20] {
+        let rows: Vec<Account> = (first..first + 3)
+            .map(|id| account(id, Some(id * 100), "ann"))
+            .collect();
+        write(&wh.warehouse, Account::DEF, &rows, options())
+            .await
+            .expect("batch");
+    }
+    let before = files(&wh.warehouse, Account::DEF).await;
+    assert_eq!(before.len(), 3);
+    let version = wh.warehouse.version(Account::DEF).await.expect("version");
+    // The second batch matched nothing: inserted, nothing removed, recorded as a MERGE.
+    assert_eq!(last_commit(&wh.warehouse, Account::DEF).await.0, "MERGE");
+
+    // Key 11 is updated (in the second file), key 30 is new.
+    let rows = vec![account(11, None, "bob"), account(30, Some(3), "cy")];
+    let outcome = write(&wh.warehouse, Account::DEF, &rows, options())
+        .await
+        .expect("upsert");
+    assert!(outcome.committed);
+    assert_eq!((outcome.rows_inserted, outcome.rows_updated), (1, 1));
+    assert_eq!(outcome.version, version.map(|v| v + 1));
+
+    let after = files(&wh.warehouse, Account::DEF).await;
+    let kept: Vec<_> = before.intersection(&after).collect();
+    assert_eq!(kept.len(), 2, "the first and third files stay: {after:?}");
+    assert_eq!(after.len(), 3, "one file replaces the second: {after:?}");
+    let (operation, metrics) = last_commit(&wh.warehouse, Account::DEF).await;
+    assert_eq!(operation, "MERGE");
+    assert_eq!(metrics["num_target_files_removed"], 1);
+    assert_eq!(metrics["num_target_rows_updated"], 1);
+    assert_eq!(metrics["num_target_rows_inserted"], 1);
+    assert_eq!(metrics["num_target_rows_copied"], 2);
+    assert_eq!(
+        contents(&wh.warehouse, Account::DEF).await,
+        // Sorted as text.
+        vec![
+            "10|1000|ann",
+            "11|∅|bob",
+            "12|1200|ann",
+            "1|100|ann",
+            "20|2000|ann",
+            "21|2100|ann",
+            "22|2200|ann",
+            "2|200|ann",
+            "30|3|cy",
+            "3|300|ann",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_upsert_touching_every_file_rewrites_them_all_in_one_commit() {
+    let wh = TempWarehouse::new();
+    for first in [1, 10] {
+        let rows: Vec<Account> = (first..first + 2)
+            .map(|id| account(id, Some(id), "ann"))
+            .collect();
+        write(&wh.warehouse, Account::DEF, &rows, WriteOptions::default())
+            .await
+            .expect("batch");
+    }
+    let before = files(&wh.warehouse, Account::DEF).await;
+    let rows = vec![account(2, Some(-2), "bob"), account(10, Some(-10), "bob")];
+    let outcome = write(&wh.warehouse, Account::DEF, &rows, WriteOptions::default())
+        .await
+        .expect("upsert");
+    assert_eq!((outcome.rows_inserted, outcome.rows_updated), (0, 2));
+    let after = files(&wh.warehouse, Account::DEF).await;
+    assert!(before.is_disjoint(&after), "{before:?} → {after:?}");
+    assert_eq!(
+        last_commit(&wh.warehouse, Account::DEF).await.1["num_target_files_removed"],
+        2
+    );
+    assert_eq!(
+        contents(&wh.warehouse, Account::DEF).await,
+        vec!["10|-10|bob", "11|11|ann", "1|1|ann", "2|-2|bob"]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_upsert_commits_nothing() {
+    let wh = TempWarehouse::new();
+    let rows = vec![account(1, Some(1), "ann"), account(2, Some(2), "ann")];
+    write(&wh.warehouse, Account::DEF, &rows, WriteOptions::default())
+        .await
+        .expect("first batch");
+    let version = wh.warehouse.version(Account::DEF).await.expect("version");
+    let before = files(&wh.warehouse, Account::DEF).await;
+
+    // `owner` is NOT NULL: the row updating key 1 cannot be written.
+    let session = wh.warehouse.session();
+    let source = session
+        .sql("SELECT CAST(1 AS BIGINT) AS id, CAST(5 AS BIGINT) AS balance, CAST(NULL AS VARCHAR) AS owner")
+        .await
+        .expect("source");
+    let error = wh
+        .warehouse
+        .write(&session, Account::DEF, source, WriteOptions::default())
+        .await
+        .expect_err("a NULL owner must fail the upsert")
+        .to_string();
+    assert!(
+        error.contains("owner"),
+        "the error names the column: {error}"
+    );
+    assert_eq!(
+        wh.warehouse.version(Account::DEF).await.expect("version"),
+        version
+    );
+    assert_eq!(files(&wh.warehouse, Account::DEF).await, before);
+    assert_eq!(
+        contents(&wh.warehouse, Account::DEF).await,
+        vec!["1|1|ann", "2|2|ann"]
+    );
+}
+
+#[tokio::test]
+async fn a_table_with_the_change_data_feed_records_the_merges_changes() {
+    let wh = TempWarehouse::new();
+    let audited = |id, balance| Audited {
+        id,
+        balance: Some(balance),
+        owner: "ann".to_owned(),
+    };
+    write(
+        &wh.warehouse,
+        Audited::DEF,
+        &[audited(1, 1), audited(2, 2)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("first batch");
+    let outcome = write(
+        &wh.warehouse,
+        Audited::DEF,
+        &[audited(2, 20), audited(3, 3)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("merge");
+    assert_eq!((outcome.rows_inserted, outcome.rows_updated), (1, 1));
+    assert_eq!(
+        contents(&wh.warehouse, Audited::DEF).await,
+        vec!["1|1|ann", "2|20|ann", "3|3|ann"]
+    );
+    // delta-rs's MERGE wrote the update's pre- and post-images.
+    let root = wh.warehouse.local_root().expect("local warehouse");
+    let table = wh.warehouse.table_url(Audited::DEF).expect("url");
+    let table = table.to_file_path().expect("local table");
+    assert!(table.starts_with(&root));
+    let changes = std::fs::read_dir(table.join("_change_data"))
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    assert!(changes > 0, "the change data feed has files for the update");
+}
+
+/// `SELECT` of generated accounts `from..=to` with `balance = id * factor`, owned by `owner`.
+fn generated(from: i64, to: i64, factor: i64, owner: &str) -> String {
+    format!(
+        "SELECT value AS id, value * {factor} AS balance, '{owner}' AS owner \
+         FROM generate_series({from}, {to})"
+    )
+}
+
+#[tokio::test]
+async fn a_large_upsert_is_encoded_in_parallel() {
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    // Encoders follow the session's target partitions: fixed, so a one-core machine runs the same.
+    session
+        .sql("SET datafusion.execution.target_partitions = 2")
+        .await
+        .expect("set")
+        .collect()
+        .await
+        .expect("set");
+    let first = session
+        .sql(&generated(1, 300_000, 1, "ann"))
+        .await
+        .expect("rows");
+    wh.warehouse
+        .write(&session, Account::DEF, first, WriteOptions::default())
+        .await
+        .expect("first batch");
+    // Every other key of the upper half updated, as many new keys inserted.
+    let source = session
+        .sql(&format!(
+            "{} WHERE value % 2 = 0 UNION ALL {}",
+            generated(150_001, 300_000, -1, "bob"),
+            generated(300_001, 375_000, -1, "bob")
+        ))
+        .await
+        .expect("source");
+    let outcome = wh
+        .warehouse
+        .write(&session, Account::DEF, source, WriteOptions::default())
+        .await
+        .expect("upsert");
+    assert_eq!(
+        (outcome.rows_inserted, outcome.rows_updated),
+        (75_000, 75_000)
+    );
+    let (operation, metrics) = last_commit(&wh.warehouse, Account::DEF).await;
+    assert_eq!(operation, "MERGE");
+    let added = metrics["num_target_files_added"]
+        .as_u64()
+        .expect("files added");
+    assert!(added >= 2, "one file per encoder expected: {metrics}");
+    let totals = crate::common::render(
+        wh.warehouse
+            .sql(
+                &[Account::DEF],
+                "SELECT count(*), count(DISTINCT id), sum(balance), count(*) FILTER (WHERE owner = 'bob') \
+                 FROM cow.accounts",
+            )
+            .await
+            .expect("query"),
+    )
+    .await;
+    // Keys 1..=375 000 once each; balances: +id below 150 001 and for odd keys above, −id for
+    // the updated even keys and the inserted ones.
+    let sum = |from: i64, to: i64| (from..=to).sum::<i64>();
+    let even = |from: i64, to: i64| (from..=to).filter(|v| v % 2 == 0).sum::<i64>();
+    let expected = sum(1, 300_000) - 2 * even(150_001, 300_000) - sum(300_001, 375_000);
+    assert_eq!(totals, vec![format!("375000|375000|{expected}|150000")]);
+}
