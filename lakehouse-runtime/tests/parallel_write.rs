@@ -63,7 +63,7 @@ async fn summary(warehouse: &Warehouse, table: &str) -> Vec<String> {
         format!("SELECT count(*), count(DISTINCT id), sum(id), min(kind), max(kind) FROM {table}");
     render(
         warehouse
-            .sql(&[Event::DEF, Latest::DEF], &sql)
+            .sql(&[Event::DEF, Latest::DEF, Kind::DEF], &sql)
             .await
             .expect("query"),
     )
@@ -170,5 +170,81 @@ async fn a_null_in_a_not_null_column_fails_the_parallel_write_and_changes_nothin
     assert_eq!(
         summary(&wh.warehouse, "par.events").await,
         vec!["10|10|55|0|6"]
+    );
+}
+
+/// A dimension of kinds.
+#[derive(Table)]
+#[table(schema = "par", name = "kinds", mode = overwrite)]
+pub struct Kind {
+    pub kind: String,
+    pub label: String,
+}
+
+#[tokio::test]
+async fn a_large_join_is_encoded_in_parallel_whatever_its_estimate() {
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    session
+        .sql("SET datafusion.execution.target_partitions = 2")
+        .await
+        .expect("set")
+        .collect()
+        .await
+        .expect("set");
+    let events = generated(&wh.warehouse, MANY, None).await;
+    wh.warehouse
+        .write(&session, Event::DEF, events, WriteOptions::default())
+        .await
+        .expect("events");
+    let kinds = session
+        .sql("SELECT CAST(value AS VARCHAR) AS kind, 'k' || CAST(value AS VARCHAR) AS label FROM generate_series(0, 6)")
+        .await
+        .expect("kinds");
+    wh.warehouse
+        .write(&session, Kind::DEF, kinds, WriteOptions::default())
+        .await
+        .expect("kinds");
+    // Tables with Delta statistics (no distinct counts): the planner estimates the join's output
+    // at the dimension's size, which must not make the write one file.
+    let kinds = wh
+        .warehouse
+        .read(&session, Kind::DEF)
+        .await
+        .expect("read")
+        .alias("d")
+        .expect("alias");
+    let joined = wh
+        .warehouse
+        .read(&session, Event::DEF)
+        .await
+        .expect("read")
+        .alias("e")
+        .expect("alias")
+        .join(
+            kinds,
+            datafusion::common::JoinType::Inner,
+            &["kind"],
+            &["kind"],
+            None,
+        )
+        .expect("join")
+        .select(vec![
+            datafusion::prelude::col("e.id").alias("id"),
+            datafusion::prelude::col("d.label").alias("kind"),
+        ])
+        .expect("select");
+    let outcome = wh
+        .warehouse
+        .write(&session, Latest::DEF, joined, WriteOptions::default())
+        .await
+        .expect("overwrite");
+    assert_eq!(outcome.rows_inserted, MANY as u64);
+    let (files, _, _) = layout(&wh.warehouse, Latest::DEF).await;
+    assert!(files >= 2, "one file per encoder expected, found {files}");
+    let expected_sum = MANY * (MANY + 1) / 2;
+    assert_eq!(
+        summary(&wh.warehouse, "par.latest").await,
+        vec![format!("{MANY}|{MANY}|{expected_sum}|k0|k6")]
     );
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use datafusion::common::stats::Precision;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
@@ -65,7 +66,7 @@ pub(crate) async fn write(
     commit: CommitProperties,
 ) -> Result<(u64, u64), DeltaTableError> {
     let state = delta.snapshot()?.clone();
-    let (adds, rows) = encode_plan(&state, &delta, source).await?;
+    let (adds, rows) = encode_plan(&state, &delta, source, None).await?;
     let added_files = adds.len();
     let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
     let mut removed_files = 0;
@@ -98,18 +99,20 @@ pub(crate) async fn write(
 }
 
 /// Encodes `source` (in `state`'s stored schema) into new data files of `delta`, one Parquet
-/// writer per partition, without committing them. Returns their `Add`s and the rows written. On
-/// an error the files already written stay unreferenced.
+/// writer per partition, without committing them; `rows`: the rows `source` yields, if known.
+/// Returns their `Add`s and the rows written. On an error the files already written stay
+/// unreferenced.
 pub(crate) async fn encode_plan(
     state: &DeltaTableState,
     delta: &DeltaTable,
     source: DataFrame,
+    rows: Option<u64>,
 ) -> Result<(Vec<Add>, u64), DeltaTableError> {
     let schema: SchemaRef = state.snapshot().arrow_schema();
     let task_ctx = Arc::new(source.task_ctx());
     let target_partitions = task_ctx.session_config().target_partitions().max(1);
     let plan = source.create_physical_plan().await?;
-    let plan: Arc<dyn ExecutionPlan> = if is_small(&plan) {
+    let plan: Arc<dyn ExecutionPlan> = if is_small(&plan, rows) {
         // One file: splitting a few rows over several encoders would only make small files.
         Arc::new(CoalescePartitionsExec::new(plan))
     } else {
@@ -244,13 +247,30 @@ pub(crate) async fn commit_actions(
 /// and leave small files.
 const PARALLEL_MIN_ROWS: usize = 1 << 17;
 
-/// Whether `plan` is known, or estimated, to produce fewer than [`PARALLEL_MIN_ROWS`] rows.
-fn is_small(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    StatisticsContext::new()
-        .compute(plan.as_ref(), &StatisticsArgs::new())
-        .ok()
-        .and_then(|stats| stats.num_rows.get_value().copied())
-        .is_some_and(|rows| rows < PARALLEL_MIN_ROWS)
+/// Whether `plan` produces fewer than [`PARALLEL_MIN_ROWS`] rows: `rows` when the caller knows
+/// them, else the plan's statistics. Estimates through a join do not count: they collapse to a
+/// dimension's size, and a large fact would then be encoded by one writer.
+fn is_small(plan: &Arc<dyn ExecutionPlan>, rows: Option<u64>) -> bool {
+    if let Some(rows) = rows {
+        return rows < PARALLEL_MIN_ROWS as u64;
+    }
+    let Ok(stats) = StatisticsContext::new().compute(plan.as_ref(), &StatisticsArgs::new()) else {
+        return false;
+    };
+    match stats.num_rows {
+        Precision::Exact(rows) => rows < PARALLEL_MIN_ROWS,
+        Precision::Inexact(rows) => rows < PARALLEL_MIN_ROWS && !has_join(plan.as_ref()),
+        Precision::Absent => false,
+    }
+}
+
+/// Whether `plan` joins anywhere.
+fn has_join(plan: &dyn ExecutionPlan) -> bool {
+    plan.name().contains("Join")
+        || plan
+            .children()
+            .into_iter()
+            .any(|child| has_join(child.as_ref()))
 }
 
 /// Streams one partition into its own Parquet writer; returns its files and row count.

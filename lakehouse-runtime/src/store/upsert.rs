@@ -99,10 +99,10 @@ pub(crate) async fn upsert(
     // Pass 2: the matched files without their matched rows, then the whole source.
     let root = delta.log_store().root_url().clone();
     let mut removes = Vec::with_capacity(matched.len());
-    let mut scanned_rows = 0;
+    let mut counted_rows = Some(0);
     for file in state.log_data() {
         if matched.contains_key(&decoded_file_key(&root, &file.path())) {
-            scanned_rows += file.num_records().unwrap_or(0);
+            counted_rows = counted_rows.zip(file.num_records()).map(|(a, b)| a + b);
             removes.push(Action::Remove(file.remove_action(true)));
         }
     }
@@ -133,7 +133,10 @@ pub(crate) async fn upsert(
             .select(columns(&delta, "t")?)?
             .union(source_df)?
     };
-    let (adds, written) = super::sink::encode_plan(&state, &delta, output).await?;
+    // The rows written, when the log has every rewritten file's row count.
+    let expected =
+        counted_rows.map(|scanned| (scanned as u64).saturating_sub(updated) + source_rows as u64);
+    let (adds, written) = super::sink::encode_plan(&state, &delta, output, expected).await?;
     let inserted = (source_rows as u64).saturating_sub(updated);
     let metrics = serde_json::json!({
         "num_source_rows": source_rows,
@@ -150,7 +153,7 @@ pub(crate) async fn upsert(
     tracing::debug!(
         table = %table.qualified_name(),
         files_rewritten = removes.len(),
-        rows_scanned = scanned_rows,
+        rows_scanned = ?counted_rows,
         inserted,
         updated,
         "upserted by rewriting the matched files"
