@@ -97,3 +97,20 @@ async fn ddl_dml_copy_and_set_are_rejected() {
         .expect("still there");
     assert_eq!(render(df).await, lines(&["1"]));
 }
+
+#[tokio::test]
+async fn warehouse_sessions_parse_decimal_text_without_arrows_cast() {
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let sql = "SELECT CAST(t.price AS DECIMAL(10, 2)) AS price \
+               FROM (VALUES ('1.50'), ('323.74'), (NULL)) AS t(price)";
+    let explained = render(session.sql(&format!("EXPLAIN {sql}")).await.expect("plans")).await;
+    assert!(
+        explained.iter().any(|line| line.contains("parse_decimal")),
+        "{explained:?}"
+    );
+    assert_eq!(
+        render(session.sql(sql).await.expect("plans")).await,
+        vec!["1.50", "323.74", "∅"]
+    );
+}

@@ -2,6 +2,7 @@
 //! [`View`] is an intermediate result (after a join); [`Changes<T>`] is an incremental input.
 
 mod conform;
+mod decimal;
 mod keys;
 mod not_null;
 mod rows;
@@ -19,6 +20,7 @@ use datafusion::logical_expr::{Expr, SortExpr, cast};
 
 pub use crate::table::{JoinOn, JoinableWith, on};
 pub(crate) use conform::{Strictness, conform, conform_output};
+pub(crate) use decimal::FastDecimalCast;
 
 pub use keys::{register_functions, sha256_hex, surrogate_key};
 pub use rows::batches_from_rows;

@@ -123,6 +123,7 @@ impl Warehouse {
             .with_config(config)
             .with_runtime_env(self.runtime.clone())
             .with_query_planner(DeltaPlanner::new())
+            .with_optimizer_rule(Arc::new(crate::frame::FastDecimalCast))
             .build();
         let session = SessionContext::new_with_state(state);
         crate::frame::register_functions(&session);
