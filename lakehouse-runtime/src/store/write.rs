@@ -81,7 +81,10 @@ impl WriteOutcome {
 impl Warehouse {
     /// Writes `df` (the table's data columns) into `table` in its declared mode, in one commit:
     /// append, overwrite, merge (upsert on the key; duplicate keys in `df` keep the row that
-    /// sorts last by the non-key columns) or SCD2. The plan is streamed, never collected. On any
+    /// sorts last by the non-key columns) or SCD2. The plan is streamed, never collected, except
+    /// a merge's source, which is held in memory. An upsert into an unpartitioned table without
+    /// CHECK constraints or change data feed rewrites only the files holding a matched key (the
+    /// key is unique in the table, as merges keep it); other merges are delta-rs's MERGE. On any
     /// error the table stays at its previous version.
     pub async fn write(
         &self,
