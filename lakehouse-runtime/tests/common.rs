@@ -99,3 +99,17 @@ pub fn lines(rows: &[&str]) -> Vec<String> {
     rows.sort();
     rows
 }
+
+/// A session of `warehouse` encoding with two writers whatever the machine's cores (encoders
+/// follow the session's target partitions), so tests of parallel writes run the same everywhere.
+pub async fn two_writer_session(warehouse: &Warehouse) -> SessionContext {
+    let session = warehouse.session();
+    session
+        .sql("SET datafusion.execution.target_partitions = 2")
+        .await
+        .expect("set")
+        .collect()
+        .await
+        .expect("set");
+    session
+}

@@ -8,7 +8,7 @@ use lakehouse_runtime::prelude::*;
 use lakehouse_runtime::store::WriteOptions;
 use lakehouse_runtime::{TableDef, Warehouse};
 
-use crate::common::{TempWarehouse, render};
+use crate::common::{TempWarehouse, render, two_writer_session};
 
 /// Appended events.
 #[derive(Table)]
@@ -36,16 +36,7 @@ async fn generated(warehouse: &Warehouse, rows: i64, null_at: Option<i64>) -> Da
         "SELECT value AS id, CASE WHEN value = {null_at} THEN NULL \
          ELSE CAST(value % 7 AS VARCHAR) END AS kind FROM generate_series(1, {rows})"
     );
-    let session = warehouse.session();
-    // Encoders follow the session's target partitions (the cores): fixed, so that a one-core
-    // machine runs this test the same.
-    session
-        .sql("SET datafusion.execution.target_partitions = 2")
-        .await
-        .expect("set")
-        .collect()
-        .await
-        .expect("set");
+    let session = two_writer_session(warehouse).await;
     session.sql(&sql).await.expect("generated rows")
 }
 
@@ -184,14 +175,7 @@ pub struct Kind {
 #[tokio::test]
 async fn a_large_join_is_encoded_in_parallel_whatever_its_estimate() {
     let wh = TempWarehouse::new();
-    let session = wh.warehouse.session();
-    session
-        .sql("SET datafusion.execution.target_partitions = 2")
-        .await
-        .expect("set")
-        .collect()
-        .await
-        .expect("set");
+    let session = two_writer_session(&wh.warehouse).await;
     let events = generated(&wh.warehouse, MANY, None).await;
     wh.warehouse
         .write(&session, Event::DEF, events, WriteOptions::default())

@@ -10,7 +10,7 @@ use lakehouse_runtime::store::WriteOptions;
 use lakehouse_runtime::{TableDef, Warehouse};
 use serde::Serialize;
 
-use crate::common::{TempWarehouse, contents, write};
+use crate::common::{TempWarehouse, contents, two_writer_session, write};
 
 /// Merged on `id`.
 #[derive(Table, Serialize, Clone)]
@@ -244,15 +244,7 @@ fn generated(from: i64, to: i64, factor: i64, owner: &str) -> String {
 #[tokio::test]
 async fn a_large_upsert_is_encoded_in_parallel() {
     let wh = TempWarehouse::new();
-    let session = wh.warehouse.session();
-    // Encoders follow the session's target partitions: fixed, so a one-core machine runs the same.
-    session
-        .sql("SET datafusion.execution.target_partitions = 2")
-        .await
-        .expect("set")
-        .collect()
-        .await
-        .expect("set");
+    let session = two_writer_session(&wh.warehouse).await;
     let first = session
         .sql(&generated(1, 300_000, 1, "ann"))
         .await

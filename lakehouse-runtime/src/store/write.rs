@@ -283,6 +283,7 @@ pub(crate) fn stored_schema(delta: &DeltaTable, qualified: &str) -> Result<Schem
         .arrow_schema())
 }
 
+/// What the latest commit of `delta` did.
 pub(crate) fn outcome(
     table: &TableDef,
     delta: &DeltaTable,
@@ -291,12 +292,8 @@ pub(crate) fn outcome(
     deleted: u64,
 ) -> WriteOutcome {
     WriteOutcome {
-        table: table.qualified_name(),
         version: delta.version(),
-        committed: true,
-        rows_inserted: inserted,
-        rows_updated: updated,
-        rows_deleted: deleted,
+        ..outcome_at(table, 0, inserted, updated, deleted)
     }
 }
 
