@@ -2,7 +2,7 @@
 //! process (here: another ledger on the same warehouse) appended in between.
 
 use lakehouse_runtime::Table;
-use lakehouse_runtime::ledger::{Ledger, TableMetric};
+use lakehouse_runtime::ledger::{Ledger, RunRecord, TableMetric};
 use lakehouse_runtime::table::Timestamp;
 
 use crate::common::{TempWarehouse, render};
@@ -56,4 +56,55 @@ async fn appends_from_two_ledgers_interleave_one_commit_each() {
     )
     .await;
     assert_eq!(rows, vec!["a|1", "a|5", "a|6", "b|2", "b|3", "b|4"]);
+}
+
+fn run_row(sequence: i64) -> RunRecord {
+    let at = Timestamp::parse("2026-01-01T00:00:00Z").expect("timestamp");
+    RunRecord {
+        run_id: format!("r{sequence}"),
+        sequence,
+        run_at: at,
+        kind: "run".to_owned(),
+        pipeline: None,
+        attempt: None,
+        status: "succeeded".to_owned(),
+        started_at: at,
+        finished_at: None,
+        duration_ms: None,
+        output_table: None,
+        rows_written: None,
+        table_version: None,
+        replayed: None,
+        error: None,
+        input_versions: None,
+        selection: None,
+    }
+}
+
+#[tokio::test]
+async fn the_next_sequence_comes_from_the_runs_tables_log() {
+    let wh = TempWarehouse::new();
+    let ledger = Ledger::new(wh.warehouse.clone());
+    assert_eq!(ledger.next_sequence().await.expect("no runs yet"), 1);
+    ledger
+        .append(&[run_row(7), run_row(3)])
+        .await
+        .expect("runs");
+    ledger.append(&[run_row(5)]).await.expect("run");
+    assert_eq!(ledger.next_sequence().await.expect("sequence"), 8);
+
+    // The records themselves are not read: with the data files gone, the log still answers.
+    let table = wh
+        .warehouse
+        .table_url(RunRecord::DEF)
+        .expect("url")
+        .to_file_path()
+        .expect("local");
+    for entry in std::fs::read_dir(&table).expect("table directory") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            std::fs::remove_file(path).expect("removed");
+        }
+    }
+    assert_eq!(ledger.next_sequence().await.expect("from the log"), 8);
 }

@@ -108,8 +108,13 @@ impl Ledger {
         }
     }
 
-    /// The sequence number for a new run: one more than the highest recorded.
+    /// The sequence of the next run: one more than the largest recorded. Read from the Delta
+    /// statistics of the runs table (its log only), so starting a run does not read every run
+    /// record ever written; a file without statistics falls back to scanning the records.
     pub async fn next_sequence(&self) -> Result<i64> {
+        if let Some(max) = self.max_sequence_from_statistics().await? {
+            return Ok(max + 1);
+        }
         let session = self.warehouse.session();
         let df = self
             .warehouse
@@ -134,6 +139,29 @@ impl Ledger {
             .map(|a| a.value(0))
             .unwrap_or(0);
         Ok(max + 1)
+    }
+
+    /// The largest recorded sequence from the runs table's file statistics (0 without runs), or
+    /// `None` when a file has no statistics for it.
+    async fn max_sequence_from_statistics(&self) -> Result<Option<i64>> {
+        let qualified = RunRecord::DEF.qualified_name();
+        let Some(delta) = self.warehouse.load(RunRecord::DEF).await? else {
+            return Ok(Some(0));
+        };
+        let snapshot = delta.snapshot().map_err(|e| Error::delta(&qualified, e))?;
+        let files = snapshot
+            .add_actions_table(true)
+            .map_err(|e| Error::delta(&qualified, e))?;
+        if files.num_rows() == 0 {
+            return Ok(Some(0));
+        }
+        let maxima = files
+            .column_by_name("max.sequence")
+            .and_then(|c| c.as_any().downcast_ref::<arrow::array::Int64Array>());
+        Ok(match maxima {
+            Some(maxima) if maxima.null_count() == 0 => arrow::compute::max(maxima),
+            _ => None,
+        })
     }
 
     /// The run rows, newest first, at most `limit`.

@@ -331,6 +331,7 @@ async fn produce_and_write(
             input_versions: BTreeMap::new(),
         });
     }
+    tracing::debug!("transaction checked");
     let session = warehouse.session();
     let cx = Ctx::new(pipeline.name, run.clone(), settings, session.clone(), false);
     let mut frames = Vec::with_capacity(pipeline.inputs.len());
@@ -371,6 +372,7 @@ async fn produce_and_write(
             input_versions,
         });
     }
+    tracing::debug!("inputs read");
     let output = (pipeline.run)(&cx, Inputs::new(frames)).await?;
     if pipeline.full_snapshot && output.df.clone().limit(0, Some(1))?.count().await? == 0 {
         return Err(Error::msg(format!(
@@ -421,6 +423,7 @@ async fn produce_and_write(
     let outcome = warehouse
         .write(&session, pipeline.output, output.df, options)
         .await?;
+    tracing::debug!(version = ?outcome.version, "written");
     if outcome.committed {
         let rejects: Vec<RejectRecord> = cx
             .take_rejects()
@@ -441,7 +444,9 @@ async fn produce_and_write(
             );
         }
         orchestrator.ledger.append(&rejects).await?;
+        tracing::debug!("rejects recorded");
         if let Some(stats) = warehouse.stats(pipeline.output).await? {
+            tracing::debug!("statistics read");
             let metric = TableMetric {
                 run_id: run.run_id.clone(),
                 table_name: pipeline.output.qualified_name(),
@@ -453,6 +458,7 @@ async fn produce_and_write(
                 measured_at: run.run_at,
             };
             orchestrator.ledger.append(&[metric]).await?;
+            tracing::debug!("metrics recorded");
         }
     }
     Ok(Written {
