@@ -37,6 +37,9 @@ pub(super) async fn execute(
     let mut results: HashMap<&'static str, PipelineResult> = HashMap::new();
     let semaphore = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let mut stopped: Option<String> = None;
+    // A fresh run's sequence was just allocated above every recorded one: its first attempts
+    // need not look for their own commit (the write still checks it). Resumed runs look.
+    let fresh = previous.is_empty();
 
     for group in &plan.groups {
         let mut tasks: JoinSet<PipelineResult> = JoinSet::new();
@@ -70,7 +73,7 @@ pub(super) async fn execute(
             let semaphore = semaphore.clone();
             let handle = tasks.spawn(async move {
                 let _permit = semaphore.acquire_owned().await;
-                run_with_retries(&orchestrator, pipeline, run, &config).await
+                run_with_retries(&orchestrator, pipeline, run, &config, fresh).await
             });
             running.insert(handle.id(), pipeline);
         }
@@ -183,6 +186,7 @@ async fn run_with_retries(
     pipeline: &'static PipelineDescriptor,
     run: Arc<RunInfo>,
     config: &RunConfig,
+    fresh: bool,
 ) -> PipelineResult {
     let span = tracing::info_span!("pipeline", name = pipeline.name, run_id = %run.run_id);
     async move {
@@ -199,7 +203,10 @@ async fn run_with_retries(
             orchestrator.emit(super::Event::Started { pipeline: pipeline.name, attempt });
             let attempt_started = Timestamp::now();
             let clock = Instant::now();
-            let outcome = attempt_once(orchestrator, pipeline, run.clone(), config, timeout).await;
+            // A retry looks: the failed attempt may have committed before failing.
+            let look_first = !fresh || attempt > 1;
+            let outcome =
+                attempt_once(orchestrator, pipeline, run.clone(), config, timeout, look_first).await;
             let record = attempt_record(pipeline, &run, attempt, attempt_started, clock.elapsed(), &outcome);
             if let Err(error) = orchestrator.ledger.append(&[record]).await {
                 tracing::error!(%error, "could not record the attempt in lakehouse.runs");
@@ -270,11 +277,12 @@ async fn attempt_once(
     run: Arc<RunInfo>,
     config: &RunConfig,
     timeout: Option<Duration>,
+    look_first: bool,
 ) -> Result<Written> {
     let orchestrator = orchestrator.clone();
     let settings = Arc::new(config.settings.clone());
     let task = tokio::spawn(
-        async move { produce_and_write(&orchestrator, pipeline, run, settings).await }
+        async move { produce_and_write(&orchestrator, pipeline, run, settings, look_first).await }
             .in_current_span(),
     );
     let abort = task.abort_handle();
@@ -315,13 +323,15 @@ async fn produce_and_write(
     pipeline: &'static PipelineDescriptor,
     run: Arc<RunInfo>,
     settings: Arc<crate::ctx::Settings>,
+    look_first: bool,
 ) -> Result<Written> {
     let warehouse = &orchestrator.warehouse;
     // A write this run already committed is not produced again: the source is not called and
     // incremental inputs are not re-read.
-    if let Some(done) = warehouse
-        .transaction_version(pipeline.output, pipeline.name)
-        .await?
+    if look_first
+        && let Some(done) = warehouse
+            .transaction_version(pipeline.output, pipeline.name)
+            .await?
         && done >= run.sequence
     {
         tracing::info!("already written by this run; not executed again");
