@@ -194,15 +194,9 @@ fn columns(delta: &DeltaTable, alias: &str) -> Result<Vec<Expr>, DeltaTableError
 /// The commit's operation, as delta-rs records an upsert: no predicate (the whole table was
 /// read, so concurrent appends conflict), update all when matched, insert all when not.
 fn merge_operation(table: &TableDef) -> DeltaOperation {
-    let merge_predicate = table
-        .key
-        .iter()
-        .map(|k| format!("t.{k} = s.{k}"))
-        .collect::<Vec<_>>()
-        .join(" AND ");
     DeltaOperation::Merge {
         predicate: None,
-        merge_predicate: Some(merge_predicate),
+        merge_predicate: Some(key_match(table).to_string()),
         matched_predicates: vec![MergePredicate {
             action_type: "update".to_owned(),
             predicate: None,
