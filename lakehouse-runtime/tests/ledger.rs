@@ -108,3 +108,43 @@ async fn the_next_sequence_comes_from_the_runs_tables_log() {
     }
     assert_eq!(ledger.next_sequence().await.expect("from the log"), 8);
 }
+
+#[tokio::test]
+async fn the_next_sequence_sees_runs_another_process_recorded_after_ours() {
+    let wh = TempWarehouse::new();
+    let ours = Ledger::new(wh.warehouse.clone());
+    let theirs = Ledger::new(wh.warehouse.clone());
+    // Our ledger holds the runs table open at this append...
+    ours.append(&[run_row(3)]).await.expect("our run");
+    assert_eq!(ours.next_sequence().await.expect("sequence"), 4);
+    // ...and another process records later runs meanwhile.
+    theirs.append(&[run_row(9)]).await.expect("their run");
+    theirs.append(&[run_row(11)]).await.expect("their next run");
+    assert_eq!(ours.next_sequence().await.expect("sequence"), 12);
+    ours.append(&[run_row(12)]).await.expect("our next run");
+    assert_eq!(theirs.next_sequence().await.expect("sequence"), 13);
+}
+
+#[tokio::test]
+async fn appends_to_two_system_tables_made_together_both_commit() {
+    let wh = TempWarehouse::new();
+    let ledger = Ledger::new(wh.warehouse.clone());
+    for round in 0..3 {
+        let (run, measured) = ([run_row(round + 1)], [metric("r", round)]);
+        let (runs, metrics) = tokio::join!(ledger.append(&run), ledger.append(&measured));
+        runs.expect("run recorded");
+        metrics.expect("metric recorded");
+    }
+    assert_eq!(ledger.next_sequence().await.expect("sequence"), 4);
+    let rows = render(
+        wh.warehouse
+            .sql(
+                &[TableMetric::DEF],
+                "SELECT run_id, rows FROM lakehouse.table_metrics ORDER BY rows",
+            )
+            .await
+            .expect("query"),
+    )
+    .await;
+    assert_eq!(rows, vec!["r|0", "r|1", "r|2"]);
+}

@@ -266,6 +266,26 @@ async fn a_retry_turns_a_transient_failure_into_success() {
             (Some(2), "succeeded".to_owned())
         ]
     );
+    // Each committed write is measured once, with the attempt that made it.
+    let metrics = crate::common::render(
+        wh.warehouse
+            .sql(
+                &[lakehouse_runtime::ledger::TableMetric::DEF],
+                "SELECT run_id, table_name, version, rows, files FROM lakehouse.table_metrics \
+                 ORDER BY table_name",
+            )
+            .await
+            .expect("metrics"),
+    )
+    .await;
+    let run = &report.run_id;
+    assert_eq!(
+        metrics,
+        [
+            format!("{run}|bronze.ticks|1|1|1"),
+            format!("{run}|silver.flaky|1|1|1")
+        ]
+    );
 }
 
 #[tokio::test]

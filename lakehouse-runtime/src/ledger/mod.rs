@@ -24,9 +24,13 @@ use crate::table::{Table, TableDef};
 pub struct Ledger {
     warehouse: Warehouse,
     /// System tables already appended to by this process, kept open: the next append commits
-    /// on top of the state the last one returned instead of reading the log again.
-    open: Arc<tokio::sync::Mutex<HashMap<&'static str, OpenTable>>>,
+    /// on top of the state the last one returned instead of reading the log again. One lock per
+    /// table, so appends to different tables (a run record and a metric) go on together.
+    open: Arc<std::sync::Mutex<HashMap<&'static str, OpenSlot>>>,
 }
+
+/// One system table's open state, locked for the length of an append.
+type OpenSlot = Arc<tokio::sync::Mutex<Option<OpenTable>>>;
 
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -66,15 +70,15 @@ impl Ledger {
             return Ok(());
         }
         let batches = batches_from_rows(T::DEF.output_arrow_schema(), rows)?;
-        let table = T::DEF.name;
-        let mut open = self.open.lock().await;
-        if let Some(table_open) = open.get_mut(table) {
+        let slot = self.slot(T::DEF.name);
+        let mut open = slot.lock().await;
+        if let Some(table_open) = open.as_mut() {
             match table_open.append(&batches).await {
                 Ok(()) => return Ok(()),
                 // E.g. the table was evolved or replaced meanwhile: the general path decides.
                 Err(error) => {
                     tracing::debug!(%error, table = %T::DEF.qualified_name(), "reopening a system table");
-                    open.remove(table);
+                    *open = None;
                 }
             }
         }
@@ -94,7 +98,7 @@ impl Ledger {
                     if let Ok(Some(delta)) = self.warehouse.load(T::DEF).await
                         && let Ok(table_open) = OpenTable::new(&delta)
                     {
-                        open.insert(table, table_open);
+                        *open = Some(table_open);
                     }
                     return Ok(());
                 }
@@ -106,6 +110,16 @@ impl Ledger {
                 Err(error) => return Err(error),
             }
         }
+    }
+
+    /// The lock and open state of system table `name`.
+    fn slot(&self, name: &'static str) -> OpenSlot {
+        // Poisoning needs a panic while the map is locked, and nothing in here panics.
+        let mut slots = self
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        slots.entry(name).or_default().clone()
     }
 
     /// The sequence of the next run: one more than the largest recorded. Read from the Delta
@@ -145,13 +159,33 @@ impl Ledger {
     /// `None` when a file has no statistics for it.
     async fn max_sequence_from_statistics(&self) -> Result<Option<i64>> {
         let qualified = RunRecord::DEF.qualified_name();
-        let Some(delta) = self.warehouse.load(RunRecord::DEF).await? else {
-            return Ok(Some(0));
+        // The table this process appends to is kept open: reading the commits since its last
+        // append (usually none) is enough. Otherwise, or if that fails, the log is read.
+        let slot = self.slot(RunRecord::DEF.name);
+        let mut open = slot.lock().await;
+        let refreshed = match open.as_mut() {
+            Some(table_open) => match table_open.refresh().await {
+                Ok(state) => Some(state.add_actions_table(true)),
+                Err(error) => {
+                    tracing::debug!(%error, "reopening {qualified}");
+                    None
+                }
+            },
+            None => None,
         };
-        let snapshot = delta.snapshot().map_err(|e| Error::delta(&qualified, e))?;
-        let files = snapshot
-            .add_actions_table(true)
-            .map_err(|e| Error::delta(&qualified, e))?;
+        let files = match refreshed {
+            Some(files) => files,
+            None => {
+                *open = None;
+                drop(open);
+                let Some(delta) = self.warehouse.load(RunRecord::DEF).await? else {
+                    return Ok(Some(0));
+                };
+                let snapshot = delta.snapshot().map_err(|e| Error::delta(&qualified, e))?;
+                snapshot.add_actions_table(true)
+            }
+        }
+        .map_err(|e| Error::delta(&qualified, e))?;
         if files.num_rows() == 0 {
             return Ok(Some(0));
         }

@@ -24,6 +24,8 @@ use crate::table::Timestamp;
 struct Written {
     outcome: WriteOutcome,
     input_versions: BTreeMap<String, Option<u64>>,
+    /// The output table's figures after a committed write, recorded with the attempt.
+    metric: Option<TableMetric>,
 }
 
 pub(super) async fn execute(
@@ -208,8 +210,18 @@ async fn run_with_retries(
             let outcome =
                 attempt_once(orchestrator, pipeline, run.clone(), config, timeout, look_first).await;
             let record = attempt_record(pipeline, &run, attempt, attempt_started, clock.elapsed(), &outcome);
-            if let Err(error) = orchestrator.ledger.append(&[record]).await {
+            let metric = outcome.as_ref().ok().and_then(|written| written.metric.as_ref());
+            let metric = metric.map(std::slice::from_ref).unwrap_or_default();
+            // Two tables, two commits: made together.
+            let (recorded, measured) = tokio::join!(
+                orchestrator.ledger.append(std::slice::from_ref(&record)),
+                orchestrator.ledger.append(metric),
+            );
+            if let Err(error) = recorded {
                 tracing::error!(%error, "could not record the attempt in lakehouse.runs");
+            }
+            if let Err(error) = measured {
+                tracing::error!(%error, "could not record the table's metrics in lakehouse.table_metrics");
             }
             match outcome {
                 Ok(written) => {
@@ -316,8 +328,8 @@ async fn attempt_once(
     }
 }
 
-/// Reads the inputs, runs the pipeline, writes its output with the run's transaction, and
-/// records its rejects and the table's metrics.
+/// Reads the inputs, runs the pipeline, writes its output with the run's transaction, records
+/// its rejects, and measures the table (recorded with the attempt).
 async fn produce_and_write(
     orchestrator: &Orchestrator,
     pipeline: &'static PipelineDescriptor,
@@ -339,6 +351,7 @@ async fn produce_and_write(
         return Ok(Written {
             outcome: WriteOutcome::skipped(pipeline.output, version),
             input_versions: BTreeMap::new(),
+            metric: None,
         });
     }
     tracing::debug!("transaction checked");
@@ -380,6 +393,7 @@ async fn produce_and_write(
         return Ok(Written {
             outcome: WriteOutcome::skipped(pipeline.output, version),
             input_versions,
+            metric: None,
         });
     }
     tracing::debug!("inputs read");
@@ -434,6 +448,7 @@ async fn produce_and_write(
         .write(&session, pipeline.output, output.df, options)
         .await?;
     tracing::debug!(version = ?outcome.version, "written");
+    let mut metric = None;
     if outcome.committed {
         let rejects: Vec<RejectRecord> = cx
             .take_rejects()
@@ -457,7 +472,7 @@ async fn produce_and_write(
         tracing::debug!("rejects recorded");
         if let Some(stats) = warehouse.stats(pipeline.output).await? {
             tracing::debug!("statistics read");
-            let metric = TableMetric {
+            metric = Some(TableMetric {
                 run_id: run.run_id.clone(),
                 table_name: pipeline.output.qualified_name(),
                 version: stats.version as i64,
@@ -466,14 +481,13 @@ async fn produce_and_write(
                 bytes: stats.bytes,
                 null_counts: serde_json::to_string(&stats.null_counts).unwrap_or_default(),
                 measured_at: run.run_at,
-            };
-            orchestrator.ledger.append(&[metric]).await?;
-            tracing::debug!("metrics recorded");
+            });
         }
     }
     Ok(Written {
         outcome,
         input_versions,
+        metric,
     })
 }
 

@@ -176,6 +176,13 @@ impl OpenTable {
         })
     }
 
+    /// Moves to the table's latest version (reading only the commits made since), and returns
+    /// that state.
+    pub(crate) async fn refresh(&mut self) -> Result<&DeltaTableState, DeltaTableError> {
+        self.state.update(self.log_store.as_ref(), None).await?;
+        Ok(&self.state)
+    }
+
     /// Appends in-memory `batches` (already in the stored schema) in one commit, without a
     /// DataFusion plan, and moves to the committed version. Appends by others since the last
     /// one do not conflict: the commit goes after them.
