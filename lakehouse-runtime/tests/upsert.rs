@@ -295,3 +295,61 @@ async fn a_large_upsert_is_encoded_in_parallel() {
     let expected = sum(1, 300_000) - 2 * even(150_001, 300_000) - sum(300_001, 375_000);
     assert_eq!(totals, vec![format!("375000|375000|{expected}|150000")]);
 }
+
+/// An append-only table (the parallel sink's path).
+#[derive(Table, Serialize, Clone)]
+#[table(schema = "cow", name = "events")]
+pub struct Event {
+    pub id: i64,
+    pub owner: Option<String>,
+}
+
+#[tokio::test]
+async fn a_write_reports_the_tables_figures_after_its_commit() {
+    let wh = TempWarehouse::new();
+    let options = WriteOptions::default;
+    let events = [
+        Event { id: 1, owner: None },
+        Event {
+            id: 2,
+            owner: Some("ann".into()),
+        },
+    ];
+    let accounts = [account(1, None, "ann"), account(2, Some(5), "bob")];
+    for round in 0..2 {
+        let outcomes = [
+            (
+                Event::DEF,
+                write(&wh.warehouse, Event::DEF, &events, options()).await,
+            ),
+            (
+                Account::DEF,
+                write(&wh.warehouse, Account::DEF, &accounts[round..], options()).await,
+            ),
+            (
+                Audited::DEF,
+                write(&wh.warehouse, Audited::DEF, &accounts[round..], options()).await,
+            ),
+        ];
+        for (table, outcome) in outcomes {
+            let outcome = outcome.expect("written");
+            let reported = outcome.stats.expect("figures of the committed snapshot");
+            let read = wh
+                .warehouse
+                .stats(table)
+                .await
+                .expect("stats")
+                .expect("table");
+            assert_eq!(
+                reported,
+                read,
+                "{} after round {round}",
+                table.qualified_name()
+            );
+        }
+    }
+    let events = wh.warehouse.stats(Event::DEF).await.unwrap().unwrap();
+    assert_eq!((events.rows, events.null_counts["owner"]), (4, 2));
+    let accounts = wh.warehouse.stats(Account::DEF).await.unwrap().unwrap();
+    assert_eq!((accounts.rows, accounts.null_counts["balance"]), (2, 1));
+}

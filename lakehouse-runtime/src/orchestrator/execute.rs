@@ -470,7 +470,12 @@ async fn produce_and_write(
         }
         orchestrator.ledger.append(&rejects).await?;
         tracing::debug!("rejects recorded");
-        if let Some(stats) = warehouse.stats(pipeline.output).await? {
+        // The write's own snapshot when it returned one: no second load of the table.
+        let stats = match outcome.stats.clone() {
+            Some(stats) => Some(stats),
+            None => warehouse.stats(pipeline.output).await?,
+        };
+        if let Some(stats) = stats {
             tracing::debug!("statistics read");
             metric = Some(TableMetric {
                 run_id: run.run_id.clone(),

@@ -94,5 +94,6 @@ fn outcome_nothing(table: &TableDef) -> WriteOutcome {
         rows_inserted: 0,
         rows_updated: 0,
         rows_deleted: 0,
+        stats: None,
     }
 }

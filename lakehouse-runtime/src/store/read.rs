@@ -152,33 +152,41 @@ impl Warehouse {
 
     /// Row, file, byte and NULL counts of `table`'s current version, from the Delta log.
     pub async fn stats(&self, table: &'static TableDef) -> Result<Option<TableStats>> {
-        use arrow::array::{Array, Int64Array};
         let qualified = table.qualified_name();
         let Some(delta) = self.load(table).await? else {
             return Ok(None);
         };
         let snapshot = delta.snapshot().map_err(|e| Error::delta(&qualified, e))?;
-        let actions = snapshot
-            .add_actions_table(true)
-            .map_err(|e| Error::delta(&qualified, e))?;
-        let sum = |name: &str| -> i64 {
-            actions
-                .column_by_name(name)
-                .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
-                .map(|a| a.iter().flatten().sum())
-                .unwrap_or(0)
-        };
-        let null_counts = table
-            .columns
-            .iter()
-            .map(|c| (c.name.to_owned(), sum(&format!("null_count.{}", c.name))))
-            .collect();
-        Ok(Some(TableStats {
-            version: snapshot.version(),
-            rows: sum("num_records"),
-            files: actions.num_rows() as i64,
-            bytes: sum("size_bytes"),
-            null_counts,
-        }))
+        stats_of(snapshot, table).map(Some)
     }
+}
+
+/// Row, file, byte and NULL counts of `table` at `snapshot`, from its log.
+pub(crate) fn stats_of(
+    snapshot: &deltalake::table::state::DeltaTableState,
+    table: &TableDef,
+) -> Result<TableStats> {
+    use arrow::array::{Array, Int64Array};
+    let actions = snapshot
+        .add_actions_table(true)
+        .map_err(|e| Error::delta(table.qualified_name(), e))?;
+    let sum = |name: &str| -> i64 {
+        actions
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+            .map(|a| a.iter().flatten().sum())
+            .unwrap_or(0)
+    };
+    let null_counts = table
+        .columns
+        .iter()
+        .map(|c| (c.name.to_owned(), sum(&format!("null_count.{}", c.name))))
+        .collect();
+    Ok(TableStats {
+        version: snapshot.version(),
+        rows: sum("num_records"),
+        files: actions.num_rows() as i64,
+        bytes: sum("size_bytes"),
+        null_counts,
+    })
 }

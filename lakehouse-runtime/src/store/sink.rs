@@ -60,13 +60,14 @@ pub(crate) fn applies_to(table: &TableDef, delta: &DeltaTable) -> bool {
 /// Appends `source` to `delta`, or replaces its rows with it, in one commit. `source` must have
 /// the table's stored schema (names, types, order); a NULL in a NOT NULL column fails the write.
 /// On any error nothing is committed: files already written are unreferenced (vacuum removes
-/// them) and the table stays at its version. Returns the version committed and the rows written.
+/// them) and the table stays at its version. Returns the table's state after the commit and the
+/// rows written.
 pub(crate) async fn write(
     delta: DeltaTable,
     source: DataFrame,
     mode: SaveMode,
     commit: CommitProperties,
-) -> Result<(u64, u64), DeltaTableError> {
+) -> Result<(DeltaTableState, u64), DeltaTableError> {
     let state = delta.snapshot()?.clone();
     let (adds, rows) = encode_plan(&state, &delta, source, None).await?;
     let added_files = adds.len();
@@ -97,7 +98,7 @@ pub(crate) async fn write(
         commit,
     )
     .await?;
-    Ok((finalized.version() as u64, rows))
+    Ok((finalized.snapshot(), rows))
 }
 
 /// Encodes `source` (in `state`'s stored schema) into new data files of `delta`, one Parquet

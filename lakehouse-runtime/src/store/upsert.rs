@@ -169,13 +169,11 @@ pub(crate) async fn upsert(
         commit,
     )
     .await?;
-    Ok(outcome_at(
-        table,
-        finalized.version() as u64,
-        inserted,
-        updated,
-        0,
-    ))
+    let snapshot = finalized.snapshot();
+    Ok(
+        outcome_at(table, snapshot.version() as u64, inserted, updated, 0)
+            .measured(&snapshot, table),
+    )
 }
 
 /// The stored columns, qualified by `alias`, in the stored order and types (a scan may read

@@ -15,10 +15,11 @@ use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
+use deltalake::table::state::DeltaTableState;
 use futures::StreamExt as _;
 
 use super::create::DriftKind;
-use super::{Warehouse, session_state};
+use super::{TableStats, Warehouse, session_state};
 use crate::error::{Error, Result};
 use crate::frame::conform_output;
 use crate::table::{SchemaEvolution, TableDef, Timestamp, WriteMode};
@@ -62,6 +63,9 @@ pub struct WriteOutcome {
     pub rows_updated: u64,
     /// Rows deleted.
     pub rows_deleted: u64,
+    /// The table's figures after the commit, when the write path had its new snapshot at hand
+    /// (`None` when nothing was committed); [`Warehouse::stats`] reads them otherwise.
+    pub stats: Option<TableStats>,
 }
 
 impl WriteOutcome {
@@ -74,7 +78,15 @@ impl WriteOutcome {
             rows_inserted: 0,
             rows_updated: 0,
             rows_deleted: 0,
+            stats: None,
         }
+    }
+
+    /// This outcome with the table's figures taken from `snapshot`, the state its commit made
+    /// (left unknown if they cannot be read from it).
+    pub(crate) fn measured(mut self, snapshot: &DeltaTableState, table: &TableDef) -> WriteOutcome {
+        self.stats = super::read::stats_of(snapshot, table).ok();
+        self
     }
 }
 
@@ -128,7 +140,7 @@ impl Warehouse {
             {
                 super::sink::write(delta, source, save_mode, commit)
                     .await
-                    .map(|(version, rows)| appended(table, version, rows))
+                    .map(|(snapshot, rows)| appended(table, &snapshot, rows))
             }
             WriteMode::Append | WriteMode::Overwrite => {
                 let (_, plan) = source.into_parts();
@@ -291,15 +303,19 @@ pub(crate) fn outcome(
     updated: u64,
     deleted: u64,
 ) -> WriteOutcome {
-    WriteOutcome {
+    let outcome = WriteOutcome {
         version: delta.version(),
         ..outcome_at(table, 0, inserted, updated, deleted)
+    };
+    match delta.snapshot() {
+        Ok(snapshot) => outcome.measured(snapshot, table),
+        Err(_) => outcome,
     }
 }
 
-/// `rows` inserted by the commit of `version`.
-fn appended(table: &TableDef, version: u64, rows: u64) -> WriteOutcome {
-    outcome_at(table, version, rows, 0, 0)
+/// `rows` inserted by the commit that made `snapshot`.
+fn appended(table: &TableDef, snapshot: &DeltaTableState, rows: u64) -> WriteOutcome {
+    outcome_at(table, snapshot.version() as u64, rows, 0, 0).measured(snapshot, table)
 }
 
 /// What the commit of `version` did.
@@ -317,6 +333,7 @@ pub(crate) fn outcome_at(
         rows_inserted: inserted,
         rows_updated: updated,
         rows_deleted: deleted,
+        stats: None,
     }
 }
 
@@ -439,7 +456,7 @@ async fn merge(
         let written = if super::sink::applies_to(table, &delta) {
             super::sink::write(delta.clone(), unique, SaveMode::Append, commit.clone())
                 .await
-                .map(|(version, rows)| appended(table, version, rows))
+                .map(|(snapshot, rows)| appended(table, &snapshot, rows))
         } else {
             let (_, plan) = unique.into_parts();
             match delta
