@@ -170,10 +170,7 @@ pub(crate) async fn upsert(
     )
     .await?;
     let snapshot = finalized.snapshot();
-    Ok(
-        outcome_at(table, snapshot.version() as u64, inserted, updated, 0)
-            .measured(&snapshot, table),
-    )
+    Ok(outcome_at(table, snapshot.version(), inserted, updated, 0).measured(&snapshot, table))
 }
 
 /// The stored columns, qualified by `alias`, in the stored order and types (a scan may read

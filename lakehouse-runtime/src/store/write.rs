@@ -315,7 +315,7 @@ pub(crate) fn outcome(
 
 /// `rows` inserted by the commit that made `snapshot`.
 fn appended(table: &TableDef, snapshot: &DeltaTableState, rows: u64) -> WriteOutcome {
-    outcome_at(table, snapshot.version() as u64, rows, 0, 0).measured(snapshot, table)
+    outcome_at(table, snapshot.version(), rows, 0, 0).measured(snapshot, table)
 }
 
 /// What the commit of `version` did.
