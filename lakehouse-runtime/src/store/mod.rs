@@ -4,6 +4,7 @@
 //! the table's [`WriteMode`](crate::WriteMode), carrying a Delta application transaction so a
 //! replayed write is a no-op. Nothing here knows about pipelines.
 
+mod batching;
 mod catalog;
 mod create;
 mod delete;

@@ -11,9 +11,7 @@
 
 use std::sync::Arc;
 
-use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
-use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::stats::Precision;
 use datafusion::dataframe::DataFrame;
@@ -35,6 +33,7 @@ use deltalake::{DeltaTable, DeltaTableError, ObjectStore};
 use futures::{Stream, StreamExt as _};
 use tokio::task::JoinSet;
 
+use super::batching::{ENCODE_BATCH_ROWS, Pending, write_task_context};
 use crate::table::TableDef;
 
 /// The table-property prefix of Delta CHECK constraints, which delta-rs's writer validates.
@@ -112,9 +111,10 @@ pub(crate) async fn encode_plan(
     rows: Option<u64>,
 ) -> Result<(Vec<Add>, u64), DeltaTableError> {
     let schema: SchemaRef = state.snapshot().arrow_schema();
-    let task_ctx = Arc::new(source.task_ctx());
+    let task_ctx = source.task_ctx();
     let target_partitions = task_ctx.session_config().target_partitions().max(1);
     let plan = source.create_physical_plan().await?;
+    let task_ctx = Arc::new(write_task_context(plan.as_ref(), task_ctx));
     let plan: Arc<dyn ExecutionPlan> = if is_small(&plan, rows) {
         // One file: splitting a few rows over several encoders would only make small files.
         Arc::new(CoalescePartitionsExec::new(plan))
@@ -284,19 +284,6 @@ fn has_join(plan: &dyn ExecutionPlan) -> bool {
             .any(|child| has_join(child.as_ref()))
 }
 
-/// Rows handed to the Parquet writer at once. The writer encodes a batch column by column,
-/// interning every value in that column's dictionary: with DataFusion's 8 192-row batches (and
-/// delta-rs's 1 024-row slices) the dictionaries of all columns take turns in the cache, and
-/// encoding costs about half as much again as with batches of this size (measured on the
-/// benchmark's bronze table).
-const ENCODE_BATCH_ROWS: usize = 1 << 17;
-
-/// Bytes of Arrow data gathered into one encoder batch at most, whatever its rows: wide rows
-/// must not make a writer hold a large share of a table in memory, and each gathered batch is
-/// fresh memory (page faults). 8 MiB keeps the encoding's locality: against 64 MiB it cut the
-/// benchmark's CPU by 8 % and its peak memory by a fifth at 1M rows (4 runs each, interleaved).
-const ENCODE_BATCH_BYTES: usize = 8 << 20;
-
 /// Streams one partition into its own Parquet writer; returns its files and row count.
 async fn encode(
     mut stream: impl Stream<Item = Result<RecordBatch, DataFusionError>> + Unpin,
@@ -331,119 +318,5 @@ async fn encode(
             }
             Err(error)
         }
-    }
-}
-
-/// Batches gathered until they make one encoder batch of [`ENCODE_BATCH_ROWS`] rows or
-/// [`ENCODE_BATCH_BYTES`] bytes.
-#[derive(Default)]
-struct Pending {
-    batches: Vec<RecordBatch>,
-    rows: usize,
-    bytes: usize,
-}
-
-impl Pending {
-    /// Adds `batch`; returns the gathered batches as one once they are large enough.
-    fn push(
-        &mut self,
-        batch: RecordBatch,
-        schema: &SchemaRef,
-    ) -> Result<Option<RecordBatch>, ArrowError> {
-        if batch.num_rows() == 0 {
-            return Ok(None);
-        }
-        self.rows += batch.num_rows();
-        self.bytes += batch.get_array_memory_size();
-        self.batches.push(batch);
-        if self.rows >= ENCODE_BATCH_ROWS || self.bytes >= ENCODE_BATCH_BYTES {
-            self.finish(schema)
-        } else {
-            Ok(None)
-        }
-    }
-
-    /// The gathered batches as one, if any, leaving nothing gathered.
-    fn finish(&mut self, schema: &SchemaRef) -> Result<Option<RecordBatch>, ArrowError> {
-        let batches = std::mem::take(&mut self.batches);
-        self.rows = 0;
-        self.bytes = 0;
-        match batches.len() {
-            0 => Ok(None),
-            1 => Ok(batches.into_iter().next()),
-            _ => concat_batches(schema, &batches).map(Some),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use arrow::array::{Array, Int64Array, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema};
-
-    use super::*;
-
-    fn numbers(schema: &SchemaRef, from: i64, rows: usize) -> RecordBatch {
-        let values = Int64Array::from_iter_values(from..from + rows as i64);
-        RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).expect("one Int64 column")
-    }
-
-    #[test]
-    fn datafusion_batches_reach_the_encoder_gathered_in_order() {
-        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
-        let mut pending = Pending::default();
-        let mut out = Vec::new();
-        let mut from = 0;
-        for _ in 0..40 {
-            if let Some(batch) = pending.push(numbers(&schema, from, 8192), &schema).unwrap() {
-                out.push(batch);
-            }
-            from += 8192;
-        }
-        out.extend(pending.finish(&schema).unwrap());
-        let sizes: Vec<usize> = out.iter().map(RecordBatch::num_rows).collect();
-        assert_eq!(sizes, vec![ENCODE_BATCH_ROWS, ENCODE_BATCH_ROWS, 8 * 8192]);
-        let values: Vec<i64> = out
-            .iter()
-            .flat_map(|b| {
-                let column = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
-                column.values().to_vec()
-            })
-            .collect();
-        assert_eq!(values, (0..40 * 8192).collect::<Vec<i64>>());
-        assert!(pending.finish(&schema).unwrap().is_none(), "nothing left");
-    }
-
-    #[test]
-    fn wide_rows_are_gathered_up_to_the_byte_bound_and_empty_batches_skipped() {
-        let schema = Arc::new(Schema::new(vec![Field::new("blob", DataType::Utf8, false)]));
-        // 1 000 rows of 2 KiB: about 2 MiB a batch, so the byte bound comes long before the rows.
-        let blob = "x".repeat(2 << 10);
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![Arc::new(StringArray::from_iter_values(
-                std::iter::repeat_n(blob.as_str(), 1000),
-            ))],
-        )
-        .unwrap();
-        let mut pending = Pending::default();
-        let empty = batch.slice(0, 0);
-        assert!(pending.push(empty, &schema).unwrap().is_none());
-        let mut pushed = 0;
-        let gathered = loop {
-            pushed += 1;
-            if let Some(gathered) = pending.push(batch.clone(), &schema).unwrap() {
-                break gathered;
-            }
-        };
-        assert_eq!(gathered.num_rows(), pushed * 1000);
-        // The row bound alone would have gathered 132 of them.
-        assert!(
-            (2..=4).contains(&pushed),
-            "{pushed} batches of 2 MiB gathered"
-        );
-        assert_eq!(gathered.column(0).len(), pushed * 1000);
     }
 }
