@@ -21,7 +21,8 @@ use datafusion::execution::context::SessionContext;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::physical_plan::{
-    ExecutionPlan, ExecutionPlanProperties, SendableRecordBatchStream,
+    ExecutionPlan, ExecutionPlanProperties, SendableRecordBatchStream, StatisticsArgs,
+    StatisticsContext,
 };
 use futures::StreamExt as _;
 
@@ -56,7 +57,83 @@ impl Hasher for Identity {
     }
 }
 
-type Seen = Arc<Mutex<HashSet<u64, BuildHasherDefault<Identity>>>>;
+type HashSetOfHashes = HashSet<u64, BuildHasherDefault<Identity>>;
+
+/// Bits of a hash that choose its shard in [`Seen`].
+const SHARD_BITS: u32 = 6;
+
+/// At most this many hashes are reserved up front from the plan's row estimate (16 M hashes,
+/// about 300 MB of sets); beyond it the sets grow as they fill.
+const MAX_RESERVED: usize = 1 << 24;
+
+/// The key hashes seen so far by every partition, split into shards by bits of the hash, each
+/// behind its own lock. Partitions insert concurrently instead of taking turns on one lock, and
+/// a batch inserts its hashes shard by shard: each run of inserts touches one small set that
+/// stays in the cache, where one set of every hash missed the cache on almost every insert.
+#[derive(Debug)]
+struct Seen {
+    shards: Vec<Mutex<HashSetOfHashes>>,
+}
+
+impl Seen {
+    /// Empty shards, with room for `expected` hashes in all (by estimate; at most
+    /// [`MAX_RESERVED`]).
+    fn with_capacity(expected: usize) -> Seen {
+        let per_shard = expected.min(MAX_RESERVED) >> SHARD_BITS;
+        Seen {
+            shards: (0..1 << SHARD_BITS)
+                .map(|_| {
+                    Mutex::new(HashSetOfHashes::with_capacity_and_hasher(
+                        per_shard,
+                        Default::default(),
+                    ))
+                })
+                .collect(),
+        }
+    }
+
+    /// The shard of `hash`: from bits the sets do not use themselves (hashbrown takes a bucket
+    /// from the low bits and a tag from the top seven).
+    fn shard_of(hash: u64) -> usize {
+        ((hash >> 32) as usize) & ((1 << SHARD_BITS) - 1)
+    }
+
+    /// Inserts `hashes`, grouped by shard into `scratch`; fails on the first hash already seen.
+    fn insert_all(&self, hashes: &[u64], scratch: &mut Vec<u64>) -> Result<(), DataFusionError> {
+        let shards = self.shards.len();
+        let mut starts = vec![0usize; shards + 1];
+        for hash in hashes {
+            starts[Self::shard_of(*hash) + 1] += 1;
+        }
+        for shard in 0..shards {
+            starts[shard + 1] += starts[shard];
+        }
+        let mut next = starts.clone();
+        scratch.clear();
+        scratch.resize(hashes.len(), 0);
+        for hash in hashes {
+            let slot = &mut next[Self::shard_of(*hash)];
+            scratch[*slot] = *hash;
+            *slot += 1;
+        }
+        for (shard, set) in self.shards.iter().enumerate() {
+            let grouped = &scratch[starts[shard]..starts[shard + 1]];
+            if grouped.is_empty() {
+                continue;
+            }
+            let mut set = set
+                .lock()
+                .map_err(|_| DataFusionError::Execution("the key set is poisoned".into()))?;
+            set.reserve(grouped.len());
+            for hash in grouped {
+                if !set.insert(*hash) {
+                    return Err(DataFusionError::Execution(DUPLICATE.into()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 /// One partition of the source, checked as it streams. Executing it twice is an error (the
 /// shared set would see every key again), which merges in streaming mode never do.
@@ -66,7 +143,7 @@ struct Guarded {
     partition: usize,
     key: Vec<usize>,
     schema: SchemaRef,
-    seen: Seen,
+    seen: Arc<Seen>,
 }
 
 impl PartitionStream for Guarded {
@@ -89,9 +166,10 @@ impl PartitionStream for Guarded {
         let seen = self.seen.clone();
         let state = QualityRandomState::with_seed(0x1a6e_5e00);
         let mut hashes: Vec<u64> = Vec::new();
+        let mut scratch: Vec<u64> = Vec::new();
         let checked = stream.map(move |batch| {
             let batch = batch?;
-            check(&batch, &key, &state, &seen, &mut hashes)?;
+            check(&batch, &key, &state, &seen, &mut hashes, &mut scratch)?;
             Ok(batch)
         });
         Box::pin(RecordBatchStreamAdapter::new(schema, checked))
@@ -104,21 +182,13 @@ fn check(
     state: &QualityRandomState,
     seen: &Seen,
     hashes: &mut Vec<u64>,
+    scratch: &mut Vec<u64>,
 ) -> Result<(), DataFusionError> {
     let columns: Vec<ArrayRef> = key.iter().map(|i| batch.column(*i).clone()).collect();
     hashes.clear();
     hashes.resize(batch.num_rows(), 0);
     create_hashes(&columns, state, hashes)?;
-    let mut seen = seen
-        .lock()
-        .map_err(|_| DataFusionError::Execution("the key set is poisoned".into()))?;
-    seen.reserve(hashes.len());
-    for hash in hashes.iter() {
-        if !seen.insert(*hash) {
-            return Err(DataFusionError::Execution(DUPLICATE.into()));
-        }
-    }
-    Ok(())
+    seen.insert_all(hashes, scratch)
 }
 
 /// `df` (a merge source with `table`'s key columns), failing with a repeated-key error
@@ -135,7 +205,13 @@ pub(crate) async fn guard_unique(
         .iter()
         .map(|k| schema.index_of(k))
         .collect::<Result<Vec<usize>, _>>()?;
-    let seen: Seen = Arc::default();
+    // Room for the rows the plan expects, so the sets do not grow (and rehash) as they fill.
+    let expected = StatisticsContext::new()
+        .compute(plan.as_ref(), &StatisticsArgs::new())
+        .ok()
+        .and_then(|stats| stats.num_rows.get_value().copied())
+        .unwrap_or(0);
+    let seen = Arc::new(Seen::with_capacity(expected));
     let partitions: Vec<Arc<dyn PartitionStream>> =
         (0..plan.output_partitioning().partition_count())
             .map(|partition| {
@@ -150,4 +226,71 @@ pub(crate) async fn guard_unique(
             .collect();
     let table = StreamingTable::try_new(schema, partitions)?;
     Ok(session.read_table(Arc::new(table))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Distinct hashes spread over every shard (and over the bits the sets use).
+    fn distinct(count: u64, salt: u64) -> Vec<u64> {
+        (0..count)
+            .map(|i| (i ^ salt).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .collect()
+    }
+
+    #[test]
+    fn distinct_hashes_pass_in_any_number_of_batches() {
+        let seen = Seen::with_capacity(10_000);
+        let mut scratch = Vec::new();
+        let hashes = distinct(10_000, 0);
+        for chunk in hashes.chunks(3_000) {
+            seen.insert_all(chunk, &mut scratch).unwrap();
+        }
+        let stored: usize = seen.shards.iter().map(|s| s.lock().unwrap().len()).sum();
+        assert_eq!(stored, 10_000);
+        let used = seen
+            .shards
+            .iter()
+            .filter(|s| !s.lock().unwrap().is_empty())
+            .count();
+        assert_eq!(used, 1 << SHARD_BITS, "every shard holds some hashes");
+    }
+
+    #[test]
+    fn a_hash_seen_before_fails_within_a_batch_across_batches_and_across_partitions() {
+        let mut scratch = Vec::new();
+        let mut repeated = distinct(100, 1);
+        repeated.push(repeated[42]);
+        let error = Seen::with_capacity(0)
+            .insert_all(&repeated, &mut scratch)
+            .unwrap_err();
+        assert!(is_duplicate(&error), "{error}");
+
+        let seen = Seen::with_capacity(0);
+        seen.insert_all(&distinct(100, 2), &mut scratch).unwrap();
+        let again = [distinct(100, 2)[99]];
+        assert!(is_duplicate(
+            &seen.insert_all(&again, &mut scratch).unwrap_err()
+        ));
+
+        // Two partitions on two threads, the second repeating one of the first's keys.
+        let seen = Arc::new(Seen::with_capacity(0));
+        let first = distinct(5_000, 3);
+        let mut second = distinct(5_000, 1 << 40);
+        second[4_999] = first[7];
+        let results: Vec<_> = [first, second]
+            .into_iter()
+            .map(|hashes| {
+                let seen = seen.clone();
+                std::thread::spawn(move || seen.insert_all(&hashes, &mut Vec::new()))
+            })
+            .map(|thread| thread.join().unwrap())
+            .collect();
+        assert_eq!(
+            results.iter().filter(|r| r.is_err()).count(),
+            1,
+            "{results:?}"
+        );
+    }
 }
