@@ -48,6 +48,8 @@ use backend_stub as backend;
 pub use backend_stub::{Changes, Ctx, Error, Frame, Inputs, Result, UntypedFrame};
 
 #[cfg(feature = "engine")]
+pub mod allocator;
+#[cfg(feature = "engine")]
 mod backend;
 #[cfg(feature = "engine")]
 pub mod check;

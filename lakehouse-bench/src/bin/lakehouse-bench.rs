@@ -41,6 +41,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let started = Instant::now();
+    lakehouse_runtime::allocator::tune();
     let args = Args::parse();
     // `RUST_LOG=info` (or finer) shows the runtime's logs on stderr, with time stamps.
     if std::env::var_os("RUST_LOG").is_some() {

@@ -24,6 +24,7 @@ use args::LogFormat;
 /// Parses the command line, runs the command, and returns the exit status: 0 on success, 1 when a
 /// pipeline or the command failed, 2 for invalid arguments.
 pub fn main() -> ExitCode {
+    crate::allocator::tune();
     let cli = Cli::parse();
     init_logging(cli.global.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
