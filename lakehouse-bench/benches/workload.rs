@@ -7,6 +7,7 @@ use lakehouse_bench::run::{Options, run};
 
 fn main() {
     let started = Instant::now();
+    lakehouse_runtime::allocator::tune();
     // `cargo bench` passes `--bench`; there are no other options.
     let rows = std::env::var("LAKEHOUSE_BENCH_ROWS")
         .ok()
