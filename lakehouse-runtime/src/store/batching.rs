@@ -156,6 +156,13 @@ mod tests {
             .batch_size()
     }
 
+    /// `rows` rows of one 2 KiB string, in `schema` (one Utf8 column).
+    fn blobs(schema: &SchemaRef, rows: usize) -> RecordBatch {
+        let blob = "x".repeat(2 << 10);
+        let values = StringArray::from_iter_values(std::iter::repeat_n(blob.as_str(), rows));
+        RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap()
+    }
+
     fn columns(count: usize, data_type: DataType) -> SchemaRef {
         Arc::new(Schema::new(
             (0..count)
@@ -196,16 +203,8 @@ mod tests {
     #[test]
     fn long_values_the_statistics_measure_make_smaller_batches() {
         let schema = columns(1, DataType::Utf8);
-        // Two 2 KiB strings a row would be 36 bytes by the schema alone.
-        let blob = "x".repeat(2 << 10);
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![Arc::new(StringArray::from_iter_values(
-                std::iter::repeat_n(blob.as_str(), 64),
-            ))],
-        )
-        .unwrap();
-        let rows = write_batch_size(&schema, vec![batch]);
+        // Rows of one 2 KiB string, 36 bytes by the schema alone.
+        let rows = write_batch_size(&schema, vec![blobs(&schema, 64)]);
         assert!(rows < ENCODE_BATCH_ROWS / 8, "{rows} rows of 2 KiB");
         assert!(
             rows * (2 << 10) <= EXECUTION_BATCH_BYTES,
@@ -262,14 +261,7 @@ mod tests {
     fn wide_rows_are_gathered_up_to_the_byte_bound_and_empty_batches_skipped() {
         let schema = Arc::new(Schema::new(vec![Field::new("blob", DataType::Utf8, false)]));
         // 1 000 rows of 2 KiB: about 2 MiB a batch, so the byte bound comes long before the rows.
-        let blob = "x".repeat(2 << 10);
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![Arc::new(StringArray::from_iter_values(
-                std::iter::repeat_n(blob.as_str(), 1000),
-            ))],
-        )
-        .unwrap();
+        let batch = blobs(&schema, 1000);
         let mut pending = Pending::default();
         let empty = batch.slice(0, 0);
         assert!(pending.push(empty, &schema).unwrap().is_none());
