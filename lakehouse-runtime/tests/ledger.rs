@@ -145,3 +145,61 @@ async fn appends_to_two_system_tables_made_together_both_commit() {
     assert_eq!(ledger.next_sequence().await.expect("sequence"), 4);
     assert_eq!(metric_rows(&wh).await, vec!["r|0", "r|1", "r|2"]);
 }
+
+/// A successful or failed attempt of `pipeline` in run `sequence`.
+fn attempt(pipeline: &str, sequence: i64, status: &str) -> RunRecord {
+    RunRecord {
+        kind: "pipeline".to_owned(),
+        pipeline: Some(pipeline.to_owned()),
+        attempt: Some(1),
+        status: status.to_owned(),
+        ..run_row(sequence)
+    }
+}
+
+async fn last_success_sequence(ledger: &Ledger, pipeline: &str) -> Option<i64> {
+    let found = ledger.last_success(pipeline).await.expect("last success");
+    found.map(|record| record.sequence)
+}
+
+#[tokio::test]
+async fn the_last_success_follows_our_appends_and_another_processs() {
+    let wh = TempWarehouse::new();
+    let ours = Ledger::new(wh.warehouse.clone());
+    let theirs = Ledger::new(wh.warehouse.clone());
+    ours.append(&[attempt("a", 1, "succeeded"), attempt("b", 1, "failed")])
+        .await
+        .expect("run 1");
+    assert_eq!(last_success_sequence(&ours, "a").await, Some(1));
+    assert_eq!(
+        last_success_sequence(&ours, "b").await,
+        None,
+        "b only failed"
+    );
+
+    // Our own appends after the lookup: a success counts, a failure or a run row does not.
+    ours.append(&[attempt("a", 2, "succeeded")])
+        .await
+        .expect("a, run 2");
+    ours.append(&[attempt("a", 3, "failed"), run_row(3)])
+        .await
+        .expect("a fails in run 3");
+    ours.append(&[attempt("b", 3, "succeeded")])
+        .await
+        .expect("b, run 3");
+    assert_eq!(last_success_sequence(&ours, "a").await, Some(2));
+    assert_eq!(last_success_sequence(&ours, "b").await, Some(3));
+
+    // Another process's success is seen by our next lookup, and ours by theirs.
+    theirs
+        .append(&[attempt("a", 4, "succeeded")])
+        .await
+        .expect("their run 4");
+    assert_eq!(last_success_sequence(&ours, "a").await, Some(4));
+    ours.append(&[attempt("b", 5, "succeeded")])
+        .await
+        .expect("our run 5");
+    assert_eq!(last_success_sequence(&ours, "b").await, Some(5));
+    assert_eq!(last_success_sequence(&theirs, "b").await, Some(5));
+    assert_eq!(last_success_sequence(&theirs, "c").await, None);
+}

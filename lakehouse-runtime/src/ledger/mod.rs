@@ -27,6 +27,38 @@ pub struct Ledger {
     /// on top of the state the last one returned instead of reading the log again. One lock per
     /// table, so appends to different tables (a run record and a metric) go on together.
     open: Arc<std::sync::Mutex<HashMap<&'static str, OpenSlot>>>,
+    /// The latest successful attempt of each pipeline, kept from this ledger's scans and appends
+    /// (see [`Successes`]).
+    successes: Arc<std::sync::Mutex<Option<Successes>>>,
+}
+
+/// The latest successful attempt of every pipeline as of a version of the runs table: read by
+/// one scan, then kept current by this ledger's own appends. A commit it did not make (another
+/// process's) leaves the version behind the table's, and the next lookup scans again.
+#[derive(Debug)]
+struct Successes {
+    version: u64,
+    latest: HashMap<String, RunRecord>,
+}
+
+impl Successes {
+    /// Takes in the successful pipeline attempts among `records`.
+    fn observe<'a>(&mut self, records: impl IntoIterator<Item = &'a RunRecord>) {
+        for record in records {
+            if record.kind != "pipeline" || record.status != "succeeded" {
+                continue;
+            }
+            let Some(pipeline) = &record.pipeline else {
+                continue;
+            };
+            let newer = self.latest.get(pipeline).is_none_or(|known| {
+                (record.sequence, record.started_at.0) >= (known.sequence, known.started_at.0)
+            });
+            if newer {
+                self.latest.insert(pipeline.clone(), record.clone());
+            }
+        }
+    }
 }
 
 /// One system table's open state, locked for the length of an append.
@@ -56,6 +88,7 @@ impl Ledger {
         Ledger {
             warehouse,
             open: Arc::default(),
+            successes: Arc::default(),
         }
     }
 
@@ -73,8 +106,12 @@ impl Ledger {
         let slot = self.slot(T::DEF.name);
         let mut open = slot.lock().await;
         if let Some(table_open) = open.as_mut() {
+            let before = table_open.version();
             match table_open.append(&batches).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.note_appended(rows, Some((before, table_open.version())));
+                    return Ok(());
+                }
                 // E.g. the table was evolved or replaced meanwhile: the general path decides.
                 Err(error) => {
                     tracing::debug!(%error, table = %T::DEF.qualified_name(), "reopening a system table");
@@ -94,6 +131,7 @@ impl Ledger {
                 .await
             {
                 Ok(_) => {
+                    self.note_appended(rows, None);
                     // Kept open for the next append (best effort: a failure only costs a load).
                     if let Ok(Some(delta)) = self.warehouse.load(T::DEF).await
                         && let Ok(table_open) = OpenTable::new(&delta)
@@ -108,6 +146,49 @@ impl Ledger {
                     tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
                 }
                 Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Keeps the known successes current after `rows` were committed to their table, which
+    /// `moved` from one version to another (`None`: not known): taken in when the runs table
+    /// moved by this one commit from the version they reflect, forgotten otherwise (the next
+    /// lookup scans).
+    fn note_appended<T: Table>(&self, rows: &[T], moved: Option<(u64, u64)>) {
+        if std::any::TypeId::of::<T>() != std::any::TypeId::of::<RunRecord>() {
+            return;
+        }
+        let mut successes = self
+            .successes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match successes.as_mut() {
+            Some(known)
+                if moved.is_some_and(|(before, after)| {
+                    known.version == before && before.checked_add(1) == Some(after)
+                }) =>
+            {
+                let records = rows
+                    .iter()
+                    .filter_map(|row| (row as &dyn std::any::Any).downcast_ref::<RunRecord>());
+                known.observe(records);
+                known.version += 1;
+            }
+            _ => *successes = None,
+        }
+    }
+
+    /// The version of the runs table, if this ledger holds it open: moved to the latest first.
+    async fn runs_version(&self) -> Option<u64> {
+        let slot = self.slot(RunRecord::DEF.name);
+        let mut open = slot.lock().await;
+        let table_open = open.as_mut()?;
+        match table_open.refresh().await {
+            Ok(_) => Some(table_open.version()),
+            Err(error) => {
+                tracing::debug!(%error, "reopening {}", RunRecord::DEF.qualified_name());
+                *open = None;
+                None
             }
         }
     }
@@ -221,22 +302,43 @@ impl Ledger {
         .await
     }
 
-    /// The latest successful attempt of `pipeline`, in any run.
+    /// The latest successful attempt of `pipeline`, in any run. Served from the successes this
+    /// ledger keeps while the runs table has no commit it did not make; otherwise read from the
+    /// table (every successful attempt, so later lookups of other pipelines are served too).
     pub async fn last_success(&self, pipeline: &str) -> Result<Option<RunRecord>> {
-        let df = self
-            .records()
-            .await?
-            .filter(
-                col("pipeline")
-                    .eq(lit(pipeline))
-                    .and(col("status").eq(lit("succeeded"))),
-            )?
-            .sort(vec![
-                col("sequence").sort(false, false),
-                col("started_at").sort(false, false),
-            ])?
-            .limit(0, Some(1))?;
-        Ok(rows(df).await?.into_iter().next())
+        let version = self.runs_version().await;
+        if let Some(version) = version {
+            let successes = self
+                .successes
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(known) = successes.as_ref()
+                && known.version == version
+            {
+                return Ok(known.latest.get(pipeline).cloned());
+            }
+        }
+        let df = self.records().await?.filter(
+            col("kind")
+                .eq(lit("pipeline"))
+                .and(col("status").eq(lit("succeeded"))),
+        )?;
+        let records: Vec<RunRecord> = rows(df).await?;
+        // Labelled with the version seen before the scan: if the scan saw later commits too, the
+        // label is behind the table and the next lookup scans again.
+        let mut scanned = Successes {
+            version: version.unwrap_or(u64::MAX),
+            latest: HashMap::new(),
+        };
+        scanned.observe(&records);
+        let found = scanned.latest.get(pipeline).cloned();
+        if version.is_some() {
+            *self
+                .successes
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(scanned);
+        }
+        Ok(found)
     }
 
     async fn records(&self) -> Result<DataFrame> {

@@ -364,26 +364,35 @@ async fn produce_and_write(
     } else {
         None
     };
-    // Whether every incremental input has nothing new since the last success.
-    let mut nothing_new = pipeline.inputs.iter().any(|i| i.incremental);
-    for input in pipeline.inputs {
-        let name = input.table.qualified_name();
-        let (df, version) = if input.incremental {
+    // The inputs are loaded together: each load reads a Delta log, mostly waiting on files.
+    let reads = pipeline.inputs.iter().map(|input| {
+        let (session, last_success, run_id) = (&session, &last_success, &run.run_id);
+        async move {
+            let name = input.table.qualified_name();
+            if !input.incremental {
+                let (df, version) = warehouse.read_with_version(session, input.table).await?;
+                return Ok::<_, Error>((df, version, None));
+            }
             let after = last_success
                 .as_ref()
-                .filter(|r| r.run_id != run.run_id)
+                .filter(|r| &r.run_id != run_id)
                 .and_then(|r| r.input_versions.as_deref())
                 .and_then(|json| serde_json::from_str::<BTreeMap<String, Option<u64>>>(json).ok())
                 .and_then(|versions| versions.get(&name).copied().flatten());
             tracing::debug!(input = %name, after_version = ?after, "reading new rows");
-            let changes = warehouse.read_changes(&session, input.table, after).await?;
-            nothing_new &= after.is_some() && changes.version == after;
-            (changes.rows, changes.version)
-        } else {
-            warehouse.read_with_version(&session, input.table).await?
-        };
+            let changes = warehouse.read_changes(session, input.table, after).await?;
+            Ok((changes.rows, changes.version, Some(after)))
+        }
+    });
+    let read = futures::future::try_join_all(reads).await?;
+    // Whether every incremental input has nothing new since the last success.
+    let mut nothing_new = pipeline.inputs.iter().any(|i| i.incremental);
+    for (input, (df, version, after)) in pipeline.inputs.iter().zip(read) {
+        if let Some(after) = after {
+            nothing_new &= after.is_some() && version == after;
+        }
         cx.register_input(input.table, df.clone())?;
-        input_versions.insert(name, version);
+        input_versions.insert(input.table.qualified_name(), version);
         frames.push(df);
     }
     if pipeline.full_snapshot && nothing_new {

@@ -177,6 +177,11 @@ impl OpenTable {
         })
     }
 
+    /// The version this table is open at.
+    pub(crate) fn version(&self) -> u64 {
+        self.state.version()
+    }
+
     /// Moves to the table's latest version (reading only the commits made since), and returns
     /// that state.
     pub(crate) async fn refresh(&mut self) -> Result<&DeltaTableState, DeltaTableError> {
