@@ -203,3 +203,46 @@ async fn the_last_success_follows_our_appends_and_another_processs() {
     assert_eq!(last_success_sequence(&theirs, "b").await, Some(5));
     assert_eq!(last_success_sequence(&theirs, "c").await, None);
 }
+
+#[tokio::test]
+async fn a_run_at_bound_is_above_every_recorded_run_at_from_the_log_alone() {
+    let wh = TempWarehouse::new();
+    let ledger = Ledger::new(wh.warehouse.clone());
+    assert!(ledger.run_at_bound().await.expect("no runs").is_none());
+    let at = |text: &str| Timestamp::parse(text).expect("timestamp").0;
+    let latest = at("2026-03-01T10:00:00.123456Z");
+    // The latest `run_at` is not the latest sequence's: a backfill recorded an older one after.
+    let run = |sequence, run_at| RunRecord {
+        run_at: Timestamp(run_at),
+        ..run_row(sequence)
+    };
+    ledger.append(&[run(1, latest)]).await.expect("run 1");
+    let backfill = at("2025-01-01T00:00:00Z");
+    ledger.append(&[run(2, backfill)]).await.expect("run 2");
+    let bound = ledger.run_at_bound().await.expect("bound").expect("runs").0;
+    assert!(bound > latest, "{bound} above {latest}");
+    assert!(
+        bound <= latest + 1_000,
+        "{bound} within a millisecond of {latest}"
+    );
+
+    // The records themselves are not read: with the data files gone, the log still answers.
+    let table = wh
+        .warehouse
+        .table_url(RunRecord::DEF)
+        .expect("url")
+        .to_file_path()
+        .expect("local");
+    for entry in std::fs::read_dir(&table).expect("table directory") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            std::fs::remove_file(path).expect("removed");
+        }
+    }
+    let again = ledger
+        .run_at_bound()
+        .await
+        .expect("from the log")
+        .expect("runs");
+    assert_eq!(again.0, bound);
+}

@@ -299,16 +299,10 @@ impl Orchestrator {
     }
 
     /// A `run_at` later than every recorded one (distinct even for runs started in the same
-    /// microsecond).
+    /// microsecond), from the runs table's statistics rather than a scan of its records.
     async fn fresh_run_at(&self) -> Result<Timestamp> {
-        let latest = self
-            .ledger
-            .runs(1)
-            .await?
-            .first()
-            .map(|r| r.run_at.0)
-            .unwrap_or(i64::MIN);
-        Ok(Timestamp(Timestamp::now().0.max(latest + 1)))
+        let bound = self.ledger.run_at_bound().await?.map_or(i64::MIN, |t| t.0);
+        Ok(Timestamp(Timestamp::now().0.max(bound)))
     }
 
     async fn execute_run(
