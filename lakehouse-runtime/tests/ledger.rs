@@ -65,6 +65,22 @@ async fn appends_from_two_ledgers_interleave_one_commit_each() {
     );
 }
 
+/// Deletes the runs table's data files, leaving its log: what is still answered comes from the log.
+fn remove_runs_data_files(wh: &TempWarehouse) {
+    let table = wh
+        .warehouse
+        .table_url(RunRecord::DEF)
+        .expect("url")
+        .to_file_path()
+        .expect("local");
+    for entry in std::fs::read_dir(&table).expect("table directory") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            std::fs::remove_file(path).expect("removed");
+        }
+    }
+}
+
 fn run_row(sequence: i64) -> RunRecord {
     let at = Timestamp::parse("2026-01-01T00:00:00Z").expect("timestamp");
     RunRecord {
@@ -101,18 +117,7 @@ async fn the_next_sequence_comes_from_the_runs_tables_log() {
     assert_eq!(ledger.next_sequence().await.expect("sequence"), 8);
 
     // The records themselves are not read: with the data files gone, the log still answers.
-    let table = wh
-        .warehouse
-        .table_url(RunRecord::DEF)
-        .expect("url")
-        .to_file_path()
-        .expect("local");
-    for entry in std::fs::read_dir(&table).expect("table directory") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "parquet") {
-            std::fs::remove_file(path).expect("removed");
-        }
-    }
+    remove_runs_data_files(&wh);
     assert_eq!(ledger.next_sequence().await.expect("from the log"), 8);
 }
 
@@ -227,18 +232,7 @@ async fn a_run_at_bound_is_above_every_recorded_run_at_from_the_log_alone() {
     );
 
     // The records themselves are not read: with the data files gone, the log still answers.
-    let table = wh
-        .warehouse
-        .table_url(RunRecord::DEF)
-        .expect("url")
-        .to_file_path()
-        .expect("local");
-    for entry in std::fs::read_dir(&table).expect("table directory") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "parquet") {
-            std::fs::remove_file(path).expect("removed");
-        }
-    }
+    remove_runs_data_files(&wh);
     let again = ledger
         .run_at_bound()
         .await
