@@ -32,30 +32,37 @@ pub struct Ledger {
     successes: Arc<std::sync::Mutex<Option<Successes>>>,
 }
 
-/// The latest successful attempt of every pipeline as of a version of the runs table: read by
-/// one scan, then kept current by this ledger's own appends. A commit it did not make (another
-/// process's) leaves the version behind the table's, and the next lookup scans again.
+/// The latest successful attempt of the pipelines looked up, as of a version of the runs table:
+/// each read by one query, then kept current by this ledger's own appends. A commit it did not
+/// make (another process's) leaves the version behind the table's, and the next lookup forgets
+/// them all and queries again.
 #[derive(Debug)]
 struct Successes {
     version: u64,
-    latest: HashMap<String, RunRecord>,
+    /// By pipeline; `None`: looked up, never succeeded.
+    latest: HashMap<String, Option<RunRecord>>,
 }
 
 impl Successes {
-    /// Takes in the successful pipeline attempts among `records`.
+    /// Takes in the successful attempts among `records` of the pipelines already looked up
+    /// (of the others, the latest success before them is not known).
     fn observe<'a>(&mut self, records: impl IntoIterator<Item = &'a RunRecord>) {
         for record in records {
             if record.kind != "pipeline" || record.status != "succeeded" {
                 continue;
             }
-            let Some(pipeline) = &record.pipeline else {
+            let Some(known) = record
+                .pipeline
+                .as_ref()
+                .and_then(|p| self.latest.get_mut(p))
+            else {
                 continue;
             };
-            let newer = self.latest.get(pipeline).is_none_or(|known| {
+            let newer = known.as_ref().is_none_or(|known| {
                 (record.sequence, record.started_at.0) >= (known.sequence, known.started_at.0)
             });
             if newer {
-                self.latest.insert(pipeline.clone(), record.clone());
+                *known = Some(record.clone());
             }
         }
     }
@@ -320,41 +327,58 @@ impl Ledger {
         .await
     }
 
-    /// The latest successful attempt of `pipeline`, in any run. Served from the successes this
-    /// ledger keeps while the runs table has no commit it did not make; otherwise read from the
-    /// table (every successful attempt, so later lookups of other pipelines are served too).
+    /// The latest successful attempt of `pipeline`, in any run. Remembered once looked up, and
+    /// kept current by this ledger's appends while the runs table has no commit it did not make;
+    /// otherwise read from the table.
     pub async fn last_success(&self, pipeline: &str) -> Result<Option<RunRecord>> {
         let version = self.runs_version().await;
         if let Some(version) = version {
-            let successes = self
+            let mut successes = self
                 .successes
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Some(known) = successes.as_ref()
-                && known.version == version
-            {
-                return Ok(known.latest.get(pipeline).cloned());
+            match successes.as_ref() {
+                Some(known) if known.version == version => {
+                    if let Some(found) = known.latest.get(pipeline) {
+                        return Ok(found.clone());
+                    }
+                }
+                // Another process committed: what is remembered may be out of date.
+                _ => {
+                    *successes = Some(Successes {
+                        version,
+                        latest: HashMap::new(),
+                    })
+                }
             }
         }
-        let df = self.records().await?.filter(
-            col("kind")
-                .eq(lit("pipeline"))
-                .and(col("status").eq(lit("succeeded"))),
-        )?;
-        let records: Vec<RunRecord> = rows(df).await?;
-        // Labelled with the version seen before the scan: if the scan saw later commits too, the
-        // label is behind the table and the next lookup scans again.
-        let mut scanned = Successes {
-            version: version.unwrap_or(u64::MAX),
-            latest: HashMap::new(),
-        };
-        scanned.observe(&records);
-        let found = scanned.latest.get(pipeline).cloned();
-        if version.is_some() {
-            *self
+        let df = self
+            .records()
+            .await?
+            .filter(
+                col("pipeline")
+                    .eq(lit(pipeline))
+                    .and(col("status").eq(lit("succeeded"))),
+            )?
+            .sort(vec![
+                col("sequence").sort(false, false),
+                col("started_at").sort(false, false),
+            ])?
+            .limit(0, Some(1))?;
+        let found = rows(df).await?.into_iter().next();
+        // Remembered only if the table is still at the version looked at before the query (and
+        // the query saw no later commit: such a commit moves the table past it, and the next
+        // lookup forgets).
+        if let Some(version) = version {
+            let mut successes = self
                 .successes
                 .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(scanned);
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(known) = successes.as_mut()
+                && known.version == version
+            {
+                known.latest.insert(pipeline.to_owned(), found.clone());
+            }
         }
         Ok(found)
     }
