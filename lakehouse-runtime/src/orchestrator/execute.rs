@@ -371,7 +371,7 @@ async fn produce_and_write(
             let name = input.table.qualified_name();
             if !input.incremental {
                 let (df, version) = warehouse.read_with_version(session, input.table).await?;
-                return Ok::<_, Error>((df, version, None));
+                return Ok::<_, Error>((name, df, version, None));
             }
             let after = last_success
                 .as_ref()
@@ -381,18 +381,18 @@ async fn produce_and_write(
                 .and_then(|versions| versions.get(&name).copied().flatten());
             tracing::debug!(input = %name, after_version = ?after, "reading new rows");
             let changes = warehouse.read_changes(session, input.table, after).await?;
-            Ok((changes.rows, changes.version, Some(after)))
+            Ok((name, changes.rows, changes.version, Some(after)))
         }
     });
     let read = futures::future::try_join_all(reads).await?;
     // Whether every incremental input has nothing new since the last success.
     let mut nothing_new = pipeline.inputs.iter().any(|i| i.incremental);
-    for (input, (df, version, after)) in pipeline.inputs.iter().zip(read) {
+    for (input, (name, df, version, after)) in pipeline.inputs.iter().zip(read) {
         if let Some(after) = after {
             nothing_new &= after.is_some() && version == after;
         }
         cx.register_input(input.table, df.clone())?;
-        input_versions.insert(input.table.qualified_name(), version);
+        input_versions.insert(name, version);
         frames.push(df);
     }
     if pipeline.full_snapshot && nothing_new {
