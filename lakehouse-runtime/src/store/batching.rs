@@ -14,8 +14,9 @@ use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
+use datafusion::common::Statistics;
 use datafusion::execution::TaskContext;
-use datafusion::physical_plan::{ExecutionPlan, StatisticsArgs, StatisticsContext};
+use datafusion::physical_plan::ExecutionPlan;
 
 /// Rows handed to the Parquet writer at once. The writer encodes a batch column by column,
 /// interning every value in that column's dictionary: with DataFusion's 8 192-row batches (and
@@ -40,12 +41,17 @@ const EXECUTION_BATCH_BYTES: usize = 32 << 20;
 /// offset and a short text (a code, a name).
 const VARIABLE_WIDTH_BYTES: usize = 36;
 
-/// `context`, with the batch size the write plan `plan` runs with: [`ENCODE_BATCH_ROWS`], fewer
-/// for wide rows so a batch stays near [`EXECUTION_BATCH_BYTES`] by estimate, never fewer than
-/// the session's own batch size (nor more when the session asks for more).
-pub(super) fn write_task_context(plan: &dyn ExecutionPlan, context: TaskContext) -> TaskContext {
+/// `context`, with the batch size the write plan `plan` (of `statistics`, if known) runs with:
+/// [`ENCODE_BATCH_ROWS`], fewer for wide rows so a batch stays near [`EXECUTION_BATCH_BYTES`] by
+/// estimate, never fewer than the session's own batch size (nor more when the session asks for
+/// more).
+pub(super) fn write_task_context(
+    plan: &dyn ExecutionPlan,
+    statistics: Option<&Statistics>,
+    context: TaskContext,
+) -> TaskContext {
     let configured = context.session_config().batch_size();
-    let rows = execution_batch_rows(plan, configured);
+    let rows = execution_batch_rows(plan, statistics, configured);
     if rows == configured {
         return context;
     }
@@ -54,11 +60,15 @@ pub(super) fn write_task_context(plan: &dyn ExecutionPlan, context: TaskContext)
 }
 
 /// The rows per batch for `plan`; `configured`: the session's batch size.
-fn execution_batch_rows(plan: &dyn ExecutionPlan, configured: usize) -> usize {
+fn execution_batch_rows(
+    plan: &dyn ExecutionPlan,
+    statistics: Option<&Statistics>,
+    configured: usize,
+) -> usize {
     if configured >= ENCODE_BATCH_ROWS {
         return configured;
     }
-    let width = estimated_row_bytes(plan).max(1);
+    let width = estimated_row_bytes(plan, statistics).max(1);
     (EXECUTION_BATCH_BYTES / width).clamp(configured, ENCODE_BATCH_ROWS)
 }
 
@@ -66,16 +76,14 @@ fn execution_batch_rows(plan: &dyn ExecutionPlan, configured: usize) -> usize {
 /// say (bytes over rows, when both are known; Delta statistics count compressed bytes, so they
 /// say too little) and what its schema says (fixed widths, [`VARIABLE_WIDTH_BYTES`] for the
 /// others).
-fn estimated_row_bytes(plan: &dyn ExecutionPlan) -> usize {
+fn estimated_row_bytes(plan: &dyn ExecutionPlan, statistics: Option<&Statistics>) -> usize {
     let by_schema: usize = plan
         .schema()
         .fields()
         .iter()
         .map(|field| value_bytes(field.data_type()))
         .sum();
-    let by_statistics = StatisticsContext::new()
-        .compute(plan, &StatisticsArgs::new())
-        .ok()
+    let by_statistics = statistics
         .and_then(|stats| {
             let rows = *stats.num_rows.get_value()?;
             let bytes = *stats.total_byte_size.get_value()?;
@@ -144,6 +152,7 @@ mod tests {
     use arrow::array::{Array, Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
     use datafusion::datasource::memory::MemorySourceConfig;
+    use datafusion::physical_plan::{StatisticsArgs, StatisticsContext};
 
     use super::*;
 
@@ -151,7 +160,10 @@ mod tests {
     /// DataFusion's defaults.
     fn write_batch_size(schema: &SchemaRef, batches: Vec<RecordBatch>) -> usize {
         let plan = MemorySourceConfig::try_new_exec(&[batches], schema.clone(), None).unwrap();
-        write_task_context(plan.as_ref(), TaskContext::default())
+        let statistics = StatisticsContext::new()
+            .compute(plan.as_ref(), &StatisticsArgs::new())
+            .unwrap();
+        write_task_context(plan.as_ref(), Some(&statistics), TaskContext::default())
             .session_config()
             .batch_size()
     }
@@ -222,7 +234,7 @@ mod tests {
             .clone()
             .with_batch_size(ENCODE_BATCH_ROWS * 2);
         let context = TaskContext::default().with_session_config(config);
-        let context = write_task_context(plan.as_ref(), context);
+        let context = write_task_context(plan.as_ref(), None, context);
         assert_eq!(context.session_config().batch_size(), ENCODE_BATCH_ROWS * 2);
     }
 

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use datafusion::common::Statistics;
 use datafusion::common::stats::Precision;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
@@ -114,8 +115,13 @@ pub(crate) async fn encode_plan(
     let task_ctx = source.task_ctx();
     let target_partitions = task_ctx.session_config().target_partitions().max(1);
     let plan = source.create_physical_plan().await?;
-    let task_ctx = Arc::new(write_task_context(plan.as_ref(), task_ctx));
-    let plan: Arc<dyn ExecutionPlan> = if is_small(&plan, rows) {
+    // One walk of the plan's statistics serves both decisions: batch size and parallelism.
+    let statistics = StatisticsContext::new()
+        .compute(plan.as_ref(), &StatisticsArgs::new())
+        .ok();
+    let statistics = statistics.as_deref();
+    let task_ctx = Arc::new(write_task_context(plan.as_ref(), statistics, task_ctx));
+    let plan: Arc<dyn ExecutionPlan> = if is_small(&plan, statistics, rows) {
         // One file: splitting a few rows over several encoders would only make small files.
         Arc::new(CoalescePartitionsExec::new(plan))
     } else {
@@ -266,14 +272,18 @@ const PARALLEL_MIN_ROWS: usize = 1 << 17;
 /// Whether `plan` produces fewer than [`PARALLEL_MIN_ROWS`] rows: `rows` when the caller knows
 /// them, else the plan's statistics. Estimates through a join do not count: they collapse to a
 /// dimension's size, and a large fact would then be encoded by one writer.
-fn is_small(plan: &Arc<dyn ExecutionPlan>, rows: Option<u64>) -> bool {
+fn is_small(
+    plan: &Arc<dyn ExecutionPlan>,
+    statistics: Option<&Statistics>,
+    rows: Option<u64>,
+) -> bool {
     if let Some(rows) = rows {
         return rows < PARALLEL_MIN_ROWS as u64;
     }
-    let Ok(stats) = StatisticsContext::new().compute(plan.as_ref(), &StatisticsArgs::new()) else {
+    let Some(statistics) = statistics else {
         return false;
     };
-    match stats.num_rows {
+    match statistics.num_rows {
         Precision::Exact(rows) => rows < PARALLEL_MIN_ROWS,
         Precision::Inexact(rows) => rows < PARALLEL_MIN_ROWS && !has_join(plan.as_ref()),
         Precision::Absent => false,
