@@ -2,8 +2,8 @@
 //! process (here: another ledger on the same warehouse) appended in between.
 
 use lakehouse_runtime::Table;
-use lakehouse_runtime::ledger::{Ledger, RunRecord, TableMetric};
-use lakehouse_runtime::table::Timestamp;
+use lakehouse_runtime::ledger::{COMPACT_SYSTEM_TABLE_AT_FILES, Ledger, RunRecord, TableMetric};
+use lakehouse_runtime::table::{TableDef, Timestamp};
 
 use crate::common::{TempWarehouse, render};
 
@@ -239,4 +239,64 @@ async fn a_run_at_bound_is_above_every_recorded_run_at_from_the_log_alone() {
         .expect("from the log")
         .expect("runs");
     assert_eq!(again.0, bound);
+}
+
+/// The data files of `table`'s latest version.
+async fn data_files(wh: &TempWarehouse, table: &TableDef) -> usize {
+    let delta = wh
+        .warehouse
+        .load(table)
+        .await
+        .expect("load")
+        .expect("exists");
+    delta.snapshot().expect("snapshot").log_data().num_files()
+}
+
+#[tokio::test]
+async fn a_system_table_is_compacted_once_appends_leave_it_with_many_files() {
+    let wh = TempWarehouse::new();
+    let ledger = Ledger::new(wh.warehouse.clone());
+    let compact_at = COMPACT_SYSTEM_TABLE_AT_FILES as i64;
+    let appends = compact_at + 6;
+    ledger
+        .append(&[attempt("a", 1, "succeeded")])
+        .await
+        .expect("run 1");
+    // Looked up once: from here on the ledger keeps it current through its own commits.
+    assert_eq!(last_success_sequence(&ledger, "a").await, Some(1));
+    for sequence in 2..=appends {
+        ledger
+            .append(&[attempt("a", sequence, "succeeded")])
+            .await
+            .expect("recorded");
+        if sequence == compact_at - 1 {
+            assert_eq!(
+                data_files(&wh, RunRecord::DEF).await,
+                compact_at as usize - 1
+            );
+        }
+    }
+    // The append that left 64 files compacted them into one; each append since added one.
+    assert_eq!(
+        data_files(&wh, RunRecord::DEF).await,
+        (appends - compact_at + 1) as usize
+    );
+
+    // Every record is still there, and what the ledger answers is unchanged.
+    assert_eq!(ledger.next_sequence().await.expect("sequence"), appends + 1);
+    assert_eq!(last_success_sequence(&ledger, "a").await, Some(appends));
+    let fresh = Ledger::new(wh.warehouse.clone());
+    assert_eq!(last_success_sequence(&fresh, "a").await, Some(appends));
+    let counted = render(
+        wh.warehouse
+            .sql(
+                &[RunRecord::DEF],
+                "SELECT count(*), count(DISTINCT sequence), min(sequence), max(sequence) \
+                 FROM lakehouse.runs",
+            )
+            .await
+            .expect("query"),
+    )
+    .await;
+    assert_eq!(counted, vec![format!("{appends}|{appends}|1|{appends}")]);
 }

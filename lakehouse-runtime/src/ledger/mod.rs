@@ -5,6 +5,7 @@ mod statistics;
 mod tables;
 
 use std::collections::HashMap;
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -19,6 +20,17 @@ use crate::error::{Error, Result};
 use crate::frame::batches_from_rows;
 use crate::store::{OpenTable, Warehouse, WriteOptions};
 use crate::table::{Table, TableDef};
+
+/// A system table is compacted once an append leaves it with this many data files. Each commit
+/// re-reads the statistics of all of a table's files (delta-rs's post-commit snapshot update),
+/// and every pipeline attempt appends a file to `lakehouse.runs` and one to
+/// `lakehouse.table_metrics`: left alone, every run of a lakehouse (of a loop above all) would be
+/// slower than the one before.
+pub const COMPACT_SYSTEM_TABLE_AT_FILES: usize = 64;
+
+/// The size compacted system-table files grow to: bounds what one compaction rewrites (files
+/// that reached it are left alone).
+const COMPACTED_FILE_BYTES: NonZeroU64 = NonZeroU64::new(4 << 20).expect("4 MiB is not zero");
 
 /// The system tables of a warehouse.
 #[derive(Clone)]
@@ -118,6 +130,7 @@ impl Ledger {
             match table_open.append(&batches).await {
                 Ok(()) => {
                     self.note_appended(rows, Some((before, table_open.version())));
+                    self.compact_if_fragmented::<T>(&mut open).await;
                     return Ok(());
                 }
                 // E.g. the table was evolved or replaced meanwhile: the general path decides.
@@ -145,6 +158,7 @@ impl Ledger {
                         && let Ok(table_open) = OpenTable::new(&delta)
                     {
                         *open = Some(table_open);
+                        self.compact_if_fragmented::<T>(&mut open).await;
                     }
                     return Ok(());
                 }
@@ -159,13 +173,26 @@ impl Ledger {
     }
 
     /// Keeps the known successes current after `rows` were committed to their table, which
-    /// `moved` from one version to another (`None`: not known): taken in when the runs table
-    /// moved by this one commit from the version they reflect, forgotten otherwise (the next
-    /// lookup scans).
+    /// `moved` from one version to another (`None`: not known).
     fn note_appended<T: Table>(&self, rows: &[T], moved: Option<(u64, u64)>) {
         if std::any::TypeId::of::<T>() != std::any::TypeId::of::<RunRecord>() {
             return;
         }
+        let records = rows
+            .iter()
+            .filter_map(|row| (row as &dyn std::any::Any).downcast_ref::<RunRecord>());
+        self.note_runs_moved(records, moved);
+    }
+
+    /// Keeps the known successes current after one commit of this ledger added `records` to the
+    /// runs table (none for a compaction) and `moved` it from one version to the next: taken in
+    /// when the known successes reflect the version it moved from, forgotten otherwise (the next
+    /// lookup scans).
+    fn note_runs_moved<'a>(
+        &self,
+        records: impl IntoIterator<Item = &'a RunRecord>,
+        moved: Option<(u64, u64)>,
+    ) {
         let mut successes = self
             .successes
             .lock()
@@ -176,13 +203,42 @@ impl Ledger {
                     known.version == before && before.checked_add(1) == Some(after)
                 }) =>
             {
-                let records = rows
-                    .iter()
-                    .filter_map(|row| (row as &dyn std::any::Any).downcast_ref::<RunRecord>());
                 known.observe(records);
                 known.version += 1;
             }
             _ => *successes = None,
+        }
+    }
+
+    /// Compacts system table `T`, held open in `open`, once it has
+    /// [`COMPACT_SYSTEM_TABLE_AT_FILES`] files. Best effort: the rows are committed already, and
+    /// a failure (another process compacting it at the same time, say) only closes the table;
+    /// a later append tries again.
+    async fn compact_if_fragmented<T: Table>(&self, open: &mut Option<OpenTable>) {
+        let Some(table_open) = open.as_mut() else {
+            return;
+        };
+        if table_open.files() < COMPACT_SYSTEM_TABLE_AT_FILES {
+            return;
+        }
+        let table = T::DEF.qualified_name();
+        let before = table_open.version();
+        let session = crate::store::session_state(&self.warehouse.session());
+        match table_open.compact(COMPACTED_FILE_BYTES, session).await {
+            Ok(files) => {
+                let after = table_open.version();
+                tracing::debug!(%table, files, version = after, "compacted a system table");
+                // Nothing to compact (every file at the target size) makes no commit.
+                if after != before
+                    && std::any::TypeId::of::<T>() == std::any::TypeId::of::<RunRecord>()
+                {
+                    self.note_runs_moved([], Some((before, after)));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%table, %error, "could not compact a system table; a later append will try again");
+                *open = None;
+            }
         }
     }
 

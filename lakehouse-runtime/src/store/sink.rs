@@ -188,6 +188,32 @@ impl OpenTable {
         self.state.version()
     }
 
+    /// The number of data files of the version this table is open at.
+    pub(crate) fn files(&self) -> usize {
+        self.state.log_data().num_files()
+    }
+
+    /// Compacts the files under `target_size` bytes into files of about that size, in one
+    /// commit on top of the open version (appends made since by others do not conflict), and
+    /// moves to the version it made. Returns how many files were compacted away.
+    pub(crate) async fn compact(
+        &mut self,
+        target_size: std::num::NonZeroU64,
+        session: Arc<dyn datafusion::catalog::Session>,
+    ) -> Result<u64, DeltaTableError> {
+        let mut table = DeltaTable::new(self.log_store.clone());
+        table.state = Some(self.state.clone());
+        let (compacted, metrics) = table
+            .optimize()
+            .with_target_size(target_size)
+            .with_session_state(session)
+            .await?;
+        if let Some(state) = compacted.state {
+            self.state = state;
+        }
+        Ok(metrics.num_files_removed)
+    }
+
     /// Moves to the table's latest version (reading only the commits made since), and returns
     /// that state.
     pub(crate) async fn refresh(&mut self) -> Result<&DeltaTableState, DeltaTableError> {
