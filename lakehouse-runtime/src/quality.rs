@@ -1,13 +1,15 @@
 //! Data-quality checks of a pipeline's output, run before it is written: NOT NULL columns hold
 //! no NULL, the primary key is unique, every foreign key resolves to a row of its dimension.
+//! All of them are answered by one query over the output.
 
-use datafusion::common::{Column, JoinType, TableReference};
+use arrow::array::Array as _;
+use datafusion::common::{Column, JoinType};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SessionContext;
-use datafusion::functions_aggregate::expr_fn::count;
-use datafusion::logical_expr::{Expr, lit};
+use datafusion::functions_aggregate::expr_fn::{count, min, sum};
+use datafusion::logical_expr::{Expr, lit, when};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::Warehouse;
 use crate::table::{ColumnDef, ColumnRef, Quality, TableDef, WriteMode};
 
@@ -44,7 +46,9 @@ impl std::fmt::Display for Finding {
 }
 
 /// Runs the checks `table` declares on `output` (its data columns); empty when all pass or the
-/// table's quality is off.
+/// table's quality is off. Every check is answered by one execution of the output's plan (only
+/// a failed uniqueness check runs a second query, for a sample key), so checking costs about
+/// one more read of the inputs whatever the number of checks.
 pub async fn check_output(
     warehouse: &Warehouse,
     session: &SessionContext,
@@ -54,39 +58,109 @@ pub async fn check_output(
     if table.quality == Quality::Off {
         return Ok(Vec::new());
     }
-    let mut findings = null_violations(session, table, output).await?;
-    if !table.key.is_empty()
-        && table.mode != WriteMode::Append
-        && let Some(finding) = duplicate_keys(table, output.clone()).await?
-    {
-        findings.push(finding);
+    let checks = Checks::of(table);
+    if checks.is_empty() {
+        return Ok(Vec::new());
     }
-    for column in table.data_columns() {
-        if let Some(target) = column.references
-            && let Some(finding) =
-                unresolved(warehouse, session, table, column, target, output.clone()).await?
-        {
-            findings.push(finding);
+    let unchecked = without_not_null_assertions(session, output)?;
+    let measured = measure(warehouse, session, &checks, unchecked.clone()).await?;
+
+    let qualified = table.qualified_name();
+    let mut findings = Vec::new();
+    for (column, nulls) in checks.required.iter().zip(&measured.nulls) {
+        if *nulls > 0 {
+            findings.push(Finding {
+                table: qualified.clone(),
+                column: Some(column.name.to_owned()),
+                check: "not_null",
+                value: None,
+                failing_rows: *nulls,
+            });
+        }
+    }
+    if measured.duplicated_keys > 0 {
+        findings.push(Finding {
+            table: qualified.clone(),
+            column: Some(table.key.join(", ")),
+            check: "primary_key_unique",
+            value: Some(duplicate_sample(table, unchecked).await?),
+            failing_rows: measured.duplicated_keys,
+        });
+    }
+    for (reference, (missing, sample)) in checks.references.iter().zip(measured.unresolved) {
+        if missing > 0 {
+            let target = reference.target;
+            findings.push(Finding {
+                table: qualified.clone(),
+                column: Some(reference.column.name.to_owned()),
+                check: "foreign_key_resolves",
+                value: Some(format!(
+                    "{sample} (not in {}.{}.{})",
+                    target.schema, target.table, target.column
+                )),
+                failing_rows: missing,
+            });
         }
     }
     Ok(findings)
 }
 
-/// NULLs in NOT NULL columns. The output plan asserts those columns non-NULL (and would fail
-/// the write on the first NULL); the count runs on the plan without the assertions.
-async fn null_violations(
-    session: &SessionContext,
-    table: &'static TableDef,
-    output: &DataFrame,
-) -> Result<Vec<Finding>> {
-    use datafusion::common::tree_node::{Transformed, TreeNode};
-    use datafusion::functions_aggregate::expr_fn::sum;
-    use datafusion::logical_expr::case;
+/// What a table's checks look at.
+struct Checks {
+    /// NOT NULL data columns.
+    required: Vec<&'static ColumnDef>,
+    /// The primary key, when its uniqueness is checked (append-only tables may repeat it).
+    key: Option<&'static [&'static str]>,
+    /// Foreign keys whose dimension is a registered pipeline's output.
+    references: Vec<Reference>,
+}
 
-    let required: Vec<&ColumnDef> = table.data_columns().filter(|c| !c.nullable).collect();
-    if required.is_empty() {
-        return Ok(Vec::new());
+/// A foreign key and the dimension it points to.
+struct Reference {
+    column: &'static ColumnDef,
+    target: ColumnRef,
+    dimension: &'static TableDef,
+}
+
+impl Checks {
+    fn of(table: &'static TableDef) -> Checks {
+        Checks {
+            required: table.data_columns().filter(|c| !c.nullable).collect(),
+            key: (!table.key.is_empty() && table.mode != WriteMode::Append).then_some(table.key),
+            references: table
+                .data_columns()
+                .filter_map(|column| {
+                    let target = column.references?;
+                    Some(Reference {
+                        column,
+                        target,
+                        dimension: find_table(target)?,
+                    })
+                })
+                .collect(),
+        }
     }
+
+    fn is_empty(&self) -> bool {
+        self.required.is_empty() && self.key.is_none() && self.references.is_empty()
+    }
+}
+
+/// The answers of every check, in the order of [`Checks`].
+struct Measured {
+    /// NULLs per NOT NULL column.
+    nulls: Vec<i64>,
+    /// Key values held by more than one row.
+    duplicated_keys: i64,
+    /// Per foreign key: rows whose value is not in the dimension, and the smallest such value.
+    unresolved: Vec<(i64, String)>,
+}
+
+/// `output`'s plan without its NOT NULL assertions (which would fail the query on the first
+/// NULL instead of counting them).
+fn without_not_null_assertions(session: &SessionContext, output: &DataFrame) -> Result<DataFrame> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+
     let plan = output
         .logical_plan()
         .clone()
@@ -106,115 +180,122 @@ async fn null_violations(
             }
         })?
         .data;
-    let unchecked = DataFrame::new(session.state(), plan);
-    let counts: Vec<Expr> = required
-        .iter()
-        .map(|c| {
-            let is_null = case(unqualified(c.name).is_null())
-                .when(lit(true), lit(1i64))
-                .otherwise(lit(0i64));
-            is_null.map(|e| sum(e).alias(c.name))
-        })
-        .collect::<datafusion::error::Result<_>>()?;
-    let batches = unchecked.aggregate(vec![], counts)?.collect().await?;
-    let mut findings = Vec::new();
-    if let Some(batch) = batches.first() {
-        for (i, column) in required.iter().enumerate() {
-            let nulls = batch
-                .column(i)
-                .as_any()
-                .downcast_ref::<arrow::array::Int64Array>()
-                .filter(|a| !a.is_empty() && arrow::array::Array::is_valid(*a, 0))
-                .map_or(0, |a| a.value(0));
-            if nulls > 0 {
-                findings.push(Finding {
-                    table: table.qualified_name(),
-                    column: Some(column.name.to_owned()),
-                    check: "not_null",
-                    value: None,
-                    failing_rows: nulls,
-                });
-            }
-        }
+    Ok(DataFrame::new(session.state(), plan))
+}
+
+/// Answers every check in one query over `output`: each dimension's keys are left-joined (they
+/// are distinct, so rows are neither lost nor repeated), per-row flags are summed — per key
+/// value first when uniqueness is checked, then over those groups.
+async fn measure(
+    warehouse: &Warehouse,
+    session: &SessionContext,
+    checks: &Checks,
+    output: DataFrame,
+) -> Result<Measured> {
+    let reference = |i: usize| format!("__lakehouse_ref_{i}");
+    let mut joined = output;
+    for (i, r) in checks.references.iter().enumerate() {
+        let keys = warehouse
+            .read(session, r.dimension)
+            .await?
+            .select(vec![unqualified(r.target.column).alias(reference(i))])?
+            .distinct()?;
+        joined = joined.join_on(
+            keys,
+            JoinType::Left,
+            vec![unqualified(r.column.name).eq(unqualified(&reference(i)))],
+        )?;
     }
-    Ok(findings)
+    let flag = |condition: Expr| when(condition, lit(1i64)).otherwise(lit(0i64));
+    let unresolved = |i: usize, r: &Reference| {
+        unqualified(r.column.name)
+            .is_not_null()
+            .and(unqualified(&reference(i)).is_null())
+    };
+    // Per row: (name, what is aggregated, whether it is a sample (min) or a count (sum)).
+    let mut measures: Vec<(String, Expr, bool)> = Vec::new();
+    for (j, column) in checks.required.iter().enumerate() {
+        measures.push((
+            format!("__nulls_{j}"),
+            flag(unqualified(column.name).is_null())?,
+            false,
+        ));
+    }
+    for (i, r) in checks.references.iter().enumerate() {
+        measures.push((format!("__missing_{i}"), flag(unresolved(i, r))?, false));
+        let sample = when(unresolved(i, r), unqualified(r.column.name)).end()?;
+        measures.push((format!("__sample_{i}"), sample, true));
+    }
+    let over = |measure: Expr, sample: bool| if sample { min(measure) } else { sum(measure) };
+    let totals: Vec<Expr> = match checks.key {
+        Some(key) => {
+            let mut per_key = vec![count(lit(1)).alias("__rows")];
+            per_key.extend(
+                measures
+                    .iter()
+                    .map(|(name, measure, sample)| over(measure.clone(), *sample).alias(name)),
+            );
+            joined = joined.aggregate(key.iter().map(|k| unqualified(k)).collect(), per_key)?;
+            let mut totals =
+                vec![sum(flag(unqualified("__rows").gt(lit(1)))?).alias("__duplicated")];
+            totals.extend(
+                measures
+                    .iter()
+                    .map(|(name, _, sample)| over(unqualified(name), *sample).alias(name)),
+            );
+            totals
+        }
+        None => measures
+            .iter()
+            .map(|(name, measure, sample)| over(measure.clone(), *sample).alias(name))
+            .collect(),
+    };
+    let batches = joined.aggregate(vec![], totals)?.collect().await?;
+    let Some(row) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Err(Error::msg(
+            "data-quality checks: the totals query returned no row",
+        ));
+    };
+    let number = |name: &str| {
+        row.column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<arrow::array::Int64Array>())
+            .filter(|a| a.is_valid(0))
+            .map_or(0, |a| a.value(0))
+    };
+    Ok(Measured {
+        nulls: (0..checks.required.len())
+            .map(|j| number(&format!("__nulls_{j}")))
+            .collect(),
+        duplicated_keys: checks.key.map_or(0, |_| number("__duplicated")),
+        unresolved: (0..checks.references.len())
+            .map(|i| {
+                let sample = row
+                    .column_by_name(&format!("__sample_{i}"))
+                    .map(|c| value_text(c.as_ref(), 0))
+                    .unwrap_or_default();
+                (number(&format!("__missing_{i}")), sample)
+            })
+            .collect(),
+    })
 }
 
 fn unqualified(name: &str) -> Expr {
     Expr::Column(Column::new_unqualified(name))
 }
 
-async fn duplicate_keys(table: &'static TableDef, output: DataFrame) -> Result<Option<Finding>> {
+/// One key value held by several rows of `output`, as text.
+async fn duplicate_sample(table: &'static TableDef, output: DataFrame) -> Result<String> {
     let key: Vec<Expr> = table.key.iter().map(|k| unqualified(k)).collect();
     let duplicates = output
-        .aggregate(key.clone(), vec![count(lit(1)).alias("n")])?
-        .filter(unqualified("n").gt(lit(1)))?;
+        .aggregate(key, vec![count(lit(1)).alias("n")])?
+        .filter(unqualified("n").gt(lit(1)))?
+        .limit(0, Some(1))?;
     let batches = duplicates.collect().await?;
-    let failing: usize = batches.iter().map(|b| b.num_rows()).sum();
-    if failing == 0 {
-        return Ok(None);
-    }
-    let sample = batches
+    Ok(batches
         .iter()
         .find(|b| b.num_rows() > 0)
         .map(|b| row_text(b, 0, table.key.len()))
-        .unwrap_or_default();
-    Ok(Some(Finding {
-        table: table.qualified_name(),
-        column: Some(table.key.join(", ")),
-        check: "primary_key_unique",
-        value: Some(sample),
-        failing_rows: failing as i64,
-    }))
-}
-
-async fn unresolved(
-    warehouse: &Warehouse,
-    session: &SessionContext,
-    table: &'static TableDef,
-    column: &ColumnDef,
-    target: ColumnRef,
-    output: DataFrame,
-) -> Result<Option<Finding>> {
-    let Some(dimension) = find_table(target) else {
-        return Ok(None);
-    };
-    let keys = warehouse
-        .read(session, dimension)
-        .await?
-        .select(vec![unqualified(target.column).alias("__lakehouse_ref")])?
-        .distinct()?;
-    let missing = output
-        .filter(unqualified(column.name).is_not_null())?
-        .join_on(
-            keys,
-            JoinType::LeftAnti,
-            vec![unqualified(column.name).eq(Expr::Column(Column::new(
-                None::<TableReference>,
-                "__lakehouse_ref",
-            )))],
-        )?
-        .select(vec![unqualified(column.name)])?;
-    let batches = missing.collect().await?;
-    let failing: usize = batches.iter().map(|b| b.num_rows()).sum();
-    if failing == 0 {
-        return Ok(None);
-    }
-    let sample = batches
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .map(|b| row_text(b, 0, 1))
-        .unwrap_or_default();
-    Ok(Some(Finding {
-        table: table.qualified_name(),
-        column: Some(column.name.to_owned()),
-        check: "foreign_key_resolves",
-        value: Some(format!(
-            "{sample} (not in {}.{}.{})",
-            target.schema, target.table, target.column
-        )),
-        failing_rows: failing as i64,
-    }))
+        .unwrap_or_default())
 }
 
 /// The table a foreign key points to, among the registered pipelines' outputs.
@@ -226,13 +307,16 @@ fn find_table(target: ColumnRef) -> Option<&'static TableDef> {
 }
 
 fn row_text(batch: &arrow::array::RecordBatch, row: usize, columns: usize) -> String {
-    let options = arrow::util::display::FormatOptions::default().with_null("NULL");
     (0..columns.min(batch.num_columns()))
-        .map(|c| {
-            arrow::util::display::ArrayFormatter::try_new(batch.column(c).as_ref(), &options)
-                .map(|f| f.value(row).to_string())
-                .unwrap_or_default()
-        })
+        .map(|c| value_text(batch.column(c).as_ref(), row))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `array[row]` as text, `NULL` for NULL.
+fn value_text(array: &dyn arrow::array::Array, row: usize) -> String {
+    let options = arrow::util::display::FormatOptions::default().with_null("NULL");
+    arrow::util::display::ArrayFormatter::try_new(array, &options)
+        .map(|f| f.value(row).to_string())
+        .unwrap_or_default()
 }

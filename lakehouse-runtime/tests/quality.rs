@@ -1,7 +1,13 @@
 //! Data-quality checks before writes: NOT NULL, unique primary key, resolving foreign keys;
 //! blocking checks stop the write, warnings let it through; every finding is recorded.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 
 use lakehouse_runtime::orchestrator::{Orchestrator, RunConfig, Status};
 use lakehouse_runtime::prelude::*;
@@ -159,4 +165,116 @@ async fn blocking_checks_stop_the_write_and_warnings_do_not() {
             "gold.q_fact_warn|primary_key_unique|fact_id|1|false",
         ])
     );
+}
+
+/// Rows seen by `rows_seen(..)`, by the name a run passes in its `rows_seen` setting.
+static ROWS_SEEN: LazyLock<Mutex<HashMap<String, Arc<AtomicUsize>>>> =
+    LazyLock::new(Default::default);
+
+fn rows_seen_counter(name: &str) -> Arc<AtomicUsize> {
+    let mut counters = ROWS_SEEN.lock().expect("counters");
+    counters.entry(name.to_owned()).or_default().clone()
+}
+
+/// `rows_seen(x)`: `x`, counting the rows it passes through, i.e. executions of its plan.
+#[derive(Debug)]
+struct RowsSeen {
+    signature: Signature,
+    seen: Arc<AtomicUsize>,
+}
+
+impl PartialEq for RowsSeen {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.seen, &other.seen)
+    }
+}
+
+impl Eq for RowsSeen {}
+
+impl std::hash::Hash for RowsSeen {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.seen).hash(state);
+    }
+}
+
+impl ScalarUDFImpl for RowsSeen {
+    fn name(&self) -> &str {
+        "rows_seen"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(arg_types[0].clone())
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        self.seen.fetch_add(args.number_rows, Ordering::SeqCst);
+        Ok(args.args[0].clone())
+    }
+}
+
+/// Facts checked for everything (NOT NULL, unique key, resolving foreign key), written whole.
+#[derive(Table)]
+#[table(schema = "gold", name = "q_counted", key(fact_id), mode = overwrite, quality = blocking)]
+pub struct QCounted {
+    pub fact_id: i64,
+    pub label: String,
+    #[column(references = QDim::id)]
+    pub dim_id: Option<i64>,
+}
+
+/// Three facts whose key goes through `rows_seen`.
+#[pipeline(depends_on = [q_dim])]
+pub async fn q_counted(cx: &Ctx) -> Result<Frame<QCounted>> {
+    let seen = rows_seen_counter(cx.settings().get("rows_seen").unwrap_or_default());
+    cx.session().register_udf(ScalarUDF::from(RowsSeen {
+        signature: Signature::any(1, Volatility::Volatile),
+        seen,
+    }));
+    cx.sql(
+        "SELECT rows_seen(CAST(column1 AS BIGINT)) AS fact_id, column2 AS label, \
+         CAST(column3 AS BIGINT) AS dim_id FROM (VALUES (10, 'a', 1), (11, 'b', 2), (12, 'c', NULL))",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn every_check_is_answered_by_one_execution_of_the_output() {
+    let wh = TempWarehouse::new();
+    let pipelines: Vec<&'static PipelineDescriptor> = Registry::from_inventory()
+        .expect("graph")
+        .pipelines()
+        .iter()
+        .copied()
+        .filter(|p| ["q_dim", "q_counted"].contains(&p.name))
+        .collect();
+    let orchestrator = Orchestrator::new(
+        Registry::new(pipelines).expect("valid"),
+        wh.warehouse.clone(),
+    );
+    let mut config = RunConfig::default();
+    config.settings.set("rows_seen", "one execution");
+    let report = orchestrator.run(&config).await.expect("run");
+    assert!(report.succeeded(), "{}", report.render(false));
+    // The three rows went through the plan twice: once for the checks (not NULL, unique key,
+    // foreign key, together), once for the write.
+    assert_eq!(
+        rows_seen_counter("one execution").load(Ordering::SeqCst),
+        2 * 3
+    );
+    let written = wh
+        .warehouse
+        .sql(
+            &[<QCounted as lakehouse_runtime::Table>::DEF],
+            "SELECT count(*) FROM gold.q_counted",
+        )
+        .await
+        .expect("query");
+    assert_eq!(crate::common::render(written).await, ["3"]);
 }
