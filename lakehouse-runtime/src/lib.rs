@@ -148,6 +148,7 @@ pub mod __private {
             quality: crate::table::Quality::Off,
             z_order: &[],
             target_file_size: None,
+            auto_compact: false,
             checks: &[],
             properties: &[],
         };

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 mod common;
+mod compaction;
 mod joins;
 mod keys;
 mod ledger;

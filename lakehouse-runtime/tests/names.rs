@@ -29,6 +29,7 @@ fn leak(schema: &str, name: &str) -> &'static TableDef {
         quality: lakehouse_runtime::table::Quality::Off,
         z_order: &[],
         target_file_size: None,
+        auto_compact: true,
         checks: &[],
         properties: &[],
     }))

@@ -31,6 +31,7 @@ fn table(schema: &str, name: &str) -> &'static TableDef {
         quality: lakehouse_runtime::table::Quality::Off,
         z_order: &[],
         target_file_size: None,
+        auto_compact: true,
         checks: &[],
         properties: &[],
     })

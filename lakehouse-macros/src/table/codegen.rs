@@ -90,6 +90,7 @@ fn table_impl(model: &TableModel) -> TokenStream {
         Some(size) => quote!(::core::option::Option::Some(#size)),
         None => quote!(::core::option::Option::None),
     };
+    let auto_compact = model.auto_compact;
     let checks = model.checks.iter().map(|(name, expr)| {
         quote!(::lakehouse_runtime::__private::CheckConstraint { name: #name, expr: #expr })
     });
@@ -111,6 +112,7 @@ fn table_impl(model: &TableModel) -> TokenStream {
                     quality: ::lakehouse_runtime::__private::Quality::#quality,
                     z_order: &[#(#z_order),*],
                     target_file_size: #target_file_size,
+                    auto_compact: #auto_compact,
                     checks: &[#(#checks),*],
                     properties: &[#(#properties),*],
                 };

@@ -2,7 +2,9 @@
 //! written. Only syntax is checked here; meaning is checked in `validate`.
 
 use syn::spanned::Spanned;
-use syn::{Data, DeriveInput, Fields, Generics, Ident, LitInt, LitStr, Path, Type, Visibility};
+use syn::{
+    Data, DeriveInput, Fields, Generics, Ident, LitBool, LitInt, LitStr, Path, Type, Visibility,
+};
 
 use crate::attr::{doc_comment, parenthesized_idents, string_value};
 use crate::errors::Errors;
@@ -36,6 +38,7 @@ pub(crate) struct TableAttrs {
     pub quality: Option<Keyed<Ident>>,
     pub z_order: Option<Keyed<Vec<Ident>>>,
     pub target_file_size: Option<Keyed<LitInt>>,
+    pub auto_compact: Option<Keyed<LitBool>>,
     pub checks: Vec<Keyed<(LitStr, LitStr)>>,
     pub properties: Vec<Keyed<(LitStr, LitStr)>>,
 }
@@ -49,7 +52,8 @@ pub(crate) struct FieldInput {
 }
 
 const TABLE_KEYS: &str = "`schema`, `name`, `key(..)`, `partition_by(..)`, `mode`, \
-    `change_columns(..)`, `evolution`, `quality`, `z_order(..)`, `target_file_size`, `check(..)`, `property(..)`";
+    `change_columns(..)`, `evolution`, `quality`, `z_order(..)`, `target_file_size`, `auto_compact`, `check(..)`, \
+    `property(..)`";
 
 pub(crate) fn parse(input: DeriveInput) -> syn::Result<TableInput> {
     let mut errors = Errors::default();
@@ -121,6 +125,7 @@ fn parse_table_attrs(input: &DeriveInput, errors: &mut Errors) -> TableAttrs {
                 "quality" => once!(out.quality, meta.value()?.parse::<Ident>()?),
                 "z_order" => once!(out.z_order, parenthesized_idents(meta.input)?),
                 "target_file_size" => once!(out.target_file_size, meta.value()?.parse::<LitInt>()?),
+                "auto_compact" => once!(out.auto_compact, meta.value()?.parse::<LitBool>()?),
                 "check" => {
                     let pair = name_value_pair(&meta, "name", "expr")?;
                     out.checks.push(Keyed { key, value: pair });

@@ -66,6 +66,22 @@ fn defaults() {
     assert_eq!(m.name, "raw_crm_contacts");
     assert_eq!(m.mode, Mode::Append);
     assert_eq!(m.evolution, Evolution::Merge);
+    assert!(m.auto_compact);
+}
+
+#[test]
+fn auto_compaction_can_be_turned_off_with_a_boolean() {
+    let m = model(quote! {
+        #[table(schema = "bronze", auto_compact = false)]
+        struct Events { id: i64 }
+    })
+    .unwrap();
+    assert!(!m.auto_compact);
+    let text = error_text(quote! {
+        #[table(schema = "bronze", auto_compact = "no")]
+        struct Events { id: i64 }
+    });
+    assert!(text.contains("expected boolean literal"), "{text}");
 }
 
 #[test]

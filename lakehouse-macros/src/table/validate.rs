@@ -59,6 +59,7 @@ pub(crate) struct TableModel {
     pub change_columns: Option<Vec<String>>,
     pub z_order: Vec<String>,
     pub target_file_size: Option<u64>,
+    pub auto_compact: bool,
     pub checks: Vec<(String, String)>,
     pub properties: Vec<(String, String)>,
 }
@@ -222,6 +223,7 @@ pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
                 }
                 Ok(size) => Some(size),
             });
+    let auto_compact = attrs.auto_compact.as_ref().is_none_or(|a| a.value.value);
 
     let checks = attrs
         .checks
@@ -270,6 +272,7 @@ pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
         change_columns,
         z_order,
         target_file_size,
+        auto_compact,
         checks,
         properties,
     })

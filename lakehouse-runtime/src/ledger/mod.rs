@@ -18,15 +18,13 @@ pub use tables::{QualityIssue, RejectRecord, RunRecord, TableMetric};
 
 use crate::error::{Error, Result};
 use crate::frame::batches_from_rows;
-use crate::store::{OpenTable, Warehouse, WriteOptions};
+use crate::store::{AUTO_COMPACT_AT_FILES, OpenTable, Warehouse, WriteOptions};
 use crate::table::{Table, TableDef};
 
-/// A system table is compacted once an append leaves it with this many data files. Each commit
-/// re-reads the statistics of all of a table's files (delta-rs's post-commit snapshot update),
-/// and every pipeline attempt appends a file to `lakehouse.runs` and one to
-/// `lakehouse.table_metrics`: left alone, every run of a lakehouse (of a loop above all) would be
-/// slower than the one before.
-pub const COMPACT_SYSTEM_TABLE_AT_FILES: usize = 64;
+/// A system table is compacted once an append leaves it with this many data files
+/// ([`AUTO_COMPACT_AT_FILES`]): every pipeline attempt appends a file to `lakehouse.runs` and
+/// one to `lakehouse.table_metrics`.
+pub const COMPACT_SYSTEM_TABLE_AT_FILES: usize = AUTO_COMPACT_AT_FILES;
 
 /// The size compacted system-table files grow to: bounds what one compaction rewrites (files
 /// that reached it are left alone).

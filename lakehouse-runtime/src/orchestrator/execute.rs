@@ -480,10 +480,29 @@ async fn produce_and_write(
         orchestrator.ledger.append(&rejects).await?;
         tracing::debug!("rejects recorded");
         // The write's own snapshot when it returned one: no second load of the table.
-        let stats = match outcome.stats.clone() {
+        let mut stats = match outcome.stats.clone() {
             Some(stats) => Some(stats),
             None => warehouse.stats(pipeline.output).await?,
         };
+        let fragmented = stats
+            .as_ref()
+            .is_some_and(|s| s.files >= crate::store::AUTO_COMPACT_AT_FILES as i64);
+        if pipeline.output.auto_compact && fragmented {
+            match warehouse.compact(pipeline.output).await {
+                Ok(report) if report.files_removed > 0 => {
+                    tracing::info!(
+                        files_removed = report.files_removed,
+                        files_added = report.files_added,
+                        version = ?report.version,
+                        "compacted the table's small files"
+                    );
+                    stats = warehouse.stats(pipeline.output).await?;
+                }
+                Ok(_) => {}
+                // The rows are committed; the next write tries again.
+                Err(error) => tracing::warn!(%error, "could not compact the table"),
+            }
+        }
         if let Some(stats) = stats {
             tracing::debug!("statistics read");
             metric = Some(TableMetric {

@@ -10,6 +10,12 @@ use super::Warehouse;
 use crate::error::{Error, Result};
 use crate::table::TableDef;
 
+/// A write that leaves a table with this many data files or more compacts it (tables declared
+/// `auto_compact`, the default, and the system tables). Every Delta commit re-reads the
+/// statistics of all of a table's files, and a scan opens each one: a table appended to by every
+/// run of a loop would otherwise make each run slower than the last.
+pub const AUTO_COMPACT_AT_FILES: usize = 64;
+
 /// Delta's default minimum retention for vacuum.
 pub const MIN_VACUUM_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -41,6 +47,26 @@ impl Warehouse {
     /// Compacts small files into files of the table's target size (default 100 MiB), Z-ordered
     /// by its `z_order` columns when it declares some.
     pub async fn optimize(&self, table: &'static TableDef) -> Result<OptimizeReport> {
+        let optimize_type = if table.z_order.is_empty() {
+            OptimizeType::Compact
+        } else {
+            OptimizeType::ZOrder(table.z_order.iter().map(|c| (*c).to_owned()).collect())
+        };
+        self.rewrite_files(table, optimize_type).await
+    }
+
+    /// Compacts the files under the table's target size (default 100 MiB) into files of about
+    /// that size, leaving larger files and the Z-order alone: what a pipeline's write does when
+    /// it leaves an `auto_compact` table with [`AUTO_COMPACT_AT_FILES`] files or more.
+    pub async fn compact(&self, table: &'static TableDef) -> Result<OptimizeReport> {
+        self.rewrite_files(table, OptimizeType::Compact).await
+    }
+
+    async fn rewrite_files(
+        &self,
+        table: &'static TableDef,
+        optimize_type: OptimizeType,
+    ) -> Result<OptimizeReport> {
         let qualified = table.qualified_name();
         let Some(delta) = self.load(table).await? else {
             return Ok(OptimizeReport {
@@ -53,12 +79,8 @@ impl Warehouse {
         let session = self.session();
         let mut builder = delta
             .optimize()
+            .with_type(optimize_type)
             .with_session_state(super::session_state(&session));
-        if !table.z_order.is_empty() {
-            builder = builder.with_type(OptimizeType::ZOrder(
-                table.z_order.iter().map(|c| (*c).to_owned()).collect(),
-            ));
-        }
         if let Some(size) = table.target_file_size.and_then(NonZeroU64::new) {
             builder = builder.with_target_size(size);
         }

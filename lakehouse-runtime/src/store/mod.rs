@@ -30,7 +30,7 @@ use url::Url;
 pub use catalog::check_read_only;
 pub use create::SchemaDrift;
 pub use location::{check_name, is_safe_name, table_url, warehouse_url};
-pub use maintain::{OptimizeReport, VacuumReport};
+pub use maintain::{AUTO_COMPACT_AT_FILES, OptimizeReport, VacuumReport};
 pub use read::{Changes, TableStats};
 pub(crate) use sink::OpenTable;
 pub use write::{Deletions, WriteOptions, WriteOutcome};

@@ -162,6 +162,9 @@ pub struct TableDef {
     pub z_order: &'static [&'static str],
     /// Target file size for optimize, in bytes.
     pub target_file_size: Option<u64>,
+    /// Whether a pipeline's write that leaves the table with many files compacts them (see
+    /// [`crate::store::AUTO_COMPACT_AT_FILES`]); `#[table(auto_compact = false)]` turns it off.
+    pub auto_compact: bool,
     /// Delta CHECK constraints.
     pub checks: &'static [CheckConstraint],
     /// Delta table properties.

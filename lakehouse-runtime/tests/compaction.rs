@@ -1,0 +1,160 @@
+//! Auto-compaction: a pipeline's write that leaves its table with many files compacts them, and
+//! incremental readers downstream see each row once; `auto_compact = false` opts out.
+
+use lakehouse_runtime::orchestrator::{Orchestrator, RunConfig};
+use lakehouse_runtime::prelude::*;
+use lakehouse_runtime::store::{AUTO_COMPACT_AT_FILES, WriteOptions};
+use lakehouse_runtime::table::TableDef;
+use lakehouse_runtime::{PipelineDescriptor, Registry};
+use serde::Serialize;
+
+use crate::common::{TempWarehouse, frame, render};
+
+/// One event per run, compacted automatically.
+#[derive(Table, Serialize)]
+#[table(schema = "bronze", name = "compacted_events")]
+pub struct CompactedEvents {
+    pub id: i64,
+}
+
+/// The same, never compacted automatically.
+#[derive(Table, Serialize)]
+#[table(schema = "bronze", name = "kept_events", auto_compact = false)]
+pub struct KeptEvents {
+    pub id: i64,
+}
+
+/// What the incremental reader of the compacted events copied.
+#[derive(Table)]
+#[table(schema = "silver", name = "copied_events")]
+pub struct CopiedEvents {
+    pub id: i64,
+}
+
+#[derive(Serialize)]
+struct Event {
+    id: i64,
+}
+
+/// The run's event: its id is the run's sequence, shifted by the `id_base` setting.
+fn event(cx: &Ctx) -> Event {
+    let base: i64 = cx
+        .settings()
+        .get("id_base")
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(0);
+    Event {
+        id: base + cx.run().sequence,
+    }
+}
+
+#[pipeline]
+pub async fn compacted_events(cx: &Ctx) -> Result<Frame<CompactedEvents>> {
+    cx.frame_from_rows(&[event(cx)])
+}
+
+#[pipeline]
+pub async fn kept_events(cx: &Ctx) -> Result<Frame<KeptEvents>> {
+    cx.frame_from_rows(&[event(cx)])
+}
+
+/// Copies the events added since its last success.
+#[pipeline(depends_on = [compacted_events])]
+pub async fn copied_events(events: Changes<CompactedEvents>) -> Result<Frame<CopiedEvents>> {
+    events.into_frame().select_into(CopiedEventsSelect {
+        id: CompactedEvents::id,
+    })
+}
+
+fn orchestrator(wh: &TempWarehouse) -> Orchestrator {
+    let names = ["compacted_events", "kept_events", "copied_events"];
+    let pipelines: Vec<&'static PipelineDescriptor> = Registry::from_inventory()
+        .expect("graph")
+        .pipelines()
+        .iter()
+        .copied()
+        .filter(|p| names.contains(&p.name))
+        .collect();
+    Orchestrator::new(
+        Registry::new(pipelines).expect("valid"),
+        wh.warehouse.clone(),
+    )
+}
+
+/// Appends events `ids` to `table`, one commit (one file) each, as other writers would.
+async fn append_each(wh: &TempWarehouse, table: &'static TableDef, ids: std::ops::Range<i64>) {
+    let session = wh.warehouse.session();
+    for id in ids {
+        let df = frame(&session, table, &[Event { id }]);
+        wh.warehouse
+            .write(&session, table, df, WriteOptions::default())
+            .await
+            .expect("appended");
+    }
+}
+
+async fn data_files(wh: &TempWarehouse, table: &'static TableDef) -> usize {
+    let delta = wh
+        .warehouse
+        .load(table)
+        .await
+        .expect("load")
+        .expect("exists");
+    delta.snapshot().expect("snapshot").log_data().num_files()
+}
+
+/// `count|distinct|min|max` of the ids of `table`.
+async fn ids(wh: &TempWarehouse, table: &'static TableDef) -> String {
+    let query = format!(
+        "SELECT count(*), count(DISTINCT id), min(id), max(id) FROM {}",
+        table.qualified_name()
+    );
+    let rows = render(wh.warehouse.sql(&[table], &query).await.expect("query")).await;
+    rows.join("\n")
+}
+
+#[tokio::test]
+async fn a_write_leaving_many_files_compacts_them_and_incremental_readers_see_each_row_once() {
+    let wh = TempWarehouse::new();
+    let orchestrator = orchestrator(&wh);
+    let mut config = RunConfig::default();
+    config.settings.set("id_base", "1000");
+    let compacted = <CompactedEvents as lakehouse_runtime::Table>::DEF;
+    let kept = <KeptEvents as lakehouse_runtime::Table>::DEF;
+
+    // Run 1: one file each; the copy reads the first event.
+    let report = orchestrator.run(&config).await.expect("run 1");
+    assert!(report.succeeded(), "{}", report.render(false));
+    assert_eq!(
+        ids(&wh, <CopiedEvents as lakehouse_runtime::Table>::DEF).await,
+        "1|1|1001|1001"
+    );
+
+    // Other writers append until one file short of the threshold.
+    let short = AUTO_COMPACT_AT_FILES as i64 - 2;
+    append_each(&wh, compacted, 1..1 + short).await;
+    append_each(&wh, kept, 1..1 + short).await;
+    assert_eq!(data_files(&wh, compacted).await, AUTO_COMPACT_AT_FILES - 1);
+
+    // Run 2's write makes the 64th file: the compacted table goes down to one file, the other
+    // keeps them all, and both keep every row.
+    let report = orchestrator.run(&config).await.expect("run 2");
+    assert!(report.succeeded(), "{}", report.render(false));
+    assert_eq!(data_files(&wh, compacted).await, 1);
+    assert_eq!(data_files(&wh, kept).await, AUTO_COMPACT_AT_FILES);
+    let all = format!("{}|{}|1|1002", short + 2, short + 2);
+    assert_eq!(ids(&wh, compacted).await, all);
+    assert_eq!(ids(&wh, kept).await, all);
+
+    // The copy read run 2's changes: the other writers' events and run 2's, each once (the
+    // compaction's commit changes no data). Run 3 then copies its one new event.
+    let copied = <CopiedEvents as lakehouse_runtime::Table>::DEF;
+    assert_eq!(ids(&wh, copied).await, all);
+    let report = orchestrator.run(&config).await.expect("run 3");
+    assert!(report.succeeded(), "{}", report.render(false));
+    assert_eq!(
+        ids(&wh, copied).await,
+        format!("{}|{}|1|1003", short + 3, short + 3)
+    );
+    assert_eq!(data_files(&wh, compacted).await, 2);
+}
