@@ -21,9 +21,9 @@ use crate::frame::batches_from_rows;
 use crate::store::{AUTO_COMPACT_AT_FILES, OpenTable, Warehouse, WriteOptions};
 use crate::table::{Table, TableDef};
 
-/// A system table is compacted once an append leaves it with this many data files
-/// ([`AUTO_COMPACT_AT_FILES`]): every pipeline attempt appends a file to `lakehouse.runs` and
-/// one to `lakehouse.table_metrics`.
+/// A system table is compacted once an append leaves it with this many data files under the
+/// compacted size ([`AUTO_COMPACT_AT_FILES`]): every pipeline attempt appends a file to
+/// `lakehouse.runs` and one to `lakehouse.table_metrics`.
 pub const COMPACT_SYSTEM_TABLE_AT_FILES: usize = AUTO_COMPACT_AT_FILES;
 
 /// The size compacted system-table files grow to: bounds what one compaction rewrites (files
@@ -209,14 +209,14 @@ impl Ledger {
     }
 
     /// Compacts system table `T`, held open in `open`, once it has
-    /// [`COMPACT_SYSTEM_TABLE_AT_FILES`] files. Best effort: the rows are committed already, and
-    /// a failure (another process compacting it at the same time, say) only closes the table;
-    /// a later append tries again.
+    /// [`COMPACT_SYSTEM_TABLE_AT_FILES`] small files. Best effort: the rows are committed
+    /// already, and a failure (another process compacting it at the same time, say) only closes
+    /// the table; a later append tries again.
     async fn compact_if_fragmented<T: Table>(&self, open: &mut Option<OpenTable>) {
         let Some(table_open) = open.as_mut() else {
             return;
         };
-        if table_open.files() < COMPACT_SYSTEM_TABLE_AT_FILES {
+        if table_open.files_under(COMPACTED_FILE_BYTES.get()) < COMPACT_SYSTEM_TABLE_AT_FILES {
             return;
         }
         let table = T::DEF.qualified_name();
@@ -226,11 +226,12 @@ impl Ledger {
             Ok(files) => {
                 let after = table_open.version();
                 tracing::debug!(%table, files, version = after, "compacted a system table");
-                // Nothing to compact (every file at the target size) makes no commit.
-                if after != before
-                    && std::any::TypeId::of::<T>() == std::any::TypeId::of::<RunRecord>()
-                {
-                    self.note_runs_moved([], Some((before, after)));
+                // The open state is now the latest version: one past `before` is the
+                // compaction's commit only if it merged files (otherwise it made none, and
+                // another process's commit moved the table).
+                let moved = (files > 0).then_some((before, after));
+                if std::any::TypeId::of::<T>() == std::any::TypeId::of::<RunRecord>() {
+                    self.note_runs_moved([], moved);
                 }
             }
             Err(error) => {

@@ -26,6 +26,8 @@ struct Written {
     input_versions: BTreeMap<String, Option<u64>>,
     /// The output table's figures after a committed write, recorded with the attempt.
     metric: Option<TableMetric>,
+    /// Whether the write left an `auto_compact` table with enough small files to compact.
+    fragmented: bool,
 }
 
 pub(super) async fn execute(
@@ -225,6 +227,9 @@ async fn run_with_retries(
             }
             match outcome {
                 Ok(written) => {
+                    if written.fragmented {
+                        compact(orchestrator, pipeline).await;
+                    }
                     let outcome = written.outcome;
                     tracing::info!(
                         rows = outcome.rows_inserted + outcome.rows_updated,
@@ -352,6 +357,7 @@ async fn produce_and_write(
             outcome: WriteOutcome::skipped(pipeline.output, version),
             input_versions: BTreeMap::new(),
             metric: None,
+            fragmented: false,
         });
     }
     tracing::debug!("transaction checked");
@@ -385,15 +391,24 @@ async fn produce_and_write(
         }
     });
     let read = futures::future::try_join_all(reads).await?;
-    // Whether every incremental input has nothing new since the last success.
+    // Whether every incremental input has nothing new since the last success: no new version,
+    // or (for a full snapshot, which must not replace the table with nothing) only versions
+    // that changed no rows, such as a compaction's.
     let mut nothing_new = pipeline.inputs.iter().any(|i| i.incremental);
+    let mut moved = Vec::new();
     for (input, (name, df, version, after)) in pipeline.inputs.iter().zip(read) {
         if let Some(after) = after {
-            nothing_new &= after.is_some() && version == after;
+            nothing_new &= after.is_some();
+            if version != after {
+                moved.push(df.clone());
+            }
         }
         cx.register_input(input.table, df.clone())?;
         input_versions.insert(name, version);
         frames.push(df);
+    }
+    if nothing_new && !moved.is_empty() {
+        nothing_new = pipeline.full_snapshot && no_rows(moved).await?;
     }
     if pipeline.full_snapshot && nothing_new {
         // No new snapshot arrived: the table already reflects the last one.
@@ -403,6 +418,7 @@ async fn produce_and_write(
             outcome: WriteOutcome::skipped(pipeline.output, version),
             input_versions,
             metric: None,
+            fragmented: false,
         });
     }
     tracing::debug!("inputs read");
@@ -458,6 +474,7 @@ async fn produce_and_write(
         .await?;
     tracing::debug!(version = ?outcome.version, "written");
     let mut metric = None;
+    let mut fragmented = false;
     if outcome.committed {
         let rejects: Vec<RejectRecord> = cx
             .take_rejects()
@@ -480,29 +497,14 @@ async fn produce_and_write(
         orchestrator.ledger.append(&rejects).await?;
         tracing::debug!("rejects recorded");
         // The write's own snapshot when it returned one: no second load of the table.
-        let mut stats = match outcome.stats.clone() {
+        let stats = match outcome.stats.clone() {
             Some(stats) => Some(stats),
             None => warehouse.stats(pipeline.output).await?,
         };
-        let fragmented = stats
-            .as_ref()
-            .is_some_and(|s| s.files >= crate::store::AUTO_COMPACT_AT_FILES as i64);
-        if pipeline.output.auto_compact && fragmented {
-            match warehouse.compact(pipeline.output).await {
-                Ok(report) if report.files_removed > 0 => {
-                    tracing::info!(
-                        files_removed = report.files_removed,
-                        files_added = report.files_added,
-                        version = ?report.version,
-                        "compacted the table's small files"
-                    );
-                    stats = warehouse.stats(pipeline.output).await?;
-                }
-                Ok(_) => {}
-                // The rows are committed; the next write tries again.
-                Err(error) => tracing::warn!(%error, "could not compact the table"),
-            }
-        }
+        fragmented = pipeline.output.auto_compact
+            && stats
+                .as_ref()
+                .is_some_and(|s| s.small_files >= crate::store::AUTO_COMPACT_AT_FILES as i64);
         if let Some(stats) = stats {
             tracing::debug!("statistics read");
             metric = Some(TableMetric {
@@ -521,7 +523,33 @@ async fn produce_and_write(
         outcome,
         input_versions,
         metric,
+        fragmented,
     })
+}
+
+/// Whether every one of `frames` is empty (reading at most a batch of each).
+async fn no_rows(frames: Vec<datafusion::dataframe::DataFrame>) -> Result<bool> {
+    for df in frames {
+        if df.limit(0, Some(1))?.count().await? > 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Compacts `pipeline`'s table after a write left it with many small files: after the attempt
+/// is recorded and outside its time limit, since the rows are committed whatever happens here
+/// (a failure is logged, and the next write tries again).
+async fn compact(orchestrator: &Orchestrator, pipeline: &'static PipelineDescriptor) {
+    match orchestrator.warehouse.compact(pipeline.output).await {
+        Ok(report) => tracing::info!(
+            files_removed = report.files_removed,
+            files_added = report.files_added,
+            version = ?report.version,
+            "compacted the table's small files"
+        ),
+        Err(error) => tracing::warn!(%error, "could not compact the table"),
+    }
 }
 
 fn attempt_record(

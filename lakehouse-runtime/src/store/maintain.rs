@@ -10,8 +10,9 @@ use super::Warehouse;
 use crate::error::{Error, Result};
 use crate::table::TableDef;
 
-/// A write that leaves a table with this many data files or more compacts it (tables declared
-/// `auto_compact`, the default, and the system tables). Every Delta commit re-reads the
+/// A pipeline's write that leaves a partition of its table (the whole table when unpartitioned)
+/// with this many files under the target size compacts them (tables declared `auto_compact`,
+/// the default; the ledger does the same for the system tables). Every Delta commit re-reads the
 /// statistics of all of a table's files, and a scan opens each one: a table appended to by every
 /// run of a loop would otherwise make each run slower than the last.
 pub const AUTO_COMPACT_AT_FILES: usize = 64;
@@ -56,8 +57,10 @@ impl Warehouse {
     }
 
     /// Compacts the files under the table's target size (default 100 MiB) into files of about
-    /// that size, leaving larger files and the Z-order alone: what a pipeline's write does when
-    /// it leaves an `auto_compact` table with [`AUTO_COMPACT_AT_FILES`] files or more.
+    /// that size, leaving larger files alone: what a pipeline's write does when it leaves an
+    /// `auto_compact` table with [`AUTO_COMPACT_AT_FILES`] small files or more in a partition.
+    /// Small files of a Z-ordered table are merged without sorting them again (which loosens
+    /// the clustering): [`Warehouse::optimize`] Z-orders again.
     pub async fn compact(&self, table: &'static TableDef) -> Result<OptimizeReport> {
         self.rewrite_files(table, OptimizeType::Compact).await
     }

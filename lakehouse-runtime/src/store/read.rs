@@ -7,6 +7,8 @@ use datafusion::dataframe::DataFrame;
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SessionContext;
 
+use deltalake::table::config::TablePropertiesExt as _;
+
 use super::{Warehouse, session_state};
 use crate::error::{Error, Result};
 use crate::frame::{Strictness, conform};
@@ -103,6 +105,9 @@ pub struct TableStats {
     pub files: i64,
     /// Bytes of data files.
     pub bytes: i64,
+    /// Data files under the table's target file size in the partition holding the most of them
+    /// (the whole table when unpartitioned): what a compaction would merge.
+    pub small_files: i64,
     /// NULLs per column.
     pub null_counts: std::collections::BTreeMap<String, i64>,
 }
@@ -182,11 +187,76 @@ pub(crate) fn stats_of(
         .iter()
         .map(|c| (c.name.to_owned(), sum(&format!("null_count.{}", c.name))))
         .collect();
+    let target = table.target_file_size.unwrap_or_else(|| {
+        snapshot
+            .snapshot()
+            .table_properties()
+            .target_file_size()
+            .get()
+    });
     Ok(TableStats {
         version: snapshot.version(),
         rows: sum("num_records"),
         files: actions.num_rows() as i64,
         bytes: sum("size_bytes"),
+        small_files: small_files(&actions, target),
         null_counts,
     })
+}
+
+/// The most files under `target` bytes in one partition, of the add actions `actions` (one row
+/// per file; partition values in its `partition.*` columns).
+fn small_files(actions: &arrow::array::RecordBatch, target: u64) -> i64 {
+    use arrow::array::{Array, Int64Array};
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let Some(sizes) = actions
+        .column_by_name("size_bytes")
+        .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+    else {
+        return 0;
+    };
+    let options = FormatOptions::default();
+    let partitions: Vec<ArrayFormatter> = actions
+        .schema()
+        .fields()
+        .iter()
+        .zip(actions.columns())
+        .filter(|(field, _)| field.name().starts_with("partition."))
+        .filter_map(|(_, column)| ArrayFormatter::try_new(column.as_ref(), &options).ok())
+        .collect();
+    let mut per_partition: std::collections::HashMap<Vec<String>, i64> = Default::default();
+    for row in 0..actions.num_rows() {
+        let small =
+            sizes.is_valid(row) && u64::try_from(sizes.value(row)).is_ok_and(|b| b < target);
+        if small {
+            let partition = partitions
+                .iter()
+                .map(|p| p.value(row).to_string())
+                .collect();
+            *per_partition.entry(partition).or_default() += 1;
+        }
+    }
+    per_partition.into_values().max().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+
+    use super::small_files;
+
+    #[test]
+    fn small_files_count_in_the_partition_with_the_most() {
+        let sizes: ArrayRef = Arc::new(Int64Array::from(vec![10, 10, 500, 10, 10, 10, 900]));
+        let days: ArrayRef = Arc::new(StringArray::from(vec!["a", "a", "a", "b", "b", "b", "b"]));
+        let partitioned =
+            RecordBatch::try_from_iter([("size_bytes", sizes.clone()), ("partition.day", days)])
+                .unwrap();
+        assert_eq!(small_files(&partitioned, 100), 3);
+        let unpartitioned = RecordBatch::try_from_iter([("size_bytes", sizes)]).unwrap();
+        assert_eq!(small_files(&unpartitioned, 100), 5);
+        assert_eq!(small_files(&unpartitioned, 10), 0);
+    }
 }

@@ -188,14 +188,20 @@ impl OpenTable {
         self.state.version()
     }
 
-    /// The number of data files of the version this table is open at.
-    pub(crate) fn files(&self) -> usize {
-        self.state.log_data().num_files()
+    /// The data files under `size` bytes of the version this table is open at (an unpartitioned
+    /// table: the files a compaction to that size would merge).
+    pub(crate) fn files_under(&self, size: u64) -> usize {
+        self.state
+            .log_data()
+            .iter()
+            .filter(|file| u64::try_from(file.size()).is_ok_and(|bytes| bytes < size))
+            .count()
     }
 
     /// Compacts the files under `target_size` bytes into files of about that size, in one
     /// commit on top of the open version (appends made since by others do not conflict), and
-    /// moves to the version it made. Returns how many files were compacted away.
+    /// moves to the table's latest version (delta-rs reloads it after the commit; without
+    /// anything to merge there is no commit). Returns how many files were compacted away.
     pub(crate) async fn compact(
         &mut self,
         target_size: std::num::NonZeroU64,
