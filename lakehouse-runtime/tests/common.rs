@@ -77,6 +77,12 @@ pub async fn contents(warehouse: &Warehouse, table: &'static TableDef) -> Vec<St
     render(warehouse.read(&session, table).await.expect("readable")).await
 }
 
+/// The data files of `table`'s latest version.
+pub async fn data_files(warehouse: &Warehouse, table: &TableDef) -> usize {
+    let delta = warehouse.load(table).await.expect("load").expect("exists");
+    delta.snapshot().expect("snapshot").log_data().num_files()
+}
+
 /// Column names of the stored Delta table.
 pub async fn stored_columns(warehouse: &Warehouse, table: &'static TableDef) -> Vec<String> {
     let session = warehouse.session();

@@ -9,7 +9,7 @@ use lakehouse_runtime::table::TableDef;
 use lakehouse_runtime::{PipelineDescriptor, Registry};
 use serde::Serialize;
 
-use crate::common::{TempWarehouse, frame, render};
+use crate::common::{TempWarehouse, data_files, frame, render};
 
 /// One event per run, compacted automatically.
 #[derive(Table, Serialize)]
@@ -114,16 +114,6 @@ async fn append_each(wh: &TempWarehouse, table: &'static TableDef, ids: std::ops
     }
 }
 
-async fn data_files(wh: &TempWarehouse, table: &'static TableDef) -> usize {
-    let delta = wh
-        .warehouse
-        .load(table)
-        .await
-        .expect("load")
-        .expect("exists");
-    delta.snapshot().expect("snapshot").log_data().num_files()
-}
-
 /// `count|distinct|min|max` of the ids of `table`.
 async fn ids(wh: &TempWarehouse, table: &'static TableDef) -> String {
     let query = format!(
@@ -155,14 +145,17 @@ async fn a_write_leaving_many_files_compacts_them_and_incremental_readers_see_ea
     let short = AUTO_COMPACT_AT_FILES as i64 - 2;
     append_each(&wh, compacted, 1..1 + short).await;
     append_each(&wh, kept, 1..1 + short).await;
-    assert_eq!(data_files(&wh, compacted).await, AUTO_COMPACT_AT_FILES - 1);
+    assert_eq!(
+        data_files(&wh.warehouse, compacted).await,
+        AUTO_COMPACT_AT_FILES - 1
+    );
 
     // Run 2's write makes the 64th file: the compacted table goes down to one file, the other
     // keeps them all, and both keep every row.
     let report = orchestrator.run(&config).await.expect("run 2");
     assert!(report.succeeded(), "{}", report.render(false));
-    assert_eq!(data_files(&wh, compacted).await, 1);
-    assert_eq!(data_files(&wh, kept).await, AUTO_COMPACT_AT_FILES);
+    assert_eq!(data_files(&wh.warehouse, compacted).await, 1);
+    assert_eq!(data_files(&wh.warehouse, kept).await, AUTO_COMPACT_AT_FILES);
     let all = format!("{}|{}|1|1002", short + 2, short + 2);
     assert_eq!(ids(&wh, compacted).await, all);
     assert_eq!(ids(&wh, kept).await, all);
@@ -177,7 +170,7 @@ async fn a_write_leaving_many_files_compacts_them_and_incremental_readers_see_ea
         ids(&wh, copied).await,
         format!("{}|{}|1|1003", short + 3, short + 3)
     );
-    assert_eq!(data_files(&wh, compacted).await, 2);
+    assert_eq!(data_files(&wh.warehouse, compacted).await, 2);
 
     let latest = <LatestEvents as lakehouse_runtime::Table>::DEF;
     assert_eq!(ids(&wh, latest).await, "1|1|1003|1003");

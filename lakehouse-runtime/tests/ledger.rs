@@ -3,9 +3,9 @@
 
 use lakehouse_runtime::Table;
 use lakehouse_runtime::ledger::{COMPACT_SYSTEM_TABLE_AT_FILES, Ledger, RunRecord, TableMetric};
-use lakehouse_runtime::table::{TableDef, Timestamp};
+use lakehouse_runtime::table::Timestamp;
 
-use crate::common::{TempWarehouse, render};
+use crate::common::{TempWarehouse, data_files, render};
 
 fn metric(run: &str, rows: i64) -> TableMetric {
     TableMetric {
@@ -241,17 +241,6 @@ async fn a_run_at_bound_is_above_every_recorded_run_at_from_the_log_alone() {
     assert_eq!(again.0, bound);
 }
 
-/// The data files of `table`'s latest version.
-async fn data_files(wh: &TempWarehouse, table: &TableDef) -> usize {
-    let delta = wh
-        .warehouse
-        .load(table)
-        .await
-        .expect("load")
-        .expect("exists");
-    delta.snapshot().expect("snapshot").log_data().num_files()
-}
-
 #[tokio::test]
 async fn a_system_table_is_compacted_once_appends_leave_it_with_many_files() {
     let wh = TempWarehouse::new();
@@ -271,14 +260,14 @@ async fn a_system_table_is_compacted_once_appends_leave_it_with_many_files() {
             .expect("recorded");
         if sequence == compact_at - 1 {
             assert_eq!(
-                data_files(&wh, RunRecord::DEF).await,
+                data_files(&wh.warehouse, RunRecord::DEF).await,
                 compact_at as usize - 1
             );
         }
     }
     // The append that left 64 files compacted them into one; each append since added one.
     assert_eq!(
-        data_files(&wh, RunRecord::DEF).await,
+        data_files(&wh.warehouse, RunRecord::DEF).await,
         (appends - compact_at + 1) as usize
     );
 
