@@ -278,3 +278,72 @@ async fn every_check_is_answered_by_one_execution_of_the_output() {
         .expect("query");
     assert_eq!(crate::common::render(written).await, ["3"]);
 }
+
+/// Transfers between two dimension rows: an append table (its key may repeat), with two foreign
+/// keys into the same dimension.
+#[derive(Table)]
+#[table(schema = "gold", name = "q_transfers", key(transfer_id), quality = warn)]
+pub struct QTransfers {
+    pub transfer_id: i64,
+    #[column(references = QDim::id)]
+    pub from_id: Option<i64>,
+    #[column(references = QDim::id)]
+    pub to_id: Option<i64>,
+}
+
+/// Transfer 1 repeats (allowed), 2 and 3 leave from unknown rows 7 and 5, 3 goes to 8.
+#[pipeline(depends_on = [q_dim])]
+pub async fn q_transfers(cx: &Ctx) -> Result<Frame<QTransfers>> {
+    cx.sql(
+        "SELECT CAST(column1 AS BIGINT) AS transfer_id, CAST(column2 AS BIGINT) AS from_id, \
+         CAST(column3 AS BIGINT) AS to_id \
+         FROM (VALUES (1, 1, 2), (1, 1, 2), (2, 7, 1), (3, 5, 8), (4, NULL, 1))",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn foreign_keys_into_one_dimension_are_checked_each_with_a_sample() {
+    let wh = TempWarehouse::new();
+    let pipelines: Vec<&'static PipelineDescriptor> = Registry::from_inventory()
+        .expect("graph")
+        .pipelines()
+        .iter()
+        .copied()
+        .filter(|p| ["q_dim", "q_transfers"].contains(&p.name))
+        .collect();
+    let orchestrator = Orchestrator::new(
+        Registry::new(pipelines).expect("valid"),
+        wh.warehouse.clone(),
+    );
+    let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+    // Warnings only: the rows are written, the repeated key included.
+    assert!(report.succeeded(), "{}", report.render(false));
+    let written = wh
+        .warehouse
+        .sql(
+            &[<QTransfers as lakehouse_runtime::Table>::DEF],
+            "SELECT count(*) FROM gold.q_transfers",
+        )
+        .await
+        .expect("query");
+    assert_eq!(crate::common::render(written).await, ["5"]);
+
+    let issues = wh
+        .warehouse
+        .sql(
+            &lakehouse_runtime::ledger::system_tables(),
+            "SELECT check_name, column_name, failing_rows, value FROM lakehouse.quality_issues",
+        )
+        .await
+        .expect("query");
+    // No uniqueness finding for an append table; a NULL key resolves nothing and fails nothing;
+    // the sample is the smallest unresolved value.
+    assert_eq!(
+        crate::common::render(issues).await,
+        crate::common::lines(&[
+            "foreign_key_resolves|from_id|2|5 (not in gold.q_dim.id)",
+            "foreign_key_resolves|to_id|1|8 (not in gold.q_dim.id)",
+        ])
+    );
+}
