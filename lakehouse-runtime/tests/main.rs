@@ -15,6 +15,7 @@ mod orchestrator;
 mod parallel_write;
 mod plan;
 mod plan_check;
+mod properties;
 mod quality;
 mod scd2;
 mod sources;

@@ -1,4 +1,9 @@
 //! The system tables of schema `lakehouse`.
+//!
+//! Each keeps one hour of Delta log history (`delta.logRetentionDuration`; 30 days by default):
+//! every pipeline attempt commits to `runs` and `table_metrics`, and each commit and each load
+//! lists the whole `_delta_log` directory on a local warehouse. Their rows are their history;
+//! time travel on them is not needed.
 
 use serde::Serialize;
 
@@ -6,7 +11,11 @@ use crate::prelude::*;
 
 /// One row per pipeline attempt and one per run: what ran, when, and how it ended.
 #[derive(Table, Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
-#[table(schema = "lakehouse", name = "runs")]
+#[table(
+    schema = "lakehouse",
+    name = "runs",
+    property(key = "delta.logRetentionDuration", value = "interval 1 hour")
+)]
 pub struct RunRecord {
     /// Unique id of the run
     pub run_id: String,
@@ -46,7 +55,11 @@ pub struct RunRecord {
 
 /// Data-quality findings.
 #[derive(Table, Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
-#[table(schema = "lakehouse", name = "quality_issues")]
+#[table(
+    schema = "lakehouse",
+    name = "quality_issues",
+    property(key = "delta.logRetentionDuration", value = "interval 1 hour")
+)]
 pub struct QualityIssue {
     /// The run that checked
     pub run_id: String,
@@ -68,7 +81,11 @@ pub struct QualityIssue {
 
 /// Table statistics after each write, from the Delta log.
 #[derive(Table, Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
-#[table(schema = "lakehouse", name = "table_metrics")]
+#[table(
+    schema = "lakehouse",
+    name = "table_metrics",
+    property(key = "delta.logRetentionDuration", value = "interval 1 hour")
+)]
 pub struct TableMetric {
     /// The run that wrote
     pub run_id: String,
@@ -90,7 +107,11 @@ pub struct TableMetric {
 
 /// Source records that could not be ingested.
 #[derive(Table, Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
-#[table(schema = "lakehouse", name = "rejects")]
+#[table(
+    schema = "lakehouse",
+    name = "rejects",
+    property(key = "delta.logRetentionDuration", value = "interval 1 hour")
+)]
 pub struct RejectRecord {
     /// The run
     pub run_id: String,

@@ -98,11 +98,36 @@ impl std::fmt::Display for SchemaDrift {
 impl Warehouse {
     /// The Delta table of `table`, created from its declaration if it does not exist: columns
     /// with NOT NULL and comments, partitions, description, properties and CHECK constraints.
+    /// An existing table gets the table properties its declaration has since gained or changed.
     pub async fn ensure(&self, table: &'static TableDef) -> Result<DeltaTable> {
         if let Some(existing) = self.load(table).await? {
-            return Ok(existing);
+            return self.set_declared_properties(table, existing).await;
         }
         self.create(table).await
+    }
+
+    /// Sets the properties `table` declares that `delta` lacks or holds with another value, in
+    /// one commit (none when they agree). Properties it does not declare are left as they are.
+    async fn set_declared_properties(
+        &self,
+        table: &'static TableDef,
+        delta: DeltaTable,
+    ) -> Result<DeltaTable> {
+        let qualified = table.qualified_name();
+        let changed = properties_to_set(table, &delta)?;
+        if changed.is_empty() {
+            return Ok(delta);
+        }
+        tracing::info!(table = %qualified, properties = ?changed, "setting declared table properties");
+        match delta.set_tbl_properties().with_properties(changed).await {
+            Ok(updated) => Ok(updated),
+            // Another process may have set them at the same moment: what counts is that the
+            // table now holds them.
+            Err(error) => match self.load(table).await? {
+                Some(reloaded) if properties_to_set(table, &reloaded)?.is_empty() => Ok(reloaded),
+                _ => Err(Error::delta(&qualified, error)),
+            },
+        }
     }
 
     async fn create(&self, table: &'static TableDef) -> Result<DeltaTable> {
@@ -231,4 +256,19 @@ fn delta_type_name(data_type: &arrow::datatypes::DataType) -> String {
     LogicalType::from_arrow(data_type)
         .map(|t| t.to_string())
         .unwrap_or_else(|| data_type.to_string())
+}
+
+/// The properties `table` declares that `delta` lacks or holds with another value.
+fn properties_to_set(table: &TableDef, delta: &DeltaTable) -> Result<HashMap<String, String>> {
+    let stored = delta
+        .snapshot()
+        .map_err(|e| Error::delta(table.qualified_name(), e))?
+        .metadata()
+        .configuration();
+    Ok(table
+        .properties
+        .iter()
+        .filter(|(key, value)| stored.get(*key).map(String::as_str) != Some(*value))
+        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .collect())
 }
