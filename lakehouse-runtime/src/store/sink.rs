@@ -290,7 +290,13 @@ pub(crate) async fn commit_actions(
     metrics: serde_json::Value,
     commit: CommitProperties,
 ) -> Result<FinalizedCommit, DeltaTableError> {
-    let commit = commit.with_metadata([("operationMetrics".to_owned(), metrics)]);
+    // delta-rs lists the whole `_delta_log` after every commit to delete expired entries, but
+    // only entries older than a checkpoint can go: looking right after a checkpoint is enough.
+    let config = state.table_config();
+    let checkpoint = (state.version() + 1).is_multiple_of(config.checkpoint_interval().get());
+    let commit = commit
+        .with_cleanup_expired_logs(Some(checkpoint && config.enable_expired_log_cleanup()))
+        .with_metadata([("operationMetrics".to_owned(), metrics)]);
     CommitBuilder::from(commit)
         .with_actions(actions)
         .build(Some(state), log_store, operation)
