@@ -71,13 +71,14 @@ pub async fn q_fact_warn(cx: &Ctx) -> Result<Frame<QFactWarn>> {
     facts(cx).await
 }
 
-fn registry() -> Registry {
+/// The registered pipelines named `names`.
+fn registry(names: &[&str]) -> Registry {
     let all = Registry::from_inventory().expect("graph");
     let ours: Vec<&'static PipelineDescriptor> = all
         .pipelines()
         .iter()
         .copied()
-        .filter(|p| ["q_dim", "q_fact", "q_fact_warn"].contains(&p.name))
+        .filter(|p| names.contains(&p.name))
         .collect();
     Registry::new(ours).expect("valid")
 }
@@ -91,7 +92,10 @@ fn config(case: &str) -> RunConfig {
 #[tokio::test]
 async fn clean_output_passes_every_check() {
     let wh = TempWarehouse::new();
-    let orchestrator = Orchestrator::new(registry(), wh.warehouse.clone());
+    let orchestrator = Orchestrator::new(
+        registry(&["q_dim", "q_fact", "q_fact_warn"]),
+        wh.warehouse.clone(),
+    );
     let report = orchestrator.run(&config("good")).await.expect("run");
     assert!(report.succeeded(), "{}", report.render(false));
     let issues = wh
@@ -108,7 +112,10 @@ async fn clean_output_passes_every_check() {
 #[tokio::test]
 async fn blocking_checks_stop_the_write_and_warnings_do_not() {
     let wh = TempWarehouse::new();
-    let orchestrator = Orchestrator::new(registry(), wh.warehouse.clone());
+    let orchestrator = Orchestrator::new(
+        registry(&["q_dim", "q_fact", "q_fact_warn"]),
+        wh.warehouse.clone(),
+    );
     let report = orchestrator.run(&config("bad")).await.expect("run");
     let statuses: BTreeMap<_, _> = report.statuses().into_iter().collect();
     assert_eq!(
@@ -247,17 +254,7 @@ pub async fn q_counted(cx: &Ctx) -> Result<Frame<QCounted>> {
 #[tokio::test]
 async fn every_check_is_answered_by_one_execution_of_the_output() {
     let wh = TempWarehouse::new();
-    let pipelines: Vec<&'static PipelineDescriptor> = Registry::from_inventory()
-        .expect("graph")
-        .pipelines()
-        .iter()
-        .copied()
-        .filter(|p| ["q_dim", "q_counted"].contains(&p.name))
-        .collect();
-    let orchestrator = Orchestrator::new(
-        Registry::new(pipelines).expect("valid"),
-        wh.warehouse.clone(),
-    );
+    let orchestrator = Orchestrator::new(registry(&["q_dim", "q_counted"]), wh.warehouse.clone());
     let mut config = RunConfig::default();
     config.settings.set("rows_seen", "one execution");
     let report = orchestrator.run(&config).await.expect("run");
@@ -305,17 +302,7 @@ pub async fn q_transfers(cx: &Ctx) -> Result<Frame<QTransfers>> {
 #[tokio::test]
 async fn foreign_keys_into_one_dimension_are_checked_each_with_a_sample() {
     let wh = TempWarehouse::new();
-    let pipelines: Vec<&'static PipelineDescriptor> = Registry::from_inventory()
-        .expect("graph")
-        .pipelines()
-        .iter()
-        .copied()
-        .filter(|p| ["q_dim", "q_transfers"].contains(&p.name))
-        .collect();
-    let orchestrator = Orchestrator::new(
-        Registry::new(pipelines).expect("valid"),
-        wh.warehouse.clone(),
-    );
+    let orchestrator = Orchestrator::new(registry(&["q_dim", "q_transfers"]), wh.warehouse.clone());
     let report = orchestrator.run(&RunConfig::default()).await.expect("run");
     // Warnings only: the rows are written, the repeated key included.
     assert!(report.succeeded(), "{}", report.render(false));
