@@ -2,7 +2,8 @@
 //! process (here: another ledger on the same warehouse) appended in between.
 
 use lakehouse_runtime::Table;
-use lakehouse_runtime::ledger::{COMPACT_SYSTEM_TABLE_AT_FILES, Ledger, RunRecord, TableMetric};
+use lakehouse_runtime::ledger::{Ledger, RunRecord, TableMetric};
+use lakehouse_runtime::store::AUTO_COMPACT_AT_FILES;
 use lakehouse_runtime::table::Timestamp;
 
 use crate::common::{TempWarehouse, data_files, render};
@@ -245,7 +246,7 @@ async fn a_run_at_bound_is_above_every_recorded_run_at_from_the_log_alone() {
 async fn a_system_table_is_compacted_once_appends_leave_it_with_many_files() {
     let wh = TempWarehouse::new();
     let ledger = Ledger::new(wh.warehouse.clone());
-    let compact_at = COMPACT_SYSTEM_TABLE_AT_FILES as i64;
+    let compact_at = AUTO_COMPACT_AT_FILES as i64;
     let appends = compact_at + 6;
     ledger
         .append(&[attempt("a", 1, "succeeded")])

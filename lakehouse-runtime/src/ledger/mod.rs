@@ -21,11 +21,6 @@ use crate::frame::batches_from_rows;
 use crate::store::{AUTO_COMPACT_AT_FILES, OpenTable, Warehouse, WriteOptions};
 use crate::table::{Table, TableDef};
 
-/// A system table is compacted once an append leaves it with this many data files under the
-/// compacted size ([`AUTO_COMPACT_AT_FILES`]): every pipeline attempt appends a file to
-/// `lakehouse.runs` and one to `lakehouse.table_metrics`.
-pub const COMPACT_SYSTEM_TABLE_AT_FILES: usize = AUTO_COMPACT_AT_FILES;
-
 /// The size compacted system-table files grow to: bounds what one compaction rewrites (files
 /// that reached it are left alone).
 const COMPACTED_FILE_BYTES: NonZeroU64 = NonZeroU64::new(4 << 20).expect("4 MiB is not zero");
@@ -208,15 +203,16 @@ impl Ledger {
         }
     }
 
-    /// Compacts system table `T`, held open in `open`, once it has
-    /// [`COMPACT_SYSTEM_TABLE_AT_FILES`] small files. Best effort: the rows are committed
+    /// Compacts system table `T`, held open in `open`, once it has [`AUTO_COMPACT_AT_FILES`]
+    /// files under [`COMPACTED_FILE_BYTES`] (every pipeline attempt appends one to
+    /// `lakehouse.runs` and one to `lakehouse.table_metrics`). Best effort: the rows are committed
     /// already, and a failure (another process compacting it at the same time, say) only closes
     /// the table; a later append tries again.
     async fn compact_if_fragmented<T: Table>(&self, open: &mut Option<OpenTable>) {
         let Some(table_open) = open.as_mut() else {
             return;
         };
-        if table_open.files_under(COMPACTED_FILE_BYTES.get()) < COMPACT_SYSTEM_TABLE_AT_FILES {
+        if table_open.small_files(COMPACTED_FILE_BYTES.get()) < AUTO_COMPACT_AT_FILES {
             return;
         }
         let table = T::DEF.qualified_name();

@@ -199,40 +199,35 @@ pub(crate) fn stats_of(
         rows: sum("num_records"),
         files: actions.num_rows() as i64,
         bytes: sum("size_bytes"),
-        small_files: small_files(&actions, target),
+        small_files: small_files(snapshot, target) as i64,
         null_counts,
     })
 }
 
-/// The most files under `target` bytes in one partition, of the add actions `actions` (one row
-/// per file; partition values in its `partition.*` columns).
-fn small_files(actions: &arrow::array::RecordBatch, target: u64) -> i64 {
-    use arrow::array::{Array, Int64Array};
-    use arrow::util::display::{ArrayFormatter, FormatOptions};
-    let Some(sizes) = actions
-        .column_by_name("size_bytes")
-        .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
-    else {
-        return 0;
-    };
-    let options = FormatOptions::default();
-    let partitions: Vec<ArrayFormatter> = actions
-        .schema()
-        .fields()
-        .iter()
-        .zip(actions.columns())
-        .filter(|(field, _)| field.name().starts_with("partition."))
-        .filter_map(|(_, column)| ArrayFormatter::try_new(column.as_ref(), &options).ok())
-        .collect();
-    let mut per_partition: std::collections::HashMap<Vec<String>, i64> = Default::default();
-    for row in 0..actions.num_rows() {
-        let small =
-            sizes.is_valid(row) && u64::try_from(sizes.value(row)).is_ok_and(|b| b < target);
-        if small {
-            let partition = partitions
-                .iter()
-                .map(|p| p.value(row).to_string())
-                .collect();
+/// The most files under `target` bytes in one partition of `snapshot` (the whole table when
+/// unpartitioned): what a compaction to that size would merge there.
+pub(crate) fn small_files(
+    snapshot: &deltalake::table::state::DeltaTableState,
+    target: u64,
+) -> usize {
+    most_per_partition(
+        snapshot.log_data().iter().map(|file| {
+            let mut partition: Vec<_> = file.partition_values_map().into_iter().collect();
+            partition.sort();
+            (file.size(), partition)
+        }),
+        target,
+    )
+}
+
+/// The most `(size, partition)` files under `target` bytes sharing one partition.
+fn most_per_partition<P: Eq + std::hash::Hash>(
+    files: impl IntoIterator<Item = (i64, P)>,
+    target: u64,
+) -> usize {
+    let mut per_partition: std::collections::HashMap<P, usize> = Default::default();
+    for (size, partition) in files {
+        if u64::try_from(size).is_ok_and(|bytes| bytes < target) {
             *per_partition.entry(partition).or_default() += 1;
         }
     }
@@ -241,22 +236,16 @@ fn small_files(actions: &arrow::array::RecordBatch, target: u64) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-
-    use super::small_files;
+    use super::most_per_partition;
 
     #[test]
     fn small_files_count_in_the_partition_with_the_most() {
-        let sizes: ArrayRef = Arc::new(Int64Array::from(vec![10, 10, 500, 10, 10, 10, 900]));
-        let days: ArrayRef = Arc::new(StringArray::from(vec!["a", "a", "a", "b", "b", "b", "b"]));
-        let partitioned =
-            RecordBatch::try_from_iter([("size_bytes", sizes.clone()), ("partition.day", days)])
-                .unwrap();
-        assert_eq!(small_files(&partitioned, 100), 3);
-        let unpartitioned = RecordBatch::try_from_iter([("size_bytes", sizes)]).unwrap();
-        assert_eq!(small_files(&unpartitioned, 100), 5);
-        assert_eq!(small_files(&unpartitioned, 10), 0);
+        let sizes = [10, 10, 500, 10, 10, 10, 900];
+        let days = ["a", "a", "a", "b", "b", "b", "b"];
+        let partitioned = || sizes.into_iter().zip(days);
+        assert_eq!(most_per_partition(partitioned(), 100), 3);
+        let unpartitioned = || sizes.into_iter().map(|size| (size, ()));
+        assert_eq!(most_per_partition(unpartitioned(), 100), 5);
+        assert_eq!(most_per_partition(unpartitioned(), 10), 0);
     }
 }

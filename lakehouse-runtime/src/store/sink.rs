@@ -188,14 +188,9 @@ impl OpenTable {
         self.state.version()
     }
 
-    /// The data files under `size` bytes of the version this table is open at (an unpartitioned
-    /// table: the files a compaction to that size would merge).
-    pub(crate) fn files_under(&self, size: u64) -> usize {
-        self.state
-            .log_data()
-            .iter()
-            .filter(|file| u64::try_from(file.size()).is_ok_and(|bytes| bytes < size))
-            .count()
+    /// The most files under `size` bytes in one partition of the version this table is open at.
+    pub(crate) fn small_files(&self, size: u64) -> usize {
+        super::read::small_files(&self.state, size)
     }
 
     /// Compacts the files under `target_size` bytes into files of about that size, in one
