@@ -152,14 +152,25 @@ async fn appends_to_two_system_tables_made_together_both_commit() {
     assert_eq!(metric_rows(&wh).await, vec!["r|0", "r|1", "r|2"]);
 }
 
-/// A successful or failed attempt of `pipeline` in run `sequence`.
+/// A successful or failed attempt of `pipeline` in run `sequence` (a success records the
+/// version of the input it read).
 fn attempt(pipeline: &str, sequence: i64, status: &str) -> RunRecord {
     RunRecord {
         kind: "pipeline".to_owned(),
         pipeline: Some(pipeline.to_owned()),
         attempt: Some(1),
         status: status.to_owned(),
+        input_versions: (status == "succeeded").then(|| format!(r#"{{"bronze.t":{sequence}}}"#)),
         ..run_row(sequence)
+    }
+}
+
+/// A success that could not say what it read (a replay whose commit is out of reach).
+fn replay_without_versions(pipeline: &str, sequence: i64) -> RunRecord {
+    RunRecord {
+        replayed: Some(true),
+        input_versions: Some("{}".to_owned()),
+        ..attempt(pipeline, sequence, "succeeded")
     }
 }
 
@@ -208,6 +219,16 @@ async fn the_last_success_follows_our_appends_and_another_processs() {
     assert_eq!(last_success_sequence(&ours, "b").await, Some(5));
     assert_eq!(last_success_sequence(&theirs, "b").await, Some(5));
     assert_eq!(last_success_sequence(&theirs, "c").await, None);
+
+    // A success that does not say what it read places no incremental read: passed over, by our
+    // remembered lookups and by a fresh scan alike.
+    ours.append(&[replay_without_versions("b", 6)])
+        .await
+        .expect("our run 6");
+    assert_eq!(last_success_sequence(&ours, "b").await, Some(5));
+    assert_eq!(last_success_sequence(&theirs, "b").await, Some(5));
+    let fresh = Ledger::new(wh.warehouse.clone());
+    assert_eq!(last_success_sequence(&fresh, "b").await, Some(5));
 }
 
 #[tokio::test]

@@ -37,7 +37,10 @@ output_table!(
     Flaky = "flaky",
     Down1 = "down1",
     Down2 = "down2",
-    Both = "both"
+    Both = "both",
+    Gated = "gated",
+    FailsLater = "fails_later",
+    AfterFlaky = "after_flaky"
 );
 
 /// Calls of `flaky` per test (the `test` setting), so tests running in parallel don't share them.
@@ -96,6 +99,11 @@ pub async fn flaky(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<Flaky>> {
     t.select_into(FlakySelect { n: Ticks::n })
 }
 
+#[pipeline(depends_on = [flaky])]
+pub async fn after_flaky(f: Frame<Flaky>) -> Result<Frame<AfterFlaky>> {
+    f.select_into(AfterFlakySelect { n: Flaky::n })
+}
+
 #[pipeline(depends_on = [bad])]
 pub async fn down1(b: Frame<Bad>) -> Result<Frame<Down1>> {
     b.select_into(Down1Select { n: Bad::n })
@@ -110,6 +118,40 @@ pub async fn down2(b: Frame<Down1>) -> Result<Frame<Down2>> {
 #[pipeline(depends_on = [bad, ok1])]
 pub async fn both(_b: Frame<Bad>, o: Frame<Ok1>) -> Result<Frame<Both>> {
     o.select_into(BothSelect { n: Ok1::n })
+}
+
+/// `gated` has started (and waits at [`GATE`]).
+static GATED_STARTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+/// Where `gated` waits until the test lets it go.
+static GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+/// Cloned by `gated` while it runs: all senders gone tells the test that no `gated` is left.
+static GATED_ALIVE: std::sync::Mutex<Option<tokio::sync::mpsc::Sender<()>>> =
+    std::sync::Mutex::new(None);
+
+/// Writes once the test opens the gate (at once in a plan check, which runs every pipeline of
+/// the test binary).
+#[pipeline(depends_on = [ticks])]
+pub async fn gated(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<Gated>> {
+    if cx.is_dry_run() {
+        return t.select_into(GatedSelect { n: Ticks::n });
+    }
+    let _alive = GATED_ALIVE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    GATED_STARTED.notify_one();
+    let _permit = GATE.acquire().await;
+    t.select_into(GatedSelect { n: Ticks::n })
+}
+
+/// Fails once `gated` runs.
+#[pipeline(depends_on = [ticks])]
+pub async fn fails_later(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<FailsLater>> {
+    if cx.is_dry_run() {
+        return t.select_into(FailsLaterSelect { n: Ticks::n });
+    }
+    GATED_STARTED.notified().await;
+    Err(Error::msg("failed while `gated` runs"))
 }
 
 fn registry(names: &[&str]) -> Registry {
@@ -241,6 +283,44 @@ async fn fail_fast_cancels_the_rest() {
 }
 
 #[tokio::test]
+async fn fail_fast_stops_a_running_pipeline_before_it_writes() {
+    let wh = TempWarehouse::new();
+    let (alive, mut gone) = tokio::sync::mpsc::channel::<()>(1);
+    *GATED_ALIVE.lock().unwrap_or_else(|p| p.into_inner()) = Some(alive);
+    let orchestrator = Orchestrator::new(
+        registry(&["ticks", "gated", "fails_later"]),
+        wh.warehouse.clone(),
+    );
+    let config = RunConfig {
+        fail_fast: true,
+        concurrency: 4,
+        ..RunConfig::default()
+    };
+    let report = orchestrator.run(&config).await.expect("the run completes");
+    assert_eq!(
+        statuses(&report),
+        BTreeMap::from([
+            ("ticks", Status::Succeeded),
+            ("gated", Status::Cancelled),
+            ("fails_later", Status::Failed),
+        ])
+    );
+    // Let a `gated` still running go on, then wait until none is left: a cancelled pipeline
+    // must not write after the run reported it cancelled.
+    GATE.add_permits(1);
+    GATED_ALIVE.lock().unwrap_or_else(|p| p.into_inner()).take();
+    assert_eq!(gone.recv().await, None);
+    assert_eq!(
+        wh.warehouse
+            .version(<Gated as lakehouse_runtime::Table>::DEF)
+            .await
+            .expect("version"),
+        None,
+        "the cancelled pipeline wrote its table"
+    );
+}
+
+#[tokio::test]
 async fn a_retry_turns_a_transient_failure_into_success() {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks", "flaky"]), wh.warehouse.clone());
@@ -309,8 +389,10 @@ async fn upstreams_outside_the_selection_do_not_skip_the_target() {
 #[tokio::test]
 async fn resume_reruns_only_what_did_not_succeed() {
     let wh = TempWarehouse::new();
-    let orchestrator =
-        Orchestrator::new(registry(&["ticks", "ok1", "flaky"]), wh.warehouse.clone());
+    let orchestrator = Orchestrator::new(
+        registry(&["ticks", "ok1", "flaky", "after_flaky"]),
+        wh.warehouse.clone(),
+    );
     // No retries: flaky fails on its first call.
     let mut config = fast(RunConfig::default());
     config.settings.set("test", "resume");
@@ -326,6 +408,10 @@ async fn resume_reruns_only_what_did_not_succeed() {
         first.result("flaky").map(|r| r.status),
         Some(Status::Failed)
     );
+    assert_eq!(
+        first.result("after_flaky").map(|r| r.status),
+        Some(Status::Skipped)
+    );
     let ticks_version = wh
         .warehouse
         .version(<Ticks as lakehouse_runtime::Table>::DEF)
@@ -338,9 +424,13 @@ async fn resume_reruns_only_what_did_not_succeed() {
         .expect("resume");
     assert_eq!(resumed.run_id, first.run_id);
     assert_eq!(resumed.run_at, first.run_at);
+    // The skipped downstream is resumed too.
     assert_eq!(
         statuses(&resumed),
-        BTreeMap::from([("flaky", Status::Succeeded)])
+        BTreeMap::from([
+            ("flaky", Status::Succeeded),
+            ("after_flaky", Status::Succeeded)
+        ])
     );
     assert_eq!(
         wh.warehouse
@@ -355,6 +445,88 @@ async fn resume_reruns_only_what_did_not_succeed() {
         .await
         .expect_err("nothing left");
     assert!(error.to_string().contains("nothing to resume"), "{error}");
+}
+
+#[tokio::test]
+async fn a_forced_resume_keeps_the_incremental_position() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    let first = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 1");
+    let forced = RunConfig {
+        force: true,
+        ..RunConfig::default()
+    };
+    let replayed = orchestrator
+        .resume(&first.run_id, &forced)
+        .await
+        .expect("forced resume");
+    let ok1 = replayed.result("ok1").expect("planned");
+    assert_eq!((ok1.status, ok1.replayed), (Status::Succeeded, true));
+    // The replay recorded what the committed write had read (from its commit), so the next
+    // run copies only the new tick.
+    let second = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 2");
+    assert_eq!(second.result("ok1").and_then(|r| r.rows_written), Some(1));
+    assert_eq!(
+        contents(&wh.warehouse, <Ok1 as lakehouse_runtime::Table>::DEF).await,
+        ["1", "2"]
+    );
+}
+
+#[tokio::test]
+async fn changes_are_read_up_to_the_version_loaded() {
+    #[derive(Serialize)]
+    struct Row {
+        n: i64,
+        run_at: Timestamp,
+    }
+    let wh = TempWarehouse::new();
+    let table = <Ticks as lakehouse_runtime::Table>::DEF;
+    let append = |n: i64| {
+        let warehouse = wh.warehouse.clone();
+        async move {
+            crate::common::write(
+                &warehouse,
+                table,
+                &[Row {
+                    n,
+                    run_at: Timestamp(0),
+                }],
+                Default::default(),
+            )
+            .await
+            .expect("append")
+        }
+    };
+    // Version 0 creates the table; versions 1, 2, 3 append n = 0, 1, 2.
+    for n in 0..3 {
+        append(n).await;
+    }
+    let session = wh.warehouse.session();
+    let changes = wh
+        .warehouse
+        .read_changes(&session, table, Some(1))
+        .await
+        .expect("changes");
+    assert_eq!(changes.version, Some(3));
+    // A commit after the read was planned belongs to the next read.
+    append(3).await;
+    let rows = crate::common::render(changes.rows.select_columns(&["n"]).expect("n"));
+    assert_eq!(rows.await, ["1", "2"]);
+    let everything = wh
+        .warehouse
+        .read_changes(&session, table, None)
+        .await
+        .expect("changes");
+    assert_eq!(everything.version, Some(4));
+    append(4).await;
+    let rows = crate::common::render(everything.rows.select_columns(&["n"]).expect("n"));
+    assert_eq!(rows.await, ["0", "1", "2", "3"]);
 }
 
 #[tokio::test]

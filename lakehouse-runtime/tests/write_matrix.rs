@@ -114,12 +114,33 @@ fn with_note(rows: &[Row], note: Option<&str>) -> Vec<RowWithNote> {
         .collect()
 }
 
-/// Write number `n`: SCD2 tables need the run's time.
+/// Write number `n`: SCD2 tables need the run's time; every write carries a transaction and
+/// metadata, which its commit must record whatever path the mode takes.
 fn step(n: i64) -> WriteOptions {
     WriteOptions {
         run_at: Some(Timestamp(n * 86_400_000_000)),
+        transaction: Some(("matrix".to_owned(), n)),
+        metadata: [("step".to_owned(), serde_json::json!(n))].into(),
         ..WriteOptions::default()
     }
+}
+
+/// Asserts that write number `n` committed `step`'s metadata, found by its transaction.
+async fn assert_recorded(
+    warehouse: &lakehouse_runtime::Warehouse,
+    table: &'static TableDef,
+    n: i64,
+) {
+    let metadata = warehouse
+        .transaction_metadata(table, "matrix", n)
+        .await
+        .expect("history")
+        .unwrap_or_else(|| panic!("no commit of transaction {n} in {}", table.qualified_name()));
+    assert_eq!(
+        metadata.get("step"),
+        Some(&serde_json::json!(n)),
+        "{metadata:?}"
+    );
 }
 
 /// The table's rows; for SCD2 tables the current versions of the data columns.
@@ -157,6 +178,7 @@ async fn run_case(v1: &'static TableDef, v2: &'static TableDef) {
     let outcome = write(&wh.warehouse, v1, &a, step(1))
         .await
         .expect("first write");
+    assert_recorded(&wh.warehouse, v1, 1).await;
     assert!(outcome.committed);
     model.apply(with_note(&a, None));
     assert_eq!(
@@ -174,6 +196,7 @@ async fn run_case(v1: &'static TableDef, v2: &'static TableDef) {
     write(&wh.warehouse, v1, &b, step(2))
         .await
         .expect("second write");
+    assert_recorded(&wh.warehouse, v1, 2).await;
     model.apply(with_note(&b, None));
     assert_eq!(
         current(&wh.warehouse, v1).await,
@@ -186,6 +209,7 @@ async fn run_case(v1: &'static TableDef, v2: &'static TableDef) {
     write(&wh.warehouse, v2, &with_note(&c, Some("n")), step(3))
         .await
         .expect("third write");
+    assert_recorded(&wh.warehouse, v2, 3).await;
     let kept = v2.evolution == SchemaEvolution::Keep;
     model.apply(with_note(&c, if kept { None } else { Some("n") }));
     assert_eq!(

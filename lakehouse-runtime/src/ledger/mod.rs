@@ -14,6 +14,7 @@ use datafusion::logical_expr::{col, lit};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use tables::NO_INPUT_VERSIONS;
 pub use tables::{QualityIssue, RejectRecord, RunRecord, TableMetric};
 
 use crate::error::{Error, Result};
@@ -54,7 +55,7 @@ impl Successes {
     /// (of the others, the latest success before them is not known).
     fn observe<'a>(&mut self, records: impl IntoIterator<Item = &'a RunRecord>) {
         for record in records {
-            if record.kind != "pipeline" || record.status != "succeeded" {
+            if !record.places_cursor() {
                 continue;
             }
             let Some(known) = record
@@ -285,7 +286,9 @@ impl Ledger {
         .await
     }
 
-    /// The latest successful attempt of `pipeline`, in any run. Remembered once looked up, and
+    /// The latest successful attempt of `pipeline`, in any run, that recorded the versions of
+    /// the inputs it read (where its incremental inputs' next read starts; a success that could
+    /// not say, such as a replay of an old commit, is passed over). Remembered once looked up, and
     /// kept current by this ledger's appends while the runs table has no commit it did not make;
     /// otherwise read from the table.
     pub async fn last_success(&self, pipeline: &str) -> Result<Option<RunRecord>> {
@@ -316,7 +319,9 @@ impl Ledger {
             .filter(
                 col("pipeline")
                     .eq(lit(pipeline))
-                    .and(col("status").eq(lit("succeeded"))),
+                    .and(col("status").eq(lit("succeeded")))
+                    .and(col("input_versions").is_not_null())
+                    .and(col("input_versions").not_eq(lit(NO_INPUT_VERSIONS))),
             )?
             .sort(vec![
                 col("sequence").sort(false, false),

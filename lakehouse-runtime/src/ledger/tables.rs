@@ -53,6 +53,22 @@ pub struct RunRecord {
     pub selection: Option<String>,
 }
 
+/// `input_versions` of a success that read no table, or could not say what it read.
+pub(crate) const NO_INPUT_VERSIONS: &str = "{}";
+
+impl RunRecord {
+    /// Whether this is a successful pipeline attempt that recorded the versions of the inputs it
+    /// read: where the next incremental read of its pipeline starts.
+    pub(crate) fn places_cursor(&self) -> bool {
+        self.kind == "pipeline"
+            && self.status == "succeeded"
+            && self
+                .input_versions
+                .as_deref()
+                .is_some_and(|versions| versions != NO_INPUT_VERSIONS)
+    }
+}
+
 /// Data-quality findings.
 #[derive(Table, Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
 #[table(

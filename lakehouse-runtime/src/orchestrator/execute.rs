@@ -20,6 +20,9 @@ use crate::ledger::{QualityIssue, RejectRecord, RunRecord, TableMetric};
 use crate::store::{Deletions, WriteOptions, WriteOutcome};
 use crate::table::Timestamp;
 
+/// The `commitInfo` key of a pipeline's write recording the input versions it read.
+const INPUT_VERSIONS_KEY: &str = "lakehouse.inputVersions";
+
 /// What a successful attempt produced.
 struct Written {
     outcome: WriteOutcome,
@@ -302,12 +305,13 @@ async fn attempt_once(
         async move { produce_and_write(&orchestrator, pipeline, run, settings, look_first).await }
             .in_current_span(),
     );
-    let abort = task.abort_handle();
+    // Dropping a task's handle detaches the task: when this attempt times out, or is itself
+    // cancelled (fail-fast, shutdown), the pipeline must stop too rather than go on and commit.
+    let _abort = AbortOnDrop(task.abort_handle());
     let joined = match timeout {
         Some(limit) => match tokio::time::timeout(limit, task).await {
             Ok(joined) => joined,
             Err(_) => {
-                abort.abort();
                 return Err(Error::msg(format!(
                     "timed out after {} (set `timeout` in #[pipeline] or --timeout)",
                     humantime::format_duration(limit)
@@ -333,6 +337,15 @@ async fn attempt_once(
     }
 }
 
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Reads the inputs, runs the pipeline, writes its output with the run's transaction, records
 /// its rejects, and measures the table (recorded with the attempt).
 async fn produce_and_write(
@@ -353,9 +366,17 @@ async fn produce_and_write(
     {
         tracing::info!("already written by this run; not executed again");
         let version = warehouse.version(pipeline.output).await?;
+        // What the committed write read, as its commit recorded it: the next incremental read
+        // starts there (an empty record would make it start over).
+        let input_versions = warehouse
+            .transaction_metadata(pipeline.output, pipeline.name, done)
+            .await?
+            .and_then(|metadata| metadata.get(INPUT_VERSIONS_KEY).cloned())
+            .and_then(|versions| serde_json::from_value(versions).ok())
+            .unwrap_or_default();
         return Ok(Written {
             outcome: WriteOutcome::skipped(pipeline.output, version),
-            input_versions: BTreeMap::new(),
+            input_versions,
             metric: None,
             fragmented: false,
         });
@@ -468,6 +489,15 @@ async fn produce_and_write(
         } else {
             Deletions::None
         },
+        metadata: BTreeMap::from([(
+            INPUT_VERSIONS_KEY.to_owned(),
+            serde_json::Value::Object(
+                input_versions
+                    .iter()
+                    .map(|(table, version)| (table.clone(), serde_json::json!(version)))
+                    .collect(),
+            ),
+        )]),
     };
     let outcome = warehouse
         .write(&session, pipeline.output, output.df, options)

@@ -342,33 +342,58 @@ impl Orchestrator {
         } else {
             config.targets.join(" ")
         };
-        self.ledger
-            .append(&[RunRecord {
+        // Pipelines that did not run get a row too (attempt NULL), so `resume` finds them.
+        let finished_at = Timestamp::now();
+        let mut records: Vec<RunRecord> = report
+            .results
+            .iter()
+            .filter(|r| r.attempts == 0 && matches!(r.status, Status::Skipped | Status::Cancelled))
+            .map(|r| RunRecord {
                 run_id: run.run_id.clone(),
                 sequence: run.sequence,
                 run_at: run.run_at,
-                kind: "run".to_owned(),
-                pipeline: None,
+                kind: "pipeline".to_owned(),
+                pipeline: Some(r.pipeline.to_owned()),
                 attempt: None,
-                status: report.status().as_str().to_owned(),
-                started_at,
-                finished_at: Some(Timestamp::now()),
-                duration_ms: Some(report.duration.as_millis() as i64),
-                output_table: None,
-                rows_written: Some(
-                    report
-                        .results
-                        .iter()
-                        .filter_map(|r| r.rows_written)
-                        .sum::<u64>() as i64,
-                ),
+                status: r.status.as_str().to_owned(),
+                started_at: finished_at,
+                finished_at: Some(finished_at),
+                duration_ms: None,
+                output_table: Some(r.table.clone()),
+                rows_written: None,
                 table_version: None,
                 replayed: None,
-                error: None,
+                error: r.error.clone(),
                 input_versions: None,
-                selection: Some(selection),
-            }])
-            .await?;
+                selection: None,
+            })
+            .collect();
+        records.push(RunRecord {
+            run_id: run.run_id.clone(),
+            sequence: run.sequence,
+            run_at: run.run_at,
+            kind: "run".to_owned(),
+            pipeline: None,
+            attempt: None,
+            status: report.status().as_str().to_owned(),
+            started_at,
+            finished_at: Some(Timestamp::now()),
+            duration_ms: Some(report.duration.as_millis() as i64),
+            output_table: None,
+            rows_written: Some(
+                report
+                    .results
+                    .iter()
+                    .filter_map(|r| r.rows_written)
+                    .sum::<u64>() as i64,
+            ),
+            table_version: None,
+            replayed: None,
+            error: None,
+            input_versions: None,
+            selection: Some(selection),
+        });
+        self.ledger.append(&records).await?;
         Ok(report)
     }
 }

@@ -8,9 +8,7 @@ use datafusion::logical_expr::{Expr, lit};
 use datafusion::scalar::ScalarValue;
 
 use super::Warehouse;
-use super::write::{
-    WriteOutcome, commit_properties, committed_version, key_match, outcome, qualified,
-};
+use super::write::{CommitTags, WriteOutcome, committed_version, key_match, outcome, qualified};
 use crate::error::{Error, Result};
 use crate::table::{TableDef, Timestamp, WriteMode};
 
@@ -55,7 +53,7 @@ impl Warehouse {
             .with_source_alias("s")
             .with_target_alias("t")
             .with_session_state(super::session_state(session))
-            .with_commit_properties(commit_properties(&transaction));
+            .with_commit_properties(CommitTags::transaction(transaction.clone()).properties());
         let result = async {
             let merge = if table.mode == WriteMode::Scd2 {
                 let end = lit(ScalarValue::TimestampMicrosecond(

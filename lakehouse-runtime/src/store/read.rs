@@ -33,19 +33,13 @@ impl Warehouse {
         session: &SessionContext,
         table: &'static TableDef,
     ) -> Result<(DataFrame, Option<u64>)> {
-        let (df, version) = match self.load(table).await? {
+        match self.load(table).await? {
             Some(delta) => {
                 let version = delta.version();
-                let provider = delta
-                    .table_provider()
-                    .with_session(session_state(session))
-                    .await
-                    .map_err(|e| Error::msg(format!("reading {}: {e}", table.qualified_name())))?;
-                (session.read_table(provider)?, version)
+                Ok((read_loaded(session, table, &delta).await?, version))
             }
-            None => (empty(session, table)?, None),
-        };
-        Ok((conform_all(df, table)?, version))
+            None => Ok((conform_all(empty(session, table)?, table)?, None)),
+        }
     }
 
     /// `table` as it was at `version` (time travel).
@@ -72,6 +66,20 @@ impl Warehouse {
             .map_err(|e| Error::msg(format!("reading {qualified} at version {version}: {e}")))?;
         conform_all(session.read_table(provider)?, table)
     }
+}
+
+/// `table` at the version `delta` was loaded at, conforming to its declared columns.
+async fn read_loaded(
+    session: &SessionContext,
+    table: &'static TableDef,
+    delta: &deltalake::DeltaTable,
+) -> Result<DataFrame> {
+    let provider = delta
+        .table_provider()
+        .with_session(session_state(session))
+        .await
+        .map_err(|e| Error::msg(format!("reading {}: {e}", table.qualified_name())))?;
+    conform_all(session.read_table(provider)?, table)
 }
 
 /// An empty DataFrame with `table`'s stored schema.
@@ -130,17 +138,19 @@ impl Warehouse {
         };
         let current = delta.version();
         let rows = match (after, current) {
-            (None, _) => self.read(session, table).await?,
-            (Some(after), Some(current)) if after >= current => {
-                conform_all(empty(session, table)?, table)?
-            }
-            (Some(after), _) => {
+            // The version loaded, not a later one: the rows are exactly those up to `current`.
+            (None, _) => read_loaded(session, table, &delta).await?,
+            (Some(after), Some(current)) if after < current => {
                 if table.mode != crate::table::WriteMode::Append {
                     return Err(Error::msg(format!(
                         "`Changes<_>` of {qualified}: only append tables record their new rows; read it as a `Frame<_>`"
                     )));
                 }
-                let cdf = delta.scan_cdf().with_starting_version(after + 1);
+                // Bounded: a commit made after the load is read by the next run, not this one.
+                let cdf = delta
+                    .scan_cdf()
+                    .with_starting_version(after + 1)
+                    .with_ending_version(current);
                 let provider = deltalake::delta_datafusion::DeltaCdfTableProvider::try_new(cdf)
                     .map_err(|e| Error::delta(&qualified, e))?;
                 let df = session.read_table(Arc::new(provider))?.filter(
@@ -148,6 +158,8 @@ impl Warehouse {
                 )?;
                 conform_all(df, table)?
             }
+            // Nothing after `after`.
+            (Some(_), _) => conform_all(empty(session, table)?, table)?,
         };
         Ok(Changes {
             rows,

@@ -19,7 +19,7 @@ use deltalake::DeltaTable;
 
 use super::Warehouse;
 use super::write::{
-    DELETE_FLAG, Deletions, WriteOptions, WriteOutcome, commit_properties, outcome, qualified,
+    CommitTags, DELETE_FLAG, Deletions, WriteOptions, WriteOutcome, outcome, qualified,
 };
 use crate::error::{Error, Result};
 use crate::table::{TableDef, Timestamp};
@@ -113,6 +113,7 @@ pub(crate) async fn merge(
 
     // 3. Deletions.
     let close_missing = matches!(options.deletions, Deletions::MissingFromSource);
+    let commit = CommitTags::of(&options);
     if let Deletions::Keys(keys) = options.deletions {
         let mut exprs = Vec::new();
         for c in &data {
@@ -158,7 +159,7 @@ pub(crate) async fn merge(
         .with_source_alias("s")
         .with_target_alias("t")
         .with_session_state(super::session_state(session))
-        .with_commit_properties(commit_properties(&options.transaction));
+        .with_commit_properties(commit.properties());
     let result = async {
         merge = merge.when_matched_update(|u| close(u.predicate(qualified("s", DELETE_FLAG))))?;
         merge = merge.when_matched_update(|u| close(u.predicate(changed("t", "s"))))?;

@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use super::write::CommitTags;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::Statistics;
@@ -23,7 +24,7 @@ use datafusion::physical_plan::{
     ExecutionPlan, ExecutionPlanProperties as _, Partitioning, StatisticsArgs, StatisticsContext,
 };
 use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, FinalizedCommit};
+use deltalake::kernel::transaction::{CommitBuilder, FinalizedCommit};
 use deltalake::kernel::{Action, Add};
 use deltalake::logstore::LogStoreRef;
 use deltalake::operations::write::configs::WriterStatsConfig;
@@ -66,7 +67,7 @@ pub(crate) async fn write(
     delta: DeltaTable,
     source: DataFrame,
     mode: SaveMode,
-    commit: CommitProperties,
+    commit: CommitTags,
 ) -> Result<(DeltaTableState, u64), DeltaTableError> {
     let state = delta.snapshot()?.clone();
     let (adds, rows) = encode_plan(&state, &delta, source, None).await?;
@@ -95,7 +96,7 @@ pub(crate) async fn write(
         actions,
         operation,
         metrics,
-        commit,
+        &commit,
     )
     .await?;
     Ok((finalized.snapshot(), rows))
@@ -250,7 +251,7 @@ impl OpenTable {
             actions,
             operation,
             metrics,
-            CommitProperties::default(),
+            &CommitTags::default(),
         )
         .await?;
         self.state = finalized.snapshot();
@@ -283,15 +284,15 @@ pub(crate) async fn commit_actions(
     actions: Vec<Action>,
     operation: DeltaOperation,
     metrics: serde_json::Value,
-    commit: CommitProperties,
+    tags: &CommitTags,
 ) -> Result<FinalizedCommit, DeltaTableError> {
     // delta-rs lists the whole `_delta_log` after every commit to delete expired entries, but
     // only entries older than a checkpoint can go: looking right after a checkpoint is enough.
     let config = state.table_config();
     let checkpoint = (state.version() + 1).is_multiple_of(config.checkpoint_interval().get());
-    let commit = commit
-        .with_cleanup_expired_logs(Some(checkpoint && config.enable_expired_log_cleanup()))
-        .with_metadata([("operationMetrics".to_owned(), metrics)]);
+    let commit = tags
+        .properties_with([("operationMetrics".to_owned(), metrics)])
+        .with_cleanup_expired_logs(Some(checkpoint && config.enable_expired_log_cleanup()));
     CommitBuilder::from(commit)
         .with_actions(actions)
         .build(Some(state), log_store, operation)

@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::write::CommitTags;
 use arrow::array::{Array, AsArray as _, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type, UInt16Type};
 use datafusion::common::JoinType;
@@ -27,7 +28,6 @@ use datafusion::functions_aggregate::count::count_all;
 use datafusion::logical_expr::{Expr, cast};
 use datafusion::prelude::col;
 use deltalake::kernel::Action;
-use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::{DeltaOperation, MergePredicate};
 use deltalake::table::config::TablePropertiesExt as _;
 use deltalake::{DeltaTable, DeltaTableError};
@@ -60,7 +60,7 @@ pub(crate) async fn upsert(
     delta: DeltaTable,
     source: DataFrame,
     table: &'static TableDef,
-    commit: CommitProperties,
+    commit: CommitTags,
 ) -> Result<WriteOutcome, DeltaTableError> {
     let state = delta.snapshot()?.clone();
     let schema = source.schema().inner().clone();
@@ -166,7 +166,7 @@ pub(crate) async fn upsert(
         actions,
         merge_operation(table),
         metrics,
-        commit,
+        &commit,
     )
     .await?;
     let snapshot = finalized.snapshot();

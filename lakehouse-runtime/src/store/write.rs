@@ -46,6 +46,81 @@ pub struct WriteOptions {
     pub run_at: Option<Timestamp>,
     /// Rows to delete or close.
     pub deletions: Deletions,
+    /// Application metadata recorded in the commit's `commitInfo`, committed atomically with the
+    /// rows (the orchestrator records there the input versions a pipeline read; see
+    /// [`Warehouse::transaction_metadata`]). Keys starting with `lakehouse.` are reserved.
+    pub metadata: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// The `commitInfo` key recording a write's application transaction, so that the commit can be
+/// found again from its `(app id, version)`.
+pub const TRANSACTION_KEY: &str = "lakehouse.transaction";
+
+/// How many of a table's latest commits [`Warehouse::transaction_metadata`] looks through.
+const TRANSACTION_SEARCH_DEPTH: usize = 100;
+
+/// What a commit records besides its actions: the application transaction (the idempotence key)
+/// and the application metadata of its `commitInfo`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CommitTags {
+    transaction: Option<(String, i64)>,
+    metadata: Vec<(String, serde_json::Value)>,
+}
+
+impl CommitTags {
+    /// The tags of a write made with `options`.
+    pub(crate) fn of(options: &WriteOptions) -> CommitTags {
+        let mut tags = CommitTags::transaction(options.transaction.clone());
+        tags.metadata.extend(
+            options
+                .metadata
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone())),
+        );
+        tags
+    }
+
+    /// Tags carrying only `transaction` (and its [`TRANSACTION_KEY`] entry).
+    pub(crate) fn transaction(transaction: Option<(String, i64)>) -> CommitTags {
+        let metadata = transaction
+            .iter()
+            .map(|(app_id, version)| {
+                (
+                    TRANSACTION_KEY.to_owned(),
+                    transaction_tag(app_id, *version),
+                )
+            })
+            .collect();
+        CommitTags {
+            transaction,
+            metadata,
+        }
+    }
+
+    /// The commit properties for delta-rs.
+    pub(crate) fn properties(&self) -> CommitProperties {
+        self.properties_with([])
+    }
+
+    /// The commit properties with `extra` metadata entries too.
+    pub(crate) fn properties_with(
+        &self,
+        extra: impl IntoIterator<Item = (String, serde_json::Value)>,
+    ) -> CommitProperties {
+        let properties =
+            CommitProperties::default().with_metadata(self.metadata.iter().cloned().chain(extra));
+        match &self.transaction {
+            Some((app_id, version)) => {
+                properties.with_application_transaction(Transaction::new(app_id, *version))
+            }
+            None => properties,
+        }
+    }
+}
+
+/// The value of [`TRANSACTION_KEY`] for `app_id`'s transaction `version`.
+fn transaction_tag(app_id: &str, version: i64) -> serde_json::Value {
+    serde_json::json!({ "appId": app_id, "version": version })
 }
 
 /// What a write did.
@@ -127,7 +202,7 @@ impl Warehouse {
         } else {
             project_to(df, &stored, table)?
         };
-        let commit = commit_properties(&options.transaction);
+        let commit = CommitTags::of(&options);
         let state = session_state(session);
         let save_mode = if table.mode == WriteMode::Overwrite {
             SaveMode::Overwrite
@@ -148,7 +223,7 @@ impl Warehouse {
                     .write(Vec::new())
                     .with_input_plan(plan)
                     .with_session_state(state)
-                    .with_commit_properties(commit);
+                    .with_commit_properties(commit.properties());
                 builder = builder.with_save_mode(save_mode);
                 if replace_schema {
                     builder = builder.with_schema_mode(SchemaMode::Overwrite);
@@ -266,6 +341,29 @@ impl Warehouse {
             None => Ok(None),
         }
     }
+
+    /// The application metadata (see [`WriteOptions::metadata`]) of the commit that carried
+    /// `app_id`'s transaction `version` to `table`. `None` when no such commit is among the
+    /// table's latest 100 (or the table was never written).
+    pub async fn transaction_metadata(
+        &self,
+        table: &'static TableDef,
+        app_id: &str,
+        version: i64,
+    ) -> Result<Option<std::collections::HashMap<String, serde_json::Value>>> {
+        let Some(delta) = self.load(table).await? else {
+            return Ok(None);
+        };
+        let wanted = transaction_tag(app_id, version);
+        let mut history = delta.history(Some(TRANSACTION_SEARCH_DEPTH));
+        while let Some(info) = history.next().await {
+            let info = info.map_err(|e| Error::delta(table.qualified_name(), e))?;
+            if info.info.get(TRANSACTION_KEY) == Some(&wanted) {
+                return Ok(Some(info.info));
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// The version `app_id` last committed to `delta`, if any.
@@ -275,16 +373,6 @@ pub(crate) async fn committed_version(delta: &DeltaTable, app_id: &str) -> Resul
         .transaction_version(delta.log_store().as_ref(), app_id)
         .await
         .map_err(|e| Error::delta(app_id, e))
-}
-
-pub(crate) fn commit_properties(transaction: &Option<(String, i64)>) -> CommitProperties {
-    let properties = CommitProperties::default();
-    match transaction {
-        Some((app_id, version)) => {
-            properties.with_application_transaction(Transaction::new(app_id, *version))
-        }
-        None => properties,
-    }
 }
 
 pub(crate) fn stored_schema(delta: &DeltaTable, qualified: &str) -> Result<SchemaRef> {
@@ -440,7 +528,7 @@ async fn merge(
     table: &'static TableDef,
     deletions: Deletions,
     state: Arc<datafusion::execution::SessionState>,
-    commit: CommitProperties,
+    commit: CommitTags,
 ) -> Result<WriteOutcome, deltalake::DeltaTableError> {
     let guarded = |source: DataFrame| async move {
         super::unique::guard_unique(session, source, table)
@@ -464,7 +552,7 @@ async fn merge(
                 .write(Vec::new())
                 .with_input_plan(plan)
                 .with_session_state(state.clone())
-                .with_commit_properties(commit.clone())
+                .with_commit_properties(commit.properties())
                 .with_save_mode(SaveMode::Append)
                 .await
             {
@@ -544,7 +632,7 @@ async fn upsert(
     table: &'static TableDef,
     deletions: Deletions,
     state: Arc<datafusion::execution::SessionState>,
-    commit: CommitProperties,
+    commit: CommitTags,
 ) -> Result<(DeltaTable, deltalake::operations::merge::MergeMetrics), deltalake::DeltaTableError> {
     let columns: Vec<String> = source
         .schema()
@@ -562,7 +650,7 @@ async fn upsert(
         .with_source_alias("s")
         .with_target_alias("t")
         .with_session_state(state)
-        .with_commit_properties(commit)
+        .with_commit_properties(commit.properties())
         // Read the source once: its key range then skips target files as the join reads it.
         .with_streaming(true);
     if delete_flag {
