@@ -147,6 +147,103 @@ fn a_wrong_flag_is_explained() {
 }
 
 #[test]
+fn values_that_cannot_work_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().expect("dir");
+    let warehouse = dir.path().join("warehouse");
+    for (args, expected) in [
+        (&["run", "--every", "0s"][..], "must be longer than zero"),
+        (&["run", "--timeout", "0s"], "must be longer than zero"),
+        (
+            &["run", "--every", "1s", "--iterations", "0"],
+            "must be at least 1",
+        ),
+        (&["run", "--concurrency", "0"], "must be at least 1"),
+        // An empty variable in `--select "$PIPES"` must not select everything.
+        (&["run", "--select", ""], "an empty selector"),
+        (&["plan", "--select", ",,"], "an empty selector"),
+    ] {
+        let output = orchestrate(&warehouse, args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(expected),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    assert!(!warehouse.exists(), "nothing ran");
+}
+
+#[test]
+fn reading_a_warehouse_that_does_not_exist_is_an_error_and_creates_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mistyped = dir.path().join("warehuose");
+    for args in [
+        &["sql", "SELECT 1"][..],
+        &["runs"],
+        &["optimize"],
+        &["vacuum"],
+        &["resume", "r000001"],
+    ] {
+        let output = orchestrate(&mistyped, args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let error = stderr(&output);
+        assert!(
+            error.contains(&format!("no warehouse at {}", mistyped.display()))
+                && error.contains("check --warehouse"),
+            "{args:?}: {error}"
+        );
+    }
+    let check = orchestrate(&mistyped, &["check"]);
+    assert!(
+        stdout(&check).contains("tables: no warehouse at"),
+        "{}",
+        stdout(&check)
+    );
+    assert!(!mistyped.exists(), "the mistyped warehouse was created");
+}
+
+#[test]
+fn a_reader_that_goes_away_fails_nothing() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().expect("dir");
+    // `orchestrate run 2>&1 | head -1`: both outputs closed before the first line.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orchestrate"))
+        .arg("--warehouse")
+        .arg(dir.path())
+        .args(["run", "--select", "dim_date"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let status = child.wait().expect("exits");
+    assert_eq!(status.code(), Some(0));
+    let runs = orchestrate(dir.path(), &["runs"]);
+    let listed = stdout(&runs);
+    assert!(listed.contains("r000001-"), "{listed}");
+    assert!(listed.contains("succeeded"), "{listed}");
+    assert!(!listed.contains("failed"), "{listed}");
+    // A query whose reader goes away.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orchestrate"))
+        .arg("--warehouse")
+        .arg(dir.path())
+        .args(["sql", "SELECT * FROM gold.dim_date", "--format", "csv"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary runs");
+    drop(child.stdout.take());
+    assert_eq!(child.wait().expect("exits").code(), Some(0));
+}
+
+#[test]
 fn the_readme_orchestrations_plan_as_described() {
     let dir = tempfile::tempdir().expect("dir");
     let plan = |args: &[&str]| {

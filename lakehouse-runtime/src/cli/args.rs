@@ -139,7 +139,7 @@ pub enum OutputFormat {
 pub struct SelectArgs {
     /// Targets: names, `+name` (with upstreams), `name+` (with downstreams), `tag:x`,
     /// `layer:silver`. Repeatable or comma-separated. All pipelines when absent.
-    #[arg(long, short = 's', value_delimiter = ',')]
+    #[arg(long, short = 's', value_delimiter = ',', value_parser = parse_selector)]
     pub select: Vec<String>,
     /// Neighbours selected with plain names.
     #[arg(long, value_enum, default_value_t = DirectionArg::None)]
@@ -190,7 +190,7 @@ pub struct ExecutionArgs {
     #[arg(long)]
     pub serial: bool,
     /// Pipelines running at once within a group (default: the number of cores).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_count)]
     pub concurrency: Option<usize>,
     /// Stop at the first failure and cancel running pipelines.
     #[arg(long)]
@@ -205,7 +205,7 @@ pub struct ExecutionArgs {
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
     /// Time limit per attempt for every pipeline, overriding declarations (e.g. `5m`).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = parse_positive_duration)]
     pub timeout: Option<Duration>,
     /// First retry delay (doubled per attempt, jittered).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
@@ -228,13 +228,13 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_timestamp, conflicts_with = "every")]
     pub run_at: Option<crate::table::Timestamp>,
     /// Repeat the run at this interval (loop mode), e.g. `60s`.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = parse_positive_duration)]
     pub every: Option<Duration>,
-    /// Stop looping after this long, e.g. `10m` (default: until Ctrl-C).
-    #[arg(long = "for", value_parser = humantime::parse_duration, requires = "every")]
+    /// With `--every`: stop looping after this long, e.g. `10m` (default: until Ctrl-C).
+    #[arg(long = "for", value_parser = parse_positive_duration, requires = "every")]
     pub duration: Option<Duration>,
-    /// Stop looping after this many runs.
-    #[arg(long, requires = "every")]
+    /// With `--every`: stop looping after this many runs.
+    #[arg(long, value_parser = parse_count, requires = "every")]
     pub iterations: Option<usize>,
 }
 
@@ -242,6 +242,30 @@ fn parse_timestamp(text: &str) -> Result<crate::table::Timestamp, String> {
     crate::table::Timestamp::parse(text).ok_or_else(|| {
         format!("expected an RFC 3339 timestamp such as 2026-01-31T06:00:00Z, got {text:?}")
     })
+}
+
+fn parse_selector(text: &str) -> Result<String, String> {
+    let selector = text.trim();
+    if selector.is_empty() {
+        return Err("an empty selector (omit --select to select every pipeline)".to_owned());
+    }
+    Ok(selector.to_owned())
+}
+
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(duration) if duration.is_zero() => Err("must be longer than zero".to_owned()),
+        Ok(duration) => Ok(duration),
+        Err(error) => Err(format!("{error} (a duration such as 30s, 5m or 1h)")),
+    }
+}
+
+fn parse_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(count) => Ok(count),
+        Err(_) => Err(format!("expected a whole number, got {text:?}")),
+    }
 }
 
 fn parse_setting(text: &str) -> Result<(String, String), String> {

@@ -28,7 +28,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Plan(selection) => {
             let config = config(&global, &selection, &ExecutionArgs::default());
             let orchestrator = Orchestrator::new(registry, warehouse(&global)?);
-            print!("{}", orchestrator.plan(&config)?);
+            say!("{}", orchestrator.plan(&config)?.to_string().trim_end());
             Ok(ExitCode::SUCCESS)
         }
         Command::List => {
@@ -36,7 +36,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Graph { format } => {
-            print!("{}", graph(&registry, format));
+            say!("{}", graph(&registry, format).trim_end());
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => check(&registry, &global).await,
@@ -44,7 +44,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Runs { run_id, limit } => runs(&registry, &global, run_id, limit).await,
         Command::Resume { run_id, execution } => {
             let config = config(&global, &SelectArgs::default(), &execution);
-            let orchestrator = Orchestrator::new(registry, warehouse(&global)?);
+            let orchestrator = Orchestrator::new(registry, existing_warehouse(&global)?);
             let report = with_progress(&orchestrator, |o| async move {
                 o.resume(&run_id, &config).await
             })
@@ -52,10 +52,10 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(finish(&report))
         }
         Command::Optimize { tables } => {
-            let warehouse = warehouse(&global)?;
+            let warehouse = existing_warehouse(&global)?;
             for table in tables_named(&registry, &tables)? {
                 let report = warehouse.optimize(table).await?;
-                println!(
+                say!(
                     "{}: {} file(s) compacted into {} (version {})",
                     report.table,
                     report.files_removed,
@@ -74,7 +74,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             dry_run,
             force,
         } => {
-            let warehouse = warehouse(&global)?;
+            let warehouse = existing_warehouse(&global)?;
             for table in tables_named(&registry, &tables)? {
                 let report = warehouse.vacuum(table, retention, dry_run, force).await?;
                 let verb = if report.dry_run {
@@ -82,7 +82,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 } else {
                     "deleted"
                 };
-                println!("{}: {verb} {} file(s)", report.table, report.files.len());
+                say!("{}: {verb} {} file(s)", report.table, report.files.len());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -91,6 +91,13 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
 
 fn warehouse(global: &GlobalArgs) -> Result<Warehouse> {
     Warehouse::open(&global.warehouse)
+}
+
+/// The warehouse of a command that only reads or maintains it: a local warehouse that does not
+/// exist is an error (most likely a mistyped `--warehouse`), not an empty answer.
+fn existing_warehouse(global: &GlobalArgs) -> Result<Warehouse> {
+    Warehouse::open_existing(&global.warehouse)
+        .map_err(|error| Error::msg(format!("{error}; check --warehouse or LAKEHOUSE_WAREHOUSE")))
 }
 
 fn config(global: &GlobalArgs, selection: &SelectArgs, execution: &ExecutionArgs) -> RunConfig {
@@ -105,12 +112,7 @@ fn config(global: &GlobalArgs, selection: &SelectArgs, execution: &ExecutionArgs
         settings.set(key.clone(), value.clone());
     }
     let mut config = RunConfig {
-        targets: selection
-            .select
-            .iter()
-            .filter(|s| !s.trim().is_empty())
-            .cloned()
-            .collect(),
+        targets: selection.select.clone(),
         direction: match selection.direction {
             DirectionArg::Upstream => Direction::Upstream,
             DirectionArg::Downstream => Direction::Downstream,
@@ -166,7 +168,7 @@ async fn run(registry: &Registry, global: &GlobalArgs, args: RunArgs) -> Result<
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let orchestrator =
         Orchestrator::new(registry.clone(), warehouse(global)?).with_shutdown(shutdown);
-    print!("{}", orchestrator.plan(&config)?);
+    say!("{}", orchestrator.plan(&config)?.to_string().trim_end());
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             tracing::warn!(
@@ -196,7 +198,7 @@ async fn run(registry: &Registry, global: &GlobalArgs, args: RunArgs) -> Result<
                     code = ExitCode::FAILURE;
                 }
             }
-            println!("{} run(s) done", reports.len());
+            say!("{} run(s) done", reports.len());
             Ok(code)
         }
     }
@@ -215,7 +217,7 @@ where
 }
 
 fn finish(report: &RunReport) -> ExitCode {
-    println!("{}", report.render(std::io::stdout().is_terminal()));
+    say!("{}", report.render(std::io::stdout().is_terminal()));
     if report.succeeded() {
         ExitCode::SUCCESS
     } else {
@@ -249,8 +251,8 @@ fn list(registry: &Registry) {
             p.description.lines().next().unwrap_or_default().to_owned(),
         ]);
     }
-    println!("{grid}");
-    println!("{} pipeline(s)", registry.len());
+    say!("{grid}");
+    say!("{} pipeline(s)", registry.len());
 }
 
 /// The graph in Mermaid or dot syntax: one node per pipeline, one edge per dependency.
@@ -291,35 +293,45 @@ pub fn graph(registry: &Registry, format: GraphFormat) -> String {
 }
 
 async fn check(registry: &Registry, global: &GlobalArgs) -> Result<ExitCode> {
-    println!(
+    say!(
         "graph: {} pipelines, no cycle, every input declared",
         registry.len()
     );
     let mut ok = true;
     match check_plans(registry).await {
-        Ok(()) => println!("plans: every pipeline's plan matches its table"),
+        Ok(()) => say!("plans: every pipeline's plan matches its table"),
         Err(failures) => {
             ok = false;
-            print!("{failures}");
+            say!("{}", failures.to_string().trim_end());
         }
     }
-    let warehouse = warehouse(global)?;
+    let Ok(warehouse) = existing_warehouse(global) else {
+        say!(
+            "tables: no warehouse at {} yet, nothing to compare",
+            global.warehouse
+        );
+        return Ok(exit_code(ok));
+    };
     let mut drifts = 0;
     for table in all_tables(registry) {
         for drift in warehouse.drift(table).await? {
             drifts += 1;
             ok &= !drift.is_incompatible();
-            println!("schema drift: {drift}");
+            say!("schema drift: {drift}");
         }
     }
     if drifts == 0 {
-        println!("tables: every Delta table matches its declaration");
+        say!("tables: every Delta table matches its declaration");
     }
-    Ok(if ok {
+    Ok(exit_code(ok))
+}
+
+fn exit_code(ok: bool) -> ExitCode {
+    if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    })
+    }
 }
 
 async fn sql(
@@ -328,28 +340,39 @@ async fn sql(
     query: &str,
     format: OutputFormat,
 ) -> Result<ExitCode> {
-    let warehouse = warehouse(global)?;
+    let warehouse = existing_warehouse(global)?;
     let tables = all_tables(registry);
     let batches = warehouse.sql(&tables, query).await?.collect().await?;
     match format {
-        OutputFormat::Table => println!("{}", pretty_format_batches(&batches)?),
+        OutputFormat::Table => say!("{}", pretty_format_batches(&batches)?),
         OutputFormat::Csv => {
             let mut writer = arrow::csv::WriterBuilder::new()
                 .with_header(true)
                 .build(std::io::stdout());
-            for batch in &batches {
-                writer.write(batch)?;
-            }
+            let written: Result<(), arrow::error::ArrowError> =
+                batches.iter().try_for_each(|batch| writer.write(batch));
+            quiet_if_reader_gone(written)?;
         }
         OutputFormat::Json => {
             let mut writer = arrow::json::LineDelimitedWriter::new(std::io::stdout());
-            for batch in &batches {
-                writer.write(batch)?;
-            }
-            writer.finish()?;
+            let written: Result<(), arrow::error::ArrowError> = batches
+                .iter()
+                .try_for_each(|batch| writer.write(batch))
+                .and_then(|()| writer.finish());
+            quiet_if_reader_gone(written)?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `written`, where a reader gone (`orchestrate sql .. | head`) is no error.
+fn quiet_if_reader_gone(
+    written: Result<(), arrow::error::ArrowError>,
+) -> Result<(), arrow::error::ArrowError> {
+    match written {
+        Err(error) if super::is_broken_pipe(&error) => Ok(()),
+        other => other,
+    }
 }
 
 async fn runs(
@@ -358,7 +381,7 @@ async fn runs(
     run_id: Option<String>,
     limit: usize,
 ) -> Result<ExitCode> {
-    let orchestrator = Orchestrator::new(registry.clone(), warehouse(global)?);
+    let orchestrator = Orchestrator::new(registry.clone(), existing_warehouse(global)?);
     let mut grid = Grid::new();
     grid.load_preset(presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic);
@@ -387,9 +410,9 @@ async fn runs(
                     r.selection.clone().unwrap_or_default(),
                 ]);
             }
-            println!("{grid}");
+            say!("{grid}");
             if runs.is_empty() {
-                println!("no run recorded in {} yet", global.warehouse);
+                say!("no run recorded in {} yet", global.warehouse);
             }
         }
         Some(run_id) => {
@@ -413,7 +436,7 @@ async fn runs(
                     r.error.clone().unwrap_or_default(),
                 ]);
             }
-            println!("{grid}");
+            say!("{grid}");
         }
     }
     Ok(ExitCode::SUCCESS)

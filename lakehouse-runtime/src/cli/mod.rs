@@ -8,6 +8,14 @@
 //! }
 //! ```
 
+/// `println!` that never panics: a reader gone (`orchestrate runs | head -1`) only loses what is
+/// left of the output, and the command finishes as it would have (a run keeps its records).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::print_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod args;
 mod commands;
 mod progress;
@@ -46,6 +54,18 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Writes to stdout, ignoring errors (see `say!`).
+pub(crate) fn print_stdout(text: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().lock().write_fmt(text);
+}
+
+/// Whether `error` is only the reader of our output having gone away.
+pub(crate) fn is_broken_pipe(error: &arrow::error::ArrowError) -> bool {
+    matches!(error, arrow::error::ArrowError::IoError(_, e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+        || error.to_string().contains("Broken pipe")
+}
+
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new("info,datafusion=warn,deltalake=warn,deltalake_core=warn,deltalake_core::operations::merge=error,delta_kernel=warn,buoyant_kernel=warn")
@@ -53,6 +73,9 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Its fallback on a failed write is `eprintln!`, which panics when stderr is a closed
+        // pipe: inside a pipeline's task that would fail a pipeline whose rows are committed.
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Text => builder.compact().try_init(),

@@ -93,7 +93,40 @@ fn check_scheme(url: &Url, location: &str) -> Result<()> {
     }
 }
 
+/// The directory of a warehouse given as a local path or `file://` URL (`None`: an object
+/// store), resolved as [`warehouse_url`] resolves it, without creating it.
+pub(crate) fn local_directory(location: &str) -> Result<Option<std::path::PathBuf>> {
+    match Url::parse(location) {
+        Ok(url) if url.scheme() == "file" => {
+            url.to_file_path()
+                .map(Some)
+                .map_err(|()| Error::InvalidName {
+                    what: "warehouse location",
+                    name: location.to_owned(),
+                    reason: "not a valid file URL",
+                })
+        }
+        Ok(url) if url.scheme().len() > 1 => Ok(None),
+        _ => normalized(Path::new(location)).map(Some),
+    }
+}
+
 fn local_url(path: &Path, location: &str) -> Result<Url> {
+    let normalized = normalized(path)?;
+    std::fs::create_dir_all(&normalized).map_err(|source| Error::Io {
+        context: format!("creating the warehouse directory {}", normalized.display()),
+        source,
+    })?;
+    let url = Url::from_directory_path(&normalized).map_err(|()| Error::InvalidName {
+        what: "warehouse location",
+        name: location.to_owned(),
+        reason: "not a usable directory path",
+    })?;
+    Ok(url)
+}
+
+/// `path` made absolute, with `.` and `..` resolved lexically.
+fn normalized(path: &Path) -> Result<std::path::PathBuf> {
     let absolute = if path.is_absolute() {
         path.to_path_buf()
     } else {
@@ -115,16 +148,7 @@ fn local_url(path: &Path, location: &str) -> Result<Url> {
             other => normalized.push(other),
         }
     }
-    std::fs::create_dir_all(&normalized).map_err(|source| Error::Io {
-        context: format!("creating the warehouse directory {}", normalized.display()),
-        source,
-    })?;
-    let url = Url::from_directory_path(&normalized).map_err(|()| Error::InvalidName {
-        what: "warehouse location",
-        name: location.to_owned(),
-        reason: "not a usable directory path",
-    })?;
-    Ok(url)
+    Ok(normalized)
 }
 
 fn with_trailing_slash(mut url: Url) -> Url {

@@ -76,6 +76,21 @@ impl Warehouse {
         Warehouse::open_with_memory_limit(location, DEFAULT_MEMORY_LIMIT)
     }
 
+    /// Opens a warehouse that already exists: a local warehouse's directory is not created, and
+    /// its absence is an error (for commands that only read or maintain a warehouse, where a
+    /// mistyped location would otherwise answer as an empty warehouse).
+    pub fn open_existing(location: &str) -> Result<Warehouse> {
+        if let Some(directory) = location::local_directory(location)?
+            && !directory.is_dir()
+        {
+            return Err(Error::msg(format!(
+                "no warehouse at {}: the directory does not exist (a run creates it)",
+                directory.display()
+            )));
+        }
+        Warehouse::open(location)
+    }
+
     /// Opens the warehouse with `memory_limit` bytes for DataFusion operators (they spill beyond).
     pub fn open_with_memory_limit(location: &str, memory_limit: usize) -> Result<Warehouse> {
         let root = warehouse_url(location)?;
