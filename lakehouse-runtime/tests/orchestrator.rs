@@ -479,6 +479,66 @@ async fn a_forced_resume_keeps_the_incremental_position() {
 }
 
 #[tokio::test]
+async fn a_write_of_this_sequence_by_another_run_fails_the_pipeline_instead_of_dropping_rows() {
+    let wh = TempWarehouse::new();
+    // Another orchestrator on this warehouse, whose run picked sequence 1 too, wrote ok1's table.
+    let table = <Ok1 as lakehouse_runtime::Table>::DEF;
+    #[derive(Serialize)]
+    struct Row {
+        n: i64,
+    }
+    crate::common::write(
+        &wh.warehouse,
+        table,
+        &[Row { n: 100 }],
+        lakehouse_runtime::store::WriteOptions {
+            transaction: Some(("ok1".to_owned(), 1)),
+            metadata: [(
+                "lakehouse.runId".to_owned(),
+                serde_json::json!("r000001-other"),
+            )]
+            .into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("their write");
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    let mut config = fast(RunConfig::default());
+    // The first attempt finds the transaction when it writes, the retry before it produces.
+    config.overrides.insert(
+        "ok1".into(),
+        lakehouse_runtime::orchestrator::PipelineOverride {
+            retries: Some(1),
+            timeout: None,
+        },
+    );
+    let report = orchestrator.run(&config).await.expect("run");
+    assert_eq!(report.sequence, 1);
+    let ok1 = report.result("ok1").expect("planned");
+    assert_eq!((ok1.status, ok1.attempts), (Status::Failed, 2));
+    let error = ok1.error.clone().unwrap_or_default();
+    assert!(
+        error.contains(
+            "silver.ok1 already holds a write of run sequence 1 or later by run `r000001-other`"
+        ) && error.contains("two orchestrators are running on one warehouse"),
+        "{error}"
+    );
+    let attempts = orchestrator
+        .ledger()
+        .run(&report.run_id)
+        .await
+        .expect("ledger");
+    let first = attempts
+        .iter()
+        .find(|r| r.pipeline.as_deref() == Some("ok1") && r.attempt == Some(1))
+        .and_then(|r| r.error.clone())
+        .unwrap_or_default();
+    assert!(first.contains("or later by another run"), "{first}");
+    assert_eq!(contents(&wh.warehouse, table).await, ["100"]);
+}
+
+#[tokio::test]
 async fn changes_are_read_up_to_the_version_loaded() {
     #[derive(Serialize)]
     struct Row {

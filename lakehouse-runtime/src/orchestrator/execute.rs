@@ -22,6 +22,8 @@ use crate::table::Timestamp;
 
 /// The `commitInfo` key of a pipeline's write recording the input versions it read.
 const INPUT_VERSIONS_KEY: &str = "lakehouse.inputVersions";
+/// The `commitInfo` key of a pipeline's write recording the run that made it.
+const RUN_ID_KEY: &str = "lakehouse.runId";
 
 /// What a successful attempt produced.
 struct Written {
@@ -346,6 +348,66 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// What this run already committed to `pipeline`'s table, if it did (or a later run did, which
+/// supersedes it). Another run's commit with this run's sequence (two orchestrators on one
+/// warehouse that picked the same sequence) is an error: counting it as ours would drop our rows.
+async fn already_written(
+    warehouse: &crate::store::Warehouse,
+    pipeline: &'static PipelineDescriptor,
+    run: &RunInfo,
+) -> Result<Option<Written>> {
+    let Some(done) = warehouse
+        .transaction_version(pipeline.output, pipeline.name)
+        .await?
+        .filter(|done| *done >= run.sequence)
+    else {
+        return Ok(None);
+    };
+    let metadata = warehouse
+        .transaction_metadata(pipeline.output, pipeline.name, done)
+        .await?
+        .unwrap_or_default();
+    let writer = metadata.get(RUN_ID_KEY).and_then(|id| id.as_str());
+    if done == run.sequence
+        && let Some(writer) = writer.filter(|writer| *writer != run.run_id)
+    {
+        return Err(collision(pipeline, run, &format!("run `{writer}`")));
+    }
+    if done > run.sequence {
+        tracing::info!(
+            later_sequence = done,
+            "a later run already wrote the table; not executed"
+        );
+    } else {
+        tracing::info!("already written by this run; not executed again");
+    }
+    let version = warehouse.version(pipeline.output).await?;
+    // What the committed write read, as its commit recorded it: the next incremental read
+    // starts there (an empty record would make it start over).
+    let input_versions = metadata
+        .get(INPUT_VERSIONS_KEY)
+        .cloned()
+        .and_then(|versions| serde_json::from_value(versions).ok())
+        .unwrap_or_default();
+    Ok(Some(Written {
+        outcome: WriteOutcome::skipped(pipeline.output, version),
+        input_versions,
+        metric: None,
+        fragmented: false,
+    }))
+}
+
+/// The error of a write whose transaction (run sequence) `writer`, another run, holds.
+fn collision(pipeline: &'static PipelineDescriptor, run: &RunInfo, writer: &str) -> Error {
+    Error::msg(format!(
+        "{} already holds a write of run sequence {} or later by {writer}, not by this run \
+         (`{}`): two orchestrators are running on one warehouse; nothing was written, run again",
+        pipeline.output.qualified_name(),
+        run.sequence,
+        run.run_id
+    ))
+}
+
 /// Reads the inputs, runs the pipeline, writes its output with the run's transaction, records
 /// its rejects, and measures the table (recorded with the attempt).
 async fn produce_and_write(
@@ -358,28 +420,8 @@ async fn produce_and_write(
     let warehouse = &orchestrator.warehouse;
     // A write this run already committed is not produced again: the source is not called and
     // incremental inputs are not re-read.
-    if look_first
-        && let Some(done) = warehouse
-            .transaction_version(pipeline.output, pipeline.name)
-            .await?
-        && done >= run.sequence
-    {
-        tracing::info!("already written by this run; not executed again");
-        let version = warehouse.version(pipeline.output).await?;
-        // What the committed write read, as its commit recorded it: the next incremental read
-        // starts there (an empty record would make it start over).
-        let input_versions = warehouse
-            .transaction_metadata(pipeline.output, pipeline.name, done)
-            .await?
-            .and_then(|metadata| metadata.get(INPUT_VERSIONS_KEY).cloned())
-            .and_then(|versions| serde_json::from_value(versions).ok())
-            .unwrap_or_default();
-        return Ok(Written {
-            outcome: WriteOutcome::skipped(pipeline.output, version),
-            input_versions,
-            metric: None,
-            fragmented: false,
-        });
+    if look_first && let Some(written) = already_written(warehouse, pipeline, &run).await? {
+        return Ok(written);
     }
     tracing::debug!("transaction checked");
     let session = warehouse.session();
@@ -489,19 +531,28 @@ async fn produce_and_write(
         } else {
             Deletions::None
         },
-        metadata: BTreeMap::from([(
-            INPUT_VERSIONS_KEY.to_owned(),
-            serde_json::Value::Object(
-                input_versions
-                    .iter()
-                    .map(|(table, version)| (table.clone(), serde_json::json!(version)))
-                    .collect(),
+        metadata: BTreeMap::from([
+            (
+                INPUT_VERSIONS_KEY.to_owned(),
+                serde_json::Value::Object(
+                    input_versions
+                        .iter()
+                        .map(|(table, version)| (table.clone(), serde_json::json!(version)))
+                        .collect(),
+                ),
             ),
-        )]),
+            (RUN_ID_KEY.to_owned(), serde_json::json!(run.run_id)),
+        ]),
     };
     let outcome = warehouse
         .write(&session, pipeline.output, output.df, options)
         .await?;
+    if !outcome.committed {
+        // The table held this sequence's transaction, or a later one, before this attempt
+        // wrote: another orchestrator's run committed meanwhile (this run's own commit would have
+        // been found before producing). Counted as ours, our rows would be silently dropped.
+        return Err(collision(pipeline, &run, "another run"));
+    }
     tracing::debug!(version = ?outcome.version, "written");
     let mut metric = None;
     let mut fragmented = false;
