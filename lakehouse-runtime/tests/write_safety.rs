@@ -33,6 +33,39 @@ mod v2 {
     }
 }
 
+mod v3 {
+    use lakehouse_runtime::prelude::*;
+
+    /// Orders, with a new required column.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "orders", key(id), mode = merge)]
+    pub struct Orders {
+        pub id: i64,
+        pub amount: Option<i64>,
+        pub region: String,
+    }
+}
+
+mod v4 {
+    use lakehouse_runtime::prelude::*;
+
+    /// Orders, with a new optional column.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "orders", key(id), mode = merge)]
+    pub struct Orders {
+        pub id: i64,
+        pub amount: Option<i64>,
+        pub region: Option<String>,
+    }
+}
+
+#[derive(Serialize)]
+struct RegionOrder {
+    id: i64,
+    amount: Option<i64>,
+    region: String,
+}
+
 #[derive(Serialize)]
 struct Order {
     id: i64,
@@ -158,6 +191,53 @@ async fn an_incompatible_type_change_fails_and_leaves_the_table_as_it_was() {
         version
     );
     assert_eq!(contents(&wh.warehouse, ORDERS).await, lines(&["1|10"]));
+}
+
+#[tokio::test]
+async fn a_new_not_null_column_is_refused_on_a_table_with_rows() {
+    let wh = TempWarehouse::new();
+    write(
+        &wh.warehouse,
+        ORDERS,
+        &[Order {
+            id: 1,
+            amount: Some(10),
+        }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("write");
+    let version = wh.warehouse.version(ORDERS).await.expect("version");
+    let row = RegionOrder {
+        id: 2,
+        amount: Some(20),
+        region: "eu".into(),
+    };
+    let required = <v3::Orders as lakehouse_runtime::Table>::DEF;
+    let error = write(&wh.warehouse, required, &[&row], WriteOptions::default())
+        .await
+        .expect_err("the existing row has no region");
+    let message = error.to_string();
+    for part in [
+        "silver.orders",
+        "column `region` is new and declared NOT NULL (STRING)",
+        "declare it as an `Option<_>`",
+    ] {
+        assert!(message.contains(part), "{part:?} missing from: {message}");
+    }
+    assert_eq!(
+        wh.warehouse.version(ORDERS).await.expect("version"),
+        version
+    );
+    // Declared optional, it is added, and the old row reads with NULL.
+    let optional = <v4::Orders as lakehouse_runtime::Table>::DEF;
+    write(&wh.warehouse, optional, &[&row], WriteOptions::default())
+        .await
+        .expect("optional column added");
+    assert_eq!(
+        contents(&wh.warehouse, optional).await,
+        lines(&["1|10|∅", "2|20|eu"])
+    );
 }
 
 #[tokio::test]

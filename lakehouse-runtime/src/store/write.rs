@@ -301,6 +301,7 @@ impl Warehouse {
         if table.evolution == SchemaEvolution::Keep {
             return Ok(delta);
         }
+        refuse_required_additions(table, &delta, &drift)?;
         let missing: Vec<StructField> = drift
             .iter()
             .filter(|d| matches!(d.kind, DriftKind::MissingInTable { .. }))
@@ -325,6 +326,41 @@ impl Warehouse {
             .with_fields(missing)
             .await
             .map_err(|e| Error::delta(table.qualified_name(), e))
+    }
+}
+
+/// A new column declared NOT NULL cannot be added to a table whose rows are kept (append, merge,
+/// SCD2) and that has rows: they have no value for it, and every read of the table would then
+/// fail. Refused before anything is written, naming the ways out.
+fn refuse_required_additions(
+    table: &'static TableDef,
+    delta: &DeltaTable,
+    drift: &[super::SchemaDrift],
+) -> Result<()> {
+    if table.mode == WriteMode::Overwrite {
+        return Ok(());
+    }
+    let required: Vec<&crate::table::ColumnDef> = drift
+        .iter()
+        .filter(|d| matches!(d.kind, DriftKind::MissingInTable { .. }))
+        .filter_map(|d| table.column(&d.column))
+        .filter(|c| !c.nullable)
+        .collect();
+    let has_rows = delta
+        .snapshot()
+        .map(|s| s.log_data().num_files() > 0)
+        .unwrap_or(true);
+    match required.first() {
+        Some(column) if has_rows => Err(Error::schema(
+            table.qualified_name(),
+            format!(
+                "column `{}` is new and declared NOT NULL ({}), but the table's existing rows have \
+                 no value for it: declare it as an `Option<_>` (existing rows then read as NULL), \
+                 or rebuild the table with the column",
+                column.name, column.data_type
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
