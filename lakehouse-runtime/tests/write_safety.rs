@@ -59,6 +59,30 @@ mod v4 {
     }
 }
 
+mod unchecked {
+    use lakehouse_runtime::prelude::*;
+
+    /// Orders, before the declaration gained its CHECK constraint.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "orders", key(id), mode = merge)]
+    pub struct Orders {
+        pub id: i64,
+        pub amount: Option<i64>,
+    }
+}
+
+mod mistyped_check {
+    use lakehouse_runtime::prelude::*;
+
+    /// Orders, with a CHECK naming no column.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "orders", key(id), mode = merge, check(name = "positive", expr = "amout > 0"))]
+    pub struct Orders {
+        pub id: i64,
+        pub amount: Option<i64>,
+    }
+}
+
 #[derive(Serialize)]
 struct RegionOrder {
     id: i64,
@@ -272,6 +296,72 @@ async fn a_check_violation_fails_and_leaves_the_table_as_it_was() {
         version
     );
     assert_eq!(contents(&wh.warehouse, ORDERS).await, lines(&["1|10"]));
+}
+
+#[tokio::test]
+async fn a_check_added_to_the_declaration_reaches_the_existing_table() {
+    let wh = TempWarehouse::new();
+    let order = |id, amount| Order {
+        id,
+        amount: Some(amount),
+    };
+    let unchecked = <unchecked::Orders as lakehouse_runtime::Table>::DEF;
+    write(
+        &wh.warehouse,
+        unchecked,
+        &[order(1, 10)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("write");
+    // The declaration gains `positive_amount`: the next write adds it, then obeys it.
+    let error = write(
+        &wh.warehouse,
+        ORDERS,
+        &[order(2, -5)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect_err("violates the new CHECK");
+    assert!(error.to_string().contains("silver.orders"), "{error}");
+    write(
+        &wh.warehouse,
+        ORDERS,
+        &[order(3, 30)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("satisfies it");
+    assert_eq!(
+        contents(&wh.warehouse, ORDERS).await,
+        lines(&["1|10", "3|30"])
+    );
+}
+
+#[tokio::test]
+async fn a_check_that_cannot_be_added_fails_every_write() {
+    let wh = TempWarehouse::new();
+    let mistyped = <mistyped_check::Orders as lakehouse_runtime::Table>::DEF;
+    for attempt in 1..=2 {
+        let error = write(
+            &wh.warehouse,
+            mistyped,
+            &[Order {
+                id: attempt,
+                amount: Some(-1),
+            }],
+            WriteOptions::default(),
+        )
+        .await
+        .expect_err("the constraint cannot be added");
+        let message = error.to_string();
+        assert!(
+            message.contains("silver.orders")
+                && message.contains("cannot add the declared CHECK constraint(s) `positive`"),
+            "attempt {attempt}: {message}"
+        );
+    }
+    assert!(contents(&wh.warehouse, mistyped).await.is_empty());
 }
 
 #[tokio::test]

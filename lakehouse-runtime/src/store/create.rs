@@ -100,10 +100,53 @@ impl Warehouse {
     /// with NOT NULL and comments, partitions, description, properties and CHECK constraints.
     /// An existing table gets the table properties its declaration has since gained or changed.
     pub async fn ensure(&self, table: &'static TableDef) -> Result<DeltaTable> {
-        if let Some(existing) = self.load(table).await? {
-            return self.set_declared_properties(table, existing).await;
+        let delta = match self.load(table).await? {
+            Some(existing) => self.set_declared_properties(table, existing).await?,
+            None => self.create(table).await?,
+        };
+        self.add_declared_checks(table, delta).await
+    }
+
+    /// Adds the CHECK constraints `table` declares that `delta` lacks (by name), in one commit
+    /// that first validates the existing rows. A declaration that gained a constraint gets it on
+    /// the existing table, and a constraint that could not be added (existing rows violate it, or
+    /// its expression names no column) fails every write until it can, rather than leaving the
+    /// table unchecked. A changed expression under an existing name is not replaced.
+    async fn add_declared_checks(
+        &self,
+        table: &'static TableDef,
+        delta: DeltaTable,
+    ) -> Result<DeltaTable> {
+        let qualified = table.qualified_name();
+        let missing = checks_to_add(table, &delta)?;
+        if missing.is_empty() {
+            return Ok(delta);
         }
-        self.create(table).await
+        let names: Vec<&str> = missing.keys().copied().collect();
+        tracing::info!(table = %qualified, constraints = ?names, "adding declared CHECK constraints");
+        match delta
+            .add_constraint()
+            .with_constraints(missing.clone())
+            .await
+        {
+            Ok(updated) => Ok(updated),
+            Err(error) => match self.load(table).await? {
+                // Another process added them at the same moment.
+                Some(reloaded) if checks_to_add(table, &reloaded)?.is_empty() => Ok(reloaded),
+                _ => Err(Error::schema(
+                    &qualified,
+                    format!(
+                        "cannot add the declared CHECK constraint(s) {}: {error} (the table's \
+                         rows must satisfy it, and its expression must name the table's columns)",
+                        names
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )),
+            },
+        }
     }
 
     /// Sets the properties `table` declares that `delta` lacks or holds with another value, in
@@ -164,7 +207,7 @@ impl Warehouse {
                 Some("true".to_owned()),
             ));
         }
-        let mut created = deltalake::operations::create::CreateBuilder::new()
+        let created = deltalake::operations::create::CreateBuilder::new()
             .with_location(url.as_str())
             .with_table_name(table.name)
             .with_comment(table.description)
@@ -174,15 +217,6 @@ impl Warehouse {
             .with_raise_if_key_not_exists(false)
             .await
             .map_err(|e| Error::delta(&qualified, e))?;
-        if !table.checks.is_empty() {
-            let checks: HashMap<&str, &str> =
-                table.checks.iter().map(|c| (c.name, c.expr)).collect();
-            created = created
-                .add_constraint()
-                .with_constraints(checks)
-                .await
-                .map_err(|e| Error::delta(&qualified, e))?;
-        }
         tracing::info!(table = %qualified, "created Delta table");
         Ok(created)
     }
@@ -259,6 +293,24 @@ fn delta_type_name(data_type: &arrow::datatypes::DataType) -> String {
 }
 
 /// The properties `table` declares that `delta` lacks or holds with another value.
+/// The CHECK constraints `table` declares whose names `delta` does not hold, name → expression.
+fn checks_to_add(
+    table: &TableDef,
+    delta: &DeltaTable,
+) -> Result<HashMap<&'static str, &'static str>> {
+    let stored = delta
+        .snapshot()
+        .map_err(|e| Error::delta(table.qualified_name(), e))?
+        .metadata()
+        .configuration();
+    Ok(table
+        .checks
+        .iter()
+        .filter(|c| !stored.contains_key(&format!("delta.constraints.{}", c.name)))
+        .map(|c| (c.name, c.expr))
+        .collect())
+}
+
 fn properties_to_set(table: &TableDef, delta: &DeltaTable) -> Result<HashMap<String, String>> {
     let stored = delta
         .snapshot()
