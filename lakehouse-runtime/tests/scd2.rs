@@ -56,6 +56,69 @@ fn run(day: i64, transaction: i64) -> WriteOptions {
 }
 
 #[tokio::test]
+async fn a_run_earlier_than_the_history_is_refused() {
+    let wh = TempWarehouse::new();
+    let def = <DimCustomer as lakehouse_runtime::Table>::DEF;
+    write(
+        &wh.warehouse,
+        def,
+        &[c("a", Some("Ann"), Some("Paris"))],
+        run(5, 1),
+    )
+    .await
+    .expect("day 5");
+    write(
+        &wh.warehouse,
+        def,
+        &[c("a", Some("Ann"), Some("Lille"))],
+        run(9, 2),
+    )
+    .await
+    .expect("day 9");
+    let version = wh.warehouse.version(def).await.expect("version");
+    // A backfill of day 7 after day 9: it would close Lille's version before it began.
+    let error = write(
+        &wh.warehouse,
+        def,
+        &[c("a", Some("Ann"), Some("Nice"))],
+        run(7, 3),
+    )
+    .await
+    .expect_err("history is written in time order");
+    let message = error.to_string();
+    assert!(
+        message.contains("SCD2 table gold.dim_customer: its history already reaches 1970-01-10T00:00:00Z, later than this run's run_at 1970-01-08T00:00:00Z"),
+        "{message}"
+    );
+    assert_eq!(wh.warehouse.version(def).await.expect("version"), version);
+    // The same time again, or a later one, is fine.
+    write(
+        &wh.warehouse,
+        def,
+        &[c("a", Some("Ann"), Some("Lille"))],
+        run(9, 4),
+    )
+    .await
+    .expect("day 9 again");
+    write(
+        &wh.warehouse,
+        def,
+        &[c("a", Some("Ann"), Some("Nice"))],
+        run(10, 5),
+    )
+    .await
+    .expect("day 10");
+    assert_eq!(
+        contents(&wh.warehouse, def).await,
+        lines(&[
+            "a|Ann|Lille|1970-01-10T00:00:00Z|1970-01-11T00:00:00Z|false",
+            "a|Ann|Nice|1970-01-11T00:00:00Z|∅|true",
+            "a|Ann|Paris|1970-01-06T00:00:00Z|1970-01-10T00:00:00Z|false",
+        ])
+    );
+}
+
+#[tokio::test]
 async fn three_runs_keep_exact_history() {
     let wh = TempWarehouse::new();
     let def = <DimCustomer as lakehouse_runtime::Table>::DEF;

@@ -32,6 +32,52 @@ fn column(name: &str) -> Expr {
     Expr::Column(Column::new_unqualified(name))
 }
 
+/// Refuses a write at `run_at` into an SCD2 table whose history already reaches past it (a
+/// `--run-at` backfill after later runs): it would close versions before they began and open
+/// versions that overlap the later ones. History is written in time order.
+async fn refuse_going_back(
+    warehouse: &Warehouse,
+    session: &SessionContext,
+    table: &'static TableDef,
+    run_at: Timestamp,
+) -> Result<()> {
+    use datafusion::functions_aggregate::expr_fn::max;
+    let latest = warehouse
+        .read(session, table)
+        .await?
+        .aggregate(
+            vec![],
+            vec![
+                max(column("valid_from")).alias("from"),
+                max(column("valid_to")).alias("to"),
+            ],
+        )?
+        .collect()
+        .await?;
+    let mut bound: Option<i64> = None;
+    for batch in &latest {
+        for array in batch.columns() {
+            for row in 0..array.len() {
+                if let ScalarValue::TimestampMicrosecond(Some(t), _) =
+                    ScalarValue::try_from_array(array, row)?
+                {
+                    bound = bound.max(Some(t));
+                }
+            }
+        }
+    }
+    match bound {
+        Some(latest) if latest > run_at.0 => Err(Error::msg(format!(
+            "SCD2 table {}: its history already reaches {}, later than this run's run_at \
+             {run_at}; versions are written in time order, so a past run_at cannot follow later \
+             runs (rebuild the table to replay its history)",
+            table.qualified_name(),
+            Timestamp(latest)
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Runs the SCD2 MERGE of `source` (data columns, one row per key) into `delta`.
 pub(crate) async fn merge(
     warehouse: &Warehouse,
@@ -43,6 +89,7 @@ pub(crate) async fn merge(
     options: WriteOptions,
 ) -> Result<WriteOutcome> {
     let qualified_name = table.qualified_name();
+    refuse_going_back(warehouse, session, table, run_at).await?;
     let data: Vec<String> = source
         .schema()
         .fields()
