@@ -158,6 +158,7 @@ fn values_that_cannot_work_are_refused_before_anything_runs() {
             "must be at least 1",
         ),
         (&["run", "--concurrency", "0"], "must be at least 1"),
+        (&["runs", "--limit", "0"], "must be at least 1"),
         // An empty variable in `--select "$PIPES"` must not select everything.
         (&["run", "--select", ""], "an empty selector"),
         (&["plan", "--select", ",,"], "an empty selector"),

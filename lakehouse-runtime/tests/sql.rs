@@ -62,6 +62,55 @@ async fn queries_every_table_by_schema_and_name() {
 }
 
 #[tokio::test]
+async fn a_query_loads_only_the_tables_it_names() {
+    let wh = TempWarehouse::new();
+    let product = P {
+        product_id: "p1",
+        price: Some(Decimal(1999)),
+    };
+    write(&wh.warehouse, PRODUCT, &[product], WriteOptions::default())
+        .await
+        .expect("write");
+    #[derive(Serialize)]
+    struct X {
+        x: i64,
+    }
+    write(&wh.warehouse, EMPTY, &[X { x: 1 }], WriteOptions::default())
+        .await
+        .expect("write");
+    // A broken table: its first commit is truncated.
+    let log = wh
+        .warehouse
+        .local_root()
+        .expect("local")
+        .join("bronze/empty_one/_delta_log/00000000000000000000.json");
+    std::fs::write(&log, "{\"commitInfo\":{").expect("truncate");
+    let query = "WITH p AS (SELECT product_id FROM gold.dim_product) SELECT count(*) FROM p";
+    let df = wh
+        .warehouse
+        .sql(&[PRODUCT, EMPTY], query)
+        .await
+        .expect("the broken table is not read");
+    assert_eq!(render(df).await, ["1"]);
+    // The broken one is reported when it is queried, and a misspelled name gets a suggestion.
+    let broken = wh
+        .warehouse
+        .sql(&[PRODUCT, EMPTY], "SELECT * FROM bronze.empty_one")
+        .await
+        .expect_err("unreadable");
+    assert!(broken.to_string().contains("bronze.empty_one"), "{broken}");
+    let misspelled = wh
+        .warehouse
+        .sql(&[PRODUCT, EMPTY], "SELECT * FROM gold.dim_prodcut")
+        .await
+        .expect_err("no such table");
+    assert_eq!(
+        misspelled.to_string(),
+        "query failed: no table `gold.dim_prodcut`; did you mean `gold.dim_product`?"
+    );
+}
+
+#[tokio::test]
 async fn ddl_dml_copy_and_set_are_rejected() {
     let wh = TempWarehouse::new();
     write(

@@ -82,7 +82,7 @@ pub enum Command {
         /// A run id, to show its attempts.
         run_id: Option<String>,
         /// How many runs to show.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = parse_count)]
         limit: usize,
     },
     /// Re-run the failed, skipped and cancelled pipelines of a run, with its `run_at`.

@@ -59,12 +59,70 @@ impl Warehouse {
         Ok(session)
     }
 
-    /// Runs a read-only SQL query over `tables`. DDL, DML, `COPY` and `SET` are rejected.
+    /// Runs a read-only SQL query over `tables`. DDL, DML, `COPY` and `SET` are rejected. Only
+    /// the tables the query names are loaded (all of them for `information_schema` queries), so
+    /// one unreadable table does not fail queries of the others; a name that is none of `tables`
+    /// is an error with the closest one.
     pub async fn sql(&self, tables: &[&'static TableDef], query: &str) -> Result<DataFrame> {
-        let session = self.catalog(tables).await?;
+        let named = named_tables(&self.session(), tables, query)?;
+        let session = self.catalog(named.as_deref().unwrap_or(tables)).await?;
         session
             .sql_with_options(query, read_only())
             .await
             .map_err(|e| Error::msg(format!("query failed: {e}")))
     }
+}
+
+/// The tables among `tables` that `query` reads; `None` when that cannot be told from the text
+/// alone (it does not parse, or is not a query, which running it then reports; or it reads
+/// `information_schema`).
+fn named_tables(
+    session: &SessionContext,
+    tables: &[&'static TableDef],
+    query: &str,
+) -> Result<Option<Vec<&'static TableDef>>> {
+    let state = session.state();
+    let dialect = state.config().options().sql_parser.dialect;
+    let Ok(statement) = state.sql_to_statement(query, &dialect) else {
+        return Ok(None);
+    };
+    // Anything but a query is refused as such (read-only), whatever it names.
+    let is_query = matches!(
+        &statement,
+        datafusion::sql::parser::Statement::Statement(inner)
+            if matches!(**inner, datafusion::sql::sqlparser::ast::Statement::Query(_))
+    );
+    if !is_query {
+        return Ok(None);
+    }
+    let Ok(references) = state.resolve_table_references(&statement) else {
+        return Ok(None);
+    };
+    let mut named: Vec<&'static TableDef> = Vec::new();
+    for reference in &references {
+        if reference.schema() == Some("information_schema") {
+            return Ok(None);
+        }
+        let found = tables.iter().copied().find(|t| {
+            reference.table() == t.name
+                && reference.schema() == Some(t.schema)
+                && reference.catalog().is_none_or(|c| c == "datafusion")
+        });
+        match found {
+            Some(table) if !named.contains(&table) => named.push(table),
+            Some(_) => {}
+            None => {
+                let known: Vec<String> = tables.iter().map(|t| t.qualified_name()).collect();
+                let name = match reference.schema() {
+                    Some(schema) => format!("{schema}.{}", reference.table()),
+                    None => reference.table().to_owned(),
+                };
+                let hint = crate::similar::closest(&name, known.iter().map(String::as_str))
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_else(|| "; tables are named `schema.table`".to_owned());
+                return Err(Error::msg(format!("query failed: no table `{name}`{hint}")));
+            }
+        }
+    }
+    Ok(Some(named))
 }

@@ -34,7 +34,7 @@ impl Warehouse {
             return Ok(outcome_nothing(table));
         };
         if let Some((app_id, version)) = &transaction
-            && let Some(done) = committed_version(&delta, app_id).await?
+            && let Some(done) = committed_version(&delta, table, app_id).await?
             && done >= *version
         {
             return Ok(WriteOutcome {

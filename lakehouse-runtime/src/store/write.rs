@@ -184,7 +184,7 @@ impl Warehouse {
         let transaction = options.transaction.clone();
         let mut delta = self.ensure(table).await?;
         if let Some((app_id, version)) = &options.transaction
-            && let Some(done) = committed_version(&delta, app_id).await?
+            && let Some(done) = committed_version(&delta, table, app_id).await?
             && done >= *version
         {
             tracing::info!(table = %qualified, app_id, version, "already committed; skipping the write");
@@ -276,7 +276,7 @@ impl Warehouse {
         let qualified = table.qualified_name();
         if let Some((app_id, version)) = transaction
             && let Ok(Some(delta)) = self.load(table).await
-            && let Ok(Some(done)) = committed_version(&delta, app_id).await
+            && let Ok(Some(done)) = committed_version(&delta, table, app_id).await
             && done >= *version
         {
             tracing::warn!(table = %qualified, %error, "the write committed, then failed afterwards");
@@ -373,7 +373,7 @@ impl Warehouse {
         app_id: &str,
     ) -> Result<Option<i64>> {
         match self.load(table).await? {
-            Some(delta) => committed_version(&delta, app_id).await,
+            Some(delta) => committed_version(&delta, table, app_id).await,
             None => Ok(None),
         }
     }
@@ -402,13 +402,19 @@ impl Warehouse {
     }
 }
 
-/// The version `app_id` last committed to `delta`, if any.
-pub(crate) async fn committed_version(delta: &DeltaTable, app_id: &str) -> Result<Option<i64>> {
-    let snapshot = delta.snapshot().map_err(|e| Error::delta(app_id, e))?;
+/// The version `app_id` last committed to `delta`, the Delta table of `table`, if any.
+pub(crate) async fn committed_version(
+    delta: &DeltaTable,
+    table: &TableDef,
+    app_id: &str,
+) -> Result<Option<i64>> {
+    let snapshot = delta
+        .snapshot()
+        .map_err(|e| Error::delta(table.qualified_name(), e))?;
     snapshot
         .transaction_version(delta.log_store().as_ref(), app_id)
         .await
-        .map_err(|e| Error::delta(app_id, e))
+        .map_err(|e| Error::delta(table.qualified_name(), e))
 }
 
 pub(crate) fn stored_schema(delta: &DeltaTable, qualified: &str) -> Result<SchemaRef> {
