@@ -311,3 +311,29 @@ async fn a_system_table_is_compacted_once_appends_leave_it_with_many_files() {
     .await;
     assert_eq!(counted, vec![format!("{appends}|{appends}|1|{appends}")]);
 }
+
+#[tokio::test]
+async fn an_error_after_the_commit_does_not_append_the_rows_twice() {
+    let wh = TempWarehouse::new();
+    let ledger = Ledger::new(wh.warehouse.clone());
+    // The checkpoint of version 99 cannot be written (a directory is in its place): the commit
+    // of version 99 succeeds, then delta-rs's checkpoint after it fails.
+    let log = wh
+        .warehouse
+        .table_url(TableMetric::DEF)
+        .expect("url")
+        .to_file_path()
+        .expect("local")
+        .join("_delta_log");
+    std::fs::create_dir_all(log.join("00000000000000000099.checkpoint.parquet"))
+        .expect("blocking directory");
+    let appends = 110;
+    for n in 0..appends {
+        ledger
+            .append(&[metric("r", n)])
+            .await
+            .expect("recorded once, whatever followed the commit");
+    }
+    let rows = metric_rows(&wh).await;
+    assert_eq!(rows.len(), appends as usize, "{rows:?}");
+}

@@ -19,8 +19,12 @@ pub use tables::{QualityIssue, RejectRecord, RunRecord, TableMetric};
 
 use crate::error::{Error, Result};
 use crate::frame::batches_from_rows;
-use crate::store::{AUTO_COMPACT_AT_FILES, OpenTable, Warehouse, WriteOptions};
+use crate::store::{AUTO_COMPACT_AT_FILES, CommitTags, OpenTable, Warehouse, WriteOptions};
 use crate::table::{Table, TableDef};
+
+/// The `commitInfo` key marking a ledger append, so that an error after its commit is not taken
+/// for a failed append (and the rows appended twice).
+const APPEND_ID_KEY: &str = "lakehouse.appendId";
 
 /// The size compacted system-table files grow to: bounds what one compaction rewrites (files
 /// that reached it are left alone).
@@ -117,11 +121,18 @@ impl Ledger {
             return Ok(());
         }
         let batches = batches_from_rows(T::DEF.output_arrow_schema(), rows)?;
+        // Marks this append's commit: an error can come after the commit (delta-rs's snapshot
+        // update and checkpoint follow it), and the rows must then not be appended again.
+        let append_id = serde_json::json!(format!("{:032x}", rand::random::<u128>()));
+        let tag = || vec![(APPEND_ID_KEY.to_owned(), append_id.clone())];
         let slot = self.slot(T::DEF.name);
         let mut open = slot.lock().await;
         if let Some(table_open) = open.as_mut() {
             let before = table_open.version();
-            match table_open.append(&batches).await {
+            match table_open
+                .append(&batches, &CommitTags::metadata(tag()))
+                .await
+            {
                 Ok(()) => {
                     self.note_appended(rows, Some((before, table_open.version())));
                     self.compact_if_fragmented::<T>(&mut open).await;
@@ -131,6 +142,10 @@ impl Ledger {
                 Err(error) => {
                     tracing::debug!(%error, table = %T::DEF.qualified_name(), "reopening a system table");
                     *open = None;
+                    if self.committed::<T>(&append_id).await {
+                        self.note_appended(rows, None);
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -140,11 +155,11 @@ impl Ledger {
         loop {
             let session = self.warehouse.session();
             let df = session.read_batches(batches.clone())?;
-            match self
-                .warehouse
-                .write(&session, T::DEF, df, WriteOptions::default())
-                .await
-            {
+            let options = WriteOptions {
+                metadata: tag().into_iter().collect(),
+                ..WriteOptions::default()
+            };
+            match self.warehouse.write(&session, T::DEF, df, options).await {
                 Ok(_) => {
                     self.note_appended(rows, None);
                     // Kept open for the next append (best effort: a failure only costs a load).
@@ -156,6 +171,10 @@ impl Ledger {
                     }
                     return Ok(());
                 }
+                Err(_) if self.committed::<T>(&append_id).await => {
+                    self.note_appended(rows, None);
+                    return Ok(());
+                }
                 Err(error) if attempt < 5 => {
                     tracing::debug!(%error, attempt, table = %T::DEF.qualified_name(), "retrying a ledger append");
                     attempt += 1;
@@ -164,6 +183,17 @@ impl Ledger {
                 Err(error) => return Err(error),
             }
         }
+    }
+
+    /// Whether an append marked `append_id` is among system table `T`'s latest commits (an
+    /// unreadable table counts as not).
+    async fn committed<T: Table>(&self, append_id: &serde_json::Value) -> bool {
+        matches!(
+            self.warehouse
+                .commit_tagged(T::DEF, APPEND_ID_KEY, append_id)
+                .await,
+            Ok(Some(_))
+        )
     }
 
     /// Keeps the known successes current after `rows` were committed to their table, which

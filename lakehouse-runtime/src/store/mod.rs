@@ -33,6 +33,7 @@ pub use location::{check_name, is_safe_name, table_url, warehouse_url};
 pub use maintain::{AUTO_COMPACT_AT_FILES, OptimizeReport, VacuumReport};
 pub use read::{Changes, TableStats};
 pub(crate) use sink::OpenTable;
+pub(crate) use write::CommitTags;
 pub use write::{Deletions, TRANSACTION_KEY, WriteOptions, WriteOutcome};
 
 use crate::error::{Error, Result};

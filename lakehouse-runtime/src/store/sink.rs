@@ -226,7 +226,11 @@ impl OpenTable {
     /// Appends in-memory `batches` (already in the stored schema) in one commit, without a
     /// DataFusion plan, and moves to the committed version. Appends by others since the last
     /// one do not conflict: the commit goes after them.
-    pub(crate) async fn append(&mut self, batches: &[RecordBatch]) -> Result<(), DeltaTableError> {
+    pub(crate) async fn append(
+        &mut self,
+        batches: &[RecordBatch],
+        tags: &CommitTags,
+    ) -> Result<(), DeltaTableError> {
         let (adds, rows) = encode(
             futures::stream::iter(batches.iter().cloned().map(Ok)),
             self.state.snapshot().arrow_schema(),
@@ -251,7 +255,7 @@ impl OpenTable {
             actions,
             operation,
             metrics,
-            &CommitTags::default(),
+            tags,
         )
         .await?;
         self.state = finalized.snapshot();

@@ -56,8 +56,8 @@ pub struct WriteOptions {
 /// found again from its `(app id, version)`.
 pub const TRANSACTION_KEY: &str = "lakehouse.transaction";
 
-/// How many of a table's latest commits [`Warehouse::transaction_metadata`] looks through.
-const TRANSACTION_SEARCH_DEPTH: usize = 100;
+/// How many of a table's latest commits [`Warehouse::commit_tagged`] looks through.
+const COMMIT_SEARCH_DEPTH: usize = 100;
 
 /// What a commit records besides its actions: the application transaction (the idempotence key)
 /// and the application metadata of its `commitInfo`.
@@ -78,6 +78,14 @@ impl CommitTags {
                 .map(|(key, value)| (key.clone(), value.clone())),
         );
         tags
+    }
+
+    /// Tags carrying only application metadata.
+    pub(crate) fn metadata(metadata: Vec<(String, serde_json::Value)>) -> CommitTags {
+        CommitTags {
+            transaction: None,
+            metadata,
+        }
     }
 
     /// Tags carrying only `transaction` (and its [`TRANSACTION_KEY`] entry).
@@ -387,14 +395,25 @@ impl Warehouse {
         app_id: &str,
         version: i64,
     ) -> Result<Option<std::collections::HashMap<String, serde_json::Value>>> {
+        self.commit_tagged(table, TRANSACTION_KEY, &transaction_tag(app_id, version))
+            .await
+    }
+
+    /// The application metadata of the commit among `table`'s latest 100 whose metadata holds
+    /// `value` under `key`, if any.
+    pub async fn commit_tagged(
+        &self,
+        table: &'static TableDef,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<Option<std::collections::HashMap<String, serde_json::Value>>> {
         let Some(delta) = self.load(table).await? else {
             return Ok(None);
         };
-        let wanted = transaction_tag(app_id, version);
-        let mut history = delta.history(Some(TRANSACTION_SEARCH_DEPTH));
+        let mut history = delta.history(Some(COMMIT_SEARCH_DEPTH));
         while let Some(info) = history.next().await {
             let info = info.map_err(|e| Error::delta(table.qualified_name(), e))?;
-            if info.info.get(TRANSACTION_KEY) == Some(&wanted) {
+            if info.info.get(key) == Some(value) {
                 return Ok(Some(info.info));
             }
         }
