@@ -238,7 +238,7 @@ async fn run_with_retries(
                     let outcome = written.outcome;
                     tracing::info!(
                         rows = outcome.rows_inserted + outcome.rows_updated,
-                        version = ?outcome.version,
+                        version = outcome.version,
                         replayed = !outcome.committed,
                         "succeeded"
                     );
@@ -448,7 +448,7 @@ async fn produce_and_write(
                 .and_then(|r| r.input_versions.as_deref())
                 .and_then(|json| serde_json::from_str::<BTreeMap<String, Option<u64>>>(json).ok())
                 .and_then(|versions| versions.get(&name).copied().flatten());
-            tracing::debug!(input = %name, after_version = ?after, "reading new rows");
+            tracing::debug!(input = %name, after_version = after, "reading new rows");
             let changes = warehouse.read_changes(session, input.table, after).await?;
             Ok((name, changes.rows, changes.version, Some(after)))
         }
@@ -553,7 +553,7 @@ async fn produce_and_write(
         // been found before producing). Counted as ours, our rows would be silently dropped.
         return Err(collision(pipeline, &run, "another run"));
     }
-    tracing::debug!(version = ?outcome.version, "written");
+    tracing::debug!(version = outcome.version, "written");
     let mut metric = None;
     let mut fragmented = false;
     if outcome.committed {
@@ -626,7 +626,7 @@ async fn compact(orchestrator: &Orchestrator, pipeline: &'static PipelineDescrip
         Ok(report) => tracing::info!(
             files_removed = report.files_removed,
             files_added = report.files_added,
-            version = ?report.version,
+            version = report.version,
             "compacted the table's small files"
         ),
         Err(error) => tracing::warn!(%error, "could not compact the table"),

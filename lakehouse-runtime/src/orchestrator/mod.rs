@@ -321,7 +321,15 @@ impl Orchestrator {
             }
             self.system_tables_ready.store(true, Ordering::Release);
         }
-        tracing::info!(run_id = %run.run_id, sequence = run.sequence, run_at = %run.run_at, "{plan}");
+        tracing::info!(
+            run_id = %run.run_id,
+            sequence = run.sequence,
+            run_at = %run.run_at,
+            pipelines = plan.pipelines().count(),
+            groups = plan.groups.len(),
+            "run started"
+        );
+        tracing::debug!("{plan}");
         let started = Instant::now();
         let started_at = Timestamp::now();
         let run = Arc::new(run);
