@@ -480,8 +480,15 @@ async fn a_forced_resume_keeps_the_incremental_position() {
 
 #[tokio::test]
 async fn a_write_of_this_sequence_by_another_run_fails_the_pipeline_instead_of_dropping_rows() {
+    // Another orchestrator on this warehouse, whose run picked sequence 1 too, or a later one,
+    // wrote ok1's table.
+    for (their_sequence, their_run) in [(1, "r000001-other"), (5, "r000005-other")] {
+        another_orchestrators_write_is_not_ours(their_sequence, their_run).await;
+    }
+}
+
+async fn another_orchestrators_write_is_not_ours(their_sequence: i64, their_run: &str) {
     let wh = TempWarehouse::new();
-    // Another orchestrator on this warehouse, whose run picked sequence 1 too, wrote ok1's table.
     let table = <Ok1 as lakehouse_runtime::Table>::DEF;
     #[derive(Serialize)]
     struct Row {
@@ -492,12 +499,8 @@ async fn a_write_of_this_sequence_by_another_run_fails_the_pipeline_instead_of_d
         table,
         &[Row { n: 100 }],
         lakehouse_runtime::store::WriteOptions {
-            transaction: Some(("ok1".to_owned(), 1)),
-            metadata: [(
-                "lakehouse.runId".to_owned(),
-                serde_json::json!("r000001-other"),
-            )]
-            .into(),
+            transaction: Some(("ok1".to_owned(), their_sequence)),
+            metadata: [("lakehouse.runId".to_owned(), serde_json::json!(their_run))].into(),
             ..Default::default()
         },
     )
@@ -519,9 +522,9 @@ async fn a_write_of_this_sequence_by_another_run_fails_the_pipeline_instead_of_d
     assert_eq!((ok1.status, ok1.attempts), (Status::Failed, 2));
     let error = ok1.error.clone().unwrap_or_default();
     assert!(
-        error.contains(
-            "silver.ok1 already holds a write of run sequence 1 or later by run `r000001-other`"
-        ) && error.contains("two orchestrators are running on one warehouse"),
+        error.contains(&format!(
+            "silver.ok1 already holds a write of run sequence 1 or later by run `{their_run}`"
+        )) && error.contains("two orchestrators are running on one warehouse"),
         "{error}"
     );
     let attempts = orchestrator
@@ -534,7 +537,10 @@ async fn a_write_of_this_sequence_by_another_run_fails_the_pipeline_instead_of_d
         .find(|r| r.pipeline.as_deref() == Some("ok1") && r.attempt == Some(1))
         .and_then(|r| r.error.clone())
         .unwrap_or_default();
-    assert!(first.contains("or later by another run"), "{first}");
+    assert!(
+        first.contains(&format!("or later by run `{their_run}`")),
+        "{first}"
+    );
     assert_eq!(contents(&wh.warehouse, table).await, ["100"]);
 }
 

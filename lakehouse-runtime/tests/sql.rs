@@ -108,6 +108,13 @@ async fn a_query_loads_only_the_tables_it_names() {
         misspelled.to_string(),
         "query failed: no table `gold.dim_prodcut`; did you mean `gold.dim_product`?"
     );
+    // An unqualified name is left to the query: a table function, here.
+    let series = wh
+        .warehouse
+        .sql(&[PRODUCT], "SELECT count(*) FROM generate_series(1, 3)")
+        .await
+        .expect("a table function");
+    assert_eq!(render(series).await, ["3"]);
 }
 
 #[tokio::test]

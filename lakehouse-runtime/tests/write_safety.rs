@@ -71,6 +71,19 @@ mod unchecked {
     }
 }
 
+mod with_discount {
+    use lakehouse_runtime::prelude::*;
+
+    /// Orders, gaining a column and a CHECK on it.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "orders", key(id), mode = merge, check(name = "discount_not_negative", expr = "discount IS NULL OR discount >= 0"))]
+    pub struct Orders {
+        pub id: i64,
+        pub amount: Option<i64>,
+        pub discount: Option<i64>,
+    }
+}
+
 mod mistyped_check {
     use lakehouse_runtime::prelude::*;
 
@@ -335,6 +348,52 @@ async fn a_check_added_to_the_declaration_reaches_the_existing_table() {
     assert_eq!(
         contents(&wh.warehouse, ORDERS).await,
         lines(&["1|10", "3|30"])
+    );
+}
+
+#[tokio::test]
+async fn a_check_on_a_new_column_is_added_with_the_column() {
+    #[derive(Serialize)]
+    struct Discounted {
+        id: i64,
+        amount: Option<i64>,
+        discount: Option<i64>,
+    }
+    let wh = TempWarehouse::new();
+    let unchecked = <unchecked::Orders as lakehouse_runtime::Table>::DEF;
+    let order = Order {
+        id: 1,
+        amount: Some(10),
+    };
+    write(&wh.warehouse, unchecked, &[order], WriteOptions::default())
+        .await
+        .expect("write");
+    let discounted = <with_discount::Orders as lakehouse_runtime::Table>::DEF;
+    let row = |id, discount| Discounted {
+        id,
+        amount: Some(10),
+        discount: Some(discount),
+    };
+    write(
+        &wh.warehouse,
+        discounted,
+        &[row(2, 3)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("the column, then its CHECK");
+    let error = write(
+        &wh.warehouse,
+        discounted,
+        &[row(3, -1)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect_err("violates the new CHECK");
+    assert!(error.to_string().contains("silver.orders"), "{error}");
+    assert_eq!(
+        contents(&wh.warehouse, discounted).await,
+        lines(&["1|10|∅", "2|10|3"])
     );
 }
 

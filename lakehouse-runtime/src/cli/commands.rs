@@ -305,13 +305,14 @@ async fn check(registry: &Registry, global: &GlobalArgs) -> Result<ExitCode> {
             say!("{}", failures.to_string().trim_end());
         }
     }
-    let Ok(warehouse) = existing_warehouse(global) else {
+    if let Some(directory) = Warehouse::missing(&global.warehouse)? {
         say!(
             "tables: no warehouse at {} yet, nothing to compare",
-            global.warehouse
+            directory.display()
         );
         return Ok(exit_code(ok));
-    };
+    }
+    let warehouse = warehouse(global)?;
     let mut drifts = 0;
     for table in all_tables(registry) {
         for drift in warehouse.drift(table).await? {

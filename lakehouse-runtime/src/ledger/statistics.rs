@@ -53,7 +53,7 @@ impl Ledger {
         let Some(batch) = batches.first().filter(|b| b.num_rows() > 0) else {
             return Ok(None);
         };
-        let max = integers(batch.column(0))?;
+        let max = crate::store::integers(batch.column(0))?;
         let max = max.as_primitive::<arrow::datatypes::Int64Type>();
         Ok((!max.is_null(0)).then(|| max.value(0)))
     }
@@ -89,30 +89,6 @@ impl Ledger {
             }
         }
         .map_err(|e| Error::delta(&qualified, e))?;
-        if files.num_rows() == 0 {
-            return Ok(Some(None));
-        }
-        let Some(maxima) = files.column_by_name(&format!("max.{column}")) else {
-            return Ok(None);
-        };
-        if maxima.null_count() > 0 {
-            return Ok(None);
-        }
-        let maxima = integers(maxima)?;
-        let maxima = maxima.as_primitive::<arrow::datatypes::Int64Type>();
-        Ok(Some(arrow::compute::max(maxima)))
+        crate::store::maximum_from_statistics(&files, column)
     }
-}
-
-/// `array` as Int64: integers as they are, timestamps as microseconds.
-fn integers(array: &arrow::array::ArrayRef) -> Result<arrow::array::ArrayRef> {
-    use arrow::datatypes::{DataType, TimeUnit};
-    let array = match array.data_type() {
-        DataType::Timestamp(_, zone) => arrow::compute::cast(
-            array,
-            &DataType::Timestamp(TimeUnit::Microsecond, zone.clone()),
-        )?,
-        _ => array.clone(),
-    };
-    Ok(arrow::compute::cast(&array, &DataType::Int64)?)
 }

@@ -212,10 +212,12 @@ async fn run_with_retries(
             orchestrator.emit(super::Event::Started { pipeline: pipeline.name, attempt });
             let attempt_started = Timestamp::now();
             let clock = Instant::now();
-            // A retry looks: the failed attempt may have committed before failing.
-            let look_first = !fresh || attempt > 1;
+            let kind = AttemptKind {
+                number: attempt,
+                fresh,
+            };
             let outcome =
-                attempt_once(orchestrator, pipeline, run.clone(), config, timeout, look_first).await;
+                attempt_once(orchestrator, pipeline, run.clone(), config, timeout, kind).await;
             let record = attempt_record(pipeline, &run, attempt, attempt_started, clock.elapsed(), &outcome);
             let metric = outcome.as_ref().ok().and_then(|written| written.metric.as_ref());
             let metric = metric.map(std::slice::from_ref).unwrap_or_default();
@@ -299,21 +301,25 @@ async fn attempt_once(
     run: Arc<RunInfo>,
     config: &RunConfig,
     timeout: Option<Duration>,
-    look_first: bool,
+    kind: AttemptKind,
 ) -> Result<Written> {
     let orchestrator = orchestrator.clone();
     let settings = Arc::new(config.settings.clone());
-    let task = tokio::spawn(
-        async move { produce_and_write(&orchestrator, pipeline, run, settings, look_first).await }
+    let mut task = tokio::spawn(
+        async move { produce_and_write(&orchestrator, pipeline, run, settings, kind).await }
             .in_current_span(),
     );
     // Dropping a task's handle detaches the task: when this attempt times out, or is itself
     // cancelled (fail-fast, shutdown), the pipeline must stop too rather than go on and commit.
     let _abort = AbortOnDrop(task.abort_handle());
     let joined = match timeout {
-        Some(limit) => match tokio::time::timeout(limit, task).await {
+        Some(limit) => match tokio::time::timeout(limit, &mut task).await {
             Ok(joined) => joined,
             Err(_) => {
+                // Stopped before the retry starts (a blocking file write it began may still
+                // finish; the retry then finds its commit as this run's).
+                task.abort();
+                let _ = task.await;
                 return Err(Error::msg(format!(
                     "timed out after {} (set `timeout` in #[pipeline] or --timeout)",
                     humantime::format_duration(limit)
@@ -339,6 +345,23 @@ async fn attempt_once(
     }
 }
 
+/// Which attempt, in which kind of run.
+#[derive(Clone, Copy, Debug)]
+struct AttemptKind {
+    /// From 1.
+    number: u32,
+    /// A new run (its sequence above every recorded one), not a resumed one.
+    fresh: bool,
+}
+
+impl AttemptKind {
+    /// Whether the attempt looks for its run's commit before producing: a resumed run's, or a
+    /// retry (the failed attempt may have committed before failing).
+    fn looks_first(self) -> bool {
+        !self.fresh || self.number > 1
+    }
+}
+
 /// Aborts a task when dropped.
 struct AbortOnDrop(tokio::task::AbortHandle);
 
@@ -348,13 +371,15 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// What this run already committed to `pipeline`'s table, if it did (or a later run did, which
-/// supersedes it). Another run's commit with this run's sequence (two orchestrators on one
-/// warehouse that picked the same sequence) is an error: counting it as ours would drop our rows.
+/// What this run already committed to `pipeline`'s table, if it did (or, for a resumed run, a
+/// later run did, which supersedes it). Another run's commit with this run's sequence, or, in a
+/// `fresh` run, with a later one (two orchestrators on one warehouse) is an error: counting it as
+/// ours would drop our rows.
 async fn already_written(
     warehouse: &crate::store::Warehouse,
     pipeline: &'static PipelineDescriptor,
     run: &RunInfo,
+    fresh: bool,
 ) -> Result<Option<Written>> {
     let Some(done) = warehouse
         .transaction_version(pipeline.output, pipeline.name)
@@ -363,15 +388,31 @@ async fn already_written(
     else {
         return Ok(None);
     };
-    let metadata = warehouse
+    // Unreadable metadata (a commit file cleaned up meanwhile, say) only loses the details.
+    let metadata = match warehouse
         .transaction_metadata(pipeline.output, pipeline.name, done)
-        .await?
-        .unwrap_or_default();
+        .await
+    {
+        Ok(metadata) => metadata.unwrap_or_default(),
+        Err(error) => {
+            tracing::warn!(%error, "could not read the committed write's metadata");
+            Default::default()
+        }
+    };
     let writer = metadata.get(RUN_ID_KEY).and_then(|id| id.as_str());
+    let by_another = |writer: Option<&str>| match writer {
+        Some(writer) => format!("run `{writer}`"),
+        None => "another run".to_owned(),
+    };
     if done == run.sequence
         && let Some(writer) = writer.filter(|writer| *writer != run.run_id)
     {
-        return Err(collision(pipeline, run, &format!("run `{writer}`")));
+        return Err(collision(pipeline, run, &by_another(Some(writer))));
+    }
+    // A fresh run's sequence is above every recorded one: a later sequence in the table can only
+    // come from another orchestrator's run.
+    if done > run.sequence && fresh {
+        return Err(collision(pipeline, run, &by_another(writer)));
     }
     if done > run.sequence {
         tracing::info!(
@@ -415,12 +456,15 @@ async fn produce_and_write(
     pipeline: &'static PipelineDescriptor,
     run: Arc<RunInfo>,
     settings: Arc<crate::ctx::Settings>,
-    look_first: bool,
+    kind: AttemptKind,
 ) -> Result<Written> {
     let warehouse = &orchestrator.warehouse;
+    let fresh = kind.fresh;
     // A write this run already committed is not produced again: the source is not called and
     // incremental inputs are not re-read.
-    if look_first && let Some(written) = already_written(warehouse, pipeline, &run).await? {
+    if kind.looks_first()
+        && let Some(written) = already_written(warehouse, pipeline, &run, fresh).await?
+    {
         return Ok(written);
     }
     tracing::debug!("transaction checked");
@@ -549,9 +593,12 @@ async fn produce_and_write(
         .await?;
     if !outcome.committed {
         // The table held this sequence's transaction, or a later one, before this attempt
-        // wrote: another orchestrator's run committed meanwhile (this run's own commit would have
-        // been found before producing). Counted as ours, our rows would be silently dropped.
-        return Err(collision(pipeline, &run, "another run"));
+        // wrote: this run's own commit (an earlier attempt's, landing after it was abandoned),
+        // or another orchestrator's run's, whose rows must not be counted as ours.
+        return match already_written(warehouse, pipeline, &run, fresh).await? {
+            Some(written) => Ok(written),
+            None => Err(collision(pipeline, &run, "another run")),
+        };
     }
     tracing::debug!(version = outcome.version, "written");
     let mut metric = None;

@@ -103,9 +103,14 @@ fn named_tables(
         if reference.schema() == Some("information_schema") {
             return Ok(None);
         }
+        // An unqualified name is no table of ours: a table function (`generate_series`), say,
+        // which the query itself resolves.
+        let Some(schema) = reference.schema() else {
+            return Ok(None);
+        };
         let found = tables.iter().copied().find(|t| {
             reference.table() == t.name
-                && reference.schema() == Some(t.schema)
+                && schema == t.schema
                 && reference.catalog().is_none_or(|c| c == "datafusion")
         });
         match found {
@@ -113,10 +118,7 @@ fn named_tables(
             Some(_) => {}
             None => {
                 let known: Vec<String> = tables.iter().map(|t| t.qualified_name()).collect();
-                let name = match reference.schema() {
-                    Some(schema) => format!("{schema}.{}", reference.table()),
-                    None => reference.table().to_owned(),
-                };
+                let name = format!("{schema}.{}", reference.table());
                 let hint = crate::similar::closest(&name, known.iter().map(String::as_str))
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_else(|| "; tables are named `schema.table`".to_owned());

@@ -98,13 +98,16 @@ impl std::fmt::Display for SchemaDrift {
 impl Warehouse {
     /// The Delta table of `table`, created from its declaration if it does not exist: columns
     /// with NOT NULL and comments, partitions, description, properties and CHECK constraints.
-    /// An existing table gets the table properties its declaration has since gained or changed.
+    /// An existing table gets the table properties its declaration has since gained or changed
+    /// (and, at its next write, once new columns are added, the CHECK constraints).
     pub async fn ensure(&self, table: &'static TableDef) -> Result<DeltaTable> {
-        let delta = match self.load(table).await? {
-            Some(existing) => self.set_declared_properties(table, existing).await?,
-            None => self.create(table).await?,
-        };
-        self.add_declared_checks(table, delta).await
+        match self.load(table).await? {
+            Some(existing) => self.set_declared_properties(table, existing).await,
+            None => {
+                let created = self.create(table).await?;
+                self.add_declared_checks(table, created).await
+            }
+        }
     }
 
     /// Adds the CHECK constraints `table` declares that `delta` lacks (by name), in one commit
@@ -112,7 +115,7 @@ impl Warehouse {
     /// the existing table, and a constraint that could not be added (existing rows violate it, or
     /// its expression names no column) fails every write until it can, rather than leaving the
     /// table unchecked. A changed expression under an existing name is not replaced.
-    async fn add_declared_checks(
+    pub(crate) async fn add_declared_checks(
         &self,
         table: &'static TableDef,
         delta: DeltaTable,
@@ -292,7 +295,6 @@ fn delta_type_name(data_type: &arrow::datatypes::DataType) -> String {
         .unwrap_or_else(|| data_type.to_string())
 }
 
-/// The properties `table` declares that `delta` lacks or holds with another value.
 /// The CHECK constraints `table` declares whose names `delta` does not hold, name → expression.
 fn checks_to_add(
     table: &TableDef,
@@ -311,6 +313,7 @@ fn checks_to_add(
         .collect())
 }
 
+/// The properties `table` declares that `delta` lacks or holds with another value.
 fn properties_to_set(table: &TableDef, delta: &DeltaTable) -> Result<HashMap<String, String>> {
     let stored = delta
         .snapshot()

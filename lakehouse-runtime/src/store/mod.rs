@@ -32,6 +32,7 @@ pub use create::SchemaDrift;
 pub use location::{check_name, is_safe_name, table_url, warehouse_url};
 pub use maintain::{AUTO_COMPACT_AT_FILES, OptimizeReport, VacuumReport};
 pub use read::{Changes, TableStats};
+pub(crate) use read::{integers, maximum_from_statistics};
 pub(crate) use sink::OpenTable;
 pub(crate) use write::CommitTags;
 pub use write::{Deletions, TRANSACTION_KEY, WriteOptions, WriteOutcome};
@@ -81,15 +82,19 @@ impl Warehouse {
     /// its absence is an error (for commands that only read or maintain a warehouse, where a
     /// mistyped location would otherwise answer as an empty warehouse).
     pub fn open_existing(location: &str) -> Result<Warehouse> {
-        if let Some(directory) = location::local_directory(location)?
-            && !directory.is_dir()
-        {
+        if let Some(directory) = Warehouse::missing(location)? {
             return Err(Error::msg(format!(
                 "no warehouse at {}: the directory does not exist (a run creates it)",
                 directory.display()
             )));
         }
         Warehouse::open(location)
+    }
+
+    /// The directory of a local warehouse at `location` that does not exist (`None` when it
+    /// exists, or for an object store, where an empty prefix is an empty warehouse).
+    pub fn missing(location: &str) -> Result<Option<std::path::PathBuf>> {
+        Ok(location::local_directory(location)?.filter(|directory| !directory.is_dir()))
     }
 
     /// Opens the warehouse with `memory_limit` bytes for DataFusion operators (they spill beyond).

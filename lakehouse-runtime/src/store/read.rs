@@ -218,6 +218,54 @@ pub(crate) fn stats_of(
 
 /// The most files under `target` bytes in one partition of `snapshot` (the whole table when
 /// unpartitioned): what a compaction to that size would merge there.
+/// The largest value of `column` (integers; timestamps as microseconds, which Delta statistics
+/// keep to the millisecond) from `files`, a snapshot's add-actions table with statistics:
+/// `Some(None)` when no file holds a value, `None` when a file with values has no statistics
+/// for it (the caller then scans).
+pub(crate) fn maximum_from_statistics(
+    files: &RecordBatch,
+    column: &str,
+) -> Result<Option<Option<i64>>> {
+    use arrow::array::{Array, AsArray as _};
+    if files.num_rows() == 0 {
+        return Ok(Some(None));
+    }
+    let Some(maxima) = files.column_by_name(&format!("max.{column}")) else {
+        return Ok(None);
+    };
+    let maxima = integers(maxima)?;
+    let maxima = maxima.as_primitive::<arrow::datatypes::Int64Type>();
+    // A file whose values are all NULL has no maximum, and says so by its NULL count.
+    let all_null = |file: usize| -> bool {
+        let count = |name: &str| {
+            files
+                .column_by_name(name)
+                .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>())
+                .filter(|c| c.is_valid(file))
+                .map(|c| c.value(file))
+        };
+        let rows = count("num_records");
+        rows.is_some() && count(&format!("null_count.{column}")) == rows
+    };
+    if (0..maxima.len()).any(|file| maxima.is_null(file) && !all_null(file)) {
+        return Ok(None);
+    }
+    Ok(Some(arrow::compute::max(maxima)))
+}
+
+/// `array` as Int64: integers as they are, timestamps as microseconds.
+pub(crate) fn integers(array: &arrow::array::ArrayRef) -> Result<arrow::array::ArrayRef> {
+    use arrow::datatypes::{DataType, TimeUnit};
+    let array = match array.data_type() {
+        DataType::Timestamp(_, zone) => arrow::compute::cast(
+            array,
+            &DataType::Timestamp(TimeUnit::Microsecond, zone.clone()),
+        )?,
+        _ => array.clone(),
+    };
+    Ok(arrow::compute::cast(&array, &DataType::Int64)?)
+}
+
 pub(crate) fn small_files(
     snapshot: &deltalake::table::state::DeltaTableState,
     target: u64,

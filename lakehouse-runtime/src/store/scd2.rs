@@ -34,13 +34,53 @@ fn column(name: &str) -> Expr {
 
 /// Refuses a write at `run_at` into an SCD2 table whose history already reaches past it (a
 /// `--run-at` backfill after later runs): it would close versions before they began and open
-/// versions that overlap the later ones. History is written in time order.
+/// versions that overlap the later ones. History is written in time order. The latest bound is
+/// read from the file statistics of `delta`, the table as loaded for this write (to the
+/// millisecond); only files without statistics make it a scan.
 async fn refuse_going_back(
     warehouse: &Warehouse,
     session: &SessionContext,
     table: &'static TableDef,
+    delta: &DeltaTable,
     run_at: Timestamp,
 ) -> Result<()> {
+    let bound = match history_bound_from_statistics(table, delta)? {
+        Some(bound) => bound,
+        None => history_bound_by_scan(warehouse, session, table).await?,
+    };
+    match bound {
+        Some(latest) if latest > run_at.0 => Err(Error::msg(format!(
+            "SCD2 table {}: its history already reaches {}, later than this run's run_at \
+             {run_at}; versions are written in time order, so a past run_at cannot follow later \
+             runs (rebuild the table to replay its history)",
+            table.qualified_name(),
+            Timestamp(latest)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The latest `valid_from` or `valid_to` from `delta`'s file statistics: `Some(None)` for no
+/// history, `None` when a file lacks statistics.
+fn history_bound_from_statistics(
+    table: &TableDef,
+    delta: &DeltaTable,
+) -> Result<Option<Option<i64>>> {
+    let files = delta
+        .snapshot()
+        .and_then(|snapshot| snapshot.add_actions_table(true))
+        .map_err(|e| Error::delta(table.qualified_name(), e))?;
+    let from = super::maximum_from_statistics(&files, "valid_from")?;
+    let to = super::maximum_from_statistics(&files, "valid_to")?;
+    Ok(from.zip(to).map(|(from, to)| from.max(to)))
+}
+
+/// The latest `valid_from` or `valid_to` of `table`, by a query over all its rows.
+async fn history_bound_by_scan(
+    warehouse: &Warehouse,
+    session: &SessionContext,
+    table: &'static TableDef,
+) -> Result<Option<i64>> {
     use datafusion::functions_aggregate::expr_fn::max;
     let latest = warehouse
         .read(session, table)
@@ -66,16 +106,7 @@ async fn refuse_going_back(
             }
         }
     }
-    match bound {
-        Some(latest) if latest > run_at.0 => Err(Error::msg(format!(
-            "SCD2 table {}: its history already reaches {}, later than this run's run_at \
-             {run_at}; versions are written in time order, so a past run_at cannot follow later \
-             runs (rebuild the table to replay its history)",
-            table.qualified_name(),
-            Timestamp(latest)
-        ))),
-        _ => Ok(()),
-    }
+    Ok(bound)
 }
 
 /// Runs the SCD2 MERGE of `source` (data columns, one row per key) into `delta`.
@@ -89,7 +120,7 @@ pub(crate) async fn merge(
     options: WriteOptions,
 ) -> Result<WriteOutcome> {
     let qualified_name = table.qualified_name();
-    refuse_going_back(warehouse, session, table, run_at).await?;
+    refuse_going_back(warehouse, session, table, &delta, run_at).await?;
     let data: Vec<String> = source
         .schema()
         .fields()

@@ -71,12 +71,14 @@ impl CommitTags {
     /// The tags of a write made with `options`.
     pub(crate) fn of(options: &WriteOptions) -> CommitTags {
         let mut tags = CommitTags::transaction(options.transaction.clone());
-        tags.metadata.extend(
-            options
-                .metadata
-                .iter()
-                .map(|(key, value)| (key.clone(), value.clone())),
-        );
+        // The caller's entries first: ours, last, win over a reserved key given by mistake.
+        let ours = std::mem::take(&mut tags.metadata);
+        tags.metadata = options
+            .metadata
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .chain(ours)
+            .collect();
         tags
     }
 
@@ -203,6 +205,8 @@ impl Warehouse {
             table.mode == WriteMode::Overwrite && table.evolution == SchemaEvolution::Overwrite;
         if !replace_schema {
             delta = self.evolve(table, delta).await?;
+            // After the new columns: a constraint may name one.
+            delta = self.add_declared_checks(table, delta).await?;
         }
         let stored = stored_schema(&delta, &qualified)?;
         let source = if replace_schema {
