@@ -237,6 +237,13 @@ async fn failures_are_contained_and_downstream_is_skipped() {
             error("down2")
         );
         assert!(!report.succeeded());
+        // Below the table (which cuts errors to a line), every failure in full.
+        let rendered = report.render(false);
+        assert!(
+            rendered.contains("\n`panics` failed: panicked: index out of bounds in pipeline code")
+                && rendered.contains("\n`bad` failed: the source system is down"),
+            "{rendered}"
+        );
     }
 }
 

@@ -442,7 +442,8 @@ async fn already_written(
 fn collision(pipeline: &'static PipelineDescriptor, run: &RunInfo, writer: &str) -> Error {
     Error::msg(format!(
         "{} already holds a write of run sequence {} or later by {writer}, not by this run \
-         (`{}`): two orchestrators are running on one warehouse; nothing was written, run again",
+         (`{}`): two orchestrators are running on one warehouse, or a run stopped (crashed) \
+         before it recorded anything; nothing was written, run again",
         pipeline.output.qualified_name(),
         run.sequence,
         run.run_id

@@ -167,14 +167,21 @@ impl RunReport {
         .filter(|(_, n)| *n > 0)
         .map(|(s, n)| format!("{n} {s}"))
         .collect();
-        format!(
+        let mut text = format!(
             "{grid}\nRun {} (sequence {}, run_at {}): {} in {:.2}s",
             self.run_id,
             self.sequence,
             self.run_at,
             counts.join(", "),
             self.duration.as_secs_f64()
-        )
+        );
+        // The table shows an error's first line, cut: the whole of each failure follows it.
+        for r in self.results.iter().filter(|r| r.status == Status::Failed) {
+            if let Some(error) = &r.error {
+                text.push_str(&format!("\n`{}` failed: {error}", r.pipeline));
+            }
+        }
+        text
     }
 }
 
