@@ -90,9 +90,29 @@ fn run_then_runs_and_sql() {
     let dir = tempfile::tempdir().expect("dir");
     let run = orchestrate(
         dir.path(),
-        &["run", "--select", "+dim_product", "--set", "erp.rows=20"],
+        &[
+            "run",
+            "--select",
+            "+dim_product",
+            "--set",
+            "erp.rows=20",
+            "--set",
+            "erp.sede=7",
+        ],
     );
     assert!(run.status.success(), "{}\n{}", stdout(&run), stderr(&run));
+    assert!(
+        stderr(&run).contains(
+            "setting `erp.sede` was not read by any pipeline of the run; did you mean `erp.seed`?"
+        ),
+        "{}",
+        stderr(&run)
+    );
+    assert!(
+        !stderr(&run).contains("setting `erp.rows`"),
+        "{}",
+        stderr(&run)
+    );
     let out = stdout(&run);
     assert!(out.contains("3 succeeded"), "{out}");
     assert!(out.contains("dim_product"), "{out}");

@@ -27,10 +27,20 @@ pub struct RunInfo {
 }
 
 /// Key/value settings for pipelines (`--set erp.rows=500`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Settings {
     values: BTreeMap<String, String>,
+    /// The keys looked up, shared by clones (the runs' copies): which settings nothing read.
+    read: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
+
+impl PartialEq for Settings {
+    fn eq(&self, other: &Settings) -> bool {
+        self.values == other.values
+    }
+}
+
+impl Eq for Settings {}
 
 impl Settings {
     /// Empty settings.
@@ -46,7 +56,28 @@ impl Settings {
 
     /// The raw value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
+        self.read
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(key.to_owned());
         self.values.get(key).map(String::as_str)
+    }
+
+    /// The keys set that were never looked up (by this value or a clone), each with the looked
+    /// up key closest to it: a misspelled `--set` most likely.
+    pub fn unread(&self) -> Vec<(String, Option<String>)> {
+        let read = self
+            .read
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.values
+            .keys()
+            .filter(|key| !read.contains(*key))
+            .map(|key| {
+                let closest = crate::similar::closest(key, read.iter().map(String::as_str));
+                (key.clone(), closest.map(str::to_owned))
+            })
+            .collect()
     }
 
     /// The value of `key` parsed as `V`, or `default` when unset; an unparsable value is an error

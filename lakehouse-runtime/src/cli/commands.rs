@@ -169,6 +169,19 @@ async fn run(registry: &Registry, global: &GlobalArgs, args: RunArgs) -> Result<
     let orchestrator =
         Orchestrator::new(registry.clone(), warehouse(global)?).with_shutdown(shutdown);
     say!("{}", orchestrator.plan(&config)?.to_string().trim_end());
+    let settings = config.settings.clone();
+    let result = run_selected(&orchestrator, config, args, stop).await;
+    warn_unread_settings(&settings, global);
+    result
+}
+
+/// Runs the plan once or in a loop until it ends or Ctrl-C.
+async fn run_selected(
+    orchestrator: &Orchestrator,
+    config: RunConfig,
+    args: RunArgs,
+    stop: tokio::sync::watch::Sender<bool>,
+) -> Result<ExitCode> {
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             tracing::warn!(
@@ -183,11 +196,11 @@ async fn run(registry: &Registry, global: &GlobalArgs, args: RunArgs) -> Result<
     match args.every {
         None => {
             let report =
-                with_progress(&orchestrator, |o| async move { o.run(&config).await }).await?;
+                with_progress(orchestrator, |o| async move { o.run(&config).await }).await?;
             Ok(finish(&report))
         }
         Some(every) => {
-            let reports = with_progress(&orchestrator, |o| async move {
+            let reports = with_progress(orchestrator, |o| async move {
                 o.run_loop(&config, every, args.duration, args.iterations)
                     .await
             })
@@ -201,6 +214,20 @@ async fn run(registry: &Registry, global: &GlobalArgs, args: RunArgs) -> Result<
             say!("{} run(s) done", reports.len());
             Ok(code)
         }
+    }
+}
+
+/// Warns of `--set` keys no pipeline of the run read (a misspelled key is otherwise silently
+/// ignored and the default used).
+fn warn_unread_settings(settings: &Settings, global: &GlobalArgs) {
+    for (key, closest) in settings.unread() {
+        if !global.settings.iter().any(|(set, _)| *set == key) {
+            continue;
+        }
+        let hint = closest
+            .map(|c| format!("; did you mean `{c}`?"))
+            .unwrap_or_default();
+        tracing::warn!("setting `{key}` was not read by any pipeline of the run{hint}");
     }
 }
 
