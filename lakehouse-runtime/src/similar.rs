@@ -7,7 +7,13 @@ pub(crate) fn closest<'a>(
 ) -> Option<&'a str> {
     candidates
         .into_iter()
-        .map(|c| (strsim::levenshtein(name, c), c))
+        // Case differences count as nothing: `DIM_PRODUCT` means `dim_product`.
+        .map(|c| {
+            (
+                strsim::levenshtein(&name.to_lowercase(), &c.to_lowercase()),
+                c,
+            )
+        })
         .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(1))
         .min_by_key(|(d, c)| (*d, *c))
         .map(|(_, c)| c)
@@ -23,5 +29,6 @@ mod tests {
         assert_eq!(closest("erp_sale", names), Some("erp_sales"));
         assert_eq!(closest("dim_dat", names), Some("dim_date"));
         assert_eq!(closest("velib", names), None);
+        assert_eq!(closest("DIM_DATE", names), Some("dim_date"));
     }
 }

@@ -447,6 +447,18 @@ async fn resume_reruns_only_what_did_not_succeed() {
         ticks_version,
         "the source was not called again"
     );
+    // The run is listed once, as its latest execution left it.
+    let runs = orchestrator.ledger().runs(10).await.expect("ledger");
+    let listed: Vec<(&str, &str)> = runs
+        .iter()
+        .map(|r| (r.run_id.as_str(), r.status.as_str()))
+        .collect();
+    assert_eq!(listed, [(first.run_id.as_str(), "succeeded")]);
+    assert_eq!(
+        runs[0].selection.as_deref(),
+        Some("after_flaky flaky"),
+        "the resumed pipelines, sorted"
+    );
     let error = orchestrator
         .resume(&first.run_id, &config)
         .await

@@ -171,10 +171,25 @@ fn selectors() {
         ),
         vec![vec!["d", "e", "f"]]
     );
-    // Explicit `+` overrides the direction.
+    // Explicit `+` overrides the direction, which applies to the plain names.
     assert_eq!(
-        groups(&["d+"], Direction::Upstream, Order::ProcessFirst),
-        vec![vec!["d"]]
+        groups(&["d+", "c"], Direction::Upstream, Order::ProcessFirst),
+        vec![vec!["a", "b"], vec!["c"], vec!["d"]]
+    );
+    // With no plain name, a direction would be silently ignored.
+    let unused = plan(
+        &sample(),
+        &["d+".to_owned(), "tag:erp".to_owned()],
+        Direction::Upstream,
+        Order::ProcessFirst,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        unused.starts_with(
+            "the direction `Upstream` applies to plain pipeline names, and no target is one"
+        ),
+        "{unused}"
     );
 }
 
@@ -201,6 +216,7 @@ fn unknown_names_suggest_the_closest() {
         "no pipeline writes to layer `silverr`; did you mean `silver`?"
     );
     assert_eq!(error("+nope+"), "no pipeline is named `nope`");
+    assert_eq!(error("DD"), "no pipeline is named `DD`; did you mean `d`?");
 }
 
 #[test]

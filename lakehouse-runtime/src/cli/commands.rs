@@ -3,7 +3,6 @@
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
-use arrow::util::pretty::pretty_format_batches;
 use comfy_table::{ContentArrangement, Table as Grid, presets};
 
 use super::args::{
@@ -217,6 +216,16 @@ async fn run_selected(
     }
 }
 
+/// The first paragraph of a doc comment, on one line (a doc's first line is often half a
+/// sentence).
+fn first_paragraph(doc: &str) -> String {
+    doc.lines()
+        .map(str::trim)
+        .take_while(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Warns of `--set` keys no pipeline of the run read (a misspelled key is otherwise silently
 /// ignored and the default used).
 fn warn_unread_settings(settings: &Settings, global: &GlobalArgs) {
@@ -275,7 +284,7 @@ fn list(registry: &Registry) {
             p.output.mode.as_str().to_owned(),
             p.depends_on.join(", "),
             p.tags.join(", "),
-            p.description.lines().next().unwrap_or_default().to_owned(),
+            first_paragraph(p.description),
         ]);
     }
     say!("{grid}");
@@ -372,7 +381,7 @@ async fn sql(
     let tables = all_tables(registry);
     let batches = warehouse.sql(&tables, query).await?.collect().await?;
     match format {
-        OutputFormat::Table => say!("{}", pretty_format_batches(&batches)?),
+        OutputFormat::Table => say!("{}", grid_of(&batches)?),
         OutputFormat::Csv => {
             let mut writer = arrow::csv::WriterBuilder::new()
                 .with_header(true)
@@ -391,6 +400,32 @@ async fn sql(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Query results as a table drawn like the other commands' (NULL spelled out).
+fn grid_of(batches: &[arrow::array::RecordBatch]) -> Result<String> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let mut grid = Grid::new();
+    grid.load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    let Some(first) = batches.first() else {
+        return Ok("(no rows)".to_owned());
+    };
+    grid.set_header(first.schema().fields().iter().map(|f| f.name().clone()));
+    let options = FormatOptions::default().with_null("NULL");
+    let mut rows = 0;
+    for batch in batches {
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            grid.add_row(formatters.iter().map(|f| f.value(row).to_string()));
+            rows += 1;
+        }
+    }
+    Ok(format!("{grid}\n{rows} row(s)"))
 }
 
 /// `written`, where a reader gone (`orchestrate sql .. | head`) is no error.

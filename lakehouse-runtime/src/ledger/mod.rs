@@ -293,9 +293,22 @@ impl Ledger {
         slots.entry(name).or_default().clone()
     }
 
-    /// The run rows, newest first, at most `limit`.
+    /// The runs, newest first, at most `limit`: one row each, its latest (a resumed run's last
+    /// execution).
     pub async fn runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
-        let df = self.records().await?.filter(col("kind").eq(lit("run")))?;
+        use datafusion::functions_window::expr_fn::row_number;
+        use datafusion::logical_expr::ExprFunctionExt as _;
+        let latest_first = row_number()
+            .partition_by(vec![col("run_id")])
+            .order_by(vec![col("started_at").sort(false, false)])
+            .build()?
+            .alias("execution");
+        let df = self
+            .records()
+            .await?
+            .filter(col("kind").eq(lit("run")))?
+            .window(vec![latest_first])?
+            .filter(col("execution").eq(lit(1u64)))?;
         let df = df.sort(vec![
             col("sequence").sort(false, false),
             col("started_at").sort(false, false),

@@ -246,11 +246,12 @@ impl Orchestrator {
                 last.insert(pipeline.clone(), status);
             }
         }
-        let targets: Vec<String> = last
+        let mut targets: Vec<String> = last
             .iter()
             .filter(|(_, status)| config.force || **status != Status::Succeeded)
             .map(|(name, _)| name.clone())
             .collect();
+        targets.sort();
         if targets.is_empty() {
             return Err(Error::msg(format!(
                 "run `{run_id}` has nothing to resume: every pipeline succeeded (use --force to re-execute)"

@@ -48,6 +48,15 @@ pub enum SelectionError {
         /// The closest tag.
         suggestion: Option<String>,
     },
+    /// `--direction` with no plain name to apply to.
+    #[error(
+        "the direction `{direction:?}` applies to plain pipeline names, and no target is one \
+         (`+name`, `name+`, `tag:` and `layer:` say their own extent): drop it, or name a pipeline"
+    )]
+    DirectionUnused {
+        /// The direction given.
+        direction: Direction,
+    },
     /// A `layer:` with no pipeline.
     #[error("no pipeline writes to layer `{layer}`{}", hint(.suggestion))]
     UnknownLayer {
@@ -133,6 +142,16 @@ pub fn select(
 ) -> Result<BTreeSet<&'static str>, SelectionError> {
     if targets.is_empty() {
         return Ok(registry.pipelines().iter().map(|p| p.name).collect());
+    }
+    let plain = |target: &String| {
+        let target = target.trim();
+        !(target.starts_with("tag:")
+            || target.starts_with("layer:")
+            || target.starts_with('+')
+            || target.ends_with('+'))
+    };
+    if direction != Direction::None && !targets.iter().any(plain) {
+        return Err(SelectionError::DirectionUnused { direction });
     }
     let mut selected = BTreeSet::new();
     for target in targets {
