@@ -229,6 +229,41 @@ fn reading_a_warehouse_that_does_not_exist_is_an_error_and_creates_nothing() {
 }
 
 #[test]
+fn check_reports_data_files_lost_outside_delta() {
+    let dir = tempfile::tempdir().expect("dir");
+    let run = orchestrate(dir.path(), &["run", "--select", "dim_date"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let clean = orchestrate(dir.path(), &["check"]);
+    assert!(clean.status.success(), "{}", stdout(&clean));
+    assert!(
+        stdout(&clean).contains("files: every data file the tables reference is present"),
+        "{}",
+        stdout(&clean)
+    );
+    let table = dir.path().join("gold").join("dim_date");
+    let lost = std::fs::read_dir(&table)
+        .expect("table directory")
+        .map(|entry| entry.expect("entry").path())
+        .find(|path| path.extension().is_some_and(|e| e == "parquet"))
+        .expect("a data file");
+    std::fs::remove_file(&lost).expect("removed");
+    let damaged = orchestrate(dir.path(), &["check"]);
+    assert_eq!(damaged.status.code(), Some(1));
+    let name = lost
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        stdout(&damaged).contains(&format!(
+            "missing files: gold.dim_date: 1 data file(s) of its current version are gone (e.g. {name})"
+        )),
+        "{}",
+        stdout(&damaged)
+    );
+}
+
+#[test]
 fn a_reader_that_goes_away_fails_nothing() {
     use std::process::Stdio;
     let dir = tempfile::tempdir().expect("dir");

@@ -350,15 +350,30 @@ async fn check(registry: &Registry, global: &GlobalArgs) -> Result<ExitCode> {
     }
     let warehouse = warehouse(global)?;
     let mut drifts = 0;
+    let mut damaged = 0;
     for table in all_tables(registry) {
         for drift in warehouse.drift(table).await? {
             drifts += 1;
             ok &= !drift.is_incompatible();
             say!("schema drift: {drift}");
         }
+        let missing = warehouse.missing_files(table).await?;
+        if let Some(first) = missing.first() {
+            damaged += 1;
+            ok = false;
+            say!(
+                "missing files: {}: {} data file(s) of its current version are gone (e.g. {first}); \
+                 every read of it fails: restore them, or rebuild the table",
+                table.qualified_name(),
+                missing.len()
+            );
+        }
     }
     if drifts == 0 {
         say!("tables: every Delta table matches its declaration");
+    }
+    if damaged == 0 {
+        say!("files: every data file the tables reference is present");
     }
     Ok(exit_code(ok))
 }
