@@ -185,16 +185,35 @@ where
         pages = collected.pages,
         "records read"
     );
-    for reject in collected.rejects.iter().take(20) {
+    if !collected.rejects.is_empty() {
         tracing::warn!(
             pipeline = cx.pipeline(),
-            source = reject.source.as_str(),
-            "record rejected: {}",
-            reject.reason
+            rejected = collected.rejects.len(),
+            "records rejected (kept in lakehouse.rejects): {}",
+            reasons_summary(&collected.rejects)
         );
     }
     cx.reject(collected.rejects);
     cx.frame_from_batches(collected.batches)
+}
+
+/// The reasons of `rejects`, the most frequent first, with their counts (at most five).
+fn reasons_summary(rejects: &[Reject]) -> String {
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for reject in rejects {
+        *counts.entry(reject.reason.as_str()).or_default() += 1;
+    }
+    let mut reasons: Vec<(&str, usize)> = counts.into_iter().collect();
+    reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut summary: Vec<String> = reasons
+        .iter()
+        .take(5)
+        .map(|(reason, count)| format!("{reason} (×{count})"))
+        .collect();
+    if reasons.len() > 5 {
+        summary.push(format!("and {} other reason(s)", reasons.len() - 5));
+    }
+    summary.join("; ")
 }
 
 /// Where open data is read from.
@@ -303,5 +322,30 @@ impl OpenData {
             fetch.describe()
         );
         Ok(fetch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reject(reason: &str) -> Reject {
+        Reject {
+            source: "https://example.org/records".to_owned(),
+            reason: reason.to_owned(),
+            raw: "{}".to_owned(),
+        }
+    }
+
+    #[test]
+    fn reasons_are_summarised_most_frequent_first() {
+        let rejects: Vec<Reject> = ["b", "a", "b", "c", "d", "e", "f", "g", "b", "a"]
+            .into_iter()
+            .map(reject)
+            .collect();
+        assert_eq!(
+            reasons_summary(&rejects),
+            "b (×3); a (×2); c (×1); d (×1); e (×1); and 2 other reason(s)"
+        );
     }
 }
