@@ -132,6 +132,28 @@ fn run_then_runs_and_sql() {
     );
     assert!(sql.status.success(), "{}", stderr(&sql));
     assert_eq!(stdout(&sql), "n\n20\n");
+    // As a table: drawn, NULL spelled out, counted; an empty result keeps its header.
+    let table = stdout(&orchestrate(
+        dir.path(),
+        &["sql", "SELECT 7 AS seven, CAST(NULL AS INT) AS nothing"],
+    ));
+    assert!(
+        table.contains("seven ┆ nothing")
+            && table.contains("│ 7     ┆ NULL    │")
+            && table.ends_with("1 row(s)\n"),
+        "{table}"
+    );
+    let empty = stdout(&orchestrate(
+        dir.path(),
+        &[
+            "sql",
+            "SELECT product_id FROM silver.erp_sales_transactions WHERE false",
+        ],
+    ));
+    assert!(
+        empty.contains("product_id") && empty.ends_with("0 row(s)\n"),
+        "{empty}"
+    );
 
     let refused = orchestrate(dir.path(), &["sql", "DROP TABLE gold.dim_product"]);
     assert!(!refused.status.success());
@@ -226,6 +248,36 @@ fn reading_a_warehouse_that_does_not_exist_is_an_error_and_creates_nothing() {
         stdout(&check)
     );
     assert!(!mistyped.exists(), "the mistyped warehouse was created");
+}
+
+#[test]
+fn a_loop_prints_each_report_and_checks_the_settings_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let output = orchestrate(
+        dir.path(),
+        &[
+            "run",
+            "--select",
+            "dim_date",
+            "--every",
+            "1ms",
+            "--iterations",
+            "2",
+            "--set",
+            "dim.typo=1",
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert_eq!(out.matches("1 succeeded in").count(), 2, "{out}");
+    assert!(out.ends_with("2 run(s) done\n"), "{out}");
+    let warning = "setting `dim.typo` was not read by any pipeline of the run";
+    assert_eq!(
+        stderr(&output).matches(warning).count(),
+        1,
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]

@@ -26,7 +26,9 @@ pub struct RunInfo {
     pub run_at: Timestamp,
 }
 
-/// Key/value settings for pipelines (`--set erp.rows=500`).
+/// Key/value settings for pipelines (`--set erp.rows=500`). Lookups are remembered (clones,
+/// such as each run's copy, share the memory) so that [`Settings::unread`] can name the keys no
+/// pipeline asked for; [`Settings::iter`] counts as reading every key.
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
     values: BTreeMap<String, String>,
@@ -94,8 +96,12 @@ impl Settings {
         }
     }
 
-    /// All settings, sorted by key.
+    /// All settings, sorted by key (every key then counts as read).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.read
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .extend(self.values.keys().cloned());
         self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 }

@@ -187,7 +187,7 @@ fn selectors() {
     .to_string();
     assert!(
         unused.starts_with(
-            "the direction `Upstream` applies to plain pipeline names, and no target is one"
+            "the direction `upstream` applies to plain pipeline names, and no target is one"
         ),
         "{unused}"
     );
@@ -217,6 +217,19 @@ fn unknown_names_suggest_the_closest() {
     );
     assert_eq!(error("+nope+"), "no pipeline is named `nope`");
     assert_eq!(error("DD"), "no pipeline is named `DD`; did you mean `d`?");
+    // A misspelled selector is reported as such, even with a direction it makes unused.
+    let misspelled = plan(
+        &sample(),
+        &["tag:erpp".to_owned()],
+        Direction::Upstream,
+        Order::ProcessFirst,
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        misspelled,
+        "no pipeline has tag `erpp`; did you mean `erp`?"
+    );
 }
 
 #[test]

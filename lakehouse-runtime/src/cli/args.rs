@@ -31,7 +31,8 @@ pub struct GlobalArgs {
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// A pipeline setting, `key=value` (repeatable), e.g. `--set erp.rows=500`.
+    /// A pipeline setting, `key=value` (repeatable), e.g. `--set erp.rows=500`; a key no pipeline
+    /// of a complete run reads is warned about.
     #[arg(long = "set", global = true, value_name = "KEY=VALUE", value_parser = parse_setting)]
     pub settings: Vec<(String, String)>,
     /// Call the real open-data APIs instead of reading the bundled snapshots.

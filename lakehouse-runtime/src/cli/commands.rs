@@ -14,7 +14,9 @@ use crate::ctx::Settings;
 use crate::error::{Error, Result};
 use crate::graph::Registry;
 use crate::ledger::system_tables;
-use crate::orchestrator::{Direction, Orchestrator, Order, RunConfig, RunReport, SkipPolicy};
+use crate::orchestrator::{
+    Direction, Orchestrator, Order, RunConfig, RunReport, SkipPolicy, Status,
+};
 use crate::store::Warehouse;
 use crate::table::TableDef;
 
@@ -44,10 +46,12 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Resume { run_id, execution } => {
             let config = config(&global, &SelectArgs::default(), &execution);
             let orchestrator = Orchestrator::new(registry, existing_warehouse(&global)?);
+            let settings = config.settings.clone();
             let report = with_progress(&orchestrator, |o| async move {
                 o.resume(&run_id, &config).await
             })
             .await?;
+            warn_unread_settings(&settings, &report, &global);
             Ok(finish(&report))
         }
         Command::Optimize { tables } => {
@@ -168,10 +172,7 @@ async fn run(registry: &Registry, global: &GlobalArgs, args: RunArgs) -> Result<
     let orchestrator =
         Orchestrator::new(registry.clone(), warehouse(global)?).with_shutdown(shutdown);
     say!("{}", orchestrator.plan(&config)?.to_string().trim_end());
-    let settings = config.settings.clone();
-    let result = run_selected(&orchestrator, config, args, stop).await;
-    warn_unread_settings(&settings, global);
-    result
+    run_selected(&orchestrator, config, args, stop, global).await
 }
 
 /// Runs the plan once or in a loop until it ends or Ctrl-C.
@@ -180,6 +181,7 @@ async fn run_selected(
     config: RunConfig,
     args: RunArgs,
     stop: tokio::sync::watch::Sender<bool>,
+    global: &GlobalArgs,
 ) -> Result<ExitCode> {
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -192,24 +194,31 @@ async fn run_selected(
             }
         }
     });
+    let settings = config.settings.clone();
     match args.every {
         None => {
             let report =
                 with_progress(orchestrator, |o| async move { o.run(&config).await }).await?;
+            warn_unread_settings(&settings, &report, global);
             Ok(finish(&report))
         }
         Some(every) => {
-            let reports = with_progress(orchestrator, |o| async move {
-                o.run_loop(&config, every, args.duration, args.iterations)
-                    .await
-            })
-            .await?;
+            // Each run's report as it ends; the settings check after the first complete run.
             let mut code = ExitCode::SUCCESS;
-            for report in &reports {
+            let mut checked = false;
+            let on_report = |report: &RunReport| {
+                if !checked {
+                    checked = warn_unread_settings(&settings, report, global);
+                }
                 if finish(report) != ExitCode::SUCCESS {
                     code = ExitCode::FAILURE;
                 }
-            }
+            };
+            let reports = with_progress(orchestrator, |o| async move {
+                o.run_loop_with(&config, every, args.duration, args.iterations, on_report)
+                    .await
+            })
+            .await?;
             say!("{} run(s) done", reports.len());
             Ok(code)
         }
@@ -226,9 +235,18 @@ fn first_paragraph(doc: &str) -> String {
         .join(" ")
 }
 
-/// Warns of `--set` keys no pipeline of the run read (a misspelled key is otherwise silently
-/// ignored and the default used).
-fn warn_unread_settings(settings: &Settings, global: &GlobalArgs) {
+/// Warns of `--set` keys no pipeline of `report`'s run read (a misspelled key is otherwise
+/// silently ignored and the default used). Only a run whose every pipeline ran and succeeded
+/// tells: a pipeline that failed, did not run or was replayed may not have read its keys.
+/// Returns whether it told.
+fn warn_unread_settings(settings: &Settings, report: &RunReport, global: &GlobalArgs) -> bool {
+    let complete = report
+        .results
+        .iter()
+        .all(|r| r.status == Status::Succeeded && !r.replayed);
+    if !complete {
+        return false;
+    }
     for (key, closest) in settings.unread() {
         if !global.settings.iter().any(|(set, _)| *set == key) {
             continue;
@@ -238,6 +256,7 @@ fn warn_unread_settings(settings: &Settings, global: &GlobalArgs) {
             .unwrap_or_default();
         tracing::warn!("setting `{key}` was not read by any pipeline of the run{hint}");
     }
+    true
 }
 
 async fn with_progress<T, F, Fut>(orchestrator: &Orchestrator, work: F) -> Result<T>
@@ -394,9 +413,11 @@ async fn sql(
 ) -> Result<ExitCode> {
     let warehouse = existing_warehouse(global)?;
     let tables = all_tables(registry);
-    let batches = warehouse.sql(&tables, query).await?.collect().await?;
+    let df = warehouse.sql(&tables, query).await?;
+    let schema = df.schema().inner().clone();
+    let batches = df.collect().await?;
     match format {
-        OutputFormat::Table => say!("{}", grid_of(&batches)?),
+        OutputFormat::Table => say!("{}", grid_of(&schema, &batches)?),
         OutputFormat::Csv => {
             let mut writer = arrow::csv::WriterBuilder::new()
                 .with_header(true)
@@ -417,16 +438,16 @@ async fn sql(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Query results as a table drawn like the other commands' (NULL spelled out).
-fn grid_of(batches: &[arrow::array::RecordBatch]) -> Result<String> {
+/// Query results of `schema` as a table drawn like the other commands' (NULL spelled out).
+fn grid_of(
+    schema: &arrow::datatypes::Schema,
+    batches: &[arrow::array::RecordBatch],
+) -> Result<String> {
     use arrow::util::display::{ArrayFormatter, FormatOptions};
     let mut grid = Grid::new();
     grid.load_preset(presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic);
-    let Some(first) = batches.first() else {
-        return Ok("(no rows)".to_owned());
-    };
-    grid.set_header(first.schema().fields().iter().map(|f| f.name().clone()));
+    grid.set_header(schema.fields().iter().map(|f| f.name().clone()));
     let options = FormatOptions::default().with_null("NULL");
     let mut rows = 0;
     for batch in batches {
@@ -550,4 +571,19 @@ fn tables_named(registry: &Registry, names: &[String]) -> Result<Vec<&'static Ta
                 })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_doc_comments_first_paragraph_is_one_line() {
+        let doc = "Rebuilds the calendar (fixes the\noriginal's: it ended yesterday).\n\nMore.";
+        assert_eq!(
+            first_paragraph(doc),
+            "Rebuilds the calendar (fixes the original's: it ended yesterday)."
+        );
+        assert_eq!(first_paragraph(""), "");
+    }
 }

@@ -300,7 +300,10 @@ impl Ledger {
         use datafusion::logical_expr::ExprFunctionExt as _;
         let latest_first = row_number()
             .partition_by(vec![col("run_id")])
-            .order_by(vec![col("started_at").sort(false, false)])
+            .order_by(vec![
+                col("started_at").sort(false, false),
+                col("finished_at").sort(false, false),
+            ])
             .build()?
             .alias("execution");
         let df = self

@@ -274,6 +274,20 @@ impl Orchestrator {
         duration: Option<Duration>,
         iterations: Option<usize>,
     ) -> Result<Vec<RunReport>> {
+        self.run_loop_with(config, every, duration, iterations, |_| {})
+            .await
+    }
+
+    /// [`Orchestrator::run_loop`], calling `on_report` with each run's report as soon as the run
+    /// ends (to print it, say, rather than at the end of the loop).
+    pub async fn run_loop_with(
+        &self,
+        config: &RunConfig,
+        every: Duration,
+        duration: Option<Duration>,
+        iterations: Option<usize>,
+        mut on_report: impl FnMut(&RunReport),
+    ) -> Result<Vec<RunReport>> {
         let started = Instant::now();
         let mut reports = Vec::new();
         let mut ticker = tokio::time::interval(every);
@@ -289,6 +303,7 @@ impl Orchestrator {
             }
             let report = self.run(config).await?;
             tracing::info!(run_id = %report.run_id, status = %report.status(), "loop iteration finished");
+            on_report(&report);
             reports.push(report);
             let done = iterations.is_some_and(|n| reports.len() >= n)
                 || duration.is_some_and(|d| started.elapsed() + every > d);

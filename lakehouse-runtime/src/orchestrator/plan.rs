@@ -19,6 +19,18 @@ pub enum Direction {
     None,
 }
 
+impl std::fmt::Display for Direction {
+    /// As `--direction` spells it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Direction::Upstream => "upstream",
+            Direction::Downstream => "downstream",
+            Direction::All => "all",
+            Direction::None => "none",
+        })
+    }
+}
+
 /// How selected pipelines are grouped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Order {
@@ -50,7 +62,7 @@ pub enum SelectionError {
     },
     /// `--direction` with no plain name to apply to.
     #[error(
-        "the direction `{direction:?}` applies to plain pipeline names, and no target is one \
+        "the direction `{direction}` applies to plain pipeline names, and no target is one \
          (`+name`, `name+`, `tag:` and `layer:` say their own extent): drop it, or name a pipeline"
     )]
     DirectionUnused {
@@ -143,16 +155,6 @@ pub fn select(
     if targets.is_empty() {
         return Ok(registry.pipelines().iter().map(|p| p.name).collect());
     }
-    let plain = |target: &String| {
-        let target = target.trim();
-        !(target.starts_with("tag:")
-            || target.starts_with("layer:")
-            || target.starts_with('+')
-            || target.ends_with('+'))
-    };
-    if direction != Direction::None && !targets.iter().any(plain) {
-        return Err(SelectionError::DirectionUnused { direction });
-    }
     let mut selected = BTreeSet::new();
     for target in targets {
         let target = target.trim();
@@ -225,6 +227,16 @@ pub fn select(
         if down {
             selected.extend(downstream_closure(registry, pipeline.name));
         }
+    }
+    let plain = |target: &String| {
+        let target = target.trim();
+        !(target.starts_with("tag:")
+            || target.starts_with("layer:")
+            || target.starts_with('+')
+            || target.ends_with('+'))
+    };
+    if direction != Direction::None && !targets.iter().any(plain) {
+        return Err(SelectionError::DirectionUnused { direction });
     }
     Ok(selected)
 }

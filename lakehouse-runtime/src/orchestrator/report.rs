@@ -175,9 +175,9 @@ impl RunReport {
             counts.join(", "),
             self.duration.as_secs_f64()
         );
-        // The table shows an error's first line, cut: the whole of each failure follows it.
+        // The table shows an error's first line, cut: the whole of each failure it cut follows.
         for r in self.results.iter().filter(|r| r.status == Status::Failed) {
-            if let Some(error) = &r.error {
+            if let Some(error) = r.error.as_deref().filter(|e| first_line(e) != *e) {
                 text.push_str(&format!("\n`{}` failed: {error}", r.pipeline));
             }
         }
