@@ -732,3 +732,21 @@ async fn a_full_snapshot_replaces_the_rows_and_no_new_snapshot_changes_nothing()
     assert_eq!(wh.warehouse.version(table).await.expect("version"), version);
     assert_eq!(contents(&wh.warehouse, table).await, ["2"]);
 }
+
+#[tokio::test]
+async fn a_memory_warehouse_runs_and_reads_back() {
+    // Its tables were all read as never written (and its writes lost), and it made directories
+    // on the local disk.
+    let warehouse = lakehouse_runtime::Warehouse::open("memory:///lakehouse-test/").expect("open");
+    assert_eq!(warehouse.local_root(), None);
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), warehouse.clone());
+    for _ in 0..2 {
+        let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+        assert!(report.succeeded(), "{}", report.render(false));
+    }
+    assert_eq!(
+        contents(&warehouse, <Ok1 as lakehouse_runtime::Table>::DEF).await,
+        ["1", "2"]
+    );
+    assert!(!std::path::Path::new("/lakehouse-test").exists());
+}

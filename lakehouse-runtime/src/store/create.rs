@@ -179,7 +179,7 @@ impl Warehouse {
     async fn create(&self, table: &'static TableDef) -> Result<DeltaTable> {
         let qualified = table.qualified_name();
         let url = self.table_url(table)?;
-        if let Ok(path) = url.to_file_path() {
+        if let Some(path) = super::location::local_path(&url) {
             std::fs::create_dir_all(&path).map_err(|source| Error::Io {
                 context: format!(
                     "creating the directory of {qualified} at {}",
@@ -210,8 +210,11 @@ impl Warehouse {
                 Some("true".to_owned()),
             ));
         }
+        let log_store = self
+            .log_store(&url)
+            .map_err(|e| Error::delta(&qualified, e))?;
         let created = deltalake::operations::create::CreateBuilder::new()
-            .with_location(url.as_str())
+            .with_log_store(log_store)
             .with_table_name(table.name)
             .with_comment(table.description)
             .with_columns(schema.fields().cloned())

@@ -151,6 +151,14 @@ fn normalized(path: &Path) -> Result<std::path::PathBuf> {
     Ok(normalized)
 }
 
+/// The local path of a `file://` URL (`Url::to_file_path` converts the path of any scheme:
+/// `memory:///wh/` would become `/wh/`).
+pub(crate) fn local_path(url: &Url) -> Option<std::path::PathBuf> {
+    (url.scheme() == "file")
+        .then(|| url.to_file_path().ok())
+        .flatten()
+}
+
 fn with_trailing_slash(mut url: Url) -> Url {
     if !url.path().ends_with('/') {
         let path = format!("{}/", url.path());

@@ -61,6 +61,9 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 4 << 30;
 pub struct Warehouse {
     root: Url,
     runtime: Arc<RuntimeEnv>,
+    /// The one store of a `memory://` warehouse: delta-rs would give every table load a new,
+    /// empty one, and each write would vanish.
+    memory: Option<Arc<dyn deltalake::ObjectStore>>,
 }
 
 impl std::fmt::Debug for Warehouse {
@@ -73,7 +76,8 @@ impl std::fmt::Debug for Warehouse {
 
 impl Warehouse {
     /// Opens the warehouse at `location`: a local directory (created if missing) or an
-    /// object-store URL. Memory is bounded by [`DEFAULT_MEMORY_LIMIT`].
+    /// object-store URL (`memory:///name/` is an in-memory warehouse, gone with this value and
+    /// its clones). Memory is bounded by [`DEFAULT_MEMORY_LIMIT`].
     pub fn open(location: &str) -> Result<Warehouse> {
         Warehouse::open_with_memory_limit(location, DEFAULT_MEMORY_LIMIT)
     }
@@ -103,7 +107,15 @@ impl Warehouse {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit)))
             .build_arc()?;
-        Ok(Warehouse { root, runtime })
+        let memory = (root.scheme() == "memory").then(|| {
+            Arc::new(deltalake::logstore::object_store::memory::InMemory::new())
+                as Arc<dyn deltalake::ObjectStore>
+        });
+        Ok(Warehouse {
+            root,
+            runtime,
+            memory,
+        })
     }
 
     /// The root URL.
@@ -113,7 +125,7 @@ impl Warehouse {
 
     /// The local root directory, if the warehouse is on the local file system.
     pub fn local_root(&self) -> Option<std::path::PathBuf> {
-        self.root.to_file_path().ok()
+        location::local_path(&self.root)
     }
 
     /// A new DataFusion session on this warehouse's runtime (shared memory pool and stores),
@@ -161,16 +173,34 @@ impl Warehouse {
     pub async fn load(&self, table: &TableDef) -> Result<Option<DeltaTable>> {
         let url = self.table_url(table)?;
         // Only look: opening a table must not create directories.
-        if let Ok(path) = url.to_file_path()
+        if let Some(path) = location::local_path(&url)
             && !path.join("_delta_log").is_dir()
         {
             return Ok(None);
         }
         let qualified = table.qualified_name();
-        let delta = DeltaTable::try_from_url(url)
-            .await
-            .map_err(|e| Error::delta(&qualified, e))?;
-        Ok(delta.version().is_some().then_some(delta))
+        let mut delta = DeltaTable::new(
+            self.log_store(&url)
+                .map_err(|e| Error::delta(&qualified, e))?,
+        );
+        match delta.load().await {
+            Ok(()) => Ok(delta.version().is_some().then_some(delta)),
+            Err(deltalake::DeltaTableError::NotATable(_)) => Ok(None),
+            Err(error) => Err(Error::delta(&qualified, error)),
+        }
+    }
+
+    /// The Delta log store of the table at `url`, on this warehouse's own store when it has one.
+    pub(crate) fn log_store(
+        &self,
+        url: &Url,
+    ) -> Result<deltalake::logstore::LogStoreRef, deltalake::DeltaTableError> {
+        let builder = deltalake::DeltaTableBuilder::from_url(url.clone())?;
+        match &self.memory {
+            Some(store) => builder.with_storage_backend(store.clone(), url.clone()),
+            None => builder,
+        }
+        .build_storage()
     }
 
     /// The latest version of `table`, or `None` if it was never written.
