@@ -84,6 +84,21 @@ mod with_discount {
     }
 }
 
+mod checkpointed {
+    use lakehouse_runtime::prelude::*;
+
+    /// Events, checkpointed after every second version.
+    #[derive(Table)]
+    #[table(
+        schema = "bronze",
+        name = "events",
+        property(key = "delta.checkpointInterval", value = "2")
+    )]
+    pub struct Events {
+        pub id: i64,
+    }
+}
+
 mod mistyped_check {
     use lakehouse_runtime::prelude::*;
 
@@ -421,6 +436,37 @@ async fn a_check_that_cannot_be_added_fails_every_write() {
         );
     }
     assert!(contents(&wh.warehouse, mistyped).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_error_after_the_commit_is_not_a_failed_write() {
+    #[derive(Serialize)]
+    struct Event {
+        id: i64,
+    }
+    let wh = TempWarehouse::new();
+    let events = <checkpointed::Events as lakehouse_runtime::Table>::DEF;
+    // Version 0 creates the table; the checkpoint after version 1 cannot be written.
+    wh.warehouse.ensure(events).await.expect("created");
+    let log = wh
+        .warehouse
+        .table_url(events)
+        .expect("url")
+        .to_file_path()
+        .expect("local")
+        .join("_delta_log");
+    std::fs::create_dir_all(log.join("00000000000000000001.checkpoint.parquet"))
+        .expect("blocking directory");
+    let outcome = write(
+        &wh.warehouse,
+        events,
+        &[Event { id: 1 }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("the rows were committed: the write succeeded");
+    assert!(outcome.committed);
+    assert_eq!(contents(&wh.warehouse, events).await, lines(&["1"]));
 }
 
 #[tokio::test]

@@ -22,10 +22,6 @@ use crate::frame::batches_from_rows;
 use crate::store::{AUTO_COMPACT_AT_FILES, CommitTags, OpenTable, Warehouse, WriteOptions};
 use crate::table::{Table, TableDef};
 
-/// The `commitInfo` key marking a ledger append, so that an error after its commit is not taken
-/// for a failed append (and the rows appended twice).
-const APPEND_ID_KEY: &str = "lakehouse.appendId";
-
 /// The size compacted system-table files grow to: bounds what one compaction rewrites (files
 /// that reached it are left alone).
 const COMPACTED_FILE_BYTES: NonZeroU64 = NonZeroU64::new(4 << 20).expect("4 MiB is not zero");
@@ -121,18 +117,14 @@ impl Ledger {
             return Ok(());
         }
         let batches = batches_from_rows(T::DEF.output_arrow_schema(), rows)?;
-        // Marks this append's commit: an error can come after the commit (delta-rs's snapshot
-        // update and checkpoint follow it), and the rows must then not be appended again.
-        let append_id = serde_json::json!(format!("{:032x}", rand::random::<u128>()));
-        let tag = || vec![(APPEND_ID_KEY.to_owned(), append_id.clone())];
         let slot = self.slot(T::DEF.name);
         let mut open = slot.lock().await;
         if let Some(table_open) = open.as_mut() {
             let before = table_open.version();
-            match table_open
-                .append(&batches, &CommitTags::metadata(tag()))
-                .await
-            {
+            // Its write id tells an error after the commit (delta-rs's snapshot update and
+            // checkpoint follow it) from a failed append: the rows must not be appended twice.
+            let tags = CommitTags::metadata(Vec::new());
+            match table_open.append(&batches, &tags).await {
                 Ok(()) => {
                     self.note_appended(rows, Some((before, table_open.version())));
                     self.compact_if_fragmented::<T>(&mut open).await;
@@ -142,7 +134,7 @@ impl Ledger {
                 Err(error) => {
                     tracing::debug!(%error, table = %T::DEF.qualified_name(), "reopening a system table");
                     *open = None;
-                    if self.committed::<T>(&append_id).await {
+                    if self.committed::<T>(tags.write_id()).await {
                         self.note_appended(rows, None);
                         return Ok(());
                     }
@@ -155,11 +147,12 @@ impl Ledger {
         loop {
             let session = self.warehouse.session();
             let df = session.read_batches(batches.clone())?;
-            let options = WriteOptions {
-                metadata: tag().into_iter().collect(),
-                ..WriteOptions::default()
-            };
-            match self.warehouse.write(&session, T::DEF, df, options).await {
+            // (The write itself tells an error after its commit from a failed write.)
+            match self
+                .warehouse
+                .write(&session, T::DEF, df, WriteOptions::default())
+                .await
+            {
                 Ok(_) => {
                     self.note_appended(rows, None);
                     // Kept open for the next append (best effort: a failure only costs a load).
@@ -169,10 +162,6 @@ impl Ledger {
                         *open = Some(table_open);
                         self.compact_if_fragmented::<T>(&mut open).await;
                     }
-                    return Ok(());
-                }
-                Err(_) if self.committed::<T>(&append_id).await => {
-                    self.note_appended(rows, None);
                     return Ok(());
                 }
                 Err(error) if attempt < 5 => {
@@ -185,12 +174,12 @@ impl Ledger {
         }
     }
 
-    /// Whether an append marked `append_id` is among system table `T`'s latest commits (an
-    /// unreadable table counts as not).
-    async fn committed<T: Table>(&self, append_id: &serde_json::Value) -> bool {
+    /// Whether the write `write_id` is among system table `T`'s latest commits (an unreadable
+    /// table counts as not).
+    async fn committed<T: Table>(&self, write_id: &serde_json::Value) -> bool {
         matches!(
             self.warehouse
-                .commit_tagged(T::DEF, APPEND_ID_KEY, append_id)
+                .commit_tagged(T::DEF, crate::store::WRITE_ID_KEY, write_id)
                 .await,
             Ok(Some(_))
         )

@@ -48,12 +48,13 @@ impl Warehouse {
             .map(|k| Expr::Column(Column::new_unqualified(*k)))
             .collect();
         let keys = keys.select(key_columns)?.distinct()?;
+        let commit = CommitTags::transaction(transaction);
         let merge = delta
             .merge(keys, key_match(table))
             .with_source_alias("s")
             .with_target_alias("t")
             .with_session_state(super::session_state(session))
-            .with_commit_properties(CommitTags::transaction(transaction.clone()).properties());
+            .with_commit_properties(commit.properties());
         let result = async {
             let merge = if table.mode == WriteMode::Scd2 {
                 let end = lit(ScalarValue::TimestampMicrosecond(
@@ -79,7 +80,7 @@ impl Warehouse {
                 metrics.num_target_rows_updated as u64,
                 metrics.num_target_rows_deleted as u64,
             )),
-            Err(error) => self.recheck_after_error(table, &transaction, error).await,
+            Err(error) => self.recheck_after_error(table, &commit, error).await,
         }
     }
 }

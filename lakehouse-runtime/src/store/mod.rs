@@ -35,7 +35,7 @@ pub use read::{Changes, TableStats};
 pub(crate) use read::{integers, maximum_from_statistics};
 pub(crate) use sink::OpenTable;
 pub(crate) use write::CommitTags;
-pub use write::{Deletions, TRANSACTION_KEY, WriteOptions, WriteOutcome};
+pub use write::{Deletions, TRANSACTION_KEY, WRITE_ID_KEY, WriteOptions, WriteOutcome};
 
 use crate::error::{Error, Result};
 use crate::table::TableDef;

@@ -18,9 +18,7 @@ use datafusion::scalar::ScalarValue;
 use deltalake::DeltaTable;
 
 use super::Warehouse;
-use super::write::{
-    CommitTags, DELETE_FLAG, Deletions, WriteOptions, WriteOutcome, outcome, qualified,
-};
+use super::write::{CommitTags, DELETE_FLAG, Deletions, WriteOutcome, outcome, qualified};
 use crate::error::{Error, Result};
 use crate::table::{TableDef, Timestamp};
 
@@ -109,6 +107,16 @@ async fn history_bound_by_scan(
     Ok(bound)
 }
 
+/// What an SCD2 write is made with.
+pub(crate) struct Scd2Write {
+    /// The run's logical time: the validity bound of what it closes and opens.
+    pub run_at: Timestamp,
+    /// Keys to close.
+    pub deletions: Deletions,
+    /// What its commit records.
+    pub commit: CommitTags,
+}
+
 /// Runs the SCD2 MERGE of `source` (data columns, one row per key) into `delta`.
 pub(crate) async fn merge(
     warehouse: &Warehouse,
@@ -116,9 +124,13 @@ pub(crate) async fn merge(
     delta: DeltaTable,
     source: DataFrame,
     table: &'static TableDef,
-    run_at: Timestamp,
-    options: WriteOptions,
+    write: Scd2Write,
 ) -> Result<WriteOutcome> {
+    let Scd2Write {
+        run_at,
+        deletions,
+        commit,
+    } = write;
     let qualified_name = table.qualified_name();
     refuse_going_back(warehouse, session, table, &delta, run_at).await?;
     let data: Vec<String> = source
@@ -190,9 +202,8 @@ pub(crate) async fn merge(
     staged = staged.union(changed_rows)?;
 
     // 3. Deletions.
-    let close_missing = matches!(options.deletions, Deletions::MissingFromSource);
-    let commit = CommitTags::of(&options);
-    if let Deletions::Keys(keys) = options.deletions {
+    let close_missing = matches!(deletions, Deletions::MissingFromSource);
+    if let Deletions::Keys(keys) = deletions {
         let mut exprs = Vec::new();
         for c in &data {
             let field = schema
@@ -231,7 +242,6 @@ pub(crate) async fn merge(
         u.update("valid_to", run_at.clone())
             .update("is_current", lit(false))
     };
-    let transaction = options.transaction.clone();
     let mut merge = delta
         .merge(staged, on)
         .with_source_alias("s")
@@ -265,10 +275,6 @@ pub(crate) async fn merge(
             metrics.num_target_rows_updated as u64,
             0,
         )),
-        Err(error) => {
-            warehouse
-                .recheck_after_error(table, &transaction, error)
-                .await
-        }
+        Err(error) => warehouse.recheck_after_error(table, &commit, error).await,
     }
 }

@@ -59,12 +59,17 @@ pub const TRANSACTION_KEY: &str = "lakehouse.transaction";
 /// How many of a table's latest commits [`Warehouse::commit_tagged`] looks through.
 const COMMIT_SEARCH_DEPTH: usize = 100;
 
-/// What a commit records besides its actions: the application transaction (the idempotence key)
-/// and the application metadata of its `commitInfo`.
-#[derive(Clone, Debug, Default)]
+/// The `commitInfo` key holding a write's unique id: an error that comes after the commit
+/// (delta-rs's snapshot update and checkpoint follow it) is then told from a failed write.
+pub const WRITE_ID_KEY: &str = "lakehouse.writeId";
+
+/// What a commit records besides its actions: the application transaction (the idempotence key),
+/// the application metadata of its `commitInfo`, and the write's unique id.
+#[derive(Clone, Debug)]
 pub(crate) struct CommitTags {
     transaction: Option<(String, i64)>,
     metadata: Vec<(String, serde_json::Value)>,
+    write_id: serde_json::Value,
 }
 
 impl CommitTags {
@@ -87,7 +92,13 @@ impl CommitTags {
         CommitTags {
             transaction: None,
             metadata,
+            write_id: new_write_id(),
         }
+    }
+
+    /// The write's unique id, as its commit records it under [`WRITE_ID_KEY`].
+    pub(crate) fn write_id(&self) -> &serde_json::Value {
+        &self.write_id
     }
 
     /// Tags carrying only `transaction` (and its [`TRANSACTION_KEY`] entry).
@@ -104,6 +115,7 @@ impl CommitTags {
         CommitTags {
             transaction,
             metadata,
+            write_id: new_write_id(),
         }
     }
 
@@ -117,8 +129,14 @@ impl CommitTags {
         &self,
         extra: impl IntoIterator<Item = (String, serde_json::Value)>,
     ) -> CommitProperties {
-        let properties =
-            CommitProperties::default().with_metadata(self.metadata.iter().cloned().chain(extra));
+        let write_id = (WRITE_ID_KEY.to_owned(), self.write_id.clone());
+        let properties = CommitProperties::default().with_metadata(
+            self.metadata
+                .iter()
+                .cloned()
+                .chain(extra)
+                .chain(std::iter::once(write_id)),
+        );
         match &self.transaction {
             Some((app_id, version)) => {
                 properties.with_application_transaction(Transaction::new(app_id, *version))
@@ -126,6 +144,11 @@ impl CommitTags {
             None => properties,
         }
     }
+}
+
+/// A fresh random write id.
+fn new_write_id() -> serde_json::Value {
+    serde_json::json!(format!("{:032x}", rand::random::<u128>()))
 }
 
 /// The value of [`TRANSACTION_KEY`] for `app_id`'s transaction `version`.
@@ -191,7 +214,6 @@ impl Warehouse {
         options: WriteOptions,
     ) -> Result<WriteOutcome> {
         let qualified = table.qualified_name();
-        let transaction = options.transaction.clone();
         let mut delta = self.ensure(table).await?;
         if let Some((app_id, version)) = &options.transaction
             && let Some(done) = committed_version(&delta, table, app_id).await?
@@ -225,7 +247,7 @@ impl Warehouse {
             WriteMode::Append | WriteMode::Overwrite
                 if !replace_schema && super::sink::applies_to(table, &delta) =>
             {
-                super::sink::write(delta, source, save_mode, commit)
+                super::sink::write(delta, source, save_mode, commit.clone())
                     .await
                     .map(|(snapshot, rows)| appended(table, &snapshot, rows))
             }
@@ -256,7 +278,7 @@ impl Warehouse {
                     table,
                     options.deletions,
                     state,
-                    commit,
+                    commit.clone(),
                 )
                 .await
             }
@@ -267,29 +289,33 @@ impl Warehouse {
                     ))
                 })?;
                 let source = dedupe(source, table)?;
-                return super::scd2::merge(self, session, delta, source, table, run_at, options)
-                    .await;
+                let write = super::scd2::Scd2Write {
+                    run_at,
+                    deletions: options.deletions,
+                    commit,
+                };
+                return super::scd2::merge(self, session, delta, source, table, write).await;
             }
         };
         match result {
             Ok(outcome) => Ok(outcome),
-            Err(error) => self.recheck_after_error(table, &transaction, error).await,
+            Err(error) => self.recheck_after_error(table, &commit, error).await,
         }
     }
 
-    /// An error may come after the commit (checkpoints, log cleanup): if our transaction is in
-    /// the log, the write happened.
+    /// An error may come after the commit (snapshot update, checkpoint, log cleanup): if the
+    /// write's commit (by its id) is in the log, the write happened.
     pub(crate) async fn recheck_after_error(
         &self,
         table: &'static TableDef,
-        transaction: &Option<(String, i64)>,
+        tags: &CommitTags,
         error: deltalake::DeltaTableError,
     ) -> Result<WriteOutcome> {
         let qualified = table.qualified_name();
-        if let Some((app_id, version)) = transaction
+        if let Ok(Some(_)) = self
+            .commit_tagged(table, WRITE_ID_KEY, tags.write_id())
+            .await
             && let Ok(Some(delta)) = self.load(table).await
-            && let Ok(Some(done)) = committed_version(&delta, table, app_id).await
-            && done >= *version
         {
             tracing::warn!(table = %qualified, %error, "the write committed, then failed afterwards");
             let mut outcome = WriteOutcome::skipped(table, delta.version());
