@@ -127,28 +127,43 @@ impl Warehouse {
         }
         let names: Vec<&str> = missing.keys().copied().collect();
         tracing::info!(table = %qualified, constraints = ?names, "adding declared CHECK constraints");
-        match delta
-            .add_constraint()
-            .with_constraints(missing.clone())
-            .await
-        {
-            Ok(updated) => Ok(updated),
-            Err(error) => match self.load(table).await? {
-                // Another process added them at the same moment.
-                Some(reloaded) if checks_to_add(table, &reloaded)?.is_empty() => Ok(reloaded),
-                _ => Err(Error::schema(
-                    &qualified,
-                    format!(
-                        "cannot add the declared CHECK constraint(s) {}: {error} (the table's \
-                         rows must satisfy it, and its expression must name the table's columns)",
-                        names
-                            .iter()
-                            .map(|n| format!("`{n}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                )),
-            },
+        let applied = delta.add_constraint().with_constraints(missing).await;
+        self.settle(table, applied, |reloaded| {
+            Ok(checks_to_add(table, reloaded)?.is_empty())
+        })
+        .await?
+        .map_err(|error| {
+            Error::schema(
+                &qualified,
+                format!(
+                    "cannot add the declared CHECK constraint(s) {}: {error} (the table's rows \
+                     must satisfy it, and its expression must name the table's columns)",
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })
+    }
+
+    /// `applied`, the outcome of a change to `table`'s declared state; a failure counts as done
+    /// when the table, loaded again, is `settled` (another process made the same change at the
+    /// same moment). The inner error is the change's own.
+    async fn settle(
+        &self,
+        table: &'static TableDef,
+        applied: Result<DeltaTable, deltalake::DeltaTableError>,
+        settled: impl Fn(&DeltaTable) -> Result<bool>,
+    ) -> Result<Result<DeltaTable, deltalake::DeltaTableError>> {
+        let error = match applied {
+            Ok(updated) => return Ok(Ok(updated)),
+            Err(error) => error,
+        };
+        match self.load(table).await? {
+            Some(reloaded) if settled(&reloaded)? => Ok(Ok(reloaded)),
+            _ => Ok(Err(error)),
         }
     }
 
@@ -165,15 +180,12 @@ impl Warehouse {
             return Ok(delta);
         }
         tracing::info!(table = %qualified, properties = ?changed, "setting declared table properties");
-        match delta.set_tbl_properties().with_properties(changed).await {
-            Ok(updated) => Ok(updated),
-            // Another process may have set them at the same moment: what counts is that the
-            // table now holds them.
-            Err(error) => match self.load(table).await? {
-                Some(reloaded) if properties_to_set(table, &reloaded)?.is_empty() => Ok(reloaded),
-                _ => Err(Error::delta(&qualified, error)),
-            },
-        }
+        let applied = delta.set_tbl_properties().with_properties(changed).await;
+        self.settle(table, applied, |reloaded| {
+            Ok(properties_to_set(table, reloaded)?.is_empty())
+        })
+        .await?
+        .map_err(|error| Error::delta(&qualified, error))
     }
 
     async fn create(&self, table: &'static TableDef) -> Result<DeltaTable> {
