@@ -4,6 +4,7 @@
 
 mod execute;
 mod plan;
+mod replay;
 mod report;
 
 use std::collections::HashMap;

@@ -8,7 +8,8 @@ use datafusion::logical_expr::{Expr, lit};
 use datafusion::scalar::ScalarValue;
 
 use super::Warehouse;
-use super::write::{CommitTags, WriteOutcome, committed_version, key_match, outcome, qualified};
+use super::commit::{CommitTags, committed_version};
+use super::write::{WriteOutcome, key_match, outcome, qualified};
 use crate::error::{Error, Result};
 use crate::table::{TableDef, Timestamp, WriteMode};
 

@@ -6,6 +6,7 @@
 
 mod batching;
 mod catalog;
+mod commit;
 mod create;
 mod delete;
 mod location;
@@ -28,14 +29,15 @@ use deltalake::delta_datafusion::planner::DeltaPlanner;
 use url::Url;
 
 pub use catalog::check_read_only;
+pub(crate) use commit::CommitTags;
+pub use commit::{TRANSACTION_KEY, WRITE_ID_KEY};
 pub use create::SchemaDrift;
 pub use location::{check_name, is_safe_name, table_url, warehouse_url};
 pub use maintain::{AUTO_COMPACT_AT_FILES, OptimizeReport, VacuumReport};
 pub use read::{Changes, TableStats};
 pub(crate) use read::{integers, maximum_from_statistics};
 pub(crate) use sink::OpenTable;
-pub(crate) use write::CommitTags;
-pub use write::{Deletions, TRANSACTION_KEY, WRITE_ID_KEY, WriteOptions, WriteOutcome};
+pub use write::{Deletions, WriteOptions, WriteOutcome};
 
 use crate::error::{Error, Result};
 use crate::table::TableDef;

@@ -18,7 +18,8 @@ use datafusion::scalar::ScalarValue;
 use deltalake::DeltaTable;
 
 use super::Warehouse;
-use super::write::{CommitTags, DELETE_FLAG, Deletions, WriteOutcome, outcome, qualified};
+use super::commit::CommitTags;
+use super::write::{DELETE_FLAG, Deletions, WriteOutcome, outcome, qualified};
 use crate::error::{Error, Result};
 use crate::table::{TableDef, Timestamp};
 

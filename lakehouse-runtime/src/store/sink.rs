@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use super::write::CommitTags;
+use super::commit::CommitTags;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::Statistics;

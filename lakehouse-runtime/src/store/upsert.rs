@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::write::CommitTags;
+use super::commit::CommitTags;
 use arrow::array::{Array, AsArray as _, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type, UInt16Type};
 use datafusion::common::JoinType;

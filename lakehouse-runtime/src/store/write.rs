@@ -10,14 +10,13 @@ use datafusion::logical_expr::{Expr, SortExpr, cast, lit};
 use datafusion::scalar::ScalarValue;
 use deltalake::DeltaTable;
 use deltalake::kernel::StructField;
-use deltalake::kernel::Transaction;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
-use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::table::state::DeltaTableState;
 use futures::StreamExt as _;
 
+use super::commit::{CommitTags, WRITE_ID_KEY, committed_version};
 use super::create::DriftKind;
 use super::{TableStats, Warehouse, session_state};
 use crate::error::{Error, Result};
@@ -50,110 +49,6 @@ pub struct WriteOptions {
     /// rows (the orchestrator records there the input versions a pipeline read; see
     /// [`Warehouse::transaction_metadata`]). Keys starting with `lakehouse.` are reserved.
     pub metadata: std::collections::BTreeMap<String, serde_json::Value>,
-}
-
-/// The `commitInfo` key recording a write's application transaction, so that the commit can be
-/// found again from its `(app id, version)`.
-pub const TRANSACTION_KEY: &str = "lakehouse.transaction";
-
-/// How many of a table's latest commits [`Warehouse::commit_tagged`] looks through.
-const COMMIT_SEARCH_DEPTH: usize = 100;
-
-/// The `commitInfo` key holding a write's unique id: an error that comes after the commit
-/// (delta-rs's snapshot update and checkpoint follow it) is then told from a failed write.
-pub const WRITE_ID_KEY: &str = "lakehouse.writeId";
-
-/// What a commit records besides its actions: the application transaction (the idempotence key),
-/// the application metadata of its `commitInfo`, and the write's unique id.
-#[derive(Clone, Debug)]
-pub(crate) struct CommitTags {
-    transaction: Option<(String, i64)>,
-    metadata: Vec<(String, serde_json::Value)>,
-    write_id: serde_json::Value,
-}
-
-impl CommitTags {
-    /// The tags of a write made with `options`.
-    pub(crate) fn of(options: &WriteOptions) -> CommitTags {
-        let mut tags = CommitTags::transaction(options.transaction.clone());
-        // The caller's entries first: ours, last, win over a reserved key given by mistake.
-        let ours = std::mem::take(&mut tags.metadata);
-        tags.metadata = options
-            .metadata
-            .iter()
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .chain(ours)
-            .collect();
-        tags
-    }
-
-    /// Tags carrying only application metadata.
-    pub(crate) fn metadata(metadata: Vec<(String, serde_json::Value)>) -> CommitTags {
-        CommitTags {
-            transaction: None,
-            metadata,
-            write_id: new_write_id(),
-        }
-    }
-
-    /// The write's unique id, as its commit records it under [`WRITE_ID_KEY`].
-    pub(crate) fn write_id(&self) -> &serde_json::Value {
-        &self.write_id
-    }
-
-    /// Tags carrying only `transaction` (and its [`TRANSACTION_KEY`] entry).
-    pub(crate) fn transaction(transaction: Option<(String, i64)>) -> CommitTags {
-        let metadata = transaction
-            .iter()
-            .map(|(app_id, version)| {
-                (
-                    TRANSACTION_KEY.to_owned(),
-                    transaction_tag(app_id, *version),
-                )
-            })
-            .collect();
-        CommitTags {
-            transaction,
-            metadata,
-            write_id: new_write_id(),
-        }
-    }
-
-    /// The commit properties for delta-rs.
-    pub(crate) fn properties(&self) -> CommitProperties {
-        self.properties_with([])
-    }
-
-    /// The commit properties with `extra` metadata entries too.
-    pub(crate) fn properties_with(
-        &self,
-        extra: impl IntoIterator<Item = (String, serde_json::Value)>,
-    ) -> CommitProperties {
-        let write_id = (WRITE_ID_KEY.to_owned(), self.write_id.clone());
-        let properties = CommitProperties::default().with_metadata(
-            self.metadata
-                .iter()
-                .cloned()
-                .chain(extra)
-                .chain(std::iter::once(write_id)),
-        );
-        match &self.transaction {
-            Some((app_id, version)) => {
-                properties.with_application_transaction(Transaction::new(app_id, *version))
-            }
-            None => properties,
-        }
-    }
-}
-
-/// A fresh random write id.
-fn new_write_id() -> serde_json::Value {
-    serde_json::json!(format!("{:032x}", rand::random::<u128>()))
-}
-
-/// The value of [`TRANSACTION_KEY`] for `app_id`'s transaction `version`.
-fn transaction_tag(app_id: &str, version: i64) -> serde_json::Value {
-    serde_json::json!({ "appId": app_id, "version": version })
 }
 
 /// What a write did.
@@ -400,70 +295,6 @@ fn refuse_required_additions(
         )),
         _ => Ok(()),
     }
-}
-
-impl Warehouse {
-    /// The last transaction version `app_id` committed to `table`, if any (e.g. the sequence of
-    /// the last run whose pipeline wrote it).
-    pub async fn transaction_version(
-        &self,
-        table: &'static TableDef,
-        app_id: &str,
-    ) -> Result<Option<i64>> {
-        match self.load(table).await? {
-            Some(delta) => committed_version(&delta, table, app_id).await,
-            None => Ok(None),
-        }
-    }
-
-    /// The application metadata (see [`WriteOptions::metadata`]) of the commit that carried
-    /// `app_id`'s transaction `version` to `table`. `None` when no such commit is among the
-    /// table's latest 100 (or the table was never written).
-    pub async fn transaction_metadata(
-        &self,
-        table: &'static TableDef,
-        app_id: &str,
-        version: i64,
-    ) -> Result<Option<std::collections::HashMap<String, serde_json::Value>>> {
-        self.commit_tagged(table, TRANSACTION_KEY, &transaction_tag(app_id, version))
-            .await
-    }
-
-    /// The application metadata of the commit among `table`'s latest 100 whose metadata holds
-    /// `value` under `key`, if any.
-    pub async fn commit_tagged(
-        &self,
-        table: &'static TableDef,
-        key: &str,
-        value: &serde_json::Value,
-    ) -> Result<Option<std::collections::HashMap<String, serde_json::Value>>> {
-        let Some(delta) = self.load(table).await? else {
-            return Ok(None);
-        };
-        let mut history = delta.history(Some(COMMIT_SEARCH_DEPTH));
-        while let Some(info) = history.next().await {
-            let info = info.map_err(|e| Error::delta(table.qualified_name(), e))?;
-            if info.info.get(key) == Some(value) {
-                return Ok(Some(info.info));
-            }
-        }
-        Ok(None)
-    }
-}
-
-/// The version `app_id` last committed to `delta`, the Delta table of `table`, if any.
-pub(crate) async fn committed_version(
-    delta: &DeltaTable,
-    table: &TableDef,
-    app_id: &str,
-) -> Result<Option<i64>> {
-    let snapshot = delta
-        .snapshot()
-        .map_err(|e| Error::delta(table.qualified_name(), e))?;
-    snapshot
-        .transaction_version(delta.log_store().as_ref(), app_id)
-        .await
-        .map_err(|e| Error::delta(table.qualified_name(), e))
 }
 
 pub(crate) fn stored_schema(delta: &DeltaTable, qualified: &str) -> Result<SchemaRef> {

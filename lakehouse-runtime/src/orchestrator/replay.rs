@@ -1,0 +1,97 @@
+//! Finding a pipeline's write that is already committed (a retry's or a resumed run's) and
+//! telling this run's own from another run's: the commit records the run and what it read.
+
+use crate::ctx::RunInfo;
+use crate::error::{Error, Result};
+use crate::graph::PipelineDescriptor;
+use crate::store::WriteOutcome;
+
+use super::execute::Written;
+
+/// The `commitInfo` key of a pipeline's write recording the input versions it read.
+pub(super) const INPUT_VERSIONS_KEY: &str = "lakehouse.inputVersions";
+/// The `commitInfo` key of a pipeline's write recording the run that made it.
+pub(super) const RUN_ID_KEY: &str = "lakehouse.runId";
+
+/// What this run already committed to `pipeline`'s table, if it did (or, for a resumed run, a
+/// later run did, which supersedes it). Another run's commit with this run's sequence, or, in a
+/// `fresh` run, with a later one (two orchestrators on one warehouse) is an error: counting it as
+/// ours would drop our rows.
+pub(super) async fn already_written(
+    warehouse: &crate::store::Warehouse,
+    pipeline: &'static PipelineDescriptor,
+    run: &RunInfo,
+    fresh: bool,
+) -> Result<Option<Written>> {
+    let Some(done) = warehouse
+        .transaction_version(pipeline.output, pipeline.name)
+        .await?
+        .filter(|done| *done >= run.sequence)
+    else {
+        return Ok(None);
+    };
+    // Unreadable metadata (a commit file cleaned up meanwhile, say) only loses the details.
+    let metadata = match warehouse
+        .transaction_metadata(pipeline.output, pipeline.name, done)
+        .await
+    {
+        Ok(metadata) => metadata.unwrap_or_default(),
+        Err(error) => {
+            tracing::warn!(%error, "could not read the committed write's metadata");
+            Default::default()
+        }
+    };
+    let writer = metadata.get(RUN_ID_KEY).and_then(|id| id.as_str());
+    let by_another = |writer: Option<&str>| match writer {
+        Some(writer) => format!("run `{writer}`"),
+        None => "another run".to_owned(),
+    };
+    if done == run.sequence
+        && let Some(writer) = writer.filter(|writer| *writer != run.run_id)
+    {
+        return Err(collision(pipeline, run, &by_another(Some(writer))));
+    }
+    // A fresh run's sequence is above every recorded one: a later sequence in the table can only
+    // come from another orchestrator's run.
+    if done > run.sequence && fresh {
+        return Err(collision(pipeline, run, &by_another(writer)));
+    }
+    if done > run.sequence {
+        tracing::info!(
+            later_sequence = done,
+            "a later run already wrote the table; not executed"
+        );
+    } else {
+        tracing::info!("already written by this run; not executed again");
+    }
+    let version = warehouse.version(pipeline.output).await?;
+    // What the committed write read, as its commit recorded it: the next incremental read
+    // starts there (an empty record would make it start over).
+    let input_versions = metadata
+        .get(INPUT_VERSIONS_KEY)
+        .cloned()
+        .and_then(|versions| serde_json::from_value(versions).ok())
+        .unwrap_or_default();
+    Ok(Some(Written {
+        outcome: WriteOutcome::skipped(pipeline.output, version),
+        input_versions,
+        metric: None,
+        fragmented: false,
+    }))
+}
+
+/// The error of a write whose transaction (run sequence) `writer`, another run, holds.
+pub(super) fn collision(
+    pipeline: &'static PipelineDescriptor,
+    run: &RunInfo,
+    writer: &str,
+) -> Error {
+    Error::msg(format!(
+        "{} already holds a write of run sequence {} or later by {writer}, not by this run \
+         (`{}`): two orchestrators are running on one warehouse, or a run stopped (crashed) \
+         before it recorded anything; nothing was written, run again",
+        pipeline.output.qualified_name(),
+        run.sequence,
+        run.run_id
+    ))
+}
