@@ -102,6 +102,7 @@ fn run_row(sequence: i64) -> RunRecord {
         error: None,
         input_versions: None,
         selection: None,
+        planned: None,
     }
 }
 

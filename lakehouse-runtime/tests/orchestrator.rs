@@ -618,6 +618,62 @@ async fn changes_are_read_up_to_the_version_loaded() {
 }
 
 #[tokio::test]
+async fn a_run_whose_process_died_is_listed_and_resumed_with_its_plan() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    // What a run killed after `ticks` leaves: its start (with its plan) and one attempt.
+    let first = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 1");
+    let records = orchestrator
+        .ledger()
+        .run(&first.run_id)
+        .await
+        .expect("ledger");
+    let start = records
+        .iter()
+        .find(|r| r.kind == "run" && r.status == "running")
+        .expect("the run's start is recorded");
+    assert_eq!(start.planned.as_deref(), Some("ticks ok1"));
+    let ticks_attempt = records
+        .iter()
+        .find(|r| r.pipeline.as_deref() == Some("ticks"))
+        .expect("ticks ran");
+    let died =
+        |record: &lakehouse_runtime::ledger::RunRecord| lakehouse_runtime::ledger::RunRecord {
+            run_id: "r000002-died".to_owned(),
+            sequence: 2,
+            ..record.clone()
+        };
+    orchestrator
+        .ledger()
+        .append(&[died(start), died(ticks_attempt)])
+        .await
+        .expect("recorded");
+    let runs = orchestrator.ledger().runs(10).await.expect("ledger");
+    assert_eq!(
+        (runs[0].run_id.as_str(), runs[0].status.as_str()),
+        ("r000002-died", "running")
+    );
+    // `ok1` never started: resume runs it, and not `ticks`.
+    let resumed = orchestrator
+        .resume("r000002-died", &RunConfig::default())
+        .await
+        .expect("resume");
+    assert_eq!(
+        statuses(&resumed),
+        BTreeMap::from([("ok1", Status::Succeeded)])
+    );
+    // The next run's sequence is above the dead run's.
+    let next = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 3");
+    assert_eq!(next.sequence, 3);
+}
+
+#[tokio::test]
 async fn loops_run_in_dependency_order_with_fresh_run_times_and_incremental_inputs() {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());

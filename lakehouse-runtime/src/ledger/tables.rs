@@ -51,6 +51,9 @@ pub struct RunRecord {
     pub input_versions: Option<String>,
     /// The selection, on a run row
     pub selection: Option<String>,
+    /// The pipelines planned, space-separated, on a run row (recorded when the run starts, so
+    /// that a run whose process died can be resumed)
+    pub planned: Option<String>,
 }
 
 /// `input_versions` of a success that read no table, or could not say what it read.

@@ -629,5 +629,6 @@ fn attempt_record(
         input_versions: written
             .map(|w| serde_json::to_string(&w.input_versions).unwrap_or_default()),
         selection: None,
+        planned: None,
     }
 }

@@ -224,8 +224,9 @@ impl Orchestrator {
         self.execute_run(run, &plan, config, &HashMap::new()).await
     }
 
-    /// Re-runs the failed, skipped and cancelled pipelines of run `run_id`, with its `run_at`
-    /// and sequence, so writes it had committed are not repeated. With `config.force`, every
+    /// Re-runs the failed, skipped and cancelled pipelines of run `run_id` (and those it planned
+    /// but never started, when its process died), with its `run_at` and sequence, so writes it
+    /// had committed are not repeated. With `config.force`, every
     /// pipeline of the run is re-executed (and its already committed writes are skipped).
     pub async fn resume(&self, run_id: &str, config: &RunConfig) -> Result<RunReport> {
         let records = self.ledger.run(run_id).await?;
@@ -245,6 +246,17 @@ impl Orchestrator {
                 (&record.pipeline, Status::parse(&record.status))
             {
                 last.insert(pipeline.clone(), status);
+            }
+        }
+        // Planned pipelines with no record never started: the run's process died first.
+        let planned = records
+            .iter()
+            .filter(|r| r.kind == "run")
+            .find_map(|r| r.planned.as_deref())
+            .unwrap_or_default();
+        for name in planned.split_whitespace() {
+            if self.registry.get(name).is_some() {
+                last.entry(name.to_owned()).or_insert(Status::Cancelled);
             }
         }
         let mut targets: Vec<String> = last
@@ -350,22 +362,51 @@ impl Orchestrator {
         let started = Instant::now();
         let started_at = Timestamp::now();
         let run = Arc::new(run);
+        let planned: Vec<&'static str> = plan.pipelines().map(|p| p.name).collect();
         self.emit(Event::Planned {
             run_id: run.run_id.clone(),
-            pipelines: plan.pipelines().map(|p| p.name).collect(),
+            pipelines: planned.clone(),
         });
-        let results = execute::execute(self, run.clone(), plan, config, previous).await;
+        let selection = if config.targets.is_empty() {
+            "*".to_owned()
+        } else {
+            config.targets.join(" ")
+        };
+        // Recorded as the run starts (alongside its first pipelines): its sequence is taken at
+        // once, and a run whose process dies is listed, and resumable, with its plan.
+        let start = RunRecord {
+            run_id: run.run_id.clone(),
+            sequence: run.sequence,
+            run_at: run.run_at,
+            kind: "run".to_owned(),
+            pipeline: None,
+            attempt: None,
+            status: Status::Running.as_str().to_owned(),
+            started_at,
+            finished_at: None,
+            duration_ms: None,
+            output_table: None,
+            rows_written: None,
+            table_version: None,
+            replayed: None,
+            error: None,
+            input_versions: None,
+            selection: Some(selection),
+            planned: Some(planned.join(" ")),
+        };
+        let (recorded, results) = tokio::join!(
+            self.ledger.append(std::slice::from_ref(&start)),
+            execute::execute(self, run.clone(), plan, config, previous)
+        );
+        if let Err(error) = recorded {
+            tracing::warn!(%error, "could not record the run's start in lakehouse.runs");
+        }
         let report = RunReport {
             run_id: run.run_id.clone(),
             sequence: run.sequence,
             run_at: run.run_at,
             results,
             duration: started.elapsed(),
-        };
-        let selection = if config.targets.is_empty() {
-            "*".to_owned()
-        } else {
-            config.targets.join(" ")
         };
         // Pipelines that did not run get a row too (attempt NULL), so `resume` finds them.
         let finished_at = Timestamp::now();
@@ -391,20 +432,13 @@ impl Orchestrator {
                 error: r.error.clone(),
                 input_versions: None,
                 selection: None,
+                planned: None,
             })
             .collect();
         records.push(RunRecord {
-            run_id: run.run_id.clone(),
-            sequence: run.sequence,
-            run_at: run.run_at,
-            kind: "run".to_owned(),
-            pipeline: None,
-            attempt: None,
             status: report.status().as_str().to_owned(),
-            started_at,
             finished_at: Some(Timestamp::now()),
             duration_ms: Some(report.duration.as_millis() as i64),
-            output_table: None,
             rows_written: Some(
                 report
                     .results
@@ -412,11 +446,7 @@ impl Orchestrator {
                     .filter_map(|r| r.rows_written)
                     .sum::<u64>() as i64,
             ),
-            table_version: None,
-            replayed: None,
-            error: None,
-            input_versions: None,
-            selection: Some(selection),
+            ..start
         });
         self.ledger.append(&records).await?;
         Ok(report)
