@@ -241,6 +241,18 @@ fn reading_a_warehouse_that_does_not_exist_is_an_error_and_creates_nothing() {
             "{args:?}: {error}"
         );
     }
+    // Planning reads no warehouse; a run whose selection is refused opens none.
+    assert!(
+        orchestrate(&mistyped, &["plan", "--select", "+dim_product"])
+            .status
+            .success()
+    );
+    assert_eq!(
+        orchestrate(&mistyped, &["run", "--select", "nosuch"])
+            .status
+            .code(),
+        Some(1)
+    );
     let check = orchestrate(&mistyped, &["check"]);
     assert!(
         stdout(&check).contains("tables: no warehouse at"),

@@ -67,10 +67,10 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
     },
-    /// Validate the graph, build every plan on empty tables, and compare declared schemas with
-    /// the Delta tables.
+    /// Validate the graph, build every plan on empty tables, compare declared schemas with the
+    /// Delta tables, and look for data files the tables reference that are gone.
     Check,
-    /// Run a read-only SQL query over every table (`schema.table`).
+    /// Run a read-only SQL query over the tables (`schema.table`; only those it names are read).
     Sql {
         /// The query, e.g. "SELECT * FROM gold.dim_product LIMIT 5".
         query: String,

@@ -27,9 +27,9 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
         Command::Run(args) => run(&registry, &global, args).await,
         Command::Plan(selection) => {
+            // Only the registry: planning reads no warehouse (and creates none).
             let config = config(&global, &selection, &ExecutionArgs::default());
-            let orchestrator = Orchestrator::new(registry, warehouse(&global)?);
-            say!("{}", orchestrator.plan(&config)?.to_string().trim_end());
+            say!("{}", config.plan(&registry)?.to_string().trim_end());
             Ok(ExitCode::SUCCESS)
         }
         Command::List => {
@@ -168,10 +168,11 @@ fn config(global: &GlobalArgs, selection: &SelectArgs, execution: &ExecutionArgs
 async fn run(registry: &Registry, global: &GlobalArgs, args: RunArgs) -> Result<ExitCode> {
     let mut config = config(global, &args.selection, &args.execution);
     config.run_at = args.run_at;
+    // The selection is checked before the warehouse is opened (a local one is created).
+    say!("{}", config.plan(registry)?.to_string().trim_end());
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let orchestrator =
         Orchestrator::new(registry.clone(), warehouse(global)?).with_shutdown(shutdown);
-    say!("{}", orchestrator.plan(&config)?.to_string().trim_end());
     run_selected(&orchestrator, config, args, stop, global).await
 }
 

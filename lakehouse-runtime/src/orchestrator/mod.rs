@@ -145,6 +145,14 @@ pub enum Event {
     Finished(PipelineResult),
 }
 
+impl RunConfig {
+    /// The plan this configuration selects from `registry` (no warehouse needed).
+    pub fn plan(&self, registry: &Registry) -> Result<Plan> {
+        plan(registry, &self.targets, self.direction, self.order)
+            .map_err(|e| Error::msg(e.to_string()))
+    }
+}
+
 impl Orchestrator {
     /// An orchestrator of `registry` over `warehouse`.
     pub fn new(registry: Registry, warehouse: Warehouse) -> Orchestrator {
@@ -199,13 +207,7 @@ impl Orchestrator {
 
     /// The plan `config` selects.
     pub fn plan(&self, config: &RunConfig) -> Result<Plan> {
-        plan(
-            &self.registry,
-            &config.targets,
-            config.direction,
-            config.order,
-        )
-        .map_err(|e| Error::msg(e.to_string()))
+        config.plan(&self.registry)
     }
 
     /// Runs the selection as a new run, with a fresh `run_at` and sequence.
