@@ -648,7 +648,21 @@ async fn a_run_whose_process_died_is_listed_and_resumed_with_its_plan() {
         };
     orchestrator
         .ledger()
-        .append(&[died(start), died(ticks_attempt)])
+        .append(&[died(start)])
+        .await
+        .expect("recorded");
+    // The start alone takes the sequence.
+    assert_eq!(
+        orchestrator
+            .ledger()
+            .next_sequence()
+            .await
+            .expect("sequence"),
+        3
+    );
+    orchestrator
+        .ledger()
+        .append(&[died(ticks_attempt)])
         .await
         .expect("recorded");
     let runs = orchestrator.ledger().runs(10).await.expect("ledger");
@@ -656,14 +670,27 @@ async fn a_run_whose_process_died_is_listed_and_resumed_with_its_plan() {
         (runs[0].run_id.as_str(), runs[0].status.as_str()),
         ("r000002-died", "running")
     );
-    // `ok1` never started: resume runs it, and not `ticks`.
-    let resumed = orchestrator
+    // As far as the ledger knows it may still be running: resuming it takes --force.
+    let refused = orchestrator
         .resume("r000002-died", &RunConfig::default())
+        .await
+        .expect_err("recorded as running");
+    assert!(
+        refused.to_string().contains("is recorded as running"),
+        "{refused}"
+    );
+    // `ok1` never started: the resume runs it.
+    let forced = RunConfig {
+        force: true,
+        ..RunConfig::default()
+    };
+    let resumed = orchestrator
+        .resume("r000002-died", &forced)
         .await
         .expect("resume");
     assert_eq!(
-        statuses(&resumed),
-        BTreeMap::from([("ok1", Status::Succeeded)])
+        resumed.result("ok1").map(|r| (r.status, r.replayed)),
+        Some((Status::Succeeded, false))
     );
     // The next run's sequence is above the dead run's.
     let next = orchestrator

@@ -99,6 +99,30 @@ mod checkpointed {
     }
 }
 
+mod checkpointed_merge {
+    use lakehouse_runtime::prelude::*;
+
+    /// Events by id, checkpointed after every second version.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "events", key(id), mode = merge, property(key = "delta.checkpointInterval", value = "2"))]
+    pub struct Events {
+        pub id: i64,
+        pub n: i64,
+    }
+}
+
+mod checkpointed_scd2 {
+    use lakehouse_runtime::prelude::*;
+
+    /// Events with history, checkpointed after every second version.
+    #[derive(Table)]
+    #[table(schema = "gold", name = "events", key(id), mode = scd2, property(key = "delta.checkpointInterval", value = "2"))]
+    pub struct Events {
+        pub id: i64,
+        pub n: i64,
+    }
+}
+
 mod mistyped_check {
     use lakehouse_runtime::prelude::*;
 
@@ -467,6 +491,54 @@ async fn an_error_after_the_commit_is_not_a_failed_write() {
     .expect("the rows were committed: the write succeeded");
     assert!(outcome.committed);
     assert_eq!(contents(&wh.warehouse, events).await, lines(&["1"]));
+}
+
+#[tokio::test]
+async fn an_error_after_a_merge_or_scd2_commit_is_not_a_failed_write() {
+    #[derive(Serialize)]
+    struct Event {
+        id: i64,
+        n: i64,
+    }
+    for table in [
+        <checkpointed_merge::Events as lakehouse_runtime::Table>::DEF,
+        <checkpointed_scd2::Events as lakehouse_runtime::Table>::DEF,
+    ] {
+        let wh = TempWarehouse::new();
+        wh.warehouse.ensure(table).await.expect("created");
+        // The checkpoint after version 3 (the third write: an update) cannot be written.
+        let log = wh
+            .warehouse
+            .table_url(table)
+            .expect("url")
+            .to_file_path()
+            .expect("local")
+            .join("_delta_log");
+        std::fs::create_dir_all(log.join("00000000000000000003.checkpoint.parquet"))
+            .expect("blocking directory");
+        for n in 1..=3 {
+            let options = WriteOptions {
+                run_at: Some(Timestamp(n * 86_400_000_000)),
+                ..WriteOptions::default()
+            };
+            let outcome = write(&wh.warehouse, table, &[Event { id: 1, n }], options)
+                .await
+                .unwrap_or_else(|e| panic!("{}: write {n} committed: {e}", table.qualified_name()));
+            assert!(outcome.committed);
+            assert_eq!(
+                outcome.version,
+                Some(n as u64),
+                "{}",
+                table.qualified_name()
+            );
+        }
+        assert_eq!(
+            wh.warehouse.version(table).await.expect("version"),
+            Some(3),
+            "{}: no write twice",
+            table.qualified_name()
+        );
+    }
 }
 
 #[tokio::test]

@@ -19,7 +19,10 @@ pub use tables::{QualityIssue, RejectRecord, RunRecord, TableMetric};
 
 use crate::error::{Error, Result};
 use crate::frame::batches_from_rows;
-use crate::store::{AUTO_COMPACT_AT_FILES, CommitTags, OpenTable, Warehouse, WriteOptions};
+use crate::store::{
+    AUTO_COMPACT_AT_FILES, CommitTags, OpenTable, WRITE_ID_KEY, Warehouse, WriteOptions,
+    new_write_id,
+};
 use crate::table::{Table, TableDef};
 
 /// The size compacted system-table files grow to: bounds what one compaction rewrites (files
@@ -117,13 +120,15 @@ impl Ledger {
             return Ok(());
         }
         let batches = batches_from_rows(T::DEF.output_arrow_schema(), rows)?;
+        // One write id for every try of this append: it tells an error after a commit (delta-rs's
+        // snapshot update and checkpoint follow it) from a failed try, and the rows must not be
+        // appended twice.
+        let write_id = new_write_id();
         let slot = self.slot(T::DEF.name);
         let mut open = slot.lock().await;
         if let Some(table_open) = open.as_mut() {
             let before = table_open.version();
-            // Its write id tells an error after the commit (delta-rs's snapshot update and
-            // checkpoint follow it) from a failed append: the rows must not be appended twice.
-            let tags = CommitTags::metadata(Vec::new());
+            let tags = CommitTags::write_id_only(write_id.clone());
             match table_open.append(&batches, &tags).await {
                 Ok(()) => {
                     self.note_appended(rows, Some((before, table_open.version())));
@@ -134,7 +139,7 @@ impl Ledger {
                 Err(error) => {
                     tracing::debug!(%error, table = %T::DEF.qualified_name(), "reopening a system table");
                     *open = None;
-                    if self.committed::<T>(tags.write_id()).await {
+                    if self.committed::<T>(&write_id, Some(before)).await {
                         self.note_appended(rows, None);
                         return Ok(());
                     }
@@ -148,11 +153,11 @@ impl Ledger {
             let session = self.warehouse.session();
             let df = session.read_batches(batches.clone())?;
             // (The write itself tells an error after its commit from a failed write.)
-            match self
-                .warehouse
-                .write(&session, T::DEF, df, WriteOptions::default())
-                .await
-            {
+            let options = WriteOptions {
+                metadata: [(WRITE_ID_KEY.to_owned(), write_id.clone())].into(),
+                ..WriteOptions::default()
+            };
+            match self.warehouse.write(&session, T::DEF, df, options).await {
                 Ok(_) => {
                     self.note_appended(rows, None);
                     // Kept open for the next append (best effort: a failure only costs a load).
@@ -162,6 +167,11 @@ impl Ledger {
                         *open = Some(table_open);
                         self.compact_if_fragmented::<T>(&mut open).await;
                     }
+                    return Ok(());
+                }
+                // An earlier try may have committed before its error.
+                Err(_) if attempt > 1 && self.committed::<T>(&write_id, None).await => {
+                    self.note_appended(rows, None);
                     return Ok(());
                 }
                 Err(error) if attempt < 5 => {
@@ -174,12 +184,12 @@ impl Ledger {
         }
     }
 
-    /// Whether the write `write_id` is among system table `T`'s latest commits (an unreadable
-    /// table counts as not).
-    async fn committed<T: Table>(&self, write_id: &serde_json::Value) -> bool {
+    /// Whether the write `write_id` is among system table `T`'s commits after `after` (the latest
+    /// 100 without it; an unreadable table counts as not).
+    async fn committed<T: Table>(&self, write_id: &serde_json::Value, after: Option<u64>) -> bool {
         matches!(
             self.warehouse
-                .commit_tagged(T::DEF, crate::store::WRITE_ID_KEY, write_id)
+                .commit_tagged(T::DEF, WRITE_ID_KEY, write_id, after)
                 .await,
             Ok(Some(_))
         )

@@ -237,6 +237,19 @@ impl Orchestrator {
                 "no run `{run_id}` in the ledger; see `orchestrate runs`"
             )));
         };
+        // The latest execution of the run has no end: it is still running, or its process died.
+        let runs = records.iter().filter(|r| r.kind == "run");
+        let latest = runs.clone().map(|r| r.started_at.0).max();
+        let unfinished = latest.is_some_and(|latest| {
+            runs.filter(|r| r.started_at.0 == latest)
+                .all(|r| r.finished_at.is_none())
+        });
+        if unfinished && !config.force {
+            return Err(Error::msg(format!(
+                "run `{run_id}` is recorded as running: it is still running, or its process died; \
+                 if it died, resume it with --force (its committed writes are not repeated)"
+            )));
+        }
         let run = RunInfo {
             run_id: run_id.to_owned(),
             sequence: first.sequence,

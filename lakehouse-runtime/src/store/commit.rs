@@ -33,25 +33,31 @@ pub(crate) struct CommitTags {
 
 impl CommitTags {
     /// The tags of a write made with `options`.
+    /// The tags of a write made with `options` (whose metadata may give the write id, so that a
+    /// caller retrying a write recognises its earlier attempt's commit).
     pub(crate) fn of(options: &WriteOptions) -> CommitTags {
         let mut tags = CommitTags::transaction(options.transaction.clone());
+        if let Some(write_id) = options.metadata.get(WRITE_ID_KEY) {
+            tags.write_id = write_id.clone();
+        }
         // The caller's entries first: ours, last, win over a reserved key given by mistake.
         let ours = std::mem::take(&mut tags.metadata);
         tags.metadata = options
             .metadata
             .iter()
+            .filter(|(key, _)| *key != WRITE_ID_KEY)
             .map(|(key, value)| (key.clone(), value.clone()))
             .chain(ours)
             .collect();
         tags
     }
 
-    /// Tags carrying only application metadata.
-    pub(crate) fn metadata(metadata: Vec<(String, serde_json::Value)>) -> CommitTags {
+    /// Tags carrying only the write id `write_id`.
+    pub(crate) fn write_id_only(write_id: serde_json::Value) -> CommitTags {
         CommitTags {
             transaction: None,
-            metadata,
-            write_id: new_write_id(),
+            metadata: Vec::new(),
+            write_id,
         }
     }
 
@@ -106,7 +112,7 @@ impl CommitTags {
 }
 
 /// A fresh random write id.
-fn new_write_id() -> serde_json::Value {
+pub(crate) fn new_write_id() -> serde_json::Value {
     serde_json::json!(format!("{:032x}", rand::random::<u128>()))
 }
 
@@ -138,27 +144,43 @@ impl Warehouse {
         app_id: &str,
         version: i64,
     ) -> Result<Option<std::collections::HashMap<String, serde_json::Value>>> {
-        self.commit_tagged(table, TRANSACTION_KEY, &transaction_tag(app_id, version))
-            .await
+        let tag = transaction_tag(app_id, version);
+        Ok(self
+            .commit_tagged(table, TRANSACTION_KEY, &tag, None)
+            .await?
+            .map(|(_, metadata)| metadata))
     }
 
-    /// The application metadata of the commit among `table`'s latest 100 whose metadata holds
-    /// `value` under `key`, if any.
+    /// The version and application metadata of the commit of `table` whose metadata holds
+    /// `value` under `key`, if any: among the commits after version `after` (none to read when
+    /// the table has not moved since), or, without it, among the latest 100.
     pub async fn commit_tagged(
         &self,
         table: &'static TableDef,
         key: &str,
         value: &serde_json::Value,
-    ) -> Result<Option<std::collections::HashMap<String, serde_json::Value>>> {
+        after: Option<u64>,
+    ) -> Result<Option<(u64, std::collections::HashMap<String, serde_json::Value>)>> {
         let Some(delta) = self.load(table).await? else {
             return Ok(None);
         };
-        let mut history = delta.history(Some(COMMIT_SEARCH_DEPTH));
+        let Some(latest) = delta.version() else {
+            return Ok(None);
+        };
+        let depth = match after {
+            Some(after) if latest <= after => return Ok(None),
+            Some(after) => usize::try_from(latest - after).unwrap_or(usize::MAX),
+            None => COMMIT_SEARCH_DEPTH,
+        };
+        // Newest first: the n-th is version `latest - n`.
+        let mut history = delta.history(Some(depth));
+        let mut version = latest;
         while let Some(info) = history.next().await {
             let info = info.map_err(|e| Error::delta(table.qualified_name(), e))?;
             if info.info.get(key) == Some(value) {
-                return Ok(Some(info.info));
+                return Ok(Some((version, info.info)));
             }
+            version = version.saturating_sub(1);
         }
         Ok(None)
     }

@@ -50,6 +50,7 @@ impl Warehouse {
             .collect();
         let keys = keys.select(key_columns)?.distinct()?;
         let commit = CommitTags::transaction(transaction);
+        let before = delta.version();
         let merge = delta
             .merge(keys, key_match(table))
             .with_source_alias("s")
@@ -81,7 +82,10 @@ impl Warehouse {
                 metrics.num_target_rows_updated as u64,
                 metrics.num_target_rows_deleted as u64,
             )),
-            Err(error) => self.recheck_after_error(table, &commit, error).await,
+            Err(error) => {
+                self.recheck_after_error(table, &commit, before, error)
+                    .await
+            }
         }
     }
 }

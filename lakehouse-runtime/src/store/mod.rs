@@ -29,7 +29,7 @@ use deltalake::delta_datafusion::planner::DeltaPlanner;
 use url::Url;
 
 pub use catalog::check_read_only;
-pub(crate) use commit::CommitTags;
+pub(crate) use commit::{CommitTags, new_write_id};
 pub use commit::{TRANSACTION_KEY, WRITE_ID_KEY};
 pub use create::SchemaDrift;
 pub use location::{check_name, is_safe_name, table_url, warehouse_url};

@@ -243,6 +243,7 @@ pub(crate) async fn merge(
         u.update("valid_to", run_at.clone())
             .update("is_current", lit(false))
     };
+    let before = delta.version();
     let mut merge = delta
         .merge(staged, on)
         .with_source_alias("s")
@@ -276,6 +277,10 @@ pub(crate) async fn merge(
             metrics.num_target_rows_updated as u64,
             0,
         )),
-        Err(error) => warehouse.recheck_after_error(table, &commit, error).await,
+        Err(error) => {
+            warehouse
+                .recheck_after_error(table, &commit, before, error)
+                .await
+        }
     }
 }

@@ -138,6 +138,7 @@ impl Warehouse {
         } else {
             SaveMode::Append
         };
+        let before = delta.version();
         let result = match table.mode {
             WriteMode::Append | WriteMode::Overwrite
                 if !replace_schema && super::sink::applies_to(table, &delta) =>
@@ -194,26 +195,30 @@ impl Warehouse {
         };
         match result {
             Ok(outcome) => Ok(outcome),
-            Err(error) => self.recheck_after_error(table, &commit, error).await,
+            Err(error) => {
+                self.recheck_after_error(table, &commit, before, error)
+                    .await
+            }
         }
     }
 
     /// An error may come after the commit (snapshot update, checkpoint, log cleanup): if the
-    /// write's commit (by its id) is in the log, the write happened.
+    /// write's commit (by its id, among the commits after `before`, the version the write
+    /// started from) is in the log, the write happened.
     pub(crate) async fn recheck_after_error(
         &self,
         table: &'static TableDef,
         tags: &CommitTags,
+        before: Option<u64>,
         error: deltalake::DeltaTableError,
     ) -> Result<WriteOutcome> {
         let qualified = table.qualified_name();
-        if let Ok(Some(_)) = self
-            .commit_tagged(table, WRITE_ID_KEY, tags.write_id())
+        if let Ok(Some((version, _))) = self
+            .commit_tagged(table, WRITE_ID_KEY, tags.write_id(), before)
             .await
-            && let Ok(Some(delta)) = self.load(table).await
         {
-            tracing::warn!(table = %qualified, %error, "the write committed, then failed afterwards");
-            let mut outcome = WriteOutcome::skipped(table, delta.version());
+            tracing::warn!(table = %qualified, %error, version, "the write committed, then failed afterwards");
+            let mut outcome = WriteOutcome::skipped(table, Some(version));
             outcome.committed = true;
             return Ok(outcome);
         }
