@@ -120,6 +120,9 @@ fn run_then_runs_and_sql() {
     let runs = stdout(&orchestrate(dir.path(), &["runs"]));
     assert!(runs.contains("r000001-"), "{runs}");
     assert!(runs.contains("succeeded"), "{runs}");
+    // A run is named by a unique prefix of its id.
+    let attempts = stdout(&orchestrate(dir.path(), &["runs", "r000001"]));
+    assert!(attempts.contains("dim_product"), "{attempts}");
 
     let sql = orchestrate(
         dir.path(),

@@ -670,9 +670,23 @@ async fn a_run_whose_process_died_is_listed_and_resumed_with_its_plan() {
         (runs[0].run_id.as_str(), runs[0].status.as_str()),
         ("r000002-died", "running")
     );
+    // Runs are named by a unique prefix of their id too.
+    let ledger = orchestrator.ledger();
+    assert_eq!(
+        ledger.resolve_run_id("r000002").await.expect("one"),
+        Some("r000002-died".to_owned())
+    );
+    assert_eq!(ledger.resolve_run_id("x").await.expect("none"), None);
+    let several = ledger.resolve_run_id("r00000").await.expect_err("two runs");
+    assert!(
+        several
+            .to_string()
+            .starts_with("`r00000` starts several run ids (r000001-"),
+        "{several}"
+    );
     // As far as the ledger knows it may still be running: resuming it takes --force.
     let refused = orchestrator
-        .resume("r000002-died", &RunConfig::default())
+        .resume("r000002", &RunConfig::default())
         .await
         .expect_err("recorded as running");
     assert!(
@@ -685,7 +699,7 @@ async fn a_run_whose_process_died_is_listed_and_resumed_with_its_plan() {
         ..RunConfig::default()
     };
     let resumed = orchestrator
-        .resume("r000002-died", &forced)
+        .resume("r000002", &forced)
         .await
         .expect("resume");
     assert_eq!(

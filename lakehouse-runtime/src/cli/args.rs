@@ -80,7 +80,7 @@ pub enum Command {
     },
     /// Show recent runs, or the attempts of one run.
     Runs {
-        /// A run id, to show its attempts.
+        /// A run id (or a unique start of it, such as `r000007`), to show its attempts.
         run_id: Option<String>,
         /// How many runs to show.
         #[arg(long, default_value_t = 20, value_parser = parse_count)]
@@ -88,7 +88,7 @@ pub enum Command {
     },
     /// Re-run the failed, skipped and cancelled pipelines of a run, with its `run_at`.
     Resume {
-        /// The run id (see `runs`).
+        /// The run id, or a unique start of it such as `r000007` (see `runs`).
         run_id: String,
         /// Execution options.
         #[command(flatten)]

@@ -515,10 +515,17 @@ async fn runs(
                 say!("no run recorded in {} yet", global.warehouse);
             }
         }
-        Some(run_id) => {
+        Some(prefix) => {
+            let run_id = orchestrator
+                .ledger()
+                .resolve_run_id(&prefix)
+                .await?
+                .unwrap_or(prefix);
             let records = orchestrator.ledger().run(&run_id).await?;
             if records.is_empty() {
-                return Err(Error::msg(format!("no run `{run_id}` in the ledger")));
+                return Err(Error::msg(format!(
+                    "no run `{run_id}` in the ledger; see `orchestrate runs`"
+                )));
             }
             grid.set_header([
                 "pipeline", "attempt", "status", "rows", "version", "duration", "error",

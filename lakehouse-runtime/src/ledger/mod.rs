@@ -318,6 +318,42 @@ impl Ledger {
         rows(df.limit(0, Some(limit))?).await
     }
 
+    /// The run id that `prefix` starts (a whole id, or enough of it to be unique: `r000007`),
+    /// `None` when no run's id does; several is an error listing a few.
+    pub async fn resolve_run_id(&self, prefix: &str) -> Result<Option<String>> {
+        use datafusion::functions::expr_fn::starts_with;
+        let df = self
+            .records()
+            .await?
+            .filter(
+                col("kind")
+                    .eq(lit("run"))
+                    .and(starts_with(col("run_id"), lit(prefix))),
+            )?
+            .select(vec![col("run_id")])?
+            .distinct()?
+            .sort(vec![col("run_id").sort(true, false)])?
+            .limit(0, Some(4))?;
+        #[derive(serde::Deserialize)]
+        struct Id {
+            run_id: String,
+        }
+        let ids: Vec<String> = rows::<Id>(df)
+            .await?
+            .into_iter()
+            .map(|i| i.run_id)
+            .collect();
+        match ids.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(one.clone())),
+            several => Err(Error::msg(format!(
+                "`{prefix}` starts several run ids ({}{}); give more of one",
+                several[..several.len().min(3)].join(", "),
+                if several.len() > 3 { ", …" } else { "" }
+            ))),
+        }
+    }
+
     /// Every row of run `run_id` (the run rows and all attempts), in the order they were written.
     pub async fn run(&self, run_id: &str) -> Result<Vec<RunRecord>> {
         let df = self

@@ -231,6 +231,9 @@ impl Orchestrator {
     /// had committed are not repeated. With `config.force`, every
     /// pipeline of the run is re-executed (and its already committed writes are skipped).
     pub async fn resume(&self, run_id: &str, config: &RunConfig) -> Result<RunReport> {
+        // A unique prefix names the run too (`r000007`).
+        let resolved = self.ledger.resolve_run_id(run_id).await?;
+        let run_id = resolved.as_deref().unwrap_or(run_id);
         let records = self.ledger.run(run_id).await?;
         let Some(first) = records.first() else {
             return Err(Error::msg(format!(
