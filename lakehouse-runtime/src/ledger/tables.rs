@@ -60,6 +60,50 @@ pub struct RunRecord {
 pub(crate) const NO_INPUT_VERSIONS: &str = "{}";
 
 impl RunRecord {
+    /// The row of run `run` itself, with `status` (the other columns NULL).
+    pub(crate) fn of_run(
+        run: &crate::ctx::RunInfo,
+        status: crate::orchestrator::Status,
+        started_at: Timestamp,
+    ) -> RunRecord {
+        RunRecord {
+            run_id: run.run_id.clone(),
+            sequence: run.sequence,
+            run_at: run.run_at,
+            kind: "run".to_owned(),
+            pipeline: None,
+            attempt: None,
+            status: status.as_str().to_owned(),
+            started_at,
+            finished_at: None,
+            duration_ms: None,
+            output_table: None,
+            rows_written: None,
+            table_version: None,
+            replayed: None,
+            error: None,
+            input_versions: None,
+            selection: None,
+            planned: None,
+        }
+    }
+
+    /// A row of `pipeline` (writing `table`) in run `run`, with `status` (the other columns NULL).
+    pub(crate) fn of_pipeline(
+        run: &crate::ctx::RunInfo,
+        pipeline: &str,
+        table: String,
+        status: crate::orchestrator::Status,
+        started_at: Timestamp,
+    ) -> RunRecord {
+        RunRecord {
+            kind: "pipeline".to_owned(),
+            pipeline: Some(pipeline.to_owned()),
+            output_table: Some(table),
+            ..RunRecord::of_run(run, status, started_at)
+        }
+    }
+
     /// Whether this is a successful pipeline attempt that recorded the versions of the inputs it
     /// read: where the next incremental read of its pipeline starts.
     pub(crate) fn places_cursor(&self) -> bool {

@@ -611,24 +611,21 @@ fn attempt_record(
         Err(error) => (Status::Failed, None, Some(error.to_string())),
     };
     RunRecord {
-        run_id: run.run_id.clone(),
-        sequence: run.sequence,
-        run_at: run.run_at,
-        kind: "pipeline".to_owned(),
-        pipeline: Some(pipeline.name.to_owned()),
         attempt: Some(attempt as i32),
-        status: status.as_str().to_owned(),
-        started_at,
         finished_at: Some(Timestamp::now()),
         duration_ms: Some(elapsed.as_millis() as i64),
-        output_table: Some(pipeline.output.qualified_name()),
         rows_written: written.map(|w| (w.outcome.rows_inserted + w.outcome.rows_updated) as i64),
         table_version: written.and_then(|w| w.outcome.version).map(|v| v as i64),
         replayed: written.map(|w| !w.outcome.committed),
         error,
         input_versions: written
             .map(|w| serde_json::to_string(&w.input_versions).unwrap_or_default()),
-        selection: None,
-        planned: None,
+        ..RunRecord::of_pipeline(
+            run,
+            pipeline.name,
+            pipeline.output.qualified_name(),
+            status,
+            started_at,
+        )
     }
 }

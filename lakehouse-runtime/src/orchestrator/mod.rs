@@ -393,24 +393,9 @@ impl Orchestrator {
         // Recorded as the run starts (alongside its first pipelines): its sequence is taken at
         // once, and a run whose process dies is listed, and resumable, with its plan.
         let start = RunRecord {
-            run_id: run.run_id.clone(),
-            sequence: run.sequence,
-            run_at: run.run_at,
-            kind: "run".to_owned(),
-            pipeline: None,
-            attempt: None,
-            status: Status::Running.as_str().to_owned(),
-            started_at,
-            finished_at: None,
-            duration_ms: None,
-            output_table: None,
-            rows_written: None,
-            table_version: None,
-            replayed: None,
-            error: None,
-            input_versions: None,
             selection: Some(selection),
             planned: Some(planned.join(" ")),
+            ..RunRecord::of_run(&run, Status::Running, started_at)
         };
         let (recorded, results) = tokio::join!(
             self.ledger.append(std::slice::from_ref(&start)),
@@ -433,24 +418,9 @@ impl Orchestrator {
             .iter()
             .filter(|r| r.attempts == 0 && matches!(r.status, Status::Skipped | Status::Cancelled))
             .map(|r| RunRecord {
-                run_id: run.run_id.clone(),
-                sequence: run.sequence,
-                run_at: run.run_at,
-                kind: "pipeline".to_owned(),
-                pipeline: Some(r.pipeline.to_owned()),
-                attempt: None,
-                status: r.status.as_str().to_owned(),
-                started_at: finished_at,
                 finished_at: Some(finished_at),
-                duration_ms: None,
-                output_table: Some(r.table.clone()),
-                rows_written: None,
-                table_version: None,
-                replayed: None,
                 error: r.error.clone(),
-                input_versions: None,
-                selection: None,
-                planned: None,
+                ..RunRecord::of_pipeline(&run, r.pipeline, r.table.clone(), r.status, finished_at)
             })
             .collect();
         records.push(RunRecord {
