@@ -103,6 +103,7 @@ fn run_row(sequence: i64) -> RunRecord {
         input_versions: None,
         selection: None,
         planned: None,
+        process: None,
     }
 }
 

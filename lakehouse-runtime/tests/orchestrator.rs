@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use lakehouse_runtime::ledger::{Liveness, RunProcess};
 use lakehouse_runtime::orchestrator::{Direction, Orchestrator, RunConfig, SkipPolicy, Status};
 use lakehouse_runtime::prelude::*;
 use lakehouse_runtime::{PipelineDescriptor, Registry};
@@ -684,22 +685,68 @@ async fn a_run_whose_process_died_is_listed_and_resumed_with_its_plan() {
             .starts_with("`r00000` starts several run ids (r000001-"),
         "{several}"
     );
-    // As far as the ledger knows it may still be running: resuming it takes --force.
+    // Its process is this test's, alive: resuming it is refused, even though it names the fix.
+    let here = RunProcess::current();
+    assert_eq!(start.process.as_deref(), Some(here.to_json().as_str()));
+    let refused = orchestrator
+        .resume("r000002", &RunConfig::default())
+        .await
+        .expect_err("still running");
+    assert!(
+        refused.to_string().contains(&format!(
+            "run `r000002-died` is still running (pid {} on {})",
+            here.pid, here.host
+        )),
+        "{refused}"
+    );
+    // An execution by a process on another host may be live: resuming it takes --force.
+    let later = |record: &lakehouse_runtime::ledger::RunRecord, process: RunProcess, by: i64| {
+        lakehouse_runtime::ledger::RunRecord {
+            started_at: Timestamp(record.started_at.0 + by),
+            process: Some(process.to_json()),
+            ..died(record)
+        }
+    };
+    let elsewhere = RunProcess {
+        host: format!("{}-elsewhere", here.host),
+        ..here.clone()
+    };
+    orchestrator
+        .ledger()
+        .append(&[later(start, elsewhere, 1)])
+        .await
+        .expect("recorded");
     let refused = orchestrator
         .resume("r000002", &RunConfig::default())
         .await
         .expect_err("recorded as running");
     assert!(
-        refused.to_string().contains("is recorded as running"),
+        refused
+            .to_string()
+            .contains("is recorded as running by pid"),
         "{refused}"
     );
-    // `ok1` never started: the resume runs it.
-    let forced = RunConfig {
-        force: true,
-        ..RunConfig::default()
+    // An execution whose process is gone (here: a child that ended) is resumed as it is.
+    let mut child = std::process::Command::new("true")
+        .spawn()
+        .expect("spawn true");
+    child.wait().expect("reap true");
+    let gone = RunProcess {
+        pid: child.id(),
+        ..here.clone()
     };
+    orchestrator
+        .ledger()
+        .append(&[later(start, gone, 2)])
+        .await
+        .expect("recorded");
+    assert_eq!(
+        orchestrator.ledger().runs(1).await.expect("ledger")[0].process_liveness(),
+        Liveness::Gone
+    );
+    // `ok1` never started: the resume runs it.
     let resumed = orchestrator
-        .resume("r000002", &forced)
+        .resume("r000002", &RunConfig::default())
         .await
         .expect("resume");
     assert_eq!(

@@ -211,7 +211,8 @@ pub struct ExecutionArgs {
     /// First retry delay (doubled per attempt, jittered).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub retry_delay: Duration,
-    /// Re-execute pipelines the run already completed.
+    /// Re-execute pipelines the run already completed (`resume`: also resume a run recorded as
+    /// running whose process cannot be checked from here).
     #[arg(long)]
     pub force: bool,
 }

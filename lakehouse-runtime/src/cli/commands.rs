@@ -13,7 +13,7 @@ use crate::check::check_plans;
 use crate::ctx::Settings;
 use crate::error::{Error, Result};
 use crate::graph::Registry;
-use crate::ledger::system_tables;
+use crate::ledger::{Liveness, RunRecord, system_tables};
 use crate::orchestrator::{
     Direction, Orchestrator, Order, RunConfig, RunReport, SkipPolicy, Status,
 };
@@ -475,6 +475,15 @@ fn quiet_if_reader_gone(
     }
 }
 
+/// A run's status for `runs`: `died` for a run recorded as running whose process is gone.
+fn run_status(run: &RunRecord) -> String {
+    if run.status == Status::Running.as_str() && run.process_liveness() == Liveness::Gone {
+        "died (resume it)".to_owned()
+    } else {
+        run.status.clone()
+    }
+}
+
 async fn runs(
     registry: &Registry,
     global: &GlobalArgs,
@@ -502,7 +511,7 @@ async fn runs(
                     r.run_id.clone(),
                     r.sequence.to_string(),
                     r.run_at.to_string(),
-                    r.status.clone(),
+                    run_status(r),
                     r.rows_written.map(|n| n.to_string()).unwrap_or_default(),
                     r.duration_ms
                         .map(|ms| format!("{:.2}s", ms as f64 / 1000.0))

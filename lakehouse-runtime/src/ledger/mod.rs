@@ -1,6 +1,7 @@
 //! The run ledger and the other system tables (`lakehouse.runs`, `lakehouse.quality_issues`,
 //! `lakehouse.table_metrics`, `lakehouse.rejects`).
 
+mod process;
 mod statistics;
 mod tables;
 
@@ -14,6 +15,7 @@ use datafusion::logical_expr::{col, lit};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use process::{Liveness, RunProcess};
 use tables::NO_INPUT_VERSIONS;
 pub use tables::{QualityIssue, RejectRecord, RunRecord, TableMetric};
 

@@ -54,6 +54,9 @@ pub struct RunRecord {
     /// The pipelines planned, space-separated, on a run row (recorded when the run starts, so
     /// that a run whose process died can be resumed)
     pub planned: Option<String>,
+    /// The orchestrator process executing the run, as JSON `{"host", "pid", ...}`, on a run row
+    /// (so that a run whose process died can be told from a live one)
+    pub process: Option<String>,
 }
 
 /// `input_versions` of a success that read no table, or could not say what it read.
@@ -85,6 +88,7 @@ impl RunRecord {
             input_versions: None,
             selection: None,
             planned: None,
+            process: None,
         }
     }
 
@@ -102,6 +106,15 @@ impl RunRecord {
             output_table: Some(table),
             ..RunRecord::of_run(run, status, started_at)
         }
+    }
+
+    /// Whether the process executing this run row's run still runs ([`Liveness::Unknown`] on
+    /// other rows, and on run rows recorded before processes were).
+    pub fn process_liveness(&self) -> super::Liveness {
+        self.process
+            .as_deref()
+            .and_then(super::RunProcess::from_json)
+            .map_or(super::Liveness::Unknown, |process| process.liveness())
     }
 
     /// Whether this is a successful pipeline attempt that recorded the versions of the inputs it

@@ -19,7 +19,7 @@ pub use report::{PipelineResult, RunReport, Status};
 use crate::ctx::{RunInfo, Settings};
 use crate::error::{Error, Result};
 use crate::graph::Registry;
-use crate::ledger::{Ledger, RunRecord};
+use crate::ledger::{Ledger, Liveness, RunProcess, RunRecord};
 use crate::store::Warehouse;
 use crate::table::Timestamp;
 
@@ -230,6 +230,9 @@ impl Orchestrator {
     /// but never started, when its process died), with its `run_at` and sequence, so writes it
     /// had committed are not repeated. With `config.force`, every
     /// pipeline of the run is re-executed (and its already committed writes are skipped).
+    ///
+    /// A run recorded as running is resumed only when its process is known to be gone
+    /// ([`RunRecord::process_liveness`]); with `config.force`, whatever its process.
     pub async fn resume(&self, run_id: &str, config: &RunConfig) -> Result<RunReport> {
         // A unique prefix names the run too (`r000007`).
         let resolved = self.ledger.resolve_run_id(run_id).await?;
@@ -243,15 +246,38 @@ impl Orchestrator {
         // The latest execution of the run has no end: it is still running, or its process died.
         let runs = records.iter().filter(|r| r.kind == "run");
         let latest = runs.clone().map(|r| r.started_at.0).max();
-        let unfinished = latest.is_some_and(|latest| {
-            runs.filter(|r| r.started_at.0 == latest)
-                .all(|r| r.finished_at.is_none())
-        });
-        if unfinished && !config.force {
-            return Err(Error::msg(format!(
-                "run `{run_id}` is recorded as running: it is still running, or its process died; \
-                 if it died, resume it with --force (its committed writes are not repeated)"
-            )));
+        let mut unfinished = runs
+            .filter(|r| Some(r.started_at.0) == latest)
+            .collect::<Vec<_>>();
+        if unfinished.iter().any(|r| r.finished_at.is_some()) {
+            unfinished.clear();
+        }
+        if let Some(start) = unfinished.first()
+            && !config.force
+        {
+            let process = start.process.as_deref().and_then(RunProcess::from_json);
+            match start.process_liveness() {
+                Liveness::Gone => tracing::info!(
+                    run_id,
+                    "the run's process ({}) is gone; resuming it",
+                    process.map(|p| p.to_string()).unwrap_or_default()
+                ),
+                Liveness::Alive => {
+                    return Err(Error::msg(format!(
+                        "run `{run_id}` is still running ({}); wait for it to end or stop it \
+                         (if that pid is no longer the orchestrator, resume with --force)",
+                        process.map(|p| p.to_string()).unwrap_or_default()
+                    )));
+                }
+                Liveness::Unknown => {
+                    let by = process.map(|p| format!(" by {p}")).unwrap_or_default();
+                    return Err(Error::msg(format!(
+                        "run `{run_id}` is recorded as running{by}: it is still running, or its \
+                         process died; if it died, resume it with --force (its committed writes \
+                         are not repeated)"
+                    )));
+                }
+            }
         }
         let run = RunInfo {
             run_id: run_id.to_owned(),
@@ -395,6 +421,7 @@ impl Orchestrator {
         let start = RunRecord {
             selection: Some(selection),
             planned: Some(planned.join(" ")),
+            process: Some(RunProcess::current().to_json()),
             ..RunRecord::of_run(&run, Status::Running, started_at)
         };
         let (recorded, results) = tokio::join!(

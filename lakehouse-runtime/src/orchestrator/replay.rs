@@ -23,24 +23,14 @@ pub(super) async fn already_written(
     run: &RunInfo,
     fresh: bool,
 ) -> Result<Option<Written>> {
-    let Some(done) = warehouse
-        .transaction_version(pipeline.output, pipeline.name)
+    let Some(committed) = warehouse
+        .committed_transaction(pipeline.output, pipeline.name)
         .await?
-        .filter(|done| *done >= run.sequence)
+        .filter(|committed| committed.transaction_version >= run.sequence)
     else {
         return Ok(None);
     };
-    // Unreadable metadata (a commit file cleaned up meanwhile, say) only loses the details.
-    let metadata = match warehouse
-        .transaction_metadata(pipeline.output, pipeline.name, done)
-        .await
-    {
-        Ok(metadata) => metadata.unwrap_or_default(),
-        Err(error) => {
-            tracing::warn!(%error, "could not read the committed write's metadata");
-            Default::default()
-        }
-    };
+    let (done, metadata) = (committed.transaction_version, &committed.metadata);
     let writer = metadata.get(RUN_ID_KEY).and_then(|id| id.as_str());
     let by_another = |writer: Option<&str>| match writer {
         Some(writer) => format!("run `{writer}`"),
@@ -64,7 +54,6 @@ pub(super) async fn already_written(
     } else {
         tracing::info!("already written by this run; not executed again");
     }
-    let version = warehouse.version(pipeline.output).await?;
     // What the committed write read, as its commit recorded it: the next incremental read
     // starts there (an empty record would make it start over).
     let input_versions = metadata
@@ -73,7 +62,7 @@ pub(super) async fn already_written(
         .and_then(|versions| serde_json::from_value(versions).ok())
         .unwrap_or_default();
     Ok(Some(Written {
-        outcome: WriteOutcome::skipped(pipeline.output, version),
+        outcome: WriteOutcome::skipped(pipeline.output, Some(committed.table_version)),
         input_versions,
         metric: None,
         fragmented: false,

@@ -32,7 +32,6 @@ pub(crate) struct CommitTags {
 }
 
 impl CommitTags {
-    /// The tags of a write made with `options`.
     /// The tags of a write made with `options` (whose metadata may give the write id, so that a
     /// caller retrying a write recognises its earlier attempt's commit).
     pub(crate) fn of(options: &WriteOptions) -> CommitTags {
@@ -135,6 +134,41 @@ impl Warehouse {
         }
     }
 
+    /// What `app_id`'s last transaction on `table` committed, if it committed any: the
+    /// transaction version, the table's current version, and the application metadata (see
+    /// [`WriteOptions::metadata`]) of the commit that carried the transaction (empty when that
+    /// commit is not among the table's latest 100, or the history cannot be read). One load of
+    /// the table.
+    pub async fn committed_transaction(
+        &self,
+        table: &'static TableDef,
+        app_id: &str,
+    ) -> Result<Option<CommittedTransaction>> {
+        let Some(delta) = self.load(table).await? else {
+            return Ok(None);
+        };
+        let (Some(transaction_version), Some(table_version)) = (
+            committed_version(&delta, table, app_id).await?,
+            delta.version(),
+        ) else {
+            return Ok(None);
+        };
+        let tag = transaction_tag(app_id, transaction_version);
+        // Unreadable history (a commit file cleaned up meanwhile, say) only loses the details.
+        let metadata = match tagged_commit(&delta, table, TRANSACTION_KEY, &tag, None).await {
+            Ok(found) => found.map(|(_, metadata)| metadata).unwrap_or_default(),
+            Err(error) => {
+                tracing::warn!(%error, "could not read the committed write's metadata");
+                Default::default()
+            }
+        };
+        Ok(Some(CommittedTransaction {
+            transaction_version,
+            table_version,
+            metadata,
+        }))
+    }
+
     /// The application metadata (see [`WriteOptions::metadata`]) of the commit that carried
     /// `app_id`'s transaction `version` to `table`. `None` when no such commit is among the
     /// table's latest 100 (or the table was never written).
@@ -161,29 +195,52 @@ impl Warehouse {
         value: &serde_json::Value,
         after: Option<u64>,
     ) -> Result<Option<(u64, std::collections::HashMap<String, serde_json::Value>)>> {
-        let Some(delta) = self.load(table).await? else {
-            return Ok(None);
-        };
-        let Some(latest) = delta.version() else {
-            return Ok(None);
-        };
-        let depth = match after {
-            Some(after) if latest <= after => return Ok(None),
-            Some(after) => usize::try_from(latest - after).unwrap_or(usize::MAX),
-            None => COMMIT_SEARCH_DEPTH,
-        };
-        // Newest first: the n-th is version `latest - n`.
-        let mut history = delta.history(Some(depth));
-        let mut version = latest;
-        while let Some(info) = history.next().await {
-            let info = info.map_err(|e| Error::delta(table.qualified_name(), e))?;
-            if info.info.get(key) == Some(value) {
-                return Ok(Some((version, info.info)));
-            }
-            version = version.saturating_sub(1);
+        match self.load(table).await? {
+            Some(delta) => tagged_commit(&delta, table, key, value, after).await,
+            None => Ok(None),
         }
-        Ok(None)
     }
+}
+
+/// What an application's last transaction on a table committed
+/// ([`Warehouse::committed_transaction`]).
+#[derive(Clone, Debug, Default)]
+pub struct CommittedTransaction {
+    /// The application's last transaction version (a pipeline's: its run's sequence).
+    pub transaction_version: i64,
+    /// The table's current version.
+    pub table_version: u64,
+    /// The `commitInfo` application metadata of the commit that carried the transaction.
+    pub metadata: std::collections::HashMap<String, serde_json::Value>,
+}
+
+/// [`Warehouse::commit_tagged`] on `delta`, the loaded Delta table of `table`.
+async fn tagged_commit(
+    delta: &DeltaTable,
+    table: &TableDef,
+    key: &str,
+    value: &serde_json::Value,
+    after: Option<u64>,
+) -> Result<Option<(u64, std::collections::HashMap<String, serde_json::Value>)>> {
+    let Some(latest) = delta.version() else {
+        return Ok(None);
+    };
+    let depth = match after {
+        Some(after) if latest <= after => return Ok(None),
+        Some(after) => usize::try_from(latest - after).unwrap_or(usize::MAX),
+        None => COMMIT_SEARCH_DEPTH,
+    };
+    // Newest first: the n-th is version `latest - n`.
+    let mut history = delta.history(Some(depth));
+    let mut version = latest;
+    while let Some(info) = history.next().await {
+        let info = info.map_err(|e| Error::delta(table.qualified_name(), e))?;
+        if info.info.get(key) == Some(value) {
+            return Ok(Some((version, info.info)));
+        }
+        version = version.saturating_sub(1);
+    }
+    Ok(None)
 }
 
 /// The version `app_id` last committed to `delta`, the Delta table of `table`, if any.

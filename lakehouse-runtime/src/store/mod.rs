@@ -30,7 +30,7 @@ use url::Url;
 
 pub use catalog::check_read_only;
 pub(crate) use commit::{CommitTags, new_write_id};
-pub use commit::{TRANSACTION_KEY, WRITE_ID_KEY};
+pub use commit::{CommittedTransaction, TRANSACTION_KEY, WRITE_ID_KEY};
 pub use create::SchemaDrift;
 pub use location::{check_name, is_safe_name, table_url, warehouse_url};
 pub use maintain::{AUTO_COMPACT_AT_FILES, OptimizeReport, VacuumReport};

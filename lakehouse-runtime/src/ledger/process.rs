@@ -1,0 +1,169 @@
+//! Telling a run that is still going from one whose process died: a run's row records the
+//! orchestrator process that executes it, and that process can be looked for later.
+//!
+//! Only a process on the same host can be looked for (on Linux, through `/proc`). It is known to
+//! be gone when the host rebooted since, or when no process has its pid in its pid namespace.
+//! Anything else (another host, another OS, a row written before processes were recorded) is
+//! unknown, and a caller must treat the run as possibly live.
+
+use serde::{Deserialize, Serialize};
+
+/// The orchestrator process of a run, as its run row records it (JSON in `runs.process`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunProcess {
+    /// The host name.
+    pub host: String,
+    /// The process id.
+    pub pid: u32,
+    /// The kernel's boot id (Linux), which changes at every boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<String>,
+    /// The process's pid namespace (Linux), so that a pid is only looked for where it means
+    /// the same process (containers sharing a host name have namespaces of their own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_namespace: Option<String>,
+}
+
+/// Whether a run's process still runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// The process runs (or its pid was taken by another process since).
+    Alive,
+    /// The process is gone: the run will not finish by itself.
+    Gone,
+    /// It cannot be told from here.
+    Unknown,
+}
+
+impl RunProcess {
+    /// This process.
+    pub fn current() -> RunProcess {
+        RunProcess {
+            host: host_name(),
+            pid: std::process::id(),
+            boot: read_trimmed("/proc/sys/kernel/random/boot_id"),
+            pid_namespace: pid_namespace("self"),
+        }
+    }
+
+    /// The JSON recorded in a run row.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The process a run row's JSON records, if it is readable.
+    pub fn from_json(json: &str) -> Option<RunProcess> {
+        serde_json::from_str(json).ok()
+    }
+
+    /// Whether this process still runs, as far as this process can tell.
+    pub fn liveness(&self) -> Liveness {
+        let here = RunProcess::current();
+        if self.host != here.host {
+            return Liveness::Unknown;
+        }
+        if let (Some(then), Some(now)) = (&self.boot, &here.boot)
+            && then != now
+        {
+            return Liveness::Gone;
+        }
+        if self.pid == here.pid {
+            return Liveness::Alive;
+        }
+        // Only a pid of our own namespace can be looked up (and /proc must be there to look).
+        match (&self.pid_namespace, &here.pid_namespace) {
+            (Some(then), Some(now)) if then == now => {}
+            _ => return Liveness::Unknown,
+        }
+        if std::path::Path::new(&format!("/proc/{}", self.pid)).exists() {
+            Liveness::Alive
+        } else {
+            Liveness::Gone
+        }
+    }
+}
+
+impl std::fmt::Display for RunProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {} on {}", self.pid, self.host)
+    }
+}
+
+/// The host name: the kernel's on Linux, else the environment's.
+fn host_name() -> String {
+    read_trimmed("/proc/sys/kernel/hostname")
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .unwrap_or_default()
+}
+
+/// The pid namespace of process `pid` (`self` for this one), where `/proc` tells it.
+fn pid_namespace(pid: &str) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+        .ok()
+        .map(|link| link.to_string_lossy().into_owned())
+}
+
+fn read_trimmed(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|text| text.trim().to_owned())
+        .filter(|text| !text.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_round_trips() {
+        let here = RunProcess::current();
+        assert_eq!(RunProcess::from_json(&here.to_json()), Some(here.clone()));
+        assert_eq!(here.liveness(), Liveness::Alive);
+    }
+
+    #[test]
+    fn another_host_is_unknown() {
+        let elsewhere = RunProcess {
+            host: format!("{}-elsewhere", RunProcess::current().host),
+            ..RunProcess::current()
+        };
+        assert_eq!(elsewhere.liveness(), Liveness::Unknown);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_reboot_or_a_missing_pid_is_gone_and_a_live_pid_alive() {
+        let here = RunProcess::current();
+        let before_reboot = RunProcess {
+            boot: Some("an-earlier-boot".to_owned()),
+            ..here.clone()
+        };
+        assert_eq!(before_reboot.liveness(), Liveness::Gone);
+        // Past the kernel's largest pid (pid_max is at most 2^22).
+        let finished = RunProcess {
+            pid: 1 << 23,
+            ..here.clone()
+        };
+        assert_eq!(finished.liveness(), Liveness::Gone);
+        let parent = RunProcess {
+            pid: std::os::unix::process::parent_id(),
+            ..here.clone()
+        };
+        assert_eq!(parent.liveness(), Liveness::Alive);
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        child.wait().expect("reap true");
+        let ended = RunProcess {
+            pid: child.id(),
+            ..here.clone()
+        };
+        assert_eq!(ended.liveness(), Liveness::Gone);
+        let other_namespace = RunProcess {
+            pid_namespace: Some("pid:[1]".to_owned()),
+            ..finished
+        };
+        assert_eq!(other_namespace.liveness(), Liveness::Unknown);
+    }
+}
