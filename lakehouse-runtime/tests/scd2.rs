@@ -26,6 +26,15 @@ pub struct DimStore {
     pub manager: Option<String>,
 }
 
+/// No `change_columns`: every data column but the key and `run_at` is tracked.
+#[derive(Table)]
+#[table(schema = "gold", name = "dim_agent", key(agent_id), mode = scd2)]
+pub struct DimAgent {
+    pub agent_id: String,
+    pub name: Option<String>,
+    pub run_at: Timestamp,
+}
+
 #[derive(Serialize)]
 struct Customer {
     customer_id: &'static str,
@@ -381,6 +390,41 @@ async fn deleting_a_key_closes_its_current_version() {
         lines(&[
             "a|Ann|∅|1970-01-02T00:00:00Z|1970-01-03T00:00:00Z|false",
             "b|Bob|∅|1970-01-02T00:00:00Z|∅|true",
+        ])
+    );
+}
+
+#[tokio::test]
+async fn run_at_alone_opens_no_version() {
+    #[derive(Serialize)]
+    struct Agent {
+        agent_id: &'static str,
+        name: Option<&'static str>,
+        run_at: Timestamp,
+    }
+    let wh = TempWarehouse::new();
+    let def = <DimAgent as lakehouse_runtime::Table>::DEF;
+    assert_eq!(def.scd2_change_columns(), ["name"]);
+    for (day, name) in [(1, "Ann"), (2, "Ann"), (3, "Anne")] {
+        let options = WriteOptions {
+            transaction: Some(("dim_agent".to_owned(), day)),
+            ..run(day, day)
+        };
+        let row = Agent {
+            agent_id: "a",
+            name: Some(name),
+            run_at: Timestamp(day * DAY),
+        };
+        write(&wh.warehouse, def, &[row], options)
+            .await
+            .expect("written");
+    }
+    // Day 2 only moved `run_at`: Ann's version runs from day 1 to Anne's.
+    assert_eq!(
+        contents(&wh.warehouse, def).await,
+        lines(&[
+            "a|Ann|1970-01-02T00:00:00Z|1970-01-02T00:00:00Z|1970-01-04T00:00:00Z|false",
+            "a|Anne|1970-01-04T00:00:00Z|1970-01-04T00:00:00Z|∅|true",
         ])
     );
 }

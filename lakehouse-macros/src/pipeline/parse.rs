@@ -50,9 +50,14 @@ pub(crate) fn parse_args(args: TokenStream) -> syn::Result<PipelineArgs> {
                     .into_iter()
                     .collect();
             }
-            _ => {
+            other => {
+                let names = ["depends_on", "retries", "timeout", "tags", "full_snapshot"]
+                    .map(str::to_owned);
+                let hint = crate::table::validate::closest(other, &names)
+                    .map(|close| format!("did you mean `{close}`? "))
+                    .unwrap_or_default();
                 return Err(meta.error(format!(
-                    "unknown `pipeline` argument `{key}`; expected {KEYS}"
+                    "unknown `pipeline` argument `{key}`; {hint}expected {KEYS}"
                 )));
             }
         }

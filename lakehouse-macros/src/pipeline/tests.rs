@@ -46,7 +46,7 @@ fn rejects_unknown_and_repeated_arguments() {
         .unwrap()
         .to_string();
     assert!(
-        err.contains("unknown `pipeline` argument `dependson`"),
+        err.contains("unknown `pipeline` argument `dependson`; did you mean `depends_on`?"),
         "{err}"
     );
     let err = parse_args(quote!(retries = 1, retries = 2))
@@ -95,6 +95,7 @@ fn reports_every_signature_error_at_once() {
         "add the return type",
         "`d` is listed twice in `depends_on`",
         "a pipeline cannot depend on itself",
+        "a pipeline is an `async fn`",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
@@ -200,4 +201,23 @@ fn not_a_function() {
     )
     .to_string();
     assert!(out.contains("`#[pipeline]` goes on an `async fn`"), "{out}");
+}
+
+#[test]
+fn inputs_are_by_value_and_never_the_output() {
+    let text = error_text(
+        quote!(depends_on = [a]),
+        quote!(
+            async fn b(x: &Frame<A>, own: Changes<B>, cx: &Ctx) -> Result<Frame<B>> {
+                todo!()
+            }
+        ),
+    );
+    for expected in [
+        "inputs are taken by value: write `Frame<A>`, without `&`",
+        "a pipeline cannot read the table it writes (`B`)",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(!text.contains("given twice"), "{text}");
 }

@@ -50,6 +50,13 @@ pub(crate) fn validate(args: PipelineArgs, item: ItemFn) -> syn::Result<Pipeline
     if let Some(variadic) = &sig.variadic {
         errors.spanned(variadic, "a pipeline cannot be variadic");
     }
+    if sig.asyncness.is_none() {
+        errors.spanned(
+            sig.fn_token,
+            "a pipeline is an `async fn` (its reads and writes are awaited, and its time limit \
+             interrupts it at an `.await`): write `async fn`",
+        );
+    }
 
     let mut params = Vec::new();
     let mut ctx_seen = false;
@@ -59,6 +66,13 @@ pub(crate) fn validate(args: PipelineArgs, item: ItemFn) -> syn::Result<Pipeline
                 errors.spanned(receiver, "a pipeline is a free function, not a method")
             }
             FnArg::Typed(pat) => match &*pat.ty {
+                Type::Reference(r) if frame_like(&r.elem, &["Frame", "Changes"]).is_some() => {
+                    let inner = r.elem.to_token_stream().to_string().replace(' ', "");
+                    errors.spanned(
+                        r,
+                        format!("inputs are taken by value: write `{inner}`, without `&`"),
+                    )
+                }
                 Type::Reference(_) if !ctx_seen => {
                     ctx_seen = true;
                     params.push(Param::Ctx);
@@ -88,6 +102,26 @@ pub(crate) fn validate(args: PipelineArgs, item: ItemFn) -> syn::Result<Pipeline
             (None, sig.ident.span())
         }
     };
+
+    // Reading the table it writes would make the pipeline its own upstream.
+    if let Some(output) = &output {
+        let written = output.to_token_stream().to_string();
+        for param in &params {
+            if let Param::Input(ty) = param
+                && frame_like(ty, &["Frame", "Changes"])
+                    .is_some_and(|read| read.to_token_stream().to_string() == written)
+            {
+                errors.spanned(
+                    ty,
+                    format!(
+                        "a pipeline cannot read the table it writes (`{}`): read the upstream \
+                         tables it is made from",
+                        written.replace(' ', "")
+                    ),
+                );
+            }
+        }
+    }
 
     let own_name = sig.ident.to_string();
     let mut seen: Vec<String> = Vec::new();

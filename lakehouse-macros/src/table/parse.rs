@@ -55,6 +55,27 @@ const TABLE_KEYS: &str = "`schema`, `name`, `key(..)`, `partition_by(..)`, `mode
     `change_columns(..)`, `evolution`, `quality`, `z_order(..)`, `target_file_size`, `auto_compact`, `check(..)`, \
     `property(..)`";
 
+/// The names of the `#[table(..)]` keys, for "did you mean" hints.
+fn table_key_names() -> Vec<String> {
+    [
+        "schema",
+        "name",
+        "key",
+        "partition_by",
+        "mode",
+        "change_columns",
+        "evolution",
+        "quality",
+        "z_order",
+        "target_file_size",
+        "auto_compact",
+        "check",
+        "property",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 pub(crate) fn parse(input: DeriveInput) -> syn::Result<TableInput> {
     let mut errors = Errors::default();
     let attrs = parse_table_attrs(&input, &mut errors);
@@ -134,9 +155,12 @@ fn parse_table_attrs(input: &DeriveInput, errors: &mut Errors) -> TableAttrs {
                     let pair = name_value_pair(&meta, "key", "value")?;
                     out.properties.push(Keyed { key, value: pair });
                 }
-                _ => {
+                other => {
+                    let hint = crate::table::validate::closest(other, &table_key_names())
+                        .map(|close| format!("did you mean `{close}`? "))
+                        .unwrap_or_default();
                     return Err(meta.error(format!(
-                        "unknown `table` attribute `{key}`; expected one of {TABLE_KEYS}"
+                        "unknown `table` attribute `{key}`; {hint}expected one of {TABLE_KEYS}"
                     )));
                 }
             }

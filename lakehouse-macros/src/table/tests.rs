@@ -218,3 +218,51 @@ fn snake_case_names() {
     assert_eq!(snake_case("DimCustomer"), "dim_customer");
     assert_eq!(snake_case("Sales"), "sales");
 }
+
+#[test]
+fn the_ledgers_schema_is_reserved() {
+    let text = error_text(quote! {
+        #[table(schema = "lakehouse", name = "runs")]
+        pub struct Runs { pub run_id: String }
+    });
+    assert!(
+        text.contains("schema `lakehouse` is reserved for the run ledger's system tables"),
+        "{text}"
+    );
+}
+
+#[test]
+fn run_at_is_never_a_change_column() {
+    let text = error_text(quote! {
+        #[table(schema = "gold", key(id), mode = scd2, change_columns(name, run_at))]
+        pub struct Dim { pub id: i64, pub name: Option<String>, pub run_at: Timestamp }
+    });
+    assert!(
+        text.contains("`run_at` holds each run's time, so every row would open a new version"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_misspelled_attribute_gets_a_suggestion() {
+    let text = error_text(quote! {
+        #[table(shcema = "gold")]
+        pub struct Dim { pub id: i64 }
+    });
+    assert!(
+        text.contains("unknown `table` attribute `shcema`; did you mean `schema`?"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_struct_name_that_makes_no_table_name_is_refused() {
+    let text = error_text(quote! {
+        #[table(schema = "gold")]
+        pub struct Données { pub id: i64 }
+    });
+    assert!(
+        text.contains("the table name `données` made from the struct's name is not a valid"),
+        "{text}"
+    );
+}

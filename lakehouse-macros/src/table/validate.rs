@@ -64,6 +64,18 @@ pub(crate) struct TableModel {
     pub properties: Vec<(String, String)>,
 }
 
+/// The schema of the run ledger's system tables, which user tables cannot use.
+const RESERVED_SCHEMA: &str = "lakehouse";
+
+/// The column holding the logical time of the run that wrote a row (never a change column).
+const RUN_AT: &str = "run_at";
+
+/// Whether the struct being derived belongs to the runtime itself, which declares the system
+/// tables (cargo names the package being compiled; proc macros run inside that compilation).
+fn declared_by_the_runtime() -> bool {
+    std::env::var("CARGO_PKG_NAME").is_ok_and(|package| package == "lakehouse-runtime")
+}
+
 /// The columns every SCD2 table gets, in this order.
 pub(crate) const SCD2_COLUMNS: [&str; 3] = ["valid_from", "valid_to", "is_current"];
 
@@ -75,7 +87,20 @@ pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
     let attrs = input.attrs;
 
     let schema = match &attrs.schema {
-        Some(s) => checked_identifier(&s.value, "schema", &mut errors),
+        Some(s) => {
+            let schema = checked_identifier(&s.value, "schema", &mut errors);
+            if schema == RESERVED_SCHEMA && !declared_by_the_runtime() {
+                errors.spanned(
+                    &s.value,
+                    format!(
+                        "schema `{RESERVED_SCHEMA}` is reserved for the run ledger's system tables \
+                         (`lakehouse.runs`, `lakehouse.table_metrics`, ...): choose another, e.g. \
+                         `silver` or `gold`"
+                    ),
+                );
+            }
+            schema
+        }
         None => {
             errors.push(syn::Error::new(
                 input.ident.span(),
@@ -86,7 +111,20 @@ pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
     };
     let name = match &attrs.name {
         Some(n) => checked_identifier(&n.value, "table name", &mut errors),
-        None => snake_case(&input.ident.to_string()),
+        None => {
+            let name = snake_case(&column_name(&input.ident));
+            if !is_safe_identifier(&name) {
+                errors.spanned(
+                    &input.ident,
+                    format!(
+                        "the table name `{name}` made from the struct's name is not a valid table \
+                         name (lowercase letters, digits and `_`): name it with \
+                         `#[table(name = \"..\")]`"
+                    ),
+                );
+            }
+            name
+        }
     };
 
     let mode = match &attrs.mode {
@@ -200,6 +238,13 @@ pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
         for ident in &list.value {
             if key.contains(&column_name(ident)) {
                 errors.spanned(ident, "a key column cannot be a change column");
+            }
+            if column_name(ident) == RUN_AT {
+                errors.spanned(
+                    ident,
+                    "`run_at` holds each run's time, so every row would open a new version at \
+                     every run: leave it out of `change_columns(..)`",
+                );
             }
         }
         column_list(&attrs.change_columns, &field_names, &mut errors)

@@ -187,14 +187,15 @@ impl TableDef {
         self.columns.iter().filter(|c| c.role == ColumnRole::Data)
     }
 
-    /// The SCD2 change-detection columns: the declared ones, or every non-key data column.
+    /// The SCD2 change-detection columns: the declared ones, or every non-key data column but
+    /// `run_at` (the run's time, different at every run: every row would open a version).
     pub fn scd2_change_columns(&self) -> Vec<&'static str> {
         match self.change_columns {
             Some(columns) => columns.to_vec(),
             None => self
                 .data_columns()
                 .map(|c| c.name)
-                .filter(|name| !self.key.contains(name))
+                .filter(|name| !self.key.contains(name) && *name != "run_at")
                 .collect(),
         }
     }
