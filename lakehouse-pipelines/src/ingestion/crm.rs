@@ -127,21 +127,26 @@ pub async fn silver_crm_contacts(
     extract: Changes<BronzeCrmContacts>,
 ) -> Result<Frame<SilverCrmContacts>> {
     use BronzeCrmContacts as b;
-    extract.into_frame().select_into(SilverCrmContactsSelect {
-        contact_id: b::contact_id,
-        customer_id: b::customer_id,
-        first_name: b::first_name,
-        last_name: b::last_name,
-        email: b::email,
-        phone: b::phone,
-        address: b::address,
-        city: b::city,
-        state: b::state,
-        zip_code: b::zip_code,
-        country: b::country,
-        job_title: b::job_title,
-        created_at: b::created_at,
-        updated_at: b::updated_at,
-        run_at: b::run_at,
-    })
+    // The newest extract only: after a failed run the changes hold several, and a contact the
+    // newest one lacks is deleted, not kept from an older one.
+    extract
+        .into_frame()
+        .latest_only(b::run_at)?
+        .select_into(SilverCrmContactsSelect {
+            contact_id: b::contact_id,
+            customer_id: b::customer_id,
+            first_name: b::first_name,
+            last_name: b::last_name,
+            email: b::email,
+            phone: b::phone,
+            address: b::address,
+            city: b::city,
+            state: b::state,
+            zip_code: b::zip_code,
+            country: b::country,
+            job_title: b::job_title,
+            created_at: b::created_at,
+            updated_at: b::updated_at,
+            run_at: b::run_at,
+        })
 }

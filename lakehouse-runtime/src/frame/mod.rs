@@ -140,6 +140,33 @@ impl<T: Table> Frame<T> {
         Ok(Frame::conformed(realias(df, T::DEF)?))
     }
 
+    /// Only the rows whose `column` holds its greatest value: the newest extract, when each run
+    /// appends a complete one. A `full_snapshot` pipeline reading `Changes<T>` needs it: after a
+    /// failed run (or on its first run over a table's history) the changes hold several
+    /// extracts, and a key the newest one lacks must be deleted, not kept from an older one.
+    pub fn latest_only(self, column: impl Into<Expr>) -> Result<Frame<T>> {
+        use datafusion::functions_aggregate::expr_fn::max;
+        const LATEST: &str = "__lakehouse_latest";
+        let column = column.into();
+        let columns: Vec<Expr> = self
+            .df
+            .schema()
+            .columns()
+            .into_iter()
+            .map(Expr::Column)
+            .collect();
+        let latest = self
+            .df
+            .clone()
+            .aggregate(vec![], vec![max(column.clone()).alias(LATEST)])?;
+        let newest = Expr::Column(Column::new_unqualified(LATEST));
+        let df = self
+            .df
+            .join_on(latest, JoinType::Inner, [column.eq(newest)])?
+            .select(columns)?;
+        Ok(Frame::conformed(realias(df, T::DEF)?))
+    }
+
     /// Sorts the rows.
     pub fn sort(self, by: Vec<SortExpr>) -> Result<Frame<T>> {
         Ok(Frame::conformed(self.df.sort(by)?))

@@ -410,15 +410,20 @@ pub(crate) fn project_to(
     Ok(df.select(exprs)?)
 }
 
-/// One row per key: the one that sorts last by the non-key columns (declared order, NULLs
-/// first). Deterministic whatever the order of the input.
+/// One row per key: the newest by `run_at` when the table has it (the run that wrote the row:
+/// an incremental read after a failed run holds several runs' rows of a key), then the one that
+/// sorts last by the other non-key columns (declared order, NULLs first). Deterministic whatever
+/// the order of the input.
 pub(crate) fn dedupe(df: DataFrame, table: &'static TableDef) -> Result<DataFrame> {
-    let names: Vec<String> = df
+    const RUN_AT: &str = "run_at";
+    let mut names: Vec<String> = df
         .schema()
         .fields()
         .iter()
         .map(|f| f.name().clone())
         .collect();
+    // `run_at` first: a stable sort keeps the declared order of the rest.
+    names.sort_by_key(|name| name != RUN_AT);
     let column = |name: &str| Expr::Column(Column::new_unqualified(name));
     let key: Vec<Expr> = table.key.iter().map(|k| column(k)).collect();
     let order: Vec<SortExpr> = names

@@ -156,8 +156,19 @@ pub async fn silver_velib_station_info(
     raw: Changes<BronzeVelibStationInfo>,
 ) -> Result<Frame<SilverVelibStationInfo>> {
     use BronzeVelibStationInfo as b;
+    // The newest run's list only (several runs' after a failure: a station the newest lacks is
+    // closed). A station listed twice keeps one row, the same one at every run.
     raw.into_frame()
-        .latest_by([b::stationcode.expr()], [b::run_at.expr()])?
+        .latest_only(b::run_at)?
+        .latest_by(
+            [b::stationcode.expr()],
+            [
+                b::capacity.expr(),
+                b::name.expr(),
+                b::lon.expr(),
+                b::lat.expr(),
+            ],
+        )?
         .select_into(SilverVelibStationInfoSelect {
             stationcode: b::stationcode,
             name: b::name,
@@ -209,8 +220,19 @@ pub async fn silver_velov_station_info(
     raw: Changes<BronzeVelovStationInfo>,
 ) -> Result<Frame<SilverVelovStationInfo>> {
     use BronzeVelovStationInfo as b;
+    // As for Vélib': the newest run's list, one row per station whatever their order.
     raw.into_frame()
-        .latest_by([b::station_id.expr()], [b::run_at.expr()])?
+        .latest_only(b::run_at)?
+        .latest_by(
+            [b::station_id.expr()],
+            [
+                b::capacity.expr(),
+                b::name.expr(),
+                b::address.expr(),
+                b::lon.expr(),
+                b::lat.expr(),
+            ],
+        )?
         .select_into(SilverVelovStationInfoSelect {
             station_id: b::station_id,
             name: b::name,
