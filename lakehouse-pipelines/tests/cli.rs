@@ -412,3 +412,38 @@ fn the_readme_orchestrations_plan_as_described() {
         assert!(readme.contains(command), "README shows `{command}`");
     }
 }
+
+#[test]
+fn an_ingestion_rejecting_too_many_records_fails_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    // The bundled Vélo'v list has 4 malformed stations out of 68 (5.9 %).
+    let strict = orchestrate(
+        dir.path(),
+        &[
+            "run",
+            "--select",
+            "velov_station_info",
+            "--set",
+            "ingest.velov_station_info.max_reject_ratio=0.05",
+        ],
+    );
+    assert_eq!(strict.status.code(), Some(1), "{}", stderr(&strict));
+    let report = format!("{}{}", stdout(&strict), stderr(&strict));
+    assert!(
+        report.contains(
+            "velov_station_info rejected 4 of 68 records (5.9 %, more than the 5.0 % allowed)"
+        ),
+        "{report}"
+    );
+    assert!(
+        report.contains("raise `ingest.velov_station_info.max_reject_ratio`"),
+        "{report}"
+    );
+    assert!(
+        !dir.path().join("bronze/velov_station_info").exists(),
+        "nothing written"
+    );
+    // The default limit (10 %) lets the same list through.
+    let default = orchestrate(dir.path(), &["run", "--select", "velov_station_info"]);
+    assert!(default.status.success(), "{}", stderr(&default));
+}

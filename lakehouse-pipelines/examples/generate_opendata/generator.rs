@@ -716,6 +716,13 @@ fn paris_status_edges(base: &[Paris]) -> Vec<Paris> {
                 r.set("ebike", J::Int(1));
             })
         },
+        // An update time from a broken clock, decades ahead: kept (silver leaves it out).
+        {
+            let s = fresh("11104", "Charonne - Robert et Sonia Delaunay", 11, 32);
+            s.edited(s.status_record(), |r| {
+                r.set("duedate", J::s("2100-01-01T00:00:00+00:00"));
+            })
+        },
         // Null capacity and a negative dock count: rejected.
         {
             let s = fresh("6002", "Institut - Quai de Conti", 6, 20);

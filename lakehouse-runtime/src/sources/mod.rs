@@ -177,6 +177,7 @@ where
     R: Serialize,
     F: FnMut(&Record<'_>) -> Result<R, Rejected>,
 {
+    let max_ratio = max_reject_ratio(cx.settings(), cx.pipeline())?;
     let collected = collect_batches(T::DEF.output_arrow_schema(), pages, row).await?;
     tracing::info!(
         pipeline = cx.pipeline(),
@@ -185,6 +186,7 @@ where
         pages = collected.pages,
         "records read"
     );
+    check_rejects(&collected, max_ratio, cx.pipeline())?;
     if !collected.rejects.is_empty() {
         tracing::warn!(
             pipeline = cx.pipeline(),
@@ -195,6 +197,62 @@ where
     }
     cx.reject(collected.rejects);
     cx.frame_from_batches(collected.batches)
+}
+
+/// The share of records an ingestion may reject before it fails, unless set otherwise: above
+/// it, the source's format has most likely changed, and writing what is left would pass a broken
+/// feed for a quiet one.
+pub const DEFAULT_MAX_REJECT_RATIO: f64 = 0.1;
+
+/// The reject limit of `pipeline`: `ingest.<pipeline>.max_reject_ratio`, else
+/// `ingest.max_reject_ratio`, else [`DEFAULT_MAX_REJECT_RATIO`]; a ratio from 0 to 1.
+pub fn max_reject_ratio(settings: &Settings, pipeline: &str) -> Result<f64> {
+    let specific = format!("ingest.{pipeline}.max_reject_ratio");
+    let key = if settings.get(&specific).is_some() {
+        specific
+    } else {
+        "ingest.max_reject_ratio".to_owned()
+    };
+    let ratio: f64 = settings.parse_or(&key, DEFAULT_MAX_REJECT_RATIO)?;
+    if !(0.0..=1.0).contains(&ratio) {
+        return Err(Error::msg(format!(
+            "setting `{key}` = {ratio} is invalid: a share of the records, from 0 to 1 (0.1 is 10 %)"
+        )));
+    }
+    Ok(ratio)
+}
+
+/// Fails an ingestion that rejected every record it read, or more than `max_ratio` of them,
+/// naming the reasons and the first rejected record; nothing is written then.
+pub fn check_rejects(collected: &Collected, max_ratio: f64, pipeline: &str) -> Result<()> {
+    let rejected = collected.rejects.len();
+    let read = rejected + collected.rows;
+    let Some(first) = collected.rejects.first() else {
+        return Ok(());
+    };
+    let ratio = rejected as f64 / read as f64;
+    if collected.rows > 0 && ratio <= max_ratio {
+        return Ok(());
+    }
+    const EXCERPT: usize = 300;
+    let excerpt: String = first.raw.chars().take(EXCERPT).collect();
+    let cut = if first.raw.chars().count() > EXCERPT {
+        "…"
+    } else {
+        ""
+    };
+    Err(Error::source(
+        first.source.clone(),
+        format!(
+            "{pipeline} rejected {rejected} of {read} records ({:.1} %, more than the {:.1} % \
+             allowed): {}; the first: {excerpt}{cut}. The source's format may have changed; \
+             nothing was written. To accept the rest, raise `ingest.{pipeline}.max_reject_ratio` \
+             (or `ingest.max_reject_ratio`; now {max_ratio})",
+            ratio * 100.0,
+            max_ratio * 100.0,
+            reasons_summary(&collected.rejects),
+        ),
+    ))
 }
 
 /// The reasons of `rejects`, the most frequent first, with their counts (at most five).
@@ -346,6 +404,56 @@ mod tests {
         assert_eq!(
             reasons_summary(&rejects),
             "b (×3); a (×2); c (×1); d (×1); e (×1); and 2 other reason(s)"
+        );
+    }
+
+    fn collected(rows: usize, reasons: &[&str]) -> Collected {
+        Collected {
+            rows,
+            rejects: reasons.iter().copied().map(reject).collect(),
+            ..Collected::default()
+        }
+    }
+
+    #[test]
+    fn an_ingestion_fails_above_its_reject_limit() {
+        assert!(check_rejects(&collected(10, &[]), 0.1, "p").is_ok());
+        assert!(check_rejects(&collected(0, &[]), 0.1, "p").is_ok());
+        assert!(check_rejects(&collected(19, &["a"]), 0.1, "p").is_ok());
+        let error = check_rejects(&collected(17, &["a", "b", "a"]), 0.1, "p")
+            .expect_err("15 % > 10 %")
+            .to_string();
+        assert_eq!(
+            error,
+            "https://example.org/records: p rejected 3 of 20 records (15.0 %, more than the \
+             10.0 % allowed): a (×2); b (×1); the first: {}. The source's format may have \
+             changed; nothing was written. To accept the rest, raise \
+             `ingest.p.max_reject_ratio` (or `ingest.max_reject_ratio`; now 0.1)"
+        );
+        // Every record rejected fails whatever the limit.
+        let error = check_rejects(&collected(0, &["a"]), 1.0, "p").expect_err("nothing left");
+        assert!(
+            error.to_string().contains("p rejected 1 of 1 records"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_reject_limit_comes_from_the_settings() {
+        let mut settings = Settings::new();
+        assert_eq!(max_reject_ratio(&settings, "p").expect("default"), 0.1);
+        settings.set("ingest.max_reject_ratio", "0.2");
+        assert_eq!(max_reject_ratio(&settings, "p").expect("global"), 0.2);
+        settings.set("ingest.p.max_reject_ratio", "0");
+        assert_eq!(max_reject_ratio(&settings, "p").expect("own"), 0.0);
+        assert_eq!(max_reject_ratio(&settings, "q").expect("global"), 0.2);
+        settings.set("ingest.q.max_reject_ratio", "10");
+        let error = max_reject_ratio(&settings, "q").expect_err("not a share");
+        assert!(
+            error
+                .to_string()
+                .contains("`ingest.q.max_reject_ratio` = 10 is invalid"),
+            "{error}"
         );
     }
 }

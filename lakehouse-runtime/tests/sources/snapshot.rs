@@ -69,7 +69,7 @@ async fn snapshot_and_http_give_identical_batches_from_the_same_data() {
     let recorded = read_status(&snapshot).await.expect("snapshot");
 
     assert_eq!(live.batches, recorded.batches);
-    assert_eq!(live.rows, 9);
+    assert_eq!(live.rows, 10);
     let reasons = |c: &Collected| -> Vec<(String, String)> {
         c.rejects
             .iter()

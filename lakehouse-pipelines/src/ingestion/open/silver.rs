@@ -121,14 +121,16 @@ pub struct SilverVelovStationInfo {
     pub run_at: Timestamp,
 }
 
-/// The new Vélib' availability rows that carry an update time.
+/// The new Vélib' availability rows with a plausible update time: none, or one from the future,
+/// stays in bronze only (a date outside the calendar would also block the fact's date check).
 #[pipeline(depends_on = [velib_station_status], tags = ["velib", "opendata"])]
 pub async fn silver_velib_station_status(
     raw: Changes<BronzeVelibStationStatus>,
+    cx: &Ctx,
 ) -> Result<Frame<SilverVelibStationStatus>> {
     use BronzeVelibStationStatus as b;
     raw.into_frame()
-        .filter(b::duedate.is_not_null())?
+        .filter(plausible(b::duedate.expr(), cx))?
         .select_into(SilverVelibStationStatusSelect {
             stationcode: b::stationcode,
             timestamp: typed::<Timestamp>(b::duedate),
@@ -183,6 +185,15 @@ pub async fn silver_velib_station_info(
 /// A report time more than this ahead of the run is a clock error, not a report.
 const MAX_CLOCK_SKEW_MICROS: i64 = 24 * 3600 * 1_000_000;
 
+/// Whether a station's report time `time` is one: set, after 1970 (0 means "never reported")
+/// and at most [`MAX_CLOCK_SKEW_MICROS`] ahead of the run.
+fn plausible(time: Expr, cx: &Ctx) -> Expr {
+    let latest = Timestamp(cx.run_at().0 + MAX_CLOCK_SKEW_MICROS);
+    time.clone()
+        .gt(Timestamp(0).lit())
+        .and(time.lt_eq(latest.lit()))
+}
+
 /// The new Vélo'v availability rows with a plausible report time: stations that never reported
 /// (`last_reported` 0) or report from the future stay in bronze only.
 #[pipeline(depends_on = [velov_station_status], tags = ["velov", "opendata"])]
@@ -191,13 +202,8 @@ pub async fn silver_velov_station_status(
     cx: &Ctx,
 ) -> Result<Frame<SilverVelovStationStatus>> {
     use BronzeVelovStationStatus as b;
-    let latest = Timestamp(cx.run_at().0 + MAX_CLOCK_SKEW_MICROS);
-    let plausible = b::last_reported
-        .expr()
-        .gt(Timestamp(0).lit())
-        .and(b::last_reported.expr().lt_eq(latest.lit()));
     raw.into_frame()
-        .filter(plausible)?
+        .filter(plausible(b::last_reported.expr(), cx))?
         .select_into(SilverVelovStationStatusSelect {
             station_id: b::station_id,
             last_reported: b::last_reported,
