@@ -352,3 +352,43 @@ fn the_calendar_runs_through_next_year_with_iso_weeks_and_real_weekends() {
     assert_eq!(weekends, days.iter().filter(|d| d.day_of_week >= 6).count());
     assert!((weekends as f64 / days.len() as f64 - 2.0 / 7.0).abs() < 0.001);
 }
+
+/// A station's update is dated by its local day: 00:30 in Paris is 22:30 UTC the day before in
+/// summer, 23:30 in winter.
+#[tokio::test]
+async fn bike_status_is_dated_by_the_local_day() {
+    use lakehouse_pipelines::modelisation::facts::fact_bike_status::date_key;
+    use lakehouse_runtime::prelude::{DataType, TimeUnit, cast, lit};
+    let session = datafusion::prelude::SessionContext::new();
+    let utc = |text: &str| {
+        cast(
+            lit(text),
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        )
+    };
+    let batches = session
+        .read_empty()
+        .expect("one row")
+        .select(vec![
+            date_key(utc("2025-06-02T22:30:00Z"))
+                .into_expr()
+                .alias("summer"),
+            date_key(utc("2025-01-14T23:30:00Z"))
+                .into_expr()
+                .alias("winter"),
+            date_key(utc("2025-06-03T08:15:00Z"))
+                .into_expr()
+                .alias("day"),
+        ])
+        .expect("plan")
+        .collect()
+        .await
+        .expect("rows");
+    let text = arrow::util::pretty::pretty_format_batches(&batches)
+        .expect("text")
+        .to_string();
+    assert!(
+        text.contains("| 20250603 | 20250115 | 20250603 |"),
+        "{text}"
+    );
+}

@@ -97,7 +97,7 @@ pub mod prelude {
     pub use crate::table::{Col, Date, Decimal, Timestamp, on};
     pub use crate::{Changes, Ctx, Error, Frame, Result, Table, pipeline};
     #[cfg(feature = "engine")]
-    pub use arrow::datatypes::DataType;
+    pub use arrow::datatypes::{DataType, TimeUnit};
     #[cfg(feature = "engine")]
     pub use datafusion::functions::expr_fn::{regexp_replace, round, to_char};
     #[cfg(feature = "engine")]

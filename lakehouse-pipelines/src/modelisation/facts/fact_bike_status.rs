@@ -18,7 +18,7 @@ pub struct FactBikeStatus {
     pub station_key: String,
     /// When the source last updated the station
     pub timestamp: Timestamp,
-    /// The update date as `yyyyMMdd`
+    /// The update's local date (Europe/Paris) as `yyyyMMdd`
     #[column(references = DimDate::date_key)]
     pub date_key: String,
     /// `velib` or `velov`
@@ -43,8 +43,16 @@ pub struct FactBikeStatus {
     pub run_at: Timestamp,
 }
 
-fn date_key(timestamp: Expr) -> Typed<String> {
-    typed::<String>(to_char(timestamp, lit("%Y%m%d")))
+/// The stations' time zone (Paris and Lyon alike): their day starts at local midnight, not UTC's.
+const LOCAL_TIME_ZONE: &str = "Europe/Paris";
+
+/// The local date of `timestamp` (a UTC instant) as `yyyyMMdd`: the key of `gold.dim_date`.
+pub fn date_key(timestamp: Expr) -> Typed<String> {
+    let local = cast(
+        timestamp,
+        DataType::Timestamp(TimeUnit::Microsecond, Some(LOCAL_TIME_ZONE.into())),
+    );
+    typed::<String>(to_char(local, lit("%Y%m%d")))
 }
 
 /// Every availability record of both sources, keyed like the station dimension.
