@@ -189,7 +189,9 @@ fn parse_json(body: &Body, what: &str) -> Result<Value> {
         Error::source(
             body.origin.clone(),
             format!(
-                "malformed {what} ({e}): the body is truncated or not JSON; nothing was written"
+                "malformed {what} ({e}): the body is truncated or not JSON ({}); nothing was \
+                 written",
+                body.excerpt()
             ),
         )
     })

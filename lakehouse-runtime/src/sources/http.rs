@@ -33,6 +33,27 @@ pub struct Body {
     pub bytes: Vec<u8>,
 }
 
+impl Body {
+    /// The start of the body for an error message: "it starts with `<!DOCTYPE html>…`" (an HTML
+    /// maintenance page served as data, say), or "it is empty".
+    pub fn excerpt(&self) -> String {
+        const SHOWN: usize = 80;
+        let text = String::from_utf8_lossy(&self.bytes[..self.bytes.len().min(4 * SHOWN)]);
+        let start: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if start.is_empty() {
+            return "it is empty".to_owned();
+        }
+        let shown: String = start.chars().take(SHOWN).collect();
+        let shown = shown.trim_end();
+        let cut = if shown.len() < start.len() || self.bytes.len() > 4 * SHOWN {
+            "…"
+        } else {
+            ""
+        };
+        format!("it starts with `{shown}{cut}` ({} bytes)", self.bytes.len())
+    }
+}
+
 /// A response body read chunk by chunk (a large export), so it is never all in memory.
 pub struct BodyStream {
     /// The URL asked for.
@@ -138,11 +159,11 @@ impl HttpFetch {
         } else {
             None
         };
-        // The error body is small; if it cannot be read the status alone is reported.
-        let body = response
-            .bytes()
+        // Only the start of an error body is read (it is for the message); if it cannot be read
+        // the status alone is reported.
+        let body = read_capped(response, MAX_ERROR_BODY_BYTES)
             .await
-            .map(|b| b.to_vec())
+            .map(|(bytes, _)| bytes)
             .unwrap_or_default();
         let message = format!("HTTP {status}: {}", api_error_message(&body));
         Err(Failure {
@@ -153,11 +174,28 @@ impl HttpFetch {
         })
     }
 
-    /// One attempt of [`Fetch::get`]: send and read the whole body within `timeout`.
+    /// One attempt of [`Fetch::get`]: send and read the whole body within `timeout`, up to
+    /// the policy's `max_body_bytes`.
     async fn attempt_get(&self, url: &Url, timeout: Duration) -> Result<Vec<u8>, Failure> {
         let response = self.send(url, Some(timeout)).await?;
-        match response.bytes().await {
-            Ok(bytes) => Ok(bytes.to_vec()),
+        let limit = self.policy.max_body_bytes;
+        let announced = response.content_length().filter(|length| *length > limit);
+        let too_large = |size: String| {
+            Failure::fatal(
+                None,
+                format!(
+                    "the body is {size}, more than the {limit} bytes allowed: raise \
+                     `opendata.http.max_body` if the response is expected to be this large, or ask \
+                     for smaller pages"
+                ),
+            )
+        };
+        if let Some(length) = announced {
+            return Err(too_large(format!("{length} bytes")));
+        }
+        match read_capped(response, limit).await {
+            Ok((bytes, false)) => Ok(bytes),
+            Ok((_, true)) => Err(too_large(format!("over {limit} bytes"))),
             Err(e) => Err(transport_failure(
                 &e,
                 Some(timeout),
@@ -230,6 +268,28 @@ impl Fetch for HttpFetch {
     fn describe(&self) -> String {
         "HTTP".to_owned()
     }
+}
+
+/// How much of an error response's body is read, for its message.
+const MAX_ERROR_BODY_BYTES: u64 = 64 << 10;
+
+/// The body of `response`, read chunk by chunk up to `limit` bytes; `true` when it had more.
+async fn read_capped(
+    mut response: reqwest::Response,
+    limit: u64,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = usize::try_from(limit)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(bytes.len());
+        if chunk.len() > room {
+            bytes.extend_from_slice(&chunk[..room]);
+            return Ok((bytes, true));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok((bytes, false))
 }
 
 /// Where a streamed HTTP body is.

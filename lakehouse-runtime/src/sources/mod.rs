@@ -44,7 +44,7 @@ pub use http::{Body, BodyStream, Fetch, HttpFetch};
 pub use json::{ArraySplitter, api_error_message, raw_elements};
 pub use opendatasoft::{MAX_PAGE_SIZE, OFFSET_CAP, OPENDATA_PARIS, OdsClient, OdsPages, OdsQuery};
 pub use record::{Area, Record, Rejected, parse_datetime};
-pub use retry::{Failure, RetryPolicy, SystemTimer, Timer, retry_hint};
+pub use retry::{DEFAULT_MAX_BODY_BYTES, Failure, RetryPolicy, SystemTimer, Timer, retry_hint};
 pub use snapshot::{RecordingFetch, SnapshotFetch, snapshot_path};
 /// URLs, re-exported so pipelines need not depend on `url`.
 pub use url::Url;

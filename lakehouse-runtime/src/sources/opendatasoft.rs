@@ -326,7 +326,8 @@ impl OdsPages {
                 body.origin.clone(),
                 format!(
                     "malformed Opendatasoft records page ({e}): the body is truncated or not the \
-                     expected `{{\"total_count\", \"results\"}}` JSON; nothing was written"
+                     expected `{{\"total_count\", \"results\"}}` JSON ({}); nothing was written",
+                    body.excerpt()
                 ),
             )
         })?;

@@ -58,7 +58,13 @@ pub struct RetryPolicy {
     /// Longest total time for one URL, attempts and waits included: a retry that would end past
     /// it is not made.
     pub max_elapsed: Duration,
+    /// Largest body read whole (a page, a feed): a bigger one fails rather than fill memory.
+    /// Streamed exports are not bounded by it.
+    pub max_body_bytes: u64,
 }
+
+/// [`RetryPolicy::max_body_bytes`] by default: 64 MiB, a thousand times a page of records.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 << 20;
 
 impl Default for RetryPolicy {
     fn default() -> RetryPolicy {
@@ -69,25 +75,46 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
             max_elapsed: Duration::from_secs(120),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
 }
 
 /// The setting names of the policy's fields (`<prefix>.<name>`).
-const KEYS: [&str; 6] = [
+const KEYS: [&str; 7] = [
     "connect_timeout",
     "timeout",
     "max_attempts",
     "base_delay",
     "max_delay",
     "max_elapsed",
+    "max_body",
 ];
+
+/// `64MiB`, `500 KB`, `1GiB`, `1024` → bytes (`None` for anything else, or zero).
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let number: u64 = text[..digits].parse().ok()?;
+    let factor: u64 = match text[digits..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(factor).filter(|bytes| *bytes > 0)
+}
 
 impl RetryPolicy {
     /// The policy for `source` from the settings: each field is read from
     /// `opendata.<source>.http.<name>`, else `opendata.http.<name>`, else the default. Names:
     /// `connect_timeout`, `timeout`, `base_delay`, `max_delay`, `max_elapsed` (durations such as
-    /// `500ms`, `30s`, `2m`) and `max_attempts` (a number ≥ 1).
+    /// `500ms`, `30s`, `2m`), `max_attempts` (a number ≥ 1) and `max_body` (a size such as
+    /// `64MiB`, `500KB` or a number of bytes).
     pub fn from_settings(settings: &Settings, source: &str) -> Result<RetryPolicy> {
         let defaults = RetryPolicy::default();
         let key = |name: &str| {
@@ -109,6 +136,16 @@ impl RetryPolicy {
             base_delay: duration(KEYS[3], defaults.base_delay)?,
             max_delay: duration(KEYS[4], defaults.max_delay)?,
             max_elapsed: duration(KEYS[5], defaults.max_elapsed)?,
+            max_body_bytes: match settings.get(&key(KEYS[6])) {
+                None => defaults.max_body_bytes,
+                Some(text) => parse_size(text).ok_or_else(|| {
+                    Error::msg(format!(
+                        "setting `{}` = {text:?} is invalid: a size such as `64MiB`, `500KB` or a \
+                         number of bytes, above zero",
+                        key(KEYS[6])
+                    ))
+                })?,
+            },
         };
         if policy.max_attempts == 0 {
             return Err(Error::msg(format!(

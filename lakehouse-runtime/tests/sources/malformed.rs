@@ -6,7 +6,7 @@ use std::sync::Arc;
 use lakehouse_runtime::Error;
 use lakehouse_runtime::sources::{OPENDATA_PARIS, OdsClient, SnapshotFetch};
 
-use super::server::{TestServer, replay};
+use super::server::{Reply, TestServer, replay};
 use super::*;
 
 #[tokio::test]
@@ -209,4 +209,70 @@ fn raw_records_keep_their_exact_text_through_escapes_and_nesting() {
     let nested = br#"{"last_updated": 1, "data": {"other": [1], "stations": [{"id": "1"}]}}"#;
     let raw = raw_elements(nested, &["data", "stations"]).expect("nested");
     assert_eq!(raw, [br#"{"id": "1"}"#.as_slice()]);
+}
+
+#[tokio::test]
+async fn an_html_page_served_as_data_is_shown_in_the_error() {
+    let page = "<!DOCTYPE html>\n<html><head><title>Maintenance en cours</title></head>\n\
+                <body>Le service revient bientôt.</body></html>";
+    let server =
+        TestServer::start(move |_| Reply::json(200, page).header("Content-Type", "text/html"));
+    let (fetch, _) = http(policy());
+    let client = OdsClient::new(fetch, &ods_base(&server)).expect("client");
+
+    let error = read_status(&client).await.expect_err("not JSON");
+
+    assert_eq!(server.requests().len(), 1);
+    let text = error.to_string();
+    assert!(
+        text.contains(
+            "(it starts with `<!DOCTYPE html> <html><head><title>Maintenance en cours</title></head> \
+             <body>Le…` (119 bytes))"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_fails_without_retry_whether_announced_or_not() {
+    let records: Vec<String> = (0..100)
+        .map(|i| format!("{{\"stationcode\": \"{i}\"}}"))
+        .collect();
+    let body = format!(
+        "{{\"total_count\": 100, \"results\": [{}]}}",
+        records.join(", ")
+    );
+    for announced in [true, false] {
+        let body = body.clone();
+        let server = TestServer::start(move |_| {
+            let reply = Reply::json(200, body.clone());
+            if announced {
+                reply
+            } else {
+                reply.without_length()
+            }
+        });
+        let (fetch, _) = http(RetryPolicy {
+            max_body_bytes: 1000,
+            ..policy()
+        });
+        let client = OdsClient::new(fetch, &ods_base(&server)).expect("client");
+
+        let error = read_status(&client).await.expect_err("too large");
+
+        assert_eq!(server.requests().len(), 1, "not retried");
+        let text = error.to_string();
+        let size = if announced {
+            "2323 bytes"
+        } else {
+            "over 1000 bytes"
+        };
+        assert!(
+            text.contains(&format!(
+                "the body is {size}, more than the 1000 bytes allowed: raise \
+                 `opendata.http.max_body`"
+            )),
+            "{text}"
+        );
+    }
 }

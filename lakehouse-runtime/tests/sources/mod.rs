@@ -90,6 +90,7 @@ pub fn policy() -> RetryPolicy {
         base_delay: Duration::from_millis(10),
         max_delay: Duration::from_millis(40),
         max_elapsed: Duration::from_secs(30),
+        ..RetryPolicy::default()
     }
 }
 

@@ -353,8 +353,25 @@ fn the_policy_is_configured_per_source_from_settings() {
     assert_eq!(velov.request_timeout, Duration::from_secs(45));
     assert_eq!(velov.base_delay, Duration::from_millis(250));
 
+    assert_eq!(velib.max_body_bytes, 64 << 20);
+    for (size, bytes) in [("2MiB", 2 << 20), ("500 KB", 500_000), ("1024", 1024)] {
+        settings.set("opendata.velib.http.max_body", size);
+        let velib = RetryPolicy::from_settings(&settings, "velib").expect(size);
+        assert_eq!(velib.max_body_bytes, bytes, "{size}");
+    }
+    for size in ["0", "2 MiBs", "-1"] {
+        settings.set("opendata.velib.http.max_body", size);
+        let error = RetryPolicy::from_settings(&settings, "velib").expect_err(size);
+        assert!(
+            error.to_string().contains(&format!(
+                "setting `opendata.velib.http.max_body` = {size:?} is invalid"
+            )),
+            "{error}"
+        );
+    }
+
     settings.set("opendata.http.max_elapsed", "soon");
-    let error = RetryPolicy::from_settings(&settings, "velib").expect_err("bad duration");
+    let error = RetryPolicy::from_settings(&settings, "velov").expect_err("bad duration");
     assert!(
         error.to_string().contains("opendata.http.max_elapsed"),
         "{error}"

@@ -46,6 +46,7 @@ pub struct Reply {
     body: Vec<u8>,
     delay: Duration,
     cut_after: Option<usize>,
+    announce_length: bool,
 }
 
 impl Reply {
@@ -60,6 +61,7 @@ impl Reply {
             body: body.into(),
             delay: Duration::ZERO,
             cut_after: None,
+            announce_length: true,
         }
     }
 
@@ -82,6 +84,12 @@ impl Reply {
     /// Waits `delay` before answering.
     pub fn delay(mut self, delay: Duration) -> Reply {
         self.delay = delay;
+        self
+    }
+
+    /// Sends no `Content-Length`: the body ends when the connection closes.
+    pub fn without_length(mut self) -> Reply {
+        self.announce_length = false;
         self
     }
 
@@ -172,11 +180,13 @@ fn serve(mut stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>, n:
         std::thread::sleep(reply.delay);
     }
     let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "HTTP/1.1 {} {}\r\nConnection: close\r\n",
         reply.status,
         reason(reply.status),
-        reply.body.len()
     );
+    if reply.announce_length {
+        head.push_str(&format!("Content-Length: {}\r\n", reply.body.len()));
+    }
     for (name, value) in &reply.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
