@@ -292,6 +292,7 @@ pub(crate) async fn commit_actions(
 ) -> Result<FinalizedCommit, DeltaTableError> {
     // delta-rs lists the whole `_delta_log` after every commit to delete expired entries, but
     // only entries older than a checkpoint can go: looking right after a checkpoint is enough.
+    refuse_files_rewritten_since(state, &log_store, &actions).await?;
     let config = state.table_config();
     let checkpoint = (state.version() + 1).is_multiple_of(config.checkpoint_interval().get());
     let commit = tags
@@ -301,6 +302,50 @@ pub(crate) async fn commit_actions(
         .with_actions(actions)
         .build(Some(state), log_store, operation)
         .await
+}
+
+/// Fails when a commit made since `state` removed a file that `actions` remove as a data change.
+///
+/// delta-rs's conflict check passes over removes that change no data (a compaction's), yet the
+/// compaction's new files hold the very rows this write replaces: committing would leave them
+/// beside their replacements (duplicated rows, updated keys with their old values too). Only
+/// the commits since `state` are read, one file each: none at all in the usual case.
+async fn refuse_files_rewritten_since(
+    state: &DeltaTableState,
+    log_store: &LogStoreRef,
+    actions: &[Action],
+) -> Result<(), DeltaTableError> {
+    let replaced: std::collections::HashSet<&str> = actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Remove(remove) if remove.data_change => Some(remove.path.as_str()),
+            _ => None,
+        })
+        .collect();
+    if replaced.is_empty() {
+        return Ok(());
+    }
+    let mut version = state.version() + 1;
+    while let Some(commit) = log_store.read_commit_entry(version).await? {
+        for line in commit.split(|byte| *byte == b'\n') {
+            let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else {
+                continue;
+            };
+            let path = action
+                .pointer("/remove/path")
+                .and_then(|path| path.as_str());
+            if let Some(path) = path.filter(|path| replaced.contains(path)) {
+                return Err(DeltaTableError::Generic(format!(
+                    "version {version}, committed by another process while this write ran, \
+                     rewrote or removed the file `{path}` this write replaces (a compaction, \
+                     say); nothing was written: run the pipeline again (`retries` does it for \
+                     you)"
+                )));
+            }
+        }
+        version += 1;
+    }
+    Ok(())
 }
 
 /// Below this many rows a write is encoded by one writer: splitting it would buy little time
@@ -371,5 +416,69 @@ async fn encode(
             }
             Err(error)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use deltalake::protocol::SaveMode;
+    use serde::Serialize;
+
+    use crate::prelude::*;
+    use crate::store::commit::CommitTags;
+    use crate::store::{Warehouse, WriteOptions};
+
+    /// Events, appended.
+    #[derive(Table, Serialize)]
+    #[table(schema = "test", name = "events")]
+    struct Event {
+        id: i64,
+    }
+
+    #[tokio::test]
+    async fn a_write_replacing_files_a_compaction_rewrote_meanwhile_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let warehouse = Warehouse::open(dir.path().to_str().expect("utf-8")).expect("warehouse");
+        let session = warehouse.session();
+        for id in [1, 2] {
+            let rows =
+                crate::frame::batches_from_rows(Event::DEF.output_arrow_schema(), &[Event { id }])
+                    .expect("rows");
+            let df = session.read_batches(rows).expect("frame");
+            warehouse
+                .write(&session, Event::DEF, df, WriteOptions::default())
+                .await
+                .expect("append");
+        }
+        // This write read version 2 (two files); another process compacts them meanwhile.
+        let stale = warehouse
+            .load(Event::DEF)
+            .await
+            .expect("load")
+            .expect("exists");
+        let report = warehouse.compact(Event::DEF).await.expect("compaction");
+        assert_eq!(report.files_removed, 2);
+        let replacement = session
+            .sql("SELECT CAST(3 AS BIGINT) AS id")
+            .await
+            .expect("row");
+        let error = super::write(
+            stale,
+            replacement,
+            SaveMode::Overwrite,
+            CommitTags::transaction(None),
+        )
+        .await
+        .expect_err("the compacted rows would stay beside the new ones");
+        assert!(
+            error
+                .to_string()
+                .contains("version 3, committed by another process while this write ran, rewrote or removed the file"),
+            "{error}"
+        );
+        assert_eq!(
+            warehouse.version(Event::DEF).await.expect("version"),
+            Some(3)
+        );
     }
 }
