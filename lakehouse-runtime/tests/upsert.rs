@@ -353,3 +353,48 @@ async fn a_write_reports_the_tables_figures_after_its_commit() {
     let accounts = wh.warehouse.stats(Account::DEF).await.unwrap().unwrap();
     assert_eq!((accounts.rows, accounts.null_counts["balance"]), (2, 1));
 }
+
+/// `cow.accounts` declared again without `balance` (a column dropped from the struct).
+#[derive(Table, Serialize, Clone)]
+#[table(schema = "cow", name = "accounts", key(id), mode = merge)]
+pub struct AccountWithoutBalance {
+    pub id: i64,
+    pub owner: String,
+}
+
+#[tokio::test]
+async fn a_column_dropped_from_the_declaration_keeps_its_values_in_updated_rows() {
+    let wh = TempWarehouse::new();
+    write(
+        &wh.warehouse,
+        Account::DEF,
+        &[account(1, Some(10), "ann"), account(2, Some(20), "bob")],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("first write");
+    let rows = [
+        AccountWithoutBalance {
+            id: 1,
+            owner: "anne".to_owned(),
+        },
+        AccountWithoutBalance {
+            id: 3,
+            owner: "cy".to_owned(),
+        },
+    ];
+    let outcome = write(
+        &wh.warehouse,
+        AccountWithoutBalance::DEF,
+        &rows,
+        WriteOptions::default(),
+    )
+    .await
+    .expect("upsert");
+    assert_eq!((outcome.rows_inserted, outcome.rows_updated), (1, 1));
+    // Read with the full declaration: 1 keeps its balance, 3 has none.
+    assert_eq!(
+        contents(&wh.warehouse, Account::DEF).await,
+        vec!["1|10|anne", "2|20|bob", "3|∅|cy"]
+    );
+}

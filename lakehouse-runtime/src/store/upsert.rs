@@ -41,8 +41,9 @@ use crate::table::TableDef;
 const FILE_COLUMN: &str = "__lakehouse_file";
 
 /// Whether an upsert of `table` into `delta` may take this path: the parallel sink's conditions
-/// (unpartitioned, no CHECK constraints) and no change data feed, whose `_change_data` files
-/// only delta-rs's MERGE writes.
+/// (unpartitioned, no CHECK constraints), no change data feed, whose `_change_data` files only
+/// delta-rs's MERGE writes, and no stored column the declaration dropped (this path rewrites
+/// whole rows; the MERGE keeps such a column's values in the rows it updates).
 pub(crate) fn applies_to(table: &TableDef, delta: &DeltaTable) -> bool {
     super::sink::applies_to(table, delta)
         && delta.snapshot().is_ok_and(|state| {
@@ -50,6 +51,10 @@ pub(crate) fn applies_to(table: &TableDef, delta: &DeltaTable) -> bool {
                 .snapshot()
                 .table_properties()
                 .enable_change_data_feed()
+                && state
+                    .schema()
+                    .fields()
+                    .all(|field| table.column(field.name()).is_some())
         })
 }
 

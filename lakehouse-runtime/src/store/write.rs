@@ -588,7 +588,13 @@ async fn upsert(
     if delete_flag {
         merge = merge.when_matched_delete(|d| d.predicate(qualified("s", DELETE_FLAG)))?;
     }
-    let update_columns = columns.clone();
+    // Stored columns the declaration dropped are NULL in the source: inserted rows get NULL,
+    // updated rows keep their value (as `UPDATE SET *` does for columns the source lacks).
+    let update_columns: Vec<String> = columns
+        .iter()
+        .filter(|c| table.column(c).is_some())
+        .cloned()
+        .collect();
     // A table that is nothing but its key has nothing to update.
     if update_columns
         .iter()
