@@ -71,6 +71,18 @@ mod unchecked {
     }
 }
 
+mod loosened {
+    use lakehouse_runtime::prelude::*;
+
+    /// Orders, the CHECK's expression changed under the same name.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "orders", key(id), mode = merge, check(name = "positive_amount", expr = "amount IS NULL OR amount >= 0"))]
+    pub struct Orders {
+        pub id: i64,
+        pub amount: Option<i64>,
+    }
+}
+
 mod with_discount {
     use lakehouse_runtime::prelude::*;
 
@@ -825,5 +837,69 @@ async fn optimize_z_orders_declared_columns() {
             .await
             .expect("count"),
         150
+    );
+}
+
+#[tokio::test]
+async fn a_changed_or_removed_check_is_replaced_or_dropped() {
+    let wh = TempWarehouse::new();
+    let order = |id, amount| Order {
+        id,
+        amount: Some(amount),
+    };
+    write(
+        &wh.warehouse,
+        ORDERS,
+        &[order(1, 10)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("write");
+    // `positive_amount` now allows zero: the table takes the new expression.
+    let loosened = <loosened::Orders as lakehouse_runtime::Table>::DEF;
+    write(
+        &wh.warehouse,
+        loosened,
+        &[order(2, 0)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("zero is allowed now");
+    write(
+        &wh.warehouse,
+        loosened,
+        &[order(3, -1)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect_err("still no negative amount");
+    // The declaration drops it: nothing checks amounts any more.
+    let unchecked = <unchecked::Orders as lakehouse_runtime::Table>::DEF;
+    write(
+        &wh.warehouse,
+        unchecked,
+        &[order(4, -4)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("no CHECK left");
+    assert_eq!(
+        contents(&wh.warehouse, ORDERS).await,
+        lines(&["1|10", "2|0", "4|-4"])
+    );
+    // Back to the original: the rows violate it, so every write fails until they are fixed.
+    let error = write(
+        &wh.warehouse,
+        ORDERS,
+        &[order(5, 5)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect_err("row 4 violates positive_amount");
+    assert!(
+        error
+            .to_string()
+            .contains("cannot add the declared CHECK constraint(s) `positive_amount`"),
+        "{error}"
     );
 }

@@ -110,17 +110,31 @@ impl Warehouse {
         }
     }
 
-    /// Adds the CHECK constraints `table` declares that `delta` lacks (by name), in one commit
-    /// that first validates the existing rows. A declaration that gained a constraint gets it on
-    /// the existing table, and a constraint that could not be added (existing rows violate it, or
-    /// its expression names no column) fails every write until it can, rather than leaving the
-    /// table unchecked. A changed expression under an existing name is not replaced.
+    /// Brings `delta`'s CHECK constraints to `table`'s declaration: a constraint the declaration
+    /// no longer has, or has with another expression, is dropped (one commit each); the declared
+    /// ones `delta` lacks are then added in one commit that first validates the existing rows.
+    /// A constraint that could not be added (existing rows violate it, or its expression names
+    /// no column) fails every write until it can, rather than leaving the table unchecked.
     pub(crate) async fn add_declared_checks(
         &self,
         table: &'static TableDef,
-        delta: DeltaTable,
+        mut delta: DeltaTable,
     ) -> Result<DeltaTable> {
         let qualified = table.qualified_name();
+        for name in checks_to_drop(table, &delta)? {
+            tracing::info!(table = %qualified, constraint = %name, "dropping a CHECK constraint the declaration changed or no longer has");
+            let applied = delta
+                .drop_constraints()
+                .with_constraint(name.clone())
+                .with_raise_if_not_exists(false)
+                .await;
+            delta = self
+                .settle(table, applied, |reloaded| {
+                    Ok(!checks_to_drop(table, reloaded)?.contains(&name))
+                })
+                .await?
+                .map_err(|error| Error::delta(&qualified, error))?;
+        }
         let missing = checks_to_add(table, &delta)?;
         if missing.is_empty() {
             return Ok(delta);
@@ -326,6 +340,29 @@ fn checks_to_add(
         .filter(|c| !stored.contains_key(&format!("delta.constraints.{}", c.name)))
         .map(|c| (c.name, c.expr))
         .collect())
+}
+
+/// The CHECK constraints `delta` holds that `table` does not declare, or declares with another
+/// expression.
+fn checks_to_drop(table: &TableDef, delta: &DeltaTable) -> Result<Vec<String>> {
+    let stored = delta
+        .snapshot()
+        .map_err(|e| Error::delta(table.qualified_name(), e))?
+        .metadata()
+        .configuration();
+    let mut stale: Vec<String> = stored
+        .iter()
+        .filter_map(|(key, expr)| {
+            let name = key.strip_prefix("delta.constraints.")?;
+            let declared = table.checks.iter().find(|c| c.name == name);
+            match declared {
+                Some(check) if check.expr.trim() == expr.trim() => None,
+                _ => Some(name.to_owned()),
+            }
+        })
+        .collect();
+    stale.sort();
+    Ok(stale)
 }
 
 /// The properties `table` declares that `delta` lacks or holds with another value.
