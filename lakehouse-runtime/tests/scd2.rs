@@ -379,6 +379,18 @@ async fn deleting_a_key_closes_its_current_version() {
         .sql("SELECT 'a' AS customer_id")
         .await
         .expect("keys");
+    // Closing before the version began is refused, and changes nothing.
+    let error = wh
+        .warehouse
+        .delete_keys(&session, def, keys.clone(), Timestamp(0), None)
+        .await
+        .expect_err("before the history");
+    assert!(
+        error
+            .to_string()
+            .contains("its history already reaches 1970-01-02T00:00:00Z"),
+        "{error}"
+    );
     let closed = wh
         .warehouse
         .delete_keys(&session, def, keys, Timestamp(2 * DAY), None)

@@ -36,7 +36,7 @@ fn column(name: &str) -> Expr {
 /// versions that overlap the later ones. History is written in time order. The latest bound is
 /// read from the file statistics of `delta`, the table as loaded for this write (to the
 /// millisecond); only files without statistics make it a scan.
-async fn refuse_going_back(
+pub(crate) async fn refuse_going_back(
     warehouse: &Warehouse,
     session: &SessionContext,
     table: &'static TableDef,
