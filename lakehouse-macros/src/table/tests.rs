@@ -266,3 +266,16 @@ fn a_struct_name_that_makes_no_table_name_is_refused() {
         "{text}"
     );
 }
+
+#[test]
+fn an_error_keeps_the_tables_items_so_that_uses_do_not_fail_too() {
+    let output = expand(quote! {
+        #[table(schema = "Silver")]
+        pub struct CleanSales { pub order_id: i64 }
+    })
+    .to_string();
+    assert!(output.contains("compile_error"), "{output}");
+    assert!(output.contains("invalid schema"), "{output}");
+    assert!(output.contains("CleanSalesSelect"), "{output}");
+    assert!(output.contains("order_id"), "{output}");
+}
