@@ -262,3 +262,59 @@ async fn the_plan_check_reads_nothing() {
         "{error}"
     );
 }
+
+/// Stations as GBFS 3.0 writes them (translated names, `num_vehicles_*`, RFC 3339 times) read
+/// as 2.x's do; a `last_reported` in milliseconds is rejected, not dated in the year 55 000.
+#[test]
+fn velov_reads_gbfs_3_stations() {
+    use lakehouse_runtime::sources::Record;
+    let at = |text: &str| Timestamp::parse(text).expect("time");
+    let (updated, run_at) = (at("2025-06-03T08:15:00Z"), at("2025-06-03T08:16:00Z"));
+    let info = serde_json::json!({
+        "station_id": "10001",
+        "name": [
+            {"text": "Place Bellecour", "language": "en"},
+            {"text": "Bellecour", "language": "fr"}
+        ],
+        "lat": 45.7578, "lon": 4.832, "address": "Place Bellecour", "capacity": 40
+    });
+    let row =
+        velov::info_row(&Record::new(&info).expect("object"), updated, run_at).expect("accepted");
+    assert_eq!(row.name.as_deref(), Some("Bellecour"));
+    let status = serde_json::json!({
+        "station_id": "10001",
+        "num_vehicles_available": 7, "num_vehicles_disabled": 1,
+        "num_docks_available": 32,
+        "is_installed": true, "is_renting": true, "is_returning": true,
+        "last_reported": "2025-06-03T08:12:41+02:00",
+        "vehicle_types_available": [
+            {"vehicle_type_id": "mechanical", "count": 5},
+            {"vehicle_type_id": "electrical", "count": 2}
+        ]
+    });
+    let row = velov::status_row(&Record::new(&status).expect("object"), updated, run_at)
+        .expect("accepted");
+    assert_eq!(
+        (
+            row.num_bikes_available,
+            row.num_bikes_disabled,
+            row.mechanical,
+            row.electrical
+        ),
+        (7, Some(1), Some(5), Some(2))
+    );
+    assert_eq!(row.last_reported, at("2025-06-03T06:12:41Z"));
+    let mut in_milliseconds = status.clone();
+    in_milliseconds["last_reported"] = serde_json::json!(1_748_938_361_000_i64);
+    let Err(rejected) = velov::status_row(
+        &Record::new(&in_milliseconds).expect("object"),
+        updated,
+        run_at,
+    ) else {
+        panic!("milliseconds are rejected");
+    };
+    assert_eq!(
+        rejected.to_string(),
+        "`last_reported` is 1748938361000: too large for seconds since the epoch (milliseconds?)"
+    );
+}

@@ -230,14 +230,56 @@ impl<'a> Record<'a> {
             .ok_or_else(|| self.wrong(key, "an RFC 3339 date-time", value))
     }
 
-    /// A required time in seconds since the Unix epoch (GBFS `last_reported`).
+    /// A required time: seconds since the Unix epoch (GBFS 1.x and 2.x `last_reported`) or an
+    /// RFC 3339 date-time (GBFS 3.0). A number too large for seconds (milliseconds, say) is
+    /// rejected rather than read as a date thousands of years ahead.
     pub fn epoch_seconds(&self, key: &str) -> Result<Timestamp, Rejected> {
+        /// 5138-11-16: no report is dated later; milliseconds since 1973 are all larger.
+        const LARGEST_SECONDS: i64 = 100_000_000_000;
         let value = self.required(key)?;
-        value
-            .as_i64()
-            .and_then(|s| s.checked_mul(1_000_000))
-            .map(Timestamp)
-            .ok_or_else(|| self.wrong(key, "seconds since the epoch (an integer)", value))
+        let expected = "seconds since the epoch (an integer) or an RFC 3339 date-time";
+        match value {
+            Value::String(text) => {
+                parse_datetime(text).ok_or_else(|| self.wrong(key, expected, value))
+            }
+            Value::Number(n) => match n.as_i64() {
+                Some(seconds) if seconds.abs() >= LARGEST_SECONDS => Err(Rejected(format!(
+                    "`{}` is {seconds}: too large for seconds since the epoch (milliseconds?)",
+                    self.name(key)
+                ))),
+                Some(seconds) => Ok(Timestamp(seconds * 1_000_000)),
+                None => Err(self.wrong(key, expected, value)),
+            },
+            other => Err(self.wrong(key, expected, other)),
+        }
+    }
+
+    /// An optional name that is a string (GBFS 1.x, 2.x) or a list of translations
+    /// `[{"text", "language"}]` (GBFS 3.0): the text in the first of `languages` present, else
+    /// the first listed.
+    pub fn opt_localized(&self, key: &str, languages: &[&str]) -> Result<Option<String>, Rejected> {
+        let Some(value) = self.optional(key) else {
+            return Ok(None);
+        };
+        let Value::Array(translations) = value else {
+            return self.as_string(key, value).map(Some);
+        };
+        let expected = "a string or a list of `{\"text\", \"language\"}`";
+        let mut texts = Vec::with_capacity(translations.len());
+        for translation in translations {
+            let text = translation.get("text").and_then(Value::as_str);
+            let language = translation.get("language").and_then(Value::as_str);
+            match (text, language) {
+                (Some(text), Some(language)) => texts.push((language, text)),
+                _ => return Err(self.wrong(key, expected, value)),
+            }
+        }
+        let preferred = languages
+            .iter()
+            .find_map(|wanted| texts.iter().find(|(language, _)| language == wanted));
+        Ok(preferred
+            .or(texts.first())
+            .map(|(_, text)| (*text).to_owned()))
     }
 
     /// Any non-null value as text: a string as is, anything else as its JSON.

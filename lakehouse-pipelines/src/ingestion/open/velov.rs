@@ -25,6 +25,9 @@ pub const FEEDS: [(&str, &str); 2] = [
     ),
 ];
 
+/// The languages a translated name (GBFS 3.0) is read in, by preference.
+pub const LANGUAGES: [&str; 2] = ["fr", "en"];
+
 /// Where Vélo'v stations are: the Lyon metropolis. A point outside is wrong data (most often
 /// longitude and latitude swapped).
 pub const LYON_AREA: Area = Area {
@@ -116,7 +119,7 @@ pub fn info_row(
     };
     Ok(BronzeVelovStationInfo {
         station_id,
-        name: r.opt_string("name")?,
+        name: r.opt_localized("name", &LANGUAGES)?,
         lon,
         lat,
         address: r.opt_string("address")?,
@@ -147,9 +150,14 @@ pub fn status_row(
             }
         }
     }
+    // GBFS 3.0 counts vehicles: `num_vehicles_*` are 2.x's `num_bikes_*`.
+    let renamed = |bikes: &'static str, vehicles: &'static str| match r.get(bikes) {
+        None => vehicles,
+        Some(_) => bikes,
+    };
     Ok(BronzeVelovStationStatus {
-        num_bikes_available: r.count("num_bikes_available")?,
-        num_bikes_disabled: r.opt_count("num_bikes_disabled")?,
+        num_bikes_available: r.count(renamed("num_bikes_available", "num_vehicles_available"))?,
+        num_bikes_disabled: r.opt_count(renamed("num_bikes_disabled", "num_vehicles_disabled"))?,
         num_docks_available: r.count("num_docks_available")?,
         num_docks_disabled: r.opt_count("num_docks_disabled")?,
         is_installed: r.flag("is_installed")?,
