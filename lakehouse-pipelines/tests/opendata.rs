@@ -318,3 +318,22 @@ fn velov_reads_gbfs_3_stations() {
         "`last_reported` is 1748938361000: too large for seconds since the epoch (milliseconds?)"
     );
 }
+
+/// A filter of the live API cannot apply to the snapshot: refused rather than ignored.
+#[tokio::test]
+async fn a_live_filter_on_a_snapshot_run_is_refused() {
+    let cx = ctx(
+        "velib_station_status",
+        &[("velib.where", "nom_arrondissement_communes = \"Paris\"")],
+        false,
+    );
+    let Err(error) = velib::velib_station_status(&cx).await else {
+        panic!("the filter would be ignored");
+    };
+    assert!(
+        error
+            .to_string()
+            .contains("this run reads the snapshot, which is unfiltered: run with `--live`"),
+        "{error}"
+    );
+}

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use lakehouse_runtime::prelude::*;
 use lakehouse_runtime::sources::{
-    self, Area, OPENDATA_PARIS, OdsClient, OdsPages, OdsQuery, OpenData, Record, Rejected,
+    self, Area, Mode, OPENDATA_PARIS, OdsClient, OdsPages, OdsQuery, OpenData, Record, Rejected,
 };
 use serde::Serialize;
 
@@ -176,6 +176,14 @@ fn pages(cx: &Ctx, dataset: &str, fields: &[&str]) -> Result<OdsPages> {
         .select(fields)
         .page_size(settings.parse_or("velib.page_size", 100u32)?);
     if let Some(filter) = settings.get("velib.where") {
+        // A snapshot file holds the unfiltered answer (the name keeps only the paging keys).
+        if open.mode() == Mode::Snapshot {
+            return Err(Error::msg(format!(
+                "`velib.where` = {filter:?} filters the live API's answer, but this run reads \
+                 the snapshot, which is unfiltered: run with `--live` (or `opendata.mode=record`), \
+                 or leave the setting out"
+            )));
+        }
         query = query.filter(filter);
     }
     client.pages(query)
