@@ -98,6 +98,7 @@ pub struct HttpFetch {
     client: reqwest::Client,
     policy: RetryPolicy,
     timer: Arc<dyn Timer>,
+    authorization: Option<reqwest::header::HeaderValue>,
 }
 
 impl std::fmt::Debug for HttpFetch {
@@ -120,7 +121,21 @@ impl HttpFetch {
             client,
             policy,
             timer: Arc::new(SystemTimer),
+            authorization: None,
         })
+    }
+
+    /// The same fetcher sending `Authorization: <value>` with every request (an Opendatasoft
+    /// API key is `Apikey <key>`). The value is kept out of logs and `Debug` output.
+    pub fn with_authorization(mut self, value: &str) -> Result<HttpFetch> {
+        let mut header = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+            Error::msg(
+                "the authorization value is not a valid HTTP header value (printable ASCII only)",
+            )
+        })?;
+        header.set_sensitive(true);
+        self.authorization = Some(header);
+        Ok(self)
     }
 
     /// The same fetcher with another clock for the retry waits (tests record the delays).
@@ -142,6 +157,9 @@ impl HttpFetch {
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response, Failure> {
         let mut request = self.client.get(url.clone());
+        if let Some(authorization) = &self.authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, authorization.clone());
+        }
         if let Some(timeout) = timeout {
             request = request.timeout(timeout);
         }

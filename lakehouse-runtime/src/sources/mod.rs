@@ -199,6 +199,24 @@ where
     cx.frame_from_batches(collected.batches)
 }
 
+/// The `Authorization` header value of `source`'s requests: `opendata.<source>.authorization`
+/// (`Apikey <key>` for an Opendatasoft API key), or, when that is `env:NAME`, the environment
+/// variable `NAME` (so the secret stays out of command lines and shell history).
+fn authorization(settings: &Settings, source: &str) -> Result<Option<String>> {
+    let key = format!("opendata.{source}.authorization");
+    let Some(value) = settings.get(&key) else {
+        return Ok(None);
+    };
+    match value.strip_prefix("env:") {
+        Some(name) => std::env::var(name).map(Some).map_err(|_| {
+            Error::msg(format!(
+                "`{key}` reads the environment variable `{name}`, which is not set"
+            ))
+        }),
+        None => Ok(Some(value.to_owned())),
+    }
+}
+
 /// The share of records an ingestion may reject before it fails, unless set otherwise: above
 /// it, the source's format has most likely changed, and writing what is left would pass a broken
 /// feed for a quiet one.
@@ -307,6 +325,17 @@ pub struct OpenData {
     mode: Mode,
     dir: PathBuf,
     policy: RetryPolicy,
+    authorization: Option<Secret>,
+}
+
+/// A value kept out of `Debug` output and logs.
+#[derive(Clone, PartialEq, Eq)]
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
 }
 
 impl OpenData {
@@ -337,6 +366,7 @@ impl OpenData {
             mode,
             dir,
             policy: RetryPolicy::from_settings(settings, source)?,
+            authorization: authorization(settings, source)?.map(Secret),
         })
     }
 
@@ -355,6 +385,17 @@ impl OpenData {
         &self.policy
     }
 
+    /// The HTTP fetcher: the retry policy, and the source's authorization if set.
+    fn http(&self) -> Result<HttpFetch> {
+        let http = HttpFetch::new(self.policy.clone())?;
+        match &self.authorization {
+            Some(Secret(value)) => http.with_authorization(value).map_err(|error| {
+                Error::msg(format!("`opendata.{}.authorization`: {error}", self.source))
+            }),
+            None => Ok(http),
+        }
+    }
+
     /// The fetcher of the mode.
     pub fn fetch(&self) -> Result<Arc<dyn Fetch>> {
         let fetch: Arc<dyn Fetch> = match self.mode {
@@ -368,11 +409,8 @@ impl OpenData {
                 }
                 Arc::new(SnapshotFetch::new(&self.dir))
             }
-            Mode::Live => Arc::new(HttpFetch::new(self.policy.clone())?),
-            Mode::Record => Arc::new(RecordingFetch::new(
-                Arc::new(HttpFetch::new(self.policy.clone())?),
-                &self.dir,
-            )),
+            Mode::Live => Arc::new(self.http()?),
+            Mode::Record => Arc::new(RecordingFetch::new(Arc::new(self.http()?), &self.dir)),
         };
         tracing::info!(
             source = self.source.as_str(),

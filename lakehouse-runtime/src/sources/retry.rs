@@ -280,7 +280,7 @@ impl Failure {
     fn advice(&self) -> String {
         match self.status {
             Some(401 | 403) => {
-                "not retried: check the URL and whether the dataset needs an API key".into()
+                "not retried: check the URL and whether the dataset needs an API key (`opendata.<source>.authorization`)".into()
             }
             Some(404) => "not retried: check the URL and the dataset or feed name".into(),
             Some(status) if (400..500).contains(&status) => {

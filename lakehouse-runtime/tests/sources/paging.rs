@@ -216,3 +216,42 @@ async fn an_export_cut_short_fails_the_ingestion() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn an_api_key_is_sent_with_every_request_and_kept_out_of_debug_output() {
+    use lakehouse_runtime::ctx::Settings;
+    use lakehouse_runtime::sources::OpenData;
+    let server = TestServer::start(replay(fixtures("paged"), PARIS));
+    let mut settings = Settings::new();
+    settings.set("opendata.mode", "live").set(
+        "opendata.velib.authorization",
+        "env:LAKEHOUSE_TEST_PARIS_KEY",
+    );
+    let unset = OpenData::from_settings(&settings, "velib", std::path::Path::new("unused"))
+        .expect_err("the variable is not set");
+    assert!(
+        unset.to_string().contains(
+            "reads the environment variable `LAKEHOUSE_TEST_PARIS_KEY`, which is not set"
+        ),
+        "{unset}"
+    );
+    settings.set("opendata.velib.authorization", "Apikey s3cr3t");
+    let open = OpenData::from_settings(&settings, "velib", std::path::Path::new("unused"))
+        .expect("settings");
+    assert!(!format!("{open:?}").contains("s3cr3t"), "{open:?}");
+    let client = OdsClient::new(open.fetch().expect("fetch"), &ods_base(&server)).expect("client");
+
+    let collected = read_status(&client).await.expect("paged read");
+
+    assert!(collected.rows > 0);
+    let sent: Vec<Option<String>> = server
+        .requests()
+        .into_iter()
+        .map(|r| r.authorization)
+        .collect();
+    assert!(sent.len() > 1, "{sent:?}");
+    assert!(
+        sent.iter().all(|a| a.as_deref() == Some("Apikey s3cr3t")),
+        "{sent:?}"
+    );
+}

@@ -26,6 +26,8 @@ pub struct Request {
     pub path: String,
     /// The decoded query pairs.
     pub query: Vec<(String, String)>,
+    /// The `Authorization` header, if sent.
+    pub authorization: Option<String>,
 }
 
 impl Request {
@@ -160,7 +162,7 @@ impl Drop for TestServer {
 
 /// Answers one connection.
 fn serve(mut stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>, n: &AtomicUsize) {
-    let Some(target) = read_target(&mut stream) else {
+    let Some((target, authorization)) = read_target(&mut stream) else {
         return;
     };
     let url = Url::parse(&format!("http://test{target}")).expect("request target");
@@ -172,6 +174,7 @@ fn serve(mut stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>, n:
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect(),
         target,
+        authorization,
     };
     log.lock().expect("requests").push(request.clone());
     let reply = handler(&request);
@@ -201,8 +204,9 @@ fn serve(mut stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>, n:
     let _ = stream.shutdown(Shutdown::Both);
 }
 
-/// The request target of the request line, once the whole head was read.
-fn read_target(stream: &mut TcpStream) -> Option<String> {
+/// The request target of the request line and the `Authorization` header, once the whole head
+/// was read.
+fn read_target(stream: &mut TcpStream) -> Option<(String, Option<String>)> {
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -214,7 +218,13 @@ fn read_target(stream: &mut TcpStream) -> Option<String> {
     }
     let text = String::from_utf8_lossy(&head);
     let line = text.lines().next()?;
-    line.split_whitespace().nth(1).map(str::to_owned)
+    let authorization = text.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("authorization")
+            .then(|| value.trim().to_owned())
+    });
+    let target = line.split_whitespace().nth(1).map(str::to_owned)?;
+    Some((target, authorization))
 }
 
 fn reason(status: u16) -> &'static str {
