@@ -44,7 +44,7 @@ pub async fn event_counts(_events: Frame<Events>, cx: &Ctx) -> Result<Frame<Even
 #[pipeline(depends_on = [events])]
 pub async fn event_kinds(events: Frame<Events>) -> Result<Frame<EventKinds>> {
     events.select_into(EventKindsSelect {
-        kind: typed::<String>(Events::event_id),
+        kind: typed::<String>(Events::event_id.expr()),
     })
 }
 

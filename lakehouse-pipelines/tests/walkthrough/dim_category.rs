@@ -27,7 +27,7 @@ pub async fn dim_category(sales: Frame<SilverErpSales>, cx: &Ctx) -> Result<Fram
         )?
         .select_into(DimCategorySelect {
             category_key: surrogate_key([s::category]),
-            category: typed::<String>(s::category),
+            category: s::category.assume_not_null(),
             run_at: cx.run_at(),
         })
 }

@@ -24,7 +24,7 @@ pub(crate) use decimal::FastDecimalCast;
 
 pub use keys::{register_functions, sha256_hex, surrogate_key};
 pub use rows::batches_from_rows;
-pub use typed::{Typed, typed};
+pub use typed::{Computed, Typed, typed};
 
 use crate::error::{Error, Result};
 use crate::table::{SelectFor, Table, TableDef};

@@ -26,6 +26,18 @@ impl<T: Table, V> Col<T, V> {
     }
 }
 
+impl<T: Table, V> Col<T, Option<V>> {
+    /// The column, as its author asserts it holds no NULL here (after a `filter` on
+    /// `is_not_null`, say), so that it fills a NOT NULL column of type `V`. The value type stays
+    /// the column's; a NULL that does reach the output fails the write, naming the column.
+    pub fn assume_not_null(self) -> Typed<V> {
+        Typed {
+            expr: self.expr(),
+            _value: PhantomData,
+        }
+    }
+}
+
 impl<T: Table, V> From<Col<T, V>> for Expr {
     fn from(column: Col<T, V>) -> Expr {
         column.expr()
@@ -57,11 +69,30 @@ impl<V> From<Typed<V>> for Expr {
     }
 }
 
-/// Declares the value type of a computed expression: `typed::<f64>(price * qty)`.
-pub fn typed<V: ColumnType>(expr: impl Into<Expr>) -> Typed<V> {
+/// Declares the value type of a computed expression: `typed::<f64>(price * qty)`. A column
+/// handle is refused: it has a type already (`.assume_not_null()` drops its `Option`).
+pub fn typed<V: ColumnType>(expr: impl Computed) -> Typed<V> {
     Typed {
-        expr: expr.into(),
+        expr: expr.into_expr(),
         _value: PhantomData,
+    }
+}
+
+/// What [`typed`] takes: a computed DataFusion expression, not a column handle, whose type
+/// [`typed`] would otherwise override unchecked.
+#[diagnostic::on_unimplemented(
+    message = "`typed` declares the type of a computed expression, not of a column",
+    label = "a column handle keeps its declared type",
+    note = "use the column itself, or `.assume_not_null()` on an `Option` column to fill a NOT NULL one"
+)]
+pub trait Computed {
+    /// The expression.
+    fn into_expr(self) -> Expr;
+}
+
+impl Computed for Expr {
+    fn into_expr(self) -> Expr {
+        self
     }
 }
 

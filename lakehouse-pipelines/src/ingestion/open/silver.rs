@@ -133,7 +133,7 @@ pub async fn silver_velib_station_status(
         .filter(plausible(b::duedate.expr(), cx))?
         .select_into(SilverVelibStationStatusSelect {
             stationcode: b::stationcode,
-            timestamp: typed::<Timestamp>(b::duedate),
+            timestamp: b::duedate.assume_not_null(),
             name: b::name,
             is_installed: b::is_installed,
             is_renting: b::is_renting,

@@ -76,7 +76,7 @@ pub async fn dim_customer(
         )?
         .select_into(DimCustomerSelect {
             customer_key: surrogate_key([s::customer_id]),
-            customer_id: typed::<String>(s::customer_id),
+            customer_id: s::customer_id.assume_not_null(),
             customer_name: s::customer_name,
             contact_id: c::contact_id,
             first_name: c::first_name,

@@ -40,7 +40,7 @@ pub async fn dim_product(sales: Frame<SilverErpSales>, cx: &Ctx) -> Result<Frame
         )?
         .select_into(DimProductSelect {
             product_key: surrogate_key([s::product_id]),
-            product_id: typed::<String>(s::product_id),
+            product_id: s::product_id.assume_not_null(),
             product_name: s::product_name,
             category: s::category,
             brand: s::brand,

@@ -32,7 +32,7 @@ pub async fn dim_promo(sales: Frame<SilverErpSales>, cx: &Ctx) -> Result<Frame<D
         )?
         .select_into(DimPromoSelect {
             promo_key: surrogate_key([s::promo_code]),
-            promo_code: typed::<String>(s::promo_code),
+            promo_code: s::promo_code.assume_not_null(),
             promo_family: typed::<String>(family),
             run_at: cx.run_at(),
         })

@@ -34,7 +34,7 @@ pub async fn dim_store(sales: Frame<SilverErpSales>, cx: &Ctx) -> Result<Frame<D
         )?
         .select_into(DimStoreSelect {
             store_key: surrogate_key([s::store_id]),
-            store_id: typed::<String>(s::store_id),
+            store_id: s::store_id.assume_not_null(),
             store_name: s::store_name,
             city: s::city,
             state: s::state,
