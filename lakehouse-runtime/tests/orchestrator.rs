@@ -41,7 +41,8 @@ output_table!(
     Both = "both",
     Gated = "gated",
     FailsLater = "fails_later",
-    AfterFlaky = "after_flaky"
+    AfterFlaky = "after_flaky",
+    Rejecting = "rejecting"
 );
 
 /// Calls of `flaky` per test (the `test` setting), so tests running in parallel don't share them.
@@ -106,6 +107,17 @@ pub async fn flaky(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<Flaky>> {
 #[pipeline(depends_on = [flaky])]
 pub async fn after_flaky(f: Frame<Flaky>) -> Result<Frame<AfterFlaky>> {
     f.select_into(AfterFlakySelect { n: Flaky::n })
+}
+
+/// Copies the ticks and rejects one source record.
+#[pipeline(depends_on = [ticks])]
+pub async fn rejecting(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<Rejecting>> {
+    cx.reject([lakehouse_runtime::ctx::Reject {
+        source: "https://example.org/feed".to_owned(),
+        reason: "`n` is null".to_owned(),
+        raw: "{\"n\": null}".to_owned(),
+    }]);
+    t.select_into(RejectingSelect { n: Ticks::n })
 }
 
 #[pipeline(depends_on = [bad])]
@@ -893,4 +905,31 @@ async fn a_memory_warehouse_runs_and_reads_back() {
         ["1", "2"]
     );
     assert!(!std::path::Path::new("/lakehouse-test").exists());
+}
+
+#[tokio::test]
+async fn a_committed_write_succeeds_even_when_its_rejects_cannot_be_recorded() {
+    let wh = TempWarehouse::new();
+    // A first run creates the ledger's tables; then a directory where the rejects table's next
+    // commit would go makes every append to it fail.
+    Orchestrator::new(registry(&["ticks"]), wh.warehouse.clone())
+        .run(&RunConfig::default())
+        .await
+        .expect("run 1");
+    let log = wh.dir.path().join("warehouse/lakehouse/rejects/_delta_log");
+    let next = std::fs::read_dir(&log).expect("rejects log").count();
+    std::fs::create_dir(log.join(format!("{next:020}.json"))).expect("blocker");
+    let orchestrator = Orchestrator::new(registry(&["ticks", "rejecting"]), wh.warehouse.clone());
+    let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+    let rejecting = report.result("rejecting").expect("ran");
+    assert_eq!(
+        (rejecting.status, rejecting.attempts, rejecting.replayed),
+        (Status::Succeeded, 1, false),
+        "{}",
+        report.render(false)
+    );
+    assert_eq!(
+        contents(&wh.warehouse, <Rejecting as lakehouse_runtime::Table>::DEF).await,
+        ["1", "2"]
+    );
 }

@@ -540,8 +540,17 @@ async fn produce_and_write(
                 "source records rejected; see lakehouse.rejects"
             );
         }
-        orchestrator.ledger.append(&rejects).await?;
-        tracing::debug!("rejects recorded");
+        // The rows are committed: a ledger that cannot take the rejects must not fail the
+        // attempt (its retry would find the commit, replay it and drop the rejects unsaid).
+        match orchestrator.ledger.append(&rejects).await {
+            Ok(()) => tracing::debug!("rejects recorded"),
+            Err(error) => tracing::error!(
+                %error,
+                count = rejects.len(),
+                "the write is committed, but its rejected source records could not be recorded \
+                 in lakehouse.rejects"
+            ),
+        }
         // The write's own snapshot when it returned one: no second load of the table.
         let stats = match outcome.stats.clone() {
             Some(stats) => Some(stats),
