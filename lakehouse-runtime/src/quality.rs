@@ -183,8 +183,8 @@ fn without_not_null_assertions(session: &SessionContext, output: &DataFrame) -> 
     Ok(DataFrame::new(session.state(), plan))
 }
 
-/// Answers every check in one query over `output`: each dimension's keys are left-joined (they
-/// are distinct, so rows are neither lost nor repeated), per-row flags are summed — per key
+/// Answers every check in one query over `output`: each dimension's keys are outer-joined to it
+/// (they are distinct, so rows are neither lost nor repeated), per-row flags are summed — per key
 /// value first when uniqueness is checked, then over those groups.
 async fn measure(
     warehouse: &Warehouse,
@@ -200,10 +200,12 @@ async fn measure(
             .await?
             .select(vec![unqualified(r.target.column).alias(reference(i))])?
             .distinct()?;
-        joined = joined.join_on(
-            keys,
-            JoinType::Left,
-            vec![unqualified(r.column.name).eq(unqualified(&reference(i)))],
+        // The dimension's keys are the join's build side (the left one: join reordering is
+        // off): the output streams through, however large.
+        joined = keys.join_on(
+            joined,
+            JoinType::Right,
+            vec![unqualified(&reference(i)).eq(unqualified(r.column.name))],
         )?;
     }
     let flag = |condition: Expr| when(condition, lit(1i64)).otherwise(lit(0i64));

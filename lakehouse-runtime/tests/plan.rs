@@ -275,3 +275,72 @@ fn the_run_time_validation_catches_what_the_compiler_would() {
         "{empty}"
     );
 }
+
+mod referenced {
+    use lakehouse_runtime::prelude::*;
+
+    /// A dimension.
+    #[derive(Table)]
+    #[table(schema = "gold", name = "ref_dim", key(id), mode = merge)]
+    pub struct Dim {
+        pub id: i64,
+    }
+
+    /// Facts pointing at it.
+    #[derive(Table)]
+    #[table(schema = "gold", name = "ref_fact")]
+    pub struct Fact {
+        #[column(references = Dim::id)]
+        pub dim_id: Option<i64>,
+    }
+}
+
+/// A pipeline `name` writing `output` after `depends_on`, reading nothing.
+fn writer(
+    name: &'static str,
+    output: &'static TableDef,
+    depends_on: &'static [&'static str],
+) -> &'static PipelineDescriptor {
+    leak(PipelineDescriptor {
+        name,
+        level: 0,
+        depends_on,
+        inputs: &[],
+        output,
+        description: "",
+        module_path: "synthetic",
+        tags: &[],
+        retries: None,
+        timeout_ms: None,
+        full_snapshot: false,
+        run: never,
+    })
+}
+
+#[test]
+fn a_referenced_table_is_written_upstream() {
+    use lakehouse_runtime::Table as _;
+    let dim = writer("dim", referenced::Dim::DEF, &[]);
+    let middle = writer("middle", table("silver", "middle"), &["dim"]);
+    let not_produced = Registry::new([writer("fact", referenced::Fact::DEF, &[])]).unwrap_err();
+    assert_eq!(
+        not_produced.to_string(),
+        "`gold.ref_fact.dim_id` references `gold.ref_dim`, which no registered pipeline writes \
+         (pipeline `fact`): its values could not be checked"
+    );
+    let not_upstream =
+        Registry::new([dim, writer("fact", referenced::Fact::DEF, &[])]).unwrap_err();
+    assert_eq!(
+        not_upstream.to_string(),
+        "`gold.ref_fact.dim_id` references `gold.ref_dim`, written by `dim`, which is not \
+         upstream of `fact`: add it to `depends_on`, so that the dimension is written before the \
+         rows that reference it are checked"
+    );
+    // Upstream through another pipeline is enough.
+    Registry::new([
+        dim,
+        middle,
+        writer("fact", referenced::Fact::DEF, &["middle"]),
+    ])
+    .expect("dim runs before fact");
+}

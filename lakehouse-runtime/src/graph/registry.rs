@@ -75,6 +75,39 @@ pub enum GraphError {
         /// The pipelines on the cycle, the first repeated at the end.
         path: Vec<String>,
     },
+    /// A `#[column(references = ..)]` names a table no pipeline of the registry writes.
+    #[error(
+        "`{table}.{column}` references `{target}`, which no registered pipeline writes (pipeline \
+         `{pipeline}`): its values could not be checked"
+    )]
+    ReferenceNotProduced {
+        /// The pipeline writing the referencing table.
+        pipeline: String,
+        /// The referencing table.
+        table: String,
+        /// The referencing column.
+        column: String,
+        /// The referenced `schema.table`.
+        target: String,
+    },
+    /// A referenced table is written by a pipeline that does not run before the referencing one.
+    #[error(
+        "`{table}.{column}` references `{target}`, written by `{producer}`, which is not upstream \
+         of `{pipeline}`: add it to `depends_on`, so that the dimension is written before the rows \
+         that reference it are checked"
+    )]
+    ReferenceNotUpstream {
+        /// The pipeline writing the referencing table.
+        pipeline: String,
+        /// The referencing table.
+        table: String,
+        /// The referencing column.
+        column: String,
+        /// The referenced `schema.table`.
+        target: String,
+        /// Its writer.
+        producer: String,
+    },
 }
 
 fn hint(suggestion: &Option<String>) -> String {
@@ -117,6 +150,7 @@ impl Registry {
             .collect();
         check_edges(&pipelines, &index)?;
         let levels = levels(&pipelines, &index)?;
+        check_references(&pipelines, &index)?;
 
         // Re-sort by (level, name) now that levels are known.
         let mut order: Vec<usize> = (0..pipelines.len()).collect();
@@ -263,6 +297,75 @@ fn check_edges(
         }
     }
     Ok(())
+}
+
+/// Every `references` target is written by an upstream pipeline of the referencing table's
+/// writer (the graph is acyclic by now).
+fn check_references(
+    pipelines: &[&'static PipelineDescriptor],
+    index: &HashMap<&'static str, usize>,
+) -> Result<(), GraphError> {
+    for p in pipelines {
+        for column in p.output.data_columns() {
+            let Some(target) = column.references else {
+                continue;
+            };
+            let qualified = format!("{}.{}", target.schema, target.table);
+            let error_fields = || {
+                (
+                    p.name.to_owned(),
+                    p.output.qualified_name(),
+                    column.name.to_owned(),
+                    qualified.clone(),
+                )
+            };
+            let Some(producer) = pipelines
+                .iter()
+                .find(|q| q.output.schema == target.schema && q.output.name == target.table)
+            else {
+                let (pipeline, table, column, target) = error_fields();
+                return Err(GraphError::ReferenceNotProduced {
+                    pipeline,
+                    table,
+                    column,
+                    target,
+                });
+            };
+            if producer.name != p.name && !is_upstream(producer.name, p, pipelines, index) {
+                let (pipeline, table, column, target) = error_fields();
+                return Err(GraphError::ReferenceNotUpstream {
+                    pipeline,
+                    table,
+                    column,
+                    target,
+                    producer: producer.name.to_owned(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether pipeline `name` is among `of`'s transitive dependencies.
+fn is_upstream(
+    name: &str,
+    of: &'static PipelineDescriptor,
+    pipelines: &[&'static PipelineDescriptor],
+    index: &HashMap<&'static str, usize>,
+) -> bool {
+    let mut seen = vec![false; pipelines.len()];
+    let mut stack: Vec<&'static str> = of.depends_on.to_vec();
+    while let Some(dep) = stack.pop() {
+        if dep == name {
+            return true;
+        }
+        if let Some(&i) = index.get(dep)
+            && !std::mem::replace(&mut seen[i], true)
+        {
+            stack.extend(pipelines[i].depends_on.iter().copied());
+        }
+    }
+    false
 }
 
 /// ASAP levels by depth-first search; a back edge is a cycle, reported with its path.

@@ -136,9 +136,37 @@ impl Warehouse {
                 .map_err(|error| Error::delta(&qualified, error))?;
         }
         let missing = checks_to_add(table, &delta)?;
-        if missing.is_empty() {
+        if !missing.is_empty() {
+            delta = self.add_checks(table, delta, missing).await?;
+        }
+        // What each constraint was declared as: delta-rs stores its own rewriting of the
+        // expression, which a declaration cannot be compared with.
+        let unrecorded = declarations_to_record(table, &delta)?;
+        if unrecorded.is_empty() {
             return Ok(delta);
         }
+        // Not Delta properties: delta-rs refuses keys it does not know unless told not to.
+        let applied = delta
+            .set_tbl_properties()
+            .with_properties(unrecorded)
+            .with_raise_if_not_exists(false)
+            .await;
+        self.settle(table, applied, |reloaded| {
+            Ok(declarations_to_record(table, reloaded)?.is_empty())
+        })
+        .await?
+        .map_err(|error| Error::delta(&qualified, error))
+    }
+
+    /// Adds the CHECK constraints `missing` (name → expression) to `delta` in one commit that
+    /// first validates the existing rows.
+    async fn add_checks(
+        &self,
+        table: &'static TableDef,
+        delta: DeltaTable,
+        missing: HashMap<&'static str, &'static str>,
+    ) -> Result<DeltaTable> {
+        let qualified = table.qualified_name();
         let names: Vec<&str> = missing.keys().copied().collect();
         tracing::info!(table = %qualified, constraints = ?names, "adding declared CHECK constraints");
         let applied = delta.add_constraint().with_constraints(missing).await;
@@ -342,8 +370,14 @@ fn checks_to_add(
         .collect())
 }
 
+/// The table property recording the expression a CHECK constraint was declared with.
+fn declared_check_key(name: &str) -> String {
+    format!("lakehouse.constraints.{name}")
+}
+
 /// The CHECK constraints `delta` holds that `table` does not declare, or declares with another
-/// expression.
+/// expression than the one recorded when it was added (one added before declarations were
+/// recorded counts as unchanged).
 fn checks_to_drop(table: &TableDef, delta: &DeltaTable) -> Result<Vec<String>> {
     let stored = delta
         .snapshot()
@@ -351,18 +385,38 @@ fn checks_to_drop(table: &TableDef, delta: &DeltaTable) -> Result<Vec<String>> {
         .metadata()
         .configuration();
     let mut stale: Vec<String> = stored
-        .iter()
-        .filter_map(|(key, expr)| {
+        .keys()
+        .filter_map(|key| {
             let name = key.strip_prefix("delta.constraints.")?;
             let declared = table.checks.iter().find(|c| c.name == name);
-            match declared {
-                Some(check) if check.expr.trim() == expr.trim() => None,
-                _ => Some(name.to_owned()),
+            let recorded = stored.get(&declared_check_key(name));
+            match (declared, recorded) {
+                (None, _) => Some(name.to_owned()),
+                (Some(check), Some(recorded)) if recorded.trim() != check.expr.trim() => {
+                    Some(name.to_owned())
+                }
+                _ => None,
             }
         })
         .collect();
     stale.sort();
     Ok(stale)
+}
+
+/// The declared CHECK constraints whose declared expression `delta` does not record yet,
+/// property → expression.
+fn declarations_to_record(table: &TableDef, delta: &DeltaTable) -> Result<HashMap<String, String>> {
+    let stored = delta
+        .snapshot()
+        .map_err(|e| Error::delta(table.qualified_name(), e))?
+        .metadata()
+        .configuration();
+    Ok(table
+        .checks
+        .iter()
+        .map(|check| (declared_check_key(check.name), check.expr.trim().to_owned()))
+        .filter(|(key, expr)| stored.get(key) != Some(expr))
+        .collect())
 }
 
 /// The properties `table` declares that `delta` lacks or holds with another value.
