@@ -333,7 +333,7 @@ async fn a_live_filter_on_a_snapshot_run_is_refused() {
     assert!(
         error
             .to_string()
-            .contains("this run reads the snapshot, which is unfiltered: run with `--live`"),
+            .contains("only a live run can apply it (snapshots hold the unfiltered answers)"),
         "{error}"
     );
 }

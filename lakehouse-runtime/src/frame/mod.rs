@@ -86,7 +86,7 @@ impl<T: Table> Frame<T> {
     /// ```ignore
     /// sales.select_into(DimStoreSelect {
     ///     store_key: surrogate_key([SilverErpSales::store_id]),
-    ///     store_id: typed::<String>(SilverErpSales::store_id),
+    ///     store_id: SilverErpSales::store_id.assume_not_null(), // Option<String> fills String
     ///     store_name: SilverErpSales::store_name, // Col<_, Option<String>> fills Option<String>
     ///     city: SilverErpSales::city,
     ///     state: SilverErpSales::state,

@@ -22,6 +22,10 @@ pub struct RunProcess {
     /// the same process (containers sharing a host name have namespaces of their own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_namespace: Option<String>,
+    /// When the process started, in clock ticks after boot (Linux), so that another process
+    /// given the same pid later is not taken for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<u64>,
 }
 
 /// Whether a run's process still runs.
@@ -43,6 +47,7 @@ impl RunProcess {
             pid: std::process::id(),
             boot: read_trimmed("/proc/sys/kernel/random/boot_id"),
             pid_namespace: pid_namespace("self"),
+            started: start_time("self"),
         }
     }
 
@@ -67,18 +72,18 @@ impl RunProcess {
         {
             return Liveness::Gone;
         }
-        if self.pid == here.pid {
-            return Liveness::Alive;
-        }
         // Only a pid of our own namespace can be looked up (and /proc must be there to look).
         match (&self.pid_namespace, &here.pid_namespace) {
             (Some(then), Some(now)) if then == now => {}
             _ => return Liveness::Unknown,
         }
-        if std::path::Path::new(&format!("/proc/{}", self.pid)).exists() {
-            Liveness::Alive
-        } else {
-            Liveness::Gone
+        if !std::path::Path::new(&format!("/proc/{}", self.pid)).exists() {
+            return Liveness::Gone;
+        }
+        // The pid is taken; by the same process unless it started at another time.
+        match (self.started, start_time(&self.pid.to_string())) {
+            (Some(then), Some(now)) if then != now => Liveness::Gone,
+            _ => Liveness::Alive,
         }
     }
 }
@@ -102,6 +107,15 @@ fn pid_namespace(pid: &str) -> Option<String> {
     std::fs::read_link(format!("/proc/{pid}/ns/pid"))
         .ok()
         .map(|link| link.to_string_lossy().into_owned())
+}
+
+/// When process `pid` (`self` for this one) started, in clock ticks after boot: field 22 of
+/// `/proc/<pid>/stat`, counted after the command name (which may hold spaces and parentheses).
+fn start_time(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    // Fields 3.. follow the name: the start time is the 20th of them.
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 fn read_trimmed(path: &str) -> Option<String> {
@@ -146,10 +160,13 @@ mod tests {
             ..here.clone()
         };
         assert_eq!(finished.liveness(), Liveness::Gone);
+        let parent_pid = std::os::unix::process::parent_id();
         let parent = RunProcess {
-            pid: std::os::unix::process::parent_id(),
+            pid: parent_pid,
+            started: start_time(&parent_pid.to_string()),
             ..here.clone()
         };
+        assert!(parent.started.is_some());
         assert_eq!(parent.liveness(), Liveness::Alive);
         let mut child = std::process::Command::new("true")
             .spawn()
@@ -160,6 +177,18 @@ mod tests {
             ..here.clone()
         };
         assert_eq!(ended.liveness(), Liveness::Gone);
+        // Our own pid, recorded with another start time: a process that had the pid before.
+        let reused = RunProcess {
+            started: here.started.map(|started| started + 1),
+            ..here.clone()
+        };
+        assert_eq!(reused.liveness(), Liveness::Gone);
+        // Our own pid in another namespace is not us.
+        let same_pid_elsewhere = RunProcess {
+            pid_namespace: Some("pid:[1]".to_owned()),
+            ..here.clone()
+        };
+        assert_eq!(same_pid_elsewhere.liveness(), Liveness::Unknown);
         let other_namespace = RunProcess {
             pid_namespace: Some("pid:[1]".to_owned()),
             ..finished

@@ -24,9 +24,8 @@ pub(super) async fn already_written(
     fresh: bool,
 ) -> Result<Option<Written>> {
     let Some(committed) = warehouse
-        .committed_transaction(pipeline.output, pipeline.name)
+        .committed_transaction(pipeline.output, pipeline.name, run.sequence)
         .await?
-        .filter(|committed| committed.transaction_version >= run.sequence)
     else {
         return Ok(None);
     };

@@ -232,8 +232,10 @@ impl GbfsFeed {
             .or_else(|| document.get("lastUpdatedOther"))
             .ok_or_else(|| malformed("no `last_updated`".to_owned()))?;
         let last_updated = match updated {
+            // Seconds; a value too large for them (milliseconds) is refused as malformed.
             Value::Number(n) => n
                 .as_i64()
+                .filter(|s| s.unsigned_abs() < 100_000_000_000)
                 .and_then(|s| s.checked_mul(1_000_000))
                 .map(Timestamp),
             Value::String(s) => parse_datetime(s),

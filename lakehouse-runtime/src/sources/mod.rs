@@ -199,21 +199,20 @@ where
     cx.frame_from_batches(collected.batches)
 }
 
-/// The `Authorization` header value of `source`'s requests: `opendata.<source>.authorization`
-/// (`Apikey <key>` for an Opendatasoft API key), or, when that is `env:NAME`, the environment
-/// variable `NAME` (so the secret stays out of command lines and shell history).
-fn authorization(settings: &Settings, source: &str) -> Result<Option<String>> {
-    let key = format!("opendata.{source}.authorization");
-    let Some(value) = settings.get(&key) else {
-        return Ok(None);
-    };
-    match value.strip_prefix("env:") {
-        Some(name) => std::env::var(name).map(Some).map_err(|_| {
+/// The `Authorization` header value of `source`'s requests from its setting
+/// `opendata.<source>.authorization` (`Apikey <key>` for an Opendatasoft API key), or, when that
+/// is `env:NAME`, the environment variable `NAME` (so the secret stays out of command lines and
+/// shell history).
+/// Read only when a request is to be sent (a snapshot run needs no key).
+fn authorization(setting: &str, source: &str) -> Result<String> {
+    match setting.strip_prefix("env:") {
+        Some(name) => std::env::var(name).map_err(|_| {
             Error::msg(format!(
-                "`{key}` reads the environment variable `{name}`, which is not set"
+                "`opendata.{source}.authorization` reads the environment variable `{name}`, \
+                 which is not set"
             ))
         }),
-        None => Ok(Some(value.to_owned())),
+        None => Ok(setting.to_owned()),
     }
 }
 
@@ -252,6 +251,16 @@ pub fn check_rejects(collected: &Collected, max_ratio: f64, pipeline: &str) -> R
     if collected.rows > 0 && ratio <= max_ratio {
         return Ok(());
     }
+    let fix = if collected.rows == 0 {
+        "every record was rejected, so no limit lets this through: fix the parsing of the \
+         changed format"
+            .to_owned()
+    } else {
+        format!(
+            "to accept the rest, raise `ingest.{pipeline}.max_reject_ratio` (or \
+             `ingest.max_reject_ratio`; now {max_ratio})"
+        )
+    };
     const EXCERPT: usize = 300;
     let excerpt: String = first.raw.chars().take(EXCERPT).collect();
     let cut = if first.raw.chars().count() > EXCERPT {
@@ -264,8 +273,7 @@ pub fn check_rejects(collected: &Collected, max_ratio: f64, pipeline: &str) -> R
         format!(
             "{pipeline} rejected {rejected} of {read} records ({:.1} %, more than the {:.1} % \
              allowed): {}; the first: {excerpt}{cut}. The source's format may have changed; \
-             nothing was written. To accept the rest, raise `ingest.{pipeline}.max_reject_ratio` \
-             (or `ingest.max_reject_ratio`; now {max_ratio})",
+             nothing was written; {fix}",
             ratio * 100.0,
             max_ratio * 100.0,
             reasons_summary(&collected.rejects),
@@ -366,7 +374,9 @@ impl OpenData {
             mode,
             dir,
             policy: RetryPolicy::from_settings(settings, source)?,
-            authorization: authorization(settings, source)?.map(Secret),
+            authorization: settings
+                .get(&format!("opendata.{source}.authorization"))
+                .map(|value| Secret(value.to_owned())),
         })
     }
 
@@ -389,9 +399,11 @@ impl OpenData {
     fn http(&self) -> Result<HttpFetch> {
         let http = HttpFetch::new(self.policy.clone())?;
         match &self.authorization {
-            Some(Secret(value)) => http.with_authorization(value).map_err(|error| {
-                Error::msg(format!("`opendata.{}.authorization`: {error}", self.source))
-            }),
+            Some(Secret(setting)) => http
+                .with_authorization(&authorization(setting, &self.source)?)
+                .map_err(|error| {
+                    Error::msg(format!("`opendata.{}.authorization`: {error}", self.source))
+                }),
             None => Ok(http),
         }
     }
@@ -465,7 +477,7 @@ mod tests {
             error,
             "https://example.org/records: p rejected 3 of 20 records (15.0 %, more than the \
              10.0 % allowed): a (×2); b (×1); the first: {}. The source's format may have \
-             changed; nothing was written. To accept the rest, raise \
+             changed; nothing was written; to accept the rest, raise \
              `ingest.p.max_reject_ratio` (or `ingest.max_reject_ratio`; now 0.1)"
         );
         // Every record rejected fails whatever the limit.

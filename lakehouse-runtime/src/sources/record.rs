@@ -235,7 +235,7 @@ impl<'a> Record<'a> {
     /// rejected rather than read as a date thousands of years ahead.
     pub fn epoch_seconds(&self, key: &str) -> Result<Timestamp, Rejected> {
         /// 5138-11-16: no report is dated later; milliseconds since 1973 are all larger.
-        const LARGEST_SECONDS: i64 = 100_000_000_000;
+        const LARGEST_SECONDS: u64 = 100_000_000_000;
         let value = self.required(key)?;
         let expected = "seconds since the epoch (an integer) or an RFC 3339 date-time";
         match value {
@@ -243,10 +243,12 @@ impl<'a> Record<'a> {
                 parse_datetime(text).ok_or_else(|| self.wrong(key, expected, value))
             }
             Value::Number(n) => match n.as_i64() {
-                Some(seconds) if seconds.abs() >= LARGEST_SECONDS => Err(Rejected(format!(
-                    "`{}` is {seconds}: too large for seconds since the epoch (milliseconds?)",
-                    self.name(key)
-                ))),
+                Some(seconds) if seconds.unsigned_abs() >= LARGEST_SECONDS => {
+                    Err(Rejected(format!(
+                        "`{}` is {seconds}: too large for seconds since the epoch (milliseconds?)",
+                        self.name(key)
+                    )))
+                }
                 Some(seconds) => Ok(Timestamp(seconds * 1_000_000)),
                 None => Err(self.wrong(key, expected, value)),
             },

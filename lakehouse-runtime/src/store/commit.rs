@@ -134,8 +134,9 @@ impl Warehouse {
         }
     }
 
-    /// What `app_id`'s last transaction on `table` committed, if it committed any: the
-    /// transaction version, the table's current version, and the application metadata (see
+    /// What `app_id`'s last transaction on `table` committed, if it committed one at version
+    /// `at_least` or later: the transaction version, the table's current version, and the
+    /// application metadata (see
     /// [`WriteOptions::metadata`]) of the commit that carried the transaction (empty when that
     /// commit is not among the table's latest 100, or the history cannot be read). One load of
     /// the table.
@@ -143,6 +144,7 @@ impl Warehouse {
         &self,
         table: &'static TableDef,
         app_id: &str,
+        at_least: i64,
     ) -> Result<Option<CommittedTransaction>> {
         let Some(delta) = self.load(table).await? else {
             return Ok(None);
@@ -153,6 +155,10 @@ impl Warehouse {
         ) else {
             return Ok(None);
         };
+        // Below it, nothing to look for: the history is not read (a fresh run's usual case).
+        if transaction_version < at_least {
+            return Ok(None);
+        }
         let tag = transaction_tag(app_id, transaction_version);
         // Unreadable history (a commit file cleaned up meanwhile, say) only loses the details.
         let metadata = match tagged_commit(&delta, table, TRANSACTION_KEY, &tag, None).await {

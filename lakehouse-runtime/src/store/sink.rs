@@ -331,10 +331,15 @@ async fn refuse_files_rewritten_since(
             let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else {
                 continue;
             };
-            let path = action
+            let Some(path) = action
                 .pointer("/remove/path")
-                .and_then(|path| path.as_str());
-            if let Some(path) = path.filter(|path| replaced.contains(path)) {
+                .and_then(|path| path.as_str())
+            else {
+                continue;
+            };
+            // The log holds paths percent-encoded; delta-rs hands them to us decoded.
+            let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+            if replaced.contains(path) || replaced.contains(decoded.as_ref()) {
                 return Err(DeltaTableError::Generic(format!(
                     "version {version}, committed by another process while this write ran, \
                      rewrote or removed the file `{path}` this write replaces (a compaction, \

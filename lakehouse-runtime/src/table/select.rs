@@ -33,7 +33,7 @@ pub trait SelectFor<T: Table> {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot fill a column of type `{V}`",
     label = "expected an expression of type `{V}`",
-    note = "use a column of that type (`Table::column`), a literal, or `typed::<{V}>(expr)` for a computed expression"
+    note = "use a column of that type (`Table::column`, or `Table::column.assume_not_null()` for an `Option` column), a literal, or `typed::<{V}>(expr)` for a computed expression"
 )]
 pub trait IntoColumn<V> {
     /// The expression, aliased to `name`.

@@ -176,12 +176,14 @@ fn pages(cx: &Ctx, dataset: &str, fields: &[&str]) -> Result<OdsPages> {
         .select(fields)
         .page_size(settings.parse_or("velib.page_size", 100u32)?);
     if let Some(filter) = settings.get("velib.where") {
-        // A snapshot file holds the unfiltered answer (the name keeps only the paging keys).
-        if open.mode() == Mode::Snapshot {
+        // A snapshot file holds the unfiltered answer (its name keeps only the paging keys):
+        // reading one would ignore the filter, recording one would pass a filtered answer off
+        // as the whole dataset.
+        if open.mode() != Mode::Live {
             return Err(Error::msg(format!(
-                "`velib.where` = {filter:?} filters the live API's answer, but this run reads \
-                 the snapshot, which is unfiltered: run with `--live` (or `opendata.mode=record`), \
-                 or leave the setting out"
+                "`velib.where` = {filter:?} filters the live API's answer, and only a live run \
+                 can apply it (snapshots hold the unfiltered answers): run with `--live`, or \
+                 leave the setting out"
             )));
         }
         query = query.filter(filter);
