@@ -86,6 +86,10 @@ pub enum Error {
     /// An error raised by pipeline code.
     #[error("{0}")]
     Message(String),
+    /// Blocking data-quality checks failed: nothing was written, and the attempt is not
+    /// retried (the same inputs would fail the same way).
+    #[error("{0}")]
+    Quality(String),
     /// An error from another library, raised by pipeline code.
     #[error(transparent)]
     Other(Box<dyn std::error::Error + Send + Sync>),

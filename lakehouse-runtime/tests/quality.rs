@@ -53,6 +53,8 @@ async fn facts<T: lakehouse_runtime::Table>(cx: &Ctx) -> Result<Frame<T>> {
     let rows = match cx.settings().get("case").unwrap_or_default() {
         // Fact 12 has no label, fact 11 appears twice, fact 13 points to dimension row 9.
         "bad" => "(10, 'a', 1), (11, 'b', 2), (11, 'c', 2), (12, NULL, 1), (13, 'd', 9)",
+        // The same without the NULL label.
+        "no_nulls" => "(10, 'a', 1), (11, 'b', 2), (11, 'c', 2), (13, 'd', 9)",
         _ => "(10, 'a', 1), (11, 'b', NULL)",
     };
     cx.sql(&format!(
@@ -116,7 +118,14 @@ async fn blocking_checks_stop_the_write_and_warnings_do_not() {
         registry(&["q_dim", "q_fact", "q_fact_warn"]),
         wh.warehouse.clone(),
     );
-    let report = orchestrator.run(&config("bad")).await.expect("run");
+    // Retries do not apply to a quality failure: the same inputs fail the same way.
+    let report = orchestrator
+        .run(&RunConfig {
+            default_retries: 2,
+            ..config("bad")
+        })
+        .await
+        .expect("run");
     let statuses: BTreeMap<_, _> = report.statuses().into_iter().collect();
     assert_eq!(
         statuses,
@@ -134,6 +143,7 @@ async fn blocking_checks_stop_the_write_and_warnings_do_not() {
         error.starts_with("data-quality checks failed, nothing written"),
         "{error}"
     );
+    assert_eq!(report.result("q_fact").map(|r| r.attempts), Some(1));
     assert_eq!(
         wh.warehouse
             .version(<QFact as lakehouse_runtime::Table>::DEF)
@@ -142,14 +152,14 @@ async fn blocking_checks_stop_the_write_and_warnings_do_not() {
         None
     );
 
-    // The warning table records the same findings; its write then fails on the NULL label
-    // (NOT NULL is enforced whatever the quality setting).
+    // The warning table records the same findings, the NULL label as blocking: NOT NULL is
+    // enforced whatever the quality setting, so nothing is written.
     let warn_error = report
         .result("q_fact_warn")
         .and_then(|r| r.error.clone())
         .unwrap_or_default();
     assert!(
-        warn_error.contains("gold.q_fact_warn.label` is declared NOT NULL"),
+        warn_error.contains("gold.q_fact_warn: not_null failed on 1 row(s) (column `label`)"),
         "{warn_error}"
     );
 
@@ -168,9 +178,50 @@ async fn blocking_checks_stop_the_write_and_warnings_do_not() {
             "gold.q_fact|not_null|label|1|true",
             "gold.q_fact|primary_key_unique|fact_id|1|true",
             "gold.q_fact_warn|foreign_key_resolves|dim_id|1|false",
-            "gold.q_fact_warn|not_null|label|1|false",
+            "gold.q_fact_warn|not_null|label|1|true",
             "gold.q_fact_warn|primary_key_unique|fact_id|1|false",
         ])
+    );
+}
+
+#[tokio::test]
+async fn warnings_are_recorded_and_the_rows_written() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(
+        registry(&["q_dim", "q_fact", "q_fact_warn"]),
+        wh.warehouse.clone(),
+    );
+    let report = orchestrator.run(&config("no_nulls")).await.expect("run");
+    let statuses: BTreeMap<_, _> = report.statuses().into_iter().collect();
+    assert_eq!(
+        statuses,
+        BTreeMap::from([
+            ("q_dim", Status::Succeeded),
+            ("q_fact", Status::Failed),
+            ("q_fact_warn", Status::Succeeded)
+        ])
+    );
+    let written = wh
+        .warehouse
+        .sql(
+            &[<QFactWarn as lakehouse_runtime::Table>::DEF],
+            "SELECT count(*) FROM gold.q_fact_warn",
+        )
+        .await
+        .expect("query");
+    assert_eq!(crate::common::render(written).await, ["3"]);
+    let issues = wh
+        .warehouse
+        .sql(
+            &lakehouse_runtime::ledger::system_tables(),
+            "SELECT check_name, blocking FROM lakehouse.quality_issues \
+             WHERE table_name = 'gold.q_fact_warn'",
+        )
+        .await
+        .expect("query");
+    assert_eq!(
+        crate::common::render(issues).await,
+        crate::common::lines(&["foreign_key_resolves|false", "primary_key_unique|false"])
     );
 }
 

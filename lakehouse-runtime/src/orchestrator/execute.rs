@@ -203,7 +203,9 @@ async fn run_with_retries(
             .or(config.default_timeout);
         let started = Instant::now();
         let mut last_error = String::new();
+        let mut attempts = 0;
         for attempt in 1..=retries + 1 {
+            attempts = attempt;
             tracing::info!(attempt, "started");
             orchestrator.emit(super::Event::Started { pipeline: pipeline.name, attempt });
             let attempt_started = Timestamp::now();
@@ -254,6 +256,10 @@ async fn run_with_retries(
                 }
                 Err(error) => {
                     last_error = error.to_string();
+                    if matches!(error, Error::Quality(_)) {
+                        tracing::error!(attempt, error = %last_error, "failed");
+                        break;
+                    }
                     if attempt <= retries {
                         let delay = backoff(config, attempt);
                         tracing::warn!(attempt, error = %last_error, retry_in = ?delay, "failed; retrying");
@@ -268,7 +274,7 @@ async fn run_with_retries(
             pipeline: pipeline.name,
             table: pipeline.output.qualified_name(),
             status: Status::Failed,
-            attempts: retries + 1,
+            attempts,
             rows_written: None,
             version: None,
             replayed: false,
@@ -458,7 +464,11 @@ async fn produce_and_write(
     let findings =
         crate::quality::check_output(warehouse, &session, pipeline.output, &output.df).await?;
     if !findings.is_empty() {
-        let blocking = pipeline.output.quality == crate::table::Quality::Blocking;
+        // A NULL in a NOT NULL column fails the write whatever the table's quality level.
+        let blocks = |f: &crate::quality::Finding| {
+            pipeline.output.quality == crate::table::Quality::Blocking || f.check == "not_null"
+        };
+        let blocking = findings.iter().any(blocks);
         let issues: Vec<QualityIssue> = findings
             .iter()
             .map(|f| QualityIssue {
@@ -468,7 +478,7 @@ async fn produce_and_write(
                 check_name: f.check.to_owned(),
                 value: f.value.clone(),
                 failing_rows: f.failing_rows,
-                blocking,
+                blocking: blocks(f),
                 checked_at: run.run_at,
             })
             .collect();
@@ -479,8 +489,9 @@ async fn produce_and_write(
             .collect::<Vec<_>>()
             .join("; ");
         if blocking {
-            return Err(Error::msg(format!(
-                "data-quality checks failed, nothing written: {summary}"
+            return Err(Error::Quality(format!(
+                "data-quality checks failed, nothing written (not retried: the same inputs fail \
+                 the same way): {summary}"
             )));
         }
         tracing::warn!("data-quality checks failed: {summary}");
