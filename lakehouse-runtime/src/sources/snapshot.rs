@@ -237,7 +237,7 @@ impl Fetch for RecordingFetch {
                 if let Some(parent) = write_path.parent() {
                     std::fs::create_dir_all(parent)?;
                 }
-                std::fs::write(&partial, &bytes)?;
+                create_new(&partial)?.write_all(&bytes)?;
                 std::fs::rename(&partial, &write_path)
             })
             .await
@@ -257,7 +257,7 @@ impl Fetch for RecordingFetch {
                 if let Some(parent) = create.parent() {
                     std::fs::create_dir_all(parent)?;
                 }
-                std::fs::File::create(&create)
+                create_new(&create)
             })
             .await
             .map_err(|e| io_error(&path, "cannot record the response", e))?;
@@ -340,10 +340,20 @@ impl Tee {
 }
 
 /// `<path>.partial`.
+/// A temporary name beside `path`, unique to this write (two pipelines may record one URL at
+/// once, say a GBFS discovery document).
 fn partial_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
-    name.push(".partial");
+    name.push(format!(".{:016x}.partial", rand::random::<u64>()));
     PathBuf::from(name)
+}
+
+/// Creates `path`, which must not exist (nor be a link to follow).
+fn create_new(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
 }
 
 /// Runs blocking file I/O off the async threads.
