@@ -447,3 +447,27 @@ fn an_ingestion_rejecting_too_many_records_fails_and_writes_nothing() {
     let default = orchestrate(dir.path(), &["run", "--select", "velov_station_info"]);
     assert!(default.status.success(), "{}", stderr(&default));
 }
+
+#[test]
+fn sql_streams_any_result_and_draws_the_first_thousand_rows() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ran = orchestrate(dir.path(), &["run", "--select", "crm_contacts"]);
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    let query = "SELECT value FROM generate_series(1, 2500)";
+    let grid = stdout(&orchestrate(dir.path(), &["sql", query]));
+    assert!(
+        grid.ends_with(
+            "2500 row(s), the first 1000 shown (`--format csv` or `json` writes them all)\n"
+        ),
+        "{}",
+        &grid[grid.len().saturating_sub(300)..]
+    );
+    assert!(grid.contains("│ 1000  │"), "the 1000th row is drawn");
+    assert!(!grid.contains("│ 1001  │"), "the 1001st is not");
+    let csv = stdout(&orchestrate(dir.path(), &["sql", query, "--format", "csv"]));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        (lines.len(), lines[0], lines[2500]),
+        (2501, "value", "2500")
+    );
+}

@@ -4,6 +4,7 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use comfy_table::{ContentArrangement, Table as Grid, presets};
+use futures::StreamExt as _;
 
 use super::args::{
     Cli, Command, DirectionArg, ExecutionArgs, GlobalArgs, GraphFormat, OrderArg, OutputFormat,
@@ -416,41 +417,70 @@ async fn sql(
     let tables = all_tables(registry);
     let df = warehouse.sql(&tables, query).await?;
     let schema = df.schema().inner().clone();
-    let batches = df.collect().await?;
+    // Streamed: a result of any size is written batch by batch, never held whole.
+    let mut stream = df.execute_stream().await?;
     match format {
-        OutputFormat::Table => say!("{}", grid_of(&schema, &batches)?),
+        OutputFormat::Table => {
+            let (mut shown, mut rows) = (Vec::new(), 0);
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                let room = GRID_ROWS.saturating_sub(rows);
+                if room > 0 {
+                    shown.push(batch.slice(0, room.min(batch.num_rows())));
+                }
+                rows += batch.num_rows();
+            }
+            let grid = grid_of(&schema, &shown)?;
+            if rows > GRID_ROWS {
+                say!(
+                    "{grid}\n{rows} row(s), the first {GRID_ROWS} shown (`--format csv` or \
+                     `json` writes them all)"
+                );
+            } else {
+                say!("{grid}\n{rows} row(s)");
+            }
+        }
         OutputFormat::Csv => {
             let mut writer = arrow::csv::WriterBuilder::new()
                 .with_header(true)
                 .build(std::io::stdout());
-            let written: Result<(), arrow::error::ArrowError> =
-                batches.iter().try_for_each(|batch| writer.write(batch));
-            quiet_if_reader_gone(written)?;
+            while let Some(batch) = stream.next().await {
+                if quiet_if_reader_gone(writer.write(&batch?))?.is_none() {
+                    break;
+                }
+            }
         }
         OutputFormat::Json => {
             let mut writer = arrow::json::LineDelimitedWriter::new(std::io::stdout());
-            let written: Result<(), arrow::error::ArrowError> = batches
-                .iter()
-                .try_for_each(|batch| writer.write(batch))
-                .and_then(|()| writer.finish());
-            quiet_if_reader_gone(written)?;
+            let mut open = true;
+            while let Some(batch) = stream.next().await {
+                if quiet_if_reader_gone(writer.write(&batch?))?.is_none() {
+                    open = false;
+                    break;
+                }
+            }
+            if open {
+                quiet_if_reader_gone(writer.finish())?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// Rows `sql` draws in its table; the count covers them all.
+const GRID_ROWS: usize = 1_000;
+
 /// Query results of `schema` as a table drawn like the other commands' (NULL spelled out).
 fn grid_of(
     schema: &arrow::datatypes::Schema,
     batches: &[arrow::array::RecordBatch],
-) -> Result<String> {
+) -> Result<Grid> {
     use arrow::util::display::{ArrayFormatter, FormatOptions};
     let mut grid = Grid::new();
     grid.load_preset(presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic);
     grid.set_header(schema.fields().iter().map(|f| f.name().clone()));
     let options = FormatOptions::default().with_null("NULL");
-    let mut rows = 0;
     for batch in batches {
         let formatters = batch
             .columns()
@@ -459,19 +489,19 @@ fn grid_of(
             .collect::<Result<Vec<_>, _>>()?;
         for row in 0..batch.num_rows() {
             grid.add_row(formatters.iter().map(|f| f.value(row).to_string()));
-            rows += 1;
         }
     }
-    Ok(format!("{grid}\n{rows} row(s)"))
+    Ok(grid)
 }
 
-/// `written`, where a reader gone (`orchestrate sql .. | head`) is no error.
+/// `written`, `None` when the reader is gone (`orchestrate sql .. | head`), which is no error.
 fn quiet_if_reader_gone(
     written: Result<(), arrow::error::ArrowError>,
-) -> Result<(), arrow::error::ArrowError> {
+) -> Result<Option<()>, arrow::error::ArrowError> {
     match written {
-        Err(error) if super::is_broken_pipe(&error) => Ok(()),
-        other => other,
+        Ok(()) => Ok(Some(())),
+        Err(error) if super::is_broken_pipe(&error) => Ok(None),
+        Err(error) => Err(error),
     }
 }
 
