@@ -150,7 +150,7 @@ impl Checks {
 struct Measured {
     /// NULLs per NOT NULL column.
     nulls: Vec<i64>,
-    /// Key values held by more than one row.
+    /// Rows whose (non-NULL) key value another row holds too.
     duplicated_keys: i64,
     /// Per foreign key: rows whose value is not in the dimension, and the smallest such value.
     unresolved: Vec<(i64, String)>,
@@ -238,8 +238,18 @@ async fn measure(
                     .map(|(name, measure, sample)| over(measure.clone(), *sample).alias(name)),
             );
             joined = joined.aggregate(key.iter().map(|k| unqualified(k)).collect(), per_key)?;
-            let mut totals =
-                vec![sum(flag(unqualified("__rows").gt(lit(1)))?).alias("__duplicated")];
+            // Rows sharing a key value with another (dbt's `unique`: NULL keys, which the
+            // NOT NULL check reports, are no duplicates).
+            let key_present = key
+                .iter()
+                .map(|k| unqualified(k).is_not_null())
+                .reduce(Expr::and)
+                .unwrap_or(lit(true));
+            let shared = unqualified("__rows").gt(lit(1)).and(key_present);
+            let mut totals = vec![
+                sum(when(shared, unqualified("__rows")).otherwise(lit(0i64))?)
+                    .alias("__duplicated"),
+            ];
             totals.extend(
                 measures
                     .iter()
@@ -288,7 +298,13 @@ fn unqualified(name: &str) -> Expr {
 /// One key value held by several rows of `output`, as text.
 async fn duplicate_sample(table: &'static TableDef, output: DataFrame) -> Result<String> {
     let key: Vec<Expr> = table.key.iter().map(|k| unqualified(k)).collect();
+    let present = key
+        .iter()
+        .map(|k| k.clone().is_not_null())
+        .reduce(Expr::and)
+        .unwrap_or(lit(true));
     let duplicates = output
+        .filter(present)?
         .aggregate(key, vec![count(lit(1)).alias("n")])?
         .filter(unqualified("n").gt(lit(1)))?
         .limit(0, Some(1))?;

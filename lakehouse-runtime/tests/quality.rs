@@ -176,10 +176,10 @@ async fn blocking_checks_stop_the_write_and_warnings_do_not() {
         crate::common::lines(&[
             "gold.q_fact|foreign_key_resolves|dim_id|1|true",
             "gold.q_fact|not_null|label|1|true",
-            "gold.q_fact|primary_key_unique|fact_id|1|true",
+            "gold.q_fact|primary_key_unique|fact_id|2|true",
             "gold.q_fact_warn|foreign_key_resolves|dim_id|1|false",
             "gold.q_fact_warn|not_null|label|1|true",
-            "gold.q_fact_warn|primary_key_unique|fact_id|1|false",
+            "gold.q_fact_warn|primary_key_unique|fact_id|2|false",
         ])
     );
 }
