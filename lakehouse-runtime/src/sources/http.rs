@@ -158,6 +158,15 @@ impl HttpFetch {
     ) -> Result<reqwest::Response, Failure> {
         let mut request = self.client.get(url.clone());
         if let Some(authorization) = &self.authorization {
+            // A key travels encrypted only: over https, or to this machine (tests, proxies).
+            if url.scheme() != "https" && !is_loopback(url) {
+                return Err(Failure::fatal(
+                    None,
+                    "refusing to send the configured authorization over plain HTTP: use an \
+                     https URL"
+                        .to_owned(),
+                ));
+            }
             request = request.header(reqwest::header::AUTHORIZATION, authorization.clone());
         }
         if let Some(timeout) = timeout {
@@ -285,6 +294,16 @@ impl Fetch for HttpFetch {
 
     fn describe(&self) -> String {
         "HTTP".to_owned()
+    }
+}
+
+/// Whether `url` names this machine.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name == "localhost",
+        None => false,
     }
 }
 

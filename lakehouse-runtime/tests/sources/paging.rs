@@ -263,4 +263,17 @@ async fn an_api_key_is_sent_with_every_request_and_kept_out_of_debug_output() {
         sent.iter().all(|a| a.as_deref() == Some("Apikey s3cr3t")),
         "{sent:?}"
     );
+    // Only encrypted, or to this machine: a plain-HTTP host elsewhere gets nothing.
+    let elsewhere = OdsClient::new(
+        open.fetch().expect("fetch"),
+        "http://192.0.2.1/api/explore/v2.1/",
+    )
+    .expect("client");
+    let refused = read_status(&elsewhere).await.expect_err("not sent");
+    assert!(
+        refused
+            .to_string()
+            .contains("refusing to send the configured authorization over plain HTTP"),
+        "{refused}"
+    );
 }
