@@ -113,6 +113,11 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
     let retries = option(model.retries.map(|r| quote!(#r)));
     let timeout_ms = option(model.timeout_ms.map(|t| quote!(#t)));
     let full_snapshot = model.full_snapshot;
+    let full_snapshot_check = model.full_snapshot.then(|| {
+        quote_spanned! {model.output_span=>
+            const _: () = ::lakehouse_runtime::__private::assert_full_snapshot::<#output>();
+        }
+    });
     let shim_span = name.span();
     let shim = quote_spanned! {shim_span=>
         fn run<'a>(
@@ -155,6 +160,7 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
 
         const _: () = {
             const _: () = { #(#input_checks)* };
+            #full_snapshot_check
 
             #shim
 

@@ -29,14 +29,16 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
 
 /// The model of `input` stripped of its table and column attributes, when that is valid.
 fn stand_in(input: TokenStream) -> Option<validate::TableModel> {
+    let helper =
+        |attr: &syn::Attribute| attr.path().is_ident("table") || attr.path().is_ident("column");
     let mut input: syn::DeriveInput = syn::parse2(input).ok()?;
-    input.attrs.retain(|attr| !attr.path().is_ident("table"));
+    input.attrs.retain(|attr| !helper(attr));
     input
         .attrs
         .push(syn::parse_quote!(#[table(schema = "error", name = "error")]));
     if let syn::Data::Struct(data) = &mut input.data {
         for field in data.fields.iter_mut() {
-            field.attrs.retain(|attr| !attr.path().is_ident("column"));
+            field.attrs.retain(|attr| !helper(attr));
         }
     }
     parse::parse(input).and_then(validate::validate).ok()

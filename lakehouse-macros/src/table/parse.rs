@@ -79,6 +79,13 @@ fn table_key_names() -> Vec<String> {
 pub(crate) fn parse(input: DeriveInput) -> syn::Result<TableInput> {
     let mut errors = Errors::default();
     let attrs = parse_table_attrs(&input, &mut errors);
+    // Each helper attribute has one place; elsewhere it would be silently ignored.
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("column")) {
+        errors.spanned(
+            attr,
+            "`#[column(..)]` goes on a field; the struct takes `#[table(..)]`",
+        );
+    }
     let fields = match &input.data {
         Data::Struct(data) => match &data.fields {
             Fields::Named(named) => named
@@ -198,6 +205,12 @@ fn name_value_pair(
 }
 
 fn parse_field(field: &syn::Field, errors: &mut Errors) -> FieldInput {
+    for attr in field.attrs.iter().filter(|a| a.path().is_ident("table")) {
+        errors.spanned(
+            attr,
+            "`#[table(..)]` goes on the struct; a field takes `#[column(..)]`",
+        );
+    }
     let mut references = None;
     for attr in field.attrs.iter().filter(|a| a.path().is_ident("column")) {
         let result = attr.parse_nested_meta(|meta| {

@@ -279,3 +279,17 @@ fn an_error_keeps_the_tables_items_so_that_uses_do_not_fail_too() {
     assert!(output.contains("CleanSalesSelect"), "{output}");
     assert!(output.contains("order_id"), "{output}");
 }
+
+#[test]
+fn helper_attributes_out_of_place_are_errors() {
+    let text = error_text(quote! {
+        #[table(schema = "gold")]
+        #[column(references = Other::id)]
+        pub struct Dim {
+            #[table(name = "x")]
+            pub id: i64,
+        }
+    });
+    assert!(text.contains("`#[column(..)]` goes on a field"), "{text}");
+    assert!(text.contains("`#[table(..)]` goes on the struct"), "{text}");
+}

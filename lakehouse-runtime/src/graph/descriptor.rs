@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::table::{Table, TableDef};
+use crate::table::{Table, TableDef, WriteMode};
 use crate::{Ctx, Inputs, Result, UntypedFrame};
 
 /// A boxed, sendable future.
@@ -133,6 +133,18 @@ pub const fn max_level(levels: &[usize]) -> usize {
 
 /// Compiles only when `Me` declares `Dep` in its `depends_on`.
 pub const fn assert_depends_on<Me: DependsOn<Dep>, Dep: Pipeline>() {}
+
+/// Fails compilation when a `full_snapshot` pipeline writes a table without keys to delete or
+/// close (an append or overwrite table), where the option would do nothing.
+pub const fn assert_full_snapshot<T: Table>() {
+    match T::DEF.mode {
+        WriteMode::Merge | WriteMode::Scd2 => {}
+        WriteMode::Append | WriteMode::Overwrite => panic!(
+            "`full_snapshot` deletes (merge) or closes (scd2) the keys the output lacks: it \
+             applies to `mode = merge` or `mode = scd2` tables only"
+        ),
+    }
+}
 
 /// A pipeline parameter that can be read: `Frame<T>` of any table, `Changes<T>` of an append
 /// table. Checked once per parameter by the code `#[pipeline]` generates.
