@@ -155,7 +155,14 @@ impl<const P: u8, const S: i8> ColumnType for Decimal<P, S> {
 
 impl<T: ColumnType> ColumnType for Option<T> {
     const LOGICAL: LogicalType = T::LOGICAL;
-    const NULLABLE: bool = true;
+    const NULLABLE: bool = {
+        // A column is NULL or not: a second `Option` would mean nothing the table can store.
+        assert!(
+            !T::NULLABLE,
+            "`Option<Option<_>>` is not a column type: a nullable column is one `Option<_>`"
+        );
+        true
+    };
     type NonNull = T::NonNull;
 }
 
