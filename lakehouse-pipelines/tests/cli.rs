@@ -471,3 +471,37 @@ fn sql_streams_any_result_and_draws_the_first_thousand_rows() {
         (2501, "value", "2500")
     );
 }
+
+#[test]
+fn sigterm_stops_a_loop_like_ctrl_c() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orchestrate"))
+        .arg("--warehouse")
+        .arg(dir.path())
+        .args(["run", "--select", "crm_contacts", "--every", "1h"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the binary runs");
+    // The first run's report is printed; the loop then waits an hour for the next.
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let report = lines
+        .by_ref()
+        .map(|line| line.expect("utf-8"))
+        .find(|line| line.starts_with("Run r000001"))
+        .expect("the first run's report");
+    assert!(report.contains("1 succeeded"), "{report}");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let status = child.wait().expect("exits");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "stopped cleanly, not killed: {status:?}"
+    );
+}

@@ -213,7 +213,10 @@ impl Ctx {
     }
 
     /// Runs a read-only SQL query over the pipeline's inputs (named `schema.table`) and conforms
-    /// the result to table `T`. DDL, DML and `SET` are refused.
+    /// the result to table `T`. DDL, DML and `SET` are refused. The inputs are the tables the
+    /// pipeline takes as parameters (`Frame<T>`, or `Changes<T>`, whose table then holds only
+    /// the new rows); a table listed only in `depends_on` is not readable: take it as a
+    /// parameter (`_dim: Frame<Dim>`).
     ///
     /// # Examples
     ///
@@ -232,7 +235,18 @@ impl Ctx {
             .session
             .sql_with_options(query, options)
             .await
-            .map_err(|e| Error::msg(format!("pipeline `{}`: SQL failed: {e}", self.pipeline)))?;
+            .map_err(|e| {
+                let hint = if e.to_string().contains("not found") {
+                    " (SQL reads the tables the pipeline takes as parameters: add one as \
+                     `_name: Frame<Table>`)"
+                } else {
+                    ""
+                };
+                Error::msg(format!(
+                    "pipeline `{}`: SQL failed: {e}{hint}",
+                    self.pipeline
+                ))
+            })?;
         Frame::from_dataframe(df)
     }
 

@@ -933,3 +933,35 @@ async fn a_committed_write_succeeds_even_when_its_rejects_cannot_be_recorded() {
         ["1", "2"]
     );
 }
+
+#[tokio::test]
+async fn a_commit_whose_success_was_never_recorded_is_not_read_again() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    for n in 1..=2 {
+        let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+        assert!(report.succeeded(), "run {n}: {}", report.render(false));
+    }
+    // Run 2's ok1 committed, but its success never reached the ledger (the process died
+    // between the two, say): the ledger's last success of ok1 is run 1's.
+    let runs = wh
+        .warehouse
+        .load(lakehouse_runtime::ledger::RunRecord::DEF)
+        .await
+        .expect("load")
+        .expect("runs table");
+    runs.delete()
+        .with_predicate("pipeline = 'ok1' AND sequence = 2")
+        .await
+        .expect("row removed");
+    let report = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 3");
+    assert!(report.succeeded(), "{}", report.render(false));
+    // Run 3 copies tick 3 alone, reading on from what run 2's commit read.
+    assert_eq!(
+        contents(&wh.warehouse, <Ok1 as lakehouse_runtime::Table>::DEF).await,
+        ["1", "2", "3"]
+    );
+}

@@ -33,6 +33,18 @@ pub async fn events(cx: &Ctx) -> Result<Frame<Events>> {
     cx.empty()
 }
 
+/// Kinds, from SQL over a table it depends on but does not take as a parameter.
+#[derive(Table)]
+#[table(schema = "silver", name = "event_kinds_sql")]
+pub struct EventKindsSql {
+    pub kind: Option<String>,
+}
+
+#[pipeline(depends_on = [events])]
+pub async fn event_kinds_sql(cx: &Ctx) -> Result<Frame<EventKindsSql>> {
+    cx.sql("SELECT DISTINCT kind FROM bronze.events").await
+}
+
 /// SQL with a typo: `knd`.
 #[pipeline(depends_on = [events])]
 pub async fn event_counts(_events: Frame<Events>, cx: &Ctx) -> Result<Frame<EventCounts>> {
@@ -61,8 +73,15 @@ async fn sql_naming_a_missing_column_is_reported_with_pipeline_and_column() {
 
     let failures = lakehouse_runtime::check::check_plans(&registry)
         .await
-        .expect_err("two bad plans");
+        .expect_err("three bad plans");
     let report = failures.to_string();
+    assert!(
+        report.contains(
+            "(SQL reads the tables the pipeline takes as parameters: add one as `_name: \
+             Frame<Table>`)"
+        ),
+        "{report}"
+    );
     assert!(report.contains("pipeline `event_counts`"), "{report}");
     assert!(report.contains("pipeline `event_kinds`"), "{report}");
     assert!(

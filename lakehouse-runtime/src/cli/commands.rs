@@ -177,7 +177,23 @@ async fn run(registry: &Registry, global: &GlobalArgs, args: RunArgs) -> Result<
     run_selected(&orchestrator, config, args, stop, global).await
 }
 
-/// Runs the plan once or in a loop until it ends or Ctrl-C.
+/// Ctrl-C, or, on Unix, SIGTERM (what `docker stop`, `systemctl stop` and Kubernetes send);
+/// `false` when neither can be listened for.
+async fn interrupted() -> bool {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            return tokio::select! {
+                pressed = tokio::signal::ctrl_c() => pressed.is_ok(),
+                _ = terminate.recv() => true,
+            };
+        }
+    }
+    tokio::signal::ctrl_c().await.is_ok()
+}
+
+/// Runs the plan once or in a loop until it ends or is interrupted (Ctrl-C, SIGTERM).
 async fn run_selected(
     orchestrator: &Orchestrator,
     config: RunConfig,
@@ -186,14 +202,18 @@ async fn run_selected(
     global: &GlobalArgs,
 ) -> Result<ExitCode> {
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        if interrupted().await {
             tracing::warn!(
-                "interrupted: letting running pipelines finish; press Ctrl-C again to abort"
+                "interrupted: letting running pipelines finish; interrupt again to abort"
             );
             let _ = stop.send(true);
-            if tokio::signal::ctrl_c().await.is_ok() {
+            if interrupted().await {
                 std::process::exit(130);
             }
+        } else {
+            // Nothing to listen for: the sender stays, or a loop would see a stop at once.
+            std::future::pending::<()>().await;
+            drop(stop);
         }
     });
     let settings = config.settings.clone();

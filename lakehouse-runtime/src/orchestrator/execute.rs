@@ -396,26 +396,21 @@ async fn produce_and_write(
     let cx = Ctx::new(pipeline.name, run.clone(), settings, session.clone(), false);
     let mut frames = Vec::with_capacity(pipeline.inputs.len());
     let mut input_versions = BTreeMap::new();
-    let last_success = if pipeline.inputs.iter().any(|i| i.incremental) {
-        orchestrator.ledger.last_success(pipeline.name).await?
+    let read_since = if pipeline.inputs.iter().any(|i| i.incremental) {
+        incremental_cursor(orchestrator, pipeline, &run).await?
     } else {
-        None
+        BTreeMap::new()
     };
     // The inputs are loaded together: each load reads a Delta log, mostly waiting on files.
     let reads = pipeline.inputs.iter().map(|input| {
-        let (session, last_success, run_id) = (&session, &last_success, &run.run_id);
+        let (session, read_since) = (&session, &read_since);
         async move {
             let name = input.table.qualified_name();
             if !input.incremental {
                 let (df, version) = warehouse.read_with_version(session, input.table).await?;
                 return Ok::<_, Error>((name, df, version, None));
             }
-            let after = last_success
-                .as_ref()
-                .filter(|r| &r.run_id != run_id)
-                .and_then(|r| r.input_versions.as_deref())
-                .and_then(|json| serde_json::from_str::<BTreeMap<String, Option<u64>>>(json).ok())
-                .and_then(|versions| versions.get(&name).copied().flatten());
+            let after = read_since.get(&name).copied().flatten();
             tracing::debug!(input = %name, after_version = after, "reading new rows");
             let changes = warehouse.read_changes(session, input.table, after).await?;
             Ok((name, changes.rows, changes.version, Some(after)))
@@ -590,6 +585,50 @@ async fn produce_and_write(
         input_versions,
         metric,
         fragmented,
+    })
+}
+
+/// The input versions a pipeline's incremental reads start after: those its last recorded
+/// success read, or, when its output holds a later commit of its own whose success was never
+/// recorded (the process died after the commit, or the ledger could not take the row), those
+/// that commit read, so its rows are not read, and written, twice.
+async fn incremental_cursor(
+    orchestrator: &Orchestrator,
+    pipeline: &'static PipelineDescriptor,
+    run: &RunInfo,
+) -> Result<BTreeMap<String, Option<u64>>> {
+    let last_success = orchestrator
+        .ledger
+        .last_success(pipeline.name)
+        .await?
+        .filter(|r| r.run_id != run.run_id);
+    let versions_of = |json: &str| {
+        serde_json::from_str::<BTreeMap<String, Option<u64>>>(json).unwrap_or_default()
+    };
+    let recorded = last_success
+        .as_ref()
+        .and_then(|r| r.input_versions.as_deref())
+        .map(versions_of)
+        .unwrap_or_default();
+    let after = last_success.as_ref().map_or(i64::MIN, |r| r.sequence + 1);
+    let unrecorded = orchestrator
+        .warehouse
+        .committed_transaction(pipeline.output, pipeline.name, after)
+        .await?
+        .filter(|commit| commit.transaction_version < run.sequence)
+        .and_then(|commit| commit.metadata.get(INPUT_VERSIONS_KEY).cloned())
+        .and_then(|versions| {
+            serde_json::from_value::<BTreeMap<String, Option<u64>>>(versions).ok()
+        });
+    Ok(match unrecorded {
+        Some(versions) => {
+            tracing::warn!(
+                "the output holds a commit of this pipeline whose success the ledger lacks; \
+                 reading on from what that commit read"
+            );
+            versions
+        }
+        None => recorded,
     })
 }
 
