@@ -965,3 +965,42 @@ async fn a_commit_whose_success_was_never_recorded_is_not_read_again() {
         ["1", "2", "3"]
     );
 }
+
+#[tokio::test]
+async fn a_recreated_upstream_is_an_error_until_read_whole() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    for _ in 1..=2 {
+        let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+        assert!(report.succeeded(), "{}", report.render(false));
+    }
+    // The upstream table is deleted; its next write recreates it at an earlier version than
+    // the one ok1 read.
+    std::fs::remove_dir_all(wh.dir.path().join("warehouse/bronze/ticks")).expect("deleted");
+    let report = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 3");
+    let error = report
+        .result("ok1")
+        .and_then(|r| r.error.clone())
+        .unwrap_or_default();
+    assert!(
+        error.contains("bronze.ticks is at version 1, behind version 2 its reader already read: the table was recreated"),
+        "{}",
+        report.render(false)
+    );
+    let refreshed = orchestrator
+        .run(&RunConfig {
+            full_refresh: true,
+            ..RunConfig::default()
+        })
+        .await
+        .expect("run 4");
+    assert!(refreshed.succeeded(), "{}", refreshed.render(false));
+    // The recreated table's rows: ticks 3 and 4.
+    assert_eq!(
+        contents(&wh.warehouse, <Ok1 as lakehouse_runtime::Table>::DEF).await,
+        ["1", "2", "3", "4"]
+    );
+}

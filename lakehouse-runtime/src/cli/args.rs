@@ -229,6 +229,11 @@ pub struct RunArgs {
     /// The run's logical time (RFC 3339), e.g. to backfill a past day; default: now.
     #[arg(long, value_parser = parse_timestamp, conflicts_with = "every")]
     pub run_at: Option<crate::table::Timestamp>,
+    /// Read the selected pipelines' incremental (`Changes<T>`) inputs whole, not from their last
+    /// success (after an upstream table was recreated or vacuumed); an append output gets the
+    /// rows again.
+    #[arg(long, conflicts_with = "every")]
+    pub full_refresh: bool,
     /// Repeat the run at this interval (loop mode), e.g. `60s`.
     #[arg(long, value_parser = parse_positive_duration)]
     pub every: Option<Duration>,

@@ -169,6 +169,7 @@ fn config(global: &GlobalArgs, selection: &SelectArgs, execution: &ExecutionArgs
 async fn run(registry: &Registry, global: &GlobalArgs, args: RunArgs) -> Result<ExitCode> {
     let mut config = config(global, &args.selection, &args.execution);
     config.run_at = args.run_at;
+    config.full_refresh = args.full_refresh;
     // The selection is checked before the warehouse is opened (a local one is created).
     say!("{}", config.plan(registry)?.to_string().trim_end());
     let (stop, shutdown) = tokio::sync::watch::channel(false);

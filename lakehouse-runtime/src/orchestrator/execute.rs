@@ -213,6 +213,7 @@ async fn run_with_retries(
             let kind = AttemptKind {
                 number: attempt,
                 fresh,
+                full_refresh: config.full_refresh,
             };
             let outcome =
                 attempt_once(orchestrator, pipeline, run.clone(), config, timeout, kind).await;
@@ -354,6 +355,8 @@ struct AttemptKind {
     number: u32,
     /// A new run (its sequence above every recorded one), not a resumed one.
     fresh: bool,
+    /// Incremental inputs are read whole ([`super::RunConfig::full_refresh`]).
+    full_refresh: bool,
 }
 
 impl AttemptKind {
@@ -396,7 +399,7 @@ async fn produce_and_write(
     let cx = Ctx::new(pipeline.name, run.clone(), settings, session.clone(), false);
     let mut frames = Vec::with_capacity(pipeline.inputs.len());
     let mut input_versions = BTreeMap::new();
-    let read_since = if pipeline.inputs.iter().any(|i| i.incremental) {
+    let read_since = if pipeline.inputs.iter().any(|i| i.incremental) && !kind.full_refresh {
         incremental_cursor(orchestrator, pipeline, &run).await?
     } else {
         BTreeMap::new()

@@ -76,6 +76,11 @@ pub struct RunConfig {
     pub settings: Settings,
     /// The logical time of new runs (default: now), e.g. to backfill a past day.
     pub run_at: Option<Timestamp>,
+    /// Read every `Changes<T>` input whole, as on a pipeline's first run, instead of the rows
+    /// new since its last success: after an upstream table was recreated, vacuumed past the
+    /// cursor or lost its log. Merge and SCD2 outputs take the rows again unchanged; an append
+    /// output gets them twice (clear it first).
+    pub full_refresh: bool,
 }
 
 impl Default for RunConfig {
@@ -96,6 +101,7 @@ impl Default for RunConfig {
             force: false,
             settings: Settings::new(),
             run_at: None,
+            full_refresh: false,
         }
     }
 }

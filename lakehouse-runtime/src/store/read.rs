@@ -152,11 +152,26 @@ impl Warehouse {
                     .with_starting_version(after + 1)
                     .with_ending_version(current);
                 let provider = deltalake::delta_datafusion::DeltaCdfTableProvider::try_new(cdf)
-                    .map_err(|e| Error::delta(&qualified, e))?;
+                    .map_err(|e| {
+                        Error::msg(format!(
+                            "reading the rows {qualified} gained after version {after}: {e}; if \
+                             its log or files of those versions were cleaned up, read it whole \
+                             again with `orchestrate run --full-refresh`"
+                        ))
+                    })?;
                 let df = session.read_table(Arc::new(provider))?.filter(
                     datafusion::prelude::col("_change_type").eq(datafusion::prelude::lit("insert")),
                 )?;
                 conform_all(df, table)?
+            }
+            // A table behind the version its reader already read was recreated: reading
+            // nothing would skip its new rows for good, reading them all would repeat none.
+            (Some(after), Some(current)) if after > current => {
+                return Err(Error::msg(format!(
+                    "{qualified} is at version {current}, behind version {after} its reader \
+                     already read: the table was recreated; read it whole with `orchestrate run \
+                     --full-refresh` (an append output then gets its rows again)"
+                )));
             }
             // Nothing after `after`.
             (Some(_), _) => conform_all(empty(session, table)?, table)?,
