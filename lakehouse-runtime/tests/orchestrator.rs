@@ -1004,3 +1004,35 @@ async fn a_recreated_upstream_is_an_error_until_read_whole() {
         ["1", "2", "3", "4"]
     );
 }
+
+#[tokio::test]
+async fn a_loop_goes_on_after_a_run_that_cannot_be_recorded_and_stops_after_five() {
+    let wh = TempWarehouse::new();
+    // A file where the run ledger would go: no run can start.
+    let ledger = wh.dir.path().join("warehouse/lakehouse");
+    std::fs::create_dir_all(&ledger).expect("ledger dir");
+    std::fs::write(ledger.join("runs"), "not a table").expect("blocker");
+    let orchestrator = Orchestrator::new(registry(&["ticks"]), wh.warehouse.clone());
+    let runs = orchestrator
+        .run_loop_with(
+            &RunConfig::default(),
+            Duration::from_millis(1),
+            None,
+            Some(3),
+            |_| {},
+        )
+        .await
+        .expect("three failed runs do not end the loop");
+    assert_eq!(runs, 3);
+    let error = orchestrator
+        .run_loop_with(
+            &RunConfig::default(),
+            Duration::from_millis(1),
+            None,
+            Some(50),
+            |_| {},
+        )
+        .await
+        .expect_err("five in a row do");
+    assert!(error.to_string().contains("lakehouse.runs"), "{error}");
+}

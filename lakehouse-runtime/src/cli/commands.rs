@@ -237,12 +237,12 @@ async fn run_selected(
                     code = ExitCode::FAILURE;
                 }
             };
-            let reports = with_progress(orchestrator, |o| async move {
+            let runs = with_progress(orchestrator, |o| async move {
                 o.run_loop_with(&config, every, args.duration, args.iterations, on_report)
                     .await
             })
             .await?;
-            say!("{} run(s) done", reports.len());
+            say!("{runs} run(s) done");
             Ok(code)
         }
     }

@@ -106,6 +106,9 @@ impl Default for RunConfig {
     }
 }
 
+/// Runs in a row of a loop that could not start or be recorded before the loop gives up.
+pub const MAX_FAILED_LOOP_RUNS: usize = 5;
+
 /// Runs pipelines of a registry over a warehouse.
 ///
 /// # Examples
@@ -337,12 +340,21 @@ impl Orchestrator {
         duration: Option<Duration>,
         iterations: Option<usize>,
     ) -> Result<Vec<RunReport>> {
-        self.run_loop_with(config, every, duration, iterations, |_| {})
-            .await
+        let mut reports = Vec::new();
+        self.run_loop_with(config, every, duration, iterations, |report| {
+            reports.push(report.clone())
+        })
+        .await?;
+        Ok(reports)
     }
 
     /// [`Orchestrator::run_loop`], calling `on_report` with each run's report as soon as the run
-    /// ends (to print it, say, rather than at the end of the loop).
+    /// ends (to print it, say) instead of keeping them all: a loop can run for weeks. Returns
+    /// how many runs were made.
+    ///
+    /// A run that cannot start or be recorded (the ledger unreachable for a moment, say) is
+    /// logged and the loop goes on at the next tick; [`MAX_FAILED_LOOP_RUNS`] such runs in a
+    /// row end it with the last error.
     pub async fn run_loop_with(
         &self,
         config: &RunConfig,
@@ -350,9 +362,11 @@ impl Orchestrator {
         duration: Option<Duration>,
         iterations: Option<usize>,
         mut on_report: impl FnMut(&RunReport),
-    ) -> Result<Vec<RunReport>> {
+    ) -> Result<usize> {
+        // A selection that cannot be planned will not plan later either.
+        self.plan(config)?;
         let started = Instant::now();
-        let mut reports = Vec::new();
+        let (mut runs, mut failed_in_a_row) = (0, 0);
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut shutdown = self.shutdown.clone();
@@ -364,17 +378,26 @@ impl Orchestrator {
             if *shutdown.borrow() {
                 break;
             }
-            let report = self.run(config).await?;
-            tracing::info!(run_id = %report.run_id, status = %report.status(), "loop iteration finished");
-            on_report(&report);
-            reports.push(report);
-            let done = iterations.is_some_and(|n| reports.len() >= n)
+            runs += 1;
+            match self.run(config).await {
+                Ok(report) => {
+                    failed_in_a_row = 0;
+                    tracing::info!(run_id = %report.run_id, status = %report.status(), "loop iteration finished");
+                    on_report(&report);
+                }
+                Err(error) if failed_in_a_row + 1 < MAX_FAILED_LOOP_RUNS => {
+                    failed_in_a_row += 1;
+                    tracing::error!(%error, failed_in_a_row, "the run could not start or be recorded; trying again at the next tick");
+                }
+                Err(error) => return Err(error),
+            }
+            let done = iterations.is_some_and(|n| runs >= n)
                 || duration.is_some_and(|d| started.elapsed() + every > d);
             if done || *shutdown.borrow() {
                 break;
             }
         }
-        Ok(reports)
+        Ok(runs)
     }
 
     /// A `run_at` later than every recorded one (distinct even for runs started in the same
