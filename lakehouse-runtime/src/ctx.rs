@@ -236,12 +236,13 @@ impl Ctx {
             .sql_with_options(query, options)
             .await
             .map_err(|e| {
-                let hint = if e.to_string().contains("not found") {
-                    " (SQL reads the tables the pipeline takes as parameters: add one as \
+                let hint =
+                    if e.to_string().contains("table '") && e.to_string().contains("not found") {
+                        " (SQL reads the tables the pipeline takes as parameters: add one as \
                      `_name: Frame<Table>`)"
-                } else {
-                    ""
-                };
+                    } else {
+                        ""
+                    };
                 Error::msg(format!(
                     "pipeline `{}`: SQL failed: {e}{hint}",
                     self.pipeline

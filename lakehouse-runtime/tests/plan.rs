@@ -286,10 +286,18 @@ mod referenced {
         pub id: i64,
     }
 
-    /// Facts pointing at it.
+    /// Facts pointing at it, checked.
     #[derive(Table)]
-    #[table(schema = "gold", name = "ref_fact")]
+    #[table(schema = "gold", name = "ref_fact", quality = warn)]
     pub struct Fact {
+        #[column(references = Dim::id)]
+        pub dim_id: Option<i64>,
+    }
+
+    /// The same, unchecked: the reference is documentation only.
+    #[derive(Table)]
+    #[table(schema = "gold", name = "ref_fact_unchecked")]
+    pub struct Unchecked {
         #[column(references = Dim::id)]
         pub dim_id: Option<i64>,
     }
@@ -336,6 +344,8 @@ fn a_referenced_table_is_written_upstream() {
          upstream of `fact`: add it to `depends_on`, so that the dimension is written before the \
          rows that reference it are checked"
     );
+    // Without checks, nothing reads the dimension for the facts.
+    Registry::new([writer("fact", referenced::Unchecked::DEF, &[])]).expect("unchecked");
     // Upstream through another pipeline is enough.
     Registry::new([
         dim,

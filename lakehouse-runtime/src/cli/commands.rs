@@ -46,7 +46,10 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Runs { run_id, limit } => runs(&registry, &global, run_id, limit).await,
         Command::Resume { run_id, execution } => {
             let config = config(&global, &SelectArgs::default(), &execution);
-            let orchestrator = Orchestrator::new(registry, existing_warehouse(&global)?);
+            let (stop, shutdown) = tokio::sync::watch::channel(false);
+            let orchestrator =
+                Orchestrator::new(registry, existing_warehouse(&global)?).with_shutdown(shutdown);
+            stop_when_interrupted(stop);
             let settings = config.settings.clone();
             let report = with_progress(&orchestrator, |o| async move {
                 o.resume(&run_id, &config).await
@@ -178,6 +181,26 @@ async fn run(registry: &Registry, global: &GlobalArgs, args: RunArgs) -> Result<
     run_selected(&orchestrator, config, args, stop, global).await
 }
 
+/// Sends `stop` at the first interrupt (no new pipeline starts, running ones finish) and exits
+/// at the second.
+fn stop_when_interrupted(stop: tokio::sync::watch::Sender<bool>) {
+    tokio::spawn(async move {
+        if interrupted().await {
+            tracing::warn!(
+                "interrupted: letting running pipelines finish; interrupt again to abort"
+            );
+            let _ = stop.send(true);
+            if interrupted().await {
+                std::process::exit(130);
+            }
+        } else {
+            // Nothing to listen for: the sender stays, or a loop would see a stop at once.
+            std::future::pending::<()>().await;
+            drop(stop);
+        }
+    });
+}
+
 /// Ctrl-C, or, on Unix, SIGTERM (what `docker stop`, `systemctl stop` and Kubernetes send);
 /// `false` when neither can be listened for.
 async fn interrupted() -> bool {
@@ -202,21 +225,7 @@ async fn run_selected(
     stop: tokio::sync::watch::Sender<bool>,
     global: &GlobalArgs,
 ) -> Result<ExitCode> {
-    tokio::spawn(async move {
-        if interrupted().await {
-            tracing::warn!(
-                "interrupted: letting running pipelines finish; interrupt again to abort"
-            );
-            let _ = stop.send(true);
-            if interrupted().await {
-                std::process::exit(130);
-            }
-        } else {
-            // Nothing to listen for: the sender stays, or a loop would see a stop at once.
-            std::future::pending::<()>().await;
-            drop(stop);
-        }
-    });
+    stop_when_interrupted(stop);
     let settings = config.settings.clone();
     match args.every {
         None => {
@@ -242,7 +251,15 @@ async fn run_selected(
                     .await
             })
             .await?;
-            say!("{runs} run(s) done");
+            if runs.failed > 0 {
+                say!(
+                    "{} run(s) done, {} more could not start or be recorded (see the log)",
+                    runs.done,
+                    runs.failed
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            say!("{} run(s) done", runs.done);
             Ok(code)
         }
     }

@@ -134,14 +134,16 @@ pub const fn max_level(levels: &[usize]) -> usize {
 /// Compiles only when `Me` declares `Dep` in its `depends_on`.
 pub const fn assert_depends_on<Me: DependsOn<Dep>, Dep: Pipeline>() {}
 
-/// Fails compilation when a `full_snapshot` pipeline writes a table without keys to delete or
-/// close (an append or overwrite table), where the option would do nothing.
+/// Fails compilation when a `full_snapshot` pipeline writes an append table, whose rows are
+/// never replaced: the option would do nothing (an overwrite table gets its guard against an
+/// empty output; merge and SCD2 tables their deletions).
 pub const fn assert_full_snapshot<T: Table>() {
     match T::DEF.mode {
-        WriteMode::Merge | WriteMode::Scd2 => {}
-        WriteMode::Append | WriteMode::Overwrite => panic!(
-            "`full_snapshot` deletes (merge) or closes (scd2) the keys the output lacks: it \
-             applies to `mode = merge` or `mode = scd2` tables only"
+        WriteMode::Merge | WriteMode::Scd2 | WriteMode::Overwrite => {}
+        WriteMode::Append => panic!(
+            "`full_snapshot` says the output is the table's complete set of rows, which an \
+             append table never is: use `mode = merge` or `mode = scd2` (keys the output lacks \
+             are deleted or closed), or `mode = overwrite`"
         ),
     }
 }

@@ -299,13 +299,17 @@ fn check_edges(
     Ok(())
 }
 
-/// Every `references` target is written by an upstream pipeline of the referencing table's
-/// writer (the graph is acyclic by now).
+/// Every `references` target of a table with quality checks is written by an upstream pipeline
+/// of the referencing table's writer (the graph is acyclic by now).
 fn check_references(
     pipelines: &[&'static PipelineDescriptor],
     index: &HashMap<&'static str, usize>,
 ) -> Result<(), GraphError> {
-    for p in pipelines {
+    // Only checked references need their dimension complete before the facts.
+    for p in pipelines
+        .iter()
+        .filter(|p| p.output.quality != crate::table::Quality::Off)
+    {
         for column in p.output.data_columns() {
             let Some(target) = column.references else {
                 continue;

@@ -614,15 +614,23 @@ async fn incremental_cursor(
         .map(versions_of)
         .unwrap_or_default();
     let after = last_success.as_ref().map_or(i64::MIN, |r| r.sequence + 1);
-    let unrecorded = orchestrator
+    let unrecorded_commit = orchestrator
         .warehouse
         .committed_transaction(pipeline.output, pipeline.name, after)
         .await?
-        .filter(|commit| commit.transaction_version < run.sequence)
-        .and_then(|commit| commit.metadata.get(INPUT_VERSIONS_KEY).cloned())
-        .and_then(|versions| {
-            serde_json::from_value::<BTreeMap<String, Option<u64>>>(versions).ok()
-        });
+        .filter(|commit| commit.transaction_version < run.sequence);
+    let unrecorded = unrecorded_commit.as_ref().and_then(|commit| {
+        let versions = commit.metadata.get(INPUT_VERSIONS_KEY).cloned();
+        if versions.is_none() {
+            tracing::warn!(
+                sequence = commit.transaction_version,
+                "the output holds a commit of this pipeline whose success the ledger lacks, but \
+                 not what it read: reading on from the last recorded success (its rows may be \
+                 read again)"
+            );
+        }
+        versions.and_then(|v| serde_json::from_value::<BTreeMap<String, Option<u64>>>(v).ok())
+    });
     Ok(match unrecorded {
         Some(versions) => {
             tracing::warn!(

@@ -109,6 +109,15 @@ impl Default for RunConfig {
 /// Runs in a row of a loop that could not start or be recorded before the loop gives up.
 pub const MAX_FAILED_LOOP_RUNS: usize = 5;
 
+/// What a loop ran ([`Orchestrator::run_loop_with`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoopRuns {
+    /// Runs made and recorded (whatever their pipelines' outcome).
+    pub done: usize,
+    /// Runs that could not start or be recorded.
+    pub failed: usize,
+}
+
 /// Runs pipelines of a registry over a warehouse.
 ///
 /// # Examples
@@ -341,16 +350,23 @@ impl Orchestrator {
         iterations: Option<usize>,
     ) -> Result<Vec<RunReport>> {
         let mut reports = Vec::new();
-        self.run_loop_with(config, every, duration, iterations, |report| {
-            reports.push(report.clone())
-        })
-        .await?;
+        let runs = self
+            .run_loop_with(config, every, duration, iterations, |report| {
+                reports.push(report.clone())
+            })
+            .await?;
+        if runs.failed > 0 {
+            return Err(Error::msg(format!(
+                "{} run(s) of the loop could not start or be recorded",
+                runs.failed
+            )));
+        }
         Ok(reports)
     }
 
     /// [`Orchestrator::run_loop`], calling `on_report` with each run's report as soon as the run
     /// ends (to print it, say) instead of keeping them all: a loop can run for weeks. Returns
-    /// how many runs were made.
+    /// how many runs were made and how many could not start or be recorded.
     ///
     /// A run that cannot start or be recorded (the ledger unreachable for a moment, say) is
     /// logged and the loop goes on at the next tick; [`MAX_FAILED_LOOP_RUNS`] such runs in a
@@ -362,11 +378,12 @@ impl Orchestrator {
         duration: Option<Duration>,
         iterations: Option<usize>,
         mut on_report: impl FnMut(&RunReport),
-    ) -> Result<usize> {
+    ) -> Result<LoopRuns> {
         // A selection that cannot be planned will not plan later either.
         self.plan(config)?;
         let started = Instant::now();
-        let (mut runs, mut failed_in_a_row) = (0, 0);
+        let mut runs = LoopRuns::default();
+        let mut failed_in_a_row = 0;
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut shutdown = self.shutdown.clone();
@@ -378,20 +395,21 @@ impl Orchestrator {
             if *shutdown.borrow() {
                 break;
             }
-            runs += 1;
             match self.run(config).await {
                 Ok(report) => {
+                    runs.done += 1;
                     failed_in_a_row = 0;
                     tracing::info!(run_id = %report.run_id, status = %report.status(), "loop iteration finished");
                     on_report(&report);
                 }
                 Err(error) if failed_in_a_row + 1 < MAX_FAILED_LOOP_RUNS => {
                     failed_in_a_row += 1;
+                    runs.failed += 1;
                     tracing::error!(%error, failed_in_a_row, "the run could not start or be recorded; trying again at the next tick");
                 }
                 Err(error) => return Err(error),
             }
-            let done = iterations.is_some_and(|n| runs >= n)
+            let done = iterations.is_some_and(|n| runs.done + runs.failed >= n)
                 || duration.is_some_and(|d| started.elapsed() + every > d);
             if done || *shutdown.borrow() {
                 break;

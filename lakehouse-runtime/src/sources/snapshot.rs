@@ -237,8 +237,14 @@ impl Fetch for RecordingFetch {
                 if let Some(parent) = write_path.parent() {
                     std::fs::create_dir_all(parent)?;
                 }
-                create_new(&partial)?.write_all(&bytes)?;
-                std::fs::rename(&partial, &write_path)
+                let written = create_new(&partial)
+                    .and_then(|mut file| file.write_all(&bytes))
+                    .and_then(|()| std::fs::rename(&partial, &write_path));
+                if written.is_err() {
+                    // Best effort: the write's own error is the one reported.
+                    let _ = std::fs::remove_file(&partial);
+                }
+                written
             })
             .await
             .map_err(|e| io_error(&path, "cannot record the response", e))?;
@@ -266,6 +272,7 @@ impl Fetch for RecordingFetch {
                 file: Some(file),
                 partial,
                 path,
+                finished: false,
             };
             Ok(BodyStream {
                 url: body.url,
@@ -284,12 +291,24 @@ impl Fetch for RecordingFetch {
     }
 }
 
-/// A body stream copied into a `.partial` file, renamed to its snapshot name at the end.
+/// A body stream copied into a temporary file, renamed to its snapshot name at the end; the
+/// temporary file is removed if the stream fails or is dropped before its end.
 struct Tee {
     chunks: BoxStream<'static, Result<Vec<u8>>>,
     file: Option<std::fs::File>,
     partial: PathBuf,
     path: PathBuf,
+    /// Renamed into place: nothing to remove.
+    finished: bool,
+}
+
+impl Drop for Tee {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Best effort, and quick: an unlink.
+            let _ = std::fs::remove_file(&self.partial);
+        }
+    }
 }
 
 impl Tee {
@@ -326,6 +345,7 @@ impl Tee {
                 .await
                 {
                     Ok(()) => {
+                        self.finished = true;
                         tracing::info!(file = %self.path.display(), "recorded");
                         None
                     }
@@ -339,7 +359,6 @@ impl Tee {
     }
 }
 
-/// `<path>.partial`.
 /// A temporary name beside `path`, unique to this write (two pipelines may record one URL at
 /// once, say a GBFS discovery document).
 fn partial_path(path: &Path) -> PathBuf {

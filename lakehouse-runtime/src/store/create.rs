@@ -376,8 +376,8 @@ fn declared_check_key(name: &str) -> String {
 }
 
 /// The CHECK constraints `delta` holds that `table` does not declare, or declares with another
-/// expression than the one recorded when it was added (one added before declarations were
-/// recorded counts as unchanged).
+/// expression than the one recorded when it was added (or, without a record, than the one
+/// stored).
 fn checks_to_drop(table: &TableDef, delta: &DeltaTable) -> Result<Vec<String>> {
     let stored = delta
         .snapshot()
@@ -390,12 +390,13 @@ fn checks_to_drop(table: &TableDef, delta: &DeltaTable) -> Result<Vec<String>> {
             let name = key.strip_prefix("delta.constraints.")?;
             let declared = table.checks.iter().find(|c| c.name == name);
             let recorded = stored.get(&declared_check_key(name));
-            match (declared, recorded) {
-                (None, _) => Some(name.to_owned()),
-                (Some(check), Some(recorded)) if recorded.trim() != check.expr.trim() => {
-                    Some(name.to_owned())
-                }
-                _ => None,
+            // Without a record (added before declarations were recorded), delta-rs's rewriting
+            // is all there is: a mismatch, perhaps only of form, costs one drop and re-add.
+            let compared = recorded.unwrap_or(stored.get(key)?);
+            match declared {
+                None => Some(name.to_owned()),
+                Some(check) if compared.trim() != check.expr.trim() => Some(name.to_owned()),
+                Some(_) => None,
             }
         })
         .collect();

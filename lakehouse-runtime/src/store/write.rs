@@ -511,7 +511,7 @@ async fn merge(
                     .await;
             return match upserted {
                 Err(e) if super::unique::is_duplicate(&e) => {
-                    tracing::info!(table = %table.qualified_name(), "the output repeats keys: one row per key is written, the newest by run_at (`quality = warn` records which keys)");
+                    tracing::info!(table = %table.qualified_name(), "the output repeats keys: one row per key is written (the newest by `run_at` when the table has it); `quality = warn` counts them");
                     let source = dedupe(source, table)
                         .map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))?;
                     super::upsert::upsert(session, delta, source, table, commit).await
@@ -532,7 +532,7 @@ async fn merge(
             .await;
             match upserted {
                 Err(e) if super::unique::is_duplicate(&e) => {
-                    tracing::info!(table = %table.qualified_name(), "the output repeats keys: one row per key is written, the newest by run_at (`quality = warn` records which keys)");
+                    tracing::info!(table = %table.qualified_name(), "the output repeats keys: one row per key is written (the newest by `run_at` when the table has it); `quality = warn` counts them");
                     let source = dedupe(source, table)
                         .map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))?;
                     upsert(delta, source, table, Deletions::None, state, commit).await

@@ -207,3 +207,50 @@ fn settings_choose_the_mode_and_the_directory() {
         .expect_err("no such directory");
     assert!(error.to_string().contains("/elsewhere"), "{error}");
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn a_recording_left_unfinished_leaves_no_file() {
+    use futures::StreamExt as _;
+    let server = TestServer::start(replay(fixtures("paged"), PARIS));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (fetch, _) = http(policy());
+    let recording = RecordingFetch::new(fetch, dir.path());
+    let url = Url::parse(&format!(
+        "{}catalog/datasets/{STATUS}/records?limit=20&offset=0",
+        ods_base(&server)
+    ))
+    .expect("URL");
+    let mut body = recording.stream(&url).await.expect("stream");
+    body.chunks.next().await.expect("a chunk").expect("bytes");
+    // The reader stops here (a parse error, a timeout): the stream is dropped unfinished.
+    drop(body);
+    assert_eq!(files_under(dir.path()), Vec::<std::path::PathBuf>::new());
+    // Read to its end, it is recorded under its snapshot name, with no temporary file beside.
+    let mut body = recording.stream(&url).await.expect("stream");
+    while let Some(chunk) = body.chunks.next().await {
+        chunk.expect("bytes");
+    }
+    drop(body);
+    let files = files_under(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(
+        files[0]
+            .to_string_lossy()
+            .ends_with("records@limit=20&offset=0.json"),
+        "{files:?}"
+    );
+}
