@@ -1036,3 +1036,37 @@ async fn a_loop_goes_on_after_a_run_that_cannot_be_recorded_and_stops_after_five
         .expect_err("five in a row do");
     assert!(error.to_string().contains("lakehouse.runs"), "{error}");
 }
+
+#[tokio::test]
+async fn an_upstream_recreated_past_the_cursor_is_an_error_too() {
+    let wh = TempWarehouse::new();
+    let both = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    for _ in 1..=2 {
+        let report = both.run(&RunConfig::default()).await.expect("run");
+        assert!(report.succeeded(), "{}", report.render(false));
+    }
+    // Recreated, then written three times while ok1 does not run: the new table is past the
+    // version ok1 read, and reading on from there would skip its first rows.
+    std::fs::remove_dir_all(wh.dir.path().join("warehouse/bronze/ticks")).expect("deleted");
+    let ticks_only = Orchestrator::new(registry(&["ticks"]), wh.warehouse.clone());
+    for _ in 1..=3 {
+        let report = ticks_only.run(&RunConfig::default()).await.expect("ticks");
+        assert!(report.succeeded(), "{}", report.render(false));
+    }
+    let report = both
+        .run(&RunConfig {
+            targets: vec!["ok1".to_owned()],
+            ..RunConfig::default()
+        })
+        .await
+        .expect("run");
+    let error = report
+        .result("ok1")
+        .and_then(|r| r.error.clone())
+        .unwrap_or_default();
+    assert!(
+        error.contains("bronze.ticks was recreated at"),
+        "{}",
+        report.render(false)
+    );
+}

@@ -399,23 +399,35 @@ async fn produce_and_write(
     let cx = Ctx::new(pipeline.name, run.clone(), settings, session.clone(), false);
     let mut frames = Vec::with_capacity(pipeline.inputs.len());
     let mut input_versions = BTreeMap::new();
-    let read_since = if pipeline.inputs.iter().any(|i| i.incremental) && !kind.full_refresh {
+    let cursor = if pipeline.inputs.iter().any(|i| i.incremental) && !kind.full_refresh {
         incremental_cursor(orchestrator, pipeline, &run).await?
     } else {
-        BTreeMap::new()
+        Cursor::default()
     };
     // The inputs are loaded together: each load reads a Delta log, mostly waiting on files.
     let reads = pipeline.inputs.iter().map(|input| {
-        let (session, read_since) = (&session, &read_since);
+        let (session, cursor) = (&session, &cursor);
         async move {
             let name = input.table.qualified_name();
             if !input.incremental {
                 let (df, version) = warehouse.read_with_version(session, input.table).await?;
                 return Ok::<_, Error>((name, df, version, None));
             }
-            let after = read_since.get(&name).copied().flatten();
+            let after = cursor.versions.get(&name).copied().flatten();
             tracing::debug!(input = %name, after_version = after, "reading new rows");
             let changes = warehouse.read_changes(session, input.table, after).await?;
+            // Created after this pipeline last read it: another table of the same name, whose
+            // versions are not the ones the cursor counts.
+            if let (Some(_), Some(created), Some(read)) =
+                (after, changes.created_at, cursor.read_at)
+                && created > read
+            {
+                return Err(Error::msg(format!(
+                    "{name} was recreated at {created}, after this pipeline last read it (at \
+                     {read}): its versions start over; read it whole with `orchestrate run \
+                     --full-refresh` (an append output then gets its rows again)"
+                )));
+            }
             Ok((name, changes.rows, changes.version, Some(after)))
         }
     });
@@ -599,7 +611,7 @@ async fn incremental_cursor(
     orchestrator: &Orchestrator,
     pipeline: &'static PipelineDescriptor,
     run: &RunInfo,
-) -> Result<BTreeMap<String, Option<u64>>> {
+) -> Result<Cursor> {
     let last_success = orchestrator
         .ledger
         .last_success(pipeline.name)
@@ -637,10 +649,25 @@ async fn incremental_cursor(
                 "the output holds a commit of this pipeline whose success the ledger lacks; \
                  reading on from what that commit read"
             );
-            versions
+            Cursor {
+                versions,
+                read_at: None,
+            }
         }
-        None => recorded,
+        None => Cursor {
+            versions: recorded,
+            read_at: last_success.map(|r| r.started_at),
+        },
     })
+}
+
+/// Where a pipeline's incremental reads start ([`incremental_cursor`]).
+#[derive(Default)]
+struct Cursor {
+    /// The version of each input read last.
+    versions: BTreeMap<String, Option<u64>>,
+    /// When they were read, if known.
+    read_at: Option<Timestamp>,
 }
 
 /// Whether every one of `frames` is empty (reading at most a batch of each).

@@ -100,6 +100,9 @@ pub struct Changes {
     pub rows: DataFrame,
     /// The table version read up to (`None`: the table does not exist yet).
     pub version: Option<u64>,
+    /// When the table was created, as its metadata records it: a reader that last read it
+    /// before then read another table of the same name (it was recreated since).
+    pub created_at: Option<crate::table::Timestamp>,
 }
 
 /// Statistics of a table's current version, from the Delta log (no data is read).
@@ -134,9 +137,16 @@ impl Warehouse {
             return Ok(Changes {
                 rows: conform_all(empty(session, table)?, table)?,
                 version: None,
+                created_at: None,
             });
         };
         let current = delta.version();
+        let created_at = delta
+            .snapshot()
+            .ok()
+            .and_then(|snapshot| snapshot.metadata().created_time())
+            .and_then(|millis| millis.checked_mul(1_000))
+            .map(crate::table::Timestamp);
         let rows = match (after, current) {
             // The version loaded, not a later one: the rows are exactly those up to `current`.
             (None, _) => read_loaded(session, table, &delta).await?,
@@ -179,6 +189,7 @@ impl Warehouse {
         Ok(Changes {
             rows,
             version: current,
+            created_at,
         })
     }
 
@@ -231,8 +242,6 @@ pub(crate) fn stats_of(
     })
 }
 
-/// The most files under `target` bytes in one partition of `snapshot` (the whole table when
-/// unpartitioned): what a compaction to that size would merge there.
 /// The largest value of `column` (integers; timestamps as microseconds, which Delta statistics
 /// keep to the millisecond) from `files`, a snapshot's add-actions table with statistics:
 /// `Some(None)` when no file holds a value, `None` when a file with values has no statistics
@@ -281,6 +290,8 @@ pub(crate) fn integers(array: &arrow::array::ArrayRef) -> Result<arrow::array::A
     Ok(arrow::compute::cast(&array, &DataType::Int64)?)
 }
 
+/// The most files under `target` bytes in one partition of `snapshot` (the whole table when
+/// unpartitioned): what a compaction to that size would merge there.
 pub(crate) fn small_files(
     snapshot: &deltalake::table::state::DeltaTableState,
     target: u64,
