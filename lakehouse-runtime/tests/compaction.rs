@@ -200,3 +200,50 @@ async fn a_write_leaving_many_files_compacts_them_and_incremental_readers_see_ea
     );
     assert_eq!(ids(&wh, latest).await, "1|1|1003|1003");
 }
+
+/// Rows of about 200 KiB each, against a 256 KiB target.
+#[derive(Table, Serialize)]
+#[table(schema = "bronze", name = "large_events", target_file_size = 262144)]
+pub struct LargeEvents {
+    pub id: i64,
+    pub payload: String,
+}
+
+/// `len` letters that do not compress (a deterministic pseudo-random text).
+fn incompressible(seed: i64, len: usize) -> String {
+    let mut state = seed as u64 ^ 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'a' + (state % 26) as u8)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn files_a_compaction_would_leave_do_not_count_as_small() {
+    let wh = TempWarehouse::new();
+    let table = <LargeEvents as lakehouse_runtime::Table>::DEF;
+    for id in 0..AUTO_COMPACT_AT_FILES as i64 {
+        let row = LargeEvents {
+            id,
+            payload: incompressible(id, 200 * 1024),
+        };
+        crate::common::write(&wh.warehouse, table, &[row], WriteOptions::default())
+            .await
+            .expect("append");
+    }
+    // Each file is under the target but over half of it: no two fit in one file, so a
+    // compaction would change nothing, and none is asked for at every write.
+    let stats = wh
+        .warehouse
+        .stats(table)
+        .await
+        .expect("stats")
+        .expect("table");
+    assert_eq!((stats.files, stats.small_files), (64, 0));
+    let report = wh.warehouse.compact(table).await.expect("compact");
+    assert_eq!(report.files_removed, 0);
+}

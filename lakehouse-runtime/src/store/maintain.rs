@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::table::TableDef;
 
 /// A pipeline's write that leaves a partition of its table (the whole table when unpartitioned)
-/// with this many files under the target size compacts them (tables declared `auto_compact`,
+/// with this many files under half the target size compacts them (tables declared `auto_compact`,
 /// the default; the ledger does the same for the system tables). Every Delta commit re-reads the
 /// statistics of all of a table's files, and a scan opens each one: a table appended to by every
 /// run of a loop would otherwise make each run slower than the last.

@@ -116,8 +116,8 @@ pub struct TableStats {
     pub files: i64,
     /// Bytes of data files.
     pub bytes: i64,
-    /// Data files under the table's target file size in the partition holding the most of them
-    /// (the whole table when unpartitioned): what a compaction would merge.
+    /// Data files under half the table's target file size in the partition holding the most of
+    /// them (the whole table when unpartitioned): what a compaction would merge.
     pub small_files: i64,
     /// NULLs per column.
     pub null_counts: std::collections::BTreeMap<String, i64>,
@@ -290,12 +290,15 @@ pub(crate) fn integers(array: &arrow::array::ArrayRef) -> Result<arrow::array::A
     Ok(arrow::compute::cast(&array, &DataType::Int64)?)
 }
 
-/// The most files under `target` bytes in one partition of `snapshot` (the whole table when
-/// unpartitioned): what a compaction to that size would merge there.
+/// The most files under half of `target` bytes in one partition of `snapshot` (the whole
+/// table when unpartitioned): what a compaction to that size would merge there. Files from half
+/// the target up are what such a compaction leaves (a bin that cannot take another file is not
+/// rewritten): counting them would keep asking for compactions that change nothing.
 pub(crate) fn small_files(
     snapshot: &deltalake::table::state::DeltaTableState,
     target: u64,
 ) -> usize {
+    let target = target / 2;
     most_per_partition(
         snapshot.log_data().iter().map(|file| {
             let mut partition: Vec<_> = file.partition_values_map().into_iter().collect();

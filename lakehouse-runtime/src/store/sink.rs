@@ -189,7 +189,8 @@ impl OpenTable {
         self.state.version()
     }
 
-    /// The most files under `size` bytes in one partition of the version this table is open at.
+    /// The most files under half of `size` bytes in one partition of the version this table is
+    /// open at (see [`super::read::small_files`]).
     pub(crate) fn small_files(&self, size: u64) -> usize {
         super::read::small_files(&self.state, size)
     }
