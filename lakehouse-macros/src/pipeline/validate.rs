@@ -130,6 +130,20 @@ pub(crate) fn validate(args: PipelineArgs, item: ItemFn) -> syn::Result<Pipeline
         let last = dep.segments.last().map(|s| s.ident.to_string());
         if last.as_deref() == Some(own_name.as_str()) && dep.segments.len() == 1 {
             errors.spanned(dep, "a pipeline cannot depend on itself");
+        } else if last
+            .as_deref()
+            .is_some_and(|name| name.starts_with(|c: char| c.is_ascii_uppercase()))
+        {
+            // Pipelines are functions, named in snake_case; a CamelCase name is a type.
+            errors.spanned(
+                dep,
+                format!(
+                    "`{}` looks like a table: `depends_on` lists the pipeline functions that write \
+                     this pipeline's inputs (the `#[pipeline]` fn returning `Frame<{}>`)",
+                    last.as_deref().unwrap_or_default(),
+                    last.as_deref().unwrap_or_default()
+                ),
+            );
         } else if seen.contains(&text) {
             errors.spanned(dep, format!("`{text}` is listed twice in `depends_on`"));
         }

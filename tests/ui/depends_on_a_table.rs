@@ -1,0 +1,14 @@
+use lakehouse_runtime::prelude::*;
+use lakehouse_tests::*;
+
+#[derive(Table)]
+#[table(schema = "silver")]
+pub struct CleanSales { pub order_id: i64 }
+
+/// `depends_on` names the table the upstream pipeline writes, not the pipeline.
+#[pipeline(depends_on = [BronzeSales])]
+pub async fn clean_sales(raw: Frame<BronzeSales>) -> Result<Frame<CleanSales>> {
+    raw.select_into(CleanSalesSelect { order_id: BronzeSales::order_id })
+}
+
+fn main() {}
