@@ -357,17 +357,25 @@ fn checks_to_add(
     table: &TableDef,
     delta: &DeltaTable,
 ) -> Result<HashMap<&'static str, &'static str>> {
-    let stored = delta
-        .snapshot()
-        .map_err(|e| Error::delta(table.qualified_name(), e))?
-        .metadata()
-        .configuration();
+    let stored = configuration(table, delta)?;
     Ok(table
         .checks
         .iter()
         .filter(|c| !stored.contains_key(&format!("delta.constraints.{}", c.name)))
         .map(|c| (c.name, c.expr))
         .collect())
+}
+
+/// The configuration (properties, CHECK constraints) of `delta`, the loaded table of `table`.
+fn configuration<'a>(
+    table: &TableDef,
+    delta: &'a DeltaTable,
+) -> Result<&'a HashMap<String, String>> {
+    Ok(delta
+        .snapshot()
+        .map_err(|e| Error::delta(table.qualified_name(), e))?
+        .metadata()
+        .configuration())
 }
 
 /// The table property recording the expression a CHECK constraint was declared with.
@@ -379,11 +387,7 @@ fn declared_check_key(name: &str) -> String {
 /// expression than the one recorded when it was added (or, without a record, than the one
 /// stored).
 fn checks_to_drop(table: &TableDef, delta: &DeltaTable) -> Result<Vec<String>> {
-    let stored = delta
-        .snapshot()
-        .map_err(|e| Error::delta(table.qualified_name(), e))?
-        .metadata()
-        .configuration();
+    let stored = configuration(table, delta)?;
     let mut stale: Vec<String> = stored
         .keys()
         .filter_map(|key| {
@@ -407,11 +411,7 @@ fn checks_to_drop(table: &TableDef, delta: &DeltaTable) -> Result<Vec<String>> {
 /// The declared CHECK constraints whose declared expression `delta` does not record yet,
 /// property → expression.
 fn declarations_to_record(table: &TableDef, delta: &DeltaTable) -> Result<HashMap<String, String>> {
-    let stored = delta
-        .snapshot()
-        .map_err(|e| Error::delta(table.qualified_name(), e))?
-        .metadata()
-        .configuration();
+    let stored = configuration(table, delta)?;
     Ok(table
         .checks
         .iter()
@@ -422,11 +422,7 @@ fn declarations_to_record(table: &TableDef, delta: &DeltaTable) -> Result<HashMa
 
 /// The properties `table` declares that `delta` lacks or holds with another value.
 fn properties_to_set(table: &TableDef, delta: &DeltaTable) -> Result<HashMap<String, String>> {
-    let stored = delta
-        .snapshot()
-        .map_err(|e| Error::delta(table.qualified_name(), e))?
-        .metadata()
-        .configuration();
+    let stored = configuration(table, delta)?;
     Ok(table
         .properties
         .iter()
