@@ -443,6 +443,17 @@ fn an_ingestion_rejecting_too_many_records_fails_and_writes_nothing() {
         !dir.path().join("bronze/velov_station_info").exists(),
         "nothing written"
     );
+    // The rejected records are kept, with the failed attempt: they show what changed.
+    let rejects = stdout(&orchestrate(
+        dir.path(),
+        &[
+            "sql",
+            "SELECT count(*) AS n FROM lakehouse.rejects WHERE pipeline = 'velov_station_info'",
+            "--format",
+            "csv",
+        ],
+    ));
+    assert_eq!(rejects, "n\n4\n");
     // The default limit (10 %) lets the same list through.
     let default = orchestrate(dir.path(), &["run", "--select", "velov_station_info"]);
     assert!(default.status.success(), "{}", stderr(&default));

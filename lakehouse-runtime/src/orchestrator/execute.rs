@@ -463,7 +463,20 @@ async fn produce_and_write(
         });
     }
     tracing::debug!("inputs read");
-    let output = (pipeline.run)(&cx, Inputs::new(frames)).await?;
+    let output = match (pipeline.run)(&cx, Inputs::new(frames)).await {
+        Ok(output) => output,
+        Err(error) => {
+            // The records a failed ingestion rejected are what tells why it failed (a source
+            // that changed its format): they are kept, with the failed attempt's run.
+            let rejects = reject_records(&cx, pipeline, &run);
+            if !rejects.is_empty()
+                && let Err(record_error) = orchestrator.ledger.append(&rejects).await
+            {
+                tracing::error!(%record_error, "could not record the rejected source records");
+            }
+            return Err(error);
+        }
+    };
     if pipeline.full_snapshot && output.df.clone().limit(0, Some(1))?.count().await? == 0 {
         return Err(Error::msg(format!(
             "the output is empty, and `full_snapshot` would delete every row of {}; refusing \
@@ -543,18 +556,7 @@ async fn produce_and_write(
     let mut metric = None;
     let mut fragmented = false;
     if outcome.committed {
-        let rejects: Vec<RejectRecord> = cx
-            .take_rejects()
-            .into_iter()
-            .map(|r| RejectRecord {
-                run_id: run.run_id.clone(),
-                pipeline: pipeline.name.to_owned(),
-                source: r.source,
-                reason: r.reason,
-                raw: r.raw,
-                rejected_at: run.run_at,
-            })
-            .collect();
+        let rejects = reject_records(&cx, pipeline, &run);
         if !rejects.is_empty() {
             tracing::warn!(
                 count = rejects.len(),
@@ -668,6 +670,25 @@ struct Cursor {
     versions: BTreeMap<String, Option<u64>>,
     /// When they were read, if known.
     read_at: Option<Timestamp>,
+}
+
+/// The source records the attempt rejected, as rows of `lakehouse.rejects`.
+fn reject_records(
+    cx: &Ctx,
+    pipeline: &'static PipelineDescriptor,
+    run: &RunInfo,
+) -> Vec<RejectRecord> {
+    cx.take_rejects()
+        .into_iter()
+        .map(|r| RejectRecord {
+            run_id: run.run_id.clone(),
+            pipeline: pipeline.name.to_owned(),
+            source: r.source,
+            reason: r.reason,
+            raw: r.raw,
+            rejected_at: run.run_at,
+        })
+        .collect()
 }
 
 /// Whether every one of `frames` is empty (reading at most a batch of each).

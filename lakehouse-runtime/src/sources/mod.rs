@@ -170,7 +170,8 @@ where
 }
 
 /// [`collect_batches`] into a frame of `T` (its output schema); the rejects go to
-/// [`Ctx::reject`] once every page was read, so a failed ingestion records none.
+/// [`Ctx::reject`] once every page was read (a failed page records none; rejects over the
+/// limit are recorded with the failed attempt).
 pub async fn collect_frame<T, R, F>(cx: &Ctx, pages: &mut impl Pages, row: F) -> Result<Frame<T>>
 where
     T: Table,
@@ -186,7 +187,11 @@ where
         pages = collected.pages,
         "records read"
     );
-    check_rejects(&collected, max_ratio, cx.pipeline())?;
+    if let Err(error) = check_rejects(&collected, max_ratio, cx.pipeline()) {
+        // Recorded with the failed attempt: they show what changed in the source.
+        cx.reject(collected.rejects);
+        return Err(error);
+    }
     if !collected.rejects.is_empty() {
         tracing::warn!(
             pipeline = cx.pipeline(),
