@@ -247,3 +247,42 @@ async fn files_a_compaction_would_leave_do_not_count_as_small() {
     let report = wh.warehouse.compact(table).await.expect("compact");
     assert_eq!(report.files_removed, 0);
 }
+
+#[tokio::test]
+async fn a_forced_resume_of_a_snapshot_reader_reads_on_from_the_success_before_its_own() {
+    let wh = TempWarehouse::new();
+    let orchestrator = orchestrator(&wh);
+    for _ in 1..=2 {
+        let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+        assert!(report.succeeded(), "{}", report.render(false));
+    }
+    // Run 3: no new event, so latest_events succeeds without writing.
+    let third = orchestrator
+        .run(&RunConfig {
+            targets: vec!["latest_events".to_owned()],
+            ..RunConfig::default()
+        })
+        .await
+        .expect("run 3");
+    assert!(third.succeeded(), "{}", third.render(false));
+    let forced = RunConfig {
+        force: true,
+        ..RunConfig::default()
+    };
+    let resumed = orchestrator
+        .resume(&third.run_id, &forced)
+        .await
+        .expect("resume");
+    assert!(resumed.succeeded(), "{}", resumed.render(false));
+    // Re-executed, it reads on from what its last commit (run 2's) read, not from the start
+    // (its own success is not a starting point): the snapshot is still run 2's event alone.
+    let latest = wh
+        .warehouse
+        .sql(
+            &[<LatestEvents as lakehouse_runtime::Table>::DEF],
+            "SELECT id FROM silver.latest_events",
+        )
+        .await
+        .expect("query");
+    assert_eq!(render(latest).await, ["2"]);
+}
