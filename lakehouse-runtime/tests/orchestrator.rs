@@ -1045,6 +1045,37 @@ async fn an_upstream_recreated_past_the_cursor_is_an_error_too() {
         let report = both.run(&RunConfig::default()).await.expect("run");
         assert!(report.succeeded(), "{}", report.render(false));
     }
+    // ok1 last read an hour ago (its success row is moved back: the check allows the clocks of
+    // two hosts a few minutes).
+    let ledger = both.ledger();
+    let last = ledger
+        .run(&format!(
+            "{}",
+            ledger.runs(1).await.expect("runs")[0].run_id
+        ))
+        .await
+        .expect("rows")
+        .into_iter()
+        .find(|r| r.pipeline.as_deref() == Some("ok1") && r.status == "succeeded")
+        .expect("ok1's success");
+    let runs = wh
+        .warehouse
+        .load(lakehouse_runtime::ledger::RunRecord::DEF)
+        .await
+        .expect("load")
+        .expect("runs table");
+    runs.delete()
+        .with_predicate(format!("pipeline = 'ok1' AND sequence = {}", last.sequence))
+        .await
+        .expect("row removed");
+    let hour = 3_600_000_000;
+    ledger
+        .append(&[lakehouse_runtime::ledger::RunRecord {
+            started_at: Timestamp(last.started_at.0 - hour),
+            ..last
+        }])
+        .await
+        .expect("moved back");
     // Recreated, then written three times while ok1 does not run: the new table is past the
     // version ok1 read, and reading on from there would skip its first rows.
     std::fs::remove_dir_all(wh.dir.path().join("warehouse/bronze/ticks")).expect("deleted");

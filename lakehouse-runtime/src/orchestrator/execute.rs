@@ -417,10 +417,11 @@ async fn produce_and_write(
             tracing::debug!(input = %name, after_version = after, "reading new rows");
             let changes = warehouse.read_changes(session, input.table, after).await?;
             // Created after this pipeline last read it: another table of the same name, whose
-            // versions are not the ones the cursor counts.
+            // versions are not the ones the cursor counts. (Beyond a margin: the two times may
+            // come from the clocks of two hosts.)
             if let (Some(_), Some(created), Some(read)) =
                 (after, changes.created_at, cursor.read_at)
-                && created > read
+                && created.0 > read.0.saturating_add(RECREATION_MARGIN_MICROS)
             {
                 return Err(Error::msg(format!(
                     "{name} was recreated at {created}, after this pipeline last read it (at \
@@ -662,6 +663,10 @@ async fn incremental_cursor(
         },
     })
 }
+
+/// How much later than a reader's last read an upstream table's creation must be to count as a
+/// recreation: more than the clocks of two hosts differ.
+const RECREATION_MARGIN_MICROS: i64 = 5 * 60 * 1_000_000;
 
 /// Where a pipeline's incremental reads start ([`incremental_cursor`]).
 #[derive(Default)]
