@@ -1049,10 +1049,7 @@ async fn an_upstream_recreated_past_the_cursor_is_an_error_too() {
     // two hosts a few minutes).
     let ledger = both.ledger();
     let last = ledger
-        .run(&format!(
-            "{}",
-            ledger.runs(1).await.expect("runs")[0].run_id
-        ))
+        .run(&ledger.runs(1).await.expect("runs")[0].run_id)
         .await
         .expect("rows")
         .into_iter()
