@@ -149,7 +149,8 @@ impl Ctx {
     }
 
     /// Records source records that could not be ingested; the orchestrator stores them in
-    /// `lakehouse.rejects` with the pipeline and run when the pipeline succeeds.
+    /// `lakehouse.rejects` with the pipeline and run when the write commits (or when the attempt
+    /// fails a data-quality limit, such as an ingestion's reject ratio).
     pub fn reject(&self, rejects: impl IntoIterator<Item = Reject>) {
         match self.rejects.lock() {
             Ok(mut list) => list.extend(rejects),

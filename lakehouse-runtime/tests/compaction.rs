@@ -249,7 +249,7 @@ async fn files_a_compaction_would_leave_do_not_count_as_small() {
 }
 
 #[tokio::test]
-async fn a_forced_resume_of_a_snapshot_reader_reads_on_from_the_success_before_its_own() {
+async fn a_forced_resume_of_a_snapshot_reader_reads_on_from_its_last_commit() {
     let wh = TempWarehouse::new();
     let orchestrator = orchestrator(&wh);
     for _ in 1..=2 {

@@ -221,3 +221,16 @@ fn inputs_are_by_value_and_never_the_output() {
     }
     assert!(!text.contains("given twice"), "{text}");
 }
+
+#[test]
+fn a_pipeline_is_named_in_snake_case() {
+    let text = error_text(
+        quote!(),
+        quote!(
+            async fn SapOrders() -> Result<Frame<A>> {
+                todo!()
+            }
+        ),
+    );
+    assert!(text.contains("a pipeline is named in snake_case"), "{text}");
+}

@@ -50,6 +50,18 @@ pub(crate) fn validate(args: PipelineArgs, item: ItemFn) -> syn::Result<Pipeline
     if let Some(variadic) = &sig.variadic {
         errors.spanned(variadic, "a pipeline cannot be variadic");
     }
+    if sig
+        .ident
+        .to_string()
+        .starts_with(|c: char| c.is_ascii_uppercase())
+    {
+        // `depends_on` takes a CamelCase name for a table, and says so.
+        errors.spanned(
+            &sig.ident,
+            "a pipeline is named in snake_case (it names its `depends_on` entries, where a \
+             CamelCase name is taken for a table)",
+        );
+    }
     if sig.asyncness.is_none() {
         errors.spanned(
             sig.fn_token,

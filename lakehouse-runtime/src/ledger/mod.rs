@@ -236,7 +236,7 @@ impl Ledger {
     }
 
     /// Compacts system table `T`, held open in `open`, once it has [`AUTO_COMPACT_AT_FILES`]
-    /// files under [`COMPACTED_FILE_BYTES`] (every pipeline attempt appends one to
+    /// files under half of [`COMPACTED_FILE_BYTES`] (every pipeline attempt appends one to
     /// `lakehouse.runs` and one to `lakehouse.table_metrics`). Best effort: the rows are committed
     /// already, and a failure (another process compacting it at the same time, say) only closes
     /// the table; a later append tries again.

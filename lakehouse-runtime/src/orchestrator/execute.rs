@@ -467,9 +467,13 @@ async fn produce_and_write(
     let output = match (pipeline.run)(&cx, Inputs::new(frames)).await {
         Ok(output) => output,
         Err(error) => {
-            // The records a failed ingestion rejected are what tells why it failed (a source
-            // that changed its format): they are kept, with the failed attempt's run.
-            let rejects = reject_records(&cx, pipeline, &run);
+            // The records an ingestion over its reject limit rejected tell why it failed (a
+            // source that changed its format): they are kept, with the failed attempt's run.
+            // Only then: such a failure is not retried, so they are recorded once.
+            let rejects = match error {
+                Error::Quality(_) => reject_records(&cx, pipeline, &run),
+                _ => Vec::new(),
+            };
             if !rejects.is_empty()
                 && let Err(record_error) = orchestrator.ledger.append(&rejects).await
             {
@@ -648,9 +652,10 @@ async fn incremental_cursor(
     });
     Ok(match unrecorded {
         Some(versions) => {
-            tracing::warn!(
-                "the output holds a commit of this pipeline whose success the ledger lacks; \
-                 reading on from what that commit read"
+            tracing::info!(
+                "the output's latest commit of this pipeline is newer than the success the \
+                 ledger gives as its last (lost, or this run's own being re-executed); reading \
+                 on from what that commit read"
             );
             Cursor {
                 versions,

@@ -341,7 +341,9 @@ impl Orchestrator {
 
     /// Runs the selection every `every`, each time as a new run with a fresh `run_at`, until
     /// `duration` has passed or `iterations` runs are done (whichever comes first), or shutdown.
-    /// Runs never overlap: a run longer than `every` delays the next one.
+    /// Runs never overlap: a run longer than `every` delays the next one. Keeps every report (for
+    /// tests and short loops; a long loop wants [`Orchestrator::run_loop_with`]), and is an error
+    /// if any run could not start or be recorded.
     pub async fn run_loop(
         &self,
         config: &RunConfig,

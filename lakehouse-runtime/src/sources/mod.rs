@@ -273,9 +273,11 @@ pub fn check_rejects(collected: &Collected, max_ratio: f64, pipeline: &str) -> R
     } else {
         ""
     };
-    Err(Error::source(
-        first.source.clone(),
-        format!(
+    // Not retried (the same answer fails the same way): a data-quality failure.
+    Err(Error::Quality(format!(
+        "{}: {}",
+        first.source,
+        format_args!(
             "{pipeline} rejected {rejected} of {read} records ({:.1} %, more than the {:.1} % \
              allowed): {}; the first: {excerpt}{cut}. The source's format may have changed; \
              nothing was written; {fix}",
@@ -283,7 +285,7 @@ pub fn check_rejects(collected: &Collected, max_ratio: f64, pipeline: &str) -> R
             max_ratio * 100.0,
             reasons_summary(&collected.rejects),
         ),
-    ))
+    )))
 }
 
 /// The reasons of `rejects`, the most frequent first, with their counts (at most five).
