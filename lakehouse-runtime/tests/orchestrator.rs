@@ -170,6 +170,19 @@ pub async fn fails_later(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<FailsLater>>
     Err(Error::msg("failed while `gated` runs"))
 }
 
+/// Deletes ok1's attempt rows of run `sequence` from the ledger, as if they were never recorded.
+async fn forget_ok1_attempts(wh: &TempWarehouse, sequence: i64) {
+    wh.warehouse
+        .load(lakehouse_runtime::ledger::RunRecord::DEF)
+        .await
+        .expect("load")
+        .expect("runs table")
+        .delete()
+        .with_predicate(format!("pipeline = 'ok1' AND sequence = {sequence}"))
+        .await
+        .expect("rows removed");
+}
+
 fn registry(names: &[&str]) -> Registry {
     let all: Vec<&'static PipelineDescriptor> = inventory_pipelines();
     Registry::new(all.into_iter().filter(|p| names.contains(&p.name))).expect("valid sub-graph")
@@ -944,16 +957,7 @@ async fn a_commit_whose_success_was_never_recorded_is_not_read_again() {
     }
     // Run 2's ok1 committed, but its success never reached the ledger (the process died
     // between the two, say): the ledger's last success of ok1 is run 1's.
-    let runs = wh
-        .warehouse
-        .load(lakehouse_runtime::ledger::RunRecord::DEF)
-        .await
-        .expect("load")
-        .expect("runs table");
-    runs.delete()
-        .with_predicate("pipeline = 'ok1' AND sequence = 2")
-        .await
-        .expect("row removed");
+    forget_ok1_attempts(&wh, 2).await;
     let report = orchestrator
         .run(&RunConfig::default())
         .await
@@ -1055,16 +1059,7 @@ async fn an_upstream_recreated_past_the_cursor_is_an_error_too() {
         .into_iter()
         .find(|r| r.pipeline.as_deref() == Some("ok1") && r.status == "succeeded")
         .expect("ok1's success");
-    let runs = wh
-        .warehouse
-        .load(lakehouse_runtime::ledger::RunRecord::DEF)
-        .await
-        .expect("load")
-        .expect("runs table");
-    runs.delete()
-        .with_predicate(format!("pipeline = 'ok1' AND sequence = {}", last.sequence))
-        .await
-        .expect("row removed");
+    forget_ok1_attempts(&wh, last.sequence).await;
     let hour = 3_600_000_000;
     ledger
         .append(&[lakehouse_runtime::ledger::RunRecord {
