@@ -1,9 +1,10 @@
 //! The executing backend of the typed API: expressions are DataFusion `Expr`s.
 
 use datafusion::common::{Column, TableReference};
+use datafusion::functions_aggregate::expr_fn as aggregate;
 use datafusion::logical_expr::Expr;
 
-use crate::table::TableDef;
+use crate::table::{LogicalType, TableDef};
 
 /// A DataFusion expression.
 pub(crate) type RawExpr = Expr;
@@ -22,4 +23,19 @@ pub(crate) fn column(table: &'static TableDef, name: &str) -> RawExpr {
 /// `expr AS name`.
 pub(crate) fn alias(expr: RawExpr, name: &str) -> RawExpr {
     expr.alias(name)
+}
+
+/// `CAST(expr AS type)`.
+pub(crate) fn cast(expr: RawExpr, to: LogicalType) -> RawExpr {
+    datafusion::logical_expr::cast(expr, to.arrow_type())
+}
+
+/// `sum(expr)`.
+pub(crate) fn sum(expr: RawExpr) -> RawExpr {
+    aggregate::sum(expr)
+}
+
+/// `avg(expr)`.
+pub(crate) fn avg(expr: RawExpr) -> RawExpr {
+    aggregate::avg(expr)
 }

@@ -3,7 +3,7 @@
 
 use std::marker::PhantomData;
 
-use crate::table::{SelectFor, Table, TableDef};
+use crate::table::{Col, LogicalType, SelectFor, Table, TableDef};
 
 /// Stands in for a DataFusion expression.
 pub(crate) type RawExpr = ();
@@ -11,6 +11,17 @@ pub(crate) type RawExpr = ();
 pub(crate) fn column(_table: &'static TableDef, _name: &str) -> RawExpr {}
 
 pub(crate) fn alias(_expr: RawExpr, _name: &str) -> RawExpr {}
+
+pub(crate) fn cast(_expr: RawExpr, _to: LogicalType) -> RawExpr {}
+
+pub(crate) fn sum(_expr: RawExpr) -> RawExpr {}
+
+pub(crate) fn avg(_expr: RawExpr) -> RawExpr {}
+
+impl<T: Table, V> Col<T, V> {
+    /// The column as an expression (type-checking only).
+    pub fn expr(self) -> RawExpr {}
+}
 
 /// The error type when the engine is off.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +41,25 @@ pub struct Frame<T: Table> {
 
 impl<T: Table> Frame<T> {
     /// Projects onto table `U` (type-checking only).
+    pub fn select_into<U: Table>(self, columns: impl SelectFor<U>) -> Result<Frame<U>> {
+        let _ = columns.into_columns();
+        Err(Error::EngineDisabled)
+    }
+
+    /// Groups the rows (type-checking only).
+    pub fn group_by(self, keys: impl IntoIterator<Item = RawExpr>) -> Grouped {
+        let _ = keys.into_iter().count();
+        Grouped { _private: () }
+    }
+}
+
+/// Grouped rows (type-checking only).
+pub struct Grouped {
+    _private: (),
+}
+
+impl Grouped {
+    /// Aggregates each group onto table `U` (type-checking only).
     pub fn select_into<U: Table>(self, columns: impl SelectFor<U>) -> Result<Frame<U>> {
         let _ = columns.into_columns();
         Err(Error::EngineDisabled)

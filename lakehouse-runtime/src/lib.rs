@@ -93,8 +93,10 @@ pub use table::{
 /// Everything a pipelines crate needs: `use lakehouse_runtime::prelude::*;`.
 pub mod prelude {
     #[cfg(feature = "engine")]
-    pub use crate::frame::{JoinType, Typed, View, surrogate_key, typed};
-    pub use crate::table::{Col, Date, Decimal, Timestamp, on};
+    pub use crate::frame::{
+        JoinType, Typed, View, count, count_distinct, count_rows, max, min, surrogate_key, typed,
+    };
+    pub use crate::table::{Col, Date, Decimal, Timestamp, avg, on, sum};
     pub use crate::{Changes, Ctx, Error, Frame, Result, Table, pipeline};
     #[cfg(feature = "engine")]
     pub use arrow::datatypes::{DataType, TimeUnit};

@@ -4,6 +4,7 @@
 // Table structs are declared for their schemas and never constructed.
 #![allow(dead_code)]
 
+mod aggregate;
 mod common;
 mod compaction;
 mod joins;

@@ -1,6 +1,7 @@
 //! Typed DataFrames: [`Frame<T>`] holds a lazy DataFusion plan whose columns are table `T`'s;
 //! [`View`] is an intermediate result (after a join); [`Changes<T>`] is an incremental input.
 
+mod aggregate;
 mod conform;
 mod decimal;
 mod keys;
@@ -22,6 +23,8 @@ pub use crate::table::{JoinOn, JoinableWith, on};
 pub(crate) use conform::{Strictness, conform, conform_output};
 pub(crate) use decimal::FastDecimalCast;
 
+pub use crate::table::{AverageInto, Averages, Avg, Sum, SumInto, Sums, Values, avg, sum};
+pub use aggregate::{Grouped, count, count_distinct, count_rows, max, min};
 pub use keys::{register_functions, sha256_hex, surrogate_key};
 pub use rows::batches_from_rows;
 pub use typed::{Computed, Typed, typed};
@@ -114,6 +117,12 @@ impl<T: Table> Frame<T> {
         keys: impl IntoIterator<Item = JoinOn>,
     ) -> Result<View> {
         View { df: self.df }.join(right, kind, keys)
+    }
+
+    /// Groups the rows by `keys` (columns, or expressions of them), to aggregate each group into
+    /// a table with [`Grouped::select_into`].
+    pub fn group_by(self, keys: impl IntoIterator<Item = Expr>) -> Grouped {
+        Grouped::new(self.df, keys.into_iter().collect())
     }
 
     /// All rows of both frames (`UNION ALL`, matched by column name).
@@ -313,6 +322,11 @@ impl View {
         Ok(View {
             df: build.join_on(self.df, swapped, on)?.select(columns)?,
         })
+    }
+
+    /// Groups the rows by `keys`, as [`Frame::group_by`] does.
+    pub fn group_by(self, keys: impl IntoIterator<Item = Expr>) -> Grouped {
+        Grouped::new(self.df, keys.into_iter().collect())
     }
 
     /// Projects onto table `U`: one typed expression per column, checked by the compiler.

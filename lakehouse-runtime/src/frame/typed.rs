@@ -52,6 +52,14 @@ pub struct Typed<V> {
 }
 
 impl<V> Typed<V> {
+    /// `expr`, whose type the caller knows to be `V`.
+    pub(crate) fn new(expr: Expr) -> Typed<V> {
+        Typed {
+            expr,
+            _value: PhantomData,
+        }
+    }
+
     /// The expression.
     pub fn expr(&self) -> &Expr {
         &self.expr

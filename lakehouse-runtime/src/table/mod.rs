@@ -1,11 +1,13 @@
 //! Tables: value types, the `Table` trait and its `TableDef`, typed columns and projections.
 
+mod aggregate;
 mod col;
 mod def;
 mod join;
 mod select;
 mod types;
 
+pub use aggregate::{AverageInto, Averages, Avg, Sum, SumInto, Sums, Values, avg, sum};
 pub use col::{Col, non_null};
 pub use def::{
     AppendOnly, CheckConstraint, ColumnDef, ColumnRef, ColumnRole, Quality, SchemaEvolution, Table,

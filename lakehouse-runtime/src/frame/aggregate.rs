@@ -1,0 +1,136 @@
+//! Typed aggregation: [`Frame::group_by`](super::Frame::group_by) groups rows by key expressions,
+//! and [`Grouped::select_into`] fills a table from the keys and typed aggregates ([`sum`],
+//! [`count`], [`min`], …), checked by the compiler like any projection.
+
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::dataframe::DataFrame;
+use datafusion::functions_aggregate::expr_fn as df_aggregate;
+use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::utils::find_aggregate_exprs;
+
+use super::Frame;
+use super::conform::conform_output;
+use super::typed::Typed;
+use crate::error::{Error, Result};
+use crate::table::{ColumnType, SelectFor, Table, Values};
+
+/// Rows grouped by key expressions ([`Frame::group_by`](super::Frame::group_by)): one output row
+/// per distinct key, filled by [`Grouped::select_into`].
+pub struct Grouped {
+    df: DataFrame,
+    keys: Vec<Expr>,
+}
+
+impl Grouped {
+    pub(super) fn new(df: DataFrame, keys: Vec<Expr>) -> Grouped {
+        Grouped { df, keys }
+    }
+
+    /// Projects each group onto table `U`: every column is a group key (or an expression of the
+    /// keys), an aggregate ([`sum`], [`count`], [`count_rows`], [`count_distinct`], [`min`],
+    /// [`max`], [`avg`]) or an expression of aggregates (`typed::<f64>(..)`). A column that is
+    /// neither a key nor aggregated is an error naming it.
+    ///
+    /// Without keys (`group_by([])`) the result is one row, even over no rows at all: then
+    /// counts are 0 and sums, minima, maxima and averages NULL, which only an `Option` column
+    /// can hold (a NOT NULL column fails the write, naming it).
+    ///
+    /// # Examples
+    ///
+    /// ```ignore
+    /// use SilverErpSales as s;
+    /// sales
+    ///     .group_by([s::customer_id.expr()])
+    ///     .select_into(CustomerTotalsSelect {
+    ///         customer_id: s::customer_id,       // a key
+    ///         orders: count_distinct(s::order_id),
+    ///         quantity: sum(s::quantity),        // i32 values: an i64 sum
+    ///         revenue: sum(s::amount),           // Decimal<10, 2>: any Decimal<_, 2>
+    ///         first_order: min(s::order_date),
+    ///     })
+    /// ```
+    pub fn select_into<U: Table>(self, columns: impl SelectFor<U>) -> Result<Frame<U>> {
+        let table = U::DEF.qualified_name();
+        let exprs: Vec<Expr> = columns.into_columns().into_iter().map(|c| c.expr).collect();
+        let aggregates = find_aggregate_exprs(&exprs);
+        let aggregated = self
+            .df
+            .aggregate(self.keys.clone(), aggregates.clone())
+            .map_err(|e| Error::msg(format!("{table}: cannot group the rows: {e}")))?;
+        // Each key and aggregate is a column of the aggregated rows: the projection reads it
+        // from there, as SQL's `SELECT key, sum(x) .. GROUP BY key` does.
+        let plan = aggregated.logical_plan().clone();
+        let bases: Vec<(Expr, Expr)> = self
+            .keys
+            .iter()
+            .chain(&aggregates)
+            .map(|e| {
+                Ok((
+                    e.clone(),
+                    datafusion::logical_expr::utils::expr_as_column_expr(e, &plan)?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        let schema = aggregated.schema().clone();
+        let mut projected = Vec::with_capacity(exprs.len());
+        for expr in exprs {
+            let rebased = expr
+                .transform_down(|e| {
+                    Ok(match bases.iter().find(|(base, _)| *base == e) {
+                        Some((_, column)) => Transformed::yes(column.clone()),
+                        None => Transformed::no(e),
+                    })
+                })?
+                .data;
+            if let Some(stray) = rebased
+                .column_refs()
+                .into_iter()
+                .find(|c| !schema.has_column(c))
+            {
+                return Err(Error::schema(
+                    &table,
+                    format!(
+                        "`{}` (for column `{}`) is neither a group key nor inside an aggregate: \
+                         add it to `group_by`, or aggregate it (`min`, `max`, `sum`, ..)",
+                        stray.name,
+                        rebased.schema_name()
+                    ),
+                ));
+            }
+            projected.push(rebased);
+        }
+        let df = aggregated.select(projected)?;
+        Ok(Frame::conformed(conform_output(df, U::DEF)?))
+    }
+}
+
+impl<V> Values<V> for Typed<V> {
+    fn into_values(self) -> Expr {
+        self.into_expr()
+    }
+}
+
+/// The number of rows of the group (`count(*)`).
+pub fn count_rows() -> Typed<i64> {
+    Typed::new(datafusion::functions_aggregate::count::count_all())
+}
+
+/// The number of non-NULL values of the group.
+pub fn count<V>(values: impl Values<V>) -> Typed<i64> {
+    Typed::new(df_aggregate::count(values.into_values()))
+}
+
+/// The number of distinct non-NULL values of the group.
+pub fn count_distinct<V>(values: impl Values<V>) -> Typed<i64> {
+    Typed::new(df_aggregate::count_distinct(values.into_values()))
+}
+
+/// The smallest value of the group (NULLs aside; NULL if all are).
+pub fn min<V: ColumnType>(values: impl Values<V>) -> Typed<V> {
+    Typed::new(df_aggregate::min(values.into_values()))
+}
+
+/// The largest value of the group (NULLs aside; NULL if all are).
+pub fn max<V: ColumnType>(values: impl Values<V>) -> Typed<V> {
+    Typed::new(df_aggregate::max(values.into_values()))
+}

@@ -1,0 +1,154 @@
+//! The typing of aggregates whose result type differs from their input's: a [`sum`] or an
+//! [`avg`] fills the column types [`SumInto`] and [`AverageInto`] allow, cast to the declared
+//! type. (The aggregation itself, and the aggregates that keep their input's type, are the
+//! engine's: `Frame::group_by`.)
+
+use std::marker::PhantomData;
+
+use super::col::Col;
+use super::def::Table;
+use super::select::{IntoColumn, SelectedColumn};
+use super::types::{ColumnType, Decimal};
+use crate::backend::{self, RawExpr};
+
+/// An expression whose values have the Rust type `V`: a column handle or a `Typed`
+/// expression. What the aggregate functions take.
+pub trait Values<V> {
+    /// The expression.
+    fn into_values(self) -> RawExpr;
+}
+
+impl<T: Table, V> Values<V> for Col<T, V> {
+    fn into_values(self) -> RawExpr {
+        backend::column(T::DEF, self.name())
+    }
+}
+
+/// The sum of the group's values (NULLs aside; NULL if all are). See [`Sums`] for what it can
+/// fill: `i32`/`i64` values sum to `i64`, `f64` to `f64`, `Decimal<P, S>` to any `Decimal<_, S>`
+/// (an overflow of the declared precision fails the write).
+pub fn sum<V: Sums>(values: impl Values<V>) -> Sum<V> {
+    Sum {
+        expr: backend::sum(values.into_values()),
+        _value: PhantomData,
+    }
+}
+
+/// The mean of the group's values (NULLs aside; NULL if all are): `f64` for `i32`, `i64` and
+/// `f64` values; for `Decimal<P, S>` values any decimal type, rounded to its scale.
+pub fn avg<V: Averages>(values: impl Values<V>) -> Avg<V> {
+    Avg {
+        expr: backend::avg(values.into_values()),
+        _value: PhantomData,
+    }
+}
+
+/// The sum of values of type `V` ([`sum`]): fills a column of the types [`Sums`] allows.
+pub struct Sum<V> {
+    expr: RawExpr,
+    _value: PhantomData<fn() -> V>,
+}
+
+/// The mean of values of type `V` ([`avg`]): fills a column of the types [`Averages`] allows.
+pub struct Avg<V> {
+    expr: RawExpr,
+    _value: PhantomData<fn() -> V>,
+}
+
+impl<V> Sum<V> {
+    /// The aggregate as DataFusion computes it (`i64`, `f64`, or a `Decimal` widened by 10
+    /// digits), to build on: `typed::<f64>(cast(sum(x).into_expr(), DataType::Float64) / ..)`.
+    pub fn into_expr(self) -> RawExpr {
+        self.expr
+    }
+}
+
+impl<V> Avg<V> {
+    /// The aggregate as DataFusion computes it (`f64`, or a `Decimal` widened by 4 digits of
+    /// scale), to build on.
+    pub fn into_expr(self) -> RawExpr {
+        self.expr
+    }
+}
+
+/// Value types that can be summed.
+pub trait Sums {}
+
+/// Value types that can be averaged.
+pub trait Averages {}
+
+/// A sum of `Self` values can fill a column of type `W`.
+#[diagnostic::on_unimplemented(
+    message = "a sum of `{Self}` values cannot fill a column of type `{W}`",
+    note = "`i32` and `i64` values sum to `i64`, `f64` to `f64`, `Decimal<P, S>` to a `Decimal<_, S>` of the same scale; a sum of `Option` values fills an `Option` column"
+)]
+pub trait SumInto<W> {}
+
+/// A mean of `Self` values can fill a column of type `W`.
+#[diagnostic::on_unimplemented(
+    message = "a mean of `{Self}` values cannot fill a column of type `{W}`",
+    note = "`i32`, `i64` and `f64` values average to `f64`, `Decimal` values to a `Decimal`; a mean of `Option` values fills an `Option` column"
+)]
+pub trait AverageInto<W> {}
+
+macro_rules! number_aggregates {
+    ($($value:ty => $sum:ty),* $(,)?) => {$(
+        impl Sums for $value {}
+        impl Sums for Option<$value> {}
+        impl SumInto<$sum> for $value {}
+        impl SumInto<Option<$sum>> for $value {}
+        impl SumInto<Option<$sum>> for Option<$value> {}
+        impl Averages for $value {}
+        impl Averages for Option<$value> {}
+        impl AverageInto<f64> for $value {}
+        impl AverageInto<Option<f64>> for $value {}
+        impl AverageInto<Option<f64>> for Option<$value> {}
+    )*};
+}
+
+number_aggregates! {
+    i32 => i64,
+    i64 => i64,
+    f64 => f64,
+}
+
+impl<const P: u8, const S: i8> Sums for Decimal<P, S> {}
+impl<const P: u8, const S: i8> Sums for Option<Decimal<P, S>> {}
+impl<const P: u8, const Q: u8, const S: i8> SumInto<Decimal<Q, S>> for Decimal<P, S> {}
+impl<const P: u8, const Q: u8, const S: i8> SumInto<Option<Decimal<Q, S>>> for Decimal<P, S> {}
+impl<const P: u8, const Q: u8, const S: i8> SumInto<Option<Decimal<Q, S>>>
+    for Option<Decimal<P, S>>
+{
+}
+
+impl<const P: u8, const S: i8> Averages for Decimal<P, S> {}
+impl<const P: u8, const S: i8> Averages for Option<Decimal<P, S>> {}
+impl<const P: u8, const S: i8, const Q: u8, const R: i8> AverageInto<Decimal<Q, R>>
+    for Decimal<P, S>
+{
+}
+impl<const P: u8, const S: i8, const Q: u8, const R: i8> AverageInto<Option<Decimal<Q, R>>>
+    for Decimal<P, S>
+{
+}
+impl<const P: u8, const S: i8, const Q: u8, const R: i8> AverageInto<Option<Decimal<Q, R>>>
+    for Option<Decimal<P, S>>
+{
+}
+
+/// The aggregate cast to the column's declared type (DataFusion widens sums and means).
+fn cast_to<W: ColumnType>(aggregate: RawExpr, name: &'static str) -> SelectedColumn {
+    SelectedColumn::new(backend::alias(backend::cast(aggregate, W::LOGICAL), name))
+}
+
+impl<V: SumInto<W>, W: ColumnType> IntoColumn<W> for Sum<V> {
+    fn into_column(self, name: &'static str) -> SelectedColumn {
+        cast_to::<W>(self.expr, name)
+    }
+}
+
+impl<V: AverageInto<W>, W: ColumnType> IntoColumn<W> for Avg<V> {
+    fn into_column(self, name: &'static str) -> SelectedColumn {
+        cast_to::<W>(self.expr, name)
+    }
+}

@@ -1,0 +1,294 @@
+//! Typed aggregation: `group_by` + `select_into` with `sum`, `count`, `min`, `max`, `avg`; the
+//! results have the declared types, stray columns are refused, and empty inputs behave as SQL's.
+
+use lakehouse_runtime::prelude::*;
+use serde::Serialize;
+
+use crate::common::{TempWarehouse, contents, frame, render};
+
+/// An order line.
+#[derive(Table, Serialize)]
+#[table(schema = "agg", name = "lines", mode = append)]
+pub struct Line {
+    pub order_id: i64,
+    pub customer_id: String,
+    pub quantity: i32,
+    pub amount: Decimal<10, 2>,
+    pub discount: Option<Decimal<10, 2>>,
+    pub order_date: Date,
+    pub promo: Option<String>,
+}
+
+/// A customer's totals.
+#[derive(Table)]
+#[table(schema = "agg", name = "customer_totals", key(customer_id), mode = merge)]
+pub struct CustomerTotals {
+    pub customer_id: String,
+    pub orders: i64,
+    pub lines: i64,
+    pub promo_lines: i64,
+    pub quantity: i64,
+    pub revenue: Decimal<14, 2>,
+    pub discount: Option<Decimal<14, 2>>,
+    pub first_order: Date,
+    pub last_order: Date,
+    pub mean_quantity: f64,
+    pub mean_amount: Decimal<12, 4>,
+    pub revenue_per_order: f64,
+}
+
+/// One row over everything.
+#[derive(Table)]
+#[table(schema = "agg", name = "summary", mode = overwrite)]
+pub struct Summary {
+    pub lines: i64,
+    pub quantity: Option<i64>,
+    pub first_order: Option<Date>,
+}
+
+/// The same, with a NOT NULL sum.
+#[derive(Table)]
+#[table(schema = "agg", name = "strict_summary", mode = overwrite)]
+pub struct StrictSummary {
+    pub lines: i64,
+    pub quantity: i64,
+    pub first_order: Option<Date>,
+}
+
+/// A customer, in a region.
+#[derive(Table, Serialize)]
+#[table(schema = "agg", name = "customers", key(customer_id), mode = merge)]
+pub struct Customer {
+    pub customer_id: String,
+    pub region: String,
+}
+
+/// Quantities per region.
+#[derive(Table)]
+#[table(schema = "agg", name = "regional", mode = overwrite)]
+pub struct Regional {
+    pub region: String,
+    pub customers: i64,
+    pub quantity: i64,
+}
+
+/// Quantities per month.
+#[derive(Table)]
+#[table(schema = "agg", name = "monthly", mode = overwrite)]
+pub struct Monthly {
+    pub month: String,
+    pub quantity: i64,
+}
+
+fn line(order_id: i64, customer: &str, quantity: i32, cents: i128, day: i32) -> Line {
+    Line {
+        order_id,
+        customer_id: customer.into(),
+        quantity,
+        amount: Decimal(cents),
+        discount: None,
+        order_date: Date(day),
+        promo: None,
+    }
+}
+
+fn lines() -> Vec<Line> {
+    let mut lines = vec![
+        line(1, "C1", 2, 1050, 19_000),
+        line(1, "C1", 1, 999, 19_000),
+        line(2, "C1", 5, 10_000, 19_031),
+        line(3, "C2", 1, 1, 19_010),
+    ];
+    lines[1].promo = Some("SPRING".into());
+    lines[2].discount = Some(Decimal(250));
+    lines
+}
+
+#[tokio::test]
+async fn groups_fill_the_declared_types_and_write() {
+    use Line as l;
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let input = Frame::<Line>::from_dataframe(frame(&session, Line::DEF, &lines())).expect("lines");
+    let totals = input
+        .group_by([l::customer_id.expr()])
+        .select_into(CustomerTotalsSelect {
+            customer_id: l::customer_id,
+            orders: count_distinct(l::order_id),
+            lines: count_rows(),
+            promo_lines: count(l::promo),
+            quantity: sum(l::quantity),
+            revenue: sum(l::amount),
+            discount: sum(l::discount),
+            first_order: min(l::order_date),
+            last_order: max(l::order_date),
+            mean_quantity: avg(l::quantity),
+            mean_amount: avg(l::amount),
+            revenue_per_order: typed::<f64>(
+                cast(sum(l::amount).into_expr(), DataType::Float64)
+                    / cast(count_distinct(l::order_id).into_expr(), DataType::Float64),
+            ),
+        })
+        .expect("aggregate");
+
+    let schema = totals.dataframe().schema().clone();
+    let types: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| format!("{}:{}", f.name(), f.data_type()))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "customer_id:Utf8",
+            "orders:Int64",
+            "lines:Int64",
+            "promo_lines:Int64",
+            "quantity:Int64",
+            "revenue:Decimal128(14, 2)",
+            "discount:Decimal128(14, 2)",
+            "first_order:Date32",
+            "last_order:Date32",
+            "mean_quantity:Float64",
+            "mean_amount:Decimal128(12, 4)",
+            "revenue_per_order:Float64",
+        ]
+    );
+    wh.warehouse
+        .write(
+            &session,
+            CustomerTotals::DEF,
+            totals.into_dataframe(),
+            Default::default(),
+        )
+        .await
+        .expect("write");
+    assert_eq!(
+        contents(&wh.warehouse, CustomerTotals::DEF).await,
+        [
+            "C1|2|3|1|8|120.49|2.50|2022-01-08|2022-02-08|2.6666666666666665|40.1633|60.245",
+            "C2|1|1|0|1|0.01|∅|2022-01-18|2022-01-18|1.0|0.0100|0.01",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn key_expressions_and_joined_views_group() {
+    use Line as l;
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let input = Frame::<Line>::from_dataframe(frame(&session, Line::DEF, &lines())).expect("lines");
+    let month = typed::<String>(to_char(l::order_date.expr(), lit("%Y-%m")));
+    let monthly = input
+        .filter(l::quantity.expr().gt(lit(0)))
+        .expect("filter")
+        .group_by([month.expr().clone()])
+        .select_into(MonthlySelect {
+            month,
+            quantity: sum(l::quantity),
+        })
+        .expect("aggregate by an expression");
+    assert_eq!(
+        render(monthly.into_dataframe()).await,
+        ["2022-01|4", "2022-02|5"]
+    );
+
+    let customers = [("C1", "north"), ("C2", "south")].map(|(id, region)| Customer {
+        customer_id: id.into(),
+        region: region.into(),
+    });
+    let customers = Frame::<Customer>::from_dataframe(frame(&session, Customer::DEF, &customers))
+        .expect("customers");
+    let input = Frame::<Line>::from_dataframe(frame(&session, Line::DEF, &lines())).expect("lines");
+    let regional = input
+        .join(
+            customers,
+            JoinType::Inner,
+            [on(l::customer_id, Customer::customer_id)],
+        )
+        .expect("join")
+        .group_by([Customer::region.expr()])
+        .select_into(RegionalSelect {
+            region: Customer::region,
+            customers: count_distinct(l::customer_id),
+            quantity: sum(l::quantity),
+        })
+        .expect("aggregate a joined view");
+    assert_eq!(
+        render(regional.into_dataframe()).await,
+        ["north|1|8", "south|1|1"]
+    );
+}
+
+#[tokio::test]
+async fn a_column_neither_grouped_nor_aggregated_is_named() {
+    use Line as l;
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let input = Frame::<Line>::from_dataframe(frame(&session, Line::DEF, &lines())).expect("lines");
+    let error = input
+        .group_by([l::order_date.expr()])
+        .select_into(MonthlySelect {
+            month: l::customer_id,
+            quantity: sum(l::quantity),
+        })
+        .err()
+        .expect("customer_id is not a key");
+    let message = error.to_string();
+    assert!(
+        message.contains("agg.monthly")
+            && message.contains("`customer_id` (for column `month`) is neither a group key"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn no_keys_give_one_row_even_over_nothing() {
+    use Line as l;
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let empty: Vec<Line> = Vec::new();
+    let summarise = |rows: &[Line]| {
+        Frame::<Line>::from_dataframe(frame(&session, Line::DEF, rows))
+            .expect("lines")
+            .group_by([])
+            .select_into(SummarySelect {
+                lines: count_rows(),
+                quantity: sum(l::quantity),
+                first_order: min(l::order_date),
+            })
+            .expect("aggregate")
+    };
+    assert_eq!(
+        render(summarise(&lines()).into_dataframe()).await,
+        ["4|9|2022-01-08"]
+    );
+    assert_eq!(render(summarise(&empty).into_dataframe()).await, ["0|∅|∅"]);
+
+    // A NOT NULL sum over no rows is NULL: the output names the column instead of storing it.
+    let strict = Frame::<Line>::from_dataframe(frame(&session, Line::DEF, &empty))
+        .expect("lines")
+        .group_by([])
+        .select_into(StrictSummarySelect {
+            lines: count_rows(),
+            quantity: sum(l::quantity),
+            first_order: min(l::order_date),
+        })
+        .expect("aggregate");
+    let error = wh
+        .warehouse
+        .write(
+            &session,
+            StrictSummary::DEF,
+            strict.into_dataframe(),
+            Default::default(),
+        )
+        .await
+        .err()
+        .expect("a NULL sum cannot fill a NOT NULL column");
+    assert!(error.to_string().contains("quantity"), "{error}");
+    assert!(
+        contents(&wh.warehouse, StrictSummary::DEF).await.is_empty(),
+        "nothing was written"
+    );
+}
