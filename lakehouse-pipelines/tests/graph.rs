@@ -26,6 +26,7 @@ const PIPELINES: &[(&str, usize)] = &[
     ("dim_store", 2),
     ("fact_bike_status", 3),
     ("fact_sales", 3),
+    ("agg_daily_store_sales", 4),
 ];
 
 #[test]

@@ -99,6 +99,7 @@ async fn two_runs_and_a_replay() {
             ("bronze.velib_station_status", 237),
             ("bronze.velov_station_info", 64),
             ("bronze.velov_station_status", 67),
+            ("gold.agg_daily_store_sales", 86),
             ("gold.dim_bike_station", 304),
             ("gold.dim_customer", 10),
             ("gold.dim_date", 21_184),
@@ -161,6 +162,22 @@ async fn two_runs_and_a_replay() {
         .await;
         assert_eq!(unresolved, 0, "every {column} resolves to {dimension}");
     }
+    // The daily aggregate adds up to the fact table, line for line and cent for cent.
+    assert_eq!(
+        scalar(
+            &warehouse,
+            &all,
+            "SELECT count(*) FROM \
+             (SELECT sum(order_lines) AS lines, sum(quantity) AS quantity, sum(revenue) AS revenue, \
+                     sum(profit) AS profit FROM gold.agg_daily_store_sales) a, \
+             (SELECT count(*) AS lines, sum(quantity) AS quantity, sum(total_price) AS revenue, \
+                     sum(profit) AS profit FROM gold.fact_sales) f \
+             WHERE a.lines = f.lines AND a.quantity = f.quantity AND a.revenue = f.revenue \
+               AND a.profit = f.profit AND f.lines = 100"
+        )
+        .await,
+        1
+    );
     // Stations that report availability without being listed are in the dimension, flagged.
     assert_eq!(
         scalar(
@@ -192,6 +209,8 @@ async fn two_runs_and_a_replay() {
             ("bronze.velib_station_status", 474),
             ("bronze.velov_station_info", 128),
             ("bronze.velov_station_status", 134),
+            ("gold.agg_daily_store_sales", 145),
+            ("gold.agg_daily_store_sales", 145),
             ("gold.dim_bike_station", 304),
             ("gold.dim_customer", 20),
             ("gold.dim_date", 21_184),

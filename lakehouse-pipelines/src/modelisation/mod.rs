@@ -1,4 +1,5 @@
 //! The gold star schema.
 
+pub mod aggregates;
 pub mod dimensions;
 pub mod facts;

@@ -1,0 +1,3 @@
+//! Aggregates: facts summed to the grain reports read.
+
+pub mod agg_daily_store_sales;
