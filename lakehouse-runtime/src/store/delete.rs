@@ -55,7 +55,7 @@ impl Warehouse {
         let keys = keys.select(key_columns)?.distinct()?;
         let commit = CommitTags::transaction(transaction);
         let before = delta.version();
-        let merge = delta
+        let merge = super::guard::guard(delta)
             .merge(keys, key_match(table))
             .with_source_alias("s")
             .with_target_alias("t")

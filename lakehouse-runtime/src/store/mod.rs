@@ -9,6 +9,7 @@ mod catalog;
 mod commit;
 mod create;
 mod delete;
+mod guard;
 mod location;
 mod maintain;
 mod read;

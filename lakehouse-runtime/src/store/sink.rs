@@ -282,7 +282,8 @@ fn writer_config(state: &DeltaTableState) -> WriterConfig {
 }
 
 /// Commits `actions` on top of `state` as `operation`, with its `operationMetrics` (the names
-/// delta-rs's own operation records), checked for conflicts with commits made since `state`.
+/// delta-rs's own operation records), checked for conflicts with commits made since `state`
+/// (by delta-rs, and for files compacted meanwhile by [`super::guard`]).
 pub(crate) async fn commit_actions(
     state: &DeltaTableState,
     log_store: LogStoreRef,
@@ -293,7 +294,8 @@ pub(crate) async fn commit_actions(
 ) -> Result<FinalizedCommit, DeltaTableError> {
     // delta-rs lists the whole `_delta_log` after every commit to delete expired entries, but
     // only entries older than a checkpoint can go: looking right after a checkpoint is enough.
-    refuse_files_rewritten_since(state, &log_store, &actions).await?;
+    // A file this commit replaces that another process compacted meanwhile fails the commit.
+    let log_store = super::guard::guard_store(log_store, state.version());
     let config = state.table_config();
     let checkpoint = (state.version() + 1).is_multiple_of(config.checkpoint_interval().get());
     let commit = tags
@@ -303,55 +305,6 @@ pub(crate) async fn commit_actions(
         .with_actions(actions)
         .build(Some(state), log_store, operation)
         .await
-}
-
-/// Fails when a commit made since `state` removed a file that `actions` remove as a data change.
-///
-/// delta-rs's conflict check passes over removes that change no data (a compaction's), yet the
-/// compaction's new files hold the very rows this write replaces: committing would leave them
-/// beside their replacements (duplicated rows, updated keys with their old values too). Only
-/// the commits since `state` are read, one file each: none at all in the usual case.
-async fn refuse_files_rewritten_since(
-    state: &DeltaTableState,
-    log_store: &LogStoreRef,
-    actions: &[Action],
-) -> Result<(), DeltaTableError> {
-    let replaced: std::collections::HashSet<&str> = actions
-        .iter()
-        .filter_map(|action| match action {
-            Action::Remove(remove) if remove.data_change => Some(remove.path.as_str()),
-            _ => None,
-        })
-        .collect();
-    if replaced.is_empty() {
-        return Ok(());
-    }
-    let mut version = state.version() + 1;
-    while let Some(commit) = log_store.read_commit_entry(version).await? {
-        for line in commit.split(|byte| *byte == b'\n') {
-            let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else {
-                continue;
-            };
-            let Some(path) = action
-                .pointer("/remove/path")
-                .and_then(|path| path.as_str())
-            else {
-                continue;
-            };
-            // The log holds paths percent-encoded; delta-rs hands them to us decoded.
-            let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-            if replaced.contains(path) || replaced.contains(decoded.as_ref()) {
-                return Err(DeltaTableError::Generic(format!(
-                    "version {version}, committed by another process while this write ran, \
-                     rewrote or removed the file `{path}` this write replaces (a compaction, \
-                     say); nothing was written: run the pipeline again (`retries` does it for \
-                     you)"
-                )));
-            }
-        }
-        version += 1;
-    }
-    Ok(())
 }
 
 /// Below this many rows a write is encoded by one writer: splitting it would buy little time

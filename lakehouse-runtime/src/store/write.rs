@@ -125,6 +125,9 @@ impl Warehouse {
             // After the new columns: a constraint may name one.
             delta = self.add_declared_checks(table, delta).await?;
         }
+        // From here on, a commit replacing a file that another process compacted since this
+        // version fails (delta-rs's conflict check lets it through).
+        let delta = super::guard::guard(delta);
         let stored = stored_schema(&delta, &qualified)?;
         let source = if replace_schema {
             df
