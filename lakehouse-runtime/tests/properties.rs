@@ -129,3 +129,84 @@ async fn expired_log_entries_are_deleted_once_a_checkpoint_covers_them() {
     .await;
     assert_eq!(count, ["105|5565"]);
 }
+
+/// A table with Delta column mapping: its Parquet files name columns by physical name.
+#[derive(Table, serde::Serialize)]
+#[table(
+    schema = "bronze",
+    name = "mapped",
+    key(id),
+    mode = merge,
+    property(key = "delta.columnMapping.mode", value = "name")
+)]
+pub struct Mapped {
+    pub id: i64,
+    pub label: String,
+}
+
+#[tokio::test]
+async fn column_mapped_tables_are_written_by_physical_name() {
+    let wh = TempWarehouse::new();
+    let rows = |labels: &[(i64, &str)]| {
+        labels
+            .iter()
+            .map(|(id, label)| Mapped {
+                id: *id,
+                label: (*label).into(),
+            })
+            .collect::<Vec<_>>()
+    };
+    crate::common::write(
+        &wh.warehouse,
+        Mapped::DEF,
+        &rows(&[(1, "one"), (2, "two")]),
+        Default::default(),
+    )
+    .await
+    .expect("first write");
+    crate::common::write(
+        &wh.warehouse,
+        Mapped::DEF,
+        &rows(&[(2, "deux"), (3, "trois")]),
+        Default::default(),
+    )
+    .await
+    .expect("upsert");
+    assert_eq!(
+        crate::common::contents(&wh.warehouse, Mapped::DEF).await,
+        ["1|one", "2|deux", "3|trois"]
+    );
+    // Every data file names its columns as the log's schema maps them.
+    let delta = wh
+        .warehouse
+        .load(Mapped::DEF)
+        .await
+        .expect("load")
+        .expect("exists");
+    let snapshot = delta.snapshot().expect("snapshot");
+    let physical: Vec<String> = snapshot
+        .schema()
+        .fields()
+        .map(|f| {
+            f.metadata()
+                .get("delta.columnMapping.physicalName")
+                .map(|v| v.to_string())
+                .expect("a physical name")
+        })
+        .collect();
+    let files: Vec<String> = delta.get_file_uris().expect("files").collect();
+    assert!(!files.is_empty());
+    for uri in files {
+        let path = uri.strip_prefix("file://").unwrap_or(&uri).to_owned();
+        let file = std::fs::File::open(&path).expect("data file");
+        let reader = parquet::file::reader::SerializedFileReader::new(file).expect("parquet");
+        let names: Vec<String> = parquet::file::reader::FileReader::metadata(&reader)
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect();
+        assert_eq!(names, physical, "{path}");
+    }
+}

@@ -42,8 +42,10 @@ use crate::table::TableDef;
 const CONSTRAINT_PREFIX: &str = "delta.constraints.";
 
 /// Whether a write of `table` into `delta` may take the parallel path: an unpartitioned table
-/// without CHECK constraints (declared or found in the log). Anything else goes through
-/// delta-rs's writer, which validates constraints and writes partitions in parallel itself.
+/// without CHECK constraints (declared or found in the log) whose protocol asks nothing of a
+/// writer beyond what this path honours ([`plain_protocol`]). Anything else goes through
+/// delta-rs's writer, which validates constraints, maps column names and writes partitions in
+/// parallel itself.
 pub(crate) fn applies_to(table: &TableDef, delta: &DeltaTable) -> bool {
     let Ok(state) = delta.snapshot() else {
         return false;
@@ -56,6 +58,54 @@ pub(crate) fn applies_to(table: &TableDef, delta: &DeltaTable) -> bool {
             .configuration()
             .keys()
             .any(|key| key.starts_with(CONSTRAINT_PREFIX))
+        && plain_protocol(state)
+}
+
+/// Writer features this path honours: appends need nothing, change data feed only matters to
+/// updates (which the upsert path leaves to delta-rs's MERGE), constraints are ruled out above,
+/// the vacuum check concerns vacuum.
+const HONOURED_WRITER_FEATURES: &[&str] = &[
+    "appendOnly",
+    "changeDataFeed",
+    "checkConstraints",
+    "vacuumProtocolCheck",
+];
+
+/// Column metadata that asks a writer for more than the values: invariants, generated and
+/// identity columns, and physical column names.
+const WRITER_COLUMN_METADATA: &[&str] = &[
+    "delta.invariants",
+    "delta.generationExpression",
+    "delta.identity.",
+    "delta.columnMapping.",
+];
+
+/// Whether `state`'s protocol and schema ask of a writer only what the parallel path does:
+/// writer version 4 at most (5 is column mapping, 6 identity columns) or only the
+/// [`HONOURED_WRITER_FEATURES`], no column mapping, and no [`WRITER_COLUMN_METADATA`]. A table
+/// another engine upgraded (column mapping, deletion vectors, row tracking, in-commit
+/// timestamps, ..) is written by delta-rs, which knows them or refuses.
+fn plain_protocol(state: &DeltaTableState) -> bool {
+    let protocol = state.protocol();
+    let features_honoured = match protocol.writer_features() {
+        Some(features) => features
+            .iter()
+            .all(|f| HONOURED_WRITER_FEATURES.contains(&f.as_ref())),
+        None => protocol.min_writer_version() <= 4,
+    };
+    let mapping = state
+        .metadata()
+        .configuration()
+        .get("delta.columnMapping.mode")
+        .is_some_and(|mode| mode != "none");
+    features_honoured
+        && !mapping
+        && state.schema().fields().all(|field| {
+            field
+                .metadata()
+                .keys()
+                .all(|key| !WRITER_COLUMN_METADATA.iter().any(|m| key.starts_with(m)))
+        })
 }
 
 /// Appends `source` to `delta`, or replaces its rows with it, in one commit. `source` must have
