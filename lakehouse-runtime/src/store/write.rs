@@ -130,7 +130,7 @@ impl Warehouse {
         let delta = super::guard::guard(delta);
         let stored = stored_schema(&delta, &qualified)?;
         let source = if replace_schema {
-            df
+            with_declared_metadata(df, table)?
         } else {
             project_to(df, &stored, table)?
         };
@@ -558,6 +558,25 @@ async fn merge(
             metrics.num_target_rows_deleted as u64,
         )
     })
+}
+
+/// `df` (conformed to `table`) with each column's declared metadata, its description as
+/// `comment`: delta-rs takes a replaced schema from the plan, which would drop them.
+fn with_declared_metadata(df: DataFrame, table: &'static TableDef) -> Result<DataFrame> {
+    let columns: Vec<Expr> = df
+        .schema()
+        .iter()
+        .map(|(qualifier, field)| {
+            let metadata = table
+                .column(field.name())
+                .map(|c| c.arrow_field().metadata().clone())
+                .filter(|m| !m.is_empty())
+                .map(datafusion::common::metadata::FieldMetadata::from);
+            Expr::Column(Column::from((qualifier, field.as_ref())))
+                .alias_with_metadata(field.name(), metadata)
+        })
+        .collect();
+    Ok(df.select(columns)?)
 }
 
 /// Upsert with optional deletions, as one MERGE.
