@@ -279,3 +279,41 @@ async fn a_replaced_schema_keeps_the_column_descriptions() {
         );
     }
 }
+
+/// A table whose incremental readers may lag a month.
+#[derive(Table)]
+#[table(
+    schema = "bronze",
+    name = "slow_readers",
+    property(key = "delta.deletedFileRetentionDuration", value = "interval 30 days")
+)]
+pub struct SlowReaders {
+    pub id: i64,
+}
+
+#[tokio::test]
+async fn vacuum_keeps_the_tables_own_retention() {
+    let wh = TempWarehouse::new();
+    wh.warehouse.ensure(SlowReaders::DEF).await.expect("create");
+    let week = std::time::Duration::from_secs(7 * 24 * 3600);
+    let refused = wh
+        .warehouse
+        .vacuum(SlowReaders::DEF, Some(week), true, false)
+        .await
+        .expect_err("a week is under the table's month")
+        .to_string();
+    assert!(
+        refused.contains("a retention of 7days is under the table's `delta.deletedFileRetentionDuration` of 30days"),
+        "{refused}"
+    );
+    let report = wh
+        .warehouse
+        .vacuum(SlowReaders::DEF, None, true, false)
+        .await
+        .expect("the table's own retention");
+    assert!(report.files.is_empty());
+    wh.warehouse
+        .vacuum(SlowReaders::DEF, Some(week), true, true)
+        .await
+        .expect("forced");
+}

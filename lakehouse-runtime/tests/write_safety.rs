@@ -643,24 +643,32 @@ async fn optimize_compacts_and_vacuum_refuses_short_retention() {
     );
     let refused = wh
         .warehouse
-        .vacuum(ORDERS, Duration::from_secs(3600), true, false)
+        .vacuum(ORDERS, Some(Duration::from_secs(3600)), true, false)
         .await;
+    let refused = refused.expect_err("short retention").to_string();
     assert!(
-        refused
-            .expect_err("short retention")
-            .to_string()
-            .contains("7-day minimum")
+        refused.contains(
+            "a retention of 1h is under the table's `delta.deletedFileRetentionDuration` of 7days"
+        ),
+        "{refused}"
     );
+    // By default, the table's own retention: the files replaced just now stay.
+    let kept = wh
+        .warehouse
+        .vacuum(ORDERS, None, true, false)
+        .await
+        .expect("default retention");
+    assert!(kept.files.is_empty(), "{kept:?}");
     let dry = wh
         .warehouse
-        .vacuum(ORDERS, Duration::ZERO, true, true)
+        .vacuum(ORDERS, Some(Duration::ZERO), true, true)
         .await
         .expect("forced dry run");
     assert!(dry.dry_run);
     assert!(!dry.files.is_empty(), "the compacted files are vacuumable");
     let done = wh
         .warehouse
-        .vacuum(ORDERS, Duration::ZERO, false, true)
+        .vacuum(ORDERS, Some(Duration::ZERO), false, true)
         .await
         .expect("vacuum");
     assert_eq!(done.files.len(), dry.files.len());

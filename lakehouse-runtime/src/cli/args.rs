@@ -103,13 +103,14 @@ pub enum Command {
     Vacuum {
         /// Tables (`schema.table`); all by default.
         tables: Vec<String>,
-        /// Keep files needed by versions newer than this.
-        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
-        retention: Duration,
+        /// Keep files needed by versions newer than this [default: each table's
+        /// `delta.deletedFileRetentionDuration`, 7 days unless set].
+        #[arg(long, value_parser = humantime::parse_duration)]
+        retention: Option<Duration>,
         /// List the files without deleting them.
         #[arg(long)]
         dry_run: bool,
-        /// Allow a retention under 7 days.
+        /// Allow a retention under the table's own.
         #[arg(long)]
         force: bool,
     },

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use deltalake::operations::optimize::OptimizeType;
 use deltalake::operations::vacuum::VacuumMode;
+use deltalake::table::config::TablePropertiesExt as _;
 
 use super::Warehouse;
 use crate::error::{Error, Result};
@@ -16,9 +17,6 @@ use crate::table::TableDef;
 /// statistics of all of a table's files, and a scan opens each one: a table appended to by every
 /// run of a loop would otherwise make each run slower than the last.
 pub const AUTO_COMPACT_AT_FILES: usize = 64;
-
-/// Delta's default minimum retention for vacuum.
-pub const MIN_VACUUM_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// What `optimize` did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,23 +95,18 @@ impl Warehouse {
     }
 
     /// Deletes files no version newer than `retention` needs, and files no version refers to
-    /// (left by failed writes). A retention under 7 days could break readers of older versions
-    /// and is refused unless `force` is set.
+    /// (left by failed writes). `None` keeps the table's own retention,
+    /// `delta.deletedFileRetentionDuration` (7 days unless the table sets it); a shorter one could
+    /// break readers of older versions (`Changes<T>` readers behind, time travel) and is refused
+    /// unless `force` is set.
     pub async fn vacuum(
         &self,
         table: &'static TableDef,
-        retention: Duration,
+        retention: Option<Duration>,
         dry_run: bool,
         force: bool,
     ) -> Result<VacuumReport> {
         let qualified = table.qualified_name();
-        if retention < MIN_VACUUM_RETENTION && !force {
-            return Err(Error::msg(format!(
-                "vacuum of {qualified}: a retention of {} is under the 7-day minimum; readers of older \
-                 versions could fail. Pass --force if no such reader exists.",
-                humantime::format_duration(retention)
-            )));
-        }
         let Some(delta) = self.load(table).await? else {
             return Ok(VacuumReport {
                 table: qualified,
@@ -121,6 +114,21 @@ impl Warehouse {
                 dry_run,
             });
         };
+        let table_retention = delta
+            .snapshot()
+            .map_err(|e| Error::delta(&qualified, e))?
+            .table_config()
+            .deleted_file_retention_duration();
+        let retention = retention.unwrap_or(table_retention);
+        if retention < table_retention && !force {
+            return Err(Error::msg(format!(
+                "vacuum of {qualified}: a retention of {} is under the table's \
+                 `delta.deletedFileRetentionDuration` of {}; readers of older versions could \
+                 fail. Pass --force if no such reader exists.",
+                humantime::format_duration(retention),
+                humantime::format_duration(table_retention)
+            )));
+        }
         let retention = chrono::Duration::from_std(retention).map_err(|e| {
             Error::msg(format!(
                 "vacuum of {qualified}: retention out of range: {e}"
