@@ -158,6 +158,28 @@ fn run_then_runs_and_sql() {
         "{empty}"
     );
 
+    // The README's queries of the ledger's tables run as shown.
+    let readme = include_str!("../../README.md");
+    let section = &readme[readme.find("### The ledger's tables").expect("the section")..];
+    let queries: Vec<&str> = section
+        .lines()
+        .take_while(|line| !line.starts_with("## "))
+        .filter_map(|line| line.strip_prefix("cargo run --bin orchestrate -- sql \""))
+        .map(|rest| rest.trim_end_matches('"'))
+        .collect();
+    assert_eq!(queries.len(), 3, "{section}");
+    for query in queries {
+        let output = orchestrate(dir.path(), &["sql", query, "--format", "csv"]);
+        assert!(output.status.success(), "{query}: {}", stderr(&output));
+        if query.contains("FROM lakehouse.runs") {
+            assert!(
+                stdout(&output).contains("dim_product,succeeded"),
+                "{}",
+                stdout(&output)
+            );
+        }
+    }
+
     let refused = orchestrate(dir.path(), &["sql", "DROP TABLE gold.dim_product"]);
     assert!(!refused.status.success());
     assert!(

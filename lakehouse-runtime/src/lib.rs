@@ -78,6 +78,11 @@ pub use ctx::Ctx;
 pub use error::{Error, Result};
 #[cfg(feature = "engine")]
 pub use frame::{Changes, Frame, Inputs, UntypedFrame, View};
+/// The engine's crates, at the versions this one is built with: for what the typed API does not
+/// wrap (`Frame::into_dataframe`, `Frame::from_dataframe`, `View::new`), without a version-matched
+/// dependency of your own.
+#[cfg(feature = "engine")]
+pub use {arrow, datafusion, deltalake};
 #[cfg(feature = "engine")]
 pub use orchestrator::{Orchestrator, RunConfig, RunReport};
 #[cfg(feature = "engine")]
@@ -101,9 +106,12 @@ pub mod prelude {
     #[cfg(feature = "engine")]
     pub use arrow::datatypes::{DataType, TimeUnit};
     #[cfg(feature = "engine")]
-    pub use datafusion::functions::expr_fn::{regexp_replace, round, to_char};
+    pub use datafusion::functions::expr_fn::{
+        btrim, coalesce, concat, date_part, date_trunc, lower, regexp_replace, round, to_char,
+        upper,
+    };
     #[cfg(feature = "engine")]
-    pub use datafusion::prelude::{Expr, cast, col, lit};
+    pub use datafusion::prelude::{Expr, cast, col, lit, when};
 }
 
 /// Paths used by the code the macros generate. Not part of the public API.
