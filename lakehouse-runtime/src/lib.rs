@@ -78,15 +78,15 @@ pub use ctx::Ctx;
 pub use error::{Error, Result};
 #[cfg(feature = "engine")]
 pub use frame::{Changes, Frame, Inputs, UntypedFrame, View};
+#[cfg(feature = "engine")]
+pub use orchestrator::{Orchestrator, RunConfig, RunReport};
+#[cfg(feature = "engine")]
+pub use store::Warehouse;
 /// The engine's crates, at the versions this one is built with: for what the typed API does not
 /// wrap (`Frame::into_dataframe`, `Frame::from_dataframe`, `View::new`), without a version-matched
 /// dependency of your own.
 #[cfg(feature = "engine")]
 pub use {arrow, datafusion, deltalake};
-#[cfg(feature = "engine")]
-pub use orchestrator::{Orchestrator, RunConfig, RunReport};
-#[cfg(feature = "engine")]
-pub use store::Warehouse;
 
 pub use graph::{GraphError, PipelineDescriptor, Registry};
 pub use lakehouse_macros::{Table, pipeline};

@@ -416,7 +416,7 @@ async fn run_at_alone_opens_no_version() {
     }
     let wh = TempWarehouse::new();
     let def = <DimAgent as lakehouse_runtime::Table>::DEF;
-    assert_eq!(def.scd2_change_columns(), ["name"]);
+    assert_eq!(def.change_columns_or_default(), ["name"]);
     for (day, name) in [(1, "Ann"), (2, "Ann"), (3, "Anne")] {
         let options = WriteOptions {
             transaction: Some(("dim_agent".to_owned(), day)),

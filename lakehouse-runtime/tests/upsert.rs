@@ -1,6 +1,7 @@
-//! Upserts into unpartitioned merge tables rewrite only the files that hold a matched key, in
-//! one `MERGE` commit; files without a match stay; a failed upsert commits nothing; a table with
-//! the change data feed keeps delta-rs's MERGE, which records the changes.
+//! Upserts into unpartitioned merge tables rewrite only the files that hold a changed row, in
+//! one `MERGE` commit; files without a change stay; an upsert changing nothing commits nothing;
+//! a failed upsert commits nothing; a table with the change data feed keeps delta-rs's MERGE,
+//! which records the changes (and skips unchanged rows too).
 
 use std::collections::BTreeSet;
 
@@ -34,6 +35,16 @@ pub struct Audited {
     pub id: i64,
     pub balance: Option<i64>,
     pub owner: String,
+}
+
+/// Merged on `id`, stamped with the run's time, a change only when `balance` changes.
+#[derive(Table, Serialize, Clone)]
+#[table(schema = "cow", name = "ledgers", key(id), mode = merge, change_columns(balance))]
+pub struct Ledger {
+    pub id: i64,
+    pub balance: Option<i64>,
+    pub note: Option<String>,
+    pub run_at: Timestamp,
 }
 
 fn account(id: i64, balance: Option<i64>, owner: &str) -> Account {
@@ -396,5 +407,158 @@ async fn a_column_dropped_from_the_declaration_keeps_its_values_in_updated_rows(
     assert_eq!(
         contents(&wh.warehouse, Account::DEF).await,
         vec!["1|10|anne", "2|20|bob", "3|∅|cy"]
+    );
+}
+
+#[tokio::test]
+async fn an_upsert_of_unchanged_rows_rewrites_and_commits_nothing() {
+    let wh = TempWarehouse::new();
+    let options = WriteOptions::default;
+    // Two files: keys 1–2 (one NULL balance) and 10–11.
+    let first = vec![account(1, None, "ann"), account(2, Some(200), "ann")];
+    let second = vec![account(10, Some(1000), "bo"), account(11, Some(1100), "bo")];
+    for rows in [&first, &second] {
+        write(&wh.warehouse, Account::DEF, rows, options())
+            .await
+            .expect("batch");
+    }
+    let before = files(&wh.warehouse, Account::DEF).await;
+    let version = wh.warehouse.version(Account::DEF).await.expect("version");
+
+    // The same rows again: NULL equals NULL here.
+    let all: Vec<Account> = first.iter().chain(&second).cloned().collect();
+    let outcome = write(&wh.warehouse, Account::DEF, &all, options())
+        .await
+        .expect("upsert");
+    assert!(
+        outcome.committed,
+        "a write that had nothing to change succeeded"
+    );
+    assert_eq!((outcome.rows_inserted, outcome.rows_updated), (0, 0));
+    assert_eq!(outcome.version, version);
+    assert_eq!(
+        wh.warehouse.version(Account::DEF).await.expect("version"),
+        version
+    );
+    assert_eq!(files(&wh.warehouse, Account::DEF).await, before);
+
+    // Key 1's NULL becomes a value, key 11 is as stored, key 12 is new: only the first file is
+    // rewritten, and only keys 1 and 12 are written.
+    let rows = vec![
+        account(1, Some(1), "ann"),
+        account(11, Some(1100), "bo"),
+        account(12, Some(1200), "bo"),
+    ];
+    let outcome = write(&wh.warehouse, Account::DEF, &rows, options())
+        .await
+        .expect("upsert");
+    assert_eq!((outcome.rows_inserted, outcome.rows_updated), (1, 1));
+    let after = files(&wh.warehouse, Account::DEF).await;
+    assert_eq!(
+        before.intersection(&after).count(),
+        1,
+        "the second file stays"
+    );
+    let (_, metrics) = last_commit(&wh.warehouse, Account::DEF).await;
+    assert_eq!(metrics["num_target_files_removed"], 1);
+    assert_eq!(metrics["num_target_rows_copied"], 1);
+    assert_eq!(
+        contents(&wh.warehouse, Account::DEF).await,
+        vec![
+            "10|1000|bo",
+            "11|1100|bo",
+            "12|1200|bo",
+            "1|1|ann",
+            "2|200|ann"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn only_the_change_columns_make_a_change() {
+    let wh = TempWarehouse::new();
+    let ledger = |id, balance, note: &str, day: i64| Ledger {
+        id,
+        balance: Some(balance),
+        note: Some(note.to_owned()),
+        run_at: Timestamp(day * 86_400_000_000),
+    };
+    write(
+        &wh.warehouse,
+        Ledger::DEF,
+        &[ledger(1, 10, "opened", 1), ledger(2, 20, "opened", 1)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("day 1");
+    let version = wh.warehouse.version(Ledger::DEF).await.expect("version");
+    // Day 2: a new run time and note, the same balances: nothing changes.
+    let outcome = write(
+        &wh.warehouse,
+        Ledger::DEF,
+        &[ledger(1, 10, "seen", 2), ledger(2, 20, "seen", 2)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("day 2");
+    assert_eq!((outcome.rows_inserted, outcome.rows_updated), (0, 0));
+    assert_eq!(
+        wh.warehouse.version(Ledger::DEF).await.expect("version"),
+        version
+    );
+    // Day 3: key 2's balance changes: its whole row is written, note and run time included.
+    write(
+        &wh.warehouse,
+        Ledger::DEF,
+        &[ledger(1, 10, "seen", 3), ledger(2, 25, "credited", 3)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("day 3");
+    assert_eq!(
+        contents(&wh.warehouse, Ledger::DEF).await,
+        vec![
+            "1|10|opened|1970-01-02T00:00:00Z",
+            "2|25|credited|1970-01-04T00:00:00Z"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn delta_rs_merge_leaves_unchanged_rows_and_commits_nothing() {
+    let wh = TempWarehouse::new();
+    let audited = |id, balance: Option<i64>| Audited {
+        id,
+        balance,
+        owner: "ann".to_owned(),
+    };
+    let rows = [audited(1, Some(1)), audited(2, None)];
+    write(&wh.warehouse, Audited::DEF, &rows, WriteOptions::default())
+        .await
+        .expect("first batch");
+    let version = wh.warehouse.version(Audited::DEF).await.expect("version");
+    let outcome = write(&wh.warehouse, Audited::DEF, &rows, WriteOptions::default())
+        .await
+        .expect("the same rows");
+    assert!(outcome.committed);
+    assert_eq!((outcome.rows_inserted, outcome.rows_updated), (0, 0));
+    assert_eq!(
+        wh.warehouse.version(Audited::DEF).await.expect("version"),
+        version,
+        "no commit"
+    );
+    // One changed row among unchanged ones: updated, the other left.
+    let outcome = write(
+        &wh.warehouse,
+        Audited::DEF,
+        &[audited(1, Some(1)), audited(2, Some(2))],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("one change");
+    assert_eq!((outcome.rows_inserted, outcome.rows_updated), (0, 1));
+    assert_eq!(
+        contents(&wh.warehouse, Audited::DEF).await,
+        vec!["1|1|ann", "2|2|ann"]
     );
 }

@@ -97,7 +97,7 @@ fn reports_every_attribute_error_at_once() {
         "`order_id` is listed twice",
         "`partition_by` names no field",
         "unknown mode `upsert`",
-        "`change_columns(..)` only applies to `mode = scd2`",
+        "`change_columns(..)` only applies to `mode = merge` and `mode = scd2`",
         "a key column cannot be a change column",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
@@ -238,7 +238,7 @@ fn run_at_is_never_a_change_column() {
         pub struct Dim { pub id: i64, pub name: Option<String>, pub run_at: Timestamp }
     });
     assert!(
-        text.contains("`run_at` holds each run's time, so every row would open a new version"),
+        text.contains("`run_at` holds each run's time, so every row would change"),
         "{text}"
     );
 }

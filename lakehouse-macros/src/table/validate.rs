@@ -229,10 +229,10 @@ pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
 
     let partition_by = column_list(&attrs.partition_by, &field_names, &mut errors);
     let change_columns = attrs.change_columns.as_ref().map(|list| {
-        if mode != Mode::Scd2 {
+        if mode != Mode::Scd2 && mode != Mode::Merge {
             errors.spanned(
                 &list.key,
-                "`change_columns(..)` only applies to `mode = scd2`",
+                "`change_columns(..)` only applies to `mode = merge` and `mode = scd2`",
             );
         }
         for ident in &list.value {
@@ -242,8 +242,8 @@ pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
             if column_name(ident) == RUN_AT {
                 errors.spanned(
                     ident,
-                    "`run_at` holds each run's time, so every row would open a new version at \
-                     every run: leave it out of `change_columns(..)`",
+                    "`run_at` holds each run's time, so every row would change (be rewritten, or \
+                     open a new version) at every run: leave it out of `change_columns(..)`",
                 );
             }
         }

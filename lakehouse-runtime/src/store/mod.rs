@@ -6,6 +6,7 @@
 
 mod batching;
 mod catalog;
+mod change;
 mod commit;
 mod create;
 mod delete;

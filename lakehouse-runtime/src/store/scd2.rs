@@ -13,7 +13,7 @@
 use datafusion::common::{Column, JoinType};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SessionContext;
-use datafusion::logical_expr::{Expr, Operator, binary_expr, cast, lit};
+use datafusion::logical_expr::{Expr, cast, lit};
 use datafusion::scalar::ScalarValue;
 use deltalake::DeltaTable;
 
@@ -142,24 +142,9 @@ pub(crate) async fn merge(
         .collect();
     // Only columns the stored table has can change (with `evolution = keep` a declared column
     // may be missing from it).
-    let change_columns: Vec<&str> = table
-        .scd2_change_columns()
-        .into_iter()
-        .filter(|c| data.iter().any(|d| d == c))
-        .collect();
-    let changed = |left: &str, right: &str| -> Expr {
-        change_columns
-            .iter()
-            .map(|c| {
-                binary_expr(
-                    qualified(left, c),
-                    Operator::IsDistinctFrom,
-                    qualified(right, c),
-                )
-            })
-            .reduce(Expr::or)
-            .unwrap_or_else(|| lit(false))
-    };
+    let change_columns = super::change::compared_columns(table, &data);
+    let changed =
+        |left: &str, right: &str| super::change::distinct_any(left, right, &change_columns);
 
     // 1. Every source row, keyed.
     let keyed: Vec<Expr> = data

@@ -1,11 +1,13 @@
-//! Upserts that rewrite only the files holding a matched key, encoded in parallel and committed
+//! Upserts that rewrite only the files holding a changed row, encoded in parallel and committed
 //! once as a Delta `MERGE`.
 //!
 //! delta-rs's MERGE plans a full outer join of source and target and writes its output through a
 //! single Parquet writer. An upsert that replaces whole rows (`UPDATE SET *`, `INSERT *`) needs
 //! less, in two passes:
-//! 1. the target's key columns, with the file each row comes from, are semi-joined with the
-//!    source's keys: the files to rewrite and the number of rows the merge updates;
+//! 1. the target's key and change columns, with the file each row comes from, are joined with
+//!    the source's: which matched rows the source changes (a change column differs), hence the
+//!    files to rewrite and the number of rows the merge updates. Source rows that change nothing
+//!    are dropped: an upsert of what the table holds commits nothing;
 //! 2. those files are read, anti-joined with the source's keys (dropping the rows the source
 //!    replaces), unioned with the source, and written by one Parquet writer per partition
 //!    ([`super::sink`]). One commit removes the rewritten files and adds the new ones.
@@ -39,6 +41,8 @@ use crate::table::TableDef;
 
 /// The column the target scan adds: the file a row comes from.
 const FILE_COLUMN: &str = "__lakehouse_file";
+/// Whether the source changes a matched row.
+const CHANGED_COLUMN: &str = "__lakehouse_changed";
 
 /// Whether an upsert of `table` into `delta` may take this path: the parallel sink's conditions
 /// (unpartitioned, no CHECK constraints), no change data feed, whose `_change_data` files only
@@ -70,36 +74,81 @@ pub(crate) async fn upsert(
     let state = delta.snapshot()?.clone();
     let schema = source.schema().inner().clone();
     let batches = source.collect().await?;
-    let source_rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let source = Arc::new(MemTable::try_new(schema, vec![batches])?);
-    let read_source = || -> Result<DataFrame, DeltaTableError> {
-        Ok(session.read_table(source.clone())?.alias("s")?)
-    };
+    let mut source_rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut source = Arc::new(MemTable::try_new(schema.clone(), vec![batches])?);
     let keys: Vec<Expr> = table.key.iter().map(|k| qualified("s", k)).collect();
+    let stored: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let compared = super::change::compared_columns(table, &stored);
 
-    // Pass 1: which files hold a matched key, and how many matched rows each.
+    // Pass 1: each matched target row's file, and whether the source changes the row.
     let target = delta
         .table_provider()
         .with_session(super::session_state(session))
         .with_file_column(FILE_COLUMN)
         .await?;
-    let mut target_keys: Vec<Expr> = table.key.iter().map(|k| col(*k)).collect();
-    target_keys.push(col(FILE_COLUMN));
-    let matched = read_source()?
-        .select(keys.clone())?
+    let mut target_columns: Vec<Expr> =
+        table.key.iter().chain(&compared).map(|c| col(*c)).collect();
+    target_columns.push(col(FILE_COLUMN));
+    let source_columns: Vec<Expr> = table
+        .key
+        .iter()
+        .chain(&compared)
+        .map(|c| qualified("s", c))
+        .collect();
+    let pair_columns: Vec<Expr> = [
+        qualified("t", FILE_COLUMN).alias(FILE_COLUMN),
+        super::change::distinct_any("s", "t", &compared).alias(CHANGED_COLUMN),
+    ]
+    .into_iter()
+    .chain(table.key.iter().map(|k| qualified("s", k).alias(*k)))
+    .collect();
+    let pairs = read(session, &source)?
+        .select(source_columns)?
         .join_on(
             session
                 .read_table(target)?
-                .select(target_keys)?
+                .select(target_columns)?
                 .alias("t")?,
-            JoinType::RightSemi,
+            JoinType::Inner,
             [key_match(table)],
         )?
-        .aggregate(vec![qualified("t", FILE_COLUMN)], vec![count_all()])?
+        .select(pair_columns)?;
+    let pair_schema = pairs.schema().inner().clone();
+    let pairs = pairs.collect().await?;
+    let matched_rows: usize = pairs.iter().map(RecordBatch::num_rows).sum();
+    let pairs = Arc::new(MemTable::try_new(pair_schema, vec![pairs])?);
+    let changed = session
+        .read_table(pairs.clone())?
+        .filter(col(CHANGED_COLUMN))?
+        .aggregate(vec![col(FILE_COLUMN)], vec![count_all()])?
         .collect()
         .await?;
-    let matched = matched_files(&matched)?;
+    let matched = matched_files(&changed)?;
     let updated: u64 = matched.values().map(|(_, rows)| rows).sum();
+    // The source rows that would change nothing are in the table already: drop them.
+    if matched_rows as u64 > updated {
+        let unchanged = session
+            .read_table(pairs)?
+            .filter(Expr::Not(Box::new(col(CHANGED_COLUMN))))?
+            .alias("t")?;
+        let kept =
+            read(session, &source)?.join_on(unchanged, JoinType::LeftAnti, [key_match(table)])?;
+        let kept = kept.select(
+            stored
+                .iter()
+                .map(|c| qualified("s", c).alias(*c))
+                .collect::<Vec<Expr>>(),
+        )?;
+        let kept_schema = kept.schema().inner().clone();
+        let kept = kept.collect().await?;
+        source_rows = kept.iter().map(RecordBatch::num_rows).sum();
+        source = Arc::new(MemTable::try_new(kept_schema, vec![kept])?);
+    }
+    if source_rows == 0 {
+        tracing::debug!(table = %table.qualified_name(), "the upsert changes no row; nothing to commit");
+        return Ok(outcome_at(table, state.version(), 0, 0, 0).measured(&state, table));
+    }
+    let read_source = || read(session, &source);
 
     // Pass 2: the matched files without their matched rows, then the whole source.
     let root = delta.log_store().root_url().clone();
@@ -176,6 +225,11 @@ pub(crate) async fn upsert(
     .await?;
     let snapshot = finalized.snapshot();
     Ok(outcome_at(table, snapshot.version(), inserted, updated, 0).measured(&snapshot, table))
+}
+
+/// The source, aliased `s`.
+fn read(session: &SessionContext, source: &Arc<MemTable>) -> Result<DataFrame, DeltaTableError> {
+    Ok(session.read_table(source.clone())?.alias("s")?)
 }
 
 /// The stored columns, qualified by `alias`, in the stored order and types (a scan may read

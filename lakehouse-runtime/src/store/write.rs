@@ -617,16 +617,17 @@ async fn upsert(
         .filter(|c| table.column(c).is_some())
         .cloned()
         .collect();
-    // A table that is nothing but its key has nothing to update.
-    if update_columns
-        .iter()
-        .any(|c| !table.key.contains(&c.as_str()))
-    {
+    // Only a row whose change columns differ is updated: an unchanged one is left in its file,
+    // and a MERGE that changes nothing commits nothing. (A table that is nothing but its key,
+    // or its key and `run_at`, has nothing to update.)
+    let compared = super::change::compared_columns(table, &update_columns);
+    if !compared.is_empty() {
         merge = merge.when_matched_update(|u| {
             update_columns
                 .iter()
                 .filter(|c| !table.key.contains(&c.as_str()))
                 .fold(u, |u, c| u.update(c.as_str(), qualified("s", c)))
+                .predicate(super::change::distinct_any("t", "s", &compared))
         })?;
     }
     merge = merge.when_not_matched_insert(|i| {

@@ -152,7 +152,8 @@ pub struct TableDef {
     pub partition_by: &'static [&'static str],
     /// How writes are applied.
     pub mode: WriteMode,
-    /// SCD2: the columns whose change opens a new version (`None`: every non-key data column).
+    /// Merge and SCD2: the columns whose change updates a row or opens a new version (`None`:
+    /// every non-key data column but `run_at`).
     pub change_columns: Option<&'static [&'static str]>,
     /// What happens when schemas differ.
     pub evolution: SchemaEvolution,
@@ -187,9 +188,10 @@ impl TableDef {
         self.columns.iter().filter(|c| c.role == ColumnRole::Data)
     }
 
-    /// The SCD2 change-detection columns: the declared ones, or every non-key data column but
-    /// `run_at` (the run's time, different at every run: every row would open a version).
-    pub fn scd2_change_columns(&self) -> Vec<&'static str> {
+    /// The change-detection columns of merge and SCD2 tables: the declared ones, or every
+    /// non-key data column but `run_at` (the run's time, different at every run: every row
+    /// would change). A row whose change columns equal the stored row's is left as it is.
+    pub fn change_columns_or_default(&self) -> Vec<&'static str> {
         match self.change_columns {
             Some(columns) => columns.to_vec(),
             None => self
