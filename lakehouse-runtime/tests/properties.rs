@@ -317,3 +317,82 @@ async fn vacuum_keeps_the_tables_own_retention() {
         .await
         .expect("forced");
 }
+
+/// A table as first documented.
+mod documented_before {
+    use lakehouse_runtime::Table;
+
+    /// Customers.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "documented")]
+    pub struct Documented {
+        /// The id
+        pub id: i64,
+        pub name: Option<String>,
+    }
+}
+
+/// The same table, its doc comments since edited.
+mod documented_after {
+    use lakehouse_runtime::Table;
+
+    /// Customers of the shop, one row per account.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "documented")]
+    pub struct Documented {
+        /// The account's identifier
+        pub id: i64,
+        /// The name on the account
+        pub name: Option<String>,
+    }
+}
+
+#[tokio::test]
+async fn edited_doc_comments_reach_the_stored_table() {
+    let wh = TempWarehouse::new();
+    let before = <documented_before::Documented as Table>::DEF;
+    let after = <documented_after::Documented as Table>::DEF;
+    wh.warehouse.ensure(before).await.expect("create");
+    let described = |delta: &deltalake::DeltaTable| {
+        let snapshot = delta.snapshot().expect("snapshot");
+        let comments: Vec<Option<String>> = snapshot
+            .schema()
+            .fields()
+            .map(|f| match f.metadata().get("comment") {
+                Some(deltalake::kernel::MetadataValue::String(text)) => Some(text.clone()),
+                _ => None,
+            })
+            .collect();
+        (
+            snapshot.metadata().description().map(str::to_owned),
+            comments,
+        )
+    };
+    let created = wh.warehouse.ensure(before).await.expect("unchanged");
+    assert_eq!(
+        described(&created),
+        (
+            Some("Customers.".to_owned()),
+            vec![Some("The id".to_owned()), None]
+        )
+    );
+    let version = created.version();
+    let updated = wh.warehouse.ensure(after).await.expect("updated");
+    assert_eq!(
+        described(&updated),
+        (
+            Some("Customers of the shop, one row per account.".to_owned()),
+            vec![
+                Some("The account's identifier".to_owned()),
+                Some("The name on the account".to_owned())
+            ]
+        )
+    );
+    let settled = wh.warehouse.ensure(after).await.expect("again");
+    assert!(settled.version() > version);
+    assert_eq!(
+        settled.version(),
+        updated.version(),
+        "nothing left to update"
+    );
+}

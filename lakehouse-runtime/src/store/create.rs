@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 
 use deltalake::DeltaTable;
-use deltalake::kernel::StructType;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+use deltalake::kernel::{MetadataValue, StructType};
+use deltalake::operations::update_table_metadata::TableMetadataUpdate;
 
 use super::Warehouse;
 use crate::error::{Error, Result};
@@ -102,7 +103,10 @@ impl Warehouse {
     /// (and, at its next write, once new columns are added, the CHECK constraints).
     pub async fn ensure(&self, table: &'static TableDef) -> Result<DeltaTable> {
         match self.load(table).await? {
-            Some(existing) => self.set_declared_properties(table, existing).await,
+            Some(existing) => {
+                let delta = self.set_declared_properties(table, existing).await?;
+                self.set_declared_descriptions(table, delta).await
+            }
             None => {
                 let created = self.create(table).await?;
                 self.add_declared_checks(table, created).await
@@ -228,6 +232,52 @@ impl Warehouse {
         })
         .await?
         .map_err(|error| Error::delta(&qualified, error))
+    }
+
+    /// Brings the stored descriptions (each column's `comment`, the table's description) to the
+    /// declaration's doc comments, one commit per changed one (none when they agree): an edited
+    /// doc comment reaches every reader of the table. A declared empty one leaves the stored one.
+    async fn set_declared_descriptions(
+        &self,
+        table: &'static TableDef,
+        mut delta: DeltaTable,
+    ) -> Result<DeltaTable> {
+        let qualified = table.qualified_name();
+        for (column, comment) in comments_to_set(table, &delta)? {
+            tracing::info!(table = %qualified, column, "updating a column's description");
+            let metadata = HashMap::from([(
+                "comment".to_owned(),
+                MetadataValue::String(comment.to_owned()),
+            )]);
+            let applied = delta
+                .update_field_metadata()
+                .with_field_name(column)
+                .with_metadata(metadata)
+                .await;
+            delta = self
+                .settle(table, applied, |reloaded| {
+                    Ok(!comments_to_set(table, reloaded)?
+                        .iter()
+                        .any(|(c, _)| *c == column))
+                })
+                .await?
+                .map_err(|error| Error::delta(&qualified, error))?;
+        }
+        if description_differs(table, &delta)? {
+            tracing::info!(table = %qualified, "updating the table's description");
+            let update = TableMetadataUpdate {
+                name: None,
+                description: Some(table.description.to_owned()),
+            };
+            let applied = delta.update_table_metadata().with_update(update).await;
+            delta = self
+                .settle(table, applied, |reloaded| {
+                    Ok(!description_differs(table, reloaded)?)
+                })
+                .await?
+                .map_err(|error| Error::delta(&qualified, error))?;
+        }
+        Ok(delta)
     }
 
     async fn create(&self, table: &'static TableDef) -> Result<DeltaTable> {
@@ -429,4 +479,35 @@ fn properties_to_set(table: &TableDef, delta: &DeltaTable) -> Result<HashMap<Str
         .filter(|(key, value)| stored.get(*key).map(String::as_str) != Some(*value))
         .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
         .collect())
+}
+
+/// The stored columns whose `comment` is not their declared (non-empty) description.
+fn comments_to_set(
+    table: &'static TableDef,
+    delta: &DeltaTable,
+) -> Result<Vec<(&'static str, &'static str)>> {
+    let qualified = table.qualified_name();
+    let snapshot = delta.snapshot().map_err(|e| Error::delta(&qualified, e))?;
+    let schema = snapshot.schema();
+    Ok(table
+        .columns
+        .iter()
+        .filter(|c| !c.description.is_empty())
+        .filter_map(|c| {
+            let stored = schema.field(c.name)?;
+            let current = match stored.metadata().get("comment") {
+                Some(MetadataValue::String(text)) => Some(text.as_str()),
+                _ => None,
+            };
+            (current != Some(c.description)).then_some((c.name, c.description))
+        })
+        .collect())
+}
+
+/// Whether the stored table description is not the declared (non-empty) one.
+fn description_differs(table: &'static TableDef, delta: &DeltaTable) -> Result<bool> {
+    let qualified = table.qualified_name();
+    let snapshot = delta.snapshot().map_err(|e| Error::delta(&qualified, e))?;
+    Ok(!table.description.is_empty()
+        && snapshot.metadata().description() != Some(table.description))
 }

@@ -27,11 +27,12 @@ use datafusion::dataframe::DataFrame;
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SessionContext;
 use datafusion::functions_aggregate::count::count_all;
-use datafusion::logical_expr::{Expr, cast};
+use datafusion::logical_expr::{Expr, cast, lit};
 use datafusion::prelude::col;
 use deltalake::kernel::Action;
 use deltalake::protocol::{DeltaOperation, MergePredicate};
 use deltalake::table::config::TablePropertiesExt as _;
+use deltalake::table::state::DeltaTableState;
 use deltalake::{DeltaTable, DeltaTableError};
 use percent_encoding::percent_decode_str;
 use url::Url;
@@ -75,10 +76,18 @@ pub(crate) async fn upsert(
     let schema = source.schema().inner().clone();
     let batches = source.collect().await?;
     let mut source_rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut source = Arc::new(MemTable::try_new(schema.clone(), vec![batches])?);
     let keys: Vec<Expr> = table.key.iter().map(|k| qualified("s", k)).collect();
     let stored: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let compared = super::change::compared_columns(table, &stored);
+    // When the statistics show every match changes, pass 1 reads only the keys.
+    let all_change = every_match_changes(&state, &batches, &compared);
+    let (compared, changed_expr) = if all_change {
+        (Vec::new(), lit(true))
+    } else {
+        let changed = super::change::distinct_any("s", "t", &compared);
+        (compared, changed)
+    };
+    let mut source = Arc::new(MemTable::try_new(schema.clone(), vec![batches])?);
 
     // Pass 1: each matched target row's file, and whether the source changes the row.
     let target = delta
@@ -97,7 +106,7 @@ pub(crate) async fn upsert(
         .collect();
     let pair_columns: Vec<Expr> = [
         qualified("t", FILE_COLUMN).alias(FILE_COLUMN),
-        super::change::distinct_any("s", "t", &compared).alias(CHANGED_COLUMN),
+        changed_expr.alias(CHANGED_COLUMN),
     ]
     .into_iter()
     .chain(table.key.iter().map(|k| qualified("s", k).alias(*k)))
@@ -227,6 +236,82 @@ pub(crate) async fn upsert(
     Ok(outcome_at(table, snapshot.version(), inserted, updated, 0).measured(&snapshot, table))
 }
 
+/// Whether every source row that matches a target row changes it, as the statistics show
+/// without reading the target: a change column whose source values (none NULL) all lie outside
+/// the range of the target's (integers, dates and timestamps: a batch number, a load time). The
+/// comparison would read every matched file's change columns to find what this tells for free.
+fn every_match_changes(state: &DeltaTableState, source: &[RecordBatch], compared: &[&str]) -> bool {
+    let Ok(files) = state.add_actions_table(true) else {
+        return false;
+    };
+    compared.iter().any(|column| {
+        let (Some(source), Some(target)) =
+            (source_range(source, column), target_range(&files, column))
+        else {
+            return false;
+        };
+        source.1 < target.0 || source.0 > target.1
+    })
+}
+
+/// The least and greatest value of `column` in `batches`, as integers: `None` when it holds a
+/// NULL or no value, or is not an integer, date or timestamp column.
+fn source_range(batches: &[RecordBatch], column: &str) -> Option<(i64, i64)> {
+    let mut range: Option<(i64, i64)> = None;
+    for batch in batches {
+        let values = batch.column_by_name(column)?;
+        if !orderable(values.data_type()) || values.null_count() > 0 {
+            return None;
+        }
+        let values = super::read::integers(values).ok()?;
+        let values = values.as_primitive::<Int64Type>();
+        let (Some(low), Some(high)) = (arrow::compute::min(values), arrow::compute::max(values))
+        else {
+            continue;
+        };
+        range = Some(range.map_or((low, high), |(l, h)| (l.min(low), h.max(high))));
+    }
+    range
+}
+
+/// The range the target's file statistics give `column` (`files`: the add-actions table with
+/// statistics): `None` when a file with values has none for it. Files of NULLs only count for
+/// nothing: a NULL differs from any source value.
+fn target_range(files: &RecordBatch, column: &str) -> Option<(i64, i64)> {
+    let minima = files.column_by_name(&format!("min.{column}"))?;
+    let maxima = files.column_by_name(&format!("max.{column}"))?;
+    if !orderable(minima.data_type()) {
+        return None;
+    }
+    let minima = super::read::integers(minima).ok()?;
+    let maxima = super::read::integers(maxima).ok()?;
+    let (minima, maxima) = (
+        minima.as_primitive::<Int64Type>(),
+        maxima.as_primitive::<Int64Type>(),
+    );
+    let count = |name: &str, file: usize| {
+        files
+            .column_by_name(name)
+            .and_then(|c| c.as_primitive_opt::<Int64Type>())
+            .filter(|c| c.is_valid(file))
+            .map(|c| c.value(file))
+    };
+    for file in 0..files.num_rows() {
+        if minima.is_null(file) || maxima.is_null(file) {
+            let rows = count("num_records", file);
+            if rows.is_none() || count(&format!("null_count.{column}"), file) != rows {
+                return None;
+            }
+        }
+    }
+    Some((arrow::compute::min(minima)?, arrow::compute::max(maxima)?))
+}
+
+/// Whether values of `data_type` compare as the integers [`super::read::integers`] makes them.
+fn orderable(data_type: &DataType) -> bool {
+    data_type.is_integer() || matches!(data_type, DataType::Date32 | DataType::Timestamp(_, _))
+}
+
 /// The source, aliased `s`.
 fn read(session: &SessionContext, source: &Arc<MemTable>) -> Result<DataFrame, DeltaTableError> {
     Ok(session.read_table(source.clone())?.alias("s")?)
@@ -321,5 +406,64 @@ fn decoded_file_key(root: &Url, path: &str) -> String {
             let root_path = root_path.trim_end_matches('/');
             format!("{root_path}/{path}")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Serialize;
+
+    use crate::prelude::*;
+    use crate::store::{Warehouse, WriteOptions};
+
+    /// Rows loaded in numbered batches.
+    #[derive(Table, Serialize)]
+    #[table(schema = "test", name = "loads", key(id), mode = merge)]
+    struct Load {
+        id: i64,
+        name: String,
+        batch: i32,
+    }
+
+    fn rows(batch: i32) -> Vec<arrow::array::RecordBatch> {
+        let rows: Vec<Load> = (1..=3)
+            .map(|id| Load {
+                id,
+                name: "same".to_owned(),
+                batch,
+            })
+            .collect();
+        crate::frame::batches_from_rows(Load::DEF.output_arrow_schema(), &rows).expect("rows")
+    }
+
+    #[tokio::test]
+    async fn statistics_tell_when_every_match_changes() {
+        let dir = tempfile::tempdir().expect("dir");
+        let warehouse = Warehouse::open(dir.path().to_str().expect("utf-8")).expect("warehouse");
+        let session = warehouse.session();
+        for batch in [1, 2] {
+            let df = session.read_batches(rows(batch)).expect("frame");
+            warehouse
+                .write(&session, Load::DEF, df, WriteOptions::default())
+                .await
+                .expect("write");
+        }
+        // The table holds batch 2 (the second write updated every row).
+        let delta = warehouse
+            .load(Load::DEF)
+            .await
+            .expect("load")
+            .expect("exists");
+        let state = delta.snapshot().expect("snapshot");
+        let changes =
+            |batch: i32, columns: &[&str]| super::every_match_changes(state, &rows(batch), columns);
+        assert!(changes(3, &["name", "batch"]), "batch 3 is outside 2..=2");
+        assert!(changes(1, &["batch"]), "batch 1 is outside 2..=2");
+        assert!(
+            !changes(2, &["name", "batch"]),
+            "batch 2 may equal a stored row"
+        );
+        assert!(!changes(3, &["name"]), "strings are not compared by range");
+        assert!(!changes(3, &[]));
     }
 }
