@@ -103,10 +103,7 @@ impl Warehouse {
     /// (and, at its next write, once new columns are added, the CHECK constraints).
     pub async fn ensure(&self, table: &'static TableDef) -> Result<DeltaTable> {
         match self.load(table).await? {
-            Some(existing) => {
-                let delta = self.set_declared_properties(table, existing).await?;
-                self.set_declared_descriptions(table, delta).await
-            }
+            Some(existing) => self.set_declared_properties(table, existing).await,
             None => {
                 let created = self.create(table).await?;
                 self.add_declared_checks(table, created).await
@@ -237,7 +234,8 @@ impl Warehouse {
     /// Brings the stored descriptions (each column's `comment`, the table's description) to the
     /// declaration's doc comments, one commit per changed one (none when they agree): an edited
     /// doc comment reaches every reader of the table. A declared empty one leaves the stored one.
-    async fn set_declared_descriptions(
+    /// Called after a successful write, so a refused write changes nothing.
+    pub(crate) async fn set_declared_descriptions(
         &self,
         table: &'static TableDef,
         mut delta: DeltaTable,
@@ -479,6 +477,11 @@ fn properties_to_set(table: &TableDef, delta: &DeltaTable) -> Result<HashMap<Str
         .filter(|(key, value)| stored.get(*key).map(String::as_str) != Some(*value))
         .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
         .collect())
+}
+
+/// Whether `delta`'s stored descriptions differ from `table`'s declared ones.
+pub(crate) fn descriptions_differ(table: &'static TableDef, delta: &DeltaTable) -> Result<bool> {
+    Ok(!comments_to_set(table, delta)?.is_empty() || description_differs(table, delta)?)
 }
 
 /// The stored columns whose `comment` is not their declared (non-empty) description.

@@ -142,6 +142,8 @@ impl Warehouse {
             SaveMode::Append
         };
         let before = delta.version();
+        // Edited doc comments reach the table once the write succeeded.
+        let stale_descriptions = super::create::descriptions_differ(table, &delta)?;
         let result = match table.mode {
             WriteMode::Append | WriteMode::Overwrite
                 if !replace_schema && super::sink::applies_to(table, &delta) =>
@@ -193,16 +195,43 @@ impl Warehouse {
                     deletions: options.deletions,
                     commit,
                 };
-                return super::scd2::merge(self, session, delta, source, table, write).await;
+                let outcome =
+                    super::scd2::merge(self, session, delta, source, table, write).await?;
+                return self.after_write(table, outcome, stale_descriptions).await;
             }
         };
         match result {
-            Ok(outcome) => Ok(outcome),
+            Ok(outcome) => self.after_write(table, outcome, stale_descriptions).await,
             Err(error) => {
                 self.recheck_after_error(table, &commit, before, error)
                     .await
             }
         }
+    }
+
+    /// What follows a successful write: the stored descriptions brought to the declaration's
+    /// when they were `stale` (a failure there is logged: the rows are committed).
+    async fn after_write(
+        &self,
+        table: &'static TableDef,
+        outcome: WriteOutcome,
+        stale: bool,
+    ) -> Result<WriteOutcome> {
+        if !stale {
+            return Ok(outcome);
+        }
+        let updated = match self.load(table).await {
+            Ok(Some(delta)) => self
+                .set_declared_descriptions(table, delta)
+                .await
+                .map(|_| ()),
+            Ok(None) => Ok(()),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = updated {
+            tracing::warn!(table = %table.qualified_name(), %error, "could not update the stored descriptions");
+        }
+        Ok(outcome)
     }
 
     /// An error may come after the commit (snapshot update, checkpoint, log cleanup): if the
