@@ -71,6 +71,8 @@ pub mod quality;
 pub mod sources;
 #[cfg(feature = "engine")]
 pub mod store;
+#[cfg(feature = "engine")]
+pub mod testing;
 
 #[cfg(feature = "engine")]
 pub use ctx::Ctx;

@@ -381,6 +381,11 @@ pub struct Changes<T: Table> {
 }
 
 impl<T: Table> Changes<T> {
+    /// `frame` as the new rows of an incremental input (the runtime's reads, and tests).
+    pub(crate) fn new(frame: Frame<T>) -> Changes<T> {
+        Changes { frame }
+    }
+
     /// The new rows as a frame.
     pub fn into_frame(self) -> Frame<T> {
         self.frame

@@ -452,5 +452,5 @@ pub fn batches_to_rows<R: DeserializeOwned>(batches: &[RecordBatch]) -> Result<V
     if json.is_empty() {
         return Ok(Vec::new());
     }
-    serde_json::from_slice(&json).map_err(|e| Error::msg(format!("reading ledger rows: {e}")))
+    serde_json::from_slice(&json).map_err(|e| Error::msg(format!("reading rows: {e}")))
 }

@@ -170,6 +170,27 @@ impl<T: ColumnType> ColumnType for Option<T> {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "engine")]
+    #[test]
+    fn dates_and_decimals_read_back_from_json() {
+        let date: Date = serde_json::from_str("\"2024-02-29\"").expect("a date");
+        assert_eq!(date, Date::from_ymd(2024, 2, 29).expect("leap day"));
+        assert_eq!(
+            serde_json::from_str::<Date>("19000").expect("days"),
+            Date(19_000)
+        );
+        assert!(serde_json::from_str::<Date>("\"2023-02-29\"").is_err());
+        let read = |text: &str| serde_json::from_str::<Decimal<10, 2>>(text).map(|d| d.0);
+        assert_eq!(read("\"-12.5\"").expect("text"), -1250);
+        assert_eq!(read("\"7\"").expect("an integer"), 700);
+        assert_eq!(read("\".05\"").expect("no integer part"), 5);
+        assert_eq!(read("3").expect("a number"), 300);
+        assert_eq!(read("0.125").expect("rounded"), 13);
+        assert!(read("\"1.234\"").is_err(), "more digits than the scale");
+        assert!(read("\"1e3\"").is_err());
+        assert!(read("\"-\"").is_err());
+    }
+
     #[test]
     fn arrow_types_round_trip() {
         for t in [
@@ -219,6 +240,65 @@ mod serde_impls {
     use serde::{Deserialize, Serialize, Serializer};
 
     use super::{Date, Decimal, Timestamp};
+
+    /// Reads a date as days since the epoch or as `YYYY-MM-DD` (what Arrow's JSON writer emits).
+    impl<'de> Deserialize<'de> for Date {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Date, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Date;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("days since the epoch or a YYYY-MM-DD date")
+                }
+                fn visit_i64<E: de::Error>(self, v: i64) -> Result<Date, E> {
+                    i32::try_from(v).map(Date).map_err(E::custom)
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Date, E> {
+                    i32::try_from(v).map(Date).map_err(E::custom)
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Date, E> {
+                    let mut parts = v.splitn(3, '-').map(str::parse::<u32>);
+                    match (parts.next(), parts.next(), parts.next()) {
+                        (Some(Ok(y)), Some(Ok(m)), Some(Ok(d))) => {
+                            i32::try_from(y).ok().and_then(|y| Date::from_ymd(y, m, d))
+                        }
+                        _ => None,
+                    }
+                    .ok_or_else(|| E::custom(format!("invalid date {v:?}")))
+                }
+            }
+            deserializer.deserialize_any(V)
+        }
+    }
+
+    /// Reads a decimal from its exact text (what Arrow's JSON writer emits) or a number, rounded
+    /// to the scale `S`.
+    impl<'de, const P: u8, const S: i8> Deserialize<'de> for Decimal<P, S> {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Decimal<P, S>, D::Error> {
+            struct V<const P: u8, const S: i8>;
+            impl<const P: u8, const S: i8> Visitor<'_> for V<P, S> {
+                type Value = Decimal<P, S>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a decimal as text or a number")
+                }
+                fn visit_i64<E: de::Error>(self, v: i64) -> Result<Decimal<P, S>, E> {
+                    Ok(Decimal(i128::from(v) * 10i128.pow(S as u32)))
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Decimal<P, S>, E> {
+                    Ok(Decimal(i128::from(v) * 10i128.pow(S as u32)))
+                }
+                fn visit_f64<E: de::Error>(self, v: f64) -> Result<Decimal<P, S>, E> {
+                    Ok(Decimal::from_f64(v))
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Decimal<P, S>, E> {
+                    super::parse_decimal_text(v, S)
+                        .map(Decimal)
+                        .ok_or_else(|| E::custom(format!("invalid decimal {v:?} at scale {S}")))
+                }
+            }
+            deserializer.deserialize_any(V::<P, S>)
+        }
+    }
 
     /// Reads a timestamp as microseconds or as RFC 3339 text (what Arrow's JSON writer emits).
     impl<'de> Deserialize<'de> for Timestamp {
@@ -281,6 +361,30 @@ pub fn format_decimal(unscaled: i128, scale: i8) -> String {
     let padded = format!("{digits:0>width$}", width = scale + 1);
     let (int, frac) = padded.split_at(padded.len() - scale);
     format!("{sign}{int}.{frac}")
+}
+
+/// The unscaled value of decimal text (`-12.5`) at `scale`: `None` when it is not a plain decimal
+/// or has more fractional digits than `scale`.
+fn parse_decimal_text(text: &str, scale: i8) -> Option<i128> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let scale = usize::try_from(scale).ok()?;
+    if (int.is_empty() && frac.is_empty())
+        || frac.len() > scale
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let padded = format!("{int}{frac:0<scale$}");
+    let value: i128 = if padded.is_empty() {
+        0
+    } else {
+        padded.parse().ok()?
+    };
+    Some(if negative { -value } else { value })
 }
 
 impl<const P: u8, const S: i8> Decimal<P, S> {
