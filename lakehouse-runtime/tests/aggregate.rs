@@ -284,8 +284,7 @@ async fn no_keys_give_one_row_even_over_nothing() {
             Default::default(),
         )
         .await
-        .err()
-        .expect("a NULL sum cannot fill a NOT NULL column");
+        .expect_err("a NULL sum cannot fill a NOT NULL column");
     assert!(error.to_string().contains("quantity"), "{error}");
     assert!(
         contents(&wh.warehouse, StrictSummary::DEF).await.is_empty(),
