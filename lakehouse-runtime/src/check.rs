@@ -90,6 +90,18 @@ pub async fn check_plan(pipeline: &'static PipelineDescriptor) -> Result<()> {
     let output = tokio::spawn(async move { (pipeline.run)(&cx, inputs).await })
         .await
         .map_err(|e| Error::msg(format!("the pipeline panicked while planning: {e}")))??;
+    // The table's expectations must be conditions over its columns.
+    for expectation in pipeline.output.expectations {
+        output.df.parse_sql_expr(expectation.expr).map_err(|e| {
+            Error::schema(
+                pipeline.output.qualified_name(),
+                format!(
+                    "expectation `{}`: `{}` is not a condition over the table's columns: {e}",
+                    expectation.name, expectation.expr
+                ),
+            )
+        })?;
+    }
     let plan = output.df.into_optimized_plan()?;
     compare_schema(pipeline.output, plan.schema().as_arrow())
 }

@@ -93,8 +93,8 @@ pub use {arrow, datafusion, deltalake};
 pub use graph::{GraphError, PipelineDescriptor, Registry};
 pub use lakehouse_macros::{Table, pipeline};
 pub use table::{
-    Col, ColumnDef, Date, Decimal, IntoColumn, LogicalType, SchemaEvolution, SelectFor, Table,
-    TableDef, Timestamp, WriteMode,
+    Col, ColumnDef, Date, Decimal, Expectation, IntoColumn, LogicalType, OnFail, SchemaEvolution,
+    SelectFor, Table, TableDef, Timestamp, WriteMode,
 };
 
 /// Everything a pipelines crate needs: `use lakehouse_runtime::prelude::*;`.
@@ -124,9 +124,9 @@ pub mod __private {
         assert_depends_on, assert_full_snapshot, assert_readable, max_level,
     };
     pub use crate::table::{
-        AppendOnly, CheckConstraint, Col, ColumnDef, ColumnRef, ColumnRole, ColumnType, IntoColumn,
-        LogicalType, Quality, SchemaEvolution, SelectFor, SelectedColumn, Table, TableDef,
-        Timestamp, WriteMode, non_null,
+        AppendOnly, CheckConstraint, Col, ColumnDef, ColumnRef, ColumnRole, ColumnType,
+        Expectation, IntoColumn, LogicalType, OnFail, Quality, SchemaEvolution, SelectFor,
+        SelectedColumn, Table, TableDef, Timestamp, WriteMode, non_null,
     };
     pub use crate::{Ctx, Inputs, Result, UntypedFrame};
     pub use inventory;
@@ -162,6 +162,7 @@ pub mod __private {
             target_file_size: None,
             auto_compact: false,
             checks: &[],
+            expectations: &[],
             properties: &[],
         };
     }

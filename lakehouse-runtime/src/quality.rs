@@ -11,7 +11,7 @@ use datafusion::logical_expr::{Expr, lit, when};
 
 use crate::error::{Error, Result};
 use crate::store::Warehouse;
-use crate::table::{ColumnDef, ColumnRef, Quality, TableDef, WriteMode};
+use crate::table::{ColumnDef, ColumnRef, OnFail, Quality, TableDef, WriteMode};
 
 /// One failed check.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,7 +20,8 @@ pub struct Finding {
     pub table: String,
     /// The column, for column checks.
     pub column: Option<String>,
-    /// `not_null`, `primary_key_unique` or `foreign_key_resolves`.
+    /// `not_null`, `primary_key_unique`, `foreign_key_resolves` or `expectation` (whose name
+    /// is then in `column`, and its condition in `value`).
     pub check: &'static str,
     /// A sample offending value.
     pub value: Option<String>,
@@ -30,6 +31,16 @@ pub struct Finding {
 
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.check == "expectation" {
+            return write!(
+                f,
+                "{}: expectation `{}` ({}) failed on {} row(s)",
+                self.table,
+                self.column.as_deref().unwrap_or_default(),
+                self.value.as_deref().unwrap_or_default(),
+                self.failing_rows
+            );
+        }
         write!(
             f,
             "{}: {} failed on {} row(s)",
@@ -337,4 +348,79 @@ fn value_text(array: &dyn arrow::array::Array, row: usize) -> String {
     arrow::util::display::ArrayFormatter::try_new(array, &options)
         .map(|f| f.value(row).to_string())
         .unwrap_or_default()
+}
+
+/// The rows of `output` failing each of `table`'s expectations, counted in one query (a row
+/// fails when the condition is false; NULL passes): one finding per expectation that fails
+/// somewhere, checked `expectation`, naming the expectation in `column` and its condition in
+/// `value`. Also returns `output` without the rows failing a `drop` expectation. An expression
+/// that is not valid SQL over the table's columns is an error naming it.
+pub async fn apply_expectations(
+    table: &'static TableDef,
+    output: DataFrame,
+) -> Result<(DataFrame, Vec<(Finding, OnFail)>)> {
+    if table.expectations.is_empty() {
+        return Ok((output, Vec::new()));
+    }
+    let qualified = table.qualified_name();
+    let mut conditions = Vec::with_capacity(table.expectations.len());
+    for expectation in table.expectations {
+        let condition = output.parse_sql_expr(expectation.expr).map_err(|e| {
+            Error::schema(
+                &qualified,
+                format!(
+                    "expectation `{}`: `{}` is not a condition over the table's columns: {e}",
+                    expectation.name, expectation.expr
+                ),
+            )
+        })?;
+        conditions.push(condition);
+    }
+    let counts: Vec<Expr> = conditions
+        .iter()
+        .zip(table.expectations)
+        .map(|(condition, expectation)| {
+            Ok(
+                sum(when(condition.clone().is_false(), lit(1i64)).otherwise(lit(0i64))?)
+                    .alias(expectation.name),
+            )
+        })
+        .collect::<Result<_>>()?;
+    let batches = output.clone().aggregate(vec![], counts)?.collect().await?;
+    let mut findings = Vec::new();
+    for (index, expectation) in table.expectations.iter().enumerate() {
+        let failing = batches
+            .first()
+            .and_then(|b| {
+                b.column(index)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .filter(|a| a.is_valid(0))
+                    .map(|a| a.value(0))
+            })
+            .unwrap_or(0);
+        if failing > 0 {
+            findings.push((
+                Finding {
+                    table: qualified.clone(),
+                    column: Some(expectation.name.to_owned()),
+                    check: "expectation",
+                    value: Some(expectation.expr.to_owned()),
+                    failing_rows: failing,
+                },
+                expectation.on_fail,
+            ));
+        }
+    }
+    let kept = conditions
+        .into_iter()
+        .zip(table.expectations)
+        .filter(|(_, e)| e.on_fail == OnFail::Drop)
+        .map(|(condition, _)| condition.is_not_false())
+        .reduce(Expr::and);
+    let output = match kept {
+        Some(kept) => output.filter(kept)?,
+        None => output,
+    };
+    Ok((output, findings))
 }

@@ -31,6 +31,7 @@ fn leak(schema: &str, name: &str) -> &'static TableDef {
         target_file_size: None,
         auto_compact: true,
         checks: &[],
+        expectations: &[],
         properties: &[],
     }))
 }

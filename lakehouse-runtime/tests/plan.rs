@@ -33,6 +33,7 @@ fn table(schema: &str, name: &str) -> &'static TableDef {
         target_file_size: None,
         auto_compact: true,
         checks: &[],
+        expectations: &[],
         properties: &[],
     })
 }

@@ -385,3 +385,103 @@ async fn foreign_keys_into_one_dimension_are_checked_each_with_a_sample() {
         ])
     );
 }
+
+/// Orders with expectations: a negative quantity is dropped, an unknown status only counted,
+/// an order without a customer fails the write.
+#[derive(Table)]
+#[table(
+    schema = "silver",
+    name = "q_orders",
+    mode = overwrite,
+    expect(name = "positive_quantity", expr = "quantity > 0", on_fail = drop),
+    expect(name = "known_status", expr = "status IN ('open', 'shipped')"),
+    expect(name = "has_customer", expr = "customer_id IS NOT NULL", on_fail = fail)
+)]
+pub struct QOrders {
+    pub order_id: i64,
+    pub quantity: Option<i64>,
+    pub status: String,
+    pub customer_id: Option<String>,
+}
+
+#[pipeline]
+pub async fn q_orders(cx: &Ctx) -> Result<Frame<QOrders>> {
+    let rows = match cx.settings().get("case").unwrap_or_default() {
+        // Order 2 has a negative quantity, order 3 an unknown status, order 4 no quantity
+        // (NULL passes: as a CHECK constraint, only a false condition fails).
+        "dirty" => {
+            "(1, 5, 'open', 'c1'), (2, -1, 'open', 'c1'), (3, 2, 'lost', 'c2'), (4, NULL, 'open', 'c2')"
+        }
+        // Order 5 has no customer.
+        _ => "(1, 5, 'open', 'c1'), (5, 1, 'open', NULL)",
+    };
+    cx.sql(&format!(
+        "SELECT CAST(column1 AS BIGINT) AS order_id, CAST(column2 AS BIGINT) AS quantity, \
+         column3 AS status, column4 AS customer_id FROM (VALUES {rows})"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn expectations_drop_count_or_fail() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["q_orders"]), wh.warehouse.clone());
+    let report = orchestrator.run(&config("dirty")).await.expect("run");
+    assert!(report.succeeded(), "{}", report.render(false));
+    let written = wh
+        .warehouse
+        .sql(
+            &[<QOrders as lakehouse_runtime::Table>::DEF],
+            "SELECT order_id, status FROM silver.q_orders",
+        )
+        .await
+        .expect("query");
+    assert_eq!(
+        crate::common::render(written).await,
+        ["1|open", "3|lost", "4|open"],
+        "order 2 dropped, order 3 kept"
+    );
+    let issues = || async {
+        let issues = wh
+            .warehouse
+            .sql(
+                &lakehouse_runtime::ledger::system_tables(),
+                "SELECT column_name, value, failing_rows, blocking FROM lakehouse.quality_issues",
+            )
+            .await
+            .expect("query");
+        crate::common::render(issues).await
+    };
+    assert_eq!(
+        issues().await,
+        [
+            "known_status|status IN ('open', 'shipped')|1|false",
+            "positive_quantity|quantity > 0|1|false",
+        ]
+    );
+
+    let report = orchestrator.run(&config("no_customer")).await.expect("run");
+    let failed = report.result("q_orders").expect("ran");
+    assert_eq!((failed.status, failed.attempts), (Status::Failed, 1));
+    let error = failed.error.clone().unwrap_or_default();
+    assert!(
+        error.contains(
+            "silver.q_orders: expectation `has_customer` (customer_id IS NOT NULL) failed on 1 row(s)"
+        ),
+        "{error}"
+    );
+    assert_eq!(issues().await.len(), 3);
+    let kept = wh
+        .warehouse
+        .sql(
+            &[<QOrders as lakehouse_runtime::Table>::DEF],
+            "SELECT count(*) FROM silver.q_orders",
+        )
+        .await
+        .expect("query");
+    assert_eq!(
+        crate::common::render(kept).await,
+        ["3"],
+        "nothing written: the first run's rows stay"
+    );
+}

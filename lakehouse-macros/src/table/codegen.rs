@@ -94,6 +94,15 @@ fn table_impl(model: &TableModel) -> TokenStream {
     let checks = model.checks.iter().map(|(name, expr)| {
         quote!(::lakehouse_runtime::__private::CheckConstraint { name: #name, expr: #expr })
     });
+    let expectations = model.expectations.iter().map(|e| {
+        let (name, expr) = (&e.name, &e.expr);
+        let on_fail = format_ident!("{}", e.on_fail);
+        quote!(::lakehouse_runtime::__private::Expectation {
+            name: #name,
+            expr: #expr,
+            on_fail: ::lakehouse_runtime::__private::OnFail::#on_fail,
+        })
+    });
     let properties = model.properties.iter().map(|(k, v)| quote!((#k, #v)));
     quote! {
         impl ::lakehouse_runtime::__private::Table for #ident {
@@ -114,6 +123,7 @@ fn table_impl(model: &TableModel) -> TokenStream {
                     target_file_size: #target_file_size,
                     auto_compact: #auto_compact,
                     checks: &[#(#checks),*],
+                    expectations: &[#(#expectations),*],
                     properties: &[#(#properties),*],
                 };
         }

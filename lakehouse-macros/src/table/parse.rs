@@ -40,7 +40,15 @@ pub(crate) struct TableAttrs {
     pub target_file_size: Option<Keyed<LitInt>>,
     pub auto_compact: Option<Keyed<LitBool>>,
     pub checks: Vec<Keyed<(LitStr, LitStr)>>,
+    pub expectations: Vec<Keyed<ExpectInput>>,
     pub properties: Vec<Keyed<(LitStr, LitStr)>>,
+}
+
+/// `expect(name = "..", expr = "..", on_fail = drop)`.
+pub(crate) struct ExpectInput {
+    pub name: LitStr,
+    pub expr: LitStr,
+    pub on_fail: Option<Ident>,
 }
 
 /// One named field.
@@ -53,7 +61,7 @@ pub(crate) struct FieldInput {
 
 const TABLE_KEYS: &str = "`schema`, `name`, `key(..)`, `partition_by(..)`, `mode`, \
     `change_columns(..)`, `evolution`, `quality`, `z_order(..)`, `target_file_size`, `auto_compact`, `check(..)`, \
-    `property(..)`";
+    `expect(..)`, `property(..)`";
 
 /// The names of the `#[table(..)]` keys, for "did you mean" hints.
 fn table_key_names() -> Vec<String> {
@@ -70,6 +78,7 @@ fn table_key_names() -> Vec<String> {
         "target_file_size",
         "auto_compact",
         "check",
+        "expect",
         "property",
     ]
     .map(str::to_owned)
@@ -158,6 +167,13 @@ fn parse_table_attrs(input: &DeriveInput, errors: &mut Errors) -> TableAttrs {
                     let pair = name_value_pair(&meta, "name", "expr")?;
                     out.checks.push(Keyed { key, value: pair });
                 }
+                "expect" => {
+                    let expectation = expect_input(&meta)?;
+                    out.expectations.push(Keyed {
+                        key,
+                        value: expectation,
+                    });
+                }
                 "property" => {
                     let pair = name_value_pair(&meta, "key", "value")?;
                     out.properties.push(Keyed { key, value: pair });
@@ -201,6 +217,35 @@ fn name_value_pair(
     match (a, b) {
         (Some(a), Some(b)) => Ok((a, b)),
         _ => Err(meta.error(format!("expected `({first} = \"..\", {second} = \"..\")`"))),
+    }
+}
+
+/// `(name = "..", expr = "..", on_fail = drop)`, `on_fail` optional.
+fn expect_input(meta: &syn::meta::ParseNestedMeta) -> syn::Result<ExpectInput> {
+    let (mut name, mut expr, mut on_fail) = (None, None, None);
+    meta.parse_nested_meta(|inner| {
+        if inner.path.is_ident("name") {
+            name = Some(string_value(&inner)?);
+        } else if inner.path.is_ident("expr") {
+            expr = Some(string_value(&inner)?);
+        } else if inner.path.is_ident("on_fail") {
+            on_fail = Some(inner.value()?.parse::<Ident>()?);
+        } else {
+            return Err(inner.error(
+                "expected `name = \"..\"`, `expr = \"..\"` or `on_fail = warn | drop | fail`",
+            ));
+        }
+        Ok(())
+    })?;
+    match (name, expr) {
+        (Some(name), Some(expr)) => Ok(ExpectInput {
+            name,
+            expr,
+            on_fail,
+        }),
+        _ => Err(meta.error(
+            "expected `(name = \"..\", expr = \"..\")`, and optionally `on_fail = warn | drop | fail`",
+        )),
     }
 }
 

@@ -293,3 +293,43 @@ fn helper_attributes_out_of_place_are_errors() {
     assert!(text.contains("`#[column(..)]` goes on a field"), "{text}");
     assert!(text.contains("`#[table(..)]` goes on the struct"), "{text}");
 }
+
+#[test]
+fn expectations_are_validated() {
+    let text = error_text(quote! {
+        #[table(schema = "silver",
+                expect(name = "positive", expr = "qty > 0", on_fail = skip),
+                expect(name = "positive", expr = " "),
+                expect(name = "no_expr"))]
+        pub struct Orders { pub qty: i64 }
+    });
+    assert!(text.contains("expected `(name = \"..\", expr = \"..\")`"), "{text}");
+    let text = error_text(quote! {
+        #[table(schema = "silver",
+                expect(name = "positive", expr = "qty > 0", on_fail = skip),
+                expect(name = "positive", expr = " "))]
+        pub struct Orders { pub qty: i64 }
+    });
+    for expected in [
+        "unknown `on_fail` `skip`: expected `warn`",
+        "expectation `positive` is declared twice",
+        "an expectation needs a SQL expression",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn expectations_reach_the_table_definition() {
+    let tokens = expand(quote! {
+        #[table(schema = "silver", expect(name = "positive", expr = "qty > 0", on_fail = drop))]
+        pub struct Orders { pub qty: i64 }
+    });
+    let text = tokens.to_string();
+    assert!(
+        text.contains("name : \"positive\"")
+            && text.contains("expr : \"qty > 0\"")
+            && text.contains("OnFail :: Drop"),
+        "{text}"
+    );
+}

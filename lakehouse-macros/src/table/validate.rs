@@ -61,7 +61,16 @@ pub(crate) struct TableModel {
     pub target_file_size: Option<u64>,
     pub auto_compact: bool,
     pub checks: Vec<(String, String)>,
+    pub expectations: Vec<Expectation>,
     pub properties: Vec<(String, String)>,
+}
+
+/// A validated `expect(..)`.
+pub(crate) struct Expectation {
+    pub name: String,
+    pub expr: String,
+    /// `Warn`, `Drop` or `Fail`: the runtime's `OnFail` variant.
+    pub on_fail: &'static str,
 }
 
 /// The schema of the run ledger's system tables, which user tables cannot use.
@@ -282,6 +291,42 @@ pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
             (checked, expr.value())
         })
         .collect();
+    let mut expectation_names = Vec::new();
+    let expectations = attrs
+        .expectations
+        .iter()
+        .map(|e| {
+            let e = &e.value;
+            let name = checked_identifier(&e.name, "expectation name", &mut errors);
+            if expectation_names.contains(&name) {
+                errors.spanned(&e.name, format!("expectation `{name}` is declared twice"));
+            }
+            expectation_names.push(name.clone());
+            if e.expr.value().trim().is_empty() {
+                errors.spanned(&e.expr, "an expectation needs a SQL expression");
+            }
+            let on_fail = match e.on_fail.as_ref().map(|i| i.to_string()).as_deref() {
+                None | Some("warn") => "Warn",
+                Some("drop") => "Drop",
+                Some("fail") => "Fail",
+                Some(other) => {
+                    errors.spanned(
+                        &e.on_fail,
+                        format!(
+                            "unknown `on_fail` `{other}`: expected `warn` (keep the rows, record them), \
+                             `drop` (leave them out, record them) or `fail` (write nothing)"
+                        ),
+                    );
+                    "Warn"
+                }
+            };
+            Expectation {
+                name,
+                expr: e.expr.value(),
+                on_fail,
+            }
+        })
+        .collect();
     let properties = attrs
         .properties
         .iter()
@@ -319,6 +364,7 @@ pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
         target_file_size,
         auto_compact,
         checks,
+        expectations,
         properties,
     })
 }

@@ -482,6 +482,9 @@ async fn produce_and_write(
             return Err(error);
         }
     };
+    // Expectations first: rows a `drop` expectation leaves out are not checked or written.
+    let (df, expected) = crate::quality::apply_expectations(pipeline.output, output.df).await?;
+    let output = crate::frame::UntypedFrame { df, ..output };
     if pipeline.full_snapshot && output.df.clone().limit(0, Some(1))?.count().await? == 0 {
         return Err(Error::msg(format!(
             "the output is empty, and `full_snapshot` would delete every row of {}; refusing \
@@ -489,31 +492,38 @@ async fn produce_and_write(
             pipeline.output.qualified_name()
         )));
     }
-    let findings =
+    let checked =
         crate::quality::check_output(warehouse, &session, pipeline.output, &output.df).await?;
+    // A NULL in a NOT NULL column fails the write whatever the table's quality level; an
+    // expectation blocks when it says `fail`.
+    let findings: Vec<(crate::quality::Finding, bool)> = expected
+        .into_iter()
+        .map(|(finding, on_fail)| (finding, on_fail == crate::table::OnFail::Fail))
+        .chain(checked.into_iter().map(|finding| {
+            let blocks = pipeline.output.quality == crate::table::Quality::Blocking
+                || finding.check == "not_null";
+            (finding, blocks)
+        }))
+        .collect();
     if !findings.is_empty() {
-        // A NULL in a NOT NULL column fails the write whatever the table's quality level.
-        let blocks = |f: &crate::quality::Finding| {
-            pipeline.output.quality == crate::table::Quality::Blocking || f.check == "not_null"
-        };
-        let blocking = findings.iter().any(blocks);
+        let blocking = findings.iter().any(|(_, blocks)| *blocks);
         let issues: Vec<QualityIssue> = findings
             .iter()
-            .map(|f| QualityIssue {
+            .map(|(f, blocks)| QualityIssue {
                 run_id: run.run_id.clone(),
                 table_name: f.table.clone(),
                 column_name: f.column.clone(),
                 check_name: f.check.to_owned(),
                 value: f.value.clone(),
                 failing_rows: f.failing_rows,
-                blocking: blocks(f),
+                blocking: *blocks,
                 checked_at: run.run_at,
             })
             .collect();
         orchestrator.ledger.append(&issues).await?;
         let summary = findings
             .iter()
-            .map(ToString::to_string)
+            .map(|(f, _)| f.to_string())
             .collect::<Vec<_>>()
             .join("; ");
         if blocking {

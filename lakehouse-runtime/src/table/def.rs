@@ -84,6 +84,31 @@ pub struct CheckConstraint {
     pub expr: &'static str,
 }
 
+/// An expectation on a table's rows: a SQL condition each row of a pipeline's output should
+/// meet (`#[table(expect(name = "..", expr = "..", on_fail = drop))]`), as Delta Live Tables'
+/// expectations. A row fails it when the condition is false (NULL passes, as in a CHECK
+/// constraint); the failing rows are counted in `lakehouse.quality_issues` at every write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Expectation {
+    /// Its name, recorded with the findings.
+    pub name: &'static str,
+    /// SQL boolean expression over the table's columns.
+    pub expr: &'static str,
+    /// What failing rows do.
+    pub on_fail: OnFail,
+}
+
+/// What the rows failing an [`Expectation`] do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OnFail {
+    /// Written anyway, and counted (the default).
+    Warn,
+    /// Left out of the write, and counted.
+    Drop,
+    /// Fail the pipeline: nothing is written (not retried).
+    Fail,
+}
+
 /// One column of a table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ColumnDef {
@@ -168,6 +193,8 @@ pub struct TableDef {
     pub auto_compact: bool,
     /// Delta CHECK constraints.
     pub checks: &'static [CheckConstraint],
+    /// Expectations on the output's rows, checked before each write.
+    pub expectations: &'static [Expectation],
     /// Delta table properties.
     pub properties: &'static [(&'static str, &'static str)],
 }
