@@ -562,3 +562,59 @@ async fn delta_rs_merge_leaves_unchanged_rows_and_commits_nothing() {
         vec!["1|1|ann", "2|2|ann"]
     );
 }
+
+/// A table written by another engine that let a key repeat: appended twice, no change data feed.
+#[derive(Table, Serialize, Clone)]
+#[table(
+    schema = "cow",
+    name = "repeated",
+    property(key = "delta.enableChangeDataFeed", value = "false")
+)]
+pub struct RepeatedAppend {
+    pub id: i64,
+    pub label: String,
+}
+
+/// The same table, merged on `id`.
+#[derive(Table, Serialize, Clone)]
+#[table(schema = "cow", name = "repeated", key(id), mode = merge)]
+pub struct RepeatedMerge {
+    pub id: i64,
+    pub label: String,
+}
+
+#[tokio::test]
+async fn a_key_repeated_in_the_target_changes_if_any_of_its_rows_differs() {
+    let wh = TempWarehouse::new();
+    for label in ["a", "b"] {
+        let row = RepeatedAppend {
+            id: 1,
+            label: label.to_owned(),
+        };
+        write(
+            &wh.warehouse,
+            RepeatedAppend::DEF,
+            &[row],
+            WriteOptions::default(),
+        )
+        .await
+        .expect("append");
+    }
+    assert_eq!(files(&wh.warehouse, RepeatedMerge::DEF).await.len(), 2);
+    // The source equals the second row and differs from the first: the key changes, both files
+    // are rewritten, and one row remains.
+    let row = RepeatedMerge {
+        id: 1,
+        label: "b".to_owned(),
+    };
+    let outcome = write(
+        &wh.warehouse,
+        RepeatedMerge::DEF,
+        &[row],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("upsert");
+    assert_eq!(outcome.rows_inserted, 0);
+    assert_eq!(contents(&wh.warehouse, RepeatedMerge::DEF).await, ["1|b"]);
+}

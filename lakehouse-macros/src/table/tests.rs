@@ -303,7 +303,10 @@ fn expectations_are_validated() {
                 expect(name = "no_expr"))]
         pub struct Orders { pub qty: i64 }
     });
-    assert!(text.contains("expected `(name = \"..\", expr = \"..\")`"), "{text}");
+    assert!(
+        text.contains("expected `(name = \"..\", expr = \"..\")`"),
+        "{text}"
+    );
     let text = error_text(quote! {
         #[table(schema = "silver",
                 expect(name = "positive", expr = "qty > 0", on_fail = skip),

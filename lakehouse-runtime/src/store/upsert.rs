@@ -13,8 +13,10 @@
 //!    ([`super::sink`]). One commit removes the rewritten files and adds the new ones.
 //!
 //! Untouched files stay as they are. The source is held in memory, as the build side of
-//! delta-rs's hash join holds it. The table's key must be unique in the target (the framework
-//! keeps it so): MERGE would update each of two target rows sharing a key, this keeps one.
+//! delta-rs's hash join holds it. The table's key should be unique in the target (the framework
+//! keeps it so): MERGE would update each of two target rows sharing a key, this keeps one (a
+//! key changes when its source row differs from any of them; every file holding it is then
+//! rewritten).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use datafusion::dataframe::DataFrame;
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SessionContext;
 use datafusion::functions_aggregate::count::count_all;
+use datafusion::functions_aggregate::expr_fn::bool_or;
 use datafusion::logical_expr::{Expr, cast, lit};
 use datafusion::prelude::col;
 use deltalake::kernel::Action;
@@ -123,25 +126,55 @@ pub(crate) async fn upsert(
         )?
         .select(pair_columns)?;
     let pair_schema = pairs.schema().inner().clone();
-    let pairs = pairs.collect().await?;
-    let matched_rows: usize = pairs.iter().map(RecordBatch::num_rows).sum();
-    let pairs = Arc::new(MemTable::try_new(pair_schema, vec![pairs])?);
+    let pairs = Arc::new(MemTable::try_new(
+        pair_schema,
+        vec![pairs.collect().await?],
+    )?);
+    let pair_keys: Vec<Expr> = table.key.iter().map(|k| col(*k)).collect();
+    // A source row changes its key when it differs from any target row of that key (the key is
+    // unique in the target, but a table another engine wrote may repeat one).
+    let per_key = session.read_table(pairs.clone())?.aggregate(
+        pair_keys.clone(),
+        vec![bool_or(col(CHANGED_COLUMN)).alias(CHANGED_COLUMN)],
+    )?;
+    let per_key_schema = per_key.schema().inner().clone();
+    let per_key = Arc::new(MemTable::try_new(
+        per_key_schema,
+        vec![per_key.collect().await?],
+    )?);
+    let keys_where = |changed: bool| -> Result<DataFrame, DeltaTableError> {
+        let flag = col(CHANGED_COLUMN);
+        let flag = if changed {
+            flag
+        } else {
+            Expr::Not(Box::new(flag))
+        };
+        Ok(session
+            .read_table(per_key.clone())?
+            .filter(flag)?
+            .alias("k")?)
+    };
+    let on_keys = |left: &str| -> Vec<Expr> {
+        table
+            .key
+            .iter()
+            .map(|k| qualified(left, k).eq(qualified("k", k)))
+            .collect()
+    };
+    // The files holding a changed key, each with its rows of such keys.
     let changed = session
-        .read_table(pairs.clone())?
-        .filter(col(CHANGED_COLUMN))?
-        .aggregate(vec![col(FILE_COLUMN)], vec![count_all()])?
+        .read_table(pairs)?
+        .alias("p")?
+        .join_on(keys_where(true)?, JoinType::LeftSemi, on_keys("p"))?
+        .aggregate(vec![qualified("p", FILE_COLUMN)], vec![count_all()])?
         .collect()
         .await?;
     let matched = matched_files(&changed)?;
     let updated: u64 = matched.values().map(|(_, rows)| rows).sum();
-    // The source rows that would change nothing are in the table already: drop them.
-    if matched_rows as u64 > updated {
-        let unchanged = session
-            .read_table(pairs)?
-            .filter(Expr::Not(Box::new(col(CHANGED_COLUMN))))?
-            .alias("t")?;
-        let kept =
-            read(session, &source)?.join_on(unchanged, JoinType::LeftAnti, [key_match(table)])?;
+    // The source rows of unchanged keys are in the table already: drop them.
+    let unchanged = keys_where(false)?;
+    if unchanged.clone().count().await? > 0 {
+        let kept = read(session, &source)?.join_on(unchanged, JoinType::LeftAnti, on_keys("s"))?;
         let kept = kept.select(
             stored
                 .iter()
@@ -245,9 +278,10 @@ fn every_match_changes(state: &DeltaTableState, source: &[RecordBatch], compared
         return false;
     };
     compared.iter().any(|column| {
-        let (Some(source), Some(target)) =
-            (source_range(source, column), target_range(&files, column))
-        else {
+        let Some(source) = source_range(source, column) else {
+            return false;
+        };
+        let Some(target) = target_range(&files, column) else {
             return false;
         };
         source.1 < target.0 || source.0 > target.1
@@ -304,7 +338,20 @@ fn target_range(files: &RecordBatch, column: &str) -> Option<(i64, i64)> {
             }
         }
     }
-    Some((arrow::compute::min(minima)?, arrow::compute::max(maxima)?))
+    // Delta keeps timestamp statistics to the millisecond, cut down: a stored maximum may be
+    // up to 999 µs above the one recorded.
+    let slack = if matches!(
+        files.column_by_name(&format!("max.{column}"))?.data_type(),
+        DataType::Timestamp(_, _)
+    ) {
+        999
+    } else {
+        0
+    };
+    Some((
+        arrow::compute::min(minima)?,
+        arrow::compute::max(maxima)?.saturating_add(slack),
+    ))
 }
 
 /// Whether values of `data_type` compare as the integers [`super::read::integers`] makes them.
@@ -465,5 +512,50 @@ mod tests {
         );
         assert!(!changes(3, &["name"]), "strings are not compared by range");
         assert!(!changes(3, &[]));
+    }
+
+    /// Stamped rows.
+    #[derive(Table, Serialize)]
+    #[table(schema = "test", name = "stamps", key(id), mode = merge)]
+    struct Stamp {
+        id: i64,
+        loaded_at: Timestamp,
+    }
+
+    #[tokio::test]
+    async fn timestamp_statistics_are_read_to_the_millisecond() {
+        let dir = tempfile::tempdir().expect("dir");
+        let warehouse = Warehouse::open(dir.path().to_str().expect("utf-8")).expect("warehouse");
+        let session = warehouse.session();
+        let stamps = |micros: i64| {
+            crate::frame::batches_from_rows(
+                Stamp::DEF.output_arrow_schema(),
+                &[Stamp {
+                    id: 1,
+                    loaded_at: Timestamp(micros),
+                }],
+            )
+            .expect("rows")
+        };
+        // Stored: 1.000500 s; Delta's statistics say 1.000 s.
+        let df = session.read_batches(stamps(1_000_500)).expect("frame");
+        warehouse
+            .write(&session, Stamp::DEF, df, WriteOptions::default())
+            .await
+            .expect("write");
+        let delta = warehouse
+            .load(Stamp::DEF)
+            .await
+            .expect("load")
+            .expect("exists");
+        let state = delta.snapshot().expect("snapshot");
+        let changes = |micros| super::every_match_changes(state, &stamps(micros), &["loaded_at"]);
+        assert!(!changes(1_000_500), "the stored value itself");
+        assert!(
+            !changes(1_000_700),
+            "within the recorded millisecond: it may be stored"
+        );
+        assert!(changes(1_001_000), "past the millisecond");
+        assert!(changes(999_999), "before it");
     }
 }
