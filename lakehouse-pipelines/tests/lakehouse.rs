@@ -210,7 +210,6 @@ async fn two_runs_and_a_replay() {
             ("bronze.velov_station_info", 128),
             ("bronze.velov_station_status", 134),
             ("gold.agg_daily_store_sales", 145),
-            ("gold.agg_daily_store_sales", 145),
             ("gold.dim_bike_station", 304),
             ("gold.dim_customer", 20),
             ("gold.dim_date", 21_184),

@@ -120,3 +120,36 @@ pub async fn rows<R: DeserializeOwned, T: Table>(frame: Frame<T>) -> Result<Vec<
     let batches = frame.collect().await?;
     crate::ledger::batches_to_rows(&batches)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    use super::{TestContext, rows};
+    use crate::prelude::*;
+
+    /// Exact values of every kind.
+    #[derive(Table, Serialize, Deserialize, Debug, PartialEq)]
+    #[table(schema = "test", name = "exact")]
+    struct Exact {
+        id: i64,
+        amount: Decimal<38, 18>,
+        day: Option<Date>,
+        at: Timestamp,
+    }
+
+    #[tokio::test]
+    async fn rows_come_back_exactly() {
+        let test = TestContext::new("exact").expect("context");
+        let written = vec![Exact {
+            id: 1,
+            // 20 integer digits and 18 decimals: more than an f64 holds.
+            amount: Decimal(12_345_678_901_234_567_890_123_456_789_012_345_678),
+            day: Date::from_ymd(2024, 2, 29),
+            at: Timestamp(1_767_225_600_123_456),
+        }];
+        let frame = test.frame::<Exact, _>(&written).expect("frame");
+        let read: Vec<Exact> = rows(frame).await.expect("rows");
+        assert_eq!(read, written);
+    }
+}

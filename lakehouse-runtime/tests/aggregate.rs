@@ -221,6 +221,28 @@ async fn key_expressions_and_joined_views_group() {
 }
 
 #[tokio::test]
+async fn keys_may_be_unqualified_or_aliased() {
+    use Line as l;
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    for key in [col("order_date"), l::order_date.expr().alias("day")] {
+        let input =
+            Frame::<Line>::from_dataframe(frame(&session, Line::DEF, &lines())).expect("lines");
+        let daily = input
+            .group_by([key])
+            .select_into(MonthlySelect {
+                month: typed::<String>(to_char(l::order_date.expr(), lit("%Y-%m-%d"))),
+                quantity: sum(l::quantity),
+            })
+            .expect("the key is the projection's column");
+        assert_eq!(
+            render(daily.into_dataframe()).await,
+            ["2022-01-08|3", "2022-01-18|1", "2022-02-08|5"]
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_column_neither_grouped_nor_aggregated_is_named() {
     use Line as l;
     let wh = TempWarehouse::new();

@@ -396,6 +396,11 @@ async fn edited_doc_comments_reach_the_stored_table_at_the_next_write() {
     assert_eq!(outcome.version, Some(3), "the rows' commit");
     let updated = load(after).await;
     assert_eq!(
+        updated.version(),
+        Some(4),
+        "one commit for every description"
+    );
+    assert_eq!(
         described(&updated),
         (
             Some("Customers of the shop, one row per account.".to_owned()),

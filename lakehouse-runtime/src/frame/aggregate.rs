@@ -6,6 +6,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::dataframe::DataFrame;
 use datafusion::functions_aggregate::expr_fn as df_aggregate;
 use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::expr_rewriter::normalize_col;
 use datafusion::logical_expr::utils::find_aggregate_exprs;
 
 use super::Frame;
@@ -53,15 +54,20 @@ impl Grouped {
         let table = U::DEF.qualified_name();
         let exprs: Vec<Expr> = columns.into_columns().into_iter().map(|c| c.expr).collect();
         let aggregates = find_aggregate_exprs(&exprs);
+        // Keys as the projection names them: without an alias, columns qualified by their table.
+        let keys: Vec<Expr> = self
+            .keys
+            .into_iter()
+            .map(|key| normalize_col(key.unalias(), self.df.logical_plan()))
+            .collect::<datafusion::common::Result<_>>()?;
         let aggregated = self
             .df
-            .aggregate(self.keys.clone(), aggregates.clone())
+            .aggregate(keys.clone(), aggregates.clone())
             .map_err(|e| Error::msg(format!("{table}: cannot group the rows: {e}")))?;
         // Each key and aggregate is a column of the aggregated rows: the projection reads it
         // from there, as SQL's `SELECT key, sum(x) .. GROUP BY key` does.
         let plan = aggregated.logical_plan().clone();
-        let bases: Vec<(Expr, Expr)> = self
-            .keys
+        let bases: Vec<(Expr, Expr)> = keys
             .iter()
             .chain(&aggregates)
             .map(|e| {

@@ -4,8 +4,9 @@ use std::collections::HashMap;
 
 use deltalake::DeltaTable;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
-use deltalake::kernel::{MetadataValue, StructType};
-use deltalake::operations::update_table_metadata::TableMetadataUpdate;
+use deltalake::kernel::transaction::CommitBuilder;
+use deltalake::kernel::{Action, MetadataExt as _, MetadataValue, StructType};
+use deltalake::protocol::DeltaOperation;
 
 use super::Warehouse;
 use crate::error::{Error, Result};
@@ -232,50 +233,53 @@ impl Warehouse {
     }
 
     /// Brings the stored descriptions (each column's `comment`, the table's description) to the
-    /// declaration's doc comments, one commit per changed one (none when they agree): an edited
-    /// doc comment reaches every reader of the table. A declared empty one leaves the stored one.
+    /// declaration's doc comments, in one metadata commit (none when they agree): an edited doc
+    /// comment reaches every reader of the table. A declared empty one leaves the stored one.
     /// Called after a successful write, so a refused write changes nothing.
     pub(crate) async fn set_declared_descriptions(
         &self,
         table: &'static TableDef,
-        mut delta: DeltaTable,
-    ) -> Result<DeltaTable> {
+        delta: DeltaTable,
+    ) -> Result<()> {
         let qualified = table.qualified_name();
-        for (column, comment) in comments_to_set(table, &delta)? {
-            tracing::info!(table = %qualified, column, "updating a column's description");
-            let metadata = HashMap::from([(
-                "comment".to_owned(),
-                MetadataValue::String(comment.to_owned()),
-            )]);
-            let applied = delta
-                .update_field_metadata()
-                .with_field_name(column)
-                .with_metadata(metadata)
-                .await;
-            delta = self
-                .settle(table, applied, |reloaded| {
-                    Ok(!comments_to_set(table, reloaded)?
-                        .iter()
-                        .any(|(c, _)| *c == column))
-                })
-                .await?
-                .map_err(|error| Error::delta(&qualified, error))?;
+        let comments = comments_to_set(table, &delta)?;
+        let describe = description_differs(table, &delta)?;
+        if comments.is_empty() && !describe {
+            return Ok(());
         }
-        if description_differs(table, &delta)? {
-            tracing::info!(table = %qualified, "updating the table's description");
-            let update = TableMetadataUpdate {
-                name: None,
-                description: Some(table.description.to_owned()),
-            };
-            let applied = delta.update_table_metadata().with_update(update).await;
-            delta = self
-                .settle(table, applied, |reloaded| {
-                    Ok(!description_differs(table, reloaded)?)
-                })
-                .await?
-                .map_err(|error| Error::delta(&qualified, error))?;
+        tracing::info!(table = %qualified, columns = ?comments.iter().map(|(c, _)| c).collect::<Vec<_>>(), describe, "updating the stored descriptions");
+        let state = delta.snapshot().map_err(|e| Error::delta(&qualified, e))?;
+        let stored = state.schema();
+        let fields = stored.fields().map(|field| {
+            let mut field = field.clone();
+            if let Some((_, comment)) = comments.iter().find(|(c, _)| *c == field.name()) {
+                field.metadata.insert(
+                    "comment".to_owned(),
+                    MetadataValue::String((*comment).to_owned()),
+                );
+            }
+            field
+        });
+        let schema = StructType::try_new(fields).map_err(|e| Error::delta(&qualified, e.into()))?;
+        let mut metadata = state
+            .metadata()
+            .clone()
+            .with_schema(&schema)
+            .map_err(|e| Error::delta(&qualified, e.into()))?;
+        if describe {
+            metadata = metadata
+                .with_description(table.description.to_owned())
+                .map_err(|e| Error::delta(&qualified, e.into()))?;
         }
-        Ok(delta)
+        let operation = DeltaOperation::UpdateFieldMetadata {
+            fields: schema.fields().cloned().collect(),
+        };
+        CommitBuilder::default()
+            .with_actions(vec![Action::Metadata(metadata)])
+            .build(Some(state), delta.log_store(), operation)
+            .await
+            .map_err(|e| Error::delta(&qualified, e))?;
+        Ok(())
     }
 
     async fn create(&self, table: &'static TableDef) -> Result<DeltaTable> {

@@ -61,25 +61,34 @@ impl GuardedLogStore {
         &self,
         version: Version,
         commit: &CommitOrBytes,
+        operation_id: Uuid,
     ) -> Result<(), TransactionError> {
         let mut checked = self.checked_through.lock().await;
         if version <= *checked + 1 {
             return Ok(());
         }
-        let replaced = self.replaced_paths(commit).await?;
+        let replaced = self.replaced_paths(commit, operation_id).await?;
         if replaced.is_empty() {
             return Ok(());
         }
         // Read the commits not read yet (none after the first attempt, in the usual case).
         let mut removed = self.removed_since.lock().await;
         for earlier in *checked + 1..version {
+            // Every version below the one being claimed exists: a missing one cannot be
+            // checked, so the commit is refused rather than let through unchecked.
             let Some(entry) = self
                 .inner
                 .read_commit_entry(earlier)
                 .await
                 .map_err(log_error)?
             else {
-                break;
+                return Err(TransactionError::LogStoreError {
+                    msg: format!(
+                        "version {earlier}, committed since this write began, cannot be read; \
+                         nothing was written: run the pipeline again"
+                    ),
+                    source: "a commit entry is missing".into(),
+                });
             };
             removed.extend(removed_paths(&entry, false).map(|path| (earlier, path)));
             *checked = earlier;
@@ -102,12 +111,13 @@ impl GuardedLogStore {
     async fn replaced_paths(
         &self,
         commit: &CommitOrBytes,
+        operation_id: Uuid,
     ) -> Result<HashSet<String>, TransactionError> {
         let bytes = match commit {
             CommitOrBytes::LogBytes(bytes) => bytes.clone(),
             CommitOrBytes::TmpCommit(path) => self
                 .inner
-                .object_store(None)
+                .object_store(Some(operation_id))
                 .get(path)
                 .await
                 .map_err(|source| TransactionError::ObjectStore { source })?
@@ -164,7 +174,8 @@ impl LogStore for GuardedLogStore {
         commit_or_bytes: CommitOrBytes,
         operation_id: Uuid,
     ) -> Result<(), TransactionError> {
-        self.refuse_replaced(version, &commit_or_bytes).await?;
+        self.refuse_replaced(version, &commit_or_bytes, operation_id)
+            .await?;
         self.inner
             .write_commit_entry(version, commit_or_bytes, operation_id)
             .await
@@ -215,6 +226,10 @@ impl LogStore for GuardedLogStore {
 
     fn config(&self) -> &LogStoreConfig {
         self.inner.config()
+    }
+
+    fn object_store_url(&self) -> datafusion::execution::object_store::ObjectStoreUrl {
+        self.inner.object_store_url()
     }
 }
 

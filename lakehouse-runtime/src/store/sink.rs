@@ -62,12 +62,14 @@ pub(crate) fn applies_to(table: &TableDef, delta: &DeltaTable) -> bool {
 }
 
 /// Writer features this path honours: appends need nothing, change data feed only matters to
-/// updates (which the upsert path leaves to delta-rs's MERGE), constraints are ruled out above,
-/// the vacuum check concerns vacuum.
+/// updates (which the upsert path leaves to delta-rs's MERGE), constraints are ruled out above
+/// and invariants by [`WRITER_COLUMN_METADATA`], the vacuum check concerns vacuum.
 const HONOURED_WRITER_FEATURES: &[&str] = &[
     "appendOnly",
     "changeDataFeed",
     "checkConstraints",
+    // Listed by most writer-v7 tables; a column that has one says so in its metadata.
+    "invariants",
     "vacuumProtocolCheck",
 ];
 

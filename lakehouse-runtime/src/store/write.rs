@@ -58,7 +58,8 @@ pub struct WriteOutcome {
     pub table: String,
     /// The table version after the write.
     pub version: Option<u64>,
-    /// False when the write was skipped because its transaction was already committed.
+    /// False when the write was skipped because its transaction was already committed; true
+    /// when it succeeded, including a merge that had nothing to change (and made no commit).
     pub committed: bool,
     /// Rows inserted.
     pub rows_inserted: u64,
@@ -95,12 +96,14 @@ impl WriteOutcome {
 
 impl Warehouse {
     /// Writes `df` (the table's data columns) into `table` in its declared mode, in one commit:
-    /// append, overwrite, merge (upsert on the key; duplicate keys in `df` keep the row that
-    /// sorts last by the non-key columns) or SCD2. The plan is streamed, never collected, except
-    /// a merge's source, which is held in memory. An upsert into an unpartitioned table without
-    /// CHECK constraints or change data feed rewrites only the files holding a matched key (the
-    /// key is unique in the table, as merges keep it); other merges are delta-rs's MERGE. On any
-    /// error the table stays at its previous version.
+    /// append, overwrite, merge (upsert on the key; duplicate keys in `df` keep the row with the
+    /// newest `run_at`, then the one that sorts last) or SCD2. The plan is streamed, never
+    /// collected, except a merge's source, which is held in memory. A merge or SCD2 row whose
+    /// change columns equal the stored row's is left as it is, and a write that changes nothing
+    /// makes no commit (the outcome is then `committed` at the table's version). An upsert into
+    /// an unpartitioned table without CHECK constraints or change data feed rewrites only the
+    /// files holding a changed row; other merges are delta-rs's MERGE. On any error the table
+    /// stays at its previous version.
     pub async fn write(
         &self,
         session: &SessionContext,

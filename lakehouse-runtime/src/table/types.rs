@@ -271,8 +271,8 @@ mod serde_impls {
         }
     }
 
-    /// Reads a decimal from its exact text (what Arrow's JSON writer emits) or a number, rounded
-    /// to the scale `S`.
+    /// Reads a decimal from its exact text (what `batches_to_rows` makes of decimal columns) or
+    /// a number (a JSON float is rounded to the scale `S`, and exact only to about 15 digits).
     impl<'de, const P: u8, const S: i8> Deserialize<'de> for Decimal<P, S> {
         fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Decimal<P, S>, D::Error> {
             struct V<const P: u8, const S: i8>;
@@ -282,10 +282,14 @@ mod serde_impls {
                     f.write_str("a decimal as text or a number")
                 }
                 fn visit_i64<E: de::Error>(self, v: i64) -> Result<Decimal<P, S>, E> {
-                    Ok(Decimal(i128::from(v) * 10i128.pow(S as u32)))
+                    super::scaled(i128::from(v), S)
+                        .map(Decimal)
+                        .ok_or_else(|| E::custom(format!("{v} overflows a decimal at scale {S}")))
                 }
                 fn visit_u64<E: de::Error>(self, v: u64) -> Result<Decimal<P, S>, E> {
-                    Ok(Decimal(i128::from(v) * 10i128.pow(S as u32)))
+                    super::scaled(i128::from(v), S)
+                        .map(Decimal)
+                        .ok_or_else(|| E::custom(format!("{v} overflows a decimal at scale {S}")))
                 }
                 fn visit_f64<E: de::Error>(self, v: f64) -> Result<Decimal<P, S>, E> {
                     Ok(Decimal::from_f64(v))
@@ -363,8 +367,17 @@ pub fn format_decimal(unscaled: i128, scale: i8) -> String {
     format!("{sign}{int}.{frac}")
 }
 
+/// `value` at scale `scale` (`value` × 10^scale), `None` on overflow or a negative scale.
+#[cfg(feature = "engine")]
+fn scaled(value: i128, scale: i8) -> Option<i128> {
+    10i128
+        .checked_pow(u32::try_from(scale).ok()?)
+        .and_then(|factor| value.checked_mul(factor))
+}
+
 /// The unscaled value of decimal text (`-12.5`) at `scale`: `None` when it is not a plain decimal
 /// or has more fractional digits than `scale`.
+#[cfg(feature = "engine")]
 fn parse_decimal_text(text: &str, scale: i8) -> Option<i128> {
     let (negative, digits) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
