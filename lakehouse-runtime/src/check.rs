@@ -92,15 +92,7 @@ pub async fn check_plan(pipeline: &'static PipelineDescriptor) -> Result<()> {
         .map_err(|e| Error::msg(format!("the pipeline panicked while planning: {e}")))??;
     // The table's expectations must be conditions over its columns.
     for expectation in pipeline.output.expectations {
-        output.df.parse_sql_expr(expectation.expr).map_err(|e| {
-            Error::schema(
-                pipeline.output.qualified_name(),
-                format!(
-                    "expectation `{}`: `{}` is not a condition over the table's columns: {e}",
-                    expectation.name, expectation.expr
-                ),
-            )
-        })?;
+        crate::quality::expectation_condition(&output.df, pipeline.output, expectation)?;
     }
     let plan = output.df.into_optimized_plan()?;
     compare_schema(pipeline.output, plan.schema().as_arrow())

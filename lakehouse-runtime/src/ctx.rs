@@ -197,7 +197,7 @@ impl Ctx {
         &self.session
     }
 
-    /// Registers an input so SQL can name it `schema.table`.
+    /// Registers an input so SQL can name it `schema.table` (replacing one registered before).
     pub fn register_input(&self, table: &'static TableDef, df: DataFrame) -> Result<()> {
         let catalog = self
             .session
@@ -206,10 +206,10 @@ impl Ctx {
         if catalog.schema(table.schema).is_none() {
             catalog.register_schema(table.schema, Arc::new(MemorySchemaProvider::new()))?;
         }
-        self.session.register_table(
-            TableReference::partial(table.schema, table.name),
-            df.into_view(),
-        )?;
+        // A table registered again (a test's second frame of it) replaces the first.
+        let name = TableReference::partial(table.schema, table.name);
+        self.session.deregister_table(name.clone())?;
+        self.session.register_table(name, df.into_view())?;
         Ok(())
     }
 

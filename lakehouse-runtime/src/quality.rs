@@ -363,19 +363,11 @@ pub async fn apply_expectations(
         return Ok((output, Vec::new()));
     }
     let qualified = table.qualified_name();
-    let mut conditions = Vec::with_capacity(table.expectations.len());
-    for expectation in table.expectations {
-        let condition = output.parse_sql_expr(expectation.expr).map_err(|e| {
-            Error::schema(
-                &qualified,
-                format!(
-                    "expectation `{}`: `{}` is not a condition over the table's columns: {e}",
-                    expectation.name, expectation.expr
-                ),
-            )
-        })?;
-        conditions.push(condition);
-    }
+    let conditions: Vec<Expr> = table
+        .expectations
+        .iter()
+        .map(|expectation| expectation_condition(&output, table, expectation))
+        .collect::<Result<_>>()?;
     let counts: Vec<Expr> = conditions
         .iter()
         .zip(table.expectations)
@@ -423,4 +415,93 @@ pub async fn apply_expectations(
         None => output,
     };
     Ok((output, findings))
+}
+
+/// `expectation`'s condition over `output` (a pipeline's output for `table`): a boolean
+/// expression of its columns, without aggregates or window functions; an error naming the
+/// expectation otherwise.
+pub(crate) fn expectation_condition(
+    output: &DataFrame,
+    table: &'static TableDef,
+    expectation: &crate::table::Expectation,
+) -> Result<Expr> {
+    use datafusion::logical_expr::ExprSchemable as _;
+    use datafusion::logical_expr::utils::{find_aggregate_exprs, find_window_exprs};
+    let refuse = |why: String| {
+        Error::schema(
+            table.qualified_name(),
+            format!(
+                "expectation `{}`: `{}` {why}",
+                expectation.name, expectation.expr
+            ),
+        )
+    };
+    let condition = output
+        .parse_sql_expr(expectation.expr)
+        .map_err(|e| refuse(format!("is not a condition over the table's columns: {e}")))?;
+    let condition_ref = std::slice::from_ref(&condition);
+    if !find_aggregate_exprs(condition_ref).is_empty()
+        || !find_window_exprs(condition_ref).is_empty()
+    {
+        return Err(refuse(
+            "uses an aggregate or window function: an expectation is checked row by row".to_owned(),
+        ));
+    }
+    match condition.get_type(output.schema()) {
+        Ok(arrow::datatypes::DataType::Boolean) => Ok(condition),
+        Ok(other) => Err(refuse(format!(
+            "is {other}, not a condition (true or false)"
+        ))),
+        Err(e) => Err(refuse(format!("cannot be typed: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::prelude::*;
+
+    /// Orders with expectations that are not row conditions.
+    #[derive(Table)]
+    #[table(
+        schema = "test",
+        name = "expecting",
+        expect(name = "a_number", expr = "quantity + 1"),
+        expect(name = "an_aggregate", expr = "sum(quantity) > 0"),
+        expect(name = "a_typo", expr = "quantiy > 0"),
+        expect(name = "fine", expr = "quantity > 0 OR quantity IS NULL")
+    )]
+    struct Expecting {
+        quantity: Option<i64>,
+    }
+
+    #[tokio::test]
+    async fn an_expectation_must_be_a_row_condition_over_the_columns() {
+        let session = datafusion::prelude::SessionContext::new();
+        let output = session
+            .sql("SELECT CAST(1 AS BIGINT) AS quantity")
+            .await
+            .expect("output");
+        let table = Expecting::DEF;
+        let errors: Vec<String> = table
+            .expectations
+            .iter()
+            .map(|e| match super::expectation_condition(&output, table, e) {
+                Ok(_) => "ok".to_owned(),
+                Err(error) => error.to_string(),
+            })
+            .collect();
+        assert!(
+            errors[0].contains("expectation `a_number`: `quantity + 1` is Int64, not a condition"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].contains("uses an aggregate or window function"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[2].contains("is not a condition over the table's columns"),
+            "{errors:?}"
+        );
+        assert_eq!(errors[3], "ok");
+    }
 }

@@ -19,6 +19,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use datafusion::execution::context::SessionContext;
+
 use crate::ctx::{Ctx, RunInfo, Settings};
 use crate::error::Result;
 use crate::frame::{Changes, Frame};
@@ -34,7 +36,9 @@ pub const TEST_RUN_AT: Timestamp = Timestamp(1_767_225_600_000_000);
 /// warehouse. Frames made here are registered for [`Ctx::sql`] under their table's name.
 pub struct TestContext {
     pipeline: &'static str,
-    warehouse: Warehouse,
+    /// Keeps the in-memory warehouse the session's store belongs to.
+    _warehouse: Warehouse,
+    session: SessionContext,
     run_at: Timestamp,
     settings: Settings,
     cx: Ctx,
@@ -44,11 +48,13 @@ impl TestContext {
     /// A context for `pipeline` at [`TEST_RUN_AT`], without settings.
     pub fn new(pipeline: &'static str) -> Result<TestContext> {
         let warehouse = Warehouse::open("memory:///")?;
+        let session = warehouse.session();
         let settings = Settings::new();
-        let cx = context(pipeline, &warehouse, TEST_RUN_AT, &settings);
+        let cx = context(pipeline, &session, TEST_RUN_AT, &settings);
         Ok(TestContext {
             pipeline,
-            warehouse,
+            _warehouse: warehouse,
+            session,
             run_at: TEST_RUN_AT,
             settings,
             cx,
@@ -73,7 +79,8 @@ impl TestContext {
     }
 
     /// A frame of table `T` holding `rows` (any `Serialize` struct whose fields are `T`'s data
-    /// columns, often `T` itself), also readable by the pipeline's SQL as `schema.table`.
+    /// columns, often `T` itself; a nullable column it lacks is NULL, a NOT NULL one is an
+    /// error), also readable by the pipeline's SQL as `schema.table` (the latest frame of `T`).
     pub fn frame<T: Table, R: Serialize>(&self, rows: &[R]) -> Result<Frame<T>> {
         let frame = self.cx.frame_from_rows::<T, R>(rows)?;
         self.cx.register_input(T::DEF, frame.dataframe().clone())?;
@@ -87,15 +94,15 @@ impl TestContext {
 
     /// This context rebuilt from its parts (after a change of time or settings).
     fn rebuilt(mut self) -> TestContext {
-        self.cx = context(self.pipeline, &self.warehouse, self.run_at, &self.settings);
+        self.cx = context(self.pipeline, &self.session, self.run_at, &self.settings);
         self
     }
 }
 
-/// The context of `pipeline` at `run_at` in a fresh session of `warehouse`.
+/// The context of `pipeline` at `run_at` in `session` (frames made before stay registered).
 fn context(
     pipeline: &'static str,
-    warehouse: &Warehouse,
+    session: &SessionContext,
     run_at: Timestamp,
     settings: &Settings,
 ) -> Ctx {
@@ -108,7 +115,7 @@ fn context(
         pipeline,
         Arc::new(run),
         Arc::new(settings.clone()),
-        warehouse.session(),
+        session.clone(),
         false,
     )
 }
@@ -151,5 +158,37 @@ mod tests {
         let frame = test.frame::<Exact, _>(&written).expect("frame");
         let read: Vec<Exact> = rows(frame).await.expect("rows");
         assert_eq!(read, written);
+    }
+
+    #[tokio::test]
+    async fn sql_reads_the_latest_frame_of_a_table_whatever_was_configured_after() {
+        let test = TestContext::new("exact").expect("context");
+        let exact = |id| Exact {
+            id,
+            amount: Decimal(0),
+            day: None,
+            at: Timestamp(0),
+        };
+        test.frame::<Exact, _>(&[exact(1)]).expect("first frame");
+        test.frame::<Exact, _>(&[exact(2), exact(3)])
+            .expect("a second frame of the table");
+        let test = test.with_setting("k", "v");
+        let counted = test
+            .ctx()
+            .session()
+            .sql("SELECT count(*) FROM test.exact")
+            .await
+            .expect("sql")
+            .collect()
+            .await
+            .expect("rows");
+        let count = counted[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .expect("a count")
+            .value(0);
+        assert_eq!(count, 2);
+        assert_eq!(test.ctx().settings().get("k"), Some("v"));
     }
 }

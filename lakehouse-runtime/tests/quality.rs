@@ -485,3 +485,75 @@ async fn expectations_drop_count_or_fail() {
         "nothing written: the first run's rows stay"
     );
 }
+
+/// Stations, the complete list at every run, whose capacity must be positive.
+#[derive(Table)]
+#[table(
+    schema = "silver",
+    name = "q_stations",
+    key(id),
+    mode = merge,
+    expect(name = "positive_capacity", expr = "capacity > 0", on_fail = drop)
+)]
+pub struct QStations {
+    pub id: i64,
+    pub capacity: i64,
+}
+
+#[pipeline(full_snapshot, retries = 2)]
+pub async fn q_stations(cx: &Ctx) -> Result<Frame<QStations>> {
+    let rows = match cx.settings().get("case").unwrap_or_default() {
+        "all_bad" => "(1, 0), (2, -3)",
+        _ => "(1, 10), (2, 20)",
+    };
+    cx.sql(&format!(
+        "SELECT CAST(column1 AS BIGINT) AS id, CAST(column2 AS BIGINT) AS capacity FROM (VALUES {rows})"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn a_full_snapshot_whose_every_row_is_dropped_fails_as_a_quality_failure() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["q_stations"]), wh.warehouse.clone());
+    let report = orchestrator.run(&config("good")).await.expect("run 1");
+    assert!(report.succeeded(), "{}", report.render(false));
+    let report = orchestrator.run(&config("all_bad")).await.expect("run 2");
+    let failed = report.result("q_stations").expect("ran");
+    assert_eq!(
+        (failed.status, failed.attempts),
+        (Status::Failed, 1),
+        "not retried"
+    );
+    let error = failed.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("every row failed a `drop` expectation, and `full_snapshot` would delete every row of silver.q_stations")
+            && error.contains("expectation `positive_capacity` (capacity > 0) failed on 2 row(s)"),
+        "{error}"
+    );
+    let issues = wh
+        .warehouse
+        .sql(
+            &lakehouse_runtime::ledger::system_tables(),
+            "SELECT column_name, failing_rows, blocking FROM lakehouse.quality_issues",
+        )
+        .await
+        .expect("query");
+    assert_eq!(
+        crate::common::render(issues).await,
+        ["positive_capacity|2|true"]
+    );
+    let stations = wh
+        .warehouse
+        .sql(
+            &[<QStations as lakehouse_runtime::Table>::DEF],
+            "SELECT id, capacity FROM silver.q_stations",
+        )
+        .await
+        .expect("query");
+    assert_eq!(
+        crate::common::render(stations).await,
+        ["1|10", "2|20"],
+        "the stations stay"
+    );
+}

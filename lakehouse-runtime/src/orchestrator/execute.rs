@@ -485,28 +485,43 @@ async fn produce_and_write(
     // Expectations first: rows a `drop` expectation leaves out are not checked or written.
     let (df, expected) = crate::quality::apply_expectations(pipeline.output, output.df).await?;
     let output = crate::frame::UntypedFrame { df, ..output };
-    if pipeline.full_snapshot && output.df.clone().limit(0, Some(1))?.count().await? == 0 {
-        return Err(Error::msg(format!(
-            "the output is empty, and `full_snapshot` would delete every row of {}; refusing \
-             (did the source return nothing?)",
-            pipeline.output.qualified_name()
-        )));
+    let mut findings: Vec<(crate::quality::Finding, bool)> = expected
+        .iter()
+        .map(|(finding, on_fail)| (finding.clone(), *on_fail == crate::table::OnFail::Fail))
+        .collect();
+    let blocked = |findings: &[(crate::quality::Finding, bool)]| findings.iter().any(|(_, b)| *b);
+    let mut emptied = false;
+    if !blocked(&findings)
+        && pipeline.full_snapshot
+        && output.df.clone().limit(0, Some(1))?.count().await? == 0
+    {
+        let dropped = expected
+            .iter()
+            .any(|(_, on_fail)| *on_fail == crate::table::OnFail::Drop);
+        if !dropped {
+            return Err(Error::msg(format!(
+                "the output is empty, and `full_snapshot` would delete every row of {}; refusing \
+                 (did the source return nothing?)",
+                pipeline.output.qualified_name()
+            )));
+        }
+        // Every row failed a `drop` expectation: the same inputs would fail the same way.
+        emptied = true;
+        for finding in &mut findings {
+            finding.1 = true;
+        }
     }
-    let checked =
-        crate::quality::check_output(warehouse, &session, pipeline.output, &output.df).await?;
-    // A NULL in a NOT NULL column fails the write whatever the table's quality level; an
-    // expectation blocks when it says `fail`.
-    let findings: Vec<(crate::quality::Finding, bool)> = expected
-        .into_iter()
-        .map(|(finding, on_fail)| (finding, on_fail == crate::table::OnFail::Fail))
-        .chain(checked.into_iter().map(|finding| {
+    if !blocked(&findings) {
+        // A NULL in a NOT NULL column fails the write whatever the table's quality level.
+        let checked =
+            crate::quality::check_output(warehouse, &session, pipeline.output, &output.df).await?;
+        findings.extend(checked.into_iter().map(|finding| {
             let blocks = pipeline.output.quality == crate::table::Quality::Blocking
                 || finding.check == "not_null";
             (finding, blocks)
-        }))
-        .collect();
+        }));
+    }
     if !findings.is_empty() {
-        let blocking = findings.iter().any(|(_, blocks)| *blocks);
         let issues: Vec<QualityIssue> = findings
             .iter()
             .map(|(f, blocks)| QualityIssue {
@@ -526,10 +541,19 @@ async fn produce_and_write(
             .map(|(f, _)| f.to_string())
             .collect::<Vec<_>>()
             .join("; ");
-        if blocking {
+        if blocked(&findings) {
+            let emptied = if emptied {
+                format!(
+                    "every row failed a `drop` expectation, and `full_snapshot` would delete \
+                     every row of {}; ",
+                    pipeline.output.qualified_name()
+                )
+            } else {
+                String::new()
+            };
             return Err(Error::Quality(format!(
                 "data-quality checks failed, nothing written (not retried: the same inputs fail \
-                 the same way): {summary}"
+                 the same way): {emptied}{summary}"
             )));
         }
         tracing::warn!("data-quality checks failed: {summary}");

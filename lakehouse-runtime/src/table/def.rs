@@ -103,7 +103,8 @@ pub struct Expectation {
 pub enum OnFail {
     /// Written anyway, and counted (the default).
     Warn,
-    /// Left out of the write, and counted.
+    /// Left out of the write, and counted. In a `full_snapshot` pipeline the key of a dropped
+    /// row counts as missing: its stored row is deleted (merge) or closed (SCD2).
     Drop,
     /// Fail the pipeline: nothing is written (not retried).
     Fail,
