@@ -4,10 +4,11 @@
 //! delta-rs's MERGE plans a full outer join of source and target and writes its output through a
 //! single Parquet writer. An upsert that replaces whole rows (`UPDATE SET *`, `INSERT *`) needs
 //! less, in two passes:
-//! 1. the target's key and change columns, with the file each row comes from, are joined with
-//!    the source's: which matched rows the source changes (a change column differs), hence the
-//!    files to rewrite and the number of rows the merge updates. Source rows that change nothing
-//!    are dropped: an upsert of what the table holds commits nothing;
+//! 1. the target's key columns, with the file each row comes from, are semi-joined with the
+//!    source's keys: the files holding a matched key. Only those files' change columns are then
+//!    compared with the source's (unless the statistics show every match changes): the files
+//!    holding a changed row are the ones to rewrite, and source rows that change nothing are
+//!    dropped. An upsert of what the table holds commits nothing;
 //! 2. those files are read, anti-joined with the source's keys (dropping the rows the source
 //!    replaces), unioned with the source, and written by one Parquet writer per partition
 //!    ([`super::sink`]). One commit removes the rewritten files and adds the new ones.
@@ -30,7 +31,7 @@ use datafusion::datasource::MemTable;
 use datafusion::execution::context::SessionContext;
 use datafusion::functions_aggregate::count::count_all;
 use datafusion::functions_aggregate::expr_fn::bool_or;
-use datafusion::logical_expr::{Expr, cast, lit};
+use datafusion::logical_expr::{Expr, cast};
 use datafusion::prelude::col;
 use deltalake::kernel::Action;
 use deltalake::protocol::{DeltaOperation, MergePredicate};
@@ -82,110 +83,54 @@ pub(crate) async fn upsert(
     let keys: Vec<Expr> = table.key.iter().map(|k| qualified("s", k)).collect();
     let stored: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let compared = super::change::compared_columns(table, &stored);
-    // When the statistics show every match changes, pass 1 reads only the keys.
+    // When the statistics show every match changes, the matched rows are not compared.
     let all_change = every_match_changes(&state, &batches, &compared);
-    let (compared, changed_expr) = if all_change {
-        (Vec::new(), lit(true))
-    } else {
-        let changed = super::change::distinct_any("s", "t", &compared);
-        (compared, changed)
-    };
     let mut source = Arc::new(MemTable::try_new(schema.clone(), vec![batches])?);
 
-    // Pass 1: each matched target row's file, and whether the source changes the row.
+    // Pass 1: the files holding a matched key, from the target's keys and file names alone.
     let target = delta
         .table_provider()
         .with_session(super::session_state(session))
         .with_file_column(FILE_COLUMN)
         .await?;
-    let mut target_columns: Vec<Expr> =
-        table.key.iter().chain(&compared).map(|c| col(*c)).collect();
-    target_columns.push(col(FILE_COLUMN));
-    let source_columns: Vec<Expr> = table
-        .key
-        .iter()
-        .chain(&compared)
-        .map(|c| qualified("s", c))
-        .collect();
-    let pair_columns: Vec<Expr> = [
-        qualified("t", FILE_COLUMN).alias(FILE_COLUMN),
-        changed_expr.alias(CHANGED_COLUMN),
-    ]
-    .into_iter()
-    .chain(table.key.iter().map(|k| qualified("s", k).alias(*k)))
-    .collect();
-    let pairs = read(session, &source)?
-        .select(source_columns)?
+    let mut target_keys: Vec<Expr> = table.key.iter().map(|k| col(*k)).collect();
+    target_keys.push(col(FILE_COLUMN));
+    let candidates = read(session, &source)?
+        .select(keys.clone())?
         .join_on(
             session
                 .read_table(target)?
-                .select(target_columns)?
+                .select(target_keys)?
                 .alias("t")?,
-            JoinType::Inner,
+            JoinType::RightSemi,
             [key_match(table)],
         )?
-        .select(pair_columns)?;
-    let pair_schema = pairs.schema().inner().clone();
-    let pairs = Arc::new(MemTable::try_new(
-        pair_schema,
-        vec![pairs.collect().await?],
-    )?);
-    let pair_keys: Vec<Expr> = table.key.iter().map(|k| col(*k)).collect();
-    // A source row changes its key when it differs from any target row of that key (the key is
-    // unique in the target, but a table another engine wrote may repeat one).
-    let per_key = session.read_table(pairs.clone())?.aggregate(
-        pair_keys.clone(),
-        vec![bool_or(col(CHANGED_COLUMN)).alias(CHANGED_COLUMN)],
-    )?;
-    let per_key_schema = per_key.schema().inner().clone();
-    let per_key = Arc::new(MemTable::try_new(
-        per_key_schema,
-        vec![per_key.collect().await?],
-    )?);
-    let keys_where = |changed: bool| -> Result<DataFrame, DeltaTableError> {
-        let flag = col(CHANGED_COLUMN);
-        let flag = if changed {
-            flag
-        } else {
-            Expr::Not(Box::new(flag))
-        };
-        Ok(session
-            .read_table(per_key.clone())?
-            .filter(flag)?
-            .alias("k")?)
-    };
-    let on_keys = |left: &str| -> Vec<Expr> {
-        table
-            .key
-            .iter()
-            .map(|k| qualified(left, k).eq(qualified("k", k)))
-            .collect()
-    };
-    // The files holding a changed key, each with its rows of such keys.
-    let changed = session
-        .read_table(pairs)?
-        .alias("p")?
-        .join_on(keys_where(true)?, JoinType::LeftSemi, on_keys("p"))?
-        .aggregate(vec![qualified("p", FILE_COLUMN)], vec![count_all()])?
+        .aggregate(vec![qualified("t", FILE_COLUMN)], vec![count_all()])?
         .collect()
         .await?;
-    let matched = matched_files(&changed)?;
-    let updated: u64 = matched.values().map(|(_, rows)| rows).sum();
-    // The source rows of unchanged keys are in the table already: drop them.
-    let unchanged = keys_where(false)?;
-    if unchanged.clone().count().await? > 0 {
-        let kept = read(session, &source)?.join_on(unchanged, JoinType::LeftAnti, on_keys("s"))?;
-        let kept = kept.select(
-            stored
-                .iter()
-                .map(|c| qualified("s", c).alias(*c))
-                .collect::<Vec<Expr>>(),
-        )?;
-        let kept_schema = kept.schema().inner().clone();
-        let kept = kept.collect().await?;
-        source_rows = kept.iter().map(RecordBatch::num_rows).sum();
-        source = Arc::new(MemTable::try_new(kept_schema, vec![kept])?);
+    let mut matched = matched_files(&candidates)?;
+    // Whether the matched rows change, unless the statistics already show they all do.
+    if !matched.is_empty() && !all_change {
+        let (changed, unchanged) =
+            compare_matched(session, &delta, table, &source, &matched, &compared).await?;
+        matched = changed;
+        if let Some(unchanged) = unchanged {
+            // The source rows of unchanged keys are in the table already: drop them.
+            let kept = read(session, &source)?
+                .join_on(unchanged, JoinType::LeftAnti, on_keys(table, "s"))?
+                .select(
+                    stored
+                        .iter()
+                        .map(|c| qualified("s", c).alias(*c))
+                        .collect::<Vec<Expr>>(),
+                )?;
+            let kept_schema = kept.schema().inner().clone();
+            let kept = kept.collect().await?;
+            source_rows = kept.iter().map(RecordBatch::num_rows).sum();
+            source = Arc::new(MemTable::try_new(kept_schema, vec![kept])?);
+        }
     }
+    let updated: u64 = matched.values().map(|(_, rows)| rows).sum();
     if source_rows == 0 {
         tracing::debug!(table = %table.qualified_name(), "the upsert changes no row; nothing to commit");
         return Ok(outcome_at(table, state.version(), 0, 0, 0).measured(&state, table));
@@ -357,6 +302,99 @@ fn target_range(files: &RecordBatch, column: &str) -> Option<(i64, i64)> {
 /// Whether values of `data_type` compare as the integers [`super::read::integers`] makes them.
 fn orderable(data_type: &DataType) -> bool {
     data_type.is_integer() || matches!(data_type, DataType::Date32 | DataType::Timestamp(_, _))
+}
+
+/// Pass 1b: the rows of the `candidates` files compared with the source on the `compared`
+/// columns. Returns the files holding a changed key (each with its rows of such keys) and,
+/// if some matched key changes nothing, those keys (aliased `k`). A key changes when its source
+/// row differs from any target row of that key (the key is unique in the target, but a table
+/// another engine wrote may repeat one).
+async fn compare_matched(
+    session: &SessionContext,
+    delta: &DeltaTable,
+    table: &'static TableDef,
+    source: &Arc<MemTable>,
+    candidates: &HashMap<String, (String, u64)>,
+    compared: &[&'static str],
+) -> Result<(HashMap<String, (String, u64)>, Option<DataFrame>), DeltaTableError> {
+    let target = delta
+        .table_provider()
+        .with_session(super::session_state(session))
+        .with_file_column(FILE_COLUMN)
+        .with_file_paths(candidates.values().map(|(id, _)| id.clone()))
+        .await?;
+    let mut target_columns: Vec<Expr> = table.key.iter().chain(compared).map(|c| col(*c)).collect();
+    target_columns.push(col(FILE_COLUMN));
+    let source_columns: Vec<Expr> = table
+        .key
+        .iter()
+        .chain(compared)
+        .map(|c| qualified("s", c))
+        .collect();
+    let pair_columns: Vec<Expr> = [
+        qualified("t", FILE_COLUMN).alias(FILE_COLUMN),
+        super::change::distinct_any("s", "t", compared).alias(CHANGED_COLUMN),
+    ]
+    .into_iter()
+    .chain(table.key.iter().map(|k| qualified("s", k).alias(*k)))
+    .collect();
+    let pairs = read(session, source)?
+        .select(source_columns)?
+        .join_on(
+            session
+                .read_table(target)?
+                .select(target_columns)?
+                .alias("t")?,
+            JoinType::Inner,
+            [key_match(table)],
+        )?
+        .select(pair_columns)?;
+    let pairs = in_memory(pairs).await?;
+    let per_key = session.read_table(pairs.clone())?.aggregate(
+        table.key.iter().map(|k| col(*k)).collect(),
+        vec![bool_or(col(CHANGED_COLUMN)).alias(CHANGED_COLUMN)],
+    )?;
+    let per_key = in_memory(per_key).await?;
+    let keys_where = |changed: bool| -> Result<DataFrame, DeltaTableError> {
+        let flag = col(CHANGED_COLUMN);
+        let flag = if changed {
+            flag
+        } else {
+            Expr::Not(Box::new(flag))
+        };
+        Ok(session
+            .read_table(per_key.clone())?
+            .filter(flag)?
+            .alias("k")?)
+    };
+    let changed = session
+        .read_table(pairs)?
+        .alias("p")?
+        .join_on(keys_where(true)?, JoinType::LeftSemi, on_keys(table, "p"))?
+        .aggregate(vec![qualified("p", FILE_COLUMN)], vec![count_all()])?
+        .collect()
+        .await?;
+    let unchanged = keys_where(false)?;
+    let unchanged = (unchanged.clone().count().await? > 0).then_some(unchanged);
+    Ok((matched_files(&changed)?, unchanged))
+}
+
+/// `df`'s rows, collected into an in-memory table.
+async fn in_memory(df: DataFrame) -> Result<Arc<MemTable>, DeltaTableError> {
+    let schema = df.schema().inner().clone();
+    Ok(Arc::new(MemTable::try_new(
+        schema,
+        vec![df.collect().await?],
+    )?))
+}
+
+/// `left`'s key columns equal to those of the keys aliased `k`.
+fn on_keys(table: &TableDef, left: &str) -> Vec<Expr> {
+    table
+        .key
+        .iter()
+        .map(|k| qualified(left, k).eq(qualified("k", k)))
+        .collect()
 }
 
 /// The source, aliased `s`.
