@@ -1010,6 +1010,52 @@ async fn a_recreated_upstream_is_an_error_until_read_whole() {
 }
 
 #[tokio::test]
+async fn a_full_refresh_adds_the_rows_again_and_a_rebuild_replaces_them() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    for _ in 1..=2 {
+        let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+        assert!(report.succeeded(), "{}", report.render(false));
+    }
+    let ok1 = <Ok1 as lakehouse_runtime::Table>::DEF;
+    let refreshed = orchestrator
+        .run(&RunConfig {
+            full_refresh: true,
+            ..RunConfig::default()
+        })
+        .await
+        .expect("run 3");
+    assert!(refreshed.succeeded(), "{}", refreshed.render(false));
+    assert_eq!(
+        contents(&wh.warehouse, ok1).await,
+        ["1", "1", "2", "2", "3"],
+        "ticks 1 and 2 again"
+    );
+    let rebuilt = orchestrator
+        .run(&RunConfig {
+            rebuild: true,
+            ..RunConfig::default()
+        })
+        .await
+        .expect("run 4");
+    assert!(rebuilt.succeeded(), "{}", rebuilt.render(false));
+    assert_eq!(
+        contents(&wh.warehouse, ok1).await,
+        ["1", "2", "3", "4"],
+        "rebuilt from every tick, once"
+    );
+    // The rebuild's commit is the table's cursor: the next run copies only tick 5.
+    orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 5");
+    assert_eq!(
+        contents(&wh.warehouse, ok1).await,
+        ["1", "2", "3", "4", "5"]
+    );
+}
+
+#[tokio::test]
 async fn a_loop_goes_on_after_a_run_that_cannot_be_recorded_and_stops_after_five() {
     let wh = TempWarehouse::new();
     // A file where the run ledger would go: no run can start.

@@ -235,6 +235,11 @@ pub struct RunArgs {
     /// rows again.
     #[arg(long, conflicts_with = "every")]
     pub full_refresh: bool,
+    /// A full refresh that replaces the append tables the selected pipelines build from
+    /// incremental inputs, instead of adding the rows again (rows their upstreams no longer
+    /// hold are then gone from them).
+    #[arg(long, conflicts_with = "every")]
+    pub rebuild: bool,
     /// Repeat the run at this interval (loop mode), e.g. `60s`.
     #[arg(long, value_parser = parse_positive_duration)]
     pub every: Option<Duration>,

@@ -172,7 +172,8 @@ fn config(global: &GlobalArgs, selection: &SelectArgs, execution: &ExecutionArgs
 async fn run(registry: &Registry, global: &GlobalArgs, args: RunArgs) -> Result<ExitCode> {
     let mut config = config(global, &args.selection, &args.execution);
     config.run_at = args.run_at;
-    config.full_refresh = args.full_refresh;
+    config.full_refresh = args.full_refresh || args.rebuild;
+    config.rebuild = args.rebuild;
     // The selection is checked before the warehouse is opened (a local one is created).
     say!("{}", config.plan(registry)?.to_string().trim_end());
     let (stop, shutdown) = tokio::sync::watch::channel(false);

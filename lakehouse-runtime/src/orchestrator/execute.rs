@@ -213,7 +213,8 @@ async fn run_with_retries(
             let kind = AttemptKind {
                 number: attempt,
                 fresh,
-                full_refresh: config.full_refresh,
+                full_refresh: config.full_refresh || config.rebuild,
+                rebuild: config.rebuild,
             };
             let outcome =
                 attempt_once(orchestrator, pipeline, run.clone(), config, timeout, kind).await;
@@ -357,6 +358,8 @@ struct AttemptKind {
     fresh: bool,
     /// Incremental inputs are read whole ([`super::RunConfig::full_refresh`]).
     full_refresh: bool,
+    /// An append output of incremental inputs is replaced ([`super::RunConfig::rebuild`]).
+    rebuild: bool,
 }
 
 impl AttemptKind {
@@ -426,7 +429,8 @@ async fn produce_and_write(
                 return Err(Error::msg(format!(
                     "{name} was recreated at {created}, after this pipeline last read it (at \
                      {read}): its versions start over; read it whole with `orchestrate run \
-                     --full-refresh` (an append output then gets its rows again)"
+                     --full-refresh` (an append output then gets its rows again; `--rebuild` \
+                     replaces it instead)"
                 )));
             }
             Ok((name, changes.rows, changes.version, Some(after)))
@@ -578,6 +582,7 @@ async fn produce_and_write(
             ),
             (RUN_ID_KEY.to_owned(), serde_json::json!(run.run_id)),
         ]),
+        replace: kind.rebuild && pipeline.inputs.iter().any(|i| i.incremental),
     };
     let outcome = warehouse
         .write(&session, pipeline.output, output.df, options)

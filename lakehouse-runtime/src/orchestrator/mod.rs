@@ -79,8 +79,13 @@ pub struct RunConfig {
     /// Read every `Changes<T>` input whole, as on a pipeline's first run, instead of the rows
     /// new since its last success: after an upstream table was recreated, vacuumed past the
     /// cursor or lost its log. Merge and SCD2 outputs take the rows again unchanged; an append
-    /// output gets them twice (clear it first).
+    /// output gets them twice (clear it first, or set `rebuild`).
     pub full_refresh: bool,
+    /// With `full_refresh`: a pipeline reading `Changes<T>` into an append table replaces that
+    /// table's rows with what it makes of its inputs read whole, in one commit, instead of
+    /// adding them again (Delta Live Tables' full refresh). Rows its upstreams no longer hold
+    /// (vacuumed, or lost with a recreated table) are then gone from it too.
+    pub rebuild: bool,
 }
 
 impl Default for RunConfig {
@@ -102,6 +107,7 @@ impl Default for RunConfig {
             settings: Settings::new(),
             run_at: None,
             full_refresh: false,
+            rebuild: false,
         }
     }
 }

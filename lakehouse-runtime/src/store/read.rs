@@ -180,7 +180,8 @@ impl Warehouse {
                 return Err(Error::msg(format!(
                     "{qualified} is at version {current}, behind version {after} its reader \
                      already read: the table was recreated; read it whole with `orchestrate run \
-                     --full-refresh` (an append output then gets its rows again)"
+                     --full-refresh` (an append output then gets its rows again; `--rebuild` \
+                     replaces it instead)"
                 )));
             }
             // Nothing after `after`.

@@ -49,6 +49,9 @@ pub struct WriteOptions {
     /// rows (the orchestrator records there the input versions a pipeline read; see
     /// [`Warehouse::transaction_metadata`]). Keys starting with `lakehouse.` are reserved.
     pub metadata: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Replace an append table's rows instead of adding to them, in the same one commit (a
+    /// rebuild of a pipeline that reads its inputs whole again).
+    pub replace: bool,
 }
 
 /// What a write did.
@@ -139,7 +142,9 @@ impl Warehouse {
         };
         let commit = CommitTags::of(&options);
         let state = session_state(session);
-        let save_mode = if table.mode == WriteMode::Overwrite {
+        let save_mode = if table.mode == WriteMode::Overwrite
+            || (table.mode == WriteMode::Append && options.replace)
+        {
             SaveMode::Overwrite
         } else {
             SaveMode::Append
