@@ -252,6 +252,83 @@ impl Ctx {
         Frame::from_dataframe(df)
     }
 
+    /// The rows of the files at `path` (one file, or a directory of them; a local path or an
+    /// object-store URL the warehouse can reach) in `format`, as a frame of `T`: each of `T`'s
+    /// columns is read by name and cast to its declared type (a value that does not convert
+    /// fails the run, naming it); a nullable column the files lack is NULL, and a `run_at` column
+    /// they lack is the run's time. Every file is read at every run: for files that keep
+    /// arriving, declare the table `mode = overwrite`, or move the files once ingested.
+    ///
+    /// # Examples
+    ///
+    /// ```ignore
+    /// #[pipeline]
+    /// pub async fn landed_orders(cx: &Ctx) -> Result<Frame<BronzeOrders>> {
+    ///     let dir = cx.settings().get("orders.dir").unwrap_or("data/landing/orders");
+    ///     cx.read_files::<BronzeOrders>(FileFormat::Csv, dir).await
+    /// }
+    /// ```
+    pub async fn read_files<T: Table>(&self, format: FileFormat, path: &str) -> Result<Frame<T>> {
+        let qualified = T::DEF.qualified_name();
+        if self.dry_run {
+            // The plan check reads nothing: the files may not exist where the check runs.
+            return self.empty::<T>();
+        }
+        let read = match format {
+            FileFormat::Csv => {
+                let options = datafusion::prelude::CsvReadOptions::new()
+                    .has_header(true)
+                    .file_extension("");
+                self.session.read_csv(path, options).await
+            }
+            FileFormat::NdJson => {
+                let options = datafusion::prelude::JsonReadOptions::default().file_extension("");
+                self.session.read_json(path, options).await
+            }
+            FileFormat::Parquet => {
+                let options = datafusion::prelude::ParquetReadOptions::default().file_extension("");
+                self.session.read_parquet(path, options).await
+            }
+        };
+        let df = read.map_err(|e| {
+            Error::msg(format!(
+                "pipeline `{}`: cannot read {format:?} files at `{path}` for {qualified}: {e}",
+                self.pipeline
+            ))
+        })?;
+        let schema = df.schema().clone();
+        let mut columns = Vec::new();
+        for column in T::DEF.data_columns() {
+            let target = column.data_type.arrow_type();
+            let expr = match schema.iter().find(|(_, f)| f.name() == column.name) {
+                Some((qualifier, field)) => datafusion::logical_expr::cast(
+                    datafusion::logical_expr::Expr::Column((qualifier, field).into()),
+                    target,
+                ),
+                None if column.name == "run_at" => self.run_at().lit(),
+                None if column.nullable => datafusion::logical_expr::cast(
+                    datafusion::logical_expr::lit(datafusion::scalar::ScalarValue::Null),
+                    target,
+                ),
+                None => {
+                    let found: Vec<&str> =
+                        schema.fields().iter().map(|f| f.name().as_str()).collect();
+                    return Err(Error::schema(
+                        &qualified,
+                        format!(
+                            "the files at `{path}` have no column `{}`, which is NOT NULL (they \
+                             have {}); declare it `Option<_>`, or fill it in the pipeline",
+                            column.name,
+                            found.join(", ")
+                        ),
+                    ));
+                }
+            };
+            columns.push(expr.alias(column.name));
+        }
+        Frame::from_dataframe(df.select(columns)?)
+    }
+
     /// A frame of `T` from record batches (a source's fetched rows).
     pub fn frame_from_batches<T: Table>(&self, batches: Vec<RecordBatch>) -> Result<Frame<T>> {
         let schema = T::DEF.output_arrow_schema();
@@ -273,4 +350,15 @@ impl Ctx {
     pub fn empty<T: Table>(&self) -> Result<Frame<T>> {
         self.frame_from_batches(Vec::new())
     }
+}
+
+/// The format of files read with [`Ctx::read_files`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileFormat {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// Newline-delimited JSON: one object per line.
+    NdJson,
+    /// Apache Parquet.
+    Parquet,
 }

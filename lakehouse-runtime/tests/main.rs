@@ -7,6 +7,7 @@
 mod aggregate;
 mod common;
 mod compaction;
+mod files;
 mod joins;
 mod keys;
 mod ledger;
