@@ -252,8 +252,9 @@ impl Ctx {
         Frame::from_dataframe(df)
     }
 
-    /// The rows of the files at `path` (one file, or a directory of them; a local path or an
-    /// object-store URL the warehouse can reach) in `format`, as a frame of `T`: each of `T`'s
+    /// The rows of the files at `path` (one file, or a directory of them; local paths are tested,
+    /// object-store URLs need their store registered with the session) in `format`, as a frame
+    /// of `T`: each of `T`'s
     /// columns is read by name and cast to its declared type (a value that does not convert
     /// fails the run, naming it); a nullable column the files lack is NULL, and a `run_at` column
     /// they lack is the run's time. Every file is read at every run: for files that keep
