@@ -71,6 +71,11 @@ pub async fn render(df: DataFrame) -> Vec<String> {
     rows
 }
 
+/// The rows `sql` gives over `tables` of `warehouse`, rendered as [`render`] does.
+pub async fn query(warehouse: &Warehouse, tables: &[&'static TableDef], sql: &str) -> Vec<String> {
+    render(warehouse.sql(tables, sql).await.expect(sql)).await
+}
+
 /// The stored rows of `table` (declared columns), sorted.
 pub async fn contents(warehouse: &Warehouse, table: &'static TableDef) -> Vec<String> {
     let session = warehouse.session();

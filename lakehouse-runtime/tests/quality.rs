@@ -428,29 +428,25 @@ async fn expectations_drop_count_or_fail() {
     let orchestrator = Orchestrator::new(registry(&["q_orders"]), wh.warehouse.clone());
     let report = orchestrator.run(&config("dirty")).await.expect("run");
     assert!(report.succeeded(), "{}", report.render(false));
-    let written = wh
-        .warehouse
-        .sql(
-            &[<QOrders as lakehouse_runtime::Table>::DEF],
-            "SELECT order_id, status FROM silver.q_orders",
-        )
-        .await
-        .expect("query");
+    let written = crate::common::query(
+        &wh.warehouse,
+        &[<QOrders as lakehouse_runtime::Table>::DEF],
+        "SELECT order_id, status FROM silver.q_orders",
+    )
+    .await;
     assert_eq!(
-        crate::common::render(written).await,
+        written,
         ["1|open", "3|lost", "4|open"],
         "order 2 dropped, order 3 kept"
     );
     let issues = || async {
-        let issues = wh
-            .warehouse
-            .sql(
-                &lakehouse_runtime::ledger::system_tables(),
-                "SELECT column_name, value, failing_rows, blocking FROM lakehouse.quality_issues",
-            )
-            .await
-            .expect("query");
-        crate::common::render(issues).await
+        let issues = crate::common::query(
+            &wh.warehouse,
+            &lakehouse_runtime::ledger::system_tables(),
+            "SELECT column_name, value, failing_rows, blocking FROM lakehouse.quality_issues",
+        )
+        .await;
+        issues
     };
     assert_eq!(
         issues().await,
@@ -471,19 +467,13 @@ async fn expectations_drop_count_or_fail() {
         "{error}"
     );
     assert_eq!(issues().await.len(), 3);
-    let kept = wh
-        .warehouse
-        .sql(
-            &[<QOrders as lakehouse_runtime::Table>::DEF],
-            "SELECT count(*) FROM silver.q_orders",
-        )
-        .await
-        .expect("query");
-    assert_eq!(
-        crate::common::render(kept).await,
-        ["3"],
-        "nothing written: the first run's rows stay"
-    );
+    let kept = crate::common::query(
+        &wh.warehouse,
+        &[<QOrders as lakehouse_runtime::Table>::DEF],
+        "SELECT count(*) FROM silver.q_orders",
+    )
+    .await;
+    assert_eq!(kept, ["3"], "nothing written: the first run's rows stay");
 }
 
 /// Stations, the complete list at every run, whose capacity must be positive.
@@ -531,29 +521,18 @@ async fn a_full_snapshot_whose_every_row_is_dropped_fails_as_a_quality_failure()
             && error.contains("expectation `positive_capacity` (capacity > 0) failed on 2 row(s)"),
         "{error}"
     );
-    let issues = wh
-        .warehouse
-        .sql(
-            &lakehouse_runtime::ledger::system_tables(),
-            "SELECT column_name, failing_rows, blocking FROM lakehouse.quality_issues",
-        )
-        .await
-        .expect("query");
-    assert_eq!(
-        crate::common::render(issues).await,
-        ["positive_capacity|2|true"]
-    );
-    let stations = wh
-        .warehouse
-        .sql(
-            &[<QStations as lakehouse_runtime::Table>::DEF],
-            "SELECT id, capacity FROM silver.q_stations",
-        )
-        .await
-        .expect("query");
-    assert_eq!(
-        crate::common::render(stations).await,
-        ["1|10", "2|20"],
-        "the stations stay"
-    );
+    let issues = crate::common::query(
+        &wh.warehouse,
+        &lakehouse_runtime::ledger::system_tables(),
+        "SELECT column_name, failing_rows, blocking FROM lakehouse.quality_issues",
+    )
+    .await;
+    assert_eq!(issues, ["positive_capacity|2|true"]);
+    let stations = crate::common::query(
+        &wh.warehouse,
+        &[<QStations as lakehouse_runtime::Table>::DEF],
+        "SELECT id, capacity FROM silver.q_stations",
+    )
+    .await;
+    assert_eq!(stations, ["1|10", "2|20"], "the stations stay");
 }
