@@ -439,14 +439,13 @@ async fn expectations_drop_count_or_fail() {
         ["1|open", "3|lost", "4|open"],
         "order 2 dropped, order 3 kept"
     );
-    let issues = || async {
-        let issues = crate::common::query(
+    let system = lakehouse_runtime::ledger::system_tables();
+    let issues = || {
+        crate::common::query(
             &wh.warehouse,
-            &lakehouse_runtime::ledger::system_tables(),
+            &system,
             "SELECT column_name, value, failing_rows, blocking FROM lakehouse.quality_issues",
         )
-        .await;
-        issues
     };
     assert_eq!(
         issues().await,
