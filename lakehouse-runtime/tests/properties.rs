@@ -419,3 +419,38 @@ async fn edited_doc_comments_reach_the_stored_table_at_the_next_write() {
         "once they agree, a write is one commit"
     );
 }
+
+/// Appended rows.
+#[derive(Table, serde::Serialize)]
+#[table(schema = "bronze", name = "blind")]
+pub struct Blind {
+    pub id: i64,
+}
+
+#[tokio::test]
+async fn appends_record_the_version_read_and_that_they_are_blind() {
+    let wh = TempWarehouse::new();
+    for id in [1, 2] {
+        crate::common::write(
+            &wh.warehouse,
+            Blind::DEF,
+            &[Blind { id }],
+            Default::default(),
+        )
+        .await
+        .expect("append");
+    }
+    let commit = std::fs::read_to_string(
+        wh.dir
+            .path()
+            .join(format!("warehouse/bronze/blind/_delta_log/{:020}.json", 2)),
+    )
+    .expect("commit");
+    let info: serde_json::Value = commit
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find_map(|action| action.get("commitInfo").cloned())
+        .expect("commitInfo");
+    assert_eq!(info["readVersion"], 1, "{info}");
+    assert_eq!(info["isBlindAppend"], true, "{info}");
+}

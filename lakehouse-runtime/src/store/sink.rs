@@ -350,8 +350,21 @@ pub(crate) async fn commit_actions(
     let log_store = super::guard::guard_store(log_store, state.version());
     let config = state.table_config();
     let checkpoint = (state.version() + 1).is_multiple_of(config.checkpoint_interval().get());
+    // What delta-rs's own commits record: the version read, and whether the commit only adds
+    // files to a table it did not read (concurrent writers need not check it for conflicts).
+    let blind_append = matches!(
+        operation,
+        DeltaOperation::Write {
+            mode: SaveMode::Append,
+            ..
+        }
+    ) && !actions.iter().any(|a| matches!(a, Action::Remove(_)));
     let commit = tags
-        .properties_with([("operationMetrics".to_owned(), metrics)])
+        .properties_with([
+            ("operationMetrics".to_owned(), metrics),
+            ("readVersion".to_owned(), serde_json::json!(state.version())),
+            ("isBlindAppend".to_owned(), serde_json::json!(blind_append)),
+        ])
         .with_cleanup_expired_logs(Some(checkpoint && config.enable_expired_log_cleanup()));
     CommitBuilder::from(commit)
         .with_actions(actions)
