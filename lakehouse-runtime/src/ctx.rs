@@ -277,8 +277,11 @@ impl Ctx {
         }
         let read = match format {
             FileFormat::Csv => {
+                // Every field is read as text and converted by the declared type: inference
+                // would read `007` as the number 7, and a column empty in the sample as NULLs.
                 let options = datafusion::prelude::CsvReadOptions::new()
                     .has_header(true)
+                    .schema_infer_max_records(0)
                     .file_extension("");
                 self.session.read_csv(path, options).await
             }
