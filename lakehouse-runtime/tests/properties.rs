@@ -454,3 +454,63 @@ async fn appends_record_the_version_read_and_that_they_are_blind() {
     assert_eq!(info["readVersion"], 1, "{info}");
     assert_eq!(info["isBlindAppend"], true, "{info}");
 }
+
+/// Merged rows: a merge into an empty table read it (empty), so it is not blind.
+#[derive(Table, serde::Serialize)]
+#[table(schema = "bronze", name = "not_blind", key(id), mode = merge)]
+pub struct NotBlind {
+    pub id: i64,
+}
+
+/// An append-only table.
+#[derive(Table, serde::Serialize)]
+#[table(
+    schema = "bronze",
+    name = "append_only",
+    property(key = "delta.appendOnly", value = "true")
+)]
+pub struct AppendOnlyRows {
+    pub id: i64,
+}
+
+#[tokio::test]
+async fn a_merge_into_an_empty_table_is_not_a_blind_append_and_append_only_refuses_a_rebuild() {
+    let wh = TempWarehouse::new();
+    crate::common::write(
+        &wh.warehouse,
+        NotBlind::DEF,
+        &[NotBlind { id: 1 }],
+        Default::default(),
+    )
+    .await
+    .expect("merge");
+    let commit = std::fs::read_to_string(wh.dir.path().join(format!(
+        "warehouse/bronze/not_blind/_delta_log/{:020}.json",
+        1
+    )))
+    .expect("commit");
+    assert!(commit.contains("\"isBlindAppend\":false"), "{commit}");
+
+    let rows = [AppendOnlyRows { id: 1 }];
+    crate::common::write(
+        &wh.warehouse,
+        AppendOnlyRows::DEF,
+        &rows,
+        Default::default(),
+    )
+    .await
+    .expect("append");
+    let options = lakehouse_runtime::store::WriteOptions {
+        replace: true,
+        ..Default::default()
+    };
+    let error = crate::common::write(&wh.warehouse, AppendOnlyRows::DEF, &rows, options)
+        .await
+        .expect_err("an append-only table cannot be replaced");
+    assert!(
+        error
+            .to_string()
+            .contains("bronze.append_only is append-only (`delta.appendOnly`)"),
+        "{error}"
+    );
+}

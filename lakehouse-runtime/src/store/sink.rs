@@ -120,6 +120,7 @@ pub(crate) async fn write(
     source: DataFrame,
     mode: SaveMode,
     commit: CommitTags,
+    blind_append: bool,
 ) -> Result<(DeltaTableState, u64), DeltaTableError> {
     let state = delta.snapshot()?.clone();
     let (adds, rows) = encode_plan(&state, &delta, source, None).await?;
@@ -149,6 +150,7 @@ pub(crate) async fn write(
         operation,
         metrics,
         &commit,
+        blind_append && mode == SaveMode::Append,
     )
     .await?;
     Ok((finalized.snapshot(), rows))
@@ -309,6 +311,7 @@ impl OpenTable {
             operation,
             metrics,
             tags,
+            true,
         )
         .await?;
         self.state = finalized.snapshot();
@@ -343,6 +346,7 @@ pub(crate) async fn commit_actions(
     operation: DeltaOperation,
     metrics: serde_json::Value,
     tags: &CommitTags,
+    blind_append: bool,
 ) -> Result<FinalizedCommit, DeltaTableError> {
     // delta-rs lists the whole `_delta_log` after every commit to delete expired entries, but
     // only entries older than a checkpoint can go: looking right after a checkpoint is enough.
@@ -350,15 +354,10 @@ pub(crate) async fn commit_actions(
     let log_store = super::guard::guard_store(log_store, state.version());
     let config = state.table_config();
     let checkpoint = (state.version() + 1).is_multiple_of(config.checkpoint_interval().get());
-    // What delta-rs's own commits record: the version read, and whether the commit only adds
-    // files to a table it did not read (concurrent writers need not check it for conflicts).
-    let blind_append = matches!(
-        operation,
-        DeltaOperation::Write {
-            mode: SaveMode::Append,
-            ..
-        }
-    ) && !actions.iter().any(|a| matches!(a, Action::Remove(_)));
+    // The version read, and whether the commit only adds files to a table it did not read
+    // (an append to an append table: a merge into an empty table read it empty), as Spark
+    // records them for other writers' conflict checks.
+    let blind_append = blind_append && !actions.iter().any(|a| matches!(a, Action::Remove(_)));
     let commit = tags
         .properties_with([
             ("operationMetrics".to_owned(), metrics),
@@ -491,6 +490,7 @@ mod tests {
             replacement,
             SaveMode::Overwrite,
             CommitTags::transaction(None),
+            false,
         )
         .await
         .expect_err("the compacted rows would stay beside the new ones");

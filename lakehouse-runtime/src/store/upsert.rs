@@ -208,6 +208,7 @@ pub(crate) async fn upsert(
         merge_operation(table),
         metrics,
         &commit,
+        false,
     )
     .await?;
     let snapshot = finalized.snapshot();

@@ -149,6 +149,17 @@ impl Warehouse {
         } else {
             SaveMode::Append
         };
+        if options.replace
+            && table.mode == WriteMode::Append
+            && delta
+                .snapshot()
+                .is_ok_and(|s| s.snapshot().table_properties().append_only == Some(true))
+        {
+            return Err(Error::msg(format!(
+                "{qualified} is append-only (`delta.appendOnly`): a rebuild cannot replace its \
+                 rows; run without `--rebuild`"
+            )));
+        }
         let before = delta.version();
         // Edited doc comments reach the table once the write succeeded.
         let stale_descriptions = super::create::descriptions_differ(table, &delta)?;
@@ -156,7 +167,8 @@ impl Warehouse {
             WriteMode::Append | WriteMode::Overwrite
                 if !replace_schema && super::sink::applies_to(table, &delta) =>
             {
-                super::sink::write(delta, source, save_mode, commit.clone())
+                let blind = table.mode == WriteMode::Append && save_mode == SaveMode::Append;
+                super::sink::write(delta, source, save_mode, commit.clone(), blind)
                     .await
                     .map(|(snapshot, rows)| appended(table, &snapshot, rows))
             }
@@ -514,9 +526,15 @@ async fn merge(
     if target_empty && matches!(deletions, Deletions::None | Deletions::MissingFromSource) {
         let unique = guarded(source.clone()).await?;
         let written = if super::sink::applies_to(table, &delta) {
-            super::sink::write(delta.clone(), unique, SaveMode::Append, commit.clone())
-                .await
-                .map(|(snapshot, rows)| appended(table, &snapshot, rows))
+            super::sink::write(
+                delta.clone(),
+                unique,
+                SaveMode::Append,
+                commit.clone(),
+                false,
+            )
+            .await
+            .map(|(snapshot, rows)| appended(table, &snapshot, rows))
         } else {
             let (_, plan) = unique.into_parts();
             match delta
