@@ -58,7 +58,10 @@ async fn csv_and_ndjson_files_are_read_by_name_and_cast() {
         "amount,extra,order_id,note\n12.50,x,1,007\n",
     )
     .expect("file");
-    std::fs::write(csv.join("b.csv"), "amount,extra,order_id,note\n,y,2,\n").expect("file");
+    // The second file orders its columns otherwise; marker and hidden files are skipped.
+    std::fs::write(csv.join("b.csv"), "order_id,note,amount,extra\n2,,,y\n").expect("file");
+    std::fs::write(csv.join("_SUCCESS"), "").expect("file");
+    std::fs::write(csv.join(".a.csv.crc"), "not,data\n").expect("file");
     let read_csv = read(FileFormat::Csv, csv.to_str().expect("utf-8")).await;
     // A text column keeps its leading zeros: CSV fields are read as text, then converted.
     let mut with_note = expected();
@@ -66,13 +69,22 @@ async fn csv_and_ndjson_files_are_read_by_name_and_cast() {
     assert_eq!(read_csv.expect("csv"), with_note);
 
     let json = dir.path().join("orders.json");
+    // A decimal as text, then as a number; a field only the last row has.
     std::fs::write(
         &json,
-        "{\"order_id\": 1, \"amount\": \"12.50\"}\n{\"order_id\": 2}\n",
+        "{\"order_id\": 1, \"amount\": \"12.50\"}\n{\"order_id\": 2}\n\
+         {\"order_id\": 3, \"amount\": 1, \"note\": \"x\"}\n",
     )
     .expect("file");
     let read_json = read(FileFormat::NdJson, json.to_str().expect("utf-8")).await;
-    assert_eq!(read_json.expect("ndjson"), expected());
+    let mut with_third = expected();
+    with_third.push(Order {
+        order_id: 3,
+        amount: Some(Decimal(100)),
+        note: Some("x".to_owned()),
+        run_at: TEST_RUN_AT,
+    });
+    assert_eq!(read_json.expect("ndjson"), with_third);
 }
 
 #[tokio::test]
@@ -113,7 +125,7 @@ async fn a_missing_not_null_column_and_a_bad_value_are_named() {
     assert!(
         error
             .to_string()
-            .contains("have no column `order_id`, which is NOT NULL (they have amount)"),
+            .contains("has no column `order_id`, which is NOT NULL (it has amount)"),
         "{error}"
     );
     std::fs::write(&file, "order_id,amount\n1,twelve\n").expect("file");
@@ -128,7 +140,7 @@ async fn a_missing_not_null_column_and_a_bad_value_are_named() {
     .await
     .expect_err("no such files");
     assert!(
-        error.to_string().contains("cannot read Parquet files at"),
+        error.to_string().contains("reading the files at"),
         "{error}"
     );
 }
