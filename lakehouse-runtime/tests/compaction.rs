@@ -276,13 +276,11 @@ async fn a_forced_resume_of_a_snapshot_reader_reads_on_from_its_last_commit() {
     assert!(resumed.succeeded(), "{}", resumed.render(false));
     // Re-executed, it reads on from what its last commit (run 2's) read, not from the start
     // (its own success is not a starting point): the snapshot is still run 2's event alone.
-    let latest = wh
-        .warehouse
-        .sql(
-            &[<LatestEvents as lakehouse_runtime::Table>::DEF],
-            "SELECT id FROM silver.latest_events",
-        )
-        .await
-        .expect("query");
-    assert_eq!(render(latest).await, ["2"]);
+    let latest = crate::common::query(
+        &wh.warehouse,
+        &[<LatestEvents as lakehouse_runtime::Table>::DEF],
+        "SELECT id FROM silver.latest_events",
+    )
+    .await;
+    assert_eq!(latest, ["2"]);
 }

@@ -100,15 +100,13 @@ async fn clean_output_passes_every_check() {
     );
     let report = orchestrator.run(&config("good")).await.expect("run");
     assert!(report.succeeded(), "{}", report.render(false));
-    let issues = wh
-        .warehouse
-        .sql(
-            &lakehouse_runtime::ledger::system_tables(),
-            "SELECT count(*) FROM lakehouse.quality_issues",
-        )
-        .await
-        .expect("query");
-    assert_eq!(crate::common::render(issues).await, ["0"]);
+    let issues = crate::common::query(
+        &wh.warehouse,
+        &lakehouse_runtime::ledger::system_tables(),
+        "SELECT count(*) FROM lakehouse.quality_issues",
+    )
+    .await;
+    assert_eq!(issues, ["0"]);
 }
 
 #[tokio::test]
@@ -163,16 +161,9 @@ async fn blocking_checks_stop_the_write_and_warnings_do_not() {
         "{warn_error}"
     );
 
-    let issues = wh
-        .warehouse
-        .sql(
-            &lakehouse_runtime::ledger::system_tables(),
-            "SELECT table_name, check_name, column_name, failing_rows, blocking FROM lakehouse.quality_issues",
-        )
-        .await
-        .expect("query");
+    let issues = crate::common::query(&wh.warehouse, &lakehouse_runtime::ledger::system_tables(), "SELECT table_name, check_name, column_name, failing_rows, blocking FROM lakehouse.quality_issues").await;
     assert_eq!(
-        crate::common::render(issues).await,
+        issues,
         crate::common::lines(&[
             "gold.q_fact|foreign_key_resolves|dim_id|1|true",
             "gold.q_fact|not_null|label|1|true",
@@ -201,26 +192,22 @@ async fn warnings_are_recorded_and_the_rows_written() {
             ("q_fact_warn", Status::Succeeded)
         ])
     );
-    let written = wh
-        .warehouse
-        .sql(
-            &[<QFactWarn as lakehouse_runtime::Table>::DEF],
-            "SELECT count(*) FROM gold.q_fact_warn",
-        )
-        .await
-        .expect("query");
-    assert_eq!(crate::common::render(written).await, ["3"]);
-    let issues = wh
-        .warehouse
-        .sql(
-            &lakehouse_runtime::ledger::system_tables(),
-            "SELECT check_name, blocking FROM lakehouse.quality_issues \
-             WHERE table_name = 'gold.q_fact_warn'",
-        )
-        .await
-        .expect("query");
+    let written = crate::common::query(
+        &wh.warehouse,
+        &[<QFactWarn as lakehouse_runtime::Table>::DEF],
+        "SELECT count(*) FROM gold.q_fact_warn",
+    )
+    .await;
+    assert_eq!(written, ["3"]);
+    let issues = crate::common::query(
+        &wh.warehouse,
+        &lakehouse_runtime::ledger::system_tables(),
+        "SELECT check_name, blocking FROM lakehouse.quality_issues \
+         WHERE table_name = 'gold.q_fact_warn'",
+    )
+    .await;
     assert_eq!(
-        crate::common::render(issues).await,
+        issues,
         crate::common::lines(&["foreign_key_resolves|false", "primary_key_unique|false"])
     );
 }
@@ -316,15 +303,13 @@ async fn every_check_is_answered_by_one_execution_of_the_output() {
         rows_seen_counter("one execution").load(Ordering::SeqCst),
         2 * 3
     );
-    let written = wh
-        .warehouse
-        .sql(
-            &[<QCounted as lakehouse_runtime::Table>::DEF],
-            "SELECT count(*) FROM gold.q_counted",
-        )
-        .await
-        .expect("query");
-    assert_eq!(crate::common::render(written).await, ["3"]);
+    let written = crate::common::query(
+        &wh.warehouse,
+        &[<QCounted as lakehouse_runtime::Table>::DEF],
+        "SELECT count(*) FROM gold.q_counted",
+    )
+    .await;
+    assert_eq!(written, ["3"]);
 }
 
 /// Transfers between two dimension rows: an append table (its key may repeat), with two foreign
@@ -357,28 +342,24 @@ async fn foreign_keys_into_one_dimension_are_checked_each_with_a_sample() {
     let report = orchestrator.run(&RunConfig::default()).await.expect("run");
     // Warnings only: the rows are written, the repeated key included.
     assert!(report.succeeded(), "{}", report.render(false));
-    let written = wh
-        .warehouse
-        .sql(
-            &[<QTransfers as lakehouse_runtime::Table>::DEF],
-            "SELECT count(*) FROM gold.q_transfers",
-        )
-        .await
-        .expect("query");
-    assert_eq!(crate::common::render(written).await, ["5"]);
+    let written = crate::common::query(
+        &wh.warehouse,
+        &[<QTransfers as lakehouse_runtime::Table>::DEF],
+        "SELECT count(*) FROM gold.q_transfers",
+    )
+    .await;
+    assert_eq!(written, ["5"]);
 
-    let issues = wh
-        .warehouse
-        .sql(
-            &lakehouse_runtime::ledger::system_tables(),
-            "SELECT check_name, column_name, failing_rows, value FROM lakehouse.quality_issues",
-        )
-        .await
-        .expect("query");
+    let issues = crate::common::query(
+        &wh.warehouse,
+        &lakehouse_runtime::ledger::system_tables(),
+        "SELECT check_name, column_name, failing_rows, value FROM lakehouse.quality_issues",
+    )
+    .await;
     // No uniqueness finding for an append table; a NULL key resolves nothing and fails nothing;
     // the sample is the smallest unresolved value.
     assert_eq!(
-        crate::common::render(issues).await,
+        issues,
         crate::common::lines(&[
             "foreign_key_resolves|from_id|2|5 (not in gold.q_dim.id)",
             "foreign_key_resolves|to_id|1|8 (not in gold.q_dim.id)",

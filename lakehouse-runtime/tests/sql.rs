@@ -50,15 +50,8 @@ async fn queries_every_table_by_schema_and_name() {
     )
     .await
     .expect("write");
-    let df = wh
-        .warehouse
-        .sql(
-            &[PRODUCT, EMPTY],
-            "SELECT p.product_id, p.price, (SELECT count(*) FROM bronze.empty_one) AS n FROM gold.dim_product p",
-        )
-        .await
-        .expect("query");
-    assert_eq!(render(df).await, lines(&["p1|19.99|0", "p2|∅|0"]));
+    let df = crate::common::query(&wh.warehouse, &[PRODUCT, EMPTY], "SELECT p.product_id, p.price, (SELECT count(*) FROM bronze.empty_one) AS n FROM gold.dim_product p").await;
+    assert_eq!(df, lines(&["p1|19.99|0", "p2|∅|0"]));
 }
 
 #[tokio::test]

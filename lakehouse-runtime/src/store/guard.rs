@@ -240,7 +240,8 @@ mod tests {
     use serde::Serialize;
 
     use crate::prelude::*;
-    use crate::store::{Warehouse, WriteOptions};
+    use crate::store::Warehouse;
+    use crate::store::test_support::{temp_warehouse, write_rows};
 
     /// Counters, appended one file per write.
     #[derive(Table, Serialize)]
@@ -253,20 +254,9 @@ mod tests {
     /// A warehouse whose `test.counters` has two files (ids 1 and 2, value 0), and a handle on
     /// it loaded before another process compacted them into one.
     async fn compacted_behind_a_stale_handle() -> (tempfile::TempDir, Warehouse, DeltaTable) {
-        let dir = tempfile::tempdir().expect("dir");
-        let warehouse = Warehouse::open(dir.path().to_str().expect("utf-8")).expect("warehouse");
-        let session = warehouse.session();
+        let (dir, warehouse) = temp_warehouse();
         for id in [1, 2] {
-            let rows = crate::frame::batches_from_rows(
-                Counter::DEF.output_arrow_schema(),
-                &[Counter { id, value: 0 }],
-            )
-            .expect("rows");
-            let df = session.read_batches(rows).expect("frame");
-            warehouse
-                .write(&session, Counter::DEF, df, WriteOptions::default())
-                .await
-                .expect("append");
+            write_rows(&warehouse, Counter::DEF, &[Counter { id, value: 0 }]).await;
         }
         let stale = warehouse
             .load(Counter::DEF)

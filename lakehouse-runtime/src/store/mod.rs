@@ -217,3 +217,33 @@ impl Warehouse {
 pub(crate) fn session_state(session: &SessionContext) -> Arc<datafusion::execution::SessionState> {
     Arc::new(session.state())
 }
+
+/// Helpers of the store's unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::{Warehouse, WriteOptions};
+    use crate::table::TableDef;
+
+    /// A warehouse in a fresh temporary directory (removed with the returned guard).
+    pub(crate) fn temp_warehouse() -> (tempfile::TempDir, Warehouse) {
+        let dir = tempfile::tempdir().expect("dir");
+        let warehouse = Warehouse::open(dir.path().to_str().expect("utf-8")).expect("warehouse");
+        (dir, warehouse)
+    }
+
+    /// Writes `rows` into `table`, in one write.
+    pub(crate) async fn write_rows<R: serde::Serialize>(
+        warehouse: &Warehouse,
+        table: &'static TableDef,
+        rows: &[R],
+    ) {
+        let session = warehouse.session();
+        let batches = crate::frame::batches_from_rows(table.output_arrow_schema(), rows)
+            .expect("rows match the table");
+        let df = session.read_batches(batches).expect("frame");
+        warehouse
+            .write(&session, table, df, WriteOptions::default())
+            .await
+            .expect("write");
+    }
+}

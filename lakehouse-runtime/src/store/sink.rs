@@ -449,7 +449,7 @@ mod tests {
 
     use crate::prelude::*;
     use crate::store::commit::CommitTags;
-    use crate::store::{Warehouse, WriteOptions};
+    use crate::store::test_support::{temp_warehouse, write_rows};
 
     /// Events, appended.
     #[derive(Table, Serialize)]
@@ -460,18 +460,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_write_replacing_files_a_compaction_rewrote_meanwhile_is_refused() {
-        let dir = tempfile::tempdir().expect("dir");
-        let warehouse = Warehouse::open(dir.path().to_str().expect("utf-8")).expect("warehouse");
+        let (_dir, warehouse) = temp_warehouse();
         let session = warehouse.session();
         for id in [1, 2] {
-            let rows =
-                crate::frame::batches_from_rows(Event::DEF.output_arrow_schema(), &[Event { id }])
-                    .expect("rows");
-            let df = session.read_batches(rows).expect("frame");
-            warehouse
-                .write(&session, Event::DEF, df, WriteOptions::default())
-                .await
-                .expect("append");
+            write_rows(&warehouse, Event::DEF, &[Event { id }]).await;
         }
         // This write read version 2 (two files); another process compacts them meanwhile.
         let stale = warehouse

@@ -500,7 +500,7 @@ mod tests {
     use serde::Serialize;
 
     use crate::prelude::*;
-    use crate::store::{Warehouse, WriteOptions};
+    use crate::store::test_support::{temp_warehouse, write_rows};
 
     /// Rows loaded in numbered batches.
     #[derive(Table, Serialize)]
@@ -511,28 +511,26 @@ mod tests {
         batch: i32,
     }
 
-    fn rows(batch: i32) -> Vec<arrow::array::RecordBatch> {
-        let rows: Vec<Load> = (1..=3)
+    fn loads(batch: i32) -> Vec<Load> {
+        (1..=3)
             .map(|id| Load {
                 id,
                 name: "same".to_owned(),
                 batch,
             })
-            .collect();
-        crate::frame::batches_from_rows(Load::DEF.output_arrow_schema(), &rows).expect("rows")
+            .collect()
+    }
+
+    fn rows(batch: i32) -> Vec<arrow::array::RecordBatch> {
+        crate::frame::batches_from_rows(Load::DEF.output_arrow_schema(), &loads(batch))
+            .expect("rows")
     }
 
     #[tokio::test]
     async fn statistics_tell_when_every_match_changes() {
-        let dir = tempfile::tempdir().expect("dir");
-        let warehouse = Warehouse::open(dir.path().to_str().expect("utf-8")).expect("warehouse");
-        let session = warehouse.session();
+        let (_dir, warehouse) = temp_warehouse();
         for batch in [1, 2] {
-            let df = session.read_batches(rows(batch)).expect("frame");
-            warehouse
-                .write(&session, Load::DEF, df, WriteOptions::default())
-                .await
-                .expect("write");
+            write_rows(&warehouse, Load::DEF, &loads(batch)).await;
         }
         // The table holds batch 2 (the second write updated every row).
         let delta = warehouse
@@ -563,9 +561,7 @@ mod tests {
 
     #[tokio::test]
     async fn timestamp_statistics_are_read_to_the_millisecond() {
-        let dir = tempfile::tempdir().expect("dir");
-        let warehouse = Warehouse::open(dir.path().to_str().expect("utf-8")).expect("warehouse");
-        let session = warehouse.session();
+        let (_dir, warehouse) = temp_warehouse();
         let stamps = |micros: i64| {
             crate::frame::batches_from_rows(
                 Stamp::DEF.output_arrow_schema(),
@@ -577,11 +573,11 @@ mod tests {
             .expect("rows")
         };
         // Stored: 1.000500 s; Delta's statistics say 1.000 s.
-        let df = session.read_batches(stamps(1_000_500)).expect("frame");
-        warehouse
-            .write(&session, Stamp::DEF, df, WriteOptions::default())
-            .await
-            .expect("write");
+        let stored = Stamp {
+            id: 1,
+            loaded_at: Timestamp(1_000_500),
+        };
+        write_rows(&warehouse, Stamp::DEF, &[stored]).await;
         let delta = warehouse
             .load(Stamp::DEF)
             .await
