@@ -125,7 +125,7 @@ fn context(
 /// compare them.
 pub async fn rows<R: DeserializeOwned, T: Table>(frame: Frame<T>) -> Result<Vec<R>> {
     let batches = frame.collect().await?;
-    crate::ledger::batches_to_rows(&batches)
+    crate::frame::batches_to_rows(&batches)
 }
 
 #[cfg(test)]

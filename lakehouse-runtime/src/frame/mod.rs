@@ -26,7 +26,7 @@ pub(crate) use decimal::FastDecimalCast;
 pub use crate::table::{AverageInto, Averages, Avg, Sum, SumInto, Sums, Values, avg, sum};
 pub use aggregate::{Grouped, count, count_distinct, count_rows, max, min};
 pub use keys::{register_functions, sha256_hex, surrogate_key};
-pub use rows::batches_from_rows;
+pub use rows::{batches_from_rows, batches_to_rows};
 pub use typed::{Computed, Typed, typed};
 
 use crate::error::{Error, Result};
