@@ -486,82 +486,8 @@ async fn produce_and_write(
             return Err(error);
         }
     };
-    // Expectations first: rows a `drop` expectation leaves out are not checked or written.
-    let (df, expected) = crate::quality::apply_expectations(pipeline.output, output.df).await?;
+    let df = checked_output(orchestrator, pipeline, &run, &session, output.df).await?;
     let output = crate::frame::UntypedFrame { df, ..output };
-    let mut findings: Vec<(crate::quality::Finding, bool)> = expected
-        .iter()
-        .map(|(finding, on_fail)| (finding.clone(), *on_fail == crate::table::OnFail::Fail))
-        .collect();
-    let blocked = |findings: &[(crate::quality::Finding, bool)]| findings.iter().any(|(_, b)| *b);
-    let mut emptied = false;
-    if !blocked(&findings)
-        && pipeline.full_snapshot
-        && output.df.clone().limit(0, Some(1))?.count().await? == 0
-    {
-        let dropped = expected
-            .iter()
-            .any(|(_, on_fail)| *on_fail == crate::table::OnFail::Drop);
-        if !dropped {
-            return Err(Error::msg(format!(
-                "the output is empty, and `full_snapshot` would delete every row of {}; refusing \
-                 (did the source return nothing?)",
-                pipeline.output.qualified_name()
-            )));
-        }
-        // Every row failed a `drop` expectation: the same inputs would fail the same way.
-        emptied = true;
-        for finding in &mut findings {
-            finding.1 = true;
-        }
-    }
-    if !blocked(&findings) {
-        // A NULL in a NOT NULL column fails the write whatever the table's quality level.
-        let checked =
-            crate::quality::check_output(warehouse, &session, pipeline.output, &output.df).await?;
-        findings.extend(checked.into_iter().map(|finding| {
-            let blocks = pipeline.output.quality == crate::table::Quality::Blocking
-                || finding.check == "not_null";
-            (finding, blocks)
-        }));
-    }
-    if !findings.is_empty() {
-        let issues: Vec<QualityIssue> = findings
-            .iter()
-            .map(|(f, blocks)| QualityIssue {
-                run_id: run.run_id.clone(),
-                table_name: f.table.clone(),
-                column_name: f.column.clone(),
-                check_name: f.check.to_owned(),
-                value: f.value.clone(),
-                failing_rows: f.failing_rows,
-                blocking: *blocks,
-                checked_at: run.run_at,
-            })
-            .collect();
-        orchestrator.ledger.append(&issues).await?;
-        let summary = findings
-            .iter()
-            .map(|(f, _)| f.to_string())
-            .collect::<Vec<_>>()
-            .join("; ");
-        if blocked(&findings) {
-            let emptied = if emptied {
-                format!(
-                    "every row failed a `drop` expectation, and `full_snapshot` would delete \
-                     every row of {}; ",
-                    pipeline.output.qualified_name()
-                )
-            } else {
-                String::new()
-            };
-            return Err(Error::Quality(format!(
-                "data-quality checks failed, nothing written (not retried: the same inputs fail \
-                 the same way): {emptied}{summary}"
-            )));
-        }
-        tracing::warn!("data-quality checks failed: {summary}");
-    }
     let options = WriteOptions {
         transaction: Some((pipeline.name.to_owned(), run.sequence)),
         run_at: Some(run.run_at),
@@ -706,6 +632,96 @@ async fn incremental_cursor(
             read_at: last_success.map(|r| r.started_at),
         },
     })
+}
+
+/// `output` as it may be written: a pipeline's expectations applied (rows a `drop` expectation
+/// fails left out), then its quality checks run. Every finding is recorded; a blocking one fails
+/// as [`Error::Quality`] (not retried), as does a `full_snapshot` output that expectations
+/// emptied.
+async fn checked_output(
+    orchestrator: &Orchestrator,
+    pipeline: &'static PipelineDescriptor,
+    run: &RunInfo,
+    session: &datafusion::execution::context::SessionContext,
+    output: datafusion::dataframe::DataFrame,
+) -> Result<datafusion::dataframe::DataFrame> {
+    let warehouse = &orchestrator.warehouse;
+    // Expectations first: rows a `drop` expectation leaves out are not checked or written.
+    let (output, expected) = crate::quality::apply_expectations(pipeline.output, output).await?;
+    let mut findings: Vec<(crate::quality::Finding, bool)> = expected
+        .iter()
+        .map(|(finding, on_fail)| (finding.clone(), *on_fail == crate::table::OnFail::Fail))
+        .collect();
+    let blocked = |findings: &[(crate::quality::Finding, bool)]| findings.iter().any(|(_, b)| *b);
+    let mut emptied = false;
+    if !blocked(&findings)
+        && pipeline.full_snapshot
+        && output.clone().limit(0, Some(1))?.count().await? == 0
+    {
+        let dropped = expected
+            .iter()
+            .any(|(_, on_fail)| *on_fail == crate::table::OnFail::Drop);
+        if !dropped {
+            return Err(Error::msg(format!(
+                "the output is empty, and `full_snapshot` would delete every row of {}; refusing \
+                 (did the source return nothing?)",
+                pipeline.output.qualified_name()
+            )));
+        }
+        // Every row failed a `drop` expectation: the same inputs would fail the same way.
+        emptied = true;
+        for finding in &mut findings {
+            finding.1 = true;
+        }
+    }
+    if !blocked(&findings) {
+        // A NULL in a NOT NULL column fails the write whatever the table's quality level.
+        let checked =
+            crate::quality::check_output(warehouse, session, pipeline.output, &output).await?;
+        findings.extend(checked.into_iter().map(|finding| {
+            let blocks = pipeline.output.quality == crate::table::Quality::Blocking
+                || finding.check == "not_null";
+            (finding, blocks)
+        }));
+    }
+    if !findings.is_empty() {
+        let issues: Vec<QualityIssue> = findings
+            .iter()
+            .map(|(f, blocks)| QualityIssue {
+                run_id: run.run_id.clone(),
+                table_name: f.table.clone(),
+                column_name: f.column.clone(),
+                check_name: f.check.to_owned(),
+                value: f.value.clone(),
+                failing_rows: f.failing_rows,
+                blocking: *blocks,
+                checked_at: run.run_at,
+            })
+            .collect();
+        orchestrator.ledger.append(&issues).await?;
+        let summary = findings
+            .iter()
+            .map(|(f, _)| f.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        if blocked(&findings) {
+            let emptied = if emptied {
+                format!(
+                    "every row failed a `drop` expectation, and `full_snapshot` would delete \
+                     every row of {}; ",
+                    pipeline.output.qualified_name()
+                )
+            } else {
+                String::new()
+            };
+            return Err(Error::Quality(format!(
+                "data-quality checks failed, nothing written (not retried: the same inputs fail \
+                 the same way): {emptied}{summary}"
+            )));
+        }
+        tracing::warn!("data-quality checks failed: {summary}");
+    }
+    Ok(output)
 }
 
 /// How much later than a reader's last read an upstream table's creation must be to count as a
