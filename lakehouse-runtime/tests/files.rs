@@ -1,5 +1,5 @@
 //! Frames from files: CSV, NDJSON and Parquet read by column name, cast to the declared types,
-//! missing nullable columns NULL and a missing `run_at` the run's time.
+//! missing nullable columns NULL and a missing `run_at` the run's time; new files only, once.
 
 use lakehouse_runtime::prelude::*;
 use lakehouse_runtime::testing::{TEST_RUN_AT, TestContext, rows};
@@ -143,4 +143,181 @@ async fn a_missing_not_null_column_and_a_bad_value_are_named() {
         error.to_string().contains("reading the files at"),
         "{error}"
     );
+}
+
+/// Orders landed as CSV files, each file ingested once.
+#[derive(Table)]
+#[table(schema = "bronze", name = "new_orders")]
+pub struct NewOrders {
+    pub order_id: i64,
+    pub amount: Option<Decimal<10, 2>>,
+    pub run_at: Timestamp,
+}
+
+/// The new files of the directory in setting `landing`.
+#[pipeline(tags = ["files"])]
+pub async fn new_orders(cx: &Ctx) -> Result<Frame<NewOrders>> {
+    let dir = cx.settings().get("landing").unwrap_or("landing-not-set");
+    cx.read_new_files::<NewOrders>(FileFormat::Csv, dir).await
+}
+
+mod incremental {
+    use lakehouse_runtime::Registry;
+    use lakehouse_runtime::ledger::IngestedFile;
+    use lakehouse_runtime::orchestrator::{Orchestrator, RunConfig, Status};
+    use lakehouse_runtime::prelude::*;
+
+    use super::NewOrders;
+    use crate::common::{TempWarehouse, query};
+
+    fn orchestrator(wh: &TempWarehouse) -> Orchestrator {
+        let registry = Registry::new(
+            Registry::from_inventory()
+                .expect("valid graph")
+                .pipelines()
+                .iter()
+                .copied()
+                .filter(|p| p.name == "new_orders"),
+        )
+        .expect("one pipeline");
+        Orchestrator::new(registry, wh.warehouse.clone())
+    }
+
+    fn config(landing: &std::path::Path) -> RunConfig {
+        let mut config = RunConfig {
+            retry_delay: std::time::Duration::from_millis(1),
+            ..RunConfig::default()
+        };
+        config
+            .settings
+            .set("landing", landing.to_str().expect("utf-8"));
+        config
+    }
+
+    async fn orders(wh: &TempWarehouse) -> Vec<String> {
+        query(
+            &wh.warehouse,
+            &[NewOrders::DEF],
+            "SELECT order_id, amount FROM bronze.new_orders",
+        )
+        .await
+    }
+
+    /// The ingested files' names, with the sequence of the run that read them.
+    async fn ingested(wh: &TempWarehouse) -> Vec<String> {
+        let rows = query(
+            &wh.warehouse,
+            &[IngestedFile::DEF],
+            "SELECT path, sequence, pipeline, table_name, size FROM lakehouse.ingested_files",
+        )
+        .await;
+        rows.iter()
+            .map(|row| {
+                let (path, rest) = row.split_once('|').expect("columns");
+                let name = std::path::Path::new(path).file_name().expect("a file");
+                assert!(std::path::Path::new(path).is_absolute(), "{path}");
+                format!("{}|{rest}", name.to_string_lossy())
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn each_new_file_is_ingested_once_and_a_failed_run_reads_it_again() {
+        let wh = TempWarehouse::new();
+        let landing = wh.dir.path().join("landing");
+        std::fs::create_dir(&landing).expect("dir");
+        std::fs::write(landing.join("a.csv"), "order_id,amount\n1,1.00\n").expect("file");
+        std::fs::write(landing.join("b.csv"), "order_id,amount\n2,2.00\n").expect("file");
+        let orchestrator = orchestrator(&wh);
+        let run = || async { orchestrator.run(&config(&landing)).await.expect("run") };
+        let first = run().await;
+        assert!(first.succeeded(), "{}", first.render(false));
+        assert_eq!(orders(&wh).await, ["1|1.00", "2|2.00"]);
+        assert_eq!(
+            ingested(&wh).await,
+            [
+                "a.csv|1|new_orders|bronze.new_orders|23",
+                "b.csv|1|new_orders|bronze.new_orders|23"
+            ]
+        );
+        // Nothing new: nothing read.
+        let second = run().await;
+        assert!(second.succeeded(), "{}", second.render(false));
+        assert_eq!(orders(&wh).await, ["1|1.00", "2|2.00"]);
+        // A new file alongside a bad one: the run fails, records nothing, and the next run,
+        // the bad file mended, reads both.
+        std::fs::write(landing.join("c.csv"), "order_id,amount\n3,3.00\n").expect("file");
+        std::fs::write(landing.join("d.csv"), "order_id,amount\n4,four\n").expect("file");
+        let failed = run().await;
+        assert_eq!(
+            failed.result("new_orders").map(|r| r.status),
+            Some(Status::Failed),
+            "{}",
+            failed.render(false)
+        );
+        assert_eq!(orders(&wh).await, ["1|1.00", "2|2.00"]);
+        assert_eq!(ingested(&wh).await.len(), 2);
+        std::fs::write(landing.join("d.csv"), "order_id,amount\n4,4.00\n").expect("file");
+        let mended = run().await;
+        assert!(mended.succeeded(), "{}", mended.render(false));
+        assert_eq!(orders(&wh).await, ["1|1.00", "2|2.00", "3|3.00", "4|4.00"]);
+        assert_eq!(
+            ingested(&wh).await[2..],
+            [
+                "c.csv|4|new_orders|bronze.new_orders|23",
+                "d.csv|4|new_orders|bronze.new_orders|23"
+            ]
+        );
+        // A file changed after it was ingested is not read again.
+        std::fs::write(landing.join("a.csv"), "order_id,amount\n1,1.00\n5,5.00\n").expect("file");
+        let changed = run().await;
+        assert!(changed.succeeded(), "{}", changed.render(false));
+        assert_eq!(orders(&wh).await.len(), 4);
+        // A rebuild reads every file and replaces the table with their rows.
+        let rebuilt = orchestrator
+            .run(&RunConfig {
+                rebuild: true,
+                full_refresh: true,
+                ..config(&landing)
+            })
+            .await
+            .expect("run");
+        assert!(rebuilt.succeeded(), "{}", rebuilt.render(false));
+        assert_eq!(
+            orders(&wh).await,
+            ["1|1.00", "2|2.00", "3|3.00", "4|4.00", "5|5.00"]
+        );
+    }
+
+    #[tokio::test]
+    async fn files_of_a_commit_the_ledger_lacks_are_not_read_again() {
+        let wh = TempWarehouse::new();
+        let landing = wh.dir.path().join("landing");
+        std::fs::create_dir(&landing).expect("dir");
+        std::fs::write(landing.join("a.csv"), "order_id,amount\n1,1.00\n").expect("file");
+        let orchestrator = orchestrator(&wh);
+        let report = orchestrator.run(&config(&landing)).await.expect("run 1");
+        assert!(report.succeeded(), "{}", report.render(false));
+        // As if the process died after the commit, before the ledger took the file.
+        wh.warehouse
+            .load(IngestedFile::DEF)
+            .await
+            .expect("load")
+            .expect("table")
+            .delete()
+            .await
+            .expect("rows removed");
+        assert!(ingested(&wh).await.is_empty());
+        std::fs::write(landing.join("b.csv"), "order_id,amount\n2,2.00\n").expect("file");
+        let report = orchestrator.run(&config(&landing)).await.expect("run 2");
+        assert!(report.succeeded(), "{}", report.render(false));
+        assert_eq!(orders(&wh).await, ["1|1.00", "2|2.00"], "a.csv once");
+        assert_eq!(
+            ingested(&wh).await,
+            [
+                "a.csv|1|new_orders|bronze.new_orders|23",
+                "b.csv|2|new_orders|bronze.new_orders|23"
+            ]
+        );
+    }
 }

@@ -1,5 +1,5 @@
 //! The run ledger and the other system tables (`lakehouse.runs`, `lakehouse.quality_issues`,
-//! `lakehouse.table_metrics`, `lakehouse.rejects`).
+//! `lakehouse.table_metrics`, `lakehouse.rejects`, `lakehouse.ingested_files`).
 
 mod process;
 mod statistics;
@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 
 pub use process::{Liveness, RunProcess};
 use tables::NO_INPUT_VERSIONS;
-pub use tables::{QualityIssue, RejectRecord, RunRecord, TableMetric};
+pub use tables::{IngestedFile, QualityIssue, RejectRecord, RunRecord, TableMetric};
 
 use crate::error::{Error, Result};
 use crate::frame::batches_from_rows;
@@ -29,6 +29,10 @@ use crate::table::{Table, TableDef};
 /// The size compacted system-table files grow to: bounds what one compaction rewrites (files
 /// that reached it are left alone).
 const COMPACTED_FILE_BYTES: NonZeroU64 = NonZeroU64::new(4 << 20).expect("4 MiB is not zero");
+
+/// The `commitInfo` key of a pipeline's write listing the files it ingested (the rows of
+/// `lakehouse.ingested_files` it records once written).
+pub(crate) const INGESTED_FILES_KEY: &str = "lakehouse.ingestedFiles";
 
 /// The system tables of a warehouse.
 #[derive(Clone)]
@@ -91,12 +95,13 @@ impl std::fmt::Debug for Ledger {
 }
 
 /// The definitions of every system table.
-pub fn system_tables() -> [&'static TableDef; 4] {
+pub fn system_tables() -> [&'static TableDef; 5] {
     [
         RunRecord::DEF,
         QualityIssue::DEF,
         TableMetric::DEF,
         RejectRecord::DEF,
+        IngestedFile::DEF,
     ]
 }
 
@@ -426,6 +431,69 @@ impl Ledger {
             }
         }
         Ok(found)
+    }
+
+    /// The files `pipeline` ingested (see `Ctx::read_new_files`). The files of its latest
+    /// commit, which the commit lists, are recorded first if the ledger lacks them (the process
+    /// died after the commit, or the ledger could not take them): otherwise they would be read,
+    /// and written, again.
+    pub async fn ingested_files(
+        &self,
+        pipeline: &'static crate::graph::PipelineDescriptor,
+    ) -> Result<Vec<IngestedFile>> {
+        let session = self.warehouse.session();
+        let df = self
+            .warehouse
+            .read(&session, IngestedFile::DEF)
+            .await?
+            .filter(col("pipeline").eq(lit(pipeline.name)))?;
+        let mut files: Vec<IngestedFile> = rows(df).await?;
+        // Only a commit after the last recorded ingestion can lack its record (the history is
+        // read only then).
+        let recorded_up_to = files.iter().map(|file| file.sequence).max();
+        let after = recorded_up_to.map_or(i64::MIN, |sequence| sequence.saturating_add(1));
+        let Some(commit) = self
+            .warehouse
+            .committed_transaction(pipeline.output, pipeline.name, after)
+            .await?
+        else {
+            return Ok(files);
+        };
+        let Some(listed) = commit.metadata.get(INGESTED_FILES_KEY) else {
+            return Ok(files);
+        };
+        let listed: Vec<IngestedFile> =
+            serde_json::from_value(listed.clone()).map_err(|error| {
+                Error::msg(format!(
+                    "the commit of run sequence {} to {} lists its ingested files unreadably \
+                     ({error})",
+                    commit.transaction_version,
+                    pipeline.output.qualified_name()
+                ))
+            })?;
+        let known: std::collections::HashSet<&str> =
+            files.iter().map(|file| file.path.as_str()).collect();
+        let unrecorded: Vec<IngestedFile> = listed
+            .into_iter()
+            .filter(|file| !known.contains(file.path.as_str()))
+            .collect();
+        if !unrecorded.is_empty() {
+            tracing::info!(
+                count = unrecorded.len(),
+                sequence = commit.transaction_version,
+                "recording the files of a committed write that the ledger lacks"
+            );
+            self.append(&unrecorded).await.map_err(|error| {
+                Error::msg(format!(
+                    "cannot record in lakehouse.ingested_files the files that run sequence {} \
+                     wrote to {}: {error}; nothing was read (reading on would ingest them again)",
+                    commit.transaction_version,
+                    pipeline.output.qualified_name()
+                ))
+            })?;
+            files.extend(unrecorded);
+        }
+        Ok(files)
     }
 
     async fn records(&self) -> Result<DataFrame> {

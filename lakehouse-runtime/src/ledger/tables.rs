@@ -202,3 +202,30 @@ pub struct RejectRecord {
     /// The run's logical time
     pub rejected_at: Timestamp,
 }
+
+/// The files each pipeline ingested with `Ctx::read_new_files`: a file listed here is not read
+/// again by its pipeline.
+#[derive(Table, Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+#[table(
+    schema = "lakehouse",
+    name = "ingested_files",
+    property(key = "delta.logRetentionDuration", value = "interval 1 hour")
+)]
+pub struct IngestedFile {
+    /// The pipeline that read the file
+    pub pipeline: String,
+    /// The table its rows were written to, `schema.table`
+    pub table_name: String,
+    /// The file's absolute path
+    pub path: String,
+    /// Its size in bytes when it was read
+    pub size: i64,
+    /// Its modification time when it was read
+    pub modified_at: Option<Timestamp>,
+    /// The run that ingested it
+    pub run_id: String,
+    /// That run's sequence
+    pub sequence: i64,
+    /// That run's logical time
+    pub ingested_at: Timestamp,
+}

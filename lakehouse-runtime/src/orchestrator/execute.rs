@@ -13,11 +13,13 @@ use tracing::Instrument as _;
 use super::replay::{INPUT_VERSIONS_KEY, RUN_ID_KEY, already_written, collision};
 use super::report::{PipelineResult, Status};
 use super::{Orchestrator, Plan, RunConfig, SkipPolicy};
-use crate::ctx::{Ctx, RunInfo};
+use crate::ctx::{Ctx, FileHistory, RunInfo};
 use crate::error::{Error, Result};
 use crate::frame::Inputs;
 use crate::graph::PipelineDescriptor;
-use crate::ledger::{QualityIssue, RejectRecord, RunRecord, TableMetric};
+use crate::ledger::{
+    INGESTED_FILES_KEY, IngestedFile, QualityIssue, RejectRecord, RunRecord, TableMetric,
+};
 use crate::store::{Deletions, WriteOptions, WriteOutcome};
 use crate::table::Timestamp;
 
@@ -399,7 +401,9 @@ async fn produce_and_write(
     }
     tracing::debug!("transaction checked");
     let session = warehouse.session();
-    let cx = Ctx::new(pipeline.name, run.clone(), settings, session.clone(), false);
+    let history = FileHistory::new(orchestrator.ledger.clone(), pipeline, kind.full_refresh);
+    let cx = Ctx::new(pipeline.name, run.clone(), settings, session.clone(), false)
+        .with_file_history(history);
     let mut frames = Vec::with_capacity(pipeline.inputs.len());
     let mut input_versions = BTreeMap::new();
     let cursor = if pipeline.inputs.iter().any(|i| i.incremental) && !kind.full_refresh {
@@ -488,6 +492,31 @@ async fn produce_and_write(
     };
     let df = checked_output(orchestrator, pipeline, &run, &session, output.df).await?;
     let output = crate::frame::UntypedFrame { df, ..output };
+    let new_files = cx.take_new_files();
+    let reads_new_files = new_files.is_some();
+    let ingested: Vec<IngestedFile> = new_files
+        .into_iter()
+        .flatten()
+        .map(|file| file.record(pipeline, &run))
+        .collect();
+    let mut metadata = BTreeMap::from([
+        (
+            INPUT_VERSIONS_KEY.to_owned(),
+            serde_json::Value::Object(
+                input_versions
+                    .iter()
+                    .map(|(table, version)| (table.clone(), serde_json::json!(version)))
+                    .collect(),
+            ),
+        ),
+        (RUN_ID_KEY.to_owned(), serde_json::json!(run.run_id)),
+    ]);
+    if !ingested.is_empty() {
+        // The commit lists its files too: a record the ledger cannot take is made good from it.
+        let listed = serde_json::to_value(&ingested)
+            .map_err(|e| Error::msg(format!("cannot list the files read: {e}")))?;
+        metadata.insert(INGESTED_FILES_KEY.to_owned(), listed);
+    }
     let options = WriteOptions {
         transaction: Some((pipeline.name.to_owned(), run.sequence)),
         run_at: Some(run.run_at),
@@ -496,19 +525,8 @@ async fn produce_and_write(
         } else {
             Deletions::None
         },
-        metadata: BTreeMap::from([
-            (
-                INPUT_VERSIONS_KEY.to_owned(),
-                serde_json::Value::Object(
-                    input_versions
-                        .iter()
-                        .map(|(table, version)| (table.clone(), serde_json::json!(version)))
-                        .collect(),
-                ),
-            ),
-            (RUN_ID_KEY.to_owned(), serde_json::json!(run.run_id)),
-        ]),
-        replace: kind.rebuild && pipeline.inputs.iter().any(|i| i.incremental),
+        metadata,
+        replace: kind.rebuild && (reads_new_files || pipeline.inputs.iter().any(|i| i.incremental)),
     };
     let outcome = warehouse
         .write(&session, pipeline.output, output.df, options)
@@ -523,6 +541,16 @@ async fn produce_and_write(
         };
     }
     tracing::debug!(version = outcome.version, "written");
+    // The rows are committed (the commit lists the files): a ledger that cannot take them must
+    // not fail the attempt; the next read of new files records them from the commit.
+    if let Err(error) = orchestrator.ledger.append(&ingested).await {
+        tracing::error!(
+            %error,
+            count = ingested.len(),
+            "the write is committed, but its files could not be recorded in \
+             lakehouse.ingested_files (the next run records them from the commit)"
+        );
+    }
     let mut metric = None;
     let mut fragmented = false;
     if outcome.committed {

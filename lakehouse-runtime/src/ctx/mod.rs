@@ -15,6 +15,11 @@ use crate::error::{Error, Result};
 use crate::frame::{Frame, batches_from_rows};
 use crate::table::{Table, TableDef, Timestamp};
 
+mod files;
+
+pub use files::FileFormat;
+pub(crate) use files::{FileHistory, FoundFile};
+
 /// Identity and logical time of one orchestrator run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunInfo {
@@ -126,6 +131,10 @@ pub struct Ctx {
     session: SessionContext,
     dry_run: bool,
     rejects: Arc<std::sync::Mutex<Vec<Reject>>>,
+    /// The files this pipeline ingested before (an orchestrator run's; none: every file is new).
+    file_history: Option<Arc<FileHistory>>,
+    /// The files [`Ctx::read_new_files`] read (`None` until it is called).
+    new_files: Arc<std::sync::Mutex<Option<Vec<FoundFile>>>>,
 }
 
 impl Ctx {
@@ -145,6 +154,16 @@ impl Ctx {
             session,
             dry_run,
             rejects: Arc::default(),
+            file_history: None,
+            new_files: Arc::default(),
+        }
+    }
+
+    /// This context, with what its pipeline ingested before (for [`Ctx::read_new_files`]).
+    pub(crate) fn with_file_history(self, history: Arc<FileHistory>) -> Ctx {
+        Ctx {
+            file_history: Some(history),
+            ..self
         }
     }
 
@@ -252,124 +271,6 @@ impl Ctx {
         Frame::from_dataframe(df)
     }
 
-    /// The rows of the files at `path` (one file, or a directory of them; local paths are tested,
-    /// object-store URLs need their store registered with the session) in `format`, as a frame
-    /// of `T`. Each file is read on its own, and each of `T`'s columns taken by name and cast to
-    /// its declared type (a value that does not convert fails the run, naming it): files may
-    /// order their columns differently. CSV fields are read as text first (so `007` stays
-    /// `007` in a text column); NDJSON is read with `T`'s columns. A nullable column a file
-    /// lacks is NULL, a `run_at` it lacks is the run's time, a missing NOT NULL column is an
-    /// error naming it. In a directory, names starting with `.` or `_` (`_SUCCESS`, checksums)
-    /// and subdirectories are skipped; an empty directory gives no rows. Every file is read at
-    /// every run: for files that keep arriving, declare the table `mode = overwrite`, or move
-    /// the files once ingested.
-    ///
-    /// # Examples
-    ///
-    /// ```ignore
-    /// #[pipeline]
-    /// pub async fn landed_orders(cx: &Ctx) -> Result<Frame<BronzeOrders>> {
-    ///     let dir = cx.settings().get("orders.dir").unwrap_or("data/landing/orders");
-    ///     cx.read_files::<BronzeOrders>(FileFormat::Csv, dir).await
-    /// }
-    /// ```
-    pub async fn read_files<T: Table>(&self, format: FileFormat, path: &str) -> Result<Frame<T>> {
-        if self.dry_run {
-            // The plan check reads nothing: the files may not exist where the check runs.
-            return self.empty::<T>();
-        }
-        let mut union: Option<DataFrame> = None;
-        for file in data_files(path)? {
-            let df = self.read_file::<T>(format, &file).await?;
-            union = Some(match union {
-                Some(all) => all.union(df)?,
-                None => df,
-            });
-        }
-        match union {
-            Some(df) => Frame::from_dataframe(df),
-            None => self.empty::<T>(),
-        }
-    }
-
-    /// One file (or an object-store location) of [`Ctx::read_files`], with `T`'s columns.
-    async fn read_file<T: Table>(&self, format: FileFormat, path: &str) -> Result<DataFrame> {
-        let qualified = T::DEF.qualified_name();
-        // NDJSON is read with `T`'s columns, all nullable (a missing one is NULL, then checked).
-        let json_schema = arrow::datatypes::Schema::new(
-            T::DEF
-                .data_columns()
-                .map(|c| arrow::datatypes::Field::new(c.name, c.data_type.arrow_type(), true))
-                .collect::<Vec<_>>(),
-        );
-        let read = match format {
-            FileFormat::Csv => {
-                // Every field is read as text and converted by the declared type: inference
-                // would read `007` as the number 7, and a column empty in the sample as NULLs.
-                let options = datafusion::prelude::CsvReadOptions::new()
-                    .has_header(true)
-                    .schema_infer_max_records(0)
-                    .file_extension("");
-                self.session.read_csv(path, options).await
-            }
-            FileFormat::NdJson => {
-                let options = datafusion::prelude::JsonReadOptions::default()
-                    .schema(&json_schema)
-                    .file_extension("");
-                self.session.read_json(path, options).await
-            }
-            FileFormat::Parquet => {
-                let options = datafusion::prelude::ParquetReadOptions::default().file_extension("");
-                self.session.read_parquet(path, options).await
-            }
-        };
-        let df = read.map_err(|e| {
-            Error::msg(format!(
-                "pipeline `{}`: cannot read {format:?} file `{path}` for {qualified}: {e}",
-                self.pipeline
-            ))
-        })?;
-        let schema = df.schema().clone();
-        let mut columns = Vec::new();
-        for column in T::DEF.data_columns() {
-            let target = column.data_type.arrow_type();
-            let found = schema.iter().find(|(_, f)| f.name() == column.name);
-            let expr = match found {
-                Some((qualifier, field)) => {
-                    let value = datafusion::logical_expr::cast(
-                        datafusion::logical_expr::Expr::Column((qualifier, field).into()),
-                        target,
-                    );
-                    if column.name == "run_at" {
-                        datafusion::functions::expr_fn::coalesce(vec![value, self.run_at().lit()])
-                    } else {
-                        value
-                    }
-                }
-                None if column.name == "run_at" => self.run_at().lit(),
-                None if column.nullable => datafusion::logical_expr::cast(
-                    datafusion::logical_expr::lit(datafusion::scalar::ScalarValue::Null),
-                    target,
-                ),
-                None => {
-                    let found: Vec<&str> =
-                        schema.fields().iter().map(|f| f.name().as_str()).collect();
-                    return Err(Error::schema(
-                        &qualified,
-                        format!(
-                            "the file `{path}` has no column `{}`, which is NOT NULL (it has \
-                             {}); declare it `Option<_>`, or fill it in the pipeline",
-                            column.name,
-                            found.join(", ")
-                        ),
-                    ));
-                }
-            };
-            columns.push(expr.alias(column.name));
-        }
-        Ok(df.select(columns)?)
-    }
-
     /// A frame of `T` from record batches (a source's fetched rows).
     pub fn frame_from_batches<T: Table>(&self, batches: Vec<RecordBatch>) -> Result<Frame<T>> {
         let schema = T::DEF.output_arrow_schema();
@@ -391,48 +292,4 @@ impl Ctx {
     pub fn empty<T: Table>(&self) -> Result<Frame<T>> {
         self.frame_from_batches(Vec::new())
     }
-}
-
-/// The format of files read with [`Ctx::read_files`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FileFormat {
-    /// Comma-separated values with a header row.
-    Csv,
-    /// Newline-delimited JSON: one object per line.
-    NdJson,
-    /// Apache Parquet.
-    Parquet,
-}
-
-/// The data files at `path`: the file itself, or the files of the directory (sorted, not those
-/// whose names start with `.` or `_`, nor subdirectories). A URL is read as one location.
-fn data_files(path: &str) -> Result<Vec<String>> {
-    if path.contains("://") {
-        return Ok(vec![path.to_owned()]);
-    }
-    let metadata = std::fs::metadata(path).map_err(|source| Error::Io {
-        context: format!("reading the files at `{path}`"),
-        source,
-    })?;
-    if !metadata.is_dir() {
-        return Ok(vec![path.to_owned()]);
-    }
-    let entries = std::fs::read_dir(path).map_err(|source| Error::Io {
-        context: format!("listing the directory `{path}`"),
-        source,
-    })?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| Error::Io {
-            context: format!("listing the directory `{path}`"),
-            source,
-        })?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        if is_file && !name.starts_with('.') && !name.starts_with('_') {
-            files.push(entry.path().to_string_lossy().into_owned());
-        }
-    }
-    files.sort();
-    Ok(files)
 }

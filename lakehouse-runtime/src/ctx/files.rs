@@ -1,0 +1,350 @@
+//! Files as a source: [`Ctx::read_files`] reads every file at a path, [`Ctx::read_new_files`]
+//! those a pipeline has not ingested before (their record is [`FileHistory`]'s).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::dataframe::DataFrame;
+
+use super::{Ctx, RunInfo};
+use crate::error::{Error, Result};
+use crate::frame::Frame;
+use crate::graph::PipelineDescriptor;
+use crate::ledger::{IngestedFile, Ledger};
+use crate::table::{Table, Timestamp};
+
+impl Ctx {
+    /// The rows of the files at `path` (one file, or a directory of them; local paths are tested,
+    /// object-store URLs need their store registered with the session) in `format`, as a frame
+    /// of `T`. Each file is read on its own, and each of `T`'s columns taken by name and cast to
+    /// its declared type (a value that does not convert fails the run, naming it): files may
+    /// order their columns differently. CSV fields are read as text first (so `007` stays
+    /// `007` in a text column); NDJSON is read with `T`'s columns. A nullable column a file
+    /// lacks is NULL, a `run_at` it lacks is the run's time, a missing NOT NULL column is an
+    /// error naming it. In a directory, names starting with `.` or `_` (`_SUCCESS`, checksums)
+    /// and subdirectories are skipped; an empty directory gives no rows. Every file is read at
+    /// every run: for files that keep arriving, [`Ctx::read_new_files`] reads only those not
+    /// ingested before.
+    ///
+    /// # Examples
+    ///
+    /// ```ignore
+    /// #[pipeline]
+    /// pub async fn landed_orders(cx: &Ctx) -> Result<Frame<BronzeOrders>> {
+    ///     let dir = cx.settings().get("orders.dir").unwrap_or("data/landing/orders");
+    ///     cx.read_files::<BronzeOrders>(FileFormat::Csv, dir).await
+    /// }
+    /// ```
+    pub async fn read_files<T: Table>(&self, format: FileFormat, path: &str) -> Result<Frame<T>> {
+        if self.dry_run {
+            // The plan check reads nothing: the files may not exist where the check runs.
+            return self.empty::<T>();
+        }
+        self.read_union::<T>(format, &data_files(path)?).await
+    }
+
+    /// The rows of the files at `path` that this pipeline has not ingested before, read as
+    /// [`Ctx::read_files`] reads them: an incremental file source, like Databricks' Auto Loader.
+    /// `path` is a local file or directory.
+    ///
+    /// The orchestrator records the files read in `lakehouse.ingested_files` once the output is
+    /// written (and in the write's Delta commit, so a record the ledger could not take is made
+    /// good at the next run): a run that fails reads them again. A file is known by its absolute
+    /// path; one changed after it was ingested is not read again (a warning names it: give it a
+    /// new name to ingest it again). `orchestrate run --full-refresh` reads every file again
+    /// (an append output then gets their rows again; `--rebuild` replaces it with them). Outside
+    /// an orchestrator run, as in [`crate::testing::TestContext`], every file is new.
+    ///
+    /// # Examples
+    ///
+    /// ```ignore
+    /// #[pipeline]
+    /// pub async fn landed_orders(cx: &Ctx) -> Result<Frame<BronzeOrders>> {
+    ///     cx.read_new_files::<BronzeOrders>(FileFormat::Csv, "data/landing/orders").await
+    /// }
+    /// ```
+    pub async fn read_new_files<T: Table>(
+        &self,
+        format: FileFormat,
+        path: &str,
+    ) -> Result<Frame<T>> {
+        if self.dry_run {
+            return self.empty::<T>();
+        }
+        if path.contains("://") {
+            return Err(Error::msg(format!(
+                "pipeline `{}`: read_new_files lists local files only, and `{path}` is a URL: \
+                 read it with read_files",
+                self.pipeline
+            )));
+        }
+        let known = match &self.file_history {
+            Some(history) => Some(history.known().await?),
+            None => None,
+        };
+        let mut new = Vec::new();
+        let mut paths = Vec::new();
+        for file in data_files(path)? {
+            let found = FoundFile::at(&file)?;
+            match known.and_then(|known| known.get(&found.path)) {
+                Some(before) if *before == found.version() => {}
+                Some(_) => tracing::warn!(
+                    file = %found.path,
+                    "the file was ingested before and has changed since; it is not read again \
+                     (give it a new name to ingest it again)"
+                ),
+                None => {
+                    paths.push(found.path.clone());
+                    new.push(found);
+                }
+            }
+        }
+        tracing::info!(path, new_files = new.len(), "new files found");
+        let frame = self.read_union::<T>(format, &paths).await?;
+        self.new_files
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get_or_insert_with(Vec::new)
+            .extend(new);
+        Ok(frame)
+    }
+
+    /// The files [`Ctx::read_new_files`] read in this execution (`None` if it was not called).
+    pub(crate) fn take_new_files(&self) -> Option<Vec<FoundFile>> {
+        self.new_files
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+
+    /// The rows of `files`, one after the other (no rows for none).
+    async fn read_union<T: Table>(&self, format: FileFormat, files: &[String]) -> Result<Frame<T>> {
+        let mut union: Option<DataFrame> = None;
+        for file in files {
+            let df = self.read_file::<T>(format, file).await?;
+            union = Some(match union {
+                Some(all) => all.union(df)?,
+                None => df,
+            });
+        }
+        match union {
+            Some(df) => Frame::from_dataframe(df),
+            None => self.empty::<T>(),
+        }
+    }
+
+    /// One file (or an object-store location) of [`Ctx::read_files`], with `T`'s columns.
+    async fn read_file<T: Table>(&self, format: FileFormat, path: &str) -> Result<DataFrame> {
+        let qualified = T::DEF.qualified_name();
+        // NDJSON is read with `T`'s columns, all nullable (a missing one is NULL, then checked).
+        let json_schema = arrow::datatypes::Schema::new(
+            T::DEF
+                .data_columns()
+                .map(|c| arrow::datatypes::Field::new(c.name, c.data_type.arrow_type(), true))
+                .collect::<Vec<_>>(),
+        );
+        let read = match format {
+            FileFormat::Csv => {
+                // Every field is read as text and converted by the declared type: inference
+                // would read `007` as the number 7, and a column empty in the sample as NULLs.
+                let options = datafusion::prelude::CsvReadOptions::new()
+                    .has_header(true)
+                    .schema_infer_max_records(0)
+                    .file_extension("");
+                self.session.read_csv(path, options).await
+            }
+            FileFormat::NdJson => {
+                let options = datafusion::prelude::JsonReadOptions::default()
+                    .schema(&json_schema)
+                    .file_extension("");
+                self.session.read_json(path, options).await
+            }
+            FileFormat::Parquet => {
+                let options = datafusion::prelude::ParquetReadOptions::default().file_extension("");
+                self.session.read_parquet(path, options).await
+            }
+        };
+        let df = read.map_err(|e| {
+            Error::msg(format!(
+                "pipeline `{}`: cannot read {format:?} file `{path}` for {qualified}: {e}",
+                self.pipeline
+            ))
+        })?;
+        let schema = df.schema().clone();
+        let mut columns = Vec::new();
+        for column in T::DEF.data_columns() {
+            let target = column.data_type.arrow_type();
+            let found = schema.iter().find(|(_, f)| f.name() == column.name);
+            let expr = match found {
+                Some((qualifier, field)) => {
+                    let value = datafusion::logical_expr::cast(
+                        datafusion::logical_expr::Expr::Column((qualifier, field).into()),
+                        target,
+                    );
+                    if column.name == "run_at" {
+                        datafusion::functions::expr_fn::coalesce(vec![value, self.run_at().lit()])
+                    } else {
+                        value
+                    }
+                }
+                None if column.name == "run_at" => self.run_at().lit(),
+                None if column.nullable => datafusion::logical_expr::cast(
+                    datafusion::logical_expr::lit(datafusion::scalar::ScalarValue::Null),
+                    target,
+                ),
+                None => {
+                    let found: Vec<&str> =
+                        schema.fields().iter().map(|f| f.name().as_str()).collect();
+                    return Err(Error::schema(
+                        &qualified,
+                        format!(
+                            "the file `{path}` has no column `{}`, which is NOT NULL (it has \
+                             {}); declare it `Option<_>`, or fill it in the pipeline",
+                            column.name,
+                            found.join(", ")
+                        ),
+                    ));
+                }
+            };
+            columns.push(expr.alias(column.name));
+        }
+        Ok(df.select(columns)?)
+    }
+}
+
+/// A file found by [`Ctx::read_new_files`]: its absolute path, size and modification time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FoundFile {
+    pub(crate) path: String,
+    pub(crate) size: i64,
+    pub(crate) modified_at: Option<Timestamp>,
+}
+
+impl FoundFile {
+    /// The file at `path`, as it is now.
+    fn at(path: &str) -> Result<FoundFile> {
+        let io = |source| Error::Io {
+            context: format!("reading the file `{path}`"),
+            source,
+        };
+        let absolute = std::fs::canonicalize(path).map_err(io)?;
+        let metadata = std::fs::metadata(&absolute).map_err(io)?;
+        let modified_at = metadata
+            .modified()
+            .ok()
+            .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|since| i64::try_from(since.as_micros()).ok())
+            .map(Timestamp);
+        Ok(FoundFile {
+            path: absolute.to_string_lossy().into_owned(),
+            size: i64::try_from(metadata.len()).unwrap_or(i64::MAX),
+            modified_at,
+        })
+    }
+
+    /// What tells a changed file from the one ingested.
+    fn version(&self) -> (i64, Option<Timestamp>) {
+        (self.size, self.modified_at)
+    }
+
+    /// Its row of `lakehouse.ingested_files`, read by `pipeline` in `run`.
+    pub(crate) fn record(self, pipeline: &PipelineDescriptor, run: &RunInfo) -> IngestedFile {
+        IngestedFile {
+            pipeline: pipeline.name.to_owned(),
+            table_name: pipeline.output.qualified_name(),
+            path: self.path,
+            size: self.size,
+            modified_at: self.modified_at,
+            run_id: run.run_id.clone(),
+            sequence: run.sequence,
+            ingested_at: run.run_at,
+        }
+    }
+}
+
+/// The files a pipeline ingested before, by absolute path, with their size and modification
+/// time then: read from `lakehouse.ingested_files` (and the pipeline's last commit, for a
+/// record the ledger could not take) the first time [`Ctx::read_new_files`] asks.
+pub(crate) struct FileHistory {
+    ledger: Ledger,
+    pipeline: &'static PipelineDescriptor,
+    /// `--full-refresh`: nothing counts as ingested.
+    full_refresh: bool,
+    known: tokio::sync::OnceCell<HashMap<String, (i64, Option<Timestamp>)>>,
+}
+
+impl FileHistory {
+    /// The history of `pipeline`'s files in `ledger`'s warehouse.
+    pub(crate) fn new(
+        ledger: Ledger,
+        pipeline: &'static PipelineDescriptor,
+        full_refresh: bool,
+    ) -> Arc<FileHistory> {
+        Arc::new(FileHistory {
+            ledger,
+            pipeline,
+            full_refresh,
+            known: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    /// The files ingested before, loaded once.
+    async fn known(&self) -> Result<&HashMap<String, (i64, Option<Timestamp>)>> {
+        self.known
+            .get_or_try_init(|| async {
+                if self.full_refresh {
+                    return Ok(HashMap::new());
+                }
+                let files = self.ledger.ingested_files(self.pipeline).await?;
+                Ok(files
+                    .into_iter()
+                    .map(|file| (file.path, (file.size, file.modified_at)))
+                    .collect())
+            })
+            .await
+    }
+}
+
+/// The format of files read with [`Ctx::read_files`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileFormat {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// Newline-delimited JSON: one object per line.
+    NdJson,
+    /// Apache Parquet.
+    Parquet,
+}
+
+/// The data files at `path`: the file itself, or the files of the directory (sorted, not those
+/// whose names start with `.` or `_`, nor subdirectories). A URL is read as one location.
+fn data_files(path: &str) -> Result<Vec<String>> {
+    if path.contains("://") {
+        return Ok(vec![path.to_owned()]);
+    }
+    let metadata = std::fs::metadata(path).map_err(|source| Error::Io {
+        context: format!("reading the files at `{path}`"),
+        source,
+    })?;
+    if !metadata.is_dir() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let entries = std::fs::read_dir(path).map_err(|source| Error::Io {
+        context: format!("listing the directory `{path}`"),
+        source,
+    })?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::Io {
+            context: format!("listing the directory `{path}`"),
+            source,
+        })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file && !name.starts_with('.') && !name.starts_with('_') {
+            files.push(entry.path().to_string_lossy().into_owned());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
