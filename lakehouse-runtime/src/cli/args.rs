@@ -231,12 +231,12 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_timestamp, conflicts_with = "every")]
     pub run_at: Option<crate::table::Timestamp>,
     /// Read the selected pipelines' incremental (`Changes<T>`) inputs whole, not from their last
-    /// success (after an upstream table was recreated or vacuumed); an append output gets the
-    /// rows again.
+    /// success (after an upstream table was recreated or vacuumed), and every file
+    /// `read_new_files` lists, ingested or not; an append output gets the rows again.
     #[arg(long, conflicts_with = "every")]
     pub full_refresh: bool,
     /// A full refresh that replaces the append tables the selected pipelines build from
-    /// incremental inputs, instead of adding the rows again (rows their upstreams no longer
+    /// incremental inputs or new files, instead of adding the rows again (rows their upstreams no longer
     /// hold are then gone from them).
     #[arg(long, conflicts_with = "every")]
     pub rebuild: bool,
