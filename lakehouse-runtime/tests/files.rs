@@ -320,4 +320,40 @@ mod incremental {
             ]
         );
     }
+
+    #[tokio::test]
+    async fn a_resumed_full_refresh_reads_every_file_again() {
+        let wh = TempWarehouse::new();
+        let landing = wh.dir.path().join("landing");
+        std::fs::create_dir(&landing).expect("dir");
+        std::fs::write(landing.join("a.csv"), "order_id,amount\n1,1.00\n").expect("file");
+        let orchestrator = orchestrator(&wh);
+        let first = orchestrator.run(&config(&landing)).await.expect("run 1");
+        assert!(first.succeeded(), "{}", first.render(false));
+        // A full refresh that fails on a bad file.
+        std::fs::write(landing.join("b.csv"), "order_id,amount\n2,two\n").expect("file");
+        let refresh = RunConfig {
+            full_refresh: true,
+            ..config(&landing)
+        };
+        let failed = orchestrator.run(&refresh).await.expect("run 2");
+        assert!(!failed.succeeded(), "{}", failed.render(false));
+        assert_eq!(
+            query(
+                &wh.warehouse,
+                &[lakehouse_runtime::ledger::RunRecord::DEF],
+                "SELECT sequence, refresh FROM lakehouse.runs WHERE kind = 'run' AND status = 'failed'"
+            )
+            .await,
+            ["2|full"]
+        );
+        std::fs::write(landing.join("b.csv"), "order_id,amount\n2,2.00\n").expect("file");
+        // The resumed run is still a full refresh: a.csv is read again.
+        let resumed = orchestrator
+            .resume(&failed.run_id, &config(&landing))
+            .await
+            .expect("resumed");
+        assert!(resumed.succeeded(), "{}", resumed.render(false));
+        assert_eq!(orders(&wh).await, ["1|1.00", "1|1.00", "2|2.00"]);
+    }
 }

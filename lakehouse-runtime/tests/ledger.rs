@@ -104,6 +104,7 @@ fn run_row(sequence: i64) -> RunRecord {
         selection: None,
         planned: None,
         process: None,
+        refresh: None,
     }
 }
 

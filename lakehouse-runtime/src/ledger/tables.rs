@@ -57,6 +57,9 @@ pub struct RunRecord {
     /// The orchestrator process executing the run, as JSON `{"host", "pid", ...}`, on a run row
     /// (so that a run whose process died can be told from a live one)
     pub process: Option<String>,
+    /// `full` for a `--full-refresh` run, `rebuild` for a `--rebuild` run, on a run row (so that
+    /// `resume` repeats it)
+    pub refresh: Option<String>,
 }
 
 /// `input_versions` of a success that read no table, or could not say what it read.
@@ -89,6 +92,7 @@ impl RunRecord {
             selection: None,
             planned: None,
             process: None,
+            refresh: None,
         }
     }
 

@@ -253,7 +253,8 @@ impl Orchestrator {
     /// Re-runs the failed, skipped and cancelled pipelines of run `run_id` (and those it planned
     /// but never started, when its process died), with its `run_at` and sequence, so writes it
     /// had committed are not repeated. With `config.force`, every
-    /// pipeline of the run is re-executed (and its already committed writes are skipped).
+    /// pipeline of the run is re-executed (and its already committed writes are skipped). A
+    /// full refresh or rebuild is resumed as one, whatever `config` says.
     ///
     /// A run recorded as running is resumed only when its process is known to be gone
     /// ([`RunRecord::process_liveness`]); with `config.force`, whatever its process.
@@ -341,6 +342,29 @@ impl Orchestrator {
         let mut resumed = config.clone();
         resumed.targets = targets;
         resumed.direction = Direction::None;
+        // A full refresh or rebuild that failed midway goes on as one.
+        let refresh = records
+            .iter()
+            .filter(|r| r.kind == "run")
+            .find_map(|r| r.refresh.as_deref());
+        match refresh.map(Refresh::parse) {
+            Some(Some(Refresh::Full)) => resumed.full_refresh = true,
+            Some(Some(Refresh::Rebuild)) => {
+                resumed.full_refresh = true;
+                resumed.rebuild = true;
+            }
+            Some(None) => {
+                return Err(Error::msg(format!(
+                    "run `{run_id}` was recorded with refresh `{}`, which this version does not \
+                     know; run it again instead",
+                    refresh.unwrap_or_default()
+                )));
+            }
+            None => {}
+        }
+        if resumed.full_refresh {
+            tracing::info!(rebuild = resumed.rebuild, "resuming a full refresh");
+        }
         let plan = self.plan(&resumed)?;
         self.execute_run(run, &plan, &resumed, &last).await
     }
@@ -477,6 +501,7 @@ impl Orchestrator {
             selection: Some(selection),
             planned: Some(planned.join(" ")),
             process: Some(RunProcess::current().to_json()),
+            refresh: Refresh::of(config).map(|refresh| refresh.as_str().to_owned()),
             ..RunRecord::of_run(&run, Status::Running, started_at)
         };
         let (recorded, results) = tokio::join!(
@@ -529,4 +554,41 @@ fn run_id(sequence: i64, run_at: Timestamp) -> String {
         .map(|t| t.format("%Y%m%dT%H%M%SZ").to_string())
         .unwrap_or_default();
     format!("r{sequence:06}-{time}")
+}
+
+/// How a run reads its incremental inputs, when not from where they were last read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refresh {
+    /// [`RunConfig::full_refresh`].
+    Full,
+    /// [`RunConfig::rebuild`].
+    Rebuild,
+}
+
+impl Refresh {
+    /// The refresh `config` asks for, if any.
+    fn of(config: &RunConfig) -> Option<Refresh> {
+        if config.rebuild {
+            Some(Refresh::Rebuild)
+        } else if config.full_refresh {
+            Some(Refresh::Full)
+        } else {
+            None
+        }
+    }
+
+    /// Its name in `lakehouse.runs.refresh`.
+    fn as_str(self) -> &'static str {
+        match self {
+            Refresh::Full => "full",
+            Refresh::Rebuild => "rebuild",
+        }
+    }
+
+    /// The refresh named `name` in `lakehouse.runs.refresh`.
+    fn parse(name: &str) -> Option<Refresh> {
+        [Refresh::Full, Refresh::Rebuild]
+            .into_iter()
+            .find(|refresh| refresh.as_str() == name)
+    }
 }
