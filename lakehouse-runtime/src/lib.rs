@@ -93,8 +93,8 @@ pub use {arrow, datafusion, deltalake};
 pub use graph::{GraphError, PipelineDescriptor, Registry};
 pub use lakehouse_macros::{Table, pipeline};
 pub use table::{
-    Col, ColumnDef, Date, Decimal, Expectation, IntoColumn, LogicalType, OnFail, SchemaEvolution,
-    SelectFor, Table, TableDef, Timestamp, WriteMode,
+    Col, ColumnDef, Date, Decimal, Expectation, IntoColumn, LogicalType, OnFail, OverwriteScope,
+    SchemaEvolution, SelectFor, Table, TableDef, Timestamp, WriteMode,
 };
 
 /// Everything a pipelines crate needs: `use lakehouse_runtime::prelude::*;`.
@@ -127,8 +127,8 @@ pub mod __private {
     };
     pub use crate::table::{
         AppendOnly, CheckConstraint, Col, ColumnDef, ColumnRef, ColumnRole, ColumnType,
-        Expectation, IntoColumn, LogicalType, OnFail, Quality, SchemaEvolution, SelectFor,
-        SelectedColumn, Table, TableDef, Timestamp, WriteMode, non_null,
+        Expectation, IntoColumn, LogicalType, OnFail, OverwriteScope, Quality, SchemaEvolution,
+        SelectFor, SelectedColumn, Table, TableDef, Timestamp, WriteMode, non_null,
     };
     pub use crate::{Ctx, Inputs, Result, UntypedFrame};
     pub use inventory;
@@ -159,6 +159,7 @@ pub mod __private {
             mode: WriteMode::Append,
             change_columns: None,
             evolution: SchemaEvolution::Merge,
+            overwrite: crate::table::OverwriteScope::Table,
             quality: crate::table::Quality::Off,
             z_order: &[],
             target_file_size: None,

@@ -15,6 +15,7 @@ mod merge_fast_paths;
 mod names;
 mod orchestrator;
 mod parallel_write;
+mod partitions;
 mod plan;
 mod plan_check;
 mod properties;

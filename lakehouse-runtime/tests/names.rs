@@ -26,6 +26,7 @@ fn leak(schema: &str, name: &str) -> &'static TableDef {
         mode: WriteMode::Append,
         change_columns: None,
         evolution: SchemaEvolution::Merge,
+        overwrite: lakehouse_runtime::OverwriteScope::Table,
         quality: lakehouse_runtime::table::Quality::Off,
         z_order: &[],
         target_file_size: None,

@@ -7,7 +7,7 @@ use proc_macro2::{Ident, TokenStream, TokenTree};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::validate::{Column, Evolution, Mode, Quality, TableModel, option_inner};
+use super::validate::{Column, Evolution, Mode, OverwriteScope, Quality, TableModel, option_inner};
 
 pub(crate) fn codegen(model: &TableModel) -> TokenStream {
     let table_impl = table_impl(model);
@@ -74,6 +74,10 @@ fn table_impl(model: &TableModel) -> TokenStream {
         Evolution::Overwrite => quote!(Overwrite),
         Evolution::Keep => quote!(Keep),
     };
+    let overwrite = match model.overwrite {
+        OverwriteScope::Table => quote!(Table),
+        OverwriteScope::Partitions => quote!(Partitions),
+    };
     let quality = match model.quality {
         Quality::Off => quote!(Off),
         Quality::Warn => quote!(Warn),
@@ -118,6 +122,7 @@ fn table_impl(model: &TableModel) -> TokenStream {
                     mode: ::lakehouse_runtime::__private::WriteMode::#mode,
                     change_columns: #change_columns,
                     evolution: ::lakehouse_runtime::__private::SchemaEvolution::#evolution,
+                    overwrite: ::lakehouse_runtime::__private::OverwriteScope::#overwrite,
                     quality: ::lakehouse_runtime::__private::Quality::#quality,
                     z_order: &[#(#z_order),*],
                     target_file_size: #target_file_size,

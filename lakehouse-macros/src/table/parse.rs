@@ -35,6 +35,7 @@ pub(crate) struct TableAttrs {
     pub mode: Option<Keyed<Ident>>,
     pub change_columns: Option<Keyed<Vec<Ident>>>,
     pub evolution: Option<Keyed<Ident>>,
+    pub overwrite: Option<Keyed<Ident>>,
     pub quality: Option<Keyed<Ident>>,
     pub z_order: Option<Keyed<Vec<Ident>>>,
     pub target_file_size: Option<Keyed<LitInt>>,
@@ -60,7 +61,7 @@ pub(crate) struct FieldInput {
 }
 
 const TABLE_KEYS: &str = "`schema`, `name`, `key(..)`, `partition_by(..)`, `mode`, \
-    `change_columns(..)`, `evolution`, `quality`, `z_order(..)`, `target_file_size`, `auto_compact`, `check(..)`, \
+    `change_columns(..)`, `evolution`, `overwrite`, `quality`, `z_order(..)`, `target_file_size`, `auto_compact`, `check(..)`, \
     `expect(..)`, `property(..)`";
 
 /// The names of the `#[table(..)]` keys, for "did you mean" hints.
@@ -73,6 +74,7 @@ fn table_key_names() -> Vec<String> {
         "mode",
         "change_columns",
         "evolution",
+        "overwrite",
         "quality",
         "z_order",
         "target_file_size",
@@ -159,6 +161,7 @@ fn parse_table_attrs(input: &DeriveInput, errors: &mut Errors) -> TableAttrs {
                 "mode" => once!(out.mode, meta.value()?.parse::<Ident>()?),
                 "change_columns" => once!(out.change_columns, parenthesized_idents(meta.input)?),
                 "evolution" => once!(out.evolution, meta.value()?.parse::<Ident>()?),
+                "overwrite" => once!(out.overwrite, meta.value()?.parse::<Ident>()?),
                 "quality" => once!(out.quality, meta.value()?.parse::<Ident>()?),
                 "z_order" => once!(out.z_order, parenthesized_idents(meta.input)?),
                 "target_file_size" => once!(out.target_file_size, meta.value()?.parse::<LitInt>()?),

@@ -2,7 +2,7 @@
 
 use quote::quote;
 
-use super::validate::{Evolution, Mode, TableModel, snake_case};
+use super::validate::{Evolution, Mode, OverwriteScope, TableModel, snake_case};
 use super::{expand, parse, validate};
 
 fn model(input: proc_macro2::TokenStream) -> syn::Result<TableModel> {
@@ -66,6 +66,7 @@ fn defaults() {
     assert_eq!(m.name, "raw_crm_contacts");
     assert_eq!(m.mode, Mode::Append);
     assert_eq!(m.evolution, Evolution::Merge);
+    assert_eq!(m.overwrite, OverwriteScope::Table);
     assert!(m.auto_compact);
 }
 
@@ -335,4 +336,49 @@ fn expectations_reach_the_table_definition() {
             && text.contains("OnFail :: Drop"),
         "{text}"
     );
+}
+
+#[test]
+fn partition_overwrite_needs_overwrite_mode_partitions_and_the_schema_kept() {
+    let m = model(quote! {
+        #[table(schema = "gold", partition_by(day), mode = overwrite, overwrite = partitions)]
+        pub struct Daily { pub day: Date, pub amount: i64 }
+    })
+    .unwrap();
+    assert_eq!(m.overwrite, OverwriteScope::Partitions);
+    let cases = [
+        (
+            quote! {
+                #[table(schema = "gold", partition_by(day), mode = append, overwrite = partitions)]
+                pub struct Daily { pub day: Date }
+            },
+            "`overwrite = ..` says what `mode = overwrite` replaces: use it with `mode = overwrite`",
+        ),
+        (
+            quote! {
+                #[table(schema = "gold", mode = overwrite, overwrite = partitions)]
+                pub struct Daily { pub day: Date }
+            },
+            "declare them with `partition_by(..)`",
+        ),
+        (
+            quote! {
+                #[table(schema = "gold", partition_by(day), mode = overwrite,
+                        overwrite = partitions, evolution = overwrite)]
+                pub struct Daily { pub day: Date }
+            },
+            "`evolution = overwrite` replaces the schema of every row",
+        ),
+        (
+            quote! {
+                #[table(schema = "gold", partition_by(day), mode = overwrite, overwrite = rows)]
+                pub struct Daily { pub day: Date }
+            },
+            "unknown overwrite `rows`; expected `table` or `partitions`",
+        ),
+    ];
+    for (input, expected) in cases {
+        let text = error_text(input);
+        assert!(text.contains(expected), "{text}");
+    }
 }

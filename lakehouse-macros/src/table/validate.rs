@@ -3,7 +3,7 @@
 
 use syn::{Ident, LitStr, Path, Type, Visibility};
 
-use super::parse::{FieldInput, Keyed, TableInput};
+use super::parse::{FieldInput, Keyed, TableAttrs, TableInput};
 use crate::attr::is_safe_identifier;
 use crate::errors::Errors;
 
@@ -22,6 +22,13 @@ pub(crate) enum Evolution {
     Merge,
     Overwrite,
     Keep,
+}
+
+/// What an overwrite replaces: the whole table, or the partitions the output has rows in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OverwriteScope {
+    Table,
+    Partitions,
 }
 
 /// What the runtime does with data-quality checks on the table's output.
@@ -52,6 +59,7 @@ pub(crate) struct TableModel {
     pub name: String,
     pub mode: Mode,
     pub evolution: Evolution,
+    pub overwrite: OverwriteScope,
     pub quality: Quality,
     pub columns: Vec<Column>,
     pub key: Vec<String>,
@@ -237,6 +245,7 @@ pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
     }
 
     let partition_by = column_list(&attrs.partition_by, &field_names, &mut errors);
+    let overwrite = overwrite_scope(&attrs, mode, evolution, &partition_by, &mut errors);
     let change_columns = attrs.change_columns.as_ref().map(|list| {
         if mode != Mode::Scd2 && mode != Mode::Merge {
             errors.spanned(
@@ -355,6 +364,7 @@ pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
         name,
         mode,
         evolution,
+        overwrite,
         quality,
         columns,
         key,
@@ -485,4 +495,48 @@ pub(crate) fn closest<'a>(name: &str, candidates: &'a [String]) -> Option<&'a st
         .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(1))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c.as_str())
+}
+
+/// `overwrite = table | partitions`: `partitions` needs `mode = overwrite`, a `partition_by`, and
+/// the table's schema kept (replacing it rewrites every partition).
+fn overwrite_scope(
+    attrs: &TableAttrs,
+    mode: Mode,
+    evolution: Evolution,
+    partition_by: &[String],
+    errors: &mut Errors,
+) -> OverwriteScope {
+    let Some(declared) = &attrs.overwrite else {
+        return OverwriteScope::Table;
+    };
+    let scope = match declared.value.to_string().as_str() {
+        "table" => OverwriteScope::Table,
+        "partitions" => OverwriteScope::Partitions,
+        other => {
+            errors.spanned(
+                &declared.value,
+                format!("unknown overwrite `{other}`; expected `table` or `partitions`"),
+            );
+            return OverwriteScope::Table;
+        }
+    };
+    if mode != Mode::Overwrite {
+        errors.spanned(
+            &declared.key,
+            "`overwrite = ..` says what `mode = overwrite` replaces: use it with `mode = overwrite`",
+        );
+    } else if scope == OverwriteScope::Partitions && partition_by.is_empty() {
+        errors.spanned(
+            &declared.value,
+            "`overwrite = partitions` replaces the partitions the output has rows in: declare \
+             them with `partition_by(..)`",
+        );
+    } else if scope == OverwriteScope::Partitions && evolution == Evolution::Overwrite {
+        errors.spanned(
+            &declared.value,
+            "`evolution = overwrite` replaces the schema of every row, which replacing some \
+             partitions cannot do: use one or the other",
+        );
+    }
+    scope
 }

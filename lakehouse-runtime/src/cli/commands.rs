@@ -341,7 +341,10 @@ fn list(registry: &Registry) {
             p.level.to_string(),
             p.layer().to_owned(),
             p.output.qualified_name(),
-            p.output.mode.as_str().to_owned(),
+            match p.output.overwrite {
+                crate::table::OverwriteScope::Partitions => "overwrite (partitions)".to_owned(),
+                crate::table::OverwriteScope::Table => p.output.mode.as_str().to_owned(),
+            },
             p.depends_on.join(", "),
             p.tags.join(", "),
             first_paragraph(p.description),

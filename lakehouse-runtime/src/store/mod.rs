@@ -13,6 +13,7 @@ mod delete;
 mod guard;
 mod location;
 mod maintain;
+mod partitions;
 mod read;
 mod scd2;
 mod sink;

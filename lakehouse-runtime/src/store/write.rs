@@ -21,7 +21,7 @@ use super::create::DriftKind;
 use super::{TableStats, Warehouse, session_state};
 use crate::error::{Error, Result};
 use crate::frame::conform_output;
-use crate::table::{SchemaEvolution, TableDef, Timestamp, WriteMode};
+use crate::table::{OverwriteScope, SchemaEvolution, TableDef, Timestamp, WriteMode};
 
 /// Which existing rows a write removes (merge tables) or closes (SCD2 tables).
 #[derive(Default)]
@@ -173,13 +173,29 @@ impl Warehouse {
                     .map(|(snapshot, rows)| appended(table, &snapshot, rows))
             }
             WriteMode::Append | WriteMode::Overwrite => {
+                // Dynamic partition overwrite: only the partitions the output has rows in.
+                let replaced = if save_mode == SaveMode::Overwrite
+                    && table.overwrite == OverwriteScope::Partitions
+                {
+                    let columns = stored_partition_columns(&delta, table)?;
+                    Some(super::partitions::written_partitions(&source, &columns).await?)
+                } else {
+                    None
+                };
                 let (_, plan) = source.into_parts();
                 let mut builder = delta
                     .write(Vec::new())
                     .with_input_plan(plan)
                     .with_session_state(state)
                     .with_commit_properties(commit.properties());
-                builder = builder.with_save_mode(save_mode);
+                builder = match replaced {
+                    Some(Some(partitions)) => builder
+                        .with_save_mode(SaveMode::Overwrite)
+                        .with_replace_where(partitions),
+                    // No rows: no partition is replaced.
+                    Some(None) => builder.with_save_mode(SaveMode::Append),
+                    None => builder.with_save_mode(save_mode),
+                };
                 if replace_schema {
                     builder = builder.with_schema_mode(SchemaMode::Overwrite);
                 }
@@ -733,4 +749,29 @@ pub(crate) fn with_delete_flag(
     let upserts = source.select(upserts)?;
     let deletes = keys.select(deletes)?;
     Ok(upserts.union(deletes)?)
+}
+
+/// The partition columns of `delta`, the stored table of `table` (declared
+/// `overwrite = partitions`): an error if it has none, since replacing its partitions would
+/// replace every row.
+fn stored_partition_columns(delta: &DeltaTable, table: &TableDef) -> Result<Vec<String>> {
+    let columns = delta
+        .snapshot()
+        .map_err(|error| Error::delta(table.qualified_name(), error))?
+        .metadata()
+        .partition_columns()
+        .to_vec();
+    if columns.is_empty() {
+        return Err(Error::schema(
+            table.qualified_name(),
+            format!(
+                "declared `overwrite = partitions` by ({}), but the stored table is not \
+                 partitioned (it was created before `partition_by(..)` was declared): recreate \
+                 it partitioned with one write declared `evolution = overwrite`, without \
+                 `overwrite = partitions`",
+                table.partition_by.join(", ")
+            ),
+        ));
+    }
+    Ok(columns)
 }

@@ -43,6 +43,17 @@ pub enum SchemaEvolution {
     Keep,
 }
 
+/// What a write of a `mode = overwrite` table replaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OverwriteScope {
+    /// Every row (the default).
+    Table,
+    /// The rows of the partitions the output has rows in; other partitions are kept
+    /// (`#[table(overwrite = partitions)]`, as Spark's dynamic partition overwrite and dbt's
+    /// `insert_overwrite`).
+    Partitions,
+}
+
 /// What happens when the data-quality checks of a table's output fail: primary key unique,
 /// foreign keys resolving to their dimension. Results go to `lakehouse.quality_issues`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -183,6 +194,8 @@ pub struct TableDef {
     pub change_columns: Option<&'static [&'static str]>,
     /// What happens when schemas differ.
     pub evolution: SchemaEvolution,
+    /// What an overwrite replaces (`mode = overwrite` tables).
+    pub overwrite: OverwriteScope,
     /// Data-quality checks of the output.
     pub quality: Quality,
     /// Columns to Z-order by when optimizing.

@@ -1,0 +1,178 @@
+//! Dynamic partition overwrite (`overwrite = partitions`): a write replaces the partitions its
+//! rows are in and keeps the others.
+
+use lakehouse_runtime::prelude::*;
+use lakehouse_runtime::store::WriteOptions;
+use serde::Serialize;
+
+use crate::common::{TempWarehouse, contents, write};
+
+/// Daily sales by region, recomputed a few regions at a time.
+#[derive(Table)]
+#[table(schema = "gold", name = "sales_by_region", partition_by(region), mode = overwrite,
+        overwrite = partitions)]
+pub struct SalesByRegion {
+    pub region: Option<String>,
+    pub amount: i64,
+}
+
+/// Partitioned by two columns.
+#[derive(Table)]
+#[table(schema = "gold", name = "sales_by_day_region", partition_by(day, region),
+        mode = overwrite, overwrite = partitions)]
+pub struct SalesByDayRegion {
+    pub day: Date,
+    pub region: String,
+    pub amount: i64,
+}
+
+/// The same table name, declared unpartitioned: what existed before `partition_by`.
+#[derive(Table)]
+#[table(schema = "gold", name = "sales_by_region", mode = overwrite)]
+pub struct SalesUnpartitioned {
+    pub region: Option<String>,
+    pub amount: i64,
+}
+
+#[derive(Serialize)]
+struct Sale<'a> {
+    region: Option<&'a str>,
+    amount: i64,
+}
+
+fn sales(rows: &[(Option<&'static str>, i64)]) -> Vec<Sale<'static>> {
+    rows.iter()
+        .map(|&(region, amount)| Sale { region, amount })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_write_replaces_only_the_partitions_it_has_rows_in() {
+    let wh = TempWarehouse::new();
+    let table = SalesByRegion::DEF;
+    let first = sales(&[(Some("north"), 1), (Some("south"), 2), (None, 3)]);
+    write(&wh.warehouse, table, &first, WriteOptions::default())
+        .await
+        .expect("first write");
+    assert_eq!(
+        contents(&wh.warehouse, table).await,
+        ["north|1", "south|2", "∅|3"]
+    );
+    // South is recomputed, east is new; north and the NULL region stay.
+    let second = sales(&[(Some("south"), 20), (Some("south"), 21), (Some("east"), 4)]);
+    write(&wh.warehouse, table, &second, WriteOptions::default())
+        .await
+        .expect("second write");
+    assert_eq!(
+        contents(&wh.warehouse, table).await,
+        ["east|4", "north|1", "south|20", "south|21", "∅|3"]
+    );
+    // The NULL partition is one like the others.
+    write(
+        &wh.warehouse,
+        table,
+        &sales(&[(None, 30)]),
+        WriteOptions::default(),
+    )
+    .await
+    .expect("third write");
+    assert_eq!(
+        contents(&wh.warehouse, table).await,
+        ["east|4", "north|1", "south|20", "south|21", "∅|30"]
+    );
+    // No rows: no partition replaced.
+    write(&wh.warehouse, table, &sales(&[]), WriteOptions::default())
+        .await
+        .expect("empty write");
+    assert_eq!(contents(&wh.warehouse, table).await.len(), 5);
+}
+
+#[tokio::test]
+async fn partitions_of_two_columns_are_replaced_by_both_values() {
+    #[derive(Serialize)]
+    struct DaySale {
+        day: Date,
+        region: &'static str,
+        amount: i64,
+    }
+    let day = |d: u32| Date::from_ymd(2026, 11, d).expect("a date");
+    let wh = TempWarehouse::new();
+    let table = SalesByDayRegion::DEF;
+    let first = [
+        DaySale {
+            day: day(1),
+            region: "north",
+            amount: 1,
+        },
+        DaySale {
+            day: day(1),
+            region: "south",
+            amount: 2,
+        },
+        DaySale {
+            day: day(2),
+            region: "north",
+            amount: 3,
+        },
+    ];
+    write(&wh.warehouse, table, &first, WriteOptions::default())
+        .await
+        .expect("first write");
+    // (1 Nov, north) and (2 Nov, south): (1 Nov, south) and (2 Nov, north) stay.
+    let second = [
+        DaySale {
+            day: day(1),
+            region: "north",
+            amount: 10,
+        },
+        DaySale {
+            day: day(2),
+            region: "south",
+            amount: 40,
+        },
+    ];
+    write(&wh.warehouse, table, &second, WriteOptions::default())
+        .await
+        .expect("second write");
+    assert_eq!(
+        contents(&wh.warehouse, table).await,
+        [
+            "2026-11-01|north|10",
+            "2026-11-01|south|2",
+            "2026-11-02|north|3",
+            "2026-11-02|south|40"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_unpartitioned_stored_table_is_refused_and_kept() {
+    let wh = TempWarehouse::new();
+    write(
+        &wh.warehouse,
+        SalesUnpartitioned::DEF,
+        &sales(&[(Some("north"), 1)]),
+        WriteOptions::default(),
+    )
+    .await
+    .expect("unpartitioned write");
+    let error = write(
+        &wh.warehouse,
+        SalesByRegion::DEF,
+        &sales(&[(Some("south"), 2)]),
+        WriteOptions::default(),
+    )
+    .await
+    .expect_err("not partitioned in storage");
+    assert!(
+        error.to_string().contains(
+            "table `gold.sales_by_region`: declared `overwrite = partitions` by (region), but \
+             the stored table is not partitioned"
+        ),
+        "{error}"
+    );
+    assert_eq!(
+        contents(&wh.warehouse, SalesUnpartitioned::DEF).await,
+        ["north|1"]
+    );
+}
