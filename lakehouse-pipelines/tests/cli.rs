@@ -190,6 +190,76 @@ fn run_then_runs_and_sql() {
 }
 
 #[test]
+fn a_backfill_makes_one_run_per_day_in_order() {
+    let dir = tempfile::tempdir().expect("dir");
+    let backfill = orchestrate(
+        dir.path(),
+        &[
+            "run",
+            "--select",
+            "erp_sales_transactions",
+            "--set",
+            "erp.rows=2",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-04",
+        ],
+    );
+    let out = stdout(&backfill);
+    assert!(backfill.status.success(), "{out}\n{}", stderr(&backfill));
+    assert!(
+        out.contains("backfill: 3 run(s), from 2026-11-01T00:00:00Z every 1day"),
+        "{out}"
+    );
+    assert!(out.contains("backfill done: 3 run(s)"), "{out}");
+    let sql = orchestrate(
+        dir.path(),
+        &[
+            "sql",
+            "SELECT run_at, count(*) AS n FROM bronze.erp_sales_transactions GROUP BY run_at ORDER BY run_at",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(
+        stdout(&sql),
+        "run_at,n\n2026-11-01T00:00:00Z,2\n2026-11-02T00:00:00Z,2\n2026-11-03T00:00:00Z,2\n",
+        "{}",
+        stderr(&sql)
+    );
+    // An empty range is refused before anything runs.
+    let reversed = orchestrate(
+        dir.path(),
+        &["run", "--from", "2026-11-04", "--to", "2026-11-01"],
+    );
+    assert!(!reversed.status.success());
+    assert!(
+        stderr(&reversed).contains("--to must be later"),
+        "{}",
+        stderr(&reversed)
+    );
+    let with_run_at = orchestrate(
+        dir.path(),
+        &[
+            "run",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-02",
+            "--run-at",
+            "2026-11-01T00:00:00Z",
+        ],
+    );
+    assert_eq!(
+        with_run_at.status.code(),
+        Some(2),
+        "{}",
+        stderr(&with_run_at)
+    );
+}
+
+#[test]
 fn a_wrong_flag_is_explained() {
     let dir = tempfile::tempdir().expect("dir");
     let output = orchestrate(dir.path(), &["run", "--selct", "dim_product"]);

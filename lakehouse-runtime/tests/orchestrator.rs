@@ -1056,6 +1056,55 @@ async fn a_full_refresh_adds_the_rows_again_and_a_rebuild_replaces_them() {
 }
 
 #[tokio::test]
+async fn a_backfill_runs_each_time_in_order_and_stops_at_the_first_failure() {
+    let wh = TempWarehouse::new();
+    let day = Duration::from_secs(86_400);
+    let start = Timestamp::parse("2026-11-01T00:00:00Z").expect("time");
+    let end = Timestamp::parse("2026-11-04T00:00:00Z").expect("time");
+    let times = lakehouse_runtime::orchestrator::backfill_times(start, end, day).expect("times");
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    let mut seen = Vec::new();
+    let reports = orchestrator
+        .backfill(&RunConfig::default(), &times, |report| {
+            seen.push(report.run_at)
+        })
+        .await
+        .expect("backfill");
+    assert_eq!(seen, times);
+    assert!(reports.iter().all(|r| r.succeeded()));
+    assert_eq!(
+        crate::common::query(
+            &wh.warehouse,
+            &[<Ticks as lakehouse_runtime::Table>::DEF],
+            "SELECT n, run_at FROM bronze.ticks"
+        )
+        .await,
+        [
+            "1|2026-11-01T00:00:00Z",
+            "2|2026-11-02T00:00:00Z",
+            "3|2026-11-03T00:00:00Z"
+        ]
+    );
+    // A failing pipeline: the first time's run fails, and the others are not run.
+    let failing = Orchestrator::new(registry(&["ticks", "bad"]), wh.warehouse.clone());
+    let reports = failing
+        .backfill(&RunConfig::default(), &times, |_| {})
+        .await
+        .expect("backfill");
+    assert_eq!(reports.len(), 1, "stopped after the first run");
+    assert_eq!(
+        reports[0].result("bad").map(|r| r.status),
+        Some(Status::Failed)
+    );
+    assert_eq!(
+        contents(&wh.warehouse, <Ticks as lakehouse_runtime::Table>::DEF)
+            .await
+            .len(),
+        4
+    );
+}
+
+#[tokio::test]
 async fn a_loop_goes_on_after_a_run_that_cannot_be_recorded_and_stops_after_five() {
     let wh = TempWarehouse::new();
     // A file where the run ledger would go: no run can start.

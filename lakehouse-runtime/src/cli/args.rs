@@ -240,6 +240,21 @@ pub struct RunArgs {
     /// hold are then gone from them).
     #[arg(long, conflicts_with = "every")]
     pub rebuild: bool,
+    /// Backfill: one run per logical time from this one (RFC 3339, or a date for its midnight
+    /// UTC), every `--step`, up to `--to`; stops after the first run that does not succeed.
+    #[arg(
+        long,
+        value_parser = parse_instant,
+        requires = "to",
+        conflicts_with_all = ["run_at", "every", "full_refresh", "rebuild"]
+    )]
+    pub from: Option<crate::table::Timestamp>,
+    /// Backfill: the end of the range, not included (RFC 3339, or a date for its midnight UTC).
+    #[arg(long, value_parser = parse_instant, requires = "from")]
+    pub to: Option<crate::table::Timestamp>,
+    /// Backfill: the time between two runs' logical times.
+    #[arg(long, default_value = "1d", value_parser = parse_positive_duration)]
+    pub step: Duration,
     /// Repeat the run at this interval (loop mode), e.g. `60s`.
     #[arg(long, value_parser = parse_positive_duration)]
     pub every: Option<Duration>,
@@ -254,6 +269,23 @@ pub struct RunArgs {
 fn parse_timestamp(text: &str) -> Result<crate::table::Timestamp, String> {
     crate::table::Timestamp::parse(text).ok_or_else(|| {
         format!("expected an RFC 3339 timestamp such as 2026-01-31T06:00:00Z, got {text:?}")
+    })
+}
+
+/// An RFC 3339 timestamp, or a date (`2026-11-01`) for its midnight UTC.
+fn parse_instant(text: &str) -> Result<crate::table::Timestamp, String> {
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(crate::table::Timestamp(
+            date.and_time(chrono::NaiveTime::MIN)
+                .and_utc()
+                .timestamp_micros(),
+        ));
+    }
+    crate::table::Timestamp::parse(text).ok_or_else(|| {
+        format!(
+            "expected a date such as 2026-01-31 or an RFC 3339 timestamp such as \
+             2026-01-31T06:00:00Z, got {text:?}"
+        )
     })
 }
 

@@ -19,7 +19,7 @@ use crate::orchestrator::{
     Direction, Orchestrator, Order, RunConfig, RunReport, SkipPolicy, Status,
 };
 use crate::store::Warehouse;
-use crate::table::TableDef;
+use crate::table::{TableDef, Timestamp};
 
 /// Runs the parsed command.
 pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
@@ -174,7 +174,11 @@ async fn run(registry: &Registry, global: &GlobalArgs, args: RunArgs) -> Result<
     config.run_at = args.run_at;
     config.full_refresh = args.full_refresh || args.rebuild;
     config.rebuild = args.rebuild;
-    // The selection is checked before the warehouse is opened (a local one is created).
+    // The selection and range are checked before the warehouse is opened (a local one is
+    // created).
+    if let (Some(from), Some(to)) = (args.from, args.to) {
+        crate::orchestrator::backfill_times(from, to, args.step)?;
+    }
     say!("{}", config.plan(registry)?.to_string().trim_end());
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let orchestrator =
@@ -228,6 +232,9 @@ async fn run_selected(
 ) -> Result<ExitCode> {
     stop_when_interrupted(stop);
     let settings = config.settings.clone();
+    if let (Some(from), Some(to)) = (args.from, args.to) {
+        return backfill(orchestrator, config, (from, to, args.step), global).await;
+    }
     match args.every {
         None => {
             let report =
@@ -262,6 +269,55 @@ async fn run_selected(
             }
             say!("{} run(s) done", runs.done);
             Ok(code)
+        }
+    }
+}
+
+/// Runs a backfill over `range` (from, to excluded, step), printing each run's report as it ends.
+async fn backfill(
+    orchestrator: &Orchestrator,
+    config: RunConfig,
+    (from, to, step): (Timestamp, Timestamp, std::time::Duration),
+    global: &GlobalArgs,
+) -> Result<ExitCode> {
+    let times = crate::orchestrator::backfill_times(from, to, step)?;
+    let planned = times.len();
+    say!(
+        "backfill: {} run(s), from {from} every {}",
+        times.len(),
+        humantime::format_duration(step)
+    );
+    let settings = config.settings.clone();
+    let mut checked = false;
+    let on_report = |report: &RunReport| {
+        if !checked {
+            checked = warn_unread_settings(&settings, report, global);
+        }
+        finish(report);
+    };
+    let reports = with_progress(orchestrator, |o| async move {
+        o.backfill(&config, &times, on_report).await
+    })
+    .await?;
+    let succeeded = reports.iter().filter(|r| r.succeeded()).count();
+    match reports.iter().find(|r| !r.succeeded()) {
+        Some(failed) => {
+            say!(
+                "backfill stopped: {succeeded} run(s) succeeded, {} at {} did not; fix it, \
+                 `resume {}`, then backfill on from the next time",
+                failed.run_id,
+                failed.run_at,
+                failed.run_id
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        None if succeeded < planned => {
+            say!("backfill interrupted: {succeeded} of {planned} run(s) done");
+            Ok(ExitCode::FAILURE)
+        }
+        None => {
+            say!("backfill done: {succeeded} run(s)");
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -2,6 +2,7 @@
 //! warehouse with bounded parallelism, retries, timeouts, fail-fast and skip cascades, recording
 //! every attempt in the run ledger.
 
+mod backfill;
 mod execute;
 mod plan;
 mod replay;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+pub use backfill::{MAX_BACKFILL_RUNS, backfill_times};
 pub use plan::{Direction, Order, Plan, SelectionError, plan, select};
 pub use report::{PipelineResult, RunReport, Status};
 
