@@ -161,6 +161,23 @@ pub async fn new_orders(cx: &Ctx) -> Result<Frame<NewOrders>> {
     cx.read_new_files::<NewOrders>(FileFormat::Csv, dir).await
 }
 
+/// The latest orders only: an overwrite, which new files alone cannot fill.
+#[derive(Table)]
+#[table(schema = "bronze", name = "latest_orders", mode = overwrite)]
+pub struct LatestOrders {
+    pub order_id: i64,
+    pub amount: Option<Decimal<10, 2>>,
+    pub run_at: Timestamp,
+}
+
+/// New files into an overwrite table: refused.
+#[pipeline(tags = ["files"])]
+pub async fn latest_orders(cx: &Ctx) -> Result<Frame<LatestOrders>> {
+    let dir = cx.settings().get("landing").unwrap_or("landing-not-set");
+    cx.read_new_files::<LatestOrders>(FileFormat::Csv, dir)
+        .await
+}
+
 mod incremental {
     use lakehouse_runtime::Registry;
     use lakehouse_runtime::ledger::IngestedFile;
@@ -171,13 +188,17 @@ mod incremental {
     use crate::common::{TempWarehouse, query};
 
     fn orchestrator(wh: &TempWarehouse) -> Orchestrator {
+        orchestrator_of(wh, "new_orders")
+    }
+
+    fn orchestrator_of(wh: &TempWarehouse, pipeline: &str) -> Orchestrator {
         let registry = Registry::new(
             Registry::from_inventory()
                 .expect("valid graph")
                 .pipelines()
                 .iter()
                 .copied()
-                .filter(|p| p.name == "new_orders"),
+                .filter(|p| p.name == pipeline),
         )
         .expect("one pipeline");
         Orchestrator::new(registry, wh.warehouse.clone())
@@ -355,5 +376,64 @@ mod incremental {
             .expect("resumed");
         assert!(resumed.succeeded(), "{}", resumed.render(false));
         assert_eq!(orders(&wh).await, ["1|1.00", "1|1.00", "2|2.00"]);
+    }
+
+    #[tokio::test]
+    async fn a_commit_whose_files_cannot_be_told_stops_the_read() {
+        let wh = TempWarehouse::new();
+        let landing = wh.dir.path().join("landing");
+        std::fs::create_dir(&landing).expect("dir");
+        std::fs::write(landing.join("a.csv"), "order_id,amount\n1,1.00\n").expect("file");
+        let orchestrator = orchestrator(&wh);
+        let report = orchestrator.run(&config(&landing)).await.expect("run 1");
+        assert!(report.succeeded(), "{}", report.render(false));
+        // A later commit of the pipeline the ledger has no record of, whose metadata says
+        // nothing (as when its log entry is gone).
+        let written = crate::common::write(
+            &wh.warehouse,
+            NewOrders::DEF,
+            &[serde_json::json!({"order_id": 9, "amount": null, "run_at": 0})],
+            lakehouse_runtime::store::WriteOptions {
+                transaction: Some(("new_orders".to_owned(), 5)),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("a bare commit");
+        assert!(written.committed);
+        let report = orchestrator.run(&config(&landing)).await.expect("run 2");
+        let error = report
+            .result("new_orders")
+            .and_then(|r| r.error.clone())
+            .unwrap_or_default();
+        assert!(
+            error
+                .contains("cannot tell which files run sequence 5 ingested into bronze.new_orders")
+                && error.contains("orchestrate run --rebuild --select new_orders"),
+            "{}",
+            report.render(false)
+        );
+        assert_eq!(orders(&wh).await, ["1|1.00", "9|∅"], "nothing read again");
+    }
+
+    #[tokio::test]
+    async fn new_files_into_an_overwrite_table_are_refused() {
+        let wh = TempWarehouse::new();
+        let landing = wh.dir.path().join("landing");
+        std::fs::create_dir(&landing).expect("dir");
+        std::fs::write(landing.join("a.csv"), "order_id,amount\n1,1.00\n").expect("file");
+        let report = orchestrator_of(&wh, "latest_orders")
+            .run(&config(&landing))
+            .await
+            .expect("run");
+        let error = report
+            .result("latest_orders")
+            .and_then(|r| r.error.clone())
+            .unwrap_or_default();
+        assert!(
+            error.contains("bronze.latest_orders is `mode = overwrite`: each run would replace it"),
+            "{}",
+            report.render(false)
+        );
     }
 }

@@ -26,6 +26,25 @@ pub struct SalesByDayRegion {
     pub amount: i64,
 }
 
+/// With a CHECK constraint: written by delta-rs, which validates it.
+#[derive(Table)]
+#[table(schema = "gold", name = "checked_sales", partition_by(region), mode = overwrite,
+        overwrite = partitions, check(name = "positive", expr = "amount > 0"))]
+pub struct CheckedSales {
+    pub region: Option<String>,
+    pub amount: i64,
+}
+
+/// Partitioned by a timestamp and a decimal, whose texts have several spellings.
+#[derive(Table)]
+#[table(schema = "gold", name = "priced_hours", partition_by(hour, price),
+        mode = overwrite, overwrite = partitions)]
+pub struct PricedHours {
+    pub hour: Timestamp,
+    pub price: Decimal<6, 2>,
+    pub n: i64,
+}
+
 /// The same table name, declared unpartitioned: what existed before `partition_by`.
 #[derive(Table)]
 #[table(schema = "gold", name = "sales_by_region", mode = overwrite)]
@@ -174,5 +193,81 @@ async fn an_unpartitioned_stored_table_is_refused_and_kept() {
     assert_eq!(
         contents(&wh.warehouse, SalesUnpartitioned::DEF).await,
         ["north|1"]
+    );
+}
+
+#[tokio::test]
+async fn a_table_with_a_check_constraint_is_overwritten_by_partition_too() {
+    let wh = TempWarehouse::new();
+    let table = CheckedSales::DEF;
+    let first = sales(&[(Some("north"), 1), (Some("south"), 2)]);
+    write(&wh.warehouse, table, &first, WriteOptions::default())
+        .await
+        .expect("first write");
+    write(
+        &wh.warehouse,
+        table,
+        &sales(&[(Some("south"), 3)]),
+        WriteOptions::default(),
+    )
+    .await
+    .expect("second write");
+    assert_eq!(contents(&wh.warehouse, table).await, ["north|1", "south|3"]);
+    // The constraint still holds: a violating row fails the write, which leaves the table.
+    let error = write(
+        &wh.warehouse,
+        table,
+        &sales(&[(Some("north"), -1)]),
+        WriteOptions::default(),
+    )
+    .await
+    .expect_err("violates the constraint");
+    assert!(
+        error.to_string().contains("1 rows failed validation check"),
+        "{error}"
+    );
+    assert_eq!(contents(&wh.warehouse, table).await, ["north|1", "south|3"]);
+}
+
+#[tokio::test]
+async fn timestamp_and_decimal_partitions_are_matched_by_value() {
+    #[derive(Serialize)]
+    struct Priced {
+        hour: Timestamp,
+        price: Decimal<6, 2>,
+        n: i64,
+    }
+    let wh = TempWarehouse::new();
+    let table = PricedHours::DEF;
+    let hour = |h: &str| Timestamp::parse(&format!("2026-11-01T{h}:00:00Z")).expect("time");
+    let first = [
+        Priced {
+            hour: hour("06"),
+            price: Decimal(150),
+            n: 1,
+        },
+        Priced {
+            hour: hour("07"),
+            price: Decimal(150),
+            n: 2,
+        },
+    ];
+    write(&wh.warehouse, table, &first, WriteOptions::default())
+        .await
+        .expect("first write");
+    let second = [Priced {
+        hour: hour("06"),
+        price: Decimal(150),
+        n: 10,
+    }];
+    write(&wh.warehouse, table, &second, WriteOptions::default())
+        .await
+        .expect("second write");
+    assert_eq!(
+        contents(&wh.warehouse, table).await,
+        [
+            "2026-11-01T06:00:00Z|1.50|10",
+            "2026-11-01T07:00:00Z|1.50|2"
+        ]
     );
 }

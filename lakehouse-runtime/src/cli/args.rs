@@ -86,7 +86,8 @@ pub enum Command {
         #[arg(long, default_value_t = 20, value_parser = parse_count)]
         limit: usize,
     },
-    /// Re-run the failed, skipped and cancelled pipelines of a run, with its `run_at`.
+    /// Re-run the failed, skipped and cancelled pipelines of a run, with its `run_at` (a full
+    /// refresh or rebuild goes on as one).
     Resume {
         /// The run id, or a unique start of it such as `r000007` (see `runs`).
         run_id: String,

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::graph::PipelineDescriptor;
 use crate::ledger::{IngestedFile, Ledger};
-use crate::table::{Table, Timestamp};
+use crate::table::{OverwriteScope, Table, Timestamp, WriteMode};
 
 impl Ctx {
     /// The rows of the files at `path` (one file, or a directory of them; local paths are tested,
@@ -79,7 +79,10 @@ impl Ctx {
             )));
         }
         let known = match &self.file_history {
-            Some(history) => Some(history.known().await?),
+            Some(history) => {
+                history.refuse_whole_overwrite()?;
+                Some(history.known().await?)
+            }
             None => None,
         };
         let mut new = Vec::new();
@@ -288,6 +291,23 @@ impl FileHistory {
         })
     }
 
+    /// An error if the output is replaced whole at every write: it would hold only the last
+    /// run's new files, and the earlier ones would never be read again.
+    fn refuse_whole_overwrite(&self) -> Result<()> {
+        let output = self.pipeline.output;
+        if output.mode == WriteMode::Overwrite && output.overwrite == OverwriteScope::Table {
+            return Err(Error::msg(format!(
+                "pipeline `{}`: read_new_files reads only the files not ingested before, and \
+                 {} is `mode = overwrite`: each run would replace it with its new files' rows \
+                 alone; declare it `mode = append` (or `merge`), or read every file with \
+                 read_files",
+                self.pipeline.name,
+                output.qualified_name()
+            )));
+        }
+        Ok(())
+    }
+
     /// The files ingested before, loaded once.
     async fn known(&self) -> Result<&HashMap<String, (i64, Option<Timestamp>)>> {
         self.known
@@ -295,7 +315,9 @@ impl FileHistory {
                 if self.full_refresh {
                     return Ok(HashMap::new());
                 }
-                let files = self.ledger.ingested_files(self.pipeline).await?;
+                let mut files = self.ledger.ingested_files(self.pipeline).await?;
+                // A file recorded twice (read again by a full refresh): its latest record.
+                files.sort_by_key(|file| file.sequence);
                 Ok(files
                     .into_iter()
                     .map(|file| (file.path, (file.size, file.modified_at)))

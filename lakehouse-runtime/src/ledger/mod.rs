@@ -30,6 +30,9 @@ use crate::table::{Table, TableDef};
 /// that reached it are left alone).
 const COMPACTED_FILE_BYTES: NonZeroU64 = NonZeroU64::new(4 << 20).expect("4 MiB is not zero");
 
+/// The `commitInfo` key of a pipeline's write recording the run that made it.
+pub(crate) const RUN_ID_KEY: &str = "lakehouse.runId";
+
 /// The `commitInfo` key of a pipeline's write listing the files it ingested (the rows of
 /// `lakehouse.ingested_files` it records once written).
 pub(crate) const INGESTED_FILES_KEY: &str = "lakehouse.ingestedFiles";
@@ -460,6 +463,20 @@ impl Ledger {
             return Ok(files);
         };
         let Some(listed) = commit.metadata.get(INGESTED_FILES_KEY) else {
+            // Every pipeline commit records its run: without it, the commit's metadata could not
+            // be read, and whether it ingested files is unknown.
+            if !commit.metadata.contains_key(RUN_ID_KEY) {
+                return Err(Error::msg(format!(
+                    "cannot tell which files run sequence {} ingested into {}: its commit is not \
+                     among the table's latest 100 or its log entry is gone, and \
+                     lakehouse.ingested_files has no record of it; nothing was read (reading on \
+                     could ingest its files again); rebuild the table from every file with \
+                     `orchestrate run --rebuild --select {}`",
+                    commit.transaction_version,
+                    pipeline.output.qualified_name(),
+                    pipeline.name
+                )));
+            }
             return Ok(files);
         };
         let listed: Vec<IngestedFile> =

@@ -79,11 +79,12 @@ pub struct RunConfig {
     /// The logical time of new runs (default: now), e.g. to backfill a past day.
     pub run_at: Option<Timestamp>,
     /// Read every `Changes<T>` input whole, as on a pipeline's first run, instead of the rows
-    /// new since its last success: after an upstream table was recreated, vacuumed past the
-    /// cursor or lost its log. Merge and SCD2 outputs take the rows again unchanged; an append
+    /// new since its last success (and every file `Ctx::read_new_files` lists, ingested or
+    /// not): after an upstream table was recreated, vacuumed past the cursor or lost its log. Merge and SCD2 outputs take the rows again unchanged; an append
     /// output gets them twice (clear it first, or set `rebuild`).
     pub full_refresh: bool,
-    /// With `full_refresh`: a pipeline reading `Changes<T>` into an append table replaces that
+    /// With `full_refresh`: a pipeline reading `Changes<T>` (or new files) into an append table
+    /// replaces that
     /// table's rows with what it makes of its inputs read whole, in one commit, instead of
     /// adding them again (Delta Live Tables' full refresh). Rows its upstreams no longer hold
     /// (vacuumed, or lost with a recreated table) are then gone from it too.

@@ -10,8 +10,7 @@ use super::execute::Written;
 
 /// The `commitInfo` key of a pipeline's write recording the input versions it read.
 pub(super) const INPUT_VERSIONS_KEY: &str = "lakehouse.inputVersions";
-/// The `commitInfo` key of a pipeline's write recording the run that made it.
-pub(super) const RUN_ID_KEY: &str = "lakehouse.runId";
+pub(super) use crate::ledger::RUN_ID_KEY;
 
 /// What this run already committed to `pipeline`'s table, if it did (or, for a resumed run, a
 /// later run did, which supersedes it). Another run's commit with this run's sequence, or, in a

@@ -1,12 +1,108 @@
-//! Dynamic partition overwrite (`#[table(mode = overwrite, overwrite = partitions)]`): the
-//! predicate naming the partitions an output has rows in, which the write then replaces.
+//! Dynamic partition overwrite (`#[table(mode = overwrite, overwrite = partitions)]`): a write
+//! replaces the partitions its rows are in. The files are written first, in one pass over the
+//! output, and their partitions' old files are removed in the same commit
+//! ([`overwrite_partitions`]); a table that path cannot take (CHECK constraints, column
+//! mapping) is written by delta-rs with a predicate naming the partitions, found by one more
+//! pass ([`written_partitions`]).
+
+use std::collections::{HashMap, HashSet};
 
 use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::{Expr, lit};
 use datafusion::prelude::ident;
 use datafusion::scalar::ScalarValue;
+use deltalake::kernel::scalars::ScalarExt as _;
+use deltalake::kernel::{Action, DataType, StructType};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::table::state::DeltaTableState;
+use deltalake::{DeltaTable, DeltaTableError};
 
+use super::commit::CommitTags;
 use crate::error::Result;
+
+/// Writes `source` into `delta`, a partitioned table, replacing the partitions it has rows in,
+/// in one commit: its files are encoded in parallel as [`super::sink::write`]'s are, then every
+/// stored file of a partition they were written to is removed. No rows: nothing is replaced.
+/// Returns the table's state after the commit and the rows written.
+pub(super) async fn overwrite_partitions(
+    delta: DeltaTable,
+    source: DataFrame,
+    commit: CommitTags,
+) -> std::result::Result<(DeltaTableState, u64), DeltaTableError> {
+    let state = delta.snapshot()?.clone();
+    let columns = state.metadata().partition_columns().to_vec();
+    let schema = state.snapshot().schema();
+    let (adds, rows) =
+        super::sink::encode_plan(&state, &delta, source, None, columns.clone()).await?;
+    let written: HashSet<PartitionKey> = adds
+        .iter()
+        .map(|add| partition_key(&add.partition_values, &columns, &schema))
+        .collect::<std::result::Result<_, _>>()?;
+    let mut removes = Vec::new();
+    for file in state.log_data() {
+        if written.contains(&partition_key(
+            &file.partition_values_map(),
+            &columns,
+            &schema,
+        )?) {
+            removes.push(Action::Remove(file.remove_action(true)));
+        }
+    }
+    let metrics = serde_json::json!({
+        "num_added_rows": rows,
+        "num_added_files": adds.len(),
+        "num_removed_files": removes.len(),
+        "num_partitions": written.len(),
+    });
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Overwrite,
+        partition_by: Some(columns),
+        predicate: None,
+    };
+    let actions = adds.into_iter().map(Action::Add).chain(removes).collect();
+    let finalized = super::sink::commit_actions(
+        &state,
+        delta.log_store(),
+        actions,
+        operation,
+        metrics,
+        &commit,
+        false,
+    )
+    .await?;
+    Ok((finalized.snapshot(), rows))
+}
+
+/// A partition: its values in partition-column order, each in the canonical text of its type
+/// (`None`: NULL), so that two spellings of one timestamp (Spark's and delta-rs's) are one.
+type PartitionKey = Vec<Option<String>>;
+
+/// The partition of a file whose `partitionValues` are `raw`.
+fn partition_key(
+    raw: &HashMap<String, Option<String>>,
+    columns: &[String],
+    schema: &StructType,
+) -> std::result::Result<PartitionKey, DeltaTableError> {
+    columns
+        .iter()
+        .map(|column| {
+            let Some(text) = raw.get(column).cloned().flatten() else {
+                return Ok(None);
+            };
+            let Some(DataType::Primitive(primitive)) =
+                schema.field(column).map(|field| field.data_type())
+            else {
+                return Ok(Some(text));
+            };
+            let value = primitive.parse_scalar(&text).map_err(|error| {
+                DeltaTableError::Generic(format!(
+                    "partition value {text:?} of column `{column}` is not a {primitive:?}: {error}"
+                ))
+            })?;
+            Ok((!value.is_null()).then(|| value.serialize()))
+        })
+        .collect()
+}
 
 /// The partitions `source` has rows in, as a predicate over the partition `columns` (`None`:
 /// no rows, so no partition to replace). `source` is executed for it, once more than the write.
@@ -87,6 +183,49 @@ mod tests {
 
     fn names(columns: &[&str]) -> Vec<String> {
         columns.iter().map(|c| (*c).to_owned()).collect()
+    }
+
+    #[test]
+    fn partition_texts_are_compared_by_value() {
+        use deltalake::kernel::{DecimalType, PrimitiveType, StructField};
+        let schema = StructType::try_new([
+            StructField::new("hour", DataType::TIMESTAMP, true),
+            StructField::new(
+                "price",
+                DataType::Primitive(PrimitiveType::Decimal(
+                    DecimalType::try_new(6, 2).expect("decimal"),
+                )),
+                true,
+            ),
+        ])
+        .expect("schema");
+        let columns = names(&["hour", "price"]);
+        let key = |hour: Option<&str>, price: &str| {
+            let raw = HashMap::from([
+                ("hour".to_owned(), hour.map(str::to_owned)),
+                ("price".to_owned(), Some(price.to_owned())),
+            ]);
+            partition_key(&raw, &columns, &schema).expect("parsed")
+        };
+        // Spark's spelling and delta-rs's of one timestamp.
+        assert_eq!(
+            key(Some("2026-11-01 06:00:00"), "1.50"),
+            key(Some("2026-11-01 06:00:00.000000"), "1.50")
+        );
+        assert_ne!(
+            key(Some("2026-11-01 06:00:00"), "1.50"),
+            key(Some("2026-11-01 07:00:00"), "1.50")
+        );
+        // NULL is absent, or an empty text.
+        assert_eq!(key(None, "1.50"), key(Some(""), "1.50"));
+        let raw = HashMap::from([("hour".to_owned(), Some("yesterday".to_owned()))]);
+        let error = partition_key(&raw, &columns, &schema).expect_err("not a timestamp");
+        assert!(
+            error
+                .to_string()
+                .contains("partition value \"yesterday\" of column `hour`"),
+            "{error}"
+        );
     }
 
     #[test]

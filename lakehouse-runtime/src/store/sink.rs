@@ -47,14 +47,27 @@ const CONSTRAINT_PREFIX: &str = "delta.constraints.";
 /// delta-rs's writer, which validates constraints, maps column names and writes partitions in
 /// parallel itself.
 pub(crate) fn applies_to(table: &TableDef, delta: &DeltaTable) -> bool {
-    let Ok(state) = delta.snapshot() else {
-        return false;
-    };
-    let metadata = state.metadata();
-    table.partition_by.is_empty()
-        && table.checks.is_empty()
-        && metadata.partition_columns().is_empty()
-        && !metadata
+    delta.snapshot().is_ok_and(|state| {
+        table.partition_by.is_empty()
+            && state.metadata().partition_columns().is_empty()
+            && plain_writes(table, state)
+    })
+}
+
+/// Whether a partition overwrite of `table` into `delta` may take this path (see
+/// [`super::partitions::overwrite_partitions`]): a partitioned table, otherwise as
+/// [`applies_to`].
+pub(crate) fn applies_to_partitions(table: &TableDef, delta: &DeltaTable) -> bool {
+    delta.snapshot().is_ok_and(|state| {
+        !state.metadata().partition_columns().is_empty() && plain_writes(table, state)
+    })
+}
+
+/// No CHECK constraints (declared or found in the log) and a [`plain_protocol`].
+fn plain_writes(table: &TableDef, state: &DeltaTableState) -> bool {
+    table.checks.is_empty()
+        && !state
+            .metadata()
             .configuration()
             .keys()
             .any(|key| key.starts_with(CONSTRAINT_PREFIX))
@@ -123,7 +136,7 @@ pub(crate) async fn write(
     blind_append: bool,
 ) -> Result<(DeltaTableState, u64), DeltaTableError> {
     let state = delta.snapshot()?.clone();
-    let (adds, rows) = encode_plan(&state, &delta, source, None).await?;
+    let (adds, rows) = encode_plan(&state, &delta, source, None, Vec::new()).await?;
     let added_files = adds.len();
     let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
     let mut removed_files = 0;
@@ -157,7 +170,8 @@ pub(crate) async fn write(
 }
 
 /// Encodes `source` (in `state`'s stored schema) into new data files of `delta`, one Parquet
-/// writer per partition, without committing them; `rows`: the rows `source` yields, if known.
+/// writer per partition, without committing them; `rows`: the rows `source` yields, if known;
+/// `partition_columns`: the table's (each writer then writes a file per table partition).
 /// Returns their `Add`s and the rows written. On an error the files already written stay
 /// unreferenced.
 pub(crate) async fn encode_plan(
@@ -165,6 +179,7 @@ pub(crate) async fn encode_plan(
     delta: &DeltaTable,
     source: DataFrame,
     rows: Option<u64>,
+    partition_columns: Vec<String>,
 ) -> Result<(Vec<Add>, u64), DeltaTableError> {
     let schema: SchemaRef = state.snapshot().arrow_schema();
     let task_ctx = source.task_ctx();
@@ -187,7 +202,7 @@ pub(crate) async fn encode_plan(
             Partitioning::RoundRobinBatch(target_partitions),
         )?)
     };
-    let config = writer_config(state);
+    let config = writer_config(state, partition_columns);
     let store = delta.log_store().object_store(None);
     let partitions = plan.output_partitioning().partition_count();
     tracing::debug!(partitions, "writing one Parquet stream per partition");
@@ -290,7 +305,7 @@ impl OpenTable {
             futures::stream::iter(batches.iter().cloned().map(Ok)),
             self.state.snapshot().arrow_schema(),
             self.log_store.object_store(None),
-            writer_config(&self.state),
+            writer_config(&self.state, Vec::new()),
         )
         .await?;
         let metrics = serde_json::json!({
@@ -320,13 +335,14 @@ impl OpenTable {
 }
 
 /// delta-rs's writer settings for `state`'s table: default Parquet properties, the table's
-/// target file size and statistics columns; batches reach the Parquet writer whole.
-fn writer_config(state: &DeltaTableState) -> WriterConfig {
+/// target file size and statistics columns; batches reach the Parquet writer whole; files are
+/// split by `partition_columns`.
+fn writer_config(state: &DeltaTableState, partition_columns: Vec<String>) -> WriterConfig {
     let snapshot = state.snapshot();
     let stats = WriterStatsConfig::from_config(snapshot.table_configuration());
     WriterConfig::new(
         snapshot.arrow_schema(),
-        Vec::new(),
+        partition_columns,
         None,
         Some(snapshot.table_properties().target_file_size()),
         // delta-rs slices each batch into 1 024-row writes by default, undoing the gathering.

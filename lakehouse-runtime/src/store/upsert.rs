@@ -177,7 +177,8 @@ pub(crate) async fn upsert(
     // The rows written, when the log has every rewritten file's row count.
     let expected =
         counted_rows.map(|scanned| (scanned as u64).saturating_sub(updated) + source_rows as u64);
-    let (adds, written) = super::sink::encode_plan(&state, &delta, output, expected).await?;
+    let (adds, written) =
+        super::sink::encode_plan(&state, &delta, output, expected, Vec::new()).await?;
     let inserted = (source_rows as u64).saturating_sub(updated);
     let metrics = serde_json::json!({
         "num_source_rows": source_rows,

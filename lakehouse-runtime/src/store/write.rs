@@ -172,13 +172,27 @@ impl Warehouse {
                     .await
                     .map(|(snapshot, rows)| appended(table, &snapshot, rows))
             }
+            WriteMode::Overwrite
+                if table.overwrite == OverwriteScope::Partitions
+                    && super::sink::applies_to_partitions(table, &delta) =>
+            {
+                super::partitions::overwrite_partitions(delta, source, commit.clone())
+                    .await
+                    .map(|(snapshot, rows)| appended(table, &snapshot, rows))
+            }
             WriteMode::Append | WriteMode::Overwrite => {
-                // Dynamic partition overwrite: only the partitions the output has rows in.
+                // Dynamic partition overwrite of a table the single pass cannot write (CHECK
+                // constraints, column mapping): delta-rs's, with the partitions found first.
                 let replaced = if save_mode == SaveMode::Overwrite
                     && table.overwrite == OverwriteScope::Partitions
                 {
                     let columns = stored_partition_columns(&delta, table)?;
-                    Some(super::partitions::written_partitions(&source, &columns).await?)
+                    let found = super::partitions::written_partitions(&source, &columns).await;
+                    Some(found.map_err(|error| {
+                        Error::msg(format!(
+                            "{qualified}: finding the partitions the output has rows in: {error}"
+                        ))
+                    })?)
                 } else {
                     None
                 };
