@@ -456,6 +456,53 @@ async fn expectations_drop_count_or_fail() {
     assert_eq!(kept, ["3"], "nothing written: the first run's rows stay");
 }
 
+/// Orders whose expectation only warns, and whose CHECK constraint fails the write.
+#[derive(Table)]
+#[table(
+    schema = "silver",
+    name = "q_checked_orders",
+    expect(name = "known_status", expr = "status IN ('open', 'shipped')"),
+    check(name = "positive_quantity", expr = "quantity > 0")
+)]
+pub struct QCheckedOrders {
+    pub order_id: i64,
+    pub quantity: i64,
+    pub status: String,
+}
+
+/// An unknown status (a warning) and a negative quantity (a failed write), at every attempt.
+#[pipeline(retries = 1)]
+pub async fn q_checked_orders(cx: &Ctx) -> Result<Frame<QCheckedOrders>> {
+    cx.sql("SELECT CAST(1 AS BIGINT) AS order_id, CAST(-1 AS BIGINT) AS quantity, 'lost' AS status")
+        .await
+}
+
+#[tokio::test]
+async fn warnings_are_recorded_with_the_write_that_commits_only() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["q_checked_orders"]), wh.warehouse.clone());
+    let config = RunConfig {
+        retry_delay: std::time::Duration::from_millis(1),
+        ..RunConfig::default()
+    };
+    let report = orchestrator.run(&config).await.expect("run");
+    let failed = report.result("q_checked_orders").expect("ran");
+    assert_eq!(
+        (failed.status, failed.attempts),
+        (Status::Failed, 2),
+        "{}",
+        report.render(false)
+    );
+    // Two attempts counted the unknown status; neither wrote, so neither recorded it.
+    let issues = crate::common::query(
+        &wh.warehouse,
+        &lakehouse_runtime::ledger::system_tables(),
+        "SELECT count(*) FROM lakehouse.quality_issues",
+    )
+    .await;
+    assert_eq!(issues, ["0"]);
+}
+
 /// Stations, the complete list at every run, whose capacity must be positive.
 #[derive(Table)]
 #[table(

@@ -490,7 +490,7 @@ async fn produce_and_write(
             return Err(error);
         }
     };
-    let df = checked_output(orchestrator, pipeline, &run, &session, output.df).await?;
+    let (df, findings) = checked_output(orchestrator, pipeline, &run, &session, output.df).await?;
     let output = crate::frame::UntypedFrame { df, ..output };
     let new_files = cx.take_new_files();
     let reads_new_files = new_files.is_some();
@@ -563,6 +563,14 @@ async fn produce_and_write(
         }
         // The rows are committed: a ledger that cannot take the rejects must not fail the
         // attempt (its retry would find the commit, replay it and drop the rejects unsaid).
+        if let Err(error) = orchestrator.ledger.append(&findings).await {
+            tracing::error!(
+                %error,
+                count = findings.len(),
+                "the write is committed, but its data-quality findings could not be recorded in \
+                 lakehouse.quality_issues"
+            );
+        }
         match orchestrator.ledger.append(&rejects).await {
             Ok(()) => tracing::debug!("rejects recorded"),
             Err(error) => tracing::error!(
@@ -663,16 +671,17 @@ async fn incremental_cursor(
 }
 
 /// `output` as it may be written: a pipeline's expectations applied (rows a `drop` expectation
-/// fails left out), then its quality checks run. Every finding is recorded; a blocking one fails
-/// as [`Error::Quality`] (not retried), as does a `full_snapshot` output that expectations
-/// emptied.
+/// fails left out), then its quality checks run. A blocking finding fails as [`Error::Quality`]
+/// (not retried), as does a `full_snapshot` output that expectations emptied, and every finding
+/// is then recorded; otherwise the findings are returned, to be recorded with the write that
+/// commits (an attempt whose write fails records none, so a retry does not count them twice).
 async fn checked_output(
     orchestrator: &Orchestrator,
     pipeline: &'static PipelineDescriptor,
     run: &RunInfo,
     session: &datafusion::execution::context::SessionContext,
     output: datafusion::dataframe::DataFrame,
-) -> Result<datafusion::dataframe::DataFrame> {
+) -> Result<(datafusion::dataframe::DataFrame, Vec<QualityIssue>)> {
     let warehouse = &orchestrator.warehouse;
     // Expectations first: rows a `drop` expectation leaves out are not checked or written.
     let (output, expected) = crate::quality::apply_expectations(pipeline.output, output).await?;
@@ -712,6 +721,7 @@ async fn checked_output(
             (finding, blocks)
         }));
     }
+    let mut deferred = Vec::new();
     if !findings.is_empty() {
         let issues: Vec<QualityIssue> = findings
             .iter()
@@ -726,13 +736,13 @@ async fn checked_output(
                 checked_at: run.run_at,
             })
             .collect();
-        orchestrator.ledger.append(&issues).await?;
         let summary = findings
             .iter()
             .map(|(f, _)| f.to_string())
             .collect::<Vec<_>>()
             .join("; ");
         if blocked(&findings) {
+            orchestrator.ledger.append(&issues).await?;
             let emptied = if emptied {
                 format!(
                     "every row failed a `drop` expectation, and `full_snapshot` would delete \
@@ -748,8 +758,9 @@ async fn checked_output(
             )));
         }
         tracing::warn!("data-quality checks failed: {summary}");
+        deferred = issues;
     }
-    Ok(output)
+    Ok((output, deferred))
 }
 
 /// How much later than a reader's last read an upstream table's creation must be to count as a
