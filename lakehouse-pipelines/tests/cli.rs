@@ -27,7 +27,8 @@ fn help_documents_every_command() {
     let dir = tempfile::tempdir().expect("dir");
     let help = stdout(&orchestrate(dir.path(), &["--help"]));
     for command in [
-        "run", "plan", "list", "graph", "check", "sql", "runs", "resume", "optimize", "vacuum",
+        "run", "plan", "list", "graph", "check", "sql", "runs", "history", "describe", "resume",
+        "optimize", "vacuum",
     ] {
         assert!(
             help.contains(&format!("  {command} ")),
@@ -186,6 +187,45 @@ fn run_then_runs_and_sql() {
         stderr(&refused).contains("DDL not supported"),
         "{}",
         stderr(&refused)
+    );
+}
+
+#[test]
+fn history_and_describe_show_a_table() {
+    let dir = tempfile::tempdir().expect("dir");
+    let run = orchestrate(
+        dir.path(),
+        &["run", "--select", "+dim_product", "--set", "erp.rows=20"],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let history = orchestrate(dir.path(), &["history", "silver.erp_sales_transactions"]);
+    assert!(history.status.success(), "{}", stderr(&history));
+    let out = stdout(&history);
+    // Newest first: the run's write (a merge into an empty table appends), then the creation.
+    let write = out.find("mode=Append").expect("the run's commit");
+    let created = out.find("CREATE TABLE").expect("the creation");
+    assert!(write < created, "{out}");
+    assert!(out.contains("+20"), "{out}");
+    assert!(out.contains("r000001-"), "{out}");
+
+    let describe = orchestrate(dir.path(), &["describe", "gold.dim_product"]);
+    assert!(describe.status.success(), "{}", stderr(&describe));
+    let out = stdout(&describe);
+    for expected in [
+        "gold.dim_product: Products sold, with the history of their attributes.",
+        "pipeline `dim_product`",
+        "scd2",
+        "Surrogate key: SHA-256 of `product_id`",
+        "version 1, 5 row(s) in 1 file(s)",
+    ] {
+        assert!(out.contains(expected), "`{expected}` missing:\n{out}");
+    }
+    let unknown = orchestrate(dir.path(), &["describe", "gold.dim_prodct"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        stderr(&unknown).contains("no table `gold.dim_prodct`; did you mean `gold.dim_product`?"),
+        "{}",
+        stderr(&unknown)
     );
 }
 

@@ -86,6 +86,21 @@ pub enum Command {
         #[arg(long, default_value_t = 20, value_parser = parse_count)]
         limit: usize,
     },
+    /// Show a table's commits, newest first: version, time, operation, rows and files changed,
+    /// and the run that made each.
+    History {
+        /// The table, `schema.table`.
+        table: String,
+        /// How many commits to show.
+        #[arg(long, default_value_t = 20, value_parser = parse_count)]
+        limit: usize,
+    },
+    /// Show a table: its declaration (description, mode, key, columns) beside what is stored
+    /// (version, size, properties).
+    Describe {
+        /// The table, `schema.table`.
+        table: String,
+    },
     /// Re-run the failed, skipped and cancelled pipelines of a run, with its `run_at` (a full
     /// refresh or rebuild goes on as one).
     Resume {

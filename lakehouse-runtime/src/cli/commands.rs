@@ -44,6 +44,14 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Check => check(&registry, &global).await,
         Command::Sql { query, format } => sql(&registry, &global, &query, format).await,
         Command::Runs { run_id, limit } => runs(&registry, &global, run_id, limit).await,
+        Command::History { table, limit } => {
+            let table = table_named(&registry, &table)?;
+            super::inspect::history(&existing_warehouse(&global)?, table, limit).await
+        }
+        Command::Describe { table } => {
+            let table = table_named(&registry, &table)?;
+            super::inspect::describe(&registry, &existing_warehouse(&global)?, table).await
+        }
         Command::Resume { run_id, execution } => {
             let config = config(&global, &SelectArgs::default(), &execution);
             let (stop, shutdown) = tokio::sync::watch::channel(false);
@@ -694,6 +702,14 @@ fn all_tables(registry: &Registry) -> Vec<&'static TableDef> {
         .map(|p| p.output)
         .chain(system_tables())
         .collect()
+}
+
+/// The table called `name` (`schema.table`), or an error with the closest name.
+fn table_named(registry: &Registry, name: &str) -> Result<&'static TableDef> {
+    let mut found = tables_named(registry, &[name.to_owned()])?;
+    found
+        .pop()
+        .ok_or_else(|| Error::msg(format!("no table `{name}`")))
 }
 
 fn tables_named(registry: &Registry, names: &[String]) -> Result<Vec<&'static TableDef>> {

@@ -18,6 +18,7 @@ macro_rules! say {
 
 mod args;
 mod commands;
+mod inspect;
 mod progress;
 
 use std::io::IsTerminal as _;

@@ -1,0 +1,275 @@
+//! `history` and `describe`: what a table is and how it came to be.
+
+use std::process::ExitCode;
+
+use comfy_table::{ContentArrangement, Table as Grid, presets};
+
+use crate::error::Result;
+use crate::graph::Registry;
+use crate::store::{TableCommit, Warehouse};
+use crate::table::TableDef;
+
+/// Prints the latest `limit` commits of `table`, newest first.
+pub(super) async fn history(
+    warehouse: &Warehouse,
+    table: &'static TableDef,
+    limit: usize,
+) -> Result<ExitCode> {
+    let commits = warehouse.history(table, limit).await?;
+    if commits.is_empty() {
+        say!("{} has not been written yet", table.qualified_name());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut grid = grid();
+    grid.set_header([
+        "version",
+        "committed",
+        "operation",
+        "parameters",
+        "rows",
+        "files",
+        "run",
+    ]);
+    for commit in &commits {
+        grid.add_row(vec![
+            commit.version.to_string(),
+            commit
+                .committed_at
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            commit.operation.clone(),
+            parameters(commit),
+            rows(commit),
+            files(commit),
+            commit.run_id.clone().unwrap_or_default(),
+        ]);
+    }
+    say!("{grid}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints `table`'s declaration (description, write mode, keys, columns) beside what is stored:
+/// version, size, properties and the columns' stored comments.
+pub(super) async fn describe(
+    registry: &Registry,
+    warehouse: &Warehouse,
+    table: &'static TableDef,
+) -> Result<ExitCode> {
+    let qualified = table.qualified_name();
+    say!("{qualified}: {}", table.description);
+    let writer = registry
+        .pipelines()
+        .iter()
+        .find(|p| std::ptr::eq(p.output, table))
+        .map_or("the ledger".to_owned(), |p| {
+            format!("pipeline `{}`", p.name)
+        });
+    let mut facts = vec![
+        ("written by", writer),
+        ("mode", table.mode.as_str().to_owned()),
+    ];
+    for (name, columns) in [
+        ("key", table.key),
+        ("partitioned by", table.partition_by),
+        ("z-ordered by", table.z_order),
+    ] {
+        if !columns.is_empty() {
+            facts.push((name, columns.join(", ")));
+        }
+    }
+    let delta = warehouse.load(table).await?;
+    let stored_columns = match &delta {
+        Some(delta) => {
+            let snapshot = delta
+                .snapshot()
+                .map_err(|e| crate::error::Error::delta(&qualified, e))?;
+            let mut properties: Vec<String> = snapshot
+                .metadata()
+                .configuration()
+                .iter()
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect();
+            properties.sort();
+            if let Some(stats) = warehouse.stats(table).await? {
+                facts.push((
+                    "stored",
+                    format!(
+                        "version {}, {} row(s) in {} file(s), {} byte(s)",
+                        stats.version, stats.rows, stats.files, stats.bytes
+                    ),
+                ));
+            }
+            if !properties.is_empty() {
+                facts.push(("properties", properties.join("\n")));
+            }
+            snapshot
+                .schema()
+                .fields()
+                .map(|field| {
+                    let comment = field
+                        .metadata()
+                        .get("comment")
+                        .map(|value| value.to_string().trim_matches('"').to_owned());
+                    (field.name().to_owned(), comment)
+                })
+                .collect::<Vec<_>>()
+        }
+        None => {
+            facts.push(("stored", "not yet written".to_owned()));
+            Vec::new()
+        }
+    };
+    let mut about = grid();
+    for (name, value) in facts {
+        about.add_row(vec![name.to_owned(), value]);
+    }
+    say!("{about}");
+    let mut columns = grid();
+    columns.set_header(["column", "type", "null", "description", "stored"]);
+    for column in table.columns {
+        let stored = match stored_columns.iter().find(|(name, _)| name == column.name) {
+            Some(_) => "yes",
+            None if delta.is_some() => "missing",
+            None => "",
+        };
+        columns.add_row(vec![
+            column.name.to_owned(),
+            column.data_type.to_string(),
+            if column.nullable { "yes" } else { "no" }.to_owned(),
+            column.description.to_owned(),
+            stored.to_owned(),
+        ]);
+    }
+    // Columns the table has and the declaration lacks (kept by schema evolution).
+    for (name, comment) in &stored_columns {
+        if table.column(name).is_none() {
+            columns.add_row(vec![
+                name.clone(),
+                String::new(),
+                String::new(),
+                comment.clone().unwrap_or_default(),
+                "not declared".to_owned(),
+            ]);
+        }
+    }
+    say!("{columns}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn grid() -> Grid {
+    let mut grid = Grid::new();
+    grid.load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    grid
+}
+
+/// The longest parameter value shown whole.
+const PARAMETER_CHARS: usize = 80;
+
+/// The operation's parameters, `key=value` each, sorted; a table creation's whole metadata and
+/// protocol are left out (`describe` shows them), and a long value is cut.
+fn parameters(commit: &TableCommit) -> String {
+    let mut pairs: Vec<String> = commit
+        .parameters
+        .iter()
+        .filter(|(key, value)| !value.is_null() && !matches!(key.as_str(), "metadata" | "protocol"))
+        .map(|(key, value)| {
+            let text = match value {
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            match text.char_indices().nth(PARAMETER_CHARS) {
+                Some((cut, _)) => format!("{key}={}…", &text[..cut]),
+                None => format!("{key}={text}"),
+            }
+        })
+        .collect();
+    pairs.sort();
+    pairs.join(" ")
+}
+
+/// The rows the commit inserted (`+`), updated (`~`) and deleted (`-`), from its metrics.
+fn rows(commit: &TableCommit) -> String {
+    let first = |names: &[&str]| names.iter().find_map(|name| commit.metric(name));
+    let parts = [
+        ("+", first(&["num_added_rows", "num_target_rows_inserted"])),
+        ("~", first(&["num_target_rows_updated"])),
+        ("-", first(&["num_target_rows_deleted", "num_deleted_rows"])),
+    ];
+    signed(&parts)
+}
+
+/// The data files the commit added (`+`) and removed (`-`), from its metrics.
+fn files(commit: &TableCommit) -> String {
+    let first = |names: &[&str]| names.iter().find_map(|name| commit.metric(name));
+    let parts = [
+        (
+            "+",
+            first(&["num_added_files", "num_target_files_added", "numFilesAdded"]),
+        ),
+        (
+            "-",
+            first(&[
+                "num_removed_files",
+                "num_target_files_removed",
+                "numFilesRemoved",
+            ]),
+        ),
+    ];
+    signed(&parts)
+}
+
+/// `+3 -1`: the counts recorded, zeros left out.
+fn signed(parts: &[(&str, Option<u64>)]) -> String {
+    parts
+        .iter()
+        .filter_map(|(sign, count)| count.filter(|n| *n > 0).map(|n| format!("{sign}{n}")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_read_from_any_operations_metric_names() {
+        let commit = TableCommit {
+            version: 3,
+            committed_at: None,
+            operation: "MERGE".to_owned(),
+            parameters: [("predicate".to_owned(), serde_json::json!("id = 1"))].into(),
+            metrics: [
+                ("num_target_rows_inserted", serde_json::json!(2)),
+                ("num_target_rows_updated", serde_json::json!("5")),
+                ("num_target_rows_deleted", serde_json::json!(0)),
+                ("num_target_files_added", serde_json::json!(1)),
+                ("num_target_files_removed", serde_json::json!(1)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+            run_id: None,
+        };
+        assert_eq!(rows(&commit), "+2 ~5");
+        assert_eq!(files(&commit), "+1 -1");
+        assert_eq!(parameters(&commit), "predicate=id = 1");
+        let created = TableCommit {
+            operation: "CREATE TABLE".to_owned(),
+            parameters: [
+                (
+                    "metadata".to_owned(),
+                    serde_json::json!({"schemaString": "..."}),
+                ),
+                ("mode".to_owned(), serde_json::json!("ErrorIfExists")),
+                ("location".to_owned(), serde_json::json!("x".repeat(100))),
+            ]
+            .into(),
+            ..commit
+        };
+        assert_eq!(
+            parameters(&created),
+            format!("location={}… mode=ErrorIfExists", "x".repeat(80))
+        );
+    }
+}
