@@ -163,3 +163,52 @@ async fn warehouse_sessions_parse_decimal_text_without_arrows_cast() {
         vec!["1.50", "323.74", "∅"]
     );
 }
+
+#[tokio::test]
+async fn a_query_reads_a_table_as_of_a_version_or_a_time() {
+    use lakehouse_runtime::store::AsOf;
+    let wh = TempWarehouse::new();
+    for (product_id, cents) in [("p1", 100), ("p1", 150)] {
+        let row = P {
+            product_id,
+            price: Some(Decimal(cents)),
+        };
+        write(&wh.warehouse, PRODUCT, &[row], WriteOptions::default())
+            .await
+            .expect("write");
+    }
+    let history = wh.warehouse.history(PRODUCT, 10).await.expect("history");
+    let versions: Vec<(u64, &str)> = history
+        .iter()
+        .map(|c| (c.version, c.operation.as_str()))
+        .collect();
+    assert_eq!(versions, [(2, "MERGE"), (1, "WRITE"), (0, "CREATE TABLE")]);
+    let first_write = history[1].committed_at.expect("a commit time");
+    let query = "SELECT product_id, price FROM gold.dim_product";
+    let price_as_of = |as_of: AsOf| {
+        let warehouse = wh.warehouse.clone();
+        async move {
+            render(
+                warehouse
+                    .sql_as_of(&[PRODUCT], query, &[(PRODUCT, as_of)])
+                    .await
+                    .expect("query"),
+            )
+            .await
+        }
+    };
+    assert_eq!(price_as_of(AsOf::Version(1)).await, ["p1|1.00"]);
+    assert_eq!(price_as_of(AsOf::Time(first_write)).await, ["p1|1.00"]);
+    assert_eq!(price_as_of(AsOf::Version(2)).await, ["p1|1.50"]);
+    let error = wh
+        .warehouse
+        .sql_as_of(&[PRODUCT, EMPTY], query, &[(EMPTY, AsOf::Version(0))])
+        .await
+        .expect_err("not read by the query");
+    assert!(
+        error
+            .to_string()
+            .contains("the query does not read bronze.empty_one"),
+        "{error}"
+    );
+}

@@ -74,6 +74,10 @@ pub enum Command {
     Sql {
         /// The query, e.g. "SELECT * FROM gold.dim_product LIMIT 5".
         query: String,
+        /// Read a table as it was: `schema.table=VERSION`, or `schema.table=TIME` (RFC 3339 or a
+        /// date: its latest version committed by then); repeatable. See `history`.
+        #[arg(long, value_name = "TABLE=VERSION|TIME", value_parser = parse_as_of)]
+        as_of: Vec<(String, crate::store::AsOf)>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
@@ -303,6 +307,21 @@ fn parse_instant(text: &str) -> Result<crate::table::Timestamp, String> {
              2026-01-31T06:00:00Z, got {text:?}"
         )
     })
+}
+
+/// `schema.table=VERSION` or `schema.table=TIME`.
+fn parse_as_of(text: &str) -> Result<(String, crate::store::AsOf), String> {
+    let Some((table, when)) = text.split_once('=') else {
+        return Err(format!(
+            "expected TABLE=VERSION or TABLE=TIME, such as gold.fact_sales=3, got {text:?}"
+        ));
+    };
+    let when = when.trim();
+    let as_of = match when.parse::<u64>() {
+        Ok(version) => crate::store::AsOf::Version(version),
+        Err(_) => crate::store::AsOf::Time(parse_instant(when)?),
+    };
+    Ok((table.trim().to_owned(), as_of))
 }
 
 fn parse_selector(text: &str) -> Result<String, String> {

@@ -42,7 +42,17 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => check(&registry, &global).await,
-        Command::Sql { query, format } => sql(&registry, &global, &query, format).await,
+        Command::Sql {
+            query,
+            as_of,
+            format,
+        } => {
+            let as_of = as_of
+                .iter()
+                .map(|(table, when)| Ok((table_named(&registry, table)?, *when)))
+                .collect::<Result<Vec<_>>>()?;
+            sql(&registry, &global, &query, &as_of, format).await
+        }
         Command::Runs { run_id, limit } => runs(&registry, &global, run_id, limit).await,
         Command::History { table, limit } => {
             let table = table_named(&registry, &table)?;
@@ -517,11 +527,12 @@ async fn sql(
     registry: &Registry,
     global: &GlobalArgs,
     query: &str,
+    as_of: &[(&'static TableDef, crate::store::AsOf)],
     format: OutputFormat,
 ) -> Result<ExitCode> {
     let warehouse = existing_warehouse(global)?;
     let tables = all_tables(registry);
-    let df = warehouse.sql(&tables, query).await?;
+    let df = warehouse.sql_as_of(&tables, query, as_of).await?;
     let schema = df.schema().inner().clone();
     // Streamed: a result of any size is written batch by batch, never held whole.
     let mut stream = df.execute_stream().await?;

@@ -10,7 +10,25 @@ use datafusion::execution::context::{SQLOptions, SessionContext};
 use super::Warehouse;
 use super::read::empty;
 use crate::error::{Error, Result};
-use crate::table::TableDef;
+use crate::table::{TableDef, Timestamp};
+
+/// The past state of a table a query reads instead of its latest ([`Warehouse::sql_as_of`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AsOf {
+    /// The table at this version.
+    Version(u64),
+    /// The table as it was at this time: its latest version committed by then.
+    Time(Timestamp),
+}
+
+impl std::fmt::Display for AsOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AsOf::Version(version) => write!(f, "version {version}"),
+            AsOf::Time(time) => write!(f, "{time}"),
+        }
+    }
+}
 
 /// The options every user query runs with: no DDL, no DML (`INSERT`, `UPDATE`, `DELETE`, `COPY`),
 /// no statements (`SET`, transactions).
@@ -36,6 +54,15 @@ impl Warehouse {
     /// A session in which each of `tables` is registered as `schema.table` (an empty table if it
     /// was never written).
     pub async fn catalog(&self, tables: &[&'static TableDef]) -> Result<SessionContext> {
+        self.catalog_as_of(tables, &[]).await
+    }
+
+    /// [`Warehouse::catalog`], with the tables of `as_of` at their past states.
+    async fn catalog_as_of(
+        &self,
+        tables: &[&'static TableDef],
+        as_of: &[(&'static TableDef, AsOf)],
+    ) -> Result<SessionContext> {
         let session = self.session();
         let catalog = session
             .catalog("datafusion")
@@ -44,7 +71,44 @@ impl Warehouse {
             if catalog.schema(table.schema).is_none() {
                 catalog.register_schema(table.schema, Arc::new(MemorySchemaProvider::new()))?;
             }
-            let provider = match self.load(table).await? {
+            let past = as_of.iter().find(|(t, _)| std::ptr::eq(*t, *table));
+            let loaded = match (self.load(table).await?, past) {
+                (Some(mut delta), Some((_, when))) => {
+                    let latest = delta.version().unwrap_or_default();
+                    let moved = match when {
+                        AsOf::Version(version) if *version > latest => {
+                            return Err(Error::msg(format!(
+                                "{} has no version {version}: its latest is {latest} (see \
+                                 `orchestrate history {}`)",
+                                table.qualified_name(),
+                                table.qualified_name()
+                            )));
+                        }
+                        AsOf::Version(version) => delta.load_version(*version).await,
+                        AsOf::Time(time) => {
+                            let at = chrono::DateTime::from_timestamp_micros(time.0)
+                                .ok_or_else(|| Error::msg(format!("{time} is out of range")))?;
+                            delta.load_with_datetime(at).await
+                        }
+                    };
+                    moved.map_err(|e| {
+                        Error::msg(format!(
+                            "reading {} as of {when}: {e} (see `orchestrate history {}`)",
+                            table.qualified_name(),
+                            table.qualified_name()
+                        ))
+                    })?;
+                    Some(delta)
+                }
+                (None, Some((_, when))) => {
+                    return Err(Error::msg(format!(
+                        "{} has no {when}: it was never written",
+                        table.qualified_name()
+                    )));
+                }
+                (loaded, None) => loaded,
+            };
+            let provider = match loaded {
                 Some(delta) => delta
                     .table_provider()
                     .with_session(super::session_state(&session))
@@ -64,8 +128,31 @@ impl Warehouse {
     /// one unreadable table does not fail queries of the others; a name that is none of `tables`
     /// is an error with the closest one.
     pub async fn sql(&self, tables: &[&'static TableDef], query: &str) -> Result<DataFrame> {
+        self.sql_as_of(tables, query, &[]).await
+    }
+
+    /// [`Warehouse::sql`], reading the tables of `as_of` as they were at a version or time
+    /// (Delta time travel); each must be one the query reads.
+    pub async fn sql_as_of(
+        &self,
+        tables: &[&'static TableDef],
+        query: &str,
+        as_of: &[(&'static TableDef, AsOf)],
+    ) -> Result<DataFrame> {
         let named = named_tables(&self.session(), tables, query)?;
-        let session = self.catalog(named.as_deref().unwrap_or(tables)).await?;
+        if let Some(named) = &named
+            && let Some((unread, _)) = as_of
+                .iter()
+                .find(|(table, _)| !named.iter().any(|n| std::ptr::eq(*n, *table)))
+        {
+            return Err(Error::msg(format!(
+                "the query does not read {}, which `as of` names",
+                unread.qualified_name()
+            )));
+        }
+        let session = self
+            .catalog_as_of(named.as_deref().unwrap_or(tables), as_of)
+            .await?;
         session
             .sql_with_options(query, read_only())
             .await

@@ -32,7 +32,7 @@ use deltalake::DeltaTable;
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 use url::Url;
 
-pub use catalog::check_read_only;
+pub use catalog::{AsOf, check_read_only};
 pub(crate) use commit::{CommitTags, new_write_id};
 pub use commit::{CommittedTransaction, TRANSACTION_KEY, WRITE_ID_KEY};
 pub use create::SchemaDrift;
