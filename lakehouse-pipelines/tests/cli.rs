@@ -333,6 +333,8 @@ fn a_backfill_makes_one_run_per_day_in_order() {
         "{}",
         stderr(&with_run_at)
     );
+    let step_alone = orchestrate(dir.path(), &["run", "--step", "2d"]);
+    assert_eq!(step_alone.status.code(), Some(2), "{}", stderr(&step_alone));
 }
 
 #[test]

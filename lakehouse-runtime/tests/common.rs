@@ -82,6 +82,18 @@ pub async fn contents(warehouse: &Warehouse, table: &'static TableDef) -> Vec<St
     render(warehouse.read(&session, table).await.expect("readable")).await
 }
 
+/// Deletes the rows of `table` matching `predicate` (SQL; all without one), as another process
+/// would: behind the runtime's back.
+pub async fn delete_rows(warehouse: &Warehouse, table: &'static TableDef, predicate: Option<&str>) {
+    let delta = warehouse.load(table).await.expect("load").expect("table");
+    let delete = delta.delete();
+    match predicate {
+        Some(predicate) => delete.with_predicate(predicate).await,
+        None => delete.await,
+    }
+    .expect("rows removed");
+}
+
 /// The data files of `table`'s latest version.
 pub async fn data_files(warehouse: &Warehouse, table: &TableDef) -> usize {
     let delta = warehouse.load(table).await.expect("load").expect("exists");

@@ -170,6 +170,23 @@ pub struct LatestOrders {
     pub run_at: Timestamp,
 }
 
+/// Customers, the complete list at every run.
+#[derive(Table)]
+#[table(schema = "silver", name = "all_customers", key(order_id), mode = merge)]
+pub struct AllCustomers {
+    pub order_id: i64,
+    pub amount: Option<Decimal<10, 2>>,
+    pub run_at: Timestamp,
+}
+
+/// New files as the complete list: refused.
+#[pipeline(tags = ["files"], full_snapshot)]
+pub async fn all_customers(cx: &Ctx) -> Result<Frame<AllCustomers>> {
+    let dir = cx.settings().get("landing").unwrap_or("landing-not-set");
+    cx.read_new_files::<AllCustomers>(FileFormat::Csv, dir)
+        .await
+}
+
 /// New files into an overwrite table: refused.
 #[pipeline(tags = ["files"])]
 pub async fn latest_orders(cx: &Ctx) -> Result<Frame<LatestOrders>> {
@@ -320,14 +337,7 @@ mod incremental {
         let report = orchestrator.run(&config(&landing)).await.expect("run 1");
         assert!(report.succeeded(), "{}", report.render(false));
         // As if the process died after the commit, before the ledger took the file.
-        wh.warehouse
-            .load(IngestedFile::DEF)
-            .await
-            .expect("load")
-            .expect("table")
-            .delete()
-            .await
-            .expect("rows removed");
+        crate::common::delete_rows(&wh.warehouse, IngestedFile::DEF, None).await;
         assert!(ingested(&wh).await.is_empty());
         std::fs::write(landing.join("b.csv"), "order_id,amount\n2,2.00\n").expect("file");
         let report = orchestrator.run(&config(&landing)).await.expect("run 2");
@@ -414,6 +424,27 @@ mod incremental {
             report.render(false)
         );
         assert_eq!(orders(&wh).await, ["1|1.00", "9|∅"], "nothing read again");
+    }
+
+    #[tokio::test]
+    async fn new_files_as_a_full_snapshot_are_refused() {
+        let wh = TempWarehouse::new();
+        let landing = wh.dir.path().join("landing");
+        std::fs::create_dir(&landing).expect("dir");
+        std::fs::write(landing.join("a.csv"), "order_id,amount\n1,1.00\n").expect("file");
+        let report = orchestrator_of(&wh, "all_customers")
+            .run(&config(&landing))
+            .await
+            .expect("run");
+        let error = report
+            .result("all_customers")
+            .and_then(|r| r.error.clone())
+            .unwrap_or_default();
+        assert!(
+            error.contains("the pipeline is `full_snapshot`: each run would delete or close"),
+            "{}",
+            report.render(false)
+        );
     }
 
     #[tokio::test]

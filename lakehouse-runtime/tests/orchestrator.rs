@@ -172,15 +172,12 @@ pub async fn fails_later(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<FailsLater>>
 
 /// Deletes ok1's attempt rows of run `sequence` from the ledger, as if they were never recorded.
 async fn forget_ok1_attempts(wh: &TempWarehouse, sequence: i64) {
-    wh.warehouse
-        .load(lakehouse_runtime::ledger::RunRecord::DEF)
-        .await
-        .expect("load")
-        .expect("runs table")
-        .delete()
-        .with_predicate(format!("pipeline = 'ok1' AND sequence = {sequence}"))
-        .await
-        .expect("rows removed");
+    crate::common::delete_rows(
+        &wh.warehouse,
+        lakehouse_runtime::ledger::RunRecord::DEF,
+        Some(&format!("pipeline = 'ok1' AND sequence = {sequence}")),
+    )
+    .await;
 }
 
 fn registry(names: &[&str]) -> Registry {

@@ -107,6 +107,31 @@ async fn a_write_replaces_only_the_partitions_it_has_rows_in() {
 }
 
 #[tokio::test]
+async fn a_large_write_encodes_each_partition_in_one_file() {
+    let wh = TempWarehouse::new();
+    let table = SalesByRegion::DEF;
+    let regions = ["north", "south", "east"];
+    // Enough rows for the parallel encoders.
+    let rows: Vec<Sale<'static>> = (0..200_000)
+        .map(|n| Sale {
+            region: Some(regions[n % 3]),
+            amount: n as i64,
+        })
+        .collect();
+    write(&wh.warehouse, table, &rows, WriteOptions::default())
+        .await
+        .expect("write");
+    assert_eq!(crate::common::data_files(&wh.warehouse, table).await, 3);
+    let counts = crate::common::query(
+        &wh.warehouse,
+        &[table],
+        "SELECT region, count(*) FROM gold.sales_by_region GROUP BY region",
+    )
+    .await;
+    assert_eq!(counts, ["east|66666", "north|66667", "south|66667"]);
+}
+
+#[tokio::test]
 async fn partitions_of_two_columns_are_replaced_by_both_values() {
     #[derive(Serialize)]
     struct DaySale {

@@ -436,6 +436,29 @@ async fn expectations_drop_count_or_fail() {
         ]
     );
 
+    // A replay of the run's commit (here forced; after an attempt that died between its commit
+    // and its findings, a retry or resume) records the findings its commit lists, once.
+    let first_run = report.run_id.clone();
+    crate::common::delete_rows(
+        &wh.warehouse,
+        lakehouse_runtime::ledger::QualityIssue::DEF,
+        None,
+    )
+    .await;
+    assert!(issues().await.is_empty());
+    for _ in 0..2 {
+        let forced = RunConfig {
+            force: true,
+            ..config("dirty")
+        };
+        let replayed = orchestrator
+            .resume(&first_run, &forced)
+            .await
+            .expect("resume");
+        assert!(replayed.succeeded(), "{}", replayed.render(false));
+    }
+    assert_eq!(issues().await.len(), 2);
+
     let report = orchestrator.run(&config("no_customer")).await.expect("run");
     let failed = report.result("q_orders").expect("ran");
     assert_eq!((failed.status, failed.attempts), (Status::Failed, 1));

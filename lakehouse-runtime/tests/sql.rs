@@ -200,6 +200,18 @@ async fn a_query_reads_a_table_as_of_a_version_or_a_time() {
     assert_eq!(price_as_of(AsOf::Version(1)).await, ["p1|1.00"]);
     assert_eq!(price_as_of(AsOf::Time(first_write)).await, ["p1|1.00"]);
     assert_eq!(price_as_of(AsOf::Version(2)).await, ["p1|1.50"]);
+    let before = Timestamp(history[2].committed_at.expect("a time").0 - 1);
+    let error = wh
+        .warehouse
+        .sql_as_of(&[PRODUCT], query, &[(PRODUCT, AsOf::Time(before))])
+        .await
+        .expect_err("before the table existed");
+    assert!(
+        error
+            .to_string()
+            .contains("gold.dim_product has no version as of"),
+        "{error}"
+    );
     let error = wh
         .warehouse
         .sql_as_of(&[PRODUCT, EMPTY], query, &[(EMPTY, AsOf::Version(0))])

@@ -273,7 +273,7 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_instant, requires = "from")]
     pub to: Option<crate::table::Timestamp>,
     /// Backfill: the time between two runs' logical times.
-    #[arg(long, default_value = "1d", value_parser = parse_positive_duration)]
+    #[arg(long, default_value = "1d", value_parser = parse_positive_duration, requires = "from")]
     pub step: Duration,
     /// Repeat the run at this interval (loop mode), e.g. `60s`.
     #[arg(long, value_parser = parse_positive_duration)]

@@ -318,7 +318,20 @@ async fn backfill(
     })
     .await?;
     let succeeded = reports.iter().filter(|r| r.succeeded()).count();
+    let interrupted = |report: &RunReport| {
+        report.results.iter().any(|r| r.status == Status::Cancelled)
+            && !report.results.iter().any(|r| r.status == Status::Failed)
+    };
     match reports.iter().find(|r| !r.succeeded()) {
+        Some(stopped) if interrupted(stopped) => {
+            say!(
+                "backfill interrupted: {succeeded} of {planned} run(s) done; `resume {}` \
+                 finishes the one at {}",
+                stopped.run_id,
+                stopped.run_at
+            );
+            Ok(ExitCode::FAILURE)
+        }
         Some(failed) => {
             say!(
                 "backfill stopped: {succeeded} run(s) succeeded, {} at {} did not; fix it, \

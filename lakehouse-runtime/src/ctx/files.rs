@@ -80,7 +80,7 @@ impl Ctx {
         }
         let known = match &self.file_history {
             Some(history) => {
-                history.refuse_whole_overwrite()?;
+                history.refuse_whole_outputs()?;
                 Some(history.known().await?)
             }
             None => None,
@@ -291,10 +291,21 @@ impl FileHistory {
         })
     }
 
-    /// An error if the output is replaced whole at every write: it would hold only the last
-    /// run's new files, and the earlier ones would never be read again.
-    fn refuse_whole_overwrite(&self) -> Result<()> {
+    /// An error if the output takes each write as the whole of its rows (a whole-table
+    /// overwrite, or a `full_snapshot` pipeline, which deletes or closes the keys a write lacks):
+    /// it would hold only the last run's new files, and the earlier ones are never read again.
+    fn refuse_whole_outputs(&self) -> Result<()> {
         let output = self.pipeline.output;
+        if self.pipeline.full_snapshot {
+            return Err(Error::msg(format!(
+                "pipeline `{}`: read_new_files reads only the files not ingested before, and the \
+                 pipeline is `full_snapshot`: each run would delete or close in {} the keys \
+                 that only earlier files hold; drop `full_snapshot`, or read every file with \
+                 read_files",
+                self.pipeline.name,
+                output.qualified_name()
+            )));
+        }
         if output.mode == WriteMode::Overwrite && output.overwrite == OverwriteScope::Table {
             return Err(Error::msg(format!(
                 "pipeline `{}`: read_new_files reads only the files not ingested before, and \

@@ -465,6 +465,20 @@ impl Ledger {
         let Some(listed) = commit.metadata.get(INGESTED_FILES_KEY) else {
             // Every pipeline commit records its run: without it, the commit's metadata could not
             // be read, and whether it ingested files is unknown.
+            // Unless its run recorded the attempt's success: the files were recorded just
+            // before, and a failure to was logged then.
+            if !commit.metadata.contains_key(RUN_ID_KEY)
+                && self
+                    .succeeded_at(pipeline.name, commit.transaction_version)
+                    .await?
+            {
+                tracing::warn!(
+                    sequence = commit.transaction_version,
+                    "the pipeline's latest commit is no longer readable; its run succeeded, so \
+                     its files are taken as recorded"
+                );
+                return Ok(files);
+            }
             if !commit.metadata.contains_key(RUN_ID_KEY) {
                 return Err(Error::msg(format!(
                     "cannot tell which files run sequence {} ingested into {}: its commit is not \
@@ -511,6 +525,41 @@ impl Ledger {
             files.extend(unrecorded);
         }
         Ok(files)
+    }
+
+    /// Whether an attempt of `pipeline` in the run of `sequence` succeeded.
+    pub async fn succeeded_at(&self, pipeline: &str, sequence: i64) -> Result<bool> {
+        let found = self
+            .records()
+            .await?
+            .filter(
+                col("pipeline")
+                    .eq(lit(pipeline))
+                    .and(col("sequence").eq(lit(sequence)))
+                    .and(col("status").eq(lit("succeeded"))),
+            )?
+            .limit(0, Some(1))?
+            .count()
+            .await?;
+        Ok(found > 0)
+    }
+
+    /// Whether `lakehouse.quality_issues` holds a finding of run `run_id` about `table`.
+    pub async fn has_findings(&self, run_id: &str, table: &str) -> Result<bool> {
+        let session = self.warehouse.session();
+        let found = self
+            .warehouse
+            .read(&session, QualityIssue::DEF)
+            .await?
+            .filter(
+                col("run_id")
+                    .eq(lit(run_id))
+                    .and(col("table_name").eq(lit(table))),
+            )?
+            .limit(0, Some(1))?
+            .count()
+            .await?;
+        Ok(found > 0)
     }
 
     async fn records(&self) -> Result<DataFrame> {

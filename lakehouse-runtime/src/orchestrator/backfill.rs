@@ -28,7 +28,10 @@ pub fn backfill_times(from: Timestamp, to: Timestamp, step: Duration) -> Result<
              later"
         )));
     }
-    let runs = (to.0 - from.0 - 1) / step_micros + 1;
+    let span =
+        to.0.checked_sub(from.0)
+            .ok_or_else(|| Error::msg(format!("a backfill from {from} to {to} spans too long")))?;
+    let runs = (span - 1) / step_micros + 1;
     if runs > MAX_BACKFILL_RUNS as i64 {
         return Err(Error::msg(format!(
             "a backfill from {from} to {to} every {} would make {runs} runs, more than \

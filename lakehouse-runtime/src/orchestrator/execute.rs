@@ -10,7 +10,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
-use super::replay::{INPUT_VERSIONS_KEY, RUN_ID_KEY, already_written, collision};
+use super::replay::{
+    INPUT_VERSIONS_KEY, QUALITY_FINDINGS_KEY, RUN_ID_KEY, already_written, collision,
+};
 use super::report::{PipelineResult, Status};
 use super::{Orchestrator, Plan, RunConfig, SkipPolicy};
 use crate::ctx::{Ctx, FileHistory, RunInfo};
@@ -31,6 +33,9 @@ pub(super) struct Written {
     pub(super) metric: Option<TableMetric>,
     /// Whether the write left an `auto_compact` table with enough small files to compact.
     pub(super) fragmented: bool,
+    /// A replayed write of this run's: the quality findings its commit lists, which the
+    /// attempt that made it may not have recorded (it died after the commit).
+    pub(super) replayed_findings: Vec<QualityIssue>,
 }
 
 pub(super) async fn execute(
@@ -397,6 +402,7 @@ async fn produce_and_write(
     if kind.looks_first()
         && let Some(written) = already_written(warehouse, pipeline, &run, fresh).await?
     {
+        record_replayed_findings(orchestrator, pipeline, &run, &written).await;
         return Ok(written);
     }
     tracing::debug!("transaction checked");
@@ -469,6 +475,7 @@ async fn produce_and_write(
             input_versions,
             metric: None,
             fragmented: false,
+            replayed_findings: Vec::new(),
         });
     }
     tracing::debug!("inputs read");
@@ -511,6 +518,13 @@ async fn produce_and_write(
         ),
         (RUN_ID_KEY.to_owned(), serde_json::json!(run.run_id)),
     ]);
+    if !findings.is_empty() {
+        // Listed in the commit too: a replay records them if the attempt that committed died
+        // before it could.
+        let listed = serde_json::to_value(&findings)
+            .map_err(|e| Error::msg(format!("cannot list the quality findings: {e}")))?;
+        metadata.insert(QUALITY_FINDINGS_KEY.to_owned(), listed);
+    }
     if !ingested.is_empty() {
         // The commit lists its files too: a record the ledger cannot take is made good from it.
         let listed = serde_json::to_value(&ingested)
@@ -536,7 +550,10 @@ async fn produce_and_write(
         // wrote: this run's own commit (an earlier attempt's, landing after it was abandoned),
         // or another orchestrator's run's, whose rows must not be counted as ours.
         return match already_written(warehouse, pipeline, &run, fresh).await? {
-            Some(written) => Ok(written),
+            Some(written) => {
+                record_replayed_findings(orchestrator, pipeline, &run, &written).await;
+                Ok(written)
+            }
             None => Err(collision(pipeline, &run, "another run")),
         };
     }
@@ -608,6 +625,7 @@ async fn produce_and_write(
         input_versions,
         metric,
         fragmented,
+        replayed_findings: Vec::new(),
     })
 }
 
@@ -761,6 +779,37 @@ async fn checked_output(
         deferred = issues;
     }
     Ok((output, deferred))
+}
+
+/// Records the findings of a replayed commit of this run's that the ledger lacks (none of the
+/// table's findings of this run are there). A failure is logged: the rows are committed.
+async fn record_replayed_findings(
+    orchestrator: &Orchestrator,
+    pipeline: &'static PipelineDescriptor,
+    run: &RunInfo,
+    written: &Written,
+) {
+    if written.replayed_findings.is_empty() {
+        return;
+    }
+    let table = pipeline.output.qualified_name();
+    let recorded = async {
+        if orchestrator
+            .ledger
+            .has_findings(&run.run_id, &table)
+            .await?
+        {
+            return Ok(());
+        }
+        tracing::info!(
+            count = written.replayed_findings.len(),
+            "recording the quality findings of the replayed commit"
+        );
+        orchestrator.ledger.append(&written.replayed_findings).await
+    };
+    if let Err(error) = recorded.await {
+        tracing::error!(%error, "the replayed commit's quality findings could not be recorded");
+    }
 }
 
 /// How much later than a reader's last read an upstream table's creation must be to count as a

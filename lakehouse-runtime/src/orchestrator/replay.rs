@@ -11,6 +11,9 @@ use super::execute::Written;
 /// The `commitInfo` key of a pipeline's write recording the input versions it read.
 pub(super) const INPUT_VERSIONS_KEY: &str = "lakehouse.inputVersions";
 pub(super) use crate::ledger::RUN_ID_KEY;
+/// The `commitInfo` key of a pipeline's write listing its non-blocking quality findings (the
+/// rows of `lakehouse.quality_issues` recorded once it is committed).
+pub(super) const QUALITY_FINDINGS_KEY: &str = "lakehouse.qualityFindings";
 
 /// What this run already committed to `pipeline`'s table, if it did (or, for a resumed run, a
 /// later run did, which supersedes it). Another run's commit with this run's sequence, or, in a
@@ -59,11 +62,22 @@ pub(super) async fn already_written(
         .cloned()
         .and_then(|versions| serde_json::from_value(versions).ok())
         .unwrap_or_default();
+    // This run's own commit: its findings, in case the attempt that made it recorded none.
+    let replayed_findings = if done == run.sequence {
+        metadata
+            .get(QUALITY_FINDINGS_KEY)
+            .cloned()
+            .and_then(|findings| serde_json::from_value(findings).ok())
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     Ok(Some(Written {
         outcome: WriteOutcome::skipped(pipeline.output, Some(committed.table_version)),
         input_versions,
         metric: None,
         fragmented: false,
+        replayed_findings,
     }))
 }
 

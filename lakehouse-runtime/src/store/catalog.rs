@@ -86,9 +86,10 @@ impl Warehouse {
                         }
                         AsOf::Version(version) => delta.load_version(*version).await,
                         AsOf::Time(time) => {
-                            let at = chrono::DateTime::from_timestamp_micros(time.0)
-                                .ok_or_else(|| Error::msg(format!("{time} is out of range")))?;
-                            delta.load_with_datetime(at).await
+                            // By the commits' own times, which `history` shows (delta-rs's
+                            // `load_with_datetime` goes by the log files' modification times).
+                            let version = self.version_at(&delta, table, *time).await?;
+                            delta.load_version(version).await
                         }
                     };
                     moved.map_err(|e| {

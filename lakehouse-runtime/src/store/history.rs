@@ -1,9 +1,10 @@
 //! A table's commit history (`orchestrate history`): Delta's `DESCRIBE HISTORY`, with the run
-//! that made each commit.
+//! that made each commit; and the version a table had at a time (`sql --as-of`).
 
 use std::collections::HashMap;
 
-use futures::StreamExt as _;
+use deltalake::DeltaTable;
+use deltalake::kernel::CommitInfo;
 
 use super::Warehouse;
 use crate::error::{Error, Result};
@@ -14,7 +15,7 @@ use crate::table::{TableDef, Timestamp};
 pub struct TableCommit {
     /// The version the commit made.
     pub version: u64,
-    /// When it was committed.
+    /// When it was committed (its `commitInfo` time).
     pub committed_at: Option<Timestamp>,
     /// Delta's operation: `WRITE`, `MERGE`, `DELETE`, `OPTIMIZE`, ...
     pub operation: String,
@@ -34,16 +35,35 @@ impl TableCommit {
             .as_u64()
             .or_else(|| value.as_str().and_then(|text| text.parse().ok()))
     }
+
+    fn of(version: u64, info: CommitInfo) -> TableCommit {
+        let mut metrics = HashMap::new();
+        if let Some(serde_json::Value::Object(recorded)) = info.info.get("operationMetrics") {
+            metrics.extend(recorded.clone());
+        }
+        TableCommit {
+            version,
+            committed_at: commit_time(&info),
+            operation: info.operation.clone().unwrap_or_default(),
+            parameters: info.operation_parameters.clone().unwrap_or_default(),
+            metrics,
+            run_id: info
+                .info
+                .get(crate::ledger::RUN_ID_KEY)
+                .and_then(|id| id.as_str())
+                .map(str::to_owned),
+        }
+    }
 }
 
 impl Warehouse {
-    /// The latest `limit` commits of `table`, newest first (none for a table never written).
+    /// The latest `limit` commits of `table`, newest first, each read from its own log entry
+    /// (none for a table never written; entries the log no longer has end the list).
     pub async fn history(
         &self,
         table: &'static TableDef,
         limit: usize,
     ) -> Result<Vec<TableCommit>> {
-        let qualified = table.qualified_name();
         let Some(delta) = self.load(table).await? else {
             return Ok(Vec::new());
         };
@@ -51,29 +71,84 @@ impl Warehouse {
             return Ok(Vec::new());
         };
         let mut commits = Vec::new();
-        let mut history = delta.history(Some(limit));
-        // Newest first: the n-th is version `latest - n`.
-        let mut version = Some(latest);
-        while let (Some(info), Some(at)) = (history.next().await, version) {
-            let info = info.map_err(|e| Error::delta(&qualified, e))?;
-            let mut metrics = HashMap::new();
-            if let Some(serde_json::Value::Object(recorded)) = info.info.get("operationMetrics") {
-                metrics.extend(recorded.clone());
+        for version in (0..=latest).rev().take(limit) {
+            match commit_info(&delta, table, version).await? {
+                Some(info) => commits.push(TableCommit::of(version, info)),
+                None => break,
             }
-            commits.push(TableCommit {
-                version: at,
-                committed_at: info.timestamp.map(|ms| Timestamp(ms.saturating_mul(1000))),
-                operation: info.operation.clone().unwrap_or_default(),
-                parameters: info.operation_parameters.clone().unwrap_or_default(),
-                metrics,
-                run_id: info
-                    .info
-                    .get(crate::ledger::RUN_ID_KEY)
-                    .and_then(|id| id.as_str())
-                    .map(str::to_owned),
-            });
-            version = at.checked_sub(1);
         }
         Ok(commits)
     }
+
+    /// The version `delta` (the table of `table`) had at `time`: the latest whose commit time is
+    /// at or before it. An error if every readable commit is later (the table did not exist
+    /// yet, or the log no longer reaches back so far).
+    pub(crate) async fn version_at(
+        &self,
+        delta: &DeltaTable,
+        table: &'static TableDef,
+        time: Timestamp,
+    ) -> Result<u64> {
+        let latest = delta.version().unwrap_or_default();
+        let mut earliest = None;
+        for version in (0..=latest).rev() {
+            let Some(info) = commit_info(delta, table, version).await? else {
+                break;
+            };
+            match commit_time(&info) {
+                Some(committed) if committed <= time => return Ok(version),
+                committed => earliest = Some((version, committed)),
+            }
+        }
+        let since = match earliest {
+            Some((version, Some(committed))) => {
+                format!(": its earliest readable version, {version}, was committed at {committed}")
+            }
+            _ => String::new(),
+        };
+        Err(Error::msg(format!(
+            "{} has no version as of {time}{since} (see `orchestrate history {}`)",
+            table.qualified_name(),
+            table.qualified_name()
+        )))
+    }
+}
+
+/// The `commitInfo` of `version` of `delta`, `None` when the log no longer has it.
+async fn commit_info(
+    delta: &DeltaTable,
+    table: &TableDef,
+    version: u64,
+) -> Result<Option<CommitInfo>> {
+    let qualified = table.qualified_name();
+    let Some(entry) = delta
+        .log_store()
+        .read_commit_entry(version)
+        .await
+        .map_err(|e| Error::delta(&qualified, e))?
+    else {
+        return Ok(None);
+    };
+    for line in entry.split(|byte| *byte == b'\n') {
+        let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else {
+            continue;
+        };
+        if let Some(info) = action.get("commitInfo") {
+            let info = serde_json::from_value(info.clone()).map_err(|e| {
+                Error::msg(format!(
+                    "{qualified}: the commitInfo of version {version} is unreadable: {e}"
+                ))
+            })?;
+            return Ok(Some(info));
+        }
+    }
+    // A commit without commitInfo (some writers omit it) still is a version.
+    Ok(Some(CommitInfo::default()))
+}
+
+/// When `info`'s commit was made: its in-commit timestamp, else its timestamp.
+fn commit_time(info: &CommitInfo) -> Option<Timestamp> {
+    info.in_commit_timestamp
+        .or(info.timestamp)
+        .map(|ms| Timestamp(ms.saturating_mul(1000)))
 }

@@ -194,12 +194,24 @@ pub(crate) async fn encode_plan(
     let plan: Arc<dyn ExecutionPlan> = if is_small(&plan, statistics, rows) {
         // One file: splitting a few rows over several encoders would only make small files.
         Arc::new(CoalescePartitionsExec::new(plan))
-    } else {
+    } else if partition_columns.is_empty() {
         // The plan's own partitions are often lopsided (one file or row group, a sort): its
         // batches are dealt out so every encoder gets a share, and it runs in tasks of its own.
         Arc::new(RepartitionExec::try_new(
             plan,
             Partitioning::RoundRobinBatch(target_partitions),
+        )?)
+    } else {
+        // Rows are sent by table partition, so each is encoded by one writer: dealt out
+        // round-robin, every writer would open a file in every partition it saw.
+        let schema = plan.schema();
+        let columns = partition_columns
+            .iter()
+            .map(|column| datafusion::physical_expr::expressions::col(column, &schema))
+            .collect::<Result<Vec<_>, _>>()?;
+        Arc::new(RepartitionExec::try_new(
+            plan,
+            Partitioning::Hash(columns, target_partitions),
         )?)
     };
     let config = writer_config(state, partition_columns);
