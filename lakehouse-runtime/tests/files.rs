@@ -426,45 +426,33 @@ mod incremental {
         assert_eq!(orders(&wh).await, ["1|1.00", "9|∅"], "nothing read again");
     }
 
-    #[tokio::test]
-    async fn new_files_as_a_full_snapshot_are_refused() {
+    /// The error of `pipeline`'s run over one landed file.
+    async fn refusal(pipeline: &str) -> String {
         let wh = TempWarehouse::new();
         let landing = wh.dir.path().join("landing");
         std::fs::create_dir(&landing).expect("dir");
         std::fs::write(landing.join("a.csv"), "order_id,amount\n1,1.00\n").expect("file");
-        let report = orchestrator_of(&wh, "all_customers")
+        let report = orchestrator_of(&wh, pipeline)
             .run(&config(&landing))
             .await
             .expect("run");
-        let error = report
-            .result("all_customers")
+        report
+            .result(pipeline)
             .and_then(|r| r.error.clone())
-            .unwrap_or_default();
-        assert!(
-            error.contains("the pipeline is `full_snapshot`: each run would delete or close"),
-            "{}",
-            report.render(false)
-        );
+            .unwrap_or_default()
     }
 
     #[tokio::test]
-    async fn new_files_into_an_overwrite_table_are_refused() {
-        let wh = TempWarehouse::new();
-        let landing = wh.dir.path().join("landing");
-        std::fs::create_dir(&landing).expect("dir");
-        std::fs::write(landing.join("a.csv"), "order_id,amount\n1,1.00\n").expect("file");
-        let report = orchestrator_of(&wh, "latest_orders")
-            .run(&config(&landing))
-            .await
-            .expect("run");
-        let error = report
-            .result("latest_orders")
-            .and_then(|r| r.error.clone())
-            .unwrap_or_default();
+    async fn new_files_as_a_full_snapshot_or_a_whole_overwrite_are_refused() {
+        let error = refusal("all_customers").await;
+        assert!(
+            error.contains("the pipeline is `full_snapshot`: each run would delete or close"),
+            "{error}"
+        );
+        let error = refusal("latest_orders").await;
         assert!(
             error.contains("bronze.latest_orders is `mode = overwrite`: each run would replace it"),
-            "{}",
-            report.render(false)
+            "{error}"
         );
     }
 }
