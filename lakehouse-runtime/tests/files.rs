@@ -232,6 +232,14 @@ mod incremental {
         config
     }
 
+    /// A landing directory of `wh` holding `a.csv`: order 1 of 1.00 (23 bytes).
+    fn landing_with_a(wh: &TempWarehouse) -> std::path::PathBuf {
+        let landing = wh.dir.path().join("landing");
+        std::fs::create_dir(&landing).expect("dir");
+        std::fs::write(landing.join("a.csv"), "order_id,amount\n1,1.00\n").expect("file");
+        landing
+    }
+
     async fn orders(wh: &TempWarehouse) -> Vec<String> {
         query(
             &wh.warehouse,
@@ -262,9 +270,7 @@ mod incremental {
     #[tokio::test]
     async fn each_new_file_is_ingested_once_and_a_failed_run_reads_it_again() {
         let wh = TempWarehouse::new();
-        let landing = wh.dir.path().join("landing");
-        std::fs::create_dir(&landing).expect("dir");
-        std::fs::write(landing.join("a.csv"), "order_id,amount\n1,1.00\n").expect("file");
+        let landing = landing_with_a(&wh);
         std::fs::write(landing.join("b.csv"), "order_id,amount\n2,2.00\n").expect("file");
         let orchestrator = orchestrator(&wh);
         let run = || async { orchestrator.run(&config(&landing)).await.expect("run") };
@@ -330,9 +336,7 @@ mod incremental {
     #[tokio::test]
     async fn files_of_a_commit_the_ledger_lacks_are_not_read_again() {
         let wh = TempWarehouse::new();
-        let landing = wh.dir.path().join("landing");
-        std::fs::create_dir(&landing).expect("dir");
-        std::fs::write(landing.join("a.csv"), "order_id,amount\n1,1.00\n").expect("file");
+        let landing = landing_with_a(&wh);
         let orchestrator = orchestrator(&wh);
         let report = orchestrator.run(&config(&landing)).await.expect("run 1");
         assert!(report.succeeded(), "{}", report.render(false));
@@ -355,9 +359,7 @@ mod incremental {
     #[tokio::test]
     async fn a_resumed_full_refresh_reads_every_file_again() {
         let wh = TempWarehouse::new();
-        let landing = wh.dir.path().join("landing");
-        std::fs::create_dir(&landing).expect("dir");
-        std::fs::write(landing.join("a.csv"), "order_id,amount\n1,1.00\n").expect("file");
+        let landing = landing_with_a(&wh);
         let orchestrator = orchestrator(&wh);
         let first = orchestrator.run(&config(&landing)).await.expect("run 1");
         assert!(first.succeeded(), "{}", first.render(false));
@@ -391,9 +393,7 @@ mod incremental {
     #[tokio::test]
     async fn a_commit_whose_files_cannot_be_told_stops_the_read() {
         let wh = TempWarehouse::new();
-        let landing = wh.dir.path().join("landing");
-        std::fs::create_dir(&landing).expect("dir");
-        std::fs::write(landing.join("a.csv"), "order_id,amount\n1,1.00\n").expect("file");
+        let landing = landing_with_a(&wh);
         let orchestrator = orchestrator(&wh);
         let report = orchestrator.run(&config(&landing)).await.expect("run 1");
         assert!(report.succeeded(), "{}", report.render(false));
@@ -429,9 +429,7 @@ mod incremental {
     /// The error of `pipeline`'s run over one landed file.
     async fn refusal(pipeline: &str) -> String {
         let wh = TempWarehouse::new();
-        let landing = wh.dir.path().join("landing");
-        std::fs::create_dir(&landing).expect("dir");
-        std::fs::write(landing.join("a.csv"), "order_id,amount\n1,1.00\n").expect("file");
+        let landing = landing_with_a(&wh);
         let report = orchestrator_of(&wh, pipeline)
             .run(&config(&landing))
             .await
