@@ -200,6 +200,18 @@ impl Ctx {
         self.run.run_at
     }
 
+    /// The day (UTC) of the run's logical time: what a daily pipeline computes, and what a
+    /// backfill (`run --from .. --to ..`) sets one run per day of.
+    ///
+    /// # Examples
+    ///
+    /// ```ignore
+    /// let today = sales.filter(BronzeSales::order_date.expr().eq(cx.run_date().lit()))?;
+    /// ```
+    pub fn run_date(&self) -> crate::table::Date {
+        self.run.run_at.date()
+    }
+
     /// The settings.
     pub fn settings(&self) -> &Settings {
         &self.settings

@@ -444,7 +444,22 @@ impl std::fmt::Display for Timestamp {
     }
 }
 
+/// Microseconds in a day.
+const DAY_MICROS: i64 = 86_400_000_000;
+
+impl Timestamp {
+    /// The day (UTC) this instant falls on.
+    pub fn date(self) -> Date {
+        Date(self.0.div_euclid(DAY_MICROS) as i32)
+    }
+}
+
 impl Date {
+    /// The instant this day starts (midnight UTC).
+    pub fn start(self) -> Timestamp {
+        Timestamp(i64::from(self.0) * DAY_MICROS)
+    }
+
     /// The date `year-month-day`, or `None` if it does not exist.
     pub fn from_ymd(year: i32, month: u32, day: u32) -> Option<Date> {
         // Days from civil (Howard Hinnant's algorithm), valid for the proleptic Gregorian calendar.
@@ -473,6 +488,17 @@ fn days_in_month(year: i32, month: u32) -> u32 {
 #[cfg(test)]
 mod value_tests {
     use super::*;
+
+    #[test]
+    fn an_instant_falls_on_its_utc_day() {
+        let day = Date::from_ymd(2026, 11, 30).expect("a date");
+        assert_eq!(day.start().date(), day);
+        assert_eq!(Timestamp(day.start().0 + DAY_MICROS - 1).date(), day);
+        // Before 1970 too: the day before the epoch starts a day before it.
+        let eve = Date::from_ymd(1969, 12, 31).expect("a date");
+        assert_eq!(Timestamp(-1).date(), eve);
+        assert_eq!(eve.start(), Timestamp(-DAY_MICROS));
+    }
 
     #[test]
     fn decimals_format_exactly() {
