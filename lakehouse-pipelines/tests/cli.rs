@@ -256,6 +256,11 @@ fn history_and_describe_show_a_table() {
     ] {
         assert!(out.contains(expected), "`{expected}` missing:\n{out}");
     }
+    // A table not written yet: its declaration alone, foreign keys and quality included.
+    let fact = stdout(&orchestrate(dir.path(), &["describe", "gold.fact_sales"]));
+    for expected in ["not yet written", "gold.dim_date.date_key", "blocking"] {
+        assert!(fact.contains(expected), "`{expected}` missing:\n{fact}");
+    }
     let unknown = orchestrate(dir.path(), &["describe", "gold.dim_prodct"]);
     assert_eq!(unknown.status.code(), Some(1));
     assert!(

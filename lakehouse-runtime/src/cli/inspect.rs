@@ -64,10 +64,11 @@ pub(super) async fn describe(
         .map_or("the ledger".to_owned(), |p| {
             format!("pipeline `{}`", p.name)
         });
-    let mut facts = vec![
-        ("written by", writer),
-        ("mode", table.mode.as_str().to_owned()),
-    ];
+    let mode = match table.overwrite {
+        crate::table::OverwriteScope::Partitions => "overwrite (partitions)".to_owned(),
+        crate::table::OverwriteScope::Table => table.mode.as_str().to_owned(),
+    };
+    let mut facts = vec![("written by", writer), ("mode", mode)];
     for (name, columns) in [
         ("key", table.key),
         ("partitioned by", table.partition_by),
@@ -76,6 +77,28 @@ pub(super) async fn describe(
         if !columns.is_empty() {
             facts.push((name, columns.join(", ")));
         }
+    }
+    if table.quality != crate::table::Quality::Off {
+        facts.push(("quality", format!("{:?}", table.quality).to_lowercase()));
+    }
+    let checks: Vec<String> = table
+        .checks
+        .iter()
+        .map(|check| format!("{}: {}", check.name, check.expr))
+        .collect();
+    if !checks.is_empty() {
+        facts.push(("checks", checks.join("\n")));
+    }
+    let expectations: Vec<String> = table
+        .expectations
+        .iter()
+        .map(|e| {
+            let on_fail = format!("{:?}", e.on_fail).to_lowercase();
+            format!("{}: {} (on fail: {on_fail})", e.name, e.expr)
+        })
+        .collect();
+    if !expectations.is_empty() {
+        facts.push(("expectations", expectations.join("\n")));
     }
     let delta = warehouse.load(table).await?;
     let stored_columns = match &delta {
@@ -125,7 +148,14 @@ pub(super) async fn describe(
     }
     say!("{about}");
     let mut columns = grid();
-    columns.set_header(["column", "type", "null", "description", "stored"]);
+    columns.set_header([
+        "column",
+        "type",
+        "null",
+        "references",
+        "description",
+        "stored",
+    ]);
     for column in table.columns {
         let stored = match stored_columns.iter().find(|(name, _)| name == column.name) {
             Some(_) => "yes",
@@ -136,6 +166,10 @@ pub(super) async fn describe(
             column.name.to_owned(),
             column.data_type.to_string(),
             if column.nullable { "yes" } else { "no" }.to_owned(),
+            column
+                .references
+                .map(|r| format!("{}.{}.{}", r.schema, r.table, r.column))
+                .unwrap_or_default(),
             column.description.to_owned(),
             stored.to_owned(),
         ]);
@@ -145,6 +179,7 @@ pub(super) async fn describe(
         if table.column(name).is_none() {
             columns.add_row(vec![
                 name.clone(),
+                String::new(),
                 String::new(),
                 String::new(),
                 comment.clone().unwrap_or_default(),
