@@ -1,5 +1,9 @@
 //! Change detection for merge and SCD2 writes: a source row whose change columns equal its
-//! stored row's changes nothing, and is not written.
+//! stored row's changes nothing, and is not written; nor, in a merge, does a row from an
+//! earlier run than the stored one's (a backfill does not undo later runs).
+
+/// The column ordering two versions of a row by the run that made them.
+const SEQUENCE_COLUMN: &str = "run_at";
 
 use datafusion::logical_expr::{Expr, Operator, binary_expr, lit};
 
@@ -14,6 +18,38 @@ pub(crate) fn compared_columns<S: AsRef<str>>(table: &TableDef, stored: &[S]) ->
         .into_iter()
         .filter(|c| stored.iter().any(|s| s.as_ref() == *c))
         .collect()
+}
+
+/// The column telling which of two versions of a row is newer in a merge: `run_at`, when
+/// `table` declares it and `stored` (the columns both sides have) holds it.
+pub(crate) fn sequence_column<S: AsRef<str>>(
+    table: &TableDef,
+    stored: &[S],
+) -> Option<&'static str> {
+    table
+        .column(SEQUENCE_COLUMN)
+        .filter(|_| stored.iter().any(|s| s.as_ref() == SEQUENCE_COLUMN))
+        .map(|column| column.name)
+}
+
+/// Whether the source row aliased `source` replaces the stored row aliased `stored`: one of
+/// `columns` differs ([`distinct_any`]), and, with a `sequence` column, the source row is not
+/// older (as Delta Live Tables' `APPLY CHANGES .. SEQUENCE BY`; NULL counts as not older).
+pub(crate) fn replaces(
+    source: &str,
+    stored: &str,
+    columns: &[&str],
+    sequence: Option<&str>,
+) -> Expr {
+    let changed = distinct_any(source, stored, columns);
+    match sequence {
+        Some(sequence) => changed.and(
+            qualified(source, sequence)
+                .lt(qualified(stored, sequence))
+                .is_not_true(),
+        ),
+        None => changed,
+    }
 }
 
 /// Whether any of `columns` differs between the rows aliased `left` and `right`, NULLs

@@ -83,8 +83,11 @@ pub(crate) async fn upsert(
     let keys: Vec<Expr> = table.key.iter().map(|k| qualified("s", k)).collect();
     let stored: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let compared = super::change::compared_columns(table, &stored);
-    // When the statistics show every match changes, the matched rows are not compared.
-    let all_change = every_match_changes(&state, &batches, &compared);
+    let sequence = super::change::sequence_column(table, &stored);
+    // When the statistics show every match changes, and is newer, the matched rows are not
+    // compared.
+    let all_change = every_match_changes(&state, &batches, &compared)
+        && sequence.is_none_or(|column| every_match_is_newer(&state, &batches, column));
     let mut source = Arc::new(MemTable::try_new(schema.clone(), vec![batches])?);
 
     // Pass 1: the files holding a matched key, from the target's keys and file names alone.
@@ -111,8 +114,15 @@ pub(crate) async fn upsert(
     let mut matched = matched_files(&candidates)?;
     // Whether the matched rows change, unless the statistics already show they all do.
     if !matched.is_empty() && !all_change {
-        let (changed, unchanged) =
-            compare_matched(session, &delta, table, &source, &matched, &compared).await?;
+        let (changed, unchanged) = compare_matched(
+            session,
+            &delta,
+            table,
+            &source,
+            &matched,
+            (&compared, sequence),
+        )
+        .await?;
         matched = changed;
         if let Some(unchanged) = unchanged {
             // The source rows of unchanged keys are in the table already: drop them.
@@ -306,8 +316,23 @@ fn orderable(data_type: &DataType) -> bool {
     data_type.is_integer() || matches!(data_type, DataType::Date32 | DataType::Timestamp(_, _))
 }
 
+/// Whether every source row is from a later run than every target row, as the statistics of
+/// the `sequence` column show.
+fn every_match_is_newer(state: &DeltaTableState, source: &[RecordBatch], sequence: &str) -> bool {
+    let Ok(files) = state.add_actions_table(true) else {
+        return false;
+    };
+    match (
+        source_range(source, sequence),
+        target_range(&files, sequence),
+    ) {
+        (Some(source), Some(target)) => source.0 > target.1,
+        _ => false,
+    }
+}
+
 /// Pass 1b: the rows of the `candidates` files compared with the source on the `compared`
-/// columns. Returns the files holding a changed key (each with its rows of such keys) and,
+/// columns (and the `sequence` column: an older source row replaces nothing). Returns the files holding a changed key (each with its rows of such keys) and,
 /// if some matched key changes nothing, those keys (aliased `k`). A key changes when its source
 /// row differs from any target row of that key (the key is unique in the target, but a table
 /// another engine wrote may repeat one).
@@ -317,7 +342,7 @@ async fn compare_matched(
     table: &'static TableDef,
     source: &Arc<MemTable>,
     candidates: &HashMap<String, (String, u64)>,
-    compared: &[&'static str],
+    (compared, sequence): (&[&'static str], Option<&'static str>),
 ) -> Result<(HashMap<String, (String, u64)>, Option<DataFrame>), DeltaTableError> {
     let target = delta
         .table_provider()
@@ -325,17 +350,19 @@ async fn compare_matched(
         .with_file_column(FILE_COLUMN)
         .with_file_paths(candidates.values().map(|(id, _)| id.clone()))
         .await?;
-    let mut target_columns: Vec<Expr> = table.key.iter().chain(compared).map(|c| col(*c)).collect();
-    target_columns.push(col(FILE_COLUMN));
-    let source_columns: Vec<Expr> = table
+    let read_columns: Vec<&str> = table
         .key
         .iter()
         .chain(compared)
-        .map(|c| qualified("s", c))
+        .chain(sequence.iter().filter(|s| !compared.contains(s)))
+        .copied()
         .collect();
+    let mut target_columns: Vec<Expr> = read_columns.iter().map(|c| col(*c)).collect();
+    target_columns.push(col(FILE_COLUMN));
+    let source_columns: Vec<Expr> = read_columns.iter().map(|c| qualified("s", c)).collect();
     let pair_columns: Vec<Expr> = [
         qualified("t", FILE_COLUMN).alias(FILE_COLUMN),
-        super::change::distinct_any("s", "t", compared).alias(CHANGED_COLUMN),
+        super::change::replaces("s", "t", compared, sequence).alias(CHANGED_COLUMN),
     ]
     .into_iter()
     .chain(table.key.iter().map(|k| qualified("s", k).alias(*k)))

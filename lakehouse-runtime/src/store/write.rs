@@ -706,13 +706,14 @@ async fn upsert(
     // and a MERGE that changes nothing commits nothing. (A table that is nothing but its key,
     // or its key and `run_at`, has nothing to update.)
     let compared = super::change::compared_columns(table, &update_columns);
+    let sequence = super::change::sequence_column(table, &update_columns);
     if !compared.is_empty() {
         merge = merge.when_matched_update(|u| {
             update_columns
                 .iter()
                 .filter(|c| !table.key.contains(&c.as_str()))
                 .fold(u, |u, c| u.update(c.as_str(), qualified("s", c)))
-                .predicate(super::change::distinct_any("t", "s", &compared))
+                .predicate(super::change::replaces("s", "t", &compared, sequence))
         })?;
     }
     merge = merge.when_not_matched_insert(|i| {
