@@ -100,7 +100,7 @@ pub use table::{
 /// Everything a pipelines crate needs: `use lakehouse_runtime::prelude::*;`.
 pub mod prelude {
     #[cfg(feature = "engine")]
-    pub use crate::ctx::FileFormat;
+    pub use crate::ctx::{FileFormat, NewFiles};
     #[cfg(feature = "engine")]
     pub use crate::frame::{
         JoinType, Typed, View, count, count_distinct, count_rows, max, min, surrogate_key, typed,

@@ -154,11 +154,16 @@ pub struct NewOrders {
     pub run_at: Timestamp,
 }
 
-/// The new files of the directory in setting `landing`.
+/// The new files of the directory in setting `landing`, at most `max_files` a run if set.
 #[pipeline(tags = ["files"])]
 pub async fn new_orders(cx: &Ctx) -> Result<Frame<NewOrders>> {
     let dir = cx.settings().get("landing").unwrap_or("landing-not-set");
-    cx.read_new_files::<NewOrders>(FileFormat::Csv, dir).await
+    let max_files = cx.settings().parse_or("max_files", 0usize)?;
+    let options = NewFiles {
+        max_files: (max_files > 0).then_some(max_files),
+    };
+    cx.read_new_files_with::<NewOrders>(FileFormat::Csv, dir, options)
+        .await
 }
 
 /// The latest orders only: an overwrite, which new files alone cannot fill.
@@ -424,6 +429,27 @@ mod incremental {
             report.render(false)
         );
         assert_eq!(orders(&wh).await, ["1|1.00", "9|∅"], "nothing read again");
+    }
+
+    #[tokio::test]
+    async fn a_backlog_is_taken_a_bounded_number_of_files_a_run() {
+        let wh = TempWarehouse::new();
+        let landing = landing_with_a(&wh);
+        for (name, id) in [("b.csv", 2), ("c.csv", 3)] {
+            std::fs::write(landing.join(name), format!("order_id,amount\n{id},1.00\n"))
+                .expect("file");
+        }
+        let orchestrator = orchestrator(&wh);
+        let mut bounded = config(&landing);
+        bounded.settings.set("max_files", "2");
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let report = orchestrator.run(&bounded).await.expect("run");
+            assert!(report.succeeded(), "{}", report.render(false));
+            seen.push(orders(&wh).await.len());
+        }
+        // a and b, then c, then nothing new.
+        assert_eq!(seen, [2, 3, 3]);
     }
 
     /// The error of `pipeline`'s run over one landed file.

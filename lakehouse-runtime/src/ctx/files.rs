@@ -45,7 +45,8 @@ impl Ctx {
 
     /// The rows of the files at `path` that this pipeline has not ingested before, read as
     /// [`Ctx::read_files`] reads them: an incremental file source, like Databricks' Auto Loader.
-    /// `path` is a local file or directory.
+    /// `path` is a local file or directory (the files directly in it, not in subdirectories);
+    /// [`Ctx::read_new_files_with`] bounds how many a run takes.
     ///
     /// The orchestrator records the files read in `lakehouse.ingested_files` once the output is
     /// written (and in the write's Delta commit, so a record the ledger could not take is made
@@ -67,6 +68,25 @@ impl Ctx {
         &self,
         format: FileFormat,
         path: &str,
+    ) -> Result<Frame<T>> {
+        self.read_new_files_with::<T>(format, path, NewFiles::default())
+            .await
+    }
+
+    /// [`Ctx::read_new_files`] with `options`: at most [`NewFiles::max_files`] files a run.
+    ///
+    /// # Examples
+    ///
+    /// ```ignore
+    /// // A backlog of thousands of files is taken 500 at a time, one batch a run.
+    /// let options = NewFiles { max_files: Some(500) };
+    /// cx.read_new_files_with::<BronzeOrders>(FileFormat::Csv, "data/landing/orders", options).await
+    /// ```
+    pub async fn read_new_files_with<T: Table>(
+        &self,
+        format: FileFormat,
+        path: &str,
+        options: NewFiles,
     ) -> Result<Frame<T>> {
         if self.dry_run {
             return self.empty::<T>();
@@ -101,6 +121,18 @@ impl Ctx {
                     new.push(found);
                 }
             }
+        }
+        if let Some(max) = options.max_files
+            && new.len() > max
+        {
+            // The first by name: files named by their landing time are taken in order.
+            tracing::info!(
+                path,
+                left = new.len() - max,
+                "new files left for later runs"
+            );
+            new.truncate(max);
+            paths.truncate(max);
         }
         tracing::info!(path, new_files = new.len(), "new files found");
         let frame = self.read_union::<T>(format, &paths).await?;
@@ -213,6 +245,15 @@ impl Ctx {
         }
         Ok(df.select(columns)?)
     }
+}
+
+/// Options of [`Ctx::read_new_files_with`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NewFiles {
+    /// Read at most this many new files a run, the first by name; the others wait for later
+    /// runs (Auto Loader's `maxFilesPerTrigger`): a backlog is taken in bounded runs. `None`:
+    /// every new file.
+    pub max_files: Option<usize>,
 }
 
 /// A file found by [`Ctx::read_new_files`]: its absolute path, size and modification time.

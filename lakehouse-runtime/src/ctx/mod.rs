@@ -17,7 +17,7 @@ use crate::table::{Table, TableDef, Timestamp};
 
 mod files;
 
-pub use files::FileFormat;
+pub use files::{FileFormat, NewFiles};
 pub(crate) use files::{FileHistory, FoundFile};
 
 /// Identity and logical time of one orchestrator run.
