@@ -159,8 +159,9 @@ pub struct NewOrders {
 pub async fn new_orders(cx: &Ctx) -> Result<Frame<NewOrders>> {
     let dir = cx.settings().get("landing").unwrap_or("landing-not-set");
     let max_files = cx.settings().parse_or("max_files", 0usize)?;
-    let options = NewFiles {
-        max_files: (max_files > 0).then_some(max_files),
+    let options = match max_files {
+        0 => NewFiles::default(),
+        max => NewFiles::at_most(max),
     };
     cx.read_new_files_with::<NewOrders>(FileFormat::Csv, dir, options)
         .await
@@ -450,6 +451,15 @@ mod incremental {
         }
         // a and b, then c, then nothing new.
         assert_eq!(seen, [2, 3, 3]);
+        // A rebuild reads every file, whatever the bound.
+        let rebuild = RunConfig {
+            full_refresh: true,
+            rebuild: true,
+            ..bounded
+        };
+        let report = orchestrator.run(&rebuild).await.expect("rebuild");
+        assert!(report.succeeded(), "{}", report.render(false));
+        assert_eq!(orders(&wh).await.len(), 3);
     }
 
     /// The error of `pipeline`'s run over one landed file.

@@ -699,3 +699,100 @@ async fn a_key_repeated_in_the_target_changes_if_any_of_its_rows_differs() {
     assert_eq!(outcome.rows_inserted, 0);
     assert_eq!(contents(&wh.warehouse, RepeatedMerge::DEF).await, ["1|b"]);
 }
+
+/// [`RepeatedAppend`], dated.
+#[derive(Table, Serialize, Clone)]
+#[table(
+    schema = "cow",
+    name = "repeated_dated",
+    property(key = "delta.enableChangeDataFeed", value = "false")
+)]
+pub struct RepeatedDatedAppend {
+    pub id: i64,
+    pub label: String,
+    pub run_at: Timestamp,
+}
+
+/// The same table, merged on `id`.
+#[derive(Table, Serialize, Clone)]
+#[table(schema = "cow", name = "repeated_dated", key(id), mode = merge)]
+pub struct RepeatedDatedMerge {
+    pub id: i64,
+    pub label: String,
+    pub run_at: Timestamp,
+}
+
+#[tokio::test]
+async fn a_repeated_key_with_a_newer_row_is_not_replaced_by_an_older_one() {
+    let wh = TempWarehouse::new();
+    let day = |d: i64| Timestamp(d * 86_400_000_000);
+    for (label, d) in [("a", 1), ("c", 3)] {
+        let row = RepeatedDatedAppend {
+            id: 1,
+            label: label.to_owned(),
+            run_at: day(d),
+        };
+        write(
+            &wh.warehouse,
+            RepeatedDatedAppend::DEF,
+            &[row],
+            WriteOptions::default(),
+        )
+        .await
+        .expect("append");
+    }
+    // Day 2 differs from both rows, but day 3's is newer: the key keeps its rows.
+    let row = RepeatedDatedMerge {
+        id: 1,
+        label: "b".to_owned(),
+        run_at: day(2),
+    };
+    write(
+        &wh.warehouse,
+        RepeatedDatedMerge::DEF,
+        &[row],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("upsert");
+    assert_eq!(
+        contents(&wh.warehouse, RepeatedDatedMerge::DEF).await,
+        ["1|a|1970-01-02T00:00:00Z", "1|c|1970-01-04T00:00:00Z"]
+    );
+}
+
+#[tokio::test]
+async fn a_backfilled_snapshot_deletes_no_key_a_later_run_wrote() {
+    use lakehouse_runtime::store::Deletions;
+    let wh = TempWarehouse::new();
+    let day = |d: i64| Timestamp(d * 86_400_000_000);
+    let ledger = |id, d: i64| Ledger {
+        id,
+        balance: Some(id * 10),
+        note: None,
+        run_at: day(d),
+    };
+    let snapshot = |d: i64| WriteOptions {
+        run_at: Some(day(d)),
+        deletions: Deletions::MissingFromSource,
+        ..WriteOptions::default()
+    };
+    for (rows, d) in [
+        (vec![ledger(1, 3), ledger(2, 3)], 3),
+        // Day 2's snapshot lacks key 2, which day 3 wrote: kept.
+        (vec![ledger(1, 2)], 2),
+    ] {
+        write(&wh.warehouse, Ledger::DEF, &rows, snapshot(d))
+            .await
+            .expect("snapshot");
+    }
+    assert_eq!(contents(&wh.warehouse, Ledger::DEF).await.len(), 2);
+    // Day 4's lacks it too: deleted (key 1, its balance unchanged, keeps its day 3 row).
+    write(&wh.warehouse, Ledger::DEF, &[ledger(1, 4)], snapshot(4))
+        .await
+        .expect("snapshot");
+    assert_eq!(
+        contents(&wh.warehouse, Ledger::DEF).await,
+        ["1|10|∅|1970-01-04T00:00:00Z"]
+    );
+}

@@ -79,7 +79,7 @@ impl Ctx {
     ///
     /// ```ignore
     /// // A backlog of thousands of files is taken 500 at a time, one batch a run.
-    /// let options = NewFiles { max_files: Some(500) };
+    /// let options = NewFiles::at_most(500);
     /// cx.read_new_files_with::<BronzeOrders>(FileFormat::Csv, "data/landing/orders", options).await
     /// ```
     pub async fn read_new_files_with<T: Table>(
@@ -122,7 +122,17 @@ impl Ctx {
                 }
             }
         }
-        if let Some(max) = options.max_files
+        if options.max_files == Some(0) {
+            return Err(Error::msg(format!(
+                "pipeline `{}`: read_new_files_with(.., NewFiles::at_most(0)) would never read a \
+                 file; take at least 1",
+                self.pipeline
+            )));
+        }
+        // A full refresh reads every file: bounded, it would replace (or refill) the output with
+        // the first ones, and the ledger's older records would hide the others for good.
+        let full_refresh = self.file_history.as_ref().is_some_and(|h| h.full_refresh);
+        if let Some(max) = options.max_files.filter(|_| !full_refresh)
             && new.len() > max
         {
             // The first by name: files named by their landing time are taken in order.
@@ -247,13 +257,24 @@ impl Ctx {
     }
 }
 
-/// Options of [`Ctx::read_new_files_with`].
+/// Options of [`Ctx::read_new_files_with`]: `NewFiles::default()` (every new file), or
+/// [`NewFiles::at_most`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NewFiles {
     /// Read at most this many new files a run, the first by name; the others wait for later
     /// runs (Auto Loader's `maxFilesPerTrigger`): a backlog is taken in bounded runs. `None`:
-    /// every new file.
+    /// every new file. A full refresh reads every file whatever the bound.
     pub max_files: Option<usize>,
+}
+
+impl NewFiles {
+    /// At most `max_files` new files a run (at least 1).
+    pub fn at_most(max_files: usize) -> NewFiles {
+        NewFiles {
+            max_files: Some(max_files),
+        }
+    }
 }
 
 /// A file found by [`Ctx::read_new_files`]: its absolute path, size and modification time.

@@ -33,22 +33,27 @@ pub(crate) fn sequence_column<S: AsRef<str>>(
 }
 
 /// Whether the source row aliased `source` replaces the stored row aliased `stored`: one of
-/// `columns` differs ([`distinct_any`]), and, with a `sequence` column, the source row is not
-/// older (as Delta Live Tables' `APPLY CHANGES .. SEQUENCE BY`; NULL counts as not older).
+/// `columns` differs ([`distinct_any`]), and the source row is [`not_older`].
 pub(crate) fn replaces(
     source: &str,
     stored: &str,
     columns: &[&str],
     sequence: Option<&str>,
 ) -> Expr {
-    let changed = distinct_any(source, stored, columns);
+    distinct_any(source, stored, columns).and(not_older(source, stored, sequence))
+}
+
+/// Whether the row aliased `source` is from the same run as the row aliased `stored`, or a
+/// later one, by the `sequence` column (as Delta Live Tables' `APPLY CHANGES .. SEQUENCE BY`):
+/// an undated stored row is older than any, an undated source row newer than none. Without a
+/// sequence column, true.
+pub(crate) fn not_older(source: &str, stored: &str, sequence: Option<&str>) -> Expr {
     match sequence {
-        Some(sequence) => changed.and(
-            qualified(source, sequence)
-                .lt(qualified(stored, sequence))
-                .is_not_true(),
-        ),
-        None => changed,
+        Some(sequence) => qualified(source, sequence)
+            .gt_eq(qualified(stored, sequence))
+            .is_true()
+            .or(qualified(stored, sequence).is_null()),
+        None => lit(true),
     }
 }
 

@@ -30,7 +30,7 @@ use datafusion::dataframe::DataFrame;
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SessionContext;
 use datafusion::functions_aggregate::count::count_all;
-use datafusion::functions_aggregate::expr_fn::bool_or;
+use datafusion::functions_aggregate::expr_fn::{bool_and, bool_or};
 use datafusion::logical_expr::{Expr, cast};
 use datafusion::prelude::col;
 use deltalake::kernel::Action;
@@ -48,6 +48,8 @@ use crate::table::TableDef;
 const FILE_COLUMN: &str = "__lakehouse_file";
 /// Whether the source changes a matched row.
 const CHANGED_COLUMN: &str = "__lakehouse_changed";
+/// The column of a matched pair telling whether the source row is not older than the stored.
+const NOT_OLDER_COLUMN: &str = "__lakehouse_not_older";
 
 /// Whether an upsert of `table` into `delta` may take this path: the parallel sink's conditions
 /// (unpartitioned, no CHECK constraints), no change data feed, whose `_change_data` files only
@@ -362,7 +364,8 @@ async fn compare_matched(
     let source_columns: Vec<Expr> = read_columns.iter().map(|c| qualified("s", c)).collect();
     let pair_columns: Vec<Expr> = [
         qualified("t", FILE_COLUMN).alias(FILE_COLUMN),
-        super::change::replaces("s", "t", compared, sequence).alias(CHANGED_COLUMN),
+        super::change::distinct_any("s", "t", compared).alias(CHANGED_COLUMN),
+        super::change::not_older("s", "t", sequence).alias(NOT_OLDER_COLUMN),
     ]
     .into_iter()
     .chain(table.key.iter().map(|k| qualified("s", k).alias(*k)))
@@ -379,10 +382,27 @@ async fn compare_matched(
         )?
         .select(pair_columns)?;
     let pairs = in_memory(pairs).await?;
-    let per_key = session.read_table(pairs.clone())?.aggregate(
-        table.key.iter().map(|k| col(*k)).collect(),
-        vec![bool_or(col(CHANGED_COLUMN)).alias(CHANGED_COLUMN)],
-    )?;
+    // A key changes when its source row differs from one of its stored rows and is older than
+    // none of them.
+    let per_key = session
+        .read_table(pairs.clone())?
+        .aggregate(
+            table.key.iter().map(|k| col(*k)).collect(),
+            vec![
+                bool_or(col(CHANGED_COLUMN)).alias(CHANGED_COLUMN),
+                bool_and(col(NOT_OLDER_COLUMN)).alias(NOT_OLDER_COLUMN),
+            ],
+        )?
+        .select(
+            table
+                .key
+                .iter()
+                .map(|k| col(*k))
+                .chain([col(CHANGED_COLUMN)
+                    .and(col(NOT_OLDER_COLUMN))
+                    .alias(CHANGED_COLUMN)])
+                .collect::<Vec<_>>(),
+        )?;
     let per_key = in_memory(per_key).await?;
     let keys_where = |changed: bool| -> Result<DataFrame, DeltaTableError> {
         let flag = col(CHANGED_COLUMN);

@@ -227,7 +227,7 @@ impl Warehouse {
                     delta,
                     source,
                     table,
-                    options.deletions,
+                    (options.deletions, options.run_at),
                     state,
                     commit.clone(),
                 )
@@ -540,7 +540,7 @@ async fn merge(
     delta: DeltaTable,
     source: DataFrame,
     table: &'static TableDef,
-    deletions: Deletions,
+    (deletions, run_at): (Deletions, Option<Timestamp>),
     state: Arc<datafusion::execution::SessionState>,
     commit: CommitTags,
 ) -> Result<WriteOutcome, deltalake::DeltaTableError> {
@@ -613,7 +613,7 @@ async fn merge(
                 delta.clone(),
                 streamed,
                 table,
-                Deletions::None,
+                (Deletions::None, run_at),
                 state.clone(),
                 commit.clone(),
             )
@@ -623,7 +623,15 @@ async fn merge(
                     tracing::info!(table = %table.qualified_name(), "the output repeats keys: one row per key is written (the newest by `run_at` when the table has it); `quality = warn` counts them");
                     let source = dedupe(source, table)
                         .map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))?;
-                    upsert(delta, source, table, Deletions::None, state, commit).await
+                    upsert(
+                        delta,
+                        source,
+                        table,
+                        (Deletions::None, run_at),
+                        state,
+                        commit,
+                    )
+                    .await
                 }
                 other => other,
             }
@@ -631,7 +639,7 @@ async fn merge(
         deletions => {
             let source = dedupe(source, table)
                 .map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))?;
-            upsert(delta, source, table, deletions, state, commit).await
+            upsert(delta, source, table, (deletions, run_at), state, commit).await
         }
     };
     result.map(|(written, metrics)| {
@@ -664,12 +672,14 @@ fn with_declared_metadata(df: DataFrame, table: &'static TableDef) -> Result<Dat
     Ok(df.select(columns)?)
 }
 
-/// Upsert with optional deletions, as one MERGE.
+/// Upsert with optional deletions, as one MERGE. A key missing from a full snapshot is deleted
+/// unless its row is newer than `run_at`, the writing run's time (a later run's: a backfill
+/// does not delete it).
 async fn upsert(
     delta: DeltaTable,
     source: DataFrame,
     table: &'static TableDef,
-    deletions: Deletions,
+    (deletions, run_at): (Deletions, Option<Timestamp>),
     state: Arc<datafusion::execution::SessionState>,
     commit: CommitTags,
 ) -> Result<(DeltaTable, deltalake::operations::merge::MergeMetrics), deltalake::DeltaTableError> {
@@ -727,7 +737,12 @@ async fn upsert(
             .fold(i, |i, c| i.set(c.as_str(), qualified("s", c)))
     })?;
     if delete_missing {
-        merge = merge.when_not_matched_by_source_delete(|d| d)?;
+        merge = match (sequence, run_at) {
+            (Some(sequence), Some(run_at)) => merge.when_not_matched_by_source_delete(|d| {
+                d.predicate(qualified("t", sequence).gt(run_at.lit()).is_not_true())
+            })?,
+            _ => merge.when_not_matched_by_source_delete(|d| d)?,
+        };
     }
     merge.await
 }
