@@ -27,8 +27,8 @@ fn help_documents_every_command() {
     let dir = tempfile::tempdir().expect("dir");
     let help = stdout(&orchestrate(dir.path(), &["--help"]));
     for command in [
-        "run", "plan", "list", "graph", "check", "sql", "runs", "history", "describe", "resume",
-        "optimize", "vacuum",
+        "run", "plan", "list", "graph", "check", "sql", "runs", "history", "describe", "restore",
+        "resume", "optimize", "vacuum",
     ] {
         assert!(
             help.contains(&format!("  {command} ")),
@@ -256,6 +256,27 @@ fn history_and_describe_show_a_table() {
     ] {
         assert!(out.contains(expected), "`{expected}` missing:\n{out}");
     }
+    // Restore: refused while a pipeline reads the table incrementally; done otherwise.
+    let refused = orchestrate(
+        dir.path(),
+        &["restore", "bronze.erp_sales_transactions", "--to", "1"],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains(
+            "bronze.erp_sales_transactions is read incrementally by silver_erp_sales_transactions"
+        ),
+        "{}",
+        stderr(&refused)
+    );
+    let restored = orchestrate(dir.path(), &["restore", "gold.dim_product", "--to", "1"]);
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    assert!(
+        stdout(&restored).contains("gold.dim_product: restored to version 1 as version 3"),
+        "{}",
+        stdout(&restored)
+    );
+
     // A table not written yet: its declaration alone, foreign keys and quality included.
     let fact = stdout(&orchestrate(dir.path(), &["describe", "gold.fact_sales"]));
     for expected in ["not yet written", "gold.dim_date.date_key", "blocking"] {

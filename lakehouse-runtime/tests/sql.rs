@@ -224,3 +224,56 @@ async fn a_query_reads_a_table_as_of_a_version_or_a_time() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_table_is_restored_to_an_earlier_version_in_a_new_commit() {
+    use lakehouse_runtime::store::AsOf;
+    let wh = TempWarehouse::new();
+    for cents in [100, 150, 175] {
+        let row = P {
+            product_id: "p1",
+            price: Some(Decimal(cents)),
+        };
+        write(&wh.warehouse, PRODUCT, &[row], WriteOptions::default())
+            .await
+            .expect("write");
+    }
+    let prices = || async {
+        render(
+            wh.warehouse
+                .sql(&[PRODUCT], "SELECT price FROM gold.dim_product")
+                .await
+                .expect("query"),
+        )
+        .await
+    };
+    let report = wh
+        .warehouse
+        .restore(PRODUCT, AsOf::Version(1))
+        .await
+        .expect("restore");
+    assert_eq!((report.restored, report.version), (1, 4));
+    assert_eq!(prices().await, ["1.00"]);
+    let history = wh.warehouse.history(PRODUCT, 1).await.expect("history");
+    assert_eq!(history[0].operation, "RESTORE");
+    // By time: the state after the second write.
+    let second = wh.warehouse.history(PRODUCT, 10).await.expect("history")[2]
+        .committed_at
+        .expect("a time");
+    wh.warehouse
+        .restore(PRODUCT, AsOf::Time(second))
+        .await
+        .expect("restore by time");
+    assert_eq!(prices().await, ["1.50"]);
+    let error = wh
+        .warehouse
+        .restore(PRODUCT, AsOf::Version(5))
+        .await
+        .expect_err("the latest version");
+    assert!(
+        error
+            .to_string()
+            .contains("gold.dim_product is at version 5 already"),
+        "{error}"
+    );
+}

@@ -105,6 +105,18 @@ pub enum Command {
         /// The table, `schema.table`.
         table: String,
     },
+    /// Bring a table back to an earlier version, in a new commit (Delta's RESTORE).
+    Restore {
+        /// The table, `schema.table`.
+        table: String,
+        /// The version (see `history`), or a time (RFC 3339 or a date): the latest commit by
+        /// then.
+        #[arg(long, value_name = "VERSION|TIME", value_parser = parse_when)]
+        to: crate::store::AsOf,
+        /// Restore a table that pipelines read incrementally (`Changes<T>`); rebuild them after.
+        #[arg(long)]
+        force: bool,
+    },
     /// Re-run the failed, skipped and cancelled pipelines of a run, with its `run_at` (a full
     /// refresh or rebuild goes on as one).
     Resume {
@@ -316,12 +328,16 @@ fn parse_as_of(text: &str) -> Result<(String, crate::store::AsOf), String> {
             "expected TABLE=VERSION or TABLE=TIME, such as gold.fact_sales=3, got {text:?}"
         ));
     };
-    let when = when.trim();
-    let as_of = match when.parse::<u64>() {
+    Ok((table.trim().to_owned(), parse_when(when)?))
+}
+
+/// A version (`3`), or a time (RFC 3339 or a date).
+fn parse_when(text: &str) -> Result<crate::store::AsOf, String> {
+    let text = text.trim();
+    Ok(match text.parse::<u64>() {
         Ok(version) => crate::store::AsOf::Version(version),
-        Err(_) => crate::store::AsOf::Time(parse_instant(when)?),
-    };
-    Ok((table.trim().to_owned(), as_of))
+        Err(_) => crate::store::AsOf::Time(parse_instant(text)?),
+    })
 }
 
 fn parse_selector(text: &str) -> Result<String, String> {

@@ -58,6 +58,11 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let table = table_named(&registry, &table)?;
             super::inspect::history(&existing_warehouse(&global)?, table, limit).await
         }
+        Command::Restore { table, to, force } => {
+            let table = table_named(&registry, &table)?;
+            super::inspect::restore(&registry, &existing_warehouse(&global)?, table, to, force)
+                .await
+        }
         Command::Describe { table } => {
             let table = table_named(&registry, &table)?;
             super::inspect::describe(&registry, &existing_warehouse(&global)?, table).await

@@ -1,4 +1,4 @@
-//! `history` and `describe`: what a table is and how it came to be.
+//! `history`, `describe` and `restore`: what a table is, how it came to be, and going back.
 
 use std::process::ExitCode;
 
@@ -188,6 +188,72 @@ pub(super) async fn describe(
         }
     }
     say!("{columns}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Restores `table` to `to`, unless pipelines read it incrementally (they would take the
+/// restored files' rows as new) and `force` is not set; then says what to run.
+pub(super) async fn restore(
+    registry: &Registry,
+    warehouse: &Warehouse,
+    table: &'static TableDef,
+    to: crate::store::AsOf,
+    force: bool,
+) -> Result<ExitCode> {
+    let qualified = table.qualified_name();
+    let readers: Vec<&str> = registry
+        .pipelines()
+        .iter()
+        .filter(|p| {
+            p.inputs
+                .iter()
+                .any(|i| i.incremental && std::ptr::eq(i.table, table))
+        })
+        .map(|p| p.name)
+        .collect();
+    if !readers.is_empty() && !force {
+        return Err(crate::error::Error::msg(format!(
+            "{qualified} is read incrementally by {}: they would take the restored rows as new; \
+             restore with --force, then rebuild them: `orchestrate run --rebuild --select {}`",
+            readers.join(", "),
+            readers.join(",")
+        )));
+    }
+    let report = warehouse.restore(table, to).await?;
+    say!(
+        "{}: restored to version {} as version {} ({} file(s) removed, {} restored)",
+        report.table,
+        report.restored,
+        report.version,
+        report.files_removed,
+        report.files_restored
+    );
+    if let Some(writer) = registry
+        .pipelines()
+        .iter()
+        .find(|p| std::ptr::eq(p.output, table))
+    {
+        if writer.inputs.iter().any(|i| i.incremental) {
+            say!(
+                "pipeline `{}` reads only rows new since its last success: the rows it wrote \
+                 after version {} stay gone until `orchestrate run --select {} --full-refresh`",
+                writer.name,
+                report.restored,
+                writer.name
+            );
+        } else {
+            say!(
+                "pipeline `{}` writes the table again at its next run",
+                writer.name
+            );
+        }
+    }
+    if !readers.is_empty() {
+        say!(
+            "now rebuild its incremental readers: `orchestrate run --rebuild --select {}`",
+            readers.join(",")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -16,6 +16,7 @@ mod location;
 mod maintain;
 mod partitions;
 mod read;
+mod restore;
 mod scd2;
 mod sink;
 mod unique;
@@ -41,6 +42,7 @@ pub use location::{check_name, is_safe_name, table_url, warehouse_url};
 pub use maintain::{AUTO_COMPACT_AT_FILES, OptimizeReport, VacuumReport};
 pub use read::{Changes, TableStats};
 pub(crate) use read::{integers, maximum_from_statistics};
+pub use restore::RestoreReport;
 pub(crate) use sink::OpenTable;
 pub use write::{Deletions, WriteOptions, WriteOutcome};
 

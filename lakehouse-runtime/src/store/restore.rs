@@ -1,0 +1,68 @@
+//! Restoring a table to an earlier version (`orchestrate restore`): Delta's `RESTORE`.
+
+use super::{AsOf, Warehouse};
+use crate::error::{Error, Result};
+use crate::table::TableDef;
+
+/// What `restore` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// `schema.table`.
+    pub table: String,
+    /// The version whose rows the table holds again.
+    pub restored: u64,
+    /// The version the restore committed.
+    pub version: u64,
+    /// Data files removed (written after the restored version).
+    pub files_removed: usize,
+    /// Data files added back.
+    pub files_restored: usize,
+}
+
+impl Warehouse {
+    /// Brings `table` back to its rows as of a version or a time (the latest commit by then, as
+    /// `sql --as-of` reads it), in one new commit (Delta's `RESTORE`): the later versions stay
+    /// in its history. The restored version's data files must still exist (vacuum deletes them
+    /// after the retention). An error if the table is already at that version.
+    pub async fn restore(&self, table: &'static TableDef, as_of: AsOf) -> Result<RestoreReport> {
+        let qualified = table.qualified_name();
+        let Some(delta) = self.load(table).await? else {
+            return Err(Error::msg(format!(
+                "{qualified} has never been written: there is nothing to restore"
+            )));
+        };
+        let latest = delta.version().unwrap_or_default();
+        let restored = match as_of {
+            AsOf::Version(version) => version,
+            AsOf::Time(time) => self.version_at(&delta, table, time).await?,
+        };
+        if restored >= latest {
+            let state = if restored == latest {
+                format!("is at version {latest} already")
+            } else {
+                format!("has no version {restored}: its latest is {latest}")
+            };
+            return Err(Error::msg(format!(
+                "{qualified} {state}; restore to an earlier one (see `orchestrate history \
+                 {qualified}`)"
+            )));
+        }
+        let (restored_table, metrics) = delta
+            .restore()
+            .with_version_to_restore(restored)
+            .await
+            .map_err(|e| {
+                Error::msg(format!(
+                    "restoring {qualified} to version {restored}: {e} (its files may have been \
+                     vacuumed)"
+                ))
+            })?;
+        Ok(RestoreReport {
+            table: qualified,
+            restored,
+            version: restored_table.version().unwrap_or_default(),
+            files_removed: metrics.num_removed_file,
+            files_restored: metrics.num_restored_file,
+        })
+    }
+}
