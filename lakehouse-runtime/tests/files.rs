@@ -193,6 +193,24 @@ pub async fn all_customers(cx: &Ctx) -> Result<Frame<AllCustomers>> {
         .await
 }
 
+/// Orders by region, partitions replaced.
+#[derive(Table)]
+#[table(schema = "gold", name = "regional_orders", partition_by(region), mode = overwrite,
+        overwrite = partitions)]
+pub struct RegionalOrders {
+    pub region: Option<String>,
+    pub order_id: i64,
+    pub run_at: Timestamp,
+}
+
+/// A bounded number of new files into partitions replaced: refused.
+#[pipeline(tags = ["files"])]
+pub async fn regional_orders(cx: &Ctx) -> Result<Frame<RegionalOrders>> {
+    let dir = cx.settings().get("landing").unwrap_or("landing-not-set");
+    cx.read_new_files_with::<RegionalOrders>(FileFormat::Csv, dir, NewFiles::at_most(1))
+        .await
+}
+
 /// New files into an overwrite table: refused.
 #[pipeline(tags = ["files"])]
 pub async fn latest_orders(cx: &Ctx) -> Result<Frame<LatestOrders>> {
@@ -477,7 +495,7 @@ mod incremental {
     }
 
     #[tokio::test]
-    async fn new_files_as_a_full_snapshot_or_a_whole_overwrite_are_refused() {
+    async fn new_files_into_outputs_that_would_lose_rows_are_refused() {
         let error = refusal("all_customers").await;
         assert!(
             error.contains("the pipeline is `full_snapshot`: each run would delete or close"),
@@ -486,6 +504,11 @@ mod incremental {
         let error = refusal("latest_orders").await;
         assert!(
             error.contains("bronze.latest_orders is `mode = overwrite`: each run would replace it"),
+            "{error}"
+        );
+        let error = refusal("regional_orders").await;
+        assert!(
+            error.contains("`max_files` could split a partition's files over two runs"),
             "{error}"
         );
     }

@@ -267,6 +267,17 @@ async fn a_table_is_restored_to_an_earlier_version_in_a_new_commit() {
     assert_eq!(prices().await, ["1.50"]);
     let error = wh
         .warehouse
+        .restore(lakehouse_runtime::ledger::RunRecord::DEF, AsOf::Version(0))
+        .await
+        .expect_err("a ledger table");
+    assert!(
+        error
+            .to_string()
+            .contains("lakehouse.runs is a ledger table"),
+        "{error}"
+    );
+    let error = wh
+        .warehouse
         .restore(PRODUCT, AsOf::Version(5))
         .await
         .expect_err("the latest version");

@@ -191,8 +191,9 @@ pub(super) async fn describe(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Restores `table` to `to`, unless pipelines read it incrementally (they would take the
-/// restored files' rows as new) and `force` is not set; then says what to run.
+/// Restores `table` to `to`, unless pipelines read it incrementally and `force` is not set
+/// (they keep what they read of the undone versions, and would take the restored files' rows as
+/// new); then says what the restore leaves to the user.
 pub(super) async fn restore(
     registry: &Registry,
     warehouse: &Warehouse,
@@ -207,16 +208,16 @@ pub(super) async fn restore(
         .filter(|p| {
             p.inputs
                 .iter()
-                .any(|i| i.incremental && std::ptr::eq(i.table, table))
+                .any(|i| i.incremental && i.table.qualified_name() == qualified)
         })
         .map(|p| p.name)
         .collect();
     if !readers.is_empty() && !force {
         return Err(crate::error::Error::msg(format!(
-            "{qualified} is read incrementally by {}: they would take the restored rows as new; \
-             restore with --force, then rebuild them: `orchestrate run --rebuild --select {}`",
-            readers.join(", "),
-            readers.join(",")
+            "{qualified} is read incrementally by {}: they keep the rows they read from the \
+             versions a restore undoes, and would read the restored rows as new; restore their \
+             tables too, or restore with --force knowingly",
+            readers.join(", ")
         )));
     }
     let report = warehouse.restore(table, to).await?;
@@ -231,27 +232,22 @@ pub(super) async fn restore(
     if let Some(writer) = registry
         .pipelines()
         .iter()
-        .find(|p| std::ptr::eq(p.output, table))
+        .find(|p| p.output.qualified_name() == qualified)
     {
-        if writer.inputs.iter().any(|i| i.incremental) {
-            say!(
-                "pipeline `{}` reads only rows new since its last success: the rows it wrote \
-                 after version {} stay gone until `orchestrate run --select {} --full-refresh`",
-                writer.name,
-                report.restored,
-                writer.name
-            );
-        } else {
-            say!(
-                "pipeline `{}` writes the table again at its next run",
-                writer.name
-            );
-        }
+        // What its pipeline writes next depends on what it reads: nothing here re-runs it.
+        say!(
+            "pipeline `{}` does not write the undone rows again by itself: a pipeline that reads \
+             whole inputs rewrites them at its next run; one that reads new rows or new files, or \
+             takes a source's latest extract, does not (`--full-refresh` re-reads merge and SCD2 \
+             inputs, `--rebuild` append ones); start a new run rather than `resume` one whose \
+             write the restore undid",
+            writer.name
+        );
     }
     if !readers.is_empty() {
         say!(
-            "now rebuild its incremental readers: `orchestrate run --rebuild --select {}`",
-            readers.join(",")
+            "its incremental readers ({}) keep the rows of the undone versions",
+            readers.join(", ")
         );
     }
     Ok(ExitCode::SUCCESS)

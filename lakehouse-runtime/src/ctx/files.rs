@@ -101,6 +101,7 @@ impl Ctx {
         let known = match &self.file_history {
             Some(history) => {
                 history.refuse_whole_outputs()?;
+                history.refuse_split_partitions(options)?;
                 Some(history.known().await?)
             }
             None => None,
@@ -374,6 +375,22 @@ impl FileHistory {
                  {} is `mode = overwrite`: each run would replace it with its new files' rows \
                  alone; declare it `mode = append` (or `merge`), or read every file with \
                  read_files",
+                self.pipeline.name,
+                output.qualified_name()
+            )));
+        }
+        Ok(())
+    }
+
+    /// An error if `options` bound the files of a run whose output replaces partitions: one
+    /// partition's files split over two runs would leave it with the second run's alone.
+    fn refuse_split_partitions(&self, options: NewFiles) -> Result<()> {
+        let output = self.pipeline.output;
+        if options.max_files.is_some() && output.overwrite == OverwriteScope::Partitions {
+            return Err(Error::msg(format!(
+                "pipeline `{}`: {} replaces the partitions each run writes, and `max_files` could \
+                 split a partition's files over two runs, the second replacing the first's rows; \
+                 read every new file (NewFiles::default())",
                 self.pipeline.name,
                 output.qualified_name()
             )));

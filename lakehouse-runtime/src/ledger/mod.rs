@@ -30,6 +30,9 @@ use crate::table::{Table, TableDef};
 /// that reached it are left alone).
 const COMPACTED_FILE_BYTES: NonZeroU64 = NonZeroU64::new(4 << 20).expect("4 MiB is not zero");
 
+/// The schema of the system tables.
+pub const LEDGER_SCHEMA: &str = "lakehouse";
+
 /// The `commitInfo` key of a pipeline's write recording the run that made it.
 pub(crate) const RUN_ID_KEY: &str = "lakehouse.runId";
 

@@ -26,6 +26,12 @@ impl Warehouse {
     /// after the retention). An error if the table is already at that version.
     pub async fn restore(&self, table: &'static TableDef, as_of: AsOf) -> Result<RestoreReport> {
         let qualified = table.qualified_name();
+        if table.schema == crate::ledger::LEDGER_SCHEMA {
+            return Err(Error::msg(format!(
+                "{qualified} is a ledger table: restoring it would make the orchestrator reuse run \
+                 sequences or read ingested files again; it is not restored"
+            )));
+        }
         let Some(delta) = self.load(table).await? else {
             return Err(Error::msg(format!(
                 "{qualified} has never been written: there is nothing to restore"

@@ -41,7 +41,9 @@ pub struct WriteOptions {
     /// The Delta application transaction `(app id, version)` the commit carries. A write whose
     /// app id already committed this version or a later one is skipped.
     pub transaction: Option<(String, i64)>,
-    /// The run's logical time: SCD2 validity bounds.
+    /// The run's logical time: SCD2 validity bounds, and, in a `full_snapshot` merge
+    /// (`Deletions::MissingFromSource`) into a table with `run_at`, the time after which a stored
+    /// row is newer than the snapshot and not deleted (without it, every missing key is).
     pub run_at: Option<Timestamp>,
     /// Rows to delete or close.
     pub deletions: Deletions,
