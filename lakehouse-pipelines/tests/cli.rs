@@ -403,6 +403,10 @@ fn values_that_cannot_work_are_refused_before_anything_runs() {
         // An empty variable in `--select "$PIPES"` must not select everything.
         (&["run", "--select", ""], "an empty selector"),
         (&["plan", "--select", ",,"], "an empty selector"),
+        (
+            &["run", "--notify", "http://hooks.example.org/x"],
+            "must be https (or http to this machine)",
+        ),
     ] {
         let output = orchestrate(&warehouse, args);
         assert_eq!(

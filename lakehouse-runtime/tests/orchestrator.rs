@@ -1185,3 +1185,93 @@ async fn an_upstream_recreated_past_the_cursor_is_an_error_too() {
         report.render(false)
     );
 }
+
+mod notifications {
+    use lakehouse_runtime::orchestrator::{NotifyOn, Orchestrator, RunConfig, Webhook};
+
+    use super::registry;
+    use crate::common::TempWarehouse;
+    use crate::sources::server::{Reply, TestServer};
+
+    /// The JSON bodies the server received.
+    fn bodies(server: &TestServer) -> Vec<serde_json::Value> {
+        server
+            .requests()
+            .iter()
+            .map(|r| {
+                assert_eq!(r.method, "POST");
+                serde_json::from_slice(&r.body).expect("a JSON body")
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_failed_run_is_posted_to_the_webhook_and_a_success_only_when_asked() {
+        let server = TestServer::start(|_| Reply::json(200, "ok"));
+        let wh = TempWarehouse::new();
+        let webhook = |on| Webhook::new(&server.url("/hooks/lake"), on).expect("webhook");
+        // A success is not told by default.
+        let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone())
+            .with_webhook(webhook(NotifyOn::Failure));
+        let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+        assert!(report.succeeded(), "{}", report.render(false));
+        assert!(server.requests().is_empty());
+        // A failure is.
+        let failing = Orchestrator::new(registry(&["ticks", "bad"]), wh.warehouse.clone())
+            .with_webhook(webhook(NotifyOn::Failure));
+        let report = failing.run(&RunConfig::default()).await.expect("run");
+        assert!(!report.succeeded());
+        let sent = bodies(&server);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0]["status"], "failed");
+        assert_eq!(sent[0]["run_id"], report.run_id.as_str());
+        let text = sent[0]["text"].as_str().expect("a text");
+        assert!(
+            text.contains("failed: 1 failed, 1 succeeded — bad: the source system is down"),
+            "{text}"
+        );
+        let bad = sent[0]["pipelines"]
+            .as_array()
+            .expect("pipelines")
+            .iter()
+            .find(|p| p["pipeline"] == "bad")
+            .expect("bad");
+        assert_eq!(bad["status"], "failed");
+        // Every run, when asked.
+        let always = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone())
+            .with_webhook(webhook(NotifyOn::Always));
+        always.run(&RunConfig::default()).await.expect("run");
+        assert_eq!(bodies(&server)[1]["status"], "succeeded");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_webhook_fails_no_run() {
+        // A port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("address")
+            .port();
+        let wh = TempWarehouse::new();
+        let webhook = Webhook::new(&format!("http://127.0.0.1:{port}/hook"), NotifyOn::Always)
+            .expect("webhook");
+        let orchestrator =
+            Orchestrator::new(registry(&["ticks"]), wh.warehouse.clone()).with_webhook(webhook);
+        let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+        assert!(report.succeeded(), "{}", report.render(false));
+    }
+
+    #[test]
+    fn a_webhook_is_https_or_local() {
+        let error = Webhook::new("http://hooks.example.org/x", NotifyOn::Failure)
+            .expect_err("clear text to another host");
+        assert!(
+            error
+                .to_string()
+                .contains("must be https (or http to this machine), not http://hooks.example.org"),
+            "{error}"
+        );
+        assert!(Webhook::new("https://hooks.example.org/x", NotifyOn::Failure).is_ok());
+        assert!(Webhook::new("not a url", NotifyOn::Failure).is_err());
+    }
+}

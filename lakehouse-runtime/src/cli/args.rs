@@ -148,6 +148,16 @@ pub enum Command {
     },
 }
 
+/// Which runs `--notify` is told of.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NotifyOnArg {
+    /// Runs that did not succeed.
+    #[default]
+    Failure,
+    /// Every run.
+    Always,
+}
+
 /// Graph output formats.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GraphFormat {
@@ -223,6 +233,19 @@ pub struct ExecutionArgs {
     /// Run one pipeline at a time.
     #[arg(long)]
     pub serial: bool,
+    /// POST each run's outcome as JSON to this webhook (Slack, Teams, a pager): https, or http
+    /// to this machine.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "LAKEHOUSE_NOTIFY_URL",
+        hide_env_values = true,
+        value_parser = parse_webhook_url
+    )]
+    pub notify: Option<String>,
+    /// Which runs `--notify` is told of.
+    #[arg(long, value_enum, default_value_t = NotifyOnArg::Failure, requires = "notify")]
+    pub notify_on: NotifyOnArg,
     /// Pipelines running at once within a group (default: the number of cores).
     #[arg(long, value_name = "N", value_parser = parse_count)]
     pub concurrency: Option<usize>,
@@ -338,6 +361,13 @@ fn parse_when(text: &str) -> Result<crate::store::AsOf, String> {
         Ok(version) => crate::store::AsOf::Version(version),
         Err(_) => crate::store::AsOf::Time(parse_instant(text)?),
     })
+}
+
+/// A webhook URL [`crate::orchestrator::Webhook`] accepts.
+fn parse_webhook_url(text: &str) -> Result<String, String> {
+    crate::orchestrator::Webhook::new(text, crate::orchestrator::NotifyOn::Failure)
+        .map(|_| text.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 fn parse_selector(text: &str) -> Result<String, String> {

@@ -7,8 +7,8 @@ use comfy_table::{ContentArrangement, Table as Grid, presets};
 use futures::StreamExt as _;
 
 use super::args::{
-    Cli, Command, DirectionArg, ExecutionArgs, GlobalArgs, GraphFormat, OrderArg, OutputFormat,
-    RunArgs, SelectArgs, SkipPolicyArg,
+    Cli, Command, DirectionArg, ExecutionArgs, GlobalArgs, GraphFormat, NotifyOnArg, OrderArg,
+    OutputFormat, RunArgs, SelectArgs, SkipPolicyArg,
 };
 use crate::check::check_plans;
 use crate::ctx::Settings;
@@ -72,6 +72,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let (stop, shutdown) = tokio::sync::watch::channel(false);
             let orchestrator =
                 Orchestrator::new(registry, existing_warehouse(&global)?).with_shutdown(shutdown);
+            let orchestrator = notified(orchestrator, &execution)?;
             stop_when_interrupted(stop);
             let settings = config.settings.clone();
             let report = with_progress(&orchestrator, |o| async move {
@@ -206,7 +207,20 @@ async fn run(registry: &Registry, global: &GlobalArgs, args: RunArgs) -> Result<
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let orchestrator =
         Orchestrator::new(registry.clone(), warehouse(global)?).with_shutdown(shutdown);
+    let orchestrator = notified(orchestrator, &args.execution)?;
     run_selected(&orchestrator, config, args, stop, global).await
+}
+
+/// `orchestrator`, telling `--notify`'s webhook of each run when set.
+fn notified(orchestrator: Orchestrator, execution: &ExecutionArgs) -> Result<Orchestrator> {
+    let Some(url) = &execution.notify else {
+        return Ok(orchestrator);
+    };
+    let on = match execution.notify_on {
+        NotifyOnArg::Failure => crate::orchestrator::NotifyOn::Failure,
+        NotifyOnArg::Always => crate::orchestrator::NotifyOn::Always,
+    };
+    Ok(orchestrator.with_webhook(crate::orchestrator::Webhook::new(url, on)?))
 }
 
 /// Sends `stop` at the first interrupt (no new pipeline starts, running ones finish) and exits

@@ -4,6 +4,7 @@
 
 mod backfill;
 mod execute;
+mod notify;
 mod plan;
 mod replay;
 mod report;
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 pub use backfill::{MAX_BACKFILL_RUNS, backfill_times};
+pub use notify::{NotifyOn, Webhook};
 pub use plan::{Direction, Order, Plan, SelectionError, plan, select};
 pub use report::{PipelineResult, RunReport, Status};
 
@@ -149,6 +151,8 @@ pub struct Orchestrator {
     events: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
     /// Set once this orchestrator has created (or found) the system tables.
     system_tables_ready: Arc<std::sync::atomic::AtomicBool>,
+    /// Told of each run's outcome.
+    webhook: Option<Webhook>,
 }
 
 /// Progress of a run, for live displays.
@@ -192,7 +196,14 @@ impl Orchestrator {
             _shutdown_sender: Arc::new(sender),
             events: None,
             system_tables_ready: Arc::default(),
+            webhook: None,
         }
+    }
+
+    /// Tells `webhook` of each run's outcome (every run, resumed, looped or backfilled).
+    pub fn with_webhook(mut self, webhook: Webhook) -> Orchestrator {
+        self.webhook = Some(webhook);
+        self
     }
 
     /// Sends progress events to `events`.
@@ -546,7 +557,12 @@ impl Orchestrator {
             ),
             ..start
         });
-        self.ledger.append(&records).await?;
+        let recorded = self.ledger.append(&records).await;
+        // Told even when the run could not be recorded: that is worth knowing too.
+        if let Some(webhook) = &self.webhook {
+            webhook.notify(&report).await;
+        }
+        recorded?;
         Ok(report)
     }
 }

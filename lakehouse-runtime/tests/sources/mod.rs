@@ -9,7 +9,7 @@ mod gbfs;
 mod malformed;
 mod paging;
 mod retry;
-mod server;
+pub mod server;
 mod snapshot;
 
 use std::path::PathBuf;

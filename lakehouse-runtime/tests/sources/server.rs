@@ -28,6 +28,10 @@ pub struct Request {
     pub query: Vec<(String, String)>,
     /// The `Authorization` header, if sent.
     pub authorization: Option<String>,
+    /// The method (`GET`, `POST`).
+    pub method: String,
+    /// The body, as long as its `Content-Length` said.
+    pub body: Vec<u8>,
 }
 
 impl Request {
@@ -162,10 +166,10 @@ impl Drop for TestServer {
 
 /// Answers one connection.
 fn serve(mut stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>, n: &AtomicUsize) {
-    let Some((target, authorization)) = read_target(&mut stream) else {
+    let Some(head) = read_head(&mut stream) else {
         return;
     };
-    let url = Url::parse(&format!("http://test{target}")).expect("request target");
+    let url = Url::parse(&format!("http://test{}", head.target)).expect("request target");
     let request = Request {
         index: n.fetch_add(1, Ordering::SeqCst),
         path: url.path().to_owned(),
@@ -173,8 +177,10 @@ fn serve(mut stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>, n:
             .query_pairs()
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect(),
-        target,
-        authorization,
+        target: head.target,
+        authorization: head.authorization,
+        method: head.method,
+        body: head.body,
     };
     log.lock().expect("requests").push(request.clone());
     let reply = handler(&request);
@@ -204,27 +210,54 @@ fn serve(mut stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>, n:
     let _ = stream.shutdown(Shutdown::Both);
 }
 
-/// The request target of the request line and the `Authorization` header, once the whole head
-/// was read.
-fn read_target(stream: &mut TcpStream) -> Option<(String, Option<String>)> {
-    let mut head = Vec::new();
+/// What [`read_head`] read of a request.
+struct Head {
+    method: String,
+    target: String,
+    authorization: Option<String>,
+    body: Vec<u8>,
+}
+
+/// The request line, the `Authorization` header and the body (`Content-Length` bytes).
+fn read_head(stream: &mut TcpStream) -> Option<Head> {
+    let mut data = Vec::new();
     let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+    let end = loop {
+        if let Some(at) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
         let n = stream.read(&mut buf).ok()?;
-        if n == 0 || head.len() > 64 * 1024 {
+        if n == 0 || data.len() > 64 * 1024 {
             return None;
         }
-        head.extend_from_slice(&buf[..n]);
+        data.extend_from_slice(&buf[..n]);
+    };
+    let text = String::from_utf8_lossy(&data[..end]).into_owned();
+    let header = |wanted: &str| {
+        text.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case(wanted)
+                .then(|| value.trim().to_owned())
+        })
+    };
+    let length: usize = header("content-length")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let mut body = data[end..].to_vec();
+    while body.len() < length {
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&buf[..n]);
     }
-    let text = String::from_utf8_lossy(&head);
-    let line = text.lines().next()?;
-    let authorization = text.lines().find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.eq_ignore_ascii_case("authorization")
-            .then(|| value.trim().to_owned())
-    });
-    let target = line.split_whitespace().nth(1).map(str::to_owned)?;
-    Some((target, authorization))
+    let mut line = text.lines().next()?.split_whitespace();
+    Some(Head {
+        method: line.next()?.to_owned(),
+        target: line.next()?.to_owned(),
+        authorization: header("authorization"),
+        body,
+    })
 }
 
 fn reason(status: u16) -> &'static str {

@@ -1,0 +1,164 @@
+//! Run notifications: each run's outcome POSTed as JSON to a webhook (Slack, Teams, Mattermost,
+//! a pager or any HTTP endpoint), as an orchestrator's alerting.
+
+use std::time::Duration;
+
+use super::{RunReport, Status};
+use crate::error::{Error, Result};
+
+/// How long a notification may take before it is given up (the run is over; it is not held).
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which runs a [`Webhook`] is told of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NotifyOn {
+    /// Runs that did not succeed (a pipeline failed, was skipped or cancelled).
+    #[default]
+    Failure,
+    /// Every run.
+    Always,
+}
+
+/// A URL each run's outcome is POSTed to as JSON: a `text` line (what chat webhooks display)
+/// and the report's fields. Delivery is tried once, with a time limit; a failure is logged and
+/// never fails the run. The URL (which often holds a token) is kept out of logs but its host.
+#[derive(Clone)]
+pub struct Webhook {
+    url: url::Url,
+    on: NotifyOn,
+    client: reqwest::Client,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("host", &self.url.host_str())
+            .field("on", &self.on)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Webhook {
+    /// A webhook at `url`: https, or http to this machine (a token must not travel in clear).
+    pub fn new(url: &str, on: NotifyOn) -> Result<Webhook> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| Error::msg(format!("the webhook URL is not a URL ({e})")))?;
+        let local = matches!(
+            parsed.host_str(),
+            Some("localhost" | "127.0.0.1" | "[::1]" | "::1")
+        );
+        match parsed.scheme() {
+            "https" => {}
+            "http" if local => {}
+            scheme => {
+                return Err(Error::msg(format!(
+                    "the webhook URL must be https (or http to this machine), not {scheme}://{}",
+                    parsed.host_str().unwrap_or_default()
+                )));
+            }
+        }
+        let client = reqwest::Client::builder()
+            .timeout(NOTIFY_TIMEOUT)
+            .user_agent(concat!("lakehouse/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::msg(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Webhook {
+            url: parsed,
+            on,
+            client,
+        })
+    }
+
+    /// Tells the webhook of `report`, if it asked for such runs. Never fails: a delivery
+    /// error is logged.
+    pub async fn notify(&self, report: &RunReport) {
+        if self.on == NotifyOn::Failure && report.succeeded() {
+            return;
+        }
+        let host = self.url.host_str().unwrap_or_default().to_owned();
+        let sent = self
+            .client
+            .post(self.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(report.to_json().to_string())
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status);
+        match sent {
+            Ok(_) => tracing::info!(%host, run_id = %report.run_id, "run notification sent"),
+            Err(error) => tracing::warn!(
+                %host,
+                run_id = %report.run_id,
+                error = %error.without_url(),
+                "the run notification could not be sent"
+            ),
+        }
+    }
+}
+
+impl RunReport {
+    /// One line for people: the run, its status, the counts per status, and the first failure.
+    pub fn summary(&self) -> String {
+        let mut counts = Vec::new();
+        for status in [
+            Status::Failed,
+            Status::Cancelled,
+            Status::Skipped,
+            Status::Succeeded,
+        ] {
+            let n = self.results.iter().filter(|r| r.status == status).count();
+            if n > 0 {
+                counts.push(format!("{n} {status}"));
+            }
+        }
+        let failure = self
+            .results
+            .iter()
+            .find(|r| r.status == Status::Failed)
+            .map(|r| {
+                let error = r.error.as_deref().unwrap_or_default();
+                let first_line = error.lines().next().unwrap_or_default();
+                format!(" — {}: {first_line}", r.pipeline)
+            })
+            .unwrap_or_default();
+        format!(
+            "lakehouse run {} (run_at {}) {}: {}{failure}",
+            self.run_id,
+            self.run_at,
+            self.status(),
+            counts.join(", ")
+        )
+    }
+
+    /// The report as JSON: `text` ([`RunReport::summary`]), `run_id`, `sequence`, `run_at`,
+    /// `status`, `duration_ms`, and `pipelines` (each `pipeline`, `table`, `status`, `attempts`,
+    /// `rows_written`, `version`, `replayed`, `duration_ms`, `error`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let pipelines: Vec<serde_json::Value> = self
+            .results
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "pipeline": r.pipeline,
+                    "table": r.table,
+                    "status": r.status.as_str(),
+                    "attempts": r.attempts,
+                    "rows_written": r.rows_written,
+                    "version": r.version,
+                    "replayed": r.replayed,
+                    "duration_ms": r.duration.as_millis() as u64,
+                    "error": r.error,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "text": self.summary(),
+            "run_id": self.run_id,
+            "sequence": self.sequence,
+            "run_at": self.run_at.to_string(),
+            "status": self.status().as_str(),
+            "duration_ms": self.duration.as_millis() as u64,
+            "pipelines": pipelines,
+        })
+    }
+}
