@@ -164,6 +164,7 @@ pub mod __private {
             z_order: &[],
             target_file_size: None,
             auto_compact: false,
+            freshness_secs: None,
             checks: &[],
             expectations: &[],
             properties: &[],

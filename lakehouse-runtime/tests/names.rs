@@ -31,6 +31,7 @@ fn leak(schema: &str, name: &str) -> &'static TableDef {
         z_order: &[],
         target_file_size: None,
         auto_compact: true,
+        freshness_secs: None,
         checks: &[],
         expectations: &[],
         properties: &[],

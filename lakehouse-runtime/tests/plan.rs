@@ -33,6 +33,7 @@ fn table(schema: &str, name: &str) -> &'static TableDef {
         z_order: &[],
         target_file_size: None,
         auto_compact: true,
+        freshness_secs: None,
         checks: &[],
         expectations: &[],
         properties: &[],

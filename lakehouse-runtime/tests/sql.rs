@@ -288,3 +288,52 @@ async fn a_table_is_restored_to_an_earlier_version_in_a_new_commit() {
         "{error}"
     );
 }
+
+/// Written daily; stale after a day and a bit.
+#[derive(Table, Serialize)]
+#[table(schema = "gold", name = "daily", freshness = "26h")]
+pub struct Daily {
+    pub n: i64,
+}
+
+#[tokio::test]
+async fn a_table_older_than_its_freshness_is_stale() {
+    let wh = TempWarehouse::new();
+    let table = <Daily as lakehouse_runtime::Table>::DEF;
+    let tables = [table, PRODUCT];
+    let stale = wh
+        .warehouse
+        .stale_tables(&tables, Timestamp::now())
+        .await
+        .expect("stale");
+    assert_eq!(
+        stale.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        ["gold.daily has never been written (freshness 1day 2h)"]
+    );
+    write(
+        &wh.warehouse,
+        table,
+        &[Daily { n: 1 }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("write");
+    let written = wh.warehouse.history(table, 1).await.expect("history")[0]
+        .committed_at
+        .expect("a time");
+    let fresh = wh
+        .warehouse
+        .stale_tables(&tables, Timestamp(written.0 + 26 * 3_600_000_000))
+        .await
+        .expect("stale");
+    assert!(fresh.is_empty(), "{fresh:?}");
+    let later = wh
+        .warehouse
+        .stale_tables(&tables, Timestamp(written.0 + 27 * 3_600_000_000))
+        .await
+        .expect("stale");
+    assert_eq!(
+        later.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        ["gold.daily was last written 1day 3h ago, more than its freshness (1day 2h)"]
+    );
+}

@@ -95,6 +95,10 @@ fn table_impl(model: &TableModel) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let auto_compact = model.auto_compact;
+    let freshness_secs = match model.freshness_secs {
+        Some(secs) => quote!(::core::option::Option::Some(#secs)),
+        None => quote!(::core::option::Option::None),
+    };
     let checks = model.checks.iter().map(|(name, expr)| {
         quote!(::lakehouse_runtime::__private::CheckConstraint { name: #name, expr: #expr })
     });
@@ -127,6 +131,7 @@ fn table_impl(model: &TableModel) -> TokenStream {
                     z_order: &[#(#z_order),*],
                     target_file_size: #target_file_size,
                     auto_compact: #auto_compact,
+                    freshness_secs: #freshness_secs,
                     checks: &[#(#checks),*],
                     expectations: &[#(#expectations),*],
                     properties: &[#(#properties),*],

@@ -39,6 +39,7 @@ pub(crate) struct TableAttrs {
     pub quality: Option<Keyed<Ident>>,
     pub z_order: Option<Keyed<Vec<Ident>>>,
     pub target_file_size: Option<Keyed<LitInt>>,
+    pub freshness: Option<Keyed<LitStr>>,
     pub auto_compact: Option<Keyed<LitBool>>,
     pub checks: Vec<Keyed<(LitStr, LitStr)>>,
     pub expectations: Vec<Keyed<ExpectInput>>,
@@ -61,7 +62,7 @@ pub(crate) struct FieldInput {
 }
 
 const TABLE_KEYS: &str = "`schema`, `name`, `key(..)`, `partition_by(..)`, `mode`, \
-    `change_columns(..)`, `evolution`, `overwrite`, `quality`, `z_order(..)`, `target_file_size`, `auto_compact`, `check(..)`, \
+    `change_columns(..)`, `evolution`, `overwrite`, `quality`, `z_order(..)`, `target_file_size`, `auto_compact`, `freshness`, `check(..)`, \
     `expect(..)`, `property(..)`";
 
 /// The names of the `#[table(..)]` keys, for "did you mean" hints.
@@ -78,6 +79,7 @@ fn table_key_names() -> Vec<String> {
         "quality",
         "z_order",
         "target_file_size",
+        "freshness",
         "auto_compact",
         "check",
         "expect",
@@ -165,6 +167,7 @@ fn parse_table_attrs(input: &DeriveInput, errors: &mut Errors) -> TableAttrs {
                 "quality" => once!(out.quality, meta.value()?.parse::<Ident>()?),
                 "z_order" => once!(out.z_order, parenthesized_idents(meta.input)?),
                 "target_file_size" => once!(out.target_file_size, meta.value()?.parse::<LitInt>()?),
+                "freshness" => once!(out.freshness, string_value(&meta)?),
                 "auto_compact" => once!(out.auto_compact, meta.value()?.parse::<LitBool>()?),
                 "check" => {
                     let pair = name_value_pair(&meta, "name", "expr")?;

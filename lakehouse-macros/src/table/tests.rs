@@ -382,3 +382,28 @@ fn partition_overwrite_needs_overwrite_mode_partitions_and_the_schema_kept() {
         assert!(text.contains(expected), "{text}");
     }
 }
+
+#[test]
+fn freshness_is_a_duration() {
+    use super::validate::duration_secs;
+    assert_eq!(duration_secs("26h"), Some(93_600));
+    assert_eq!(duration_secs("1h30m"), Some(5_400));
+    assert_eq!(duration_secs("7d"), Some(604_800));
+    for bad in ["", "0s", "10", "5x", "h", "1.5h"] {
+        assert_eq!(duration_secs(bad), None, "{bad:?}");
+    }
+    let m = model(quote! {
+        #[table(schema = "gold", freshness = "26h")]
+        pub struct Daily { pub day: Date }
+    })
+    .unwrap();
+    assert_eq!(m.freshness_secs, Some(93_600));
+    let text = error_text(quote! {
+        #[table(schema = "gold", freshness = "a day")]
+        pub struct Daily { pub day: Date }
+    });
+    assert!(
+        text.contains("`freshness` is a duration such as \"30m\", \"26h\" or \"7d\""),
+        "{text}"
+    );
+}

@@ -67,6 +67,8 @@ pub(crate) struct TableModel {
     pub change_columns: Option<Vec<String>>,
     pub z_order: Vec<String>,
     pub target_file_size: Option<u64>,
+    /// Seconds the table's latest write may age before `check` reports it stale.
+    pub freshness_secs: Option<u64>,
     pub auto_compact: bool,
     pub checks: Vec<(String, String)>,
     pub expectations: Vec<Expectation>,
@@ -287,6 +289,16 @@ pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
                 Ok(size) => Some(size),
             });
     let auto_compact = attrs.auto_compact.as_ref().is_none_or(|a| a.value.value);
+    let freshness_secs = attrs.freshness.as_ref().and_then(|f| {
+        let parsed = duration_secs(&f.value.value());
+        if parsed.is_none() {
+            errors.spanned(
+                &f.value,
+                "`freshness` is a duration such as \"30m\", \"26h\" or \"7d\" (units s, m, h, d)",
+            );
+        }
+        parsed
+    });
 
     let checks = attrs
         .checks
@@ -372,6 +384,7 @@ pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
         change_columns,
         z_order,
         target_file_size,
+        freshness_secs,
         auto_compact,
         checks,
         expectations,
@@ -539,4 +552,28 @@ fn overwrite_scope(
         );
     }
     scope
+}
+
+/// Seconds in `text`: one or more `<number><unit>` (units `s`, `m`, `h`, `d`), such as `1h30m`;
+/// `None` when it is not one, or zero.
+pub(crate) fn duration_secs(text: &str) -> Option<u64> {
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3_600,
+            'd' => 86_400,
+            _ => return None,
+        };
+        let number: u64 = digits.parse().ok()?;
+        total = total.checked_add(number.checked_mul(unit)?)?;
+        digits.clear();
+    }
+    (digits.is_empty() && total > 0).then_some(total)
 }

@@ -544,7 +544,23 @@ async fn check(registry: &Registry, global: &GlobalArgs) -> Result<ExitCode> {
     if damaged == 0 {
         say!("files: every data file the tables reference is present");
     }
+    ok &= check_freshness(registry, &warehouse).await?;
     Ok(exit_code(ok))
+}
+
+/// Reports the tables declaring a `freshness` whose latest write is older (or that were never
+/// written); true when there is none.
+async fn check_freshness(registry: &Registry, warehouse: &Warehouse) -> Result<bool> {
+    let tables = all_tables(registry);
+    let stale = warehouse.stale_tables(&tables, Timestamp::now()).await?;
+    for table in &stale {
+        say!("stale: {table}");
+    }
+    let declared = tables.iter().filter(|t| t.freshness_secs.is_some()).count();
+    if declared > 0 && stale.is_empty() {
+        say!("freshness: every table declaring one was written within it ({declared})");
+    }
+    Ok(stale.is_empty())
 }
 
 fn exit_code(ok: bool) -> ExitCode {

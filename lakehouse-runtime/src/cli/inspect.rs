@@ -78,6 +78,10 @@ pub(super) async fn describe(
             facts.push((name, columns.join(", ")));
         }
     }
+    if let Some(secs) = table.freshness_secs {
+        let limit = humantime::format_duration(std::time::Duration::from_secs(secs));
+        facts.push(("freshness", limit.to_string()));
+    }
     if table.quality != crate::table::Quality::Off {
         facts.push(("quality", format!("{:?}", table.quality).to_lowercase()));
     }

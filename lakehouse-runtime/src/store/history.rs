@@ -152,3 +152,68 @@ fn commit_time(info: &CommitInfo) -> Option<Timestamp> {
         .or(info.timestamp)
         .map(|ms| Timestamp(ms.saturating_mul(1000)))
 }
+
+/// A table whose latest write is older than its declared freshness ([`Warehouse::stale_tables`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaleTable {
+    /// `schema.table`.
+    pub table: String,
+    /// Its declared freshness, in seconds.
+    pub freshness_secs: u64,
+    /// When it was last written (`None`: never).
+    pub written_at: Option<Timestamp>,
+    /// How long ago, in seconds (`None`: never written).
+    pub age_secs: Option<u64>,
+}
+
+impl std::fmt::Display for StaleTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let limit = humantime::format_duration(std::time::Duration::from_secs(self.freshness_secs));
+        match self.age_secs {
+            Some(age) => write!(
+                f,
+                "{} was last written {} ago, more than its freshness ({limit})",
+                self.table,
+                humantime::format_duration(std::time::Duration::from_secs(age))
+            ),
+            None => write!(
+                f,
+                "{} has never been written (freshness {limit})",
+                self.table
+            ),
+        }
+    }
+}
+
+impl Warehouse {
+    /// The tables among `tables` declaring a freshness (`#[table(freshness = "26h")]`) whose
+    /// latest commit is older than it at `now`, or that were never written.
+    pub async fn stale_tables(
+        &self,
+        tables: &[&'static TableDef],
+        now: Timestamp,
+    ) -> Result<Vec<StaleTable>> {
+        let mut stale = Vec::new();
+        for table in tables {
+            let Some(freshness_secs) = table.freshness_secs else {
+                continue;
+            };
+            let written_at = self
+                .history(table, 1)
+                .await?
+                .first()
+                .and_then(|commit| commit.committed_at);
+            let age_secs = written_at
+                .map(|at| u64::try_from(now.0.saturating_sub(at.0) / 1_000_000).unwrap_or(0));
+            if age_secs.is_none_or(|age| age > freshness_secs) {
+                stale.push(StaleTable {
+                    table: table.qualified_name(),
+                    freshness_secs,
+                    written_at,
+                    age_secs,
+                });
+            }
+        }
+        Ok(stale)
+    }
+}

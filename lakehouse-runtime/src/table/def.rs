@@ -205,6 +205,9 @@ pub struct TableDef {
     /// Whether a pipeline's write that leaves the table with many files compacts them (see
     /// [`crate::store::AUTO_COMPACT_AT_FILES`]); `#[table(auto_compact = false)]` turns it off.
     pub auto_compact: bool,
+    /// How old the table's latest write may get, in seconds, before `orchestrate check` reports
+    /// it stale (`#[table(freshness = "26h")]`; `None`: never).
+    pub freshness_secs: Option<u64>,
     /// Delta CHECK constraints.
     pub checks: &'static [CheckConstraint],
     /// Expectations on the output's rows, checked before each write.
