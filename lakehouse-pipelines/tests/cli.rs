@@ -404,8 +404,12 @@ fn values_that_cannot_work_are_refused_before_anything_runs() {
         (&["run", "--select", ""], "an empty selector"),
         (&["plan", "--select", ",,"], "an empty selector"),
         (
-            &["run", "--notify", "http://hooks.example.org/x"],
-            "must be https (or http to this machine)",
+            &[
+                "run",
+                "--notify",
+                "http://hooks.example.org/services/T/B/SECRET",
+            ],
+            "must be https (or http to this machine), not http://hooks.example.org/…",
         ),
     ] {
         let output = orchestrate(&warehouse, args);
@@ -420,6 +424,8 @@ fn values_that_cannot_work_are_refused_before_anything_runs() {
             "{args:?}: {}",
             stderr(&output)
         );
+        // A webhook's token is not repeated.
+        assert!(!stderr(&output).contains("SECRET"), "{}", stderr(&output));
     }
     assert!(!warehouse.exists(), "nothing ran");
 }

@@ -1261,6 +1261,33 @@ mod notifications {
         assert!(report.succeeded(), "{}", report.render(false));
     }
 
+    #[tokio::test]
+    async fn a_run_that_cannot_start_is_told() {
+        let server = TestServer::start(|_| Reply::json(200, "ok"));
+        let wh = TempWarehouse::new();
+        // A file where the run ledger would go: no run can start.
+        let ledger = wh.dir.path().join("warehouse/lakehouse");
+        std::fs::create_dir_all(&ledger).expect("ledger dir");
+        std::fs::write(ledger.join("runs"), "not a table").expect("blocker");
+        let webhook = Webhook::new(&server.url("/hook"), NotifyOn::Failure).expect("webhook");
+        let orchestrator =
+            Orchestrator::new(registry(&["ticks"]), wh.warehouse.clone()).with_webhook(webhook);
+        orchestrator
+            .run(&RunConfig::default())
+            .await
+            .expect_err("no ledger");
+        let sent = bodies(&server);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0]["status"], "not started");
+        assert!(
+            sent[0]["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("lakehouse run could not start: ")),
+            "{}",
+            sent[0]
+        );
+    }
+
     #[test]
     fn a_webhook_is_https_or_local() {
         let error = Webhook::new("http://hooks.example.org/x", NotifyOn::Failure)
@@ -1271,7 +1298,15 @@ mod notifications {
                 .contains("must be https (or http to this machine), not http://hooks.example.org"),
             "{error}"
         );
+        assert!(!error.to_string().contains("/x"), "{error}");
         assert!(Webhook::new("https://hooks.example.org/x", NotifyOn::Failure).is_ok());
+        for local in [
+            "http://localhost:8080/x",
+            "http://127.0.0.2/x",
+            "http://[::1]:8080/x",
+        ] {
+            assert!(Webhook::new(local, NotifyOn::Failure).is_ok(), "{local}");
+        }
         assert!(Webhook::new("not a url", NotifyOn::Failure).is_err());
     }
 }

@@ -308,7 +308,7 @@ async fn a_table_older_than_its_freshness_is_stale() {
         .expect("stale");
     assert_eq!(
         stale.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        ["gold.daily has never been written (freshness 1day 2h)"]
+        ["gold.daily has no data written in its latest 100 commits (freshness 1day 2h)"]
     );
     write(
         &wh.warehouse,

@@ -240,9 +240,9 @@ pub struct ExecutionArgs {
         value_name = "URL",
         env = "LAKEHOUSE_NOTIFY_URL",
         hide_env_values = true,
-        value_parser = parse_webhook_url
+        value_parser = WebhookUrlParser
     )]
-    pub notify: Option<String>,
+    pub notify: Option<WebhookUrl>,
     /// Which runs `--notify` is told of.
     #[arg(long, value_enum, default_value_t = NotifyOnArg::Failure, requires = "notify")]
     pub notify_on: NotifyOnArg,
@@ -363,11 +363,40 @@ fn parse_when(text: &str) -> Result<crate::store::AsOf, String> {
     })
 }
 
-/// A webhook URL [`crate::orchestrator::Webhook`] accepts.
-fn parse_webhook_url(text: &str) -> Result<String, String> {
-    crate::orchestrator::Webhook::new(text, crate::orchestrator::NotifyOn::Failure)
-        .map(|_| text.to_owned())
-        .map_err(|e| e.to_string())
+/// A webhook URL: it often holds a token, so `Debug` does not show it.
+#[derive(Clone)]
+pub struct WebhookUrl(pub String);
+
+impl std::fmt::Debug for WebhookUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookUrl(…)")
+    }
+}
+
+/// `--notify`'s parser: a URL [`crate::orchestrator::Webhook`] accepts. Its error does not
+/// repeat the value (clap's own would, token and all).
+#[derive(Clone)]
+struct WebhookUrlParser;
+
+impl clap::builder::TypedValueParser for WebhookUrlParser {
+    type Value = WebhookUrl;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<WebhookUrl, clap::Error> {
+        let refuse = |message: String| {
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, message + "\n").with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| refuse("the webhook URL is not valid UTF-8".to_owned()))?;
+        crate::orchestrator::checked_url(text)
+            .map(|_| WebhookUrl(text.to_owned()))
+            .map_err(|e| refuse(e.to_string()))
+    }
 }
 
 fn parse_selector(text: &str) -> Result<String, String> {

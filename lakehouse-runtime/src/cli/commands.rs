@@ -220,7 +220,7 @@ fn notified(orchestrator: Orchestrator, execution: &ExecutionArgs) -> Result<Orc
         NotifyOnArg::Failure => crate::orchestrator::NotifyOn::Failure,
         NotifyOnArg::Always => crate::orchestrator::NotifyOn::Always,
     };
-    Ok(orchestrator.with_webhook(crate::orchestrator::Webhook::new(url, on)?))
+    Ok(orchestrator.with_webhook(crate::orchestrator::Webhook::new(&url.0, on)?))
 }
 
 /// Sends `stop` at the first interrupt (no new pipeline starts, running ones finish) and exits

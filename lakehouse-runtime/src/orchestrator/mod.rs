@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 pub use backfill::{MAX_BACKFILL_RUNS, backfill_times};
-pub use notify::{NotifyOn, Webhook};
+pub use notify::{NotifyOn, Webhook, checked_url};
 pub use plan::{Direction, Order, Plan, SelectionError, plan, select};
 pub use report::{PipelineResult, RunReport, Status};
 
@@ -251,10 +251,22 @@ impl Orchestrator {
     /// Runs the selection as a new run, with a fresh `run_at` and sequence.
     pub async fn run(&self, config: &RunConfig) -> Result<RunReport> {
         let plan = self.plan(config)?;
-        let sequence = self.ledger.next_sequence().await?;
-        let run_at = match config.run_at {
-            Some(run_at) => run_at,
-            None => self.fresh_run_at().await?,
+        let started = async {
+            let sequence = self.ledger.next_sequence().await?;
+            let run_at = match config.run_at {
+                Some(run_at) => run_at,
+                None => self.fresh_run_at().await?,
+            };
+            Ok::<_, Error>((sequence, run_at))
+        };
+        let (sequence, run_at) = match started.await {
+            Ok(started) => started,
+            Err(error) => {
+                if let Some(webhook) = &self.webhook {
+                    webhook.notify_not_started(&error).await;
+                }
+                return Err(error);
+            }
         };
         let run = RunInfo {
             run_id: run_id(sequence, run_at),
@@ -483,7 +495,12 @@ impl Orchestrator {
         use std::sync::atomic::Ordering;
         if !self.system_tables_ready.load(Ordering::Acquire) {
             for table in crate::ledger::system_tables() {
-                self.warehouse.ensure(table).await?;
+                if let Err(error) = self.warehouse.ensure(table).await {
+                    if let Some(webhook) = &self.webhook {
+                        webhook.notify_not_started(&error).await;
+                    }
+                    return Err(error);
+                }
             }
             self.system_tables_ready.store(true, Ordering::Release);
         }
@@ -560,7 +577,7 @@ impl Orchestrator {
         let recorded = self.ledger.append(&records).await;
         // Told even when the run could not be recorded: that is worth knowing too.
         if let Some(webhook) = &self.webhook {
-            webhook.notify(&report).await;
+            webhook.notify(&report, recorded.as_ref().err()).await;
         }
         recorded?;
         Ok(report)

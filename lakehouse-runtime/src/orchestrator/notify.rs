@@ -19,9 +19,10 @@ pub enum NotifyOn {
     Always,
 }
 
-/// A URL each run's outcome is POSTed to as JSON: a `text` line (what chat webhooks display)
-/// and the report's fields. Delivery is tried once, with a time limit; a failure is logged and
-/// never fails the run. The URL (which often holds a token) is kept out of logs but its host.
+/// A URL each run's outcome is POSTed to as JSON: a `text` line (what Slack's and Mattermost's
+/// incoming webhooks display) and the report's fields. Delivery is tried once, with a time limit
+/// and no redirect; a failure is logged and never fails the run. The URL (which often holds a
+/// token) is kept out of logs and errors but its host.
 #[derive(Clone)]
 pub struct Webhook {
     url: url::Url,
@@ -41,24 +42,11 @@ impl std::fmt::Debug for Webhook {
 impl Webhook {
     /// A webhook at `url`: https, or http to this machine (a token must not travel in clear).
     pub fn new(url: &str, on: NotifyOn) -> Result<Webhook> {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| Error::msg(format!("the webhook URL is not a URL ({e})")))?;
-        let local = matches!(
-            parsed.host_str(),
-            Some("localhost" | "127.0.0.1" | "[::1]" | "::1")
-        );
-        match parsed.scheme() {
-            "https" => {}
-            "http" if local => {}
-            scheme => {
-                return Err(Error::msg(format!(
-                    "the webhook URL must be https (or http to this machine), not {scheme}://{}",
-                    parsed.host_str().unwrap_or_default()
-                )));
-            }
-        }
+        let parsed = checked_url(url)?;
         let client = reqwest::Client::builder()
             .timeout(NOTIFY_TIMEOUT)
+            // A redirect could send the report elsewhere, or in clear.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("lakehouse/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::msg(format!("cannot build the HTTP client: {e}")))?;
@@ -69,30 +57,92 @@ impl Webhook {
         })
     }
 
-    /// Tells the webhook of `report`, if it asked for such runs. Never fails: a delivery
-    /// error is logged.
-    pub async fn notify(&self, report: &RunReport) {
-        if self.on == NotifyOn::Failure && report.succeeded() {
+    /// Tells the webhook of `report`, if it asked for such runs; `unrecorded` is the error that
+    /// kept the run from being recorded in the ledger (such a run counts as failed). Never
+    /// fails: a delivery error is logged.
+    pub async fn notify(&self, report: &RunReport, unrecorded: Option<&Error>) {
+        if self.on == NotifyOn::Failure && report.succeeded() && unrecorded.is_none() {
             return;
         }
+        let mut body = report.to_json();
+        if let Some(error) = unrecorded {
+            body["recorded"] = serde_json::json!(false);
+            body["status"] = serde_json::json!(Status::Failed.as_str());
+            body["text"] = serde_json::json!(format!(
+                "{} — and the run could not be recorded: {error}",
+                report.summary()
+            ));
+        }
+        self.send(body, &report.run_id).await;
+    }
+
+    /// Tells the webhook that a run could not start (the ledger unreachable, say): always,
+    /// whatever runs it asked for.
+    pub async fn notify_not_started(&self, error: &Error) {
+        let body = serde_json::json!({
+            "text": format!("lakehouse run could not start: {error}"),
+            "status": "not started",
+            "error": error.to_string(),
+        });
+        self.send(body, "-").await;
+    }
+
+    async fn send(&self, body: serde_json::Value, run_id: &str) {
         let host = self.url.host_str().unwrap_or_default().to_owned();
         let sent = self
             .client
             .post(self.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(report.to_json().to_string())
+            .body(body.to_string())
             .send()
             .await
             .and_then(reqwest::Response::error_for_status);
         match sent {
-            Ok(_) => tracing::info!(%host, run_id = %report.run_id, "run notification sent"),
-            Err(error) => tracing::warn!(
-                %host,
-                run_id = %report.run_id,
-                error = %error.without_url(),
-                "the run notification could not be sent"
-            ),
+            Ok(_) => tracing::info!(%host, run_id, "run notification sent"),
+            Err(error) => {
+                // reqwest's message omits the cause (refused, timed out, TLS); it holds no URL.
+                let error = error.without_url();
+                let mut causes = Vec::new();
+                let mut source = std::error::Error::source(&error);
+                while let Some(cause) = source {
+                    causes.push(cause.to_string());
+                    source = cause.source();
+                }
+                tracing::warn!(
+                    %host,
+                    run_id,
+                    %error,
+                    causes = %causes.join(": "),
+                    "the run notification could not be sent"
+                );
+            }
         }
+    }
+}
+
+/// `url` as a webhook may be: https, or http to this machine. The error names neither the path
+/// nor the query (where tokens are), only the scheme and host.
+pub fn checked_url(url: &str) -> Result<url::Url> {
+    let parsed = url::Url::parse(url).map_err(|e| {
+        Error::msg(format!(
+            "the webhook (--notify or LAKEHOUSE_NOTIFY_URL) is not a URL ({e}): pass an \
+             https:// URL"
+        ))
+    })?;
+    let local = match parsed.host() {
+        Some(url::Host::Domain(domain)) => domain == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => Ok(parsed),
+        "http" if local => Ok(parsed),
+        scheme => Err(Error::msg(format!(
+            "the webhook (--notify or LAKEHOUSE_NOTIFY_URL) must be https (or http to this \
+             machine), not {scheme}://{}/…: pass an https:// URL",
+            parsed.host_str().unwrap_or_default()
+        ))),
     }
 }
 

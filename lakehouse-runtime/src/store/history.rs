@@ -27,7 +27,20 @@ pub struct TableCommit {
     pub run_id: Option<String>,
 }
 
+/// How many of a table's latest commits [`Warehouse::stale_tables`] looks through for a write.
+const FRESHNESS_SEARCH_DEPTH: usize = 100;
+
 impl TableCommit {
+    /// Whether the commit wrote data: a pipeline's, or a write, merge, update or delete (not a
+    /// compaction, vacuum, restore or metadata change).
+    pub fn writes_data(&self) -> bool {
+        self.run_id.is_some()
+            || matches!(
+                self.operation.as_str(),
+                "WRITE" | "MERGE" | "UPDATE" | "DELETE" | "STREAMING UPDATE"
+            )
+    }
+
     /// The metric `name` as a count, if recorded.
     pub fn metric(&self, name: &str) -> Option<u64> {
         let value = self.metrics.get(name)?;
@@ -178,7 +191,8 @@ impl std::fmt::Display for StaleTable {
             ),
             None => write!(
                 f,
-                "{} has never been written (freshness {limit})",
+                "{} has no data written in its latest {FRESHNESS_SEARCH_DEPTH} commits (freshness \
+                 {limit})",
                 self.table
             ),
         }
@@ -198,10 +212,13 @@ impl Warehouse {
             let Some(freshness_secs) = table.freshness_secs else {
                 continue;
             };
+            // The newest write of data: a compaction, vacuum, restore or property change does
+            // not make a table fresh.
             let written_at = self
-                .history(table, 1)
+                .history(table, FRESHNESS_SEARCH_DEPTH)
                 .await?
-                .first()
+                .iter()
+                .find(|commit| commit.writes_data())
                 .and_then(|commit| commit.committed_at);
             let age_secs = written_at
                 .map(|at| u64::try_from(now.0.saturating_sub(at.0) / 1_000_000).unwrap_or(0));
@@ -215,5 +232,29 @@ impl Warehouse {
             }
         }
         Ok(stale)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_is_fresh_data_and_maintenance_is_not() {
+        let commit = |operation: &str, run_id: Option<&str>| TableCommit {
+            version: 1,
+            committed_at: None,
+            operation: operation.to_owned(),
+            parameters: HashMap::new(),
+            metrics: HashMap::new(),
+            run_id: run_id.map(str::to_owned),
+        };
+        for data in ["WRITE", "MERGE", "DELETE", "UPDATE"] {
+            assert!(commit(data, None).writes_data(), "{data}");
+        }
+        for maintenance in ["OPTIMIZE", "VACUUM END", "RESTORE", "SET TBLPROPERTIES"] {
+            assert!(!commit(maintenance, None).writes_data(), "{maintenance}");
+        }
+        assert!(commit("SET TBLPROPERTIES", Some("r000001")).writes_data());
     }
 }
