@@ -233,7 +233,7 @@ pub struct ExecutionArgs {
     /// Run one pipeline at a time.
     #[arg(long)]
     pub serial: bool,
-    /// POST each run's outcome as JSON to this webhook (Slack, Teams, a pager): https, or http
+    /// POST each run's outcome as JSON to this webhook (Slack, Mattermost, a pager): https, or http
     /// to this machine.
     #[arg(
         long,

@@ -1,4 +1,4 @@
-//! Run notifications: each run's outcome POSTed as JSON to a webhook (Slack, Teams, Mattermost,
+//! Run notifications: each run's outcome POSTed as JSON to a webhook (Slack, Mattermost,
 //! a pager or any HTTP endpoint), as an orchestrator's alerting.
 
 use std::time::Duration;
