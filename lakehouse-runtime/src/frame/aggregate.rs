@@ -28,8 +28,8 @@ impl Grouped {
     }
 
     /// Projects each group onto table `U`: every column is a group key (or an expression of the
-    /// keys), an aggregate ([`sum`], [`count`], [`count_rows`], [`count_distinct`], [`min`],
-    /// [`max`], [`avg`]) or an expression of aggregates (`typed::<f64>(..)`). A column that is
+    /// keys), an aggregate ([`sum`](crate::table::sum), [`count`], [`count_rows`], [`count_distinct`], [`min`],
+    /// [`max`], [`avg`](crate::table::avg)) or an expression of aggregates (`typed::<f64>(..)`). A column that is
     /// neither a key nor aggregated is an error naming it.
     ///
     /// Without keys (`group_by([])`) the result is one row, even over no rows at all: then

@@ -112,7 +112,7 @@ impl RunRecord {
         }
     }
 
-    /// Whether the process executing this run row's run still runs ([`Liveness::Unknown`] on
+    /// Whether the process executing this run row's run still runs ([`Liveness::Unknown`](super::Liveness::Unknown) on
     /// other rows, and on run rows recorded before processes were).
     pub fn process_liveness(&self) -> super::Liveness {
         self.process
