@@ -88,6 +88,41 @@ async fn csv_and_ndjson_files_are_read_by_name_and_cast() {
 }
 
 #[tokio::test]
+async fn files_of_one_layout_are_read_as_one_scan() {
+    let dir = tempfile::tempdir().expect("dir");
+    // Three files with one header, one with another.
+    for id in 1..=3 {
+        std::fs::write(
+            dir.path().join(format!("{id}.csv")),
+            format!("order_id,amount\n{id},1.00\n"),
+        )
+        .expect("file");
+    }
+    std::fs::write(dir.path().join("4.csv"), "amount,order_id\n2.00,4\n").expect("file");
+    let test = TestContext::new("landed_orders").expect("context");
+    let frame = test
+        .ctx()
+        .read_files::<LandedOrders>(FileFormat::Csv, dir.path().to_str().expect("utf-8"))
+        .await
+        .expect("read");
+    let plan = frame
+        .clone()
+        .into_dataframe()
+        .logical_plan()
+        .display_indent()
+        .to_string();
+    assert_eq!(plan.matches("TableScan").count(), 2, "{plan}");
+    let mut ids: Vec<i64> = rows::<Order, _>(frame)
+        .await
+        .expect("rows")
+        .into_iter()
+        .map(|o| o.order_id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, [1, 2, 3, 4]);
+}
+
+#[tokio::test]
 async fn parquet_files_are_read_by_name_and_cast() {
     use std::sync::Arc;
 

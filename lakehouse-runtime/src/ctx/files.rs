@@ -16,7 +16,8 @@ use crate::table::{OverwriteScope, Table, Timestamp, WriteMode};
 impl Ctx {
     /// The rows of the files at `path` (one file, or a directory of them; local paths are tested,
     /// object-store URLs need their store registered with the session) in `format`, as a frame
-    /// of `T`. Each file is read on its own, and each of `T`'s columns taken by name and cast to
+    /// of `T`. Files are read by layout (those sharing a CSV header or a Parquet schema, and all
+    /// NDJSON files, in one scan), and each of `T`'s columns taken by name and cast to
     /// its declared type (a value that does not convert fails the run, naming it): files may
     /// order their columns differently. CSV fields are read as text first (so `007` stays
     /// `007` in a text column); NDJSON is read with `T`'s columns. A nullable column a file
@@ -163,11 +164,13 @@ impl Ctx {
             .take()
     }
 
-    /// The rows of `files`, one after the other (no rows for none).
+    /// The rows of `files` (no rows for none): the files sharing a layout (a CSV header, a
+    /// Parquet schema; every NDJSON file, read with `T`'s columns) are read as one scan, and
+    /// the scans unioned: a backlog of many files is a few scans, not a union of one per file.
     async fn read_union<T: Table>(&self, format: FileFormat, files: &[String]) -> Result<Frame<T>> {
         let mut union: Option<DataFrame> = None;
-        for file in files {
-            let df = self.read_file::<T>(format, file).await?;
+        for group in same_layout(format, files) {
+            let df = self.read_file::<T>(format, &group).await?;
             union = Some(match union {
                 Some(all) => all.union(df)?,
                 None => df,
@@ -179,9 +182,18 @@ impl Ctx {
         }
     }
 
-    /// One file (or an object-store location) of [`Ctx::read_files`], with `T`'s columns.
-    async fn read_file<T: Table>(&self, format: FileFormat, path: &str) -> Result<DataFrame> {
+    /// Files of one layout (or an object-store location) of [`Ctx::read_files`], with `T`'s
+    /// columns.
+    async fn read_file<T: Table>(&self, format: FileFormat, files: &[String]) -> Result<DataFrame> {
         let qualified = T::DEF.qualified_name();
+        // How errors name the files.
+        let named = match files {
+            [first, rest @ ..] if !rest.is_empty() => {
+                format!("`{first}` (and {} more of its layout)", rest.len())
+            }
+            _ => format!("`{}`", files.join("")),
+        };
+        let files = files.to_vec();
         // NDJSON is read with `T`'s columns, all nullable (a missing one is NULL, then checked).
         let json_schema = arrow::datatypes::Schema::new(
             T::DEF
@@ -197,22 +209,22 @@ impl Ctx {
                     .has_header(true)
                     .schema_infer_max_records(0)
                     .file_extension("");
-                self.session.read_csv(path, options).await
+                self.session.read_csv(files, options).await
             }
             FileFormat::NdJson => {
                 let options = datafusion::prelude::JsonReadOptions::default()
                     .schema(&json_schema)
                     .file_extension("");
-                self.session.read_json(path, options).await
+                self.session.read_json(files, options).await
             }
             FileFormat::Parquet => {
                 let options = datafusion::prelude::ParquetReadOptions::default().file_extension("");
-                self.session.read_parquet(path, options).await
+                self.session.read_parquet(files, options).await
             }
         };
         let df = read.map_err(|e| {
             Error::msg(format!(
-                "pipeline `{}`: cannot read {format:?} file `{path}` for {qualified}: {e}",
+                "pipeline `{}`: cannot read {format:?} file {named} for {qualified}: {e}",
                 self.pipeline
             ))
         })?;
@@ -244,7 +256,7 @@ impl Ctx {
                     return Err(Error::schema(
                         &qualified,
                         format!(
-                            "the file `{path}` has no column `{}`, which is NOT NULL (it has \
+                            "the file {named} has no column `{}`, which is NOT NULL (it has \
                              {}); declare it `Option<_>`, or fill it in the pipeline",
                             column.name,
                             found.join(", ")
@@ -426,6 +438,52 @@ pub enum FileFormat {
     NdJson,
     /// Apache Parquet.
     Parquet,
+}
+
+/// `files` grouped by layout, each group in the order its first file comes: files whose layout
+/// cannot be read (or object-store locations) are groups of their own, whose read then fails or
+/// succeeds on its own.
+fn same_layout(format: FileFormat, files: &[String]) -> Vec<Vec<String>> {
+    let mut groups: Vec<(Option<String>, Vec<String>)> = Vec::new();
+    for file in files {
+        let layout = if file.contains("://") {
+            None
+        } else {
+            layout(format, file)
+        };
+        match groups
+            .iter_mut()
+            .find(|(known, _)| layout.is_some() && *known == layout)
+        {
+            Some((_, group)) => group.push(file.clone()),
+            None => groups.push((layout, vec![file.clone()])),
+        }
+    }
+    groups.into_iter().map(|(_, group)| group).collect()
+}
+
+/// What makes local `file` readable in one scan with others: its CSV header line, its Parquet
+/// schema, nothing for NDJSON (read with the table's columns); `None` when it cannot be told.
+fn layout(format: FileFormat, file: &str) -> Option<String> {
+    use std::io::BufRead as _;
+    match format {
+        FileFormat::NdJson => Some(String::new()),
+        FileFormat::Csv => {
+            let mut header = String::new();
+            std::io::BufReader::new(std::fs::File::open(file).ok()?)
+                .read_line(&mut header)
+                .ok()?;
+            Some(header.trim_end_matches(['\r', '\n']).to_owned())
+        }
+        FileFormat::Parquet => {
+            let reader =
+                datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                    std::fs::File::open(file).ok()?,
+                )
+                .ok()?;
+            Some(format!("{:?}", reader.schema().fields()))
+        }
+    }
 }
 
 /// The data files at `path`: the file itself, or the files of the directory (sorted, not those
