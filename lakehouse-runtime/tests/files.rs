@@ -440,6 +440,18 @@ mod incremental {
             ["2|full"]
         );
         std::fs::write(landing.join("b.csv"), "order_id,amount\n2,2.00\n").expect("file");
+        // An ordinary run would take the refresh for done: refused until it is resumed.
+        let refused = orchestrator
+            .run(&config(&landing))
+            .await
+            .expect_err("a refresh is unfinished");
+        assert!(
+            refused.to_string().contains(&format!(
+                "run `{}`, a --full-refresh of new_orders, did not finish (failed): resume it first",
+                failed.run_id
+            )),
+            "{refused}"
+        );
         // The resumed run is still a full refresh: a.csv is read again.
         let resumed = orchestrator
             .resume(&failed.run_id, &config(&landing))
@@ -447,6 +459,9 @@ mod incremental {
             .expect("resumed");
         assert!(resumed.succeeded(), "{}", resumed.render(false));
         assert_eq!(orders(&wh).await, ["1|1.00", "1|1.00", "2|2.00"]);
+        // Finished: ordinary runs go on.
+        let next = orchestrator.run(&config(&landing)).await.expect("run 3");
+        assert!(next.succeeded(), "{}", next.render(false));
     }
 
     #[tokio::test]

@@ -1053,6 +1053,41 @@ async fn a_full_refresh_adds_the_rows_again_and_a_rebuild_replaces_them() {
 }
 
 #[tokio::test]
+async fn an_unfinished_rebuild_holds_ordinary_runs_of_its_pipelines_unless_forced() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "bad"]), wh.warehouse.clone());
+    let rebuild = RunConfig {
+        full_refresh: true,
+        rebuild: true,
+        ..RunConfig::default()
+    };
+    let failed = orchestrator.run(&rebuild).await.expect("run 1");
+    assert!(!failed.succeeded());
+    let error = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect_err("held");
+    assert!(
+        error.to_string().contains(&format!(
+            "run `{}`, a --rebuild of ticks, bad, did not finish (failed)",
+            failed.run_id
+        )),
+        "{error}"
+    );
+    // Another rebuild redoes it; --force goes on without it.
+    orchestrator.run(&rebuild).await.expect("a rebuild runs");
+    let forced = RunConfig {
+        force: true,
+        ..RunConfig::default()
+    };
+    let report = orchestrator.run(&forced).await.expect("forced");
+    assert_eq!(
+        report.result("ticks").map(|r| r.status),
+        Some(Status::Succeeded)
+    );
+}
+
+#[tokio::test]
 async fn a_backfill_runs_each_time_in_order_and_stops_at_the_first_failure() {
     let wh = TempWarehouse::new();
     let day = Duration::from_secs(86_400);

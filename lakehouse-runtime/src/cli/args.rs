@@ -268,7 +268,8 @@ pub struct ExecutionArgs {
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub retry_delay: Duration,
     /// Re-execute pipelines the run already completed (`resume`: also resume a run recorded as
-    /// running whose process cannot be checked from here).
+    /// running whose process cannot be checked from here; `run`: go on although a full refresh
+    /// or rebuild of the same pipelines did not finish).
     #[arg(long)]
     pub force: bool,
 }

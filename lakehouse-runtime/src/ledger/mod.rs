@@ -330,6 +330,33 @@ impl Ledger {
         rows(df.limit(0, Some(limit))?).await
     }
 
+    /// The runs recorded as a full refresh or rebuild whose latest execution did not succeed
+    /// (failed, cancelled, or died): an ordinary run of their pipelines would take a half-done
+    /// refresh for done.
+    pub async fn unfinished_refreshes(&self) -> Result<Vec<RunRecord>> {
+        use datafusion::functions_window::expr_fn::row_number;
+        use datafusion::logical_expr::ExprFunctionExt as _;
+        let latest_first = row_number()
+            .partition_by(vec![col("run_id")])
+            .order_by(vec![
+                col("started_at").sort(false, false),
+                col("finished_at").sort(false, false),
+            ])
+            .build()?
+            .alias("execution");
+        let df = self
+            .records()
+            .await?
+            .filter(col("kind").eq(lit("run")).and(col("refresh").is_not_null()))?
+            .window(vec![latest_first])?
+            .filter(
+                col("execution")
+                    .eq(lit(1u64))
+                    .and(col("status").not_eq(lit("succeeded"))),
+            )?;
+        rows(df).await
+    }
+
     /// The run id that `prefix` starts (a whole id, or enough of it to be unique: `r000007`),
     /// `None` when no run's id does; several is an error listing a few.
     pub async fn resolve_run_id(&self, prefix: &str) -> Result<Option<String>> {

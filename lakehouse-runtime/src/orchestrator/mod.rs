@@ -74,7 +74,8 @@ pub struct RunConfig {
     pub retry_delay: Duration,
     /// Cap of the retry delay.
     pub max_retry_delay: Duration,
-    /// Re-execute pipelines this run already completed (their writes are still idempotent).
+    /// Re-execute pipelines this run already completed (their writes are still idempotent); a
+    /// new run: go on although a full refresh or rebuild of its pipelines did not finish.
     pub force: bool,
     /// Settings handed to pipelines.
     pub settings: Settings,
@@ -248,10 +249,15 @@ impl Orchestrator {
         config.plan(&self.registry)
     }
 
-    /// Runs the selection as a new run, with a fresh `run_at` and sequence.
+    /// Runs the selection as a new run, with a fresh `run_at` and sequence. Refused while a
+    /// full refresh or rebuild of some of its pipelines did not finish (resume it first), unless
+    /// `config.force`, or unless this run is itself one.
     pub async fn run(&self, config: &RunConfig) -> Result<RunReport> {
         let plan = self.plan(config)?;
         let started = async {
+            if !(config.force || config.full_refresh || config.rebuild) {
+                self.refuse_over_unfinished_refresh(&plan).await?;
+            }
             let sequence = self.ledger.next_sequence().await?;
             let run_at = match config.run_at {
                 Some(run_at) => run_at,
@@ -274,6 +280,38 @@ impl Orchestrator {
             run_at,
         };
         self.execute_run(run, &plan, config, &HashMap::new()).await
+    }
+
+    /// An error naming a full refresh or rebuild that did not finish and planned some of
+    /// `plan`'s pipelines: a run of them would take it for done (an incremental reader of a
+    /// rebuilt table would read its rows as new, and its `resume` would then skip them).
+    async fn refuse_over_unfinished_refresh(&self, plan: &Plan) -> Result<()> {
+        let planned: Vec<&str> = plan.pipelines().map(|p| p.name).collect();
+        for unfinished in self.ledger.unfinished_refreshes().await? {
+            let shared: Vec<&str> = unfinished
+                .planned
+                .as_deref()
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter(|name| planned.contains(name))
+                .collect();
+            if shared.is_empty() {
+                continue;
+            }
+            let kind = match unfinished.refresh.as_deref() {
+                Some("rebuild") => "--rebuild",
+                _ => "--full-refresh",
+            };
+            return Err(Error::msg(format!(
+                "run `{}`, a {kind} of {}, did not finish ({}): resume it first (`orchestrate \
+                 resume {}`), or run with --force to go on without it",
+                unfinished.run_id,
+                shared.join(", "),
+                unfinished.status,
+                unfinished.run_id
+            )));
+        }
+        Ok(())
     }
 
     /// Re-runs the failed, skipped and cancelled pipelines of run `run_id` (and those it planned
