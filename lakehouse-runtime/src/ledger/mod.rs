@@ -62,6 +62,8 @@ struct Successes {
     version: u64,
     /// By pipeline; `None`: looked up, never succeeded.
     latest: HashMap<String, Option<RunRecord>>,
+    /// The latest execution of each run recorded as a refresh, by run id, once looked up.
+    refreshes: Option<HashMap<String, RunRecord>>,
 }
 
 impl Successes {
@@ -69,6 +71,13 @@ impl Successes {
     /// (of the others, the latest success before them is not known).
     fn observe<'a>(&mut self, records: impl IntoIterator<Item = &'a RunRecord>) {
         for record in records {
+            // A refresh run's row appended now is its latest execution's.
+            if record.kind == "run"
+                && record.refresh.is_some()
+                && let Some(refreshes) = self.refreshes.as_mut()
+            {
+                refreshes.insert(record.run_id.clone(), record.clone());
+            }
             if !record.places_cursor() {
                 continue;
             }
@@ -333,7 +342,60 @@ impl Ledger {
     /// The runs recorded as a full refresh or rebuild whose latest execution did not succeed
     /// (failed, cancelled, or died): an ordinary run of their pipelines would take a half-done
     /// refresh for done.
+    /// Remembered once read, and kept current by this ledger's appends while the runs table has
+    /// no commit it did not make (every run asks, and the answer is nearly always none).
     pub async fn unfinished_refreshes(&self) -> Result<Vec<RunRecord>> {
+        let unfinished = |refreshes: &HashMap<String, RunRecord>| -> Vec<RunRecord> {
+            let mut runs: Vec<RunRecord> = refreshes
+                .values()
+                .filter(|r| r.status != "succeeded")
+                .cloned()
+                .collect();
+            runs.sort_by_key(|r| r.sequence);
+            runs
+        };
+        let version = self.runs_version().await;
+        if let Some(version) = version {
+            let successes = self
+                .successes
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(known) = successes.as_ref()
+                && known.version == version
+                && let Some(refreshes) = &known.refreshes
+            {
+                return Ok(unfinished(refreshes));
+            }
+        }
+        let latest: HashMap<String, RunRecord> = self
+            .latest_refresh_executions()
+            .await?
+            .into_iter()
+            .map(|r| (r.run_id.clone(), r))
+            .collect();
+        let found = unfinished(&latest);
+        if let Some(version) = version {
+            let mut successes = self
+                .successes
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            match successes.as_mut() {
+                Some(known) if known.version == version => known.refreshes = Some(latest),
+                Some(_) => {}
+                None => {
+                    *successes = Some(Successes {
+                        version,
+                        latest: HashMap::new(),
+                        refreshes: Some(latest),
+                    })
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The latest execution of each run recorded as a full refresh or rebuild.
+    async fn latest_refresh_executions(&self) -> Result<Vec<RunRecord>> {
         use datafusion::functions_window::expr_fn::row_number;
         use datafusion::logical_expr::ExprFunctionExt as _;
         let latest_first = row_number()
@@ -349,11 +411,7 @@ impl Ledger {
             .await?
             .filter(col("kind").eq(lit("run")).and(col("refresh").is_not_null()))?
             .window(vec![latest_first])?
-            .filter(
-                col("execution")
-                    .eq(lit(1u64))
-                    .and(col("status").not_eq(lit("succeeded"))),
-            )?;
+            .filter(col("execution").eq(lit(1u64)))?;
         rows(df).await
     }
 
@@ -429,6 +487,7 @@ impl Ledger {
                     *successes = Some(Successes {
                         version,
                         latest: HashMap::new(),
+                        refreshes: None,
                     })
                 }
             }
