@@ -48,8 +48,10 @@ pub(super) async fn history(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints `table`'s declaration (description, write mode, keys, columns) beside what is stored:
-/// version, size, properties and the columns' stored comments.
+/// Prints `table`'s declaration (description, writer, write mode and overwrite scope, keys,
+/// partitions, Z-order, freshness, quality, CHECK constraints, expectations, and each column's
+/// type, nullability, foreign key and description) beside what is stored: version, size,
+/// properties, and which columns the table has or lacks.
 pub(super) async fn describe(
     registry: &Registry,
     warehouse: &Warehouse,
