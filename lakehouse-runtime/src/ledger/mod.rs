@@ -316,22 +316,7 @@ impl Ledger {
     /// The runs, newest first, at most `limit`: one row each, its latest (a resumed run's last
     /// execution).
     pub async fn runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
-        use datafusion::functions_window::expr_fn::row_number;
-        use datafusion::logical_expr::ExprFunctionExt as _;
-        let latest_first = row_number()
-            .partition_by(vec![col("run_id")])
-            .order_by(vec![
-                col("started_at").sort(false, false),
-                col("finished_at").sort(false, false),
-            ])
-            .build()?
-            .alias("execution");
-        let df = self
-            .records()
-            .await?
-            .filter(col("kind").eq(lit("run")))?
-            .window(vec![latest_first])?
-            .filter(col("execution").eq(lit(1u64)))?;
+        let df = self.latest_executions(col("kind").eq(lit("run"))).await?;
         let df = df.sort(vec![
             col("sequence").sort(false, false),
             col("started_at").sort(false, false),
@@ -396,6 +381,13 @@ impl Ledger {
 
     /// The latest execution of each run recorded as a full refresh or rebuild.
     async fn latest_refresh_executions(&self) -> Result<Vec<RunRecord>> {
+        let refreshes = col("kind").eq(lit("run")).and(col("refresh").is_not_null());
+        rows(self.latest_executions(refreshes).await?).await
+    }
+
+    /// The rows of `lakehouse.runs` matching `rows`, the latest of each run id only (a resumed
+    /// run's last execution).
+    async fn latest_executions(&self, rows: datafusion::logical_expr::Expr) -> Result<DataFrame> {
         use datafusion::functions_window::expr_fn::row_number;
         use datafusion::logical_expr::ExprFunctionExt as _;
         let latest_first = row_number()
@@ -406,13 +398,12 @@ impl Ledger {
             ])
             .build()?
             .alias("execution");
-        let df = self
+        Ok(self
             .records()
             .await?
-            .filter(col("kind").eq(lit("run")).and(col("refresh").is_not_null()))?
+            .filter(rows)?
             .window(vec![latest_first])?
-            .filter(col("execution").eq(lit(1u64)))?;
-        rows(df).await
+            .filter(col("execution").eq(lit(1u64)))?)
     }
 
     /// The run id that `prefix` starts (a whole id, or enough of it to be unique: `r000007`),
