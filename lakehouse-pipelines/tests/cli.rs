@@ -311,10 +311,34 @@ fn a_backfill_makes_one_run_per_day_in_order() {
     let out = stdout(&backfill);
     assert!(backfill.status.success(), "{out}\n{}", stderr(&backfill));
     assert!(
-        out.contains("backfill: 3 run(s), from 2026-11-01T00:00:00Z every 1day"),
+        out.contains(
+            "backfill: 3 time(s), from 2026-11-01T00:00:00Z every 1day, skipping those already \
+             done"
+        ),
         "{out}"
     );
-    assert!(out.contains("backfill done: 3 run(s)"), "{out}");
+    assert!(out.contains("backfill done: 3 run(s)\n"), "{out}");
+    // Again over a longer range: only the new day runs.
+    let longer = orchestrate(
+        dir.path(),
+        &[
+            "run",
+            "--select",
+            "erp_sales_transactions",
+            "--set",
+            "erp.rows=2",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-05",
+        ],
+    );
+    let out = stdout(&longer);
+    assert!(longer.status.success(), "{out}\n{}", stderr(&longer));
+    assert!(
+        out.contains("backfill done: 1 run(s), 3 time(s) already done"),
+        "{out}"
+    );
     let sql = orchestrate(
         dir.path(),
         &[
@@ -326,7 +350,8 @@ fn a_backfill_makes_one_run_per_day_in_order() {
     );
     assert_eq!(
         stdout(&sql),
-        "run_at,n\n2026-11-01T00:00:00Z,2\n2026-11-02T00:00:00Z,2\n2026-11-03T00:00:00Z,2\n",
+        "run_at,n\n2026-11-01T00:00:00Z,2\n2026-11-02T00:00:00Z,2\n2026-11-03T00:00:00Z,2\n\
+         2026-11-04T00:00:00Z,2\n",
         "{}",
         stderr(&sql)
     );

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use lakehouse_runtime::ledger::{Liveness, RunProcess};
-use lakehouse_runtime::orchestrator::{Direction, Orchestrator, RunConfig, SkipPolicy, Status};
+use lakehouse_runtime::orchestrator::{
+    Direction, Orchestrator, Redo, RunConfig, SkipPolicy, Status,
+};
 use lakehouse_runtime::prelude::*;
 use lakehouse_runtime::{PipelineDescriptor, Registry};
 use serde::Serialize;
@@ -1096,18 +1098,20 @@ async fn a_backfill_runs_each_time_in_order_and_stops_at_the_first_failure() {
     let times = lakehouse_runtime::orchestrator::backfill_times(start, end, day).expect("times");
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
     let mut seen = Vec::new();
-    let reports = orchestrator
-        .backfill(&RunConfig::default(), &times, |report| {
+    let done = orchestrator
+        .backfill(&RunConfig::default(), &times, Redo::Missing, |report| {
             seen.push(report.run_at)
         })
         .await
         .expect("backfill");
     assert_eq!(seen, times);
-    assert!(reports.iter().all(|r| r.succeeded()));
+    assert!(done.completed && done.already_done.is_empty());
+    assert!(done.runs.iter().all(|r| r.succeeded()));
+    let ticks = <Ticks as lakehouse_runtime::Table>::DEF;
     assert_eq!(
         crate::common::query(
             &wh.warehouse,
-            &[<Ticks as lakehouse_runtime::Table>::DEF],
+            &[ticks],
             "SELECT n, run_at FROM bronze.ticks"
         )
         .await,
@@ -1117,23 +1121,178 @@ async fn a_backfill_runs_each_time_in_order_and_stops_at_the_first_failure() {
             "3|2026-11-03T00:00:00Z"
         ]
     );
-    // A failing pipeline: the first time's run fails, and the others are not run.
+    // A failing pipeline: the first time's run fails, and the others are not run. `ticks`
+    // already succeeded at that time, so only `bad` runs.
     let failing = Orchestrator::new(registry(&["ticks", "bad"]), wh.warehouse.clone());
-    let reports = failing
-        .backfill(&RunConfig::default(), &times, |_| {})
+    let done = failing
+        .backfill(&RunConfig::default(), &times, Redo::Missing, |_| {})
         .await
         .expect("backfill");
-    assert_eq!(reports.len(), 1, "stopped after the first run");
+    assert_eq!(done.runs.len(), 1, "stopped after the first run");
+    assert!(!done.completed);
     assert_eq!(
-        reports[0].result("bad").map(|r| r.status),
-        Some(Status::Failed)
+        statuses(&done.runs[0]),
+        BTreeMap::from([("bad", Status::Failed)])
     );
+    assert_eq!(contents(&wh.warehouse, ticks).await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_backfill_again_runs_only_what_did_not_succeed_at_each_time() {
+    let wh = TempWarehouse::new();
+    let day = Duration::from_secs(86_400);
+    let at = |text: &str| Timestamp::parse(text).expect("time");
+    let times = lakehouse_runtime::orchestrator::backfill_times(
+        at("2026-11-01T00:00:00Z"),
+        at("2026-11-04T00:00:00Z"),
+        day,
+    )
+    .expect("times");
+    let orchestrator = Orchestrator::new(
+        registry(&["ticks", "flaky", "after_flaky"]),
+        wh.warehouse.clone(),
+    );
+    // No retries: flaky fails on its first call, so the first time's run fails.
+    let mut config = fast(RunConfig::default());
+    config.settings.set("test", "backfill-again");
+    config.overrides.insert(
+        "flaky".into(),
+        lakehouse_runtime::orchestrator::PipelineOverride {
+            retries: Some(0),
+            timeout: None,
+        },
+    );
+    let first = orchestrator
+        .backfill(&config, &times, Redo::Missing, |_| {})
+        .await
+        .expect("backfill");
+    assert_eq!(first.runs.len(), 1);
+    assert!(!first.completed);
+    let failed = &first.runs[0];
     assert_eq!(
-        contents(&wh.warehouse, <Ticks as lakehouse_runtime::Table>::DEF)
-            .await
-            .len(),
-        4
+        statuses(failed),
+        BTreeMap::from([
+            ("ticks", Status::Succeeded),
+            ("flaky", Status::Failed),
+            ("after_flaky", Status::Skipped)
+        ])
     );
+
+    // The same backfill again: at the first time, only what did not succeed runs (the source
+    // is not called again), then the other times run whole.
+    let again = orchestrator
+        .backfill(&config, &times, Redo::Missing, |_| {})
+        .await
+        .expect("backfill again");
+    assert!(again.completed);
+    let ran: Vec<(Timestamp, usize)> = again
+        .runs
+        .iter()
+        .map(|r| (r.run_at, r.results.len()))
+        .collect();
+    assert_eq!(ran, [(times[0], 2), (times[1], 3), (times[2], 3)]);
+    assert_eq!(
+        statuses(&again.runs[0]),
+        BTreeMap::from([
+            ("flaky", Status::Succeeded),
+            ("after_flaky", Status::Succeeded)
+        ])
+    );
+    assert!(again.runs.iter().all(|r| r.succeeded()));
+    let ticks = <Ticks as lakehouse_runtime::Table>::DEF;
+    let flaky = <Flaky as lakehouse_runtime::Table>::DEF;
+    assert_eq!(
+        contents(&wh.warehouse, ticks).await.len(),
+        3,
+        "one tick per day"
+    );
+    // `flaky` appends every tick each day: 1 + 2 + 3.
+    assert_eq!(contents(&wh.warehouse, flaky).await.len(), 6);
+
+    // Everything done: nothing runs. A longer range runs only the new time.
+    let third = orchestrator
+        .backfill(&config, &times, Redo::Missing, |_| {})
+        .await
+        .expect("third backfill");
+    assert!(third.completed && third.runs.is_empty());
+    assert_eq!(third.already_done, times);
+    let longer = lakehouse_runtime::orchestrator::backfill_times(
+        at("2026-11-01T00:00:00Z"),
+        at("2026-11-05T00:00:00Z"),
+        day,
+    )
+    .expect("times");
+    let fourth = orchestrator
+        .backfill(&config, &longer, Redo::Missing, |_| {})
+        .await
+        .expect("longer backfill");
+    assert_eq!(fourth.already_done, times);
+    assert_eq!(
+        fourth.runs.iter().map(|r| r.run_at).collect::<Vec<_>>(),
+        [longer[3]]
+    );
+    assert_eq!(contents(&wh.warehouse, ticks).await.len(), 4);
+
+    // A pipeline added to the selection runs alone at the times the others are done.
+    let wider = Orchestrator::new(
+        registry(&["ticks", "flaky", "after_flaky", "ok1"]),
+        wh.warehouse.clone(),
+    );
+    let fifth = wider
+        .backfill(&config, &times, Redo::Missing, |_| {})
+        .await
+        .expect("wider backfill");
+    assert!(fifth.completed && fifth.already_done.is_empty());
+    assert!(
+        fifth
+            .runs
+            .iter()
+            .all(|r| statuses(r) == BTreeMap::from([("ok1", Status::Succeeded)]))
+    );
+    assert_eq!(contents(&wh.warehouse, ticks).await.len(), 4);
+
+    // A run still recorded as running at a time may have committed writes it did not record:
+    // the backfill asks to resume it first.
+    let start = orchestrator
+        .ledger()
+        .run(&again.runs[1].run_id)
+        .await
+        .expect("ledger")
+        .into_iter()
+        .find(|r| r.kind == "run" && r.status == "running")
+        .expect("the run's start is recorded");
+    orchestrator
+        .ledger()
+        .append(&[lakehouse_runtime::ledger::RunRecord {
+            run_id: "r999999-died".to_owned(),
+            sequence: 999_999,
+            run_at: longer[3],
+            planned: Some("ok1".to_owned()),
+            ..start
+        }])
+        .await
+        .expect("recorded");
+    let error = wider
+        .backfill(&config, &longer, Redo::Missing, |_| {})
+        .await
+        .expect_err("a run at the fourth time, where ok1 is missing, is recorded as running");
+    assert!(
+        error.to_string().contains(
+            "run `r999999-died` at 2026-11-04T00:00:00Z is recorded as running: it still runs, \
+             or its process died before it recorded what it wrote; `orchestrate resume \
+             r999999-died`"
+        ),
+        "{error}"
+    );
+
+    // Redo::All runs every time again.
+    let all = orchestrator
+        .backfill(&config, &times, Redo::All, |_| {})
+        .await
+        .expect("rerun");
+    assert_eq!(all.runs.len(), 3);
+    assert!(all.already_done.is_empty());
+    assert_eq!(contents(&wh.warehouse, ticks).await.len(), 7);
 }
 
 #[tokio::test]

@@ -297,7 +297,8 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "every")]
     pub rebuild: bool,
     /// Backfill: one run per logical time from this one (RFC 3339, or a date for its midnight
-    /// UTC), every `--step`, up to `--to`; stops after the first run that does not succeed.
+    /// UTC), every `--step`, up to `--to`, skipping the times already done; stops after the
+    /// first run that does not succeed (run the same backfill again to go on).
     #[arg(
         long,
         value_parser = parse_instant,
@@ -311,6 +312,10 @@ pub struct RunArgs {
     /// Backfill: the time between two runs' logical times.
     #[arg(long, default_value = "1d", value_parser = parse_positive_duration, requires = "from")]
     pub step: Duration,
+    /// Backfill: run every time again in a new run, also those at which the selected pipelines
+    /// already succeeded (by default they are skipped, and a time's unfinished run is resumed).
+    #[arg(long, requires = "from")]
+    pub rerun: bool,
     /// Repeat the run at this interval (loop mode), e.g. `60s`.
     #[arg(long, value_parser = parse_positive_duration)]
     pub every: Option<Duration>,

@@ -270,7 +270,12 @@ async fn run_selected(
     stop_when_interrupted(stop);
     let settings = config.settings.clone();
     if let (Some(from), Some(to)) = (args.from, args.to) {
-        return backfill(orchestrator, config, (from, to, args.step), global).await;
+        let redo = if args.rerun {
+            crate::orchestrator::Redo::All
+        } else {
+            crate::orchestrator::Redo::Missing
+        };
+        return backfill(orchestrator, config, (from, to, args.step), redo, global).await;
     }
     match args.every {
         None => {
@@ -315,14 +320,18 @@ async fn backfill(
     orchestrator: &Orchestrator,
     config: RunConfig,
     (from, to, step): (Timestamp, Timestamp, std::time::Duration),
+    redo: crate::orchestrator::Redo,
     global: &GlobalArgs,
 ) -> Result<ExitCode> {
     let times = crate::orchestrator::backfill_times(from, to, step)?;
     let planned = times.len();
     say!(
-        "backfill: {} run(s), from {from} every {}",
-        times.len(),
-        humantime::format_duration(step)
+        "backfill: {planned} time(s), from {from} every {}{}",
+        humantime::format_duration(step),
+        match redo {
+            crate::orchestrator::Redo::Missing => ", skipping those already done",
+            crate::orchestrator::Redo::All => ", every one run again",
+        }
     );
     let settings = config.settings.clone();
     let mut checked = false;
@@ -332,41 +341,54 @@ async fn backfill(
         }
         finish(report);
     };
-    let reports = with_progress(orchestrator, |o| async move {
-        o.backfill(&config, &times, on_report).await
+    let done = with_progress(orchestrator, |o| async move {
+        o.backfill(&config, &times, redo, on_report).await
     })
     .await?;
-    let succeeded = reports.iter().filter(|r| r.succeeded()).count();
-    let interrupted = |report: &RunReport| {
-        report.results.iter().any(|r| r.status == Status::Cancelled)
-            && !report.results.iter().any(|r| r.status == Status::Failed)
+    let runs = done.runs.len();
+    let skipped = match done.already_done.len() {
+        0 => String::new(),
+        n => format!(", {n} time(s) already done"),
     };
-    match reports.iter().find(|r| !r.succeeded()) {
-        Some(stopped) if interrupted(stopped) => {
+    match done.runs.iter().find(|r| !r.succeeded()) {
+        Some(stopped) => {
+            let interrupted = stopped
+                .results
+                .iter()
+                .any(|r| r.status == Status::Cancelled)
+                && !stopped.results.iter().any(|r| r.status == Status::Failed);
+            let go_on = match redo {
+                crate::orchestrator::Redo::Missing => "run the same backfill again to go on: the \
+                     times done are skipped and that run is resumed"
+                    .to_owned(),
+                crate::orchestrator::Redo::All => format!(
+                    "`resume {}`, then backfill --rerun on from the next time",
+                    stopped.run_id
+                ),
+            };
             say!(
-                "backfill interrupted: {succeeded} of {planned} run(s) done; `resume {}` \
-                 finishes the one at {}",
+                "backfill {}: run {} at {} did not succeed ({runs} run(s) made{skipped}); \
+                 {}{go_on}",
+                if interrupted {
+                    "interrupted"
+                } else {
+                    "stopped"
+                },
                 stopped.run_id,
-                stopped.run_at
+                stopped.run_at,
+                if interrupted { "" } else { "fix it, then " },
             );
             Ok(ExitCode::FAILURE)
         }
-        Some(failed) => {
+        None if !done.completed => {
             say!(
-                "backfill stopped: {succeeded} run(s) succeeded, {} at {} did not; fix it, \
-                 `resume {}`, then backfill on from the next time",
-                failed.run_id,
-                failed.run_at,
-                failed.run_id
+                "backfill interrupted: {runs} run(s) made{skipped}, of {planned} time(s); run \
+                 the same backfill again to go on"
             );
-            Ok(ExitCode::FAILURE)
-        }
-        None if succeeded < planned => {
-            say!("backfill interrupted: {succeeded} of {planned} run(s) done");
             Ok(ExitCode::FAILURE)
         }
         None => {
-            say!("backfill done: {succeeded} run(s)");
+            say!("backfill done: {runs} run(s){skipped}");
             Ok(ExitCode::SUCCESS)
         }
     }

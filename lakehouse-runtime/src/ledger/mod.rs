@@ -5,7 +5,7 @@ mod process;
 mod statistics;
 mod tables;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
@@ -24,7 +24,7 @@ use crate::store::{
     AUTO_COMPACT_AT_FILES, CommitTags, OpenTable, WRITE_ID_KEY, Warehouse, WriteOptions,
     new_write_id,
 };
-use crate::table::{Table, TableDef};
+use crate::table::{Table, TableDef, Timestamp};
 
 /// The size compacted system-table files grow to: bounds what one compaction rewrites (files
 /// that reached it are left alone).
@@ -39,6 +39,15 @@ pub(crate) const RUN_ID_KEY: &str = "lakehouse.runId";
 /// The `commitInfo` key of a pipeline's write listing the files it ingested (the rows of
 /// `lakehouse.ingested_files` it records once written).
 pub(crate) const INGESTED_FILES_KEY: &str = "lakehouse.ingestedFiles";
+
+/// What ran at one logical time: see [`Ledger::runs_between`].
+#[derive(Clone, Debug, Default)]
+pub struct RunsAt {
+    /// The pipelines with a successful attempt at this time, in any run.
+    pub succeeded: HashSet<String>,
+    /// The runs at this time whose latest execution did not succeed, oldest first.
+    pub unfinished: Vec<RunRecord>,
+}
 
 /// The system tables of a warehouse.
 #[derive(Clone)]
@@ -622,6 +631,53 @@ impl Ledger {
             .count()
             .await?;
         Ok(found > 0)
+    }
+
+    /// What ran at the logical times from `from` (included) to `to` (excluded): per time, the
+    /// pipelines with a successful attempt (in any run) and the runs whose latest execution did
+    /// not succeed (failed, cancelled, or died), oldest first. What a backfill needs to skip the
+    /// times already done and resume the unfinished ones.
+    pub async fn runs_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<HashMap<Timestamp, RunsAt>> {
+        let in_range = col("run_at")
+            .gt_eq(from.lit())
+            .and(col("run_at").lt(to.lit()));
+        #[derive(serde::Deserialize)]
+        struct Success {
+            run_at: Timestamp,
+            pipeline: Option<String>,
+        }
+        let successes = self.records().await?.filter(
+            in_range
+                .clone()
+                .and(col("kind").eq(lit("pipeline")))
+                .and(col("status").eq(lit("succeeded"))),
+        )?;
+        let successes = successes
+            .select(vec![col("run_at"), col("pipeline")])?
+            .distinct()?;
+        let mut times: HashMap<Timestamp, RunsAt> = HashMap::new();
+        for success in rows::<Success>(successes).await? {
+            if let Some(pipeline) = success.pipeline {
+                times
+                    .entry(success.run_at)
+                    .or_default()
+                    .succeeded
+                    .insert(pipeline);
+            }
+        }
+        let runs = self
+            .latest_executions(in_range.and(col("kind").eq(lit("run"))))
+            .await?
+            .filter(col("status").not_eq(lit("succeeded")))?
+            .sort(vec![col("sequence").sort(true, false)])?;
+        for run in rows::<RunRecord>(runs).await? {
+            times.entry(run.run_at).or_default().unfinished.push(run);
+        }
+        Ok(times)
     }
 
     /// Whether `lakehouse.quality_issues` holds a finding of run `run_id` about `table`.

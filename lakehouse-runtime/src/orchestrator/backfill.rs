@@ -1,10 +1,12 @@
 //! Backfills: one run per logical time over a range (`orchestrate run --from .. --to ..`), each
 //! with its own `run_at`, in order.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use super::{Orchestrator, RunConfig, RunReport};
+use super::{Orchestrator, RunConfig, RunReport, Status};
 use crate::error::{Error, Result};
+use crate::ledger::RunRecord;
 use crate::table::Timestamp;
 
 /// The most runs one backfill makes: a range and step that ask for more are a typo (a step of
@@ -44,44 +46,128 @@ pub fn backfill_times(from: Timestamp, to: Timestamp, step: Duration) -> Result<
         .collect())
 }
 
+/// What a backfill does with the logical times its pipelines already ran at.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Redo {
+    /// Runs only what is missing: a time at which every selected pipeline succeeded (in any
+    /// run) is skipped, and at the others the selected pipelines without a success run in a new
+    /// run. Running a backfill again after a failure goes on where it stopped. A time whose run
+    /// is still recorded as running (its process died, say) is an error asking to resume it
+    /// first: it may have committed writes it did not record.
+    #[default]
+    Missing,
+    /// Runs every time again in a new run, whatever ran at it before (an append table gets the
+    /// rows of a time again).
+    All,
+}
+
+/// What a backfill did.
+#[derive(Clone, Debug, Default)]
+pub struct BackfillReport {
+    /// The runs made, in order.
+    pub runs: Vec<RunReport>,
+    /// The times skipped: every selected pipeline had already succeeded at them.
+    pub already_done: Vec<Timestamp>,
+    /// Whether every time was handled: none of the runs failed and no shutdown stopped it.
+    pub completed: bool,
+}
+
 impl Orchestrator {
-    /// Runs the selection once per logical time of `run_ats`, in order, each a new run with that
-    /// `run_at` (see [`backfill_times`]), calling `on_report` as each ends. Stops after the first
-    /// run that does not succeed (a later day often builds on an earlier one; `resume` it, then
-    /// backfill the rest) or at shutdown. An SCD2 table refuses a `run_at` earlier than its
-    /// history: backfill before it has one.
+    /// Runs the selection once per logical time of `run_ats`, in order, each with that `run_at`
+    /// (see [`backfill_times`]), calling `on_report` as each run ends. With [`Redo::Missing`],
+    /// only what did not succeed yet at a time runs (see there). Stops after the first run that
+    /// does not succeed (a later day often builds on an earlier one: fix it and backfill again)
+    /// or at shutdown. An SCD2 table refuses a `run_at` earlier than its history: backfill before
+    /// it has one.
     pub async fn backfill(
         &self,
         config: &RunConfig,
         run_ats: &[Timestamp],
+        redo: Redo,
         mut on_report: impl FnMut(&RunReport),
-    ) -> Result<Vec<RunReport>> {
-        let mut reports = Vec::with_capacity(run_ats.len());
+    ) -> Result<BackfillReport> {
+        let plan = self.plan(config)?;
+        let selected: Vec<&'static str> = plan.pipelines().map(|p| p.name).collect();
+        let mut history = match (redo, run_ats.iter().min(), run_ats.iter().max()) {
+            (Redo::Missing, Some(first), Some(last)) => {
+                self.ledger
+                    .runs_between(*first, Timestamp(last.0.saturating_add(1)))
+                    .await?
+            }
+            _ => HashMap::new(),
+        };
+        let mut report = BackfillReport::default();
         for (done, run_at) in run_ats.iter().enumerate() {
             if *self.shutdown.borrow() {
                 tracing::warn!(done, left = run_ats.len() - done, "backfill stopped");
-                break;
+                return Ok(report);
+            }
+            tracing::info!(run_at = %run_at, time = done + 1, of = run_ats.len(), "backfill");
+            let mut targets: Vec<String> = selected.iter().map(|p| (*p).to_owned()).collect();
+            if redo == Redo::Missing {
+                let at = history.remove(run_at).unwrap_or_default();
+                targets = missing(&selected, &at.succeeded);
+                if targets.is_empty() {
+                    tracing::info!(run_at = %run_at, "every selected pipeline already succeeded at this time");
+                    report.already_done.push(*run_at);
+                    continue;
+                }
+                // A failed or cancelled attempt committed nothing, but a run still recorded as
+                // running (its process died, or it runs) may have committed writes it never
+                // recorded: its own resume finds them.
+                let planned = |run: &&RunRecord| {
+                    run.planned.as_deref().is_none_or(|planned| {
+                        planned
+                            .split_whitespace()
+                            .any(|p| targets.iter().any(|t| t == p))
+                    })
+                };
+                if let Some(running) = at
+                    .unfinished
+                    .iter()
+                    .filter(|run| run.status == Status::Running.as_str())
+                    .find(planned)
+                {
+                    return Err(Error::msg(format!(
+                        "run `{id}` at {run_at} is recorded as running: it still runs, or its \
+                         process died before it recorded what it wrote; `orchestrate resume \
+                         {id}` (with --force if its process cannot be checked from here), then \
+                         backfill again",
+                        id = running.run_id
+                    )));
+                }
             }
             let config = RunConfig {
                 run_at: Some(*run_at),
+                targets,
+                direction: super::Direction::None,
                 ..config.clone()
             };
-            tracing::info!(run_at = %run_at, run = done + 1, of = run_ats.len(), "backfill run");
-            let report = self.run(&config).await?;
-            on_report(&report);
-            let succeeded = report.succeeded();
-            reports.push(report);
+            let run = self.run(&config).await?;
+            on_report(&run);
+            let succeeded = run.succeeded();
+            report.runs.push(run);
             if !succeeded {
                 tracing::warn!(
                     run_at = %run_at,
                     left = run_ats.len() - done - 1,
                     "a backfill run did not succeed; the later ones are not run"
                 );
-                break;
+                return Ok(report);
             }
         }
-        Ok(reports)
+        report.completed = true;
+        Ok(report)
     }
+}
+
+/// The pipelines of `selected` not in `succeeded`, in order.
+fn missing(selected: &[&'static str], succeeded: &HashSet<String>) -> Vec<String> {
+    selected
+        .iter()
+        .filter(|p| !succeeded.contains(**p))
+        .map(|p| (*p).to_owned())
+        .collect()
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-pub use backfill::{MAX_BACKFILL_RUNS, backfill_times};
+pub use backfill::{BackfillReport, MAX_BACKFILL_RUNS, Redo, backfill_times};
 pub use notify::{NotifyOn, Webhook, checked_url};
 pub use plan::{Direction, Order, Plan, SelectionError, plan, select};
 pub use report::{PipelineResult, RunReport, Status};
