@@ -69,6 +69,41 @@ mod marts {
     }
 }
 
+/// Columns named by keywords (`type`, `match`), as raw identifiers.
+mod keywords {
+    use lakehouse_runtime::prelude::*;
+
+    /// Events.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "events")]
+    pub struct Events {
+        pub id: i64,
+        pub r#type: Option<String>,
+        pub r#match: bool,
+    }
+
+    /// A projection names the columns as the struct does.
+    pub fn copy(events: Frame<Events>) -> Result<Frame<Events>> {
+        events.select_into(EventsSelect {
+            id: Events::id,
+            r#type: Events::r#type,
+            r#match: Events::r#match,
+        })
+    }
+}
+
+#[test]
+fn keyword_columns_are_named_without_their_raw_prefix() {
+    use lakehouse_runtime::Table as _;
+    let _ = keywords::copy;
+    let columns: Vec<&str> = keywords::Events::DEF
+        .columns
+        .iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(columns, ["id", "type", "match"]);
+}
+
 #[test]
 fn the_registry_holds_the_graph() {
     let registry = Registry::from_inventory().expect("valid graph");

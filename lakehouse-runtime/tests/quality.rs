@@ -315,7 +315,7 @@ async fn every_check_is_answered_by_one_execution_of_the_output() {
 /// Transfers between two dimension rows: an append table (its key may repeat), with two foreign
 /// keys into the same dimension.
 #[derive(Table)]
-#[table(schema = "gold", name = "q_transfers", key(transfer_id), quality = warn)]
+#[table(schema = "gold", name = "q_transfers", key(transfer_id), mode = append, quality = warn)]
 pub struct QTransfers {
     pub transfer_id: i64,
     #[column(references = QDim::id)]

@@ -72,11 +72,16 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
             Param::Ctx => None,
         })
         .collect();
+    let full_snapshot = model.full_snapshot;
     // The producer of every input must be a declared dependency; the error names both.
     let input_checks = inputs.iter().map(|ty| {
         let marker = syn::Ident::new(&name_str, ty.span());
         quote_spanned! {ty.span()=>
             ::lakehouse_runtime::__private::assert_readable::<#ty>();
+            ::lakehouse_runtime::__private::assert_incremental_output::<#output>(
+                <#ty as ::lakehouse_runtime::__private::PipelineInput>::INCREMENTAL,
+                #full_snapshot,
+            );
             ::lakehouse_runtime::__private::assert_depends_on::<
                 #marker::Marker,
                 <<#ty as ::lakehouse_runtime::__private::PipelineInput>::Table as ::lakehouse_runtime::__private::Produced>::By,
@@ -112,7 +117,6 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
     let tags = &model.tags;
     let retries = option(model.retries.map(|r| quote!(#r)));
     let timeout_ms = option(model.timeout_ms.map(|t| quote!(#t)));
-    let full_snapshot = model.full_snapshot;
     let full_snapshot_check = model.full_snapshot.then(|| {
         quote_spanned! {model.output_span=>
             const _: () = ::lakehouse_runtime::__private::assert_full_snapshot::<#output>();

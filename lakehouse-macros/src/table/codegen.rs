@@ -238,7 +238,12 @@ fn select_struct(model: &TableModel) -> TokenStream {
             while taken.contains(&param) {
                 param.push('_');
             }
-            Ident::new(&param, c.ident.span())
+            // A keyword column (`r#type`) needs a raw parameter name too.
+            if syn::parse_str::<Ident>(&param).is_ok() {
+                Ident::new(&param, c.ident.span())
+            } else {
+                Ident::new_raw(&param, c.ident.span())
+            }
         })
         .collect();
     let fields = model.columns.iter().zip(&params).map(|(c, p)| {

@@ -127,6 +127,26 @@ fn merge_and_scd2_need_a_non_null_key() {
 }
 
 #[test]
+fn a_key_without_a_mode_is_refused_and_an_explicit_append_is_not() {
+    let text = error_text(quote! {
+        #[table(schema = "gold", key(id))]
+        struct D { id: i64 }
+    });
+    assert!(
+        text.contains("a table with `key(..)` and no `mode` appends every row"),
+        "{text}"
+    );
+    let append = model(quote! {
+        #[table(schema = "gold", key(id), mode = append)]
+        struct D { id: i64 }
+    });
+    assert!(
+        append.is_ok(),
+        "an append table may declare the key it deletes by"
+    );
+}
+
+#[test]
 fn rejects_non_structs_generics_and_missing_schema() {
     assert!(
         error_text(quote!(

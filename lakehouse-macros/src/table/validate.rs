@@ -235,6 +235,13 @@ pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
             ));
         }
         (Some(k), _) if k.value.is_empty() => errors.spanned(&k.key, "`key(..)` names no column"),
+        // Most likely a forgotten `mode = merge`: the default appends every row, key or not.
+        (Some(k), Mode::Append) if attrs.mode.is_none() => errors.spanned(
+            &k.key,
+            "a table with `key(..)` and no `mode` appends every row, repeating keys: say \
+             `mode = merge` to upsert on the key (or `mode = scd2` to keep its history), or \
+             `mode = append` if a key may repeat",
+        ),
         _ => {}
     }
     for (field, name) in input.fields.iter().zip(&field_names) {

@@ -148,6 +148,26 @@ pub const fn assert_full_snapshot<T: Table>() {
     }
 }
 
+/// Fails compilation when an incremental input (`Changes<T>`) feeds a whole-table overwrite
+/// that is not `full_snapshot`: each run would replace the table with only the rows new since
+/// the last one, and a run with none would empty it.
+pub const fn assert_incremental_output<T: Table>(incremental: bool, full_snapshot: bool) {
+    if incremental
+        && !full_snapshot
+        && matches!(T::DEF.mode, WriteMode::Overwrite)
+        && matches!(T::DEF.overwrite, crate::table::OverwriteScope::Table)
+    {
+        panic!(
+            "a `Changes<T>` input holds only the rows new since the last run, and a `mode = \
+             overwrite` output replaces every row: each run would keep only the new rows, and a \
+             run with none would empty the table. Append them (`mode = append`), merge them \
+             (`mode = merge`), replace their partitions (`overwrite = partitions`), or read the \
+             input whole as `Frame<T>`; if each run's new rows are the complete table, say so \
+             with `#[pipeline(full_snapshot)]`"
+        );
+    }
+}
+
 /// A pipeline parameter that can be read: `Frame<T>` of any table, `Changes<T>` of an append
 /// table. Checked once per parameter by the code `#[pipeline]` generates.
 pub trait ReadableInput {}
