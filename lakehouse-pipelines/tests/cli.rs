@@ -386,6 +386,26 @@ fn a_backfill_makes_one_run_per_day_in_order() {
     );
     let step_alone = orchestrate(dir.path(), &["run", "--step", "2d"]);
     assert_eq!(step_alone.status.code(), Some(2), "{}", stderr(&step_alone));
+    // A range reaching into the future is refused before anything runs (every later run would
+    // take a logical time after it).
+    let future = orchestrate(
+        dir.path(),
+        &[
+            "run",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2099-01-01",
+            "--step",
+            "30d",
+        ],
+    );
+    assert_eq!(future.status.code(), Some(1));
+    assert!(
+        stderr(&future).contains("is in the future") && stderr(&future).contains("--force"),
+        "{}",
+        stderr(&future)
+    );
 }
 
 #[test]

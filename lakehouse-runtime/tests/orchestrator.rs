@@ -1296,6 +1296,37 @@ async fn a_backfill_again_runs_only_what_did_not_succeed_at_each_time() {
 }
 
 #[tokio::test]
+async fn a_logical_time_in_the_future_is_refused_unless_forced() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks"]), wh.warehouse.clone());
+    let next_year = Timestamp(Timestamp::now().0 + 365 * 86_400_000_000);
+    let config = RunConfig {
+        run_at: Some(next_year),
+        ..RunConfig::default()
+    };
+    let error = orchestrator.run(&config).await.expect_err("refused");
+    assert!(error.to_string().contains("is in the future"), "{error}");
+    let times = [Timestamp::now(), next_year];
+    let error = orchestrator
+        .backfill(&RunConfig::default(), &times, Redo::Missing, |_| {})
+        .await
+        .expect_err("refused");
+    assert!(error.to_string().contains("is in the future"), "{error}");
+    assert!(
+        contents(&wh.warehouse, <Ticks as lakehouse_runtime::Table>::DEF)
+            .await
+            .is_empty(),
+        "nothing ran"
+    );
+    let forced = RunConfig {
+        force: true,
+        ..config
+    };
+    let report = orchestrator.run(&forced).await.expect("forced");
+    assert_eq!(report.run_at, next_year);
+}
+
+#[tokio::test]
 async fn a_loop_goes_on_after_a_run_that_cannot_be_recorded_and_stops_after_five() {
     let wh = TempWarehouse::new();
     // A file where the run ledger would go: no run can start.

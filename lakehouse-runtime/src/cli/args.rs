@@ -269,7 +269,8 @@ pub struct ExecutionArgs {
     pub retry_delay: Duration,
     /// Re-execute pipelines the run already completed (`resume`: also resume a run recorded as
     /// running whose process cannot be checked from here; `run`: go on although a full refresh
-    /// or rebuild of the same pipelines did not finish).
+    /// or rebuild of the same pipelines did not finish, and accept a `--run-at` or backfill
+    /// time in the future).
     #[arg(long)]
     pub force: bool,
 }

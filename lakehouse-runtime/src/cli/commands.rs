@@ -201,7 +201,17 @@ async fn run(registry: &Registry, global: &GlobalArgs, args: RunArgs) -> Result<
     // The selection and range are checked before the warehouse is opened (a local one is
     // created).
     if let (Some(from), Some(to)) = (args.from, args.to) {
-        crate::orchestrator::backfill_times(from, to, args.step)?;
+        let times = crate::orchestrator::backfill_times(from, to, args.step)?;
+        if let Some(last) = times.last()
+            && !config.force
+        {
+            crate::orchestrator::refuse_future_run_at(*last)?;
+        }
+    }
+    if let Some(run_at) = args.run_at
+        && !config.force
+    {
+        crate::orchestrator::refuse_future_run_at(run_at)?;
     }
     say!("{}", config.plan(registry)?.to_string().trim_end());
     let (stop, shutdown) = tokio::sync::watch::channel(false);

@@ -87,6 +87,11 @@ impl Orchestrator {
         mut on_report: impl FnMut(&RunReport),
     ) -> Result<BackfillReport> {
         let plan = self.plan(config)?;
+        if let Some(last) = run_ats.iter().max()
+            && !config.force
+        {
+            super::refuse_future_run_at(*last)?;
+        }
         let selected: Vec<&'static str> = plan.pipelines().map(|p| p.name).collect();
         let mut history = match (redo, run_ats.iter().min(), run_ats.iter().max()) {
             (Redo::Missing, Some(first), Some(last)) => {

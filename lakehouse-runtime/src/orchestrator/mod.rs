@@ -27,6 +27,24 @@ use crate::ledger::{Ledger, Liveness, RunProcess, RunRecord};
 use crate::store::Warehouse;
 use crate::table::Timestamp;
 
+/// How far ahead of this host's clock a run's logical time may be without `force`: a little
+/// clock skew between hosts, not a typo.
+const FUTURE_RUN_AT_MARGIN_MICROS: i64 = 5 * 60 * 1_000_000;
+
+/// An error for a logical time in the future: every later run would get a logical time after
+/// it (runs are ordered by it), so a typo would shift the days of every run until then.
+pub(crate) fn refuse_future_run_at(run_at: Timestamp) -> Result<()> {
+    let now = Timestamp::now();
+    if run_at.0 > now.0.saturating_add(FUTURE_RUN_AT_MARGIN_MICROS) {
+        return Err(Error::msg(format!(
+            "the logical time {run_at} is in the future (it is {now}): every later run would \
+             get a logical time after it, not its own; give a past time, or --force if it is \
+             meant"
+        )));
+    }
+    Ok(())
+}
+
 /// When a pipeline is skipped because of its upstreams' failures. Only upstreams that are part
 /// of the run count.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -75,7 +93,8 @@ pub struct RunConfig {
     /// Cap of the retry delay.
     pub max_retry_delay: Duration,
     /// Re-execute pipelines this run already completed (their writes are still idempotent); a
-    /// new run: go on although a full refresh or rebuild of its pipelines did not finish.
+    /// new run: go on although a full refresh or rebuild of its pipelines did not finish, and
+    /// accept a `run_at` in the future.
     pub force: bool,
     /// Settings handed to pipelines.
     pub settings: Settings,
@@ -257,6 +276,11 @@ impl Orchestrator {
         let started = async {
             if !(config.force || config.full_refresh || config.rebuild) {
                 self.refuse_over_unfinished_refresh(&plan).await?;
+            }
+            if let Some(run_at) = config.run_at
+                && !config.force
+            {
+                refuse_future_run_at(run_at)?;
             }
             let sequence = self.ledger.next_sequence().await?;
             let run_at = match config.run_at {
@@ -518,7 +542,16 @@ impl Orchestrator {
     /// microsecond), from the runs table's statistics rather than a scan of its records.
     async fn fresh_run_at(&self) -> Result<Timestamp> {
         let bound = self.ledger.run_at_bound().await?.map_or(i64::MIN, |t| t.0);
-        Ok(Timestamp(Timestamp::now().0.max(bound)))
+        let now = Timestamp::now();
+        if bound > now.0.saturating_add(FUTURE_RUN_AT_MARGIN_MICROS) {
+            tracing::warn!(
+                recorded = %Timestamp(bound),
+                %now,
+                "a run recorded a logical time in the future (or this host's clock is behind): \
+                 this run's logical time is after it, not now, until the clock passes it"
+            );
+        }
+        Ok(Timestamp(now.0.max(bound)))
     }
 
     async fn execute_run(
