@@ -495,6 +495,59 @@ async fn resume_reruns_only_what_did_not_succeed() {
 }
 
 #[tokio::test]
+async fn an_unreadable_incremental_position_fails_instead_of_reading_everything_again() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 1");
+    let second = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 2");
+    let ok1 = <Ok1 as lakehouse_runtime::Table>::DEF;
+    assert_eq!(contents(&wh.warehouse, ok1).await.len(), 2);
+    // ok1's last success, hand-edited into something that is not a map of versions.
+    let success = orchestrator
+        .ledger()
+        .run(&second.run_id)
+        .await
+        .expect("ledger")
+        .into_iter()
+        .find(|r| r.pipeline.as_deref() == Some("ok1") && r.status == "succeeded")
+        .expect("ok1 succeeded");
+    forget_ok1_attempts(&wh, success.sequence).await;
+    orchestrator
+        .ledger()
+        .append(&[lakehouse_runtime::ledger::RunRecord {
+            input_versions: Some(r#"{"bronze.ticks":"two"}"#.to_owned()),
+            ..success
+        }])
+        .await
+        .expect("recorded");
+    let third = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 3");
+    let failed = third.result("ok1").expect("ok1 ran");
+    assert_eq!(failed.status, Status::Failed);
+    let error = failed.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "the ledger's record of `ok1`'s last success (run `{}`) has input_versions",
+            second.run_id
+        )) && error.contains("--full-refresh"),
+        "{error}"
+    );
+    assert_eq!(
+        contents(&wh.warehouse, ok1).await.len(),
+        2,
+        "nothing read again"
+    );
+}
+
+#[tokio::test]
 async fn a_forced_resume_keeps_the_incremental_position() {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());

@@ -643,14 +643,24 @@ async fn incremental_cursor(
         .last_success(pipeline.name)
         .await?
         .filter(|r| r.run_id != run.run_id);
-    let versions_of = |json: &str| {
-        serde_json::from_str::<BTreeMap<String, Option<u64>>>(json).unwrap_or_default()
+    // An unreadable record is an error: taken for empty, it would read every row again.
+    let recorded = match last_success.as_ref() {
+        Some(success) => match success.input_versions.as_deref() {
+            Some(json) => {
+                serde_json::from_str::<BTreeMap<String, Option<u64>>>(json).map_err(|error| {
+                    Error::msg(format!(
+                        "the ledger's record of `{}`'s last success (run `{}`) has input_versions \
+                         `{json}`, which is not a JSON object of table versions ({error}): it \
+                         says where the next incremental read starts; mend that row of \
+                         lakehouse.runs, or run with --full-refresh",
+                        pipeline.name, success.run_id
+                    ))
+                })?
+            }
+            None => BTreeMap::new(),
+        },
+        None => BTreeMap::new(),
     };
-    let recorded = last_success
-        .as_ref()
-        .and_then(|r| r.input_versions.as_deref())
-        .map(versions_of)
-        .unwrap_or_default();
     let after = last_success.as_ref().map_or(i64::MIN, |r| r.sequence + 1);
     let unrecorded_commit = orchestrator
         .warehouse
