@@ -53,6 +53,16 @@ pub struct SalesUnpartitioned {
     pub amount: i64,
 }
 
+/// `SalesByRegion` with a new NOT NULL column.
+#[derive(Table)]
+#[table(schema = "gold", name = "sales_by_region", partition_by(region), mode = overwrite,
+        overwrite = partitions)]
+pub struct SalesByRegionWithCurrency {
+    pub region: Option<String>,
+    pub amount: i64,
+    pub currency: String,
+}
+
 #[derive(Serialize)]
 struct Sale<'a> {
     region: Option<&'a str>,
@@ -295,4 +305,46 @@ async fn timestamp_and_decimal_partitions_are_matched_by_value() {
             "2026-11-01T07:00:00Z|1.50|2"
         ]
     );
+}
+
+#[tokio::test]
+async fn a_new_not_null_column_is_refused_since_other_partitions_keep_their_rows() {
+    let wh = TempWarehouse::new();
+    let table = SalesByRegion::DEF;
+    write(
+        &wh.warehouse,
+        table,
+        &sales(&[(Some("north"), 1), (Some("south"), 2)]),
+        WriteOptions::default(),
+    )
+    .await
+    .expect("first write");
+    let version = wh.warehouse.version(table).await.expect("version");
+    #[derive(Serialize)]
+    struct Priced {
+        region: Option<&'static str>,
+        amount: i64,
+        currency: &'static str,
+    }
+    let south = [Priced {
+        region: Some("south"),
+        amount: 20,
+        currency: "EUR",
+    }];
+    let error = write(
+        &wh.warehouse,
+        SalesByRegionWithCurrency::DEF,
+        &south,
+        WriteOptions::default(),
+    )
+    .await
+    .expect_err("north's row has no currency");
+    assert!(
+        error
+            .to_string()
+            .contains("column `currency` is new and declared NOT NULL"),
+        "{error}"
+    );
+    assert_eq!(wh.warehouse.version(table).await.expect("version"), version);
+    assert_eq!(contents(&wh.warehouse, table).await, ["north|1", "south|2"]);
 }

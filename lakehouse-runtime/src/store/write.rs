@@ -352,14 +352,16 @@ impl Warehouse {
 }
 
 /// A new column declared NOT NULL cannot be added to a table whose rows are kept (append, merge,
-/// SCD2) and that has rows: they have no value for it, and every read of the table would then
-/// fail. Refused before anything is written, naming the ways out.
+/// SCD2, and the partitions a partition overwrite does not replace) and that has rows: they have
+/// no value for it, and every read of the table would then fail. Refused before anything is
+/// written, naming the ways out.
 fn refuse_required_additions(
     table: &'static TableDef,
     delta: &DeltaTable,
     drift: &[super::SchemaDrift],
 ) -> Result<()> {
-    if table.mode == WriteMode::Overwrite {
+    if table.mode == WriteMode::Overwrite && table.overwrite == crate::table::OverwriteScope::Table
+    {
         return Ok(());
     }
     let required: Vec<&crate::table::ColumnDef> = drift
