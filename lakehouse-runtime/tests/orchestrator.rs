@@ -44,7 +44,8 @@ output_table!(
     Gated = "gated",
     FailsLater = "fails_later",
     AfterFlaky = "after_flaky",
-    Rejecting = "rejecting"
+    Rejecting = "rejecting",
+    Interrupts = "interrupts"
 );
 
 /// Calls of `flaky` per test (the `test` setting), so tests running in parallel don't share them.
@@ -136,6 +137,22 @@ pub async fn down2(b: Frame<Down1>) -> Result<Frame<Down2>> {
 #[pipeline(depends_on = [bad, ok1])]
 pub async fn both(_b: Frame<Bad>, o: Frame<Ok1>) -> Result<Frame<Both>> {
     o.select_into(BothSelect { n: Ok1::n })
+}
+
+/// The interrupt `interrupts` sends (set by the one test that runs it).
+static INTERRUPT: std::sync::Mutex<Option<tokio::sync::watch::Sender<bool>>> =
+    std::sync::Mutex::new(None);
+
+/// Interrupts the run it is part of, as Ctrl-C would, then fails (a retry would follow).
+#[pipeline(depends_on = [ticks], retries = 3)]
+pub async fn interrupts(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<Interrupts>> {
+    if cx.is_dry_run() {
+        return t.select_into(InterruptsSelect { n: Ticks::n });
+    }
+    if let Some(stop) = INTERRUPT.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        let _ = stop.send(true);
+    }
+    Err(Error::msg("failed as the run was interrupted"))
 }
 
 /// `gated` has started (and waits at [`GATE`]).
@@ -905,6 +922,49 @@ async fn a_shutdown_request_cancels_what_has_not_started_and_ends_loops() {
         "a loop started after shutdown runs nothing"
     );
     drop(stop);
+}
+
+#[tokio::test]
+async fn an_interrupt_starts_no_waiting_pipeline_and_no_retry() {
+    let wh = TempWarehouse::new();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    *INTERRUPT.lock().unwrap_or_else(|p| p.into_inner()) = Some(stop);
+    let orchestrator = Orchestrator::new(
+        registry(&["ticks", "interrupts", "ok1"]),
+        wh.warehouse.clone(),
+    )
+    .with_shutdown(shutdown);
+    // One at a time: `ok1` waits for its turn while `interrupts` runs (a group runs by name).
+    let config = fast(RunConfig {
+        concurrency: 1,
+        ..RunConfig::default()
+    });
+    let report = orchestrator.run(&config).await.expect("run");
+    assert_eq!(
+        statuses(&report),
+        BTreeMap::from([
+            ("ticks", Status::Succeeded),
+            ("interrupts", Status::Failed),
+            ("ok1", Status::Cancelled)
+        ])
+    );
+    assert_eq!(
+        report.result("interrupts").map(|r| r.attempts),
+        Some(1),
+        "no retry after the interrupt"
+    );
+    assert_eq!(
+        report.result("ok1").and_then(|r| r.error.as_deref()),
+        Some("the run was interrupted")
+    );
+    assert_eq!(
+        wh.warehouse
+            .version(<Ok1 as lakehouse_runtime::Table>::DEF)
+            .await
+            .expect("version"),
+        None,
+        "ok1 never ran"
+    );
 }
 
 /// The latest tick only: a full snapshot.

@@ -85,6 +85,14 @@ pub(super) async fn execute(
             let semaphore = semaphore.clone();
             let handle = tasks.spawn(async move {
                 let _permit = semaphore.acquire_owned().await;
+                // A pipeline that waited for its turn does not start after an interrupt.
+                if *orchestrator.shutdown.borrow() {
+                    return not_run(
+                        pipeline,
+                        Status::Cancelled,
+                        "the run was interrupted".to_owned(),
+                    );
+                }
                 run_with_retries(&orchestrator, pipeline, run, &config, fresh).await
             });
             running.insert(handle.id(), pipeline);
@@ -269,10 +277,27 @@ async fn run_with_retries(
                         tracing::error!(attempt, error = %last_error, "failed");
                         break;
                     }
-                    if attempt <= retries {
+                    if attempt <= retries && *orchestrator.shutdown.borrow() {
+                        tracing::error!(attempt, error = %last_error, "failed; not retried: the run was interrupted");
+                        break;
+                    } else if attempt <= retries {
                         let delay = backoff(config, attempt);
                         tracing::warn!(attempt, error = %last_error, retry_in = ?delay, "failed; retrying");
-                        tokio::time::sleep(delay).await;
+                        // An interrupt ends the wait, and no attempt follows.
+                        let mut shutdown = orchestrator.shutdown.clone();
+                        let interrupted = async move {
+                            // No sender left: no interrupt can come.
+                            if shutdown.wait_for(|stop| *stop).await.is_err() {
+                                std::future::pending::<()>().await;
+                            }
+                        };
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = interrupted => {
+                                tracing::error!(attempt, "not retried: the run was interrupted");
+                                break;
+                            }
+                        }
                     } else {
                         tracing::error!(attempt, error = %last_error, "failed");
                     }
