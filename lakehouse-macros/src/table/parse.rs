@@ -160,11 +160,11 @@ fn parse_table_attrs(input: &DeriveInput, errors: &mut Errors) -> TableAttrs {
                 "name" => once!(out.name, string_value(&meta)?),
                 "key" => once!(out.key, parenthesized_idents(meta.input)?),
                 "partition_by" => once!(out.partition_by, parenthesized_idents(meta.input)?),
-                "mode" => once!(out.mode, meta.value()?.parse::<Ident>()?),
+                "mode" => once!(out.mode, word_value(&meta, "mode")?),
                 "change_columns" => once!(out.change_columns, parenthesized_idents(meta.input)?),
-                "evolution" => once!(out.evolution, meta.value()?.parse::<Ident>()?),
-                "overwrite" => once!(out.overwrite, meta.value()?.parse::<Ident>()?),
-                "quality" => once!(out.quality, meta.value()?.parse::<Ident>()?),
+                "evolution" => once!(out.evolution, word_value(&meta, "evolution")?),
+                "overwrite" => once!(out.overwrite, word_value(&meta, "overwrite")?),
+                "quality" => once!(out.quality, word_value(&meta, "quality")?),
                 "z_order" => once!(out.z_order, parenthesized_idents(meta.input)?),
                 "target_file_size" => once!(out.target_file_size, meta.value()?.parse::<LitInt>()?),
                 "freshness" => once!(out.freshness, string_value(&meta)?),
@@ -235,7 +235,7 @@ fn expect_input(meta: &syn::meta::ParseNestedMeta) -> syn::Result<ExpectInput> {
         } else if inner.path.is_ident("expr") {
             expr = Some(string_value(&inner)?);
         } else if inner.path.is_ident("on_fail") {
-            on_fail = Some(inner.value()?.parse::<Ident>()?);
+            on_fail = Some(word_value(&inner, "on_fail")?);
         } else {
             return Err(inner.error(
                 "expected `name = \"..\"`, `expr = \"..\"` or `on_fail = warn | drop | fail`",
@@ -287,4 +287,18 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> FieldInput {
         doc: doc_comment(&field.attrs),
         references,
     }
+}
+
+/// The identifier after `key =`; a quoted one (`mode = "merge"`) is an error saying to drop
+/// the quotes (`schema` and `name` take strings, these words do not).
+fn word_value(meta: &syn::meta::ParseNestedMeta, key: &str) -> syn::Result<Ident> {
+    let value = meta.value()?;
+    if value.peek(LitStr) {
+        let quoted: LitStr = value.parse()?;
+        return Err(syn::Error::new(
+            quoted.span(),
+            format!("write `{key} = {}`, without quotes", quoted.value()),
+        ));
+    }
+    value.parse::<Ident>()
 }

@@ -147,6 +147,35 @@ fn a_key_without_a_mode_is_refused_and_an_explicit_append_is_not() {
 }
 
 #[test]
+fn quoted_words_and_twice_declared_checks_are_refused() {
+    let text = error_text(quote! {
+        #[table(schema = "gold", key(id), mode = "merge")]
+        struct D { id: i64 }
+    });
+    assert!(
+        text.contains("write `mode = merge`, without quotes"),
+        "{text}"
+    );
+    let text = error_text(quote! {
+        #[table(schema = "gold", expect(name = "e", expr = "id > 0", on_fail = "drop"))]
+        struct D { id: i64 }
+    });
+    assert!(
+        text.contains("write `on_fail = drop`, without quotes"),
+        "{text}"
+    );
+    let text = error_text(quote! {
+        #[table(schema = "gold", check(name = "positive", expr = "qty > 0"),
+                check(name = "positive", expr = "price > 0"))]
+        struct D { qty: i64, price: i64 }
+    });
+    assert!(
+        text.contains("check `positive` is declared twice"),
+        "{text}"
+    );
+}
+
+#[test]
 fn rejects_non_structs_generics_and_missing_schema() {
     assert!(
         error_text(quote!(

@@ -307,12 +307,18 @@ pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
         parsed
     });
 
+    let mut check_names = Vec::new();
     let checks = attrs
         .checks
         .iter()
         .map(|c| {
             let (name, expr) = &c.value;
             let checked = checked_identifier(name, "check name", &mut errors);
+            // One constraint per name in Delta: a second would silently replace the first.
+            if check_names.contains(&checked) {
+                errors.spanned(name, format!("check `{checked}` is declared twice"));
+            }
+            check_names.push(checked.clone());
             if expr.value().trim().is_empty() {
                 errors.spanned(expr, "a check needs a SQL expression");
             }
