@@ -294,20 +294,24 @@ fn history_and_describe_show_a_table() {
 #[test]
 fn a_backfill_makes_one_run_per_day_in_order() {
     let dir = tempfile::tempdir().expect("dir");
-    let backfill = orchestrate(
-        dir.path(),
-        &[
-            "run",
-            "--select",
-            "erp_sales_transactions",
-            "--set",
-            "erp.rows=2",
-            "--from",
-            "2026-11-01",
-            "--to",
-            "2026-11-04",
-        ],
-    );
+    // Two ERP rows a day from November 1st up to `to`.
+    let backfill_erp = |to: &str| {
+        orchestrate(
+            dir.path(),
+            &[
+                "run",
+                "--select",
+                "erp_sales_transactions",
+                "--set",
+                "erp.rows=2",
+                "--from",
+                "2026-11-01",
+                "--to",
+                to,
+            ],
+        )
+    };
+    let backfill = backfill_erp("2026-11-04");
     let out = stdout(&backfill);
     assert!(backfill.status.success(), "{out}\n{}", stderr(&backfill));
     assert!(
@@ -319,20 +323,7 @@ fn a_backfill_makes_one_run_per_day_in_order() {
     );
     assert!(out.contains("backfill done: 3 run(s)\n"), "{out}");
     // Again over a longer range: only the new day runs.
-    let longer = orchestrate(
-        dir.path(),
-        &[
-            "run",
-            "--select",
-            "erp_sales_transactions",
-            "--set",
-            "erp.rows=2",
-            "--from",
-            "2026-11-01",
-            "--to",
-            "2026-11-05",
-        ],
-    );
+    let longer = backfill_erp("2026-11-05");
     let out = stdout(&longer);
     assert!(longer.status.success(), "{out}\n{}", stderr(&longer));
     assert!(

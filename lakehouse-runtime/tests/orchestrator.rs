@@ -219,6 +219,20 @@ fn fast(config: RunConfig) -> RunConfig {
     }
 }
 
+/// A config under which `flaky` fails its first call in test `test` for good (no retries).
+fn flaky_without_retries(test: &str) -> RunConfig {
+    let mut config = fast(RunConfig::default());
+    config.settings.set("test", test);
+    config.overrides.insert(
+        "flaky".into(),
+        lakehouse_runtime::orchestrator::PipelineOverride {
+            retries: Some(0),
+            timeout: None,
+        },
+    );
+    config
+}
+
 fn statuses(report: &lakehouse_runtime::RunReport) -> BTreeMap<&'static str, Status> {
     report.statuses().into_iter().collect()
 }
@@ -446,15 +460,7 @@ async fn resume_reruns_only_what_did_not_succeed() {
         wh.warehouse.clone(),
     );
     // No retries: flaky fails on its first call.
-    let mut config = fast(RunConfig::default());
-    config.settings.set("test", "resume");
-    config.overrides.insert(
-        "flaky".into(),
-        lakehouse_runtime::orchestrator::PipelineOverride {
-            retries: Some(0),
-            timeout: None,
-        },
-    );
+    let config = flaky_without_retries("resume");
     let first = orchestrator.run(&config).await.expect("run");
     assert_eq!(
         first.result("flaky").map(|r| r.status),
@@ -1266,15 +1272,7 @@ async fn a_backfill_again_runs_only_what_did_not_succeed_at_each_time() {
         wh.warehouse.clone(),
     );
     // No retries: flaky fails on its first call, so the first time's run fails.
-    let mut config = fast(RunConfig::default());
-    config.settings.set("test", "backfill-again");
-    config.overrides.insert(
-        "flaky".into(),
-        lakehouse_runtime::orchestrator::PipelineOverride {
-            retries: Some(0),
-            timeout: None,
-        },
-    );
+    let config = flaky_without_retries("backfill-again");
     let first = orchestrator
         .backfill(&config, &times, Redo::Missing, |_| {})
         .await

@@ -13,20 +13,77 @@ use crate::error::{Error, Result};
 /// Rows per record batch.
 const BATCH_ROWS: usize = 8192;
 
-/// `rows` as record batches of `schema`. Field names must match column names; a value of the wrong
-/// type is an error naming the column.
+/// `rows` as record batches of `schema`. Field names must match column names: a field that is
+/// no column (misspelled, or renamed by serde) is an error naming it, not a column silently
+/// left NULL; a missing nullable column is NULL. A value of the wrong type is an error naming
+/// the column.
 pub fn batches_from_rows<R: Serialize>(schema: SchemaRef, rows: &[R]) -> Result<Vec<RecordBatch>> {
-    let mut decoder = ReaderBuilder::new(schema)
+    let columns = || {
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut decoder = ReaderBuilder::new(schema.clone())
         .with_batch_size(BATCH_ROWS)
+        .with_strict_mode(true)
         .build_decoder()?;
     let mut batches = Vec::with_capacity(rows.len().div_ceil(BATCH_ROWS));
+    let unfit = |e: arrow::error::ArrowError| {
+        Error::msg(format!(
+            "rows do not fit the table's columns ({}): {e}",
+            columns()
+        ))
+    };
     for chunk in rows.chunks(BATCH_ROWS) {
-        decoder.serialize(chunk)?;
-        if let Some(batch) = decoder.flush()? {
+        decoder.serialize(chunk).map_err(unfit)?;
+        if let Some(batch) = decoder.flush().map_err(unfit)? {
             batches.push(batch);
         }
     }
     Ok(batches)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ]))
+    }
+
+    #[test]
+    fn a_field_that_is_no_column_is_an_error_and_a_missing_nullable_one_is_null() {
+        #[derive(Serialize)]
+        struct Misspelled {
+            id: i64,
+            nmae: &'static str,
+        }
+        let error = batches_from_rows(schema(), &[Misspelled { id: 1, nmae: "a" }])
+            .expect_err("nmae is no column");
+        let text = error.to_string();
+        assert!(
+            text.contains("rows do not fit the table's columns (id, name)")
+                && text.contains("column 'nmae' missing from schema"),
+            "{text}"
+        );
+        #[derive(Serialize)]
+        struct IdOnly {
+            id: i64,
+        }
+        let batches = batches_from_rows(schema(), &[IdOnly { id: 1 }]).expect("name is NULL");
+        assert_eq!(batches[0].num_rows(), 1);
+        assert_eq!(batches[0].column(1).null_count(), 1);
+    }
 }
 
 /// Record batches as `R`s, through Arrow's JSON writer (decimals as their exact text: the
