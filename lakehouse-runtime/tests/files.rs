@@ -147,6 +147,31 @@ async fn parquet_files_are_read_by_name_and_cast() {
     writer.close().expect("close");
     let read_parquet = read(FileFormat::Parquet, path.to_str().expect("utf-8")).await;
     assert_eq!(read_parquet.expect("parquet"), expected());
+    // Times as epoch seconds: a cast would read them as microseconds of January 1970.
+    let seconds = RecordBatch::try_from_iter([
+        ("order_id", Arc::new(Int32Array::from(vec![1])) as ArrayRef),
+        (
+            "run_at",
+            Arc::new(arrow::array::Int64Array::from(vec![1_767_225_600])) as ArrayRef,
+        ),
+    ])
+    .expect("batch");
+    let path = dir.path().join("timed.parquet");
+    let file = std::fs::File::create(&path).expect("file");
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, seconds.schema(), None).expect("writer");
+    writer.write(&seconds).expect("write");
+    writer.close().expect("close");
+    let error = read(FileFormat::Parquet, path.to_str().expect("utf-8"))
+        .await
+        .expect_err("integers are not times");
+    assert!(
+        error.to_string().contains("column `run_at` of the file `")
+            && error
+                .to_string()
+                .contains("holds integers (Int64), not times"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

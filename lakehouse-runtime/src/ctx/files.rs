@@ -234,6 +234,28 @@ impl Ctx {
             let target = column.data_type.arrow_type();
             let found = schema.iter().find(|(_, f)| f.name() == column.name);
             let expr = match found {
+                Some((_, field))
+                    if field.data_type().is_integer()
+                        && matches!(
+                            target,
+                            arrow::datatypes::DataType::Timestamp(..)
+                                | arrow::datatypes::DataType::Date32
+                        ) =>
+                {
+                    // A cast would take the number for microseconds (or days): epoch seconds
+                    // or milliseconds would land in January 1970 without an error.
+                    return Err(Error::schema(
+                        &qualified,
+                        format!(
+                            "column `{}` of the file {named} holds integers ({}), not times: \
+                             their unit (seconds? milliseconds?) is unknown; declare the field \
+                             as an integer and convert it in the pipeline (`to_timestamp_seconds`, \
+                             `to_timestamp_millis`)",
+                            column.name,
+                            field.data_type()
+                        ),
+                    ));
+                }
                 Some((qualifier, field)) => {
                     let value = datafusion::logical_expr::cast(
                         datafusion::logical_expr::Expr::Column((qualifier, field).into()),
