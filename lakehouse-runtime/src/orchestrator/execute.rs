@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::RngExt as _;
@@ -341,16 +342,31 @@ async fn attempt_once(
 ) -> Result<Written> {
     let orchestrator = orchestrator.clone();
     let settings = Arc::new(config.settings.clone());
-    let mut task = tokio::spawn(
-        async move { produce_and_write(&orchestrator, pipeline, run, settings, kind).await }
+    let committed = Arc::new(AtomicBool::new(false));
+    let has_committed = committed.clone();
+    let mut task =
+        tokio::spawn(
+            async move {
+                produce_and_write(&orchestrator, pipeline, run, settings, kind, &committed).await
+            }
             .in_current_span(),
-    );
+        );
     // Dropping a task's handle detaches the task: when this attempt times out, or is itself
     // cancelled (fail-fast, shutdown), the pipeline must stop too rather than go on and commit.
     let _abort = AbortOnDrop(task.abort_handle());
     let joined = match timeout {
         Some(limit) => match tokio::time::timeout(limit, &mut task).await {
             Ok(joined) => joined,
+            // The limit is the pipeline's, up to its commit: the bookkeeping after it (quality
+            // findings, rejects, statistics) finishes, or a committed write would be reported
+            // failed and its rejects lost.
+            Err(_) if has_committed.load(Ordering::Acquire) => {
+                tracing::warn!(
+                    limit = %humantime::format_duration(limit),
+                    "the time limit passed after the commit; recording what it wrote"
+                );
+                task.await
+            }
             Err(_) => {
                 // Stopped before the retry starts (a blocking file write it began may still
                 // finish; the retry then finds its commit as this run's).
@@ -419,6 +435,7 @@ async fn produce_and_write(
     run: Arc<RunInfo>,
     settings: Arc<crate::ctx::Settings>,
     kind: AttemptKind,
+    committed: &AtomicBool,
 ) -> Result<Written> {
     let warehouse = &orchestrator.warehouse;
     let fresh = kind.fresh;
@@ -582,6 +599,7 @@ async fn produce_and_write(
             None => Err(collision(pipeline, &run, "another run")),
         };
     }
+    committed.store(true, Ordering::Release);
     tracing::debug!(version = outcome.version, "written");
     // The rows are committed (the commit lists the files): a ledger that cannot take them must
     // not fail the attempt; the next read of new files records them from the commit.
@@ -623,9 +641,16 @@ async fn produce_and_write(
             ),
         }
         // The write's own snapshot when it returned one: no second load of the table.
+        // Statistics the table cannot give now do not fail a committed write.
         let stats = match outcome.stats.clone() {
             Some(stats) => Some(stats),
-            None => warehouse.stats(pipeline.output).await?,
+            None => warehouse
+                .stats(pipeline.output)
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::error!(%error, "the write is committed, but the table's statistics could not be read");
+                    None
+                }),
         };
         fragmented = pipeline.output.auto_compact
             && stats
