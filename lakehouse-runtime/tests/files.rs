@@ -123,6 +123,52 @@ async fn files_of_one_layout_are_read_as_one_scan() {
 }
 
 #[tokio::test]
+async fn extra_fraction_digits_round_alike_in_csv_and_ndjson() {
+    let dir = tempfile::tempdir().expect("dir");
+    let csv = dir.path().join("orders.csv");
+    std::fs::write(&csv, "order_id,amount\n1,19.999\n2,-0.005\n3,0.004\n").expect("file");
+    let json = dir.path().join("orders.ndjson");
+    std::fs::write(
+        &json,
+        "{\"order_id\": 1, \"amount\": 19.999}\n{\"order_id\": 2, \"amount\": \"-0.005\"}\n\
+         {\"order_id\": 3, \"amount\": 0.004}\n",
+    )
+    .expect("file");
+    let amounts = |orders: Vec<Order>| -> Vec<Option<i128>> {
+        orders.iter().map(|o| o.amount.map(|a| a.0)).collect()
+    };
+    let from_csv = amounts(
+        read(FileFormat::Csv, csv.to_str().expect("utf-8"))
+            .await
+            .expect("csv"),
+    );
+    let from_json = amounts(
+        read(FileFormat::NdJson, json.to_str().expect("utf-8"))
+            .await
+            .expect("ndjson"),
+    );
+    // Half away from zero, as Spark's HALF_UP: 20.00, -0.01, 0.00.
+    assert_eq!(from_csv, [Some(2000), Some(-1), Some(0)]);
+    assert_eq!(from_json, from_csv);
+}
+
+#[tokio::test]
+async fn a_column_named_in_another_case_is_named_not_read_as_null() {
+    let dir = tempfile::tempdir().expect("dir");
+    let csv = dir.path().join("orders.csv");
+    std::fs::write(&csv, "order_id,Amount\n1,12.50\n").expect("file");
+    let error = read(FileFormat::Csv, csv.to_str().expect("utf-8"))
+        .await
+        .expect_err("Amount is not amount");
+    assert!(
+        error.to_string().contains(
+            "has a column `Amount`, not `amount`: columns are matched by their exact name"
+        ),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn parquet_files_are_read_by_name_and_cast() {
     use std::sync::Arc;
 

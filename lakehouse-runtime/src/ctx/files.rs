@@ -198,7 +198,13 @@ impl Ctx {
         let json_schema = arrow::datatypes::Schema::new(
             T::DEF
                 .data_columns()
-                .map(|c| arrow::datatypes::Field::new(c.name, c.data_type.arrow_type(), true))
+                .map(|c| {
+                    arrow::datatypes::Field::new(
+                        c.name,
+                        json_read_type(c.data_type.arrow_type()),
+                        true,
+                    )
+                })
                 .collect::<Vec<_>>(),
         );
         let read = match format {
@@ -267,6 +273,23 @@ impl Ctx {
                         value
                     }
                 }
+                // Names match exactly: `Price` for `price` is a mistake, not a missing column.
+                None if let Some(near) = schema
+                    .fields()
+                    .iter()
+                    .find(|f| f.name().eq_ignore_ascii_case(column.name)) =>
+                {
+                    return Err(Error::schema(
+                        &qualified,
+                        format!(
+                            "the file {named} has a column `{}`, not `{}`: columns are matched \
+                             by their exact name; rename it where the file is written, or read \
+                             it under its own name and rename it in the pipeline",
+                            near.name(),
+                            column.name
+                        ),
+                    ));
+                }
                 None if column.name == "run_at" => self.run_at().lit(),
                 None if column.nullable => datafusion::logical_expr::cast(
                     datafusion::logical_expr::lit(datafusion::scalar::ScalarValue::Null),
@@ -289,6 +312,23 @@ impl Ctx {
             columns.push(expr.alias(column.name));
         }
         Ok(df.select(columns)?)
+    }
+}
+
+/// The type an NDJSON column of type `declared` is decoded as before its cast to it: decimals
+/// with more fraction digits, so that the cast rounds the extra ones (as CSV's does) instead of
+/// the decoder truncating them.
+fn json_read_type(declared: arrow::datatypes::DataType) -> arrow::datatypes::DataType {
+    use arrow::datatypes::DataType;
+    const EXTRA_DIGITS: u8 = 10;
+    match declared {
+        DataType::Decimal128(precision, scale) if scale >= 0 => {
+            let integer_digits = precision.saturating_sub(scale as u8);
+            let wide_scale = (scale as u8 + EXTRA_DIGITS).min(38 - integer_digits.min(38));
+            let wide_precision = (integer_digits + wide_scale).min(38);
+            DataType::Decimal128(wide_precision, wide_scale as i8)
+        }
+        other => other,
     }
 }
 
