@@ -46,7 +46,6 @@ pub async fn silver_sales(bronze: Changes<BronzeSales>, cx: &Ctx) -> Result<Fram
         DataType::Decimal128(18, 2),
     );
     bronze
-        .into_frame()
         .filter(
             b::_batch_id
                 .expr()

@@ -130,7 +130,6 @@ pub async fn silver_crm_contacts(
     // The newest extract only: after a failed run the changes hold several, and a contact the
     // newest one lacks is deleted, not kept from an older one.
     extract
-        .into_frame()
         .latest_only(b::run_at)?
         .select_into(SilverCrmContactsSelect {
             contact_id: b::contact_id,

@@ -182,31 +182,30 @@ pub async fn silver_erp_sales_transactions(
     raw: Changes<BronzeErpSales>,
 ) -> Result<Frame<SilverErpSales>> {
     use BronzeErpSales as b;
-    raw.into_frame()
-        .filter(
-            b::product_id
-                .is_not_null()
-                .and(b::quantity.expr().gt(lit(0))),
-        )?
-        .select_into(SilverErpSalesSelect {
-            order_id: b::order_id,
-            order_line: b::order_line,
-            order_date: b::order_date,
-            customer_id: b::customer_id,
-            customer_name: b::customer_name,
-            product_id: b::product_id,
-            product_name: b::product_name,
-            category: b::category,
-            brand: b::brand,
-            store_id: b::store_id,
-            store_name: b::store_name,
-            city: b::city,
-            state: b::state,
-            quantity: b::quantity,
-            unit_price: b::unit_price,
-            discount: b::discount,
-            cost: b::cost,
-            promo_code: b::promo_code,
-            run_at: b::run_at,
-        })
+    raw.filter(
+        b::product_id
+            .is_not_null()
+            .and(b::quantity.expr().gt(lit(0))),
+    )?
+    .select_into(SilverErpSalesSelect {
+        order_id: b::order_id,
+        order_line: b::order_line,
+        order_date: b::order_date,
+        customer_id: b::customer_id,
+        customer_name: b::customer_name,
+        product_id: b::product_id,
+        product_name: b::product_name,
+        category: b::category,
+        brand: b::brand,
+        store_id: b::store_id,
+        store_name: b::store_name,
+        city: b::city,
+        state: b::state,
+        quantity: b::quantity,
+        unit_price: b::unit_price,
+        discount: b::discount,
+        cost: b::cost,
+        promo_code: b::promo_code,
+        run_at: b::run_at,
+    })
 }

@@ -376,6 +376,8 @@ fn encode_carried_strings(build: DataFrame, on: &[Expr]) -> Result<DataFrame> {
 
 /// The rows of table `T` committed since the reading pipeline's last success: an incremental
 /// input. A pipeline that fails is rerun over the same rows; the source is not called again.
+/// It has the frame's operations (`raw.filter(..)?.select_into(..)`); `into_frame` gives the
+/// frame itself.
 pub struct Changes<T: Table> {
     frame: Frame<T>,
 }
@@ -389,6 +391,45 @@ impl<T: Table> Changes<T> {
     /// The new rows as a frame.
     pub fn into_frame(self) -> Frame<T> {
         self.frame
+    }
+
+    /// [`Frame::filter`] on the new rows.
+    pub fn filter(self, predicate: impl Into<Expr>) -> Result<Frame<T>> {
+        self.frame.filter(predicate)
+    }
+
+    /// [`Frame::select_into`] of the new rows.
+    pub fn select_into<U: Table>(self, columns: impl SelectFor<U>) -> Result<Frame<U>> {
+        self.frame.select_into(columns)
+    }
+
+    /// [`Frame::join`] of the new rows with `right`.
+    pub fn join<U: Table>(
+        self,
+        right: Frame<U>,
+        kind: JoinType,
+        keys: impl IntoIterator<Item = JoinOn>,
+    ) -> Result<View> {
+        self.frame.join(right, kind, keys)
+    }
+
+    /// [`Frame::group_by`] of the new rows.
+    pub fn group_by(self, keys: impl IntoIterator<Item = Expr>) -> Grouped {
+        self.frame.group_by(keys)
+    }
+
+    /// [`Frame::latest_by`] of the new rows.
+    pub fn latest_by(
+        self,
+        key: impl IntoIterator<Item = Expr>,
+        newest_first: impl IntoIterator<Item = Expr>,
+    ) -> Result<Frame<T>> {
+        self.frame.latest_by(key, newest_first)
+    }
+
+    /// [`Frame::latest_only`] of the new rows: the newest extract's.
+    pub fn latest_only(self, column: impl Into<Expr>) -> Result<Frame<T>> {
+        self.frame.latest_only(column)
     }
 }
 

@@ -129,8 +129,7 @@ pub async fn silver_velib_station_status(
     cx: &Ctx,
 ) -> Result<Frame<SilverVelibStationStatus>> {
     use BronzeVelibStationStatus as b;
-    raw.into_frame()
-        .filter(plausible(b::duedate.expr(), cx))?
+    raw.filter(plausible(b::duedate.expr(), cx))?
         .select_into(SilverVelibStationStatusSelect {
             stationcode: b::stationcode,
             timestamp: b::duedate.assume_not_null(),
@@ -160,8 +159,7 @@ pub async fn silver_velib_station_info(
     use BronzeVelibStationInfo as b;
     // The newest run's list only (several runs' after a failure: a station the newest lacks is
     // closed). A station listed twice keeps one row, the same one at every run.
-    raw.into_frame()
-        .latest_only(b::run_at)?
+    raw.latest_only(b::run_at)?
         .latest_by(
             [b::stationcode.expr()],
             [
@@ -202,8 +200,7 @@ pub async fn silver_velov_station_status(
     cx: &Ctx,
 ) -> Result<Frame<SilverVelovStationStatus>> {
     use BronzeVelovStationStatus as b;
-    raw.into_frame()
-        .filter(plausible(b::last_reported.expr(), cx))?
+    raw.filter(plausible(b::last_reported.expr(), cx))?
         .select_into(SilverVelovStationStatusSelect {
             station_id: b::station_id,
             last_reported: b::last_reported,
@@ -227,8 +224,7 @@ pub async fn silver_velov_station_info(
 ) -> Result<Frame<SilverVelovStationInfo>> {
     use BronzeVelovStationInfo as b;
     // As for Vélib': the newest run's list, one row per station whatever their order.
-    raw.into_frame()
-        .latest_only(b::run_at)?
+    raw.latest_only(b::run_at)?
         .latest_by(
             [b::station_id.expr()],
             [
