@@ -97,8 +97,9 @@ impl Warehouse {
     /// Deletes files no version newer than `retention` needs, and files no version refers to
     /// (left by failed writes). `None` keeps the table's own retention,
     /// `delta.deletedFileRetentionDuration` (7 days unless the table sets it); a shorter one could
-    /// break readers of older versions (`Changes<T>` readers behind, time travel) and is refused
-    /// unless `force` is set.
+    /// break readers of older versions (`Changes<T>` readers behind, time travel) and writes in
+    /// progress (their files are unreferenced until they commit), and is refused unless `force`
+    /// is set.
     pub async fn vacuum(
         &self,
         table: &'static TableDef,
@@ -124,7 +125,9 @@ impl Warehouse {
             return Err(Error::msg(format!(
                 "vacuum of {qualified}: a retention of {} is under the table's \
                  `delta.deletedFileRetentionDuration` of {}; readers of older versions could \
-                 fail. Pass --force if no such reader exists.",
+                 fail, and a write in progress would lose the files it has not committed yet \
+                 (they are deleted as unreferenced once older than the retention). Pass --force \
+                 if no such reader or writer exists.",
                 humantime::format_duration(retention),
                 humantime::format_duration(table_retention)
             )));
