@@ -632,5 +632,18 @@ mod incremental {
             error.contains("`max_files` could split a partition's files over two runs"),
             "{error}"
         );
+        // The plan check (`cargo test`) refuses them too, before any run.
+        let registry = lakehouse_runtime::Registry::from_inventory().expect("valid graph");
+        for (pipeline, expected) in [
+            ("all_customers", "the pipeline is `full_snapshot`"),
+            ("latest_orders", "is `mode = overwrite`"),
+            ("regional_orders", "`max_files` could split"),
+        ] {
+            let descriptor = registry.get(pipeline).expect("registered");
+            let error = lakehouse_runtime::check::check_plan(descriptor)
+                .await
+                .expect_err("refused by the plan check");
+            assert!(error.to_string().contains(expected), "{pipeline}: {error}");
+        }
     }
 }

@@ -89,8 +89,17 @@ impl Ctx {
         path: &str,
         options: NewFiles,
     ) -> Result<Frame<T>> {
-        if self.dry_run {
-            return self.empty::<T>();
+        // What the declarations alone refuse is refused in plan checks and unit tests too (the
+        // pipeline's registration says what it writes).
+        let descriptor = match &self.file_history {
+            Some(history) => Some(history.pipeline),
+            None => inventory::iter::<PipelineDescriptor>
+                .into_iter()
+                .find(|p| p.name == self.pipeline),
+        };
+        if let Some(descriptor) = descriptor {
+            refuse_whole_outputs(descriptor)?;
+            refuse_split_partitions(descriptor, options)?;
         }
         if path.contains("://") {
             return Err(Error::msg(format!(
@@ -99,12 +108,18 @@ impl Ctx {
                 self.pipeline
             )));
         }
+        if options.max_files == Some(0) {
+            return Err(Error::msg(format!(
+                "pipeline `{}`: read_new_files_with(.., NewFiles::at_most(0)) would never read a \
+                 file; take at least 1",
+                self.pipeline
+            )));
+        }
+        if self.dry_run {
+            return self.empty::<T>();
+        }
         let known = match &self.file_history {
-            Some(history) => {
-                history.refuse_whole_outputs()?;
-                history.refuse_split_partitions(options)?;
-                Some(history.known().await?)
-            }
+            Some(history) => Some(history.known().await?),
             None => None,
         };
         let mut new = Vec::new();
@@ -123,13 +138,6 @@ impl Ctx {
                     new.push(found);
                 }
             }
-        }
-        if options.max_files == Some(0) {
-            return Err(Error::msg(format!(
-                "pipeline `{}`: read_new_files_with(.., NewFiles::at_most(0)) would never read a \
-                 file; take at least 1",
-                self.pipeline
-            )));
         }
         // A full refresh reads every file: bounded, it would replace (or refill) the output with
         // the first ones, and the ledger's older records would hide the others for good.
@@ -428,50 +436,6 @@ impl FileHistory {
         })
     }
 
-    /// An error if the output takes each write as the whole of its rows (a whole-table
-    /// overwrite, or a `full_snapshot` pipeline, which deletes or closes the keys a write lacks):
-    /// it would hold only the last run's new files, and the earlier ones are never read again.
-    fn refuse_whole_outputs(&self) -> Result<()> {
-        let output = self.pipeline.output;
-        if self.pipeline.full_snapshot {
-            return Err(Error::msg(format!(
-                "pipeline `{}`: read_new_files reads only the files not ingested before, and the \
-                 pipeline is `full_snapshot`: each run would delete or close in {} the keys \
-                 that only earlier files hold; drop `full_snapshot`, or read every file with \
-                 read_files",
-                self.pipeline.name,
-                output.qualified_name()
-            )));
-        }
-        if output.mode == WriteMode::Overwrite && output.overwrite == OverwriteScope::Table {
-            return Err(Error::msg(format!(
-                "pipeline `{}`: read_new_files reads only the files not ingested before, and \
-                 {} is `mode = overwrite`: each run would replace it with its new files' rows \
-                 alone; declare it `mode = append` (or `merge`), or read every file with \
-                 read_files",
-                self.pipeline.name,
-                output.qualified_name()
-            )));
-        }
-        Ok(())
-    }
-
-    /// An error if `options` bound the files of a run whose output replaces partitions: one
-    /// partition's files split over two runs would leave it with the second run's alone.
-    fn refuse_split_partitions(&self, options: NewFiles) -> Result<()> {
-        let output = self.pipeline.output;
-        if options.max_files.is_some() && output.overwrite == OverwriteScope::Partitions {
-            return Err(Error::msg(format!(
-                "pipeline `{}`: {} replaces the partitions each run writes, and `max_files` could \
-                 split a partition's files over two runs, the second replacing the first's rows; \
-                 read every new file (NewFiles::default())",
-                self.pipeline.name,
-                output.qualified_name()
-            )));
-        }
-        Ok(())
-    }
-
     /// The files ingested before, loaded once.
     async fn known(&self) -> Result<&HashMap<String, (i64, Option<Timestamp>)>> {
         self.known
@@ -579,4 +543,48 @@ fn data_files(path: &str) -> Result<Vec<String>> {
     }
     files.sort();
     Ok(files)
+}
+
+/// An error if the output takes each write as the whole of its rows (a whole-table
+/// overwrite, or a `full_snapshot` pipeline, which deletes or closes the keys a write lacks):
+/// it would hold only the last run's new files, and the earlier ones are never read again.
+fn refuse_whole_outputs(pipeline: &PipelineDescriptor) -> Result<()> {
+    let output = pipeline.output;
+    if pipeline.full_snapshot {
+        return Err(Error::msg(format!(
+            "pipeline `{}`: read_new_files reads only the files not ingested before, and the \
+             pipeline is `full_snapshot`: each run would delete or close in {} the keys \
+             that only earlier files hold; drop `full_snapshot`, or read every file with \
+             read_files",
+            pipeline.name,
+            output.qualified_name()
+        )));
+    }
+    if output.mode == WriteMode::Overwrite && output.overwrite == OverwriteScope::Table {
+        return Err(Error::msg(format!(
+            "pipeline `{}`: read_new_files reads only the files not ingested before, and \
+             {} is `mode = overwrite`: each run would replace it with its new files' rows \
+             alone; declare it `mode = append` (or `merge`), or read every file with \
+             read_files",
+            pipeline.name,
+            output.qualified_name()
+        )));
+    }
+    Ok(())
+}
+
+/// An error if `options` bound the files of a run whose output replaces partitions: one
+/// partition's files split over two runs would leave it with the second run's alone.
+fn refuse_split_partitions(pipeline: &PipelineDescriptor, options: NewFiles) -> Result<()> {
+    let output = pipeline.output;
+    if options.max_files.is_some() && output.overwrite == OverwriteScope::Partitions {
+        return Err(Error::msg(format!(
+            "pipeline `{}`: {} replaces the partitions each run writes, and `max_files` could \
+             split a partition's files over two runs, the second replacing the first's rows; \
+             read every new file (NewFiles::default())",
+            pipeline.name,
+            output.qualified_name()
+        )));
+    }
+    Ok(())
 }
