@@ -603,9 +603,9 @@ async fn a_forced_resume_keeps_the_incremental_position() {
 
 #[tokio::test]
 async fn a_write_of_this_sequence_by_another_run_fails_the_pipeline_instead_of_dropping_rows() {
-    // Another orchestrator on this warehouse, whose run picked sequence 1 too, or a later one,
+    // Another orchestrator on this warehouse, whose run picked sequence 2 too, or a later one,
     // wrote ok1's table.
-    for (their_sequence, their_run) in [(1, "r000001-other"), (5, "r000005-other")] {
+    for (their_sequence, their_run) in [(2, "r000002-other"), (5, "r000005-other")] {
         another_orchestrators_write_is_not_ours(their_sequence, their_run).await;
     }
 }
@@ -613,6 +613,9 @@ async fn a_write_of_this_sequence_by_another_run_fails_the_pipeline_instead_of_d
 async fn another_orchestrators_write_is_not_ours(their_sequence: i64, their_run: &str) {
     let wh = TempWarehouse::new();
     let table = <Ok1 as lakehouse_runtime::Table>::DEF;
+    // Run 1 (ticks alone): the ledger has runs, so the next one takes sequence 2.
+    let ticks = Orchestrator::new(registry(&["ticks"]), wh.warehouse.clone());
+    ticks.run(&RunConfig::default()).await.expect("run 1");
     #[derive(Serialize)]
     struct Row {
         n: i64,
@@ -640,13 +643,13 @@ async fn another_orchestrators_write_is_not_ours(their_sequence: i64, their_run:
         },
     );
     let report = orchestrator.run(&config).await.expect("run");
-    assert_eq!(report.sequence, 1);
+    assert_eq!(report.sequence, 2);
     let ok1 = report.result("ok1").expect("planned");
     assert_eq!((ok1.status, ok1.attempts), (Status::Failed, 2));
     let error = ok1.error.clone().unwrap_or_default();
     assert!(
         error.contains(&format!(
-            "silver.ok1 already holds a write of run sequence 1 or later by run `{their_run}`"
+            "silver.ok1 already holds a write of run sequence 2 or later by run `{their_run}`"
         )) && error.contains("two orchestrators are running on one warehouse"),
         "{error}"
     );
@@ -1082,6 +1085,36 @@ async fn a_commit_whose_success_was_never_recorded_is_not_read_again() {
         .expect("run 3");
     assert!(report.succeeded(), "{}", report.render(false));
     // Run 3 copies tick 3 alone, reading on from what run 2's commit read.
+    assert_eq!(
+        contents(&wh.warehouse, <Ok1 as lakehouse_runtime::Table>::DEF).await,
+        ["1", "2", "3"]
+    );
+}
+
+#[tokio::test]
+async fn tables_that_outlived_their_ledger_go_on_after_their_latest_sequence() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    for n in 1..=2 {
+        let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+        assert!(report.succeeded(), "run {n}: {}", report.render(false));
+    }
+    // The run history is removed (to clear it, say); the tables stay.
+    let runs = wh
+        .warehouse
+        .table_url(lakehouse_runtime::ledger::RunRecord::DEF)
+        .expect("url")
+        .to_file_path()
+        .expect("local");
+    std::fs::remove_dir_all(runs).expect("removed");
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    let report = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 3");
+    assert!(report.succeeded(), "{}", report.render(false));
+    assert_eq!(report.sequence, 3, "after the tables' latest run");
+    // ok1 reads on from what its last commit read: tick 3 alone.
     assert_eq!(
         contents(&wh.warehouse, <Ok1 as lakehouse_runtime::Table>::DEF).await,
         ["1", "2", "3"]

@@ -282,7 +282,10 @@ impl Orchestrator {
             {
                 refuse_future_run_at(run_at)?;
             }
-            let sequence = self.ledger.next_sequence().await?;
+            let mut sequence = self.ledger.next_sequence().await?;
+            if sequence == 1 {
+                sequence = self.sequence_floor().await?;
+            }
             let run_at = match config.run_at {
                 Some(run_at) => run_at,
                 None => self.fresh_run_at().await?,
@@ -536,6 +539,31 @@ impl Orchestrator {
             }
         }
         Ok(runs)
+    }
+
+    /// The first sequence of a ledger without runs: 1, or one more than the latest any
+    /// pipeline's table holds, when the tables outlived their ledger (`lakehouse/` removed to
+    /// clear the history, say). Starting below would make every write look like another
+    /// orchestrator's (each table's transaction is ahead) until the sequences caught up.
+    async fn sequence_floor(&self) -> Result<i64> {
+        let mut floor = 1;
+        for pipeline in self.registry.pipelines() {
+            if let Some(committed) = self
+                .warehouse
+                .committed_transaction(pipeline.output, pipeline.name, floor)
+                .await?
+            {
+                floor = committed.transaction_version + 1;
+            }
+        }
+        if floor > 1 {
+            tracing::warn!(
+                sequence = floor,
+                "lakehouse.runs has no runs, but the tables hold runs' writes: the ledger was \
+                 removed or replaced; sequences go on after the tables' latest"
+            );
+        }
+        Ok(floor)
     }
 
     /// A `run_at` later than every recorded one (distinct even for runs started in the same

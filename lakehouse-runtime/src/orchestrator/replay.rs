@@ -89,8 +89,9 @@ pub(super) fn collision(
 ) -> Error {
     Error::msg(format!(
         "{} already holds a write of run sequence {} or later by {writer}, not by this run \
-         (`{}`): two orchestrators are running on one warehouse, or a run stopped (crashed) \
-         before it recorded anything; nothing was written, run again",
+         (`{}`): two orchestrators are running on one warehouse, a run stopped (crashed) \
+         before it recorded anything, or lakehouse.runs is older than the tables (restored \
+         from an older copy); nothing was written, run again",
         pipeline.output.qualified_name(),
         run.sequence,
         run.run_id
