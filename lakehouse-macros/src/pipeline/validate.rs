@@ -85,6 +85,12 @@ pub(crate) fn validate(args: PipelineArgs, item: ItemFn) -> syn::Result<Pipeline
                         format!("inputs are taken by value: write `{inner}`, without `&`"),
                     )
                 }
+                // The context is `&Ctx`: shared, as the orchestrator lends it to every input.
+                Type::Reference(r) if r.mutability.is_some() && is_ctx(&r.elem) => errors.spanned(
+                    r,
+                    "the context is borrowed shared: write `&Ctx`, without `mut`",
+                ),
+                Type::Reference(r) if !is_ctx(&r.elem) => errors.spanned(r, PARAM_HELP),
                 Type::Reference(_) if !ctx_seen => {
                     ctx_seen = true;
                     params.push(Param::Ctx);
@@ -100,6 +106,19 @@ pub(crate) fn validate(args: PipelineArgs, item: ItemFn) -> syn::Result<Pipeline
 
     let (output, output_span) = match &sig.output {
         ReturnType::Type(_, ty) => match find_frame(ty) {
+            // `Frame<T>` alone, or inside another wrapper than `Result`, would fail in the
+            // generated code, far from the signature.
+            Some(table) if !returns_result(ty) => {
+                errors.spanned(
+                    ty,
+                    format!(
+                        "a pipeline returns `Result<Frame<{}>>` (the prelude's `Result`), so \
+                         that it can fail",
+                        table.to_token_stream().to_string().replace(' ', "")
+                    ),
+                );
+                (Some(table.clone()), ty.span())
+            }
             Some(table) => (Some(table.clone()), ty.span()),
             None => {
                 errors.spanned(ty, "a pipeline returns `Result<Frame<OutputTable>>`");
@@ -248,6 +267,24 @@ pub(crate) fn parse_duration_ms(text: &str) -> Option<u64> {
         total = total.checked_add(number.checked_mul(factor)?)?;
     }
     Some(total)
+}
+
+/// Whether `ty` is `Result<Frame<T>, ..>` (any path ending in `Result`).
+fn returns_result(ty: &Type) -> bool {
+    let Type::Path(path) = ty else { return false };
+    let Some(segment) = path.path.segments.last() else {
+        return false;
+    };
+    let PathArguments::AngleBracketed(args) = &segment.arguments else {
+        return false;
+    };
+    segment.ident == "Result"
+        && matches!(args.args.first(), Some(GenericArgument::Type(inner)) if frame_like(inner, &["Frame"]).is_some())
+}
+
+/// Whether `ty` names the context (`Ctx`, by any path).
+fn is_ctx(ty: &Type) -> bool {
+    matches!(ty, Type::Path(path) if path.path.segments.last().is_some_and(|s| s.ident == "Ctx"))
 }
 
 /// `Frame<T>` (or another wrapper named in `names`) → `T`.
