@@ -46,46 +46,6 @@ pub fn batches_from_rows<R: Serialize>(schema: SchemaRef, rows: &[R]) -> Result<
     Ok(batches)
 }
 
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use arrow::datatypes::{DataType, Field, Schema};
-
-    use super::*;
-
-    fn schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("name", DataType::Utf8, true),
-        ]))
-    }
-
-    #[test]
-    fn a_field_that_is_no_column_is_an_error_and_a_missing_nullable_one_is_null() {
-        #[derive(Serialize)]
-        struct Misspelled {
-            id: i64,
-            nmae: &'static str,
-        }
-        let error = batches_from_rows(schema(), &[Misspelled { id: 1, nmae: "a" }])
-            .expect_err("nmae is no column");
-        let text = error.to_string();
-        assert!(
-            text.contains("rows do not fit the table's columns (id, name)")
-                && text.contains("column 'nmae' missing from schema"),
-            "{text}"
-        );
-        #[derive(Serialize)]
-        struct IdOnly {
-            id: i64,
-        }
-        let batches = batches_from_rows(schema(), &[IdOnly { id: 1 }]).expect("name is NULL");
-        assert_eq!(batches[0].num_rows(), 1);
-        assert_eq!(batches[0].column(1).null_count(), 1);
-    }
-}
-
 /// Record batches as `R`s, through Arrow's JSON writer (decimals as their exact text: the
 /// writer would make them JSON numbers, read back as `f64`).
 pub fn batches_to_rows<R: DeserializeOwned>(batches: &[RecordBatch]) -> Result<Vec<R>> {
@@ -133,4 +93,44 @@ fn decimals_as_text(batch: &RecordBatch) -> Result<RecordBatch> {
         std::sync::Arc::new(Schema::new(fields)),
         columns,
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ]))
+    }
+
+    #[test]
+    fn a_field_that_is_no_column_is_an_error_and_a_missing_nullable_one_is_null() {
+        #[derive(Serialize)]
+        struct Misspelled {
+            id: i64,
+            nmae: &'static str,
+        }
+        let error = batches_from_rows(schema(), &[Misspelled { id: 1, nmae: "a" }])
+            .expect_err("nmae is no column");
+        let text = error.to_string();
+        assert!(
+            text.contains("rows do not fit the table's columns (id, name)")
+                && text.contains("column 'nmae' missing from schema"),
+            "{text}"
+        );
+        #[derive(Serialize)]
+        struct IdOnly {
+            id: i64,
+        }
+        let batches = batches_from_rows(schema(), &[IdOnly { id: 1 }]).expect("name is NULL");
+        assert_eq!(batches[0].num_rows(), 1);
+        assert_eq!(batches[0].column(1).null_count(), 1);
+    }
 }
