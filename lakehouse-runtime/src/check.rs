@@ -1,6 +1,9 @@
 //! The whole-graph plan check: every pipeline's DataFusion plan is built against empty tables of
 //! its declared inputs and its output schema compared with its declared table. No data is read.
-//! This catches what types cannot: SQL text, computed expression types, nullability.
+//! This catches what types cannot: SQL text, computed expression types, expectations over
+//! missing columns. A NOT NULL column filled from an expression DataFusion types as nullable is
+//! not an error here (a filter it cannot see through may exclude the NULLs): the write asserts it
+//! on the data, and fails naming the column.
 
 use std::sync::Arc;
 
