@@ -1,7 +1,7 @@
 //! The whole-graph plan check: every pipeline's DataFusion plan is built against empty tables of
 //! its declared inputs and its output schema compared with its declared table. No data is read.
-//! This catches what types cannot: SQL text, computed expression types, expectations over
-//! missing columns. A NOT NULL column filled from an expression DataFusion types as nullable is
+//! This catches what types cannot: SQL text, computed expression types, expectations and CHECK
+//! constraints over missing columns. A NOT NULL column filled from an expression DataFusion types as nullable is
 //! not an error here (a filter it cannot see through may exclude the NULLs): the write asserts it
 //! on the data, and fails naming the column.
 
@@ -96,6 +96,10 @@ pub async fn check_plan(pipeline: &'static PipelineDescriptor) -> Result<()> {
     // The table's expectations must be conditions over its columns.
     for expectation in pipeline.output.expectations {
         crate::quality::expectation_condition(&output.df, pipeline.output, expectation)?;
+    }
+    // And its CHECK constraints, which Delta evaluates on every write.
+    for check in pipeline.output.checks {
+        crate::quality::check_condition(&output.df, pipeline.output, check)?;
     }
     let plan = output.df.into_optimized_plan()?;
     compare_schema(pipeline.output, plan.schema().as_arrow())

@@ -425,27 +425,51 @@ pub(crate) fn expectation_condition(
     table: &'static TableDef,
     expectation: &crate::table::Expectation,
 ) -> Result<Expr> {
+    row_condition(
+        output,
+        table,
+        "expectation",
+        expectation.name,
+        expectation.expr,
+    )
+}
+
+/// The CHECK constraint `check` of `table` as a condition over `output`'s columns: refused as
+/// an expectation's is, so that the plan check catches a typo before the first write does.
+pub(crate) fn check_condition(
+    output: &DataFrame,
+    table: &'static TableDef,
+    check: &crate::table::CheckConstraint,
+) -> Result<Expr> {
+    row_condition(output, table, "check", check.name, check.expr)
+}
+
+/// `expr`, the `kind` named `name` of `table`, as a row condition over `output`'s columns.
+fn row_condition(
+    output: &DataFrame,
+    table: &'static TableDef,
+    kind: &str,
+    name: &str,
+    expr: &str,
+) -> Result<Expr> {
     use datafusion::logical_expr::ExprSchemable as _;
     use datafusion::logical_expr::utils::{find_aggregate_exprs, find_window_exprs};
     let refuse = |why: String| {
         Error::schema(
             table.qualified_name(),
-            format!(
-                "expectation `{}`: `{}` {why}",
-                expectation.name, expectation.expr
-            ),
+            format!("{kind} `{name}`: `{expr}` {why}"),
         )
     };
     let condition = output
-        .parse_sql_expr(expectation.expr)
+        .parse_sql_expr(expr)
         .map_err(|e| refuse(format!("is not a condition over the table's columns: {e}")))?;
     let condition_ref = std::slice::from_ref(&condition);
     if !find_aggregate_exprs(condition_ref).is_empty()
         || !find_window_exprs(condition_ref).is_empty()
     {
-        return Err(refuse(
-            "uses an aggregate or window function: an expectation is checked row by row".to_owned(),
-        ));
+        return Err(refuse(format!(
+            "uses an aggregate or window function: a {kind} is checked row by row"
+        )));
     }
     match condition.get_type(output.schema()) {
         Ok(arrow::datatypes::DataType::Boolean) => Ok(condition),

@@ -60,6 +60,40 @@ pub async fn event_kinds(events: Frame<Events>) -> Result<Frame<EventKinds>> {
     })
 }
 
+/// A CHECK constraint with a typo: `evnt_id`.
+#[derive(Table)]
+#[table(
+    schema = "silver",
+    name = "checked_events",
+    check(name = "positive_id", expr = "evnt_id > 0")
+)]
+pub struct CheckedEvents {
+    pub event_id: i64,
+}
+
+#[pipeline(depends_on = [events])]
+pub async fn checked_events(events: Frame<Events>) -> Result<Frame<CheckedEvents>> {
+    events.select_into(CheckedEventsSelect {
+        event_id: Events::event_id,
+    })
+}
+
+#[tokio::test]
+async fn a_check_constraint_over_a_missing_column_is_reported_before_any_write() {
+    let registry = Registry::from_inventory().expect("valid graph");
+    let pipeline = registry.get("checked_events").expect("registered");
+    let error = check_plan(pipeline)
+        .await
+        .expect_err("the typo is caught")
+        .to_string();
+    assert!(
+        error.contains(
+            "check `positive_id`: `evnt_id > 0` is not a condition over the table's columns"
+        ),
+        "{error}"
+    );
+}
+
 #[tokio::test]
 async fn sql_naming_a_missing_column_is_reported_with_pipeline_and_column() {
     let registry = Registry::from_inventory().expect("valid graph");
