@@ -173,6 +173,15 @@ fn quoted_words_and_twice_declared_checks_are_refused() {
         text.contains("check `positive` is declared twice"),
         "{text}"
     );
+    let text = error_text(quote! {
+        #[table(schema = "gold", mode = overwrite, evolution = overwrite,
+                check(name = "positive", expr = "qty > 0"))]
+        struct D { qty: i64 }
+    });
+    assert!(
+        text.contains("`check(..)` constraints are kept in step with the declaration"),
+        "{text}"
+    );
 }
 
 #[test]

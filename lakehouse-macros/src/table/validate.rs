@@ -190,6 +190,18 @@ pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
             "`evolution = overwrite` replaces the table's schema, which only a full rewrite can do: use it with `mode = overwrite`",
         ));
     }
+    // The writes that replace the schema leave the table's constraints as they were: a check
+    // added or changed later would never be applied.
+    if evolution == Evolution::Overwrite
+        && let Some(check) = attrs.checks.first()
+    {
+        errors.spanned(
+            &check.key,
+            "`check(..)` constraints are kept in step with the declaration by writes that keep \
+             the schema, and `evolution = overwrite` replaces it: use `evolution = merge` (the \
+             default), or an expectation (`expect(.., on_fail = fail)`)",
+        );
+    }
     let quality = match &attrs.quality {
         None => Quality::Off,
         Some(q) => match q.value.to_string().as_str() {
