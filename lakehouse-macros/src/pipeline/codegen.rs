@@ -122,16 +122,6 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
             const _: () = ::lakehouse_runtime::__private::assert_full_snapshot::<#output>();
         }
     });
-    // Pipelines are named by their function: a second pipeline of the same name elsewhere in
-    // the crate would only be refused when the registry is built. A macro exported to the crate
-    // root makes it E0428, "the name `__lakehouse_pipeline_named_x` is defined multiple times",
-    // pointing at both functions.
-    let unique_name = format_ident!("__lakehouse_pipeline_named_{}", name);
-    let unique_name = quote_spanned! {name.span()=>
-        #[doc(hidden)]
-        #[macro_export]
-        macro_rules! #unique_name { () => {} }
-    };
     let shim_span = name.span();
     let shim = quote_spanned! {shim_span=>
         fn run<'a>(
@@ -149,8 +139,6 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
         #item
 
         #(#imports)*
-
-        #unique_name
 
         #[doc = #module_doc]
         #vis mod #name {
