@@ -1440,6 +1440,55 @@ async fn a_backfill_again_runs_only_what_did_not_succeed_at_each_time() {
 }
 
 #[tokio::test]
+async fn a_backfill_does_not_repeat_a_write_that_landed_after_its_run_gave_it_up() {
+    let wh = TempWarehouse::new();
+    let day = Timestamp::parse("2026-11-01T00:00:00Z").expect("time");
+    let orchestrator = Orchestrator::new(
+        registry(&["ticks", "flaky", "after_flaky"]),
+        wh.warehouse.clone(),
+    );
+    let config = flaky_without_retries("landed");
+    let first = orchestrator
+        .backfill(&config, &[day], Redo::Missing, |_| {})
+        .await
+        .expect("backfill");
+    let failed = &first.runs[0];
+    assert_eq!(
+        failed.result("flaky").map(|r| r.status),
+        Some(Status::Failed)
+    );
+    // The failed attempt's commit lands after the run gave it up (as a time limit leaves one
+    // already under way).
+    #[derive(Serialize)]
+    struct Row {
+        n: i64,
+    }
+    let flaky = <Flaky as lakehouse_runtime::Table>::DEF;
+    crate::common::write(
+        &wh.warehouse,
+        flaky,
+        &[Row { n: 1 }],
+        lakehouse_runtime::store::WriteOptions {
+            transaction: Some(("flaky".to_owned(), failed.sequence)),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("the late commit");
+    let again = orchestrator
+        .backfill(&config, &[day], Redo::Missing, |_| {})
+        .await
+        .expect("backfill again");
+    assert_eq!(again.runs.len(), 1);
+    assert_eq!(
+        statuses(&again.runs[0]),
+        BTreeMap::from([("after_flaky", Status::Succeeded)]),
+        "flaky's write is in its table: only its downstream runs"
+    );
+    assert_eq!(contents(&wh.warehouse, flaky).await, ["1"]);
+}
+
+#[tokio::test]
 async fn a_logical_time_in_the_future_is_refused_unless_forced() {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks"]), wh.warehouse.clone());

@@ -314,7 +314,8 @@ pub struct RunArgs {
     #[arg(long, default_value = "1d", value_parser = parse_positive_duration, requires = "from")]
     pub step: Duration,
     /// Backfill: run every time again in a new run, also those at which the selected pipelines
-    /// already succeeded (by default they are skipped, and a time's unfinished run is resumed).
+    /// already succeeded (by default they are skipped, and only the pipelines without a success at
+    /// a time run).
     #[arg(long, requires = "from")]
     pub rerun: bool,
     /// Repeat the run at this interval (loop mode), e.g. `60s`.

@@ -369,7 +369,7 @@ async fn backfill(
                 && !stopped.results.iter().any(|r| r.status == Status::Failed);
             let go_on = match redo {
                 crate::orchestrator::Redo::Missing => "run the same backfill again to go on: the \
-                     times done are skipped and that run is resumed"
+                     pipelines done at each time are skipped"
                     .to_owned(),
                 crate::orchestrator::Redo::All => format!(
                     "`resume {}`, then backfill --rerun on from the next time",

@@ -51,9 +51,10 @@ pub fn backfill_times(from: Timestamp, to: Timestamp, step: Duration) -> Result<
 pub enum Redo {
     /// Runs only what is missing: a time at which every selected pipeline succeeded (in any
     /// run) is skipped, and at the others the selected pipelines without a success run in a new
-    /// run. Running a backfill again after a failure goes on where it stopped. A time whose run
-    /// is still recorded as running (its process died, say) is an error asking to resume it
-    /// first: it may have committed writes it did not record.
+    /// run (but for one whose write of a failed or cancelled run at that time is in its table,
+    /// having landed after the run gave it up). Running a backfill again after a failure goes on
+    /// where it stopped. A time whose run is still recorded as running (its process died, say)
+    /// is an error asking to resume it first: it may have committed writes it did not record.
     #[default]
     Missing,
     /// Runs every time again in a new run, whatever ran at it before (an append table gets the
@@ -117,9 +118,8 @@ impl Orchestrator {
                     report.already_done.push(*run_at);
                     continue;
                 }
-                // A failed or cancelled attempt committed nothing, but a run still recorded as
-                // running (its process died, or it runs) may have committed writes it never
-                // recorded: its own resume finds them.
+                // A run still recorded as running (its process died, or it runs) may have
+                // committed writes it never recorded: its own resume finds them.
                 let planned = |run: &&RunRecord| {
                     run.planned.as_deref().is_none_or(|planned| {
                         planned
@@ -140,6 +140,14 @@ impl Orchestrator {
                          backfill again",
                         id = running.run_id
                     )));
+                }
+                // A failed or cancelled run's write may have landed after it was given up (a time
+                // limit or fail-fast stops the pipeline, not a commit already under way).
+                let landed = self.landed_writes(&at.unfinished, &targets).await?;
+                targets.retain(|target| !landed.contains(target));
+                if targets.is_empty() {
+                    report.already_done.push(*run_at);
+                    continue;
                 }
             }
             let config = RunConfig {
@@ -163,6 +171,48 @@ impl Orchestrator {
         }
         report.completed = true;
         Ok(report)
+    }
+}
+
+impl Orchestrator {
+    /// The pipelines of `targets` whose write in one of the failed or cancelled `runs` is in
+    /// their table (committed after the run gave it up), though the ledger records no success.
+    async fn landed_writes(&self, runs: &[RunRecord], targets: &[String]) -> Result<Vec<String>> {
+        let mut landed = Vec::new();
+        for run in runs.iter().filter(|r| r.status != Status::Running.as_str()) {
+            let planned: Vec<&str> = run
+                .planned
+                .as_deref()
+                .map(|p| p.split_whitespace().collect())
+                .unwrap_or_default();
+            for target in targets.iter().filter(|t| planned.contains(&t.as_str())) {
+                let Some(pipeline) = self.registry.get(target) else {
+                    continue;
+                };
+                // Cheap first: the table's latest transaction of the pipeline is at least it.
+                let latest = self
+                    .warehouse
+                    .transaction_version(pipeline.output, pipeline.name)
+                    .await?;
+                if latest.is_some_and(|latest| latest >= run.sequence)
+                    && self
+                        .warehouse
+                        .transaction_metadata(pipeline.output, pipeline.name, run.sequence)
+                        .await?
+                        .is_some()
+                {
+                    tracing::warn!(
+                        pipeline = %target,
+                        run_id = %run.run_id,
+                        "the write of a run recorded as {} is in the table (it landed after \
+                         the run gave it up): not run again at this time",
+                        run.status
+                    );
+                    landed.push(target.clone());
+                }
+            }
+        }
+        Ok(landed)
     }
 }
 
