@@ -80,6 +80,7 @@ mod keywords {
         pub id: i64,
         pub r#type: Option<String>,
         pub r#match: bool,
+        pub r#gen: i64,
     }
 
     /// A projection names the columns as the struct does.
@@ -88,6 +89,7 @@ mod keywords {
             id: Events::id,
             r#type: Events::r#type,
             r#match: Events::r#match,
+            r#gen: Events::r#gen,
         })
     }
 }
@@ -101,7 +103,7 @@ fn keyword_columns_are_named_without_their_raw_prefix() {
         .iter()
         .map(|c| c.name)
         .collect();
-    assert_eq!(columns, ["id", "type", "match"]);
+    assert_eq!(columns, ["id", "type", "match", "gen"]);
 }
 
 #[test]

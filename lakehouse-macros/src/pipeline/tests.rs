@@ -234,3 +234,29 @@ fn a_pipeline_is_named_in_snake_case() {
     );
     assert!(text.contains("a pipeline is named in snake_case"), "{text}");
 }
+
+#[test]
+fn the_context_may_be_named_by_an_alias_but_not_borrowed_mutably() {
+    let aliased = model(
+        quote!(depends_on = [a]),
+        quote!(
+            async fn p(raw: Frame<A>, cx: &Context) -> Result<Frame<B>> {}
+        ),
+    )
+    .expect("an alias of Ctx is a context");
+    assert!(matches!(
+        aliased.params.as_slice(),
+        [Param::Input(_), Param::Ctx]
+    ));
+    let text = error_text(
+        quote!(depends_on = [a]),
+        quote!(
+            async fn p(raw: Frame<A>, cx: &mut Ctx) -> Frame<B> {}
+        ),
+    );
+    assert!(text.contains("write `&Ctx`, without `mut`"), "{text}");
+    assert!(
+        text.contains("a pipeline returns `Result<Frame<B>>`"),
+        "{text}"
+    );
+}

@@ -85,12 +85,12 @@ pub(crate) fn validate(args: PipelineArgs, item: ItemFn) -> syn::Result<Pipeline
                         format!("inputs are taken by value: write `{inner}`, without `&`"),
                     )
                 }
-                // The context is `&Ctx`: shared, as the orchestrator lends it to every input.
-                Type::Reference(r) if r.mutability.is_some() && is_ctx(&r.elem) => errors.spanned(
+                // The context is `&Ctx` (or an alias of it): shared, never `&mut`.
+                Type::Reference(r) if r.mutability.is_some() => errors.spanned(
                     r,
                     "the context is borrowed shared: write `&Ctx`, without `mut`",
                 ),
-                Type::Reference(r) if !is_ctx(&r.elem) => errors.spanned(r, PARAM_HELP),
+                Type::Reference(r) if !is_path(&r.elem) => errors.spanned(r, PARAM_HELP),
                 Type::Reference(_) if !ctx_seen => {
                     ctx_seen = true;
                     params.push(Param::Ctx);
@@ -282,9 +282,14 @@ fn returns_result(ty: &Type) -> bool {
         && matches!(args.args.first(), Some(GenericArgument::Type(inner)) if frame_like(inner, &["Frame"]).is_some())
 }
 
-/// Whether `ty` names the context (`Ctx`, by any path).
-fn is_ctx(ty: &Type) -> bool {
-    matches!(ty, Type::Path(path) if path.path.segments.last().is_some_and(|s| s.ident == "Ctx"))
+/// Whether `ty` is a type path (`Ctx`, an alias of it, or a macro's `$t:ty`): what a `&Ctx`
+/// parameter can be spelled as; `&[T]` or `&(A, B)` cannot.
+fn is_path(ty: &Type) -> bool {
+    match ty {
+        Type::Path(_) => true,
+        Type::Group(group) => is_path(&group.elem),
+        _ => false,
+    }
 }
 
 /// `Frame<T>` (or another wrapper named in `names`) → `T`.

@@ -238,11 +238,11 @@ fn select_struct(model: &TableModel) -> TokenStream {
             while taken.contains(&param) {
                 param.push('_');
             }
-            // A keyword column (`r#type`) needs a raw parameter name too.
-            if syn::parse_str::<Ident>(&param).is_ok() {
-                Ident::new(&param, c.ident.span())
-            } else {
+            // A keyword column (`r#type`, `r#gen`) needs a raw parameter name too.
+            if c.ident.to_string().starts_with("r#") {
                 Ident::new_raw(&param, c.ident.span())
+            } else {
+                Ident::new(&param, c.ident.span())
             }
         })
         .collect();
