@@ -953,14 +953,18 @@ async fn an_interrupt_starts_no_waiting_pipeline_and_no_retry() {
         statuses(&report),
         BTreeMap::from([
             ("ticks", Status::Succeeded),
-            ("interrupts", Status::Failed),
+            ("interrupts", Status::Cancelled),
             ("ok1", Status::Cancelled)
         ])
     );
+    let interrupts = report.result("interrupts").expect("ran");
+    assert_eq!(interrupts.attempts, 1, "no retry after the interrupt");
     assert_eq!(
-        report.result("interrupts").map(|r| r.attempts),
-        Some(1),
-        "no retry after the interrupt"
+        interrupts.error.as_deref(),
+        Some(
+            "the run was interrupted before a retry; attempt 1 failed: failed as the run was \
+             interrupted"
+        )
     );
     assert_eq!(
         report.result("ok1").and_then(|r| r.error.as_deref()),

@@ -129,7 +129,10 @@ pub(super) async fn execute(
                 stopped = Some(reason);
                 tasks.abort_all();
             }
-            orchestrator.emit(super::Event::Finished(result.clone()));
+            // Not-run results are told once, below, with the others.
+            if result.attempts > 0 {
+                orchestrator.emit(super::Event::Finished(result.clone()));
+            }
             results.insert(result.pipeline, result);
         }
     }
@@ -220,6 +223,7 @@ async fn run_with_retries(
         let started = Instant::now();
         let mut last_error = String::new();
         let mut attempts = 0;
+        let mut interrupted = false;
         for attempt in 1..=retries + 1 {
             attempts = attempt;
             tracing::info!(attempt, "started");
@@ -280,13 +284,14 @@ async fn run_with_retries(
                     }
                     if attempt <= retries && *orchestrator.shutdown.borrow() {
                         tracing::error!(attempt, error = %last_error, "failed; not retried: the run was interrupted");
+                        interrupted = true;
                         break;
                     } else if attempt <= retries {
                         let delay = backoff(config, attempt);
                         tracing::warn!(attempt, error = %last_error, retry_in = ?delay, "failed; retrying");
                         // An interrupt ends the wait, and no attempt follows.
                         let mut shutdown = orchestrator.shutdown.clone();
-                        let interrupted = async move {
+                        let interrupted_wait = async move {
                             // No sender left: no interrupt can come.
                             if shutdown.wait_for(|stop| *stop).await.is_err() {
                                 std::future::pending::<()>().await;
@@ -294,8 +299,9 @@ async fn run_with_retries(
                         };
                         tokio::select! {
                             _ = tokio::time::sleep(delay) => {}
-                            _ = interrupted => {
+                            _ = interrupted_wait => {
                                 tracing::error!(attempt, "not retried: the run was interrupted");
+                                interrupted = true;
                                 break;
                             }
                         }
@@ -305,16 +311,25 @@ async fn run_with_retries(
                 }
             }
         }
+        // A retry an interrupt stopped: cancelled with the run, not failed for good.
+        let (status, error) = if interrupted {
+            (
+                Status::Cancelled,
+                format!("the run was interrupted before a retry; attempt {attempts} failed: {last_error}"),
+            )
+        } else {
+            (Status::Failed, last_error)
+        };
         PipelineResult {
             pipeline: pipeline.name,
             table: pipeline.output.qualified_name(),
-            status: Status::Failed,
+            status,
             attempts,
             rows_written: None,
             version: None,
             replayed: false,
             duration: started.elapsed(),
-            error: Some(last_error),
+            error: Some(error),
         }
     }
     .instrument(span)
