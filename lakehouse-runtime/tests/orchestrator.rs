@@ -560,7 +560,7 @@ async fn an_unreadable_incremental_position_fails_instead_of_reading_everything_
         error.contains(&format!(
             "the ledger's record of `ok1`'s last success (run `{}`) has input_versions",
             second.run_id
-        )) && error.contains("--full-refresh"),
+        )) && error.contains("run the pipeline with --rebuild"),
         "{error}"
     );
     assert_eq!(

@@ -713,11 +713,18 @@ async fn incremental_cursor(
         Some(success) => match success.input_versions.as_deref() {
             Some(json) => {
                 serde_json::from_str::<BTreeMap<String, Option<u64>>>(json).map_err(|error| {
+                    // Read whole again, an append output would get its rows twice: rebuild it.
+                    let refresh = if pipeline.output.mode == crate::table::WriteMode::Append {
+                        "--rebuild"
+                    } else {
+                        "--full-refresh"
+                    };
                     Error::msg(format!(
                         "the ledger's record of `{}`'s last success (run `{}`) has input_versions \
                          `{json}`, which is not a JSON object of table versions ({error}): it \
-                         says where the next incremental read starts; mend that row of \
-                         lakehouse.runs, or run with --full-refresh",
+                         says where the next incremental read starts; run the pipeline with \
+                         {refresh} (its inputs read whole), or mend that row of lakehouse.runs \
+                         with a Delta writer",
                         pipeline.name, success.run_id
                     ))
                 })?
