@@ -150,6 +150,35 @@ async fn extra_fraction_digits_round_alike_in_csv_and_ndjson() {
     // Half away from zero, as Spark's HALF_UP: 20.00, -0.01, 0.00.
     assert_eq!(from_csv, [Some(2000), Some(-1), Some(0)]);
     assert_eq!(from_json, from_csv);
+    // The widest decimals too.
+    let test = TestContext::new("wide_amounts").expect("context");
+    let frame = test
+        .ctx()
+        .read_files::<WideAmounts>(FileFormat::NdJson, json.to_str().expect("utf-8"))
+        .await
+        .expect("ndjson");
+    let frame = frame
+        .sort(vec![WideAmounts::order_id.expr().sort(true, false)])
+        .expect("sorted");
+    #[derive(Deserialize)]
+    struct Wide {
+        amount: Option<Decimal<38, 2>>,
+    }
+    let wide: Vec<Option<i128>> = rows::<Wide, _>(frame)
+        .await
+        .expect("rows")
+        .iter()
+        .map(|w| w.amount.map(|a| a.0))
+        .collect();
+    assert_eq!(wide, [Some(2000), Some(-1), Some(0)]);
+}
+
+/// Amounts of the widest precision.
+#[derive(Table)]
+#[table(schema = "bronze", name = "wide_amounts")]
+pub struct WideAmounts {
+    pub order_id: i64,
+    pub amount: Option<Decimal<38, 2>>,
 }
 
 #[tokio::test]

@@ -330,12 +330,11 @@ fn json_read_type(declared: arrow::datatypes::DataType) -> arrow::datatypes::Dat
     use arrow::datatypes::DataType;
     const EXTRA_DIGITS: u8 = 10;
     match declared {
-        DataType::Decimal128(precision, scale) if scale >= 0 => {
-            let integer_digits = precision.saturating_sub(scale as u8);
-            let wide_scale = (scale as u8 + EXTRA_DIGITS).min(38 - integer_digits.min(38));
-            let wide_precision = (integer_digits + wide_scale).min(38);
-            DataType::Decimal128(wide_precision, wide_scale as i8)
-        }
+        // Up to 76 digits in 256 bits: `Decimal<38, S>` gets its extra digits too.
+        DataType::Decimal128(precision, scale) if scale >= 0 => DataType::Decimal256(
+            precision.saturating_add(EXTRA_DIGITS),
+            scale.saturating_add(EXTRA_DIGITS as i8),
+        ),
         other => other,
     }
 }
