@@ -376,11 +376,28 @@ async fn attempt_once(
             // findings, rejects, statistics) finishes, or a committed write would be reported
             // failed and its rejects lost.
             Err(_) if has_committed.load(Ordering::Acquire) => {
+                // As long again (at least a minute) to record it: a hung ledger must not hang
+                // the run.
+                let grace = limit.max(Duration::from_secs(60));
                 tracing::warn!(
                     limit = %humantime::format_duration(limit),
+                    grace = %humantime::format_duration(grace),
                     "the time limit passed after the commit; recording what it wrote"
                 );
-                task.await
+                match tokio::time::timeout(grace, &mut task).await {
+                    Ok(joined) => joined,
+                    Err(_) => {
+                        task.abort();
+                        let _ = task.await;
+                        return Err(Error::msg(format!(
+                            "timed out while recording a committed write (limit {}, then {} \
+                             more): its rows are in the table, and a retry or `resume` \
+                             finds the commit",
+                            humantime::format_duration(limit),
+                            humantime::format_duration(grace)
+                        )));
+                    }
+                }
             }
             Err(_) => {
                 // Stopped before the retry starts (a blocking file write it began may still
