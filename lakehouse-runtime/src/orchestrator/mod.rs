@@ -548,12 +548,20 @@ impl Orchestrator {
     async fn sequence_floor(&self) -> Result<i64> {
         let mut floor = 1;
         for pipeline in self.registry.pipelines() {
-            if let Some(committed) = self
+            // Only the transaction's version: no history is read.
+            match self
                 .warehouse
-                .committed_transaction(pipeline.output, pipeline.name, floor)
-                .await?
+                .transaction_version(pipeline.output, pipeline.name)
+                .await
             {
-                floor = committed.transaction_version + 1;
+                Ok(Some(version)) if version >= floor => floor = version + 1,
+                Ok(_) => {}
+                // A table this run may not even touch must not stop it.
+                Err(error) => tracing::warn!(
+                    table = %pipeline.output.qualified_name(),
+                    %error,
+                    "cannot read the table's latest run sequence"
+                ),
             }
         }
         if floor > 1 {
