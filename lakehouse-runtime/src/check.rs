@@ -79,7 +79,8 @@ pub async fn check_plan(pipeline: &'static PipelineDescriptor) -> Result<()> {
         Arc::new(Settings::new()),
         session.clone(),
         true,
-    );
+    )
+    .with_descriptor(pipeline);
     let mut frames = Vec::with_capacity(pipeline.inputs.len());
     for input in pipeline.inputs {
         let df = session.read_batch(RecordBatch::new_empty(input.table.arrow_schema()))?;

@@ -93,9 +93,7 @@ impl Ctx {
         // pipeline's registration says what it writes).
         let descriptor = match &self.file_history {
             Some(history) => Some(history.pipeline),
-            None => inventory::iter::<PipelineDescriptor>
-                .into_iter()
-                .find(|p| p.name == self.pipeline),
+            None => self.descriptor(),
         };
         if let Some(descriptor) = descriptor {
             refuse_whole_outputs(descriptor)?;

@@ -135,6 +135,9 @@ pub struct Ctx {
     file_history: Option<Arc<FileHistory>>,
     /// The files [`Ctx::read_new_files`] read (`None` until it is called).
     new_files: Arc<std::sync::Mutex<Option<Vec<FoundFile>>>>,
+    /// The pipeline's registration, when the caller has it (plan checks, orchestrator runs):
+    /// what its declarations refuse is decided from it.
+    descriptor: Option<&'static crate::graph::PipelineDescriptor>,
 }
 
 impl Ctx {
@@ -156,6 +159,7 @@ impl Ctx {
             rejects: Arc::default(),
             file_history: None,
             new_files: Arc::default(),
+            descriptor: None,
         }
     }
 
@@ -165,6 +169,27 @@ impl Ctx {
             file_history: Some(history),
             ..self
         }
+    }
+
+    /// This context with the pipeline's registration.
+    pub(crate) fn with_descriptor(
+        self,
+        descriptor: &'static crate::graph::PipelineDescriptor,
+    ) -> Ctx {
+        Ctx {
+            descriptor: Some(descriptor),
+            ..self
+        }
+    }
+
+    /// The pipeline's registration: the one given, else the registered pipeline of this name
+    /// (a unit test's context).
+    pub(crate) fn descriptor(&self) -> Option<&'static crate::graph::PipelineDescriptor> {
+        self.descriptor.or_else(|| {
+            inventory::iter::<crate::graph::PipelineDescriptor>
+                .into_iter()
+                .find(|p| p.name == self.pipeline)
+        })
     }
 
     /// Records source records that could not be ingested; the orchestrator stores them in
