@@ -161,6 +161,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn changes_have_the_frames_operations() {
+        let test = TestContext::new("exact").expect("context");
+        let exact = |id| Exact {
+            id,
+            amount: Decimal(0),
+            day: None,
+            at: Timestamp(id),
+        };
+        let changes = || {
+            test.changes::<Exact, _>(&[exact(1), exact(2), exact(3)])
+                .expect("changes")
+        };
+        assert_eq!(changes().count().await.expect("count"), 3);
+        let kept = changes()
+            .filter(Exact::id.expr().gt(lit(1i64)))
+            .expect("filter");
+        assert_eq!(kept.count().await.expect("count"), 2);
+        let newest = changes().latest_only(Exact::at).expect("latest");
+        let newest: Vec<Exact> = rows(newest).await.expect("rows");
+        assert_eq!(newest, [exact(3)]);
+    }
+
+    #[tokio::test]
     async fn sql_reads_the_latest_frame_of_a_table_whatever_was_configured_after() {
         let test = TestContext::new("exact").expect("context");
         let exact = |id| Exact {

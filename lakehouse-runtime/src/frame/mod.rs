@@ -431,6 +431,26 @@ impl<T: Table> Changes<T> {
     pub fn latest_only(self, column: impl Into<Expr>) -> Result<Frame<T>> {
         self.frame.latest_only(column)
     }
+
+    /// [`Frame::union`] of the new rows and `other`'s.
+    pub fn union(self, other: Frame<T>) -> Result<Frame<T>> {
+        self.frame.union(other)
+    }
+
+    /// [`Frame::sort`] of the new rows.
+    pub fn sort(self, by: Vec<SortExpr>) -> Result<Frame<T>> {
+        self.frame.sort(by)
+    }
+
+    /// [`Frame::collect`]: the new rows' batches.
+    pub async fn collect(self) -> Result<Vec<RecordBatch>> {
+        self.frame.collect().await
+    }
+
+    /// [`Frame::count`]: how many rows are new.
+    pub async fn count(self) -> Result<usize> {
+        self.frame.count().await
+    }
 }
 
 impl<T: Table> std::ops::Deref for Changes<T> {
