@@ -67,7 +67,8 @@ pub enum Redo {
 pub struct BackfillReport {
     /// The runs made, in order.
     pub runs: Vec<RunReport>,
-    /// The times skipped: every selected pipeline had already succeeded at them.
+    /// The times skipped: every selected pipeline had already succeeded at them (or its write
+    /// of a failed run at them had landed in its table).
     pub already_done: Vec<Timestamp>,
     /// Whether every time was handled: none of the runs failed and no shutdown stopped it.
     pub completed: bool,
@@ -180,12 +181,17 @@ impl Orchestrator {
     async fn landed_writes(&self, runs: &[RunRecord], targets: &[String]) -> Result<Vec<String>> {
         let mut landed = Vec::new();
         for run in runs.iter().filter(|r| r.status != Status::Running.as_str()) {
-            let planned: Vec<&str> = run
+            // A run recorded before plans were: it may have planned any of them.
+            let planned: Option<Vec<&str>> = run
                 .planned
                 .as_deref()
-                .map(|p| p.split_whitespace().collect())
-                .unwrap_or_default();
-            for target in targets.iter().filter(|t| planned.contains(&t.as_str())) {
+                .map(|p| p.split_whitespace().collect());
+            let was_planned = |target: &&String| {
+                planned
+                    .as_ref()
+                    .is_none_or(|p| p.contains(&target.as_str()))
+            };
+            for target in targets.iter().filter(was_planned) {
                 let Some(pipeline) = self.registry.get(target) else {
                     continue;
                 };
@@ -197,9 +203,13 @@ impl Orchestrator {
                 if latest.is_some_and(|latest| latest >= run.sequence)
                     && self
                         .warehouse
-                        .transaction_metadata(pipeline.output, pipeline.name, run.sequence)
+                        .transaction_committed_since(
+                            pipeline.output,
+                            pipeline.name,
+                            run.sequence,
+                            run.started_at,
+                        )
                         .await?
-                        .is_some()
                 {
                     tracing::warn!(
                         pipeline = %target,

@@ -547,21 +547,17 @@ impl Orchestrator {
     /// orchestrator's (each table's transaction is ahead) until the sequences caught up.
     async fn sequence_floor(&self) -> Result<i64> {
         let mut floor = 1;
+        // Every table counts, read or not by this run: the sequence is the warehouse's, and a
+        // floor too low would stay (the next runs take theirs from the ledger). So an
+        // unreadable table stops the run. Only the transaction's version is read, no history.
         for pipeline in self.registry.pipelines() {
-            // Only the transaction's version: no history is read.
-            match self
+            if let Some(version) = self
                 .warehouse
                 .transaction_version(pipeline.output, pipeline.name)
-                .await
+                .await?
+                && version >= floor
             {
-                Ok(Some(version)) if version >= floor => floor = version + 1,
-                Ok(_) => {}
-                // A table this run may not even touch must not stop it.
-                Err(error) => tracing::warn!(
-                    table = %pipeline.output.qualified_name(),
-                    %error,
-                    "cannot read the table's latest run sequence"
-                ),
+                floor = version + 1;
             }
         }
         if floor > 1 {

@@ -191,6 +191,36 @@ impl Warehouse {
             .map(|(_, metadata)| metadata))
     }
 
+    /// Whether `table` holds a commit of `app_id`'s transaction `version` made since `since`:
+    /// the log is read newest first down to the first commit older than `since` (less five
+    /// minutes for two hosts' clocks), however many commits came after it.
+    pub async fn transaction_committed_since(
+        &self,
+        table: &'static TableDef,
+        app_id: &str,
+        version: i64,
+        since: crate::table::Timestamp,
+    ) -> Result<bool> {
+        use futures::StreamExt as _;
+        const CLOCK_SKEW_MILLIS: i64 = 5 * 60 * 1000;
+        let Some(delta) = self.load(table).await? else {
+            return Ok(false);
+        };
+        let tag = transaction_tag(app_id, version);
+        let oldest = since.0 / 1000 - CLOCK_SKEW_MILLIS;
+        let mut history = delta.history(None);
+        while let Some(info) = history.next().await {
+            let info = info.map_err(|e| Error::delta(table.qualified_name(), e))?;
+            if info.info.get(TRANSACTION_KEY) == Some(&tag) {
+                return Ok(true);
+            }
+            if info.timestamp.is_some_and(|millis| millis < oldest) {
+                return Ok(false);
+            }
+        }
+        Ok(false)
+    }
+
     /// The version and application metadata of the commit of `table` whose metadata holds
     /// `value` under `key`, if any: among the commits after version `after` (none to read when
     /// the table has not moved since), or, without it, among the latest 100.
