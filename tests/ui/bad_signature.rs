@@ -34,6 +34,6 @@ pub async fn returns_a_bare_frame(_raw: Frame<BronzeSales>) -> Frame<C> { todo!(
 pub async fn borrows_the_context_mutably(_raw: Frame<BronzeSales>, _cx: &mut Ctx) -> Result<Frame<D>> { todo!() }
 
 #[pipeline(depends_on = [sales])]
-pub async fn borrows_a_slice(_raw: Frame<BronzeSales>, _names: &[String]) -> Result<Frame<E>> { todo!() }
+pub async fn borrows_a_string(_raw: Frame<BronzeSales>, _name: &str, _names: &[String]) -> Result<Frame<E>> { todo!() }
 
 fn main() {}

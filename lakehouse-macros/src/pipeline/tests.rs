@@ -259,4 +259,28 @@ fn the_context_may_be_named_by_an_alias_but_not_borrowed_mutably() {
         text.contains("a pipeline returns `Result<Frame<B>>`"),
         "{text}"
     );
+    // References to what is plainly not the context are refused on the parameter.
+    let others = error_text(
+        quote!(depends_on = [a]),
+        quote!(
+            async fn p(
+                raw: Frame<A>,
+                cx: &Ctx,
+                name: &str,
+                rows: &mut Vec<i64>,
+            ) -> Result<Frame<B>> {
+            }
+        ),
+    );
+    assert_eq!(
+        others
+            .matches("pipeline parameters are `Frame<Table>`")
+            .count(),
+        2,
+        "{others}"
+    );
+    assert!(
+        !others.contains("given twice") && !others.contains("without `mut`"),
+        "{others}"
+    );
 }

@@ -85,12 +85,13 @@ pub(crate) fn validate(args: PipelineArgs, item: ItemFn) -> syn::Result<Pipeline
                         format!("inputs are taken by value: write `{inner}`, without `&`"),
                     )
                 }
-                // The context is `&Ctx` (or an alias of it): shared, never `&mut`.
+                // The context is `&Ctx` (or an alias of it): shared, never `&mut`; a reference
+                // to anything else that is plainly not it is refused here, on the parameter.
+                Type::Reference(r) if !could_be_ctx(&r.elem) => errors.spanned(r, PARAM_HELP),
                 Type::Reference(r) if r.mutability.is_some() => errors.spanned(
                     r,
                     "the context is borrowed shared: write `&Ctx`, without `mut`",
                 ),
-                Type::Reference(r) if !is_path(&r.elem) => errors.spanned(r, PARAM_HELP),
                 Type::Reference(_) if !ctx_seen => {
                     ctx_seen = true;
                     params.push(Param::Ctx);
@@ -282,12 +283,22 @@ fn returns_result(ty: &Type) -> bool {
         && matches!(args.args.first(), Some(GenericArgument::Type(inner)) if frame_like(inner, &["Frame"]).is_some())
 }
 
-/// Whether `ty` is a type path (`Ctx`, an alias of it, or a macro's `$t:ty`): what a `&Ctx`
-/// parameter can be spelled as; `&[T]` or `&(A, B)` cannot.
-fn is_path(ty: &Type) -> bool {
+/// Whether `ty` may name the context: `Ctx`, or a path that could be an alias of it (or a
+/// macro's `$t:ty`); not `[T]`, a tuple, a primitive or a common std type such as `str`,
+/// `String` or `Vec<T>`.
+fn could_be_ctx(ty: &Type) -> bool {
+    const NOT_CTX: &[&str] = &[
+        "str", "String", "bool", "char", "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16",
+        "u32", "u64", "u128", "usize", "f32", "f64", "Vec", "Option", "HashMap", "BTreeMap",
+        "HashSet", "Path", "PathBuf", "Settings",
+    ];
     match ty {
-        Type::Path(_) => true,
-        Type::Group(group) => is_path(&group.elem),
+        Type::Path(path) => path
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| !NOT_CTX.iter().any(|n| s.ident == n)),
+        Type::Group(group) => could_be_ctx(&group.elem),
         _ => false,
     }
 }
