@@ -181,6 +181,22 @@ mod tests {
         let newest = changes().latest_only(Exact::at).expect("latest");
         let newest: Vec<Exact> = rows(newest).await.expect("rows");
         assert_eq!(newest, [exact(3)]);
+        let descending = changes()
+            .sort(vec![Exact::id.expr().sort(false, false)])
+            .expect("sorted");
+        let ids: Vec<i64> = rows::<Exact, _>(descending)
+            .await
+            .expect("rows")
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, [3, 2, 1]);
+        let both = changes()
+            .union(test.frame::<Exact, _>(&[exact(4)]).expect("frame"))
+            .expect("union");
+        assert_eq!(both.count().await.expect("count"), 4);
+        let batches = changes().collect().await.expect("batches");
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
     }
 
     #[tokio::test]

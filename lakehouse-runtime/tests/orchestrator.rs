@@ -938,11 +938,13 @@ async fn an_interrupt_starts_no_waiting_pipeline_and_no_retry() {
     let wh = TempWarehouse::new();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     *INTERRUPT.lock().unwrap_or_else(|p| p.into_inner()) = Some(stop);
+    let (events, mut told) = tokio::sync::mpsc::unbounded_channel();
     let orchestrator = Orchestrator::new(
         registry(&["ticks", "interrupts", "ok1"]),
         wh.warehouse.clone(),
     )
-    .with_shutdown(shutdown);
+    .with_shutdown(shutdown)
+    .with_events(events);
     // One at a time: `ok1` waits for its turn while `interrupts` runs (a group runs by name).
     let config = fast(RunConfig {
         concurrency: 1,
@@ -959,6 +961,26 @@ async fn an_interrupt_starts_no_waiting_pipeline_and_no_retry() {
     );
     let interrupts = report.result("interrupts").expect("ran");
     assert_eq!(interrupts.attempts, 1, "no retry after the interrupt");
+    // The attempt's failure is what the run's one-line summary tells.
+    assert!(
+        report
+            .summary()
+            .contains("— interrupts: the run was interrupted before a retry; attempt 1 failed"),
+        "{}",
+        report.summary()
+    );
+    // Each pipeline's end is told once, the one that never ran included.
+    drop(orchestrator);
+    let mut finished: BTreeMap<&str, usize> = BTreeMap::new();
+    while let Some(event) = told.recv().await {
+        if let lakehouse_runtime::orchestrator::Event::Finished(result) = event {
+            *finished.entry(result.pipeline).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        finished,
+        BTreeMap::from([("interrupts", 1), ("ok1", 1), ("ticks", 1)])
+    );
     assert_eq!(
         interrupts.error.as_deref(),
         Some(

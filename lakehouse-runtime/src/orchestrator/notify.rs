@@ -165,6 +165,12 @@ impl RunReport {
             .results
             .iter()
             .find(|r| r.status == Status::Failed)
+            // Or a pipeline that failed an attempt and was cancelled before its retry.
+            .or_else(|| {
+                self.results
+                    .iter()
+                    .find(|r| r.status == Status::Cancelled && r.attempts > 0)
+            })
             .map(|r| {
                 let error = r.error.as_deref().unwrap_or_default();
                 let first_line = error.lines().next().unwrap_or_default();

@@ -176,9 +176,12 @@ impl RunReport {
             self.duration.as_secs_f64()
         );
         // The table shows an error's first line, cut: the whole of each failure it cut follows.
-        for r in self.results.iter().filter(|r| r.status == Status::Failed) {
+        let ran_and_failed = |r: &&PipelineResult| {
+            r.status == Status::Failed || (r.status == Status::Cancelled && r.attempts > 0)
+        };
+        for r in self.results.iter().filter(ran_and_failed) {
             if let Some(error) = r.error.as_deref().filter(|e| first_line(e) != *e) {
-                text.push_str(&format!("\n`{}` failed: {error}", r.pipeline));
+                text.push_str(&format!("\n`{}` {}: {error}", r.pipeline, r.status));
             }
         }
         text
