@@ -1148,6 +1148,45 @@ async fn tables_that_outlived_their_ledger_go_on_after_their_latest_sequence() {
 }
 
 #[tokio::test]
+async fn a_ledger_older_than_its_tables_costs_one_failed_run() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    for n in 1..=3 {
+        let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+        assert!(report.succeeded(), "run {n}: {}", report.render(false));
+    }
+    // The ledger as an older copy had it: runs 2 and 3 are gone, the tables keep their writes.
+    crate::common::delete_rows(
+        &wh.warehouse,
+        lakehouse_runtime::ledger::RunRecord::DEF,
+        Some("sequence > 1"),
+    )
+    .await;
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    let failed = orchestrator.run(&RunConfig::default()).await.expect("run");
+    assert_eq!(failed.sequence, 2);
+    let ticks = failed.result("ticks").expect("planned");
+    assert_eq!(ticks.status, Status::Failed);
+    assert!(
+        ticks
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("lakehouse.runs is older than the tables")),
+        "{:?}",
+        ticks.error
+    );
+    // The next run starts after the tables' latest sequence, and ok1 reads on from its last
+    // commit: ticks 1 to 3 are not copied again.
+    let next = orchestrator.run(&RunConfig::default()).await.expect("run");
+    assert!(next.succeeded(), "{}", next.render(false));
+    assert_eq!(next.sequence, 4);
+    assert_eq!(
+        contents(&wh.warehouse, <Ok1 as lakehouse_runtime::Table>::DEF).await,
+        ["1", "2", "3", "4"]
+    );
+}
+
+#[tokio::test]
 async fn a_recreated_upstream_is_an_error_until_read_whole() {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());

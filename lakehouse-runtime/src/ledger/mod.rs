@@ -680,6 +680,43 @@ impl Ledger {
         Ok(times)
     }
 
+    /// Makes the next run's sequence at least `sequence + 1`: a row of kind `floor` in
+    /// `lakehouse.runs` (listed by no command), for when a table holds a later run's write than
+    /// the ledger knows (runs lost with an older copy of the ledger, or another orchestrator's).
+    pub async fn raise_sequence_floor(&self, sequence: i64) -> Result<()> {
+        if self.next_sequence().await? > sequence {
+            return Ok(());
+        }
+        let now = Timestamp::now();
+        let floor = RunRecord {
+            run_id: format!("floor-{sequence}"),
+            sequence,
+            run_at: now,
+            kind: "floor".to_owned(),
+            pipeline: None,
+            attempt: None,
+            status: "skipped".to_owned(),
+            started_at: now,
+            finished_at: Some(now),
+            duration_ms: None,
+            output_table: None,
+            rows_written: None,
+            table_version: None,
+            replayed: None,
+            error: None,
+            input_versions: None,
+            selection: None,
+            planned: None,
+            process: None,
+            refresh: None,
+        };
+        tracing::warn!(
+            sequence,
+            "the tables hold a later run sequence than the ledger: the next run starts after it"
+        );
+        self.append(&[floor]).await
+    }
+
     /// Whether `lakehouse.quality_issues` holds a finding of run `run_id` about `table`.
     pub async fn has_findings(&self, run_id: &str, table: &str) -> Result<bool> {
         let session = self.warehouse.session();

@@ -23,7 +23,8 @@ pub struct RunRecord {
     pub sequence: i64,
     /// Logical time of the run
     pub run_at: Timestamp,
-    /// `run` for the run's own row, `pipeline` for an attempt
+    /// `run` for the run's own row, `pipeline` for an attempt, `floor` for a sequence the next
+    /// run starts after (see [`Ledger::raise_sequence_floor`](super::Ledger::raise_sequence_floor))
     pub kind: String,
     /// The pipeline (NULL on a run row)
     pub pipeline: Option<String>,

@@ -474,7 +474,7 @@ async fn produce_and_write(
     // A write this run already committed is not produced again: the source is not called and
     // incremental inputs are not re-read.
     if kind.looks_first()
-        && let Some(written) = already_written(warehouse, pipeline, &run, fresh).await?
+        && let Some(written) = already_written(orchestrator, pipeline, &run, fresh).await?
     {
         record_replayed_findings(orchestrator, pipeline, &run, &written).await;
         return Ok(written);
@@ -623,7 +623,7 @@ async fn produce_and_write(
         // The table held this sequence's transaction, or a later one, before this attempt
         // wrote: this run's own commit (an earlier attempt's, landing after it was abandoned),
         // or another orchestrator's run's, whose rows must not be counted as ours.
-        return match already_written(warehouse, pipeline, &run, fresh).await? {
+        return match already_written(orchestrator, pipeline, &run, fresh).await? {
             Some(written) => {
                 record_replayed_findings(orchestrator, pipeline, &run, &written).await;
                 Ok(written)

@@ -20,12 +20,13 @@ pub(super) const QUALITY_FINDINGS_KEY: &str = "lakehouse.qualityFindings";
 /// `fresh` run, with a later one (two orchestrators on one warehouse) is an error: counting it as
 /// ours would drop our rows.
 pub(super) async fn already_written(
-    warehouse: &crate::store::Warehouse,
+    orchestrator: &super::Orchestrator,
     pipeline: &'static PipelineDescriptor,
     run: &RunInfo,
     fresh: bool,
 ) -> Result<Option<Written>> {
-    let Some(committed) = warehouse
+    let Some(committed) = orchestrator
+        .warehouse
         .committed_transaction(pipeline.output, pipeline.name, run.sequence)
         .await?
     else {
@@ -43,8 +44,13 @@ pub(super) async fn already_written(
         return Err(collision(pipeline, run, &by_another(Some(writer))));
     }
     // A fresh run's sequence is above every recorded one: a later sequence in the table can only
-    // come from another orchestrator's run.
+    // come from another orchestrator's run, or from runs the ledger lost (restored from an older
+    // copy). Either way the next run must start after it: recorded, so that one failed run,
+    // not one per missing sequence, is what it costs.
     if done > run.sequence && fresh {
+        if let Err(error) = orchestrator.ledger.raise_sequence_floor(done).await {
+            tracing::error!(%error, floor = done, "could not record the sequence floor");
+        }
         return Err(collision(pipeline, run, &by_another(writer)));
     }
     if done > run.sequence {
@@ -91,7 +97,8 @@ pub(super) fn collision(
         "{} already holds a write of run sequence {} or later by {writer}, not by this run \
          (`{}`): two orchestrators are running on one warehouse, a run stopped (crashed) \
          before it recorded anything, or lakehouse.runs is older than the tables (restored \
-         from an older copy); nothing was written, run again",
+         from an older copy); nothing was written, run again (the next run's sequence starts \
+         after the table's)",
         pipeline.output.qualified_name(),
         run.sequence,
         run.run_id
