@@ -796,3 +796,74 @@ async fn a_backfilled_snapshot_deletes_no_key_a_later_run_wrote() {
         ["1|10|∅|1970-01-04T00:00:00Z"]
     );
 }
+
+/// Measures merged on `id`: a float change column.
+#[derive(Table, Serialize, Clone)]
+#[table(schema = "cow", name = "measures", key(id), mode = merge)]
+pub struct Measure {
+    pub id: i64,
+    pub value: f64,
+    pub run_at: Timestamp,
+}
+
+/// The same, merged by delta-rs (change data feed on).
+#[derive(Table, Serialize, Clone)]
+#[table(
+    schema = "cow",
+    name = "audited_measures",
+    key(id),
+    mode = merge,
+    property(key = "delta.enableChangeDataFeed", value = "true")
+)]
+pub struct AuditedMeasure {
+    pub id: i64,
+    pub value: f64,
+    pub run_at: Timestamp,
+}
+
+/// The same, with history.
+#[derive(Table, Serialize, Clone)]
+#[table(schema = "cow", name = "measure_history", key(id), mode = scd2)]
+pub struct MeasureHistory {
+    pub id: i64,
+    pub value: f64,
+    pub run_at: Timestamp,
+}
+
+#[tokio::test]
+async fn a_zero_whose_sign_flips_is_no_change() {
+    #[derive(Serialize)]
+    struct Row {
+        id: i64,
+        value: f64,
+        run_at: Timestamp,
+    }
+    let row = |value: f64, day: i64| Row {
+        id: 1,
+        value,
+        run_at: Timestamp(day * 86_400_000_000),
+    };
+    for table in [Measure::DEF, AuditedMeasure::DEF, MeasureHistory::DEF] {
+        let wh = TempWarehouse::new();
+        let options = |day: i64| WriteOptions {
+            run_at: Some(Timestamp(day * 86_400_000_000)),
+            ..WriteOptions::default()
+        };
+        write(&wh.warehouse, table, &[row(0.0, 1)], options(1))
+            .await
+            .expect("first write");
+        let version = wh.warehouse.version(table).await.expect("version");
+        // -0.0 (stored as such) is the same value as 0.0: `IS DISTINCT FROM` compares floats
+        // as numbers, not bits.
+        write(&wh.warehouse, table, &[row(-0.0, 2)], options(2))
+            .await
+            .expect("second write");
+        assert_eq!(
+            wh.warehouse.version(table).await.expect("version"),
+            version,
+            "{}: nothing changed, nothing committed",
+            table.qualified_name()
+        );
+        assert_eq!(contents(&wh.warehouse, table).await.len(), 1);
+    }
+}
