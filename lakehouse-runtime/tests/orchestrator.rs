@@ -1155,7 +1155,17 @@ async fn a_ledger_older_than_its_tables_costs_one_failed_run() {
         let report = orchestrator.run(&RunConfig::default()).await.expect("run");
         assert!(report.succeeded(), "run {n}: {}", report.render(false));
     }
-    // The ledger as an older copy had it: runs 2 and 3 are gone, the tables keep their writes.
+    // Run 4 writes ticks alone, run 5 ok1 alone: the tables end at different sequences.
+    for (n, target) in [(4, "ticks"), (5, "ok1")] {
+        let config = RunConfig {
+            targets: vec![target.to_owned()],
+            direction: Direction::None,
+            ..RunConfig::default()
+        };
+        let report = orchestrator.run(&config).await.expect("run");
+        assert!(report.succeeded(), "run {n}: {}", report.render(false));
+    }
+    // The ledger as an older copy had it: runs 2 to 5 are gone, the tables keep their writes.
     crate::common::delete_rows(
         &wh.warehouse,
         lakehouse_runtime::ledger::RunRecord::DEF,
@@ -1175,14 +1185,23 @@ async fn a_ledger_older_than_its_tables_costs_one_failed_run() {
         "{:?}",
         ticks.error
     );
-    // The next run starts after the tables' latest sequence, and ok1 reads on from its last
-    // commit: ticks 1 to 3 are not copied again.
+    // The next run starts after every table's latest sequence (ok1's 5, though only ticks was
+    // reached), and ok1 reads on from its last commit: ticks 1 to 4 are not copied again.
     let next = orchestrator.run(&RunConfig::default()).await.expect("run");
     assert!(next.succeeded(), "{}", next.render(false));
-    assert_eq!(next.sequence, 4);
+    assert_eq!(next.sequence, 6);
     assert_eq!(
         contents(&wh.warehouse, <Ok1 as lakehouse_runtime::Table>::DEF).await,
-        ["1", "2", "3", "4"]
+        ["1", "2", "3", "4", "6"]
+    );
+    // Floor rows are no runs.
+    assert!(
+        orchestrator
+            .ledger()
+            .run("floor-5")
+            .await
+            .expect("ledger")
+            .is_empty()
     );
 }
 
@@ -1540,9 +1559,14 @@ async fn a_backfill_does_not_repeat_a_write_that_landed_after_its_run_gave_it_up
     )
     .await
     .expect("the late commit");
-    // More commits than a bounded look through the latest ones would read.
+    // More commits than a bounded look through the latest ones would read, the last by a later
+    // run of flaky: the table's latest transaction is no longer the failed run's.
     for n in 2..=102 {
-        crate::common::write(&wh.warehouse, flaky, &[Row { n }], Default::default())
+        let options = lakehouse_runtime::store::WriteOptions {
+            transaction: (n == 102).then(|| ("flaky".to_owned(), failed.sequence + 100)),
+            ..Default::default()
+        };
+        crate::common::write(&wh.warehouse, flaky, &[Row { n }], options)
             .await
             .expect("a later commit");
     }

@@ -453,10 +453,11 @@ impl Ledger {
 
     /// Every row of run `run_id` (the run rows and all attempts), in the order they were written.
     pub async fn run(&self, run_id: &str) -> Result<Vec<RunRecord>> {
-        let df = self
-            .records()
-            .await?
-            .filter(col("run_id").eq(lit(run_id)))?;
+        let df = self.records().await?.filter(
+            col("run_id")
+                .eq(lit(run_id))
+                .and(col("kind").not_eq(lit("floor"))),
+        )?;
         rows(df.sort(vec![
             col("started_at").sort(true, false),
             col("attempt").sort(true, true),

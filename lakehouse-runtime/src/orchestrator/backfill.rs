@@ -195,22 +195,36 @@ impl Orchestrator {
                 let Some(pipeline) = self.registry.get(target) else {
                     continue;
                 };
-                // Cheap first: the table's latest transaction of the pipeline is at least it.
+                // Cheap first: the table's latest transaction of the pipeline is it (landed),
+                // or below it (not); above, the log is read back to the run's first start (a
+                // resumed run's latest execution starts later than its write may have landed).
                 let latest = self
                     .warehouse
                     .transaction_version(pipeline.output, pipeline.name)
                     .await?;
-                if latest.is_some_and(|latest| latest >= run.sequence)
-                    && self
-                        .warehouse
-                        .transaction_committed_since(
-                            pipeline.output,
-                            pipeline.name,
-                            run.sequence,
-                            run.started_at,
-                        )
-                        .await?
-                {
+                let is_landed = match latest {
+                    Some(latest) if latest == run.sequence => true,
+                    Some(latest) if latest > run.sequence => {
+                        let first_start = self
+                            .ledger
+                            .run(&run.run_id)
+                            .await?
+                            .iter()
+                            .map(|r| r.started_at)
+                            .min()
+                            .unwrap_or(run.started_at);
+                        self.warehouse
+                            .transaction_committed_since(
+                                pipeline.output,
+                                pipeline.name,
+                                run.sequence,
+                                first_start,
+                            )
+                            .await?
+                    }
+                    _ => false,
+                };
+                if is_landed {
                     tracing::warn!(
                         pipeline = %target,
                         run_id = %run.run_id,

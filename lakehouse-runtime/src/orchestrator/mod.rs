@@ -546,20 +546,13 @@ impl Orchestrator {
     /// clear the history, say). Starting below would make every write look like another
     /// orchestrator's (each table's transaction is ahead) until the sequences caught up.
     async fn sequence_floor(&self) -> Result<i64> {
-        let mut floor = 1;
         // Every table counts, read or not by this run: the sequence is the warehouse's, and a
         // floor too low would stay (the next runs take theirs from the ledger). So an
-        // unreadable table stops the run. Only the transaction's version is read, no history.
-        for pipeline in self.registry.pipelines() {
-            if let Some(version) = self
-                .warehouse
-                .transaction_version(pipeline.output, pipeline.name)
-                .await?
-                && version >= floor
-            {
-                floor = version + 1;
-            }
-        }
+        // unreadable table stops the run.
+        let floor = self
+            .latest_table_sequence()
+            .await?
+            .map_or(1, |latest| latest + 1);
         if floor > 1 {
             tracing::warn!(
                 sequence = floor,
@@ -568,6 +561,20 @@ impl Orchestrator {
             );
         }
         Ok(floor)
+    }
+
+    /// The latest run sequence any registered pipeline's table holds (its transaction version;
+    /// no history is read), `None` when none holds one.
+    pub(crate) async fn latest_table_sequence(&self) -> Result<Option<i64>> {
+        let mut latest = None;
+        for pipeline in self.registry.pipelines() {
+            let version = self
+                .warehouse
+                .transaction_version(pipeline.output, pipeline.name)
+                .await?;
+            latest = latest.max(version);
+        }
+        Ok(latest)
     }
 
     /// A `run_at` later than every recorded one (distinct even for runs started in the same

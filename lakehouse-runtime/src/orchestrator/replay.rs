@@ -48,8 +48,17 @@ pub(super) async fn already_written(
     // copy). Either way the next run must start after it: recorded, so that one failed run,
     // not one per missing sequence, is what it costs.
     if done > run.sequence && fresh {
-        if let Err(error) = orchestrator.ledger.raise_sequence_floor(done).await {
-            tracing::error!(%error, floor = done, "could not record the sequence floor");
+        // Every table's latest, not only this one's: tables this run does not reach (skipped,
+        // unselected) may hold later sequences still.
+        let latest = match orchestrator.latest_table_sequence().await {
+            Ok(latest) => latest.unwrap_or(done).max(done),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read every table's latest run sequence");
+                done
+            }
+        };
+        if let Err(error) = orchestrator.ledger.raise_sequence_floor(latest).await {
+            tracing::error!(%error, floor = latest, "could not record the sequence floor");
         }
         return Err(collision(pipeline, run, &by_another(writer)));
     }
