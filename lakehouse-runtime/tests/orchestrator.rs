@@ -233,6 +233,14 @@ fn flaky_without_retries(test: &str) -> RunConfig {
     config
 }
 
+/// Makes `n` runs of `orchestrator`'s whole registry, each of which must succeed.
+async fn succeed_runs(orchestrator: &Orchestrator, n: usize) {
+    for run in 1..=n {
+        let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+        assert!(report.succeeded(), "run {run}: {}", report.render(false));
+    }
+}
+
 fn statuses(report: &lakehouse_runtime::RunReport) -> BTreeMap<&'static str, Status> {
     report.statuses().into_iter().collect()
 }
@@ -1098,10 +1106,7 @@ async fn a_committed_write_succeeds_even_when_its_rejects_cannot_be_recorded() {
 async fn a_commit_whose_success_was_never_recorded_is_not_read_again() {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
-    for n in 1..=2 {
-        let report = orchestrator.run(&RunConfig::default()).await.expect("run");
-        assert!(report.succeeded(), "run {n}: {}", report.render(false));
-    }
+    succeed_runs(&orchestrator, 2).await;
     // Run 2's ok1 committed, but its success never reached the ledger (the process died
     // between the two, say): the ledger's last success of ok1 is run 1's.
     forget_ok1_attempts(&wh, 2).await;
@@ -1121,10 +1126,7 @@ async fn a_commit_whose_success_was_never_recorded_is_not_read_again() {
 async fn tables_that_outlived_their_ledger_go_on_after_their_latest_sequence() {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
-    for n in 1..=2 {
-        let report = orchestrator.run(&RunConfig::default()).await.expect("run");
-        assert!(report.succeeded(), "run {n}: {}", report.render(false));
-    }
+    succeed_runs(&orchestrator, 2).await;
     // The run history is removed (to clear it, say); the tables stay.
     let runs = wh
         .warehouse
@@ -1151,10 +1153,7 @@ async fn tables_that_outlived_their_ledger_go_on_after_their_latest_sequence() {
 async fn a_ledger_older_than_its_tables_costs_one_failed_run() {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
-    for n in 1..=3 {
-        let report = orchestrator.run(&RunConfig::default()).await.expect("run");
-        assert!(report.succeeded(), "run {n}: {}", report.render(false));
-    }
+    succeed_runs(&orchestrator, 3).await;
     // Run 4 writes ticks alone, run 5 ok1 alone: the tables end at different sequences.
     for (n, target) in [(4, "ticks"), (5, "ok1")] {
         let config = RunConfig {

@@ -689,27 +689,15 @@ impl Ledger {
             return Ok(());
         }
         let now = Timestamp::now();
-        let floor = RunRecord {
+        let run = crate::ctx::RunInfo {
             run_id: format!("floor-{sequence}"),
             sequence,
             run_at: now,
+        };
+        let floor = RunRecord {
             kind: "floor".to_owned(),
-            pipeline: None,
-            attempt: None,
-            status: "skipped".to_owned(),
-            started_at: now,
             finished_at: Some(now),
-            duration_ms: None,
-            output_table: None,
-            rows_written: None,
-            table_version: None,
-            replayed: None,
-            error: None,
-            input_versions: None,
-            selection: None,
-            planned: None,
-            process: None,
-            refresh: None,
+            ..RunRecord::of_run(&run, crate::orchestrator::Status::Skipped, now)
         };
         tracing::warn!(
             sequence,
