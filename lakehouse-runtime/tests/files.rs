@@ -123,6 +123,54 @@ async fn files_of_one_layout_are_read_as_one_scan() {
 }
 
 #[tokio::test]
+async fn file_names_are_read_as_they_are_not_as_globs() {
+    let dir = tempfile::tempdir().expect("dir");
+    let landing = dir.path().join("landing");
+    std::fs::create_dir(&landing).expect("dir");
+    // `orders[1].csv` as a glob matches `orders1.csv`; `orders_*.csv` every `orders_` file.
+    std::fs::write(landing.join("orders[1].csv"), "order_id\n1\n").expect("file");
+    std::fs::write(dir.path().join("orders1.csv"), "order_id\n99\n").expect("file");
+    std::fs::write(landing.join("orders_*.csv"), "order_id\n2\n").expect("file");
+    std::fs::write(landing.join("orders_b.csv"), "order_id\n3\n").expect("file");
+    // A symbolic link to a file is read as the file, in a directory as when named.
+    std::fs::write(dir.path().join("outside.csv"), "order_id\n4\n").expect("file");
+    std::os::unix::fs::symlink(dir.path().join("outside.csv"), landing.join("linked.csv"))
+        .expect("symlink");
+
+    let ids = |orders: Vec<Order>| orders.into_iter().map(|o| o.order_id).collect::<Vec<_>>();
+    let one = dir.path().join("orders[1].csv");
+    std::fs::rename(landing.join("orders[1].csv"), &one).expect("move");
+    let read_one = read(FileFormat::Csv, one.to_str().expect("utf-8")).await;
+    assert_eq!(ids(read_one.expect("orders[1].csv")), [1]);
+    std::fs::rename(&one, landing.join("orders[1].csv")).expect("move back");
+
+    let star = landing.join("orders_*.csv");
+    let read_star = read(FileFormat::Csv, star.to_str().expect("utf-8")).await;
+    assert_eq!(ids(read_star.expect("orders_*.csv")), [2]);
+
+    let read_all = read(FileFormat::Csv, landing.to_str().expect("utf-8")).await;
+    assert_eq!(ids(read_all.expect("the directory")), [1, 2, 3, 4]);
+}
+
+#[tokio::test]
+async fn a_file_name_that_is_not_utf8_is_named() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("a.csv"), "order_id\n1\n").expect("file");
+    let name = std::ffi::OsStr::from_bytes(b"b\xff.csv");
+    std::fs::write(dir.path().join(name), "order_id\n2\n").expect("file");
+    let error = read(FileFormat::Csv, dir.path().to_str().expect("utf-8"))
+        .await
+        .expect_err("a name that is not UTF-8");
+    let message = error.to_string();
+    assert!(
+        message.contains("is not UTF-8; rename the file"),
+        "{message}"
+    );
+    assert!(message.contains(r"b\xFF.csv"), "{message}");
+}
+
+#[tokio::test]
 async fn extra_fraction_digits_round_alike_in_csv_and_ndjson() {
     let dir = tempfile::tempdir().expect("dir");
     let csv = dir.path().join("orders.csv");

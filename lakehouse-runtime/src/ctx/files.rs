@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::dataframe::DataFrame;
+use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::execution::context::DataFilePaths;
 
 use super::{Ctx, RunInfo};
 use crate::error::{Error, Result};
@@ -199,7 +201,7 @@ impl Ctx {
             }
             _ => format!("`{}`", files.join("")),
         };
-        let files = files.to_vec();
+        let files = LiteralPaths::new(files)?;
         // NDJSON is read with `T`'s columns, all nullable (a missing one is NULL, then checked).
         let json_schema = arrow::datatypes::Schema::new(
             T::DEF
@@ -510,7 +512,8 @@ fn layout(format: FileFormat, file: &str) -> Option<String> {
 }
 
 /// The data files at `path`: the file itself, or the files of the directory (sorted, not those
-/// whose names start with `.` or `_`, nor subdirectories). A URL is read as one location.
+/// whose names start with `.` or `_`, nor subdirectories; a symbolic link to a file is read as
+/// the file). A URL is read as one location.
 fn data_files(path: &str) -> Result<Vec<String>> {
     if path.contains("://") {
         return Ok(vec![path.to_owned()]);
@@ -522,24 +525,63 @@ fn data_files(path: &str) -> Result<Vec<String>> {
     if !metadata.is_dir() {
         return Ok(vec![path.to_owned()]);
     }
-    let entries = std::fs::read_dir(path).map_err(|source| Error::Io {
+    let listing = |source| Error::Io {
         context: format!("listing the directory `{path}`"),
         source,
-    })?;
+    };
     let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| Error::Io {
-            context: format!("listing the directory `{path}`"),
-            source,
-        })?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        if is_file && !name.starts_with('.') && !name.starts_with('_') {
-            files.push(entry.path().to_string_lossy().into_owned());
+    for entry in std::fs::read_dir(path).map_err(listing)? {
+        let entry = entry.map_err(listing)?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            // A lossy name would name no file: every run would fail on it, saying less.
+            return Err(Error::msg(format!(
+                "the file name {:?} in `{path}` is not UTF-8; rename the file",
+                entry.path()
+            )));
+        };
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        // `metadata` follows a symbolic link, as reading `path` itself does.
+        if std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {
+            files.push(format!("{}", entry.path().display()));
         }
     }
     files.sort();
     Ok(files)
+}
+
+/// Local file paths given to DataFusion as they are: its own parsing of a path takes `*`, `?`
+/// and `[` for a glob, so `orders[1].csv` would read `orders1.csv` (and be recorded as read),
+/// and a file named `orders_*.csv` every `orders_` file again. URLs are parsed as URLs.
+struct LiteralPaths(Vec<ListingTableUrl>);
+
+impl LiteralPaths {
+    fn new(files: &[String]) -> Result<LiteralPaths> {
+        let urls = files
+            .iter()
+            .map(|file| {
+                if file.contains("://") {
+                    return Ok(ListingTableUrl::parse(file)?);
+                }
+                let absolute = std::fs::canonicalize(file).map_err(|source| Error::Io {
+                    context: format!("reading the file `{file}`"),
+                    source,
+                })?;
+                let url = url::Url::from_file_path(&absolute)
+                    .map_err(|()| Error::msg(format!("the file `{file}` has no file URL")))?;
+                Ok(ListingTableUrl::try_new(url, None)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(LiteralPaths(urls))
+    }
+}
+
+impl DataFilePaths for LiteralPaths {
+    fn to_urls(self) -> datafusion::error::Result<Vec<ListingTableUrl>> {
+        Ok(self.0)
+    }
 }
 
 /// An error if the output takes each write as the whole of its rows (a whole-table
