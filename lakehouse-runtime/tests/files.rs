@@ -386,6 +386,42 @@ pub struct RegionalOrders {
     pub run_at: Timestamp,
 }
 
+/// Another run of `overlapped_orders` committing while this one reads: the warehouse and that
+/// run's sequence, taken by the next execution.
+pub static OVERLAP: std::sync::Mutex<Option<(lakehouse_runtime::store::Warehouse, i64)>> =
+    std::sync::Mutex::new(None);
+
+/// Orders of files read by two overlapping runs.
+#[derive(Table)]
+#[table(schema = "bronze", name = "overlapped_orders", mode = append)]
+pub struct OverlappedOrders {
+    pub order_id: i64,
+}
+
+/// The new files in setting `landing`; with `OVERLAP` set, another run's write of order 100
+/// lands after they were listed.
+#[pipeline(tags = ["files"])]
+pub async fn overlapped_orders(cx: &Ctx) -> Result<Frame<OverlappedOrders>> {
+    let dir = cx.settings().get("landing").unwrap_or("landing-not-set");
+    let frame = cx
+        .read_new_files::<OverlappedOrders>(FileFormat::Csv, dir)
+        .await?;
+    let other = OVERLAP.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some((warehouse, sequence)) = other {
+        #[derive(serde::Serialize)]
+        struct Row {
+            order_id: i64,
+        }
+        let options = lakehouse_runtime::store::WriteOptions {
+            transaction: Some(("overlapped_orders".to_owned(), sequence)),
+            ..Default::default()
+        };
+        let rows = &[Row { order_id: 100 }];
+        crate::common::write(&warehouse, OverlappedOrders::DEF, rows, options).await?;
+    }
+    Ok(frame)
+}
+
 /// A bounded number of new files into partitions replaced: refused.
 #[pipeline(tags = ["files"])]
 pub async fn regional_orders(cx: &Ctx) -> Result<Frame<RegionalOrders>> {
@@ -538,6 +574,39 @@ mod incremental {
             orders(&wh).await,
             ["1|1.00", "2|2.00", "3|3.00", "4|4.00", "5|5.00"]
         );
+    }
+
+    #[tokio::test]
+    async fn files_another_run_read_meanwhile_are_not_appended_again() {
+        let wh = TempWarehouse::new();
+        let landing = landing_with_a(&wh);
+        let orchestrator = orchestrator_of(&wh, "overlapped_orders");
+        // Run 1 reads a.csv; run 6 lists b.csv while a run of sequence 5 that read it commits.
+        let first = orchestrator.run(&config(&landing)).await.expect("run 1");
+        assert!(first.succeeded(), "{}", first.render(false));
+        orchestrator
+            .ledger()
+            .raise_sequence_floor(5)
+            .await
+            .expect("floor");
+        std::fs::write(landing.join("b.csv"), "order_id,amount\n2,2.00\n").expect("file");
+        *super::OVERLAP.lock().unwrap_or_else(|p| p.into_inner()) = Some((wh.warehouse.clone(), 5));
+        let report = orchestrator.run(&config(&landing)).await.expect("run 6");
+        assert_eq!(report.sequence, 6);
+        let result = report.result("overlapped_orders").expect("planned");
+        assert_eq!(result.status, Status::Failed, "{}", report.render(false));
+        let error = result.error.clone().unwrap_or_default();
+        assert!(
+            error.contains("`overlapped_orders` committed its transaction 5"),
+            "{error}"
+        );
+        let rows = query(
+            &wh.warehouse,
+            &[super::OverlappedOrders::DEF],
+            "SELECT order_id FROM bronze.overlapped_orders",
+        )
+        .await;
+        assert_eq!(rows, ["1", "100"]);
     }
 
     #[tokio::test]

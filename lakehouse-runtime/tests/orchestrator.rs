@@ -45,7 +45,8 @@ output_table!(
     FailsLater = "fails_later",
     AfterFlaky = "after_flaky",
     Rejecting = "rejecting",
-    Interrupts = "interrupts"
+    Interrupts = "interrupts",
+    Overlapped = "overlapped"
 );
 
 /// Calls of `flaky` per test (the `test` setting), so tests running in parallel don't share them.
@@ -71,6 +72,30 @@ pub async fn ticks(cx: &Ctx) -> Result<Frame<Ticks>> {
         n: cx.run().sequence,
         run_at: cx.run_at(),
     }])
+}
+
+/// Another run of `overlapped` committing while this one reads: the warehouse and that run's
+/// sequence, taken by the next execution of `overlapped`.
+static OVERLAP: std::sync::Mutex<Option<(lakehouse_runtime::store::Warehouse, i64)>> =
+    std::sync::Mutex::new(None);
+
+/// Copies the new ticks; with `OVERLAP` set, another run's write (n = 100) lands meanwhile.
+#[pipeline(depends_on = [ticks])]
+pub async fn overlapped(ticks: Changes<Ticks>) -> Result<Frame<Overlapped>> {
+    let other = OVERLAP.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some((warehouse, sequence)) = other {
+        #[derive(Serialize)]
+        struct Row {
+            n: i64,
+        }
+        let options = lakehouse_runtime::store::WriteOptions {
+            transaction: Some(("overlapped".to_owned(), sequence)),
+            ..Default::default()
+        };
+        let table = <Overlapped as lakehouse_runtime::Table>::DEF;
+        crate::common::write(&warehouse, table, &[Row { n: 100 }], options).await?;
+    }
+    ticks.select_into(OverlappedSelect { n: Ticks::n })
 }
 
 /// Copies the new ticks.
@@ -676,6 +701,42 @@ async fn another_orchestrators_write_is_not_ours(their_sequence: i64, their_run:
         "{first}"
     );
     assert_eq!(contents(&wh.warehouse, table).await, ["100"]);
+}
+
+#[tokio::test]
+async fn a_run_overlapping_another_run_of_an_incremental_pipeline_does_not_copy_its_rows_again() {
+    let wh = TempWarehouse::new();
+    let table = <Overlapped as lakehouse_runtime::Table>::DEF;
+    let orchestrator = Orchestrator::new(registry(&["ticks", "overlapped"]), wh.warehouse.clone());
+    succeed_runs(&orchestrator, 1).await;
+    // Run 2 makes tick 2 alone.
+    let ticks = Orchestrator::new(registry(&["ticks"]), wh.warehouse.clone());
+    ticks.run(&RunConfig::default()).await.expect("run 2");
+    // Run 3 reads on from run 1's commit (ticks 2 and 3) while a run of sequence 2 that read
+    // them too commits its copy.
+    *OVERLAP.lock().unwrap_or_else(|p| p.into_inner()) = Some((wh.warehouse.clone(), 2));
+    let report = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 3");
+    assert_eq!(report.sequence, 3);
+    let overlapped = report.result("overlapped").expect("planned");
+    assert_eq!(
+        overlapped.status,
+        Status::Failed,
+        "{}",
+        report.render(false)
+    );
+    let error = overlapped.error.clone().unwrap_or_default();
+    assert!(
+        error.contains(
+            "silver.overlapped: `overlapped` committed its transaction 2 (another run of it, \
+             overlapping this one) after this write's incremental reads began from its \
+             transaction 1"
+        ),
+        "{error}"
+    );
+    assert_eq!(contents(&wh.warehouse, table).await, ["1", "100"]);
 }
 
 #[tokio::test]

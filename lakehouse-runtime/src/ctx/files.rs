@@ -417,7 +417,17 @@ pub(crate) struct FileHistory {
     pipeline: &'static PipelineDescriptor,
     /// `--full-refresh`: nothing counts as ingested.
     full_refresh: bool,
-    known: tokio::sync::OnceCell<HashMap<String, (i64, Option<Timestamp>)>>,
+    known: tokio::sync::OnceCell<KnownFiles>,
+}
+
+/// What [`FileHistory`] loads once.
+struct KnownFiles {
+    /// The files ingested before, by absolute path, with their size and modification time.
+    files: HashMap<String, (i64, Option<Timestamp>)>,
+    /// The pipeline's last transaction version on its output when they were loaded (0: none):
+    /// the write is refused if another run of it committed since (see
+    /// [`crate::store::WriteOptions::read_after`]).
+    read_after: i64,
 }
 
 impl FileHistory {
@@ -437,20 +447,42 @@ impl FileHistory {
 
     /// The files ingested before, loaded once.
     async fn known(&self) -> Result<&HashMap<String, (i64, Option<Timestamp>)>> {
-        self.known
+        let known = self
+            .known
             .get_or_try_init(|| async {
+                // First: a run committing after it may have ingested the files this one finds.
+                let read_after = self
+                    .ledger
+                    .warehouse()
+                    .transaction_version(self.pipeline.output, self.pipeline.name)
+                    .await?
+                    .unwrap_or(0);
                 if self.full_refresh {
-                    return Ok(HashMap::new());
+                    return Ok(KnownFiles {
+                        files: HashMap::new(),
+                        read_after,
+                    });
                 }
                 let mut files = self.ledger.ingested_files(self.pipeline).await?;
                 // A file recorded twice (read again by a full refresh): its latest record.
                 files.sort_by_key(|file| file.sequence);
-                Ok(files
+                let files = files
                     .into_iter()
                     .map(|file| (file.path, (file.size, file.modified_at)))
-                    .collect())
+                    .collect();
+                Ok::<_, Error>(KnownFiles { files, read_after })
             })
-            .await
+            .await?;
+        Ok(&known.files)
+    }
+
+    /// The pipeline's last transaction version on its output when the files ingested before
+    /// were loaded (`None`: they were not, or a full refresh reads every file anyway).
+    pub(crate) fn read_after(&self) -> Option<i64> {
+        self.known
+            .get()
+            .filter(|_| !self.full_refresh)
+            .map(|known| known.read_after)
     }
 }
 

@@ -483,10 +483,21 @@ async fn produce_and_write(
     let session = warehouse.session();
     let history = FileHistory::new(orchestrator.ledger.clone(), pipeline, kind.full_refresh);
     let cx = Ctx::new(pipeline.name, run.clone(), settings, session.clone(), false)
-        .with_file_history(history);
+        .with_file_history(history.clone());
     let mut frames = Vec::with_capacity(pipeline.inputs.len());
     let mut input_versions = BTreeMap::new();
-    let cursor = if pipeline.inputs.iter().any(|i| i.incremental) && !kind.full_refresh {
+    let incremental = pipeline.inputs.iter().any(|i| i.incremental) && !kind.full_refresh;
+    // Before the cursor: another run of this pipeline committing after this point may have read
+    // the same new rows, and this write is then refused (see `WriteOptions::read_after`).
+    let inputs_read_after = if incremental {
+        let version = warehouse
+            .transaction_version(pipeline.output, pipeline.name)
+            .await?;
+        Some(version.unwrap_or(0))
+    } else {
+        None
+    };
+    let cursor = if incremental {
         incremental_cursor(orchestrator, pipeline, &run).await?
     } else {
         Cursor::default()
@@ -615,6 +626,10 @@ async fn produce_and_write(
         },
         metadata,
         replace: kind.rebuild && (reads_new_files || pipeline.inputs.iter().any(|i| i.incremental)),
+        read_after: [inputs_read_after, history.read_after()]
+            .into_iter()
+            .flatten()
+            .min(),
     };
     let outcome = warehouse
         .write(&session, pipeline.output, output.df, options)

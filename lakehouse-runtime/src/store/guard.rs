@@ -4,10 +4,12 @@
 //! delta-rs's conflict check passes over removes that change no data (a compaction's, OPTIMIZE's
 //! by any engine), yet the compaction's new files hold the very rows a concurrent overwrite,
 //! upsert, MERGE or delete replaces: committing would leave them beside their replacements
-//! (duplicated rows, updated keys with their old values too). The check sits in
-//! `write_commit_entry`, where the commit's version is claimed atomically, so no commit can slip
-//! in between: when another commit takes the version first, delta-rs retries at the next one and
-//! the check reads that commit too.
+//! (duplicated rows, updated keys with their old values too). Two compactions of the same files
+//! (a pipeline's auto compaction beside `orchestrate optimize`, two processes appending to a
+//! system table) pass it too, and each would commit its merged copy of the rows. The check sits
+//! in `write_commit_entry`, where the commit's version is claimed atomically, so no commit can
+//! slip in between: when another commit takes the version first, delta-rs retries at the next
+//! one and the check reads that commit too.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -55,8 +57,8 @@ struct GuardedLogStore {
 }
 
 impl GuardedLogStore {
-    /// Fails when `commit` removes, as a data change, a file a commit before `version` (and
-    /// after the base) removed.
+    /// Fails when `commit` removes a file a commit before `version` (and after the base)
+    /// removed.
     async fn refuse_replaced(
         &self,
         version: Version,
@@ -90,16 +92,16 @@ impl GuardedLogStore {
                     source: "a commit entry is missing".into(),
                 });
             };
-            removed.extend(removed_paths(&entry, false).map(|path| (earlier, path)));
+            removed.extend(removed_paths(&entry).map(|path| (earlier, path)));
             *checked = earlier;
         }
         match removed.iter().find(|(_, path)| replaced.contains(path)) {
             Some((earlier, path)) => Err(TransactionError::LogStoreError {
                 msg: format!(
                     "version {earlier}, committed by another process while this write ran, \
-                     rewrote or removed the file `{path}` this write replaces (a compaction, \
-                     say); nothing was written: run the pipeline again (`retries` does it for \
-                     you)"
+                     rewrote or removed the file `{path}` this commit replaces (a compaction, \
+                     say); nothing was committed: run it again (a pipeline's `retries` do it \
+                     for you)"
                 ),
                 source: "a concurrent commit removed a file this write replaces".into(),
             }),
@@ -107,7 +109,7 @@ impl GuardedLogStore {
         }
     }
 
-    /// The files `commit` removes as a data change.
+    /// The files `commit` removes (replaces, or compacts).
     async fn replaced_paths(
         &self,
         commit: &CommitOrBytes,
@@ -125,19 +127,15 @@ impl GuardedLogStore {
                 .await
                 .map_err(|source| TransactionError::ObjectStore { source })?,
         };
-        Ok(removed_paths(&bytes, true).collect())
+        Ok(removed_paths(&bytes).collect())
     }
 }
 
-/// The paths a commit entry removes (only as data changes, if `data_change_only`), decoded: the
-/// log holds them percent-encoded.
-fn removed_paths(entry: &[u8], data_change_only: bool) -> impl Iterator<Item = String> + '_ {
-    entry.split(|byte| *byte == b'\n').filter_map(move |line| {
+/// The paths a commit entry removes, decoded: the log holds them percent-encoded.
+fn removed_paths(entry: &[u8]) -> impl Iterator<Item = String> + '_ {
+    entry.split(|byte| *byte == b'\n').filter_map(|line| {
         let action: serde_json::Value = serde_json::from_slice(line).ok()?;
         let remove = action.get("remove")?;
-        if data_change_only && remove.get("dataChange").and_then(|d| d.as_bool()) != Some(true) {
-            return None;
-        }
         let path = remove.get("path")?.as_str()?;
         Some(
             percent_encoding::percent_decode_str(path)
@@ -341,6 +339,40 @@ mod tests {
             warehouse.version(Counter::DEF).await.expect("version"),
             Some(3)
         );
+    }
+
+    /// delta-rs's compaction of `delta`'s small files.
+    async fn compact(delta: DeltaTable) -> deltalake::DeltaResult<u64> {
+        let (_, metrics) = delta.optimize().await?;
+        Ok(metrics.num_files_removed)
+    }
+
+    #[tokio::test]
+    async fn a_second_compaction_of_the_same_files_is_refused() {
+        let (_dir, warehouse, stale) = compacted_behind_a_stale_handle().await;
+        let error = compact(super::guard(stale))
+            .await
+            .expect_err("both compacted copies of the rows would stay");
+        assert!(
+            error.to_string().contains(
+                "version 3, committed by another process while this write ran, rewrote or removed the file"
+            ),
+            "{error}"
+        );
+        assert_eq!(rows(&warehouse).await, [(1, 0), (2, 0)]);
+        assert_eq!(
+            warehouse.version(Counter::DEF).await.expect("version"),
+            Some(3)
+        );
+    }
+
+    /// Why compactions are guarded too: delta-rs commits the second one, and every row is
+    /// there twice. (If delta-rs ever refuses it, this fails.)
+    #[tokio::test]
+    async fn unguarded_a_second_compaction_duplicates_the_rows() {
+        let (_dir, warehouse, stale) = compacted_behind_a_stale_handle().await;
+        assert_eq!(compact(stale).await.expect("delta-rs commits"), 2);
+        assert_eq!(rows(&warehouse).await, [(1, 0), (1, 0), (2, 0), (2, 0)]);
     }
 
     /// Why the guard exists: delta-rs's own conflict check lets the same overwrite through, and

@@ -78,7 +78,9 @@ impl Warehouse {
             });
         };
         let session = self.session();
-        let mut builder = delta
+        // Guarded: a compaction of the same files committed meanwhile (another process's, an
+        // auto compaction) would otherwise leave two merged copies of their rows.
+        let mut builder = super::guard::guard(delta)
             .optimize()
             .with_type(optimize_type)
             .with_session_state(super::session_state(&session));

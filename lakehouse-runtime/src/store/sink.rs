@@ -285,7 +285,10 @@ impl OpenTable {
         target_size: std::num::NonZeroU64,
         session: Arc<dyn datafusion::catalog::Session>,
     ) -> Result<u64, DeltaTableError> {
-        let mut table = DeltaTable::new(self.log_store.clone());
+        // Guarded: another process compacting the same files meanwhile would otherwise leave
+        // two merged copies of their rows.
+        let base = self.state.version();
+        let mut table = DeltaTable::new(super::guard::guard_store(self.log_store.clone(), base));
         table.state = Some(self.state.clone());
         let (compacted, metrics) = table
             .optimize()

@@ -54,6 +54,12 @@ pub struct WriteOptions {
     /// Replace an append table's rows instead of adding to them, in the same one commit (a
     /// rebuild of a pipeline that reads its inputs whole again).
     pub replace: bool,
+    /// For rows read incrementally (an input's new versions, new files): the last transaction
+    /// version of `transaction`'s app id on the table when the reads began (0: none). A later
+    /// one committed since, below this write's (another run of the same pipeline overlapping
+    /// this one, which may have read the same rows), fails the write: run again, it reads on
+    /// from that commit. `None`: not checked.
+    pub read_after: Option<i64>,
 }
 
 /// What a write did.
@@ -120,10 +126,24 @@ impl Warehouse {
         let mut delta = self.ensure(table).await?;
         if let Some((app_id, version)) = &options.transaction
             && let Some(done) = committed_version(&delta, table, app_id).await?
-            && done >= *version
         {
-            tracing::info!(table = %qualified, app_id, version, "already committed; skipping the write");
-            return Ok(WriteOutcome::skipped(table, delta.version()));
+            if done >= *version {
+                tracing::info!(table = %qualified, app_id, version, "already committed; skipping the write");
+                return Ok(WriteOutcome::skipped(table, delta.version()));
+            }
+            // (A commit between this check and this write's own is delta-rs's to refuse: two
+            // commits carrying one app id's transaction conflict.)
+            if let Some(after) = options.read_after
+                && done > after
+            {
+                return Err(Error::msg(format!(
+                    "{qualified}: `{app_id}` committed its transaction {done} (another run of \
+                     it, overlapping this one) after this write's incremental reads began from \
+                     its transaction {after}: both may hold the same new rows; nothing was \
+                     written: run it again (a pipeline's `retries` do), and it reads on from \
+                     that commit"
+                )));
+            }
         }
         let df = conform_output(df, table)?;
         let replace_schema =
