@@ -194,7 +194,7 @@ impl RetryPolicy {
                 Ok(value) => return Ok(value),
                 Err(failure) => failure,
             };
-            spent += started.elapsed();
+            spent = spent.saturating_add(started.elapsed());
             let give_up = |advice: String| Error::Http {
                 url: url.to_owned(),
                 status: failure.status,
@@ -216,7 +216,7 @@ impl RetryPolicy {
                 Some(asked) if !asked.is_zero() => (asked, "the wait the server asked for"),
                 _ => (self.backoff(number - 1), "backoff"),
             };
-            if spent + delay > self.max_elapsed {
+            if spent.saturating_add(delay) > self.max_elapsed {
                 return Err(give_up(format!(
                     "gave up: waiting {} ({why}) would pass the maximum total duration of {} \
                      (`opendata.http.max_elapsed`); retry later",
@@ -313,8 +313,12 @@ pub fn retry_hint(
     if status == 429
         && let Some(reset) = rate_limit_reset.and_then(|v| v.trim().parse::<u64>().ok())
     {
-        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(reset);
-        return Some(at.duration_since(now).unwrap_or(Duration::ZERO));
+        // An epoch second past what the clock can hold is a wait longer than any budget.
+        let wait = match SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(reset)) {
+            Some(at) => at.duration_since(now).unwrap_or(Duration::ZERO),
+            None => Duration::MAX,
+        };
+        return Some(wait);
     }
     None
 }

@@ -43,6 +43,10 @@ pub fn snapshot_path(dir: &Path, url: &Url) -> Result<PathBuf> {
         reason,
     };
     let host = url.host_str().ok_or_else(|| refuse("it has no host"))?;
+    // `http://../x` parses, with `..` for its host: as a folder, it would leave `dir`.
+    if matches!(clean(host).as_str(), "." | "..") {
+        return Err(refuse("its host is `.` or `..`"));
+    }
     let mut path = dir.join(match url.port() {
         Some(port) => format!("{}_{port}", clean(host)),
         None => clean(host),

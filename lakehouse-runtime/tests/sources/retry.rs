@@ -251,6 +251,34 @@ async fn a_wait_longer_than_the_total_budget_is_not_made() {
 }
 
 #[tokio::test]
+async fn waits_too_long_to_count_are_refused_not_a_panic() {
+    // After a first wait of 1 s, a wait of u64::MAX seconds; then a reset past what a clock
+    // holds.
+    let server = TestServer::start(|request| match request.index {
+        0 => Reply::file(503, &fixtures("errors/ods_429_quota.json")).header("Retry-After", "1"),
+        _ => Reply::file(503, &fixtures("errors/ods_429_quota.json"))
+            .header("Retry-After", &u64::MAX.to_string()),
+    });
+    let (fetch, timer) = http(policy());
+    let error = get(fetch.as_ref(), &server, RECORDS)
+        .await
+        .expect_err("over budget");
+    assert_eq!(server.requests().len(), 2);
+    assert_eq!(timer.delays(), [Duration::from_secs(1)]);
+    assert!(
+        error.to_string().contains("maximum total duration"),
+        "{error}"
+    );
+
+    let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_748_938_500);
+    let reset = (1u64 << 63).to_string();
+    assert_eq!(
+        retry_hint(429, None, Some(&reset), now),
+        Some(Duration::MAX)
+    );
+}
+
+#[tokio::test]
 async fn a_slow_server_times_out_and_is_retried() {
     let server = TestServer::start(|_| page_one().delay(Duration::from_secs(2)));
     let policy = RetryPolicy {

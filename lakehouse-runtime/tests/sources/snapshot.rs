@@ -52,6 +52,15 @@ fn snapshot_files_are_named_by_host_path_and_paging_keys() {
         path_of("https://example.org/a/../../../etc/passwd"),
         "snap/example.org/etc/passwd.json"
     );
+    // A host of dots parses (`..`, and `%2e%2e` decoded): it would be a folder outside.
+    for url in ["http://../x/y", "http://%2e%2e/x/y", "http://./x"] {
+        let url = Url::parse(url).expect("URL");
+        let error = snapshot_path(Path::new("snap"), &url).expect_err("outside");
+        assert!(
+            error.to_string().contains("its host is `.` or `..`"),
+            "{error}"
+        );
+    }
 }
 
 #[tokio::test]
