@@ -606,6 +606,18 @@ fn a_reader_that_goes_away_fails_nothing() {
         .expect("the binary runs");
     drop(child.stdout.take());
     assert_eq!(child.wait().expect("exits").code(), Some(0));
+    // A failing command whose error has no reader: exit code 1, not a panic's 101.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orchestrate"))
+        .arg("--warehouse")
+        .arg(dir.path())
+        .args(["sql", "SELECT * FROM gold.no_such_table"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    assert_eq!(child.wait().expect("exits").code(), Some(1));
 }
 
 #[test]

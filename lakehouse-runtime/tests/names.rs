@@ -100,4 +100,22 @@ fn warehouse_locations() {
     let nested = dir.path().join("a/../b");
     let wh = Warehouse::open(nested.to_str().expect("utf-8")).expect("open");
     assert_eq!(wh.local_root().expect("local"), dir.path().join("b"));
+    // `file:data/wh` parses as `/data/wh`: refused, not created at the root.
+    let error = Warehouse::open("file:data/wh").expect_err("relative file URL");
+    assert!(
+        error
+            .to_string()
+            .contains("write a file URL as `file:///absolute/path`"),
+        "{error}"
+    );
+    let url = format!("file://{}", dir.path().join("c").display());
+    let wh = Warehouse::open(&url).expect("an absolute file URL");
+    assert_eq!(wh.local_root().expect("local"), dir.path().join("c"));
+    for location in ["memory:///wh?x=1", "memory:///wh#part"] {
+        let error = Warehouse::open(location).expect_err("query or fragment");
+        assert!(
+            error.to_string().contains("a URL with `?` or `#`"),
+            "{location}: {error}"
+        );
+    }
 }

@@ -176,6 +176,47 @@ fn txn(version: i64) -> WriteOptions {
 const ORDERS: &lakehouse_runtime::TableDef = <v1::Orders as lakehouse_runtime::Table>::DEF;
 
 #[tokio::test]
+async fn a_table_folder_with_files_but_no_log_is_not_taken_over() {
+    let wh = TempWarehouse::new();
+    // The log lost, a data file left.
+    let folder = wh.dir.path().join("warehouse/silver/orders");
+    std::fs::create_dir_all(&folder).expect("folder");
+    std::fs::write(folder.join("part-0.parquet"), b"PAR1").expect("file");
+    let error = write(
+        &wh.warehouse,
+        v1::Orders::DEF,
+        &[Order {
+            id: 1,
+            amount: Some(5),
+        }],
+        txn(1),
+    )
+    .await
+    .expect_err("not a table");
+    let message = error.to_string();
+    assert!(
+        message.contains("silver.orders: its folder")
+            && message.contains("holds files (`part-0.parquet`, ...) but no Delta log"),
+        "{message}"
+    );
+    assert!(folder.join("part-0.parquet").is_file());
+    assert!(!folder.join("_delta_log").exists());
+    // An empty folder (a table created by hand, say) is fine.
+    std::fs::remove_file(folder.join("part-0.parquet")).expect("remove");
+    write(
+        &wh.warehouse,
+        v1::Orders::DEF,
+        &[Order {
+            id: 1,
+            amount: Some(5),
+        }],
+        txn(1),
+    )
+    .await
+    .expect("created");
+}
+
+#[tokio::test]
 async fn replaying_a_transaction_changes_nothing() {
     let wh = TempWarehouse::new();
     let rows = [Order {

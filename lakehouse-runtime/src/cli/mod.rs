@@ -42,14 +42,16 @@ pub fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
+            print_stderr(format_args!(
+                "error: cannot start the async runtime: {error}\n"
+            ));
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(commands::dispatch(cli)) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error}");
+            print_stderr(format_args!("error: {error}\n"));
             ExitCode::FAILURE
         }
     }
@@ -59,6 +61,13 @@ pub fn main() -> ExitCode {
 pub(crate) fn print_stdout(text: std::fmt::Arguments<'_>) {
     use std::io::Write as _;
     let _ = std::io::stdout().lock().write_fmt(text);
+}
+
+/// Writes to stderr, ignoring errors: `eprintln!` panics when stderr is a closed pipe
+/// (`orchestrate run 2>&1 | head -1`), which would turn exit code 1 into 101.
+fn print_stderr(text: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = std::io::stderr().lock().write_fmt(text);
 }
 
 /// Whether `error` is only the reader of our output having gone away.

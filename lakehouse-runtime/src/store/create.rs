@@ -106,7 +106,16 @@ impl Warehouse {
         match self.load(table).await? {
             Some(existing) => self.set_declared_properties(table, existing).await,
             None => {
-                let created = self.create(table).await?;
+                let created = match self.create(table).await {
+                    Ok(created) => created,
+                    // Another process created it meanwhile (two first runs of a warehouse).
+                    Err(error) => match self.load(table).await {
+                        Ok(Some(existing)) => {
+                            return self.set_declared_properties(table, existing).await;
+                        }
+                        _ => return Err(error),
+                    },
+                };
                 self.add_declared_checks(table, created).await
             }
         }
@@ -286,6 +295,7 @@ impl Warehouse {
         let qualified = table.qualified_name();
         let url = self.table_url(table)?;
         if let Some(path) = super::location::local_path(&url) {
+            refuse_files_without_a_log(&qualified, &path)?;
             std::fs::create_dir_all(&path).map_err(|source| Error::Io {
                 context: format!(
                     "creating the directory of {qualified} at {}",
@@ -517,4 +527,34 @@ fn description_differs(table: &'static TableDef, delta: &DeltaTable) -> Result<b
     let snapshot = delta.snapshot().map_err(|e| Error::delta(&qualified, e))?;
     Ok(!table.description.is_empty()
         && snapshot.metadata().description() != Some(table.description))
+}
+
+/// An error if the folder of a table without a Delta log holds files (its log lost, Parquet
+/// copied in by hand): a new table there would not know them, and `vacuum` would delete them
+/// as files no version refers to.
+fn refuse_files_without_a_log(qualified: &str, path: &std::path::Path) -> Result<()> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(Error::Io {
+                context: format!("listing the folder of {qualified} at {}", path.display()),
+                source,
+            });
+        }
+    };
+    let mut found = entries
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.file_name())
+        .filter(|name| name != "_delta_log");
+    match found.next() {
+        None => Ok(()),
+        Some(name) => Err(Error::msg(format!(
+            "{qualified}: its folder {} holds files (`{}`, ...) but no Delta log, so it is not \
+             a table; creating one there would leave them unknown to it, and `vacuum` would \
+             delete them: move them away (or restore the `_delta_log` folder)",
+            path.display(),
+            name.to_string_lossy()
+        ))),
+    }
 }

@@ -49,7 +49,26 @@ pub fn warehouse_url(location: &str) -> Result<Url> {
     }
     let url = match Url::parse(location) {
         Ok(url) if url.scheme().len() > 1 => {
+            // Table paths are joined to the URL's path: a query or fragment would end up
+            // before them.
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err(Error::InvalidName {
+                    what: "warehouse location",
+                    name: location.to_owned(),
+                    reason: "a URL with `?` or `#` (a query or fragment) cannot hold tables; \
+                             give the bucket and path alone",
+                });
+            }
             if url.scheme() == "file" {
+                // `file:data/wh` parses as `/data/wh`, not as the relative `data/wh`.
+                if !location.starts_with("file://") {
+                    return Err(Error::InvalidName {
+                        what: "warehouse location",
+                        name: location.to_owned(),
+                        reason: "write a file URL as `file:///absolute/path`, or give the \
+                                 path itself",
+                    });
+                }
                 let path = url.to_file_path().map_err(|()| Error::InvalidName {
                     what: "warehouse location",
                     name: location.to_owned(),

@@ -161,9 +161,10 @@ pub(crate) async fn upsert(
     }
     if removes.len() != matched.len() {
         return Err(DeltaTableError::Generic(format!(
-            "merging into {}: {} matched files are not in the table's log at version {}",
+            "merging into {}: {} matched files, {} of them in the table's log at version {}",
             table.qualified_name(),
-            matched.len() - removes.len(),
+            matched.len(),
+            removes.len(),
             state.version()
         )));
     }

@@ -455,12 +455,14 @@ impl Timestamp {
 }
 
 impl Date {
-    /// The instant this day starts (midnight UTC).
+    /// The instant this day starts (midnight UTC); the earliest or latest instant a
+    /// [`Timestamp`] holds for a day beyond them (about 292 000 years from 1970).
     pub fn start(self) -> Timestamp {
-        Timestamp(i64::from(self.0) * DAY_MICROS)
+        Timestamp(i64::from(self.0).saturating_mul(DAY_MICROS))
     }
 
-    /// The date `year-month-day`, or `None` if it does not exist.
+    /// The date `year-month-day`, or `None` if it does not exist (or is more than about 5.8
+    /// million years from 1970, which a [`Date`] cannot hold).
     pub fn from_ymd(year: i32, month: u32, day: u32) -> Option<Date> {
         // Days from civil (Howard Hinnant's algorithm), valid for the proleptic Gregorian calendar.
         if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
@@ -472,7 +474,7 @@ impl Date {
         let m = month as i64;
         let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day as i64 - 1;
         let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        Some(Date((era * 146_097 + doe - 719_468) as i32))
+        i32::try_from(era * 146_097 + doe - 719_468).ok().map(Date)
     }
 }
 
@@ -514,5 +516,9 @@ mod value_tests {
         assert_eq!(Date::from_ymd(2000, 3, 1), Some(Date(11_017)));
         assert_eq!(Date::from_ymd(1969, 12, 31), Some(Date(-1)));
         assert_eq!(Date::from_ymd(2023, 2, 29), None);
+        // Beyond what a Date holds: none, not a wrapped-around day.
+        assert_eq!(Date::from_ymd(9_999_999, 1, 1), None);
+        assert_eq!(Date(i32::MAX).start(), Timestamp(i64::MAX));
+        assert_eq!(Date(i32::MIN).start(), Timestamp(i64::MIN));
     }
 }
