@@ -404,6 +404,28 @@ async fn fail_fast_stops_a_running_pipeline_before_it_writes() {
             ("fails_later", Status::Failed),
         ])
     );
+    // Stopped, not aborted: its attempt is counted and recorded as cancelled, with the reason.
+    let gated = report.result("gated").expect("planned");
+    assert_eq!(gated.attempts, 1);
+    let error = gated.error.clone().unwrap_or_default();
+    assert_eq!(
+        error,
+        "cancelled by fail-fast after `fails_later` failed; stopped before its write committed"
+    );
+    let attempts = orchestrator
+        .ledger()
+        .run(&report.run_id)
+        .await
+        .expect("ledger");
+    let recorded = attempts
+        .iter()
+        .find(|r| r.pipeline.as_deref() == Some("gated") && r.attempt == Some(1))
+        .map(|r| (r.status.clone(), r.error.clone()));
+    assert_eq!(
+        recorded,
+        Some(("cancelled".to_owned(), Some(error.clone()))),
+        "{attempts:?}"
+    );
     // Let a `gated` still running go on, then wait until none is left: a cancelled pipeline
     // must not write after the run reported it cancelled.
     GATE.add_permits(1);

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::RngExt as _;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
@@ -50,6 +50,9 @@ pub(super) async fn execute(
     let mut results: HashMap<&'static str, PipelineResult> = HashMap::new();
     let semaphore = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let mut stopped: Option<String> = None;
+    // Fail-fast's signal to the running pipelines: each stops unless its write committed, which
+    // it records first (aborting it there would lose its rejects, metrics and attempt record).
+    let (stop_sender, stop) = watch::channel(None::<Arc<str>>);
     // A fresh run's sequence was just allocated above every recorded one: its first attempts
     // need not look for their own commit (the write still checks it). Resumed runs look.
     let fresh = previous.is_empty();
@@ -84,6 +87,7 @@ pub(super) async fn execute(
             let run = run.clone();
             let config = config.clone();
             let semaphore = semaphore.clone();
+            let stop = stop.clone();
             let handle = tasks.spawn(async move {
                 let _permit = semaphore.acquire_owned().await;
                 // A pipeline that waited for its turn does not start after an interrupt.
@@ -94,7 +98,11 @@ pub(super) async fn execute(
                         "the run was interrupted".to_owned(),
                     );
                 }
-                run_with_retries(&orchestrator, pipeline, run, &config, fresh).await
+                let stopped_by = stop.borrow().clone();
+                if let Some(reason) = stopped_by {
+                    return not_run(pipeline, Status::Cancelled, reason.to_string());
+                }
+                run_with_retries(&orchestrator, pipeline, run, &config, fresh, stop).await
             });
             running.insert(handle.id(), pipeline);
         }
@@ -126,8 +134,8 @@ pub(super) async fn execute(
             if result.status == Status::Failed && config.fail_fast && stopped.is_none() {
                 let reason = format!("cancelled by fail-fast after `{}` failed", result.pipeline);
                 tracing::error!(pipeline = result.pipeline, "fail-fast: cancelling the run");
+                stop_sender.send_replace(Some(reason.as_str().into()));
                 stopped = Some(reason);
-                tasks.abort_all();
             }
             // Not-run results are told once, below, with the others.
             if result.attempts > 0 {
@@ -211,6 +219,7 @@ async fn run_with_retries(
     run: Arc<RunInfo>,
     config: &RunConfig,
     fresh: bool,
+    stop: watch::Receiver<Option<Arc<str>>>,
 ) -> PipelineResult {
     let span = tracing::info_span!("pipeline", name = pipeline.name, run_id = %run.run_id);
     async move {
@@ -223,7 +232,8 @@ async fn run_with_retries(
         let started = Instant::now();
         let mut last_error = String::new();
         let mut attempts = 0;
-        let mut interrupted = false;
+        // Why the pipeline was cancelled (an interrupt or fail-fast), if it was.
+        let mut cancelled: Option<String> = None;
         for attempt in 1..=retries + 1 {
             attempts = attempt;
             tracing::info!(attempt, "started");
@@ -236,8 +246,16 @@ async fn run_with_retries(
                 full_refresh: config.full_refresh || config.rebuild,
                 rebuild: config.rebuild,
             };
-            let outcome =
-                attempt_once(orchestrator, pipeline, run.clone(), config, timeout, kind).await;
+            let outcome = attempt_once(
+                orchestrator,
+                pipeline,
+                run.clone(),
+                config,
+                timeout,
+                kind,
+                stop.clone(),
+            )
+            .await;
             let record = attempt_record(pipeline, &run, attempt, attempt_started, clock.elapsed(), &outcome);
             let metric = outcome.as_ref().ok().and_then(|written| written.metric.as_ref());
             let metric = metric.map(std::slice::from_ref).unwrap_or_default();
@@ -278,30 +296,49 @@ async fn run_with_retries(
                 }
                 Err(error) => {
                     last_error = error.to_string();
+                    if is_stopped(&error) {
+                        tracing::error!(attempt, error = %last_error, "cancelled");
+                        cancelled = Some(last_error.clone());
+                        break;
+                    }
                     if matches!(error, Error::Quality(_)) {
                         tracing::error!(attempt, error = %last_error, "failed");
                         break;
                     }
-                    if attempt <= retries && *orchestrator.shutdown.borrow() {
-                        tracing::error!(attempt, error = %last_error, "failed; not retried: the run was interrupted");
-                        interrupted = true;
+                    let why_not_again = || {
+                        let stopped_by = stop.borrow().clone();
+                        match stopped_by {
+                            Some(reason) => Some(reason.to_string()),
+                            None => (*orchestrator.shutdown.borrow())
+                                .then(|| "the run was interrupted".to_owned()),
+                        }
+                    };
+                    if attempt <= retries && let Some(why) = why_not_again() {
+                        tracing::error!(attempt, error = %last_error, "failed; not retried: {why}");
+                        cancelled = Some(format!("{why} before a retry; attempt {attempt} failed: {last_error}"));
                         break;
                     } else if attempt <= retries {
                         let delay = backoff(config, attempt);
                         tracing::warn!(attempt, error = %last_error, retry_in = ?delay, "failed; retrying");
-                        // An interrupt ends the wait, and no attempt follows.
+                        // An interrupt or fail-fast ends the wait, and no attempt follows.
                         let mut shutdown = orchestrator.shutdown.clone();
-                        let interrupted_wait = async move {
-                            // No sender left: no interrupt can come.
-                            if shutdown.wait_for(|stop| *stop).await.is_err() {
-                                std::future::pending::<()>().await;
+                        let mut stop = stop.clone();
+                        let cut_short = async move {
+                            let interrupted = async { shutdown.wait_for(|stop| *stop).await.is_ok() };
+                            let stopped = async { stop.wait_for(|reason| reason.is_some()).await.is_ok() };
+                            // No sender left: no such signal can come.
+                            tokio::select! {
+                                true = interrupted => {}
+                                true = stopped => {}
+                                else => std::future::pending::<()>().await,
                             }
                         };
                         tokio::select! {
                             _ = tokio::time::sleep(delay) => {}
-                            _ = interrupted_wait => {
-                                tracing::error!(attempt, "not retried: the run was interrupted");
-                                interrupted = true;
+                            _ = cut_short => {
+                                let why = why_not_again().unwrap_or_default();
+                                tracing::error!(attempt, "not retried: {why}");
+                                cancelled = Some(format!("{why} before a retry; attempt {attempt} failed: {last_error}"));
                                 break;
                             }
                         }
@@ -311,14 +348,11 @@ async fn run_with_retries(
                 }
             }
         }
-        // A retry an interrupt stopped: cancelled with the run, not failed for good.
-        let (status, error) = if interrupted {
-            (
-                Status::Cancelled,
-                format!("the run was interrupted before a retry; attempt {attempts} failed: {last_error}"),
-            )
-        } else {
-            (Status::Failed, last_error)
+        // An attempt or a retry an interrupt or fail-fast stopped: cancelled with the run, not
+        // failed for good.
+        let (status, error) = match cancelled {
+            Some(why) => (Status::Cancelled, why),
+            None => (Status::Failed, last_error),
         };
         PipelineResult {
             pipeline: pipeline.name,
@@ -346,7 +380,8 @@ fn backoff(config: &RunConfig, attempt: u32) -> Duration {
     Duration::from_nanos(rand::rng().random_range(0..=nanos))
 }
 
-/// One attempt in its own task: a panic or a timeout becomes an error of this pipeline.
+/// One attempt in its own task: a panic or a timeout becomes an error of this pipeline, and
+/// fail-fast's `stop` a [`Stopped`] error.
 async fn attempt_once(
     orchestrator: &Orchestrator,
     pipeline: &'static PipelineDescriptor,
@@ -354,6 +389,7 @@ async fn attempt_once(
     config: &RunConfig,
     timeout: Option<Duration>,
     kind: AttemptKind,
+    mut stop: watch::Receiver<Option<Arc<str>>>,
 ) -> Result<Written> {
     let orchestrator = orchestrator.clone();
     let settings = Arc::new(config.settings.clone());
@@ -367,51 +403,119 @@ async fn attempt_once(
             .in_current_span(),
         );
     // Dropping a task's handle detaches the task: when this attempt times out, or is itself
-    // cancelled (fail-fast, shutdown), the pipeline must stop too rather than go on and commit.
+    // cancelled (shutdown), the pipeline must stop too rather than go on and commit.
     let _abort = AbortOnDrop(task.abort_handle());
-    let joined = match timeout {
-        Some(limit) => match tokio::time::timeout(limit, &mut task).await {
-            Ok(joined) => joined,
-            // The limit is the pipeline's, up to its commit: the bookkeeping after it (quality
-            // findings, rejects, statistics) finishes, or a committed write would be reported
-            // failed and its rejects lost.
-            Err(_) if has_committed.load(Ordering::Acquire) => {
-                // As long again (at least a minute) to record it: a hung ledger must not hang
-                // the run.
-                let grace = limit.max(Duration::from_secs(60));
-                tracing::warn!(
-                    limit = %humantime::format_duration(limit),
-                    grace = %humantime::format_duration(grace),
-                    "the time limit passed after the commit; recording what it wrote"
-                );
-                match tokio::time::timeout(grace, &mut task).await {
-                    Ok(joined) => joined,
-                    Err(_) => {
-                        task.abort();
-                        let _ = task.await;
-                        return Err(Error::msg(format!(
-                            "timed out while recording a committed write (limit {}, then {} \
-                             more): its rows are in the table, and a retry or `resume` \
-                             finds the commit",
-                            humantime::format_duration(limit),
-                            humantime::format_duration(grace)
-                        )));
-                    }
-                }
+    let limit = async move {
+        match timeout {
+            Some(limit) => {
+                tokio::time::sleep(limit).await;
+                limit
             }
+            None => std::future::pending().await,
+        }
+    };
+    let stopped = async move {
+        let reason = stop
+            .wait_for(|reason| reason.is_some())
+            .await
+            .map(|reason| reason.clone().unwrap_or_default());
+        match reason {
+            Ok(reason) => reason,
+            // No sender left: fail-fast can no longer stop the run.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let cut = tokio::select! {
+        joined = &mut task => return joined_result(joined),
+        limit = limit => Cut::TimeLimit(limit),
+        reason = stopped => Cut::Stopped(reason),
+    };
+    if has_committed.load(Ordering::Acquire) {
+        // The limit is the pipeline's, up to its commit, and fail-fast stops what has not
+        // committed: the bookkeeping after a commit (quality findings, rejects, statistics)
+        // finishes, or a committed write would be reported failed and its rejects lost. As long
+        // again as the limit (at least a minute) to record it: a hung ledger must not hang the
+        // run.
+        let grace = match &cut {
+            Cut::TimeLimit(limit) => (*limit).max(Duration::from_secs(60)),
+            Cut::Stopped(_) => Duration::from_secs(60),
+        };
+        tracing::warn!(
+            grace = %humantime::format_duration(grace),
+            "{} after the commit; recording what it wrote",
+            cut.describe()
+        );
+        return match tokio::time::timeout(grace, &mut task).await {
+            Ok(joined) => joined_result(joined),
             Err(_) => {
-                // Stopped before the retry starts (a blocking file write it began may still
-                // finish; the retry then finds its commit as this run's).
                 task.abort();
                 let _ = task.await;
-                return Err(Error::msg(format!(
-                    "timed out after {} (set `timeout` in #[pipeline] or --timeout)",
-                    humantime::format_duration(limit)
-                )));
+                Err(Error::msg(format!(
+                    "timed out while recording a committed write ({}, then {} more): its rows \
+                     are in the table, and a retry or `resume` finds the commit",
+                    cut.describe(),
+                    humantime::format_duration(grace)
+                )))
             }
-        },
-        None => task.await,
-    };
+        };
+    }
+    // Stopped before the retry starts (a blocking file write it began may still finish; the
+    // retry, or the next run, then finds its commit as this run's).
+    task.abort();
+    let _ = task.await;
+    Err(match cut {
+        Cut::TimeLimit(limit) => Error::msg(format!(
+            "timed out after {} (set `timeout` in #[pipeline] or --timeout)",
+            humantime::format_duration(limit)
+        )),
+        Cut::Stopped(reason) => Error::Other(Box::new(Stopped(reason))),
+    })
+}
+
+/// What cut an attempt short.
+enum Cut {
+    /// Its time limit passed.
+    TimeLimit(Duration),
+    /// Fail-fast stopped the run, for this reason.
+    Stopped(Arc<str>),
+}
+
+impl Cut {
+    fn describe(&self) -> String {
+        match self {
+            Cut::TimeLimit(limit) => {
+                format!(
+                    "the time limit of {} passed",
+                    humantime::format_duration(*limit)
+                )
+            }
+            Cut::Stopped(reason) => reason.to_string(),
+        }
+    }
+}
+
+/// An attempt stopped by fail-fast before its write committed: the pipeline is cancelled, not
+/// failed.
+#[derive(Debug)]
+struct Stopped(Arc<str>);
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}; stopped before its write committed", self.0)
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+/// Whether `error` is an attempt's [`Stopped`].
+fn is_stopped(error: &Error) -> bool {
+    matches!(error, Error::Other(inner) if inner.is::<Stopped>())
+}
+
+/// The result of an attempt's joined task: a panic becomes an error.
+fn joined_result(
+    joined: std::result::Result<Result<Written>, tokio::task::JoinError>,
+) -> Result<Written> {
     match joined {
         Ok(result) => result,
         Err(error) if error.is_panic() => {
@@ -993,6 +1097,7 @@ fn attempt_record(
 ) -> RunRecord {
     let (status, written, error) = match outcome {
         Ok(written) => (Status::Succeeded, Some(written), None),
+        Err(error) if is_stopped(error) => (Status::Cancelled, None, Some(error.to_string())),
         Err(error) => (Status::Failed, None, Some(error.to_string())),
     };
     RunRecord {
