@@ -23,6 +23,20 @@ pub enum Error {
         #[source]
         source: Box<deltalake::DeltaTableError>,
     },
+    /// Another writer committed to a Delta table while a write ran, in a way that conflicts
+    /// with it: nothing was written.
+    #[error(
+        "Delta table `{table}`: another writer committed to it while this write ran \
+         ({source}); nothing was written: run it again (a pipeline's `retries` do). Another \
+         orchestrator, or an engine's OPTIMIZE, DELETE or MERGE, on the same table?"
+    )]
+    CommitConflict {
+        /// `schema.table`.
+        table: String,
+        /// The conflict delta-rs found.
+        #[source]
+        source: Box<deltalake::DeltaTableError>,
+    },
     /// The pipeline graph is invalid.
     #[error(transparent)]
     Graph(#[from] GraphError),
@@ -108,9 +122,19 @@ impl Error {
 
     /// A Delta error on `table`.
     pub(crate) fn delta(table: impl Into<String>, source: deltalake::DeltaTableError) -> Error {
-        Error::Delta {
-            table: table.into(),
-            source: Box::new(source),
+        use deltalake::kernel::transaction::TransactionError;
+        let conflict = matches!(
+            &source,
+            deltalake::DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(_)
+                    | TransactionError::MaxCommitAttempts(_),
+            }
+        );
+        let (table, source) = (table.into(), Box::new(source));
+        if conflict {
+            Error::CommitConflict { table, source }
+        } else {
+            Error::Delta { table, source }
         }
     }
 
@@ -133,3 +157,28 @@ impl Error {
 
 /// `Result` with [`Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use deltalake::kernel::transaction::{CommitConflictError, TransactionError};
+
+    use super::Error;
+
+    #[test]
+    fn a_commit_conflict_says_what_happened_and_what_to_do() {
+        let conflict = deltalake::DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(CommitConflictError::ConcurrentAppend),
+        };
+        let error = Error::delta("silver.orders", conflict);
+        assert!(matches!(error, Error::CommitConflict { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(
+            message.starts_with(
+                "Delta table `silver.orders`: another writer committed to it while this write ran"
+            ) && message.contains("nothing was written: run it again (a pipeline's `retries` do)"),
+            "{message}"
+        );
+        let other = Error::delta("silver.orders", deltalake::DeltaTableError::NotInitialized);
+        assert!(matches!(other, Error::Delta { .. }), "{other:?}");
+    }
+}
