@@ -720,6 +720,36 @@ async fn optimize_compacts_and_vacuum_refuses_short_retention() {
 }
 
 #[tokio::test]
+async fn vacuum_does_not_follow_a_symbolic_link_out_of_the_table() {
+    let wh = TempWarehouse::new();
+    let row = [Order {
+        id: 1,
+        amount: Some(1),
+    }];
+    write(&wh.warehouse, ORDERS, &row, WriteOptions::default())
+        .await
+        .expect("write");
+    // A folder outside the warehouse, linked from inside the table's, with an old file.
+    let outside = wh.dir.path().join("outside");
+    std::fs::create_dir(&outside).expect("dir");
+    std::fs::write(outside.join("precious.parquet"), b"PAR1").expect("file");
+    let link = wh.dir.path().join("warehouse/silver/orders/linked");
+    std::os::unix::fs::symlink(&outside, &link).expect("symlink");
+    let error = wh
+        .warehouse
+        .vacuum(ORDERS, Some(Duration::ZERO), false, true)
+        .await
+        .expect_err("a link in the table");
+    let message = error.to_string();
+    assert!(
+        message.contains("orders/linked is a symbolic link, which vacuum would follow"),
+        "{message}"
+    );
+    assert!(outside.join("precious.parquet").is_file());
+    assert_eq!(contents(&wh.warehouse, ORDERS).await, lines(&["1|1"]));
+}
+
+#[tokio::test]
 async fn tables_carry_comments_properties_and_not_null() {
     let wh = TempWarehouse::new();
     write(

@@ -139,6 +139,17 @@ impl Warehouse {
                 "vacuum of {qualified}: retention out of range: {e}"
             ))
         })?;
+        if !dry_run
+            && let Some(folder) = super::location::local_path(&self.table_url(table)?)
+            && let Some(link) = first_symlink(&folder)?
+        {
+            return Err(Error::msg(format!(
+                "vacuum of {qualified}: {} is a symbolic link, which vacuum would follow and \
+                 delete the files it finds there that the table does not use, wherever they \
+                 are; replace the link by what it points to (`--dry-run` lists what would go)",
+                link.display()
+            )));
+        }
         let (_, metrics) = delta
             .vacuum()
             .with_retention_period(retention)
@@ -153,6 +164,28 @@ impl Warehouse {
             dry_run: metrics.dry_run,
         })
     }
+}
+
+/// The first symbolic link under `folder` (not following any), if there is one.
+fn first_symlink(folder: &std::path::Path) -> Result<Option<std::path::PathBuf>> {
+    let mut pending = vec![folder.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let listing = |source| Error::Io {
+            context: format!("listing {}", dir.display()),
+            source,
+        };
+        for entry in std::fs::read_dir(&dir).map_err(listing)? {
+            let entry = entry.map_err(listing)?;
+            let kind = entry.file_type().map_err(listing)?;
+            if kind.is_symlink() {
+                return Ok(Some(entry.path()));
+            }
+            if kind.is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    Ok(None)
 }
 
 impl Warehouse {
