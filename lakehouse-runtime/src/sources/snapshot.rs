@@ -209,6 +209,8 @@ fn file_chunks(file: std::fs::File, path: PathBuf) -> BoxStream<'static, Result<
 pub struct RecordingFetch {
     inner: Arc<dyn Fetch>,
     dir: PathBuf,
+    /// The URL each file was recorded from, by this recorder.
+    recorded: Arc<std::sync::Mutex<std::collections::HashMap<PathBuf, String>>>,
 }
 
 impl std::fmt::Debug for RecordingFetch {
@@ -226,6 +228,35 @@ impl RecordingFetch {
         RecordingFetch {
             inner,
             dir: dir.into(),
+            recorded: Arc::default(),
+        }
+    }
+
+    /// The file `url`'s response is recorded in: an error if this recorder recorded another
+    /// URL there (names keep only some characters, and the paging keys of the query), which
+    /// a replay would then answer with the other's response.
+    fn file_of(&self, url: &Url) -> Result<PathBuf> {
+        let path = snapshot_path(&self.dir, url)?;
+        let mut recorded = self
+            .recorded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match recorded.get(&path) {
+            Some(other) if other != url.as_str() => Err(Error::source(
+                url.as_str(),
+                format!(
+                    "its response would be recorded in {}, where {other}'s is: a replay could \
+                     not tell them apart (snapshot names keep letters, digits, `.`, `_`, `-` \
+                     and the `limit` and `offset` of the query); record them into separate \
+                     directories",
+                    path.display()
+                ),
+            )),
+            Some(_) => Ok(path),
+            None => {
+                recorded.insert(path.clone(), url.as_str().to_owned());
+                Ok(path)
+            }
         }
     }
 }
@@ -233,7 +264,7 @@ impl RecordingFetch {
 impl Fetch for RecordingFetch {
     fn get<'a>(&'a self, url: &'a Url) -> BoxFuture<'a, Result<Body>> {
         Box::pin(async move {
-            let path = snapshot_path(&self.dir, url)?;
+            let path = self.file_of(url)?;
             let body = self.inner.get(url).await?;
             let partial = partial_path(&path);
             let (write_path, bytes) = (path.clone(), body.bytes.clone());
@@ -259,7 +290,7 @@ impl Fetch for RecordingFetch {
 
     fn stream<'a>(&'a self, url: &'a Url) -> BoxFuture<'a, Result<BodyStream>> {
         Box::pin(async move {
-            let path = snapshot_path(&self.dir, url)?;
+            let path = self.file_of(url)?;
             let body = self.inner.stream(url).await?;
             let partial = partial_path(&path);
             let create = partial.clone();

@@ -263,3 +263,33 @@ async fn a_recording_left_unfinished_leaves_no_file() {
         "{files:?}"
     );
 }
+
+#[tokio::test]
+async fn two_urls_of_one_snapshot_name_are_not_recorded_over_each_other() {
+    let server = TestServer::start(replay(fixtures("paged"), PARIS));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (fetch, _) = http(policy());
+    let recording = RecordingFetch::new(fetch, dir.path());
+    let page = |query: &str| {
+        Url::parse(&format!(
+            "{}catalog/datasets/{STATUS}/records?limit=20&offset=0{query}",
+            ods_base(&server)
+        ))
+        .expect("URL")
+    };
+    recording.get(&page("")).await.expect("recorded");
+    // Recorded again: the same URL.
+    recording.get(&page("")).await.expect("recorded again");
+    // Another filter, the same file name.
+    let error = recording
+        .get(&page("&where=numbikesavailable%3E0"))
+        .await
+        .expect_err("the same file");
+    let text = error.to_string();
+    assert!(
+        text.contains("records@limit=20&offset=0.json, where")
+            && text.contains("a replay could not tell them apart"),
+        "{text}"
+    );
+    assert_eq!(files_under(dir.path()).len(), 1);
+}
