@@ -277,18 +277,21 @@ const FAILURE_GRAPH: &[&str] = &[
 #[tokio::test]
 async fn failures_are_contained_and_downstream_is_skipped() {
     use Status::*;
+    // `both` reads `bad`, which fails, and `ok1`: skipped unless the policy is `All`. `None`:
+    // the default, `Any`.
     for (serial, policy, expected_both) in [
-        (false, SkipPolicy::All, Succeeded),
-        (true, SkipPolicy::All, Succeeded),
-        (false, SkipPolicy::Any, Skipped),
-        (true, SkipPolicy::Any, Skipped),
+        (false, Some(SkipPolicy::All), Succeeded),
+        (true, Some(SkipPolicy::All), Succeeded),
+        (false, Some(SkipPolicy::Any), Skipped),
+        (true, None, Skipped),
     ] {
         let wh = TempWarehouse::new();
         let orchestrator = Orchestrator::new(registry(FAILURE_GRAPH), wh.warehouse.clone());
+        let defaults = RunConfig::default();
         let config = fast(RunConfig {
             concurrency: if serial { 1 } else { 4 },
-            skip_policy: policy,
-            ..RunConfig::default()
+            skip_policy: policy.unwrap_or(defaults.skip_policy),
+            ..defaults
         });
         let report = orchestrator.run(&config).await.expect("the run completes");
         let expected = BTreeMap::from([

@@ -220,11 +220,12 @@ pub enum OrderArg {
 /// `--skip-policy`.
 #[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SkipPolicyArg {
-    /// Skip when every upstream in the run failed or was skipped.
+    /// Skip when any upstream in the run failed or was skipped (the default: a pipeline never
+    /// builds on an upstream that failed to refresh).
     #[default]
-    All,
-    /// Skip when any upstream in the run failed or was skipped.
     Any,
+    /// Skip only when every upstream in the run failed or was skipped.
+    All,
 }
 
 /// How to execute.
@@ -256,7 +257,7 @@ pub struct ExecutionArgs {
     #[arg(long)]
     pub no_skip_downstream: bool,
     /// Which upstream failures skip a pipeline.
-    #[arg(long, value_enum, default_value_t = SkipPolicyArg::All)]
+    #[arg(long, value_enum, default_value_t = SkipPolicyArg::Any)]
     pub skip_policy: SkipPolicyArg,
     /// Extra attempts for every pipeline, overriding declarations.
     #[arg(long, value_name = "N")]

@@ -49,11 +49,15 @@ pub(crate) fn refuse_future_run_at(run_at: Timestamp) -> Result<()> {
 /// of the run count.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SkipPolicy {
-    /// Skip when every upstream in the run failed or was skipped (the original rule).
+    /// Skip when any upstream in the run failed or was skipped (the default, as dbt, Dagster
+    /// and Airflow do): a pipeline never builds on an upstream that failed to refresh, and
+    /// `resume` (or a backfill run again) runs it after its upstream.
     #[default]
-    All,
-    /// Skip when any upstream in the run failed or was skipped.
     Any,
+    /// Skip only when every upstream in the run failed or was skipped: a pipeline with one
+    /// upstream that succeeded runs on the others' previous tables, and is not run again by
+    /// `resume` once they are mended.
+    All,
 }
 
 /// Retry and timeout settings of one pipeline, overriding its declaration.
@@ -122,7 +126,7 @@ impl Default for RunConfig {
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             fail_fast: false,
             skip_downstream_on_failure: true,
-            skip_policy: SkipPolicy::All,
+            skip_policy: SkipPolicy::Any,
             default_retries: 0,
             default_timeout: None,
             overrides: HashMap::new(),
