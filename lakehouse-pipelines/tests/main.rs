@@ -4,4 +4,5 @@ mod cli;
 mod graph;
 mod lakehouse;
 mod opendata;
+mod units;
 mod walkthrough;

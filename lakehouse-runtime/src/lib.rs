@@ -112,8 +112,8 @@ pub mod prelude {
     pub use arrow::datatypes::{DataType, TimeUnit};
     #[cfg(feature = "engine")]
     pub use datafusion::functions::expr_fn::{
-        btrim, coalesce, concat, date_part, date_trunc, lower, regexp_replace, round, to_char,
-        upper,
+        btrim, coalesce, concat, date_part, date_trunc, lower, nullif, regexp_replace, round,
+        to_char, upper,
     };
     #[cfg(feature = "engine")]
     pub use datafusion::prelude::{Expr, cast, col, lit, when};

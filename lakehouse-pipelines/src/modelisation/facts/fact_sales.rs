@@ -62,9 +62,12 @@ fn decimal(expr: Expr, precision: u8, scale: i8) -> Expr {
 pub async fn fact_sales(sales: Frame<SilverErpSales>, cx: &Ctx) -> Result<Frame<FactSales>> {
     use SilverErpSales as s;
     let total = decimal(s::quantity.expr() * s::unit_price.expr(), 12, 2);
+    // A free line (price 0) has no discount percentage: NULL, not a division by zero that
+    // would fail every run from then on.
+    let price = nullif(s::unit_price.expr(), decimal(lit(0), 10, 2));
     let discount_pct = decimal(
         round(vec![
-            lit(100) * decimal(s::discount.expr(), 12, 4) / s::unit_price.expr(),
+            lit(100) * decimal(s::discount.expr(), 12, 4) / price,
             lit(2),
         ]),
         10,

@@ -1,0 +1,62 @@
+//! Reference pipelines called on rows: edge cases of their transformations.
+
+use lakehouse_pipelines::ingestion::erp::SilverErpSales;
+use lakehouse_pipelines::modelisation::facts::fact_sales::fact_sales;
+use lakehouse_runtime::prelude::*;
+use lakehouse_runtime::testing::{TEST_RUN_AT, TestContext, rows};
+use serde::{Deserialize, Serialize};
+
+/// The columns of a silver sale these tests set.
+#[derive(Serialize)]
+struct Sale {
+    order_id: i64,
+    order_line: i32,
+    quantity: Option<i32>,
+    unit_price: Option<Decimal<10, 2>>,
+    discount: Option<Decimal<10, 2>>,
+    cost: Option<Decimal<10, 2>>,
+    run_at: Timestamp,
+}
+
+/// The amounts of a fact row.
+#[derive(Deserialize, Debug, PartialEq)]
+struct Amounts {
+    order_id: i64,
+    total_price: Option<Decimal<12, 2>>,
+    discount_pct: Option<Decimal<10, 2>>,
+}
+
+#[tokio::test]
+async fn a_free_sale_line_has_no_discount_percentage_and_fails_nothing() {
+    let test = TestContext::new("fact_sales").expect("context");
+    let sale = |order_id, unit_price| Sale {
+        order_id,
+        order_line: 1,
+        quantity: Some(2),
+        unit_price: Some(Decimal(unit_price)),
+        discount: Some(Decimal(50)),
+        cost: Some(Decimal(100)),
+        run_at: TEST_RUN_AT,
+    };
+    let sales = test
+        .frame::<SilverErpSales, _>(&[sale(1, 0), sale(2, 1000)])
+        .expect("sales");
+    let output = fact_sales(sales, test.ctx()).await.expect("the pipeline");
+    let mut amounts: Vec<Amounts> = rows(output).await.expect("a free line divides by nothing");
+    amounts.sort_by_key(|a| a.order_id);
+    assert_eq!(
+        amounts,
+        [
+            Amounts {
+                order_id: 1,
+                total_price: Some(Decimal(0)),
+                discount_pct: None,
+            },
+            Amounts {
+                order_id: 2,
+                total_price: Some(Decimal(2000)),
+                discount_pct: Some(Decimal(500)),
+            },
+        ]
+    );
+}
