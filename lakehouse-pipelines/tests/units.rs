@@ -60,3 +60,18 @@ async fn a_free_sale_line_has_no_discount_percentage_and_fails_nothing() {
         ]
     );
 }
+
+#[test]
+fn the_calendar_does_not_shrink_for_a_past_run() {
+    use lakehouse_pipelines::modelisation::dimensions::dim_date::calendar;
+    let past = Timestamp::parse("2020-06-01T00:00:00Z").expect("a time");
+    let days = calendar(past);
+    assert_eq!(days.len(), 47_482);
+    assert_eq!(days.last().map(|d| d.date_key.as_str()), Some("20991231"));
+    // A run after it: through the end of its next year.
+    let later = Timestamp::parse("2101-03-01T00:00:00Z").expect("a time");
+    assert_eq!(
+        calendar(later).last().map(|d| d.date_key.clone()),
+        Some("21021231".to_owned())
+    );
+}

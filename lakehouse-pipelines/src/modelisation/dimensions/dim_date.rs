@@ -1,4 +1,4 @@
-//! The date dimension: one row per day from 1970-01-01 through the end of next year.
+//! The date dimension: one row per day from 1970-01-01 through 2099-12-31.
 
 use chrono::{Datelike, NaiveDate, Weekday};
 use lakehouse_runtime::prelude::*;
@@ -32,10 +32,15 @@ pub struct DimDate {
     pub run_at: Timestamp,
 }
 
-/// The days from 1970-01-01 through December 31st of the year after `run_at`'s.
+/// The last year of the calendar, unless a run is later still.
+const LAST_YEAR: i32 = 2099;
+
+/// The days from 1970-01-01 through 2099-12-31 (or December 31st of the year after `run_at`'s,
+/// if later). A fixed end: ending at the run's next year, a backfill of a past day would shrink
+/// the table under the facts of later days, whose date keys would then resolve nowhere.
 pub fn calendar(run_at: Timestamp) -> Vec<DimDate> {
     let today = chrono::DateTime::from_timestamp_micros(run_at.0).map(|t| t.date_naive());
-    let last_year = today.map_or(1970, |d| d.year()) + 1;
+    let last_year = today.map_or(LAST_YEAR, |d| (d.year() + 1).max(LAST_YEAR));
     let (Some(first), Some(last)) = (
         NaiveDate::from_ymd_opt(1970, 1, 1),
         NaiveDate::from_ymd_opt(last_year, 12, 31),
