@@ -505,6 +505,64 @@ fn reading_a_warehouse_that_does_not_exist_is_an_error_and_creates_nothing() {
         stdout(&check)
     );
     assert!(!mistyped.exists(), "the mistyped warehouse was created");
+    // An existing directory that holds no table: the warehouse's parent, say.
+    for args in [&["sql", "SELECT 1"][..], &["runs"], &["vacuum"]] {
+        let output = orchestrate(dir.path(), args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let error = stderr(&output);
+        assert!(
+            error.contains(&format!("no warehouse at {}", dir.path().display()))
+                && error.contains("holds no Delta table"),
+            "{args:?}: {error}"
+        );
+    }
+}
+
+#[test]
+fn vacuum_dry_run_lists_the_files_and_maintenance_goes_on_past_a_failing_table() {
+    let dir = tempfile::tempdir().expect("dir");
+    for _ in 0..2 {
+        let run = orchestrate(dir.path(), &["run", "--select", "dim_date"]);
+        assert!(run.status.success(), "{}", stderr(&run));
+    }
+    let dry = orchestrate(
+        dir.path(),
+        &[
+            "vacuum",
+            "gold.dim_date",
+            "--retention",
+            "0s",
+            "--force",
+            "--dry-run",
+        ],
+    );
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    let listed = stdout(&dry);
+    assert!(
+        listed.starts_with("gold.dim_date: would delete 1 file(s)\n  "),
+        "{listed}"
+    );
+    assert!(listed.trim_end().ends_with(".parquet"), "{listed}");
+    // A table that fails (a short retention without --force) does not stop the others.
+    let refused = orchestrate(
+        dir.path(),
+        &[
+            "vacuum",
+            "gold.dim_date",
+            "lakehouse.runs",
+            "--retention",
+            "1h",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    let error = stderr(&refused);
+    assert!(
+        error
+            .contains("error: vacuum of gold.dim_date: vacuum of gold.dim_date: a retention of 1h")
+            && error.contains("error: vacuum of lakehouse.runs:"),
+        "{error}"
+    );
 }
 
 #[test]

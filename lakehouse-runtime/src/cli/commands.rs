@@ -84,20 +84,24 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Optimize { tables } => {
             let warehouse = existing_warehouse(&global)?;
+            let mut failed = Vec::new();
             for table in tables_named(&registry, &tables)? {
-                let report = warehouse.optimize(table).await?;
-                say!(
-                    "{}: {} file(s) compacted into {} (version {})",
-                    report.table,
-                    report.files_removed,
-                    report.files_added,
-                    report
-                        .version
-                        .map(|v| v.to_string())
-                        .unwrap_or_else(|| "-".into())
-                );
+                match warehouse.optimize(table).await {
+                    Ok(report) => say!(
+                        "{}: {} file(s) compacted into {} (version {})",
+                        report.table,
+                        report.files_removed,
+                        report.files_added,
+                        report
+                            .version
+                            .map(|v| v.to_string())
+                            .unwrap_or_else(|| "-".into())
+                    ),
+                    // The other tables are still maintained.
+                    Err(error) => failed.push(format!("{}: {error}", table.qualified_name())),
+                }
             }
-            Ok(ExitCode::SUCCESS)
+            maintenance_outcome("optimize", failed)
         }
         Command::Vacuum {
             tables,
@@ -106,18 +110,42 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             force,
         } => {
             let warehouse = existing_warehouse(&global)?;
+            let mut failed = Vec::new();
             for table in tables_named(&registry, &tables)? {
-                let report = warehouse.vacuum(table, retention, dry_run, force).await?;
+                let report = match warehouse.vacuum(table, retention, dry_run, force).await {
+                    Ok(report) => report,
+                    Err(error) => {
+                        failed.push(format!("{}: {error}", table.qualified_name()));
+                        continue;
+                    }
+                };
                 let verb = if report.dry_run {
                     "would delete"
                 } else {
                     "deleted"
                 };
                 say!("{}: {verb} {} file(s)", report.table, report.files.len());
+                if report.dry_run {
+                    for file in &report.files {
+                        say!("  {file}");
+                    }
+                }
             }
-            Ok(ExitCode::SUCCESS)
+            maintenance_outcome("vacuum", failed)
         }
     }
+}
+
+/// The exit status of a maintenance command over several tables: each failure is told, after
+/// the tables that succeeded.
+fn maintenance_outcome(command: &str, failed: Vec<String>) -> Result<ExitCode> {
+    if failed.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for failure in &failed {
+        super::print_stderr(format_args!("error: {command} of {failure}\n"));
+    }
+    Ok(ExitCode::FAILURE)
 }
 
 fn warehouse(global: &GlobalArgs) -> Result<Warehouse> {

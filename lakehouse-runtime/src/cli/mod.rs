@@ -65,7 +65,7 @@ pub(crate) fn print_stdout(text: std::fmt::Arguments<'_>) {
 
 /// Writes to stderr, ignoring errors: `eprintln!` panics when stderr is a closed pipe
 /// (`orchestrate run 2>&1 | head -1`), which would turn exit code 1 into 101.
-fn print_stderr(text: std::fmt::Arguments<'_>) {
+pub(crate) fn print_stderr(text: std::fmt::Arguments<'_>) {
     use std::io::Write as _;
     let _ = std::io::stderr().lock().write_fmt(text);
 }

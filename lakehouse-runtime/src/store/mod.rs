@@ -101,6 +101,16 @@ impl Warehouse {
                 directory.display()
             )));
         }
+        if let Some(directory) = location::local_directory(location)?
+            && !holds_a_table(&directory)
+        {
+            return Err(Error::msg(format!(
+                "no warehouse at {}: the directory holds no Delta table (a warehouse holds \
+                 `schema/table/_delta_log`; a run creates them): is it the warehouse's parent, \
+                 or one of its schemas?",
+                directory.display()
+            )));
+        }
         Warehouse::open(location)
     }
 
@@ -224,6 +234,24 @@ pub(crate) fn session_state(session: &SessionContext) -> Arc<datafusion::executi
 }
 
 /// Helpers of the store's unit tests.
+
+/// Whether `directory` holds a Delta table two levels down (`schema/table/_delta_log`).
+fn holds_a_table(directory: &std::path::Path) -> bool {
+    let subdirectories = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.path())
+            .filter(|path| path.is_dir())
+            .collect::<Vec<_>>()
+    };
+    subdirectories(directory).iter().any(|schema| {
+        subdirectories(schema)
+            .iter()
+            .any(|table| table.join("_delta_log").is_dir())
+    })
+}
 #[cfg(test)]
 pub(crate) mod test_support {
     use super::{Warehouse, WriteOptions};
