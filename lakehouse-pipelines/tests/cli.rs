@@ -831,3 +831,39 @@ fn sigterm_stops_a_loop_like_ctrl_c() {
         "stopped cleanly, not killed: {status:?}"
     );
 }
+
+#[test]
+fn a_run_at_a_date_and_a_failed_run_says_how_to_resume() {
+    let dir = tempfile::tempdir().expect("dir");
+    let dated = orchestrate(
+        dir.path(),
+        &["run", "--select", "dim_date", "--run-at", "2026-11-01"],
+    );
+    assert!(dated.status.success(), "{}", stderr(&dated));
+    assert!(
+        stdout(&dated).contains("r000001-20261101T000000Z"),
+        "{}",
+        stdout(&dated)
+    );
+    // The API unreachable, one attempt.
+    let failed = orchestrate(
+        dir.path(),
+        &[
+            "--live",
+            "run",
+            "--select",
+            "velib_station_status",
+            "--set",
+            "velib.base_url=http://127.0.0.1:9/api/explore/v2.1/",
+            "--set",
+            "opendata.http.max_attempts=1",
+        ],
+    );
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    let printed = stdout(&failed);
+    assert!(
+        printed.contains("Once mended, `orchestrate resume r000002-")
+            && printed.contains("runs the pipelines that did not succeed"),
+        "{printed}"
+    );
+}

@@ -285,8 +285,9 @@ pub struct RunArgs {
     /// Execution.
     #[command(flatten)]
     pub execution: ExecutionArgs,
-    /// The run's logical time (RFC 3339), e.g. to backfill a past day; default: now.
-    #[arg(long, value_parser = parse_timestamp, conflicts_with = "every")]
+    /// The run's logical time (RFC 3339, or a date for its midnight UTC), e.g. to backfill a
+    /// past day; default: now.
+    #[arg(long, value_parser = parse_instant, conflicts_with = "every")]
     pub run_at: Option<crate::table::Timestamp>,
     /// Read the selected pipelines' incremental (`Changes<T>`) inputs whole, not from their last
     /// success (after an upstream table was recreated or vacuumed), and every file
@@ -328,12 +329,6 @@ pub struct RunArgs {
     /// With `--every`: stop looping after this many runs.
     #[arg(long, value_parser = parse_count, requires = "every")]
     pub iterations: Option<usize>,
-}
-
-fn parse_timestamp(text: &str) -> Result<crate::table::Timestamp, String> {
-    crate::table::Timestamp::parse(text).ok_or_else(|| {
-        format!("expected an RFC 3339 timestamp such as 2026-01-31T06:00:00Z, got {text:?}")
-    })
 }
 
 /// An RFC 3339 timestamp, or a date (`2026-11-01`) for its midnight UTC.

@@ -483,6 +483,11 @@ fn finish(report: &RunReport) -> ExitCode {
     if report.succeeded() {
         ExitCode::SUCCESS
     } else {
+        say!(
+            "Once mended, `orchestrate resume {}` runs the pipelines that did not succeed, at \
+             the same logical time.",
+            report.run_id
+        );
         ExitCode::FAILURE
     }
 }
