@@ -108,6 +108,17 @@ async fn a_query_loads_only_the_tables_it_names() {
         .await
         .expect("a table function");
     assert_eq!(render(series).await, ["3"]);
+    // One of our tables without its schema: named, with the qualified name.
+    let unqualified = wh
+        .warehouse
+        .sql(&[PRODUCT, EMPTY], "SELECT * FROM dim_product")
+        .await
+        .expect_err("unqualified");
+    assert_eq!(
+        unqualified.to_string(),
+        "query failed: no table `dim_product`: tables are named `schema.table`; did you mean \
+         `gold.dim_product`?"
+    );
 }
 
 #[tokio::test]

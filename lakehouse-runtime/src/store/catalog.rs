@@ -192,9 +192,22 @@ fn named_tables(
             return Ok(None);
         }
         // An unqualified name is no table of ours: a table function (`generate_series`), say,
-        // which the query itself resolves.
+        // which the query itself resolves; one of our tables' names without its schema is a
+        // mistake to point out.
         let Some(schema) = reference.schema() else {
-            return Ok(None);
+            let same_name: Vec<String> = tables
+                .iter()
+                .filter(|t| t.name == reference.table())
+                .map(|t| format!("`{}`", t.qualified_name()))
+                .collect();
+            if same_name.is_empty() {
+                return Ok(None);
+            }
+            return Err(Error::msg(format!(
+                "query failed: no table `{}`: tables are named `schema.table`; did you mean {}?",
+                reference.table(),
+                same_name.join(" or ")
+            )));
         };
         let found = tables.iter().copied().find(|t| {
             reference.table() == t.name
