@@ -105,6 +105,7 @@ fn run_row(sequence: i64) -> RunRecord {
         planned: None,
         process: None,
         refresh: None,
+        settings: None,
     }
 }
 

@@ -343,6 +343,45 @@ async fn failures_are_contained_and_downstream_is_skipped() {
 }
 
 #[tokio::test]
+async fn resume_reads_the_sources_with_the_runs_settings() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "flaky"]), wh.warehouse.clone());
+    let mut config = flaky_without_retries("resume-settings");
+    config
+        .settings
+        .set("source.mode", "live")
+        .set("source.authorization", "Apikey 123")
+        .set("other.api_key", "env:API_KEY");
+    let first = orchestrator.run(&config).await.expect("run");
+    assert_eq!(
+        first.result("flaky").map(|r| r.status),
+        Some(Status::Failed)
+    );
+    let recorded = orchestrator
+        .ledger()
+        .run(&first.run_id)
+        .await
+        .expect("ledger")
+        .into_iter()
+        .find(|r| r.kind == "run")
+        .and_then(|r| r.settings);
+    // A secret's value is not recorded; a variable's name is.
+    assert_eq!(
+        recorded.as_deref(),
+        Some(r#"{"other.api_key":"env:API_KEY","source.mode":"live","test":"resume-settings"}"#)
+    );
+    // Resumed without settings: `flaky` reads the run's `test` (its second call succeeds).
+    let resumed = orchestrator
+        .resume(&first.run_id, &fast(RunConfig::default()))
+        .await
+        .expect("resume");
+    assert_eq!(
+        resumed.result("flaky").map(|r| (r.status, r.attempts)),
+        Some((Status::Succeeded, 1))
+    );
+}
+
+#[tokio::test]
 async fn fail_fast_cancels_the_rest() {
     use Status::*;
     for serial in [false, true] {

@@ -101,6 +101,44 @@ impl Settings {
         }
     }
 
+    /// The settings a run records for `resume`, as a JSON object (`None` when there are none):
+    /// a value of a key that may hold a secret (`authorization`, `token`, `password`, `secret`,
+    /// `key` in its name) is left out unless it names an environment variable (`env:NAME`).
+    pub(crate) fn to_record(&self) -> Option<String> {
+        let recorded: BTreeMap<&str, &str> = self
+            .values
+            .iter()
+            .filter(|(key, value)| value.starts_with("env:") || !may_be_secret(key))
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .collect();
+        (!self.values.is_empty()).then(|| serde_json::json!(recorded).to_string())
+    }
+
+    /// These settings over those a run recorded (`recorded`, from [`Settings::to_record`]): a key
+    /// set here wins, with a warning when the run had it otherwise; keys the run left out
+    /// (secrets) are named.
+    pub(crate) fn over_recorded(&self, recorded: Option<&str>, run_id: &str) -> Settings {
+        let recorded: BTreeMap<String, String> = recorded
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or_default();
+        let mut merged = Settings::new();
+        for (key, value) in &recorded {
+            match self.values.get(key) {
+                Some(given) if given != value => tracing::warn!(
+                    run_id,
+                    key,
+                    "the run had this setting otherwise; resuming with the value given now"
+                ),
+                _ => {}
+            }
+            merged.set(key.clone(), value.clone());
+        }
+        for (key, value) in &self.values {
+            merged.set(key.clone(), value.clone());
+        }
+        merged
+    }
+
     /// All settings, sorted by key (every key then counts as read).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.read
@@ -109,6 +147,21 @@ impl Settings {
             .extend(self.values.keys().cloned());
         self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
+}
+
+/// Whether a setting's value may be a secret, by its key.
+fn may_be_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "authorization",
+        "token",
+        "password",
+        "secret",
+        "key",
+        "credential",
+    ]
+    .iter()
+    .any(|word| key.contains(word))
 }
 
 /// A source record that could not be ingested, kept with the reason instead of being dropped.

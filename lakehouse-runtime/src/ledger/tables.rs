@@ -61,6 +61,10 @@ pub struct RunRecord {
     /// `full` for a `--full-refresh` run, `rebuild` for a `--rebuild` run, on a run row (so that
     /// `resume` repeats it)
     pub refresh: Option<String>,
+    /// The run's settings (`--set`, `--live`) as a JSON object, on a run row, so that `resume`
+    /// reads the sources as the run did; values of keys that may hold a secret are left out
+    /// unless they name an environment variable (`env:NAME`)
+    pub settings: Option<String>,
 }
 
 /// `input_versions` of a success that read no table, or could not say what it read.
@@ -94,6 +98,7 @@ impl RunRecord {
             planned: None,
             process: None,
             refresh: None,
+            settings: None,
         }
     }
 

@@ -437,6 +437,12 @@ impl Orchestrator {
         let mut resumed = config.clone();
         resumed.targets = targets;
         resumed.direction = Direction::None;
+        // The sources are read as the run read them (`--live`, `--set`), unless given again.
+        let recorded = records
+            .iter()
+            .filter(|r| r.kind == "run")
+            .find_map(|r| r.settings.as_deref());
+        resumed.settings = config.settings.over_recorded(recorded, run_id);
         // A full refresh or rebuild that failed midway goes on as one.
         let refresh = records
             .iter()
@@ -647,6 +653,7 @@ impl Orchestrator {
             planned: Some(planned.join(" ")),
             process: Some(RunProcess::current().to_json()),
             refresh: Refresh::of(config).map(|refresh| refresh.as_str().to_owned()),
+            settings: config.settings.to_record(),
             ..RunRecord::of_run(&run, Status::Running, started_at)
         };
         let (recorded, results) = tokio::join!(
