@@ -834,9 +834,10 @@ fn sigterm_stops_a_loop_like_ctrl_c() {
 
 #[test]
 fn a_run_at_a_date_and_a_failed_run_says_how_to_resume() {
-    let dir = tempfile::tempdir().expect("dir");
+    let temp = tempfile::tempdir().expect("dir");
+    let dir = temp.path().join("wh");
     let dated = orchestrate(
-        dir.path(),
+        &dir,
         &["run", "--select", "dim_date", "--run-at", "2026-11-01"],
     );
     assert!(dated.status.success(), "{}", stderr(&dated));
@@ -845,9 +846,18 @@ fn a_run_at_a_date_and_a_failed_run_says_how_to_resume() {
         "{}",
         stdout(&dated)
     );
+    // The run says where it writes, and that it created the warehouse.
+    assert!(
+        stdout(&dated).contains(&format!(
+            "Warehouse: {} (new: this run creates it)",
+            dir.display()
+        )),
+        "{}",
+        stdout(&dated)
+    );
     // The API unreachable, one attempt.
     let failed = orchestrate(
-        dir.path(),
+        &dir,
         &[
             "--live",
             "run",
@@ -861,6 +871,10 @@ fn a_run_at_a_date_and_a_failed_run_says_how_to_resume() {
     );
     assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
     let printed = stdout(&failed);
+    assert!(
+        printed.contains(&format!("Warehouse: {}\n", dir.display())),
+        "{printed}"
+    );
     assert!(
         printed.contains("Once mended, `orchestrate resume r000002-")
             && printed.contains("runs the pipelines that did not succeed"),

@@ -148,6 +148,17 @@ fn maintenance_outcome(command: &str, failed: Vec<String>) -> Result<ExitCode> {
     Ok(ExitCode::FAILURE)
 }
 
+/// A warehouse location as a user reads it: a local directory made absolute.
+fn describe_location(location: &str) -> String {
+    match crate::store::location::local_directory(location) {
+        Ok(Some(directory)) => std::path::absolute(&directory)
+            .unwrap_or(directory)
+            .display()
+            .to_string(),
+        _ => location.to_owned(),
+    }
+}
+
 fn warehouse(global: &GlobalArgs) -> Result<Warehouse> {
     Warehouse::open(&global.warehouse)
 }
@@ -242,6 +253,17 @@ async fn run(registry: &Registry, global: &GlobalArgs, args: RunArgs) -> Result<
         crate::orchestrator::refuse_future_run_at(run_at)?;
     }
     say!("{}", config.plan(registry)?.to_string().trim_end());
+    // Where the run writes: a mistyped `--warehouse` (or a cron job started elsewhere, the
+    // default being relative) would otherwise build a new warehouse unnoticed.
+    match Warehouse::missing(&global.warehouse)? {
+        Some(directory) => say!(
+            "Warehouse: {} (new: this run creates it)",
+            std::path::absolute(&directory)
+                .unwrap_or(directory)
+                .display()
+        ),
+        None => say!("Warehouse: {}", describe_location(&global.warehouse)),
+    }
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let orchestrator =
         Orchestrator::new(registry.clone(), warehouse(global)?).with_shutdown(shutdown);

@@ -12,7 +12,7 @@ mod create;
 mod delete;
 mod guard;
 mod history;
-mod location;
+pub(crate) mod location;
 mod maintain;
 mod partitions;
 mod read;
