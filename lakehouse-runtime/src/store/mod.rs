@@ -233,8 +233,6 @@ pub(crate) fn session_state(session: &SessionContext) -> Arc<datafusion::executi
     Arc::new(session.state())
 }
 
-/// Helpers of the store's unit tests.
-
 /// Whether `directory` holds a Delta table two levels down (`schema/table/_delta_log`).
 fn holds_a_table(directory: &std::path::Path) -> bool {
     let subdirectories = |dir: &std::path::Path| {
@@ -252,6 +250,8 @@ fn holds_a_table(directory: &std::path::Path) -> bool {
             .any(|table| table.join("_delta_log").is_dir())
     })
 }
+
+/// Helpers of the store's unit tests.
 #[cfg(test)]
 pub(crate) mod test_support {
     use super::{Warehouse, WriteOptions};
