@@ -558,9 +558,9 @@ fn vacuum_dry_run_lists_the_files_and_maintenance_goes_on_past_a_failing_table()
     assert_eq!(refused.status.code(), Some(1));
     let error = stderr(&refused);
     assert!(
-        error
-            .contains("error: vacuum of gold.dim_date: vacuum of gold.dim_date: a retention of 1h")
-            && error.contains("error: vacuum of lakehouse.runs:"),
+        error.contains("error: vacuum of gold.dim_date: a retention of 1h")
+            && error.contains("error: vacuum of lakehouse.runs: a retention of 1h")
+            && error.contains("vacuum: 2 table(s) failed"),
         "{error}"
     );
 }

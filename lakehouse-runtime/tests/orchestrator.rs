@@ -46,7 +46,9 @@ output_table!(
     AfterFlaky = "after_flaky",
     Rejecting = "rejecting",
     Interrupts = "interrupts",
-    Overlapped = "overlapped"
+    Overlapped = "overlapped",
+    RetriesSlowly = "retries_slowly",
+    FailsAfterRetryWait = "fails_after_retry_wait"
 );
 
 /// Calls of `flaky` per test (the `test` setting), so tests running in parallel don't share them.
@@ -96,6 +98,32 @@ pub async fn overlapped(ticks: Changes<Ticks>) -> Result<Frame<Overlapped>> {
         crate::common::write(&warehouse, table, &[Row { n: 100 }], options).await?;
     }
     ticks.select_into(OverlappedSelect { n: Ticks::n })
+}
+
+/// `retries_slowly` has failed its first attempt.
+static FIRST_ATTEMPT_FAILED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Always fails; retried (the tests make the wait long).
+#[pipeline(depends_on = [ticks], retries = 1)]
+pub async fn retries_slowly(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<RetriesSlowly>> {
+    if cx.is_dry_run() {
+        return t.select_into(RetriesSlowlySelect { n: Ticks::n });
+    }
+    FIRST_ATTEMPT_FAILED.notify_one();
+    Err(Error::msg("always fails"))
+}
+
+/// Fails once `retries_slowly` has failed.
+#[pipeline(depends_on = [ticks])]
+pub async fn fails_after_retry_wait(
+    t: Frame<Ticks>,
+    cx: &Ctx,
+) -> Result<Frame<FailsAfterRetryWait>> {
+    if cx.is_dry_run() {
+        return t.select_into(FailsAfterRetryWaitSelect { n: Ticks::n });
+    }
+    FIRST_ATTEMPT_FAILED.notified().await;
+    Err(Error::msg("failed after the other"))
 }
 
 /// Copies the new ticks.
@@ -368,7 +396,9 @@ async fn resume_reads_the_sources_with_the_runs_settings() {
     // A secret's value is not recorded; a variable's name is.
     assert_eq!(
         recorded.as_deref(),
-        Some(r#"{"other.api_key":"env:API_KEY","source.mode":"live","test":"resume-settings"}"#)
+        Some(
+            r#"{"other.api_key":"env:API_KEY","source.authorization":null,"source.mode":"live","test":"resume-settings"}"#
+        )
     );
     // Resumed without settings: `flaky` reads the run's `test` (its second call succeeds).
     let resumed = orchestrator
@@ -480,6 +510,32 @@ async fn fail_fast_stops_a_running_pipeline_before_it_writes() {
             .expect("version"),
         None,
         "the cancelled pipeline wrote its table"
+    );
+}
+
+#[tokio::test]
+async fn fail_fast_ends_a_retry_wait_and_no_retry_follows() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(
+        registry(&["ticks", "retries_slowly", "fails_after_retry_wait"]),
+        wh.warehouse.clone(),
+    );
+    let config = RunConfig {
+        fail_fast: true,
+        concurrency: 4,
+        retry_delay: Duration::from_secs(3600),
+        max_retry_delay: Duration::from_secs(3600),
+        ..RunConfig::default()
+    };
+    let report = orchestrator.run(&config).await.expect("the run completes");
+    let slow = report.result("retries_slowly").expect("planned");
+    assert_eq!((slow.status, slow.attempts), (Status::Cancelled, 1));
+    assert_eq!(
+        slow.error.as_deref(),
+        Some(
+            "cancelled by fail-fast after `fails_after_retry_wait` failed before a retry; \
+             attempt 1 failed: always fails"
+        )
     );
 }
 
@@ -800,6 +856,30 @@ async fn a_run_overlapping_another_run_of_an_incremental_pipeline_does_not_copy_
         ),
         "{error}"
     );
+    assert_eq!(contents(&wh.warehouse, table).await, ["1", "100"]);
+}
+
+#[tokio::test]
+async fn an_overlapping_run_that_read_nothing_new_is_not_refused() {
+    let wh = TempWarehouse::new();
+    let table = <Overlapped as lakehouse_runtime::Table>::DEF;
+    let orchestrator = Orchestrator::new(registry(&["ticks", "overlapped"]), wh.warehouse.clone());
+    succeed_runs(&orchestrator, 1).await;
+    orchestrator
+        .ledger()
+        .raise_sequence_floor(5)
+        .await
+        .expect("floor");
+    // Run 6 of `overlapped` alone finds no new tick while a run of sequence 5 commits.
+    *OVERLAP.lock().unwrap_or_else(|p| p.into_inner()) = Some((wh.warehouse.clone(), 5));
+    let alone = RunConfig {
+        targets: vec!["overlapped".into()],
+        direction: lakehouse_runtime::orchestrator::Direction::None,
+        ..RunConfig::default()
+    };
+    let report = orchestrator.run(&alone).await.expect("run 6");
+    assert_eq!(report.sequence, 6);
+    assert!(report.succeeded(), "{}", report.render(false));
     assert_eq!(contents(&wh.warehouse, table).await, ["1", "100"]);
 }
 

@@ -80,7 +80,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             })
             .await?;
             warn_unread_settings(&settings, &report, &global);
-            Ok(finish(&report))
+            Ok(finish(&report, true))
         }
         Command::Optimize { tables } => {
             let warehouse = existing_warehouse(&global)?;
@@ -98,7 +98,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                             .unwrap_or_else(|| "-".into())
                     ),
                     // The other tables are still maintained.
-                    Err(error) => failed.push(format!("{}: {error}", table.qualified_name())),
+                    Err(error) => failed.push(naming(table, error)),
                 }
             }
             maintenance_outcome("optimize", failed)
@@ -115,7 +115,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 let report = match warehouse.vacuum(table, retention, dry_run, force).await {
                     Ok(report) => report,
                     Err(error) => {
-                        failed.push(format!("{}: {error}", table.qualified_name()));
+                        failed.push(naming(table, error));
                         continue;
                     }
                 };
@@ -142,10 +142,23 @@ fn maintenance_outcome(command: &str, failed: Vec<String>) -> Result<ExitCode> {
     if failed.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
+    let count = failed.len();
     for failure in &failed {
-        super::print_stderr(format_args!("error: {command} of {failure}\n"));
+        super::print_stderr(format_args!("error: {failure}\n"));
     }
+    super::print_stderr(format_args!("{command}: {count} table(s) failed\n"));
     Ok(ExitCode::FAILURE)
+}
+
+/// `error`'s text, naming `table` if it does not already.
+fn naming(table: &TableDef, error: Error) -> String {
+    let text = error.to_string();
+    let name = table.qualified_name();
+    if text.contains(&name) {
+        text
+    } else {
+        format!("{name}: {text}")
+    }
 }
 
 /// A warehouse location as a user reads it: a local directory made absolute.
@@ -342,7 +355,7 @@ async fn run_selected(
             let report =
                 with_progress(orchestrator, |o| async move { o.run(&config).await }).await?;
             warn_unread_settings(&settings, &report, global);
-            Ok(finish(&report))
+            Ok(finish(&report, true))
         }
         Some(every) => {
             // Each run's report as it ends; the settings check after the first complete run.
@@ -352,7 +365,7 @@ async fn run_selected(
                 if !checked {
                     checked = warn_unread_settings(&settings, report, global);
                 }
-                if finish(report) != ExitCode::SUCCESS {
+                if finish(report, false) != ExitCode::SUCCESS {
                     code = ExitCode::FAILURE;
                 }
             };
@@ -399,7 +412,7 @@ async fn backfill(
         if !checked {
             checked = warn_unread_settings(&settings, report, global);
         }
-        finish(report);
+        finish(report, false);
     };
     let done = with_progress(orchestrator, |o| async move {
         o.backfill(&config, &times, redo, on_report).await
@@ -500,11 +513,17 @@ where
     result
 }
 
-fn finish(report: &RunReport) -> ExitCode {
+/// Prints a run's report; the exit status it makes. `resumable`: a single run (not one of a
+/// loop, whose later runs supersede it, nor of a backfill, which is run again instead), whose
+/// failure ends with the command to resume it.
+fn finish(report: &RunReport, resumable: bool) -> ExitCode {
     say!("{}", report.render(std::io::stdout().is_terminal()));
     if report.succeeded() {
         ExitCode::SUCCESS
     } else {
+        if !resumable {
+            return ExitCode::FAILURE;
+        }
         say!(
             "Once mended, `orchestrate resume {}` runs the pipelines that did not succeed, at \
              the same logical time.",

@@ -450,6 +450,12 @@ impl FileHistory {
         let known = self
             .known
             .get_or_try_init(|| async {
+                if self.full_refresh {
+                    return Ok(KnownFiles {
+                        files: HashMap::new(),
+                        read_after: 0,
+                    });
+                }
                 // First: a run committing after it may have ingested the files this one finds.
                 let read_after = self
                     .ledger
@@ -457,12 +463,6 @@ impl FileHistory {
                     .transaction_version(self.pipeline.output, self.pipeline.name)
                     .await?
                     .unwrap_or(0);
-                if self.full_refresh {
-                    return Ok(KnownFiles {
-                        files: HashMap::new(),
-                        read_after,
-                    });
-                }
                 let mut files = self.ledger.ingested_files(self.pipeline).await?;
                 // A file recorded twice (read again by a full refresh): its latest record.
                 files.sort_by_key(|file| file.sequence);
@@ -565,15 +565,15 @@ fn data_files(path: &str) -> Result<Vec<String>> {
     for entry in std::fs::read_dir(path).map_err(listing)? {
         let entry = entry.map_err(listing)?;
         let name = entry.file_name();
-        let Some(name) = name.to_str() else {
+        if matches!(name.as_encoded_bytes().first(), Some(b'.' | b'_')) {
+            continue;
+        }
+        if name.to_str().is_none() {
             // A lossy name would name no file: every run would fail on it, saying less.
             return Err(Error::msg(format!(
                 "the file name {:?} in `{path}` is not UTF-8; rename the file",
                 entry.path()
             )));
-        };
-        if name.starts_with('.') || name.starts_with('_') {
-            continue;
         }
         // `metadata` follows a symbolic link, as reading `path` itself does.
         if std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {

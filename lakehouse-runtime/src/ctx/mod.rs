@@ -102,39 +102,48 @@ impl Settings {
     }
 
     /// The settings a run records for `resume`, as a JSON object (`None` when there are none):
-    /// a value of a key that may hold a secret (`authorization`, `token`, `password`, `secret`,
-    /// `key` in its name) is left out unless it names an environment variable (`env:NAME`).
+    /// a key that may hold a secret (`authorization`, `token`, `password`, `secret`, `key`,
+    /// `credential` in its name) is recorded without its value (`null`) unless the value names
+    /// an environment variable (`env:NAME`).
     pub(crate) fn to_record(&self) -> Option<String> {
-        let recorded: BTreeMap<&str, &str> = self
+        let recorded: BTreeMap<&str, Option<&str>> = self
             .values
             .iter()
-            .filter(|(key, value)| value.starts_with("env:") || !may_be_secret(key))
-            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .map(|(key, value)| {
+                let kept = value.starts_with("env:") || !may_be_secret(key);
+                (key.as_str(), kept.then_some(value.as_str()))
+            })
             .collect();
         (!self.values.is_empty()).then(|| serde_json::json!(recorded).to_string())
     }
 
     /// These settings over those a run recorded (`recorded`, from [`Settings::to_record`]): a key
-    /// set here wins, with a warning when the run had it otherwise; keys the run left out
-    /// (secrets) are named.
+    /// set here wins, with a warning when the run had it otherwise; a key recorded without its
+    /// value (a secret) and not set here is warned about. The result shares this value's record
+    /// of the keys read.
     pub(crate) fn over_recorded(&self, recorded: Option<&str>, run_id: &str) -> Settings {
-        let recorded: BTreeMap<String, String> = recorded
+        let recorded: BTreeMap<String, Option<String>> = recorded
             .and_then(|json| serde_json::from_str(json).ok())
             .unwrap_or_default();
-        let mut merged = Settings::new();
-        for (key, value) in &recorded {
-            match self.values.get(key) {
-                Some(given) if given != value => tracing::warn!(
+        let mut merged = self.clone();
+        for (key, value) in recorded {
+            match (self.values.get(&key), value) {
+                (Some(given), Some(value)) if *given != value => tracing::warn!(
                     run_id,
                     key,
                     "the run had this setting otherwise; resuming with the value given now"
                 ),
-                _ => {}
+                (Some(_), _) => {}
+                (None, Some(value)) => {
+                    merged.values.insert(key, value);
+                }
+                (None, None) => tracing::warn!(
+                    run_id,
+                    key,
+                    "the run had this setting, whose value was not recorded (it may be a \
+                     secret); pass it again with --set to resume with it"
+                ),
             }
-            merged.set(key.clone(), value.clone());
-        }
-        for (key, value) in &self.values {
-            merged.set(key.clone(), value.clone());
         }
         merged
     }

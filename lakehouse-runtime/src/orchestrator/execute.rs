@@ -391,6 +391,8 @@ async fn attempt_once(
     kind: AttemptKind,
     mut stop: watch::Receiver<Option<Arc<str>>>,
 ) -> Result<Written> {
+    let warehouse = orchestrator.warehouse.clone();
+    let sequence = run.sequence;
     let orchestrator = orchestrator.clone();
     let settings = Arc::new(config.settings.clone());
     let committed = Arc::new(AtomicBool::new(false));
@@ -430,16 +432,22 @@ async fn attempt_once(
         limit = limit => Cut::TimeLimit(limit),
         reason = stopped => Cut::Stopped(reason),
     };
-    if has_committed.load(Ordering::Acquire) {
+    // The flag is set once the write has returned, and its commit may have landed before (the
+    // write then makes a checkpoint, its descriptions' commit): the table tells.
+    let committed = has_committed.load(Ordering::Acquire)
+        || warehouse
+            .transaction_version(pipeline.output, pipeline.name)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|version| version >= sequence);
+    if committed {
         // The limit is the pipeline's, up to its commit, and fail-fast stops what has not
         // committed: the bookkeeping after a commit (quality findings, rejects, statistics)
         // finishes, or a committed write would be reported failed and its rejects lost. As long
         // again as the limit (at least a minute) to record it: a hung ledger must not hang the
         // run.
-        let grace = match &cut {
-            Cut::TimeLimit(limit) => (*limit).max(Duration::from_secs(60)),
-            Cut::Stopped(_) => Duration::from_secs(60),
-        };
+        let grace = timeout.unwrap_or_default().max(Duration::from_secs(60));
         tracing::warn!(
             grace = %humantime::format_duration(grace),
             "{} after the commit; recording what it wrote",
@@ -462,7 +470,12 @@ async fn attempt_once(
     // Stopped before the retry starts (a blocking file write it began may still finish; the
     // retry, or the next run, then finds its commit as this run's).
     task.abort();
-    let _ = task.await;
+    match task.await {
+        // It ended before the abort reached it: its own outcome.
+        Ok(result) => return result,
+        Err(error) if error.is_panic() => return joined_result(Err(error)),
+        Err(_) => {}
+    }
     Err(match cut {
         Cut::TimeLimit(limit) => Error::msg(format!(
             "timed out after {} (set `timeout` in #[pipeline] or --timeout)",
@@ -591,16 +604,6 @@ async fn produce_and_write(
     let mut frames = Vec::with_capacity(pipeline.inputs.len());
     let mut input_versions = BTreeMap::new();
     let incremental = pipeline.inputs.iter().any(|i| i.incremental) && !kind.full_refresh;
-    // Before the cursor: another run of this pipeline committing after this point may have read
-    // the same new rows, and this write is then refused (see `WriteOptions::read_after`).
-    let inputs_read_after = if incremental {
-        let version = warehouse
-            .transaction_version(pipeline.output, pipeline.name)
-            .await?;
-        Some(version.unwrap_or(0))
-    } else {
-        None
-    };
     let cursor = if incremental {
         incremental_cursor(orchestrator, pipeline, &run).await?
     } else {
@@ -652,6 +655,7 @@ async fn produce_and_write(
         input_versions.insert(name, version);
         frames.push(df);
     }
+    let inputs_moved = !moved.is_empty();
     if nothing_new && !moved.is_empty() {
         nothing_new = pipeline.full_snapshot && no_rows(moved).await?;
     }
@@ -690,6 +694,21 @@ async fn produce_and_write(
     let output = crate::frame::UntypedFrame { df, ..output };
     let new_files = cx.take_new_files();
     let reads_new_files = new_files.is_some();
+    // New rows or files read: another run of this pipeline that committed since the reads began
+    // may have read them too, and this write is then refused (see `WriteOptions::read_after`).
+    // A merge output takes the same rows twice without harm.
+    let read_after = if pipeline.output.mode == crate::table::WriteMode::Merge {
+        None
+    } else {
+        // (A full refresh reads its inputs whole, from no cursor.)
+        let rows_moved = (incremental && inputs_moved).then_some(cursor.transaction);
+        let files_found = new_files
+            .as_ref()
+            .is_some_and(|files| !files.is_empty())
+            .then(|| history.read_after())
+            .flatten();
+        [rows_moved, files_found].into_iter().flatten().min()
+    };
     let ingested: Vec<IngestedFile> = new_files
         .into_iter()
         .flatten()
@@ -730,10 +749,7 @@ async fn produce_and_write(
         },
         metadata,
         replace: kind.rebuild && (reads_new_files || pipeline.inputs.iter().any(|i| i.incremental)),
-        read_after: [inputs_read_after, history.read_after()]
-            .into_iter()
-            .flatten()
-            .min(),
+        read_after,
     };
     let outcome = warehouse
         .write(&session, pipeline.output, output.df, options)
@@ -870,11 +886,13 @@ async fn incremental_cursor(
         None => BTreeMap::new(),
     };
     let after = last_success.as_ref().map_or(i64::MIN, |r| r.sequence + 1);
-    let unrecorded_commit = orchestrator
+    let (transaction, unrecorded_commit) = orchestrator
         .warehouse
-        .committed_transaction(pipeline.output, pipeline.name, after)
-        .await?
-        .filter(|commit| commit.transaction_version < run.sequence);
+        .latest_transaction(pipeline.output, pipeline.name, after)
+        .await?;
+    let transaction = transaction.unwrap_or(0);
+    let unrecorded_commit =
+        unrecorded_commit.filter(|commit| commit.transaction_version < run.sequence);
     let unrecorded = unrecorded_commit.as_ref().and_then(|commit| {
         let versions = commit.metadata.get(INPUT_VERSIONS_KEY).cloned();
         if versions.is_none() {
@@ -897,11 +915,13 @@ async fn incremental_cursor(
             Cursor {
                 versions,
                 read_at: None,
+                transaction,
             }
         }
         None => Cursor {
             versions: recorded,
             read_at: last_success.map(|r| r.started_at),
+            transaction,
         },
     })
 }
@@ -1041,6 +1061,9 @@ struct Cursor {
     versions: BTreeMap<String, Option<u64>>,
     /// When they were read, if known.
     read_at: Option<Timestamp>,
+    /// The pipeline's last transaction version on its output when the cursor was taken (0:
+    /// none), before any input is read.
+    transaction: i64,
 }
 
 /// The source records the attempt rejected, as rows of `lakehouse.rejects`.

@@ -146,18 +146,29 @@ impl Warehouse {
         app_id: &str,
         at_least: i64,
     ) -> Result<Option<CommittedTransaction>> {
+        Ok(self.latest_transaction(table, app_id, at_least).await?.1)
+    }
+
+    /// `app_id`'s last transaction version on `table` (if any), and what it committed if that
+    /// is `at_least` or later (see [`Warehouse::committed_transaction`]). One load of the table.
+    pub(crate) async fn latest_transaction(
+        &self,
+        table: &'static TableDef,
+        app_id: &str,
+        at_least: i64,
+    ) -> Result<(Option<i64>, Option<CommittedTransaction>)> {
         let Some(delta) = self.load(table).await? else {
-            return Ok(None);
+            return Ok((None, None));
         };
         let (Some(transaction_version), Some(table_version)) = (
             committed_version(&delta, table, app_id).await?,
             delta.version(),
         ) else {
-            return Ok(None);
+            return Ok((None, None));
         };
         // Below it, nothing to look for: the history is not read (a fresh run's usual case).
         if transaction_version < at_least {
-            return Ok(None);
+            return Ok((Some(transaction_version), None));
         }
         let tag = transaction_tag(app_id, transaction_version);
         // Unreadable history (a commit file cleaned up meanwhile, say) only loses the details.
@@ -168,11 +179,12 @@ impl Warehouse {
                 Default::default()
             }
         };
-        Ok(Some(CommittedTransaction {
+        let committed = CommittedTransaction {
             transaction_version,
             table_version,
             metadata,
-        }))
+        };
+        Ok((Some(transaction_version), Some(committed)))
     }
 
     /// The application metadata (see [`WriteOptions::metadata`]) of the commit that carried

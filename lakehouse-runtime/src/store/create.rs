@@ -546,7 +546,8 @@ fn refuse_files_without_a_log(qualified: &str, path: &std::path::Path) -> Result
     let mut found = entries
         .filter_map(|entry| entry.ok())
         .map(|entry| entry.file_name())
-        .filter(|name| name != "_delta_log");
+        // Hidden and marker files (`.DS_Store`, `_SUCCESS`) are no data.
+        .filter(|name| !matches!(name.as_encoded_bytes().first(), Some(b'.' | b'_')));
     match found.next() {
         None => Ok(()),
         Some(name) => Err(Error::msg(format!(

@@ -139,10 +139,14 @@ impl Warehouse {
                 "vacuum of {qualified}: retention out of range: {e}"
             ))
         })?;
-        if !dry_run
-            && let Some(folder) = super::location::local_path(&self.table_url(table)?)
-            && let Some(link) = first_symlink(&folder)?
-        {
+        let folder = super::location::local_path(&self.table_url(table)?);
+        let link = match folder.filter(|_| !dry_run) {
+            Some(folder) => tokio::task::spawn_blocking(move || first_symlink(&folder))
+                .await
+                .map_err(|e| Error::msg(format!("vacuum of {qualified}: {e}")))??,
+            None => None,
+        };
+        if let Some(link) = link {
             return Err(Error::msg(format!(
                 "vacuum of {qualified}: {} is a symbolic link, which vacuum would follow and \
                  delete the files it finds there that the table does not use, wherever they \
