@@ -64,6 +64,23 @@ fn plan_list_and_graph_describe_the_registry() {
         stdout(&plan)
     );
 
+    // An exclusion: the rest of the selection waits for nothing excluded.
+    let excluded = orchestrate(
+        dir.path(),
+        &[
+            "plan",
+            "--select",
+            "+dim_product",
+            "--exclude",
+            "+silver_erp_sales_transactions",
+        ],
+    );
+    assert!(excluded.status.success(), "{}", stderr(&excluded));
+    assert_eq!(
+        stdout(&excluded),
+        "Plan: 1 pipeline(s) in 1 group(s)\n   1. dim_product → gold.dim_product\n"
+    );
+
     let list = stdout(&orchestrate(dir.path(), &["list"]));
     for p in registry.pipelines() {
         assert!(

@@ -2,7 +2,7 @@
 //! the errors for unknown names. Also the run-time graph validation.
 
 use lakehouse_runtime::graph::{BoxFuture, GraphError, InputSpec};
-use lakehouse_runtime::orchestrator::{Direction, Order, plan};
+use lakehouse_runtime::orchestrator::{Direction, Order, SelectionError, plan, plan_excluding};
 use lakehouse_runtime::{
     Ctx, Inputs, PipelineDescriptor, Registry, Result, SchemaEvolution, TableDef, UntypedFrame,
     WriteMode,
@@ -194,6 +194,43 @@ fn selectors() {
         ),
         "{unused}"
     );
+}
+
+#[test]
+fn exclusions_leave_pipelines_out_of_the_selection() {
+    let exclude = |targets: &[&str], exclude: &[&str], direction| {
+        let owned = |names: &[&str]| names.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        plan_excluding(
+            &sample(),
+            &owned(targets),
+            &owned(exclude),
+            direction,
+            Order::ProcessFirst,
+        )
+        .map(|plan| plan.names())
+    };
+    // Everything but the crm tag (`d` no longer waits for `c`); the rest of `+e` but `g`.
+    assert_eq!(
+        exclude(&[], &["tag:crm"], Direction::None),
+        Ok(vec![vec!["a", "d", "f", "g"], vec!["e"]])
+    );
+    assert_eq!(
+        exclude(&["e"], &["g"], Direction::Upstream),
+        Ok(vec![vec!["a", "b"], vec!["c"], vec!["e"]])
+    );
+    // `+name` excludes the upstreams too; the direction does not extend an exclusion.
+    assert_eq!(
+        exclude(&["d", "e"], &["+c"], Direction::Upstream),
+        Ok(vec![vec!["d", "g"], vec!["e"]])
+    );
+    assert_eq!(
+        exclude(&["c"], &["c"], Direction::None),
+        Err(SelectionError::NothingLeft)
+    );
+    let unknown = exclude(&[], &["cc"], Direction::None)
+        .unwrap_err()
+        .to_string();
+    assert!(unknown.contains("no pipeline is named `cc`"), "{unknown}");
 }
 
 #[test]

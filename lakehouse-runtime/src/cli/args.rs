@@ -185,6 +185,10 @@ pub struct SelectArgs {
     /// `layer:silver`. Repeatable or comma-separated. All pipelines when absent.
     #[arg(long, short = 's', value_delimiter = ',', value_parser = parse_selector)]
     pub select: Vec<String>,
+    /// Pipelines left out of the selection, in the same syntax (`+name` with its upstreams);
+    /// the others run on their current tables. Repeatable or comma-separated.
+    #[arg(long, short = 'x', value_delimiter = ',', value_parser = parse_selector)]
+    pub exclude: Vec<String>,
     /// Neighbours selected with plain names.
     #[arg(long, value_enum, default_value_t = DirectionArg::None)]
     pub direction: DirectionArg,

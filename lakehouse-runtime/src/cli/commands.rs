@@ -196,6 +196,7 @@ fn config(global: &GlobalArgs, selection: &SelectArgs, execution: &ExecutionArgs
     }
     let mut config = RunConfig {
         targets: selection.select.clone(),
+        exclude: selection.exclude.clone(),
         direction: match selection.direction {
             DirectionArg::Upstream => Direction::Upstream,
             DirectionArg::Downstream => Direction::Downstream,

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 pub use backfill::{BackfillReport, MAX_BACKFILL_RUNS, Redo, backfill_times};
 pub use notify::{NotifyOn, Webhook, checked_url};
-pub use plan::{Direction, Order, Plan, SelectionError, plan, select};
+pub use plan::{Direction, Order, Plan, SelectionError, plan, plan_excluding, select};
 pub use report::{PipelineResult, RunReport, Status};
 
 use crate::ctx::{RunInfo, Settings};
@@ -74,6 +74,8 @@ pub struct PipelineOverride {
 pub struct RunConfig {
     /// Targets and selectors (all pipelines when empty); see [`plan()`].
     pub targets: Vec<String>,
+    /// Selectors of pipelines left out of the targets' (see [`plan_excluding`]).
+    pub exclude: Vec<String>,
     /// Neighbours selected with plain names.
     pub direction: Direction,
     /// Grouping.
@@ -121,6 +123,7 @@ impl Default for RunConfig {
     fn default() -> RunConfig {
         RunConfig {
             targets: Vec::new(),
+            exclude: Vec::new(),
             direction: Direction::None,
             order: Order::ProcessFirst,
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -203,8 +206,14 @@ pub enum Event {
 impl RunConfig {
     /// The plan this configuration selects from `registry` (no warehouse needed).
     pub fn plan(&self, registry: &Registry) -> Result<Plan> {
-        plan(registry, &self.targets, self.direction, self.order)
-            .map_err(|e| Error::msg(e.to_string()))
+        plan_excluding(
+            registry,
+            &self.targets,
+            &self.exclude,
+            self.direction,
+            self.order,
+        )
+        .map_err(|e| Error::msg(e.to_string()))
     }
 }
 
@@ -436,6 +445,7 @@ impl Orchestrator {
         }
         let mut resumed = config.clone();
         resumed.targets = targets;
+        resumed.exclude = Vec::new();
         resumed.direction = Direction::None;
         // The sources are read as the run read them (`--live`, `--set`), unless given again.
         let recorded = records
@@ -641,11 +651,14 @@ impl Orchestrator {
             run_id: run.run_id.clone(),
             pipelines: planned.clone(),
         });
-        let selection = if config.targets.is_empty() {
+        let mut selection = if config.targets.is_empty() {
             "*".to_owned()
         } else {
             config.targets.join(" ")
         };
+        if !config.exclude.is_empty() {
+            selection = format!("{selection} --exclude {}", config.exclude.join(" "));
+        }
         // Recorded as the run starts (alongside its first pipelines): its sequence is taken at
         // once, and a run whose process dies is listed, and resumable, with its plan.
         let start = RunRecord {

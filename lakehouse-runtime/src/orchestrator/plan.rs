@@ -69,6 +69,9 @@ pub enum SelectionError {
         /// The direction given.
         direction: Direction,
     },
+    /// Exclusions that leave nothing of the selection.
+    #[error("the exclusions leave no pipeline of the selection to run")]
+    NothingLeft,
     /// A `layer:` with no pipeline.
     #[error("no pipeline writes to layer `{layer}`{}", hint(.suggestion))]
     UnknownLayer {
@@ -142,7 +145,27 @@ pub fn plan(
     direction: Direction,
     order: Order,
 ) -> Result<Plan, SelectionError> {
-    let selected = select(registry, targets, direction)?;
+    plan_excluding(registry, targets, &[], direction, order)
+}
+
+/// [`plan`] without the pipelines `exclude` selects (the same syntax; `direction` does not
+/// extend them: `+name` excludes a pipeline with its upstreams). The pipelines left run on the
+/// excluded ones' current tables, as dbt's `--exclude` does.
+pub fn plan_excluding(
+    registry: &Registry,
+    targets: &[String],
+    exclude: &[String],
+    direction: Direction,
+    order: Order,
+) -> Result<Plan, SelectionError> {
+    let mut selected = select(registry, targets, direction)?;
+    if !exclude.is_empty() {
+        let excluded = select(registry, exclude, Direction::None)?;
+        selected.retain(|name| !excluded.contains(name));
+        if selected.is_empty() {
+            return Err(SelectionError::NothingLeft);
+        }
+    }
     Ok(group(registry, &selected, order))
 }
 
