@@ -898,3 +898,28 @@ fn a_run_at_a_date_and_a_failed_run_says_how_to_resume() {
         "{printed}"
     );
 }
+
+#[test]
+fn a_json_report_is_the_only_output_on_stdout() {
+    let dir = tempfile::tempdir().expect("dir");
+    let run = orchestrate(
+        dir.path(),
+        &["run", "--select", "dim_date", "--format", "json"],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let out = stdout(&run);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    let report: serde_json::Value = serde_json::from_str(lines[0]).expect("a JSON object");
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(report["sequence"], 1);
+    assert_eq!(report["pipelines"][0]["pipeline"], "dim_date");
+    assert_eq!(report["pipelines"][0]["table"], "gold.dim_date");
+    // The plan and the warehouse go to stderr.
+    assert!(
+        stderr(&run).contains("Plan: 1 pipeline(s) in 1 group(s)"),
+        "{}",
+        stderr(&run)
+    );
+    assert!(stderr(&run).contains("Warehouse: "), "{}", stderr(&run));
+}

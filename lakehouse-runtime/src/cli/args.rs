@@ -232,9 +232,23 @@ pub enum SkipPolicyArg {
     All,
 }
 
+/// `--format` of run reports.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// A table per run, for people.
+    #[default]
+    Table,
+    /// One JSON object per run on stdout (the webhook's fields), everything else on stderr:
+    /// for schedulers and scripts.
+    Json,
+}
+
 /// How to execute.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ExecutionArgs {
+    /// How each run's report is printed.
+    #[arg(long = "format", value_enum, default_value_t = ReportFormat::Table)]
+    pub report_format: ReportFormat,
     /// Run one pipeline at a time.
     #[arg(long)]
     pub serial: bool,

@@ -8,7 +8,7 @@ use futures::StreamExt as _;
 
 use super::args::{
     Cli, Command, DirectionArg, ExecutionArgs, GlobalArgs, GraphFormat, NotifyOnArg, OrderArg,
-    OutputFormat, RunArgs, SelectArgs, SkipPolicyArg,
+    OutputFormat, ReportFormat, RunArgs, SelectArgs, SkipPolicyArg,
 };
 use crate::check::check_plans;
 use crate::ctx::Settings;
@@ -26,7 +26,10 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     let registry = Registry::from_inventory()?;
     let global = cli.global.clone();
     match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
-        Command::Run(args) => run(&registry, &global, args).await,
+        Command::Run(args) => {
+            super::set_json_reports(args.execution.report_format == ReportFormat::Json);
+            run(&registry, &global, args).await
+        }
         Command::Plan(selection) => {
             // Only the registry: planning reads no warehouse (and creates none).
             let config = config(&global, &selection, &ExecutionArgs::default());
@@ -68,6 +71,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             super::inspect::describe(&registry, &existing_warehouse(&global)?, table).await
         }
         Command::Resume { run_id, execution } => {
+            super::set_json_reports(execution.report_format == ReportFormat::Json);
             let config = config(&global, &SelectArgs::default(), &execution);
             let (stop, shutdown) = tokio::sync::watch::channel(false);
             let orchestrator =
@@ -266,17 +270,17 @@ async fn run(registry: &Registry, global: &GlobalArgs, args: RunArgs) -> Result<
     {
         crate::orchestrator::refuse_future_run_at(run_at)?;
     }
-    say!("{}", config.plan(registry)?.to_string().trim_end());
+    tell!("{}", config.plan(registry)?.to_string().trim_end());
     // Where the run writes: a mistyped `--warehouse` (or a cron job started elsewhere, the
     // default being relative) would otherwise build a new warehouse unnoticed.
     match Warehouse::missing(&global.warehouse)? {
-        Some(directory) => say!(
+        Some(directory) => tell!(
             "Warehouse: {} (new: this run creates it)",
             std::path::absolute(&directory)
                 .unwrap_or(directory)
                 .display()
         ),
-        None => say!("Warehouse: {}", describe_location(&global.warehouse)),
+        None => tell!("Warehouse: {}", describe_location(&global.warehouse)),
     }
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let orchestrator =
@@ -376,14 +380,14 @@ async fn run_selected(
             })
             .await?;
             if runs.failed > 0 {
-                say!(
+                tell!(
                     "{} run(s) done, {} more could not start or be recorded (see the log)",
                     runs.done,
                     runs.failed
                 );
                 return Ok(ExitCode::FAILURE);
             }
-            say!("{} run(s) done", runs.done);
+            tell!("{} run(s) done", runs.done);
             Ok(code)
         }
     }
@@ -399,7 +403,7 @@ async fn backfill(
 ) -> Result<ExitCode> {
     let times = crate::orchestrator::backfill_times(from, to, step)?;
     let planned = times.len();
-    say!(
+    tell!(
         "backfill: {planned} time(s), from {from} every {}{}",
         humantime::format_duration(step),
         match redo {
@@ -440,7 +444,7 @@ async fn backfill(
                     stopped.run_id
                 ),
             };
-            say!(
+            tell!(
                 "backfill {}: run {} at {} did not succeed ({runs} run(s) made{skipped}); \
                  {}{go_on}",
                 if interrupted {
@@ -455,14 +459,14 @@ async fn backfill(
             Ok(ExitCode::FAILURE)
         }
         None if !done.completed => {
-            say!(
+            tell!(
                 "backfill interrupted: {runs} run(s) made{skipped}, of {planned} time(s); run \
                  the same backfill again to go on"
             );
             Ok(ExitCode::FAILURE)
         }
         None => {
-            say!("backfill done: {runs} run(s){skipped}");
+            tell!("backfill done: {runs} run(s){skipped}");
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -518,14 +522,18 @@ where
 /// loop, whose later runs supersede it, nor of a backfill, which is run again instead), whose
 /// failure ends with the command to resume it.
 fn finish(report: &RunReport, resumable: bool) -> ExitCode {
-    say!("{}", report.render(std::io::stdout().is_terminal()));
+    if super::json_reports() {
+        say!("{}", report.to_json());
+    } else {
+        say!("{}", report.render(std::io::stdout().is_terminal()));
+    }
     if report.succeeded() {
         ExitCode::SUCCESS
     } else {
         if !resumable {
             return ExitCode::FAILURE;
         }
-        say!(
+        tell!(
             "Once mended, `orchestrate resume {}` runs the pipelines that did not succeed, at \
              the same logical time.",
             report.run_id

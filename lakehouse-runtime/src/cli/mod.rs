@@ -16,6 +16,18 @@ macro_rules! say {
     };
 }
 
+/// `say!` for what is not a run's report: on stderr when the reports are JSON (`--format
+/// json`), so that stdout holds only them.
+macro_rules! tell {
+    ($($arg:tt)*) => {
+        if $crate::cli::json_reports() {
+            $crate::cli::print_stderr(format_args!("{}\n", format_args!($($arg)*)))
+        } else {
+            $crate::cli::print_stdout(format_args!("{}\n", format_args!($($arg)*)))
+        }
+    };
+}
+
 mod args;
 mod commands;
 mod inspect;
@@ -55,6 +67,19 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether run reports are printed as JSON lines (`--format json` of `run` and `resume`).
+static JSON_REPORTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints run reports as JSON lines from now on (or not).
+pub(crate) fn set_json_reports(json: bool) {
+    JSON_REPORTS.store(json, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether run reports are printed as JSON lines.
+pub(crate) fn json_reports() -> bool {
+    JSON_REPORTS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Writes to stdout, ignoring errors (see `say!`).
