@@ -37,8 +37,10 @@ pub struct DimBikeStation {
     pub run_at: Timestamp,
 }
 
-/// The current stations of both sources' lists, plus the stations only their availability feeds
-/// know; a station gone from both is closed.
+/// The current stations of both sources' lists, plus the stations only their availability
+/// history knows (`is_listed` false, with their latest status's attributes): every availability
+/// fact keeps its station, so a station gone from its list stays, unlisted, rather than closed.
+/// Count the stations in service with `is_current AND is_listed`.
 #[pipeline(
     depends_on = [silver_velib_station_info, silver_velov_station_info, silver_velib_station_status, silver_velov_station_status],
     full_snapshot
