@@ -392,6 +392,20 @@ fn a_backfill_makes_one_run_per_day_in_order() {
         "{}",
         stderr(&with_run_at)
     );
+    // `M` is months to humantime: refused, as is a month of 30.44 days.
+    for (flag, duration) in [
+        ("--every", "5M"),
+        ("--timeout", "5M"),
+        ("--retry-delay", "1month"),
+    ] {
+        let months = orchestrate(dir.path(), &["run", flag, duration]);
+        assert_eq!(months.status.code(), Some(2), "{}", stderr(&months));
+        assert!(
+            stderr(&months).contains("is months of 30.44 days: write `m` for minutes"),
+            "{}",
+            stderr(&months)
+        );
+    }
     let step_alone = orchestrate(dir.path(), &["run", "--step", "2d"]);
     assert_eq!(step_alone.status.code(), Some(2), "{}", stderr(&step_alone));
     // A range reaching into the future is refused before anything runs (every later run would

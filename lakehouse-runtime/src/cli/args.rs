@@ -28,7 +28,7 @@ pub struct GlobalArgs {
         default_value = "data/warehouse"
     )]
     pub warehouse: String,
-    /// Log line format.
+    /// Log line format (logs go to stderr; reports and answers to stdout).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// A pipeline setting, `key=value` (repeatable), e.g. `--set erp.rows=500`; a key no pipeline
@@ -137,7 +137,7 @@ pub enum Command {
         tables: Vec<String>,
         /// Keep files needed by versions newer than this [default: each table's
         /// `delta.deletedFileRetentionDuration`, 7 days unless set].
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = parse_duration)]
         retention: Option<Duration>,
         /// List the files without deleting them.
         #[arg(long)]
@@ -283,8 +283,8 @@ pub struct ExecutionArgs {
     /// Time limit per attempt for every pipeline, overriding declarations (e.g. `5m`).
     #[arg(long, value_parser = parse_positive_duration)]
     pub timeout: Option<Duration>,
-    /// First retry delay (doubled per attempt, jittered).
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    /// First retry delay (doubled per attempt, jittered, at most 60 s), e.g. `1s`.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub retry_delay: Duration,
     /// Re-execute pipelines the run already completed (`resume`: also resume a run recorded as
     /// running whose process cannot be checked from here; `run`: go on although a full refresh
@@ -338,7 +338,8 @@ pub struct RunArgs {
     /// a time run).
     #[arg(long, requires = "from")]
     pub rerun: bool,
-    /// Repeat the run at this interval (loop mode), e.g. `60s`.
+    /// Repeat the run at this interval (loop mode), e.g. `60s`; runs never overlap: one longer
+    /// than the interval delays the next.
     #[arg(long, value_parser = parse_positive_duration)]
     pub every: Option<Duration>,
     /// With `--every`: stop looping after this long, e.g. `10m` (default: until Ctrl-C).
@@ -430,11 +431,29 @@ fn parse_selector(text: &str) -> Result<String, String> {
 }
 
 fn parse_positive_duration(text: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(text) {
+    match parse_duration(text) {
         Ok(duration) if duration.is_zero() => Err("must be longer than zero".to_owned()),
-        Ok(duration) => Ok(duration),
-        Err(error) => Err(format!("{error} (a duration such as 30s, 5m or 1h)")),
+        result => result,
     }
+}
+
+/// A duration such as `30s`, `5m`, `1h30m` or `2d`. `M` alone (months, to humantime) is refused
+/// as most likely meant for minutes, and `month`s are refused for their 30.44 days: a monthly
+/// backfill would drift off the calendar's months.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let units = text
+        .split(|c: char| c.is_ascii_digit() || c.is_whitespace() || c == '.')
+        .filter(|unit| !unit.is_empty());
+    for unit in units {
+        if unit == "M" || unit.starts_with("month") {
+            return Err(format!(
+                "`{unit}` in {text:?} is months of 30.44 days: write `m` for minutes, or days \
+                 (`30d`)"
+            ));
+        }
+    }
+    humantime::parse_duration(text)
+        .map_err(|error| format!("{error} (a duration such as 30s, 5m, 1h30m or 2d)"))
 }
 
 fn parse_count(text: &str) -> Result<usize, String> {
