@@ -937,3 +937,62 @@ fn a_json_report_is_the_only_output_on_stdout() {
     );
     assert!(stderr(&run).contains("Warehouse: "), "{}", stderr(&run));
 }
+
+#[test]
+fn a_backfill_dry_run_lists_what_each_time_would_run() {
+    let temp = tempfile::tempdir().expect("dir");
+    let dir = temp.path().join("wh");
+    let range = [
+        "run",
+        "--select",
+        "dim_date",
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-04",
+    ];
+    let dry = |extra: &[&str]| {
+        let mut args = range.to_vec();
+        args.extend_from_slice(extra);
+        args.push("--dry-run");
+        let output = orchestrate(&dir, &args);
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output)
+    };
+    // No warehouse yet: every time would run, and nothing is created.
+    let fresh = dry(&[]);
+    assert!(
+        fresh.contains("backfill (dry run): 3 time(s) from 2026-11-01T00:00:00Z every 1day, 3 to run, 0 already done")
+            && fresh.contains("  2026-11-03T00:00:00Z: dim_date"),
+        "{fresh}"
+    );
+    assert!(!dir.exists(), "a dry run created the warehouse");
+    // The first day backfilled: it is done, the others would run; --rerun would run all.
+    let first = orchestrate(
+        &dir,
+        &[
+            "run",
+            "--select",
+            "dim_date",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-02",
+        ],
+    );
+    assert!(first.status.success(), "{}", stderr(&first));
+    let after = dry(&[]);
+    assert!(
+        after.contains("2 to run, 1 already done")
+            && after.contains("  2026-11-01T00:00:00Z: already done")
+            && after.contains("  2026-11-02T00:00:00Z: dim_date"),
+        "{after}"
+    );
+    assert!(dry(&["--rerun"]).contains("3 to run, 0 already done"));
+    // Nothing ran: still one run in the ledger.
+    let runs = stdout(&orchestrate(&dir, &["runs"]));
+    assert!(
+        runs.contains("r000001-") && !runs.contains("r000002-"),
+        "{runs}"
+    );
+}

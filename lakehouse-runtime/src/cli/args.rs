@@ -338,6 +338,10 @@ pub struct RunArgs {
     /// a time run).
     #[arg(long, requires = "from")]
     pub rerun: bool,
+    /// Backfill: print each time and the pipelines it would run (or that it is already done),
+    /// running nothing.
+    #[arg(long, requires = "from")]
+    pub dry_run: bool,
     /// Repeat the run at this interval (loop mode), e.g. `60s`; runs never overlap: one longer
     /// than the interval delays the next.
     #[arg(long, value_parser = parse_positive_duration)]

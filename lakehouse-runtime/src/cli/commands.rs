@@ -271,6 +271,11 @@ async fn run(registry: &Registry, global: &GlobalArgs, args: RunArgs) -> Result<
         crate::orchestrator::refuse_future_run_at(run_at)?;
     }
     tell!("{}", config.plan(registry)?.to_string().trim_end());
+    if args.dry_run
+        && let (Some(from), Some(to)) = (args.from, args.to)
+    {
+        return backfill_preview(registry, global, config, (from, to, args.step), args.rerun).await;
+    }
     // Where the run writes: a mistyped `--warehouse` (or a cron job started elsewhere, the
     // default being relative) would otherwise build a new warehouse unnoticed.
     match Warehouse::missing(&global.warehouse)? {
@@ -391,6 +396,53 @@ async fn run_selected(
             Ok(code)
         }
     }
+}
+
+/// Prints what a backfill over `range` would run at each time, running nothing (and creating no
+/// warehouse: without one, every time runs every selected pipeline).
+async fn backfill_preview(
+    registry: &Registry,
+    global: &GlobalArgs,
+    config: RunConfig,
+    (from, to, step): (Timestamp, Timestamp, std::time::Duration),
+    rerun: bool,
+) -> Result<ExitCode> {
+    let times = crate::orchestrator::backfill_times(from, to, step)?;
+    let redo = if rerun {
+        crate::orchestrator::Redo::All
+    } else {
+        crate::orchestrator::Redo::Missing
+    };
+    let preview = if Warehouse::missing(&global.warehouse)?.is_some() {
+        let selected: Vec<String> = config
+            .plan(registry)?
+            .pipelines()
+            .map(|p| p.name.to_owned())
+            .collect();
+        times.iter().map(|t| (*t, selected.clone())).collect()
+    } else {
+        Orchestrator::new(registry.clone(), existing_warehouse(global)?)
+            .backfill_preview(&config, &times, redo)
+            .await?
+    };
+    let to_run = preview
+        .iter()
+        .filter(|(_, targets)| !targets.is_empty())
+        .count();
+    say!(
+        "backfill (dry run): {} time(s) from {from} every {}, {to_run} to run, {} already done",
+        preview.len(),
+        humantime::format_duration(step),
+        preview.len() - to_run
+    );
+    for (run_at, targets) in &preview {
+        if targets.is_empty() {
+            say!("  {run_at}: already done");
+        } else {
+            say!("  {run_at}: {}", targets.join(", "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs a backfill over `range` (from, to excluded, step), printing each run's report as it ends.

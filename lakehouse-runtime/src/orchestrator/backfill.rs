@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{Orchestrator, RunConfig, RunReport, Status};
 use crate::error::{Error, Result};
-use crate::ledger::RunRecord;
+use crate::ledger::{RunRecord, RunsAt};
 use crate::table::Timestamp;
 
 /// The most runs one backfill makes: a range and step that ask for more are a typo (a step of
@@ -88,21 +88,7 @@ impl Orchestrator {
         redo: Redo,
         mut on_report: impl FnMut(&RunReport),
     ) -> Result<BackfillReport> {
-        let plan = self.plan(config)?;
-        if let Some(last) = run_ats.iter().max()
-            && !config.force
-        {
-            super::refuse_future_run_at(*last)?;
-        }
-        let selected: Vec<&'static str> = plan.pipelines().map(|p| p.name).collect();
-        let mut history = match (redo, run_ats.iter().min(), run_ats.iter().max()) {
-            (Redo::Missing, Some(first), Some(last)) => {
-                self.ledger
-                    .runs_between(*first, Timestamp(last.0.saturating_add(1)))
-                    .await?
-            }
-            _ => HashMap::new(),
-        };
+        let (selected, mut history) = self.backfill_start(config, run_ats, redo).await?;
         let mut report = BackfillReport::default();
         for (done, run_at) in run_ats.iter().enumerate() {
             if *self.shutdown.borrow() {
@@ -110,46 +96,11 @@ impl Orchestrator {
                 return Ok(report);
             }
             tracing::info!(run_at = %run_at, time = done + 1, of = run_ats.len(), "backfill");
-            let mut targets: Vec<String> = selected.iter().map(|p| (*p).to_owned()).collect();
-            if redo == Redo::Missing {
-                let at = history.remove(run_at).unwrap_or_default();
-                targets = missing(&selected, &at.succeeded);
-                if targets.is_empty() {
-                    tracing::info!(run_at = %run_at, "every selected pipeline already succeeded at this time");
-                    report.already_done.push(*run_at);
-                    continue;
-                }
-                // A run still recorded as running (its process died, or it runs) may have
-                // committed writes it never recorded: its own resume finds them.
-                let planned = |run: &&RunRecord| {
-                    run.planned.as_deref().is_none_or(|planned| {
-                        planned
-                            .split_whitespace()
-                            .any(|p| targets.iter().any(|t| t == p))
-                    })
-                };
-                if let Some(running) = at
-                    .unfinished
-                    .iter()
-                    .filter(|run| run.status == Status::Running.as_str())
-                    .find(planned)
-                {
-                    return Err(Error::msg(format!(
-                        "run `{id}` at {run_at} is recorded as running: it still runs, or its \
-                         process died before it recorded what it wrote; `orchestrate resume \
-                         {id}` (with --force if its process cannot be checked from here), then \
-                         backfill again",
-                        id = running.run_id
-                    )));
-                }
-                // A failed or cancelled run's write may have landed after it was given up (a time
-                // limit or fail-fast stops the pipeline, not a commit already under way).
-                let landed = self.landed_writes(&at.unfinished, &targets).await?;
-                targets.retain(|target| !landed.contains(target));
-                if targets.is_empty() {
-                    report.already_done.push(*run_at);
-                    continue;
-                }
+            let at = history.remove(run_at).unwrap_or_default();
+            let targets = self.targets_at(&selected, *run_at, at, redo).await?;
+            if targets.is_empty() {
+                report.already_done.push(*run_at);
+                continue;
             }
             let config = RunConfig {
                 run_at: Some(*run_at),
@@ -172,6 +123,100 @@ impl Orchestrator {
         }
         report.completed = true;
         Ok(report)
+    }
+
+    /// What [`Orchestrator::backfill`] would run at each of `run_ats`, running nothing: the
+    /// pipelines of each time (none: already done), by the same rules, errors included (a run
+    /// at one of the times still recorded as running). Later times assume the earlier ones
+    /// succeed.
+    pub async fn backfill_preview(
+        &self,
+        config: &RunConfig,
+        run_ats: &[Timestamp],
+        redo: Redo,
+    ) -> Result<Vec<(Timestamp, Vec<String>)>> {
+        let (selected, mut history) = self.backfill_start(config, run_ats, redo).await?;
+        let mut preview = Vec::with_capacity(run_ats.len());
+        for run_at in run_ats {
+            let at = history.remove(run_at).unwrap_or_default();
+            preview.push((
+                *run_at,
+                self.targets_at(&selected, *run_at, at, redo).await?,
+            ));
+        }
+        Ok(preview)
+    }
+
+    /// The selected pipelines, and what ran at the backfill's times (with [`Redo::Missing`]).
+    async fn backfill_start(
+        &self,
+        config: &RunConfig,
+        run_ats: &[Timestamp],
+        redo: Redo,
+    ) -> Result<(Vec<&'static str>, HashMap<Timestamp, RunsAt>)> {
+        let plan = self.plan(config)?;
+        if let Some(last) = run_ats.iter().max()
+            && !config.force
+        {
+            super::refuse_future_run_at(*last)?;
+        }
+        let selected: Vec<&'static str> = plan.pipelines().map(|p| p.name).collect();
+        let history = match (redo, run_ats.iter().min(), run_ats.iter().max()) {
+            (Redo::Missing, Some(first), Some(last)) => {
+                self.ledger
+                    .runs_between(*first, Timestamp(last.0.saturating_add(1)))
+                    .await?
+            }
+            _ => HashMap::new(),
+        };
+        Ok((selected, history))
+    }
+
+    /// The pipelines of `selected` to run at `run_at`, given what ran at it (`at`): all of them
+    /// with [`Redo::All`]; else those without a success at it, but for those whose write of a
+    /// failed run landed. Empty: the time is done.
+    async fn targets_at(
+        &self,
+        selected: &[&'static str],
+        run_at: Timestamp,
+        at: RunsAt,
+        redo: Redo,
+    ) -> Result<Vec<String>> {
+        if redo == Redo::All {
+            return Ok(selected.iter().map(|p| (*p).to_owned()).collect());
+        }
+        let mut targets = missing(selected, &at.succeeded);
+        if targets.is_empty() {
+            tracing::info!(run_at = %run_at, "every selected pipeline already succeeded at this time");
+            return Ok(targets);
+        }
+        // A run still recorded as running (its process died, or it runs) may have committed
+        // writes it never recorded: its own resume finds them.
+        let planned = |run: &&RunRecord| {
+            run.planned.as_deref().is_none_or(|planned| {
+                planned
+                    .split_whitespace()
+                    .any(|p| targets.iter().any(|t| t == p))
+            })
+        };
+        if let Some(running) = at
+            .unfinished
+            .iter()
+            .filter(|run| run.status == Status::Running.as_str())
+            .find(planned)
+        {
+            return Err(Error::msg(format!(
+                "run `{id}` at {run_at} is recorded as running: it still runs, or its process \
+                 died before it recorded what it wrote; `orchestrate resume {id}` (with --force \
+                 if its process cannot be checked from here), then backfill again",
+                id = running.run_id
+            )));
+        }
+        // A failed or cancelled run's write may have landed after it was given up (a time
+        // limit or fail-fast stops the pipeline, not a commit already under way).
+        let landed = self.landed_writes(&at.unfinished, &targets).await?;
+        targets.retain(|target| !landed.contains(target));
+        Ok(targets)
     }
 }
 
