@@ -586,3 +586,86 @@ async fn a_full_snapshot_whose_every_row_is_dropped_fails_as_a_quality_failure()
     .await;
     assert_eq!(stations, ["1|10", "2|20"], "the stations stay");
 }
+
+mod not_null_assertion {
+    use lakehouse_runtime::prelude::*;
+    use lakehouse_runtime::testing::{TestContext, rows};
+    use serde::{Deserialize, Serialize};
+
+    /// Names that may be missing.
+    #[derive(Table)]
+    #[table(schema = "bronze", name = "maybe_named")]
+    pub struct MaybeNamed {
+        pub name: Option<String>,
+        pub n: i64,
+    }
+
+    /// Names that are there.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "named")]
+    pub struct Named {
+        pub name: String,
+        pub n: i64,
+    }
+
+    #[derive(Serialize)]
+    struct Row {
+        name: Option<&'static str>,
+        n: i64,
+    }
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Out {
+        name: String,
+        n: i64,
+    }
+
+    /// A filter after the projection must not move the NOT NULL assertion under the pipeline's
+    /// own filter: it would then see the rows that filter removes.
+    #[tokio::test]
+    async fn the_assertion_sees_only_the_rows_the_pipeline_kept() {
+        let test = TestContext::new("named").expect("context");
+        let input = test
+            .frame::<MaybeNamed, _>(&[
+                Row { name: None, n: 1 },
+                Row {
+                    name: Some("a"),
+                    n: 2,
+                },
+                Row {
+                    name: Some("b"),
+                    n: 3,
+                },
+                Row {
+                    name: Some(""),
+                    n: 4,
+                },
+            ])
+            .expect("rows");
+        let named = input
+            .filter(MaybeNamed::name.is_not_null())
+            .expect("filter")
+            .select_into(NamedSelect {
+                name: MaybeNamed::name.assume_not_null(),
+                n: MaybeNamed::n,
+            })
+            .expect("projection")
+            .filter(Named::name.expr().not_eq(lit("")))
+            .expect("filter after");
+        let mut out: Vec<Out> = rows(named).await.expect("no NULL reaches the assertion");
+        out.sort_by_key(|o| o.n);
+        assert_eq!(
+            out,
+            [
+                Out {
+                    name: "a".to_owned(),
+                    n: 2
+                },
+                Out {
+                    name: "b".to_owned(),
+                    n: 3
+                }
+            ]
+        );
+    }
+}

@@ -69,9 +69,13 @@ impl ScalarUDFImpl for AssertNotNull {
     }
 }
 
+// Volatile, though it computes nothing: DataFusion moves a filter above a projection below it
+// with the projection's (non-volatile) expressions inlined, and ANDs it with the filters there,
+// which may evaluate it on every row of a batch; the assertion would then see the rows the
+// pipeline's own filter removes (`.filter(x.is_not_null())` before `x.assume_not_null()`).
 static ASSERT_NOT_NULL: LazyLock<ScalarUDF> = LazyLock::new(|| {
     ScalarUDF::from(AssertNotNull {
-        signature: Signature::any(2, Volatility::Immutable),
+        signature: Signature::any(2, Volatility::Volatile),
     })
 });
 
