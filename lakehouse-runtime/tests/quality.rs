@@ -389,7 +389,8 @@ pub struct QOrders {
 pub async fn q_orders(cx: &Ctx) -> Result<Frame<QOrders>> {
     let rows = match cx.settings().get("case").unwrap_or_default() {
         // Order 2 has a negative quantity, order 3 an unknown status, order 4 no quantity
-        // (NULL passes: as a CHECK constraint, only a false condition fails).
+        // (NULL passes: only a false condition fails an expectation, as in SQL's CHECK;
+        // Delta's CHECK constraints fail a NULL).
         "dirty" => {
             "(1, 5, 'open', 'c1'), (2, -1, 'open', 'c1'), (3, 2, 'lost', 'c2'), (4, NULL, 'open', 'c2')"
         }

@@ -30,11 +30,17 @@ pub enum DriftKind {
     MissingInTable {
         /// The declared type.
         declared: LogicalType,
+        /// Declared NOT NULL while the table has rows, which would have no value for it: the
+        /// next write is refused.
+        refused: bool,
     },
     /// In the table, no longer declared.
     NotDeclared {
         /// The stored type, as Delta names it.
         stored: String,
+        /// Stored NOT NULL, so that a write (which has no value for it) is refused, unless it
+        /// replaces the table's schema.
+        refused: bool,
     },
     /// Declared with another type than the stored one: writes will fail.
     TypeChanged {
@@ -51,10 +57,16 @@ pub enum DriftKind {
 }
 
 impl SchemaDrift {
-    /// Whether a write with this drift fails (a type change); other drifts are handled by the
+    /// Whether a write with this drift fails (a type change, a new NOT NULL column on a table
+    /// with rows, a stored NOT NULL column no longer declared); other drifts are handled by the
     /// table's schema evolution.
     pub fn is_incompatible(&self) -> bool {
-        matches!(self.kind, DriftKind::TypeChanged { .. })
+        matches!(
+            self.kind,
+            DriftKind::TypeChanged { .. }
+                | DriftKind::MissingInTable { refused: true, .. }
+                | DriftKind::NotDeclared { refused: true, .. }
+        )
     }
 }
 
@@ -62,17 +74,31 @@ impl std::fmt::Display for SchemaDrift {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (table, column) = (&self.table, &self.column);
         match &self.kind {
-            DriftKind::MissingInTable { declared } => {
+            DriftKind::MissingInTable { declared, refused } => {
                 write!(
                     f,
                     "{table}.{column}: declared {declared}, not in the Delta table yet"
-                )
+                )?;
+                if *refused {
+                    f.write_str(
+                        "; declared NOT NULL, and the table's rows have no value for it: writes \
+                         will fail (declare it as an `Option<_>`, or rebuild the table)",
+                    )?;
+                }
+                Ok(())
             }
-            DriftKind::NotDeclared { stored } => {
+            DriftKind::NotDeclared { stored, refused } => {
                 write!(
                     f,
                     "{table}.{column}: in the Delta table ({stored}), not declared"
-                )
+                )?;
+                if *refused {
+                    f.write_str(
+                        "; stored NOT NULL, so writes, which have no value for it, will fail \
+                         (declare it again, or rewrite the table)",
+                    )?;
+                }
+                Ok(())
             }
             DriftKind::TypeChanged { declared, stored } => write!(
                 f,
@@ -362,6 +388,16 @@ pub(crate) fn drift_of(table: &'static TableDef, delta: &DeltaTable) -> Result<V
         .snapshot()
         .arrow_schema();
     let mut drift = Vec::new();
+    // As the write decides: a whole-table overwrite needs no value for old rows, and one that
+    // replaces the schema drops the columns no longer declared.
+    let whole_overwrite = table.mode == crate::table::WriteMode::Overwrite
+        && table.overwrite == crate::table::OverwriteScope::Table;
+    let replaces_schema = table.mode == crate::table::WriteMode::Overwrite
+        && table.evolution == crate::table::SchemaEvolution::Overwrite;
+    let has_rows = delta
+        .snapshot()
+        .map(|s| s.log_data().num_files() > 0)
+        .unwrap_or(true);
     let entry = |column: &str, kind| SchemaDrift {
         table: qualified.clone(),
         column: column.to_owned(),
@@ -373,6 +409,10 @@ pub(crate) fn drift_of(table: &'static TableDef, delta: &DeltaTable) -> Result<V
                 column.name,
                 DriftKind::MissingInTable {
                     declared: column.data_type,
+                    refused: !column.nullable
+                        && has_rows
+                        && !whole_overwrite
+                        && table.evolution != crate::table::SchemaEvolution::Keep,
                 },
             )),
             Ok(field) => {
@@ -401,6 +441,7 @@ pub(crate) fn drift_of(table: &'static TableDef, delta: &DeltaTable) -> Result<V
                 field.name(),
                 DriftKind::NotDeclared {
                     stored: delta_type_name(field.data_type()),
+                    refused: !field.is_nullable() && !replaces_schema,
                 },
             ));
         }

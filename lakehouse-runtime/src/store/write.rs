@@ -334,7 +334,10 @@ impl Warehouse {
     async fn evolve(&self, table: &'static TableDef, delta: DeltaTable) -> Result<DeltaTable> {
         // The table just loaded: loading it again cost as much as a small write.
         let drift = super::create::drift_of(table, &delta)?;
-        if let Some(incompatible) = drift.iter().find(|d| d.is_incompatible()) {
+        // (The other refusals below give their own advice.)
+        let type_changed =
+            |d: &&super::SchemaDrift| matches!(d.kind, DriftKind::TypeChanged { .. });
+        if let Some(incompatible) = drift.iter().find(type_changed) {
             return Err(Error::schema(
                 table.qualified_name(),
                 incompatible.to_string(),

@@ -97,8 +97,9 @@ pub struct CheckConstraint {
 
 /// An expectation on a table's rows: a SQL condition each row of a pipeline's output should
 /// meet (`#[table(expect(name = "..", expr = "..", on_fail = drop))]`), as Delta Live Tables'
-/// expectations. A row fails it when the condition is false (NULL passes, as in a CHECK
-/// constraint); the failing rows are counted in `lakehouse.quality_issues` at every write.
+/// expectations. A row fails it when the condition is false (NULL passes, as in SQL's CHECK;
+/// a Delta CHECK constraint fails a NULL); the failing rows are counted in
+/// `lakehouse.quality_issues` at every write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Expectation {
     /// Its name, recorded with the findings.
