@@ -340,6 +340,21 @@ fn an_error_keeps_the_tables_items_so_that_uses_do_not_fail_too() {
 }
 
 #[test]
+fn a_table_referencing_itself_is_an_error() {
+    for target in [quote!(Employees::id), quote!(Self::id)] {
+        let text = error_text(quote! {
+            #[table(schema = "gold")]
+            pub struct Employees {
+                pub id: i64,
+                #[column(references = #target)]
+                pub manager_id: Option<i64>,
+            }
+        });
+        assert!(text.contains("a table cannot reference itself"), "{text}");
+    }
+}
+
+#[test]
 fn helper_attributes_out_of_place_are_errors() {
     let text = error_text(quote! {
         #[table(schema = "gold")]

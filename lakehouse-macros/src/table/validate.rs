@@ -389,7 +389,7 @@ pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
         .fields
         .into_iter()
         .zip(field_names)
-        .map(|(field, name)| column(field, name, &mut errors))
+        .map(|(field, name)| column(field, name, &input.ident, &mut errors))
         .collect();
 
     errors.finish()?;
@@ -417,10 +417,24 @@ pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
     })
 }
 
-fn column(field: FieldInput, name: String, errors: &mut Errors) -> Column {
+fn column(field: FieldInput, name: String, table: &Ident, errors: &mut Errors) -> Column {
     let references = field
         .references
-        .and_then(|path| split_column_path(&path, errors));
+        .and_then(|path| split_column_path(&path, errors))
+        .filter(|(target, _)| {
+            // Its check reads the stored table, which the write's own rows are not in yet
+            // (rustc would otherwise report a cycle in the table's constant).
+            let itself = target.is_ident(table) || target.is_ident("Self");
+            if itself {
+                errors.spanned(
+                    target,
+                    "a table cannot reference itself: the check reads the stored rows, not \
+                     those of the write (a first load would refuse every reference); check \
+                     such a hierarchy in a downstream pipeline",
+                );
+            }
+            !itself
+        });
     Column {
         ident: field.ident,
         name,
