@@ -258,7 +258,9 @@ async fn a_table_with_a_check_constraint_is_overwritten_by_partition_too() {
     .await
     .expect_err("violates the constraint");
     assert!(
-        error.to_string().contains("1 rows failed validation check"),
+        error
+            .to_string()
+            .contains("gold.checked_sales: 1 row(s) of the write fail its CHECK constraints"),
         "{error}"
     );
     assert_eq!(contents(&wh.warehouse, table).await, ["north|1", "south|3"]);

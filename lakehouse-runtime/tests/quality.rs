@@ -511,13 +511,21 @@ async fn warnings_are_recorded_with_the_write_that_commits_only() {
     };
     let report = orchestrator.run(&config).await.expect("run");
     let failed = report.result("q_checked_orders").expect("ran");
+    // A CHECK violation is a quality failure: the same rows would fail again, so no retry.
     assert_eq!(
         (failed.status, failed.attempts),
-        (Status::Failed, 2),
+        (Status::Failed, 1),
         "{}",
         report.render(false)
     );
-    // Two attempts counted the unknown status; neither wrote, so neither recorded it.
+    let error = failed.error.clone().unwrap_or_default();
+    assert_eq!(
+        error,
+        "silver.q_checked_orders: 1 row(s) of the write fail its CHECK constraints \
+         `positive_quantity` (quantity > 0) or NOT NULL columns; nothing was written (a NULL \
+         fails a CHECK, as Delta evaluates it; the failing rows are in the log)"
+    );
+    // The attempt counted the unknown status; it wrote nothing, so it recorded nothing.
     let issues = crate::common::query(
         &wh.warehouse,
         &lakehouse_runtime::ledger::system_tables(),

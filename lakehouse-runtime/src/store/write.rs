@@ -326,6 +326,9 @@ impl Warehouse {
             outcome.committed = true;
             return Ok(outcome);
         }
+        if let Some(refused) = constraint_violation(table, &error) {
+            return Err(refused);
+        }
         Err(Error::delta(qualified, error))
     }
 
@@ -831,4 +834,38 @@ fn stored_partition_columns(delta: &DeltaTable, table: &TableDef) -> Result<Vec<
         ));
     }
     Ok(columns)
+}
+
+/// A write delta-rs refused for rows failing the table's CHECK constraints (or NOT NULL
+/// columns), as a quality failure naming them: not retried (the same rows fail again), and
+/// without delta-rs's preview of the rows, which goes to the log only (the error reaches
+/// `lakehouse.runs` and the webhook; rows may hold personal data).
+fn constraint_violation(table: &TableDef, error: &deltalake::DeltaTableError) -> Option<Error> {
+    let text = error.to_string();
+    let found = &text[text.find("Invalid data found:")?..];
+    let rows = found
+        .trim_start_matches("Invalid data found:")
+        .split_whitespace()
+        .next()
+        .filter(|count| count.chars().all(|c| c.is_ascii_digit()))
+        .map_or_else(|| "some".to_owned(), str::to_owned);
+    let qualified = table.qualified_name();
+    tracing::error!(table = %qualified, "{found}");
+    let checks: Vec<String> = table
+        .checks
+        .iter()
+        .map(|check| format!("`{}` ({})", check.name, check.expr))
+        .collect();
+    let declared = if checks.is_empty() {
+        "its NOT NULL columns".to_owned()
+    } else {
+        format!(
+            "its CHECK constraints {} or NOT NULL columns",
+            checks.join(", ")
+        )
+    };
+    Some(Error::Quality(format!(
+        "{qualified}: {rows} row(s) of the write fail {declared}; nothing was written (a NULL \
+         fails a CHECK, as Delta evaluates it; the failing rows are in the log)"
+    )))
 }
