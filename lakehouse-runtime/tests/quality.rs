@@ -212,6 +212,70 @@ async fn warnings_are_recorded_and_the_rows_written() {
     );
 }
 
+#[tokio::test]
+async fn a_replayed_commit_records_the_warnings_the_ledger_lost() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["q_dim", "q_fact_warn"]), wh.warehouse.clone());
+    let report = orchestrator.run(&config("no_nulls")).await.expect("run");
+    assert!(report.succeeded(), "{}", report.render(false));
+    let issues = || async {
+        crate::common::query(
+            &wh.warehouse,
+            &lakehouse_runtime::ledger::system_tables(),
+            "SELECT check_name, blocking FROM lakehouse.quality_issues \
+             WHERE table_name = 'gold.q_fact_warn'",
+        )
+        .await
+    };
+    let warnings =
+        crate::common::lines(&["foreign_key_resolves|false", "primary_key_unique|false"]);
+    assert_eq!(issues().await, warnings);
+    // As if the attempt died after its commit: neither it nor its findings were recorded, but
+    // an earlier attempt's blocking finding was.
+    let predicate = |table: &str| format!("run_id = '{}' AND {table}", report.run_id);
+    crate::common::delete_rows(
+        &wh.warehouse,
+        lakehouse_runtime::ledger::QualityIssue::DEF,
+        Some(&predicate("table_name = 'gold.q_fact_warn'")),
+    )
+    .await;
+    crate::common::delete_rows(
+        &wh.warehouse,
+        lakehouse_runtime::ledger::RunRecord::DEF,
+        Some(&predicate("pipeline = 'q_fact_warn'")),
+    )
+    .await;
+    let blocking = lakehouse_runtime::ledger::QualityIssue {
+        run_id: report.run_id.clone(),
+        table_name: "gold.q_fact_warn".to_owned(),
+        column_name: Some("label".to_owned()),
+        check_name: "not_null".to_owned(),
+        value: None,
+        failing_rows: 1,
+        blocking: true,
+        checked_at: Timestamp(0),
+    };
+    orchestrator
+        .ledger()
+        .append(&[blocking])
+        .await
+        .expect("append");
+    // The resume replays the commit, and records its warnings from it.
+    let resumed = orchestrator
+        .resume(&report.run_id, &config("no_nulls"))
+        .await
+        .expect("resume");
+    let replayed = resumed.result("q_fact_warn").expect("planned");
+    assert_eq!(
+        (replayed.status, replayed.replayed),
+        (Status::Succeeded, true)
+    );
+    let mut expected = warnings.clone();
+    expected.push("not_null|true".to_owned());
+    expected.sort();
+    assert_eq!(issues().await, expected);
+}
+
 /// Rows seen by `rows_seen(..)`, by the name a run passes in its `rows_seen` setting.
 static ROWS_SEEN: LazyLock<Mutex<HashMap<String, Arc<AtomicUsize>>>> =
     LazyLock::new(Default::default);

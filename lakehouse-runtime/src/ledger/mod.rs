@@ -706,7 +706,9 @@ impl Ledger {
         self.append(&[floor]).await
     }
 
-    /// Whether `lakehouse.quality_issues` holds a finding of run `run_id` about `table`.
+    /// Whether `lakehouse.quality_issues` holds a warning (a finding that did not block the
+    /// write) of run `run_id` about `table`: a committed write's findings are warnings, and a
+    /// blocking one is an earlier attempt's, whose write never happened.
     pub async fn has_findings(&self, run_id: &str, table: &str) -> Result<bool> {
         let session = self.warehouse.session();
         let found = self
@@ -716,7 +718,8 @@ impl Ledger {
             .filter(
                 col("run_id")
                     .eq(lit(run_id))
-                    .and(col("table_name").eq(lit(table))),
+                    .and(col("table_name").eq(lit(table)))
+                    .and(col("blocking").eq(lit(false))),
             )?
             .limit(0, Some(1))?
             .count()
