@@ -182,17 +182,13 @@ async fn a_table_folder_with_files_but_no_log_is_not_taken_over() {
     let folder = wh.dir.path().join("warehouse/silver/orders");
     std::fs::create_dir_all(&folder).expect("folder");
     std::fs::write(folder.join("part-0.parquet"), b"PAR1").expect("file");
-    let error = write(
-        &wh.warehouse,
-        v1::Orders::DEF,
-        &[Order {
-            id: 1,
-            amount: Some(5),
-        }],
-        txn(1),
-    )
-    .await
-    .expect_err("not a table");
+    let row = [Order {
+        id: 1,
+        amount: Some(5),
+    }];
+    let error = write(&wh.warehouse, v1::Orders::DEF, &row, txn(1))
+        .await
+        .expect_err("not a table");
     let message = error.to_string();
     assert!(
         message.contains("silver.orders: its folder")
@@ -203,17 +199,9 @@ async fn a_table_folder_with_files_but_no_log_is_not_taken_over() {
     assert!(!folder.join("_delta_log").exists());
     // An empty folder (a table created by hand, say) is fine.
     std::fs::remove_file(folder.join("part-0.parquet")).expect("remove");
-    write(
-        &wh.warehouse,
-        v1::Orders::DEF,
-        &[Order {
-            id: 1,
-            amount: Some(5),
-        }],
-        txn(1),
-    )
-    .await
-    .expect("created");
+    write(&wh.warehouse, v1::Orders::DEF, &row, txn(1))
+        .await
+        .expect("created");
 }
 
 #[tokio::test]
