@@ -989,6 +989,10 @@ fn a_backfill_dry_run_lists_what_each_time_would_run() {
         "{after}"
     );
     assert!(dry(&["--rerun"]).contains("3 to run, 0 already done"));
+    // The preview is text: with JSON reports it is refused.
+    let mut json = range.to_vec();
+    json.extend_from_slice(&["--dry-run", "--format", "json"]);
+    assert_eq!(orchestrate(&dir, &json).status.code(), Some(2));
     // Nothing ran: still one run in the ledger.
     let runs = stdout(&orchestrate(&dir, &["runs"]));
     assert!(

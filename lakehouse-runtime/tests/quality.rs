@@ -231,7 +231,7 @@ async fn a_replayed_commit_records_the_warnings_the_ledger_lost() {
         crate::common::lines(&["foreign_key_resolves|false", "primary_key_unique|false"]);
     assert_eq!(issues().await, warnings);
     // As if the attempt died after its commit: neither it nor its findings were recorded, but
-    // an earlier attempt's blocking finding was.
+    // an earlier, blocked attempt's findings were: a blocking one, and a warning of its own.
     let predicate = |table: &str| format!("run_id = '{}' AND {table}", report.run_id);
     crate::common::delete_rows(
         &wh.warehouse,
@@ -255,9 +255,16 @@ async fn a_replayed_commit_records_the_warnings_the_ledger_lost() {
         blocking: true,
         checked_at: Timestamp(0),
     };
+    let earlier_warning = lakehouse_runtime::ledger::QualityIssue {
+        column_name: Some("dim_id".to_owned()),
+        check_name: "foreign_key_resolves".to_owned(),
+        value: Some("7".to_owned()),
+        blocking: false,
+        ..blocking.clone()
+    };
     orchestrator
         .ledger()
-        .append(&[blocking])
+        .append(&[blocking, earlier_warning])
         .await
         .expect("append");
     // The resume replays the commit, and records its warnings from it.
@@ -272,6 +279,7 @@ async fn a_replayed_commit_records_the_warnings_the_ledger_lost() {
     );
     let mut expected = warnings.clone();
     expected.push("not_null|true".to_owned());
+    expected.push("foreign_key_resolves|false".to_owned());
     expected.sort();
     assert_eq!(issues().await, expected);
 }
@@ -585,9 +593,9 @@ async fn warnings_are_recorded_with_the_write_that_commits_only() {
     let error = failed.error.clone().unwrap_or_default();
     assert_eq!(
         error,
-        "silver.q_checked_orders: 1 row(s) of the write fail its CHECK constraints \
-         `positive_quantity` (quantity > 0) or NOT NULL columns; nothing was written (a NULL \
-         fails a CHECK, as Delta evaluates it; the failing rows are in the log)"
+        "silver.q_checked_orders: at least 1 row(s) of the write fail its CHECK constraints \
+         `positive_quantity` (quantity > 0) or a NOT NULL column (a NULL fails a CHECK, as \
+         Delta evaluates it); nothing was committed, and the failing rows are in the log"
     );
     // The attempt counted the unknown status; it wrote nothing, so it recorded nothing.
     let issues = crate::common::query(

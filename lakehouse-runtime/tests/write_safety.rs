@@ -398,8 +398,8 @@ async fn a_check_violation_fails_and_leaves_the_table_as_it_was() {
     assert!(
         matches!(error, lakehouse_runtime::Error::Quality(_))
             && error.to_string().starts_with(
-                "silver.orders: 1 row(s) of the write fail its CHECK constraints \
-                 `positive_amount` (amount IS NULL OR amount > 0) or NOT NULL columns"
+                "silver.orders: at least 1 row(s) of the write fail its CHECK constraints \
+                 `positive_amount` (amount IS NULL OR amount > 0) or a NOT NULL column"
             ),
         "{error}"
     );

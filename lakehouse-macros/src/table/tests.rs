@@ -341,7 +341,11 @@ fn an_error_keeps_the_tables_items_so_that_uses_do_not_fail_too() {
 
 #[test]
 fn a_table_referencing_itself_is_an_error() {
-    for target in [quote!(Employees::id), quote!(Self::id)] {
+    for target in [
+        quote!(Employees::id),
+        quote!(Self::id),
+        quote!(crate::hr::Employees::id),
+    ] {
         let text = error_text(quote! {
             #[table(schema = "gold")]
             pub struct Employees {

@@ -424,7 +424,12 @@ fn column(field: FieldInput, name: String, table: &Ident, errors: &mut Errors) -
         .filter(|(target, _)| {
             // Its check reads the stored table, which the write's own rows are not in yet
             // (rustc would otherwise report a cycle in the table's constant).
-            let itself = target.is_ident(table) || target.is_ident("Self");
+            // By its last segment: `crate::hr::Employees` too.
+            let itself = target.is_ident("Self")
+                || target
+                    .segments
+                    .last()
+                    .is_some_and(|last| last.ident == *table);
             if itself {
                 errors.spanned(
                     target,

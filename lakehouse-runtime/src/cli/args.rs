@@ -340,7 +340,7 @@ pub struct RunArgs {
     pub rerun: bool,
     /// Backfill: print each time and the pipelines it would run (or that it is already done),
     /// running nothing.
-    #[arg(long, requires = "from")]
+    #[arg(long, requires = "from", conflicts_with = "report_format")]
     pub dry_run: bool,
     /// Repeat the run at this interval (loop mode), e.g. `60s`; runs never overlap: one longer
     /// than the interval delays the next.

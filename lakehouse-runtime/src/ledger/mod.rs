@@ -706,10 +706,13 @@ impl Ledger {
         self.append(&[floor]).await
     }
 
-    /// Whether `lakehouse.quality_issues` holds a warning (a finding that did not block the
-    /// write) of run `run_id` about `table`: a committed write's findings are warnings, and a
-    /// blocking one is an earlier attempt's, whose write never happened.
+    /// Whether `lakehouse.quality_issues` holds a finding of run `run_id` about `table`.
     pub async fn has_findings(&self, run_id: &str, table: &str) -> Result<bool> {
+        Ok(!self.findings(run_id, table).await?.is_empty())
+    }
+
+    /// The findings of run `run_id` about `table` in `lakehouse.quality_issues`.
+    pub async fn findings(&self, run_id: &str, table: &str) -> Result<Vec<QualityIssue>> {
         let session = self.warehouse.session();
         let found = self
             .warehouse
@@ -718,13 +721,9 @@ impl Ledger {
             .filter(
                 col("run_id")
                     .eq(lit(run_id))
-                    .and(col("table_name").eq(lit(table)))
-                    .and(col("blocking").eq(lit(false))),
-            )?
-            .limit(0, Some(1))?
-            .count()
-            .await?;
-        Ok(found > 0)
+                    .and(col("table_name").eq(lit(table))),
+            )?;
+        rows(found).await
     }
 
     async fn records(&self) -> Result<DataFrame> {

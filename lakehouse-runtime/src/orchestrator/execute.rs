@@ -1019,8 +1019,9 @@ async fn checked_output(
     Ok((output, deferred))
 }
 
-/// Records the findings of a replayed commit of this run's that the ledger lacks (none of the
-/// table's findings of this run are there). A failure is logged: the rows are committed.
+/// Records the findings of a replayed commit of this run's that the ledger lacks (an earlier
+/// attempt of the run, blocked, may have recorded some of the same). A failure is logged: the
+/// rows are committed.
 async fn record_replayed_findings(
     orchestrator: &Orchestrator,
     pipeline: &'static PipelineDescriptor,
@@ -1032,18 +1033,21 @@ async fn record_replayed_findings(
     }
     let table = pipeline.output.qualified_name();
     let recorded = async {
-        if orchestrator
-            .ledger
-            .has_findings(&run.run_id, &table)
-            .await?
-        {
+        let held = orchestrator.ledger.findings(&run.run_id, &table).await?;
+        let lacking: Vec<QualityIssue> = written
+            .replayed_findings
+            .iter()
+            .filter(|finding| !held.contains(finding))
+            .cloned()
+            .collect();
+        if lacking.is_empty() {
             return Ok(());
         }
         tracing::info!(
-            count = written.replayed_findings.len(),
+            count = lacking.len(),
             "recording the quality findings of the replayed commit"
         );
-        orchestrator.ledger.append(&written.replayed_findings).await
+        orchestrator.ledger.append(&lacking).await
     };
     if let Err(error) = recorded.await {
         tracing::error!(%error, "the replayed commit's quality findings could not be recorded");

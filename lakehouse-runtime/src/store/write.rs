@@ -843,12 +843,13 @@ fn stored_partition_columns(delta: &DeltaTable, table: &TableDef) -> Result<Vec<
 fn constraint_violation(table: &TableDef, error: &deltalake::DeltaTableError) -> Option<Error> {
     let text = error.to_string();
     let found = &text[text.find("Invalid data found:")?..];
+    // delta-rs stops at the first batch with a failing row, and counts that batch's.
     let rows = found
         .trim_start_matches("Invalid data found:")
         .split_whitespace()
         .next()
         .filter(|count| count.chars().all(|c| c.is_ascii_digit()))
-        .map_or_else(|| "some".to_owned(), str::to_owned);
+        .map_or_else(|| "some".to_owned(), |count| format!("at least {count}"));
     let qualified = table.qualified_name();
     tracing::error!(table = %qualified, "{found}");
     let checks: Vec<String> = table
@@ -856,16 +857,19 @@ fn constraint_violation(table: &TableDef, error: &deltalake::DeltaTableError) ->
         .iter()
         .map(|check| format!("`{}` ({})", check.name, check.expr))
         .collect();
-    let declared = if checks.is_empty() {
-        "its NOT NULL columns".to_owned()
+    let failed = if checks.is_empty() {
+        "a NOT NULL column of the stored table (one declared `Option` but stored NOT NULL? \
+         `orchestrate check` lists such drift)"
+            .to_owned()
     } else {
         format!(
-            "its CHECK constraints {} or NOT NULL columns",
+            "its CHECK constraints {} or a NOT NULL column (a NULL fails a CHECK, as Delta \
+             evaluates it)",
             checks.join(", ")
         )
     };
     Some(Error::Quality(format!(
-        "{qualified}: {rows} row(s) of the write fail {declared}; nothing was written (a NULL \
-         fails a CHECK, as Delta evaluates it; the failing rows are in the log)"
+        "{qualified}: {rows} row(s) of the write fail {failed}; nothing was committed, and the \
+         failing rows are in the log"
     )))
 }

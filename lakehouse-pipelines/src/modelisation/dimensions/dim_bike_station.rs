@@ -38,7 +38,8 @@ pub struct DimBikeStation {
 }
 
 /// The current stations of both sources' lists, plus the stations only their availability
-/// history knows (`is_listed` false, with their latest status's attributes): every availability
+/// history knows (`is_listed` false; a Vélib' one with its latest status's attributes, a
+/// Vélo'v one with none, its feed carrying no description): every availability
 /// fact keeps its station, so a station gone from its list stays, unlisted, rather than closed.
 /// Count the stations in service with `is_current AND is_listed`.
 #[pipeline(
