@@ -21,6 +21,18 @@ mod v1 {
     }
 }
 
+mod strict {
+    use lakehouse_runtime::prelude::*;
+
+    /// Orders, every amount required.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "orders", key(id), mode = merge)]
+    pub struct Orders {
+        pub id: i64,
+        pub amount: i64,
+    }
+}
+
 mod v2 {
     use lakehouse_runtime::prelude::*;
 
@@ -308,6 +320,37 @@ async fn an_incompatible_type_change_fails_and_leaves_the_table_as_it_was() {
         version
     );
     assert_eq!(contents(&wh.warehouse, ORDERS).await, lines(&["1|10"]));
+}
+
+#[tokio::test]
+async fn a_field_made_optional_drops_the_stored_not_null() {
+    let wh = TempWarehouse::new();
+    let required = <strict::Orders as lakehouse_runtime::Table>::DEF;
+    let row = Order {
+        id: 1,
+        amount: Some(10),
+    };
+    write(&wh.warehouse, required, &[&row], WriteOptions::default())
+        .await
+        .expect("write");
+    // Declared `Option<i64>` now: a NULL amount is written.
+    write(
+        &wh.warehouse,
+        ORDERS,
+        &[Order {
+            id: 2,
+            amount: None,
+        }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("the column is nullable now");
+    assert_eq!(
+        contents(&wh.warehouse, ORDERS).await,
+        lines(&["1|10", "2|∅"])
+    );
+    let drift = wh.warehouse.drift(ORDERS).await.expect("drift");
+    assert!(drift.is_empty(), "{drift:?}");
 }
 
 #[tokio::test]

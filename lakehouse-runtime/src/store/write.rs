@@ -350,6 +350,24 @@ impl Warehouse {
             return Ok(delta);
         }
         refuse_required_additions(table, &delta, &drift)?;
+        // A field made `Option`: the stored column drops its NOT NULL (one commit each; a
+        // column made NOT NULL again stays nullable in the table, its data asserted at write).
+        let mut delta = delta;
+        for relaxed in drift.iter().filter(|d| {
+            matches!(
+                d.kind,
+                DriftKind::NullabilityChanged {
+                    declared_nullable: true
+                }
+            )
+        }) {
+            tracing::info!(table = %table.qualified_name(), column = %relaxed.column, "dropping NOT NULL from a column declared `Option`");
+            delta = delta
+                .drop_column_not_null()
+                .with_column(relaxed.column.clone())
+                .await
+                .map_err(|e| Error::delta(table.qualified_name(), e))?;
+        }
         let missing: Vec<StructField> = drift
             .iter()
             .filter(|d| matches!(d.kind, DriftKind::MissingInTable { .. }))
