@@ -220,13 +220,53 @@ async fn an_unpartitioned_stored_table_is_refused_and_kept() {
     .expect_err("not partitioned in storage");
     assert!(
         error.to_string().contains(
-            "table `gold.sales_by_region`: declared `overwrite = partitions` by (region), but \
-             the stored table is not partitioned"
+            "gold.sales_by_region: declared partitioned by (region), but the Delta table is \
+             unpartitioned; a table is not repartitioned in place"
         ),
         "{error}"
     );
     assert_eq!(
         contents(&wh.warehouse, SalesUnpartitioned::DEF).await,
+        ["north|1"]
+    );
+}
+
+#[tokio::test]
+async fn a_partitioned_table_declared_unpartitioned_is_refused_and_checked() {
+    let wh = TempWarehouse::new();
+    write(
+        &wh.warehouse,
+        SalesByRegion::DEF,
+        &sales(&[(Some("north"), 1)]),
+        WriteOptions::default(),
+    )
+    .await
+    .expect("partitioned write");
+    // `orchestrate check` sees it before a write fails on it.
+    let drift = wh
+        .warehouse
+        .drift(SalesUnpartitioned::DEF)
+        .await
+        .expect("drift");
+    assert_eq!(drift.len(), 1, "{drift:?}");
+    assert!(drift[0].is_incompatible(), "{}", drift[0]);
+    let error = write(
+        &wh.warehouse,
+        SalesUnpartitioned::DEF,
+        &sales(&[(Some("south"), 2)]),
+        WriteOptions::default(),
+    )
+    .await
+    .expect_err("partitioned in storage");
+    assert!(
+        error.to_string().contains(
+            "gold.sales_by_region: declared unpartitioned, but the Delta table is partitioned \
+             by (region)"
+        ),
+        "{error}"
+    );
+    assert_eq!(
+        contents(&wh.warehouse, SalesByRegion::DEF).await,
         ["north|1"]
     );
 }

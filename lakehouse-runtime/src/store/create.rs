@@ -54,6 +54,12 @@ pub enum DriftKind {
         /// Whether the declaration allows NULL.
         declared_nullable: bool,
     },
+    /// Declared partitioned by other columns than the table is (the drift's `column` lists the
+    /// declared ones): a table is not repartitioned in place, and writes are refused.
+    PartitionsChanged {
+        /// The stored partition columns.
+        stored: Vec<String>,
+    },
 }
 
 impl SchemaDrift {
@@ -64,6 +70,7 @@ impl SchemaDrift {
         matches!(
             self.kind,
             DriftKind::TypeChanged { .. }
+                | DriftKind::PartitionsChanged { .. }
                 | DriftKind::MissingInTable { refused: true, .. }
                 | DriftKind::NotDeclared { refused: true, .. }
         )
@@ -99,6 +106,20 @@ impl std::fmt::Display for SchemaDrift {
                     )?;
                 }
                 Ok(())
+            }
+            DriftKind::PartitionsChanged { stored } => {
+                let partitioned = |columns: &str| match columns {
+                    "" => "unpartitioned".to_owned(),
+                    columns => format!("partitioned by ({columns})"),
+                };
+                write!(
+                    f,
+                    "{table}: declared {}, but the Delta table is {}; a table is not \
+                     repartitioned in place: declare its partitions again, or move the table's \
+                     folder away and run the pipeline with --full-refresh to build it anew",
+                    partitioned(column),
+                    partitioned(&stored.join(", "))
+                )
             }
             DriftKind::TypeChanged { declared, stored } => write!(
                 f,
@@ -434,6 +455,24 @@ pub(crate) fn drift_of(table: &'static TableDef, delta: &DeltaTable) -> Result<V
                 }
             }
         }
+    }
+    let stored_partitions = delta
+        .snapshot()
+        .map_err(|e| Error::delta(&qualified, e))?
+        .metadata()
+        .partition_columns()
+        .to_vec();
+    if stored_partitions
+        .iter()
+        .map(String::as_str)
+        .ne(table.partition_by.iter().copied())
+    {
+        drift.push(entry(
+            &table.partition_by.join(", "),
+            DriftKind::PartitionsChanged {
+                stored: stored_partitions,
+            },
+        ));
     }
     for field in stored.fields() {
         if table.column(field.name()).is_none() {

@@ -338,8 +338,12 @@ impl Warehouse {
         // The table just loaded: loading it again cost as much as a small write.
         let drift = super::create::drift_of(table, &delta)?;
         // (The other refusals below give their own advice.)
-        let type_changed =
-            |d: &&super::SchemaDrift| matches!(d.kind, DriftKind::TypeChanged { .. });
+        let type_changed = |d: &&super::SchemaDrift| {
+            matches!(
+                d.kind,
+                DriftKind::TypeChanged { .. } | DriftKind::PartitionsChanged { .. }
+            )
+        };
         if let Some(incompatible) = drift.iter().find(type_changed) {
             return Err(Error::schema(
                 table.qualified_name(),
