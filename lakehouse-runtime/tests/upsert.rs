@@ -867,3 +867,54 @@ async fn a_zero_whose_sign_flips_is_no_change() {
         assert_eq!(contents(&wh.warehouse, table).await.len(), 1);
     }
 }
+
+/// `RepeatedMerge`'s table, declared with a wider key.
+#[derive(Table, Serialize, Clone)]
+#[table(schema = "cow", name = "repeated", key(id, label), mode = merge)]
+pub struct RepeatedMergeWider {
+    pub id: i64,
+    pub label: String,
+}
+
+#[tokio::test]
+async fn a_merge_table_declared_with_another_key_is_refused() {
+    let wh = TempWarehouse::new();
+    let row = RepeatedMerge {
+        id: 1,
+        label: "a".to_owned(),
+    };
+    write(
+        &wh.warehouse,
+        RepeatedMerge::DEF,
+        &[row],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("upsert");
+    let drift = wh
+        .warehouse
+        .drift(RepeatedMergeWider::DEF)
+        .await
+        .expect("drift");
+    assert_eq!(drift.len(), 1, "{drift:?}");
+    assert!(drift[0].is_incompatible(), "{}", drift[0]);
+    let wider = RepeatedMergeWider {
+        id: 1,
+        label: "b".to_owned(),
+    };
+    let error = write(
+        &wh.warehouse,
+        RepeatedMergeWider::DEF,
+        &[wider],
+        WriteOptions::default(),
+    )
+    .await
+    .expect_err("another key");
+    assert!(
+        error.to_string().contains(
+            "cow.repeated: declared key (id, label), but the table was written with key (id)"
+        ),
+        "{error}"
+    );
+    assert_eq!(contents(&wh.warehouse, RepeatedMerge::DEF).await, ["1|a"]);
+}

@@ -60,6 +60,14 @@ pub enum DriftKind {
         /// The stored partition columns.
         stored: Vec<String>,
     },
+    /// Declared with another key than the one the table was written with (the drift's `column`
+    /// lists the declared one): merges and SCD2 writes would match rows by other columns than
+    /// its rows are unique by, and writes are refused. (A key given to a keyless table is
+    /// recorded instead.)
+    KeyChanged {
+        /// The key recorded in the table (`lakehouse.key`).
+        stored: String,
+    },
 }
 
 impl SchemaDrift {
@@ -71,6 +79,7 @@ impl SchemaDrift {
             self.kind,
             DriftKind::TypeChanged { .. }
                 | DriftKind::PartitionsChanged { .. }
+                | DriftKind::KeyChanged { .. }
                 | DriftKind::MissingInTable { refused: true, .. }
                 | DriftKind::NotDeclared { refused: true, .. }
         )
@@ -121,6 +130,13 @@ impl std::fmt::Display for SchemaDrift {
                     partitioned(&stored.join(", "))
                 )
             }
+            DriftKind::KeyChanged { stored } => write!(
+                f,
+                "{table}: declared key ({column}), but the table was written with key \
+                 ({stored}); a merge or SCD2 write would match its rows by other columns: \
+                 declare the key again, or move the table's folder away and run the pipeline \
+                 with --full-refresh to build it anew"
+            ),
             DriftKind::TypeChanged { declared, stored } => write!(
                 f,
                 "{table}.{column}: declared {declared}, but the Delta table stores {stored}; \
@@ -275,17 +291,35 @@ impl Warehouse {
         delta: DeltaTable,
     ) -> Result<DeltaTable> {
         let qualified = table.qualified_name();
-        let changed = properties_to_set(table, &delta)?;
+        let mut changed = properties_to_set(table, &delta)?;
         if changed.is_empty() {
             return Ok(delta);
         }
         tracing::info!(table = %qualified, properties = ?changed, "setting declared table properties");
-        let applied = delta.set_tbl_properties().with_properties(changed).await;
-        self.settle(table, applied, |reloaded| {
-            Ok(properties_to_set(table, reloaded)?.is_empty())
-        })
-        .await?
-        .map_err(|error| Error::delta(&qualified, error))
+        // Ours is no Delta property: delta-rs refuses keys it does not know unless told not to,
+        // which it is only for ours (a misspelled declared one is an error).
+        let ours: HashMap<String, String> =
+            changed.remove_entry(KEY_PROPERTY).into_iter().collect();
+        let mut delta = delta;
+        for (properties, raise) in [(changed, true), (ours, false)] {
+            if properties.is_empty() {
+                continue;
+            }
+            let keys: Vec<String> = properties.keys().cloned().collect();
+            let applied = delta
+                .set_tbl_properties()
+                .with_properties(properties)
+                .with_raise_if_not_exists(raise)
+                .await;
+            delta = self
+                .settle(table, applied, |reloaded| {
+                    let left = properties_to_set(table, reloaded)?;
+                    Ok(keys.iter().all(|key| !left.contains_key(key)))
+                })
+                .await?
+                .map_err(|error| Error::delta(&qualified, error))?;
+        }
+        Ok(delta)
     }
 
     /// Brings the stored descriptions (each column's `comment`, the table's description) to the
@@ -361,6 +395,7 @@ impl Warehouse {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), Some((*v).to_owned())))
             .collect();
+        configuration.push((KEY_PROPERTY.to_owned(), Some(declared_key(table))));
         if table.mode == WriteMode::Append
             && !table
                 .properties
@@ -462,6 +497,19 @@ pub(crate) fn drift_of(table: &'static TableDef, delta: &DeltaTable) -> Result<V
         .metadata()
         .partition_columns()
         .to_vec();
+    // A key given to a keyless table, or dropped, changes no match of rows that were unique.
+    if let Some(stored_key) = configuration(table, delta)?.get(KEY_PROPERTY)
+        && !stored_key.is_empty()
+        && !table.key.is_empty()
+        && *stored_key != declared_key(table)
+    {
+        drift.push(entry(
+            &table.key.join(", "),
+            DriftKind::KeyChanged {
+                stored: stored_key.replace(',', ", "),
+            },
+        ));
+    }
     if stored_partitions
         .iter()
         .map(String::as_str)
@@ -520,6 +568,15 @@ fn configuration<'a>(
         .configuration())
 }
 
+/// The table property recording the key a table is written with (its columns, comma-separated;
+/// empty without one): a declaration with another key is refused.
+const KEY_PROPERTY: &str = "lakehouse.key";
+
+/// The value of [`KEY_PROPERTY`] for `table`'s declaration.
+fn declared_key(table: &TableDef) -> String {
+    table.key.join(",")
+}
+
 /// The table property recording the expression a CHECK constraint was declared with.
 fn declared_check_key(name: &str) -> String {
     format!("lakehouse.constraints.{name}")
@@ -565,12 +622,23 @@ fn declarations_to_record(table: &TableDef, delta: &DeltaTable) -> Result<HashMa
 /// The properties `table` declares that `delta` lacks or holds with another value.
 fn properties_to_set(table: &TableDef, delta: &DeltaTable) -> Result<HashMap<String, String>> {
     let stored = configuration(table, delta)?;
-    Ok(table
+    let mut changed: HashMap<String, String> = table
         .properties
         .iter()
         .filter(|(key, value)| stored.get(*key).map(String::as_str) != Some(*value))
         .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
-        .collect())
+        .collect();
+    // A table from before keys were recorded gets its declared one, and so does one gaining or
+    // losing its key (another key recorded is a drift, refused at write, not overwritten).
+    let declared = declared_key(table);
+    match stored.get(KEY_PROPERTY) {
+        Some(key) if *key == declared => {}
+        Some(key) if !key.is_empty() && !declared.is_empty() => {}
+        _ => {
+            changed.insert(KEY_PROPERTY.to_owned(), declared);
+        }
+    }
+    Ok(changed)
 }
 
 /// Whether `delta`'s stored descriptions differ from `table`'s declared ones.

@@ -341,7 +341,9 @@ impl Warehouse {
         let type_changed = |d: &&super::SchemaDrift| {
             matches!(
                 d.kind,
-                DriftKind::TypeChanged { .. } | DriftKind::PartitionsChanged { .. }
+                DriftKind::TypeChanged { .. }
+                    | DriftKind::PartitionsChanged { .. }
+                    | DriftKind::KeyChanged { .. }
             )
         };
         if let Some(incompatible) = drift.iter().find(type_changed) {
