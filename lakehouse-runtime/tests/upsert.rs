@@ -868,6 +868,14 @@ async fn a_zero_whose_sign_flips_is_no_change() {
     }
 }
 
+/// `RepeatedMergeWider`'s key in another order.
+#[derive(Table, Serialize, Clone)]
+#[table(schema = "cow", name = "repeated", key(label, id), mode = merge)]
+pub struct RepeatedMergeReordered {
+    pub id: i64,
+    pub label: String,
+}
+
 /// `RepeatedMerge`'s table, declared with a wider key.
 #[derive(Table, Serialize, Clone)]
 #[table(schema = "cow", name = "repeated", key(id, label), mode = merge)]
@@ -917,4 +925,24 @@ async fn a_merge_table_declared_with_another_key_is_refused() {
         "{error}"
     );
     assert_eq!(contents(&wh.warehouse, RepeatedMerge::DEF).await, ["1|a"]);
+    // The same key in another order is no change.
+    let wh = TempWarehouse::new();
+    let row = RepeatedMergeWider {
+        id: 1,
+        label: "a".to_owned(),
+    };
+    write(
+        &wh.warehouse,
+        RepeatedMergeWider::DEF,
+        &[row],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("upsert");
+    let drift = wh
+        .warehouse
+        .drift(RepeatedMergeReordered::DEF)
+        .await
+        .expect("drift");
+    assert!(drift.is_empty(), "{drift:?}");
 }

@@ -344,7 +344,7 @@ fn a_table_referencing_itself_is_an_error() {
     for target in [
         quote!(Employees::id),
         quote!(Self::id),
-        quote!(crate::hr::Employees::id),
+        quote!(self::Employees::id),
     ] {
         let text = error_text(quote! {
             #[table(schema = "gold")]
@@ -356,6 +356,25 @@ fn a_table_referencing_itself_is_an_error() {
         });
         assert!(text.contains("a table cannot reference itself"), "{text}");
     }
+    let reserved = error_text(quote! {
+        #[table(schema = "gold", property(key = "lakehouse.key", value = "id"))]
+        pub struct Employees {
+            pub id: i64,
+        }
+    });
+    assert!(reserved.contains("are the runtime's"), "{reserved}");
+    // Another module's table of the same name is no self-reference.
+    assert!(
+        model(quote! {
+            #[table(schema = "silver")]
+            pub struct Orders {
+                pub id: i64,
+                #[column(references = bronze::Orders::id)]
+                pub source_id: Option<i64>,
+            }
+        })
+        .is_ok()
+    );
 }
 
 #[test]

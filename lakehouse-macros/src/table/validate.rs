@@ -381,6 +381,13 @@ pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
             if key.value().trim().is_empty() {
                 errors.spanned(key, "a table property needs a key");
             }
+            if key.value().starts_with("lakehouse.") {
+                errors.spanned(
+                    key,
+                    "table properties starting with `lakehouse.` are the runtime's (the key, \
+                     the CHECK declarations); choose another key",
+                );
+            }
             (key.value(), value.value())
         })
         .collect();
@@ -424,12 +431,18 @@ fn column(field: FieldInput, name: String, table: &Ident, errors: &mut Errors) -
         .filter(|(target, _)| {
             // Its check reads the stored table, which the write's own rows are not in yet
             // (rustc would otherwise report a cycle in the table's constant).
-            // By its last segment: `crate::hr::Employees` too.
-            let itself = target.is_ident("Self")
-                || target
-                    .segments
-                    .last()
-                    .is_some_and(|last| last.ident == *table);
+            // `Employees`, `Self` or `self::Employees`: a longer path may name another module's
+            // table of the same name (rustc reports a cycle if it is this one).
+            let own = table.to_string();
+            let names = |expected: &[&str]| {
+                target.segments.len() == expected.len()
+                    && target
+                        .segments
+                        .iter()
+                        .zip(expected)
+                        .all(|(segment, name)| segment.ident == name)
+            };
+            let itself = names(&[own.as_str()]) || names(&["Self"]) || names(&["self", &own]);
             if itself {
                 errors.spanned(
                     target,

@@ -71,9 +71,9 @@ pub enum DriftKind {
 }
 
 impl SchemaDrift {
-    /// Whether a write with this drift fails (a type change, a new NOT NULL column on a table
-    /// with rows, a stored NOT NULL column no longer declared); other drifts are handled by the
-    /// table's schema evolution.
+    /// Whether a write with this drift fails (a type change, other partitioning, another key of
+    /// a merge or SCD2 table, a new NOT NULL column on a table with rows, a stored NOT NULL
+    /// column no longer declared); other drifts are handled by the table's schema evolution.
     pub fn is_incompatible(&self) -> bool {
         matches!(
             self.kind,
@@ -497,11 +497,12 @@ pub(crate) fn drift_of(table: &'static TableDef, delta: &DeltaTable) -> Result<V
         .metadata()
         .partition_columns()
         .to_vec();
-    // A key given to a keyless table, or dropped, changes no match of rows that were unique.
+    // Only merges and SCD2 writes match rows by key; a key given to a keyless table changes no
+    // match of rows that were unique. The order of the columns matters to neither.
     if let Some(stored_key) = configuration(table, delta)?.get(KEY_PROPERTY)
+        && key_matches_rows(table)
         && !stored_key.is_empty()
-        && !table.key.is_empty()
-        && *stored_key != declared_key(table)
+        && sorted(stored_key.split(',')) != sorted(table.key.iter().copied())
     {
         drift.push(entry(
             &table.key.join(", "),
@@ -510,10 +511,11 @@ pub(crate) fn drift_of(table: &'static TableDef, delta: &DeltaTable) -> Result<V
             },
         ));
     }
-    if stored_partitions
-        .iter()
-        .map(String::as_str)
-        .ne(table.partition_by.iter().copied())
+    // A write that replaces the schema keeps the stored partitioning; the order of partition
+    // columns only lays out folders.
+    if !replaces_schema
+        && sorted(stored_partitions.iter().map(String::as_str))
+            != sorted(table.partition_by.iter().copied())
     {
         drift.push(entry(
             &table.partition_by.join(", "),
@@ -577,6 +579,17 @@ fn declared_key(table: &TableDef) -> String {
     table.key.join(",")
 }
 
+/// Whether `table`'s writes match stored rows by its key (merges and SCD2 writes).
+fn key_matches_rows(table: &TableDef) -> bool {
+    matches!(table.mode, WriteMode::Merge | WriteMode::Scd2)
+}
+
+fn sorted<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut names: Vec<&str> = names.collect();
+    names.sort_unstable();
+    names
+}
+
 /// The table property recording the expression a CHECK constraint was declared with.
 fn declared_check_key(name: &str) -> String {
     format!("lakehouse.constraints.{name}")
@@ -628,12 +641,13 @@ fn properties_to_set(table: &TableDef, delta: &DeltaTable) -> Result<HashMap<Str
         .filter(|(key, value)| stored.get(*key).map(String::as_str) != Some(*value))
         .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
         .collect();
-    // A table from before keys were recorded gets its declared one, and so does one gaining or
-    // losing its key (another key recorded is a drift, refused at write, not overwritten).
+    // A table from before keys were recorded gets its declared one, and so does one gaining a
+    // key, or a table whose writes match no row by it; another key of a merge or SCD2 table is
+    // a drift, refused at write, not overwritten, and a key declared no more stays recorded.
     let declared = declared_key(table);
     match stored.get(KEY_PROPERTY) {
-        Some(key) if *key == declared => {}
-        Some(key) if !key.is_empty() && !declared.is_empty() => {}
+        Some(key) if *key == declared || declared.is_empty() => {}
+        Some(key) if !key.is_empty() && key_matches_rows(table) => {}
         _ => {
             changed.insert(KEY_PROPERTY.to_owned(), declared);
         }

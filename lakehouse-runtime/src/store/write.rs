@@ -332,8 +332,9 @@ impl Warehouse {
         Err(Error::delta(qualified, error))
     }
 
-    /// Adds declared columns the table lacks (as nullable: existing rows have no value), and
-    /// refuses incompatible type changes, before anything is written.
+    /// Adds declared columns the table lacks (as nullable: existing rows have no value), drops
+    /// NOT NULL from columns declared `Option`, and refuses type, partitioning and key changes,
+    /// before anything is written.
     async fn evolve(&self, table: &'static TableDef, delta: DeltaTable) -> Result<DeltaTable> {
         // The table just loaded: loading it again cost as much as a small write.
         let drift = super::create::drift_of(table, &delta)?;
@@ -882,8 +883,8 @@ fn constraint_violation(table: &TableDef, error: &deltalake::DeltaTableError) ->
         .map(|check| format!("`{}` ({})", check.name, check.expr))
         .collect();
     let failed = if checks.is_empty() {
-        "a NOT NULL column of the stored table (one declared `Option` but stored NOT NULL? \
-         `orchestrate check` lists such drift)"
+        "a NOT NULL column of the stored table (one declared `Option` but stored NOT NULL, \
+         under `evolution = keep`? `orchestrate check` lists such drift)"
             .to_owned()
     } else {
         format!(
