@@ -267,7 +267,7 @@ impl Warehouse {
     /// `applied`, the outcome of a change to `table`'s declared state; a failure counts as done
     /// when the table, loaded again, is `settled` (another process made the same change at the
     /// same moment). The inner error is the change's own.
-    async fn settle(
+    pub(crate) async fn settle(
         &self,
         table: &'static TableDef,
         applied: Result<DeltaTable, deltalake::DeltaTableError>,

@@ -369,10 +369,19 @@ impl Warehouse {
             )
         }) {
             tracing::info!(table = %table.qualified_name(), column = %relaxed.column, "dropping NOT NULL from a column declared `Option`");
-            delta = delta
+            let applied = delta
                 .drop_column_not_null()
                 .with_column(relaxed.column.clone())
-                .await
+                .await;
+            // Another process may have made the same change meanwhile.
+            let column = relaxed.column.as_str();
+            delta = self
+                .settle(table, applied, |reloaded| {
+                    Ok(super::create::drift_of(table, reloaded)?
+                        .iter()
+                        .all(|d| d.column != column))
+                })
+                .await?
                 .map_err(|e| Error::delta(table.qualified_name(), e))?;
         }
         let missing: Vec<StructField> = drift
