@@ -33,6 +33,18 @@ mod strict {
     }
 }
 
+mod stricter {
+    use lakehouse_runtime::prelude::*;
+
+    /// Orders, the CHECK made stricter than the stored rows allow.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "orders", key(id), mode = merge, check(name = "positive_amount", expr = "amount > 100"))]
+    pub struct Orders {
+        pub id: i64,
+        pub amount: Option<i64>,
+    }
+}
+
 mod v2 {
     use lakehouse_runtime::prelude::*;
 
@@ -539,6 +551,53 @@ async fn a_check_on_a_new_column_is_added_with_the_column() {
         contents(&wh.warehouse, discounted).await,
         lines(&["1|10|∅", "2|10|3"])
     );
+}
+
+#[tokio::test]
+async fn a_check_changed_so_that_stored_rows_fail_it_keeps_the_old_one() {
+    let wh = TempWarehouse::new();
+    let row = |id, amount| Order {
+        id,
+        amount: Some(amount),
+    };
+    write(
+        &wh.warehouse,
+        ORDERS,
+        &[row(1, 10)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("write");
+    let stricter = <stricter::Orders as lakehouse_runtime::Table>::DEF;
+    let error = write(
+        &wh.warehouse,
+        stricter,
+        &[row(2, 200)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect_err("the stored row fails the new expression");
+    assert!(
+        error.to_string().contains(
+            "cannot change the CHECK constraint `positive_amount` to `amount > 100`: 1 stored \
+             row(s) fail it"
+        ),
+        "{error}"
+    );
+    // The old constraint still holds.
+    let negative = write(
+        &wh.warehouse,
+        ORDERS,
+        &[row(3, -1)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect_err("the old constraint");
+    assert!(
+        negative.to_string().contains("positive_amount"),
+        "{negative}"
+    );
+    assert_eq!(contents(&wh.warehouse, ORDERS).await, lines(&["1|10"]));
 }
 
 #[tokio::test]

@@ -195,7 +195,13 @@ impl Warehouse {
         mut delta: DeltaTable,
     ) -> Result<DeltaTable> {
         let qualified = table.qualified_name();
-        for name in checks_to_drop(table, &delta)? {
+        let stale = checks_to_drop(table, &delta)?;
+        // A constraint whose expression changed is dropped, then added anew: the stored rows are
+        // checked against the new one first, so that a failure leaves the old one in place
+        // rather than the table without any.
+        self.refuse_violated_replacements(table, &delta, &stale)
+            .await?;
+        for name in stale {
             tracing::info!(table = %qualified, constraint = %name, "dropping a CHECK constraint the declaration changed or no longer has");
             let applied = delta
                 .drop_constraints()
@@ -230,6 +236,54 @@ impl Warehouse {
         })
         .await?
         .map_err(|error| Error::delta(&qualified, error))
+    }
+
+    /// An error if a stored row fails the new expression of one of the `stale` constraints
+    /// the declaration still has (as Delta evaluates it: a NULL fails), or the expression
+    /// cannot be evaluated over the table.
+    async fn refuse_violated_replacements(
+        &self,
+        table: &'static TableDef,
+        delta: &DeltaTable,
+        stale: &[String],
+    ) -> Result<()> {
+        let replaced: Vec<_> = table
+            .checks
+            .iter()
+            .filter(|check| stale.iter().any(|name| name == check.name))
+            .collect();
+        let has_rows = delta
+            .snapshot()
+            .map(|s| s.log_data().num_files() > 0)
+            .unwrap_or(true);
+        if replaced.is_empty() || !has_rows {
+            return Ok(());
+        }
+        let qualified = table.qualified_name();
+        let session = self.session();
+        let rows = self.read(&session, table).await?;
+        for check in replaced {
+            let refuse = |why: String| {
+                Error::schema(
+                    &qualified,
+                    format!(
+                        "cannot change the CHECK constraint `{}` to `{}`: {why}; the table keeps \
+                         the old one (mend the rows, or declare the old expression again)",
+                        check.name, check.expr
+                    ),
+                )
+            };
+            let failing = rows
+                .parse_sql_expr(&format!("({}) IS NOT TRUE", check.expr))
+                .map_err(|e| refuse(format!("it cannot be evaluated over the table ({e})")))?;
+            let count = rows.clone().filter(failing)?.count().await?;
+            if count > 0 {
+                return Err(refuse(format!(
+                    "{count} stored row(s) fail it (a NULL fails a CHECK)"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Adds the CHECK constraints `missing` (name → expression) to `delta` in one commit that
