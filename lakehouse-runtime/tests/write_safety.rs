@@ -366,6 +366,36 @@ async fn a_field_made_optional_drops_the_stored_not_null() {
 }
 
 #[tokio::test]
+async fn a_stored_null_in_a_column_made_not_null_is_named_as_stored() {
+    let wh = TempWarehouse::new();
+    let row = Order {
+        id: 1,
+        amount: None,
+    };
+    write(&wh.warehouse, ORDERS, &[row], WriteOptions::default())
+        .await
+        .expect("write");
+    let required = <strict::Orders as lakehouse_runtime::Table>::DEF;
+    let session = wh.warehouse.session();
+    let error = wh
+        .warehouse
+        .read(&session, required)
+        .await
+        .expect("the plan")
+        .collect()
+        .await
+        .expect_err("a stored NULL");
+    let message = error.to_string();
+    assert!(
+        message.contains(
+            "column `silver.orders.amount` is declared NOT NULL, but the stored table holds a \
+             NULL in it"
+        ),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn a_new_not_null_column_is_refused_on_a_table_with_rows() {
     let wh = TempWarehouse::new();
     write(

@@ -10,7 +10,7 @@ use arrow::datatypes::Field;
 use datafusion::logical_expr::{Cast, Expr, lit};
 use datafusion::scalar::ScalarValue;
 
-use super::not_null::assert_not_null;
+use super::not_null::{assert_not_null, assert_stored_not_null};
 use crate::backend::qualifier;
 use crate::error::{Error, Result};
 use crate::table::{ColumnDef, LogicalType, TableDef};
@@ -121,7 +121,11 @@ pub(crate) fn conform(
             expr = Expr::Cast(Cast::new_from_field(Box::new(expr), Arc::new(target)));
         }
         if field.is_nullable() && !column.nullable {
-            expr = assert_not_null(expr, &format!("{qualified}.{}", column.name));
+            let label = format!("{qualified}.{}", column.name);
+            expr = match strictness {
+                Strictness::Exact => assert_not_null(expr, &label),
+                Strictness::Read => assert_stored_not_null(expr, &label),
+            };
         }
         exprs.push(expr.alias(column.name));
     }

@@ -48,10 +48,12 @@ impl ScalarUDFImpl for AssertNotNull {
         &self,
         args: ScalarFunctionArgs,
     ) -> datafusion::error::Result<ColumnarValue> {
-        let column = match args.args.get(1) {
-            Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name)))) => name.clone(),
-            _ => "a NOT NULL column".to_owned(),
+        let text = |i: usize| match args.args.get(i) {
+            Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(text)))) => Some(text.clone()),
+            _ => None,
         };
+        let column = text(1).unwrap_or_else(|| "a NOT NULL column".to_owned());
+        let stored = text(2).is_some_and(|source| source == STORED);
         let Some(value) = args.args.into_iter().next() else {
             return exec_err!("assert_not_null takes a value and a column name");
         };
@@ -59,6 +61,13 @@ impl ScalarUDFImpl for AssertNotNull {
             ColumnarValue::Array(array) => array.null_count() > 0,
             ColumnarValue::Scalar(scalar) => scalar.is_null(),
         };
+        if has_null && stored {
+            return exec_err!(
+                "column `{column}` is declared NOT NULL, but the stored table holds a NULL in it \
+                 (written while it was nullable, or by another engine); declare the field as \
+                 Option<_>, or mend the stored rows"
+            );
+        }
         if has_null {
             return exec_err!(
                 "column `{column}` is declared NOT NULL, but the pipeline produced a NULL in it; \
@@ -75,11 +84,20 @@ impl ScalarUDFImpl for AssertNotNull {
 // pipeline's own filter removes (`.filter(x.is_not_null())` before `x.assume_not_null()`).
 static ASSERT_NOT_NULL: LazyLock<ScalarUDF> = LazyLock::new(|| {
     ScalarUDF::from(AssertNotNull {
-        signature: Signature::any(2, Volatility::Volatile),
+        signature: Signature::variadic_any(Volatility::Volatile),
     })
 });
+
+/// The third argument of an assertion on a stored table read back (its NULL was not produced by
+/// the pipeline at hand).
+const STORED: &str = "stored";
 
 /// `expr`, asserted non-NULL at execution; `column` names it in the error.
 pub(crate) fn assert_not_null(expr: Expr, column: &str) -> Expr {
     ASSERT_NOT_NULL.call(vec![expr, lit(column)])
+}
+
+/// [`assert_not_null`] on a stored table read back: the error says the NULL is stored.
+pub(crate) fn assert_stored_not_null(expr: Expr, column: &str) -> Expr {
+    ASSERT_NOT_NULL.call(vec![expr, lit(column), lit(STORED)])
 }
