@@ -77,6 +77,19 @@ pub async fn query(warehouse: &Warehouse, tables: &[&'static TableDef], sql: &st
 }
 
 /// The stored rows of `table` (declared columns), sorted.
+/// The one drift between `table`'s declaration and its stored table, asserted incompatible (what
+/// `orchestrate check` fails on).
+pub async fn incompatible_drift(
+    warehouse: &Warehouse,
+    table: &'static TableDef,
+) -> lakehouse_runtime::store::SchemaDrift {
+    let mut drift = warehouse.drift(table).await.expect("drift");
+    assert_eq!(drift.len(), 1, "{drift:?}");
+    let drift = drift.remove(0);
+    assert!(drift.is_incompatible(), "{drift}");
+    drift
+}
+
 pub async fn contents(warehouse: &Warehouse, table: &'static TableDef) -> Vec<String> {
     let session = warehouse.session();
     render(warehouse.read(&session, table).await.expect("readable")).await

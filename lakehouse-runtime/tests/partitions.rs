@@ -243,13 +243,7 @@ async fn a_partitioned_table_declared_unpartitioned_is_refused_and_checked() {
     .await
     .expect("partitioned write");
     // `orchestrate check` sees it before a write fails on it.
-    let drift = wh
-        .warehouse
-        .drift(SalesUnpartitioned::DEF)
-        .await
-        .expect("drift");
-    assert_eq!(drift.len(), 1, "{drift:?}");
-    assert!(drift[0].is_incompatible(), "{}", drift[0]);
+    crate::common::incompatible_drift(&wh.warehouse, SalesUnpartitioned::DEF).await;
     let error = write(
         &wh.warehouse,
         SalesUnpartitioned::DEF,

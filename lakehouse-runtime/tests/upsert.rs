@@ -884,28 +884,23 @@ pub struct RepeatedMergeWider {
     pub label: String,
 }
 
-#[tokio::test]
-async fn a_merge_table_declared_with_another_key_is_refused() {
+/// A warehouse whose `cow.repeated` holds the row (1, "a"), written as `table` declares it.
+async fn repeated_written_as(table: &'static lakehouse_runtime::TableDef) -> TempWarehouse {
     let wh = TempWarehouse::new();
     let row = RepeatedMerge {
         id: 1,
         label: "a".to_owned(),
     };
-    write(
-        &wh.warehouse,
-        RepeatedMerge::DEF,
-        &[row],
-        WriteOptions::default(),
-    )
-    .await
-    .expect("upsert");
-    let drift = wh
-        .warehouse
-        .drift(RepeatedMergeWider::DEF)
+    write(&wh.warehouse, table, &[row], WriteOptions::default())
         .await
-        .expect("drift");
-    assert_eq!(drift.len(), 1, "{drift:?}");
-    assert!(drift[0].is_incompatible(), "{}", drift[0]);
+        .expect("upsert");
+    wh
+}
+
+#[tokio::test]
+async fn a_merge_table_declared_with_another_key_is_refused() {
+    let wh = repeated_written_as(RepeatedMerge::DEF).await;
+    crate::common::incompatible_drift(&wh.warehouse, RepeatedMergeWider::DEF).await;
     let wider = RepeatedMergeWider {
         id: 1,
         label: "b".to_owned(),
@@ -926,19 +921,7 @@ async fn a_merge_table_declared_with_another_key_is_refused() {
     );
     assert_eq!(contents(&wh.warehouse, RepeatedMerge::DEF).await, ["1|a"]);
     // The same key in another order is no change.
-    let wh = TempWarehouse::new();
-    let row = RepeatedMergeWider {
-        id: 1,
-        label: "a".to_owned(),
-    };
-    write(
-        &wh.warehouse,
-        RepeatedMergeWider::DEF,
-        &[row],
-        WriteOptions::default(),
-    )
-    .await
-    .expect("upsert");
+    let wh = repeated_written_as(RepeatedMergeWider::DEF).await;
     let drift = wh
         .warehouse
         .drift(RepeatedMergeReordered::DEF)

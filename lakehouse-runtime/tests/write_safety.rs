@@ -428,16 +428,13 @@ async fn a_new_not_null_column_is_refused_on_a_table_with_rows() {
         assert!(message.contains(part), "{part:?} missing from: {message}");
     }
     // `orchestrate check` knows it beforehand: the drift is incompatible.
-    let drift = wh.warehouse.drift(required).await.expect("drift");
-    assert_eq!(drift.len(), 1, "{drift:?}");
-    assert!(drift[0].is_incompatible(), "{}", drift[0]);
+    let drift = crate::common::incompatible_drift(&wh.warehouse, required).await;
     assert!(
-        drift[0].to_string().ends_with(
+        drift.to_string().ends_with(
             "declared NOT NULL, and the table's rows have no value for it: writes will fail \
              (declare it as an `Option<_>`, or rebuild the table)"
         ),
-        "{}",
-        drift[0]
+        "{drift}"
     );
     assert_eq!(
         wh.warehouse.version(ORDERS).await.expect("version"),
