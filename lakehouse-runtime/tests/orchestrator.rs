@@ -759,11 +759,19 @@ async fn a_write_of_this_sequence_by_another_run_fails_the_pipeline_instead_of_d
     // Another orchestrator on this warehouse, whose run picked sequence 2 too, or a later one,
     // wrote ok1's table.
     for (their_sequence, their_run) in [(2, "r000002-other"), (5, "r000005-other")] {
-        another_orchestrators_write_is_not_ours(their_sequence, their_run).await;
+        another_orchestrators_write_is_not_ours(their_sequence, their_run, None).await;
     }
+    // Started in the same second as ours, with the same sequence: before run ids ended in a
+    // random suffix, its id was ours, and its commit was taken for this run's own.
+    let run_at = Timestamp::parse("2026-11-01T00:00:00Z").expect("a time");
+    another_orchestrators_write_is_not_ours(2, "r000002-20261101T000000Z", Some(run_at)).await;
 }
 
-async fn another_orchestrators_write_is_not_ours(their_sequence: i64, their_run: &str) {
+async fn another_orchestrators_write_is_not_ours(
+    their_sequence: i64,
+    their_run: &str,
+    run_at: Option<Timestamp>,
+) {
     let wh = TempWarehouse::new();
     let table = <Ok1 as lakehouse_runtime::Table>::DEF;
     // Run 1 (ticks alone): the ledger has runs, so the next one takes sequence 2.
@@ -787,6 +795,7 @@ async fn another_orchestrators_write_is_not_ours(their_sequence: i64, their_run:
     .expect("their write");
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
     let mut config = fast(RunConfig::default());
+    config.run_at = run_at;
     // The first attempt finds the transaction when it writes, the retry before it produces.
     config.overrides.insert(
         "ok1".into(),
