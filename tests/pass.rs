@@ -94,6 +94,58 @@ mod keywords {
     }
 }
 
+/// Tables and pipelines that are not `pub`, pipelines named like the generated code's own
+/// items (`run`, `cx`) or by a keyword, and a reference through an alias of `Option`.
+mod private {
+    use lakehouse_runtime::prelude::*;
+
+    /// An optional id, by another name.
+    type MaybeId = Option<i64>;
+
+    /// A table private to its module.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "private_rows")]
+    struct PrivateRows {
+        id: i64,
+        #[column(references = CrateRows::id)]
+        crate_id: MaybeId,
+    }
+
+    /// A table visible in the crate.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "crate_rows")]
+    pub(crate) struct CrateRows {
+        pub(crate) id: i64,
+    }
+
+    /// Another private table.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "keyword_rows")]
+    struct KeywordRows {
+        id: i64,
+    }
+
+    /// Named as the generated run shim was.
+    #[pipeline]
+    async fn run(_cx: &Ctx) -> Result<Frame<CrateRows>> {
+        todo!()
+    }
+
+    /// Named as the generated shim's context argument was.
+    #[pipeline(depends_on = [run])]
+    async fn cx(rows: Frame<CrateRows>, cx: &Ctx) -> Result<Frame<PrivateRows>> {
+        let _ = (rows, cx);
+        todo!()
+    }
+
+    /// Named by a keyword.
+    #[pipeline(depends_on = [cx])]
+    async fn r#match(rows: Frame<PrivateRows>) -> Result<Frame<KeywordRows>> {
+        let _ = rows;
+        todo!()
+    }
+}
+
 #[test]
 fn keyword_columns_are_named_without_their_raw_prefix() {
     use lakehouse_runtime::Table as _;
@@ -118,20 +170,33 @@ fn the_registry_holds_the_graph() {
         pipelines,
         [
             ("customers", 0, "lakehouse_tests"),
+            ("run", 0, "main::pass::private"),
             ("sales", 0, "lakehouse_tests"),
+            ("cx", 1, "main::pass::private"),
             ("dim_customer", 1, "main::pass::marts"),
             ("silver_sales", 1, "main::pass::staging"),
             ("fact_sales", 2, "main::pass::marts"),
+            ("match", 2, "main::pass::private"),
         ]
     );
     assert_eq!(
         registry.edges(),
         [
             ("customers", "dim_customer"),
+            ("cx", "match"),
             ("dim_customer", "fact_sales"),
+            ("run", "cx"),
             ("sales", "silver_sales"),
             ("silver_sales", "fact_sales"),
         ]
+    );
+    let private = registry.get("cx").expect("registered").output;
+    let crate_id = private.column("crate_id").expect("declared");
+    assert!(crate_id.nullable, "an alias of `Option` is nullable");
+    assert_eq!(
+        crate_id.references.map(|r| r.table),
+        Some("crate_rows"),
+        "a reference through an alias"
     );
     let silver = registry.get("silver_sales").expect("registered");
     assert_eq!(

@@ -53,6 +53,19 @@ pub(crate) fn string_value(meta: &syn::meta::ParseNestedMeta) -> syn::Result<Lit
     meta.value()?.parse()
 }
 
+/// Consumes the value of a `#[..(key ..)]` entry that is not used (`= expr`, or a parenthesised
+/// list), so that a mistake in one key is reported with the entries after it.
+pub(crate) fn skip_value(meta: &syn::meta::ParseNestedMeta) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) {
+        meta.value()?.parse::<Expr>()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        let content;
+        syn::parenthesized!(content in meta.input);
+        content.parse::<proc_macro2::TokenStream>()?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

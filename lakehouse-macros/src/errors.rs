@@ -16,6 +16,11 @@ impl Errors {
         self.errors.push(syn::Error::new_spanned(tokens, message));
     }
 
+    /// Whether no error was recorded.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+
     /// Records an already built error.
     pub(crate) fn push(&mut self, error: syn::Error) {
         self.errors.push(error);
@@ -24,6 +29,18 @@ impl Errors {
     /// Records the error of `result`, if any, and returns its value.
     pub(crate) fn ok<T>(&mut self, result: syn::Result<T>) -> Option<T> {
         result.map_err(|e| self.push(e)).ok()
+    }
+
+    /// All the errors, `last` after them, combined into one.
+    pub(crate) fn ending_with(self, last: syn::Error) -> syn::Error {
+        let mut errors = self.errors.into_iter();
+        let Some(mut first) = errors.next() else {
+            return last;
+        };
+        for error in errors.chain(std::iter::once(last)) {
+            first.combine(error);
+        }
+        first
     }
 
     /// All the errors combined into one, or `Ok` when there were none.

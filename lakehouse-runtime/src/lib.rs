@@ -145,31 +145,4 @@ pub mod __private {
         /// Reads every field.
         fn read_fields(&self);
     }
-
-    /// The output table of a pipeline whose attribute has an error; keeps errors from cascading.
-    pub struct Poisoned;
-
-    impl Table for Poisoned {
-        const DEF: &'static TableDef = &TableDef {
-            schema: "error",
-            name: "error",
-            rust_type: "Poisoned",
-            description: "",
-            columns: &[],
-            key: &[],
-            partition_by: &[],
-            mode: WriteMode::Append,
-            change_columns: None,
-            evolution: SchemaEvolution::Merge,
-            overwrite: crate::table::OverwriteScope::Table,
-            quality: crate::table::Quality::Off,
-            z_order: &[],
-            target_file_size: None,
-            auto_compact: false,
-            freshness_secs: None,
-            checks: &[],
-            expectations: &[],
-            properties: &[],
-        };
-    }
 }

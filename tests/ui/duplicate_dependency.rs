@@ -5,7 +5,7 @@ use lakehouse_tests::*;
 #[table(schema = "silver")]
 pub struct CleanSales { pub order_id: i64 }
 
-#[pipeline(depends_on = [sales, customers, sales])]
+#[pipeline(depends_on = [sales, customers, lakehouse_tests::sales])]
 pub async fn clean_sales(_raw: Frame<BronzeSales>) -> Result<Frame<CleanSales>> {
     todo!()
 }

@@ -7,6 +7,8 @@ mod validate;
 use proc_macro2::TokenStream;
 use syn::ItemFn;
 
+use crate::errors;
+
 /// Expands `#[pipeline(..)]`. On error the user's function is kept and a dummy of the generated
 /// items is emitted, so one mistake gives one error (clap and tokio do the same).
 pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
@@ -18,7 +20,12 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             return quote::quote!(#input #error);
         }
     };
-    let result = parse::parse_args(args).and_then(|args| validate::validate(args, item.clone()));
+    let mut errors = errors::Errors::default();
+    let result = match parse::parse_args(args, &mut errors) {
+        Ok(args) => validate::validate(args, item.clone(), errors),
+        // A malformed value: with the mistakes in the keys before it.
+        Err(error) => Err(errors.ending_with(error)),
+    };
     match result {
         Ok(model) => codegen::codegen(&model),
         Err(error) => codegen::dummy(&item, error),

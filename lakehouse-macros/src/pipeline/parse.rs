@@ -5,6 +5,9 @@ use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::{Ident, LitInt, LitStr, Path, Token};
 
+use crate::attr::skip_value;
+use crate::errors::Errors;
+
 /// The arguments of `#[pipeline(..)]`.
 #[derive(Default)]
 pub(crate) struct PipelineArgs {
@@ -18,15 +21,20 @@ pub(crate) struct PipelineArgs {
 const KEYS: &str =
     "`depends_on = [..]`, `retries = N`, `timeout = \"5m\"`, `tags = [\"..\"]` or `full_snapshot`";
 
-pub(crate) fn parse_args(args: TokenStream) -> syn::Result<PipelineArgs> {
+/// The arguments as written. A mistake in a key (unknown, or given twice) is recorded in
+/// `errors` and parsing goes on, so that it is reported with the signature's mistakes; a
+/// malformed value stops the parse (the error is then the only one).
+pub(crate) fn parse_args(args: TokenStream, errors: &mut Errors) -> syn::Result<PipelineArgs> {
     let mut out = PipelineArgs::default();
     let mut seen: Vec<Ident> = Vec::new();
     let parser = syn::meta::parser(|meta| {
         let Some(key) = meta.path.get_ident().cloned() else {
-            return Err(meta.error(format!("unknown `pipeline` argument; expected {KEYS}")));
+            errors.push(meta.error(format!("unknown `pipeline` argument; expected {KEYS}")));
+            return skip_value(&meta);
         };
         if seen.contains(&key) {
-            return Err(meta.error(format!("`{key}` is given twice")));
+            errors.push(meta.error(format!("`{key}` is given twice")));
+            return skip_value(&meta);
         }
         match key.to_string().as_str() {
             "depends_on" => {
@@ -56,9 +64,10 @@ pub(crate) fn parse_args(args: TokenStream) -> syn::Result<PipelineArgs> {
                 let hint = crate::table::validate::closest(other, &names)
                     .map(|close| format!("did you mean `{close}`? "))
                     .unwrap_or_default();
-                return Err(meta.error(format!(
+                errors.push(meta.error(format!(
                     "unknown `pipeline` argument `{key}`; {hint}expected {KEYS}"
                 )));
+                return skip_value(&meta);
             }
         }
         seen.push(key);

@@ -10,7 +10,9 @@ fn model(
     args: proc_macro2::TokenStream,
     item: proc_macro2::TokenStream,
 ) -> syn::Result<super::validate::PipelineModel> {
-    validate(parse_args(args)?, syn::parse2(item)?)
+    let mut errors = crate::errors::Errors::default();
+    let args = parse_args(args, &mut errors)?;
+    validate(args, syn::parse2(item)?, errors)
 }
 
 fn error_text(args: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> String {
@@ -26,13 +28,18 @@ fn error_text(args: proc_macro2::TokenStream, item: proc_macro2::TokenStream) ->
 
 #[test]
 fn parses_every_argument() {
-    let args = parse_args(quote!(
-        depends_on = [a, m::b],
-        retries = 3,
-        timeout = "1h30m",
-        tags = ["x", "y-z"]
-    ))
+    let mut errors = crate::errors::Errors::default();
+    let args = parse_args(
+        quote!(
+            depends_on = [a, m::b],
+            retries = 3,
+            timeout = "1h30m",
+            tags = ["x", "y-z"]
+        ),
+        &mut errors,
+    )
     .unwrap();
+    assert!(errors.finish().is_ok());
     assert_eq!(args.depends_on.len(), 2);
     assert_eq!(args.retries.unwrap().base10_parse::<u32>().unwrap(), 3);
     assert_eq!(args.timeout.unwrap().value(), "1h30m");
@@ -41,19 +48,45 @@ fn parses_every_argument() {
 
 #[test]
 fn rejects_unknown_and_repeated_arguments() {
-    let err = parse_args(quote!(dependson = [a]))
-        .err()
-        .unwrap()
-        .to_string();
+    let err = error_text(
+        quote!(dependson = [a]),
+        quote!(
+            async fn b() {}
+        ),
+    );
     assert!(
         err.contains("unknown `pipeline` argument `dependson`; did you mean `depends_on`?"),
         "{err}"
     );
-    let err = parse_args(quote!(retries = 1, retries = 2))
-        .err()
-        .unwrap()
-        .to_string();
+    let err = error_text(
+        quote!(retries = 1, retries = 2),
+        quote!(
+            async fn b() {}
+        ),
+    );
     assert!(err.contains("`retries` is given twice"), "{err}");
+}
+
+#[test]
+fn reports_argument_and_signature_mistakes_at_once() {
+    // Four mistakes: before, only the first was reported.
+    let err = error_text(
+        quote!(depnds_on = [x], retries = 1000, tgas("x")),
+        quote!(
+            pub fn b(v: Vec<i64>) -> Result<Frame<B>> {
+                todo!()
+            }
+        ),
+    );
+    for expected in [
+        "unknown `pipeline` argument `depnds_on`; did you mean `depends_on`?",
+        "`retries` is a number of extra attempts, from 0 to 100",
+        "unknown `pipeline` argument `tgas`",
+        "a pipeline is an `async fn`",
+        "pipeline parameters are `Frame<Table>`",
+    ] {
+        assert!(err.contains(expected), "{expected}\n--\n{err}");
+    }
 }
 
 #[test]
@@ -72,7 +105,7 @@ fn classifies_parameters_and_finds_the_output() {
         .iter()
         .map(|p| match p {
             Param::Input(_) => "input",
-            Param::Ctx => "ctx",
+            Param::Ctx(_) => "ctx",
         })
         .collect();
     assert_eq!(kinds, ["input", "ctx", "input"]);
@@ -246,7 +279,7 @@ fn the_context_may_be_named_by_an_alias_but_not_borrowed_mutably() {
     .expect("an alias of Ctx is a context");
     assert!(matches!(
         aliased.params.as_slice(),
-        [Param::Input(_), Param::Ctx]
+        [Param::Input(_), Param::Ctx(_)]
     ));
     let text = error_text(
         quote!(depends_on = [a]),

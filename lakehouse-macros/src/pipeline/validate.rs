@@ -1,6 +1,7 @@
 //! `PipelineArgs` + the function → `PipelineModel`, with every signature rule checked at once.
 
 use quote::ToTokens;
+use syn::ext::IdentExt as _;
 use syn::spanned::Spanned;
 use syn::{FnArg, GenericArgument, ItemFn, LitStr, Path, PathArguments, ReturnType, Type};
 
@@ -12,8 +13,8 @@ use crate::errors::Errors;
 pub(crate) enum Param {
     /// `Frame<T>` or `Changes<T>`: an upstream table; the full parameter type.
     Input(Box<Type>),
-    /// `&Ctx`.
-    Ctx,
+    /// `&Ctx`; the span of its type, where a mismatch (an alias of another type) is reported.
+    Ctx(proc_macro2::Span),
 }
 
 /// A validated pipeline.
@@ -35,8 +36,13 @@ pub(crate) struct PipelineModel {
 const PARAM_HELP: &str = "pipeline parameters are `Frame<Table>` (an upstream table), \
     `Changes<Table>` (its rows new since this pipeline's last success) or `&Ctx`";
 
-pub(crate) fn validate(args: PipelineArgs, item: ItemFn) -> syn::Result<PipelineModel> {
-    let mut errors = Errors::default();
+/// Checks the signature and the arguments, adding to `errors` (the arguments' own), and
+/// returns every error at once.
+pub(crate) fn validate(
+    args: PipelineArgs,
+    item: ItemFn,
+    mut errors: Errors,
+) -> syn::Result<PipelineModel> {
     let sig = &item.sig;
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         errors.spanned(&sig.generics, "a pipeline cannot be generic");
@@ -77,6 +83,20 @@ pub(crate) fn validate(args: PipelineArgs, item: ItemFn) -> syn::Result<Pipeline
             FnArg::Receiver(receiver) => {
                 errors.spanned(receiver, "a pipeline is a free function, not a method")
             }
+            // The attribute sees the function before `cfg` removes the parameter: the call it
+            // generates would pass one argument too many.
+            FnArg::Typed(pat)
+                if pat
+                    .attrs
+                    .iter()
+                    .any(|a| a.path().is_ident("cfg") || a.path().is_ident("cfg_attr")) =>
+            {
+                errors.spanned(
+                    pat,
+                    "a pipeline's parameters cannot be conditional: put the `#[cfg]` on the \
+                     whole pipeline (a second `#[pipeline]` fn for the other configuration)",
+                )
+            }
             FnArg::Typed(pat) => match &*pat.ty {
                 Type::Reference(r) if frame_like(&r.elem, &["Frame", "Changes"]).is_some() => {
                     let inner = r.elem.to_token_stream().to_string().replace(' ', "");
@@ -92,9 +112,9 @@ pub(crate) fn validate(args: PipelineArgs, item: ItemFn) -> syn::Result<Pipeline
                     r,
                     "the context is borrowed shared: write `&Ctx`, without `mut`",
                 ),
-                Type::Reference(_) if !ctx_seen => {
+                Type::Reference(r) if !ctx_seen => {
                     ctx_seen = true;
-                    params.push(Param::Ctx);
+                    params.push(Param::Ctx(r.span()));
                 }
                 Type::Reference(r) => errors.spanned(r, "`&Ctx` is given twice"),
                 ty if frame_like(ty, &["Frame", "Changes"]).is_some() => {
@@ -120,7 +140,20 @@ pub(crate) fn validate(args: PipelineArgs, item: ItemFn) -> syn::Result<Pipeline
                 );
                 (Some(table.clone()), ty.span())
             }
-            Some(table) => (Some(table.clone()), ty.span()),
+            Some(table) => {
+                if let Some(error_type) = result_error_type(ty) {
+                    errors.spanned(
+                        error_type,
+                        format!(
+                            "a pipeline returns the prelude's `Result<Frame<{}>>`, whose error is \
+                             `lakehouse_runtime::Error`: drop the error type, and turn other \
+                             errors into it with `.map_err(Error::other)` (or `Error::msg`)",
+                            table.to_token_stream().to_string().replace(' ', "")
+                        ),
+                    );
+                }
+                (Some(table.clone()), ty.span())
+            }
             None => {
                 errors.spanned(ty, "a pipeline returns `Result<Frame<OutputTable>>`");
                 (None, ty.span())
@@ -155,12 +188,14 @@ pub(crate) fn validate(args: PipelineArgs, item: ItemFn) -> syn::Result<Pipeline
         }
     }
 
-    let own_name = sig.ident.to_string();
+    // Pipeline names are unique in a registry: two entries ending in one name (`sales`,
+    // `crate::sales`) are one pipeline, and an entry ending in this one's name is itself.
+    let own_name = sig.ident.unraw().to_string();
     let mut seen: Vec<String> = Vec::new();
     for dep in &args.depends_on {
         let text = dep.to_token_stream().to_string();
-        let last = dep.segments.last().map(|s| s.ident.to_string());
-        if last.as_deref() == Some(own_name.as_str()) && dep.segments.len() == 1 {
+        let last = dep.segments.last().map(|s| s.ident.unraw().to_string());
+        if last.as_deref() == Some(own_name.as_str()) {
             errors.spanned(dep, "a pipeline cannot depend on itself");
         } else if last
             .as_deref()
@@ -176,10 +211,17 @@ pub(crate) fn validate(args: PipelineArgs, item: ItemFn) -> syn::Result<Pipeline
                     last.as_deref().unwrap_or_default()
                 ),
             );
-        } else if seen.contains(&text) {
-            errors.spanned(dep, format!("`{text}` is listed twice in `depends_on`"));
+        } else if let Some(name) = last.filter(|name| seen.contains(name)) {
+            errors.spanned(
+                dep,
+                format!(
+                    "`{}` is listed twice in `depends_on` (pipeline `{name}`)",
+                    text.replace(' ', "")
+                ),
+            );
+        } else if let Some(name) = dep.segments.last() {
+            seen.push(name.ident.unraw().to_string());
         }
-        seen.push(text);
     }
 
     let retries = args
@@ -268,6 +310,16 @@ pub(crate) fn parse_duration_ms(text: &str) -> Option<u64> {
         total = total.checked_add(number.checked_mul(factor)?)?;
     }
     Some(total)
+}
+
+/// The `E` of `Result<Frame<T>, E>`, if the result names one.
+fn result_error_type(ty: &Type) -> Option<&GenericArgument> {
+    let Type::Path(path) = ty else { return None };
+    let segment = path.path.segments.last()?;
+    let PathArguments::AngleBracketed(args) = &segment.arguments else {
+        return None;
+    };
+    (segment.ident == "Result").then(|| args.args.iter().nth(1))?
 }
 
 /// Whether `ty` is `Result<Frame<T>, ..>` (any path ending in `Result`).

@@ -7,13 +7,14 @@ use proc_macro2::{Ident, TokenStream, TokenTree};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::validate::{Column, Evolution, Mode, OverwriteScope, Quality, TableModel, option_inner};
+use super::validate::{Column, Evolution, Mode, OverwriteScope, Quality, TableModel};
 
 pub(crate) fn codegen(model: &TableModel) -> TokenStream {
     let table_impl = table_impl(model);
     let handles = column_handles(model);
     let select = select_struct(model);
     let reference_checks = reference_checks(model);
+    let key_checks = key_checks(model);
     let ident = &model.ident;
     let append_only = (model.mode == Mode::Append)
         .then(|| quote!(impl ::lakehouse_runtime::__private::AppendOnly for #ident {}));
@@ -31,7 +32,31 @@ pub(crate) fn codegen(model: &TableModel) -> TokenStream {
         #handles
         #select
         #reference_checks
+        #key_checks
     }
+}
+
+/// A key column's type, through any alias, is not an `Option` (a plain `Option<_>` is refused
+/// while validating; an alias of one only the compiler sees through).
+fn key_checks(model: &TableModel) -> TokenStream {
+    model
+        .columns
+        .iter()
+        .filter(|c| model.key.contains(&c.name))
+        .map(|c| {
+            let ty = &c.ty;
+            let message = format!(
+                "key column `{}` cannot be nullable (its type is an `Option<_>`): a key is never NULL",
+                c.name
+            );
+            quote_spanned! {ty.span()=>
+                const _: () = ::core::assert!(
+                    !<#ty as ::lakehouse_runtime::__private::ColumnType>::NULLABLE,
+                    #message
+                );
+            }
+        })
+        .collect()
 }
 
 fn table_impl(model: &TableModel) -> TokenStream {
@@ -287,7 +312,9 @@ fn reference_checks(model: &TableModel) -> TokenStream {
         .iter()
         .filter_map(|c| {
             let (table, target) = c.references.as_ref()?;
-            let value = option_inner(&c.ty).unwrap_or(&c.ty);
+            let ty = &c.ty;
+            // Through the trait, so that an alias of an `Option` is unwrapped too.
+            let value = quote!(<#ty as ::lakehouse_runtime::__private::ColumnType>::NonNull);
             let span = table
                 .span()
                 .join(target.span())

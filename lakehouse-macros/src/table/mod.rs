@@ -13,7 +13,7 @@ use proc_macro2::TokenStream;
 /// use of the table.
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
     let result = syn::parse2(input.clone())
-        .and_then(parse::parse)
+        .map(parse::parse)
         .and_then(validate::validate);
     match result {
         Ok(model) => codegen::codegen(&model),
@@ -41,7 +41,7 @@ fn stand_in(input: TokenStream) -> Option<validate::TableModel> {
             field.attrs.retain(|attr| !helper(attr));
         }
     }
-    parse::parse(input).and_then(validate::validate).ok()
+    validate::validate(parse::parse(input)).ok()
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use syn::{
     Data, DeriveInput, Fields, Generics, Ident, LitBool, LitInt, LitStr, Path, Type, Visibility,
 };
 
-use crate::attr::{doc_comment, parenthesized_idents, string_value};
+use crate::attr::{doc_comment, parenthesized_idents, skip_value, string_value};
 use crate::errors::Errors;
 
 /// The struct as the user wrote it.
@@ -89,7 +89,9 @@ fn table_key_names() -> Vec<String> {
     .to_vec()
 }
 
-pub(crate) fn parse(input: DeriveInput) -> syn::Result<TableInput> {
+/// The struct as written, and the syntax errors found (validation goes on with what parsed, so
+/// that every mistake is reported at once).
+pub(crate) fn parse(input: DeriveInput) -> (TableInput, Errors) {
     let mut errors = Errors::default();
     let attrs = parse_table_attrs(&input, &mut errors);
     // Each helper attribute has one place; elsewhere it would be silently ignored.
@@ -101,13 +103,25 @@ pub(crate) fn parse(input: DeriveInput) -> syn::Result<TableInput> {
     }
     let fields = match &input.data {
         Data::Struct(data) => match &data.fields {
+            Fields::Named(named) if named.named.is_empty() => {
+                errors.spanned(named, "a table needs at least one column (a named field)");
+                Vec::new()
+            }
             Fields::Named(named) => named
                 .named
                 .iter()
                 .map(|f| parse_field(f, &mut errors))
                 .collect(),
-            other => {
-                errors.spanned(other, "a table needs named fields, one per column");
+            Fields::Unnamed(unnamed) => {
+                errors.spanned(unnamed, "a table needs named fields, one per column");
+                Vec::new()
+            }
+            // No tokens to point at: the struct's name.
+            Fields::Unit => {
+                errors.push(syn::Error::new(
+                    input.ident.span(),
+                    "a table needs named fields, one per column",
+                ));
                 Vec::new()
             }
         },
@@ -126,30 +140,33 @@ pub(crate) fn parse(input: DeriveInput) -> syn::Result<TableInput> {
             Vec::new()
         }
     };
-    errors.finish()?;
-    Ok(TableInput {
+    let parsed = TableInput {
         doc: doc_comment(&input.attrs),
         ident: input.ident,
         vis: input.vis,
         generics: input.generics,
         attrs,
         fields,
-    })
+    };
+    (parsed, errors)
 }
 
 fn parse_table_attrs(input: &DeriveInput, errors: &mut Errors) -> TableAttrs {
     let mut out = TableAttrs::default();
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("table")) {
         let result = attr.parse_nested_meta(|meta| {
+            // A mistake in a key is recorded and the next keys are parsed: all are reported.
             let Some(key) = meta.path.get_ident().cloned() else {
-                return Err(meta.error(format!(
+                errors.push(meta.error(format!(
                     "unknown `table` attribute; expected one of {TABLE_KEYS}"
                 )));
+                return skip_value(&meta);
             };
             macro_rules! once {
                 ($slot:expr, $value:expr) => {{
                     if $slot.is_some() {
-                        return Err(meta.error(format!("`{key}` is given twice")));
+                        errors.push(meta.error(format!("`{key}` is given twice")));
+                        return skip_value(&meta);
                     }
                     let value = $value;
                     $slot = Some(Keyed { key, value });
@@ -188,14 +205,17 @@ fn parse_table_attrs(input: &DeriveInput, errors: &mut Errors) -> TableAttrs {
                     let hint = crate::table::validate::closest(other, &table_key_names())
                         .map(|close| format!("did you mean `{close}`? "))
                         .unwrap_or_default();
-                    return Err(meta.error(format!(
+                    errors.push(meta.error(format!(
                         "unknown `table` attribute `{key}`; {hint}expected one of {TABLE_KEYS}"
                     )));
+                    return skip_value(&meta);
                 }
             }
             Ok(())
         });
-        errors.ok(result);
+        if let Err(error) = result {
+            errors.push(error);
+        }
     }
     out
 }

@@ -6,7 +6,7 @@ use super::validate::{Evolution, Mode, OverwriteScope, TableModel, snake_case};
 use super::{expand, parse, validate};
 
 fn model(input: proc_macro2::TokenStream) -> syn::Result<TableModel> {
-    validate::validate(parse::parse(syn::parse2(input)?)?)
+    validate::validate(parse::parse(syn::parse2(input)?))
 }
 
 fn error_text(input: proc_macro2::TokenStream) -> String {
@@ -269,13 +269,72 @@ fn references_are_type_checked_in_dead_code() {
         pub struct Fact { #[column(references = DimCustomer::customer_key)] pub customer_key: Option<String> }
     })
     .to_string();
-    assert!(out.contains("let _ : :: lakehouse_runtime :: __private :: Col < DimCustomer , String > = :: lakehouse_runtime :: __private :: non_null (DimCustomer :: customer_key)"), "{out}");
+    assert!(out.contains("let _ : :: lakehouse_runtime :: __private :: Col < DimCustomer , < Option < String > as :: lakehouse_runtime :: __private :: ColumnType > :: NonNull > = :: lakehouse_runtime :: __private :: non_null (DimCustomer :: customer_key)"), "{out}");
 }
 
 #[test]
 fn snake_case_names() {
     assert_eq!(snake_case("DimCustomer"), "dim_customer");
     assert_eq!(snake_case("Sales"), "sales");
+    assert_eq!(snake_case("HTTPLogs"), "http_logs");
+    assert_eq!(snake_case("DimUS"), "dim_us");
+    assert_eq!(snake_case("Top10Sales"), "top10_sales");
+    assert_eq!(snake_case("Sales2024"), "sales2024");
+    assert_eq!(snake_case("ABTest"), "ab_test");
+}
+
+#[test]
+fn reports_every_attribute_mistake_at_once() {
+    // Four mistakes (two misspelled keys, an unknown key column, a field name): before, the
+    // parse stopped at the first.
+    let text = error_text(quote! {
+        #[table(shcema = "silver", mdoe = merge, key(idd))]
+        pub struct A { pub Id: i64 }
+    });
+    for expected in [
+        "unknown `table` attribute `shcema`; did you mean `schema`?",
+        "unknown `table` attribute `mdoe`; did you mean `mode`?",
+        "`key` names no field of this struct",
+        "column `Id` must be lowercase snake_case",
+    ] {
+        assert!(text.contains(expected), "{expected}\n--\n{text}");
+    }
+    for cascade in [
+        "missing `#[table(schema",
+        "a table with `key(..)` and no `mode`",
+    ] {
+        assert!(!text.contains(cascade), "{text}");
+    }
+}
+
+#[test]
+fn a_table_has_named_columns() {
+    for (declaration, expected) in [
+        (
+            quote!(
+                pub struct A;
+            ),
+            "a table needs named fields, one per column",
+        ),
+        (
+            quote!(
+                pub struct A(i64);
+            ),
+            "a table needs named fields, one per column",
+        ),
+        (
+            quote!(
+                pub struct A {}
+            ),
+            "a table needs at least one column",
+        ),
+    ] {
+        let text = error_text(quote! {
+            #[table(schema = "silver")]
+            #declaration
+        });
+        assert!(text.contains(expected), "{expected}\n--\n{text}");
+    }
 }
 
 #[test]

@@ -98,8 +98,10 @@ fn declared_by_the_runtime() -> bool {
 /// The columns every SCD2 table gets, in this order.
 pub(crate) const SCD2_COLUMNS: [&str; 3] = ["valid_from", "valid_to", "is_current"];
 
-pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
-    let mut errors = Errors::default();
+/// Checks the parsed struct, adding to the parse's `errors`, and returns every error at once.
+pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result<TableModel> {
+    // A misspelled key is reported by the parse: no "missing" error for it too.
+    let parsed_cleanly = errors.is_empty();
     if !input.generics.params.is_empty() {
         errors.spanned(&input.generics, "a table cannot be generic");
     }
@@ -121,10 +123,12 @@ pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
             schema
         }
         None => {
-            errors.push(syn::Error::new(
-                input.ident.span(),
-                "missing `#[table(schema = \"..\")]`, e.g. `#[table(schema = \"silver\")]`",
-            ));
+            if parsed_cleanly {
+                errors.push(syn::Error::new(
+                    input.ident.span(),
+                    "missing `#[table(schema = \"..\")]`, e.g. `#[table(schema = \"silver\")]`",
+                ));
+            }
             String::new()
         }
     };
@@ -248,7 +252,8 @@ pub(crate) fn validate(input: TableInput) -> syn::Result<TableModel> {
         }
         (Some(k), _) if k.value.is_empty() => errors.spanned(&k.key, "`key(..)` names no column"),
         // Most likely a forgotten `mode = merge`: the default appends every row, key or not.
-        (Some(k), Mode::Append) if attrs.mode.is_none() => errors.spanned(
+        // (Not when a key failed to parse: a misspelled `mode` is reported as such.)
+        (Some(k), Mode::Append) if attrs.mode.is_none() && parsed_cleanly => errors.spanned(
             &k.key,
             "a table with `key(..)` and no `mode` appends every row, repeating keys: say \
              `mode = merge` to upsert on the key (or `mode = scd2` to keep its history), or \
@@ -525,18 +530,25 @@ pub(crate) fn column_name(ident: &Ident) -> String {
     s.strip_prefix("r#").map(str::to_owned).unwrap_or(s)
 }
 
-/// `SilverErpSales` → `silver_erp_sales`.
+/// `SilverErpSales` → `silver_erp_sales`; a run of capitals is one word (`HTTPLogs` →
+/// `http_logs`, `DimUS` → `dim_us`), and a digit ends none (`Top10Sales` → `top10_sales`).
 pub(crate) fn snake_case(ident: &str) -> String {
+    let chars: Vec<char> = ident.chars().collect();
     let mut out = String::new();
-    for (i, ch) in ident.chars().enumerate() {
-        if ch.is_uppercase() {
-            if i > 0 {
+    for (i, &ch) in chars.iter().enumerate() {
+        if ch.is_uppercase() && i > 0 {
+            let previous = chars[i - 1];
+            let next_is_lower = chars.get(i + 1).is_some_and(|c| c.is_lowercase());
+            // A word starts after a lowercase letter or digit, or at the last capital of a run
+            // followed by lowercase (`HTTPLogs`: the `L`).
+            if previous.is_lowercase()
+                || previous.is_ascii_digit()
+                || (previous.is_uppercase() && next_is_lower)
+            {
                 out.push('_');
             }
-            out.extend(ch.to_lowercase());
-        } else {
-            out.push(ch);
         }
+        out.extend(ch.to_lowercase());
     }
     out
 }
@@ -561,7 +573,8 @@ pub(crate) fn option_inner(ty: &Type) -> Option<&Type> {
 pub(crate) fn closest<'a>(name: &str, candidates: &'a [String]) -> Option<&'a str> {
     candidates
         .iter()
-        .map(|c| (strsim::levenshtein(name, c), c))
+        // A swap of two letters (`mdoe`) counts as one edit.
+        .map(|c| (strsim::osa_distance(name, c), c))
         .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(1))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c.as_str())
