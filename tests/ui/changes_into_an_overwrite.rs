@@ -14,4 +14,18 @@ pub async fn latest_sales(_raw: Changes<BronzeSales>) -> Result<Frame<LatestSale
     todo!()
 }
 
+/// Replaced a day at a time.
+#[derive(Table)]
+#[table(schema = "silver", mode = overwrite, overwrite = partitions, partition_by(day))]
+pub struct DailySales {
+    pub order_id: i64,
+    pub day: Date,
+}
+
+/// A day whose sales arrive in two runs would keep only the second run's.
+#[pipeline(depends_on = [sales])]
+pub async fn daily_sales(_raw: Changes<BronzeSales>) -> Result<Frame<DailySales>> {
+    todo!()
+}
+
 fn main() {}

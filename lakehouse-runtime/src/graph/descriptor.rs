@@ -146,22 +146,19 @@ pub const fn assert_full_snapshot<T: Table>() {
     }
 }
 
-/// Fails compilation when an incremental input (`Changes<T>`) feeds a whole-table overwrite
-/// that is not `full_snapshot`: each run would replace the table with only the rows new since
-/// the last one, and a run with none would empty it.
+/// Fails compilation when an incremental input (`Changes<T>`) feeds an overwrite that is not
+/// `full_snapshot`: each run would replace the table (or, with `overwrite = partitions`, every
+/// partition its new rows are in) with only the rows new since the last one, dropping the rows
+/// read before, for good (the input is not read again).
 pub const fn assert_incremental_output<T: Table>(incremental: bool, full_snapshot: bool) {
-    if incremental
-        && !full_snapshot
-        && matches!(T::DEF.mode, WriteMode::Overwrite)
-        && matches!(T::DEF.overwrite, crate::table::OverwriteScope::Table)
-    {
+    if incremental && !full_snapshot && matches!(T::DEF.mode, WriteMode::Overwrite) {
         panic!(
             "a `Changes<T>` input holds only the rows new since the last run, and a `mode = \
-             overwrite` output replaces every row: each run would keep only the new rows, and a \
-             run with none would empty the table. Append them (`mode = append`), merge them \
-             (`mode = merge`), replace their partitions (`overwrite = partitions`), or read the \
-             input whole as `Frame<T>`; if each run's new rows are the complete table, say so \
-             with `#[pipeline(full_snapshot)]`"
+             overwrite` output replaces every row (with `overwrite = partitions`, every row of \
+             the partitions the new rows are in): each run would keep only the new rows, and \
+             the rows read before are not read again. Append them (`mode = append`), merge \
+             them (`mode = merge`), or read the input whole as `Frame<T>`; if each run's new \
+             rows are the complete table, say so with `#[pipeline(full_snapshot)]`"
         );
     }
 }
