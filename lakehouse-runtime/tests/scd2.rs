@@ -156,6 +156,153 @@ async fn a_run_earlier_than_the_history_is_refused() {
 }
 
 #[tokio::test]
+async fn a_run_earlier_within_the_statistics_millisecond_is_refused_too() {
+    let wh = TempWarehouse::new();
+    let def = <DimCustomer as lakehouse_runtime::Table>::DEF;
+    let at = |micros: i64, transaction: i64| WriteOptions {
+        run_at: Some(Timestamp(micros)),
+        transaction: Some(("dim_customer".to_owned(), transaction)),
+        ..WriteOptions::default()
+    };
+    write(
+        &wh.warehouse,
+        def,
+        &[c("a", Some("Ann"), Some("Paris"))],
+        at(900, 1),
+    )
+    .await
+    .expect("at 900 µs");
+    // The statistics say 0 ms (truncated): the history's exact end is read.
+    let error = write(
+        &wh.warehouse,
+        def,
+        &[c("a", Some("Ann"), Some("Nice"))],
+        at(400, 2),
+    )
+    .await
+    .expect_err("history is written in time order");
+    assert!(
+        error.to_string().contains("its history already reaches"),
+        "{error}"
+    );
+    write(
+        &wh.warehouse,
+        def,
+        &[c("a", Some("Ann"), Some("Nice"))],
+        at(900, 3),
+    )
+    .await
+    .expect("the same time again");
+}
+
+/// A frame of `customer_id` deletion keys.
+fn customer_keys(
+    session: &datafusion::prelude::SessionContext,
+    ids: &[&'static str],
+) -> datafusion::dataframe::DataFrame {
+    #[derive(Serialize)]
+    struct Key {
+        customer_id: &'static str,
+    }
+    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new("customer_id", arrow::datatypes::DataType::Utf8, false),
+    ]));
+    let rows: Vec<Key> = ids.iter().map(|&customer_id| Key { customer_id }).collect();
+    let keys = lakehouse_runtime::frame::batches_from_rows(schema, &rows).expect("keys");
+    session.read_batches(keys).expect("keys frame")
+}
+
+#[tokio::test]
+async fn a_rerun_at_the_same_time_replaces_the_versions_it_opened_and_deletions_win() {
+    let wh = TempWarehouse::new();
+    let def = <DimCustomer as lakehouse_runtime::Table>::DEF;
+    let session = wh.warehouse.session();
+    write(
+        &wh.warehouse,
+        def,
+        &[
+            c("a", Some("Ann"), Some("Paris")),
+            c("b", Some("Bob"), Some("Lyon")),
+            c("c", Some("Cid"), Some("Lyon")),
+        ],
+        run(5, 1),
+    )
+    .await
+    .expect("day 5");
+    // Day 9: b is both written and deleted (the deletion wins), c is listed twice (closed
+    // once). The MERGE used to find two source rows for one stored row, and fail.
+    let mut options = run(9, 2);
+    options.deletions = Deletions::Keys(customer_keys(&session, &["b", "c", "c"]));
+    let df = frame(
+        &session,
+        def,
+        &[
+            c("a", Some("Ann"), Some("Lille")),
+            c("b", Some("Bob"), Some("Nice")),
+        ],
+    );
+    wh.warehouse
+        .write(&session, def, df, options)
+        .await
+        .expect("day 9");
+    // Day 9 again (a rerun of the latest run): a's version opened at day 9 is replaced in
+    // place, not closed after no time; e is new.
+    let rerun = write(
+        &wh.warehouse,
+        def,
+        &[c("a", Some("Ann"), Some("Nice")), c("e", Some("Eve"), None)],
+        run(9, 3),
+    )
+    .await
+    .expect("day 9 again");
+    assert_eq!((rerun.rows_inserted, rerun.rows_updated), (1, 1));
+    // Day 9 once more: e's version, opened at day 9, is deleted rather than closed.
+    let mut options = run(9, 4);
+    options.deletions = Deletions::Keys(customer_keys(&session, &["e"]));
+    let deleted = wh
+        .warehouse
+        .write(
+            &session,
+            def,
+            frame::<Customer>(&session, def, &[]),
+            options,
+        )
+        .await
+        .expect("day 9, e deleted");
+    assert_eq!(deleted.rows_deleted, 1);
+    assert_eq!(
+        contents(&wh.warehouse, def).await,
+        lines(&[
+            "a|Ann|Nice|1970-01-10T00:00:00Z|∅|true",
+            "a|Ann|Paris|1970-01-06T00:00:00Z|1970-01-10T00:00:00Z|false",
+            "b|Bob|Lyon|1970-01-06T00:00:00Z|1970-01-10T00:00:00Z|false",
+            "c|Cid|Lyon|1970-01-06T00:00:00Z|1970-01-10T00:00:00Z|false",
+        ])
+    );
+    // A full snapshot at day 9 without a: its version opened at day 9 goes, Paris's stays
+    // closed at day 9.
+    let mut options = run(9, 5);
+    options.deletions = Deletions::MissingFromSource;
+    wh.warehouse
+        .write(
+            &session,
+            def,
+            frame::<Customer>(&session, def, &[]),
+            options,
+        )
+        .await
+        .expect("day 9, empty snapshot");
+    assert_eq!(
+        contents(&wh.warehouse, def).await,
+        lines(&[
+            "a|Ann|Paris|1970-01-06T00:00:00Z|1970-01-10T00:00:00Z|false",
+            "b|Bob|Lyon|1970-01-06T00:00:00Z|1970-01-10T00:00:00Z|false",
+            "c|Cid|Lyon|1970-01-06T00:00:00Z|1970-01-10T00:00:00Z|false",
+        ])
+    );
+}
+
+#[tokio::test]
 async fn three_runs_keep_exact_history() {
     let wh = TempWarehouse::new();
     let def = <DimCustomer as lakehouse_runtime::Table>::DEF;

@@ -929,3 +929,55 @@ async fn a_merge_table_declared_with_another_key_is_refused() {
         .expect("drift");
     assert!(drift.is_empty(), "{drift:?}");
 }
+
+#[tokio::test]
+async fn deletion_keys_win_over_written_rows_and_may_repeat() {
+    let wh = TempWarehouse::new();
+    let def = <Account as lakehouse_runtime::Table>::DEF;
+    write(
+        &wh.warehouse,
+        def,
+        &[
+            account(1, Some(10), "ann"),
+            account(2, Some(20), "bob"),
+            account(4, Some(40), "dan"),
+        ],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("stored");
+    // 1 is changed and deleted, 2 deleted twice, 3 inserted and deleted, 5 inserted: the MERGE
+    // used to find two source rows for 1 and 2 (and fail at every retry), and to insert 3.
+    let session = wh.warehouse.session();
+    #[derive(Serialize)]
+    struct Key {
+        id: i64,
+    }
+    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new("id", arrow::datatypes::DataType::Int64, false),
+    ]));
+    let keys: Vec<Key> = [1, 2, 2, 3].into_iter().map(|id| Key { id }).collect();
+    let keys = lakehouse_runtime::frame::batches_from_rows(schema, &keys).expect("keys");
+    let options = WriteOptions {
+        deletions: lakehouse_runtime::store::Deletions::Keys(
+            session.read_batches(keys).expect("keys frame"),
+        ),
+        ..WriteOptions::default()
+    };
+    let df = crate::common::frame(
+        &session,
+        def,
+        &[
+            account(1, Some(11), "ann"),
+            account(3, Some(30), "cid"),
+            account(5, Some(50), "eve"),
+        ],
+    );
+    let outcome = wh
+        .warehouse
+        .write(&session, def, df, options)
+        .await
+        .expect("written");
+    assert_eq!((outcome.rows_inserted, outcome.rows_deleted), (1, 2));
+    assert_eq!(contents(&wh.warehouse, def).await, ["4|40|dan", "5|50|eve"]);
+}

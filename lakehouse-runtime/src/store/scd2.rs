@@ -44,6 +44,13 @@ pub(crate) async fn refuse_going_back(
     run_at: Timestamp,
 ) -> Result<()> {
     let bound = match history_bound_from_statistics(table, delta)? {
+        // Statistics keep timestamps to the millisecond, truncated: a bound in `run_at`'s
+        // millisecond but not after it may be after it, by a scan.
+        Some(Some(truncated))
+            if truncated <= run_at.0 && truncated + STATISTICS_PRECISION_MICROS > run_at.0 =>
+        {
+            history_bound_by_scan(warehouse, session, table).await?
+        }
         Some(bound) => bound,
         None => history_bound_by_scan(warehouse, session, table).await?,
     };
@@ -58,6 +65,9 @@ pub(crate) async fn refuse_going_back(
         _ => Ok(()),
     }
 }
+
+/// Delta's file statistics truncate timestamps to the millisecond.
+const STATISTICS_PRECISION_MICROS: i64 = 1_000;
 
 /// The latest `valid_from` or `valid_to` from `delta`'s file statistics: `Some(None)` for no
 /// history, `None` when a file lacks statistics.
@@ -134,6 +144,14 @@ pub(crate) async fn merge(
     } = write;
     let qualified_name = table.qualified_name();
     refuse_going_back(warehouse, session, table, &delta, run_at).await?;
+    // A key both written and closed is closed; a key listed twice is closed once.
+    let (source, deletions) = match deletions {
+        Deletions::Keys(keys) => {
+            let (kept, keys) = super::write::split_deletions(source, keys, table)?;
+            (kept, Deletions::Keys(keys))
+        }
+        other => (source, other),
+    };
     let data: Vec<String> = source
         .schema()
         .fields()
@@ -161,11 +179,19 @@ pub(crate) async fn merge(
         .await?
         .filter(column("is_current"))?
         .alias("t")?;
+    let run_at_value = lit(ScalarValue::TimestampMicrosecond(
+        Some(run_at.0),
+        Some("UTC".into()),
+    ));
+    // A version this same logical time opened (a rerun of the latest run) is replaced in place
+    // below, not closed after no time at all.
+    let opened_now = |alias: &str| qualified(alias, "valid_from").eq(run_at_value.clone());
     let on: Vec<Expr> = table
         .key
         .iter()
         .map(|k| qualified("s", k).eq(qualified("t", k)))
         .chain(std::iter::once(changed("s", "t")))
+        .chain(std::iter::once(Expr::Not(Box::new(opened_now("t")))))
         .collect();
     let schema = source.schema().as_arrow().clone();
     let unkeyed: Vec<Expr> = data
@@ -219,10 +245,7 @@ pub(crate) async fn merge(
         .chain(std::iter::once(qualified("t", "is_current")))
         .reduce(Expr::and)
         .unwrap_or_else(|| lit(false));
-    let run_at = lit(ScalarValue::TimestampMicrosecond(
-        Some(run_at.0),
-        Some("UTC".into()),
-    ));
+    let run_at = run_at_value.clone();
     let no_end = lit(ScalarValue::TimestampMicrosecond(None, Some("UTC".into())));
     let close = |u: deltalake::operations::merge::UpdateBuilder| {
         u.update("valid_to", run_at.clone())
@@ -235,8 +258,27 @@ pub(crate) async fn merge(
         .with_target_alias("t")
         .with_session_state(super::session_state(session))
         .with_commit_properties(commit.properties());
+    // Replaced in place: a version this logical time opened, when it changes again.
+    let in_place: Vec<&String> = data
+        .iter()
+        .filter(|c| !table.key.contains(&c.as_str()))
+        .collect();
     let result = async {
+        // The first clause whose predicate holds applies: a version opened at this same
+        // `run_at` is deleted or replaced rather than closed (its predecessor ends at `run_at`
+        // still, so the history keeps no version of no length).
+        merge = merge.when_matched_delete(|d| {
+            d.predicate(qualified("s", DELETE_FLAG).and(opened_now("t")))
+        })?;
         merge = merge.when_matched_update(|u| close(u.predicate(qualified("s", DELETE_FLAG))))?;
+        if !in_place.is_empty() {
+            merge = merge.when_matched_update(|u| {
+                in_place
+                    .iter()
+                    .fold(u, |u, c| u.update(c.as_str(), qualified("s", c)))
+                    .predicate(changed("t", "s").and(opened_now("t")))
+            })?;
+        }
         merge = merge.when_matched_update(|u| close(u.predicate(changed("t", "s"))))?;
         merge = merge.when_not_matched_insert(|i| {
             let i = i.predicate(Expr::Not(Box::new(qualified("s", DELETE_FLAG))));
@@ -247,6 +289,9 @@ pub(crate) async fn merge(
                 .set("is_current", lit(true))
         })?;
         if close_missing {
+            merge = merge.when_not_matched_by_source_delete(|d| {
+                d.predicate(qualified("t", "is_current").and(opened_now("t")))
+            })?;
             merge = merge.when_not_matched_by_source_update(|u| {
                 close(u.predicate(qualified("t", "is_current")))
             })?;
@@ -260,7 +305,8 @@ pub(crate) async fn merge(
             &written,
             metrics.num_target_rows_inserted as u64,
             metrics.num_target_rows_updated as u64,
-            0,
+            // Versions opened by this same `run_at` and deleted again.
+            metrics.num_target_rows_deleted as u64,
         )),
         Err(error) => {
             warehouse

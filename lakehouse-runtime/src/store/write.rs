@@ -29,7 +29,8 @@ pub enum Deletions {
     /// None.
     #[default]
     None,
-    /// The rows whose key is in this DataFrame (its columns: the key columns).
+    /// The rows whose key is in this DataFrame (its columns: the key columns; a key may
+    /// repeat). A key also in the written rows is deleted (closed): the deletion wins.
     Keys(DataFrame),
     /// The rows whose key is absent from the written DataFrame, which is then a full snapshot.
     MissingFromSource,
@@ -754,7 +755,10 @@ async fn upsert(
         .map(|f| f.name().clone())
         .collect();
     let (source, delete_flag, delete_missing) = match deletions {
-        Deletions::Keys(keys) => (with_delete_flag(source, keys, table)?, true, false),
+        Deletions::Keys(keys) => {
+            let (kept, keys) = split_deletions(source, keys, table)?;
+            (with_delete_flag(kept, keys, table)?, true, false)
+        }
         Deletions::MissingFromSource => (source, false, true),
         Deletions::None => (source, false, false),
     };
@@ -813,6 +817,34 @@ async fn upsert(
 
 /// The source column that marks a staged deletion.
 pub(crate) const DELETE_FLAG: &str = "__lakehouse_delete";
+
+/// The rows of `source` whose key is not among the deletion `keys`, and those keys, each once:
+/// a key both written and deleted is deleted (or closed), and a key listed twice is deleted
+/// once. (Without this, the MERGE found two source rows for one stored row and failed, at every
+/// retry, or deleted a row the source had just inserted or left unchanged.)
+pub(crate) fn split_deletions(
+    source: DataFrame,
+    keys: DataFrame,
+    table: &TableDef,
+) -> Result<(DataFrame, DataFrame), datafusion::error::DataFusionError> {
+    let key_columns: Vec<Expr> = table
+        .key
+        .iter()
+        .map(|k| Expr::Column(Column::new_unqualified(*k)))
+        .collect();
+    let keys = keys.select(key_columns)?.distinct()?;
+    let on: Vec<Expr> = table
+        .key
+        .iter()
+        .map(|k| qualified("s", k).eq(qualified("d", k)))
+        .collect();
+    let kept = source.alias("s")?.join_on(
+        keys.clone().alias("d")?,
+        datafusion::common::JoinType::LeftAnti,
+        on,
+    )?;
+    Ok((kept, keys))
+}
 
 /// `source` with `__lakehouse_delete = false`, unioned with the deletion keys (other columns
 /// NULL, flag true).
