@@ -193,7 +193,7 @@ async fn a_query_reads_a_table_as_of_a_version_or_a_time() {
         .iter()
         .map(|c| (c.version, c.operation.as_str()))
         .collect();
-    assert_eq!(versions, [(2, "MERGE"), (1, "WRITE"), (0, "CREATE TABLE")]);
+    assert_eq!(versions, [(2, "MERGE"), (1, "MERGE"), (0, "CREATE TABLE")]);
     let first_write = history[1].committed_at.expect("a commit time");
     let query = "SELECT product_id, price FROM gold.dim_product";
     let price_as_of = |as_of: AsOf| {

@@ -123,6 +123,16 @@ fn plain_protocol(state: &DeltaTableState) -> bool {
         })
 }
 
+/// How [`write`]'s commit is recorded.
+pub(crate) enum Recorded {
+    /// A `WRITE`; `blind_append`: an append that read nothing of the table.
+    Write { blind_append: bool },
+    /// A `MERGE` into an empty table (`operation`, reading the whole table): a concurrent
+    /// write that added rows conflicts, as it would with the MERGE, instead of both inserting
+    /// the same keys.
+    MergeIntoEmpty(Box<DeltaOperation>),
+}
+
 /// Appends `source` to `delta`, or replaces its rows with it, in one commit. `source` must have
 /// the table's stored schema (names, types, order); a NULL in a NOT NULL column fails the write.
 /// On any error nothing is committed: files already written are unreferenced (vacuum removes
@@ -133,7 +143,7 @@ pub(crate) async fn write(
     source: DataFrame,
     mode: SaveMode,
     commit: CommitTags,
-    blind_append: bool,
+    recorded: Recorded,
 ) -> Result<(DeltaTableState, u64), DeltaTableError> {
     let state = delta.snapshot()?.clone();
     let (adds, rows) = encode_plan(&state, &delta, source, None, Vec::new()).await?;
@@ -146,15 +156,32 @@ pub(crate) async fn write(
             removed_files += 1;
         }
     }
-    let metrics = serde_json::json!({
-        "num_added_rows": rows,
-        "num_added_files": added_files,
-        "num_removed_files": removed_files,
-    });
-    let operation = DeltaOperation::Write {
-        mode,
-        partition_by: None,
-        predicate: None,
+    let (operation, metrics, blind_append) = match recorded {
+        Recorded::Write { blind_append } => (
+            DeltaOperation::Write {
+                mode,
+                partition_by: None,
+                predicate: None,
+            },
+            serde_json::json!({
+                "num_added_rows": rows,
+                "num_added_files": added_files,
+                "num_removed_files": removed_files,
+            }),
+            blind_append && mode == SaveMode::Append,
+        ),
+        Recorded::MergeIntoEmpty(operation) => (
+            *operation,
+            serde_json::json!({
+                "num_source_rows": rows,
+                "num_target_rows_inserted": rows,
+                "num_target_rows_updated": 0,
+                "num_target_rows_deleted": 0,
+                "num_output_rows": rows,
+                "num_target_files_added": added_files,
+            }),
+            false,
+        ),
     };
     let finalized = commit_actions(
         &state,
@@ -163,7 +190,7 @@ pub(crate) async fn write(
         operation,
         metrics,
         &commit,
-        blind_append && mode == SaveMode::Append,
+        blind_append,
     )
     .await?;
     Ok((finalized.snapshot(), rows))
@@ -513,7 +540,9 @@ mod tests {
             replacement,
             SaveMode::Overwrite,
             CommitTags::transaction(None),
-            false,
+            super::Recorded::Write {
+                blind_append: false,
+            },
         )
         .await
         .expect_err("the compacted rows would stay beside the new ones");

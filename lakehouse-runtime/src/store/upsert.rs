@@ -467,7 +467,7 @@ fn columns(delta: &DeltaTable, alias: &str) -> Result<Vec<Expr>, DeltaTableError
 
 /// The commit's operation, as delta-rs records an upsert: no predicate (the whole table was
 /// read, so concurrent appends conflict), update all when matched, insert all when not.
-fn merge_operation(table: &TableDef) -> DeltaOperation {
+pub(crate) fn merge_operation(table: &TableDef) -> DeltaOperation {
     DeltaOperation::Merge {
         predicate: None,
         merge_predicate: Some(key_match(table).to_string()),

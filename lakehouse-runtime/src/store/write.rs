@@ -190,8 +190,9 @@ impl Warehouse {
             WriteMode::Append | WriteMode::Overwrite
                 if !replace_schema && super::sink::applies_to(table, &delta) =>
             {
-                let blind = table.mode == WriteMode::Append && save_mode == SaveMode::Append;
-                super::sink::write(delta, source, save_mode, commit.clone(), blind)
+                let blind_append = table.mode == WriteMode::Append && save_mode == SaveMode::Append;
+                let recorded = super::sink::Recorded::Write { blind_append };
+                super::sink::write(delta, source, save_mode, commit.clone(), recorded)
                     .await
                     .map(|(snapshot, rows)| appended(table, &snapshot, rows))
             }
@@ -618,36 +619,25 @@ async fn merge(
         .snapshot()
         .map(|s| s.log_data().num_files() == 0)
         .unwrap_or(false);
-    if target_empty && matches!(deletions, Deletions::None | Deletions::MissingFromSource) {
+    // (Recorded as the MERGE it stands for, reading the whole table: two first writes at once
+    // conflict instead of both inserting their keys. A table the parallel path cannot write
+    // takes delta-rs's MERGE, which records the same.)
+    if target_empty
+        && matches!(deletions, Deletions::None | Deletions::MissingFromSource)
+        && super::sink::applies_to(table, &delta)
+    {
         let unique = guarded(source.clone()).await?;
-        let written = if super::sink::applies_to(table, &delta) {
-            super::sink::write(
-                delta.clone(),
-                unique,
-                SaveMode::Append,
-                commit.clone(),
-                false,
-            )
-            .await
-            .map(|(snapshot, rows)| appended(table, &snapshot, rows))
-        } else {
-            let (_, plan) = unique.into_parts();
-            match delta
-                .clone()
-                .write(Vec::new())
-                .with_input_plan(plan)
-                .with_session_state(state.clone())
-                .with_commit_properties(commit.properties())
-                .with_save_mode(SaveMode::Append)
-                .await
-            {
-                Ok(written) => {
-                    let rows = last_commit_metric(&written, "num_added_rows").await;
-                    Ok(outcome(table, &written, rows, 0, 0))
-                }
-                Err(e) => Err(e),
-            }
-        };
+        let recorded =
+            super::sink::Recorded::MergeIntoEmpty(Box::new(super::upsert::merge_operation(table)));
+        let written = super::sink::write(
+            delta.clone(),
+            unique,
+            SaveMode::Append,
+            commit.clone(),
+            recorded,
+        )
+        .await
+        .map(|(snapshot, rows)| appended(table, &snapshot, rows));
         match written {
             Ok(outcome) => return Ok(outcome),
             Err(e) if super::unique::is_duplicate(&e) => {
@@ -938,4 +928,63 @@ fn constraint_violation(table: &TableDef, error: &deltalake::DeltaTableError) ->
         "{qualified}: {rows} row(s) of the write fail {failed}; nothing was committed, and the \
          failing rows are in the log"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Serialize;
+
+    use super::{CommitTags, Deletions};
+    use crate::prelude::*;
+    use crate::store::test_support::{temp_warehouse, write_rows};
+
+    /// Merged on `id`.
+    #[derive(Table, Serialize)]
+    #[table(schema = "test", name = "accounts", key(id), mode = merge)]
+    struct Account {
+        id: i64,
+        balance: i64,
+    }
+
+    #[tokio::test]
+    async fn two_first_writes_into_an_empty_merge_table_conflict_instead_of_repeating_keys() {
+        let (_dir, warehouse) = temp_warehouse();
+        let session = warehouse.session();
+        // This write loaded the table empty; another writer's first merge commits meanwhile.
+        let stale = warehouse.ensure(Account::DEF).await.expect("created");
+        write_rows(&warehouse, Account::DEF, &[Account { id: 1, balance: 10 }]).await;
+        let source = session
+            .sql("SELECT CAST(1 AS BIGINT) AS id, CAST(20 AS BIGINT) AS balance")
+            .await
+            .expect("row");
+        let error = super::merge(
+            &session,
+            stale,
+            source,
+            Account::DEF,
+            (Deletions::None, None),
+            super::session_state(&session),
+            CommitTags::transaction(None),
+        )
+        .await
+        .expect_err("both would insert key 1");
+        assert!(
+            error.to_string().contains("concurrent transaction"),
+            "{error}"
+        );
+        let rows = warehouse
+            .sql(&[Account::DEF], "SELECT count(*) FROM test.accounts")
+            .await
+            .expect("query")
+            .collect()
+            .await
+            .expect("rows");
+        let count = rows[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .expect("a count")
+            .value(0);
+        assert_eq!(count, 1, "key 1 once");
+    }
 }
