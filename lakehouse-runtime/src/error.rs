@@ -104,6 +104,11 @@ pub enum Error {
     /// retried (the same inputs would fail the same way).
     #[error("{0}")]
     Quality(String),
+    /// A write refused for a reason another attempt would meet again (another run holds this
+    /// run's sequence in the table, an SCD2 history already past the run's time, a rebuild of
+    /// an append-only table): nothing was written, and the attempt is not retried.
+    #[error("{0}")]
+    Refused(String),
     /// An error from another library, raised by pipeline code.
     #[error(transparent)]
     Other(Box<dyn std::error::Error + Send + Sync>),
@@ -118,6 +123,26 @@ impl Error {
     /// Wraps any error, for pipeline code: `.map_err(Error::other)?`.
     pub fn other(error: impl std::error::Error + Send + Sync + 'static) -> Error {
         Error::Other(Box::new(error))
+    }
+
+    /// Whether another attempt may succeed where this one failed. Not for blocking quality
+    /// checks, schema mismatches, refused writes, invalid names or graphs, and HTTP statuses
+    /// that say the request itself is wrong (4xx but 408 and 429): the same inputs would fail
+    /// the same way, and a retry would only call the sources again.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Quality(_)
+            | Error::Schema { .. }
+            | Error::Refused(_)
+            | Error::InvalidName { .. }
+            | Error::Graph(_)
+            | Error::MissingInput { .. } => false,
+            Error::Http {
+                status: Some(status),
+                ..
+            } => !(400..500).contains(status) || matches!(status, 408 | 429),
+            _ => true,
+        }
     }
 
     /// A Delta error on `table`.
@@ -180,5 +205,37 @@ mod tests {
         );
         let other = Error::delta("silver.orders", deltalake::DeltaTableError::NotInitialized);
         assert!(matches!(other, Error::Delta { .. }), "{other:?}");
+        assert!(error.is_retryable() && other.is_retryable());
+    }
+
+    fn http(status: Option<u16>) -> Error {
+        Error::Http {
+            url: "https://example.com".to_owned(),
+            status,
+            attempts: 1,
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn errors_another_attempt_would_meet_again_are_not_retried() {
+        for permanent in [
+            Error::Quality("2 rows".to_owned()),
+            Error::Refused("another run".to_owned()),
+            Error::schema("silver.t", "missing column"),
+            http(Some(404)),
+            http(Some(401)),
+        ] {
+            assert!(!permanent.is_retryable(), "{permanent:?}");
+        }
+        for transient in [
+            Error::msg("pipeline code"),
+            http(Some(429)),
+            http(Some(408)),
+            http(Some(503)),
+            http(None),
+        ] {
+            assert!(transient.is_retryable(), "{transient:?}");
+        }
     }
 }

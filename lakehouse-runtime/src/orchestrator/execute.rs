@@ -301,8 +301,8 @@ async fn run_with_retries(
                         cancelled = Some(last_error.clone());
                         break;
                     }
-                    if matches!(error, Error::Quality(_)) {
-                        tracing::error!(attempt, error = %last_error, "failed");
+                    if !error.is_retryable() {
+                        tracing::error!(attempt, error = %last_error, "failed; not retried (another attempt would fail the same way)");
                         break;
                     }
                     let why_not_again = || {

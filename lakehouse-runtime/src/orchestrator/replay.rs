@@ -102,7 +102,7 @@ pub(super) fn collision(
     run: &RunInfo,
     writer: &str,
 ) -> Error {
-    Error::msg(format!(
+    Error::Refused(format!(
         "{} already holds a write of run sequence {} or later by {writer}, not by this run \
          (`{}`): two orchestrators are running on one warehouse, a run stopped (crashed) \
          before it recorded anything, or lakehouse.runs is older than the tables (restored \

@@ -55,7 +55,7 @@ pub(crate) async fn refuse_going_back(
         None => history_bound_by_scan(warehouse, session, table).await?,
     };
     match bound {
-        Some(latest) if latest > run_at.0 => Err(Error::msg(format!(
+        Some(latest) if latest > run_at.0 => Err(Error::Refused(format!(
             "SCD2 table {}: its history already reaches {}, later than this run's run_at \
              {run_at}; versions are written in time order, so a past run_at cannot follow later \
              runs (rebuild the table to replay its history)",

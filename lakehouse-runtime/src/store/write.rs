@@ -178,7 +178,7 @@ impl Warehouse {
                 .snapshot()
                 .is_ok_and(|s| s.snapshot().table_properties().append_only == Some(true))
         {
-            return Err(Error::msg(format!(
+            return Err(Error::Refused(format!(
                 "{qualified} is append-only (`delta.appendOnly`): a rebuild cannot replace its \
                  rows; run without `--rebuild`"
             )));
