@@ -209,10 +209,23 @@ fn exclusions_leave_pipelines_out_of_the_selection() {
         )
         .map(|plan| plan.names())
     };
-    // Everything but the crm tag (`d` no longer waits for `c`); the rest of `+e` but `g`.
+    // Everything but the crm tag: `d` and `e` still run after `a`, upstream of them through
+    // `c`, which is left out (as dbt orders a selection); the rest of `+e` but `g`.
     assert_eq!(
         exclude(&[], &["tag:crm"], Direction::None),
-        Ok(vec![vec!["a", "d", "f", "g"], vec!["e"]])
+        Ok(vec![vec!["a", "f", "g"], vec!["d", "e"]])
+    );
+    // The same in the other order: as late as the selection allows.
+    assert_eq!(
+        plan_excluding(
+            &sample(),
+            &[],
+            &["tag:crm".to_owned()],
+            Direction::None,
+            Order::ProcessLast,
+        )
+        .map(|plan| plan.names()),
+        Ok(vec![vec!["a", "g"], vec!["d", "e", "f"]])
     );
     assert_eq!(
         exclude(&["e"], &["g"], Direction::Upstream),

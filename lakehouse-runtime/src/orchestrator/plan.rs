@@ -300,31 +300,45 @@ fn group(registry: &Registry, selected: &BTreeSet<&'static str>, order: Order) -
         .copied()
         .filter(|p| selected.contains(p.name))
         .collect();
+    // Ordering goes through pipelines left out of the selection (`--exclude`, or between two
+    // selected ones): a selected pipeline runs after every selected one upstream of it, however
+    // far. `above[p]`: the highest level among the selected pipelines at or above `p`.
+    let mut above: BTreeMap<&str, Option<usize>> = BTreeMap::new();
     let mut asap: BTreeMap<&str, usize> = BTreeMap::new();
-    for p in &members {
-        let level = p
+    for p in registry.pipelines() {
+        let upstream = p
             .depends_on
             .iter()
-            .filter_map(|d| asap.get(d))
-            .map(|l| l + 1)
-            .max()
-            .unwrap_or(0);
-        asap.insert(p.name, level);
+            .filter_map(|d| above.get(d).copied().flatten())
+            .max();
+        if selected.contains(p.name) {
+            let level = upstream.map_or(0, |l| l + 1);
+            asap.insert(p.name, level);
+            above.insert(p.name, Some(level));
+        } else {
+            above.insert(p.name, upstream);
+        }
     }
     let levels: BTreeMap<&str, usize> = match order {
         Order::ProcessFirst => asap,
         Order::ProcessLast => {
             let last = asap.values().copied().max().unwrap_or(0);
+            // `below[p]`: the lowest level among the selected pipelines at or below `p`.
+            let mut below: BTreeMap<&str, Option<usize>> = BTreeMap::new();
             let mut alap: BTreeMap<&str, usize> = BTreeMap::new();
-            for p in members.iter().rev() {
-                let level = registry
+            for p in registry.pipelines().iter().rev() {
+                let downstream = registry
                     .downstream(p.name)
                     .iter()
-                    .filter_map(|d| alap.get(d.name))
-                    .map(|l| l.saturating_sub(1))
-                    .min()
-                    .unwrap_or(last);
-                alap.insert(p.name, level);
+                    .filter_map(|d| below.get(d.name).copied().flatten())
+                    .min();
+                if selected.contains(p.name) {
+                    let level = downstream.map_or(last, |l| l.saturating_sub(1));
+                    alap.insert(p.name, level);
+                    below.insert(p.name, Some(level));
+                } else {
+                    below.insert(p.name, downstream);
+                }
             }
             alap
         }
