@@ -511,6 +511,30 @@ mod incremental {
     }
 
     #[tokio::test]
+    async fn an_output_deleted_to_start_over_gets_every_file_again() {
+        let wh = TempWarehouse::new();
+        let landing = landing_with_a(&wh);
+        let orchestrator = orchestrator(&wh);
+        let run = || async { orchestrator.run(&config(&landing)).await.expect("run") };
+        assert!(run().await.succeeded());
+        std::fs::write(landing.join("b.csv"), "order_id,amount\n2,2.00\n").expect("file");
+        // The operator deletes the table's folder: before, the next run read only b.csv.
+        let folder = wh
+            .warehouse
+            .table_url(NewOrders::DEF)
+            .expect("url")
+            .to_file_path()
+            .expect("local");
+        std::fs::remove_dir_all(folder).expect("deleted");
+        let again = run().await;
+        assert!(again.succeeded(), "{}", again.render(false));
+        assert_eq!(orders(&wh).await, ["1|1.00", "2|2.00"]);
+        // And from then on, as usual.
+        assert!(run().await.succeeded());
+        assert_eq!(orders(&wh).await, ["1|1.00", "2|2.00"]);
+    }
+
+    #[tokio::test]
     async fn each_new_file_is_ingested_once_and_a_failed_run_reads_it_again() {
         let wh = TempWarehouse::new();
         let landing = landing_with_a(&wh);

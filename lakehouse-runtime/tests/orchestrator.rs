@@ -724,6 +724,41 @@ async fn an_unreadable_incremental_position_fails_instead_of_reading_everything_
 }
 
 #[tokio::test]
+async fn an_incremental_output_deleted_to_start_over_reads_its_inputs_whole() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    for _ in 0..2 {
+        assert!(
+            orchestrator
+                .run(&RunConfig::default())
+                .await
+                .expect("run")
+                .succeeded()
+        );
+    }
+    let table = <Ok1 as lakehouse_runtime::Table>::DEF;
+    let folder = wh
+        .warehouse
+        .table_url(table)
+        .expect("url")
+        .to_file_path()
+        .expect("local");
+    std::fs::remove_dir_all(folder).expect("deleted");
+    // Before, the run read on from its last success: ticks 1 and 2 were gone for good.
+    let third = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 3");
+    assert!(third.succeeded(), "{}", third.render(false));
+    assert_eq!(contents(&wh.warehouse, table).await, ["1", "2", "3"]);
+    orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 4");
+    assert_eq!(contents(&wh.warehouse, table).await, ["1", "2", "3", "4"]);
+}
+
+#[tokio::test]
 async fn a_forced_resume_keeps_the_incremental_position() {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());

@@ -457,12 +457,27 @@ impl FileHistory {
                     });
                 }
                 // First: a run committing after it may have ingested the files this one finds.
-                let read_after = self
+                let output = self
                     .ledger
                     .warehouse()
-                    .transaction_version(self.pipeline.output, self.pipeline.name)
-                    .await?
-                    .unwrap_or(0);
+                    .latest_transaction(self.pipeline.output, self.pipeline.name, i64::MAX)
+                    .await?;
+                let Some((read_after, _)) = output else {
+                    // The output is gone (deleted to start it over): the files read before are
+                    // not in it, so every file is read again, as at the first run.
+                    if !self.ledger.ingested_files(self.pipeline).await?.is_empty() {
+                        tracing::warn!(
+                            table = %self.pipeline.output.qualified_name(),
+                            "the output table is gone since files were ingested into it: every \
+                             file is read again, as at the pipeline's first run"
+                        );
+                    }
+                    return Ok(KnownFiles {
+                        files: HashMap::new(),
+                        read_after: 0,
+                    });
+                };
+                let read_after = read_after.unwrap_or(0);
                 let mut files = self.ledger.ingested_files(self.pipeline).await?;
                 // A file recorded twice (read again by a full refresh): its latest record.
                 files.sort_by_key(|file| file.sequence);

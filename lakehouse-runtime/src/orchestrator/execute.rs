@@ -886,10 +886,24 @@ async fn incremental_cursor(
         None => BTreeMap::new(),
     };
     let after = last_success.as_ref().map_or(i64::MIN, |r| r.sequence + 1);
-    let (transaction, unrecorded_commit) = orchestrator
+    let Some((transaction, unrecorded_commit)) = orchestrator
         .warehouse
         .latest_transaction(pipeline.output, pipeline.name, after)
-        .await?;
+        .await?
+    else {
+        // The output is gone (its folder deleted to start it over): what was read before is
+        // not in it, so the inputs are read whole, as at the first run (Delta Live Tables does
+        // the same for a dropped streaming table).
+        if let Some(success) = last_success.filter(|_| !recorded.is_empty()) {
+            tracing::warn!(
+                table = %pipeline.output.qualified_name(),
+                last_success = %success.run_id,
+                "the output table is gone since the pipeline's last success: its incremental \
+                 inputs are read whole, as at its first run"
+            );
+        }
+        return Ok(Cursor::default());
+    };
     let transaction = transaction.unwrap_or(0);
     let unrecorded_commit =
         unrecorded_commit.filter(|commit| commit.transaction_version < run.sequence);

@@ -146,29 +146,33 @@ impl Warehouse {
         app_id: &str,
         at_least: i64,
     ) -> Result<Option<CommittedTransaction>> {
-        Ok(self.latest_transaction(table, app_id, at_least).await?.1)
+        Ok(self
+            .latest_transaction(table, app_id, at_least)
+            .await?
+            .and_then(|(_, committed)| committed))
     }
 
     /// `app_id`'s last transaction version on `table` (if any), and what it committed if that
-    /// is `at_least` or later (see [`Warehouse::committed_transaction`]). One load of the table.
+    /// is `at_least` or later (see [`Warehouse::committed_transaction`]); `None` when the table
+    /// does not exist. One load of the table.
     pub(crate) async fn latest_transaction(
         &self,
         table: &'static TableDef,
         app_id: &str,
         at_least: i64,
-    ) -> Result<(Option<i64>, Option<CommittedTransaction>)> {
+    ) -> Result<Option<(Option<i64>, Option<CommittedTransaction>)>> {
         let Some(delta) = self.load(table).await? else {
-            return Ok((None, None));
+            return Ok(None);
         };
         let (Some(transaction_version), Some(table_version)) = (
             committed_version(&delta, table, app_id).await?,
             delta.version(),
         ) else {
-            return Ok((None, None));
+            return Ok(Some((None, None)));
         };
         // Below it, nothing to look for: the history is not read (a fresh run's usual case).
         if transaction_version < at_least {
-            return Ok((Some(transaction_version), None));
+            return Ok(Some((Some(transaction_version), None)));
         }
         let tag = transaction_tag(app_id, transaction_version);
         // Unreadable history (a commit file cleaned up meanwhile, say) only loses the details.
@@ -184,7 +188,7 @@ impl Warehouse {
             table_version,
             metadata,
         };
-        Ok((Some(transaction_version), Some(committed)))
+        Ok(Some((Some(transaction_version), Some(committed))))
     }
 
     /// The application metadata (see [`WriteOptions::metadata`]) of the commit that carried
