@@ -161,8 +161,13 @@ pub(crate) async fn merge(
     // Only columns the stored table has can change (with `evolution = keep` a declared column
     // may be missing from it).
     let change_columns = super::change::compared_columns(table, &data);
-    let changed =
-        |left: &str, right: &str| super::change::distinct_any(left, right, &change_columns);
+    // A source row replaces the current version when a change column differs and it is not
+    // older than it by `run_at`, when the table has one (as a merge table's rows, and Delta
+    // Live Tables' `SEQUENCE BY`): a late row does not undo a newer version.
+    let sequence = super::change::sequence_column(table, &data);
+    let changed = |source: &str, stored: &str| {
+        super::change::replaces(source, stored, &change_columns, sequence)
+    };
 
     // 1. Every source row, keyed.
     let keyed: Vec<Expr> = data
@@ -276,10 +281,10 @@ pub(crate) async fn merge(
                 in_place
                     .iter()
                     .fold(u, |u, c| u.update(c.as_str(), qualified("s", c)))
-                    .predicate(changed("t", "s").and(opened_now("t")))
+                    .predicate(changed("s", "t").and(opened_now("t")))
             })?;
         }
-        merge = merge.when_matched_update(|u| close(u.predicate(changed("t", "s"))))?;
+        merge = merge.when_matched_update(|u| close(u.predicate(changed("s", "t"))))?;
         merge = merge.when_not_matched_insert(|i| {
             let i = i.predicate(Expr::Not(Box::new(qualified("s", DELETE_FLAG))));
             data.iter()
