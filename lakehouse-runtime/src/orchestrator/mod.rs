@@ -531,10 +531,7 @@ impl Orchestrator {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut shutdown = self.shutdown.clone();
         loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = shutdown.changed() => {}
-            }
+            next_tick(&mut ticker, &mut shutdown).await;
             if *shutdown.borrow() {
                 break;
             }
@@ -718,6 +715,24 @@ impl Orchestrator {
     }
 }
 
+/// Waits for the loop's next tick, or for a shutdown request. A shutdown sender dropped (a
+/// library caller's) can no longer request one: only the tick is waited for then (its closed
+/// channel would end every wait at once, and the loop would run back to back).
+async fn next_tick(
+    ticker: &mut tokio::time::Interval,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) {
+    let requested = async {
+        if shutdown.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        _ = ticker.tick() => {}
+        () = requested => {}
+    }
+}
+
 /// `r000042-20260129T101500Z-3f9a`: sortable and readable (sequence, then `run_at` to the
 /// second), and unique: two orchestrators starting at once on one warehouse can take the same
 /// sequence and `run_at` second, and a run must never take the other's commit for its own (see
@@ -763,5 +778,34 @@ impl Refresh {
         [Refresh::Full, Refresh::Rebuild]
             .into_iter()
             .find(|refresh| refresh.as_str() == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_loop_waits_for_its_tick_when_no_shutdown_can_come() {
+        let mut ticker = tokio::time::interval(Duration::from_secs(3600));
+        let (stop, mut shutdown) = tokio::sync::watch::channel(false);
+        drop(stop);
+        // The first tick is at once; the next an hour later, not at once (time is virtual).
+        super::next_tick(&mut ticker, &mut shutdown).await;
+        let next = tokio::time::timeout(
+            Duration::from_secs(60),
+            super::next_tick(&mut ticker, &mut shutdown),
+        )
+        .await;
+        assert!(next.is_err(), "the loop ran again at once");
+        // A live sender's request ends the wait.
+        let (stop, mut shutdown) = tokio::sync::watch::channel(false);
+        stop.send(true).expect("sent");
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            super::next_tick(&mut ticker, &mut shutdown),
+        )
+        .await
+        .expect("a shutdown request ends the wait");
     }
 }
