@@ -759,6 +759,35 @@ async fn an_incremental_output_deleted_to_start_over_reads_its_inputs_whole() {
 }
 
 #[tokio::test]
+async fn a_resumed_commit_of_the_run_counts_its_rows_and_version() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    let first = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 1");
+    // The process died after ok1's commit, before its attempt was recorded.
+    forget_ok1_attempts(&wh, first.sequence).await;
+    let resumed = orchestrator
+        .resume(&first.run_id, &RunConfig::default())
+        .await
+        .expect("resume");
+    let ok1 = resumed.result("ok1").expect("resumed");
+    assert_eq!((ok1.status, ok1.replayed), (Status::Succeeded, true));
+    // Before, the replay counted no rows (and the table's current version).
+    assert_eq!((ok1.rows_written, ok1.version), (Some(1), Some(1)));
+    let recorded = orchestrator
+        .ledger()
+        .run(&first.run_id)
+        .await
+        .expect("ledger")
+        .into_iter()
+        .find(|r| r.pipeline.as_deref() == Some("ok1"))
+        .expect("recorded");
+    assert_eq!(recorded.rows_written, Some(1));
+}
+
+#[tokio::test]
 async fn a_forced_resume_keeps_the_incremental_position() {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());

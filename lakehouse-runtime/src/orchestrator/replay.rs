@@ -87,8 +87,20 @@ pub(super) async fn already_written(
     } else {
         Vec::new()
     };
+    // This run's own commit: its version and rows, as it made them (a later run's: the
+    // table's version, and nothing written by this run).
+    let outcome = if done == run.sequence {
+        let (inserted, updated) = committed.rows_written();
+        let version = committed.commit_version.unwrap_or(committed.table_version);
+        let mut outcome = WriteOutcome::skipped(pipeline.output, Some(version));
+        outcome.rows_inserted = inserted;
+        outcome.rows_updated = updated;
+        outcome
+    } else {
+        WriteOutcome::skipped(pipeline.output, Some(committed.table_version))
+    };
     Ok(Some(Written {
-        outcome: WriteOutcome::skipped(pipeline.output, Some(committed.table_version)),
+        outcome,
         input_versions,
         metric: None,
         fragmented: false,

@@ -133,7 +133,7 @@ impl RunReport {
             ]);
         for r in &self.results {
             let mut status = Cell::new(if r.replayed {
-                format!("{} (nothing written)", r.status)
+                format!("{} (already committed)", r.status)
             } else {
                 r.status.to_string()
             });

@@ -176,17 +176,20 @@ impl Warehouse {
         }
         let tag = transaction_tag(app_id, transaction_version);
         // Unreadable history (a commit file cleaned up meanwhile, say) only loses the details.
-        let metadata = match tagged_commit(&delta, table, TRANSACTION_KEY, &tag, None).await {
-            Ok(found) => found.map(|(_, metadata)| metadata).unwrap_or_default(),
-            Err(error) => {
-                tracing::warn!(%error, "could not read the committed write's metadata");
-                Default::default()
-            }
-        };
+        let (commit_version, metadata) =
+            match tagged_commit(&delta, table, TRANSACTION_KEY, &tag, None).await {
+                Ok(Some((version, metadata))) => (Some(version), metadata),
+                Ok(None) => (None, Default::default()),
+                Err(error) => {
+                    tracing::warn!(%error, "could not read the committed write's metadata");
+                    (None, Default::default())
+                }
+            };
         let committed = CommittedTransaction {
             transaction_version,
             table_version,
             metadata,
+            commit_version,
         };
         Ok(Some((Some(transaction_version), Some(committed))))
     }
@@ -264,6 +267,31 @@ pub struct CommittedTransaction {
     pub table_version: u64,
     /// The `commitInfo` application metadata of the commit that carried the transaction.
     pub metadata: std::collections::HashMap<String, serde_json::Value>,
+    /// The table version that commit made, when it was found among the latest commits.
+    pub commit_version: Option<u64>,
+}
+
+impl CommittedTransaction {
+    /// The rows the commit inserted and updated, from its `operationMetrics` (as delta-rs's
+    /// operations and this crate's own record them); 0 when it has none.
+    pub fn rows_written(&self) -> (u64, u64) {
+        let metrics = self.metadata.get("operationMetrics");
+        let metric = |names: &[&str]| {
+            names
+                .iter()
+                .filter_map(|name| metrics.and_then(|m| m.get(*name)))
+                .find_map(|value| {
+                    value
+                        .as_u64()
+                        .or_else(|| value.as_str().and_then(|text| text.parse().ok()))
+                })
+                .unwrap_or(0)
+        };
+        (
+            metric(&["num_target_rows_inserted", "num_added_rows"]),
+            metric(&["num_target_rows_updated"]),
+        )
+    }
 }
 
 /// [`Warehouse::commit_tagged`] on `delta`, the loaded Delta table of `table`.
