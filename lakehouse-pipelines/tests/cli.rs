@@ -218,8 +218,8 @@ fn history_and_describe_show_a_table() {
     let history = orchestrate(dir.path(), &["history", "silver.erp_sales_transactions"]);
     assert!(history.status.success(), "{}", stderr(&history));
     let out = stdout(&history);
-    // Newest first: the run's write (a merge into an empty table appends), then the creation.
-    let write = out.find("mode=Append").expect("the run's commit");
+    // Newest first: the run's write (a MERGE, into an empty table), then the creation.
+    let write = out.find("mergePredicate=").expect("the run's commit");
     let created = out.find("CREATE TABLE").expect("the creation");
     assert!(write < created, "{out}");
     assert!(out.contains("+20"), "{out}");

@@ -788,6 +788,52 @@ async fn a_resumed_commit_of_the_run_counts_its_rows_and_version() {
 }
 
 #[tokio::test]
+async fn a_resumed_dated_run_superseded_by_a_later_write_is_not_done_at_its_time() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "flaky"]), wh.warehouse.clone());
+    let day_one = Timestamp::parse("2026-11-01T00:00:00Z").expect("a time");
+    let mut dated = flaky_without_retries("superseded");
+    dated.run_at = Some(day_one);
+    let failed = orchestrator.run(&dated).await.expect("dated run");
+    assert_eq!(
+        failed.result("flaky").map(|r| r.status),
+        Some(Status::Failed)
+    );
+    // A later, ordinary run writes flaky's table; then the dated run is resumed.
+    let later = flaky_without_retries("superseded");
+    assert!(
+        orchestrator
+            .run(&later)
+            .await
+            .expect("later run")
+            .succeeded()
+    );
+    let resumed = orchestrator
+        .resume(&failed.run_id, &later)
+        .await
+        .expect("resume");
+    let flaky = resumed.result("flaky").expect("resumed");
+    assert_eq!((flaky.status, flaky.replayed), (Status::Succeeded, true));
+    let note = flaky.error.clone().unwrap_or_default();
+    assert!(
+        note.contains("superseded: run `r000002-")
+            && note.contains("orchestrate run --select flaky --run-at 2026-11-01T00:00:00Z"),
+        "{note}"
+    );
+    // Day one is not done for flaky: a backfill of it runs flaky there. Before, the replay
+    // counted as day one's success, and the backfill skipped the day for good.
+    let done = orchestrator
+        .backfill(&later, &[day_one], Redo::Missing, |_| {})
+        .await
+        .expect("backfill");
+    assert!(done.already_done.is_empty(), "{:?}", done.already_done);
+    assert_eq!(
+        done.runs.iter().map(statuses).collect::<Vec<_>>(),
+        [BTreeMap::from([("flaky", Status::Succeeded)])]
+    );
+}
+
+#[tokio::test]
 async fn a_forced_resume_keeps_the_incremental_position() {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());

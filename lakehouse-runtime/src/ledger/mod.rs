@@ -651,11 +651,14 @@ impl Ledger {
             run_at: Timestamp,
             pipeline: Option<String>,
         }
+        // (A success that is a later run's write, superseding this one's, wrote nothing at
+        // this time: it says so in `error`.)
         let successes = self.records().await?.filter(
             in_range
                 .clone()
                 .and(col("kind").eq(lit("pipeline")))
-                .and(col("status").eq(lit("succeeded"))),
+                .and(col("status").eq(lit("succeeded")))
+                .and(col("error").is_null()),
         )?;
         let successes = successes
             .select(vec![col("run_at"), col("pipeline")])?

@@ -46,7 +46,8 @@ pub struct RunRecord {
     pub table_version: Option<i64>,
     /// Whether the write was skipped because this run had already committed it
     pub replayed: Option<bool>,
-    /// Error text of a failed attempt
+    /// Error text of a failed attempt; on a success that wrote nothing because a later run
+    /// wrote the table since (a resumed run), the note saying so
     pub error: Option<String>,
     /// Versions of the inputs read, as JSON `{"schema.table": version}`
     pub input_versions: Option<String>,

@@ -37,6 +37,9 @@ pub(super) struct Written {
     /// A replayed write of this run's: the quality findings its commit lists, which the
     /// attempt that made it may not have recorded (it died after the commit).
     pub(super) replayed_findings: Vec<QualityIssue>,
+    /// Not written, because a later run wrote the table since: what says so (recorded as the
+    /// attempt's note, and not counted as a success at this run's logical time).
+    pub(super) superseded: Option<String>,
 }
 
 pub(super) async fn execute(
@@ -275,6 +278,7 @@ async fn run_with_retries(
                     if written.fragmented {
                         compact(orchestrator, pipeline).await;
                     }
+                    let superseded = written.superseded;
                     let outcome = written.outcome;
                     tracing::info!(
                         rows = outcome.rows_inserted + outcome.rows_updated,
@@ -291,7 +295,7 @@ async fn run_with_retries(
                         version: outcome.version,
                         replayed: !outcome.committed,
                         duration: started.elapsed(),
-                        error: None,
+                        error: superseded,
                     };
                 }
                 Err(error) => {
@@ -669,6 +673,7 @@ async fn produce_and_write(
             metric: None,
             fragmented: false,
             replayed_findings: Vec::new(),
+            superseded: None,
         });
     }
     tracing::debug!("inputs read");
@@ -843,6 +848,7 @@ async fn produce_and_write(
         metric,
         fragmented,
         replayed_findings: Vec::new(),
+        superseded: None,
     })
 }
 
@@ -1137,7 +1143,7 @@ fn attempt_record(
     outcome: &Result<Written>,
 ) -> RunRecord {
     let (status, written, error) = match outcome {
-        Ok(written) => (Status::Succeeded, Some(written), None),
+        Ok(written) => (Status::Succeeded, Some(written), written.superseded.clone()),
         Err(error) if is_stopped(error) => (Status::Cancelled, None, Some(error.to_string())),
         Err(error) => (Status::Failed, None, Some(error.to_string())),
     };

@@ -62,6 +62,17 @@ pub(super) async fn already_written(
         }
         return Err(collision(pipeline, run, &by_another(writer)));
     }
+    let superseded = (done > run.sequence).then(|| {
+        format!(
+            "superseded: {} wrote {} since, so this run's is not written at its run_at {}; to \
+             write it: `orchestrate run --select {} --run-at {}`",
+            by_another(writer),
+            pipeline.output.qualified_name(),
+            run.run_at,
+            pipeline.name,
+            run.run_at
+        )
+    });
     if done > run.sequence {
         tracing::info!(
             later_sequence = done,
@@ -105,6 +116,7 @@ pub(super) async fn already_written(
         metric: None,
         fragmented: false,
         replayed_findings,
+        superseded,
     }))
 }
 
