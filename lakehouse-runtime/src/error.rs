@@ -104,9 +104,10 @@ pub enum Error {
     /// retried (the same inputs would fail the same way).
     #[error("{0}")]
     Quality(String),
-    /// A write refused for a reason another attempt would meet again (another run holds this
-    /// run's sequence in the table, an SCD2 history already past the run's time, a rebuild of
-    /// an append-only table): nothing was written, and the attempt is not retried.
+    /// A read or write refused for a reason another attempt would meet again (another run
+    /// holds this run's sequence in the table, an SCD2 history already past the run's time, a
+    /// rebuild of an append-only table, `Changes<T>` of a table without its change data feed):
+    /// nothing was written, and the attempt is not retried.
     #[error("{0}")]
     Refused(String),
     /// An error from another library, raised by pipeline code.

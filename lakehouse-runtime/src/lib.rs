@@ -124,8 +124,8 @@ pub mod prelude {
 pub mod __private {
     pub use crate::graph::{
         BoxFuture, DependsOn, InputSpec, Pipeline, PipelineDescriptor, PipelineInput, Produced,
-        assert_depends_on, assert_full_snapshot, assert_incremental_output, assert_readable,
-        max_level,
+        assert_change_feed, assert_depends_on, assert_full_snapshot, assert_incremental_output,
+        assert_readable, max_level,
     };
     pub use crate::table::{
         AppendOnly, CheckConstraint, Col, ColumnDef, ColumnRef, ColumnRole, ColumnType,

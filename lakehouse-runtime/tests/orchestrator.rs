@@ -834,6 +834,43 @@ async fn a_resumed_dated_run_superseded_by_a_later_write_is_not_done_at_its_time
 }
 
 #[tokio::test]
+async fn changes_of_a_table_whose_change_feed_was_turned_off_fail_naming_it() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    assert!(
+        orchestrator
+            .run(&RunConfig::default())
+            .await
+            .expect("run 1")
+            .succeeded()
+    );
+    // Another engine turns the feed off.
+    let ticks = <Ticks as lakehouse_runtime::Table>::DEF;
+    let delta = wh
+        .warehouse
+        .load(ticks)
+        .await
+        .expect("load")
+        .expect("exists");
+    delta
+        .set_tbl_properties()
+        .with_properties([("delta.enableChangeDataFeed".to_owned(), "false".to_owned())].into())
+        .await
+        .expect("turned off");
+    let second = orchestrator
+        .run(&fast(RunConfig::default()))
+        .await
+        .expect("run 2");
+    let ok1 = second.result("ok1").expect("planned");
+    assert_eq!(ok1.status, Status::Failed);
+    let error = ok1.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("`Changes<_>` of bronze.ticks: the table's change data feed is off"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn a_forced_resume_keeps_the_incremental_position() {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());

@@ -81,6 +81,9 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
         marker.set_span(ty.span());
         quote_spanned! {ty.span()=>
             ::lakehouse_runtime::__private::assert_readable::<#ty>();
+            ::lakehouse_runtime::__private::assert_change_feed::<
+                <#ty as ::lakehouse_runtime::__private::PipelineInput>::Table,
+            >(<#ty as ::lakehouse_runtime::__private::PipelineInput>::INCREMENTAL);
             ::lakehouse_runtime::__private::assert_incremental_output::<#output>(
                 <#ty as ::lakehouse_runtime::__private::PipelineInput>::INCREMENTAL,
                 #full_snapshot,

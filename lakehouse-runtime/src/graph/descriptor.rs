@@ -163,6 +163,50 @@ pub const fn assert_incremental_output<T: Table>(incremental: bool, full_snapsho
     }
 }
 
+/// Fails compilation when an incremental input (`Changes<T>`) reads a table whose declaration
+/// turns its change data feed off (`delta.enableChangeDataFeed = false`): `Changes<T>` reads
+/// the rows each commit added from it.
+pub const fn assert_change_feed<T: Table>(incremental: bool) {
+    let properties = T::DEF.properties;
+    let mut i = 0;
+    while i < properties.len() {
+        let (key, value) = properties[i];
+        if incremental
+            && same_ascii(key, "delta.enableChangeDataFeed", false)
+            && same_ascii(value, "false", true)
+        {
+            panic!(
+                "a `Changes<T>` input reads the rows each commit added to its table from the \
+                 table's change data feed, which this table's declaration turns off \
+                 (`delta.enableChangeDataFeed = false`): remove that property, or read the \
+                 table whole as `Frame<T>`"
+            );
+        }
+        i += 1;
+    }
+}
+
+/// `a == b` in a const context, ASCII case ignored when `ignore_case`.
+const fn same_ascii(a: &str, b: &str, ignore_case: bool) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        let (x, y) = if ignore_case {
+            (a[i].to_ascii_lowercase(), b[i].to_ascii_lowercase())
+        } else {
+            (a[i], b[i])
+        };
+        if x != y {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// A pipeline parameter that can be read: `Frame<T>` of any table, `Changes<T>` of an append
 /// table. Checked once per parameter by the code `#[pipeline]` generates.
 pub trait ReadableInput {}
