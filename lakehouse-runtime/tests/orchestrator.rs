@@ -48,7 +48,8 @@ output_table!(
     Interrupts = "interrupts",
     Overlapped = "overlapped",
     RetriesSlowly = "retries_slowly",
-    FailsAfterRetryWait = "fails_after_retry_wait"
+    FailsAfterRetryWait = "fails_after_retry_wait",
+    BreaksLedger = "breaks_ledger"
 );
 
 /// Calls of `flaky` per test (the `test` setting), so tests running in parallel don't share them.
@@ -206,6 +207,17 @@ pub async fn interrupts(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<Interrupts>> 
         let _ = stop.send(true);
     }
     Err(Error::msg("failed as the run was interrupted"))
+}
+
+/// Replaces the folder of `lakehouse.runs` (the setting `runs_folder`) by a file, as a full or
+/// failing disk would make the ledger fail, then writes its own table.
+#[pipeline(depends_on = [ticks])]
+pub async fn breaks_ledger(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<BreaksLedger>> {
+    if let Some(folder) = cx.settings().get("runs_folder") {
+        std::fs::rename(folder, format!("{folder}.moved")).map_err(Error::other)?;
+        std::fs::write(folder, "not a table").map_err(Error::other)?;
+    }
+    t.select_into(BreaksLedgerSelect { n: Ticks::n })
 }
 
 /// `gated` has started (and waits at [`GATE`]).
@@ -867,6 +879,51 @@ async fn changes_of_a_table_whose_change_feed_was_turned_off_fail_naming_it() {
     assert!(
         error.contains("`Changes<_>` of bronze.ticks: the table's change data feed is off"),
         "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_run_whose_end_cannot_be_recorded_still_reports_how_it_ended() {
+    let wh = TempWarehouse::new();
+    let orchestrator =
+        Orchestrator::new(registry(&["ticks", "breaks_ledger"]), wh.warehouse.clone());
+    // The ledger's tables exist once a run has started.
+    assert!(
+        orchestrator
+            .run(&RunConfig::default())
+            .await
+            .expect("run 1")
+            .succeeded()
+    );
+    let folder = wh
+        .warehouse
+        .table_url(lakehouse_runtime::ledger::RunRecord::DEF)
+        .expect("url")
+        .to_file_path()
+        .expect("local");
+    let mut config = RunConfig::default();
+    config.settings.set(
+        "runs_folder",
+        folder.to_str().expect("utf-8").trim_end_matches('/'),
+    );
+    // Before, the run was an error: its report (every pipeline succeeded) was lost.
+    let report = orchestrator.run(&config).await.expect("a report");
+    assert_eq!(
+        report.result("breaks_ledger").and_then(|r| r.error.clone()),
+        None
+    );
+    assert_eq!(
+        statuses(&report),
+        BTreeMap::from([
+            ("ticks", Status::Succeeded),
+            ("breaks_ledger", Status::Succeeded)
+        ])
+    );
+    let unrecorded = report.unrecorded.clone().expect("not recorded");
+    assert!(unrecorded.contains("lakehouse.runs"), "{unrecorded}");
+    assert_eq!(
+        report.to_json()["unrecorded"].as_str(),
+        Some(unrecorded.as_str())
     );
 }
 

@@ -579,6 +579,15 @@ fn finish(report: &RunReport, resumable: bool) -> ExitCode {
     } else {
         say!("{}", report.render(std::io::stdout().is_terminal()));
     }
+    if let Some(error) = &report.unrecorded {
+        tell!(
+            "The run's end could not be recorded in lakehouse.runs ({error}): `orchestrate runs` \
+             shows it as running until this process has ended (then as died), and `orchestrate \
+             resume {}` reruns what it did not record as succeeded.",
+            report.run_id
+        );
+        return ExitCode::FAILURE;
+    }
     if report.succeeded() {
         ExitCode::SUCCESS
     } else {

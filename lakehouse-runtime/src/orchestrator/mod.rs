@@ -536,6 +536,23 @@ impl Orchestrator {
                 break;
             }
             match self.run(config).await {
+                Ok(report)
+                    if report.unrecorded.is_some()
+                        && failed_in_a_row + 1 < MAX_FAILED_LOOP_RUNS =>
+                {
+                    runs.done += 1;
+                    failed_in_a_row += 1;
+                    tracing::error!(run_id = %report.run_id, failed_in_a_row, "the run could not be recorded; trying again at the next tick");
+                    on_report(&report);
+                }
+                Ok(report) if report.unrecorded.is_some() => {
+                    on_report(&report);
+                    let why = report.unrecorded.clone().unwrap_or_default();
+                    return Err(Error::msg(format!(
+                        "{MAX_FAILED_LOOP_RUNS} runs in a row could not be recorded in \
+                         lakehouse.runs; the last: {why}"
+                    )));
+                }
                 Ok(report) => {
                     runs.done += 1;
                     failed_in_a_row = 0;
@@ -673,12 +690,13 @@ impl Orchestrator {
         if let Err(error) = recorded {
             tracing::warn!(%error, "could not record the run's start in lakehouse.runs");
         }
-        let report = RunReport {
+        let mut report = RunReport {
             run_id: run.run_id.clone(),
             sequence: run.sequence,
             run_at: run.run_at,
             results,
             duration: started.elapsed(),
+            unrecorded: None,
         };
         // Pipelines that did not run get a row too (attempt NULL), so `resume` finds them.
         let finished_at = Timestamp::now();
@@ -710,7 +728,11 @@ impl Orchestrator {
         if let Some(webhook) = &self.webhook {
             webhook.notify(&report, recorded.as_ref().err()).await;
         }
-        recorded?;
+        // The report is still the run's: returned (and printed), saying it is not recorded.
+        if let Err(error) = recorded {
+            tracing::error!(%error, run_id = %report.run_id, "the run's end could not be recorded in lakehouse.runs");
+            report.unrecorded = Some(error.to_string());
+        }
         Ok(report)
     }
 }

@@ -188,7 +188,8 @@ impl RunReport {
 
     /// The report as JSON: `text` ([`RunReport::summary`]), `run_id`, `sequence`, `run_at`,
     /// `status`, `duration_ms`, and `pipelines` (each `pipeline`, `table`, `status`, `attempts`,
-    /// `rows_written`, `version`, `replayed`, `duration_ms`, `error`).
+    /// `rows_written`, `version`, `replayed`, `duration_ms`, `error`), and `unrecorded` (why the
+    /// run's end is not in `lakehouse.runs`, or null).
     pub fn to_json(&self) -> serde_json::Value {
         let pipelines: Vec<serde_json::Value> = self
             .results
@@ -215,6 +216,7 @@ impl RunReport {
             "status": self.status().as_str(),
             "duration_ms": self.duration.as_millis() as u64,
             "pipelines": pipelines,
+            "unrecorded": self.unrecorded,
         })
     }
 }

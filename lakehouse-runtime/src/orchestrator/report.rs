@@ -93,6 +93,9 @@ pub struct RunReport {
     pub results: Vec<PipelineResult>,
     /// Wall-clock duration.
     pub duration: Duration,
+    /// Why the run's end could not be recorded in `lakehouse.runs`, if it could not: this
+    /// report is then the only account of how it ended (the ledger still shows it running).
+    pub unrecorded: Option<String>,
 }
 
 impl RunReport {
