@@ -319,6 +319,28 @@ fn velov_reads_gbfs_3_stations() {
     );
 }
 
+/// Live data is not stamped with a logical time long past (RUN_AT is in January 2026): refused
+/// before any request (the base URL would refuse the connection).
+#[tokio::test]
+async fn live_sources_refuse_a_distant_run_at() {
+    let settings = [
+        ("opendata.mode", "live"),
+        ("velib.base_url", "http://127.0.0.1:9/api/explore/v2.1/"),
+        ("velov.gbfs_url", "http://127.0.0.1:9/gbfs.json"),
+    ];
+    let velib = velib::velib_station_status(&ctx("velib_station_status", &settings, false)).await;
+    let velov = velov::velov_station_status(&ctx("velov_station_status", &settings, false)).await;
+    for (source, result) in [("velib", velib.err()), ("velov", velov.err())] {
+        let error = result.map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            error.starts_with(&format!(
+                "{source}: the live services answer with their data of now"
+            )),
+            "{error}"
+        );
+    }
+}
+
 /// A filter of the live API cannot apply to the snapshot: refused rather than ignored.
 #[tokio::test]
 async fn a_live_filter_on_a_snapshot_run_is_refused() {

@@ -392,6 +392,29 @@ impl OpenData {
         self.mode
     }
 
+    /// Refuses to ask the real services (`live`, `record`) for a run whose logical time is
+    /// more than an hour from now (a resume, a `--run-at` or a backfill of a past time): their
+    /// answer is now's, and would be stamped with that time (history made up, and rows a
+    /// plausibility check against `run_at` drops). `opendata.allow_other_run_at=true` allows it;
+    /// a snapshot recorded at that time is read with `--opendata-dir` instead.
+    pub fn check_run_at(&self, run_at: crate::table::Timestamp, settings: &Settings) -> Result<()> {
+        const TOLERANCE_MICROS: i64 = 3_600_000_000;
+        if self.mode == Mode::Snapshot || settings.parse_or("opendata.allow_other_run_at", false)? {
+            return Ok(());
+        }
+        let now = crate::table::Timestamp::now();
+        if now.0.abs_diff(run_at.0) <= TOLERANCE_MICROS.unsigned_abs() {
+            return Ok(());
+        }
+        Err(Error::Refused(format!(
+            "{}: the live services answer with their data of now ({now}), and this run's logical \
+             time is {run_at}: stamped with it, that data would make up history. Read a snapshot \
+             recorded then (`--opendata-dir`, without `--live`), run the pipeline now (a fresh \
+             run), or set `opendata.allow_other_run_at=true` to stamp now's data with {run_at}",
+            self.source
+        )))
+    }
+
     /// The snapshot directory (read in `snapshot` mode, written in `record` mode).
     pub fn dir(&self) -> &Path {
         &self.dir

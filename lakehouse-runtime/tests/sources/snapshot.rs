@@ -293,3 +293,32 @@ async fn two_urls_of_one_snapshot_name_are_not_recorded_over_each_other() {
     );
     assert_eq!(files_under(dir.path()).len(), 1);
 }
+
+#[test]
+fn live_data_is_not_stamped_with_a_distant_run_at() {
+    use lakehouse_runtime::prelude::Timestamp;
+    let default_dir = std::path::PathBuf::from("/bundled");
+    let mut settings = Settings::new();
+    let three_days_ago = Timestamp(Timestamp::now().0 - 3 * 86_400_000_000);
+    let snapshot = OpenData::from_settings(&settings, "velib", &default_dir).expect("snapshot");
+    snapshot
+        .check_run_at(three_days_ago, &settings)
+        .expect("a snapshot is read at any time");
+    settings.set("opendata.mode", "live");
+    let live = OpenData::from_settings(&settings, "velib", &default_dir).expect("live");
+    live.check_run_at(Timestamp::now(), &settings)
+        .expect("a fresh run reads live data");
+    let refused = live
+        .check_run_at(three_days_ago, &settings)
+        .expect_err("now's data would be stamped three days ago");
+    let message = refused.to_string();
+    assert!(
+        message.starts_with("velib: the live services answer with their data of now")
+            && message.contains("opendata.allow_other_run_at=true"),
+        "{message}"
+    );
+    assert!(!refused.is_retryable());
+    settings.set("opendata.allow_other_run_at", "true");
+    live.check_run_at(three_days_ago, &settings)
+        .expect("allowed");
+}

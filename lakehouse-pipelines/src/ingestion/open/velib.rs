@@ -170,6 +170,7 @@ pub fn info_row(r: &Record<'_>, run_at: Timestamp) -> Result<BronzeVelibStationI
 fn pages(cx: &Ctx, dataset: &str, fields: &[&str]) -> Result<OdsPages> {
     let settings = cx.settings();
     let open = OpenData::from_settings(settings, "velib", Path::new(SNAPSHOT_DIR))?;
+    open.check_run_at(cx.run_at(), settings)?;
     let base_url = settings.get("velib.base_url").unwrap_or(OPENDATA_PARIS);
     let client = OdsClient::new(open.fetch()?, base_url)?;
     let mut query = OdsQuery::new(dataset, "stationcode")

@@ -176,6 +176,7 @@ pub fn status_row(
 async fn feed(cx: &Ctx, name: &str) -> Result<GbfsFeed> {
     let settings = cx.settings();
     let open = OpenData::from_settings(settings, "velov", Path::new(SNAPSHOT_DIR))?;
+    open.check_run_at(cx.run_at(), settings)?;
     let fetch = open.fetch()?;
     let client = match settings.get("velov.gbfs_url") {
         Some(url) => GbfsClient::discover(fetch, url)?,
