@@ -778,16 +778,23 @@ async fn a_resumed_commit_of_the_run_counts_its_rows_and_version() {
         .run(&RunConfig::default())
         .await
         .expect("run 1");
-    // The process died after ok1's commit, before its attempt was recorded.
+    // The process died after ok1's commit, before its attempt was recorded; a later run wrote
+    // ok1's table on top of it.
     forget_ok1_attempts(&wh, first.sequence).await;
+    orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 2");
     let resumed = orchestrator
         .resume(&first.run_id, &RunConfig::default())
         .await
         .expect("resume");
     let ok1 = resumed.result("ok1").expect("resumed");
     assert_eq!((ok1.status, ok1.replayed), (Status::Succeeded, true));
-    // Before, the replay counted no rows (and the table's current version).
+    // Its own commit, beneath run 2's: before, it counted no rows and the table's current
+    // version, and was taken for superseded.
     assert_eq!((ok1.rows_written, ok1.version), (Some(1), Some(1)));
+    assert_eq!(ok1.error, None);
     let recorded = orchestrator
         .ledger()
         .run(&first.run_id)
@@ -800,7 +807,7 @@ async fn a_resumed_commit_of_the_run_counts_its_rows_and_version() {
 }
 
 #[tokio::test]
-async fn a_resumed_dated_run_superseded_by_a_later_write_is_not_done_at_its_time() {
+async fn a_resumed_dated_run_superseded_by_a_later_write_says_so_and_how_to_write_it() {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks", "flaky"]), wh.warehouse.clone());
     let day_one = Timestamp::parse("2026-11-01T00:00:00Z").expect("a time");
@@ -826,22 +833,33 @@ async fn a_resumed_dated_run_superseded_by_a_later_write_is_not_done_at_its_time
         .expect("resume");
     let flaky = resumed.result("flaky").expect("resumed");
     assert_eq!((flaky.status, flaky.replayed), (Status::Succeeded, true));
+    // Before, nothing said that day one's rows were never written.
     let note = flaky.error.clone().unwrap_or_default();
     assert!(
-        note.contains("superseded: run `r000002-")
-            && note.contains("orchestrate run --select flaky --run-at 2026-11-01T00:00:00Z"),
+        note.starts_with("superseded by run `r000002-")
+            && note.contains(
+                "not written at 2026-11-01T00:00:00Z; `orchestrate run --select flaky --run-at \
+                 2026-11-01T00:00:00Z` writes it"
+            ),
         "{note}"
     );
-    // Day one is not done for flaky: a backfill of it runs flaky there. Before, the replay
-    // counted as day one's success, and the backfill skipped the day for good.
-    let done = orchestrator
-        .backfill(&later, &[day_one], Redo::Missing, |_| {})
+    let recorded = orchestrator
+        .ledger()
+        .run(&failed.run_id)
         .await
-        .expect("backfill");
-    assert!(done.already_done.is_empty(), "{:?}", done.already_done);
+        .expect("ledger")
+        .into_iter()
+        .rfind(|r| r.pipeline.as_deref() == Some("flaky"))
+        .expect("recorded");
+    assert_eq!(recorded.error.as_deref(), Some(note.as_str()));
+    // What the note says writes it.
+    let mut again = flaky_without_retries("superseded");
+    again.run_at = Some(day_one);
+    again.targets = vec!["flaky".to_owned()];
+    let rerun = orchestrator.run(&again).await.expect("day one again");
     assert_eq!(
-        done.runs.iter().map(statuses).collect::<Vec<_>>(),
-        [BTreeMap::from([("flaky", Status::Succeeded)])]
+        rerun.result("flaky").map(|r| r.status),
+        Some(Status::Succeeded)
     );
 }
 

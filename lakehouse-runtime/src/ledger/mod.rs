@@ -651,14 +651,14 @@ impl Ledger {
             run_at: Timestamp,
             pipeline: Option<String>,
         }
-        // (A success that is a later run's write, superseding this one's, wrote nothing at
-        // this time: it says so in `error`.)
+        // (A success superseded by a later run's write counts: writing its time again would
+        // roll an overwrite or merge table back, and an SCD2 table refuses it. Its note says
+        // how to write it anyway.)
         let successes = self.records().await?.filter(
             in_range
                 .clone()
                 .and(col("kind").eq(lit("pipeline")))
-                .and(col("status").eq(lit("succeeded")))
-                .and(col("error").is_null()),
+                .and(col("status").eq(lit("succeeded"))),
         )?;
         let successes = successes
             .select(vec![col("run_at"), col("pipeline")])?

@@ -44,7 +44,8 @@ pub struct RunRecord {
     pub rows_written: Option<i64>,
     /// Delta version after the write
     pub table_version: Option<i64>,
-    /// Whether the write was skipped because this run had already committed it
+    /// Whether the write was skipped because this run had already committed it, or a later
+    /// run wrote the table since (then `error` says so)
     pub replayed: Option<bool>,
     /// Error text of a failed attempt; on a success that wrote nothing because a later run
     /// wrote the table since (a resumed run), the note saying so

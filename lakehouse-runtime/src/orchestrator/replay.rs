@@ -62,62 +62,109 @@ pub(super) async fn already_written(
         }
         return Err(collision(pipeline, run, &by_another(writer)));
     }
-    let superseded = (done > run.sequence).then(|| {
-        format!(
-            "superseded: {} wrote {} since, so this run's is not written at its run_at {}; to \
-             write it: `orchestrate run --select {} --run-at {}`",
-            by_another(writer),
-            pipeline.output.qualified_name(),
-            run.run_at,
-            pipeline.name,
-            run.run_at
-        )
-    });
-    if done > run.sequence {
+    // A later run's write is the latest; this run's own may be in the table still, beneath it
+    // (committed before the process died or the attempt was abandoned).
+    let own_beneath = if done > run.sequence {
+        match orchestrator
+            .warehouse
+            .transaction_commit(pipeline.output, pipeline.name, run.sequence)
+            .await
+        {
+            Ok(found) => found.filter(|(_, own)| {
+                own.get(RUN_ID_KEY)
+                    .and_then(|id| id.as_str())
+                    .is_none_or(|id| id == run.run_id)
+            }),
+            Err(error) => {
+                tracing::warn!(%error, "could not look for this run's own commit");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let own = match own_beneath {
+        Some((version, own)) => Some((Some(version), own)),
+        None if done == run.sequence => Some((committed.commit_version, metadata.clone())),
+        None => None,
+    };
+    let Some((commit_version, own)) = own else {
         tracing::info!(
             later_sequence = done,
             "a later run already wrote the table; not executed"
         );
-    } else {
-        tracing::info!("already written by this run; not executed again");
-    }
+        return Ok(Some(superseded(
+            pipeline,
+            run,
+            &committed,
+            &by_another(writer),
+        )));
+    };
+    tracing::info!("already written by this run; not executed again");
     // What the committed write read, as its commit recorded it: the next incremental read
-    // starts there (an empty record would make it start over).
-    let input_versions = metadata
+    // starts there (an empty record would make it start over); the findings it lists, in case
+    // the attempt that made it recorded none; its version and rows, as it made them.
+    let input_versions = own
         .get(INPUT_VERSIONS_KEY)
         .cloned()
         .and_then(|versions| serde_json::from_value(versions).ok())
         .unwrap_or_default();
-    // This run's own commit: its findings, in case the attempt that made it recorded none.
-    let replayed_findings = if done == run.sequence {
-        metadata
-            .get(QUALITY_FINDINGS_KEY)
-            .cloned()
-            .and_then(|findings| serde_json::from_value(findings).ok())
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    // This run's own commit: its version and rows, as it made them (a later run's: the
-    // table's version, and nothing written by this run).
-    let outcome = if done == run.sequence {
-        let (inserted, updated) = committed.rows_written();
-        let version = committed.commit_version.unwrap_or(committed.table_version);
-        let mut outcome = WriteOutcome::skipped(pipeline.output, Some(version));
-        outcome.rows_inserted = inserted;
-        outcome.rows_updated = updated;
-        outcome
-    } else {
-        WriteOutcome::skipped(pipeline.output, Some(committed.table_version))
-    };
+    let replayed_findings = own
+        .get(QUALITY_FINDINGS_KEY)
+        .cloned()
+        .and_then(|findings| serde_json::from_value(findings).ok())
+        .unwrap_or_default();
+    let (inserted, updated) = crate::store::rows_written(&own);
+    let version = commit_version.unwrap_or(committed.table_version);
+    let mut outcome = WriteOutcome::skipped(pipeline.output, Some(version));
+    outcome.rows_inserted = inserted;
+    outcome.rows_updated = updated;
     Ok(Some(Written {
         outcome,
         input_versions,
         metric: None,
         fragmented: false,
         replayed_findings,
-        superseded,
+        superseded: None,
     }))
+}
+
+/// The replay of a pipeline whose table a later run (`writer`) wrote since, this run's own
+/// write not being in it: nothing is written, and a note says so and what to do.
+fn superseded(
+    pipeline: &'static PipelineDescriptor,
+    run: &RunInfo,
+    committed: &crate::store::CommittedTransaction,
+    writer: &str,
+) -> Written {
+    let table = pipeline.output.qualified_name();
+    let remedy = if pipeline.output.mode == crate::table::WriteMode::Scd2 {
+        "an SCD2 table takes no past time after later runs: rebuild it to replay its history"
+            .to_owned()
+    } else {
+        format!(
+            "`orchestrate run --select {} --run-at {}` writes it",
+            pipeline.name, run.run_at
+        )
+    };
+    let note = format!(
+        "superseded by {writer}'s later write of {table}: not written at {}; {remedy}",
+        run.run_at
+    );
+    Written {
+        outcome: WriteOutcome::skipped(pipeline.output, Some(committed.table_version)),
+        // What the later write read: the next incremental read starts there.
+        input_versions: committed
+            .metadata
+            .get(INPUT_VERSIONS_KEY)
+            .cloned()
+            .and_then(|versions| serde_json::from_value(versions).ok())
+            .unwrap_or_default(),
+        metric: None,
+        fragmented: false,
+        replayed_findings: Vec::new(),
+        superseded: Some(note),
+    }
 }
 
 /// The error of a write whose transaction (run sequence) `writer`, another run, holds.

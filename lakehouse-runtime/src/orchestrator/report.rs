@@ -135,7 +135,9 @@ impl RunReport {
                 "pipeline", "table", "status", "attempts", "rows", "version", "time", "error",
             ]);
         for r in &self.results {
-            let mut status = Cell::new(if r.replayed {
+            let mut status = Cell::new(if r.replayed && r.error.is_some() {
+                format!("{} (superseded)", r.status)
+            } else if r.replayed {
                 format!("{} (already committed)", r.status)
             } else {
                 r.status.to_string()
@@ -179,8 +181,11 @@ impl RunReport {
             self.duration.as_secs_f64()
         );
         // The table shows an error's first line, cut: the whole of each failure it cut follows.
+        // (And a superseded replay's note, which says how to write what it did not.)
         let ran_and_failed = |r: &&PipelineResult| {
-            r.status == Status::Failed || (r.status == Status::Cancelled && r.attempts > 0)
+            r.status == Status::Failed
+                || (r.status == Status::Cancelled && r.attempts > 0)
+                || (r.replayed && r.error.is_some())
         };
         for r in self.results.iter().filter(ran_and_failed) {
             if let Some(error) = r.error.as_deref().filter(|e| first_line(e) != *e) {

@@ -194,6 +194,19 @@ impl Warehouse {
         Ok(Some((Some(transaction_version), Some(committed))))
     }
 
+    /// The version and application metadata of the commit that carried `app_id`'s transaction
+    /// `version` to `table`, even beneath later ones. `None` when no such commit is among the
+    /// table's latest 100 (or the table was never written).
+    pub async fn transaction_commit(
+        &self,
+        table: &'static TableDef,
+        app_id: &str,
+        version: i64,
+    ) -> Result<Option<(u64, std::collections::HashMap<String, serde_json::Value>)>> {
+        let tag = transaction_tag(app_id, version);
+        self.commit_tagged(table, TRANSACTION_KEY, &tag, None).await
+    }
+
     /// The application metadata (see [`WriteOptions::metadata`]) of the commit that carried
     /// `app_id`'s transaction `version` to `table`. `None` when no such commit is among the
     /// table's latest 100 (or the table was never written).
@@ -271,27 +284,25 @@ pub struct CommittedTransaction {
     pub commit_version: Option<u64>,
 }
 
-impl CommittedTransaction {
-    /// The rows the commit inserted and updated, from its `operationMetrics` (as delta-rs's
-    /// operations and this crate's own record them); 0 when it has none.
-    pub fn rows_written(&self) -> (u64, u64) {
-        let metrics = self.metadata.get("operationMetrics");
-        let metric = |names: &[&str]| {
-            names
-                .iter()
-                .filter_map(|name| metrics.and_then(|m| m.get(*name)))
-                .find_map(|value| {
-                    value
-                        .as_u64()
-                        .or_else(|| value.as_str().and_then(|text| text.parse().ok()))
-                })
-                .unwrap_or(0)
-        };
-        (
-            metric(&["num_target_rows_inserted", "num_added_rows"]),
-            metric(&["num_target_rows_updated"]),
-        )
-    }
+/// The rows a commit inserted and updated, from the `operationMetrics` of its `commitInfo`
+/// `metadata` (as delta-rs's operations and this crate's own record them); 0 when it has none.
+pub fn rows_written(metadata: &std::collections::HashMap<String, serde_json::Value>) -> (u64, u64) {
+    let metrics = metadata.get("operationMetrics");
+    let metric = |names: &[&str]| {
+        names
+            .iter()
+            .filter_map(|name| metrics.and_then(|m| m.get(*name)))
+            .find_map(|value| {
+                value
+                    .as_u64()
+                    .or_else(|| value.as_str().and_then(|text| text.parse().ok()))
+            })
+            .unwrap_or(0)
+    };
+    (
+        metric(&["num_target_rows_inserted", "num_added_rows"]),
+        metric(&["num_target_rows_updated"]),
+    )
 }
 
 /// [`Warehouse::commit_tagged`] on `delta`, the loaded Delta table of `table`.
