@@ -756,6 +756,8 @@ async fn an_incremental_output_deleted_to_start_over_reads_its_inputs_whole() {
         .to_file_path()
         .expect("local");
     std::fs::remove_dir_all(folder).expect("deleted");
+    // An attempt created the table again, then failed before its commit.
+    wh.warehouse.ensure(table).await.expect("created again");
     // Before, the run read on from its last success: ticks 1 and 2 were gone for good.
     let third = orchestrator
         .run(&RunConfig::default())

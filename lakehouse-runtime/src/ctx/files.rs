@@ -462,14 +462,16 @@ impl FileHistory {
                     .warehouse()
                     .latest_transaction(self.pipeline.output, self.pipeline.name, i64::MAX)
                     .await?;
-                let Some((read_after, _)) = output else {
-                    // The output is gone (deleted to start it over): the files read before are
-                    // not in it, so every file is read again, as at the first run.
+                let Some((Some(read_after), _)) = output else {
+                    // The output is gone (deleted to start it over), or holds no write of this
+                    // pipeline (created again by an attempt that then failed): the files read
+                    // before are not in it, so every file is read again, as at the first run.
                     if !self.ledger.ingested_files(self.pipeline).await?.is_empty() {
                         tracing::warn!(
                             table = %self.pipeline.output.qualified_name(),
-                            "the output table is gone since files were ingested into it: every \
-                             file is read again, as at the pipeline's first run"
+                            "the output table is gone, or holds no write of this pipeline, since \
+                             files were ingested into it: every file is read again, as at the \
+                             pipeline's first run"
                         );
                     }
                     return Ok(KnownFiles {
@@ -477,7 +479,6 @@ impl FileHistory {
                         read_after: 0,
                     });
                 };
-                let read_after = read_after.unwrap_or(0);
                 let mut files = self.ledger.ingested_files(self.pipeline).await?;
                 // A file recorded twice (read again by a full refresh): its latest record.
                 files.sort_by_key(|file| file.sequence);

@@ -892,25 +892,25 @@ async fn incremental_cursor(
         None => BTreeMap::new(),
     };
     let after = last_success.as_ref().map_or(i64::MIN, |r| r.sequence + 1);
-    let Some((transaction, unrecorded_commit)) = orchestrator
+    let output = orchestrator
         .warehouse
         .latest_transaction(pipeline.output, pipeline.name, after)
-        .await?
-    else {
-        // The output is gone (its folder deleted to start it over): what was read before is
-        // not in it, so the inputs are read whole, as at the first run (Delta Live Tables does
-        // the same for a dropped streaming table).
+        .await?;
+    // The output is gone (its folder deleted to start it over), or holds no write of this
+    // pipeline (created again by an attempt that then failed): what was read before is not in
+    // it, so the inputs are read whole, as at the first run (Delta Live Tables does the same
+    // for a dropped streaming table).
+    let Some((Some(transaction), unrecorded_commit)) = output else {
         if let Some(success) = last_success.filter(|_| !recorded.is_empty()) {
             tracing::warn!(
                 table = %pipeline.output.qualified_name(),
                 last_success = %success.run_id,
-                "the output table is gone since the pipeline's last success: its incremental \
-                 inputs are read whole, as at its first run"
+                "the output table is gone, or holds no write of this pipeline, since its last \
+                 success: its incremental inputs are read whole, as at its first run"
             );
         }
         return Ok(Cursor::default());
     };
-    let transaction = transaction.unwrap_or(0);
     let unrecorded_commit =
         unrecorded_commit.filter(|commit| commit.transaction_version < run.sequence);
     let unrecorded = unrecorded_commit.as_ref().and_then(|commit| {
