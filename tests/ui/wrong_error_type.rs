@@ -6,7 +6,7 @@ use lakehouse_tests::*;
 pub struct CleanSales { pub order_id: i64 }
 
 #[pipeline(depends_on = [sales])]
-pub async fn clean_sales(raw: Frame<BronzeSales>) -> Result<Frame<CleanSales>, std::io::Error> {
+pub async fn clean_sales(raw: Frame<BronzeSales>) -> Result<Frame<CleanSales>, String> {
     let _ = raw;
     todo!()
 }

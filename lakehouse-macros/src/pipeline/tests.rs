@@ -317,3 +317,51 @@ fn the_context_may_be_named_by_an_alias_but_not_borrowed_mutably() {
         "{others}"
     );
 }
+
+#[test]
+fn the_runtime_error_type_may_be_named_and_cfg_attr_may_stay() {
+    for output in [
+        quote!(Result<Frame<B>, Error>),
+        quote!(std::result::Result<Frame<B>, lakehouse_runtime::Error>),
+    ] {
+        model(
+            quote!(),
+            quote!(
+                async fn b(_cx: &Ctx) -> #output {
+                    todo!()
+                }
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{output}: {e}"));
+    }
+    let err = error_text(
+        quote!(),
+        quote!(
+            async fn b(_cx: &Ctx) -> Result<Frame<B>, String> {
+                todo!()
+            }
+        ),
+    );
+    assert!(
+        err.contains("whose error is `lakehouse_runtime::Error`"),
+        "{err}"
+    );
+    model(
+        quote!(),
+        quote!(
+            async fn b(#[cfg_attr(test, allow(unused))] _cx: &Ctx) -> Result<Frame<B>> {
+                todo!()
+            }
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let err = error_text(
+        quote!(),
+        quote!(
+            async fn b(#[cfg_attr(test, cfg(any()))] _cx: &Ctx) -> Result<Frame<B>> {
+                todo!()
+            }
+        ),
+    );
+    assert!(err.contains("cannot be conditional"), "{err}");
+}

@@ -85,18 +85,11 @@ pub(crate) fn validate(
             }
             // The attribute sees the function before `cfg` removes the parameter: the call it
             // generates would pass one argument too many.
-            FnArg::Typed(pat)
-                if pat
-                    .attrs
-                    .iter()
-                    .any(|a| a.path().is_ident("cfg") || a.path().is_ident("cfg_attr")) =>
-            {
-                errors.spanned(
-                    pat,
-                    "a pipeline's parameters cannot be conditional: put the `#[cfg]` on the \
+            FnArg::Typed(pat) if pat.attrs.iter().any(removes_the_parameter) => errors.spanned(
+                pat,
+                "a pipeline's parameters cannot be conditional: put the `#[cfg]` on the \
                      whole pipeline (a second `#[pipeline]` fn for the other configuration)",
-                )
-            }
+            ),
             FnArg::Typed(pat) => match &*pat.ty {
                 Type::Reference(r) if frame_like(&r.elem, &["Frame", "Changes"]).is_some() => {
                     let inner = r.elem.to_token_stream().to_string().replace(' ', "");
@@ -284,6 +277,24 @@ fn checked_tag(tag: &LitStr, errors: &mut Errors) -> String {
     value
 }
 
+/// Whether `attr` may remove the parameter it is on: `#[cfg(..)]`, or a `#[cfg_attr(..)]`
+/// that applies one.
+fn removes_the_parameter(attr: &syn::Attribute) -> bool {
+    if attr.path().is_ident("cfg") {
+        return true;
+    }
+    if !attr.path().is_ident("cfg_attr") {
+        return false;
+    }
+    let parsed = attr.parse_args_with(
+        syn::punctuated::Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated,
+    );
+    // Unparsable: rustc reports it; assume the worst meanwhile.
+    parsed.map_or(true, |metas| {
+        metas.iter().skip(1).any(|meta| meta.path().is_ident("cfg"))
+    })
+}
+
 /// `"1h30m"`, `"90s"`, `"500ms"` → milliseconds.
 pub(crate) fn parse_duration_ms(text: &str) -> Option<u64> {
     let mut total: u64 = 0;
@@ -312,14 +323,20 @@ pub(crate) fn parse_duration_ms(text: &str) -> Option<u64> {
     Some(total)
 }
 
-/// The `E` of `Result<Frame<T>, E>`, if the result names one.
+/// The `E` of `Result<Frame<T>, E>`, if the result names one that is plainly not the
+/// runtime's `Error` (a path ending in `Error` may be it, or an alias of it: rustc tells).
 fn result_error_type(ty: &Type) -> Option<&GenericArgument> {
     let Type::Path(path) = ty else { return None };
     let segment = path.path.segments.last()?;
     let PathArguments::AngleBracketed(args) = &segment.arguments else {
         return None;
     };
-    (segment.ident == "Result").then(|| args.args.iter().nth(1))?
+    let error = (segment.ident == "Result").then(|| args.args.iter().nth(1))??;
+    let may_be_ours = matches!(
+        error,
+        GenericArgument::Type(Type::Path(error)) if error.path.segments.last().is_some_and(|s| s.ident == "Error")
+    );
+    (!may_be_ours).then_some(error)
 }
 
 /// Whether `ty` is `Result<Frame<T>, ..>` (any path ending in `Result`).

@@ -284,6 +284,56 @@ fn snake_case_names() {
 }
 
 #[test]
+fn a_struct_name_with_unclear_words_needs_a_table_name() {
+    for (declaration, suggested) in [
+        (
+            quote!(
+                pub struct HTTPLogs {
+                    pub id: i64,
+                }
+            ),
+            "http_logs",
+        ),
+        (
+            quote!(
+                pub struct Dim_Customer {
+                    pub id: i64,
+                }
+            ),
+            "dim_customer",
+        ),
+    ] {
+        let text = error_text(quote! {
+            #[table(schema = "silver")]
+            #declaration
+        });
+        assert!(
+            text.contains("which make no clear table name")
+                && text.contains(&format!("`#[table(name = \"{suggested}\")]`")),
+            "{text}"
+        );
+    }
+    // Named, it is fine; so is a name of clear words, digits included.
+    for declaration in [
+        quote!(
+            #[table(schema = "silver", name = "http_logs")]
+            pub struct HTTPLogs {
+                pub id: i64,
+            }
+        ),
+        quote!(
+            #[table(schema = "silver")]
+            pub struct Top10Sales {
+                pub id: i64,
+            }
+        ),
+    ] {
+        let out = expand(declaration).to_string();
+        assert!(!out.contains("compile_error"), "{out}");
+    }
+}
+
+#[test]
 fn reports_every_attribute_mistake_at_once() {
     // Four mistakes (two misspelled keys, an unknown key column, a field name): before, the
     // parse stopped at the first.

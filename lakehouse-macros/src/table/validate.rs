@@ -135,8 +135,20 @@ pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result
     let name = match &attrs.name {
         Some(n) => checked_identifier(&n.value, "table name", &mut errors),
         None => {
-            let name = snake_case(&column_name(&input.ident));
-            if !is_safe_identifier(&name) {
+            let struct_name = column_name(&input.ident);
+            let name = snake_case(&struct_name);
+            // A name whose words are unclear (`HTTPLogs`: `http_logs` or `h_t_t_p_logs`?) is
+            // asked for: the table's directory is named after it, and a guess that ever changed
+            // would move the table.
+            if name != one_word_per_capital(&struct_name) {
+                errors.spanned(
+                    &input.ident,
+                    format!(
+                        "`{struct_name}` has capitals in a row (or `_` before one), which make no \
+                         clear table name: name it, e.g. `#[table(name = \"{name}\")]`"
+                    ),
+                );
+            } else if !is_safe_identifier(&name) {
                 errors.spanned(
                     &input.ident,
                     format!(
@@ -547,6 +559,19 @@ pub(crate) fn snake_case(ident: &str) -> String {
             {
                 out.push('_');
             }
+        }
+        out.extend(ch.to_lowercase());
+    }
+    out
+}
+
+/// `SilverErpSales` → `silver_erp_sales`, a `_` before every capital but the first
+/// (`HTTPLogs` → `h_t_t_p_logs`): where it differs from [`snake_case`], the words are unclear.
+fn one_word_per_capital(ident: &str) -> String {
+    let mut out = String::new();
+    for (i, ch) in ident.chars().enumerate() {
+        if ch.is_uppercase() && i > 0 {
+            out.push('_');
         }
         out.extend(ch.to_lowercase());
     }

@@ -755,7 +755,7 @@ async fn next_tick(
     }
 }
 
-/// `r000042-20260129T101500Z-3f9a`: sortable and readable (sequence, then `run_at` to the
+/// `r000042-20260129T101500Z-3f9a07c1`: sortable and readable (sequence, then `run_at` to the
 /// second), and unique: two orchestrators starting at once on one warehouse can take the same
 /// sequence and `run_at` second, and a run must never take the other's commit for its own (see
 /// `replay::already_written`), so a random suffix ends it.
@@ -763,7 +763,7 @@ fn run_id(sequence: i64, run_at: Timestamp) -> String {
     let time = chrono::DateTime::from_timestamp_micros(run_at.0)
         .map(|t| t.format("%Y%m%dT%H%M%SZ").to_string())
         .unwrap_or_default();
-    format!("r{sequence:06}-{time}-{:04x}", rand::random::<u16>())
+    format!("r{sequence:06}-{time}-{:08x}", rand::random::<u32>())
 }
 
 /// How a run reads its incremental inputs, when not from where they were last read.
