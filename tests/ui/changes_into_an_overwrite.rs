@@ -28,4 +28,20 @@ pub async fn daily_sales(_raw: Changes<BronzeSales>) -> Result<Frame<DailySales>
     todo!()
 }
 
+/// Replaced a day at a time, from all the sales of the days new sales reach: allowed.
+#[derive(Table)]
+#[table(schema = "gold", mode = overwrite, overwrite = partitions, partition_by(day))]
+pub struct DailyTotals {
+    pub order_id: i64,
+    pub day: Date,
+}
+
+#[pipeline(depends_on = [sales])]
+pub async fn daily_totals(
+    _new: Changes<BronzeSales>,
+    _all: Frame<BronzeSales>,
+) -> Result<Frame<DailyTotals>> {
+    todo!()
+}
+
 fn main() {}

@@ -3,12 +3,12 @@
 //! and the registration of a `PipelineDescriptor` with its run shim.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::ItemFn;
 use syn::ext::IdentExt as _;
 use syn::spanned::Spanned;
 
-use super::validate::{Param, PipelineModel, find_frame};
+use super::validate::{Param, PipelineModel, find_frame, frame_like};
 
 pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
     let item = &model.item;
@@ -76,9 +76,20 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
         .collect();
     let full_snapshot = model.full_snapshot;
     // The producer of every input must be a declared dependency; the error names both.
+    // Whether the pipeline reads a `Changes<T>` input's table whole too (`Frame<T>`): it may
+    // then recompute the partitions the new rows reach.
+    let read_whole_too = |ty: &syn::Type| {
+        let tokens = |t: &syn::Type| t.to_token_stream().to_string();
+        frame_like(ty, &["Changes"]).is_some_and(|changed| {
+            inputs.iter().any(|other| {
+                frame_like(other, &["Frame"]).is_some_and(|whole| tokens(whole) == tokens(changed))
+            })
+        })
+    };
     let input_checks = inputs.iter().map(|ty| {
         let mut marker = name.clone();
         marker.set_span(ty.span());
+        let read_whole = read_whole_too(ty);
         quote_spanned! {ty.span()=>
             ::lakehouse_runtime::__private::assert_readable::<#ty>();
             ::lakehouse_runtime::__private::assert_change_feed::<
@@ -87,6 +98,7 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
             ::lakehouse_runtime::__private::assert_incremental_output::<#output>(
                 <#ty as ::lakehouse_runtime::__private::PipelineInput>::INCREMENTAL,
                 #full_snapshot,
+                #read_whole,
             );
             ::lakehouse_runtime::__private::assert_depends_on::<
                 #marker::Marker,

@@ -149,15 +149,28 @@ pub const fn assert_full_snapshot<T: Table>() {
 /// Fails compilation when an incremental input (`Changes<T>`) feeds an overwrite that is not
 /// `full_snapshot`: each run would replace the table (or, with `overwrite = partitions`, every
 /// partition its new rows are in) with only the rows new since the last one, dropping the rows
-/// read before, for good (the input is not read again).
-pub const fn assert_incremental_output<T: Table>(incremental: bool, full_snapshot: bool) {
-    if incremental && !full_snapshot && matches!(T::DEF.mode, WriteMode::Overwrite) {
+/// read before, for good (the input is not read again). A partition overwrite is allowed when
+/// the pipeline reads the same table whole too (`read_whole`): it can recompute the partitions
+/// the new rows reach from all their rows (dbt's `insert_overwrite`).
+pub const fn assert_incremental_output<T: Table>(
+    incremental: bool,
+    full_snapshot: bool,
+    read_whole: bool,
+) {
+    let partitions = matches!(T::DEF.overwrite, crate::table::OverwriteScope::Partitions);
+    if incremental
+        && !full_snapshot
+        && matches!(T::DEF.mode, WriteMode::Overwrite)
+        && !(partitions && read_whole)
+    {
         panic!(
             "a `Changes<T>` input holds only the rows new since the last run, and a `mode = \
              overwrite` output replaces every row (with `overwrite = partitions`, every row of \
              the partitions the new rows are in): each run would keep only the new rows, and \
              the rows read before are not read again. Append them (`mode = append`), merge \
-             them (`mode = merge`), or read the input whole as `Frame<T>`; if each run's new \
+             them (`mode = merge`), read the input whole as `Frame<T>`, or, replacing \
+             partitions, read it whole too (a `Frame<T>` parameter beside the `Changes<T>`) and \
+             recompute the partitions the new rows reach from all their rows; if each run's new \
              rows are the complete table, say so with `#[pipeline(full_snapshot)]`"
         );
     }

@@ -147,7 +147,7 @@ pub(crate) async fn merge(
     // A key both written and closed is closed; a key listed twice is closed once.
     let (source, deletions) = match deletions {
         Deletions::Keys(keys) => {
-            let (kept, keys) = super::write::split_deletions(source, keys, table)?;
+            let (kept, keys) = super::write::split_deletions(source, keys, table).await?;
             (kept, Deletions::Keys(keys))
         }
         other => (source, other),

@@ -746,7 +746,7 @@ async fn upsert(
         .collect();
     let (source, delete_flag, delete_missing) = match deletions {
         Deletions::Keys(keys) => {
-            let (kept, keys) = split_deletions(source, keys, table)?;
+            let (kept, keys) = split_deletions(source, keys, table).await?;
             (with_delete_flag(kept, keys, table)?, true, false)
         }
         Deletions::MissingFromSource => (source, false, true),
@@ -811,8 +811,9 @@ pub(crate) const DELETE_FLAG: &str = "__lakehouse_delete";
 /// The rows of `source` whose key is not among the deletion `keys`, and those keys, each once:
 /// a key both written and deleted is deleted (or closed), and a key listed twice is deleted
 /// once. (Without this, the MERGE found two source rows for one stored row and failed, at every
-/// retry, or deleted a row the source had just inserted or left unchanged.)
-pub(crate) fn split_deletions(
+/// retry, or deleted a row the source had just inserted or left unchanged.) The keys are read
+/// once, into memory: both uses see the same keys.
+pub(crate) async fn split_deletions(
     source: DataFrame,
     keys: DataFrame,
     table: &TableDef,
@@ -822,7 +823,7 @@ pub(crate) fn split_deletions(
         .iter()
         .map(|k| Expr::Column(Column::new_unqualified(*k)))
         .collect();
-    let keys = keys.select(key_columns)?.distinct()?;
+    let keys = keys.select(key_columns)?.distinct()?.cache().await?;
     let on: Vec<Expr> = table
         .key
         .iter()
