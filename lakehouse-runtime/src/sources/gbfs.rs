@@ -183,9 +183,10 @@ impl GbfsClient {
     }
 }
 
-/// A body parsed as JSON; invalid JSON fails with the origin and position.
+/// A body parsed as JSON (after a UTF-8 byte order mark, which some tools write); invalid JSON
+/// fails with the origin and position.
 fn parse_json(body: &Body, what: &str) -> Result<Value> {
-    serde_json::from_slice(&body.bytes).map_err(|e| {
+    serde_json::from_slice(super::without_bom(&body.bytes)).map_err(|e| {
         Error::source(
             body.origin.clone(),
             format!(
@@ -208,9 +209,9 @@ pub struct GbfsFeed {
     pub origin: String,
     /// When the publisher last updated the data.
     pub last_updated: Timestamp,
-    /// How long, in seconds, the data stays valid after `last_updated` (0 when the feed does not
-    /// say).
-    pub ttl: u32,
+    /// How long, in seconds, the data stays valid after `last_updated` (`None` when the feed
+    /// does not say, or not as a number of seconds: its staleness is then not checked).
+    pub ttl: Option<u32>,
     /// The GBFS version it declares, if any.
     pub version: Option<String>,
     /// The station objects of `data.stations`, as received.
@@ -246,19 +247,32 @@ impl GbfsFeed {
                 "`last_updated` is {updated}, neither epoch seconds nor an RFC 3339 date-time"
             ))
         })?;
+        // Only the staleness warning uses it: a missing or odd one is warned about, not fatal.
         let ttl = match document.get("ttl") {
             None => {
                 tracing::warn!(
                     feed = name,
                     url = body.url.as_str(),
-                    "GBFS feed without `ttl`"
+                    "GBFS feed without `ttl`: its staleness is not checked"
                 );
-                0
+                None
             }
-            Some(ttl) => ttl
-                .as_u64()
-                .and_then(|t| u32::try_from(t).ok())
-                .ok_or_else(|| malformed(format!("`ttl` is {ttl}, not a number of seconds")))?,
+            Some(ttl) => {
+                let seconds = ttl
+                    .as_f64()
+                    .or_else(|| ttl.as_str().and_then(|text| text.trim().parse().ok()))
+                    .filter(|t| t.is_finite() && *t >= 0.0 && *t <= f64::from(u32::MAX))
+                    .map(|t| t as u32);
+                if seconds.is_none() {
+                    tracing::warn!(
+                        feed = name,
+                        url = body.url.as_str(),
+                        %ttl,
+                        "GBFS feed whose `ttl` is not a number of seconds: its staleness is not checked"
+                    );
+                }
+                seconds
+            }
         };
         let version = document
             .get("version")
@@ -290,7 +304,8 @@ impl GbfsFeed {
 
     /// Whether the data is past its `ttl` at `now`.
     pub fn is_stale(&self, now: Timestamp) -> bool {
-        self.age(now) > Duration::from_secs(u64::from(self.ttl))
+        self.ttl
+            .is_some_and(|ttl| self.age(now) > Duration::from_secs(u64::from(ttl)))
     }
 
     /// Logs a warning when the data is past its `ttl` at `now` (a live feed that stopped
@@ -301,7 +316,7 @@ impl GbfsFeed {
                 feed = self.name.as_str(),
                 url = self.url.as_str(),
                 age_s = self.age(now).as_secs(),
-                ttl_s = self.ttl,
+                ttl_s = self.ttl.unwrap_or_default(),
                 "the GBFS feed is older than its ttl: the publisher may have stopped updating it"
             );
         }

@@ -115,6 +115,7 @@ impl HttpFetch {
         let client = reqwest::Client::builder()
             .connect_timeout(policy.connect_timeout)
             .user_agent(USER_AGENT)
+            .redirect(reqwest::redirect::Policy::custom(redirect))
             .build()
             .map_err(|e| Error::msg(format!("cannot build the HTTP client: {}", chain(&e))))?;
         Ok(HttpFetch {
@@ -369,6 +370,34 @@ async fn next_chunk(
     Some((Err(error), state))
 }
 
+/// How many redirects one request follows.
+const MAX_REDIRECTS: usize = 5;
+
+/// Whether to follow a redirect: a few, never from `https` down to `http` (the answer could be
+/// anyone's), and another host's only with a log line saying so. A refused redirect fails the
+/// request for good (a loop is not retried).
+fn redirect(attempt: reqwest::redirect::Attempt) -> reqwest::redirect::Action {
+    let Some(from) = attempt.previous().last().cloned() else {
+        return attempt.follow();
+    };
+    let to = attempt.url().clone();
+    if attempt.previous().len() > MAX_REDIRECTS {
+        return attempt.error(format!(
+            "more than {MAX_REDIRECTS} redirects (the last from {from} to {to}): a redirect loop?"
+        ));
+    }
+    if from.scheme() == "https" && to.scheme() == "http" {
+        return attempt.error(format!(
+            "a redirect from {from} to {to} would leave HTTPS; refused (set the source's base \
+             URL to where it should go)"
+        ));
+    }
+    if from.host_str() != to.host_str() {
+        tracing::warn!(%from, %to, "following a redirect to another host");
+    }
+    attempt.follow()
+}
+
 /// The server's wait request from the response headers, if any.
 fn hint(status: u16, headers: &HeaderMap, now: std::time::SystemTime) -> Option<Duration> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -390,6 +419,8 @@ fn transport_failure(error: &reqwest::Error, timeout: Option<Duration>, stage: &
         )
     } else if error.is_builder() {
         Failure::fatal(None, format!("invalid request: {detail}"))
+    } else if error.is_redirect() {
+        Failure::fatal(None, format!("redirect refused: {detail}"))
     } else if error.is_connect() {
         Failure::retryable(None, format!("could not connect: {detail}"))
     } else {

@@ -80,7 +80,7 @@ pub(crate) fn records_at(body: &Body, path: &[&str], what: &str) -> Result<Vec<R
             format!("malformed {what}: {e}; nothing was written"),
         )
     };
-    raw_elements(&body.bytes, path)
+    raw_elements(without_bom(&body.bytes), path)
         .map_err(malformed)?
         .into_iter()
         .map(|raw| RawRecord::parse(raw.to_vec()).map_err(malformed))
@@ -305,6 +305,11 @@ fn reasons_summary(rejects: &[Reject]) -> String {
         summary.push(format!("and {} other reason(s)", reasons.len() - 5));
     }
     summary.join("; ")
+}
+
+/// `bytes` without a leading UTF-8 byte order mark (which JSON forbids and some tools write).
+pub(crate) fn without_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 
 /// Where open data is read from.

@@ -321,7 +321,7 @@ impl OdsPages {
         let limit = u64::from(self.query.page_size).min(OFFSET_CAP - offset) as u32;
         let url = self.client.records_url(&self.query, offset, limit)?;
         let body = self.client.fetch.get(&url).await?;
-        let page: RecordsPage = serde_json::from_slice(&body.bytes).map_err(|e| {
+        let page: RecordsPage = serde_json::from_slice(super::without_bom(&body.bytes)).map_err(|e| {
             Error::source(
                 body.origin.clone(),
                 format!(

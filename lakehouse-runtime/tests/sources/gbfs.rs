@@ -101,7 +101,7 @@ async fn flags_given_as_booleans_or_as_1_and_0_read_alike() {
 
     let (feed, collected) = read(&client).await;
 
-    assert_eq!(feed.ttl, 60);
+    assert_eq!(feed.ttl, Some(60));
     assert_eq!(feed.version.as_deref(), Some("2.3"));
     assert_eq!(feed.last_updated, Timestamp(1_748_938_500_000_000));
     let batch = one_batch(&collected);
@@ -207,4 +207,25 @@ async fn a_feed_without_stations_is_malformed() {
             .contains("malformed GBFS feed `station_status`: no `data.stations` array"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn a_byte_order_mark_and_an_odd_ttl_do_not_fail_a_feed() {
+    // Before, the mark failed the parse ("expected value at line 1 column 1") and a `ttl` of
+    // null, 60.5 or "60" failed the feed, though only the staleness warning uses it.
+    for (ttl, expected) in [("null", None), ("60.5", Some(60)), ("\"60\"", Some(60))] {
+        let body = format!(
+            "\u{feff}{{\"last_updated\": 1, \"ttl\": {ttl}, \"data\": {{\"stations\": \
+             [{{\"station_id\": \"1\"}}]}}}}"
+        );
+        let server = TestServer::start(move |_| Reply::json(200, body.clone()));
+        let (fetch, _) = http(policy());
+        let url = server.url("/station_status.json");
+        let client = GbfsClient::direct(fetch, [("station_status", url.as_str())]).expect("client");
+        let feed = client.station_status().await.expect("read");
+        assert_eq!(feed.ttl, expected, "ttl {ttl}");
+        assert_eq!(feed.stations.len(), 1);
+        // Without a ttl, never stale.
+        assert!(expected.is_some() || !feed.is_stale(Timestamp(i64::MAX)));
+    }
 }

@@ -405,3 +405,38 @@ fn the_policy_is_configured_per_source_from_settings() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_redirect_loop_fails_at_once_and_a_redirect_is_followed() {
+    // Every request is sent back to itself: before, reqwest followed 10 and the loop was
+    // retried as a failed connection (5 × 10 requests against a daily quota).
+    let server = TestServer::start(|request| {
+        if request.path.starts_with("/loop") {
+            Reply::json(302, "").header("Location", "/loop")
+        } else if request.path.starts_with("/moved") {
+            Reply::json(301, "").header("Location", RECORDS)
+        } else {
+            page_one()
+        }
+    });
+    let (fetch, timer) = http(policy());
+    let error = get(fetch.as_ref(), &server, "/loop")
+        .await
+        .expect_err("a loop");
+    let message = error.to_string();
+    assert!(
+        message.contains("more than 5 redirects") && message.contains("a redirect loop?"),
+        "{message}"
+    );
+    assert_eq!(
+        server.requests().len(),
+        6,
+        "the first request and 5 redirects"
+    );
+    assert!(timer.delays().is_empty(), "not retried");
+    // A redirect within the host is followed.
+    let body = get(fetch.as_ref(), &server, "/moved")
+        .await
+        .expect("followed");
+    assert!(body.starts_with(br#"{"total_count": 45"#));
+}
