@@ -236,6 +236,22 @@ async fn discovery_through_gbfs_json_reads_the_same_feeds() {
     )
     .await;
     assert_eq!(direct_rows, discovered_rows);
+    // The discovery URL is the one read (the bundled `gbfs.json` lists the same feeds, so equal
+    // rows alone would not show it): one the snapshot lacks fails, naming it.
+    let elsewhere = ctx(
+        "velov_station_status",
+        &[(
+            "velov.gbfs_url",
+            "https://download.data.grandlyon.com/files/rdata/elsewhere/gbfs.json",
+        )],
+        false,
+    );
+    let error = velov::velov_station_status(&elsewhere)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(error.contains("elsewhere/gbfs.json"), "{error}");
 }
 
 #[tokio::test]

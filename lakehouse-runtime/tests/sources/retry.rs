@@ -106,9 +106,20 @@ fn backoff_doubles_up_to_the_cap_and_draws_below_it() {
         .collect();
     assert_eq!(ceilings, [10, 20, 40, 40, 40]);
     for retry in 0..5 {
-        for _ in 0..50 {
-            assert!(policy.backoff(retry) <= policy.backoff_ceiling(retry));
-        }
+        let ceiling = policy.backoff_ceiling(retry);
+        let draws: Vec<Duration> = (0..400).map(|_| policy.backoff(retry)).collect();
+        assert!(draws.iter().all(|d| *d <= ceiling), "{draws:?}");
+        // Jittered over the whole range (full jitter), not a constant, not always zero: the
+        // mean of 400 uniform draws is within a fifth of half the ceiling (by far: its
+        // standard deviation is about 1.5 % of the ceiling).
+        let mean = draws.iter().sum::<Duration>() / 400;
+        let half = ceiling / 2;
+        assert!(
+            mean > half * 4 / 5 && mean < half * 6 / 5,
+            "mean {mean:?}, ceiling {ceiling:?}"
+        );
+        let distinct: std::collections::BTreeSet<Duration> = draws.into_iter().collect();
+        assert!(distinct.len() > 10, "{distinct:?}");
     }
     assert_eq!(policy.backoff_ceiling(200), Duration::from_millis(40));
 }
