@@ -45,6 +45,9 @@ pub(crate) const INGESTED_FILES_KEY: &str = "lakehouse.ingestedFiles";
 pub struct RunsAt {
     /// The pipelines with a successful attempt at this time, in any run.
     pub succeeded: HashSet<String>,
+    /// The pipelines whose success at this time is a later run's write superseding theirs
+    /// (nothing written at this time; a note in `error` says so), in any run.
+    pub superseded: HashSet<String>,
     /// The runs at this time whose latest execution did not succeed, oldest first.
     pub unfinished: Vec<RunRecord>,
 }
@@ -650,10 +653,9 @@ impl Ledger {
         struct Success {
             run_at: Timestamp,
             pipeline: Option<String>,
+            /// A superseded success's note.
+            error: Option<String>,
         }
-        // (A success superseded by a later run's write counts: writing its time again would
-        // roll an overwrite or merge table back, and an SCD2 table refuses it. Its note says
-        // how to write it anyway.)
         let successes = self.records().await?.filter(
             in_range
                 .clone()
@@ -661,16 +663,16 @@ impl Ledger {
                 .and(col("status").eq(lit("succeeded"))),
         )?;
         let successes = successes
-            .select(vec![col("run_at"), col("pipeline")])?
+            .select(vec![col("run_at"), col("pipeline"), col("error")])?
             .distinct()?;
         let mut times: HashMap<Timestamp, RunsAt> = HashMap::new();
         for success in rows::<Success>(successes).await? {
             if let Some(pipeline) = success.pipeline {
-                times
-                    .entry(success.run_at)
-                    .or_default()
-                    .succeeded
-                    .insert(pipeline);
+                let at = times.entry(success.run_at).or_default();
+                match success.error {
+                    None => at.succeeded.insert(pipeline),
+                    Some(_) => at.superseded.insert(pipeline),
+                };
             }
         }
         let runs = self

@@ -185,7 +185,16 @@ impl Orchestrator {
         if redo == Redo::All {
             return Ok(selected.iter().map(|p| (*p).to_owned()).collect());
         }
-        let mut targets = missing(selected, &at.succeeded);
+        // A success superseded by a later run's write is done, unless its table is appended
+        // to: writing the time again would roll an overwrite or merge table back (and an SCD2
+        // table refuses it), while an append table only lacks that time's rows.
+        let mut done = at.succeeded.clone();
+        done.extend(at.superseded.iter().cloned().filter(|name| {
+            self.registry
+                .get(name)
+                .is_some_and(|p| p.output.mode != crate::table::WriteMode::Append)
+        }));
+        let mut targets = missing(selected, &done);
         if targets.is_empty() {
             tracing::info!(run_at = %run_at, "every selected pipeline already succeeded at this time");
             return Ok(targets);

@@ -540,7 +540,7 @@ impl Orchestrator {
                     if report.unrecorded.is_some()
                         && failed_in_a_row + 1 < MAX_FAILED_LOOP_RUNS =>
                 {
-                    runs.done += 1;
+                    runs.failed += 1;
                     failed_in_a_row += 1;
                     tracing::error!(run_id = %report.run_id, failed_in_a_row, "the run could not be recorded; trying again at the next tick");
                     on_report(&report);
@@ -724,14 +724,14 @@ impl Orchestrator {
             ..start
         });
         let recorded = self.ledger.append(&records).await;
+        // The report is still the run's: returned (and printed), saying it is not recorded.
+        if let Err(error) = &recorded {
+            tracing::error!(%error, run_id = %report.run_id, "the run's end could not be recorded in lakehouse.runs");
+            report.unrecorded = Some(error.to_string());
+        }
         // Told even when the run could not be recorded: that is worth knowing too.
         if let Some(webhook) = &self.webhook {
             webhook.notify(&report, recorded.as_ref().err()).await;
-        }
-        // The report is still the run's: returned (and printed), saying it is not recorded.
-        if let Err(error) = recorded {
-            tracing::error!(%error, run_id = %report.run_id, "the run's end could not be recorded in lakehouse.runs");
-            report.unrecorded = Some(error.to_string());
         }
         Ok(report)
     }

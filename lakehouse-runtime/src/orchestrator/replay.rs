@@ -138,14 +138,20 @@ fn superseded(
     writer: &str,
 ) -> Written {
     let table = pipeline.output.qualified_name();
-    let remedy = if pipeline.output.mode == crate::table::WriteMode::Scd2 {
-        "an SCD2 table takes no past time after later runs: rebuild it to replay its history"
-            .to_owned()
-    } else {
-        format!(
-            "`orchestrate run --select {} --run-at {}` writes it",
+    let remedy = match pipeline.output.mode {
+        crate::table::WriteMode::Scd2 => {
+            "an SCD2 table takes no past time after later runs: rebuild it to replay its history"
+                .to_owned()
+        }
+        crate::table::WriteMode::Append => format!(
+            "`orchestrate run --select {} --run-at {}` (or a backfill of that time) writes it",
             pipeline.name, run.run_at
-        )
+        ),
+        // A backfill leaves it: writing the time now would roll the table back.
+        _ => format!(
+            "`orchestrate run --select {} --run-at {}` writes it (over the later write)",
+            pipeline.name, run.run_at
+        ),
     };
     let note = format!(
         "superseded by {writer}'s later write of {table}: not written at {}; {remedy}",

@@ -99,9 +99,9 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// True when every planned pipeline succeeded.
+    /// True when every planned pipeline succeeded, and the run's end is recorded.
     pub fn succeeded(&self) -> bool {
-        self.results.iter().all(|r| r.status == Status::Succeeded)
+        self.unrecorded.is_none() && self.results.iter().all(|r| r.status == Status::Succeeded)
     }
 
     /// The overall status: failed if any pipeline failed, else cancelled, else skipped, else

@@ -156,22 +156,23 @@ impl Warehouse {
                         "`Changes<_>` of {qualified}: only append tables record their new rows; read it as a `Frame<_>`"
                     )));
                 }
-                // Off (turned off by another engine, or declared so on a table no pipeline
-                // reads incrementally): delta-rs would read rewritten files as inserts again.
-                let feed_on = delta.snapshot().is_ok_and(|snapshot| {
+                // Turned off (by another engine, or declared so on a table no pipeline reads
+                // incrementally): delta-rs would fail obscurely, or read rewritten files as
+                // inserts again. (A table that never set it, written by appends, reads well.)
+                let feed_off = delta.snapshot().is_ok_and(|snapshot| {
                     snapshot
                         .metadata()
                         .configuration()
                         .get("delta.enableChangeDataFeed")
-                        .is_some_and(|value| value.eq_ignore_ascii_case("true"))
+                        .is_some_and(|value| !value.eq_ignore_ascii_case("true"))
                 });
-                if !feed_on {
+                if feed_off {
                     return Err(Error::Refused(format!(
-                        "`Changes<_>` of {qualified}: the table's change data feed is off \
-                         (`delta.enableChangeDataFeed` is not `true`), and its new rows are \
-                         read from it: turn it on (`ALTER TABLE .. SET TBLPROPERTIES`, or the \
-                         table's `property(..)`), then read it whole once with `orchestrate \
-                         run --full-refresh`; or read it as a `Frame<_>`"
+                        "`Changes<_>` of {qualified}: the table's change data feed is turned \
+                         off (`delta.enableChangeDataFeed`), and its new rows are read from it: \
+                         turn it on (`ALTER TABLE .. SET TBLPROPERTIES`), then read it whole \
+                         once (`orchestrate run --rebuild` for an append output, \
+                         `--full-refresh` otherwise); or read it as a `Frame<_>`"
                     )));
                 }
                 // Bounded: a commit made after the load is read by the next run, not this one.
