@@ -462,7 +462,30 @@ impl FileHistory {
                     .warehouse()
                     .latest_transaction(self.pipeline.output, self.pipeline.name, i64::MAX)
                     .await?;
-                let Some((Some(read_after), _)) = output else {
+                // (Without a write of it, but older than the last file ingested: no sign.)
+                let recreated = match &output {
+                    Some((None, _)) => {
+                        let last_ingested = self
+                            .ledger
+                            .ingested_files(self.pipeline)
+                            .await?
+                            .iter()
+                            .map(|file| file.ingested_at.0)
+                            .max();
+                        let created = self
+                            .ledger
+                            .warehouse()
+                            .created_at(self.pipeline.output)
+                            .await?;
+                        match (last_ingested, created) {
+                            (Some(ingested), Some(created)) => created.0 > ingested,
+                            (Some(_), None) => true,
+                            (None, _) => false,
+                        }
+                    }
+                    _ => false,
+                };
+                let Some((read_after, _)) = output.filter(|_| !recreated) else {
                     // The output is gone (deleted to start it over), or holds no write of this
                     // pipeline (created again by an attempt that then failed): the files read
                     // before are not in it, so every file is read again, as at the first run.
@@ -479,6 +502,7 @@ impl FileHistory {
                         read_after: 0,
                     });
                 };
+                let read_after = read_after.unwrap_or(0);
                 let mut files = self.ledger.ingested_files(self.pipeline).await?;
                 // A file recorded twice (read again by a full refresh): its latest record.
                 files.sort_by_key(|file| file.sequence);

@@ -900,7 +900,21 @@ async fn incremental_cursor(
     // pipeline (created again by an attempt that then failed): what was read before is not in
     // it, so the inputs are read whole, as at the first run (Delta Live Tables does the same
     // for a dropped streaming table).
-    let Some((Some(transaction), unrecorded_commit)) = output else {
+    // (A table without a write of it made before the last success ended is no sign: a merge
+    // that changed nothing commits nothing.)
+    let recreated = match (&output, &last_success) {
+        (Some((None, _)), Some(success)) => {
+            let ended = success.finished_at.unwrap_or(success.started_at);
+            orchestrator
+                .warehouse
+                .created_at(pipeline.output)
+                .await?
+                .is_none_or(|created| created.0 > ended.0)
+        }
+        _ => false,
+    };
+    let output = output.filter(|_| !recreated);
+    let Some((transaction, unrecorded_commit)) = output else {
         if let Some(success) = last_success.filter(|_| !recorded.is_empty()) {
             tracing::warn!(
                 table = %pipeline.output.qualified_name(),
@@ -911,6 +925,7 @@ async fn incremental_cursor(
         }
         return Ok(Cursor::default());
     };
+    let transaction = transaction.unwrap_or(0);
     let unrecorded_commit =
         unrecorded_commit.filter(|commit| commit.transaction_version < run.sequence);
     let unrecorded = unrecorded_commit.as_ref().and_then(|commit| {
