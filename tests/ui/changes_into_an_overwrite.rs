@@ -39,7 +39,7 @@ pub struct DailyTotals {
 #[pipeline(depends_on = [sales])]
 pub async fn daily_totals(
     _new: Changes<BronzeSales>,
-    _all: Frame<BronzeSales>,
+    _all: Frame<lakehouse_tests::BronzeSales>,
 ) -> Result<Frame<DailyTotals>> {
     todo!()
 }

@@ -3,7 +3,7 @@
 //! and the registration of a `PipelineDescriptor` with its run shim.
 
 use proc_macro2::TokenStream;
-use quote::{ToTokens, format_ident, quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned};
 use syn::ItemFn;
 use syn::ext::IdentExt as _;
 use syn::spanned::Spanned;
@@ -76,15 +76,24 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
         .collect();
     let full_snapshot = model.full_snapshot;
     // The producer of every input must be a declared dependency; the error names both.
-    // Whether the pipeline reads a `Changes<T>` input's table whole too (`Frame<T>`): it may
-    // then recompute the partitions the new rows reach.
+    // Whether the pipeline reads an input's table whole too (a `Frame<T>` of the same table,
+    // however named): with a `Changes<T>`, it may then recompute the partitions the new rows
+    // reach. Decided by rustc, comparing the tables' names.
+    let whole_reads: Vec<&syn::Type> = inputs
+        .iter()
+        .copied()
+        .filter(|ty| frame_like(ty, &["Frame"]).is_some())
+        .collect();
     let read_whole_too = |ty: &syn::Type| {
-        let tokens = |t: &syn::Type| t.to_token_stream().to_string();
-        frame_like(ty, &["Changes"]).is_some_and(|changed| {
-            inputs.iter().any(|other| {
-                frame_like(other, &["Frame"]).is_some_and(|whole| tokens(whole) == tokens(changed))
-            })
-        })
+        let same = whole_reads.iter().map(|whole| {
+            quote! {
+                ::lakehouse_runtime::__private::same_table::<
+                    <#ty as ::lakehouse_runtime::__private::PipelineInput>::Table,
+                    <#whole as ::lakehouse_runtime::__private::PipelineInput>::Table,
+                >()
+            }
+        });
+        quote!(false #(|| #same)*)
     };
     let input_checks = inputs.iter().map(|ty| {
         let mut marker = name.clone();

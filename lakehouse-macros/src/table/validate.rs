@@ -140,12 +140,15 @@ pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result
             // A name whose words are unclear (`HTTPLogs`: `http_logs` or `h_t_t_p_logs`?) is
             // asked for: the table's directory is named after it, and a guess that ever changed
             // would move the table.
-            if name != one_word_per_capital(&struct_name) {
+            let earlier = one_word_per_capital(&struct_name);
+            if name != earlier {
                 errors.spanned(
                     &input.ident,
                     format!(
                         "`{struct_name}` has capitals in a row (or `_` before one), which make no \
-                         clear table name: name it, e.g. `#[table(name = \"{name}\")]`"
+                         clear table name: name it, e.g. `#[table(name = \"{name}\")]` (a table \
+                         this struct made with an earlier version is stored as `{earlier}`: \
+                         name it so to keep it)"
                     ),
                 );
             } else if !is_safe_identifier(&name) {

@@ -199,6 +199,11 @@ pub const fn assert_change_feed<T: Table>(incremental: bool) {
     }
 }
 
+/// Whether `A` and `B` are the same table (schema and name), in a const context.
+pub const fn same_table<A: Table, B: Table>() -> bool {
+    same_ascii(A::DEF.schema, B::DEF.schema, false) && same_ascii(A::DEF.name, B::DEF.name, false)
+}
+
 /// `a == b` in a const context, ASCII case ignored when `ignore_case`.
 const fn same_ascii(a: &str, b: &str, ignore_case: bool) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());

@@ -656,7 +656,11 @@ async fn produce_and_write(
             }
         }
         cx.register_input(input.table, df.clone())?;
-        input_versions.insert(name, version);
+        // A table read both whole and incrementally: the incremental read's version is where
+        // the next one starts (the whole read may have loaded a later one).
+        if input.incremental || !input_versions.contains_key(&name) {
+            input_versions.insert(name, version);
+        }
         frames.push(df);
     }
     let inputs_moved = !moved.is_empty();
