@@ -189,11 +189,16 @@ impl Orchestrator {
         // to: writing the time again would roll an overwrite or merge table back (and an SCD2
         // table refuses it), while an append table only lacks that time's rows.
         let mut done = at.succeeded.clone();
-        done.extend(at.superseded.iter().cloned().filter(|name| {
-            self.registry
-                .get(name)
-                .is_some_and(|p| p.output.mode != crate::table::WriteMode::Append)
-        }));
+        done.extend(
+            at.superseded
+                .iter()
+                .filter(|name| {
+                    self.registry
+                        .get(name)
+                        .is_some_and(|p| p.output.mode != crate::table::WriteMode::Append)
+                })
+                .cloned(),
+        );
         let mut targets = missing(selected, &done);
         if targets.is_empty() {
             tracing::info!(run_at = %run_at, "every selected pipeline already succeeded at this time");
