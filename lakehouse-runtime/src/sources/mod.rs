@@ -414,8 +414,9 @@ impl OpenData {
         Err(Error::Refused(format!(
             "{}: the live services answer with their data of now ({now}), and this run's logical \
              time is {run_at}: stamped with it, that data would make up history. Read a snapshot \
-             recorded then (`--opendata-dir`, without `--live`), run the pipeline now (a fresh \
-             run), or set `opendata.allow_other_run_at=true` to stamp now's data with {run_at}",
+             recorded then (`--set opendata.mode=snapshot --opendata-dir DIR`, which a resume \
+             of a `--live` run needs too), run the pipeline now (a fresh run), or set \
+             `opendata.allow_other_run_at=true` to stamp now's data with {run_at}",
             self.source
         )))
     }
