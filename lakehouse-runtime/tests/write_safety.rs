@@ -691,9 +691,16 @@ async fn an_error_after_a_merge_or_scd2_commit_is_not_a_failed_write() {
         id: i64,
         n: i64,
     }
-    for table in [
-        <checkpointed_merge::Events as lakehouse_runtime::Table>::DEF,
-        <checkpointed_scd2::Events as lakehouse_runtime::Table>::DEF,
+    // The third write's rows (inserted, updated): before, an error after the commit gave 0.
+    for (table, third) in [
+        (
+            <checkpointed_merge::Events as lakehouse_runtime::Table>::DEF,
+            (0, 1),
+        ),
+        (
+            <checkpointed_scd2::Events as lakehouse_runtime::Table>::DEF,
+            (1, 1),
+        ),
     ] {
         let wh = TempWarehouse::new();
         wh.warehouse.ensure(table).await.expect("created");
@@ -722,6 +729,14 @@ async fn an_error_after_a_merge_or_scd2_commit_is_not_a_failed_write() {
                 "{}",
                 table.qualified_name()
             );
+            if n == 3 {
+                assert_eq!(
+                    (outcome.rows_inserted, outcome.rows_updated),
+                    third,
+                    "{}",
+                    table.qualified_name()
+                );
+            }
         }
         assert_eq!(
             wh.warehouse.version(table).await.expect("version"),

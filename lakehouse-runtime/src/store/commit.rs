@@ -287,22 +287,30 @@ pub struct CommittedTransaction {
 /// The rows a commit inserted and updated, from the `operationMetrics` of its `commitInfo`
 /// `metadata` (as delta-rs's operations and this crate's own record them); 0 when it has none.
 pub fn rows_written(metadata: &std::collections::HashMap<String, serde_json::Value>) -> (u64, u64) {
-    let metrics = metadata.get("operationMetrics");
-    let metric = |names: &[&str]| {
-        names
-            .iter()
-            .filter_map(|name| metrics.and_then(|m| m.get(*name)))
-            .find_map(|value| {
-                value
-                    .as_u64()
-                    .or_else(|| value.as_str().and_then(|text| text.parse().ok()))
-            })
-            .unwrap_or(0)
-    };
     (
-        metric(&["num_target_rows_inserted", "num_added_rows"]),
-        metric(&["num_target_rows_updated"]),
+        metric(metadata, &["num_target_rows_inserted", "num_added_rows"]),
+        metric(metadata, &["num_target_rows_updated"]),
     )
+}
+
+/// The rows a commit deleted, from its `operationMetrics` (see [`rows_written`]).
+pub(crate) fn rows_deleted(metadata: &std::collections::HashMap<String, serde_json::Value>) -> u64 {
+    metric(metadata, &["num_target_rows_deleted", "num_deleted_rows"])
+}
+
+/// The first of `names` in the `operationMetrics` of a commit's `metadata` (a number, or a
+/// number as text, as delta-rs records some); 0 when there is none.
+fn metric(metadata: &std::collections::HashMap<String, serde_json::Value>, names: &[&str]) -> u64 {
+    let metrics = metadata.get("operationMetrics");
+    names
+        .iter()
+        .filter_map(|name| metrics.and_then(|m| m.get(*name)))
+        .find_map(|value| {
+            value
+                .as_u64()
+                .or_else(|| value.as_str().and_then(|text| text.parse().ok()))
+        })
+        .unwrap_or(0)
 }
 
 /// [`Warehouse::commit_tagged`] on `delta`, the loaded Delta table of `table`.

@@ -319,13 +319,16 @@ impl Warehouse {
         error: deltalake::DeltaTableError,
     ) -> Result<WriteOutcome> {
         let qualified = table.qualified_name();
-        if let Ok(Some((version, _))) = self
+        if let Ok(Some((version, metadata))) = self
             .commit_tagged(table, WRITE_ID_KEY, tags.write_id(), before)
             .await
         {
             tracing::warn!(table = %qualified, %error, version, "the write committed, then failed afterwards");
             let mut outcome = WriteOutcome::skipped(table, Some(version));
             outcome.committed = true;
+            // The figures the commit recorded.
+            (outcome.rows_inserted, outcome.rows_updated) = super::rows_written(&metadata);
+            outcome.rows_deleted = super::commit::rows_deleted(&metadata);
             return Ok(outcome);
         }
         if let Some(refused) = constraint_violation(table, &error) {
