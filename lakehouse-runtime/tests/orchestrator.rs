@@ -1420,6 +1420,7 @@ async fn an_interrupt_starts_no_waiting_pipeline_and_no_retry() {
         report.summary()
     );
     // Each pipeline's end is told once, the one that never ran included.
+    let orchestrator_ledger = orchestrator.ledger().clone();
     drop(orchestrator);
     let mut finished: BTreeMap<&str, usize> = BTreeMap::new();
     while let Some(event) = told.recv().await {
@@ -1449,6 +1450,23 @@ async fn an_interrupt_starts_no_waiting_pipeline_and_no_retry() {
             .expect("version"),
         None,
         "ok1 never ran"
+    );
+    // The ledger ends `interrupts` as the report does: its attempt failed, then it was
+    // cancelled (before, the failed attempt was its last word, and `runs` said failed).
+    let recorded: Vec<(Option<i32>, String)> = orchestrator_ledger
+        .run(&report.run_id)
+        .await
+        .expect("ledger")
+        .into_iter()
+        .filter(|r| r.pipeline.as_deref() == Some("interrupts"))
+        .map(|r| (r.attempt, r.status))
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            (Some(1), "failed".to_owned()),
+            (None, "cancelled".to_owned())
+        ]
     );
 }
 

@@ -237,6 +237,8 @@ async fn run_with_retries(
         let mut attempts = 0;
         // Why the pipeline was cancelled (an interrupt or fail-fast), if it was.
         let mut cancelled: Option<String> = None;
+        // Whether the pipeline was cancelled between a failed attempt and its retry.
+        let mut retry_cancelled = false;
         for attempt in 1..=retries + 1 {
             attempts = attempt;
             tracing::info!(attempt, "started");
@@ -320,6 +322,7 @@ async fn run_with_retries(
                     if attempt <= retries && let Some(why) = why_not_again() {
                         tracing::error!(attempt, error = %last_error, "failed; not retried: {why}");
                         cancelled = Some(format!("{why} before a retry; attempt {attempt} failed: {last_error}"));
+                        retry_cancelled = true;
                         break;
                     } else if attempt <= retries {
                         let delay = backoff(config, attempt);
@@ -343,6 +346,7 @@ async fn run_with_retries(
                                 let why = why_not_again().unwrap_or_default();
                                 tracing::error!(attempt, "not retried: {why}");
                                 cancelled = Some(format!("{why} before a retry; attempt {attempt} failed: {last_error}"));
+                        retry_cancelled = true;
                                 break;
                             }
                         }
@@ -358,6 +362,25 @@ async fn run_with_retries(
             Some(why) => (Status::Cancelled, why),
             None => (Status::Failed, last_error),
         };
+        // A retry that never started: its last attempt is recorded as failed, and the pipeline
+        // ends cancelled; a row says so (attempt NULL), as the report does.
+        if retry_cancelled {
+            let finished = Timestamp::now();
+            let record = RunRecord {
+                finished_at: Some(finished),
+                error: Some(error.clone()),
+                ..RunRecord::of_pipeline(
+                    &run,
+                    pipeline.name,
+                    pipeline.output.qualified_name(),
+                    Status::Cancelled,
+                    finished,
+                )
+            };
+            if let Err(error) = orchestrator.ledger.append(std::slice::from_ref(&record)).await {
+                tracing::error!(%error, "could not record the cancelled retry in lakehouse.runs");
+            }
+        }
         PipelineResult {
             pipeline: pipeline.name,
             table: pipeline.output.qualified_name(),
