@@ -462,23 +462,22 @@ impl FileHistory {
                     .warehouse()
                     .latest_transaction(self.pipeline.output, self.pipeline.name, i64::MAX)
                     .await?;
-                // (Without a write of it, but older than the last file ingested: no sign.)
+                // (Without a write of it, but made before the pipeline's last success ended:
+                // no sign.)
                 let recreated = match &output {
                     Some((None, _)) => {
-                        let last_ingested = self
+                        let ended = self
                             .ledger
-                            .ingested_files(self.pipeline)
+                            .last_success(self.pipeline.name)
                             .await?
-                            .iter()
-                            .map(|file| file.ingested_at.0)
-                            .max();
+                            .map(|success| success.finished_at.unwrap_or(success.started_at));
                         let created = self
                             .ledger
                             .warehouse()
                             .created_at(self.pipeline.output)
                             .await?;
-                        match (last_ingested, created) {
-                            (Some(ingested), Some(created)) => created.0 > ingested,
+                        match (ended, created) {
+                            (Some(ended), Some(created)) => created.0 > ended.0,
                             (Some(_), None) => true,
                             (None, _) => false,
                         }

@@ -185,20 +185,11 @@ impl Orchestrator {
         if redo == Redo::All {
             return Ok(selected.iter().map(|p| (*p).to_owned()).collect());
         }
-        // A success superseded by a later run's write is done, unless its table is appended
-        // to: writing the time again would roll an overwrite or merge table back (and an SCD2
-        // table refuses it), while an append table only lacks that time's rows.
+        // A success superseded by a later run's write counts as done: writing its time now
+        // could roll the table back, stamp later rows or files with it, or be refused (SCD2);
+        // its note says how to write it deliberately.
         let mut done = at.succeeded.clone();
-        done.extend(
-            at.superseded
-                .iter()
-                .filter(|name| {
-                    self.registry
-                        .get(name)
-                        .is_some_and(|p| p.output.mode != crate::table::WriteMode::Append)
-                })
-                .cloned(),
-        );
+        done.extend(at.superseded.iter().cloned());
         let mut targets = missing(selected, &done);
         if targets.is_empty() {
             tracing::info!(run_at = %run_at, "every selected pipeline already succeeded at this time");

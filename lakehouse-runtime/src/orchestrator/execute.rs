@@ -679,11 +679,13 @@ async fn produce_and_write(
             }
         }
         cx.register_input(input.table, df.clone())?;
-        // A table read both whole and incrementally: the incremental read's version is where
-        // the next one starts (the whole read may have loaded a later one).
-        if input.incremental || !input_versions.contains_key(&name) {
-            input_versions.insert(name, version);
-        }
+        // A table read both whole and incrementally (two loads): the lower version is where
+        // the next incremental read starts, so rows one of them lacked are read again.
+        let version = match input_versions.get(&name) {
+            Some(other) => version.min(*other),
+            None => version,
+        };
+        input_versions.insert(name, version);
         frames.push(df);
     }
     let inputs_moved = !moved.is_empty();

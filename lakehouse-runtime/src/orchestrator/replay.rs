@@ -143,13 +143,11 @@ fn superseded(
             "an SCD2 table takes no past time after later runs: rebuild it to replay its history"
                 .to_owned()
         }
-        crate::table::WriteMode::Append => format!(
-            "`orchestrate run --select {} --run-at {}` (or a backfill of that time) writes it",
-            pipeline.name, run.run_at
-        ),
-        // A backfill leaves it: writing the time now would roll the table back.
+        // (Not a backfill, which counts the time as done: for an incremental reader, the later
+        // run read that time's rows, and a write at it now would stamp newer ones with it.)
         _ => format!(
-            "`orchestrate run --select {} --run-at {}` writes it (over the later write)",
+            "`orchestrate run --select {} --run-at {}` writes it, if its rows are not in the \
+             later write (a backfill counts the time as done)",
             pipeline.name, run.run_at
         ),
     };

@@ -104,9 +104,13 @@ impl RunReport {
         self.unrecorded.is_none() && self.results.iter().all(|r| r.status == Status::Succeeded)
     }
 
-    /// The overall status: failed if any pipeline failed, else cancelled, else skipped, else
-    /// succeeded.
+    /// The overall status: failed if any pipeline failed (or the run's end could not be
+    /// recorded), else cancelled, else skipped, else succeeded.
     pub fn status(&self) -> Status {
+        // A run whose end could not be recorded did not end well.
+        if self.unrecorded.is_some() {
+            return Status::Failed;
+        }
         [Status::Failed, Status::Cancelled, Status::Skipped]
             .into_iter()
             .find(|s| self.results.iter().any(|r| r.status == *s))

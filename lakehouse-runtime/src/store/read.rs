@@ -156,20 +156,20 @@ impl Warehouse {
                         "`Changes<_>` of {qualified}: only append tables record their new rows; read it as a `Frame<_>`"
                     )));
                 }
-                // Turned off (by another engine, or declared so on a table no pipeline reads
-                // incrementally): delta-rs would fail obscurely, or read rewritten files as
-                // inserts again. (A table that never set it, written by appends, reads well.)
-                let feed_off = delta.snapshot().is_ok_and(|snapshot| {
+                // Not on (turned off by another engine, or never set on a table another engine
+                // made): delta-rs would fail obscurely at a metadata commit, or read the files
+                // a delete rewrote as inserts again.
+                let feed_on = delta.snapshot().is_ok_and(|snapshot| {
                     snapshot
                         .metadata()
                         .configuration()
                         .get("delta.enableChangeDataFeed")
-                        .is_some_and(|value| !value.eq_ignore_ascii_case("true"))
+                        .is_some_and(|value| value.eq_ignore_ascii_case("true"))
                 });
-                if feed_off {
+                if !feed_on {
                     return Err(Error::Refused(format!(
-                        "`Changes<_>` of {qualified}: the table's change data feed is turned \
-                         off (`delta.enableChangeDataFeed`), and its new rows are read from it: \
+                        "`Changes<_>` of {qualified}: the table's change data feed is not on \
+                         (`delta.enableChangeDataFeed`), and its new rows are read from it: \
                          turn it on (`ALTER TABLE .. SET TBLPROPERTIES`), then read it whole \
                          once (`orchestrate run --rebuild` for an append output, \
                          `--full-refresh` otherwise); or read it as a `Frame<_>`"
