@@ -101,6 +101,7 @@ fn run_row(sequence: i64) -> RunRecord {
         replayed: None,
         error: None,
         input_versions: None,
+        input_table_ids: None,
         selection: None,
         planned: None,
         process: None,

@@ -956,6 +956,43 @@ async fn a_run_whose_end_cannot_be_recorded_still_reports_how_it_ended() {
 }
 
 #[tokio::test]
+async fn an_upstream_recreated_at_once_is_told_by_its_table_id() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    assert!(
+        orchestrator
+            .run(&RunConfig::default())
+            .await
+            .expect("run 1")
+            .succeeded()
+    );
+    // bronze.ticks is deleted; the next run creates it again, at the version ok1 read: its
+    // creation is within the margin for clocks, and its version not behind. Before, ok1 read
+    // nothing new, and tick 2 was lost to it for good.
+    let ticks = <Ticks as lakehouse_runtime::Table>::DEF;
+    let folder = wh
+        .warehouse
+        .table_url(ticks)
+        .expect("url")
+        .to_file_path()
+        .expect("local");
+    std::fs::remove_dir_all(folder).expect("deleted");
+    let second = orchestrator
+        .run(&fast(RunConfig::default()))
+        .await
+        .expect("run 2");
+    let ok1 = second.result("ok1").expect("planned");
+    assert_eq!(ok1.status, Status::Failed);
+    let error = ok1.error.clone().unwrap_or_default();
+    assert!(
+        error.contains(
+            "bronze.ticks was recreated since this pipeline last read it (its Delta table id was"
+        ),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn a_forced_resume_keeps_the_incremental_position() {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
@@ -2119,7 +2156,8 @@ async fn an_upstream_recreated_past_the_cursor_is_an_error_too() {
         assert!(report.succeeded(), "{}", report.render(false));
     }
     // ok1 last read an hour ago (its success row is moved back: the check allows the clocks of
-    // two hosts a few minutes).
+    // two hosts a few minutes), and its record, as those made before table ids were, has none
+    // (the creation time tells then).
     let ledger = both.ledger();
     let last = ledger
         .run(&ledger.runs(1).await.expect("runs")[0].run_id)
@@ -2133,6 +2171,7 @@ async fn an_upstream_recreated_past_the_cursor_is_an_error_too() {
     ledger
         .append(&[lakehouse_runtime::ledger::RunRecord {
             started_at: Timestamp(last.started_at.0 - hour),
+            input_table_ids: None,
             ..last
         }])
         .await

@@ -52,6 +52,9 @@ pub struct RunRecord {
     pub error: Option<String>,
     /// Versions of the inputs read, as JSON `{"schema.table": version}`
     pub input_versions: Option<String>,
+    /// The Delta table id of each input read incrementally, as JSON `{"schema.table": "id"}`:
+    /// a table recreated since (another id) is not read on from the versions of the old one
+    pub input_table_ids: Option<String>,
     /// The selection, on a run row
     pub selection: Option<String>,
     /// The pipelines planned, space-separated, on a run row (recorded when the run starts, so
@@ -96,6 +99,7 @@ impl RunRecord {
             replayed: None,
             error: None,
             input_versions: None,
+            input_table_ids: None,
             selection: None,
             planned: None,
             process: None,

@@ -12,7 +12,8 @@ use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
 use super::replay::{
-    INPUT_VERSIONS_KEY, QUALITY_FINDINGS_KEY, RUN_ID_KEY, already_written, collision,
+    INPUT_TABLE_IDS_KEY, INPUT_VERSIONS_KEY, QUALITY_FINDINGS_KEY, RUN_ID_KEY, already_written,
+    collision,
 };
 use super::report::{PipelineResult, Status};
 use super::{Orchestrator, Plan, RunConfig, SkipPolicy};
@@ -30,6 +31,8 @@ use crate::table::Timestamp;
 pub(super) struct Written {
     pub(super) outcome: WriteOutcome,
     pub(super) input_versions: BTreeMap<String, Option<u64>>,
+    /// The Delta table id of each input read incrementally.
+    pub(super) input_table_ids: BTreeMap<String, String>,
     /// The output table's figures after a committed write, recorded with the attempt.
     pub(super) metric: Option<TableMetric>,
     /// Whether the write left an `auto_compact` table with enough small files to compact.
@@ -643,11 +646,26 @@ async fn produce_and_write(
             let name = input.table.qualified_name();
             if !input.incremental {
                 let (df, version) = warehouse.read_with_version(session, input.table).await?;
-                return Ok::<_, Error>((name, df, version, None));
+                return Ok::<_, Error>((name, df, version, None, None));
             }
             let after = cursor.versions.get(&name).copied().flatten();
             tracing::debug!(input = %name, after_version = after, "reading new rows");
             let changes = warehouse.read_changes(session, input.table, after).await?;
+            // Another table than the one this pipeline last read (deleted and created again):
+            // its versions start over, and are not the ones the cursor counts.
+            if let (Some(_), Some(read), Some(now)) = (
+                after,
+                cursor.table_ids.get(&name),
+                changes.table_id.as_ref(),
+            ) && read != now
+            {
+                return Err(Error::msg(format!(
+                    "{name} was recreated since this pipeline last read it (its Delta table id \
+                     was {read}, it is {now}): its versions start over; read it whole with \
+                     `orchestrate run --full-refresh` (an append output then gets its rows \
+                     again; `--rebuild` replaces it instead)"
+                )));
+            }
             // Created after this pipeline last read it: another table of the same name, whose
             // versions are not the ones the cursor counts. (Beyond a margin: the two times may
             // come from the clocks of two hosts.)
@@ -662,7 +680,13 @@ async fn produce_and_write(
                      replaces it instead)"
                 )));
             }
-            Ok((name, changes.rows, changes.version, Some(after)))
+            Ok((
+                name,
+                changes.rows,
+                changes.version,
+                Some(after),
+                changes.table_id,
+            ))
         }
     });
     let read = futures::future::try_join_all(reads).await?;
@@ -671,7 +695,11 @@ async fn produce_and_write(
     // that changed no rows, such as a compaction's.
     let mut nothing_new = pipeline.inputs.iter().any(|i| i.incremental);
     let mut moved = Vec::new();
-    for (input, (name, df, version, after)) in pipeline.inputs.iter().zip(read) {
+    let mut input_table_ids = BTreeMap::new();
+    for (input, (name, df, version, after, table_id)) in pipeline.inputs.iter().zip(read) {
+        if let Some(table_id) = table_id {
+            input_table_ids.insert(name.clone(), table_id);
+        }
         if let Some(after) = after {
             nothing_new &= after.is_some();
             if version != after {
@@ -699,6 +727,7 @@ async fn produce_and_write(
         return Ok(Written {
             outcome: WriteOutcome::skipped(pipeline.output, version),
             input_versions,
+            input_table_ids,
             metric: None,
             fragmented: false,
             replayed_findings: Vec::new(),
@@ -760,6 +789,12 @@ async fn produce_and_write(
         ),
         (RUN_ID_KEY.to_owned(), serde_json::json!(run.run_id)),
     ]);
+    if !input_table_ids.is_empty() {
+        metadata.insert(
+            INPUT_TABLE_IDS_KEY.to_owned(),
+            serde_json::json!(input_table_ids),
+        );
+    }
     if !findings.is_empty() {
         // Listed in the commit too: a replay records them if the attempt that committed died
         // before it could.
@@ -874,6 +909,7 @@ async fn produce_and_write(
     Ok(Written {
         outcome,
         input_versions,
+        input_table_ids,
         metric,
         fragmented,
         replayed_findings: Vec::new(),
@@ -959,6 +995,7 @@ async fn incremental_cursor(
         unrecorded_commit.filter(|commit| commit.transaction_version < run.sequence);
     let unrecorded = unrecorded_commit.as_ref().and_then(|commit| {
         let versions = commit.metadata.get(INPUT_VERSIONS_KEY).cloned();
+        let table_ids = table_ids_of(commit.metadata.get(INPUT_TABLE_IDS_KEY));
         if versions.is_none() {
             tracing::warn!(
                 sequence = commit.transaction_version,
@@ -967,10 +1004,12 @@ async fn incremental_cursor(
                  read again)"
             );
         }
-        versions.and_then(|v| serde_json::from_value::<BTreeMap<String, Option<u64>>>(v).ok())
+        versions
+            .and_then(|v| serde_json::from_value::<BTreeMap<String, Option<u64>>>(v).ok())
+            .map(|versions| (versions, table_ids))
     });
     Ok(match unrecorded {
-        Some(versions) => {
+        Some((versions, table_ids)) => {
             tracing::info!(
                 "the output's latest commit of this pipeline is newer than the success the \
                  ledger gives as its last (lost, or this run's own being re-executed); reading \
@@ -978,16 +1017,31 @@ async fn incremental_cursor(
             );
             Cursor {
                 versions,
+                table_ids,
                 read_at: None,
                 transaction,
             }
         }
         None => Cursor {
             versions: recorded,
+            table_ids: last_success
+                .as_ref()
+                .and_then(|r| r.input_table_ids.as_deref())
+                .and_then(|json| serde_json::from_str(json).ok())
+                .unwrap_or_default(),
             read_at: last_success.map(|r| r.started_at),
             transaction,
         },
     })
+}
+
+/// The input table ids a commit's metadata lists under [`INPUT_TABLE_IDS_KEY`] (none when it
+/// lists none, or unreadably: then only the creation time tells a recreated input).
+pub(super) fn table_ids_of(listed: Option<&serde_json::Value>) -> BTreeMap<String, String> {
+    listed
+        .cloned()
+        .and_then(|ids| serde_json::from_value(ids).ok())
+        .unwrap_or_default()
 }
 
 /// `output` as it may be written: a pipeline's expectations applied (rows a `drop` expectation
@@ -1127,6 +1181,8 @@ const RECREATION_MARGIN_MICROS: i64 = 5 * 60 * 1_000_000;
 struct Cursor {
     /// The version of each input read last.
     versions: BTreeMap<String, Option<u64>>,
+    /// The Delta table id of each input read last, when recorded.
+    table_ids: BTreeMap<String, String>,
     /// When they were read, if known.
     read_at: Option<Timestamp>,
     /// The pipeline's last transaction version on its output when the cursor was taken (0:
@@ -1201,6 +1257,9 @@ fn attempt_record(
         error,
         input_versions: written
             .map(|w| serde_json::to_string(&w.input_versions).unwrap_or_default()),
+        input_table_ids: written
+            .filter(|w| !w.input_table_ids.is_empty())
+            .map(|w| serde_json::to_string(&w.input_table_ids).unwrap_or_default()),
         ..RunRecord::of_pipeline(
             run,
             pipeline.name,

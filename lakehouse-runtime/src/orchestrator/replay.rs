@@ -10,6 +10,9 @@ use super::execute::Written;
 
 /// The `commitInfo` key of a pipeline's write recording the input versions it read.
 pub(super) const INPUT_VERSIONS_KEY: &str = "lakehouse.inputVersions";
+/// The `commitInfo` key of a pipeline's write recording the Delta table ids of the inputs it
+/// read incrementally.
+pub(super) const INPUT_TABLE_IDS_KEY: &str = "lakehouse.inputTableIds";
 pub(super) use crate::ledger::RUN_ID_KEY;
 /// The `commitInfo` key of a pipeline's write listing its non-blocking quality findings (the
 /// rows of `lakehouse.quality_issues` recorded once it is committed).
@@ -122,6 +125,7 @@ pub(super) async fn already_written(
     Ok(Some(Written {
         outcome,
         input_versions,
+        input_table_ids: super::execute::table_ids_of(own.get(INPUT_TABLE_IDS_KEY)),
         metric: None,
         fragmented: false,
         replayed_findings,
@@ -164,6 +168,7 @@ fn superseded(
             .cloned()
             .and_then(|versions| serde_json::from_value(versions).ok())
             .unwrap_or_default(),
+        input_table_ids: super::execute::table_ids_of(committed.metadata.get(INPUT_TABLE_IDS_KEY)),
         metric: None,
         fragmented: false,
         replayed_findings: Vec::new(),

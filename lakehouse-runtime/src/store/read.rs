@@ -103,6 +103,8 @@ pub struct Changes {
     /// When the table was created, as its metadata records it: a reader that last read it
     /// before then read another table of the same name (it was recreated since).
     pub created_at: Option<crate::table::Timestamp>,
+    /// The Delta table's id, which a recreated table does not keep.
+    pub table_id: Option<String>,
 }
 
 /// Statistics of a table's current version, from the Delta log (no data is read).
@@ -138,6 +140,7 @@ impl Warehouse {
                 rows: conform_all(empty(session, table)?, table)?,
                 version: None,
                 created_at: None,
+                table_id: None,
             });
         };
         let current = delta.version();
@@ -147,6 +150,10 @@ impl Warehouse {
             .and_then(|snapshot| snapshot.metadata().created_time())
             .and_then(|millis| millis.checked_mul(1_000))
             .map(crate::table::Timestamp);
+        let table_id = delta
+            .snapshot()
+            .ok()
+            .map(|snapshot| snapshot.metadata().id().to_owned());
         let rows = match (after, current) {
             // The version loaded, not a later one: the rows are exactly those up to `current`.
             (None, _) => read_loaded(session, table, &delta).await?,
@@ -210,6 +217,7 @@ impl Warehouse {
             rows,
             version: current,
             created_at,
+            table_id,
         })
     }
 
