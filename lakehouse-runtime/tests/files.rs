@@ -526,6 +526,8 @@ mod incremental {
             .to_file_path()
             .expect("local");
         std::fs::remove_dir_all(folder).expect("deleted");
+        // An attempt created the table again, then failed before its commit.
+        wh.warehouse.ensure(NewOrders::DEF).await.expect("created again");
         let again = run().await;
         assert!(again.succeeded(), "{}", again.render(false));
         assert_eq!(orders(&wh).await, ["1|1.00", "2|2.00"]);

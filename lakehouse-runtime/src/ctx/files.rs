@@ -466,11 +466,8 @@ impl FileHistory {
                 // no sign.)
                 let recreated = match &output {
                     Some((None, _)) => {
-                        let ended = self
-                            .ledger
-                            .last_success(self.pipeline.name)
-                            .await?
-                            .map(|success| success.finished_at.unwrap_or(success.started_at));
+                        // (Any success: one that read only files records no input versions.)
+                        let ended = self.ledger.last_success_end(self.pipeline.name).await?;
                         let created = self
                             .ledger
                             .warehouse()

@@ -637,6 +637,35 @@ impl Ledger {
         Ok(found > 0)
     }
 
+    /// When `pipeline`'s latest successful attempt ended (whatever it read), if it has one.
+    pub async fn last_success_end(&self, pipeline: &str) -> Result<Option<Timestamp>> {
+        use datafusion::functions_aggregate::expr_fn::max;
+        #[derive(serde::Deserialize)]
+        struct End {
+            ended: Option<Timestamp>,
+        }
+        let df = self
+            .records()
+            .await?
+            .filter(
+                col("kind")
+                    .eq(lit("pipeline"))
+                    .and(col("pipeline").eq(lit(pipeline)))
+                    .and(col("status").eq(lit("succeeded"))),
+            )?
+            .aggregate(
+                vec![],
+                vec![
+                    max(datafusion::functions::expr_fn::coalesce(vec![
+                        col("finished_at"),
+                        col("started_at"),
+                    ]))
+                    .alias("ended"),
+                ],
+            )?;
+        Ok(rows::<End>(df).await?.into_iter().find_map(|end| end.ended))
+    }
+
     /// What ran at the logical times from `from` (included) to `to` (excluded): per time, the
     /// pipelines with a successful attempt (in any run) and the runs whose latest execution did
     /// not succeed (failed, cancelled, or died), oldest first. What a backfill needs to skip the

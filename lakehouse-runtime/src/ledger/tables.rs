@@ -52,9 +52,6 @@ pub struct RunRecord {
     pub error: Option<String>,
     /// Versions of the inputs read, as JSON `{"schema.table": version}`
     pub input_versions: Option<String>,
-    /// The Delta table id of each input read incrementally, as JSON `{"schema.table": "id"}`:
-    /// a table recreated since (another id) is not read on from the versions of the old one
-    pub input_table_ids: Option<String>,
     /// The selection, on a run row
     pub selection: Option<String>,
     /// The pipelines planned, space-separated, on a run row (recorded when the run starts, so
@@ -70,6 +67,10 @@ pub struct RunRecord {
     /// reads the sources as the run did; values of keys that may hold a secret are left out
     /// unless they name an environment variable (`env:NAME`)
     pub settings: Option<String>,
+    /// The Delta table id of each input read incrementally, as JSON `{"schema.table": "id"}`:
+    /// a table recreated since (another id) is not read on from the versions of the old one.
+    /// (Last: a ledger made before it gains it at the end of its stored columns.)
+    pub input_table_ids: Option<String>,
 }
 
 /// `input_versions` of a success that read no table, or could not say what it read.
@@ -99,12 +100,12 @@ impl RunRecord {
             replayed: None,
             error: None,
             input_versions: None,
-            input_table_ids: None,
             selection: None,
             planned: None,
             process: None,
             refresh: None,
             settings: None,
+            input_table_ids: None,
         }
     }
 

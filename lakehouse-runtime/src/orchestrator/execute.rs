@@ -349,7 +349,7 @@ async fn run_with_retries(
                                 let why = why_not_again().unwrap_or_default();
                                 tracing::error!(attempt, "not retried: {why}");
                                 cancelled = Some(format!("{why} before a retry; attempt {attempt} failed: {last_error}"));
-                        retry_cancelled = true;
+                                retry_cancelled = true;
                                 break;
                             }
                         }
@@ -707,13 +707,11 @@ async fn produce_and_write(
             }
         }
         cx.register_input(input.table, df.clone())?;
-        // A table read both whole and incrementally (two loads): the lower version is where
-        // the next incremental read starts, so rows one of them lacked are read again.
-        let version = match input_versions.get(&name) {
-            Some(other) => version.min(*other),
-            None => version,
-        };
-        input_versions.insert(name, version);
+        // A table read both whole and incrementally: the incremental read's version is where
+        // the next one starts (the whole read, a load of its own, is read whole every run).
+        if input.incremental || !input_versions.contains_key(&name) {
+            input_versions.insert(name, version);
+        }
         frames.push(df);
     }
     let inputs_moved = !moved.is_empty();

@@ -149,9 +149,14 @@ fn superseded(
         }
         // (Not a backfill, which counts the time as done: for an incremental reader, the later
         // run read that time's rows, and a write at it now would stamp newer ones with it.)
-        _ => format!(
+        crate::table::WriteMode::Append => format!(
             "`orchestrate run --select {} --run-at {}` writes it, if its rows are not in the \
              later write (a backfill counts the time as done)",
+            pipeline.name, run.run_at
+        ),
+        _ => format!(
+            "`orchestrate run --select {} --run-at {}` writes it over the later write (a \
+             backfill counts the time as done)",
             pipeline.name, run.run_at
         ),
     };

@@ -177,8 +177,9 @@ impl Warehouse {
                     return Err(Error::Refused(format!(
                         "`Changes<_>` of {qualified}: the table's change data feed is not on \
                          (`delta.enableChangeDataFeed`), and its new rows are read from it: \
-                         turn it on (`ALTER TABLE .. SET TBLPROPERTIES`), then read it whole \
-                         once (`orchestrate run --rebuild` for an append output, \
+                         turn it on (declare `property(key = \"delta.enableChangeDataFeed\", \
+                         value = \"true\")` on the table, or with another engine), then read it \
+                         whole once (`orchestrate run --rebuild` for an append output, \
                          `--full-refresh` otherwise); or read it as a `Frame<_>`"
                     )));
                 }

@@ -343,9 +343,22 @@ impl OpenTable {
         batches: &[RecordBatch],
         tags: &CommitTags,
     ) -> Result<(), DeltaTableError> {
+        // Columns go by position here: a stored table whose columns are not the rows' in order
+        // (one evolved by another version) takes the general path, which goes by name.
+        let stored = self.state.snapshot().arrow_schema();
+        let names = |schema: &arrow::datatypes::Schema| -> Vec<String> {
+            schema.fields().iter().map(|f| f.name().clone()).collect()
+        };
+        if let Some(batch) = batches.first()
+            && names(&batch.schema()) != names(&stored)
+        {
+            return Err(DeltaTableError::Generic(
+                "the stored columns are not the rows' columns in order".to_owned(),
+            ));
+        }
         let (adds, rows) = encode(
             futures::stream::iter(batches.iter().cloned().map(Ok)),
-            self.state.snapshot().arrow_schema(),
+            stored,
             self.log_store.object_store(None),
             writer_config(&self.state, Vec::new()),
         )
@@ -514,6 +527,60 @@ mod tests {
     #[table(schema = "test", name = "events")]
     struct Event {
         id: i64,
+    }
+
+    /// Two columns of one type, whose order matters.
+    #[derive(Table, Serialize)]
+    #[table(schema = "test", name = "pairs")]
+    struct Pair {
+        first: Option<String>,
+        second: Option<String>,
+    }
+
+    #[tokio::test]
+    async fn an_open_table_refuses_rows_whose_columns_are_in_another_order() {
+        let (_dir, warehouse) = temp_warehouse();
+        write_rows(
+            &warehouse,
+            Pair::DEF,
+            &[Pair {
+                first: Some("a".into()),
+                second: None,
+            }],
+        )
+        .await;
+        let delta = warehouse
+            .load(Pair::DEF)
+            .await
+            .expect("load")
+            .expect("exists");
+        let mut open = super::OpenTable::new(&delta).expect("open");
+        // The same columns, the other way round (as a ledger evolved by another version
+        // stores them): matched by position, each value would land in the other column.
+        let swapped = arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("second", arrow::datatypes::DataType::Utf8, true),
+            arrow::datatypes::Field::new("first", arrow::datatypes::DataType::Utf8, true),
+        ]);
+        let batch = arrow::array::RecordBatch::try_new(
+            std::sync::Arc::new(swapped),
+            vec![
+                std::sync::Arc::new(arrow::array::StringArray::from(vec![Some("2nd")])),
+                std::sync::Arc::new(arrow::array::StringArray::from(vec![Some("1st")])),
+            ],
+        )
+        .expect("batch");
+        let error = open
+            .append(&[batch], &CommitTags::transaction(None))
+            .await
+            .expect_err("refused");
+        assert!(
+            error.to_string().contains("not the rows' columns in order"),
+            "{error}"
+        );
+        assert_eq!(
+            warehouse.version(Pair::DEF).await.expect("version"),
+            Some(1)
+        );
     }
 
     #[tokio::test]
