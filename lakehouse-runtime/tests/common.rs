@@ -149,3 +149,12 @@ pub async fn two_writer_session(warehouse: &Warehouse) -> SessionContext {
         .expect("set");
     session
 }
+
+/// The local folder of `table` in `warehouse`.
+pub fn table_folder(warehouse: &Warehouse, table: &TableDef) -> std::path::PathBuf {
+    warehouse
+        .table_url(table)
+        .expect("url")
+        .to_file_path()
+        .expect("local")
+}

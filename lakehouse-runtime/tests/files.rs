@@ -519,15 +519,13 @@ mod incremental {
         assert!(run().await.succeeded());
         std::fs::write(landing.join("b.csv"), "order_id,amount\n2,2.00\n").expect("file");
         // The operator deletes the table's folder: before, the next run read only b.csv.
-        let folder = wh
-            .warehouse
-            .table_url(NewOrders::DEF)
-            .expect("url")
-            .to_file_path()
-            .expect("local");
+        let folder = crate::common::table_folder(&wh.warehouse, NewOrders::DEF);
         std::fs::remove_dir_all(folder).expect("deleted");
         // An attempt created the table again, then failed before its commit.
-        wh.warehouse.ensure(NewOrders::DEF).await.expect("created again");
+        wh.warehouse
+            .ensure(NewOrders::DEF)
+            .await
+            .expect("created again");
         let again = run().await;
         assert!(again.succeeded(), "{}", again.render(false));
         assert_eq!(orders(&wh).await, ["1|1.00", "2|2.00"]);

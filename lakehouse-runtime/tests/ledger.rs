@@ -68,12 +68,7 @@ async fn appends_from_two_ledgers_interleave_one_commit_each() {
 
 /// Deletes the runs table's data files, leaving its log: what is still answered comes from the log.
 fn remove_runs_data_files(wh: &TempWarehouse) {
-    let table = wh
-        .warehouse
-        .table_url(RunRecord::DEF)
-        .expect("url")
-        .to_file_path()
-        .expect("local");
+    let table = crate::common::table_folder(&wh.warehouse, RunRecord::DEF);
     for entry in std::fs::read_dir(&table).expect("table directory") {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "parquet") {
@@ -323,13 +318,7 @@ async fn an_error_after_the_commit_does_not_append_the_rows_twice() {
     let ledger = Ledger::new(wh.warehouse.clone());
     // The checkpoint of version 99 cannot be written (a directory is in its place): the commit
     // of version 99 succeeds, then delta-rs's checkpoint after it fails.
-    let log = wh
-        .warehouse
-        .table_url(TableMetric::DEF)
-        .expect("url")
-        .to_file_path()
-        .expect("local")
-        .join("_delta_log");
+    let log = crate::common::table_folder(&wh.warehouse, TableMetric::DEF).join("_delta_log");
     std::fs::create_dir_all(log.join("00000000000000000099.checkpoint.parquet"))
         .expect("blocking directory");
     let appends = 110;

@@ -749,12 +749,7 @@ async fn an_incremental_output_deleted_to_start_over_reads_its_inputs_whole() {
         );
     }
     let table = <Ok1 as lakehouse_runtime::Table>::DEF;
-    let folder = wh
-        .warehouse
-        .table_url(table)
-        .expect("url")
-        .to_file_path()
-        .expect("local");
+    let folder = crate::common::table_folder(&wh.warehouse, table);
     std::fs::remove_dir_all(folder).expect("deleted");
     // An attempt created the table again, then failed before its commit.
     wh.warehouse.ensure(table).await.expect("created again");
@@ -921,12 +916,8 @@ async fn a_run_whose_end_cannot_be_recorded_still_reports_how_it_ended() {
             .expect("run 1")
             .succeeded()
     );
-    let folder = wh
-        .warehouse
-        .table_url(lakehouse_runtime::ledger::RunRecord::DEF)
-        .expect("url")
-        .to_file_path()
-        .expect("local");
+    let folder =
+        crate::common::table_folder(&wh.warehouse, lakehouse_runtime::ledger::RunRecord::DEF);
     let mut config = RunConfig::default();
     config.settings.set(
         "runs_folder",
@@ -970,12 +961,7 @@ async fn an_upstream_recreated_at_once_is_told_by_its_table_id() {
     // creation is within the margin for clocks, and its version not behind. Before, ok1 read
     // nothing new, and tick 2 was lost to it for good.
     let ticks = <Ticks as lakehouse_runtime::Table>::DEF;
-    let folder = wh
-        .warehouse
-        .table_url(ticks)
-        .expect("url")
-        .to_file_path()
-        .expect("local");
+    let folder = crate::common::table_folder(&wh.warehouse, ticks);
     std::fs::remove_dir_all(folder).expect("deleted");
     let second = orchestrator
         .run(&fast(RunConfig::default()))
@@ -1630,12 +1616,8 @@ async fn tables_that_outlived_their_ledger_go_on_after_their_latest_sequence() {
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
     succeed_runs(&orchestrator, 2).await;
     // The run history is removed (to clear it, say); the tables stay.
-    let runs = wh
-        .warehouse
-        .table_url(lakehouse_runtime::ledger::RunRecord::DEF)
-        .expect("url")
-        .to_file_path()
-        .expect("local");
+    let runs =
+        crate::common::table_folder(&wh.warehouse, lakehouse_runtime::ledger::RunRecord::DEF);
     std::fs::remove_dir_all(runs).expect("removed");
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
     let report = orchestrator

@@ -99,13 +99,7 @@ async fn expired_log_entries_are_deleted_once_a_checkpoint_covers_them() {
             .await
             .expect("appended");
     }
-    let log = wh
-        .warehouse
-        .table_url(table)
-        .expect("url")
-        .to_file_path()
-        .expect("local")
-        .join("_delta_log");
+    let log = crate::common::table_folder(&wh.warehouse, table).join("_delta_log");
     let mut commits: Vec<u64> = std::fs::read_dir(&log)
         .expect("log")
         .filter_map(|entry| {

@@ -127,12 +127,7 @@ async fn a_run_earlier_than_the_history_is_refused() {
     );
     // The bound comes from the log's file statistics: with the data files gone, the refusal is
     // the same (and no file is read).
-    let dir = wh
-        .warehouse
-        .table_url(def)
-        .expect("url")
-        .to_file_path()
-        .expect("local");
+    let dir = crate::common::table_folder(&wh.warehouse, def);
     for entry in std::fs::read_dir(&dir).expect("table directory") {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "parquet") {

@@ -663,13 +663,7 @@ async fn an_error_after_the_commit_is_not_a_failed_write() {
     let events = <checkpointed::Events as lakehouse_runtime::Table>::DEF;
     // Version 0 creates the table; the checkpoint after version 1 cannot be written.
     wh.warehouse.ensure(events).await.expect("created");
-    let log = wh
-        .warehouse
-        .table_url(events)
-        .expect("url")
-        .to_file_path()
-        .expect("local")
-        .join("_delta_log");
+    let log = crate::common::table_folder(&wh.warehouse, events).join("_delta_log");
     std::fs::create_dir_all(log.join("00000000000000000001.checkpoint.parquet"))
         .expect("blocking directory");
     let outcome = write(
@@ -705,13 +699,7 @@ async fn an_error_after_a_merge_or_scd2_commit_is_not_a_failed_write() {
         let wh = TempWarehouse::new();
         wh.warehouse.ensure(table).await.expect("created");
         // The checkpoint after version 3 (the third write: an update) cannot be written.
-        let log = wh
-            .warehouse
-            .table_url(table)
-            .expect("url")
-            .to_file_path()
-            .expect("local")
-            .join("_delta_log");
+        let log = crate::common::table_folder(&wh.warehouse, table).join("_delta_log");
         std::fs::create_dir_all(log.join("00000000000000000003.checkpoint.parquet"))
             .expect("blocking directory");
         for n in 1..=3 {
