@@ -154,9 +154,15 @@ fn superseded(
              later write (a backfill counts the time as done)",
             pipeline.name, run.run_at
         ),
-        _ => format!(
-            "`orchestrate run --select {} --run-at {}` writes it over the later write (a \
-             backfill counts the time as done)",
+        crate::table::WriteMode::Merge => format!(
+            "`orchestrate run --select {} --run-at {}` merges its rows (rows a later run \
+             changed stay, when the table has `run_at`; a backfill counts the time as done)",
+            pipeline.name, run.run_at
+        ),
+        crate::table::WriteMode::Overwrite => format!(
+            "`orchestrate run --select {} --run-at {}` writes it, replacing the later write's \
+             rows (its partitions', with `overwrite = partitions`): run the latest time again \
+             after it (a backfill counts the time as done)",
             pipeline.name, run.run_at
         ),
     };

@@ -343,21 +343,16 @@ impl OpenTable {
         batches: &[RecordBatch],
         tags: &CommitTags,
     ) -> Result<(), DeltaTableError> {
-        // Columns go by position here: a stored table whose columns are not the rows' in order
-        // (one evolved by another version) takes the general path, which goes by name.
+        // The encoder goes by position: the rows' columns are put in the stored order, by name
+        // (a table evolved by another version may hold them in another order, or hold a
+        // nullable column the rows lack).
         let stored = self.state.snapshot().arrow_schema();
-        let names = |schema: &arrow::datatypes::Schema| -> Vec<String> {
-            schema.fields().iter().map(|f| f.name().clone()).collect()
-        };
-        if let Some(batch) = batches.first()
-            && names(&batch.schema()) != names(&stored)
-        {
-            return Err(DeltaTableError::Generic(
-                "the stored columns are not the rows' columns in order".to_owned(),
-            ));
-        }
+        let batches = batches
+            .iter()
+            .map(|batch| in_stored_order(batch, &stored))
+            .collect::<Result<Vec<_>, _>>()?;
         let (adds, rows) = encode(
-            futures::stream::iter(batches.iter().cloned().map(Ok)),
+            futures::stream::iter(batches.into_iter().map(Ok)),
             stored,
             self.log_store.object_store(None),
             writer_config(&self.state, Vec::new()),
@@ -440,6 +435,31 @@ pub(crate) async fn commit_actions(
         .with_actions(actions)
         .build(Some(state), log_store, operation)
         .await
+}
+
+/// `batch` with the columns of `stored`, in its order, matched by name; a nullable stored
+/// column the batch lacks is NULL. An error (the caller's general path then writes) when a
+/// column is missing that cannot be, or a type differs.
+fn in_stored_order(
+    batch: &RecordBatch,
+    stored: &arrow::datatypes::SchemaRef,
+) -> Result<RecordBatch, DeltaTableError> {
+    let columns = stored
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) if column.data_type() == field.data_type() => Ok(column.clone()),
+            None if field.is_nullable() => Ok(arrow::array::new_null_array(
+                field.data_type(),
+                batch.num_rows(),
+            )),
+            _ => Err(DeltaTableError::Generic(format!(
+                "the rows' column `{}` is not the stored table's",
+                field.name()
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(stored.clone(), columns)?)
 }
 
 /// Below this many rows a write is encoded by one writer: splitting it would buy little time
@@ -538,7 +558,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_open_table_refuses_rows_whose_columns_are_in_another_order() {
+    async fn an_open_table_takes_rows_whose_columns_are_in_another_order_by_name() {
         let (_dir, warehouse) = temp_warehouse();
         write_rows(
             &warehouse,
@@ -556,7 +576,7 @@ mod tests {
             .expect("exists");
         let mut open = super::OpenTable::new(&delta).expect("open");
         // The same columns, the other way round (as a ledger evolved by another version
-        // stores them): matched by position, each value would land in the other column.
+        // stores them): by position, each value would land in the other column.
         let swapped = arrow::datatypes::Schema::new(vec![
             arrow::datatypes::Field::new("second", arrow::datatypes::DataType::Utf8, true),
             arrow::datatypes::Field::new("first", arrow::datatypes::DataType::Utf8, true),
@@ -569,18 +589,25 @@ mod tests {
             ],
         )
         .expect("batch");
-        let error = open
-            .append(&[batch], &CommitTags::transaction(None))
+        open.append(&[batch], &CommitTags::transaction(None))
             .await
-            .expect_err("refused");
-        assert!(
-            error.to_string().contains("not the rows' columns in order"),
-            "{error}"
-        );
-        assert_eq!(
-            warehouse.version(Pair::DEF).await.expect("version"),
-            Some(1)
-        );
+            .expect("appended");
+        let rows = warehouse
+            .sql(
+                &[Pair::DEF],
+                "SELECT first, second FROM test.pairs WHERE first = '1st'",
+            )
+            .await
+            .expect("query")
+            .collect()
+            .await
+            .expect("rows");
+        let second = rows[0]
+            .column(1)
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .map(|column| column.value(0).to_owned());
+        assert_eq!(second.as_deref(), Some("2nd"));
     }
 
     #[tokio::test]
