@@ -979,6 +979,45 @@ async fn an_upstream_recreated_at_once_is_told_by_its_table_id() {
 }
 
 #[tokio::test]
+async fn a_skipped_pipeline_is_told_ended_before_its_group_starts() {
+    let wh = TempWarehouse::new();
+    let (events, mut told) = tokio::sync::mpsc::unbounded_channel();
+    // Groups: [ticks], [bad, flaky], [down1 (after bad: skipped), after_flaky].
+    let orchestrator = Orchestrator::new(
+        registry(&["ticks", "bad", "down1", "flaky", "after_flaky"]),
+        wh.warehouse.clone(),
+    )
+    .with_events(events);
+    let mut config = fast(RunConfig::default());
+    config.settings.set("test", "told_in_order");
+    let report = orchestrator.run(&config).await.expect("run");
+    assert_eq!(
+        report.result("down1").map(|r| r.status),
+        Some(Status::Skipped)
+    );
+    drop(orchestrator);
+    let mut order = Vec::new();
+    while let Some(event) = told.recv().await {
+        match event {
+            lakehouse_runtime::orchestrator::Event::Started { pipeline, .. } => {
+                order.push(format!("start {pipeline}"))
+            }
+            lakehouse_runtime::orchestrator::Event::Finished(result) => {
+                order.push(format!("end {}", result.pipeline))
+            }
+            _ => {}
+        }
+    }
+    // Before, the skipped pipeline was told at the run's end, after `after_flaky`.
+    let skipped = order.iter().position(|e| e == "end down1").expect("told");
+    let next_group = order
+        .iter()
+        .position(|e| e == "start after_flaky")
+        .expect("started");
+    assert!(skipped < next_group, "{order:?}");
+}
+
+#[tokio::test]
 async fn a_forced_resume_keeps_the_incremental_position() {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());

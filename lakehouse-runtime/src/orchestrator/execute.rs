@@ -70,23 +70,27 @@ pub(super) async fn execute(
             if stopped.is_none() && *orchestrator.shutdown.borrow() {
                 stopped = Some("the run was interrupted".to_owned());
             }
+            // A pipeline not run is told as it is decided, in plan order: a live display
+            // shows it ended before the later groups start.
+            let decided = |result: PipelineResult, results: &mut HashMap<_, _>| {
+                orchestrator.emit(super::Event::Finished(result.clone()));
+                results.insert(pipeline.name, result);
+            };
             if let Some(reason) = &stopped {
-                results.insert(
-                    pipeline.name,
-                    not_run(pipeline, Status::Cancelled, reason.clone()),
-                );
+                let cancelled = not_run(pipeline, Status::Cancelled, reason.clone());
+                decided(cancelled, &mut results);
                 continue;
             }
             if !config.force && previous.get(pipeline.name) == Some(&Status::Succeeded) {
                 let mut done = not_run(pipeline, Status::Succeeded, String::new());
                 done.error = None;
                 done.replayed = true;
-                results.insert(pipeline.name, done);
+                decided(done, &mut results);
                 continue;
             }
             if let Some(reason) = skip_reason(pipeline, plan, &results, config) {
                 tracing::warn!(pipeline = pipeline.name, "{reason}");
-                results.insert(pipeline.name, not_run(pipeline, Status::Skipped, reason));
+                decided(not_run(pipeline, Status::Skipped, reason), &mut results);
                 continue;
             }
             let orchestrator = orchestrator.clone();
@@ -143,16 +147,8 @@ pub(super) async fn execute(
                 stop_sender.send_replace(Some(reason.as_str().into()));
                 stopped = Some(reason);
             }
-            // Not-run results are told once, below, with the others.
-            if result.attempts > 0 {
-                orchestrator.emit(super::Event::Finished(result.clone()));
-            }
-            results.insert(result.pipeline, result);
-        }
-    }
-    for result in results.values() {
-        if result.attempts == 0 {
             orchestrator.emit(super::Event::Finished(result.clone()));
+            results.insert(result.pipeline, result);
         }
     }
     planned
