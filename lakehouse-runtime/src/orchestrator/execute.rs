@@ -685,7 +685,28 @@ async fn produce_and_write(
             ))
         }
     });
-    let read = futures::future::try_join_all(reads).await?;
+    let mut read = futures::future::try_join_all(reads).await?;
+    // A table read both incrementally and whole was loaded twice: should a commit have landed
+    // between the loads, the whole read is taken again at the incremental read's version, so
+    // the partitions new rows reach are recomputed from a table that holds them.
+    let incremental_versions: BTreeMap<String, Option<u64>> = pipeline
+        .inputs
+        .iter()
+        .zip(&read)
+        .filter(|(input, _)| input.incremental)
+        .map(|(_, (name, _, version, _, _))| (name.clone(), *version))
+        .collect();
+    for (input, (name, df, version, _, _)) in pipeline.inputs.iter().zip(read.iter_mut()) {
+        if let Some(Some(at)) = incremental_versions
+            .get(name)
+            .filter(|_| !input.incremental)
+            && *version != Some(*at)
+        {
+            tracing::debug!(input = %name, version = at, "reading the whole table again at the incremental read's version");
+            *df = warehouse.read_version(&session, input.table, *at).await?;
+            *version = Some(*at);
+        }
+    }
     // Whether every incremental input has nothing new since the last success: no new version,
     // or (for a full snapshot, which must not replace the table with nothing) only versions
     // that changed no rows, such as a compaction's.
