@@ -988,9 +988,10 @@ async fn a_skipped_pipeline_is_told_ended_before_its_group_starts() {
         wh.warehouse.clone(),
     )
     .with_events(events);
-    let mut config = fast(RunConfig::default());
-    config.settings.set("test", "told_in_order");
-    let report = orchestrator.run(&config).await.expect("run");
+    let report = orchestrator
+        .run(&fast(RunConfig::default()))
+        .await
+        .expect("run");
     assert_eq!(
         report.result("down1").map(|r| r.status),
         Some(Status::Skipped)

@@ -335,7 +335,7 @@ impl OpenTable {
         Ok(&self.state)
     }
 
-    /// Appends in-memory `batches` (already in the stored schema) in one commit, without a
+    /// Appends in-memory `batches` (the stored table's columns, matched by name) in one commit, without a
     /// DataFusion plan, and moves to the committed version. Appends by others since the last
     /// one do not conflict: the commit goes after them.
     pub(crate) async fn append(
@@ -346,6 +346,13 @@ impl OpenTable {
         // The encoder goes by position: the rows' columns are put in the stored order, by name
         // (a table evolved by another version may hold them in another order, or hold a
         // nullable column the rows lack).
+        // A table another engine gave writer features this path does not honour (generated
+        // columns, invariants, column mapping..) takes the general path, delta-rs's writer.
+        if !plain_protocol(&self.state) {
+            return Err(DeltaTableError::Generic(
+                "the table asks more of a writer than this path does".to_owned(),
+            ));
+        }
         let stored = self.state.snapshot().arrow_schema();
         let batches = batches
             .iter()
@@ -444,6 +451,18 @@ fn in_stored_order(
     batch: &RecordBatch,
     stored: &arrow::datatypes::SchemaRef,
 ) -> Result<RecordBatch, DeltaTableError> {
+    // A column the stored table lacks: the general path adds it (evolves the table).
+    if let Some(extra) = batch
+        .schema()
+        .fields()
+        .iter()
+        .find(|field| stored.field_with_name(field.name()).is_err())
+    {
+        return Err(DeltaTableError::Generic(format!(
+            "the stored table lacks the rows' column `{}`",
+            extra.name()
+        )));
+    }
     let columns = stored
         .fields()
         .iter()
