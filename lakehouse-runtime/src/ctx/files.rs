@@ -462,23 +462,8 @@ impl FileHistory {
                     .warehouse()
                     .latest_transaction(self.pipeline.output, self.pipeline.name, i64::MAX)
                     .await?;
-                // (Without a write of it, but made before the pipeline's last success ended:
-                // no sign.)
                 let recreated = match &output {
-                    Some((None, _)) => {
-                        // (Any success: one that read only files records no input versions.)
-                        let ended = self.ledger.last_success_end(self.pipeline.name).await?;
-                        let created = self
-                            .ledger
-                            .warehouse()
-                            .created_at(self.pipeline.output)
-                            .await?;
-                        match (ended, created) {
-                            (Some(ended), Some(created)) => created.0 > ended.0,
-                            (Some(_), None) => true,
-                            (None, _) => false,
-                        }
-                    }
+                    Some((None, _)) => self.ledger.output_recreated(self.pipeline).await?,
                     _ => false,
                 };
                 let Some((read_after, _)) = output.filter(|_| !recreated) else {

@@ -637,8 +637,24 @@ impl Ledger {
         Ok(found > 0)
     }
 
+    /// Whether `pipeline`'s output, which holds no write of it, was created after the
+    /// pipeline's last success ended (or says no creation time): deleted and created again (by
+    /// an attempt that then failed), so what the pipeline read before is not in it. A table
+    /// made before is no sign: a merge that changed nothing commits nothing. False without a
+    /// success.
+    pub(crate) async fn output_recreated(
+        &self,
+        pipeline: &crate::graph::PipelineDescriptor,
+    ) -> Result<bool> {
+        let Some(ended) = self.last_success_end(pipeline.name).await? else {
+            return Ok(false);
+        };
+        let created = self.warehouse.created_at(pipeline.output).await?;
+        Ok(created.is_none_or(|created| created.0 > ended.0))
+    }
+
     /// When `pipeline`'s latest successful attempt ended (whatever it read), if it has one.
-    pub async fn last_success_end(&self, pipeline: &str) -> Result<Option<Timestamp>> {
+    async fn last_success_end(&self, pipeline: &str) -> Result<Option<Timestamp>> {
         use datafusion::functions_aggregate::expr_fn::max;
         #[derive(serde::Deserialize)]
         struct End {

@@ -990,17 +990,8 @@ async fn incremental_cursor(
     // pipeline (created again by an attempt that then failed): what was read before is not in
     // it, so the inputs are read whole, as at the first run (Delta Live Tables does the same
     // for a dropped streaming table).
-    // (A table without a write of it made before the last success ended is no sign: a merge
-    // that changed nothing commits nothing.)
     let recreated = match (&output, &last_success) {
-        (Some((None, _)), Some(success)) => {
-            let ended = success.finished_at.unwrap_or(success.started_at);
-            orchestrator
-                .warehouse
-                .created_at(pipeline.output)
-                .await?
-                .is_none_or(|created| created.0 > ended.0)
-        }
+        (Some((None, _)), Some(_)) => orchestrator.ledger.output_recreated(pipeline).await?,
         _ => false,
     };
     let output = output.filter(|_| !recreated);
@@ -1019,7 +1010,7 @@ async fn incremental_cursor(
     let unrecorded_commit =
         unrecorded_commit.filter(|commit| commit.transaction_version < run.sequence);
     let unrecorded = unrecorded_commit.as_ref().and_then(|commit| {
-        let versions = commit.metadata.get(INPUT_VERSIONS_KEY).cloned();
+        let versions = input_versions_of(commit.metadata.get(INPUT_VERSIONS_KEY));
         let table_ids = table_ids_of(commit.metadata.get(INPUT_TABLE_IDS_KEY));
         if versions.is_none() {
             tracing::warn!(
@@ -1029,9 +1020,7 @@ async fn incremental_cursor(
                  read again)"
             );
         }
-        versions
-            .and_then(|v| serde_json::from_value::<BTreeMap<String, Option<u64>>>(v).ok())
-            .map(|versions| (versions, table_ids))
+        versions.map(|versions| (versions, table_ids))
     });
     Ok(match unrecorded {
         Some((versions, table_ids)) => {
@@ -1058,6 +1047,16 @@ async fn incremental_cursor(
             transaction,
         },
     })
+}
+
+/// The input versions a commit's metadata lists under [`INPUT_VERSIONS_KEY`], if it lists
+/// them readably.
+pub(super) fn input_versions_of(
+    listed: Option<&serde_json::Value>,
+) -> Option<BTreeMap<String, Option<u64>>> {
+    listed
+        .cloned()
+        .and_then(|versions| serde_json::from_value(versions).ok())
 }
 
 /// The input table ids a commit's metadata lists under [`INPUT_TABLE_IDS_KEY`] (none when it

@@ -107,11 +107,8 @@ pub(super) async fn already_written(
     // What the committed write read, as its commit recorded it: the next incremental read
     // starts there (an empty record would make it start over); the findings it lists, in case
     // the attempt that made it recorded none; its version and rows, as it made them.
-    let input_versions = own
-        .get(INPUT_VERSIONS_KEY)
-        .cloned()
-        .and_then(|versions| serde_json::from_value(versions).ok())
-        .unwrap_or_default();
+    let input_versions =
+        super::execute::input_versions_of(own.get(INPUT_VERSIONS_KEY)).unwrap_or_default();
     let replayed_findings = own
         .get(QUALITY_FINDINGS_KEY)
         .cloned()
@@ -173,12 +170,10 @@ fn superseded(
     Written {
         outcome: WriteOutcome::skipped(pipeline.output, Some(committed.table_version)),
         // What the later write read: the next incremental read starts there.
-        input_versions: committed
-            .metadata
-            .get(INPUT_VERSIONS_KEY)
-            .cloned()
-            .and_then(|versions| serde_json::from_value(versions).ok())
-            .unwrap_or_default(),
+        input_versions: super::execute::input_versions_of(
+            committed.metadata.get(INPUT_VERSIONS_KEY),
+        )
+        .unwrap_or_default(),
         input_table_ids: super::execute::table_ids_of(committed.metadata.get(INPUT_TABLE_IDS_KEY)),
         metric: None,
         fragmented: false,

@@ -230,14 +230,10 @@ impl Warehouse {
     /// When `table` was created (its metadata's creation time, to the millisecond), if it
     /// exists and says.
     pub async fn created_at(&self, table: &TableDef) -> Result<Option<crate::table::Timestamp>> {
-        Ok(self.load(table).await?.and_then(|delta| {
-            delta
-                .snapshot()
-                .ok()
-                .and_then(|snapshot| snapshot.metadata().created_time())
-                .and_then(|millis| millis.checked_mul(1_000))
-                .map(crate::table::Timestamp)
-        }))
+        Ok(self
+            .load(table)
+            .await?
+            .and_then(|delta| read::created_time(&delta)))
     }
 }
 

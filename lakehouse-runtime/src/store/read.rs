@@ -144,12 +144,7 @@ impl Warehouse {
             });
         };
         let current = delta.version();
-        let created_at = delta
-            .snapshot()
-            .ok()
-            .and_then(|snapshot| snapshot.metadata().created_time())
-            .and_then(|millis| millis.checked_mul(1_000))
-            .map(crate::table::Timestamp);
+        let created_at = created_time(&delta);
         let table_id = delta
             .snapshot()
             .ok()
@@ -350,6 +345,16 @@ fn most_per_partition<P: Eq + std::hash::Hash>(
         }
     }
     per_partition.into_values().max().unwrap_or(0)
+}
+
+/// When `delta` was created, as its metadata records it (to the millisecond), if it says.
+pub(crate) fn created_time(delta: &deltalake::DeltaTable) -> Option<crate::table::Timestamp> {
+    delta
+        .snapshot()
+        .ok()
+        .and_then(|snapshot| snapshot.metadata().created_time())
+        .and_then(|millis| millis.checked_mul(1_000))
+        .map(crate::table::Timestamp)
 }
 
 #[cfg(test)]

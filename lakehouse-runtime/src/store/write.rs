@@ -976,19 +976,13 @@ mod tests {
             error.to_string().contains("concurrent transaction"),
             "{error}"
         );
-        let rows = warehouse
-            .sql(&[Account::DEF], "SELECT count(*) FROM test.accounts")
+        let count = warehouse
+            .read(&session, Account::DEF)
             .await
-            .expect("query")
-            .collect()
+            .expect("readable")
+            .count()
             .await
-            .expect("rows");
-        let count = rows[0]
-            .column(0)
-            .as_any()
-            .downcast_ref::<arrow::array::Int64Array>()
-            .expect("a count")
-            .value(0);
+            .expect("counted");
         assert_eq!(count, 1, "key 1 once");
     }
 }
