@@ -3,9 +3,11 @@
 //! every attempt in the run ledger.
 
 mod backfill;
+mod cursor;
 mod execute;
 mod notify;
 mod plan;
+mod produce;
 mod replay;
 mod report;
 

@@ -108,7 +108,7 @@ pub(super) async fn already_written(
     // starts there (an empty record would make it start over); the findings it lists, in case
     // the attempt that made it recorded none; its version and rows, as it made them.
     let input_versions =
-        super::execute::input_versions_of(own.get(INPUT_VERSIONS_KEY)).unwrap_or_default();
+        super::cursor::input_versions_of(own.get(INPUT_VERSIONS_KEY)).unwrap_or_default();
     let replayed_findings = own
         .get(QUALITY_FINDINGS_KEY)
         .cloned()
@@ -122,7 +122,7 @@ pub(super) async fn already_written(
     Ok(Some(Written {
         outcome,
         input_versions,
-        input_table_ids: super::execute::table_ids_of(own.get(INPUT_TABLE_IDS_KEY)),
+        input_table_ids: super::cursor::table_ids_of(own.get(INPUT_TABLE_IDS_KEY)),
         metric: None,
         fragmented: false,
         replayed_findings,
@@ -170,11 +170,11 @@ fn superseded(
     Written {
         outcome: WriteOutcome::skipped(pipeline.output, Some(committed.table_version)),
         // What the later write read: the next incremental read starts there.
-        input_versions: super::execute::input_versions_of(
+        input_versions: super::cursor::input_versions_of(
             committed.metadata.get(INPUT_VERSIONS_KEY),
         )
         .unwrap_or_default(),
-        input_table_ids: super::execute::table_ids_of(committed.metadata.get(INPUT_TABLE_IDS_KEY)),
+        input_table_ids: super::cursor::table_ids_of(committed.metadata.get(INPUT_TABLE_IDS_KEY)),
         metric: None,
         fragmented: false,
         replayed_findings: Vec::new(),

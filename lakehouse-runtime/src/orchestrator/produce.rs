@@ -1,0 +1,521 @@
+//! One attempt's work: reading a pipeline's inputs, running it, checking its output and writing
+//! it with the run's transaction.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::Orchestrator;
+use super::cursor::{Cursor, incremental_cursor};
+use super::execute::{AttemptKind, Written};
+use super::replay::{
+    INPUT_TABLE_IDS_KEY, INPUT_VERSIONS_KEY, QUALITY_FINDINGS_KEY, RUN_ID_KEY, already_written,
+    collision,
+};
+use crate::ctx::{Ctx, FileHistory, RunInfo};
+use crate::error::{Error, Result};
+use crate::frame::Inputs;
+use crate::graph::PipelineDescriptor;
+use crate::ledger::{INGESTED_FILES_KEY, IngestedFile, QualityIssue, RejectRecord, TableMetric};
+use crate::store::{Deletions, WriteOptions, WriteOutcome};
+
+/// Reads the inputs, runs the pipeline, writes its output with the run's transaction, records
+/// its rejects, and measures the table (recorded with the attempt).
+pub(super) async fn produce_and_write(
+    orchestrator: &Orchestrator,
+    pipeline: &'static PipelineDescriptor,
+    run: Arc<RunInfo>,
+    settings: Arc<crate::ctx::Settings>,
+    kind: AttemptKind,
+    committed: &AtomicBool,
+) -> Result<Written> {
+    let warehouse = &orchestrator.warehouse;
+    let fresh = kind.fresh;
+    // A write this run already committed is not produced again: the source is not called and
+    // incremental inputs are not re-read.
+    if kind.looks_first()
+        && let Some(written) = already_written(orchestrator, pipeline, &run, fresh).await?
+    {
+        record_replayed_findings(orchestrator, pipeline, &run, &written).await;
+        return Ok(written);
+    }
+    tracing::debug!("transaction checked");
+    let session = warehouse.session();
+    let history = FileHistory::new(orchestrator.ledger.clone(), pipeline, kind.full_refresh);
+    let cx = Ctx::new(pipeline.name, run.clone(), settings, session.clone(), false)
+        .with_file_history(history.clone());
+    let mut frames = Vec::with_capacity(pipeline.inputs.len());
+    let mut input_versions = BTreeMap::new();
+    let incremental = pipeline.inputs.iter().any(|i| i.incremental) && !kind.full_refresh;
+    let cursor = if incremental {
+        incremental_cursor(orchestrator, pipeline, &run).await?
+    } else {
+        Cursor::default()
+    };
+    // The inputs are loaded together: each load reads a Delta log, mostly waiting on files.
+    let reads = pipeline.inputs.iter().map(|input| {
+        let (session, cursor) = (&session, &cursor);
+        async move {
+            let name = input.table.qualified_name();
+            if !input.incremental {
+                let (df, version) = warehouse.read_with_version(session, input.table).await?;
+                return Ok::<_, Error>((name, df, version, None, None));
+            }
+            let after = cursor.versions.get(&name).copied().flatten();
+            tracing::debug!(input = %name, after_version = after, "reading new rows");
+            let changes = warehouse.read_changes(session, input.table, after).await?;
+            // Another table than the one this pipeline last read (deleted and created again):
+            // its versions start over, and are not the ones the cursor counts.
+            if let (Some(_), Some(read), Some(now)) = (
+                after,
+                cursor.table_ids.get(&name),
+                changes.table_id.as_ref(),
+            ) && read != now
+            {
+                return Err(Error::msg(format!(
+                    "{name} was recreated since this pipeline last read it (its Delta table id \
+                     was {read}, it is {now}): its versions start over; read it whole with \
+                     `orchestrate run --full-refresh` (an append output then gets its rows \
+                     again; `--rebuild` replaces it instead)"
+                )));
+            }
+            // Created after this pipeline last read it: another table of the same name, whose
+            // versions are not the ones the cursor counts. (Beyond a margin: the two times may
+            // come from the clocks of two hosts.)
+            if let (Some(_), Some(created), Some(read)) =
+                (after, changes.created_at, cursor.read_at)
+                && created.0 > read.0.saturating_add(RECREATION_MARGIN_MICROS)
+            {
+                return Err(Error::msg(format!(
+                    "{name} was recreated at {created}, after this pipeline last read it (at \
+                     {read}): its versions start over; read it whole with `orchestrate run \
+                     --full-refresh` (an append output then gets its rows again; `--rebuild` \
+                     replaces it instead)"
+                )));
+            }
+            Ok((
+                name,
+                changes.rows,
+                changes.version,
+                Some(after),
+                changes.table_id,
+            ))
+        }
+    });
+    let mut read = futures::future::try_join_all(reads).await?;
+    // A table read both incrementally and whole was loaded twice: should a commit have landed
+    // between the loads, the whole read is taken again at the incremental read's version, so
+    // the partitions new rows reach are recomputed from a table that holds them.
+    let incremental_versions: BTreeMap<String, Option<u64>> = pipeline
+        .inputs
+        .iter()
+        .zip(&read)
+        .filter(|(input, _)| input.incremental)
+        .map(|(_, (name, _, version, _, _))| (name.clone(), *version))
+        .collect();
+    for (input, (name, df, version, _, _)) in pipeline.inputs.iter().zip(read.iter_mut()) {
+        if let Some(Some(at)) = incremental_versions
+            .get(name)
+            .filter(|_| !input.incremental)
+            && *version != Some(*at)
+        {
+            tracing::debug!(input = %name, version = at, "reading the whole table again at the incremental read's version");
+            match warehouse.read_version(&session, input.table, *at).await {
+                Ok(again) => {
+                    *df = again;
+                    *version = Some(*at);
+                }
+                // A later whole read holds every new row still: kept (the version's log may
+                // be cleaned up).
+                Err(error) if version.is_some_and(|whole| whole > *at) => {
+                    tracing::warn!(input = %name, %error, "the whole table is read at a later version than its new rows");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    // Whether every incremental input has nothing new since the last success: no new version,
+    // or (for a full snapshot, which must not replace the table with nothing) only versions
+    // that changed no rows, such as a compaction's.
+    let mut nothing_new = pipeline.inputs.iter().any(|i| i.incremental);
+    let mut moved = Vec::new();
+    let mut input_table_ids = BTreeMap::new();
+    for (input, (name, df, version, after, table_id)) in pipeline.inputs.iter().zip(read) {
+        if let Some(table_id) = table_id {
+            input_table_ids.insert(name.clone(), table_id);
+        }
+        if let Some(after) = after {
+            nothing_new &= after.is_some();
+            if version != after {
+                moved.push(df.clone());
+            }
+        }
+        cx.register_input(input.table, df.clone())?;
+        // A table read both whole and incrementally: the incremental read's version is where
+        // the next one starts (the whole read, a load of its own, is read whole every run).
+        if input.incremental || !input_versions.contains_key(&name) {
+            input_versions.insert(name, version);
+        }
+        frames.push(df);
+    }
+    let inputs_moved = !moved.is_empty();
+    if nothing_new && !moved.is_empty() {
+        nothing_new = pipeline.full_snapshot && no_rows(moved).await?;
+    }
+    if pipeline.full_snapshot && nothing_new {
+        // No new snapshot arrived: the table already reflects the last one.
+        tracing::info!("no new rows in the incremental inputs; nothing to write");
+        let version = warehouse.version(pipeline.output).await?;
+        return Ok(Written {
+            outcome: WriteOutcome::skipped(pipeline.output, version),
+            input_versions,
+            input_table_ids,
+            metric: None,
+            fragmented: false,
+            replayed_findings: Vec::new(),
+            superseded: None,
+        });
+    }
+    tracing::debug!("inputs read");
+    let output = match (pipeline.run)(&cx, Inputs::new(frames)).await {
+        Ok(output) => output,
+        Err(error) => {
+            // The records an ingestion over its reject limit rejected tell why it failed (a
+            // source that changed its format): they are kept, with the failed attempt's run.
+            // Only then: such a failure is not retried, so they are recorded once.
+            let rejects = match error {
+                Error::Quality(_) => reject_records(&cx, pipeline, &run),
+                _ => Vec::new(),
+            };
+            if !rejects.is_empty()
+                && let Err(record_error) = orchestrator.ledger.append(&rejects).await
+            {
+                tracing::error!(%record_error, "could not record the rejected source records");
+            }
+            return Err(error);
+        }
+    };
+    let (df, findings) = checked_output(orchestrator, pipeline, &run, &session, output.df).await?;
+    let output = crate::frame::UntypedFrame { df, ..output };
+    let new_files = cx.take_new_files();
+    let reads_new_files = new_files.is_some();
+    // New rows or files read: another run of this pipeline that committed since the reads began
+    // may have read them too, and this write is then refused (see `WriteOptions::read_after`).
+    // A merge output takes the same rows twice without harm.
+    let read_after = if pipeline.output.mode == crate::table::WriteMode::Merge {
+        None
+    } else {
+        // (A full refresh reads its inputs whole, from no cursor.)
+        let rows_moved = (incremental && inputs_moved).then_some(cursor.transaction);
+        let files_found = new_files
+            .as_ref()
+            .is_some_and(|files| !files.is_empty())
+            .then(|| history.read_after())
+            .flatten();
+        [rows_moved, files_found].into_iter().flatten().min()
+    };
+    let ingested: Vec<IngestedFile> = new_files
+        .into_iter()
+        .flatten()
+        .map(|file| file.record(pipeline, &run))
+        .collect();
+    let mut metadata = BTreeMap::from([
+        (
+            INPUT_VERSIONS_KEY.to_owned(),
+            serde_json::Value::Object(
+                input_versions
+                    .iter()
+                    .map(|(table, version)| (table.clone(), serde_json::json!(version)))
+                    .collect(),
+            ),
+        ),
+        (RUN_ID_KEY.to_owned(), serde_json::json!(run.run_id)),
+    ]);
+    if !input_table_ids.is_empty() {
+        metadata.insert(
+            INPUT_TABLE_IDS_KEY.to_owned(),
+            serde_json::json!(input_table_ids),
+        );
+    }
+    if !findings.is_empty() {
+        // Listed in the commit too: a replay records them if the attempt that committed died
+        // before it could.
+        let listed = serde_json::to_value(&findings)
+            .map_err(|e| Error::msg(format!("cannot list the quality findings: {e}")))?;
+        metadata.insert(QUALITY_FINDINGS_KEY.to_owned(), listed);
+    }
+    if !ingested.is_empty() {
+        // The commit lists its files too: a record the ledger cannot take is made good from it.
+        let listed = serde_json::to_value(&ingested)
+            .map_err(|e| Error::msg(format!("cannot list the files read: {e}")))?;
+        metadata.insert(INGESTED_FILES_KEY.to_owned(), listed);
+    }
+    let options = WriteOptions {
+        transaction: Some((pipeline.name.to_owned(), run.sequence)),
+        run_at: Some(run.run_at),
+        deletions: if pipeline.full_snapshot {
+            Deletions::MissingFromSource
+        } else {
+            Deletions::None
+        },
+        metadata,
+        replace: kind.rebuild && (reads_new_files || pipeline.inputs.iter().any(|i| i.incremental)),
+        read_after,
+    };
+    let outcome = warehouse
+        .write(&session, pipeline.output, output.df, options)
+        .await?;
+    if !outcome.committed {
+        // The table held this sequence's transaction, or a later one, before this attempt
+        // wrote: this run's own commit (an earlier attempt's, landing after it was abandoned),
+        // or another orchestrator's run's, whose rows must not be counted as ours.
+        return match already_written(orchestrator, pipeline, &run, fresh).await? {
+            Some(written) => {
+                record_replayed_findings(orchestrator, pipeline, &run, &written).await;
+                Ok(written)
+            }
+            None => Err(collision(pipeline, &run, "another run")),
+        };
+    }
+    committed.store(true, Ordering::Release);
+    tracing::debug!(version = outcome.version, "written");
+    // The rows are committed (the commit lists the files): a ledger that cannot take them must
+    // not fail the attempt; the next read of new files records them from the commit.
+    if let Err(error) = orchestrator.ledger.append(&ingested).await {
+        tracing::error!(
+            %error,
+            count = ingested.len(),
+            "the write is committed, but its files could not be recorded in \
+             lakehouse.ingested_files (the next run records them from the commit)"
+        );
+    }
+    let mut metric = None;
+    let mut fragmented = false;
+    if outcome.committed {
+        let rejects = reject_records(&cx, pipeline, &run);
+        if !rejects.is_empty() {
+            tracing::warn!(
+                count = rejects.len(),
+                "source records rejected; see lakehouse.rejects"
+            );
+        }
+        // The rows are committed: a ledger that cannot take the rejects must not fail the
+        // attempt (its retry would find the commit, replay it and drop the rejects unsaid).
+        if let Err(error) = orchestrator.ledger.append(&findings).await {
+            tracing::error!(
+                %error,
+                count = findings.len(),
+                "the write is committed, but its data-quality findings could not be recorded in \
+                 lakehouse.quality_issues"
+            );
+        }
+        match orchestrator.ledger.append(&rejects).await {
+            Ok(()) => tracing::debug!("rejects recorded"),
+            Err(error) => tracing::error!(
+                %error,
+                count = rejects.len(),
+                "the write is committed, but its rejected source records could not be recorded \
+                 in lakehouse.rejects"
+            ),
+        }
+        // The write's own snapshot when it returned one: no second load of the table.
+        // Statistics the table cannot give now do not fail a committed write.
+        let stats = match outcome.stats.clone() {
+            Some(stats) => Some(stats),
+            None => warehouse
+                .stats(pipeline.output)
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::error!(%error, "the write is committed, but the table's statistics could not be read");
+                    None
+                }),
+        };
+        fragmented = pipeline.output.auto_compact
+            && stats
+                .as_ref()
+                .is_some_and(|s| s.small_files >= crate::store::AUTO_COMPACT_AT_FILES as i64);
+        if let Some(stats) = stats {
+            tracing::debug!("statistics read");
+            metric = Some(TableMetric {
+                run_id: run.run_id.clone(),
+                table_name: pipeline.output.qualified_name(),
+                version: stats.version as i64,
+                rows: stats.rows,
+                files: stats.files,
+                bytes: stats.bytes,
+                null_counts: serde_json::to_string(&stats.null_counts).unwrap_or_default(),
+                measured_at: run.run_at,
+            });
+        }
+    }
+    Ok(Written {
+        outcome,
+        input_versions,
+        input_table_ids,
+        metric,
+        fragmented,
+        replayed_findings: Vec::new(),
+        superseded: None,
+    })
+}
+
+/// `output` as it may be written: a pipeline's expectations applied (rows a `drop` expectation
+/// fails left out), then its quality checks run. A blocking finding fails as [`Error::Quality`]
+/// (not retried), as does a `full_snapshot` output that expectations emptied, and every finding
+/// is then recorded; otherwise the findings are returned, to be recorded with the write that
+/// commits (an attempt whose write fails records none, so a retry does not count them twice).
+async fn checked_output(
+    orchestrator: &Orchestrator,
+    pipeline: &'static PipelineDescriptor,
+    run: &RunInfo,
+    session: &datafusion::execution::context::SessionContext,
+    output: datafusion::dataframe::DataFrame,
+) -> Result<(datafusion::dataframe::DataFrame, Vec<QualityIssue>)> {
+    let warehouse = &orchestrator.warehouse;
+    // Expectations first: rows a `drop` expectation leaves out are not checked or written.
+    let (output, expected) = crate::quality::apply_expectations(pipeline.output, output).await?;
+    let mut findings: Vec<(crate::quality::Finding, bool)> = expected
+        .iter()
+        .map(|(finding, on_fail)| (finding.clone(), *on_fail == crate::table::OnFail::Fail))
+        .collect();
+    let blocked = |findings: &[(crate::quality::Finding, bool)]| findings.iter().any(|(_, b)| *b);
+    let mut emptied = false;
+    if !blocked(&findings)
+        && pipeline.full_snapshot
+        && output.clone().limit(0, Some(1))?.count().await? == 0
+    {
+        let dropped = expected
+            .iter()
+            .any(|(_, on_fail)| *on_fail == crate::table::OnFail::Drop);
+        if !dropped {
+            return Err(Error::msg(format!(
+                "the output is empty, and `full_snapshot` would delete every row of {}; refusing \
+                 (did the source return nothing?)",
+                pipeline.output.qualified_name()
+            )));
+        }
+        // Every row failed a `drop` expectation: the same inputs would fail the same way.
+        emptied = true;
+        for finding in &mut findings {
+            finding.1 = true;
+        }
+    }
+    if !blocked(&findings) {
+        // A NULL in a NOT NULL column fails the write whatever the table's quality level.
+        let checked =
+            crate::quality::check_output(warehouse, session, pipeline.output, &output).await?;
+        findings.extend(checked.into_iter().map(|finding| {
+            let blocks = pipeline.output.quality == crate::table::Quality::Blocking
+                || finding.check == "not_null";
+            (finding, blocks)
+        }));
+    }
+    let mut deferred = Vec::new();
+    if !findings.is_empty() {
+        let issues: Vec<QualityIssue> = findings
+            .iter()
+            .map(|(f, blocks)| QualityIssue {
+                run_id: run.run_id.clone(),
+                table_name: f.table.clone(),
+                column_name: f.column.clone(),
+                check_name: f.check.to_owned(),
+                value: f.value.clone(),
+                failing_rows: f.failing_rows,
+                blocking: *blocks,
+                checked_at: run.run_at,
+            })
+            .collect();
+        let summary = findings
+            .iter()
+            .map(|(f, _)| f.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        if blocked(&findings) {
+            orchestrator.ledger.append(&issues).await?;
+            let emptied = if emptied {
+                format!(
+                    "every row failed a `drop` expectation, and `full_snapshot` would delete \
+                     every row of {}; ",
+                    pipeline.output.qualified_name()
+                )
+            } else {
+                String::new()
+            };
+            return Err(Error::Quality(format!(
+                "data-quality checks failed, nothing written (not retried: the same inputs fail \
+                 the same way): {emptied}{summary}"
+            )));
+        }
+        tracing::warn!("data-quality checks failed: {summary}");
+        deferred = issues;
+    }
+    Ok((output, deferred))
+}
+
+/// Records the findings of a replayed commit of this run's that the ledger lacks (an earlier
+/// attempt of the run, blocked, may have recorded some of the same). A failure is logged: the
+/// rows are committed.
+async fn record_replayed_findings(
+    orchestrator: &Orchestrator,
+    pipeline: &'static PipelineDescriptor,
+    run: &RunInfo,
+    written: &Written,
+) {
+    if written.replayed_findings.is_empty() {
+        return;
+    }
+    let table = pipeline.output.qualified_name();
+    let recorded = async {
+        let held = orchestrator.ledger.findings(&run.run_id, &table).await?;
+        let lacking: Vec<QualityIssue> = written
+            .replayed_findings
+            .iter()
+            .filter(|finding| !held.contains(finding))
+            .cloned()
+            .collect();
+        if lacking.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            count = lacking.len(),
+            "recording the quality findings of the replayed commit"
+        );
+        orchestrator.ledger.append(&lacking).await
+    };
+    if let Err(error) = recorded.await {
+        tracing::error!(%error, "the replayed commit's quality findings could not be recorded");
+    }
+}
+
+/// How much later than a reader's last read an upstream table's creation must be to count as a
+/// recreation: more than the clocks of two hosts differ.
+const RECREATION_MARGIN_MICROS: i64 = 5 * 60 * 1_000_000;
+
+/// The source records the attempt rejected, as rows of `lakehouse.rejects`.
+fn reject_records(
+    cx: &Ctx,
+    pipeline: &'static PipelineDescriptor,
+    run: &RunInfo,
+) -> Vec<RejectRecord> {
+    cx.take_rejects()
+        .into_iter()
+        .map(|r| RejectRecord {
+            run_id: run.run_id.clone(),
+            pipeline: pipeline.name.to_owned(),
+            source: r.source,
+            reason: r.reason,
+            raw: r.raw,
+            rejected_at: run.run_at,
+        })
+        .collect()
+}
+
+/// Whether every one of `frames` is empty (reading at most a batch of each).
+async fn no_rows(frames: Vec<datafusion::dataframe::DataFrame>) -> Result<bool> {
+    for df in frames {
+        if df.limit(0, Some(1))?.count().await? > 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
