@@ -222,6 +222,49 @@ async fn a_failed_upsert_commits_nothing() {
 }
 
 #[tokio::test]
+async fn an_upsert_whose_source_exceeds_the_memory_limit_fails_naming_the_table() {
+    let wh = TempWarehouse::new();
+    let rows = vec![account(1, Some(1), "ann"), account(2, Some(2), "ann")];
+    write(&wh.warehouse, Account::DEF, &rows, WriteOptions::default())
+        .await
+        .expect("first batch");
+    let version = wh.warehouse.version(Account::DEF).await.expect("version");
+
+    // The same warehouse with 1 MiB for operators, and a source of ~6 MB.
+    let location = wh.dir.path().join("warehouse");
+    let limited = Warehouse::open(location.to_str().expect("utf-8 path"))
+        .expect("warehouse")
+        .with_memory_limit(Some(1 << 20))
+        .expect("memory limit");
+    let owner = "x".repeat(150);
+    let source: Vec<Account> = (1..=40_000).map(|id| account(id, Some(id), &owner)).collect();
+    let error = write(&limited, Account::DEF, &source, WriteOptions::default())
+        .await
+        .expect_err("the source exceeds the memory limit")
+        .to_string();
+    for expected in ["cow.accounts", "memory limit", "--memory-limit", "nothing was committed"] {
+        assert!(error.contains(expected), "`{expected}` in: {error}");
+    }
+    assert_eq!(
+        wh.warehouse.version(Account::DEF).await.expect("version"),
+        version
+    );
+    assert_eq!(
+        contents(&wh.warehouse, Account::DEF).await,
+        vec!["1|1|ann", "2|2|ann"]
+    );
+    // Within the limit, the same warehouse writes it.
+    let roomy = Warehouse::open(location.to_str().expect("utf-8 path"))
+        .expect("warehouse")
+        .with_memory_limit(Some(256 << 20))
+        .expect("memory limit");
+    let outcome = write(&roomy, Account::DEF, &source, WriteOptions::default())
+        .await
+        .expect("the upsert fits");
+    assert_eq!((outcome.rows_inserted, outcome.rows_updated), (39_998, 2));
+}
+
+#[tokio::test]
 async fn a_table_with_the_change_data_feed_records_the_merges_changes() {
     let wh = TempWarehouse::new();
     let audited = |id, balance| Audited {

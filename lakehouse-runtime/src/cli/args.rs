@@ -41,6 +41,17 @@ pub struct GlobalArgs {
     /// Read open-data snapshots from this directory instead of the bundled ones.
     #[arg(long, global = true, value_name = "DIR")]
     pub opendata_dir: Option<PathBuf>,
+    /// Memory for query operators and merge sources, e.g. `8GiB`, `512MiB` (default 4GiB):
+    /// sorts and aggregates spill to disk beyond it, what cannot spill fails with an error
+    /// naming the table.
+    #[arg(
+        long,
+        global = true,
+        env = "LAKEHOUSE_MEMORY_LIMIT",
+        value_name = "SIZE",
+        value_parser = parse_memory_size
+    )]
+    pub memory_limit: Option<usize>,
 }
 
 /// Log line format.
@@ -474,5 +485,58 @@ fn parse_setting(text: &str) -> Result<(String, String), String> {
             Ok((key.trim().to_owned(), value.to_owned()))
         }
         _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
+}
+
+/// A size in bytes from `text`: a number with an optional unit, `KiB`, `MiB`, `GiB`, `TiB` (or
+/// `K`, `M`, `G`, `T`, the same binary units), e.g. `4GiB`, `512M`, `1.5GiB`.
+fn parse_memory_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        "t" | "tib" => 40,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in {text:?}: write e.g. `8GiB`, `512MiB` or a number of bytes"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("expected a size such as `8GiB` or `512MiB`, got {text:?}"))?;
+    let bytes = value * (1u64 << shift) as f64;
+    if !(bytes >= (1u64 << 20) as f64) {
+        return Err(format!("{text:?} is less than 1MiB: too little to run a query"));
+    }
+    if bytes > usize::MAX as f64 {
+        return Err(format!("{text:?} is more than this machine can address"));
+    }
+    Ok(bytes as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_memory_size;
+
+    #[test]
+    fn memory_sizes_are_read_in_binary_units() {
+        assert_eq!(parse_memory_size("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_memory_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_memory_size("1.5gib"), Ok(3 << 29));
+        assert_eq!(parse_memory_size(" 2 GiB "), Ok(2 << 30));
+        assert_eq!(parse_memory_size("2097152"), Ok(2 << 20));
+        let unknown = parse_memory_size("4GB").expect_err("GB is refused");
+        assert!(unknown.contains("unknown unit `gb`"), "{unknown}");
+        let small = parse_memory_size("100KiB").expect_err("too small");
+        assert!(small.contains("less than 1MiB"), "{small}");
+        assert!(parse_memory_size("lots").is_err());
+        assert!(parse_memory_size("").is_err());
     }
 }

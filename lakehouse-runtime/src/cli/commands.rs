@@ -177,14 +177,15 @@ fn describe_location(location: &str) -> String {
 }
 
 fn warehouse(global: &GlobalArgs) -> Result<Warehouse> {
-    Warehouse::open(&global.warehouse)
+    Warehouse::open(&global.warehouse)?.with_memory_limit(global.memory_limit)
 }
 
 /// The warehouse of a command that only reads or maintains it: a local warehouse that does not
 /// exist is an error (most likely a mistyped `--warehouse`), not an empty answer.
 fn existing_warehouse(global: &GlobalArgs) -> Result<Warehouse> {
     Warehouse::open_existing(&global.warehouse)
-        .map_err(|error| Error::msg(format!("{error}; check --warehouse or LAKEHOUSE_WAREHOUSE")))
+        .map_err(|error| Error::msg(format!("{error}; check --warehouse or LAKEHOUSE_WAREHOUSE")))?
+        .with_memory_limit(global.memory_limit)
 }
 
 fn config(global: &GlobalArgs, selection: &SelectArgs, execution: &ExecutionArgs) -> RunConfig {

@@ -137,6 +137,18 @@ impl Warehouse {
         })
     }
 
+    /// This warehouse with `memory_limit` bytes for DataFusion operators instead (unchanged for
+    /// `None`); call it before any session is taken, whose operators keep the pool they have.
+    pub fn with_memory_limit(self, memory_limit: Option<usize>) -> Result<Warehouse> {
+        let Some(limit) = memory_limit else {
+            return Ok(self);
+        };
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(limit)))
+            .build_arc()?;
+        Ok(Warehouse { runtime, ..self })
+    }
+
     /// The root URL.
     pub fn root(&self) -> &Url {
         &self.root

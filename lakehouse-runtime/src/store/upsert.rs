@@ -14,7 +14,8 @@
 //!    ([`super::sink`]). One commit removes the rewritten files and adds the new ones.
 //!
 //! Untouched files stay as they are. The source is held in memory, as the build side of
-//! delta-rs's hash join holds it. The table's key should be unique in the target (the framework
+//! delta-rs's hash join holds it, counted in the warehouse's memory pool (beyond its limit the
+//! upsert fails with an error naming the table). The table's key should be unique in the target (the framework
 //! keeps it so): MERGE would update each of two target rows sharing a key, this keeps one (a
 //! key changes when its source row differs from any of them; every file holding it is then
 //! rewritten).
@@ -29,11 +30,13 @@ use datafusion::common::JoinType;
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SessionContext;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::functions_aggregate::count::count_all;
 use datafusion::functions_aggregate::expr_fn::{bool_and, bool_or};
 use datafusion::logical_expr::{Expr, cast};
 use datafusion::prelude::col;
 use deltalake::kernel::Action;
+use futures::StreamExt as _;
 use deltalake::protocol::{DeltaOperation, MergePredicate};
 use deltalake::table::config::TablePropertiesExt as _;
 use deltalake::table::state::DeltaTableState;
@@ -80,7 +83,8 @@ pub(crate) async fn upsert(
 ) -> Result<WriteOutcome, DeltaTableError> {
     let state = delta.snapshot()?.clone();
     let schema = source.schema().inner().clone();
-    let batches = source.collect().await?;
+    let mut held = Held::new(session, table);
+    let batches = held.collect(source, "source (the rows written)").await?;
     let mut source_rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let keys: Vec<Expr> = table.key.iter().map(|k| qualified("s", k)).collect();
     let stored: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -123,6 +127,7 @@ pub(crate) async fn upsert(
             &source,
             &matched,
             (&compared, sequence),
+            &mut held,
         )
         .await?;
         matched = changed;
@@ -137,7 +142,7 @@ pub(crate) async fn upsert(
                         .collect::<Vec<Expr>>(),
                 )?;
             let kept_schema = kept.schema().inner().clone();
-            let kept = kept.collect().await?;
+            let kept = held.collect(kept, "changed source rows").await?;
             source_rows = kept.iter().map(RecordBatch::num_rows).sum();
             source = Arc::new(MemTable::try_new(kept_schema, vec![kept])?);
         }
@@ -346,6 +351,7 @@ async fn compare_matched(
     source: &Arc<MemTable>,
     candidates: &HashMap<String, (String, u64)>,
     (compared, sequence): (&[&'static str], Option<&'static str>),
+    held: &mut Held,
 ) -> Result<(HashMap<String, (String, u64)>, Option<DataFrame>), DeltaTableError> {
     let target = delta
         .table_provider()
@@ -382,7 +388,7 @@ async fn compare_matched(
             [key_match(table)],
         )?
         .select(pair_columns)?;
-    let pairs = in_memory(pairs).await?;
+    let pairs = held.table(pairs, "matched rows' change columns").await?;
     // A key changes when its source row differs from one of its stored rows and is older than
     // none of them.
     let per_key = session
@@ -404,7 +410,7 @@ async fn compare_matched(
                     .alias(CHANGED_COLUMN)])
                 .collect::<Vec<_>>(),
         )?;
-    let per_key = in_memory(per_key).await?;
+    let per_key = held.table(per_key, "matched keys").await?;
     let keys_where = |changed: bool| -> Result<DataFrame, DeltaTableError> {
         let flag = col(CHANGED_COLUMN);
         let flag = if changed {
@@ -430,12 +436,64 @@ async fn compare_matched(
 }
 
 /// `df`'s rows, collected into an in-memory table.
-async fn in_memory(df: DataFrame) -> Result<Arc<MemTable>, DeltaTableError> {
-    let schema = df.schema().inner().clone();
-    Ok(Arc::new(MemTable::try_new(
-        schema,
-        vec![df.collect().await?],
-    )?))
+/// What an upsert keeps in memory (its source, the matched rows' comparison), counted in the
+/// warehouse's memory pool: beyond the pool's limit the upsert fails, naming the table and the
+/// way out, instead of the process being killed for memory.
+struct Held {
+    reservation: MemoryReservation,
+    table: &'static TableDef,
+    rows: usize,
+}
+
+impl Held {
+    fn new(session: &SessionContext, table: &'static TableDef) -> Held {
+        let pool = &session.runtime_env().memory_pool;
+        let reservation =
+            MemoryConsumer::new(format!("upsert into {}", table.qualified_name())).register(pool);
+        Held {
+            reservation,
+            table,
+            rows: 0,
+        }
+    }
+
+    /// The batches of `df` (`what` it is, for the error), counted as they arrive.
+    async fn collect(
+        &mut self,
+        df: DataFrame,
+        what: &str,
+    ) -> Result<Vec<RecordBatch>, DeltaTableError> {
+        let mut stream = df.execute_stream().await?;
+        let mut batches = Vec::new();
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            self.rows += batch.num_rows();
+            if let Err(error) = self.reservation.try_grow(batch.get_array_memory_size()) {
+                return Err(self.exhausted(what, &error));
+            }
+            batches.push(batch);
+        }
+        Ok(batches)
+    }
+
+    /// [`Held::collect`] as a table to read again.
+    async fn table(&mut self, df: DataFrame, what: &str) -> Result<Arc<MemTable>, DeltaTableError> {
+        let schema = df.schema().inner().clone();
+        let batches = self.collect(df, what).await?;
+        Ok(Arc::new(MemTable::try_new(schema, vec![batches])?))
+    }
+
+    fn exhausted(&self, what: &str, error: &datafusion::error::DataFusionError) -> DeltaTableError {
+        DeltaTableError::Generic(format!(
+            "the upsert into {} holds its {what} in memory, and with {} rows ({} MiB) held it \
+             would exceed the warehouse's memory limit ({error}): write fewer rows per run (read \
+             the inputs incrementally with `Changes<T>`), or raise the limit (`--memory-limit`, \
+             `LAKEHOUSE_MEMORY_LIMIT`); nothing was committed",
+            self.table.qualified_name(),
+            self.rows,
+            self.reservation.size() >> 20,
+        ))
+    }
 }
 
 /// `left`'s key columns equal to those of the keys aliased `k`.
