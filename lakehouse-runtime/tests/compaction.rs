@@ -4,7 +4,7 @@
 
 use lakehouse_runtime::orchestrator::{Orchestrator, RunConfig, Status};
 use lakehouse_runtime::prelude::*;
-use lakehouse_runtime::store::{AUTO_COMPACT_AT_FILES, WriteOptions};
+use lakehouse_runtime::store::{AUTO_COMPACT_AT_FILES, PendingReader, WriteOptions};
 use lakehouse_runtime::table::TableDef;
 use lakehouse_runtime::{PipelineDescriptor, Registry};
 use serde::Serialize;
@@ -284,3 +284,32 @@ async fn a_forced_resume_of_a_snapshot_reader_reads_on_from_its_last_commit() {
     .await;
     assert_eq!(latest, ["2"]);
 }
+
+#[tokio::test]
+async fn the_incremental_readers_of_a_table_are_known_with_the_version_each_read() {
+    let wh = TempWarehouse::new();
+    let orchestrator = orchestrator(&wh);
+    let compacted = <CompactedEvents as lakehouse_runtime::Table>::DEF;
+    let kept = <KeptEvents as lakehouse_runtime::Table>::DEF;
+    assert_eq!(orchestrator.pending_readers(compacted).await.expect("readers"), vec![]);
+    let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+    assert!(report.succeeded(), "{}", report.render(false));
+    // Other writers append after the readers read the table.
+    let read_version = wh
+        .warehouse
+        .version(compacted)
+        .await
+        .expect("version")
+        .expect("written");
+    append_each(&wh, compacted, 1..3).await;
+    let mut readers = orchestrator.pending_readers(compacted).await.expect("readers");
+    readers.sort_by(|a, b| a.pipeline.cmp(&b.pipeline));
+    let reader = |pipeline: &str| PendingReader {
+        pipeline: pipeline.to_owned(),
+        read_version,
+    };
+    assert_eq!(readers, vec![reader("copied_events"), reader("latest_events")]);
+    // Nobody reads the other table's changes.
+    assert_eq!(orchestrator.pending_readers(kept).await.expect("readers"), vec![]);
+}
+

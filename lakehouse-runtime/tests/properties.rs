@@ -2,6 +2,7 @@
 //! the system tables keep an hour of log history.
 
 use lakehouse_runtime::Table;
+use lakehouse_runtime::store::PendingReader;
 use lakehouse_runtime::ledger::system_tables;
 use lakehouse_runtime::table::TableDef;
 
@@ -508,3 +509,68 @@ async fn a_merge_into_an_empty_table_is_not_a_blind_append_and_append_only_refus
         "{error}"
     );
 }
+
+/// A table whose removed files may be deleted at once.
+#[derive(Table, serde::Serialize)]
+#[table(
+    schema = "bronze",
+    name = "quick_vacuum",
+    property(key = "delta.deletedFileRetentionDuration", value = "interval 0 seconds")
+)]
+pub struct QuickVacuum {
+    pub id: i64,
+}
+
+#[tokio::test]
+async fn vacuum_is_refused_while_an_incremental_reader_has_older_commits_to_read() {
+    let wh = TempWarehouse::new();
+    for id in 0..3 {
+        crate::common::write(
+            &wh.warehouse,
+            QuickVacuum::DEF,
+            &[QuickVacuum { id }],
+            lakehouse_runtime::store::WriteOptions::default(),
+        )
+        .await
+        .expect("append");
+    }
+    // Versions 1-3 (0 created the table); the compaction at 4 removes their files.
+    wh.warehouse.optimize(QuickVacuum::DEF).await.expect("optimize");
+    let behind = PendingReader {
+        pipeline: "copy_quickly".to_owned(),
+        read_version: 1,
+    };
+    let refused = wh
+        .warehouse
+        .vacuum_keeping(QuickVacuum::DEF, None, false, false, &[behind.clone()])
+        .await
+        .expect_err("the reader has not read version 2, whose file the compaction removed");
+    assert!(matches!(refused, lakehouse_runtime::Error::Refused(_)), "{refused}");
+    let refused = refused.to_string();
+    for expected in [
+        "vacuum of bronze.quick_vacuum: pipeline `copy_quickly` reads its changes incrementally \
+         and has not read version 2 yet",
+        "orchestrate run --select copy_quickly",
+        "--force",
+    ] {
+        assert!(refused.contains(expected), "`{expected}` in: {refused}");
+    }
+    // Nothing was deleted; a reader that read everything does not hold the vacuum back.
+    let latest = wh.warehouse.version(QuickVacuum::DEF).await.expect("version");
+    let caught_up = PendingReader {
+        read_version: latest.expect("written"),
+        ..behind.clone()
+    };
+    let report = wh
+        .warehouse
+        .vacuum_keeping(QuickVacuum::DEF, None, false, false, &[caught_up])
+        .await
+        .expect("no commit left to read");
+    assert_eq!(report.files.len(), 3, "{report:?}");
+    // Forced, the reader is not asked.
+    wh.warehouse
+        .vacuum_keeping(QuickVacuum::DEF, None, false, true, &[behind])
+        .await
+        .expect("forced");
+}
+

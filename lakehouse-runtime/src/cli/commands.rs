@@ -113,10 +113,17 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             dry_run,
             force,
         } => {
-            let warehouse = existing_warehouse(&global)?;
+            let orchestrator = Orchestrator::new(registry.clone(), existing_warehouse(&global)?);
+            let warehouse = orchestrator.warehouse();
             let mut failed = Vec::new();
             for table in tables_named(&registry, &tables)? {
-                let report = match warehouse.vacuum(table, retention, dry_run, force).await {
+                let vacuumed = async {
+                    let readers = orchestrator.pending_readers(table).await?;
+                    warehouse
+                        .vacuum_keeping(table, retention, dry_run, force, &readers)
+                        .await
+                };
+                let report = match vacuumed.await {
                     Ok(report) => report,
                     Err(error) => {
                         failed.push(naming(table, error));

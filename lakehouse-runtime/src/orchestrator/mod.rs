@@ -26,7 +26,7 @@ use crate::ctx::{RunInfo, Settings};
 use crate::error::{Error, Result};
 use crate::graph::Registry;
 use crate::ledger::{Ledger, Liveness, RunProcess, RunRecord};
-use crate::store::Warehouse;
+use crate::store::{PendingReader, Warehouse};
 use crate::table::Timestamp;
 
 /// How far ahead of this host's clock a run's logical time may be without `force`: a little
@@ -276,6 +276,44 @@ impl Orchestrator {
     /// The run ledger.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// The pipelines reading `table`'s changes incrementally that have read it before, with the
+    /// last version each read (as its last recorded success says): what a vacuum must keep for
+    /// them ([`Warehouse::vacuum_keeping`]).
+    pub async fn pending_readers(
+        &self,
+        table: &'static crate::table::TableDef,
+    ) -> Result<Vec<PendingReader>> {
+        let name = table.qualified_name();
+        let mut readers = Vec::new();
+        for pipeline in self.registry.pipelines() {
+            let reads_changes = pipeline
+                .inputs
+                .iter()
+                .any(|input| input.incremental && input.table.qualified_name() == name);
+            if !reads_changes {
+                continue;
+            }
+            let Some(success) = self.ledger.last_success(pipeline.name).await? else {
+                continue;
+            };
+            let read = success
+                .input_versions
+                .as_deref()
+                .and_then(|json| {
+                    serde_json::from_str::<std::collections::BTreeMap<String, Option<u64>>>(json)
+                        .ok()
+                })
+                .and_then(|versions| versions.get(&name).copied().flatten());
+            if let Some(read_version) = read {
+                readers.push(PendingReader {
+                    pipeline: pipeline.name.to_owned(),
+                    read_version,
+                });
+            }
+        }
+        Ok(readers)
     }
 
     /// The plan `config` selects.

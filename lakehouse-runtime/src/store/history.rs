@@ -127,6 +127,18 @@ impl Warehouse {
     }
 }
 
+/// When `version` of `delta` (the table of `table`) was committed: `None` when the log no longer
+/// has it, `Some(None)` when its commit does not say.
+pub(crate) async fn committed_at(
+    delta: &DeltaTable,
+    table: &TableDef,
+    version: u64,
+) -> Result<Option<Option<Timestamp>>> {
+    Ok(commit_info(delta, table, version)
+        .await?
+        .map(|info| commit_time(&info)))
+}
+
 /// The `commitInfo` of `version` of `delta`, `None` when the log no longer has it.
 async fn commit_info(
     delta: &DeltaTable,

@@ -9,7 +9,7 @@ use deltalake::table::config::TablePropertiesExt as _;
 
 use super::Warehouse;
 use crate::error::{Error, Result};
-use crate::table::TableDef;
+use crate::table::{TableDef, Timestamp};
 
 /// A pipeline's write that leaves a partition of its table (the whole table when unpartitioned)
 /// with this many files under half the target size compacts them (tables declared `auto_compact`,
@@ -40,6 +40,16 @@ pub struct VacuumReport {
     pub files: Vec<String>,
     /// Whether nothing was deleted.
     pub dry_run: bool,
+}
+
+/// A pipeline reading a table's changes incrementally (`Changes<T>`), and the last version of
+/// the table it read: the commits after it are still to be read, with their files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingReader {
+    /// The reading pipeline.
+    pub pipeline: String,
+    /// The last version it read.
+    pub read_version: u64,
 }
 
 impl Warehouse {
@@ -109,6 +119,22 @@ impl Warehouse {
         dry_run: bool,
         force: bool,
     ) -> Result<VacuumReport> {
+        self.vacuum_keeping(table, retention, dry_run, force, &[])
+            .await
+    }
+
+    /// [`Warehouse::vacuum`], refused (unless `force`) when a commit one of `readers` has still
+    /// to read is older than the retention: the files it added may have been removed since (by a
+    /// compaction, an overwrite) and would be deleted, and the reader would fail on them. (A
+    /// commit within the retention is safe: what it added was removed later still.)
+    pub async fn vacuum_keeping(
+        &self,
+        table: &'static TableDef,
+        retention: Option<Duration>,
+        dry_run: bool,
+        force: bool,
+        readers: &[PendingReader],
+    ) -> Result<VacuumReport> {
         let qualified = table.qualified_name();
         let Some(delta) = self.load(table).await? else {
             return Ok(VacuumReport {
@@ -133,6 +159,9 @@ impl Warehouse {
                 humantime::format_duration(retention),
                 humantime::format_duration(table_retention)
             )));
+        }
+        if !force {
+            refuse_unread_commits(&delta, table, retention, readers).await?;
         }
         let retention = chrono::Duration::from_std(retention).map_err(|e| {
             Error::msg(format!(
@@ -168,6 +197,50 @@ impl Warehouse {
             dry_run: metrics.dry_run,
         })
     }
+}
+
+/// Refuses a vacuum of `table` with `retention` while one of `readers` has a commit to read
+/// that is older than the retention (or whose time its log does not give).
+async fn refuse_unread_commits(
+    delta: &deltalake::DeltaTable,
+    table: &'static TableDef,
+    retention: Duration,
+    readers: &[PendingReader],
+) -> Result<()> {
+    let latest = delta.version().unwrap_or_default();
+    let cutoff = Timestamp(
+        Timestamp::now()
+            .0
+            .saturating_sub(i64::try_from(retention.as_micros()).unwrap_or(i64::MAX)),
+    );
+    for reader in readers {
+        let first_unread = reader.read_version.saturating_add(1);
+        if first_unread > latest {
+            continue;
+        }
+        // A log without the commit any more: the reader fails whatever vacuum does.
+        let Some(committed) = super::history::committed_at(delta, table, first_unread).await?
+        else {
+            continue;
+        };
+        if committed.is_some_and(|time| time > cutoff) {
+            continue;
+        }
+        let when = committed.map_or_else(
+            || "at a time its log does not give".to_owned(),
+            |time| format!("at {time}"),
+        );
+        return Err(Error::Refused(format!(
+            "vacuum of {qualified}: pipeline `{pipeline}` reads its changes incrementally and has \
+             not read version {first_unread} yet (committed {when}, before the retention of {}): \
+             vacuum could delete files it still has to read. Run it first (`orchestrate run \
+             --select {pipeline}`), or pass --force and rebuild it afterwards (`--full-refresh`)",
+            humantime::format_duration(retention),
+            qualified = table.qualified_name(),
+            pipeline = reader.pipeline,
+        )));
+    }
+    Ok(())
 }
 
 /// The first symbolic link under `folder` (not following any), if there is one.

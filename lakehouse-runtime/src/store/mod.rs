@@ -39,7 +39,7 @@ pub use commit::{CommittedTransaction, TRANSACTION_KEY, WRITE_ID_KEY, rows_writt
 pub use create::SchemaDrift;
 pub use history::{StaleTable, TableCommit};
 pub use location::{check_name, is_safe_name, table_url, warehouse_url};
-pub use maintain::{AUTO_COMPACT_AT_FILES, OptimizeReport, VacuumReport};
+pub use maintain::{AUTO_COMPACT_AT_FILES, OptimizeReport, PendingReader, VacuumReport};
 pub use read::{Changes, TableStats};
 pub(crate) use read::{integers, maximum_from_statistics};
 pub use restore::RestoreReport;
