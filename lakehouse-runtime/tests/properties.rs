@@ -574,3 +574,37 @@ async fn vacuum_is_refused_while_an_incremental_reader_has_older_commits_to_read
         .expect("forced");
 }
 
+
+/// A retention as Spark accepts it, which Delta's kernel does not read.
+#[derive(Table)]
+#[table(
+    schema = "bronze",
+    name = "monthly_retention",
+    property(key = "delta.deletedFileRetentionDuration", value = "interval 1 month")
+)]
+pub struct MonthlyRetention {
+    pub id: i64,
+}
+
+#[tokio::test]
+async fn vacuum_refuses_a_retention_the_kernel_cannot_read() {
+    let wh = TempWarehouse::new();
+    wh.warehouse
+        .ensure(MonthlyRetention::DEF)
+        .await
+        .expect("create");
+    let refused = wh
+        .warehouse
+        .vacuum(MonthlyRetention::DEF, None, true, false)
+        .await
+        .expect_err("the month would be read as 7 days");
+    assert!(matches!(refused, lakehouse_runtime::Error::Refused(_)), "{refused}");
+    let refused = refused.to_string();
+    assert!(
+        refused.contains(
+            "vacuum of bronze.monthly_retention: the table's `delta.deletedFileRetentionDuration` \
+             is \"interval 1 month\", which Delta's kernel cannot read"
+        ) && refused.contains("`interval 30 days`"),
+        "{refused}"
+    );
+}

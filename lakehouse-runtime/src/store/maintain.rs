@@ -42,6 +42,9 @@ pub struct VacuumReport {
     pub dry_run: bool,
 }
 
+/// The table property giving how long removed files are kept for readers of older versions.
+const RETENTION_PROPERTY: &str = "delta.deletedFileRetentionDuration";
+
 /// A pipeline reading a table's changes incrementally (`Changes<T>`), and the last version of
 /// the table it read: the commits after it are still to be read, with their files.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,11 +146,24 @@ impl Warehouse {
                 dry_run,
             });
         };
-        let table_retention = delta
-            .snapshot()
-            .map_err(|e| Error::delta(&qualified, e))?
-            .table_config()
-            .deleted_file_retention_duration();
+        let snapshot = delta.snapshot().map_err(|e| Error::delta(&qualified, e))?;
+        // A value Delta's kernel cannot read counts as unset (7 days): a longer retention meant
+        // by it would be cut short without a word.
+        if snapshot.table_config().deleted_file_retention_duration.is_none()
+            && let Some(value) = snapshot
+                .metadata()
+                .configuration()
+                .get(RETENTION_PROPERTY)
+        {
+            return Err(Error::Refused(format!(
+                "vacuum of {qualified}: the table's `{RETENTION_PROPERTY}` is {value:?}, which \
+                 Delta's kernel cannot read (it would vacuum with the default 7 days): write it \
+                 as `interval <n> <unit>`, lowercase, with a unit from nanoseconds to weeks \
+                 (`interval 30 days`; months are not allowed), by declaring the property in the \
+                 table's `#[table(property(..))]` and running its pipeline"
+            )));
+        }
+        let table_retention = snapshot.table_config().deleted_file_retention_duration();
         let retention = retention.unwrap_or(table_retention);
         if retention < table_retention && !force {
             return Err(Error::msg(format!(
