@@ -97,6 +97,7 @@ fn run_row(sequence: i64) -> RunRecord {
         error: None,
         input_versions: None,
         input_table_ids: None,
+        rows_deleted: None,
         selection: None,
         planned: None,
         process: None,

@@ -1571,6 +1571,37 @@ async fn a_full_snapshot_replaces_the_rows_and_no_new_snapshot_changes_nothing()
         "run 2's snapshot replaced run 1's: {:?}",
         second.result("latest_tick").and_then(|r| r.error.clone())
     );
+    // Run 2 wrote tick 2 and deleted tick 1: said in the report, its JSON and the ledger.
+    let result = second.result("latest_tick").expect("ran");
+    assert_eq!((result.rows_written, result.rows_deleted), (Some(1), Some(1)));
+    let rendered = second.render(false);
+    assert!(
+        rendered
+            .lines()
+            .any(|line| line.contains("latest_tick") && line.contains("1, 1 deleted")),
+        "{rendered}"
+    );
+    let json = second.to_json();
+    let pipelines = json["pipelines"].as_array().expect("pipelines");
+    let latest = pipelines
+        .iter()
+        .find(|p| p["pipeline"] == "latest_tick")
+        .expect("latest_tick");
+    assert_eq!(latest["rows_deleted"], 1, "{json}");
+    let recorded = orchestrator
+        .ledger()
+        .run(&second.run_id)
+        .await
+        .expect("ledger");
+    let deleted = |kind: &str, pipeline: Option<&str>| {
+        recorded
+            .iter()
+            .find(|r| r.kind == kind && r.pipeline.as_deref() == pipeline)
+            .and_then(|r| r.rows_deleted)
+    };
+    assert_eq!(deleted("pipeline", Some("latest_tick")), Some(1));
+    assert_eq!(deleted("pipeline", Some("ticks")), Some(0));
+    assert_eq!(deleted("run", None), Some(1));
     let version = wh.warehouse.version(table).await.expect("version");
     let again = orchestrator
         .run(&RunConfig {

@@ -891,7 +891,10 @@ async fn runs(
                     r.sequence.to_string(),
                     r.run_at.to_string(),
                     run_status(r),
-                    r.rows_written.map(|n| n.to_string()).unwrap_or_default(),
+                    crate::orchestrator::report::rows_text(
+                        r.rows_written.map(|n| n as u64),
+                        r.rows_deleted.map(|n| n as u64),
+                    ),
                     r.duration_ms
                         .map(|ms| format!("{:.2}s", ms as f64 / 1000.0))
                         .unwrap_or_default(),
@@ -923,7 +926,10 @@ async fn runs(
                     r.pipeline.clone().unwrap_or_default(),
                     r.attempt.map(|a| a.to_string()).unwrap_or_default(),
                     r.status.clone(),
-                    r.rows_written.map(|n| n.to_string()).unwrap_or_default(),
+                    crate::orchestrator::report::rows_text(
+                        r.rows_written.map(|n| n as u64),
+                        r.rows_deleted.map(|n| n as u64),
+                    ),
                     r.table_version.map(|v| v.to_string()).unwrap_or_default(),
                     r.duration_ms
                         .map(|ms| format!("{:.2}s", ms as f64 / 1000.0))

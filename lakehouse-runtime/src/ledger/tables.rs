@@ -71,6 +71,9 @@ pub struct RunRecord {
     /// a table recreated since (another id) is not read on from the versions of the old one.
     /// (Last: a ledger made before it gains it at the end of its stored columns.)
     pub input_table_ids: Option<String>,
+    /// Rows deleted by the write (a `full_snapshot` merge's missing keys, deletion keys); on a
+    /// run row, the run's total. (Last, as `input_table_ids`.)
+    pub rows_deleted: Option<i64>,
 }
 
 /// `input_versions` of a success that read no table, or could not say what it read.
@@ -106,6 +109,7 @@ impl RunRecord {
             refresh: None,
             settings: None,
             input_table_ids: None,
+            rows_deleted: None,
         }
     }
 

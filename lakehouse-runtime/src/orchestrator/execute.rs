@@ -202,6 +202,7 @@ fn not_run(
         status,
         attempts: 0,
         rows_written: None,
+        rows_deleted: None,
         version: None,
         replayed: false,
         duration: Duration::ZERO,
@@ -277,6 +278,7 @@ async fn run_with_retries(
                     let outcome = written.outcome;
                     tracing::info!(
                         rows = outcome.rows_inserted + outcome.rows_updated,
+                        deleted = outcome.rows_deleted,
                         version = outcome.version,
                         replayed = !outcome.committed,
                         "succeeded"
@@ -287,6 +289,7 @@ async fn run_with_retries(
                         status: Status::Succeeded,
                         attempts: attempt,
                         rows_written: Some(outcome.rows_inserted + outcome.rows_updated),
+                        rows_deleted: Some(outcome.rows_deleted),
                         version: outcome.version,
                         replayed: !outcome.committed,
                         duration: started.elapsed(),
@@ -380,6 +383,7 @@ async fn run_with_retries(
             status,
             attempts,
             rows_written: None,
+            rows_deleted: None,
             version: None,
             replayed: false,
             duration: started.elapsed(),
@@ -629,6 +633,7 @@ fn attempt_record(
         finished_at: Some(Timestamp::now()),
         duration_ms: Some(elapsed.as_millis() as i64),
         rows_written: written.map(|w| (w.outcome.rows_inserted + w.outcome.rows_updated) as i64),
+        rows_deleted: written.map(|w| w.outcome.rows_deleted as i64),
         table_version: written.and_then(|w| w.outcome.version).map(|v| v as i64),
         replayed: written.map(|w| !w.outcome.committed),
         error,

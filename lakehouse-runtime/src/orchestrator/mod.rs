@@ -9,7 +9,7 @@ mod notify;
 mod plan;
 mod produce;
 mod replay;
-mod report;
+pub(crate) mod report;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -759,6 +759,13 @@ impl Orchestrator {
                     .results
                     .iter()
                     .filter_map(|r| r.rows_written)
+                    .sum::<u64>() as i64,
+            ),
+            rows_deleted: Some(
+                report
+                    .results
+                    .iter()
+                    .filter_map(|r| r.rows_deleted)
                     .sum::<u64>() as i64,
             ),
             ..start

@@ -188,7 +188,7 @@ impl RunReport {
 
     /// The report as JSON: `text` ([`RunReport::summary`]), `run_id`, `sequence`, `run_at`,
     /// `status`, `duration_ms`, and `pipelines` (each `pipeline`, `table`, `status`, `attempts`,
-    /// `rows_written`, `version`, `replayed`, `duration_ms`, `error`), and `unrecorded` (why the
+    /// `rows_written`, `rows_deleted`, `version`, `replayed`, `duration_ms`, `error`), and `unrecorded` (why the
     /// run's end is not in `lakehouse.runs`, or null).
     pub fn to_json(&self) -> serde_json::Value {
         let pipelines: Vec<serde_json::Value> = self
@@ -201,6 +201,7 @@ impl RunReport {
                     "status": r.status.as_str(),
                     "attempts": r.attempts,
                     "rows_written": r.rows_written,
+                    "rows_deleted": r.rows_deleted,
                     "version": r.version,
                     "replayed": r.replayed,
                     "duration_ms": r.duration.as_millis() as u64,

@@ -119,6 +119,7 @@ pub(super) async fn already_written(
     let mut outcome = WriteOutcome::skipped(pipeline.output, Some(version));
     outcome.rows_inserted = inserted;
     outcome.rows_updated = updated;
+    outcome.rows_deleted = crate::store::rows_deleted(&own);
     Ok(Some(Written {
         outcome,
         input_versions,

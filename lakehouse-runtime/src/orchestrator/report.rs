@@ -69,6 +69,8 @@ pub struct PipelineResult {
     pub attempts: u32,
     /// Rows inserted or updated.
     pub rows_written: Option<u64>,
+    /// Rows the write deleted (a `full_snapshot` merge's missing keys, deletion keys).
+    pub rows_deleted: Option<u64>,
     /// The table version after the write.
     pub version: Option<u64>,
     /// Whether nothing was written: this run had already committed the write, or a full-snapshot
@@ -159,7 +161,7 @@ impl RunReport {
                 Cell::new(&r.table),
                 status,
                 Cell::new(r.attempts),
-                Cell::new(r.rows_written.map(|n| n.to_string()).unwrap_or_default()),
+                Cell::new(rows_text(r.rows_written, r.rows_deleted)),
                 Cell::new(r.version.map(|v| v.to_string()).unwrap_or_default()),
                 Cell::new(format!("{:.2}s", r.duration.as_secs_f64())),
                 Cell::new(r.error.as_deref().map(first_line).unwrap_or_default()),
@@ -206,5 +208,14 @@ fn first_line(text: &str) -> String {
         format!("{}…", line.chars().take(119).collect::<String>())
     } else {
         line.to_owned()
+    }
+}
+
+/// The rows a write wrote, and those it deleted when it deleted any: `120`, `120, 30 deleted`.
+pub(crate) fn rows_text(written: Option<u64>, deleted: Option<u64>) -> String {
+    match (written, deleted.filter(|&n| n > 0)) {
+        (written, Some(deleted)) => format!("{}, {deleted} deleted", written.unwrap_or(0)),
+        (Some(written), None) => written.to_string(),
+        (None, None) => String::new(),
     }
 }

@@ -294,7 +294,7 @@ pub fn rows_written(metadata: &std::collections::HashMap<String, serde_json::Val
 }
 
 /// The rows a commit deleted, from its `operationMetrics` (see [`rows_written`]).
-pub(crate) fn rows_deleted(metadata: &std::collections::HashMap<String, serde_json::Value>) -> u64 {
+pub fn rows_deleted(metadata: &std::collections::HashMap<String, serde_json::Value>) -> u64 {
     metric(metadata, &["num_target_rows_deleted", "num_deleted_rows"])
 }
 
