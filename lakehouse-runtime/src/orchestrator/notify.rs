@@ -89,33 +89,49 @@ impl Webhook {
 
     async fn send(&self, body: serde_json::Value, run_id: &str) {
         let host = self.url.host_str().unwrap_or_default().to_owned();
-        let sent = self
+        match self.deliver(&body).await {
+            Ok(()) => tracing::info!(%host, run_id, "run notification sent"),
+            Err(error) => tracing::warn!(
+                %host,
+                run_id,
+                %error,
+                "the run notification could not be sent"
+            ),
+        }
+    }
+
+    /// POSTs `body`: delivered when the endpoint answers 2xx. A redirect is not followed (the
+    /// report could go elsewhere, or in clear), so it is no delivery either.
+    async fn deliver(&self, body: &serde_json::Value) -> Result<(), String> {
+        let response = self
             .client
             .post(self.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string())
             .send()
             .await
-            .and_then(reqwest::Response::error_for_status);
-        match sent {
-            Ok(_) => tracing::info!(%host, run_id, "run notification sent"),
-            Err(error) => {
+            .map_err(|error| {
                 // reqwest's message omits the cause (refused, timed out, TLS); it holds no URL.
                 let error = error.without_url();
-                let mut causes = Vec::new();
+                let mut text = error.to_string();
                 let mut source = std::error::Error::source(&error);
                 while let Some(cause) = source {
-                    causes.push(cause.to_string());
+                    text.push_str(": ");
+                    text.push_str(&cause.to_string());
                     source = cause.source();
                 }
-                tracing::warn!(
-                    %host,
-                    run_id,
-                    %error,
-                    causes = %causes.join(": "),
-                    "the run notification could not be sent"
-                );
-            }
+                text
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else if status.is_redirection() {
+            Err(format!(
+                "HTTP {status}: the webhook answered with a redirect, which is not followed: \
+                 give the URL it redirects to"
+            ))
+        } else {
+            Err(format!("HTTP {status}"))
         }
     }
 }
@@ -219,5 +235,48 @@ impl RunReport {
             "pipelines": pipelines,
             "unrecorded": self.unrecorded,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read as _, Write as _};
+
+    use super::{NotifyOn, Webhook};
+
+    /// A server on 127.0.0.1 answering one request with `status_line` and no body.
+    fn answering_once(status_line: &'static str) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accept");
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let answer = format!(
+                "HTTP/1.1 {status_line}\r\nlocation: https://elsewhere.example/\r\n\
+                 content-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            stream.write_all(answer.as_bytes()).expect("answer");
+        });
+        format!("http://{address}/hook")
+    }
+
+    #[tokio::test]
+    async fn only_a_2xx_answer_is_a_delivery() {
+        let body = serde_json::json!({"text": "hello"});
+        let ok = Webhook::new(&answering_once("204 No Content"), NotifyOn::Always).expect("url");
+        assert_eq!(ok.deliver(&body).await, Ok(()));
+        let moved = Webhook::new(&answering_once("302 Found"), NotifyOn::Always).expect("url");
+        let error = moved.deliver(&body).await.expect_err("a redirect is no delivery");
+        assert!(
+            error.starts_with("HTTP 302 Found: the webhook answered with a redirect"),
+            "{error}"
+        );
+        let failing = Webhook::new(&answering_once("503 Service Unavailable"), NotifyOn::Always)
+            .expect("url");
+        assert_eq!(
+            failing.deliver(&body).await,
+            Err("HTTP 503 Service Unavailable".to_owned())
+        );
     }
 }
