@@ -67,6 +67,29 @@ async fn surrogate_keys_match_independent_sha256() {
 }
 
 #[tokio::test]
+async fn dictionary_encoded_parts_are_hashed_by_their_values() {
+    // A join carries a dimension's strings dictionary-encoded.
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let df = session
+        .sql(
+            "SELECT arrow_cast(s, 'Dictionary(Int32, Utf8)') AS s, n FROM (VALUES
+                ('toys', CAST(1 AS BIGINT)), (NULL, CAST(2 AS BIGINT))) AS t(s, n)",
+        )
+        .await
+        .expect("values");
+    let df = df
+        .select(vec![
+            surrogate_key([col("s"), col("n")]).into_expr().alias("k"),
+        ])
+        .expect("a dictionary of strings is hashed as its strings");
+    assert_eq!(
+        render(df).await,
+        lines(&[&sha("toys||1"), "∅"])
+    );
+}
+
+#[tokio::test]
 async fn floating_point_parts_are_refused_at_plan_time() {
     let session = datafusion::prelude::SessionContext::new();
     let df = session

@@ -31,6 +31,10 @@ struct SurrogateKey {
 }
 
 fn supported(data_type: &DataType) -> bool {
+    // A dictionary is hashed by its values (a join carries a dimension's strings so).
+    if let DataType::Dictionary(_, values) = data_type {
+        return supported(values);
+    }
     matches!(
         data_type,
         DataType::Utf8
@@ -86,7 +90,13 @@ impl ScalarUDFImpl for SurrogateKey {
         let arrays: Vec<ArrayRef> = args
             .args
             .into_iter()
-            .map(|a| a.into_array(rows))
+            .map(|a| {
+                let array = a.into_array(rows)?;
+                Ok(match array.data_type() {
+                    DataType::Dictionary(_, values) => arrow::compute::cast(&array, values)?,
+                    _ => array,
+                })
+            })
             .collect::<datafusion::error::Result<_>>()?;
         let mut builder = StringBuilder::with_capacity(rows, rows * 64);
         let mut text = String::with_capacity(64);
