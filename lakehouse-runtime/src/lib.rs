@@ -104,7 +104,8 @@ pub mod prelude {
     pub use crate::ctx::{FileFormat, NewFiles};
     #[cfg(feature = "engine")]
     pub use crate::frame::{
-        JoinType, Typed, View, count, count_distinct, count_rows, max, min, surrogate_key, typed,
+        JoinType, Typed, View, count, count_distinct, count_rows, max, min, on_values,
+        surrogate_key, typed,
     };
     pub use crate::table::{Col, Date, Decimal, Timestamp, avg, on, sum};
     pub use crate::{Changes, Ctx, Error, Frame, Result, Table, pipeline};

@@ -116,3 +116,63 @@ async fn carried_strings_survive_later_joins_and_null_padding() {
         ]
     );
 }
+
+/// A sale whose store is known by number.
+#[derive(Table, Serialize)]
+#[table(schema = "joins", name = "numbered_sales", mode = append)]
+pub struct NumberedSale {
+    pub id: i64,
+    pub store_number: i32,
+}
+
+/// A store, numbered as text by its source.
+#[derive(Table, Serialize)]
+#[table(schema = "joins", name = "numbered_stores", key(store_number), mode = merge)]
+pub struct NumberedStore {
+    pub store_number: i64,
+    pub store_name: String,
+}
+
+/// Each numbered sale with its store's name.
+#[derive(Table)]
+#[table(schema = "joins", name = "named_sales", mode = overwrite)]
+pub struct NamedSale {
+    pub id: i64,
+    pub store_name: Option<String>,
+}
+
+#[tokio::test]
+async fn keys_of_different_types_join_on_converted_values() {
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let sales = [(1, 7), (2, 8)].map(|(id, store_number)| NumberedSale { id, store_number });
+    let stores = [NumberedStore {
+        store_number: 7,
+        store_name: "Lyon Part-Dieu".into(),
+    }];
+    let sales = Frame::<NumberedSale>::from_dataframe(frame(&session, NumberedSale::DEF, &sales))
+        .expect("sales");
+    let stores =
+        Frame::<NumberedStore>::from_dataframe(frame(&session, NumberedStore::DEF, &stores))
+            .expect("stores");
+    let named = sales
+        .join(
+            stores,
+            JoinType::Left,
+            [on_values(
+                typed::<i64>(cast(NumberedSale::store_number.expr(), DataType::Int64)),
+                typed::<i64>(NumberedStore::store_number.expr()),
+            )],
+        )
+        .expect("join")
+        .select_into(NamedSaleSelect {
+            id: NumberedSale::id,
+            store_name: NumberedStore::store_name,
+        })
+        .expect("select");
+    assert_eq!(
+        render(named.into_dataframe()).await,
+        ["1|Lyon Part-Dieu", "2|∅"]
+    );
+}
+

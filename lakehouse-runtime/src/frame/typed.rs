@@ -7,7 +7,9 @@ use datafusion::logical_expr::{Expr, lit};
 use datafusion::scalar::ScalarValue;
 
 use crate::backend;
-use crate::table::{Col, ColumnType, Date, Decimal, IntoColumn, SelectedColumn, Table, Timestamp};
+use crate::table::{
+    Col, ColumnType, Date, Decimal, IntoColumn, JoinOn, JoinableWith, SelectedColumn, Table, Timestamp,
+};
 
 impl<T: Table, V> Col<T, V> {
     /// The column as a DataFusion expression, qualified by its table.
@@ -83,6 +85,18 @@ pub fn typed<V: ColumnType>(expr: impl Computed) -> Typed<V> {
     Typed {
         expr: expr.into_expr(),
         _value: PhantomData,
+    }
+}
+
+/// `left = right` on computed values, for `Frame::join` where [`on`](crate::table::on) cannot
+/// join two columns: keys of different types brought to one
+/// (`on_values(typed::<i64>(cast(A::id.expr(), DataType::Int64)), typed::<i64>(B::id.expr()))`),
+/// or normalised (`typed::<String>(lower(B::email.expr()))`). Compiles only when both sides
+/// declare the same value type, as [`on`](crate::table::on) does for columns.
+pub fn on_values<L, R: JoinableWith<L>>(left: Typed<L>, right: Typed<R>) -> JoinOn {
+    JoinOn {
+        left: left.expr,
+        right: right.expr,
     }
 }
 

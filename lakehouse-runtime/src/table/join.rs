@@ -16,7 +16,7 @@ pub struct JoinOn {
 #[diagnostic::on_unimplemented(
     message = "cannot join a `{L}` column with a `{Self}` column",
     label = "expected a column holding `{L}` values",
-    note = "join keys must hold the same type; convert one side with `typed::<..>(cast(..))`"
+    note = "join keys must hold the same type; convert one side and join with `on_values(typed::<V>(cast(..)), typed::<V>(..))`"
 )]
 pub trait JoinableWith<L> {}
 
