@@ -549,6 +549,35 @@ async fn deleting_a_key_closes_its_current_version() {
 }
 
 #[tokio::test]
+async fn deleting_a_key_at_the_time_its_version_opened_leaves_no_empty_version() {
+    let wh = TempWarehouse::new();
+    let def = <DimCustomer as lakehouse_runtime::Table>::DEF;
+    write(
+        &wh.warehouse,
+        def,
+        &[c("a", Some("Ann"), None), c("b", Some("Bob"), None)],
+        run(1, 1),
+    )
+    .await
+    .expect("run 1");
+    let session = wh.warehouse.session();
+    let keys = session
+        .sql("SELECT 'a' AS customer_id")
+        .await
+        .expect("keys");
+    let deleted = wh
+        .warehouse
+        .delete_keys(&session, def, keys, Timestamp(DAY), None)
+        .await
+        .expect("delete");
+    assert_eq!((deleted.rows_updated, deleted.rows_deleted), (0, 1));
+    assert_eq!(
+        contents(&wh.warehouse, def).await,
+        lines(&["b|Bob|∅|1970-01-02T00:00:00Z|∅|true"])
+    );
+}
+
+#[tokio::test]
 async fn run_at_alone_opens_no_version() {
     #[derive(Serialize)]
     struct Agent {

@@ -992,6 +992,75 @@ async fn delete_by_key_removes_rows_or_closes_versions() {
         contents(&wh.warehouse, ORDERS).await,
         lines(&["1|10", "3|∅"])
     );
+    // A delete matching no row commits nothing, and says so.
+    let keys = session
+        .sql("SELECT CAST(42 AS BIGINT) AS id")
+        .await
+        .expect("keys");
+    let nothing = wh
+        .warehouse
+        .delete_keys(
+            &session,
+            ORDERS,
+            keys,
+            Timestamp(0),
+            Some(("cleanup".into(), 2)),
+        )
+        .await
+        .expect("delete");
+    assert_eq!((nothing.committed, nothing.rows_deleted), (false, 0));
+    assert_eq!(
+        wh.warehouse.version(ORDERS).await.expect("version"),
+        version
+    );
+}
+
+/// `silver.orders` keyed by its amount instead.
+mod keyed_by_amount {
+    use lakehouse_runtime::prelude::*;
+
+    /// Orders.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "orders", key(amount), mode = merge)]
+    pub struct Orders {
+        pub id: i64,
+        pub amount: i64,
+    }
+}
+
+#[tokio::test]
+async fn delete_by_key_refuses_a_key_other_than_the_stored_one() {
+    let wh = TempWarehouse::new();
+    write(
+        &wh.warehouse,
+        ORDERS,
+        &[Order { id: 1, amount: Some(10) }, Order { id: 2, amount: Some(10) }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("write");
+    let session = wh.warehouse.session();
+    let keys = session
+        .sql("SELECT CAST(10 AS BIGINT) AS amount")
+        .await
+        .expect("keys");
+    let refused = wh
+        .warehouse
+        .delete_keys(
+            &session,
+            <keyed_by_amount::Orders as lakehouse_runtime::Table>::DEF,
+            keys,
+            Timestamp(0),
+            None,
+        )
+        .await
+        .expect_err("the stored key is `id`")
+        .to_string();
+    assert!(refused.contains("cannot delete by key"), "{refused}");
+    assert_eq!(
+        contents(&wh.warehouse, ORDERS).await,
+        lines(&["1|10", "2|10"])
+    );
 }
 
 mod zordered {

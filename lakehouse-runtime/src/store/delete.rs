@@ -43,6 +43,17 @@ impl Warehouse {
                 ..outcome_nothing(table)
             });
         }
+        // Keys matched under another key than the stored one would delete other rows (every
+        // line of an order, under a key narrowed to the order).
+        if let Some(changed) = super::create::drift_of(table, &delta)?
+            .into_iter()
+            .find(|d| matches!(d.kind, super::create::DriftKind::KeyChanged { .. }))
+        {
+            return Err(Error::schema(
+                &qualified_name,
+                format!("cannot delete by key: {changed}"),
+            ));
+        }
         if table.mode == WriteMode::Scd2 {
             // Closing at a run_at before the history's end would end versions before they began.
             super::scd2::refuse_going_back(self, session, table, &delta, run_at).await?;
@@ -67,11 +78,17 @@ impl Warehouse {
                     Some(run_at.0),
                     Some("UTC".into()),
                 ));
-                merge.when_matched_update(|u| {
-                    u.predicate(qualified("t", "is_current"))
-                        .update("valid_to", end)
-                        .update("is_current", lit(false))
-                })?
+                // A version opened at `run_at` itself would be closed with no length: the
+                // history keeps none (as an SCD2 write), so it is deleted.
+                let opened_now = qualified("t", "is_current")
+                    .and(qualified("t", "valid_from").eq(end.clone()));
+                merge
+                    .when_matched_delete(|d| d.predicate(opened_now))?
+                    .when_matched_update(|u| {
+                        u.predicate(qualified("t", "is_current"))
+                            .update("valid_to", end)
+                            .update("is_current", lit(false))
+                    })?
             } else {
                 merge.when_matched_delete(|d| d)?
             };
@@ -79,13 +96,17 @@ impl Warehouse {
         }
         .await;
         match result {
-            Ok((written, metrics)) => Ok(outcome(
-                table,
-                &written,
-                0,
-                metrics.num_target_rows_updated as u64,
-                metrics.num_target_rows_deleted as u64,
-            )),
+            Ok((written, metrics)) => Ok(WriteOutcome {
+                // A delete matching no row commits nothing (nor its transaction).
+                committed: written.version() != before,
+                ..outcome(
+                    table,
+                    &written,
+                    0,
+                    metrics.num_target_rows_updated as u64,
+                    metrics.num_target_rows_deleted as u64,
+                )
+            }),
             Err(error) => {
                 self.recheck_after_error(table, &commit, before, error)
                     .await
