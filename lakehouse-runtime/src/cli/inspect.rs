@@ -291,13 +291,37 @@ fn parameters(commit: &TableCommit) -> String {
     pairs.join(" ")
 }
 
-/// The rows the commit inserted (`+`), updated (`~`) and deleted (`-`), from its metrics.
+/// The rows the commit inserted (`+`), updated (`~`) and deleted (`-`), from its metrics
+/// (delta-rs's names, then Spark's).
 fn rows(commit: &TableCommit) -> String {
     let first = |names: &[&str]| names.iter().find_map(|name| commit.metric(name));
     let parts = [
-        ("+", first(&["num_added_rows", "num_target_rows_inserted"])),
-        ("~", first(&["num_target_rows_updated"])),
-        ("-", first(&["num_target_rows_deleted", "num_deleted_rows"])),
+        (
+            "+",
+            first(&[
+                "num_added_rows",
+                "num_target_rows_inserted",
+                "numTargetRowsInserted",
+                "numOutputRows",
+            ]),
+        ),
+        (
+            "~",
+            first(&[
+                "num_target_rows_updated",
+                "numTargetRowsUpdated",
+                "numUpdatedRows",
+            ]),
+        ),
+        (
+            "-",
+            first(&[
+                "num_target_rows_deleted",
+                "num_deleted_rows",
+                "numTargetRowsDeleted",
+                "numDeletedRows",
+            ]),
+        ),
     ];
     signed(&parts)
 }
@@ -308,7 +332,15 @@ fn files(commit: &TableCommit) -> String {
     let parts = [
         (
             "+",
-            first(&["num_added_files", "num_target_files_added", "numFilesAdded"]),
+            first(&[
+                "num_added_files",
+                "num_target_files_added",
+                "numFilesAdded",
+                "numRestoredFile",
+                "numTargetFilesAdded",
+                "numAddedFiles",
+                "numFiles",
+            ]),
         ),
         (
             "-",
@@ -316,6 +348,10 @@ fn files(commit: &TableCommit) -> String {
                 "num_removed_files",
                 "num_target_files_removed",
                 "numFilesRemoved",
+                "numRemovedFile",
+                "numTargetFilesRemoved",
+                "numRemovedFiles",
+                "numDeletedFiles",
             ]),
         ),
     ];
@@ -374,5 +410,36 @@ mod tests {
             parameters(&created),
             format!("location={}… mode=ErrorIfExists", "x".repeat(80))
         );
+        // Spark's names, and delta-rs's RESTORE and VACUUM.
+        let with = |operation: &str, metrics: &[(&str, u64)]| TableCommit {
+            version: 4,
+            committed_at: None,
+            operation: operation.to_owned(),
+            parameters: std::collections::HashMap::new(),
+            metrics: metrics
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), serde_json::json!(v.to_string())))
+                .collect(),
+            run_id: None,
+        };
+        let spark_write = with("WRITE", &[("numOutputRows", 7), ("numFiles", 2)]);
+        assert_eq!((rows(&spark_write), files(&spark_write)), ("+7".into(), "+2".into()));
+        let spark_merge = with(
+            "MERGE",
+            &[
+                ("numTargetRowsInserted", 1),
+                ("numTargetRowsUpdated", 2),
+                ("numTargetRowsDeleted", 3),
+                ("numTargetFilesAdded", 1),
+                ("numTargetFilesRemoved", 2),
+            ],
+        );
+        assert_eq!(
+            (rows(&spark_merge), files(&spark_merge)),
+            ("+1 ~2 -3".into(), "+1 -2".into())
+        );
+        let restore = with("RESTORE", &[("numRestoredFile", 3), ("numRemovedFile", 1)]);
+        assert_eq!(files(&restore), "+3 -1");
+        assert_eq!(files(&with("VACUUM END", &[("numDeletedFiles", 4)])), "-4");
     }
 }

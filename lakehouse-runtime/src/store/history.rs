@@ -31,13 +31,22 @@ pub struct TableCommit {
 const FRESHNESS_SEARCH_DEPTH: usize = 100;
 
 impl TableCommit {
-    /// Whether the commit wrote data: a pipeline's, or a write, merge, update or delete (not a
-    /// compaction, vacuum, restore or metadata change).
+    /// Whether the commit wrote data: a pipeline's, or a write, merge, update or delete, as
+    /// delta-rs and Spark name them (not a compaction, vacuum, restore or metadata change).
     pub fn writes_data(&self) -> bool {
         self.run_id.is_some()
             || matches!(
                 self.operation.as_str(),
-                "WRITE" | "MERGE" | "UPDATE" | "DELETE" | "STREAMING UPDATE"
+                "WRITE"
+                    | "MERGE"
+                    | "UPDATE"
+                    | "DELETE"
+                    | "STREAMING UPDATE"
+                    | "CREATE TABLE AS SELECT"
+                    | "CREATE OR REPLACE TABLE AS SELECT"
+                    | "REPLACE TABLE AS SELECT"
+                    | "COPY INTO"
+                    | "TRUNCATE"
             )
     }
 
@@ -261,7 +270,14 @@ mod tests {
             metrics: HashMap::new(),
             run_id: run_id.map(str::to_owned),
         };
-        for data in ["WRITE", "MERGE", "DELETE", "UPDATE"] {
+        for data in [
+            "WRITE",
+            "MERGE",
+            "DELETE",
+            "UPDATE",
+            "CREATE OR REPLACE TABLE AS SELECT",
+            "TRUNCATE",
+        ] {
             assert!(commit(data, None).writes_data(), "{data}");
         }
         for maintenance in ["OPTIMIZE", "VACUUM END", "RESTORE", "SET TBLPROPERTIES"] {
