@@ -176,3 +176,45 @@ async fn keys_of_different_types_join_on_converted_values() {
     );
 }
 
+#[tokio::test]
+async fn semi_and_anti_joins_keep_the_rows_asked_for_with_the_joined_frame_as_hash_table() {
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let sales = [(1, "S1"), (2, "S2"), (3, "S9")].map(|(id, store)| Sale {
+        id,
+        store_id: store.into(),
+    });
+    let stores = ["S1", "S2", "S7"].map(|id| Store {
+        store_id: id.into(),
+        store_name: None,
+        region_code: "ARA".into(),
+    });
+    let sales = || {
+        Frame::<Sale>::from_dataframe(frame(&session, Sale::DEF, &sales)).expect("sales")
+    };
+    let stores = || {
+        Frame::<Store>::from_dataframe(frame(&session, Store::DEF, &stores)).expect("stores")
+    };
+    let joined = |kind| {
+        sales()
+            .join(stores(), kind, [on(Sale::store_id, Store::store_id)])
+            .expect("join")
+            .into_dataframe()
+    };
+    assert_eq!(render(joined(JoinType::LeftSemi)).await, ["1|S1", "2|S2"]);
+    assert_eq!(render(joined(JoinType::LeftAnti)).await, ["3|S9"]);
+    assert_eq!(
+        render(joined(JoinType::RightSemi)).await,
+        ["S1|∅|ARA", "S2|∅|ARA"]
+    );
+    assert_eq!(render(joined(JoinType::RightAnti)).await, ["S7|∅|ARA"]);
+    // The stores (joined onto the sales) are the hash table: the build, left, input of
+    // DataFusion's join, which the semi join keeps the right one of.
+    let plan = joined(JoinType::LeftSemi)
+        .into_optimized_plan()
+        .expect("plan")
+        .display_indent()
+        .to_string();
+    assert!(plan.contains("RightSemi Join"), "{plan}");
+}
+

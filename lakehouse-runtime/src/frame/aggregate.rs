@@ -46,7 +46,7 @@ impl Grouped {
     ///         customer_id: s::customer_id,       // a key
     ///         orders: count_distinct(s::order_id),
     ///         quantity: sum(s::quantity),        // i32 values: an i64 sum
-    ///         revenue: sum(s::amount),           // Decimal<10, 2>: any Decimal<_, 2>
+    ///         list_prices: sum(s::unit_price),   // Decimal<10, 2>: any Decimal<_, 2>
     ///         first_order: min(s::order_date),
     ///     })
     /// ```

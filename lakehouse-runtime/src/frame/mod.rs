@@ -299,6 +299,19 @@ impl View {
         // the dimension. DataFusion builds it from the left input, and its warehouse sessions
         // keep joins as written (after a join its size estimates are unreliable), so join the
         // other way round, then restore the view's column order.
+        // A semi or anti join outputs one side's columns: swapped, it needs no reordering.
+        let semi = match kind {
+            JoinType::LeftSemi => Some(JoinType::RightSemi),
+            JoinType::LeftAnti => Some(JoinType::RightAnti),
+            JoinType::RightSemi => Some(JoinType::LeftSemi),
+            JoinType::RightAnti => Some(JoinType::LeftAnti),
+            _ => None,
+        };
+        if let Some(swapped) = semi {
+            return Ok(View {
+                df: right.df.join_on(self.df, swapped, on)?,
+            });
+        }
         let swapped = match kind {
             JoinType::Inner => JoinType::Inner,
             JoinType::Left => JoinType::Right,
