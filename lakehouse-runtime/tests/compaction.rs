@@ -291,7 +291,13 @@ async fn the_incremental_readers_of_a_table_are_known_with_the_version_each_read
     let orchestrator = orchestrator(&wh);
     let compacted = <CompactedEvents as lakehouse_runtime::Table>::DEF;
     let kept = <KeptEvents as lakehouse_runtime::Table>::DEF;
-    assert_eq!(orchestrator.pending_readers(compacted).await.expect("readers"), vec![]);
+    assert_eq!(
+        orchestrator
+            .pending_readers(compacted)
+            .await
+            .expect("readers"),
+        vec![]
+    );
     let report = orchestrator.run(&RunConfig::default()).await.expect("run");
     assert!(report.succeeded(), "{}", report.render(false));
     // Other writers append after the readers read the table.
@@ -302,14 +308,72 @@ async fn the_incremental_readers_of_a_table_are_known_with_the_version_each_read
         .expect("version")
         .expect("written");
     append_each(&wh, compacted, 1..3).await;
-    let mut readers = orchestrator.pending_readers(compacted).await.expect("readers");
+    let mut readers = orchestrator
+        .pending_readers(compacted)
+        .await
+        .expect("readers");
     readers.sort_by(|a, b| a.pipeline.cmp(&b.pipeline));
     let reader = |pipeline: &str| PendingReader {
         pipeline: pipeline.to_owned(),
         read_version,
     };
-    assert_eq!(readers, vec![reader("copied_events"), reader("latest_events")]);
+    assert_eq!(
+        readers,
+        vec![reader("copied_events"), reader("latest_events")]
+    );
     // Nobody reads the other table's changes.
-    assert_eq!(orchestrator.pending_readers(kept).await.expect("readers"), vec![]);
+    assert_eq!(
+        orchestrator.pending_readers(kept).await.expect("readers"),
+        vec![]
+    );
 }
 
+#[tokio::test]
+async fn a_file_an_incremental_reader_still_needs_that_is_gone_is_named_with_the_way_out() {
+    let wh = TempWarehouse::new();
+    let orchestrator = orchestrator(&wh);
+    let compacted = <CompactedEvents as lakehouse_runtime::Table>::DEF;
+    let report = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 1");
+    assert!(report.succeeded(), "{}", report.render(false));
+    // Another writer appends; its file is deleted before the copy reads it.
+    let before: std::collections::BTreeSet<_> = parquet_files(&wh, compacted);
+    append_each(&wh, compacted, 1..2).await;
+    for file in parquet_files(&wh, compacted).difference(&before) {
+        std::fs::remove_file(file).expect("removed");
+    }
+    let report = orchestrator
+        .run(&RunConfig {
+            targets: vec!["copied_events".to_owned()],
+            ..RunConfig::default()
+        })
+        .await
+        .expect("run 2");
+    let error = report
+        .result("copied_events")
+        .and_then(|r| r.error.clone())
+        .unwrap_or_default();
+    assert!(
+        error.contains(
+            "a data file of bronze.compacted_events that this pipeline still had to read \
+             incrementally is gone (vacuumed, or deleted): read the input whole again with \
+             `orchestrate run --select copied_events --rebuild`"
+        ),
+        "{}",
+        report.render(false)
+    );
+}
+
+/// The data files in `table`'s folder.
+fn parquet_files(
+    wh: &TempWarehouse,
+    table: &'static TableDef,
+) -> std::collections::BTreeSet<std::path::PathBuf> {
+    std::fs::read_dir(crate::common::table_folder(&wh.warehouse, table))
+        .expect("table folder")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "parquet"))
+        .collect()
+}

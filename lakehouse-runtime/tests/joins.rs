@@ -189,12 +189,10 @@ async fn semi_and_anti_joins_keep_the_rows_asked_for_with_the_joined_frame_as_ha
         store_name: None,
         region_code: "ARA".into(),
     });
-    let sales = || {
-        Frame::<Sale>::from_dataframe(frame(&session, Sale::DEF, &sales)).expect("sales")
-    };
-    let stores = || {
-        Frame::<Store>::from_dataframe(frame(&session, Store::DEF, &stores)).expect("stores")
-    };
+    let sales =
+        || Frame::<Sale>::from_dataframe(frame(&session, Sale::DEF, &sales)).expect("sales");
+    let stores =
+        || Frame::<Store>::from_dataframe(frame(&session, Store::DEF, &stores)).expect("stores");
     let joined = |kind| {
         sales()
             .join(stores(), kind, [on(Sale::store_id, Store::store_id)])
@@ -217,4 +215,3 @@ async fn semi_and_anti_joins_keep_the_rows_asked_for_with_the_joined_frame_as_ha
         .to_string();
     assert!(plan.contains("RightSemi Join"), "{plan}");
 }
-

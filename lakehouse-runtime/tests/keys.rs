@@ -83,10 +83,7 @@ async fn dictionary_encoded_parts_are_hashed_by_their_values() {
             surrogate_key([col("s"), col("n")]).into_expr().alias("k"),
         ])
         .expect("a dictionary of strings is hashed as its strings");
-    assert_eq!(
-        render(df).await,
-        lines(&[&sha("toys||1"), "∅"])
-    );
+    assert_eq!(render(df).await, lines(&[&sha("toys||1"), "∅"]));
 }
 
 #[tokio::test]

@@ -1573,7 +1573,10 @@ async fn a_full_snapshot_replaces_the_rows_and_no_new_snapshot_changes_nothing()
     );
     // Run 2 wrote tick 2 and deleted tick 1: said in the report, its JSON and the ledger.
     let result = second.result("latest_tick").expect("ran");
-    assert_eq!((result.rows_written, result.rows_deleted), (Some(1), Some(1)));
+    assert_eq!(
+        (result.rows_written, result.rows_deleted),
+        (Some(1), Some(1))
+    );
     let rendered = second.render(false);
     assert!(
         rendered

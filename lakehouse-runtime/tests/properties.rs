@@ -2,8 +2,8 @@
 //! the system tables keep an hour of log history.
 
 use lakehouse_runtime::Table;
-use lakehouse_runtime::store::PendingReader;
 use lakehouse_runtime::ledger::system_tables;
+use lakehouse_runtime::store::PendingReader;
 use lakehouse_runtime::table::TableDef;
 
 use crate::common::TempWarehouse;
@@ -515,7 +515,10 @@ async fn a_merge_into_an_empty_table_is_not_a_blind_append_and_append_only_refus
 #[table(
     schema = "bronze",
     name = "quick_vacuum",
-    property(key = "delta.deletedFileRetentionDuration", value = "interval 0 seconds")
+    property(
+        key = "delta.deletedFileRetentionDuration",
+        value = "interval 0 seconds"
+    )
 )]
 pub struct QuickVacuum {
     pub id: i64,
@@ -535,7 +538,10 @@ async fn vacuum_is_refused_while_an_incremental_reader_has_older_commits_to_read
         .expect("append");
     }
     // Versions 1-3 (0 created the table); the compaction at 4 removes their files.
-    wh.warehouse.optimize(QuickVacuum::DEF).await.expect("optimize");
+    wh.warehouse
+        .optimize(QuickVacuum::DEF)
+        .await
+        .expect("optimize");
     let behind = PendingReader {
         pipeline: "copy_quickly".to_owned(),
         read_version: 1,
@@ -545,7 +551,10 @@ async fn vacuum_is_refused_while_an_incremental_reader_has_older_commits_to_read
         .vacuum_keeping(QuickVacuum::DEF, None, false, false, &[behind.clone()])
         .await
         .expect_err("the reader has not read version 2, whose file the compaction removed");
-    assert!(matches!(refused, lakehouse_runtime::Error::Refused(_)), "{refused}");
+    assert!(
+        matches!(refused, lakehouse_runtime::Error::Refused(_)),
+        "{refused}"
+    );
     let refused = refused.to_string();
     for expected in [
         "vacuum of bronze.quick_vacuum: pipeline `copy_quickly` reads its changes incrementally \
@@ -556,7 +565,11 @@ async fn vacuum_is_refused_while_an_incremental_reader_has_older_commits_to_read
         assert!(refused.contains(expected), "`{expected}` in: {refused}");
     }
     // Nothing was deleted; a reader that read everything does not hold the vacuum back.
-    let latest = wh.warehouse.version(QuickVacuum::DEF).await.expect("version");
+    let latest = wh
+        .warehouse
+        .version(QuickVacuum::DEF)
+        .await
+        .expect("version");
     let caught_up = PendingReader {
         read_version: latest.expect("written"),
         ..behind.clone()
@@ -573,7 +586,6 @@ async fn vacuum_is_refused_while_an_incremental_reader_has_older_commits_to_read
         .await
         .expect("forced");
 }
-
 
 /// A retention as Spark accepts it, which Delta's kernel does not read.
 #[derive(Table)]
@@ -598,7 +610,10 @@ async fn vacuum_refuses_a_retention_the_kernel_cannot_read() {
         .vacuum(MonthlyRetention::DEF, None, true, false)
         .await
         .expect_err("the month would be read as 7 days");
-    assert!(matches!(refused, lakehouse_runtime::Error::Refused(_)), "{refused}");
+    assert!(
+        matches!(refused, lakehouse_runtime::Error::Refused(_)),
+        "{refused}"
+    );
     let refused = refused.to_string();
     assert!(
         refused.contains(

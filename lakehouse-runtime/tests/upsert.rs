@@ -237,12 +237,19 @@ async fn an_upsert_whose_source_exceeds_the_memory_limit_fails_naming_the_table(
         .with_memory_limit(Some(1 << 20))
         .expect("memory limit");
     let owner = "x".repeat(150);
-    let source: Vec<Account> = (1..=40_000).map(|id| account(id, Some(id), &owner)).collect();
+    let source: Vec<Account> = (1..=40_000)
+        .map(|id| account(id, Some(id), &owner))
+        .collect();
     let error = write(&limited, Account::DEF, &source, WriteOptions::default())
         .await
         .expect_err("the source exceeds the memory limit")
         .to_string();
-    for expected in ["cow.accounts", "memory limit", "--memory-limit", "nothing was committed"] {
+    for expected in [
+        "cow.accounts",
+        "memory limit",
+        "--memory-limit",
+        "nothing was committed",
+    ] {
         assert!(error.contains(expected), "`{expected}` in: {error}");
     }
     assert_eq!(

@@ -1034,7 +1034,16 @@ async fn delete_by_key_refuses_a_key_other_than_the_stored_one() {
     write(
         &wh.warehouse,
         ORDERS,
-        &[Order { id: 1, amount: Some(10) }, Order { id: 2, amount: Some(10) }],
+        &[
+            Order {
+                id: 1,
+                amount: Some(10),
+            },
+            Order {
+                id: 2,
+                amount: Some(10),
+            },
+        ],
         WriteOptions::default(),
     )
     .await

@@ -423,7 +423,10 @@ mod tests {
             run_id: None,
         };
         let spark_write = with("WRITE", &[("numOutputRows", 7), ("numFiles", 2)]);
-        assert_eq!((rows(&spark_write), files(&spark_write)), ("+7".into(), "+2".into()));
+        assert_eq!(
+            (rows(&spark_write), files(&spark_write)),
+            ("+7".into(), "+2".into())
+        );
         let spark_merge = with(
             "MERGE",
             &[

@@ -8,7 +8,8 @@ use datafusion::scalar::ScalarValue;
 
 use crate::backend;
 use crate::table::{
-    Col, ColumnType, Date, Decimal, IntoColumn, JoinOn, JoinableWith, SelectedColumn, Table, Timestamp,
+    Col, ColumnType, Date, Decimal, IntoColumn, JoinOn, JoinableWith, SelectedColumn, Table,
+    Timestamp,
 };
 
 impl<T: Table, V> Col<T, V> {

@@ -421,13 +421,14 @@ async fn attempt_once(
     let settings = Arc::new(config.settings.clone());
     let committed = Arc::new(AtomicBool::new(false));
     let has_committed = committed.clone();
-    let mut task =
-        tokio::spawn(
-            async move {
-                produce_and_write(&orchestrator, pipeline, run, settings, kind, &committed).await
-            }
-            .in_current_span(),
-        );
+    let mut task = tokio::spawn(
+        async move {
+            produce_and_write(&orchestrator, pipeline, run, settings, kind, &committed)
+                .await
+                .map_err(|error| super::produce::missing_input_files(pipeline, error))
+        }
+        .in_current_span(),
+    );
     // Dropping a task's handle detaches the task: when this attempt times out, or is itself
     // cancelled (shutdown), the pipeline must stop too rather than go on and commit.
     let _abort = AbortOnDrop(task.abort_handle());

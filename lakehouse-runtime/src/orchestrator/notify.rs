@@ -267,7 +267,10 @@ mod tests {
         let ok = Webhook::new(&answering_once("204 No Content"), NotifyOn::Always).expect("url");
         assert_eq!(ok.deliver(&body).await, Ok(()));
         let moved = Webhook::new(&answering_once("302 Found"), NotifyOn::Always).expect("url");
-        let error = moved.deliver(&body).await.expect_err("a redirect is no delivery");
+        let error = moved
+            .deliver(&body)
+            .await
+            .expect_err("a redirect is no delivery");
         assert!(
             error.starts_with("HTTP 302 Found: the webhook answered with a redirect"),
             "{error}"

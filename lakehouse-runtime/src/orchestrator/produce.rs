@@ -519,3 +519,30 @@ async fn no_rows(frames: Vec<datafusion::dataframe::DataFrame>) -> Result<bool> 
     }
     Ok(true)
 }
+
+/// `error`, with the way out when it is a data file of an incremental input that is gone
+/// (vacuumed with `--force`, or by another engine, or deleted): the commits still to be read
+/// reference it, and only a whole read gets past them.
+pub(super) fn missing_input_files(pipeline: &'static PipelineDescriptor, error: Error) -> Error {
+    let text = error.to_string();
+    if !text.contains("not found") {
+        return error;
+    }
+    let Some(input) = pipeline.inputs.iter().find(|input| {
+        input.incremental && text.contains(&format!("{}/{}/", input.table.schema, input.table.name))
+    }) else {
+        return error;
+    };
+    let refresh = if pipeline.output.mode == crate::table::WriteMode::Append {
+        "--rebuild"
+    } else {
+        "--full-refresh"
+    };
+    Error::msg(format!(
+        "{text}: a data file of {} that this pipeline still had to read incrementally is gone \
+         (vacuumed, or deleted): read the input whole again with `orchestrate run --select {} \
+         {refresh}`",
+        input.table.qualified_name(),
+        pipeline.name
+    ))
+}

@@ -80,8 +80,8 @@ impl Warehouse {
                 ));
                 // A version opened at `run_at` itself would be closed with no length: the
                 // history keeps none (as an SCD2 write), so it is deleted.
-                let opened_now = qualified("t", "is_current")
-                    .and(qualified("t", "valid_from").eq(end.clone()));
+                let opened_now =
+                    qualified("t", "is_current").and(qualified("t", "valid_from").eq(end.clone()));
                 merge
                     .when_matched_delete(|d| d.predicate(opened_now))?
                     .when_matched_update(|u| {

@@ -149,11 +149,11 @@ impl Warehouse {
         let snapshot = delta.snapshot().map_err(|e| Error::delta(&qualified, e))?;
         // A value Delta's kernel cannot read counts as unset (7 days): a longer retention meant
         // by it would be cut short without a word.
-        if snapshot.table_config().deleted_file_retention_duration.is_none()
-            && let Some(value) = snapshot
-                .metadata()
-                .configuration()
-                .get(RETENTION_PROPERTY)
+        if snapshot
+            .table_config()
+            .deleted_file_retention_duration
+            .is_none()
+            && let Some(value) = snapshot.metadata().configuration().get(RETENTION_PROPERTY)
         {
             return Err(Error::Refused(format!(
                 "vacuum of {qualified}: the table's `{RETENTION_PROPERTY}` is {value:?}, which \

@@ -186,9 +186,7 @@ impl Warehouse {
                 let provider = deltalake::delta_datafusion::DeltaCdfTableProvider::try_new(cdf)
                     .map_err(|e| {
                         Error::msg(format!(
-                            "reading the rows {qualified} gained after version {after}: {e}; if \
-                             its log or files of those versions were cleaned up, read it whole \
-                             again with `orchestrate run --full-refresh`"
+                            "reading the rows {qualified} gained after version {after}: {e}"
                         ))
                     })?;
                 let df = session.read_table(Arc::new(provider))?.filter(

@@ -36,11 +36,11 @@ use datafusion::functions_aggregate::expr_fn::{bool_and, bool_or};
 use datafusion::logical_expr::{Expr, cast};
 use datafusion::prelude::col;
 use deltalake::kernel::Action;
-use futures::StreamExt as _;
 use deltalake::protocol::{DeltaOperation, MergePredicate};
 use deltalake::table::config::TablePropertiesExt as _;
 use deltalake::table::state::DeltaTableState;
 use deltalake::{DeltaTable, DeltaTableError};
+use futures::StreamExt as _;
 use percent_encoding::percent_decode_str;
 use url::Url;
 
