@@ -548,7 +548,13 @@ async fn vacuum_is_refused_while_an_incremental_reader_has_older_commits_to_read
     };
     let refused = wh
         .warehouse
-        .vacuum_keeping(QuickVacuum::DEF, None, false, false, &[behind.clone()])
+        .vacuum_keeping(
+            QuickVacuum::DEF,
+            None,
+            false,
+            false,
+            std::slice::from_ref(&behind),
+        )
         .await
         .expect_err("the reader has not read version 2, whose file the compaction removed");
     assert!(

@@ -512,7 +512,7 @@ fn parse_memory_size(text: &str) -> Result<usize, String> {
         .parse()
         .map_err(|_| format!("expected a size such as `8GiB` or `512MiB`, got {text:?}"))?;
     let bytes = value * (1u64 << shift) as f64;
-    if !(bytes >= (1u64 << 20) as f64) {
+    if bytes < (1u64 << 20) as f64 {
         return Err(format!(
             "{text:?} is less than 1MiB: too little to run a query"
         ));
