@@ -1136,6 +1136,28 @@ async fn optimize_z_orders_declared_columns() {
             .expect("count"),
         150
     );
+    // Unchanged since: nothing to do, nothing committed.
+    let again = wh.warehouse.optimize(events).await.expect("optimize again");
+    assert_eq!(
+        (again.files_removed, again.files_added, again.version),
+        (0, 0, report.version),
+        "{again:?}"
+    );
+    // A new write: Z-ordered again.
+    write(
+        &wh.warehouse,
+        events,
+        &[Event { user_id: 1, at: 99 }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("write");
+    let after_write = wh.warehouse.optimize(events).await.expect("optimize");
+    assert_eq!(
+        (after_write.files_removed, after_write.files_added),
+        (2, 1),
+        "{after_write:?}"
+    );
 }
 
 #[tokio::test]

@@ -148,6 +148,47 @@ pub(crate) async fn committed_at(
         .map(|info| commit_time(&info)))
 }
 
+/// The commit metadata key of a Z-order (`orchestrate optimize`): the columns, as a JSON list.
+pub(crate) const Z_ORDER_KEY: &str = "lakehouse.zOrderBy";
+
+/// Operations that add or remove no data file.
+const METADATA_ONLY: &[&str] = &[
+    "SET TBLPROPERTIES",
+    "VACUUM START",
+    "VACUUM END",
+    "ADD CONSTRAINT",
+    "DROP CONSTRAINT",
+    "ADD FEATURE",
+    "UPDATE FIELD METADATA",
+    "UPDATE TABLE METADATA",
+    "CHANGE COLUMN",
+];
+
+/// Whether the newest commit of `delta` that added files is a Z-order by `columns` (read back
+/// through metadata-only commits, at most [`FRESHNESS_SEARCH_DEPTH`] of them).
+pub(crate) async fn z_ordered_since_last_write(
+    delta: &DeltaTable,
+    table: &TableDef,
+    columns: &[String],
+) -> Result<bool> {
+    let Some(latest) = delta.version() else {
+        return Ok(false);
+    };
+    for version in (0..=latest).rev().take(FRESHNESS_SEARCH_DEPTH) {
+        let Some(info) = commit_info(delta, table, version).await? else {
+            return Ok(false);
+        };
+        if let Some(ordered) = info.info.get(Z_ORDER_KEY) {
+            return Ok(*ordered == serde_json::json!(columns));
+        }
+        let operation = info.operation.as_deref().unwrap_or_default();
+        if !METADATA_ONLY.contains(&operation) {
+            return Ok(false);
+        }
+    }
+    Ok(false)
+}
+
 /// The `commitInfo` of `version` of `delta`, `None` when the log no longer has it.
 async fn commit_info(
     delta: &DeltaTable,

@@ -58,13 +58,30 @@ pub struct PendingReader {
 impl Warehouse {
     /// Compacts small files into files of the table's target size (default 100 MiB), Z-ordered
     /// by its `z_order` columns when it declares some.
+    /// A table Z-ordered by the same columns with no file added since is left as it is: a
+    /// Z-order rewrites every file, and a scheduled `optimize` would rewrite (and keep a copy
+    /// of) an unchanged table each time.
     pub async fn optimize(&self, table: &'static TableDef) -> Result<OptimizeReport> {
-        let optimize_type = if table.z_order.is_empty() {
-            OptimizeType::Compact
-        } else {
-            OptimizeType::ZOrder(table.z_order.iter().map(|c| (*c).to_owned()).collect())
-        };
-        self.rewrite_files(table, optimize_type).await
+        if table.z_order.is_empty() {
+            return self.rewrite_files(table, OptimizeType::Compact).await;
+        }
+        let columns: Vec<String> = table.z_order.iter().map(|c| (*c).to_owned()).collect();
+        if let Some(delta) = self.load(table).await?
+            && super::history::z_ordered_since_last_write(&delta, table, &columns).await?
+        {
+            tracing::info!(
+                table = %table.qualified_name(),
+                "Z-ordered by the same columns since its last write: nothing to do"
+            );
+            return Ok(OptimizeReport {
+                table: table.qualified_name(),
+                files_added: 0,
+                files_removed: 0,
+                version: delta.version(),
+            });
+        }
+        self.rewrite_files(table, OptimizeType::ZOrder(columns))
+            .await
     }
 
     /// Compacts the files under the table's target size (default 100 MiB) into files of about
@@ -93,9 +110,20 @@ impl Warehouse {
         let session = self.session();
         // Guarded: a compaction of the same files committed meanwhile (another process's, an
         // auto compaction) would otherwise leave two merged copies of their rows.
+        // A Z-order says so in its commit: the next `optimize` can tell nothing changed since.
+        let properties = match &optimize_type {
+            OptimizeType::ZOrder(columns) => {
+                deltalake::kernel::transaction::CommitProperties::default().with_metadata([(
+                    super::history::Z_ORDER_KEY.to_owned(),
+                    serde_json::json!(columns),
+                )])
+            }
+            OptimizeType::Compact => deltalake::kernel::transaction::CommitProperties::default(),
+        };
         let mut builder = super::guard::guard(delta)
             .optimize()
             .with_type(optimize_type)
+            .with_commit_properties(properties)
             .with_session_state(super::session_state(&session));
         if let Some(size) = table.target_file_size.and_then(NonZeroU64::new) {
             builder = builder.with_target_size(size);
