@@ -140,7 +140,9 @@ impl std::fmt::Display for SchemaDrift {
             DriftKind::TypeChanged { declared, stored } => write!(
                 f,
                 "{table}.{column}: declared {declared}, but the Delta table stores {stored}; \
-                 this change is not compatible: keep the old type, or rename the column"
+                 this change is not compatible: keep the old type, rename the column (a new \
+                 column, the old one's values left behind), or move the table's folder away and \
+                 run the pipeline with --full-refresh to build it anew"
             ),
             DriftKind::NullabilityChanged { declared_nullable } => write!(
                 f,

@@ -445,7 +445,8 @@ fn refuse_required_additions(
             format!(
                 "column `{}` is new and declared NOT NULL ({}), but the table's existing rows have \
                  no value for it: declare it as an `Option<_>` (existing rows then read as NULL), \
-                 or rebuild the table with the column",
+                 or move the table's folder away and run the pipeline with --full-refresh to \
+                 build it anew with the column",
                 column.name, column.data_type
             ),
         )),
