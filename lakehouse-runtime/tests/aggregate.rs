@@ -313,3 +313,57 @@ async fn no_keys_give_one_row_even_over_nothing() {
         "nothing was written"
     );
 }
+
+/// Prices as a narrow decimal.
+#[derive(Table)]
+#[table(schema = "agg", name = "priced", mode = overwrite)]
+pub struct Priced {
+    pub order_id: i64,
+    pub price: Decimal<4, 2>,
+    pub discount: Option<Decimal<4, 2>>,
+}
+
+#[tokio::test]
+async fn decimal_literals_fill_optional_columns_and_never_exceed_their_precision() {
+    use Line as l;
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let lines =
+        || Frame::<Line>::from_dataframe(frame(&session, Line::DEF, &lines()[..1])).expect("lines");
+    let priced = lines()
+        .select_into(PricedSelect {
+            order_id: l::order_id,
+            price: Decimal::<4, 2>(9999),
+            discount: None::<Decimal<4, 2>>,
+        })
+        .expect("select");
+    assert_eq!(render(priced.into_dataframe()).await, ["1|99.99|∅"]);
+    let discounted = lines()
+        .select_into(PricedSelect {
+            order_id: l::order_id,
+            price: Decimal::<4, 2>(100),
+            discount: Decimal::<4, 2>(25),
+        })
+        .expect("select");
+    assert_eq!(render(discounted.into_dataframe()).await, ["1|1.00|0.25"]);
+    // Five digits in a DECIMAL(4, 2): an error, not a value the Parquet writer truncates.
+    let error = lines()
+        .select_into(PricedSelect {
+            order_id: l::order_id,
+            price: Decimal::<4, 2>(12345),
+            discount: None::<Decimal<4, 2>>,
+        })
+        .expect("select")
+        .into_dataframe()
+        .collect()
+        .await
+        .expect_err("too many digits")
+        .to_string();
+    assert!(error.contains("precision 4"), "{error}");
+    // Rows too.
+    let mut too_wide = self::lines();
+    too_wide[0].amount = Decimal(123_456_789_012);
+    let rows =
+        lakehouse_runtime::frame::batches_from_rows(Line::DEF.output_arrow_schema(), &too_wide);
+    assert!(rows.is_err(), "12 digits in a DECIMAL(10, 2)");
+}

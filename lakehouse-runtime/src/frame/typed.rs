@@ -187,9 +187,31 @@ impl IntoColumn<Option<String>> for &str {
     }
 }
 
+/// A decimal literal is cast from the widest decimal to its own type: a value built with more
+/// than `P` digits (`Decimal(i128)` is unchecked) fails the plan instead of being truncated by
+/// the Parquet writer; a valid one is folded to a plain literal.
+fn decimal_literal<const P: u8, const S: i8>(value: Option<Decimal<P, S>>) -> Expr {
+    datafusion::logical_expr::cast(
+        lit(ScalarValue::Decimal128(value.map(|v| v.0), 38, S)),
+        arrow::datatypes::DataType::Decimal128(P, S),
+    )
+}
+
 impl<const P: u8, const S: i8> IntoColumn<Decimal<P, S>> for Decimal<P, S> {
     fn into_column(self, name: &'static str) -> SelectedColumn {
-        SelectedColumn::new(lit(ScalarValue::Decimal128(Some(self.0), P, S)).alias(name))
+        SelectedColumn::new(decimal_literal(Some(self)).alias(name))
+    }
+}
+
+impl<const P: u8, const S: i8> IntoColumn<Option<Decimal<P, S>>> for Decimal<P, S> {
+    fn into_column(self, name: &'static str) -> SelectedColumn {
+        SelectedColumn::new(decimal_literal(Some(self)).alias(name))
+    }
+}
+
+impl<const P: u8, const S: i8> IntoColumn<Option<Decimal<P, S>>> for Option<Decimal<P, S>> {
+    fn into_column(self, name: &'static str) -> SelectedColumn {
+        SelectedColumn::new(decimal_literal(self).alias(name))
     }
 }
 

@@ -283,21 +283,25 @@ mod serde_impls {
                 }
                 fn visit_i64<E: de::Error>(self, v: i64) -> Result<Decimal<P, S>, E> {
                     super::scaled(i128::from(v), S)
-                        .map(Decimal)
-                        .ok_or_else(|| E::custom(format!("{v} overflows a decimal at scale {S}")))
+                        .and_then(Decimal::from_unscaled)
+                        .ok_or_else(|| E::custom(format!("{v} overflows a DECIMAL({P}, {S})")))
                 }
                 fn visit_u64<E: de::Error>(self, v: u64) -> Result<Decimal<P, S>, E> {
                     super::scaled(i128::from(v), S)
-                        .map(Decimal)
-                        .ok_or_else(|| E::custom(format!("{v} overflows a decimal at scale {S}")))
+                        .and_then(Decimal::from_unscaled)
+                        .ok_or_else(|| E::custom(format!("{v} overflows a DECIMAL({P}, {S})")))
                 }
                 fn visit_f64<E: de::Error>(self, v: f64) -> Result<Decimal<P, S>, E> {
-                    Ok(Decimal::from_f64(v))
+                    Decimal::from_f64(v).ok_or_else(|| {
+                        E::custom(format!("{v} is not a number a DECIMAL({P}, {S}) holds"))
+                    })
                 }
                 fn visit_str<E: de::Error>(self, v: &str) -> Result<Decimal<P, S>, E> {
                     super::parse_decimal_text(v, S)
-                        .map(Decimal)
-                        .ok_or_else(|| E::custom(format!("invalid decimal {v:?} at scale {S}")))
+                        .and_then(Decimal::from_unscaled)
+                        .ok_or_else(|| {
+                            E::custom(format!("invalid decimal {v:?} for a DECIMAL({P}, {S})"))
+                        })
                 }
             }
             deserializer.deserialize_any(V::<P, S>)
@@ -401,10 +405,20 @@ fn parse_decimal_text(text: &str, scale: i8) -> Option<i128> {
 }
 
 impl<const P: u8, const S: i8> Decimal<P, S> {
-    /// The decimal nearest to `value` (half away from zero).
-    pub fn from_f64(value: f64) -> Decimal<P, S> {
-        let scaled = value * 10f64.powi(S as i32);
-        Decimal(scaled.round() as i128)
+    /// The decimal nearest to `value` (half away from zero); `None` for NaN, an infinity, or a
+    /// value with more than `P` digits at scale `S`.
+    pub fn from_f64(value: f64) -> Option<Decimal<P, S>> {
+        let scaled = (value * 10f64.powi(S as i32)).round();
+        if !scaled.is_finite() || scaled.abs() >= 1e38 {
+            return None;
+        }
+        Decimal::from_unscaled(scaled as i128)
+    }
+
+    /// The decimal `unscaled / 10^S`, if it has at most `P` digits (what `DECIMAL(P, S)` holds).
+    pub fn from_unscaled(unscaled: i128) -> Option<Decimal<P, S>> {
+        let limit = 10i128.checked_pow(u32::from(P)).unwrap_or(i128::MAX);
+        (unscaled.unsigned_abs() < limit.unsigned_abs()).then_some(Decimal(unscaled))
     }
 }
 
@@ -507,7 +521,22 @@ mod value_tests {
         assert_eq!(format_decimal(12345, 2), "123.45");
         assert_eq!(format_decimal(-5, 2), "-0.05");
         assert_eq!(format_decimal(7, 0), "7");
-        assert_eq!(Decimal::<10, 2>::from_f64(19.999).to_string(), "20.00");
+        assert_eq!(
+            Decimal::<10, 2>::from_f64(19.999).map(|d| d.to_string()),
+            Some("20.00".to_owned())
+        );
+        assert_eq!(Decimal::<4, 2>::from_f64(99.99), Some(Decimal(9999)));
+        assert_eq!(Decimal::<4, 2>::from_f64(100.0), None, "5 digits");
+        assert_eq!(
+            Decimal::<4, 2>::from_f64(-99.995),
+            None,
+            "rounds to -100.00"
+        );
+        assert_eq!(Decimal::<10, 2>::from_f64(f64::NAN), None);
+        assert_eq!(Decimal::<10, 2>::from_f64(f64::INFINITY), None);
+        assert_eq!(Decimal::<38, 0>::from_unscaled(i128::MAX), None);
+        let parsed: Result<Decimal<4, 2>, _> = serde_json::from_str("\"123.45\"");
+        assert!(parsed.is_err(), "{parsed:?}");
     }
 
     #[test]
