@@ -8,7 +8,6 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use datafusion::execution::context::SessionContext;
 
 use crate::ctx::{Ctx, RunInfo, Settings};
 use crate::error::{Error, Result};
@@ -66,8 +65,10 @@ pub async fn check_plans(registry: &Registry) -> Result<(), PlanFailures> {
 
 /// Builds one pipeline's plan on empty inputs and checks its output schema.
 pub async fn check_plan(pipeline: &'static PipelineDescriptor) -> Result<()> {
-    let session = SessionContext::new();
-    crate::frame::register_functions(&session);
+    // Configured as a run's session (its optimizer rules included), on a default runtime.
+    let session = crate::store::session_on(Arc::new(
+        datafusion::execution::runtime_env::RuntimeEnv::default(),
+    ));
     let run = Arc::new(RunInfo {
         run_id: "plan-check".to_owned(),
         sequence: 0,

@@ -162,37 +162,7 @@ impl Warehouse {
     /// A new DataFusion session on this warehouse's runtime (shared memory pool and stores),
     /// with Delta's query planner so Delta operations can execute its plans.
     pub fn session(&self) -> SessionContext {
-        let config = SessionConfig::new()
-            .with_information_schema(true)
-            .with_default_catalog_and_schema("datafusion", "public")
-            // Delta's workaround: IN-list pushdown in hash joins can panic on dictionary keys
-            // (Delta partition columns are dictionary-encoded).
-            .set_usize("datafusion.optimizer.hash_join_inlist_pushdown_max_size", 0)
-            .set_usize(
-                "datafusion.optimizer.hash_join_inlist_pushdown_max_distinct_values",
-                0,
-            )
-            // Joins run as written, with the frame passed to `join` as the hash table (see
-            // `View::join`). DataFusion's own choice relies on cardinality estimates that Delta
-            // statistics (no distinct counts) make collapse after one join: a star join then
-            // held the whole fact in memory and probed it with a dimension.
-            .set_bool("datafusion.optimizer.join_reordering", false)
-            // Tables store strings as Utf8: reading them as Utf8View cost a copy of every
-            // string back to Utf8 on the way to the writer.
-            .set_bool(
-                "datafusion.execution.parquet.schema_force_view_types",
-                false,
-            );
-        let state = SessionStateBuilder::new()
-            .with_default_features()
-            .with_config(config)
-            .with_runtime_env(self.runtime.clone())
-            .with_query_planner(DeltaPlanner::new())
-            .with_optimizer_rule(Arc::new(crate::frame::FastDecimalCast))
-            .build();
-        let session = SessionContext::new_with_state(state);
-        crate::frame::register_functions(&session);
-        session
+        session_on(self.runtime.clone())
     }
 
     /// The location of `table`.
@@ -273,6 +243,42 @@ fn holds_a_table(directory: &std::path::Path) -> bool {
 }
 
 /// Helpers of the store's unit tests.
+/// A session configured as every warehouse session is, on `runtime`: the plan test plans with
+/// it what a run executes.
+pub(crate) fn session_on(runtime: Arc<RuntimeEnv>) -> SessionContext {
+    let config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_default_catalog_and_schema("datafusion", "public")
+        // Delta's workaround: IN-list pushdown in hash joins can panic on dictionary keys
+        // (Delta partition columns are dictionary-encoded).
+        .set_usize("datafusion.optimizer.hash_join_inlist_pushdown_max_size", 0)
+        .set_usize(
+            "datafusion.optimizer.hash_join_inlist_pushdown_max_distinct_values",
+            0,
+        )
+        // Joins run as written, with the frame passed to `join` as the hash table (see
+        // `View::join`). DataFusion's own choice relies on cardinality estimates that Delta
+        // statistics (no distinct counts) make collapse after one join: a star join then
+        // held the whole fact in memory and probed it with a dimension.
+        .set_bool("datafusion.optimizer.join_reordering", false)
+        // Tables store strings as Utf8: reading them as Utf8View cost a copy of every
+        // string back to Utf8 on the way to the writer.
+        .set_bool(
+            "datafusion.execution.parquet.schema_force_view_types",
+            false,
+        );
+    let state = SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_query_planner(DeltaPlanner::new())
+        .with_optimizer_rule(Arc::new(crate::frame::FastDecimalCast))
+        .build();
+    let session = SessionContext::new_with_state(state);
+    crate::frame::register_functions(&session);
+    session
+}
+
 #[cfg(test)]
 pub(crate) mod test_support {
     use super::{Warehouse, WriteOptions};
