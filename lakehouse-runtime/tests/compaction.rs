@@ -313,13 +313,17 @@ async fn the_incremental_readers_of_a_table_are_known_with_the_version_each_read
         .await
         .expect("readers");
     readers.sort_by(|a, b| a.pipeline.cmp(&b.pipeline));
-    let reader = |pipeline: &str| PendingReader {
+    let reader = |pipeline: &str, appends| PendingReader {
         pipeline: pipeline.to_owned(),
         read_version,
+        appends,
     };
     assert_eq!(
         readers,
-        vec![reader("copied_events"), reader("latest_events")]
+        vec![
+            reader("copied_events", true),
+            reader("latest_events", false)
+        ]
     );
     // Nobody reads the other table's changes.
     assert_eq!(

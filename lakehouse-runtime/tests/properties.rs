@@ -545,6 +545,7 @@ async fn vacuum_is_refused_while_an_incremental_reader_has_older_commits_to_read
     let behind = PendingReader {
         pipeline: "copy_quickly".to_owned(),
         read_version: 1,
+        appends: false,
     };
     let refused = wh
         .warehouse
@@ -565,11 +566,25 @@ async fn vacuum_is_refused_while_an_incremental_reader_has_older_commits_to_read
     for expected in [
         "vacuum of bronze.quick_vacuum: pipeline `copy_quickly` reads its changes incrementally \
          and has not read version 2 yet",
-        "orchestrate run --select copy_quickly",
-        "--force",
+        "Run it first (`orchestrate run --select copy_quickly`)",
+        "or pass --force and read its input whole afterwards (`orchestrate run --select \
+         copy_quickly --full-refresh`)",
     ] {
         assert!(refused.contains(expected), "`{expected}` in: {refused}");
     }
+    // A dry run lists the files (and warns).
+    let dry = wh
+        .warehouse
+        .vacuum_keeping(
+            QuickVacuum::DEF,
+            None,
+            true,
+            false,
+            std::slice::from_ref(&behind),
+        )
+        .await
+        .expect("a dry run deletes nothing");
+    assert_eq!(dry.files.len(), 3, "{dry:?}");
     // Nothing was deleted; a reader that read everything does not hold the vacuum back.
     let latest = wh
         .warehouse
@@ -628,4 +643,10 @@ async fn vacuum_refuses_a_retention_the_kernel_cannot_read() {
         ) && refused.contains("`interval 30 days`"),
         "{refused}"
     );
+    // Forced with an explicit retention, the property is not needed.
+    let month = std::time::Duration::from_secs(30 * 24 * 3600);
+    wh.warehouse
+        .vacuum(MonthlyRetention::DEF, Some(month), true, true)
+        .await
+        .expect("forced, with a retention");
 }

@@ -1028,6 +1028,70 @@ mod keyed_by_amount {
     }
 }
 
+/// Order lines, appended, keyed by order and line.
+mod lines_by_line {
+    use lakehouse_runtime::prelude::*;
+
+    /// Order lines.
+    #[derive(Table, serde::Serialize)]
+    #[table(schema = "silver", name = "order_lines", key(order_id, line), mode = append)]
+    pub struct OrderLines {
+        pub order_id: i64,
+        pub line: i64,
+    }
+}
+
+/// The same lines, keyed by order alone.
+mod lines_by_order {
+    use lakehouse_runtime::prelude::*;
+
+    /// Order lines.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "order_lines", key(order_id), mode = append)]
+    pub struct OrderLines {
+        pub order_id: i64,
+        pub line: i64,
+    }
+}
+
+#[tokio::test]
+async fn delete_by_key_from_an_append_table_refuses_a_narrower_key() {
+    let wh = TempWarehouse::new();
+    let by_line = <lines_by_line::OrderLines as lakehouse_runtime::Table>::DEF;
+    let rows =
+        [(1, 1), (1, 2)].map(|(order_id, line)| lines_by_line::OrderLines { order_id, line });
+    write(&wh.warehouse, by_line, &rows, WriteOptions::default())
+        .await
+        .expect("write");
+    let session = wh.warehouse.session();
+    let keys = session
+        .sql("SELECT CAST(1 AS BIGINT) AS order_id")
+        .await
+        .expect("keys");
+    let refused = wh
+        .warehouse
+        .delete_keys(
+            &session,
+            <lines_by_order::OrderLines as lakehouse_runtime::Table>::DEF,
+            keys,
+            Timestamp(0),
+            None,
+        )
+        .await
+        .expect_err("the stored key is (order_id, line)")
+        .to_string();
+    assert!(
+        refused.contains(
+            "cannot delete by key (order_id): the table was written with key (order_id, line)"
+        ),
+        "{refused}"
+    );
+    assert_eq!(
+        contents(&wh.warehouse, by_line).await,
+        lines(&["1|1", "1|2"])
+    );
+}
+
 #[tokio::test]
 async fn delete_by_key_refuses_a_key_other_than_the_stored_one() {
     let wh = TempWarehouse::new();

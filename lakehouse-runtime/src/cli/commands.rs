@@ -118,7 +118,12 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let mut failed = Vec::new();
             for table in tables_named(&registry, &tables)? {
                 let vacuumed = async {
-                    let readers = orchestrator.pending_readers(table).await?;
+                    // Forced, the readers are not asked: nor is the ledger read.
+                    let readers = if force {
+                        Vec::new()
+                    } else {
+                        orchestrator.pending_readers(table).await?
+                    };
                     warehouse
                         .vacuum_keeping(table, retention, dry_run, force, &readers)
                         .await

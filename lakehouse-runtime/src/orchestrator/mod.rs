@@ -310,6 +310,7 @@ impl Orchestrator {
                 readers.push(PendingReader {
                     pipeline: pipeline.name.to_owned(),
                     read_version,
+                    appends: pipeline.output.mode == crate::table::WriteMode::Append,
                 });
             }
         }

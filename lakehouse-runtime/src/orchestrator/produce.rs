@@ -524,12 +524,20 @@ async fn no_rows(frames: Vec<datafusion::dataframe::DataFrame>) -> Result<bool> 
 /// (vacuumed with `--force`, or by another engine, or deleted): the commits still to be read
 /// reference it, and only a whole read gets past them.
 pub(super) fn missing_input_files(pipeline: &'static PipelineDescriptor, error: Error) -> Error {
+    // Only an error of reading or writing data; the others say what they are.
+    if !matches!(
+        error,
+        Error::DataFusion(_) | Error::Arrow(_) | Error::Delta { .. } | Error::Io { .. }
+    ) {
+        return error;
+    }
     let text = error.to_string();
     if !text.contains("not found") {
         return error;
     }
     let Some(input) = pipeline.inputs.iter().find(|input| {
-        input.incremental && text.contains(&format!("{}/{}/", input.table.schema, input.table.name))
+        input.incremental
+            && text.contains(&format!("/{}/{}/", input.table.schema, input.table.name))
     }) else {
         return error;
     };

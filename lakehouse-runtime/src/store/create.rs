@@ -630,6 +630,18 @@ fn configuration<'a>(
 /// empty without one): a declaration with another key is refused.
 const KEY_PROPERTY: &str = "lakehouse.key";
 
+/// The key `delta` (the table of `table`) was written with, when it records one that differs
+/// from the declared key (in any column order): `delete_keys` matches rows by it, whatever the
+/// write mode.
+pub(crate) fn other_stored_key(table: &TableDef, delta: &DeltaTable) -> Result<Option<String>> {
+    Ok(configuration(table, delta)?
+        .get(KEY_PROPERTY)
+        .filter(|stored| {
+            !stored.is_empty() && sorted(stored.split(',')) != sorted(table.key.iter().copied())
+        })
+        .map(|stored| stored.replace(',', ", ")))
+}
+
 /// The value of [`KEY_PROPERTY`] for `table`'s declaration.
 fn declared_key(table: &TableDef) -> String {
     table.key.join(",")

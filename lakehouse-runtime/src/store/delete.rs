@@ -38,20 +38,18 @@ impl Warehouse {
             && let Some(done) = committed_version(&delta, table, app_id).await?
             && done >= *version
         {
-            return Ok(WriteOutcome {
-                committed: false,
-                ..outcome_nothing(table)
-            });
+            return Ok(outcome_nothing(table));
         }
         // Keys matched under another key than the stored one would delete other rows (every
         // line of an order, under a key narrowed to the order).
-        if let Some(changed) = super::create::drift_of(table, &delta)?
-            .into_iter()
-            .find(|d| matches!(d.kind, super::create::DriftKind::KeyChanged { .. }))
-        {
+        if let Some(stored) = super::create::other_stored_key(table, &delta)? {
             return Err(Error::schema(
                 &qualified_name,
-                format!("cannot delete by key: {changed}"),
+                format!(
+                    "cannot delete by key ({}): the table was written with key ({stored}), and \
+                     rows would be matched by other columns; declare the key again",
+                    table.key.join(", ")
+                ),
             ));
         }
         if table.mode == WriteMode::Scd2 {
@@ -119,7 +117,7 @@ fn outcome_nothing(table: &TableDef) -> WriteOutcome {
     WriteOutcome {
         table: table.qualified_name(),
         version: None,
-        committed: true,
+        committed: false,
         rows_inserted: 0,
         rows_updated: 0,
         rows_deleted: 0,

@@ -53,6 +53,9 @@ pub struct PendingReader {
     pub pipeline: String,
     /// The last version it read.
     pub read_version: u64,
+    /// Whether its output is append-only: read whole again, it is rebuilt (`--rebuild`), where
+    /// another output is refreshed (`--full-refresh`).
+    pub appends: bool,
 }
 
 impl Warehouse {
@@ -182,13 +185,15 @@ impl Warehouse {
             .deleted_file_retention_duration
             .is_none()
             && let Some(value) = snapshot.metadata().configuration().get(RETENTION_PROPERTY)
+            && !(force && retention.is_some())
         {
             return Err(Error::Refused(format!(
                 "vacuum of {qualified}: the table's `{RETENTION_PROPERTY}` is {value:?}, which \
                  Delta's kernel cannot read (it would vacuum with the default 7 days): write it \
                  as `interval <n> <unit>`, lowercase, with a unit from nanoseconds to weeks \
                  (`interval 30 days`; months are not allowed), by declaring the property in the \
-                 table's `#[table(property(..))]` and running its pipeline"
+                 table's `#[table(property(..))]` and running its pipeline (or pass --force with \
+                 an explicit --retention)"
             )));
         }
         let table_retention = snapshot.table_config().deleted_file_retention_duration();
@@ -205,7 +210,11 @@ impl Warehouse {
             )));
         }
         if !force {
-            refuse_unread_commits(&delta, table, retention, readers).await?;
+            match refuse_unread_commits(&delta, table, retention, readers).await {
+                // A dry run deletes nothing: it lists the files, and warns.
+                Err(Error::Refused(reason)) if dry_run => tracing::warn!("{reason}"),
+                checked => checked?,
+            }
         }
         let retention = chrono::Duration::from_std(retention).map_err(|e| {
             Error::msg(format!(
@@ -278,10 +287,16 @@ async fn refuse_unread_commits(
             "vacuum of {qualified}: pipeline `{pipeline}` reads its changes incrementally and has \
              not read version {first_unread} yet (committed {when}, before the retention of {}): \
              vacuum could delete files it still has to read. Run it first (`orchestrate run \
-             --select {pipeline}`), or pass --force and rebuild it afterwards (`--full-refresh`)",
+             --select {pipeline}`), or pass --force and read its input whole afterwards \
+             (`orchestrate run --select {pipeline} {refresh}`)",
             humantime::format_duration(retention),
             qualified = table.qualified_name(),
             pipeline = reader.pipeline,
+            refresh = if reader.appends {
+                "--rebuild"
+            } else {
+                "--full-refresh"
+            },
         )));
     }
     Ok(())

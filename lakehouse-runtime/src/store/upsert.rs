@@ -84,7 +84,7 @@ pub(crate) async fn upsert(
     let state = delta.snapshot()?.clone();
     let schema = source.schema().inner().clone();
     let mut held = Held::new(session, table);
-    let batches = held.collect(source, "source (the rows written)").await?;
+    let (batches, source_bytes) = held.collect(source, "source (the rows written)").await?;
     let mut source_rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let keys: Vec<Expr> = table.key.iter().map(|k| qualified("s", k)).collect();
     let stored: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -120,7 +120,7 @@ pub(crate) async fn upsert(
     let mut matched = matched_files(&candidates)?;
     // Whether the matched rows change, unless the statistics already show they all do.
     if !matched.is_empty() && !all_change {
-        let (changed, unchanged) = compare_matched(
+        let (changed, unchanged, per_key_bytes) = compare_matched(
             session,
             &delta,
             table,
@@ -142,10 +142,13 @@ pub(crate) async fn upsert(
                         .collect::<Vec<Expr>>(),
                 )?;
             let kept_schema = kept.schema().inner().clone();
-            let kept = held.collect(kept, "changed source rows").await?;
+            let (kept, _) = held.collect(kept, "changed source rows").await?;
             source_rows = kept.iter().map(RecordBatch::num_rows).sum();
             source = Arc::new(MemTable::try_new(kept_schema, vec![kept])?);
+            // The whole source is replaced by its changed rows.
+            held.release(source_bytes);
         }
+        held.release(per_key_bytes);
     }
     let updated: u64 = matched.values().map(|(_, rows)| rows).sum();
     if source_rows == 0 {
@@ -352,7 +355,7 @@ async fn compare_matched(
     candidates: &HashMap<String, (String, u64)>,
     (compared, sequence): (&[&'static str], Option<&'static str>),
     held: &mut Held,
-) -> Result<(HashMap<String, (String, u64)>, Option<DataFrame>), DeltaTableError> {
+) -> Result<(HashMap<String, (String, u64)>, Option<DataFrame>, usize), DeltaTableError> {
     let target = delta
         .table_provider()
         .with_session(super::session_state(session))
@@ -388,7 +391,7 @@ async fn compare_matched(
             [key_match(table)],
         )?
         .select(pair_columns)?;
-    let pairs = held.table(pairs, "matched rows' change columns").await?;
+    let (pairs, pairs_bytes) = held.table(pairs, "matched rows' change columns").await?;
     // A key changes when its source row differs from one of its stored rows and is older than
     // none of them.
     let per_key = session
@@ -410,7 +413,7 @@ async fn compare_matched(
                     .alias(CHANGED_COLUMN)])
                 .collect::<Vec<_>>(),
         )?;
-    let per_key = held.table(per_key, "matched keys").await?;
+    let (per_key, per_key_bytes) = held.table(per_key, "matched keys").await?;
     let keys_where = |changed: bool| -> Result<DataFrame, DeltaTableError> {
         let flag = col(CHANGED_COLUMN);
         let flag = if changed {
@@ -430,19 +433,19 @@ async fn compare_matched(
         .aggregate(vec![qualified("p", FILE_COLUMN)], vec![count_all()])?
         .collect()
         .await?;
+    // The pairs are read no more (the keys' flags are): their memory is free.
+    held.release(pairs_bytes);
     let unchanged = keys_where(false)?;
     let unchanged = (unchanged.clone().count().await? > 0).then_some(unchanged);
-    Ok((matched_files(&changed)?, unchanged))
+    Ok((matched_files(&changed)?, unchanged, per_key_bytes))
 }
 
-/// `df`'s rows, collected into an in-memory table.
 /// What an upsert keeps in memory (its source, the matched rows' comparison), counted in the
 /// warehouse's memory pool: beyond the pool's limit the upsert fails, naming the table and the
 /// way out, instead of the process being killed for memory.
 struct Held {
     reservation: MemoryReservation,
     table: &'static TableDef,
-    rows: usize,
 }
 
 impl Held {
@@ -450,47 +453,61 @@ impl Held {
         let pool = &session.runtime_env().memory_pool;
         let reservation =
             MemoryConsumer::new(format!("upsert into {}", table.qualified_name())).register(pool);
-        Held {
-            reservation,
-            table,
-            rows: 0,
-        }
+        Held { reservation, table }
     }
 
-    /// The batches of `df` (`what` it is, for the error), counted as they arrive.
+    /// The batches of `df` (`what` it is, for the error), counted as they arrive, and the bytes
+    /// counted for them (to [`Held::release`] once they are dropped).
     async fn collect(
         &mut self,
         df: DataFrame,
         what: &str,
-    ) -> Result<Vec<RecordBatch>, DeltaTableError> {
+    ) -> Result<(Vec<RecordBatch>, usize), DeltaTableError> {
         let mut stream = df.execute_stream().await?;
         let mut batches = Vec::new();
+        let (mut rows, mut bytes) = (0, 0);
         while let Some(batch) = stream.next().await {
             let batch = batch?;
-            self.rows += batch.num_rows();
-            if let Err(error) = self.reservation.try_grow(batch.get_array_memory_size()) {
-                return Err(self.exhausted(what, &error));
+            let size = batch.get_array_memory_size();
+            if let Err(error) = self.reservation.try_grow(size) {
+                self.reservation.shrink(bytes);
+                return Err(self.exhausted(what, rows + batch.num_rows(), &error));
             }
+            rows += batch.num_rows();
+            bytes += size;
             batches.push(batch);
         }
-        Ok(batches)
+        Ok((batches, bytes))
     }
 
     /// [`Held::collect`] as a table to read again.
-    async fn table(&mut self, df: DataFrame, what: &str) -> Result<Arc<MemTable>, DeltaTableError> {
+    async fn table(
+        &mut self,
+        df: DataFrame,
+        what: &str,
+    ) -> Result<(Arc<MemTable>, usize), DeltaTableError> {
         let schema = df.schema().inner().clone();
-        let batches = self.collect(df, what).await?;
-        Ok(Arc::new(MemTable::try_new(schema, vec![batches])?))
+        let (batches, bytes) = self.collect(df, what).await?;
+        Ok((Arc::new(MemTable::try_new(schema, vec![batches])?), bytes))
     }
 
-    fn exhausted(&self, what: &str, error: &datafusion::error::DataFusionError) -> DeltaTableError {
+    /// Stops counting `bytes` of what [`Held::collect`] counted, dropped since.
+    fn release(&mut self, bytes: usize) {
+        self.reservation.shrink(bytes.min(self.reservation.size()));
+    }
+
+    fn exhausted(
+        &self,
+        what: &str,
+        rows: usize,
+        error: &datafusion::error::DataFusionError,
+    ) -> DeltaTableError {
         DeltaTableError::Generic(format!(
-            "the upsert into {} holds its {what} in memory, and with {} rows ({} MiB) held it \
-             would exceed the warehouse's memory limit ({error}): write fewer rows per run (read \
-             the inputs incrementally with `Changes<T>`), or raise the limit (`--memory-limit`, \
-             `LAKEHOUSE_MEMORY_LIMIT`); nothing was committed",
+            "the upsert into {} holds its {what} in memory, and with {rows} rows of it ({} MiB \
+             held in all) it would exceed the warehouse's memory limit ({error}): write fewer \
+             rows per run (read the inputs incrementally with `Changes<T>`), or raise the limit \
+             (`--memory-limit`, `LAKEHOUSE_MEMORY_LIMIT`); nothing was committed",
             self.table.qualified_name(),
-            self.rows,
             self.reservation.size() >> 20,
         ))
     }
