@@ -215,3 +215,71 @@ async fn semi_and_anti_joins_keep_the_rows_asked_for_with_the_joined_frame_as_ha
         .to_string();
     assert!(plan.contains("RightSemi Join"), "{plan}");
 }
+
+/// Each sale with its store's region, required.
+#[derive(Table)]
+#[table(schema = "joins", name = "regional_sales", mode = overwrite)]
+pub struct RegionalSale {
+    pub id: i64,
+    pub region_code: String,
+}
+
+#[tokio::test]
+async fn an_outer_joins_unmatched_side_cannot_fill_a_not_null_column() {
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let sales = [(1, "S1"), (2, "S9")].map(|(id, store)| Sale {
+        id,
+        store_id: store.into(),
+    });
+    let stores = [Store {
+        store_id: "S1".into(),
+        store_name: None,
+        region_code: "ARA".into(),
+    }];
+    let project = |kind| {
+        Frame::<Sale>::from_dataframe(frame(&session, Sale::DEF, &sales))
+            .expect("sales")
+            .join(
+                Frame::<Store>::from_dataframe(frame(&session, Store::DEF, &stores))
+                    .expect("stores"),
+                kind,
+                [on(Sale::store_id, Store::store_id)],
+            )
+            .expect("join")
+            .select_into(RegionalSaleSelect {
+                id: Sale::id,
+                region_code: Store::region_code,
+            })
+    };
+    // Sale 2's store is unknown: a left join gives it no region.
+    let error = project(JoinType::Left)
+        .err()
+        .expect("the store's region is NULL for unmatched sales")
+        .to_string();
+    assert!(
+        error.contains(
+            "column `region_code` is NOT NULL and filled with `joins.stores.region_code`, which \
+             is NULL here for the rows of an outer join that find no match"
+        ),
+        "{error}"
+    );
+    // An inner join keeps only sales with a store: NOT NULL holds.
+    let inner = project(JoinType::Inner).expect("inner join");
+    assert_eq!(render(inner.into_dataframe()).await, ["1|ARA"]);
+    // The left side of a left join is never NULL.
+    let ids = Frame::<Sale>::from_dataframe(frame(&session, Sale::DEF, &sales))
+        .expect("sales")
+        .join(
+            Frame::<Store>::from_dataframe(frame(&session, Store::DEF, &stores)).expect("stores"),
+            JoinType::Left,
+            [on(Sale::store_id, Store::store_id)],
+        )
+        .expect("join")
+        .select_into(RegionalSaleSelect {
+            id: Sale::id,
+            region_code: Sale::store_id,
+        })
+        .expect("the sales' own columns");
+    assert_eq!(render(ids.into_dataframe()).await, ["1|S1", "2|S9"]);
+}

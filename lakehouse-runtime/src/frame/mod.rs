@@ -342,10 +342,31 @@ impl View {
         Grouped::new(self.df, keys.into_iter().collect())
     }
 
-    /// Projects onto table `U`: one typed expression per column, checked by the compiler.
+    /// Projects onto table `U`: one typed expression per column, checked by the compiler. A
+    /// NOT NULL column filled with a NOT NULL column of the side of an outer join that may find
+    /// no match is an error (the compiler cannot tell the join's kind; the plan test does).
     pub fn select_into<U: Table>(self, columns: impl SelectFor<U>) -> Result<Frame<U>> {
-        let exprs: Vec<Expr> = columns.into_columns().into_iter().map(|c| c.expr).collect();
+        let columns = columns.into_columns();
+        let sources: Vec<Option<String>> =
+            columns.iter().map(|c| c.not_null_source.clone()).collect();
+        let exprs: Vec<Expr> = columns.into_iter().map(|c| c.expr).collect();
         let df = self.df.select(exprs)?;
+        for ((_, field), source) in df.schema().iter().zip(&sources) {
+            if let Some(source) = source
+                && field.is_nullable()
+            {
+                return Err(Error::schema(
+                    U::DEF.qualified_name(),
+                    format!(
+                        "column `{}` is NOT NULL and filled with `{source}`, which is NULL \
+                         here for the rows of an outer join that find no match: declare the \
+                         column `Option<_>`, give a default (`coalesce`, through `typed`), or \
+                         join with `JoinType::Inner`",
+                        field.name()
+                    ),
+                ));
+            }
+        }
         Ok(Frame::conformed(conform_output(df, U::DEF)?))
     }
 }

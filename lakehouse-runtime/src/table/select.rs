@@ -9,12 +9,20 @@ use crate::backend::{self, RawExpr};
 pub struct SelectedColumn {
     #[cfg_attr(not(feature = "engine"), allow(dead_code))]
     pub(crate) expr: RawExpr,
+    /// The NOT NULL column handle filling a NOT NULL column, as `schema.table.column`: the
+    /// projection checks it is still NOT NULL where it is read (an outer join's unmatched side
+    /// is NULL).
+    #[cfg_attr(not(feature = "engine"), allow(dead_code))]
+    pub(crate) not_null_source: Option<String>,
 }
 
 impl SelectedColumn {
     /// An output column from an already aliased expression.
     pub(crate) fn new(expr: RawExpr) -> SelectedColumn {
-        SelectedColumn { expr }
+        SelectedColumn {
+            expr,
+            not_null_source: None,
+        }
     }
 }
 
@@ -42,7 +50,12 @@ pub trait IntoColumn<V> {
 
 impl<T: Table, V> IntoColumn<V> for Col<T, V> {
     fn into_column(self, name: &'static str) -> SelectedColumn {
-        SelectedColumn::new(backend::alias(backend::column(T::DEF, self.name()), name))
+        let column = self.name();
+        let not_null = T::DEF.column(column).is_some_and(|c| !c.nullable);
+        SelectedColumn {
+            not_null_source: not_null.then(|| format!("{}.{column}", T::DEF.qualified_name())),
+            ..SelectedColumn::new(backend::alias(backend::column(T::DEF, column), name))
+        }
     }
 }
 
