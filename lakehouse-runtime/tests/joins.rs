@@ -283,3 +283,37 @@ async fn an_outer_joins_unmatched_side_cannot_fill_a_not_null_column() {
         .expect("the sales' own columns");
     assert_eq!(render(ids.into_dataframe()).await, ["1|S1", "2|S9"]);
 }
+
+#[tokio::test]
+async fn a_table_joined_twice_is_refused_with_the_way_round() {
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let stores = || {
+        Frame::<Store>::from_dataframe(frame(
+            &session,
+            Store::DEF,
+            &[Store {
+                store_id: "S1".into(),
+                store_name: None,
+                region_code: "ARA".into(),
+            }],
+        ))
+        .expect("stores")
+    };
+    let error = stores()
+        .join(
+            stores(),
+            JoinType::Inner,
+            [on(Store::store_id, Store::store_id)],
+        )
+        .err()
+        .expect("a self-join")
+        .to_string();
+    assert!(
+        error.contains(
+            "join with `joins.stores`: the frame holds `joins.stores`'s columns already (a table \
+             joined with itself, or a dimension in two roles)"
+        ),
+        "{error}"
+    );
+}

@@ -290,6 +290,23 @@ impl View {
                 U::DEF.qualified_name()
             )));
         }
+        // Column handles name their table: a second copy of a table (a self-join, a dimension
+        // in two roles) would have columns no handle tells apart.
+        let joined = U::DEF.qualified_name();
+        if self
+            .df
+            .schema()
+            .iter()
+            .any(|(qualifier, _)| qualifier.is_some_and(|q| q.to_string() == joined))
+        {
+            return Err(Error::msg(format!(
+                "join with `{joined}`: the frame holds `{joined}`'s columns already (a table \
+                 joined with itself, or a dimension in two roles), which column handles cannot \
+                 tell apart; join the second copy through DataFusion (`into_dataframe()`, then \
+                 `alias(..)` and `join_on`), or select what the first join needs into a table \
+                 of its own first"
+            )));
+        }
         let on: Vec<Expr> = left
             .into_iter()
             .zip(right_keys)
