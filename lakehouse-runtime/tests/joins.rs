@@ -317,3 +317,30 @@ async fn a_table_joined_twice_is_refused_with_the_way_round() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_column_of_a_table_not_joined_is_named() {
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let sales = [Sale {
+        id: 1,
+        store_id: "S1".into(),
+    }];
+    let error = Frame::<Sale>::from_dataframe(frame(&session, Sale::DEF, &sales))
+        .expect("sales")
+        .select_into(RegionalSaleSelect {
+            id: Sale::id,
+            region_code: Store::region_code,
+        })
+        .err()
+        .expect("the stores are not joined")
+        .to_string();
+    assert!(
+        error.contains(
+            "table `joins.regional_sales`: column `region_code` reads \
+             `joins.stores.region_code`, but `joins.stores` is not in this frame (it holds \
+             joins.sales): join it first"
+        ),
+        "{error}"
+    );
+}

@@ -367,6 +367,7 @@ impl View {
         let sources: Vec<Option<String>> =
             columns.iter().map(|c| c.not_null_source.clone()).collect();
         let exprs: Vec<Expr> = columns.into_iter().map(|c| c.expr).collect();
+        refuse_tables_not_joined(self.df.schema(), &exprs, U::DEF)?;
         let df = self.df.select(exprs)?;
         for ((_, field), source) in df.schema().iter().zip(&sources) {
             if let Some(source) = source
@@ -386,6 +387,48 @@ impl View {
         }
         Ok(Frame::conformed(conform_output(df, U::DEF)?))
     }
+}
+
+/// Refuses a projection onto `table` reading a column handle of a table that is not in the
+/// frame (it compiles: a handle is not tied to a frame), naming both and the tables it holds.
+fn refuse_tables_not_joined(
+    schema: &datafusion::common::DFSchema,
+    exprs: &[Expr],
+    table: &'static crate::table::TableDef,
+) -> Result<()> {
+    let held: Vec<String> = schema
+        .iter()
+        .filter_map(|(qualifier, _)| qualifier.map(|q| q.to_string()))
+        .fold(Vec::new(), |mut held, q| {
+            if !held.contains(&q) {
+                held.push(q);
+            }
+            held
+        });
+    for expr in exprs {
+        for column in expr.column_refs() {
+            let Some(relation) = &column.relation else {
+                continue;
+            };
+            let relation = relation.to_string();
+            if !held.is_empty() && !held.contains(&relation) {
+                let output = match expr {
+                    Expr::Alias(alias) => alias.name.clone(),
+                    other => other.schema_name().to_string(),
+                };
+                return Err(Error::schema(
+                    table.qualified_name(),
+                    format!(
+                        "column `{output}` reads `{relation}.{}`, but `{relation}` is not in \
+                         this frame (it holds {}): join it first",
+                        column.name,
+                        held.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `build` with its string columns that are not join keys dictionary-encoded. A hash join copies
