@@ -315,6 +315,37 @@ const FAILURE_GRAPH: &[&str] = &[
 ];
 
 #[tokio::test]
+async fn a_failure_skips_what_is_downstream_through_a_pipeline_left_out() {
+    // bad → down1 → down2, down1 left out: down2 would build on bad's run through down1's
+    // table, so it is skipped, as dbt skips through nodes a selection removes.
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(
+        registry(&["ticks", "bad", "down1", "down2"]),
+        wh.warehouse.clone(),
+    );
+    let report = orchestrator
+        .run(&fast(RunConfig {
+            exclude: vec!["down1".to_owned()],
+            ..RunConfig::default()
+        }))
+        .await
+        .expect("the run completes");
+    assert_eq!(
+        statuses(&report),
+        BTreeMap::from([
+            ("ticks", Status::Succeeded),
+            ("bad", Status::Failed),
+            ("down2", Status::Skipped),
+        ])
+    );
+    let error = report
+        .result("down2")
+        .and_then(|r| r.error.clone())
+        .unwrap_or_default();
+    assert!(error.contains("upstream `bad` did not succeed"), "{error}");
+}
+
+#[tokio::test]
 async fn failures_are_contained_and_downstream_is_skipped() {
     use Status::*;
     // `both` reads `bad`, which fails, and `ok1`: skipped unless the policy is `All`. `None`:

@@ -227,6 +227,20 @@ fn exclusions_leave_pipelines_out_of_the_selection() {
         .map(|plan| plan.names()),
         Ok(vec![vec!["a", "g"], vec!["d", "e", "f"]])
     );
+    // Through `c`, left out: `d` and `e` count `a` as their upstream (and `e` its own `g`).
+    let through = plan_excluding(
+        &sample(),
+        &[],
+        &["tag:crm".to_owned()],
+        Direction::None,
+        Order::ProcessFirst,
+    )
+    .expect("plannable");
+    let upstreams = |name| through.upstreams_of(name).collect::<Vec<_>>();
+    assert_eq!(
+        (upstreams("d"), upstreams("e"), upstreams("a")),
+        (vec!["a"], vec!["a", "g"], vec![])
+    );
     assert_eq!(
         exclude(&["e"], &["g"], Direction::Upstream),
         Ok(vec![vec!["a", "b"], vec!["c"], vec!["e"]])

@@ -155,7 +155,8 @@ pub(super) async fn execute(
         .collect()
 }
 
-/// Why `pipeline` must be skipped, if it must. Only upstreams in the plan count.
+/// Why `pipeline` must be skipped, if it must. Only upstreams in the plan count, reached
+/// through pipelines left out of it too.
 fn skip_reason(
     pipeline: &'static PipelineDescriptor,
     plan: &Plan,
@@ -165,11 +166,9 @@ fn skip_reason(
     if !config.skip_downstream_on_failure {
         return None;
     }
-    let upstreams: Vec<(&str, Status)> = pipeline
-        .depends_on
-        .iter()
-        .filter(|d| plan.contains(d))
-        .filter_map(|d| results.get(d).map(|r| (*d, r.status)))
+    let upstreams: Vec<(&str, Status)> = plan
+        .upstreams_of(pipeline.name)
+        .filter_map(|d| results.get(d).map(|r| (d, r.status)))
         .collect();
     let bad: Vec<&str> = upstreams
         .iter()

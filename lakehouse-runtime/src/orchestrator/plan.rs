@@ -94,12 +94,21 @@ fn hint(suggestion: &Option<String>) -> String {
 pub struct Plan {
     /// The groups, in execution order.
     pub groups: Vec<Vec<&'static PipelineDescriptor>>,
+    /// Each planned pipeline's nearest planned upstreams, through pipelines left out.
+    upstreams: BTreeMap<&'static str, BTreeSet<&'static str>>,
 }
 
 impl Plan {
     /// Every planned pipeline, group after group.
     pub fn pipelines(&self) -> impl Iterator<Item = &'static PipelineDescriptor> + '_ {
         self.groups.iter().flatten().copied()
+    }
+
+    /// The planned pipelines upstream of `name` nearest to it: its dependencies in the plan,
+    /// and through each one left out (by `--exclude`, or not selected), the nearest planned
+    /// ones above it.
+    pub fn upstreams_of(&self, name: &str) -> impl Iterator<Item = &'static str> + '_ {
+        self.upstreams.get(name).into_iter().flatten().copied()
     }
 
     /// Whether `name` is planned.
@@ -352,5 +361,22 @@ fn group(registry: &Registry, selected: &BTreeSet<&'static str>, order: Order) -
     for group in &mut groups {
         group.sort_by_key(|p| p.name);
     }
-    Plan { groups }
+    // In registry order, every pipeline's nearest selected upstreams are known before its own.
+    let mut nearest: BTreeMap<&'static str, BTreeSet<&'static str>> = BTreeMap::new();
+    for p in registry.pipelines() {
+        let mut found = BTreeSet::new();
+        for d in p.depends_on {
+            if selected.contains(d) {
+                found.insert(*d);
+            } else if let Some(above) = nearest.get(d) {
+                found.extend(above.iter().copied());
+            }
+        }
+        nearest.insert(p.name, found);
+    }
+    nearest.retain(|name, _| selected.contains(name));
+    Plan {
+        groups,
+        upstreams: nearest,
+    }
 }
