@@ -36,7 +36,9 @@ impl std::fmt::Display for PlanFailures {
             self.0.len()
         )?;
         for failure in &self.0 {
-            writeln!(f, "- pipeline `{}`: {}", failure.pipeline, failure.error)?;
+            let error = failure.error.to_string();
+            let error = crate::error::without_pipeline(&error, failure.pipeline);
+            writeln!(f, "- pipeline `{}`: {error}", failure.pipeline)?;
         }
         Ok(())
     }

@@ -9,13 +9,13 @@ use crate::graph::GraphError;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A DataFusion plan or execution error.
-    #[error("{0}")]
+    #[error("{}", without_wrappers(&.0.to_string()))]
     DataFusion(#[from] DataFusionError),
     /// An Arrow error.
     #[error("{0}")]
     Arrow(#[from] arrow::error::ArrowError),
     /// A Delta Lake error on a table.
-    #[error("Delta table `{table}`: {source}")]
+    #[error("Delta table `{table}`: {}", without_wrappers(&source.to_string()))]
     Delta {
         /// `schema.table`.
         table: String,
@@ -115,6 +115,63 @@ pub enum Error {
     Other(Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// The prefixes delta-rs and DataFusion put before an error they pass on ("Generic DeltaTable
+/// error: Execution error: column ..."): they say nothing to a reader, and delta-rs's can
+/// mislead (a failed write of a data file is "Failed to read delta log object").
+const WRAPPERS: &[&str] = &[
+    "Generic DeltaTable error: ",
+    "Failed to convert into Arrow schema: ",
+    "Failed to read delta log object: ",
+    "Failed to parse parquet: ",
+    "Execution error: ",
+    "External error: ",
+    "Arrow error: ",
+    "Parquet error: ",
+    "Object Store error: ",
+];
+
+/// `text` without the [`WRAPPERS`] it starts with.
+fn without_wrappers(text: &str) -> String {
+    let mut text = text;
+    while let Some(rest) = WRAPPERS.iter().find_map(|w| text.strip_prefix(w)) {
+        text = rest;
+    }
+    text.to_owned()
+}
+
+/// Whether `error` would recur on the same plan and data: a plan, schema or SQL error, or a
+/// value that does not convert (a cast, a parse, an overflow of a decimal's precision).
+fn is_deterministic(error: &DataFusionError) -> bool {
+    match error.find_root() {
+        DataFusionError::Plan(_)
+        | DataFusionError::SchemaError(..)
+        | DataFusionError::SQL(..)
+        | DataFusionError::NotImplemented(_)
+        | DataFusionError::Configuration(_) => true,
+        DataFusionError::ArrowError(error, _) => is_data_error(error),
+        _ => false,
+    }
+}
+
+/// Whether an Arrow error is about the values themselves, which another attempt reads again.
+fn is_data_error(error: &arrow::error::ArrowError) -> bool {
+    use arrow::error::ArrowError;
+    matches!(
+        error,
+        ArrowError::CastError(_)
+            | ArrowError::ParseError(_)
+            | ArrowError::InvalidArgumentError(_)
+            | ArrowError::DivideByZero
+            | ArrowError::ArithmeticOverflow(_)
+    )
+}
+
+/// `text` without a leading "pipeline `name`: ", for where the pipeline is named already.
+pub(crate) fn without_pipeline<'a>(text: &'a str, pipeline: &str) -> &'a str {
+    text.strip_prefix(&format!("pipeline `{pipeline}`: "))
+        .unwrap_or(text)
+}
+
 impl Error {
     /// An error with a message, for pipeline code: `return Err(Error::msg("no rows"))`.
     pub fn msg(message: impl Into<String>) -> Error {
@@ -142,6 +199,12 @@ impl Error {
                 status: Some(status),
                 ..
             } => !(400..500).contains(status) || matches!(status, 408 | 429),
+            Error::DataFusion(error) => !is_deterministic(error),
+            Error::Arrow(error) => !is_data_error(error),
+            Error::Delta { source, .. } => match source.as_ref() {
+                deltalake::DeltaTableError::Arrow { source } => !is_data_error(source),
+                _ => true,
+            },
             _ => true,
         }
     }
@@ -186,6 +249,32 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {
+    use super::{without_pipeline, without_wrappers};
+    use datafusion::error::DataFusionError;
+
+    #[test]
+    fn wrappers_and_a_repeated_pipeline_name_are_left_out() {
+        assert_eq!(
+            without_wrappers(
+                "Generic DeltaTable error: Execution error: column `t.c` is declared NOT NULL"
+            ),
+            "column `t.c` is declared NOT NULL"
+        );
+        assert_eq!(
+            without_wrappers("Failed to read delta log object: Object Store error: denied"),
+            "denied"
+        );
+        assert_eq!(
+            without_wrappers("no wrapper: Arrow error: kept"),
+            "no wrapper: Arrow error: kept"
+        );
+        assert_eq!(without_pipeline("pipeline `x`: bad file", "x"), "bad file");
+        assert_eq!(
+            without_pipeline("pipeline `y`: bad file", "x"),
+            "pipeline `y`: bad file"
+        );
+    }
+
     use deltalake::kernel::transaction::{CommitConflictError, TransactionError};
 
     use super::Error;
@@ -226,6 +315,16 @@ mod tests {
             Error::schema("silver.t", "missing column"),
             http(Some(404)),
             http(Some(401)),
+            Error::DataFusion(DataFusionError::Plan("no field `amout`".to_owned())),
+            Error::DataFusion(DataFusionError::ArrowError(
+                Box::new(arrow::error::ArrowError::CastError(
+                    "'abc' to Int64".to_owned(),
+                )),
+                None,
+            )),
+            Error::Arrow(arrow::error::ArrowError::InvalidArgumentError(
+                "too large to store in a Decimal128 of precision 4".to_owned(),
+            )),
         ] {
             assert!(!permanent.is_retryable(), "{permanent:?}");
         }
@@ -235,6 +334,13 @@ mod tests {
             http(Some(408)),
             http(Some(503)),
             http(None),
+            Error::DataFusion(DataFusionError::ResourcesExhausted("memory".to_owned())),
+            Error::DataFusion(DataFusionError::ObjectStore(Box::new(
+                deltalake::logstore::object_store::Error::Generic {
+                    store: "S3",
+                    source: "connection reset".into(),
+                },
+            ))),
         ] {
             assert!(transient.is_retryable(), "{transient:?}");
         }

@@ -164,7 +164,12 @@ impl RunReport {
                 Cell::new(rows_text(r.rows_written, r.rows_deleted)),
                 Cell::new(r.version.map(|v| v.to_string()).unwrap_or_default()),
                 Cell::new(format!("{:.2}s", r.duration.as_secs_f64())),
-                Cell::new(r.error.as_deref().map(first_line).unwrap_or_default()),
+                Cell::new(
+                    r.error
+                        .as_deref()
+                        .map(|e| first_line(crate::error::without_pipeline(e, r.pipeline)))
+                        .unwrap_or_default(),
+                ),
             ]);
         }
         let counts: Vec<String> = [
@@ -194,7 +199,11 @@ impl RunReport {
                 || (r.replayed && r.error.is_some())
         };
         for r in self.results.iter().filter(ran_and_failed) {
-            if let Some(error) = r.error.as_deref().filter(|e| first_line(e) != *e) {
+            let error = r
+                .error
+                .as_deref()
+                .map(|e| crate::error::without_pipeline(e, r.pipeline));
+            if let Some(error) = error.filter(|e| first_line(e) != *e) {
                 text.push_str(&format!("\n`{}` {}: {error}", r.pipeline, r.status));
             }
         }
