@@ -344,3 +344,74 @@ async fn a_column_of_a_table_not_joined_is_named() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn filters_and_join_keys_name_a_table_not_in_the_frame() {
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let sales = || {
+        Frame::<Sale>::from_dataframe(frame(
+            &session,
+            Sale::DEF,
+            &[Sale {
+                id: 1,
+                store_id: "S1".into(),
+            }],
+        ))
+        .expect("sales")
+    };
+    let regions = || {
+        Frame::<Region>::from_dataframe(frame(
+            &session,
+            Region::DEF,
+            &[Region {
+                region_code: "ARA".into(),
+                region_name: "Auvergne-Rhône-Alpes".into(),
+            }],
+        ))
+        .expect("regions")
+    };
+    let filtered = sales()
+        .filter(Store::region_code.expr().eq(lit("ARA")))
+        .err()
+        .expect("no stores in the frame")
+        .to_string();
+    assert!(
+        filtered.contains(
+            "the filter reads `joins.stores.region_code`, but `joins.stores` is not in this \
+             frame (it holds joins.sales): join it first"
+        ),
+        "{filtered}"
+    );
+    let joined = sales()
+        .join(
+            regions(),
+            JoinType::Inner,
+            [on(Store::region_code, Region::region_code)],
+        )
+        .err()
+        .expect("the key is of neither side")
+        .to_string();
+    assert!(
+        joined.contains("a key of the join with `joins.regions` reads `joins.stores.region_code`"),
+        "{joined}"
+    );
+    // A key pair may name the joined table first, as SQL's ON does.
+    let stores = Frame::<Store>::from_dataframe(frame(
+        &session,
+        Store::DEF,
+        &[Store {
+            store_id: "S1".into(),
+            store_name: None,
+            region_code: "ARA".into(),
+        }],
+    ))
+    .expect("stores");
+    sales()
+        .join(
+            stores,
+            JoinType::Inner,
+            [on(Store::store_id, Sale::store_id)],
+        )
+        .expect("either order");
+}

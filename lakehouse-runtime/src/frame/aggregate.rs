@@ -53,6 +53,8 @@ impl Grouped {
     pub fn select_into<U: Table>(self, columns: impl SelectFor<U>) -> Result<Frame<U>> {
         let table = U::DEF.qualified_name();
         let exprs: Vec<Expr> = columns.into_columns().into_iter().map(|c| c.expr).collect();
+        super::refuse_tables_not_joined(self.df.schema(), &exprs, U::DEF)?;
+        super::refuse_tables_not_joined(self.df.schema(), &self.keys, U::DEF)?;
         let aggregates = find_aggregate_exprs(&exprs);
         // Keys as the projection names them: without an alias, columns qualified by their table.
         let keys: Vec<Expr> = self

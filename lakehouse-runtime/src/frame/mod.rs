@@ -79,7 +79,9 @@ impl<T: Table> Frame<T> {
 
     /// Keeps the rows where `predicate` is true.
     pub fn filter(self, predicate: impl Into<Expr>) -> Result<Frame<T>> {
-        Ok(Frame::conformed(self.df.filter(predicate.into())?))
+        let predicate = predicate.into();
+        refuse_outside_frame(self.df.schema(), &predicate, "the filter")?;
+        Ok(Frame::conformed(self.df.filter(predicate)?))
     }
 
     /// Projects onto table `U`: one typed expression per column, checked by the compiler.
@@ -269,8 +271,10 @@ impl View {
 
     /// Keeps the rows where `predicate` is true.
     pub fn filter(self, predicate: impl Into<Expr>) -> Result<View> {
+        let predicate = predicate.into();
+        refuse_outside_frame(self.df.schema(), &predicate, "the filter")?;
         Ok(View {
-            df: self.df.filter(predicate.into())?,
+            df: self.df.filter(predicate)?,
         })
     }
 
@@ -306,6 +310,18 @@ impl View {
                  `alias(..)` and `join_on`), or select what the first join needs into a table \
                  of its own first"
             )));
+        }
+        // Either side may name a key first, as in SQL's `ON`.
+        for key in left.iter().chain(&right_keys) {
+            if let (Some(missing), Some(_)) = (
+                not_in_frame(self.df.schema(), key),
+                not_in_frame(right.df.schema(), key),
+            ) {
+                return Err(Error::msg(format!(
+                    "a key of the join with `{}` {missing} (or be the joined table)",
+                    U::DEF.qualified_name()
+                )));
+            }
         }
         let on: Vec<Expr> = left
             .into_iter()
@@ -391,11 +407,41 @@ impl View {
 
 /// Refuses a projection onto `table` reading a column handle of a table that is not in the
 /// frame (it compiles: a handle is not tied to a frame), naming both and the tables it holds.
-fn refuse_tables_not_joined(
+pub(super) fn refuse_tables_not_joined(
     schema: &datafusion::common::DFSchema,
     exprs: &[Expr],
     table: &'static crate::table::TableDef,
 ) -> Result<()> {
+    for expr in exprs {
+        if let Some(missing) = not_in_frame(schema, expr) {
+            let output = match expr {
+                Expr::Alias(alias) => alias.name.clone(),
+                other => other.schema_name().to_string(),
+            };
+            return Err(Error::schema(
+                table.qualified_name(),
+                format!("column `{output}` {missing}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses `what` (a filter, a join key) reading a column of a table not in the frame.
+fn refuse_outside_frame(
+    schema: &datafusion::common::DFSchema,
+    expr: &Expr,
+    what: &str,
+) -> Result<()> {
+    match not_in_frame(schema, expr) {
+        Some(missing) => Err(Error::msg(format!("{what} {missing}"))),
+        None => Ok(()),
+    }
+}
+
+/// "reads `t.c`, but `t` is not in this frame (it holds ..): join it first", when `expr` reads a
+/// column qualified by a table the frame (of `schema`) does not hold.
+fn not_in_frame(schema: &datafusion::common::DFSchema, expr: &Expr) -> Option<String> {
     let held: Vec<String> = schema
         .iter()
         .filter_map(|(qualifier, _)| qualifier.map(|q| q.to_string()))
@@ -405,30 +451,20 @@ fn refuse_tables_not_joined(
             }
             held
         });
-    for expr in exprs {
-        for column in expr.column_refs() {
-            let Some(relation) = &column.relation else {
-                continue;
-            };
-            let relation = relation.to_string();
-            if !held.is_empty() && !held.contains(&relation) {
-                let output = match expr {
-                    Expr::Alias(alias) => alias.name.clone(),
-                    other => other.schema_name().to_string(),
-                };
-                return Err(Error::schema(
-                    table.qualified_name(),
-                    format!(
-                        "column `{output}` reads `{relation}.{}`, but `{relation}` is not in \
-                         this frame (it holds {}): join it first",
-                        column.name,
-                        held.join(", ")
-                    ),
-                ));
-            }
-        }
+    if held.is_empty() {
+        return None;
     }
-    Ok(())
+    expr.column_refs().into_iter().find_map(|column| {
+        let relation = column.relation.as_ref()?.to_string();
+        (!held.contains(&relation)).then(|| {
+            format!(
+                "reads `{relation}.{}`, but `{relation}` is not in this frame (it holds {}): \
+                 join it first",
+                column.name,
+                held.join(", ")
+            )
+        })
+    })
 }
 
 /// `build` with its string columns that are not join keys dictionary-encoded. A hash join copies
