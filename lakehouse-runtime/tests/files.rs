@@ -328,6 +328,60 @@ async fn a_missing_not_null_column_and_a_bad_value_are_named() {
     );
 }
 
+/// Events as they land, with a day and a time.
+#[derive(Table)]
+#[table(schema = "bronze", name = "landed_events")]
+pub struct LandedEvents {
+    pub day: Date,
+    pub at: Option<Timestamp>,
+}
+
+#[derive(Deserialize, Debug, PartialEq)]
+struct Event {
+    day: Date,
+    at: Option<Timestamp>,
+}
+
+#[tokio::test]
+async fn ndjson_dates_and_times_are_text_and_a_number_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("events.json");
+    let read_events = || async {
+        let test = TestContext::new("landed_events").expect("context");
+        let frame = test
+            .ctx()
+            .read_files::<LandedEvents>(FileFormat::NdJson, file.to_str().expect("utf-8"))
+            .await?;
+        rows::<Event, LandedEvents>(frame).await
+    };
+    std::fs::write(
+        &file,
+        "{\"day\": \"2024-01-02\", \"at\": \"2024-01-02T03:04:05Z\"}\n{\"day\": \"2024-01-03\"}\n",
+    )
+    .expect("file");
+    let events = read_events().await.expect("dates as text");
+    assert_eq!(
+        events,
+        vec![
+            Event {
+                day: Date::from_ymd(2024, 1, 2).expect("date"),
+                at: Timestamp::parse("2024-01-02T03:04:05Z"),
+            },
+            Event {
+                day: Date::from_ymd(2024, 1, 3).expect("date"),
+                at: None,
+            },
+        ]
+    );
+    // Epoch seconds: taken for days, they were the year 4 million (and panicked the writer).
+    std::fs::write(&file, "{\"day\": 1704067200}\n").expect("file");
+    let error = read_events()
+        .await
+        .expect_err("a number is not a date")
+        .to_string();
+    assert!(error.contains("day"), "{error}");
+}
+
 /// Orders landed as CSV files, each file ingested once.
 #[derive(Table)]
 #[table(schema = "bronze", name = "new_orders")]

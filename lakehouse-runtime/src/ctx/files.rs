@@ -335,6 +335,10 @@ fn json_read_type(declared: arrow::datatypes::DataType) -> arrow::datatypes::Dat
             precision.saturating_add(EXTRA_DIGITS),
             scale.saturating_add(EXTRA_DIGITS as i8),
         ),
+        // As text, then cast: the decoder takes a JSON number for days or microseconds, so
+        // epoch seconds landed in the year 4 million (and failed the writer's statistics),
+        // where a number is now refused as not a date.
+        DataType::Date32 | DataType::Timestamp(..) => DataType::Utf8,
         other => other,
     }
 }
