@@ -515,11 +515,19 @@ fn row_json(batch: &RecordBatch, row: usize) -> Value {
     Value::Object(map)
 }
 
-fn string_values(array: &ArrayRef) -> Vec<Option<&str>> {
-    match array.data_type() {
+/// The strings of `array` (`Utf8`, `Utf8View` or `LargeUtf8`); an error for another type (a
+/// landing zone another generator wrote differently).
+fn string_values(array: &ArrayRef) -> Result<Vec<Option<&str>>> {
+    Ok(match array.data_type() {
         DataType::Utf8View => array.as_string_view().iter().collect(),
-        _ => array.as_string::<i32>().iter().collect(),
-    }
+        DataType::Utf8 => array.as_string::<i32>().iter().collect(),
+        DataType::LargeUtf8 => array.as_string::<i64>().iter().collect(),
+        other => {
+            return Err(crate::Error::msg(format!(
+                "a landing column holds {other}, not strings: regenerate the landing files"
+            )));
+        }
+    })
 }
 
 /// The landing zone's fingerprint, as `gen_landing.py` computes it: per sales file its rows,
@@ -548,11 +556,13 @@ pub fn fingerprint(dir: &Path) -> Result<Value> {
                 .ok_or_else(|| crate::Error::msg("order_id is not int64"))?;
             sum_order_id += order_id.iter().flatten().sum::<i64>();
             let quantity = column("quantity")?;
-            let quantity = quantity.as_primitive::<Int32Type>();
+            let quantity = quantity
+                .as_primitive_opt::<Int32Type>()
+                .ok_or_else(|| crate::Error::msg("quantity is not int32"))?;
             sum_quantity += quantity.iter().flatten().map(i64::from).sum::<i64>();
             zero += quantity.iter().flatten().filter(|q| *q == 0).count() as u64;
             let prices = column("unit_price")?;
-            for price in string_values(&prices).into_iter().flatten() {
+            for price in string_values(&prices)?.into_iter().flatten() {
                 sum_cents += price
                     .replace('.', "")
                     .parse::<i64>()
@@ -560,14 +570,14 @@ pub fn fingerprint(dir: &Path) -> Result<Value> {
             }
             let customers = column("customer_id")?;
             null_customer += customers.null_count() as u64;
-            dirty += string_values(&customers)
+            dirty += string_values(&customers)?
                 .into_iter()
                 .flatten()
                 .filter(|c| c.starts_with(' '))
                 .count() as u64;
             null_promo += column("promo_id")?.null_count() as u64;
             let dates = column("order_date")?;
-            for date in string_values(&dates).into_iter().flatten() {
+            for date in string_values(&dates)?.into_iter().flatten() {
                 if min_date.as_deref().is_none_or(|m| date < m) {
                     min_date = Some(date.to_owned());
                 }

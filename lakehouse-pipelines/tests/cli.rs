@@ -431,6 +431,42 @@ fn a_backfill_makes_one_run_per_day_in_order() {
 }
 
 #[test]
+fn numbers_out_of_range_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().expect("dir");
+    let retries = orchestrate(dir.path(), &["run", "--retries", "101"]);
+    assert_eq!(retries.status.code(), Some(2));
+    assert!(
+        stderr(&retries).contains("101 is not in 0..=100"),
+        "{}",
+        stderr(&retries)
+    );
+    let memory = orchestrate(dir.path(), &["run", "--memory-limit", "4GB"]);
+    assert_eq!(memory.status.code(), Some(2));
+    assert!(
+        stderr(&memory).contains("unknown unit `gb`"),
+        "{}",
+        stderr(&memory)
+    );
+    // A setting is read by its pipeline: the run fails, naming it, with nothing generated.
+    let rows = orchestrate(
+        dir.path(),
+        &[
+            "run",
+            "--select",
+            "erp_sales_transactions",
+            "--set",
+            "erp.rows=100000000000",
+        ],
+    );
+    assert_eq!(rows.status.code(), Some(1));
+    let report = format!("{}{}", stdout(&rows), stderr(&rows));
+    assert!(
+        report.contains("`erp.rows` = 100000000000 is more than the 10000000 rows"),
+        "{report}"
+    );
+}
+
+#[test]
 fn a_wrong_flag_is_explained() {
     let dir = tempfile::tempdir().expect("dir");
     let output = orchestrate(dir.path(), &["run", "--selct", "dim_product"]);

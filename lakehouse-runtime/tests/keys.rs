@@ -87,6 +87,23 @@ async fn dictionary_encoded_parts_are_hashed_by_their_values() {
 }
 
 #[tokio::test]
+async fn a_null_literal_part_makes_the_key_null() {
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let df = session
+        .sql("SELECT 'a' AS s")
+        .await
+        .expect("values")
+        .select(vec![
+            surrogate_key([col("s"), lit(datafusion::scalar::ScalarValue::Null)])
+                .into_expr()
+                .alias("k"),
+        ])
+        .expect("select");
+    assert_eq!(render(df).await, ["∅"]);
+}
+
+#[tokio::test]
 async fn floating_point_parts_are_refused_at_plan_time() {
     let session = datafusion::prelude::SessionContext::new();
     let df = session

@@ -1584,6 +1584,18 @@ pub async fn latest_tick(ticks: Changes<Ticks>) -> Result<Frame<LatestTick>> {
 }
 
 #[tokio::test]
+async fn a_loop_without_an_interval_is_refused() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks"]), wh.warehouse.clone());
+    let error = orchestrator
+        .run_loop_with(&RunConfig::default(), Duration::ZERO, None, Some(1), |_| {})
+        .await
+        .expect_err("no interval")
+        .to_string();
+    assert!(error.contains("longer than zero"), "{error}");
+}
+
+#[tokio::test]
 async fn a_full_snapshot_replaces_the_rows_and_no_new_snapshot_changes_nothing() {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks", "latest_tick"]), wh.warehouse.clone());

@@ -165,11 +165,20 @@ pub fn generate_sales(
         .collect()
 }
 
+/// The most rows `erp.rows` may ask for: a run's rows are generated in memory at once.
+pub const MAX_ERP_ROWS: usize = 10_000_000;
+
 /// Ingests one batch of ERP sales from the (simulated) source system. Settings: `erp.rows`
-/// (default 100) and `erp.seed` (default 42).
+/// (default 100, at most [`MAX_ERP_ROWS`]) and `erp.seed` (default 42).
 #[pipeline(tags = ["erp"])]
 pub async fn erp_sales_transactions(cx: &Ctx) -> Result<Frame<BronzeErpSales>> {
     let rows = cx.settings().parse_or("erp.rows", 100usize)?;
+    if rows > MAX_ERP_ROWS {
+        return Err(Error::msg(format!(
+            "`erp.rows` = {rows} is more than the {MAX_ERP_ROWS} rows a run generates in \
+             memory: ask for fewer, over several runs"
+        )));
+    }
     let seed = cx.settings().parse_or("erp.seed", 42u64)?;
     let sales = generate_sales(rows, seed, cx.run().sequence, cx.run_at());
     cx.frame_from_rows(&sales)

@@ -288,8 +288,8 @@ pub struct ExecutionArgs {
     /// Which upstream failures skip a pipeline.
     #[arg(long, value_enum, default_value_t = SkipPolicyArg::Any)]
     pub skip_policy: SkipPolicyArg,
-    /// Extra attempts for every pipeline, overriding declarations.
-    #[arg(long, value_name = "N")]
+    /// Extra attempts for every pipeline, overriding declarations (0 to 100).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100))]
     pub retries: Option<u32>,
     /// Time limit per attempt for every pipeline, overriding declarations (e.g. `5m`).
     #[arg(long, value_parser = parse_positive_duration)]

@@ -104,7 +104,8 @@ impl ScalarUDFImpl for SurrogateKey {
         'rows: for row in 0..rows {
             text.clear();
             for (i, array) in arrays.iter().enumerate() {
-                if array.is_null(row) {
+                // A NULL literal's array has no null buffer: its type says it is NULL.
+                if array.is_null(row) || array.data_type() == &DataType::Null {
                     builder.append_null();
                     continue 'rows;
                 }

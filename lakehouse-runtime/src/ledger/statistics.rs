@@ -13,7 +13,11 @@ impl Ledger {
     /// statistics of the runs table (its log only), so starting a run does not read every run
     /// record ever written; a file without statistics falls back to scanning the records.
     pub async fn next_sequence(&self) -> Result<i64> {
-        Ok(self.runs_maximum("sequence").await?.unwrap_or(0) + 1)
+        Ok(self
+            .runs_maximum("sequence")
+            .await?
+            .unwrap_or(0)
+            .saturating_add(1))
     }
 
     /// A bound every recorded `run_at` is below (of any run, resumed or backfilled), or `None`
@@ -26,7 +30,7 @@ impl Ledger {
         Ok(self
             .runs_maximum_by_scan("run_at")
             .await?
-            .map(|micros| Timestamp(micros + 1)))
+            .map(|micros| Timestamp(micros.saturating_add(1))))
     }
 
     /// The largest value of `column` (integer or timestamp) in the runs table, `None` without

@@ -49,7 +49,9 @@ pub(super) async fn incremental_cursor(
         },
         None => BTreeMap::new(),
     };
-    let after = last_success.as_ref().map_or(i64::MIN, |r| r.sequence + 1);
+    let after = last_success
+        .as_ref()
+        .map_or(i64::MIN, |r| r.sequence.saturating_add(1));
     let output = orchestrator
         .warehouse
         .latest_transaction(pipeline.output, pipeline.name, after)

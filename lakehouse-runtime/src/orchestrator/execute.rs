@@ -21,6 +21,9 @@ use crate::ledger::{QualityIssue, RunRecord, TableMetric};
 use crate::store::WriteOutcome;
 use crate::table::Timestamp;
 
+/// The most extra attempts a pipeline gets, however many are asked for.
+const MAX_RETRIES: u32 = 100;
+
 /// What a successful attempt produced.
 pub(super) struct Written {
     pub(super) outcome: WriteOutcome,
@@ -48,7 +51,9 @@ pub(super) async fn execute(
 ) -> Vec<PipelineResult> {
     let planned: Vec<&'static PipelineDescriptor> = plan.pipelines().collect();
     let mut results: HashMap<&'static str, PipelineResult> = HashMap::new();
-    let semaphore = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let semaphore = Arc::new(Semaphore::new(
+        config.concurrency.clamp(1, Semaphore::MAX_PERMITS),
+    ));
     let mut stopped: Option<String> = None;
     // Fail-fast's signal to the running pipelines: each stops unless its write committed, which
     // it records first (aborting it there would lose its rejects, metrics and attempt record).
@@ -220,7 +225,13 @@ async fn run_with_retries(
     let span = tracing::info_span!("pipeline", name = pipeline.name, run_id = %run.run_id);
     async move {
         let over = config.overrides.get(pipeline.name).copied().unwrap_or_default();
-        let retries = over.retries.or(pipeline.retries).unwrap_or(config.default_retries);
+        // As `#[pipeline(retries)]` allows: a library caller's larger number would retry a
+        // failing pipeline for ever.
+        let retries = over
+            .retries
+            .or(pipeline.retries)
+            .unwrap_or(config.default_retries)
+            .min(MAX_RETRIES);
         let timeout = over
             .timeout
             .or(pipeline.timeout_ms.map(Duration::from_millis))
@@ -232,7 +243,7 @@ async fn run_with_retries(
         let mut cancelled: Option<String> = None;
         // Whether the pipeline was cancelled between a failed attempt and its retry.
         let mut retry_cancelled = false;
-        for attempt in 1..=retries + 1 {
+        for attempt in 1..=retries.saturating_add(1) {
             attempts = attempt;
             tracing::info!(attempt, "started");
             orchestrator.emit(super::Event::Started { pipeline: pipeline.name, attempt });

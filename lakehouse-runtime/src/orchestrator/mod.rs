@@ -565,6 +565,11 @@ impl Orchestrator {
     ) -> Result<LoopRuns> {
         // A selection that cannot be planned will not plan later either.
         self.plan(config)?;
+        if every.is_zero() {
+            return Err(Error::msg(
+                "a loop's interval must be longer than zero (e.g. `--every 1m`)",
+            ));
+        }
         let started = Instant::now();
         let mut runs = LoopRuns::default();
         let mut failed_in_a_row = 0;
@@ -608,7 +613,7 @@ impl Orchestrator {
                 Err(error) => return Err(error),
             }
             let done = iterations.is_some_and(|n| runs.done + runs.failed >= n)
-                || duration.is_some_and(|d| started.elapsed() + every > d);
+                || duration.is_some_and(|d| started.elapsed().saturating_add(every) > d);
             if done || *shutdown.borrow() {
                 break;
             }
@@ -627,7 +632,7 @@ impl Orchestrator {
         let floor = self
             .latest_table_sequence()
             .await?
-            .map_or(1, |latest| latest + 1);
+            .map_or(1, |latest| latest.saturating_add(1));
         if floor > 1 {
             tracing::warn!(
                 sequence = floor,

@@ -53,7 +53,7 @@ pub(super) async fn overwrite_partitions(
         if written.contains(&key) {
             removed_rows = removed_rows
                 .zip(file.num_records())
-                .map(|(sum, rows)| sum + rows as u64);
+                .map(|(sum, rows)| sum.saturating_add(rows as u64));
             removes.push(Action::Remove(file.remove_action(true)));
         }
     }

@@ -239,7 +239,7 @@ pub(crate) fn stats_of(
         actions
             .column_by_name(name)
             .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
-            .map(|a| a.iter().flatten().sum())
+            .map(|a| a.iter().flatten().fold(0i64, i64::saturating_add))
             .unwrap_or(0)
     };
     let null_counts = table

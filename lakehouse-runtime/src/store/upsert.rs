@@ -160,10 +160,12 @@ pub(crate) async fn upsert(
     // Pass 2: the matched files without their matched rows, then the whole source.
     let root = delta.log_store().root_url().clone();
     let mut removes = Vec::with_capacity(matched.len());
-    let mut counted_rows = Some(0);
+    let mut counted_rows: Option<usize> = Some(0);
     for file in state.log_data() {
         if matched.contains_key(&decoded_file_key(&root, &file.path())) {
-            counted_rows = counted_rows.zip(file.num_records()).map(|(a, b)| a + b);
+            counted_rows = counted_rows
+                .zip(file.num_records())
+                .map(|(a, b)| a.saturating_add(b));
             removes.push(Action::Remove(file.remove_action(true)));
         }
     }

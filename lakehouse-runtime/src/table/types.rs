@@ -482,7 +482,7 @@ impl Date {
         if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
             return None;
         }
-        let y = if month <= 2 { year - 1 } else { year } as i64;
+        let y = i64::from(year) - i64::from(month <= 2);
         let era = if y >= 0 { y } else { y - 399 } / 400;
         let yoe = y - era * 400;
         let m = month as i64;
@@ -537,6 +537,12 @@ mod value_tests {
         assert_eq!(Decimal::<38, 0>::from_unscaled(i128::MAX), None);
         let parsed: Result<Decimal<4, 2>, _> = serde_json::from_str("\"123.45\"");
         assert!(parsed.is_err(), "{parsed:?}");
+    }
+
+    #[test]
+    fn dates_at_the_ends_of_i32_years_are_none_not_a_panic() {
+        assert_eq!(Date::from_ymd(i32::MIN, 1, 1), None);
+        assert_eq!(Date::from_ymd(i32::MAX, 12, 31), None);
     }
 
     #[test]
