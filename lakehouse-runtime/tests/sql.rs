@@ -101,6 +101,17 @@ async fn a_query_loads_only_the_tables_it_names() {
         misspelled.to_string(),
         "query failed: no table `gold.dim_prodcut`; did you mean `gold.dim_product`?"
     );
+    // A syntax error is told as one, before the broken table is loaded (which would fail).
+    let syntax = wh
+        .warehouse
+        .sql(&[PRODUCT, EMPTY], "SELEC * FROM bronze.empty_one")
+        .await
+        .expect_err("SELEC");
+    let syntax = syntax.to_string();
+    assert!(
+        syntax.starts_with("query failed: SQL syntax error: ") && !syntax.contains("ParserError("),
+        "{syntax}"
+    );
     // An unqualified name is left to the query: a table function, here.
     let series = wh
         .warehouse

@@ -772,12 +772,15 @@ async fn sql(
     let df = warehouse.sql_as_of(&tables, query, as_of).await?;
     let schema = df.schema().inner().clone();
     // Streamed: a result of any size is written batch by batch, never held whole.
-    let mut stream = df.execute_stream().await?;
+    let failed = |e: datafusion::error::DataFusionError| {
+        Error::msg(format!("query failed: {}", Error::from(e)))
+    };
+    let mut stream = df.execute_stream().await.map_err(failed)?;
     match format {
         OutputFormat::Table => {
             let (mut shown, mut rows) = (Vec::new(), 0);
             while let Some(batch) = stream.next().await {
-                let batch = batch?;
+                let batch = batch.map_err(failed)?;
                 let room = GRID_ROWS.saturating_sub(rows);
                 if room > 0 {
                     shown.push(batch.slice(0, room.min(batch.num_rows())));
@@ -799,7 +802,7 @@ async fn sql(
                 .with_header(true)
                 .build(std::io::stdout());
             while let Some(batch) = stream.next().await {
-                if quiet_if_reader_gone(writer.write(&batch?))?.is_none() {
+                if quiet_if_reader_gone(writer.write(&batch.map_err(failed)?))?.is_none() {
                     break;
                 }
             }
@@ -808,7 +811,7 @@ async fn sql(
             let mut writer = arrow::json::LineDelimitedWriter::new(std::io::stdout());
             let mut open = true;
             while let Some(batch) = stream.next().await {
-                if quiet_if_reader_gone(writer.write(&batch?))?.is_none() {
+                if quiet_if_reader_gone(writer.write(&batch.map_err(failed)?))?.is_none() {
                     open = false;
                     break;
                 }

@@ -162,8 +162,8 @@ impl Warehouse {
 }
 
 /// The tables among `tables` that `query` reads; `None` when that cannot be told from the text
-/// alone (it does not parse, or is not a query, which running it then reports; or it reads
-/// `information_schema`).
+/// alone (it is not a query, which running it then reports; or it reads `information_schema`).
+/// A query that does not parse is an error.
 fn named_tables(
     session: &SessionContext,
     tables: &[&'static TableDef],
@@ -171,8 +171,15 @@ fn named_tables(
 ) -> Result<Option<Vec<&'static TableDef>>> {
     let state = session.state();
     let dialect = state.config().options().sql_parser.dialect;
-    let Ok(statement) = state.sql_to_statement(query, &dialect) else {
-        return Ok(None);
+    // A syntax error is told before any table is loaded (which could fail on its own).
+    let statement = match state.sql_to_statement(query, &dialect) {
+        Ok(statement) => statement,
+        Err(datafusion::error::DataFusionError::SQL(error, _)) => {
+            return Err(Error::msg(format!(
+                "query failed: SQL syntax error: {error}"
+            )));
+        }
+        Err(_) => return Ok(None),
     };
     // Anything but a query is refused as such (read-only), whatever it names.
     let is_query = matches!(
