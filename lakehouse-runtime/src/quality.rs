@@ -52,7 +52,18 @@ impl std::fmt::Display for Finding {
         if let Some(value) = &self.value {
             write!(f, ", e.g. {value}")?;
         }
-        Ok(())
+        let advice = match self.check {
+            "not_null" => {
+                "filter those rows out, fill them (`coalesce(..)`), or declare the field `Option<_>`"
+            }
+            "primary_key_unique" => "keep one row per key (`latest_by`), or widen the key",
+            "foreign_key_resolves" => {
+                "the referenced table lacks those keys: run its pipeline first, or keep such rows \
+                 out with an expectation (`on_fail = drop`)"
+            }
+            _ => return Ok(()),
+        };
+        write!(f, ": {advice}")
     }
 }
 

@@ -157,7 +157,10 @@ async fn blocking_checks_stop_the_write_and_warnings_do_not() {
         .and_then(|r| r.error.clone())
         .unwrap_or_default();
     assert!(
-        warn_error.contains("gold.q_fact_warn: not_null failed on 1 row(s) (column `label`)"),
+        warn_error.contains(
+            "gold.q_fact_warn: not_null failed on 1 row(s) (column `label`): filter those rows \
+             out, fill them (`coalesce(..)`), or declare the field `Option<_>`"
+        ),
         "{warn_error}"
     );
 
