@@ -315,7 +315,13 @@ async fn a_missing_not_null_column_and_a_bad_value_are_named() {
     let error = read(FileFormat::Csv, file.to_str().expect("utf-8"))
         .await
         .expect_err("not a decimal");
-    assert!(error.to_string().contains("twelve"), "{error}");
+    let error = error.to_string();
+    assert!(
+        error.contains("orders.csv`: column `amount` (")
+            && error.contains("twelve")
+            && error.contains("declare the field as text (`String`)"),
+        "{error}"
+    );
     let error = read(
         FileFormat::Parquet,
         dir.path().join("none").to_str().expect("utf-8"),

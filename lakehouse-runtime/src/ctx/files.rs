@@ -271,10 +271,22 @@ impl Ctx {
                     ));
                 }
                 Some((qualifier, field)) => {
-                    let value = datafusion::logical_expr::cast(
-                        datafusion::logical_expr::Expr::Column((qualifier, field).into()),
-                        target,
-                    );
+                    let read = datafusion::logical_expr::Expr::Column((qualifier, field).into());
+                    // A value that does not convert names the file and the column.
+                    let value = if field.data_type() == &target {
+                        read
+                    } else {
+                        crate::frame::named_cast::cast_named(
+                            read,
+                            target,
+                            format!(
+                                "{} file {named}: column `{}` ({})",
+                                format!("{format:?}").to_uppercase(),
+                                column.name,
+                                column.data_type
+                            ),
+                        )
+                    };
                     if column.name == "run_at" {
                         datafusion::functions::expr_fn::coalesce(vec![value, self.run_at().lit()])
                     } else {

@@ -5,6 +5,7 @@ mod aggregate;
 mod conform;
 mod decimal;
 mod keys;
+pub(crate) mod named_cast;
 mod not_null;
 mod rows;
 mod typed;

@@ -1,0 +1,80 @@
+//! `CAST` that names what it casts: a value of a landing file that does not convert fails with
+//! the file and the column (Arrow's cast error says neither), and what to do.
+
+use std::sync::Arc;
+
+use arrow::compute::{CastOptions, cast_with_options};
+use arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::{exec_datafusion_err, plan_err};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
+};
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NamedCast {
+    signature: Signature,
+    target: DataType,
+    /// What is cast, for the error: "the file `x.csv`: column `amount` (DECIMAL(10, 2))".
+    label: String,
+}
+
+impl ScalarUDFImpl for NamedCast {
+    fn name(&self) -> &str {
+        "cast_named"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(self.target.clone())
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> datafusion::error::Result<FieldRef> {
+        let Some(value) = args.arg_fields.first() else {
+            return plan_err!("cast_named takes one value");
+        };
+        Ok(Arc::new(Field::new(
+            self.name(),
+            self.target.clone(),
+            value.is_nullable(),
+        )))
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let Some(value) = args.args.into_iter().next() else {
+            return Err(exec_datafusion_err!("cast_named takes one value"));
+        };
+        let array = value.into_array(rows)?;
+        let options = CastOptions {
+            safe: false,
+            ..CastOptions::default()
+        };
+        cast_with_options(&array, &self.target, &options)
+            .map(ColumnarValue::Array)
+            .map_err(|error| {
+                exec_datafusion_err!(
+                    "{}: {error}; fix the file, or declare the field as text (`String`) and \
+                     convert it in the pipeline",
+                    self.label
+                )
+            })
+    }
+}
+
+/// `expr` cast to `target` as `CAST` does (failing on a value that does not convert), the
+/// error naming `label`.
+pub(crate) fn cast_named(expr: Expr, target: DataType, label: String) -> Expr {
+    ScalarUDF::from(NamedCast {
+        signature: Signature::any(1, Volatility::Immutable),
+        target,
+        label,
+    })
+    .call(vec![expr])
+}
