@@ -25,9 +25,9 @@ pub(crate) fn alias(expr: RawExpr, name: &str) -> RawExpr {
     expr.alias(name)
 }
 
-/// `CAST(expr AS type)`.
-pub(crate) fn cast(expr: RawExpr, to: LogicalType) -> RawExpr {
-    datafusion::logical_expr::cast(expr, to.arrow_type())
+/// [`cast`], whose failure on a value names `label`.
+pub(crate) fn cast_named(expr: RawExpr, to: LogicalType, label: String) -> RawExpr {
+    crate::frame::named_cast::cast_named(expr, to.arrow_type(), label)
 }
 
 /// `sum(expr)`.

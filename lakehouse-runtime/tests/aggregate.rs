@@ -314,6 +314,13 @@ async fn no_keys_give_one_row_even_over_nothing() {
     );
 }
 
+/// A total as a narrow decimal.
+#[derive(Table)]
+#[table(schema = "agg", name = "total_amount", mode = overwrite)]
+pub struct TotalAmount {
+    pub total: Decimal<4, 2>,
+}
+
 /// Prices as a narrow decimal.
 #[derive(Table)]
 #[table(schema = "agg", name = "priced", mode = overwrite)]
@@ -360,6 +367,23 @@ async fn decimal_literals_fill_optional_columns_and_never_exceed_their_precision
         .expect_err("too many digits")
         .to_string();
     assert!(error.contains("precision 4"), "{error}");
+    // A sum that does not fit its column names it.
+    let total = Frame::<Line>::from_dataframe(frame(&session, Line::DEF, &self::lines()))
+        .expect("lines")
+        .group_by([])
+        .select_into(TotalAmountSelect {
+            total: sum(l::amount),
+        })
+        .expect("select")
+        .into_dataframe()
+        .collect()
+        .await
+        .expect_err("120.50 has five digits")
+        .to_string();
+    assert!(
+        total.contains("column `total`: an aggregate does not fit the declared DECIMAL(4"),
+        "{total}"
+    );
     // Rows too.
     let mut too_wide = self::lines();
     too_wide[0].amount = Decimal(123_456_789_012);

@@ -136,9 +136,18 @@ impl<const P: u8, const S: i8, const Q: u8, const R: i8> AverageInto<Option<Deci
 {
 }
 
-/// The aggregate cast to the column's declared type (DataFusion widens sums and means).
+/// The aggregate cast to the column's declared type (DataFusion widens sums and means); a
+/// value that does not fit names the column.
 fn cast_to<W: ColumnType>(aggregate: RawExpr, name: &'static str) -> SelectedColumn {
-    SelectedColumn::new(backend::alias(backend::cast(aggregate, W::LOGICAL), name))
+    let label = format!(
+        "column `{name}`: an aggregate does not fit the declared {} (declare a wider type: a \
+         sum widens `Decimal<P, S>` by 10 digits, to at most 38)",
+        W::LOGICAL
+    );
+    SelectedColumn::new(backend::alias(
+        backend::cast_named(aggregate, W::LOGICAL, label),
+        name,
+    ))
 }
 
 impl<V: SumInto<W>, W: ColumnType> IntoColumn<W> for Sum<V> {
