@@ -32,6 +32,14 @@ pub struct CopiedEvents {
     pub id: i64,
 }
 
+/// How many events were kept.
+#[derive(Table)]
+#[table(schema = "gold", name = "event_count", mode = overwrite)]
+pub struct EventCount {
+    pub events: i64,
+    pub id_sum: Option<i64>,
+}
+
 /// The events of the latest run, as a full snapshot.
 #[derive(Table)]
 #[table(schema = "silver", name = "latest_events", key(id), mode = merge)]
@@ -79,6 +87,16 @@ pub async fn copied_events(events: Changes<CompactedEvents>) -> Result<Frame<Cop
 pub async fn latest_events(events: Changes<CompactedEvents>) -> Result<Frame<LatestEvents>> {
     events.into_frame().select_into(LatestEventsSelect {
         id: CompactedEvents::id,
+    })
+}
+
+/// Counts the kept events, reading them whole.
+#[pipeline(depends_on = [kept_events])]
+pub async fn event_count(events: Frame<KeptEvents>) -> Result<Frame<EventCount>> {
+    // (A sum reads the files: a count comes from the log's statistics.)
+    events.group_by([]).select_into(EventCountSelect {
+        events: count_rows(),
+        id_sum: sum(KeptEvents::id),
     })
 }
 
@@ -380,4 +398,48 @@ fn parquet_files(
         .map(|entry| entry.expect("entry").path())
         .filter(|path| path.extension().is_some_and(|e| e == "parquet"))
         .collect()
+}
+
+#[tokio::test]
+async fn a_file_of_a_whole_input_that_is_gone_is_named_with_the_way_out() {
+    let wh = TempWarehouse::new();
+    let pipelines: Vec<&'static PipelineDescriptor> = Registry::from_inventory()
+        .expect("graph")
+        .pipelines()
+        .iter()
+        .copied()
+        .filter(|p| ["kept_events", "event_count"].contains(&p.name))
+        .collect();
+    let orchestrator = Orchestrator::new(
+        Registry::new(pipelines).expect("valid"),
+        wh.warehouse.clone(),
+    );
+    let report = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 1");
+    assert!(report.succeeded(), "{}", report.render(false));
+    let kept = <KeptEvents as lakehouse_runtime::Table>::DEF;
+    for file in parquet_files(&wh, kept) {
+        std::fs::remove_file(file).expect("removed");
+    }
+    let report = orchestrator
+        .run(&RunConfig {
+            targets: vec!["event_count".to_owned()],
+            ..RunConfig::default()
+        })
+        .await
+        .expect("run 2");
+    let error = report
+        .result("event_count")
+        .and_then(|r| r.error.clone())
+        .unwrap_or_default();
+    assert!(
+        error.contains(
+            "a data file of bronze.kept_events's current version is gone (deleted, or vacuumed \
+             by another engine): `orchestrate check` lists what is missing"
+        ),
+        "{}",
+        report.render(false)
+    );
 }

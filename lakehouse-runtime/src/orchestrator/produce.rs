@@ -535,12 +535,23 @@ pub(super) fn missing_input_files(pipeline: &'static PipelineDescriptor, error: 
     if !text.contains("not found") {
         return error;
     }
-    let Some(input) = pipeline.inputs.iter().find(|input| {
-        input.incremental
-            && text.contains(&format!("/{}/{}/", input.table.schema, input.table.name))
-    }) else {
+    let Some(input) = pipeline
+        .inputs
+        .iter()
+        .find(|input| text.contains(&format!("/{}/{}/", input.table.schema, input.table.name)))
+    else {
         return error;
     };
+    if !input.incremental {
+        // Its current version references a file that is not there: the table itself is broken.
+        return Error::msg(format!(
+            "{text}: a data file of {table}'s current version is gone (deleted, or vacuumed by \
+             another engine): `orchestrate check` lists what is missing; restore the table to \
+             a version whose files are there (`orchestrate restore {table} --to <version>`), \
+             or rebuild it (move its folder away and run its pipeline)",
+            table = input.table.qualified_name()
+        ));
+    }
     let refresh = if pipeline.output.mode == crate::table::WriteMode::Append {
         "--rebuild"
     } else {
