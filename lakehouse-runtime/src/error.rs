@@ -9,13 +9,13 @@ use crate::graph::GraphError;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A DataFusion plan or execution error.
-    #[error("{}", without_wrappers(&.0.to_string()))]
+    #[error("{}", explained(&.0.to_string()))]
     DataFusion(#[from] DataFusionError),
     /// An Arrow error.
     #[error("{0}")]
     Arrow(#[from] arrow::error::ArrowError),
     /// A Delta Lake error on a table.
-    #[error("Delta table `{table}`: {}", without_wrappers(&source.to_string()))]
+    #[error("Delta table `{table}`: {}", explained(&source.to_string()))]
     Delta {
         /// `schema.table`.
         table: String,
@@ -129,6 +129,46 @@ const WRAPPERS: &[&str] = &[
     "Parquet error: ",
     "Object Store error: ",
 ];
+
+/// What to do about the causes an engine's error names without saying so.
+const HINTS: &[(&str, &str)] = &[
+    (
+        "Permission denied",
+        "this process may not write there: check the warehouse directory's owner and \
+         permissions, or pass another --warehouse",
+    ),
+    (
+        "No space left on device",
+        "the disk holding the warehouse is full",
+    ),
+    (
+        "Resources exhausted",
+        "raise the memory limit (--memory-limit, LAKEHOUSE_MEMORY_LIMIT), or read less at once \
+         (`Changes<T>` reads only the new rows)",
+    ),
+    (
+        "403 Forbidden",
+        "the object store refused the credentials: check the AWS_*, AZURE_* or \
+         GOOGLE_APPLICATION_CREDENTIALS environment variables",
+    ),
+    (
+        "InvalidAccessKeyId",
+        "the object store refused the credentials: check the AWS_* environment variables",
+    ),
+    (
+        "ExpiredToken",
+        "the object store's credentials expired: renew them",
+    ),
+];
+
+/// `text` without its [`WRAPPERS`], with the first of the [`HINTS`] it calls for.
+fn explained(text: &str) -> String {
+    let text = without_wrappers(text);
+    match HINTS.iter().find(|(cause, _)| text.contains(cause)) {
+        Some((_, hint)) => format!("{text} ({hint})"),
+        None => text,
+    }
+}
 
 /// `text` without the [`WRAPPERS`] it starts with.
 fn without_wrappers(text: &str) -> String {
@@ -269,6 +309,15 @@ mod tests {
             "no wrapper: Arrow error: kept"
         );
         assert_eq!(without_pipeline("pipeline `x`: bad file", "x"), "bad file");
+        assert_eq!(
+            super::explained(
+                "Failed to read delta log object: Generic LocalFileSystem error: Unable to open \
+                 file /wh/t/_delta_log/1.json#1: Permission denied (os error 13)"
+            ),
+            "Generic LocalFileSystem error: Unable to open file /wh/t/_delta_log/1.json#1: \
+             Permission denied (os error 13) (this process may not write there: check the \
+             warehouse directory's owner and permissions, or pass another --warehouse)"
+        );
         assert_eq!(
             without_pipeline("pipeline `y`: bad file", "x"),
             "pipeline `y`: bad file"
