@@ -95,9 +95,13 @@ impl Settings {
     {
         match self.get(key) {
             None => Ok(default),
-            Some(raw) => raw
-                .parse()
-                .map_err(|e| Error::msg(format!("setting `{key}` = {raw:?} is invalid: {e}"))),
+            Some(raw) => raw.parse().map_err(|e| {
+                Error::msg(format!(
+                    "setting `{key}` = {raw:?} is invalid: {e} (expected {}, e.g. `--set \
+                     {key}=..`)",
+                    expected::<V>()
+                ))
+            }),
         }
     }
 
@@ -384,11 +388,57 @@ impl Ctx {
     /// A frame of `T` from Rust rows: any `serde::Serialize` struct whose fields are `T`'s data
     /// columns (often `T` itself with `#[derive(Serialize)]`).
     pub fn frame_from_rows<T: Table, R: serde::Serialize>(&self, rows: &[R]) -> Result<Frame<T>> {
-        self.frame_from_batches(batches_from_rows(T::DEF.output_arrow_schema(), rows)?)
+        let batches = batches_from_rows(T::DEF.output_arrow_schema(), rows).map_err(|e| {
+            Error::msg(format!(
+                "pipeline `{}`: rows for {}: {e}",
+                self.pipeline,
+                T::DEF.qualified_name()
+            ))
+        })?;
+        self.frame_from_batches(batches)
     }
 
     /// An empty frame of `T`.
     pub fn empty<T: Table>(&self) -> Result<Frame<T>> {
         self.frame_from_batches(Vec::new())
+    }
+}
+
+/// What a setting of type `V` is, for its parse error: "a whole number", ..
+fn expected<V>() -> &'static str {
+    let name = std::any::type_name::<V>();
+    match name {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, 0 or more",
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        "bool" => "`true` or `false`",
+        _ => name.rsplit("::").next().unwrap_or(name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Settings;
+
+    #[test]
+    fn an_unparsable_setting_names_the_key_and_what_it_expects() {
+        let mut settings = Settings::new();
+        settings.set("erp.rows", "many");
+        settings.set("erp.live", "yes");
+        let rows = settings
+            .parse_or("erp.rows", 100usize)
+            .expect_err("not a number")
+            .to_string();
+        assert!(
+            rows.starts_with("setting `erp.rows` = \"many\" is invalid: ")
+                && rows.ends_with("(expected a whole number, 0 or more, e.g. `--set erp.rows=..`)"),
+            "{rows}"
+        );
+        let live = settings
+            .parse_or("erp.live", false)
+            .expect_err("not a bool")
+            .to_string();
+        assert!(live.contains("(expected `true` or `false`"), "{live}");
+        assert_eq!(settings.parse_or("erp.absent", 7u32).expect("default"), 7);
     }
 }
