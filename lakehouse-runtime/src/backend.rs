@@ -26,8 +26,13 @@ pub(crate) fn alias(expr: RawExpr, name: &str) -> RawExpr {
 }
 
 /// [`cast`], whose failure on a value names `label`.
-pub(crate) fn cast_named(expr: RawExpr, to: LogicalType, label: String) -> RawExpr {
-    crate::frame::named_cast::cast_named(expr, to.arrow_type(), label)
+pub(crate) fn cast_named(
+    expr: RawExpr,
+    to: LogicalType,
+    label: String,
+    advice: &'static str,
+) -> RawExpr {
+    crate::frame::named_cast::cast_named(expr, to.arrow_type(), label, advice)
 }
 
 /// `sum(expr)`.

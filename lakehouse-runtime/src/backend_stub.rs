@@ -12,7 +12,13 @@ pub(crate) fn column(_table: &'static TableDef, _name: &str) -> RawExpr {}
 
 pub(crate) fn alias(_expr: RawExpr, _name: &str) -> RawExpr {}
 
-pub(crate) fn cast_named(_expr: RawExpr, _to: LogicalType, _label: String) -> RawExpr {}
+pub(crate) fn cast_named(
+    _expr: RawExpr,
+    _to: LogicalType,
+    _label: String,
+    _advice: &'static str,
+) -> RawExpr {
+}
 
 pub(crate) fn sum(_expr: RawExpr) -> RawExpr {}
 

@@ -134,8 +134,8 @@ const WRAPPERS: &[&str] = &[
 const HINTS: &[(&str, &str)] = &[
     (
         "Permission denied",
-        "this process may not write there: check the warehouse directory's owner and \
-         permissions, or pass another --warehouse",
+        "this process may not use that path: check its owner and permissions (for the \
+         warehouse, or pass another --warehouse)",
     ),
     (
         "No space left on device",
@@ -164,7 +164,11 @@ const HINTS: &[(&str, &str)] = &[
 /// `text` without its [`WRAPPERS`], with the first of the [`HINTS`] it calls for.
 fn explained(text: &str) -> String {
     let text = without_wrappers(text);
-    match HINTS.iter().find(|(cause, _)| text.contains(cause)) {
+    // (A message that gives its way out already needs no other.)
+    match HINTS
+        .iter()
+        .find(|(cause, _)| text.contains(cause) && !text.contains("--memory-limit"))
+    {
         Some((_, hint)) => format!("{text} ({hint})"),
         None => text,
     }
@@ -193,6 +197,19 @@ fn is_deterministic(error: &DataFusionError) -> bool {
     }
 }
 
+/// How Arrow's data errors, and the runtime's NOT NULL assertion, read once delta-rs has made
+/// text of a write's plan error.
+const DATA_ERROR_MARKS: &[&str] = &[
+    "Cast error: ",
+    "Parser error: ",
+    "Invalid argument error: ",
+    "Json error: ",
+    "Csv error: ",
+    "Divide by zero error",
+    "Arithmetic overflow: ",
+    "is declared NOT NULL",
+];
+
 /// Whether an Arrow error is about the values themselves, which another attempt reads again.
 fn is_data_error(error: &arrow::error::ArrowError) -> bool {
     use arrow::error::ArrowError;
@@ -203,6 +220,8 @@ fn is_data_error(error: &arrow::error::ArrowError) -> bool {
             | ArrowError::InvalidArgumentError(_)
             | ArrowError::DivideByZero
             | ArrowError::ArithmeticOverflow(_)
+            | ArrowError::JsonError(_)
+            | ArrowError::CsvError(_)
     )
 }
 
@@ -243,6 +262,10 @@ impl Error {
             Error::Arrow(error) => !is_data_error(error),
             Error::Delta { source, .. } => match source.as_ref() {
                 deltalake::DeltaTableError::Arrow { source } => !is_data_error(source),
+                // What a write's plan failed with reaches delta-rs as text.
+                deltalake::DeltaTableError::Generic(text) => {
+                    !DATA_ERROR_MARKS.iter().any(|mark| text.contains(mark))
+                }
                 _ => true,
             },
             _ => true,
@@ -315,8 +338,8 @@ mod tests {
                  file /wh/t/_delta_log/1.json#1: Permission denied (os error 13)"
             ),
             "Generic LocalFileSystem error: Unable to open file /wh/t/_delta_log/1.json#1: \
-             Permission denied (os error 13) (this process may not write there: check the \
-             warehouse directory's owner and permissions, or pass another --warehouse)"
+             Permission denied (os error 13) (this process may not use that path: check its \
+             owner and permissions (for the warehouse, or pass another --warehouse))"
         );
         assert_eq!(
             without_pipeline("pipeline `y`: bad file", "x"),
@@ -374,6 +397,12 @@ mod tests {
             Error::Arrow(arrow::error::ArrowError::InvalidArgumentError(
                 "too large to store in a Decimal128 of precision 4".to_owned(),
             )),
+            Error::delta(
+                "silver.t",
+                deltalake::DeltaTableError::Generic(
+                    "Arrow error: Cast error: 'abc' to Int64".to_owned(),
+                ),
+            ),
         ] {
             assert!(!permanent.is_retryable(), "{permanent:?}");
         }
@@ -384,6 +413,10 @@ mod tests {
             http(Some(503)),
             http(None),
             Error::DataFusion(DataFusionError::ResourcesExhausted("memory".to_owned())),
+            Error::delta(
+                "silver.t",
+                deltalake::DeltaTableError::Generic("connection reset".to_owned()),
+            ),
             Error::DataFusion(DataFusionError::ObjectStore(Box::new(
                 deltalake::logstore::object_store::Error::Generic {
                     store: "S3",

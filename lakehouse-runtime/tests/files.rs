@@ -381,11 +381,13 @@ async fn ndjson_dates_and_times_are_text_and_a_number_is_refused() {
     );
     // Epoch seconds: taken for days, they were the year 4 million (and panicked the writer).
     std::fs::write(&file, "{\"day\": 1704067200}\n").expect("file");
-    let error = read_events()
-        .await
-        .expect_err("a number is not a date")
-        .to_string();
-    assert!(error.contains("day"), "{error}");
+    let error = read_events().await.expect_err("a number is not a date");
+    assert!(!error.is_retryable(), "{error:?}");
+    let error = error.to_string();
+    assert!(
+        error.contains("day") && error.contains("expected string"),
+        "{error}"
+    );
 }
 
 /// Orders landed as CSV files, each file ingested once.
@@ -619,12 +621,25 @@ mod incremental {
         // the bad file mended, reads both.
         std::fs::write(landing.join("c.csv"), "order_id,amount\n3,3.00\n").expect("file");
         std::fs::write(landing.join("d.csv"), "order_id,amount\n4,four\n").expect("file");
-        let failed = run().await;
+        // Not retried: the same value would fail again.
+        let failed = orchestrator
+            .run(&RunConfig {
+                default_retries: 2,
+                ..config(&landing)
+            })
+            .await
+            .expect("run");
+        let result = failed.result("new_orders").expect("planned");
         assert_eq!(
-            failed.result("new_orders").map(|r| r.status),
-            Some(Status::Failed),
+            (result.status, result.attempts),
+            (Status::Failed, 1),
             "{}",
             failed.render(false)
+        );
+        let error = result.error.clone().unwrap_or_default();
+        assert!(
+            error.contains("column `amount` (") && error.contains("four"),
+            "{error}"
         );
         assert_eq!(orders(&wh).await, ["1|1.00", "2|2.00"]);
         assert_eq!(ingested(&wh).await.len(), 2);

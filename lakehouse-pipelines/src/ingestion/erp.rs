@@ -174,7 +174,7 @@ pub const MAX_ERP_ROWS: usize = 10_000_000;
 pub async fn erp_sales_transactions(cx: &Ctx) -> Result<Frame<BronzeErpSales>> {
     let rows = cx.settings().parse_or("erp.rows", 100usize)?;
     if rows > MAX_ERP_ROWS {
-        return Err(Error::msg(format!(
+        return Err(Error::Refused(format!(
             "`erp.rows` = {rows} is more than the {MAX_ERP_ROWS} rows a run generates in \
              memory: ask for fewer, over several runs"
         )));

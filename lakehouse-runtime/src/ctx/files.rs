@@ -275,6 +275,9 @@ impl Ctx {
                     // A value that does not convert names the file and the column.
                     let value = if field.data_type() == &target {
                         read
+                    } else if format == FileFormat::Parquet {
+                        // A typed file: `CAST` keeps its statistics for pruning row groups.
+                        datafusion::logical_expr::cast(read, target)
                     } else {
                         crate::frame::named_cast::cast_named(
                             read,
@@ -285,6 +288,8 @@ impl Ctx {
                                 column.name,
                                 column.data_type
                             ),
+                            "fix the file, or declare the field as text (`String`) and convert \
+                             it in the pipeline",
                         )
                     };
                     if column.name == "run_at" {

@@ -168,6 +168,16 @@ impl ParseDecimal {
     }
 }
 
+/// `array` (text) parsed as `DECIMAL(precision, scale)` as `CAST` does, plain decimals fast
+/// when `precision` ≤ 18 (otherwise, and for any other text, by Arrow's cast).
+pub(crate) fn parse_text(array: &ArrayRef, precision: u8, scale: i8) -> Result<ArrayRef> {
+    let parser = ParseDecimal::new(precision, scale);
+    if precision > MAX_PRECISION || scale < 0 || array.data_type() != &DataType::Utf8 {
+        return parser.cast(array);
+    }
+    parser.parse(array)
+}
+
 /// `text` as an integer of `scale` implied decimals, if it is `[+-]digits[.digits]` with at most
 /// `scale` fraction digits and at most 18 digits once scaled.
 fn parse_plain(text: &[u8], scale: u8) -> Option<i64> {

@@ -304,7 +304,7 @@ impl View {
             .iter()
             .any(|(qualifier, _)| qualifier.is_some_and(|q| q.to_string() == joined))
         {
-            return Err(Error::msg(format!(
+            return Err(Error::Refused(format!(
                 "join with `{joined}`: the frame holds `{joined}`'s columns already (a table \
                  joined with itself, or a dimension in two roles), which column handles cannot \
                  tell apart; join the second copy through DataFusion (`into_dataframe()`, then \
@@ -318,7 +318,7 @@ impl View {
                 not_in_frame(self.df.schema(), key),
                 not_in_frame(right.df.schema(), key),
             ) {
-                return Err(Error::msg(format!(
+                return Err(Error::Refused(format!(
                     "a key of the join with `{}` {missing} (or be the joined table)",
                     U::DEF.qualified_name()
                 )));
@@ -396,7 +396,8 @@ impl View {
                         "column `{}` is NOT NULL and filled with `{source}`, which is NULL \
                          here for the rows of an outer join that find no match: declare the \
                          column `Option<_>`, give a default (`coalesce`, through `typed`), or \
-                         join with `JoinType::Inner`",
+                         join with `JoinType::Inner` (a filter on IS NOT NULL after the join \
+                         does not tell the plan)",
                         field.name()
                     ),
                 ));
@@ -435,7 +436,7 @@ fn refuse_outside_frame(
     what: &str,
 ) -> Result<()> {
     match not_in_frame(schema, expr) {
-        Some(missing) => Err(Error::msg(format!("{what} {missing}"))),
+        Some(missing) => Err(Error::Refused(format!("{what} {missing}"))),
         None => Ok(()),
     }
 }

@@ -532,7 +532,8 @@ pub(super) fn missing_input_files(pipeline: &'static PipelineDescriptor, error: 
         return error;
     }
     let text = error.to_string();
-    if !text.contains("not found") {
+    // A data file's (a log entry gone is another matter: a log cleanup, a table recreated).
+    if !text.contains("not found") || text.contains("/_delta_log/") {
         return error;
     }
     let Some(input) = pipeline

@@ -140,12 +140,12 @@ impl<const P: u8, const S: i8, const Q: u8, const R: i8> AverageInto<Option<Deci
 /// value that does not fit names the column.
 fn cast_to<W: ColumnType>(aggregate: RawExpr, name: &'static str) -> SelectedColumn {
     let label = format!(
-        "column `{name}`: an aggregate does not fit the declared {} (declare a wider type: a \
-         sum widens `Decimal<P, S>` by 10 digits, to at most 38)",
+        "column `{name}`: an aggregate does not fit the declared {}",
         W::LOGICAL
     );
+    let advice = "declare a wider type (a sum widens `Decimal<P, S>` by 10 digits, to at most 38)";
     SelectedColumn::new(backend::alias(
-        backend::cast_named(aggregate, W::LOGICAL, label),
+        backend::cast_named(aggregate, W::LOGICAL, label, advice),
         name,
     ))
 }
