@@ -181,8 +181,7 @@ pub(crate) async fn z_ordered_since_last_write(
         if let Some(ordered) = info.info.get(Z_ORDER_KEY) {
             // Read at the version before its own: a write committed while it ran (which it
             // did not sort, and which snapshot isolation lets it commit beside) is not in it.
-            let read_just_before =
-                info.read_version.map(|read| read as u64) == version.checked_sub(1);
+            let read_just_before = info.read_version == version.checked_sub(1);
             return Ok(read_just_before && *ordered == serde_json::json!(columns));
         }
         let operation = info.operation.as_deref().unwrap_or_default();
