@@ -36,6 +36,14 @@ pub fn frame<R: Serialize>(session: &SessionContext, table: &TableDef, rows: &[R
     }
 }
 
+/// A typed frame of `rows`, with `T`'s data columns.
+pub fn frame_of<T: lakehouse_runtime::Table, R: Serialize>(
+    session: &SessionContext,
+    rows: &[R],
+) -> lakehouse_runtime::Frame<T> {
+    lakehouse_runtime::Frame::from_dataframe(frame(session, T::DEF, rows)).expect("a typed frame")
+}
+
 /// Writes `rows` into `table`.
 pub async fn write<R: Serialize>(
     warehouse: &Warehouse,

@@ -4,7 +4,7 @@
 use lakehouse_runtime::prelude::*;
 use serde::Serialize;
 
-use crate::common::{TempWarehouse, frame, render};
+use crate::common::{TempWarehouse, frame_of, render};
 
 /// A sale at a store.
 #[derive(Table, Serialize)]
@@ -66,11 +66,9 @@ async fn carried_strings_survive_later_joins_and_null_padding() {
             region_code: code.into(),
             region_name: name.into(),
         });
-    let sales = Frame::<Sale>::from_dataframe(frame(&session, Sale::DEF, &sales)).expect("sales");
-    let stores =
-        Frame::<Store>::from_dataframe(frame(&session, Store::DEF, &stores)).expect("stores");
-    let regions =
-        Frame::<Region>::from_dataframe(frame(&session, Region::DEF, &regions)).expect("regions");
+    let sales = frame_of::<Sale, _>(&session, &sales);
+    let stores = frame_of::<Store, _>(&session, &stores);
+    let regions = frame_of::<Region, _>(&session, &regions);
 
     let joined = sales
         .join(
@@ -150,11 +148,8 @@ async fn keys_of_different_types_join_on_converted_values() {
         store_number: 7,
         store_name: "Lyon Part-Dieu".into(),
     }];
-    let sales = Frame::<NumberedSale>::from_dataframe(frame(&session, NumberedSale::DEF, &sales))
-        .expect("sales");
-    let stores =
-        Frame::<NumberedStore>::from_dataframe(frame(&session, NumberedStore::DEF, &stores))
-            .expect("stores");
+    let sales = frame_of::<NumberedSale, _>(&session, &sales);
+    let stores = frame_of::<NumberedStore, _>(&session, &stores);
     let named = sales
         .join(
             stores,
@@ -189,10 +184,8 @@ async fn semi_and_anti_joins_keep_the_rows_asked_for_with_the_joined_frame_as_ha
         store_name: None,
         region_code: "ARA".into(),
     });
-    let sales =
-        || Frame::<Sale>::from_dataframe(frame(&session, Sale::DEF, &sales)).expect("sales");
-    let stores =
-        || Frame::<Store>::from_dataframe(frame(&session, Store::DEF, &stores)).expect("stores");
+    let sales = || frame_of::<Sale, _>(&session, &sales);
+    let stores = || frame_of::<Store, _>(&session, &stores);
     let joined = |kind| {
         sales()
             .join(stores(), kind, [on(Sale::store_id, Store::store_id)])
@@ -238,11 +231,9 @@ async fn an_outer_joins_unmatched_side_cannot_fill_a_not_null_column() {
         region_code: "ARA".into(),
     }];
     let project = |kind| {
-        Frame::<Sale>::from_dataframe(frame(&session, Sale::DEF, &sales))
-            .expect("sales")
+        frame_of::<Sale, _>(&session, &sales)
             .join(
-                Frame::<Store>::from_dataframe(frame(&session, Store::DEF, &stores))
-                    .expect("stores"),
+                frame_of::<Store, _>(&session, &stores),
                 kind,
                 [on(Sale::store_id, Store::store_id)],
             )
@@ -268,10 +259,9 @@ async fn an_outer_joins_unmatched_side_cannot_fill_a_not_null_column() {
     let inner = project(JoinType::Inner).expect("inner join");
     assert_eq!(render(inner.into_dataframe()).await, ["1|ARA"]);
     // The left side of a left join is never NULL.
-    let ids = Frame::<Sale>::from_dataframe(frame(&session, Sale::DEF, &sales))
-        .expect("sales")
+    let ids = frame_of::<Sale, _>(&session, &sales)
         .join(
-            Frame::<Store>::from_dataframe(frame(&session, Store::DEF, &stores)).expect("stores"),
+            frame_of::<Store, _>(&session, &stores),
             JoinType::Left,
             [on(Sale::store_id, Store::store_id)],
         )
@@ -289,16 +279,14 @@ async fn a_table_joined_twice_is_refused_with_the_way_round() {
     let wh = TempWarehouse::new();
     let session = wh.warehouse.session();
     let stores = || {
-        Frame::<Store>::from_dataframe(frame(
+        frame_of::<Store, _>(
             &session,
-            Store::DEF,
             &[Store {
                 store_id: "S1".into(),
                 store_name: None,
                 region_code: "ARA".into(),
             }],
-        ))
-        .expect("stores")
+        )
     };
     let error = stores()
         .join(
@@ -326,8 +314,7 @@ async fn a_column_of_a_table_not_joined_is_named() {
         id: 1,
         store_id: "S1".into(),
     }];
-    let error = Frame::<Sale>::from_dataframe(frame(&session, Sale::DEF, &sales))
-        .expect("sales")
+    let error = frame_of::<Sale, _>(&session, &sales)
         .select_into(RegionalSaleSelect {
             id: Sale::id,
             region_code: Store::region_code,
@@ -350,26 +337,22 @@ async fn filters_and_join_keys_name_a_table_not_in_the_frame() {
     let wh = TempWarehouse::new();
     let session = wh.warehouse.session();
     let sales = || {
-        Frame::<Sale>::from_dataframe(frame(
+        frame_of::<Sale, _>(
             &session,
-            Sale::DEF,
             &[Sale {
                 id: 1,
                 store_id: "S1".into(),
             }],
-        ))
-        .expect("sales")
+        )
     };
     let regions = || {
-        Frame::<Region>::from_dataframe(frame(
+        frame_of::<Region, _>(
             &session,
-            Region::DEF,
             &[Region {
                 region_code: "ARA".into(),
                 region_name: "Auvergne-Rhône-Alpes".into(),
             }],
-        ))
-        .expect("regions")
+        )
     };
     let filtered = sales()
         .filter(Store::region_code.expr().eq(lit("ARA")))
@@ -397,16 +380,14 @@ async fn filters_and_join_keys_name_a_table_not_in_the_frame() {
         "{joined}"
     );
     // A key pair may name the joined table first, as SQL's ON does.
-    let stores = Frame::<Store>::from_dataframe(frame(
+    let stores = frame_of::<Store, _>(
         &session,
-        Store::DEF,
         &[Store {
             store_id: "S1".into(),
             store_name: None,
             region_code: "ARA".into(),
         }],
-    ))
-    .expect("stores");
+    );
     sales()
         .join(
             stores,

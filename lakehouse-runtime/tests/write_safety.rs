@@ -1028,6 +1028,21 @@ mod keyed_by_amount {
     }
 }
 
+/// The error of deleting the keys `keys` (a query) from `table`, which must be refused.
+async fn refused_delete(
+    wh: &TempWarehouse,
+    table: &'static lakehouse_runtime::TableDef,
+    keys: &str,
+) -> String {
+    let session = wh.warehouse.session();
+    let keys = session.sql(keys).await.expect("keys");
+    wh.warehouse
+        .delete_keys(&session, table, keys, Timestamp(0), None)
+        .await
+        .expect_err("the stored key differs")
+        .to_string()
+}
+
 /// Order lines, appended, keyed by order and line.
 mod lines_by_line {
     use lakehouse_runtime::prelude::*;
@@ -1063,23 +1078,12 @@ async fn delete_by_key_from_an_append_table_refuses_a_narrower_key() {
     write(&wh.warehouse, by_line, &rows, WriteOptions::default())
         .await
         .expect("write");
-    let session = wh.warehouse.session();
-    let keys = session
-        .sql("SELECT CAST(1 AS BIGINT) AS order_id")
-        .await
-        .expect("keys");
-    let refused = wh
-        .warehouse
-        .delete_keys(
-            &session,
-            <lines_by_order::OrderLines as lakehouse_runtime::Table>::DEF,
-            keys,
-            Timestamp(0),
-            None,
-        )
-        .await
-        .expect_err("the stored key is (order_id, line)")
-        .to_string();
+    let refused = refused_delete(
+        &wh,
+        <lines_by_order::OrderLines as lakehouse_runtime::Table>::DEF,
+        "SELECT CAST(1 AS BIGINT) AS order_id",
+    )
+    .await;
     assert!(
         refused.contains(
             "cannot delete by key (order_id): the table was written with key (order_id, line)"
@@ -1112,23 +1116,12 @@ async fn delete_by_key_refuses_a_key_other_than_the_stored_one() {
     )
     .await
     .expect("write");
-    let session = wh.warehouse.session();
-    let keys = session
-        .sql("SELECT CAST(10 AS BIGINT) AS amount")
-        .await
-        .expect("keys");
-    let refused = wh
-        .warehouse
-        .delete_keys(
-            &session,
-            <keyed_by_amount::Orders as lakehouse_runtime::Table>::DEF,
-            keys,
-            Timestamp(0),
-            None,
-        )
-        .await
-        .expect_err("the stored key is `id`")
-        .to_string();
+    let refused = refused_delete(
+        &wh,
+        <keyed_by_amount::Orders as lakehouse_runtime::Table>::DEF,
+        "SELECT CAST(10 AS BIGINT) AS amount",
+    )
+    .await;
     assert!(refused.contains("cannot delete by key"), "{refused}");
     assert_eq!(
         contents(&wh.warehouse, ORDERS).await,
