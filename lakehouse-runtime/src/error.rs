@@ -193,6 +193,8 @@ fn is_deterministic(error: &DataFusionError) -> bool {
         | DataFusionError::NotImplemented(_)
         | DataFusionError::Configuration(_) => true,
         DataFusionError::ArrowError(error, _) => is_data_error(error),
+        // The runtime's own assertions (a NOT NULL column's NULL) fail as execution errors.
+        DataFusionError::Execution(text) => DATA_ERROR_MARKS.iter().any(|m| text.contains(m)),
         _ => false,
     }
 }
@@ -403,6 +405,9 @@ mod tests {
                     "Arrow error: Cast error: 'abc' to Int64".to_owned(),
                 ),
             ),
+            Error::DataFusion(DataFusionError::Execution(
+                "column `t.c` is declared NOT NULL, but the pipeline produced a NULL".to_owned(),
+            )),
         ] {
             assert!(!permanent.is_retryable(), "{permanent:?}");
         }

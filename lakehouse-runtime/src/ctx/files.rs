@@ -275,8 +275,16 @@ impl Ctx {
                     // A value that does not convert names the file and the column.
                     let value = if field.data_type() == &target {
                         read
-                    } else if format == FileFormat::Parquet {
-                        // A typed file: `CAST` keeps its statistics for pruning row groups.
+                    } else if format == FileFormat::Parquet
+                        && !matches!(
+                            field.data_type(),
+                            arrow::datatypes::DataType::Utf8
+                                | arrow::datatypes::DataType::LargeUtf8
+                                | arrow::datatypes::DataType::Utf8View
+                        )
+                    {
+                        // A typed column of a typed file: `CAST` keeps its statistics for
+                        // pruning row groups (a cast of text prunes nothing anyway).
                         datafusion::logical_expr::cast(read, target)
                     } else {
                         crate::frame::named_cast::cast_named(

@@ -89,14 +89,14 @@ impl Settings {
 
     /// The value of `key` parsed as `V`, or `default` when unset; an unparsable value is an error
     /// naming the key.
-    pub fn parse_or<V: std::str::FromStr>(&self, key: &str, default: V) -> Result<V>
+    pub fn parse_or<V: std::str::FromStr + 'static>(&self, key: &str, default: V) -> Result<V>
     where
         V::Err: std::fmt::Display,
     {
         match self.get(key) {
             None => Ok(default),
             Some(raw) => raw.parse().map_err(|e| {
-                Error::msg(format!(
+                Error::Refused(format!(
                     "setting `{key}` = {raw:?} is invalid: {e} (expected {}, e.g. `--set \
                      {key}=..`)",
                     expected::<V>()
@@ -389,7 +389,7 @@ impl Ctx {
     /// columns (often `T` itself with `#[derive(Serialize)]`).
     pub fn frame_from_rows<T: Table, R: serde::Serialize>(&self, rows: &[R]) -> Result<Frame<T>> {
         let batches = batches_from_rows(T::DEF.output_arrow_schema(), rows).map_err(|e| {
-            Error::msg(format!(
+            Error::Refused(format!(
                 "pipeline `{}`: rows for {}: {e}",
                 self.pipeline,
                 T::DEF.qualified_name()
@@ -405,14 +405,31 @@ impl Ctx {
 }
 
 /// What a setting of type `V` is, for its parse error: "a whole number", ..
-fn expected<V>() -> &'static str {
-    let name = std::any::type_name::<V>();
-    match name {
-        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, 0 or more",
-        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
-        "f32" | "f64" => "a number",
-        "bool" => "`true` or `false`",
-        _ => name.rsplit("::").next().unwrap_or(name),
+fn expected<V: 'static>() -> &'static str {
+    use std::any::TypeId;
+    let is = |types: &[TypeId]| types.contains(&TypeId::of::<V>());
+    if is(&[
+        TypeId::of::<u8>(),
+        TypeId::of::<u16>(),
+        TypeId::of::<u32>(),
+        TypeId::of::<u64>(),
+        TypeId::of::<usize>(),
+    ]) {
+        "a whole number, 0 or more"
+    } else if is(&[
+        TypeId::of::<i8>(),
+        TypeId::of::<i16>(),
+        TypeId::of::<i32>(),
+        TypeId::of::<i64>(),
+        TypeId::of::<isize>(),
+    ]) {
+        "a whole number"
+    } else if is(&[TypeId::of::<f32>(), TypeId::of::<f64>()]) {
+        "a number"
+    } else if is(&[TypeId::of::<bool>()]) {
+        "`true` or `false`"
+    } else {
+        "a valid value"
     }
 }
 

@@ -290,7 +290,7 @@ impl View {
         let (left, right_keys): (Vec<Expr>, Vec<Expr>) =
             keys.into_iter().map(|k| (k.left, k.right)).unzip();
         if left.is_empty() {
-            return Err(Error::msg(format!(
+            return Err(Error::Refused(format!(
                 "join with `{}` has no key; pass at least one `on(left, right)`",
                 U::DEF.qualified_name()
             )));

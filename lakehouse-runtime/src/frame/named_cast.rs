@@ -69,12 +69,12 @@ impl ScalarUDFImpl for NamedCast {
         };
         // A cast error, as the value's (not retried: the same value fails again).
         cast.map(ColumnarValue::Array).map_err(|error| {
+            let cause = crate::error::Error::from(error).to_string();
+            let cause = cause.strip_prefix("Cast error: ").unwrap_or(&cause);
             DataFusionError::ArrowError(
                 Box::new(ArrowError::CastError(format!(
-                    "{}: {}; {}",
-                    self.label,
-                    crate::error::Error::from(error),
-                    self.advice
+                    "{}: {cause}; {}",
+                    self.label, self.advice
                 ))),
                 None,
             )

@@ -539,13 +539,13 @@ pub(super) fn missing_input_files(pipeline: &'static PipelineDescriptor, error: 
     let Some(input) = pipeline
         .inputs
         .iter()
-        .find(|input| text.contains(&format!("/{}/{}/", input.table.schema, input.table.name)))
+        .find(|input| names_folder_of(&text, input.table))
     else {
         return error;
     };
     if !input.incremental {
         // Its current version references a file that is not there: the table itself is broken.
-        return Error::msg(format!(
+        return Error::Refused(format!(
             "{text}: a data file of {table}'s current version is gone (deleted, or vacuumed by \
              another engine): `orchestrate check` lists what is missing; restore the table to \
              a version whose files are there (`orchestrate restore {table} --to <version>`), \
@@ -558,11 +558,67 @@ pub(super) fn missing_input_files(pipeline: &'static PipelineDescriptor, error: 
     } else {
         "--full-refresh"
     };
-    Error::msg(format!(
+    Error::Refused(format!(
         "{text}: a data file of {} that this pipeline still had to read incrementally is gone \
          (vacuumed, or deleted): read the input whole again with `orchestrate run --select {} \
          {refresh}`",
         input.table.qualified_name(),
         pipeline.name
     ))
+}
+
+/// Whether `text` names a path inside `table`'s folder (`…/schema/name/…`, or `schema/name/…`
+/// at the root of a bucket), not one of another table whose name ends the same.
+fn names_folder_of(text: &str, table: &crate::table::TableDef) -> bool {
+    let folder = format!("{}/{}/", table.schema, table.name);
+    text.match_indices(&folder).any(|(at, _)| {
+        text[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|before| matches!(before, '/' | ' ' | '`' | '\'' | '"'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_folder_of;
+    use crate::table::{OverwriteScope, Quality, SchemaEvolution, TableDef, WriteMode};
+
+    #[test]
+    fn a_path_is_matched_to_its_own_tables_folder_at_any_root() {
+        let events = TableDef {
+            schema: "bronze",
+            name: "events",
+            rust_type: "Events",
+            description: "",
+            columns: &[],
+            key: &[],
+            partition_by: &[],
+            mode: WriteMode::Append,
+            change_columns: None,
+            evolution: SchemaEvolution::Merge,
+            overwrite: OverwriteScope::Table,
+            quality: Quality::Off,
+            z_order: &[],
+            target_file_size: None,
+            auto_compact: true,
+            freshness_secs: None,
+            checks: &[],
+            expectations: &[],
+            properties: &[],
+        };
+        let found = |text: &str| names_folder_of(text, &events);
+        assert!(found(
+            "Object at location /wh/bronze/events/part-0.parquet not found"
+        ));
+        assert!(found(
+            "Object at location bronze/events/part-0.parquet not found"
+        ));
+        assert!(!found(
+            "Object at location /wh/xbronze/events/part-0.parquet not found"
+        ));
+        assert!(!found(
+            "Object at location /wh/bronze/events_old/part-0.parquet not found"
+        ));
+    }
 }

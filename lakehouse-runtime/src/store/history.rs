@@ -179,10 +179,25 @@ pub(crate) async fn z_ordered_since_last_write(
             return Ok(false);
         };
         if let Some(ordered) = info.info.get(Z_ORDER_KEY) {
-            // Read at the version before its own: a write committed while it ran (which it
-            // did not sort, and which snapshot isolation lets it commit beside) is not in it.
-            let read_just_before = info.read_version == version.checked_sub(1);
-            return Ok(read_just_before && *ordered == serde_json::json!(columns));
+            if *ordered != serde_json::json!(columns) {
+                return Ok(false);
+            }
+            // A write committed while it ran (which it did not sort, and which snapshot
+            // isolation lets it commit beside) leaves the table unsorted: only metadata
+            // commits may stand between the version it read and its own.
+            let Some(read) = info.read_version.filter(|read| *read < version) else {
+                return Ok(false);
+            };
+            for between in read + 1..version {
+                let metadata_only = commit_info(delta, table, between)
+                    .await?
+                    .and_then(|info| info.operation)
+                    .is_some_and(|operation| METADATA_ONLY.contains(&operation.as_str()));
+                if !metadata_only {
+                    return Ok(false);
+                }
+            }
+            return Ok(true);
         }
         let operation = info.operation.as_deref().unwrap_or_default();
         if !METADATA_ONLY.contains(&operation) {
