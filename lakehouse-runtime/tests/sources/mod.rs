@@ -167,3 +167,47 @@ pub async fn read_status(client: &OdsClient) -> lakehouse_runtime::Result<Collec
 pub fn rows(collected: &Collected) -> usize {
     collected.batches.iter().map(|b| b.num_rows()).sum()
 }
+
+/// Stations, as a source writes them.
+#[derive(Table)]
+#[table(schema = "bronze", name = "fitted_stations")]
+pub struct FittedStations {
+    pub code: String,
+    pub capacity: i32,
+}
+
+#[tokio::test]
+async fn rows_a_source_makes_that_do_not_fit_its_table_name_it_and_are_not_retried() {
+    use lakehouse_runtime::sources::{Page, RawRecord, SinglePage, collect_frame};
+    // The row type lacks the NOT NULL `capacity`: a mistake of the pipeline's code.
+    #[derive(Serialize)]
+    struct Row {
+        code: String,
+    }
+    let test = lakehouse_runtime::testing::TestContext::new("fitted_stations").expect("context");
+    let page = Page {
+        url: url::Url::parse("https://example.test/stations").expect("url"),
+        origin: "https://example.test/stations".to_owned(),
+        records: vec![RawRecord::parse(br#"{"code": "A1"}"#.to_vec()).expect("json")],
+    };
+    let error = collect_frame::<FittedStations, _, _>(
+        test.ctx(),
+        &mut SinglePage::new(page),
+        |r: &Record<'_>| {
+            Ok(Row {
+                code: r.string("code")?,
+            })
+        },
+    )
+    .await
+    .err()
+    .expect("no capacity");
+    assert!(!error.is_retryable(), "{error:?}");
+    let error = error.to_string();
+    assert!(
+        error.starts_with(
+            "pipeline `fitted_stations`: rows for bronze.fitted_stations: rows do not fit"
+        ),
+        "{error}"
+    );
+}
