@@ -359,3 +359,55 @@ async fn a_table_older_than_its_freshness_is_stale() {
         ["gold.daily was last written 1day 3h ago, more than its freshness (1day 2h)"]
     );
 }
+
+/// One row a write.
+#[derive(Table, Serialize)]
+#[table(schema = "bronze", name = "ticks_by_time")]
+pub struct TickByTime {
+    pub n: i64,
+}
+
+#[tokio::test]
+async fn a_time_reads_the_latest_version_committed_by_then_among_many() {
+    use lakehouse_runtime::store::AsOf;
+    let wh = TempWarehouse::new();
+    let table = <TickByTime as lakehouse_runtime::Table>::DEF;
+    for n in 0..24 {
+        write(
+            &wh.warehouse,
+            table,
+            &[TickByTime { n }],
+            WriteOptions::default(),
+        )
+        .await
+        .expect("write");
+    }
+    let history = wh.warehouse.history(table, 100).await.expect("history");
+    let times: Vec<(u64, Timestamp)> = history
+        .iter()
+        .map(|c| (c.version, c.committed_at.expect("a commit time")))
+        .collect();
+    // Each version's own time reads the latest version committed by then (commits sharing a
+    // millisecond read the last of them), as a scan of every commit would tell.
+    for (_, time) in &times {
+        let expected = times
+            .iter()
+            .filter(|(_, t)| t <= time)
+            .map(|(v, _)| *v)
+            .max()
+            .expect("one at least");
+        let count = render(
+            wh.warehouse
+                .sql_as_of(
+                    &[table],
+                    "SELECT count(*) FROM bronze.ticks_by_time",
+                    &[(table, AsOf::Time(*time))],
+                )
+                .await
+                .expect("query"),
+        )
+        .await;
+        // Version 0 creates the table; version v holds v rows.
+        assert_eq!(count, [expected.to_string()], "as of {time}");
+    }
+}

@@ -112,6 +112,12 @@ impl Warehouse {
         time: Timestamp,
     ) -> Result<u64> {
         let latest = delta.version().unwrap_or_default();
+        // A binary search reads O(log n) commits (a table written every minute has hundreds of
+        // thousands); commit times are taken as ordered, as Delta's writers make them. A commit
+        // without a time falls back to reading them one by one.
+        if let Some(found) = search_version_at(delta, table, time, latest).await? {
+            return Ok(found);
+        }
         let mut earliest = None;
         for version in (0..=latest).rev() {
             let Some(info) = commit_info(delta, table, version).await? else {
@@ -134,6 +140,55 @@ impl Warehouse {
             table.qualified_name()
         )))
     }
+}
+
+/// The latest version of `delta` committed at or before `time`, by binary search over the
+/// readable log (entries older than the log's retention are gone: the readable ones are a
+/// suffix); `None` when a commit gives no time or no version is that old (the caller scans, and
+/// explains).
+async fn search_version_at(
+    delta: &DeltaTable,
+    table: &TableDef,
+    time: Timestamp,
+    latest: u64,
+) -> Result<Option<u64>> {
+    let time_of = |version: u64| async move {
+        Ok::<_, Error>(
+            commit_info(delta, table, version)
+                .await?
+                .map(|info| commit_time(&info)),
+        )
+    };
+    match time_of(latest).await? {
+        Some(Some(committed)) if committed <= time => return Ok(Some(latest)),
+        Some(Some(_)) => {}
+        _ => return Ok(None),
+    }
+    // The earliest readable version.
+    let (mut low, mut high) = (0, latest);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if time_of(middle).await?.is_some() {
+            high = middle;
+        } else {
+            low = middle + 1;
+        }
+    }
+    match time_of(low).await? {
+        Some(Some(committed)) if committed <= time => {}
+        _ => return Ok(None),
+    }
+    // The last version at or before `time`: `low` is always one.
+    let mut high = latest;
+    while low < high {
+        let middle = low + (high - low).div_ceil(2);
+        match time_of(middle).await? {
+            Some(Some(committed)) if committed <= time => low = middle,
+            Some(Some(_)) => high = middle - 1,
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(low))
 }
 
 /// When `version` of `delta` (the table of `table`) was committed: `None` when the log no longer
