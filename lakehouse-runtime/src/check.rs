@@ -105,6 +105,10 @@ pub async fn check_plan(pipeline: &'static PipelineDescriptor) -> Result<()> {
     for check in pipeline.output.checks {
         crate::quality::check_condition(&output.df, pipeline.output, check)?;
     }
+    // Planned physically too: some errors only show there (inputs a union cannot line up,
+    // operators that refuse their arguments), and would fail every run.
+    let physical = output.df.clone().create_physical_plan().await?;
+    drop(physical);
     let plan = output.df.into_optimized_plan()?;
     compare_schema(pipeline.output, plan.schema().as_arrow())
 }

@@ -81,10 +81,47 @@ impl TestContext {
     /// A frame of table `T` holding `rows` (any `Serialize` struct whose fields are `T`'s data
     /// columns, often `T` itself; a nullable column it lacks is NULL, a NOT NULL one is an
     /// error), also readable by the pipeline's SQL as `schema.table` (the latest frame of `T`).
+    /// An SCD2 table's rows are current versions opened at the context's `run_at` (its
+    /// `valid_from`, `valid_to` NULL, `is_current` true), as a pipeline reads them.
     pub fn frame<T: Table, R: Serialize>(&self, rows: &[R]) -> Result<Frame<T>> {
         let frame = self.cx.frame_from_rows::<T, R>(rows)?;
+        let frame = self.with_system_columns(frame)?;
         self.cx.register_input(T::DEF, frame.dataframe().clone())?;
         Ok(frame)
+    }
+
+    /// `frame` with its table's system columns (an SCD2 table's validity), as a read gives them.
+    fn with_system_columns<T: Table>(&self, frame: Frame<T>) -> Result<Frame<T>> {
+        use crate::table::ColumnRole;
+        use datafusion::prelude::{cast, col, lit};
+        let table = T::DEF;
+        if table.columns.iter().all(|c| c.role == ColumnRole::Data) {
+            return Ok(frame);
+        }
+        let columns: Vec<datafusion::prelude::Expr> = table
+            .columns
+            .iter()
+            .map(|c| {
+                let value = match (c.role, c.name) {
+                    (ColumnRole::Data, name) => col(name),
+                    (ColumnRole::System, "valid_from") => self.run_at.lit(),
+                    (ColumnRole::System, "is_current") => lit(true),
+                    (ColumnRole::System, _) => cast(
+                        lit(datafusion::scalar::ScalarValue::Null),
+                        c.data_type.arrow_type(),
+                    ),
+                };
+                value.alias(c.name)
+            })
+            .collect();
+        let df = frame.into_dataframe().select(columns)?;
+        let all: Vec<&crate::table::ColumnDef> = table.columns.iter().collect();
+        Ok(Frame::conformed(crate::frame::conform(
+            df,
+            table,
+            &all,
+            crate::frame::Strictness::Read,
+        )?))
     }
 
     /// `rows` as the new rows of an incremental input (`Changes<T>`).

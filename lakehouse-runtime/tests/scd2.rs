@@ -621,3 +621,35 @@ async fn run_at_alone_opens_no_version() {
         .expect("written");
     assert_eq!(contents(&wh.warehouse, def).await, history);
 }
+
+#[tokio::test]
+async fn a_unit_test_frame_of_an_scd2_table_holds_current_versions() {
+    use lakehouse_runtime::testing::{TEST_RUN_AT, TestContext};
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Version {
+        customer_id: String,
+        valid_from: Timestamp,
+        valid_to: Option<Timestamp>,
+        is_current: bool,
+    }
+    let test = TestContext::new("dim_customer_reader").expect("context");
+    let customers = test
+        .frame::<DimCustomer, _>(&[c("a", Some("Ann"), None), c("b", None, None)])
+        .expect("a frame");
+    // Readers pick the current versions, as a pipeline over the stored table does.
+    let current = customers
+        .filter(DimCustomer::is_current.expr())
+        .expect("is_current is there")
+        .sort(vec![DimCustomer::customer_id.expr().sort(true, false)])
+        .expect("sorted");
+    let versions: Vec<Version> = lakehouse_runtime::testing::rows(current)
+        .await
+        .expect("rows");
+    let version = |id: &str| Version {
+        customer_id: id.to_owned(),
+        valid_from: TEST_RUN_AT,
+        valid_to: None,
+        is_current: true,
+    };
+    assert_eq!(versions, [version("a"), version("b")]);
+}

@@ -338,8 +338,9 @@ impl Ctx {
     /// Runs a read-only SQL query over the pipeline's inputs (named `schema.table`) and conforms
     /// the result to table `T`. DDL, DML and `SET` are refused. The inputs are the tables the
     /// pipeline takes as parameters (`Frame<T>`, or `Changes<T>`, whose table then holds only
-    /// the new rows); a table listed only in `depends_on` is not readable: take it as a
-    /// parameter (`_dim: Frame<Dim>`).
+    /// the new rows, unless a `Frame<T>` of the same table is a later parameter: SQL reads the
+    /// last parameter of a table); a table listed only in `depends_on` is not readable: take it
+    /// as a parameter (`_dim: Frame<Dim>`).
     ///
     /// # Examples
     ///

@@ -48,9 +48,13 @@ pub fn batches_from_rows<R: Serialize>(schema: SchemaRef, rows: &[R]) -> Result<
 
 /// Record batches as `R`s, through Arrow's JSON writer (decimals as their exact text: the
 /// writer would make them JSON numbers, read back as `f64`).
+/// A float that is not finite (NaN, an infinity) is an error naming its column: JSON has no such
+/// value, and the writer would make it `null`, read back as `None` (a test would pass on a
+/// division by zero the table stores).
 pub fn batches_to_rows<R: DeserializeOwned>(batches: &[RecordBatch]) -> Result<Vec<R>> {
     let mut writer = arrow::json::ArrayWriter::new(Vec::new());
     for batch in batches {
+        refuse_non_finite(batch)?;
         writer.write(&decimals_as_text(batch)?)?;
     }
     writer.finish()?;
@@ -59,6 +63,36 @@ pub fn batches_to_rows<R: DeserializeOwned>(batches: &[RecordBatch]) -> Result<V
         return Ok(Vec::new());
     }
     serde_json::from_slice(&json).map_err(|e| Error::msg(format!("reading rows: {e}")))
+}
+
+/// An error naming the first float column of `batch` holding NaN or an infinity.
+fn refuse_non_finite(batch: &RecordBatch) -> Result<()> {
+    use arrow::array::AsArray as _;
+    use arrow::datatypes::{DataType, Float32Type, Float64Type};
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        let found = match field.data_type() {
+            DataType::Float64 => column
+                .as_primitive::<Float64Type>()
+                .iter()
+                .flatten()
+                .find(|v| !v.is_finite()),
+            DataType::Float32 => column
+                .as_primitive::<Float32Type>()
+                .iter()
+                .flatten()
+                .find(|v| !v.is_finite())
+                .map(f64::from),
+            _ => None,
+        };
+        if let Some(value) = found {
+            return Err(Error::msg(format!(
+                "column `{}` holds {value}, which rows cannot carry (JSON has no NaN or \
+                 infinity): compare it on the frame (`isnan`, a filter), or guard the division",
+                field.name()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `batch` with its decimal columns cast to their exact text.
@@ -102,6 +136,28 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
+
+    #[test]
+    fn a_float_that_is_not_finite_is_named_not_read_as_null() {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "ratio",
+            DataType::Float64,
+            true,
+        )]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(arrow::array::Float64Array::from(vec![
+                Some(1.5),
+                None,
+                Some(f64::NAN),
+            ]))],
+        )
+        .expect("batch");
+        let error = batches_to_rows::<serde_json::Value>(&[batch])
+            .expect_err("NaN")
+            .to_string();
+        assert!(error.starts_with("column `ratio` holds NaN"), "{error}");
+    }
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
