@@ -49,9 +49,18 @@ impl std::error::Error for PlanFailures {}
 /// Builds every pipeline's plan on empty inputs and checks its output schema; all failures are
 /// returned together.
 pub async fn check_plans(registry: &Registry) -> Result<(), PlanFailures> {
+    check_plans_with(registry, &Settings::new()).await
+}
+
+/// [`check_plans`] with `settings` (what `--set` gives a run): a pipeline that requires a
+/// setting, or plans by one, is checked as it would run.
+pub async fn check_plans_with(
+    registry: &Registry,
+    settings: &Settings,
+) -> Result<(), PlanFailures> {
     let mut failures = Vec::new();
     for pipeline in registry.pipelines() {
-        if let Err(error) = check_plan(pipeline).await {
+        if let Err(error) = check_plan_with(pipeline, settings).await {
             failures.push(PlanFailure {
                 pipeline: pipeline.name,
                 error,
@@ -67,6 +76,14 @@ pub async fn check_plans(registry: &Registry) -> Result<(), PlanFailures> {
 
 /// Builds one pipeline's plan on empty inputs and checks its output schema.
 pub async fn check_plan(pipeline: &'static PipelineDescriptor) -> Result<()> {
+    check_plan_with(pipeline, &Settings::new()).await
+}
+
+/// [`check_plan`] with `settings`.
+pub async fn check_plan_with(
+    pipeline: &'static PipelineDescriptor,
+    settings: &Settings,
+) -> Result<()> {
     // Configured as a run's session (its optimizer rules included), on a default runtime.
     let session = crate::store::session_on(Arc::new(
         datafusion::execution::runtime_env::RuntimeEnv::default(),
@@ -79,7 +96,7 @@ pub async fn check_plan(pipeline: &'static PipelineDescriptor) -> Result<()> {
     let cx = Ctx::new(
         pipeline.name,
         run,
-        Arc::new(Settings::new()),
+        Arc::new(settings.clone()),
         session.clone(),
         true,
     )

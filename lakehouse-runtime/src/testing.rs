@@ -129,9 +129,12 @@ impl TestContext {
         Ok(Changes::new(self.frame::<T, R>(rows)?))
     }
 
-    /// This context rebuilt from its parts (after a change of time or settings).
+    /// This context rebuilt from its parts (after a change of time or settings), with the
+    /// records rejected so far.
     fn rebuilt(mut self) -> TestContext {
+        let rejects = self.cx.take_rejects();
         self.cx = context(self.pipeline, &self.session, self.run_at, &self.settings);
+        self.cx.reject(rejects);
         self
     }
 }

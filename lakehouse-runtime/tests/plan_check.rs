@@ -124,3 +124,40 @@ async fn sql_naming_a_missing_column_is_reported_with_pipeline_and_column() {
     );
     assert!(!report.contains("pipeline `events`"), "{report}");
 }
+
+/// Events of one region.
+#[derive(Table)]
+#[table(schema = "silver", name = "regional_events")]
+pub struct RegionalEvents {
+    pub event_id: i64,
+}
+
+/// Plans by a setting it requires.
+#[pipeline(depends_on = [events])]
+pub async fn regional_events(events: Frame<Events>, cx: &Ctx) -> Result<Frame<RegionalEvents>> {
+    let region = cx
+        .settings()
+        .get("region")
+        .ok_or_else(|| Error::msg("setting `region` is required"))?;
+    events
+        .filter(Events::kind.expr().eq(lit(region.to_owned())))?
+        .select_into(RegionalEventsSelect {
+            event_id: Events::event_id,
+        })
+}
+
+#[tokio::test]
+async fn the_plan_check_takes_the_settings_a_run_would() {
+    let registry = Registry::from_inventory().expect("valid graph");
+    let pipeline = registry.get("regional_events").expect("registered");
+    let error = check_plan(pipeline)
+        .await
+        .expect_err("no region")
+        .to_string();
+    assert!(error.contains("setting `region` is required"), "{error}");
+    let mut settings = lakehouse_runtime::ctx::Settings::new();
+    settings.set("region", "north");
+    lakehouse_runtime::check::check_plan_with(pipeline, &settings)
+        .await
+        .expect("planned with the region");
+}

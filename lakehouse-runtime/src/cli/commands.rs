@@ -10,7 +10,7 @@ use super::args::{
     Cli, Command, DirectionArg, ExecutionArgs, GlobalArgs, GraphFormat, NotifyOnArg, OrderArg,
     OutputFormat, ReportFormat, RunArgs, SelectArgs, SkipPolicyArg,
 };
-use crate::check::check_plans;
+use crate::check::check_plans_with;
 use crate::ctx::Settings;
 use crate::error::{Error, Result};
 use crate::graph::Registry;
@@ -692,7 +692,11 @@ async fn check(registry: &Registry, global: &GlobalArgs) -> Result<ExitCode> {
         registry.len()
     );
     let mut ok = true;
-    match check_plans(registry).await {
+    let mut settings = Settings::new();
+    for (key, value) in &global.settings {
+        settings.set(key.clone(), value.clone());
+    }
+    match check_plans_with(registry, &settings).await {
         Ok(()) => say!("plans: every pipeline's plan matches its table"),
         Err(failures) => {
             ok = false;

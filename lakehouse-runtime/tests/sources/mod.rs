@@ -211,3 +211,16 @@ async fn rows_a_source_makes_that_do_not_fit_its_table_name_it_and_are_not_retri
         "{error}"
     );
 }
+
+#[test]
+fn a_test_context_keeps_its_rejects_through_a_change_of_settings() {
+    use lakehouse_runtime::ctx::Reject;
+    let test = lakehouse_runtime::testing::TestContext::new("fitted_stations").expect("context");
+    test.ctx().reject(vec![Reject {
+        source: "https://example.test/stations".to_owned(),
+        reason: "no code".to_owned(),
+        raw: "{}".to_owned(),
+    }]);
+    let test = test.with_setting("opendata.mode", "snapshot");
+    assert_eq!(test.ctx().take_rejects().len(), 1);
+}
