@@ -46,6 +46,13 @@ impl std::fmt::Display for PlanFailures {
 
 impl std::error::Error for PlanFailures {}
 
+/// How long one pipeline's plan may take in the check (planning reads nothing: it takes
+/// milliseconds), whatever the pipeline's own time limit...
+const PLANNING_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// ... and at least this long, however short its own (a loaded machine plans slowly).
+const PLANNING_TIME_FLOOR: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Builds every pipeline's plan on empty inputs and checks its output schema; all failures are
 /// returned together.
 pub async fn check_plans(registry: &Registry) -> Result<(), PlanFailures> {
@@ -110,10 +117,27 @@ pub async fn check_plan_with(
         frames.push(df);
     }
     let inputs = Inputs::new(frames);
-    // A panic in pipeline code is a failure of that pipeline's check, not of the whole check.
-    let output = tokio::spawn(async move { (pipeline.run)(&cx, inputs).await })
-        .await
-        .map_err(|e| Error::msg(format!("the pipeline panicked while planning: {e}")))??;
+    // A panic in pipeline code is a failure of that pipeline's check, not of the whole check;
+    // so is a plan that does not come (a source calling its service in a dry run, say): within
+    // the pipeline's own time limit, or [`PLANNING_TIME_LIMIT`].
+    let limit = pipeline
+        .timeout_ms
+        .map_or(PLANNING_TIME_LIMIT, std::time::Duration::from_millis)
+        .clamp(PLANNING_TIME_FLOOR, PLANNING_TIME_LIMIT);
+    let task = tokio::spawn(async move { (pipeline.run)(&cx, inputs).await });
+    let abort = task.abort_handle();
+    let output = match tokio::time::timeout(limit, task).await {
+        Ok(joined) => joined
+            .map_err(|e| Error::msg(format!("the pipeline panicked while planning: {e}")))??,
+        Err(_) => {
+            abort.abort();
+            return Err(Error::Refused(format!(
+                "planning took longer than {}: does the pipeline call a service or read files \
+                 in a dry run? (guard it with `cx.is_dry_run()`)",
+                humantime::format_duration(limit)
+            )));
+        }
+    };
     // The table's expectations must be conditions over its columns.
     for expectation in pipeline.output.expectations {
         crate::quality::expectation_condition(&output.df, pipeline.output, expectation)?;

@@ -161,3 +161,18 @@ async fn the_plan_check_takes_the_settings_a_run_would() {
         .await
         .expect("planned with the region");
 }
+
+#[tokio::test]
+async fn a_plan_that_does_not_come_fails_the_check_in_bounded_time() {
+    // `slow` (of the orchestrator's tests) waits 30 s before it returns its plan.
+    let registry = Registry::from_inventory().expect("valid graph");
+    let pipeline = registry.get("slow").expect("registered");
+    let error = check_plan(pipeline).await.expect_err("no plan in time");
+    assert!(!error.is_retryable(), "{error:?}");
+    let error = error.to_string();
+    assert!(
+        error.contains("planning took longer than 10s")
+            && error.contains("guard it with `cx.is_dry_run()`"),
+        "{error}"
+    );
+}
