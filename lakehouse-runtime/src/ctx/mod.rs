@@ -389,14 +389,21 @@ impl Ctx {
     /// A frame of `T` from Rust rows: any `serde::Serialize` struct whose fields are `T`'s data
     /// columns (often `T` itself with `#[derive(Serialize)]`).
     pub fn frame_from_rows<T: Table, R: serde::Serialize>(&self, rows: &[R]) -> Result<Frame<T>> {
-        let batches = batches_from_rows(T::DEF.output_arrow_schema(), rows).map_err(|e| {
-            Error::Refused(format!(
-                "pipeline `{}`: rows for {}: {e}",
+        let batches = batches_from_rows(T::DEF.output_arrow_schema(), rows)
+            .map_err(|error| self.naming_rows_of::<T>(error))?;
+        self.frame_from_batches(batches)
+    }
+
+    /// `error` (of rows that do not fit table `T`) naming the pipeline and the table.
+    pub(crate) fn naming_rows_of<T: Table>(&self, error: Error) -> Error {
+        match error {
+            Error::Refused(message) => Error::Refused(format!(
+                "pipeline `{}`: rows for {}: {message}",
                 self.pipeline,
                 T::DEF.qualified_name()
-            ))
-        })?;
-        self.frame_from_batches(batches)
+            )),
+            other => other,
+        }
     }
 
     /// An empty frame of `T`.

@@ -31,8 +31,9 @@ pub fn batches_from_rows<R: Serialize>(schema: SchemaRef, rows: &[R]) -> Result<
         .with_strict_mode(true)
         .build_decoder()?;
     let mut batches = Vec::with_capacity(rows.len().div_ceil(BATCH_ROWS));
+    // A mistake of the code making the rows: another attempt makes the same.
     let unfit = |e: arrow::error::ArrowError| {
-        Error::msg(format!(
+        Error::Refused(format!(
             "rows do not fit the table's columns ({}): {e}",
             columns()
         ))

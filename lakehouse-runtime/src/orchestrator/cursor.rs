@@ -28,7 +28,7 @@ pub(super) async fn incremental_cursor(
     let recorded = match last_success.as_ref() {
         Some(success) => match success.input_versions.as_deref() {
             Some(json) => {
-                serde_json::from_str::<BTreeMap<String, Option<u64>>>(json).map_err(|error| {
+                recorded_versions(json).map_err(|error| {
                     // Read whole again, an append output would get its rows twice: rebuild it.
                     let refresh = if pipeline.output.mode == crate::table::WriteMode::Append {
                         "--rebuild"
@@ -117,6 +117,11 @@ pub(super) async fn incremental_cursor(
             transaction,
         },
     })
+}
+
+/// The input versions a run record lists (`lakehouse.runs.input_versions`), as JSON text.
+pub(super) fn recorded_versions(json: &str) -> serde_json::Result<BTreeMap<String, Option<u64>>> {
+    serde_json::from_str(json)
 }
 
 /// The input versions a commit's metadata lists under [`INPUT_VERSIONS_KEY`], if it lists

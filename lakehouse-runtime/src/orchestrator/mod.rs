@@ -301,10 +301,7 @@ impl Orchestrator {
             let read = success
                 .input_versions
                 .as_deref()
-                .and_then(|json| {
-                    serde_json::from_str::<std::collections::BTreeMap<String, Option<u64>>>(json)
-                        .ok()
-                })
+                .and_then(|json| cursor::recorded_versions(json).ok())
                 .and_then(|versions| versions.get(&name).copied().flatten());
             if let Some(read_version) = read {
                 readers.push(PendingReader {

@@ -539,7 +539,7 @@ pub(super) fn missing_input_files(pipeline: &'static PipelineDescriptor, error: 
     let Some(input) = pipeline
         .inputs
         .iter()
-        .find(|input| names_folder_of(&text, input.table))
+        .find(|input| names_folder_of(&text, input.table.schema, input.table.name))
     else {
         return error;
     };
@@ -567,10 +567,10 @@ pub(super) fn missing_input_files(pipeline: &'static PipelineDescriptor, error: 
     ))
 }
 
-/// Whether `text` names a path inside `table`'s folder (`…/schema/name/…`, or `schema/name/…`
-/// at the root of a bucket), not one of another table whose name ends the same.
-fn names_folder_of(text: &str, table: &crate::table::TableDef) -> bool {
-    let folder = format!("{}/{}/", table.schema, table.name);
+/// Whether `text` names a path inside the folder of table `schema.name` (`…/schema/name/…`, or
+/// `schema/name/…` at the root of a bucket), not one of another table whose name ends the same.
+fn names_folder_of(text: &str, schema: &str, name: &str) -> bool {
+    let folder = format!("{schema}/{name}/");
     text.match_indices(&folder).any(|(at, _)| {
         text[..at]
             .chars()
@@ -582,32 +582,10 @@ fn names_folder_of(text: &str, table: &crate::table::TableDef) -> bool {
 #[cfg(test)]
 mod tests {
     use super::names_folder_of;
-    use crate::table::{OverwriteScope, Quality, SchemaEvolution, TableDef, WriteMode};
 
     #[test]
     fn a_path_is_matched_to_its_own_tables_folder_at_any_root() {
-        let events = TableDef {
-            schema: "bronze",
-            name: "events",
-            rust_type: "Events",
-            description: "",
-            columns: &[],
-            key: &[],
-            partition_by: &[],
-            mode: WriteMode::Append,
-            change_columns: None,
-            evolution: SchemaEvolution::Merge,
-            overwrite: OverwriteScope::Table,
-            quality: Quality::Off,
-            z_order: &[],
-            target_file_size: None,
-            auto_compact: true,
-            freshness_secs: None,
-            checks: &[],
-            expectations: &[],
-            properties: &[],
-        };
-        let found = |text: &str| names_folder_of(text, &events);
+        let found = |text: &str| names_folder_of(text, "bronze", "events");
         assert!(found(
             "Object at location /wh/bronze/events/part-0.parquet not found"
         ));

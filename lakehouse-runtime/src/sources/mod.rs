@@ -181,17 +181,8 @@ where
     let max_ratio = max_reject_ratio(cx.settings(), cx.pipeline())?;
     let collected = collect_batches(T::DEF.output_arrow_schema(), pages, row)
         .await
-        .map_err(|error| match error {
-            // The rows the closure made do not fit the table (a code mistake, not the source's).
-            Error::Message(message) if message.starts_with("rows do not fit") => {
-                Error::Refused(format!(
-                    "pipeline `{}`: rows for {}: {message}",
-                    cx.pipeline(),
-                    T::DEF.qualified_name()
-                ))
-            }
-            other => other,
-        })?;
+        // Only rows the closure made that do not fit the table are refused (a code mistake).
+        .map_err(|error| cx.naming_rows_of::<T>(error))?;
     tracing::info!(
         pipeline = cx.pipeline(),
         rows = collected.rows,

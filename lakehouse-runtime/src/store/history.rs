@@ -152,13 +152,7 @@ async fn search_version_at(
     time: Timestamp,
     latest: u64,
 ) -> Result<Option<u64>> {
-    let time_of = |version: u64| async move {
-        Ok::<_, Error>(
-            commit_info(delta, table, version)
-                .await?
-                .map(|info| commit_time(&info)),
-        )
-    };
+    let time_of = |version: u64| committed_at(delta, table, version);
     match time_of(latest).await? {
         Some(Some(committed)) if committed <= time => return Ok(Some(latest)),
         Some(Some(_)) => {}
