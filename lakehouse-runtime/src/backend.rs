@@ -20,6 +20,11 @@ pub(crate) fn column(table: &'static TableDef, name: &str) -> RawExpr {
     Expr::Column(Column::new(Some(qualifier(table)), name))
 }
 
+/// Column `name` of the copy of a table joined in role `role` (`Role`), qualified by the role.
+pub(crate) fn role_column(role: &str, name: &str) -> RawExpr {
+    Expr::Column(Column::new(Some(TableReference::bare(role)), name))
+}
+
 /// `expr AS name`.
 pub(crate) fn alias(expr: RawExpr, name: &str) -> RawExpr {
     expr.alias(name)

@@ -10,6 +10,8 @@ pub(crate) type RawExpr = ();
 
 pub(crate) fn column(_table: &'static TableDef, _name: &str) -> RawExpr {}
 
+pub(crate) fn role_column(_role: &str, _name: &str) -> RawExpr {}
+
 pub(crate) fn alias(_expr: RawExpr, _name: &str) -> RawExpr {}
 
 pub(crate) fn cast_named(

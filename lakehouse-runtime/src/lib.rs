@@ -95,7 +95,7 @@ pub use graph::{GraphError, PipelineDescriptor, Registry};
 pub use lakehouse_macros::{Table, pipeline};
 pub use table::{
     Col, ColumnDef, Date, Decimal, Expectation, IntoColumn, LogicalType, OnFail, OverwriteScope,
-    SchemaEvolution, SelectFor, Table, TableDef, Timestamp, WriteMode,
+    Role, SchemaEvolution, SelectFor, Table, TableDef, Timestamp, WriteMode,
 };
 
 /// Everything a pipelines crate needs: `use lakehouse_runtime::prelude::*;`.
@@ -107,7 +107,7 @@ pub mod prelude {
         JoinType, Typed, View, count, count_distinct, count_rows, max, min, on_values,
         surrogate_key, typed,
     };
-    pub use crate::table::{Col, Date, Decimal, Timestamp, avg, on, sum};
+    pub use crate::table::{Col, Date, Decimal, Role, Timestamp, avg, on, sum};
     pub use crate::{Changes, Ctx, Error, Frame, Result, Table, pipeline};
     #[cfg(feature = "engine")]
     pub use arrow::datatypes::{DataType, TimeUnit};

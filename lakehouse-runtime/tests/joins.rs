@@ -4,6 +4,8 @@
 use lakehouse_runtime::prelude::*;
 use serde::Serialize;
 
+use datafusion::execution::context::SessionContext;
+
 use crate::common::{TempWarehouse, frame_of, render};
 
 /// A sale at a store.
@@ -300,7 +302,236 @@ async fn a_table_joined_twice_is_refused_with_the_way_round() {
     assert!(
         error.contains(
             "join with `joins.stores`: the frame holds `joins.stores`'s columns already (a table \
-             joined with itself, or a dimension in two roles)"
+             joined with itself, or a dimension in two roles), which column handles cannot tell \
+             apart; join the second copy in a role of its own: `.join_as(frame, \
+             Role::new(\"..\"), kind, keys)`, its columns read as `role.col(Store::column)`"
+        ),
+        "{error}"
+    );
+}
+
+/// A transfer of stock between two stores.
+#[derive(Table, Serialize)]
+#[table(schema = "joins", name = "transfers", mode = append)]
+pub struct Transfer {
+    pub id: i64,
+    pub from_store: String,
+    pub to_store: String,
+}
+
+/// Each transfer with both stores' names: the store dimension in two roles.
+#[derive(Table)]
+#[table(schema = "joins", name = "transfer_names", mode = overwrite)]
+pub struct TransferNames {
+    pub id: i64,
+    pub from_name: Option<String>,
+    pub from_region: String,
+    pub to_name: Option<String>,
+    pub to_region: Option<String>,
+}
+
+/// The store a transfer goes to.
+const DESTINATION: Role<Store> = Role::new("destination");
+
+fn transfers_and_stores(session: &SessionContext) -> (Frame<Transfer>, Frame<Store>) {
+    let transfers =
+        [(1, "S1", "S2"), (2, "S2", "S1"), (3, "S1", "S9")].map(|(id, from, to)| Transfer {
+            id,
+            from_store: from.into(),
+            to_store: to.into(),
+        });
+    let stores =
+        [("S1", Some("Lyon Part-Dieu"), "ARA"), ("S2", None, "IDF")].map(|(id, name, region)| {
+            Store {
+                store_id: id.into(),
+                store_name: name.map(Into::into),
+                region_code: region.into(),
+            }
+        });
+    (
+        frame_of::<Transfer, _>(session, &transfers),
+        frame_of::<Store, _>(session, &stores),
+    )
+}
+
+#[tokio::test]
+async fn a_dimension_joins_twice_in_two_roles() {
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let (transfers, stores) = transfers_and_stores(&session);
+    let named = transfers
+        .join(
+            stores.clone(),
+            JoinType::Inner,
+            [on(Transfer::from_store, Store::store_id)],
+        )
+        .expect("join the origin")
+        .join_as(
+            stores,
+            DESTINATION,
+            JoinType::Left,
+            [on(Transfer::to_store, DESTINATION.col(Store::store_id))],
+        )
+        .expect("join the destination")
+        .select_into(TransferNamesSelect {
+            id: Transfer::id,
+            from_name: Store::store_name,
+            from_region: Store::region_code,
+            to_name: DESTINATION.col(Store::store_name),
+            to_region: DESTINATION.col(Store::region_code),
+        })
+        .expect("both roles' columns");
+    assert_eq!(
+        render(named.into_dataframe()).await,
+        [
+            "1|Lyon Part-Dieu|ARA|∅|IDF",
+            "2|∅|IDF|Lyon Part-Dieu|ARA",
+            "3|Lyon Part-Dieu|ARA|∅|∅",
+        ]
+    );
+
+    // A role's columns filter and group as the table's do.
+    let (transfers, stores) = transfers_and_stores(&session);
+    let into_idf = transfers
+        .join_as(
+            stores,
+            DESTINATION,
+            JoinType::Inner,
+            [on(Transfer::to_store, DESTINATION.col(Store::store_id))],
+        )
+        .expect("join the destination")
+        .filter(DESTINATION.col(Store::region_code).expr().eq(lit("IDF")))
+        .expect("a filter on the role")
+        .select_into(TransferSelect {
+            id: Transfer::id,
+            from_store: Transfer::from_store,
+            to_store: DESTINATION.col(Store::store_id),
+        })
+        .expect("the transfers into IDF");
+    assert_eq!(render(into_idf.into_dataframe()).await, ["1|S1|S2"]);
+}
+
+/// A store and the store that supplies it: the table joined with itself.
+#[derive(Table)]
+#[table(schema = "joins", name = "supplied_stores", mode = overwrite)]
+pub struct SuppliedStore {
+    pub store_id: String,
+    pub supplier_region: String,
+}
+
+#[tokio::test]
+async fn a_role_column_from_an_outer_join_cannot_fill_a_not_null_column() {
+    const SUPPLIER: Role<Store> = Role::new("supplier");
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let (_, stores) = transfers_and_stores(&session);
+    let supplied = |kind| {
+        stores.clone().join_as(
+            stores.clone(),
+            SUPPLIER,
+            kind,
+            // Each store is supplied by the store of its own region (itself, here).
+            [on(Store::region_code, SUPPLIER.col(Store::region_code))],
+        )
+    };
+    let error = supplied(JoinType::Left)
+        .expect("a self-join")
+        .select_into(SuppliedStoreSelect {
+            store_id: Store::store_id,
+            supplier_region: SUPPLIER.col(Store::region_code),
+        })
+        .err()
+        .expect("the supplier may be missing")
+        .to_string();
+    assert!(
+        error.contains(
+            "column `supplier_region` is NOT NULL and filled with `supplier.region_code`, which \
+             is NULL here for the rows of an outer join that find no match"
+        ),
+        "{error}"
+    );
+    let inner = supplied(JoinType::Inner)
+        .expect("a self-join")
+        .select_into(SuppliedStoreSelect {
+            store_id: Store::store_id,
+            supplier_region: SUPPLIER.col(Store::region_code),
+        })
+        .expect("an inner join always finds its supplier");
+    assert_eq!(render(inner.into_dataframe()).await, ["S1|ARA", "S2|IDF"]);
+}
+
+#[tokio::test]
+async fn roles_that_cannot_be_told_apart_are_refused() {
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let refusal =
+        |result: lakehouse_runtime::Result<View>| result.err().expect("a refusal").to_string();
+
+    let (transfers, stores) = transfers_and_stores(&session);
+    let error = refusal(transfers.join_as(
+        stores,
+        Role::new("ship to"),
+        JoinType::Inner,
+        [on(Transfer::to_store, Store::store_id)],
+    ));
+    assert!(
+        error.contains(
+            "role `ship to` of `joins.stores`: a role's name is letters, digits and `_`, not \
+             starting with a digit"
+        ),
+        "{error}"
+    );
+
+    // A role named as a table of the frame: DataFusion would resolve its columns to either.
+    let (transfers, stores) = transfers_and_stores(&session);
+    let error = refusal(transfers.join_as(
+        stores,
+        Role::new("transfers"),
+        JoinType::Inner,
+        [on(Transfer::to_store, Store::store_id)],
+    ));
+    assert!(
+        error.contains(
+            "role `transfers` of `joins.stores`: the frame holds `joins.transfers` already, \
+             whose columns the role's would be confused with; name the role differently"
+        ),
+        "{error}"
+    );
+
+    // The same role twice.
+    let (transfers, stores) = transfers_and_stores(&session);
+    let error = refusal(
+        transfers
+            .join_as(
+                stores.clone(),
+                DESTINATION,
+                JoinType::Inner,
+                [on(Transfer::to_store, DESTINATION.col(Store::store_id))],
+            )
+            .expect("the first copy")
+            .join_as(
+                stores,
+                DESTINATION,
+                JoinType::Inner,
+                [on(Transfer::from_store, DESTINATION.col(Store::store_id))],
+            ),
+    );
+    assert!(
+        error.contains("role `destination` of `joins.stores`: the frame holds `destination`"),
+        "{error}"
+    );
+
+    // A role's column read before the role is joined.
+    let (transfers, _) = transfers_and_stores(&session);
+    let error = transfers
+        .filter(DESTINATION.col(Store::region_code).expr().eq(lit("IDF")))
+        .err()
+        .expect("no destination joined")
+        .to_string();
+    assert!(
+        error.contains(
+            "the filter reads `destination.region_code`, but `destination` is not in this frame \
+             (it holds joins.transfers): join it first"
         ),
         "{error}"
     );

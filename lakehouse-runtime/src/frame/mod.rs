@@ -31,7 +31,7 @@ pub use rows::{batches_from_rows, batches_to_rows};
 pub use typed::{Computed, Typed, on_values, typed};
 
 use crate::error::{Error, Result};
-use crate::table::{SelectFor, Table, TableDef};
+use crate::table::{Role, SelectFor, Table, TableDef};
 
 /// The rows of table `T` as a lazy DataFusion plan: nothing is read until it is written or
 /// collected. Columns are qualified by the table (`silver.erp_sales.order_id`), so two joined
@@ -120,6 +120,18 @@ impl<T: Table> Frame<T> {
         keys: impl IntoIterator<Item = JoinOn>,
     ) -> Result<View> {
         View { df: self.df }.join(right, kind, keys)
+    }
+
+    /// Joins with a copy of table `U` in `role`: a dimension in a second role, or the table
+    /// joined with itself (see [`Role`] and [`View::join_as`]).
+    pub fn join_as<U: Table>(
+        self,
+        right: Frame<U>,
+        role: Role<U>,
+        kind: JoinType,
+        keys: impl IntoIterator<Item = JoinOn>,
+    ) -> Result<View> {
+        View { df: self.df }.join_as(right, role, kind, keys)
     }
 
     /// Groups the rows by `keys` (columns, or expressions of them), to aggregate each group into
@@ -287,40 +299,84 @@ impl View {
         kind: JoinType,
         keys: impl IntoIterator<Item = JoinOn>,
     ) -> Result<View> {
+        let joined = crate::backend::qualifier(U::DEF);
+        // Column handles name their table: a second copy of a table (a self-join, a dimension
+        // in two roles) would have columns no handle tells apart.
+        if let Some(held) = holding(self.df.schema(), &joined) {
+            return Err(Error::Refused(format!(
+                "join with `{joined}`: the frame holds `{held}`'s columns already (a table \
+                 joined with itself, or a dimension in two roles), which column handles cannot \
+                 tell apart; join the second copy in a role of its own: \
+                 `.join_as(frame, Role::new(\"..\"), kind, keys)`, its columns read as \
+                 `role.col({}::column)`",
+                U::DEF.rust_type
+            )));
+        }
+        self.join_copy(right.df, &joined.to_string(), kind, keys)
+    }
+
+    /// Joins with a copy of table `U` in `role`, as [`View::join`] does: a dimension in a second
+    /// role, or a table joined with itself. The copy's columns are read through [`Role::col`]
+    /// (keys, projections, filters); the role's name qualifies them in plans and errors, and must
+    /// be a name no table of the frame has.
+    pub fn join_as<U: Table>(
+        self,
+        right: Frame<U>,
+        role: Role<U>,
+        kind: JoinType,
+        keys: impl IntoIterator<Item = JoinOn>,
+    ) -> Result<View> {
+        let name = role.name();
+        let mut chars = name.chars();
+        let is_identifier = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !is_identifier {
+            return Err(Error::Refused(format!(
+                "role `{name}` of `{}`: a role's name is letters, digits and `_`, not starting \
+                 with a digit (it qualifies the copy's columns: `{name}.column`)",
+                U::DEF.qualified_name()
+            )));
+        }
+        let qualifier = datafusion::common::TableReference::bare(name);
+        if let Some(held) = holding(self.df.schema(), &qualifier) {
+            return Err(Error::Refused(format!(
+                "role `{name}` of `{}`: the frame holds `{held}` already, whose columns the \
+                 role's would be confused with; name the role differently",
+                U::DEF.qualified_name()
+            )));
+        }
+        let (state, plan) = right.df.into_parts();
+        let plan = datafusion::logical_expr::LogicalPlanBuilder::from(plan)
+            .alias(qualifier)?
+            .build()?;
+        self.join_copy(DataFrame::new(state, plan), name, kind, keys)
+    }
+
+    /// The join of [`View::join`] with `right`, whose columns are qualified by `joined`.
+    fn join_copy(
+        self,
+        right: DataFrame,
+        joined: &str,
+        kind: JoinType,
+        keys: impl IntoIterator<Item = JoinOn>,
+    ) -> Result<View> {
         let (left, right_keys): (Vec<Expr>, Vec<Expr>) =
             keys.into_iter().map(|k| (k.left, k.right)).unzip();
         if left.is_empty() {
             return Err(Error::Refused(format!(
-                "join with `{}` has no key; pass at least one `on(left, right)`",
-                U::DEF.qualified_name()
-            )));
-        }
-        // Column handles name their table: a second copy of a table (a self-join, a dimension
-        // in two roles) would have columns no handle tells apart.
-        let joined = U::DEF.qualified_name();
-        if self
-            .df
-            .schema()
-            .iter()
-            .any(|(qualifier, _)| qualifier.is_some_and(|q| q.to_string() == joined))
-        {
-            return Err(Error::Refused(format!(
-                "join with `{joined}`: the frame holds `{joined}`'s columns already (a table \
-                 joined with itself, or a dimension in two roles), which column handles cannot \
-                 tell apart; join the second copy through DataFusion (`into_dataframe()`, then \
-                 `alias(..)` and `join_on`), or select what the first join needs into a table \
-                 of its own first"
+                "join with `{joined}` has no key; pass at least one `on(left, right)`"
             )));
         }
         // Either side may name a key first, as in SQL's `ON`.
         for key in left.iter().chain(&right_keys) {
             if let (Some(missing), Some(_)) = (
                 not_in_frame(self.df.schema(), key),
-                not_in_frame(right.df.schema(), key),
+                not_in_frame(right.schema(), key),
             ) {
                 return Err(Error::Refused(format!(
-                    "a key of the join with `{}` {missing} (or be the joined table)",
-                    U::DEF.qualified_name()
+                    "a key of the join with `{joined}` {missing} (or be the joined table)"
                 )));
             }
         }
@@ -343,7 +399,7 @@ impl View {
         };
         if let Some(swapped) = semi {
             return Ok(View {
-                df: right.df.join_on(self.df, swapped, on)?,
+                df: right.join_on(self.df, swapped, on)?,
             });
         }
         let swapped = match kind {
@@ -353,7 +409,7 @@ impl View {
             JoinType::Full => JoinType::Full,
             _ => {
                 return Ok(View {
-                    df: self.df.join_on(right.df, kind, on)?,
+                    df: self.df.join_on(right, kind, on)?,
                 });
             }
         };
@@ -362,10 +418,10 @@ impl View {
             .schema()
             .columns()
             .into_iter()
-            .chain(right.df.schema().columns())
+            .chain(right.schema().columns())
             .map(Expr::Column)
             .collect();
-        let build = encode_carried_strings(right.df, &on)?;
+        let build = encode_carried_strings(right, &on)?;
         Ok(View {
             df: build.join_on(self.df, swapped, on)?.select(columns)?,
         })
@@ -439,6 +495,21 @@ fn refuse_outside_frame(
         Some(missing) => Err(Error::Refused(format!("{what} {missing}"))),
         None => Ok(()),
     }
+}
+
+/// The qualifier of `schema` that `joined` would be confused with: the same, or one of the same
+/// table name when either is a bare name (a role's), which DataFusion resolves to either.
+fn holding(
+    schema: &datafusion::common::DFSchema,
+    joined: &datafusion::common::TableReference,
+) -> Option<String> {
+    use datafusion::common::TableReference;
+    schema.iter().find_map(|(qualifier, _)| {
+        let held = qualifier?;
+        let bare = matches!(held, TableReference::Bare { .. })
+            || matches!(joined, TableReference::Bare { .. });
+        (held == joined || (bare && held.table() == joined.table())).then(|| held.to_string())
+    })
 }
 
 /// "reads `t.c`, but `t` is not in this frame (it holds ..): join it first", when `expr` reads a
@@ -543,6 +614,17 @@ impl<T: Table> Changes<T> {
         keys: impl IntoIterator<Item = JoinOn>,
     ) -> Result<View> {
         self.frame.join(right, kind, keys)
+    }
+
+    /// [`Frame::join_as`] of the new rows with a copy of `U` in `role`.
+    pub fn join_as<U: Table>(
+        self,
+        right: Frame<U>,
+        role: Role<U>,
+        kind: JoinType,
+        keys: impl IntoIterator<Item = JoinOn>,
+    ) -> Result<View> {
+        self.frame.join_as(right, role, kind, keys)
     }
 
     /// [`Frame::group_by`] of the new rows.

@@ -6,7 +6,6 @@ use std::marker::PhantomData;
 use datafusion::logical_expr::{Expr, lit};
 use datafusion::scalar::ScalarValue;
 
-use crate::backend;
 use crate::table::{
     Col, ColumnType, Date, Decimal, IntoColumn, JoinOn, JoinableWith, SelectedColumn, Table,
     Timestamp,
@@ -15,7 +14,7 @@ use crate::table::{
 impl<T: Table, V> Col<T, V> {
     /// The column as a DataFusion expression, qualified by its table.
     pub fn expr(self) -> Expr {
-        backend::column(T::DEF, self.name())
+        self.raw()
     }
 
     /// `column IS NULL`.

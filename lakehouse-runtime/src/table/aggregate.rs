@@ -20,7 +20,7 @@ pub trait Values<V> {
 
 impl<T: Table, V> Values<V> for Col<T, V> {
     fn into_values(self) -> RawExpr {
-        backend::column(T::DEF, self.name())
+        self.raw()
     }
 }
 

@@ -3,7 +3,7 @@
 use super::col::Col;
 use super::def::Table;
 use super::types::{Date, Decimal, Timestamp};
-use crate::backend::{self, RawExpr};
+use crate::backend::RawExpr;
 
 /// A join condition between two columns of the same value type, built with [`on`].
 #[cfg_attr(not(feature = "engine"), allow(dead_code))]
@@ -39,7 +39,7 @@ impl<const P: u8, const S: i8> JoinableWith<Option<Decimal<P, S>>> for Option<De
 /// `left = right` for `Frame::join`: only compiles when both columns hold the same value type.
 pub fn on<A: Table, B: Table, L, R: JoinableWith<L>>(left: Col<A, L>, right: Col<B, R>) -> JoinOn {
     JoinOn {
-        left: backend::column(A::DEF, left.name()),
-        right: backend::column(B::DEF, right.name()),
+        left: left.raw(),
+        right: right.raw(),
     }
 }

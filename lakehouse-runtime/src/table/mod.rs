@@ -8,7 +8,7 @@ mod select;
 mod types;
 
 pub use aggregate::{AverageInto, Averages, Avg, Sum, SumInto, Sums, Values, avg, sum};
-pub use col::{Col, non_null};
+pub use col::{Col, Role, non_null};
 pub use def::{
     AppendOnly, CheckConstraint, ColumnDef, ColumnRef, ColumnRole, Expectation, OnFail,
     OverwriteScope, Quality, SchemaEvolution, Table, TableDef, WriteMode,

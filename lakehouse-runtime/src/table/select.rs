@@ -50,11 +50,10 @@ pub trait IntoColumn<V> {
 
 impl<T: Table, V> IntoColumn<V> for Col<T, V> {
     fn into_column(self, name: &'static str) -> SelectedColumn {
-        let column = self.name();
-        let not_null = T::DEF.column(column).is_some_and(|c| !c.nullable);
+        let not_null = T::DEF.column(self.name()).is_some_and(|c| !c.nullable);
         SelectedColumn {
-            not_null_source: not_null.then(|| format!("{}.{column}", T::DEF.qualified_name())),
-            ..SelectedColumn::new(backend::alias(backend::column(T::DEF, column), name))
+            not_null_source: not_null.then(|| self.qualified_name()),
+            ..SelectedColumn::new(backend::alias(self.raw(), name))
         }
     }
 }
@@ -62,6 +61,6 @@ impl<T: Table, V> IntoColumn<V> for Col<T, V> {
 /// A non-NULL column can fill a nullable one.
 impl<T: Table, V> IntoColumn<Option<V>> for Col<T, V> {
     fn into_column(self, name: &'static str) -> SelectedColumn {
-        SelectedColumn::new(backend::alias(backend::column(T::DEF, self.name()), name))
+        SelectedColumn::new(backend::alias(self.raw(), name))
     }
 }
