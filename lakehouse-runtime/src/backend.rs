@@ -45,6 +45,16 @@ pub(crate) fn sum(expr: RawExpr) -> RawExpr {
     aggregate::sum(expr)
 }
 
+/// `sum(expr)` of integers, exact: over `DECIMAL(38, 0)`, which no sum of `i64` values
+/// overflows (DataFusion's `i64` sum wraps around silently).
+pub(crate) fn exact_integer_sum(expr: RawExpr) -> RawExpr {
+    let exact = LogicalType::Decimal {
+        precision: 38,
+        scale: 0,
+    };
+    aggregate::sum(datafusion::logical_expr::cast(expr, exact.arrow_type()))
+}
+
 /// `avg(expr)`.
 pub(crate) fn avg(expr: RawExpr) -> RawExpr {
     aggregate::avg(expr)

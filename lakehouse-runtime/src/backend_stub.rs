@@ -24,6 +24,8 @@ pub(crate) fn cast_named(
 
 pub(crate) fn sum(_expr: RawExpr) -> RawExpr {}
 
+pub(crate) fn exact_integer_sum(_expr: RawExpr) -> RawExpr {}
+
 pub(crate) fn avg(_expr: RawExpr) -> RawExpr {}
 
 impl<T: Table, V> Col<T, V> {

@@ -391,3 +391,105 @@ async fn decimal_literals_fill_optional_columns_and_never_exceed_their_precision
         lakehouse_runtime::frame::batches_from_rows(Line::DEF.output_arrow_schema(), &too_wide);
     assert!(rows.is_err(), "12 digits in a DECIMAL(10, 2)");
 }
+
+/// A counter's readings.
+#[derive(Table, Serialize)]
+#[table(schema = "agg", name = "readings", mode = append)]
+pub struct Reading {
+    pub meter: String,
+    pub value: i64,
+}
+
+/// Each meter's total, as `i64` and exactly.
+#[derive(Table)]
+#[table(schema = "agg", name = "meter_totals", mode = overwrite)]
+pub struct MeterTotal {
+    pub meter: String,
+    pub total: Option<i64>,
+    pub exact: Decimal<38, 0>,
+}
+
+#[tokio::test]
+async fn integer_sums_are_exact_and_one_past_i64_fails_naming_its_column() {
+    use Reading as r;
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let readings = |values: &[i64]| {
+        let rows: Vec<Reading> = values
+            .iter()
+            .map(|&value| Reading {
+                meter: "m1".into(),
+                value,
+            })
+            .collect();
+        Frame::<Reading>::from_dataframe(frame(&session, Reading::DEF, &rows)).expect("readings")
+    };
+    let totals = |values: &[i64]| {
+        readings(values)
+            .group_by([r::meter.expr()])
+            .select_into(MeterTotalSelect {
+                meter: r::meter,
+                total: sum(r::value),
+                exact: sum(r::value),
+            })
+            .expect("aggregate")
+    };
+    // Past i64::MAX and back: DataFusion's own i64 sum wraps on the way and lands here too.
+    assert_eq!(
+        render(totals(&[i64::MAX, 1, -2]).into_dataframe()).await,
+        [format!("m1|{}|{}", i64::MAX - 1, i64::MAX - 1)]
+    );
+
+    // A total past i64's range fails the write, naming the column and the way out; the
+    // decimal column holds it.
+    let error = wh
+        .warehouse
+        .write(
+            &session,
+            MeterTotal::DEF,
+            totals(&[i64::MAX, 1]).into_dataframe(),
+            Default::default(),
+        )
+        .await
+        .expect_err("the total does not fit i64")
+        .to_string();
+    assert!(
+        error.contains("column `total`: an aggregate does not fit the declared BIGINT")
+            && error.contains("declare the column `Decimal<38, 0>`: integers sum exactly into it"),
+        "{error}"
+    );
+    assert!(contents(&wh.warehouse, MeterTotal::DEF).await.is_empty());
+    let exact = readings(&[i64::MAX, i64::MAX, 3])
+        .group_by([r::meter.expr()])
+        .select_into(MeterExactSelect {
+            meter: r::meter,
+            exact: sum(r::value),
+        })
+        .expect("aggregate");
+    assert_eq!(
+        render(exact.into_dataframe()).await,
+        [format!("m1|{}", 2 * i128::from(i64::MAX) + 3)]
+    );
+
+    // Built on, the sum is an i64 that fails rather than wraps.
+    let built_on = readings(&[i64::MAX, 1])
+        .into_dataframe()
+        .aggregate(vec![], vec![sum(r::value).into_expr().alias("total")])
+        .expect("aggregate")
+        .collect()
+        .await
+        .expect_err("the total does not fit i64")
+        .to_string();
+    assert!(
+        built_on.contains("a sum of integers: it does not fit `i64`"),
+        "{built_on}"
+    );
+}
+
+/// Each meter's exact total.
+#[derive(Table)]
+#[table(schema = "agg", name = "meter_exact", mode = overwrite)]
+pub struct MeterExact {
+    pub meter: String,
+    pub exact: Decimal<38, 0>,
+}

@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 use super::col::Col;
 use super::def::Table;
 use super::select::{IntoColumn, SelectedColumn};
-use super::types::{ColumnType, Decimal};
+use super::types::{ColumnType, Decimal, LogicalType};
 use crate::backend::{self, RawExpr};
 
 /// An expression whose values have the Rust type `V`: a column handle or a `Typed`
@@ -25,11 +25,18 @@ impl<T: Table, V> Values<V> for Col<T, V> {
 }
 
 /// The sum of the group's values (NULLs aside; NULL if all are). See [`Sums`] for what it can
-/// fill: `i32`/`i64` values sum to `i64`, `f64` to `f64`, `Decimal<P, S>` to any `Decimal<_, S>`
-/// (an overflow of the declared precision fails the write).
+/// fill: `i32`/`i64` values sum to `i64` or a `Decimal<_, 0>`, `f64` to `f64`, `Decimal<P, S>`
+/// to any `Decimal<_, S>`. Integers are summed exactly: a sum past the declared type's range
+/// (or a decimal past its precision) fails the write naming the column, where DataFusion's own
+/// `i64` sum wraps around.
 pub fn sum<V: Sums>(values: impl Values<V>) -> Sum<V> {
+    let values = values.into_values();
     Sum {
-        expr: backend::sum(values.into_values()),
+        expr: if V::INTEGER {
+            backend::exact_integer_sum(values)
+        } else {
+            backend::sum(values)
+        },
         _value: PhantomData,
     }
 }
@@ -55,11 +62,18 @@ pub struct Avg<V> {
     _value: PhantomData<fn() -> V>,
 }
 
-impl<V> Sum<V> {
-    /// The aggregate as DataFusion computes it (`i64`, `f64`, or a `Decimal` widened by 10
-    /// digits), to build on: `typed::<f64>(cast(sum(x).into_expr(), DataType::Float64) / ..)`.
+impl<V: Sums> Sum<V> {
+    /// The aggregate as an expression to build on
+    /// (`typed::<f64>(cast(sum(x).into_expr(), DataType::Float64) / ..)`): `i64` for integers
+    /// (a sum past its range fails the query), `f64`, or a `Decimal` widened by 10 digits.
     pub fn into_expr(self) -> RawExpr {
-        self.expr
+        if V::INTEGER {
+            let label = "a sum of integers: it does not fit `i64`".to_owned();
+            let advice = "sum into a `Decimal<38, 0>` column, or cast the values first";
+            backend::cast_named(self.expr, LogicalType::Int64, label, advice)
+        } else {
+            self.expr
+        }
     }
 }
 
@@ -72,7 +86,11 @@ impl<V> Avg<V> {
 }
 
 /// Value types that can be summed.
-pub trait Sums {}
+pub trait Sums {
+    /// Integers, summed exactly (over a 38-digit decimal) rather than wrapping around.
+    #[doc(hidden)]
+    const INTEGER: bool = false;
+}
 
 /// Value types that can be averaged.
 pub trait Averages {}
@@ -80,7 +98,7 @@ pub trait Averages {}
 /// A sum of `Self` values can fill a column of type `W`.
 #[diagnostic::on_unimplemented(
     message = "a sum of `{Self}` values cannot fill a column of type `{W}`",
-    note = "`i32` and `i64` values sum to `i64`, `f64` to `f64`, `Decimal<P, S>` to a `Decimal<_, S>` of the same scale; a sum of `Option` values fills an `Option` column"
+    note = "`i32` and `i64` values sum to `i64` or a `Decimal<_, 0>`, `f64` to `f64`, `Decimal<P, S>` to a `Decimal<_, S>` of the same scale; a sum of `Option` values fills an `Option` column"
 )]
 pub trait SumInto<W> {}
 
@@ -93,8 +111,6 @@ pub trait AverageInto<W> {}
 
 macro_rules! number_aggregates {
     ($($value:ty => $sum:ty),* $(,)?) => {$(
-        impl Sums for $value {}
-        impl Sums for Option<$value> {}
         impl SumInto<$sum> for $value {}
         impl SumInto<Option<$sum>> for $value {}
         impl SumInto<Option<$sum>> for Option<$value> {}
@@ -111,6 +127,30 @@ number_aggregates! {
     i64 => i64,
     f64 => f64,
 }
+
+macro_rules! sums {
+    ($($value:ty: $integer:literal),*) => {$(
+        impl Sums for $value {
+            const INTEGER: bool = $integer;
+        }
+        impl Sums for Option<$value> {
+            const INTEGER: bool = $integer;
+        }
+    )*};
+}
+
+sums!(i32: true, i64: true, f64: false);
+
+// An exact sum of integers fills a decimal without a scale, of any precision.
+macro_rules! integer_sums_into_decimals {
+    ($($value:ty),*) => {$(
+        impl<const Q: u8> SumInto<Decimal<Q, 0>> for $value {}
+        impl<const Q: u8> SumInto<Option<Decimal<Q, 0>>> for $value {}
+        impl<const Q: u8> SumInto<Option<Decimal<Q, 0>>> for Option<$value> {}
+    )*};
+}
+
+integer_sums_into_decimals!(i32, i64);
 
 impl<const P: u8, const S: i8> Sums for Decimal<P, S> {}
 impl<const P: u8, const S: i8> Sums for Option<Decimal<P, S>> {}
@@ -138,26 +178,35 @@ impl<const P: u8, const S: i8, const Q: u8, const R: i8> AverageInto<Option<Deci
 
 /// The aggregate cast to the column's declared type (DataFusion widens sums and means); a
 /// value that does not fit names the column.
-fn cast_to<W: ColumnType>(aggregate: RawExpr, name: &'static str) -> SelectedColumn {
+fn cast_to<W: ColumnType>(
+    aggregate: RawExpr,
+    name: &'static str,
+    advice: &'static str,
+) -> SelectedColumn {
     let label = format!(
         "column `{name}`: an aggregate does not fit the declared {}",
         W::LOGICAL
     );
-    let advice = "declare a wider type (a sum widens `Decimal<P, S>` by 10 digits, to at most 38)";
     SelectedColumn::new(backend::alias(
         backend::cast_named(aggregate, W::LOGICAL, label, advice),
         name,
     ))
 }
 
-impl<V: SumInto<W>, W: ColumnType> IntoColumn<W> for Sum<V> {
+impl<V: Sums + SumInto<W>, W: ColumnType> IntoColumn<W> for Sum<V> {
     fn into_column(self, name: &'static str) -> SelectedColumn {
-        cast_to::<W>(self.expr, name)
+        let advice = if V::INTEGER {
+            "declare the column `Decimal<38, 0>`: integers sum exactly into it"
+        } else {
+            "declare a wider type (a sum widens `Decimal<P, S>` by 10 digits, to at most 38)"
+        };
+        cast_to::<W>(self.expr, name, advice)
     }
 }
 
 impl<V: AverageInto<W>, W: ColumnType> IntoColumn<W> for Avg<V> {
     fn into_column(self, name: &'static str) -> SelectedColumn {
-        cast_to::<W>(self.expr, name)
+        let advice = "declare a wider type (at least the averaged values' precision)";
+        cast_to::<W>(self.expr, name, advice)
     }
 }
