@@ -633,6 +633,51 @@ fn vacuum_dry_run_lists_the_files_and_maintenance_goes_on_past_a_failing_table()
 }
 
 #[test]
+fn forcing_a_short_retention_still_asks_the_incremental_readers() {
+    let dir = tempfile::tempdir().expect("dir");
+    // The silver reader reads one extract, then two it has not read are compacted away.
+    let first = orchestrate(
+        dir.path(),
+        &["run", "--select", "+silver_erp_sales_transactions"],
+    );
+    assert!(first.status.success(), "{}", stderr(&first));
+    for _ in 0..2 {
+        let run = orchestrate(dir.path(), &["run", "--select", "erp_sales_transactions"]);
+        assert!(run.status.success(), "{}", stderr(&run));
+    }
+    let optimize = orchestrate(dir.path(), &["optimize", "bronze.erp_sales_transactions"]);
+    assert!(optimize.status.success(), "{}", stderr(&optimize));
+    let vacuum = |extra: &[&str]| {
+        let mut args = vec![
+            "vacuum",
+            "bronze.erp_sales_transactions",
+            "--retention",
+            "0s",
+            "--force",
+        ];
+        args.extend_from_slice(extra);
+        orchestrate(dir.path(), &args)
+    };
+    let refused = vacuum(&[]);
+    assert_eq!(refused.status.code(), Some(1));
+    let error = stderr(&refused);
+    assert!(
+        error.contains(
+            "pipeline `silver_erp_sales_transactions` reads its changes incrementally and has \
+             not read version 2 yet"
+        ) && error.contains("pass --ignore-pending-readers"),
+        "{error}"
+    );
+    let ignored = vacuum(&["--ignore-pending-readers"]);
+    assert!(ignored.status.success(), "{}", stderr(&ignored));
+    assert!(
+        stdout(&ignored).starts_with("bronze.erp_sales_transactions: deleted 3 file(s)"),
+        "{}",
+        stdout(&ignored)
+    );
+}
+
+#[test]
 fn a_loop_prints_each_report_and_checks_the_settings_once() {
     let dir = tempfile::tempdir().expect("dir");
     let output = orchestrate(

@@ -567,8 +567,8 @@ async fn vacuum_is_refused_while_an_incremental_reader_has_older_commits_to_read
         "vacuum of bronze.quick_vacuum: pipeline `copy_quickly` reads its changes incrementally \
          and has not read version 2 yet",
         "Run it first (`orchestrate run --select copy_quickly`)",
-        "or pass --force and read its input whole afterwards (`orchestrate run --select \
-         copy_quickly --full-refresh`)",
+        "or pass --ignore-pending-readers and read its input whole afterwards (`orchestrate \
+         run --select copy_quickly --full-refresh`)",
     ] {
         assert!(refused.contains(expected), "`{expected}` in: {refused}");
     }
@@ -601,11 +601,27 @@ async fn vacuum_is_refused_while_an_incremental_reader_has_older_commits_to_read
         .await
         .expect("no commit left to read");
     assert_eq!(report.files.len(), 3, "{report:?}");
-    // Forced, the reader is not asked.
-    wh.warehouse
-        .vacuum_keeping(QuickVacuum::DEF, None, false, true, &[behind])
+    // Forcing a retention does not lift the readers' check (a short one needs it most); a
+    // reader left out is not asked.
+    let forced = wh
+        .warehouse
+        .vacuum_keeping(
+            QuickVacuum::DEF,
+            Some(std::time::Duration::ZERO),
+            false,
+            true,
+            std::slice::from_ref(&behind),
+        )
         .await
-        .expect("forced");
+        .expect_err("forced, the reader is still behind");
+    assert!(
+        forced.to_string().contains("pass --ignore-pending-readers"),
+        "{forced}"
+    );
+    wh.warehouse
+        .vacuum_keeping(QuickVacuum::DEF, None, false, false, &[])
+        .await
+        .expect("the reader left out");
 }
 
 /// A retention as Spark accepts it, which Delta's kernel does not read.

@@ -153,9 +153,15 @@ pub enum Command {
         /// List the files without deleting them.
         #[arg(long)]
         dry_run: bool,
-        /// Allow a retention under the table's own.
+        /// Allow a retention under the table's own (and, with an explicit `--retention`, a
+        /// table whose own Delta cannot read). Incremental readers are still checked.
         #[arg(long)]
         force: bool,
+        /// Vacuum even when an incremental (`Changes<T>`) reader has commits to read older than
+        /// the retention, whose files it may delete: the reader then needs `--full-refresh`
+        /// (or `--rebuild`). The ledger is not read.
+        #[arg(long)]
+        ignore_pending_readers: bool,
     },
 }
 
@@ -365,21 +371,27 @@ pub struct RunArgs {
     pub iterations: Option<usize>,
 }
 
-/// An RFC 3339 timestamp, or a date (`2026-11-01`) for its midnight UTC.
+/// An RFC 3339 timestamp, or a date (`2026-11-01`) for its midnight UTC, in years 1 to 9999
+/// (a signed or five-digit year is almost certainly a typo).
 fn parse_instant(text: &str) -> Result<crate::table::Timestamp, String> {
-    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(crate::table::Timestamp(
-            date.and_time(chrono::NaiveTime::MIN)
-                .and_utc()
-                .timestamp_micros(),
+    use chrono::Datelike as _;
+    let expected = "expected a date such as 2026-01-31 or an RFC 3339 timestamp such as \
+                    2026-01-31T06:00:00Z";
+    let parsed = match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        Ok(date) => Some(date.and_time(chrono::NaiveTime::MIN).and_utc()),
+        Err(_) => crate::table::Timestamp::parse(text)
+            .and_then(|t| chrono::DateTime::from_timestamp_micros(t.0)),
+    };
+    let Some(instant) = parsed else {
+        return Err(format!("{expected}, got {text:?}"));
+    };
+    if !(1..=9999).contains(&instant.year()) {
+        return Err(format!(
+            "{expected} (years 1 to 9999), got {text:?}, in year {}",
+            instant.year()
         ));
     }
-    crate::table::Timestamp::parse(text).ok_or_else(|| {
-        format!(
-            "expected a date such as 2026-01-31 or an RFC 3339 timestamp such as \
-             2026-01-31T06:00:00Z, got {text:?}"
-        )
-    })
+    Ok(crate::table::Timestamp(instant.timestamp_micros()))
 }
 
 /// `schema.table=VERSION` or `schema.table=TIME`.
@@ -395,10 +407,13 @@ fn parse_as_of(text: &str) -> Result<(String, crate::store::AsOf), String> {
 /// A version (`3`), or a time (RFC 3339 or a date).
 fn parse_when(text: &str) -> Result<crate::store::AsOf, String> {
     let text = text.trim();
-    Ok(match text.parse::<u64>() {
-        Ok(version) => crate::store::AsOf::Version(version),
-        Err(_) => crate::store::AsOf::Time(parse_instant(text)?),
-    })
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse::<u64>()
+            .map(crate::store::AsOf::Version)
+            .map_err(|_| format!("version {text} is larger than any table's ({})", u64::MAX));
+    }
+    Ok(crate::store::AsOf::Time(parse_instant(text)?))
 }
 
 /// A webhook URL: it often holds a token, so `Debug` does not show it.
@@ -525,7 +540,38 @@ fn parse_memory_size(text: &str) -> Result<usize, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_memory_size;
+    use super::{parse_instant, parse_memory_size, parse_when};
+    use crate::store::AsOf;
+    use crate::table::Timestamp;
+
+    #[test]
+    fn instants_are_dates_or_timestamps_in_years_1_to_9999() {
+        let midnight = Timestamp::parse("2026-01-31T00:00:00Z").expect("a timestamp");
+        assert_eq!(parse_instant("2026-01-31"), Ok(midnight));
+        assert_eq!(parse_instant("2026-01-31T00:00:00Z"), Ok(midnight));
+        // chrono reads signed and long years: the ledger could not read them back.
+        for typo in [
+            "-9999-01-01",
+            "+200000-01-01",
+            "+20260-01-31T00:00:00Z",
+            "0000-01-01",
+        ] {
+            let error = parse_instant(typo).expect_err(typo);
+            assert!(error.contains("(years 1 to 9999)"), "{typo}: {error}");
+        }
+        assert!(parse_instant("yesterday").is_err());
+    }
+
+    #[test]
+    fn a_version_too_large_says_so() {
+        assert!(matches!(parse_when("3"), Ok(AsOf::Version(3))));
+        let error = parse_when("99999999999999999999").expect_err("past u64");
+        assert!(
+            error.starts_with("version 99999999999999999999 is larger than any table's"),
+            "{error}"
+        );
+        assert!(matches!(parse_when("2026-01-31"), Ok(AsOf::Time(_))));
+    }
 
     #[test]
     fn memory_sizes_are_read_in_binary_units() {

@@ -112,14 +112,15 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             retention,
             dry_run,
             force,
+            ignore_pending_readers,
         } => {
             let orchestrator = Orchestrator::new(registry.clone(), existing_warehouse(&global)?);
             let warehouse = orchestrator.warehouse();
             let mut failed = Vec::new();
             for table in tables_named(&registry, &tables)? {
                 let vacuumed = async {
-                    // Forced, the readers are not asked: nor is the ledger read.
-                    let readers = if force {
+                    // Readers ignored, the ledger is not read (it may be what is broken).
+                    let readers = if ignore_pending_readers {
                         Vec::new()
                     } else {
                         orchestrator.pending_readers(table).await?

@@ -782,10 +782,11 @@ impl Ledger {
     }
 }
 
-/// The rows of `df` as `R`s, through Arrow's JSON writer.
+/// The rows of `df` (a ledger table's) as `R`s, through Arrow's JSON writer.
 pub async fn rows<R: DeserializeOwned>(df: DataFrame) -> Result<Vec<R>> {
     let batches = df.collect().await?;
     batches_to_rows(&batches)
+        .map_err(|e| Error::msg(format!("the run ledger (`{LEDGER_SCHEMA}.*` tables): {e}")))
 }
 
 pub use crate::frame::batches_to_rows;

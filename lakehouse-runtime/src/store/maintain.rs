@@ -157,10 +157,12 @@ impl Warehouse {
             .await
     }
 
-    /// [`Warehouse::vacuum`], refused (unless `force`) when a commit one of `readers` has still
-    /// to read is older than the retention: the files it added may have been removed since (by a
-    /// compaction, an overwrite) and would be deleted, and the reader would fail on them. (A
-    /// commit within the retention is safe: what it added was removed later still.)
+    /// [`Warehouse::vacuum`], refused when a commit one of `readers` has still to read is older
+    /// than the retention: the files it added may have been removed since (by a compaction, an
+    /// overwrite) and would be deleted, and the reader would fail on them. (A commit within the
+    /// retention is safe: what it added was removed later still.) `force` does not lift this
+    /// (it allows a short retention, where the check matters most): leave a reader out of
+    /// `readers` to vacuum past it.
     pub async fn vacuum_keeping(
         &self,
         table: &'static TableDef,
@@ -209,12 +211,10 @@ impl Warehouse {
                 humantime::format_duration(table_retention)
             )));
         }
-        if !force {
-            match refuse_unread_commits(&delta, table, retention, readers).await {
-                // A dry run deletes nothing: it lists the files, and warns.
-                Err(Error::Refused(reason)) if dry_run => tracing::warn!("{reason}"),
-                checked => checked?,
-            }
+        match refuse_unread_commits(&delta, table, retention, readers).await {
+            // A dry run deletes nothing: it lists the files, and warns.
+            Err(Error::Refused(reason)) if dry_run => tracing::warn!("{reason}"),
+            checked => checked?,
         }
         let retention = chrono::Duration::from_std(retention).map_err(|e| {
             Error::msg(format!(
@@ -287,8 +287,8 @@ async fn refuse_unread_commits(
             "vacuum of {qualified}: pipeline `{pipeline}` reads its changes incrementally and has \
              not read version {first_unread} yet (committed {when}, before the retention of {}): \
              vacuum could delete files it still has to read. Run it first (`orchestrate run \
-             --select {pipeline}`), or pass --force and read its input whole afterwards \
-             (`orchestrate run --select {pipeline} {refresh}`)",
+             --select {pipeline}`), or pass --ignore-pending-readers and read its input whole \
+             afterwards (`orchestrate run --select {pipeline} {refresh}`)",
             humantime::format_duration(retention),
             qualified = table.qualified_name(),
             pipeline = reader.pipeline,

@@ -191,6 +191,24 @@ mod tests {
         assert!(read("\"-\"").is_err());
     }
 
+    #[cfg(feature = "engine")]
+    #[test]
+    fn timestamps_of_any_year_read_back_as_written() {
+        for (y, m, d) in [(2026, 1, 31), (-9999, 1, 1), (200_000, 6, 30), (0, 1, 1)] {
+            let instant = Date::from_ymd(y, m, d).expect("a day").start();
+            let text = instant.to_rfc3339();
+            assert_eq!(Timestamp::parse(&text), Some(instant), "{text}");
+        }
+        // As Arrow's JSON writer gives them (the ledger's rows are read back through it).
+        let far = Timestamp::parse("-9999-01-01T00:00:00Z").expect("a signed year");
+        assert_eq!(far, Date::from_ymd(-9999, 1, 1).expect("a day").start());
+        assert_eq!(
+            Timestamp::parse("2024-01-31T10:00:00"),
+            Timestamp::parse("2024-01-31T10:00:00Z")
+        );
+        assert_eq!(Timestamp::parse("2024-01-31T10:00:00ZZ"), None);
+    }
+
     #[test]
     fn arrow_types_round_trip() {
         for t in [
@@ -425,17 +443,18 @@ impl<const P: u8, const S: i8> Decimal<P, S> {
 #[cfg(feature = "engine")]
 impl Timestamp {
     /// Parses RFC 3339 (`2024-01-31T10:00:00Z`, offsets allowed) or Arrow's `2024-01-31T10:00:00`
-    /// (taken as UTC).
+    /// (taken as UTC). Years beyond RFC 3339's 0000–9999 are read with their sign
+    /// (`+20000-01-01T00:00:00Z`), as [`Timestamp::to_rfc3339`] writes them: whatever a table
+    /// holds reads back.
     pub fn parse(text: &str) -> Option<Timestamp> {
         use chrono::{DateTime, NaiveDateTime};
-        let micros = match DateTime::parse_from_rfc3339(text) {
-            Ok(t) => t.timestamp_micros(),
-            Err(_) => NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
-                .ok()?
-                .and_utc()
-                .timestamp_micros(),
-        };
-        Some(Timestamp(micros))
+        if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+            return Some(Timestamp(t.timestamp_micros()));
+        }
+        let utc = text.strip_suffix('Z').unwrap_or(text);
+        NaiveDateTime::parse_from_str(utc, "%Y-%m-%dT%H:%M:%S%.f")
+            .ok()
+            .map(|t| Timestamp(t.and_utc().timestamp_micros()))
     }
 
     /// The current time, truncated to microseconds.
