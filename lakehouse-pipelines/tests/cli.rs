@@ -565,11 +565,29 @@ fn reading_a_warehouse_that_does_not_exist_is_an_error_and_creates_nothing() {
             .code(),
         Some(1)
     );
+    // A gate does not pass on a mistyped warehouse; a fresh clone has none at the default place.
     let check = orchestrate(&mistyped, &["check"]);
+    assert_eq!(check.status.code(), Some(1));
     assert!(
-        stdout(&check).contains("tables: no warehouse at"),
+        stderr(&check).contains(&format!(
+            "no warehouse at {}: check --warehouse or LAKEHOUSE_WAREHOUSE",
+            mistyped.display()
+        )),
         "{}",
-        stdout(&check)
+        stderr(&check)
+    );
+    let fresh = Command::new(env!("CARGO_BIN_EXE_orchestrate"))
+        .arg("check")
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .env_remove("LAKEHOUSE_WAREHOUSE")
+        .output()
+        .expect("the binary runs");
+    assert!(fresh.status.success(), "{}", stderr(&fresh));
+    assert!(
+        stdout(&fresh).contains("data/warehouse yet, nothing to compare"),
+        "{}",
+        stdout(&fresh)
     );
     assert!(!mistyped.exists(), "the mistyped warehouse was created");
     // An existing directory that holds no table: the warehouse's parent, say.
@@ -739,6 +757,35 @@ fn check_reports_data_files_lost_outside_delta() {
         )),
         "{}",
         stdout(&damaged)
+    );
+
+    // A table whose log cannot be read is reported, and the others are still checked.
+    let other = orchestrate(dir.path(), &["run", "--select", "erp_sales_transactions"]);
+    assert!(other.status.success(), "{}", stderr(&other));
+    let log = dir
+        .path()
+        .join("bronze/erp_sales_transactions/_delta_log")
+        .join(format!("{:020}.json", 0));
+    std::fs::write(&log, "{ not json").expect("log damaged");
+    let unreadable = orchestrate(dir.path(), &["check"]);
+    assert_eq!(unreadable.status.code(), Some(1));
+    let out = stdout(&unreadable);
+    assert!(
+        out.contains("unreadable: bronze.erp_sales_transactions: ")
+            && out.contains("missing files: gold.dim_date: 1 data file(s)"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("every Delta table matches") && !out.contains("every data file"),
+        "{out}"
+    );
+    // The check itself did not fail (the Delta kernel logs what it could not parse).
+    assert!(
+        !stderr(&unreadable)
+            .lines()
+            .any(|line| line.starts_with("error:")),
+        "{}",
+        stderr(&unreadable)
     );
 }
 

@@ -17,6 +17,9 @@ pub struct Cli {
     pub global: GlobalArgs,
 }
 
+/// Where the warehouse is unless `--warehouse` or `LAKEHOUSE_WAREHOUSE` says otherwise.
+pub const DEFAULT_WAREHOUSE: &str = "data/warehouse";
+
 /// Options of every command.
 #[derive(Args, Debug, Clone)]
 pub struct GlobalArgs {
@@ -25,7 +28,7 @@ pub struct GlobalArgs {
         long,
         global = true,
         env = "LAKEHOUSE_WAREHOUSE",
-        default_value = "data/warehouse"
+        default_value = DEFAULT_WAREHOUSE
     )]
     pub warehouse: String,
     /// Log line format (logs go to stderr; reports and answers to stdout).

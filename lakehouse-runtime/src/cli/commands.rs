@@ -201,7 +201,8 @@ fn existing_warehouse(global: &GlobalArgs) -> Result<Warehouse> {
         .with_memory_limit(global.memory_limit)
 }
 
-fn config(global: &GlobalArgs, selection: &SelectArgs, execution: &ExecutionArgs) -> RunConfig {
+/// The pipelines' settings the global options give (`--set`, `--live`, `--opendata-dir`).
+fn settings_of(global: &GlobalArgs) -> Settings {
     let mut settings = Settings::new();
     if global.live {
         settings.set("opendata.mode", "live");
@@ -212,6 +213,11 @@ fn config(global: &GlobalArgs, selection: &SelectArgs, execution: &ExecutionArgs
     for (key, value) in &global.settings {
         settings.set(key.clone(), value.clone());
     }
+    settings
+}
+
+fn config(global: &GlobalArgs, selection: &SelectArgs, execution: &ExecutionArgs) -> RunConfig {
+    let settings = settings_of(global);
     let mut config = RunConfig {
         targets: selection.select.clone(),
         exclude: selection.exclude.clone(),
@@ -688,23 +694,31 @@ pub fn graph(registry: &Registry, format: GraphFormat) -> String {
 }
 
 async fn check(registry: &Registry, global: &GlobalArgs) -> Result<ExitCode> {
+    let missing = Warehouse::missing(&global.warehouse)?;
+    // A fresh clone has no warehouse yet; a location given explicitly is most likely mistyped,
+    // and a gate must not pass on it.
+    if let Some(directory) = &missing
+        && global.warehouse != super::args::DEFAULT_WAREHOUSE
+    {
+        return Err(Error::msg(format!(
+            "no warehouse at {}: check --warehouse or LAKEHOUSE_WAREHOUSE (a warehouse is \
+             created by its first `orchestrate run`)",
+            directory.display()
+        )));
+    }
     say!(
         "graph: {} pipelines, no cycle, every input declared",
         registry.len()
     );
     let mut ok = true;
-    let mut settings = Settings::new();
-    for (key, value) in &global.settings {
-        settings.set(key.clone(), value.clone());
-    }
-    match check_plans_with(registry, &settings).await {
+    match check_plans_with(registry, &settings_of(global)).await {
         Ok(()) => say!("plans: every pipeline's plan matches its table"),
         Err(failures) => {
             ok = false;
             say!("{}", failures.to_string().trim_end());
         }
     }
-    if let Some(directory) = Warehouse::missing(&global.warehouse)? {
+    if let Some(directory) = missing {
         say!(
             "tables: no warehouse at {} yet, nothing to compare",
             directory.display()
@@ -712,15 +726,29 @@ async fn check(registry: &Registry, global: &GlobalArgs) -> Result<ExitCode> {
         return Ok(exit_code(ok));
     }
     let warehouse = warehouse(global)?;
-    let mut drifts = 0;
-    let mut damaged = 0;
+    let (mut drifts, mut damaged, mut unreadable) = (0, 0, 0);
     for table in all_tables(registry) {
-        for drift in warehouse.drift(table).await? {
+        // A table that cannot be read is reported, and the others are still checked.
+        let read = async {
+            Ok::<_, Error>((
+                warehouse.drift(table).await?,
+                warehouse.missing_files(table).await?,
+            ))
+        };
+        let (drifted, missing) = match read.await {
+            Ok(read) => read,
+            Err(error) => {
+                unreadable += 1;
+                ok = false;
+                say!("unreadable: {}: {error}", table.qualified_name());
+                continue;
+            }
+        };
+        for drift in drifted {
             drifts += 1;
             ok &= !drift.is_incompatible();
             say!("schema drift: {drift}");
         }
-        let missing = warehouse.missing_files(table).await?;
         if let Some(first) = missing.first() {
             damaged += 1;
             ok = false;
@@ -732,10 +760,10 @@ async fn check(registry: &Registry, global: &GlobalArgs) -> Result<ExitCode> {
             );
         }
     }
-    if drifts == 0 {
+    if drifts == 0 && unreadable == 0 {
         say!("tables: every Delta table matches its declaration");
     }
-    if damaged == 0 {
+    if damaged == 0 && unreadable == 0 {
         say!("files: every data file the tables reference is present");
     }
     ok &= check_freshness(registry, &warehouse).await?;
@@ -746,7 +774,13 @@ async fn check(registry: &Registry, global: &GlobalArgs) -> Result<ExitCode> {
 /// written); true when there is none.
 async fn check_freshness(registry: &Registry, warehouse: &Warehouse) -> Result<bool> {
     let tables = all_tables(registry);
-    let stale = warehouse.stale_tables(&tables, Timestamp::now()).await?;
+    let mut stale = Vec::new();
+    for table in &tables {
+        // A table that cannot be read was reported as such already.
+        if let Ok(found) = warehouse.stale_tables(&[table], Timestamp::now()).await {
+            stale.extend(found);
+        }
+    }
     for table in &stale {
         say!("stale: {table}");
     }
