@@ -175,6 +175,16 @@ fn run_then_runs_and_sql() {
         empty.contains("product_id") && empty.ends_with("0 row(s)\n"),
         "{empty}"
     );
+    let empty_csv = orchestrate(
+        dir.path(),
+        &[
+            "sql",
+            "SELECT product_id, quantity FROM silver.erp_sales_transactions WHERE false",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(stdout(&empty_csv), "product_id,quantity\n");
 
     // The README's queries of the ledger's tables run as shown.
     let readme = include_str!("../../README.md");
@@ -252,6 +262,26 @@ fn history_and_describe_show_a_table() {
             .1
             .contains("silver.erp_sales_transactions has no version 7: its latest is 2"),
         "{future:?}"
+    );
+    let twice = orchestrate(
+        dir.path(),
+        &[
+            "sql",
+            "SELECT count(*) AS n FROM silver.erp_sales_transactions",
+            "--as-of",
+            "silver.erp_sales_transactions=0",
+            "--as-of",
+            "silver.erp_sales_transactions=1",
+        ],
+    );
+    assert_eq!(twice.status.code(), Some(1));
+    assert!(
+        stderr(&twice).contains(
+            "--as-of is given twice for `silver.erp_sales_transactions`: a query reads one \
+             version of a table"
+        ),
+        "{}",
+        stderr(&twice)
     );
     let elsewhere = count_as_of("gold.dim_product=1");
     assert!(

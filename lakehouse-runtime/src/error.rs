@@ -185,7 +185,7 @@ fn without_wrappers(text: &str) -> String {
 
 /// Whether `error` would recur on the same plan and data: a plan, schema or SQL error, or a
 /// value that does not convert (a cast, a parse, an overflow of a decimal's precision).
-fn is_deterministic(error: &DataFusionError) -> bool {
+pub(crate) fn is_deterministic(error: &DataFusionError) -> bool {
     match error.find_root() {
         DataFusionError::Plan(_)
         | DataFusionError::SchemaError(..)

@@ -411,3 +411,54 @@ async fn a_time_reads_the_latest_version_committed_by_then_among_many() {
         assert_eq!(count, [expected.to_string()], "as of {time}");
     }
 }
+
+/// Counts, with a query that may be mistyped.
+#[derive(Table)]
+#[table(schema = "gold", name = "sql_counts", mode = overwrite)]
+pub struct SqlCount {
+    pub n: i64,
+}
+
+#[pipeline(retries = 2)]
+pub async fn sql_counts(cx: &Ctx) -> Result<Frame<SqlCount>> {
+    let query = match cx.settings().get("case").unwrap_or_default() {
+        "syntax" => "SELEC 1 AS n",
+        "unknown_table" => "SELECT count(*) AS n FROM gold.nosuch",
+        _ => "SELECT CAST(1 AS BIGINT) AS n",
+    };
+    cx.sql(query).await
+}
+
+#[tokio::test]
+async fn a_query_that_cannot_plan_is_not_retried() {
+    use lakehouse_runtime::orchestrator::{Orchestrator, RunConfig, Status};
+    let wh = TempWarehouse::new();
+    let ours = lakehouse_runtime::Registry::from_inventory()
+        .expect("graph")
+        .pipelines()
+        .iter()
+        .copied()
+        .filter(|p| p.name == "sql_counts")
+        .collect::<Vec<_>>();
+    let registry = lakehouse_runtime::Registry::new(ours).expect("valid");
+    let orchestrator = Orchestrator::new(registry, wh.warehouse.clone());
+    for (case, expected) in [
+        ("syntax", "SQL failed: SQL error: ParserError"),
+        (
+            "unknown_table",
+            "gold.nosuch' not found (SQL reads the tables the pipeline takes",
+        ),
+    ] {
+        let mut config = RunConfig::default();
+        config.settings.set("case", case);
+        let report = orchestrator.run(&config).await.expect("run");
+        let result = report.result("sql_counts").expect("ran");
+        assert_eq!(
+            (result.status, result.attempts),
+            (Status::Failed, 1),
+            "{case}"
+        );
+        let error = result.error.clone().unwrap_or_default();
+        assert!(error.contains(expected), "{case}: {error}");
+    }
+}

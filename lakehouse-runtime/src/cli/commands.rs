@@ -54,6 +54,15 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 .iter()
                 .map(|(table, when)| Ok((table_named(&registry, table)?, *when)))
                 .collect::<Result<Vec<_>>>()?;
+            // One version per table: a second `--as-of` would be ignored.
+            for (index, (table, _)) in as_of.iter().enumerate() {
+                if as_of[..index].iter().any(|(earlier, _)| earlier == table) {
+                    return Err(Error::msg(format!(
+                        "--as-of is given twice for `{}`: a query reads one version of a table",
+                        table.qualified_name()
+                    )));
+                }
+            }
             sql(&registry, &global, &query, &as_of, format).await
         }
         Command::Runs { run_id, limit } => runs(&registry, &global, run_id, limit).await,
@@ -840,10 +849,17 @@ async fn sql(
             let mut writer = arrow::csv::WriterBuilder::new()
                 .with_header(true)
                 .build(std::io::stdout());
+            let mut written = false;
             while let Some(batch) = stream.next().await {
+                written = true;
                 if quiet_if_reader_gone(writer.write(&batch.map_err(failed)?))?.is_none() {
                     break;
                 }
+            }
+            // The header is written with the first batch: an empty result still has one.
+            if !written {
+                let empty = arrow::array::RecordBatch::new_empty(schema);
+                quiet_if_reader_gone(writer.write(&empty))?;
             }
         }
         OutputFormat::Json => {

@@ -367,10 +367,13 @@ impl Ctx {
                     } else {
                         ""
                     };
-                Error::msg(format!(
-                    "pipeline `{}`: SQL failed: {e}{hint}",
-                    self.pipeline
-                ))
+                let message = format!("pipeline `{}`: SQL failed: {e}{hint}", self.pipeline);
+                // A syntax or planning error recurs on every attempt: not retried.
+                if crate::error::is_deterministic(&e) {
+                    Error::Refused(message)
+                } else {
+                    Error::msg(message)
+                }
             })?;
         Frame::from_dataframe(df)
     }
