@@ -38,6 +38,30 @@ fn help_documents_every_command() {
 }
 
 #[test]
+fn options_that_would_be_ignored_together_are_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    for args in [
+        &["run", "--serial", "--concurrency", "8"][..],
+        &["run", "--no-skip-downstream", "--skip-policy", "all"],
+        &["runs", "r000001", "--limit", "1"],
+        &["resume", "r000001", "--serial", "--concurrency", "2"],
+    ] {
+        let output = orchestrate(dir.path(), args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&output).contains("cannot be used with"),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    // `--force` is each command's own: a run's does not re-execute anything.
+    let help = stdout(&orchestrate(dir.path(), &["run", "--help"]));
+    assert!(!help.contains("Re-execute"), "{help}");
+    let help = stdout(&orchestrate(dir.path(), &["resume", "--help"]));
+    assert!(help.contains("--rerun-succeeded"), "{help}");
+}
+
+#[test]
 fn plan_list_and_graph_describe_the_registry() {
     let dir = tempfile::tempdir().expect("dir");
     // The binary's registry: the reference lakehouse (this test binary also links the walkthrough).

@@ -284,7 +284,7 @@ async fn a_forced_resume_of_a_snapshot_reader_reads_on_from_its_last_commit() {
         .expect("run 3");
     assert!(third.succeeded(), "{}", third.render(false));
     let forced = RunConfig {
-        force: true,
+        rerun_succeeded: true,
         ..RunConfig::default()
     };
     let resumed = orchestrator

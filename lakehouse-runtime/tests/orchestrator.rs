@@ -1058,7 +1058,7 @@ async fn a_forced_resume_keeps_the_incremental_position() {
         .await
         .expect("run 1");
     let forced = RunConfig {
-        force: true,
+        rerun_succeeded: true,
         ..RunConfig::default()
     };
     let replayed = orchestrator
@@ -1365,7 +1365,7 @@ async fn a_run_whose_process_died_is_listed_and_resumed_with_its_plan() {
     };
     orchestrator
         .ledger()
-        .append(&[later(start, elsewhere, 1)])
+        .append(&[later(start, elsewhere.clone(), 1)])
         .await
         .expect("recorded");
     let refused = orchestrator
@@ -1411,6 +1411,41 @@ async fn a_run_whose_process_died_is_listed_and_resumed_with_its_plan() {
         .await
         .expect("run 3");
     assert_eq!(next.sequence, 3);
+
+    // Forcing past a process that cannot be checked re-executes no pipeline that succeeded
+    // (its sources would be called again): that takes `rerun_succeeded`.
+    orchestrator
+        .ledger()
+        .append(&[later(start, elsewhere.clone(), 3)])
+        .await
+        .expect("recorded");
+    let forced = RunConfig {
+        force: true,
+        ..RunConfig::default()
+    };
+    let nothing = orchestrator
+        .resume("r000002", &forced)
+        .await
+        .expect_err("every pipeline succeeded");
+    assert!(
+        nothing.to_string().contains(
+            "has nothing to resume: every pipeline succeeded (`--rerun-succeeded` re-executes them)"
+        ),
+        "{nothing}"
+    );
+    let rerun = RunConfig {
+        force: true,
+        rerun_succeeded: true,
+        ..RunConfig::default()
+    };
+    let rerun = orchestrator
+        .resume("r000002", &rerun)
+        .await
+        .expect("re-executed");
+    assert_eq!(
+        rerun.result("ticks").map(|r| r.status),
+        Some(Status::Succeeded)
+    );
 }
 
 #[tokio::test]

@@ -524,7 +524,7 @@ async fn expectations_drop_count_or_fail() {
     assert!(issues().await.is_empty());
     for _ in 0..2 {
         let forced = RunConfig {
-            force: true,
+            rerun_succeeded: true,
             ..config("dirty")
         };
         let replayed = orchestrator

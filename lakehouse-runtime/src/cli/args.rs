@@ -100,8 +100,8 @@ pub enum Command {
     Runs {
         /// A run id (or a unique start of it, such as `r000007`), to show its attempts.
         run_id: Option<String>,
-        /// How many runs to show.
-        #[arg(long, default_value_t = 20, value_parser = parse_count)]
+        /// How many runs to show (the list; a run's attempts are all shown).
+        #[arg(long, default_value_t = 20, value_parser = parse_count, conflicts_with = "run_id")]
         limit: usize,
     },
     /// Show a table's commits, newest first: version, time, operation, rows and files changed,
@@ -139,6 +139,14 @@ pub enum Command {
         /// Execution options.
         #[command(flatten)]
         execution: ExecutionArgs,
+        /// Resume a run recorded as running whose process cannot be checked from here (another
+        /// host or container): make sure it is gone.
+        #[arg(long)]
+        force: bool,
+        /// Re-execute the pipelines that succeeded too: their committed writes are not
+        /// repeated, but their sources are called again.
+        #[arg(long)]
+        rerun_succeeded: bool,
     },
     /// Compact the files of tables (and Z-order them when they declare `z_order`).
     Optimize {
@@ -269,8 +277,8 @@ pub struct ExecutionArgs {
     /// How each run's report is printed.
     #[arg(long = "format", value_enum, default_value_t = ReportFormat::Table)]
     pub report_format: ReportFormat,
-    /// Run one pipeline at a time.
-    #[arg(long)]
+    /// Run one pipeline at a time (`--concurrency 1`).
+    #[arg(long, conflicts_with = "concurrency")]
     pub serial: bool,
     /// POST each run's outcome as JSON to this webhook (Slack, Mattermost, a pager): https, or http
     /// to this machine.
@@ -292,7 +300,7 @@ pub struct ExecutionArgs {
     #[arg(long)]
     pub fail_fast: bool,
     /// Run pipelines even when their upstreams failed.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "skip_policy")]
     pub no_skip_downstream: bool,
     /// Which upstream failures skip a pipeline.
     #[arg(long, value_enum, default_value_t = SkipPolicyArg::Any)]
@@ -306,12 +314,6 @@ pub struct ExecutionArgs {
     /// First retry delay (doubled per attempt, jittered, at most 60 s), e.g. `1s`.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub retry_delay: Duration,
-    /// Re-execute pipelines the run already completed (`resume`: also resume a run recorded as
-    /// running whose process cannot be checked from here; `run`: go on although a full refresh
-    /// or rebuild of the same pipelines did not finish, and accept a `--run-at` or backfill
-    /// time in the future).
-    #[arg(long)]
-    pub force: bool,
 }
 
 /// `run` options.
@@ -323,6 +325,10 @@ pub struct RunArgs {
     /// Execution.
     #[command(flatten)]
     pub execution: ExecutionArgs,
+    /// Go on although a full refresh or rebuild of the same pipelines did not finish, and
+    /// accept a `--run-at` or backfill time more than five minutes in the future.
+    #[arg(long)]
+    pub force: bool,
     /// The run's logical time (RFC 3339, or a date for its midnight UTC), e.g. to backfill a
     /// past day; default: now.
     #[arg(long, value_parser = parse_instant, conflicts_with = "every")]

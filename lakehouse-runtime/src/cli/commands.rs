@@ -79,9 +79,16 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let table = table_named(&registry, &table)?;
             super::inspect::describe(&registry, &existing_warehouse(&global)?, table).await
         }
-        Command::Resume { run_id, execution } => {
+        Command::Resume {
+            run_id,
+            execution,
+            force,
+            rerun_succeeded,
+        } => {
             super::set_json_reports(execution.report_format == ReportFormat::Json);
-            let config = config(&global, &SelectArgs::default(), &execution);
+            let mut config = config(&global, &SelectArgs::default(), &execution);
+            config.force = force;
+            config.rerun_succeeded = rerun_succeeded;
             let (stop, shutdown) = tokio::sync::watch::channel(false);
             let orchestrator =
                 Orchestrator::new(registry, existing_warehouse(&global)?).with_shutdown(shutdown);
@@ -247,7 +254,6 @@ fn config(global: &GlobalArgs, selection: &SelectArgs, execution: &ExecutionArgs
             SkipPolicyArg::Any => SkipPolicy::Any,
         },
         retry_delay: execution.retry_delay,
-        force: execution.force,
         settings,
         ..RunConfig::default()
     };
@@ -281,6 +287,7 @@ fn config(global: &GlobalArgs, selection: &SelectArgs, execution: &ExecutionArgs
 
 async fn run(registry: &Registry, global: &GlobalArgs, args: RunArgs) -> Result<ExitCode> {
     let mut config = config(global, &args.selection, &args.execution);
+    config.force = args.force;
     config.run_at = args.run_at;
     config.full_refresh = args.full_refresh || args.rebuild;
     config.rebuild = args.rebuild;

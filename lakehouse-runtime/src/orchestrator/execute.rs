@@ -80,7 +80,7 @@ pub(super) async fn execute(
                 decided(cancelled, &mut results);
                 continue;
             }
-            if !config.force && previous.get(pipeline.name) == Some(&Status::Succeeded) {
+            if !config.rerun_succeeded && previous.get(pipeline.name) == Some(&Status::Succeeded) {
                 let mut done = not_run(pipeline, Status::Succeeded, String::new());
                 done.error = None;
                 done.replayed = true;

@@ -100,10 +100,13 @@ pub struct RunConfig {
     pub retry_delay: Duration,
     /// Cap of the retry delay.
     pub max_retry_delay: Duration,
-    /// Re-execute pipelines this run already completed (their writes are still idempotent); a
-    /// new run: go on although a full refresh or rebuild of its pipelines did not finish, and
-    /// accept a `run_at` in the future.
+    /// A new run: go on although a full refresh or rebuild of its pipelines did not finish, and
+    /// accept a `run_at` in the future. A resume: resume a run recorded as running whose
+    /// process cannot be checked from here.
     pub force: bool,
+    /// A resume: re-execute the pipelines that succeeded too (their committed writes are not
+    /// repeated; their sources are called again).
+    pub rerun_succeeded: bool,
     /// Settings handed to pipelines.
     pub settings: Settings,
     /// The logical time of new runs (default: now), e.g. to backfill a past day.
@@ -138,6 +141,7 @@ impl Default for RunConfig {
             retry_delay: Duration::from_secs(1),
             max_retry_delay: Duration::from_secs(60),
             force: false,
+            rerun_succeeded: false,
             settings: Settings::new(),
             run_at: None,
             full_refresh: false,
@@ -394,9 +398,9 @@ impl Orchestrator {
 
     /// Re-runs the failed, skipped and cancelled pipelines of run `run_id` (and those it planned
     /// but never started, when its process died), with its `run_at` and sequence, so writes it
-    /// had committed are not repeated. With `config.force`, every
-    /// pipeline of the run is re-executed (and its already committed writes are skipped). A
-    /// full refresh or rebuild is resumed as one, whatever `config` says.
+    /// had committed are not repeated. With `config.rerun_succeeded`, every pipeline of the run
+    /// is re-executed (and its already committed writes are skipped). A full refresh or rebuild
+    /// is resumed as one, whatever `config` says.
     ///
     /// A run recorded as running is resumed only when its process is known to be gone
     /// ([`RunRecord::process_liveness`]); with `config.force`, whatever its process.
@@ -472,13 +476,13 @@ impl Orchestrator {
         }
         let mut targets: Vec<String> = last
             .iter()
-            .filter(|(_, status)| config.force || **status != Status::Succeeded)
+            .filter(|(_, status)| config.rerun_succeeded || **status != Status::Succeeded)
             .map(|(name, _)| name.clone())
             .collect();
         targets.sort();
         if targets.is_empty() {
             return Err(Error::msg(format!(
-                "run `{run_id}` has nothing to resume: every pipeline succeeded (use --force to re-execute)"
+                "run `{run_id}` has nothing to resume: every pipeline succeeded (`--rerun-succeeded` re-executes them)"
             )));
         }
         let mut resumed = config.clone();
