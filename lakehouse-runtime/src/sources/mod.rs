@@ -99,6 +99,38 @@ pub struct Page {
     pub records: Vec<RawRecord>,
 }
 
+impl Page {
+    /// The page of the records in `body`'s JSON array at `path` (`&["results"]` for
+    /// `{"results": [..]}`, `&[]` for a bare array), each record's text kept byte for byte for
+    /// the rejects. A body that is not JSON (truncated, an HTML error page), or holds no array
+    /// there, fails naming its origin; nothing is written.
+    ///
+    /// # Examples
+    ///
+    /// ```ignore
+    /// let body = fetch.get(&Url::parse(url).map_err(Error::other)?).await?;
+    /// let mut pages = SinglePage::new(Page::from_json(&body, &["orders"])?);
+    /// ```
+    pub fn from_json(body: &Body, path: &[&str]) -> Result<Page> {
+        // Validated without building a tree: the records are parsed one by one below.
+        serde_json::from_slice::<serde::de::IgnoredAny>(without_bom(&body.bytes)).map_err(|e| {
+            Error::source(
+                body.origin.clone(),
+                format!(
+                    "malformed response ({e}): the body is truncated or not JSON ({}); nothing \
+                     was written",
+                    body.excerpt()
+                ),
+            )
+        })?;
+        Ok(Page {
+            url: body.url.clone(),
+            origin: body.origin.clone(),
+            records: records_at(body, path, "response")?,
+        })
+    }
+}
+
 /// Pages of records, fetched one at a time.
 pub trait Pages {
     /// The next page, `None` after the last. An error ends the ingestion.

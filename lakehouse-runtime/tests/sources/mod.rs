@@ -224,3 +224,42 @@ fn a_test_context_keeps_its_rejects_through_a_change_of_settings() {
     let test = test.with_setting("opendata.mode", "snapshot");
     assert_eq!(test.ctx().take_rejects().len(), 1);
 }
+
+#[test]
+fn a_page_is_read_from_a_json_body_of_ones_own_api() {
+    use lakehouse_runtime::sources::{Body, Page, Url};
+    let body = |text: &str| Body {
+        url: Url::parse("https://shop.example/api/orders").expect("url"),
+        origin: "https://shop.example/api/orders".to_owned(),
+        bytes: text.as_bytes().to_vec(),
+    };
+    let page = Page::from_json(
+        &body(r#"{"count": 2, "orders": [{"id": 1, "amount": "9.50"}, {"id":2,"amount":"x"}]}"#),
+        &["orders"],
+    )
+    .expect("a page");
+    let raw: Vec<&str> = page.records.iter().map(|r| r.raw.as_str()).collect();
+    assert_eq!(raw, [r#"{"id": 1, "amount": "9.50"}"#, r#"{"id":2,"amount":"x"}"#]);
+    assert_eq!(page.url.as_str(), "https://shop.example/api/orders");
+    let bare = Page::from_json(&body("[1, 2, 3]"), &[]).expect("a bare array");
+    assert_eq!(bare.records.len(), 3);
+
+    for (text, expected) in [
+        (
+            r#"{"orders": [{"id": 1}, {"id""#,
+            "malformed response (EOF while parsing",
+        ),
+        ("<!DOCTYPE html><p>maintenance", "it starts with `<!DOCTYPE html>"),
+        (r#"{"results": []}"#, "malformed response: "),
+    ] {
+        let error = Page::from_json(&body(text), &["orders"])
+            .expect_err(text)
+            .to_string();
+        assert!(
+            error.contains("https://shop.example/api/orders")
+                && error.contains(expected)
+                && error.contains("nothing was written"),
+            "{text}: {error}"
+        );
+    }
+}
