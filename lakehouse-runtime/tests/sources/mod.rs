@@ -239,7 +239,10 @@ fn a_page_is_read_from_a_json_body_of_ones_own_api() {
     )
     .expect("a page");
     let raw: Vec<&str> = page.records.iter().map(|r| r.raw.as_str()).collect();
-    assert_eq!(raw, [r#"{"id": 1, "amount": "9.50"}"#, r#"{"id":2,"amount":"x"}"#]);
+    assert_eq!(
+        raw,
+        [r#"{"id": 1, "amount": "9.50"}"#, r#"{"id":2,"amount":"x"}"#]
+    );
     assert_eq!(page.url.as_str(), "https://shop.example/api/orders");
     let bare = Page::from_json(&body("[1, 2, 3]"), &[]).expect("a bare array");
     assert_eq!(bare.records.len(), 3);
@@ -249,7 +252,10 @@ fn a_page_is_read_from_a_json_body_of_ones_own_api() {
             r#"{"orders": [{"id": 1}, {"id""#,
             "malformed response (EOF while parsing",
         ),
-        ("<!DOCTYPE html><p>maintenance", "it starts with `<!DOCTYPE html>"),
+        (
+            "<!DOCTYPE html><p>maintenance",
+            "it starts with `<!DOCTYPE html>",
+        ),
         (r#"{"results": []}"#, "malformed response: "),
     ] {
         let error = Page::from_json(&body(text), &["orders"])
