@@ -890,5 +890,32 @@ mod incremental {
                 .expect_err("refused by the plan check");
             assert!(error.to_string().contains(expected), "{pipeline}: {error}");
         }
+        // A unit test's context names its pipeline, whose declaration the refusals read: a
+        // misspelt name would skip them.
+        use super::{LatestOrders, TestContext};
+        let test = TestContext::new("latest_ordres").expect("context");
+        let error = test
+            .ctx()
+            .read_new_files::<LatestOrders>(FileFormat::Csv, "landing")
+            .await
+            .err()
+            .expect("no such pipeline")
+            .to_string();
+        assert!(
+            error.contains(
+                "pipeline `latest_ordres`: no pipeline of that name is registered (did you mean \
+                 `latest_orders`?)"
+            ),
+            "{error}"
+        );
+        let test = TestContext::new("latest_orders").expect("context");
+        let error = test
+            .ctx()
+            .read_new_files::<LatestOrders>(FileFormat::Csv, "landing")
+            .await
+            .err()
+            .expect("an overwrite")
+            .to_string();
+        assert!(error.contains("is `mode = overwrite`"), "{error}");
     }
 }

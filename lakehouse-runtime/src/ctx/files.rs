@@ -97,10 +97,23 @@ impl Ctx {
             Some(history) => Some(history.pipeline),
             None => self.descriptor(),
         };
-        if let Some(descriptor) = descriptor {
-            refuse_whole_outputs(descriptor)?;
-            refuse_split_partitions(descriptor, options)?;
-        }
+        // Only a `TestContext` can name no registered pipeline: its checks would be skipped.
+        let Some(descriptor) = descriptor else {
+            let names = inventory::iter::<crate::graph::PipelineDescriptor>
+                .into_iter()
+                .map(|p| p.name);
+            let hint = crate::similar::closest(self.pipeline, names)
+                .map(|name| format!(" (did you mean `{name}`?)"))
+                .unwrap_or_default();
+            return Err(Error::Refused(format!(
+                "pipeline `{}`: no pipeline of that name is registered{hint}; a test context \
+                 reading new files takes the name of the pipeline under test, whose \
+                 declaration says what it may do",
+                self.pipeline
+            )));
+        };
+        refuse_whole_outputs(descriptor)?;
+        refuse_split_partitions(descriptor, options)?;
         if path.contains("://") {
             return Err(Error::msg(format!(
                 "pipeline `{}`: read_new_files lists local files only, and `{path}` is a URL: \
