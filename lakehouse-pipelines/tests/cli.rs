@@ -162,6 +162,43 @@ fn run_then_runs_and_sql() {
     let runs = stdout(&orchestrate(dir.path(), &["runs"]));
     assert!(runs.contains("r000001-"), "{runs}");
     assert!(runs.contains("succeeded"), "{runs}");
+    // For schedulers: one JSON object per run, then per attempt of one run.
+    let json = stdout(&orchestrate(dir.path(), &["runs", "--format", "json"]));
+    let listed: Vec<serde_json::Value> = json
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON object per line"))
+        .collect();
+    assert_eq!(listed.len(), 1, "{json}");
+    assert_eq!(listed[0]["status"], "succeeded", "{json}");
+    assert_eq!(listed[0]["sequence"], 1, "{json}");
+    let run_id = listed[0]["run_id"].as_str().expect("an id").to_owned();
+    assert!(run_id.starts_with("r000001-"), "{json}");
+    assert!(
+        listed[0]["run_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z') && t.len() >= 20),
+        "{json}"
+    );
+    let json = stdout(&orchestrate(
+        dir.path(),
+        &["runs", "r000001", "--format", "json"],
+    ));
+    let attempts: Vec<serde_json::Value> = json
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON object per line"))
+        .collect();
+    let product = attempts
+        .iter()
+        .find(|a| a["pipeline"] == "dim_product")
+        .expect("dim_product's attempt");
+    assert_eq!(product["run_id"], run_id.as_str());
+    assert_eq!(product["status"], "succeeded");
+    assert_eq!(product["attempt"], 1);
+    assert_eq!(product["table"], "gold.dim_product");
+    assert!(
+        product["rows_written"].as_i64().is_some_and(|n| n > 0),
+        "{json}"
+    );
     // A run is named by a unique prefix of its id.
     let attempts = stdout(&orchestrate(dir.path(), &["runs", "r000001"]));
     assert!(attempts.contains("dim_product"), "{attempts}");

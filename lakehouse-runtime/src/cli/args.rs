@@ -103,6 +103,10 @@ pub enum Command {
         /// How many runs to show (the list; a run's attempts are all shown).
         #[arg(long, default_value_t = 20, value_parser = parse_count, conflicts_with = "run_id")]
         limit: usize,
+        /// A table, or one JSON object per run (per attempt, of one run) on stdout: `status` is
+        /// `died` for a run whose process is gone, times are RFC 3339.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
     },
     /// Show a table's commits, newest first: version, time, operation, rows and files changed,
     /// and the run that made each.

@@ -65,7 +65,11 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             sql(&registry, &global, &query, &as_of, format).await
         }
-        Command::Runs { run_id, limit } => runs(&registry, &global, run_id, limit).await,
+        Command::Runs {
+            run_id,
+            limit,
+            format,
+        } => runs(&registry, &global, run_id, limit, format).await,
         Command::History { table, limit } => {
             let table = table_named(&registry, &table)?;
             super::inspect::history(&existing_warehouse(&global)?, table, limit).await
@@ -926,11 +930,31 @@ fn quiet_if_reader_gone(
 
 /// A run's status for `runs`: `died` for a run recorded as running whose process is gone.
 fn run_status(run: &RunRecord) -> String {
-    if run.status == Status::Running.as_str() && run.process_liveness() == Liveness::Gone {
+    if run_died(run) {
         "died (resume it)".to_owned()
     } else {
         run.status.clone()
     }
+}
+
+/// Whether `run` is recorded as running by a process that is gone.
+fn run_died(run: &RunRecord) -> bool {
+    run.status == Status::Running.as_str() && run.process_liveness() == Liveness::Gone
+}
+
+/// `runs --format json`: one object per line, for schedulers and scripts.
+fn print_json_lines(rows: impl IntoIterator<Item = serde_json::Value>) -> Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    for row in rows {
+        match writeln!(out, "{row}") {
+            Ok(()) => {}
+            // The reader went away (`| head`): nothing more to say.
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => break,
+            Err(error) => return Err(Error::msg(format!("writing to stdout: {error}"))),
+        }
+    }
+    Ok(())
 }
 
 async fn runs(
@@ -938,8 +962,51 @@ async fn runs(
     global: &GlobalArgs,
     run_id: Option<String>,
     limit: usize,
+    format: ReportFormat,
 ) -> Result<ExitCode> {
     let orchestrator = Orchestrator::new(registry.clone(), existing_warehouse(global)?);
+    let time = |t: Option<Timestamp>| t.map(|t| t.to_rfc3339());
+    if format == ReportFormat::Json {
+        match run_id {
+            None => {
+                let runs = orchestrator.ledger().runs(limit).await?;
+                print_json_lines(runs.iter().map(|r| {
+                    serde_json::json!({
+                        "run_id": r.run_id,
+                        "sequence": r.sequence,
+                        "run_at": r.run_at.to_rfc3339(),
+                        "status": if run_died(r) { "died" } else { r.status.as_str() },
+                        "started_at": r.started_at.to_rfc3339(),
+                        "finished_at": time(r.finished_at),
+                        "duration_ms": r.duration_ms,
+                        "rows_written": r.rows_written,
+                        "rows_deleted": r.rows_deleted,
+                        "selection": r.selection,
+                    })
+                }))?;
+            }
+            Some(prefix) => {
+                let (run_id, records) = run_records(&orchestrator, prefix).await?;
+                print_json_lines(records.iter().filter(|r| r.kind == "pipeline").map(|r| {
+                    serde_json::json!({
+                        "run_id": run_id,
+                        "pipeline": r.pipeline,
+                        "attempt": r.attempt,
+                        "status": r.status,
+                        "started_at": r.started_at.to_rfc3339(),
+                        "finished_at": time(r.finished_at),
+                        "duration_ms": r.duration_ms,
+                        "rows_written": r.rows_written,
+                        "rows_deleted": r.rows_deleted,
+                        "table": r.output_table,
+                        "table_version": r.table_version,
+                        "error": r.error,
+                    })
+                }))?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut grid = Grid::new();
     grid.load_preset(presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic);
@@ -977,17 +1044,7 @@ async fn runs(
             }
         }
         Some(prefix) => {
-            let run_id = orchestrator
-                .ledger()
-                .resolve_run_id(&prefix)
-                .await?
-                .unwrap_or(prefix);
-            let records = orchestrator.ledger().run(&run_id).await?;
-            if records.is_empty() {
-                return Err(Error::msg(format!(
-                    "no run `{run_id}` in the ledger; see `orchestrate runs`"
-                )));
-            }
+            let (_, records) = run_records(&orchestrator, prefix).await?;
             grid.set_header([
                 "pipeline", "attempt", "status", "rows", "version", "duration", "error",
             ]);
@@ -1011,6 +1068,25 @@ async fn runs(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The id of the run `prefix` names (a unique start of it), and its records.
+async fn run_records(
+    orchestrator: &Orchestrator,
+    prefix: String,
+) -> Result<(String, Vec<RunRecord>)> {
+    let run_id = orchestrator
+        .ledger()
+        .resolve_run_id(&prefix)
+        .await?
+        .unwrap_or(prefix);
+    let records = orchestrator.ledger().run(&run_id).await?;
+    if records.is_empty() {
+        return Err(Error::msg(format!(
+            "no run `{run_id}` in the ledger; see `orchestrate runs`"
+        )));
+    }
+    Ok((run_id, records))
 }
 
 /// Every table the CLI knows: the pipelines' outputs and the system tables.
