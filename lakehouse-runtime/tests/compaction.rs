@@ -386,6 +386,11 @@ async fn a_file_an_incremental_reader_still_needs_that_is_gone_is_named_with_the
         "{}",
         report.render(false)
     );
+    // The input and the way out come first; delta-rs's text (naming the output) last.
+    assert!(
+        error.find("a data file of") < error.find("not found"),
+        "{error}"
+    );
 }
 
 /// The data files in `table`'s folder.

@@ -546,10 +546,10 @@ pub(super) fn missing_input_files(pipeline: &'static PipelineDescriptor, error: 
     if !input.incremental {
         // Its current version references a file that is not there: the table itself is broken.
         return Error::Refused(format!(
-            "{text}: a data file of {table}'s current version is gone (deleted, or vacuumed by \
-             another engine): `orchestrate check` lists what is missing; restore the table to \
-             a version whose files are there (`orchestrate restore {table} --to <version>`), \
-             or rebuild it (move its folder away and run its pipeline)",
+            "a data file of {table}'s current version is gone (deleted, or vacuumed by another \
+             engine): `orchestrate check` lists what is missing; restore the table to a version \
+             whose files are there (`orchestrate restore {table} --to <version>`), or rebuild it \
+             (move its folder away and run its pipeline) ({text})",
             table = input.table.qualified_name()
         ));
     }
@@ -558,10 +558,11 @@ pub(super) fn missing_input_files(pipeline: &'static PipelineDescriptor, error: 
     } else {
         "--full-refresh"
     };
+    // The input first: the error's own text names the output table, whose write read it.
     Error::Refused(format!(
-        "{text}: a data file of {} that this pipeline still had to read incrementally is gone \
+        "a data file of {} that this pipeline still had to read incrementally is gone \
          (vacuumed, or deleted): read the input whole again with `orchestrate run --select {} \
-         {refresh}`",
+         {refresh}` ({text})",
         input.table.qualified_name(),
         pipeline.name
     ))
