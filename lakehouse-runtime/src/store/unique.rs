@@ -4,7 +4,9 @@
 //! The guarded DataFrame yields the source's rows unchanged and fails, before anything is
 //! committed, as soon as two rows share a key hash. The caller then falls back to the general
 //! path (de-duplicate, then MERGE), so the result never depends on the guard: a hash collision
-//! between distinct keys only costs the fallback.
+//! between distinct keys only costs the fallback. The key hashes are counted in the session's
+//! memory pool; a set that would outgrow it gives up the same way (the general path's sort
+//! spills to disk).
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -18,6 +20,7 @@ use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
 use datafusion::execution::context::SessionContext;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReservation};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::physical_plan::{
@@ -32,10 +35,29 @@ use crate::table::TableDef;
 /// The text of the error a guarded source fails with on a repeated key.
 const DUPLICATE: &str = "lakehouse: the merge source repeats a key";
 
-/// Whether `error` is the guard's (a repeated key hash), whatever wrapped it.
+/// The text of the error a guarded source fails with when its key set would outgrow the memory
+/// pool.
+const GAVE_UP: &str = "lakehouse: the merge source's keys outgrow the memory limit of their check";
+
+/// Whether `error` is the guard's (a repeated key hash, or a key set too large to hold),
+/// whatever wrapped it: the caller takes the general path.
 pub(crate) fn is_duplicate(error: &impl std::fmt::Display) -> bool {
-    error.to_string().contains(DUPLICATE)
+    let text = error.to_string();
+    text.contains(DUPLICATE) || text.contains(GAVE_UP)
 }
+
+/// Logs why the guard sent a write of `table` down the general path, given its error.
+pub(crate) fn log_fallback(table: &TableDef, error: &impl std::fmt::Display) {
+    if error.to_string().contains(GAVE_UP) {
+        tracing::info!(table = %table.qualified_name(), "the merge source's keys are too many to check in memory: de-duplicating them by a sort, which spills");
+    } else {
+        tracing::info!(table = %table.qualified_name(), "the output repeats keys: one row per key is written (the newest by `run_at` when the table has it); `quality = warn` counts them");
+    }
+}
+
+/// Bytes a hash takes in a set: 8, its control byte, and the free share of the table (hashbrown
+/// keeps at least an eighth of its buckets free).
+const BYTES_PER_HASH: usize = 10;
 
 /// The hashes are already uniformly distributed: the set uses them as they are.
 #[derive(Default)]
@@ -73,6 +95,8 @@ const MAX_RESERVED: usize = 1 << 24;
 #[derive(Debug)]
 struct Seen {
     shards: Vec<Mutex<HashSetOfHashes>>,
+    /// The sets' memory in the pool, registered at the first batch (the pool is the task's).
+    reservation: Mutex<Option<MemoryReservation>>,
 }
 
 impl Seen {
@@ -89,7 +113,40 @@ impl Seen {
                     ))
                 })
                 .collect(),
+            reservation: Mutex::new(None),
         }
+    }
+
+    /// The bytes the sets hold now.
+    fn held_bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .filter_map(|shard| shard.lock().ok().map(|set| set.capacity()))
+            .sum::<usize>()
+            .saturating_mul(BYTES_PER_HASH)
+    }
+
+    /// Counts `grown` more bytes in `pool` (and, the first time, what the sets held from the
+    /// start); fails with [`GAVE_UP`] when the pool has no room.
+    fn account(&self, grown: usize, pool: &Arc<dyn MemoryPool>) -> Result<(), DataFusionError> {
+        let mut reservation = self
+            .reservation
+            .lock()
+            .map_err(|_| DataFusionError::Execution("the key set is poisoned".into()))?;
+        let grow = match reservation.as_mut() {
+            Some(reservation) => {
+                if grown == 0 {
+                    return Ok(());
+                }
+                reservation.try_grow(grown)
+            }
+            None => {
+                let first = MemoryConsumer::new("lakehouse merge key check").register(pool);
+                let reservation = reservation.insert(first);
+                reservation.try_grow(self.held_bytes())
+            }
+        };
+        grow.map_err(|_| DataFusionError::Execution(GAVE_UP.into()))
     }
 
     /// The shard of `hash`: from bits the sets do not use themselves (hashbrown takes a bucket
@@ -99,8 +156,10 @@ impl Seen {
     }
 
     /// Inserts `hashes`, grouped by shard into `scratch`; fails on the first hash already seen.
-    fn insert_all(&self, hashes: &[u64], scratch: &mut Vec<u64>) -> Result<(), DataFusionError> {
+    /// Returns the bytes the sets grew by.
+    fn insert_all(&self, hashes: &[u64], scratch: &mut Vec<u64>) -> Result<usize, DataFusionError> {
         let shards = self.shards.len();
+        let mut grown = 0usize;
         let mut starts = vec![0usize; shards + 1];
         for hash in hashes {
             starts[Self::shard_of(*hash) + 1] += 1;
@@ -124,14 +183,16 @@ impl Seen {
             let mut set = set
                 .lock()
                 .map_err(|_| DataFusionError::Execution("the key set is poisoned".into()))?;
+            let before = set.capacity();
             set.reserve(grouped.len());
+            grown += set.capacity().saturating_sub(before);
             for hash in grouped {
                 if !set.insert(*hash) {
                     return Err(DataFusionError::Execution(DUPLICATE.into()));
                 }
             }
         }
-        Ok(())
+        Ok(grown.saturating_mul(BYTES_PER_HASH))
     }
 }
 
@@ -153,6 +214,7 @@ impl PartitionStream for Guarded {
 
     fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let schema = self.schema.clone();
+        let pool = ctx.memory_pool().clone();
         let stream = match self.plan.execute(self.partition, ctx) {
             Ok(stream) => stream,
             Err(error) => {
@@ -169,7 +231,15 @@ impl PartitionStream for Guarded {
         let mut scratch: Vec<u64> = Vec::new();
         let checked = stream.map(move |batch| {
             let batch = batch?;
-            check(&batch, &key, &state, &seen, &mut hashes, &mut scratch)?;
+            check(
+                &batch,
+                &key,
+                &state,
+                &seen,
+                &mut hashes,
+                &mut scratch,
+                &pool,
+            )?;
             Ok(batch)
         });
         Box::pin(RecordBatchStreamAdapter::new(schema, checked))
@@ -183,12 +253,14 @@ fn check(
     seen: &Seen,
     hashes: &mut Vec<u64>,
     scratch: &mut Vec<u64>,
+    pool: &Arc<dyn MemoryPool>,
 ) -> Result<(), DataFusionError> {
     let columns: Vec<ArrayRef> = key.iter().map(|i| batch.column(*i).clone()).collect();
     hashes.clear();
     hashes.resize(batch.num_rows(), 0);
     create_hashes(&columns, state, hashes)?;
-    seen.insert_all(hashes, scratch)
+    let grown = seen.insert_all(hashes, scratch)?;
+    seen.account(grown, pool)
 }
 
 /// `df` (a merge source with `table`'s key columns), failing with a repeated-key error
@@ -255,6 +327,33 @@ mod tests {
             .filter(|s| !s.lock().unwrap().is_empty())
             .count();
         assert_eq!(used, 1 << SHARD_BITS, "every shard holds some hashes");
+    }
+
+    #[test]
+    fn key_sets_count_in_the_memory_pool_and_give_up_beyond_it() {
+        use datafusion::execution::memory_pool::GreedyMemoryPool;
+        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(1 << 20));
+        let seen = Seen::with_capacity(1_000);
+        let mut scratch = Vec::new();
+        let grown = seen.insert_all(&distinct(1_000, 0), &mut scratch).unwrap();
+        seen.account(grown, &pool).unwrap();
+        let held = pool.reserved();
+        assert_eq!(held, seen.held_bytes(), "the sets' capacity is counted");
+        assert!(held >= 1_000 * 8, "{held}");
+        // 200 000 more hashes need about 2 MB: past the pool's 1 MiB, the guard gives up.
+        let mut gave_up = None;
+        for chunk in distinct(200_000, 1 << 41).chunks(8_192) {
+            let grown = seen.insert_all(chunk, &mut scratch).unwrap();
+            if let Err(error) = seen.account(grown, &pool) {
+                gave_up = Some(error);
+                break;
+            }
+        }
+        let error = gave_up.expect("the pool is exhausted");
+        assert!(is_duplicate(&error), "the caller falls back: {error}");
+        assert!(error.to_string().contains(GAVE_UP), "{error}");
+        drop(seen);
+        assert_eq!(pool.reserved(), 0, "released with the sets");
     }
 
     #[test]

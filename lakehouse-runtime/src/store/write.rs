@@ -658,7 +658,7 @@ async fn merge(
                     .await;
             return match upserted {
                 Err(e) if super::unique::is_duplicate(&e) => {
-                    tracing::info!(table = %table.qualified_name(), "the output repeats keys: one row per key is written (the newest by `run_at` when the table has it); `quality = warn` counts them");
+                    super::unique::log_fallback(table, &e);
                     let source = dedupe(source, table)
                         .map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))?;
                     super::upsert::upsert(session, delta, source, table, commit).await
@@ -679,7 +679,7 @@ async fn merge(
             .await;
             match upserted {
                 Err(e) if super::unique::is_duplicate(&e) => {
-                    tracing::info!(table = %table.qualified_name(), "the output repeats keys: one row per key is written (the newest by `run_at` when the table has it); `quality = warn` counts them");
+                    super::unique::log_fallback(table, &e);
                     let source = dedupe(source, table)
                         .map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))?;
                     upsert(
