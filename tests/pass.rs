@@ -27,7 +27,9 @@ mod staging {
 mod marts {
     use lakehouse_runtime::prelude::*;
 
-    use super::staging::{self, BronzeCustomers, SilverSales, customers};
+    use super::staging::{BronzeCustomers, SilverSales, customers};
+    // A dependency imported under another name is still named by its own.
+    use super::staging::silver_sales as clean_sales;
 
     /// Customers.
     #[derive(Table)]
@@ -53,7 +55,7 @@ mod marts {
     }
 
     /// Joins sales with customers.
-    #[pipeline(depends_on = [staging::silver_sales, dim_customer])]
+    #[pipeline(depends_on = [clean_sales, dim_customer])]
     pub async fn fact_sales(
         s: Frame<SilverSales>,
         d: Frame<DimCustomer>,
@@ -81,6 +83,15 @@ mod keywords {
         pub r#type: Option<String>,
         pub r#match: bool,
         pub r#gen: i64,
+    }
+
+    /// Kinds of events, referenced through a keyword column.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "tagged")]
+    pub struct Tagged {
+        pub id: i64,
+        #[column(references = Events::r#type)]
+        pub kind: String,
     }
 
     /// A projection names the columns as the struct does.
@@ -156,6 +167,10 @@ fn keyword_columns_are_named_without_their_raw_prefix() {
         .map(|c| c.name)
         .collect();
     assert_eq!(columns, ["id", "type", "match", "gen"]);
+    let kind = keywords::Tagged::DEF
+        .column("kind")
+        .and_then(|c| c.references);
+    assert_eq!(kind.map(|r| r.column), Some("type"));
 }
 
 #[test]

@@ -60,12 +60,9 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
             impl ::lakehouse_runtime::__private::DependsOn<#alias::Marker> for #name::Marker {}
         }
     });
-    let dep_names = model.deps.iter().map(|dep| {
-        dep.segments
-            .last()
-            .map(|s| s.ident.unraw().to_string())
-            .unwrap_or_default()
-    });
+    // The names the dependencies' own modules give: an import under another name
+    // (`use crate::erp::silver_sales as sales;`) still names the pipeline, not the alias.
+    let dep_names = aliases.iter().map(|alias| quote!(#alias::NAME));
     let inputs: Vec<&syn::Type> = model
         .params
         .iter()

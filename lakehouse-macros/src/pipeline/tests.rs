@@ -181,7 +181,7 @@ fn generates_the_graph_facts_and_the_registration() {
         "impl :: lakehouse_runtime :: __private :: Produced for C",
         "impl :: lakehouse_runtime :: __private :: DependsOn < __lakehouse_c_dependency_0 :: Marker > for c :: Marker",
         "inventory :: submit !",
-        "depends_on : & [\"a\" , \"b\"]",
+        "depends_on : & [__lakehouse_c_dependency_0 :: NAME , __lakehouse_c_dependency_1 :: NAME]",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }

@@ -15,6 +15,7 @@ pub(crate) fn codegen(model: &TableModel) -> TokenStream {
     let select = select_struct(model);
     let reference_checks = reference_checks(model);
     let key_checks = key_checks(model);
+    let run_at_check = run_at_check(model);
     let ident = &model.ident;
     let append_only = (model.mode == Mode::Append)
         .then(|| quote!(impl ::lakehouse_runtime::__private::AppendOnly for #ident {}));
@@ -33,7 +34,32 @@ pub(crate) fn codegen(model: &TableModel) -> TokenStream {
         #select
         #reference_checks
         #key_checks
+        #run_at_check
     }
+}
+
+/// A `run_at` column holds the run's logical time, which the runtime fills (new files) and
+/// orders versions by (merges): its type, through any alias, is a `Timestamp`.
+fn run_at_check(model: &TableModel) -> TokenStream {
+    model
+        .columns
+        .iter()
+        .filter(|c| c.name == "run_at")
+        .map(|c| {
+            let ty = &c.ty;
+            quote_spanned! {ty.span()=>
+                const _: () = ::core::assert!(
+                    ::core::matches!(
+                        <#ty as ::lakehouse_runtime::__private::ColumnType>::LOGICAL,
+                        ::lakehouse_runtime::__private::LogicalType::Timestamp
+                    ),
+                    "column `run_at` holds the run's logical time, which the runtime fills and \
+                     orders rows by: declare it `Timestamp` (or `Option<Timestamp>`), or name \
+                     the field otherwise"
+                );
+            }
+        })
+        .collect()
 }
 
 /// A key column's type, through any alias, is not an `Option` (a plain `Option<_>` is refused
@@ -171,7 +197,8 @@ fn column_def(column: &Column) -> TokenStream {
     let doc = &column.doc;
     let references = match &column.references {
         Some((table, target)) => {
-            let target = target.to_string();
+            // The stored name: `r#type` is the column `type`.
+            let target = super::validate::column_name(target);
             quote! {
                 ::core::option::Option::Some(::lakehouse_runtime::__private::ColumnRef {
                     schema: <#table as ::lakehouse_runtime::__private::Table>::DEF.schema,

@@ -612,3 +612,35 @@ fn freshness_is_a_duration() {
         "{text}"
     );
 }
+
+#[test]
+fn a_reference_to_a_raw_identifier_stores_the_column_name() {
+    let out = expand(quote! {
+        #[table(schema = "gold")]
+        pub struct Fact { #[column(references = DimKind::r#type)] pub kind: String }
+    })
+    .to_string();
+    assert!(out.contains("column : \"type\""), "{out}");
+    assert!(!out.contains("\"r#type\""), "{out}");
+}
+
+#[test]
+fn columns_of_the_change_feed_and_the_runtime_and_empty_change_columns_are_refused() {
+    let text = error_text(quote! {
+        #[table(schema = "gold", key(id), mode = merge, change_columns())]
+        pub struct Dim {
+            pub id: i64,
+            pub _change_type: String,
+            pub _commit_version: i64,
+            pub __lakehouse_delete: bool,
+        }
+    });
+    for expected in [
+        "`change_columns(..)` names no column: no change would ever update a row",
+        "`_change_type` is a column of Delta's change data feed",
+        "`_commit_version` is a column of Delta's change data feed",
+        "columns starting with `__lakehouse` are the runtime's: rename `__lakehouse_delete`",
+    ] {
+        assert!(text.contains(expected), "`{expected}` in:\n{text}");
+    }
+}

@@ -98,6 +98,13 @@ fn declared_by_the_runtime() -> bool {
 /// The columns every SCD2 table gets, in this order.
 pub(crate) const SCD2_COLUMNS: [&str; 3] = ["valid_from", "valid_to", "is_current"];
 
+/// Columns Delta's change data feed adds to what a reader of changes sees (and strips from
+/// written files): a field of that name would be lost or confused with them.
+const CHANGE_FEED_COLUMNS: [&str; 3] = ["_change_type", "_commit_version", "_commit_timestamp"];
+
+/// The prefix of the runtime's own working columns (deletion marks, file names, references).
+const RUNTIME_COLUMN_PREFIX: &str = "__lakehouse";
+
 /// Checks the parsed struct, adding to the parse's `errors`, and returns every error at once.
 pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result<TableModel> {
     // A misspelled key is reported by the parse: no "missing" error for it too.
@@ -251,6 +258,21 @@ pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result
                 format!("`{name}` is added by `mode = scd2`; remove this field"),
             );
         }
+        if CHANGE_FEED_COLUMNS.contains(&name.as_str()) {
+            errors.spanned(
+                &field.ident,
+                format!(
+                    "`{name}` is a column of Delta's change data feed, which readers of changes \
+                     see beside the table's own (and writers strip from files): rename the field"
+                ),
+            );
+        }
+        if name.starts_with(RUNTIME_COLUMN_PREFIX) {
+            errors.spanned(
+                &field.ident,
+                format!("columns starting with `{RUNTIME_COLUMN_PREFIX}` are the runtime's: rename `{name}`"),
+            );
+        }
     }
 
     let key = column_list(&attrs.key, &field_names, &mut errors);
@@ -292,6 +314,13 @@ pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result
             errors.spanned(
                 &list.key,
                 "`change_columns(..)` only applies to `mode = merge` and `mode = scd2`",
+            );
+        }
+        if list.value.is_empty() {
+            errors.spanned(
+                &list.key,
+                "`change_columns(..)` names no column: no change would ever update a row or open \
+                 a version; leave it out to compare every non-key column",
             );
         }
         for ident in &list.value {
