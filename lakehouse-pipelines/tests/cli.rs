@@ -680,6 +680,20 @@ fn reading_a_warehouse_that_does_not_exist_is_an_error_and_creates_nothing() {
         "{}",
         stdout(&fresh)
     );
+    // Given, even as the default's text, a location that does not exist fails the gate.
+    let given = Command::new(env!("CARGO_BIN_EXE_orchestrate"))
+        .arg("check")
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .env("LAKEHOUSE_WAREHOUSE", "data/warehouse")
+        .output()
+        .expect("the binary runs");
+    assert_eq!(given.status.code(), Some(1), "{}", stdout(&given));
+    assert!(
+        stderr(&given).contains("data/warehouse: check --warehouse or LAKEHOUSE_WAREHOUSE"),
+        "{}",
+        stderr(&given)
+    );
     assert!(!mistyped.exists(), "the mistyped warehouse was created");
     // An existing directory that holds no table: the warehouse's parent, say.
     for args in [&["sql", "SELECT 1"][..], &["runs"], &["vacuum"]] {

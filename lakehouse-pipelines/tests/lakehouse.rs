@@ -279,7 +279,7 @@ async fn two_runs_and_a_replay() {
         .resume(
             &first.run_id,
             &RunConfig {
-                force: true,
+                rerun_succeeded: true,
                 ..RunConfig::default()
             },
         )

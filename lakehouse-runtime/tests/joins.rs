@@ -409,6 +409,36 @@ async fn a_dimension_joins_twice_in_two_roles() {
         })
         .expect("the transfers into IDF");
     assert_eq!(render(into_idf.into_dataframe()).await, ["1|S1|S2"]);
+
+    let (transfers, stores) = transfers_and_stores(&session);
+    let by_region = transfers
+        .join_as(
+            stores,
+            DESTINATION,
+            JoinType::Inner,
+            [on(Transfer::to_store, DESTINATION.col(Store::store_id))],
+        )
+        .expect("join the destination")
+        .group_by([DESTINATION.col(Store::region_code).expr()])
+        .select_into(TransfersIntoSelect {
+            region_code: DESTINATION.col(Store::region_code),
+            transfers: count_rows(),
+            last_id: max(Transfer::id),
+        })
+        .expect("grouped by the role's column");
+    assert_eq!(
+        render(by_region.into_dataframe()).await,
+        ["ARA|1|2", "IDF|1|1"]
+    );
+}
+
+/// Transfers by the region they go to.
+#[derive(Table)]
+#[table(schema = "joins", name = "transfers_into", mode = overwrite)]
+pub struct TransfersInto {
+    pub region_code: String,
+    pub transfers: i64,
+    pub last_id: Option<i64>,
 }
 
 /// A store and the store that supplies it: the table joined with itself.

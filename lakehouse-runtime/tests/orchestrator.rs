@@ -49,8 +49,40 @@ output_table!(
     Overlapped = "overlapped",
     RetriesSlowly = "retries_slowly",
     FailsAfterRetryWait = "fails_after_retry_wait",
-    BreaksLedger = "breaks_ledger"
+    BreaksLedger = "breaks_ledger",
+    AaRetriesOnce = "aa_retries_once",
+    ZzRunsMeanwhile = "zz_runs_meanwhile"
 );
+
+/// Attempts of `aa_retries_once`; whether `zz_runs_meanwhile` ran.
+static AA_ATTEMPTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+static ZZ_RAN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Fails its first attempt; its second succeeds only if `zz_runs_meanwhile` ran in between.
+#[pipeline(depends_on = [ticks], retries = 1)]
+pub async fn aa_retries_once(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<AaRetriesOnce>> {
+    use std::sync::atomic::Ordering;
+    if !cx.is_dry_run() {
+        if AA_ATTEMPTS.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(Error::msg("a transient failure"));
+        }
+        if !ZZ_RAN.load(Ordering::SeqCst) {
+            return Err(Error::Refused(
+                "the other pipeline did not run while this one waited to retry".into(),
+            ));
+        }
+    }
+    t.select_into(AaRetriesOnceSelect { n: Ticks::n })
+}
+
+/// Marks that it ran.
+#[pipeline(depends_on = [ticks])]
+pub async fn zz_runs_meanwhile(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<ZzRunsMeanwhile>> {
+    if !cx.is_dry_run() {
+        ZZ_RAN.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    t.select_into(ZzRunsMeanwhileSelect { n: Ticks::n })
+}
 
 /// Calls of `flaky` per test (the `test` setting), so tests running in parallel don't share them.
 static FLAKY_CALLS: std::sync::Mutex<BTreeMap<String, u32>> =
@@ -583,6 +615,49 @@ async fn fail_fast_ends_a_retry_wait_and_no_retry_follows() {
 }
 
 #[tokio::test]
+async fn a_pipeline_waiting_to_retry_gives_its_slot_to_another() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(
+        registry(&["ticks", "aa_retries_once", "zz_runs_meanwhile"]),
+        wh.warehouse.clone(),
+    );
+    // One at a time: `aa_retries_once` starts first (its name sorts first), fails, and waits;
+    // `zz_runs_meanwhile` takes the slot then, not after every retry.
+    let config = fast(RunConfig {
+        concurrency: 1,
+        ..RunConfig::default()
+    });
+    let report = orchestrator.run(&config).await.expect("run");
+    let retried = report.result("aa_retries_once").expect("planned");
+    assert_eq!(
+        (retried.status, retried.attempts),
+        (Status::Succeeded, 2),
+        "{}",
+        report.render(false)
+    );
+    assert!(report.succeeded(), "{}", report.render(false));
+    // In that order: the first attempt, the other pipeline, the retry.
+    let attempts = orchestrator
+        .ledger()
+        .run(&report.run_id)
+        .await
+        .expect("ledger");
+    let order: Vec<(String, Option<i32>)> = attempts
+        .iter()
+        .filter(|r| r.kind == "pipeline" && r.pipeline.as_deref() != Some("ticks"))
+        .map(|r| (r.pipeline.clone().unwrap_or_default(), r.attempt))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("aa_retries_once".to_owned(), Some(1)),
+            ("zz_runs_meanwhile".to_owned(), Some(1)),
+            ("aa_retries_once".to_owned(), Some(2)),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn a_retry_turns_a_transient_failure_into_success() {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks", "flaky"]), wh.warehouse.clone());
@@ -975,6 +1050,66 @@ async fn a_run_whose_end_cannot_be_recorded_still_reports_how_it_ended() {
         report.to_json()["unrecorded"].as_str(),
         Some(unrecorded.as_str())
     );
+}
+
+#[tokio::test]
+async fn a_run_whose_rows_the_ledger_lost_keeps_its_sequence_from_the_next_run() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    for expected in [1, 2] {
+        let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+        assert_eq!(report.sequence, expected);
+    }
+    // Run 2's rows are lost (the ledger unreachable while its writes landed).
+    crate::common::delete_rows(
+        &wh.warehouse,
+        lakehouse_runtime::ledger::RunRecord::DEF,
+        Some("sequence = 2"),
+    )
+    .await;
+    // The same orchestrator (a loop) takes sequence 3: at 2 again, its writes would collide
+    // with run 2's and every pipeline fail.
+    let third = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 3");
+    assert_eq!(third.sequence, 3);
+    assert!(third.succeeded(), "{}", third.render(false));
+}
+
+#[tokio::test]
+async fn a_run_resumes_without_a_pipeline_removed_since() {
+    let wh = TempWarehouse::new();
+    let before = Orchestrator::new(registry(&["ticks", "bad", "ok1"]), wh.warehouse.clone());
+    let failed = before
+        .run(&RunConfig {
+            fail_fast: false,
+            ..RunConfig::default()
+        })
+        .await
+        .expect("a run");
+    assert_eq!(failed.result("bad").map(|r| r.status), Some(Status::Failed));
+    // `bad` was removed from the code; `ok1` failed too (here: its row is made so).
+    let mut records = before.ledger().run(&failed.run_id).await.expect("ledger");
+    let ok1 = records
+        .iter_mut()
+        .find(|r| r.pipeline.as_deref() == Some("ok1"))
+        .expect("ok1 ran");
+    ok1.status = "failed".to_owned();
+    ok1.attempt = Some(2);
+    ok1.started_at = Timestamp(ok1.started_at.0 + 1);
+    let ok1 = ok1.clone();
+    before.ledger().append(&[ok1]).await.expect("recorded");
+    let after = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    let resumed = after
+        .resume(&failed.run_id, &RunConfig::default())
+        .await
+        .expect("resumed without `bad`");
+    assert_eq!(
+        resumed.result("ok1").map(|r| r.status),
+        Some(Status::Succeeded)
+    );
+    assert!(resumed.result("bad").is_none());
 }
 
 #[tokio::test]
@@ -1446,6 +1581,25 @@ async fn a_run_whose_process_died_is_listed_and_resumed_with_its_plan() {
         rerun.result("ticks").map(|r| r.status),
         Some(Status::Succeeded)
     );
+
+    // Past sequence 999 999 ids grow a digit: a whole sequence still names its run.
+    let numbered = |run_id: &str, sequence| lakehouse_runtime::ledger::RunRecord {
+        run_id: run_id.to_owned(),
+        sequence,
+        ..start.clone()
+    };
+    ledger
+        .append(&[
+            numbered("r100000-x", 100_000),
+            numbered("r1000000-y", 1_000_000),
+        ])
+        .await
+        .expect("recorded");
+    assert_eq!(
+        ledger.resolve_run_id("r100000").await.expect("one"),
+        Some("r100000-x".to_owned())
+    );
+    assert!(ledger.resolve_run_id("r10000").await.is_err(), "two runs");
 }
 
 #[tokio::test]

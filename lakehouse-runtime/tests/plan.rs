@@ -194,6 +194,14 @@ fn selectors() {
         ),
         "{unused}"
     );
+    // Nor with no target at all (every pipeline).
+    let everything = plan(&sample(), &[], Direction::Downstream, Order::ProcessFirst)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        everything.starts_with("the direction `downstream` applies to plain pipeline names"),
+        "{everything}"
+    );
 }
 
 #[test]

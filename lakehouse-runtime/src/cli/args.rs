@@ -17,6 +17,29 @@ pub struct Cli {
     pub global: GlobalArgs,
 }
 
+impl Cli {
+    /// The command line, parsed (exiting with clap's message and status 2 when it does not
+    /// parse), knowing whether the warehouse was given.
+    pub fn parsed() -> Cli {
+        use clap::parser::ValueSource;
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let matches = Cli::command().get_matches();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+        // A global option given after the subcommand is in the subcommand's matches.
+        let mut level = Some(&matches);
+        while let Some(current) = level {
+            if current
+                .value_source("warehouse")
+                .is_some_and(|source| source != ValueSource::DefaultValue)
+            {
+                cli.global.warehouse_given = true;
+            }
+            level = current.subcommand().map(|(_, sub)| sub);
+        }
+        cli
+    }
+}
+
 /// Where the warehouse is unless `--warehouse` or `LAKEHOUSE_WAREHOUSE` says otherwise.
 pub const DEFAULT_WAREHOUSE: &str = "data/warehouse";
 
@@ -31,6 +54,10 @@ pub struct GlobalArgs {
         default_value = DEFAULT_WAREHOUSE
     )]
     pub warehouse: String,
+    /// Whether the warehouse was given (`--warehouse`, `LAKEHOUSE_WAREHOUSE`) rather than the
+    /// default: `check` compares nothing at a default location that does not exist yet.
+    #[arg(skip)]
+    pub warehouse_given: bool,
     /// Log line format (logs go to stderr; reports and answers to stdout).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -494,6 +521,13 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
                  (`30d`)"
             ));
         }
+        // A year of 365.25 days drifts off the calendar: `--step 1y` from Jan 1 gives Dec 31.
+        if unit == "y" || unit.starts_with("year") {
+            return Err(format!(
+                "`{unit}` in {text:?} is years of 365.25 days, which drift off the calendar: \
+                 write days (`365d`)"
+            ));
+        }
     }
     humantime::parse_duration(text)
         .map_err(|error| format!("{error} (a duration such as 30s, 5m, 1h30m or 2d)"))
@@ -573,6 +607,18 @@ mod tests {
             assert!(error.contains("(years 1 to 9999)"), "{typo}: {error}");
         }
         assert!(parse_instant("yesterday").is_err());
+    }
+
+    #[test]
+    fn months_and_years_are_refused_as_durations() {
+        assert_eq!(
+            super::parse_duration("1h30m"),
+            Ok(std::time::Duration::from_secs(5400))
+        );
+        for text in ["1M", "2months", "1y", "1year"] {
+            let error = super::parse_duration(text).expect_err(text);
+            assert!(error.contains("write days"), "{text}: {error}");
+        }
     }
 
     #[test]

@@ -718,7 +718,7 @@ async fn check(registry: &Registry, global: &GlobalArgs) -> Result<ExitCode> {
     // A fresh clone has no warehouse yet; a location given explicitly is most likely mistyped,
     // and a gate must not pass on it.
     if let Some(directory) = &missing
-        && global.warehouse != super::args::DEFAULT_WAREHOUSE
+        && global.warehouse_given
     {
         return Err(Error::msg(format!(
             "no warehouse at {}: check --warehouse or LAKEHOUSE_WAREHOUSE (a warehouse is \
@@ -746,7 +746,8 @@ async fn check(registry: &Registry, global: &GlobalArgs) -> Result<ExitCode> {
         return Ok(exit_code(ok));
     }
     let warehouse = warehouse(global)?;
-    let (mut drifts, mut damaged, mut unreadable) = (0, 0, 0);
+    let (mut drifts, mut damaged) = (0, 0);
+    let mut unreadable: Vec<&'static TableDef> = Vec::new();
     for table in all_tables(registry) {
         // A table that cannot be read is reported, and the others are still checked.
         let read = async {
@@ -758,7 +759,7 @@ async fn check(registry: &Registry, global: &GlobalArgs) -> Result<ExitCode> {
         let (drifted, missing) = match read.await {
             Ok(read) => read,
             Err(error) => {
-                unreadable += 1;
+                unreadable.push(table);
                 ok = false;
                 say!("unreadable: {}: {error}", table.qualified_name());
                 continue;
@@ -780,35 +781,44 @@ async fn check(registry: &Registry, global: &GlobalArgs) -> Result<ExitCode> {
             );
         }
     }
-    if drifts == 0 && unreadable == 0 {
+    if drifts == 0 && unreadable.is_empty() {
         say!("tables: every Delta table matches its declaration");
     }
-    if damaged == 0 && unreadable == 0 {
+    if damaged == 0 && unreadable.is_empty() {
         say!("files: every data file the tables reference is present");
     }
-    ok &= check_freshness(registry, &warehouse).await?;
+    ok &= check_freshness(registry, &warehouse, &unreadable).await?;
     Ok(exit_code(ok))
 }
 
 /// Reports the tables declaring a `freshness` whose latest write is older (or that were never
 /// written); true when there is none.
-async fn check_freshness(registry: &Registry, warehouse: &Warehouse) -> Result<bool> {
+async fn check_freshness(
+    registry: &Registry,
+    warehouse: &Warehouse,
+    unreadable: &[&'static TableDef],
+) -> Result<bool> {
     let tables = all_tables(registry);
     let mut stale = Vec::new();
-    for table in &tables {
-        // A table that cannot be read was reported as such already.
-        if let Ok(found) = warehouse.stale_tables(&[table], Timestamp::now()).await {
-            stale.extend(found);
+    let mut fresh = true;
+    for table in tables.iter().filter(|t| !unreadable.contains(t)) {
+        match warehouse.stale_tables(&[table], Timestamp::now()).await {
+            Ok(found) => stale.extend(found),
+            // Its history cannot be read: its freshness is unknown, which is no pass.
+            Err(error) => {
+                fresh = false;
+                say!("unreadable: {}: {error}", table.qualified_name());
+            }
         }
     }
     for table in &stale {
         say!("stale: {table}");
     }
     let declared = tables.iter().filter(|t| t.freshness_secs.is_some()).count();
-    if declared > 0 && stale.is_empty() {
+    if declared > 0 && stale.is_empty() && fresh && unreadable.is_empty() {
         say!("freshness: every table declaring one was written within it ({declared})");
     }
-    Ok(stale.is_empty())
+    Ok(stale.is_empty() && fresh)
 }
 
 fn exit_code(ok: bool) -> ExitCode {

@@ -443,6 +443,15 @@ impl Ledger {
             .into_iter()
             .map(|i| i.run_id)
             .collect();
+        // A whole sequence names its run even once longer ones start the same (`r100000`
+        // and `r1000000-…`); `-` sorts before the digits, so it is among the first.
+        let whole: Vec<&String> = ids
+            .iter()
+            .filter(|id| id.as_str() == prefix || id.starts_with(&format!("{prefix}-")))
+            .collect();
+        if let [one] = whole.as_slice() {
+            return Ok(Some((*one).clone()));
+        }
         match ids.as_slice() {
             [] => Ok(None),
             [one] => Ok(Some(one.clone())),

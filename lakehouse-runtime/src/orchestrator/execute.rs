@@ -98,7 +98,8 @@ pub(super) async fn execute(
             let semaphore = semaphore.clone();
             let stop = stop.clone();
             let handle = tasks.spawn(async move {
-                let _permit = semaphore.acquire_owned().await;
+                let permit = semaphore.clone().acquire_owned().await.ok();
+                let turn = Turn { semaphore, permit };
                 // A pipeline that waited for its turn does not start after an interrupt.
                 if *orchestrator.shutdown.borrow() {
                     return not_run(
@@ -111,7 +112,7 @@ pub(super) async fn execute(
                 if let Some(reason) = stopped_by {
                     return not_run(pipeline, Status::Cancelled, reason.to_string());
                 }
-                run_with_retries(&orchestrator, pipeline, run, &config, fresh, stop).await
+                run_with_retries(&orchestrator, pipeline, run, &config, fresh, stop, turn).await
             });
             running.insert(handle.id(), pipeline);
         }
@@ -214,6 +215,13 @@ fn not_run(
     }
 }
 
+/// A pipeline's slot among those running at once: held while an attempt runs, given up while
+/// it waits to retry (a flaky pipeline does not hold back the others, `--serial` included).
+struct Turn {
+    semaphore: Arc<tokio::sync::Semaphore>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
 async fn run_with_retries(
     orchestrator: &Orchestrator,
     pipeline: &'static PipelineDescriptor,
@@ -221,6 +229,7 @@ async fn run_with_retries(
     config: &RunConfig,
     fresh: bool,
     stop: watch::Receiver<Option<Arc<str>>>,
+    mut turn: Turn,
 ) -> PipelineResult {
     let span = tracing::info_span!("pipeline", name = pipeline.name, run_id = %run.run_id);
     async move {
@@ -346,8 +355,18 @@ async fn run_with_retries(
                                 else => std::future::pending::<()>().await,
                             }
                         };
+                        drop(turn.permit.take());
+                        let semaphore = turn.semaphore.clone();
+                        let waited = async move {
+                            tokio::time::sleep(delay).await;
+                            semaphore.acquire_owned().await.ok()
+                        };
                         tokio::select! {
-                            _ = tokio::time::sleep(delay) => {}
+                            permit = waited => {
+                                if let Some(permit) = permit {
+                                    turn.permit.replace(permit);
+                                }
+                            }
                             _ = cut_short => {
                                 let why = why_not_again().unwrap_or_default();
                                 tracing::error!(attempt, "not retried: {why}");

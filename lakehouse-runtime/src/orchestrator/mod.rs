@@ -184,6 +184,9 @@ pub struct Orchestrator {
     events: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
     /// Set once this orchestrator has created (or found) the system tables.
     system_tables_ready: Arc<std::sync::atomic::AtomicBool>,
+    /// The last run sequence this orchestrator took: the next is above it even when the ledger
+    /// lost that run's rows (its writes may have landed under it).
+    last_sequence: Arc<std::sync::atomic::AtomicI64>,
     /// Told of each run's outcome.
     webhook: Option<Webhook>,
 }
@@ -235,6 +238,7 @@ impl Orchestrator {
             _shutdown_sender: Arc::new(sender),
             events: None,
             system_tables_ready: Arc::default(),
+            last_sequence: Arc::default(),
             webhook: None,
         }
     }
@@ -341,6 +345,12 @@ impl Orchestrator {
             if sequence == 1 {
                 sequence = self.sequence_floor().await?;
             }
+            // A run of this process whose rows the ledger could not take (the warehouse
+            // unreachable for a moment, in a loop) still took its sequence.
+            use std::sync::atomic::Ordering;
+            let taken = self.last_sequence.load(Ordering::SeqCst);
+            sequence = sequence.max(taken.saturating_add(1));
+            self.last_sequence.fetch_max(sequence, Ordering::SeqCst);
             let run_at = match config.run_at {
                 Some(run_at) => run_at,
                 None => self.fresh_run_at().await?,
@@ -460,6 +470,15 @@ impl Orchestrator {
             if let (Some(pipeline), Some(status)) =
                 (&record.pipeline, Status::parse(&record.status))
             {
+                // A pipeline removed or renamed since cannot run again: the others still can.
+                if self.registry.get(pipeline).is_none() {
+                    tracing::warn!(
+                        run_id,
+                        pipeline = %pipeline,
+                        "the run's pipeline is no longer registered (removed or renamed): not resumed"
+                    );
+                    continue;
+                }
                 last.insert(pipeline.clone(), status);
             }
         }

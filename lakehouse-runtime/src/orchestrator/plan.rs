@@ -185,6 +185,10 @@ pub fn select(
     direction: Direction,
 ) -> Result<BTreeSet<&'static str>, SelectionError> {
     if targets.is_empty() {
+        // Every pipeline: a direction has nothing to extend, and would be silently ignored.
+        if direction != Direction::None {
+            return Err(SelectionError::DirectionUnused { direction });
+        }
         return Ok(registry.pipelines().iter().map(|p| p.name).collect());
     }
     let mut selected = BTreeSet::new();

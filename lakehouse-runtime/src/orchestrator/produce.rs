@@ -521,7 +521,7 @@ async fn no_rows(frames: Vec<datafusion::dataframe::DataFrame>) -> Result<bool> 
 }
 
 /// `error`, with the way out when it is a data file of an incremental input that is gone
-/// (vacuumed with `--force`, or by another engine, or deleted): the commits still to be read
+/// (vacuumed with `--ignore-pending-readers`, or by another engine, or deleted): the commits still to be read
 /// reference it, and only a whole read gets past them.
 pub(super) fn missing_input_files(pipeline: &'static PipelineDescriptor, error: Error) -> Error {
     // Only an error of reading or writing data; the others say what they are.

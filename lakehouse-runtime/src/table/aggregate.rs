@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 use super::col::Col;
 use super::def::Table;
 use super::select::{IntoColumn, SelectedColumn};
-use super::types::{ColumnType, Decimal, LogicalType};
+use super::types::{ColumnType, Decimal};
 use crate::backend::{self, RawExpr};
 
 /// An expression whose values have the Rust type `V`: a column handle or a `Typed`
@@ -62,18 +62,14 @@ pub struct Avg<V> {
     _value: PhantomData<fn() -> V>,
 }
 
-impl<V: Sums> Sum<V> {
+impl<V> Sum<V> {
     /// The aggregate as an expression to build on
-    /// (`typed::<f64>(cast(sum(x).into_expr(), DataType::Float64) / ..)`): `i64` for integers
-    /// (a sum past its range fails the query), `f64`, or a `Decimal` widened by 10 digits.
+    /// (`typed::<f64>(cast(sum(x).into_expr(), DataType::Float64) / ..)`): for integers the
+    /// exact `DECIMAL(38, 0)` sum (cast it to `Int64` to get an `i64`, which fails past its
+    /// range), for `f64` an `f64`, for decimals a `Decimal` widened by 10 digits. It is an
+    /// aggregate: DataFusion's `aggregate` and window functions take it as it is.
     pub fn into_expr(self) -> RawExpr {
-        if V::INTEGER {
-            let label = "a sum of integers: it does not fit `i64`".to_owned();
-            let advice = "sum into a `Decimal<38, 0>` column, or cast the values first";
-            backend::cast_named(self.expr, LogicalType::Int64, label, advice)
-        } else {
-            self.expr
-        }
+        self.expr
     }
 }
 

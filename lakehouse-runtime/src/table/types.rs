@@ -207,6 +207,9 @@ mod tests {
             Timestamp::parse("2024-01-31T10:00:00Z")
         );
         assert_eq!(Timestamp::parse("2024-01-31T10:00:00ZZ"), None);
+        // RFC 3339 stays strict: only a signed year takes the lenient form.
+        assert_eq!(Timestamp::parse("2024-1-3T1:2:3Z"), None);
+        assert_eq!(Timestamp::parse(" 2024-01-31T10:00:00Z"), None);
     }
 
     #[test]
@@ -444,14 +447,20 @@ impl<const P: u8, const S: i8> Decimal<P, S> {
 impl Timestamp {
     /// Parses RFC 3339 (`2024-01-31T10:00:00Z`, offsets allowed) or Arrow's `2024-01-31T10:00:00`
     /// (taken as UTC). Years beyond RFC 3339's 0000–9999 are read with their sign
-    /// (`+20000-01-01T00:00:00Z`), as [`Timestamp::to_rfc3339`] writes them: whatever a table
-    /// holds reads back.
+    /// (`+20000-01-01T00:00:00Z`), as [`Timestamp::to_rfc3339`] writes them (within chrono's
+    /// range of about ±262 000 years).
     pub fn parse(text: &str) -> Option<Timestamp> {
         use chrono::{DateTime, NaiveDateTime};
         if let Ok(t) = DateTime::parse_from_rfc3339(text) {
             return Some(Timestamp(t.timestamp_micros()));
         }
-        let utc = text.strip_suffix('Z').unwrap_or(text);
+        // A trailing `Z` only after a signed year (what RFC 3339 cannot write): chrono's
+        // format parsing is lenient (one-digit fields), which Arrow's form already allows.
+        let utc = match text.strip_suffix('Z') {
+            Some(signed) if signed.starts_with(['+', '-']) => signed,
+            Some(_) => return None,
+            None => text,
+        };
         NaiveDateTime::parse_from_str(utc, "%Y-%m-%dT%H:%M:%S%.f")
             .ok()
             .map(|t| Timestamp(t.and_utc().timestamp_micros()))
