@@ -20,6 +20,20 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             return quote::quote!(#input #error);
         }
     };
+    // A second `#[pipeline]` would expand again: two modules and registrations of one name.
+    if let Some(again) = item.attrs.iter().find(|attr| {
+        attr.path()
+            .segments
+            .last()
+            .is_some_and(|segment| segment.ident == "pipeline")
+    }) {
+        let error = syn::Error::new_spanned(
+            again,
+            "`#[pipeline]` is given twice: put every argument in one \
+             (`#[pipeline(depends_on = [..], retries = 3)]`)",
+        );
+        return codegen::dummy(&strip_pipeline_attributes(item), error);
+    }
     let mut errors = errors::Errors::default();
     let result = match parse::parse_args(args, &mut errors) {
         Ok(args) => validate::validate(args, item.clone(), errors),
@@ -30,6 +44,17 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
         Ok(model) => codegen::codegen(&model),
         Err(error) => codegen::dummy(&item, error),
     }
+}
+
+/// `item` without its `#[pipeline]` attributes, emitted once with the error.
+fn strip_pipeline_attributes(mut item: ItemFn) -> ItemFn {
+    item.attrs.retain(|attr| {
+        attr.path()
+            .segments
+            .last()
+            .is_none_or(|segment| segment.ident != "pipeline")
+    });
+    item
 }
 
 #[cfg(test)]

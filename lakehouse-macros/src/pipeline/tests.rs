@@ -137,7 +137,11 @@ fn reports_every_signature_error_at_once() {
 #[test]
 fn validates_retries_timeout_and_tags() {
     let text = error_text(
-        quote!(retries = 1000, timeout = "soon", tags = ["Bad Tag"]),
+        quote!(
+            retries = 1000,
+            timeout = "soon",
+            tags = ["Bad Tag", "erp", "erp"]
+        ),
         quote!(
             async fn a() -> Result<Frame<A>> {
                 todo!()
@@ -150,6 +154,7 @@ fn validates_retries_timeout_and_tags() {
     );
     assert!(text.contains("`timeout` is a duration"), "{text}");
     assert!(text.contains("a tag uses lowercase letters"), "{text}");
+    assert!(text.contains("tag `erp` is given twice"), "{text}");
 }
 
 #[test]
@@ -364,4 +369,25 @@ fn the_runtime_error_type_may_be_named_and_cfg_attr_may_stay() {
         ),
     );
     assert!(err.contains("cannot be conditional"), "{err}");
+}
+
+#[test]
+fn a_second_pipeline_attribute_is_one_clear_error() {
+    let out = expand(
+        quote!(depends_on = [a]),
+        quote!(
+            #[pipeline(retries = 3)]
+            pub async fn b(x: Frame<A>) -> Result<Frame<B>> {
+                todo!()
+            }
+        ),
+    )
+    .to_string();
+    assert!(
+        out.contains("`#[pipeline]` is given twice: put every argument in one"),
+        "{out}"
+    );
+    // The function is kept once, without the attribute that would expand it again.
+    assert_eq!(out.matches("async fn b").count(), 1, "{out}");
+    assert!(!out.contains("# [pipeline"), "{out}");
 }

@@ -243,11 +243,16 @@ pub(crate) fn validate(
                 None
             }
         });
-    let tags = args
+    let tags: Vec<String> = args
         .tags
         .iter()
         .map(|t| checked_tag(t, &mut errors))
         .collect();
+    for (index, tag) in args.tags.iter().enumerate() {
+        if tags[..index].contains(&tags[index]) {
+            errors.spanned(tag, format!("tag `{}` is given twice", tags[index]));
+        }
+    }
 
     errors.finish()?;
     let output = output.ok_or_else(|| syn::Error::new(output_span, "missing output"))?;

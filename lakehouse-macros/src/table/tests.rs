@@ -644,3 +644,47 @@ fn columns_of_the_change_feed_and_the_runtime_and_empty_change_columns_are_refus
         assert!(text.contains(expected), "`{expected}` in:\n{text}");
     }
 }
+
+#[test]
+fn taken_names_and_properties_that_fight_the_runtime_are_refused() {
+    let text = error_text(quote! {
+        #[table(
+            schema = "information_schema",
+            name = "_delta_log",
+            key(id),
+            mode = merge,
+            property(key = "delta.appendOnly", value = "true"),
+            property(key = "delta.constraints.positive", value = "id > 0"),
+            property(key = "owner", value = "a"),
+            property(key = "owner", value = "b"),
+        )]
+        pub struct Taken { pub id: i64 }
+    });
+    for expected in [
+        "schema `information_schema` is taken",
+        "table name `_delta_log` is taken",
+        "`delta.appendOnly` forbids updates and deletes",
+        "a CHECK constraint is declared with `check(name",
+        "table property `owner` is set twice",
+    ] {
+        assert!(text.contains(expected), "`{expected}` in:\n{text}");
+    }
+    let long = "x".repeat(129);
+    let text = error_text(quote! {
+        #[table(schema = "silver", name = #long)]
+        pub struct Long { pub id: i64 }
+    });
+    assert!(
+        text.contains("129 bytes, over the 128 a name may have"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_malformed_key_is_not_also_reported_missing() {
+    let text = error_text(quote! {
+        #[table(schema = "silver", mode = merge, key(order_id, "line"))]
+        pub struct Lines { pub order_id: i64, pub line: i64 }
+    });
+    assert!(!text.contains("need `key(..)`"), "{text}");
+}

@@ -277,7 +277,8 @@ pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result
 
     let key = column_list(&attrs.key, &field_names, &mut errors);
     match (&attrs.key, mode) {
-        (None, Mode::Merge | Mode::Scd2) => {
+        // (Not when the attribute failed to parse: a malformed `key(..)` is reported as such.)
+        (None, Mode::Merge | Mode::Scd2) if parsed_cleanly => {
             let span = attrs
                 .mode
                 .as_ref()
@@ -437,9 +438,35 @@ pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result
                      the CHECK declarations); choose another key",
                 );
             }
+            if key.value().starts_with("delta.constraints.") {
+                errors.spanned(
+                    key,
+                    "a CHECK constraint is declared with `check(name = \"..\", expr = \"..\")`, \
+                     which adds, replaces and drops it as the declaration changes",
+                );
+            }
+            if key.value() == "delta.appendOnly"
+                && value.value().eq_ignore_ascii_case("true")
+                && matches!(mode, Mode::Merge | Mode::Scd2)
+            {
+                errors.spanned(
+                    value,
+                    "`delta.appendOnly` forbids updates and deletes, which a `merge` or `scd2` \
+                     table makes at every run: leave it to `mode = append` tables",
+                );
+            }
             (key.value(), value.value())
         })
-        .collect();
+        .collect::<Vec<(String, String)>>();
+    for (index, p) in attrs.properties.iter().enumerate() {
+        let key = p.value.0.value();
+        if attrs.properties[..index]
+            .iter()
+            .any(|earlier| earlier.value.0.value() == key)
+        {
+            errors.spanned(&p.value.0, format!("table property `{key}` is set twice"));
+        }
+    }
 
     let columns = input
         .fields
@@ -559,14 +586,33 @@ fn column_list(
 
 fn checked_identifier(lit: &LitStr, what: &str, errors: &mut Errors) -> String {
     let value = lit.value();
-    if !is_safe_identifier(&value) {
+    if value.len() > 128 {
+        errors.spanned(
+            lit,
+            format!(
+                "invalid {what}: {} bytes, over the 128 a name may have",
+                value.len()
+            ),
+        );
+    } else if !is_safe_identifier(&value) {
         errors.spanned(
             lit,
             format!("invalid {what} {value:?}: use lowercase letters, digits and `_`, starting with a letter or `_`"),
         );
+    } else if RESERVED_NAMES.contains(&value.as_str()) {
+        errors.spanned(
+            lit,
+            format!(
+                "{what} `{value}` is taken: `information_schema` is SQL's catalog of tables, \
+                 `_delta_log` a Delta table's log folder; choose another"
+            ),
+        );
     }
     value
 }
+
+/// Schema and table names that would shadow SQL's catalog or sit in a Delta log's place.
+const RESERVED_NAMES: [&str; 2] = ["information_schema", "_delta_log"];
 
 /// The column name of a field: its identifier without `r#`.
 pub(crate) fn column_name(ident: &Ident) -> String {
