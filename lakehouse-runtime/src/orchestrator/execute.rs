@@ -512,12 +512,17 @@ async fn attempt_once(
             Err(_) => {
                 task.abort();
                 let _ = task.await;
-                Err(Error::msg(format!(
+                let message = format!(
                     "timed out while recording a committed write ({}, then {} more): its rows \
                      are in the table, and a retry or `resume` finds the commit",
                     cut.describe(),
                     humantime::format_duration(grace)
-                )))
+                );
+                // Stopped by fail-fast, it is cancelled with the run, not a failure of its own.
+                Err(match cut {
+                    Cut::Stopped(_) => Error::Other(Box::new(Stopped(message.into()))),
+                    Cut::TimeLimit(_) => Error::msg(message),
+                })
             }
         };
     }
@@ -535,7 +540,9 @@ async fn attempt_once(
             "timed out after {} (set `timeout` in #[pipeline] or --timeout)",
             humantime::format_duration(limit)
         )),
-        Cut::Stopped(reason) => Error::Other(Box::new(Stopped(reason))),
+        Cut::Stopped(reason) => Error::Other(Box::new(Stopped(
+            format!("{reason}; stopped before its write committed").into(),
+        ))),
     })
 }
 
@@ -561,14 +568,14 @@ impl Cut {
     }
 }
 
-/// An attempt stopped by fail-fast before its write committed: the pipeline is cancelled, not
-/// failed.
+/// An attempt stopped by fail-fast (before its write committed, or while recording a committed
+/// one): the pipeline is cancelled, not failed. Its text says which.
 #[derive(Debug)]
 struct Stopped(Arc<str>);
 
 impl std::fmt::Display for Stopped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}; stopped before its write committed", self.0)
+        f.write_str(&self.0)
     }
 }
 
