@@ -50,6 +50,7 @@ output_table!(
     RetriesSlowly = "retries_slowly",
     FailsAfterRetryWait = "fails_after_retry_wait",
     BreaksLedger = "breaks_ledger",
+    MendsLedger = "mends_ledger",
     AaRetriesOnce = "aa_retries_once",
     ZzRunsMeanwhile = "zz_runs_meanwhile"
 );
@@ -250,6 +251,20 @@ pub async fn breaks_ledger(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<BreaksLedg
         std::fs::write(folder, "not a table").map_err(Error::other)?;
     }
     t.select_into(BreaksLedgerSelect { n: Ticks::n })
+}
+
+/// Puts back the folder `breaks_ledger` replaced (the setting `runs_folder`), when asked to
+/// (`mend_ledger`): the ledger lost `breaks_ledger`'s attempt only.
+#[pipeline(depends_on = [breaks_ledger])]
+pub async fn mends_ledger(b: Frame<BreaksLedger>, cx: &Ctx) -> Result<Frame<MendsLedger>> {
+    if let (Some(folder), Some(_)) = (
+        cx.settings().get("runs_folder"),
+        cx.settings().get("mend_ledger"),
+    ) {
+        std::fs::remove_file(folder).map_err(Error::other)?;
+        std::fs::rename(format!("{folder}.moved"), folder).map_err(Error::other)?;
+    }
+    b.select_into(MendsLedgerSelect { n: BreaksLedger::n })
 }
 
 /// `gated` has started (and waits at [`GATE`]).
@@ -1110,6 +1125,46 @@ async fn a_run_resumes_without_a_pipeline_removed_since() {
         Some(Status::Succeeded)
     );
     assert!(resumed.result("bad").is_none());
+}
+
+#[tokio::test]
+async fn a_run_whose_attempt_row_was_lost_is_recorded_as_no_success() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(
+        registry(&["ticks", "breaks_ledger", "mends_ledger"]),
+        wh.warehouse.clone(),
+    );
+    assert!(
+        orchestrator
+            .run(&RunConfig::default())
+            .await
+            .expect("run 1")
+            .succeeded()
+    );
+    let folder =
+        crate::common::table_folder(&wh.warehouse, lakehouse_runtime::ledger::RunRecord::DEF);
+    let mut config = RunConfig::default();
+    config.settings.set(
+        "runs_folder",
+        folder.to_str().expect("utf-8").trim_end_matches('/'),
+    );
+    config.settings.set("mend_ledger", "yes");
+    let report = orchestrator.run(&config).await.expect("a report");
+    // Every pipeline succeeded, but `breaks_ledger`'s attempt is not in the ledger.
+    assert!(
+        report.results.iter().all(|r| r.status == Status::Succeeded),
+        "{}",
+        report.render(false)
+    );
+    let why = report.unrecorded.clone().expect("not fully recorded");
+    assert!(why.contains("`breaks_ledger`'s attempt 1"), "{why}");
+    assert_eq!(report.status(), Status::Failed);
+    // The run's end row (the ledger mended by then) says it did not succeed.
+    let runs = orchestrator.ledger().runs(1).await.expect("ledger");
+    assert_eq!(
+        (runs[0].run_id.as_str(), runs[0].status.as_str()),
+        (report.run_id.as_str(), "failed")
+    );
 }
 
 #[tokio::test]

@@ -42,13 +42,16 @@ pub(super) struct Written {
     pub(super) superseded: Option<String>,
 }
 
+/// Runs `plan`; returns each pipeline's result, and why the run is not fully recorded if an
+/// attempt's row could not be (the run is then no success: a backfill looks for its writes).
 pub(super) async fn execute(
     orchestrator: &Orchestrator,
     run: Arc<RunInfo>,
     plan: &Plan,
     config: &RunConfig,
     previous: &HashMap<String, Status>,
-) -> Vec<PipelineResult> {
+) -> (Vec<PipelineResult>, Option<String>) {
+    let unrecorded: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let planned: Vec<&'static PipelineDescriptor> = plan.pipelines().collect();
     let mut results: HashMap<&'static str, PipelineResult> = HashMap::new();
     let semaphore = Arc::new(Semaphore::new(
@@ -97,6 +100,7 @@ pub(super) async fn execute(
             let config = config.clone();
             let semaphore = semaphore.clone();
             let stop = stop.clone();
+            let unrecorded = unrecorded.clone();
             let handle = tasks.spawn(async move {
                 let permit = semaphore.clone().acquire_owned().await.ok();
                 let turn = Turn { semaphore, permit };
@@ -112,7 +116,17 @@ pub(super) async fn execute(
                 if let Some(reason) = stopped_by {
                     return not_run(pipeline, Status::Cancelled, reason.to_string());
                 }
-                run_with_retries(&orchestrator, pipeline, run, &config, fresh, stop, turn).await
+                run_with_retries(
+                    &orchestrator,
+                    pipeline,
+                    run,
+                    &config,
+                    fresh,
+                    stop,
+                    turn,
+                    &unrecorded,
+                )
+                .await
             });
             running.insert(handle.id(), pipeline);
         }
@@ -151,14 +165,16 @@ pub(super) async fn execute(
             results.insert(result.pipeline, result);
         }
     }
-    planned
+    let results = planned
         .into_iter()
         .map(|p| {
             results
                 .remove(p.name)
                 .unwrap_or_else(|| not_run(p, Status::Pending, String::new()))
         })
-        .collect()
+        .collect();
+    let unrecorded = unrecorded.lock().ok().and_then(|mut why| why.take());
+    (results, unrecorded)
 }
 
 /// Why `pipeline` must be skipped, if it must. Only upstreams in the plan count, reached
@@ -230,6 +246,7 @@ async fn run_with_retries(
     fresh: bool,
     stop: watch::Receiver<Option<Arc<str>>>,
     mut turn: Turn,
+    unrecorded: &std::sync::Mutex<Option<String>>,
 ) -> PipelineResult {
     let span = tracing::info_span!("pipeline", name = pipeline.name, run_id = %run.run_id);
     async move {
@@ -284,6 +301,11 @@ async fn run_with_retries(
             );
             if let Err(error) = recorded {
                 tracing::error!(%error, "could not record the attempt in lakehouse.runs");
+                if let Ok(mut why) = unrecorded.lock() {
+                    why.get_or_insert_with(|| {
+                        format!("`{}`'s attempt {attempt}: {error}", pipeline.name)
+                    });
+                }
             }
             if let Err(error) = measured {
                 tracing::error!(%error, "could not record the table's metrics in lakehouse.table_metrics");

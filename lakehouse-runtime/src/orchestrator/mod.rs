@@ -749,20 +749,24 @@ impl Orchestrator {
             settings: config.settings.to_record(),
             ..RunRecord::of_run(&run, Status::Running, started_at)
         };
-        let (recorded, results) = tokio::join!(
+        let (recorded, (results, mut unrecorded)) = tokio::join!(
             self.ledger.append(std::slice::from_ref(&start)),
             execute::execute(self, run.clone(), plan, config, previous)
         );
         if let Err(error) = recorded {
             tracing::warn!(%error, "could not record the run's start in lakehouse.runs");
+            unrecorded.get_or_insert_with(|| format!("the run's start: {error}"));
         }
+        // A run whose rows are partly lost is no success: its end row says so, and a backfill
+        // looks in its tables for the writes the ledger lacks.
         let mut report = RunReport {
             run_id: run.run_id.clone(),
             sequence: run.sequence,
             run_at: run.run_at,
             results,
             duration: started.elapsed(),
-            unrecorded: None,
+            unrecorded: unrecorded
+                .map(|why| format!("not every row reached lakehouse.runs ({why})")),
         };
         // Pipelines that did not run get a row too (attempt NULL), so `resume` finds them.
         let finished_at = Timestamp::now();
