@@ -38,25 +38,43 @@ pub(crate) fn parse_args(args: TokenStream, errors: &mut Errors) -> syn::Result<
         }
         match key.to_string().as_str() {
             "depends_on" => {
-                let content;
-                let value = meta.value()?;
-                syn::bracketed!(content in value);
-                out.depends_on = Punctuated::<Path, Token![,]>::parse_terminated(&content)?
-                    .into_iter()
-                    .collect();
+                let how = "`depends_on` takes a list of upstream pipeline functions: \
+                           `depends_on = [silver_sales, dim_customer]`";
+                let parsed = (|| {
+                    let content;
+                    let value = meta.value()?;
+                    syn::bracketed!(content in value);
+                    Punctuated::<Path, Token![,]>::parse_terminated(&content)
+                })();
+                out.depends_on = parsed.map_err(|e| expected(e, how))?.into_iter().collect();
             }
-            "retries" => out.retries = Some(meta.value()?.parse()?),
+            "retries" => {
+                let how = "`retries` takes a number of extra attempts: `retries = 3`";
+                let value = meta.value().and_then(|value| value.parse());
+                out.retries = Some(value.map_err(|e| expected(e, how))?);
+            }
             // The output is the complete current set of rows: keys it lacks are deleted (merge)
             // or closed (SCD2).
-            "full_snapshot" => out.full_snapshot = true,
-            "timeout" => out.timeout = Some(meta.value()?.parse()?),
+            "full_snapshot" => {
+                if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+                    return Err(meta.error("`full_snapshot` takes no value: write it alone"));
+                }
+                out.full_snapshot = true;
+            }
+            "timeout" => {
+                let how = "`timeout` takes a duration as text: `timeout = \"5m\"`";
+                let value = meta.value().and_then(|value| value.parse());
+                out.timeout = Some(value.map_err(|e| expected(e, how))?);
+            }
             "tags" => {
-                let content;
-                let value = meta.value()?;
-                syn::bracketed!(content in value);
-                out.tags = Punctuated::<LitStr, Token![,]>::parse_terminated(&content)?
-                    .into_iter()
-                    .collect();
+                let how = "`tags` takes a list of texts: `tags = [\"erp\", \"daily\"]`";
+                let parsed = (|| {
+                    let content;
+                    let value = meta.value()?;
+                    syn::bracketed!(content in value);
+                    Punctuated::<LitStr, Token![,]>::parse_terminated(&content)
+                })();
+                out.tags = parsed.map_err(|e| expected(e, how))?.into_iter().collect();
             }
             other => {
                 let names = ["depends_on", "retries", "timeout", "tags", "full_snapshot"]
@@ -75,4 +93,9 @@ pub(crate) fn parse_args(args: TokenStream, errors: &mut Errors) -> syn::Result<
     });
     parser.parse2(args)?;
     Ok(out)
+}
+
+/// `error` (where a value does not parse), saying how the value is written.
+fn expected(error: syn::Error, how: &str) -> syn::Error {
+    syn::Error::new(error.span(), how)
 }

@@ -391,3 +391,33 @@ fn a_second_pipeline_attribute_is_one_clear_error() {
     assert_eq!(out.matches("async fn b").count(), 1, "{out}");
     assert!(!out.contains("# [pipeline"), "{out}");
 }
+
+#[test]
+fn a_malformed_value_says_how_it_is_written() {
+    for (args, expected) in [
+        (
+            quote!(depends_on = a),
+            "`depends_on` takes a list of upstream pipeline functions",
+        ),
+        (quote!(tags = "erp"), "`tags` takes a list of texts"),
+        (
+            quote!(retries = "3"),
+            "`retries` takes a number of extra attempts",
+        ),
+        (quote!(timeout = 300), "`timeout` takes a duration as text"),
+        (
+            quote!(full_snapshot = true),
+            "`full_snapshot` takes no value: write it alone",
+        ),
+    ] {
+        let text = error_text(
+            args.clone(),
+            quote!(
+                async fn a(cx: &Ctx) -> Result<Frame<A>> {
+                    todo!()
+                }
+            ),
+        );
+        assert!(text.contains(expected), "{args}: {text}");
+    }
+}
