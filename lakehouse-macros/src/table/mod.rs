@@ -27,21 +27,53 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     }
 }
 
-/// The model of `input` stripped of its table and column attributes, when that is valid.
+/// The model of `input` stripped of its table and column attributes, when that is valid. Its
+/// `mode` and `key(..)` are kept when they read: an SCD2 table's stand-in has the validity
+/// columns its readers name (a typo elsewhere is then one error, not one per reader).
 fn stand_in(input: TokenStream) -> Option<validate::TableModel> {
     let helper =
         |attr: &syn::Attribute| attr.path().is_ident("table") || attr.path().is_ident("column");
     let mut input: syn::DeriveInput = syn::parse2(input).ok()?;
+    let (mode, key) = mode_and_key(&input.attrs);
     input.attrs.retain(|attr| !helper(attr));
-    input
-        .attrs
-        .push(syn::parse_quote!(#[table(schema = "error", name = "error")]));
     if let syn::Data::Struct(data) = &mut input.data {
         for field in data.fields.iter_mut() {
             field.attrs.retain(|attr| !helper(attr));
         }
     }
-    validate::validate(parse::parse(input)).ok()
+    let declared = |attr: syn::Attribute| {
+        let mut input = input.clone();
+        input.attrs.push(attr);
+        validate::validate(parse::parse(input)).ok()
+    };
+    let kept = match (mode, key) {
+        (Some(mode), Some(key)) => declared(
+            syn::parse_quote!(#[table(schema = "error", name = "error", mode = #mode, key(#key))]),
+        ),
+        _ => None,
+    };
+    kept.or_else(|| declared(syn::parse_quote!(#[table(schema = "error", name = "error")])))
+}
+
+/// The `mode = ..` and `key(..)` of `#[table(..)]` attributes, as far as they read.
+fn mode_and_key(attrs: &[syn::Attribute]) -> (Option<syn::Ident>, Option<TokenStream>) {
+    let (mut mode, mut key) = (None, None);
+    for attr in attrs.iter().filter(|attr| attr.path().is_ident("table")) {
+        // A malformed entry ends the reading: what was read before it is kept.
+        let _ = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("mode") {
+                mode = Some(meta.value()?.parse()?);
+            } else if meta.path.is_ident("key") {
+                let content;
+                syn::parenthesized!(content in meta.input);
+                key = Some(content.parse()?);
+            } else {
+                crate::attr::skip_value(&meta)?;
+            }
+            Ok(())
+        });
+    }
+    (mode, key)
 }
 
 #[cfg(test)]

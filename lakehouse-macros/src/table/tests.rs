@@ -688,3 +688,14 @@ fn a_malformed_key_is_not_also_reported_missing() {
     });
     assert!(!text.contains("need `key(..)`"), "{text}");
 }
+
+#[test]
+fn the_stand_in_of_a_mistaken_scd2_table_keeps_its_validity_columns() {
+    let out = expand(quote! {
+        #[table(schema = "gold", key(id), mode = scd2, chnage_columns(name))]
+        pub struct DimX { pub id: i64, pub name: Option<String> }
+    })
+    .to_string();
+    assert!(out.contains("compile_error"), "{out}");
+    assert!(out.contains("pub const is_current"), "{out}");
+}
