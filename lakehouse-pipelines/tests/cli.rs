@@ -114,6 +114,26 @@ fn plan_list_and_graph_describe_the_registry() {
         );
     }
     assert!(list.contains(&format!("{} pipeline(s)", registry.len())));
+    let json = stdout(&orchestrate(dir.path(), &["list", "--format", "json"]));
+    let listed: Vec<serde_json::Value> = json
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON object per line"))
+        .collect();
+    assert_eq!(listed.len(), registry.len(), "{json}");
+    let product = listed
+        .iter()
+        .find(|p| p["pipeline"] == "dim_product")
+        .expect("dim_product listed");
+    assert_eq!(product["table"], "gold.dim_product");
+    assert_eq!(product["mode"], "scd2");
+    assert_eq!(
+        product["depends_on"],
+        serde_json::json!(["silver_erp_sales_transactions"])
+    );
+    assert_eq!(
+        product["inputs"][0]["table"],
+        "silver.erp_sales_transactions"
+    );
 
     let mermaid = stdout(&orchestrate(dir.path(), &["graph"]));
     assert!(mermaid.starts_with("flowchart LR\n"));

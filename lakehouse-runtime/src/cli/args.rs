@@ -101,7 +101,12 @@ pub enum Command {
     /// Print the groups the selection would run, without running anything.
     Plan(SelectArgs),
     /// List the pipelines with their layer, table, dependencies and tags.
-    List,
+    List {
+        /// A table, or one JSON object per pipeline on stdout (with its inputs, retries and
+        /// time limit), for tooling.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+    },
     /// Print the dependency graph.
     Graph {
         /// Output format.

@@ -36,8 +36,12 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             say!("{}", config.plan(&registry)?.to_string().trim_end());
             Ok(ExitCode::SUCCESS)
         }
-        Command::List => {
-            list(&registry);
+        Command::List { format } => {
+            if format == ReportFormat::Json {
+                list_json(&registry)?;
+            } else {
+                list(&registry);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Graph { format } => {
@@ -674,6 +678,36 @@ fn list(registry: &Registry) {
     }
     say!("{grid}");
     say!("{} pipeline(s)", registry.len());
+}
+
+/// `list --format json`: one object per pipeline.
+fn list_json(registry: &Registry) -> Result<()> {
+    print_json_lines(registry.pipelines().iter().map(|p| {
+        let inputs: Vec<serde_json::Value> = p
+            .inputs
+            .iter()
+            .map(|input| {
+                serde_json::json!({
+                    "table": input.table.qualified_name(),
+                    "incremental": input.incremental,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "pipeline": p.name,
+            "level": p.level,
+            "layer": p.layer(),
+            "table": p.output.qualified_name(),
+            "mode": p.output.mode.as_str(),
+            "depends_on": p.depends_on,
+            "inputs": inputs,
+            "tags": p.tags,
+            "retries": p.retries,
+            "timeout_ms": p.timeout_ms,
+            "full_snapshot": p.full_snapshot,
+            "description": p.description,
+        })
+    }))
 }
 
 /// The graph in Mermaid or dot syntax: one node per pipeline, one edge per dependency.
