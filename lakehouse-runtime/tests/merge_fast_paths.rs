@@ -200,3 +200,37 @@ async fn latest_only_keeps_the_newest_extract() {
     ids.sort();
     assert_eq!(ids, [1, 2]);
 }
+
+#[tokio::test]
+#[ignore = "writes 4 million rows: about 50 s in a debug build (`cargo test -- --ignored`)"]
+async fn keys_too_many_to_check_in_memory_still_stream_into_an_empty_table() {
+    let wh = TempWarehouse::new();
+    // 32 MiB for operators: the key check (about 10 bytes a key) gives up past ~3 million keys,
+    // and the rows are de-duplicated by a sort (which spills), then appended as before.
+    let location = wh.dir.path().join("warehouse");
+    let limited = lakehouse_runtime::Warehouse::open(location.to_str().expect("utf-8 path"))
+        .expect("warehouse")
+        .with_memory_limit(Some(32 << 20))
+        .expect("memory limit");
+    let session = limited.session();
+    let source = session
+        .sql(
+            "SELECT value AS id, CAST(1 AS INT) AS line, value AS amount \
+             FROM generate_series(0, 3999999)",
+        )
+        .await
+        .expect("a source");
+    let outcome = limited
+        .write(&session, Sale::DEF, source, WriteOptions::default())
+        .await
+        .expect("written within the limit");
+    assert_eq!(outcome.rows_inserted, 4_000_000);
+    assert_eq!(last_operation(&wh).await, "MERGE");
+    let stored = crate::common::query(
+        &wh.warehouse,
+        &[Sale::DEF],
+        "SELECT count(*), count(DISTINCT id) FROM fast.sales",
+    )
+    .await;
+    assert_eq!(stored, ["4000000|4000000"]);
+}

@@ -1125,6 +1125,17 @@ async fn a_run_resumes_without_a_pipeline_removed_since() {
         Some(Status::Succeeded)
     );
     assert!(resumed.result("bad").is_none());
+    // Nothing left but the removed pipeline: resume says so.
+    let again = after
+        .resume(&failed.run_id, &RunConfig::default())
+        .await
+        .expect_err("nothing left");
+    assert!(
+        again
+            .to_string()
+            .contains("the pipelines that did not succeed are no longer registered (bad)"),
+        "{again}"
+    );
 }
 
 #[tokio::test]

@@ -663,7 +663,7 @@ fn taken_names_and_properties_that_fight_the_runtime_are_refused() {
     for expected in [
         "schema `information_schema` is taken",
         "table name `_delta_log` is taken",
-        "`delta.appendOnly` forbids updates and deletes",
+        "`delta.appendOnly` forbids removing files",
         "a CHECK constraint is declared with `check(name",
         "table property `owner` is set twice",
     ] {

@@ -447,12 +447,12 @@ pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result
             }
             if key.value() == "delta.appendOnly"
                 && value.value().eq_ignore_ascii_case("true")
-                && matches!(mode, Mode::Merge | Mode::Scd2)
+                && mode != Mode::Append
             {
                 errors.spanned(
                     value,
-                    "`delta.appendOnly` forbids updates and deletes, which a `merge` or `scd2` \
-                     table makes at every run: leave it to `mode = append` tables",
+                    "`delta.appendOnly` forbids removing files, which a `merge`, `scd2` or \
+                     `overwrite` table does at every run: leave it to `mode = append` tables",
                 );
             }
             (key.value(), value.value())

@@ -17,47 +17,29 @@ pub struct Cli {
     pub global: GlobalArgs,
 }
 
-impl Cli {
-    /// The command line, parsed (exiting with clap's message and status 2 when it does not
-    /// parse), knowing whether the warehouse was given.
-    pub fn parsed() -> Cli {
-        use clap::parser::ValueSource;
-        use clap::{CommandFactory as _, FromArgMatches as _};
-        let matches = Cli::command().get_matches();
-        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
-        // A global option given after the subcommand is in the subcommand's matches.
-        let mut level = Some(&matches);
-        while let Some(current) = level {
-            if current
-                .value_source("warehouse")
-                .is_some_and(|source| source != ValueSource::DefaultValue)
-            {
-                cli.global.warehouse_given = true;
-            }
-            level = current.subcommand().map(|(_, sub)| sub);
-        }
-        cli
-    }
-}
-
 /// Where the warehouse is unless `--warehouse` or `LAKEHOUSE_WAREHOUSE` says otherwise.
 pub const DEFAULT_WAREHOUSE: &str = "data/warehouse";
+
+impl GlobalArgs {
+    /// The warehouse location: the one given, or [`DEFAULT_WAREHOUSE`].
+    pub fn warehouse(&self) -> &str {
+        self.warehouse_given.as_deref().unwrap_or(DEFAULT_WAREHOUSE)
+    }
+}
 
 /// Options of every command.
 #[derive(Args, Debug, Clone)]
 pub struct GlobalArgs {
-    /// Warehouse location: a directory, or an object-store URL with the matching feature.
+    /// Warehouse location: a directory, or an object-store URL with the matching feature
+    /// [default: data/warehouse].
+    // No clap default: whether it was given is what `check` needs to know (see `warehouse()`).
     #[arg(
-        long,
+        long = "warehouse",
         global = true,
         env = "LAKEHOUSE_WAREHOUSE",
-        default_value = DEFAULT_WAREHOUSE
+        value_name = "WAREHOUSE"
     )]
-    pub warehouse: String,
-    /// Whether the warehouse was given (`--warehouse`, `LAKEHOUSE_WAREHOUSE`) rather than the
-    /// default: `check` compares nothing at a default location that does not exist yet.
-    #[arg(skip)]
-    pub warehouse_given: bool,
+    pub warehouse_given: Option<String>,
     /// Log line format (logs go to stderr; reports and answers to stdout).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -527,7 +509,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
             ));
         }
         // A year of 365.25 days drifts off the calendar: `--step 1y` from Jan 1 gives Dec 31.
-        if unit == "y" || unit.starts_with("year") {
+        if matches!(unit, "y" | "yr" | "yrs") || unit.starts_with("year") {
             return Err(format!(
                 "`{unit}` in {text:?} is years of 365.25 days, which drift off the calendar: \
                  write days (`365d`)"
@@ -620,9 +602,9 @@ mod tests {
             super::parse_duration("1h30m"),
             Ok(std::time::Duration::from_secs(5400))
         );
-        for text in ["1M", "2months", "1y", "1year"] {
+        for text in ["1M", "2months", "1y", "1yr", "2yrs", "1year"] {
             let error = super::parse_duration(text).expect_err(text);
-            assert!(error.contains("write days"), "{text}: {error}");
+            assert!(error.contains("days"), "{text}: {error}");
         }
     }
 

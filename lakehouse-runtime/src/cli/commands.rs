@@ -214,13 +214,13 @@ fn describe_location(location: &str) -> String {
 }
 
 fn warehouse(global: &GlobalArgs) -> Result<Warehouse> {
-    Warehouse::open(&global.warehouse)?.with_memory_limit(global.memory_limit)
+    Warehouse::open(global.warehouse())?.with_memory_limit(global.memory_limit)
 }
 
 /// The warehouse of a command that only reads or maintains it: a local warehouse that does not
 /// exist is an error (most likely a mistyped `--warehouse`), not an empty answer.
 fn existing_warehouse(global: &GlobalArgs) -> Result<Warehouse> {
-    Warehouse::open_existing(&global.warehouse)
+    Warehouse::open_existing(global.warehouse())
         .map_err(|error| Error::msg(format!("{error}; check --warehouse or LAKEHOUSE_WAREHOUSE")))?
         .with_memory_limit(global.memory_limit)
 }
@@ -322,14 +322,14 @@ async fn run(registry: &Registry, global: &GlobalArgs, args: RunArgs) -> Result<
     }
     // Where the run writes: a mistyped `--warehouse` (or a cron job started elsewhere, the
     // default being relative) would otherwise build a new warehouse unnoticed.
-    match Warehouse::missing(&global.warehouse)? {
+    match Warehouse::missing(global.warehouse())? {
         Some(directory) => tell!(
             "Warehouse: {} (new: this run creates it)",
             std::path::absolute(&directory)
                 .unwrap_or(directory)
                 .display()
         ),
-        None => tell!("Warehouse: {}", describe_location(&global.warehouse)),
+        None => tell!("Warehouse: {}", describe_location(global.warehouse())),
     }
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let orchestrator =
@@ -457,7 +457,7 @@ async fn backfill_preview(
     } else {
         crate::orchestrator::Redo::Missing
     };
-    let preview = if Warehouse::missing(&global.warehouse)?.is_some() {
+    let preview = if Warehouse::missing(global.warehouse())?.is_some() {
         let selected: Vec<String> = config
             .plan(registry)?
             .pipelines()
@@ -625,9 +625,10 @@ fn finish(report: &RunReport, resumable: bool) -> ExitCode {
     }
     if let Some(error) = &report.unrecorded {
         tell!(
-            "The run's end could not be recorded in lakehouse.runs ({error}): `orchestrate runs` \
-             shows it as running until this process has ended (then as died), and `orchestrate \
-             resume {}` reruns what it did not record as succeeded.",
+            "The run is not wholly recorded in lakehouse.runs ({error}): `orchestrate runs` shows \
+             what is (a run whose end is missing shows as running until this process has ended, \
+             then as died), and `orchestrate resume {}` reruns what it did not record as \
+             succeeded, finding the writes that landed.",
             report.run_id
         );
         return ExitCode::FAILURE;
@@ -748,11 +749,11 @@ pub fn graph(registry: &Registry, format: GraphFormat) -> String {
 }
 
 async fn check(registry: &Registry, global: &GlobalArgs) -> Result<ExitCode> {
-    let missing = Warehouse::missing(&global.warehouse)?;
+    let missing = Warehouse::missing(global.warehouse())?;
     // A fresh clone has no warehouse yet; a location given explicitly is most likely mistyped,
     // and a gate must not pass on it.
     if let Some(directory) = &missing
-        && global.warehouse_given
+        && global.warehouse_given.is_some()
     {
         return Err(Error::msg(format!(
             "no warehouse at {}: check --warehouse or LAKEHOUSE_WAREHOUSE (a warehouse is \
@@ -1084,7 +1085,7 @@ async fn runs(
             }
             say!("{grid}");
             if runs.is_empty() {
-                say!("no run recorded in {} yet", global.warehouse);
+                say!("no run recorded in {} yet", global.warehouse());
             }
         }
         Some(prefix) => {

@@ -36,6 +36,7 @@ mod progress;
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
+use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
 
 pub use args::Cli;
@@ -45,7 +46,7 @@ use args::LogFormat;
 /// pipeline or the command failed, 2 for invalid arguments.
 pub fn main() -> ExitCode {
     crate::allocator::tune();
-    let cli = Cli::parsed();
+    let cli = Cli::parse();
     init_logging(cli.global.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

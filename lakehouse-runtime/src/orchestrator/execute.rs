@@ -103,7 +103,11 @@ pub(super) async fn execute(
             let unrecorded = unrecorded.clone();
             let handle = tasks.spawn(async move {
                 let permit = semaphore.clone().acquire_owned().await.ok();
-                let turn = Turn { semaphore, permit };
+                let turn = Turn {
+                    semaphore,
+                    permit,
+                    unrecorded,
+                };
                 // A pipeline that waited for its turn does not start after an interrupt.
                 if *orchestrator.shutdown.borrow() {
                     return not_run(
@@ -116,17 +120,7 @@ pub(super) async fn execute(
                 if let Some(reason) = stopped_by {
                     return not_run(pipeline, Status::Cancelled, reason.to_string());
                 }
-                run_with_retries(
-                    &orchestrator,
-                    pipeline,
-                    run,
-                    &config,
-                    fresh,
-                    stop,
-                    turn,
-                    &unrecorded,
-                )
-                .await
+                run_with_retries(&orchestrator, pipeline, run, &config, fresh, stop, turn).await
             });
             running.insert(handle.id(), pipeline);
         }
@@ -231,11 +225,13 @@ fn not_run(
     }
 }
 
-/// A pipeline's slot among those running at once: held while an attempt runs, given up while
-/// it waits to retry (a flaky pipeline does not hold back the others, `--serial` included).
+/// A pipeline's turn in the run: its slot among those running at once, held while an attempt
+/// runs and given up while it waits to retry (a flaky pipeline does not hold back the others,
+/// `--serial` included), and where it tells the run what the ledger could not take.
 struct Turn {
     semaphore: Arc<tokio::sync::Semaphore>,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    unrecorded: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 async fn run_with_retries(
@@ -246,7 +242,6 @@ async fn run_with_retries(
     fresh: bool,
     stop: watch::Receiver<Option<Arc<str>>>,
     mut turn: Turn,
-    unrecorded: &std::sync::Mutex<Option<String>>,
 ) -> PipelineResult {
     let span = tracing::info_span!("pipeline", name = pipeline.name, run_id = %run.run_id);
     async move {
@@ -301,7 +296,7 @@ async fn run_with_retries(
             );
             if let Err(error) = recorded {
                 tracing::error!(%error, "could not record the attempt in lakehouse.runs");
-                if let Ok(mut why) = unrecorded.lock() {
+                if let Ok(mut why) = turn.unrecorded.lock() {
                     why.get_or_insert_with(|| {
                         format!("`{}`'s attempt {attempt}: {error}", pipeline.name)
                     });
@@ -426,6 +421,11 @@ async fn run_with_retries(
             };
             if let Err(error) = orchestrator.ledger.append(std::slice::from_ref(&record)).await {
                 tracing::error!(%error, "could not record the cancelled retry in lakehouse.runs");
+                if let Ok(mut why) = turn.unrecorded.lock() {
+                    why.get_or_insert_with(|| {
+                        format!("`{}`'s cancelled retry: {error}", pipeline.name)
+                    });
+                }
             }
         }
         PipelineResult {

@@ -11,7 +11,7 @@ mod produce;
 mod replay;
 pub(crate) mod report;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -347,10 +347,16 @@ impl Orchestrator {
             }
             // A run of this process whose rows the ledger could not take (the warehouse
             // unreachable for a moment, in a loop) still took its sequence.
+            // One atomic step: two runs on clones of this orchestrator take two sequences.
             use std::sync::atomic::Ordering;
-            let taken = self.last_sequence.load(Ordering::SeqCst);
-            sequence = sequence.max(taken.saturating_add(1));
-            self.last_sequence.fetch_max(sequence, Ordering::SeqCst);
+            let from_ledger = sequence;
+            let taken = self
+                .last_sequence
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                    Some(from_ledger.max(last.saturating_add(1)))
+                })
+                .unwrap_or_else(|last| last);
+            sequence = from_ledger.max(taken.saturating_add(1));
             let run_at = match config.run_at {
                 Some(run_at) => run_at,
                 None => self.fresh_run_at().await?,
@@ -466,6 +472,7 @@ impl Orchestrator {
             run_at: first.run_at,
         };
         let mut last: HashMap<String, Status> = HashMap::new();
+        let mut unregistered: BTreeMap<String, Status> = BTreeMap::new();
         for record in records.iter().filter(|r| r.kind == "pipeline") {
             if let (Some(pipeline), Some(status)) =
                 (&record.pipeline, Status::parse(&record.status))
@@ -477,6 +484,7 @@ impl Orchestrator {
                         pipeline = %pipeline,
                         "the run's pipeline is no longer registered (removed or renamed): not resumed"
                     );
+                    unregistered.insert(pipeline.clone(), status);
                     continue;
                 }
                 last.insert(pipeline.clone(), status);
@@ -500,8 +508,21 @@ impl Orchestrator {
             .collect();
         targets.sort();
         if targets.is_empty() {
+            let gone: Vec<&str> = unregistered
+                .iter()
+                .filter(|(_, status)| **status != Status::Succeeded)
+                .map(|(name, _)| name.as_str())
+                .collect();
+            let why = if gone.is_empty() {
+                "every pipeline succeeded (`--rerun-succeeded` re-executes them)".to_owned()
+            } else {
+                format!(
+                    "the pipelines that did not succeed are no longer registered ({})",
+                    gone.join(", ")
+                )
+            };
             return Err(Error::msg(format!(
-                "run `{run_id}` has nothing to resume: every pipeline succeeded (`--rerun-succeeded` re-executes them)"
+                "run `{run_id}` has nothing to resume: {why}"
             )));
         }
         let mut resumed = config.clone();
@@ -749,13 +770,13 @@ impl Orchestrator {
             settings: config.settings.to_record(),
             ..RunRecord::of_run(&run, Status::Running, started_at)
         };
-        let (recorded, (results, mut unrecorded)) = tokio::join!(
+        let (recorded, (results, unrecorded)) = tokio::join!(
             self.ledger.append(std::slice::from_ref(&start)),
             execute::execute(self, run.clone(), plan, config, previous)
         );
+        // (The end row repeats what the start row holds: a lost start loses nothing.)
         if let Err(error) = recorded {
             tracing::warn!(%error, "could not record the run's start in lakehouse.runs");
-            unrecorded.get_or_insert_with(|| format!("the run's start: {error}"));
         }
         // A run whose rows are partly lost is no success: its end row says so, and a backfill
         // looks in its tables for the writes the ledger lacks.

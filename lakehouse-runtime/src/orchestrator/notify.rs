@@ -205,7 +205,7 @@ impl RunReport {
     /// The report as JSON: `text` ([`RunReport::summary`]), `run_id`, `sequence`, `run_at`,
     /// `status`, `duration_ms`, and `pipelines` (each `pipeline`, `table`, `status`, `attempts`,
     /// `rows_written`, `rows_deleted`, `version`, `replayed`, `duration_ms`, `error`), and `unrecorded` (why the
-    /// run's end is not in `lakehouse.runs`, or null).
+    /// run is not wholly recorded in `lakehouse.runs`, or null).
     pub fn to_json(&self) -> serde_json::Value {
         let pipelines: Vec<serde_json::Value> = self
             .results

@@ -95,8 +95,9 @@ pub struct RunReport {
     pub results: Vec<PipelineResult>,
     /// Wall-clock duration.
     pub duration: Duration,
-    /// Why the run's end could not be recorded in `lakehouse.runs`, if it could not: this
-    /// report is then the only account of how it ended (the ledger still shows it running).
+    /// Why the run is not wholly recorded in `lakehouse.runs`, if it is not: a pipeline's attempt
+    /// (the run's end is then recorded as failed) or the run's end (the ledger still shows it
+    /// running) could not be. The run is no success either way; this report is the account.
     pub unrecorded: Option<String>,
 }
 

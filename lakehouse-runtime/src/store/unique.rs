@@ -46,6 +46,11 @@ pub(crate) fn is_duplicate(error: &impl std::fmt::Display) -> bool {
     text.contains(DUPLICATE) || text.contains(GAVE_UP)
 }
 
+/// Whether `error` is the guard giving up for memory (not a repeated key).
+pub(crate) fn gave_up(error: &impl std::fmt::Display) -> bool {
+    error.to_string().contains(GAVE_UP)
+}
+
 /// Logs why the guard sent a write of `table` down the general path, given its error.
 pub(crate) fn log_fallback(table: &TableDef, error: &impl std::fmt::Display) {
     if error.to_string().contains(GAVE_UP) {
@@ -95,16 +100,25 @@ const MAX_RESERVED: usize = 1 << 24;
 #[derive(Debug)]
 struct Seen {
     shards: Vec<Mutex<HashSetOfHashes>>,
-    /// The sets' memory in the pool, registered at the first batch (the pool is the task's).
-    reservation: Mutex<Option<MemoryReservation>>,
+    /// The sets' memory in the session's pool: their first capacity, then what they grow by.
+    reservation: Mutex<MemoryReservation>,
 }
 
 impl Seen {
     /// Empty shards, with room for `expected` hashes in all (by estimate; at most
-    /// [`MAX_RESERVED`]).
-    fn with_capacity(expected: usize) -> Seen {
-        let per_shard = expected.min(MAX_RESERVED) >> SHARD_BITS;
-        Seen {
+    /// [`MAX_RESERVED`], and only as much as `pool` grants: beyond it they start empty and
+    /// grow, counted, as they fill).
+    fn with_capacity(expected: usize, pool: &Arc<dyn MemoryPool>) -> Seen {
+        let reservation = MemoryConsumer::new("lakehouse merge key check").register(pool);
+        let mut expected = expected.min(MAX_RESERVED);
+        if reservation
+            .try_grow(expected.saturating_mul(BYTES_PER_HASH))
+            .is_err()
+        {
+            expected = 0;
+        }
+        let per_shard = expected >> SHARD_BITS;
+        let seen = Seen {
             shards: (0..1 << SHARD_BITS)
                 .map(|_| {
                     Mutex::new(HashSetOfHashes::with_capacity_and_hasher(
@@ -113,8 +127,18 @@ impl Seen {
                     ))
                 })
                 .collect(),
-            reservation: Mutex::new(None),
+            reservation: Mutex::new(reservation),
+        };
+        // What the sets really hold (hashbrown rounds capacities up), counted from the start.
+        let held = seen.held_bytes();
+        if let Ok(reservation) = seen.reservation.lock() {
+            let counted = reservation.size();
+            if held > counted {
+                // Refused, the growth is counted as the sets fill instead (and may give up then).
+                let _ = reservation.try_grow(held - counted);
+            }
         }
+        seen
     }
 
     /// The bytes the sets hold now.
@@ -126,27 +150,18 @@ impl Seen {
             .saturating_mul(BYTES_PER_HASH)
     }
 
-    /// Counts `grown` more bytes in `pool` (and, the first time, what the sets held from the
-    /// start); fails with [`GAVE_UP`] when the pool has no room.
-    fn account(&self, grown: usize, pool: &Arc<dyn MemoryPool>) -> Result<(), DataFusionError> {
-        let mut reservation = self
+    /// Counts `grown` more bytes; fails with [`GAVE_UP`] when the pool has no room.
+    fn account(&self, grown: usize) -> Result<(), DataFusionError> {
+        if grown == 0 {
+            return Ok(());
+        }
+        let reservation = self
             .reservation
             .lock()
             .map_err(|_| DataFusionError::Execution("the key set is poisoned".into()))?;
-        let grow = match reservation.as_mut() {
-            Some(reservation) => {
-                if grown == 0 {
-                    return Ok(());
-                }
-                reservation.try_grow(grown)
-            }
-            None => {
-                let first = MemoryConsumer::new("lakehouse merge key check").register(pool);
-                let reservation = reservation.insert(first);
-                reservation.try_grow(self.held_bytes())
-            }
-        };
-        grow.map_err(|_| DataFusionError::Execution(GAVE_UP.into()))
+        reservation
+            .try_grow(grown)
+            .map_err(|_| DataFusionError::Execution(GAVE_UP.into()))
     }
 
     /// The shard of `hash`: from bits the sets do not use themselves (hashbrown takes a bucket
@@ -214,7 +229,6 @@ impl PartitionStream for Guarded {
 
     fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let schema = self.schema.clone();
-        let pool = ctx.memory_pool().clone();
         let stream = match self.plan.execute(self.partition, ctx) {
             Ok(stream) => stream,
             Err(error) => {
@@ -231,15 +245,7 @@ impl PartitionStream for Guarded {
         let mut scratch: Vec<u64> = Vec::new();
         let checked = stream.map(move |batch| {
             let batch = batch?;
-            check(
-                &batch,
-                &key,
-                &state,
-                &seen,
-                &mut hashes,
-                &mut scratch,
-                &pool,
-            )?;
+            check(&batch, &key, &state, &seen, &mut hashes, &mut scratch)?;
             Ok(batch)
         });
         Box::pin(RecordBatchStreamAdapter::new(schema, checked))
@@ -253,14 +259,13 @@ fn check(
     seen: &Seen,
     hashes: &mut Vec<u64>,
     scratch: &mut Vec<u64>,
-    pool: &Arc<dyn MemoryPool>,
 ) -> Result<(), DataFusionError> {
     let columns: Vec<ArrayRef> = key.iter().map(|i| batch.column(*i).clone()).collect();
     hashes.clear();
     hashes.resize(batch.num_rows(), 0);
     create_hashes(&columns, state, hashes)?;
     let grown = seen.insert_all(hashes, scratch)?;
-    seen.account(grown, pool)
+    seen.account(grown)
 }
 
 /// `df` (a merge source with `table`'s key columns), failing with a repeated-key error
@@ -283,7 +288,8 @@ pub(crate) async fn guard_unique(
         .ok()
         .and_then(|stats| stats.num_rows.get_value().copied())
         .unwrap_or(0);
-    let seen = Arc::new(Seen::with_capacity(expected));
+    let pool = session.runtime_env().memory_pool.clone();
+    let seen = Arc::new(Seen::with_capacity(expected, &pool));
     let partitions: Vec<Arc<dyn PartitionStream>> =
         (0..plan.output_partitioning().partition_count())
             .map(|partition| {
@@ -304,6 +310,11 @@ pub(crate) async fn guard_unique(
 mod tests {
     use super::*;
 
+    /// A pool without a limit.
+    fn unbounded() -> Arc<dyn MemoryPool> {
+        Arc::new(datafusion::execution::memory_pool::UnboundedMemoryPool::default())
+    }
+
     /// Distinct hashes spread over every shard (and over the bits the sets use).
     fn distinct(count: u64, salt: u64) -> Vec<u64> {
         (0..count)
@@ -313,7 +324,7 @@ mod tests {
 
     #[test]
     fn distinct_hashes_pass_in_any_number_of_batches() {
-        let seen = Seen::with_capacity(10_000);
+        let seen = Seen::with_capacity(10_000, &unbounded());
         let mut scratch = Vec::new();
         let hashes = distinct(10_000, 0);
         for chunk in hashes.chunks(3_000) {
@@ -333,10 +344,15 @@ mod tests {
     fn key_sets_count_in_the_memory_pool_and_give_up_beyond_it() {
         use datafusion::execution::memory_pool::GreedyMemoryPool;
         let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(1 << 20));
-        let seen = Seen::with_capacity(1_000);
+        let seen = Seen::with_capacity(1_000, &pool);
+        assert_eq!(
+            pool.reserved(),
+            seen.held_bytes(),
+            "the first capacity is counted"
+        );
         let mut scratch = Vec::new();
         let grown = seen.insert_all(&distinct(1_000, 0), &mut scratch).unwrap();
-        seen.account(grown, &pool).unwrap();
+        seen.account(grown).unwrap();
         let held = pool.reserved();
         assert_eq!(held, seen.held_bytes(), "the sets' capacity is counted");
         assert!(held >= 1_000 * 8, "{held}");
@@ -344,7 +360,7 @@ mod tests {
         let mut gave_up = None;
         for chunk in distinct(200_000, 1 << 41).chunks(8_192) {
             let grown = seen.insert_all(chunk, &mut scratch).unwrap();
-            if let Err(error) = seen.account(grown, &pool) {
+            if let Err(error) = seen.account(grown) {
                 gave_up = Some(error);
                 break;
             }
@@ -361,12 +377,12 @@ mod tests {
         let mut scratch = Vec::new();
         let mut repeated = distinct(100, 1);
         repeated.push(repeated[42]);
-        let error = Seen::with_capacity(0)
+        let error = Seen::with_capacity(0, &unbounded())
             .insert_all(&repeated, &mut scratch)
             .unwrap_err();
         assert!(is_duplicate(&error), "{error}");
 
-        let seen = Seen::with_capacity(0);
+        let seen = Seen::with_capacity(0, &unbounded());
         seen.insert_all(&distinct(100, 2), &mut scratch).unwrap();
         let again = [distinct(100, 2)[99]];
         assert!(is_duplicate(
@@ -374,7 +390,7 @@ mod tests {
         ));
 
         // Two partitions on two threads, the second repeating one of the first's keys.
-        let seen = Arc::new(Seen::with_capacity(0));
+        let seen = Arc::new(Seen::with_capacity(0, &unbounded()));
         let first = distinct(5_000, 3);
         let mut second = distinct(5_000, 1 << 40);
         second[4_999] = first[7];
