@@ -52,6 +52,9 @@ output_table!(
     BreaksLedger = "breaks_ledger",
     MendsLedger = "mends_ledger",
     AaRetriesOnce = "aa_retries_once",
+    AaWaitsForDownstream = "aa_waits_for_downstream",
+    BbQuick = "bb_quick",
+    CcAfterQuick = "cc_after_quick",
     ZzRunsMeanwhile = "zz_runs_meanwhile"
 );
 
@@ -74,6 +77,44 @@ pub async fn aa_retries_once(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<AaRetrie
         }
     }
     t.select_into(AaRetriesOnceSelect { n: Ticks::n })
+}
+
+/// `cc_after_quick` has ended.
+static CC_ENDED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Runs beside `bb_quick`, and ends only once `cc_after_quick` (downstream of `bb_quick` only)
+/// has run: a run holding `cc_after_quick` back until this group ends fails it (after 30 s).
+#[pipeline(depends_on = [ticks])]
+pub async fn aa_waits_for_downstream(
+    t: Frame<Ticks>,
+    cx: &Ctx,
+) -> Result<Frame<AaWaitsForDownstream>> {
+    if !cx.is_dry_run()
+        && cx.settings().get("test") == Some("no_barrier")
+        && tokio::time::timeout(std::time::Duration::from_secs(30), CC_ENDED.notified())
+            .await
+            .is_err()
+    {
+        return Err(Error::Refused(
+            "`cc_after_quick` did not run while this pipeline ran".into(),
+        ));
+    }
+    t.select_into(AaWaitsForDownstreamSelect { n: Ticks::n })
+}
+
+/// Quick.
+#[pipeline(depends_on = [ticks])]
+pub async fn bb_quick(t: Frame<Ticks>) -> Result<Frame<BbQuick>> {
+    t.select_into(BbQuickSelect { n: Ticks::n })
+}
+
+/// Downstream of `bb_quick` only; tells `aa_waits_for_downstream` it ran.
+#[pipeline(depends_on = [bb_quick])]
+pub async fn cc_after_quick(b: Frame<BbQuick>, cx: &Ctx) -> Result<Frame<CcAfterQuick>> {
+    if !cx.is_dry_run() && cx.settings().get("test") == Some("no_barrier") {
+        CC_ENDED.notify_one();
+    }
+    b.select_into(CcAfterQuickSelect { n: BbQuick::n })
 }
 
 /// Marks that it ran.
@@ -626,6 +667,55 @@ async fn fail_fast_ends_a_retry_wait_and_no_retry_follows() {
             "cancelled by fail-fast after `fails_after_retry_wait` failed before a retry; \
              attempt 1 failed: always fails"
         )
+    );
+}
+
+#[tokio::test]
+async fn a_pipeline_starts_once_its_own_upstreams_end_not_the_whole_group() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(
+        registry(&[
+            "ticks",
+            "aa_waits_for_downstream",
+            "bb_quick",
+            "cc_after_quick",
+        ]),
+        wh.warehouse.clone(),
+    );
+    let plan = orchestrator.plan(&RunConfig::default()).expect("plan");
+    assert_eq!(
+        plan.names(),
+        [
+            vec!["ticks"],
+            vec!["aa_waits_for_downstream", "bb_quick"],
+            vec!["cc_after_quick"]
+        ]
+    );
+    let mut config = RunConfig {
+        concurrency: 4,
+        ..RunConfig::default()
+    };
+    config.settings.set("test", "no_barrier");
+    let report = orchestrator.run(&config).await.expect("run");
+    assert!(report.succeeded(), "{}", report.render(false));
+    // As late as possible, the groups still run one after another.
+    let last = RunConfig {
+        order: lakehouse_runtime::orchestrator::Order::ProcessLast,
+        ..RunConfig::default()
+    };
+    let plan = orchestrator.plan(&last).expect("plan");
+    assert_eq!(
+        plan.names(),
+        [
+            vec!["ticks"],
+            vec!["bb_quick"],
+            vec!["aa_waits_for_downstream", "cc_after_quick"]
+        ]
+    );
+    // `aa_waits_for_downstream` is held back behind `bb_quick`, which it does not read.
+    assert_eq!(
+        plan.starts_after("aa_waits_for_downstream"),
+        ["ticks", "bb_quick"]
     );
 }
 

@@ -238,7 +238,8 @@ pub struct SelectArgs {
     /// Neighbours selected with plain names.
     #[arg(long, value_enum, default_value_t = DirectionArg::None)]
     pub direction: DirectionArg,
-    /// Grouping: as soon as possible or as late as possible.
+    /// When pipelines start: as soon as their upstreams end, or as late as their downstreams
+    /// allow (group by group).
     #[arg(long, value_enum, default_value_t = OrderArg::ProcessFirst)]
     pub order: OrderArg,
 }
@@ -260,10 +261,10 @@ pub enum DirectionArg {
 /// `--order`.
 #[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OrderArg {
-    /// As soon as possible.
+    /// As soon as possible: each pipeline once its upstreams in the run have ended.
     #[default]
     ProcessFirst,
-    /// As late as possible.
+    /// As late as possible: group by group, each pipeline just before its first downstream.
     ProcessLast,
 }
 

@@ -1,5 +1,6 @@
-//! Executing a plan: groups in order, pipelines of a group in parallel (bounded), each attempt
-//! isolated in its own task so an error, a panic or a timeout fails only that pipeline.
+//! Executing a plan: each pipeline as soon as those it waits for have ended, in parallel
+//! (bounded), each attempt isolated in its own task so an error, a panic or a timeout fails only
+//! that pipeline.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -65,99 +66,122 @@ pub(super) async fn execute(
     // need not look for their own commit (the write still checks it). Resumed runs look.
     let fresh = previous.is_empty();
 
-    for group in &plan.groups {
-        let mut tasks: JoinSet<PipelineResult> = JoinSet::new();
-        let mut running: HashMap<tokio::task::Id, &'static PipelineDescriptor> = HashMap::new();
-        for &pipeline in group {
-            if stopped.is_none() && *orchestrator.shutdown.borrow() {
-                stopped = Some("the run was interrupted".to_owned());
-            }
-            // A pipeline not run is told as it is decided, in plan order: a live display
-            // shows it ended before the later groups start.
-            let decided = |result: PipelineResult, results: &mut HashMap<_, _>| {
-                orchestrator.emit(super::Event::Finished(result.clone()));
-                results.insert(pipeline.name, result);
-            };
-            if let Some(reason) = &stopped {
-                let cancelled = not_run(pipeline, Status::Cancelled, reason.clone());
-                decided(cancelled, &mut results);
-                continue;
-            }
-            if !config.rerun_succeeded && previous.get(pipeline.name) == Some(&Status::Succeeded) {
-                let mut done = not_run(pipeline, Status::Succeeded, String::new());
-                done.error = None;
-                done.replayed = true;
-                decided(done, &mut results);
-                continue;
-            }
-            if let Some(reason) = skip_reason(pipeline, plan, &results, config) {
-                tracing::warn!(pipeline = pipeline.name, "{reason}");
-                decided(not_run(pipeline, Status::Skipped, reason), &mut results);
-                continue;
-            }
-            let orchestrator = orchestrator.clone();
-            let run = run.clone();
-            let config = config.clone();
-            let semaphore = semaphore.clone();
-            let stop = stop.clone();
-            let unrecorded = unrecorded.clone();
-            let handle = tasks.spawn(async move {
-                let permit = semaphore.clone().acquire_owned().await.ok();
-                let turn = Turn {
-                    semaphore,
-                    permit,
-                    unrecorded,
+    // Each pipeline starts once those it waits for have ended (its upstreams in the run, or,
+    // as late as possible, the groups before its own), in plan order among those ready: a slow
+    // pipeline holds back only what depends on it.
+    let mut pending: Vec<&'static PipelineDescriptor> = planned.clone();
+    let mut tasks: JoinSet<PipelineResult> = JoinSet::new();
+    let mut running: HashMap<tokio::task::Id, &'static PipelineDescriptor> = HashMap::new();
+    loop {
+        // Decided without running, a pipeline may make others ready: look again until none is.
+        let mut progressed = true;
+        while progressed {
+            progressed = false;
+            let mut index = 0;
+            while index < pending.len() {
+                let pipeline = pending[index];
+                let ready = plan
+                    .starts_after(pipeline.name)
+                    .iter()
+                    .all(|before| results.contains_key(before));
+                if !ready {
+                    index += 1;
+                    continue;
+                }
+                pending.remove(index);
+                progressed = true;
+                if stopped.is_none() && *orchestrator.shutdown.borrow() {
+                    stopped = Some("the run was interrupted".to_owned());
+                }
+                // A pipeline not run is told as it is decided, in plan order.
+                let decided = |result: PipelineResult, results: &mut HashMap<_, _>| {
+                    orchestrator.emit(super::Event::Finished(result.clone()));
+                    results.insert(pipeline.name, result);
                 };
-                // A pipeline that waited for its turn does not start after an interrupt.
-                if *orchestrator.shutdown.borrow() {
-                    return not_run(
-                        pipeline,
-                        Status::Cancelled,
-                        "the run was interrupted".to_owned(),
-                    );
+                if let Some(reason) = &stopped {
+                    let cancelled = not_run(pipeline, Status::Cancelled, reason.clone());
+                    decided(cancelled, &mut results);
+                    continue;
                 }
-                let stopped_by = stop.borrow().clone();
-                if let Some(reason) = stopped_by {
-                    return not_run(pipeline, Status::Cancelled, reason.to_string());
+                if !config.rerun_succeeded
+                    && previous.get(pipeline.name) == Some(&Status::Succeeded)
+                {
+                    let mut done = not_run(pipeline, Status::Succeeded, String::new());
+                    done.error = None;
+                    done.replayed = true;
+                    decided(done, &mut results);
+                    continue;
                 }
-                run_with_retries(&orchestrator, pipeline, run, &config, fresh, stop, turn).await
-            });
-            running.insert(handle.id(), pipeline);
-        }
-        while let Some(joined) = tasks.join_next_with_id().await {
-            let result = match joined {
-                Ok((id, result)) => {
-                    running.remove(&id);
-                    result
+                if let Some(reason) = skip_reason(pipeline, plan, &results, config) {
+                    tracing::warn!(pipeline = pipeline.name, "{reason}");
+                    decided(not_run(pipeline, Status::Skipped, reason), &mut results);
+                    continue;
                 }
-                Err(error) => {
-                    let Some(pipeline) = running.remove(&error.id()) else {
-                        continue;
+                let orchestrator = orchestrator.clone();
+                let run = run.clone();
+                let config = config.clone();
+                let semaphore = semaphore.clone();
+                let stop = stop.clone();
+                let unrecorded = unrecorded.clone();
+                let handle = tasks.spawn(async move {
+                    let permit = semaphore.clone().acquire_owned().await.ok();
+                    let turn = Turn {
+                        semaphore,
+                        permit,
+                        unrecorded,
                     };
-                    if error.is_cancelled() {
-                        not_run(
+                    // A pipeline that waited for its turn does not start after an interrupt.
+                    if *orchestrator.shutdown.borrow() {
+                        return not_run(
                             pipeline,
                             Status::Cancelled,
-                            stopped.clone().unwrap_or_default(),
-                        )
-                    } else {
-                        not_run(
-                            pipeline,
-                            Status::Failed,
-                            format!("the orchestrator task failed: {error}"),
-                        )
+                            "the run was interrupted".to_owned(),
+                        );
                     }
-                }
-            };
-            if result.status == Status::Failed && config.fail_fast && stopped.is_none() {
-                let reason = format!("cancelled by fail-fast after `{}` failed", result.pipeline);
-                tracing::error!(pipeline = result.pipeline, "fail-fast: cancelling the run");
-                stop_sender.send_replace(Some(reason.as_str().into()));
-                stopped = Some(reason);
+                    let stopped_by = stop.borrow().clone();
+                    if let Some(reason) = stopped_by {
+                        return not_run(pipeline, Status::Cancelled, reason.to_string());
+                    }
+                    run_with_retries(&orchestrator, pipeline, run, &config, fresh, stop, turn).await
+                });
+                running.insert(handle.id(), pipeline);
             }
-            orchestrator.emit(super::Event::Finished(result.clone()));
-            results.insert(result.pipeline, result);
         }
+        let Some(joined) = tasks.join_next_with_id().await else {
+            break;
+        };
+        let result = match joined {
+            Ok((id, result)) => {
+                running.remove(&id);
+                result
+            }
+            Err(error) => {
+                let Some(pipeline) = running.remove(&error.id()) else {
+                    continue;
+                };
+                if error.is_cancelled() {
+                    not_run(
+                        pipeline,
+                        Status::Cancelled,
+                        stopped.clone().unwrap_or_default(),
+                    )
+                } else {
+                    not_run(
+                        pipeline,
+                        Status::Failed,
+                        format!("the orchestrator task failed: {error}"),
+                    )
+                }
+            }
+        };
+        if result.status == Status::Failed && config.fail_fast && stopped.is_none() {
+            let reason = format!("cancelled by fail-fast after `{}` failed", result.pipeline);
+            tracing::error!(pipeline = result.pipeline, "fail-fast: cancelling the run");
+            stop_sender.send_replace(Some(reason.as_str().into()));
+            stopped = Some(reason);
+        }
+        orchestrator.emit(super::Event::Finished(result.clone()));
+        results.insert(result.pipeline, result);
     }
     let results = planned
         .into_iter()

@@ -1,6 +1,6 @@
-//! The orchestrator: plans a selection of the registry into groups and runs them over the
-//! warehouse with bounded parallelism, retries, timeouts, fail-fast and skip cascades, recording
-//! every attempt in the run ledger.
+//! The orchestrator: plans a selection of the registry into groups and runs each pipeline over
+//! the warehouse once its upstreams have ended, with bounded parallelism, retries, timeouts,
+//! fail-fast and skip cascades, recording every attempt in the run ledger.
 
 mod backfill;
 mod cursor;

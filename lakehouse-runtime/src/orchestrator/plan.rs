@@ -31,13 +31,15 @@ impl std::fmt::Display for Direction {
     }
 }
 
-/// How selected pipelines are grouped.
+/// How selected pipelines are grouped, and when they start.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Order {
-    /// As soon as possible: a pipeline runs in the group after its last upstream.
+    /// As soon as possible: a pipeline is in the group after its last upstream, and starts as
+    /// soon as its upstreams in the run have ended.
     #[default]
     ProcessFirst,
-    /// As late as possible: a pipeline runs in the group just before its first downstream.
+    /// As late as possible: a pipeline is in the group just before its first downstream, and
+    /// starts once every earlier group has ended.
     ProcessLast,
 }
 
@@ -96,6 +98,8 @@ pub struct Plan {
     pub groups: Vec<Vec<&'static PipelineDescriptor>>,
     /// Each planned pipeline's nearest planned upstreams, through pipelines left out.
     upstreams: BTreeMap<&'static str, BTreeSet<&'static str>>,
+    /// How the groups were made: as soon as possible, or as late as possible.
+    order: Order,
 }
 
 impl Plan {
@@ -109,6 +113,22 @@ impl Plan {
     /// ones above it.
     pub fn upstreams_of(&self, name: &str) -> impl Iterator<Item = &'static str> + '_ {
         self.upstreams.get(name).into_iter().flatten().copied()
+    }
+
+    /// The planned pipelines `name` starts after: its nearest planned upstreams (as soon as
+    /// possible, the default order), or every pipeline of the groups before its own (as late
+    /// as possible: a pipeline is held back to just before its first downstream).
+    pub fn starts_after(&self, name: &str) -> Vec<&'static str> {
+        match self.order {
+            Order::ProcessFirst => self.upstreams_of(name).collect(),
+            Order::ProcessLast => self
+                .groups
+                .iter()
+                .take_while(|group| group.iter().all(|p| p.name != name))
+                .flatten()
+                .map(|p| p.name)
+                .collect(),
+        }
     }
 
     /// Whether `name` is planned.
@@ -382,5 +402,6 @@ fn group(registry: &Registry, selected: &BTreeSet<&'static str>, order: Order) -
     Plan {
         groups,
         upstreams: nearest,
+        order,
     }
 }
