@@ -22,6 +22,10 @@ use crate::ledger::{QualityIssue, RunRecord, TableMetric};
 use crate::store::WriteOutcome;
 use crate::table::Timestamp;
 
+/// How long an attempt cut short (time limit, fail-fast) may take to stop, and the check of
+/// whether its write committed may take, before the run goes on without them.
+const AFTER_CUT_LIMIT: Duration = Duration::from_secs(30);
+
 /// The most extra attempts a pipeline gets, however many are asked for.
 const MAX_RETRIES: u32 = 100;
 
@@ -534,13 +538,18 @@ async fn attempt_once(
     };
     // The flag is set once the write has returned, and its commit may have landed before (the
     // write then makes a checkpoint, its descriptions' commit): the table tells.
+    // Bounded: the store may be what hangs. Not known in time, the write counts as not
+    // committed; a retry or `resume` finds its commit if it landed (writes are idempotent).
     let committed = has_committed.load(Ordering::Acquire)
-        || warehouse
-            .transaction_version(pipeline.output, pipeline.name)
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|version| version >= sequence);
+        || tokio::time::timeout(
+            AFTER_CUT_LIMIT,
+            warehouse.transaction_version(pipeline.output, pipeline.name),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten()
+        .is_some_and(|version| version >= sequence);
     if committed {
         // The limit is the pipeline's, up to its commit, and fail-fast stops what has not
         // committed: the bookkeeping after a commit (quality findings, rejects, statistics)
@@ -575,11 +584,18 @@ async fn attempt_once(
     // Stopped before the retry starts (a blocking file write it began may still finish; the
     // retry, or the next run, then finds its commit as this run's).
     task.abort();
-    match task.await {
+    // The abort reaches the task where it next waits: code that blocks (a synchronous call, a
+    // long computation) runs on, and is left to end on its own rather than hold the run.
+    match tokio::time::timeout(AFTER_CUT_LIMIT, &mut task).await {
         // It ended before the abort reached it: its own outcome.
-        Ok(result) => return result,
-        Err(error) if error.is_panic() => return joined_result(Err(error)),
-        Err(_) => {}
+        Ok(Ok(result)) => return result,
+        Ok(Err(error)) if error.is_panic() => return joined_result(Err(error)),
+        Ok(Err(_)) => {}
+        Err(_) => tracing::warn!(
+            "the attempt did not stop within {} of being cut short (it blocks without \
+             waiting): it is left to end on its own",
+            humantime::format_duration(AFTER_CUT_LIMIT)
+        ),
     }
     Err(match cut {
         Cut::TimeLimit(limit) => Error::msg(format!(
