@@ -1215,6 +1215,14 @@ async fn a_run_resumes_without_a_pipeline_removed_since() {
         Some(Status::Succeeded)
     );
     assert!(resumed.result("bad").is_none());
+    // The resumed attempt numbers on from the run's last: rows of one run stay told apart.
+    let rows = after.ledger().run(&failed.run_id).await.expect("ledger");
+    let numbers: Vec<Option<i32>> = rows
+        .iter()
+        .filter(|r| r.pipeline.as_deref() == Some("ok1"))
+        .map(|r| r.attempt)
+        .collect();
+    assert_eq!(numbers, [Some(1), Some(2), Some(3)]);
     // Nothing left but the removed pipeline: resume says so.
     let again = after
         .resume(&failed.run_id, &RunConfig::default())

@@ -55,6 +55,7 @@ pub(super) async fn execute(
     plan: &Plan,
     config: &RunConfig,
     previous: &HashMap<String, Status>,
+    attempts_before: &HashMap<String, u32>,
 ) -> (Vec<PipelineResult>, Option<String>) {
     let unrecorded: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let planned: Vec<&'static PipelineDescriptor> = plan.pipelines().collect();
@@ -127,12 +128,14 @@ pub(super) async fn execute(
                 let semaphore = semaphore.clone();
                 let stop = stop.clone();
                 let unrecorded = unrecorded.clone();
+                let numbered_after = attempts_before.get(pipeline.name).copied().unwrap_or(0);
                 let handle = tasks.spawn(async move {
                     let permit = semaphore.clone().acquire_owned().await.ok();
                     let turn = Turn {
                         semaphore,
                         permit,
                         unrecorded,
+                        numbered_after,
                     };
                     // A pipeline that waited for its turn does not start after an interrupt.
                     if *orchestrator.shutdown.borrow() {
@@ -260,6 +263,8 @@ struct Turn {
     semaphore: Arc<tokio::sync::Semaphore>,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
     unrecorded: Arc<std::sync::Mutex<Option<String>>>,
+    /// The attempts an earlier execution of the run made (a resume numbers on from them).
+    numbered_after: u32,
 }
 
 async fn run_with_retries(
@@ -314,7 +319,8 @@ async fn run_with_retries(
                 stop.clone(),
             )
             .await;
-            let record = attempt_record(pipeline, &run, attempt, attempt_started, clock.elapsed(), &outcome);
+            let numbered = turn.numbered_after.saturating_add(attempt);
+            let record = attempt_record(pipeline, &run, numbered, attempt_started, clock.elapsed(), &outcome);
             let metric = outcome.as_ref().ok().and_then(|written| written.metric.as_ref());
             let metric = metric.map(std::slice::from_ref).unwrap_or_default();
             // Two tables, two commits: made together.

@@ -377,7 +377,8 @@ impl Orchestrator {
             sequence,
             run_at,
         };
-        self.execute_run(run, &plan, config, &HashMap::new()).await
+        self.execute_run(run, &plan, config, &HashMap::new(), &HashMap::new())
+            .await
     }
 
     /// An error naming a full refresh or rebuild that did not finish and planned some of
@@ -472,6 +473,8 @@ impl Orchestrator {
             run_at: first.run_at,
         };
         let mut last: HashMap<String, Status> = HashMap::new();
+        // Attempts go on numbering from the run's last: the ledger's rows stay told apart.
+        let mut attempts: HashMap<String, u32> = HashMap::new();
         let mut unregistered: BTreeMap<String, Status> = BTreeMap::new();
         for record in records.iter().filter(|r| r.kind == "pipeline") {
             if let (Some(pipeline), Some(status)) =
@@ -488,6 +491,12 @@ impl Orchestrator {
                     continue;
                 }
                 last.insert(pipeline.clone(), status);
+                let attempt = record
+                    .attempt
+                    .and_then(|a| u32::try_from(a).ok())
+                    .unwrap_or(0);
+                let most = attempts.entry(pipeline.clone()).or_default();
+                *most = (*most).max(attempt);
             }
         }
         // Planned pipelines with no record never started: the run's process died first.
@@ -559,7 +568,8 @@ impl Orchestrator {
             tracing::info!(rebuild = resumed.rebuild, "resuming a full refresh");
         }
         let plan = self.plan(&resumed)?;
-        self.execute_run(run, &plan, &resumed, &last).await
+        self.execute_run(run, &plan, &resumed, &last, &attempts)
+            .await
     }
 
     /// Runs the selection every `every`, each time as a new run with a fresh `run_at`, until
@@ -720,6 +730,7 @@ impl Orchestrator {
         plan: &Plan,
         config: &RunConfig,
         previous: &HashMap<String, Status>,
+        attempts_before: &HashMap<String, u32>,
     ) -> Result<RunReport> {
         // Created before pipelines run in parallel, which would race to create them; once per
         // orchestrator (tables are never dropped).
@@ -772,7 +783,7 @@ impl Orchestrator {
         };
         let (recorded, (results, unrecorded)) = tokio::join!(
             self.ledger.append(std::slice::from_ref(&start)),
-            execute::execute(self, run.clone(), plan, config, previous)
+            execute::execute(self, run.clone(), plan, config, previous, attempts_before)
         );
         // (The end row repeats what the start row holds: a lost start loses nothing.)
         if let Err(error) = recorded {
