@@ -562,7 +562,7 @@ async fn fail_fast_cancels_the_rest() {
             .map(|(n, _)| *n)
             .collect();
         // Serially, the first failure stops everything; in parallel, pipelines that failed at
-        // the same moment are failed too, and the rest of the group is cancelled.
+        // the same moment are failed too, and the rest is cancelled.
         if serial {
             assert_eq!(
                 failed.len(),
@@ -1309,10 +1309,10 @@ async fn an_upstream_recreated_at_once_is_told_by_its_table_id() {
 }
 
 #[tokio::test]
-async fn a_skipped_pipeline_is_told_ended_before_its_group_starts() {
+async fn a_skipped_pipeline_is_told_as_soon_as_its_upstream_failed() {
     let wh = TempWarehouse::new();
     let (events, mut told) = tokio::sync::mpsc::unbounded_channel();
-    // Groups: [ticks], [bad, flaky], [down1 (after bad: skipped), after_flaky].
+    // `down1` (after `bad`) is skipped, `after_flaky` runs after `flaky`.
     let orchestrator = Orchestrator::new(
         registry(&["ticks", "bad", "down1", "flaky", "after_flaky"]),
         wh.warehouse.clone(),
@@ -1339,13 +1339,10 @@ async fn a_skipped_pipeline_is_told_ended_before_its_group_starts() {
             _ => {}
         }
     }
-    // Before, the skipped pipeline was told at the run's end, after `after_flaky`.
+    // Told as it is decided, at once after its upstream's end (it was told at the run's end).
     let skipped = order.iter().position(|e| e == "end down1").expect("told");
-    let next_group = order
-        .iter()
-        .position(|e| e == "start after_flaky")
-        .expect("started");
-    assert!(skipped < next_group, "{order:?}");
+    let failed = order.iter().position(|e| e == "end bad").expect("told");
+    assert_eq!(skipped, failed + 1, "{order:?}");
 }
 
 #[tokio::test]
@@ -1847,7 +1844,7 @@ async fn an_interrupt_starts_no_waiting_pipeline_and_no_retry() {
     )
     .with_shutdown(shutdown)
     .with_events(events);
-    // One at a time: `ok1` waits for its turn while `interrupts` runs (a group runs by name).
+    // One at a time: `ok1` waits for its turn while `interrupts` runs (ready ones start by name).
     let config = fast(RunConfig {
         concurrency: 1,
         ..RunConfig::default()

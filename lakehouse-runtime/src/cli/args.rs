@@ -312,7 +312,7 @@ pub struct ExecutionArgs {
     /// Which runs `--notify` is told of.
     #[arg(long, value_enum, default_value_t = NotifyOnArg::Failure, requires = "notify")]
     pub notify_on: NotifyOnArg,
-    /// Pipelines running at once within a group (default: the number of cores).
+    /// Pipelines running at once (default: the number of cores).
     #[arg(long, value_name = "N", value_parser = parse_count)]
     pub concurrency: Option<usize>,
     /// Stop at the first failure and cancel running pipelines.

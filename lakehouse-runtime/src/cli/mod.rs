@@ -60,13 +60,18 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::dispatch(cli)) {
+    let code = match runtime.block_on(commands::dispatch(cli)) {
         Ok(code) => code,
         Err(error) => {
             print_stderr(format_args!("error: {error}\n"));
             ExitCode::FAILURE
         }
-    }
+    };
+    // A pipeline attempt left running (it blocked past its time limit) must not keep the
+    // process alive: what is still under way gets a few seconds to end (a file being written),
+    // then the process exits.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+    code
 }
 
 /// Whether run reports are printed as JSON lines (`--format json` of `run` and `resume`).

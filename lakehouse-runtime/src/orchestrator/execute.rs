@@ -75,6 +75,10 @@ pub(super) async fn execute(
     // as late as possible, the groups before its own), in plan order among those ready: a slow
     // pipeline holds back only what depends on it.
     let mut pending: Vec<&'static PipelineDescriptor> = planned.clone();
+    let starts_after: HashMap<&'static str, Vec<&'static str>> = planned
+        .iter()
+        .map(|p| (p.name, plan.starts_after(p.name)))
+        .collect();
     let mut tasks: JoinSet<PipelineResult> = JoinSet::new();
     let mut running: HashMap<tokio::task::Id, &'static PipelineDescriptor> = HashMap::new();
     loop {
@@ -85,9 +89,10 @@ pub(super) async fn execute(
             let mut index = 0;
             while index < pending.len() {
                 let pipeline = pending[index];
-                let ready = plan
-                    .starts_after(pipeline.name)
-                    .iter()
+                let ready = starts_after
+                    .get(pipeline.name)
+                    .into_iter()
+                    .flatten()
                     .all(|before| results.contains_key(before));
                 if !ready {
                     index += 1;
@@ -98,7 +103,8 @@ pub(super) async fn execute(
                 if stopped.is_none() && *orchestrator.shutdown.borrow() {
                     stopped = Some("the run was interrupted".to_owned());
                 }
-                // A pipeline not run is told as it is decided, in plan order.
+                // A pipeline not run is told as it is decided (those decided together, in plan
+                // order).
                 let decided = |result: PipelineResult, results: &mut HashMap<_, _>| {
                     orchestrator.emit(super::Event::Finished(result.clone()));
                     results.insert(pipeline.name, result);
@@ -299,8 +305,10 @@ async fn run_with_retries(
         let mut retry_cancelled = false;
         for attempt in 1..=retries.saturating_add(1) {
             attempts = attempt;
-            tracing::info!(attempt, "started");
-            orchestrator.emit(super::Event::Started { pipeline: pipeline.name, attempt });
+            // As the ledger numbers it: a resume goes on from the run's last attempt.
+            let numbered = turn.numbered_after.saturating_add(attempt);
+            tracing::info!(attempt = numbered, "started");
+            orchestrator.emit(super::Event::Started { pipeline: pipeline.name, attempt: numbered });
             let attempt_started = Timestamp::now();
             let clock = Instant::now();
             let kind = AttemptKind {
@@ -319,7 +327,6 @@ async fn run_with_retries(
                 stop.clone(),
             )
             .await;
-            let numbered = turn.numbered_after.saturating_add(attempt);
             let record = attempt_record(pipeline, &run, numbered, attempt_started, clock.elapsed(), &outcome);
             let metric = outcome.as_ref().ok().and_then(|written| written.metric.as_ref());
             let metric = metric.map(std::slice::from_ref).unwrap_or_default();
@@ -332,7 +339,7 @@ async fn run_with_retries(
                 tracing::error!(%error, "could not record the attempt in lakehouse.runs");
                 if let Ok(mut why) = turn.unrecorded.lock() {
                     why.get_or_insert_with(|| {
-                        format!("`{}`'s attempt {attempt}: {error}", pipeline.name)
+                        format!("`{}`'s attempt {numbered}: {error}", pipeline.name)
                     });
                 }
             }
@@ -387,7 +394,7 @@ async fn run_with_retries(
                     };
                     if attempt <= retries && let Some(why) = why_not_again() {
                         tracing::error!(attempt, error = %last_error, "failed; not retried: {why}");
-                        cancelled = Some(format!("{why} before a retry; attempt {attempt} failed: {last_error}"));
+                        cancelled = Some(format!("{why} before a retry; attempt {numbered} failed: {last_error}"));
                         retry_cancelled = true;
                         break;
                     } else if attempt <= retries {
@@ -421,7 +428,7 @@ async fn run_with_retries(
                             _ = cut_short => {
                                 let why = why_not_again().unwrap_or_default();
                                 tracing::error!(attempt, "not retried: {why}");
-                                cancelled = Some(format!("{why} before a retry; attempt {attempt} failed: {last_error}"));
+                                cancelled = Some(format!("{why} before a retry; attempt {numbered} failed: {last_error}"));
                                 retry_cancelled = true;
                                 break;
                             }
@@ -543,20 +550,23 @@ async fn attempt_once(
         reason = stopped => Cut::Stopped(reason),
     };
     // The flag is set once the write has returned, and its commit may have landed before (the
-    // write then makes a checkpoint, its descriptions' commit): the table tells.
-    // Bounded: the store may be what hangs. Not known in time, the write counts as not
-    // committed; a retry or `resume` finds its commit if it landed (writes are idempotent).
-    let committed = has_committed.load(Ordering::Acquire)
-        || tokio::time::timeout(
-            AFTER_CUT_LIMIT,
+    // write then makes a checkpoint, its descriptions' commit): the table tells. Checking it and
+    // waiting for the attempt to stop share one deadline: the store may be what hangs, and the
+    // attempt may block without awaiting.
+    let deadline = tokio::time::Instant::now() + AFTER_CUT_LIMIT;
+    let committed: Option<bool> = if has_committed.load(Ordering::Acquire) {
+        Some(true)
+    } else {
+        tokio::time::timeout_at(
+            deadline,
             warehouse.transaction_version(pipeline.output, pipeline.name),
         )
         .await
         .ok()
         .and_then(Result::ok)
-        .flatten()
-        .is_some_and(|version| version >= sequence);
-    if committed {
+        .map(|version| version.is_some_and(|version| version >= sequence))
+    };
+    if committed == Some(true) {
         // The limit is the pipeline's, up to its commit, and fail-fast stops what has not
         // committed: the bookkeeping after a commit (quality findings, rejects, statistics)
         // finishes, or a committed write would be reported failed and its rejects lost. As long
@@ -572,7 +582,7 @@ async fn attempt_once(
             Ok(joined) => joined_result(joined),
             Err(_) => {
                 task.abort();
-                let _ = task.await;
+                let _ = tokio::time::timeout(AFTER_CUT_LIMIT, &mut task).await;
                 let message = format!(
                     "timed out while recording a committed write ({}, then {} more): its rows \
                      are in the table, and a retry or `resume` finds the commit",
@@ -592,24 +602,41 @@ async fn attempt_once(
     task.abort();
     // The abort reaches the task where it next waits: code that blocks (a synchronous call, a
     // long computation) runs on, and is left to end on its own rather than hold the run.
-    match tokio::time::timeout(AFTER_CUT_LIMIT, &mut task).await {
+    let left_running = match tokio::time::timeout_at(deadline, &mut task).await {
         // It ended before the abort reached it: its own outcome.
         Ok(Ok(result)) => return result,
         Ok(Err(error)) if error.is_panic() => return joined_result(Err(error)),
-        Ok(Err(_)) => {}
-        Err(_) => tracing::warn!(
-            "the attempt did not stop within {} of being cut short (it blocks without \
-             waiting): it is left to end on its own",
-            humantime::format_duration(AFTER_CUT_LIMIT)
-        ),
-    }
+        Ok(Err(_)) => false,
+        Err(_) => {
+            tracing::warn!(
+                "the attempt did not stop within {} of being cut short (it blocks without \
+                 awaiting): it is left to end on its own",
+                humantime::format_duration(AFTER_CUT_LIMIT)
+            );
+            true
+        }
+    };
+    let unconfirmed = if committed.is_none() {
+        "; whether its write committed could not be told in time (a retry or `resume` finds the \
+         commit if it did)"
+    } else {
+        ""
+    };
     Err(match cut {
+        // Not retried beside an attempt still running: two attempts would run the pipeline's
+        // code (and call its sources) at once.
+        Cut::TimeLimit(limit) if left_running => Error::Refused(format!(
+            "timed out after {}{unconfirmed}; the attempt did not stop (it blocks without \
+             awaiting: use async calls or `tokio::task::spawn_blocking`) and is left running, \
+             so it is not retried",
+            humantime::format_duration(limit)
+        )),
         Cut::TimeLimit(limit) => Error::msg(format!(
-            "timed out after {} (set `timeout` in #[pipeline] or --timeout)",
+            "timed out after {} (set `timeout` in #[pipeline] or --timeout){unconfirmed}",
             humantime::format_duration(limit)
         )),
         Cut::Stopped(reason) => Error::Other(Box::new(Stopped(
-            format!("{reason}; stopped before its write committed").into(),
+            format!("{reason}; stopped before its write committed{unconfirmed}").into(),
         ))),
     })
 }

@@ -80,9 +80,9 @@ pub struct RunConfig {
     pub exclude: Vec<String>,
     /// Neighbours selected with plain names.
     pub direction: Direction,
-    /// Grouping.
+    /// Grouping, and when pipelines start (see [`Order`]).
     pub order: Order,
-    /// Pipelines running at once within a group (1 is serial).
+    /// Pipelines running at once (1 is serial).
     pub concurrency: usize,
     /// On the first failure, stop starting pipelines and cancel running ones.
     pub fail_fast: bool,
