@@ -1013,6 +1013,26 @@ async fn delete_by_key_removes_rows_or_closes_versions() {
         wh.warehouse.version(ORDERS).await.expect("version"),
         version
     );
+    // Keys of another type would match after a conversion (text as a number: "1.0" is 1):
+    // refused, naming both types.
+    for keys in ["SELECT '1.0' AS id", "SELECT CAST(1.9 AS DOUBLE) AS id"] {
+        let keys = session.sql(keys).await.expect("keys");
+        let error = wh
+            .warehouse
+            .delete_keys(&session, ORDERS, keys, Timestamp(0), None)
+            .await
+            .expect_err("another type")
+            .to_string();
+        assert!(
+            error.contains("cannot delete by key: key column `id` of the keys is")
+                && error.contains("the table's is Int64; cast the keys to Int64"),
+            "{error}"
+        );
+    }
+    assert_eq!(
+        contents(&wh.warehouse, ORDERS).await,
+        lines(&["1|10", "3|∅"])
+    );
 }
 
 /// `silver.orders` keyed by its amount instead.
