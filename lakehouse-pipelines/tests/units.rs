@@ -75,3 +75,54 @@ fn the_calendar_does_not_shrink_for_a_past_run() {
         Some("21021231".to_owned())
     );
 }
+
+/// A Vélib' station row as the bronze table holds it.
+#[derive(Serialize, Clone)]
+struct StationInfo {
+    stationcode: &'static str,
+    name: Option<&'static str>,
+    capacity: Option<i32>,
+    lon: f64,
+    lat: f64,
+    station_opening_hours: Option<&'static str>,
+    run_at: Timestamp,
+}
+
+/// The version a station list gives a station.
+#[derive(Deserialize, Debug, PartialEq)]
+struct StationVersion {
+    stationcode: String,
+    station_opening_hours: Option<String>,
+}
+
+#[tokio::test]
+async fn a_station_listed_twice_keeps_the_same_row_whatever_the_order() {
+    use lakehouse_pipelines::ingestion::open::silver::silver_velib_station_info;
+    use lakehouse_pipelines::ingestion::open::velib::BronzeVelibStationInfo;
+    // Listed twice, the rows differing only in their opening hours (a change column): the
+    // one kept must not depend on the order the rows come in, or every run may open a version.
+    let row = |hours| StationInfo {
+        stationcode: "16107",
+        name: Some("Benjamin Godard - Victor Hugo"),
+        capacity: Some(35),
+        lon: 2.275725,
+        lat: 48.865983,
+        station_opening_hours: hours,
+        run_at: TEST_RUN_AT,
+    };
+    let mut kept = Vec::new();
+    for rows_in in [
+        [row(Some("24/7")), row(Some("6h-1h"))],
+        [row(Some("6h-1h")), row(Some("24/7"))],
+    ] {
+        let test = TestContext::new("silver_velib_station_info").expect("context");
+        let raw = test
+            .changes::<BronzeVelibStationInfo, _>(&rows_in)
+            .expect("raw");
+        let output = silver_velib_station_info(raw).await.expect("the pipeline");
+        let versions: Vec<StationVersion> = rows(output).await.expect("rows");
+        kept.push(versions);
+    }
+    assert_eq!(kept[0].len(), 1, "{:?}", kept[0]);
+    assert_eq!(kept[0], kept[1]);
+}

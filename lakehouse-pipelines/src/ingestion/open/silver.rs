@@ -158,7 +158,8 @@ pub async fn silver_velib_station_info(
 ) -> Result<Frame<SilverVelibStationInfo>> {
     use BronzeVelibStationInfo as b;
     // The newest run's list only (several runs' after a failure: a station the newest lacks is
-    // closed). A station listed twice keeps one row, the same one at every run.
+    // closed). A station listed twice keeps one row, the same one at every run: ordered by
+    // every change column, so two rows that differ in any are never tied.
     raw.latest_only(b::run_at)?
         .latest_by(
             [b::stationcode.expr()],
@@ -167,6 +168,7 @@ pub async fn silver_velib_station_info(
                 b::name.expr(),
                 b::lon.expr(),
                 b::lat.expr(),
+                b::station_opening_hours.expr(),
             ],
         )?
         .select_into(SilverVelibStationInfoSelect {
