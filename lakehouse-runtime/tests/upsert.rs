@@ -1030,4 +1030,26 @@ async fn deletion_keys_win_over_written_rows_and_may_repeat() {
         .expect("written");
     assert_eq!((outcome.rows_inserted, outcome.rows_deleted), (1, 2));
     assert_eq!(contents(&wh.warehouse, def).await, ["4|40|dan", "5|50|eve"]);
+    // Deletion keys of another type (4.9 would be cast to 4) are refused, nothing written.
+    let options = WriteOptions {
+        deletions: lakehouse_runtime::store::Deletions::Keys(
+            session
+                .sql("SELECT CAST(4.9 AS DOUBLE) AS id")
+                .await
+                .expect("keys"),
+        ),
+        ..WriteOptions::default()
+    };
+    let df = crate::common::frame(&session, def, &[account(6, Some(60), "fay")]);
+    let error = wh
+        .warehouse
+        .write(&session, def, df, options)
+        .await
+        .expect_err("keys of another type")
+        .to_string();
+    assert!(
+        error.contains("key column `id` of the keys is Float64, the table's is Int64"),
+        "{error}"
+    );
+    assert_eq!(contents(&wh.warehouse, def).await, ["4|40|dan", "5|50|eve"]);
 }

@@ -62,29 +62,7 @@ impl Warehouse {
             .map(|k| Expr::Column(Column::new_unqualified(*k)))
             .collect();
         let keys = keys.select(key_columns)?.distinct()?;
-        // Keys of another type would be compared after DataFusion's coercion (text against a
-        // number compares as numbers: "00123" and "123" both match 123): exact types only.
-        for key in table.key {
-            let expected = table
-                .column(key)
-                .map(|c| c.data_type.arrow_type())
-                .ok_or_else(|| Error::msg(format!("{qualified_name}: no key column `{key}`")))?;
-            let given = keys.schema().field_with_unqualified_name(key)?.data_type();
-            let text = |t: &arrow::datatypes::DataType| {
-                use arrow::datatypes::DataType::{LargeUtf8, Utf8, Utf8View};
-                matches!(t, Utf8 | LargeUtf8 | Utf8View)
-            };
-            if given != &expected && !(text(given) && text(&expected)) {
-                return Err(Error::schema(
-                    &qualified_name,
-                    format!(
-                        "cannot delete by key: key column `{key}` of the keys is {given}, the \
-                         table's is {expected}; cast the keys to {expected} (values of another \
-                         type would be matched after a conversion, not exactly)"
-                    ),
-                ));
-            }
-        }
+        refuse_other_key_types(table, keys.schema())?;
         let commit = CommitTags::transaction(transaction);
         let before = delta.version();
         let merge = super::guard::guard(delta)
@@ -146,4 +124,36 @@ fn outcome_nothing(table: &TableDef) -> WriteOutcome {
         rows_deleted: 0,
         stats: None,
     }
+}
+
+/// Refuses deletion keys whose columns are not of `table`'s key types: they would be compared
+/// after DataFusion's coercion (text against a number compares as numbers: "00123" and "123"
+/// both match 123; a float cast to an integer key truncates). String encodings are one type.
+pub(crate) fn refuse_other_key_types(
+    table: &TableDef,
+    keys: &datafusion::common::DFSchema,
+) -> Result<()> {
+    let qualified_name = table.qualified_name();
+    for key in table.key {
+        let expected = table
+            .column(key)
+            .map(|c| c.data_type.arrow_type())
+            .ok_or_else(|| Error::msg(format!("{qualified_name}: no key column `{key}`")))?;
+        let given = keys.field_with_unqualified_name(key)?.data_type();
+        let text = |t: &arrow::datatypes::DataType| {
+            use arrow::datatypes::DataType::{LargeUtf8, Utf8, Utf8View};
+            matches!(t, Utf8 | LargeUtf8 | Utf8View)
+        };
+        if given != &expected && !(text(given) && text(&expected)) {
+            return Err(Error::schema(
+                &qualified_name,
+                format!(
+                    "cannot delete by key: key column `{key}` of the keys is {given}, the \
+                     table's is {expected}; cast the keys to {expected} (values of another type \
+                     would be matched after a conversion, not exactly)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -124,6 +124,9 @@ impl Warehouse {
         options: WriteOptions,
     ) -> Result<WriteOutcome> {
         let qualified = table.qualified_name();
+        if let Deletions::Keys(keys) = &options.deletions {
+            super::delete::refuse_other_key_types(table, keys.schema())?;
+        }
         let mut delta = self.ensure(table).await?;
         if let Some((app_id, version)) = &options.transaction
             && let Some(done) = committed_version(&delta, table, app_id).await?
