@@ -49,7 +49,7 @@ pub struct DimCustomer {
     pub run_at: Timestamp,
 }
 
-/// One row per customer seen in the sales, with the name of their most recent sale and their
+/// One row per customer seen in the sales, with the name of their most recently ingested sale and their
 /// CRM contact (none when the CRM has no contact for them).
 #[pipeline(depends_on = [silver_erp_sales_transactions, silver_crm_contacts])]
 pub async fn dim_customer(

@@ -28,7 +28,8 @@ pub struct DimProduct {
     pub run_at: Timestamp,
 }
 
-/// One row per product: its attributes from its most recent sale.
+/// One row per product: its attributes from its most recently ingested sale (a late-arriving
+/// older order, ingested last, sets them).
 #[pipeline(depends_on = [silver_erp_sales_transactions])]
 pub async fn dim_product(sales: Frame<SilverErpSales>, cx: &Ctx) -> Result<Frame<DimProduct>> {
     use SilverErpSales as s;

@@ -22,7 +22,7 @@ pub struct DimStore {
     pub run_at: Timestamp,
 }
 
-/// One row per store: its attributes from its most recent sale.
+/// One row per store: its attributes from its most recently ingested sale.
 #[pipeline(depends_on = [silver_erp_sales_transactions])]
 pub async fn dim_store(sales: Frame<SilverErpSales>, cx: &Ctx) -> Result<Frame<DimStore>> {
     use SilverErpSales as s;
