@@ -1048,7 +1048,7 @@ async fn deletion_keys_win_over_written_rows_and_may_repeat() {
         .expect_err("keys of another type")
         .to_string();
     assert!(
-        error.contains("key column `id` of the keys is Float64, the table's is Int64"),
+        error.contains("key column `id` of the keys is Float64, the table's is BIGINT"),
         "{error}"
     );
     assert_eq!(contents(&wh.warehouse, def).await, ["4|40|dan", "5|50|eve"]);

@@ -1025,14 +1025,30 @@ async fn delete_by_key_removes_rows_or_closes_versions() {
             .to_string();
         assert!(
             error.contains("cannot delete by key: key column `id` of the keys is")
-                && error.contains("the table's is Int64; cast the keys to Int64"),
+                && error.contains("the table's is BIGINT; cast the keys to BIGINT"),
             "{error}"
         );
     }
-    assert_eq!(
-        contents(&wh.warehouse, ORDERS).await,
-        lines(&["1|10", "3|∅"])
-    );
+    // An `i32` for an `i64` key is the same value: taken.
+    let keys = session
+        .sql("SELECT CAST(3 AS INT) AS id")
+        .await
+        .expect("keys");
+    let widened = wh
+        .warehouse
+        .delete_keys(&session, ORDERS, keys, Timestamp(0), None)
+        .await
+        .expect("an exact widening");
+    assert_eq!(widened.rows_deleted, 1);
+    let keys = session.sql("SELECT 1 AS other").await.expect("keys");
+    let error = wh
+        .warehouse
+        .delete_keys(&session, ORDERS, keys, Timestamp(0), None)
+        .await
+        .expect_err("no key column")
+        .to_string();
+    assert!(error.contains("the keys have no column `id`"), "{error}");
+    assert_eq!(contents(&wh.warehouse, ORDERS).await, lines(&["1|10"]));
 }
 
 /// `silver.orders` keyed by its amount instead.

@@ -376,12 +376,12 @@ async fn run_with_retries(
                 Err(error) => {
                     last_error = error.to_string();
                     if is_stopped(&error) {
-                        tracing::error!(attempt, error = %last_error, "cancelled");
+                        tracing::error!(attempt = numbered, error = %last_error, "cancelled");
                         cancelled = Some(last_error.clone());
                         break;
                     }
                     if !error.is_retryable() {
-                        tracing::error!(attempt, error = %last_error, "failed; not retried (another attempt would fail the same way)");
+                        tracing::error!(attempt = numbered, error = %last_error, "failed; not retried (another attempt would fail the same way)");
                         break;
                     }
                     let why_not_again = || {
@@ -393,13 +393,13 @@ async fn run_with_retries(
                         }
                     };
                     if attempt <= retries && let Some(why) = why_not_again() {
-                        tracing::error!(attempt, error = %last_error, "failed; not retried: {why}");
+                        tracing::error!(attempt = numbered, error = %last_error, "failed; not retried: {why}");
                         cancelled = Some(format!("{why} before a retry; attempt {numbered} failed: {last_error}"));
                         retry_cancelled = true;
                         break;
                     } else if attempt <= retries {
                         let delay = backoff(config, attempt);
-                        tracing::warn!(attempt, error = %last_error, retry_in = ?delay, "failed; retrying");
+                        tracing::warn!(attempt = numbered, error = %last_error, retry_in = ?delay, "failed; retrying");
                         // An interrupt or fail-fast ends the wait, and no attempt follows.
                         let mut shutdown = orchestrator.shutdown.clone();
                         let mut stop = stop.clone();
@@ -427,14 +427,14 @@ async fn run_with_retries(
                             }
                             _ = cut_short => {
                                 let why = why_not_again().unwrap_or_default();
-                                tracing::error!(attempt, "not retried: {why}");
+                                tracing::error!(attempt = numbered, "not retried: {why}");
                                 cancelled = Some(format!("{why} before a retry; attempt {numbered} failed: {last_error}"));
                                 retry_cancelled = true;
                                 break;
                             }
                         }
                     } else {
-                        tracing::error!(attempt, error = %last_error, "failed");
+                        tracing::error!(attempt = numbered, error = %last_error, "failed");
                     }
                 }
             }
@@ -509,7 +509,12 @@ async fn attempt_once(
 ) -> Result<Written> {
     let warehouse = orchestrator.warehouse.clone();
     let sequence = run.sequence;
-    let orchestrator = orchestrator.clone();
+    // Without the progress events' sender: a live display ends when every sender is gone, and
+    // an attempt left running (it blocked past its cut) must not keep it, and the CLI, waiting.
+    let orchestrator = Orchestrator {
+        events: None,
+        ..orchestrator.clone()
+    };
     let settings = Arc::new(config.settings.clone());
     let committed = Arc::new(AtomicBool::new(false));
     let has_committed = committed.clone();
@@ -582,16 +587,22 @@ async fn attempt_once(
             Ok(joined) => joined_result(joined),
             Err(_) => {
                 task.abort();
-                let _ = tokio::time::timeout(AFTER_CUT_LIMIT, &mut task).await;
+                let stopped = tokio::time::timeout(AFTER_CUT_LIMIT, &mut task)
+                    .await
+                    .is_ok();
                 let message = format!(
                     "timed out while recording a committed write ({}, then {} more): its rows \
                      are in the table, and a retry or `resume` finds the commit",
                     cut.describe(),
                     humantime::format_duration(grace)
                 );
-                // Stopped by fail-fast, it is cancelled with the run, not a failure of its own.
+                // Stopped by fail-fast, it is cancelled with the run, not a failure of its own;
+                // still running, it is not retried beside itself.
                 Err(match cut {
                     Cut::Stopped(_) => Error::Other(Box::new(Stopped(message.into()))),
+                    Cut::TimeLimit(_) if !stopped => Error::Refused(format!(
+                        "{message}; the attempt did not stop, so it is not retried"
+                    )),
                     Cut::TimeLimit(_) => Error::msg(message),
                 })
             }
@@ -602,7 +613,10 @@ async fn attempt_once(
     task.abort();
     // The abort reaches the task where it next waits: code that blocks (a synchronous call, a
     // long computation) runs on, and is left to end on its own rather than hold the run.
-    let left_running = match tokio::time::timeout_at(deadline, &mut task).await {
+    // A few seconds at least, even when the commit check took the deadline: an aborted task
+    // that was awaiting (the usual case) ends as soon as a worker runs it.
+    let stop_by = deadline.max(tokio::time::Instant::now() + Duration::from_secs(5));
+    let left_running = match tokio::time::timeout_at(stop_by, &mut task).await {
         // It ended before the abort reached it: its own outcome.
         Ok(Ok(result)) => return result,
         Ok(Err(error)) if error.is_panic() => return joined_result(Err(error)),
@@ -622,13 +636,17 @@ async fn attempt_once(
     } else {
         ""
     };
+    let stopped_text = if committed.is_none() {
+        "stopped; whether its write committed could not be told in time"
+    } else {
+        "stopped before its write committed"
+    };
     Err(match cut {
         // Not retried beside an attempt still running: two attempts would run the pipeline's
         // code (and call its sources) at once.
         Cut::TimeLimit(limit) if left_running => Error::Refused(format!(
             "timed out after {}{unconfirmed}; the attempt did not stop (it blocks without \
-             awaiting: use async calls or `tokio::task::spawn_blocking`) and is left running, \
-             so it is not retried",
+             awaiting: use async calls) and is left running, so it is not retried",
             humantime::format_duration(limit)
         )),
         Cut::TimeLimit(limit) => Error::msg(format!(
@@ -636,7 +654,7 @@ async fn attempt_once(
             humantime::format_duration(limit)
         )),
         Cut::Stopped(reason) => Error::Other(Box::new(Stopped(
-            format!("{reason}; stopped before its write committed{unconfirmed}").into(),
+            format!("{reason}; {stopped_text}").into(),
         ))),
     })
 }

@@ -61,8 +61,8 @@ impl Warehouse {
             .iter()
             .map(|k| Expr::Column(Column::new_unqualified(*k)))
             .collect();
-        let keys = keys.select(key_columns)?.distinct()?;
         refuse_other_key_types(table, keys.schema())?;
+        let keys = keys.select(key_columns)?.distinct()?;
         let commit = CommitTags::transaction(transaction);
         let before = delta.version();
         let merge = super::guard::guard(delta)
@@ -128,29 +128,54 @@ fn outcome_nothing(table: &TableDef) -> WriteOutcome {
 
 /// Refuses deletion keys whose columns are not of `table`'s key types: they would be compared
 /// after DataFusion's coercion (text against a number compares as numbers: "00123" and "123"
-/// both match 123; a float cast to an integer key truncates). String encodings are one type.
+/// both match 123; a float cast to an integer key truncates). Encodings of one type (string
+/// views, dictionaries, time zones) and exact widenings (an `i32` for an `i64` key, seconds or
+/// milliseconds for a timestamp, a decimal of the same scale) are the same values.
 pub(crate) fn refuse_other_key_types(
     table: &TableDef,
     keys: &datafusion::common::DFSchema,
 ) -> Result<()> {
+    use crate::table::LogicalType;
+    use arrow::datatypes::{DataType, TimeUnit};
     let qualified_name = table.qualified_name();
     for key in table.key {
         let expected = table
             .column(key)
-            .map(|c| c.data_type.arrow_type())
+            .map(|c| c.data_type)
             .ok_or_else(|| Error::msg(format!("{qualified_name}: no key column `{key}`")))?;
-        let given = keys.field_with_unqualified_name(key)?.data_type();
-        let text = |t: &arrow::datatypes::DataType| {
-            use arrow::datatypes::DataType::{LargeUtf8, Utf8, Utf8View};
-            matches!(t, Utf8 | LargeUtf8 | Utf8View)
+        let given = keys
+            .field_with_unqualified_name(key)
+            .map_err(|_| {
+                Error::schema(
+                    &qualified_name,
+                    format!("cannot delete by key: the keys have no column `{key}`"),
+                )
+            })?
+            .data_type();
+        let same = match (LogicalType::from_arrow(given), expected) {
+            (Some(logical), _) if logical == expected => true,
+            (_, LogicalType::Int64) => matches!(given, DataType::Int32),
+            (_, LogicalType::Timestamp) => matches!(
+                given,
+                DataType::Timestamp(TimeUnit::Second | TimeUnit::Millisecond, _)
+            ),
+            (Some(LogicalType::Decimal { scale, .. }), LogicalType::Decimal { scale: s, .. }) => {
+                scale == s
+            }
+            _ => false,
         };
-        if given != &expected && !(text(given) && text(&expected)) {
+        if !same {
             return Err(Error::schema(
                 &qualified_name,
                 format!(
                     "cannot delete by key: key column `{key}` of the keys is {given}, the \
-                     table's is {expected}; cast the keys to {expected} (values of another type \
-                     would be matched after a conversion, not exactly)"
+                     table's is {sql}; cast the keys to {sql} (values of another type would be \
+                     matched after a conversion, not exactly)",
+                    // (`CAST(.. AS TIMESTAMP)` gives nanoseconds in DataFusion.)
+                    sql = match expected {
+                        LogicalType::Timestamp => "TIMESTAMP(6)".to_owned(),
+                        other => other.sql_name(),
+                    }
                 ),
             ));
         }
