@@ -1114,6 +1114,18 @@ async fn changes_of_a_table_whose_change_feed_was_turned_off_fail_naming_it() {
     );
 }
 
+/// A run configuration under which `breaks_ledger` replaces the folder of `lakehouse.runs`.
+fn breaking_the_ledger(wh: &TempWarehouse) -> RunConfig {
+    let folder =
+        crate::common::table_folder(&wh.warehouse, lakehouse_runtime::ledger::RunRecord::DEF);
+    let mut config = RunConfig::default();
+    config.settings.set(
+        "runs_folder",
+        folder.to_str().expect("utf-8").trim_end_matches('/'),
+    );
+    config
+}
+
 #[tokio::test]
 async fn a_run_whose_end_cannot_be_recorded_still_reports_how_it_ended() {
     let wh = TempWarehouse::new();
@@ -1127,13 +1139,7 @@ async fn a_run_whose_end_cannot_be_recorded_still_reports_how_it_ended() {
             .expect("run 1")
             .succeeded()
     );
-    let folder =
-        crate::common::table_folder(&wh.warehouse, lakehouse_runtime::ledger::RunRecord::DEF);
-    let mut config = RunConfig::default();
-    config.settings.set(
-        "runs_folder",
-        folder.to_str().expect("utf-8").trim_end_matches('/'),
-    );
+    let config = breaking_the_ledger(&wh);
     // Before, the run was an error: its report (every pipeline succeeded) was lost.
     let report = orchestrator.run(&config).await.expect("a report");
     assert_eq!(
@@ -1250,13 +1256,7 @@ async fn a_run_whose_attempt_row_was_lost_is_recorded_as_no_success() {
             .expect("run 1")
             .succeeded()
     );
-    let folder =
-        crate::common::table_folder(&wh.warehouse, lakehouse_runtime::ledger::RunRecord::DEF);
-    let mut config = RunConfig::default();
-    config.settings.set(
-        "runs_folder",
-        folder.to_str().expect("utf-8").trim_end_matches('/'),
-    );
+    let mut config = breaking_the_ledger(&wh);
     config.settings.set("mend_ledger", "yes");
     let report = orchestrator.run(&config).await.expect("a report");
     // Every pipeline succeeded, but `breaks_ledger`'s attempt is not in the ledger.
