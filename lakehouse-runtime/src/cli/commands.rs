@@ -1,24 +1,25 @@
-//! The commands behind the command line.
+//! The commands behind the command line: dispatch, and running the pipelines (`run`, `resume`,
+//! backfills, loops) with their reports; `check`, `sql` and the listings have modules of their own.
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
-use comfy_table::{ContentArrangement, Table as Grid, presets};
-use futures::StreamExt as _;
-
 use super::args::{
-    Cli, Command, DirectionArg, ExecutionArgs, GlobalArgs, GraphFormat, NotifyOnArg, OrderArg,
-    OutputFormat, ReportFormat, RunArgs, SelectArgs, SkipPolicyArg,
+    Cli, Command, DirectionArg, ExecutionArgs, GlobalArgs, NotifyOnArg, OrderArg, ReportFormat,
+    RunArgs, SelectArgs, SkipPolicyArg,
 };
-use crate::check::check_plans_with;
 use crate::ctx::Settings;
 use crate::error::{Error, Result};
 use crate::graph::Registry;
-use crate::ledger::{Liveness, RunRecord, system_tables};
+use crate::ledger::system_tables;
 use crate::orchestrator::{
     Direction, Orchestrator, Order, RunConfig, RunReport, SkipPolicy, Status,
 };
 use crate::store::Warehouse;
+
+use super::check::check;
+use super::listing::{graph, list, list_json, runs};
+use super::query::sql;
 use crate::table::{TableDef, Timestamp};
 
 /// Runs the parsed command.
@@ -213,20 +214,20 @@ fn describe_location(location: &str) -> String {
     }
 }
 
-fn warehouse(global: &GlobalArgs) -> Result<Warehouse> {
+pub(super) fn warehouse(global: &GlobalArgs) -> Result<Warehouse> {
     Warehouse::open(global.warehouse())?.with_memory_limit(global.memory_limit)
 }
 
 /// The warehouse of a command that only reads or maintains it: a local warehouse that does not
 /// exist is an error (most likely a mistyped `--warehouse`), not an empty answer.
-fn existing_warehouse(global: &GlobalArgs) -> Result<Warehouse> {
+pub(super) fn existing_warehouse(global: &GlobalArgs) -> Result<Warehouse> {
     Warehouse::open_existing(global.warehouse())
         .map_err(|error| Error::msg(format!("{error}; check --warehouse or LAKEHOUSE_WAREHOUSE")))?
         .with_memory_limit(global.memory_limit)
 }
 
 /// The pipelines' settings the global options give (`--set`, `--live`, `--opendata-dir`).
-fn settings_of(global: &GlobalArgs) -> Settings {
+pub(super) fn settings_of(global: &GlobalArgs) -> Settings {
     let mut settings = Settings::new();
     if global.live {
         settings.set("opendata.mode", "live");
@@ -568,16 +569,6 @@ async fn backfill(
     }
 }
 
-/// The first paragraph of a doc comment, on one line (a doc's first line is often half a
-/// sentence).
-fn first_paragraph(doc: &str) -> String {
-    doc.lines()
-        .map(str::trim)
-        .take_while(|line| !line.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Warns of `--set` keys no pipeline of `report`'s run read (a misspelled key is otherwise
 /// silently ignored and the default used). Only a run whose every pipeline ran and succeeded
 /// tells: a pipeline that failed, did not run or was replayed may not have read its keys.
@@ -648,494 +639,8 @@ fn finish(report: &RunReport, resumable: bool) -> ExitCode {
     }
 }
 
-fn list(registry: &Registry) {
-    let mut grid = Grid::new();
-    grid.load_preset(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header([
-            "pipeline",
-            "level",
-            "layer",
-            "table",
-            "mode",
-            "depends on",
-            "tags",
-            "description",
-        ]);
-    for p in registry.pipelines() {
-        grid.add_row(vec![
-            p.name.to_owned(),
-            p.level.to_string(),
-            p.layer().to_owned(),
-            p.output.qualified_name(),
-            match p.output.overwrite {
-                crate::table::OverwriteScope::Partitions => "overwrite (partitions)".to_owned(),
-                crate::table::OverwriteScope::Table => p.output.mode.as_str().to_owned(),
-            },
-            p.depends_on.join(", "),
-            p.tags.join(", "),
-            first_paragraph(p.description),
-        ]);
-    }
-    say!("{grid}");
-    say!("{} pipeline(s)", registry.len());
-}
-
-/// `list --format json`: one object per pipeline.
-fn list_json(registry: &Registry) -> Result<()> {
-    print_json_lines(registry.pipelines().iter().map(|p| {
-        let inputs: Vec<serde_json::Value> = p
-            .inputs
-            .iter()
-            .map(|input| {
-                serde_json::json!({
-                    "table": input.table.qualified_name(),
-                    "incremental": input.incremental,
-                })
-            })
-            .collect();
-        serde_json::json!({
-            "pipeline": p.name,
-            "level": p.level,
-            "layer": p.layer(),
-            "table": p.output.qualified_name(),
-            "mode": p.output.mode.as_str(),
-            "depends_on": p.depends_on,
-            "inputs": inputs,
-            "tags": p.tags,
-            "retries": p.retries,
-            "timeout_ms": p.timeout_ms,
-            "full_snapshot": p.full_snapshot,
-            "description": p.description,
-        })
-    }))
-}
-
-/// The graph in Mermaid or dot syntax: one node per pipeline, one edge per dependency.
-pub fn graph(registry: &Registry, format: GraphFormat) -> String {
-    let mut out = String::new();
-    match format {
-        GraphFormat::Mermaid => {
-            out.push_str("flowchart LR\n");
-            for p in registry.pipelines() {
-                out.push_str(&format!(
-                    "  {}[\"{}<br/>{}\"]\n",
-                    p.name,
-                    p.name,
-                    p.output.qualified_name()
-                ));
-            }
-            for (from, to) in registry.edges() {
-                out.push_str(&format!("  {from} --> {to}\n"));
-            }
-        }
-        GraphFormat::Dot => {
-            out.push_str("digraph lakehouse {\n  rankdir=LR;\n");
-            for p in registry.pipelines() {
-                out.push_str(&format!(
-                    "  {} [label=\"{}\\n{}\"];\n",
-                    p.name,
-                    p.name,
-                    p.output.qualified_name()
-                ));
-            }
-            for (from, to) in registry.edges() {
-                out.push_str(&format!("  {from} -> {to};\n"));
-            }
-            out.push_str("}\n");
-        }
-    }
-    out
-}
-
-async fn check(registry: &Registry, global: &GlobalArgs) -> Result<ExitCode> {
-    let missing = Warehouse::missing(global.warehouse())?;
-    // A fresh clone has no warehouse yet; a location given explicitly is most likely mistyped,
-    // and a gate must not pass on it.
-    if let Some(directory) = &missing
-        && global.warehouse_given.is_some()
-    {
-        return Err(Error::msg(format!(
-            "no warehouse at {}: check --warehouse or LAKEHOUSE_WAREHOUSE (a warehouse is \
-             created by its first `orchestrate run`)",
-            directory.display()
-        )));
-    }
-    say!(
-        "graph: {} pipelines, no cycle, every input declared",
-        registry.len()
-    );
-    let mut ok = true;
-    match check_plans_with(registry, &settings_of(global)).await {
-        Ok(()) => say!("plans: every pipeline's plan matches its table"),
-        Err(failures) => {
-            ok = false;
-            say!("{}", failures.to_string().trim_end());
-        }
-    }
-    if let Some(directory) = missing {
-        say!(
-            "tables: no warehouse at {} yet, nothing to compare",
-            directory.display()
-        );
-        return Ok(exit_code(ok));
-    }
-    let warehouse = warehouse(global)?;
-    let (mut drifts, mut damaged) = (0, 0);
-    let mut unreadable: Vec<&'static TableDef> = Vec::new();
-    for table in all_tables(registry) {
-        // A table that cannot be read is reported, and the others are still checked.
-        let read = async {
-            Ok::<_, Error>((
-                warehouse.drift(table).await?,
-                warehouse.missing_files(table).await?,
-            ))
-        };
-        let (drifted, missing) = match read.await {
-            Ok(read) => read,
-            Err(error) => {
-                unreadable.push(table);
-                ok = false;
-                say!("unreadable: {}: {error}", table.qualified_name());
-                continue;
-            }
-        };
-        for drift in drifted {
-            drifts += 1;
-            ok &= !drift.is_incompatible();
-            say!("schema drift: {drift}");
-        }
-        if let Some(first) = missing.first() {
-            damaged += 1;
-            ok = false;
-            say!(
-                "missing files: {}: {} data file(s) of its current version are gone (e.g. {first}); \
-                 every read of it fails: restore them, or rebuild the table",
-                table.qualified_name(),
-                missing.len()
-            );
-        }
-    }
-    if drifts == 0 && unreadable.is_empty() {
-        say!("tables: every Delta table matches its declaration");
-    }
-    if damaged == 0 && unreadable.is_empty() {
-        say!("files: every data file the tables reference is present");
-    }
-    ok &= check_freshness(registry, &warehouse, &unreadable).await?;
-    Ok(exit_code(ok))
-}
-
-/// Reports the tables declaring a `freshness` whose latest write is older (or that were never
-/// written); true when there is none.
-async fn check_freshness(
-    registry: &Registry,
-    warehouse: &Warehouse,
-    unreadable: &[&'static TableDef],
-) -> Result<bool> {
-    let tables = all_tables(registry);
-    let mut stale = Vec::new();
-    let mut fresh = true;
-    for table in tables.iter().filter(|t| !unreadable.contains(t)) {
-        match warehouse.stale_tables(&[table], Timestamp::now()).await {
-            Ok(found) => stale.extend(found),
-            // Its history cannot be read: its freshness is unknown, which is no pass.
-            Err(error) => {
-                fresh = false;
-                say!("unreadable: {}: {error}", table.qualified_name());
-            }
-        }
-    }
-    for table in &stale {
-        say!("stale: {table}");
-    }
-    let declared = tables.iter().filter(|t| t.freshness_secs.is_some()).count();
-    if declared > 0 && stale.is_empty() && fresh && unreadable.is_empty() {
-        say!("freshness: every table declaring one was written within it ({declared})");
-    }
-    Ok(stale.is_empty() && fresh)
-}
-
-fn exit_code(ok: bool) -> ExitCode {
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-async fn sql(
-    registry: &Registry,
-    global: &GlobalArgs,
-    query: &str,
-    as_of: &[(&'static TableDef, crate::store::AsOf)],
-    format: OutputFormat,
-) -> Result<ExitCode> {
-    let warehouse = existing_warehouse(global)?;
-    let tables = all_tables(registry);
-    let df = warehouse.sql_as_of(&tables, query, as_of).await?;
-    let schema = df.schema().inner().clone();
-    // Streamed: a result of any size is written batch by batch, never held whole.
-    let failed = |e: datafusion::error::DataFusionError| {
-        Error::msg(format!("query failed: {}", Error::from(e)))
-    };
-    let mut stream = df.execute_stream().await.map_err(failed)?;
-    match format {
-        OutputFormat::Table => {
-            let (mut shown, mut rows) = (Vec::new(), 0);
-            while let Some(batch) = stream.next().await {
-                let batch = batch.map_err(failed)?;
-                let room = GRID_ROWS.saturating_sub(rows);
-                if room > 0 {
-                    shown.push(batch.slice(0, room.min(batch.num_rows())));
-                }
-                rows += batch.num_rows();
-            }
-            let grid = grid_of(&schema, &shown)?;
-            if rows > GRID_ROWS {
-                say!(
-                    "{grid}\n{rows} row(s), the first {GRID_ROWS} shown (`--format csv` or \
-                     `json` writes them all)"
-                );
-            } else {
-                say!("{grid}\n{rows} row(s)");
-            }
-        }
-        OutputFormat::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(std::io::stdout());
-            let mut written = false;
-            while let Some(batch) = stream.next().await {
-                written = true;
-                if quiet_if_reader_gone(writer.write(&batch.map_err(failed)?))?.is_none() {
-                    break;
-                }
-            }
-            // The header is written with the first batch: an empty result still has one.
-            if !written {
-                let empty = arrow::array::RecordBatch::new_empty(schema);
-                quiet_if_reader_gone(writer.write(&empty))?;
-            }
-        }
-        OutputFormat::Json => {
-            let mut writer = arrow::json::LineDelimitedWriter::new(std::io::stdout());
-            let mut open = true;
-            while let Some(batch) = stream.next().await {
-                if quiet_if_reader_gone(writer.write(&batch.map_err(failed)?))?.is_none() {
-                    open = false;
-                    break;
-                }
-            }
-            if open {
-                quiet_if_reader_gone(writer.finish())?;
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Rows `sql` draws in its table; the count covers them all.
-const GRID_ROWS: usize = 1_000;
-
-/// Query results of `schema` as a table drawn like the other commands' (NULL spelled out).
-fn grid_of(
-    schema: &arrow::datatypes::Schema,
-    batches: &[arrow::array::RecordBatch],
-) -> Result<Grid> {
-    use arrow::util::display::{ArrayFormatter, FormatOptions};
-    let mut grid = Grid::new();
-    grid.load_preset(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic);
-    grid.set_header(schema.fields().iter().map(|f| f.name().clone()));
-    let options = FormatOptions::default().with_null("NULL");
-    for batch in batches {
-        let formatters = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-            .collect::<Result<Vec<_>, _>>()?;
-        for row in 0..batch.num_rows() {
-            grid.add_row(formatters.iter().map(|f| f.value(row).to_string()));
-        }
-    }
-    Ok(grid)
-}
-
-/// `written`, `None` when the reader is gone (`orchestrate sql .. | head`), which is no error.
-fn quiet_if_reader_gone(
-    written: Result<(), arrow::error::ArrowError>,
-) -> Result<Option<()>, arrow::error::ArrowError> {
-    match written {
-        Ok(()) => Ok(Some(())),
-        Err(error) if super::is_broken_pipe(&error) => Ok(None),
-        Err(error) => Err(error),
-    }
-}
-
-/// A run's status for `runs`: `died` for a run recorded as running whose process is gone.
-fn run_status(run: &RunRecord) -> String {
-    if run_died(run) {
-        "died (resume it)".to_owned()
-    } else {
-        run.status.clone()
-    }
-}
-
-/// Whether `run` is recorded as running by a process that is gone.
-fn run_died(run: &RunRecord) -> bool {
-    run.status == Status::Running.as_str() && run.process_liveness() == Liveness::Gone
-}
-
-/// `runs --format json`: one object per line, for schedulers and scripts.
-fn print_json_lines(rows: impl IntoIterator<Item = serde_json::Value>) -> Result<()> {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    for row in rows {
-        match writeln!(out, "{row}") {
-            Ok(()) => {}
-            // The reader went away (`| head`): nothing more to say.
-            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => break,
-            Err(error) => return Err(Error::msg(format!("writing to stdout: {error}"))),
-        }
-    }
-    Ok(())
-}
-
-async fn runs(
-    registry: &Registry,
-    global: &GlobalArgs,
-    run_id: Option<String>,
-    limit: usize,
-    format: ReportFormat,
-) -> Result<ExitCode> {
-    let orchestrator = Orchestrator::new(registry.clone(), existing_warehouse(global)?);
-    let time = |t: Option<Timestamp>| t.map(|t| t.to_rfc3339());
-    if format == ReportFormat::Json {
-        match run_id {
-            None => {
-                let runs = orchestrator.ledger().runs(limit).await?;
-                print_json_lines(runs.iter().map(|r| {
-                    serde_json::json!({
-                        "run_id": r.run_id,
-                        "sequence": r.sequence,
-                        "run_at": r.run_at.to_rfc3339(),
-                        "status": if run_died(r) { "died" } else { r.status.as_str() },
-                        "started_at": r.started_at.to_rfc3339(),
-                        "finished_at": time(r.finished_at),
-                        "duration_ms": r.duration_ms,
-                        "rows_written": r.rows_written,
-                        "rows_deleted": r.rows_deleted,
-                        "selection": r.selection,
-                    })
-                }))?;
-            }
-            Some(prefix) => {
-                let (run_id, records) = run_records(&orchestrator, prefix).await?;
-                print_json_lines(records.iter().filter(|r| r.kind == "pipeline").map(|r| {
-                    serde_json::json!({
-                        "run_id": run_id,
-                        "pipeline": r.pipeline,
-                        "attempt": r.attempt,
-                        "status": r.status,
-                        "started_at": r.started_at.to_rfc3339(),
-                        "finished_at": time(r.finished_at),
-                        "duration_ms": r.duration_ms,
-                        "rows_written": r.rows_written,
-                        "rows_deleted": r.rows_deleted,
-                        "table": r.output_table,
-                        "table_version": r.table_version,
-                        "error": r.error,
-                    })
-                }))?;
-            }
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut grid = Grid::new();
-    grid.load_preset(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic);
-    match run_id {
-        None => {
-            grid.set_header([
-                "run",
-                "sequence",
-                "run_at",
-                "status",
-                "rows",
-                "duration",
-                "selection",
-            ]);
-            let runs = orchestrator.ledger().runs(limit).await?;
-            for r in &runs {
-                grid.add_row(vec![
-                    r.run_id.clone(),
-                    r.sequence.to_string(),
-                    r.run_at.to_string(),
-                    run_status(r),
-                    crate::orchestrator::report::rows_text(
-                        r.rows_written.map(|n| n as u64),
-                        r.rows_deleted.map(|n| n as u64),
-                    ),
-                    r.duration_ms
-                        .map(|ms| format!("{:.2}s", ms as f64 / 1000.0))
-                        .unwrap_or_default(),
-                    r.selection.clone().unwrap_or_default(),
-                ]);
-            }
-            say!("{grid}");
-            if runs.is_empty() {
-                say!("no run recorded in {} yet", global.warehouse());
-            }
-        }
-        Some(prefix) => {
-            let (_, records) = run_records(&orchestrator, prefix).await?;
-            grid.set_header([
-                "pipeline", "attempt", "status", "rows", "version", "duration", "error",
-            ]);
-            for r in records.iter().filter(|r| r.kind == "pipeline") {
-                grid.add_row(vec![
-                    r.pipeline.clone().unwrap_or_default(),
-                    r.attempt.map(|a| a.to_string()).unwrap_or_default(),
-                    r.status.clone(),
-                    crate::orchestrator::report::rows_text(
-                        r.rows_written.map(|n| n as u64),
-                        r.rows_deleted.map(|n| n as u64),
-                    ),
-                    r.table_version.map(|v| v.to_string()).unwrap_or_default(),
-                    r.duration_ms
-                        .map(|ms| format!("{:.2}s", ms as f64 / 1000.0))
-                        .unwrap_or_default(),
-                    r.error.clone().unwrap_or_default(),
-                ]);
-            }
-            say!("{grid}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The id of the run `prefix` names (a unique start of it), and its records.
-async fn run_records(
-    orchestrator: &Orchestrator,
-    prefix: String,
-) -> Result<(String, Vec<RunRecord>)> {
-    let run_id = orchestrator
-        .ledger()
-        .resolve_run_id(&prefix)
-        .await?
-        .unwrap_or(prefix);
-    let records = orchestrator.ledger().run(&run_id).await?;
-    if records.is_empty() {
-        return Err(Error::msg(format!(
-            "no run `{run_id}` in the ledger; see `orchestrate runs`"
-        )));
-    }
-    Ok((run_id, records))
-}
-
 /// Every table the CLI knows: the pipelines' outputs and the system tables.
-fn all_tables(registry: &Registry) -> Vec<&'static TableDef> {
+pub(super) fn all_tables(registry: &Registry) -> Vec<&'static TableDef> {
     registry
         .pipelines()
         .iter()
@@ -1172,19 +677,4 @@ fn tables_named(registry: &Registry, names: &[String]) -> Result<Vec<&'static Ta
                 })
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_doc_comments_first_paragraph_is_one_line() {
-        let doc = "Rebuilds the calendar (fixes the\noriginal's: it ended yesterday).\n\nMore.";
-        assert_eq!(
-            first_paragraph(doc),
-            "Rebuilds the calendar (fixes the original's: it ended yesterday)."
-        );
-        assert_eq!(first_paragraph(""), "");
-    }
 }

@@ -29,9 +29,12 @@ macro_rules! tell {
 }
 
 mod args;
+mod check;
 mod commands;
 mod inspect;
+mod listing;
 mod progress;
+mod query;
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;

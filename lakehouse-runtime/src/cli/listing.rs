@@ -1,0 +1,299 @@
+//! Listing what the lakehouse holds: its pipelines (`list`, `graph`) and its runs (`runs`).
+
+use std::process::ExitCode;
+
+use comfy_table::{ContentArrangement, Table as Grid, presets};
+
+use super::args::{GlobalArgs, GraphFormat, ReportFormat};
+use super::commands::existing_warehouse;
+use crate::error::{Error, Result};
+use crate::graph::Registry;
+use crate::ledger::{Liveness, RunRecord};
+use crate::orchestrator::{Orchestrator, Status};
+use crate::table::Timestamp;
+
+/// The first paragraph of a doc comment, on one line (a doc's first line is often half a
+/// sentence).
+pub(super) fn first_paragraph(doc: &str) -> String {
+    doc.lines()
+        .map(str::trim)
+        .take_while(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub(super) fn list(registry: &Registry) {
+    let mut grid = Grid::new();
+    grid.load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header([
+            "pipeline",
+            "level",
+            "layer",
+            "table",
+            "mode",
+            "depends on",
+            "tags",
+            "description",
+        ]);
+    for p in registry.pipelines() {
+        grid.add_row(vec![
+            p.name.to_owned(),
+            p.level.to_string(),
+            p.layer().to_owned(),
+            p.output.qualified_name(),
+            match p.output.overwrite {
+                crate::table::OverwriteScope::Partitions => "overwrite (partitions)".to_owned(),
+                crate::table::OverwriteScope::Table => p.output.mode.as_str().to_owned(),
+            },
+            p.depends_on.join(", "),
+            p.tags.join(", "),
+            first_paragraph(p.description),
+        ]);
+    }
+    say!("{grid}");
+    say!("{} pipeline(s)", registry.len());
+}
+
+/// `list --format json`: one object per pipeline.
+pub(super) fn list_json(registry: &Registry) -> Result<()> {
+    print_json_lines(registry.pipelines().iter().map(|p| {
+        let inputs: Vec<serde_json::Value> = p
+            .inputs
+            .iter()
+            .map(|input| {
+                serde_json::json!({
+                    "table": input.table.qualified_name(),
+                    "incremental": input.incremental,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "pipeline": p.name,
+            "level": p.level,
+            "layer": p.layer(),
+            "table": p.output.qualified_name(),
+            "mode": p.output.mode.as_str(),
+            "depends_on": p.depends_on,
+            "inputs": inputs,
+            "tags": p.tags,
+            "retries": p.retries,
+            "timeout_ms": p.timeout_ms,
+            "full_snapshot": p.full_snapshot,
+            "description": p.description,
+        })
+    }))
+}
+
+/// The graph in Mermaid or dot syntax: one node per pipeline, one edge per dependency.
+pub fn graph(registry: &Registry, format: GraphFormat) -> String {
+    let mut out = String::new();
+    match format {
+        GraphFormat::Mermaid => {
+            out.push_str("flowchart LR\n");
+            for p in registry.pipelines() {
+                out.push_str(&format!(
+                    "  {}[\"{}<br/>{}\"]\n",
+                    p.name,
+                    p.name,
+                    p.output.qualified_name()
+                ));
+            }
+            for (from, to) in registry.edges() {
+                out.push_str(&format!("  {from} --> {to}\n"));
+            }
+        }
+        GraphFormat::Dot => {
+            out.push_str("digraph lakehouse {\n  rankdir=LR;\n");
+            for p in registry.pipelines() {
+                out.push_str(&format!(
+                    "  {} [label=\"{}\\n{}\"];\n",
+                    p.name,
+                    p.name,
+                    p.output.qualified_name()
+                ));
+            }
+            for (from, to) in registry.edges() {
+                out.push_str(&format!("  {from} -> {to};\n"));
+            }
+            out.push_str("}\n");
+        }
+    }
+    out
+}
+
+/// A run's status for `runs`: `died` for a run recorded as running whose process is gone.
+fn run_status(run: &RunRecord) -> String {
+    if run_died(run) {
+        "died (resume it)".to_owned()
+    } else {
+        run.status.clone()
+    }
+}
+
+/// Whether `run` is recorded as running by a process that is gone.
+fn run_died(run: &RunRecord) -> bool {
+    run.status == Status::Running.as_str() && run.process_liveness() == Liveness::Gone
+}
+
+/// `runs --format json`: one object per line, for schedulers and scripts.
+fn print_json_lines(rows: impl IntoIterator<Item = serde_json::Value>) -> Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    for row in rows {
+        match writeln!(out, "{row}") {
+            Ok(()) => {}
+            // The reader went away (`| head`): nothing more to say.
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => break,
+            Err(error) => return Err(Error::msg(format!("writing to stdout: {error}"))),
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn runs(
+    registry: &Registry,
+    global: &GlobalArgs,
+    run_id: Option<String>,
+    limit: usize,
+    format: ReportFormat,
+) -> Result<ExitCode> {
+    let orchestrator = Orchestrator::new(registry.clone(), existing_warehouse(global)?);
+    let time = |t: Option<Timestamp>| t.map(|t| t.to_rfc3339());
+    if format == ReportFormat::Json {
+        match run_id {
+            None => {
+                let runs = orchestrator.ledger().runs(limit).await?;
+                print_json_lines(runs.iter().map(|r| {
+                    serde_json::json!({
+                        "run_id": r.run_id,
+                        "sequence": r.sequence,
+                        "run_at": r.run_at.to_rfc3339(),
+                        "status": if run_died(r) { "died" } else { r.status.as_str() },
+                        "started_at": r.started_at.to_rfc3339(),
+                        "finished_at": time(r.finished_at),
+                        "duration_ms": r.duration_ms,
+                        "rows_written": r.rows_written,
+                        "rows_deleted": r.rows_deleted,
+                        "selection": r.selection,
+                    })
+                }))?;
+            }
+            Some(prefix) => {
+                let (run_id, records) = run_records(&orchestrator, prefix).await?;
+                print_json_lines(records.iter().filter(|r| r.kind == "pipeline").map(|r| {
+                    serde_json::json!({
+                        "run_id": run_id,
+                        "pipeline": r.pipeline,
+                        "attempt": r.attempt,
+                        "status": r.status,
+                        "started_at": r.started_at.to_rfc3339(),
+                        "finished_at": time(r.finished_at),
+                        "duration_ms": r.duration_ms,
+                        "rows_written": r.rows_written,
+                        "rows_deleted": r.rows_deleted,
+                        "table": r.output_table,
+                        "table_version": r.table_version,
+                        "error": r.error,
+                    })
+                }))?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut grid = Grid::new();
+    grid.load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    match run_id {
+        None => {
+            grid.set_header([
+                "run",
+                "sequence",
+                "run_at",
+                "status",
+                "rows",
+                "duration",
+                "selection",
+            ]);
+            let runs = orchestrator.ledger().runs(limit).await?;
+            for r in &runs {
+                grid.add_row(vec![
+                    r.run_id.clone(),
+                    r.sequence.to_string(),
+                    r.run_at.to_string(),
+                    run_status(r),
+                    crate::orchestrator::report::rows_text(
+                        r.rows_written.map(|n| n as u64),
+                        r.rows_deleted.map(|n| n as u64),
+                    ),
+                    r.duration_ms
+                        .map(|ms| format!("{:.2}s", ms as f64 / 1000.0))
+                        .unwrap_or_default(),
+                    r.selection.clone().unwrap_or_default(),
+                ]);
+            }
+            say!("{grid}");
+            if runs.is_empty() {
+                say!("no run recorded in {} yet", global.warehouse());
+            }
+        }
+        Some(prefix) => {
+            let (_, records) = run_records(&orchestrator, prefix).await?;
+            grid.set_header([
+                "pipeline", "attempt", "status", "rows", "version", "duration", "error",
+            ]);
+            for r in records.iter().filter(|r| r.kind == "pipeline") {
+                grid.add_row(vec![
+                    r.pipeline.clone().unwrap_or_default(),
+                    r.attempt.map(|a| a.to_string()).unwrap_or_default(),
+                    r.status.clone(),
+                    crate::orchestrator::report::rows_text(
+                        r.rows_written.map(|n| n as u64),
+                        r.rows_deleted.map(|n| n as u64),
+                    ),
+                    r.table_version.map(|v| v.to_string()).unwrap_or_default(),
+                    r.duration_ms
+                        .map(|ms| format!("{:.2}s", ms as f64 / 1000.0))
+                        .unwrap_or_default(),
+                    r.error.clone().unwrap_or_default(),
+                ]);
+            }
+            say!("{grid}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The id of the run `prefix` names (a unique start of it), and its records.
+async fn run_records(
+    orchestrator: &Orchestrator,
+    prefix: String,
+) -> Result<(String, Vec<RunRecord>)> {
+    let run_id = orchestrator
+        .ledger()
+        .resolve_run_id(&prefix)
+        .await?
+        .unwrap_or(prefix);
+    let records = orchestrator.ledger().run(&run_id).await?;
+    if records.is_empty() {
+        return Err(Error::msg(format!(
+            "no run `{run_id}` in the ledger; see `orchestrate runs`"
+        )));
+    }
+    Ok((run_id, records))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_doc_comments_first_paragraph_is_one_line() {
+        let doc = "Rebuilds the calendar (fixes the\noriginal's: it ended yesterday).\n\nMore.";
+        assert_eq!(
+            first_paragraph(doc),
+            "Rebuilds the calendar (fixes the original's: it ended yesterday)."
+        );
+        assert_eq!(first_paragraph(""), "");
+    }
+}

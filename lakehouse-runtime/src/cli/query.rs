@@ -1,0 +1,121 @@
+//! `orchestrate sql`: a read-only query over the tables, streamed as a grid, CSV or JSON lines.
+
+use std::process::ExitCode;
+
+use comfy_table::{ContentArrangement, Table as Grid, presets};
+use futures::StreamExt as _;
+
+use super::args::{GlobalArgs, OutputFormat};
+use super::commands::{all_tables, existing_warehouse};
+use crate::error::{Error, Result};
+use crate::graph::Registry;
+use crate::table::TableDef;
+
+pub(super) async fn sql(
+    registry: &Registry,
+    global: &GlobalArgs,
+    query: &str,
+    as_of: &[(&'static TableDef, crate::store::AsOf)],
+    format: OutputFormat,
+) -> Result<ExitCode> {
+    let warehouse = existing_warehouse(global)?;
+    let tables = all_tables(registry);
+    let df = warehouse.sql_as_of(&tables, query, as_of).await?;
+    let schema = df.schema().inner().clone();
+    // Streamed: a result of any size is written batch by batch, never held whole.
+    let failed = |e: datafusion::error::DataFusionError| {
+        Error::msg(format!("query failed: {}", Error::from(e)))
+    };
+    let mut stream = df.execute_stream().await.map_err(failed)?;
+    match format {
+        OutputFormat::Table => {
+            let (mut shown, mut rows) = (Vec::new(), 0);
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(failed)?;
+                let room = GRID_ROWS.saturating_sub(rows);
+                if room > 0 {
+                    shown.push(batch.slice(0, room.min(batch.num_rows())));
+                }
+                rows += batch.num_rows();
+            }
+            let grid = grid_of(&schema, &shown)?;
+            if rows > GRID_ROWS {
+                say!(
+                    "{grid}\n{rows} row(s), the first {GRID_ROWS} shown (`--format csv` or \
+                     `json` writes them all)"
+                );
+            } else {
+                say!("{grid}\n{rows} row(s)");
+            }
+        }
+        OutputFormat::Csv => {
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(std::io::stdout());
+            let mut written = false;
+            while let Some(batch) = stream.next().await {
+                written = true;
+                if quiet_if_reader_gone(writer.write(&batch.map_err(failed)?))?.is_none() {
+                    break;
+                }
+            }
+            // The header is written with the first batch: an empty result still has one.
+            if !written {
+                let empty = arrow::array::RecordBatch::new_empty(schema);
+                quiet_if_reader_gone(writer.write(&empty))?;
+            }
+        }
+        OutputFormat::Json => {
+            let mut writer = arrow::json::LineDelimitedWriter::new(std::io::stdout());
+            let mut open = true;
+            while let Some(batch) = stream.next().await {
+                if quiet_if_reader_gone(writer.write(&batch.map_err(failed)?))?.is_none() {
+                    open = false;
+                    break;
+                }
+            }
+            if open {
+                quiet_if_reader_gone(writer.finish())?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Rows `sql` draws in its table; the count covers them all.
+const GRID_ROWS: usize = 1_000;
+
+/// Query results of `schema` as a table drawn like the other commands' (NULL spelled out).
+fn grid_of(
+    schema: &arrow::datatypes::Schema,
+    batches: &[arrow::array::RecordBatch],
+) -> Result<Grid> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let mut grid = Grid::new();
+    grid.load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    grid.set_header(schema.fields().iter().map(|f| f.name().clone()));
+    let options = FormatOptions::default().with_null("NULL");
+    for batch in batches {
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            grid.add_row(formatters.iter().map(|f| f.value(row).to_string()));
+        }
+    }
+    Ok(grid)
+}
+
+/// `written`, `None` when the reader is gone (`orchestrate sql .. | head`), which is no error.
+fn quiet_if_reader_gone(
+    written: Result<(), arrow::error::ArrowError>,
+) -> Result<Option<()>, arrow::error::ArrowError> {
+    match written {
+        Ok(()) => Ok(Some(())),
+        Err(error) if super::is_broken_pipe(&error) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
