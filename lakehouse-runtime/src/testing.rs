@@ -129,6 +129,27 @@ impl TestContext {
         Ok(Changes::new(self.frame::<T, R>(rows)?))
     }
 
+    /// The table's expectations applied to `output` as a run applies them before its write:
+    /// the rows a `drop` expectation keeps, and each expectation that fails on some row, with
+    /// what it does (`warn` counts, `drop` removes, `fail` fails the write). NOT NULL, key and
+    /// foreign-key checks read the warehouse at the write: an end-to-end test sees those.
+    ///
+    /// ```ignore
+    /// let (kept, failed) = test.expectations(output).await?;
+    /// assert_eq!(failed[0].0.check, "expectation");
+    /// ```
+    pub async fn expectations<T: Table>(
+        &self,
+        output: Frame<T>,
+    ) -> Result<(
+        Frame<T>,
+        Vec<(crate::quality::Finding, crate::table::OnFail)>,
+    )> {
+        let (kept, findings) =
+            crate::quality::apply_expectations(T::DEF, output.into_dataframe()).await?;
+        Ok((Frame::from_dataframe(kept)?, findings))
+    }
+
     /// This context rebuilt from its parts (after a change of time or settings), with the
     /// records rejected so far.
     fn rebuilt(mut self) -> TestContext {

@@ -753,3 +753,43 @@ mod not_null_assertion {
         );
     }
 }
+
+#[tokio::test]
+async fn a_unit_test_applies_the_expectations_as_a_run_would() {
+    use lakehouse_runtime::OnFail;
+    use lakehouse_runtime::testing::{TestContext, rows};
+    let test = TestContext::new("q_orders")
+        .expect("context")
+        .with_setting("case", "dirty");
+    let output = q_orders(test.ctx()).await.expect("the pipeline");
+    let (kept, failed) = test.expectations(output).await.expect("checked");
+    let failed: Vec<(String, i64, OnFail)> = failed
+        .into_iter()
+        .map(|(finding, on_fail)| {
+            (
+                finding.column.unwrap_or_default(),
+                finding.failing_rows,
+                on_fail,
+            )
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            ("positive_quantity".to_owned(), 1, OnFail::Drop),
+            ("known_status".to_owned(), 1, OnFail::Warn),
+        ]
+    );
+    #[derive(serde::Deserialize)]
+    struct Kept {
+        order_id: i64,
+    }
+    let mut ids: Vec<i64> = rows::<Kept, _>(kept)
+        .await
+        .expect("rows")
+        .into_iter()
+        .map(|k| k.order_id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, [1, 3, 4], "order 2 dropped");
+}
