@@ -107,7 +107,9 @@ pub enum Error {
     /// A read or write refused for a reason another attempt would meet again (another run
     /// holds this run's sequence in the table, an SCD2 history already past the run's time, a
     /// rebuild of an append-only table, `Changes<T>` of a table without its change data feed):
-    /// nothing was written, and the attempt is not retried.
+    /// nothing was written, and the attempt is not retried. Also an attempt left running past
+    /// its time limit (it blocks without awaiting), which is not retried beside itself; what it
+    /// writes then is found by a later retry or `resume` as this run's.
     #[error("{0}")]
     Refused(String),
     /// An error from another library, raised by pipeline code.

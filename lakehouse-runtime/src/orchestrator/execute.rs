@@ -381,7 +381,7 @@ async fn run_with_retries(
                         break;
                     }
                     if !error.is_retryable() {
-                        tracing::error!(attempt = numbered, error = %last_error, "failed; not retried (another attempt would fail the same way)");
+                        tracing::error!(attempt = numbered, error = %last_error, "failed; not retried (another attempt would fail the same way, or run beside this one)");
                         break;
                     }
                     let why_not_again = || {
@@ -636,7 +636,9 @@ async fn attempt_once(
     } else {
         ""
     };
-    let stopped_text = if committed.is_none() {
+    let stopped_text = if left_running {
+        "cut short, and left running (it blocks without awaiting)"
+    } else if committed.is_none() {
         "stopped; whether its write committed could not be told in time"
     } else {
         "stopped before its write committed"

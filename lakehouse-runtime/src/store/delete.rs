@@ -31,6 +31,7 @@ impl Warehouse {
                 "cannot delete by key from {qualified_name}: it declares no `key(..)`"
             )));
         }
+        refuse_other_key_types(table, keys.schema())?;
         let Some(delta) = self.load(table).await? else {
             return Ok(outcome_nothing(table));
         };
@@ -61,7 +62,6 @@ impl Warehouse {
             .iter()
             .map(|k| Expr::Column(Column::new_unqualified(*k)))
             .collect();
-        refuse_other_key_types(table, keys.schema())?;
         let keys = keys.select(key_columns)?.distinct()?;
         let commit = CommitTags::transaction(transaction);
         let before = delta.version();
@@ -143,15 +143,30 @@ pub(crate) fn refuse_other_key_types(
             .column(key)
             .map(|c| c.data_type)
             .ok_or_else(|| Error::msg(format!("{qualified_name}: no key column `{key}`")))?;
-        let given = keys
-            .field_with_unqualified_name(key)
-            .map_err(|_| {
-                Error::schema(
+        let named: Vec<&arrow::datatypes::FieldRef> = keys
+            .fields()
+            .iter()
+            .filter(|field| field.name() == key)
+            .collect();
+        let given = match named.as_slice() {
+            [one] => one.data_type(),
+            [] => {
+                return Err(Error::schema(
                     &qualified_name,
                     format!("cannot delete by key: the keys have no column `{key}`"),
-                )
-            })?
-            .data_type();
+                ));
+            }
+            _ => {
+                return Err(Error::schema(
+                    &qualified_name,
+                    format!(
+                        "cannot delete by key: the keys have {} columns named `{key}` (from a \
+                         join?): select one",
+                        named.len()
+                    ),
+                ));
+            }
+        };
         let same = match (LogicalType::from_arrow(given), expected) {
             (Some(logical), _) if logical == expected => true,
             (_, LogicalType::Int64) => matches!(given, DataType::Int32),
