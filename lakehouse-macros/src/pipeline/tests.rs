@@ -162,6 +162,7 @@ fn durations() {
     assert_eq!(parse_duration_ms("90s"), Some(90_000));
     assert_eq!(parse_duration_ms("1h30m"), Some(5_400_000));
     assert_eq!(parse_duration_ms("250ms"), Some(250));
+    assert_eq!(parse_duration_ms("1d"), Some(86_400_000));
     assert_eq!(parse_duration_ms("5"), None);
     assert_eq!(parse_duration_ms("5 minutes"), None);
     assert_eq!(parse_duration_ms(""), None);

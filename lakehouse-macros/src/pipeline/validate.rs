@@ -238,7 +238,7 @@ pub(crate) fn validate(
             _ => {
                 errors.spanned(
                     lit,
-                    "`timeout` is a duration such as \"90s\", \"5m\", \"1h30m\" or \"500ms\"",
+                    "`timeout` is a duration in `ms`, `s`, `m`, `h` or `d`, such as \"90s\", \"5m\", \"1h30m\" or \"500ms\"",
                 );
                 None
             }
@@ -320,6 +320,7 @@ pub(crate) fn parse_duration_ms(text: &str) -> Option<u64> {
             "s" => 1_000,
             "m" => 60_000,
             "h" => 3_600_000,
+            "d" => 86_400_000,
             _ => return None,
         };
         rest = &rest[unit_len..];

@@ -16,6 +16,7 @@ pub(crate) fn codegen(model: &TableModel) -> TokenStream {
     let reference_checks = reference_checks(model);
     let key_checks = key_checks(model);
     let run_at_check = run_at_check(model);
+    let partition_checks = partition_checks(model);
     let ident = &model.ident;
     let append_only = (model.mode == Mode::Append)
         .then(|| quote!(impl ::lakehouse_runtime::__private::AppendOnly for #ident {}));
@@ -35,7 +36,35 @@ pub(crate) fn codegen(model: &TableModel) -> TokenStream {
         #reference_checks
         #key_checks
         #run_at_check
+        #partition_checks
     }
+}
+
+/// A partition column's type, through any alias, is not a float: its values become folder
+/// names, which round, and an equal value may not name the same partition.
+fn partition_checks(model: &TableModel) -> TokenStream {
+    model
+        .columns
+        .iter()
+        .filter(|c| model.partition_by.contains(&c.name))
+        .map(|c| {
+            let ty = &c.ty;
+            let message = format!(
+                "partition column `{}` is a float: its values become folder names, which round; \
+                 partition by a whole number, a date or a text",
+                c.name
+            );
+            quote_spanned! {ty.span()=>
+                const _: () = ::core::assert!(
+                    !::core::matches!(
+                        <#ty as ::lakehouse_runtime::__private::ColumnType>::LOGICAL,
+                        ::lakehouse_runtime::__private::LogicalType::Float64
+                    ),
+                    #message
+                );
+            }
+        })
+        .collect()
 }
 
 /// A `run_at` column holds the run's logical time, which the runtime fills (new files) and
