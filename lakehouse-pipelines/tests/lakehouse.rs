@@ -116,14 +116,25 @@ async fn two_runs_and_a_replay() {
             ("silver.velov_station_status", 65),
         ])
     );
+    // The snapshot's two stations with more bikes than docks, counted (and kept) by silver's
+    // expectation; nothing else.
     assert_eq!(
         scalar(
             &warehouse,
             &all,
-            "SELECT count(*) FROM lakehouse.quality_issues"
+            "SELECT count(*) FROM lakehouse.quality_issues",
         )
         .await,
-        0
+        1
+    );
+    assert_eq!(
+        scalar(
+            &warehouse,
+            &all,
+            "SELECT count(*) FROM lakehouse.quality_issues WHERE table_name =              'silver.velib_station_status' AND check_name = 'expectation' AND column_name =              'bikes_within_capacity' AND failing_rows = 2 AND NOT blocking",
+        )
+        .await,
+        1
     );
     for (column, dimension, key) in [
         ("customer_key", "gold.dim_customer", "customer_key"),
@@ -215,7 +226,7 @@ async fn two_runs_and_a_replay() {
             ("gold.dim_date", 47_482),
             ("gold.dim_product", 7),
             ("gold.dim_promo", 4),
-            ("gold.dim_store", 3),
+            ("gold.dim_store", 4),
             ("gold.fact_bike_status", 300),
             ("gold.fact_sales", 200),
             ("silver.crm_contacts", 9),
@@ -235,6 +246,16 @@ async fn two_runs_and_a_replay() {
     assert_eq!(
         changed_products, 2,
         "exactly the products whose brand changed got a new version"
+    );
+    let renamed_stores = scalar(
+        &warehouse,
+        &all,
+        "SELECT count(*) FROM gold.dim_store WHERE NOT is_current AND store_id = 'STORE1'",
+    )
+    .await;
+    assert_eq!(
+        renamed_stores, 1,
+        "the store whose name changed kept its old name as a closed version"
     );
     let current_per_key = scalar(
         &warehouse,
@@ -263,6 +284,17 @@ async fn two_runs_and_a_replay() {
         departed, 1,
         "the deleted contact is gone from the current customer row"
     );
+    // Each run ingests the snapshot anew, and silver counts its two overfull stations again.
+    assert_eq!(
+        scalar(
+            &warehouse,
+            &all,
+            "SELECT count(*) FROM lakehouse.quality_issues WHERE column_name = \
+             'bikes_within_capacity' AND failing_rows = 2",
+        )
+        .await,
+        2
+    );
     assert_eq!(
         scalar(
             &warehouse,
@@ -270,7 +302,7 @@ async fn two_runs_and_a_replay() {
             "SELECT count(*) FROM lakehouse.quality_issues"
         )
         .await,
-        0
+        2
     );
 
     // Replaying run 1 changes no table.

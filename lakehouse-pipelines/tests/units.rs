@@ -126,3 +126,129 @@ async fn a_station_listed_twice_keeps_the_same_row_whatever_the_order() {
     assert_eq!(kept[0].len(), 1, "{:?}", kept[0]);
     assert_eq!(kept[0], kept[1]);
 }
+
+/// A Vélib' availability row as the bronze table holds it: the columns these tests set.
+#[derive(Serialize)]
+struct VelibStatus {
+    stationcode: &'static str,
+    is_installed: bool,
+    numdocksavailable: i32,
+    numbikesavailable: i32,
+    is_renting: bool,
+    is_returning: bool,
+    duedate: Option<Timestamp>,
+    lon: f64,
+    lat: f64,
+    run_at: Timestamp,
+}
+
+/// A Vélo'v availability row as the bronze table holds it: the columns these tests set.
+#[derive(Serialize)]
+struct VelovStatus {
+    station_id: &'static str,
+    num_bikes_available: i32,
+    num_docks_available: i32,
+    is_installed: bool,
+    is_renting: bool,
+    is_returning: bool,
+    last_reported: Timestamp,
+    feed_last_updated: Timestamp,
+    run_at: Timestamp,
+}
+
+/// The station of an availability row silver kept.
+#[derive(Deserialize, Debug, PartialEq)]
+struct Kept {
+    #[serde(alias = "stationcode", alias = "station_id")]
+    station: String,
+}
+
+const HOUR: i64 = 3600 * 1_000_000;
+
+/// `hours` after [`TEST_RUN_AT`].
+fn after(hours: i64) -> Timestamp {
+    Timestamp(TEST_RUN_AT.0 + hours * HOUR)
+}
+
+/// Availability rows are judged against the run that fetched them, not the run reading them:
+/// a resumed run (its logical time earlier) reads rows fetched days later, and a row silver
+/// skips is never read again.
+#[tokio::test]
+async fn a_report_time_is_judged_against_its_own_fetch() {
+    use lakehouse_pipelines::ingestion::open::silver::{
+        silver_velib_station_status, silver_velov_station_status,
+    };
+    use lakehouse_pipelines::ingestion::open::velib::BronzeVelibStationStatus;
+    use lakehouse_pipelines::ingestion::open::velov::BronzeVelovStationStatus;
+    // "late": fetched two days after the run reading it, its report an hour before the fetch:
+    // a report. "ahead": fetched at the run's time, its report 30 h ahead: a clock error, even
+    // read 7 h later.
+    let velib = |stationcode, duedate, run_at| VelibStatus {
+        stationcode,
+        is_installed: true,
+        numdocksavailable: 3,
+        numbikesavailable: 4,
+        is_renting: true,
+        is_returning: true,
+        duedate: Some(duedate),
+        lon: 2.3,
+        lat: 48.8,
+        run_at,
+    };
+    let test = TestContext::new("silver_velib_station_status")
+        .expect("context")
+        .with_run_at(after(7));
+    let raw = test
+        .changes::<BronzeVelibStationStatus, _>(&[
+            velib("late", after(47), after(48)),
+            velib("ahead", after(30), after(0)),
+        ])
+        .expect("raw");
+    let kept: Vec<Kept> = rows(
+        silver_velib_station_status(raw)
+            .await
+            .expect("the pipeline"),
+    )
+    .await
+    .expect("rows");
+    assert_eq!(
+        kept,
+        [Kept {
+            station: "late".to_owned()
+        }]
+    );
+
+    let velov = |station_id, last_reported, run_at| VelovStatus {
+        station_id,
+        num_bikes_available: 4,
+        num_docks_available: 3,
+        is_installed: true,
+        is_renting: true,
+        is_returning: true,
+        last_reported,
+        feed_last_updated: run_at,
+        run_at,
+    };
+    let test = TestContext::new("silver_velov_station_status")
+        .expect("context")
+        .with_run_at(after(7));
+    let raw = test
+        .changes::<BronzeVelovStationStatus, _>(&[
+            velov("late", after(47), after(48)),
+            velov("ahead", after(30), after(0)),
+        ])
+        .expect("raw");
+    let kept: Vec<Kept> = rows(
+        silver_velov_station_status(raw)
+            .await
+            .expect("the pipeline"),
+    )
+    .await
+    .expect("rows");
+    assert_eq!(
+        kept,
+        [Kept {
+            station: "late".to_owned()
+        }]
+    );
+}

@@ -104,7 +104,7 @@ pub mod prelude {
     pub use crate::ctx::{FileFormat, NewFiles};
     #[cfg(feature = "engine")]
     pub use crate::frame::{
-        JoinType, Typed, View, count, count_distinct, count_rows, max, min, on_values,
+        JoinType, Typed, View, count, count_distinct, count_rows, interval, max, min, on_values,
         surrogate_key, typed,
     };
     pub use crate::table::{Col, Date, Decimal, Role, Timestamp, avg, on, sum};

@@ -39,9 +39,9 @@ pub struct BronzeErpSales {
     pub quantity: Option<i32>,
     /// Unit price of the product
     pub unit_price: Option<Decimal<10, 2>>,
-    /// Discount of the product
+    /// Discount per unit
     pub discount: Option<Decimal<10, 2>>,
-    /// Cost of the product
+    /// Cost of the line (all its units)
     pub cost: Option<Decimal<10, 2>>,
     /// Promo code of the order
     pub promo_code: Option<String>,
@@ -83,9 +83,9 @@ pub struct SilverErpSales {
     pub quantity: Option<i32>,
     /// Unit price of the product
     pub unit_price: Option<Decimal<10, 2>>,
-    /// Discount of the product
+    /// Discount per unit
     pub discount: Option<Decimal<10, 2>>,
-    /// Cost of the product
+    /// Cost of the line (all its units)
     pub cost: Option<Decimal<10, 2>>,
     /// Promo code of the order
     pub promo_code: Option<String>,

@@ -28,7 +28,7 @@ pub use crate::table::{AverageInto, Averages, Avg, Sum, SumInto, Sums, Values, a
 pub use aggregate::{Grouped, count, count_distinct, count_rows, max, min};
 pub use keys::{register_functions, sha256_hex, surrogate_key};
 pub use rows::{batches_from_rows, batches_to_rows};
-pub use typed::{Computed, Typed, on_values, typed};
+pub use typed::{Computed, Typed, interval, on_values, typed};
 
 use crate::error::{Error, Result};
 use crate::table::{Role, SelectFor, Table, TableDef};

@@ -224,6 +224,15 @@ impl Timestamp {
     }
 }
 
+/// A length of time as a literal expression, to add to or subtract from a timestamp column:
+/// `b::run_at.expr() + interval(Duration::from_secs(24 * 3600))`. Exact (hours, not calendar
+/// days: a day across a daylight-saving change is still 24 hours); a length past 292 years is
+/// taken as 292 years.
+pub fn interval(length: std::time::Duration) -> Expr {
+    let nanos = i64::try_from(length.as_nanos()).unwrap_or(i64::MAX);
+    lit(ScalarValue::new_interval_mdn(0, 0, nanos))
+}
+
 impl Date {
     /// The date as a literal expression.
     pub fn lit(self) -> Expr {

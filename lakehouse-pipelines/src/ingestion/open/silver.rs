@@ -13,7 +13,8 @@ use super::velov::{
 
 /// Vélib' availability, one row per station and update time.
 #[derive(Table)]
-#[table(schema = "silver", name = "velib_station_status", key(stationcode, timestamp), mode = merge)]
+#[table(schema = "silver", name = "velib_station_status", key(stationcode, timestamp), mode = merge,
+        expect(name = "bikes_within_capacity", expr = "numbikesavailable <= capacity"))]
 pub struct SilverVelibStationStatus {
     /// Station code
     pub stationcode: String,
@@ -103,7 +104,7 @@ pub struct SilverVelovStationStatus {
 /// Vélo'v stations, with the history of their description.
 #[derive(Table)]
 #[table(schema = "silver", name = "velov_station_info", key(station_id), mode = scd2,
-        change_columns(name, longitude, latitude, address, capacity))]
+        change_columns(name, longitude, latitude, address, capacity, rental_methods))]
 pub struct SilverVelovStationInfo {
     /// Station id
     pub station_id: String,
@@ -117,6 +118,8 @@ pub struct SilverVelovStationInfo {
     pub address: Option<String>,
     /// Number of docks
     pub capacity: Option<i32>,
+    /// Accepted payment methods, comma-separated (e.g. "KEY,CREDITCARD")
+    pub rental_methods: Option<String>,
     /// Logical time of the run that ingested the row
     pub run_at: Timestamp,
 }
@@ -126,10 +129,9 @@ pub struct SilverVelovStationInfo {
 #[pipeline(depends_on = [velib_station_status], tags = ["velib", "opendata"])]
 pub async fn silver_velib_station_status(
     raw: Changes<BronzeVelibStationStatus>,
-    cx: &Ctx,
 ) -> Result<Frame<SilverVelibStationStatus>> {
     use BronzeVelibStationStatus as b;
-    raw.filter(plausible(b::duedate.expr(), cx))?
+    raw.filter(plausible(b::duedate.expr(), b::run_at.expr()))?
         .select_into(SilverVelibStationStatusSelect {
             stationcode: b::stationcode,
             timestamp: b::duedate.assume_not_null(),
@@ -182,16 +184,17 @@ pub async fn silver_velib_station_info(
         })
 }
 
-/// A report time more than this ahead of the run is a clock error, not a report.
-const MAX_CLOCK_SKEW_MICROS: i64 = 24 * 3600 * 1_000_000;
+/// A report time more than this ahead of its fetch is a clock error, not a report.
+const MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Whether a station's report time `time` is one: set, after 1970 (0 means "never reported")
-/// and at most [`MAX_CLOCK_SKEW_MICROS`] ahead of the run.
-fn plausible(time: Expr, cx: &Ctx) -> Expr {
-    let latest = Timestamp(cx.run_at().0 + MAX_CLOCK_SKEW_MICROS);
+/// and at most [`MAX_CLOCK_SKEW`] ahead of `fetched`, the run that ingested the row. Not
+/// ahead of this run: a resumed run reads rows fetched after its own logical time, and a row
+/// read once is never read again.
+fn plausible(time: Expr, fetched: Expr) -> Expr {
     time.clone()
         .gt(Timestamp(0).lit())
-        .and(time.lt_eq(latest.lit()))
+        .and(time.lt_eq(fetched + interval(MAX_CLOCK_SKEW)))
 }
 
 /// The new Vélo'v availability rows with a plausible report time: stations that never reported
@@ -199,10 +202,9 @@ fn plausible(time: Expr, cx: &Ctx) -> Expr {
 #[pipeline(depends_on = [velov_station_status], tags = ["velov", "opendata"])]
 pub async fn silver_velov_station_status(
     raw: Changes<BronzeVelovStationStatus>,
-    cx: &Ctx,
 ) -> Result<Frame<SilverVelovStationStatus>> {
     use BronzeVelovStationStatus as b;
-    raw.filter(plausible(b::last_reported.expr(), cx))?
+    raw.filter(plausible(b::last_reported.expr(), b::run_at.expr()))?
         .select_into(SilverVelovStationStatusSelect {
             station_id: b::station_id,
             last_reported: b::last_reported,
@@ -235,6 +237,7 @@ pub async fn silver_velov_station_info(
                 b::address.expr(),
                 b::lon.expr(),
                 b::lat.expr(),
+                b::rental_methods.expr(),
             ],
         )?
         .select_into(SilverVelovStationInfoSelect {
@@ -244,6 +247,7 @@ pub async fn silver_velov_station_info(
             latitude: b::lat,
             address: b::address,
             capacity: b::capacity,
+            rental_methods: b::rental_methods,
             run_at: b::run_at,
         })
 }

@@ -28,9 +28,9 @@ pub struct AggDailyStoreSales {
     pub order_lines: i64,
     /// Units sold (NULL when no line has a quantity)
     pub quantity: Option<i64>,
-    /// Sum of the lines' total prices
+    /// Sum of the lines' total prices: gross revenue, before discounts
     pub revenue: Option<Decimal<16, 2>>,
-    /// Sum of the lines' profits
+    /// Sum of the lines' profits: gross margin, before discounts
     pub profit: Option<Decimal<16, 2>>,
     /// Logical time of the run that wrote the row
     pub run_at: Timestamp,

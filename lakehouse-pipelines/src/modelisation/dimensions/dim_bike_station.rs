@@ -13,7 +13,8 @@ use crate::ingestion::open::silver::{
 /// (`is_listed` false), with what its status tells, so every availability fact has its station.
 #[derive(Table)]
 #[table(schema = "gold", name = "dim_bike_station", key(station_key), mode = scd2, quality = blocking,
-        change_columns(name, capacity, longitude, latitude, address, is_listed))]
+        change_columns(name, capacity, longitude, latitude, address, opening_hours, rental_methods,
+                       is_listed))]
 pub struct DimBikeStation {
     /// Surrogate key: SHA-256 of `station_source || station_id`
     pub station_key: String,
@@ -31,6 +32,10 @@ pub struct DimBikeStation {
     pub latitude: Option<f64>,
     /// Street address (Vélo'v only)
     pub address: Option<String>,
+    /// Opening hours, when published (Vélib' only)
+    pub opening_hours: Option<String>,
+    /// Accepted payment methods, comma-separated (Vélo'v only)
+    pub rental_methods: Option<String>,
     /// Whether the station is in its source's current station list
     pub is_listed: bool,
     /// Logical time of the run that wrote the row
@@ -41,7 +46,8 @@ pub struct DimBikeStation {
 /// history knows (`is_listed` false; a Vélib' one with its latest status's attributes, a
 /// Vélo'v one with none, its feed carrying no description): every availability
 /// fact keeps its station, so a station gone from its list stays, unlisted, rather than closed.
-/// Count the stations in service with `is_current AND is_listed`.
+/// The stations their operators list now are `is_current AND is_listed` (a listed station may
+/// still be out of service: its availability facts tell, `is_installed`).
 #[pipeline(
     depends_on = [silver_velib_station_info, silver_velov_station_info, silver_velib_station_status, silver_velov_station_status],
     full_snapshot
@@ -68,6 +74,8 @@ pub async fn dim_bike_station(
         longitude: p::longitude,
         latitude: p::latitude,
         address: None::<String>,
+        opening_hours: p::station_opening_hours,
+        rental_methods: None::<String>,
         is_listed: true,
         run_at: cx.run_at(),
     })?;
@@ -90,6 +98,8 @@ pub async fn dim_bike_station(
             longitude: ps::longitude,
             latitude: ps::latitude,
             address: None::<String>,
+            opening_hours: None::<String>,
+            rental_methods: None::<String>,
             is_listed: false,
             run_at: cx.run_at(),
         })?;
@@ -102,6 +112,8 @@ pub async fn dim_bike_station(
         longitude: l::longitude,
         latitude: l::latitude,
         address: l::address,
+        opening_hours: None::<String>,
+        rental_methods: l::rental_methods,
         is_listed: true,
         run_at: cx.run_at(),
     })?;
@@ -124,6 +136,8 @@ pub async fn dim_bike_station(
             longitude: None::<f64>,
             latitude: None::<f64>,
             address: None::<String>,
+            opening_hours: None::<String>,
+            rental_methods: None::<String>,
             is_listed: false,
             run_at: cx.run_at(),
         })?;

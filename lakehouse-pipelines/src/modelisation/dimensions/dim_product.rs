@@ -11,6 +11,7 @@ use crate::ingestion::erp::{SilverErpSales, silver_erp_sales_transactions};
     name = "dim_product",
     key(product_key),
     mode = scd2,
+    quality = blocking,
     change_columns(product_id, product_name, category, brand)
 )]
 pub struct DimProduct {

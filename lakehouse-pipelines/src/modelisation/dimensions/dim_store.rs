@@ -4,9 +4,16 @@ use lakehouse_runtime::prelude::*;
 
 use crate::ingestion::erp::{SilverErpSales, silver_erp_sales_transactions};
 
-/// Stores, with their current attributes.
+/// Stores, with the history of their attributes.
 #[derive(Table)]
-#[table(schema = "gold", name = "dim_store", key(store_key), mode = merge, quality = blocking)]
+#[table(
+    schema = "gold",
+    name = "dim_store",
+    key(store_key),
+    mode = scd2,
+    quality = blocking,
+    change_columns(store_id, store_name, city, state)
+)]
 pub struct DimStore {
     /// Surrogate key: SHA-256 of `store_id`
     pub store_key: String,

@@ -40,13 +40,13 @@ pub struct FactSales {
     pub unit_price: Option<Decimal<10, 2>>,
     /// Discount per unit
     pub discount: Option<Decimal<10, 2>>,
-    /// Cost of the line
+    /// Cost of the line (all its units)
     pub cost: Option<Decimal<10, 2>>,
-    /// quantity × unit price
+    /// quantity × unit price: the gross amount, before the discount
     pub total_price: Option<Decimal<12, 2>>,
     /// Discount as a percentage of the unit price, rounded to 2 decimals
     pub discount_pct: Option<Decimal<10, 2>>,
-    /// total price − cost
+    /// total price − cost: the gross margin, before the discount
     pub profit: Option<Decimal<12, 2>>,
     /// Logical time of the run that wrote the row
     pub run_at: Timestamp,
