@@ -657,3 +657,68 @@ async fn filters_and_join_keys_name_a_table_not_in_the_frame() {
         )
         .expect("either order");
 }
+
+#[tokio::test]
+async fn a_key_that_does_not_link_the_two_sides_is_refused() {
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let sales = || {
+        frame_of::<Sale, _>(
+            &session,
+            &[
+                Sale {
+                    id: 1,
+                    store_id: "S1".into(),
+                },
+                Sale {
+                    id: 2,
+                    store_id: "S2".into(),
+                },
+            ],
+        )
+    };
+    let stores = || {
+        frame_of::<Store, _>(
+            &session,
+            &[Store {
+                store_id: "S1".into(),
+                store_name: None,
+                region_code: "ARA".into(),
+            }],
+        )
+    };
+    // Both sides of the pair read the sales (a copy-paste slip): every sale with every store.
+    let error = sales()
+        .join(
+            stores(),
+            JoinType::Inner,
+            [on(Sale::store_id, Sale::store_id)],
+        )
+        .err()
+        .expect("a key of one side only")
+        .to_string();
+    assert!(
+        error.contains(
+            "the join with `joins.stores` on `joins.sales.store_id = joins.sales.store_id` does \
+             not compare a column of the frame with a column of `joins.stores`"
+        ),
+        "{error}"
+    );
+    // Two literals link nothing either, even beside a real key.
+    let error = sales()
+        .join(
+            stores(),
+            JoinType::Left,
+            [
+                on(Sale::store_id, Store::store_id),
+                on_values(typed::<i64>(lit(1i64)), typed::<i64>(lit(1i64))),
+            ],
+        )
+        .err()
+        .expect("a key of literals")
+        .to_string();
+    assert!(
+        error.contains("does not compare a column of the frame"),
+        "{error}"
+    );
+}

@@ -380,6 +380,24 @@ impl View {
                 )));
             }
         }
+        // Each key compares a column of the frame with one of the joined table: a pair that
+        // does not (`on(Sale::store_id, Sale::store_id)`, two literals) links nothing, and the
+        // join would pair every row with every row.
+        let reads_only = |schema: &datafusion::common::DFSchema, key: &Expr| {
+            let columns = key.column_refs();
+            !columns.is_empty() && columns.iter().all(|c| schema.has_column(c))
+        };
+        for (l, r) in left.iter().zip(&right_keys) {
+            let links = (reads_only(self.df.schema(), l) && reads_only(right.schema(), r))
+                || (reads_only(right.schema(), l) && reads_only(self.df.schema(), r));
+            if !links {
+                return Err(Error::Refused(format!(
+                    "the join with `{joined}` on `{l} = {r}` does not compare a column of the \
+                     frame with a column of `{joined}`: it would pair every row with every row; \
+                     key each `on(..)` with one column of each side"
+                )));
+            }
+        }
         let on: Vec<Expr> = left
             .into_iter()
             .zip(right_keys)
