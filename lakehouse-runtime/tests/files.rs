@@ -334,6 +334,64 @@ async fn a_missing_not_null_column_and_a_bad_value_are_named() {
     );
 }
 
+#[tokio::test]
+async fn a_fraction_for_an_integer_column_is_refused_not_truncated() {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Float64Array, RecordBatch};
+    let dir = tempfile::tempdir().expect("dir");
+    let json = dir.path().join("orders.ndjson");
+    // Whole numbers in any spelling read; 1.9 would have been stored as order 1.
+    std::fs::write(&json, "{\"order_id\": 2.0}\n{\"order_id\": \"1\"}\n").expect("file");
+    let read_json = read(FileFormat::NdJson, json.to_str().expect("utf-8")).await;
+    let ids: Vec<i64> = read_json
+        .expect("whole numbers")
+        .iter()
+        .map(|o| o.order_id)
+        .collect();
+    assert_eq!(ids, [1, 2]);
+    std::fs::write(&json, "{\"order_id\": 1}\n{\"order_id\": 1.9}\n").expect("file");
+    let error = read(FileFormat::NdJson, json.to_str().expect("utf-8"))
+        .await
+        .expect_err("1.9 is no order id")
+        .to_string();
+    assert!(
+        error.contains("orders.ndjson`: column `order_id` (")
+            && error.contains("1.9000000000 is not a whole number"),
+        "{error}"
+    );
+    let batch = RecordBatch::try_from_iter([(
+        "order_id",
+        Arc::new(Float64Array::from(vec![1.0, 2.5])) as ArrayRef,
+    )])
+    .expect("batch");
+    let parquet = dir.path().join("orders.parquet");
+    let file = std::fs::File::create(&parquet).expect("file");
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
+    writer.write(&batch).expect("write");
+    writer.close().expect("close");
+    let error = read(FileFormat::Parquet, parquet.to_str().expect("utf-8"))
+        .await
+        .expect_err("2.5 is no order id")
+        .to_string();
+    assert!(
+        error.contains("orders.parquet`: column `order_id` (")
+            && error.contains("2.5 is not a whole number"),
+        "{error}"
+    );
+    let csv = dir.path().join("orders.csv");
+    std::fs::write(&csv, "order_id\n1.9\n").expect("file");
+    let error = read(FileFormat::Csv, csv.to_str().expect("utf-8"))
+        .await
+        .expect_err("1.9 is no order id")
+        .to_string();
+    assert!(
+        error.contains("orders.csv`: column `order_id` ("),
+        "{error}"
+    );
+}
+
 /// Events as they land, with a day and a time.
 #[derive(Table)]
 #[table(schema = "bronze", name = "landed_events")]

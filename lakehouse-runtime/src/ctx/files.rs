@@ -295,6 +295,14 @@ impl Ctx {
                                 | arrow::datatypes::DataType::LargeUtf8
                                 | arrow::datatypes::DataType::Utf8View
                         )
+                        // `CAST` truncates a fraction: numbers into integers are checked.
+                        && !(target.is_integer()
+                            && (field.data_type().is_floating()
+                                || matches!(
+                                    field.data_type(),
+                                    arrow::datatypes::DataType::Decimal128(..)
+                                        | arrow::datatypes::DataType::Decimal256(..)
+                                )))
                     {
                         // A typed column of a typed file: `CAST` keeps its statistics for
                         // pruning row groups (a cast of text prunes nothing anyway).
@@ -377,6 +385,8 @@ fn json_read_type(declared: arrow::datatypes::DataType) -> arrow::datatypes::Dat
         // epoch seconds landed in the year 4 million (and failed the writer's statistics),
         // where a number is now refused as not a date.
         DataType::Date32 | DataType::Timestamp(..) => DataType::Utf8,
+        // As a decimal, then cast: the decoder truncates `1.9` to 1, where the cast refuses it.
+        integer if integer.is_integer() => DataType::Decimal256(76, EXTRA_DIGITS as i8),
         other => other,
     }
 }

@@ -65,6 +65,11 @@ impl ScalarUDFImpl for NamedCast {
             (DataType::Utf8, DataType::Decimal128(precision, scale)) => {
                 super::decimal::parse_text(&array, *precision, *scale)
             }
+            (from, to) if fractional(from) && to.is_integer() => {
+                cast_with_options(&array, &self.target, &options)
+                    .and_then(|whole| refuse_fractions(&array, whole))
+                    .map_err(Into::into)
+            }
             _ => cast_with_options(&array, &self.target, &options).map_err(Into::into),
         };
         // A cast error, as the value's (not retried: the same value fails again).
@@ -79,6 +84,41 @@ impl ScalarUDFImpl for NamedCast {
                 None,
             )
         })
+    }
+}
+
+/// Whether values of `data_type` may have a fraction, which a cast to an integer drops.
+fn fractional(data_type: &DataType) -> bool {
+    data_type.is_floating()
+        || matches!(
+            data_type,
+            DataType::Decimal128(..) | DataType::Decimal256(..)
+        )
+}
+
+/// `whole`, the cast of `values` to an integer type, unless it dropped a fraction: Arrow's cast
+/// truncates (1.9 becomes 1), a wrong value stored without an error.
+fn refuse_fractions(
+    values: &arrow::array::ArrayRef,
+    whole: arrow::array::ArrayRef,
+) -> Result<arrow::array::ArrayRef, ArrowError> {
+    use arrow::array::Array;
+    let back = cast_with_options(&whole, values.data_type(), &CastOptions::default())?;
+    let same = arrow::compute::kernels::cmp::eq(values, &back)?;
+    match (0..same.len()).find(|&row| same.is_valid(row) && !same.value(row)) {
+        None => Ok(whole),
+        Some(row) => {
+            let shown = arrow::util::display::ArrayFormatter::try_new(
+                values.as_ref(),
+                &arrow::util::display::FormatOptions::default(),
+            )
+            .map(|f| f.value(row).to_string())
+            .unwrap_or_else(|_| "a value".to_owned());
+            Err(ArrowError::CastError(format!(
+                "{shown} is not a whole number, and {} would drop its fraction",
+                whole.data_type()
+            )))
+        }
     }
 }
 
