@@ -66,6 +66,75 @@ async fn a_property_declared_after_creation_is_set_by_the_next_ensure() {
     assert_eq!(retention(&wh, DeclaredAfter::DEF).await, set);
 }
 
+/// A table with a property of its owner's, not Delta's.
+#[derive(Table)]
+#[table(
+    schema = "bronze",
+    name = "owned",
+    property(key = "owner", value = "sales")
+)]
+pub struct OwnedBySales {
+    pub id: i64,
+}
+
+/// The same table, handed to another team.
+#[derive(Table)]
+#[table(
+    schema = "bronze",
+    name = "owned",
+    property(key = "owner", value = "finance"),
+    property(key = "team.contact", value = "finance@example.com")
+)]
+pub struct OwnedByFinance {
+    pub id: i64,
+}
+
+#[tokio::test]
+async fn a_property_of_ones_own_changes_on_the_existing_table() {
+    let wh = TempWarehouse::new();
+    let stored = |table: &'static TableDef| {
+        let wh = &wh;
+        async move {
+            let delta = wh
+                .warehouse
+                .load(table)
+                .await
+                .expect("load")
+                .expect("exists");
+            let configuration = delta
+                .snapshot()
+                .expect("snapshot")
+                .metadata()
+                .configuration()
+                .clone();
+            (
+                configuration.get("owner").cloned(),
+                configuration.get("team.contact").cloned(),
+            )
+        }
+    };
+    wh.warehouse
+        .ensure(OwnedBySales::DEF)
+        .await
+        .expect("created");
+    assert_eq!(
+        stored(OwnedBySales::DEF).await,
+        (Some("sales".to_owned()), None)
+    );
+    // delta-rs refused a key it does not know here, and every later write failed.
+    wh.warehouse
+        .ensure(OwnedByFinance::DEF)
+        .await
+        .expect("a property of one's own changes");
+    assert_eq!(
+        stored(OwnedByFinance::DEF).await,
+        (
+            Some("finance".to_owned()),
+            Some("finance@example.com".to_owned())
+        )
+    );
+}
+
 #[tokio::test]
 async fn system_tables_keep_an_hour_of_log_history() {
     let wh = TempWarehouse::new();

@@ -657,6 +657,7 @@ fn taken_names_and_properties_that_fight_the_runtime_are_refused() {
             property(key = "delta.constraints.positive", value = "id > 0"),
             property(key = "owner", value = "a"),
             property(key = "owner", value = "b"),
+            property(key = "delta.enableChangDataFeed", value = "true"),
         )]
         pub struct Taken { pub id: i64 }
     });
@@ -666,6 +667,8 @@ fn taken_names_and_properties_that_fight_the_runtime_are_refused() {
         "`delta.appendOnly` forbids removing files",
         "a CHECK constraint is declared with `check(name",
         "table property `owner` is set twice",
+        "`delta.enableChangDataFeed` is no Delta table property the runtime's Delta library \
+         (delta-rs 1.1) knows; did you mean `delta.enableChangeDataFeed`?",
     ] {
         assert!(text.contains(expected), "`{expected}` in:\n{text}");
     }

@@ -438,6 +438,25 @@ pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result
                      the CHECK declarations); choose another key",
                 );
             }
+            if key.value().starts_with("delta.")
+                && !key.value().starts_with("delta.constraints.")
+                && !DELTA_PROPERTIES.contains(&key.value().as_str())
+            {
+                let known: Vec<String> = DELTA_PROPERTIES.iter().map(|k| (*k).to_owned()).collect();
+                let hint = closest(&key.value(), &known)
+                    .map(|close| format!("did you mean `{close}`? "))
+                    .unwrap_or_default();
+                errors.spanned(
+                    key,
+                    format!(
+                        "`{}` is no Delta table property the runtime's Delta library (delta-rs \
+                         1.1) knows; {hint}its `delta.` properties are {}; a property of your \
+                         own takes a key outside `delta.` (`owner`, `team.contact`)",
+                        key.value(),
+                        DELTA_PROPERTIES.join(", ")
+                    ),
+                );
+            }
             if key.value().starts_with("delta.constraints.") {
                 errors.spanned(
                     key,
@@ -671,6 +690,35 @@ pub(crate) fn option_inner(ty: &Type) -> Option<&Type> {
         _ => None,
     }
 }
+
+/// The `delta.` table properties delta-rs 1.1 accepts (`deltalake_core::TableProperty`): it
+/// refuses others when they change on an existing table, so a misspelled one is stored at
+/// creation and fails every later write of a new value.
+const DELTA_PROPERTIES: &[&str] = &[
+    "delta.appendOnly",
+    "delta.autoOptimize.autoCompact",
+    "delta.autoOptimize.optimizeWrite",
+    "delta.checkpoint.writeStatsAsJson",
+    "delta.checkpoint.writeStatsAsStruct",
+    "delta.checkpointInterval",
+    "delta.checkpointPolicy",
+    "delta.columnMapping.mode",
+    "delta.dataSkippingNumIndexedCols",
+    "delta.dataSkippingStatsColumns",
+    "delta.deletedFileRetentionDuration",
+    "delta.enableChangeDataFeed",
+    "delta.enableDeletionVectors",
+    "delta.enableExpiredLogCleanup",
+    "delta.isolationLevel",
+    "delta.logRetentionDuration",
+    "delta.minReaderVersion",
+    "delta.minWriterVersion",
+    "delta.randomPrefixLength",
+    "delta.randomizeFilePrefixes",
+    "delta.setTransactionRetentionDuration",
+    "delta.targetFileSize",
+    "delta.tuneFileSizesForRewrites",
+];
 
 /// The most similar candidate within a small edit distance, for "did you mean" hints.
 pub(crate) fn closest<'a>(name: &str, candidates: &'a [String]) -> Option<&'a str> {

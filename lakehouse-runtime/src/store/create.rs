@@ -352,12 +352,14 @@ impl Warehouse {
             return Ok(delta);
         }
         tracing::info!(table = %qualified, properties = ?changed, "setting declared table properties");
-        // Ours is no Delta property: delta-rs refuses keys it does not know unless told not to,
-        // which it is only for ours (a misspelled declared one is an error).
-        let ours: HashMap<String, String> =
-            changed.remove_entry(KEY_PROPERTY).into_iter().collect();
+        // delta-rs refuses keys it does not know unless told not to: told for those outside
+        // `delta.` (ours, and the user's own, which Delta allows), not for a `delta.` one
+        // (`#[derive(Table)]` refuses an unknown one at compile time).
+        let (delta_keys, others): (HashMap<String, String>, HashMap<String, String>) = changed
+            .drain()
+            .partition(|(key, _)| key.starts_with("delta."));
         let mut delta = delta;
-        for (properties, raise) in [(changed, true), (ours, false)] {
+        for (properties, raise) in [(delta_keys, true), (others, false)] {
             if properties.is_empty() {
                 continue;
             }
@@ -373,7 +375,20 @@ impl Warehouse {
                     Ok(keys.iter().all(|key| !left.contains_key(key)))
                 })
                 .await?
-                .map_err(|error| Error::delta(&qualified, error))?;
+                .map_err(|error| match error {
+                    // What delta-rs will not set on an existing table, whatever the attempt.
+                    deltalake::DeltaTableError::Generic(_)
+                    | deltalake::DeltaTableError::UnsupportedColumnMapping { .. } => {
+                        Error::Refused(format!(
+                            "{qualified}: cannot set the declared table properties {} on the \
+                             existing table: {error}; declare the value the table holds \
+                             (`orchestrate describe {qualified}` shows it), or recreate the \
+                             table with the new one",
+                            keys.join(", ")
+                        ))
+                    }
+                    error => Error::delta(&qualified, error),
+                })?;
         }
         Ok(delta)
     }
