@@ -344,6 +344,71 @@ async fn a_replaced_schema_keeps_the_column_descriptions() {
     }
 }
 
+/// [`Replaced`], its label now a number.
+#[derive(Table, serde::Serialize)]
+#[table(schema = "gold", name = "replaced", mode = overwrite, evolution = overwrite)]
+pub struct ReplacedRetyped {
+    pub id: i64,
+    pub label: Option<i64>,
+}
+
+#[tokio::test]
+async fn a_type_change_of_a_table_whose_schema_is_replaced_is_not_incompatible() {
+    let wh = TempWarehouse::new();
+    crate::common::write(
+        &wh.warehouse,
+        Replaced::DEF,
+        &[Replaced {
+            id: 1,
+            label: Some("one".into()),
+        }],
+        Default::default(),
+    )
+    .await
+    .expect("write");
+    let drift = wh
+        .warehouse
+        .drift(ReplacedRetyped::DEF)
+        .await
+        .expect("drift");
+    let said: Vec<(String, bool)> = drift
+        .iter()
+        .map(|d| (d.to_string(), d.is_incompatible()))
+        .collect();
+    assert_eq!(
+        said,
+        [(
+            "gold.replaced.label: declared BIGINT, stored STRING; the next write replaces the \
+             table's schema (`evolution = overwrite`)"
+                .to_owned(),
+            false
+        )]
+    );
+    // As said: the write replaces it.
+    crate::common::write(
+        &wh.warehouse,
+        ReplacedRetyped::DEF,
+        &[ReplacedRetyped {
+            id: 1,
+            label: Some(7),
+        }],
+        Default::default(),
+    )
+    .await
+    .expect("the schema replaced");
+    assert_eq!(
+        crate::common::contents(&wh.warehouse, ReplacedRetyped::DEF).await,
+        ["1|7"]
+    );
+    assert!(
+        wh.warehouse
+            .drift(ReplacedRetyped::DEF)
+            .await
+            .expect("drift")
+            .is_empty()
+    );
+}
+
 /// A table whose incremental readers may lag a month.
 #[derive(Table)]
 #[table(

@@ -1133,6 +1133,49 @@ async fn delete_by_key_from_an_append_table_refuses_a_narrower_key() {
 }
 
 #[tokio::test]
+async fn a_write_deleting_keys_of_an_append_table_is_refused() {
+    let wh = TempWarehouse::new();
+    let by_line = <lines_by_line::OrderLines as lakehouse_runtime::Table>::DEF;
+    let rows = [lines_by_line::OrderLines {
+        order_id: 1,
+        line: 1,
+    }];
+    write(&wh.warehouse, by_line, &rows, WriteOptions::default())
+        .await
+        .expect("write");
+    let session = wh.warehouse.session();
+    let keys = session
+        .sql("SELECT CAST(1 AS BIGINT) AS order_id, CAST(1 AS BIGINT) AS line")
+        .await
+        .expect("keys");
+    let more = [lines_by_line::OrderLines {
+        order_id: 2,
+        line: 1,
+    }];
+    // It appended the rows and deleted nothing, saying so in no way.
+    let refused = write(
+        &wh.warehouse,
+        by_line,
+        &more,
+        WriteOptions {
+            deletions: lakehouse_runtime::store::Deletions::Keys(keys),
+            ..WriteOptions::default()
+        },
+    )
+    .await
+    .expect_err("an append deletes nothing")
+    .to_string();
+    assert!(
+        refused.contains(
+            "silver.order_lines is an `append` table: a write deletes keys only from `merge` and \
+             `scd2` tables; delete its rows with `Warehouse::delete_keys`"
+        ),
+        "{refused}"
+    );
+    assert_eq!(contents(&wh.warehouse, by_line).await, lines(&["1|1"]));
+}
+
+#[tokio::test]
 async fn delete_by_key_refuses_a_key_other_than_the_stored_one() {
     let wh = TempWarehouse::new();
     write(

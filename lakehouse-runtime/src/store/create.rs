@@ -42,12 +42,15 @@ pub enum DriftKind {
         /// replaces the table's schema.
         refused: bool,
     },
-    /// Declared with another type than the stored one: writes will fail.
+    /// Declared with another type than the stored one: writes will fail, unless they replace
+    /// the table's schema.
     TypeChanged {
         /// The declared type.
         declared: LogicalType,
         /// The stored type, as Delta names it.
         stored: String,
+        /// Writes are refused: the table's schema is not replaced (`evolution = overwrite`).
+        refused: bool,
     },
     /// NOT NULL declared on a nullable stored column, or the reverse.
     NullabilityChanged {
@@ -77,7 +80,7 @@ impl SchemaDrift {
     pub fn is_incompatible(&self) -> bool {
         matches!(
             self.kind,
-            DriftKind::TypeChanged { .. }
+            DriftKind::TypeChanged { refused: true, .. }
                 | DriftKind::PartitionsChanged { .. }
                 | DriftKind::KeyChanged { .. }
                 | DriftKind::MissingInTable { refused: true, .. }
@@ -137,12 +140,25 @@ impl std::fmt::Display for SchemaDrift {
                  declare the key again, or move the table's folder away and run the pipeline \
                  with --full-refresh to build it anew"
             ),
-            DriftKind::TypeChanged { declared, stored } => write!(
+            DriftKind::TypeChanged {
+                declared,
+                stored,
+                refused: true,
+            } => write!(
                 f,
                 "{table}.{column}: declared {declared}, but the Delta table stores {stored}; \
                  this change is not compatible: keep the old type, rename the column (a new \
                  column, the old one's values left behind), or move the table's folder away and \
                  run the pipeline with --full-refresh to build it anew"
+            ),
+            DriftKind::TypeChanged {
+                declared,
+                stored,
+                refused: false,
+            } => write!(
+                f,
+                "{table}.{column}: declared {declared}, stored {stored}; the next write replaces \
+                 the table's schema (`evolution = overwrite`)"
             ),
             DriftKind::NullabilityChanged { declared_nullable } => write!(
                 f,
@@ -549,6 +565,7 @@ pub(crate) fn drift_of(table: &'static TableDef, delta: &DeltaTable) -> Result<V
                         DriftKind::TypeChanged {
                             declared: column.data_type,
                             stored: delta_type_name(field.data_type()),
+                            refused: !replaces_schema,
                         },
                     ));
                 } else if field.is_nullable() != column.nullable {

@@ -114,8 +114,9 @@ impl Warehouse {
     /// change columns equal the stored row's is left as it is, and a write that changes nothing
     /// makes no commit (the outcome is then `committed` at the table's version). An upsert into
     /// an unpartitioned table without CHECK constraints or change data feed rewrites only the
-    /// files holding a changed row; other merges are delta-rs's MERGE. On any error the table
-    /// stays at its previous version.
+    /// files holding a changed row; other merges are delta-rs's MERGE. On any error the table's
+    /// rows stay as they were; changes of the declaration (new columns, a dropped NOT NULL,
+    /// CHECK constraints, properties) are committed on their own before the data, and stay.
     pub async fn write(
         &self,
         session: &SessionContext,
@@ -124,6 +125,16 @@ impl Warehouse {
         options: WriteOptions,
     ) -> Result<WriteOutcome> {
         let qualified = table.qualified_name();
+        if matches!(options.deletions, Deletions::Keys(_))
+            && !matches!(table.mode, WriteMode::Merge | WriteMode::Scd2)
+        {
+            // An append or overwrite would write its rows and delete nothing, as if it had.
+            return Err(Error::Refused(format!(
+                "{qualified} is an `{}` table: a write deletes keys only from `merge` and \
+                 `scd2` tables; delete its rows with `Warehouse::delete_keys`",
+                table.mode.as_str()
+            )));
+        }
         if let Deletions::Keys(keys) = &options.deletions {
             super::delete::refuse_other_key_types(table, keys.schema())?;
         }
