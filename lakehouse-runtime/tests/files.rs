@@ -360,6 +360,18 @@ async fn a_fraction_for_an_integer_column_is_refused_not_truncated() {
             && error.contains("1.9000000000 is not a whole number"),
         "{error}"
     );
+    std::fs::write(&json, "{\"order_id\": \"abc\"}\n").expect("file");
+    let error = read(FileFormat::NdJson, json.to_str().expect("utf-8"))
+        .await
+        .expect_err("abc is no order id")
+        .to_string();
+    // The reader fails on it as the plan runs: named all the same.
+    assert!(
+        error.contains("reading NDJSON file `")
+            && error.contains("orders.ndjson` for bronze.landed_orders")
+            && error.contains("abc"),
+        "{error}"
+    );
     let batch = RecordBatch::try_from_iter([(
         "order_id",
         Arc::new(Float64Array::from(vec![1.0, 2.5])) as ArrayRef,

@@ -255,6 +255,14 @@ impl Ctx {
                 self.pipeline
             ))
         })?;
+        // What the reader fails on as the plan runs (a value it cannot decode) names the files.
+        let df = self.with_named_errors(
+            df,
+            format!(
+                "reading {} file {named} for {qualified}",
+                format!("{format:?}").to_uppercase()
+            ),
+        )?;
         let schema = df.schema().clone();
         let mut columns = Vec::new();
         for column in T::DEF.data_columns() {
@@ -366,6 +374,21 @@ impl Ctx {
             columns.push(expr.alias(column.name));
         }
         Ok(df.select(columns)?)
+    }
+}
+
+impl Ctx {
+    /// `df`, a scan of files, with its scan's errors preceded by `label`.
+    fn with_named_errors(&self, df: DataFrame, label: String) -> Result<DataFrame> {
+        let datafusion::logical_expr::LogicalPlan::TableScan(scan) = df.logical_plan() else {
+            return Ok(df);
+        };
+        let files = datafusion::datasource::source_as_provider(&scan.source)?;
+        Ok(self
+            .session
+            .read_table(std::sync::Arc::new(super::named_scan::NamedScan::new(
+                files, label,
+            )))?)
     }
 }
 

@@ -16,6 +16,7 @@ use crate::frame::{Frame, batches_from_rows};
 use crate::table::{Table, TableDef, Timestamp};
 
 mod files;
+mod named_scan;
 
 pub use files::{FileFormat, NewFiles};
 pub(crate) use files::{FileHistory, FoundFile};
