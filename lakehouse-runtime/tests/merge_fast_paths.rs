@@ -173,6 +173,34 @@ async fn repeated_keys_keep_the_newest_run() {
 }
 
 #[tokio::test]
+async fn latest_only_holds_the_maximum_not_the_rows() {
+    let wh = crate::common::TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let rows = vec![contact(1, "Manager", 3), contact(1, "Director", 4)];
+    let extracts =
+        Frame::<Contact>::from_dataframe(crate::common::frame(&session, Contact::DEF, &rows))
+            .expect("frame");
+    let plan = extracts
+        .latest_only(Contact::run_at)
+        .expect("plan")
+        .dataframe()
+        .clone()
+        .create_physical_plan()
+        .await
+        .expect("physical plan");
+    let text = datafusion::physical_plan::displayable(plan.as_ref())
+        .indent(true)
+        .to_string();
+    // The hash join's first input is the one it holds in memory.
+    let lines: Vec<&str> = text.lines().collect();
+    let join = lines
+        .iter()
+        .position(|l| l.contains("HashJoinExec"))
+        .unwrap_or_else(|| panic!("a hash join:\n{text}"));
+    assert!(lines[join + 1].contains("AggregateExec"), "{text}");
+}
+
+#[tokio::test]
 async fn latest_only_keeps_the_newest_extract() {
     let session = datafusion::prelude::SessionContext::new();
     let rows = vec![

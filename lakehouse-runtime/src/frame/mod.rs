@@ -184,9 +184,10 @@ impl<T: Table> Frame<T> {
             .clone()
             .aggregate(vec![], vec![max(column.clone()).alias(LATEST)])?;
         let newest = Expr::Column(Column::new_unqualified(LATEST));
-        let df = self
-            .df
-            .join_on(latest, JoinType::Inner, [column.eq(newest)])?
+        // The one-row maximum is the hash table (the left input, which warehouse sessions keep
+        // as written), not the whole input: a first run reads an extract table's history.
+        let df = latest
+            .join_on(self.df, JoinType::Inner, [newest.eq(column)])?
             .select(columns)?;
         Ok(Frame::conformed(realias(df, T::DEF)?))
     }
