@@ -489,3 +489,28 @@ pub struct MeterExact {
     pub meter: String,
     pub exact: Decimal<38, 0>,
 }
+
+#[tokio::test]
+async fn an_aggregate_that_does_not_plan_is_not_retried() {
+    use datafusion::functions_aggregate::expr_fn::sum as raw_sum;
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let lines = frame(&session, Line::DEF, &lines());
+    // A raw DataFusion sum of text: no plan holds it, whatever the attempt.
+    let error = Frame::<Line>::from_dataframe(lines)
+        .expect("frame")
+        .group_by([])
+        .select_into(SummarySelect {
+            lines: count_rows(),
+            quantity: typed::<Option<i64>>(raw_sum(Line::customer_id.expr())),
+            first_order: min(Line::order_date),
+        })
+        .err()
+        .expect("a sum of text");
+    assert!(!error.is_retryable(), "{error}");
+    assert!(
+        error.to_string().contains("agg.summary")
+            && error.to_string().contains("cannot group the rows"),
+        "{error}"
+    );
+}

@@ -65,7 +65,8 @@ impl Grouped {
         let aggregated = self
             .df
             .aggregate(keys.clone(), aggregates.clone())
-            .map_err(|e| Error::msg(format!("{table}: cannot group the rows: {e}")))?;
+            // A plan that does not hold fails every attempt alike: not retried.
+            .map_err(|e| Error::schema(&table, format!("cannot group the rows: {e}")))?;
         // Each key and aggregate is a column of the aggregated rows: the projection reads it
         // from there, as SQL's `SELECT key, sum(x) .. GROUP BY key` does.
         let plan = aggregated.logical_plan().clone();
