@@ -462,3 +462,36 @@ async fn a_query_that_cannot_plan_is_not_retried() {
         assert!(error.contains(expected), "{case}: {error}");
     }
 }
+
+/// An event, with its time.
+#[derive(Table)]
+#[table(schema = "bronze", name = "stamped")]
+pub struct Stamped {
+    pub at: Timestamp,
+}
+
+#[tokio::test]
+async fn sql_timestamps_of_another_unit_say_how_to_cast_them() {
+    let session = datafusion::prelude::SessionContext::new();
+    // SQL's TIMESTAMP is nanoseconds: casting again to TIMESTAMP would not help.
+    let nanos = session
+        .sql("SELECT CAST('2024-01-01T00:00:00Z' AS TIMESTAMP) AS at")
+        .await
+        .expect("query");
+    let error = Frame::<Stamped>::from_dataframe(nanos)
+        .err()
+        .expect("nanoseconds")
+        .to_string();
+    assert!(
+        error.contains("column `at` is declared TIMESTAMP")
+            && error.contains("cast it to microseconds in UTC (SQL: `CAST(x AS TIMESTAMP(6))`"),
+        "{error}"
+    );
+    // The cast it says does.
+    let micros = session
+        .sql("SELECT CAST('2024-01-01T00:00:00Z' AS TIMESTAMP(6)) AS at")
+        .await
+        .expect("query");
+    let stamped = Frame::<Stamped>::from_dataframe(micros).expect("microseconds");
+    assert_eq!(stamped.count().await.expect("rows"), 1);
+}

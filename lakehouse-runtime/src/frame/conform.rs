@@ -103,10 +103,23 @@ pub(crate) fn conform(
             let found = found
                 .map(|t| t.to_string())
                 .unwrap_or_else(|| field.data_type().to_string());
+            // SQL's `CAST(.. AS TIMESTAMP)`, `to_timestamp` and `now()` give nanoseconds; a
+            // table's timestamps are microseconds, which a plain `TIMESTAMP` cast does not give.
+            let how = match field.data_type() {
+                arrow::datatypes::DataType::Timestamp(unit, _)
+                    if *unit != arrow::datatypes::TimeUnit::Microsecond
+                        && matches!(column.data_type, LogicalType::Timestamp) =>
+                {
+                    "cast it to microseconds in UTC (SQL: `CAST(x AS TIMESTAMP(6))` or \
+                     `to_timestamp_micros(x)`; an expression: `cast(x, \
+                     DataType::Timestamp(TimeUnit::Microsecond, Some(\"UTC\".into())))`)"
+                }
+                _ => "cast it or change the field's type",
+            };
             return Err(Error::schema(
                 &qualified,
                 format!(
-                    "column `{}` is declared {} but {source} has {found}; cast it or change the field's type",
+                    "column `{}` is declared {} but {source} has {found}; {how}",
                     column.name, column.data_type
                 ),
             ));

@@ -69,7 +69,8 @@ impl ScalarUDFImpl for SurrogateKey {
         if let Some(bad) = arg_types.iter().find(|t| !supported(t)) {
             return plan_err!(
                 "surrogate_key cannot hash a {bad} value: use strings, integers, booleans, dates, \
-                 timestamps or decimals (floating-point text is not stable across engines)"
+                 timestamps in microseconds (cast others: `CAST(x AS TIMESTAMP(6))`) or \
+                 decimals (floating-point text is not stable across engines)"
             );
         }
         if arg_types.is_empty() {
