@@ -274,6 +274,41 @@ async fn an_outer_joins_unmatched_side_cannot_fill_a_not_null_column() {
         })
         .expect("the sales' own columns");
     assert_eq!(render(ids.into_dataframe()).await, ["1|S1", "2|S9"]);
+    // Grouped by it: the unmatched sales' group has a NULL key all the same.
+    let grouped = |kind| {
+        frame_of::<Sale, _>(&session, &sales)
+            .join(
+                frame_of::<Store, _>(&session, &stores),
+                kind,
+                [on(Sale::store_id, Store::store_id)],
+            )
+            .expect("join")
+            .group_by([Store::region_code.expr()])
+            .select_into(RegionSalesSelect {
+                region_code: Store::region_code,
+                sales: count_rows(),
+            })
+    };
+    let error = grouped(JoinType::Left)
+        .err()
+        .expect("a NULL group key")
+        .to_string();
+    assert!(
+        error.contains(
+            "column `region_code` is NOT NULL and filled with `joins.stores.region_code`"
+        ),
+        "{error}"
+    );
+    let inner = grouped(JoinType::Inner).expect("inner join");
+    assert_eq!(render(inner.into_dataframe()).await, ["ARA|1"]);
+}
+
+/// Sales per region.
+#[derive(Table)]
+#[table(schema = "joins", name = "region_sales", mode = overwrite)]
+pub struct RegionSales {
+    pub region_code: String,
+    pub sales: i64,
 }
 
 #[tokio::test]

@@ -52,7 +52,10 @@ impl Grouped {
     /// ```
     pub fn select_into<U: Table>(self, columns: impl SelectFor<U>) -> Result<Frame<U>> {
         let table = U::DEF.qualified_name();
-        let exprs: Vec<Expr> = columns.into_columns().into_iter().map(|c| c.expr).collect();
+        let columns = columns.into_columns();
+        let sources: Vec<Option<String>> =
+            columns.iter().map(|c| c.not_null_source.clone()).collect();
+        let exprs: Vec<Expr> = columns.into_iter().map(|c| c.expr).collect();
         super::refuse_tables_not_joined(self.df.schema(), &exprs, U::DEF)?;
         super::refuse_tables_not_joined(self.df.schema(), &self.keys, U::DEF)?;
         let aggregates = find_aggregate_exprs(&exprs);
@@ -109,6 +112,8 @@ impl Grouped {
             projected.push(rebased);
         }
         let df = aggregated.select(projected)?;
+        // A group key of an outer join's unmatched side is NULL for those rows, as selected.
+        super::refuse_outer_join_nulls(&df, &sources, U::DEF)?;
         Ok(Frame::conformed(conform_output(df, U::DEF)?))
     }
 }

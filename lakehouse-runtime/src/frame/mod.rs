@@ -461,25 +461,37 @@ impl View {
         let exprs: Vec<Expr> = columns.into_iter().map(|c| c.expr).collect();
         refuse_tables_not_joined(self.df.schema(), &exprs, U::DEF)?;
         let df = self.df.select(exprs)?;
-        for ((_, field), source) in df.schema().iter().zip(&sources) {
-            if let Some(source) = source
-                && field.is_nullable()
-            {
-                return Err(Error::schema(
-                    U::DEF.qualified_name(),
-                    format!(
-                        "column `{}` is NOT NULL and filled with `{source}`, which is NULL \
-                         here for the rows of an outer join that find no match: declare the \
-                         column `Option<_>`, give a default (`coalesce`, through `typed`), or \
-                         join with `JoinType::Inner` (a filter on IS NOT NULL after the join \
-                         does not tell the plan)",
-                        field.name()
-                    ),
-                ));
-            }
-        }
+        refuse_outer_join_nulls(&df, &sources, U::DEF)?;
         Ok(Frame::conformed(conform_output(df, U::DEF)?))
     }
+}
+
+/// Refuses `df`, a projection onto `table`, whose column filled with a NOT NULL column of a
+/// table (`sources`, one per column) may be NULL: that column is of the side of an outer join
+/// that may find no match (the compiler cannot tell the join's kind; the plan test does).
+pub(super) fn refuse_outer_join_nulls(
+    df: &DataFrame,
+    sources: &[Option<String>],
+    table: &'static TableDef,
+) -> Result<()> {
+    for ((_, field), source) in df.schema().iter().zip(sources) {
+        if let Some(source) = source
+            && field.is_nullable()
+        {
+            return Err(Error::schema(
+                table.qualified_name(),
+                format!(
+                    "column `{}` is NOT NULL and filled with `{source}`, which is NULL \
+                     here for the rows of an outer join that find no match: declare the \
+                     column `Option<_>`, give a default (`coalesce`, through `typed`), or \
+                     join with `JoinType::Inner` (a filter on IS NOT NULL after the join \
+                     does not tell the plan)",
+                    field.name()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a projection onto `table` reading a column handle of a table that is not in the
