@@ -342,6 +342,80 @@ pub async fn fails_later(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<FailsLater>>
     Err(Error::msg("failed while `gated` runs"))
 }
 
+#[tokio::test]
+async fn a_run_whose_end_row_was_lost_is_closed_by_its_resume() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    let refresh = RunConfig {
+        full_refresh: true,
+        ..RunConfig::default()
+    };
+    let first = orchestrator.run(&refresh).await.expect("run 1");
+    assert!(first.succeeded(), "{}", first.render(false));
+    // Every pipeline recorded, the run's end lost, its process gone (a child that ended).
+    crate::common::delete_rows(
+        &wh.warehouse,
+        lakehouse_runtime::ledger::RunRecord::DEF,
+        Some("kind = 'run' AND finished_at IS NOT NULL"),
+    )
+    .await;
+    let records = orchestrator
+        .ledger()
+        .run(&first.run_id)
+        .await
+        .expect("ledger");
+    let start = records
+        .iter()
+        .find(|r| r.kind == "run")
+        .expect("the run's start")
+        .clone();
+    crate::common::delete_rows(
+        &wh.warehouse,
+        lakehouse_runtime::ledger::RunRecord::DEF,
+        Some("kind = 'run'"),
+    )
+    .await;
+    let mut child = std::process::Command::new("true")
+        .spawn()
+        .expect("spawn true");
+    child.wait().expect("reap true");
+    let gone = RunProcess {
+        pid: child.id(),
+        ..RunProcess::current()
+    };
+    orchestrator
+        .ledger()
+        .append(&[lakehouse_runtime::ledger::RunRecord {
+            process: Some(gone.to_json()),
+            ..start
+        }])
+        .await
+        .expect("recorded");
+    let died = orchestrator.ledger().runs(1).await.expect("ledger");
+    assert_eq!(died[0].process_liveness(), Liveness::Gone);
+    // An unfinished refresh holds back its pipelines' ordinary runs.
+    let held = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect_err("resume it first");
+    assert!(held.to_string().contains("resume it first"), "{held}");
+    // Nothing is left to run: the resume records the run's end instead of failing.
+    let closed = orchestrator
+        .resume(&first.run_id, &RunConfig::default())
+        .await
+        .expect("the run's end recorded");
+    assert!(closed.results.is_empty(), "{}", closed.render(false));
+    let listed = orchestrator.ledger().runs(1).await.expect("ledger");
+    assert_eq!(
+        (listed[0].run_id.as_str(), listed[0].status.as_str()),
+        (first.run_id.as_str(), "succeeded")
+    );
+    orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("no refresh holds it back");
+}
+
 /// Deletes ok1's attempt rows of run `sequence` from the ledger, as if they were never recorded.
 async fn forget_ok1_attempts(wh: &TempWarehouse, sequence: i64) {
     crate::common::delete_rows(

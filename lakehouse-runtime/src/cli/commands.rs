@@ -108,6 +108,14 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 o.resume(&run_id, &config).await
             })
             .await?;
+            if report.results.is_empty() {
+                say!(
+                    "run {}: every pipeline had ended; its end, which the ledger lacked, is \
+                     recorded",
+                    report.run_id
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             warn_unread_settings(&settings, &report, &global);
             Ok(finish(&report, true))
         }

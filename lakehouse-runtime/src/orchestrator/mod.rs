@@ -522,6 +522,37 @@ impl Orchestrator {
                 .filter(|(_, status)| **status != Status::Succeeded)
                 .map(|(name, _)| name.as_str())
                 .collect();
+            // Every pipeline had ended, but not the run: its end row was lost (or its process
+            // died after its last pipeline). Recorded now: the run stopped being listed as died
+            // and, if it was a refresh, from holding back its pipelines' ordinary runs.
+            if let Some(start) = unfinished.first() {
+                let status = if gone.is_empty() {
+                    Status::Succeeded
+                } else {
+                    Status::Failed
+                };
+                let end = RunRecord {
+                    status: status.as_str().to_owned(),
+                    finished_at: Some(Timestamp::now()),
+                    ..(*start).clone()
+                };
+                self.ledger.append(&[end]).await?;
+                tracing::info!(
+                    run_id,
+                    status = status.as_str(),
+                    "every pipeline of the run had ended; its end, which the ledger lacked, is recorded"
+                );
+                if gone.is_empty() {
+                    return Ok(RunReport {
+                        run_id: run_id.to_owned(),
+                        sequence: first.sequence,
+                        run_at: first.run_at,
+                        results: Vec::new(),
+                        duration: std::time::Duration::ZERO,
+                        unrecorded: None,
+                    });
+                }
+            }
             let why = if gone.is_empty() {
                 "every pipeline succeeded (`--rerun-succeeded` re-executes them)".to_owned()
             } else {
