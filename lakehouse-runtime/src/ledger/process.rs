@@ -77,7 +77,7 @@ impl RunProcess {
             (Some(then), Some(now)) if then == now => {}
             _ => return Liveness::Unknown,
         }
-        if !std::path::Path::new(&format!("/proc/{}", self.pid)).exists() {
+        if !exists(self.pid) {
             return Liveness::Gone;
         }
         // The pid is taken; by the same process unless it started at another time.
@@ -92,6 +92,29 @@ impl std::fmt::Display for RunProcess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "pid {} on {}", self.pid, self.host)
     }
+}
+
+/// Whether a process `pid` exists. `kill(pid, 0)` sends nothing and tells it for another user's
+/// process too (refused, `EPERM`), which `/proc` hides when mounted with `hidepid` (a live run
+/// would show as died, and be resumed beside itself).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn exists(pid: u32) -> bool {
+    // 0 and negative pids name process groups: no run's.
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists and may be signalled; none is sent.
+    let sent = unsafe { libc::kill(pid, 0) };
+    sent == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Whether a process `pid` exists, as `/proc` tells it.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// The host name: the kernel's on Linux, else the environment's.
@@ -194,5 +217,13 @@ mod tests {
             ..finished
         };
         assert_eq!(other_namespace.liveness(), Liveness::Unknown);
+    }
+
+    #[test]
+    fn pids_that_name_no_process_do_not_exist() {
+        assert!(super::exists(std::process::id()));
+        // A process group (0, and u32::MAX as a negative pid), not a process.
+        assert!(!super::exists(0));
+        assert!(!super::exists(u32::MAX));
     }
 }
