@@ -309,6 +309,23 @@ async fn a_table_is_restored_to_an_earlier_version_in_a_new_commit() {
             .contains("gold.dim_product is at version 5 already"),
         "{error}"
     );
+    // Vacuumed past version 1: its files are gone.
+    wh.warehouse
+        .vacuum(PRODUCT, Some(std::time::Duration::ZERO), false, true)
+        .await
+        .expect("vacuum");
+    let error = wh
+        .warehouse
+        .restore(PRODUCT, AsOf::Version(1))
+        .await
+        .expect_err("files gone")
+        .to_string();
+    assert!(
+        error.contains(
+            "gold.dim_product cannot be restored to version 1: its data files are gone (vacuumed"
+        ),
+        "{error}"
+    );
 }
 
 /// Written daily; stale after a day and a bit.

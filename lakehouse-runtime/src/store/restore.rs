@@ -57,12 +57,7 @@ impl Warehouse {
             .restore()
             .with_version_to_restore(restored)
             .await
-            .map_err(|e| {
-                Error::msg(format!(
-                    "restoring {qualified} to version {restored}: {e} (its files may have been \
-                     vacuumed)"
-                ))
-            })?;
+            .map_err(|e| restore_error(&qualified, restored, e))?;
         Ok(RestoreReport {
             table: qualified,
             restored,
@@ -70,5 +65,28 @@ impl Warehouse {
             files_removed: metrics.num_removed_file,
             files_restored: metrics.num_restored_file,
         })
+    }
+}
+
+/// Why restoring `qualified` to version `restored` failed, and what to do.
+fn restore_error(qualified: &str, restored: u64, error: deltalake::DeltaTableError) -> Error {
+    use deltalake::DeltaTableError;
+    match &error {
+        // Committed with no retry: any commit landing meanwhile fails it.
+        DeltaTableError::Transaction { .. } | DeltaTableError::VersionAlreadyExists(_) => {
+            Error::msg(format!(
+                "restoring {qualified} to version {restored}: another commit landed on the \
+                 table meanwhile (a pipeline's write, a compaction), and nothing was restored; \
+                 restore it again ({error})"
+            ))
+        }
+        _ if error.to_string().contains("missing file") => Error::Refused(format!(
+            "{qualified} cannot be restored to version {restored}: its data files are gone \
+             (vacuumed once older than the table's retention, \
+             `delta.deletedFileRetentionDuration`) ({error})"
+        )),
+        _ => Error::msg(format!(
+            "restoring {qualified} to version {restored}: {error}"
+        )),
     }
 }
