@@ -329,15 +329,26 @@ async fn tagged_commit(
         Some(after) => usize::try_from(latest - after).unwrap_or(usize::MAX),
         None => COMMIT_SEARCH_DEPTH,
     };
-    // Newest first: the n-th is version `latest - n`.
-    let mut history = delta.history(Some(depth));
-    let mut version = latest;
-    while let Some(info) = history.next().await {
-        let info = info.map_err(|e| Error::delta(table.qualified_name(), e))?;
-        if info.info.get(key) == Some(value) {
-            return Ok(Some((version, info.info)));
+    // Newest first, each commit read by its version: delta-rs's history also lists commits
+    // made after `delta` was loaded, and skips those without commitInfo, which shifted the
+    // versions counted down from `latest`.
+    let newest_first = (0..=latest).rev().take(depth);
+    let mut infos = futures::stream::iter(newest_first.map(|version| async move {
+        (
+            version,
+            super::history::commit_info(delta, table, version).await,
+        )
+    }))
+    .buffered(16);
+    while let Some((version, info)) = infos.next().await {
+        match info? {
+            Some(info) if info.info.get(key) == Some(value) => {
+                return Ok(Some((version, info.info)));
+            }
+            Some(_) => {}
+            // The log no longer reaches back so far.
+            None => break,
         }
-        version = version.saturating_sub(1);
     }
     Ok(None)
 }
@@ -355,4 +366,59 @@ pub(crate) async fn committed_version(
         .transaction_version(delta.log_store().as_ref(), app_id)
         .await
         .map_err(|e| Error::delta(table.qualified_name(), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::prelude::*;
+    use crate::store::{Warehouse, WriteOptions};
+
+    /// Counted.
+    #[derive(Table)]
+    #[table(schema = "test", name = "tagged", mode = append)]
+    struct Tagged {
+        n: i64,
+    }
+
+    async fn write_tagged(warehouse: &Warehouse, tag: &str) {
+        let session = warehouse.session();
+        let rows = session
+            .sql("SELECT CAST(1 AS BIGINT) AS n")
+            .await
+            .expect("rows");
+        let options = WriteOptions {
+            metadata: [("test.tag".to_owned(), serde_json::json!(tag))].into(),
+            ..WriteOptions::default()
+        };
+        warehouse
+            .write(&session, Tagged::DEF, rows, options)
+            .await
+            .expect("write");
+    }
+
+    #[tokio::test]
+    async fn a_tagged_commit_is_looked_for_up_to_the_loaded_version_only() {
+        let dir = tempfile::tempdir().expect("dir");
+        let warehouse = Warehouse::open(dir.path().to_str().expect("utf-8")).expect("warehouse");
+        write_tagged(&warehouse, "first").await;
+        let stale = warehouse
+            .load(Tagged::DEF)
+            .await
+            .expect("load")
+            .expect("exists");
+        let loaded = stale.version().expect("a version");
+        write_tagged(&warehouse, "second").await;
+        // Made after the load: not the loaded version's (delta-rs's history listed it, counted
+        // as the loaded version).
+        let second = serde_json::json!("second");
+        let found = super::tagged_commit(&stale, Tagged::DEF, "test.tag", &second, None)
+            .await
+            .expect("history");
+        assert!(found.is_none(), "{found:?}");
+        let first = serde_json::json!("first");
+        let found = super::tagged_commit(&stale, Tagged::DEF, "test.tag", &first, None)
+            .await
+            .expect("history");
+        assert_eq!(found.map(|(version, _)| version), Some(loaded));
+    }
 }

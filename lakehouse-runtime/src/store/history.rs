@@ -257,7 +257,7 @@ pub(crate) async fn z_ordered_since_last_write(
 }
 
 /// The `commitInfo` of `version` of `delta`, `None` when the log no longer has it.
-async fn commit_info(
+pub(super) async fn commit_info(
     delta: &DeltaTable,
     table: &TableDef,
     version: u64,

@@ -14,7 +14,6 @@ use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::table::state::DeltaTableState;
-use futures::StreamExt as _;
 
 use super::commit::{CommitTags, WRITE_ID_KEY, committed_version};
 use super::create::DriftKind;
@@ -253,7 +252,7 @@ impl Warehouse {
                 }
                 match builder.await {
                     Ok(written) => {
-                        let rows = last_commit_metric(&written, "num_added_rows").await;
+                        let rows = last_commit_metric(&written, table, "num_added_rows").await;
                         Ok(outcome(table, &written, rows, 0, 0))
                     }
                     Err(e) => Err(e),
@@ -518,22 +517,25 @@ pub(crate) fn outcome_at(
     }
 }
 
-/// A numeric `operationMetrics` entry of the latest commit.
-async fn last_commit_metric(delta: &DeltaTable, name: &str) -> u64 {
-    let mut history = delta.history(Some(1));
-    while let Some(Ok(commit)) = history.next().await {
-        if let Some(value) = commit
-            .info
-            .get("operationMetrics")
-            .and_then(|m| m.get(name))
-        {
-            return value
+/// A numeric `operationMetrics` entry of `delta`'s commit (its loaded version's, not a later
+/// one another process made since).
+async fn last_commit_metric(delta: &DeltaTable, table: &TableDef, name: &str) -> u64 {
+    let Some(version) = delta.version() else {
+        return 0;
+    };
+    let Ok(Some(commit)) = super::history::commit_info(delta, table, version).await else {
+        return 0;
+    };
+    commit
+        .info
+        .get("operationMetrics")
+        .and_then(|m| m.get(name))
+        .and_then(|value| {
+            value
                 .as_u64()
                 .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
-                .unwrap_or(0);
-        }
-    }
-    0
+        })
+        .unwrap_or(0)
 }
 
 /// `df` projected onto the stored schema: declared columns as they are, stored columns the
