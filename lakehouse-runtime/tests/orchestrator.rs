@@ -2350,6 +2350,40 @@ async fn an_unfinished_rebuild_holds_ordinary_runs_of_its_pipelines_unless_force
 }
 
 #[tokio::test]
+async fn an_unfinished_rebuild_redone_by_a_later_one_holds_nothing() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "flaky"]), wh.warehouse.clone());
+    let config = flaky_without_retries("rebuilt_again");
+    let rebuild = RunConfig {
+        full_refresh: true,
+        rebuild: true,
+        ..config.clone()
+    };
+    let failed = orchestrator.run(&rebuild).await.expect("run 1");
+    assert!(!failed.succeeded(), "{}", failed.render(false));
+    // A full refresh does not redo a rebuild: still held.
+    let refreshed = orchestrator
+        .run(&RunConfig {
+            full_refresh: true,
+            force: true,
+            ..config.clone()
+        })
+        .await
+        .expect("forced full refresh");
+    assert!(refreshed.succeeded(), "{}", refreshed.render(false));
+    let held = orchestrator
+        .run(&config)
+        .await
+        .expect_err("a full refresh is no rebuild");
+    assert!(held.to_string().contains(&failed.run_id), "{held}");
+    // A second rebuild finishes what the first did not: ordinary runs go on.
+    let rebuilt = orchestrator.run(&rebuild).await.expect("run 3");
+    assert!(rebuilt.succeeded(), "{}", rebuilt.render(false));
+    let ordinary = orchestrator.run(&config).await.expect("not held");
+    assert!(ordinary.succeeded(), "{}", ordinary.render(false));
+}
+
+#[tokio::test]
 async fn a_backfill_runs_each_time_in_order_and_stops_at_the_first_failure() {
     let wh = TempWarehouse::new();
     let day = Duration::from_secs(86_400);

@@ -336,18 +336,14 @@ impl Ledger {
         rows(df.limit(0, Some(limit))?).await
     }
 
-    /// The runs recorded as a full refresh or rebuild whose latest execution did not succeed
-    /// (failed, cancelled, or died): an ordinary run of their pipelines would take a half-done
-    /// refresh for done.
+    /// The latest execution of every run recorded as a full refresh or rebuild, by sequence:
+    /// one whose status is not `succeeded` (failed, cancelled, or died) did not finish, and an
+    /// ordinary run of its pipelines would take a half-done refresh for done.
     /// Remembered once read, and kept current by this ledger's appends while the runs table has
     /// no commit it did not make (every run asks, and the answer is nearly always none).
-    pub async fn unfinished_refreshes(&self) -> Result<Vec<RunRecord>> {
+    pub async fn refreshes(&self) -> Result<Vec<RunRecord>> {
         let unfinished = |refreshes: &HashMap<String, RunRecord>| -> Vec<RunRecord> {
-            let mut runs: Vec<RunRecord> = refreshes
-                .values()
-                .filter(|r| r.status != "succeeded")
-                .cloned()
-                .collect();
+            let mut runs: Vec<RunRecord> = refreshes.values().cloned().collect();
             runs.sort_by_key(|r| r.sequence);
             runs
         };

@@ -386,13 +386,34 @@ impl Orchestrator {
     /// rebuilt table would read its rows as new, and its `resume` would then skip them).
     async fn refuse_over_unfinished_refresh(&self, plan: &Plan) -> Result<()> {
         let planned: Vec<&str> = plan.pipelines().map(|p| p.name).collect();
-        for unfinished in self.ledger.unfinished_refreshes().await? {
+        let refreshes = self.ledger.refreshes().await?;
+        let plan_of = |run: &RunRecord| -> Vec<String> {
+            run.planned
+                .as_deref()
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        };
+        for unfinished in refreshes.iter().filter(|r| r.status != "succeeded") {
+            let rebuild = unfinished.refresh.as_deref() == Some("rebuild");
+            // A pipeline that a later refresh of the same reach (a rebuild for a rebuild)
+            // finished is done with, whatever the unfinished one left.
+            let redone: Vec<String> = refreshes
+                .iter()
+                .filter(|r| {
+                    r.sequence > unfinished.sequence
+                        && r.status == "succeeded"
+                        && (!rebuild || r.refresh.as_deref() == Some("rebuild"))
+                })
+                .flat_map(plan_of)
+                .collect();
             let shared: Vec<&str> = unfinished
                 .planned
                 .as_deref()
                 .unwrap_or_default()
                 .split_whitespace()
-                .filter(|name| planned.contains(name))
+                .filter(|name| planned.contains(name) && !redone.iter().any(|r| r == name))
                 .collect();
             if shared.is_empty() {
                 continue;
