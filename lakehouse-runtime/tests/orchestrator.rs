@@ -960,6 +960,17 @@ async fn resume_reruns_only_what_did_not_succeed() {
         Some("after_flaky flaky"),
         "the resumed pipelines, sorted"
     );
+    // Its rows are the run's: those of the first execution (ticks, ok1) and the resume's.
+    let written = |report: &lakehouse_runtime::orchestrator::RunReport| -> u64 {
+        report.results.iter().filter_map(|r| r.rows_written).sum()
+    };
+    assert_eq!(written(&first), 2, "{}", first.render(false));
+    assert_eq!(
+        runs[0].rows_written,
+        Some((written(&first) + written(&resumed)) as i64),
+        "{}",
+        resumed.render(false)
+    );
     let error = orchestrator
         .resume(&first.run_id, &config)
         .await

@@ -377,7 +377,7 @@ impl Orchestrator {
             sequence,
             run_at,
         };
-        self.execute_run(run, &plan, config, &HashMap::new(), &HashMap::new())
+        self.execute_run(run, &plan, config, &HashMap::new(), &HashMap::new(), (0, 0))
             .await
     }
 
@@ -620,7 +620,31 @@ impl Orchestrator {
             tracing::info!(rebuild = resumed.rebuild, "resuming a full refresh");
         }
         let plan = self.plan(&resumed)?;
-        self.execute_run(run, &plan, &resumed, &last, &attempts)
+        // What the run's earlier executions wrote with the pipelines not run again: the run
+        // row's totals are the run's, not this execution's alone.
+        let mut earlier: HashMap<&str, &RunRecord> = HashMap::new();
+        for record in records.iter().filter(|r| r.kind == "pipeline") {
+            if let Some(pipeline) = record.pipeline.as_deref()
+                && record.status == Status::Succeeded.as_str()
+                && !resumed.targets.iter().any(|t| t == pipeline)
+            {
+                let newer = earlier
+                    .get(pipeline)
+                    .is_none_or(|kept| kept.started_at.0 <= record.started_at.0);
+                if newer {
+                    earlier.insert(pipeline, record);
+                }
+            }
+        }
+        let rows = |of: fn(&RunRecord) -> Option<i64>| -> u64 {
+            earlier
+                .values()
+                .filter_map(|r| of(r))
+                .map(|n| u64::try_from(n).unwrap_or(0))
+                .sum()
+        };
+        let earlier_rows = (rows(|r| r.rows_written), rows(|r| r.rows_deleted));
+        self.execute_run(run, &plan, &resumed, &last, &attempts, earlier_rows)
             .await
     }
 
@@ -783,6 +807,8 @@ impl Orchestrator {
         config: &RunConfig,
         previous: &HashMap<String, Status>,
         attempts_before: &HashMap<String, u32>,
+        // Rows (written, deleted) by the run's earlier executions, which its row totals too.
+        earlier_rows: (u64, u64),
     ) -> Result<RunReport> {
         // Created before pipelines run in parallel, which would race to create them; once per
         // orchestrator (tables are never dropped).
@@ -869,18 +895,20 @@ impl Orchestrator {
             finished_at: Some(Timestamp::now()),
             duration_ms: Some(report.duration.as_millis() as i64),
             rows_written: Some(
-                report
-                    .results
-                    .iter()
-                    .filter_map(|r| r.rows_written)
-                    .sum::<u64>() as i64,
+                (earlier_rows.0
+                    + report
+                        .results
+                        .iter()
+                        .filter_map(|r| r.rows_written)
+                        .sum::<u64>()) as i64,
             ),
             rows_deleted: Some(
-                report
-                    .results
-                    .iter()
-                    .filter_map(|r| r.rows_deleted)
-                    .sum::<u64>() as i64,
+                (earlier_rows.1
+                    + report
+                        .results
+                        .iter()
+                        .filter_map(|r| r.rows_deleted)
+                        .sum::<u64>()) as i64,
             ),
             ..start
         });
