@@ -498,6 +498,9 @@ impl Warehouse {
         let log_store = self
             .log_store(&url)
             .map_err(|e| Error::delta(&qualified, e))?;
+        if super::location::local_path(&url).is_none() {
+            refuse_objects_without_a_log(&qualified, &url, log_store.object_store(None)).await?;
+        }
         let created = deltalake::operations::create::CreateBuilder::new()
             .with_log_store(log_store)
             .with_table_name(table.name)
@@ -794,6 +797,33 @@ fn description_differs(table: &'static TableDef, delta: &DeltaTable) -> Result<b
 /// An error if the folder of a table without a Delta log holds files (its log lost, Parquet
 /// copied in by hand): a new table there would not know them, and `vacuum` would delete them
 /// as files no version refers to.
+/// [`refuse_files_without_a_log`] on an object store: `store` is rooted at the table's `url`.
+async fn refuse_objects_without_a_log(
+    qualified: &str,
+    url: &url::Url,
+    store: std::sync::Arc<dyn deltalake::ObjectStore>,
+) -> Result<()> {
+    let listed = store.list_with_delimiter(None).await.map_err(|e| {
+        Error::msg(format!(
+            "{qualified}: listing its location {url} before creating the table there: {e}"
+        ))
+    })?;
+    let names = listed
+        .common_prefixes
+        .iter()
+        .chain(listed.objects.iter().map(|o| &o.location))
+        .filter_map(|path| path.parts().last().map(|part| part.as_ref().to_owned()));
+    let mut found = names.filter(|name| !matches!(name.as_bytes().first(), Some(b'.' | b'_')));
+    match found.next() {
+        None => Ok(()),
+        Some(name) => Err(Error::msg(format!(
+            "{qualified}: its location {url} holds objects (`{name}`, ...) but no Delta log, so \
+             it is not a table; creating one there would leave them unknown to it, and `vacuum` \
+             would delete them: move them away (or restore the `_delta_log` prefix)"
+        ))),
+    }
+}
+
 fn refuse_files_without_a_log(qualified: &str, path: &std::path::Path) -> Result<()> {
     let entries = match std::fs::read_dir(path) {
         Ok(entries) => entries,
@@ -819,5 +849,45 @@ fn refuse_files_without_a_log(qualified: &str, path: &std::path::Path) -> Result
             path.display(),
             name.to_string_lossy()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::prelude::*;
+    use crate::store::Warehouse;
+
+    /// Orders.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "orders")]
+    struct Orders {
+        id: i64,
+    }
+
+    #[tokio::test]
+    async fn an_object_store_prefix_holding_objects_but_no_log_is_not_taken_over() {
+        use deltalake::logstore::object_store::{ObjectStoreExt as _, PutPayload, path::Path};
+        let warehouse = Warehouse::open("memory:///wh/").expect("warehouse");
+        let store = warehouse.memory.clone().expect("a memory store");
+        let stray = Path::from("wh/silver/orders/part-00000.parquet");
+        store
+            .put(&stray, PutPayload::from_static(b"PAR1"))
+            .await
+            .expect("put");
+        let refused = warehouse
+            .ensure(Orders::DEF)
+            .await
+            .expect_err("not a table")
+            .to_string();
+        assert!(
+            refused.contains("silver.orders: its location memory:///wh/silver/orders/ holds objects (`part-00000.parquet`, ...) but no Delta log"),
+            "{refused}"
+        );
+        // Nothing was created, and the object is still there.
+        assert!(warehouse.load(Orders::DEF).await.expect("load").is_none());
+        store.head(&stray).await.expect("kept");
+        // An empty location is created.
+        store.delete(&stray).await.expect("delete");
+        warehouse.ensure(Orders::DEF).await.expect("created");
     }
 }
