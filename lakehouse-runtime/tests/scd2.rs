@@ -653,3 +653,72 @@ async fn a_unit_test_frame_of_an_scd2_table_holds_current_versions() {
     };
     assert_eq!(versions, [version("a"), version("b")]);
 }
+
+/// Customers, kept as their latest state (as first declared).
+mod as_merge {
+    use lakehouse_runtime::prelude::*;
+
+    /// Customers.
+    #[derive(Table)]
+    #[table(schema = "gold", name = "dim_customer_redeclared", key(customer_id), mode = merge)]
+    pub struct Customers {
+        pub customer_id: String,
+        pub name: Option<String>,
+        pub city: Option<String>,
+    }
+}
+
+/// The same table, declared with history since.
+mod as_scd2 {
+    use lakehouse_runtime::prelude::*;
+
+    /// Customers with history.
+    #[derive(Table)]
+    #[table(schema = "gold", name = "dim_customer_redeclared", key(customer_id), mode = scd2)]
+    pub struct Customers {
+        pub customer_id: String,
+        pub name: Option<String>,
+        pub city: Option<String>,
+    }
+}
+
+#[tokio::test]
+async fn a_table_declared_scd2_since_its_rows_were_written_says_how_to_rebuild_it() {
+    let wh = TempWarehouse::new();
+    let merged = <as_merge::Customers as lakehouse_runtime::Table>::DEF;
+    let history = <as_scd2::Customers as lakehouse_runtime::Table>::DEF;
+    let rows = [Customer {
+        customer_id: "a",
+        name: Some("Ann"),
+        city: None,
+    }];
+    write(&wh.warehouse, merged, &rows, WriteOptions::default())
+        .await
+        .expect("as merge");
+    let drift: Vec<String> = wh
+        .warehouse
+        .drift(history)
+        .await
+        .expect("drift")
+        .iter()
+        .filter(|d| d.is_incompatible())
+        .map(|d| d.to_string())
+        .collect();
+    assert!(
+        drift.iter().any(|d| d.contains(
+            "the table is declared SCD2, and its rows were written without SCD2 history"
+        )),
+        "{drift:?}"
+    );
+    let refused = write(&wh.warehouse, history, &rows, run(1, 1))
+        .await
+        .expect_err("no history to take on")
+        .to_string();
+    assert!(
+        refused.contains(
+            "the table is declared `mode = scd2`, but its rows were written without SCD2 history"
+        ) && refused.contains("--full-refresh"),
+        "{refused}"
+    );
+    assert_eq!(contents(&wh.warehouse, merged).await, lines(&["a|Ann|∅"]));
+}

@@ -98,7 +98,14 @@ impl std::fmt::Display for SchemaDrift {
                     f,
                     "{table}.{column}: declared {declared}, not in the Delta table yet"
                 )?;
-                if *refused {
+                if *refused && matches!(column.as_str(), "valid_from" | "is_current") {
+                    // (Reserved names: only SCD2's own columns have them.)
+                    f.write_str(
+                        "; the table is declared SCD2, and its rows were written without SCD2 \
+                         history: writes will fail (move its folder away and run its pipeline \
+                         with --full-refresh, or declare its former mode again)",
+                    )?;
+                } else if *refused {
                     f.write_str(
                         "; declared NOT NULL, and the table's rows have no value for it: writes \
                          will fail (declare it as an `Option<_>`, or rebuild the table)",

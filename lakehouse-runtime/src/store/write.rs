@@ -453,6 +453,19 @@ fn refuse_required_additions(
         .map(|s| s.log_data().num_files() > 0)
         .unwrap_or(true);
     match required.first() {
+        // The validity columns of a table declared SCD2 since it was written.
+        Some(column) if has_rows && column.role == crate::table::ColumnRole::System => {
+            Err(Error::schema(
+                table.qualified_name(),
+                format!(
+                    "the table is declared `mode = scd2`, but its rows were written without SCD2 \
+                     history (no `{}` column): a table does not turn into SCD2 in place; move \
+                     the table's folder away and run its pipeline with --full-refresh, which \
+                     builds the history anew from its inputs (or declare its former mode again)",
+                    column.name
+                ),
+            ))
+        }
         Some(column) if has_rows => Err(Error::schema(
             table.qualified_name(),
             format!(
