@@ -404,6 +404,44 @@ async fn a_fraction_for_an_integer_column_is_refused_not_truncated() {
     );
 }
 
+#[tokio::test]
+async fn a_parquet_scan_keeps_its_exact_row_count_for_the_writer() {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array, RecordBatch};
+    use datafusion::common::stats::Precision;
+    use datafusion::physical_plan::{StatisticsArgs, StatisticsContext};
+    let dir = tempfile::tempdir().expect("dir");
+    for (name, ids) in [("a.parquet", vec![1, 2]), ("b.parquet", vec![3])] {
+        let batch =
+            RecordBatch::try_from_iter([("order_id", Arc::new(Int64Array::from(ids)) as ArrayRef)])
+                .expect("batch");
+        let file = std::fs::File::create(dir.path().join(name)).expect("file");
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+    }
+    let test = TestContext::new("landed_orders").expect("context");
+    let frame = test
+        .ctx()
+        .read_files::<LandedOrders>(FileFormat::Parquet, dir.path().to_str().expect("utf-8"))
+        .await
+        .expect("read");
+    let plan = frame
+        .dataframe()
+        .clone()
+        .create_physical_plan()
+        .await
+        .expect("plan");
+    // The scan's wrapper that names its files in errors hid it: a few rows were then spread
+    // over every writer, several small files a write.
+    let statistics = StatisticsContext::new()
+        .compute(plan.as_ref(), &StatisticsArgs::new())
+        .expect("statistics");
+    assert_eq!(statistics.num_rows, Precision::Exact(3));
+}
+
 /// Events as they land, with a day and a time.
 #[derive(Table)]
 #[table(schema = "bronze", name = "landed_events")]

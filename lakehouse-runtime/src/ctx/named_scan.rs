@@ -8,14 +8,21 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::stats::Statistics;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::execution_plan::CardinalityEffect;
+use datafusion::physical_plan::filter_pushdown::{FilterDescription, FilterPushdownPhase};
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use datafusion::physical_plan::{
+    ChildStats, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, StatisticsArgs,
+};
 use futures::TryStreamExt;
 
 /// `inner` (a listing of files) whose scan's errors say `label` first.
@@ -76,11 +83,23 @@ fn named(label: &str, error: DataFusionError) -> DataFusionError {
     DataFusionError::Context(label.to_owned(), Box::new(error))
 }
 
-/// Its input, whose errors say `label` first.
+/// Its input, whose errors say `label` first. Otherwise transparent: statistics, filters,
+/// limits, projections and repartitioning reach the scan as if it were not there (a small
+/// file's exact row count makes its write one file).
 #[derive(Debug)]
 struct NamedErrorsExec {
     input: Arc<dyn ExecutionPlan>,
     label: Arc<str>,
+}
+
+impl NamedErrorsExec {
+    /// `input` named as this one is.
+    fn around(&self, input: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+        Arc::new(NamedErrorsExec {
+            input,
+            label: self.label.clone(),
+        })
+    }
 }
 
 impl DisplayAs for NamedErrorsExec {
@@ -106,6 +125,63 @@ impl ExecutionPlan for NamedErrorsExec {
         vec![true]
     }
 
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false]
+    }
+
+    fn child_stats_requests(&self, partition: Option<usize>) -> Vec<ChildStats> {
+        vec![ChildStats::At(partition)]
+    }
+
+    fn statistics_from_inputs(
+        &self,
+        input_stats: &[Arc<Statistics>],
+        _args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        Ok(input_stats
+            .first()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Statistics::new_unknown(&self.schema()))))
+    }
+
+    fn supports_limit_pushdown(&self) -> bool {
+        true
+    }
+
+    fn cardinality_effect(&self) -> CardinalityEffect {
+        CardinalityEffect::Equal
+    }
+
+    fn repartitioned(
+        &self,
+        target_partitions: usize,
+        config: &ConfigOptions,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        Ok(self
+            .input
+            .repartitioned(target_partitions, config)?
+            .map(|input| self.around(input)))
+    }
+
+    fn try_swapping_with_projection(
+        &self,
+        projection: &ProjectionExec,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        Ok(self
+            .input
+            .try_swapping_with_projection(projection)?
+            .map(|input| self.around(input)))
+    }
+
+    fn gather_filters_for_pushdown(
+        &self,
+        _phase: FilterPushdownPhase,
+        parent_filters: Vec<Arc<dyn PhysicalExpr>>,
+        _config: &ConfigOptions,
+    ) -> Result<FilterDescription> {
+        FilterDescription::from_children(parent_filters, &self.children())
+    }
+
     fn apply_expressions(
         &self,
         _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
@@ -118,10 +194,7 @@ impl ExecutionPlan for NamedErrorsExec {
         mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         match (children.pop(), children.is_empty()) {
-            (Some(input), true) => Ok(Arc::new(NamedErrorsExec {
-                input,
-                label: self.label.clone(),
-            })),
+            (Some(input), true) => Ok(self.around(input)),
             _ => Err(DataFusionError::Internal(
                 "NamedErrorsExec takes one input".to_owned(),
             )),
