@@ -388,16 +388,24 @@ impl View {
             let columns = key.column_refs();
             !columns.is_empty() && columns.iter().all(|c| schema.has_column(c))
         };
-        for (l, r) in left.iter().zip(&right_keys) {
-            let links = (reads_only(self.df.schema(), l) && reads_only(right.schema(), r))
-                || (reads_only(right.schema(), l) && reads_only(self.df.schema(), r));
-            if !links {
-                return Err(Error::Refused(format!(
-                    "the join with `{joined}` on `{l} = {r}` does not compare a column of the \
-                     frame with a column of `{joined}`: it would pair every row with every row; \
-                     key each `on(..)` with one column of each side"
-                )));
-            }
+        let links = |l: &Expr, r: &Expr| {
+            (reads_only(self.df.schema(), l) && reads_only(right.schema(), r))
+                || (reads_only(right.schema(), l) && reads_only(self.df.schema(), r))
+        };
+        let linking = left.iter().zip(&right_keys).filter(|(l, r)| links(l, r));
+        let linked = linking.count() > 0;
+        if let Some((l, r)) = left.iter().zip(&right_keys).find(|(l, r)| !links(l, r)) {
+            let what = if linked {
+                "join keys are equalities between the two sides: filter a side before the join \
+                 for a condition on it alone (`frame.filter(..)`)"
+            } else {
+                "it would pair every row with every row; key each `on(..)` with one column of \
+                 each side"
+            };
+            return Err(Error::Refused(format!(
+                "the join with `{joined}` on `{l} = {r}` does not compare a column of the frame \
+                 with a column of `{joined}`: {what}"
+            )));
         }
         let on: Vec<Expr> = left
             .into_iter()
