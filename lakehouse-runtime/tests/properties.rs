@@ -800,3 +800,47 @@ async fn vacuum_refuses_a_retention_the_kernel_cannot_read() {
         .await
         .expect("forced, with a retention");
 }
+
+/// Rates with 18 decimals.
+#[derive(Table, serde::Serialize)]
+#[table(schema = "gold", name = "rates")]
+pub struct Rate {
+    pub id: i64,
+    pub rate: lakehouse_runtime::prelude::Decimal<38, 18>,
+    pub price: lakehouse_runtime::prelude::Decimal<10, 2>,
+}
+
+#[tokio::test]
+async fn file_skipping_keeps_a_decimal_that_a_double_cannot_hold() {
+    let wh = TempWarehouse::new();
+    // 1.000000000000000001: as a double, 1.0, which delta-rs records as the file's maximum.
+    crate::common::write(
+        &wh.warehouse,
+        Rate::DEF,
+        &[Rate {
+            id: 1,
+            rate: lakehouse_runtime::prelude::Decimal(1_000_000_000_000_000_001),
+            price: lakehouse_runtime::prelude::Decimal(1999),
+        }],
+        Default::default(),
+    )
+    .await
+    .expect("write");
+    let count = |query: &'static str| {
+        let wh = &wh;
+        async move { crate::common::query(&wh.warehouse, &[Rate::DEF], query).await }
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM gold.rates WHERE rate > 1").await,
+        ["1"]
+    );
+    // A decimal a double holds keeps its statistics, and they still skip.
+    assert_eq!(
+        count("SELECT count(*) FROM gold.rates WHERE price > 19.98").await,
+        ["1"]
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM gold.rates WHERE price > 19.99").await,
+        ["0"]
+    );
+}

@@ -490,6 +490,9 @@ impl Warehouse {
             .map(|(k, v)| ((*k).to_owned(), Some((*v).to_owned())))
             .collect();
         configuration.push((KEY_PROPERTY.to_owned(), Some(declared_key(table))));
+        if let Some((key, value)) = exact_stats_columns(table) {
+            configuration.push((key.to_owned(), Some(value)));
+        }
         if table.mode == WriteMode::Append
             && !table
                 .properties
@@ -668,6 +671,37 @@ fn configuration<'a>(
         .configuration())
 }
 
+/// Delta's property naming the columns whose minimum and maximum each file records.
+const STATS_COLUMNS_PROPERTY: &str = "delta.dataSkippingStatsColumns";
+
+/// Delta's property saying how many leading columns have statistics (32 by default).
+const INDEXED_COLUMNS_PROPERTY: &str = "delta.dataSkippingNumIndexedCols";
+
+/// The statistics property (key, value) `table` is created with when it has a decimal of more
+/// than 15 digits among its indexed (first 32) columns and declares neither statistics
+/// property: the columns that may have file statistics, every indexed one but those decimals
+/// (or no column at all). delta-rs records a decimal's minimum and maximum through a double,
+/// which holds 15 digits: `1.000000000000000001` became a maximum of 1.0, and a query for
+/// `> 1` skipped the file holding it. Without their statistics, such columns skip no file.
+fn exact_stats_columns(table: &TableDef) -> Option<(&'static str, String)> {
+    let declared = |key: &str| table.properties.iter().any(|(k, _)| *k == key);
+    if declared(STATS_COLUMNS_PROPERTY) || declared(INDEXED_COLUMNS_PROPERTY) {
+        return None;
+    }
+    const INDEXED: usize = 32;
+    let inexact = |c: &&crate::table::ColumnDef| matches!(c.data_type, LogicalType::Decimal { precision, .. } if precision > 15);
+    let indexed = table.columns.iter().take(INDEXED);
+    if !indexed.clone().any(|c| inexact(&c)) {
+        return None;
+    }
+    let exact: Vec<&str> = indexed.filter(|c| !inexact(c)).map(|c| c.name).collect();
+    Some(if exact.is_empty() {
+        (INDEXED_COLUMNS_PROPERTY, "0".to_owned())
+    } else {
+        (STATS_COLUMNS_PROPERTY, exact.join(","))
+    })
+}
+
 /// The table property recording the key a table is written with (its columns, comma-separated;
 /// empty without one): a declaration with another key is refused.
 const KEY_PROPERTY: &str = "lakehouse.key";
@@ -754,6 +788,12 @@ fn properties_to_set(table: &TableDef, delta: &DeltaTable) -> Result<HashMap<Str
     // A table from before keys were recorded gets its declared one, and so does one gaining a
     // key, or a table whose writes match no row by it; another key of a merge or SCD2 table is
     // a drift, refused at write, not overwritten, and a key declared no more stays recorded.
+    if let Some((key, value)) = exact_stats_columns(table)
+        && !stored.contains_key(STATS_COLUMNS_PROPERTY)
+        && !stored.contains_key(INDEXED_COLUMNS_PROPERTY)
+    {
+        changed.insert(key.to_owned(), value);
+    }
     let declared = declared_key(table);
     match stored.get(KEY_PROPERTY) {
         Some(key) if *key == declared || declared.is_empty() => {}
