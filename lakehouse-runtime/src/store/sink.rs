@@ -267,7 +267,10 @@ pub(crate) async fn encode_plan(
                 rows += written_rows;
             }
             Err(error) => {
+                // Cancelled, and waited for: their memory (a key check's set, buffered rows) is
+                // back in the pool, and their files closed, before whatever the caller does next.
                 writers.abort_all();
+                while writers.join_next().await.is_some() {}
                 return Err(error);
             }
         }

@@ -472,8 +472,10 @@ impl Held {
             let batch = batch?;
             let size = batch.get_array_memory_size();
             if let Err(error) = self.reservation.try_grow(size) {
+                // Said before it is released: the error tells how much was held.
+                let refused = self.exhausted(what, rows + batch.num_rows(), &error);
                 self.reservation.shrink(bytes);
-                return Err(self.exhausted(what, rows + batch.num_rows(), &error));
+                return Err(refused);
             }
             rows += batch.num_rows();
             bytes += size;

@@ -673,9 +673,10 @@ async fn merge(
         .map(|(snapshot, rows)| appended(table, &snapshot, rows));
         match written {
             Ok(outcome) => return Ok(outcome),
-            // Too many keys to check in memory: de-duplicated by a sort (which spills), the rows
-            // stream into the empty table as they would have (the general path holds them).
-            Err(e) if super::unique::gave_up(&e) => {
+            // Repeated keys, or too many keys to check in memory: de-duplicated by a sort (which
+            // spills), the rows stream into the empty table as they would have (the general
+            // path holds the source in memory, and nothing can match an empty table).
+            Err(e) if super::unique::gave_up(&e) || super::unique::is_duplicate(&e) => {
                 super::unique::log_fallback(table, &e);
                 let source = dedupe(source, table)
                     .map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))?;
@@ -685,9 +686,6 @@ async fn merge(
                 return super::sink::write(delta, source, SaveMode::Append, commit, recorded)
                     .await
                     .map(|(snapshot, rows)| appended(table, &snapshot, rows));
-            }
-            Err(e) if super::unique::is_duplicate(&e) => {
-                tracing::debug!(table = %table.qualified_name(), "repeated source keys; merging");
             }
             Err(e) => return Err(e),
         }
