@@ -1172,6 +1172,20 @@ async fn a_write_deleting_keys_of_an_append_table_is_refused() {
         ),
         "{refused}"
     );
+    // Nor does a full snapshot's: its missing keys stay.
+    let refused = write(
+        &wh.warehouse,
+        by_line,
+        &more,
+        WriteOptions {
+            deletions: lakehouse_runtime::store::Deletions::MissingFromSource,
+            ..WriteOptions::default()
+        },
+    )
+    .await
+    .expect_err("an append deletes nothing")
+    .to_string();
+    assert!(refused.contains("is an `append` table"), "{refused}");
     assert_eq!(contents(&wh.warehouse, by_line).await, lines(&["1|1"]));
 }
 

@@ -124,9 +124,13 @@ impl Warehouse {
         options: WriteOptions,
     ) -> Result<WriteOutcome> {
         let qualified = table.qualified_name();
-        if matches!(options.deletions, Deletions::Keys(_))
-            && !matches!(table.mode, WriteMode::Merge | WriteMode::Scd2)
-        {
+        // (An overwrite replaces every row: a full snapshot's missing keys go with them.)
+        let deletes = match options.deletions {
+            Deletions::None => false,
+            Deletions::Keys(_) => true,
+            Deletions::MissingFromSource => table.mode == WriteMode::Append,
+        };
+        if deletes && !matches!(table.mode, WriteMode::Merge | WriteMode::Scd2) {
             // An append or overwrite would write its rows and delete nothing, as if it had.
             return Err(Error::Refused(format!(
                 "{qualified} is an `{}` table: a write deletes keys only from `merge` and \
