@@ -230,6 +230,30 @@ async fn latest_only_keeps_the_newest_extract() {
 }
 
 #[tokio::test]
+async fn merging_no_rows_into_an_empty_table_makes_no_commit() {
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let none: [Sale; 0] = [];
+    let outcome = wh
+        .warehouse
+        .write(
+            &session,
+            Sale::DEF,
+            crate::common::frame(&session, Sale::DEF, &none),
+            WriteOptions::default(),
+        )
+        .await
+        .expect("nothing to merge");
+    // Created (version 0), and nothing committed on it: a MERGE of no rows counted as a write
+    // of data (a table's freshness) and as a version for readers to read.
+    assert_eq!((outcome.version, outcome.rows_inserted), (Some(0), 0));
+    assert_eq!(
+        wh.warehouse.version(Sale::DEF).await.expect("version"),
+        Some(0)
+    );
+}
+
+#[tokio::test]
 #[ignore = "writes 4 million rows: about 50 s in a debug build (`cargo test -- --ignored`)"]
 async fn a_first_load_repeating_keys_streams_into_the_empty_table() {
     let wh = TempWarehouse::new();

@@ -147,6 +147,10 @@ pub(crate) async fn write(
 ) -> Result<(DeltaTableState, u64), DeltaTableError> {
     let state = delta.snapshot()?.clone();
     let (adds, rows) = encode_plan(&state, &delta, source, None, Vec::new()).await?;
+    // A merge of no rows changes nothing, and makes no commit, as a merge that changes no row.
+    if adds.is_empty() && matches!(recorded, Recorded::MergeIntoEmpty(_)) {
+        return Ok((state, 0));
+    }
     let added_files = adds.len();
     let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
     let mut removed_files = 0;
