@@ -410,6 +410,10 @@ async fn a_run_whose_end_row_was_lost_is_closed_by_its_resume() {
         (listed[0].run_id.as_str(), listed[0].status.as_str()),
         (first.run_id.as_str(), "succeeded")
     );
+    // With the rows its pipelines wrote.
+    let written: u64 = first.results.iter().filter_map(|r| r.rows_written).sum();
+    assert_eq!(listed[0].rows_written, Some(written as i64));
+    assert_eq!(written, 2);
     orchestrator
         .run(&RunConfig::default())
         .await

@@ -109,12 +109,15 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             })
             .await?;
             if report.results.is_empty() {
-                say!(
+                tell!(
                     "run {}: every pipeline had ended; its end, which the ledger lacked, is \
                      recorded",
                     report.run_id
                 );
-                return Ok(ExitCode::SUCCESS);
+                // A JSON report still goes to stdout, for whatever reads it.
+                if !super::json_reports() {
+                    return Ok(ExitCode::SUCCESS);
+                }
             }
             warn_unread_settings(&settings, &report, &global);
             Ok(finish(&report, true))

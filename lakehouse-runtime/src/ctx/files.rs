@@ -408,8 +408,9 @@ fn json_read_type(declared: arrow::datatypes::DataType) -> arrow::datatypes::Dat
         // epoch seconds landed in the year 4 million (and failed the writer's statistics),
         // where a number is now refused as not a date.
         DataType::Date32 | DataType::Timestamp(..) => DataType::Utf8,
-        // As a decimal, then cast: the decoder truncates `1.9` to 1, where the cast refuses it.
-        integer if integer.is_integer() => DataType::Decimal256(76, EXTRA_DIGITS as i8),
+        // As a decimal, then cast: the decoder truncates `1.9` to 1, where the cast refuses it
+        // (19 digits of an i64 and 10 of fraction fit 128 bits; an 11th fraction digit rounds).
+        integer if integer.is_integer() => DataType::Decimal128(38, EXTRA_DIGITS as i8),
         other => other,
     }
 }

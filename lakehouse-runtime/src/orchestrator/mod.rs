@@ -552,9 +552,12 @@ impl Orchestrator {
                 } else {
                     Status::Failed
                 };
+                let (written, deleted) = rows_of_succeeded(&records, &[]);
                 let end = RunRecord {
                     status: status.as_str().to_owned(),
                     finished_at: Some(Timestamp::now()),
+                    rows_written: Some(written as i64),
+                    rows_deleted: Some(deleted as i64),
                     ..(*start).clone()
                 };
                 self.ledger.append(&[end]).await?;
@@ -620,30 +623,8 @@ impl Orchestrator {
             tracing::info!(rebuild = resumed.rebuild, "resuming a full refresh");
         }
         let plan = self.plan(&resumed)?;
-        // What the run's earlier executions wrote with the pipelines not run again: the run
-        // row's totals are the run's, not this execution's alone.
-        let mut earlier: HashMap<&str, &RunRecord> = HashMap::new();
-        for record in records.iter().filter(|r| r.kind == "pipeline") {
-            if let Some(pipeline) = record.pipeline.as_deref()
-                && record.status == Status::Succeeded.as_str()
-                && !resumed.targets.iter().any(|t| t == pipeline)
-            {
-                let newer = earlier
-                    .get(pipeline)
-                    .is_none_or(|kept| kept.started_at.0 <= record.started_at.0);
-                if newer {
-                    earlier.insert(pipeline, record);
-                }
-            }
-        }
-        let rows = |of: fn(&RunRecord) -> Option<i64>| -> u64 {
-            earlier
-                .values()
-                .filter_map(|r| of(r))
-                .map(|n| u64::try_from(n).unwrap_or(0))
-                .sum()
-        };
-        let earlier_rows = (rows(|r| r.rows_written), rows(|r| r.rows_deleted));
+        // The run row's totals are the run's, not this execution's alone.
+        let earlier_rows = rows_of_succeeded(&records, &resumed.targets);
         self.execute_run(run, &plan, &resumed, &last, &attempts, earlier_rows)
             .await
     }
@@ -924,6 +905,31 @@ impl Orchestrator {
         }
         Ok(report)
     }
+}
+
+/// The rows (written, deleted) of the pipelines of a run's `records` that succeeded, but those
+/// in `excluded`: each pipeline's latest success.
+fn rows_of_succeeded(records: &[RunRecord], excluded: &[String]) -> (u64, u64) {
+    let mut latest: HashMap<&str, &RunRecord> = HashMap::new();
+    for record in records.iter().filter(|r| r.kind == "pipeline") {
+        if let Some(pipeline) = record.pipeline.as_deref()
+            && record.status == Status::Succeeded.as_str()
+            && !excluded.iter().any(|e| e == pipeline)
+            && latest
+                .get(pipeline)
+                .is_none_or(|kept| kept.started_at.0 <= record.started_at.0)
+        {
+            latest.insert(pipeline, record);
+        }
+    }
+    let sum = |of: fn(&RunRecord) -> Option<i64>| -> u64 {
+        latest
+            .values()
+            .filter_map(|r| of(r))
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .sum()
+    };
+    (sum(|r| r.rows_written), sum(|r| r.rows_deleted))
 }
 
 /// Waits for the loop's next tick, or for a shutdown request. A shutdown sender dropped (a

@@ -73,13 +73,17 @@ fn restore_error(qualified: &str, restored: u64, error: deltalake::DeltaTableErr
     use deltalake::DeltaTableError;
     match &error {
         // Committed with no retry: any commit landing meanwhile fails it.
-        DeltaTableError::Transaction { .. } | DeltaTableError::VersionAlreadyExists(_) => {
-            Error::msg(format!(
-                "restoring {qualified} to version {restored}: another commit landed on the \
+        DeltaTableError::Transaction {
+            source:
+                deltalake::kernel::transaction::TransactionError::CommitConflict(_)
+                | deltalake::kernel::transaction::TransactionError::MaxCommitAttempts(_)
+                | deltalake::kernel::transaction::TransactionError::VersionAlreadyExists(_),
+        }
+        | DeltaTableError::VersionAlreadyExists(_) => Error::msg(format!(
+            "restoring {qualified} to version {restored}: another commit landed on the \
                  table meanwhile (a pipeline's write, a compaction), and nothing was restored; \
                  restore it again ({error})"
-            ))
-        }
+        )),
         _ if error.to_string().contains("missing file") => Error::Refused(format!(
             "{qualified} cannot be restored to version {restored}: its data files are gone \
              (vacuumed once older than the table's retention, \
