@@ -129,8 +129,8 @@ pub mod __private {
         assert_readable, max_level, same_table,
     };
     pub use crate::table::{
-        AppendOnly, CheckConstraint, Col, ColumnDef, ColumnRef, ColumnRole, ColumnType,
-        Expectation, IntoColumn, LogicalType, OnFail, OverwriteScope, Quality, SchemaEvolution,
+        CheckConstraint, Col, ColumnDef, ColumnRef, ColumnRole, ColumnType, Expectation,
+        IntoColumn, LogicalType, OnFail, OverwriteScope, Quality, RecordsChanges, SchemaEvolution,
         SelectFor, SelectedColumn, Table, TableDef, Timestamp, WriteMode, non_null,
     };
     pub use crate::{Ctx, Inputs, Result, UntypedFrame};

@@ -11,6 +11,7 @@ mod files;
 mod joins;
 mod keys;
 mod ledger;
+mod merge_changes;
 mod merge_fast_paths;
 mod names;
 mod orchestrator;

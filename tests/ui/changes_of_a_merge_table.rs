@@ -1,7 +1,7 @@
 use lakehouse_runtime::prelude::*;
 use lakehouse_tests::*;
 
-/// Rewritten in place: its new rows cannot be read incrementally.
+/// Merged, its change data feed not on: its changes cannot be read incrementally.
 #[derive(Table)]
 #[table(schema = "silver", key(order_id), mode = merge)]
 pub struct CleanSales {

@@ -100,7 +100,7 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
             ::lakehouse_runtime::__private::assert_readable::<#ty>();
             ::lakehouse_runtime::__private::assert_change_feed::<
                 <#ty as ::lakehouse_runtime::__private::PipelineInput>::Table,
-            >(<#ty as ::lakehouse_runtime::__private::PipelineInput>::INCREMENTAL);
+            >(<#ty as ::lakehouse_runtime::__private::PipelineInput>::INCREMENTAL, #full_snapshot);
             ::lakehouse_runtime::__private::assert_incremental_output::<#output>(
                 <#ty as ::lakehouse_runtime::__private::PipelineInput>::INCREMENTAL,
                 #full_snapshot,

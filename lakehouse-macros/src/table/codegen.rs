@@ -18,8 +18,14 @@ pub(crate) fn codegen(model: &TableModel) -> TokenStream {
     let run_at_check = run_at_check(model);
     let partition_checks = partition_checks(model);
     let ident = &model.ident;
-    let append_only = (model.mode == Mode::Append)
-        .then(|| quote!(impl ::lakehouse_runtime::__private::AppendOnly for #ident {}));
+    // Append tables record their new rows; a merge table its inserts and updates, once its
+    // change data feed is on.
+    let change_feed_on = model.properties.iter().any(|(key, value)| {
+        key == "delta.enableChangeDataFeed" && value.eq_ignore_ascii_case("true")
+    });
+    let records_changes = (model.mode == Mode::Append
+        || (model.mode == Mode::Merge && change_feed_on))
+        .then(|| quote!(impl ::lakehouse_runtime::__private::RecordsChanges for #ident {}));
     let fields = model.columns.iter().map(|c| &c.ident);
     quote! {
         // Rows are usually built by DataFusion, never by Rust code: this impl reads the fields so
@@ -30,7 +36,7 @@ pub(crate) fn codegen(model: &TableModel) -> TokenStream {
             }
         }
         #table_impl
-        #append_only
+        #records_changes
         #handles
         #select
         #reference_checks

@@ -178,8 +178,16 @@ pub const fn assert_incremental_output<T: Table>(
 
 /// Fails compilation when an incremental input (`Changes<T>`) reads a table whose declaration
 /// turns its change data feed off (`delta.enableChangeDataFeed = false`): `Changes<T>` reads
-/// the rows each commit added from it.
-pub const fn assert_change_feed<T: Table>(incremental: bool) {
+/// the rows each commit added from it; and when a `full_snapshot` pipeline reads the changes of
+/// a merge table, which are some of its keys, not all (every other key would be deleted).
+pub const fn assert_change_feed<T: Table>(incremental: bool, full_snapshot: bool) {
+    if incremental && full_snapshot && matches!(T::DEF.mode, WriteMode::Merge) {
+        panic!(
+            "a `Changes<T>` input of a `mode = merge` table holds the rows inserted or updated \
+             since the last run, not every key: a `full_snapshot` output would delete or close \
+             every key they lack; read the table whole as `Frame<T>`, or drop `full_snapshot`"
+        );
+    }
     let properties = T::DEF.properties;
     let mut i = 0;
     while i < properties.len() {
@@ -225,13 +233,14 @@ const fn same_ascii(a: &str, b: &str, ignore_case: bool) -> bool {
     true
 }
 
-/// A pipeline parameter that can be read: `Frame<T>` of any table, `Changes<T>` of an append
-/// table. Checked once per parameter by the code `#[pipeline]` generates.
+/// A pipeline parameter that can be read: `Frame<T>` of any table, `Changes<T>` of a table that
+/// records its changes ([`crate::table::RecordsChanges`]). Checked once per parameter by the
+/// code `#[pipeline]` generates.
 pub trait ReadableInput {}
 
 impl<T: Table> ReadableInput for crate::Frame<T> {}
 
-impl<T: crate::table::AppendOnly> ReadableInput for crate::Changes<T> {}
+impl<T: crate::table::RecordsChanges> ReadableInput for crate::Changes<T> {}
 
 /// Compiles only when `I` can be read (see [`ReadableInput`]).
 pub const fn assert_readable<I: ReadableInput>() {}

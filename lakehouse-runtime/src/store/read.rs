@@ -153,9 +153,11 @@ impl Warehouse {
             // The version loaded, not a later one: the rows are exactly those up to `current`.
             (None, _) => read_loaded(session, table, &delta).await?,
             (Some(after), Some(current)) if after < current => {
-                if table.mode != crate::table::WriteMode::Append {
+                use crate::table::WriteMode;
+                if !matches!(table.mode, WriteMode::Append | WriteMode::Merge) {
                     return Err(Error::msg(format!(
-                        "`Changes<_>` of {qualified}: only append tables record their new rows; read it as a `Frame<_>`"
+                        "`Changes<_>` of {qualified}: only append tables, and merge tables with \
+                         their change data feed on, record their changes; read it as a `Frame<_>`"
                     )));
                 }
                 // Not on (turned off by another engine, or never set on a table another engine
@@ -189,9 +191,30 @@ impl Warehouse {
                             "reading the rows {qualified} gained after version {after}: {e}"
                         ))
                     })?;
-                let df = session.read_table(Arc::new(provider))?.filter(
-                    datafusion::prelude::col("_change_type").eq(datafusion::prelude::lit("insert")),
-                )?;
+                use datafusion::prelude::{col, lit};
+                let change = col("_change_type");
+                let df = session.read_table(Arc::new(provider))?;
+                let df = if table.mode == WriteMode::Merge {
+                    // A merge table's inserted and updated rows, each key's latest: a key
+                    // changed by several commits since is read once, as it is now (one a later
+                    // commit deleted is not read: its delete is not a row to take).
+                    let changed = df.filter(
+                        change
+                            .clone()
+                            .eq(lit("insert"))
+                            .or(change.clone().eq(lit("update_postimage")))
+                            .or(change.eq(lit("delete"))),
+                    )?;
+                    let key: Vec<_> = table.key.iter().map(|k| col(*k)).collect();
+                    let latest = crate::frame::first_per_key(
+                        changed,
+                        key,
+                        vec![col("_commit_version").sort(false, false)],
+                    )?;
+                    latest.filter(col("_change_type").not_eq(lit("delete")))?
+                } else {
+                    df.filter(change.eq(lit("insert")))?
+                };
                 conform_all(df, table)?
             }
             // A table behind the version its reader already read was recreated: reading

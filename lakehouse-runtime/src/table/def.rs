@@ -278,11 +278,13 @@ pub trait Table: Send + Sync + 'static {
     const DEF: &'static TableDef;
 }
 
-/// Implemented by `#[derive(Table)]` for `mode = append` tables: the only ones whose new rows can
-/// be read incrementally (`Changes<T>`), since other modes rewrite rows in place.
+/// Implemented by `#[derive(Table)]` for the tables whose changes can be read incrementally
+/// (`Changes<T>`): `mode = append` tables (their new rows), and `mode = merge` tables that turn
+/// their change data feed on (their inserted and updated rows). SCD2 and overwrite tables
+/// rewrite rows in place.
 #[diagnostic::on_unimplemented(
-    message = "`Changes<{Self}>` needs an append table, and `{Self}` is not one",
-    label = "not `mode = append`",
-    note = "read it whole as `Frame<{Self}>`, or make the upstream table `mode = append`"
+    message = "`Changes<{Self}>` needs a table that records its changes, and `{Self}` does not",
+    label = "not `mode = append`, nor `mode = merge` with its change data feed on",
+    note = "read it whole as `Frame<{Self}>`; or make the upstream table `mode = append`, or a `mode = merge` table with `property(key = \"delta.enableChangeDataFeed\", value = \"true\")`"
 )]
-pub trait AppendOnly: Table {}
+pub trait RecordsChanges: Table {}

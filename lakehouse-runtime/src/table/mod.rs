@@ -10,8 +10,8 @@ mod types;
 pub use aggregate::{AverageInto, Averages, Avg, Sum, SumInto, Sums, Values, avg, sum};
 pub use col::{Col, Role, non_null};
 pub use def::{
-    AppendOnly, CheckConstraint, ColumnDef, ColumnRef, ColumnRole, Expectation, OnFail,
-    OverwriteScope, Quality, SchemaEvolution, Table, TableDef, WriteMode,
+    CheckConstraint, ColumnDef, ColumnRef, ColumnRole, Expectation, OnFail, OverwriteScope,
+    Quality, RecordsChanges, SchemaEvolution, Table, TableDef, WriteMode,
 };
 pub use join::{JoinOn, JoinableWith, on};
 pub use select::{IntoColumn, SelectFor, SelectedColumn};

@@ -14,7 +14,8 @@ use super::velov::{
 /// Vélib' availability, one row per station and update time.
 #[derive(Table)]
 #[table(schema = "silver", name = "velib_station_status", key(stationcode, timestamp), mode = merge,
-        expect(name = "bikes_within_capacity", expr = "numbikesavailable <= capacity"))]
+        expect(name = "bikes_within_capacity", expr = "numbikesavailable <= capacity"),
+        property(key = "delta.enableChangeDataFeed", value = "true"))]
 pub struct SilverVelibStationStatus {
     /// Station code
     pub stationcode: String,
@@ -73,7 +74,8 @@ pub struct SilverVelibStationInfo {
 
 /// Vélo'v availability, one row per station and report time.
 #[derive(Table)]
-#[table(schema = "silver", name = "velov_station_status", key(station_id, last_reported), mode = merge)]
+#[table(schema = "silver", name = "velov_station_status", key(station_id, last_reported), mode = merge,
+        property(key = "delta.enableChangeDataFeed", value = "true"))]
 pub struct SilverVelovStationStatus {
     /// Station id
     pub station_id: String,

@@ -55,11 +55,13 @@ pub fn date_key(timestamp: Expr) -> Typed<String> {
     typed::<String>(to_char(local, lit("%Y%m%d")))
 }
 
-/// Every availability record of both sources, keyed like the station dimension.
+/// Every availability record of both sources, keyed like the station dimension: each run
+/// merges the records silver inserted or updated since the last one (its change data feed), not
+/// the whole history again.
 #[pipeline(depends_on = [silver_velib_station_status, silver_velov_station_status, dim_bike_station, dim_date])]
 pub async fn fact_bike_status(
-    velib: Frame<SilverVelibStationStatus>,
-    velov: Frame<SilverVelovStationStatus>,
+    velib: Changes<SilverVelibStationStatus>,
+    velov: Changes<SilverVelovStationStatus>,
     cx: &Ctx,
 ) -> Result<Frame<FactBikeStatus>> {
     use SilverVelibStationStatus as p;
