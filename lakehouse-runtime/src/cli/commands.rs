@@ -118,8 +118,9 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 if !super::json_reports() {
                     return Ok(ExitCode::SUCCESS);
                 }
+            } else {
+                warn_unread_settings(&settings, &report, &global);
             }
-            warn_unread_settings(&settings, &report, &global);
             Ok(finish(&report, true))
         }
         Command::Optimize { tables } => {

@@ -409,7 +409,8 @@ fn json_read_type(declared: arrow::datatypes::DataType) -> arrow::datatypes::Dat
         // where a number is now refused as not a date.
         DataType::Date32 | DataType::Timestamp(..) => DataType::Utf8,
         // As a decimal, then cast: the decoder truncates `1.9` to 1, where the cast refuses it
-        // (19 digits of an i64 and 10 of fraction fit 128 bits; an 11th fraction digit rounds).
+        // (19 digits of an i64 and 10 of fraction fit 128 bits; digits past the 10th are
+        // dropped, so `3.00000000001` still reads as 3).
         integer if integer.is_integer() => DataType::Decimal128(38, EXTRA_DIGITS as i8),
         other => other,
     }

@@ -167,9 +167,12 @@ impl ExecutionPlan for NamedErrorsExec {
         &self,
         projection: &ProjectionExec,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        // The projection over this node's input, as the input's own rule expects it.
+        let over_input =
+            ProjectionExec::try_new(projection.expr().iter().cloned(), self.input.clone())?;
         Ok(self
             .input
-            .try_swapping_with_projection(projection)?
+            .try_swapping_with_projection(&over_input)?
             .map(|input| self.around(input)))
     }
 

@@ -399,10 +399,13 @@ impl Orchestrator {
             let rebuild = unfinished.refresh.as_deref() == Some("rebuild");
             // A pipeline that a later refresh of the same reach (a rebuild for a rebuild)
             // finished is done with, whatever the unfinished one left.
+            // (Begun after the unfinished one's latest execution ended: a resume of it since
+            // may have refreshed its tables again.)
+            let ended = unfinished.finished_at.unwrap_or(unfinished.started_at);
             let redone: Vec<String> = refreshes
                 .iter()
                 .filter(|r| {
-                    r.sequence > unfinished.sequence
+                    r.started_at.0 > ended.0
                         && r.status == "succeeded"
                         && (!rebuild || r.refresh.as_deref() == Some("rebuild"))
                 })

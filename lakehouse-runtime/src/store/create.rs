@@ -490,8 +490,16 @@ impl Warehouse {
             .map(|(k, v)| ((*k).to_owned(), Some((*v).to_owned())))
             .collect();
         configuration.push((KEY_PROPERTY.to_owned(), Some(declared_key(table))));
-        if let Some((key, value)) = exact_stats_columns(table) {
+        let declared: Vec<(&str, Option<LogicalType>)> = table
+            .columns
+            .iter()
+            .map(|c| (c.name, Some(c.data_type)))
+            .collect();
+        if !declares_stats_columns(table)
+            && let Some((key, value)) = exact_stats_columns(&declared, table.partition_by, false)
+        {
             configuration.push((key.to_owned(), Some(value)));
+            configuration.push((AUTO_STATS_PROPERTY.to_owned(), Some("true".to_owned())));
         }
         if table.mode == WriteMode::Append
             && !table
@@ -677,24 +685,52 @@ const STATS_COLUMNS_PROPERTY: &str = "delta.dataSkippingStatsColumns";
 /// Delta's property saying how many leading columns have statistics (32 by default).
 const INDEXED_COLUMNS_PROPERTY: &str = "delta.dataSkippingNumIndexedCols";
 
-/// The statistics property (key, value) `table` is created with when it has a decimal of more
-/// than 15 digits among its indexed (first 32) columns and declares neither statistics
-/// property: the columns that may have file statistics, every indexed one but those decimals
-/// (or no column at all). delta-rs records a decimal's minimum and maximum through a double,
-/// which holds 15 digits: `1.000000000000000001` became a maximum of 1.0, and a query for
-/// `> 1` skipped the file holding it. Without their statistics, such columns skip no file.
-fn exact_stats_columns(table: &TableDef) -> Option<(&'static str, String)> {
-    let declared = |key: &str| table.properties.iter().any(|(k, _)| *k == key);
-    if declared(STATS_COLUMNS_PROPERTY) || declared(INDEXED_COLUMNS_PROPERTY) {
-        return None;
-    }
+/// The runtime's mark on a table whose statistics property it chose (see
+/// [`exact_stats_columns`]): chosen again when the table's columns change.
+const AUTO_STATS_PROPERTY: &str = "lakehouse.statsColumns";
+
+/// Whether `table` declares which columns have file statistics (its choice then stands).
+fn declares_stats_columns(table: &TableDef) -> bool {
+    table
+        .properties
+        .iter()
+        .any(|(k, _)| *k == STATS_COLUMNS_PROPERTY || *k == INDEXED_COLUMNS_PROPERTY)
+}
+
+/// Whether a decimal of `precision` digits has exact statistics: delta-rs records a decimal's
+/// minimum and maximum through a double, which holds 15 digits (`1.000000000000000001` became
+/// a maximum of 1.0, and a query for `> 1` skipped the file holding it).
+fn exact_decimal(precision: u8) -> bool {
+    precision <= 15
+}
+
+/// The statistics property (key, value) for a table whose columns are `columns` (stored order;
+/// `None`: a type the runtime does not declare) and partitioned by `partition_by`: the columns
+/// Delta would index (the first 32 that are not partition columns) that may have statistics,
+/// every one but decimals of more than 15 digits (and booleans, which Delta's writers refuse in
+/// this list), or no column at all (`dataSkippingNumIndexedCols = 0`). `None` when no indexed
+/// column is such a decimal and `always` is false: Delta's default then holds.
+fn exact_stats_columns(
+    columns: &[(&str, Option<LogicalType>)],
+    partition_by: &[&str],
+    always: bool,
+) -> Option<(&'static str, String)> {
     const INDEXED: usize = 32;
-    let inexact = |c: &&crate::table::ColumnDef| matches!(c.data_type, LogicalType::Decimal { precision, .. } if precision > 15);
-    let indexed = table.columns.iter().take(INDEXED);
-    if !indexed.clone().any(|c| inexact(&c)) {
+    let indexed: Vec<&(&str, Option<LogicalType>)> = columns
+        .iter()
+        .filter(|(name, _)| !partition_by.contains(name))
+        .take(INDEXED)
+        .collect();
+    let wide = |t: &Option<LogicalType>| matches!(t, Some(LogicalType::Decimal { precision, .. }) if !exact_decimal(*precision));
+    if !always && !indexed.iter().any(|(_, t)| wide(t)) {
         return None;
     }
-    let exact: Vec<&str> = indexed.filter(|c| !inexact(c)).map(|c| c.name).collect();
+    let exact: Vec<String> = indexed
+        .iter()
+        .filter(|(_, t)| !wide(t) && !matches!(t, Some(LogicalType::Boolean) | None))
+        // Quoted: a name the kernel's parser would not read makes it drop the whole list.
+        .map(|(name, _)| format!("`{}`", name.replace('`', "``")))
+        .collect();
     Some(if exact.is_empty() {
         (INDEXED_COLUMNS_PROPERTY, "0".to_owned())
     } else {
@@ -788,11 +824,39 @@ fn properties_to_set(table: &TableDef, delta: &DeltaTable) -> Result<HashMap<Str
     // A table from before keys were recorded gets its declared one, and so does one gaining a
     // key, or a table whose writes match no row by it; another key of a merge or SCD2 table is
     // a drift, refused at write, not overwritten, and a key declared no more stays recorded.
-    if let Some((key, value)) = exact_stats_columns(table)
-        && !stored.contains_key(STATS_COLUMNS_PROPERTY)
-        && !stored.contains_key(INDEXED_COLUMNS_PROPERTY)
-    {
-        changed.insert(key.to_owned(), value);
+    // The statistics property the runtime chose, chosen again as the stored columns change;
+    // a table without any gets one once it has a decimal of more than 15 digits.
+    let chosen = stored.get(AUTO_STATS_PROPERTY).is_some_and(|v| v == "true");
+    let unset = !stored.contains_key(STATS_COLUMNS_PROPERTY)
+        && !stored.contains_key(INDEXED_COLUMNS_PROPERTY);
+    if !declares_stats_columns(table) && (chosen || unset) {
+        let snapshot = delta
+            .snapshot()
+            .map_err(|e| Error::delta(table.qualified_name(), e))?;
+        let schema = snapshot.snapshot().arrow_schema();
+        // The stored columns, then the declared ones this write's evolution adds after them.
+        let mut columns: Vec<(&str, Option<LogicalType>)> = schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().as_str(), LogicalType::from_arrow(f.data_type())))
+            .collect();
+        for column in table.columns {
+            if schema.field_with_name(column.name).is_err() {
+                columns.push((column.name, Some(column.data_type)));
+            }
+        }
+        let partitions: Vec<&str> = snapshot
+            .metadata()
+            .partition_columns()
+            .iter()
+            .map(String::as_str)
+            .collect();
+        if let Some((key, value)) = exact_stats_columns(&columns, &partitions, chosen)
+            && stored.get(key) != Some(&value)
+        {
+            changed.insert(key.to_owned(), value);
+            changed.insert(AUTO_STATS_PROPERTY.to_owned(), "true".to_owned());
+        }
     }
     let declared = declared_key(table);
     match stored.get(KEY_PROPERTY) {
@@ -909,6 +973,45 @@ mod tests {
     #[table(schema = "silver", name = "orders")]
     struct Orders {
         id: i64,
+    }
+
+    #[test]
+    fn decimals_a_double_cannot_hold_are_left_out_of_the_indexed_columns() {
+        use crate::table::LogicalType;
+        let wide = Some(LogicalType::Decimal {
+            precision: 38,
+            scale: 18,
+        });
+        let names: Vec<String> = (0..31).map(|i| format!("c{i}")).collect();
+        // A partition column first: Delta indexes the first 32 others, `rate` the 32nd.
+        let mut columns: Vec<(&str, Option<LogicalType>)> = vec![("day", Some(LogicalType::Date))];
+        columns.extend(names.iter().map(|n| (n.as_str(), Some(LogicalType::Int64))));
+        columns.push(("rate", wide));
+        let (key, value) = super::exact_stats_columns(&columns, &["day"], false).expect("a list");
+        assert_eq!(key, "delta.dataSkippingStatsColumns");
+        let listed: Vec<&str> = value.split(',').collect();
+        assert_eq!(listed.len(), 31);
+        assert_eq!((listed[0], listed[30]), ("`c0`", "`c30`"));
+        // Booleans are no statistics column Delta's writers accept; nothing indexed is wide here.
+        let narrow = [
+            ("flag", Some(LogicalType::Boolean)),
+            (
+                "price",
+                Some(LogicalType::Decimal {
+                    precision: 10,
+                    scale: 2,
+                }),
+            ),
+        ];
+        assert_eq!(super::exact_stats_columns(&narrow, &[], false), None);
+        assert_eq!(
+            super::exact_stats_columns(&narrow, &[], true),
+            Some(("delta.dataSkippingStatsColumns", "`price`".to_owned()))
+        );
+        assert_eq!(
+            super::exact_stats_columns(&[("rate", wide)], &[], false),
+            Some(("delta.dataSkippingNumIndexedCols", "0".to_owned()))
+        );
     }
 
     #[tokio::test]

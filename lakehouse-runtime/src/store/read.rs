@@ -121,7 +121,7 @@ pub struct TableStats {
     /// Data files under half the table's target file size in the partition holding the most of
     /// them (the whole table when unpartitioned): what a compaction would merge.
     pub small_files: i64,
-    /// NULLs per column.
+    /// NULLs per column, of the columns every file has statistics of (others are unknown).
     pub null_counts: std::collections::BTreeMap<String, i64>,
 }
 
@@ -265,10 +265,22 @@ pub(crate) fn stats_of(
             .map(|a| a.iter().flatten().fold(0i64, i64::saturating_add))
             .unwrap_or(0)
     };
+    // Only the columns every file has statistics of: one Delta indexes no statistics for
+    // (past the 32nd, or left out of `delta.dataSkippingStatsColumns`) has an unknown count,
+    // not 0.
+    let complete_sum = |name: &str| -> Option<i64> {
+        let counts = actions
+            .column_by_name(name)?
+            .as_any()
+            .downcast_ref::<Int64Array>()?;
+        (counts.null_count() == 0).then(|| counts.iter().flatten().fold(0i64, i64::saturating_add))
+    };
     let null_counts = table
         .columns
         .iter()
-        .map(|c| (c.name.to_owned(), sum(&format!("null_count.{}", c.name))))
+        .filter_map(|c| {
+            complete_sum(&format!("null_count.{}", c.name)).map(|n| (c.name.to_owned(), n))
+        })
         .collect();
     let target = table.target_file_size.unwrap_or_else(|| {
         snapshot

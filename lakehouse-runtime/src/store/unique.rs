@@ -159,9 +159,12 @@ impl Seen {
             .reservation
             .lock()
             .map_err(|_| DataFusionError::Execution("the key set is poisoned".into()))?;
-        reservation
-            .try_grow(grown)
-            .map_err(|_| DataFusionError::Execution(GAVE_UP.into()))
+        let grew = reservation.try_grow(grown);
+        drop(reservation);
+        grew.map_err(|_| {
+            self.release();
+            DataFusionError::Execution(GAVE_UP.into())
+        })
     }
 
     /// The shard of `hash`: from bits the sets do not use themselves (hashbrown takes a bucket
@@ -203,11 +206,27 @@ impl Seen {
             grown += set.capacity().saturating_sub(before);
             for hash in grouped {
                 if !set.insert(*hash) {
+                    drop(set);
+                    self.release();
                     return Err(DataFusionError::Execution(DUPLICATE.into()));
                 }
             }
         }
         Ok(grown.saturating_mul(BYTES_PER_HASH))
+    }
+
+    /// Frees the sets and their share of the pool: the check is over (a repeat found, or no
+    /// room), and the fallback that follows (a sort) needs the memory now, not whenever the
+    /// cancelled plan is dropped.
+    fn release(&self) {
+        for shard in &self.shards {
+            if let Ok(mut set) = shard.lock() {
+                *set = HashSetOfHashes::default();
+            }
+        }
+        if let Ok(reservation) = self.reservation.lock() {
+            reservation.free();
+        }
     }
 }
 
