@@ -923,7 +923,11 @@ async fn refuse_objects_without_a_log(
         .common_prefixes
         .iter()
         .chain(listed.objects.iter().map(|o| &o.location))
-        .filter_map(|path| path.parts().last().map(|part| part.as_ref().to_owned()));
+        .filter_map(|path| {
+            path.parts()
+                .next_back()
+                .map(|part| part.as_ref().to_owned())
+        });
     let mut found = names.filter(|name| !matches!(name.as_bytes().first(), Some(b'.' | b'_')));
     match found.next() {
         None => Ok(()),
