@@ -102,6 +102,12 @@ async fn a_merge_tables_changes_are_its_inserted_and_updated_rows_once() {
     run_with(&orchestrator, "1:a,2:b").await;
     // 1 changes, 2 is as it was (no change: not read again), 3 is new.
     run_with(&orchestrator, "1:z,2:b,3:c").await;
+    let second = wh
+        .warehouse
+        .version(Current::DEF)
+        .await
+        .expect("version")
+        .expect("written");
     // Nothing changes: nothing to read.
     run_with(&orchestrator, "1:z,2:b,3:c").await;
     // 3 changes twice before the reader runs again: read once, as it is now.
@@ -116,11 +122,26 @@ async fn a_merge_tables_changes_are_its_inserted_and_updated_rows_once() {
     let report = orchestrator.run(&config).await.expect("run");
     assert!(report.succeeded(), "{}", report.render(false));
     run_with(&orchestrator, "").await;
+    // Restored to its second version: a commit without change files, whose rewritten files
+    // read as their rows deleted and added again; the added rows are the keys' state.
+    wh.warehouse
+        .restore(
+            Current::DEF,
+            lakehouse_runtime::store::AsOf::Version(second),
+        )
+        .await
+        .expect("restore");
+    run_with(&orchestrator, "").await;
     let seen = query(
         &wh.warehouse,
         &[Seen::DEF],
         "SELECT run, id, value FROM mc.seen",
     )
     .await;
-    assert_eq!(seen, ["1|1|a", "1|2|b", "2|1|z", "2|3|c", "6|3|e"]);
+    assert_eq!(
+        seen,
+        [
+            "1|1|a", "1|2|b", "2|1|z", "2|3|c", "6|3|e", "7|1|z", "7|2|b", "7|3|c"
+        ]
+    );
 }

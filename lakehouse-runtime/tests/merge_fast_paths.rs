@@ -260,23 +260,13 @@ async fn a_first_load_repeating_keys_streams_into_the_empty_table() {
     // 64 MiB for operators: the key check finds the repeat at once, and the rows (about 80 MB)
     // were then held in memory by the general merge, which refused them past the limit; a
     // sort, which spills, takes them.
-    let location = wh.dir.path().join("warehouse");
-    let limited = lakehouse_runtime::Warehouse::open(location.to_str().expect("utf-8 path"))
-        .expect("warehouse")
-        .with_memory_limit(Some(64 << 20))
-        .expect("memory limit");
-    let session = limited.session();
-    let source = session
-        .sql(
-            "SELECT CASE WHEN value = 1 THEN 0 ELSE value END AS id, CAST(1 AS INT) AS line, \
-             value AS amount FROM generate_series(0, 3999999)",
-        )
-        .await
-        .expect("a source");
-    let outcome = limited
-        .write(&session, Sale::DEF, source, WriteOptions::default())
-        .await
-        .expect("written within the limit");
+    let outcome = first_load_within(
+        &wh,
+        64 << 20,
+        "SELECT CASE WHEN value = 1 THEN 0 ELSE value END AS id, CAST(1 AS INT) AS line, \
+         value AS amount FROM generate_series(0, 3999999)",
+    )
+    .await;
     assert_eq!(outcome.rows_inserted, 3_999_999);
     assert_eq!(last_operation(&wh).await, "MERGE");
     // The repeated key keeps the row that sorts last by its other columns, as a merge does.
@@ -295,23 +285,13 @@ async fn keys_too_many_to_check_in_memory_still_stream_into_an_empty_table() {
     let wh = TempWarehouse::new();
     // 32 MiB for operators: the key check (about 10 bytes a key) gives up past ~3 million keys,
     // and the rows are de-duplicated by a sort (which spills), then appended as before.
-    let location = wh.dir.path().join("warehouse");
-    let limited = lakehouse_runtime::Warehouse::open(location.to_str().expect("utf-8 path"))
-        .expect("warehouse")
-        .with_memory_limit(Some(32 << 20))
-        .expect("memory limit");
-    let session = limited.session();
-    let source = session
-        .sql(
-            "SELECT value AS id, CAST(1 AS INT) AS line, value AS amount \
-             FROM generate_series(0, 3999999)",
-        )
-        .await
-        .expect("a source");
-    let outcome = limited
-        .write(&session, Sale::DEF, source, WriteOptions::default())
-        .await
-        .expect("written within the limit");
+    let outcome = first_load_within(
+        &wh,
+        32 << 20,
+        "SELECT value AS id, CAST(1 AS INT) AS line, value AS amount \
+         FROM generate_series(0, 3999999)",
+    )
+    .await;
     assert_eq!(outcome.rows_inserted, 4_000_000);
     assert_eq!(last_operation(&wh).await, "MERGE");
     let stored = crate::common::query(
@@ -321,4 +301,23 @@ async fn keys_too_many_to_check_in_memory_still_stream_into_an_empty_table() {
     )
     .await;
     assert_eq!(stored, ["4000000|4000000"]);
+}
+
+/// Writes the rows of `query` into `fast.sales` of `wh`, empty, with `limit` bytes for operators.
+async fn first_load_within(
+    wh: &TempWarehouse,
+    limit: usize,
+    query: &str,
+) -> lakehouse_runtime::store::WriteOutcome {
+    let location = wh.dir.path().join("warehouse");
+    let limited = lakehouse_runtime::Warehouse::open(location.to_str().expect("utf-8 path"))
+        .expect("warehouse")
+        .with_memory_limit(Some(limit))
+        .expect("memory limit");
+    let session = limited.session();
+    let source = session.sql(query).await.expect("a source");
+    limited
+        .write(&session, Sale::DEF, source, WriteOptions::default())
+        .await
+        .expect("written within the limit")
 }

@@ -378,9 +378,14 @@ impl Warehouse {
         // delta-rs refuses keys it does not know unless told not to: told for those outside
         // `delta.` (ours, and the user's own, which Delta allows), not for a `delta.` one
         // (`#[derive(Table)]` refuses an unknown one at compile time).
-        let (delta_keys, others): (HashMap<String, String>, HashMap<String, String>) = changed
-            .drain()
-            .partition(|(key, _)| key.starts_with("delta."));
+        // A statistics property the runtime chose goes with its mark, in one commit: it is
+        // chosen again only when marked.
+        let auto = changed.contains_key(AUTO_STATS_PROPERTY);
+        let (delta_keys, others): (HashMap<String, String>, HashMap<String, String>) =
+            changed.drain().partition(|(key, _)| {
+                key.starts_with("delta.")
+                    && !(auto && (key == STATS_COLUMNS_PROPERTY || key == INDEXED_COLUMNS_PROPERTY))
+            });
         let mut delta = delta;
         for (properties, raise) in [(delta_keys, true), (others, false)] {
             if properties.is_empty() {

@@ -96,7 +96,8 @@ fn conform_all(df: DataFrame, table: &'static TableDef) -> Result<DataFrame> {
 
 /// Rows a table gained between two versions, and the version they were read up to.
 pub struct Changes {
-    /// The rows inserted after the starting version, conforming to the table's columns.
+    /// The rows inserted (a merge table's: inserted or updated, each key once) after the
+    /// starting version, conforming to the table's columns.
     pub rows: DataFrame,
     /// The table version read up to (`None`: the table does not exist yet).
     pub version: Option<u64>,
@@ -127,7 +128,8 @@ pub struct TableStats {
 
 impl Warehouse {
     /// The rows inserted into `table` after version `after` (all rows when `None`), read with
-    /// Delta's change data feed. Only append tables record their changes.
+    /// Delta's change data feed: an append table's new rows; a merge table's inserted and
+    /// updated rows, each key's latest (SCD2 and overwrite tables record no changes to read).
     pub async fn read_changes(
         &self,
         session: &SessionContext,
@@ -206,10 +208,16 @@ impl Warehouse {
                             .or(change.eq(lit("delete"))),
                     )?;
                     let key: Vec<_> = table.key.iter().map(|k| col(*k)).collect();
+                    // In a commit without change files (one from before the feed was on, a
+                    // restore), a rewritten file is read as its rows deleted and added again:
+                    // the added row is the key's state after the commit.
                     let latest = crate::frame::first_per_key(
                         changed,
                         key,
-                        vec![col("_commit_version").sort(false, false)],
+                        vec![
+                            col("_commit_version").sort(false, false),
+                            col("_change_type").eq(lit("delete")).sort(true, false),
+                        ],
                     )?;
                     latest.filter(col("_change_type").not_eq(lit("delete")))?
                 } else {

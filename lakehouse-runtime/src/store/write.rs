@@ -680,7 +680,8 @@ async fn merge(
             // Repeated keys, or too many keys to check in memory: de-duplicated by a sort (which
             // spills), the rows stream into the empty table as they would have (the general
             // path holds the source in memory, and nothing can match an empty table).
-            Err(e) if super::unique::gave_up(&e) || super::unique::is_duplicate(&e) => {
+            // (`is_duplicate` is true of both.)
+            Err(e) if super::unique::is_duplicate(&e) => {
                 super::unique::log_fallback(table, &e);
                 let source = dedupe(source, table)
                     .map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))?;

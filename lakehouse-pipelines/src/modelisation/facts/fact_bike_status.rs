@@ -39,7 +39,8 @@ pub struct FactBikeStatus {
     pub is_renting: bool,
     /// Whether bikes can be returned
     pub is_returning: bool,
-    /// Logical time of the run that wrote the row
+    /// Logical time of the run that ingested the record (silver's): a backfill merging
+    /// silver's later changes of a record does not take them for older than the fact's row
     pub run_at: Timestamp,
 }
 
@@ -62,7 +63,6 @@ pub fn date_key(timestamp: Expr) -> Typed<String> {
 pub async fn fact_bike_status(
     velib: Changes<SilverVelibStationStatus>,
     velov: Changes<SilverVelovStationStatus>,
-    cx: &Ctx,
 ) -> Result<Frame<FactBikeStatus>> {
     use SilverVelibStationStatus as p;
     use SilverVelovStationStatus as l;
@@ -79,7 +79,7 @@ pub async fn fact_bike_status(
         is_installed: p::is_installed,
         is_renting: p::is_renting,
         is_returning: p::is_returning,
-        run_at: cx.run_at(),
+        run_at: p::run_at,
     })?;
     let lyon = velov.select_into(FactBikeStatusSelect {
         station_key: surrogate_key([lit("velov"), l::station_id.expr()]),
@@ -94,7 +94,7 @@ pub async fn fact_bike_status(
         is_installed: l::is_installed,
         is_renting: l::is_renting,
         is_returning: l::is_returning,
-        run_at: cx.run_at(),
+        run_at: l::run_at,
     })?;
     paris.union(lyon)
 }
