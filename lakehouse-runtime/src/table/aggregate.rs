@@ -42,7 +42,9 @@ pub fn sum<V: Sums>(values: impl Values<V>) -> Sum<V> {
 }
 
 /// The mean of the group's values (NULLs aside; NULL if all are): `f64` for `i32`, `i64` and
-/// `f64` values; for `Decimal<P, S>` values any decimal type, rounded to its scale.
+/// `f64` values; for `Decimal<P, S>` values any decimal type, rounded to its scale up to
+/// `S + 3` (DataFusion computes the mean to `S + 4` digits, truncated: a column of scale `S + 4`
+/// or more holds those truncated digits, 0.006666 for the mean of 0.00, 0.00 and 0.02).
 pub fn avg<V: Averages>(values: impl Values<V>) -> Avg<V> {
     Avg {
         expr: backend::avg(values.into_values()),
