@@ -46,11 +46,6 @@ pub(crate) fn is_duplicate(error: &impl std::fmt::Display) -> bool {
     text.contains(DUPLICATE) || text.contains(GAVE_UP)
 }
 
-/// Whether `error` is the guard giving up for memory (not a repeated key).
-pub(crate) fn gave_up(error: &impl std::fmt::Display) -> bool {
-    error.to_string().contains(GAVE_UP)
-}
-
 /// Logs why the guard sent a write of `table` down the general path, given its error.
 pub(crate) fn log_fallback(table: &TableDef, error: &impl std::fmt::Display) {
     if error.to_string().contains(GAVE_UP) {
@@ -387,6 +382,9 @@ mod tests {
         let error = gave_up.expect("the pool is exhausted");
         assert!(is_duplicate(&error), "the caller falls back: {error}");
         assert!(error.to_string().contains(GAVE_UP), "{error}");
+        // Freed as it gave up: the fallback's sort needs the memory now.
+        assert_eq!(pool.reserved(), 0, "freed as it gave up");
+        assert_eq!(seen.held_bytes(), 0);
         drop(seen);
         assert_eq!(pool.reserved(), 0, "released with the sets");
     }
@@ -407,6 +405,8 @@ mod tests {
         assert!(is_duplicate(
             &seen.insert_all(&again, &mut scratch).unwrap_err()
         ));
+        // The check is over: its sets are freed at once.
+        assert_eq!(seen.held_bytes(), 0);
 
         // Two partitions on two threads, the second repeating one of the first's keys.
         let seen = Arc::new(Seen::with_capacity(0, &unbounded()));
