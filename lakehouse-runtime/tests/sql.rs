@@ -231,7 +231,10 @@ async fn a_query_reads_a_table_as_of_a_version_or_a_time() {
     assert!(
         error
             .to_string()
-            .contains("gold.dim_product has no version as of"),
+            .contains("gold.dim_product has no version as of")
+            && error
+                .to_string()
+                .contains(": its earliest readable version, 0, was committed at"),
         "{error}"
     );
     let error = wh

@@ -115,17 +115,21 @@ impl Warehouse {
         // A binary search reads O(log n) commits (a table written every minute has hundreds of
         // thousands); commit times are taken as ordered, as Delta's writers make them. A commit
         // without a time falls back to reading them one by one.
-        if let Some(found) = search_version_at(delta, table, time, latest).await? {
-            return Ok(found);
-        }
         let mut earliest = None;
-        for version in (0..=latest).rev() {
-            let Some(info) = commit_info(delta, table, version).await? else {
-                break;
-            };
-            match commit_time(&info) {
-                Some(committed) if committed <= time => return Ok(version),
-                committed => earliest = Some((version, committed)),
+        match search_version_at(delta, table, time, latest).await? {
+            Search::Found(found) => return Ok(found),
+            // Every readable commit is later: said without reading them all.
+            Search::Before { version, committed } => earliest = Some((version, Some(committed))),
+            Search::Scan => {
+                for version in (0..=latest).rev() {
+                    let Some(info) = commit_info(delta, table, version).await? else {
+                        break;
+                    };
+                    match commit_time(&info) {
+                        Some(committed) if committed <= time => return Ok(version),
+                        committed => earliest = Some((version, committed)),
+                    }
+                }
             }
         }
         let since = match earliest {
@@ -142,21 +146,30 @@ impl Warehouse {
     }
 }
 
+/// What [`search_version_at`] found.
+enum Search {
+    /// The latest version committed at or before the time.
+    Found(u64),
+    /// None: the earliest readable `version` was committed later, at `committed`.
+    Before { version: u64, committed: Timestamp },
+    /// A commit gives no time: the caller reads them one by one.
+    Scan,
+}
+
 /// The latest version of `delta` committed at or before `time`, by binary search over the
 /// readable log (entries older than the log's retention are gone: the readable ones are a
-/// suffix); `None` when a commit gives no time or no version is that old (the caller scans, and
-/// explains).
+/// suffix).
 async fn search_version_at(
     delta: &DeltaTable,
     table: &TableDef,
     time: Timestamp,
     latest: u64,
-) -> Result<Option<u64>> {
+) -> Result<Search> {
     let time_of = |version: u64| committed_at(delta, table, version);
     match time_of(latest).await? {
-        Some(Some(committed)) if committed <= time => return Ok(Some(latest)),
+        Some(Some(committed)) if committed <= time => return Ok(Search::Found(latest)),
         Some(Some(_)) => {}
-        _ => return Ok(None),
+        _ => return Ok(Search::Scan),
     }
     // The earliest readable version.
     let (mut low, mut high) = (0, latest);
@@ -170,7 +183,13 @@ async fn search_version_at(
     }
     match time_of(low).await? {
         Some(Some(committed)) if committed <= time => {}
-        _ => return Ok(None),
+        Some(Some(committed)) => {
+            return Ok(Search::Before {
+                version: low,
+                committed,
+            });
+        }
+        _ => return Ok(Search::Scan),
     }
     // The last version at or before `time`: `low` is always one.
     let mut high = latest;
@@ -179,10 +198,10 @@ async fn search_version_at(
         match time_of(middle).await? {
             Some(Some(committed)) if committed <= time => low = middle,
             Some(Some(_)) => high = middle - 1,
-            _ => return Ok(None),
+            _ => return Ok(Search::Scan),
         }
     }
-    Ok(Some(low))
+    Ok(Search::Found(low))
 }
 
 /// When `version` of `delta` (the table of `table`) was committed: `None` when the log no longer
