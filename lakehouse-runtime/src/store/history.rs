@@ -362,12 +362,7 @@ impl Warehouse {
             };
             // The newest write of data: a compaction, vacuum, restore or property change does
             // not make a table fresh.
-            let written_at = self
-                .history(table, FRESHNESS_SEARCH_DEPTH)
-                .await?
-                .iter()
-                .find(|commit| commit.writes_data())
-                .and_then(|commit| commit.committed_at);
+            let written_at = self.latest_data_write(table).await?;
             let age_secs = written_at
                 .map(|at| u64::try_from(now.0.saturating_sub(at.0) / 1_000_000).unwrap_or(0));
             if age_secs.is_none_or(|age| age > freshness_secs) {
@@ -380,6 +375,28 @@ impl Warehouse {
             }
         }
         Ok(stale)
+    }
+
+    /// When `table`'s newest write of data among its latest [`FRESHNESS_SEARCH_DEPTH`] commits
+    /// was committed, read newest first and no further (each commit is a read, a request on an
+    /// object store).
+    async fn latest_data_write(&self, table: &'static TableDef) -> Result<Option<Timestamp>> {
+        let Some(delta) = self.load(table).await? else {
+            return Ok(None);
+        };
+        let Some(latest) = delta.version() else {
+            return Ok(None);
+        };
+        for version in (0..=latest).rev().take(FRESHNESS_SEARCH_DEPTH) {
+            let Some(info) = commit_info(&delta, table, version).await? else {
+                break;
+            };
+            let commit = TableCommit::of(version, info);
+            if commit.writes_data() {
+                return Ok(commit.committed_at);
+            }
+        }
+        Ok(None)
     }
 }
 
