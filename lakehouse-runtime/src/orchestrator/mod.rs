@@ -189,6 +189,10 @@ pub struct Orchestrator {
     last_sequence: Arc<std::sync::atomic::AtomicI64>,
     /// Told of each run's outcome.
     webhook: Option<Webhook>,
+    /// Per run executing, whether its start row is recorded (or could not be): its pipelines'
+    /// writes wait for it, so a run whose process dies is in the ledger before any of its
+    /// commits (the next run would otherwise take its sequence, and collide with its writes).
+    starts: Arc<std::sync::Mutex<HashMap<String, watch::Receiver<bool>>>>,
 }
 
 /// Progress of a run, for live displays.
@@ -240,6 +244,21 @@ impl Orchestrator {
             system_tables_ready: Arc::default(),
             last_sequence: Arc::default(),
             webhook: None,
+            starts: Arc::default(),
+        }
+    }
+
+    /// Waits until run `run_id`'s start row is recorded, or could not be (at once when the run
+    /// is not executing here).
+    pub(super) async fn start_recorded(&self, run_id: &str) {
+        let started = self
+            .starts
+            .lock()
+            .ok()
+            .and_then(|starts| starts.get(run_id).cloned());
+        if let Some(mut started) = started {
+            // A sender dropped (the run ended) ends the wait too.
+            let _ = started.wait_for(|recorded| *recorded).await;
         }
     }
 
@@ -843,10 +862,23 @@ impl Orchestrator {
             settings: config.settings.to_record(),
             ..RunRecord::of_run(&run, Status::Running, started_at)
         };
+        // The pipelines start at once; their writes wait for the start row (`start_recorded`).
+        let (start_sender, started_receiver) = watch::channel(false);
+        if let Ok(mut starts) = self.starts.lock() {
+            starts.insert(run.run_id.clone(), started_receiver);
+        }
+        let record_start = async {
+            let recorded = self.ledger.append(std::slice::from_ref(&start)).await;
+            let _ = start_sender.send(true);
+            recorded
+        };
         let (recorded, (results, unrecorded)) = tokio::join!(
-            self.ledger.append(std::slice::from_ref(&start)),
+            record_start,
             execute::execute(self, run.clone(), plan, config, previous, attempts_before)
         );
+        if let Ok(mut starts) = self.starts.lock() {
+            starts.remove(&run.run_id);
+        }
         // (The end row repeats what the start row holds: a lost start loses nothing.)
         if let Err(error) = recorded {
             tracing::warn!(%error, "could not record the run's start in lakehouse.runs");

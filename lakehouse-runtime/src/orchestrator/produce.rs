@@ -262,6 +262,8 @@ pub(super) async fn produce_and_write(
         replace: kind.rebuild && (reads_new_files || pipeline.inputs.iter().any(|i| i.incremental)),
         read_after,
     };
+    // The run is in the ledger before any of its writes.
+    orchestrator.start_recorded(&run.run_id).await;
     let outcome = warehouse
         .write(&session, pipeline.output, output.df, options)
         .await?;
