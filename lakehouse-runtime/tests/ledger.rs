@@ -98,6 +98,7 @@ fn run_row(sequence: i64) -> RunRecord {
         input_versions: None,
         input_table_ids: None,
         rows_deleted: None,
+        execution: None,
         selection: None,
         planned: None,
         process: None,

@@ -420,6 +420,64 @@ async fn a_run_whose_end_row_was_lost_is_closed_by_its_resume() {
         .expect("no refresh holds it back");
 }
 
+#[tokio::test]
+async fn a_runs_latest_execution_is_its_highest_whatever_the_clocks() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "flaky"]), wh.warehouse.clone());
+    let config = flaky_without_retries("clocks");
+    let failed = orchestrator.run(&config).await.expect("run");
+    assert!(!failed.succeeded(), "{}", failed.render(false));
+    let records = orchestrator
+        .ledger()
+        .run(&failed.run_id)
+        .await
+        .expect("ledger");
+    let start = records
+        .iter()
+        .find(|r| r.kind == "run" && r.finished_at.is_none())
+        .expect("the run's start");
+    assert_eq!(start.execution, Some(1));
+    // Resumed on a host whose clock is ten minutes behind: its rows are stamped earlier.
+    let behind = Timestamp(start.started_at.0 - 600_000_000);
+    let resumed =
+        |status: &str, finished: Option<Timestamp>| lakehouse_runtime::ledger::RunRecord {
+            status: status.to_owned(),
+            started_at: behind,
+            finished_at: finished,
+            execution: Some(2),
+            ..start.clone()
+        };
+    orchestrator
+        .ledger()
+        .append(&[
+            resumed("running", None),
+            resumed("succeeded", Some(Timestamp(behind.0 + 1_000_000))),
+        ])
+        .await
+        .expect("recorded");
+    let listed = orchestrator.ledger().runs(1).await.expect("ledger");
+    assert_eq!(
+        (listed[0].status.as_str(), listed[0].execution),
+        ("succeeded", Some(2))
+    );
+    // A resume after it is the third, whatever its time.
+    let error = orchestrator
+        .resume(&failed.run_id, &config)
+        .await
+        .map(|report| report.render(false));
+    let records = orchestrator
+        .ledger()
+        .run(&failed.run_id)
+        .await
+        .expect("ledger");
+    assert!(
+        records
+            .iter()
+            .any(|r| r.kind == "run" && r.execution == Some(3)),
+        "{error:?}"
+    );
+}
+
 /// Deletes ok1's attempt rows of run `sequence` from the ledger, as if they were never recorded.
 async fn forget_ok1_attempts(wh: &TempWarehouse, sequence: i64) {
     crate::common::delete_rows(

@@ -398,20 +398,30 @@ impl Ledger {
     async fn latest_executions(&self, rows: datafusion::logical_expr::Expr) -> Result<DataFrame> {
         use datafusion::functions_window::expr_fn::row_number;
         use datafusion::logical_expr::ExprFunctionExt as _;
+        const RANK: &str = "__lakehouse_execution_rank";
+        // The highest execution number, then (rows recorded before it, and a start row's end)
+        // the latest start and end.
         let latest_first = row_number()
             .partition_by(vec![col("run_id")])
             .order_by(vec![
+                col("execution").sort(false, false),
                 col("started_at").sort(false, false),
                 col("finished_at").sort(false, false),
             ])
             .build()?
-            .alias("execution");
-        Ok(self
-            .records()
-            .await?
+            .alias(RANK);
+        let records = self.records().await?;
+        let columns: Vec<datafusion::prelude::Expr> = records
+            .schema()
+            .columns()
+            .into_iter()
+            .map(datafusion::prelude::Expr::Column)
+            .collect();
+        Ok(records
             .filter(rows)?
             .window(vec![latest_first])?
-            .filter(col("execution").eq(lit(1u64)))?)
+            .filter(col(RANK).eq(lit(1u64)))?
+            .select(columns)?)
     }
 
     /// The run id that `prefix` starts (a whole id, or enough of it to be unique: `r000007`),

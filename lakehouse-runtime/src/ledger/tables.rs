@@ -74,6 +74,10 @@ pub struct RunRecord {
     /// Rows deleted by the write (a `full_snapshot` merge's missing keys, deletion keys); on a
     /// run row, the run's total. (Last, as `input_table_ids`.)
     pub rows_deleted: Option<i64>,
+    /// On a run row, which execution of the run it is (1, then one more per resume): a run's
+    /// latest execution is its highest, whatever the clocks of the hosts that executed it
+    /// (NULL on rows recorded before). (Last, as `input_table_ids`.)
+    pub execution: Option<i32>,
 }
 
 /// `input_versions` of a success that read no table, or could not say what it read.
@@ -110,6 +114,7 @@ impl RunRecord {
             settings: None,
             input_table_ids: None,
             rows_deleted: None,
+            execution: None,
         }
     }
 

@@ -396,7 +396,11 @@ impl Orchestrator {
             sequence,
             run_at,
         };
-        self.execute_run(run, &plan, config, &HashMap::new(), &HashMap::new(), (0, 0))
+        let first = Execution {
+            number: 1,
+            earlier_rows: (0, 0),
+        };
+        self.execute_run(run, &plan, config, &HashMap::new(), &HashMap::new(), first)
             .await
     }
 
@@ -475,11 +479,20 @@ impl Orchestrator {
             )));
         };
         // The latest execution of the run has no end: it is still running, or its process died.
+        // (Latest by number, then by time for rows recorded before executions were numbered.)
         let runs = records.iter().filter(|r| r.kind == "run");
-        let latest = runs.clone().map(|r| r.started_at.0).max();
+        let order = |r: &RunRecord| (r.execution.unwrap_or(0), r.started_at.0);
+        let latest = runs.clone().map(order).max();
         let mut unfinished = runs
-            .filter(|r| Some(r.started_at.0) == latest)
+            .filter(|r| Some(order(r)) == latest)
             .collect::<Vec<_>>();
+        // Each execution records one start (no end time); this one is the next.
+        let execution = records
+            .iter()
+            .filter(|r| r.kind == "run" && r.finished_at.is_none())
+            .count()
+            .saturating_add(1);
+        let execution = i32::try_from(execution).unwrap_or(i32::MAX);
         if unfinished.iter().any(|r| r.finished_at.is_some()) {
             unfinished.clear();
         }
@@ -647,7 +660,11 @@ impl Orchestrator {
         let plan = self.plan(&resumed)?;
         // The run row's totals are the run's, not this execution's alone.
         let earlier_rows = rows_of_succeeded(&records, &resumed.targets);
-        self.execute_run(run, &plan, &resumed, &last, &attempts, earlier_rows)
+        let execution = Execution {
+            number: execution,
+            earlier_rows,
+        };
+        self.execute_run(run, &plan, &resumed, &last, &attempts, execution)
             .await
     }
 
@@ -810,9 +827,12 @@ impl Orchestrator {
         config: &RunConfig,
         previous: &HashMap<String, Status>,
         attempts_before: &HashMap<String, u32>,
-        // Rows (written, deleted) by the run's earlier executions, which its row totals too.
-        earlier_rows: (u64, u64),
+        execution: Execution,
     ) -> Result<RunReport> {
+        let Execution {
+            number: execution,
+            earlier_rows,
+        } = execution;
         // Created before pipelines run in parallel, which would race to create them; once per
         // orchestrator (tables are never dropped).
         use std::sync::atomic::Ordering;
@@ -860,6 +880,7 @@ impl Orchestrator {
             process: Some(RunProcess::current().to_json()),
             refresh: Refresh::of(config).map(|refresh| refresh.as_str().to_owned()),
             settings: config.settings.to_record(),
+            execution: Some(execution),
             ..RunRecord::of_run(&run, Status::Running, started_at)
         };
         // The pipelines start at once; their writes wait for the start row (`start_recorded`).
@@ -940,6 +961,14 @@ impl Orchestrator {
         }
         Ok(report)
     }
+}
+
+/// Which execution of a run [`Orchestrator::execute_run`] makes.
+struct Execution {
+    /// 1, then one more per resume.
+    number: i32,
+    /// Rows (written, deleted) by the run's earlier executions, which its row totals too.
+    earlier_rows: (u64, u64),
 }
 
 /// The rows (written, deleted) of the pipelines of a run's `records` that succeeded, but those
