@@ -33,6 +33,23 @@ pub struct Region {
     pub region_name: String,
 }
 
+/// Sale `id` at store `store_id`.
+fn sale(id: i64, store_id: &str) -> Sale {
+    Sale {
+        id,
+        store_id: store_id.into(),
+    }
+}
+
+/// Store `store_id`, unnamed, in region `region_code`.
+fn store(store_id: &str, region_code: &str) -> Store {
+    Store {
+        store_id: store_id.into(),
+        store_name: None,
+        region_code: region_code.into(),
+    }
+}
+
 /// Each sale with its store's and region's names.
 #[derive(Table)]
 #[table(schema = "joins", name = "enriched", mode = overwrite)]
@@ -57,11 +74,7 @@ async fn carried_strings_survive_later_joins_and_null_padding() {
             store_name: Some("Lyon Part-Dieu".into()),
             region_code: "ARA".into(),
         },
-        Store {
-            store_id: "S2".into(),
-            store_name: None,
-            region_code: "IDF".into(),
-        },
+        store("S2", "IDF"),
     ];
     let regions =
         [("ARA", "Auvergne-Rhône-Alpes"), ("IDF", "Île-de-France")].map(|(code, name)| Region {
@@ -227,11 +240,7 @@ async fn an_outer_joins_unmatched_side_cannot_fill_a_not_null_column() {
         id,
         store_id: store.into(),
     });
-    let stores = [Store {
-        store_id: "S1".into(),
-        store_name: None,
-        region_code: "ARA".into(),
-    }];
+    let stores = [store("S1", "ARA")];
     let project = |kind| {
         frame_of::<Sale, _>(&session, &sales)
             .join(
@@ -315,16 +324,7 @@ pub struct RegionSales {
 async fn a_table_joined_twice_is_refused_with_the_way_round() {
     let wh = TempWarehouse::new();
     let session = wh.warehouse.session();
-    let stores = || {
-        frame_of::<Store, _>(
-            &session,
-            &[Store {
-                store_id: "S1".into(),
-                store_name: None,
-                region_code: "ARA".into(),
-            }],
-        )
-    };
+    let stores = || frame_of::<Store, _>(&session, &[store("S1", "ARA")]);
     let error = stores()
         .join(
             stores(),
@@ -606,10 +606,7 @@ async fn roles_that_cannot_be_told_apart_are_refused() {
 async fn a_column_of_a_table_not_joined_is_named() {
     let wh = TempWarehouse::new();
     let session = wh.warehouse.session();
-    let sales = [Sale {
-        id: 1,
-        store_id: "S1".into(),
-    }];
+    let sales = [sale(1, "S1")];
     let error = frame_of::<Sale, _>(&session, &sales)
         .select_into(RegionalSaleSelect {
             id: Sale::id,
@@ -632,15 +629,7 @@ async fn a_column_of_a_table_not_joined_is_named() {
 async fn filters_and_join_keys_name_a_table_not_in_the_frame() {
     let wh = TempWarehouse::new();
     let session = wh.warehouse.session();
-    let sales = || {
-        frame_of::<Sale, _>(
-            &session,
-            &[Sale {
-                id: 1,
-                store_id: "S1".into(),
-            }],
-        )
-    };
+    let sales = || frame_of::<Sale, _>(&session, &[sale(1, "S1")]);
     let regions = || {
         frame_of::<Region, _>(
             &session,
@@ -676,14 +665,7 @@ async fn filters_and_join_keys_name_a_table_not_in_the_frame() {
         "{joined}"
     );
     // A key pair may name the joined table first, as SQL's ON does.
-    let stores = frame_of::<Store, _>(
-        &session,
-        &[Store {
-            store_id: "S1".into(),
-            store_name: None,
-            region_code: "ARA".into(),
-        }],
-    );
+    let stores = frame_of::<Store, _>(&session, &[store("S1", "ARA")]);
     sales()
         .join(
             stores,
@@ -697,31 +679,8 @@ async fn filters_and_join_keys_name_a_table_not_in_the_frame() {
 async fn a_key_that_does_not_link_the_two_sides_is_refused() {
     let wh = TempWarehouse::new();
     let session = wh.warehouse.session();
-    let sales = || {
-        frame_of::<Sale, _>(
-            &session,
-            &[
-                Sale {
-                    id: 1,
-                    store_id: "S1".into(),
-                },
-                Sale {
-                    id: 2,
-                    store_id: "S2".into(),
-                },
-            ],
-        )
-    };
-    let stores = || {
-        frame_of::<Store, _>(
-            &session,
-            &[Store {
-                store_id: "S1".into(),
-                store_name: None,
-                region_code: "ARA".into(),
-            }],
-        )
-    };
+    let sales = || frame_of::<Sale, _>(&session, &[sale(1, "S1"), sale(2, "S2")]);
+    let stores = || frame_of::<Store, _>(&session, &[store("S1", "ARA")]);
     // Both sides of the pair read the sales (a copy-paste slip): every sale with every store.
     let error = sales()
         .join(
