@@ -65,8 +65,11 @@ impl Warehouse {
         let keys = keys.select(key_columns)?.distinct()?;
         let commit = CommitTags::transaction(transaction);
         let before = delta.version();
+        let stored = super::parquet_props::stored_schema(&delta);
+        let properties = super::parquet_props::for_writes(stored.as_deref().as_slice());
         let merge = super::guard::guard(delta)
             .merge(keys, key_match(table))
+            .with_writer_properties(properties)
             .with_source_alias("s")
             .with_target_alias("t")
             .with_session_state(super::session_state(session))

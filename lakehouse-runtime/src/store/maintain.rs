@@ -123,11 +123,15 @@ impl Warehouse {
             }
             OptimizeType::Compact => deltalake::kernel::transaction::CommitProperties::default(),
         };
+        let stored = super::parquet_props::stored_schema(&delta);
         let mut builder = super::guard::guard(delta)
             .optimize()
             .with_type(optimize_type)
             .with_commit_properties(properties)
             .with_session_state(super::session_state(&session));
+        if let Some(stored) = stored {
+            builder = builder.with_writer_properties(super::parquet_props::for_compaction(&stored));
+        }
         if let Some(size) = table.target_file_size.and_then(NonZeroU64::new) {
             builder = builder.with_target_size(size);
         }

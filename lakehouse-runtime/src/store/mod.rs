@@ -14,6 +14,7 @@ mod guard;
 mod history;
 pub(crate) mod location;
 mod maintain;
+mod parquet_props;
 mod partitions;
 mod read;
 mod restore;

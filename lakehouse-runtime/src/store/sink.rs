@@ -323,9 +323,12 @@ impl OpenTable {
         // two merged copies of their rows.
         let base = self.state.version();
         let mut table = DeltaTable::new(super::guard::guard_store(self.log_store.clone(), base));
+        let properties =
+            super::parquet_props::for_compaction(&self.state.snapshot().arrow_schema());
         table.state = Some(self.state.clone());
         let (compacted, metrics) = table
             .optimize()
+            .with_writer_properties(properties)
             .with_target_size(target_size)
             .with_session_state(session)
             .await?;
@@ -398,16 +401,19 @@ impl OpenTable {
     }
 }
 
-/// delta-rs's writer settings for `state`'s table: default Parquet properties, the table's
+/// delta-rs's writer settings for `state`'s table: its Parquet properties (see
+/// [`super::parquet_props`]), the table's
 /// target file size and statistics columns; batches reach the Parquet writer whole; files are
 /// split by `partition_columns`.
 fn writer_config(state: &DeltaTableState, partition_columns: Vec<String>) -> WriterConfig {
     let snapshot = state.snapshot();
     let stats = WriterStatsConfig::from_config(snapshot.table_configuration());
+    let schema = snapshot.arrow_schema();
+    let properties = super::parquet_props::for_writes(&[&schema]);
     WriterConfig::new(
-        snapshot.arrow_schema(),
+        schema,
         partition_columns,
-        None,
+        Some(properties),
         Some(snapshot.table_properties().target_file_size()),
         // delta-rs slices each batch into 1 024-row writes by default, undoing the gathering.
         Some(ENCODE_BATCH_ROWS),

@@ -238,9 +238,17 @@ impl Warehouse {
                     None
                 };
                 let (_, plan) = source.into_parts();
+                let stored = super::parquet_props::stored_schema(&delta);
+                let properties = super::parquet_props::for_writes(
+                    &[Some(plan.schema().as_arrow()), stored.as_deref()]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>(),
+                );
                 let mut builder = delta
                     .write(Vec::new())
                     .with_input_plan(plan)
+                    .with_writer_properties(properties)
                     .with_session_state(state)
                     .with_commit_properties(commit.properties());
                 builder = match replaced {
@@ -801,8 +809,16 @@ async fn upsert(
         Deletions::MissingFromSource => (source, false, true),
         Deletions::None => (source, false, false),
     };
+    let stored = super::parquet_props::stored_schema(&delta);
+    let properties = super::parquet_props::for_writes(
+        &[Some(source.schema().as_arrow()), stored.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>(),
+    );
     let mut merge = delta
         .merge(source, key_match(table))
+        .with_writer_properties(properties)
         .with_source_alias("s")
         .with_target_alias("t")
         .with_session_state(state)
