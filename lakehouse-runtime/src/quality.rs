@@ -84,7 +84,7 @@ pub async fn check_output(
     if checks.is_empty() {
         return Ok(Vec::new());
     }
-    let unchecked = without_not_null_assertions(session, output)?;
+    let unchecked = without_not_null_assertions(output.clone())?;
     let measured = measure(warehouse, session, &checks, unchecked.clone()).await?;
 
     let qualified = table.qualified_name();
@@ -180,12 +180,11 @@ struct Measured {
 
 /// `output`'s plan without its NOT NULL assertions (which would fail the query on the first
 /// NULL instead of counting them).
-fn without_not_null_assertions(session: &SessionContext, output: &DataFrame) -> Result<DataFrame> {
+fn without_not_null_assertions(output: DataFrame) -> Result<DataFrame> {
     use datafusion::common::tree_node::{Transformed, TreeNode};
 
-    let plan = output
-        .logical_plan()
-        .clone()
+    let (state, plan) = output.into_parts();
+    let plan = plan
         .transform_up(|node| {
             let node = node.map_expressions(|expr| {
                 expr.transform_up(|e| match e {
@@ -202,7 +201,7 @@ fn without_not_null_assertions(session: &SessionContext, output: &DataFrame) -> 
             }
         })?
         .data;
-    Ok(DataFrame::new(session.state(), plan))
+    Ok(DataFrame::new(state, plan))
 }
 
 /// Answers every check in one query over `output`: each dimension's keys are outer-joined to it
@@ -374,10 +373,14 @@ pub async fn apply_expectations(
         return Ok((output, Vec::new()));
     }
     let qualified = table.qualified_name();
+    // Judged on the values the pipeline produced: a NOT NULL column's assertion would fail the
+    // query on the NULL an expectation is there to count or drop (and DataFusion folds `c IS
+    // NULL` of a column it believes NOT NULL to false). The write asserts again what is kept.
+    let unchecked = without_not_null_assertions(output.clone())?;
     let conditions: Vec<Expr> = table
         .expectations
         .iter()
-        .map(|expectation| expectation_condition(&output, table, expectation))
+        .map(|expectation| expectation_condition(&unchecked, table, expectation))
         .collect::<Result<_>>()?;
     let counts: Vec<Expr> = conditions
         .iter()
@@ -389,7 +392,12 @@ pub async fn apply_expectations(
             )
         })
         .collect::<Result<_>>()?;
-    let batches = output.clone().aggregate(vec![], counts)?.collect().await?;
+    let batches = unchecked
+        .clone()
+        .aggregate(vec![], counts)?
+        .collect()
+        .await
+        .map_err(|e| expectations_failed(table, e))?;
     let mut findings = Vec::new();
     for (index, expectation) in table.expectations.iter().enumerate() {
         let failing = batches
@@ -422,10 +430,33 @@ pub async fn apply_expectations(
         .map(|(condition, _)| condition.is_not_false())
         .reduce(Expr::and);
     let output = match kept {
-        Some(kept) => output.filter(kept)?,
+        Some(kept) => unchecked.filter(kept)?,
         None => output,
     };
     Ok((output, findings))
+}
+
+/// An error evaluating `table`'s expectations (a cast of a value that does not convert), naming
+/// them; its kind kept (a value's error is not retried, a read's may be).
+fn expectations_failed(
+    table: &'static TableDef,
+    error: datafusion::error::DataFusionError,
+) -> Error {
+    let names: Vec<String> = table
+        .expectations
+        .iter()
+        .map(|e| format!("`{}`", e.name))
+        .collect();
+    let label = format!(
+        "{}: evaluating the expectations {} (a condition that fails on a value, such as CAST, has \
+         a TRY_ form that gives NULL instead)",
+        table.qualified_name(),
+        names.join(", ")
+    );
+    Error::DataFusion(datafusion::error::DataFusionError::Context(
+        label,
+        Box::new(error),
+    ))
 }
 
 /// `expectation`'s condition over `output` (a pipeline's output for `table`): a boolean

@@ -617,7 +617,8 @@ async fn warnings_are_recorded_with_the_write_that_commits_only() {
     name = "q_stations",
     key(id),
     mode = merge,
-    expect(name = "positive_capacity", expr = "capacity > 0", on_fail = drop)
+    expect(name = "positive_capacity", expr = "capacity > 0", on_fail = drop),
+    expect(name = "nonzero_capacity", expr = "capacity <> 0")
 )]
 pub struct QStations {
     pub id: i64,
@@ -658,10 +659,14 @@ async fn a_full_snapshot_whose_every_row_is_dropped_fails_as_a_quality_failure()
     let issues = crate::common::query(
         &wh.warehouse,
         &lakehouse_runtime::ledger::system_tables(),
-        "SELECT column_name, failing_rows, blocking FROM lakehouse.quality_issues",
+        "SELECT column_name, failing_rows, blocking FROM lakehouse.quality_issues ORDER BY 1",
     )
     .await;
-    assert_eq!(issues, ["positive_capacity|2|true"]);
+    // The warning stays one: it blocked nothing.
+    assert_eq!(
+        issues,
+        ["nonzero_capacity|1|false", "positive_capacity|2|true"]
+    );
     let stations = crate::common::query(
         &wh.warehouse,
         &[<QStations as lakehouse_runtime::Table>::DEF],
@@ -669,6 +674,144 @@ async fn a_full_snapshot_whose_every_row_is_dropped_fails_as_a_quality_failure()
     )
     .await;
     assert_eq!(stations, ["1|10", "2|20"], "the stations stay");
+}
+
+/// Orders whose NOT NULL customer is checked by expectations that drop the rows failing them.
+#[derive(Table)]
+#[table(
+    schema = "silver",
+    name = "q_customer_orders",
+    expect(name = "has_customer", expr = "customer_id IS NOT NULL", on_fail = drop),
+    expect(name = "named_customer", expr = "customer_id <> ''", on_fail = drop)
+)]
+pub struct QCustomerOrders {
+    pub order_id: i64,
+    pub customer_id: String,
+}
+
+#[pipeline]
+pub async fn q_customer_orders(cx: &Ctx) -> Result<Frame<QCustomerOrders>> {
+    cx.sql(
+        "SELECT CAST(column1 AS BIGINT) AS order_id, column2 AS customer_id \
+         FROM (VALUES (1, 'C1'), (2, NULL), (3, ''))",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn expectations_drop_the_nulls_of_a_not_null_column() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["q_customer_orders"]), wh.warehouse.clone());
+    let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+    assert!(report.succeeded(), "{}", report.render(false));
+    let orders = crate::common::query(
+        &wh.warehouse,
+        &[<QCustomerOrders as lakehouse_runtime::Table>::DEF],
+        "SELECT order_id, customer_id FROM silver.q_customer_orders",
+    )
+    .await;
+    assert_eq!(orders, ["1|C1"]);
+    let issues = crate::common::query(
+        &wh.warehouse,
+        &lakehouse_runtime::ledger::system_tables(),
+        "SELECT column_name, failing_rows, blocking FROM lakehouse.quality_issues ORDER BY 1",
+    )
+    .await;
+    assert_eq!(issues, ["has_customer|1|false", "named_customer|1|false"]);
+}
+
+/// Orders whose code must be a positive number, which a cast checks.
+#[derive(Table)]
+#[table(
+    schema = "silver",
+    name = "q_coded_orders",
+    expect(name = "numeric_code", expr = "CAST(code AS INT) > 0", on_fail = drop)
+)]
+pub struct QCodedOrders {
+    pub order_id: i64,
+    pub code: String,
+}
+
+#[pipeline(retries = 1)]
+pub async fn q_coded_orders(cx: &Ctx) -> Result<Frame<QCodedOrders>> {
+    cx.sql("SELECT CAST(1 AS BIGINT) AS order_id, 'AB1' AS code")
+        .await
+}
+
+#[tokio::test]
+async fn an_expectation_that_cannot_be_evaluated_is_named_and_not_retried() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["q_coded_orders"]), wh.warehouse.clone());
+    let config = RunConfig {
+        retry_delay: std::time::Duration::from_millis(1),
+        ..RunConfig::default()
+    };
+    let report = orchestrator.run(&config).await.expect("run");
+    let failed = report.result("q_coded_orders").expect("ran");
+    assert_eq!((failed.status, failed.attempts), (Status::Failed, 1));
+    let error = failed.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("silver.q_coded_orders: evaluating the expectations `numeric_code`")
+            && error.contains("TRY_")
+            && error.contains("'AB1'"),
+        "{error}"
+    );
+}
+
+/// Orders that fail a blocking expectation.
+#[derive(Table)]
+#[table(
+    schema = "silver",
+    name = "q_unrecorded_orders",
+    expect(name = "positive_quantity", expr = "quantity > 0", on_fail = fail)
+)]
+pub struct QUnrecordedOrders {
+    pub order_id: i64,
+    pub quantity: i64,
+}
+
+/// Puts a file where `lakehouse.quality_issues` would be (the setting `issues_folder`), as a full
+/// or failing disk would make the ledger fail, then outputs a row failing the expectation.
+#[pipeline(retries = 1)]
+pub async fn q_unrecorded_orders(cx: &Ctx) -> Result<Frame<QUnrecordedOrders>> {
+    if let Some(folder) = cx.settings().get("issues_folder") {
+        let folder = std::path::Path::new(folder);
+        if let Some(parent) = folder.parent() {
+            std::fs::create_dir_all(parent).map_err(Error::other)?;
+        }
+        let _ = std::fs::remove_dir_all(folder);
+        std::fs::write(folder, "not a table").map_err(Error::other)?;
+    }
+    cx.sql("SELECT CAST(1 AS BIGINT) AS order_id, CAST(-1 AS BIGINT) AS quantity")
+        .await
+}
+
+#[tokio::test]
+async fn a_blocking_failure_the_ledger_cannot_record_is_still_the_error() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["q_unrecorded_orders"]), wh.warehouse.clone());
+    let folder = crate::common::table_folder(
+        &wh.warehouse,
+        <lakehouse_runtime::ledger::QualityIssue as lakehouse_runtime::Table>::DEF,
+    );
+    let mut config = RunConfig {
+        retry_delay: std::time::Duration::from_millis(1),
+        ..RunConfig::default()
+    };
+    config.settings.set(
+        "issues_folder",
+        folder.to_str().expect("utf-8").trim_end_matches('/'),
+    );
+    let report = orchestrator.run(&config).await.expect("run");
+    let failed = report.result("q_unrecorded_orders").expect("ran");
+    assert_eq!((failed.status, failed.attempts), (Status::Failed, 1));
+    let error = failed.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("data-quality checks failed, nothing written")
+            && error.contains("expectation `positive_quantity` (quantity > 0) failed on 1 row(s)")
+            && error.contains("the findings could not be recorded in the ledger"),
+        "{error}"
+    );
 }
 
 mod not_null_assertion {

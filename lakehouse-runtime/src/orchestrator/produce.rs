@@ -380,6 +380,10 @@ async fn checked_output(
         .iter()
         .map(|(finding, on_fail)| (finding.clone(), *on_fail == crate::table::OnFail::Fail))
         .collect();
+    let drops: Vec<bool> = expected
+        .iter()
+        .map(|(_, on_fail)| *on_fail == crate::table::OnFail::Drop)
+        .collect();
     let blocked = |findings: &[(crate::quality::Finding, bool)]| findings.iter().any(|(_, b)| *b);
     let mut emptied = false;
     if !blocked(&findings)
@@ -396,10 +400,11 @@ async fn checked_output(
                 pipeline.output.qualified_name()
             )));
         }
-        // Every row failed a `drop` expectation: the same inputs would fail the same way.
+        // Every row failed a `drop` expectation: the same inputs would fail the same way. Those
+        // expectations block; a `warn` one stays a warning.
         emptied = true;
-        for finding in &mut findings {
-            finding.1 = true;
+        for (finding, drop) in findings.iter_mut().zip(&drops) {
+            finding.1 |= *drop;
         }
     }
     if !blocked(&findings) {
@@ -433,7 +438,15 @@ async fn checked_output(
             .collect::<Vec<_>>()
             .join("; ");
         if blocked(&findings) {
-            orchestrator.ledger.append(&issues).await?;
+            // The quality failure is the error either way (a ledger error would be retried, and
+            // the findings lost from the report too).
+            let unrecorded = match orchestrator.ledger.append(&issues).await {
+                Ok(()) => String::new(),
+                Err(error) => {
+                    tracing::error!(%error, "could not record the data-quality findings: {summary}");
+                    format!(" (the findings could not be recorded in the ledger: {error})")
+                }
+            };
             let emptied = if emptied {
                 format!(
                     "every row failed a `drop` expectation, and `full_snapshot` would delete \
@@ -445,7 +458,7 @@ async fn checked_output(
             };
             return Err(Error::Quality(format!(
                 "data-quality checks failed, nothing written (not retried: the same inputs fail \
-                 the same way): {emptied}{summary}"
+                 the same way): {emptied}{summary}{unrecorded}"
             )));
         }
         tracing::warn!("data-quality checks failed: {summary}");
