@@ -292,8 +292,127 @@ async fn parquet_files_are_read_by_name_and_cast() {
         error.to_string().contains("column `run_at` of the file `")
             && error
                 .to_string()
-                .contains("holds integers (Int64), not times"),
+                .contains("holds numbers (Int64), not times"),
         "{error}"
+    );
+    // Nor are fractional seconds (pandas writes an integer column with a NaN as doubles); and
+    // a time is no number (a cast gave its microseconds since 1970).
+    let write = |name: &str, batch: RecordBatch| {
+        let path = dir.path().join(name);
+        let file = std::fs::File::create(&path).expect("file");
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+        path
+    };
+    let fractional = write(
+        "fractional.parquet",
+        RecordBatch::try_from_iter([
+            ("order_id", Arc::new(Int32Array::from(vec![1])) as ArrayRef),
+            (
+                "run_at",
+                Arc::new(Float64Array::from(vec![1.7e9])) as ArrayRef,
+            ),
+        ])
+        .expect("batch"),
+    );
+    let error = read(FileFormat::Parquet, fractional.to_str().expect("utf-8"))
+        .await
+        .expect_err("doubles are not times");
+    assert!(
+        error
+            .to_string()
+            .contains("holds numbers (Float64), not times"),
+        "{error}"
+    );
+    let timed_ids = write(
+        "timed_ids.parquet",
+        RecordBatch::try_from_iter([(
+            "order_id",
+            Arc::new(
+                arrow::array::TimestampMicrosecondArray::from(vec![1_767_225_600_000_000])
+                    .with_timezone("UTC"),
+            ) as ArrayRef,
+        )])
+        .expect("batch"),
+    );
+    let error = read(FileFormat::Parquet, timed_ids.to_str().expect("utf-8"))
+        .await
+        .expect_err("times are not numbers");
+    assert!(
+        error
+            .to_string()
+            .contains("column `order_id` of the file `")
+            && error
+                .to_string()
+                .contains("holds times (Timestamp(µs, \"UTC\")), not numbers"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_directory_reads_each_finished_file_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("a.csv"), "order_id,amount\n1,12.50\n").expect("file");
+    // A link to it, files still being copied or saved, and an empty file: no rows of theirs.
+    std::os::unix::fs::symlink(dir.path().join("a.csv"), dir.path().join("latest.csv"))
+        .expect("link");
+    for unfinished in ["b.csv.filepart", "c.csv._COPYING_", "d.csv.tmp", "a.csv~"] {
+        std::fs::write(dir.path().join(unfinished), "order_id,amount\n9,9.99\n").expect("file");
+    }
+    std::fs::write(dir.path().join("e.csv"), "").expect("file");
+    std::fs::write(dir.path().join("f.csv"), "order_id,amount\n2,\n").expect("file");
+    let read_csv = read(FileFormat::Csv, dir.path().to_str().expect("utf-8")).await;
+    assert_eq!(read_csv.expect("csv"), expected());
+    // An empty file named alone has no rows (not a missing column).
+    let empty = read(
+        FileFormat::Csv,
+        dir.path().join("e.csv").to_str().expect("utf-8"),
+    )
+    .await;
+    assert_eq!(empty.expect("no rows"), []);
+}
+
+#[tokio::test]
+async fn quoted_line_breaks_survive_a_file_read_in_parallel() {
+    let dir = tempfile::tempdir().expect("dir");
+    // Over 1 MiB, so that DataFusion would read byte ranges of it in parallel; most line breaks
+    // are inside the quoted notes.
+    let note = "line\n".repeat(8);
+    let mut csv = String::from("order_id,note\n");
+    for id in 0..40_000 {
+        csv.push_str(&format!("{id},\"{note}\"\n"));
+    }
+    let path = dir.path().join("notes.csv");
+    std::fs::write(&path, csv).expect("file");
+    let test = TestContext::new("landed_orders").expect("context");
+    let frame = test
+        .ctx()
+        .read_files::<LandedOrders>(FileFormat::Csv, path.to_str().expect("utf-8"))
+        .await
+        .expect("read");
+    let notes = frame
+        .into_dataframe()
+        .aggregate(
+            vec![],
+            vec![
+                datafusion::functions_aggregate::count::count(datafusion::prelude::lit(1)),
+                datafusion::functions_aggregate::count::count_distinct(datafusion::prelude::col(
+                    "note",
+                )),
+            ],
+        )
+        .expect("count")
+        .collect()
+        .await
+        .expect("rows");
+    let counts = arrow::util::pretty::pretty_format_batches(&notes)
+        .expect("render")
+        .to_string();
+    assert!(
+        counts.contains("| 40000 ") && counts.contains("| 1 "),
+        "{counts}"
     );
 }
 

@@ -232,9 +232,12 @@ impl Ctx {
             FileFormat::Csv => {
                 // Every field is read as text and converted by the declared type: inference
                 // would read `007` as the number 7, and a column empty in the sample as NULLs.
+                // Quoted values may hold line breaks: a file is then not split at byte ranges
+                // (a split lands inside a quoted value on a machine with more cores).
                 let options = datafusion::prelude::CsvReadOptions::new()
                     .has_header(true)
                     .schema_infer_max_records(0)
+                    .newlines_in_values(true)
                     .file_extension("");
                 self.session.read_csv(files, options).await
             }
@@ -269,23 +272,29 @@ impl Ctx {
             let target = column.data_type.arrow_type();
             let found = schema.iter().find(|(_, f)| f.name() == column.name);
             let expr = match found {
-                Some((_, field))
-                    if field.data_type().is_integer()
-                        && matches!(
-                            target,
-                            arrow::datatypes::DataType::Timestamp(..)
-                                | arrow::datatypes::DataType::Date32
-                        ) =>
-                {
+                Some((_, field)) if field.data_type().is_numeric() && is_time(&target) => {
                     // A cast would take the number for microseconds (or days): epoch seconds
                     // or milliseconds would land in January 1970 without an error.
                     return Err(Error::schema(
                         &qualified,
                         format!(
-                            "column `{}` of the file {named} holds integers ({}), not times: \
+                            "column `{}` of the file {named} holds numbers ({}), not times: \
                              their unit (seconds? milliseconds?) is unknown; declare the field \
-                             as an integer and convert it in the pipeline (`to_timestamp_seconds`, \
+                             as a number and convert it in the pipeline (`to_timestamp_seconds`, \
                              `to_timestamp_millis`)",
+                            column.name,
+                            field.data_type()
+                        ),
+                    ));
+                }
+                Some((_, field)) if is_time(field.data_type()) && target.is_numeric() => {
+                    // A cast would give microseconds, or days, since 1970 as the number.
+                    return Err(Error::schema(
+                        &qualified,
+                        format!(
+                            "column `{}` of the file {named} holds times ({}), not numbers; \
+                             declare the field as a timestamp or date (`Timestamp`, `Date`), \
+                             or read it so and convert it in the pipeline",
                             column.name,
                             field.data_type()
                         ),
@@ -390,6 +399,16 @@ impl Ctx {
                 files, label,
             )))?)
     }
+}
+
+/// Whether values of `data_type` are points in time (a cast to or from a number would read them
+/// in an unstated unit).
+fn is_time(data_type: &arrow::datatypes::DataType) -> bool {
+    use arrow::datatypes::DataType;
+    matches!(
+        data_type,
+        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64
+    )
 }
 
 /// The type an NDJSON column of type `declared` is decoded as before its cast to it: decimals
@@ -641,9 +660,25 @@ fn layout(format: FileFormat, file: &str) -> Option<String> {
     }
 }
 
+/// Name endings of files still being written or copied (WinSCP's `.filepart`, Hadoop's
+/// `._COPYING_`, browsers' downloads, editors' backups), which a directory's data files do not
+/// include: the file gets its final name once complete.
+const UNFINISHED_SUFFIXES: &[&str] = &[
+    ".filepart",
+    "._COPYING_",
+    ".crdownload",
+    ".part",
+    ".partial",
+    ".tmp",
+    ".temp",
+    "~",
+];
+
 /// The data files at `path`: the file itself, or the files of the directory (sorted, not those
-/// whose names start with `.` or `_`, nor subdirectories; a symbolic link to a file is read as
-/// the file). A URL is read as one location.
+/// whose names start with `.` or `_` or end as an unfinished file's do ([`UNFINISHED_SUFFIXES`]),
+/// nor subdirectories; a symbolic link to a file is read as the file, once when the directory
+/// holds both). Empty files hold no data yet and are left out (a file being written may still
+/// be empty: it is read once it has rows). A URL is read as one location.
 fn data_files(path: &str) -> Result<Vec<String>> {
     if path.contains("://") {
         return Ok(vec![path.to_owned()]);
@@ -653,7 +688,11 @@ fn data_files(path: &str) -> Result<Vec<String>> {
         source,
     })?;
     if !metadata.is_dir() {
-        return Ok(vec![path.to_owned()]);
+        return Ok(if metadata.len() == 0 {
+            Vec::new()
+        } else {
+            vec![path.to_owned()]
+        });
     }
     let listing = |source| Error::Io {
         context: format!("listing the directory `{path}`"),
@@ -666,6 +705,13 @@ fn data_files(path: &str) -> Result<Vec<String>> {
         if matches!(name.as_encoded_bytes().first(), Some(b'.' | b'_')) {
             continue;
         }
+        if UNFINISHED_SUFFIXES
+            .iter()
+            .any(|suffix| name.as_encoded_bytes().ends_with(suffix.as_bytes()))
+        {
+            tracing::debug!(file = ?entry.path(), "an unfinished file's name: not read");
+            continue;
+        }
         if name.to_str().is_none() {
             // A lossy name would name no file: every run would fail on it, saying less.
             return Err(Error::msg(format!(
@@ -674,11 +720,18 @@ fn data_files(path: &str) -> Result<Vec<String>> {
             )));
         }
         // `metadata` follows a symbolic link, as reading `path` itself does.
-        if std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {
+        if std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file() && m.len() > 0) {
             files.push(format!("{}", entry.path().display()));
         }
     }
     files.sort();
+    // A link and its target (or two links to one file): its rows once.
+    let mut seen = std::collections::HashSet::new();
+    files.retain(|file| match std::fs::canonicalize(file) {
+        Ok(target) => seen.insert(target),
+        // Reading it fails, naming it.
+        Err(_) => true,
+    });
     Ok(files)
 }
 
