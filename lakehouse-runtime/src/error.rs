@@ -73,9 +73,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// An HTTP request failed for good: a status that is not retried (a 4xx other than 429), or
-    /// every retry was used (timeouts, connection errors, 5xx, 429). The message carries the
-    /// status, the API's own error code and message, and what to do.
+    /// An HTTP request failed for good: a failure that is not retried (a 4xx other than 408
+    /// and 429, a body over the size allowed, a redirect refused), or every retry was used
+    /// (timeouts, connection errors, 5xx, 408, 429). The message carries the status, the API's
+    /// own error code and message, and what to do.
     #[error("GET {url} failed after {attempts} attempt(s): {message}")]
     Http {
         /// The URL requested.
@@ -86,6 +87,9 @@ pub enum Error {
         attempts: u32,
         /// What went wrong, with the API's `error_code` and message when it sent them, and the fix.
         message: String,
+        /// Whether the failure was transient (its retries ran out): a later attempt, such as
+        /// the pipeline's own retry, may succeed.
+        transient: bool,
     },
     /// Data from a source could not be used: a malformed page (truncated or invalid JSON), an
     /// envelope without its expected fields, a `total_count` that does not match the records
@@ -258,10 +262,7 @@ impl Error {
             | Error::InvalidName { .. }
             | Error::Graph(_)
             | Error::MissingInput { .. } => false,
-            Error::Http {
-                status: Some(status),
-                ..
-            } => !(400..500).contains(status) || matches!(status, 408 | 429),
+            Error::Http { transient, .. } => *transient,
             Error::DataFusion(error) => !is_deterministic(error),
             Error::Arrow(error) => !is_data_error(error),
             Error::Delta { source, .. } => match source.as_ref() {
@@ -380,6 +381,7 @@ mod tests {
             status,
             attempts: 1,
             message: String::new(),
+            transient: status.is_none_or(|s| !(400..500).contains(&s) || matches!(s, 408 | 429)),
         }
     }
 

@@ -150,7 +150,8 @@ impl HttpFetch {
         &self.policy
     }
 
-    /// Sends `GET url`; a non-success status becomes a [`Failure`] (retryable for 5xx and 429).
+    /// Sends `GET url`; a non-success status becomes a [`Failure`] (retryable for 5xx, 408 and
+    /// 429).
     /// `timeout`, when given, bounds the whole exchange including the body.
     async fn send(
         &self,
@@ -181,7 +182,7 @@ impl HttpFetch {
         if status.is_success() {
             return Ok(response);
         }
-        let retryable = status.is_server_error() || status.as_u16() == 429;
+        let retryable = status.is_server_error() || matches!(status.as_u16(), 408 | 429);
         let retry_after = if retryable {
             hint(status.as_u16(), response.headers(), self.timer.now())
         } else {

@@ -295,12 +295,19 @@ impl<'a> Scanner<'a> {
                 }
                 return Err("unterminated object or array".to_owned());
             }
-            Some(_) => {
+            Some(first) => {
                 while self
                     .peek()
                     .is_some_and(|b| !matches!(b, b',' | b']' | b'}') && !b.is_ascii_whitespace())
                 {
                     self.pos += 1;
+                }
+                // A closing bracket where a value belongs (`[}]`): no value, and no progress.
+                if self.pos == start {
+                    return Err(format!(
+                        "unexpected `{}` at byte {start} where a value belongs",
+                        char::from(first)
+                    ));
                 }
             }
             None => return Err("unexpected end of the body".to_owned()),
@@ -342,5 +349,19 @@ impl<'a> Scanner<'a> {
                 None => return Err("unterminated array".to_owned()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::raw_elements;
+
+    #[test]
+    fn a_bracket_where_a_value_belongs_is_an_error_not_an_endless_loop() {
+        let error = raw_elements(br#"{"results":[}]}"#, &["results"]).expect_err("invalid");
+        assert_eq!(error, "unexpected `}` at byte 12 where a value belongs");
+        let elements =
+            raw_elements(br#"{"results":[1, {"a":"]"}, "x"]}"#, &["results"]).expect("valid");
+        assert_eq!(elements, [&b"1"[..], &br#"{"a":"]"}"#[..], &br#""x""#[..]]);
     }
 }

@@ -200,6 +200,7 @@ impl RetryPolicy {
                 status: failure.status,
                 attempts: number,
                 message: format!("{}; {advice}", failure.message),
+                transient: failure.retryable,
             };
             if !failure.retryable {
                 return Err(give_up(failure.advice()));

@@ -261,6 +261,8 @@ async fn a_body_over_the_limit_fails_without_retry_whether_announced_or_not() {
         let error = read_status(&client).await.expect_err("too large");
 
         assert_eq!(server.requests().len(), 1, "not retried");
+        // Nor by the pipeline's retries: the same body is as large again.
+        assert!(!error.is_retryable(), "{error:?}");
         let text = error.to_string();
         let size = if announced {
             "2323 bytes"

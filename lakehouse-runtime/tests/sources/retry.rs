@@ -164,6 +164,7 @@ async fn a_400_fails_at_once_with_the_apis_error_code_and_message() {
         status,
         attempts,
         message,
+        ..
     } = &error
     else {
         panic!("expected an HTTP error, got {error:?}");
@@ -213,6 +214,25 @@ async fn a_404_is_not_retried() {
     assert_eq!(server.requests().len(), 1);
     assert!(error.to_string().contains("HTTP 404 Not Found"), "{error}");
     assert!(error.to_string().contains("check the URL"), "{error}");
+    assert!(!error.is_retryable(), "nor by the pipeline's retries");
+}
+
+#[tokio::test]
+async fn a_408_from_a_proxy_is_retried() {
+    let served = std::sync::atomic::AtomicUsize::new(0);
+    let server = TestServer::start(move |_| {
+        if served.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            Reply::json(408, "")
+        } else {
+            page_one()
+        }
+    });
+    let (fetch, timer) = http(policy());
+    get(fetch.as_ref(), &server, RECORDS)
+        .await
+        .expect("the second attempt");
+    assert_eq!(server.requests().len(), 2);
+    assert_eq!(timer.delays().len(), 1);
 }
 
 #[tokio::test]
@@ -445,6 +465,7 @@ async fn a_redirect_loop_fails_at_once_and_a_redirect_is_followed() {
         "the first request and 5 redirects"
     );
     assert!(timer.delays().is_empty(), "not retried");
+    assert!(!error.is_retryable(), "nor by the pipeline's retries");
     // A redirect within the host is followed.
     let body = get(fetch.as_ref(), &server, "/moved")
         .await
