@@ -214,6 +214,7 @@ impl Ctx {
             }
             _ => format!("`{}`", files.join("")),
         };
+        let files_named = files.to_vec();
         let files = LiteralPaths::new(files)?;
         // NDJSON is read with `T`'s columns, all nullable (a missing one is NULL, then checked).
         let json_schema = arrow::datatypes::Schema::new(
@@ -258,14 +259,10 @@ impl Ctx {
                 self.pipeline
             ))
         })?;
-        // What the reader fails on as the plan runs (a value it cannot decode) names the files.
-        let df = self.with_named_errors(
-            df,
-            format!(
-                "reading {} file {named} for {qualified}",
-                format!("{format:?}").to_uppercase()
-            ),
-        )?;
+        // What fails on a value as the plan runs (the reader's decoding, a cast) names the files:
+        // any of the scan's, which the reader does not tell apart.
+        let scanned = scanned_files(format, &files_named);
+        let df = self.with_named_errors(df, format!("reading {scanned} for {qualified}"))?;
         let schema = df.schema().clone();
         let mut columns = Vec::new();
         for column in T::DEF.data_columns() {
@@ -328,12 +325,7 @@ impl Ctx {
                         crate::frame::named_cast::cast_named(
                             read,
                             target,
-                            format!(
-                                "{} file {named}: column `{}` ({})",
-                                format!("{format:?}").to_uppercase(),
-                                column.name,
-                                column.data_type
-                            ),
+                            format!("{scanned}: column `{}` ({})", column.name, column.data_type),
                             "fix the file, or declare the field as text (`String`) and convert \
                              it in the pipeline",
                         )
@@ -398,6 +390,25 @@ impl Ctx {
             .read_table(std::sync::Arc::new(super::named_scan::NamedScan::new(
                 files, label,
             )))?)
+    }
+}
+
+/// How a value's error names the files of one scan: the file, or the files it may be in (the
+/// first five of a scan of more).
+fn scanned_files(format: FileFormat, files: &[String]) -> String {
+    const LISTED: usize = 5;
+    let kind = format!("{format:?}").to_uppercase();
+    match files {
+        [one] => format!("{kind} file `{one}`"),
+        many => {
+            let listed: Vec<String> = many.iter().take(LISTED).map(|f| format!("`{f}`")).collect();
+            let more = if many.len() > LISTED {
+                format!(", … ({} in all)", many.len())
+            } else {
+                String::new()
+            };
+            format!("one of the {kind} files {}{more}", listed.join(", "))
+        }
     }
 }
 

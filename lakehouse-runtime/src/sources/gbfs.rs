@@ -55,7 +55,7 @@ fn parse_url(what: &str, url: &str) -> Result<Url> {
 impl GbfsClient {
     /// A client that finds its feeds in the discovery document at `gbfs_url` (`gbfs.json`),
     /// fetched once, in the first of the preferred languages it has (see
-    /// [`GbfsClient::prefer_languages`]; default `fr`, then `en`, then the first listed).
+    /// [`GbfsClient::prefer_languages`]; default `fr`, then `en`, then the alphabetically first).
     pub fn discover(fetch: Arc<dyn Fetch>, gbfs_url: &str) -> Result<GbfsClient> {
         Ok(GbfsClient {
             fetch,
@@ -131,6 +131,8 @@ impl GbfsClient {
         let feeds = match data.get("feeds") {
             Some(feeds) => feeds,
             None => {
+                // Without a preferred one, the alphabetically first (JSON objects are read
+                // without their order): the same feed at every run.
                 let language = self
                     .languages
                     .iter()

@@ -89,7 +89,8 @@ impl<'a> Record<'a> {
         self.fields.get(key)
     }
 
-    /// The keys of the record, in the order the source sent them.
+    /// The keys of the record, in alphabetical order (not necessarily the order the source sent
+    /// them in).
     pub fn keys(&self) -> impl Iterator<Item = &'a str> {
         self.fields.keys().map(String::as_str)
     }
