@@ -243,6 +243,17 @@ async fn a_column_named_in_another_case_is_named_not_read_as_null() {
         ),
         "{error}"
     );
+    // A space after the header's comma, which the reader keeps in the name.
+    std::fs::write(&csv, "order_id, amount\n1,12.50\n").expect("file");
+    let error = read(FileFormat::Csv, csv.to_str().expect("utf-8"))
+        .await
+        .expect_err("` amount` is not amount");
+    assert!(
+        error
+            .to_string()
+            .contains("has a column ` amount`, not `amount`"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

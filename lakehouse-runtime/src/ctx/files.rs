@@ -336,11 +336,12 @@ impl Ctx {
                         value
                     }
                 }
-                // Names match exactly: `Price` for `price` is a mistake, not a missing column.
+                // Names match exactly: `Price` or ` price` (a space after a comma of the
+                // header) for `price` is a mistake, not a missing column.
                 None if let Some(near) = schema
                     .fields()
                     .iter()
-                    .find(|f| f.name().eq_ignore_ascii_case(column.name)) =>
+                    .find(|f| f.name().trim().to_lowercase() == column.name.to_lowercase()) =>
                 {
                     return Err(Error::schema(
                         &qualified,
