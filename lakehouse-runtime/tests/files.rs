@@ -88,6 +88,69 @@ async fn csv_and_ndjson_files_are_read_by_name_and_cast() {
 }
 
 #[tokio::test]
+async fn csv_objects_are_read_by_their_own_headers() {
+    use lakehouse_runtime::deltalake::logstore::object_store::{
+        ObjectStore, ObjectStoreExt as _, PutPayload, memory::InMemory, path::Path,
+    };
+    let store = std::sync::Arc::new(InMemory::new());
+    // As in a directory: columns in another order per object, markers and unfinished uploads.
+    for (name, text) in [
+        (
+            "orders/a.csv",
+            "amount,extra,order_id,note\n12.50,x,1,007\n",
+        ),
+        ("orders/b.csv", "order_id,note,amount,extra\n2,,,y\n"),
+        ("orders/_SUCCESS", "marker"),
+        ("orders/c.csv.filepart", "order_id,note\n9,x\n"),
+    ] {
+        store
+            .put(
+                &Path::from(name),
+                PutPayload::from(text.as_bytes().to_vec()),
+            )
+            .await
+            .expect("put");
+    }
+    let test = TestContext::new("landed_orders").expect("context");
+    let url = url::Url::parse("memory://landing").expect("url");
+    test.ctx()
+        .session()
+        .runtime_env()
+        .register_object_store(&url, store as std::sync::Arc<dyn ObjectStore>);
+    let read = |location: &'static str| {
+        let test = &test;
+        async move {
+            let frame = test
+                .ctx()
+                .read_files::<LandedOrders>(FileFormat::Csv, location)
+                .await?;
+            let frame = frame.sort(vec![LandedOrders::order_id.expr().sort(true, false)])?;
+            rows::<Order, _>(frame).await
+        }
+    };
+    let mut with_note = expected();
+    with_note[0].note = Some("007".to_owned());
+    assert_eq!(
+        read("memory://landing/orders/").await.expect("read"),
+        with_note
+    );
+    // One object named alone.
+    assert_eq!(
+        read("memory://landing/orders/b.csv").await.expect("read"),
+        expected()[1..]
+    );
+    let error = read("memory://landing/nothing/")
+        .await
+        .expect_err("nothing there");
+    assert!(
+        error.to_string().contains(
+            "listing the objects at `memory://landing/nothing/`: there is no object there"
+        ),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn files_of_one_layout_are_read_as_one_scan() {
     let dir = tempfile::tempdir().expect("dir");
     // Three files with one header, one with another.

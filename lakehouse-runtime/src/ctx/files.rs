@@ -190,7 +190,17 @@ impl Ctx {
     /// the scans unioned: a backlog of many files is a few scans, not a union of one per file.
     async fn read_union<T: Table>(&self, format: FileFormat, files: &[String]) -> Result<Frame<T>> {
         let mut union: Option<DataFrame> = None;
-        for group in same_layout(format, files) {
+        let mut groups = Vec::new();
+        let mut local = Vec::new();
+        for file in files {
+            if file.contains("://") {
+                groups.extend(self.objects_by_layout(format, file).await?);
+            } else {
+                local.push(file.clone());
+            }
+        }
+        groups.extend(same_layout(format, &local));
+        for group in groups {
             let df = self.read_file::<T>(format, &group).await?;
             union = Some(match union {
                 Some(all) => all.union(df)?,
@@ -201,6 +211,74 @@ impl Ctx {
             Some(df) => Frame::from_dataframe(df),
             None => self.empty::<T>(),
         }
+    }
+
+    /// The data objects at the object-store location `url` (the object, or those directly under
+    /// the prefix, chosen by name and size as a directory's files are), as URLs grouped as
+    /// [`same_layout`] groups local files: a CSV object's header is its first line, read by a
+    /// range request. (Read as one location, every CSV object was parsed by the columns of the
+    /// first one's header: a file ordering them otherwise had its values in the wrong columns.)
+    async fn objects_by_layout(&self, format: FileFormat, url: &str) -> Result<Vec<Vec<String>>> {
+        use deltalake::logstore::object_store::ObjectStoreExt as _;
+        use futures::TryStreamExt as _;
+
+        let failed = |e: &dyn std::fmt::Display| {
+            Error::msg(format!(
+                "pipeline `{}`: listing the objects at `{url}`: {e}",
+                self.pipeline
+            ))
+        };
+        let location = ListingTableUrl::parse(url).map_err(|e| failed(&e))?;
+        let store = self
+            .session
+            .runtime_env()
+            .object_store(location.object_store())
+            .map_err(|e| failed(&e))?;
+        let state = self.session.state();
+        let mut objects: Vec<_> = location
+            .list_all_files(&state, store.as_ref(), "")
+            .await
+            .map_err(|e| failed(&e))?
+            .try_collect()
+            .await
+            .map_err(|e| failed(&e))?;
+        if objects.is_empty() {
+            return Err(failed(
+                &"there is no object there; check the URL (or land a file first)",
+            ));
+        }
+        // An object named itself is read whatever its name.
+        objects.retain(|object| {
+            object.size > 0
+                && (object.location == *location.prefix()
+                    || object.location.filename().is_some_and(is_data_file_name))
+        });
+        objects.sort_by(|a, b| a.location.cmp(&b.location));
+        let base = location.object_store();
+        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+        for object in objects {
+            let header = match format {
+                FileFormat::Csv => {
+                    let end = object.size.min(FIRST_LINE_BYTES);
+                    let start = store
+                        .get_range(&object.location, 0..end)
+                        .await
+                        .map_err(|e| failed(&e))?;
+                    let line = start.split(|b| *b == b'\n').next().unwrap_or_default();
+                    String::from_utf8_lossy(line)
+                        .trim_end_matches('\r')
+                        .to_owned()
+                }
+                // Read by column name, whatever their order.
+                FileFormat::NdJson | FileFormat::Parquet => String::new(),
+            };
+            let object_url = format!("{}{}", base.as_str(), object.location);
+            match groups.iter_mut().find(|(known, _)| *known == header) {
+                Some((_, group)) => group.push(object_url),
+                None => groups.push((header, vec![object_url])),
+            }
+        }
+        Ok(groups.into_iter().map(|(_, group)| group).collect())
     }
 
     /// Files of one layout (or an object-store location) of [`Ctx::read_files`], with `T`'s
@@ -686,6 +764,18 @@ const UNFINISHED_SUFFIXES: &[&str] = &[
     "~",
 ];
 
+/// How many bytes of a CSV object are read for its header line.
+const FIRST_LINE_BYTES: u64 = 64 * 1024;
+
+/// Whether a file named `name` in a landing directory (or under an object-store prefix) holds
+/// data: not hidden (`.`, `_`: checksums, `_SUCCESS`), not unfinished ([`UNFINISHED_SUFFIXES`]).
+fn is_data_file_name(name: &str) -> bool {
+    !name.starts_with(['.', '_'])
+        && !UNFINISHED_SUFFIXES
+            .iter()
+            .any(|suffix| name.ends_with(suffix))
+}
+
 /// The data files at `path`: the file itself, or the files of the directory (sorted, not those
 /// whose names start with `.` or `_` or end as an unfinished file's do ([`UNFINISHED_SUFFIXES`]),
 /// nor subdirectories; a symbolic link to a file is read as the file, once when the directory
@@ -714,14 +804,8 @@ fn data_files(path: &str) -> Result<Vec<String>> {
     for entry in std::fs::read_dir(path).map_err(listing)? {
         let entry = entry.map_err(listing)?;
         let name = entry.file_name();
-        if matches!(name.as_encoded_bytes().first(), Some(b'.' | b'_')) {
-            continue;
-        }
-        if UNFINISHED_SUFFIXES
-            .iter()
-            .any(|suffix| name.as_encoded_bytes().ends_with(suffix.as_bytes()))
-        {
-            tracing::debug!(file = ?entry.path(), "an unfinished file's name: not read");
+        if !is_data_file_name(&name.to_string_lossy()) {
+            tracing::debug!(file = ?entry.path(), "a hidden or unfinished file's name: not read");
             continue;
         }
         if name.to_str().is_none() {
