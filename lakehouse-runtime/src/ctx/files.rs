@@ -733,8 +733,11 @@ fn layout(format: FileFormat, file: &str) -> Option<String> {
     match format {
         FileFormat::NdJson => Some(String::new()),
         FileFormat::Csv => {
+            use std::io::Read as _;
+            // At most the first 64 KiB: a file without line feeds (CR line ends, one line) is
+            // not read whole for its header.
             let mut header = String::new();
-            std::io::BufReader::new(std::fs::File::open(file).ok()?)
+            std::io::BufReader::new(std::fs::File::open(file).ok()?.take(FIRST_LINE_BYTES))
                 .read_line(&mut header)
                 .ok()?;
             Some(header.trim_end_matches(['\r', '\n']).to_owned())

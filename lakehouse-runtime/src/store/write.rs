@@ -116,6 +116,11 @@ impl Warehouse {
     /// files holding a changed row; other merges are delta-rs's MERGE. On any error the table's
     /// rows stay as they were; changes of the declaration (new columns, a dropped NOT NULL,
     /// CHECK constraints, properties) are committed on their own before the data, and stay.
+    ///
+    /// The table's expectations and quality checks are not applied here: the orchestrator
+    /// applies them to a pipeline's output before this write (see
+    /// [`crate::quality::apply_expectations`] and [`crate::quality::check_output`] to apply them
+    /// to a frame of one's own); CHECK constraints and NOT NULL columns are enforced.
     pub async fn write(
         &self,
         session: &SessionContext,
