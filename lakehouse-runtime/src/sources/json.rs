@@ -76,6 +76,10 @@ enum Position {
     End,
 }
 
+/// The largest element [`ArraySplitter`] holds: a record is a few KiB; an endless one (a string
+/// that never closes) would otherwise grow until memory runs out.
+const MAX_ELEMENT_BYTES: usize = 16 << 20;
+
 /// Splits a top-level JSON array into the bytes of its elements as chunks arrive, so a large
 /// export is parsed one record at a time. It only tracks nesting and strings; each element is
 /// then parsed by `serde_json`, which reports any other syntax error.
@@ -188,6 +192,14 @@ impl ArraySplitter {
                     }
                 }
             }
+        }
+        if self.element.len() > MAX_ELEMENT_BYTES {
+            return Err(format!(
+                "an element of the array is over {} MiB at byte {}: not a list of records (or a \
+                 string that never closes)",
+                MAX_ELEMENT_BYTES >> 20,
+                self.offset
+            ));
         }
         Ok(done)
     }
@@ -354,7 +366,30 @@ impl<'a> Scanner<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::raw_elements;
+    use super::{ArraySplitter, MAX_ELEMENT_BYTES, raw_elements};
+
+    #[test]
+    fn an_endless_element_is_refused_at_its_limit() {
+        let mut splitter = ArraySplitter::new();
+        assert_eq!(
+            splitter.push(br#"[{"a": 1}, ""#).expect("a record"),
+            [br#"{"a": 1}"#]
+        );
+        let chunk = vec![b'x'; 1 << 20];
+        let mut fed = 0;
+        let error = loop {
+            match splitter.push(&chunk) {
+                Ok(done) => assert!(done.is_empty()),
+                Err(error) => break error,
+            }
+            fed += chunk.len();
+            assert!(fed <= MAX_ELEMENT_BYTES, "not refused");
+        };
+        assert!(
+            error.starts_with("an element of the array is over 16 MiB"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn a_bracket_where_a_value_belongs_is_an_error_not_an_endless_loop() {

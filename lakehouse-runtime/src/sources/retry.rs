@@ -185,6 +185,8 @@ impl RetryPolicy {
         // not wait still sees the budget consumed).
         let mut spent = Duration::ZERO;
         let mut number = 0u32;
+        // The last answer the server gave, told when a later attempt fails without one.
+        let mut answered: Option<String> = None;
         loop {
             number += 1;
             let remaining = self.max_elapsed.saturating_sub(spent);
@@ -195,11 +197,18 @@ impl RetryPolicy {
                 Err(failure) => failure,
             };
             spent = spent.saturating_add(started.elapsed());
+            if failure.status.is_some() {
+                answered = Some(failure.message.clone());
+            }
+            let earlier = match (&answered, failure.status) {
+                (Some(answer), None) => format!(" (an earlier attempt got {answer})"),
+                _ => String::new(),
+            };
             let give_up = |advice: String| Error::Http {
                 url: url.to_owned(),
                 status: failure.status,
                 attempts: number,
-                message: format!("{}; {advice}", failure.message),
+                message: format!("{}{earlier}; {advice}", failure.message),
                 transient: failure.retryable,
             };
             if !failure.retryable {
@@ -217,7 +226,10 @@ impl RetryPolicy {
                 Some(asked) if !asked.is_zero() => (asked, "the wait the server asked for"),
                 _ => (self.backoff(number - 1), "backoff"),
             };
-            if spent.saturating_add(delay) > self.max_elapsed {
+            // An attempt needs time of its own: one squeezed into what the wait leaves would
+            // time out and hide why the server was failing.
+            let useful = self.request_timeout.min(Duration::from_secs(1));
+            if spent.saturating_add(delay).saturating_add(useful) > self.max_elapsed {
                 return Err(give_up(format!(
                     "gave up: waiting {} ({why}) would pass the maximum total duration of {} \
                      (`opendata.http.max_elapsed`); retry later",

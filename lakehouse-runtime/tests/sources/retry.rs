@@ -256,6 +256,60 @@ async fn a_server_failing_every_time_is_given_up_after_max_attempts() {
 }
 
 #[tokio::test]
+async fn no_attempt_is_squeezed_into_the_end_of_the_budget() {
+    // The wait asked for leaves 100 ms of the budget, and the server is slow to answer: an
+    // attempt then timed out, and its timeout hid the 503.
+    let served = std::sync::atomic::AtomicUsize::new(0);
+    let server = TestServer::start(move |_| {
+        if served.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            Reply::json(503, "").header("Retry-After", "29")
+        } else {
+            page_one().delay(Duration::from_secs(2))
+        }
+    });
+    let (fetch, timer) = http(RetryPolicy {
+        max_elapsed: Duration::from_millis(29_100),
+        ..policy()
+    });
+    let error = get(fetch.as_ref(), &server, RECORDS)
+        .await
+        .expect_err("given up");
+    assert_eq!(server.requests().len(), 1);
+    assert!(timer.delays().is_empty());
+    let text = error.to_string();
+    assert!(
+        text.contains("HTTP 503") && text.contains("would pass the maximum total duration"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_timeout_after_an_answer_tells_the_answer_too() {
+    let served = std::sync::atomic::AtomicUsize::new(0);
+    let server = TestServer::start(move |_| {
+        if served.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            Reply::json(503, "")
+        } else {
+            page_one().delay(Duration::from_secs(2))
+        }
+    });
+    let (fetch, _) = http(RetryPolicy {
+        request_timeout: Duration::from_millis(100),
+        max_attempts: 2,
+        ..policy()
+    });
+    let error = get(fetch.as_ref(), &server, RECORDS)
+        .await
+        .expect_err("timed out");
+    let text = error.to_string();
+    assert!(
+        text.contains("timed out after 100ms")
+            && text.contains("(an earlier attempt got HTTP 503 Service Unavailable"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn a_wait_longer_than_the_total_budget_is_not_made() {
     // The quota resets in a day; the budget is 30 s.
     let server = TestServer::start(|_| {
