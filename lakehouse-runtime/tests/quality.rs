@@ -546,6 +546,13 @@ async fn expectations_drop_count_or_fail() {
         "{error}"
     );
     assert_eq!(issues().await.len(), 3);
+    // Resumed, it fails the same way: its findings are in the ledger once.
+    let resumed = orchestrator
+        .resume(&report.run_id, &config("no_customer"))
+        .await
+        .expect("resume");
+    assert!(!resumed.succeeded(), "{}", resumed.render(false));
+    assert_eq!(issues().await.len(), 3);
     let kept = crate::common::query(
         &wh.warehouse,
         &[<QOrders as lakehouse_runtime::Table>::DEF],

@@ -440,7 +440,7 @@ async fn checked_output(
         if blocked(&findings) {
             // The quality failure is the error either way (a ledger error would be retried, and
             // the findings lost from the report too).
-            let unrecorded = match orchestrator.ledger.append(&issues).await {
+            let unrecorded = match record_once(orchestrator, run, pipeline, &issues).await {
                 Ok(()) => String::new(),
                 Err(error) => {
                     tracing::error!(%error, "could not record the data-quality findings: {summary}");
@@ -465,6 +465,27 @@ async fn checked_output(
         deferred = issues;
     }
     Ok((output, deferred))
+}
+
+/// Records `issues`, the findings of a blocked attempt, but those the ledger holds for the run
+/// already (a resumed run blocked again by the same rows).
+async fn record_once(
+    orchestrator: &Orchestrator,
+    run: &RunInfo,
+    pipeline: &'static PipelineDescriptor,
+    issues: &[QualityIssue],
+) -> Result<()> {
+    let table = pipeline.output.qualified_name();
+    let held = orchestrator.ledger.findings(&run.run_id, &table).await?;
+    let lacking: Vec<QualityIssue> = issues
+        .iter()
+        .filter(|issue| !held.contains(issue))
+        .cloned()
+        .collect();
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    orchestrator.ledger.append(&lacking).await
 }
 
 /// Records the findings of a replayed commit of this run's that the ledger lacks (an earlier
