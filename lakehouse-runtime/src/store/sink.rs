@@ -250,6 +250,10 @@ pub(crate) async fn encode_plan(
     let partitions = plan.output_partitioning().partition_count();
     tracing::debug!(partitions, "writing one Parquet stream per partition");
     let mut writers = JoinSet::new();
+    // Set when one writer fails: the others stop at their next batch and abort their uploads
+    // (a task cancelled outright would drop an object store's multipart upload unaborted, its
+    // parts stored, and billed, until the bucket's lifecycle rules remove them).
+    let (cancel, cancelled) = tokio::sync::watch::channel(false);
     for partition in 0..partitions {
         let stream = plan.execute(partition, task_ctx.clone())?;
         writers.spawn(encode(
@@ -257,6 +261,7 @@ pub(crate) async fn encode_plan(
             schema.clone(),
             store.clone(),
             config.clone(),
+            cancelled.clone(),
         ));
     }
     let mut adds = Vec::new();
@@ -271,9 +276,10 @@ pub(crate) async fn encode_plan(
                 rows += written_rows;
             }
             Err(error) => {
-                // Cancelled, and waited for: their memory (a key check's set, buffered rows) is
-                // back in the pool, and their files closed, before whatever the caller does next.
-                writers.abort_all();
+                // Stopped, and waited for: their memory (a key check's set, buffered rows) is
+                // back in the pool, and their files aborted, before whatever the caller does
+                // next.
+                let _ = cancel.send(true);
                 while writers.join_next().await.is_some() {}
                 return Err(error);
             }
@@ -368,11 +374,14 @@ impl OpenTable {
             .iter()
             .map(|batch| in_stored_order(batch, &stored))
             .collect::<Result<Vec<_>, _>>()?;
+        // One writer: nothing else to stop it (the sender lives as long as it runs).
+        let (_never, running) = tokio::sync::watch::channel(false);
         let (adds, rows) = encode(
             futures::stream::iter(batches.into_iter().map(Ok)),
             stored,
             self.log_store.object_store(None),
             writer_config(&self.state, Vec::new()),
+            running,
         )
         .await?;
         let metrics = serde_json::json!({
@@ -528,18 +537,31 @@ fn has_join(plan: &dyn ExecutionPlan) -> bool {
             .any(|child| has_join(child.as_ref()))
 }
 
-/// Streams one partition into its own Parquet writer; returns its files and row count.
+/// Streams one partition into its own Parquet writer; returns its files and row count. Stops
+/// with an error, its upload aborted, once `cancelled` is set.
 async fn encode(
     mut stream: impl Stream<Item = Result<RecordBatch, DataFusionError>> + Unpin,
     schema: SchemaRef,
     store: Arc<dyn ObjectStore>,
     config: WriterConfig,
+    mut cancelled: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(Vec<Add>, u64), DeltaTableError> {
     let mut writer = DeltaWriter::new(store, config);
     let mut rows = 0;
     let result = async {
         let mut pending = Pending::default();
-        while let Some(batch) = stream.next().await {
+        loop {
+            let next = tokio::select! {
+                biased;
+                // A closed channel (the write gone) stops the writer too.
+                _ = cancelled.wait_for(|cancelled| *cancelled) => {
+                    return Err(DeltaTableError::Generic(
+                        "stopped: another writer of the write failed".to_owned(),
+                    ));
+                }
+                next = stream.next() => next,
+            };
+            let Some(batch) = next else { break };
             let batch = batch?;
             // The stored schema (its NOT NULLs included), checked once per batch.
             let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())?;
