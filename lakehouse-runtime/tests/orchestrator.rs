@@ -478,6 +478,66 @@ async fn a_runs_latest_execution_is_its_highest_whatever_the_clocks() {
     );
 }
 
+#[tokio::test]
+async fn a_pipelines_latest_status_is_its_latest_executions_whatever_the_clocks() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "flaky"]), wh.warehouse.clone());
+    let config = flaky_without_retries("pipeline_clocks");
+    let failed = orchestrator.run(&config).await.expect("run");
+    assert!(!failed.succeeded(), "{}", failed.render(false));
+    let records = orchestrator
+        .ledger()
+        .run(&failed.run_id)
+        .await
+        .expect("ledger");
+    let attempt = records
+        .iter()
+        .find(|r| r.pipeline.as_deref() == Some("flaky"))
+        .expect("flaky's attempt");
+    assert_eq!(
+        (attempt.status.as_str(), attempt.execution),
+        ("failed", Some(1))
+    );
+    let start = records
+        .iter()
+        .find(|r| r.kind == "run" && r.finished_at.is_none())
+        .expect("the run's start");
+    // Resumed on a host whose clock is ten minutes behind, where flaky succeeded.
+    let behind = Timestamp(start.started_at.0 - 600_000_000);
+    let second = |record: &lakehouse_runtime::ledger::RunRecord, status: &str| {
+        lakehouse_runtime::ledger::RunRecord {
+            status: status.to_owned(),
+            started_at: behind,
+            finished_at: Some(Timestamp(behind.0 + 1_000_000)),
+            error: None,
+            execution: Some(2),
+            ..record.clone()
+        }
+    };
+    orchestrator
+        .ledger()
+        .append(&[
+            second(start, "running"),
+            lakehouse_runtime::ledger::RunRecord {
+                attempt: Some(2),
+                ..second(attempt, "succeeded")
+            },
+            second(start, "succeeded"),
+        ])
+        .await
+        .expect("recorded");
+    // Its latest status is the second execution's: nothing is left to resume.
+    let refused = orchestrator
+        .resume(&failed.run_id, &config)
+        .await
+        .map(|report| report.render(false))
+        .expect_err("nothing to resume");
+    assert!(
+        refused.to_string().contains("every pipeline succeeded"),
+        "{refused}"
+    );
+}
+
 /// Deletes ok1's attempt rows of run `sequence` from the ledger, as if they were never recorded.
 async fn forget_ok1_attempts(wh: &TempWarehouse, sequence: i64) {
     crate::common::delete_rows(

@@ -469,7 +469,9 @@ impl Ledger {
         }
     }
 
-    /// Every row of run `run_id` (the run rows and all attempts), in the order they were written.
+    /// Every row of run `run_id` (the run rows and all attempts), in the order they were written:
+    /// by execution (1, then one more per resume, whatever the clocks of the hosts that
+    /// executed them; rows recorded before executions were numbered first), then by time.
     pub async fn run(&self, run_id: &str) -> Result<Vec<RunRecord>> {
         let df = self.records().await?.filter(
             col("run_id")
@@ -477,6 +479,7 @@ impl Ledger {
                 .and(col("kind").not_eq(lit("floor"))),
         )?;
         rows(df.sort(vec![
+            col("execution").sort(true, true),
             col("started_at").sort(true, false),
             col("attempt").sort(true, true),
         ])?)

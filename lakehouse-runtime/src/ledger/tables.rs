@@ -74,9 +74,10 @@ pub struct RunRecord {
     /// Rows deleted by the write (a `full_snapshot` merge's missing keys, deletion keys); on a
     /// run row, the run's total. (Last, as `input_table_ids`.)
     pub rows_deleted: Option<i64>,
-    /// On a run row, which execution of the run it is (1, then one more per resume): a run's
-    /// latest execution is its highest, whatever the clocks of the hosts that executed it
-    /// (NULL on rows recorded before). (Last, as `input_table_ids`.)
+    /// Which execution of the run recorded the row (1, then one more per resume): a run's
+    /// latest execution, and a pipeline's latest status in the run, is its highest, whatever
+    /// the clocks of the hosts that executed it (NULL on rows recorded before it was: run rows
+    /// gained it before pipelines' rows did). (Last, as `input_table_ids`.)
     pub execution: Option<i32>,
 }
 

@@ -56,6 +56,7 @@ pub(super) async fn execute(
     config: &RunConfig,
     previous: &HashMap<String, Status>,
     attempts_before: &HashMap<String, u32>,
+    execution: i32,
 ) -> (Vec<PipelineResult>, Option<String>) {
     let unrecorded: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let planned: Vec<&'static PipelineDescriptor> = plan.pipelines().collect();
@@ -142,6 +143,7 @@ pub(super) async fn execute(
                         permit,
                         unrecorded,
                         numbered_after,
+                        execution,
                     };
                     // A pipeline that waited for its turn does not start after an interrupt.
                     if *orchestrator.shutdown.borrow() {
@@ -271,6 +273,8 @@ struct Turn {
     unrecorded: Arc<std::sync::Mutex<Option<String>>>,
     /// The attempts an earlier execution of the run made (a resume numbers on from them).
     numbered_after: u32,
+    /// Which execution of the run this is (1, then one more per resume), on its rows.
+    execution: i32,
 }
 
 async fn run_with_retries(
@@ -327,7 +331,10 @@ async fn run_with_retries(
                 stop.clone(),
             )
             .await;
-            let record = attempt_record(pipeline, &run, numbered, attempt_started, clock.elapsed(), &outcome);
+            let record = RunRecord {
+                execution: Some(turn.execution),
+                ..attempt_record(pipeline, &run, numbered, attempt_started, clock.elapsed(), &outcome)
+            };
             let metric = outcome.as_ref().ok().and_then(|written| written.metric.as_ref());
             let metric = metric.map(std::slice::from_ref).unwrap_or_default();
             // Two tables, two commits: made together.
@@ -452,6 +459,7 @@ async fn run_with_retries(
             let record = RunRecord {
                 finished_at: Some(finished),
                 error: Some(error.clone()),
+                execution: Some(turn.execution),
                 ..RunRecord::of_pipeline(
                     &run,
                     pipeline.name,

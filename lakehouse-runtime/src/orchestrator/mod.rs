@@ -895,7 +895,15 @@ impl Orchestrator {
         };
         let (recorded, (results, unrecorded)) = tokio::join!(
             record_start,
-            execute::execute(self, run.clone(), plan, config, previous, attempts_before)
+            execute::execute(
+                self,
+                run.clone(),
+                plan,
+                config,
+                previous,
+                attempts_before,
+                execution
+            )
         );
         if let Ok(mut starts) = self.starts.lock() {
             starts.remove(&run.run_id);
@@ -924,6 +932,7 @@ impl Orchestrator {
             .map(|r| RunRecord {
                 finished_at: Some(finished_at),
                 error: r.error.clone(),
+                execution: Some(execution),
                 ..RunRecord::of_pipeline(&run, r.pipeline, r.table.clone(), r.status, finished_at)
             })
             .collect();
@@ -971,6 +980,16 @@ struct Execution {
     earlier_rows: (u64, u64),
 }
 
+/// Where `record` comes among its run's rows: by execution (NULL on rows recorded before
+/// executions were numbered), then by the host's clock, then by attempt.
+fn written_order(record: &RunRecord) -> (i32, i64, i32) {
+    (
+        record.execution.unwrap_or(0),
+        record.started_at.0,
+        record.attempt.unwrap_or(0),
+    )
+}
+
 /// The rows (written, deleted) of the pipelines of a run's `records` that succeeded, but those
 /// in `excluded`: each pipeline's latest success.
 fn rows_of_succeeded(records: &[RunRecord], excluded: &[String]) -> (u64, u64) {
@@ -981,7 +1000,7 @@ fn rows_of_succeeded(records: &[RunRecord], excluded: &[String]) -> (u64, u64) {
             && !excluded.iter().any(|e| e == pipeline)
             && latest
                 .get(pipeline)
-                .is_none_or(|kept| kept.started_at.0 <= record.started_at.0)
+                .is_none_or(|kept| written_order(kept) <= written_order(record))
         {
             latest.insert(pipeline, record);
         }
