@@ -181,24 +181,48 @@ struct Measured {
 /// `output`'s plan without its NOT NULL assertions (which would fail the query on the first
 /// NULL instead of counting them).
 fn without_not_null_assertions(output: DataFrame) -> Result<DataFrame> {
+    without_assertions(output, |_| true)
+}
+
+/// `output` (a pipeline's for `table`) without the NOT NULL assertions of `table`'s own columns
+/// (`assert_not_null(value, 'schema.table.column')`, its conformance's), which would fail the
+/// query on a NULL that an expectation counts or drops. The assertions on the inputs' stored
+/// NULLs stay.
+fn without_output_assertions(output: DataFrame, table: &TableDef) -> Result<DataFrame> {
+    let prefix = format!("{}.", table.qualified_name());
+    without_assertions(output, |args| {
+        matches!(
+            args,
+            [_, Expr::Literal(datafusion::scalar::ScalarValue::Utf8(Some(label)), _)]
+                if label.starts_with(&prefix)
+        )
+    })
+}
+
+/// `output`'s plan without the NOT NULL assertions whose arguments `strip` picks; every node's
+/// schema derived again (a parent, a union above all, would keep its inputs' former NOT NULLs,
+/// and DataFusion would fold `c IS NULL` of such a column to false).
+fn without_assertions(output: DataFrame, strip: impl Fn(&[Expr]) -> bool) -> Result<DataFrame> {
     use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::{LogicalPlan, Union};
 
     let (state, plan) = output.into_parts();
     let plan = plan
         .transform_up(|node| {
             let node = node.map_expressions(|expr| {
                 expr.transform_up(|e| match e {
-                    Expr::ScalarFunction(f) if f.name() == "assert_not_null" => {
+                    Expr::ScalarFunction(f) if f.name() == "assert_not_null" && strip(&f.args) => {
                         Ok(Transformed::yes(f.args[0].clone()))
                     }
                     other => Ok(Transformed::no(other)),
                 })
             })?;
-            if node.transformed {
-                Ok(Transformed::yes(node.data.recompute_schema()?))
-            } else {
-                Ok(node)
-            }
+            let rebuilt = match node.data {
+                // Its schema is kept as long as its width is (`recompute_schema`).
+                LogicalPlan::Union(union) => LogicalPlan::Union(Union::try_new(union.inputs)?),
+                other => other.recompute_schema()?,
+            };
+            Ok(Transformed::yes(rebuilt))
         })?
         .data;
     Ok(DataFrame::new(state, plan))
@@ -376,7 +400,7 @@ pub async fn apply_expectations(
     // Judged on the values the pipeline produced: a NOT NULL column's assertion would fail the
     // query on the NULL an expectation is there to count or drop (and DataFusion folds `c IS
     // NULL` of a column it believes NOT NULL to false). The write asserts again what is kept.
-    let unchecked = without_not_null_assertions(output.clone())?;
+    let unchecked = without_output_assertions(output.clone(), table)?;
     let conditions: Vec<Expr> = table
         .expectations
         .iter()
@@ -430,7 +454,7 @@ pub async fn apply_expectations(
         .map(|(condition, _)| condition.is_not_false())
         .reduce(Expr::and);
     let output = match kept {
-        Some(kept) => unchecked.filter(kept)?,
+        Some(kept) => crate::frame::conform_output(unchecked.filter(kept)?, table)?,
         None => output,
     };
     Ok((output, findings))
@@ -448,8 +472,8 @@ fn expectations_failed(
         .map(|e| format!("`{}`", e.name))
         .collect();
     let label = format!(
-        "{}: evaluating the expectations {} (a condition that fails on a value, such as CAST, has \
-         a TRY_ form that gives NULL instead)",
+        "{}: running the output to count its expectations {} (if a condition fails on a value, \
+         as CAST does, its TRY_ form gives NULL instead)",
         table.qualified_name(),
         names.join(", ")
     );

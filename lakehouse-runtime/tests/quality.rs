@@ -727,6 +727,108 @@ async fn expectations_drop_the_nulls_of_a_not_null_column() {
     assert_eq!(issues, ["has_customer|1|false", "named_customer|1|false"]);
 }
 
+/// The same orders, output as the union of two frames.
+#[derive(Table)]
+#[table(
+    schema = "silver",
+    name = "q_union_orders",
+    expect(name = "has_customer", expr = "customer_id IS NOT NULL", on_fail = drop)
+)]
+pub struct QUnionOrders {
+    pub order_id: i64,
+    pub customer_id: String,
+}
+
+#[pipeline]
+pub async fn q_union_orders(cx: &Ctx) -> Result<Frame<QUnionOrders>> {
+    let known: Frame<QUnionOrders> = cx
+        .sql("SELECT CAST(1 AS BIGINT) AS order_id, 'C1' AS customer_id")
+        .await?;
+    let unknown: Frame<QUnionOrders> = cx
+        .sql("SELECT CAST(2 AS BIGINT) AS order_id, CAST(NULL AS VARCHAR) AS customer_id")
+        .await?;
+    known.union(unknown)
+}
+
+#[tokio::test]
+async fn expectations_drop_the_nulls_of_a_union_output() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["q_union_orders"]), wh.warehouse.clone());
+    let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+    assert!(report.succeeded(), "{}", report.render(false));
+    let orders = crate::common::query(
+        &wh.warehouse,
+        &[<QUnionOrders as lakehouse_runtime::Table>::DEF],
+        "SELECT order_id, customer_id FROM silver.q_union_orders",
+    )
+    .await;
+    assert_eq!(orders, ["1|C1"]);
+}
+
+/// Stations as first written: the name may be missing.
+#[derive(Table, serde::Serialize)]
+#[table(schema = "bronze", name = "q_named_stations")]
+pub struct QLooseStations {
+    pub id: i64,
+    pub name: Option<String>,
+}
+
+/// The same table, declared since with a name that is always there.
+#[derive(Table)]
+#[table(schema = "bronze", name = "q_named_stations")]
+pub struct QNamedStations {
+    pub id: i64,
+    pub name: String,
+}
+
+/// Station names, kept when positive ids.
+#[derive(Table)]
+#[table(
+    schema = "silver",
+    name = "q_station_names",
+    expect(name = "positive_id", expr = "id > 0", on_fail = drop)
+)]
+pub struct QStationNames {
+    pub id: i64,
+    pub name: Option<String>,
+}
+
+#[tokio::test]
+async fn expectations_keep_the_assertions_on_stored_nulls() {
+    let wh = TempWarehouse::new();
+    crate::common::write(
+        &wh.warehouse,
+        <QLooseStations as lakehouse_runtime::Table>::DEF,
+        &[QLooseStations { id: 1, name: None }],
+        Default::default(),
+    )
+    .await
+    .expect("write");
+    let session = wh.warehouse.session();
+    let stored = wh
+        .warehouse
+        .read(&session, <QNamedStations as lakehouse_runtime::Table>::DEF)
+        .await
+        .expect("read");
+    // Into a nullable column: only the input's declaration says the NULL is wrong.
+    let output = Frame::<QStationNames>::from_dataframe(stored).expect("conforms");
+    let (kept, findings) = lakehouse_runtime::quality::apply_expectations(
+        <QStationNames as lakehouse_runtime::Table>::DEF,
+        output.into_dataframe(),
+    )
+    .await
+    .expect("counted");
+    assert!(findings.is_empty());
+    // What is written still fails on it.
+    let error = kept.collect().await.expect_err("the stored NULL");
+    assert!(
+        error
+            .to_string()
+            .contains("the stored table holds a NULL in it"),
+        "{error}"
+    );
+}
+
 /// Orders whose code must be a positive number, which a cast checks.
 #[derive(Table)]
 #[table(
@@ -758,8 +860,9 @@ async fn an_expectation_that_cannot_be_evaluated_is_named_and_not_retried() {
     assert_eq!((failed.status, failed.attempts), (Status::Failed, 1));
     let error = failed.error.clone().unwrap_or_default();
     assert!(
-        error.contains("silver.q_coded_orders: evaluating the expectations `numeric_code`")
-            && error.contains("TRY_")
+        error.contains(
+            "silver.q_coded_orders: running the output to count its expectations `numeric_code`"
+        ) && error.contains("TRY_")
             && error.contains("'AB1'"),
         "{error}"
     );
