@@ -99,9 +99,12 @@ async fn csv_objects_are_read_by_their_own_headers() {
             "orders/a.csv",
             "amount,extra,order_id,note\n12.50,x,1,007\n",
         ),
-        ("orders/b.csv", "order_id,note,amount,extra\n2,,,y\n"),
+        // A name a URL would take apart (a space, a fragment).
+        ("orders/b #2.csv", "order_id,note,amount,extra\n2,,,y\n"),
         ("orders/_SUCCESS", "marker"),
         ("orders/c.csv.filepart", "order_id,note\n9,x\n"),
+        // Not directly under the prefix, as a directory's subdirectories.
+        ("orders/day=2/d.csv", "order_id,note\n8,x\n"),
     ] {
         store
             .put(
@@ -136,18 +139,11 @@ async fn csv_objects_are_read_by_their_own_headers() {
     );
     // One object named alone.
     assert_eq!(
-        read("memory://landing/orders/b.csv").await.expect("read"),
-        expected()[1..]
+        read("memory://landing/orders/a.csv").await.expect("read")[0].order_id,
+        1
     );
-    let error = read("memory://landing/nothing/")
-        .await
-        .expect_err("nothing there");
-    assert!(
-        error.to_string().contains(
-            "listing the objects at `memory://landing/nothing/`: there is no object there"
-        ),
-        "{error}"
-    );
+    // Nothing landed yet: no rows, as from an empty directory.
+    assert_eq!(read("memory://landing/nothing/").await.expect("read"), []);
 }
 
 #[tokio::test]

@@ -219,8 +219,8 @@ impl Ctx {
     /// range request. (Read as one location, every CSV object was parsed by the columns of the
     /// first one's header: a file ordering them otherwise had its values in the wrong columns.)
     async fn objects_by_layout(&self, format: FileFormat, url: &str) -> Result<Vec<Vec<String>>> {
-        use deltalake::logstore::object_store::ObjectStoreExt as _;
-        use futures::TryStreamExt as _;
+        use deltalake::logstore::object_store::{Error as StoreError, ObjectStoreExt as _};
+        use futures::{StreamExt as _, TryStreamExt as _};
 
         let failed = |e: &dyn std::fmt::Display| {
             Error::msg(format!(
@@ -234,18 +234,32 @@ impl Ctx {
             .runtime_env()
             .object_store(location.object_store())
             .map_err(|e| failed(&e))?;
-        let state = self.session.state();
-        let mut objects: Vec<_> = location
-            .list_all_files(&state, store.as_ref(), "")
-            .await
-            .map_err(|e| failed(&e))?
-            .try_collect()
-            .await
-            .map_err(|e| failed(&e))?;
+        // Listed by the store itself: DataFusion's listing cache would show a loop's later runs
+        // the first run's objects.
+        let prefix = location.prefix().clone();
+        let named = if location.is_collection() {
+            None
+        } else {
+            match store.head(&prefix).await {
+                Ok(object) => Some(object),
+                Err(StoreError::NotFound { .. }) => None,
+                Err(error) => return Err(failed(&error)),
+            }
+        };
+        let mut objects = match named {
+            Some(object) => vec![object],
+            None => {
+                store
+                    .list_with_delimiter(Some(&prefix))
+                    .await
+                    .map_err(|e| failed(&e))?
+                    .objects
+            }
+        };
         if objects.is_empty() {
-            return Err(failed(
-                &"there is no object there; check the URL (or land a file first)",
-            ));
+            // As an empty directory: nothing landed yet.
+            tracing::warn!(url, "no objects at the location: nothing read");
+            return Ok(Vec::new());
         }
         // An object named itself is read whatever its name.
         objects.retain(|object| {
@@ -254,25 +268,25 @@ impl Ctx {
                     || object.location.filename().is_some_and(is_data_file_name))
         });
         objects.sort_by(|a, b| a.location.cmp(&b.location));
+        // A CSV object's header line, a few requests at a time; NDJSON and Parquet objects are
+        // read by column name, whatever their order.
+        let headers: Vec<String> = if format == FileFormat::Csv {
+            let requests: Vec<_> = objects
+                .iter()
+                .map(|object| csv_header(store.clone(), object.location.clone(), object.size))
+                .collect();
+            futures::stream::iter(requests)
+                .buffered(8)
+                .try_collect()
+                .await
+                .map_err(|e| failed(&e))?
+        } else {
+            vec![String::new(); objects.len()]
+        };
         let base = location.object_store();
         let mut groups: Vec<(String, Vec<String>)> = Vec::new();
-        for object in objects {
-            let header = match format {
-                FileFormat::Csv => {
-                    let end = object.size.min(FIRST_LINE_BYTES);
-                    let start = store
-                        .get_range(&object.location, 0..end)
-                        .await
-                        .map_err(|e| failed(&e))?;
-                    let line = start.split(|b| *b == b'\n').next().unwrap_or_default();
-                    String::from_utf8_lossy(line)
-                        .trim_end_matches('\r')
-                        .to_owned()
-                }
-                // Read by column name, whatever their order.
-                FileFormat::NdJson | FileFormat::Parquet => String::new(),
-            };
-            let object_url = format!("{}{}", base.as_str(), object.location);
+        for (object, header) in objects.into_iter().zip(headers) {
+            let object_url = object_url(&base, &object.location);
             match groups.iter_mut().find(|(known, _)| *known == header) {
                 Some((_, group)) => group.push(object_url),
                 None => groups.push((header, vec![object_url])),
@@ -740,7 +754,10 @@ fn layout(format: FileFormat, file: &str) -> Option<String> {
             std::io::BufReader::new(std::fs::File::open(file).ok()?.take(FIRST_LINE_BYTES))
                 .read_line(&mut header)
                 .ok()?;
-            Some(header.trim_end_matches(['\r', '\n']).to_owned())
+            // A header longer than that: the file is a group of its own.
+            let whole = header.ends_with('\n')
+                || std::fs::metadata(file).is_ok_and(|m| m.len() <= FIRST_LINE_BYTES);
+            whole.then(|| header.trim_end_matches(['\r', '\n']).to_owned())
         }
         FileFormat::Parquet => {
             let reader =
@@ -766,6 +783,54 @@ const UNFINISHED_SUFFIXES: &[&str] = &[
     ".temp",
     "~",
 ];
+
+/// The header line of the CSV object at `location` (`size` bytes) of `store`, from its first
+/// [`FIRST_LINE_BYTES`]; a header longer than that is told apart by the object's name (a group
+/// of its own).
+async fn csv_header(
+    store: Arc<dyn deltalake::ObjectStore>,
+    location: deltalake::logstore::object_store::path::Path,
+    size: u64,
+) -> std::result::Result<String, deltalake::logstore::object_store::Error> {
+    use deltalake::logstore::object_store::ObjectStoreExt as _;
+    let start = store
+        .get_range(&location, 0..size.min(FIRST_LINE_BYTES))
+        .await?;
+    Ok(match start.iter().position(|b| *b == b'\n') {
+        Some(line_end) => String::from_utf8_lossy(&start[..line_end])
+            .trim_end_matches('\r')
+            .to_owned(),
+        None if size > FIRST_LINE_BYTES => format!("\0{location}"),
+        None => String::from_utf8_lossy(&start)
+            .trim_end_matches('\r')
+            .to_owned(),
+    })
+}
+
+/// The URL of the object at `location` of the store at `base`, which parses back to `location`:
+/// its path as stored (names with `#`, `?`, `%`, spaces), percent-encoded once more.
+fn object_url(
+    base: &datafusion::execution::object_store::ObjectStoreUrl,
+    location: &deltalake::logstore::object_store::path::Path,
+) -> String {
+    use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+    const IN_URL_PATH: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}');
+    format!(
+        "{}{}",
+        base.as_str(),
+        utf8_percent_encode(location.as_ref(), IN_URL_PATH)
+    )
+}
 
 /// How many bytes of a CSV object are read for its header line.
 const FIRST_LINE_BYTES: u64 = 64 * 1024;
