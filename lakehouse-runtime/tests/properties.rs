@@ -897,6 +897,18 @@ pub struct MergedReading {
     pub value: f64,
 }
 
+/// The same readings in a table with column mapping (its files name columns physically).
+#[derive(Table, serde::Serialize)]
+#[table(
+    schema = "gold",
+    name = "mapped_readings",
+    property(key = "delta.columnMapping.mode", value = "name")
+)]
+pub struct MappedReading {
+    pub id: i64,
+    pub value: f64,
+}
+
 /// Counts the rows of `table` above every number, which a NaN is (DataFusion's order).
 async fn above_six(wh: &TempWarehouse, table: &'static TableDef) -> Vec<String> {
     let query = format!(
@@ -934,8 +946,23 @@ async fn file_skipping_keeps_a_nan() {
         .await
         .expect("merge");
     }
+    for rows in &batches {
+        let mapped: Vec<MappedReading> = rows
+            .iter()
+            .map(|&(id, value)| MappedReading { id, value })
+            .collect();
+        crate::common::write(
+            &wh.warehouse,
+            MappedReading::DEF,
+            &mapped,
+            Default::default(),
+        )
+        .await
+        .expect("append");
+    }
     assert_eq!(above_six(&wh, Reading::DEF).await, ["1"]);
     assert_eq!(above_six(&wh, MergedReading::DEF).await, ["1"]);
+    assert_eq!(above_six(&wh, MappedReading::DEF).await, ["1"]);
     // Compaction rewrites the files with its own settings.
     let report = wh.warehouse.compact(Reading::DEF).await.expect("compact");
     assert_eq!(report.files_removed, 2);

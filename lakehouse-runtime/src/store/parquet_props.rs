@@ -9,7 +9,7 @@
 //! used to skip files or row groups (the upstream fix, which would make them safe to read, is
 //! apache/datafusion#24804). Files written before this keep their statistics.
 
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::parquet::arrow::ArrowSchemaConverter;
 use datafusion::parquet::basic::{Compression, Type as PhysicalType, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -38,7 +38,9 @@ pub(crate) fn stored_schema(delta: &deltalake::DeltaTable) -> Option<SchemaRef> 
 
 fn without_float_statistics(schemas: &[&Schema], compression: Compression) -> WriterProperties {
     let mut builder = WriterProperties::builder().set_compression(compression);
-    for schema in schemas {
+    // A table with column mapping is written under its columns' physical names.
+    let physical: Vec<Schema> = schemas.iter().filter_map(|s| physical_names(s)).collect();
+    for schema in schemas.iter().copied().chain(&physical) {
         // The Parquet schema the writer derives gives each leaf's path (nested fields, lists).
         match ArrowSchemaConverter::new().convert(schema) {
             Ok(parquet) => {
@@ -61,10 +63,51 @@ fn without_float_statistics(schemas: &[&Schema], compression: Compression) -> Wr
     builder.build()
 }
 
+/// The metadata key of a column's physical name under Delta's column mapping.
+const PHYSICAL_NAME: &str = "delta.columnMapping.physicalName";
+
+/// `schema` with each field named by its physical name (nested fields too); `None` when no
+/// field has one (no column mapping).
+fn physical_names(schema: &Schema) -> Option<Schema> {
+    let mut mapped = false;
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| physical_field(field, &mut mapped))
+        .collect();
+    mapped.then(|| Schema::new(fields))
+}
+
+fn physical_field(field: &Field, mapped: &mut bool) -> Field {
+    let name = match field.metadata().get(PHYSICAL_NAME) {
+        Some(physical) => {
+            *mapped = true;
+            physical.clone()
+        }
+        None => field.name().clone(),
+    };
+    let data_type = match field.data_type() {
+        DataType::Struct(children) => DataType::Struct(
+            children
+                .iter()
+                .map(|child| physical_field(child, mapped))
+                .collect::<Vec<_>>()
+                .into(),
+        ),
+        DataType::List(child) => DataType::List(physical_field(child, mapped).into()),
+        DataType::LargeList(child) => DataType::LargeList(physical_field(child, mapped).into()),
+        DataType::Map(entries, sorted) => {
+            DataType::Map(physical_field(entries, mapped).into(), *sorted)
+        }
+        other => other.clone(),
+    };
+    Field::new(name, data_type, field.is_nullable())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::datatypes::{DataType, Field, Fields};
+    use arrow::datatypes::Fields;
     use datafusion::parquet::schema::types::ColumnPath;
 
     #[test]
