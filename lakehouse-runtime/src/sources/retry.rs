@@ -230,9 +230,18 @@ impl RetryPolicy {
             // time out and hide why the server was failing.
             let useful = self.request_timeout.min(Duration::from_secs(1));
             if spent.saturating_add(delay).saturating_add(useful) > self.max_elapsed {
+                let left = self.max_elapsed.saturating_sub(spent);
+                let then = if delay <= left {
+                    format!(
+                        ", and then an attempt of {} at least,",
+                        humantime::format_duration(useful)
+                    )
+                } else {
+                    String::new()
+                };
                 return Err(give_up(format!(
-                    "gave up: waiting {} ({why}) would pass the maximum total duration of {} \
-                     (`opendata.http.max_elapsed`); retry later",
+                    "gave up: waiting {} ({why}){then} would pass the maximum total duration of \
+                     {} (`opendata.http.max_elapsed`); retry later",
                     humantime::format_duration(round_ms(delay)),
                     humantime::format_duration(self.max_elapsed)
                 )));

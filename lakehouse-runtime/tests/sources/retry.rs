@@ -278,7 +278,11 @@ async fn no_attempt_is_squeezed_into_the_end_of_the_budget() {
     assert!(timer.delays().is_empty());
     let text = error.to_string();
     assert!(
-        text.contains("HTTP 503") && text.contains("would pass the maximum total duration"),
+        text.contains("HTTP 503")
+            && text.contains(
+                "waiting 29s (the wait the server asked for), and then an attempt of 1s at least, \
+                 would pass the maximum total duration of 29s 100ms"
+            ),
         "{text}"
     );
 }
