@@ -330,7 +330,8 @@ pub struct ExecutionArgs {
     /// Time limit per attempt for every pipeline, overriding declarations (e.g. `5m`).
     #[arg(long, value_parser = parse_positive_duration)]
     pub timeout: Option<Duration>,
-    /// First retry delay (doubled per attempt, jittered, at most 60 s), e.g. `1s`.
+    /// First retry delay (doubled per attempt up to 60 s or this delay if longer, jittered down
+    /// to half at most), e.g. `1s`.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub retry_delay: Duration,
 }

@@ -494,14 +494,17 @@ async fn run_with_retries(
     .await
 }
 
-/// Exponential backoff with full jitter: a random delay in `[0, min(cap, base·2^(attempt-1))]`.
+/// Exponential backoff with half jitter: a random delay in `[d/2, d]` for
+/// `d = min(cap, base·2^(attempt-1))`, the cap being at least the first delay (a delay asked
+/// for is waited at least half of, so a rate limit is waited out; retries of several pipelines
+/// still spread).
 fn backoff(config: &RunConfig, attempt: u32) -> Duration {
     let exponential = config
         .retry_delay
         .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
-        .min(config.max_retry_delay);
+        .min(config.max_retry_delay.max(config.retry_delay));
     let nanos = exponential.as_nanos().min(u128::from(u64::MAX)) as u64;
-    Duration::from_nanos(rand::rng().random_range(0..=nanos))
+    Duration::from_nanos(rand::rng().random_range(nanos / 2..=nanos))
 }
 
 /// One attempt in its own task: a panic or a timeout becomes an error of this pipeline, and
@@ -638,6 +641,32 @@ async fn attempt_once(
             true
         }
     };
+    // A commit under way as the attempt was cut may have landed since (a store's blocking write
+    // is not stopped by the abort): told as such, not as stopped before it.
+    let landed = !left_running
+        && committed == Some(false)
+        && tokio::time::timeout(
+            Duration::from_secs(5),
+            warehouse.transaction_version(pipeline.output, pipeline.name),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .is_some_and(|version| version.is_some_and(|version| version >= sequence));
+    if landed {
+        let message = format!(
+            "{}, as its write committed: its rows are in the table, and a retry or `resume` \
+             records the rest",
+            cut.describe()
+        );
+        return Err(match cut {
+            Cut::Stopped(reason) => {
+                Error::Other(Box::new(Stopped(format!("{reason}; {message}").into())))
+            }
+            // Retried: the retry finds the commit and records it.
+            Cut::TimeLimit(_) => Error::msg(message),
+        });
+    }
     let unconfirmed = if committed.is_none() {
         "; whether its write committed could not be told in time (a retry or `resume` finds the \
          commit if it did)"
@@ -809,5 +838,36 @@ fn attempt_record(
             status,
             started_at,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{RunConfig, backoff};
+
+    #[test]
+    fn a_retry_waits_at_least_half_its_delay_and_a_long_delay_is_not_capped() {
+        let config = |seconds: u64| RunConfig {
+            retry_delay: Duration::from_secs(seconds),
+            ..RunConfig::default()
+        };
+        for _ in 0..100 {
+            // Longer than the 60 s cap: the delay asked for holds.
+            let long = backoff(&config(300), 1);
+            assert!((150..=300).contains(&long.as_secs()), "{long:?}");
+            // Doubled up to the cap, never under half of it.
+            let tenth = backoff(&config(1), 10);
+            assert!(
+                (Duration::from_secs(30)..=Duration::from_secs(60)).contains(&tenth),
+                "{tenth:?}"
+            );
+            let first = backoff(&config(2), 1);
+            assert!(
+                (Duration::from_secs(1)..=Duration::from_secs(2)).contains(&first),
+                "{first:?}"
+            );
+        }
     }
 }

@@ -96,9 +96,10 @@ pub struct RunConfig {
     pub default_timeout: Option<Duration>,
     /// Per-pipeline overrides of the declarations.
     pub overrides: HashMap<String, PipelineOverride>,
-    /// First retry delay; doubled per attempt, capped by `max_retry_delay`, fully jittered.
+    /// First retry delay; doubled per attempt, capped by `max_retry_delay`, jittered down to
+    /// half of it at most.
     pub retry_delay: Duration,
-    /// Cap of the retry delay.
+    /// Cap of the retry delay (raised to `retry_delay` when that is longer).
     pub max_retry_delay: Duration,
     /// A new run: go on although a full refresh or rebuild of its pipelines did not finish, and
     /// accept a `run_at` in the future. A resume: resume a run recorded as running whose
