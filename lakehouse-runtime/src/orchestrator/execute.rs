@@ -321,6 +321,7 @@ async fn run_with_retries(
                 full_refresh: config.full_refresh || config.rebuild,
                 rebuild: config.rebuild,
             };
+            let mut left_running = None;
             let outcome = attempt_once(
                 orchestrator,
                 pipeline,
@@ -329,8 +330,17 @@ async fn run_with_retries(
                 timeout,
                 kind,
                 stop.clone(),
+                &mut left_running,
             )
             .await;
+            // An attempt left running keeps its slot until it ends: the next pipeline would
+            // otherwise run beside it, above the concurrency asked for.
+            if let (Some(attempt), Some(permit)) = (left_running, turn.permit.take()) {
+                tokio::spawn(async move {
+                    let _ = attempt.await;
+                    drop(permit);
+                });
+            }
             let record = RunRecord {
                 execution: Some(turn.execution),
                 ..attempt_record(pipeline, &run, numbered, attempt_started, clock.elapsed(), &outcome)
@@ -517,6 +527,7 @@ async fn attempt_once(
     timeout: Option<Duration>,
     kind: AttemptKind,
     mut stop: watch::Receiver<Option<Arc<str>>>,
+    left_running: &mut Option<tokio::task::JoinHandle<Result<Written>>>,
 ) -> Result<Written> {
     let warehouse = orchestrator.warehouse.clone();
     let sequence = run.sequence;
@@ -601,6 +612,9 @@ async fn attempt_once(
                 let stopped = tokio::time::timeout(AFTER_CUT_LIMIT, &mut task)
                     .await
                     .is_ok();
+                if !stopped {
+                    *left_running = Some(task);
+                }
                 let message = format!(
                     "timed out while recording a committed write ({}, then {} more): its rows \
                      are in the table, and a retry or `resume` finds the commit",
@@ -627,7 +641,7 @@ async fn attempt_once(
     // A few seconds at least, even when the commit check took the deadline: an aborted task
     // that was awaiting (the usual case) ends as soon as a worker runs it.
     let stop_by = deadline.max(tokio::time::Instant::now() + Duration::from_secs(5));
-    let left_running = match tokio::time::timeout_at(stop_by, &mut task).await {
+    let still_running = match tokio::time::timeout_at(stop_by, &mut task).await {
         // It ended before the abort reached it: its own outcome.
         Ok(Ok(result)) => return result,
         Ok(Err(error)) if error.is_panic() => return joined_result(Err(error)),
@@ -641,6 +655,10 @@ async fn attempt_once(
             true
         }
     };
+    if still_running {
+        *left_running = Some(task);
+    }
+    let left_running = still_running;
     // A commit under way as the attempt was cut may have landed since (a store's blocking write
     // is not stopped by the abort): told as such, not as stopped before it.
     let landed = !left_running
