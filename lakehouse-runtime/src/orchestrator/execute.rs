@@ -322,14 +322,17 @@ async fn run_with_retries(
                 rebuild: config.rebuild,
             };
             let mut left_running = None;
+            let cuts = Cuts {
+                timeout,
+                stop: stop.clone(),
+            };
             let outcome = attempt_once(
                 orchestrator,
                 pipeline,
                 run.clone(),
                 config,
-                timeout,
                 kind,
-                stop.clone(),
+                cuts,
                 &mut left_running,
             )
             .await;
@@ -524,11 +527,11 @@ async fn attempt_once(
     pipeline: &'static PipelineDescriptor,
     run: Arc<RunInfo>,
     config: &RunConfig,
-    timeout: Option<Duration>,
     kind: AttemptKind,
-    mut stop: watch::Receiver<Option<Arc<str>>>,
+    cuts: Cuts,
     left_running: &mut Option<tokio::task::JoinHandle<Result<Written>>>,
 ) -> Result<Written> {
+    let Cuts { timeout, mut stop } = cuts;
     let warehouse = orchestrator.warehouse.clone();
     let sequence = run.sequence;
     // Without the progress events' sender: a live display ends when every sender is gone, and
@@ -714,6 +717,14 @@ async fn attempt_once(
             format!("{reason}; {stopped_text}").into(),
         ))),
     })
+}
+
+/// What may cut an attempt short.
+struct Cuts {
+    /// Its time limit.
+    timeout: Option<Duration>,
+    /// Fail-fast's reason to stop the run, once set.
+    stop: watch::Receiver<Option<Arc<str>>>,
 }
 
 /// What cut an attempt short.
