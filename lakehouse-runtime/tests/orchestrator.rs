@@ -2150,6 +2150,27 @@ async fn a_loop_without_an_interval_is_refused() {
         .expect_err("no interval")
         .to_string();
     assert!(error.contains("longer than zero"), "{error}");
+    // Nor a loop of no runs (it made one).
+    let error = orchestrator
+        .run_loop_with(
+            &RunConfig::default(),
+            Duration::from_millis(1),
+            None,
+            Some(0),
+            |_| {},
+        )
+        .await
+        .expect_err("no iteration")
+        .to_string();
+    assert!(error.contains("a loop of no runs"), "{error}");
+    assert!(
+        orchestrator
+            .ledger()
+            .runs(1)
+            .await
+            .expect("ledger")
+            .is_empty()
+    );
 }
 
 #[tokio::test]

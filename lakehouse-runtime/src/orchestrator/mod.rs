@@ -718,11 +718,19 @@ impl Orchestrator {
                 "a loop's interval must be longer than zero (e.g. `--every 1m`)",
             ));
         }
+        if iterations == Some(0) || duration.is_some_and(|d| d.is_zero()) {
+            return Err(Error::msg(
+                "a loop of no runs: give at least one iteration (`--iterations 1`) and a \
+                 duration longer than zero",
+            ));
+        }
         let started = Instant::now();
         let mut runs = LoopRuns::default();
         let mut failed_in_a_row = 0;
         let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A run longer than the interval skips the ticks it overran: the loop keeps to its
+        // schedule (every 10 minutes from its start) instead of sliding by each overrun.
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut shutdown = self.shutdown.clone();
         loop {
             next_tick(&mut ticker, &mut shutdown).await;
