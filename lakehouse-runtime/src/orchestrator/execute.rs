@@ -820,16 +820,22 @@ impl Drop for AbortOnDrop {
 
 /// Compacts `pipeline`'s table after a write left it with many small files: after the attempt
 /// is recorded and outside its time limit, since the rows are committed whatever happens here
-/// (a failure is logged, and the next write tries again).
+/// (a failure is logged, and the next write tries again). In a task of its own: a panic in the
+/// Parquet or Delta code it runs is a failed compaction, not a failed pipeline.
 async fn compact(orchestrator: &Orchestrator, pipeline: &'static PipelineDescriptor) {
-    match orchestrator.warehouse.compact(pipeline.output).await {
-        Ok(report) => tracing::info!(
+    let warehouse = orchestrator.warehouse.clone();
+    let compacted =
+        tokio::spawn(async move { warehouse.compact(pipeline.output).await }.in_current_span())
+            .await;
+    match compacted {
+        Ok(Ok(report)) => tracing::info!(
             files_removed = report.files_removed,
             files_added = report.files_added,
             version = report.version,
             "compacted the table's small files"
         ),
-        Err(error) => tracing::warn!(%error, "could not compact the table"),
+        Ok(Err(error)) => tracing::warn!(%error, "could not compact the table"),
+        Err(error) => tracing::warn!(%error, "the compaction of the table failed"),
     }
 }
 
