@@ -420,12 +420,17 @@ async fn a_run_whose_end_row_was_lost_is_closed_by_its_resume() {
         .expect("no refresh holds it back");
 }
 
-#[tokio::test]
-async fn a_runs_latest_execution_is_its_highest_whatever_the_clocks() {
-    let wh = TempWarehouse::new();
-    let orchestrator = Orchestrator::new(registry(&["ticks", "flaky"]), wh.warehouse.clone());
-    let config = flaky_without_retries("clocks");
-    let failed = orchestrator.run(&config).await.expect("run");
+/// A run of `ticks` and `flaky` in which `flaky` fails (setting `test`), its ledger rows, and
+/// its start row.
+async fn a_failed_flaky_run(
+    orchestrator: &Orchestrator,
+    config: &RunConfig,
+) -> (
+    lakehouse_runtime::orchestrator::RunReport,
+    Vec<lakehouse_runtime::ledger::RunRecord>,
+    lakehouse_runtime::ledger::RunRecord,
+) {
+    let failed = orchestrator.run(config).await.expect("run");
     assert!(!failed.succeeded(), "{}", failed.render(false));
     let records = orchestrator
         .ledger()
@@ -435,7 +440,17 @@ async fn a_runs_latest_execution_is_its_highest_whatever_the_clocks() {
     let start = records
         .iter()
         .find(|r| r.kind == "run" && r.finished_at.is_none())
-        .expect("the run's start");
+        .expect("the run's start")
+        .clone();
+    (failed, records, start)
+}
+
+#[tokio::test]
+async fn a_runs_latest_execution_is_its_highest_whatever_the_clocks() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "flaky"]), wh.warehouse.clone());
+    let config = flaky_without_retries("clocks");
+    let (failed, _, start) = a_failed_flaky_run(&orchestrator, &config).await;
     assert_eq!(start.execution, Some(1));
     // Resumed on a host whose clock is ten minutes behind: its rows are stamped earlier.
     let behind = Timestamp(start.started_at.0 - 600_000_000);
@@ -483,13 +498,7 @@ async fn a_pipelines_latest_status_is_its_latest_executions_whatever_the_clocks(
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks", "flaky"]), wh.warehouse.clone());
     let config = flaky_without_retries("pipeline_clocks");
-    let failed = orchestrator.run(&config).await.expect("run");
-    assert!(!failed.succeeded(), "{}", failed.render(false));
-    let records = orchestrator
-        .ledger()
-        .run(&failed.run_id)
-        .await
-        .expect("ledger");
+    let (failed, records, start) = a_failed_flaky_run(&orchestrator, &config).await;
     let attempt = records
         .iter()
         .find(|r| r.pipeline.as_deref() == Some("flaky"))
@@ -498,10 +507,6 @@ async fn a_pipelines_latest_status_is_its_latest_executions_whatever_the_clocks(
         (attempt.status.as_str(), attempt.execution),
         ("failed", Some(1))
     );
-    let start = records
-        .iter()
-        .find(|r| r.kind == "run" && r.finished_at.is_none())
-        .expect("the run's start");
     // Resumed on a host whose clock is ten minutes behind, where flaky succeeded.
     let behind = Timestamp(start.started_at.0 - 600_000_000);
     let second = |record: &lakehouse_runtime::ledger::RunRecord, status: &str| {
@@ -517,12 +522,12 @@ async fn a_pipelines_latest_status_is_its_latest_executions_whatever_the_clocks(
     orchestrator
         .ledger()
         .append(&[
-            second(start, "running"),
+            second(&start, "running"),
             lakehouse_runtime::ledger::RunRecord {
                 attempt: Some(2),
                 ..second(attempt, "succeeded")
             },
-            second(start, "succeeded"),
+            second(&start, "succeeded"),
         ])
         .await
         .expect("recorded");
