@@ -65,8 +65,7 @@ impl Warehouse {
         let keys = keys.select(key_columns)?.distinct()?;
         let commit = CommitTags::transaction(transaction);
         let before = delta.version();
-        let stored = super::parquet_props::stored_schema(&delta);
-        let properties = super::parquet_props::for_writes(stored.as_deref().as_slice());
+        let properties = super::parquet_props::for_writes_into(&delta, None);
         let merge = super::guard::guard(delta)
             .merge(keys, key_match(table))
             .with_writer_properties(properties)

@@ -36,6 +36,16 @@ pub(crate) fn stored_schema(delta: &deltalake::DeltaTable) -> Option<SchemaRef> 
         .map(|state| state.snapshot().arrow_schema())
 }
 
+/// [`for_writes`] of rows shaped by `source` (`None`: the table's own) into `delta`.
+pub(crate) fn for_writes_into(
+    delta: &deltalake::DeltaTable,
+    source: Option<&Schema>,
+) -> WriterProperties {
+    let stored = stored_schema(delta);
+    let schemas: Vec<&Schema> = [source, stored.as_deref()].into_iter().flatten().collect();
+    for_writes(&schemas)
+}
+
 fn without_float_statistics(schemas: &[&Schema], compression: Compression) -> WriterProperties {
     let mut builder = WriterProperties::builder().set_compression(compression);
     // A table with column mapping is written under its columns' physical names.

@@ -257,13 +257,8 @@ pub(crate) async fn merge(
             .update("is_current", lit(false))
     };
     let before = delta.version();
-    let stored = super::parquet_props::stored_schema(&delta);
-    let properties = super::parquet_props::for_writes(
-        &[Some(staged.schema().as_arrow()), stored.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>(),
-    );
+    let properties =
+        super::parquet_props::for_writes_into(&delta, Some(staged.schema().as_arrow()));
     let mut merge = delta
         .merge(staged, on)
         .with_writer_properties(properties)

@@ -243,13 +243,8 @@ impl Warehouse {
                     None
                 };
                 let (_, plan) = source.into_parts();
-                let stored = super::parquet_props::stored_schema(&delta);
-                let properties = super::parquet_props::for_writes(
-                    &[Some(plan.schema().as_arrow()), stored.as_deref()]
-                        .into_iter()
-                        .flatten()
-                        .collect::<Vec<_>>(),
-                );
+                let properties =
+                    super::parquet_props::for_writes_into(&delta, Some(plan.schema().as_arrow()));
                 let mut builder = delta
                     .write(Vec::new())
                     .with_input_plan(plan)
@@ -814,13 +809,8 @@ async fn upsert(
         Deletions::MissingFromSource => (source, false, true),
         Deletions::None => (source, false, false),
     };
-    let stored = super::parquet_props::stored_schema(&delta);
-    let properties = super::parquet_props::for_writes(
-        &[Some(source.schema().as_arrow()), stored.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>(),
-    );
+    let properties =
+        super::parquet_props::for_writes_into(&delta, Some(source.schema().as_arrow()));
     let mut merge = delta
         .merge(source, key_match(table))
         .with_writer_properties(properties)
