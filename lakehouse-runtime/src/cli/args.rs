@@ -336,6 +336,18 @@ pub struct ExecutionArgs {
     pub retry_delay: Duration,
 }
 
+impl RunArgs {
+    /// The options of `run` given none: clap's defaults, and the environment variables it reads
+    /// (an invalid one is an error, as with `run`), which `RunArgs::default()` lacks.
+    pub fn parsed_defaults() -> Result<RunArgs, clap::Error> {
+        use clap::FromArgMatches as _;
+        let command = RunArgs::augment_args(clap::Command::new("orchestrate"));
+        command
+            .try_get_matches_from(["orchestrate"])
+            .and_then(|matches| RunArgs::from_arg_matches(&matches))
+    }
+}
+
 /// `run` options.
 #[derive(Args, Debug, Clone, Default)]
 pub struct RunArgs {

@@ -26,7 +26,11 @@ use crate::table::{TableDef, Timestamp};
 pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     let registry = Registry::from_inventory()?;
     let global = cli.global.clone();
-    match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
+    let command = match cli.command {
+        Some(command) => command,
+        None => Command::Run(RunArgs::parsed_defaults().map_err(|e| Error::msg(e.to_string()))?),
+    };
+    match command {
         Command::Run(args) => {
             super::set_json_reports(args.execution.report_format == ReportFormat::Json);
             run(&registry, &global, args).await

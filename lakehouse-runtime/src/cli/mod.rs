@@ -49,7 +49,13 @@ use args::LogFormat;
 /// pipeline or the command failed, 2 for invalid arguments.
 pub fn main() -> ExitCode {
     crate::allocator::tune();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if cli.command.is_none() {
+        // `orchestrate` alone is `orchestrate run`: clap's defaults and environment variables
+        // (`LAKEHOUSE_NOTIFY_URL`, the retry delay), which `RunArgs::default()` would not have.
+        let run = args::RunArgs::parsed_defaults().unwrap_or_else(|error| error.exit());
+        cli.command = Some(args::Command::Run(run));
+    }
     init_logging(cli.global.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
