@@ -173,12 +173,18 @@ fn plan_list_and_graph_describe_the_registry() {
     assert!(mermaid.starts_with("flowchart LR\n"));
     for (from, to) in registry.edges() {
         assert!(
-            mermaid.contains(&format!("  {from} --> {to}\n")),
+            mermaid.contains(&format!("  p_{from} --> p_{to}\n")),
             "edge {from} -> {to} missing:\n{mermaid}"
         );
     }
     let dot = stdout(&orchestrate(dir.path(), &["graph", "--format", "dot"]));
     assert!(dot.contains("digraph lakehouse {"));
+    for (from, to) in registry.edges() {
+        assert!(
+            dot.contains(&format!("  \"{from}\" -> \"{to}\";\n")),
+            "{dot}"
+        );
+    }
 }
 
 #[test]
@@ -279,6 +285,17 @@ fn run_then_runs_and_sql() {
             && table.ends_with("1 row(s)\n"),
         "{table}"
     );
+    // As JSON lines: a NULL is `null`, not a key left out.
+    let json = stdout(&orchestrate(
+        dir.path(),
+        &[
+            "sql",
+            "SELECT 7 AS seven, CAST(NULL AS INT) AS nothing",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(json, "{\"seven\":7,\"nothing\":null}\n");
     let empty = stdout(&orchestrate(
         dir.path(),
         &[

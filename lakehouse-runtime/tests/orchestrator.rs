@@ -1838,6 +1838,9 @@ async fn a_run_whose_process_died_is_listed_and_resumed_with_its_plan() {
         Some("r000002-died".to_owned())
     );
     assert_eq!(ledger.resolve_run_id("x").await.expect("none"), None);
+    // An empty id (an unset shell variable) names no run, not the only one.
+    let empty = ledger.resolve_run_id("").await.expect_err("empty");
+    assert!(empty.to_string().contains("a run id is empty"), "{empty}");
     let several = ledger.resolve_run_id("r00000").await.expect_err("two runs");
     assert!(
         several

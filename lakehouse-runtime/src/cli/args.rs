@@ -401,7 +401,7 @@ pub struct RunArgs {
     #[arg(long, requires = "from", conflicts_with = "report_format")]
     pub dry_run: bool,
     /// Repeat the run at this interval (loop mode), e.g. `60s`; runs never overlap: one longer
-    /// than the interval delays the next.
+    /// than the interval skips the starts it overran.
     #[arg(long, value_parser = parse_positive_duration)]
     pub every: Option<Duration>,
     /// With `--every`: stop looping after this long, e.g. `10m` (default: until Ctrl-C).
@@ -420,8 +420,22 @@ fn parse_instant(text: &str) -> Result<crate::table::Timestamp, String> {
                     2026-01-31T06:00:00Z";
     let parsed = match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         Ok(date) => Some(date.and_time(chrono::NaiveTime::MIN).and_utc()),
-        Err(_) => crate::table::Timestamp::parse(text)
-            .and_then(|t| chrono::DateTime::from_timestamp_micros(t.0)),
+        Err(_) => match chrono::DateTime::parse_from_rfc3339(text) {
+            Ok(instant) => Some(instant.to_utc()),
+            // A time of day without a zone is the reader's local time as often as UTC.
+            Err(_)
+                if ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+                    .iter()
+                    .any(|format| chrono::NaiveDateTime::parse_from_str(text, format).is_ok()) =>
+            {
+                return Err(format!(
+                    "{text:?} has no time zone: add `Z` for UTC, or the offset of the time \
+                     meant (`+01:00`)"
+                ));
+            }
+            Err(_) => crate::table::Timestamp::parse(text)
+                .and_then(|t| chrono::DateTime::from_timestamp_micros(t.0)),
+        },
     };
     let Some(instant) = parsed else {
         return Err(format!("{expected}, got {text:?}"));
@@ -510,8 +524,17 @@ fn parse_positive_duration(text: &str) -> Result<Duration, String> {
 
 /// A duration such as `30s`, `5m`, `1h30m` or `2d`. `M` alone (months, to humantime) is refused
 /// as most likely meant for minutes, and `month`s are refused for their 30.44 days: a monthly
-/// backfill would drift off the calendar's months.
+/// backfill would drift off the calendar's months. At most 100 years (clocks overflow past).
 fn parse_duration(text: &str) -> Result<Duration, String> {
+    const LONGEST: Duration = Duration::from_secs(36_525 * 24 * 3600);
+    let duration = parse_calendar_free_duration(text)?;
+    if duration > LONGEST {
+        return Err(format!("{text:?} is longer than 100 years"));
+    }
+    Ok(duration)
+}
+
+fn parse_calendar_free_duration(text: &str) -> Result<Duration, String> {
     let units = text
         .split(|c: char| c.is_ascii_digit() || c.is_whitespace() || c == '.')
         .filter(|unit| !unit.is_empty());
@@ -608,6 +631,20 @@ mod tests {
             assert!(error.contains("(years 1 to 9999)"), "{typo}: {error}");
         }
         assert!(parse_instant("yesterday").is_err());
+        // A time without its zone is refused (it was taken for UTC), an offset converted.
+        let error = parse_instant("2026-01-31T06:00:00").expect_err("no zone");
+        assert!(error.contains("has no time zone"), "{error}");
+        assert_eq!(
+            parse_instant("2026-01-31T07:00:00+01:00"),
+            parse_instant("2026-01-31T06:00:00Z")
+        );
+    }
+
+    #[test]
+    fn a_duration_is_at_most_a_century() {
+        let error = super::parse_duration("10000000000000000000s").expect_err("too long");
+        assert!(error.contains("longer than 100 years"), "{error}");
+        assert!(super::parse_duration("36500d").is_ok());
     }
 
     #[test]

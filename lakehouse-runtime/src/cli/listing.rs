@@ -89,32 +89,34 @@ pub(super) fn list_json(registry: &Registry) -> Result<()> {
 pub fn graph(registry: &Registry, format: GraphFormat) -> String {
     let mut out = String::new();
     match format {
+        // Node ids prefixed (Mermaid) or quoted (dot): a pipeline named `end`, `graph` or `node`
+        // is a keyword there.
         GraphFormat::Mermaid => {
             out.push_str("flowchart LR\n");
             for p in registry.pipelines() {
                 out.push_str(&format!(
-                    "  {}[\"{}<br/>{}\"]\n",
+                    "  p_{}[\"{}<br/>{}\"]\n",
                     p.name,
                     p.name,
                     p.output.qualified_name()
                 ));
             }
             for (from, to) in registry.edges() {
-                out.push_str(&format!("  {from} --> {to}\n"));
+                out.push_str(&format!("  p_{from} --> p_{to}\n"));
             }
         }
         GraphFormat::Dot => {
             out.push_str("digraph lakehouse {\n  rankdir=LR;\n");
             for p in registry.pipelines() {
                 out.push_str(&format!(
-                    "  {} [label=\"{}\\n{}\"];\n",
+                    "  \"{}\" [label=\"{}\\n{}\"];\n",
                     p.name,
                     p.name,
                     p.output.qualified_name()
                 ));
             }
             for (from, to) in registry.edges() {
-                out.push_str(&format!("  {from} -> {to};\n"));
+                out.push_str(&format!("  \"{from}\" -> \"{to}\";\n"));
             }
             out.push_str("}\n");
         }

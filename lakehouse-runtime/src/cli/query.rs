@@ -66,7 +66,10 @@ pub(super) async fn sql(
             }
         }
         OutputFormat::Json => {
-            let mut writer = arrow::json::LineDelimitedWriter::new(std::io::stdout());
+            // NULLs as `null`, not left out: a column NULL in every row would vanish.
+            let mut writer = arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow::json::writer::LineDelimited>(std::io::stdout());
             let mut open = true;
             while let Some(batch) = stream.next().await {
                 if quiet_if_reader_gone(writer.write(&batch.map_err(failed)?))?.is_none() {

@@ -428,6 +428,12 @@ impl Ledger {
     /// `None` when no run's id does; several is an error listing a few.
     pub async fn resolve_run_id(&self, prefix: &str) -> Result<Option<String>> {
         use datafusion::functions::expr_fn::starts_with;
+        // An empty id (an unset shell variable) would name the only run.
+        if prefix.trim().is_empty() {
+            return Err(Error::msg(
+                "a run id is empty: give one (`orchestrate runs` lists them)",
+            ));
+        }
         let df = self
             .records()
             .await?
