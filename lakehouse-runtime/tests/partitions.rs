@@ -142,6 +142,33 @@ async fn a_large_write_encodes_each_partition_in_one_file() {
 }
 
 #[tokio::test]
+async fn rows_of_many_partitions_in_any_order_make_one_file_each() {
+    let wh = TempWarehouse::new();
+    let table = SalesByRegion::DEF;
+    let regions: Vec<String> = (0..1000).map(|r| format!("r{r:04}")).collect();
+    // Interleaved: a writer sees every partition again and again (NULLs among them). Each
+    // writer sorts its rows, and writes one partition at a time.
+    let rows: Vec<Sale<'_>> = (0..200_000)
+        .map(|n| Sale {
+            region: (n % 101 != 0).then(|| regions[n % 1000].as_str()),
+            amount: n as i64,
+        })
+        .collect();
+    write(&wh.warehouse, table, &rows, WriteOptions::default())
+        .await
+        .expect("write");
+    assert_eq!(crate::common::data_files(&wh.warehouse, table).await, 1001);
+    let counts = crate::common::query(
+        &wh.warehouse,
+        &[table],
+        "SELECT count(DISTINCT region), count(*), count(*) FILTER (WHERE region IS NULL), \
+         sum(amount) FROM gold.sales_by_region",
+    )
+    .await;
+    assert_eq!(counts, ["1000|200000|1981|19999900000"]);
+}
+
+#[tokio::test]
 async fn partitions_of_two_columns_are_replaced_by_both_values() {
     #[derive(Serialize)]
     struct DaySale {

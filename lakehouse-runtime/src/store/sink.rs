@@ -224,7 +224,10 @@ pub(crate) async fn encode_plan(
     let task_ctx = Arc::new(write_task_context(plan.as_ref(), statistics, task_ctx));
     let plan: Arc<dyn ExecutionPlan> = if is_small(&plan, statistics, rows) {
         // One file: splitting a few rows over several encoders would only make small files.
-        Arc::new(CoalescePartitionsExec::new(plan))
+        by_partition(
+            Arc::new(CoalescePartitionsExec::new(plan)),
+            &partition_columns,
+        )?
     } else if partition_columns.is_empty() {
         // The plan's own partitions are often lopsided (one file or row group, a sort): its
         // batches are dealt out so every encoder gets a share, and it runs in tasks of its own.
@@ -240,11 +243,18 @@ pub(crate) async fn encode_plan(
             .iter()
             .map(|column| datafusion::physical_expr::expressions::col(column, &schema))
             .collect::<Result<Vec<_>, _>>()?;
-        Arc::new(RepartitionExec::try_new(
-            plan,
-            Partitioning::Hash(columns, target_partitions),
-        )?)
+        by_partition(
+            Arc::new(RepartitionExec::try_new(
+                plan,
+                Partitioning::Hash(columns, target_partitions),
+            )?),
+            &partition_columns,
+        )?
     };
+    let partition_indices = partition_columns
+        .iter()
+        .map(|column| schema.index_of(column))
+        .collect::<Result<Vec<_>, _>>()?;
     let config = writer_config(state, partition_columns);
     let store = delta.log_store().object_store(None);
     let partitions = plan.output_partitioning().partition_count();
@@ -259,8 +269,7 @@ pub(crate) async fn encode_plan(
         writers.spawn(encode(
             stream,
             schema.clone(),
-            store.clone(),
-            config.clone(),
+            StreamWriter::new(store.clone(), config.clone(), partition_indices.clone()),
             cancelled.clone(),
         ));
     }
@@ -376,11 +385,15 @@ impl OpenTable {
             .collect::<Result<Vec<_>, _>>()?;
         // One writer: nothing else to stop it (the sender lives as long as it runs).
         let (_never, running) = tokio::sync::watch::channel(false);
+        let writer = StreamWriter::new(
+            self.log_store.object_store(None),
+            writer_config(&self.state, Vec::new()),
+            Vec::new(),
+        );
         let (adds, rows) = encode(
             futures::stream::iter(batches.into_iter().map(Ok)),
             stored,
-            self.log_store.object_store(None),
-            writer_config(&self.state, Vec::new()),
+            writer,
             running,
         )
         .await?;
@@ -537,16 +550,119 @@ fn has_join(plan: &dyn ExecutionPlan) -> bool {
             .any(|child| has_join(child.as_ref()))
 }
 
+/// `plan`'s partitions each sorted by the table's `partition_columns` (none: `plan`), so that a
+/// writer has one table partition open at a time: unsorted, it held a file open in every table
+/// partition its rows reached (a full refresh of years of days: thousands of row groups and
+/// upload buffers in memory, outside the memory pool). The sort spills within the pool.
+fn by_partition(
+    plan: Arc<dyn ExecutionPlan>,
+    partition_columns: &[String],
+) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+    use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
+    use datafusion::physical_plan::sorts::sort::SortExec;
+    let schema = plan.schema();
+    let keys = partition_columns
+        .iter()
+        .map(|column| {
+            datafusion::physical_expr::expressions::col(column, &schema)
+                .map(PhysicalSortExpr::new_default)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(match LexOrdering::new(keys) {
+        Some(ordering) => Arc::new(SortExec::new(ordering, plan).with_preserve_partitioning(true)),
+        None => plan,
+    })
+}
+
+/// The Parquet writer of one stream. For a partitioned table, whose stream [`by_partition`]
+/// sorted, one table partition's files are open at a time: they are closed when the next
+/// partition's rows begin.
+struct StreamWriter {
+    store: Arc<dyn ObjectStore>,
+    config: WriterConfig,
+    writer: DeltaWriter,
+    /// The files closed so far.
+    closed: Vec<Add>,
+    /// The partition columns' positions in the stream's batches.
+    partition_columns: Vec<usize>,
+    /// The partition being written, as comparable bytes.
+    current: Option<arrow::row::OwnedRow>,
+    converter: Option<arrow::row::RowConverter>,
+}
+
+impl StreamWriter {
+    fn new(
+        store: Arc<dyn ObjectStore>,
+        config: WriterConfig,
+        partition_columns: Vec<usize>,
+    ) -> StreamWriter {
+        StreamWriter {
+            writer: DeltaWriter::new(store.clone(), config.clone()),
+            store,
+            config,
+            closed: Vec::new(),
+            partition_columns,
+            current: None,
+            converter: None,
+        }
+    }
+
+    async fn write(&mut self, batch: &RecordBatch) -> Result<(), DeltaTableError> {
+        if self.partition_columns.is_empty() {
+            return self.writer.write(batch).await;
+        }
+        let columns: Vec<arrow::array::ArrayRef> = self
+            .partition_columns
+            .iter()
+            .map(|i| batch.column(*i).clone())
+            .collect();
+        let converter = match &mut self.converter {
+            Some(converter) => converter,
+            None => self.converter.insert(arrow::row::RowConverter::new(
+                columns
+                    .iter()
+                    .map(|c| arrow::row::SortField::new(c.data_type().clone()))
+                    .collect(),
+            )?),
+        };
+        for range in arrow::compute::partition(&columns)?.ranges() {
+            let first: Vec<arrow::array::ArrayRef> =
+                columns.iter().map(|c| c.slice(range.start, 1)).collect();
+            let key = converter.convert_columns(&first)?.row(0).owned();
+            if self.current.as_ref().is_some_and(|current| *current != key) {
+                // The partition before is complete (the stream is sorted): its files closed.
+                let next = DeltaWriter::new(self.store.clone(), self.config.clone());
+                let done = std::mem::replace(&mut self.writer, next);
+                self.closed.extend(done.close().await?);
+            }
+            self.current = Some(key);
+            self.writer
+                .write(&batch.slice(range.start, range.len()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Every file written, closed.
+    async fn close(mut self) -> Result<Vec<Add>, DeltaTableError> {
+        self.closed.extend(self.writer.close().await?);
+        Ok(self.closed)
+    }
+
+    /// Aborts the open files (those closed stay unreferenced, as any file of a failed write).
+    async fn abort(self) -> Result<(), DeltaTableError> {
+        self.writer.abort().await
+    }
+}
+
 /// Streams one partition into its own Parquet writer; returns its files and row count. Stops
 /// with an error, its upload aborted, once `cancelled` is set.
 async fn encode(
     mut stream: impl Stream<Item = Result<RecordBatch, DataFusionError>> + Unpin,
     schema: SchemaRef,
-    store: Arc<dyn ObjectStore>,
-    config: WriterConfig,
+    mut writer: StreamWriter,
     mut cancelled: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(Vec<Add>, u64), DeltaTableError> {
-    let mut writer = DeltaWriter::new(store, config);
     let mut rows = 0;
     let result = async {
         let mut pending = Pending::default();
