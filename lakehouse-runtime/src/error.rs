@@ -216,6 +216,7 @@ const DATA_ERROR_MARKS: &[&str] = &[
     "Divide by zero error",
     "Arithmetic overflow: ",
     "is declared NOT NULL",
+    "is a NOT NULL partition column",
 ];
 
 /// Whether an Arrow error is about the values themselves, which another attempt reads again.

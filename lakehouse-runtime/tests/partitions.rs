@@ -142,6 +142,57 @@ async fn a_large_write_encodes_each_partition_in_one_file() {
 }
 
 #[tokio::test]
+async fn an_empty_partition_value_is_null_and_replaced_as_such() {
+    let wh = TempWarehouse::new();
+    // Delta keeps no empty partition value: it reads back as NULL, on either write path, and a
+    // partition overwrite replaces it (delta-rs's, matching `''`, added the rows again).
+    for table in [SalesByRegion::DEF, CheckedSales::DEF] {
+        for _ in 0..2 {
+            write(
+                &wh.warehouse,
+                table,
+                &sales(&[(Some(""), 1), (Some("north"), 2)]),
+                WriteOptions::default(),
+            )
+            .await
+            .expect("write");
+        }
+        assert_eq!(
+            contents(&wh.warehouse, table).await,
+            ["north|2", "∅|1"],
+            "{}",
+            table.qualified_name()
+        );
+    }
+    // Not in a NOT NULL partition column: an error naming it, not retried.
+    #[derive(Serialize)]
+    struct DaySale {
+        day: Date,
+        region: &'static str,
+        amount: i64,
+    }
+    let error = write(
+        &wh.warehouse,
+        SalesByDayRegion::DEF,
+        &[DaySale {
+            day: Date::from_ymd(2026, 11, 1).expect("a date"),
+            region: "",
+            amount: 1,
+        }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect_err("an empty region");
+    assert!(
+        error.to_string().contains(
+            "column `gold.sales_by_day_region.region` is a NOT NULL partition column, and the \
+             pipeline produced an empty string in it"
+        ) && !error.is_retryable(),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn rows_of_many_partitions_in_any_order_make_one_file_each() {
     let wh = TempWarehouse::new();
     let table = SalesByRegion::DEF;

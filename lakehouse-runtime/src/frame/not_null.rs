@@ -54,6 +54,7 @@ impl ScalarUDFImpl for AssertNotNull {
         };
         let column = text(1).unwrap_or_else(|| "a NOT NULL column".to_owned());
         let stored = text(2).is_some_and(|source| source == STORED);
+        let partition = text(2).is_some_and(|source| source == EMPTY_PARTITION);
         let Some(value) = args.args.into_iter().next() else {
             return exec_err!("assert_not_null takes a value and a column name");
         };
@@ -61,6 +62,13 @@ impl ScalarUDFImpl for AssertNotNull {
             ColumnarValue::Array(array) => array.null_count() > 0,
             ColumnarValue::Scalar(scalar) => scalar.is_null(),
         };
+        if has_null && partition {
+            return exec_err!(
+                "column `{column}` is a NOT NULL partition column, and the pipeline produced an \
+                 empty string in it, which Delta keeps as no value (read back as NULL); give it \
+                 a value, or declare the field as Option<_> (it is then NULL)"
+            );
+        }
         if has_null && stored {
             return exec_err!(
                 "column `{column}` is declared NOT NULL, but the stored table holds a NULL in it \
@@ -96,6 +104,15 @@ const STORED: &str = "stored";
 pub(crate) fn assert_not_null(expr: Expr, column: &str) -> Expr {
     ASSERT_NOT_NULL.call(vec![expr, lit(column)])
 }
+
+/// [`assert_not_null`] on a NOT NULL text partition column whose empty strings were made NULL
+/// (Delta keeps no empty partition value): the error says so.
+pub(crate) fn assert_partition_value(expr: Expr, column: &str) -> Expr {
+    ASSERT_NOT_NULL.call(vec![expr, lit(column), lit(EMPTY_PARTITION)])
+}
+
+/// The third argument of an assertion on a partition value made NULL from an empty string.
+const EMPTY_PARTITION: &str = "partition";
 
 /// [`assert_not_null`] on a stored table read back: the error says the NULL is stored.
 pub(crate) fn assert_stored_not_null(expr: Expr, column: &str) -> Expr {

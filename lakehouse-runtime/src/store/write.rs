@@ -20,7 +20,9 @@ use super::create::DriftKind;
 use super::{TableStats, Warehouse, session_state};
 use crate::error::{Error, Result};
 use crate::frame::conform_output;
-use crate::table::{OverwriteScope, SchemaEvolution, TableDef, Timestamp, WriteMode};
+use crate::table::{
+    ColumnDef, LogicalType, OverwriteScope, SchemaEvolution, TableDef, Timestamp, WriteMode,
+};
 
 /// Which existing rows a write removes (merge tables) or closes (SCD2 tables).
 #[derive(Default)]
@@ -168,7 +170,7 @@ impl Warehouse {
                 )));
             }
         }
-        let df = conform_output(df, table)?;
+        let df = without_empty_partition_values(conform_output(df, table)?, table)?;
         let replace_schema =
             table.mode == WriteMode::Overwrite && table.evolution == SchemaEvolution::Overwrite;
         if !replace_schema {
@@ -782,6 +784,42 @@ fn with_declared_metadata(df: DataFrame, table: &'static TableDef) -> Result<Dat
         })
         .collect();
     Ok(df.select(columns)?)
+}
+
+/// `df` (conformed to `table`) with an empty string in a text partition column as NULL: Delta
+/// keeps no empty partition value (its readers take `region=` for NULL), so the row would read
+/// back as NULL, and a partition overwrite matching `''` never replaced it. In a NOT NULL
+/// column it is an error naming the column.
+fn without_empty_partition_values(df: DataFrame, table: &'static TableDef) -> Result<DataFrame> {
+    let texts: Vec<&ColumnDef> = table
+        .partition_by
+        .iter()
+        .filter_map(|name| table.column(name))
+        .filter(|column| column.data_type == LogicalType::Utf8)
+        .collect();
+    if texts.is_empty() {
+        return Ok(df);
+    }
+    let qualified = table.qualified_name();
+    let columns: Vec<Expr> = table
+        .data_columns()
+        .map(|column| {
+            let read = Expr::Column(Column::new_unqualified(column.name));
+            if !texts.iter().any(|t| t.name == column.name) {
+                return read;
+            }
+            let value = datafusion::functions::expr_fn::nullif(read, lit(""));
+            let value = if column.nullable {
+                value
+            } else {
+                crate::frame::assert_partition_value(value, &format!("{qualified}.{}", column.name))
+            };
+            value.alias(column.name)
+        })
+        .collect();
+    Ok(df
+        .select(columns)?
+        .alias(&crate::backend::qualifier(table).to_string())?)
 }
 
 /// Upsert with optional deletions, as one MERGE. A key missing from a full snapshot is deleted
