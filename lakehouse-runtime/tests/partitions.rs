@@ -142,6 +142,34 @@ async fn a_large_write_encodes_each_partition_in_one_file() {
 }
 
 #[tokio::test]
+async fn a_full_snapshot_replaces_every_partition() {
+    let wh = TempWarehouse::new();
+    let table = SalesByRegion::DEF;
+    write(
+        &wh.warehouse,
+        table,
+        &sales(&[(Some("north"), 1), (Some("south"), 2)]),
+        WriteOptions::default(),
+    )
+    .await
+    .expect("write");
+    // Every row: the south, missing from it, goes.
+    let snapshot = WriteOptions {
+        deletions: lakehouse_runtime::store::Deletions::MissingFromSource,
+        ..WriteOptions::default()
+    };
+    write(
+        &wh.warehouse,
+        table,
+        &sales(&[(Some("north"), 3)]),
+        snapshot,
+    )
+    .await
+    .expect("write");
+    assert_eq!(contents(&wh.warehouse, table).await, ["north|3"]);
+}
+
+#[tokio::test]
 async fn an_empty_partition_value_is_null_and_replaced_as_such() {
     let wh = TempWarehouse::new();
     // Delta keeps no empty partition value: it reads back as NULL, on either write path, and a

@@ -131,6 +131,10 @@ impl Warehouse {
         options: WriteOptions,
     ) -> Result<WriteOutcome> {
         let qualified = table.qualified_name();
+        // A full snapshot is every row: its output replaces the whole table, partitions it has
+        // no row in too (a renamed region's would stay for good).
+        let by_partition = table.overwrite == OverwriteScope::Partitions
+            && !matches!(options.deletions, Deletions::MissingFromSource);
         // (An overwrite replaces every row: a full snapshot's missing keys go with them.)
         let deletes = match options.deletions {
             Deletions::None => false,
@@ -221,8 +225,7 @@ impl Warehouse {
                     .map(|(snapshot, rows)| appended(table, &snapshot, rows))
             }
             WriteMode::Overwrite
-                if table.overwrite == OverwriteScope::Partitions
-                    && super::sink::applies_to_partitions(table, &delta) =>
+                if by_partition && super::sink::applies_to_partitions(table, &delta) =>
             {
                 super::partitions::overwrite_partitions(delta, source, commit.clone())
                     .await
@@ -231,9 +234,7 @@ impl Warehouse {
             WriteMode::Append | WriteMode::Overwrite => {
                 // Dynamic partition overwrite of a table the single pass cannot write (CHECK
                 // constraints, column mapping): delta-rs's, with the partitions found first.
-                let replaced = if save_mode == SaveMode::Overwrite
-                    && table.overwrite == OverwriteScope::Partitions
-                {
+                let replaced = if save_mode == SaveMode::Overwrite && by_partition {
                     let columns = stored_partition_columns(&delta, table)?;
                     let found = super::partitions::written_partitions(&source, &columns).await;
                     Some(found.map_err(|error| {
