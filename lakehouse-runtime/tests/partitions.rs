@@ -141,6 +141,54 @@ async fn a_large_write_encodes_each_partition_in_one_file() {
     assert_eq!(counts, ["east|66666", "north|66667", "south|66667"]);
 }
 
+/// `SalesUnpartitioned` declared partitioned, written by a write that replaces the table.
+#[derive(Table)]
+#[table(schema = "gold", name = "sales_by_region", partition_by(region), mode = overwrite,
+        evolution = overwrite)]
+pub struct SalesRepartitioned {
+    pub region: Option<String>,
+    pub amount: i64,
+}
+
+#[tokio::test]
+async fn a_write_replacing_the_table_lays_it_out_by_the_declared_partitions() {
+    let wh = TempWarehouse::new();
+    let rows = sales(&[(Some("north"), 1), (Some("south"), 2)]);
+    write(
+        &wh.warehouse,
+        SalesUnpartitioned::DEF,
+        &rows,
+        WriteOptions::default(),
+    )
+    .await
+    .expect("write");
+    write(
+        &wh.warehouse,
+        SalesRepartitioned::DEF,
+        &rows,
+        WriteOptions::default(),
+    )
+    .await
+    .expect("write");
+    let delta = wh
+        .warehouse
+        .load(SalesRepartitioned::DEF)
+        .await
+        .expect("load")
+        .expect("a table");
+    let partitioned = delta
+        .snapshot()
+        .expect("snapshot")
+        .metadata()
+        .partition_columns()
+        .to_vec();
+    assert_eq!(partitioned, ["region"]);
+    assert_eq!(
+        contents(&wh.warehouse, SalesByRegion::DEF).await,
+        ["north|1", "south|2"]
+    );
+}
+
 #[tokio::test]
 async fn a_full_snapshot_replaces_every_partition() {
     let wh = TempWarehouse::new();

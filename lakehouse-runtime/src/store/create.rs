@@ -625,8 +625,8 @@ pub(crate) fn drift_of(table: &'static TableDef, delta: &DeltaTable) -> Result<V
             },
         ));
     }
-    // A write that replaces the schema keeps the stored partitioning; the order of partition
-    // columns only lays out folders.
+    // A write that replaces the schema lays the table out by the declared partitioning; the
+    // order of partition columns only lays out folders.
     if !replaces_schema
         && sorted(stored_partitions.iter().map(String::as_str))
             != sorted(table.partition_by.iter().copied())

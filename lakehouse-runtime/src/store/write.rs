@@ -263,7 +263,11 @@ impl Warehouse {
                     None => builder.with_save_mode(save_mode),
                 };
                 if replace_schema {
-                    builder = builder.with_schema_mode(SchemaMode::Overwrite);
+                    // The declared layout too: a replaced table is laid out anew (delta-rs kept
+                    // the stored partitioning, so a table could not be partitioned this way).
+                    builder = builder
+                        .with_schema_mode(SchemaMode::Overwrite)
+                        .with_partition_columns(table.partition_by.iter().copied());
                 }
                 match builder.await {
                     Ok(written) => {
