@@ -2,6 +2,8 @@
 //! no NULL, the primary key is unique, every foreign key resolves to a row of its dimension.
 //! All of them are answered by one query over the output.
 
+use std::sync::Arc;
+
 use arrow::array::Array as _;
 use datafusion::common::{Column, JoinType};
 use datafusion::dataframe::DataFrame;
@@ -218,8 +220,35 @@ fn without_assertions(output: DataFrame, strip: impl Fn(&[Expr]) -> bool) -> Res
                 })
             })?;
             let rebuilt = match node.data {
-                // Its schema is kept as long as its width is (`recompute_schema`).
-                LogicalPlan::Union(union) => LogicalPlan::Union(Union::try_new(union.inputs)?),
+                // Its schema is kept as long as its width is (`recompute_schema`): its types
+                // stay (the analyzer coerces a union's inputs later), its NULLs are the inputs'.
+                LogicalPlan::Union(union) => {
+                    let fields: Vec<_> = union
+                        .schema
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (qualifier, field))| {
+                            let nullable = field.is_nullable()
+                                || union.inputs.iter().any(|input| {
+                                    input
+                                        .schema()
+                                        .fields()
+                                        .get(i)
+                                        .is_some_and(|f| f.is_nullable())
+                                });
+                            let field = field.as_ref().clone().with_nullable(nullable);
+                            (qualifier.cloned(), Arc::new(field))
+                        })
+                        .collect();
+                    let schema = datafusion::common::DFSchema::new_with_metadata(
+                        fields,
+                        union.schema.metadata().clone(),
+                    )?;
+                    LogicalPlan::Union(Union {
+                        inputs: union.inputs,
+                        schema: Arc::new(schema),
+                    })
+                }
                 other => other.recompute_schema()?,
             };
             Ok(Transformed::yes(rebuilt))
@@ -471,9 +500,14 @@ fn expectations_failed(
         .iter()
         .map(|e| format!("`{}`", e.name))
         .collect();
+    // A stored NULL an input's declaration forbids says what it is by itself.
+    let hint = if error.to_string().contains("is declared NOT NULL") {
+        ""
+    } else {
+        " (if a condition fails on a value, as CAST does, its TRY_ form gives NULL instead)"
+    };
     let label = format!(
-        "{}: running the output to count its expectations {} (if a condition fails on a value, \
-         as CAST does, its TRY_ form gives NULL instead)",
+        "{}: running the output to count its expectations {}{hint}",
         table.qualified_name(),
         names.join(", ")
     );

@@ -750,19 +750,54 @@ pub async fn q_union_orders(cx: &Ctx) -> Result<Frame<QUnionOrders>> {
     known.union(unknown)
 }
 
+/// The same orders, output by a SQL union whose second branch's NULL has no type of its own.
+#[derive(Table)]
+#[table(
+    schema = "silver",
+    name = "q_sql_union_orders",
+    expect(name = "has_customer", expr = "customer_id IS NOT NULL", on_fail = drop)
+)]
+pub struct QSqlUnionOrders {
+    pub order_id: i64,
+    pub customer_id: String,
+}
+
+#[pipeline]
+pub async fn q_sql_union_orders(cx: &Ctx) -> Result<Frame<QSqlUnionOrders>> {
+    cx.sql(
+        "SELECT CAST(1 AS BIGINT) AS order_id, 'C1' AS customer_id \
+         UNION ALL SELECT CAST(2 AS BIGINT), NULL",
+    )
+    .await
+}
+
 #[tokio::test]
 async fn expectations_drop_the_nulls_of_a_union_output() {
     let wh = TempWarehouse::new();
-    let orchestrator = Orchestrator::new(registry(&["q_union_orders"]), wh.warehouse.clone());
+    let orchestrator = Orchestrator::new(
+        registry(&["q_union_orders", "q_sql_union_orders"]),
+        wh.warehouse.clone(),
+    );
     let report = orchestrator.run(&RunConfig::default()).await.expect("run");
     assert!(report.succeeded(), "{}", report.render(false));
-    let orders = crate::common::query(
-        &wh.warehouse,
-        &[<QUnionOrders as lakehouse_runtime::Table>::DEF],
-        "SELECT order_id, customer_id FROM silver.q_union_orders",
-    )
-    .await;
-    assert_eq!(orders, ["1|C1"]);
+    for (table, name) in [
+        (
+            <QUnionOrders as lakehouse_runtime::Table>::DEF,
+            "q_union_orders",
+        ),
+        (
+            <QSqlUnionOrders as lakehouse_runtime::Table>::DEF,
+            "q_sql_union_orders",
+        ),
+    ] {
+        let orders = crate::common::query(
+            &wh.warehouse,
+            &[table],
+            &format!("SELECT order_id, customer_id FROM silver.{name}"),
+        )
+        .await;
+        assert_eq!(orders, ["1|C1"], "{name}");
+    }
 }
 
 /// Stations as first written: the name may be missing.

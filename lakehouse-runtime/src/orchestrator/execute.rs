@@ -321,7 +321,6 @@ async fn run_with_retries(
                 full_refresh: config.full_refresh || config.rebuild,
                 rebuild: config.rebuild,
             };
-            let mut left_running = None;
             let cuts = Cuts {
                 timeout,
                 stop: stop.clone(),
@@ -333,17 +332,8 @@ async fn run_with_retries(
                 config,
                 kind,
                 cuts,
-                &mut left_running,
             )
             .await;
-            // An attempt left running keeps its slot until it ends: the next pipeline would
-            // otherwise run beside it, above the concurrency asked for.
-            if let (Some(attempt), Some(permit)) = (left_running, turn.permit.take()) {
-                tokio::spawn(async move {
-                    let _ = attempt.await;
-                    drop(permit);
-                });
-            }
             let record = RunRecord {
                 execution: Some(turn.execution),
                 ..attempt_record(pipeline, &run, numbered, attempt_started, clock.elapsed(), &outcome)
@@ -529,7 +519,6 @@ async fn attempt_once(
     config: &RunConfig,
     kind: AttemptKind,
     cuts: Cuts,
-    left_running: &mut Option<tokio::task::JoinHandle<Result<Written>>>,
 ) -> Result<Written> {
     let Cuts { timeout, mut stop } = cuts;
     let warehouse = orchestrator.warehouse.clone();
@@ -615,9 +604,6 @@ async fn attempt_once(
                 let stopped = tokio::time::timeout(AFTER_CUT_LIMIT, &mut task)
                     .await
                     .is_ok();
-                if !stopped {
-                    *left_running = Some(task);
-                }
                 let message = format!(
                     "timed out while recording a committed write ({}, then {} more): its rows \
                      are in the table, and a retry or `resume` finds the commit",
@@ -644,7 +630,7 @@ async fn attempt_once(
     // A few seconds at least, even when the commit check took the deadline: an aborted task
     // that was awaiting (the usual case) ends as soon as a worker runs it.
     let stop_by = deadline.max(tokio::time::Instant::now() + Duration::from_secs(5));
-    let still_running = match tokio::time::timeout_at(stop_by, &mut task).await {
+    let left_running = match tokio::time::timeout_at(stop_by, &mut task).await {
         // It ended before the abort reached it: its own outcome.
         Ok(Ok(result)) => return result,
         Ok(Err(error)) if error.is_panic() => return joined_result(Err(error)),
@@ -658,10 +644,6 @@ async fn attempt_once(
             true
         }
     };
-    if still_running {
-        *left_running = Some(task);
-    }
-    let left_running = still_running;
     // A commit under way as the attempt was cut may have landed since (a store's blocking write
     // is not stopped by the abort): told as such, not as stopped before it.
     let landed = !left_running
@@ -681,9 +663,8 @@ async fn attempt_once(
             cut.describe()
         );
         return Err(match cut {
-            Cut::Stopped(reason) => {
-                Error::Other(Box::new(Stopped(format!("{reason}; {message}").into())))
-            }
+            // The reason is what `describe` says.
+            Cut::Stopped(_) => Error::Other(Box::new(Stopped(message.into()))),
             // Retried: the retry finds the commit and records it.
             Cut::TimeLimit(_) => Error::msg(message),
         });
