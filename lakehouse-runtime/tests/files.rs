@@ -142,8 +142,19 @@ async fn csv_objects_are_read_by_their_own_headers() {
         read("memory://landing/orders/a.csv").await.expect("read")[0].order_id,
         1
     );
-    // Nothing landed yet: no rows, as from an empty directory.
+    // Nothing landed yet: no rows, as from an empty directory; a file that is not there is an
+    // error, as a missing local file is.
     assert_eq!(read("memory://landing/nothing/").await.expect("read"), []);
+    let missing = read("memory://landing/orders/missing.csv")
+        .await
+        .expect_err("no such object");
+    assert!(
+        missing.to_string().contains(
+            "listing the objects at `memory://landing/orders/missing.csv`: there is no object \
+             there"
+        ),
+        "{missing}"
+    );
 }
 
 #[tokio::test]

@@ -257,8 +257,15 @@ impl Ctx {
             }
         };
         if objects.is_empty() {
+            if !location.is_collection() {
+                // A file named that is not there (a typo, a dump not landed): as a missing local
+                // file, an error, not an empty table written.
+                return Err(failed(
+                    &"there is no object there: check the URL (a folder's URL ends with `/`)",
+                ));
+            }
             // As an empty directory: nothing landed yet.
-            tracing::warn!(url, "no objects at the location: nothing read");
+            tracing::warn!(url, "no objects under the prefix: nothing read");
             return Ok(Vec::new());
         }
         // An object named itself is read whatever its name.
