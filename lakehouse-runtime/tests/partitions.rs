@@ -269,6 +269,62 @@ async fn an_empty_partition_value_is_null_and_replaced_as_such() {
 }
 
 #[tokio::test]
+async fn an_ordered_output_keeps_its_order_within_each_partition() {
+    use datafusion::prelude::col;
+    let wh = TempWarehouse::new();
+    let table = SalesByRegion::DEF;
+    let regions = ["north", "south"];
+    let rows: Vec<Sale<'static>> = (0..200_000)
+        .map(|n| Sale {
+            region: Some(regions[n % 2]),
+            amount: n as i64,
+        })
+        .collect();
+    let session = wh.warehouse.session();
+    let sorted = crate::common::frame(&session, table, &rows)
+        .sort(vec![col("amount").sort(false, false)])
+        .expect("sort");
+    wh.warehouse
+        .write(&session, table, sorted, WriteOptions::default())
+        .await
+        .expect("write");
+    // Each partition's file holds its amounts in the output's order, as written.
+    for region in regions {
+        let folder =
+            crate::common::table_folder(&wh.warehouse, table).join(format!("region={region}"));
+        let file = std::fs::read_dir(&folder)
+            .expect("a partition folder")
+            .map(|entry| entry.expect("entry").path())
+            .find(|path| path.extension().is_some_and(|e| e == "parquet"))
+            .expect("a file");
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(&file).expect("open"),
+        )
+        .expect("a Parquet file")
+        .build()
+        .expect("reader");
+        let amounts: Vec<i64> = reader
+            .flat_map(|batch| {
+                let batch = batch.expect("batch");
+                let column = batch.column_by_name("amount").expect("amount").clone();
+                let amounts = column
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .expect("i64")
+                    .values()
+                    .to_vec();
+                amounts
+            })
+            .collect();
+        assert_eq!(amounts.len(), 100_000, "{region}");
+        assert!(
+            amounts.windows(2).all(|w| w[0] > w[1]),
+            "{region}: not descending"
+        );
+    }
+}
+
+#[tokio::test]
 async fn rows_of_many_partitions_in_any_order_make_one_file_each() {
     let wh = TempWarehouse::new();
     let table = SalesByRegion::DEF;

@@ -222,11 +222,14 @@ pub(crate) async fn encode_plan(
         .ok();
     let statistics = statistics.as_deref();
     let task_ctx = Arc::new(write_task_context(plan.as_ref(), statistics, task_ctx));
+    // The output's own order, kept within each partition.
+    let ordered = plan.output_ordering().cloned();
     let plan: Arc<dyn ExecutionPlan> = if is_small(&plan, statistics, rows) {
         // One file: splitting a few rows over several encoders would only make small files.
         by_partition(
             Arc::new(CoalescePartitionsExec::new(plan)),
             &partition_columns,
+            ordered,
         )?
     } else if partition_columns.is_empty() {
         // The plan's own partitions are often lopsided (one file or row group, a sort): its
@@ -249,6 +252,7 @@ pub(crate) async fn encode_plan(
                 Partitioning::Hash(columns, target_partitions),
             )?),
             &partition_columns,
+            ordered,
         )?
     };
     let partition_indices = partition_columns
@@ -553,21 +557,27 @@ fn has_join(plan: &dyn ExecutionPlan) -> bool {
 /// `plan`'s partitions each sorted by the table's `partition_columns` (none: `plan`), so that a
 /// writer has one table partition open at a time: unsorted, it held a file open in every table
 /// partition its rows reached (a full refresh of years of days: thousands of row groups and
-/// upload buffers in memory, outside the memory pool). The sort spills within the pool.
+/// upload buffers in memory, outside the memory pool). The sort spills within the pool; the
+/// output's own order (`ordered`, before it was dealt out) is kept within each partition.
 fn by_partition(
     plan: Arc<dyn ExecutionPlan>,
     partition_columns: &[String],
+    ordered: Option<datafusion::physical_expr::LexOrdering>,
 ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
     use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
     use datafusion::physical_plan::sorts::sort::SortExec;
+    if partition_columns.is_empty() {
+        return Ok(plan);
+    }
     let schema = plan.schema();
-    let keys = partition_columns
+    let mut keys = partition_columns
         .iter()
         .map(|column| {
             datafusion::physical_expr::expressions::col(column, &schema)
                 .map(PhysicalSortExpr::new_default)
         })
         .collect::<Result<Vec<_>, _>>()?;
+    keys.extend(ordered.into_iter().flatten());
     Ok(match LexOrdering::new(keys) {
         Some(ordering) => Arc::new(SortExec::new(ordering, plan).with_preserve_partitioning(true)),
         None => plan,
