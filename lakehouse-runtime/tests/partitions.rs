@@ -307,13 +307,12 @@ async fn an_ordered_output_keeps_its_order_within_each_partition() {
             .flat_map(|batch| {
                 let batch = batch.expect("batch");
                 let column = batch.column_by_name("amount").expect("amount").clone();
-                let amounts = column
+                column
                     .as_any()
                     .downcast_ref::<arrow::array::Int64Array>()
                     .expect("i64")
                     .values()
-                    .to_vec();
-                amounts
+                    .to_vec()
             })
             .collect();
         assert_eq!(amounts.len(), 100_000, "{region}");
