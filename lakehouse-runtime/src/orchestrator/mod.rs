@@ -671,7 +671,8 @@ impl Orchestrator {
 
     /// Runs the selection every `every`, each time as a new run with a fresh `run_at`, until
     /// `duration` has passed or `iterations` runs are done (whichever comes first), or shutdown.
-    /// Runs never overlap: a run longer than `every` delays the next one. Keeps every report (for
+    /// Runs never overlap: a run longer than `every` skips the starts it overran, the next one
+    /// is the schedule's next (every `every` from the loop's start). Keeps every report (for
     /// tests and short loops; a long loop wants [`Orchestrator::run_loop_with`]), and is an error
     /// if any run could not start or be recorded.
     pub async fn run_loop(
@@ -727,10 +728,8 @@ impl Orchestrator {
         let started = Instant::now();
         let mut runs = LoopRuns::default();
         let mut failed_in_a_row = 0;
-        let mut ticker = tokio::time::interval(every);
-        // A run longer than the interval skips the ticks it overran: the loop keeps to its
-        // schedule (every 10 minutes from its start) instead of sliding by each overrun.
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let schedule_start = tokio::time::Instant::now();
+        let mut ticker = tokio::time::interval_at(schedule_start, every);
         let mut shutdown = self.shutdown.clone();
         loop {
             next_tick(&mut ticker, &mut shutdown).await;
@@ -767,6 +766,13 @@ impl Orchestrator {
                     tracing::error!(%error, failed_in_a_row, "the run could not start or be recorded; trying again at the next tick");
                 }
                 Err(error) => return Err(error),
+            }
+            // The next start on the schedule after now: a run longer than the interval skips
+            // the starts it overran (tokio's own catch-up would start one at once).
+            if let Some(next) = next_start(schedule_start.elapsed(), every)
+                .and_then(|offset| schedule_start.checked_add(offset))
+            {
+                ticker.reset_at(next);
             }
             let done = iterations.is_some_and(|n| runs.done + runs.failed >= n)
                 || duration.is_some_and(|d| started.elapsed().saturating_add(every) > d);
@@ -1024,6 +1030,14 @@ fn rows_of_succeeded(records: &[RunRecord], excluded: &[String]) -> (u64, u64) {
     (sum(|r| r.rows_written), sum(|r| r.rows_deleted))
 }
 
+/// When a loop started `since` ago, every `every`, starts next (from its start): the first
+/// start on its schedule from now on, past the first.
+fn next_start(since: Duration, every: Duration) -> Option<Duration> {
+    let every_nanos = every.as_nanos().max(1);
+    let periods = since.as_nanos().div_ceil(every_nanos).max(1);
+    every.checked_mul(u32::try_from(periods).ok()?)
+}
+
 /// Waits for the loop's next tick, or for a shutdown request. A shutdown sender dropped (a
 /// library caller's) can no longer request one: only the tick is waited for then (its closed
 /// channel would end every wait at once, and the loop would run back to back).
@@ -1093,6 +1107,17 @@ impl Refresh {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    #[test]
+    fn a_loop_keeps_to_its_schedule_after_a_long_run() {
+        let minutes = |m: u64| Duration::from_secs(60 * m);
+        let every = minutes(10);
+        // A short run: the next start; a long one skips the starts it overran.
+        assert_eq!(super::next_start(minutes(2), every), Some(minutes(10)));
+        assert_eq!(super::next_start(minutes(25), every), Some(minutes(30)));
+        assert_eq!(super::next_start(minutes(30), every), Some(minutes(30)));
+        assert_eq!(super::next_start(Duration::ZERO, every), Some(minutes(10)));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_loop_waits_for_its_tick_when_no_shutdown_can_come() {
