@@ -263,14 +263,17 @@ pub(crate) async fn encode_plan(
     let store = delta.log_store().object_store(None);
     let partitions = plan.output_partitioning().partition_count();
     tracing::debug!(partitions, "writing one Parquet stream per partition");
-    let mut writers = JoinSet::new();
     // Set when one writer fails: the others stop at their next batch and abort their uploads
     // (a task cancelled outright would drop an object store's multipart upload unaborted, its
     // parts stored, and billed, until the bucket's lifecycle rules remove them).
     let (cancel, cancelled) = tokio::sync::watch::channel(false);
+    let mut writers = Writers {
+        set: JoinSet::new(),
+        cancel,
+    };
     for partition in 0..partitions {
         let stream = plan.execute(partition, task_ctx.clone())?;
-        writers.spawn(encode(
+        writers.set.spawn(encode(
             stream,
             schema.clone(),
             StreamWriter::new(store.clone(), config.clone(), partition_indices.clone()),
@@ -279,7 +282,7 @@ pub(crate) async fn encode_plan(
     }
     let mut adds = Vec::new();
     let mut rows = 0;
-    while let Some(joined) = writers.join_next().await {
+    while let Some(joined) = writers.set.join_next().await {
         let written = joined
             .map_err(|e| DeltaTableError::Generic(format!("a Parquet writer task failed: {e}")))
             .and_then(|written| written);
@@ -292,13 +295,34 @@ pub(crate) async fn encode_plan(
                 // Stopped, and waited for: their memory (a key check's set, buffered rows) is
                 // back in the pool, and their files aborted, before whatever the caller does
                 // next.
-                let _ = cancel.send(true);
-                while writers.join_next().await.is_some() {}
+                let _ = writers.cancel.send(true);
+                while writers.set.join_next().await.is_some() {}
                 return Err(error);
             }
         }
     }
     Ok((adds, rows))
+}
+
+/// The writer tasks of one write. Dropped unfinished (the write's future dropped: its attempt
+/// cut short), they are told to stop and drained in a task of their own, so that they abort
+/// their uploads rather than being cancelled outright.
+struct Writers {
+    set: JoinSet<Result<(Vec<Add>, u64), DeltaTableError>>,
+    cancel: tokio::sync::watch::Sender<bool>,
+}
+
+impl Drop for Writers {
+    fn drop(&mut self) {
+        if self.set.is_empty() {
+            return;
+        }
+        let _ = self.cancel.send(true);
+        let mut set = std::mem::take(&mut self.set);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { while set.join_next().await.is_some() {} });
+        }
+    }
 }
 
 /// A table kept open between appends, so that each one does not read its log again: the
