@@ -69,6 +69,18 @@ struct Sale<'a> {
     amount: i64,
 }
 
+/// Writes a north and a south row (amounts 1 and 2) into `table`.
+async fn north_and_south(wh: &TempWarehouse, table: &'static lakehouse_runtime::table::TableDef) {
+    write(
+        &wh.warehouse,
+        table,
+        &sales(&[(Some("north"), 1), (Some("south"), 2)]),
+        WriteOptions::default(),
+    )
+    .await
+    .expect("write");
+}
+
 fn sales(rows: &[(Option<&'static str>, i64)]) -> Vec<Sale<'static>> {
     rows.iter()
         .map(|&(region, amount)| Sale { region, amount })
@@ -193,14 +205,7 @@ async fn a_write_replacing_the_table_lays_it_out_by_the_declared_partitions() {
 async fn a_full_snapshot_replaces_every_partition() {
     let wh = TempWarehouse::new();
     let table = SalesByRegion::DEF;
-    write(
-        &wh.warehouse,
-        table,
-        &sales(&[(Some("north"), 1), (Some("south"), 2)]),
-        WriteOptions::default(),
-    )
-    .await
-    .expect("write");
+    north_and_south(&wh, table).await;
     // Every row: the south, missing from it, goes.
     let snapshot = WriteOptions {
         deletions: lakehouse_runtime::store::Deletions::MissingFromSource,
@@ -556,14 +561,7 @@ async fn timestamp_and_decimal_partitions_are_matched_by_value() {
 async fn a_new_not_null_column_is_refused_since_other_partitions_keep_their_rows() {
     let wh = TempWarehouse::new();
     let table = SalesByRegion::DEF;
-    write(
-        &wh.warehouse,
-        table,
-        &sales(&[(Some("north"), 1), (Some("south"), 2)]),
-        WriteOptions::default(),
-    )
-    .await
-    .expect("first write");
+    north_and_south(&wh, table).await;
     let version = wh.warehouse.version(table).await.expect("version");
     #[derive(Serialize)]
     struct Priced {
