@@ -72,6 +72,42 @@ fn orchestrate_alone_is_orchestrate_run_with_its_defaults_and_environment() {
 }
 
 #[test]
+fn json_logs_leave_stderr_all_json() {
+    let dir = tempfile::tempdir().expect("dir");
+    // The plan and notes of a JSON-reported run, and a failed command's error.
+    let run = orchestrate_with(
+        dir.path(),
+        &[
+            "--log-format",
+            "json",
+            "run",
+            "--select",
+            "dim_date",
+            "--format",
+            "json",
+        ],
+        &[("RUST_LOG", "info")],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let failed = orchestrate(dir.path(), &["--log-format", "json", "sql", "SELEC 1"]);
+    assert_eq!(failed.status.code(), Some(1));
+    for output in [&run, &failed] {
+        let text = stderr(output);
+        assert!(!text.trim().is_empty());
+        for line in text.lines() {
+            let event: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {line}\n{text}"));
+            assert!(event["level"].is_string(), "{line}");
+        }
+    }
+    assert!(
+        stderr(&failed).contains("\"level\":\"ERROR\""),
+        "{}",
+        stderr(&failed)
+    );
+}
+
+#[test]
 fn options_that_would_be_ignored_together_are_refused() {
     let dir = tempfile::tempdir().expect("dir");
     for args in [

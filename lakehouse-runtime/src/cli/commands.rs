@@ -202,9 +202,9 @@ fn maintenance_outcome(command: &str, failed: Vec<String>) -> Result<ExitCode> {
     }
     let count = failed.len();
     for failure in &failed {
-        super::print_stderr(format_args!("error: {failure}\n"));
+        super::failure(format_args!("{failure}"));
     }
-    super::print_stderr(format_args!("{command}: {count} table(s) failed\n"));
+    super::notice(format_args!("{command}: {count} table(s) failed"));
     Ok(ExitCode::FAILURE)
 }
 

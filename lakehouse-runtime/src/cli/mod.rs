@@ -21,7 +21,7 @@ macro_rules! say {
 macro_rules! tell {
     ($($arg:tt)*) => {
         if $crate::cli::json_reports() {
-            $crate::cli::print_stderr(format_args!("{}\n", format_args!($($arg)*)))
+            $crate::cli::notice(format_args!($($arg)*))
         } else {
             $crate::cli::print_stdout(format_args!("{}\n", format_args!($($arg)*)))
         }
@@ -72,7 +72,7 @@ pub fn main() -> ExitCode {
     let code = match runtime.block_on(commands::dispatch(cli)) {
         Ok(code) => code,
         Err(error) => {
-            print_stderr(format_args!("error: {error}\n"));
+            failure(format_args!("{error}"));
             ExitCode::FAILURE
         }
     };
@@ -109,6 +109,29 @@ pub(crate) fn print_stderr(text: std::fmt::Arguments<'_>) {
     let _ = std::io::stderr().lock().write_fmt(text);
 }
 
+/// Whether logs are JSON lines (`--log-format json`): what the CLI tells on stderr then goes
+/// through the log too, so that stderr holds only JSON.
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A line for stderr that is not a log event (a plan, a progress note): a log event when logs
+/// are JSON.
+pub(crate) fn notice(text: std::fmt::Arguments<'_>) {
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::info!(target: "orchestrate", "{text}");
+    } else {
+        print_stderr(format_args!("{text}\n"));
+    }
+}
+
+/// An error line for stderr (`error: ...`): an error event when logs are JSON.
+pub(crate) fn failure(text: std::fmt::Arguments<'_>) {
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::error!(target: "orchestrate", "{text}");
+    } else {
+        print_stderr(format_args!("error: {text}\n"));
+    }
+}
+
 /// Whether `error` is only the reader of our output having gone away.
 pub(crate) fn is_broken_pipe(error: &arrow::error::ArrowError) -> bool {
     matches!(error, arrow::error::ArrowError::IoError(_, e) if e.kind() == std::io::ErrorKind::BrokenPipe)
@@ -128,6 +151,9 @@ fn init_logging(format: LogFormat) {
         .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Text => builder.compact().try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Json => {
+            JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+            builder.json().try_init()
+        }
     };
 }
