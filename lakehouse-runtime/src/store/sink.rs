@@ -1,13 +1,15 @@
-//! Appends and overwrites of unpartitioned tables, encoded by one Parquet writer per partition
-//! of the plan and committed once.
+//! Appends and overwrites, encoded by one Parquet writer per partition of the plan and
+//! committed once.
 //!
 //! delta-rs funnels every partition of an unpartitioned write into a single Parquet writer, so
 //! encoding (dictionary, RLE, Snappy: about half the CPU of a write) ran on one core while the
 //! others waited. Here each partition of the physical plan streams into its own writer — with
 //! delta-rs's default writer properties and target file size — and the files are committed in
 //! one Delta commit carrying the same operation, metrics and application transaction as
-//! delta-rs's own write. Tables this path cannot honour exactly (partitioned, with CHECK
-//! constraints, or a schema replacement) keep delta-rs's writer: see [`applies_to`].
+//! delta-rs's own write. A partitioned table's rows are dealt out by partition, and each writer
+//! sorts its own, so that it has one partition's file open at a time. Tables this path cannot
+//! honour exactly (with CHECK constraints, column mapping, or a schema replacement) keep
+//! delta-rs's writer: see [`applies_to`].
 
 use std::sync::Arc;
 
@@ -41,16 +43,23 @@ use crate::table::TableDef;
 /// The table-property prefix of Delta CHECK constraints, which delta-rs's writer validates.
 const CONSTRAINT_PREFIX: &str = "delta.constraints.";
 
-/// Whether a write of `table` into `delta` may take the parallel path: an unpartitioned table
-/// without CHECK constraints (declared or found in the log) whose protocol asks nothing of a
-/// writer beyond what this path honours ([`plain_protocol`]). Anything else goes through
-/// delta-rs's writer, which validates constraints, maps column names and writes partitions in
-/// parallel itself.
+/// Whether a write of `table` into `delta` may take the parallel path: a table without CHECK
+/// constraints (declared or found in the log), partitioned as declared (each writer then sorts
+/// its rows by partition and has one partition's file open at a time), whose protocol asks
+/// nothing of a writer beyond what this path honours ([`plain_protocol`]). Anything else goes
+/// through delta-rs's writer, which validates constraints and maps column names.
 pub(crate) fn applies_to(table: &TableDef, delta: &DeltaTable) -> bool {
     delta.snapshot().is_ok_and(|state| {
-        table.partition_by.is_empty()
-            && state.metadata().partition_columns().is_empty()
-            && plain_writes(table, state)
+        let mut stored: Vec<&str> = state
+            .metadata()
+            .partition_columns()
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let mut declared: Vec<&str> = table.partition_by.to_vec();
+        stored.sort_unstable();
+        declared.sort_unstable();
+        stored == declared && plain_writes(table, state)
     })
 }
 
@@ -146,7 +155,9 @@ pub(crate) async fn write(
     recorded: Recorded,
 ) -> Result<(DeltaTableState, u64), DeltaTableError> {
     let state = delta.snapshot()?.clone();
-    let (adds, rows) = encode_plan(&state, &delta, source, None, Vec::new()).await?;
+    let partition_columns = state.metadata().partition_columns().to_vec();
+    let partition_by = (!partition_columns.is_empty()).then(|| partition_columns.clone());
+    let (adds, rows) = encode_plan(&state, &delta, source, None, partition_columns).await?;
     // A merge of no rows changes nothing, and makes no commit, as a merge that changes no row.
     if adds.is_empty() && matches!(recorded, Recorded::MergeIntoEmpty(_)) {
         return Ok((state, 0));
@@ -164,7 +175,7 @@ pub(crate) async fn write(
         Recorded::Write { blind_append } => (
             DeltaOperation::Write {
                 mode,
-                partition_by: None,
+                partition_by,
                 predicate: None,
             },
             serde_json::json!({

@@ -59,7 +59,9 @@ const NOT_OLDER_COLUMN: &str = "__lakehouse_not_older";
 /// delta-rs's MERGE writes, and no stored column the declaration dropped (this path rewrites
 /// whole rows; the MERGE keeps such a column's values in the rows it updates).
 pub(crate) fn applies_to(table: &TableDef, delta: &DeltaTable) -> bool {
-    super::sink::applies_to(table, delta)
+    // Unpartitioned: it rewrites files without partition values.
+    table.partition_by.is_empty()
+        && super::sink::applies_to(table, delta)
         && delta.snapshot().is_ok_and(|state| {
             !state
                 .snapshot()

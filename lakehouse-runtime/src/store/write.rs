@@ -216,7 +216,9 @@ impl Warehouse {
         let stale_descriptions = super::create::descriptions_differ(table, &delta)?;
         let result = match table.mode {
             WriteMode::Append | WriteMode::Overwrite
-                if !replace_schema && super::sink::applies_to(table, &delta) =>
+                if !replace_schema
+                    && !(table.mode == WriteMode::Overwrite && by_partition)
+                    && super::sink::applies_to(table, &delta) =>
             {
                 let blind_append = table.mode == WriteMode::Append && save_mode == SaveMode::Append;
                 let recorded = super::sink::Recorded::Write { blind_append };
