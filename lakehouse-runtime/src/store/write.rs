@@ -216,8 +216,7 @@ impl Warehouse {
         let stale_descriptions = super::create::descriptions_differ(table, &delta)?;
         let result = match table.mode {
             WriteMode::Append | WriteMode::Overwrite
-                if !replace_schema
-                    && !(table.mode == WriteMode::Overwrite && by_partition)
+                if !(replace_schema || table.mode == WriteMode::Overwrite && by_partition)
                     && super::sink::applies_to(table, &delta) =>
             {
                 let blind_append = table.mode == WriteMode::Append && save_mode == SaveMode::Append;
