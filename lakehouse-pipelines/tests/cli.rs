@@ -108,6 +108,24 @@ fn json_logs_leave_stderr_all_json() {
 }
 
 #[test]
+fn pipeline_settings_given_to_a_command_that_runs_no_pipeline_are_warned_about() {
+    let dir = tempfile::tempdir().expect("dir");
+    let listed = orchestrate(dir.path(), &["--set", "erp.rows=5", "list"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert!(
+        stderr(&listed).contains("this command ignores them"),
+        "{}",
+        stderr(&listed)
+    );
+    let planned = orchestrate(dir.path(), &["plan"]);
+    assert!(
+        !stderr(&planned).contains("ignores them"),
+        "{}",
+        stderr(&planned)
+    );
+}
+
+#[test]
 fn options_that_would_be_ignored_together_are_refused() {
     let dir = tempfile::tempdir().expect("dir");
     for args in [

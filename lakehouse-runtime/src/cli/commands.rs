@@ -30,6 +30,18 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(command) => command,
         None => Command::Run(RunArgs::parsed_defaults().map_err(|e| Error::msg(e.to_string()))?),
     };
+    let reads_settings = matches!(
+        command,
+        Command::Run(_) | Command::Resume { .. } | Command::Check
+    );
+    if !reads_settings
+        && (!global.settings.is_empty() || global.live || global.opendata_dir.is_some())
+    {
+        tracing::warn!(
+            "`--set`, `--live` and `--opendata-dir` are read by `run`, `resume` and `check` \
+             (the pipelines'): this command ignores them"
+        );
+    }
     match command {
         Command::Run(args) => {
             super::set_json_reports(args.execution.report_format == ReportFormat::Json);
