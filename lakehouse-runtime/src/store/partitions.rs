@@ -178,17 +178,35 @@ pub(super) async fn written_partitions(
 }
 
 /// `column IN (..)` for one partition column, else one conjunction per partition, OR-ed as a
-/// balanced tree (a chain of thousands would be as deep, and the planner recurses).
+/// balanced tree (a chain of thousands would be as deep, and the planner recurses). More values
+/// than an IN list the conflict check can prune files with ([`IN_LIST_MOST`]) are covered by as
+/// many ranges at most: a few partitions between them count as read too, where an IN list too
+/// long made every file count (any concurrent change conflicted). DataFusion's simplifier merges
+/// IN lists OR-ed on one column, so shorter lists would not do.
 fn predicate(columns: &[String], partitions: Vec<Vec<ScalarValue>>) -> Option<Expr> {
     if let [column] = columns {
-        let (nulls, values): (Vec<ScalarValue>, Vec<ScalarValue>) = partitions
+        let (nulls, mut values): (Vec<ScalarValue>, Vec<ScalarValue>) = partitions
             .into_iter()
             .filter_map(|mut values| values.pop())
             .partition(ScalarValue::is_null);
-        let listed = (!values.is_empty())
-            .then(|| ident(column).in_list(values.into_iter().map(lit).collect(), false));
         let null = (!nulls.is_empty()).then(|| ident(column).is_null());
-        return balanced_or(listed.into_iter().chain(null).collect());
+        if values.len() <= IN_LIST_MOST {
+            let listed = (!values.is_empty())
+                .then(|| ident(column).in_list(values.into_iter().map(lit).collect(), false));
+            return balanced_or(listed.into_iter().chain(null).collect());
+        }
+        values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        let ranges = values
+            .chunks(values.len().div_ceil(IN_LIST_MOST))
+            .filter_map(|chunk| {
+                let (first, last) = (chunk.first()?, chunk.last()?);
+                Some(
+                    ident(column)
+                        .gt_eq(lit(first.clone()))
+                        .and(ident(column).lt_eq(lit(last.clone()))),
+                )
+            });
+        return balanced_or(ranges.chain(null).collect());
     }
     let terms = partitions
         .into_iter()
@@ -208,6 +226,10 @@ fn predicate(columns: &[String], partitions: Vec<Vec<ScalarValue>>) -> Option<Ex
         .collect();
     balanced_or(terms)
 }
+
+/// The most values of an IN list the conflict check prunes files with (DataFusion's pruning
+/// takes no longer list).
+const IN_LIST_MOST: usize = 20;
 
 /// `terms` OR-ed pairwise, level by level (`None` for no term).
 fn balanced_or(mut terms: Vec<Expr>) -> Option<Expr> {
@@ -353,6 +375,49 @@ mod tests {
             "region IN ([Utf8(\"a\"), Utf8(\"b\")]) OR region IS NULL"
         );
         assert_eq!(predicate(&names(&["region"]), Vec::new()), None);
+        // More values than one prunable IN list: 20 ranges at most.
+        let many = (0..45).map(|n| vec![ScalarValue::from(n)]).collect();
+        let days = predicate(&names(&["day"]), many).expect("a predicate");
+        assert_eq!(days.to_string().matches(" >= ").count(), 15, "{days}");
+        assert!(
+            days.to_string()
+                .starts_with("day >= Int32(0) AND day <= Int32(2)"),
+            "{days}"
+        );
+    }
+
+    #[tokio::test]
+    async fn replacing_many_partitions_conflicts_only_near_those() {
+        let (_dir, warehouse) = temp_warehouse();
+        write_rows(
+            &warehouse,
+            Regional::DEF,
+            &[sales("north", 1), sales("south", 2)],
+        )
+        .await;
+        let stale = warehouse
+            .load(Regional::DEF)
+            .await
+            .expect("load")
+            .expect("exists");
+        let session = warehouse.session();
+        let frame = |rows: &[Regional]| {
+            let batches =
+                crate::frame::batches_from_rows(Regional::DEF.output_arrow_schema(), rows)
+                    .expect("rows");
+            session.read_batches(batches).expect("frame")
+        };
+        let tags = CommitTags::write_id_only(serde_json::json!("test"));
+        overwrite_partitions(stale.clone(), frame(&[sales("south", 20)]), tags.clone())
+            .await
+            .expect("south replaced");
+        // 25 other regions and the north: more values than a prunable IN list, which made
+        // every file count as read (south's change conflicted).
+        let mut rows: Vec<Regional> = (0..25).map(|n| sales(&format!("r{n:02}"), n)).collect();
+        rows.push(sales("north", 10));
+        overwrite_partitions(stale, frame(&rows), tags)
+            .await
+            .expect("no conflict: south is not among them");
     }
 
     #[test]
