@@ -269,28 +269,36 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_concurrent_change_conflicts_in_a_replaced_partition_only() {
-        let (_dir, warehouse) = temp_warehouse();
+    /// A warehouse whose table holds a north and a south row, and the table as loaded then.
+    async fn north_and_south() -> (tempfile::TempDir, crate::store::Warehouse, DeltaTable) {
+        let (dir, warehouse) = temp_warehouse();
         write_rows(
             &warehouse,
             Regional::DEF,
             &[sales("north", 1), sales("south", 2)],
         )
         .await;
-        // These writes read version 1; other processes then replace south, then north.
-        let stale = warehouse
+        let loaded = warehouse
             .load(Regional::DEF)
             .await
             .expect("load")
             .expect("exists");
+        (dir, warehouse, loaded)
+    }
+
+    /// `rows` as a frame of `session`.
+    fn frame(session: &datafusion::prelude::SessionContext, rows: &[Regional]) -> DataFrame {
+        let batches = crate::frame::batches_from_rows(Regional::DEF.output_arrow_schema(), rows)
+            .expect("rows");
+        session.read_batches(batches).expect("frame")
+    }
+
+    #[tokio::test]
+    async fn a_concurrent_change_conflicts_in_a_replaced_partition_only() {
+        // These writes read version 1; other processes then replace south, then north.
+        let (_dir, warehouse, stale) = north_and_south().await;
         let session = warehouse.session();
-        let frame = |rows: &[Regional]| {
-            let batches =
-                crate::frame::batches_from_rows(Regional::DEF.output_arrow_schema(), rows)
-                    .expect("rows");
-            session.read_batches(batches).expect("frame")
-        };
+        let frame = |rows: &[Regional]| frame(&session, rows);
         let tags = CommitTags::write_id_only(serde_json::json!("test"));
         let replace =
             |rows: &[Regional]| overwrite_partitions(stale.clone(), frame(rows), tags.clone());
@@ -388,25 +396,9 @@ mod tests {
 
     #[tokio::test]
     async fn replacing_many_partitions_conflicts_only_near_those() {
-        let (_dir, warehouse) = temp_warehouse();
-        write_rows(
-            &warehouse,
-            Regional::DEF,
-            &[sales("north", 1), sales("south", 2)],
-        )
-        .await;
-        let stale = warehouse
-            .load(Regional::DEF)
-            .await
-            .expect("load")
-            .expect("exists");
+        let (_dir, warehouse, stale) = north_and_south().await;
         let session = warehouse.session();
-        let frame = |rows: &[Regional]| {
-            let batches =
-                crate::frame::batches_from_rows(Regional::DEF.output_arrow_schema(), rows)
-                    .expect("rows");
-            session.read_batches(batches).expect("frame")
-        };
+        let frame = |rows: &[Regional]| frame(&session, rows);
         let tags = CommitTags::write_id_only(serde_json::json!("test"));
         overwrite_partitions(stale.clone(), frame(&[sales("south", 20)]), tags.clone())
             .await
