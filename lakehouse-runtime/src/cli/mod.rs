@@ -99,14 +99,18 @@ pub(crate) fn json_reports() -> bool {
 /// Writes to stdout, ignoring errors (see `say!`).
 pub(crate) fn print_stdout(text: std::fmt::Arguments<'_>) {
     use std::io::Write as _;
-    let _ = std::io::stdout().lock().write_fmt(text);
+    progress::above_progress(|| {
+        let _ = std::io::stdout().lock().write_fmt(text);
+    });
 }
 
 /// Writes to stderr, ignoring errors: `eprintln!` panics when stderr is a closed pipe
 /// (`orchestrate run 2>&1 | head -1`), which would turn exit code 1 into 101.
 pub(crate) fn print_stderr(text: std::fmt::Arguments<'_>) {
     use std::io::Write as _;
-    let _ = std::io::stderr().lock().write_fmt(text);
+    progress::above_progress(|| {
+        let _ = std::io::stderr().lock().write_fmt(text);
+    });
 }
 
 /// Whether logs are JSON lines (`--log-format json`): what the CLI tells on stderr then goes
@@ -144,7 +148,8 @@ fn init_logging(format: LogFormat) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Above the spinners, when they show.
+        .with_writer(|| progress::LogWriter)
         // Its fallback on a failed write is `eprintln!`, which panics when stderr is a closed
         // pipe: inside a pipeline's task that would fail a pipeline whose rows are committed.
         .log_internal_errors(false)

@@ -1,8 +1,15 @@
 //! Live progress while pipelines run: one spinner per pipeline on a terminal, plain lines
 //! otherwise (the `tracing` log already says everything).
+//!
+//! The spinners are redrawn in place, so anything else written to the terminal while they show
+//! (log lines, a loop's run reports, notes) is written through [`above_progress`]: the spinners
+//! are cleared, the text written, the spinners drawn again below it. Written directly, a line
+//! would be overwritten by the next redraw or leave a spinner's copy in the scrollback.
 
 use std::collections::HashMap;
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write};
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -10,33 +17,95 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::orchestrator::{Event, Status};
 
+/// The spinners on stderr, when it is a terminal.
+static TERMINAL: LazyLock<MultiProgress> = LazyLock::new(|| {
+    MultiProgress::with_draw_target(if std::io::stderr().is_terminal() {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    })
+});
+
+/// Whether spinners are on the terminal: only then is output routed around them (clearing and
+/// redrawing them takes a lock; without spinners a write goes straight out).
+static SHOWING: AtomicBool = AtomicBool::new(false);
+
+/// Runs `write` (which prints to the terminal) with the spinners cleared, then redraws them.
+pub(crate) fn above_progress<R>(write: impl FnOnce() -> R) -> R {
+    if SHOWING.load(Ordering::Acquire) {
+        TERMINAL.suspend(write)
+    } else {
+        write()
+    }
+}
+
+/// The log's writer: stderr, written above the spinners.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        above_progress(|| std::io::stderr().lock().write(buf))
+    }
+
+    /// A log event is written whole in one go (the formatter hands it over in one buffer), so
+    /// the spinners are cleared and redrawn once per line, not once per partial write.
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        above_progress(|| std::io::stderr().lock().write_all(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// Consumes progress events until the sender is dropped.
 pub async fn display(mut events: UnboundedReceiver<Event>) {
-    if !std::io::stderr().is_terminal() {
+    if TERMINAL.is_hidden() {
         while events.recv().await.is_some() {}
         return;
     }
-    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{spinner} {prefix:.bold} {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_spinner());
-    let mut bars: HashMap<&'static str, ProgressBar> = HashMap::new();
+    let mut spinners = Spinners::new(&TERMINAL);
+    SHOWING.store(true, Ordering::Release);
     while let Some(event) = events.recv().await {
+        spinners.show(event);
+    }
+    spinners.clear();
+    SHOWING.store(false, Ordering::Release);
+}
+
+/// One spinner per pipeline of the current run.
+struct Spinners<'a> {
+    multi: &'a MultiProgress,
+    style: ProgressStyle,
+    bars: HashMap<&'static str, ProgressBar>,
+}
+
+impl<'a> Spinners<'a> {
+    fn new(multi: &'a MultiProgress) -> Self {
+        let style = ProgressStyle::with_template("{spinner} {prefix:.bold} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        Self {
+            multi,
+            style,
+            bars: HashMap::new(),
+        }
+    }
+
+    fn show(&mut self, event: Event) {
         match event {
             Event::Planned { pipelines, .. } => {
-                for bar in bars.values() {
-                    bar.finish_and_clear();
-                }
-                bars.clear();
+                self.clear();
                 for pipeline in pipelines {
-                    let bar = multi.add(ProgressBar::new_spinner());
-                    bar.set_style(style.clone());
+                    let bar = self.multi.add(ProgressBar::new_spinner());
+                    bar.set_style(self.style.clone());
                     bar.set_prefix(pipeline);
                     bar.set_message("pending");
-                    bars.insert(pipeline, bar);
+                    self.bars.insert(pipeline, bar);
                 }
             }
             Event::Started { pipeline, attempt } => {
-                if let Some(bar) = bars.get(pipeline) {
+                if let Some(bar) = self.bars.get(pipeline) {
                     bar.enable_steady_tick(Duration::from_millis(120));
                     bar.set_message(if attempt > 1 {
                         format!("running (attempt {attempt})")
@@ -46,7 +115,7 @@ pub async fn display(mut events: UnboundedReceiver<Event>) {
                 }
             }
             Event::Finished(result) => {
-                if let Some(bar) = bars.get(result.pipeline) {
+                if let Some(bar) = self.bars.get(result.pipeline) {
                     let mark = match result.status {
                         Status::Succeeded => "✔",
                         Status::Failed => "✘",
@@ -61,7 +130,94 @@ pub async fn display(mut events: UnboundedReceiver<Event>) {
             }
         }
     }
-    for bar in bars.values() {
-        bar.finish_and_clear();
+
+    /// Clears every spinner off the terminal and forgets it (a loop's next run plans anew).
+    fn clear(&mut self) {
+        for (_, bar) in self.bars.drain() {
+            bar.finish_and_clear();
+            self.multi.remove(&bar);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use indicatif::TermLike;
+
+    use super::*;
+
+    /// A terminal recording what is drawn on it, and text written beside the spinners.
+    #[derive(Debug, Clone, Default)]
+    struct Screen(Arc<Mutex<Vec<String>>>);
+
+    impl Screen {
+        fn push(&self, op: String) -> std::io::Result<()> {
+            self.0.lock().expect("screen lock").push(op);
+            Ok(())
+        }
+        fn ops(&self) -> Vec<String> {
+            self.0.lock().expect("screen lock").clone()
+        }
+    }
+
+    impl TermLike for Screen {
+        fn width(&self) -> u16 {
+            80
+        }
+        fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+            self.push(format!("up {n}"))
+        }
+        fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+            self.push(format!("down {n}"))
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.push(format!("line {s}"))
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.push(format!("str {s}"))
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            self.push("clear".to_owned())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn log_lines_are_written_above_the_spinners() {
+        let screen = Screen::default();
+        TERMINAL.set_draw_target(ProgressDrawTarget::term_like(Box::new(screen.clone())));
+        let mut spinners = Spinners::new(&TERMINAL);
+        SHOWING.store(true, Ordering::Release);
+        spinners.show(Event::Planned {
+            run_id: "r".into(),
+            pipelines: vec!["load_orders"],
+        });
+        let before = screen.ops().len();
+        assert!(
+            screen.ops().iter().any(|op| op.contains("load_orders")),
+            "the spinner is drawn: {:?}",
+            screen.ops()
+        );
+        // An empty line: what matters is what happens around it on the terminal.
+        LogWriter.write_all(b"").expect("written");
+        let around = screen.ops()[before..].to_vec();
+        spinners.clear();
+        SHOWING.store(false, Ordering::Release);
+        let cleared = around.iter().position(|op| op == "clear");
+        let redrawn = around.iter().rposition(|op| op.contains("load_orders"));
+        assert!(
+            matches!((cleared, redrawn), (Some(c), Some(r)) if c < r),
+            "the spinner is cleared before the line and drawn again after it: {around:?}"
+        );
     }
 }
