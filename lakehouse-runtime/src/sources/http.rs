@@ -174,10 +174,9 @@ impl HttpFetch {
         if let Some(timeout) = timeout {
             request = request.timeout(timeout);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| transport_failure(&e, timeout, "waiting for the response"))?;
+        let response = request.send().await.map_err(|e| {
+            transport_failure(&e, timeout, "waiting for the response", &self.policy)
+        })?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -213,9 +212,9 @@ impl HttpFetch {
             Failure::fatal(
                 None,
                 format!(
-                    "the body is {size}, more than the {limit} bytes allowed: raise \
-                     `opendata.http.max_body` if the response is expected to be this large, or ask \
-                     for smaller pages"
+                    "the body is {size}, more than the {limit} bytes allowed: raise `{}` if the \
+                     response is expected to be this large, or ask for smaller pages",
+                    self.policy.setting("max_body")
                 ),
             )
         };
@@ -229,6 +228,7 @@ impl HttpFetch {
                 &e,
                 Some(timeout),
                 "while reading the body (it was cut short)",
+                &self.policy,
             )),
         }
     }
@@ -282,6 +282,7 @@ impl Fetch for HttpFetch {
             let state = ChunkState {
                 response,
                 url: url.to_string(),
+                timeout_setting: self.policy.setting("timeout"),
                 read: 0,
                 done: false,
             };
@@ -335,6 +336,8 @@ async fn read_capped(
 struct ChunkState {
     response: reqwest::Response,
     url: String,
+    /// The setting that raises `idle`, for the error.
+    timeout_setting: String,
     read: usize,
     done: bool,
 }
@@ -355,8 +358,9 @@ async fn next_chunk(
         Ok(Ok(None)) => return None,
         Ok(Err(e)) => format!("the connection failed ({})", chain(&e)),
         Err(_) => format!(
-            "no data for {} (`opendata.http.timeout`)",
-            humantime::format_duration(idle)
+            "no data for {} (`{}`)",
+            humantime::format_duration(idle),
+            state.timeout_setting
         ),
     };
     state.done = true;
@@ -406,7 +410,12 @@ fn hint(status: u16, headers: &HeaderMap, now: std::time::SystemTime) -> Option<
 }
 
 /// A transport error as a retry-loop failure: timeouts and connection errors are retried.
-fn transport_failure(error: &reqwest::Error, timeout: Option<Duration>, stage: &str) -> Failure {
+fn transport_failure(
+    error: &reqwest::Error,
+    timeout: Option<Duration>,
+    stage: &str,
+    policy: &RetryPolicy,
+) -> Failure {
     let detail = chain(error);
     if error.is_timeout() {
         let after = timeout
@@ -415,7 +424,8 @@ fn transport_failure(error: &reqwest::Error, timeout: Option<Duration>, stage: &
         Failure::retryable(
             None,
             format!(
-                "timed out{after} {stage} (raise `opendata.http.timeout` if the service is slow)"
+                "timed out{after} {stage} (raise `{}` if the service is slow)",
+                policy.setting("timeout")
             ),
         )
     } else if error.is_builder() {

@@ -61,6 +61,10 @@ pub struct RetryPolicy {
     /// Largest body read whole (a page, a feed): a bigger one fails rather than fill memory.
     /// Streamed exports are not bounded by it.
     pub max_body_bytes: u64,
+    /// The source whose settings the policy was read from (`velib`): errors then advise its own
+    /// keys (`opendata.velib.http.timeout`), which override the global ones. `None` for a
+    /// policy built in code: errors advise the global keys (`opendata.http.timeout`).
+    pub source: Option<String>,
 }
 
 /// [`RetryPolicy::max_body_bytes`] by default: 64 MiB, a thousand times a page of records.
@@ -76,6 +80,7 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(30),
             max_elapsed: Duration::from_secs(120),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            source: None,
         }
     }
 }
@@ -146,6 +151,7 @@ impl RetryPolicy {
                     ))
                 })?,
             },
+            source: Some(source.to_owned()),
         };
         if policy.max_attempts == 0 {
             return Err(Error::msg(format!(
@@ -154,6 +160,16 @@ impl RetryPolicy {
             )));
         }
         Ok(policy)
+    }
+
+    /// The setting that configures the policy's `name` field (`timeout`, `max_attempts`, …),
+    /// for advice: the source's own key when the policy is a source's, which a raised value
+    /// takes effect through whatever the global key says.
+    pub fn setting(&self, name: &str) -> String {
+        match &self.source {
+            Some(source) => format!("opendata.{source}.http.{name}"),
+            None => format!("opendata.http.{name}"),
+        }
     }
 
     /// The upper bound of the backoff before retry number `retry` (0 for the first retry):
@@ -217,8 +233,9 @@ impl RetryPolicy {
             if number >= self.max_attempts {
                 return Err(give_up(format!(
                     "gave up after {number} attempt(s) in {}; the service is failing: retry \
-                     later, or raise `opendata.http.max_attempts`",
-                    humantime::format_duration(round_ms(spent))
+                     later, or raise `{}`",
+                    humantime::format_duration(round_ms(spent)),
+                    self.setting("max_attempts")
                 )));
             }
             // A server's wait is honoured as given; none, or one already past, means backoff.
@@ -241,9 +258,10 @@ impl RetryPolicy {
                 };
                 return Err(give_up(format!(
                     "gave up: waiting {} ({why}){then} would pass the maximum total duration of \
-                     {} (`opendata.http.max_elapsed`); retry later",
+                     {} (`{}`); retry later",
                     humantime::format_duration(round_ms(delay)),
-                    humantime::format_duration(self.max_elapsed)
+                    humantime::format_duration(self.max_elapsed),
+                    self.setting("max_elapsed")
                 )));
             }
             tracing::warn!(

@@ -253,6 +253,35 @@ async fn a_server_failing_every_time_is_given_up_after_max_attempts() {
         "the HTML page's title: {text}"
     );
     assert!(text.contains("retry later"), "{text}");
+    assert!(
+        text.contains("raise `opendata.http.max_attempts`"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn advice_names_the_sources_own_setting() {
+    // The source's own key overrides the global one: raising the global key, as the advice
+    // said before, changed nothing for a source configured on its own.
+    let server = TestServer::start(|_| Reply::file(500, &fixtures("errors/gateway_503.html")));
+    let mut settings = Settings::new();
+    settings
+        .set("opendata.velov.http.max_attempts", "2")
+        .set("opendata.velov.http.base_delay", "1ms");
+    let policy = RetryPolicy::from_settings(&settings, "velov").expect("policy");
+    assert_eq!(policy.setting("timeout"), "opendata.velov.http.timeout");
+    let (fetch, _) = http(policy);
+
+    let error = get(fetch.as_ref(), &server, RECORDS)
+        .await
+        .expect_err("persistent 500");
+
+    assert_eq!(server.requests().len(), 2);
+    let text = error.to_string();
+    assert!(
+        text.contains("raise `opendata.velov.http.max_attempts`"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
