@@ -375,3 +375,19 @@ async fn a_live_filter_on_a_snapshot_run_is_refused() {
         "{error}"
     );
 }
+
+/// The station list is a full snapshot: filtered, it would close the history of every station
+/// the filter leaves out. It is read whole whatever `velib.where` says (and so reads the
+/// snapshot, where the filter of the availability is refused).
+#[tokio::test]
+async fn the_live_filter_leaves_the_station_list_whole() {
+    let cx = ctx(
+        "velib_station_info",
+        &[("velib.where", "nom_arrondissement_communes = \"Paris\"")],
+        false,
+    );
+    let info = velib::velib_station_info(&cx)
+        .await
+        .expect("the whole list");
+    assert_eq!((rows(info).await, cx.take_rejects().len()), (236, 4));
+}

@@ -4,7 +4,12 @@
 //!
 //! Settings: `velib.page_size` (records per page, default 100, the API's maximum),
 //! `velib.base_url` (default the Paris portal's Explore API v2.1) and `velib.where` (an ODSQL
-//! filter, none by default), plus the `opendata.*` settings of the sources.
+//! filter of the availability records, none by default; live runs only), plus the `opendata.*`
+//! settings of the sources.
+//!
+//! The filter applies to the availability only: the station list is a full snapshot whose
+//! history (`silver.velib_station_info`, `gold.dim_bike_station`) closes every station it does
+//! not list, so a filtered list would end the history of every station the filter leaves out.
 
 use std::path::Path;
 
@@ -166,8 +171,9 @@ pub fn info_row(r: &Record<'_>, run_at: Timestamp) -> Result<BronzeVelibStationI
     })
 }
 
-/// The pages of `dataset` with `fields`, ordered by station code, from the mode's fetcher.
-fn pages(cx: &Ctx, dataset: &str, fields: &[&str]) -> Result<OdsPages> {
+/// The pages of `dataset` with `fields`, ordered by station code, from the mode's fetcher;
+/// `filtered`: with the `velib.where` filter.
+fn pages(cx: &Ctx, dataset: &str, fields: &[&str], filtered: bool) -> Result<OdsPages> {
     let settings = cx.settings();
     let open = OpenData::from_settings(settings, "velib", Path::new(SNAPSHOT_DIR))?;
     open.check_run_at(cx.run_at(), settings)?;
@@ -176,7 +182,7 @@ fn pages(cx: &Ctx, dataset: &str, fields: &[&str]) -> Result<OdsPages> {
     let mut query = OdsQuery::new(dataset, "stationcode")
         .select(fields)
         .page_size(settings.parse_or("velib.page_size", 100u32)?);
-    if let Some(filter) = settings.get("velib.where") {
+    if let Some(filter) = settings.get("velib.where").filter(|_| filtered) {
         // A snapshot file holds the unfiltered answer (its name keeps only the paging keys):
         // reading one would ignore the filter, recording one would pass a filtered answer off
         // as the whole dataset.
@@ -199,7 +205,7 @@ pub async fn velib_station_status(cx: &Ctx) -> Result<Frame<BronzeVelibStationSt
         return cx.empty();
     }
     let run_at = cx.run_at();
-    let mut pages = pages(cx, STATUS_DATASET, STATUS_FIELDS)?;
+    let mut pages = pages(cx, STATUS_DATASET, STATUS_FIELDS, true)?;
     sources::collect_frame(cx, &mut pages, |r| status_row(r, run_at)).await
 }
 
@@ -210,6 +216,7 @@ pub async fn velib_station_info(cx: &Ctx) -> Result<Frame<BronzeVelibStationInfo
         return cx.empty();
     }
     let run_at = cx.run_at();
-    let mut pages = pages(cx, INFO_DATASET, INFO_FIELDS)?;
+    // The whole list, whatever `velib.where` says (see the module's documentation).
+    let mut pages = pages(cx, INFO_DATASET, INFO_FIELDS, false)?;
     sources::collect_frame(cx, &mut pages, |r| info_row(r, run_at)).await
 }
