@@ -264,6 +264,35 @@ async fn two_runs_and_a_replay() {
     )
     .await;
     assert_eq!(current_per_key, 0, "one current row per customer");
+    // Joined as the README says, on the current version, a dimension gives each fact one row,
+    // however many versions it keeps (each customer has two by now).
+    for (dimension, key) in [
+        ("gold.dim_customer", "customer_key"),
+        ("gold.dim_product", "product_key"),
+        ("gold.dim_store", "store_key"),
+    ] {
+        let joined = scalar(
+            &warehouse,
+            &all,
+            &format!(
+                "SELECT count(*) FROM gold.fact_sales f JOIN {dimension} d \
+                 ON d.{key} = f.{key} AND d.is_current"
+            ),
+        )
+        .await;
+        assert_eq!(joined, 200, "one current {dimension} row per sale");
+    }
+    // Every generated order is one line, and no two runs share an order id: the daily orders add
+    // up to the lines.
+    assert_eq!(
+        scalar(
+            &warehouse,
+            &all,
+            "SELECT sum(orders) - sum(order_lines) FROM gold.agg_daily_store_sales",
+        )
+        .await,
+        0
+    );
     // The same open-data snapshot twice: no station changed, so no new version.
     assert_eq!(
         scalar(

@@ -252,3 +252,26 @@ async fn a_report_time_is_judged_against_its_own_fetch() {
         }]
     );
 }
+
+/// Two runs' generated orders never share an id: the daily aggregate counts distinct order ids,
+/// and ids numbered from 0 in every run made orders of different runs count as one.
+#[test]
+fn generated_orders_are_unique_across_runs() {
+    use lakehouse_pipelines::ingestion::erp::generate_sales;
+    let ids = |sequence| {
+        generate_sales(100, 42, sequence, TEST_RUN_AT)
+            .into_iter()
+            .map(|sale| (sale.order_id, sale.order_line))
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let (first, second) = (ids(1), ids(2));
+    assert_eq!((first.len(), second.len()), (100, 100));
+    assert!(first.is_disjoint(&second), "{first:?} {second:?}");
+    let orders = |set: &std::collections::BTreeSet<(i64, i32)>| {
+        set.iter()
+            .map(|(id, _)| *id)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert!(orders(&first).is_disjoint(&orders(&second)));
+    assert_eq!(ids(1), first, "a replayed run generates the same orders");
+}

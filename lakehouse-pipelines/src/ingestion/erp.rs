@@ -121,8 +121,9 @@ const PROMO_CODES: [Option<&str>; 4] = [
 /// Microseconds per day.
 const DAY_MICROS: i64 = 86_400_000_000;
 
-/// Generates the rows of one run: `rows` order lines numbered `order_line = run sequence`, with a
-/// generator seeded by (`seed`, sequence), so a replayed run produces identical rows.
+/// Generates the rows of one run: `rows` orders of one line each, numbered from `sequence ×`
+/// [`MAX_ERP_ROWS`] so that no two runs share an order id, with a generator seeded by (`seed`,
+/// sequence), so a replayed run produces identical rows.
 pub fn generate_sales(
     rows: usize,
     seed: u64,
@@ -141,8 +142,10 @@ pub fn generate_sales(
             let (store_id, store_name, city, state) = STORES[rng.random_range(0..STORES.len())];
             let promo = PROMO_CODES[rng.random_range(0..PROMO_CODES.len())];
             BronzeErpSales {
-                order_id: order_id as i64,
-                order_line: sequence as i32,
+                order_id: sequence
+                    .saturating_mul(MAX_ERP_ROWS as i64)
+                    .saturating_add(order_id as i64),
+                order_line: 1,
                 order_date: Some(Date(today - rng.random_range(0..90))),
                 customer_id: Some(format!("CUST{customer}")),
                 customer_name: Some(format!("Customer {customer} {run}")),
