@@ -435,16 +435,74 @@ async fn vacuum_keeps_the_tables_own_retention() {
         refused.contains("a retention of 7days is under the table's `delta.deletedFileRetentionDuration` of 30days"),
         "{refused}"
     );
+    // A file removed now: within the table's month, kept; a retention of zero would take it.
+    crate::common::write(
+        &wh.warehouse,
+        SlowReaders::DEF,
+        &[serde_json::json!({"id": 1})],
+        Default::default(),
+    )
+    .await
+    .expect("a row");
+    crate::common::delete_rows(&wh.warehouse, SlowReaders::DEF, None).await;
     let report = wh
         .warehouse
         .vacuum(SlowReaders::DEF, None, true, false)
         .await
         .expect("the table's own retention");
-    assert!(report.files.is_empty());
-    wh.warehouse
-        .vacuum(SlowReaders::DEF, Some(week), true, true)
+    assert!(report.files.is_empty(), "{:?}", report.files);
+    let report = wh
+        .warehouse
+        .vacuum(
+            SlowReaders::DEF,
+            Some(std::time::Duration::ZERO),
+            true,
+            true,
+        )
         .await
         .expect("forced");
+    assert_eq!(report.files.len(), 1, "{:?}", report.files);
+}
+
+/// [`SlowReaders`] before it declared its retention.
+mod slow_readers_before {
+    #[derive(lakehouse_runtime::Table)]
+    #[table(schema = "bronze", name = "slow_readers")]
+    pub struct SlowReaders {
+        pub id: i64,
+    }
+}
+
+#[tokio::test]
+async fn vacuum_keeps_a_declared_retention_the_table_does_not_have_yet() {
+    // The declaration reaches the table at its next write (or was undone by a restore to a
+    // version before it): a vacuum in between took the stored week, and deleted what readers
+    // of the month still need.
+    let wh = TempWarehouse::new();
+    wh.warehouse
+        .ensure(slow_readers_before::SlowReaders::DEF)
+        .await
+        .expect("created without the property");
+    let ten_days = std::time::Duration::from_secs(10 * 24 * 3600);
+    let refused = wh
+        .warehouse
+        .vacuum(SlowReaders::DEF, Some(ten_days), true, false)
+        .await
+        .expect_err("ten days is under the declared month")
+        .to_string();
+    assert!(
+        refused.contains("a retention of 10days is under the table's `delta.deletedFileRetentionDuration` of 30days"),
+        "{refused}"
+    );
+    wh.warehouse
+        .vacuum(
+            slow_readers_before::SlowReaders::DEF,
+            Some(ten_days),
+            true,
+            false,
+        )
+        .await
+        .expect("the stored week, for a declaration without the property");
 }
 
 /// A table as first documented.

@@ -202,7 +202,11 @@ impl Warehouse {
                  an explicit --retention)"
             )));
         }
+        // The declared retention counts even before the table has it (it is written at the
+        // table's next write, and a restore to an earlier version takes it away again).
         let table_retention = snapshot.table_config().deleted_file_retention_duration();
+        let table_retention = declared_retention(table)
+            .map_or(table_retention, |declared| declared.max(table_retention));
         let retention = retention.unwrap_or(table_retention);
         if retention < table_retention && !force {
             return Err(Error::msg(format!(
@@ -254,6 +258,17 @@ impl Warehouse {
             dry_run: metrics.dry_run,
         })
     }
+}
+
+/// The retention `table` declares (`property(key = "delta.deletedFileRetentionDuration", ..)`),
+/// as Delta's kernel reads it.
+fn declared_retention(table: &TableDef) -> Option<Duration> {
+    let declared = table
+        .properties
+        .iter()
+        .find(|(key, _)| *key == RETENTION_PROPERTY)?;
+    delta_kernel::table_properties::TableProperties::from([*declared])
+        .deleted_file_retention_duration
 }
 
 /// Refuses a vacuum of `table` with `retention` while one of `readers` has a commit to read
