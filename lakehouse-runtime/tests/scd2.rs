@@ -722,3 +722,66 @@ async fn a_table_declared_scd2_since_its_rows_were_written_says_how_to_rebuild_i
     );
     assert_eq!(contents(&wh.warehouse, merged).await, lines(&["a|Ann|∅"]));
 }
+
+#[tokio::test]
+async fn an_output_that_differs_at_each_read_keeps_one_current_version_per_key() {
+    // The source was read by two branches of the staged merge (and each twice by delta-rs): a
+    // `random()` city closed a version in one branch and opened none in the other, or opened
+    // one beside the current version.
+    let wh = TempWarehouse::new();
+    let def = <DimCustomer as lakehouse_runtime::Table>::DEF;
+    let keys = 0..200;
+    let day_one: Vec<Customer> = keys
+        .clone()
+        .map(|k| Customer {
+            customer_id: Box::leak(format!("c{k}").into_boxed_str()),
+            name: None,
+            city: Some("Paris"),
+        })
+        .collect();
+    write(&wh.warehouse, def, &day_one, run(1, 1))
+        .await
+        .expect("day 1");
+    let session = wh.warehouse.session();
+    let random_cities = session
+        .sql(
+            "SELECT concat('c', CAST(value AS VARCHAR)) AS customer_id, CAST(NULL AS VARCHAR) AS name, \
+             CASE WHEN random() < 0.5 THEN 'Paris' ELSE 'Lille' END AS city \
+             FROM generate_series(0, 199)",
+        )
+        .await
+        .expect("plan");
+    wh.warehouse
+        .write(&session, def, random_cities, run(2, 2))
+        .await
+        .expect("day 2");
+    let counts = crate::common::query(
+        &wh.warehouse,
+        &[def],
+        "SELECT count(DISTINCT customer_id), sum(CAST(is_current AS INT)), \
+         sum(CAST(NOT is_current AS INT)), count(*) FROM gold.dim_customer",
+    )
+    .await;
+    let [line] = counts.as_slice() else {
+        panic!("{counts:?}")
+    };
+    let fields: Vec<i64> = line.split('|').map(|f| f.parse().expect(f)).collect();
+    let (keys, current, closed, all) = (fields[0], fields[1], fields[2], fields[3]);
+    assert_eq!(
+        (keys, current),
+        (200, 200),
+        "one current version per key: {line}"
+    );
+    assert_eq!(all, current + closed, "{line}");
+    let moved = crate::common::query(
+        &wh.warehouse,
+        &[def],
+        "SELECT count(*) FROM gold.dim_customer WHERE is_current AND city = 'Lille'",
+    )
+    .await;
+    assert_eq!(
+        moved,
+        [closed.to_string()],
+        "each closed version has its successor"
+    );
+}

@@ -152,6 +152,16 @@ pub(crate) async fn merge(
         }
         other => (source, other),
     };
+    // The source is read by two branches of the staged union, and delta-rs runs the staged plan
+    // twice (its keys' bounds, then the join): held in memory, the pipeline's plan runs once,
+    // and a plan that gives other rows each time (`random()`, `LIMIT` without `ORDER BY`) cannot
+    // close a version in one branch and not open its successor in the other.
+    let mut held = super::upsert::Held::new(session, table, "SCD2 write");
+    let (source, _) = held
+        .table(source, "source (the rows written)")
+        .await
+        .map_err(|e| Error::delta(&qualified_name, e))?;
+    let source = session.read_table(source)?;
     let data: Vec<String> = source
         .schema()
         .fields()

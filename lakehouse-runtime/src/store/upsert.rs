@@ -85,7 +85,7 @@ pub(crate) async fn upsert(
 ) -> Result<WriteOutcome, DeltaTableError> {
     let state = delta.snapshot()?.clone();
     let schema = source.schema().inner().clone();
-    let mut held = Held::new(session, table);
+    let mut held = Held::new(session, table, "upsert");
     let (batches, source_bytes) = held.collect(source, "source (the rows written)").await?;
     let mut source_rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let keys: Vec<Expr> = table.key.iter().map(|k| qualified("s", k)).collect();
@@ -444,20 +444,30 @@ async fn compare_matched(
     Ok((matched_files(&changed)?, unchanged, per_key_bytes))
 }
 
-/// What an upsert keeps in memory (its source, the matched rows' comparison), counted in the
-/// warehouse's memory pool: beyond the pool's limit the upsert fails, naming the table and the
-/// way out, instead of the process being killed for memory.
-struct Held {
+/// What an upsert or an SCD2 write keeps in memory (its source, the matched rows' comparison),
+/// counted in the warehouse's memory pool: beyond the pool's limit the write fails, naming the
+/// table and the way out, instead of the process being killed for memory.
+pub(super) struct Held {
     reservation: MemoryReservation,
     table: &'static TableDef,
+    /// The write, for the error: `upsert`, `SCD2 write`.
+    write: &'static str,
 }
 
 impl Held {
-    fn new(session: &SessionContext, table: &'static TableDef) -> Held {
+    pub(super) fn new(
+        session: &SessionContext,
+        table: &'static TableDef,
+        write: &'static str,
+    ) -> Held {
         let pool = &session.runtime_env().memory_pool;
         let reservation =
-            MemoryConsumer::new(format!("upsert into {}", table.qualified_name())).register(pool);
-        Held { reservation, table }
+            MemoryConsumer::new(format!("{write} into {}", table.qualified_name())).register(pool);
+        Held {
+            reservation,
+            table,
+            write,
+        }
     }
 
     /// The batches of `df` (`what` it is, for the error), counted as they arrive, and the bytes
@@ -487,7 +497,7 @@ impl Held {
     }
 
     /// [`Held::collect`] as a table to read again.
-    async fn table(
+    pub(super) async fn table(
         &mut self,
         df: DataFrame,
         what: &str,
@@ -509,10 +519,11 @@ impl Held {
         error: &datafusion::error::DataFusionError,
     ) -> DeltaTableError {
         DeltaTableError::Generic(format!(
-            "the upsert into {} holds its {what} in memory, and with {rows} rows of it ({} MiB \
+            "the {} into {} holds its {what} in memory, and with {rows} rows of it ({} MiB \
              held in all) it would exceed the warehouse's memory limit ({error}): write fewer \
              rows per run (read the inputs incrementally with `Changes<T>`), or raise the limit \
              (`--memory-limit`, `LAKEHOUSE_MEMORY_LIMIT`); nothing was committed",
+            self.write,
             self.table.qualified_name(),
             self.reservation.size() >> 20,
         ))
