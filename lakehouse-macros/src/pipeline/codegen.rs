@@ -60,6 +60,13 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
             impl ::lakehouse_runtime::__private::DependsOn<#alias::Marker> for #name::Marker {}
         }
     });
+    // Reading its own output through a name the macro cannot resolve (an alias) is reported by
+    // `assert_not_own_output`: without this, the missing `depends_on` was reported first, with
+    // advice to add the pipeline to its own dependencies.
+    let depends_on_impls = depends_on_impls.chain(std::iter::once(quote! {
+        #[diagnostic::do_not_recommend]
+        impl ::lakehouse_runtime::__private::DependsOn<#name::Marker> for #name::Marker {}
+    }));
     // The names the dependencies' own modules give: an import under another name
     // (`use crate::erp::silver_sales as sales;`) still names the pipeline, not the alias.
     let dep_names = aliases.iter().map(|alias| quote!(#alias::NAME));
@@ -106,6 +113,10 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
                 #full_snapshot,
                 #read_whole,
             );
+            ::lakehouse_runtime::__private::assert_not_own_output::<
+                <#ty as ::lakehouse_runtime::__private::PipelineInput>::Table,
+                #output,
+            >();
             ::lakehouse_runtime::__private::assert_depends_on::<
                 #marker::Marker,
                 <<#ty as ::lakehouse_runtime::__private::PipelineInput>::Table as ::lakehouse_runtime::__private::Produced>::By,

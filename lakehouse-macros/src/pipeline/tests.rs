@@ -90,6 +90,35 @@ fn reports_argument_and_signature_mistakes_at_once() {
 }
 
 #[test]
+fn a_signature_written_by_a_declarative_macro_reads_the_same() {
+    // `$t:ty` fragments reach the attribute wrapped in invisible groups.
+    let group = |tokens: proc_macro2::TokenStream| {
+        proc_macro2::TokenTree::Group(proc_macro2::Group::new(
+            proc_macro2::Delimiter::None,
+            tokens,
+        ))
+    };
+    let (input, ctx, output) = (
+        group(quote!(Frame<A>)),
+        group(quote!(Ctx)),
+        group(quote!(Result<Frame<C>>)),
+    );
+    let m = model(
+        quote!(depends_on = [a]),
+        quote!(
+            async fn c(x: #input, cx: &#ctx) -> #output {
+                todo!()
+            }
+        ),
+    )
+    .expect("the same signature as one written out");
+    assert_eq!(m.params.len(), 2);
+    assert!(matches!(m.params[0], Param::Input(_)));
+    let output = &m.output;
+    assert_eq!(quote!(#output).to_string(), "C");
+}
+
+#[test]
 fn classifies_parameters_and_finds_the_output() {
     let m = model(
         quote!(depends_on = [a, b]),

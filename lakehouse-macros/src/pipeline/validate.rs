@@ -90,7 +90,7 @@ pub(crate) fn validate(
                 "a pipeline's parameters cannot be conditional: put the `#[cfg]` on the \
                      whole pipeline (a second `#[pipeline]` fn for the other configuration)",
             ),
-            FnArg::Typed(pat) => match &*pat.ty {
+            FnArg::Typed(pat) => match peeled(&pat.ty) {
                 Type::Reference(r) if frame_like(&r.elem, &["Frame", "Changes"]).is_some() => {
                     let inner = r.elem.to_token_stream().to_string().replace(' ', "");
                     errors.spanned(
@@ -332,7 +332,9 @@ pub(crate) fn parse_duration_ms(text: &str) -> Option<u64> {
 /// The `E` of `Result<Frame<T>, E>`, if the result names one that is plainly not the
 /// runtime's `Error` (a path ending in `Error` may be it, or an alias of it: rustc tells).
 fn result_error_type(ty: &Type) -> Option<&GenericArgument> {
-    let Type::Path(path) = ty else { return None };
+    let Type::Path(path) = peeled(ty) else {
+        return None;
+    };
     let segment = path.path.segments.last()?;
     let PathArguments::AngleBracketed(args) = &segment.arguments else {
         return None;
@@ -347,7 +349,9 @@ fn result_error_type(ty: &Type) -> Option<&GenericArgument> {
 
 /// Whether `ty` is `Result<Frame<T>, ..>` (any path ending in `Result`).
 fn returns_result(ty: &Type) -> bool {
-    let Type::Path(path) = ty else { return false };
+    let Type::Path(path) = peeled(ty) else {
+        return false;
+    };
     let Some(segment) = path.path.segments.last() else {
         return false;
     };
@@ -378,9 +382,21 @@ fn could_be_ctx(ty: &Type) -> bool {
     }
 }
 
+/// `ty` without the invisible group a `macro_rules!` `$t:ty` wraps it in, or parentheses: a
+/// pipeline written by a declarative macro has the same signature as one written out.
+fn peeled(ty: &Type) -> &Type {
+    match ty {
+        Type::Group(group) => peeled(&group.elem),
+        Type::Paren(paren) => peeled(&paren.elem),
+        ty => ty,
+    }
+}
+
 /// `Frame<T>` (or another wrapper named in `names`) → `T`.
 pub(crate) fn frame_like<'a>(ty: &'a Type, names: &[&str]) -> Option<&'a Type> {
-    let Type::Path(path) = ty else { return None };
+    let Type::Path(path) = peeled(ty) else {
+        return None;
+    };
     let segment = path.path.segments.last()?;
     if !names.iter().any(|n| segment.ident == n) {
         return None;
@@ -399,7 +415,9 @@ pub(crate) fn find_frame(ty: &Type) -> Option<&Type> {
     if let Some(table) = frame_like(ty, &["Frame"]) {
         return Some(table);
     }
-    let Type::Path(path) = ty else { return None };
+    let Type::Path(path) = peeled(ty) else {
+        return None;
+    };
     let PathArguments::AngleBracketed(args) = &path.path.segments.last()?.arguments else {
         return None;
     };

@@ -98,7 +98,9 @@ fn run_at_check(model: &TableModel) -> TokenStream {
 }
 
 /// A key column's type, through any alias, is not an `Option` (a plain `Option<_>` is refused
-/// while validating; an alias of one only the compiler sees through).
+/// while validating; an alias of one only the compiler sees through), nor a float: rows are
+/// matched by their key's value, and a computed float that prints the same may not be equal
+/// (`0.1 + 0.2` and `0.3`), nor NaN equal to itself.
 fn key_checks(model: &TableModel) -> TokenStream {
     model
         .columns
@@ -106,14 +108,27 @@ fn key_checks(model: &TableModel) -> TokenStream {
         .filter(|c| model.key.contains(&c.name))
         .map(|c| {
             let ty = &c.ty;
-            let message = format!(
+            let nullable = format!(
                 "key column `{}` cannot be nullable (its type is an `Option<_>`): a key is never NULL",
+                c.name
+            );
+            let float = format!(
+                "key column `{}` is a float: rows are matched by their key, and floats that look \
+                 equal may not be (0.1 + 0.2 and 0.3, NaN); key by a whole number, a decimal, a \
+                 date or a text",
                 c.name
             );
             quote_spanned! {ty.span()=>
                 const _: () = ::core::assert!(
                     !<#ty as ::lakehouse_runtime::__private::ColumnType>::NULLABLE,
-                    #message
+                    #nullable
+                );
+                const _: () = ::core::assert!(
+                    !::core::matches!(
+                        <#ty as ::lakehouse_runtime::__private::ColumnType>::LOGICAL,
+                        ::lakehouse_runtime::__private::LogicalType::Float64
+                    ),
+                    #float
                 );
             }
         })

@@ -207,6 +207,18 @@ pub const fn assert_change_feed<T: Table>(incremental: bool, full_snapshot: bool
     }
 }
 
+/// Fails compilation when a pipeline reads the table it writes, however the parameter names it
+/// (an alias, a path): the pipeline would be its own upstream. (The macro refuses a parameter
+/// spelled as the output; this is for the names only the compiler resolves.)
+pub const fn assert_not_own_output<Read: Table, Written: Table>() {
+    if same_table::<Read, Written>() {
+        panic!(
+            "a pipeline cannot read the table it writes (this parameter's table is its output): \
+             read the upstream tables it is made from"
+        );
+    }
+}
+
 /// Whether `A` and `B` are the same table (schema and name), in a const context.
 pub const fn same_table<A: Table, B: Table>() -> bool {
     same_ascii(A::DEF.schema, B::DEF.schema, false) && same_ascii(A::DEF.name, B::DEF.name, false)
