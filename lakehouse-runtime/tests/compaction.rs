@@ -348,6 +348,22 @@ async fn the_incremental_readers_of_a_table_are_known_with_the_version_each_read
         orchestrator.pending_readers(kept).await.expect("readers"),
         vec![]
     );
+    // The ledger's runs removed (as the README allows, to clear history): the readers read on
+    // from their outputs' commits, so a vacuum must still keep what they have to read.
+    let runs = <lakehouse_runtime::ledger::RunRecord as lakehouse_runtime::Table>::DEF;
+    std::fs::remove_dir_all(crate::common::table_folder(&wh.warehouse, runs)).expect("removed");
+    let mut readers = self::orchestrator(&wh)
+        .pending_readers(compacted)
+        .await
+        .expect("readers");
+    readers.sort_by(|a, b| a.pipeline.cmp(&b.pipeline));
+    assert_eq!(
+        readers,
+        vec![
+            reader("copied_events", true),
+            reader("latest_events", false)
+        ]
+    );
 }
 
 #[tokio::test]

@@ -307,8 +307,11 @@ impl Orchestrator {
     }
 
     /// The pipelines reading `table`'s changes incrementally that have read it before, with the
-    /// last version each read (as its last recorded success says): what a vacuum must keep for
-    /// them ([`Warehouse::vacuum_keeping`]).
+    /// last version each read, found as its next run would find it (its last recorded success,
+    /// or its output's latest commit when the ledger lacks that success: the ledger's runs
+    /// removed, a crash after the commit): what a vacuum must keep for them
+    /// ([`Warehouse::vacuum_keeping`]). A success record that cannot be read is an error, as it
+    /// is for the reader's next run.
     pub async fn pending_readers(
         &self,
         table: &'static crate::table::TableDef,
@@ -323,15 +326,14 @@ impl Orchestrator {
             if !reads_changes {
                 continue;
             }
-            let Some(success) = self.ledger.last_success(pipeline.name).await? else {
-                continue;
+            // As a run after every one recorded would start reading.
+            let next = RunInfo {
+                run_id: String::new(),
+                sequence: i64::MAX,
+                run_at: crate::table::Timestamp(i64::MAX),
             };
-            let read = success
-                .input_versions
-                .as_deref()
-                .and_then(|json| cursor::recorded_versions(json).ok())
-                .and_then(|versions| versions.get(&name).copied().flatten());
-            if let Some(read_version) = read {
+            let position = cursor::incremental_cursor(self, pipeline, &next).await?;
+            if let Some(read_version) = position.versions.get(&name).copied().flatten() {
                 readers.push(PendingReader {
                     pipeline: pipeline.name.to_owned(),
                     read_version,
