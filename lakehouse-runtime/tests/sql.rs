@@ -515,3 +515,74 @@ async fn sql_timestamps_of_another_unit_say_how_to_cast_them() {
     let stamped = Frame::<Stamped>::from_dataframe(micros).expect("microseconds");
     assert_eq!(stamped.count().await.expect("rows"), 1);
 }
+
+/// A daily report before it had a NOT NULL `region`.
+mod report_before_region {
+    #[derive(lakehouse_runtime::Table)]
+    #[table(schema = "gold", name = "daily_report", mode = overwrite)]
+    pub struct DailyReport {
+        pub day: i32,
+    }
+}
+
+/// The report with its `region` (a whole-table overwrite may add a NOT NULL column).
+#[derive(Table)]
+#[table(schema = "gold", name = "daily_report", mode = overwrite)]
+pub struct DailyReport {
+    pub day: i32,
+    pub region: String,
+}
+
+#[tokio::test]
+async fn a_restore_to_a_schema_the_declaration_does_not_fit_is_refused_unless_forced() {
+    // Delta's RESTORE brings the version's schema back: without `region`, every reader of the
+    // table failed on the missing NOT NULL column until its pipeline wrote it again.
+    use lakehouse_runtime::store::AsOf;
+    let wh = TempWarehouse::new();
+    let before = <report_before_region::DailyReport as lakehouse_runtime::Table>::DEF;
+    let after = <DailyReport as lakehouse_runtime::Table>::DEF;
+    write(
+        &wh.warehouse,
+        before,
+        &[serde_json::json!({"day": 1})],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("version 1");
+    write(
+        &wh.warehouse,
+        after,
+        &[serde_json::json!({"day": 2, "region": "north"})],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("version 2, with region");
+    let error = wh
+        .warehouse
+        .restore(after, AsOf::Version(1))
+        .await
+        .expect_err("no region in version 1")
+        .to_string();
+    assert!(
+        error.contains("gold.daily_report is not restored to version 1: that version's schema does not fit the table's declaration")
+            && error.contains("region"),
+        "{error}"
+    );
+    assert_eq!(
+        render(
+            wh.warehouse
+                .sql(&[after], "SELECT day, region FROM gold.daily_report")
+                .await
+                .expect("read")
+        )
+        .await,
+        ["2|north"],
+        "nothing restored"
+    );
+    let report = wh
+        .warehouse
+        .restore_allowing_drift(after, AsOf::Version(1), true)
+        .await
+        .expect("forced");
+    assert_eq!(report.restored, 1);
+}

@@ -145,7 +145,9 @@ pub enum Command {
         /// then.
         #[arg(long, value_name = "VERSION|TIME", value_parser = parse_when)]
         to: crate::store::AsOf,
-        /// Restore a table that pipelines read incrementally (`Changes<T>`); rebuild them after.
+        /// Restore a table that pipelines read incrementally (`Changes<T>`; rebuild them after),
+        /// or to a version whose schema does not fit the table's declaration (its readers or
+        /// writes fail until it is written anew).
         #[arg(long)]
         force: bool,
     },

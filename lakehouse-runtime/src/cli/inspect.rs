@@ -197,9 +197,10 @@ pub(super) async fn describe(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Restores `table` to `to`, unless pipelines read it incrementally and `force` is not set
-/// (they keep what they read of the undone versions, and would take the restored files' rows as
-/// new); then says what the restore leaves to the user.
+/// Restores `table` to `to`, unless `force` is not set and pipelines read it incrementally (they
+/// keep what they read of the undone versions, and would take the restored files' rows as new)
+/// or the version's schema does not fit the declaration (readers or writes would fail); then
+/// says what the restore leaves to the user.
 pub(super) async fn restore(
     registry: &Registry,
     warehouse: &Warehouse,
@@ -226,7 +227,7 @@ pub(super) async fn restore(
             readers.join(", ")
         )));
     }
-    let report = warehouse.restore(table, to).await?;
+    let report = warehouse.restore_allowing_drift(table, to, force).await?;
     say!(
         "{}: restored to version {} as version {} ({} file(s) removed, {} restored)",
         report.table,

@@ -1,5 +1,6 @@
 //! Restoring a table to an earlier version (`orchestrate restore`): Delta's `RESTORE`.
 
+use super::create::{DriftKind, SchemaDrift};
 use super::{AsOf, Warehouse};
 use crate::error::{Error, Result};
 use crate::table::TableDef;
@@ -23,8 +24,25 @@ impl Warehouse {
     /// Brings `table` back to its rows as of a version or a time (the latest commit by then, as
     /// `sql --as-of` reads it), in one new commit (Delta's `RESTORE`): the later versions stay
     /// in its history. The restored version's data files must still exist (vacuum deletes them
-    /// after the retention). An error if the table is already at that version.
+    /// after the retention). An error if the table is already at that version, and a refusal
+    /// if the version's schema does not fit the table's declaration (see
+    /// [`Warehouse::restore_allowing_drift`]).
     pub async fn restore(&self, table: &'static TableDef, as_of: AsOf) -> Result<RestoreReport> {
+        self.restore_allowing_drift(table, as_of, false).await
+    }
+
+    /// [`Warehouse::restore`]; with `allow_drift`, to a version whose schema does not fit the
+    /// table's declaration too. Delta's `RESTORE` brings the version's schema back, and every
+    /// reader of the table (`Frame<T>`) then fails until the table's pipeline writes it again
+    /// when the version lacks a declared NOT NULL column or stores a column with another type;
+    /// the table's writes fail when its partitioning, its key or a stored NOT NULL column no
+    /// longer declared differs (then only a schema-replacing write or `--rebuild` mends it).
+    pub async fn restore_allowing_drift(
+        &self,
+        table: &'static TableDef,
+        as_of: AsOf,
+        allow_drift: bool,
+    ) -> Result<RestoreReport> {
         let qualified = table.qualified_name();
         if table.schema == crate::ledger::LEDGER_SCHEMA {
             return Err(Error::msg(format!(
@@ -53,6 +71,27 @@ impl Warehouse {
                  {qualified}`)"
             )));
         }
+        if !allow_drift {
+            let mut target = delta.clone();
+            target
+                .load_version(restored)
+                .await
+                .map_err(|e| Error::delta(&qualified, e))?;
+            let unfit: Vec<String> = super::create::drift_of(table, &target)?
+                .into_iter()
+                .filter(|drift| breaks_after_restore(table, drift))
+                .map(|drift| drift.to_string())
+                .collect();
+            if !unfit.is_empty() {
+                return Err(Error::Refused(format!(
+                    "{qualified} is not restored to version {restored}: that version's schema \
+                     does not fit the table's declaration ({}), and its readers or its writes \
+                     would fail until the table is written anew; restore a later version (see \
+                     `orchestrate history {qualified}`), or restore with --force knowingly",
+                    unfit.join("; ")
+                )));
+            }
+        }
         let (restored_table, metrics) = delta
             .restore()
             .with_version_to_restore(restored)
@@ -66,6 +105,21 @@ impl Warehouse {
             files_restored: metrics.num_restored_file,
         })
     }
+}
+
+/// Whether `drift` of a restored version's schema from `table`'s declaration breaks the table:
+/// its readers (a declared NOT NULL column missing, a column of another type) or its writes
+/// (what [`SchemaDrift::is_incompatible`] says).
+fn breaks_after_restore(table: &TableDef, drift: &SchemaDrift) -> bool {
+    let declared_not_null = || {
+        table
+            .columns
+            .iter()
+            .any(|c| c.name == drift.column && !c.nullable)
+    };
+    drift.is_incompatible()
+        || matches!(drift.kind, DriftKind::TypeChanged { .. })
+        || (matches!(drift.kind, DriftKind::MissingInTable { .. }) && declared_not_null())
 }
 
 /// Why restoring `qualified` to version `restored` failed, and what to do.
