@@ -888,6 +888,34 @@ async fn vacuum_does_not_follow_a_symbolic_link_out_of_the_table() {
     );
     assert!(outside.join("precious.parquet").is_file());
     assert_eq!(contents(&wh.warehouse, ORDERS).await, lines(&["1|1"]));
+    // A dry run lists what would go, behind the link too, as the refused vacuum would delete.
+    let listed = wh
+        .warehouse
+        .vacuum(ORDERS, Some(Duration::ZERO), true, true)
+        .await
+        .expect("a dry run lists");
+    assert!(
+        listed.files.iter().any(|f| f.contains("precious.parquet")),
+        "{:?}",
+        listed.files
+    );
+    // The table's folder itself a link: refused too.
+    std::fs::remove_file(&link).expect("unlinked");
+    let table = wh.dir.path().join("warehouse/silver/orders");
+    let moved = wh.dir.path().join("orders_elsewhere");
+    std::fs::rename(&table, &moved).expect("moved");
+    std::os::unix::fs::symlink(&moved, &table).expect("symlink");
+    let error = wh
+        .warehouse
+        .vacuum(ORDERS, Some(Duration::ZERO), false, true)
+        .await
+        .expect_err("a linked table folder");
+    assert!(
+        error
+            .to_string()
+            .contains("silver/orders is a symbolic link"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

@@ -230,19 +230,24 @@ impl Warehouse {
             ))
         })?;
         let folder = super::location::local_path(&self.table_url(table)?);
-        let link = match folder.filter(|_| !dry_run) {
+        let link = match folder {
             Some(folder) => tokio::task::spawn_blocking(move || first_symlink(&folder))
                 .await
                 .map_err(|e| Error::msg(format!("vacuum of {qualified}: {e}")))??,
             None => None,
         };
         if let Some(link) = link {
-            return Err(Error::msg(format!(
+            let reason = format!(
                 "vacuum of {qualified}: {} is a symbolic link, which vacuum would follow and \
                  delete the files it finds there that the table does not use, wherever they \
                  are; replace the link by what it points to (`--dry-run` lists what would go)",
                 link.display()
-            )));
+            );
+            // A dry run deletes nothing: it lists what would go behind the link too, and warns.
+            if !dry_run {
+                return Err(Error::msg(reason));
+            }
+            tracing::warn!("{reason}");
         }
         let (_, metrics) = delta
             .vacuum()
@@ -323,7 +328,14 @@ async fn refuse_unread_commits(
 
 /// The first symbolic link under `folder` (not following any), if there is one.
 fn first_symlink(folder: &std::path::Path) -> Result<Option<std::path::PathBuf>> {
-    let mut pending = vec![folder.to_path_buf()];
+    // The table's folder itself, linked to another place (without a trailing `/`, which would
+    // resolve the link).
+    let folder: std::path::PathBuf = folder.components().collect();
+    match std::fs::symlink_metadata(&folder) {
+        Ok(metadata) if metadata.file_type().is_symlink() => return Ok(Some(folder)),
+        _ => {}
+    }
+    let mut pending = vec![folder];
     while let Some(dir) = pending.pop() {
         let listing = |source| Error::Io {
             context: format!("listing {}", dir.display()),
