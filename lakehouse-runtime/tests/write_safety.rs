@@ -1017,6 +1017,10 @@ async fn delete_by_key_removes_rows_or_closes_versions() {
         version
     );
     assert_eq!(
+        replay.version, version,
+        "the table's version, as a skipped write says"
+    );
+    assert_eq!(
         contents(&wh.warehouse, ORDERS).await,
         lines(&["1|10", "3|∅"])
     );

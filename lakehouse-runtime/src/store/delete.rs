@@ -16,7 +16,9 @@ use crate::table::{TableDef, Timestamp, WriteMode};
 impl Warehouse {
     /// Deletes the rows of `table` whose key is in `keys` (a DataFrame with the key columns), in
     /// one commit. For an SCD2 table the current versions are closed at `run_at` instead. A table
-    /// without a key or never written is left alone; `transaction` makes the delete idempotent.
+    /// never written is left alone (no version); a table without a key is an error;
+    /// `transaction` makes the delete idempotent (a delete already committed is skipped, and the
+    /// outcome gives the table's version).
     pub async fn delete_keys(
         &self,
         session: &SessionContext,
@@ -39,7 +41,10 @@ impl Warehouse {
             && let Some(done) = committed_version(&delta, table, app_id).await?
             && done >= *version
         {
-            return Ok(outcome_nothing(table));
+            return Ok(WriteOutcome {
+                version: delta.version(),
+                ..outcome_nothing(table)
+            });
         }
         // Keys matched under another key than the stored one would delete other rows (every
         // line of an order, under a key narrowed to the order).
