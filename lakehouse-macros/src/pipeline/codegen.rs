@@ -178,6 +178,12 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
         }
     };
 
+    // On the output type: a second writer of the table is reported where it names it.
+    let produced = quote_spanned! {output.span()=>
+        impl ::lakehouse_runtime::__private::Produced for #output {
+            type By = #name::Marker;
+        }
+    };
     quote! {
         #item
 
@@ -198,9 +204,7 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
             const LEVEL: usize = #name::LEVEL;
         }
 
-        impl ::lakehouse_runtime::__private::Produced for #output {
-            type By = #name::Marker;
-        }
+        #produced
 
         #(#depends_on_impls)*
 
@@ -252,7 +256,7 @@ pub(crate) fn dummy(item: &ItemFn, error: syn::Error) -> TokenStream {
         syn::ReturnType::Default => None,
     };
     let output_impls = output.map(|output| {
-        quote! {
+        quote_spanned! {output.span()=>
             impl ::lakehouse_runtime::__private::Produced for #output {
                 type By = #name::Marker;
             }
