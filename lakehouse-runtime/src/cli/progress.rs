@@ -2,9 +2,11 @@
 //! otherwise (the `tracing` log already says everything).
 //!
 //! The spinners are redrawn in place, so anything else written to the terminal while they show
-//! (log lines, a loop's run reports, notes) is written through [`above_progress`]: the spinners
-//! are cleared, the text written, the spinners drawn again below it. Written directly, a line
-//! would be overwritten by the next redraw or leave a spinner's copy in the scrollback.
+//! is written above them: log lines and notes on stderr by [`write_stderr`] (the spinners are
+//! cleared, the text written, the spinners drawn again below it), reports on a terminal's stdout
+//! by [`write_stdout`] (the spinners cleared first). Written directly, a line would be
+//! overwritten by the next redraw or leave a spinner's copy in the scrollback. A terminal that
+//! fails a write ends the spinners: output then goes straight out.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal as _, Write};
@@ -30,13 +32,37 @@ static TERMINAL: LazyLock<MultiProgress> = LazyLock::new(|| {
 /// redrawing them takes a lock; without spinners a write goes straight out).
 static SHOWING: AtomicBool = AtomicBool::new(false);
 
-/// Runs `write` (which prints to the terminal) with the spinners cleared, then redraws them.
-pub(crate) fn above_progress<R>(write: impl FnOnce() -> R) -> R {
-    if SHOWING.load(Ordering::Acquire) {
-        TERMINAL.suspend(write)
-    } else {
-        write()
+/// Writes `text` (whole lines) to stderr, above the spinners when they show. (indicatif's
+/// `println` reports a failed terminal write; its `suspend` would panic, poisoning its lock.)
+pub(crate) fn write_stderr(text: &[u8]) -> std::io::Result<()> {
+    if SHOWING.load(Ordering::Acquire)
+        && let Ok(text) = std::str::from_utf8(text)
+    {
+        let lines = text.strip_suffix('\n').unwrap_or(text);
+        if lines.is_empty() || TERMINAL.println(lines).is_ok() {
+            return Ok(());
+        }
+        stop_showing();
     }
+    std::io::stderr().lock().write_all(text)
+}
+
+/// Writes `text` to stdout, after clearing the spinners when they show on the same screen (the
+/// next update draws them again, below it).
+pub(crate) fn write_stdout(text: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    if SHOWING.load(Ordering::Acquire)
+        && std::io::stdout().is_terminal()
+        && TERMINAL.clear().is_err()
+    {
+        stop_showing();
+    }
+    std::io::stdout().lock().write_fmt(text)
+}
+
+/// The terminal failed a write: no more spinners.
+fn stop_showing() {
+    SHOWING.store(false, Ordering::Release);
+    TERMINAL.set_draw_target(ProgressDrawTarget::hidden());
 }
 
 /// The log's writer: stderr, written above the spinners.
@@ -45,13 +71,13 @@ pub(crate) struct LogWriter;
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        above_progress(|| std::io::stderr().lock().write(buf))
+        self.write_all(buf).map(|()| buf.len())
     }
 
     /// A log event is written whole in one go (the formatter hands it over in one buffer), so
     /// the spinners are cleared and redrawn once per line, not once per partial write.
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        above_progress(|| std::io::stderr().lock().write_all(buf))
+        write_stderr(buf)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -208,16 +234,64 @@ mod tests {
             "the spinner is drawn: {:?}",
             screen.ops()
         );
-        // An empty line: what matters is what happens around it on the terminal.
-        LogWriter.write_all(b"").expect("written");
+        LogWriter.write_all(b"INFO a log line\n").expect("written");
         let around = screen.ops()[before..].to_vec();
         spinners.clear();
         SHOWING.store(false, Ordering::Release);
         let cleared = around.iter().position(|op| op == "clear");
+        let logged = around.iter().position(|op| op.contains("INFO a log line"));
         let redrawn = around.iter().rposition(|op| op.contains("load_orders"));
         assert!(
-            matches!((cleared, redrawn), (Some(c), Some(r)) if c < r),
-            "the spinner is cleared before the line and drawn again after it: {around:?}"
+            matches!((cleared, logged, redrawn), (Some(c), Some(l), Some(r)) if c < l && l < r),
+            "the spinner is cleared, the line written, the spinner drawn again below: {around:?}"
         );
+
+        // A terminal that fails writes (closed, hung up) ends the spinners; the log goes on.
+        TERMINAL.set_draw_target(ProgressDrawTarget::term_like(Box::new(Broken)));
+        let mut spinners = Spinners::new(&TERMINAL);
+        SHOWING.store(true, Ordering::Release);
+        spinners.show(Event::Planned {
+            run_id: "r".into(),
+            pipelines: vec!["load_orders"],
+        });
+        LogWriter
+            .write_all(b"(a log line written while the terminal fails)\n")
+            .expect("written to stderr instead");
+        assert!(!SHOWING.load(Ordering::Acquire), "the spinners are ended");
+        spinners.clear();
+    }
+
+    /// A terminal whose every write fails.
+    #[derive(Debug)]
+    struct Broken;
+
+    impl TermLike for Broken {
+        fn width(&self) -> u16 {
+            80
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Err(std::io::Error::other("hung up"))
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Err(std::io::Error::other("hung up"))
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Err(std::io::Error::other("hung up"))
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Err(std::io::Error::other("hung up"))
+        }
+        fn write_line(&self, _: &str) -> std::io::Result<()> {
+            Err(std::io::Error::other("hung up"))
+        }
+        fn write_str(&self, _: &str) -> std::io::Result<()> {
+            Err(std::io::Error::other("hung up"))
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Err(std::io::Error::other("hung up"))
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Err(std::io::Error::other("hung up"))
+        }
     }
 }
