@@ -53,7 +53,7 @@ pub struct GlobalArgs {
     /// Read open-data snapshots from this directory instead of the bundled ones.
     #[arg(long, global = true, value_name = "DIR")]
     pub opendata_dir: Option<PathBuf>,
-    /// Memory for query operators and merge sources, e.g. `8GiB`, `512MiB` (default 4GiB):
+    /// Memory for query operators and merge and SCD2 sources, e.g. `8GiB`, `512MiB` (default 4GiB):
     /// sorts and aggregates spill to disk beyond it, what cannot spill fails with an error
     /// naming the table.
     #[arg(

@@ -85,7 +85,13 @@ pub(crate) async fn upsert(
 ) -> Result<WriteOutcome, DeltaTableError> {
     let state = delta.snapshot()?.clone();
     let schema = source.schema().inner().clone();
-    let mut held = Held::new(session, table, "upsert");
+    let mut held = Held::new(
+        session,
+        table,
+        "upsert",
+        "write fewer rows per run (read the inputs incrementally with `Changes<T>`), or raise \
+         the limit",
+    );
     let (batches, source_bytes) = held.collect(source, "source (the rows written)").await?;
     let mut source_rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let keys: Vec<Expr> = table.key.iter().map(|k| qualified("s", k)).collect();
@@ -452,13 +458,17 @@ pub(super) struct Held {
     table: &'static TableDef,
     /// The write, for the error: `upsert`, `SCD2 write`.
     write: &'static str,
+    /// How to make the write fit, for the error.
+    advice: &'static str,
 }
 
 impl Held {
+    /// `write` names the write and `advice` says how to make it fit, in the error.
     pub(super) fn new(
         session: &SessionContext,
         table: &'static TableDef,
         write: &'static str,
+        advice: &'static str,
     ) -> Held {
         let pool = &session.runtime_env().memory_pool;
         let reservation =
@@ -467,6 +477,7 @@ impl Held {
             reservation,
             table,
             write,
+            advice,
         }
     }
 
@@ -520,12 +531,12 @@ impl Held {
     ) -> DeltaTableError {
         DeltaTableError::Generic(format!(
             "the {} into {} holds its {what} in memory, and with {rows} rows of it ({} MiB \
-             held in all) it would exceed the warehouse's memory limit ({error}): write fewer \
-             rows per run (read the inputs incrementally with `Changes<T>`), or raise the limit \
+             held in all) it would exceed the warehouse's memory limit ({error}): {} \
              (`--memory-limit`, `LAKEHOUSE_MEMORY_LIMIT`); nothing was committed",
             self.write,
             self.table.qualified_name(),
             self.reservation.size() >> 20,
+            self.advice,
         ))
     }
 }

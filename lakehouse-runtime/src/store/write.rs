@@ -111,7 +111,7 @@ impl Warehouse {
     /// Writes `df` (the table's data columns) into `table` in its declared mode, in one commit:
     /// append, overwrite, merge (upsert on the key; duplicate keys in `df` keep the row with the
     /// newest `run_at`, then the one that sorts last) or SCD2. The plan is streamed, never
-    /// collected, except a merge's source, which is held in memory. A merge or SCD2 row whose
+    /// collected, except a merge's or an SCD2 write's source, which is held in memory. A merge or SCD2 row whose
     /// change columns equal the stored row's is left as it is, and a write that changes nothing
     /// makes no commit (the outcome is then `committed` at the table's version). An upsert into
     /// an unpartitioned table without CHECK constraints or change data feed rewrites only the
