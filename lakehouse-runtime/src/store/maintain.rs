@@ -202,6 +202,22 @@ impl Warehouse {
                  an explicit --retention)"
             )));
         }
+        // So does a declared one, which the table will have after its next write.
+        if let Some((_, value)) = table
+            .properties
+            .iter()
+            .find(|(key, _)| *key == RETENTION_PROPERTY)
+            && declared_retention(table).is_none()
+            && !(force && retention.is_some())
+        {
+            return Err(Error::Refused(format!(
+                "vacuum of {qualified}: the table declares `{RETENTION_PROPERTY}` = {value:?}, \
+                 which Delta's kernel cannot read (it would vacuum with the default 7 days): \
+                 write it as `interval <n> <unit>`, lowercase, with a unit from nanoseconds to \
+                 weeks (`interval 30 days`; months are not allowed), in the table's \
+                 `#[table(property(..))]` (or pass --force with an explicit --retention)"
+            )));
+        }
         // The declared retention counts even before the table has it (it is written at the
         // table's next write, and a restore to an earlier version takes it away again).
         let table_retention = snapshot.table_config().deleted_file_retention_duration();
