@@ -364,6 +364,33 @@ async fn the_incremental_readers_of_a_table_are_known_with_the_version_each_read
             reader("latest_events", false)
         ]
     );
+    // A success record whose read versions cannot be read: the reader's next run fails on it,
+    // and a vacuum cannot know what the reader still needs.
+    let orchestrator = self::orchestrator(&wh);
+    let run = orchestrator.run(&RunConfig::default()).await.expect("run");
+    assert!(run.succeeded(), "{}", run.render(false));
+    let mut mangled = orchestrator
+        .ledger()
+        .last_success("latest_events")
+        .await
+        .expect("ledger")
+        .expect("a success");
+    mangled.sequence += 1;
+    mangled.input_versions = Some("{not json".to_owned());
+    orchestrator
+        .ledger()
+        .append(&[mangled])
+        .await
+        .expect("appended");
+    let error = self::orchestrator(&wh)
+        .pending_readers(compacted)
+        .await
+        .expect_err("unreadable")
+        .to_string();
+    assert!(
+        error.contains("finding where `latest_events`, an incremental reader of bronze.compacted_events, reads on:"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

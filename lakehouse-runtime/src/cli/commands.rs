@@ -176,7 +176,21 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     let readers = if ignore_pending_readers {
                         Vec::new()
                     } else {
-                        orchestrator.pending_readers(table).await?
+                        match orchestrator.pending_readers(table).await {
+                            Ok(readers) => readers,
+                            // A dry run deletes nothing: it lists the files, and warns.
+                            Err(error) if dry_run => {
+                                tracing::warn!("{error}");
+                                Vec::new()
+                            }
+                            Err(error) => {
+                                return Err(crate::error::Error::msg(format!(
+                                    "{error}; vacuum could delete files it still has to read \
+                                     (--ignore-pending-readers vacuums without it, then read \
+                                     its input whole)"
+                                )));
+                            }
+                        }
                     };
                     warehouse
                         .vacuum_keeping(table, retention, dry_run, force, &readers)

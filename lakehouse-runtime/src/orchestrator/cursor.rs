@@ -18,6 +18,7 @@ pub(super) async fn incremental_cursor(
     orchestrator: &Orchestrator,
     pipeline: &'static PipelineDescriptor,
     run: &RunInfo,
+    announce: bool,
 ) -> Result<Cursor> {
     let last_success = orchestrator
         .ledger
@@ -66,7 +67,7 @@ pub(super) async fn incremental_cursor(
     };
     let output = output.filter(|_| !recreated);
     let Some((transaction, unrecorded_commit)) = output else {
-        if let Some(success) = last_success.filter(|_| !recorded.is_empty()) {
+        if let Some(success) = last_success.filter(|_| announce && !recorded.is_empty()) {
             tracing::warn!(
                 table = %pipeline.output.qualified_name(),
                 last_success = %success.run_id,
@@ -82,7 +83,7 @@ pub(super) async fn incremental_cursor(
     let unrecorded = unrecorded_commit.as_ref().and_then(|commit| {
         let versions = input_versions_of(commit.metadata.get(INPUT_VERSIONS_KEY));
         let table_ids = table_ids_of(commit.metadata.get(INPUT_TABLE_IDS_KEY));
-        if versions.is_none() {
+        if versions.is_none() && announce {
             tracing::warn!(
                 sequence = commit.transaction_version,
                 "the output holds a commit of this pipeline whose success the ledger lacks, but \
@@ -94,11 +95,13 @@ pub(super) async fn incremental_cursor(
     });
     Ok(match unrecorded {
         Some((versions, table_ids)) => {
-            tracing::info!(
-                "the output's latest commit of this pipeline is newer than the success the \
+            if announce {
+                tracing::info!(
+                    "the output's latest commit of this pipeline is newer than the success the \
                  ledger gives as its last (lost, or this run's own being re-executed); reading \
                  on from what that commit read"
-            );
+                );
+            }
             Cursor {
                 versions,
                 table_ids,

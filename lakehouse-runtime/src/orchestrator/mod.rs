@@ -332,7 +332,15 @@ impl Orchestrator {
                 sequence: i64::MAX,
                 run_at: crate::table::Timestamp(i64::MAX),
             };
-            let position = cursor::incremental_cursor(self, pipeline, &next).await?;
+            // Quietly: what the reader's run would announce is not this caller's news.
+            let position = cursor::incremental_cursor(self, pipeline, &next, false)
+                .await
+                .map_err(|error| {
+                    Error::msg(format!(
+                        "finding where `{}`, an incremental reader of {name}, reads on: {error}",
+                        pipeline.name
+                    ))
+                })?;
             if let Some(read_version) = position.versions.get(&name).copied().flatten() {
                 readers.push(PendingReader {
                     pipeline: pipeline.name.to_owned(),

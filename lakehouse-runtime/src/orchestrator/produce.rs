@@ -48,7 +48,7 @@ pub(super) async fn produce_and_write(
     let mut input_versions = BTreeMap::new();
     let incremental = pipeline.inputs.iter().any(|i| i.incremental) && !kind.full_refresh;
     let cursor = if incremental {
-        incremental_cursor(orchestrator, pipeline, &run).await?
+        incremental_cursor(orchestrator, pipeline, &run, true).await?
     } else {
         Cursor::default()
     };
