@@ -417,7 +417,17 @@ fn transport_failure(
     policy: &RetryPolicy,
 ) -> Failure {
     let detail = chain(error);
-    if error.is_timeout() {
+    // reqwest reports a connection that timed out as both.
+    if error.is_timeout() && error.is_connect() {
+        Failure::retryable(
+            None,
+            format!(
+                "could not connect within {} (raise `{}` if the network is slow)",
+                humantime::format_duration(policy.connect_timeout),
+                policy.setting("connect_timeout")
+            ),
+        )
+    } else if error.is_timeout() {
         let after = timeout
             .map(|t| format!(" after {}", humantime::format_duration(t)))
             .unwrap_or_default();
