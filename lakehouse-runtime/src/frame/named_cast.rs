@@ -105,7 +105,17 @@ fn refuse_fractions(
     use arrow::array::Array;
     let back = cast_with_options(&whole, values.data_type(), &CastOptions::default())?;
     let same = arrow::compute::kernels::cmp::eq(values, &back)?;
-    match (0..same.len()).find(|&row| same.is_valid(row) && !same.value(row)) {
+    // Arrow compares floats by their bits: -0.0 comes back as 0.0, and is a whole number.
+    let zero = |row: usize| {
+        use arrow::array::{Float32Array, Float64Array};
+        let any = values.as_any();
+        any.downcast_ref::<Float64Array>()
+            .is_some_and(|f| f.value(row) == 0.0)
+            || any
+                .downcast_ref::<Float32Array>()
+                .is_some_and(|f| f.value(row) == 0.0)
+    };
+    match (0..same.len()).find(|&row| same.is_valid(row) && !same.value(row) && !zero(row)) {
         None => Ok(whole),
         Some(row) => {
             let shown = arrow::util::display::ArrayFormatter::try_new(
@@ -137,4 +147,31 @@ pub(crate) fn cast_named(
         advice,
     })
     .call(vec![expr])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Array, ArrayRef, Float64Array, Int64Array};
+    use arrow::compute::cast;
+    use arrow::datatypes::DataType;
+
+    use super::refuse_fractions;
+
+    #[test]
+    fn negative_zero_is_a_whole_number_and_a_fraction_is_not() {
+        let values: ArrayRef = Arc::new(Float64Array::from(vec![Some(-0.0), None, Some(3.0)]));
+        let whole = cast(&values, &DataType::Int64).expect("cast");
+        let kept = refuse_fractions(&values, whole).expect("whole numbers");
+        let kept = kept.as_any().downcast_ref::<Int64Array>().expect("i64");
+        assert_eq!(kept.iter().collect::<Vec<_>>(), [Some(0), None, Some(3)]);
+
+        let values: ArrayRef = Arc::new(Float64Array::from(vec![-0.0, 1.5]));
+        let whole = cast(&values, &DataType::Int64).expect("cast");
+        let error = refuse_fractions(&values, whole)
+            .expect_err("1.5")
+            .to_string();
+        assert!(error.contains("1.5 is not a whole number"), "{error}");
+    }
 }
