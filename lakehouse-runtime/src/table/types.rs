@@ -428,12 +428,38 @@ fn parse_decimal_text(text: &str, scale: i8) -> Option<i128> {
 impl<const P: u8, const S: i8> Decimal<P, S> {
     /// The decimal nearest to `value` (half away from zero); `None` for NaN, an infinity, or a
     /// value with more than `P` digits at scale `S`.
+    ///
+    /// The value is the shortest decimal that reads back as the same `f64` (`0.1`, not
+    /// `0.1000000000000000055511151231257827`), rounded to `S` digits: multiplying by `10^S` in
+    /// floating point was inexact past 2^53 (`1234.5678` at scale 18 gave
+    /// `1234.567800000000032768`).
     pub fn from_f64(value: f64) -> Option<Decimal<P, S>> {
-        let scaled = (value * 10f64.powi(S as i32)).round();
-        if !scaled.is_finite() || scaled.abs() >= 1e38 {
+        if !value.is_finite() {
             return None;
         }
-        Decimal::from_unscaled(scaled as i128)
+        // `d.ddd…e±x`: the shortest digits that read back as `value`.
+        let shortest = format!("{:e}", value.abs());
+        let (mantissa, exponent) = shortest.split_once('e')?;
+        let exponent: i32 = exponent.parse().ok()?;
+        let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+        let significand: i128 = digits.parse().ok()?;
+        let fraction_digits = i32::try_from(digits.len()).ok()? - 1;
+        // value = significand × 10^(exponent − fraction_digits); at scale S:
+        let shift = exponent - fraction_digits + i32::from(S);
+        let unscaled = if shift >= 0 {
+            significand.checked_mul(10i128.checked_pow(shift.unsigned_abs())?)?
+        } else {
+            match 10i128.checked_pow(shift.unsigned_abs()) {
+                // Half away from zero.
+                Some(divisor) => {
+                    let (quotient, remainder) = (significand / divisor, significand % divisor);
+                    quotient + i128::from(remainder * 2 >= divisor)
+                }
+                // Past i128's range the digits all go (a significand has at most 17).
+                None => 0,
+            }
+        };
+        Decimal::from_unscaled(if value < 0.0 { -unscaled } else { unscaled })
     }
 
     /// The decimal `unscaled / 10^S`, if it has at most `P` digits (what `DECIMAL(P, S)` holds).
@@ -559,6 +585,28 @@ mod value_tests {
             Decimal::<4, 2>::from_f64(-99.995),
             None,
             "rounds to -100.00"
+        );
+        // The shortest decimal that reads back as the float, rounded: not the float's binary
+        // value multiplied in floating point.
+        assert_eq!(
+            Decimal::<38, 18>::from_f64(1234.5678).map(|d| d.to_string()),
+            Some("1234.567800000000000000".to_owned())
+        );
+        assert_eq!(
+            Decimal::<38, 30>::from_f64(1.0).map(|d| d.to_string()),
+            Some(format!("1.{}", "0".repeat(30)))
+        );
+        assert_eq!(
+            Decimal::<10, 2>::from_f64(0.125),
+            Some(Decimal(13)),
+            "half away"
+        );
+        assert_eq!(Decimal::<10, 2>::from_f64(-0.125), Some(Decimal(-13)));
+        assert_eq!(Decimal::<10, 2>::from_f64(1e-300), Some(Decimal(0)));
+        assert_eq!(Decimal::<10, 2>::from_f64(1e300), None, "too large");
+        assert_eq!(
+            Decimal::<38, 0>::from_f64(1e37).map(|d| d.to_string()),
+            Some(format!("1{}", "0".repeat(37)))
         );
         assert_eq!(Decimal::<10, 2>::from_f64(f64::NAN), None);
         assert_eq!(Decimal::<10, 2>::from_f64(f64::INFINITY), None);
