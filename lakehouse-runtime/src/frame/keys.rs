@@ -51,9 +51,9 @@ fn supported(data_type: &DataType) -> bool {
             | DataType::UInt64
             | DataType::Date32
             | DataType::Timestamp(TimeUnit::Microsecond, _)
-            | DataType::Decimal128(_, _)
             | DataType::Null
-    )
+    ) || matches!(data_type, DataType::Decimal128(_, scale) if *scale >= 0)
+    // A negative scale (`DECIMAL(5, -2)` of 12300) would be rendered without its zeros.
 }
 
 impl ScalarUDFImpl for SurrogateKey {
@@ -88,6 +88,14 @@ impl ScalarUDFImpl for SurrogateKey {
         args: ScalarFunctionArgs,
     ) -> datafusion::error::Result<ColumnarValue> {
         let rows = args.number_rows;
+        if rows
+            .checked_mul(64)
+            .is_none_or(|bytes| bytes > i32::MAX as usize)
+        {
+            return exec_err!(
+                "surrogate_key: {rows} rows do not fit one string array; use smaller batches"
+            );
+        }
         let arrays: Vec<ArrayRef> = args
             .args
             .into_iter()
