@@ -259,7 +259,10 @@ async fn a_column_neither_grouped_nor_aggregated_is_named() {
     let message = error.to_string();
     assert!(
         message.contains("agg.monthly")
-            && message.contains("`customer_id` (for column `month`) is neither a group key"),
+            && message.contains(
+                "`agg.lines.customer_id` (for column `month`) is neither a group key nor inside \
+                 an aggregate (the keys: `agg.lines.order_date`)"
+            ),
         "{message}"
     );
 }

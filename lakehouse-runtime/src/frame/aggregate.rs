@@ -102,10 +102,15 @@ impl Grouped {
                 return Err(Error::schema(
                     &table,
                     format!(
-                        "`{}` (for column `{}`) is neither a group key nor inside an aggregate: \
-                         add it to `group_by`, or aggregate it (`min`, `max`, `sum`, ..)",
-                        stray.name,
-                        rebased.schema_name()
+                        "`{}` (for column `{}`) is neither a group key nor inside an aggregate \
+                         (the keys: {}): add it to `group_by`, or aggregate it (`min`, `max`, \
+                         `sum`, ..)",
+                        stray.flat_name(),
+                        rebased.schema_name(),
+                        keys.iter()
+                            .map(|k| format!("`{}`", k.schema_name()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ));
             }
