@@ -107,15 +107,16 @@ impl Settings {
     }
 
     /// The settings a run records for `resume`, as a JSON object (`None` when there are none):
-    /// a key that may hold a secret (`authorization`, `token`, `password`, `secret`, `key`,
-    /// `credential` in its name) is recorded without its value (`null`) unless the value names
-    /// an environment variable (`env:NAME`).
+    /// a setting that may hold a secret (`auth`, `token`, `password`, `passwd`, `pwd`, `secret`,
+    /// `key`, `credential`, `cookie`, `session`, `dsn`, `private` or `cert` in its name, or a
+    /// value that is a URL with a password or an `Authorization` header's) is recorded without
+    /// its value (`null`) unless the value names an environment variable (`env:NAME`).
     pub(crate) fn to_record(&self) -> Option<String> {
         let recorded: BTreeMap<&str, Option<&str>> = self
             .values
             .iter()
             .map(|(key, value)| {
-                let kept = value.starts_with("env:") || !may_be_secret(key);
+                let kept = value.starts_with("env:") || !may_be_secret(key, value);
                 (key.as_str(), kept.then_some(value.as_str()))
             })
             .collect();
@@ -163,19 +164,35 @@ impl Settings {
     }
 }
 
-/// Whether a setting's value may be a secret, by its key.
-fn may_be_secret(key: &str) -> bool {
+/// Whether a setting's value may be a secret, by its key or by its look.
+fn may_be_secret(key: &str, value: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    [
-        "authorization",
+    let named = [
+        "auth",
         "token",
         "password",
+        "passwd",
+        "pwd",
         "secret",
         "key",
         "credential",
+        "cookie",
+        "session",
+        "dsn",
+        "private",
+        "cert",
     ]
     .iter()
-    .any(|word| key.contains(word))
+    .any(|word| key.contains(word));
+    // `scheme://user:password@host`, `Bearer …`, `Basic …`.
+    let with_password = value.split_once("://").is_some_and(|(_, rest)| {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        authority
+            .rsplit_once('@')
+            .is_some_and(|(user, _)| user.contains(':'))
+    });
+    let lowered = value.trim_start().to_ascii_lowercase();
+    named || with_password || lowered.starts_with("bearer ") || lowered.starts_with("basic ")
 }
 
 /// A source record that could not be ingested, kept with the reason instead of being dropped.
@@ -448,6 +465,33 @@ fn expected<V: 'static>() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::Settings;
+
+    #[test]
+    fn settings_that_may_be_secrets_are_recorded_without_their_values() {
+        let mut settings = Settings::new();
+        settings
+            .set("erp.rows", "500")
+            .set("db.passwd", "hunter2")
+            .set("pg.dsn", "host=db user=me")
+            .set("warehouse.url", "postgres://me:hunter2@db/lake")
+            .set("feed.url", "https://user@example.com/feed")
+            .set("http.header", "Bearer abc")
+            .set("velib.token", "env:VELIB_TOKEN");
+        let recorded: serde_json::Value =
+            serde_json::from_str(&settings.to_record().expect("recorded")).expect("json");
+        assert_eq!(
+            recorded,
+            serde_json::json!({
+                "erp.rows": "500",
+                "db.passwd": null,
+                "pg.dsn": null,
+                "warehouse.url": null,
+                "feed.url": "https://user@example.com/feed",
+                "http.header": null,
+                "velib.token": "env:VELIB_TOKEN",
+            })
+        );
+    }
 
     #[test]
     fn an_unparsable_setting_names_the_key_and_what_it_expects() {
