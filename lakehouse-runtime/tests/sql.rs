@@ -133,6 +133,38 @@ async fn a_query_loads_only_the_tables_it_names() {
 }
 
 #[tokio::test]
+async fn a_pipelines_sql_is_read_only_too() {
+    let test = lakehouse_runtime::testing::TestContext::new("prices").expect("context");
+    test.frame::<Product, _>(&[P {
+        product_id: "p1",
+        price: None,
+    }])
+    .expect("input");
+    for (query, kind) in [
+        ("CREATE TABLE x AS SELECT 1", "DDL"),
+        ("INSERT INTO gold.dim_product VALUES ('p9', 1.00)", "DML"),
+        ("COPY gold.dim_product TO '/tmp/out.csv'", "DML"),
+        ("SET datafusion.execution.batch_size = 1", "Statement"),
+    ] {
+        let Err(error) = test.ctx().sql::<Product>(query).await else {
+            panic!("{query} ran");
+        };
+        let message = error.to_string();
+        assert!(
+            message.starts_with("pipeline `prices`: SQL failed: ")
+                && message.contains(&format!("{kind} not supported")),
+            "{query}: {message}"
+        );
+    }
+    let kept = test
+        .ctx()
+        .sql::<Product>("SELECT * FROM gold.dim_product")
+        .await
+        .expect("a read");
+    assert_eq!(render(kept.into_dataframe()).await, lines(&["p1|∅"]));
+}
+
+#[tokio::test]
 async fn ddl_dml_copy_and_set_are_rejected() {
     let wh = TempWarehouse::new();
     write(
