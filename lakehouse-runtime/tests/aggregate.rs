@@ -517,3 +517,24 @@ async fn an_aggregate_that_does_not_plan_is_not_retried() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_projection_that_cannot_be_planned_names_the_table_and_the_column() {
+    use lakehouse_runtime::frame::typed;
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let input = Frame::<Line>::from_dataframe(frame(&session, Line::DEF, &lines())).expect("lines");
+    let error = input
+        .select_into(CustomerSelect {
+            customer_id: Line::customer_id,
+            region: typed::<String>(Line::order_date.expr() * datafusion::prelude::lit(2)),
+        })
+        .err()
+        .expect("a date times a number")
+        .to_string();
+    assert!(
+        error.contains("agg.customers")
+            && error.contains("column `region`: cannot project the rows: "),
+        "{error}"
+    );
+}
