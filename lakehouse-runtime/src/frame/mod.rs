@@ -479,7 +479,7 @@ impl View {
                 .map(|e| format!("column `{}`: ", e.schema_name()))
                 .unwrap_or_default();
             Error::schema(
-                &U::DEF.qualified_name(),
+                U::DEF.qualified_name(),
                 format!("{failing}cannot project the rows: {error}"),
             )
         })?;
