@@ -55,6 +55,15 @@ pub(crate) fn exact_integer_sum(expr: RawExpr) -> RawExpr {
     aggregate::sum(datafusion::logical_expr::cast(expr, exact.arrow_type()))
 }
 
+/// `sum(expr)` of decimals of scale `scale` over `DECIMAL(76, scale)`: no sum of 38-digit
+/// values overflows it, and the cast to the column's declared type checks the total.
+pub(crate) fn wide_decimal_sum(expr: RawExpr, scale: i8) -> RawExpr {
+    aggregate::sum(datafusion::logical_expr::cast(
+        expr,
+        arrow::datatypes::DataType::Decimal256(76, scale),
+    ))
+}
+
 /// `avg(expr)`.
 pub(crate) fn avg(expr: RawExpr) -> RawExpr {
     aggregate::avg(expr)

@@ -26,6 +26,8 @@ pub(crate) fn sum(_expr: RawExpr) -> RawExpr {}
 
 pub(crate) fn exact_integer_sum(_expr: RawExpr) -> RawExpr {}
 
+pub(crate) fn wide_decimal_sum(_expr: RawExpr, _scale: i8) -> RawExpr {}
+
 pub(crate) fn avg(_expr: RawExpr) -> RawExpr {}
 
 impl<T: Table, V> Col<T, V> {

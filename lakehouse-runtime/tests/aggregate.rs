@@ -538,3 +538,58 @@ async fn a_projection_that_cannot_be_planned_names_the_table_and_the_column() {
         "{error}"
     );
 }
+
+/// Readings of a high-scale decimal.
+#[derive(Table, Serialize)]
+#[table(schema = "agg", name = "fine_readings", mode = append)]
+pub struct FineReading {
+    pub meter: String,
+    pub value: Decimal<38, 30>,
+}
+
+/// Each meter's total of high-scale decimals.
+#[derive(Table)]
+#[table(schema = "agg", name = "fine_totals", mode = overwrite)]
+pub struct FineTotal {
+    pub meter: String,
+    pub total: Option<Decimal<38, 30>>,
+}
+
+#[tokio::test]
+async fn a_sum_of_38_digit_decimals_past_their_range_fails_naming_its_column() {
+    // DataFusion sums DECIMAL(38, 30) in 38 digits, wrapping around past them: 90 000 000 twice
+    // was stored as -160282366.92…, and a 39-digit total as it was.
+    use FineReading as r;
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let totals = |values: &[&str]| {
+        let rows: Vec<serde_json::Value> = values
+            .iter()
+            .map(|value| serde_json::json!({"meter": "m1", "value": value}))
+            .collect();
+        Frame::<FineReading>::from_dataframe(frame(&session, FineReading::DEF, &rows))
+            .expect("readings")
+            .group_by([r::meter.expr()])
+            .select_into(FineTotalSelect {
+                meter: r::meter,
+                total: sum(r::value),
+            })
+            .expect("aggregate")
+    };
+    assert_eq!(
+        render(totals(&["10000000.5", "10000000.25"]).into_dataframe()).await,
+        [format!("m1|20000000.75{}", "0".repeat(28))]
+    );
+    for values in [["90000000", "90000000"], ["60000000", "60000000"]] {
+        let error = totals(&values)
+            .into_dataframe()
+            .collect()
+            .await
+            .expect_err("past 38 digits")
+            .to_string();
+        assert!(
+            error.contains("column `total`: an aggregate does not fit the declared DECIMAL(38,30)"),
+            "{values:?}: {error}"
+        );
+    }
+}

@@ -70,6 +70,16 @@ impl ScalarUDFImpl for NamedCast {
                     .and_then(|whole| refuse_fractions(&array, whole))
                     .map_err(Into::into)
             }
+            // Arrow's cast of a type to itself checks nothing: a decimal computed past its
+            // precision (a sum in the widest decimal) would be stored as it is.
+            (DataType::Decimal128(precision, _), to) if array.data_type() == to => {
+                use arrow::array::AsArray as _;
+                array
+                    .as_primitive::<arrow::datatypes::Decimal128Type>()
+                    .validate_decimal_precision(*precision)
+                    .map(|()| array.clone())
+                    .map_err(Into::into)
+            }
             _ => cast_with_options(&array, &self.target, &options).map_err(Into::into),
         };
         // A cast error, as the value's (not retried: the same value fails again).

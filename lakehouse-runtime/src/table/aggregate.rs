@@ -32,10 +32,10 @@ impl<T: Table, V> Values<V> for Col<T, V> {
 pub fn sum<V: Sums>(values: impl Values<V>) -> Sum<V> {
     let values = values.into_values();
     Sum {
-        expr: if V::INTEGER {
-            backend::exact_integer_sum(values)
-        } else {
-            backend::sum(values)
+        expr: match (V::INTEGER, V::WIDE_DECIMAL_SCALE) {
+            (true, _) => backend::exact_integer_sum(values),
+            (false, Some(scale)) => backend::wide_decimal_sum(values, scale),
+            (false, None) => backend::sum(values),
         },
         _value: PhantomData,
     }
@@ -88,6 +88,10 @@ pub trait Sums {
     /// Integers, summed exactly (over a 38-digit decimal) rather than wrapping around.
     #[doc(hidden)]
     const INTEGER: bool = false;
+    /// The scale of decimals of more than 28 digits, summed over a 76-digit decimal: DataFusion
+    /// sums a `Decimal<P, S>` in `P + 10` digits, at most 38, wrapping around past them.
+    #[doc(hidden)]
+    const WIDE_DECIMAL_SCALE: Option<i8> = None;
 }
 
 /// Value types that can be averaged.
@@ -150,8 +154,12 @@ macro_rules! integer_sums_into_decimals {
 
 integer_sums_into_decimals!(i32, i64);
 
-impl<const P: u8, const S: i8> Sums for Decimal<P, S> {}
-impl<const P: u8, const S: i8> Sums for Option<Decimal<P, S>> {}
+impl<const P: u8, const S: i8> Sums for Decimal<P, S> {
+    const WIDE_DECIMAL_SCALE: Option<i8> = if P > 28 { Some(S) } else { None };
+}
+impl<const P: u8, const S: i8> Sums for Option<Decimal<P, S>> {
+    const WIDE_DECIMAL_SCALE: Option<i8> = <Decimal<P, S> as Sums>::WIDE_DECIMAL_SCALE;
+}
 impl<const P: u8, const Q: u8, const S: i8> SumInto<Decimal<Q, S>> for Decimal<P, S> {}
 impl<const P: u8, const Q: u8, const S: i8> SumInto<Option<Decimal<Q, S>>> for Decimal<P, S> {}
 impl<const P: u8, const Q: u8, const S: i8> SumInto<Option<Decimal<Q, S>>>
