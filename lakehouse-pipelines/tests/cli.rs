@@ -1106,7 +1106,7 @@ fn the_readme_orchestrations_plan_as_described() {
     );
     let readme = include_str!("../../README.md");
     for command in [
-        "run --select velib_station_status,velib_station_info,velov_station_status,velov_station_info --every 60s --for 10m",
+        "run --live --select velib_station_status,velib_station_info,velov_station_status,velov_station_info --every 60s --for 10m",
         "run --select velib_station_status,velov_station_status --direction downstream",
         "run --select fact_bike_status --direction upstream",
     ] {
