@@ -143,6 +143,24 @@ fn classifies_parameters_and_finds_the_output() {
 }
 
 #[test]
+fn two_paths_to_one_pipeline_name_are_told_as_such() {
+    let text = error_text(
+        quote!(depends_on = [erp::load, crm::load]),
+        quote!(
+            async fn c(cx: &Ctx) -> Result<Frame<C>> {
+                todo!()
+            }
+        ),
+    );
+    assert!(
+        text.contains(
+            "`erp::load` and `crm::load` both name a pipeline `load`: pipeline names are unique"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
 fn reports_every_signature_error_at_once() {
     let text = error_text(
         quote!(depends_on = [d, d, e]),

@@ -184,7 +184,8 @@ pub(crate) fn validate(
     // Pipeline names are unique in a registry: two entries ending in one name (`sales`,
     // `crate::sales`) are one pipeline, and an entry ending in this one's name is itself.
     let own_name = sig.ident.unraw().to_string();
-    let mut seen: Vec<String> = Vec::new();
+    // (last name, path as written) of each entry so far.
+    let mut seen: Vec<(String, String)> = Vec::new();
     for dep in &args.depends_on {
         let text = dep.to_token_stream().to_string();
         let last = dep.segments.last().map(|s| s.ident.unraw().to_string());
@@ -204,16 +205,25 @@ pub(crate) fn validate(
                     last.as_deref().unwrap_or_default()
                 ),
             );
-        } else if let Some(name) = last.filter(|name| seen.contains(name)) {
-            errors.spanned(
-                dep,
+        } else if let Some((name, earlier)) = last
+            .as_ref()
+            .and_then(|name| seen.iter().find(|(seen, _)| seen == name))
+        {
+            let written = text.replace(' ', "");
+            let message = if *earlier == written {
+                format!("`{written}` is listed twice in `depends_on` (pipeline `{name}`)")
+            } else {
+                // Two paths to one name: one pipeline listed twice, or two pipelines the
+                // registry would refuse (pipeline names are unique).
                 format!(
-                    "`{}` is listed twice in `depends_on` (pipeline `{name}`)",
-                    text.replace(' ', "")
-                ),
-            );
-        } else if let Some(name) = dep.segments.last() {
-            seen.push(name.ident.unraw().to_string());
+                    "`{earlier}` and `{written}` both name a pipeline `{name}`: pipeline names are \
+                     unique in a registry, so they are one pipeline listed twice, or two that \
+                     need distinct names"
+                )
+            };
+            errors.spanned(dep, message);
+        } else if let Some(name) = last {
+            seen.push((name, text.replace(' ', "")));
         }
     }
 
