@@ -2,9 +2,9 @@
 //! otherwise (the `tracing` log already says everything).
 //!
 //! The spinners are redrawn in place, so anything else written to the terminal while they show
-//! is written above them: log lines and notes on stderr by [`write_stderr`] (the spinners are
-//! cleared, the text written, the spinners drawn again below it), reports on a terminal's stdout
-//! by [`write_stdout`] (the spinners cleared first). Written directly, a line would be
+//! (log lines, notes, a loop's reports) is written through [`above_progress`]: the spinners are
+//! cleared, the text written, the spinners drawn again below it, all under indicatif's lock (a
+//! redraw in between would clear the end of the text). Written directly, a line would be
 //! overwritten by the next redraw or leave a spinner's copy in the scrollback. A terminal that
 //! fails a write ends the spinners: output then goes straight out.
 
@@ -14,15 +14,19 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::orchestrator::{Event, Status};
 
-/// The spinners on stderr, when it is a terminal.
+/// The spinners on stderr, when it is a terminal (not a dumb one).
 static TERMINAL: LazyLock<MultiProgress> = LazyLock::new(|| {
-    MultiProgress::with_draw_target(if std::io::stderr().is_terminal() {
-        ProgressDrawTarget::stderr()
+    let dumb = std::env::var("TERM").is_ok_and(|term| term == "dumb");
+    MultiProgress::with_draw_target(if std::io::stderr().is_terminal() && !dumb {
+        ProgressDrawTarget::term_like_with_hz(
+            Box::new(Unfailing::new(Box::new(console::Term::buffered_stderr()))),
+            20,
+        )
     } else {
         ProgressDrawTarget::hidden()
     })
@@ -32,37 +36,75 @@ static TERMINAL: LazyLock<MultiProgress> = LazyLock::new(|| {
 /// redrawing them takes a lock; without spinners a write goes straight out).
 static SHOWING: AtomicBool = AtomicBool::new(false);
 
-/// Writes `text` (whole lines) to stderr, above the spinners when they show. (indicatif's
-/// `println` reports a failed terminal write; its `suspend` would panic, poisoning its lock.)
-pub(crate) fn write_stderr(text: &[u8]) -> std::io::Result<()> {
-    if SHOWING.load(Ordering::Acquire)
-        && let Ok(text) = std::str::from_utf8(text)
-    {
-        let lines = text.strip_suffix('\n').unwrap_or(text);
-        if lines.is_empty() || TERMINAL.println(lines).is_ok() {
-            return Ok(());
+/// Whether the terminal failed a write (hung up, closed): the spinners end.
+static FAILED: AtomicBool = AtomicBool::new(false);
+
+/// A terminal whose failed writes are noted in [`FAILED`] rather than returned: indicatif
+/// unwraps the results of clearing and redrawing around [`MultiProgress::suspend`], and a
+/// panic there would poison its lock for every later log line.
+#[derive(Debug)]
+struct Unfailing {
+    inner: Box<dyn TermLike>,
+}
+
+impl Unfailing {
+    fn new(inner: Box<dyn TermLike>) -> Unfailing {
+        Unfailing { inner }
+    }
+
+    fn noted(result: std::io::Result<()>) -> std::io::Result<()> {
+        if result.is_err() {
+            FAILED.store(true, Ordering::Release);
         }
-        stop_showing();
+        Ok(())
     }
-    std::io::stderr().lock().write_all(text)
 }
 
-/// Writes `text` to stdout, after clearing the spinners when they show on the same screen (the
-/// next update draws them again, below it).
-pub(crate) fn write_stdout(text: std::fmt::Arguments<'_>) -> std::io::Result<()> {
-    if SHOWING.load(Ordering::Acquire)
-        && std::io::stdout().is_terminal()
-        && TERMINAL.clear().is_err()
-    {
-        stop_showing();
+impl TermLike for Unfailing {
+    fn width(&self) -> u16 {
+        self.inner.width()
     }
-    std::io::stdout().lock().write_fmt(text)
+    fn height(&self) -> u16 {
+        self.inner.height()
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        Self::noted(self.inner.move_cursor_up(n))
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        Self::noted(self.inner.move_cursor_down(n))
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        Self::noted(self.inner.move_cursor_right(n))
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        Self::noted(self.inner.move_cursor_left(n))
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        Self::noted(self.inner.write_line(s))
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        Self::noted(self.inner.write_str(s))
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        Self::noted(self.inner.clear_line())
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        Self::noted(self.inner.flush())
+    }
 }
 
-/// The terminal failed a write: no more spinners.
-fn stop_showing() {
-    SHOWING.store(false, Ordering::Release);
-    TERMINAL.set_draw_target(ProgressDrawTarget::hidden());
+/// Runs `write` (which prints to the terminal) with the spinners cleared, then redraws them,
+/// under indicatif's lock.
+pub(crate) fn above_progress<R>(write: impl FnOnce() -> R) -> R {
+    if !SHOWING.load(Ordering::Acquire) {
+        return write();
+    }
+    let written = TERMINAL.suspend(write);
+    if FAILED.load(Ordering::Acquire) {
+        SHOWING.store(false, Ordering::Release);
+        TERMINAL.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    written
 }
 
 /// The log's writer: stderr, written above the spinners.
@@ -71,13 +113,13 @@ pub(crate) struct LogWriter;
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.write_all(buf).map(|()| buf.len())
+        above_progress(|| std::io::stderr().lock().write(buf))
     }
 
     /// A log event is written whole in one go (the formatter hands it over in one buffer), so
     /// the spinners are cleared and redrawn once per line, not once per partial write.
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        write_stderr(buf)
+        above_progress(|| std::io::stderr().lock().write_all(buf))
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -221,7 +263,9 @@ mod tests {
     #[test]
     fn log_lines_are_written_above_the_spinners() {
         let screen = Screen::default();
-        TERMINAL.set_draw_target(ProgressDrawTarget::term_like(Box::new(screen.clone())));
+        TERMINAL.set_draw_target(ProgressDrawTarget::term_like(Box::new(Unfailing::new(
+            Box::new(screen.clone()),
+        ))));
         let mut spinners = Spinners::new(&TERMINAL);
         SHOWING.store(true, Ordering::Release);
         spinners.show(Event::Planned {
@@ -234,31 +278,54 @@ mod tests {
             "the spinner is drawn: {:?}",
             screen.ops()
         );
-        LogWriter.write_all(b"INFO a log line\n").expect("written");
-        let around = screen.ops()[before..].to_vec();
+        // The line goes to the process's stderr; on the terminal, the spinner is cleared
+        // before it and drawn again after it, with nothing drawn in between.
+        let mut during = Vec::new();
+        above_progress(|| during = screen.ops()[before..].to_vec());
+        let after = screen.ops()[before..].to_vec();
         spinners.clear();
         SHOWING.store(false, Ordering::Release);
-        let cleared = around.iter().position(|op| op == "clear");
-        let logged = around.iter().position(|op| op.contains("INFO a log line"));
-        let redrawn = around.iter().rposition(|op| op.contains("load_orders"));
         assert!(
-            matches!((cleared, logged, redrawn), (Some(c), Some(l), Some(r)) if c < l && l < r),
-            "the spinner is cleared, the line written, the spinner drawn again below: {around:?}"
+            during.iter().any(|op| op == "clear")
+                && !during.iter().any(|op| op.contains("load_orders")),
+            "cleared before the line: {during:?}"
         );
-
-        // A terminal that fails writes (closed, hung up) ends the spinners; the log goes on.
-        TERMINAL.set_draw_target(ProgressDrawTarget::term_like(Box::new(Broken)));
-        let mut spinners = Spinners::new(&TERMINAL);
+        assert!(
+            after[during.len()..]
+                .iter()
+                .any(|op| op.contains("load_orders")),
+            "drawn again after it: {after:?}"
+        );
+        // The log's writer goes that way.
+        let before = screen.ops().len();
         SHOWING.store(true, Ordering::Release);
+        let mut spinners = Spinners::new(&TERMINAL);
         spinners.show(Event::Planned {
             run_id: "r".into(),
             pipelines: vec!["load_orders"],
         });
-        LogWriter
-            .write_all(b"(a log line written while the terminal fails)\n")
-            .expect("written to stderr instead");
+        let drawn = screen.ops().len();
+        LogWriter.write_all(b"").expect("written");
+        assert!(
+            screen.ops()[drawn..].iter().any(|op| op == "clear"),
+            "{:?}",
+            &screen.ops()[before..]
+        );
+        spinners.clear();
+
+        // A terminal that fails writes (closed, hung up) ends the spinners; the log goes on.
+        TERMINAL.set_draw_target(ProgressDrawTarget::term_like(Box::new(Unfailing::new(
+            Box::new(Broken),
+        ))));
+        let mut spinners = Spinners::new(&TERMINAL);
+        spinners.show(Event::Planned {
+            run_id: "r".into(),
+            pipelines: vec!["load_orders"],
+        });
+        LogWriter.write_all(b"").expect("written to stderr");
         assert!(!SHOWING.load(Ordering::Acquire), "the spinners are ended");
         spinners.clear();
+        FAILED.store(false, Ordering::Release);
     }
 
     /// A terminal whose every write fails.
