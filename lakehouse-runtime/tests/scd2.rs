@@ -787,32 +787,55 @@ async fn an_output_that_differs_at_each_read_keeps_one_current_version_per_key()
 }
 
 #[tokio::test]
-async fn an_scd2_source_over_the_memory_limit_fails_naming_the_table() {
+async fn an_scd2_source_over_the_memory_limit_fails_naming_the_table_and_the_way_out() {
     let wh = TempWarehouse::new();
     let def = <DimCustomer as lakehouse_runtime::Table>::DEF;
     write(&wh.warehouse, def, &[c("a", Some("Ann"), None)], run(1, 1))
         .await
         .expect("day 1");
     let version = wh.warehouse.version(def).await.expect("version");
-    // The same warehouse with 16 MiB for operators (the key check's sort spills), and a source
-    // of ~6 MB held twice over by its batches.
+    // The same warehouse with 64 MiB for operators, and a source of ~80 MB: held in memory for
+    // the write, it does not fit.
     let location = wh.dir.path().join("warehouse");
     let limited = lakehouse_runtime::store::Warehouse::open(location.to_str().expect("utf-8"))
         .expect("warehouse")
-        .with_memory_limit(Some(16 << 20))
+        .with_memory_limit(Some(64 << 20))
         .expect("memory limit");
     let name = "x".repeat(150);
-    let source: Vec<serde_json::Value> = (0..120_000)
+    let source: Vec<serde_json::Value> = (0..500_000)
         .map(|k| serde_json::json!({"customer_id": format!("c{k}"), "name": name, "city": null}))
         .collect();
-    let error = write(&limited, def, &source, run(2, 2))
+    for (deletions, advice) in [
+        (
+            Deletions::None,
+            "write fewer rows per run (read the inputs incrementally",
+        ),
+        // A full snapshot cannot read less: every key's row is in it.
+        (
+            Deletions::MissingFromSource,
+            "raise the limit (a `full_snapshot` output holds every key's row)",
+        ),
+    ] {
+        let error = write(
+            &limited,
+            def,
+            &source,
+            WriteOptions {
+                deletions,
+                ..run(2, 2)
+            },
+        )
         .await
         .expect_err("over the limit")
         .to_string();
-    // Whichever part runs out (the source held, or the key check's sort beneath it), the error
-    // names the table and the way out.
-    for expected in ["gold.dim_customer", "--memory-limit"] {
-        assert!(error.contains(expected), "`{expected}` in: {error}");
+        for expected in [
+            "the SCD2 write into gold.dim_customer holds its source",
+            advice,
+            "--memory-limit",
+            "nothing was committed",
+        ] {
+            assert!(error.contains(expected), "`{expected}` in: {error}");
+        }
     }
     assert_eq!(wh.warehouse.version(def).await.expect("version"), version);
 }

@@ -156,12 +156,13 @@ pub(crate) async fn merge(
     // twice (its keys' bounds, then the join): held in memory, the pipeline's plan runs once,
     // and a plan that gives other rows each time (`random()`, `LIMIT` without `ORDER BY`) cannot
     // close a version in one branch and not open its successor in the other.
-    let mut held = super::upsert::Held::new(
-        session,
-        table,
-        "SCD2 write",
-        "raise the limit (a `full_snapshot` dimension holds every key's row)",
-    );
+    let advice = if matches!(deletions, Deletions::MissingFromSource) {
+        "raise the limit (a `full_snapshot` output holds every key's row)"
+    } else {
+        "write fewer rows per run (read the inputs incrementally with `Changes<T>`), or raise \
+         the limit"
+    };
+    let mut held = super::upsert::Held::new(session, table, "SCD2 write", advice);
     let (source, _) = held
         .table(source, "source (the rows written)")
         .await
