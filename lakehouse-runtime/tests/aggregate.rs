@@ -588,7 +588,8 @@ async fn a_sum_of_38_digit_decimals_past_their_range_fails_naming_its_column() {
             .expect_err("past 38 digits")
             .to_string();
         assert!(
-            error.contains("column `total`: an aggregate does not fit the declared DECIMAL(38,30)"),
+            error.contains("column `total`: an aggregate does not fit the declared DECIMAL(38,30)")
+                && error.contains("the total has more than 38 digits"),
             "{values:?}: {error}"
         );
     }

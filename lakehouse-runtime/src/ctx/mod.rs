@@ -166,8 +166,32 @@ impl Settings {
 
 /// Whether a setting's value may be a secret, by its key or by its look.
 fn may_be_secret(key: &str, value: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    let named = [
+    // `scheme://user:password@host`, `…?apikey=…`, `Bearer …`, `Apikey …`.
+    let with_password = value.split_once("://").is_some_and(|(_, rest)| {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        authority
+            .rsplit_once('@')
+            .is_some_and(|(user, _)| user.contains(':'))
+    });
+    let with_secret_parameter = value.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split(['&', '#'])
+            .filter_map(|pair| pair.split_once('=').map(|(name, _)| name))
+            .any(secret_word)
+    });
+    let lowered = value.trim_start().to_ascii_lowercase();
+    secret_word(key)
+        || with_password
+        || with_secret_parameter
+        || ["bearer ", "basic ", "apikey ", "token ", "digest "]
+            .iter()
+            .any(|scheme| lowered.starts_with(scheme))
+}
+
+/// Whether `name` (a setting's key, a URL's parameter) names something secret.
+fn secret_word(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
         "auth",
         "token",
         "password",
@@ -183,16 +207,7 @@ fn may_be_secret(key: &str, value: &str) -> bool {
         "cert",
     ]
     .iter()
-    .any(|word| key.contains(word));
-    // `scheme://user:password@host`, `Bearer …`, `Basic …`.
-    let with_password = value.split_once("://").is_some_and(|(_, rest)| {
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        authority
-            .rsplit_once('@')
-            .is_some_and(|(user, _)| user.contains(':'))
-    });
-    let lowered = value.trim_start().to_ascii_lowercase();
-    named || with_password || lowered.starts_with("bearer ") || lowered.starts_with("basic ")
+    .any(|word| name.contains(word))
 }
 
 /// A source record that could not be ingested, kept with the reason instead of being dropped.
@@ -476,6 +491,11 @@ mod tests {
             .set("warehouse.url", "postgres://me:hunter2@db/lake")
             .set("feed.url", "https://user@example.com/feed")
             .set("http.header", "Bearer abc")
+            .set(
+                "velib.base_url",
+                "https://data.example/api?apikey=abc&lang=fr",
+            )
+            .set("ods.header", "Apikey abc")
             .set("velib.token", "env:VELIB_TOKEN");
         let recorded: serde_json::Value =
             serde_json::from_str(&settings.to_record().expect("recorded")).expect("json");
@@ -488,6 +508,8 @@ mod tests {
                 "warehouse.url": null,
                 "feed.url": "https://user@example.com/feed",
                 "http.header": null,
+                "velib.base_url": null,
+                "ods.header": null,
                 "velib.token": "env:VELIB_TOKEN",
             })
         );

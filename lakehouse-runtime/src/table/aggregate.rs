@@ -203,6 +203,9 @@ impl<V: Sums + SumInto<W>, W: ColumnType> IntoColumn<W> for Sum<V> {
     fn into_column(self, name: &'static str) -> SelectedColumn {
         let advice = if V::INTEGER {
             "declare the column `Decimal<38, 0>`: integers sum exactly into it"
+        } else if V::WIDE_DECIMAL_SCALE.is_some() {
+            "the total has more than 38 digits, which no decimal column holds: sum values of a \
+             smaller scale (cast them first), or fewer rows per group"
         } else {
             "declare a wider type (a sum widens `Decimal<P, S>` by 10 digits, to at most 38)"
         };
