@@ -618,3 +618,29 @@ async fn a_restore_to_a_schema_the_declaration_does_not_fit_is_refused_unless_fo
         .expect("forced");
     assert_eq!(report.restored, 1);
 }
+
+#[tokio::test]
+async fn a_restore_that_leaves_the_schemas_fit_as_it_is_is_not_refused() {
+    // Both versions lack the declared `region` (its pipeline has not run since it was added):
+    // the restore changes nothing about the fit, and is not refused for it.
+    use lakehouse_runtime::store::AsOf;
+    let wh = TempWarehouse::new();
+    let before = <report_before_region::DailyReport as lakehouse_runtime::Table>::DEF;
+    let after = <DailyReport as lakehouse_runtime::Table>::DEF;
+    for day in [1, 2] {
+        write(
+            &wh.warehouse,
+            before,
+            &[serde_json::json!({ "day": day })],
+            WriteOptions::default(),
+        )
+        .await
+        .expect("a version without region");
+    }
+    let report = wh
+        .warehouse
+        .restore(after, AsOf::Version(1))
+        .await
+        .expect("no drift the table has not now");
+    assert_eq!(report.restored, 1);
+}

@@ -77,9 +77,11 @@ impl Warehouse {
                 .load_version(restored)
                 .await
                 .map_err(|e| Error::delta(&qualified, e))?;
+            // Only what the restore brings: a drift the table has now stays as it is.
+            let now = super::create::drift_of(table, &delta)?;
             let unfit: Vec<String> = super::create::drift_of(table, &target)?
                 .into_iter()
-                .filter(|drift| breaks_after_restore(table, drift))
+                .filter(|drift| breaks_after_restore(table, drift) && !now.contains(drift))
                 .map(|drift| drift.to_string())
                 .collect();
             if !unfit.is_empty() {
