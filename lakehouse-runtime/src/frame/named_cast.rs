@@ -117,13 +117,16 @@ fn refuse_fractions(
     let same = arrow::compute::kernels::cmp::eq(values, &back)?;
     // Arrow compares floats by their bits: -0.0 comes back as 0.0, and is a whole number.
     let zero = |row: usize| {
-        use arrow::array::{Float32Array, Float64Array};
+        use arrow::array::{Float16Array, Float32Array, Float64Array};
         let any = values.as_any();
         any.downcast_ref::<Float64Array>()
             .is_some_and(|f| f.value(row) == 0.0)
             || any
                 .downcast_ref::<Float32Array>()
                 .is_some_and(|f| f.value(row) == 0.0)
+            || any
+                .downcast_ref::<Float16Array>()
+                .is_some_and(|f| f.value(row).to_f32() == 0.0)
     };
     match (0..same.len()).find(|&row| same.is_valid(row) && !same.value(row) && !zero(row)) {
         None => Ok(whole),
@@ -176,6 +179,14 @@ mod tests {
         let kept = refuse_fractions(&values, whole).expect("whole numbers");
         let kept = kept.as_any().downcast_ref::<Int64Array>().expect("i64");
         assert_eq!(kept.iter().collect::<Vec<_>>(), [Some(0), None, Some(3)]);
+
+        let halves: ArrayRef = cast(
+            &(Arc::new(Float64Array::from(vec![-0.0])) as ArrayRef),
+            &DataType::Float16,
+        )
+        .expect("half precision");
+        let whole = cast(&halves, &DataType::Int64).expect("cast");
+        refuse_fractions(&halves, whole).expect("a half-precision -0.0");
 
         let values: ArrayRef = Arc::new(Float64Array::from(vec![-0.0, 1.5]));
         let whole = cast(&values, &DataType::Int64).expect("cast");

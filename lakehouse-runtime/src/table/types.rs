@@ -426,8 +426,9 @@ fn parse_decimal_text(text: &str, scale: i8) -> Option<i128> {
 }
 
 impl<const P: u8, const S: i8> Decimal<P, S> {
-    /// The decimal nearest to `value` (half away from zero); `None` for NaN, an infinity, or a
-    /// value with more than `P` digits at scale `S`.
+    /// The shortest decimal that reads back as `value`, rounded half away from zero to `S`
+    /// digits (`1.005` gives `1.01`, as its text does, though the float is a hair under it);
+    /// `None` for NaN, an infinity, or a value with more than `P` digits at scale `S`.
     ///
     /// The value is the shortest decimal that reads back as the same `f64` (`0.1`, not
     /// `0.1000000000000000055511151231257827`), rounded to `S` digits: multiplying by `10^S` in
