@@ -221,6 +221,18 @@ async fn a_table_folder_with_files_but_no_log_is_not_taken_over() {
     );
     assert!(folder.join("part-0.parquet").is_file());
     assert!(!folder.join("_delta_log").exists());
+    // Nor is it read as a table never written: its readers got no rows, and an overwrite
+    // downstream of it wrote its own table empty.
+    let session = wh.warehouse.session();
+    let Err(error) = wh.warehouse.read(&session, v1::Orders::DEF).await else {
+        panic!("read as empty");
+    };
+    assert!(
+        error
+            .to_string()
+            .contains("holds files (`part-0.parquet`, ...) but no Delta log"),
+        "{error}"
+    );
     // An empty folder (a table created by hand, say) is fine.
     std::fs::remove_file(folder.join("part-0.parquet")).expect("remove");
     write(&wh.warehouse, v1::Orders::DEF, &row, txn(1))

@@ -944,7 +944,7 @@ async fn refuse_objects_without_a_log(
     }
 }
 
-fn refuse_files_without_a_log(qualified: &str, path: &std::path::Path) -> Result<()> {
+pub(super) fn refuse_files_without_a_log(qualified: &str, path: &std::path::Path) -> Result<()> {
     let entries = match std::fs::read_dir(path) {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),

@@ -172,15 +172,19 @@ impl Warehouse {
     }
 
     /// The Delta table of `table`, loaded at its latest version, or `None` if it was never written.
+    /// A folder holding data files but no Delta log (the log lost or deleted) is an error: read
+    /// as a table never written, it gave its readers no rows, and an overwrite downstream wrote
+    /// its table empty.
     pub async fn load(&self, table: &TableDef) -> Result<Option<DeltaTable>> {
         let url = self.table_url(table)?;
+        let qualified = table.qualified_name();
         // Only look: opening a table must not create directories.
         if let Some(path) = location::local_path(&url)
             && !path.join("_delta_log").is_dir()
         {
+            create::refuse_files_without_a_log(&qualified, &path)?;
             return Ok(None);
         }
-        let qualified = table.qualified_name();
         let mut delta = DeltaTable::new(
             self.log_store(&url)
                 .map_err(|e| Error::delta(&qualified, e))?,
