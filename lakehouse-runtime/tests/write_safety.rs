@@ -1432,3 +1432,57 @@ async fn a_changed_or_removed_check_is_replaced_or_dropped() {
         "{error}"
     );
 }
+
+/// Orders declared with a NOT NULL column the table lacks, keeping the table's columns.
+mod kept_channel {
+    use lakehouse_runtime::prelude::*;
+
+    /// Orders.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "orders", key(id), mode = merge, evolution = keep, check(name = "positive_amount", expr = "amount IS NULL OR amount > 0"))]
+    pub struct Orders {
+        pub id: i64,
+        /// Amount in cents
+        pub amount: Option<i64>,
+        pub channel: String,
+    }
+}
+
+#[tokio::test]
+async fn keep_refuses_a_declared_not_null_column_the_table_lacks() {
+    // `evolution = keep` never adds it: the writes dropped it and succeeded, and every read of
+    // the table failed on it, while `check` called the drift compatible.
+    let wh = TempWarehouse::new();
+    let row = [Order {
+        id: 1,
+        amount: Some(5),
+    }];
+    write(&wh.warehouse, v1::Orders::DEF, &row, txn(1))
+        .await
+        .expect("v1");
+    let kept = <kept_channel::Orders as lakehouse_runtime::Table>::DEF;
+    let drift = wh.warehouse.drift(kept).await.expect("drift");
+    assert!(
+        drift
+            .iter()
+            .any(|d| d.column == "channel" && d.is_incompatible()),
+        "{drift:?}"
+    );
+    let error = write(
+        &wh.warehouse,
+        kept,
+        &[serde_json::json!({"id": 2, "amount": 3, "channel": "web"})],
+        txn(2),
+    )
+    .await
+    .expect_err("refused")
+    .to_string();
+    assert!(
+        error.contains("column `channel` is declared NOT NULL but the table has no such column, and `evolution = keep` does not add it"),
+        "{error}"
+    );
+    assert_eq!(
+        contents(&wh.warehouse, v1::Orders::DEF).await,
+        lines(&["1|5"])
+    );
+}

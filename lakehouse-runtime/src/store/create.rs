@@ -578,10 +578,10 @@ pub(crate) fn drift_of(table: &'static TableDef, delta: &DeltaTable) -> Result<V
                 column.name,
                 DriftKind::MissingInTable {
                     declared: column.data_type,
+                    // Under `keep` the column is never added, and reads fail without it.
                     refused: !column.nullable
-                        && has_rows
-                        && !whole_overwrite
-                        && table.evolution != crate::table::SchemaEvolution::Keep,
+                        && (table.evolution == crate::table::SchemaEvolution::Keep
+                            || (has_rows && !whole_overwrite)),
                 },
             )),
             Ok(field) => {

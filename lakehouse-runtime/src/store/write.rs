@@ -392,6 +392,26 @@ impl Warehouse {
             ));
         }
         if table.evolution == SchemaEvolution::Keep {
+            // The table keeps its columns: a declared NOT NULL column it lacks is never added,
+            // and every read of the table (which has no value for it) would fail.
+            if let Some(missing) = drift.iter().find(|d| {
+                matches!(d.kind, DriftKind::MissingInTable { .. })
+                    && table
+                        .columns
+                        .iter()
+                        .any(|c| c.name == d.column && !c.nullable)
+            }) {
+                return Err(Error::schema(
+                    table.qualified_name(),
+                    format!(
+                        "column `{}` is declared NOT NULL but the table has no such column, and \
+                         `evolution = keep` does not add it: every read of the table would fail \
+                         on it; declare it `Option<_>`, or let the write add it (`evolution = \
+                         merge`, the default)",
+                        missing.column
+                    ),
+                ));
+            }
             return Ok(delta);
         }
         refuse_required_additions(table, &delta, &drift)?;
