@@ -1083,3 +1083,52 @@ async fn file_skipping_keeps_a_nan() {
     assert_eq!(report.files_removed, 2);
     assert_eq!(above_six(&wh, Reading::DEF).await, ["1"]);
 }
+
+/// Stock counts, checked positive.
+mod stock_v1 {
+    #[derive(lakehouse_runtime::Table, serde::Serialize)]
+    #[table(schema = "gold", name = "stock", mode = overwrite, check(name = "positive", expr = "qty > 0"))]
+    pub struct Stock {
+        pub id: i64,
+        pub qty: i64,
+    }
+}
+
+/// The stock counts with `qty` renamed, the table's schema replaced (which takes no checks).
+#[derive(Table, serde::Serialize)]
+#[table(schema = "gold", name = "stock", mode = overwrite, evolution = overwrite)]
+pub struct Stock {
+    pub id: i64,
+    pub quantity: i64,
+}
+
+#[tokio::test]
+async fn a_schema_replacing_write_drops_the_stored_check_constraints() {
+    // delta-rs kept them through the new schema: `qty > 0` named a column no longer there, and
+    // every write failed, forever.
+    let wh = TempWarehouse::new();
+    let v1 = <stock_v1::Stock as lakehouse_runtime::Table>::DEF;
+    crate::common::write(
+        &wh.warehouse,
+        v1,
+        &[stock_v1::Stock { id: 1, qty: 3 }],
+        Default::default(),
+    )
+    .await
+    .expect("v1");
+    crate::common::write(
+        &wh.warehouse,
+        Stock::DEF,
+        &[Stock {
+            id: 1,
+            quantity: -2,
+        }],
+        Default::default(),
+    )
+    .await
+    .expect("the schema replaced, without the old check");
+    assert_eq!(
+        crate::common::contents(&wh.warehouse, Stock::DEF).await,
+        ["1|-2"]
+    );
+}

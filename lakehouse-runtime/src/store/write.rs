@@ -179,9 +179,11 @@ impl Warehouse {
             table.mode == WriteMode::Overwrite && table.evolution == SchemaEvolution::Overwrite;
         if !replace_schema {
             delta = self.evolve(table, delta).await?;
-            // After the new columns: a constraint may name one.
-            delta = self.add_declared_checks(table, delta).await?;
         }
+        // After the new columns: a constraint may name one. A write replacing the schema
+        // declares none, and drops the stored ones: delta-rs keeps them through the new schema
+        // and checks every row against them (a renamed column failed every write).
+        delta = self.add_declared_checks(table, delta).await?;
         // From here on, a commit replacing a file that another process compacted since this
         // version fails (delta-rs's conflict check lets it through).
         let delta = super::guard::guard(delta);
