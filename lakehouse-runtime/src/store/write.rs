@@ -463,11 +463,15 @@ impl Warehouse {
         }
         let names: Vec<String> = missing.iter().map(|f| f.name().to_owned()).collect();
         tracing::info!(table = %table.qualified_name(), columns = ?names, "adding new columns");
-        delta
-            .add_columns()
-            .with_fields(missing)
-            .await
-            .map_err(|e| Error::delta(table.qualified_name(), e))
+        let applied = delta.add_columns().with_fields(missing).await;
+        // Another process may have added them meanwhile (its commit conflicts with this one).
+        self.settle(table, applied, |reloaded| {
+            Ok(super::create::drift_of(table, reloaded)?.iter().all(|d| {
+                !names.contains(&d.column) || !matches!(d.kind, DriftKind::MissingInTable { .. })
+            }))
+        })
+        .await?
+        .map_err(|e| Error::delta(table.qualified_name(), e))
     }
 }
 
