@@ -203,6 +203,17 @@ pub const fn assert_change_feed<T: Table>(incremental: bool, full_snapshot: bool
                  table whole as `Frame<T>`"
             );
         }
+        if incremental
+            && same_ascii(key, "delta.columnMapping.mode", false)
+            && !same_ascii(value, "none", true)
+        {
+            panic!(
+                "a `Changes<T>` input reads the rows each commit added to its table from the \
+                 table's change data feed, which delta-rs 1.1 cannot read from a column-mapped \
+                 table (`delta.columnMapping.mode`): read the table whole as `Frame<T>`, or \
+                 declare it without column mapping"
+            );
+        }
         i += 1;
     }
 }

@@ -182,6 +182,22 @@ impl Warehouse {
                          `--full-refresh` otherwise); or read it as a `Frame<_>`"
                     )));
                 }
+                // Column-mapped by another engine (a declaration with it is a compile error):
+                // delta-rs cannot read the feed of such a table.
+                let mapped = delta.snapshot().is_ok_and(|snapshot| {
+                    snapshot
+                        .metadata()
+                        .configuration()
+                        .get("delta.columnMapping.mode")
+                        .is_some_and(|mode| !mode.eq_ignore_ascii_case("none"))
+                });
+                if mapped {
+                    return Err(Error::Refused(format!(
+                        "`Changes<_>` of {qualified}: the table is column-mapped \
+                         (`delta.columnMapping.mode`), and delta-rs 1.1 cannot read the change \
+                         data feed of such a table; read it as a `Frame<_>`"
+                    )));
+                }
                 // Bounded: a commit made after the load is read by the next run, not this one.
                 let cdf = delta
                     .scan_cdf()
