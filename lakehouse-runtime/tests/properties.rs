@@ -1165,3 +1165,56 @@ async fn the_new_rows_of_a_column_mapped_table_are_refused_with_the_way_out() {
     );
     assert!(!error.is_retryable(), "{error:?}");
 }
+
+/// [`Mapped`] with a column more.
+mod mapped_v2 {
+    #[derive(lakehouse_runtime::Table, serde::Serialize)]
+    #[table(
+        schema = "bronze",
+        name = "mapped",
+        key(id),
+        mode = merge,
+        property(key = "delta.columnMapping.mode", value = "name")
+    )]
+    pub struct Mapped {
+        pub id: i64,
+        pub label: String,
+        pub note: Option<String>,
+    }
+}
+
+#[tokio::test]
+async fn a_column_added_to_a_column_mapped_table_is_refused_naming_it() {
+    let wh = TempWarehouse::new();
+    crate::common::write(
+        &wh.warehouse,
+        Mapped::DEF,
+        &[Mapped {
+            id: 1,
+            label: "a".into(),
+        }],
+        Default::default(),
+    )
+    .await
+    .expect("v1");
+    let v2 = <mapped_v2::Mapped as lakehouse_runtime::Table>::DEF;
+    let error = crate::common::write(
+        &wh.warehouse,
+        v2,
+        &[serde_json::json!({"id": 2, "label": "b", "note": "n"})],
+        Default::default(),
+    )
+    .await
+    .expect_err("delta-rs adds no column to a mapped table")
+    .to_string();
+    assert!(
+        error.contains(
+            "the declaration adds `note`, and delta-rs 1.1 adds no column to a column-mapped table"
+        ),
+        "{error}"
+    );
+    assert_eq!(
+        crate::common::contents(&wh.warehouse, Mapped::DEF).await,
+        ["1|a"]
+    );
+}

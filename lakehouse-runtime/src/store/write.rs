@@ -462,6 +462,28 @@ impl Warehouse {
             return Ok(delta);
         }
         let names: Vec<String> = missing.iter().map(|f| f.name().to_owned()).collect();
+        let mapped = delta.snapshot().is_ok_and(|snapshot| {
+            snapshot
+                .metadata()
+                .configuration()
+                .get("delta.columnMapping.mode")
+                .is_some_and(|mode| !mode.eq_ignore_ascii_case("none"))
+        });
+        if mapped {
+            return Err(Error::schema(
+                table.qualified_name(),
+                format!(
+                    "the declaration adds {}, and delta-rs 1.1 adds no column to a column-mapped \
+                     table (`delta.columnMapping.mode`): leave the column out of the declaration, \
+                     or write it to a new table",
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
         tracing::info!(table = %table.qualified_name(), columns = ?names, "adding new columns");
         let applied = delta.add_columns().with_fields(missing).await;
         // Another process may have added them meanwhile (its commit conflicts with this one).
