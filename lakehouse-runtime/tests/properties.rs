@@ -1198,6 +1198,13 @@ async fn a_column_added_to_a_column_mapped_table_is_refused_naming_it() {
     .await
     .expect("v1");
     let v2 = <mapped_v2::Mapped as lakehouse_runtime::Table>::DEF;
+    let drift = wh.warehouse.drift(v2).await.expect("drift");
+    assert!(
+        drift
+            .iter()
+            .any(|d| d.column == "note" && d.is_incompatible()),
+        "`check` reports it: {drift:?}"
+    );
     let error = crate::common::write(
         &wh.warehouse,
         v2,

@@ -567,6 +567,7 @@ pub(crate) fn drift_of(table: &'static TableDef, delta: &DeltaTable) -> Result<V
         .snapshot()
         .map(|s| s.log_data().num_files() > 0)
         .unwrap_or(true);
+    let mapped = super::column_mapped(delta);
     let entry = |column: &str, kind| SchemaDrift {
         table: qualified.clone(),
         column: column.to_owned(),
@@ -578,10 +579,12 @@ pub(crate) fn drift_of(table: &'static TableDef, delta: &DeltaTable) -> Result<V
                 column.name,
                 DriftKind::MissingInTable {
                     declared: column.data_type,
-                    // Under `keep` the column is never added, and reads fail without it.
-                    refused: !column.nullable
+                    // Under `keep` the column is never added, and reads fail without it;
+                    // delta-rs adds no column to a column-mapped table.
+                    refused: (!column.nullable
                         && (table.evolution == crate::table::SchemaEvolution::Keep
-                            || (has_rows && !whole_overwrite)),
+                            || (has_rows && !whole_overwrite)))
+                        || (mapped && table.evolution != crate::table::SchemaEvolution::Keep),
                 },
             )),
             Ok(field) => {

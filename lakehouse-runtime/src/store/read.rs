@@ -184,14 +184,7 @@ impl Warehouse {
                 }
                 // Column-mapped by another engine (a declaration with it is a compile error):
                 // delta-rs cannot read the feed of such a table.
-                let mapped = delta.snapshot().is_ok_and(|snapshot| {
-                    snapshot
-                        .metadata()
-                        .configuration()
-                        .get("delta.columnMapping.mode")
-                        .is_some_and(|mode| !mode.eq_ignore_ascii_case("none"))
-                });
-                if mapped {
+                if super::column_mapped(&delta) {
                     return Err(Error::Refused(format!(
                         "`Changes<_>` of {qualified}: the table is column-mapped \
                          (`delta.columnMapping.mode`), and delta-rs 1.1 cannot read the change \

@@ -462,14 +462,7 @@ impl Warehouse {
             return Ok(delta);
         }
         let names: Vec<String> = missing.iter().map(|f| f.name().to_owned()).collect();
-        let mapped = delta.snapshot().is_ok_and(|snapshot| {
-            snapshot
-                .metadata()
-                .configuration()
-                .get("delta.columnMapping.mode")
-                .is_some_and(|mode| !mode.eq_ignore_ascii_case("none"))
-        });
-        if mapped {
+        if super::column_mapped(&delta) {
             return Err(Error::schema(
                 table.qualified_name(),
                 format!(
