@@ -284,6 +284,18 @@ pub(crate) fn session_on(runtime: Arc<RuntimeEnv>) -> SessionContext {
     session
 }
 
+/// Whether `delta` is column-mapped (`delta.columnMapping.mode` other than `none`): delta-rs
+/// 1.1 reads no change data feed of such a table and adds no column to it.
+pub(crate) fn column_mapped(delta: &DeltaTable) -> bool {
+    delta.snapshot().is_ok_and(|snapshot| {
+        snapshot
+            .metadata()
+            .configuration()
+            .get("delta.columnMapping.mode")
+            .is_some_and(|mode| !mode.eq_ignore_ascii_case("none"))
+    })
+}
+
 #[cfg(test)]
 pub(crate) mod test_support {
     use super::{Warehouse, WriteOptions};
@@ -311,16 +323,4 @@ pub(crate) mod test_support {
             .await
             .expect("write");
     }
-}
-
-/// Whether `delta` is column-mapped (`delta.columnMapping.mode` other than `none`): delta-rs
-/// 1.1 reads no change data feed of such a table and adds no column to it.
-pub(crate) fn column_mapped(delta: &DeltaTable) -> bool {
-    delta.snapshot().is_ok_and(|snapshot| {
-        snapshot
-            .metadata()
-            .configuration()
-            .get("delta.columnMapping.mode")
-            .is_some_and(|mode| !mode.eq_ignore_ascii_case("none"))
-    })
 }
