@@ -1225,3 +1225,48 @@ async fn a_column_added_to_a_column_mapped_table_is_refused_naming_it() {
         ["1|a"]
     );
 }
+
+#[tokio::test]
+async fn a_replaced_schema_takes_the_declared_nullability_not_the_plans() {
+    // A literal is never NULL: the `Option<String>` column was stored NOT NULL, and a later
+    // run's NULL label flipped it back, a metadata commit each time.
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let plan = session
+        .sql("SELECT CAST(1 AS BIGINT) AS id, 'one' AS label")
+        .await
+        .expect("plan");
+    assert!(
+        !plan
+            .schema()
+            .field_with_unqualified_name("label")
+            .expect("label")
+            .is_nullable()
+    );
+    wh.warehouse
+        .write(&session, Replaced::DEF, plan, Default::default())
+        .await
+        .expect("written");
+    let delta = wh
+        .warehouse
+        .load(Replaced::DEF)
+        .await
+        .expect("load")
+        .expect("table");
+    let schema = delta
+        .snapshot()
+        .expect("snapshot")
+        .snapshot()
+        .arrow_schema();
+    assert!(
+        schema
+            .field_with_name("label")
+            .expect("label")
+            .is_nullable(),
+        "{schema:?}"
+    );
+    assert!(
+        !schema.field_with_name("id").expect("id").is_nullable(),
+        "{schema:?}"
+    );
+}

@@ -118,3 +118,62 @@ const EMPTY_PARTITION: &str = "partition";
 pub(crate) fn assert_stored_not_null(expr: Expr, column: &str) -> Expr {
     ASSERT_NOT_NULL.call(vec![expr, lit(column), lit(STORED)])
 }
+
+/// `as_nullable(value)`: the value itself, typed nullable. A write that replaces a table's
+/// schema takes each column's nullability from the plan: a column declared `Option<_>` but
+/// filled by an expression DataFusion knows is never NULL (a literal, a NOT NULL input) would be
+/// stored NOT NULL, and flip back at the next run whose plan may be NULL (a metadata commit each
+/// time).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct AsNullable {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for AsNullable {
+    fn name(&self) -> &str {
+        "as_nullable"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> datafusion::error::Result<DataType> {
+        match arg_types {
+            [value] => Ok(value.clone()),
+            _ => plan_err!("as_nullable takes one value"),
+        }
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> datafusion::error::Result<FieldRef> {
+        match args.arg_fields {
+            [value] => Ok(Arc::new(Field::new(
+                self.name(),
+                value.data_type().clone(),
+                true,
+            ))),
+            _ => plan_err!("as_nullable takes one value"),
+        }
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        match <[ColumnarValue; 1]>::try_from(args.args) {
+            Ok([value]) => Ok(value),
+            Err(_) => exec_err!("as_nullable takes one value"),
+        }
+    }
+}
+
+static AS_NULLABLE: LazyLock<ScalarUDF> = LazyLock::new(|| {
+    ScalarUDF::from(AsNullable {
+        signature: Signature::any(1, Volatility::Immutable),
+    })
+});
+
+/// `expr`, typed nullable (see [`AsNullable`]).
+pub(crate) fn as_nullable(expr: Expr) -> Expr {
+    AS_NULLABLE.call(vec![expr])
+}

@@ -821,13 +821,19 @@ fn with_declared_metadata(df: DataFrame, table: &'static TableDef) -> Result<Dat
         .schema()
         .iter()
         .map(|(qualifier, field)| {
-            let metadata = table
-                .column(field.name())
+            let declared = table.column(field.name());
+            let metadata = declared
                 .map(|c| c.arrow_field().metadata().clone())
                 .filter(|m| !m.is_empty())
                 .map(datafusion::common::metadata::FieldMetadata::from);
-            Expr::Column(Column::from((qualifier, field.as_ref())))
-                .alias_with_metadata(field.name(), metadata)
+            let column = Expr::Column(Column::from((qualifier, field.as_ref())));
+            // The table takes the declared nullability, not the plan's.
+            let column = if declared.is_some_and(|c| c.nullable) && !field.is_nullable() {
+                crate::frame::as_nullable(column)
+            } else {
+                column
+            };
+            column.alias_with_metadata(field.name(), metadata)
         })
         .collect();
     Ok(df.select(columns)?)
