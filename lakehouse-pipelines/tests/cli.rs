@@ -989,6 +989,41 @@ fn check_reports_data_files_lost_outside_delta() {
         stdout(&damaged)
     );
 
+    // A table another engine gave a writer feature delta-rs lacks: every write of it fails.
+    let log = table.join("_delta_log");
+    let latest = std::fs::read_dir(&log)
+        .expect("log")
+        .filter_map(|entry| {
+            let name = entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            name.strip_suffix(".json")?.parse::<u64>().ok()
+        })
+        .max()
+        .expect("a commit");
+    std::fs::write(
+        log.join(format!("{:020}.json", latest + 1)),
+        concat!(
+            r#"{"commitInfo":{"timestamp":1764547200000,"operation":"SET TBLPROPERTIES"}}"#,
+            "\n",
+            r#"{"protocol":{"minReaderVersion":1,"minWriterVersion":7,"writerFeatures":["identityColumns"]}}"#,
+            "\n"
+        ),
+    )
+    .expect("a commit of another engine");
+    let unwritable = orchestrate(dir.path(), &["check"]);
+    assert_eq!(unwritable.status.code(), Some(1));
+    assert!(
+        stdout(&unwritable).contains(
+            "unwritable: gold.dim_date: delta-rs cannot write it (Unsupported table features \
+             required: [IdentityColumns])"
+        ),
+        "{}",
+        stdout(&unwritable)
+    );
+
     // A table whose log cannot be read is reported, and the others are still checked.
     let other = orchestrate(dir.path(), &["run", "--select", "erp_sales_transactions"]);
     assert!(other.status.success(), "{}", stderr(&other));

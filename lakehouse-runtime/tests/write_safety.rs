@@ -1486,3 +1486,51 @@ async fn keep_refuses_a_declared_not_null_column_the_table_lacks() {
         lines(&["1|5"])
     );
 }
+
+#[tokio::test]
+async fn a_table_whose_protocol_delta_rs_cannot_write_is_reported() {
+    // Another engine turned on a writer feature delta-rs 1.1 lacks: every write fails, and
+    // `check` said nothing of it.
+    let wh = TempWarehouse::new();
+    let row = [Order {
+        id: 1,
+        amount: Some(5),
+    }];
+    write(&wh.warehouse, v1::Orders::DEF, &row, txn(1))
+        .await
+        .expect("written");
+    assert_eq!(
+        wh.warehouse
+            .unwritable(v1::Orders::DEF)
+            .await
+            .expect("read"),
+        None
+    );
+    let version = wh
+        .warehouse
+        .version(v1::Orders::DEF)
+        .await
+        .expect("version")
+        .expect("written");
+    let log = wh.dir.path().join("warehouse/silver/orders/_delta_log");
+    std::fs::write(
+        log.join(format!("{:020}.json", version + 1)),
+        concat!(
+            r#"{"commitInfo":{"timestamp":1764547200000,"operation":"SET TBLPROPERTIES"}}"#,
+            "\n",
+            r#"{"protocol":{"minReaderVersion":1,"minWriterVersion":7,"writerFeatures":["identityColumns"]}}"#,
+            "\n"
+        ),
+    )
+    .expect("a commit of another engine");
+    let why = wh
+        .warehouse
+        .unwritable(v1::Orders::DEF)
+        .await
+        .expect("read")
+        .expect("unwritable");
+    assert_eq!(
+        why,
+        "Unsupported table features required: [IdentityColumns]"
+    );
+}

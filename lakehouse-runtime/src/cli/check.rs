@@ -52,9 +52,10 @@ pub(super) async fn check(registry: &Registry, global: &GlobalArgs) -> Result<Ex
             Ok::<_, Error>((
                 warehouse.drift(table).await?,
                 warehouse.missing_files(table).await?,
+                warehouse.unwritable(table).await?,
             ))
         };
-        let (drifted, missing) = match read.await {
+        let (drifted, missing, unwritable) = match read.await {
             Ok(read) => read,
             Err(error) => {
                 unreadable.push(table);
@@ -67,6 +68,16 @@ pub(super) async fn check(registry: &Registry, global: &GlobalArgs) -> Result<Ex
             drifts += 1;
             ok &= !drift.is_incompatible();
             say!("schema drift: {drift}");
+        }
+        if let Some(why) = unwritable {
+            damaged += 1;
+            ok = false;
+            say!(
+                "unwritable: {}: delta-rs cannot write it ({why}); its writes fail until the \
+                 table's protocol is one it supports (rewrite the table, or drop the feature \
+                 with the engine that added it)",
+                table.qualified_name()
+            );
         }
         if let Some(first) = missing.first() {
             damaged += 1;

@@ -538,6 +538,22 @@ impl Warehouse {
         Ok(created)
     }
 
+    /// Why delta-rs 1.1 cannot write `table` (its protocol asks for a writer feature it does not
+    /// have, set by another engine), or `None` when it can (or the table was never written):
+    /// every write of it fails until then.
+    pub async fn unwritable(&self, table: &'static TableDef) -> Result<Option<String>> {
+        let Some(delta) = self.load(table).await? else {
+            return Ok(None);
+        };
+        let snapshot = delta
+            .snapshot()
+            .map_err(|e| Error::delta(table.qualified_name(), e))?;
+        Ok(deltalake::kernel::transaction::PROTOCOL
+            .can_write_to(snapshot)
+            .err()
+            .map(|error| error.to_string()))
+    }
+
     /// Every difference between `table`'s declaration and its stored schema; empty when they
     /// agree or the table does not exist yet.
     pub async fn drift(&self, table: &'static TableDef) -> Result<Vec<SchemaDrift>> {
