@@ -162,11 +162,34 @@ pub(super) async fn describe(
         "description",
         "stored",
     ]);
+    // What is stored otherwise than declared: its type, its NULLs, a column not declared.
+    let drift = warehouse.drift(table).await?;
+    let stored_as = |name: &str| {
+        drift
+            .iter()
+            .filter(|d| d.column == name)
+            .find_map(|d| match &d.kind {
+                crate::store::DriftKind::TypeChanged { stored, .. } => Some(format!("as {stored}")),
+                crate::store::DriftKind::NullabilityChanged { declared_nullable } => Some(
+                    if *declared_nullable {
+                        "NOT NULL"
+                    } else {
+                        "nullable"
+                    }
+                    .to_owned(),
+                ),
+                crate::store::DriftKind::NotDeclared { stored, .. } => Some(stored.clone()),
+                _ => None,
+            })
+    };
     for column in table.columns {
         let stored = match stored_columns.iter().find(|(name, _)| name == column.name) {
-            Some(_) => "yes",
-            None if delta.is_some() => "missing",
-            None => "",
+            Some(_) => match stored_as(column.name) {
+                Some(otherwise) => format!("yes, {otherwise}"),
+                None => "yes".to_owned(),
+            },
+            None if delta.is_some() => "missing".to_owned(),
+            None => String::new(),
         };
         columns.add_row(vec![
             column.name.to_owned(),
@@ -177,7 +200,7 @@ pub(super) async fn describe(
                 .map(|r| format!("{}.{}.{}", r.schema, r.table, r.column))
                 .unwrap_or_default(),
             column.description.to_owned(),
-            stored.to_owned(),
+            stored,
         ]);
     }
     // Columns the table has and the declaration lacks (kept by schema evolution).
@@ -185,7 +208,7 @@ pub(super) async fn describe(
         if table.column(name).is_none() {
             columns.add_row(vec![
                 name.clone(),
-                String::new(),
+                stored_as(name).unwrap_or_default(),
                 String::new(),
                 String::new(),
                 comment.clone().unwrap_or_default(),
