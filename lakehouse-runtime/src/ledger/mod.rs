@@ -172,7 +172,9 @@ impl Ledger {
                 Err(error) => {
                     tracing::debug!(%error, table = %T::DEF.qualified_name(), "reopening a system table");
                     *open = None;
-                    if self.committed::<T>(&write_id, Some(before)).await {
+                    // Unknown whether it committed: appending again could record the rows
+                    // twice, so the append fails instead.
+                    if self.committed::<T>(&write_id, Some(before)).await? {
                         self.note_appended(rows, None);
                         return Ok(());
                     }
@@ -183,6 +185,11 @@ impl Ledger {
         // metadata) can; such a commit is simply tried again.
         let mut attempt = 1;
         loop {
+            // An earlier try may have committed before its error.
+            if attempt > 1 && self.committed::<T>(&write_id, None).await? {
+                self.note_appended(rows, None);
+                return Ok(());
+            }
             let session = self.warehouse.session();
             let df = session.read_batches(batches.clone())?;
             // (The write itself tells an error after its commit from a failed write.)
@@ -202,30 +209,38 @@ impl Ledger {
                     }
                     return Ok(());
                 }
-                // An earlier try may have committed before its error.
-                Err(_) if attempt > 1 && self.committed::<T>(&write_id, None).await => {
-                    self.note_appended(rows, None);
-                    return Ok(());
-                }
                 Err(error) if attempt < 5 => {
                     tracing::debug!(%error, attempt, table = %T::DEF.qualified_name(), "retrying a ledger append");
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
                 }
-                Err(error) => return Err(error),
+                // The last try may have committed before its error.
+                Err(error) => {
+                    return match self.committed::<T>(&write_id, None).await {
+                        Ok(true) => {
+                            self.note_appended(rows, None);
+                            Ok(())
+                        }
+                        _ => Err(error),
+                    };
+                }
             }
         }
     }
 
     /// Whether the write `write_id` is among system table `T`'s commits after `after` (the latest
-    /// 100 without it; an unreadable table counts as not).
-    async fn committed<T: Table>(&self, write_id: &serde_json::Value, after: Option<u64>) -> bool {
-        matches!(
-            self.warehouse
-                .commit_tagged(T::DEF, WRITE_ID_KEY, write_id, after)
-                .await,
-            Ok(Some(_))
-        )
+    /// 100 without it); an error when the table cannot be read, and so whether it committed is
+    /// not known (taken for "not", the rows were appended again).
+    async fn committed<T: Table>(
+        &self,
+        write_id: &serde_json::Value,
+        after: Option<u64>,
+    ) -> Result<bool> {
+        Ok(self
+            .warehouse
+            .commit_tagged(T::DEF, WRITE_ID_KEY, write_id, after)
+            .await?
+            .is_some())
     }
 
     /// Keeps the known successes current after `rows` were committed to their table, which
