@@ -233,6 +233,18 @@ async fn a_table_folder_with_files_but_no_log_is_not_taken_over() {
             .contains("holds files (`part-0.parquet`, ...) but no Delta log"),
         "{error}"
     );
+    // Nor with an empty log folder beside them (delta-rs then finds no table).
+    std::fs::create_dir(folder.join("_delta_log")).expect("an empty log");
+    let Err(error) = wh.warehouse.read(&session, v1::Orders::DEF).await else {
+        panic!("read as empty");
+    };
+    assert!(
+        error
+            .to_string()
+            .contains("holds files (`part-0.parquet`, ...) but no Delta log"),
+        "{error}"
+    );
+    std::fs::remove_dir(folder.join("_delta_log")).expect("removed");
     // An empty folder (a table created by hand, say) is fine.
     std::fs::remove_file(folder.join("part-0.parquet")).expect("remove");
     write(&wh.warehouse, v1::Orders::DEF, &row, txn(1))

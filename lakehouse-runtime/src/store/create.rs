@@ -929,11 +929,8 @@ fn description_differs(table: &'static TableDef, delta: &DeltaTable) -> Result<b
         && snapshot.metadata().description() != Some(table.description))
 }
 
-/// An error if the folder of a table without a Delta log holds files (its log lost, Parquet
-/// copied in by hand): a new table there would not know them, and `vacuum` would delete them
-/// as files no version refers to.
 /// [`refuse_files_without_a_log`] on an object store: `store` is rooted at the table's `url`.
-async fn refuse_objects_without_a_log(
+pub(super) async fn refuse_objects_without_a_log(
     qualified: &str,
     url: &url::Url,
     store: std::sync::Arc<dyn deltalake::ObjectStore>,
@@ -963,6 +960,9 @@ async fn refuse_objects_without_a_log(
     }
 }
 
+/// An error if the folder of a table without a Delta log holds files (its log lost, Parquet
+/// copied in by hand): a new table there would not know them, and `vacuum` would delete them
+/// as files no version refers to.
 pub(super) fn refuse_files_without_a_log(qualified: &str, path: &std::path::Path) -> Result<()> {
     let entries = match std::fs::read_dir(path) {
         Ok(entries) => entries,

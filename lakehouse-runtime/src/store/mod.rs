@@ -191,7 +191,22 @@ impl Warehouse {
         );
         match delta.load().await {
             Ok(()) => Ok(delta.version().is_some().then_some(delta)),
-            Err(deltalake::DeltaTableError::NotATable(_)) => Ok(None),
+            // No log (an object store has no folders), or an empty one: files there are a
+            // table's whose log is lost, not a table never written.
+            Err(deltalake::DeltaTableError::NotATable(_)) => {
+                match location::local_path(&url) {
+                    Some(path) => create::refuse_files_without_a_log(&qualified, &path)?,
+                    None => {
+                        create::refuse_objects_without_a_log(
+                            &qualified,
+                            &url,
+                            delta.log_store().object_store(None),
+                        )
+                        .await?
+                    }
+                }
+                Ok(None)
+            }
             Err(error) => Err(Error::delta(&qualified, error)),
         }
     }
