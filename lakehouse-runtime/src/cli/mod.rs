@@ -98,19 +98,13 @@ pub(crate) fn json_reports() -> bool {
 
 /// Writes to stdout, ignoring errors (see `say!`).
 pub(crate) fn print_stdout(text: std::fmt::Arguments<'_>) {
-    use std::io::Write as _;
-    progress::above_progress(|| {
-        let _ = std::io::stdout().lock().write_fmt(text);
-    });
+    progress::write_stdout(text);
 }
 
 /// Writes to stderr, ignoring errors: `eprintln!` panics when stderr is a closed pipe
 /// (`orchestrate run 2>&1 | head -1`), which would turn exit code 1 into 101.
 pub(crate) fn print_stderr(text: std::fmt::Arguments<'_>) {
-    use std::io::Write as _;
-    progress::above_progress(|| {
-        let _ = std::io::stderr().lock().write_fmt(text);
-    });
+    progress::write_stderr(text);
 }
 
 /// Whether logs are JSON lines (`--log-format json`): what the CLI tells on stderr then goes

@@ -19,14 +19,12 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::orchestrator::{Event, Status};
 
-/// The spinners on stderr, when it is a terminal (not a dumb one).
+/// The spinners on stderr, when it is a terminal, as indicatif decides it for its own stderr
+/// target (not a dumb one, nor one whose `TERM` is unset).
 static TERMINAL: LazyLock<MultiProgress> = LazyLock::new(|| {
-    let dumb = std::env::var("TERM").is_ok_and(|term| term == "dumb");
-    MultiProgress::with_draw_target(if std::io::stderr().is_terminal() && !dumb {
-        ProgressDrawTarget::term_like_with_hz(
-            Box::new(Unfailing::new(Box::new(console::Term::buffered_stderr()))),
-            20,
-        )
+    let term = console::Term::buffered_stderr();
+    MultiProgress::with_draw_target(if term.is_term() && !console::is_dumb() {
+        ProgressDrawTarget::term_like_with_hz(Box::new(Unfailing::new(Box::new(term))), 20)
     } else {
         ProgressDrawTarget::hidden()
     })
@@ -101,10 +99,35 @@ pub(crate) fn above_progress<R>(write: impl FnOnce() -> R) -> R {
     }
     let written = TERMINAL.suspend(write);
     if FAILED.load(Ordering::Acquire) {
+        // Off the screen if the terminal still takes it, then no more drawing.
         SHOWING.store(false, Ordering::Release);
+        let _ = TERMINAL.clear();
         TERMINAL.set_draw_target(ProgressDrawTarget::hidden());
     }
     written
+}
+
+/// Writes `text` to stdout, above the spinners when stdout is their terminal too (formatted
+/// first: nothing but the write happens under indicatif's lock; a stdout that is a pipe is
+/// written without it, and a slow reader then holds up nothing else).
+pub(crate) fn write_stdout(text: std::fmt::Arguments<'_>) {
+    let text = text.to_string();
+    let write = || {
+        let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    };
+    if std::io::stdout().is_terminal() {
+        above_progress(write);
+    } else {
+        write();
+    }
+}
+
+/// Writes `text` to stderr, above the spinners (formatted first).
+pub(crate) fn write_stderr(text: std::fmt::Arguments<'_>) {
+    let text = text.to_string();
+    above_progress(|| {
+        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    });
 }
 
 /// The log's writer: stderr, written above the spinners.
@@ -134,7 +157,7 @@ pub async fn display(mut events: UnboundedReceiver<Event>) {
         return;
     }
     let mut spinners = Spinners::new(&TERMINAL);
-    SHOWING.store(true, Ordering::Release);
+    SHOWING.store(!FAILED.load(Ordering::Acquire), Ordering::Release);
     while let Some(event) = events.recv().await {
         spinners.show(event);
     }
@@ -165,8 +188,10 @@ impl<'a> Spinners<'a> {
             Event::Planned { pipelines, .. } => {
                 self.clear();
                 for pipeline in pipelines {
-                    let bar = self.multi.add(ProgressBar::new_spinner());
-                    bar.set_style(self.style.clone());
+                    // Styled before it joins: its own target, stderr, decides the colours.
+                    let bar = self
+                        .multi
+                        .add(ProgressBar::new_spinner().with_style(self.style.clone()));
                     bar.set_prefix(pipeline);
                     bar.set_message("pending");
                     self.bars.insert(pipeline, bar);
