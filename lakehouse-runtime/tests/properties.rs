@@ -1164,6 +1164,47 @@ async fn the_new_rows_of_a_column_mapped_table_are_refused_with_the_way_out() {
         "{error}"
     );
     assert!(!error.is_retryable(), "{error:?}");
+    // From the first read on, not only once the table has new commits to read.
+    assert!(
+        wh.warehouse
+            .read_changes(&session, MappedReading::DEF, None)
+            .await
+            .is_err()
+    );
+}
+
+/// A column-mapped table whose schema each write would replace.
+#[derive(Table, serde::Serialize)]
+#[table(
+    schema = "gold",
+    name = "mapped_replaced",
+    mode = overwrite,
+    evolution = overwrite,
+    property(key = "delta.columnMapping.mode", value = "name")
+)]
+pub struct MappedReplaced {
+    pub id: i64,
+}
+
+#[tokio::test]
+async fn a_column_mapped_table_whose_schema_would_be_replaced_is_refused_naming_why() {
+    // delta-rs 1.1 refuses schema evolution on such a table, every write, with its own words.
+    let wh = TempWarehouse::new();
+    let error = crate::common::write(
+        &wh.warehouse,
+        MappedReplaced::DEF,
+        &[MappedReplaced { id: 1 }],
+        Default::default(),
+    )
+    .await
+    .expect_err("refused")
+    .to_string();
+    assert!(
+        error.contains(
+            "delta-rs 1.1 replaces the schema of no such table (`evolution = overwrite`)"
+        ),
+        "{error}"
+    );
 }
 
 /// [`Mapped`] with a column more.

@@ -145,6 +145,16 @@ impl Warehouse {
                 table_id: None,
             });
         };
+        // Column-mapped by another engine (a declaration with it is a compile error): delta-rs
+        // cannot read the feed of such a table. Refused at once, not only once it has new
+        // commits to read (a reader would pass while the table was quiet).
+        if super::column_mapped(&delta) {
+            return Err(Error::Refused(format!(
+                "`Changes<_>` of {qualified}: the table is column-mapped \
+                 (`delta.columnMapping.mode`), and delta-rs 1.1 cannot read the change data feed \
+                 of such a table; read it as a `Frame<_>`"
+            )));
+        }
         let current = delta.version();
         let created_at = created_time(&delta);
         let table_id = delta
@@ -180,15 +190,6 @@ impl Warehouse {
                          value = \"true\")` on the table, or with another engine), then read it \
                          whole once (`orchestrate run --rebuild` for an append output, \
                          `--full-refresh` otherwise); or read it as a `Frame<_>`"
-                    )));
-                }
-                // Column-mapped by another engine (a declaration with it is a compile error):
-                // delta-rs cannot read the feed of such a table.
-                if super::column_mapped(&delta) {
-                    return Err(Error::Refused(format!(
-                        "`Changes<_>` of {qualified}: the table is column-mapped \
-                         (`delta.columnMapping.mode`), and delta-rs 1.1 cannot read the change \
-                         data feed of such a table; read it as a `Frame<_>`"
                     )));
                 }
                 // Bounded: a commit made after the load is read by the next run, not this one.

@@ -177,6 +177,14 @@ impl Warehouse {
         let df = without_empty_partition_values(conform_output(df, table)?, table)?;
         let replace_schema =
             table.mode == WriteMode::Overwrite && table.evolution == SchemaEvolution::Overwrite;
+        if replace_schema && super::column_mapped(&delta) {
+            return Err(Error::schema(
+                &qualified,
+                "the table is column-mapped (`delta.columnMapping.mode`), and delta-rs 1.1 \
+                 replaces the schema of no such table (`evolution = overwrite`): declare \
+                 `evolution = merge`, or write it to a new table",
+            ));
+        }
         if !replace_schema {
             delta = self.evolve(table, delta).await?;
         }
