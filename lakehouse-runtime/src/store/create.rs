@@ -30,9 +30,10 @@ pub enum DriftKind {
     MissingInTable {
         /// The declared type.
         declared: LogicalType,
-        /// Declared NOT NULL while the table has rows, which would have no value for it: the
-        /// next write is refused.
+        /// The next write is refused: see `why`.
         refused: bool,
+        /// Why it is refused, and what to do (empty when it is not).
+        why: &'static str,
     },
     /// In the table, no longer declared.
     NotDeclared {
@@ -93,7 +94,11 @@ impl std::fmt::Display for SchemaDrift {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (table, column) = (&self.table, &self.column);
         match &self.kind {
-            DriftKind::MissingInTable { declared, refused } => {
+            DriftKind::MissingInTable {
+                declared,
+                refused,
+                why,
+            } => {
                 write!(
                     f,
                     "{table}.{column}: declared {declared}, not in the Delta table yet"
@@ -106,10 +111,7 @@ impl std::fmt::Display for SchemaDrift {
                          with --full-refresh, or declare its former mode again)",
                     )?;
                 } else if *refused {
-                    f.write_str(
-                        "; declared NOT NULL, and the table's rows have no value for it: writes \
-                         will fail (declare it as an `Option<_>`, or rebuild the table)",
-                    )?;
+                    write!(f, "; {why}")?;
                 }
                 Ok(())
             }
@@ -591,18 +593,30 @@ pub(crate) fn drift_of(table: &'static TableDef, delta: &DeltaTable) -> Result<V
     };
     for column in table.columns {
         match stored.field_with_name(column.name) {
-            Err(_) => drift.push(entry(
-                column.name,
+            Err(_) => drift.push(entry(column.name, {
+                let keep = table.evolution == crate::table::SchemaEvolution::Keep;
+                // Under `keep` the column is never added, and reads fail without it;
+                // delta-rs adds no column to a column-mapped table.
+                let why = if !column.nullable && keep {
+                    "declared NOT NULL, and the table keeps its columns (`evolution = \
+                         keep`): no read has a value for it and writes will fail (declare it as \
+                         an `Option<_>`, or `evolution = merge`)"
+                } else if mapped && !keep {
+                    "the table is column-mapped, and delta-rs 1.1 adds no column to it: \
+                         writes will fail (leave the column out of the declaration, or write it \
+                         to a new table)"
+                } else if !column.nullable && has_rows && !whole_overwrite {
+                    "declared NOT NULL, and the table's rows have no value for it: writes \
+                         will fail (declare it as an `Option<_>`, or rebuild the table)"
+                } else {
+                    ""
+                };
                 DriftKind::MissingInTable {
                     declared: column.data_type,
-                    // Under `keep` the column is never added, and reads fail without it;
-                    // delta-rs adds no column to a column-mapped table.
-                    refused: (!column.nullable
-                        && (table.evolution == crate::table::SchemaEvolution::Keep
-                            || (has_rows && !whole_overwrite)))
-                        || (mapped && table.evolution != crate::table::SchemaEvolution::Keep),
-                },
-            )),
+                    refused: !why.is_empty(),
+                    why,
+                }
+            })),
             Ok(field) => {
                 if LogicalType::from_arrow(field.data_type()) != Some(column.data_type) {
                     drift.push(entry(
