@@ -81,7 +81,16 @@ impl Warehouse {
             let now = super::create::drift_of(table, &delta)?;
             let unfit: Vec<String> = super::create::drift_of(table, &target)?
                 .into_iter()
-                .filter(|drift| breaks_after_restore(table, drift) && !now.contains(drift))
+                .filter(|drift| {
+                    // The same kind of drift of the same column (whether it refuses writes
+                    // depends on the version having rows).
+                    let there_now = now.iter().any(|n| {
+                        n.column == drift.column
+                            && std::mem::discriminant(&n.kind)
+                                == std::mem::discriminant(&drift.kind)
+                    });
+                    breaks_after_restore(table, drift) && !there_now
+                })
                 .map(|drift| drift.to_string())
                 .collect();
             if !unfit.is_empty() {
