@@ -1,5 +1,7 @@
 //! `cargo bench -p lakehouse-bench`: the workload at N = 1 000 000 (or `LAKEHOUSE_BENCH_ROWS`), in
-//! a work directory under the target directory (or `LAKEHOUSE_BENCH_OUT`). Prints the JSON line.
+//! `lakehouse-bench` under the system's temporary directory (or `LAKEHOUSE_BENCH_OUT`). Prints the
+//! JSON line. A release build, not the `optimized` one the README's table measures (10–15 %
+//! slower by the README's measure).
 
 use std::time::Instant;
 
@@ -9,10 +11,16 @@ fn main() {
     let started = Instant::now();
     lakehouse_runtime::allocator::tune();
     // `cargo bench` passes `--bench`; there are no other options.
-    let rows = std::env::var("LAKEHOUSE_BENCH_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let rows = match std::env::var("LAKEHOUSE_BENCH_ROWS") {
+        Err(_) => 1_000_000,
+        Ok(text) => match text.trim().parse() {
+            Ok(rows) => rows,
+            Err(_) => {
+                eprintln!("error: LAKEHOUSE_BENCH_ROWS = {text:?} is not a whole number of rows");
+                std::process::exit(2);
+            }
+        },
+    };
     let out = std::env::var_os("LAKEHOUSE_BENCH_OUT")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("lakehouse-bench"));
@@ -23,10 +31,16 @@ fn main() {
         keep: false,
         on_stage: Some(print_stage),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("tokio runtime");
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
     match runtime.block_on(run(&options, started)) {
         Ok(report) => {
             println!("{}", report.to_json());

@@ -162,6 +162,13 @@ pub fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / CLOCK_TICKS
 }
 
+/// Forgets the peak resident set size so far (`VmHWM`): what is measured next starts from the
+/// memory in use now. Best effort (Linux only).
+pub fn reset_peak_rss() {
+    // 5: reset the peak resident set size to the current one (proc(5), `clear_refs`).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 /// Peak resident set size of this process, MiB (`VmHWM` of `/proc/self/status`).
 pub fn peak_rss_mb() -> f64 {
     status_kib("VmHWM:") / 1024.0

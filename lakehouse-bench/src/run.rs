@@ -68,6 +68,8 @@ pub async fn run(options: &Options, process_start: Instant) -> Result<Report> {
         .to_str()
         .ok_or_else(|| Error::msg("the landing path is not UTF-8"))?
         .to_owned();
+    // The generation is not measured: its peak memory is forgotten too.
+    crate::report::reset_peak_rss();
 
     let root = warehouse_dir(options);
     if root.exists() {
@@ -144,16 +146,21 @@ pub async fn run(options: &Options, process_start: Instant) -> Result<Report> {
     };
     report.stages_s = wall;
     report.stages_cpu_s = cpu;
-    report.bytes_on_disk = dir_bytes(&root);
+    // The workload's tables, as the peers count them (not the run ledger's).
+    report.bytes_on_disk = ["bronze", "silver", "gold"]
+        .iter()
+        .map(|schema| dir_bytes(&root.join(schema)))
+        .sum();
     if !options.keep {
         std::fs::remove_dir_all(&root)?;
     }
     Ok(report)
 }
 
-/// The physical plan of `pipeline` over the warehouse under `options.out` as it stands (run with
-/// `--keep` first): its inputs read as the orchestrator reads them, its output as written. For
-/// profiling.
+/// The physical plan of `pipeline`'s output over the warehouse under `options.out` as it stands
+/// (run with `--keep` first), for profiling: every input read whole (a `Changes<T>` input too,
+/// which a run reads from the change data feed), and the plan of the output only, not of its
+/// write.
 pub async fn explain(options: &Options, pipeline: &str) -> Result<String> {
     use std::sync::Arc;
 
