@@ -1075,8 +1075,15 @@ mod tests {
             refused.contains("silver.orders: its location memory:///wh/silver/orders/ holds objects (`part-00000.parquet`, ...) but no Delta log"),
             "{refused}"
         );
-        // Nothing was created, and the object is still there.
-        assert!(warehouse.load(Orders::DEF).await.expect("load").is_none());
+        // Nothing was created, and the object is still there; nor is it read as a table never
+        // written.
+        let unread = warehouse.load(Orders::DEF).await.expect_err("not empty");
+        assert!(
+            unread
+                .to_string()
+                .contains("holds objects (`part-00000.parquet`, ...)"),
+            "{unread}"
+        );
         store.head(&stray).await.expect("kept");
         // An empty location is created.
         store.delete(&stray).await.expect("delete");
