@@ -449,6 +449,22 @@ async fn three_runs_keep_exact_history() {
         Some(v1 + 2)
     );
     assert_eq!(contents(&wh.warehouse, def).await, expected);
+    // And rewritten unchanged under a new transaction, the merge itself finds no change: no
+    // version is closed or opened, and nothing is committed.
+    let unchanged = write(
+        &wh.warehouse,
+        def,
+        &[c("a", Some("Ann"), Some("Lille"))],
+        run(4, 4),
+    )
+    .await
+    .expect("unchanged");
+    assert_eq!(
+        (unchanged.rows_inserted, unchanged.rows_updated),
+        (0, 0),
+        "{unchanged:?}"
+    );
+    assert_eq!(contents(&wh.warehouse, def).await, expected);
 }
 
 #[derive(Serialize)]
