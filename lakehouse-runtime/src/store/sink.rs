@@ -412,7 +412,16 @@ impl OpenTable {
         // nullable column the rows lack).
         // A table another engine gave writer features this path does not honour (generated
         // columns, invariants, column mapping..) takes the general path, delta-rs's writer.
-        if !plain_protocol(&self.state) {
+        // Nor does it enforce CHECK constraints or lay out partitions: a system table another
+        // engine gave either takes the general path too.
+        let constrained = self
+            .state
+            .metadata()
+            .configuration()
+            .keys()
+            .any(|key| key.starts_with("delta.constraints."));
+        let partitioned = !self.state.metadata().partition_columns().is_empty();
+        if !plain_protocol(&self.state) || constrained || partitioned {
             return Err(DeltaTableError::Generic(
                 "the table asks more of a writer than this path does".to_owned(),
             ));
