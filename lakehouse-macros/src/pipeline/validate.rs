@@ -44,8 +44,11 @@ pub(crate) fn validate(
     mut errors: Errors,
 ) -> syn::Result<PipelineModel> {
     let sig = &item.sig;
-    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+    // (A `where` clause alone has no tokens in `generics` to point at: it is pointed at itself.)
+    if !sig.generics.params.is_empty() {
         errors.spanned(&sig.generics, "a pipeline cannot be generic");
+    } else if let Some(clause) = &sig.generics.where_clause {
+        errors.spanned(clause, "a pipeline cannot be generic");
     }
     if let Some(token) = &sig.constness {
         errors.spanned(token, "a pipeline cannot be a `const fn`");
