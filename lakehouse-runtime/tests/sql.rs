@@ -644,3 +644,81 @@ async fn a_restore_that_leaves_the_schemas_fit_as_it_is_is_not_refused() {
         .expect("no drift the table has not now");
     assert_eq!(report.restored, 1);
 }
+
+/// Events, as first stored: `legacy` NOT NULL.
+mod events_v1 {
+    #[derive(lakehouse_runtime::Table)]
+    #[table(schema = "bronze", name = "legacy_events")]
+    pub struct Events {
+        pub id: i64,
+        pub legacy: String,
+    }
+}
+
+/// Events, `legacy` made optional (its NOT NULL dropped by the next write).
+mod events_v2 {
+    #[derive(lakehouse_runtime::Table)]
+    #[table(schema = "bronze", name = "legacy_events")]
+    pub struct Events {
+        pub id: i64,
+        pub legacy: Option<String>,
+    }
+}
+
+/// Events, `legacy` no longer declared.
+#[derive(Table)]
+#[table(schema = "bronze", name = "legacy_events")]
+pub struct LegacyEvents {
+    pub id: i64,
+}
+
+#[tokio::test]
+async fn a_restore_that_would_refuse_every_write_is_refused() {
+    // Now `legacy` is stored nullable and not declared: writes leave it NULL. Restored to its
+    // first version, it is NOT NULL again, and every write (which has no value for it) fails.
+    use lakehouse_runtime::store::AsOf;
+    let wh = TempWarehouse::new();
+    let v1 = <events_v1::Events as lakehouse_runtime::Table>::DEF;
+    let v2 = <events_v2::Events as lakehouse_runtime::Table>::DEF;
+    let now = <LegacyEvents as lakehouse_runtime::Table>::DEF;
+    write(
+        &wh.warehouse,
+        v1,
+        &[serde_json::json!({"id": 1, "legacy": "a"})],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("v1");
+    let first = wh
+        .warehouse
+        .version(v1)
+        .await
+        .expect("version")
+        .expect("written");
+    write(
+        &wh.warehouse,
+        v2,
+        &[serde_json::json!({"id": 2, "legacy": null})],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("v2");
+    write(
+        &wh.warehouse,
+        now,
+        &[serde_json::json!({"id": 3})],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("now");
+    let error = wh
+        .warehouse
+        .restore(now, AsOf::Version(first))
+        .await
+        .expect_err("writes would fail")
+        .to_string();
+    assert!(
+        error.contains("that version's schema does not fit"),
+        "{error}"
+    );
+}

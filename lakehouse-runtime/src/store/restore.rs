@@ -82,12 +82,20 @@ impl Warehouse {
             let unfit: Vec<String> = super::create::drift_of(table, &target)?
                 .into_iter()
                 .filter(|drift| {
-                    // The same kind of drift of the same column (whether it refuses writes
-                    // depends on the version having rows).
+                    // The same drift of the same column; a missing column counts as there now
+                    // unless the restore makes it refuse writes (that depends on the version
+                    // having rows).
                     let there_now = now.iter().any(|n| {
                         n.column == drift.column
-                            && std::mem::discriminant(&n.kind)
-                                == std::mem::discriminant(&drift.kind)
+                            && match (&n.kind, &drift.kind) {
+                                (
+                                    DriftKind::MissingInTable { refused: now, .. },
+                                    DriftKind::MissingInTable {
+                                        refused: restored, ..
+                                    },
+                                ) => *now || !*restored,
+                                (now, restored) => now == restored,
+                            }
                     });
                     breaks_after_restore(table, drift) && !there_now
                 })
