@@ -163,7 +163,10 @@ impl Ledger {
             let before = table_open.version();
             let tags = CommitTags::write_id_only(write_id.clone());
             match table_open.append(&batches, &tags).await {
-                Ok(()) => {
+                // The table asks more than this path does, and nothing was written: the
+                // general path writes it.
+                Ok(false) => *open = None,
+                Ok(true) => {
                     self.note_appended(rows, Some((before, table_open.version())));
                     self.compact_if_fragmented::<T>(&mut open).await;
                     return Ok(());
@@ -236,11 +239,24 @@ impl Ledger {
         write_id: &serde_json::Value,
         after: Option<u64>,
     ) -> Result<bool> {
-        Ok(self
-            .warehouse
-            .commit_tagged(T::DEF, WRITE_ID_KEY, write_id, after)
-            .await?
-            .is_some())
+        // A read that fails once (a store's passing error) is tried again before the append
+        // gives up.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self
+                .warehouse
+                .commit_tagged(T::DEF, WRITE_ID_KEY, write_id, after)
+                .await
+            {
+                Ok(found) => return Ok(found.is_some()),
+                Err(error) if tries >= 3 => return Err(error),
+                Err(error) => {
+                    tracing::debug!(%error, table = %T::DEF.qualified_name(), "reading the ledger table's commits again");
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * tries)).await;
+                }
+            }
+        }
     }
 
     /// Keeps the known successes current after `rows` were committed to their table, which

@@ -401,12 +401,13 @@ impl OpenTable {
 
     /// Appends in-memory `batches` (the stored table's columns, matched by name) in one commit, without a
     /// DataFusion plan, and moves to the committed version. Appends by others since the last
-    /// one do not conflict: the commit goes after them.
+    /// one do not conflict: the commit goes after them. `Ok(false)`: this path does not write
+    /// the table (see below), and nothing was written.
     pub(crate) async fn append(
         &mut self,
         batches: &[RecordBatch],
         tags: &CommitTags,
-    ) -> Result<(), DeltaTableError> {
+    ) -> Result<bool, DeltaTableError> {
         // The encoder goes by position: the rows' columns are put in the stored order, by name
         // (a table evolved by another version may hold them in another order, or hold a
         // nullable column the rows lack).
@@ -422,9 +423,7 @@ impl OpenTable {
             .any(|key| key.starts_with("delta.constraints."));
         let partitioned = !self.state.metadata().partition_columns().is_empty();
         if !plain_protocol(&self.state) || constrained || partitioned {
-            return Err(DeltaTableError::Generic(
-                "the table asks more of a writer than this path does".to_owned(),
-            ));
+            return Ok(false);
         }
         let stored = self.state.snapshot().arrow_schema();
         let batches = batches
@@ -467,7 +466,7 @@ impl OpenTable {
         )
         .await?;
         self.state = finalized.snapshot();
-        Ok(())
+        Ok(true)
     }
 }
 
