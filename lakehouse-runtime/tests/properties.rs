@@ -1173,15 +1173,24 @@ async fn the_new_rows_of_a_column_mapped_table_are_refused_with_the_way_out() {
     );
 }
 
-/// A column-mapped table whose schema each write would replace.
+/// A table column-mapped as first made (by another engine, say).
+mod mapped_first {
+    #[derive(lakehouse_runtime::Table, serde::Serialize)]
+    #[table(
+        schema = "gold",
+        name = "mapped_replaced",
+        mode = overwrite,
+        property(key = "delta.columnMapping.mode", value = "name")
+    )]
+    pub struct MappedReplaced {
+        pub id: i64,
+    }
+}
+
+/// The same table declared with its schema replaced at each write (a column-mapped declaration
+/// of it is a compile error).
 #[derive(Table, serde::Serialize)]
-#[table(
-    schema = "gold",
-    name = "mapped_replaced",
-    mode = overwrite,
-    evolution = overwrite,
-    property(key = "delta.columnMapping.mode", value = "name")
-)]
+#[table(schema = "gold", name = "mapped_replaced", mode = overwrite, evolution = overwrite)]
 pub struct MappedReplaced {
     pub id: i64,
 }
@@ -1190,6 +1199,14 @@ pub struct MappedReplaced {
 async fn a_column_mapped_table_whose_schema_would_be_replaced_is_refused_naming_why() {
     // delta-rs 1.1 refuses schema evolution on such a table, every write, with its own words.
     let wh = TempWarehouse::new();
+    crate::common::write(
+        &wh.warehouse,
+        <mapped_first::MappedReplaced as lakehouse_runtime::Table>::DEF,
+        &[mapped_first::MappedReplaced { id: 0 }],
+        Default::default(),
+    )
+    .await
+    .expect("made column-mapped");
     let error = crate::common::write(
         &wh.warehouse,
         MappedReplaced::DEF,

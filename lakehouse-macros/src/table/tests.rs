@@ -646,6 +646,23 @@ fn columns_of_the_change_feed_and_the_runtime_and_empty_change_columns_are_refus
 }
 
 #[test]
+fn a_column_mapped_table_whose_schema_each_write_replaces_is_refused() {
+    let text = error_text(quote! {
+        #[table(
+            schema = "gold",
+            mode = overwrite,
+            evolution = overwrite,
+            property(key = "delta.columnMapping.mode", value = "name"),
+        )]
+        pub struct Mapped { pub id: i64 }
+    });
+    assert!(
+        text.contains("a column-mapped table's schema is not replaced by delta-rs 1.1"),
+        "{text}"
+    );
+}
+
+#[test]
 fn taken_names_and_properties_that_fight_the_runtime_are_refused() {
     let text = error_text(quote! {
         #[table(

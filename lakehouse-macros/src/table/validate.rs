@@ -457,6 +457,17 @@ pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result
                     ),
                 );
             }
+            if key.value() == "delta.columnMapping.mode"
+                && !value.value().eq_ignore_ascii_case("none")
+                && evolution == Evolution::Overwrite
+            {
+                errors.spanned(
+                    key,
+                    "a column-mapped table's schema is not replaced by delta-rs 1.1, and \
+                     `evolution = overwrite` replaces it at every write: use `evolution = merge` \
+                     (the default), or no column mapping",
+                );
+            }
             if key.value().starts_with("delta.constraints.") {
                 errors.spanned(
                     key,
