@@ -68,8 +68,6 @@ pub async fn run(options: &Options, process_start: Instant) -> Result<Report> {
         .to_str()
         .ok_or_else(|| Error::msg("the landing path is not UTF-8"))?
         .to_owned();
-    // The generation is not measured: its peak memory is forgotten too.
-    crate::report::reset_peak_rss();
 
     let root = warehouse_dir(options);
     if root.exists() {
@@ -88,6 +86,10 @@ pub async fn run(options: &Options, process_start: Instant) -> Result<Report> {
     let orchestrator = Orchestrator::new(registry, warehouse.clone());
     let startup_s = (process_start.elapsed().as_secs_f64() - gen_s).max(0.0);
 
+    // The generation and the startup are not measured: their peak memory is forgotten too
+    // (best effort, Linux only), what they freed given back first.
+    lakehouse_runtime::allocator::give_back();
+    crate::report::reset_peak_rss();
     let mut wall = crate::report::PerStage::default();
     let mut cpu = crate::report::PerStage::default();
     for (index, (stage, targets, batch)) in stage_plan().into_iter().enumerate() {

@@ -949,11 +949,10 @@ pub(super) async fn refuse_objects_without_a_log(
     url: &url::Url,
     store: std::sync::Arc<dyn deltalake::ObjectStore>,
 ) -> Result<()> {
-    let listed = store.list_with_delimiter(None).await.map_err(|e| {
-        Error::msg(format!(
-            "{qualified}: listing its location {url} before creating the table there: {e}"
-        ))
-    })?;
+    let listed = store
+        .list_with_delimiter(None)
+        .await
+        .map_err(|e| Error::msg(format!("{qualified}: listing its location {url}: {e}")))?;
     let names = listed
         .common_prefixes
         .iter()
