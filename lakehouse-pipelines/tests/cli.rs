@@ -502,6 +502,17 @@ fn history_and_describe_show_a_table() {
         "{}",
         stderr(&refused)
     );
+    let planned = orchestrate(
+        dir.path(),
+        &["restore", "gold.dim_product", "--to", "1", "--dry-run"],
+    );
+    assert!(planned.status.success(), "{}", stderr(&planned));
+    assert!(
+        stdout(&planned).contains("gold.dim_product: would restore version 1 over version 2 (")
+            && stdout(&planned).contains("nothing was committed"),
+        "{}",
+        stdout(&planned)
+    );
     let restored = orchestrate(dir.path(), &["restore", "gold.dim_product", "--to", "1"]);
     assert!(restored.status.success(), "{}", stderr(&restored));
     assert!(

@@ -304,12 +304,33 @@ async fn a_table_is_restored_to_an_earlier_version_in_a_new_commit() {
         )
         .await
     };
+    // A dry run says what would happen, and commits nothing.
+    let planned = wh
+        .warehouse
+        .restore_dry_run(PRODUCT, AsOf::Version(1), false)
+        .await
+        .expect("dry run");
+    assert_eq!(
+        (planned.restored, planned.version, planned.dry_run),
+        (1, 3, true)
+    );
+    assert_eq!(prices().await, ["1.75"]);
     let report = wh
         .warehouse
         .restore(PRODUCT, AsOf::Version(1))
         .await
         .expect("restore");
     assert_eq!((report.restored, report.version), (1, 4));
+    assert_eq!(
+        (planned.files_removed, planned.files_restored),
+        (report.files_removed, report.files_restored),
+        "the dry run counted what the restore did"
+    );
+    assert!(
+        planned.files_removed > 0 && planned.files_restored > 0,
+        "{planned:?}"
+    );
+    assert!(!report.dry_run);
     assert_eq!(prices().await, ["1.00"]);
     let history = wh.warehouse.history(PRODUCT, 1).await.expect("history");
     assert_eq!(history[0].operation, "RESTORE");

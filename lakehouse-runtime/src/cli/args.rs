@@ -150,6 +150,9 @@ pub enum Command {
         /// writes fail until it is written anew).
         #[arg(long)]
         force: bool,
+        /// Say what the restore would do (its refusals too) without committing it.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Re-run the failed, skipped and cancelled pipelines of a run, with its `run_at` (a full
     /// refresh or rebuild goes on as one).

@@ -95,10 +95,15 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let table = table_named(&registry, &table)?;
             super::inspect::history(&existing_warehouse(&global)?, table, limit).await
         }
-        Command::Restore { table, to, force } => {
+        Command::Restore {
+            table,
+            to,
+            force,
+            dry_run,
+        } => {
             let table = table_named(&registry, &table)?;
-            super::inspect::restore(&registry, &existing_warehouse(&global)?, table, to, force)
-                .await
+            let warehouse = existing_warehouse(&global)?;
+            super::inspect::restore(&registry, &warehouse, table, to, force, dry_run).await
         }
         Command::Describe { table } => {
             let table = table_named(&registry, &table)?;

@@ -230,6 +230,7 @@ pub(super) async fn restore(
     table: &'static TableDef,
     to: crate::store::AsOf,
     force: bool,
+    dry_run: bool,
 ) -> Result<ExitCode> {
     let qualified = table.qualified_name();
     let readers: Vec<&str> = registry
@@ -249,6 +250,19 @@ pub(super) async fn restore(
              tables too, or restore with --force knowingly",
             readers.join(", ")
         )));
+    }
+    if dry_run {
+        let report = warehouse.restore_dry_run(table, to, force).await?;
+        say!(
+            "{}: would restore version {} over version {} ({} file(s) removed, {} restored); \
+             nothing was committed",
+            report.table,
+            report.restored,
+            report.version,
+            report.files_removed,
+            report.files_restored
+        );
+        return Ok(ExitCode::SUCCESS);
     }
     let report = warehouse.restore_allowing_drift(table, to, force).await?;
     say!(

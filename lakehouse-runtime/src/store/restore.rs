@@ -18,6 +18,9 @@ pub struct RestoreReport {
     pub files_removed: usize,
     /// Data files added back.
     pub files_restored: usize,
+    /// Nothing was committed: the figures say what the restore would do, and `version` is the
+    /// table's current one.
+    pub dry_run: bool,
 }
 
 impl Warehouse {
@@ -31,6 +34,17 @@ impl Warehouse {
         self.restore_allowing_drift(table, as_of, false).await
     }
 
+    /// What [`Warehouse::restore_allowing_drift`] would do, refusals included, without
+    /// committing: the data files it would remove and add back.
+    pub async fn restore_dry_run(
+        &self,
+        table: &'static TableDef,
+        as_of: AsOf,
+        allow_drift: bool,
+    ) -> Result<RestoreReport> {
+        self.restore_or_plan(table, as_of, allow_drift, true).await
+    }
+
     /// [`Warehouse::restore`]; with `allow_drift`, to a version whose schema does not fit the
     /// table's declaration too. Delta's `RESTORE` brings the version's schema back, and every
     /// reader of the table (`Frame<T>`) then fails until the table's pipeline writes it again
@@ -42,6 +56,16 @@ impl Warehouse {
         table: &'static TableDef,
         as_of: AsOf,
         allow_drift: bool,
+    ) -> Result<RestoreReport> {
+        self.restore_or_plan(table, as_of, allow_drift, false).await
+    }
+
+    async fn restore_or_plan(
+        &self,
+        table: &'static TableDef,
+        as_of: AsOf,
+        allow_drift: bool,
+        dry_run: bool,
     ) -> Result<RestoreReport> {
         let qualified = table.qualified_name();
         if table.schema == crate::ledger::LEDGER_SCHEMA {
@@ -71,12 +95,12 @@ impl Warehouse {
                  {qualified}`)"
             )));
         }
+        let mut target = delta.clone();
+        target
+            .load_version(restored)
+            .await
+            .map_err(|e| Error::delta(&qualified, e))?;
         if !allow_drift {
-            let mut target = delta.clone();
-            target
-                .load_version(restored)
-                .await
-                .map_err(|e| Error::delta(&qualified, e))?;
             // Only what the restore brings: a drift the table has now stays as it is.
             let now = super::create::drift_of(table, &delta)?;
             let unfit: Vec<String> = super::create::drift_of(table, &target)?
@@ -111,6 +135,26 @@ impl Warehouse {
                 )));
             }
         }
+        if dry_run {
+            let files =
+                |delta: &deltalake::DeltaTable| -> Result<std::collections::HashSet<String>> {
+                    let snapshot = delta.snapshot().map_err(|e| Error::delta(&qualified, e))?;
+                    Ok(snapshot
+                        .log_data()
+                        .iter()
+                        .map(|file| file.path().to_string())
+                        .collect())
+                };
+            let (now, then) = (files(&delta)?, files(&target)?);
+            return Ok(RestoreReport {
+                table: qualified,
+                restored,
+                version: latest,
+                files_removed: now.difference(&then).count(),
+                files_restored: then.difference(&now).count(),
+                dry_run: true,
+            });
+        }
         let (restored_table, metrics) = delta
             .restore()
             .with_version_to_restore(restored)
@@ -122,6 +166,7 @@ impl Warehouse {
             version: restored_table.version().unwrap_or_default(),
             files_removed: metrics.num_removed_file,
             files_restored: metrics.num_restored_file,
+            dry_run: false,
         })
     }
 }
