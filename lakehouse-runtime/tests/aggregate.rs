@@ -594,3 +594,63 @@ async fn a_sum_of_38_digit_decimals_past_their_range_fails_naming_its_column() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_max_of_an_outer_joins_optional_side_into_a_not_null_column_is_refused() {
+    // It passed the plan test (empty tables) and failed in production on the first group of
+    // unmatched rows: "declared NOT NULL, but the pipeline produced a NULL".
+    use Line as l;
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let customers = Frame::<Customer>::from_dataframe(frame(
+        &session,
+        Customer::DEF,
+        &[Customer {
+            customer_id: "C1".into(),
+            region: "north".into(),
+        }],
+    ))
+    .expect("customers");
+    let joined = || {
+        Frame::<Line>::from_dataframe(frame(&session, Line::DEF, &lines()))
+            .expect("lines")
+            .join(
+                customers.clone(),
+                JoinType::Left,
+                [on(l::customer_id, Customer::customer_id)],
+            )
+            .expect("join")
+    };
+    let error = joined()
+        .group_by([l::customer_id.expr()])
+        .select_into(RegionalSelect {
+            region: max(Customer::region),
+            customers: count_distinct(l::customer_id),
+            quantity: sum(l::quantity),
+        })
+        .err()
+        .expect("refused while planning")
+        .to_string();
+    assert!(
+        error.contains(
+            "column `region` is NOT NULL and filled with the max of `agg.customers.region`"
+        ),
+        "{error}"
+    );
+    // An inner join's side has a value in every group.
+    Frame::<Line>::from_dataframe(frame(&session, Line::DEF, &lines()))
+        .expect("lines")
+        .join(
+            customers.clone(),
+            JoinType::Inner,
+            [on(l::customer_id, Customer::customer_id)],
+        )
+        .expect("join")
+        .group_by([l::customer_id.expr()])
+        .select_into(RegionalSelect {
+            region: max(Customer::region),
+            customers: count_distinct(l::customer_id),
+            quantity: sum(l::quantity),
+        })
+        .expect("an inner join");
+}

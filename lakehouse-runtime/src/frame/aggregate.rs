@@ -58,6 +58,7 @@ impl Grouped {
         let exprs: Vec<Expr> = columns.into_iter().map(|c| c.expr).collect();
         super::refuse_tables_not_joined(self.df.schema(), &exprs, U::DEF)?;
         super::refuse_tables_not_joined(self.df.schema(), &self.keys, U::DEF)?;
+        refuse_extremes_of_outer_join_nulls(self.df.schema(), &exprs, U::DEF)?;
         let aggregates = find_aggregate_exprs(&exprs);
         // Keys as the projection names them: without an alias, columns qualified by their table.
         let keys: Vec<Expr> = self
@@ -152,4 +153,47 @@ pub fn min<V: ColumnType>(values: impl Values<V>) -> Typed<V> {
 /// The largest value of the group (NULLs aside; NULL if all are).
 pub fn max<V: ColumnType>(values: impl Values<V>) -> Typed<V> {
     Typed::new(df_aggregate::max(values.into_values()))
+}
+
+/// Refuses a NOT NULL column of `table` filled with the `min` or `max` of a column that is
+/// nullable in the grouped rows. Only a NOT NULL column compiles there (an `Option` one gives
+/// an `Option`), so it is of the side of an outer join that may find no match: a group of such
+/// rows has no value, as a bare column of that side has none (the projection checks those).
+fn refuse_extremes_of_outer_join_nulls(
+    schema: &datafusion::common::DFSchema,
+    exprs: &[Expr],
+    table: &'static crate::table::TableDef,
+) -> Result<()> {
+    use datafusion::logical_expr::expr::AggregateFunction;
+    for expr in exprs {
+        let Expr::Alias(alias) = expr else { continue };
+        let Expr::AggregateFunction(AggregateFunction { func, params }) = alias.expr.as_ref()
+        else {
+            continue;
+        };
+        let [Expr::Column(column)] = params.args.as_slice() else {
+            continue;
+        };
+        let declared_not_null = table
+            .column(&alias.name)
+            .is_some_and(|declared| !declared.nullable);
+        let extreme = matches!(func.name(), "min" | "max");
+        let nullable_here = schema
+            .qualified_field_from_column(column)
+            .is_ok_and(|(_, field)| field.is_nullable());
+        if extreme && declared_not_null && nullable_here {
+            return Err(Error::schema(
+                table.qualified_name(),
+                format!(
+                    "column `{}` is NOT NULL and filled with the {} of `{}`, which is NULL here \
+                     for the rows of an outer join that find no match (a group of them has no \
+                     value): declare the column `Option<_>`, or join with `JoinType::Inner`",
+                    alias.name,
+                    func.name(),
+                    column.flat_name()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
