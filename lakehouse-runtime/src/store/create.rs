@@ -473,11 +473,12 @@ impl Warehouse {
         Ok(())
     }
 
+    /// Creates `table`, which [`Warehouse::load`] just found missing: its location then holds
+    /// no files a lost log would have known (`load` refuses those), so it is not listed again.
     async fn create(&self, table: &'static TableDef) -> Result<DeltaTable> {
         let qualified = table.qualified_name();
         let url = self.table_url(table)?;
         if let Some(path) = super::location::local_path(&url) {
-            refuse_files_without_a_log(&qualified, &path)?;
             std::fs::create_dir_all(&path).map_err(|source| Error::Io {
                 context: format!(
                     "creating the directory of {qualified} at {}",
@@ -523,9 +524,6 @@ impl Warehouse {
         let log_store = self
             .log_store(&url)
             .map_err(|e| Error::delta(&qualified, e))?;
-        if super::location::local_path(&url).is_none() {
-            refuse_objects_without_a_log(&qualified, &url, log_store.object_store(None)).await?;
-        }
         let created = deltalake::operations::create::CreateBuilder::new()
             .with_log_store(log_store)
             .with_table_name(table.name)
