@@ -431,6 +431,28 @@ async fn a_table_older_than_its_freshness_is_stale() {
         later.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         ["gold.daily was last written 1day 3h ago, more than its freshness (1day 2h)"]
     );
+    // `check` reads the same from one load of the table.
+    let health = wh.warehouse.health(table).await.expect("health");
+    assert_eq!(health.latest_data_write, Some(written));
+    assert!(health.drift.is_empty() && health.missing_files.is_empty());
+    assert_eq!(health.unwritable, None);
+    assert_eq!(
+        health.stale(table, Timestamp(written.0 + 26 * 3_600_000_000)),
+        None
+    );
+    assert_eq!(
+        health
+            .stale(table, Timestamp(written.0 + 27 * 3_600_000_000))
+            .map(|s| s.to_string()),
+        Some("gold.daily was last written 1day 3h ago, more than its freshness (1day 2h)".into())
+    );
+    let never = wh.warehouse.health(PRODUCT).await.expect("health");
+    assert_eq!(never.latest_data_write, None);
+    assert_eq!(
+        never.stale(PRODUCT, Timestamp::now()),
+        None,
+        "no freshness declared"
+    );
 }
 
 /// One row a write.

@@ -9,7 +9,7 @@ use crate::check::check_plans_with;
 use crate::error::{Error, Result};
 use crate::graph::Registry;
 use crate::store::Warehouse;
-use crate::table::{TableDef, Timestamp};
+use crate::table::Timestamp;
 
 pub(super) async fn check(registry: &Registry, global: &GlobalArgs) -> Result<ExitCode> {
     let missing = Warehouse::missing(global.warehouse())?;
@@ -45,31 +45,27 @@ pub(super) async fn check(registry: &Registry, global: &GlobalArgs) -> Result<Ex
     }
     let warehouse = warehouse(global)?;
     let (mut drifts, mut damaged) = (0, 0);
-    let mut unreadable: Vec<&'static TableDef> = Vec::new();
+    let mut unreadable = 0;
+    let mut stale = Vec::new();
+    let now = Timestamp::now();
     for table in all_tables(registry) {
         // A table that cannot be read is reported, and the others are still checked.
-        let read = async {
-            Ok::<_, Error>((
-                warehouse.drift(table).await?,
-                warehouse.missing_files(table).await?,
-                warehouse.unwritable(table).await?,
-            ))
-        };
-        let (drifted, missing, unwritable) = match read.await {
-            Ok(read) => read,
+        let health = match warehouse.health(table).await {
+            Ok(health) => health,
             Err(error) => {
-                unreadable.push(table);
+                unreadable += 1;
                 ok = false;
                 say!("unreadable: {}: {error}", table.qualified_name());
                 continue;
             }
         };
-        for drift in drifted {
+        stale.extend(health.stale(table, now));
+        for drift in health.drift {
             drifts += 1;
             ok &= !drift.is_incompatible();
             say!("schema drift: {drift}");
         }
-        if let Some(why) = unwritable {
+        if let Some(why) = health.unwritable {
             damaged += 1;
             ok = false;
             say!(
@@ -79,55 +75,36 @@ pub(super) async fn check(registry: &Registry, global: &GlobalArgs) -> Result<Ex
                 table.qualified_name()
             );
         }
-        if let Some(first) = missing.first() {
+        if let Some(first) = health.missing_files.first() {
             damaged += 1;
             ok = false;
             say!(
                 "missing files: {}: {} data file(s) of its current version are gone (e.g. {first}); \
                  every read of it fails: restore them, or rebuild the table",
                 table.qualified_name(),
-                missing.len()
+                health.missing_files.len()
             );
         }
     }
-    if drifts == 0 && unreadable.is_empty() {
+    if drifts == 0 && unreadable == 0 {
         say!("tables: every Delta table matches its declaration");
     }
-    if damaged == 0 && unreadable.is_empty() {
+    if damaged == 0 && unreadable == 0 {
         say!("files: every data file the tables reference is present");
     }
-    ok &= check_freshness(registry, &warehouse, &unreadable).await?;
-    Ok(exit_code(ok))
-}
-
-/// Reports the tables declaring a `freshness` whose latest write is older (or that were never
-/// written); true when there is none.
-async fn check_freshness(
-    registry: &Registry,
-    warehouse: &Warehouse,
-    unreadable: &[&'static TableDef],
-) -> Result<bool> {
-    let tables = all_tables(registry);
-    let mut stale = Vec::new();
-    let mut fresh = true;
-    for table in tables.iter().filter(|t| !unreadable.contains(t)) {
-        match warehouse.stale_tables(&[table], Timestamp::now()).await {
-            Ok(found) => stale.extend(found),
-            // Its history cannot be read: its freshness is unknown, which is no pass.
-            Err(error) => {
-                fresh = false;
-                say!("unreadable: {}: {error}", table.qualified_name());
-            }
-        }
-    }
     for table in &stale {
+        ok = false;
         say!("stale: {table}");
     }
-    let declared = tables.iter().filter(|t| t.freshness_secs.is_some()).count();
-    if declared > 0 && stale.is_empty() && fresh && unreadable.is_empty() {
+    // A table that cannot be read has an unknown freshness, which is no pass.
+    let declared = all_tables(registry)
+        .iter()
+        .filter(|t| t.freshness_secs.is_some())
+        .count();
+    if declared > 0 && stale.is_empty() && unreadable == 0 {
         say!("freshness: every table declaring one was written within it ({declared})");
     }
-    Ok(stale.is_empty() && fresh)
+    Ok(exit_code(ok))
 }
 
 fn exit_code(ok: bool) -> ExitCode {

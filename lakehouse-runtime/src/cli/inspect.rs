@@ -119,15 +119,14 @@ pub(super) async fn describe(
                 .map(|(key, value)| format!("{key}={value}"))
                 .collect();
             properties.sort();
-            if let Some(stats) = warehouse.stats(table).await? {
-                facts.push((
-                    "stored",
-                    format!(
-                        "version {}, {} row(s) in {} file(s), {} byte(s)",
-                        stats.version, stats.rows, stats.files, stats.bytes
-                    ),
-                ));
-            }
+            let stats = crate::store::stats_of(snapshot, table)?;
+            facts.push((
+                "stored",
+                format!(
+                    "version {}, {} row(s) in {} file(s), {} byte(s)",
+                    stats.version, stats.rows, stats.files, stats.bytes
+                ),
+            ));
             if !properties.is_empty() {
                 facts.push(("properties", properties.join("\n")));
             }
@@ -163,7 +162,10 @@ pub(super) async fn describe(
         "stored",
     ]);
     // What is stored otherwise than declared: its type, its NULLs, a column not declared.
-    let drift = warehouse.drift(table).await?;
+    let drift = match &delta {
+        Some(delta) => crate::store::drift_of(table, delta)?,
+        None => Vec::new(),
+    };
     let stored_as = |name: &str| {
         drift
             .iter()

@@ -542,16 +542,10 @@ impl Warehouse {
     /// have, set by another engine), or `None` when it can (or the table was never written):
     /// every write of it fails until then.
     pub async fn unwritable(&self, table: &'static TableDef) -> Result<Option<String>> {
-        let Some(delta) = self.load(table).await? else {
-            return Ok(None);
-        };
-        let snapshot = delta
-            .snapshot()
-            .map_err(|e| Error::delta(table.qualified_name(), e))?;
-        Ok(deltalake::kernel::transaction::PROTOCOL
-            .can_write_to(snapshot)
-            .err()
-            .map(|error| error.to_string()))
+        match self.load(table).await? {
+            Some(delta) => unwritable_of(table, &delta),
+            None => Ok(None),
+        }
     }
 
     /// Every difference between `table`'s declaration and its stored schema; empty when they
@@ -562,6 +556,17 @@ impl Warehouse {
             None => Ok(Vec::new()),
         }
     }
+}
+
+/// Why delta-rs cannot write `delta`, `table`'s loaded table ([`Warehouse::unwritable`]).
+pub(crate) fn unwritable_of(table: &TableDef, delta: &DeltaTable) -> Result<Option<String>> {
+    let snapshot = delta
+        .snapshot()
+        .map_err(|e| Error::delta(table.qualified_name(), e))?;
+    Ok(deltalake::kernel::transaction::PROTOCOL
+        .can_write_to(snapshot)
+        .err()
+        .map(|error| error.to_string()))
 }
 
 /// Every difference between `table`'s declaration and the schema of `delta`, its loaded table.

@@ -357,47 +357,61 @@ impl Warehouse {
     ) -> Result<Vec<StaleTable>> {
         let mut stale = Vec::new();
         for table in tables {
-            let Some(freshness_secs) = table.freshness_secs else {
+            if table.freshness_secs.is_none() {
                 continue;
-            };
-            // The newest write of data: a compaction, vacuum, restore or property change does
-            // not make a table fresh.
-            let written_at = self.latest_data_write(table).await?;
-            let age_secs = written_at
-                .map(|at| u64::try_from(now.0.saturating_sub(at.0) / 1_000_000).unwrap_or(0));
-            if age_secs.is_none_or(|age| age > freshness_secs) {
-                stale.push(StaleTable {
-                    table: table.qualified_name(),
-                    freshness_secs,
-                    written_at,
-                    age_secs,
-                });
             }
+            let written_at = match self.load(table).await? {
+                Some(delta) => latest_data_write(table, &delta).await?,
+                None => None,
+            };
+            stale.extend(StaleTable::of(table, written_at, now));
         }
         Ok(stale)
     }
+}
 
-    /// When `table`'s newest write of data among its latest [`FRESHNESS_SEARCH_DEPTH`] commits
-    /// was committed, read newest first and no further (each commit is a read, a request on an
-    /// object store).
-    async fn latest_data_write(&self, table: &'static TableDef) -> Result<Option<Timestamp>> {
-        let Some(delta) = self.load(table).await? else {
-            return Ok(None);
-        };
-        let Some(latest) = delta.version() else {
-            return Ok(None);
-        };
-        for version in (0..=latest).rev().take(FRESHNESS_SEARCH_DEPTH) {
-            let Some(info) = commit_info(&delta, table, version).await? else {
-                break;
-            };
-            let commit = TableCommit::of(version, info);
-            if commit.writes_data() {
-                return Ok(commit.committed_at);
-            }
-        }
-        Ok(None)
+impl StaleTable {
+    /// `table` as stale at `now` when it declares a freshness and its latest write of data, at
+    /// `written_at` (`None`: never), is older.
+    pub(crate) fn of(
+        table: &TableDef,
+        written_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Option<StaleTable> {
+        let freshness_secs = table.freshness_secs?;
+        let age_secs =
+            written_at.map(|at| u64::try_from(now.0.saturating_sub(at.0) / 1_000_000).unwrap_or(0));
+        age_secs
+            .is_none_or(|age| age > freshness_secs)
+            .then(|| StaleTable {
+                table: table.qualified_name(),
+                freshness_secs,
+                written_at,
+                age_secs,
+            })
     }
+}
+
+/// When `delta`'s newest write of data among its latest [`FRESHNESS_SEARCH_DEPTH`] commits was
+/// committed, read newest first and no further (each commit is a read, a request on an object
+/// store). A compaction, vacuum, restore or property change does not make a table fresh.
+pub(crate) async fn latest_data_write(
+    table: &TableDef,
+    delta: &DeltaTable,
+) -> Result<Option<Timestamp>> {
+    let Some(latest) = delta.version() else {
+        return Ok(None);
+    };
+    for version in (0..=latest).rev().take(FRESHNESS_SEARCH_DEPTH) {
+        let Some(info) = commit_info(delta, table, version).await? else {
+            break;
+        };
+        let commit = TableCommit::of(version, info);
+        if commit.writes_data() {
+            return Ok(commit.committed_at);
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use std::num::NonZeroU64;
 use std::time::Duration;
 
+use deltalake::DeltaTable;
 use deltalake::operations::optimize::OptimizeType;
 use deltalake::operations::vacuum::VacuumMode;
 use deltalake::table::config::TablePropertiesExt as _;
@@ -385,40 +386,46 @@ impl Warehouse {
     /// (deleted or lost outside Delta): every scan of the table fails on them. One `HEAD` request
     /// per file, 16 at a time; sorted paths, relative to the table.
     pub async fn missing_files(&self, table: &'static TableDef) -> Result<Vec<String>> {
-        use deltalake::logstore::object_store::ObjectStoreExt as _;
-        use futures::StreamExt as _;
-        let qualified = table.qualified_name();
-        let Some(delta) = self.load(table).await? else {
-            return Ok(Vec::new());
-        };
-        let snapshot = delta.snapshot().map_err(|e| Error::delta(&qualified, e))?;
-        let store = delta.log_store().object_store(None);
-        let paths: Vec<_> = snapshot
-            .log_data()
-            .iter()
-            .map(|file| file.object_store_path())
-            .collect();
-        let heads: Vec<_> = futures::stream::iter(paths)
-            .map(|path| {
-                let store = store.clone();
-                async move { (store.head(&path).await, path) }
-            })
-            .buffer_unordered(16)
-            .collect()
-            .await;
-        let mut missing = Vec::new();
-        for (head, path) in heads {
-            match head {
-                Ok(_) => {}
-                Err(deltalake::ObjectStoreError::NotFound { .. }) => missing.push(path.to_string()),
-                Err(error) => {
-                    return Err(Error::msg(format!(
-                        "checking the data file {path} of {qualified}: {error}"
-                    )));
-                }
+        match self.load(table).await? {
+            Some(delta) => missing_files_of(table, &delta).await,
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// The data files `delta`, `table`'s loaded table, references that its storage no longer holds
+/// ([`Warehouse::missing_files`]).
+pub(crate) async fn missing_files_of(table: &TableDef, delta: &DeltaTable) -> Result<Vec<String>> {
+    use deltalake::logstore::object_store::ObjectStoreExt as _;
+    use futures::StreamExt as _;
+    let qualified = table.qualified_name();
+    let snapshot = delta.snapshot().map_err(|e| Error::delta(&qualified, e))?;
+    let store = delta.log_store().object_store(None);
+    let paths: Vec<_> = snapshot
+        .log_data()
+        .iter()
+        .map(|file| file.object_store_path())
+        .collect();
+    let heads: Vec<_> = futures::stream::iter(paths)
+        .map(|path| {
+            let store = store.clone();
+            async move { (store.head(&path).await, path) }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut missing = Vec::new();
+    for (head, path) in heads {
+        match head {
+            Ok(_) => {}
+            Err(deltalake::ObjectStoreError::NotFound { .. }) => missing.push(path.to_string()),
+            Err(error) => {
+                return Err(Error::msg(format!(
+                    "checking the data file {path} of {qualified}: {error}"
+                )));
             }
         }
-        missing.sort();
-        Ok(missing)
     }
+    missing.sort();
+    Ok(missing)
 }

@@ -1,0 +1,47 @@
+//! One table's health as `orchestrate check` reports it, read from one load of its log.
+
+use super::{SchemaDrift, StaleTable, Warehouse};
+use crate::error::Result;
+use crate::table::{TableDef, Timestamp};
+
+/// What is wrong with a stored table, or may be ([`Warehouse::health`]).
+#[derive(Clone, Debug, Default)]
+pub struct TableHealth {
+    /// Every difference between its declaration and its stored schema.
+    pub drift: Vec<SchemaDrift>,
+    /// The data files of its current version its storage no longer holds.
+    pub missing_files: Vec<String>,
+    /// Why delta-rs cannot write it, when it cannot.
+    pub unwritable: Option<String>,
+    /// When its latest write of data was committed (`None`: never, or not searched because it
+    /// declares no freshness).
+    pub latest_data_write: Option<Timestamp>,
+}
+
+impl TableHealth {
+    /// The table as stale at `now`, when it declares a freshness its latest write is older than.
+    pub fn stale(&self, table: &TableDef, now: Timestamp) -> Option<StaleTable> {
+        StaleTable::of(table, self.latest_data_write, now)
+    }
+}
+
+impl Warehouse {
+    /// [`Warehouse::drift`], [`Warehouse::missing_files`], [`Warehouse::unwritable`] and the
+    /// latest write of data of `table`, from one load of its log (each of those loads it again;
+    /// on an object store a load is several requests). A table never written has no drift, no
+    /// missing file and no write.
+    pub async fn health(&self, table: &'static TableDef) -> Result<TableHealth> {
+        let Some(delta) = self.load(table).await? else {
+            return Ok(TableHealth::default());
+        };
+        Ok(TableHealth {
+            drift: super::create::drift_of(table, &delta)?,
+            missing_files: super::maintain::missing_files_of(table, &delta).await?,
+            unwritable: super::create::unwritable_of(table, &delta)?,
+            latest_data_write: match table.freshness_secs {
+                Some(_) => super::history::latest_data_write(table, &delta).await?,
+                None => None,
+            },
+        })
+    }
+}
