@@ -188,6 +188,46 @@ fn may_be_secret(key: &str, value: &str) -> bool {
             .any(|scheme| lowered.starts_with(scheme))
 }
 
+/// `url` as it may be shown, in errors, logs and tables: its password and the values of its
+/// query parameters named like secrets (`?apikey=…`, `&token=…`) replaced by `redacted`.
+pub(crate) fn redacted_url(url: &url::Url) -> String {
+    const HIDDEN: &str = "redacted";
+    let secret_query = url.query_pairs().any(|(name, _)| secret_word(&name));
+    if url.password().is_none() && !secret_query {
+        return url.to_string();
+    }
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        // Only fails for URLs that cannot have a password, and this one has one.
+        let _ = shown.set_password(Some(HIDDEN));
+    }
+    if secret_query {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if secret_word(&name) {
+                    HIDDEN.to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (name.into_owned(), value)
+            })
+            .collect();
+        shown.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    shown.to_string()
+}
+
+/// [`redacted_url`] of `text` when it is a URL; a text that is no URL but looks like it holds a
+/// secret is replaced whole.
+pub(crate) fn redacted_url_text(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(url) => redacted_url(&url),
+        Err(_) if may_be_secret("", text) => "<a URL holding a secret, redacted>".to_owned(),
+        Err(_) => text.to_owned(),
+    }
+}
+
 /// Whether `name` (a setting's key, a URL's parameter) names something secret.
 fn secret_word(name: &str) -> bool {
     let name = name.to_ascii_lowercase();

@@ -49,7 +49,10 @@ impl std::fmt::Debug for GbfsClient {
 }
 
 fn parse_url(what: &str, url: &str) -> Result<Url> {
-    Url::parse(url).map_err(|e| Error::msg(format!("GBFS {what} URL {url:?} is invalid: {e}")))
+    Url::parse(url).map_err(|e| {
+        let shown = crate::ctx::redacted_url_text(url);
+        Error::msg(format!("GBFS {what} URL {shown:?} is invalid: {e}"))
+    })
 }
 
 impl GbfsClient {
@@ -97,7 +100,7 @@ impl GbfsClient {
                 self.discovered
                     .get_or_try_init(|| self.discover_feeds(url))
                     .await?,
-                url.to_string(),
+                crate::ctx::redacted_url(url),
             ),
         };
         feeds.get(name).cloned().ok_or_else(|| {
@@ -163,7 +166,11 @@ impl GbfsClient {
                 .map_err(|e| malformed(&format!("feed `{name}` has an invalid URL: {e}")))?;
             found.insert(name.to_owned(), resolved);
         }
-        tracing::debug!(url = url.as_str(), feeds = found.len(), "GBFS discovery");
+        tracing::debug!(
+            url = crate::ctx::redacted_url(url),
+            feeds = found.len(),
+            "GBFS discovery"
+        );
         Ok(found)
     }
 
@@ -254,7 +261,7 @@ impl GbfsFeed {
             None => {
                 tracing::warn!(
                     feed = name,
-                    url = body.url.as_str(),
+                    url = crate::ctx::redacted_url(&body.url),
                     "GBFS feed without `ttl`: its staleness is not checked"
                 );
                 None
@@ -268,7 +275,7 @@ impl GbfsFeed {
                 if seconds.is_none() {
                     tracing::warn!(
                         feed = name,
-                        url = body.url.as_str(),
+                        url = crate::ctx::redacted_url(&body.url),
                         %ttl,
                         "GBFS feed whose `ttl` is not a number of seconds: its staleness is not checked"
                     );
@@ -316,7 +323,7 @@ impl GbfsFeed {
         if self.is_stale(now) {
             tracing::warn!(
                 feed = self.name.as_str(),
-                url = self.url.as_str(),
+                url = crate::ctx::redacted_url(&self.url),
                 age_s = self.age(now).as_secs(),
                 ttl_s = self.ttl.unwrap_or_default(),
                 "the GBFS feed is older than its ttl: the publisher may have stopped updating it"

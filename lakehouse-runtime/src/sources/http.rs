@@ -13,6 +13,7 @@ use url::Url;
 
 use super::json::api_error_message;
 use super::retry::{Failure, RetryPolicy, SystemTimer, Timer, retry_hint};
+use crate::ctx::redacted_url;
 use crate::error::{Error, Result};
 
 /// The `User-Agent` sent to open-data portals, so their operators can tell who calls.
@@ -67,7 +68,7 @@ pub struct BodyStream {
 impl std::fmt::Debug for BodyStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BodyStream")
-            .field("url", &self.url.as_str())
+            .field("url", &redacted_url(&self.url))
             .field("origin", &self.origin)
             .finish_non_exhaustive()
     }
@@ -255,16 +256,17 @@ impl HttpFetch {
 impl Fetch for HttpFetch {
     fn get<'a>(&'a self, url: &'a Url) -> BoxFuture<'a, Result<Body>> {
         Box::pin(async move {
+            let shown = redacted_url(url);
             let bytes = self
                 .policy
-                .run(self.timer.as_ref(), url.as_str(), |_, timeout| {
+                .run(self.timer.as_ref(), &shown, |_, timeout| {
                     self.attempt_get(url, timeout)
                 })
                 .await?;
-            tracing::debug!(url = url.as_str(), bytes = bytes.len(), "fetched");
+            tracing::debug!(url = shown, bytes = bytes.len(), "fetched");
             Ok(Body {
                 url: url.clone(),
-                origin: url.to_string(),
+                origin: shown,
                 bytes,
             })
         })
@@ -272,16 +274,17 @@ impl Fetch for HttpFetch {
 
     fn stream<'a>(&'a self, url: &'a Url) -> BoxFuture<'a, Result<BodyStream>> {
         Box::pin(async move {
+            let shown = redacted_url(url);
             let response = self
                 .policy
-                .run(self.timer.as_ref(), url.as_str(), |_, timeout| {
+                .run(self.timer.as_ref(), &shown, |_, timeout| {
                     self.attempt_headers(url, timeout)
                 })
                 .await?;
             let idle = self.policy.request_timeout;
             let state = ChunkState {
                 response,
-                url: url.to_string(),
+                url: shown.clone(),
                 timeout_setting: self.policy.setting("timeout"),
                 read: 0,
                 done: false,
@@ -289,7 +292,7 @@ impl Fetch for HttpFetch {
             let chunks = futures::stream::unfold(state, move |state| next_chunk(state, idle));
             Ok(BodyStream {
                 url: url.clone(),
-                origin: url.to_string(),
+                origin: shown,
                 chunks: chunks.boxed(),
             })
         })
@@ -382,22 +385,26 @@ const MAX_REDIRECTS: usize = 5;
 /// anyone's), and another host's only with a log line saying so. A refused redirect fails the
 /// request for good (a loop is not retried).
 fn redirect(attempt: reqwest::redirect::Attempt) -> reqwest::redirect::Action {
-    let Some(from) = attempt.previous().last().cloned() else {
+    let Some(previous) = attempt.previous().last().cloned() else {
         return attempt.follow();
     };
-    let to = attempt.url().clone();
+    let next = attempt.url();
+    let leaves_https = previous.scheme() == "https" && next.scheme() == "http";
+    let other_host = previous.host_str() != next.host_str();
+    // Shown in errors and logs: without the secrets either URL may carry.
+    let (from, to) = (redacted_url(&previous), redacted_url(next));
     if attempt.previous().len() > MAX_REDIRECTS {
         return attempt.error(format!(
             "more than {MAX_REDIRECTS} redirects (the last from {from} to {to}): a redirect loop?"
         ));
     }
-    if from.scheme() == "https" && to.scheme() == "http" {
+    if leaves_https {
         return attempt.error(format!(
             "a redirect from {from} to {to} would leave HTTPS; refused (set the source's base \
              URL to where it should go)"
         ));
     }
-    if from.host_str() != to.host_str() {
+    if other_host {
         tracing::warn!(%from, %to, "following a redirect to another host");
     }
     attempt.follow()
@@ -416,7 +423,11 @@ fn transport_failure(
     stage: &str,
     policy: &RetryPolicy,
 ) -> Failure {
-    let detail = chain(error);
+    // reqwest names the URL in its message, secrets included.
+    let mut detail = chain(error);
+    if let Some(url) = error.url() {
+        detail = detail.replace(url.as_str(), &redacted_url(url));
+    }
     // reqwest reports a connection that timed out as both.
     if error.is_timeout() && error.is_connect() {
         Failure::retryable(

@@ -187,7 +187,7 @@ where
             match Record::new(&record.value).and_then(|r| row(&r)) {
                 Ok(value) => rows.push(value),
                 Err(Rejected(reason)) => collected.rejects.push(Reject {
-                    source: page.url.to_string(),
+                    source: crate::ctx::redacted_url(&page.url),
                     reason,
                     raw: record.raw.clone(),
                 }),

@@ -142,7 +142,7 @@ pub struct OdsClient {
 impl std::fmt::Debug for OdsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OdsClient")
-            .field("base", &self.base.as_str())
+            .field("base", &crate::ctx::redacted_url(&self.base))
             .field("fetch", &self.fetch.describe())
             .finish()
     }
@@ -158,9 +158,8 @@ impl OdsClient {
             format!("{base_url}/")
         };
         let base = Url::parse(&with_slash).map_err(|e| {
-            Error::msg(format!(
-                "Opendatasoft base URL {base_url:?} is invalid: {e}"
-            ))
+            let shown = crate::ctx::redacted_url_text(base_url);
+            Error::msg(format!("Opendatasoft base URL {shown:?} is invalid: {e}"))
         })?;
         Ok(OdsClient { fetch, base })
     }

@@ -26,6 +26,8 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use url::Url;
 
+use crate::ctx::redacted_url;
+
 use super::http::{Body, BodyStream, Fetch};
 use crate::error::{Error, Result};
 
@@ -39,7 +41,7 @@ const CHUNK: usize = 64 * 1024;
 pub fn snapshot_path(dir: &Path, url: &Url) -> Result<PathBuf> {
     let refuse = |reason: &'static str| Error::InvalidName {
         what: "snapshot URL",
-        name: url.to_string(),
+        name: redacted_url(url),
         reason,
     };
     let host = url.host_str().ok_or_else(|| refuse("it has no host"))?;
@@ -123,9 +125,10 @@ impl SnapshotFetch {
             Err(Error::source(
                 path.display().to_string(),
                 format!(
-                    "no recorded response for GET {url} in the snapshot `{}`: record one with \
+                    "no recorded response for GET {} in the snapshot `{}`: record one with \
                      `--set opendata.mode=record --set opendata.dir={}` (needs the network), run \
                      with `--live`, or point `opendata.dir` at a snapshot that has it",
+                    redacted_url(url),
                     self.dir.display(),
                     self.dir.display()
                 ),
@@ -136,7 +139,7 @@ impl SnapshotFetch {
 
 /// `<file> (snapshot of <url>)`, for messages.
 fn origin(path: &Path, url: &Url) -> String {
-    format!("{} (snapshot of {url})", path.display())
+    format!("{} (snapshot of {})", path.display(), redacted_url(url))
 }
 
 impl Fetch for SnapshotFetch {
@@ -147,7 +150,7 @@ impl Fetch for SnapshotFetch {
             let bytes = blocking(move || std::fs::read(&read_path))
                 .await
                 .map_err(|e| io_error(&path, "cannot read the snapshot file", e))?;
-            tracing::debug!(url = url.as_str(), file = %path.display(), "read from snapshot");
+            tracing::debug!(url = redacted_url(url), file = %path.display(), "read from snapshot");
             Ok(Body {
                 url: url.clone(),
                 origin: origin(&path, url),
@@ -243,13 +246,14 @@ impl RecordingFetch {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         match recorded.get(&path) {
             Some(other) if other != url.as_str() => Err(Error::source(
-                url.as_str(),
+                redacted_url(url),
                 format!(
-                    "its response would be recorded in {}, where {other}'s is: a replay could \
+                    "its response would be recorded in {}, where {}'s is: a replay could \
                      not tell them apart (snapshot names keep letters, digits, `.`, `_`, `-` \
                      and the `limit` and `offset` of the query); record them into separate \
                      directories",
-                    path.display()
+                    path.display(),
+                    crate::ctx::redacted_url_text(other)
                 ),
             )),
             Some(_) => Ok(path),
@@ -283,7 +287,7 @@ impl Fetch for RecordingFetch {
             })
             .await
             .map_err(|e| io_error(&path, "cannot record the response", e))?;
-            tracing::info!(url = url.as_str(), file = %path.display(), "recorded");
+            tracing::info!(url = redacted_url(url), file = %path.display(), "recorded");
             Ok(body)
         })
     }

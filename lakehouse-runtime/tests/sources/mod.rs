@@ -269,3 +269,38 @@ fn a_page_is_read_from_a_json_body_of_ones_own_api() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_reject_keeps_the_pages_url_without_its_secrets() {
+    use lakehouse_runtime::sources::{Page, RawRecord, SinglePage, collect_frame};
+    #[derive(Serialize)]
+    struct Row {
+        code: String,
+        capacity: i32,
+    }
+    let test = lakehouse_runtime::testing::TestContext::new("fitted_stations").expect("context");
+    let url = "https://user:hunter2@example.test/stations?apikey=S3CRET&limit=20";
+    let page = Page {
+        url: url::Url::parse(url).expect("url"),
+        origin: url.to_owned(),
+        records: vec![RawRecord::parse(br#"{"code": "A1"}"#.to_vec()).expect("json")],
+    };
+    let collected = collect_frame::<FittedStations, _, _>(
+        test.ctx(),
+        &mut SinglePage::new(page),
+        |r: &Record<'_>| {
+            Ok(Row {
+                code: r.string("code")?,
+                capacity: r.count("capacity")?,
+            })
+        },
+    )
+    .await;
+    // One record in one, rejected: over the ratio, the run fails; the reject is kept.
+    assert!(collected.is_err());
+    let rejects = test.ctx().take_rejects();
+    assert_eq!(
+        rejects.iter().map(|r| r.source.as_str()).collect::<Vec<_>>(),
+        ["https://user:redacted@example.test/stations?apikey=redacted&limit=20"]
+    );
+}

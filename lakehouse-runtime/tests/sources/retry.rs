@@ -559,3 +559,33 @@ async fn a_redirect_loop_fails_at_once_and_a_redirect_is_followed() {
         .expect("followed");
     assert!(body.starts_with(br#"{"total_count": 45"#));
 }
+
+#[tokio::test]
+async fn errors_name_the_url_without_its_secrets() {
+    let server = TestServer::start(|_| Reply::file(500, &fixtures("errors/gateway_503.html")));
+    let (fetch, _) = http(policy());
+    let secret = format!("{RECORDS}&apikey=S3CRET&Token=T0KEN");
+
+    let error = get(fetch.as_ref(), &server, &secret)
+        .await
+        .expect_err("persistent 500")
+        .to_string();
+
+    assert!(!error.contains("S3CRET") && !error.contains("T0KEN"), "{error}");
+    assert!(
+        error.contains("limit=20&offset=0&apikey=redacted&Token=redacted failed after 4"),
+        "{error}"
+    );
+    // The request itself carried the key.
+    assert!(server.requests()[0].target.contains("apikey=S3CRET"));
+
+    // Nothing listens there: reqwest's own message names the URL.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("address").port();
+    drop(closed);
+    let url = Url::parse(&format!("http://127.0.0.1:{port}/x?key=S3CRET")).expect("URL");
+    let error = fetch.get(&url).await.expect_err("refused").to_string();
+    assert!(!error.contains("S3CRET"), "{error}");
+    assert!(error.contains("could not connect"), "{error}");
+    assert!(error.contains("/x?key=redacted"), "{error}");
+}
