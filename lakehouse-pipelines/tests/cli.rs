@@ -832,7 +832,7 @@ fn reading_a_warehouse_that_does_not_exist_is_an_error_and_creates_nothing() {
     );
     assert!(!mistyped.exists(), "the mistyped warehouse was created");
     // An existing directory that holds no table: the warehouse's parent, say.
-    for args in [&["sql", "SELECT 1"][..], &["runs"], &["vacuum"]] {
+    for args in [&["sql", "SELECT 1"][..], &["runs"], &["vacuum"], &["check"]] {
         let output = orchestrate(dir.path(), args);
         assert_eq!(output.status.code(), Some(1), "{args:?}");
         let error = stderr(&output);
@@ -842,6 +842,21 @@ fn reading_a_warehouse_that_does_not_exist_is_an_error_and_creates_nothing() {
             "{args:?}: {error}"
         );
     }
+    // An object store has no folders to look at: no table written there fails the gate.
+    let bucket = Command::new(env!("CARGO_BIN_EXE_orchestrate"))
+        .args(["--warehouse", "memory:///typo", "check"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the binary runs");
+    assert_eq!(bucket.status.code(), Some(1), "{}", stdout(&bucket));
+    assert!(
+        stdout(&bucket).contains(
+            "tables: none of this lakehouse's 26 tables is written at memory:///typo: check \
+             --warehouse"
+        ),
+        "{}",
+        stdout(&bucket)
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use super::args::GlobalArgs;
-use super::commands::{all_tables, settings_of, warehouse};
+use super::commands::{all_tables, existing_warehouse, settings_of, warehouse};
 use crate::check::check_plans_with;
 use crate::error::{Error, Result};
 use crate::graph::Registry;
@@ -43,7 +43,13 @@ pub(super) async fn check(registry: &Registry, global: &GlobalArgs) -> Result<Ex
         );
         return Ok(exit_code(ok));
     }
-    let warehouse = warehouse(global)?;
+    // A location given that holds no table is most likely the wrong one (a warehouse's parent,
+    // one of its schemas, a mistyped bucket prefix): a gate must not pass on it either.
+    let warehouse = match global.warehouse_given {
+        Some(_) => existing_warehouse(global)?,
+        None => warehouse(global)?,
+    };
+    let mut written = 0;
     let (mut drifts, mut damaged) = (0, 0);
     let mut unreadable = 0;
     let mut stale = Vec::new();
@@ -59,6 +65,7 @@ pub(super) async fn check(registry: &Registry, global: &GlobalArgs) -> Result<Ex
                 continue;
             }
         };
+        written += usize::from(health.version.is_some());
         stale.extend(health.stale(table, now));
         for drift in health.drift {
             drifts += 1;
@@ -86,7 +93,15 @@ pub(super) async fn check(registry: &Registry, global: &GlobalArgs) -> Result<Ex
             );
         }
     }
-    if drifts == 0 && unreadable == 0 {
+    if written == 0 && unreadable == 0 && global.warehouse_given.is_some() {
+        ok = false;
+        say!(
+            "tables: none of this lakehouse's {} tables is written at {}: check --warehouse or \
+             LAKEHOUSE_WAREHOUSE (a warehouse is created by its first `orchestrate run`)",
+            all_tables(registry).len(),
+            global.warehouse()
+        );
+    } else if drifts == 0 && unreadable == 0 {
         say!("tables: every Delta table matches its declaration");
     }
     if damaged == 0 && unreadable == 0 {

@@ -7,6 +7,8 @@ use crate::table::{TableDef, Timestamp};
 /// What is wrong with a stored table, or may be ([`Warehouse::health`]).
 #[derive(Clone, Debug, Default)]
 pub struct TableHealth {
+    /// Its latest version (`None`: never written).
+    pub version: Option<u64>,
     /// Every difference between its declaration and its stored schema.
     pub drift: Vec<SchemaDrift>,
     /// The data files of its current version its storage no longer holds.
@@ -35,6 +37,7 @@ impl Warehouse {
             return Ok(TableHealth::default());
         };
         Ok(TableHealth {
+            version: delta.version(),
             drift: super::create::drift_of(table, &delta)?,
             missing_files: super::maintain::missing_files_of(table, &delta).await?,
             unwritable: super::create::unwritable_of(table, &delta)?,
