@@ -2171,6 +2171,53 @@ async fn a_loop_without_an_interval_is_refused() {
         .expect_err("no iteration")
         .to_string();
     assert!(error.contains("a loop of no runs"), "{error}");
+    // Nor settings of one run: every run at one time, or reading its inputs whole each time.
+    let one_run = [
+        (
+            RunConfig {
+                run_at: Some(Timestamp(1_700_000_000_000_000)),
+                ..RunConfig::default()
+            },
+            "a loop cannot take `run_at` (a setting of one run): each run is at its own time",
+        ),
+        (
+            RunConfig {
+                full_refresh: true,
+                ..RunConfig::default()
+            },
+            "a loop cannot take `full_refresh` (a setting of one run): each run would read its \
+             inputs whole again",
+        ),
+        (
+            RunConfig {
+                rebuild: true,
+                ..RunConfig::default()
+            },
+            "a loop cannot take `rebuild`",
+        ),
+    ];
+    for (config, expected) in &one_run {
+        let error = orchestrator
+            .run_loop_with(config, Duration::from_millis(1), None, Some(1), |_| {})
+            .await
+            .expect_err("one run's setting")
+            .to_string();
+        assert!(error.starts_with(expected), "{error}");
+        let error = orchestrator
+            .backfill(
+                config,
+                &[Timestamp(1_600_000_000_000_000)],
+                Redo::Missing,
+                |_| {},
+            )
+            .await
+            .expect_err("one run's setting")
+            .to_string();
+        assert!(
+            error.starts_with(&expected.replace("a loop", "a backfill")[..30]),
+            "{error}"
+        );
+    }
     assert!(
         orchestrator
             .ledger()

@@ -155,6 +155,7 @@ impl Orchestrator {
         redo: Redo,
     ) -> Result<(Vec<&'static str>, HashMap<Timestamp, RunsAt>)> {
         let plan = self.plan(config)?;
+        super::refuse_for_many_runs(config, "a backfill", "a backfill gives each run its time")?;
         if let Some(last) = run_ats.iter().max()
             && !config.force
         {

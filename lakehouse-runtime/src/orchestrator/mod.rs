@@ -724,6 +724,7 @@ impl Orchestrator {
     ) -> Result<LoopRuns> {
         // A selection that cannot be planned will not plan later either.
         self.plan(config)?;
+        refuse_for_many_runs(config, "a loop", "each run is at its own time")?;
         if every.is_zero() {
             return Err(Error::msg(
                 "a loop's interval must be longer than zero (e.g. `--every 1m`)",
@@ -1111,6 +1112,32 @@ impl Refresh {
         [Refresh::Full, Refresh::Rebuild]
             .into_iter()
             .find(|refresh| refresh.as_str() == name)
+    }
+}
+
+/// Refuses the settings of one run in a config for many (`what`: a loop, a backfill): one
+/// logical time would be every run's (`why` the runs have their own), and a full refresh or
+/// rebuild would read every input whole at each run (an append table getting its rows again).
+fn refuse_for_many_runs(config: &RunConfig, what: &str, why: &str) -> Result<()> {
+    let one_run = [
+        (config.run_at.is_some(), "`run_at`", why),
+        (
+            config.full_refresh,
+            "`full_refresh`",
+            "each run would read its inputs whole again",
+        ),
+        (
+            config.rebuild,
+            "`rebuild`",
+            "each run would rebuild its tables again",
+        ),
+    ];
+    match one_run.iter().find(|(set, ..)| *set) {
+        Some((_, field, reason)) => Err(Error::msg(format!(
+            "{what} cannot take {field} (a setting of one run): {reason}; make that run on its \
+             own, before it"
+        ))),
+        None => Ok(()),
     }
 }
 

@@ -300,7 +300,10 @@ async fn a_reject_keeps_the_pages_url_without_its_secrets() {
     assert!(collected.is_err());
     let rejects = test.ctx().take_rejects();
     assert_eq!(
-        rejects.iter().map(|r| r.source.as_str()).collect::<Vec<_>>(),
+        rejects
+            .iter()
+            .map(|r| r.source.as_str())
+            .collect::<Vec<_>>(),
         ["https://user:redacted@example.test/stations?apikey=redacted&limit=20"]
     );
 }

@@ -571,7 +571,10 @@ async fn errors_name_the_url_without_its_secrets() {
         .expect_err("persistent 500")
         .to_string();
 
-    assert!(!error.contains("S3CRET") && !error.contains("T0KEN"), "{error}");
+    assert!(
+        !error.contains("S3CRET") && !error.contains("T0KEN"),
+        "{error}"
+    );
     assert!(
         error.contains("limit=20&offset=0&apikey=redacted&Token=redacted failed after 4"),
         "{error}"
