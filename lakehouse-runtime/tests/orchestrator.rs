@@ -1433,6 +1433,26 @@ async fn a_run_resumes_without_a_pipeline_removed_since() {
         Some(Status::Succeeded)
     );
     assert!(resumed.result("bad").is_none());
+    // `bad` never succeeded: the run is no success, and its row says so.
+    assert_eq!(resumed.not_resumed, ["bad"]);
+    assert_eq!(resumed.status(), Status::Failed);
+    assert!(!resumed.succeeded());
+    assert!(
+        resumed
+            .render(false)
+            .contains("Not resumed, no longer registered and never succeeded in this run: bad"),
+        "{}",
+        resumed.render(false)
+    );
+    assert!(
+        resumed
+            .summary()
+            .ends_with("failed: 1 succeeded — bad: no longer registered, not resumed"),
+        "{}",
+        resumed.summary()
+    );
+    let run = after.ledger().runs(1).await.expect("ledger");
+    assert_eq!(run[0].status, "failed");
     // The resumed attempt numbers on from the run's last: rows of one run stay told apart.
     let rows = after.ledger().run(&failed.run_id).await.expect("ledger");
     let numbers: Vec<Option<i32>> = rows

@@ -410,6 +410,7 @@ impl Orchestrator {
         let first = Execution {
             number: 1,
             earlier_rows: (0, 0),
+            not_resumed: Vec::new(),
         };
         self.execute_run(run, &plan, config, &HashMap::new(), &HashMap::new(), first)
             .await
@@ -620,6 +621,7 @@ impl Orchestrator {
                         results: Vec::new(),
                         duration: std::time::Duration::ZERO,
                         unrecorded: None,
+                        not_resumed: Vec::new(),
                     });
                 }
             }
@@ -671,9 +673,15 @@ impl Orchestrator {
         let plan = self.plan(&resumed)?;
         // The run row's totals are the run's, not this execution's alone.
         let earlier_rows = rows_of_succeeded(&records, &resumed.targets);
+        let not_resumed = unregistered
+            .into_iter()
+            .filter(|(_, status)| *status != Status::Succeeded)
+            .map(|(name, _)| name)
+            .collect();
         let execution = Execution {
             number: execution,
             earlier_rows,
+            not_resumed,
         };
         self.execute_run(run, &plan, &resumed, &last, &attempts, execution)
             .await
@@ -858,6 +866,7 @@ impl Orchestrator {
         let Execution {
             number: execution,
             earlier_rows,
+            not_resumed,
         } = execution;
         // Created before pipelines run in parallel, which would race to create them; once per
         // orchestrator (tables are never dropped).
@@ -948,6 +957,7 @@ impl Orchestrator {
             duration: started.elapsed(),
             unrecorded: unrecorded
                 .map(|why| format!("not every row reached lakehouse.runs ({why})")),
+            not_resumed,
         };
         // Pipelines that did not run get a row too (attempt NULL), so `resume` finds them.
         let finished_at = Timestamp::now();
@@ -1004,6 +1014,8 @@ struct Execution {
     number: i32,
     /// Rows (written, deleted) by the run's earlier executions, which its row totals too.
     earlier_rows: (u64, u64),
+    /// The run's pipelines that had not succeeded and are no longer registered.
+    not_resumed: Vec<String>,
 }
 
 /// Where `record` comes among its run's rows: by execution (NULL on rows recorded before

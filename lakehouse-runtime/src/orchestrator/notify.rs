@@ -192,6 +192,14 @@ impl RunReport {
                 let first_line = error.lines().next().unwrap_or_default();
                 format!(" — {}: {first_line}", r.pipeline)
             })
+            .or_else(|| {
+                (!self.not_resumed.is_empty()).then(|| {
+                    format!(
+                        " — {}: no longer registered, not resumed",
+                        self.not_resumed.join(", ")
+                    )
+                })
+            })
             .unwrap_or_default();
         format!(
             "lakehouse run {} (run_at {}) {}: {}{failure}",

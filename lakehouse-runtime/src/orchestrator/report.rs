@@ -99,19 +99,24 @@ pub struct RunReport {
     /// (the run's end is then recorded as failed) or the run's end (the ledger still shows it
     /// running) could not be. The run is no success either way; this report is the account.
     pub unrecorded: Option<String>,
+    /// Pipelines of a resumed run that had not succeeded and are no longer registered (removed
+    /// or renamed since): the resume could not run them, and the run is no success.
+    pub not_resumed: Vec<String>,
 }
 
 impl RunReport {
     /// True when every planned pipeline succeeded, and the run's end is recorded.
     pub fn succeeded(&self) -> bool {
-        self.unrecorded.is_none() && self.results.iter().all(|r| r.status == Status::Succeeded)
+        self.unrecorded.is_none()
+            && self.not_resumed.is_empty()
+            && self.results.iter().all(|r| r.status == Status::Succeeded)
     }
 
     /// The overall status: failed if any pipeline failed (or the run's end could not be
     /// recorded), else cancelled, else skipped, else succeeded.
     pub fn status(&self) -> Status {
         // A run whose end could not be recorded did not end well.
-        if self.unrecorded.is_some() {
+        if self.unrecorded.is_some() || !self.not_resumed.is_empty() {
             return Status::Failed;
         }
         [Status::Failed, Status::Cancelled, Status::Skipped]
@@ -192,6 +197,13 @@ impl RunReport {
             counts.join(", "),
             self.duration.as_secs_f64()
         );
+        if !self.not_resumed.is_empty() {
+            text.push_str(&format!(
+                "\nNot resumed, no longer registered and never succeeded in this run: {} (the \
+                 run stays failed; run them again in a new run if they were renamed)",
+                self.not_resumed.join(", ")
+            ));
+        }
         // The table shows an error's first line, cut: the whole of each failure it cut follows.
         // (And a superseded replay's note, which says how to write what it did not.)
         let ran_and_failed = |r: &&PipelineResult| {
