@@ -2310,7 +2310,27 @@ async fn a_full_snapshot_replaces_the_rows_and_no_new_snapshot_changes_nothing()
         .await
         .expect("run 3");
     let result = again.result("latest_tick").expect("planned");
-    assert_eq!((result.status, result.replayed), (Status::Succeeded, true));
+    // Nothing new, which is no replay of an earlier commit: said as such.
+    assert_eq!(
+        (result.status, result.replayed, result.nothing_new),
+        (Status::Succeeded, false, true)
+    );
+    let rendered = again.render(false);
+    assert!(
+        rendered.contains("succeeded (nothing new)") && !rendered.contains("already committed"),
+        "{rendered}"
+    );
+    assert_eq!(again.to_json()["pipelines"][0]["nothing_new"], true);
+    let recorded = orchestrator
+        .ledger()
+        .run(&again.run_id)
+        .await
+        .expect("ledger");
+    let attempt = recorded
+        .iter()
+        .find(|r| r.kind == "pipeline")
+        .expect("latest_tick's row");
+    assert_eq!(attempt.replayed, Some(false));
     assert_eq!(wh.warehouse.version(table).await.expect("version"), version);
     assert_eq!(contents(&wh.warehouse, table).await, ["2"]);
 }

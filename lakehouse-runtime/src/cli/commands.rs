@@ -624,7 +624,7 @@ fn warn_unread_settings(settings: &Settings, report: &RunReport, global: &Global
     let complete = report
         .results
         .iter()
-        .all(|r| r.status == Status::Succeeded && !r.replayed);
+        .all(|r| r.status == Status::Succeeded && !r.replayed && !r.nothing_new);
     if !complete {
         return false;
     }

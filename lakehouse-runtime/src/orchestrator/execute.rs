@@ -45,6 +45,9 @@ pub(super) struct Written {
     /// Not written, because a later run wrote the table since: what says so (recorded as the
     /// attempt's note, and not counted as a success at this run's logical time).
     pub(super) superseded: Option<String>,
+    /// Not written, because a full-snapshot pipeline's incremental inputs brought no new rows
+    /// (its function did not run).
+    pub(super) nothing_new: bool,
 }
 
 /// Runs `plan`; returns each pipeline's result, and why the run is not fully recorded if an
@@ -259,6 +262,7 @@ fn not_run(
         rows_deleted: None,
         version: None,
         replayed: false,
+        nothing_new: false,
         duration: Duration::ZERO,
         error: (!reason.is_empty()).then_some(reason),
     }
@@ -361,13 +365,14 @@ async fn run_with_retries(
                     if written.fragmented {
                         compact(orchestrator, pipeline).await;
                     }
-                    let superseded = written.superseded;
+                    let (superseded, nothing_new) = (written.superseded, written.nothing_new);
                     let outcome = written.outcome;
                     tracing::info!(
                         rows = outcome.rows_inserted + outcome.rows_updated,
                         deleted = outcome.rows_deleted,
                         version = outcome.version,
-                        replayed = !outcome.committed,
+                        replayed = !outcome.committed && !nothing_new,
+                        nothing_new,
                         "succeeded"
                     );
                     return PipelineResult {
@@ -378,7 +383,8 @@ async fn run_with_retries(
                         rows_written: Some(outcome.rows_inserted + outcome.rows_updated),
                         rows_deleted: Some(outcome.rows_deleted),
                         version: outcome.version,
-                        replayed: !outcome.committed,
+                        replayed: !outcome.committed && !nothing_new,
+                        nothing_new,
                         duration: started.elapsed(),
                         error: superseded,
                     };
@@ -489,6 +495,7 @@ async fn run_with_retries(
             rows_deleted: None,
             version: None,
             replayed: false,
+            nothing_new: false,
             duration: started.elapsed(),
             error: Some(error),
         }
@@ -840,7 +847,7 @@ fn attempt_record(
         rows_written: written.map(|w| (w.outcome.rows_inserted + w.outcome.rows_updated) as i64),
         rows_deleted: written.map(|w| w.outcome.rows_deleted as i64),
         table_version: written.and_then(|w| w.outcome.version).map(|v| v as i64),
-        replayed: written.map(|w| !w.outcome.committed),
+        replayed: written.map(|w| !w.outcome.committed && !w.nothing_new),
         error,
         input_versions: written
             .map(|w| serde_json::to_string(&w.input_versions).unwrap_or_default()),

@@ -212,8 +212,9 @@ impl RunReport {
 
     /// The report as JSON: `text` ([`RunReport::summary`]), `run_id`, `sequence`, `run_at`,
     /// `status`, `duration_ms`, and `pipelines` (each `pipeline`, `table`, `status`, `attempts`,
-    /// `rows_written`, `rows_deleted`, `version`, `replayed`, `duration_ms`, `error`), and `unrecorded` (why the
-    /// run is not wholly recorded in `lakehouse.runs`, or null).
+    /// `rows_written`, `rows_deleted`, `version`, `replayed`, `nothing_new`, `duration_ms`,
+    /// `error`), `unrecorded` (why the run is not wholly recorded in `lakehouse.runs`, or null)
+    /// and `not_resumed` (a resumed run's pipelines no longer registered that never succeeded).
     pub fn to_json(&self) -> serde_json::Value {
         let pipelines: Vec<serde_json::Value> = self
             .results
@@ -228,6 +229,7 @@ impl RunReport {
                     "rows_deleted": r.rows_deleted,
                     "version": r.version,
                     "replayed": r.replayed,
+                    "nothing_new": r.nothing_new,
                     "duration_ms": r.duration.as_millis() as u64,
                     "error": r.error,
                 })
@@ -242,6 +244,7 @@ impl RunReport {
             "duration_ms": self.duration.as_millis() as u64,
             "pipelines": pipelines,
             "unrecorded": self.unrecorded,
+            "not_resumed": self.not_resumed,
         })
     }
 }

@@ -174,6 +174,7 @@ pub(super) async fn produce_and_write(
             fragmented: false,
             replayed_findings: Vec::new(),
             superseded: None,
+            nothing_new: true,
         });
     }
     tracing::debug!("inputs read");
@@ -358,6 +359,7 @@ pub(super) async fn produce_and_write(
         fragmented,
         replayed_findings: Vec::new(),
         superseded: None,
+        nothing_new: false,
     })
 }
 

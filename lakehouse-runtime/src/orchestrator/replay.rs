@@ -128,6 +128,7 @@ pub(super) async fn already_written(
         fragmented: false,
         replayed_findings,
         superseded: None,
+        nothing_new: false,
     }))
 }
 
@@ -180,6 +181,7 @@ fn superseded(
         fragmented: false,
         replayed_findings: Vec::new(),
         superseded: Some(note),
+        nothing_new: false,
     }
 }
 

@@ -73,9 +73,12 @@ pub struct PipelineResult {
     pub rows_deleted: Option<u64>,
     /// The table version after the write.
     pub version: Option<u64>,
-    /// Whether nothing was written: this run had already committed the write, or a full-snapshot
-    /// pipeline received no new rows.
+    /// Whether the write was not made again: this run had already committed it (a resume, a
+    /// retry after a commit), or a later run wrote the table since (`error` then says so).
     pub replayed: bool,
+    /// Whether nothing was written because a full-snapshot pipeline's incremental inputs
+    /// brought no new rows since its last write (its function did not run).
+    pub nothing_new: bool,
     /// Time spent, all attempts included.
     pub duration: Duration,
     /// Why it failed, was skipped or cancelled.
@@ -151,6 +154,8 @@ impl RunReport {
                 format!("{} (superseded)", r.status)
             } else if r.replayed {
                 format!("{} (already committed)", r.status)
+            } else if r.nothing_new {
+                format!("{} (nothing new)", r.status)
             } else {
                 r.status.to_string()
             });
