@@ -1178,15 +1178,15 @@ fn the_readme_orchestrations_plan_as_described() {
 #[test]
 fn an_ingestion_rejecting_too_many_records_fails_and_writes_nothing() {
     let dir = tempfile::tempdir().expect("dir");
-    // The bundled Vélo'v list has 4 malformed stations out of 68 (5.9 %).
+    // The bundled Vélo'v availability has 3 malformed stations out of 70 (4.3 %).
     let strict = orchestrate(
         dir.path(),
         &[
             "run",
             "--select",
-            "velov_station_info",
+            "velov_station_status",
             "--set",
-            "ingest.velov_station_info.max_reject_ratio=0.05",
+            "ingest.velov_station_status.max_reject_ratio=0.04",
             // Not retried: the same answer would fail the same way.
             "--retries",
             "2",
@@ -1196,16 +1196,16 @@ fn an_ingestion_rejecting_too_many_records_fails_and_writes_nothing() {
     let report = format!("{}{}", stdout(&strict), stderr(&strict));
     assert!(
         report.contains(
-            "velov_station_info rejected 4 of 68 records (5.9 %, more than the 5.0 % allowed)"
+            "velov_station_status rejected 3 of 70 records (4.3 %, more than the 4.0 % allowed)"
         ),
         "{report}"
     );
     assert!(
-        report.contains("raise `ingest.velov_station_info.max_reject_ratio`"),
+        report.contains("raise `ingest.velov_station_status.max_reject_ratio`"),
         "{report}"
     );
     assert!(
-        !dir.path().join("bronze/velov_station_info").exists(),
+        !dir.path().join("bronze/velov_station_status").exists(),
         "nothing written"
     );
     // The rejected records are kept, with the failed attempt: they show what changed.
@@ -1213,14 +1213,14 @@ fn an_ingestion_rejecting_too_many_records_fails_and_writes_nothing() {
         dir.path(),
         &[
             "sql",
-            "SELECT count(*) AS n FROM lakehouse.rejects WHERE pipeline = 'velov_station_info'",
+            "SELECT count(*) AS n FROM lakehouse.rejects WHERE pipeline = 'velov_station_status'",
             "--format",
             "csv",
         ],
     ));
-    assert_eq!(rejects, "n\n4\n");
+    assert_eq!(rejects, "n\n3\n");
     // The default limit (10 %) lets the same list through.
-    let default = orchestrate(dir.path(), &["run", "--select", "velov_station_info"]);
+    let default = orchestrate(dir.path(), &["run", "--select", "velov_station_status"]);
     assert!(default.status.success(), "{}", stderr(&default));
 }
 

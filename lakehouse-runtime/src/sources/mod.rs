@@ -161,6 +161,10 @@ pub struct Collected {
     pub batches: Vec<RecordBatch>,
     /// The rejected records, with reasons and raw JSON, in order.
     pub rejects: Vec<Reject>,
+    /// The records kept with NULL for fields they could not be read from
+    /// ([`Record::or_null`]), with the reasons and raw JSON, in order: among the rows, and not
+    /// counted against the reject limit.
+    pub kept_with_nulls: Vec<Reject>,
     /// Number of accepted rows.
     pub rows: usize,
     /// Number of pages read.
@@ -184,8 +188,19 @@ where
         collected.pages += 1;
         let mut rows = Vec::with_capacity(page.records.len());
         for record in &page.records {
-            match Record::new(&record.value).and_then(|r| row(&r)) {
-                Ok(value) => rows.push(value),
+            let notes = std::cell::RefCell::new(Vec::new());
+            match Record::with_notes(&record.value, &notes).and_then(|r| row(&r)) {
+                Ok(value) => {
+                    rows.push(value);
+                    let notes = notes.into_inner();
+                    if !notes.is_empty() {
+                        collected.kept_with_nulls.push(Reject {
+                            source: crate::ctx::redacted_url(&page.url),
+                            reason: format!("kept, with NULL for: {}", notes.join("; ")),
+                            raw: record.raw.clone(),
+                        });
+                    }
+                }
                 Err(Rejected(reason)) => collected.rejects.push(Reject {
                     source: crate::ctx::redacted_url(&page.url),
                     reason,
@@ -235,7 +250,16 @@ where
             reasons_summary(&collected.rejects)
         );
     }
+    if !collected.kept_with_nulls.is_empty() {
+        tracing::warn!(
+            pipeline = cx.pipeline(),
+            kept = collected.kept_with_nulls.len(),
+            "records kept with NULL for fields they could not be read from (in lakehouse.rejects): {}",
+            reasons_summary(&collected.kept_with_nulls).replace("kept, with NULL for: ", "")
+        );
+    }
     cx.reject(collected.rejects);
+    cx.reject(collected.kept_with_nulls);
     cx.frame_from_batches(collected.batches)
 }
 

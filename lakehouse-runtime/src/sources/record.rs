@@ -2,6 +2,7 @@
 //! unusable coordinates give a [`Rejected`] reason naming the field, so the record goes to the
 //! rejects table instead of being dropped or crashing the ingestion.
 
+use std::cell::RefCell;
 use std::ops::RangeInclusive;
 
 use serde_json::{Map, Value};
@@ -49,6 +50,9 @@ pub struct Record<'a> {
     fields: &'a Map<String, Value>,
     /// The path of this object inside the record (`coordonnees_geo.`), for messages.
     prefix: String,
+    /// Why fields read with [`Record::or_null`] are NULL (shared with the nested objects read
+    /// from this record); `None` outside [`super::collect_batches`], where they are only logged.
+    notes: Option<&'a RefCell<Vec<String>>>,
 }
 
 /// The JSON type of `value`, with the value when it is short, for messages.
@@ -71,11 +75,49 @@ impl<'a> Record<'a> {
             Value::Object(fields) => Ok(Record {
                 fields,
                 prefix: String::new(),
+                notes: None,
             }),
             other => Err(Rejected(format!(
                 "the record is {}, not a JSON object",
                 describe(other)
             ))),
+        }
+    }
+
+    /// [`Record::new`], keeping in `notes` why fields read with [`Record::or_null`] are NULL.
+    pub(crate) fn with_notes(
+        value: &'a Value,
+        notes: &'a RefCell<Vec<String>>,
+    ) -> Result<Record<'a>, Rejected> {
+        Record::new(value).map(|record| Record {
+            notes: Some(notes),
+            ..record
+        })
+    }
+
+    /// What `read` read, or `None` when it rejected the field: the record is then kept with a
+    /// NULL there, and the reason is recorded with it in `lakehouse.rejects` (as kept, not
+    /// counted against the reject limit). For fields that describe a record and must not cost
+    /// it: a station of a full list whose absence would close its history, say.
+    ///
+    /// ```
+    /// # use lakehouse_runtime::sources::{Record, Rejected};
+    /// # fn row(r: &Record<'_>) -> Result<(String, Option<i32>), Rejected> {
+    /// let code = r.string("stationcode")?; // no code, no station: rejected
+    /// let capacity = r.or_null(r.opt_count("capacity")).flatten(); // a bad one is NULL
+    /// # Ok((code, capacity))
+    /// # }
+    /// ```
+    pub fn or_null<T>(&self, read: Result<T, Rejected>) -> Option<T> {
+        match read {
+            Ok(value) => Some(value),
+            Err(Rejected(reason)) => {
+                match self.notes {
+                    Some(notes) => notes.borrow_mut().push(reason),
+                    None => tracing::warn!(%reason, "a field read as NULL"),
+                }
+                None
+            }
         }
     }
 
@@ -300,6 +342,7 @@ impl<'a> Record<'a> {
             Value::Object(fields) => Ok(Record {
                 fields,
                 prefix: format!("{}{key}.", self.prefix),
+                notes: self.notes,
             }),
             other => Err(self.wrong(key, "an object", other)),
         }

@@ -307,3 +307,79 @@ async fn a_reject_keeps_the_pages_url_without_its_secrets() {
         ["https://user:redacted@example.test/stations?apikey=redacted&limit=20"]
     );
 }
+
+/// Stations of a full list: only the code is required.
+#[derive(Table)]
+#[table(schema = "bronze", name = "listed_stations")]
+pub struct ListedStations {
+    pub code: String,
+    pub capacity: Option<i32>,
+    pub lon: Option<f64>,
+}
+
+#[tokio::test]
+async fn a_field_read_or_null_keeps_its_record_with_the_reason_outside_the_reject_limit() {
+    use lakehouse_runtime::sources::{Page, RawRecord, SinglePage, collect_frame};
+    #[derive(Serialize)]
+    struct Row {
+        code: String,
+        capacity: Option<i32>,
+        lon: Option<f64>,
+    }
+    let test = lakehouse_runtime::testing::TestContext::new("listed_stations")
+        .expect("context")
+        .with_setting("ingest.max_reject_ratio", "0.4");
+    let records = [
+        r#"{"code": "A1", "capacity": 20, "point": {"lon": 2.35}}"#,
+        r#"{"code": "A2", "capacity": "21", "point": {"lon": "x"}}"#,
+        r#"{"code": "A3", "capacity": -1, "point": null}"#,
+        r#"{"capacity": 5}"#,
+    ];
+    let page = Page {
+        url: url::Url::parse("https://example.test/stations").expect("url"),
+        origin: "https://example.test/stations".to_owned(),
+        records: records
+            .iter()
+            .map(|json| RawRecord::parse(json.as_bytes().to_vec()).expect("json"))
+            .collect(),
+    };
+    let frame = collect_frame::<ListedStations, _, _>(
+        test.ctx(),
+        &mut SinglePage::new(page),
+        |r: &Record<'_>| {
+            Ok(Row {
+                code: r.string("code")?,
+                capacity: r.or_null(r.opt_count("capacity")).flatten(),
+                // A nested object's reasons name its path, and reach the record's.
+                lon: r.or_null(r.object("point").and_then(|p| p.float("lon"))),
+            })
+        },
+    )
+    .await
+    // 1 rejected of 4 is under the limit; 2 kept with NULLs would have been over it.
+    .expect("under the reject limit");
+    let batches = frame.collect().await.expect("rows");
+    let printed = arrow::util::pretty::pretty_format_batches(&batches)
+        .expect("printable")
+        .to_string();
+    assert_eq!(
+        printed.lines().filter(|l| l.starts_with("| A")).count(),
+        3,
+        "{printed}"
+    );
+    assert!(printed.contains("| A2   |          |      |"), "{printed}");
+    let rejects = test.ctx().take_rejects();
+    assert_eq!(
+        rejects
+            .iter()
+            .map(|r| r.reason.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "missing key `code`",
+            "kept, with NULL for: `capacity` should be an integer but is the string \"21\"; \
+             `point.lon` should be a number but is the string \"x\"",
+            "kept, with NULL for: `capacity` is negative (-1): a count cannot be; `point` is null",
+        ]
+    );
+    assert_eq!(rejects[1].raw, records[1]);
+}

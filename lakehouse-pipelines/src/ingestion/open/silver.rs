@@ -62,10 +62,10 @@ pub struct SilverVelibStationInfo {
     pub name: Option<String>,
     /// Number of docks
     pub capacity: Option<i32>,
-    /// Longitude (WGS84)
-    pub longitude: f64,
-    /// Latitude (WGS84)
-    pub latitude: f64,
+    /// Longitude (WGS84); NULL when the list's was unusable
+    pub longitude: Option<f64>,
+    /// Latitude (WGS84); NULL when the list's was unusable
+    pub latitude: Option<f64>,
     /// Opening hours, when published
     pub station_opening_hours: Option<String>,
     /// Logical time of the run that ingested the row
@@ -112,10 +112,10 @@ pub struct SilverVelovStationInfo {
     pub station_id: String,
     /// Station name
     pub name: Option<String>,
-    /// Longitude (WGS84)
-    pub longitude: f64,
-    /// Latitude (WGS84)
-    pub latitude: f64,
+    /// Longitude (WGS84); NULL when the list's was unusable
+    pub longitude: Option<f64>,
+    /// Latitude (WGS84); NULL when the list's was unusable
+    pub latitude: Option<f64>,
     /// Street address
     pub address: Option<String>,
     /// Number of docks

@@ -115,10 +115,11 @@ pub struct BronzeVelibStationInfo {
     pub name: Option<String>,
     /// Number of docks (`capacity`)
     pub capacity: Option<i32>,
-    /// Longitude (`coordonnees_geo.lon`, WGS 84)
-    pub lon: f64,
-    /// Latitude (`coordonnees_geo.lat`, WGS 84)
-    pub lat: f64,
+    /// Longitude (`coordonnees_geo.lon`, WGS 84); NULL when unusable (the reason is in
+    /// `lakehouse.rejects`)
+    pub lon: Option<f64>,
+    /// Latitude (`coordonnees_geo.lat`, WGS 84); NULL when unusable
+    pub lat: Option<f64>,
     /// Opening hours as the source writes them (`station_opening_hours`, usually null)
     pub station_opening_hours: Option<String>,
     /// Logical time of the run that ingested the row
@@ -153,16 +154,21 @@ pub fn status_row(r: &Record<'_>, run_at: Timestamp) -> Result<BronzeVelibStatio
     })
 }
 
-/// A location row from one record of `velib-emplacement-des-stations`.
+/// A location row from one record of `velib-emplacement-des-stations`. The list is a full
+/// snapshot: a station it lacks has its history closed, so only a record without a station
+/// code is rejected; a description that cannot be read is NULL, with the reason recorded.
 pub fn info_row(r: &Record<'_>, run_at: Timestamp) -> Result<BronzeVelibStationInfo, Rejected> {
     let stationcode = r.string("stationcode")?;
-    let capacity = r.opt_count("capacity")?;
+    let capacity = r.or_null(r.opt_count("capacity")).flatten();
     let (lon, lat) = r
-        .object("coordonnees_geo")?
-        .lon_lat("lon", "lat", &PARIS_AREA)?;
+        .or_null(
+            r.object("coordonnees_geo")
+                .and_then(|point| point.lon_lat("lon", "lat", &PARIS_AREA)),
+        )
+        .unzip();
     Ok(BronzeVelibStationInfo {
         stationcode,
-        name: r.opt_string("name")?,
+        name: r.or_null(r.opt_string("name")).flatten(),
         capacity,
         lon,
         lat,

@@ -45,10 +45,10 @@ pub struct BronzeVelovStationInfo {
     pub station_id: String,
     /// Station name, as published (sometimes prefixed with its number)
     pub name: Option<String>,
-    /// Longitude (`lon`, WGS 84)
-    pub lon: f64,
-    /// Latitude (`lat`, WGS 84)
-    pub lat: f64,
+    /// Longitude (`lon`, WGS 84); NULL when unusable (the reason is in `lakehouse.rejects`)
+    pub lon: Option<f64>,
+    /// Latitude (`lat`, WGS 84); NULL when unusable
+    pub lat: Option<f64>,
     /// Street address
     pub address: Option<String>,
     /// Number of docks (`capacity`)
@@ -94,37 +94,40 @@ pub struct BronzeVelovStationStatus {
     pub run_at: Timestamp,
 }
 
-/// A location row from one station of `station_information`.
+/// A location row from one station of `station_information`. The list is a full snapshot: a
+/// station it lacks has its history closed, so only a station without an id is rejected; a
+/// description that cannot be read is NULL, with the reason recorded.
 pub fn info_row(
     r: &Record<'_>,
     feed_last_updated: Timestamp,
     run_at: Timestamp,
 ) -> Result<BronzeVelovStationInfo, Rejected> {
     let station_id = r.id("station_id")?;
-    let capacity = r.opt_count("capacity")?;
-    let (lon, lat) = r.lon_lat("lon", "lat", &LYON_AREA)?;
-    let rental_methods = match r.opt_array("rental_methods")? {
-        None => None,
-        Some(methods) => Some(
-            methods
-                .iter()
-                .map(|m| {
-                    m.as_str().map(str::to_owned).ok_or_else(|| {
-                        Rejected::new(format!("`rental_methods` should hold strings, not {m}"))
+    let capacity = r.or_null(r.opt_count("capacity")).flatten();
+    let (lon, lat) = r.or_null(r.lon_lat("lon", "lat", &LYON_AREA)).unzip();
+    let rental_methods = r.opt_array("rental_methods").and_then(|methods| {
+        methods
+            .map(|methods| {
+                methods
+                    .iter()
+                    .map(|m| {
+                        m.as_str().map(str::to_owned).ok_or_else(|| {
+                            Rejected::new(format!("`rental_methods` should hold strings, not {m}"))
+                        })
                     })
-                })
-                .collect::<Result<Vec<_>, _>>()?
-                .join(","),
-        ),
-    };
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|methods| methods.join(","))
+            })
+            .transpose()
+    });
     Ok(BronzeVelovStationInfo {
         station_id,
-        name: r.opt_localized("name", &LANGUAGES)?,
+        name: r.or_null(r.opt_localized("name", &LANGUAGES)).flatten(),
         lon,
         lat,
-        address: r.opt_string("address")?,
+        address: r.or_null(r.opt_string("address")).flatten(),
         capacity,
-        rental_methods,
+        rental_methods: r.or_null(rental_methods).flatten(),
         feed_last_updated,
         run_at,
     })
