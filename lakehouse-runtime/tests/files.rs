@@ -707,17 +707,45 @@ pub struct NewOrders {
     pub run_at: Timestamp,
 }
 
-/// The new files of the directory in setting `landing`, at most `max_files` a run if set.
+/// A landing file a producer is still writing: the next execution of `new_orders` appends
+/// this line to it once it has listed it.
+pub static GROWING: std::sync::Mutex<Option<(std::path::PathBuf, &'static str)>> =
+    std::sync::Mutex::new(None);
+
+/// The new files of the directory in setting `landing`, at most `max_files` a run if set, and
+/// only those modified `settle_secs` ago or more if set.
 #[pipeline(tags = ["files"])]
 pub async fn new_orders(cx: &Ctx) -> Result<Frame<NewOrders>> {
     let dir = cx.settings().get("landing").unwrap_or("landing-not-set");
     let max_files = cx.settings().parse_or("max_files", 0usize)?;
-    let options = match max_files {
+    let mut options = match max_files {
         0 => NewFiles::default(),
         max => NewFiles::at_most(max),
     };
-    cx.read_new_files_with::<NewOrders>(FileFormat::Csv, dir, options)
-        .await
+    if let Some(secs) = cx.settings().get("settle_secs") {
+        let secs = secs
+            .parse()
+            .map_err(|_| Error::msg("settle_secs: a number"))?;
+        options = options.settled_for(std::time::Duration::from_secs(secs));
+    }
+    let frame = cx
+        .read_new_files_with::<NewOrders>(FileFormat::Csv, dir, options)
+        .await?;
+    // Only this landing's (tests run side by side).
+    let growing = {
+        let mut growing = GROWING.lock().unwrap_or_else(|p| p.into_inner());
+        growing.take_if(|(path, _)| path.parent() == Some(std::path::Path::new(dir)))
+    };
+    if let Some((path, line)) = growing {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::msg(format!("appending to {}: {e}", path.display())))?;
+        file.write_all(line.as_bytes())
+            .map_err(|e| Error::msg(format!("appending to {}: {e}", path.display())))?;
+    }
+    Ok(frame)
 }
 
 /// The latest orders only: an overwrite, which new files alone cannot fill.
@@ -902,6 +930,62 @@ mod incremental {
         // And from then on, as usual.
         assert!(run().await.succeeded());
         assert_eq!(orders(&wh).await, ["1|1.00", "2|2.00"]);
+    }
+
+    #[tokio::test]
+    async fn a_file_still_being_written_is_not_ingested_in_part() {
+        let wh = TempWarehouse::new();
+        let landing = landing_with_a(&wh);
+        let orchestrator = orchestrator(&wh);
+        // The producer writes a line more after the run listed the file: the attempt fails
+        // before committing, and its retry reads the whole file.
+        *super::GROWING.lock().expect("lock") = Some((landing.join("a.csv"), "2,2.00\n"));
+        let report = orchestrator
+            .run(&RunConfig {
+                default_retries: 1,
+                ..config(&landing)
+            })
+            .await
+            .expect("run");
+        assert!(report.succeeded(), "{}", report.render(false));
+        assert_eq!(report.result("new_orders").map(|r| r.attempts), Some(2));
+        let attempts = orchestrator
+            .ledger()
+            .run(&report.run_id)
+            .await
+            .expect("ledger");
+        let first = attempts
+            .iter()
+            .find(|r| r.attempt == Some(1))
+            .and_then(|r| r.error.clone())
+            .unwrap_or_default();
+        assert!(
+            first.contains("a.csv` changed while the run read it (23 bytes when listed, 30 now)")
+                && first.contains("nothing was written, and a retry reads it again"),
+            "{first}"
+        );
+        assert_eq!(orders(&wh).await, ["1|1.00", "2|2.00"]);
+        assert_eq!(
+            ingested(&wh).await,
+            ["a.csv|1|new_orders|bronze.new_orders|30"]
+        );
+
+        // Settled for an hour: a file modified just now waits; one an hour old is read.
+        std::fs::write(landing.join("b.csv"), "order_id,amount\n3,3.00\n").expect("file");
+        let mut settled = config(&landing);
+        settled.settings.set("settle_secs", "3600");
+        let waiting = orchestrator.run(&settled).await.expect("run");
+        assert!(waiting.succeeded(), "{}", waiting.render(false));
+        assert_eq!(orders(&wh).await.len(), 2);
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3601);
+        std::fs::File::options()
+            .write(true)
+            .open(landing.join("b.csv"))
+            .and_then(|file| file.set_modified(an_hour_ago))
+            .expect("mtime");
+        let settled_run = orchestrator.run(&settled).await.expect("run");
+        assert!(settled_run.succeeded(), "{}", settled_run.render(false));
+        assert_eq!(orders(&wh).await, ["1|1.00", "2|2.00", "3|3.00"]);
     }
 
     #[tokio::test]

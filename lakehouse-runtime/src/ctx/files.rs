@@ -59,6 +59,12 @@ impl Ctx {
     /// (an append output then gets their rows again; `--rebuild` replaces it with them). Outside
     /// an orchestrator run, as in [`crate::testing::TestContext`], every file is new.
     ///
+    /// A file must be whole when it is listed: land files under a temporary name (`.part`,
+    /// `.tmp`, `.crdownload`, a leading `.` or `_`: never read) and rename them, or give the
+    /// producer time with [`NewFiles::settled_for`]. A file that changes between the listing and
+    /// the write (still being written) fails the attempt before anything is committed, and the
+    /// retry reads it again.
+    ///
     /// # Examples
     ///
     /// ```ignore
@@ -137,8 +143,20 @@ impl Ctx {
         };
         let mut new = Vec::new();
         let mut paths = Vec::new();
+        // Modified after this, a file may still be written to.
+        let settled_before = options.settle.map(|settle| {
+            let settle = i64::try_from(settle.as_micros()).unwrap_or(i64::MAX);
+            Timestamp(Timestamp::now().0.saturating_sub(settle))
+        });
+        let mut unsettled = 0;
         for file in data_files(path)? {
             let found = FoundFile::at(&file)?;
+            if let Some(before) = settled_before
+                && found.modified_at.is_none_or(|at| at > before)
+            {
+                unsettled += 1;
+                continue;
+            }
             match known.and_then(|known| known.get(&found.path)) {
                 Some(before) if *before == found.version() => {}
                 Some(_) => tracing::warn!(
@@ -166,6 +184,13 @@ impl Ctx {
             );
             new.truncate(max);
             paths.truncate(max);
+        }
+        if unsettled > 0 {
+            tracing::info!(
+                path,
+                unsettled,
+                "files modified too recently to be whole are left for a later run"
+            );
         }
         tracing::info!(path, new_files = new.len(), "new files found");
         let frame = self.read_union::<T>(format, &paths).await?;
@@ -546,8 +571,8 @@ fn json_read_type(declared: arrow::datatypes::DataType) -> arrow::datatypes::Dat
     }
 }
 
-/// Options of [`Ctx::read_new_files_with`]: `NewFiles::default()` (every new file), or
-/// [`NewFiles::at_most`].
+/// Options of [`Ctx::read_new_files_with`]: `NewFiles::default()` (every new file),
+/// [`NewFiles::at_most`], [`NewFiles::settled_for`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NewFiles {
@@ -555,6 +580,10 @@ pub struct NewFiles {
     /// runs (Auto Loader's `maxFilesPerTrigger`): a backlog is taken in bounded runs. `None`:
     /// every new file. A full refresh reads every file whatever the bound.
     pub max_files: Option<usize>,
+    /// Leave a new file modified less than this long ago for a later run: a producer writing
+    /// under the file's final name (`cp`, `scp`, `sftp`) may not be done with it. `None`: every
+    /// new file is read.
+    pub settle: Option<std::time::Duration>,
 }
 
 impl NewFiles {
@@ -562,6 +591,16 @@ impl NewFiles {
     pub fn at_most(max_files: usize) -> NewFiles {
         NewFiles {
             max_files: Some(max_files),
+            settle: None,
+        }
+    }
+
+    /// These options, leaving for a later run the new files modified less than `settle` ago
+    /// (see [`NewFiles::settle`]): `NewFiles::default().settled_for(Duration::from_secs(30))`.
+    pub fn settled_for(self, settle: std::time::Duration) -> NewFiles {
+        NewFiles {
+            settle: Some(settle),
+            ..self
         }
     }
 }
@@ -599,6 +638,23 @@ impl FoundFile {
     /// What tells a changed file from the one ingested.
     fn version(&self) -> (i64, Option<Timestamp>) {
         (self.size, self.modified_at)
+    }
+
+    /// Why the file is no longer as it was found (written to, replaced or removed since), if it
+    /// is not.
+    pub(crate) fn changed_since(&self) -> Option<String> {
+        match FoundFile::at(&self.path) {
+            Ok(now) if now.version() == self.version() => None,
+            Ok(now) => Some(format!(
+                "the landing file `{}` changed while the run read it ({} bytes when listed, {} \
+                 now): it was most likely still being written",
+                self.path, self.size, now.size
+            )),
+            Err(error) => Some(format!(
+                "the landing file `{}` is gone or unreadable since the run listed it ({error})",
+                self.path
+            )),
+        }
     }
 
     /// Its row of `lakehouse.ingested_files`, read by `pipeline` in `run`.

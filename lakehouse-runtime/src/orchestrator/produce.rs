@@ -12,7 +12,7 @@ use super::replay::{
     INPUT_TABLE_IDS_KEY, INPUT_VERSIONS_KEY, QUALITY_FINDINGS_KEY, RUN_ID_KEY, already_written,
     collision,
 };
-use crate::ctx::{Ctx, FileHistory, RunInfo};
+use crate::ctx::{Ctx, FileHistory, FoundFile, RunInfo};
 use crate::error::{Error, Result};
 use crate::frame::Inputs;
 use crate::graph::PipelineDescriptor;
@@ -200,6 +200,19 @@ pub(super) async fn produce_and_write(
     let output = crate::frame::UntypedFrame { df, ..output };
     let new_files = cx.take_new_files();
     let reads_new_files = new_files.is_some();
+    // A file changed since it was listed was read in part (or will be): nothing is written, and
+    // the retry lists it again.
+    if let Some(why) = new_files
+        .iter()
+        .flatten()
+        .find_map(FoundFile::changed_since)
+    {
+        return Err(Error::msg(format!(
+            "{why}; nothing was written, and a retry reads it again (land files under a \
+             temporary name and rename them when whole, or read them with \
+             `NewFiles::settled_for`)"
+        )));
+    }
     // New rows or files read: another run of this pipeline that committed since the reads began
     // may have read them too, and this write is then refused (see `WriteOptions::read_after`).
     // A merge output takes the same rows twice without harm.
@@ -215,6 +228,8 @@ pub(super) async fn produce_and_write(
             .flatten();
         [rows_moved, files_found].into_iter().flatten().min()
     };
+    // Listed again after the write, to tell of a file written to while the write read it.
+    let listed = new_files.clone();
     let ingested: Vec<IngestedFile> = new_files
         .into_iter()
         .flatten()
@@ -282,6 +297,14 @@ pub(super) async fn produce_and_write(
     }
     committed.store(true, Ordering::Release);
     tracing::debug!(version = outcome.version, "written");
+    // Too late to refuse: its rows as read are committed, and it is recorded as listed (a
+    // later run warns that it changed, and does not read it again).
+    for why in listed.iter().flatten().filter_map(FoundFile::changed_since) {
+        tracing::error!(
+            "{why}, during the write: its rows as read are committed; check the table, and land \
+             files under a temporary name (or read them with `NewFiles::settled_for`)"
+        );
+    }
     // The rows are committed (the commit lists the files): a ledger that cannot take them must
     // not fail the attempt; the next read of new files records them from the commit.
     if let Err(error) = orchestrator.ledger.append(&ingested).await {
