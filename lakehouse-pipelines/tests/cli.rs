@@ -1419,3 +1419,35 @@ fn a_backfill_dry_run_lists_what_each_time_would_run() {
         "{runs}"
     );
 }
+
+#[test]
+fn a_relative_snapshot_directory_is_recorded_absolute_for_resume() {
+    let dir = tempfile::tempdir().expect("dir");
+    let run = Command::new(env!("CARGO_BIN_EXE_orchestrate"))
+        .args(["--warehouse", "wh", "--opendata-dir", "snapshots/nov"])
+        .args(["run", "--select", "dim_date"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .env_remove("LAKEHOUSE_WAREHOUSE")
+        .output()
+        .expect("the binary runs");
+    assert!(run.status.success(), "{}", stderr(&run));
+    let recorded = stdout(&orchestrate(
+        &dir.path().join("wh"),
+        &[
+            "sql",
+            "SELECT settings FROM lakehouse.runs WHERE kind = 'run' LIMIT 1",
+            "--format",
+            "csv",
+        ],
+    ));
+    let absolute = dir.path().join("snapshots/nov");
+    // CSV doubles the JSON's quotes.
+    assert_eq!(
+        recorded,
+        format!(
+            "settings\n\"{{\"\"opendata.dir\"\":\"\"{}\"\"}}\"\n",
+            absolute.display()
+        )
+    );
+}

@@ -285,6 +285,14 @@ pub(super) fn settings_of(global: &GlobalArgs) -> Settings {
     for (key, value) in &global.settings {
         settings.set(key.clone(), value.clone());
     }
+    // Recorded with the run for `resume`, which may start in another directory: a relative
+    // snapshot directory would then name another one.
+    if let Some(dir) = settings.get("opendata.dir")
+        && std::path::Path::new(dir).is_relative()
+        && let Ok(absolute) = std::path::absolute(dir)
+    {
+        settings.set("opendata.dir", absolute.display().to_string());
+    }
     settings
 }
 
