@@ -105,6 +105,19 @@ fn json_logs_leave_stderr_all_json() {
         "{}",
         stderr(&failed)
     );
+    // Whatever RUST_LOG says of other targets: the error is the CLI's answer.
+    let filtered = orchestrate_with(
+        dir.path(),
+        &["--log-format", "json", "sql", "SELEC 1"],
+        &[("RUST_LOG", "lakehouse_runtime=debug")],
+    );
+    assert_eq!(filtered.status.code(), Some(1));
+    assert!(
+        stderr(&filtered).contains("\"level\":\"ERROR\"")
+            && stderr(&filtered).contains("SELEC"),
+        "{}",
+        stderr(&filtered)
+    );
 }
 
 #[test]

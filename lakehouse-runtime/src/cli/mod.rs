@@ -137,9 +137,14 @@ pub(crate) fn is_broken_pipe(error: &arrow::error::ArrowError) -> bool {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new("info,datafusion=warn,deltalake=warn,deltalake_core=warn,deltalake_core::operations::merge=error,delta_kernel=warn,buoyant_kernel=warn")
     });
+    // The CLI's own lines (its errors, a run's notes), which JSON logs carry as events: printed
+    // whatever RUST_LOG says, as they are in text.
+    if let Ok(directive) = "orchestrate=info".parse() {
+        filter = filter.add_directive(directive);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         // Above the spinners, when they show.
