@@ -113,8 +113,7 @@ fn json_logs_leave_stderr_all_json() {
     );
     assert_eq!(filtered.status.code(), Some(1));
     assert!(
-        stderr(&filtered).contains("\"level\":\"ERROR\"")
-            && stderr(&filtered).contains("SELEC"),
+        stderr(&filtered).contains("\"level\":\"ERROR\"") && stderr(&filtered).contains("SELEC"),
         "{}",
         stderr(&filtered)
     );
@@ -1462,5 +1461,32 @@ fn a_relative_snapshot_directory_is_recorded_absolute_for_resume() {
             "settings\n\"{{\"\"opendata.dir\"\":\"\"{}\"\"}}\"\n",
             absolute.display()
         )
+    );
+}
+
+#[test]
+fn output_that_cannot_be_written_fails_the_command() {
+    let dir = tempfile::tempdir().expect("dir");
+    // A full disk, as /dev/full answers every write (a closed pipe is no failure: see
+    // `a_reader_that_goes_away_fails_nothing`).
+    let full = std::fs::File::options()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let output = Command::new(env!("CARGO_BIN_EXE_orchestrate"))
+        .args(["--warehouse"])
+        .arg(dir.path())
+        .args(["graph", "--format", "dot"])
+        .env("RUST_LOG", "warn")
+        .stdout(full)
+        .output()
+        .expect("the binary runs");
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(
+            "error: the output could not all be written to stdout: No space left on device"
+        ),
+        "{}",
+        stderr(&output)
     );
 }

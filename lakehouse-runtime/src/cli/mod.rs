@@ -69,13 +69,19 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = match runtime.block_on(commands::dispatch(cli)) {
+    let mut code = match runtime.block_on(commands::dispatch(cli)) {
         Ok(code) => code,
         Err(error) => {
             failure(format_args!("{error}"));
             ExitCode::FAILURE
         }
     };
+    if let Some(why) = progress::stdout_failure() {
+        failure(format_args!(
+            "the output could not all be written to stdout: {why}"
+        ));
+        code = ExitCode::FAILURE;
+    }
     // A pipeline attempt left running (it blocked past its time limit) must not keep the
     // process alive: what is still under way gets a few seconds to end (a file being written),
     // then the process exits.

@@ -113,13 +113,37 @@ pub(crate) fn above_progress<R>(write: impl FnOnce() -> R) -> R {
 pub(crate) fn write_stdout(text: std::fmt::Arguments<'_>) {
     let text = text.to_string();
     let write = || {
-        let _ = std::io::stdout().lock().write_all(text.as_bytes());
+        let mut stdout = std::io::stdout().lock();
+        if let Err(error) = stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
+            // A reader that went away wants no more; any other failure (a full disk) loses
+            // output, which the exit code must tell.
+            if error.kind() != std::io::ErrorKind::BrokenPipe {
+                let mut first = STDOUT_FAILED
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                first.get_or_insert_with(|| error.to_string());
+            }
+        }
     };
     if std::io::stdout().is_terminal() {
         above_progress(write);
     } else {
         write();
     }
+}
+
+/// Why writing to stdout failed, the first time it did (not for a reader that went away).
+static STDOUT_FAILED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Why some output to stdout was lost, if any was.
+pub(crate) fn stdout_failure() -> Option<String> {
+    STDOUT_FAILED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
 }
 
 /// Writes `text` to stderr, above the spinners (formatted first).
