@@ -382,6 +382,19 @@ async fn a_table_is_restored_to_an_earlier_version_in_a_new_commit() {
         ),
         "{error}"
     );
+    // Its dry run says so too, rather than approve it.
+    let error = wh
+        .warehouse
+        .restore_dry_run(PRODUCT, AsOf::Version(1), false)
+        .await
+        .expect_err("files gone")
+        .to_string();
+    assert!(
+        error.contains(
+            "gold.dim_product cannot be restored to version 1: 1 data file(s) of that version are gone"
+        ),
+        "{error}"
+    );
 }
 
 /// Written daily; stale after a day and a bit.

@@ -136,22 +136,50 @@ impl Warehouse {
             }
         }
         if dry_run {
-            let files =
-                |delta: &deltalake::DeltaTable| -> Result<std::collections::HashSet<String>> {
-                    let snapshot = delta.snapshot().map_err(|e| Error::delta(&qualified, e))?;
-                    Ok(snapshot
-                        .log_data()
-                        .iter()
-                        .map(|file| file.path().to_string())
-                        .collect())
-                };
+            let files = |delta: &deltalake::DeltaTable| -> Result<
+                std::collections::HashMap<String, deltalake::Path>,
+            > {
+                let snapshot = delta.snapshot().map_err(|e| Error::delta(&qualified, e))?;
+                Ok(snapshot
+                    .log_data()
+                    .iter()
+                    .map(|file| (file.path().to_string(), file.object_store_path()))
+                    .collect())
+            };
             let (now, then) = (files(&delta)?, files(&target)?);
+            let added: Vec<&deltalake::Path> = then
+                .iter()
+                .filter(|(path, _)| !now.contains_key(*path))
+                .map(|(_, location)| location)
+                .collect();
+            // The restore checks that the files it adds back are there: so does its dry run.
+            let store = delta.log_store().object_store(None);
+            let mut gone = 0;
+            for location in &added {
+                use deltalake::logstore::object_store::ObjectStoreExt as _;
+                match store.head(location).await {
+                    Ok(_) => {}
+                    Err(deltalake::ObjectStoreError::NotFound { .. }) => gone += 1,
+                    Err(error) => {
+                        return Err(Error::msg(format!(
+                            "checking the data file {location} of {qualified}: {error}"
+                        )));
+                    }
+                }
+            }
+            if gone > 0 {
+                return Err(Error::Refused(format!(
+                    "{qualified} cannot be restored to version {restored}: {gone} data file(s) of that \
+                     version are gone (vacuumed once older than the table's retention, \
+                     `delta.deletedFileRetentionDuration`)"
+                )));
+            }
             return Ok(RestoreReport {
                 table: qualified,
                 restored,
                 version: latest,
-                files_removed: now.difference(&then).count(),
-                files_restored: then.difference(&now).count(),
+                files_removed: now.keys().filter(|path| !then.contains_key(*path)).count(),
+                files_restored: added.len(),
                 dry_run: true,
             });
         }
