@@ -545,6 +545,17 @@ fn history_and_describe_show_a_table() {
         "{}",
         stderr(&unknown)
     );
+    // Its name without its schema: every schema's table of that name.
+    let unqualified = orchestrate(dir.path(), &["history", "erp_sales_transactions"]);
+    assert_eq!(unqualified.status.code(), Some(1));
+    assert!(
+        stderr(&unqualified).contains(
+            "no table `erp_sales_transactions`: tables are named `schema.table`; did you mean \
+             `bronze.erp_sales_transactions` or `silver.erp_sales_transactions`?"
+        ),
+        "{}",
+        stderr(&unqualified)
+    );
 }
 
 #[test]

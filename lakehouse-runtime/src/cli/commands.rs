@@ -724,10 +724,24 @@ fn tables_named(registry: &Registry, names: &[String]) -> Result<Vec<&'static Ta
                 .copied()
                 .find(|t| t.qualified_name() == *name)
                 .ok_or_else(|| {
-                    let known: Vec<String> = all.iter().map(|t| t.qualified_name()).collect();
-                    let hint = crate::similar::closest(name, known.iter().map(String::as_str))
-                        .map(|s| format!("; did you mean `{s}`?"))
-                        .unwrap_or_default();
+                    // A table's name without its schema: every schema's table of that name.
+                    let table_part = name.rsplit('.').next().unwrap_or(name);
+                    let same_name: Vec<String> = all
+                        .iter()
+                        .filter(|t| t.name == table_part)
+                        .map(|t| format!("`{}`", t.qualified_name()))
+                        .collect();
+                    let hint = if same_name.is_empty() {
+                        let known: Vec<String> = all.iter().map(|t| t.qualified_name()).collect();
+                        crate::similar::closest(name, known.iter().map(String::as_str))
+                            .map(|s| format!("; did you mean `{s}`?"))
+                            .unwrap_or_default()
+                    } else {
+                        format!(
+                            ": tables are named `schema.table`; did you mean {}?",
+                            same_name.join(" or ")
+                        )
+                    };
                     Error::msg(format!("no table `{name}`{hint}"))
                 })
         })
