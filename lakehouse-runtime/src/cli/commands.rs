@@ -521,7 +521,9 @@ async fn backfill_preview(
             .collect();
         times.iter().map(|t| (*t, selected.clone())).collect()
     } else {
-        Orchestrator::new(registry.clone(), existing_warehouse(global)?)
+        // (An existing directory holding no table yet is a warehouse with nothing done, as a
+        // real backfill takes it.)
+        Orchestrator::new(registry.clone(), warehouse(global)?)
             .backfill_preview(&config, &times, redo)
             .await?
     };
