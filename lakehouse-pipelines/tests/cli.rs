@@ -47,6 +47,17 @@ fn help_documents_every_command() {
             "`{command}` missing from --help:\n{help}"
         );
     }
+    // A listing's JSON is not a run report's: each `--format` says what its objects are.
+    for (command, objects) in [
+        ("list", "one JSON object per pipeline"),
+        ("runs", "one JSON object per run"),
+        ("run", "one JSON object per run on stdout (the webhook's fields)"),
+    ] {
+        let help = stdout(&orchestrate(dir.path(), &[command, "--help"]));
+        assert!(help.contains(objects), "{command} --help:\n{help}");
+        let webhook = help.matches("webhook's fields").count();
+        assert_eq!(webhook, usize::from(command == "run"), "{command} --help:\n{help}");
+    }
 }
 
 #[test]

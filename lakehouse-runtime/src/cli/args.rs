@@ -284,21 +284,22 @@ pub enum SkipPolicyArg {
     All,
 }
 
-/// `--format` of run reports.
+/// `--format` of run reports and listings.
 #[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ReportFormat {
-    /// A table per run, for people.
+    /// A table, for people.
     #[default]
     Table,
-    /// One JSON object per run on stdout (the webhook's fields), everything else on stderr:
-    /// for schedulers and scripts.
+    /// JSON objects on stdout, one a line (the option's help says of what), everything else on
+    /// stderr: for schedulers and scripts.
     Json,
 }
 
 /// How to execute.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ExecutionArgs {
-    /// How each run's report is printed.
+    /// How each run's report is printed: a table, or one JSON object per run on stdout (the
+    /// webhook's fields).
     #[arg(long = "format", value_enum, default_value_t = ReportFormat::Table)]
     pub report_format: ReportFormat,
     /// Run one pipeline at a time (`--concurrency 1`).
