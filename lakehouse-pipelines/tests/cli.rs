@@ -51,12 +51,19 @@ fn help_documents_every_command() {
     for (command, objects) in [
         ("list", "one JSON object per pipeline"),
         ("runs", "one JSON object per run"),
-        ("run", "one JSON object per run on stdout (the webhook's fields)"),
+        (
+            "run",
+            "one JSON object per run on stdout (the webhook's fields)",
+        ),
     ] {
         let help = stdout(&orchestrate(dir.path(), &[command, "--help"]));
         assert!(help.contains(objects), "{command} --help:\n{help}");
         let webhook = help.matches("webhook's fields").count();
-        assert_eq!(webhook, usize::from(command == "run"), "{command} --help:\n{help}");
+        assert_eq!(
+            webhook,
+            usize::from(command == "run"),
+            "{command} --help:\n{help}"
+        );
     }
 }
 
@@ -1423,7 +1430,11 @@ fn a_backfill_dry_run_lists_what_each_time_would_run() {
     // An existing directory holding no table yet: the same, as the backfill itself takes it.
     std::fs::create_dir(&dir).expect("dir");
     assert_eq!(dry(&[]), fresh);
-    assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), 0, "the dry run wrote");
+    assert_eq!(
+        std::fs::read_dir(&dir).expect("dir").count(),
+        0,
+        "the dry run wrote"
+    );
     // The first day backfilled: it is done, the others would run; --rerun would run all.
     let first = orchestrate(
         &dir,

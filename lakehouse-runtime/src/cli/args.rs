@@ -295,6 +295,24 @@ pub enum ReportFormat {
     Json,
 }
 
+impl Command {
+    /// How many pipelines this command may run at once (1 for one that runs none).
+    pub(crate) fn concurrency(&self) -> usize {
+        let execution = match self {
+            Command::Run(run) => &run.execution,
+            Command::Resume { execution, .. } => execution,
+            _ => return 1,
+        };
+        if execution.serial {
+            1
+        } else {
+            execution
+                .concurrency
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        }
+    }
+}
+
 /// How to execute.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ExecutionArgs {
@@ -617,9 +635,32 @@ fn parse_memory_size(text: &str) -> Result<usize, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_instant, parse_memory_size, parse_when};
+    use clap::Parser as _;
+
+    use super::{Cli, parse_instant, parse_memory_size, parse_when};
     use crate::store::AsOf;
     use crate::table::Timestamp;
+
+    /// The async workers the CLI starts count on it (one more than the pipelines at once).
+    #[test]
+    fn a_command_runs_as_many_pipelines_at_once_as_it_says() {
+        let concurrency = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).expect("valid");
+            cli.command.as_ref().map(super::Command::concurrency)
+        };
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        assert_eq!(concurrency(&["orchestrate", "run"]), Some(cores));
+        assert_eq!(
+            concurrency(&["orchestrate", "run", "--concurrency", "9"]),
+            Some(9)
+        );
+        assert_eq!(concurrency(&["orchestrate", "run", "--serial"]), Some(1));
+        assert_eq!(
+            concurrency(&["orchestrate", "resume", "r1", "--concurrency", "3"]),
+            Some(3)
+        );
+        assert_eq!(concurrency(&["orchestrate", "list"]), Some(1));
+    }
 
     #[test]
     fn instants_are_dates_or_timestamps_in_years_1_to_9999() {

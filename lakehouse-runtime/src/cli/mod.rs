@@ -57,7 +57,14 @@ pub fn main() -> ExitCode {
         cli.command = Some(args::Command::Run(run));
     }
     init_logging(cli.global.log_format);
+    // A worker more than the pipelines that may run at once: pipeline code that blocks (a
+    // long computation, a synchronous client) holds its worker, and with every worker held no
+    // timer fires (time limits, retry waits) and no signal is heard (Ctrl-C).
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let concurrency = cli.command.as_ref().map_or(1, args::Command::concurrency);
+    let workers = cores.max(concurrency).min(MAX_WORKERS) + 1;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
     {
@@ -88,6 +95,10 @@ pub fn main() -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_secs(10));
     code
 }
+
+/// The most async worker threads the CLI starts (past it, a pipeline blocking its worker may
+/// again hold back timers).
+const MAX_WORKERS: usize = 256;
 
 /// Whether run reports are printed as JSON lines (`--format json` of `run` and `resume`).
 static JSON_REPORTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
