@@ -336,6 +336,7 @@ async fn run_with_retries(
                 config,
                 kind,
                 cuts,
+                &mut turn.permit,
             )
             .await;
             let record = RunRecord {
@@ -518,7 +519,8 @@ fn backoff(config: &RunConfig, attempt: u32) -> Duration {
 }
 
 /// One attempt in its own task: a panic or a timeout becomes an error of this pipeline, and
-/// fail-fast's `stop` a [`Stopped`] error.
+/// fail-fast's `stop` a [`Stopped`] error. An attempt left running (it blocks without
+/// awaiting) keeps `slot`, its pipeline's place among those running at once, until it ends.
 async fn attempt_once(
     orchestrator: &Orchestrator,
     pipeline: &'static PipelineDescriptor,
@@ -526,6 +528,7 @@ async fn attempt_once(
     config: &RunConfig,
     kind: AttemptKind,
     cuts: Cuts,
+    slot: &mut Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<Written> {
     let Cuts { timeout, mut stop } = cuts;
     let warehouse = orchestrator.warehouse.clone();
@@ -611,6 +614,9 @@ async fn attempt_once(
                 let stopped = tokio::time::timeout(AFTER_CUT_LIMIT, &mut task)
                     .await
                     .is_ok();
+                if !stopped {
+                    keep_slot_until_done(slot.take(), task);
+                }
                 let message = format!(
                     "timed out while recording a committed write ({}, then {} more): its rows \
                      are in the table, and a retry or `resume` finds the commit",
@@ -651,6 +657,9 @@ async fn attempt_once(
             true
         }
     };
+    if left_running {
+        keep_slot_until_done(slot.take(), task);
+    }
     // A commit under way as the attempt was cut may have landed since (a store's blocking write
     // is not stopped by the abort): told as such, not as stopped before it.
     let landed = !left_running
@@ -705,6 +714,18 @@ async fn attempt_once(
             format!("{reason}; {stopped_text}").into(),
         ))),
     })
+}
+
+/// Holds `slot` until `task`, an attempt left running, ends: still running, it still takes its
+/// place among the pipelines running at once (`--serial` must not run another beside it).
+fn keep_slot_until_done<T: Send + 'static>(
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    task: tokio::task::JoinHandle<T>,
+) {
+    tokio::spawn(async move {
+        let _ = task.await;
+        drop(slot);
+    });
 }
 
 /// What may cut an attempt short.
