@@ -324,6 +324,39 @@ async fn a_column_named_in_another_case_is_named_not_read_as_null() {
             .contains("has a column ` amount`, not `amount`"),
         "{error}"
     );
+    // NDJSON too: read with the table's columns, `Amount` was ignored and `amount` NULL.
+    let json = dir.path().join("orders.ndjson");
+    std::fs::write(&json, "{\"order_id\": 1, \"Amount\": 12.5}\n").expect("file");
+    let error = read(FileFormat::NdJson, json.to_str().expect("utf-8"))
+        .await
+        .expect_err("Amount is not amount");
+    assert!(
+        error
+            .to_string()
+            .contains("has a key `Amount`, not `amount`: keys are matched by their exact name"),
+        "{error}"
+    );
+    // A NOT NULL column no object has: named as the file's, not as a NULL the pipeline made.
+    std::fs::write(&json, "{\"id\": 1, \"amount\": 12.5}\n{\"id\": 2}\n").expect("file");
+    let error = read(FileFormat::NdJson, json.to_str().expect("utf-8"))
+        .await
+        .expect_err("no order_id");
+    assert!(
+        error
+            .to_string()
+            .contains("has no key `order_id`, which is NOT NULL (its objects have amount, id)"),
+        "{error}"
+    );
+    // A nullable column some objects lack is NULL there.
+    std::fs::write(
+        &json,
+        "{\"order_id\": 1}\n{\"order_id\": 2, \"amount\": 1.5}\n",
+    )
+    .expect("file");
+    let rows = read(FileFormat::NdJson, json.to_str().expect("utf-8"))
+        .await
+        .expect("read");
+    assert_eq!(rows.len(), 2);
 }
 
 #[tokio::test]

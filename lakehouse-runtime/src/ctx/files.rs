@@ -388,6 +388,9 @@ impl Ctx {
         let scanned = scanned_files(format, &files_named);
         let df = self.with_named_errors(df, format!("reading {scanned} for {qualified}"))?;
         let schema = df.schema().clone();
+        if format == FileFormat::NdJson {
+            refuse_json_keys_not_declared(T::DEF, &named, &files_named)?;
+        }
         let mut columns = Vec::new();
         for column in T::DEF.data_columns() {
             let target = column.data_type.arrow_type();
@@ -569,6 +572,84 @@ fn json_read_type(declared: arrow::datatypes::DataType) -> arrow::datatypes::Dat
         integer if integer.is_integer() => DataType::Decimal128(38, EXTRA_DIGITS as i8),
         other => other,
     }
+}
+
+/// How much of each NDJSON file, and how many files, [`refuse_json_keys_not_declared`] reads.
+const JSON_SAMPLE_BYTES: usize = 64 * 1024;
+const JSON_SAMPLE_FILES: usize = 16;
+
+/// Refuses NDJSON files (local ones, sampled: the first [`JSON_SAMPLE_BYTES`] of the first
+/// [`JSON_SAMPLE_FILES`]) whose keys name one of `table`'s columns otherwise (`Amount` for
+/// `amount`), or that lack a NOT NULL one: read with the table's columns, such a key was
+/// ignored and its column NULL, and a NOT NULL column failed later as a NULL the pipeline made.
+fn refuse_json_keys_not_declared(
+    table: &crate::table::TableDef,
+    named: &str,
+    files: &[String],
+) -> Result<()> {
+    use std::io::Read as _;
+    let mut keys = std::collections::BTreeSet::new();
+    let mut sampled = false;
+    for file in files.iter().take(JSON_SAMPLE_FILES) {
+        // An object store's files are not sampled.
+        let Ok(handle) = std::fs::File::open(file) else {
+            continue;
+        };
+        let mut start = Vec::with_capacity(JSON_SAMPLE_BYTES);
+        if handle
+            .take(JSON_SAMPLE_BYTES as u64)
+            .read_to_end(&mut start)
+            .is_err()
+        {
+            continue;
+        }
+        let whole = start.len() < JSON_SAMPLE_BYTES;
+        let mut lines: Vec<&[u8]> = start.split(|byte| *byte == b'\n').collect();
+        if !whole {
+            // The last line may be cut by the sample.
+            lines.pop();
+        }
+        for line in lines {
+            if let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(line) {
+                sampled = true;
+                keys.extend(object.keys().cloned());
+            }
+        }
+    }
+    if !sampled {
+        return Ok(());
+    }
+    let qualified = table.qualified_name();
+    for column in table.data_columns() {
+        if keys.contains(column.name) || column.name == "run_at" {
+            continue;
+        }
+        let wanted = column.name.to_lowercase();
+        if let Some(near) = keys.iter().find(|k| k.trim().to_lowercase() == wanted) {
+            return Err(Error::schema(
+                &qualified,
+                format!(
+                    "the file {named} has a key `{near}`, not `{}`: keys are matched by their \
+                     exact name; rename it where the file is written, or read it under its own \
+                     name and rename it in the pipeline",
+                    column.name
+                ),
+            ));
+        }
+        if !column.nullable {
+            let found: Vec<&str> = keys.iter().map(String::as_str).collect();
+            return Err(Error::schema(
+                &qualified,
+                format!(
+                    "the file {named} has no key `{}`, which is NOT NULL (its objects have {}); \
+                     declare it `Option<_>`, or fill it in the pipeline",
+                    column.name,
+                    found.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Options of [`Ctx::read_new_files_with`]: `NewFiles::default()` (every new file),
