@@ -240,7 +240,8 @@ pub async fn after_flaky(f: Frame<Flaky>) -> Result<Frame<AfterFlaky>> {
     f.select_into(AfterFlakySelect { n: Flaky::n })
 }
 
-/// Copies the ticks and rejects one source record.
+/// Copies the ticks and rejects one source record; with setting `reject_limit` = `1`, fails as
+/// an ingestion over its reject limit does.
 #[pipeline(depends_on = [ticks])]
 pub async fn rejecting(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<Rejecting>> {
     cx.reject([lakehouse_runtime::ctx::Reject {
@@ -248,6 +249,9 @@ pub async fn rejecting(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<Rejecting>> {
         reason: "`n` is null".to_owned(),
         raw: "{\"n\": null}".to_owned(),
     }]);
+    if cx.settings().get("reject_limit") == Some("1") {
+        return Err(Error::Quality("rejected 1 of 1 records".to_owned()));
+    }
     t.select_into(RejectingSelect { n: Ticks::n })
 }
 
@@ -2351,6 +2355,43 @@ async fn a_memory_warehouse_runs_and_reads_back() {
         ["1", "2"]
     );
     assert!(!std::path::Path::new("/lakehouse-test").exists());
+}
+
+#[tokio::test]
+async fn a_resumed_ingestion_records_its_rejects_once() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "rejecting"]), wh.warehouse.clone());
+    let mut over = RunConfig::default();
+    over.settings.set("reject_limit", "1");
+    let failed = orchestrator.run(&over).await.expect("a run");
+    assert_eq!(
+        failed.result("rejecting").map(|r| r.status),
+        Some(Status::Failed)
+    );
+    let recorded = |run_id: String| {
+        let ledger = orchestrator.ledger().clone();
+        async move {
+            ledger
+                .rejects(&run_id, "rejecting")
+                .await
+                .expect("rejects")
+                .len()
+        }
+    };
+    // Kept with the failed attempt: they tell why it failed.
+    assert_eq!(recorded(failed.run_id.clone()).await, 1);
+    // The limit raised, the resume rejects the same record: still one of the run's.
+    let mut raised = RunConfig::default();
+    raised.settings.set("reject_limit", "0");
+    let resumed = orchestrator
+        .resume(&failed.run_id, &raised)
+        .await
+        .expect("resumed");
+    assert!(resumed.succeeded(), "{}", resumed.render(false));
+    assert_eq!(recorded(failed.run_id.clone()).await, 1);
+    // Another run's are its own.
+    let next = orchestrator.run(&raised).await.expect("a run");
+    assert_eq!(recorded(next.run_id.clone()).await, 1);
 }
 
 #[tokio::test]

@@ -63,8 +63,16 @@ async fn facts<T: lakehouse_runtime::Table>(cx: &Ctx) -> Result<Frame<T>> {
     .await
 }
 
+/// With case `bad`, its source also rejected a record.
 #[pipeline(depends_on = [q_dim])]
 pub async fn q_fact(cx: &Ctx) -> Result<Frame<QFact>> {
+    if cx.settings().get("case") == Some("bad") {
+        cx.reject([lakehouse_runtime::ctx::Reject {
+            source: "https://example.org/facts".to_owned(),
+            reason: "`fact_id` is null".to_owned(),
+            raw: "{}".to_owned(),
+        }]);
+    }
     facts(cx).await
 }
 
@@ -148,6 +156,19 @@ async fn blocking_checks_stop_the_write_and_warnings_do_not() {
             .await
             .expect("version"),
         None
+    );
+    // What its source rejected is kept with the failed attempt: it may be why.
+    let rejects = orchestrator
+        .ledger()
+        .rejects(&report.run_id, "q_fact")
+        .await
+        .expect("rejects");
+    assert_eq!(
+        rejects
+            .iter()
+            .map(|r| r.reason.as_str())
+            .collect::<Vec<_>>(),
+        ["`fact_id` is null"]
     );
 
     // The warning table records the same findings, the NULL label as blocking: NOT NULL is

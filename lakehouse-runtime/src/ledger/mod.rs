@@ -831,6 +831,44 @@ impl Ledger {
         rows(found).await
     }
 
+    /// The records pipeline `pipeline` of run `run_id` rejected, in `lakehouse.rejects`.
+    pub async fn rejects(&self, run_id: &str, pipeline: &str) -> Result<Vec<RejectRecord>> {
+        let session = self.warehouse.session();
+        let found = self
+            .warehouse
+            .read(&session, RejectRecord::DEF)
+            .await?
+            .filter(
+                col("run_id")
+                    .eq(lit(run_id))
+                    .and(col("pipeline").eq(lit(pipeline))),
+            )?;
+        rows(found).await
+    }
+
+    /// Appends those of `rejects` (one run's, of one pipeline) that an earlier attempt of the
+    /// run has not recorded: a retried or resumed attempt rejects the same records again, and
+    /// they are one run's rejects once. Matched one for one (a record rejected twice in one
+    /// attempt is kept twice).
+    pub async fn append_rejects_once(&self, rejects: &[RejectRecord]) -> Result<()> {
+        let Some(first) = rejects.first() else {
+            return Ok(());
+        };
+        let mut held = self.rejects(&first.run_id, &first.pipeline).await?;
+        let lacking: Vec<RejectRecord> = rejects
+            .iter()
+            .filter(|reject| match held.iter().position(|h| h == *reject) {
+                Some(index) => {
+                    held.swap_remove(index);
+                    false
+                }
+                None => true,
+            })
+            .cloned()
+            .collect();
+        self.append(&lacking).await
+    }
+
     async fn records(&self) -> Result<DataFrame> {
         let session = self.warehouse.session();
         self.warehouse.read(&session, RunRecord::DEF).await

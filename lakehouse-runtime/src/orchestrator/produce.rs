@@ -189,14 +189,29 @@ pub(super) async fn produce_and_write(
                 _ => Vec::new(),
             };
             if !rejects.is_empty()
-                && let Err(record_error) = orchestrator.ledger.append(&rejects).await
+                && let Err(record_error) = orchestrator.ledger.append_rejects_once(&rejects).await
             {
                 tracing::error!(%record_error, "could not record the rejected source records");
             }
             return Err(error);
         }
     };
-    let (df, findings) = checked_output(orchestrator, pipeline, &run, &session, output.df).await?;
+    let (df, findings) = match checked_output(orchestrator, pipeline, &run, &session, output.df)
+        .await
+    {
+        Ok(checked) => checked,
+        Err(error) => {
+            // A blocking check failed: the records the source rejected tell too (they may
+            // be why), and are kept with the failed attempt.
+            let rejects = reject_records(&cx, pipeline, &run);
+            if !rejects.is_empty()
+                && let Err(record_error) = orchestrator.ledger.append_rejects_once(&rejects).await
+            {
+                tracing::error!(%record_error, "could not record the rejected source records");
+            }
+            return Err(error);
+        }
+    };
     let output = crate::frame::UntypedFrame { df, ..output };
     let new_files = cx.take_new_files();
     let reads_new_files = new_files.is_some();
@@ -335,7 +350,7 @@ pub(super) async fn produce_and_write(
                  lakehouse.quality_issues"
             );
         }
-        match orchestrator.ledger.append(&rejects).await {
+        match orchestrator.ledger.append_rejects_once(&rejects).await {
             Ok(()) => tracing::debug!("rejects recorded"),
             Err(error) => tracing::error!(
                 %error,
