@@ -46,6 +46,7 @@ output_table!(
     AfterFlaky = "after_flaky",
     Rejecting = "rejecting",
     Interrupts = "interrupts",
+    Aborted = "aborted",
     Overlapped = "overlapped",
     RetriesSlowly = "retries_slowly",
     FailsAfterRetryWait = "fails_after_retry_wait",
@@ -285,6 +286,23 @@ pub async fn interrupts(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<Interrupts>> 
         let _ = stop.send(true);
     }
     Err(Error::msg("failed as the run was interrupted"))
+}
+
+/// The abort `aborted` sends (set by the one test that runs it).
+static ABORT: std::sync::Mutex<Option<tokio::sync::watch::Sender<bool>>> =
+    std::sync::Mutex::new(None);
+
+/// Interrupts its run twice (the first stops new starts, the second aborts), then waits for
+/// what never comes: only the abort ends it.
+#[pipeline(depends_on = [ticks])]
+pub async fn aborted(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<Aborted>> {
+    if cx.is_dry_run() {
+        return t.select_into(AbortedSelect { n: Ticks::n });
+    }
+    if let Some(abort) = ABORT.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        let _ = abort.send(true);
+    }
+    std::future::pending().await
 }
 
 /// Replaces the folder of `lakehouse.runs` (the setting `runs_folder`) by a file, as a full or
@@ -1476,6 +1494,34 @@ async fn a_run_resumes_without_a_pipeline_removed_since() {
             .contains("the pipelines that did not succeed are no longer registered (bad)"),
         "{again}"
     );
+    // A run whose process died before a pipeline since removed had a row: that pipeline never
+    // succeeded either.
+    let start = rows
+        .iter()
+        .find(|r| r.kind == "run" && r.planned.is_some())
+        .expect("the run's start")
+        .clone();
+    let died = lakehouse_runtime::ledger::RunRecord {
+        run_id: "r999999-died".to_owned(),
+        sequence: 999_999,
+        status: "running".to_owned(),
+        finished_at: None,
+        planned: Some("ticks ghost".to_owned()),
+        ..start
+    };
+    after.ledger().append(&[died]).await.expect("recorded");
+    let resumed = after
+        .resume(
+            "r999999-died",
+            &RunConfig {
+                force: true,
+                ..RunConfig::default()
+            },
+        )
+        .await
+        .expect("resumed without `ghost`");
+    assert_eq!(resumed.not_resumed, ["ghost"]);
+    assert_eq!(resumed.status(), Status::Failed);
 }
 
 #[tokio::test]
@@ -2069,6 +2115,45 @@ async fn a_shutdown_request_cancels_what_has_not_started_and_ends_loops() {
         "a loop started after shutdown runs nothing"
     );
     drop(stop);
+}
+
+#[tokio::test]
+async fn an_abort_cuts_the_running_pipelines_and_records_the_runs_end() {
+    let wh = TempWarehouse::new();
+    let (abort, aborting) = tokio::sync::watch::channel(false);
+    *ABORT.lock().unwrap_or_else(|p| p.into_inner()) = Some(abort);
+    let orchestrator =
+        Orchestrator::new(registry(&["ticks", "aborted", "ok1"]), wh.warehouse.clone())
+            .with_abort(aborting);
+    // One at a time: `ok1` waits for its turn while `aborted` runs (ready ones start by name).
+    let report = orchestrator
+        .run(&fast(RunConfig {
+            concurrency: 1,
+            ..RunConfig::default()
+        }))
+        .await
+        .expect("the run ends");
+    assert_eq!(
+        statuses(&report),
+        BTreeMap::from([
+            ("ticks", Status::Succeeded),
+            ("aborted", Status::Cancelled),
+            ("ok1", Status::Cancelled)
+        ])
+    );
+    assert!(
+        report
+            .result("aborted")
+            .and_then(|r| r.error.clone())
+            .unwrap_or_default()
+            .contains("the run was aborted (interrupted twice)"),
+        "{}",
+        report.render(false)
+    );
+    // Not left "running" in the ledger.
+    let runs = orchestrator.ledger().runs(1).await.expect("ledger");
+    assert_eq!(runs[0].status, "cancelled");
+    assert!(runs[0].finished_at.is_some());
 }
 
 #[tokio::test]

@@ -120,10 +120,12 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             config.force = force;
             config.rerun_succeeded = rerun_succeeded;
             let (stop, shutdown) = tokio::sync::watch::channel(false);
-            let orchestrator =
-                Orchestrator::new(registry, existing_warehouse(&global)?).with_shutdown(shutdown);
+            let (abort, aborting) = tokio::sync::watch::channel(false);
+            let orchestrator = Orchestrator::new(registry, existing_warehouse(&global)?)
+                .with_shutdown(shutdown)
+                .with_abort(aborting);
             let orchestrator = notified(orchestrator, &execution)?;
-            stop_when_interrupted(stop);
+            stop_when_interrupted(stop, abort);
             let settings = config.settings.clone();
             let report = with_progress(&orchestrator, |o| async move {
                 o.resume(&run_id, &config).await
@@ -388,10 +390,12 @@ async fn run(registry: &Registry, global: &GlobalArgs, args: RunArgs) -> Result<
         None => tell!("Warehouse: {}", describe_location(global.warehouse())),
     }
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let orchestrator =
-        Orchestrator::new(registry.clone(), warehouse(global)?).with_shutdown(shutdown);
+    let (abort, aborting) = tokio::sync::watch::channel(false);
+    let orchestrator = Orchestrator::new(registry.clone(), warehouse(global)?)
+        .with_shutdown(shutdown)
+        .with_abort(aborting);
     let orchestrator = notified(orchestrator, &args.execution)?;
-    run_selected(&orchestrator, config, args, stop, global).await
+    run_selected(&orchestrator, config, args, (stop, abort), global).await
 }
 
 /// `orchestrator`, telling `--notify`'s webhook of each run when set.
@@ -406,9 +410,17 @@ fn notified(orchestrator: Orchestrator, execution: &ExecutionArgs) -> Result<Orc
     Ok(orchestrator.with_webhook(crate::orchestrator::Webhook::new(&url.0, on)?))
 }
 
-/// Sends `stop` at the first interrupt (no new pipeline starts, running ones finish) and exits
-/// at the second.
-fn stop_when_interrupted(stop: tokio::sync::watch::Sender<bool>) {
+/// How long an aborted run gets to cut its pipelines and record its end before the process
+/// exits anyway (an attempt blocking without awaiting gets 30 s to stop).
+const ABORT_GRACE: std::time::Duration = std::time::Duration::from_secs(45);
+
+/// Sends `stop` at the first interrupt (no new pipeline starts, running ones finish), `abort`
+/// at the second (running ones are cut short, and the run's end recorded), and exits at the
+/// third, or when the aborted run takes longer than [`ABORT_GRACE`].
+fn stop_when_interrupted(
+    stop: tokio::sync::watch::Sender<bool>,
+    abort: tokio::sync::watch::Sender<bool>,
+) {
     tokio::spawn(async move {
         if interrupted().await {
             tracing::warn!(
@@ -416,12 +428,21 @@ fn stop_when_interrupted(stop: tokio::sync::watch::Sender<bool>) {
             );
             let _ = stop.send(true);
             if interrupted().await {
+                tracing::error!(
+                    "interrupted again: cutting the running pipelines short and recording the \
+                     run's end; interrupt a third time to exit at once"
+                );
+                let _ = abort.send(true);
+                tokio::select! {
+                    _ = interrupted() => {}
+                    () = tokio::time::sleep(ABORT_GRACE) => {}
+                }
                 std::process::exit(130);
             }
         } else {
             // Nothing to listen for: the sender stays, or a loop would see a stop at once.
             std::future::pending::<()>().await;
-            drop(stop);
+            drop((stop, abort));
         }
     });
 }
@@ -447,10 +468,13 @@ async fn run_selected(
     orchestrator: &Orchestrator,
     config: RunConfig,
     args: RunArgs,
-    stop: tokio::sync::watch::Sender<bool>,
+    (stop, abort): (
+        tokio::sync::watch::Sender<bool>,
+        tokio::sync::watch::Sender<bool>,
+    ),
     global: &GlobalArgs,
 ) -> Result<ExitCode> {
-    stop_when_interrupted(stop);
+    stop_when_interrupted(stop, abort);
     let settings = config.settings.clone();
     if let (Some(from), Some(to)) = (args.from, args.to) {
         let redo = if args.rerun {

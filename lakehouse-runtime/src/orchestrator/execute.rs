@@ -71,6 +71,9 @@ pub(super) async fn execute(
     // Fail-fast's signal to the running pipelines: each stops unless its write committed, which
     // it records first (aborting it there would lose its rejects, metrics and attempt record).
     let (stop_sender, stop) = watch::channel(None::<Arc<str>>);
+    // An abort (a second interrupt) stops the run as fail-fast does.
+    let mut abort = orchestrator.abort.clone();
+    let mut aborted = false;
     // A fresh run's sequence was just allocated above every recorded one: its first attempts
     // need not look for their own commit (the write still checks it). Resumed runs look.
     let fresh = previous.is_empty();
@@ -140,7 +143,15 @@ pub(super) async fn execute(
                 let unrecorded = unrecorded.clone();
                 let numbered_after = attempts_before.get(pipeline.name).copied().unwrap_or(0);
                 let handle = tasks.spawn(async move {
-                    let permit = semaphore.clone().acquire_owned().await.ok();
+                    // Waiting for its turn ends with an interrupt or fail-fast too: the turn may
+                    // be long in coming (an attempt left running holds its place).
+                    let (mut shutdown, mut stopping) =
+                        (orchestrator.shutdown.clone(), stop.clone());
+                    let permit = tokio::select! {
+                        permit = semaphore.clone().acquire_owned() => permit.ok(),
+                        Ok(_) = shutdown.wait_for(|down| *down) => None,
+                        Ok(_) = stopping.wait_for(|reason| reason.is_some()) => None,
+                    };
                     let turn = Turn {
                         semaphore,
                         permit,
@@ -165,7 +176,22 @@ pub(super) async fn execute(
                 running.insert(handle.id(), pipeline);
             }
         }
-        let Some(joined) = tasks.join_next_with_id().await else {
+        let joined = if aborted {
+            tasks.join_next_with_id().await
+        } else {
+            tokio::select! {
+                joined = tasks.join_next_with_id() => joined,
+                Ok(_) = abort.wait_for(|abort| *abort) => {
+                    aborted = true;
+                    let reason = "the run was aborted (interrupted twice)";
+                    tracing::error!("aborting the run: cutting its running pipelines short");
+                    stop_sender.send_replace(Some(reason.into()));
+                    stopped.get_or_insert_with(|| reason.to_owned());
+                    continue;
+                }
+            }
+        };
+        let Some(joined) = joined else {
             break;
         };
         let result = match joined {
@@ -716,14 +742,27 @@ async fn attempt_once(
     })
 }
 
-/// Holds `slot` until `task`, an attempt left running, ends: still running, it still takes its
-/// place among the pipelines running at once (`--serial` must not run another beside it).
+/// How long an attempt left running keeps its place among the pipelines running at once: one
+/// that never ends must not hold back the rest of the run for ever.
+const LEFT_RUNNING_SLOT_LIMIT: Duration = Duration::from_secs(300);
+
+/// Holds `slot` until `task`, an attempt left running, ends (or for
+/// [`LEFT_RUNNING_SLOT_LIMIT`]): still running, it still takes its place among the pipelines
+/// running at once (`--serial` must not run another beside it).
 fn keep_slot_until_done<T: Send + 'static>(
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
     task: tokio::task::JoinHandle<T>,
 ) {
     tokio::spawn(async move {
-        let _ = task.await;
+        if tokio::time::timeout(LEFT_RUNNING_SLOT_LIMIT, task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "an attempt left running has not ended in {}: its place is given to the others",
+                humantime::format_duration(LEFT_RUNNING_SLOT_LIMIT)
+            );
+        }
         drop(slot);
     });
 }

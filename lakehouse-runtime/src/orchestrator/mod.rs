@@ -182,6 +182,9 @@ pub struct Orchestrator {
     ledger: Ledger,
     shutdown: watch::Receiver<bool>,
     _shutdown_sender: Arc<watch::Sender<bool>>,
+    /// Once true, running attempts are cut short as fail-fast cuts them.
+    pub(crate) abort: watch::Receiver<bool>,
+    _abort_sender: Arc<watch::Sender<bool>>,
     events: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
     /// Set once this orchestrator has created (or found) the system tables.
     system_tables_ready: Arc<std::sync::atomic::AtomicBool>,
@@ -235,12 +238,15 @@ impl Orchestrator {
     /// An orchestrator of `registry` over `warehouse`.
     pub fn new(registry: Registry, warehouse: Warehouse) -> Orchestrator {
         let (sender, receiver) = watch::channel(false);
+        let (abort_sender, abort) = watch::channel(false);
         Orchestrator {
             ledger: Ledger::new(warehouse.clone()),
             registry,
             warehouse,
             shutdown: receiver,
             _shutdown_sender: Arc::new(sender),
+            abort,
+            _abort_sender: Arc::new(abort_sender),
             events: None,
             system_tables_ready: Arc::default(),
             last_sequence: Arc::default(),
@@ -288,6 +294,14 @@ impl Orchestrator {
     /// and are recorded, the rest are cancelled.
     pub fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> Orchestrator {
         self.shutdown = shutdown;
+        self
+    }
+
+    /// Stops at once when `abort` becomes true (a second Ctrl-C): running attempts are cut
+    /// short as fail-fast cuts them (one whose write committed still records it), the rest are
+    /// cancelled, and the run's end is recorded, so that it is not left "running" in the ledger.
+    pub fn with_abort(mut self, abort: watch::Receiver<bool>) -> Orchestrator {
+        self.abort = abort;
         self
     }
 
@@ -576,6 +590,11 @@ impl Orchestrator {
         for name in planned.split_whitespace() {
             if self.registry.get(name).is_some() {
                 last.entry(name.to_owned()).or_insert(Status::Cancelled);
+            } else {
+                // Removed since, and it never ended in the run: no success either.
+                unregistered
+                    .entry(name.to_owned())
+                    .or_insert(Status::Cancelled);
             }
         }
         let mut targets: Vec<String> = last
