@@ -515,6 +515,39 @@ async fn a_table_with_a_check_constraint_is_overwritten_by_partition_too() {
 }
 
 #[tokio::test]
+async fn a_constrained_table_keeps_the_partitions_between_many_it_replaces() {
+    // Past 20 values, the partitions replaced were given to delta-rs as ranges: every stored
+    // partition between two written ones was deleted with them.
+    let wh = TempWarehouse::new();
+    let table = CheckedSales::DEF;
+    let region = |n: i64| format!("r{n:02}");
+    let all: Vec<(String, i64)> = (0..50).map(|n| (region(n), n + 1)).collect();
+    let rows = |pairs: &[(String, i64)]| {
+        let pairs: Vec<(Option<&'static str>, i64)> = pairs
+            .iter()
+            .map(|(region, amount)| {
+                let region: &'static str = Box::leak(region.clone().into_boxed_str());
+                (Some(region), *amount)
+            })
+            .collect();
+        sales(&pairs)
+    };
+    write(&wh.warehouse, table, &rows(&all), WriteOptions::default())
+        .await
+        .expect("first write");
+    // The even regions again, 25 of them, with new amounts.
+    let even: Vec<(String, i64)> = (0..50).step_by(2).map(|n| (region(n), 100 + n)).collect();
+    write(&wh.warehouse, table, &rows(&even), WriteOptions::default())
+        .await
+        .expect("second write");
+    let stored = contents(&wh.warehouse, table).await;
+    assert_eq!(stored.len(), 50, "{stored:?}");
+    assert!(stored.contains(&"r01|2".to_owned()), "{stored:?}");
+    assert!(stored.contains(&"r02|102".to_owned()), "{stored:?}");
+    assert!(!stored.contains(&"r02|3".to_owned()), "{stored:?}");
+}
+
+#[tokio::test]
 async fn timestamp_and_decimal_partitions_are_matched_by_value() {
     #[derive(Serialize)]
     struct Priced {

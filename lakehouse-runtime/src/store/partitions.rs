@@ -117,7 +117,7 @@ fn replaced_predicate(
                 .collect::<Option<Vec<_>>>()
         })
         .collect::<Option<Vec<_>>>()?;
-    let expr = predicate(columns, partitions)?;
+    let expr = predicate(columns, partitions, Cover::Ranges)?;
     deltalake::delta_datafusion::expr::fmt_expr_to_sql(&expr).ok()
 }
 
@@ -152,8 +152,9 @@ fn partition_key(
         .collect()
 }
 
-/// The partitions `source` has rows in, as a predicate over the partition `columns` (`None`:
-/// no rows, so no partition to replace). `source` is executed for it, once more than the write.
+/// The partitions `source` has rows in, as a predicate over the partition `columns` naming
+/// exactly them (`None`: no rows, so no partition to replace): delta-rs deletes the rows it
+/// matches. `source` is executed for it, once more than the write.
 pub(super) async fn written_partitions(
     source: &DataFrame,
     columns: &[String],
@@ -174,7 +175,17 @@ pub(super) async fn written_partitions(
             partitions.push(values);
         }
     }
-    Ok(predicate(columns, partitions))
+    Ok(predicate(columns, partitions, Cover::Exactly))
+}
+
+/// What a partition predicate matches beside the partitions it is made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cover {
+    /// Nothing else: the rows it matches are deleted.
+    Exactly,
+    /// Past [`IN_LIST_MOST`] values of one column, the partitions between them too: for a
+    /// conflict check, which then prunes files.
+    Ranges,
 }
 
 /// `column IN (..)` for one partition column, else one conjunction per partition, OR-ed as a
@@ -183,14 +194,14 @@ pub(super) async fn written_partitions(
 /// many ranges at most: a few partitions between them count as read too, where an IN list too
 /// long made every file count (any concurrent change conflicted). DataFusion's simplifier merges
 /// IN lists OR-ed on one column, so shorter lists would not do.
-fn predicate(columns: &[String], partitions: Vec<Vec<ScalarValue>>) -> Option<Expr> {
+fn predicate(columns: &[String], partitions: Vec<Vec<ScalarValue>>, cover: Cover) -> Option<Expr> {
     if let [column] = columns {
         let (nulls, mut values): (Vec<ScalarValue>, Vec<ScalarValue>) = partitions
             .into_iter()
             .filter_map(|mut values| values.pop())
             .partition(ScalarValue::is_null);
         let null = (!nulls.is_empty()).then(|| ident(column).is_null());
-        if values.len() <= IN_LIST_MOST {
+        if values.len() <= IN_LIST_MOST || cover == Cover::Exactly {
             let listed = (!values.is_empty())
                 .then(|| ident(column).in_list(values.into_iter().map(lit).collect(), false));
             return balanced_or(listed.into_iter().chain(null).collect());
@@ -377,20 +388,31 @@ mod tests {
             vec![ScalarValue::Utf8(None)],
             vec![ScalarValue::from("b")],
         ];
-        let region = predicate(&names(&["region"]), partitions).expect("a predicate");
+        let region =
+            predicate(&names(&["region"]), partitions, Cover::Ranges).expect("a predicate");
         assert_eq!(
             region.to_string(),
             "region IN ([Utf8(\"a\"), Utf8(\"b\")]) OR region IS NULL"
         );
-        assert_eq!(predicate(&names(&["region"]), Vec::new()), None);
-        // More values than one prunable IN list: 20 ranges at most.
-        let many = (0..45).map(|n| vec![ScalarValue::from(n)]).collect();
-        let days = predicate(&names(&["day"]), many).expect("a predicate");
+        assert_eq!(
+            predicate(&names(&["region"]), Vec::new(), Cover::Ranges),
+            None
+        );
+        // More values than one prunable IN list: 20 ranges at most for a conflict check.
+        let many: Vec<Vec<ScalarValue>> = (0..45).map(|n| vec![ScalarValue::from(n)]).collect();
+        let days = predicate(&names(&["day"]), many.clone(), Cover::Ranges).expect("a predicate");
         assert_eq!(days.to_string().matches(" >= ").count(), 15, "{days}");
         assert!(
             days.to_string()
                 .starts_with("day >= Int32(0) AND day <= Int32(2)"),
             "{days}"
+        );
+        // What a write replaces is named exactly, however many.
+        let exact = predicate(&names(&["day"]), many, Cover::Exactly).expect("a predicate");
+        assert!(
+            exact.to_string().starts_with("day IN ([Int32(0), Int32(1)")
+                && !exact.to_string().contains(" >= "),
+            "{exact}"
         );
     }
 
@@ -417,7 +439,8 @@ mod tests {
         let partitions = (0..3)
             .map(|day| vec![ScalarValue::from(day), ScalarValue::from("x")])
             .collect();
-        let both = predicate(&names(&["day", "kind"]), partitions).expect("a predicate");
+        let both =
+            predicate(&names(&["day", "kind"]), partitions, Cover::Ranges).expect("a predicate");
         assert_eq!(
             both.to_string(),
             "day = Int32(0) AND kind = Utf8(\"x\") OR day = Int32(1) AND kind = Utf8(\"x\") OR day = Int32(2) AND kind = Utf8(\"x\")"
