@@ -153,26 +153,8 @@ impl Warehouse {
             super::delete::refuse_other_key_types(table, keys.schema())?;
         }
         let mut delta = self.ensure(table).await?;
-        if let Some((app_id, version)) = &options.transaction
-            && let Some(done) = committed_version(&delta, table, app_id).await?
-        {
-            if done >= *version {
-                tracing::info!(table = %qualified, app_id, version, "already committed; skipping the write");
-                return Ok(WriteOutcome::skipped(table, delta.version()));
-            }
-            // (A commit between this check and this write's own is delta-rs's to refuse: two
-            // commits carrying one app id's transaction conflict.)
-            if let Some(after) = options.read_after
-                && done > after
-            {
-                return Err(Error::msg(format!(
-                    "{qualified}: `{app_id}` committed its transaction {done} (another run of \
-                     it, overlapping this one) after this write's incremental reads began from \
-                     its transaction {after}: both may hold the same new rows; nothing was \
-                     written: run it again (a pipeline's `retries` do), and it reads on from \
-                     that commit"
-                )));
-            }
+        if let Some(skipped) = already_committed(&delta, table, &options).await? {
+            return Ok(skipped);
         }
         let df = without_empty_partition_values(conform_output(df, table)?, table)?;
         let replace_schema =
@@ -185,6 +167,7 @@ impl Warehouse {
                  `evolution = merge`, or write it to a new table",
             ));
         }
+        let checked_at = delta.version();
         if !replace_schema {
             delta = self.evolve(table, delta).await?;
         }
@@ -192,6 +175,14 @@ impl Warehouse {
         // declares none, and drops the stored ones: delta-rs keeps them through the new schema
         // and checks every row against them (a renamed column failed every write).
         delta = self.add_declared_checks(table, delta).await?;
+        // Settling a schema or constraint change may have loaded later commits than the check
+        // saw: delta-rs refuses a second commit of one transaction only among the commits after
+        // the version the write reads, so the check is made again on that version.
+        if delta.version() != checked_at
+            && let Some(skipped) = already_committed(&delta, table, &options).await?
+        {
+            return Ok(skipped);
+        }
         // From here on, a commit replacing a file that another process compacted since this
         // version fails (delta-rs's conflict check lets it through).
         let delta = super::guard::guard(delta);
@@ -496,6 +487,39 @@ impl Warehouse {
         .await?
         .map_err(|e| Error::delta(table.qualified_name(), e))
     }
+}
+
+/// The outcome of a write whose transaction (`options.transaction`) `delta` already holds
+/// (`None`: it does not); an error when another run of its pipeline committed after this
+/// write's incremental reads began (`options.read_after`).
+async fn already_committed(
+    delta: &DeltaTable,
+    table: &TableDef,
+    options: &WriteOptions,
+) -> Result<Option<WriteOutcome>> {
+    let qualified = table.qualified_name();
+    if let Some((app_id, version)) = &options.transaction
+        && let Some(done) = committed_version(delta, table, app_id).await?
+    {
+        if done >= *version {
+            tracing::info!(table = %qualified, app_id, version, "already committed; skipping the write");
+            return Ok(Some(WriteOutcome::skipped(table, delta.version())));
+        }
+        // (A commit between this check and this write's own is delta-rs's to refuse: two
+        // commits carrying one app id's transaction conflict.)
+        if let Some(after) = options.read_after
+            && done > after
+        {
+            return Err(Error::msg(format!(
+                "{qualified}: `{app_id}` committed its transaction {done} (another run of \
+                 it, overlapping this one) after this write's incremental reads began from \
+                 its transaction {after}: both may hold the same new rows; nothing was \
+                 written: run it again (a pipeline's `retries` do), and it reads on from \
+                 that commit"
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// A new column declared NOT NULL cannot be added to a table whose rows are kept (append, merge,
