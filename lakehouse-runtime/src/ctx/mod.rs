@@ -192,20 +192,27 @@ fn may_be_secret(key: &str, value: &str) -> bool {
 /// query parameters named like secrets (`?apikey=…`, `&token=…`) replaced by `redacted`.
 pub(crate) fn redacted_url(url: &url::Url) -> String {
     const HIDDEN: &str = "redacted";
-    let secret_query = url.query_pairs().any(|(name, _)| secret_word(&name));
-    if url.password().is_none() && !secret_query {
+    // `sig` (Azure's SAS) is too short a word to look for inside others.
+    let secret = |name: &str| secret_word(name) || name.eq_ignore_ascii_case("sig");
+    let secret_query = url.query_pairs().any(|(name, _)| secret(&name));
+    // A user name alone may be a token (`https://TOKEN@host/`).
+    let credentials = url.password().is_some() || !url.username().is_empty();
+    if !credentials && !secret_query {
         return url.to_string();
     }
     let mut shown = url.clone();
-    if shown.password().is_some() {
-        // Only fails for URLs that cannot have a password, and this one has one.
-        let _ = shown.set_password(Some(HIDDEN));
+    if credentials {
+        // Only fail for URLs that cannot have credentials, and this one has some.
+        let _ = shown.set_username(HIDDEN);
+        if shown.password().is_some() {
+            let _ = shown.set_password(Some(HIDDEN));
+        }
     }
     if secret_query {
         let pairs: Vec<(String, String)> = url
             .query_pairs()
             .map(|(name, value)| {
-                let value = if secret_word(&name) {
+                let value = if secret(&name) {
                     HIDDEN.to_owned()
                 } else {
                     value.into_owned()
@@ -245,6 +252,7 @@ fn secret_word(name: &str) -> bool {
         "dsn",
         "private",
         "cert",
+        "signature",
     ]
     .iter()
     .any(|word| name.contains(word))

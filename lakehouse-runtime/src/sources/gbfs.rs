@@ -22,12 +22,32 @@ use crate::error::{Error, Result};
 use crate::table::Timestamp;
 
 /// Where the feeds are.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 enum Feeds {
     /// Listed by a `gbfs.json` discovery document.
     Discovery(Url),
     /// Given directly, by feed name.
     Direct(BTreeMap<String, Url>),
+}
+
+impl std::fmt::Debug for Feeds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URLs without the secrets they may carry.
+        match self {
+            Feeds::Discovery(url) => f
+                .debug_tuple("Discovery")
+                .field(&crate::ctx::redacted_url(url))
+                .finish(),
+            Feeds::Direct(feeds) => f
+                .debug_map()
+                .entries(
+                    feeds
+                        .iter()
+                        .map(|(name, url)| (name, crate::ctx::redacted_url(url))),
+                )
+                .finish(),
+        }
+    }
 }
 
 /// A client of one GBFS system.
@@ -208,7 +228,7 @@ fn parse_json(body: &Body, what: &str) -> Result<Value> {
 }
 
 /// One station feed.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct GbfsFeed {
     /// The feed's name.
     pub name: String,
@@ -225,6 +245,20 @@ pub struct GbfsFeed {
     pub version: Option<String>,
     /// The station objects of `data.stations`, as received.
     pub stations: Vec<RawRecord>,
+}
+
+impl std::fmt::Debug for GbfsFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GbfsFeed")
+            .field("name", &self.name)
+            .field("url", &crate::ctx::redacted_url(&self.url))
+            .field("origin", &self.origin)
+            .field("last_updated", &self.last_updated)
+            .field("ttl", &self.ttl)
+            .field("version", &self.version)
+            .field("stations", &self.stations.len())
+            .finish()
+    }
 }
 
 impl GbfsFeed {

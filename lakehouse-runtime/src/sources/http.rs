@@ -24,7 +24,7 @@ const USER_AGENT: &str = concat!(
 );
 
 /// A whole response body.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Body {
     /// The URL asked for.
     pub url: Url,
@@ -32,6 +32,17 @@ pub struct Body {
     pub origin: String,
     /// The body.
     pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Its URL without the secrets it may carry; its length, not its bytes.
+        f.debug_struct("Body")
+            .field("url", &redacted_url(&self.url))
+            .field("origin", &self.origin)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
 }
 
 impl Body {

@@ -88,7 +88,7 @@ pub(crate) fn records_at(body: &Body, path: &[&str], what: &str) -> Result<Vec<R
 }
 
 /// One page of records.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Page {
     /// The URL the page is from; the `source` of its rejects. It is the same URL in snapshot
     /// and live modes, so both give the same rows and rejects.
@@ -97,6 +97,16 @@ pub struct Page {
     pub origin: String,
     /// The records, in the order received.
     pub records: Vec<RawRecord>,
+}
+
+impl std::fmt::Debug for Page {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Page")
+            .field("url", &crate::ctx::redacted_url(&self.url))
+            .field("origin", &self.origin)
+            .field("records", &self.records.len())
+            .finish()
+    }
 }
 
 impl Page {

@@ -304,8 +304,27 @@ async fn a_reject_keeps_the_pages_url_without_its_secrets() {
             .iter()
             .map(|r| r.source.as_str())
             .collect::<Vec<_>>(),
-        ["https://user:redacted@example.test/stations?apikey=redacted&limit=20"]
+        ["https://redacted:redacted@example.test/stations?apikey=redacted&limit=20"]
     );
+}
+
+#[test]
+fn debug_output_shows_urls_without_their_secrets() {
+    use lakehouse_runtime::sources::{Body, GbfsClient, HttpFetch, RetryPolicy, Url};
+    let url = "https://TOKEN@example.test/gbfs.json?sig=S1G&X-Amz-Signature=S2G&lang=fr";
+    let body = Body {
+        url: Url::parse(url).expect("url"),
+        origin: "example".to_owned(),
+        bytes: b"{}".to_vec(),
+    };
+    let shown = format!("{body:?}");
+    let fetch = std::sync::Arc::new(HttpFetch::new(RetryPolicy::default()).expect("client"));
+    let client = GbfsClient::discover(fetch, url).expect("client");
+    let shown = format!("{shown} {client:?}");
+    for secret in ["TOKEN", "S1G", "S2G"] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    assert!(shown.contains("lang=fr"), "{shown}");
 }
 
 /// Stations of a full list: only the code is required.
