@@ -281,19 +281,22 @@ pub(super) fn settings_of(global: &GlobalArgs) -> Settings {
     if global.live {
         settings.set("opendata.mode", "live");
     }
-    if let Some(dir) = &global.opendata_dir {
-        settings.set("opendata.dir", dir.display().to_string());
-    }
-    for (key, value) in &global.settings {
-        settings.set(key.clone(), value.clone());
-    }
     // Recorded with the run for `resume`, which may start in another directory: a relative
     // snapshot directory would then name another one.
-    if let Some(dir) = settings.get("opendata.dir")
-        && std::path::Path::new(dir).is_relative()
-        && let Ok(absolute) = std::path::absolute(dir)
-    {
-        settings.set("opendata.dir", absolute.display().to_string());
+    let absolute = |dir: &str| match std::path::absolute(dir) {
+        Ok(path) if std::path::Path::new(dir).is_relative() => path.display().to_string(),
+        _ => dir.to_owned(),
+    };
+    if let Some(dir) = &global.opendata_dir {
+        settings.set("opendata.dir", absolute(&dir.display().to_string()));
+    }
+    for (key, value) in &global.settings {
+        let value = if key == "opendata.dir" {
+            absolute(value)
+        } else {
+            value.clone()
+        };
+        settings.set(key.clone(), value);
     }
     settings
 }
