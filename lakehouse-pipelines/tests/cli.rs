@@ -574,6 +574,15 @@ fn history_and_describe_show_a_table() {
         "{}",
         stderr(&unqualified)
     );
+    let other_schema = orchestrate(dir.path(), &["history", "gold.erp_sales_transactions"]);
+    assert!(
+        stderr(&other_schema).contains(
+            "no table `gold.erp_sales_transactions`; did you mean \
+             `bronze.erp_sales_transactions` or `silver.erp_sales_transactions`?"
+        ),
+        "{}",
+        stderr(&other_schema)
+    );
 }
 
 #[test]

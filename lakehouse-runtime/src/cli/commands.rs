@@ -711,7 +711,12 @@ fn finish(report: &RunReport, resumable: bool) -> ExitCode {
     if report.succeeded() {
         ExitCode::SUCCESS
     } else {
-        if !resumable {
+        // Only pipelines no longer registered did not succeed: a resume has nothing to run.
+        let only_removed = report
+            .results
+            .iter()
+            .all(|r| r.status == crate::orchestrator::Status::Succeeded);
+        if !resumable || only_removed {
             return ExitCode::FAILURE;
         }
         tell!(
@@ -765,6 +770,9 @@ fn tables_named(registry: &Registry, names: &[String]) -> Result<Vec<&'static Ta
                         crate::similar::closest(name, known.iter().map(String::as_str))
                             .map(|s| format!("; did you mean `{s}`?"))
                             .unwrap_or_default()
+                    } else if name.contains('.') {
+                        // Another schema's table of that name.
+                        format!("; did you mean {}?", same_name.join(" or "))
                     } else {
                         format!(
                             ": tables are named `schema.table`; did you mean {}?",

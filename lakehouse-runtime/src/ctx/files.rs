@@ -62,8 +62,8 @@ impl Ctx {
     /// A file must be whole when it is listed: land files under a temporary name (`.part`,
     /// `.tmp`, `.crdownload`, a leading `.` or `_`: never read) and rename them, or give the
     /// producer time with [`NewFiles::settled_for`]. A file that changes between the listing and
-    /// the write (still being written) fails the attempt before anything is committed, and the
-    /// retry reads it again.
+    /// the write (still being written) fails the attempt before anything is committed, and a
+    /// retry (or the next run) reads it again.
     ///
     /// # Examples
     ///

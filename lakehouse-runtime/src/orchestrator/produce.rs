@@ -223,7 +223,8 @@ pub(super) async fn produce_and_write(
         .find_map(FoundFile::changed_since)
     {
         return Err(Error::msg(format!(
-            "{why}; nothing was written, and a retry reads it again (land files under a \
+            "{why}; nothing was written, and the next attempt (a retry, or the next run) reads \
+             it again (land files under a \
              temporary name and rename them when whole, or read them with \
              `NewFiles::settled_for`)"
         )));
@@ -337,7 +338,7 @@ pub(super) async fn produce_and_write(
         if !rejects.is_empty() {
             tracing::warn!(
                 count = rejects.len(),
-                "source records rejected; see lakehouse.rejects"
+                "source records rejected (or kept with NULLs); see lakehouse.rejects"
             );
         }
         // The rows are committed: a ledger that cannot take the rejects must not fail the

@@ -116,7 +116,8 @@ impl RunReport {
     }
 
     /// The overall status: failed if any pipeline failed (or the run's end could not be
-    /// recorded), else cancelled, else skipped, else succeeded.
+    /// recorded, or a resume could not run a pipeline since removed: [`RunReport::not_resumed`]),
+    /// else cancelled, else skipped, else succeeded.
     pub fn status(&self) -> Status {
         // A run whose end could not be recorded did not end well.
         if self.unrecorded.is_some() || !self.not_resumed.is_empty() {

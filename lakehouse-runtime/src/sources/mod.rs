@@ -250,6 +250,7 @@ where
     if let Err(error) = check_rejects(&collected, max_ratio, cx.pipeline()) {
         // Recorded with the failed attempt: they show what changed in the source.
         cx.reject(collected.rejects);
+        cx.reject(collected.kept_with_nulls);
         return Err(error);
     }
     if !collected.rejects.is_empty() {
