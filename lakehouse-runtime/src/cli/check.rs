@@ -67,6 +67,15 @@ pub(super) async fn check(registry: &Registry, global: &GlobalArgs) -> Result<Ex
         };
         written += usize::from(health.version.is_some());
         stale.extend(health.stale(table, now));
+        if let Some(error) = &health.history_unreadable {
+            // Its freshness is unknown, which is no pass; the rest is still reported.
+            unreadable += 1;
+            ok = false;
+            say!(
+                "unreadable: {}: its history, for its freshness: {error}",
+                table.qualified_name()
+            );
+        }
         for drift in health.drift {
             drifts += 1;
             ok &= !drift.is_incompatible();

@@ -16,13 +16,21 @@ pub struct TableHealth {
     /// Why delta-rs cannot write it, when it cannot.
     pub unwritable: Option<String>,
     /// When its latest write of data was committed (`None`: never, or not searched because it
-    /// declares no freshness).
+    /// declares no freshness, or its history could not be read).
     pub latest_data_write: Option<Timestamp>,
+    /// Why its history could not be read to find its latest write of data (its freshness is
+    /// then unknown; the rest was still read).
+    pub history_unreadable: Option<String>,
 }
 
 impl TableHealth {
-    /// The table as stale at `now`, when it declares a freshness its latest write is older than.
+    /// The table as stale at `now`, when it declares a freshness its latest write is older than
+    /// (`None` too when its history could not be read: see
+    /// [`TableHealth::history_unreadable`]).
     pub fn stale(&self, table: &TableDef, now: Timestamp) -> Option<StaleTable> {
+        if self.history_unreadable.is_some() {
+            return None;
+        }
         StaleTable::of(table, self.latest_data_write, now)
     }
 }
@@ -36,15 +44,20 @@ impl Warehouse {
         let Some(delta) = self.load(table).await? else {
             return Ok(TableHealth::default());
         };
+        let (latest_data_write, history_unreadable) = match table.freshness_secs {
+            Some(_) => match super::history::latest_data_write(table, &delta).await {
+                Ok(written) => (written, None),
+                Err(error) => (None, Some(error.to_string())),
+            },
+            None => (None, None),
+        };
         Ok(TableHealth {
             version: delta.version(),
             drift: super::create::drift_of(table, &delta)?,
             missing_files: super::maintain::missing_files_of(table, &delta).await?,
             unwritable: super::create::unwritable_of(table, &delta)?,
-            latest_data_write: match table.freshness_secs {
-                Some(_) => super::history::latest_data_write(table, &delta).await?,
-                None => None,
-            },
+            latest_data_write,
+            history_unreadable,
         })
     }
 }
