@@ -207,8 +207,8 @@ async fn a_write_leaving_many_files_compacts_them_and_incremental_readers_see_ea
         .expect("run 4");
     let result = again.result("latest_events").expect("planned");
     assert_eq!(
-        (result.status, result.replayed),
-        (Status::Succeeded, true),
+        (result.status, result.replayed, result.nothing_new),
+        (Status::Succeeded, false, true),
         "{:?}",
         result.error
     );
