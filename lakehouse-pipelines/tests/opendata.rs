@@ -332,6 +332,35 @@ fn velov_reads_gbfs_3_stations() {
         (7, Some(1), Some(5), Some(2))
     );
     assert_eq!(row.last_reported, at("2025-06-03T06:12:41Z"));
+    // A type without a column costs nothing, even with an odd count; a known one's problem is
+    // named by its place.
+    let mut types = status.clone();
+    types["vehicle_types_available"] = serde_json::json!([
+        {"vehicle_type_id": "cargo", "count": -1},
+        {"vehicle_type_id": "mechanical", "count": 5},
+        {"vehicle_type_id": "electrical", "count": "2"}
+    ]);
+    let Err(rejected) = velov::status_row(&Record::new(&types).expect("object"), updated, run_at)
+    else {
+        panic!("a count as text is rejected");
+    };
+    assert_eq!(
+        rejected.to_string(),
+        "`vehicle_types_available[2].count` should be an integer but is the string \"2\""
+    );
+    types["vehicle_types_available"][2]["count"] = serde_json::json!(2);
+    let row = velov::status_row(&Record::new(&types).expect("object"), updated, run_at)
+        .expect("the cargo bikes are ignored");
+    assert_eq!((row.mechanical, row.electrical), (Some(5), Some(2)));
+    types["vehicle_types_available"] = serde_json::json!([null]);
+    let Err(rejected) = velov::status_row(&Record::new(&types).expect("object"), updated, run_at)
+    else {
+        panic!("a null type is rejected");
+    };
+    assert_eq!(
+        rejected.to_string(),
+        "`vehicle_types_available[0]` should be an object but is null"
+    );
     let mut in_milliseconds = status.clone();
     in_milliseconds["last_reported"] = serde_json::json!(1_748_938_361_000_i64);
     let Err(rejected) = velov::status_row(

@@ -384,6 +384,37 @@ async fn parquet_files_are_read_by_name_and_cast() {
     writer.close().expect("close");
     let read_parquet = read(FileFormat::Parquet, path.to_str().expect("utf-8")).await;
     assert_eq!(read_parquet.expect("parquet"), expected());
+    // A wider decimal than declared: a value over the declared precision is an error naming
+    // the file and the column (a plain cast named neither).
+    let wide = RecordBatch::try_from_iter([
+        (
+            "order_id",
+            Arc::new(arrow::array::Int64Array::from(vec![1])) as ArrayRef,
+        ),
+        (
+            "amount",
+            Arc::new(
+                arrow::array::Decimal128Array::from(vec![12_345_678_901_250_i128])
+                    .with_precision_and_scale(20, 2)
+                    .expect("decimal"),
+            ) as ArrayRef,
+        ),
+    ])
+    .expect("batch");
+    let path = dir.path().join("wide.parquet");
+    let file = std::fs::File::create(&path).expect("file");
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, wide.schema(), None).expect("writer");
+    writer.write(&wide).expect("write");
+    writer.close().expect("close");
+    let error = read(FileFormat::Parquet, path.to_str().expect("utf-8"))
+        .await
+        .expect_err("over Decimal(10, 2)")
+        .to_string();
+    assert!(
+        error.contains("wide.parquet") && error.contains("column `amount`"),
+        "{error}"
+    );
     // Times as epoch seconds: a cast would read them as microseconds of January 1970.
     let seconds = RecordBatch::try_from_iter([
         ("order_id", Arc::new(Int32Array::from(vec![1])) as ArrayRef),

@@ -581,7 +581,23 @@ fn partition_overwrite_needs_overwrite_mode_partitions_and_the_schema_kept() {
             },
             "unknown overwrite `rows`; expected `table` or `partitions`",
         ),
+        (
+            quote! {
+                #[table(schema = "gold", key(order_id), partition_by(day), mode = overwrite,
+                        overwrite = partitions)]
+                pub struct Daily { pub order_id: i64, pub day: Date }
+            },
+            "with `overwrite = partitions`, a write checks the key in the partitions it \
+             replaces only: add the partition column(s) `day` to the key",
+        ),
     ];
+    // A key holding the partition columns is one key in one partition.
+    let keyed = model(quote! {
+        #[table(schema = "gold", key(order_id, day), partition_by(day), mode = overwrite,
+                overwrite = partitions)]
+        pub struct Daily { pub order_id: i64, pub day: Date }
+    });
+    assert!(keyed.is_ok());
     for (input, expected) in cases {
         let text = error_text(input);
         assert!(text.contains(expected), "{text}");

@@ -310,6 +310,33 @@ pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result
 
     let partition_by = column_list(&attrs.partition_by, &field_names, &mut errors);
     let overwrite = overwrite_scope(&attrs, mode, evolution, &partition_by, &mut errors);
+    // A key is unique in the table, and a write replacing some partitions checks it in the rows
+    // it writes only: one key in two partitions would pass, written by two runs.
+    if let Some(declared_key) = &attrs.key
+        && overwrite == OverwriteScope::Partitions
+        && !key.is_empty()
+    {
+        let outside: Vec<&str> = partition_by
+            .iter()
+            .filter(|column| !key.contains(column))
+            .map(String::as_str)
+            .collect();
+        if !outside.is_empty() {
+            errors.spanned(
+                &declared_key.key,
+                format!(
+                    "with `overwrite = partitions`, a write checks the key in the partitions it \
+                     replaces only: add the partition column(s) {} to the key, so that one key \
+                     lives in one partition",
+                    outside
+                        .iter()
+                        .map(|c| format!("`{c}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+    }
     let change_columns = attrs.change_columns.as_ref().map(|list| {
         if mode != Mode::Scd2 && mode != Mode::Merge {
             errors.spanned(

@@ -429,24 +429,11 @@ impl Ctx {
                     // A value that does not convert names the file and the column.
                     let value = if field.data_type() == &target {
                         read
-                    } else if format == FileFormat::Parquet
-                        && !matches!(
-                            field.data_type(),
-                            arrow::datatypes::DataType::Utf8
-                                | arrow::datatypes::DataType::LargeUtf8
-                                | arrow::datatypes::DataType::Utf8View
-                        )
-                        // `CAST` truncates a fraction: numbers into integers are checked.
-                        && !(target.is_integer()
-                            && (field.data_type().is_floating()
-                                || matches!(
-                                    field.data_type(),
-                                    arrow::datatypes::DataType::Decimal128(..)
-                                        | arrow::datatypes::DataType::Decimal256(..)
-                                )))
-                    {
-                        // A typed column of a typed file: `CAST` keeps its statistics for
-                        // pruning row groups (a cast of text prunes nothing anyway).
+                    } else if format == FileFormat::Parquet && widens(field.data_type(), &target) {
+                        // A typed column of a typed file into a type that holds every value:
+                        // `CAST` keeps its statistics for pruning row groups (a cast of text
+                        // prunes nothing anyway). A narrowing one may fail or lose precision,
+                        // and is checked naming the file and column.
                         datafusion::logical_expr::cast(read, target)
                     } else {
                         crate::frame::named_cast::cast_named(
@@ -571,6 +558,49 @@ fn json_read_type(declared: arrow::datatypes::DataType) -> arrow::datatypes::Dat
         // dropped, so `3.00000000001` still reads as 3).
         integer if integer.is_integer() => DataType::Decimal128(38, EXTRA_DIGITS as i8),
         other => other,
+    }
+}
+
+/// Whether every value of type `from` converts to `to` exactly (a wider integer, a float from a
+/// small integer, a wider decimal, a date or timestamp to a finer timestamp...).
+fn widens(from: &arrow::datatypes::DataType, to: &arrow::datatypes::DataType) -> bool {
+    use arrow::datatypes::DataType as T;
+    /// Bits of an integer type and whether it is signed.
+    fn integer(t: &T) -> Option<(u32, bool)> {
+        Some(match t {
+            T::Int8 => (8, true),
+            T::Int16 => (16, true),
+            T::Int32 => (32, true),
+            T::Int64 => (64, true),
+            T::UInt8 => (8, false),
+            T::UInt16 => (16, false),
+            T::UInt32 => (32, false),
+            T::UInt64 => (64, false),
+            _ => return None,
+        })
+    }
+    match (from, to) {
+        _ if from == to => true,
+        (T::Float16, T::Float32 | T::Float64) | (T::Float32, T::Float64) => true,
+        (T::Decimal128(p1, s1), T::Decimal128(p2, s2) | T::Decimal256(p2, s2))
+        | (T::Decimal256(p1, s1), T::Decimal256(p2, s2)) => {
+            s2 >= s1 && i16::from(*p2) - i16::from(*s2) >= i16::from(*p1) - i16::from(*s1)
+        }
+        (T::Date32, T::Timestamp(..)) => true,
+        (T::Timestamp(unit_from, _), T::Timestamp(unit_to, _)) => unit_to >= unit_from,
+        _ => match (integer(from), integer(to)) {
+            (Some((bits_from, signed_from)), Some((bits_to, signed_to))) => {
+                (signed_from == signed_to && bits_to >= bits_from)
+                    || (!signed_from && signed_to && bits_to > bits_from)
+            }
+            (Some((bits, _)), None) => match to {
+                // Integers a float's mantissa holds exactly.
+                T::Float32 => bits <= 16,
+                T::Float64 => bits <= 32,
+                _ => false,
+            },
+            _ => false,
+        },
     }
 }
 

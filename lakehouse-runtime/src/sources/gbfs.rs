@@ -342,12 +342,14 @@ impl GbfsFeed {
 
     /// How old the data is at `now` (zero when `last_updated` is in the future).
     pub fn age(&self, now: Timestamp) -> Duration {
-        Duration::from_micros(u64::try_from(now.0 - self.last_updated.0).unwrap_or(0))
+        Duration::from_micros(u64::try_from(now.0.saturating_sub(self.last_updated.0)).unwrap_or(0))
     }
 
-    /// Whether the data is past its `ttl` at `now`.
+    /// Whether the data is past its `ttl` at `now` (a `ttl` of 0, "fetch it every time" in
+    /// GBFS, is no staleness bound).
     pub fn is_stale(&self, now: Timestamp) -> bool {
         self.ttl
+            .filter(|ttl| *ttl > 0)
             .is_some_and(|ttl| self.age(now) > Duration::from_secs(u64::from(ttl)))
     }
 

@@ -194,7 +194,7 @@ impl HttpFetch {
             return Ok(response);
         }
         let retryable = status.is_server_error() || matches!(status.as_u16(), 408 | 429);
-        let retry_after = if retryable {
+        let headers_hint = if retryable {
             hint(status.as_u16(), response.headers(), self.timer.now())
         } else {
             None
@@ -205,6 +205,12 @@ impl HttpFetch {
             .await
             .map(|(bytes, _)| bytes)
             .unwrap_or_default();
+        // Opendatasoft tells when a quota resets in the body only (a daily one: hours away).
+        let retry_after = headers_hint.or_else(|| {
+            (status.as_u16() == 429)
+                .then(|| super::json::quota_reset_wait(&body, self.timer.now()))
+                .flatten()
+        });
         let message = format!("HTTP {status}: {}", api_error_message(&body));
         Err(Failure {
             retryable,

@@ -1,6 +1,8 @@
 //! JSON helpers of the sources: the API error message of an error body, and the elements of a
 //! top-level JSON array read chunk by chunk (an export that is never all in memory).
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 /// Longest excerpt of a non-JSON error body kept in a message.
@@ -42,6 +44,19 @@ pub fn api_error_message(body: &[u8]) -> String {
         return title;
     }
     excerpt(&text)
+}
+
+/// How long until the quota an API error body says is exhausted resets: its `reset_time` (RFC
+/// 3339, Opendatasoft's 429 answers) from `now`; `None` without a readable one.
+pub(crate) fn quota_reset_wait(body: &[u8], now: std::time::SystemTime) -> Option<Duration> {
+    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
+        return None;
+    };
+    let reset = map.get("reset_time")?.as_str()?;
+    let at = chrono::DateTime::parse_from_rfc3339(reset.trim()).ok()?;
+    let at = std::time::UNIX_EPOCH
+        .checked_add(Duration::from_secs(u64::try_from(at.timestamp()).ok()?))?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// The `<title>` of an HTML page.

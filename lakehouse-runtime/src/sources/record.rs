@@ -357,6 +357,30 @@ impl<'a> Record<'a> {
         }
     }
 
+    /// An optional array of objects, each read as a record whose reasons name it by its place
+    /// (`vehicle_types_available[2].count`); an element that is no object is rejected so named.
+    pub fn opt_objects(&self, key: &str) -> Result<Option<Vec<Record<'a>>>, Rejected> {
+        let Some(items) = self.opt_array(key)? else {
+            return Ok(None);
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| {
+                let place = format!("{key}[{index}]");
+                match item {
+                    Value::Object(fields) => Ok(Record {
+                        fields,
+                        prefix: format!("{}{place}.", self.prefix),
+                        notes: self.notes,
+                    }),
+                    other => Err(self.wrong(&place, "an object", other)),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
     /// Required coordinates `(lon, lat)` from the fields `lon_key` and `lat_key`, which must be
     /// numbers inside `area`; coordinates that are inside only once swapped are rejected as
     /// swapped.

@@ -243,6 +243,7 @@ impl RetryPolicy {
                 Some(asked) if !asked.is_zero() => (asked, "the wait the server asked for"),
                 _ => (self.backoff(number - 1), "backoff"),
             };
+            let asked_by_server = failure.retry_after.is_some_and(|asked| !asked.is_zero());
             // An attempt needs time of its own: one squeezed into what the wait leaves would
             // time out and hide why the server was failing.
             let useful = self.request_timeout.min(Duration::from_secs(1));
@@ -256,13 +257,19 @@ impl RetryPolicy {
                 } else {
                     String::new()
                 };
-                return Err(give_up(format!(
+                let mut error = give_up(format!(
                     "gave up: waiting {} ({why}){then} would pass the maximum total duration of \
                      {} (`{}`); retry later",
                     humantime::format_duration(round_ms(delay)),
                     humantime::format_duration(self.max_elapsed),
                     self.setting("max_elapsed")
-                )));
+                ));
+                // The server said when to come back (a daily quota): a retry of the pipeline
+                // sooner would only be refused again.
+                if asked_by_server && let Error::Http { transient, .. } = &mut error {
+                    *transient = false;
+                }
+                return Err(error);
             }
             tracing::warn!(
                 url,

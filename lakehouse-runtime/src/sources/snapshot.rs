@@ -258,6 +258,13 @@ impl RecordingFetch {
             )),
             Some(_) => Ok(path),
             None => {
+                if path.exists() {
+                    tracing::warn!(
+                        file = %path.display(),
+                        "replacing a response an earlier recording saved: should this recording \
+                         stop midway, the snapshot mixes the two (record into an empty directory)"
+                    );
+                }
                 recorded.insert(path.clone(), url.as_str().to_owned());
                 Ok(path)
             }

@@ -189,6 +189,17 @@ async fn a_feed_is_stale_past_its_ttl() {
     assert!(!feed.is_stale(Timestamp(updated + 59_000_000)));
     assert!(feed.is_stale(Timestamp(updated + 61_000_000)));
     assert_eq!(feed.url, Url::parse(&url).expect("URL"));
+    // A ttl of 0 ("fetch it every time") bounds nothing; a time far off is no overflow.
+    let always = lakehouse_runtime::sources::GbfsFeed {
+        ttl: Some(0),
+        ..feed.clone()
+    };
+    assert!(!always.is_stale(Timestamp(updated + 3_600_000_000)));
+    let ancient = lakehouse_runtime::sources::GbfsFeed {
+        last_updated: Timestamp(i64::MIN),
+        ..feed
+    };
+    assert!(ancient.is_stale(Timestamp(i64::MAX)));
 }
 
 #[tokio::test]

@@ -366,6 +366,35 @@ async fn a_wait_longer_than_the_total_budget_is_not_made() {
         "{text}"
     );
     assert!(text.contains("maximum total duration"), "{text}");
+    // The server said when to come back: retrying the pipeline sooner is pointless.
+    assert!(!error.is_retryable(), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_quota_reset_told_in_the_body_only_is_waited_for_too() {
+    // Opendatasoft's daily quota: no header, its reset time in the body.
+    let server = TestServer::start(|_| {
+        Reply::json(
+            429,
+            r#"{"errorcode": 10005, "reset_time": "2099-01-01T00:00:00Z", "limit_time_unit": "day", "call_limit": 1000, "error": "You have exceeded the requests limit for anonymous users."}"#,
+        )
+    });
+    let (fetch, timer) = http(policy());
+
+    let error = get(fetch.as_ref(), &server, RECORDS)
+        .await
+        .expect_err("over budget");
+
+    // Not asked again 3 times within seconds, nor retried with the pipeline.
+    assert_eq!(server.requests().len(), 1);
+    assert!(timer.delays().is_empty());
+    assert!(!error.is_retryable(), "{error:?}");
+    let text = error.to_string();
+    assert!(
+        text.contains("(the wait the server asked for)")
+            && text.contains("the quota resets at 2099-01-01T00:00:00Z"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -141,14 +141,13 @@ pub fn status_row(
 ) -> Result<BronzeVelovStationStatus, Rejected> {
     let station_id = r.id("station_id")?;
     let (mut mechanical, mut electrical) = (None, None);
-    if let Some(types) = r.opt_array("vehicle_types_available")? {
+    if let Some(types) = r.opt_objects("vehicle_types_available")? {
         for vehicle in types {
-            let vehicle = Record::new(vehicle)?;
-            let count = vehicle.count("count")?;
+            // Other types (cargo bikes…) have no column, and their counts are not read: the
+            // bike total counts them.
             match vehicle.string("vehicle_type_id")?.as_str() {
-                "mechanical" => mechanical = Some(count),
-                "electrical" => electrical = Some(count),
-                // Other types (cargo bikes…) have no column; the bike total counts them.
+                "mechanical" => mechanical = Some(vehicle.count("count")?),
+                "electrical" => electrical = Some(vehicle.count("count")?),
                 _ => {}
             }
         }
@@ -187,7 +186,9 @@ async fn feed(cx: &Ctx, name: &str) -> Result<GbfsFeed> {
     };
     let feed = client.station_feed(name).await?;
     if open.mode() != Mode::Snapshot {
-        feed.warn_if_stale(cx.run_at());
+        // Against the time of the fetch: a run's logical time may be minutes before it (a long
+        // run), or days (a backfill).
+        feed.warn_if_stale(Timestamp::now());
     }
     Ok(feed)
 }
