@@ -2480,6 +2480,36 @@ async fn a_resumed_ingestion_records_its_rejects_once() {
 }
 
 #[tokio::test]
+async fn a_second_resume_reads_the_settings_of_the_first() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "rejecting"]), wh.warehouse.clone());
+    let mut config = RunConfig::default();
+    config
+        .settings
+        .set("reject_limit", "1")
+        .set("note", "first");
+    let failed = orchestrator.run(&config).await.expect("a run");
+    let mut given = RunConfig::default();
+    given.settings.set("note", "second");
+    orchestrator
+        .resume(&failed.run_id, &given)
+        .await
+        .expect("resumed, failing again");
+    orchestrator
+        .resume(&failed.run_id, &RunConfig::default())
+        .await
+        .expect("resumed, failing again");
+    // The third execution read the second's settings, not the run's first.
+    let rows = orchestrator.ledger().run(&failed.run_id).await.expect("ledger");
+    let third = rows
+        .iter()
+        .filter(|r| r.kind == "run" && r.execution == Some(3))
+        .find_map(|r| r.settings.clone())
+        .expect("the third execution's settings");
+    assert_eq!(third, r#"{"note":"second","reject_limit":"1"}"#);
+}
+
+#[tokio::test]
 async fn a_committed_write_succeeds_even_when_its_rejects_cannot_be_recorded() {
     let wh = TempWarehouse::new();
     // A first run creates the ledger's tables; then a directory where the rejects table's next

@@ -660,9 +660,11 @@ impl Orchestrator {
         resumed.targets = targets;
         resumed.exclude = Vec::new();
         resumed.direction = Direction::None;
-        // The sources are read as the run read them (`--live`, `--set`), unless given again.
+        // The sources are read as the run's latest execution read them (`--live`, `--set`, a
+        // resume's own `--set` included), unless given again.
         let recorded = records
             .iter()
+            .rev()
             .filter(|r| r.kind == "run")
             .find_map(|r| r.settings.as_deref());
         resumed.settings = config.settings.over_recorded(recorded, run_id);
