@@ -97,8 +97,14 @@ impl Settings {
         match self.get(key) {
             None => Ok(default),
             Some(raw) => raw.parse().map_err(|e| {
+                // Errors reach the ledger and the webhook: a secret's value stays out.
+                let shown = if may_be_secret(key, raw) {
+                    "(a value that may be secret, not shown)".to_owned()
+                } else {
+                    format!("{raw:?}")
+                };
                 Error::Refused(format!(
-                    "setting `{key}` = {raw:?} is invalid: {e} (expected {}, e.g. `--set \
+                    "setting `{key}` = {shown} is invalid: {e} (expected {}, e.g. `--set \
                      {key}=..`)",
                     expected::<V>()
                 ))
@@ -166,23 +172,28 @@ impl Settings {
 
 /// Whether a setting's value may be a secret, by its key or by its look.
 fn may_be_secret(key: &str, value: &str) -> bool {
-    // `scheme://user:password@host`, `…?apikey=…`, `Bearer …`, `Apikey …`.
-    let with_password = value.split_once("://").is_some_and(|(_, rest)| {
+    // `scheme://user:password@host` or `scheme://token@host`, `…?apikey=…` or `…&sig=…`, as
+    // URLs are redacted where they are shown; `Bearer …`, `Apikey …`; a connection string's
+    // `Password=…`.
+    let with_credentials = value.split_once("://").is_some_and(|(_, rest)| {
         let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        authority
-            .rsplit_once('@')
-            .is_some_and(|(user, _)| user.contains(':'))
+        authority.contains('@')
     });
     let with_secret_parameter = value.split_once('?').is_some_and(|(_, query)| {
         query
             .split(['&', '#'])
             .filter_map(|pair| pair.split_once('=').map(|(name, _)| name))
-            .any(secret_word)
+            .any(|name| secret_word(name) || name.eq_ignore_ascii_case("sig"))
     });
     let lowered = value.trim_start().to_ascii_lowercase();
+    let with_password_pair = lowered
+        .split([';', ' ', '&'])
+        .filter_map(|pair| pair.split_once('=').map(|(name, _)| name.trim()))
+        .any(|name| ["password", "pwd", "passwd"].contains(&name));
     secret_word(key)
-        || with_password
+        || with_credentials
         || with_secret_parameter
+        || with_password_pair
         || ["bearer ", "basic ", "apikey ", "token ", "digest "]
             .iter()
             .any(|scheme| lowered.starts_with(scheme))
@@ -538,6 +549,9 @@ mod tests {
             .set("pg.dsn", "host=db user=me")
             .set("warehouse.url", "postgres://me:hunter2@db/lake")
             .set("feed.url", "https://user@example.com/feed")
+            .set("blob.url", "https://acct.blob.example/c?sv=1&sig=XYZ")
+            .set("erp.conn", "Server=db;Database=erp;Password=p")
+            .set("plain.url", "https://example.com/feed?lang=fr")
             .set("http.header", "Bearer abc")
             .set(
                 "velib.base_url",
@@ -554,12 +568,31 @@ mod tests {
                 "db.passwd": null,
                 "pg.dsn": null,
                 "warehouse.url": null,
-                "feed.url": "https://user@example.com/feed",
+                // A user name alone may be a token.
+                "feed.url": null,
+                "blob.url": null,
+                "erp.conn": null,
+                "plain.url": "https://example.com/feed?lang=fr",
                 "http.header": null,
                 "velib.base_url": null,
                 "ods.header": null,
                 "velib.token": "env:VELIB_TOKEN",
             })
+        );
+    }
+
+    #[test]
+    fn an_unparsable_secret_is_not_quoted() {
+        let mut settings = Settings::new();
+        settings.set("db.password_retries", "hunter2");
+        let error = settings
+            .parse_or("db.password_retries", 3u32)
+            .expect_err("not a number")
+            .to_string();
+        assert!(!error.contains("hunter2"), "{error}");
+        assert!(
+            error.starts_with("setting `db.password_retries` = (a value that may be secret"),
+            "{error}"
         );
     }
 
