@@ -1552,3 +1552,61 @@ fn output_that_cannot_be_written_fails_the_command() {
         stderr(&output)
     );
 }
+
+#[test]
+fn a_local_webhook_is_posted_to_directly_whatever_the_proxy() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().expect("dir");
+    // The hook, on this machine: it answers one request, and keeps what it was sent.
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let hook_address = hook.local_addr().expect("address");
+    let url = format!("http://{hook_address}/hook");
+    let received = std::thread::spawn(move || {
+        let (mut stream, _) = hook.accept().expect("a request");
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 8192];
+        // Headers, then the JSON body up to its end.
+        while !String::from_utf8_lossy(&request).contains("\"run_id\"") || !request.ends_with(b"}")
+        {
+            let read = stream.read(&mut buffer).expect("read");
+            if read == 0 {
+                break;
+            }
+            request.extend_from_slice(&buffer[..read]);
+        }
+        // (The test's own empty connection, when the report never came, takes no answer.)
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        String::from_utf8_lossy(&request).into_owned()
+    });
+    // A proxy nothing listens on: a report sent through it would be lost (and in clear).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let proxy = format!("http://{}", closed.local_addr().expect("address"));
+    drop(closed);
+    let run = orchestrate_with(
+        dir.path(),
+        &[
+            "run",
+            "--select",
+            "dim_date",
+            "--notify",
+            &url,
+            "--notify-on",
+            "always",
+        ],
+        &[
+            ("HTTP_PROXY", &proxy),
+            ("http_proxy", &proxy),
+            ("ALL_PROXY", &proxy),
+        ],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    // The run is over: had its report not come, an empty connection ends the hook's wait (a
+    // failing test, not a hanging one).
+    drop(std::net::TcpStream::connect(hook_address));
+    let request = received.join().expect("the hook's thread");
+    assert!(
+        request.starts_with("POST /hook ") && request.contains("\"status\":\"succeeded\""),
+        "{request}"
+    );
+}

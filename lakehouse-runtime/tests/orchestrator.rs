@@ -1550,6 +1550,14 @@ async fn a_run_whose_attempt_row_was_lost_is_recorded_as_no_success() {
     let why = report.unrecorded.clone().expect("not fully recorded");
     assert!(why.contains("`breaks_ledger`'s attempt 1"), "{why}");
     assert_eq!(report.status(), Status::Failed);
+    // Its one-line summary (an alert's text) says why a run of successes failed.
+    assert!(
+        report
+            .summary()
+            .contains(" — not every row reached lakehouse.runs"),
+        "{}",
+        report.summary()
+    );
     // The run's end row (the ledger mended by then) says it did not succeed.
     let runs = orchestrator.ledger().runs(1).await.expect("ledger");
     assert_eq!(
@@ -2500,7 +2508,11 @@ async fn a_second_resume_reads_the_settings_of_the_first() {
         .await
         .expect("resumed, failing again");
     // The third execution read the second's settings, not the run's first.
-    let rows = orchestrator.ledger().run(&failed.run_id).await.expect("ledger");
+    let rows = orchestrator
+        .ledger()
+        .run(&failed.run_id)
+        .await
+        .expect("ledger");
     let third = rows
         .iter()
         .filter(|r| r.kind == "run" && r.execution == Some(3))

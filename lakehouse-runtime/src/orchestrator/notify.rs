@@ -6,7 +6,8 @@ use std::time::Duration;
 use super::{RunReport, Status};
 use crate::error::{Error, Result};
 
-/// How long a notification may take before it is given up (the run is over; it is not held).
+/// How long a notification may take before it is given up: the run is over, but its report
+/// (and the next run of a loop) waits for it this long at most.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which runs a [`Webhook`] is told of.
@@ -43,7 +44,13 @@ impl Webhook {
     /// A webhook at `url`: https, or http to this machine (a token must not travel in clear).
     pub fn new(url: &str, on: NotifyOn) -> Result<Webhook> {
         let parsed = checked_url(url)?;
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if parsed.scheme() == "http" {
+            // Plain HTTP is for this machine only: an `HTTP_PROXY` would carry it, and a token in
+            // it, in clear to another.
+            builder = builder.no_proxy();
+        }
+        let client = builder
             .timeout(NOTIFY_TIMEOUT)
             // A redirect could send the report elsewhere, or in clear.
             .redirect(reqwest::redirect::Policy::none())
@@ -200,6 +207,8 @@ impl RunReport {
                     )
                 })
             })
+            // Every pipeline succeeded, but the run is not wholly recorded: that is why.
+            .or_else(|| self.unrecorded.as_ref().map(|why| format!(" — {why}")))
             .unwrap_or_default();
         format!(
             "lakehouse run {} (run_at {}) {}: {}{failure}",
