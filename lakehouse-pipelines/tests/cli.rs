@@ -1610,3 +1610,29 @@ fn a_local_webhook_is_posted_to_directly_whatever_the_proxy() {
         "{request}"
     );
 }
+
+#[test]
+fn a_failures_log_lines_name_the_pipeline_at_any_level() {
+    let dir = tempfile::tempdir().expect("dir");
+    // `RUST_LOG=warn`, as production often runs: the lines still say whose they are.
+    let failed = orchestrate(
+        dir.path(),
+        &[
+            "--opendata-dir",
+            "/nonexistent/snapshot",
+            "run",
+            "--select",
+            "velov_station_info",
+        ],
+    );
+    assert_eq!(failed.status.code(), Some(1));
+    let logs = stderr(&failed);
+    let failure = logs
+        .lines()
+        .find(|line| line.contains("ERROR") && line.contains("failed"))
+        .unwrap_or_else(|| panic!("no error line:\n{logs}"));
+    assert!(
+        failure.contains("pipeline:") && failure.contains("name=\"velov_station_info\""),
+        "{failure}"
+    );
+}

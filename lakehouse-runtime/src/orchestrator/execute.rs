@@ -316,7 +316,9 @@ async fn run_with_retries(
     stop: watch::Receiver<Option<Arc<str>>>,
     mut turn: Turn,
 ) -> PipelineResult {
-    let span = tracing::info_span!("pipeline", name = pipeline.name, run_id = %run.run_id);
+    // At the error level: a span is filtered as the lines are, and `RUST_LOG=warn` would
+    // otherwise leave a failure's lines without the pipeline they are about.
+    let span = tracing::error_span!("pipeline", name = pipeline.name, run_id = %run.run_id);
     async move {
         let over = config.overrides.get(pipeline.name).copied().unwrap_or_default();
         // As `#[pipeline(retries)]` allows: a library caller's larger number would retry a
