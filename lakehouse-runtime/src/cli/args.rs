@@ -166,8 +166,9 @@ pub enum Command {
         /// host or container): make sure it is gone.
         #[arg(long)]
         force: bool,
-        /// Re-execute the pipelines that succeeded too: their committed writes are not
-        /// repeated, but their sources are called again.
+        /// Re-execute the pipelines that succeeded too: one whose write this run committed is
+        /// replayed from its commit (its sources are not called again); one that committed
+        /// nothing (a merge that changed no row) runs again.
         #[arg(long)]
         rerun_succeeded: bool,
     },

@@ -105,8 +105,9 @@ pub struct RunConfig {
     /// accept a `run_at` in the future. A resume: resume a run recorded as running whose
     /// process cannot be checked from here.
     pub force: bool,
-    /// A resume: re-execute the pipelines that succeeded too (their committed writes are not
-    /// repeated; their sources are called again).
+    /// A resume: re-execute the pipelines that succeeded too (one whose write this run committed
+    /// is replayed from its commit, its sources not called again; one that committed nothing
+    /// runs again).
     pub rerun_succeeded: bool,
     /// Settings handed to pipelines.
     pub settings: Settings,
