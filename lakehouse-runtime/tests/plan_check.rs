@@ -176,3 +176,49 @@ async fn a_plan_that_does_not_come_fails_the_check_in_bounded_time() {
         "{error}"
     );
 }
+
+/// Stations from a source whose pages fail when read: the plan check must not read them.
+#[derive(Table)]
+#[table(schema = "bronze", name = "unguarded_stations")]
+pub struct UnguardedStations {
+    pub code: String,
+}
+
+/// Pages that fail: reading one is calling the service.
+struct FailingPages;
+
+impl lakehouse_runtime::sources::Pages for FailingPages {
+    async fn next_page(&mut self) -> Result<Option<lakehouse_runtime::sources::Page>> {
+        Err(Error::msg("the service was called by the plan check"))
+    }
+}
+
+/// An ingestion that does not guard with `cx.is_dry_run()`.
+#[pipeline]
+pub async fn unguarded_stations(cx: &Ctx) -> Result<Frame<UnguardedStations>> {
+    #[derive(serde::Serialize)]
+    struct Row {
+        code: String,
+    }
+    lakehouse_runtime::sources::collect_frame::<UnguardedStations, _, _>(
+        cx,
+        &mut FailingPages,
+        |r: &lakehouse_runtime::sources::Record<'_>| {
+            Ok(Row {
+                code: r.string("code")?,
+            })
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_plan_check_reads_no_source_pages() {
+    let pipeline = Registry::from_inventory()
+        .expect("graph")
+        .get("unguarded_stations")
+        .expect("registered");
+    check_plan(pipeline)
+        .await
+        .expect("planned on an empty frame");
+}

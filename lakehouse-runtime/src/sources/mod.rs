@@ -235,6 +235,10 @@ where
     R: Serialize,
     F: FnMut(&Record<'_>) -> Result<R, Rejected>,
 {
+    // The plan check calls no service: its pipeline may not guard with `cx.is_dry_run()`.
+    if cx.is_dry_run() {
+        return cx.empty();
+    }
     let max_ratio = max_reject_ratio(cx.settings(), cx.pipeline())?;
     let collected = collect_batches(T::DEF.output_arrow_schema(), pages, row)
         .await
