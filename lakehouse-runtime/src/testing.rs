@@ -80,13 +80,24 @@ impl TestContext {
 
     /// A frame of table `T` holding `rows` (any `Serialize` struct whose fields are `T`'s data
     /// columns, often `T` itself; a nullable column it lacks is NULL, a NOT NULL one is an
-    /// error), also readable by the pipeline's SQL as `schema.table` (the latest frame of `T`).
-    /// An SCD2 table's rows are current versions opened at the context's `run_at` (its
-    /// `valid_from`, `valid_to` NULL, `is_current` true), as a pipeline reads them.
+    /// error), also readable by the pipeline's SQL as `schema.table` (the latest frame of `T`)
+    /// when `T` is one of the pipeline's parameters, as in a run (a table it only lists in
+    /// `depends_on`, or its output, is not: a test must not pass where the run fails). An SCD2
+    /// table's rows are current versions opened at the context's `run_at` (its `valid_from`,
+    /// `valid_to` NULL, `is_current` true), as a pipeline reads them.
     pub fn frame<T: Table, R: Serialize>(&self, rows: &[R]) -> Result<Frame<T>> {
         let frame = self.cx.frame_from_rows::<T, R>(rows)?;
         let frame = self.with_system_columns(frame)?;
-        self.cx.register_input(T::DEF, frame.dataframe().clone())?;
+        // A context of no registered pipeline cannot tell its parameters: every table is.
+        let a_parameter = self.cx.descriptor().is_none_or(|pipeline| {
+            pipeline
+                .inputs
+                .iter()
+                .any(|input| input.table.qualified_name() == T::DEF.qualified_name())
+        });
+        if a_parameter {
+            self.cx.register_input(T::DEF, frame.dataframe().clone())?;
+        }
         Ok(frame)
     }
 

@@ -222,3 +222,26 @@ async fn the_plan_check_reads_no_source_pages() {
         .await
         .expect("planned on an empty frame");
 }
+
+#[tokio::test]
+async fn a_unit_test_reads_in_sql_only_what_the_run_would() {
+    // `event_kinds_sql` lists `events` in `depends_on` only: a run cannot read it in SQL, and
+    // neither can its unit test, whatever frames the test made.
+    let test = lakehouse_runtime::testing::TestContext::new("event_kinds_sql").expect("context");
+    #[derive(serde::Serialize)]
+    struct Event {
+        event_id: i64,
+        kind: Option<String>,
+    }
+    test.frame::<Events, _>(&[Event {
+        event_id: 1,
+        kind: Some("click".to_owned()),
+    }])
+    .expect("a frame");
+    let error = event_kinds_sql(test.ctx())
+        .await
+        .err()
+        .expect("bronze.events is not a parameter")
+        .to_string();
+    assert!(error.contains("bronze.events"), "{error}");
+}
