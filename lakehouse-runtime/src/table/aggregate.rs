@@ -84,6 +84,11 @@ impl<V> Avg<V> {
 }
 
 /// Value types that can be summed.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` values cannot be summed",
+    label = "a sum of `{Self}` values",
+    note = "`sum` takes integers (`i32`, `i64`), `f64` or `Decimal<P, S>` values, or `Option`s of them; count other values with `count`"
+)]
 pub trait Sums {
     /// Integers, summed exactly (over a 38-digit decimal) rather than wrapping around.
     #[doc(hidden)]
@@ -95,6 +100,11 @@ pub trait Sums {
 }
 
 /// Value types that can be averaged.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` values cannot be averaged",
+    label = "a mean of `{Self}` values",
+    note = "`avg` takes integers (`i32`, `i64`), `f64` or `Decimal<P, S>` values, or `Option`s of them"
+)]
 pub trait Averages {}
 
 /// A sum of `Self` values can fill a column of type `W`.
