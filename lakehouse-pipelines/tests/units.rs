@@ -275,3 +275,23 @@ fn generated_orders_are_unique_across_runs() {
     assert!(orders(&first).is_disjoint(&orders(&second)));
     assert_eq!(ids(1), first, "a replayed run generates the same orders");
 }
+
+#[test]
+fn a_generated_customer_is_named_by_its_number() {
+    // The original system extracted the number with a pattern that never matched, and named
+    // every customer "Customer " with none.
+    use lakehouse_pipelines::ingestion::erp::generate_sales;
+    let sales = generate_sales(100, 42, 7, TEST_RUN_AT);
+    let mut customers = std::collections::BTreeSet::new();
+    for sale in &sales {
+        let id = sale.customer_id.as_deref().expect("a customer");
+        let number = id.strip_prefix("CUST").expect("CUST<n>");
+        assert!(number.parse::<u32>().is_ok(), "{id}");
+        assert_eq!(
+            sale.customer_name.as_deref(),
+            Some(format!("Customer {number} 7").as_str())
+        );
+        customers.insert(id.to_owned());
+    }
+    assert!(customers.len() > 1, "{customers:?}");
+}
