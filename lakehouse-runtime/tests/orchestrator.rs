@@ -3266,16 +3266,31 @@ mod notifications {
             .run(&RunConfig::default())
             .await
             .expect_err("no ledger");
+        // Nor a resume, nor a backfill: each is told too.
+        orchestrator
+            .resume("r000001", &RunConfig::default())
+            .await
+            .expect_err("no ledger");
+        orchestrator
+            .backfill(
+                &RunConfig::default(),
+                &[lakehouse_runtime::table::Timestamp(1_600_000_000_000_000)],
+                lakehouse_runtime::orchestrator::Redo::Missing,
+                |_| {},
+            )
+            .await
+            .expect_err("no ledger");
         let sent = bodies(&server);
-        assert_eq!(sent.len(), 1);
-        assert_eq!(sent[0]["status"], "not started");
-        assert!(
-            sent[0]["text"]
-                .as_str()
-                .is_some_and(|t| t.starts_with("lakehouse run could not start: ")),
-            "{}",
-            sent[0]
-        );
+        assert_eq!(sent.len(), 3);
+        for told in &sent {
+            assert_eq!(told["status"], "not started");
+            assert!(
+                told["text"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("lakehouse run could not start: ")),
+                "{told}"
+            );
+        }
     }
 
     #[test]

@@ -497,9 +497,23 @@ impl Orchestrator {
     /// ([`RunRecord::process_liveness`]); with `config.force`, whatever its process.
     pub async fn resume(&self, run_id: &str, config: &RunConfig) -> Result<RunReport> {
         // A unique prefix names the run too (`r000007`).
-        let resolved = self.ledger.resolve_run_id(run_id).await?;
-        let run_id = resolved.as_deref().unwrap_or(run_id);
-        let records = self.ledger.run(run_id).await?;
+        let read = async {
+            let resolved = self.ledger.resolve_run_id(run_id).await?;
+            let run_id = resolved.unwrap_or_else(|| run_id.to_owned());
+            let records = self.ledger.run(&run_id).await?;
+            Ok::<_, Error>((run_id, records))
+        };
+        // A ledger that cannot be read starts no resume: a scheduled one is told of as a run is.
+        let (run_id, records) = match read.await {
+            Ok(read) => read,
+            Err(error) => {
+                if let Some(webhook) = &self.webhook {
+                    webhook.notify_not_started(&error).await;
+                }
+                return Err(error);
+            }
+        };
+        let run_id = run_id.as_str();
         let Some(first) = records.first() else {
             return Err(Error::msg(format!(
                 "no run `{run_id}` in the ledger; see `orchestrate runs`"
