@@ -33,7 +33,8 @@ pub const TEST_RUN_AT: Timestamp = Timestamp(1_767_225_600_000_000);
 
 /// A pipeline's context for a unit test: the run's time and settings, and a session configured
 /// as the orchestrator's (the same functions, `surrogate_key` included), over an in-memory
-/// warehouse. Frames made here are registered for [`Ctx::sql`] under their table's name.
+/// warehouse. Frames made here of the pipeline's parameters' tables are registered for [`Ctx::sql`]
+/// under their table's name, as a run registers its inputs (see [`TestContext::frame`]).
 pub struct TestContext {
     pipeline: &'static str,
     /// Keeps the in-memory warehouse the session's store belongs to.
@@ -88,8 +89,16 @@ impl TestContext {
     pub fn frame<T: Table, R: Serialize>(&self, rows: &[R]) -> Result<Frame<T>> {
         let frame = self.cx.frame_from_rows::<T, R>(rows)?;
         let frame = self.with_system_columns(frame)?;
-        // A context of no registered pipeline cannot tell its parameters: every table is.
-        let a_parameter = self.cx.descriptor().is_none_or(|pipeline| {
+        // A context of no registered pipeline (or of a name two linked crates register) cannot
+        // tell its parameters: every table is.
+        let mut named = inventory::iter::<crate::graph::PipelineDescriptor>
+            .into_iter()
+            .filter(|p| p.name == self.cx.pipeline());
+        let pipeline = match (named.next(), named.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        };
+        let a_parameter = pipeline.is_none_or(|pipeline| {
             pipeline
                 .inputs
                 .iter()

@@ -591,6 +591,19 @@ fn partition_overwrite_needs_overwrite_mode_partitions_and_the_schema_kept() {
              replaces only: add the partition column(s) `day` to the key",
         ),
     ];
+    // A nullable partition column: the advice says to make it NOT NULL too.
+    let text = error_text(quote! {
+        #[table(schema = "gold", key(order_id), partition_by(region), mode = overwrite,
+                overwrite = partitions)]
+        pub struct Regional { pub order_id: i64, pub region: Option<String> }
+    });
+    assert!(
+        text.contains(
+            "add the partition column(s) `region` to the key (declared without `Option<_>`: \
+             `region`, as a key column is never NULL)"
+        ),
+        "{text}"
+    );
     // A key holding the partition columns is one key in one partition.
     let keyed = model(quote! {
         #[table(schema = "gold", key(order_id, day), partition_by(day), mode = overwrite,

@@ -322,12 +322,30 @@ pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result
             .map(String::as_str)
             .collect();
         if !outside.is_empty() {
+            // A key column is never NULL: a nullable partition column must stop being one.
+            let nullable: Vec<String> = input
+                .fields
+                .iter()
+                .zip(&field_names)
+                .filter(|(field, name)| {
+                    outside.contains(&name.as_str()) && option_inner(&field.ty).is_some()
+                })
+                .map(|(_, name)| format!("`{name}`"))
+                .collect();
+            let not_null = if nullable.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (declared without `Option<_>`: {}, as a key column is never NULL)",
+                    nullable.join(", ")
+                )
+            };
             errors.spanned(
                 &declared_key.key,
                 format!(
                     "with `overwrite = partitions`, a write checks the key in the partitions it \
-                     replaces only: add the partition column(s) {} to the key, so that one key \
-                     lives in one partition",
+                     replaces only: add the partition column(s) {} to the key{not_null}, so \
+                     that one key lives in one partition",
                     outside
                         .iter()
                         .map(|c| format!("`{c}`"))

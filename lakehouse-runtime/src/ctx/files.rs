@@ -429,11 +429,14 @@ impl Ctx {
                     // A value that does not convert names the file and the column.
                     let value = if field.data_type() == &target {
                         read
-                    } else if format == FileFormat::Parquet && widens(field.data_type(), &target) {
-                        // A typed column of a typed file into a type that holds every value:
-                        // `CAST` keeps its statistics for pruning row groups (a cast of text
-                        // prunes nothing anyway). A narrowing one may fail or lose precision,
-                        // and is checked naming the file and column.
+                    } else if format == FileFormat::Parquet
+                        && plainly_cast(field.data_type(), &target)
+                    {
+                        // A typed column of a typed file into a type that holds every value,
+                        // or a time into the declared time: `CAST` keeps its statistics for
+                        // pruning row groups (a cast of text prunes nothing anyway). A narrowing
+                        // number, which may not fit, fails naming the file and column (and
+                        // rounds as `CAST` does: a decimal's scale, a float's precision).
                         datafusion::logical_expr::cast(read, target)
                     } else {
                         crate::frame::named_cast::cast_named(
@@ -561,9 +564,11 @@ fn json_read_type(declared: arrow::datatypes::DataType) -> arrow::datatypes::Dat
     }
 }
 
-/// Whether every value of type `from` converts to `to` exactly (a wider integer, a float from a
-/// small integer, a wider decimal, a date or timestamp to a finer timestamp...).
-fn widens(from: &arrow::datatypes::DataType, to: &arrow::datatypes::DataType) -> bool {
+/// Whether a Parquet column of type `from` is read as `to` with a plain `CAST`: every value fits
+/// (a wider integer, a float from a small integer, a wider decimal), or it is a date or time read
+/// as a timestamp (pandas writes nanoseconds: their pruning statistics are kept; a cast past a
+/// timestamp's range of ±292 000 years fails as it would anyway).
+fn plainly_cast(from: &arrow::datatypes::DataType, to: &arrow::datatypes::DataType) -> bool {
     use arrow::datatypes::DataType as T;
     /// Bits of an integer type and whether it is signed.
     fn integer(t: &T) -> Option<(u32, bool)> {
@@ -586,8 +591,7 @@ fn widens(from: &arrow::datatypes::DataType, to: &arrow::datatypes::DataType) ->
         | (T::Decimal256(p1, s1), T::Decimal256(p2, s2)) => {
             s2 >= s1 && i16::from(*p2) - i16::from(*s2) >= i16::from(*p1) - i16::from(*s1)
         }
-        (T::Date32, T::Timestamp(..)) => true,
-        (T::Timestamp(unit_from, _), T::Timestamp(unit_to, _)) => unit_to >= unit_from,
+        (T::Date32 | T::Date64 | T::Timestamp(..), T::Timestamp(..)) => true,
         _ => match (integer(from), integer(to)) {
             (Some((bits_from, signed_from)), Some((bits_to, signed_to))) => {
                 (signed_from == signed_to && bits_to >= bits_from)

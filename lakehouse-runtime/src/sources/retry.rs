@@ -243,7 +243,10 @@ impl RetryPolicy {
                 Some(asked) if !asked.is_zero() => (asked, "the wait the server asked for"),
                 _ => (self.backoff(number - 1), "backoff"),
             };
-            let asked_by_server = failure.retry_after.is_some_and(|asked| !asked.is_zero());
+            // A quota's answer (429): a server in trouble (503) may be back before the time it
+            // asked for, and the pipeline's own retry, later, may find it so.
+            let asked_by_server =
+                failure.status == Some(429) && failure.retry_after.is_some_and(|a| !a.is_zero());
             // An attempt needs time of its own: one squeezed into what the wait leaves would
             // time out and hide why the server was failing.
             let useful = self.request_timeout.min(Duration::from_secs(1));
