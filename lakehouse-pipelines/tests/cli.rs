@@ -1481,14 +1481,19 @@ fn a_backfill_dry_run_lists_what_each_time_would_run() {
 #[test]
 fn a_relative_snapshot_directory_is_recorded_absolute_for_resume() {
     let dir = tempfile::tempdir().expect("dir");
-    let run = Command::new(env!("CARGO_BIN_EXE_orchestrate"))
-        .args(["--warehouse", "wh", "--set", "opendata.dir=snapshots/nov"])
-        .args(["run", "--select", "dim_date"])
-        .current_dir(dir.path())
-        .env("RUST_LOG", "warn")
-        .env_remove("LAKEHOUSE_WAREHOUSE")
-        .output()
-        .expect("the binary runs");
+    // In `dir`, with a warehouse `wh` there and the snapshot directory given as `how`.
+    let run_in_dir = |how: [&str; 2]| {
+        Command::new(env!("CARGO_BIN_EXE_orchestrate"))
+            .args(["--warehouse", "wh"])
+            .args(how)
+            .args(["run", "--select", "dim_date"])
+            .current_dir(dir.path())
+            .env("RUST_LOG", "warn")
+            .env_remove("LAKEHOUSE_WAREHOUSE")
+            .output()
+            .expect("the binary runs")
+    };
+    let run = run_in_dir(["--set", "opendata.dir=snapshots/nov"]);
     assert!(run.status.success(), "{}", stderr(&run));
     // Made absolute, it still counts as unread by the run (no pipeline of it reads open data).
     assert!(
@@ -1497,14 +1502,7 @@ fn a_relative_snapshot_directory_is_recorded_absolute_for_resume() {
         stderr(&run)
     );
     // The option is made absolute as the setting is: both runs recorded the same.
-    let run = Command::new(env!("CARGO_BIN_EXE_orchestrate"))
-        .args(["--warehouse", "wh", "--opendata-dir", "snapshots/nov"])
-        .args(["run", "--select", "dim_date"])
-        .current_dir(dir.path())
-        .env("RUST_LOG", "warn")
-        .env_remove("LAKEHOUSE_WAREHOUSE")
-        .output()
-        .expect("the binary runs");
+    let run = run_in_dir(["--opendata-dir", "snapshots/nov"]);
     assert!(run.status.success(), "{}", stderr(&run));
     let recorded = stdout(&orchestrate(
         &dir.path().join("wh"),

@@ -818,31 +818,26 @@ impl Ledger {
 
     /// The findings of run `run_id` about `table` in `lakehouse.quality_issues`.
     pub async fn findings(&self, run_id: &str, table: &str) -> Result<Vec<QualityIssue>> {
-        let session = self.warehouse.session();
-        let found = self
-            .warehouse
-            .read(&session, QualityIssue::DEF)
-            .await?
-            .filter(
-                col("run_id")
-                    .eq(lit(run_id))
-                    .and(col("table_name").eq(lit(table))),
-            )?;
-        rows(found).await
+        self.rows_of_run(run_id, ("table_name", table)).await
     }
 
     /// The records pipeline `pipeline` of run `run_id` rejected, in `lakehouse.rejects`.
     pub async fn rejects(&self, run_id: &str, pipeline: &str) -> Result<Vec<RejectRecord>> {
+        self.rows_of_run(run_id, ("pipeline", pipeline)).await
+    }
+
+    /// The rows of system table `R` of run `run_id` whose `column` holds `value`.
+    async fn rows_of_run<R: Table + DeserializeOwned>(
+        &self,
+        run_id: &str,
+        (column, value): (&str, &str),
+    ) -> Result<Vec<R>> {
         let session = self.warehouse.session();
-        let found = self
-            .warehouse
-            .read(&session, RejectRecord::DEF)
-            .await?
-            .filter(
-                col("run_id")
-                    .eq(lit(run_id))
-                    .and(col("pipeline").eq(lit(pipeline))),
-            )?;
+        let found = self.warehouse.read(&session, R::DEF).await?.filter(
+            col("run_id")
+                .eq(lit(run_id))
+                .and(col(column).eq(lit(value))),
+        )?;
         rows(found).await
     }
 
