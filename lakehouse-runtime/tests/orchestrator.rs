@@ -2154,7 +2154,9 @@ async fn an_abort_cuts_the_running_pipelines_and_records_the_runs_end() {
             .result("aborted")
             .and_then(|r| r.error.clone())
             .unwrap_or_default()
-            .contains("the run was aborted (interrupted twice)"),
+            .contains(
+                "the run was aborted (a second interrupt, or the end of the grace after SIGTERM)"
+            ),
         "{}",
         report.render(false)
     );

@@ -343,6 +343,12 @@ pub struct ExecutionArgs {
     /// Stop at the first failure and cancel running pipelines.
     #[arg(long)]
     pub fail_fast: bool,
+    /// After SIGTERM (`docker stop`, Kubernetes, systemd), how long running pipelines get to
+    /// finish before they are cut short and the run's end is recorded (keep it under the
+    /// process manager's own grace: Kubernetes 30 s, Docker 10 s); Ctrl-C waits for a second one.
+    #[arg(long, value_name = "DURATION", default_value = "20s", env = "LAKEHOUSE_STOP_GRACE",
+          value_parser = parse_duration)]
+    pub stop_grace: Duration,
     /// Run pipelines even when their upstreams failed.
     #[arg(long, conflicts_with = "skip_policy")]
     pub no_skip_downstream: bool,
@@ -661,6 +667,26 @@ mod tests {
             Some(3)
         );
         assert_eq!(concurrency(&["orchestrate", "list"]), Some(1));
+    }
+
+    /// How long a SIGTERM lets running pipelines finish before the run is aborted.
+    #[test]
+    fn the_grace_after_sigterm_is_20s_unless_given() {
+        let grace = |args: &[&str]| match Cli::try_parse_from(args).expect("valid").command {
+            Some(super::Command::Run(run)) => run.execution.stop_grace,
+            Some(super::Command::Resume { execution, .. }) => execution.stop_grace,
+            _ => panic!("run or resume"),
+        };
+        use std::time::Duration;
+        assert_eq!(grace(&["orchestrate", "run"]), Duration::from_secs(20));
+        assert_eq!(
+            grace(&["orchestrate", "run", "--stop-grace", "5s"]),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            grace(&["orchestrate", "resume", "r1", "--stop-grace", "1m"]),
+            Duration::from_secs(60)
+        );
     }
 
     #[test]

@@ -125,7 +125,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 .with_shutdown(shutdown)
                 .with_abort(aborting);
             let orchestrator = notified(orchestrator, &execution)?;
-            stop_when_interrupted(stop, abort);
+            stop_when_interrupted(stop, abort, execution.stop_grace);
             let settings = config.settings.clone();
             let report = with_progress(&orchestrator, |o| async move {
                 o.resume(&run_id, &config).await
@@ -418,30 +418,44 @@ fn notified(orchestrator: Orchestrator, execution: &ExecutionArgs) -> Result<Orc
 const ABORT_GRACE: std::time::Duration = std::time::Duration::from_secs(45);
 
 /// Sends `stop` at the first interrupt (no new pipeline starts, running ones finish), `abort`
-/// at the second (running ones are cut short, and the run's end recorded), and exits at the
+/// at the second, or `grace` after a SIGTERM (running ones are cut short, and the run's end
+/// recorded: the process manager kills the process soon after its SIGTERM), and exits at the
 /// third, or when the aborted run takes longer than [`ABORT_GRACE`].
 fn stop_when_interrupted(
     stop: tokio::sync::watch::Sender<bool>,
     abort: tokio::sync::watch::Sender<bool>,
+    grace: std::time::Duration,
 ) {
     tokio::spawn(async move {
-        if interrupted().await {
-            tracing::warn!(
-                "interrupted: letting running pipelines finish; interrupt again to abort"
-            );
+        if let Some(first) = interrupted().await {
             let _ = stop.send(true);
-            if interrupted().await {
-                tracing::error!(
-                    "interrupted again: cutting the running pipelines short and recording the \
-                     run's end; interrupt a third time to exit at once"
+            let second = if first == Interrupt::Terminate {
+                tracing::warn!(
+                    grace = %humantime::format_duration(grace),
+                    "terminated: letting running pipelines finish for the grace given \
+                     (`--stop-grace`), then cutting them short"
                 );
-                let _ = abort.send(true);
                 tokio::select! {
-                    _ = interrupted() => {}
-                    () = tokio::time::sleep(ABORT_GRACE) => {}
+                    _ = interrupted() => "interrupted again",
+                    () = tokio::time::sleep(grace) => "the grace after SIGTERM is over",
                 }
-                std::process::exit(130);
+            } else {
+                tracing::warn!(
+                    "interrupted: letting running pipelines finish; interrupt again to abort"
+                );
+                interrupted().await;
+                "interrupted again"
+            };
+            tracing::error!(
+                "{second}: cutting the running pipelines short and recording the run's end; \
+                 interrupt again to exit at once"
+            );
+            let _ = abort.send(true);
+            tokio::select! {
+                _ = interrupted() => {}
+                () = tokio::time::sleep(ABORT_GRACE) => {}
             }
+            std::process::exit(130);
         } else {
             // Nothing to listen for: the sender stays, or a loop would see a stop at once.
             std::future::pending::<()>().await;
@@ -450,20 +464,31 @@ fn stop_when_interrupted(
     });
 }
 
-/// Ctrl-C, or, on Unix, SIGTERM (what `docker stop`, `systemctl stop` and Kubernetes send);
-/// `false` when neither can be listened for.
-async fn interrupted() -> bool {
+/// What interrupted the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Interrupt {
+    /// Ctrl-C (SIGINT): someone at the terminal, who can press it again.
+    CtrlC,
+    /// SIGTERM: what `docker stop`, `systemctl stop` and Kubernetes send, a kill following.
+    Terminate,
+}
+
+/// Ctrl-C, or, on Unix, SIGTERM; `None` when neither can be listened for.
+async fn interrupted() -> Option<Interrupt> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         if let Ok(mut terminate) = signal(SignalKind::terminate()) {
             return tokio::select! {
-                pressed = tokio::signal::ctrl_c() => pressed.is_ok(),
-                _ = terminate.recv() => true,
+                pressed = tokio::signal::ctrl_c() => pressed.ok().map(|()| Interrupt::CtrlC),
+                _ = terminate.recv() => Some(Interrupt::Terminate),
             };
         }
     }
-    tokio::signal::ctrl_c().await.is_ok()
+    tokio::signal::ctrl_c()
+        .await
+        .ok()
+        .map(|()| Interrupt::CtrlC)
 }
 
 /// Runs the plan once or in a loop until it ends or is interrupted (Ctrl-C, SIGTERM).
@@ -477,7 +502,7 @@ async fn run_selected(
     ),
     global: &GlobalArgs,
 ) -> Result<ExitCode> {
-    stop_when_interrupted(stop, abort);
+    stop_when_interrupted(stop, abort, args.execution.stop_grace);
     let settings = config.settings.clone();
     if let (Some(from), Some(to)) = (args.from, args.to) {
         let redo = if args.rerun {

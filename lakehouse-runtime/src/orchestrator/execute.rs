@@ -183,7 +183,7 @@ pub(super) async fn execute(
                 joined = tasks.join_next_with_id() => joined,
                 Ok(_) = abort.wait_for(|abort| *abort) => {
                     aborted = true;
-                    let reason = "the run was aborted (interrupted twice)";
+                    let reason = "the run was aborted (a second interrupt, or the end of the grace after SIGTERM)";
                     tracing::error!("aborting the run: cutting its running pipelines short");
                     stop_sender.send_replace(Some(reason.into()));
                     stopped.get_or_insert_with(|| reason.to_owned());
