@@ -344,8 +344,9 @@ pub struct ExecutionArgs {
     #[arg(long)]
     pub fail_fast: bool,
     /// After SIGTERM (`docker stop`, Kubernetes, systemd), how long running pipelines get to
-    /// finish before they are cut short and the run's end is recorded (keep it under the
-    /// process manager's own grace: Kubernetes 30 s, Docker 10 s); Ctrl-C waits for a second one.
+    /// finish before they are cut short (5 s more at most) and the run's end is recorded: keep
+    /// it under the supervisor's own grace by 8 s or more (Kubernetes 30 s; Docker 10 s:
+    /// `2s`). Ctrl-C waits for a second one.
     #[arg(long, value_name = "DURATION", default_value = "20s", env = "LAKEHOUSE_STOP_GRACE",
           value_parser = parse_duration)]
     pub stop_grace: Duration,

@@ -565,9 +565,10 @@ fn json_read_type(declared: arrow::datatypes::DataType) -> arrow::datatypes::Dat
 }
 
 /// Whether a Parquet column of type `from` is read as `to` with a plain `CAST`: every value fits
-/// (a wider integer, a float from a small integer, a wider decimal), or it is a date or time read
-/// as a timestamp (pandas writes nanoseconds: their pruning statistics are kept; a cast past a
-/// timestamp's range of ±292 000 years fails as it would anyway).
+/// (a wider integer, a float from a small integer, a wider decimal), or it is a day or a time read
+/// as a timestamp (pandas writes nanoseconds: their pruning statistics are kept; a day or time
+/// past a timestamp's range of ±292 000 years fails the read, unnamed). A `Date64` is checked:
+/// arrow multiplies its milliseconds unchecked.
 fn plainly_cast(from: &arrow::datatypes::DataType, to: &arrow::datatypes::DataType) -> bool {
     use arrow::datatypes::DataType as T;
     /// Bits of an integer type and whether it is signed.
@@ -591,7 +592,7 @@ fn plainly_cast(from: &arrow::datatypes::DataType, to: &arrow::datatypes::DataTy
         | (T::Decimal256(p1, s1), T::Decimal256(p2, s2)) => {
             s2 >= s1 && i16::from(*p2) - i16::from(*s2) >= i16::from(*p1) - i16::from(*s1)
         }
-        (T::Date32 | T::Date64 | T::Timestamp(..), T::Timestamp(..)) => true,
+        (T::Date32 | T::Timestamp(..), T::Timestamp(..)) => true,
         _ => match (integer(from), integer(to)) {
             (Some((bits_from, signed_from)), Some((bits_to, signed_to))) => {
                 (signed_from == signed_to && bits_to >= bits_from)

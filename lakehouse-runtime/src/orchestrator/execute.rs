@@ -26,6 +26,10 @@ use crate::table::Timestamp;
 /// whether its write committed may take, before the run goes on without them.
 const AFTER_CUT_LIMIT: Duration = Duration::from_secs(30);
 
+/// [`AFTER_CUT_LIMIT`] when the run is aborted (its supervisor kills it soon after): the run's
+/// end must be recorded before.
+const ABORTED_CUT_LIMIT: Duration = Duration::from_secs(5);
+
 /// The most extra attempts a pipeline gets, however many are asked for.
 const MAX_RETRIES: u32 = 100;
 
@@ -559,6 +563,7 @@ async fn attempt_once(
     slot: &mut Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<Written> {
     let Cuts { timeout, mut stop } = cuts;
+    let abort = orchestrator.abort.clone();
     let warehouse = orchestrator.warehouse.clone();
     let sequence = run.sequence;
     // Without the progress events' sender: a live display ends when every sender is gone, and
@@ -610,7 +615,14 @@ async fn attempt_once(
     // write then makes a checkpoint, its descriptions' commit): the table tells. Checking it and
     // waiting for the attempt to stop share one deadline: the store may be what hangs, and the
     // attempt may block without awaiting.
-    let deadline = tokio::time::Instant::now() + AFTER_CUT_LIMIT;
+    // An aborted run is being stopped by its supervisor, which kills it soon: it waits less.
+    let aborted = *abort.borrow();
+    let after_cut = if aborted {
+        ABORTED_CUT_LIMIT
+    } else {
+        AFTER_CUT_LIMIT
+    };
+    let deadline = tokio::time::Instant::now() + after_cut;
     let committed: Option<bool> = if has_committed.load(Ordering::Acquire) {
         Some(true)
     } else {
@@ -629,7 +641,11 @@ async fn attempt_once(
         // finishes, or a committed write would be reported failed and its rejects lost. As long
         // again as the limit (at least a minute) to record it: a hung ledger must not hang the
         // run.
-        let grace = timeout.unwrap_or_default().max(Duration::from_secs(60));
+        let grace = if aborted {
+            ABORTED_CUT_LIMIT
+        } else {
+            timeout.unwrap_or_default().max(Duration::from_secs(60))
+        };
         tracing::warn!(
             grace = %humantime::format_duration(grace),
             "{} after the commit; recording what it wrote",
@@ -670,7 +686,7 @@ async fn attempt_once(
     // long computation) runs on, and is left to end on its own rather than hold the run.
     // A few seconds at least, even when the commit check took the deadline: an aborted task
     // that was awaiting (the usual case) ends as soon as a worker runs it.
-    let stop_by = deadline.max(tokio::time::Instant::now() + Duration::from_secs(5));
+    let stop_by = deadline.max(tokio::time::Instant::now() + Duration::from_secs(5).min(after_cut));
     let left_running = match tokio::time::timeout_at(stop_by, &mut task).await {
         // It ended before the abort reached it: its own outcome.
         Ok(Ok(result)) => return result,
@@ -680,7 +696,7 @@ async fn attempt_once(
             tracing::warn!(
                 "the attempt did not stop within {} of being cut short (it blocks without \
                  awaiting): it is left to end on its own",
-                humantime::format_duration(AFTER_CUT_LIMIT)
+                humantime::format_duration(after_cut)
             );
             true
         }

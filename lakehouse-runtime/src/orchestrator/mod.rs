@@ -298,7 +298,8 @@ impl Orchestrator {
         self
     }
 
-    /// Stops at once when `abort` becomes true (a second Ctrl-C): running attempts are cut
+    /// Stops at once when `abort` becomes true (a second Ctrl-C, or the grace after a SIGTERM
+    /// over): running attempts are cut
     /// short as fail-fast cuts them (one whose write committed still records it), the rest are
     /// cancelled, and the run's end is recorded, so that it is not left "running" in the ledger.
     pub fn with_abort(mut self, abort: watch::Receiver<bool>) -> Orchestrator {
@@ -788,7 +789,8 @@ impl Orchestrator {
         let mut shutdown = self.shutdown.clone();
         loop {
             next_tick(&mut ticker, &mut shutdown).await;
-            if *shutdown.borrow() {
+            // An abort stops a loop too, should no shutdown have come with it.
+            if *shutdown.borrow() || *self.abort.borrow() {
                 break;
             }
             match self.run(config).await {
@@ -831,7 +833,7 @@ impl Orchestrator {
             }
             let done = iterations.is_some_and(|n| runs.done + runs.failed >= n)
                 || duration.is_some_and(|d| started.elapsed().saturating_add(every) > d);
-            if done || *shutdown.borrow() {
+            if done || *shutdown.borrow() || *self.abort.borrow() {
                 break;
             }
         }
