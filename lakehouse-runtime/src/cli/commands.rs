@@ -443,8 +443,14 @@ fn stop_when_interrupted(
                 tracing::warn!(
                     "interrupted: letting running pipelines finish; interrupt again to abort"
                 );
-                interrupted().await;
-                "interrupted again"
+                match interrupted().await {
+                    // A supervisor stopping the process after a Ctrl-C: its grace applies.
+                    Some(Interrupt::Terminate) => tokio::select! {
+                        _ = interrupted() => "interrupted again",
+                        () = tokio::time::sleep(grace) => "the grace after SIGTERM is over",
+                    },
+                    _ => "interrupted again",
+                }
             };
             tracing::error!(
                 "{second}: cutting the running pipelines short and recording the run's end; \
