@@ -88,16 +88,9 @@ impl Orchestrator {
         redo: Redo,
         mut on_report: impl FnMut(&RunReport),
     ) -> Result<BackfillReport> {
-        let (selected, mut history) = match self.backfill_start(config, run_ats, redo).await {
-            Ok(started) => started,
-            Err(error) => {
-                // A scheduled backfill that cannot start is told of as a run is.
-                if let Some(webhook) = &self.webhook {
-                    webhook.notify_not_started(&error).await;
-                }
-                return Err(error);
-            }
-        };
+        let (selected, mut history) = self
+            .told_if_not_started(self.backfill_start(config, run_ats, redo).await)
+            .await?;
         let mut report = BackfillReport::default();
         for (done, run_at) in run_ats.iter().enumerate() {
             if *self.shutdown.borrow() {

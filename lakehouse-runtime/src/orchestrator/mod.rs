@@ -291,6 +291,15 @@ impl Orchestrator {
         }
     }
 
+    /// `started`, an error of which is told to the webhook, if any, as a run that could not
+    /// start (a scheduled run, resume or backfill must not fail unseen).
+    pub(crate) async fn told_if_not_started<T>(&self, started: Result<T>) -> Result<T> {
+        if let (Err(error), Some(webhook)) = (&started, &self.webhook) {
+            webhook.notify_not_started(error).await;
+        }
+        started
+    }
+
     /// Stops gracefully when `shutdown` becomes true: no new pipeline starts, running ones finish
     /// and are recorded, the rest are cancelled.
     pub fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> Orchestrator {
@@ -409,15 +418,7 @@ impl Orchestrator {
             };
             Ok::<_, Error>((sequence, run_at))
         };
-        let (sequence, run_at) = match started.await {
-            Ok(started) => started,
-            Err(error) => {
-                if let Some(webhook) = &self.webhook {
-                    webhook.notify_not_started(&error).await;
-                }
-                return Err(error);
-            }
-        };
+        let (sequence, run_at) = self.told_if_not_started(started.await).await?;
         let run = RunInfo {
             run_id: run_id(sequence, run_at),
             sequence,
@@ -505,15 +506,7 @@ impl Orchestrator {
             Ok::<_, Error>((run_id, records))
         };
         // A ledger that cannot be read starts no resume: a scheduled one is told of as a run is.
-        let (run_id, records) = match read.await {
-            Ok(read) => read,
-            Err(error) => {
-                if let Some(webhook) = &self.webhook {
-                    webhook.notify_not_started(&error).await;
-                }
-                return Err(error);
-            }
-        };
+        let (run_id, records) = self.told_if_not_started(read.await).await?;
         let run_id = run_id.as_str();
         let Some(first) = records.first() else {
             return Err(Error::msg(format!(
@@ -911,12 +904,8 @@ impl Orchestrator {
         use std::sync::atomic::Ordering;
         if !self.system_tables_ready.load(Ordering::Acquire) {
             for table in crate::ledger::system_tables() {
-                if let Err(error) = self.warehouse.ensure(table).await {
-                    if let Some(webhook) = &self.webhook {
-                        webhook.notify_not_started(&error).await;
-                    }
-                    return Err(error);
-                }
+                self.told_if_not_started(self.warehouse.ensure(table).await)
+                    .await?;
             }
             self.system_tables_ready.store(true, Ordering::Release);
         }
