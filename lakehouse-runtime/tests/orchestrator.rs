@@ -3295,6 +3295,68 @@ mod notifications {
         }
     }
 
+    #[tokio::test]
+    async fn a_resume_or_backfill_refused_is_told() {
+        let server = TestServer::start(|_| Reply::json(200, "ok"));
+        let wh = TempWarehouse::new();
+        let webhook = Webhook::new(&server.url("/hook"), NotifyOn::Failure).expect("webhook");
+        let orchestrator =
+            Orchestrator::new(registry(&["ticks"]), wh.warehouse.clone()).with_webhook(webhook);
+        let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+        assert!(server.requests().is_empty(), "a success is not told");
+        // A run recorded as running by this process (alive), at a time nothing succeeded at.
+        let start = orchestrator
+            .ledger()
+            .run(&report.run_id)
+            .await
+            .expect("ledger")
+            .into_iter()
+            .find(|r| r.kind == "run" && r.status == "running")
+            .expect("the run's start is recorded");
+        let earlier = lakehouse_runtime::table::Timestamp(1_600_000_000_000_000);
+        orchestrator
+            .ledger()
+            .append(&[lakehouse_runtime::ledger::RunRecord {
+                run_id: "r999999-running".to_owned(),
+                sequence: 999_999,
+                run_at: earlier,
+                ..start
+            }])
+            .await
+            .expect("recorded");
+        let refusals = [
+            orchestrator
+                .resume("r999999", &RunConfig::default())
+                .await
+                .expect_err("still running"),
+            orchestrator
+                .resume("r123456", &RunConfig::default())
+                .await
+                .expect_err("no such run"),
+            orchestrator
+                .backfill(
+                    &RunConfig::default(),
+                    &[earlier],
+                    lakehouse_runtime::orchestrator::Redo::Missing,
+                    |_| {},
+                )
+                .await
+                .expect_err("a run at that time is recorded as running"),
+        ];
+        let sent = bodies(&server);
+        assert_eq!(sent.len(), refusals.len(), "{sent:?}");
+        for ((told, refusal), expected) in sent.iter().zip(&refusals).zip([
+            "run `r999999-running` is still running",
+            "no run `r123456` in the ledger",
+            "run `r999999-running` at 2020-09-13T12:26:40Z is recorded as running",
+        ]) {
+            assert_eq!(told["status"], "not started");
+            let text = told["text"].as_str().expect("a text");
+            assert!(text.contains(expected), "{text}");
+            assert!(refusal.to_string().contains(expected), "{refusal}");
+        }
+    }
+
     #[test]
     fn a_webhook_is_https_or_local() {
         let error = Webhook::new("http://hooks.example.org/x", NotifyOn::Failure)

@@ -99,7 +99,11 @@ impl Orchestrator {
             }
             tracing::info!(run_at = %run_at, time = done + 1, of = run_ats.len(), "backfill");
             let at = history.remove(run_at).unwrap_or_default();
-            let targets = self.targets_at(&selected, *run_at, at, redo).await?;
+            // A time that cannot run (a run at it still recorded as running) is told as a run
+            // that could not start: the backfill stops there.
+            let targets = self
+                .told_if_not_started(self.targets_at(&selected, *run_at, at, redo).await)
+                .await?;
             if targets.is_empty() {
                 report.already_done.push(*run_at);
                 continue;

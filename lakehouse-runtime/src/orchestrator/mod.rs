@@ -509,9 +509,10 @@ impl Orchestrator {
         let (run_id, records) = self.told_if_not_started(read.await).await?;
         let run_id = run_id.as_str();
         let Some(first) = records.first() else {
-            return Err(Error::msg(format!(
+            let unknown = Error::msg(format!(
                 "no run `{run_id}` in the ledger; see `orchestrate runs`"
-            )));
+            ));
+            return self.told_if_not_started(Err(unknown)).await;
         };
         // The latest execution of the run has no end: it is still running, or its process died.
         // (Latest by number, then by time for rows recorded before executions were numbered.)
@@ -542,19 +543,21 @@ impl Orchestrator {
                     process.map(|p| p.to_string()).unwrap_or_default()
                 ),
                 Liveness::Alive => {
-                    return Err(Error::msg(format!(
+                    let running = Error::msg(format!(
                         "run `{run_id}` is still running ({}); wait for it to end or stop it \
                          (if that pid is no longer the orchestrator, resume with --force)",
                         process.map(|p| p.to_string()).unwrap_or_default()
-                    )));
+                    ));
+                    return self.told_if_not_started(Err(running)).await;
                 }
                 Liveness::Unknown => {
                     let by = process.map(|p| format!(" by {p}")).unwrap_or_default();
-                    return Err(Error::msg(format!(
+                    let unsure = Error::msg(format!(
                         "run `{run_id}` is recorded as running{by}: it is still running, or its \
                          process died; if it died, resume it with --force (its committed writes \
                          are not repeated)"
-                    )));
+                    ));
+                    return self.told_if_not_started(Err(unsure)).await;
                 }
             }
         }
@@ -689,18 +692,19 @@ impl Orchestrator {
                 resumed.rebuild = true;
             }
             Some(None) => {
-                return Err(Error::msg(format!(
+                let unknown = Error::msg(format!(
                     "run `{run_id}` was recorded with refresh `{}`, which this version does not \
                      know; run it again instead",
                     refresh.unwrap_or_default()
-                )));
+                ));
+                return self.told_if_not_started(Err(unknown)).await;
             }
             None => {}
         }
         if resumed.full_refresh {
             tracing::info!(rebuild = resumed.rebuild, "resuming a full refresh");
         }
-        let plan = self.plan(&resumed)?;
+        let plan = self.told_if_not_started(self.plan(&resumed)).await?;
         // The run row's totals are the run's, not this execution's alone.
         let earlier_rows = rows_of_succeeded(&records, &resumed.targets);
         let not_resumed = unregistered
