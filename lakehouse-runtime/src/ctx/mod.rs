@@ -97,14 +97,18 @@ impl Settings {
         match self.get(key) {
             None => Ok(default),
             Some(raw) => raw.parse().map_err(|e| {
-                // Errors reach the ledger and the webhook: a secret's value stays out.
-                let shown = if may_be_secret(key, raw) {
-                    "(a value that may be secret, not shown)".to_owned()
+                // Errors reach the ledger and the webhook: a secret's value stays out, and so
+                // does the parser's message, which may quote part of it.
+                let (shown, why) = if may_be_secret(key, raw) {
+                    (
+                        "(a value that may be secret, not shown)".to_owned(),
+                        String::new(),
+                    )
                 } else {
-                    format!("{raw:?}")
+                    (format!("{raw:?}"), format!(": {e}"))
                 };
                 Error::Refused(format!(
-                    "setting `{key}` = {shown} is invalid: {e} (expected {}, e.g. `--set \
+                    "setting `{key}` = {shown} is invalid{why} (expected {}, e.g. `--set \
                      {key}=..`)",
                     expected::<V>()
                 ))
@@ -594,6 +598,17 @@ mod tests {
             error.starts_with("setting `db.password_retries` = (a value that may be secret"),
             "{error}"
         );
+        // Nor is it quoted by the parser's own message (humantime names the unit it read).
+        settings.set("api.token_wait", "5hunter2");
+        let error = settings
+            .parse_or(
+                "api.token_wait",
+                humantime::Duration::from(std::time::Duration::from_secs(1)),
+            )
+            .expect_err("not a duration")
+            .to_string();
+        assert!(!error.contains("hunter"), "{error}");
+        assert!(error.contains("is invalid (expected "), "{error}");
     }
 
     #[test]
