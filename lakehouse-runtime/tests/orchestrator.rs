@@ -2057,6 +2057,74 @@ async fn a_run_whose_process_died_is_listed_and_resumed_with_its_plan() {
 }
 
 #[tokio::test]
+async fn a_run_whose_start_row_was_lost_is_resumed_only_when_forced_and_numbered_after_its_rows() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "bad"]), wh.warehouse.clone());
+    let first = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 1");
+    assert!(!first.succeeded());
+    // What a run whose start row could not be appended leaves: its attempts alone (here the
+    // failed one, of its second execution, as a resume whose start row was lost leaves it).
+    let failed = orchestrator
+        .ledger()
+        .run(&first.run_id)
+        .await
+        .expect("ledger")
+        .into_iter()
+        .find(|r| r.pipeline.as_deref() == Some("bad"))
+        .expect("bad was attempted");
+    assert_eq!(failed.execution, Some(1));
+    orchestrator
+        .ledger()
+        .append(&[lakehouse_runtime::ledger::RunRecord {
+            run_id: "r000009-lost".to_owned(),
+            sequence: 9,
+            execution: Some(2),
+            ..failed
+        }])
+        .await
+        .expect("recorded");
+    let refused = orchestrator
+        .resume("r000009", &RunConfig::default())
+        .await
+        .expect_err("no start row");
+    assert!(
+        refused.to_string().contains(
+            "run `r000009-lost` has attempts in the ledger but no start row (it could not be \
+             recorded)"
+        ),
+        "{refused}"
+    );
+    let forced = RunConfig {
+        force: true,
+        ..RunConfig::default()
+    };
+    let resumed = orchestrator
+        .resume("r000009", &forced)
+        .await
+        .expect("forced");
+    assert_eq!(resumed.results.len(), 1, "{}", resumed.render(false));
+    assert_eq!(
+        resumed.result("bad").map(|r| r.status),
+        Some(Status::Failed)
+    );
+    // The forced resume is the third execution: the lost start row's attempt named the second.
+    let rows = orchestrator
+        .ledger()
+        .run("r000009-lost")
+        .await
+        .expect("ledger");
+    let executions: Vec<Option<i32>> = rows
+        .iter()
+        .filter(|r| r.kind == "run")
+        .map(|r| r.execution)
+        .collect();
+    assert_eq!(executions, [Some(3), Some(3)]);
+}
+
+#[tokio::test]
 async fn loops_run_in_dependency_order_with_fresh_run_times_and_incremental_inputs() {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());

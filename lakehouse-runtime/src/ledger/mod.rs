@@ -468,11 +468,8 @@ impl Ledger {
         let df = self
             .records()
             .await?
-            .filter(
-                col("kind")
-                    .eq(lit("run"))
-                    .and(starts_with(col("run_id"), lit(prefix))),
-            )?
+            // Any row names its run: one whose start row was lost too.
+            .filter(starts_with(col("run_id"), lit(prefix)))?
             .select(vec![col("run_id")])?
             .distinct()?
             .sort(vec![col("run_id").sort(true, false)])?

@@ -514,6 +514,24 @@ impl Orchestrator {
             ));
             return self.told_if_not_started(Err(unknown)).await;
         };
+        // Only attempts recorded: the run's start row was lost. Its process may still run, and
+        // what it planned beyond what it attempted is unknown.
+        if !records.iter().any(|r| r.kind == "run") {
+            if !config.force {
+                let unsure = Error::msg(format!(
+                    "run `{run_id}` has attempts in the ledger but no start row (it could not \
+                     be recorded): whether its process still runs, and which pipelines it \
+                     planned beyond those it attempted, are unknown; if it ended, resume it \
+                     with --force (the pipelines it attempted are resumed; run the others \
+                     with `orchestrate run --select`)"
+                ));
+                return self.told_if_not_started(Err(unsure)).await;
+            }
+            tracing::warn!(
+                run_id,
+                "the run's start row is missing: only the pipelines it attempted are resumed"
+            );
+        }
         // The latest execution of the run has no end: it is still running, or its process died.
         // (Latest by number, then by time for rows recorded before executions were numbered.)
         let runs = records.iter().filter(|r| r.kind == "run");
@@ -522,13 +540,18 @@ impl Orchestrator {
         let mut unfinished = runs
             .filter(|r| Some(order(r)) == latest)
             .collect::<Vec<_>>();
-        // Each execution records one start (no end time); this one is the next.
-        let execution = records
+        // This execution is the next after the highest any row of the run names (a start row
+        // may have been lost); rows recorded before executions were numbered count one per
+        // start (no end time).
+        let starts = records
             .iter()
             .filter(|r| r.kind == "run" && r.finished_at.is_none())
-            .count()
+            .count();
+        let numbered = records.iter().filter_map(|r| r.execution).max();
+        let execution = i32::try_from(starts)
+            .unwrap_or(i32::MAX)
+            .max(numbered.unwrap_or(0))
             .saturating_add(1);
-        let execution = i32::try_from(execution).unwrap_or(i32::MAX);
         if unfinished.iter().any(|r| r.finished_at.is_some()) {
             unfinished.clear();
         }
