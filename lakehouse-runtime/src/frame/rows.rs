@@ -13,11 +13,17 @@ use crate::error::{Error, Result};
 /// Rows per record batch.
 const BATCH_ROWS: usize = 8192;
 
+/// Rows whose values are checked for a type the decoder would change without an error: a row
+/// struct's fields have one type for every row.
+const ROWS_SAMPLED: usize = 64;
+
 /// `rows` as record batches of `schema`. Field names must match column names: a field that is
 /// no column (misspelled, or renamed by serde) is an error naming it, not a column silently
 /// left NULL; a missing nullable column is NULL. A value of the wrong type is an error naming
-/// the column.
+/// the column, a float for an integer or decimal column and decimal text with more places than
+/// the column's scale included (the decoder would cut them: checked on the first rows).
 pub fn batches_from_rows<R: Serialize>(schema: SchemaRef, rows: &[R]) -> Result<Vec<RecordBatch>> {
+    refuse_cut_values(&schema, rows)?;
     let columns = || {
         schema
             .fields()
@@ -45,6 +51,61 @@ pub fn batches_from_rows<R: Serialize>(schema: SchemaRef, rows: &[R]) -> Result<
         }
     }
     Ok(batches)
+}
+
+/// An error naming the first column of `schema` whose value, in one of the first rows, Arrow's
+/// JSON decoder would cut without an error: a float into an integer column (truncated), a float
+/// into a decimal column or decimal text with more places than its scale (cut to the scale).
+fn refuse_cut_values<R: Serialize>(schema: &arrow::datatypes::Schema, rows: &[R]) -> Result<()> {
+    use arrow::datatypes::DataType;
+    use serde_json::Value;
+    for row in rows.iter().take(ROWS_SAMPLED) {
+        // A row that is no JSON object: the decoder says what is wrong with it.
+        let Ok(Value::Object(values)) = serde_json::to_value(row) else {
+            return Ok(());
+        };
+        for field in schema.fields() {
+            let (Some(value), data_type) = (values.get(field.name()), field.data_type()) else {
+                continue;
+            };
+            let why = match (data_type, value) {
+                (t, Value::Number(n)) if t.is_integer() && n.is_f64() => format!(
+                    "is {t} but the rows give it the float {n}, which would be cut to a whole \
+                     number: give the field an integer type (round it first)"
+                ),
+                (DataType::Decimal128(p, s) | DataType::Decimal256(p, s), Value::Number(n))
+                    if n.is_f64() =>
+                {
+                    format!(
+                        "is DECIMAL({p},{s}) but the rows give it the float {n}, whose places \
+                         past {s} would be cut: give the field the type `Decimal<{p}, {s}>`"
+                    )
+                }
+                (DataType::Decimal128(p, s) | DataType::Decimal256(p, s), Value::String(text))
+                    if decimal_places(text) > usize::try_from(*s).unwrap_or(0) =>
+                {
+                    format!(
+                        "is DECIMAL({p},{s}) but the rows give it {text:?}, whose places past \
+                         {s} would be cut: give the field the type `Decimal<{p}, {s}>` (round \
+                         it first)"
+                    )
+                }
+                _ => continue,
+            };
+            return Err(Error::Refused(format!(
+                "rows do not fit the table's columns: column `{}` {why}",
+                field.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The digits after the point of decimal text (`"1.230"`: 3).
+fn decimal_places(text: &str) -> usize {
+    text.split_once('.').map_or(0, |(_, places)| {
+        places.chars().take_while(char::is_ascii_digit).count()
+    })
 }
 
 /// Record batches as `R`s, through Arrow's JSON writer (decimals as their exact text: the
@@ -189,5 +250,76 @@ mod tests {
         let batches = batches_from_rows(schema(), &[IdOnly { id: 1 }]).expect("name is NULL");
         assert_eq!(batches[0].num_rows(), 1);
         assert_eq!(batches[0].column(1).null_count(), 1);
+    }
+
+    #[test]
+    fn a_value_the_decoder_would_cut_is_an_error_naming_its_column() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("qty", DataType::Int64, true),
+            Field::new("amount", DataType::Decimal128(10, 2), true),
+        ]));
+        #[derive(Serialize)]
+        struct Row<Q, A> {
+            qty: Option<Q>,
+            amount: Option<A>,
+        }
+        let refused = |rows: &[Row<f64, i64>]| {
+            batches_from_rows(schema.clone(), rows)
+                .expect_err("a float into an integer")
+                .to_string()
+        };
+        // The first row with a value tells: a row struct's field has one type.
+        let error = refused(&[
+            Row {
+                qty: None,
+                amount: Some(1),
+            },
+            Row {
+                qty: Some(1.9),
+                amount: None,
+            },
+        ]);
+        assert_eq!(
+            error,
+            "rows do not fit the table's columns: column `qty` is Int64 but the rows give it the \
+             float 1.9, which would be cut to a whole number: give the field an integer type \
+             (round it first)"
+        );
+        let floats = batches_from_rows(
+            schema.clone(),
+            &[Row::<i64, f64> {
+                qty: Some(2),
+                amount: Some(19.999),
+            }],
+        )
+        .expect_err("a float into a decimal")
+        .to_string();
+        assert!(
+            floats.contains(
+                "column `amount` is DECIMAL(10,2) but the rows give it the float \
+                             19.999, whose places past 2 would be cut"
+            ),
+            "{floats}"
+        );
+        let text = batches_from_rows(
+            schema.clone(),
+            &[Row::<i64, &str> {
+                qty: Some(2),
+                amount: Some("1.239"),
+            }],
+        )
+        .expect_err("three places into two")
+        .to_string();
+        assert!(text.contains("it \"1.239\", whose places past 2"), "{text}");
+        // Exact values go through.
+        let batches = batches_from_rows(
+            schema,
+            &[Row::<i64, &str> {
+                qty: Some(2),
+                amount: Some("1.20"),
+            }],
+        )
+        .expect("exact");
+        assert_eq!(batches[0].num_rows(), 1);
     }
 }
