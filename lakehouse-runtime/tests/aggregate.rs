@@ -324,6 +324,14 @@ pub struct TotalAmount {
     pub total: Decimal<4, 2>,
 }
 
+/// Prices as the widest decimal.
+#[derive(Table)]
+#[table(schema = "agg", name = "wide_priced", mode = overwrite)]
+pub struct WidePriced {
+    pub order_id: i64,
+    pub price: Decimal<38, 2>,
+}
+
 /// Prices as a narrow decimal.
 #[derive(Table)]
 #[table(schema = "agg", name = "priced", mode = overwrite)]
@@ -370,6 +378,19 @@ async fn decimal_literals_fill_optional_columns_and_never_exceed_their_precision
         .expect_err("too many digits")
         .to_string();
     assert!(error.contains("precision 4"), "{error}");
+    // At 38 digits too: 39 digits in a DECIMAL(38, 2).
+    let error = lines()
+        .select_into(WidePricedSelect {
+            order_id: l::order_id,
+            price: Decimal::<38, 2>(10i128.pow(38)),
+        })
+        .expect("select")
+        .into_dataframe()
+        .collect()
+        .await
+        .expect_err("39 digits")
+        .to_string();
+    assert!(error.contains("precision 38"), "{error}");
     // A sum that does not fit its column names it.
     let total = Frame::<Line>::from_dataframe(frame(&session, Line::DEF, &self::lines()))
         .expect("lines")
@@ -653,4 +674,75 @@ async fn a_max_of_an_outer_joins_optional_side_into_a_not_null_column_is_refused
             quantity: sum(l::quantity),
         })
         .expect("an inner join");
+}
+
+/// The total of squared amounts.
+#[derive(Table)]
+#[table(schema = "agg", name = "squares", mode = overwrite)]
+pub struct Squares {
+    pub total: Option<Decimal<31, 4>>,
+}
+
+#[tokio::test]
+async fn a_computed_value_declared_of_another_type_than_it_has_is_refused_while_planning() {
+    // A sum of `typed::<Decimal<10, 2>>` values is cast to scale 2: a scale-4 total was rounded
+    // without an error.
+    use Line as l;
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let lines =
+        || Frame::<Line>::from_dataframe(frame(&session, Line::DEF, &lines())).expect("lines");
+    let squared = || l::amount.expr() * l::amount.expr();
+    let error = lines()
+        .group_by([])
+        .select_into(TotalAmountSelect {
+            total: sum(typed::<Decimal<10, 2>>(squared())),
+        })
+        .err()
+        .expect("refused while planning")
+        .to_string();
+    assert!(
+        error.contains("agg.total_amount")
+            && error.contains(
+                "an expression declared DECIMAL(10,2) (`typed::<..>`) is Decimal128(21, 4): \
+                 declare the type it has"
+            ),
+        "{error}"
+    );
+    // Declared as it is, it sums exactly.
+    let total = lines()
+        .group_by([])
+        .select_into(SquaresSelect {
+            total: sum(typed::<Decimal<21, 4>>(squared())),
+        })
+        .expect("declared as it is");
+    let expected: f64 = self::lines()
+        .iter()
+        .map(|line| (line.amount.0 as f64 / 100.0).powi(2))
+        .sum();
+    let rendered = render(total.into_dataframe()).await;
+    assert_eq!(rendered, [format!("{expected:.4}")]);
+    // A join key declared of another type is refused too.
+    let customers =
+        Frame::<Customer>::from_dataframe(frame(&session, Customer::DEF, &[] as &[Customer]))
+            .expect("customers");
+    let error = lines()
+        .join(
+            customers,
+            JoinType::Inner,
+            [on_values(
+                typed::<i64>(l::customer_id.expr()),
+                typed::<i64>(cast(
+                    Customer::region.expr(),
+                    arrow::datatypes::DataType::Int64,
+                )),
+            )],
+        )
+        .err()
+        .expect("text declared i64")
+        .to_string();
+    assert!(
+        error.contains("an expression declared BIGINT (`typed::<..>`) is Utf8"),
+        "{error}"
+    );
 }

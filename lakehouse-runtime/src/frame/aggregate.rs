@@ -124,9 +124,11 @@ impl Grouped {
     }
 }
 
-impl<V> Values<V> for Typed<V> {
+/// A computed expression's declared type decides how it is aggregated (a `sum` is cast to a
+/// column of its scale): it is checked when the plan is built.
+impl<V: ColumnType> Values<V> for Typed<V> {
     fn into_values(self) -> Expr {
-        self.into_expr()
+        super::declared::declared(self.into_expr(), V::LOGICAL)
     }
 }
 

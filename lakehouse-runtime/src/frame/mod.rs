@@ -4,6 +4,7 @@
 mod aggregate;
 mod conform;
 mod decimal;
+mod declared;
 mod keys;
 pub(crate) mod named_cast;
 mod not_null;
@@ -407,6 +408,15 @@ impl View {
                 "the join with `{joined}` on `{l} = {r}` does not compare a column of the frame \
                  with a column of `{joined}`: {what}"
             )));
+        }
+        // The keys' types, now: DataFusion computes them only when it plans the execution, and
+        // a declared key type (`on_values`) is checked there.
+        let both = self.df.schema().join(right.schema())?;
+        for key in left.iter().chain(&right_keys) {
+            use datafusion::logical_expr::ExprSchemable as _;
+            key.get_type(&both).map_err(|e| {
+                Error::Refused(format!("a key of the join with `{joined}`, `{key}`: {e}"))
+            })?;
         }
         let on: Vec<Expr> = left
             .into_iter()

@@ -47,7 +47,10 @@ impl<T: Table, V> From<Col<T, V>> for Expr {
 }
 
 /// A DataFusion expression whose values have the Rust type `V`, as the author asserts. The
-/// whole-graph plan test checks the assertion against DataFusion's own type inference.
+/// assertion is checked against DataFusion's own type inference when the plan is built (the
+/// whole-graph plan test builds every pipeline's): as an output column's type, as an
+/// aggregate's input (a `sum` of a scale-4 expression declared scale 2 would be rounded) and as
+/// a join key ([`on_values`]).
 pub struct Typed<V> {
     expr: Expr,
     _value: PhantomData<fn() -> V>,
@@ -92,11 +95,15 @@ pub fn typed<V: ColumnType>(expr: impl Computed) -> Typed<V> {
 /// join two columns: keys of different types brought to one
 /// (`on_values(typed::<i64>(cast(A::id.expr(), DataType::Int64)), typed::<i64>(B::id.expr()))`),
 /// or normalised (`typed::<String>(lower(B::email.expr()))`). Compiles only when both sides
-/// declare the same value type, as [`on`](crate::table::on) does for columns.
-pub fn on_values<L, R: JoinableWith<L>>(left: Typed<L>, right: Typed<R>) -> JoinOn {
+/// declare the same value type, as [`on`](crate::table::on) does for columns; each side's
+/// declaration is checked when the plan is built.
+pub fn on_values<L: ColumnType, R: ColumnType + JoinableWith<L>>(
+    left: Typed<L>,
+    right: Typed<R>,
+) -> JoinOn {
     JoinOn {
-        left: left.expr,
-        right: right.expr,
+        left: super::declared::declared(left.expr, L::LOGICAL),
+        right: super::declared::declared(right.expr, R::LOGICAL),
     }
 }
 
@@ -186,12 +193,19 @@ impl IntoColumn<Option<String>> for &str {
     }
 }
 
-/// A decimal literal is cast from the widest decimal to its own type: a value built with more
-/// than `P` digits (`Decimal(i128)` is unchecked) fails the plan instead of being truncated by
-/// the Parquet writer; a valid one is folded to a plain literal.
+/// A decimal literal is cast from a 76-digit decimal to its own type: a value built with more
+/// than `P` digits (`Decimal(i128)` is unchecked, and an `i128` has up to 39) fails the plan
+/// instead of being truncated by the Parquet writer; a valid one is folded to a plain literal.
+/// (From a 38-digit decimal, a cast to `DECIMAL(38, S)` would check nothing: Arrow passes equal
+/// types through.)
 fn decimal_literal<const P: u8, const S: i8>(value: Option<Decimal<P, S>>) -> Expr {
+    use arrow::datatypes::i256;
     datafusion::logical_expr::cast(
-        lit(ScalarValue::Decimal128(value.map(|v| v.0), 38, S)),
+        lit(ScalarValue::Decimal256(
+            value.map(|v| i256::from_i128(v.0)),
+            76,
+            S,
+        )),
         arrow::datatypes::DataType::Decimal128(P, S),
     )
 }

@@ -152,9 +152,8 @@ impl Ledger {
         if rows.is_empty() {
             return Ok(());
         }
-        let batches = batches_from_rows(T::DEF.output_arrow_schema(), rows).map_err(|e| {
-            Error::msg(format!("run ledger `{}`: {e}", T::DEF.qualified_name()))
-        })?;
+        let batches = batches_from_rows(T::DEF.output_arrow_schema(), rows)
+            .map_err(|e| Error::msg(format!("run ledger `{}`: {e}", T::DEF.qualified_name())))?;
         // One write id for every try of this append: it tells an error after a commit (delta-rs's
         // snapshot update and checkpoint follow it) from a failed try, and the rows must not be
         // appended twice.
