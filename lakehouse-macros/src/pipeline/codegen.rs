@@ -37,10 +37,12 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
         } else {
             quote!(#dep)
         };
-        quote! {
+        // `{self as ..}` imports the module alone: a name that is no pipeline (a plain fn, a
+        // file module holding one) is then one error naming it.
+        quote_spanned! {dep.span()=>
             #[doc(hidden)]
             #[allow(unused_imports)]
-            use #path as #alias;
+            use #path::{self as #alias};
         }
     });
     // 0 for a source; else one more than the highest dependency. A dependency cycle makes this
@@ -100,9 +102,18 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
         quote!(false #(|| #same)*)
     };
     let input_checks = inputs.iter().map(|ty| {
+        // The graph error underlines the table read (on stable, a type's span is its first
+        // token's: `Frame` alone).
+        let table_span = frame_like(ty, &["Frame", "Changes"]).map_or(ty.span(), |t| t.span());
         let mut marker = name.clone();
-        marker.set_span(ty.span());
+        marker.set_span(table_span);
         let read_whole = read_whole_too(ty);
+        let depends_on = quote_spanned! {table_span=>
+            ::lakehouse_runtime::__private::assert_depends_on::<
+                #marker::Marker,
+                <<#ty as ::lakehouse_runtime::__private::PipelineInput>::Table as ::lakehouse_runtime::__private::Produced>::By,
+            >();
+        };
         quote_spanned! {ty.span()=>
             ::lakehouse_runtime::__private::assert_readable::<#ty>();
             ::lakehouse_runtime::__private::assert_change_feed::<
@@ -117,10 +128,7 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
                 <#ty as ::lakehouse_runtime::__private::PipelineInput>::Table,
                 #output,
             >();
-            ::lakehouse_runtime::__private::assert_depends_on::<
-                #marker::Marker,
-                <<#ty as ::lakehouse_runtime::__private::PipelineInput>::Table as ::lakehouse_runtime::__private::Produced>::By,
-            >();
+            #depends_on
         }
     });
     let input_specs = inputs.iter().map(|ty| {
@@ -191,8 +199,12 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
 
         #[doc = #module_doc]
         #vis mod #name {
+            /// The pipeline as a type, named as it is: graph errors name it
+            /// (`pipeline `x::x` reads the output of `y::y``).
+            #[allow(non_camel_case_types)]
+            pub enum #name {}
             /// Type-level handle on the pipeline, used by the graph checks.
-            pub struct Marker;
+            pub type Marker = #name;
             /// The pipeline's name.
             pub const NAME: &str = #name_str;
             /// Topological rank: 0 for a source, else 1 + the highest rank in `depends_on`.
@@ -267,7 +279,9 @@ pub(crate) fn dummy(item: &ItemFn, error: syn::Error) -> TokenStream {
         #error
         #[allow(dead_code)]
         #vis mod #name {
-            pub struct Marker;
+            #[allow(non_camel_case_types)]
+            pub enum #name {}
+            pub type Marker = #name;
             pub const NAME: &str = #name_str;
             pub const LEVEL: usize = 0;
         }

@@ -228,8 +228,8 @@ fn generates_the_graph_facts_and_the_registration() {
     .to_string();
     for expected in [
         "pub mod c",
-        "use self :: a as __lakehouse_c_dependency_0 ;",
-        "use crate :: m :: b as __lakehouse_c_dependency_1 ;",
+        "use self :: a :: { self as __lakehouse_c_dependency_0 } ;",
+        "use crate :: m :: b :: { self as __lakehouse_c_dependency_1 } ;",
         "pub const LEVEL : usize = 1 + :: lakehouse_runtime :: __private :: max_level (& [super :: __lakehouse_c_dependency_0 :: LEVEL , super :: __lakehouse_c_dependency_1 :: LEVEL])",
         "impl :: lakehouse_runtime :: __private :: Produced for C",
         "impl :: lakehouse_runtime :: __private :: DependsOn < __lakehouse_c_dependency_0 :: Marker > for c :: Marker",

@@ -70,7 +70,8 @@ impl std::fmt::Debug for PipelineDescriptor {
 
 inventory::collect!(PipelineDescriptor);
 
-/// Implemented by the `Marker` type `#[pipeline]` generates in the module named after the function.
+/// Implemented by the type `#[pipeline]` generates in the module named after the function
+/// (`name::name`, also reachable as `name::Marker`): graph errors name pipelines by it.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a pipeline",
     note = "`depends_on` entries must name functions annotated with `#[pipeline]`"
