@@ -141,6 +141,35 @@ async fn the_next_sequence_sees_runs_another_process_recorded_after_ours() {
 }
 
 #[tokio::test]
+async fn a_ledger_table_removed_under_an_open_ledger_is_created_again_whole() {
+    // The README allows removing the ledger's tables to clear history, a loop may be running.
+    let wh = TempWarehouse::new();
+    let running = Ledger::new(wh.warehouse.clone());
+    running.append(&[metric("a", 1)]).await.expect("first");
+    running.append(&[metric("a", 2)]).await.expect("second");
+    std::fs::remove_dir_all(crate::common::table_folder(&wh.warehouse, TableMetric::DEF))
+        .expect("removed");
+    // The ledger still holds the table open at version 2: its next append must not go on from
+    // there (a log of version 3 alone, unreadable by every other process).
+    running
+        .append(&[metric("b", 3)])
+        .await
+        .expect("after removal");
+    assert_eq!(
+        wh.warehouse
+            .version(TableMetric::DEF)
+            .await
+            .expect("a readable table"),
+        Some(1),
+        "created (0), then appended (1)"
+    );
+    assert_eq!(metric_rows(&wh).await, vec!["b|3"]);
+    // And it goes on from the new table.
+    running.append(&[metric("b", 4)]).await.expect("next");
+    assert_eq!(metric_rows(&wh).await, vec!["b|3", "b|4"]);
+}
+
+#[tokio::test]
 async fn appends_to_two_system_tables_made_together_both_commit() {
     let wh = TempWarehouse::new();
     let ledger = Ledger::new(wh.warehouse.clone());

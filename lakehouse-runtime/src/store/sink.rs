@@ -425,6 +425,23 @@ impl OpenTable {
         if !plain_protocol(&self.state) || constrained || partitioned {
             return Ok(false);
         }
+        // A table removed (or replaced) since it was opened, say by clearing the ledger under a
+        // running loop: its log no longer holds the version this state is at, and a commit after
+        // it would start a log without its beginning, unreadable by every other process. (The
+        // latest commit file is never cleaned up: log cleanup stops at the latest checkpoint.)
+        use deltalake::logstore::object_store::ObjectStoreExt as _;
+        let latest = deltalake::logstore::commit_uri_from_version(Some(self.state.version()));
+        match self.log_store.object_store(None).head(&latest).await {
+            Ok(_) => {}
+            Err(deltalake::ObjectStoreError::NotFound { .. }) => {
+                return Err(DeltaTableError::Generic(format!(
+                    "the table's log no longer holds version {} (the table was removed or \
+                     replaced since it was opened): it is opened again",
+                    self.state.version()
+                )));
+            }
+            Err(error) => return Err(error.into()),
+        }
         let stored = self.state.snapshot().arrow_schema();
         let batches = batches
             .iter()
