@@ -1395,6 +1395,48 @@ async fn a_run_whose_end_cannot_be_recorded_still_reports_how_it_ended() {
         report.to_json()["unrecorded"].as_str(),
         Some(unrecorded.as_str())
     );
+    // The ledger mended, this orchestrator's next run (a loop's next tick) records the end the
+    // run could not: it is no longer "running" for as long as the process lives.
+    let folder =
+        crate::common::table_folder(&wh.warehouse, lakehouse_runtime::ledger::RunRecord::DEF);
+    let folder = folder.to_str().expect("utf-8").trim_end_matches('/');
+    std::fs::remove_file(folder).expect("the blocker");
+    std::fs::rename(format!("{folder}.moved"), folder).expect("moved back");
+    let broken = |ledger: &lakehouse_runtime::ledger::Ledger| {
+        let run_id = report.run_id.clone();
+        let ledger = ledger.clone();
+        async move {
+            ledger
+                .run(&run_id)
+                .await
+                .expect("ledger")
+                .into_iter()
+                .filter(|r| r.kind == "run")
+                .map(|r| (r.status, r.finished_at.is_some()))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        broken(orchestrator.ledger()).await,
+        [("running".to_owned(), false)]
+    );
+    let next = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 3");
+    assert!(next.succeeded(), "{}", next.render(false));
+    assert_eq!(
+        broken(orchestrator.ledger()).await,
+        [("failed".to_owned(), true), ("running".to_owned(), false)]
+    );
+    let listed = orchestrator.ledger().runs(10).await.expect("runs");
+    let listed = listed
+        .iter()
+        .find(|r| r.run_id == report.run_id)
+        .expect("listed");
+    assert_eq!(listed.status, "failed");
 }
 
 #[tokio::test]

@@ -198,6 +198,10 @@ pub struct Orchestrator {
     /// writes wait for it, so a run whose process dies is in the ledger before any of its
     /// commits (the next run would otherwise take its sequence, and collide with its writes).
     starts: Arc<std::sync::Mutex<HashMap<String, watch::Receiver<bool>>>>,
+    /// The end rows of runs this orchestrator could not record (the ledger failed for a
+    /// moment): appended before its next run, or a loop's run would stay "running" in the
+    /// ledger, refusing its resume and backfills at its time, as long as the loop lives.
+    unrecorded_ends: Arc<tokio::sync::Mutex<Vec<RunRecord>>>,
 }
 
 /// Progress of a run, for live displays.
@@ -250,6 +254,7 @@ impl Orchestrator {
             _abort_sender: Arc::new(abort_sender),
             events: None,
             system_tables_ready: Arc::default(),
+            unrecorded_ends: Arc::default(),
             last_sequence: Arc::default(),
             webhook: None,
             starts: Arc::default(),
@@ -860,6 +865,26 @@ impl Orchestrator {
         Ok(runs)
     }
 
+    /// Appends the end rows of earlier runs that could not be recorded (kept for the next try
+    /// when they still cannot be).
+    async fn record_unrecorded_ends(&self) {
+        let mut ends = self.unrecorded_ends.lock().await;
+        if ends.is_empty() {
+            return;
+        }
+        match self.ledger.append(&ends).await {
+            Ok(()) => {
+                for end in ends.iter().filter(|r| r.kind == "run") {
+                    tracing::info!(run_id = %end.run_id, status = %end.status, "recorded the end of an earlier run, which could not be recorded when it ended");
+                }
+                ends.clear();
+            }
+            Err(error) => {
+                tracing::error!(%error, "the ends of earlier runs still cannot be recorded in lakehouse.runs");
+            }
+        }
+    }
+
     /// The first sequence of a ledger without runs: 1, or one more than the latest any
     /// pipeline's table holds, when the tables outlived their ledger (`lakehouse/` removed to
     /// clear the history, say). Starting below would make every write look like another
@@ -936,6 +961,7 @@ impl Orchestrator {
             }
             self.system_tables_ready.store(true, Ordering::Release);
         }
+        self.record_unrecorded_ends().await;
         tracing::info!(
             run_id = %run.run_id,
             sequence = run.sequence,
@@ -1051,8 +1077,9 @@ impl Orchestrator {
         let recorded = self.ledger.append(&records).await;
         // The report is still the run's: returned (and printed), saying it is not recorded.
         if let Err(error) = &recorded {
-            tracing::error!(%error, run_id = %report.run_id, "the run's end could not be recorded in lakehouse.runs");
+            tracing::error!(%error, run_id = %report.run_id, "the run's end could not be recorded in lakehouse.runs; it is tried again before this orchestrator's next run");
             report.unrecorded = Some(error.to_string());
+            self.unrecorded_ends.lock().await.extend(records);
         }
         // Told even when the run could not be recorded: that is worth knowing too.
         if let Some(webhook) = &self.webhook {
