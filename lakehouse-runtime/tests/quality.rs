@@ -980,6 +980,68 @@ async fn a_blocking_failure_the_ledger_cannot_record_is_still_the_error() {
     );
 }
 
+/// Orders of which a `drop` expectation leaves some out (recorded as findings).
+#[derive(Table)]
+#[table(
+    schema = "silver",
+    name = "q_dropped_orders",
+    expect(name = "positive_quantity", expr = "quantity > 0", on_fail = drop)
+)]
+pub struct QDroppedOrders {
+    pub order_id: i64,
+    pub quantity: i64,
+}
+
+/// Puts a file where `lakehouse.quality_issues` would be (the setting `issues_folder`), then
+/// outputs a row the expectation drops and one it keeps.
+#[pipeline]
+pub async fn q_dropped_orders(cx: &Ctx) -> Result<Frame<QDroppedOrders>> {
+    if let Some(folder) = cx.settings().get("issues_folder") {
+        let _ = std::fs::remove_dir_all(folder);
+        std::fs::write(folder, "not a table").map_err(Error::other)?;
+    }
+    cx.sql(
+        "SELECT CAST(1 AS BIGINT) AS order_id, CAST(-1 AS BIGINT) AS quantity \
+         UNION ALL SELECT CAST(2 AS BIGINT), CAST(3 AS BIGINT)",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn findings_of_a_committed_write_the_ledger_cannot_record_fail_the_run() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["q_dropped_orders"]), wh.warehouse.clone());
+    // The system tables exist once a run has started.
+    let first = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 1");
+    assert!(first.succeeded(), "{}", first.render(false));
+    let folder = crate::common::table_folder(
+        &wh.warehouse,
+        <lakehouse_runtime::ledger::QualityIssue as lakehouse_runtime::Table>::DEF,
+    );
+    let mut config = RunConfig::default();
+    config.settings.set(
+        "issues_folder",
+        folder.to_str().expect("utf-8").trim_end_matches('/'),
+    );
+    let report = orchestrator.run(&config).await.expect("run 2");
+    // The write committed (the kept row), but its findings are lost: not a success.
+    let result = report.result("q_dropped_orders").expect("ran");
+    assert_eq!(result.status, Status::Succeeded);
+    assert_eq!(result.rows_written, Some(1));
+    assert!(!report.succeeded(), "{}", report.render(false));
+    let why = report.unrecorded.clone().unwrap_or_default();
+    assert!(
+        why.contains(
+            "`q_dropped_orders`'s 1 data-quality finding(s), not recorded in \
+             lakehouse.quality_issues"
+        ),
+        "{why}"
+    );
+}
+
 mod not_null_assertion {
     use lakehouse_runtime::prelude::*;
     use lakehouse_runtime::testing::{TestContext, rows};

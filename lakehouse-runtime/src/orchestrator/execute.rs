@@ -52,6 +52,9 @@ pub(super) struct Written {
     /// Not written, because a full-snapshot pipeline's incremental inputs brought no new rows
     /// (its function did not run).
     pub(super) nothing_new: bool,
+    /// What of a committed write's records the ledger could not take (its quality findings, its
+    /// rejected source records): the run is then not wholly recorded, so no success.
+    pub(super) lost_records: Option<String>,
 }
 
 /// Runs `plan`; returns each pipeline's result, and why the run is not fully recorded if an
@@ -389,6 +392,10 @@ async fn run_with_retries(
                         format!("`{}`'s attempt {numbered}: {error}", pipeline.name)
                     });
                 }
+            }
+            let lost = outcome.as_ref().ok().and_then(|w| w.lost_records.as_ref());
+            if let (Some(lost), Ok(mut why)) = (lost, turn.unrecorded.lock()) {
+                why.get_or_insert_with(|| format!("`{}`'s {lost}", pipeline.name));
             }
             if let Err(error) = measured {
                 tracing::error!(%error, "could not record the table's metrics in lakehouse.table_metrics");

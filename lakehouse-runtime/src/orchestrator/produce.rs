@@ -175,6 +175,7 @@ pub(super) async fn produce_and_write(
             replayed_findings: Vec::new(),
             superseded: None,
             nothing_new: true,
+            lost_records: None,
         });
     }
     tracing::debug!("inputs read");
@@ -333,6 +334,7 @@ pub(super) async fn produce_and_write(
     }
     let mut metric = None;
     let mut fragmented = false;
+    let mut lost = Vec::new();
     if outcome.committed {
         let rejects = reject_records(&cx, pipeline, &run);
         if !rejects.is_empty() {
@@ -343,6 +345,7 @@ pub(super) async fn produce_and_write(
         }
         // The rows are committed: a ledger that cannot take the rejects must not fail the
         // attempt (its retry would find the commit, replay it and drop the rejects unsaid).
+        // The run is then not wholly recorded: no success.
         if let Err(error) = orchestrator.ledger.append(&findings).await {
             tracing::error!(
                 %error,
@@ -350,15 +353,25 @@ pub(super) async fn produce_and_write(
                 "the write is committed, but its data-quality findings could not be recorded in \
                  lakehouse.quality_issues"
             );
+            lost.push(format!(
+                "{} data-quality finding(s), not recorded in lakehouse.quality_issues ({error})",
+                findings.len()
+            ));
         }
         match orchestrator.ledger.append_rejects_once(&rejects).await {
             Ok(()) => tracing::debug!("rejects recorded"),
-            Err(error) => tracing::error!(
-                %error,
-                count = rejects.len(),
-                "the write is committed, but its rejected source records could not be recorded \
-                 in lakehouse.rejects"
-            ),
+            Err(error) => {
+                tracing::error!(
+                    %error,
+                    count = rejects.len(),
+                    "the write is committed, but its rejected source records could not be \
+                     recorded in lakehouse.rejects"
+                );
+                lost.push(format!(
+                    "{} rejected source record(s), not recorded in lakehouse.rejects ({error})",
+                    rejects.len()
+                ));
+            }
         }
         // The write's own snapshot when it returned one: no second load of the table.
         // Statistics the table cannot give now do not fail a committed write.
@@ -399,6 +412,7 @@ pub(super) async fn produce_and_write(
         replayed_findings: Vec::new(),
         superseded: None,
         nothing_new: false,
+        lost_records: (!lost.is_empty()).then(|| lost.join("; ")),
     })
 }
 

@@ -129,6 +129,7 @@ pub(super) async fn already_written(
         replayed_findings,
         superseded: None,
         nothing_new: false,
+        lost_records: None,
     }))
 }
 
@@ -182,6 +183,7 @@ fn superseded(
         replayed_findings: Vec::new(),
         superseded: Some(note),
         nothing_new: false,
+        lost_records: None,
     }
 }
 
