@@ -4,8 +4,8 @@
 //! is an `async fn` with `#[pipeline(depends_on = [..])]` that reads upstream tables as
 //! [`Frame<T>`] parameters and returns the `Frame` of the one table it writes. The compiler
 //! rejects an unknown dependency, a cycle, an undeclared input, two pipelines returning one
-//! table type, a misspelled column and a column of the wrong type (two structs naming one Delta
-//! table are refused when the registry loads).
+//! table type, a misspelled column and a column of the wrong type (two pipelines writing one
+//! Delta table through two structs are refused when the registry loads).
 //!
 //! ```ignore
 //! use lakehouse_runtime::prelude::*;

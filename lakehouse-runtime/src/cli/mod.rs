@@ -46,7 +46,8 @@ pub use args::Cli;
 use args::LogFormat;
 
 /// Parses the command line, runs the command, and returns the exit status: 0 on success, 1 when a
-/// pipeline or the command failed, 2 for invalid arguments.
+/// pipeline or the command failed, 2 for invalid arguments. (An aborted run's process exits with
+/// 130 at a third interrupt, or when its abort takes too long.)
 pub fn main() -> ExitCode {
     crate::allocator::tune();
     let mut cli = Cli::parse();

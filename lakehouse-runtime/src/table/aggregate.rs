@@ -68,8 +68,9 @@ impl<V> Sum<V> {
     /// The aggregate as an expression to build on
     /// (`typed::<f64>(cast(sum(x).into_expr(), DataType::Float64) / ..)`): for integers the
     /// exact `DECIMAL(38, 0)` sum (cast it to `Int64` to get an `i64`, which fails past its
-    /// range), for `f64` an `f64`, for decimals a `Decimal` widened by 10 digits. It is an
-    /// aggregate: DataFusion's `aggregate` and window functions take it as it is.
+    /// range), for `f64` an `f64`, for decimals a `Decimal` widened by 10 digits (to at most
+    /// 38; past 28 digits, the exact `DECIMAL(76, S)` sum). It is an aggregate: DataFusion's
+    /// `aggregate` and window functions take it as it is.
     pub fn into_expr(self) -> RawExpr {
         self.expr
     }
