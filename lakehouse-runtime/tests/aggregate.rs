@@ -658,6 +658,30 @@ async fn a_max_of_an_outer_joins_optional_side_into_a_not_null_column_is_refused
         ),
         "{error}"
     );
+    // A sum of that side too (it was caught by the first run with an unmatched group only).
+    let error = customers
+        .clone()
+        .join(
+            Frame::<Line>::from_dataframe(frame(&session, Line::DEF, &lines())).expect("lines"),
+            JoinType::Left,
+            [on(Customer::customer_id, l::customer_id)],
+        )
+        .expect("join")
+        .group_by([Customer::region.expr()])
+        .select_into(RegionalSelect {
+            region: Customer::region,
+            customers: count_distinct(Customer::customer_id),
+            quantity: sum(l::quantity),
+        })
+        .err()
+        .expect("refused while planning")
+        .to_string();
+    assert!(
+        error.contains(
+            "column `quantity` is NOT NULL and filled with the sum of `agg.lines.quantity`"
+        ),
+        "{error}"
+    );
     // An inner join's side has a value in every group.
     Frame::<Line>::from_dataframe(frame(&session, Line::DEF, &lines()))
         .expect("lines")

@@ -2,6 +2,7 @@
 //! and [`Grouped::select_into`] fills a table from the keys and typed aggregates ([`sum`],
 //! [`count`], [`min`], …), checked by the compiler like any projection.
 
+use datafusion::common::Column;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::dataframe::DataFrame;
 use datafusion::functions_aggregate::expr_fn as df_aggregate;
@@ -157,45 +158,71 @@ pub fn max<V: ColumnType>(values: impl Values<V>) -> Typed<V> {
     Typed::new(df_aggregate::max(values.into_values()))
 }
 
-/// Refuses a NOT NULL column of `table` filled with the `min` or `max` of a column that is
-/// nullable in the grouped rows. Only a NOT NULL column compiles there (an `Option` one gives
-/// an `Option`), so it is of the side of an outer join that may find no match: a group of such
-/// rows has no value, as a bare column of that side has none (the projection checks those).
+/// Refuses a NOT NULL column of `table` filled with the `min`, `max`, `sum` or `avg` of a column
+/// that is nullable in the grouped rows. Only a NOT NULL column compiles there (an `Option` one
+/// gives an `Option`), so it is of the side of an outer join that may find no match: a group of
+/// such rows has no value, as a bare column of that side has none (the projection checks those).
+/// Caught here, the plan test refuses what the first run with an unmatched group would fail on.
 fn refuse_extremes_of_outer_join_nulls(
     schema: &datafusion::common::DFSchema,
     exprs: &[Expr],
     table: &'static crate::table::TableDef,
 ) -> Result<()> {
-    use datafusion::logical_expr::expr::AggregateFunction;
     for expr in exprs {
         let Expr::Alias(alias) = expr else { continue };
-        let Expr::AggregateFunction(AggregateFunction { func, params }) = alias.expr.as_ref()
-        else {
-            continue;
-        };
-        let [Expr::Column(column)] = params.args.as_slice() else {
+        let Some((function, column)) = aggregate_of_column(&alias.expr) else {
             continue;
         };
         let declared_not_null = table
             .column(&alias.name)
             .is_some_and(|declared| !declared.nullable);
-        let extreme = matches!(func.name(), "min" | "max");
         let nullable_here = schema
             .qualified_field_from_column(column)
             .is_ok_and(|(_, field)| field.is_nullable());
-        if extreme && declared_not_null && nullable_here {
+        if declared_not_null && nullable_here {
             return Err(Error::schema(
                 table.qualified_name(),
                 format!(
-                    "column `{}` is NOT NULL and filled with the {} of `{}`, which is NULL here \
-                     for the rows of an outer join that find no match (a group of them has no \
-                     value): declare the column `Option<_>`, or join with `JoinType::Inner`",
+                    "column `{}` is NOT NULL and filled with the {function} of `{}`, which is \
+                     NULL here for the rows of an outer join that find no match (a group of \
+                     them has no value): declare the column `Option<_>`, or join with \
+                     `JoinType::Inner`",
                     alias.name,
-                    func.name(),
                     column.flat_name()
                 ),
             ));
         }
     }
     Ok(())
+}
+
+/// The aggregate (`min`, `max`, `sum` or `avg`, NULL over no values) and the column `expr`
+/// takes it of, through the casts and checks [`sum`](crate::table::sum) and a `typed` value
+/// put around them.
+fn aggregate_of_column(expr: &Expr) -> Option<(&str, &Column)> {
+    use datafusion::logical_expr::expr::AggregateFunction;
+    /// The column under casts and the `declared` check.
+    fn column_of(expr: &Expr) -> Option<&Column> {
+        match expr {
+            Expr::Column(column) => Some(column),
+            Expr::Cast(cast) => column_of(&cast.expr),
+            Expr::ScalarFunction(f) if f.name() == "declared" => column_of(f.args.first()?),
+            _ => None,
+        }
+    }
+    match expr {
+        Expr::Alias(alias) => aggregate_of_column(&alias.expr),
+        Expr::Cast(cast) => aggregate_of_column(&cast.expr),
+        Expr::ScalarFunction(f) if f.name() == "cast_named" => aggregate_of_column(f.args.first()?),
+        Expr::AggregateFunction(AggregateFunction { func, params }) => {
+            let name = func.name();
+            let [argument] = params.args.as_slice() else {
+                return None;
+            };
+            matches!(name, "min" | "max" | "sum" | "avg")
+                .then(|| column_of(argument).map(|column| (name, column)))
+                .flatten()
+        }
+        _ => None,
+    }
 }
