@@ -217,6 +217,10 @@ const DATA_ERROR_MARKS: &[&str] = &[
     "Arithmetic overflow: ",
     "is declared NOT NULL",
     "is a NOT NULL partition column",
+    // The key functions' refusals of a value's type or a batch's size: the same at every try.
+    "surrogate_key: ",
+    "sha256_hex: ",
+    "sha256_hex cannot hash",
 ];
 
 /// Whether an Arrow error is about the values themselves, which another attempt reads again.
@@ -412,6 +416,12 @@ mod tests {
             ),
             Error::DataFusion(DataFusionError::Execution(
                 "column `t.c` is declared NOT NULL, but the pipeline produced a NULL".to_owned(),
+            )),
+            Error::DataFusion(DataFusionError::Execution(
+                "surrogate_key: 1048576 rows do not fit one string array".to_owned(),
+            )),
+            Error::DataFusion(DataFusionError::Execution(
+                "sha256_hex cannot hash a Int64 value".to_owned(),
             )),
         ] {
             assert!(!permanent.is_retryable(), "{permanent:?}");

@@ -623,6 +623,29 @@ async fn a_column_of_a_table_not_joined_is_named() {
         ),
         "{error}"
     );
+    // So are the keys and orders of `latest_by`, `latest_only` and `sort`.
+    let frame = || frame_of::<Sale, _>(&session, &sales);
+    let refusals = [
+        frame()
+            .latest_by([Store::region_code.expr()], [Sale::id.expr()])
+            .err(),
+        frame().latest_only(Store::region_code).err(),
+        frame()
+            .sort(vec![Store::region_code.expr().sort(true, false)])
+            .err(),
+    ];
+    for (refusal, what) in refusals
+        .into_iter()
+        .zip(["`latest_by`", "`latest_only`", "the sort"])
+    {
+        let error = refusal.expect("the stores are not joined").to_string();
+        assert!(
+            error.starts_with(&format!(
+                "{what} reads `joins.stores.region_code`, but `joins.stores` is not in this frame"
+            )),
+            "{error}"
+        );
+    }
 }
 
 #[tokio::test]

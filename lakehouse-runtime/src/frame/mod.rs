@@ -158,11 +158,16 @@ impl<T: Table> Frame<T> {
         key: impl IntoIterator<Item = Expr>,
         newest_first: impl IntoIterator<Item = Expr>,
     ) -> Result<Frame<T>> {
+        let key: Vec<Expr> = key.into_iter().collect();
+        let newest_first: Vec<Expr> = newest_first.into_iter().collect();
+        for expr in key.iter().chain(&newest_first) {
+            refuse_outside_frame(self.df.schema(), expr, "`latest_by`")?;
+        }
         let order: Vec<SortExpr> = newest_first
             .into_iter()
             .map(|e| e.sort(false, false))
             .collect();
-        let df = first_per_key(self.df, key.into_iter().collect(), order)?;
+        let df = first_per_key(self.df, key, order)?;
         Ok(Frame::conformed(realias(df, T::DEF)?))
     }
 
@@ -174,6 +179,7 @@ impl<T: Table> Frame<T> {
         use datafusion::functions_aggregate::expr_fn::max;
         const LATEST: &str = "__lakehouse_latest";
         let column = column.into();
+        refuse_outside_frame(self.df.schema(), &column, "`latest_only`")?;
         let columns: Vec<Expr> = self
             .df
             .schema()
@@ -196,6 +202,9 @@ impl<T: Table> Frame<T> {
 
     /// Sorts the rows.
     pub fn sort(self, by: Vec<SortExpr>) -> Result<Frame<T>> {
+        for sort in &by {
+            refuse_outside_frame(self.df.schema(), &sort.expr, "the sort")?;
+        }
         Ok(Frame::conformed(self.df.sort(by)?))
     }
 
