@@ -182,6 +182,23 @@ fn reports_every_signature_error_at_once() {
 }
 
 #[test]
+fn a_lifetime_parameter_is_refused_with_what_to_write() {
+    let text = error_text(
+        quote!(),
+        quote!(
+            async fn a<'a>(cx: &'a Ctx) -> Result<Frame<A>> {
+                todo!()
+            }
+        ),
+    );
+    assert!(
+        text.contains("a pipeline takes no lifetime parameters: write `cx: &Ctx`"),
+        "{text}"
+    );
+    assert!(!text.contains("cannot be generic"), "{text}");
+}
+
+#[test]
 fn validates_retries_timeout_and_tags() {
     let text = error_text(
         quote!(

@@ -45,7 +45,17 @@ pub(crate) fn validate(
 ) -> syn::Result<PipelineModel> {
     let sig = &item.sig;
     // (A `where` clause alone has no tokens in `generics` to point at: it is pointed at itself.)
-    if !sig.generics.params.is_empty() {
+    let only_lifetimes = sig
+        .generics
+        .params
+        .iter()
+        .all(|param| matches!(param, syn::GenericParam::Lifetime(_)));
+    if !sig.generics.params.is_empty() && only_lifetimes {
+        errors.spanned(
+            &sig.generics,
+            "a pipeline takes no lifetime parameters: write `cx: &Ctx`, its lifetime elided",
+        );
+    } else if !sig.generics.params.is_empty() {
         errors.spanned(&sig.generics, "a pipeline cannot be generic");
     } else if let Some(clause) = &sig.generics.where_clause {
         errors.spanned(clause, "a pipeline cannot be generic");

@@ -220,6 +220,18 @@ fn parse_table_attrs(input: &DeriveInput, errors: &mut Errors) -> TableAttrs {
     out
 }
 
+/// An error on `inner` when `value` is given already: the last would otherwise win unseen.
+fn given_once<T>(
+    value: &Option<T>,
+    inner: &syn::meta::ParseNestedMeta,
+    name: &str,
+) -> syn::Result<()> {
+    match value {
+        Some(_) => Err(inner.error(format!("`{name}` is given twice"))),
+        None => Ok(()),
+    }
+}
+
 /// Parses `(first = "..", second = "..")`, both required.
 fn name_value_pair(
     meta: &syn::meta::ParseNestedMeta,
@@ -230,8 +242,10 @@ fn name_value_pair(
     let mut b = None;
     meta.parse_nested_meta(|inner| {
         if inner.path.is_ident(first) {
+            given_once(&a, &inner, first)?;
             a = Some(string_value(&inner)?);
         } else if inner.path.is_ident(second) {
+            given_once(&b, &inner, second)?;
             b = Some(string_value(&inner)?);
         } else {
             return Err(inner.error(format!(
@@ -251,10 +265,13 @@ fn expect_input(meta: &syn::meta::ParseNestedMeta) -> syn::Result<ExpectInput> {
     let (mut name, mut expr, mut on_fail) = (None, None, None);
     meta.parse_nested_meta(|inner| {
         if inner.path.is_ident("name") {
+            given_once(&name, &inner, "name")?;
             name = Some(string_value(&inner)?);
         } else if inner.path.is_ident("expr") {
+            given_once(&expr, &inner, "expr")?;
             expr = Some(string_value(&inner)?);
         } else if inner.path.is_ident("on_fail") {
+            given_once(&on_fail, &inner, "on_fail")?;
             on_fail = Some(word_value(&inner, "on_fail")?);
         } else {
             return Err(inner.error(

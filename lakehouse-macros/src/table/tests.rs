@@ -106,6 +106,39 @@ fn reports_every_attribute_error_at_once() {
 }
 
 #[test]
+fn a_sub_key_given_twice_is_an_error_not_the_last_one_silently() {
+    for (attribute, expected) in [
+        (
+            quote!(expect(
+                name = "a",
+                expr = "x > 0",
+                on_fail = drop,
+                on_fail = fail
+            )),
+            "`on_fail` is given twice",
+        ),
+        (
+            quote!(check(name = "b", name = "c", expr = "x > 0")),
+            "`name` is given twice",
+        ),
+        (
+            quote!(property(
+                key = "delta.appendOnly",
+                value = "true",
+                value = "false"
+            )),
+            "`value` is given twice",
+        ),
+    ] {
+        let text = error_text(quote! {
+            #[table(schema = "silver", #attribute)]
+            struct S { x: i64 }
+        });
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+#[test]
 fn merge_and_scd2_need_a_non_null_key() {
     let text = error_text(quote! {
         #[table(schema = "gold", mode = scd2)]
