@@ -44,15 +44,37 @@ fn stand_in(input: TokenStream) -> Option<validate::TableModel> {
     let declared = |attr: syn::Attribute| {
         let mut input = input.clone();
         input.attrs.push(attr);
-        validate::validate(parse::parse(input)).ok()
+        let (mut parsed, errors) = parse::parse(input);
+        parsed.stand_in = true;
+        validate::validate((parsed, errors)).ok()
     };
-    let kept = match (mode, key) {
-        (Some(mode), Some(key)) => declared(
+    let with_mode = |key: &TokenStream| {
+        let mode = mode.as_ref()?;
+        declared(
             syn::parse_quote!(#[table(schema = "error", name = "error", mode = #mode, key(#key))]),
-        ),
+        )
+    };
+    // The key as given; else (a misspelled or nullable key) the first NOT NULL field, so the
+    // mode's own columns (an SCD2 table's `is_current`..) are still there for its readers.
+    let first_not_null = match &input.data {
+        syn::Data::Struct(data) => data
+            .fields
+            .iter()
+            .find(|field| !is_option(&field.ty))
+            .and_then(|field| field.ident.as_ref())
+            .map(|ident| quote::quote!(#ident)),
         _ => None,
     };
-    kept.or_else(|| declared(syn::parse_quote!(#[table(schema = "error", name = "error")])))
+    key.as_ref()
+        .and_then(with_mode)
+        .or_else(|| first_not_null.as_ref().and_then(with_mode))
+        .or_else(|| declared(syn::parse_quote!(#[table(schema = "error", name = "error")])))
+}
+
+/// Whether `ty` is spelled `Option<..>`.
+fn is_option(ty: &syn::Type) -> bool {
+    matches!(ty, syn::Type::Path(path)
+        if path.path.segments.last().is_some_and(|segment| segment.ident == "Option"))
 }
 
 /// The `mode = ..` and `key(..)` of `#[table(..)]` attributes, as far as they read.

@@ -17,6 +17,8 @@ pub(crate) struct TableInput {
     pub doc: String,
     pub attrs: TableAttrs,
     pub fields: Vec<FieldInput>,
+    /// A stand-in after an error (see `expand`): its field names are not checked, only used.
+    pub stand_in: bool,
 }
 
 /// A `key = value` or `key(..)` entry, with the span of its key for errors.
@@ -147,6 +149,7 @@ pub(crate) fn parse(input: DeriveInput) -> (TableInput, Errors) {
         generics: input.generics,
         attrs,
         fields,
+        stand_in: false,
     };
     (parsed, errors)
 }

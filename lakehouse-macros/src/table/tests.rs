@@ -479,6 +479,24 @@ fn an_error_keeps_the_tables_items_so_that_uses_do_not_fail_too() {
     assert!(output.contains("invalid schema"), "{output}");
     assert!(output.contains("CleanSalesSelect"), "{output}");
     assert!(output.contains("order_id"), "{output}");
+    // A field's own name refused: the items are still there, with that field.
+    let output = expand(quote! {
+        #[table(schema = "silver")]
+        pub struct Stations { pub stationCode: String, pub name: String }
+    })
+    .to_string();
+    assert!(output.contains("must be lowercase snake_case"), "{output}");
+    assert!(output.contains("StationsSelect"), "{output}");
+    assert!(output.contains("pub const stationCode"), "{output}");
+    // A misspelled SCD2 key: the stand-in is still an SCD2 table, with its validity columns.
+    let output = expand(quote! {
+        #[table(schema = "gold", mode = scd2, key(custmer_id))]
+        pub struct DimCustomer { pub customer_id: String, pub name: Option<String> }
+    })
+    .to_string();
+    assert!(output.contains("`key` names no field"), "{output}");
+    assert!(output.contains("pub const is_current"), "{output}");
+    assert!(output.contains("pub const valid_from"), "{output}");
 }
 
 #[test]

@@ -246,6 +246,14 @@ pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result
 
     let field_names: Vec<String> = input.fields.iter().map(|f| column_name(&f.ident)).collect();
     for (field, name) in input.fields.iter().zip(&field_names) {
+        // A stand-in's fields are the user's, whatever their names: its handles keep their uses
+        // from failing too. (A field an SCD2 table adds is still refused: it would be twice.)
+        if input.stand_in {
+            if mode == Mode::Scd2 && SCD2_COLUMNS.contains(&name.as_str()) {
+                errors.spanned(&field.ident, "added by `mode = scd2`");
+            }
+            continue;
+        }
         if !is_safe_identifier(name) {
             errors.spanned(
                 &field.ident,
