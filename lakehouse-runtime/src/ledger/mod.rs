@@ -360,7 +360,31 @@ impl Ledger {
     /// The runs, newest first, at most `limit`: one row each, its latest (a resumed run's last
     /// execution).
     pub async fn runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
-        let df = self.latest_executions(col("kind").eq(lit("run"))).await?;
+        // The newest `limit` sequences first (two columns read, files pruned by their
+        // statistics), then only their rows ranked: not every run's since the ledger began.
+        #[derive(serde::Deserialize)]
+        struct Sequence {
+            sequence: i64,
+        }
+        let is_run = col("kind").eq(lit("run"));
+        let newest = self
+            .records()
+            .await?
+            .filter(is_run.clone())?
+            .aggregate(vec![col("sequence")], vec![])?
+            .sort(vec![col("sequence").sort(false, false)])?
+            .limit(0, Some(limit))?;
+        let Some(floor) = rows::<Sequence>(newest)
+            .await?
+            .into_iter()
+            .map(|s| s.sequence)
+            .min()
+        else {
+            return Ok(Vec::new());
+        };
+        let df = self
+            .latest_executions(is_run.and(col("sequence").gt_eq(lit(floor))))
+            .await?;
         let df = df.sort(vec![
             col("sequence").sort(false, false),
             col("started_at").sort(false, false),
