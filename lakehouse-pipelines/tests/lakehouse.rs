@@ -116,8 +116,9 @@ async fn two_runs_and_a_replay() {
             ("silver.velov_station_status", 65),
         ])
     );
-    // The snapshot's two stations with more bikes than docks, counted (and kept) by silver's
-    // expectation; nothing else.
+    // Silver's expectations: each source's two reports without a plausible time, dropped and
+    // counted (a station that never reported, one from the future), and one Vélib' report
+    // whose bike types do not add up, counted (and kept); nothing else.
     assert_eq!(
         scalar(
             &warehouse,
@@ -125,17 +126,20 @@ async fn two_runs_and_a_replay() {
             "SELECT count(*) FROM lakehouse.quality_issues",
         )
         .await,
-        1
+        3
     );
-    assert_eq!(
-        scalar(
-            &warehouse,
-            &all,
-            "SELECT count(*) FROM lakehouse.quality_issues WHERE table_name =              'silver.velib_station_status' AND check_name = 'expectation' AND column_name =              'bikes_within_capacity' AND failing_rows = 2 AND NOT blocking",
-        )
-        .await,
-        1
-    );
+    for (table, expectation, failing) in [
+        ("silver.velib_station_status", "plausible_time", 2),
+        ("silver.velov_station_status", "plausible_time", 2),
+        ("silver.velib_station_status", "bike_types_add_up", 1),
+    ] {
+        let query = format!(
+            "SELECT count(*) FROM lakehouse.quality_issues WHERE table_name = '{table}' AND \
+             check_name = 'expectation' AND column_name = '{expectation}' AND failing_rows = \
+             {failing} AND NOT blocking"
+        );
+        assert_eq!(scalar(&warehouse, &all, &query).await, 1, "{query}");
+    }
     for (column, dimension, key) in [
         ("customer_key", "gold.dim_customer", "customer_key"),
         ("product_key", "gold.dim_product", "product_key"),
@@ -313,16 +317,16 @@ async fn two_runs_and_a_replay() {
         departed, 1,
         "the deleted contact is gone from the current customer row"
     );
-    // Each run ingests the snapshot anew, and silver counts its two overfull stations again.
+    // Each run ingests the snapshot anew, and silver counts the same again.
     assert_eq!(
         scalar(
             &warehouse,
             &all,
             "SELECT count(*) FROM lakehouse.quality_issues WHERE column_name = \
-             'bikes_within_capacity' AND failing_rows = 2",
+             'plausible_time' AND failing_rows = 2",
         )
         .await,
-        2
+        4
     );
     assert_eq!(
         scalar(
@@ -331,7 +335,7 @@ async fn two_runs_and_a_replay() {
             "SELECT count(*) FROM lakehouse.quality_issues"
         )
         .await,
-        2
+        6
     );
 
     // Replaying run 1 changes no table.

@@ -159,10 +159,12 @@ pub fn max<V: ColumnType>(values: impl Values<V>) -> Typed<V> {
 }
 
 /// Refuses a NOT NULL column of `table` filled with the `min`, `max`, `sum` or `avg` of a column
-/// that is nullable in the grouped rows. Only a NOT NULL column compiles there (an `Option` one
-/// gives an `Option`), so it is of the side of an outer join that may find no match: a group of
-/// such rows has no value, as a bare column of that side has none (the projection checks those).
-/// Caught here, the plan test refuses what the first run with an unmatched group would fail on.
+/// handle that is nullable in the grouped rows. Only a NOT NULL column's handle compiles there
+/// (an `Option` one gives an `Option`), so it is of the side of an outer join that may find no
+/// match: a group of such rows has no value, as a bare column of that side has none (the
+/// projection checks those). Caught here, the plan test refuses what the first run with an
+/// unmatched group would fail on. (A `typed` value is not looked into: it may be of a nullable
+/// column, whose all-NULL group the write's NOT NULL assertion names.)
 fn refuse_extremes_of_outer_join_nulls(
     schema: &datafusion::common::DFSchema,
     exprs: &[Expr],
@@ -196,17 +198,15 @@ fn refuse_extremes_of_outer_join_nulls(
     Ok(())
 }
 
-/// The aggregate (`min`, `max`, `sum` or `avg`, NULL over no values) and the column `expr`
-/// takes it of, through the casts and checks [`sum`](crate::table::sum) and a `typed` value
-/// put around them.
+/// The aggregate (`min`, `max`, `sum` or `avg`, NULL over no values) and the column handle
+/// `expr` takes it of, through the casts and checks [`sum`](crate::table::sum) puts around them.
 fn aggregate_of_column(expr: &Expr) -> Option<(&str, &Column)> {
     use datafusion::logical_expr::expr::AggregateFunction;
-    /// The column under casts and the `declared` check.
+    /// The column under the casts of a sum.
     fn column_of(expr: &Expr) -> Option<&Column> {
         match expr {
             Expr::Column(column) => Some(column),
             Expr::Cast(cast) => column_of(&cast.expr),
-            Expr::ScalarFunction(f) if f.name() == "declared" => column_of(f.args.first()?),
             _ => None,
         }
     }

@@ -76,8 +76,8 @@ impl Declared {
 
 /// Whether values of type `actual` are of the declared type `declared` as far as computing on
 /// them goes: the same type, text of any encoding for text, a decimal of the same scale (any
-/// precision), an integer of any width for an integer, any float for a float; a NULL literal is
-/// of every type.
+/// precision), an integer of any width for an integer, any float for a float, a timestamp of
+/// any unit or zone for a timestamp; a NULL literal is of every type.
 fn fits(declared: &DataType, actual: &DataType) -> bool {
     use DataType::*;
     match (declared, actual) {
@@ -88,7 +88,8 @@ fn fits(declared: &DataType, actual: &DataType) -> bool {
         (Decimal128(_, scale), Decimal128(_, actual) | Decimal256(_, actual)) => scale == actual,
         (Int32 | Int64, actual) => actual.is_integer(),
         (Float64, actual) => matches!(actual, Float32),
-        (Timestamp(unit, _), Timestamp(actual, _)) => unit == actual,
+        // Any unit: an output column casts it, and computing on it needs no particular one.
+        (Timestamp(..), Timestamp(..)) => true,
         _ => false,
     }
 }
@@ -100,6 +101,29 @@ pub(crate) fn declared(expr: Expr, declared: LogicalType) -> Expr {
         declared,
     })
     .call(vec![expr])
+}
+
+/// `expr` without its [`declared`] checks, once they are made: DataFusion then sees the plain
+/// values (a join's keys as the columns they are, for its dynamic filters).
+pub(crate) fn undeclared(expr: Expr) -> datafusion::error::Result<Expr> {
+    use datafusion::common::tree_node::{Transformed, TreeNode as _};
+    expr.transform_up(|e| {
+        Ok(match e {
+            Expr::ScalarFunction(function) if function.name() == "declared" => {
+                match <[Expr; 1]>::try_from(function.args) {
+                    Ok([value]) => Transformed::yes(value),
+                    Err(args) => Transformed::no(Expr::ScalarFunction(
+                        datafusion::logical_expr::expr::ScalarFunction::new_udf(
+                            function.func,
+                            args,
+                        ),
+                    )),
+                }
+            }
+            other => Transformed::no(other),
+        })
+    })
+    .map(|transformed| transformed.data)
 }
 
 #[cfg(test)]

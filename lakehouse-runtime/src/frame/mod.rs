@@ -427,6 +427,14 @@ impl View {
                 Error::Refused(format!("a key of the join with `{joined}`, `{key}`: {e}"))
             })?;
         }
+        let left: Vec<Expr> = left
+            .into_iter()
+            .map(declared::undeclared)
+            .collect::<datafusion::error::Result<_>>()?;
+        let right_keys: Vec<Expr> = right_keys
+            .into_iter()
+            .map(declared::undeclared)
+            .collect::<datafusion::error::Result<_>>()?;
         let on: Vec<Expr> = left
             .into_iter()
             .zip(right_keys)

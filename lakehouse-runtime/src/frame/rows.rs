@@ -13,17 +13,22 @@ use crate::error::{Error, Result};
 /// Rows per record batch.
 const BATCH_ROWS: usize = 8192;
 
-/// Rows whose values are checked for a type the decoder would change without an error: a row
-/// struct's fields have one type for every row.
-const ROWS_SAMPLED: usize = 64;
+/// Rows looked at, at most, for a float field filling an integer column (until each such
+/// column has a value): a row struct's field has one type for every row.
+const ROWS_SAMPLED: usize = 4096;
+
+/// Extra fraction digits decimal columns are decoded with, rounded off by a cast after.
+const EXTRA_DIGITS: i8 = 10;
 
 /// `rows` as record batches of `schema`. Field names must match column names: a field that is
 /// no column (misspelled, or renamed by serde) is an error naming it, not a column silently
 /// left NULL; a missing nullable column is NULL. A value of the wrong type is an error naming
-/// the column, a float for an integer or decimal column and decimal text with more places than
-/// the column's scale included (the decoder would cut them: checked on the first rows).
+/// the column, a float field for an integer column included (Arrow's decoder would truncate
+/// it). A decimal column's extra fraction digits (a `Decimal` of a larger scale, a float, text)
+/// are rounded half away from zero, as in landing files; one that does not fit its precision
+/// is an error naming the column.
 pub fn batches_from_rows<R: Serialize>(schema: SchemaRef, rows: &[R]) -> Result<Vec<RecordBatch>> {
-    refuse_cut_values(&schema, rows)?;
+    refuse_floats_for_integers(&schema, rows)?;
     let columns = || {
         schema
             .fields()
@@ -32,7 +37,9 @@ pub fn batches_from_rows<R: Serialize>(schema: SchemaRef, rows: &[R]) -> Result<
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut decoder = ReaderBuilder::new(schema.clone())
+    // Decimals are decoded wider, then cast: the decoder would cut their extra digits.
+    let read = decimals_read_wider(&schema);
+    let mut decoder = ReaderBuilder::new(read.clone().unwrap_or_else(|| schema.clone()))
         .with_batch_size(BATCH_ROWS)
         .with_strict_mode(true)
         .build_decoder()?;
@@ -47,65 +54,115 @@ pub fn batches_from_rows<R: Serialize>(schema: SchemaRef, rows: &[R]) -> Result<
     for chunk in rows.chunks(BATCH_ROWS) {
         decoder.serialize(chunk).map_err(unfit)?;
         if let Some(batch) = decoder.flush().map_err(unfit)? {
-            batches.push(batch);
+            batches.push(match read {
+                Some(_) => decimals_rounded(batch, &schema)?,
+                None => batch,
+            });
         }
     }
     Ok(batches)
 }
 
-/// An error naming the first column of `schema` whose value, in one of the first rows, Arrow's
-/// JSON decoder would cut without an error: a float into an integer column (truncated), a float
-/// into a decimal column or decimal text with more places than its scale (cut to the scale).
-fn refuse_cut_values<R: Serialize>(schema: &arrow::datatypes::Schema, rows: &[R]) -> Result<()> {
-    use arrow::datatypes::DataType;
+/// `schema` with its decimal columns [`EXTRA_DIGITS`] wider in scale, as 38-digit decimals
+/// (76-digit ones past 28 digits); `None` when it has none.
+fn decimals_read_wider(schema: &arrow::datatypes::Schema) -> Option<SchemaRef> {
+    use arrow::datatypes::{DataType, Field, Schema};
+    let wider = |t: &DataType| match *t {
+        // The widest precision: a value too large for the column's is named by the cast.
+        // (128 bits when they hold it: quicker to parse.)
+        DataType::Decimal128(p, s) if s >= 0 && p.saturating_add(EXTRA_DIGITS as u8) <= 38 => {
+            Some(DataType::Decimal128(38, s + EXTRA_DIGITS))
+        }
+        DataType::Decimal128(_, s) | DataType::Decimal256(_, s) if s >= 0 => {
+            Some(DataType::Decimal256(76, s + EXTRA_DIGITS))
+        }
+        _ => None,
+    };
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| wider(f.data_type()).is_some())
+    {
+        return None;
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match wider(f.data_type()) {
+            Some(t) => f.as_ref().clone().with_data_type(t),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    Some(std::sync::Arc::new(Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    )))
+}
+
+/// `batch`, decoded with [`decimals_read_wider`], in `schema`'s types: decimals rounded to
+/// their scale, one that does not fit its precision an error naming its column.
+fn decimals_rounded(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let options = arrow::compute::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let columns = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(field, column)| {
+            if column.data_type() == field.data_type() {
+                return Ok(column.clone());
+            }
+            arrow::compute::cast_with_options(column, field.data_type(), &options).map_err(|e| {
+                Error::Refused(format!(
+                    "rows do not fit the table's columns: column `{}` ({}): {e}",
+                    field.name(),
+                    field.data_type()
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// An error naming the first integer column of `schema` that the rows fill with a float (the
+/// decoder would truncate `1.9` to 1), from the first rows (up to [`ROWS_SAMPLED`], until each
+/// integer column has a value): a row struct's field is a float in every row or in none.
+fn refuse_floats_for_integers<R: Serialize>(
+    schema: &arrow::datatypes::Schema,
+    rows: &[R],
+) -> Result<()> {
     use serde_json::Value;
+    let mut unseen: Vec<&arrow::datatypes::FieldRef> = schema
+        .fields()
+        .iter()
+        .filter(|f| f.data_type().is_integer())
+        .collect();
     for row in rows.iter().take(ROWS_SAMPLED) {
+        if unseen.is_empty() {
+            break;
+        }
         // A row that is no JSON object: the decoder says what is wrong with it.
         let Ok(Value::Object(values)) = serde_json::to_value(row) else {
             return Ok(());
         };
-        for field in schema.fields() {
-            let (Some(value), data_type) = (values.get(field.name()), field.data_type()) else {
-                continue;
-            };
-            let why = match (data_type, value) {
-                (t, Value::Number(n)) if t.is_integer() && n.is_f64() => format!(
-                    "is {t} but the rows give it the float {n}, which would be cut to a whole \
-                     number: give the field an integer type (round it first)"
-                ),
-                (DataType::Decimal128(p, s) | DataType::Decimal256(p, s), Value::Number(n))
-                    if n.is_f64() =>
-                {
-                    format!(
-                        "is DECIMAL({p},{s}) but the rows give it the float {n}, whose places \
-                         past {s} would be cut: give the field the type `Decimal<{p}, {s}>`"
-                    )
-                }
-                (DataType::Decimal128(p, s) | DataType::Decimal256(p, s), Value::String(text))
-                    if decimal_places(text) > usize::try_from(*s).unwrap_or(0) =>
-                {
-                    format!(
-                        "is DECIMAL({p},{s}) but the rows give it {text:?}, whose places past \
-                         {s} would be cut: give the field the type `Decimal<{p}, {s}>` (round \
-                         it first)"
-                    )
-                }
-                _ => continue,
-            };
-            return Err(Error::Refused(format!(
-                "rows do not fit the table's columns: column `{}` {why}",
-                field.name()
-            )));
+        for field in &unseen {
+            if let Some(Value::Number(n)) = values.get(field.name())
+                && n.is_f64()
+            {
+                return Err(Error::Refused(format!(
+                    "rows do not fit the table's columns: column `{}` is {} but the rows give \
+                     it floats ({n}), which would be truncated to whole numbers: give the field \
+                     an integer type",
+                    field.name(),
+                    field.data_type()
+                )));
+            }
         }
+        unseen.retain(|field| values.get(field.name()).is_none_or(Value::is_null));
     }
     Ok(())
-}
-
-/// The digits after the point of decimal text (`"1.230"`: 3).
-fn decimal_places(text: &str) -> usize {
-    text.split_once('.').map_or(0, |(_, places)| {
-        places.chars().take_while(char::is_ascii_digit).count()
-    })
 }
 
 /// Record batches as `R`s, through Arrow's JSON writer (decimals as their exact text: the
@@ -253,7 +310,8 @@ mod tests {
     }
 
     #[test]
-    fn a_value_the_decoder_would_cut_is_an_error_naming_its_column() {
+    fn a_float_for_an_integer_is_an_error_and_extra_decimal_places_round() {
+        use arrow::array::AsArray as _;
         let schema = Arc::new(Schema::new(vec![
             Field::new("qty", DataType::Int64, true),
             Field::new("amount", DataType::Decimal128(10, 2), true),
@@ -263,63 +321,91 @@ mod tests {
             qty: Option<Q>,
             amount: Option<A>,
         }
-        let refused = |rows: &[Row<f64, i64>]| {
-            batches_from_rows(schema.clone(), rows)
-                .expect_err("a float into an integer")
-                .to_string()
-        };
         // The first row with a value tells: a row struct's field has one type.
-        let error = refused(&[
-            Row {
-                qty: None,
-                amount: Some(1),
-            },
-            Row {
-                qty: Some(1.9),
-                amount: None,
-            },
-        ]);
+        let error = batches_from_rows(
+            schema.clone(),
+            &[
+                Row::<f64, i64> {
+                    qty: None,
+                    amount: Some(1),
+                },
+                Row {
+                    qty: Some(2.0),
+                    amount: None,
+                },
+            ],
+        )
+        .expect_err("a float into an integer")
+        .to_string();
         assert_eq!(
             error,
-            "rows do not fit the table's columns: column `qty` is Int64 but the rows give it the \
-             float 1.9, which would be cut to a whole number: give the field an integer type \
-             (round it first)"
+            "rows do not fit the table's columns: column `qty` is Int64 but the rows give it \
+             floats (2.0), which would be truncated to whole numbers: give the field an integer \
+             type"
         );
+        // Decimals: extra places round half away from zero, however given.
+        let amounts = |batches: Vec<RecordBatch>| -> Vec<Option<i128>> {
+            batches
+                .iter()
+                .flat_map(|b| {
+                    b.column(1)
+                        .as_primitive::<arrow::datatypes::Decimal128Type>()
+                        .iter()
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
         let floats = batches_from_rows(
             schema.clone(),
-            &[Row::<i64, f64> {
-                qty: Some(2),
-                amount: Some(19.999),
-            }],
+            &[
+                Row::<i64, f64> {
+                    qty: Some(1),
+                    amount: Some(19.999),
+                },
+                Row {
+                    qty: Some(2),
+                    amount: Some(-1.005),
+                },
+                Row {
+                    qty: Some(3),
+                    amount: Some(19.5),
+                },
+            ],
         )
-        .expect_err("a float into a decimal")
-        .to_string();
-        assert!(
-            floats.contains(
-                "column `amount` is DECIMAL(10,2) but the rows give it the float \
-                             19.999, whose places past 2 would be cut"
-            ),
-            "{floats}"
-        );
-        let text = batches_from_rows(
-            schema.clone(),
-            &[Row::<i64, &str> {
-                qty: Some(2),
-                amount: Some("1.239"),
-            }],
-        )
-        .expect_err("three places into two")
-        .to_string();
-        assert!(text.contains("it \"1.239\", whose places past 2"), "{text}");
-        // Exact values go through.
-        let batches = batches_from_rows(
+        .expect("floats");
+        assert_eq!(amounts(floats), [Some(2000), Some(-101), Some(1950)]);
+        let mut texts: Vec<Row<i64, String>> = (0..5000)
+            .map(|_| Row {
+                qty: Some(1),
+                amount: Some("1.20".to_owned()),
+            })
+            .collect();
+        // Past any sample: every row's text is read whole.
+        texts.push(Row {
+            qty: Some(1),
+            amount: Some("1.239".to_owned()),
+        });
+        texts.push(Row {
+            qty: Some(1),
+            amount: Some("1.5e1".to_owned()),
+        });
+        let read = amounts(batches_from_rows(schema.clone(), &texts).expect("texts"));
+        assert_eq!(read[4999..], [Some(120), Some(124), Some(1500)]);
+        // Too many digits for the precision: an error naming the column.
+        let error = batches_from_rows(
             schema,
             &[Row::<i64, &str> {
-                qty: Some(2),
-                amount: Some("1.20"),
+                qty: Some(1),
+                amount: Some("123456789.00"),
             }],
         )
-        .expect("exact");
-        assert_eq!(batches[0].num_rows(), 1);
+        .expect_err("11 digits in a DECIMAL(10, 2)")
+        .to_string();
+        assert!(
+            error.starts_with(
+                "rows do not fit the table's columns: column `amount` (Decimal128(10, 2)): "
+            ),
+            "{error}"
+        );
     }
 }

@@ -493,8 +493,9 @@ impl Ledger {
         let df = self
             .records()
             .await?
-            // Any row names its run: one whose start row was lost too.
-            .filter(starts_with(col("run_id"), lit(prefix)))?
+            // Any row names its run (one whose start row was lost too), but a sequence floor's,
+            // which is no run.
+            .filter(starts_with(col("run_id"), lit(prefix)).and(col("kind").not_eq(lit("floor"))))?
             .select(vec![col("run_id")])?
             .distinct()?
             .sort(vec![col("run_id").sort(true, false)])?

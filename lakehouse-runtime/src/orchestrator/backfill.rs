@@ -88,6 +88,8 @@ impl Orchestrator {
         redo: Redo,
         mut on_report: impl FnMut(&RunReport),
     ) -> Result<BackfillReport> {
+        // This orchestrator's own ends not recorded yet: a time's run may be one of them.
+        self.record_unrecorded_ends().await;
         let (selected, mut history) = self
             .told_if_not_started(self.backfill_start(config, run_ats, redo).await)
             .await?;

@@ -503,6 +503,8 @@ impl Orchestrator {
     /// A run recorded as running is resumed only when its process is known to be gone
     /// ([`RunRecord::process_liveness`]); with `config.force`, whatever its process.
     pub async fn resume(&self, run_id: &str, config: &RunConfig) -> Result<RunReport> {
+        // This orchestrator's own ends not recorded yet: the run may be one of them.
+        self.record_unrecorded_ends().await;
         // A unique prefix names the run too (`r000007`).
         let read = async {
             let resolved = self.ledger.resolve_run_id(run_id).await?;
@@ -525,16 +527,19 @@ impl Orchestrator {
             if !config.force {
                 let unsure = Error::msg(format!(
                     "run `{run_id}` has attempts in the ledger but no start row (it could not \
-                     be recorded): whether its process still runs, and which pipelines it \
-                     planned beyond those it attempted, are unknown; if it ended, resume it \
-                     with --force (the pipelines it attempted are resumed; run the others \
-                     with `orchestrate run --select`)"
+                     be recorded): whether its process still runs, which pipelines it planned \
+                     beyond those it attempted, whether it was a full refresh or rebuild, and \
+                     its settings, are unknown; if it ended, resume it with --force, giving its \
+                     `--set`/`--live` again (the pipelines it attempted are resumed, as an \
+                     ordinary run; run the others with `orchestrate run --select`, and a \
+                     refresh again with `--full-refresh`/`--rebuild`)"
                 ));
                 return self.told_if_not_started(Err(unsure)).await;
             }
             tracing::warn!(
                 run_id,
-                "the run's start row is missing: only the pipelines it attempted are resumed"
+                "the run's start row is missing: only the pipelines it attempted are resumed, as \
+                 an ordinary run, with the settings given now"
             );
         }
         // The latest execution of the run has no end: it is still running, or its process died.
@@ -862,13 +867,37 @@ impl Orchestrator {
                 break;
             }
         }
+        // The last run's end, if the ledger could not take it then.
+        self.record_unrecorded_ends().await;
         Ok(runs)
     }
 
     /// Appends the end rows of earlier runs that could not be recorded (kept for the next try
-    /// when they still cannot be).
-    async fn record_unrecorded_ends(&self) {
+    /// when they still cannot be): before a run, a resume or a backfill starts, and when a loop
+    /// ends.
+    pub(crate) async fn record_unrecorded_ends(&self) {
         let mut ends = self.unrecorded_ends.lock().await;
+        if ends.is_empty() {
+            return;
+        }
+        // A failed append may have committed (the ledger could not tell): a run whose end row
+        // is there has the rest of its rows too (one commit), which are not appended again.
+        let runs: std::collections::BTreeSet<(String, Option<i32>)> = ends
+            .iter()
+            .filter(|r| r.kind == "run")
+            .map(|r| (r.run_id.clone(), r.execution))
+            .collect();
+        for (run_id, execution) in runs {
+            let Ok(recorded) = self.ledger.run(&run_id).await else {
+                continue;
+            };
+            let ended = recorded
+                .iter()
+                .any(|r| r.kind == "run" && r.execution == execution && r.finished_at.is_some());
+            if ended {
+                ends.retain(|r| !(r.run_id == run_id && r.execution == execution));
+            }
+        }
         if ends.is_empty() {
             return;
         }

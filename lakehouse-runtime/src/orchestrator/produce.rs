@@ -34,9 +34,10 @@ pub(super) async fn produce_and_write(
     // A write this run already committed is not produced again: the source is not called and
     // incremental inputs are not re-read.
     if kind.looks_first()
-        && let Some(written) = already_written(orchestrator, pipeline, &run, fresh).await?
+        && let Some(mut written) = already_written(orchestrator, pipeline, &run, fresh).await?
     {
-        record_replayed_findings(orchestrator, pipeline, &run, &written).await;
+        written.lost_records =
+            record_replayed_findings(orchestrator, pipeline, &run, &written).await;
         return Ok(written);
     }
     tracing::debug!("transaction checked");
@@ -305,8 +306,9 @@ pub(super) async fn produce_and_write(
         // wrote: this run's own commit (an earlier attempt's, landing after it was abandoned),
         // or another orchestrator's run's, whose rows must not be counted as ours.
         return match already_written(orchestrator, pipeline, &run, fresh).await? {
-            Some(written) => {
-                record_replayed_findings(orchestrator, pipeline, &run, &written).await;
+            Some(mut written) => {
+                written.lost_records =
+                    record_replayed_findings(orchestrator, pipeline, &run, &written).await;
                 Ok(written)
             }
             None => Err(collision(pipeline, &run, "another run")),
@@ -544,16 +546,17 @@ async fn record_once(
 }
 
 /// Records the findings of a replayed commit of this run's that the ledger lacks (an earlier
-/// attempt of the run, blocked, may have recorded some of the same). A failure is logged: the
-/// rows are committed.
+/// attempt of the run, blocked, may have recorded some of the same). A failure does not fail
+/// the attempt (the rows are committed): it is logged, and returned as what the ledger lost
+/// (the run is then not wholly recorded).
 async fn record_replayed_findings(
     orchestrator: &Orchestrator,
     pipeline: &'static PipelineDescriptor,
     run: &RunInfo,
     written: &Written,
-) {
+) -> Option<String> {
     if written.replayed_findings.is_empty() {
-        return;
+        return None;
     }
     let table = pipeline.output.qualified_name();
     let recorded = async {
@@ -573,9 +576,12 @@ async fn record_replayed_findings(
         );
         orchestrator.ledger.append(&lacking).await
     };
-    if let Err(error) = recorded.await {
-        tracing::error!(%error, "the replayed commit's quality findings could not be recorded");
-    }
+    let error = recorded.await.err()?;
+    tracing::error!(%error, "the replayed commit's quality findings could not be recorded");
+    Some(format!(
+        "replayed commit's data-quality findings, not recorded in lakehouse.quality_issues \
+         ({error})"
+    ))
 }
 
 /// How much later than a reader's last read an upstream table's creation must be to count as a

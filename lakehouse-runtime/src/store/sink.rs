@@ -427,18 +427,20 @@ impl OpenTable {
         }
         // A table removed (or replaced) since it was opened, say by clearing the ledger under a
         // running loop: its log no longer holds the version this state is at, and a commit after
-        // it would start a log without its beginning, unreadable by every other process. (The
-        // latest commit file is never cleaned up: log cleanup stops at the latest checkpoint.)
+        // it would start a log without its beginning, unreadable by every other process. Nothing
+        // is written then: the general path loads the table as it is, and creates it if need
+        // be. (So does a state so old that log cleanup removed its commit, other processes
+        // having written since.)
         use deltalake::logstore::object_store::ObjectStoreExt as _;
         let latest = deltalake::logstore::commit_uri_from_version(Some(self.state.version()));
         match self.log_store.object_store(None).head(&latest).await {
             Ok(_) => {}
             Err(deltalake::ObjectStoreError::NotFound { .. }) => {
-                return Err(DeltaTableError::Generic(format!(
-                    "the table's log no longer holds version {} (the table was removed or \
-                     replaced since it was opened): it is opened again",
-                    self.state.version()
-                )));
+                tracing::debug!(
+                    version = self.state.version(),
+                    "the table's log no longer holds the version it was opened at"
+                );
+                return Ok(false);
             }
             Err(error) => return Err(error.into()),
         }

@@ -14,7 +14,9 @@ use super::velov::{
 /// Vélib' availability, one row per station and update time.
 #[derive(Table)]
 #[table(schema = "silver", name = "velib_station_status", key(stationcode, timestamp), mode = merge,
-        expect(name = "bikes_within_capacity", expr = "numbikesavailable <= capacity"),
+        expect(name = "plausible_time", on_fail = drop,
+               expr = "\"timestamp\" > TIMESTAMP '1970-01-01T00:00:00Z' AND \"timestamp\" <= run_at + INTERVAL '1 day'"),
+        expect(name = "bike_types_add_up", expr = "mechanical + ebike = numbikesavailable"),
         property(key = "delta.enableChangeDataFeed", value = "true"))]
 pub struct SilverVelibStationStatus {
     /// Station code
@@ -75,6 +77,8 @@ pub struct SilverVelibStationInfo {
 /// Vélo'v availability, one row per station and report time.
 #[derive(Table)]
 #[table(schema = "silver", name = "velov_station_status", key(station_id, last_reported), mode = merge,
+        expect(name = "plausible_time", on_fail = drop,
+               expr = "last_reported > TIMESTAMP '1970-01-01T00:00:00Z' AND last_reported <= run_at + INTERVAL '1 day'"),
         property(key = "delta.enableChangeDataFeed", value = "true"))]
 pub struct SilverVelovStationStatus {
     /// Station id
@@ -126,32 +130,34 @@ pub struct SilverVelovStationInfo {
     pub run_at: Timestamp,
 }
 
-/// The new Vélib' availability rows with a plausible update time: none, or one from the future,
-/// stays in bronze only (a date outside the calendar would also block the fact's date check).
+/// The new Vélib' availability rows. One without an update time (read as 1970), or with one
+/// from the future, is dropped by the table's `plausible_time` expectation, which counts it in
+/// `lakehouse.quality_issues` (a date outside the calendar would also block the fact's date
+/// check): stations that never reported, or a run dated before its data (a backfill over a
+/// snapshot of later).
 #[pipeline(depends_on = [velib_station_status], tags = ["velib", "opendata"])]
 pub async fn silver_velib_station_status(
     raw: Changes<BronzeVelibStationStatus>,
 ) -> Result<Frame<SilverVelibStationStatus>> {
     use BronzeVelibStationStatus as b;
-    raw.filter(plausible(b::duedate.expr(), b::run_at.expr()))?
-        .select_into(SilverVelibStationStatusSelect {
-            stationcode: b::stationcode,
-            timestamp: b::duedate.assume_not_null(),
-            name: b::name,
-            is_installed: b::is_installed,
-            is_renting: b::is_renting,
-            is_returning: b::is_returning,
-            capacity: b::capacity,
-            numdocksavailable: b::numdocksavailable,
-            numbikesavailable: b::numbikesavailable,
-            mechanical: b::mechanical,
-            ebike: b::ebike,
-            longitude: b::lon,
-            latitude: b::lat,
-            nom_arrondissement_communes: b::nom_arrondissement_communes,
-            code_insee_commune: b::code_insee_commune,
-            run_at: b::run_at,
-        })
+    raw.select_into(SilverVelibStationStatusSelect {
+        stationcode: b::stationcode,
+        timestamp: typed::<Timestamp>(coalesce(vec![b::duedate.expr(), Timestamp(0).lit()])),
+        name: b::name,
+        is_installed: b::is_installed,
+        is_renting: b::is_renting,
+        is_returning: b::is_returning,
+        capacity: b::capacity,
+        numdocksavailable: b::numdocksavailable,
+        numbikesavailable: b::numbikesavailable,
+        mechanical: b::mechanical,
+        ebike: b::ebike,
+        longitude: b::lon,
+        latitude: b::lat,
+        nom_arrondissement_communes: b::nom_arrondissement_communes,
+        code_insee_commune: b::code_insee_commune,
+        run_at: b::run_at,
+    })
 }
 
 /// The Vélib' station list of the latest run: new and changed stations get a new version,
@@ -186,41 +192,29 @@ pub async fn silver_velib_station_info(
         })
 }
 
-/// A report time more than this ahead of its fetch is a clock error, not a report.
-const MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
-/// Whether a station's report time `time` is one: set, after 1970 (0 means "never reported")
-/// and at most [`MAX_CLOCK_SKEW`] ahead of `fetched`, the run that ingested the row. Not
-/// ahead of this run: a resumed run reads rows fetched after its own logical time, and a row
-/// read once is never read again.
-fn plausible(time: Expr, fetched: Expr) -> Expr {
-    time.clone()
-        .gt(Timestamp(0).lit())
-        .and(time.lt_eq(fetched + interval(MAX_CLOCK_SKEW)))
-}
-
-/// The new Vélo'v availability rows with a plausible report time: stations that never reported
-/// (`last_reported` 0) or report from the future stay in bronze only.
+/// The new Vélo'v availability rows. Stations that never reported (`last_reported` 0), or that
+/// report from the future, are dropped by the table's `plausible_time` expectation (counted in
+/// `lakehouse.quality_issues`), as for Vélib'. (The future is measured from the row's run: a
+/// report more than a day ahead of it is a clock error, or a run dated before its data.)
 #[pipeline(depends_on = [velov_station_status], tags = ["velov", "opendata"])]
 pub async fn silver_velov_station_status(
     raw: Changes<BronzeVelovStationStatus>,
 ) -> Result<Frame<SilverVelovStationStatus>> {
     use BronzeVelovStationStatus as b;
-    raw.filter(plausible(b::last_reported.expr(), b::run_at.expr()))?
-        .select_into(SilverVelovStationStatusSelect {
-            station_id: b::station_id,
-            last_reported: b::last_reported,
-            num_bikes_available: b::num_bikes_available,
-            num_bikes_disabled: b::num_bikes_disabled,
-            num_docks_available: b::num_docks_available,
-            num_docks_disabled: b::num_docks_disabled,
-            is_installed: b::is_installed,
-            is_renting: b::is_renting,
-            is_returning: b::is_returning,
-            mechanical: b::mechanical,
-            electrical: b::electrical,
-            run_at: b::run_at,
-        })
+    raw.select_into(SilverVelovStationStatusSelect {
+        station_id: b::station_id,
+        last_reported: b::last_reported,
+        num_bikes_available: b::num_bikes_available,
+        num_bikes_disabled: b::num_bikes_disabled,
+        num_docks_available: b::num_docks_available,
+        num_docks_disabled: b::num_docks_disabled,
+        is_installed: b::is_installed,
+        is_renting: b::is_renting,
+        is_returning: b::is_returning,
+        mechanical: b::mechanical,
+        electrical: b::electrical,
+        run_at: b::run_at,
+    })
 }
 
 /// The Vélo'v station list of the latest run, with history.
