@@ -155,6 +155,21 @@ mod private {
         let _ = rows;
         todo!()
     }
+
+    /// Yet another private table.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "primitive_rows")]
+    struct PrimitiveRows {
+        id: i64,
+    }
+
+    /// Named as a primitive type, which the generated module's own items name.
+    #[pipeline(depends_on = [r#match])]
+    #[allow(non_camel_case_types)]
+    async fn str(rows: Frame<KeywordRows>) -> Result<Frame<PrimitiveRows>> {
+        let _ = rows;
+        todo!()
+    }
 }
 
 #[test]
@@ -192,6 +207,7 @@ fn the_registry_holds_the_graph() {
             ("silver_sales", 1, "main::pass::staging"),
             ("fact_sales", 2, "main::pass::marts"),
             ("match", 2, "main::pass::private"),
+            ("str", 3, "main::pass::private"),
         ]
     );
     assert_eq!(
@@ -200,6 +216,7 @@ fn the_registry_holds_the_graph() {
             ("customers", "dim_customer"),
             ("cx", "match"),
             ("dim_customer", "fact_sales"),
+            ("match", "str"),
             ("run", "cx"),
             ("sales", "silver_sales"),
             ("silver_sales", "fact_sales"),

@@ -206,7 +206,11 @@ async fn a_report_time_is_judged_against_its_own_fetch() {
         .expect("raw");
     // The table's `plausible_time` expectation drops (and counts) the other.
     let (kept, dropped) = test
-        .expectations(silver_velib_station_status(raw).await.expect("the pipeline"))
+        .expectations(
+            silver_velib_station_status(raw)
+                .await
+                .expect("the pipeline"),
+        )
         .await
         .expect("expectations");
     assert_eq!(dropped.len(), 1, "{dropped:?}");
@@ -240,7 +244,11 @@ async fn a_report_time_is_judged_against_its_own_fetch() {
         ])
         .expect("raw");
     let (kept, dropped) = test
-        .expectations(silver_velov_station_status(raw).await.expect("the pipeline"))
+        .expectations(
+            silver_velov_station_status(raw)
+                .await
+                .expect("the pipeline"),
+        )
         .await
         .expect("expectations");
     assert_eq!(dropped.len(), 1, "{dropped:?}");

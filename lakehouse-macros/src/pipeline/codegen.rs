@@ -37,8 +37,9 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
         } else {
             quote!(#dep)
         };
-        // `{self as ..}` imports the module alone: a name that is no pipeline (a plain fn, a
-        // file module holding one) is then one error naming it.
+        // `{self as ..}` imports the module alone: a name that is no pipeline's module (a
+        // plain fn) is then one error naming it. (A file module holding a pipeline is a module:
+        // its error is at `LEVEL`, "cannot find value `LEVEL`".)
         quote_spanned! {dep.span()=>
             #[doc(hidden)]
             #[allow(unused_imports)]
@@ -206,9 +207,9 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
             /// Type-level handle on the pipeline, used by the graph checks.
             pub type Marker = #name;
             /// The pipeline's name.
-            pub const NAME: &str = #name_str;
+            pub const NAME: &::core::primitive::str = #name_str;
             /// Topological rank: 0 for a source, else 1 + the highest rank in `depends_on`.
-            pub const LEVEL: usize = #level;
+            pub const LEVEL: ::core::primitive::usize = #level;
         }
 
         impl ::lakehouse_runtime::__private::Pipeline for #name::Marker {
@@ -282,8 +283,8 @@ pub(crate) fn dummy(item: &ItemFn, error: syn::Error) -> TokenStream {
             #[allow(non_camel_case_types)]
             pub enum #name {}
             pub type Marker = #name;
-            pub const NAME: &str = #name_str;
-            pub const LEVEL: usize = 0;
+            pub const NAME: &::core::primitive::str = #name_str;
+            pub const LEVEL: ::core::primitive::usize = 0;
         }
         impl ::lakehouse_runtime::__private::Pipeline for #name::Marker {
             const NAME: &'static str = #name_str;

@@ -247,7 +247,7 @@ fn generates_the_graph_facts_and_the_registration() {
         "pub mod c",
         "use self :: a :: { self as __lakehouse_c_dependency_0 } ;",
         "use crate :: m :: b :: { self as __lakehouse_c_dependency_1 } ;",
-        "pub const LEVEL : usize = 1 + :: lakehouse_runtime :: __private :: max_level (& [super :: __lakehouse_c_dependency_0 :: LEVEL , super :: __lakehouse_c_dependency_1 :: LEVEL])",
+        "pub const LEVEL : :: core :: primitive :: usize = 1 + :: lakehouse_runtime :: __private :: max_level (& [super :: __lakehouse_c_dependency_0 :: LEVEL , super :: __lakehouse_c_dependency_1 :: LEVEL])",
         "impl :: lakehouse_runtime :: __private :: Produced for C",
         "impl :: lakehouse_runtime :: __private :: DependsOn < __lakehouse_c_dependency_0 :: Marker > for c :: Marker",
         "inventory :: submit !",
@@ -268,7 +268,10 @@ fn a_source_has_level_zero() {
         ),
     )
     .to_string();
-    assert!(out.contains("pub const LEVEL : usize = 0"), "{out}");
+    assert!(
+        out.contains("pub const LEVEL : :: core :: primitive :: usize = 0"),
+        "{out}"
+    );
 }
 
 #[test]

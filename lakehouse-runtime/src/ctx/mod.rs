@@ -118,9 +118,11 @@ impl Settings {
 
     /// The settings a run records for `resume`, as a JSON object (`None` when there are none):
     /// a setting that may hold a secret (`auth`, `token`, `password`, `passwd`, `pwd`, `secret`,
-    /// `key`, `credential`, `cookie`, `session`, `dsn`, `private` or `cert` in its name, or a
-    /// value that is a URL with a password or an `Authorization` header's) is recorded without
-    /// its value (`null`) unless the value names an environment variable (`env:NAME`).
+    /// `key`, `credential`, `cookie`, `session`, `dsn`, `private`, `cert` or `signature` in its
+    /// name; or a value that is a URL with a user name or password or a query parameter named
+    /// so, or `sig`; a connection string's `Password=`/`pwd=`; an `Authorization` header's) is
+    /// recorded without its value (`null`) unless the value names an environment variable
+    /// (`env:NAME`).
     pub(crate) fn to_record(&self) -> Option<String> {
         let recorded: BTreeMap<&str, Option<&str>> = self
             .values
