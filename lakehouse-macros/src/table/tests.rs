@@ -139,6 +139,18 @@ fn a_sub_key_given_twice_is_an_error_not_the_last_one_silently() {
 }
 
 #[test]
+fn a_delta_boolean_property_is_lowercase() {
+    let text = error_text(quote! {
+        #[table(schema = "silver", property(key = "delta.enableChangeDataFeed", value = "True"))]
+        struct S { x: i64 }
+    });
+    assert!(
+        text.contains("write `true`: Delta reads a property's boolean in lowercase only"),
+        "{text}"
+    );
+}
+
+#[test]
 fn merge_and_scd2_need_a_non_null_key() {
     let text = error_text(quote! {
         #[table(schema = "gold", mode = scd2)]

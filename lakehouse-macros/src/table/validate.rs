@@ -521,6 +521,22 @@ pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result
                      (the default), or no column mapping",
                 );
             }
+            // Delta readers (the kernel's `parse_bool`) take booleans in lowercase only: a
+            // `True` would be on for delta-rs's protocol setup, and off for what writes follow it.
+            let text = value.value();
+            if key.value().starts_with("delta.")
+                && ["true", "false"]
+                    .iter()
+                    .any(|b| text.eq_ignore_ascii_case(b) && text != *b)
+            {
+                errors.spanned(
+                    value,
+                    format!(
+                        "write `{}`: Delta reads a property's boolean in lowercase only",
+                        text.to_ascii_lowercase()
+                    ),
+                );
+            }
             if key.value().starts_with("delta.constraints.") {
                 errors.spanned(
                     key,

@@ -175,12 +175,13 @@ impl Warehouse {
                 // Not on (turned off by another engine, or never set on a table another engine
                 // made): delta-rs would fail obscurely at a metadata commit, or read the files
                 // a delete rewrote as inserts again.
+                // As Delta reads the property (writers decide by it whether to record changes):
+                // `True` is not on.
                 let feed_on = delta.snapshot().is_ok_and(|snapshot| {
                     snapshot
-                        .metadata()
-                        .configuration()
-                        .get("delta.enableChangeDataFeed")
-                        .is_some_and(|value| value.eq_ignore_ascii_case("true"))
+                        .snapshot()
+                        .table_properties()
+                        .enable_change_data_feed()
                 });
                 if !feed_on {
                     return Err(Error::Refused(format!(

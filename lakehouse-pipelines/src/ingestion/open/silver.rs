@@ -41,10 +41,10 @@ pub struct SilverVelibStationStatus {
     pub mechanical: Option<i32>,
     /// Available electric bikes
     pub ebike: Option<i32>,
-    /// Longitude (WGS84)
-    pub longitude: f64,
-    /// Latitude (WGS84)
-    pub latitude: f64,
+    /// Longitude (WGS84), NULL when the source's was unusable
+    pub longitude: Option<f64>,
+    /// Latitude (WGS84), NULL when the source's was unusable
+    pub latitude: Option<f64>,
     /// Municipality
     pub nom_arrondissement_communes: Option<String>,
     /// INSEE code of the municipality

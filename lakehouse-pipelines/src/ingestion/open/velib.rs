@@ -90,10 +90,11 @@ pub struct BronzeVelibStationStatus {
     pub is_returning: bool,
     /// When the station last reported (`duedate`, UTC)
     pub duedate: Option<Timestamp>,
-    /// Longitude (`coordonnees_geo.lon`, WGS 84)
-    pub lon: f64,
-    /// Latitude (`coordonnees_geo.lat`, WGS 84)
-    pub lat: f64,
+    /// Longitude (`coordonnees_geo.lon`, WGS 84); NULL when unusable (the reason is in
+    /// `lakehouse.rejects`)
+    pub lon: Option<f64>,
+    /// Latitude (`coordonnees_geo.lat`, WGS 84); NULL when unusable
+    pub lat: Option<f64>,
     /// Commune, or "Paris" (`nom_arrondissement_communes`)
     pub nom_arrondissement_communes: Option<String>,
     /// INSEE code of the commune (`code_insee_commune`)
@@ -127,12 +128,17 @@ pub struct BronzeVelibStationInfo {
 }
 
 /// A status row from one record of `velib-disponibilite-en-temps-reel`. Counts must be
-/// non-negative integers, flags "OUI"/"NON", coordinates numbers inside [`PARIS_AREA`].
+/// non-negative integers, flags "OUI"/"NON"; coordinates, which availability does not need
+/// (the station list places stations), are NULL unless numbers inside [`PARIS_AREA`], the
+/// reason recorded.
 pub fn status_row(r: &Record<'_>, run_at: Timestamp) -> Result<BronzeVelibStationStatus, Rejected> {
     let stationcode = r.string("stationcode")?;
     let (lon, lat) = r
-        .object("coordonnees_geo")?
-        .lon_lat("lon", "lat", &PARIS_AREA)?;
+        .or_null(
+            r.object("coordonnees_geo")
+                .and_then(|point| point.lon_lat("lon", "lat", &PARIS_AREA)),
+        )
+        .unzip();
     Ok(BronzeVelibStationStatus {
         stationcode,
         name: r.opt_string("name")?,
