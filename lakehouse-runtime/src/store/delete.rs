@@ -60,7 +60,7 @@ impl Warehouse {
         }
         if table.mode == WriteMode::Scd2 {
             // Closing at a run_at before the history's end would end versions before they began.
-            super::scd2::refuse_going_back(self, session, table, &delta, run_at).await?;
+            super::scd2::refuse_going_back(session, table, &delta, run_at).await?;
         }
         let key_columns: Vec<Expr> = table
             .key

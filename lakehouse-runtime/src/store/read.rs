@@ -69,7 +69,7 @@ impl Warehouse {
 }
 
 /// `table` at the version `delta` was loaded at, conforming to its declared columns.
-async fn read_loaded(
+pub(super) async fn read_loaded(
     session: &SessionContext,
     table: &'static TableDef,
     delta: &deltalake::DeltaTable,

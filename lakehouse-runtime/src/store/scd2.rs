@@ -37,7 +37,6 @@ fn column(name: &str) -> Expr {
 /// read from the file statistics of `delta`, the table as loaded for this write (to the
 /// millisecond); only files without statistics make it a scan.
 pub(crate) async fn refuse_going_back(
-    warehouse: &Warehouse,
     session: &SessionContext,
     table: &'static TableDef,
     delta: &DeltaTable,
@@ -49,10 +48,10 @@ pub(crate) async fn refuse_going_back(
         Some(Some(truncated))
             if truncated <= run_at.0 && truncated + STATISTICS_PRECISION_MICROS > run_at.0 =>
         {
-            history_bound_by_scan(warehouse, session, table).await?
+            history_bound_by_scan(session, table, delta).await?
         }
         Some(bound) => bound,
-        None => history_bound_by_scan(warehouse, session, table).await?,
+        None => history_bound_by_scan(session, table, delta).await?,
     };
     match bound {
         Some(latest) if latest > run_at.0 => Err(Error::Refused(format!(
@@ -84,15 +83,15 @@ fn history_bound_from_statistics(
     Ok(from.zip(to).map(|(from, to)| from.max(to)))
 }
 
-/// The latest `valid_from` or `valid_to` of `table`, by a query over all its rows.
+/// The latest `valid_from` or `valid_to` of `table` as loaded (`delta`), by a query over all
+/// its rows.
 async fn history_bound_by_scan(
-    warehouse: &Warehouse,
     session: &SessionContext,
     table: &'static TableDef,
+    delta: &DeltaTable,
 ) -> Result<Option<i64>> {
     use datafusion::functions_aggregate::expr_fn::max;
-    let latest = warehouse
-        .read(session, table)
+    let latest = super::read::read_loaded(session, table, delta)
         .await?
         .aggregate(
             vec![],
@@ -143,7 +142,7 @@ pub(crate) async fn merge(
         commit,
     } = write;
     let qualified_name = table.qualified_name();
-    refuse_going_back(warehouse, session, table, &delta, run_at).await?;
+    refuse_going_back(session, table, &delta, run_at).await?;
     // A key both written and closed is closed; a key listed twice is closed once.
     let (source, deletions) = match deletions {
         Deletions::Keys(keys) => {
@@ -194,9 +193,9 @@ pub(crate) async fn merge(
         .collect();
     let mut staged = source.clone().select(keyed)?;
 
-    // 2. Changed rows again, unkeyed, to be inserted as new versions.
-    let current = warehouse
-        .read(session, table)
+    // 2. Changed rows again, unkeyed, to be inserted as new versions: against the versions
+    // of the table as loaded for this write, which the MERGE closes (not a later load's).
+    let current = super::read::read_loaded(session, table, &delta)
         .await?
         .filter(column("is_current"))?
         .alias("t")?;
