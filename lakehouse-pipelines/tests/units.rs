@@ -303,3 +303,27 @@ fn a_generated_customer_is_named_by_its_number() {
     }
     assert!(customers.len() > 1, "{customers:?}");
 }
+
+#[test]
+fn an_order_is_dated_by_its_stores_local_day() {
+    // At 02:05 UTC it is still the day before in New York, Chicago and San Francisco: orders
+    // dated by the UTC day were in their stores' future.
+    use lakehouse_pipelines::ingestion::erp::generate_sales;
+    let run_at = Timestamp::parse("2026-12-01T02:05:00Z").expect("a time");
+    let day = |year, month, day| Date::from_ymd(year, month, day).expect("a date");
+    let sales = generate_sales(1_000, 42, 1, run_at);
+    let latest = sales
+        .iter()
+        .filter_map(|sale| sale.order_date)
+        .max()
+        .expect("orders");
+    assert_eq!(latest, day(2026, 11, 30));
+    // At 12:00 UTC it is that day everywhere.
+    let noon = Timestamp::parse("2026-12-01T12:00:00Z").expect("a time");
+    let latest = generate_sales(1_000, 42, 1, noon)
+        .iter()
+        .filter_map(|sale| sale.order_date)
+        .max()
+        .expect("orders");
+    assert_eq!(latest, day(2026, 12, 1));
+}

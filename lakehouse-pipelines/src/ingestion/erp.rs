@@ -110,6 +110,23 @@ const STORES: [(&str, &str, &str, &str); 3] = [
     ("STORE3", "SF Flagship", "San Francisco", "CA"),
 ];
 
+/// Each store's time zone, as [`STORES`] lists them: an order's date is its store's day.
+const STORE_TIME_ZONES: [chrono_tz::Tz; 3] = [
+    chrono_tz::America::New_York,
+    chrono_tz::America::Chicago,
+    chrono_tz::America::Los_Angeles,
+];
+
+/// The day of `at` in `zone`, in days since 1970-01-01.
+fn local_day(at: Timestamp, zone: chrono_tz::Tz) -> i32 {
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    chrono::DateTime::from_timestamp_micros(at.0)
+        .map(|utc| utc.with_timezone(&zone).date_naive())
+        .map_or(at.0.div_euclid(DAY_MICROS) as i32, |day| {
+            (day - epoch).num_days() as i32
+        })
+}
+
 /// Promo codes; `None` is a sale without promotion.
 const PROMO_CODES: [Option<&str>; 4] = [
     Some("OFFER{run}"),
@@ -133,13 +150,16 @@ pub fn generate_sales(
     let mut rng =
         ChaCha8Rng::seed_from_u64(seed ^ (sequence as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let run = sequence.to_string();
-    let today = run_at.0.div_euclid(DAY_MICROS) as i32;
+    // A store's today is its local day: at 02:00 UTC it is still yesterday in San Francisco.
+    let today = STORE_TIME_ZONES.map(|zone| local_day(run_at, zone));
     (0..rows)
         .map(|order_id| {
             let customer = rng.random_range(1..=10);
             let (product_id, product_name, category, brand) =
                 PRODUCTS[rng.random_range(0..PRODUCTS.len())];
-            let (store_id, store_name, city, state) = STORES[rng.random_range(0..STORES.len())];
+            let store = rng.random_range(0..STORES.len());
+            let (store_id, store_name, city, state) = STORES[store];
+            let today = today[store];
             let promo = PROMO_CODES[rng.random_range(0..PROMO_CODES.len())];
             BronzeErpSales {
                 order_id: sequence
