@@ -49,9 +49,19 @@ pub struct BronzeErpSales {
     pub run_at: Timestamp,
 }
 
-/// Cleaned ERP sales transactions, one row per (order, line).
+/// Cleaned ERP sales transactions, one row per (order, line). A line without a product or a
+/// positive quantity is dropped, and counted in `lakehouse.quality_issues`; a line without a
+/// date, store or customer, or with a negative amount, is kept and counted (the facts and the
+/// daily aggregate leave out what they cannot place).
 #[derive(Table)]
-#[table(schema = "silver", name = "erp_sales_transactions", key(order_id, order_line), mode = merge)]
+#[table(schema = "silver", name = "erp_sales_transactions", key(order_id, order_line), mode = merge,
+        expect(name = "has_product", expr = "product_id IS NOT NULL", on_fail = drop),
+        expect(name = "positive_quantity", expr = "quantity IS NOT NULL AND quantity > 0",
+               on_fail = drop),
+        expect(name = "placed", expr = "order_date IS NOT NULL AND store_id IS NOT NULL AND \
+                                        customer_id IS NOT NULL"),
+        expect(name = "amounts_not_negative",
+               expr = "unit_price >= 0 AND discount >= 0 AND cost >= 0"))]
 pub struct SilverErpSales {
     /// Unique ID of the order
     pub order_id: i64,
@@ -207,19 +217,14 @@ pub async fn erp_sales_transactions(cx: &Ctx) -> Result<Frame<BronzeErpSales>> {
     cx.frame_from_rows(&sales)
 }
 
-/// Cleans the sales ingested since this pipeline's last success: keeps lines that have a product
-/// and a positive quantity.
+/// Cleans the sales ingested since this pipeline's last success: the table's expectations keep
+/// lines that have a product and a positive quantity.
 #[pipeline(depends_on = [erp_sales_transactions], tags = ["erp"])]
 pub async fn silver_erp_sales_transactions(
     raw: Changes<BronzeErpSales>,
 ) -> Result<Frame<SilverErpSales>> {
     use BronzeErpSales as b;
-    raw.filter(
-        b::product_id
-            .is_not_null()
-            .and(b::quantity.expr().gt(lit(0))),
-    )?
-    .select_into(SilverErpSalesSelect {
+    raw.select_into(SilverErpSalesSelect {
         order_id: b::order_id,
         order_line: b::order_line,
         order_date: b::order_date,
