@@ -13,16 +13,23 @@ pub(crate) fn codegen(model: &TableModel) -> TokenStream {
     let table_impl = table_impl(model);
     let handles = column_handles(model);
     let select = select_struct(model);
+    // A stand-in's key and `run_at` are not the user's: their checks would be errors of their
+    // own. Nor is its lack of properties: whether readers may take its changes is not known,
+    // and they are let.
+    let (key_checks, run_at_check) = if model.stand_in {
+        (TokenStream::new(), TokenStream::new())
+    } else {
+        (key_checks(model), run_at_check(model))
+    };
     let reference_checks = reference_checks(model);
-    let key_checks = key_checks(model);
-    let run_at_check = run_at_check(model);
     let partition_checks = partition_checks(model);
     let ident = &model.ident;
     // Append tables record their new rows; a merge table its inserts and updates, once its
     // change data feed is on.
-    let change_feed_on = model.properties.iter().any(|(key, value)| {
-        key == "delta.enableChangeDataFeed" && value.eq_ignore_ascii_case("true")
-    });
+    let change_feed_on = model.stand_in
+        || model.properties.iter().any(|(key, value)| {
+            key == "delta.enableChangeDataFeed" && value.eq_ignore_ascii_case("true")
+        });
     let records_changes = (model.mode == Mode::Append
         || (model.mode == Mode::Merge && change_feed_on))
         .then(|| quote!(impl ::lakehouse_runtime::__private::RecordsChanges for #ident {}));

@@ -145,9 +145,15 @@ fn a_delta_boolean_property_is_lowercase() {
         struct S { x: i64 }
     });
     assert!(
-        text.contains("write `true`: Delta reads a property's boolean in lowercase only"),
+        text.contains("write `true`: Delta reads this property's value in lowercase only"),
         "{text}"
     );
+    let text = error_text(quote! {
+        #[table(schema = "silver", evolution = merge,
+                property(key = "delta.columnMapping.mode", value = "Name"))]
+        struct S { x: i64 }
+    });
+    assert!(text.contains("write `name`"), "{text}");
 }
 
 #[test]
@@ -509,6 +515,17 @@ fn an_error_keeps_the_tables_items_so_that_uses_do_not_fail_too() {
     assert!(output.contains("`key` names no field"), "{output}");
     assert!(output.contains("pub const is_current"), "{output}");
     assert!(output.contains("pub const valid_from"), "{output}");
+    // A merge table's stand-in: its readers of changes compile, and no check of the key it
+    // was given in place of the user's (here a float) adds an error.
+    let output = expand(quote! {
+        #[table(schema = "silver", mode = merge, key(statin),
+                property(key = "delta.enableChangeDataFeed", value = "true"))]
+        pub struct Status { pub lat: f64, pub station: String }
+    })
+    .to_string();
+    assert!(output.contains("`key` names no field"), "{output}");
+    assert!(output.contains("RecordsChanges for Status"), "{output}");
+    assert!(!output.contains("LogicalType :: Float64"), "{output}");
 }
 
 #[test]

@@ -73,6 +73,9 @@ pub(crate) struct TableModel {
     pub checks: Vec<(String, String)>,
     pub expectations: Vec<Expectation>,
     pub properties: Vec<(String, String)>,
+    /// A stand-in after an error (see `expand`): its items only, none of its checks, which
+    /// would be errors of a declaration the user did not write.
+    pub stand_in: bool,
 }
 
 /// A validated `expect(..)`.
@@ -523,16 +526,22 @@ pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result
             }
             // Delta readers (the kernel's `parse_bool`) take booleans in lowercase only: a
             // `True` would be on for delta-rs's protocol setup, and off for what writes follow it.
+            // (So are column mapping's modes.)
             let text = value.value();
+            let lowercase_words: &[&str] = if key.value() == "delta.columnMapping.mode" {
+                &["none", "name", "id"]
+            } else {
+                &["true", "false"]
+            };
             if key.value().starts_with("delta.")
-                && ["true", "false"]
+                && lowercase_words
                     .iter()
-                    .any(|b| text.eq_ignore_ascii_case(b) && text != *b)
+                    .any(|word| text.eq_ignore_ascii_case(word) && text != *word)
             {
                 errors.spanned(
                     value,
                     format!(
-                        "write `{}`: Delta reads a property's boolean in lowercase only",
+                        "write `{}`: Delta reads this property's value in lowercase only",
                         text.to_ascii_lowercase()
                     ),
                 );
@@ -576,6 +585,7 @@ pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result
 
     errors.finish()?;
     Ok(TableModel {
+        stand_in: input.stand_in,
         ident: input.ident,
         vis: input.vis,
         doc: input.doc,

@@ -103,29 +103,6 @@ pub(crate) fn declared(expr: Expr, declared: LogicalType) -> Expr {
     .call(vec![expr])
 }
 
-/// `expr` without its [`declared`] checks, once they are made: DataFusion then sees the plain
-/// values (a join's keys as the columns they are, for its dynamic filters).
-pub(crate) fn undeclared(expr: Expr) -> datafusion::error::Result<Expr> {
-    use datafusion::common::tree_node::{Transformed, TreeNode as _};
-    expr.transform_up(|e| {
-        Ok(match e {
-            Expr::ScalarFunction(function) if function.name() == "declared" => {
-                match <[Expr; 1]>::try_from(function.args) {
-                    Ok([value]) => Transformed::yes(value),
-                    Err(args) => Transformed::no(Expr::ScalarFunction(
-                        datafusion::logical_expr::expr::ScalarFunction::new_udf(
-                            function.func,
-                            args,
-                        ),
-                    )),
-                }
-            }
-            other => Transformed::no(other),
-        })
-    })
-    .map(|transformed| transformed.data)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -427,14 +427,9 @@ impl View {
                 Error::Refused(format!("a key of the join with `{joined}`, `{key}`: {e}"))
             })?;
         }
-        let left: Vec<Expr> = left
-            .into_iter()
-            .map(declared::undeclared)
-            .collect::<datafusion::error::Result<_>>()?;
-        let right_keys: Vec<Expr> = right_keys
-            .into_iter()
-            .map(declared::undeclared)
-            .collect::<datafusion::error::Result<_>>()?;
+        // (An `on_values` key's declared-type check stays in the plan: its type here may be
+        // before coercion, a `CASE`'s its first branch's, and the execution's plan checks it
+        // coerced.)
         let on: Vec<Expr> = left
             .into_iter()
             .zip(right_keys)

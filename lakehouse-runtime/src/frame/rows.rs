@@ -133,20 +133,43 @@ fn refuse_floats_for_integers<R: Serialize>(
     schema: &arrow::datatypes::Schema,
     rows: &[R],
 ) -> Result<()> {
+    use arrow::datatypes::DataType;
     use serde_json::Value;
     let mut unseen: Vec<&arrow::datatypes::FieldRef> = schema
         .fields()
         .iter()
         .filter(|f| f.data_type().is_integer())
         .collect();
-    for row in rows.iter().take(ROWS_SAMPLED) {
-        if unseen.is_empty() {
+    let decimals = schema.fields().iter().any(|f| {
+        matches!(
+            f.data_type(),
+            DataType::Decimal128(..) | DataType::Decimal256(..)
+        )
+    });
+    for (index, row) in rows.iter().take(ROWS_SAMPLED).enumerate() {
+        // Sentinels are looked for in the first rows only.
+        if unseen.is_empty() && (!decimals || index >= 64) {
             break;
         }
         // A row that is no JSON object: the decoder says what is wrong with it.
         let Ok(Value::Object(values)) = serde_json::to_value(row) else {
             return Ok(());
         };
+        // A float past any decimal's 38 digits (a sentinel such as `f64::MAX`): its text
+        // overflows Arrow's digit count, which fails obscurely (or panics in a debug build).
+        for field in schema.fields() {
+            if let (DataType::Decimal128(..) | DataType::Decimal256(..), Some(Value::Number(n))) =
+                (field.data_type(), values.get(field.name()))
+                && n.as_f64().is_some_and(|v| v.abs() >= 1e38)
+            {
+                return Err(Error::Refused(format!(
+                    "rows do not fit the table's columns: column `{}` is {} but the rows give \
+                     it {n}, past any decimal's 38 digits",
+                    field.name(),
+                    field.data_type()
+                )));
+            }
+        }
         for field in &unseen {
             if let Some(Value::Number(n)) = values.get(field.name())
                 && n.is_f64()
@@ -391,6 +414,20 @@ mod tests {
         });
         let read = amounts(batches_from_rows(schema.clone(), &texts).expect("texts"));
         assert_eq!(read[4999..], [Some(120), Some(124), Some(1500)]);
+        // A sentinel past any decimal: refused, naming the column (Arrow's parser overflows).
+        let error = batches_from_rows(
+            schema.clone(),
+            &[Row::<i64, f64> {
+                qty: Some(1),
+                amount: Some(f64::MAX),
+            }],
+        )
+        .expect_err("f64::MAX")
+        .to_string();
+        assert!(
+            error.contains("column `amount` is Decimal128(10, 2) but the rows give it"),
+            "{error}"
+        );
         // Too many digits for the precision: an error naming the column.
         let error = batches_from_rows(
             schema,

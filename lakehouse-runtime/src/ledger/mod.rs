@@ -360,8 +360,8 @@ impl Ledger {
     /// The runs, newest first, at most `limit`: one row each, its latest (a resumed run's last
     /// execution).
     pub async fn runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
-        // The newest `limit` sequences first (two columns read, files pruned by their
-        // statistics), then only their rows ranked: not every run's since the ledger began.
+        // The newest `limit` sequences first (two columns read), then only their rows ranked
+        // (files pruned by their `sequence` statistics): not every run's since the ledger began.
         #[derive(serde::Deserialize)]
         struct Sequence {
             sequence: i64,

@@ -836,6 +836,7 @@ impl Orchestrator {
                 Ok(report) if report.unrecorded.is_some() => {
                     on_report(&report);
                     let why = report.unrecorded.clone().unwrap_or_default();
+                    self.record_unrecorded_ends().await;
                     return Err(Error::msg(format!(
                         "{MAX_FAILED_LOOP_RUNS} runs in a row could not be recorded in \
                          lakehouse.runs; the last: {why}"
@@ -852,7 +853,10 @@ impl Orchestrator {
                     runs.failed += 1;
                     tracing::error!(%error, failed_in_a_row, "the run could not start or be recorded; trying again at the next tick");
                 }
-                Err(error) => return Err(error),
+                Err(error) => {
+                    self.record_unrecorded_ends().await;
+                    return Err(error);
+                }
             }
             // The next start on the schedule after now: a run longer than the interval skips
             // the starts it overran (tokio's own catch-up would start one at once).

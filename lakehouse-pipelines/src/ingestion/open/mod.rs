@@ -5,8 +5,9 @@
 //! deterministic; `--live` (`opendata.mode=live`) asks the real services, `--opendata-dir`
 //! (`opendata.dir`) reads another snapshot, and `--set opendata.mode=record --set
 //! opendata.dir=<dir>` records the live responses as a new snapshot. Records that cannot be read
-//! (wrong types, missing keys, null or swapped coordinates) go to `lakehouse.rejects` with the
-//! reason and the raw JSON.
+//! (wrong types, missing keys) go to `lakehouse.rejects` with the reason and the raw JSON; a
+//! station list's or a Vélib' availability record whose only fault is its coordinates (null,
+//! missing, swapped) is kept with NULL ones, its reason recorded there too.
 
 pub mod silver;
 pub mod velib;
