@@ -170,6 +170,38 @@ fn after(hours: i64) -> Timestamp {
     Timestamp(TEST_RUN_AT.0 + hours * HOUR)
 }
 
+/// The silver output of a "late" and an "ahead" report: the late one kept, the other dropped
+/// by `plausible_time` (and counted).
+async fn only_the_late_report_is_kept<T: Table>(
+    kept: Frame<T>,
+    findings: Vec<(
+        lakehouse_runtime::quality::Finding,
+        lakehouse_runtime::table::OnFail,
+    )>,
+) {
+    let named: Vec<(&str, i64, lakehouse_runtime::table::OnFail)> = findings
+        .iter()
+        .map(|(f, on_fail)| {
+            (
+                f.column.as_deref().unwrap_or_default(),
+                f.failing_rows,
+                *on_fail,
+            )
+        })
+        .collect();
+    assert_eq!(
+        named,
+        [("plausible_time", 1, lakehouse_runtime::table::OnFail::Drop)]
+    );
+    let kept: Vec<Kept> = rows(kept).await.expect("rows");
+    assert_eq!(
+        kept,
+        [Kept {
+            station: "late".to_owned()
+        }]
+    );
+}
+
 /// Availability rows are judged against the run that fetched them, not the run reading them:
 /// a resumed run (its logical time earlier) reads rows fetched days later, and a row silver
 /// skips is never read again.
@@ -213,27 +245,7 @@ async fn a_report_time_is_judged_against_its_own_fetch() {
         )
         .await
         .expect("expectations");
-    let named: Vec<(&str, i64, lakehouse_runtime::table::OnFail)> = dropped
-        .iter()
-        .map(|(f, on_fail)| {
-            (
-                f.column.as_deref().unwrap_or_default(),
-                f.failing_rows,
-                *on_fail,
-            )
-        })
-        .collect();
-    assert_eq!(
-        named,
-        [("plausible_time", 1, lakehouse_runtime::table::OnFail::Drop)]
-    );
-    let kept: Vec<Kept> = rows(kept).await.expect("rows");
-    assert_eq!(
-        kept,
-        [Kept {
-            station: "late".to_owned()
-        }]
-    );
+    only_the_late_report_is_kept(kept, dropped).await;
 
     let velov = |station_id, last_reported, run_at| VelovStatus {
         station_id,
@@ -263,27 +275,7 @@ async fn a_report_time_is_judged_against_its_own_fetch() {
         )
         .await
         .expect("expectations");
-    let named: Vec<(&str, i64, lakehouse_runtime::table::OnFail)> = dropped
-        .iter()
-        .map(|(f, on_fail)| {
-            (
-                f.column.as_deref().unwrap_or_default(),
-                f.failing_rows,
-                *on_fail,
-            )
-        })
-        .collect();
-    assert_eq!(
-        named,
-        [("plausible_time", 1, lakehouse_runtime::table::OnFail::Drop)]
-    );
-    let kept: Vec<Kept> = rows(kept).await.expect("rows");
-    assert_eq!(
-        kept,
-        [Kept {
-            station: "late".to_owned()
-        }]
-    );
+    only_the_late_report_is_kept(kept, dropped).await;
 }
 
 /// Two runs' generated orders never share an id: the daily aggregate counts distinct order ids,
