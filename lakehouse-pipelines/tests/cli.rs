@@ -380,6 +380,21 @@ fn run_then_runs_and_sql() {
         ],
     ));
     assert_eq!(json, "{\"seven\":7,\"nothing\":null}\n");
+    // Two columns of one name (a join's `run_at`s): each qualified, as a JSON object keeps one
+    // of two equal keys.
+    let joined = stdout(&orchestrate(
+        dir.path(),
+        &[
+            "sql",
+            "SELECT s.order_id, s.run_at, p.run_at FROM silver.erp_sales_transactions s \
+             JOIN gold.dim_product p ON p.product_id = s.product_id LIMIT 1",
+            "--format",
+            "json",
+        ],
+    ));
+    let row: serde_json::Value = serde_json::from_str(joined.trim()).expect("one JSON line");
+    let keys: Vec<&String> = row.as_object().expect("an object").keys().collect();
+    assert_eq!(keys, ["order_id", "p.run_at", "s.run_at"], "{joined}");
     let empty = stdout(&orchestrate(
         dir.path(),
         &[
@@ -427,7 +442,7 @@ fn run_then_runs_and_sql() {
     let refused = orchestrate(dir.path(), &["sql", "DROP TABLE gold.dim_product"]);
     assert!(!refused.status.success());
     assert!(
-        stderr(&refused).contains("DDL not supported"),
+        stderr(&refused).contains("`DROP` is refused: `sql` runs read-only queries"),
         "{}",
         stderr(&refused)
     );

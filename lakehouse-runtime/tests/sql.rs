@@ -85,6 +85,18 @@ async fn a_query_loads_only_the_tables_it_names() {
         .await
         .expect("the broken table is not read");
     assert_eq!(render(df).await, ["1"]);
+    // Nor with a table function beside the table, or in an EXPLAIN (every table was loaded).
+    for query in [
+        "SELECT count(*) FROM gold.dim_product, generate_series(1, 2)",
+        "EXPLAIN SELECT count(*) FROM gold.dim_product",
+    ] {
+        let df = wh
+            .warehouse
+            .sql(&[PRODUCT, EMPTY], query)
+            .await
+            .expect(query);
+        assert!(!render(df).await.is_empty(), "{query}");
+    }
     // The broken one is reported when it is queried, and a misspelled name gets a suggestion.
     let broken = wh
         .warehouse
@@ -178,21 +190,39 @@ async fn ddl_dml_copy_and_set_are_rejected() {
     )
     .await
     .expect("write");
+    // Writes are refused as such before any table is loaded (an INSERT of the wrong number of
+    // values was told to mend them).
     for (query, kind) in [
-        ("CREATE TABLE x AS SELECT 1", "DDL"),
-        ("DROP TABLE gold.dim_product", "DDL"),
-        ("INSERT INTO gold.dim_product VALUES ('p9', 1.00)", "DML"),
-        ("DELETE FROM gold.dim_product", "DML"),
-        ("COPY gold.dim_product TO '/tmp/out.csv'", "DML"),
-        ("SET datafusion.execution.batch_size = 1", "Statement"),
+        ("CREATE TABLE x AS SELECT 1", "CREATE"),
+        ("DROP TABLE gold.dim_product", "DROP"),
+        ("INSERT INTO gold.dim_product VALUES ('p9')", "INSERT"),
+        ("DELETE FROM gold.dim_product", "DELETE"),
+        ("COPY gold.dim_product TO '/tmp/out.csv'", "COPY"),
+        (
+            "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'",
+            "CREATE EXTERNAL TABLE",
+        ),
     ] {
         let error = wh.warehouse.sql(&[PRODUCT], query).await.expect_err(query);
-        let message = error.to_string();
-        assert!(
-            message.contains(&format!("{kind} not supported")),
-            "{query}: {message}"
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "query failed: `{kind}` is refused: `sql` runs read-only queries (SELECT, WITH, \
+                 EXPLAIN, DESCRIBE, SHOW); tables are written by pipelines"
+            ),
+            "{query}"
         );
     }
+    let error = wh
+        .warehouse
+        .sql(&[PRODUCT], "SET datafusion.execution.batch_size = 1")
+        .await
+        .expect_err("SET");
+    assert!(
+        error.to_string().contains("Statement not supported"),
+        "{error}"
+    );
+
     let df = wh
         .warehouse
         .sql(&[PRODUCT], "SELECT count(*) FROM gold.dim_product")

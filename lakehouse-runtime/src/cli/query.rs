@@ -20,7 +20,7 @@ pub(super) async fn sql(
 ) -> Result<ExitCode> {
     let warehouse = existing_warehouse(global)?;
     let tables = all_tables(registry);
-    let df = warehouse.sql_as_of(&tables, query, as_of).await?;
+    let df = with_unique_names(warehouse.sql_as_of(&tables, query, as_of).await?)?;
     let schema = df.schema().inner().clone();
     // Streamed: a result of any size is written batch by batch, never held whole.
     let failed = |e: datafusion::error::DataFusionError| {
@@ -83,6 +83,41 @@ pub(super) async fn sql(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `df` with each column named once: a name two columns share (`f.run_at`, `s.run_at` of a
+/// join's `SELECT *`) is qualified by its table or alias, as a JSON object keeps one of two
+/// equal keys and a CSV reader one of two equal headers.
+fn with_unique_names(
+    df: datafusion::dataframe::DataFrame,
+) -> Result<datafusion::dataframe::DataFrame> {
+    use datafusion::common::Column;
+    use datafusion::logical_expr::Expr;
+    let schema = df.schema().clone();
+    let shared = |name: &str| schema.fields().iter().filter(|f| f.name() == name).count() > 1;
+    if !schema.fields().iter().any(|f| shared(f.name())) {
+        return Ok(df);
+    }
+    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let columns: Vec<Expr> = schema
+        .iter()
+        .map(|(qualifier, field)| {
+            let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
+            let mut name = match qualifier {
+                Some(qualifier) if shared(field.name()) => format!("{qualifier}.{}", field.name()),
+                _ => field.name().clone(),
+            };
+            // Still taken (the same column twice, unqualified): numbered.
+            let base = name.clone();
+            let mut number = 2;
+            while !taken.insert(name.clone()) {
+                name = format!("{base}_{number}");
+                number += 1;
+            }
+            column.alias(name)
+        })
+        .collect();
+    Ok(df.select(columns)?)
 }
 
 /// Rows `sql` draws in its table; the count covers them all.

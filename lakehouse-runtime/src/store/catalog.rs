@@ -181,12 +181,48 @@ fn named_tables(
         }
         Err(_) => return Ok(None),
     };
-    // Anything but a query is refused as such (read-only), whatever it names.
-    let is_query = matches!(
-        &statement,
-        datafusion::sql::parser::Statement::Statement(inner)
-            if matches!(**inner, datafusion::sql::sqlparser::ast::Statement::Query(_))
-    );
+    use datafusion::sql::parser::Statement as Df;
+    use datafusion::sql::sqlparser::ast::Statement as Sql;
+    // A write is refused as such, before any table is loaded: DataFusion's own refusal names
+    // its plan ("DML not supported"), or a wrong number of values first.
+    let write = match &statement {
+        Df::CopyTo(_) => Some("COPY"),
+        Df::CreateExternalTable(_) => Some("CREATE EXTERNAL TABLE"),
+        Df::Statement(inner) => match **inner {
+            Sql::Insert(_) => Some("INSERT"),
+            Sql::Update { .. } => Some("UPDATE"),
+            Sql::Delete(_) => Some("DELETE"),
+            Sql::Merge { .. } => Some("MERGE"),
+            Sql::Truncate { .. } => Some("TRUNCATE"),
+            Sql::Drop { .. } => Some("DROP"),
+            Sql::CreateTable(_) | Sql::CreateView { .. } | Sql::CreateSchema { .. } => {
+                Some("CREATE")
+            }
+            Sql::AlterTable { .. } => Some("ALTER TABLE"),
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some(write) = write {
+        return Err(Error::msg(format!(
+            "query failed: `{write}` is refused: `sql` runs read-only queries (SELECT, WITH, \
+             EXPLAIN, DESCRIBE, SHOW); tables are written by pipelines"
+        )));
+    }
+    // A query, or the query an EXPLAIN shows: only the tables it names are loaded. Anything
+    // else (DESCRIBE, SHOW, SET...) loads them all, and running it says what it is.
+    let is_query = match &statement {
+        Df::Statement(inner) => match &**inner {
+            Sql::Query(_) => true,
+            Sql::Explain { statement, .. } => matches!(**statement, Sql::Query(_)),
+            _ => false,
+        },
+        Df::Explain(explain) => matches!(
+            &*explain.statement,
+            Df::Statement(inner) if matches!(**inner, Sql::Query(_))
+        ),
+        _ => false,
+    };
     if !is_query {
         return Ok(None);
     }
@@ -208,7 +244,7 @@ fn named_tables(
                 .map(|t| format!("`{}`", t.qualified_name()))
                 .collect();
             if same_name.is_empty() {
-                return Ok(None);
+                continue;
             }
             return Err(Error::msg(format!(
                 "query failed: no table `{}`: tables are named `schema.table`; did you mean {}?",
