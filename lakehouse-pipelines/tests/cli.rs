@@ -346,6 +346,12 @@ fn run_then_runs_and_sql() {
     // A run is named by a unique prefix of its id.
     let attempts = stdout(&orchestrate(dir.path(), &["runs", "r000001"]));
     assert!(attempts.contains("dim_product"), "{attempts}");
+    // With the run's own status, which its attempts alone do not tell (a run that died).
+    assert!(
+        attempts.contains(&format!("run {run_id} (sequence 1, run_at "))
+            && attempts.trim_end().ends_with("): succeeded"),
+        "{attempts}"
+    );
 
     let sql = orchestrate(
         dir.path(),

@@ -171,7 +171,7 @@ pub(super) async fn runs(
                         "run_id": r.run_id,
                         "sequence": r.sequence,
                         "run_at": r.run_at.to_rfc3339(),
-                        "status": if run_died(r) { "died" } else { r.status.as_str() },
+                        "status": json_status(r),
                         "started_at": r.started_at.to_rfc3339(),
                         "finished_at": time(r.finished_at),
                         "duration_ms": r.duration_ms,
@@ -183,22 +183,40 @@ pub(super) async fn runs(
             }
             Some(prefix) => {
                 let (run_id, records) = run_records(&orchestrator, prefix).await?;
-                print_json_lines(records.iter().filter(|r| r.kind == "pipeline").map(|r| {
+                let run_status = latest_run_row(&records).map(json_status);
+                let never = never_attempted(&records);
+                let never = never.iter().map(|pipeline| {
                     serde_json::json!({
                         "run_id": run_id,
-                        "pipeline": r.pipeline,
-                        "attempt": r.attempt,
-                        "status": r.status,
-                        "started_at": r.started_at.to_rfc3339(),
-                        "finished_at": time(r.finished_at),
-                        "duration_ms": r.duration_ms,
-                        "rows_written": r.rows_written,
-                        "rows_deleted": r.rows_deleted,
-                        "table": r.output_table,
-                        "table_version": r.table_version,
-                        "error": r.error,
+                        "run_status": run_status,
+                        "pipeline": pipeline,
+                        "attempt": null,
+                        "status": "not started",
                     })
-                }))?;
+                });
+                print_json_lines(
+                    records
+                        .iter()
+                        .filter(|r| r.kind == "pipeline")
+                        .map(|r| {
+                            serde_json::json!({
+                                "run_id": run_id,
+                                "run_status": run_status,
+                                "pipeline": r.pipeline,
+                                "attempt": r.attempt,
+                                "status": r.status,
+                                "started_at": r.started_at.to_rfc3339(),
+                                "finished_at": time(r.finished_at),
+                                "duration_ms": r.duration_ms,
+                                "rows_written": r.rows_written,
+                                "rows_deleted": r.rows_deleted,
+                                "table": r.output_table,
+                                "table_version": r.table_version,
+                                "error": r.error,
+                            })
+                        })
+                        .chain(never),
+                )?;
             }
         }
         return Ok(ExitCode::SUCCESS);
@@ -260,10 +278,70 @@ pub(super) async fn runs(
                     r.error.clone().unwrap_or_default(),
                 ]);
             }
+            // Planned, never attempted: the run ended (or died) before them.
+            let never = never_attempted(&records);
+            for pipeline in &never {
+                grid.add_row(vec![
+                    pipeline.clone(),
+                    String::new(),
+                    "not started".to_owned(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ]);
+            }
             say!("{grid}");
+            if let Some(run) = latest_run_row(&records) {
+                say!(
+                    "run {} (sequence {}, run_at {}): {}",
+                    run.run_id,
+                    run.sequence,
+                    run.run_at,
+                    run_status(run)
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A run's status for `--format json`: `died` for one whose process is gone.
+fn json_status(run: &RunRecord) -> &str {
+    if run_died(run) {
+        "died"
+    } else {
+        run.status.as_str()
+    }
+}
+
+/// The row of a run's latest execution: its end, or its start while it runs (or died).
+fn latest_run_row(records: &[RunRecord]) -> Option<&RunRecord> {
+    records.iter().filter(|r| r.kind == "run").max_by_key(|r| {
+        (
+            r.execution.unwrap_or(0),
+            r.started_at.0,
+            r.finished_at.map(|t| t.0),
+        )
+    })
+}
+
+/// The pipelines a run planned that have no attempt in it.
+fn never_attempted(records: &[RunRecord]) -> Vec<String> {
+    let planned = records
+        .iter()
+        .filter(|r| r.kind == "run")
+        .find_map(|r| r.planned.as_deref())
+        .unwrap_or_default();
+    planned
+        .split_whitespace()
+        .filter(|name| {
+            !records
+                .iter()
+                .any(|r| r.kind == "pipeline" && r.pipeline.as_deref() == Some(name))
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The id of the run `prefix` names (a unique start of it), and its records.
@@ -288,6 +366,42 @@ async fn run_records(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_runs_planned_pipelines_without_attempts_and_its_latest_row_are_found() {
+        use crate::orchestrator::Status;
+        let run = crate::ctx::RunInfo {
+            run_id: "r000003-x".to_owned(),
+            sequence: 3,
+            run_at: crate::table::Timestamp(1),
+        };
+        let at = |t| crate::table::Timestamp(t);
+        let start = RunRecord {
+            planned: Some("a b c".to_owned()),
+            execution: Some(1),
+            ..RunRecord::of_run(&run, Status::Running, at(10))
+        };
+        let end = RunRecord {
+            finished_at: Some(at(20)),
+            ..RunRecord {
+                status: "failed".to_owned(),
+                ..start.clone()
+            }
+        };
+        let attempt = RunRecord::of_pipeline(&run, "a", "t".to_owned(), Status::Succeeded, at(11));
+        // Died after `a`: only its start and one attempt.
+        let died = [start.clone(), attempt.clone()];
+        assert_eq!(never_attempted(&died), ["b", "c"]);
+        assert_eq!(
+            latest_run_row(&died).map(|r| r.status.as_str()),
+            Some("running")
+        );
+        let ended = [start, attempt, end];
+        assert_eq!(
+            latest_run_row(&ended).map(|r| r.status.as_str()),
+            Some("failed")
+        );
+    }
 
     #[test]
     fn a_doc_comments_first_paragraph_is_one_line() {
