@@ -1655,3 +1655,37 @@ fn a_failures_log_lines_name_the_pipeline_at_any_level() {
         "{failure}"
     );
 }
+
+#[test]
+fn describe_tells_files_without_a_row_count_from_empty_ones() {
+    let dir = tempfile::tempdir().expect("dir");
+    let run = orchestrate(dir.path(), &["run", "--select", "erp_sales_transactions"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    // Another engine's file, written without statistics: its add action has no row count.
+    let log = dir.path().join("bronze/erp_sales_transactions/_delta_log");
+    for entry in std::fs::read_dir(&log).expect("the log") {
+        let path = entry.expect("an entry").path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("a commit");
+        let lines: Vec<String> = text
+            .lines()
+            .map(|line| {
+                let mut action: serde_json::Value = serde_json::from_str(line).expect("an action");
+                if let Some(add) = action.get_mut("add").and_then(|a| a.as_object_mut()) {
+                    add.remove("stats");
+                }
+                action.to_string()
+            })
+            .collect();
+        std::fs::write(&path, lines.join("\n") + "\n").expect("rewritten");
+    }
+    let described = orchestrate(dir.path(), &["describe", "bronze.erp_sales_transactions"]);
+    assert!(described.status.success(), "{}", stderr(&described));
+    let text = stdout(&described);
+    assert!(
+        text.contains("at least 0 row(s) (1 file(s) without a row count in the log)"),
+        "{text}"
+    );
+}

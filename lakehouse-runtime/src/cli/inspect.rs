@@ -120,11 +120,19 @@ pub(super) async fn describe(
                 .collect();
             properties.sort();
             let stats = crate::store::stats_of(snapshot, table)?;
+            // A file without a row count in the log (written without statistics) is not 0 rows.
+            let rows = match stats.files_without_row_count {
+                0 => format!("{} row(s)", stats.rows),
+                unknown => format!(
+                    "at least {} row(s) ({unknown} file(s) without a row count in the log)",
+                    stats.rows
+                ),
+            };
             facts.push((
                 "stored",
                 format!(
-                    "version {}, {} row(s) in {} file(s), {} byte(s)",
-                    stats.version, stats.rows, stats.files, stats.bytes
+                    "version {}, {rows} in {} file(s), {} byte(s)",
+                    stats.version, stats.files, stats.bytes
                 ),
             ));
             if !properties.is_empty() {

@@ -113,8 +113,11 @@ pub struct Changes {
 pub struct TableStats {
     /// The version.
     pub version: u64,
-    /// Rows.
+    /// Rows (of the files whose row count the log records: see `files_without_row_count`).
     pub rows: i64,
+    /// Data files whose add action records no row count (written without statistics, by
+    /// another engine): `rows` leaves theirs out.
+    pub files_without_row_count: i64,
     /// Data files.
     pub files: i64,
     /// Bytes of data files.
@@ -311,6 +314,10 @@ pub(crate) fn stats_of(
     Ok(TableStats {
         version: snapshot.version(),
         rows: sum("num_records"),
+        files_without_row_count: actions
+            .column_by_name("num_records")
+            .map_or(actions.num_rows(), |counts| counts.null_count())
+            as i64,
         files: actions.num_rows() as i64,
         bytes: sum("size_bytes"),
         small_files: small_files(snapshot, target) as i64,
