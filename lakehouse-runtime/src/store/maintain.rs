@@ -275,18 +275,45 @@ impl Warehouse {
             }
             tracing::warn!("{reason}");
         }
-        let (_, metrics) = delta
-            .vacuum()
-            .with_retention_period(retention)
-            .with_enforce_retention_duration(!force)
-            .with_mode(VacuumMode::Full)
-            .with_dry_run(dry_run)
+        let vacuum = |dry_run: bool| {
+            delta
+                .clone()
+                .vacuum()
+                .with_retention_period(retention)
+                .with_enforce_retention_duration(!force)
+                .with_mode(VacuumMode::Full)
+                .with_dry_run(dry_run)
+        };
+        // Removals past the retention stay in the log until its next checkpoint: delta-rs
+        // plans their files again at every vacuum, and counts one already gone as deleted (two
+        // commits each time). Only the files still there are reported, or vacuumed.
+        let (_, planned) = vacuum(true)
+            .await
+            .map_err(|e| Error::delta(&qualified, e))?;
+        let store = delta.log_store().object_store(None);
+        let paths = planned
+            .files_deleted
+            .iter()
+            .map(|file| deltalake::Path::from(file.as_str()));
+        let (present, _) = present_and_missing(store, paths, &qualified).await?;
+        if dry_run || present.is_empty() {
+            return Ok(VacuumReport {
+                table: qualified,
+                files: present,
+                dry_run,
+            });
+        }
+        let (_, metrics) = vacuum(false)
             .await
             .map_err(|e| Error::delta(&qualified, e))?;
         Ok(VacuumReport {
             table: qualified,
-            files: metrics.files_deleted,
-            dry_run: metrics.dry_run,
+            files: metrics
+                .files_deleted
+                .into_iter()
+                .filter(|file| present.contains(file))
+                .collect(),
+            dry_run: false,
         })
     }
 }
@@ -396,8 +423,6 @@ impl Warehouse {
 /// The data files `delta`, `table`'s loaded table, references that its storage no longer holds
 /// ([`Warehouse::missing_files`]).
 pub(crate) async fn missing_files_of(table: &TableDef, delta: &DeltaTable) -> Result<Vec<String>> {
-    use deltalake::logstore::object_store::ObjectStoreExt as _;
-    use futures::StreamExt as _;
     let qualified = table.qualified_name();
     let snapshot = delta.snapshot().map_err(|e| Error::delta(&qualified, e))?;
     let store = delta.log_store().object_store(None);
@@ -406,6 +431,18 @@ pub(crate) async fn missing_files_of(table: &TableDef, delta: &DeltaTable) -> Re
         .iter()
         .map(|file| file.object_store_path())
         .collect();
+    let (_, missing) = present_and_missing(store, paths.into_iter(), &qualified).await?;
+    Ok(missing)
+}
+
+/// `paths` of `table`'s `store` that are there and that are not, each sorted (16 asked at once).
+async fn present_and_missing(
+    store: deltalake::logstore::ObjectStoreRef,
+    paths: impl Iterator<Item = deltalake::Path>,
+    table: &str,
+) -> Result<(Vec<String>, Vec<String>)> {
+    use deltalake::logstore::object_store::ObjectStoreExt as _;
+    use futures::StreamExt as _;
     let heads: Vec<_> = futures::stream::iter(paths)
         .map(|path| {
             let store = store.clone();
@@ -414,18 +451,19 @@ pub(crate) async fn missing_files_of(table: &TableDef, delta: &DeltaTable) -> Re
         .buffer_unordered(16)
         .collect()
         .await;
-    let mut missing = Vec::new();
+    let (mut present, mut missing) = (Vec::new(), Vec::new());
     for (head, path) in heads {
         match head {
-            Ok(_) => {}
+            Ok(_) => present.push(path.to_string()),
             Err(deltalake::ObjectStoreError::NotFound { .. }) => missing.push(path.to_string()),
             Err(error) => {
                 return Err(Error::msg(format!(
-                    "checking the data file {path} of {qualified}: {error}"
+                    "checking the data file {path} of {table}: {error}"
                 )));
             }
         }
     }
+    present.sort();
     missing.sort();
-    Ok(missing)
+    Ok((present, missing))
 }
