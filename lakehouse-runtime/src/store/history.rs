@@ -216,6 +216,33 @@ pub(crate) async fn committed_at(
         .map(|info| commit_time(&info)))
 }
 
+/// The first commit of `delta` from `version` on that may change what a reader of its changes
+/// reads (not a metadata-only commit, nor a compaction, whose files carry no data change): its
+/// version and when it was committed (`None` inside: its commit does not say). `None` when
+/// there is none up to the latest, or the log no longer has the commits (a reader of them
+/// fails whatever is done); past [`FRESHNESS_SEARCH_DEPTH`] commits, the one reached is taken,
+/// as a change.
+pub(crate) async fn first_data_commit_from(
+    delta: &DeltaTable,
+    table: &TableDef,
+    version: u64,
+) -> Result<Option<(u64, Option<Timestamp>)>> {
+    let Some(latest) = delta.version() else {
+        return Ok(None);
+    };
+    for (searched, at) in (version..=latest).enumerate() {
+        let Some(info) = commit_info(delta, table, at).await? else {
+            return Ok(None);
+        };
+        let operation = info.operation.as_deref().unwrap_or_default();
+        let no_data = METADATA_ONLY.contains(&operation) || operation == "OPTIMIZE";
+        if !no_data || searched + 1 >= FRESHNESS_SEARCH_DEPTH {
+            return Ok(Some((at, commit_time(&info))));
+        }
+    }
+    Ok(None)
+}
+
 /// The commit metadata key of a Z-order (`orchestrate optimize`): the columns, as a JSON list.
 pub(crate) const Z_ORDER_KEY: &str = "lakehouse.zOrderBy";
 

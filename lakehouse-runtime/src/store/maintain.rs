@@ -348,8 +348,10 @@ async fn refuse_unread_commits(
         if first_unread > latest {
             continue;
         }
-        // A log without the commit any more: the reader fails whatever vacuum does.
-        let Some(committed) = super::history::committed_at(delta, table, first_unread).await?
+        // The first unread commit with data for it: a compaction or a metadata commit (a
+        // vacuum's own) brings it nothing a vacuum could take.
+        let Some((first_unread, committed)) =
+            super::history::first_data_commit_from(delta, table, first_unread).await?
         else {
             continue;
         };
