@@ -452,6 +452,32 @@ fn run_then_runs_and_sql() {
         "{}",
         stderr(&refused)
     );
+    // A list column in CSV: refused before any line is written, naming it.
+    let nested = orchestrate(
+        dir.path(),
+        &[
+            "sql",
+            "SELECT array_agg(product_id) AS products FROM silver.erp_sales_transactions",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(!nested.status.success());
+    assert_eq!(stdout(&nested), "");
+    assert!(
+        stderr(&nested).contains("column `products` is List(Utf8), which CSV cannot hold"),
+        "{}",
+        stderr(&nested)
+    );
+    // A list cut at its limit says so.
+    let history = stdout(&orchestrate(
+        dir.path(),
+        &["history", "lakehouse.runs", "--limit", "1"],
+    ));
+    assert!(
+        history.contains("the latest 1 version(s) shown: `--limit N` shows more"),
+        "{history}"
+    );
 }
 
 #[test]
@@ -549,7 +575,7 @@ fn history_and_describe_show_a_table() {
     assert!(
         stderr(&refused).contains(
             "bronze.erp_sales_transactions is read incrementally by silver_erp_sales_transactions"
-        ),
+        ) && stderr(&refused).contains("restore with --force, then rebuild them"),
         "{}",
         stderr(&refused)
     );

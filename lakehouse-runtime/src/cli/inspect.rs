@@ -45,6 +45,10 @@ pub(super) async fn history(
         ]);
     }
     say!("{grid}");
+    // Version 0 is the first: older ones are not hidden unless the list is full.
+    if commits.len() == limit && commits.last().is_some_and(|c| c.version > 0) {
+        say!("the latest {limit} version(s) shown: `--limit N` shows more");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -256,8 +260,9 @@ pub(super) async fn restore(
     if !readers.is_empty() && !force {
         return Err(crate::error::Error::msg(format!(
             "{qualified} is read incrementally by {}: they keep the rows they read from the \
-             versions a restore undoes, and would read the restored rows as new; restore their \
-             tables too, or restore with --force knowingly",
+             versions a restore undoes, and would read the files it brings back as new rows; \
+             restore with --force, then rebuild them (`orchestrate run --select <reader> \
+             --rebuild` for an append output, `--full-refresh` otherwise)",
             readers.join(", ")
         )));
     }
@@ -300,8 +305,11 @@ pub(super) async fn restore(
     }
     if !readers.is_empty() {
         say!(
-            "its incremental readers ({}) keep the rows of the undone versions",
-            readers.join(", ")
+            "its incremental readers ({}) keep the rows of the undone versions, and will read \
+             the files the restore brought back as new rows: rebuild them now (`orchestrate run \
+             --select {} --rebuild` for an append output, `--full-refresh` otherwise)",
+            readers.join(", "),
+            readers.join(",")
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -255,6 +255,8 @@ pub(super) async fn runs(
             say!("{grid}");
             if runs.is_empty() {
                 say!("no run recorded in {} yet", global.warehouse());
+            } else if runs.len() == limit {
+                say!("the latest {limit} run(s) shown: `--limit N` shows more");
             }
         }
         Some(prefix) => {

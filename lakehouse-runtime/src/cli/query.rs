@@ -26,6 +26,17 @@ pub(super) async fn sql(
     let failed = |e: datafusion::error::DataFusionError| {
         Error::msg(format!("query failed: {}", Error::from(e)))
     };
+    // Told before any row is written (the writer fails at the first batch, the header out).
+    if format == OutputFormat::Csv
+        && let Some(nested) = schema.fields().iter().find(|f| f.data_type().is_nested())
+    {
+        return Err(Error::msg(format!(
+            "column `{}` is {}, which CSV cannot hold: use `--format json`, or make it text \
+             in the query (`array_to_string(..)`, `CAST(.. AS VARCHAR)`)",
+            nested.name(),
+            nested.data_type()
+        )));
+    }
     let mut stream = df.execute_stream().await.map_err(failed)?;
     match format {
         OutputFormat::Table => {
