@@ -1715,3 +1715,38 @@ fn describe_tells_files_without_a_row_count_from_empty_ones() {
         "{text}"
     );
 }
+
+#[test]
+fn a_past_version_whose_files_were_vacuumed_is_told_as_such() {
+    let dir = tempfile::tempdir().expect("dir");
+    for _ in 0..2 {
+        let run = orchestrate(dir.path(), &["run", "--select", "erp_sales_transactions"]);
+        assert!(run.status.success(), "{}", stderr(&run));
+    }
+    let table = "bronze.erp_sales_transactions";
+    let optimized = orchestrate(dir.path(), &["optimize", table]);
+    assert!(optimized.status.success(), "{}", stderr(&optimized));
+    let vacuumed = orchestrate(
+        dir.path(),
+        &["vacuum", table, "--retention", "0s", "--force"],
+    );
+    assert!(vacuumed.status.success(), "{}", stderr(&vacuumed));
+    let past = orchestrate(
+        dir.path(),
+        &[
+            "sql",
+            "SELECT count(*) FROM bronze.erp_sales_transactions WHERE order_id >= 0",
+            "--as-of",
+            &format!("{table}=1"),
+        ],
+    );
+    assert_eq!(past.status.code(), Some(1));
+    assert!(
+        stderr(&past).contains(
+            "a data file of bronze.erp_sales_transactions at the version asked is gone: \
+             vacuumed since"
+        ),
+        "{}",
+        stderr(&past)
+    );
+}

@@ -24,7 +24,23 @@ pub(super) async fn sql(
     let schema = df.schema().inner().clone();
     // Streamed: a result of any size is written batch by batch, never held whole.
     let failed = |e: datafusion::error::DataFusionError| {
-        Error::msg(format!("query failed: {}", Error::from(e)))
+        let text = Error::from(e).to_string();
+        // A data file of a past version, gone: vacuumed since.
+        let vacuumed = as_of.iter().find(|(table, _)| {
+            text.contains("not found")
+                && !text.contains("/_delta_log/")
+                && text.contains(&format!("{}/{}/", table.schema, table.name))
+        });
+        match vacuumed {
+            Some((table, _)) => Error::msg(format!(
+                "query failed: a data file of {} at the version asked is gone: vacuumed since \
+                 (vacuum keeps the files of its retention period only), or deleted; ask for a \
+                 later version (`orchestrate history {}` lists them) ({text})",
+                table.qualified_name(),
+                table.qualified_name()
+            )),
+            None => Error::msg(format!("query failed: {text}")),
+        }
     };
     // Told before any row is written (the writer fails at the first batch, the header out).
     if format == OutputFormat::Csv
