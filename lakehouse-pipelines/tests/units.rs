@@ -344,3 +344,57 @@ fn an_order_is_dated_by_its_stores_local_day() {
         .expect("orders");
     assert_eq!(latest, day(2026, 12, 1));
 }
+
+#[tokio::test]
+async fn silver_erp_drops_lines_without_a_product_or_quantity_and_counts_what_it_keeps() {
+    use lakehouse_pipelines::ingestion::erp::{
+        BronzeErpSales, generate_sales, silver_erp_sales_transactions,
+    };
+    use lakehouse_runtime::table::OnFail;
+    let mut lines = generate_sales(5, 42, 1, TEST_RUN_AT);
+    lines[0].product_id = None;
+    lines[1].quantity = Some(0);
+    lines[2].quantity = None;
+    lines[3].discount = Some(Decimal(-100));
+    let kept_ids = [lines[3].order_id, lines[4].order_id];
+    let test = TestContext::new("silver_erp_sales_transactions").expect("context");
+    let raw = test.changes::<BronzeErpSales, _>(&lines).expect("raw");
+    let (kept, findings) = test
+        .expectations(
+            silver_erp_sales_transactions(raw)
+                .await
+                .expect("the pipeline"),
+        )
+        .await
+        .expect("expectations");
+    let named: Vec<(&str, i64, OnFail)> = findings
+        .iter()
+        .map(|(f, on_fail)| {
+            (
+                f.column.as_deref().unwrap_or_default(),
+                f.failing_rows,
+                *on_fail,
+            )
+        })
+        .collect();
+    assert_eq!(
+        named,
+        [
+            ("has_product", 1, OnFail::Drop),
+            ("positive_quantity", 2, OnFail::Drop),
+            ("amounts_not_negative", 1, OnFail::Warn),
+        ]
+    );
+    #[derive(Deserialize)]
+    struct Id {
+        order_id: i64,
+    }
+    let mut ids: Vec<i64> = rows::<Id, _>(kept)
+        .await
+        .expect("rows")
+        .into_iter()
+        .map(|r| r.order_id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, kept_ids);
+}

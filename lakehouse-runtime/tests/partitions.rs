@@ -624,3 +624,44 @@ async fn a_new_not_null_column_is_refused_since_other_partitions_keep_their_rows
     assert_eq!(wh.warehouse.version(table).await.expect("version"), version);
     assert_eq!(contents(&wh.warehouse, table).await, ["north|1", "south|2"]);
 }
+
+#[tokio::test]
+async fn a_vacuum_deletes_and_lists_the_replaced_files_of_partitions_with_encoded_names() {
+    // A partition value with a space and a colon is percent-encoded in its folder's name:
+    // encoded twice, the replaced files were taken as gone, neither listed nor vacuumed.
+    let wh = TempWarehouse::new();
+    let table = SalesByRegion::DEF;
+    for amount in [1, 2] {
+        write(
+            &wh.warehouse,
+            table,
+            &sales(&[(Some("San Francisco: Bay"), amount)]),
+            WriteOptions::default(),
+        )
+        .await
+        .expect("write");
+    }
+    let zero = Some(std::time::Duration::ZERO);
+    let listed = wh
+        .warehouse
+        .vacuum(table, zero, true, true)
+        .await
+        .expect("a dry run");
+    assert_eq!(listed.files.len(), 1, "{listed:?}");
+    let done = wh
+        .warehouse
+        .vacuum(table, zero, false, true)
+        .await
+        .expect("vacuum");
+    assert_eq!(done.files, listed.files);
+    let again = wh
+        .warehouse
+        .vacuum(table, zero, true, true)
+        .await
+        .expect("again");
+    assert!(again.files.is_empty(), "{again:?}");
+    assert_eq!(
+        contents(&wh.warehouse, table).await,
+        ["San Francisco: Bay|2"]
+    );
+}

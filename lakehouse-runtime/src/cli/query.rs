@@ -29,7 +29,7 @@ pub(super) async fn sql(
         let vacuumed = as_of.iter().find(|(table, _)| {
             text.contains("not found")
                 && !text.contains("/_delta_log/")
-                && text.contains(&format!("{}/{}/", table.schema, table.name))
+                && text.contains(&format!("/{}/{}/", table.schema, table.name))
         });
         match vacuumed {
             Some((table, _)) => Error::msg(format!(

@@ -185,7 +185,11 @@ fn named_tables(
     use datafusion::sql::sqlparser::ast::Statement as Sql;
     // A write is refused as such, before any table is loaded: DataFusion's own refusal names
     // its plan ("DML not supported"), or a wrong number of values first.
-    let write = match &statement {
+    let explained = match &statement {
+        Df::Explain(explain) => &*explain.statement,
+        other => other,
+    };
+    let write = match explained {
         Df::CopyTo(_) => Some("COPY"),
         Df::CreateExternalTable(_) => Some("CREATE EXTERNAL TABLE"),
         Df::Statement(inner) => match **inner {

@@ -235,7 +235,8 @@ pub(crate) async fn first_data_commit_from(
             return Ok(None);
         };
         let operation = info.operation.as_deref().unwrap_or_default();
-        let no_data = METADATA_ONLY.contains(&operation) || operation == "OPTIMIZE";
+        let no_data =
+            METADATA_ONLY.contains(&operation) || ["OPTIMIZE", "ADD COLUMN"].contains(&operation);
         if !no_data || searched + 1 >= FRESHNESS_SEARCH_DEPTH {
             return Ok(Some((at, commit_time(&info))));
         }

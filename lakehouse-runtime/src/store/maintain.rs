@@ -275,6 +275,10 @@ impl Warehouse {
             }
             tracing::warn!("{reason}");
         }
+        // One clock for the listing and the vacuum: a file past the retention only between
+        // the two would be deleted unlisted.
+        let clock: std::sync::Arc<dyn deltalake::operations::vacuum::Clock> =
+            std::sync::Arc::new(FixedClock(chrono::Utc::now().timestamp_millis()));
         let vacuum = |dry_run: bool| {
             delta
                 .clone()
@@ -282,6 +286,7 @@ impl Warehouse {
                 .with_retention_period(retention)
                 .with_enforce_retention_duration(!force)
                 .with_mode(VacuumMode::Full)
+                .with_clock(clock.clone())
                 .with_dry_run(dry_run)
         };
         // Removals past the retention stay in the log until its next checkpoint: delta-rs
@@ -291,11 +296,11 @@ impl Warehouse {
             .await
             .map_err(|e| Error::delta(&qualified, e))?;
         let store = delta.log_store().object_store(None);
-        let paths = planned
-            .files_deleted
-            .iter()
-            .map(|file| deltalake::Path::from(file.as_str()));
-        let (present, _) = present_and_missing(store, paths, &qualified).await?;
+        // As delta-rs reads them: already encoded (a partition value's `%20`).
+        let paths = planned.files_deleted.iter().map(|file| {
+            deltalake::Path::parse(file).unwrap_or_else(|_| deltalake::Path::from(file.as_str()))
+        });
+        let (present, missing) = present_and_missing(store, paths, &qualified).await?;
         if dry_run || present.is_empty() {
             return Ok(VacuumReport {
                 table: qualified,
@@ -311,10 +316,20 @@ impl Warehouse {
             files: metrics
                 .files_deleted
                 .into_iter()
-                .filter(|file| present.contains(file))
+                .filter(|file| missing.binary_search(file).is_err())
                 .collect(),
             dry_run: false,
         })
+    }
+}
+
+/// A vacuum's clock, stopped at one instant.
+#[derive(Debug)]
+struct FixedClock(i64);
+
+impl deltalake::operations::vacuum::Clock for FixedClock {
+    fn current_timestamp_millis(&self) -> i64 {
+        self.0
     }
 }
 
