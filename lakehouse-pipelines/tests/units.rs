@@ -170,6 +170,25 @@ fn after(hours: i64) -> Timestamp {
     Timestamp(TEST_RUN_AT.0 + hours * HOUR)
 }
 
+/// Each finding of expectations as (its expectation, the rows failing it, what they do).
+fn named(
+    findings: &[(
+        lakehouse_runtime::quality::Finding,
+        lakehouse_runtime::table::OnFail,
+    )],
+) -> Vec<(&str, i64, lakehouse_runtime::table::OnFail)> {
+    findings
+        .iter()
+        .map(|(f, on_fail)| {
+            (
+                f.column.as_deref().unwrap_or_default(),
+                f.failing_rows,
+                *on_fail,
+            )
+        })
+        .collect()
+}
+
 /// The silver output of a "late" and an "ahead" report: the late one kept, the other dropped
 /// by `plausible_time` (and counted).
 async fn only_the_late_report_is_kept<T: Table>(
@@ -179,18 +198,8 @@ async fn only_the_late_report_is_kept<T: Table>(
         lakehouse_runtime::table::OnFail,
     )>,
 ) {
-    let named: Vec<(&str, i64, lakehouse_runtime::table::OnFail)> = findings
-        .iter()
-        .map(|(f, on_fail)| {
-            (
-                f.column.as_deref().unwrap_or_default(),
-                f.failing_rows,
-                *on_fail,
-            )
-        })
-        .collect();
     assert_eq!(
-        named,
+        named(&findings),
         [("plausible_time", 1, lakehouse_runtime::table::OnFail::Drop)]
     );
     let kept: Vec<Kept> = rows(kept).await.expect("rows");
@@ -367,18 +376,8 @@ async fn silver_erp_drops_lines_without_a_product_or_quantity_and_counts_what_it
         )
         .await
         .expect("expectations");
-    let named: Vec<(&str, i64, OnFail)> = findings
-        .iter()
-        .map(|(f, on_fail)| {
-            (
-                f.column.as_deref().unwrap_or_default(),
-                f.failing_rows,
-                *on_fail,
-            )
-        })
-        .collect();
     assert_eq!(
-        named,
+        named(&findings),
         [
             ("has_product", 1, OnFail::Drop),
             ("positive_quantity", 2, OnFail::Drop),
