@@ -244,6 +244,7 @@ fn plan_list_and_graph_describe_the_registry() {
         .expect("dim_product listed");
     assert_eq!(product["table"], "gold.dim_product");
     assert_eq!(product["mode"], "scd2");
+    assert_eq!(product["overwrite_partitions"], false);
     assert_eq!(
         product["depends_on"],
         serde_json::json!(["silver_erp_sales_transactions"])

@@ -74,6 +74,8 @@ pub(super) fn list_json(registry: &Registry) -> Result<()> {
             "layer": p.layer(),
             "table": p.output.qualified_name(),
             "mode": p.output.mode.as_str(),
+            // The table view's `overwrite (partitions)`.
+            "overwrite_partitions": p.output.overwrite == crate::table::OverwriteScope::Partitions,
             "depends_on": p.depends_on,
             "inputs": inputs,
             "tags": p.tags,
