@@ -113,6 +113,16 @@ async fn a_query_loads_only_the_tables_it_names() {
         misspelled.to_string(),
         "query failed: no table `gold.dim_prodcut`; did you mean `gold.dim_product`?"
     );
+    let quoted = wh
+        .warehouse
+        .sql(&[PRODUCT, EMPTY], "SELECT * FROM \"gold.dim_product\"")
+        .await
+        .expect_err("one quoted name");
+    assert_eq!(
+        quoted.to_string(),
+        "query failed: no table `\"gold.dim_product\"`: quoted whole, it is one name; write \
+         `gold.dim_product` (or `\"gold\".\"dim_product\"`)"
+    );
     // A syntax error is told as one, before the broken table is loaded (which would fail).
     let syntax = wh
         .warehouse

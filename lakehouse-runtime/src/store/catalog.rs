@@ -242,6 +242,20 @@ fn named_tables(
         // which the query itself resolves; one of our tables' names without its schema is a
         // mistake to point out.
         let Some(schema) = reference.schema() else {
+            // `"gold.fact_sales"`: one quoted identifier, not a schema and a table.
+            if let Some(table) = tables
+                .iter()
+                .find(|t| t.qualified_name() == reference.table())
+            {
+                return Err(Error::msg(format!(
+                    "query failed: no table `\"{}\"`: quoted whole, it is one name; write \
+                     `{}` (or `\"{}\".\"{}\"`)",
+                    reference.table(),
+                    table.qualified_name(),
+                    table.schema,
+                    table.name
+                )));
+            }
             let same_name: Vec<String> = tables
                 .iter()
                 .filter(|t| t.name == reference.table())
