@@ -128,10 +128,9 @@ pub fn graph(registry: &Registry, format: GraphFormat) -> String {
 
 /// A run's status for `runs`: `died` for a run recorded as running whose process is gone.
 fn run_status(run: &RunRecord) -> String {
-    if run_died(run) {
-        "died (resume it)".to_owned()
-    } else {
-        run.status.clone()
+    match json_status(run) {
+        "died" => "died (resume it)".to_owned(),
+        status => status.to_owned(),
     }
 }
 

@@ -215,16 +215,12 @@ fn named_tables(
     }
     // A query, or the query an EXPLAIN shows: only the tables it names are loaded. Anything
     // else (DESCRIBE, SHOW, SET...) loads them all, and running it says what it is.
-    let is_query = match &statement {
+    let is_query = match explained {
         Df::Statement(inner) => match &**inner {
             Sql::Query(_) => true,
             Sql::Explain { statement, .. } => matches!(**statement, Sql::Query(_)),
             _ => false,
         },
-        Df::Explain(explain) => matches!(
-            &*explain.statement,
-            Df::Statement(inner) if matches!(**inner, Sql::Query(_))
-        ),
         _ => false,
     };
     if !is_query {
