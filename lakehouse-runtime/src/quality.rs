@@ -483,11 +483,29 @@ pub async fn apply_expectations(
         .map(|(condition, _)| condition.is_not_false())
         .reduce(Expr::and);
     let output = match kept {
-        Some(kept) => crate::frame::conform_output(unchecked.filter(kept)?, table)?,
+        Some(kept) => {
+            // Filtered on a column computed after the pipeline's own filters: pushed below
+            // them, a condition that fails on a value (a CAST) would meet the rows they remove,
+            // which the count above never saw.
+            let columns: Vec<Expr> = unchecked
+                .schema()
+                .columns()
+                .into_iter()
+                .map(Expr::Column)
+                .collect();
+            let fenced = unchecked
+                .with_column(KEEP_COLUMN, crate::frame::evaluated_after_filters(kept))?
+                .filter(datafusion::prelude::col(KEEP_COLUMN))?
+                .select(columns)?;
+            crate::frame::conform_output(fenced, table)?
+        }
         None => output,
     };
     Ok((output, findings))
 }
+
+/// The working column of the rows that pass every `drop` expectation.
+const KEEP_COLUMN: &str = "__lakehouse_kept";
 
 /// An error evaluating `table`'s expectations (a cast of a value that does not convert), naming
 /// them; its kind kept (a value's error is not retried, a read's may be).
@@ -495,6 +513,10 @@ fn expectations_failed(
     table: &'static TableDef,
     error: datafusion::error::DataFusionError,
 ) -> Error {
+    // A read that failed (a missing file, a full disk) is not the expectations' doing.
+    if !crate::error::is_deterministic(&error) {
+        return Error::DataFusion(error);
+    }
     let names: Vec<String> = table
         .expectations
         .iter()

@@ -924,6 +924,97 @@ async fn an_expectation_that_cannot_be_evaluated_is_named_and_not_retried() {
     );
 }
 
+/// Codes the pipeline filters before its expectation casts them.
+#[derive(Table)]
+#[table(
+    schema = "silver",
+    name = "q_filtered_codes",
+    expect(name = "numeric_code", expr = "CAST(code AS INT) > 0", on_fail = drop)
+)]
+pub struct QFilteredCodes {
+    pub order_id: i64,
+    pub code: String,
+}
+
+/// Leaves out the codes that are not numbers: the expectation never meets them.
+#[pipeline]
+pub async fn q_filtered_codes(cx: &Ctx) -> Result<Frame<QFilteredCodes>> {
+    cx.sql(
+        "SELECT CAST(column1 AS BIGINT) AS order_id, column2 AS code \
+         FROM (VALUES (1, 'AB1'), (2, '12'), (3, '-4'), (4, 'CD2'), (5, '7')) \
+         WHERE column2 NOT LIKE 'AB%' AND column2 NOT LIKE 'CD%'",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_drop_expectation_sees_only_the_rows_the_pipeline_kept() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["q_filtered_codes"]), wh.warehouse.clone());
+    let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+    let result = report.result("q_filtered_codes").expect("ran");
+    assert_eq!(result.status, Status::Succeeded, "{:?}", result.error);
+    let rows = crate::common::query(
+        &wh.warehouse,
+        &[<QFilteredCodes as lakehouse_runtime::Table>::DEF],
+        "SELECT order_id, code FROM silver.q_filtered_codes ORDER BY order_id",
+    )
+    .await;
+    assert_eq!(rows, ["2|12", "5|7"]);
+    let issues = crate::common::query(
+        &wh.warehouse,
+        &lakehouse_runtime::ledger::system_tables(),
+        "SELECT column_name, failing_rows FROM lakehouse.quality_issues",
+    )
+    .await;
+    assert_eq!(issues, ["numeric_code|1"]);
+}
+
+/// A copy of the dimension, with an expectation.
+#[derive(Table)]
+#[table(
+    schema = "gold",
+    name = "q_dim_copy",
+    key(id),
+    mode = merge,
+    expect(name = "positive_id", expr = "id > 0")
+)]
+pub struct QDimCopy {
+    pub id: i64,
+}
+
+#[pipeline(depends_on = [q_dim])]
+pub async fn q_dim_copy(cx: &Ctx, _dim: Frame<QDim>) -> Result<Frame<QDimCopy>> {
+    cx.sql("SELECT id FROM gold.q_dim").await
+}
+
+#[tokio::test]
+async fn an_input_that_cannot_be_read_is_not_blamed_on_the_expectations() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["q_dim", "q_dim_copy"]), wh.warehouse.clone());
+    let first = orchestrator.run(&RunConfig::default()).await.expect("run");
+    assert!(first.succeeded(), "{}", first.render(false));
+    // The dimension's data file goes missing (a disk restored in part).
+    let folder =
+        crate::common::table_folder(&wh.warehouse, <QDim as lakehouse_runtime::Table>::DEF);
+    for entry in std::fs::read_dir(&folder).expect("table folder") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            std::fs::remove_file(&path).expect("removed");
+        }
+    }
+    let mut config = RunConfig::default();
+    config.targets = vec!["q_dim_copy".to_owned()];
+    let report = orchestrator.run(&config).await.expect("run");
+    let failed = report.result("q_dim_copy").expect("ran");
+    assert_eq!(failed.status, Status::Failed);
+    let error = failed.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("not found") && !error.contains("expectations") && !error.contains("TRY_"),
+        "{error}"
+    );
+}
+
 /// Orders that fail a blocking expectation.
 #[derive(Table)]
 #[table(
