@@ -490,6 +490,10 @@ pub async fn q_orders(cx: &Ctx) -> Result<Frame<QOrders>> {
         "dirty" => {
             "(1, 5, 'open', 'c1'), (2, -1, 'open', 'c1'), (3, 2, 'lost', 'c2'), (4, NULL, 'open', 'c2')"
         }
+        // Order 3 has an unknown status (a warning), and order 5 no customer (blocking).
+        "lost_no_customer" => "(1, 5, 'open', 'c1'), (3, 2, 'lost', 'c2'), (5, 1, 'open', NULL)",
+        // The same, the customer found.
+        "lost" => "(1, 5, 'open', 'c1'), (3, 2, 'lost', 'c2'), (5, 1, 'open', 'c3')",
         // Order 5 has no customer.
         _ => "(1, 5, 'open', 'c1'), (5, 1, 'open', NULL)",
     };
@@ -583,6 +587,29 @@ async fn expectations_drop_count_or_fail() {
     assert_eq!(kept, ["3"], "nothing written: the first run's rows stay");
 }
 
+#[tokio::test]
+async fn a_resume_that_commits_records_the_warnings_of_its_blocked_attempt_once() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["q_orders"]), wh.warehouse.clone());
+    let blocked = orchestrator
+        .run(&config("lost_no_customer"))
+        .await
+        .expect("run");
+    assert!(!blocked.succeeded(), "{}", blocked.render(false));
+    let resumed = orchestrator
+        .resume(&blocked.run_id, &config("lost"))
+        .await
+        .expect("resume");
+    assert!(resumed.succeeded(), "{}", resumed.render(false));
+    let issues = crate::common::query(
+        &wh.warehouse,
+        &lakehouse_runtime::ledger::system_tables(),
+        "SELECT column_name, failing_rows, blocking FROM lakehouse.quality_issues",
+    )
+    .await;
+    assert_eq!(issues, ["has_customer|1|true", "known_status|1|false"]);
+}
+
 /// Orders whose expectation only warns, and whose CHECK constraint fails the write.
 #[derive(Table)]
 #[table(
@@ -600,6 +627,11 @@ pub struct QCheckedOrders {
 /// An unknown status (a warning) and a negative quantity (a failed write), at every attempt.
 #[pipeline(retries = 1)]
 pub async fn q_checked_orders(cx: &Ctx) -> Result<Frame<QCheckedOrders>> {
+    cx.reject([lakehouse_runtime::ctx::Reject {
+        source: "https://example.org/orders".to_owned(),
+        reason: "`order_id` is null".to_owned(),
+        raw: "{}".to_owned(),
+    }]);
     cx.sql("SELECT CAST(1 AS BIGINT) AS order_id, CAST(-1 AS BIGINT) AS quantity, 'lost' AS status")
         .await
 }
@@ -636,6 +668,15 @@ async fn warnings_are_recorded_with_the_write_that_commits_only() {
     )
     .await;
     assert_eq!(issues, ["0"]);
+    // The record its source rejected is kept with the failed attempt, as with any blocked
+    // write: it may be why.
+    let rejects = crate::common::query(
+        &wh.warehouse,
+        &lakehouse_runtime::ledger::system_tables(),
+        "SELECT reason FROM lakehouse.rejects",
+    )
+    .await;
+    assert_eq!(rejects, ["`order_id` is null"]);
 }
 
 /// Stations, the complete list at every run, whose capacity must be positive.
@@ -657,6 +698,15 @@ pub struct QStations {
 pub async fn q_stations(cx: &Ctx) -> Result<Frame<QStations>> {
     let rows = match cx.settings().get("case").unwrap_or_default() {
         "all_bad" => "(1, 0), (2, -3)",
+        // The source sent one record, which was rejected.
+        "empty" => {
+            cx.reject([lakehouse_runtime::ctx::Reject {
+                source: "https://example.org/stations".to_owned(),
+                reason: "`id` is null".to_owned(),
+                raw: "{}".to_owned(),
+            }]);
+            return cx.empty();
+        }
         _ => "(1, 10), (2, 20)",
     };
     cx.sql(&format!(
@@ -702,6 +752,35 @@ async fn a_full_snapshot_whose_every_row_is_dropped_fails_as_a_quality_failure()
     )
     .await;
     assert_eq!(stations, ["1|10", "2|20"], "the stations stay");
+}
+
+#[tokio::test]
+async fn the_rejects_of_a_failed_attempt_that_is_retried_are_not_recorded() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["q_stations"]), wh.warehouse.clone());
+    let config = RunConfig {
+        retry_delay: std::time::Duration::from_millis(1),
+        ..config("empty")
+    };
+    let report = orchestrator.run(&config).await.expect("run");
+    let failed = report.result("q_stations").expect("ran");
+    // An empty full snapshot may be the source's passing fault: retried, and nothing committed.
+    assert_eq!((failed.status, failed.attempts), (Status::Failed, 3));
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("the output is empty")),
+        "{:?}",
+        failed.error
+    );
+    let rejects = crate::common::query(
+        &wh.warehouse,
+        &lakehouse_runtime::ledger::system_tables(),
+        "SELECT count(*) FROM lakehouse.rejects",
+    )
+    .await;
+    assert_eq!(rejects, ["0"], "kept with the write that commits only");
 }
 
 /// Orders whose NOT NULL customer is checked by expectations that drop the rows failing them.

@@ -183,37 +183,19 @@ pub(super) async fn produce_and_write(
     let output = match (pipeline.run)(&cx, Inputs::new(frames)).await {
         Ok(output) => output,
         Err(error) => {
-            // The records an ingestion over its reject limit rejected tell why it failed (a
-            // source that changed its format): they are kept, with the failed attempt's run.
-            // Only then: such a failure is not retried, so they are recorded once.
-            let rejects = match error {
-                Error::Quality(_) => reject_records(&cx, pipeline, &run),
-                _ => Vec::new(),
-            };
-            if !rejects.is_empty()
-                && let Err(record_error) = orchestrator.ledger.append_rejects_once(&rejects).await
-            {
-                tracing::error!(%record_error, "could not record the rejected source records");
-            }
+            // An ingestion over its reject limit (a source that changed its format).
+            record_rejects_of_blocked(orchestrator, &cx, pipeline, &run, &error).await;
             return Err(error);
         }
     };
-    let (df, findings) = match checked_output(orchestrator, pipeline, &run, &session, output.df)
-        .await
-    {
-        Ok(checked) => checked,
-        Err(error) => {
-            // A blocking check failed: the records the source rejected tell too (they may
-            // be why), and are kept with the failed attempt.
-            let rejects = reject_records(&cx, pipeline, &run);
-            if !rejects.is_empty()
-                && let Err(record_error) = orchestrator.ledger.append_rejects_once(&rejects).await
-            {
-                tracing::error!(%record_error, "could not record the rejected source records");
+    let (df, findings) =
+        match checked_output(orchestrator, pipeline, &run, &session, output.df).await {
+            Ok(checked) => checked,
+            Err(error) => {
+                record_rejects_of_blocked(orchestrator, &cx, pipeline, &run, &error).await;
+                return Err(error);
             }
-            return Err(error);
-        }
-    };
+        };
     let output = crate::frame::UntypedFrame { df, ..output };
     let new_files = cx.take_new_files();
     let reads_new_files = new_files.is_some();
@@ -298,9 +280,17 @@ pub(super) async fn produce_and_write(
     };
     // The run is in the ledger before any of its writes.
     orchestrator.start_recorded(&run.run_id).await;
-    let outcome = warehouse
+    let outcome = match warehouse
         .write(&session, pipeline.output, output.df, options)
-        .await?;
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            // Rows failing a CHECK constraint.
+            record_rejects_of_blocked(orchestrator, &cx, pipeline, &run, &error).await;
+            return Err(error);
+        }
+    };
     if !outcome.committed {
         // The table held this sequence's transaction, or a later one, before this attempt
         // wrote: this run's own commit (an earlier attempt's, landing after it was abandoned),
@@ -347,8 +337,9 @@ pub(super) async fn produce_and_write(
         }
         // The rows are committed: a ledger that cannot take the rejects must not fail the
         // attempt (its retry would find the commit, replay it and drop the rejects unsaid).
-        // The run is then not wholly recorded: no success.
-        if let Err(error) = orchestrator.ledger.append(&findings).await {
+        // The run is then not wholly recorded: no success. (A blocked attempt of this run, before
+        // a resume, may have recorded the same warnings.)
+        if let Err(error) = record_once(orchestrator, &run, pipeline, &findings).await {
             tracing::error!(
                 %error,
                 count = findings.len(),
@@ -524,14 +515,38 @@ async fn checked_output(
     Ok((output, deferred))
 }
 
-/// Records `issues`, the findings of a blocked attempt, but those the ledger holds for the run
-/// already (a resumed run blocked again by the same rows).
+/// When a data-quality check blocked the write (`error`, not retried), records the source
+/// records the attempt rejected: they tell too (they may be why). Any other failure is retried,
+/// or may be, and the rejects are kept only with the write that commits.
+async fn record_rejects_of_blocked(
+    orchestrator: &Orchestrator,
+    cx: &Ctx,
+    pipeline: &'static PipelineDescriptor,
+    run: &RunInfo,
+    error: &Error,
+) {
+    if !matches!(error, Error::Quality(_)) {
+        return;
+    }
+    let rejects = reject_records(cx, pipeline, run);
+    if !rejects.is_empty()
+        && let Err(record_error) = orchestrator.ledger.append_rejects_once(&rejects).await
+    {
+        tracing::error!(%record_error, "could not record the rejected source records");
+    }
+}
+
+/// Records `issues`, but those the ledger holds for the run already: a resumed run blocked again
+/// by the same rows, or committing with the warnings a blocked attempt recorded.
 async fn record_once(
     orchestrator: &Orchestrator,
     run: &RunInfo,
     pipeline: &'static PipelineDescriptor,
     issues: &[QualityIssue],
 ) -> Result<()> {
+    if issues.is_empty() {
+        return Ok(());
+    }
     let table = pipeline.output.qualified_name();
     let held = orchestrator.ledger.findings(&run.run_id, &table).await?;
     let lacking: Vec<QualityIssue> = issues
@@ -558,25 +573,10 @@ async fn record_replayed_findings(
     if written.replayed_findings.is_empty() {
         return None;
     }
-    let table = pipeline.output.qualified_name();
-    let recorded = async {
-        let held = orchestrator.ledger.findings(&run.run_id, &table).await?;
-        let lacking: Vec<QualityIssue> = written
-            .replayed_findings
-            .iter()
-            .filter(|finding| !held.contains(finding))
-            .cloned()
-            .collect();
-        if lacking.is_empty() {
-            return Ok(());
-        }
-        tracing::info!(
-            count = lacking.len(),
-            "recording the quality findings of the replayed commit"
-        );
-        orchestrator.ledger.append(&lacking).await
-    };
-    let error = recorded.await.err()?;
+    tracing::debug!("recording the quality findings of the replayed commit");
+    let error = record_once(orchestrator, run, pipeline, &written.replayed_findings)
+        .await
+        .err()?;
     tracing::error!(%error, "the replayed commit's quality findings could not be recorded");
     Some(format!(
         "replayed commit's data-quality findings, not recorded in lakehouse.quality_issues \
