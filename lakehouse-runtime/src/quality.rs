@@ -87,7 +87,7 @@ pub async fn check_output(
         return Ok(Vec::new());
     }
     let unchecked = without_not_null_assertions(output.clone())?;
-    let measured = measure(warehouse, session, &checks, unchecked.clone()).await?;
+    let measured = measure(warehouse, session, table, &checks, unchecked.clone()).await?;
 
     let qualified = table.qualified_name();
     let mut findings = Vec::new();
@@ -263,6 +263,7 @@ fn without_assertions(output: DataFrame, strip: impl Fn(&[Expr]) -> bool) -> Res
 async fn measure(
     warehouse: &Warehouse,
     session: &SessionContext,
+    table: &TableDef,
     checks: &Checks,
     output: DataFrame,
 ) -> Result<Measured> {
@@ -292,20 +293,24 @@ async fn measure(
     let mut measures: Vec<(String, Expr, bool)> = Vec::new();
     for (j, column) in checks.required.iter().enumerate() {
         measures.push((
-            format!("__nulls_{j}"),
+            format!("__lakehouse_nulls_{j}"),
             flag(unqualified(column.name).is_null())?,
             false,
         ));
     }
     for (i, r) in checks.references.iter().enumerate() {
-        measures.push((format!("__missing_{i}"), flag(unresolved(i, r))?, false));
+        measures.push((
+            format!("__lakehouse_missing_{i}"),
+            flag(unresolved(i, r))?,
+            false,
+        ));
         let sample = when(unresolved(i, r), unqualified(r.column.name)).end()?;
-        measures.push((format!("__sample_{i}"), sample, true));
+        measures.push((format!("__lakehouse_sample_{i}"), sample, true));
     }
     let over = |measure: Expr, sample: bool| if sample { min(measure) } else { sum(measure) };
     let totals: Vec<Expr> = match checks.key {
         Some(key) => {
-            let mut per_key = vec![count(lit(1)).alias("__rows")];
+            let mut per_key = vec![count(lit(1)).alias("__lakehouse_rows")];
             per_key.extend(
                 measures
                     .iter()
@@ -319,10 +324,10 @@ async fn measure(
                 .map(|k| unqualified(k).is_not_null())
                 .reduce(Expr::and)
                 .unwrap_or(lit(true));
-            let shared = unqualified("__rows").gt(lit(1)).and(key_present);
+            let shared = unqualified("__lakehouse_rows").gt(lit(1)).and(key_present);
             let mut totals = vec![
-                sum(when(shared, unqualified("__rows")).otherwise(lit(0i64))?)
-                    .alias("__duplicated"),
+                sum(when(shared, unqualified("__lakehouse_rows")).otherwise(lit(0i64))?)
+                    .alias("__lakehouse_duplicated"),
             ];
             totals.extend(
                 measures
@@ -338,9 +343,10 @@ async fn measure(
     };
     let batches = joined.aggregate(vec![], totals)?.collect().await?;
     let Some(row) = batches.iter().find(|b| b.num_rows() > 0) else {
-        return Err(Error::msg(
-            "data-quality checks: the totals query returned no row",
-        ));
+        return Err(Error::msg(format!(
+            "{}: the data-quality checks' totals query returned no row",
+            table.qualified_name()
+        )));
     };
     let number = |name: &str| {
         row.column_by_name(name)
@@ -350,16 +356,16 @@ async fn measure(
     };
     Ok(Measured {
         nulls: (0..checks.required.len())
-            .map(|j| number(&format!("__nulls_{j}")))
+            .map(|j| number(&format!("__lakehouse_nulls_{j}")))
             .collect(),
-        duplicated_keys: checks.key.map_or(0, |_| number("__duplicated")),
+        duplicated_keys: checks.key.map_or(0, |_| number("__lakehouse_duplicated")),
         unresolved: (0..checks.references.len())
             .map(|i| {
                 let sample = row
-                    .column_by_name(&format!("__sample_{i}"))
+                    .column_by_name(&format!("__lakehouse_sample_{i}"))
                     .map(|c| value_text(c.as_ref(), 0))
                     .unwrap_or_default();
-                (number(&format!("__missing_{i}")), sample)
+                (number(&format!("__lakehouse_missing_{i}")), sample)
             })
             .collect(),
     })
@@ -454,7 +460,8 @@ pub async fn apply_expectations(
     let mut findings = Vec::new();
     for (index, expectation) in table.expectations.iter().enumerate() {
         let failing = batches
-            .first()
+            .iter()
+            .find(|b| b.num_rows() > 0)
             .and_then(|b| {
                 b.column(index)
                     .as_any()

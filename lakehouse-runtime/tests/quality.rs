@@ -179,9 +179,16 @@ async fn blocking_checks_stop_the_write_and_warnings_do_not() {
         .unwrap_or_default();
     assert!(
         warn_error.contains(
-            "gold.q_fact_warn: not_null failed on 1 row(s) (column `label`): filter those rows \
-             out, fill them (`coalesce(..)`), or declare the field `Option<_>`"
+            "nothing written (not retried: the same inputs fail the same way): \
+             gold.q_fact_warn: not_null failed on 1 row(s) (column `label`): filter those rows \
+             out, fill them (`coalesce(..)`), or declare the field `Option<_>`; "
         ),
+        "{warn_error}"
+    );
+    // What blocked comes first; the warnings after it are said to be such.
+    assert_eq!(
+        warn_error.matches(" (a warning)").count(),
+        2,
         "{warn_error}"
     );
 
@@ -1092,6 +1099,36 @@ async fn an_input_that_cannot_be_read_is_not_blamed_on_the_expectations() {
         error.contains("not found") && !error.contains("expectations") && !error.contains("TRY_"),
         "{error}"
     );
+}
+
+/// A key column whose name the checks could have taken for their own working column.
+#[derive(Table)]
+#[table(schema = "gold", name = "q_underscored", key(__rows), mode = merge, quality = warn)]
+pub struct QUnderscored {
+    pub __rows: i64,
+    pub label: String,
+}
+
+#[pipeline]
+pub async fn q_underscored(cx: &Ctx) -> Result<Frame<QUnderscored>> {
+    cx.sql("SELECT CAST(column1 AS BIGINT) AS __rows, column2 AS label FROM (VALUES (1, 'a'), (1, 'b'), (2, 'c'))")
+        .await
+}
+
+#[tokio::test]
+async fn the_checks_working_columns_do_not_meet_the_tables_own() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["q_underscored"]), wh.warehouse.clone());
+    let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+    let result = report.result("q_underscored").expect("ran");
+    assert_eq!(result.status, Status::Succeeded, "{:?}", result.error);
+    let issues = crate::common::query(
+        &wh.warehouse,
+        &lakehouse_runtime::ledger::system_tables(),
+        "SELECT check_name, column_name, failing_rows FROM lakehouse.quality_issues",
+    )
+    .await;
+    assert_eq!(issues, ["primary_key_unique|__rows|2"]);
 }
 
 /// Orders that fail a blocking expectation.

@@ -480,9 +480,17 @@ async fn checked_output(
                 checked_at: run.run_at,
             })
             .collect();
+        // What blocked first; the warnings after it, said to be such.
         let summary = findings
             .iter()
+            .filter(|(_, blocks)| *blocks)
             .map(|(f, _)| f.to_string())
+            .chain(
+                findings
+                    .iter()
+                    .filter(|(_, blocks)| !*blocks)
+                    .map(|(f, _)| format!("{f} (a warning)")),
+            )
             .collect::<Vec<_>>()
             .join("; ");
         if blocked(&findings) {
