@@ -110,7 +110,16 @@ pub struct HttpFetch {
     client: reqwest::Client,
     policy: RetryPolicy,
     timer: Arc<dyn Timer>,
-    authorization: Option<reqwest::header::HeaderValue>,
+    authorization: Option<Authorization>,
+}
+
+/// The configured `Authorization` value, and the one origin it is sent to.
+#[derive(Clone)]
+struct Authorization {
+    value: reqwest::header::HeaderValue,
+    /// The origin (scheme, host, port) of the first request: the configured service. Shared by
+    /// the clones.
+    origin: Arc<std::sync::OnceLock<url::Origin>>,
 }
 
 impl std::fmt::Debug for HttpFetch {
@@ -138,8 +147,11 @@ impl HttpFetch {
         })
     }
 
-    /// The same fetcher sending `Authorization: <value>` with every request (an Opendatasoft
-    /// API key is `Apikey <key>`). The value is kept out of logs and `Debug` output.
+    /// The same fetcher sending `Authorization: <value>` (an Opendatasoft API key is
+    /// `Apikey <key>`) with every request to the origin (scheme, host and port) of its first
+    /// request, the configured service; a URL elsewhere (a feed a GBFS discovery document lists
+    /// on another host) is asked without it, with a warning: the key is that service's, not
+    /// every host's it links to. The value is kept out of logs and `Debug` output.
     pub fn with_authorization(mut self, value: &str) -> Result<HttpFetch> {
         let mut header = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
             Error::msg(
@@ -147,7 +159,10 @@ impl HttpFetch {
             )
         })?;
         header.set_sensitive(true);
-        self.authorization = Some(header);
+        self.authorization = Some(Authorization {
+            value: header,
+            origin: Arc::default(),
+        });
         Ok(self)
     }
 
@@ -172,16 +187,26 @@ impl HttpFetch {
     ) -> Result<reqwest::Response, Failure> {
         let mut request = self.client.get(url.clone());
         if let Some(authorization) = &self.authorization {
-            // A key travels encrypted only: over https, or to this machine (tests, proxies).
-            if url.scheme() != "https" && !is_loopback(url) {
+            let origin = url.origin();
+            let service = authorization.origin.get_or_init(|| origin.clone());
+            if *service != origin {
+                tracing::warn!(
+                    "not sending the configured authorization to {}: it is for {} only",
+                    origin.ascii_serialization(),
+                    service.ascii_serialization()
+                );
+            } else if url.scheme() != "https" && !is_loopback(url) {
+                // A key travels encrypted only: over https, or to this machine (tests, proxies).
                 return Err(Failure::fatal(
                     None,
                     "refusing to send the configured authorization over plain HTTP: use an \
                      https URL"
                         .to_owned(),
                 ));
+            } else {
+                request =
+                    request.header(reqwest::header::AUTHORIZATION, authorization.value.clone());
             }
-            request = request.header(reqwest::header::AUTHORIZATION, authorization.clone());
         }
         if let Some(timeout) = timeout {
             request = request.timeout(timeout);

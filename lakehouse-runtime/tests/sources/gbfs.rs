@@ -136,6 +136,58 @@ async fn flags_given_as_booleans_or_as_1_and_0_read_alike() {
 }
 
 #[tokio::test]
+async fn the_authorization_goes_to_the_configured_host_only() {
+    // The discovery document lists its feeds on another host (`localhost`, not `127.0.0.1`).
+    let files = replay(fixtures("paged"), LYON);
+    let port = Arc::new(std::sync::OnceLock::<String>::new());
+    let own = port.clone();
+    let server = TestServer::start(move |request| {
+        if request.path.ends_with("/gbfs.json") {
+            let body = std::fs::read_to_string(
+                fixtures("paged").join(format!("{LYON}{LYON_FEEDS}/gbfs.json")),
+            )
+            .expect("gbfs.json");
+            let elsewhere = format!(
+                "http://localhost:{}",
+                own.get().cloned().unwrap_or_default()
+            );
+            return Reply::json(200, body.replace(&format!("https://{LYON}"), &elsewhere));
+        }
+        files(request)
+    });
+    let address = server.url("");
+    let _ = port.set(address.rsplit(':').next().unwrap_or_default().to_owned());
+    let fetch = lakehouse_runtime::sources::HttpFetch::new(policy())
+        .expect("client")
+        .with_authorization("Apikey s3cr3t")
+        .expect("header");
+    let client = GbfsClient::discover(
+        Arc::new(fetch),
+        &server.url(&format!("{LYON_FEEDS}/gbfs.json")),
+    )
+    .expect("client");
+
+    let (_, collected) = read(&client).await;
+
+    assert_eq!(rows(&collected), 25);
+    let sent: Vec<(String, Option<String>)> = server
+        .requests()
+        .into_iter()
+        .map(|r| (r.path, r.authorization))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            (
+                format!("{LYON_FEEDS}/gbfs.json"),
+                Some("Apikey s3cr3t".to_owned())
+            ),
+            (format!("{LYON_FEEDS}/station_status.json"), None),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn discovery_finds_the_feeds_in_gbfs_json() {
     let server = lyon_server("paged");
     let (fetch, _) = http(policy());
