@@ -206,6 +206,7 @@ impl OdsClient {
             state: State::Records { offset: 0 },
             total: None,
             received: 0,
+            last_record: None,
         })
     }
 }
@@ -236,6 +237,8 @@ pub struct OdsPages {
     /// `total_count` of the first page.
     total: Option<u64>,
     received: u64,
+    /// The text of the previous page's last record.
+    last_record: Option<String>,
 }
 
 impl std::fmt::Debug for OdsPages {
@@ -398,6 +401,23 @@ impl OdsPages {
             "page"
         );
         let records = records_at(&body, &["results"], "Opendatasoft records page")?;
+        // Records added and removed between two requests keep `total_count` but shift the
+        // pages: the one before the offset is sent again (and another never). Seen when it is
+        // the one this page starts with.
+        if let (Some(last), Some(first)) = (&self.last_record, records.first())
+            && *last == first.raw
+        {
+            return Err(Error::source(
+                body.origin,
+                format!(
+                    "the page at offset {offset} starts with the record the previous page ended \
+                     with: the pages overlap, as when the dataset changes while it is paged \
+                     (or it holds that record twice, which `order_by` then cannot tell apart); \
+                     nothing was written; rerun the pipeline"
+                ),
+            ));
+        }
+        self.last_record = records.last().map(|record| record.raw.clone());
         Ok(Step::Page(Page {
             url: body.url,
             origin: body.origin,

@@ -115,6 +115,45 @@ async fn an_empty_page_before_total_count_is_reached_fails_the_ingestion() {
     );
 }
 
+#[tokio::test]
+async fn pages_that_overlap_fail_the_ingestion() {
+    // Between the two requests a record was added before the offset and another removed:
+    // `total_count` is the same, and the second page starts with the first's last record.
+    let server = TestServer::start(|request| {
+        let first = first_page();
+        if request.param("offset") == Some("0") {
+            return Reply::json(200, first.to_string());
+        }
+        let results = first["results"].as_array().cloned().unwrap_or_default();
+        let page: Vec<Value> = if request.param("offset") == Some("20") {
+            results
+                .last()
+                .cloned()
+                .into_iter()
+                .chain(results)
+                .take(20)
+                .collect()
+        } else {
+            results.into_iter().take(5).collect()
+        };
+        Reply::json(200, json!({"total_count": 45, "results": page}).to_string())
+    });
+    let (fetch, _) = http(policy());
+    let client = OdsClient::new(fetch, &ods_base(&server)).expect("client");
+
+    let error = read_status(&client).await.expect_err("overlapping pages");
+
+    let text = error.to_string();
+    assert!(matches!(error, Error::Source { .. }), "{error:?}");
+    assert!(
+        text.contains(
+            "the page at offset 20 starts with the record the previous page ended with: the \
+             pages overlap"
+        ) && text.contains("offset=20"),
+        "{text}"
+    );
+}
+
 /// `count` status records for an export, from the fixture's, with distinct station codes.
 fn export_body(count: usize) -> String {
     let template = first_page()["results"][0].clone();
