@@ -455,6 +455,15 @@ impl OpenData {
             }
             None => default_dir.to_path_buf(),
         };
+        let same = |a: &Path, b: &Path| matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(a), Ok(b)) if a == b);
+        if mode == Mode::Record && same(&dir, default_dir) {
+            return Err(Error::msg(format!(
+                "`opendata.mode=record` would write into `{}`, the bundled snapshot, which is \
+                 generated (and checked against its generator by a test): record into another \
+                 directory (`--opendata-dir DIR`)",
+                dir.display()
+            )));
+        }
         Ok(OpenData {
             source: source.to_owned(),
             mode,

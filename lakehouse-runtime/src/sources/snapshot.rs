@@ -120,21 +120,51 @@ impl SnapshotFetch {
     fn file(&self, url: &Url) -> Result<PathBuf> {
         let path = snapshot_path(&self.dir, url)?;
         if path.is_file() {
-            Ok(path)
-        } else {
-            Err(Error::source(
-                path.display().to_string(),
-                format!(
-                    "no recorded response for GET {} in the snapshot `{}`: record one with \
-                     `--set opendata.mode=record --set opendata.dir={}` (needs the network), run \
-                     with `--live`, or point `opendata.dir` at a snapshot that has it",
-                    redacted_url(url),
-                    self.dir.display(),
-                    self.dir.display()
-                ),
-            ))
+            return Ok(path);
         }
+        let paged_otherwise = other_paging(&path)
+            .map(|other| {
+                format!(
+                    " (it holds the same URL with other paging, `{other}`: the snapshot was \
+                     recorded with another page size, a setting such as `velib.page_size`)"
+                )
+            })
+            .unwrap_or_default();
+        Err(Error::source(
+            path.display().to_string(),
+            format!(
+                "no recorded response for GET {} in the snapshot `{}`{paged_otherwise}: record \
+                 a new snapshot into another directory (`--set opendata.mode=record --set \
+                 opendata.dir=DIR`, which needs the network) and read it with `--opendata-dir \
+                 DIR`, run with `--live`, or point `opendata.dir` at a snapshot that has it",
+                redacted_url(url),
+                self.dir.display(),
+            ),
+        ))
     }
+}
+
+/// The paging (`limit=..&offset=..`) of a file beside `path` recorded from the same URL with
+/// another `limit`, if any.
+fn other_paging(path: &Path) -> Option<String> {
+    let limit = |paging: &str| {
+        paging
+            .split('&')
+            .find(|pair| pair.starts_with("limit="))
+            .map(str::to_owned)
+    };
+    let name = path.file_name()?.to_str()?;
+    let (stem, paging) = name.split_once('@')?;
+    let wanted = limit(paging);
+    let prefix = format!("{stem}@");
+    std::fs::read_dir(path.parent()?)
+        .ok()?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter_map(|other| {
+            let paging = other.strip_prefix(&prefix)?.strip_suffix(".json")?;
+            (limit(paging) != wanted).then(|| paging.to_owned())
+        })
+        .min()
 }
 
 /// `<file> (snapshot of <url>)`, for messages.

@@ -166,6 +166,21 @@ async fn a_missing_snapshot_file_says_how_to_get_one() {
     );
     assert!(text.contains("opendata.mode=record"), "{text}");
     assert!(text.contains("--live"), "{text}");
+
+    // Recorded with another page size: said so.
+    let page = dir
+        .path()
+        .join("opendata.paris.fr/api/explore/v2.1/catalog/datasets/x");
+    std::fs::create_dir_all(&page).expect("folder");
+    std::fs::write(page.join("records@limit=100&offset=0.json"), "{}").expect("file");
+    let error = fetch.get(&url).await.expect_err("no file");
+    assert!(
+        error.to_string().contains(
+            "it holds the same URL with other paging, `limit=100&offset=0`: the snapshot was \
+             recorded with another page size"
+        ),
+        "{error}"
+    );
 }
 
 #[test]
@@ -202,6 +217,19 @@ fn settings_choose_the_mode_and_the_directory() {
     let error = OpenData::from_settings(&no_dir, "velib", &default_dir).expect_err("no dir");
     assert!(
         error.to_string().contains("needs `opendata.dir`"),
+        "{error}"
+    );
+    // Nor into the bundled snapshot, however it is spelled.
+    let mut bundled = no_dir.clone();
+    bundled.set(
+        "opendata.dir",
+        &format!("{}/../paged", default_dir.display()),
+    );
+    let error = OpenData::from_settings(&bundled, "velib", &default_dir).expect_err("bundled");
+    assert!(
+        error
+            .to_string()
+            .contains("the bundled snapshot, which is generated"),
         "{error}"
     );
 
