@@ -420,6 +420,10 @@ async fn a_live_filter_on_a_snapshot_run_is_refused() {
             .contains("only a live run can apply it (snapshots hold the unfiltered answers)"),
         "{error}"
     );
+    assert!(
+        !error.is_retryable(),
+        "the same at every attempt: {error:?}"
+    );
 }
 
 /// The station list is a full snapshot: filtered, it would close the history of every station

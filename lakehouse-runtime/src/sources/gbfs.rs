@@ -276,11 +276,17 @@ impl GbfsFeed {
             .or_else(|| document.get("lastUpdatedOther"))
             .ok_or_else(|| malformed("no `last_updated`".to_owned()))?;
         let last_updated = match updated {
-            // Seconds; a value too large for them (milliseconds) is refused as malformed.
+            // Seconds (a fraction, which some feeds send, kept to the microsecond); a value too
+            // large for them (milliseconds) is refused as malformed.
             Value::Number(n) => n
                 .as_i64()
-                .filter(|s| s.unsigned_abs() < 100_000_000_000)
                 .and_then(|s| s.checked_mul(1_000_000))
+                .or_else(|| {
+                    n.as_f64()
+                        .filter(|s| s.is_finite())
+                        .map(|s| (s * 1e6).round() as i64)
+                })
+                .filter(|micros| micros.unsigned_abs() < 100_000_000_000 * 1_000_000)
                 .map(Timestamp),
             Value::String(s) => parse_datetime(s),
             _ => None,

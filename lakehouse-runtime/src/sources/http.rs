@@ -177,8 +177,8 @@ impl HttpFetch {
         &self.policy
     }
 
-    /// Sends `GET url`; a non-success status becomes a [`Failure`] (retryable for 5xx, 408 and
-    /// 429).
+    /// Sends `GET url`; a non-success status becomes a [`Failure`] (retryable for 5xx but 501
+    /// and 505, 408 and 429).
     /// `timeout`, when given, bounds the whole exchange including the body.
     async fn send(
         &self,
@@ -218,7 +218,10 @@ impl HttpFetch {
         if status.is_success() {
             return Ok(response);
         }
-        let retryable = status.is_server_error() || matches!(status.as_u16(), 408 | 429);
+        // A server error may pass; one that says the request can never be served (501 Not
+        // Implemented, 505 HTTP Version Not Supported) does not.
+        let retryable = (status.is_server_error() && !matches!(status.as_u16(), 501 | 505))
+            || matches!(status.as_u16(), 408 | 429);
         let headers_hint = if retryable {
             hint(status.as_u16(), response.headers(), self.timer.now())
         } else {
@@ -481,14 +484,27 @@ fn transport_failure(
             ),
         )
     } else if error.is_timeout() {
+        // To the millisecond: the budget's remainder is no round figure.
         let after = timeout
-            .map(|t| format!(" after {}", humantime::format_duration(t)))
+            .map(|t| {
+                let millis = u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
+                format!(
+                    " after {}",
+                    humantime::format_duration(Duration::from_millis(millis))
+                )
+            })
             .unwrap_or_default();
+        // The attempt had what was left of the whole budget, less than its own timeout.
+        let raise = if timeout.is_some_and(|t| t < policy.request_timeout) {
+            "max_elapsed"
+        } else {
+            "timeout"
+        };
         Failure::retryable(
             None,
             format!(
                 "timed out{after} {stage} (raise `{}` if the service is slow)",
-                policy.setting("timeout")
+                policy.setting(raise)
             ),
         )
     } else if error.is_builder() {

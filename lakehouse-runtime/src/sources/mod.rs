@@ -286,7 +286,7 @@ where
 fn authorization(setting: &str, source: &str) -> Result<String> {
     match setting.strip_prefix("env:") {
         Some(name) => std::env::var(name).map_err(|_| {
-            Error::msg(format!(
+            Error::Refused(format!(
                 "`opendata.{source}.authorization` reads the environment variable `{name}`, \
                  which is not set"
             ))
@@ -447,17 +447,18 @@ impl OpenData {
         let dir = match settings.get("opendata.dir") {
             Some(dir) => PathBuf::from(dir),
             None if mode == Mode::Record => {
-                return Err(Error::msg(
+                return Err(Error::Refused(
                     "`opendata.mode=record` needs `opendata.dir` (`--opendata-dir`): the \
                      directory to write the new snapshot into (the bundled one is generated \
-                     and is not overwritten)",
+                     and is not overwritten)"
+                        .to_owned(),
                 ));
             }
             None => default_dir.to_path_buf(),
         };
         let same = |a: &Path, b: &Path| matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(a), Ok(b)) if a == b);
         if mode == Mode::Record && same(&dir, default_dir) {
-            return Err(Error::msg(format!(
+            return Err(Error::Refused(format!(
                 "`opendata.mode=record` would write into `{}`, the bundled snapshot, which is \
                  generated (and checked against its generator by a test): record into another \
                  directory (`--opendata-dir DIR`)",
@@ -521,7 +522,7 @@ impl OpenData {
             Some(Secret(setting)) => http
                 .with_authorization(&authorization(setting, &self.source)?)
                 .map_err(|error| {
-                    Error::msg(format!("`opendata.{}.authorization`: {error}", self.source))
+                    Error::Refused(format!("`opendata.{}.authorization`: {error}", self.source))
                 }),
             None => Ok(http),
         }

@@ -228,7 +228,7 @@ impl RetryPolicy {
                 transient: failure.retryable,
             };
             if !failure.retryable {
-                return Err(give_up(failure.advice()));
+                return Err(give_up(failure.advice(self.source.as_deref())));
             }
             if number >= self.max_attempts {
                 return Err(give_up(format!(
@@ -326,13 +326,18 @@ impl Failure {
         }
     }
 
-    /// What to do about a failure that is not retried.
-    fn advice(&self) -> String {
+    /// What to do about a failure that is not retried, from `source` (`velib`), whose settings
+    /// it names.
+    fn advice(&self, source: Option<&str>) -> String {
         match self.status {
-            Some(401 | 403) => {
-                "not retried: check the URL and whether the dataset needs an API key (`opendata.<source>.authorization`)".into()
-            }
+            Some(401 | 403) => format!(
+                "not retried: check the URL and whether the dataset needs an API key (`opendata.{}.authorization`)",
+                source.unwrap_or("<source>")
+            ),
             Some(404) => "not retried: check the URL and the dataset or feed name".into(),
+            Some(501 | 505) => {
+                "not retried: the service cannot serve this request at all; check the URL".into()
+            }
             Some(status) if (400..500).contains(&status) => {
                 "not retried: the request itself is wrong; fix its parameters (dataset, select, \
                  where, order_by, limit)"

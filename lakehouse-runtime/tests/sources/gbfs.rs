@@ -273,6 +273,43 @@ async fn a_feed_without_stations_is_malformed() {
 }
 
 #[tokio::test]
+async fn last_updated_is_read_as_seconds_with_a_fraction_or_a_date_time_and_milliseconds_refused() {
+    for (updated, expected) in [
+        ("1748938500", Ok(1_748_938_500_000_000)),
+        ("1748938500.5", Ok(1_748_938_500_500_000)),
+        ("\"2025-06-03T08:15:00+02:00\"", Ok(1_748_931_300_000_000)),
+        (
+            "1748938500000",
+            Err("neither epoch seconds nor an RFC 3339 date-time"),
+        ),
+        (
+            "1.0e300",
+            Err("neither epoch seconds nor an RFC 3339 date-time"),
+        ),
+    ] {
+        let body =
+            format!("{{\"last_updated\": {updated}, \"ttl\": 60, \"data\": {{\"stations\": []}}}}");
+        let server = TestServer::start(move |_| Reply::json(200, body.clone()));
+        let (fetch, _) = http(policy());
+        let url = server.url("/station_status.json");
+        let client = GbfsClient::direct(fetch, [("station_status", url.as_str())]).expect("client");
+        let read = client.station_status().await;
+        match expected {
+            Ok(micros) => assert_eq!(
+                read.map(|feed| feed.last_updated)
+                    .map_err(|e| e.to_string()),
+                Ok(Timestamp(micros)),
+                "{updated}"
+            ),
+            Err(why) => {
+                let error = read.expect_err(updated).to_string();
+                assert!(error.contains(why), "{updated}: {error}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_byte_order_mark_and_an_odd_ttl_do_not_fail_a_feed() {
     // Before, the mark failed the parse ("expected value at line 1 column 1") and a `ttl` of
     // null, 60.5 or "60" failed the feed, though only the staleness warning uses it.

@@ -283,6 +283,10 @@ async fn an_api_key_is_sent_with_every_request_and_kept_out_of_debug_output() {
         ),
         "{unset}"
     );
+    assert!(
+        !unset.is_retryable(),
+        "the same at every attempt: {unset:?}"
+    );
     settings.set("opendata.velib.authorization", "Apikey s3cr3t");
     let open = OpenData::from_settings(&settings, "velib", std::path::Path::new("unused"))
         .expect("settings");

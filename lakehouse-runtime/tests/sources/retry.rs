@@ -345,6 +345,60 @@ async fn a_timeout_after_an_answer_tells_the_answer_too() {
 }
 
 #[tokio::test]
+async fn a_timeout_cut_short_by_the_total_budget_advises_raising_the_budget() {
+    let server = TestServer::start(|_| page_one().delay(Duration::from_secs(2)));
+    let (fetch, _) = http(RetryPolicy {
+        max_elapsed: Duration::from_millis(300),
+        source: Some("velib".to_owned()),
+        ..policy()
+    });
+    let error = get(fetch.as_ref(), &server, RECORDS)
+        .await
+        .expect_err("timed out");
+    let text = error.to_string();
+    assert!(
+        text.contains(
+            "timed out after 300ms waiting for the response (raise \
+             `opendata.velib.http.max_elapsed` if the service is slow)"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_key_names_the_sources_setting() {
+    let server = TestServer::start(|_| Reply::json(401, r#"{"message": "Invalid API key"}"#));
+    let (fetch, _) = http(RetryPolicy {
+        source: Some("velib".to_owned()),
+        ..policy()
+    });
+    let error = get(fetch.as_ref(), &server, RECORDS)
+        .await
+        .expect_err("refused");
+    let text = error.to_string();
+    assert!(
+        text.contains("needs an API key (`opendata.velib.authorization`)"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_error_that_cannot_pass_is_not_retried() {
+    let server = TestServer::start(|_| Reply::json(501, ""));
+    let (fetch, timer) = http(policy());
+    let error = get(fetch.as_ref(), &server, RECORDS)
+        .await
+        .expect_err("not implemented");
+    assert_eq!(server.requests().len(), 1);
+    assert!(timer.delays().is_empty());
+    let text = error.to_string();
+    assert!(
+        text.contains("HTTP 501") && text.contains("not retried: the service cannot serve"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn a_wait_longer_than_the_total_budget_is_not_made() {
     // The quota resets in a day; the budget is 30 s.
     let server = TestServer::start(|_| {

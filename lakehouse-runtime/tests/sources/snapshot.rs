@@ -226,6 +226,7 @@ fn settings_choose_the_mode_and_the_directory() {
         &format!("{}/../paged", default_dir.display()),
     );
     let error = OpenData::from_settings(&bundled, "velib", &default_dir).expect_err("bundled");
+    assert!(!error.is_retryable(), "{error:?}");
     assert!(
         error
             .to_string()

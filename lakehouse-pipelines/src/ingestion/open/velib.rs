@@ -199,7 +199,7 @@ fn pages(cx: &Ctx, dataset: &str, fields: &[&str], filtered: bool) -> Result<Ods
         // reading one would ignore the filter, recording one would pass a filtered answer off
         // as the whole dataset.
         if open.mode() != Mode::Live {
-            return Err(Error::msg(format!(
+            return Err(Error::Refused(format!(
                 "`velib.where` = {filter:?} filters the live API's answer, and only a live run \
                  can apply it (snapshots hold the unfiltered answers): run with `--live`, or \
                  leave the setting out"
