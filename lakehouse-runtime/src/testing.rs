@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use datafusion::execution::context::SessionContext;
 
 use crate::ctx::{Ctx, RunInfo, Settings};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::frame::{Changes, Frame};
 use crate::store::Warehouse;
 use crate::table::{Table, Timestamp};
@@ -37,6 +37,8 @@ pub const TEST_RUN_AT: Timestamp = Timestamp(1_767_225_600_000_000);
 /// under their table's name, as a run registers its inputs (see [`TestContext::frame`]).
 pub struct TestContext {
     pipeline: &'static str,
+    /// The pipeline's registration; `None` for [`TestContext::unregistered`].
+    descriptor: Option<&'static crate::graph::PipelineDescriptor>,
     /// Keeps the in-memory warehouse the session's store belongs to.
     _warehouse: Warehouse,
     session: SessionContext,
@@ -46,14 +48,55 @@ pub struct TestContext {
 }
 
 impl TestContext {
-    /// A context for `pipeline` at [`TEST_RUN_AT`], without settings.
+    /// A context for the registered pipeline `pipeline` at [`TEST_RUN_AT`], without settings.
+    /// An error when no pipeline (or more than one) has that name: its declaration says which
+    /// frames its SQL may read and what it may do, and a misspelt name would skip those checks.
     pub fn new(pipeline: &'static str) -> Result<TestContext> {
+        let mut named = inventory::iter::<crate::graph::PipelineDescriptor>
+            .into_iter()
+            .filter(|p| p.name == pipeline);
+        match (named.next(), named.next()) {
+            (Some(only), None) => TestContext::build(pipeline, Some(only)),
+            (Some(first), Some(second)) => Err(Error::Refused(format!(
+                "pipeline `{pipeline}` is registered twice, in `{}` and `{}`: rename one (a \
+                 run refuses them too)",
+                first.module_path, second.module_path
+            ))),
+            (None, _) => {
+                let names = inventory::iter::<crate::graph::PipelineDescriptor>
+                    .into_iter()
+                    .map(|p| p.name);
+                let hint = crate::similar::closest(pipeline, names)
+                    .map(|name| format!(" (did you mean `{name}`?)"))
+                    .unwrap_or_default();
+                Err(Error::Refused(format!(
+                    "pipeline `{pipeline}`: no pipeline of that name is registered{hint}; a test \
+                     context takes the name of the pipeline under test, whose declaration its \
+                     frames and checks follow (`TestContext::unregistered` makes one for no \
+                     pipeline)"
+                )))
+            }
+        }
+    }
+
+    /// A context named `name` that stands for no registered pipeline (a helper's test): SQL
+    /// reads every frame made here, of any table, and what needs a pipeline's declaration
+    /// (reading new files) is refused.
+    pub fn unregistered(name: &'static str) -> Result<TestContext> {
+        TestContext::build(name, None)
+    }
+
+    fn build(
+        pipeline: &'static str,
+        descriptor: Option<&'static crate::graph::PipelineDescriptor>,
+    ) -> Result<TestContext> {
         let warehouse = Warehouse::open("memory:///")?;
         let session = warehouse.session();
         let settings = Settings::new();
         let cx = context(pipeline, &session, TEST_RUN_AT, &settings);
         Ok(TestContext {
             pipeline,
+            descriptor,
             _warehouse: warehouse,
             session,
             run_at: TEST_RUN_AT,
@@ -81,30 +124,37 @@ impl TestContext {
 
     /// A frame of table `T` holding `rows` (any `Serialize` struct whose fields are `T`'s data
     /// columns, often `T` itself; a nullable column it lacks is NULL, a NOT NULL one is an
-    /// error), also readable by the pipeline's SQL as `schema.table` (the latest frame of `T`)
-    /// when `T` is one of the pipeline's parameters, as in a run (a table it only lists in
-    /// `depends_on`, or its output, is not: a test must not pass where the run fails). An SCD2
-    /// table's rows are current versions opened at the context's `run_at` (its `valid_from`,
-    /// `valid_to` NULL, `is_current` true), as a pipeline reads them.
+    /// error), the pipeline's `Frame<T>` parameter. The pipeline's SQL reads it as
+    /// `schema.table` as a run would: when `T` is a parameter, and its last parameter of `T` is
+    /// a `Frame` (of a pipeline taking `Changes<T>` then `Frame<T>`, SQL reads the whole table),
+    /// the latest frame made; a table it only lists in `depends_on`, or its output, is not
+    /// readable (a test must not pass where the run fails). An SCD2 table's rows are current
+    /// versions opened at the context's `run_at` (its `valid_from`, `valid_to` NULL,
+    /// `is_current` true), as a pipeline reads them.
     pub fn frame<T: Table, R: Serialize>(&self, rows: &[R]) -> Result<Frame<T>> {
+        self.input(rows, false)
+    }
+
+    /// `rows` as the new rows of an incremental input (`Changes<T>`), readable by SQL as
+    /// [`TestContext::frame`] says.
+    pub fn changes<T: Table, R: Serialize>(&self, rows: &[R]) -> Result<Changes<T>> {
+        Ok(Changes::new(self.input::<T, R>(rows, true)?))
+    }
+
+    /// The input frame of `T` holding `rows`, registered for SQL when a run's last parameter
+    /// of `T` is of its kind (`incremental` for `Changes<T>`).
+    fn input<T: Table, R: Serialize>(&self, rows: &[R], incremental: bool) -> Result<Frame<T>> {
         let frame = self.cx.frame_from_rows::<T, R>(rows)?;
         let frame = self.with_system_columns(frame)?;
-        // A context of no registered pipeline (or of a name two linked crates register) cannot
-        // tell its parameters: every table is.
-        let mut named = inventory::iter::<crate::graph::PipelineDescriptor>
-            .into_iter()
-            .filter(|p| p.name == self.cx.pipeline());
-        let pipeline = match (named.next(), named.next()) {
-            (Some(only), None) => Some(only),
-            _ => None,
-        };
-        let a_parameter = pipeline.is_none_or(|pipeline| {
+        // A run registers its inputs in parameter order: the last of a table is the one read.
+        let read_by_sql = self.descriptor.is_none_or(|pipeline| {
             pipeline
                 .inputs
                 .iter()
-                .any(|input| input.table.qualified_name() == T::DEF.qualified_name())
+                .rfind(|input| input.table.qualified_name() == T::DEF.qualified_name())
+                .is_some_and(|last| last.incremental == incremental)
         });
-        if a_parameter {
+        if read_by_sql {
             self.cx.register_input(T::DEF, frame.dataframe().clone())?;
         }
         Ok(frame)
@@ -142,11 +192,6 @@ impl TestContext {
             &all,
             crate::frame::Strictness::Read,
         )?))
-    }
-
-    /// `rows` as the new rows of an incremental input (`Changes<T>`).
-    pub fn changes<T: Table, R: Serialize>(&self, rows: &[R]) -> Result<Changes<T>> {
-        Ok(Changes::new(self.frame::<T, R>(rows)?))
     }
 
     /// The table's expectations applied to `output` as a run applies them before its write:
@@ -228,7 +273,7 @@ mod tests {
 
     #[tokio::test]
     async fn rows_come_back_exactly() {
-        let test = TestContext::new("exact").expect("context");
+        let test = TestContext::unregistered("exact").expect("context");
         let written = vec![Exact {
             id: 1,
             // 20 integer digits and 18 decimals: more than an f64 holds.
@@ -243,7 +288,7 @@ mod tests {
 
     #[tokio::test]
     async fn changes_have_the_frames_operations() {
-        let test = TestContext::new("exact").expect("context");
+        let test = TestContext::unregistered("exact").expect("context");
         let exact = |id| Exact {
             id,
             amount: Decimal(0),
@@ -282,7 +327,7 @@ mod tests {
 
     #[tokio::test]
     async fn sql_reads_the_latest_frame_of_a_table_whatever_was_configured_after() {
-        let test = TestContext::new("exact").expect("context");
+        let test = TestContext::unregistered("exact").expect("context");
         let exact = |id| Exact {
             id,
             amount: Decimal(0),

@@ -41,7 +41,7 @@ fn expected() -> Vec<Order> {
 }
 
 async fn read(format: FileFormat, path: &str) -> lakehouse_runtime::Result<Vec<Order>> {
-    let test = TestContext::new("landed_orders").expect("context");
+    let test = TestContext::unregistered("landed_orders").expect("context");
     let frame = test.ctx().read_files::<LandedOrders>(format, path).await?;
     let frame = frame.sort(vec![LandedOrders::order_id.expr().sort(true, false)])?;
     rows(frame).await
@@ -114,7 +114,7 @@ async fn csv_objects_are_read_by_their_own_headers() {
             .await
             .expect("put");
     }
-    let test = TestContext::new("landed_orders").expect("context");
+    let test = TestContext::unregistered("landed_orders").expect("context");
     let url = url::Url::parse("memory://landing").expect("url");
     test.ctx()
         .session()
@@ -169,7 +169,7 @@ async fn files_of_one_layout_are_read_as_one_scan() {
         .expect("file");
     }
     std::fs::write(dir.path().join("4.csv"), "amount,order_id\n2.00,4\n").expect("file");
-    let test = TestContext::new("landed_orders").expect("context");
+    let test = TestContext::unregistered("landed_orders").expect("context");
     let frame = test
         .ctx()
         .read_files::<LandedOrders>(FileFormat::Csv, dir.path().to_str().expect("utf-8"))
@@ -269,7 +269,7 @@ async fn extra_fraction_digits_round_alike_in_csv_and_ndjson() {
     assert_eq!(from_csv, [Some(2000), Some(-1), Some(0)]);
     assert_eq!(from_json, from_csv);
     // The widest decimals too.
-    let test = TestContext::new("wide_amounts").expect("context");
+    let test = TestContext::unregistered("wide_amounts").expect("context");
     let frame = test
         .ctx()
         .read_files::<WideAmounts>(FileFormat::NdJson, json.to_str().expect("utf-8"))
@@ -531,7 +531,7 @@ async fn quoted_line_breaks_survive_a_file_read_in_parallel() {
     }
     let path = dir.path().join("notes.csv");
     std::fs::write(&path, csv).expect("file");
-    let test = TestContext::new("landed_orders").expect("context");
+    let test = TestContext::unregistered("landed_orders").expect("context");
     let frame = test
         .ctx()
         .read_files::<LandedOrders>(FileFormat::Csv, path.to_str().expect("utf-8"))
@@ -686,7 +686,7 @@ async fn a_parquet_scan_keeps_its_exact_row_count_for_the_writer() {
         writer.write(&batch).expect("write");
         writer.close().expect("close");
     }
-    let test = TestContext::new("landed_orders").expect("context");
+    let test = TestContext::unregistered("landed_orders").expect("context");
     let frame = test
         .ctx()
         .read_files::<LandedOrders>(FileFormat::Parquet, dir.path().to_str().expect("utf-8"))
@@ -725,7 +725,7 @@ async fn ndjson_dates_and_times_are_text_and_a_number_is_refused() {
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("events.json");
     let read_events = || async {
-        let test = TestContext::new("landed_events").expect("context");
+        let test = TestContext::unregistered("landed_events").expect("context");
         let frame = test
             .ctx()
             .read_files::<LandedEvents>(FileFormat::NdJson, file.to_str().expect("utf-8"))
@@ -1355,11 +1355,7 @@ mod incremental {
         // A unit test's context names its pipeline, whose declaration the refusals read: a
         // misspelt name would skip them.
         use super::{LatestOrders, TestContext};
-        let test = TestContext::new("latest_ordres").expect("context");
-        let error = test
-            .ctx()
-            .read_new_files::<LatestOrders>(FileFormat::Csv, "landing")
-            .await
+        let error = TestContext::new("latest_ordres")
             .err()
             .expect("no such pipeline")
             .to_string();
@@ -1368,6 +1364,18 @@ mod incremental {
                 "pipeline `latest_ordres`: no pipeline of that name is registered (did you mean \
                  `latest_orders`?)"
             ),
+            "{error}"
+        );
+        let test = TestContext::unregistered("latest_ordres").expect("context");
+        let error = test
+            .ctx()
+            .read_new_files::<LatestOrders>(FileFormat::Csv, "landing")
+            .await
+            .err()
+            .expect("no such pipeline")
+            .to_string();
+        assert!(
+            error.contains("pipeline `latest_ordres`: no pipeline of that name is registered"),
             "{error}"
         );
         let test = TestContext::new("latest_orders").expect("context");

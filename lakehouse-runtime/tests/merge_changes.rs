@@ -145,3 +145,56 @@ async fn a_merge_tables_changes_are_its_inserted_and_updated_rows_once() {
         ]
     );
 }
+
+/// How many rows its SQL read of `mc.current`, whose changes and whole table it takes.
+#[derive(Table)]
+#[table(schema = "mc", name = "read_whole", mode = append)]
+pub struct ReadWhole {
+    pub rows_read: i64,
+}
+
+#[pipeline(depends_on = [mc_current])]
+pub async fn mc_read_whole(
+    _new: Changes<Current>,
+    _all: Frame<Current>,
+    cx: &Ctx,
+) -> Result<Frame<ReadWhole>> {
+    cx.sql("SELECT count(*) AS rows_read FROM mc.current").await
+}
+
+#[tokio::test]
+async fn a_unit_tests_sql_reads_the_parameter_a_run_would() {
+    use lakehouse_runtime::testing::{TestContext, rows};
+    #[derive(Serialize)]
+    struct Row {
+        id: i64,
+        value: &'static str,
+    }
+    let whole = [
+        Row { id: 1, value: "a" },
+        Row { id: 2, value: "b" },
+        Row { id: 3, value: "c" },
+    ];
+    let new = [Row { id: 3, value: "c" }];
+    // A run registers its parameters in order: the whole table, last, is what SQL reads,
+    // whichever frame the test makes last.
+    for whole_first in [true, false] {
+        let test = TestContext::new("mc_read_whole").expect("context");
+        let (changes, all) = if whole_first {
+            let all = test.frame::<Current, _>(&whole).expect("whole");
+            (test.changes::<Current, _>(&new).expect("changes"), all)
+        } else {
+            let changes = test.changes::<Current, _>(&new).expect("changes");
+            (changes, test.frame::<Current, _>(&whole).expect("whole"))
+        };
+        let output = mc_read_whole(changes, all, test.ctx())
+            .await
+            .expect("pipeline");
+        let read: Vec<serde_json::Value> = rows(output).await.expect("rows");
+        assert_eq!(
+            read,
+            [serde_json::json!({"rows_read": 3})],
+            "whole first: {whole_first}"
+        );
+    }
+}

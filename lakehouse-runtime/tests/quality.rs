@@ -1286,7 +1286,7 @@ mod not_null_assertion {
     /// own filter: it would then see the rows that filter removes.
     #[tokio::test]
     async fn the_assertion_sees_only_the_rows_the_pipeline_kept() {
-        let test = TestContext::new("named").expect("context");
+        let test = TestContext::unregistered("named").expect("context");
         let input = test
             .frame::<MaybeNamed, _>(&[
                 Row { name: None, n: 1 },

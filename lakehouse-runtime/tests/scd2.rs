@@ -648,7 +648,7 @@ async fn a_unit_test_frame_of_an_scd2_table_holds_current_versions() {
         valid_to: Option<Timestamp>,
         is_current: bool,
     }
-    let test = TestContext::new("dim_customer_reader").expect("context");
+    let test = TestContext::unregistered("dim_customer_reader").expect("context");
     let customers = test
         .frame::<DimCustomer, _>(&[c("a", Some("Ann"), None), c("b", None, None)])
         .expect("a frame");

@@ -156,7 +156,7 @@ async fn a_query_loads_only_the_tables_it_names() {
 
 #[tokio::test]
 async fn a_pipelines_sql_is_read_only_too() {
-    let test = lakehouse_runtime::testing::TestContext::new("prices").expect("context");
+    let test = lakehouse_runtime::testing::TestContext::unregistered("prices").expect("context");
     test.frame::<Product, _>(&[P {
         product_id: "p1",
         price: None,

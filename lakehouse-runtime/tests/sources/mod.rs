@@ -184,7 +184,8 @@ async fn rows_a_source_makes_that_do_not_fit_its_table_name_it_and_are_not_retri
     struct Row {
         code: String,
     }
-    let test = lakehouse_runtime::testing::TestContext::new("fitted_stations").expect("context");
+    let test =
+        lakehouse_runtime::testing::TestContext::unregistered("fitted_stations").expect("context");
     let page = Page {
         url: url::Url::parse("https://example.test/stations").expect("url"),
         origin: "https://example.test/stations".to_owned(),
@@ -215,7 +216,8 @@ async fn rows_a_source_makes_that_do_not_fit_its_table_name_it_and_are_not_retri
 #[test]
 fn a_test_context_keeps_its_rejects_through_a_change_of_settings() {
     use lakehouse_runtime::ctx::Reject;
-    let test = lakehouse_runtime::testing::TestContext::new("fitted_stations").expect("context");
+    let test =
+        lakehouse_runtime::testing::TestContext::unregistered("fitted_stations").expect("context");
     test.ctx().reject(vec![Reject {
         source: "https://example.test/stations".to_owned(),
         reason: "no code".to_owned(),
@@ -278,7 +280,8 @@ async fn a_reject_keeps_the_pages_url_without_its_secrets() {
         code: String,
         capacity: i32,
     }
-    let test = lakehouse_runtime::testing::TestContext::new("fitted_stations").expect("context");
+    let test =
+        lakehouse_runtime::testing::TestContext::unregistered("fitted_stations").expect("context");
     let url = "https://user:hunter2@example.test/stations?apikey=S3CRET&limit=20";
     let page = Page {
         url: url::Url::parse(url).expect("url"),
@@ -345,7 +348,7 @@ async fn a_field_read_or_null_keeps_its_record_with_the_reason_outside_the_rejec
         capacity: Option<i32>,
         lon: Option<f64>,
     }
-    let test = lakehouse_runtime::testing::TestContext::new("listed_stations")
+    let test = lakehouse_runtime::testing::TestContext::unregistered("listed_stations")
         .expect("context")
         .with_setting("ingest.max_reject_ratio", "0.4");
     let records = [
