@@ -331,7 +331,11 @@ fn the_run_time_validation_catches_what_the_compiler_would() {
         ("c", "s", &["b"], &[]),
     ])
     .unwrap_err();
-    assert_eq!(cycle.to_string(), "dependency cycle: a -> c -> b -> a");
+    assert_eq!(
+        cycle.to_string(),
+        "dependency cycle: a -> c -> b -> a (each depends on the next): remove one of these \
+         `depends_on` entries"
+    );
     let missing = registry(&[("a", "s", &[], &[]), ("b", "s", &["aa"], &[])]).unwrap_err();
     assert_eq!(
         missing.to_string(),
@@ -344,6 +348,72 @@ fn the_run_time_validation_catches_what_the_compiler_would() {
             .starts_with("two pipelines are named `a`"),
         "{duplicate}"
     );
+    // Which of the two is named first does not depend on the order they are given in.
+    let first = writer("same", table("s", "one"), &[]);
+    let second = leak(PipelineDescriptor {
+        module_path: "another",
+        output: table("s", "two"),
+        ..*writer("same", table("s", "two"), &[])
+    });
+    for given in [[first, second], [second, first]] {
+        assert_eq!(
+            Registry::new(given).unwrap_err().to_string(),
+            "two pipelines are named `same` (in `another` and `synthetic`): pipeline names must \
+             be unique"
+        );
+    }
+    let two_writers = Registry::new([
+        writer("one", table("s", "t"), &[]),
+        writer("two", table("s", "t"), &[]),
+    ])
+    .unwrap_err();
+    assert!(
+        two_writers
+            .to_string()
+            .starts_with("table `s.t` is written by two pipelines, `one` and `two`"),
+        "{two_writers}"
+    );
+    // The run ledger's schema is the runtime's.
+    let ledger = Registry::new([writer("runs", table("lakehouse", "runs"), &[])]).unwrap_err();
+    assert_eq!(
+        ledger.to_string(),
+        "pipeline `runs` writes `lakehouse.runs`: the `lakehouse` schema holds the run ledger, \
+         which only the runtime writes; declare the table in another schema"
+    );
+    // A pipeline reading its own output.
+    let own = table("s", "own");
+    let itself = Registry::new([leak(PipelineDescriptor {
+        inputs: leak([InputSpec {
+            table: own,
+            incremental: false,
+        }]),
+        ..*writer("own", own, &[])
+    })])
+    .unwrap_err();
+    assert!(
+        itself
+            .to_string()
+            .starts_with("pipeline `own` reads `s.own`, the table it writes"),
+        "{itself}"
+    );
+    let unproduced = Registry::new([leak(PipelineDescriptor {
+        inputs: leak([InputSpec {
+            table: table("s", "elsewhere"),
+            incremental: false,
+        }]),
+        ..*writer("reader", table("s", "reader"), &[])
+    })])
+    .unwrap_err();
+    assert!(
+        unproduced
+            .to_string()
+            .contains("which no registered pipeline writes: link the crate"),
+        "{unproduced}"
+    );
+    // A dependency listed twice is one edge.
+    let twice = registry(&[("a", "s", &[], &[]), ("b", "s", &["a", "a"], &[])]).expect("valid");
+    assert_eq!(twice.downstream("a").len(), 1);
+    assert_eq!(twice.edges(), [("a", "b")]);
     let empty = Registry::new(std::iter::empty()).unwrap_err();
     assert!(
         empty.to_string().contains("use my_pipelines as _;"),

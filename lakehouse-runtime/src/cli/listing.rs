@@ -39,7 +39,7 @@ pub(super) fn list(registry: &Registry) {
     for p in registry.pipelines() {
         grid.add_row(vec![
             p.name.to_owned(),
-            p.level.to_string(),
+            registry.level(p.name).unwrap_or(p.level).to_string(),
             p.layer().to_owned(),
             p.output.qualified_name(),
             match p.output.overwrite {
@@ -70,7 +70,7 @@ pub(super) fn list_json(registry: &Registry) -> Result<()> {
             .collect();
         serde_json::json!({
             "pipeline": p.name,
-            "level": p.level,
+            "level": registry.level(p.name).unwrap_or(p.level),
             "layer": p.layer(),
             "table": p.output.qualified_name(),
             "mode": p.output.mode.as_str(),

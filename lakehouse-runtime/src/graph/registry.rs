@@ -1,7 +1,7 @@
 //! The registry: every pipeline of a binary, validated as a graph at run time too, so a registry
 //! assembled by hand is as safe as one the macros checked.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use super::descriptor::PipelineDescriptor;
 use crate::similar::closest;
@@ -29,7 +29,9 @@ pub enum GraphError {
     },
     /// Two pipelines write the same table.
     #[error(
-        "table `{table}` is written by two pipelines, `{first}` and `{second}`: a table has one writer"
+        "table `{table}` is written by two pipelines, `{first}` and `{second}` (two structs \
+         declare it?): a table has one writer; give one of them another name, or write the rows \
+         of both from one pipeline"
     )]
     DuplicateTable {
         /// The table.
@@ -50,7 +52,11 @@ pub enum GraphError {
         suggestion: Option<String>,
     },
     /// An input table is written by no pipeline of the registry.
-    #[error("pipeline `{pipeline}` reads `{table}`, which no registered pipeline writes")]
+    #[error(
+        "pipeline `{pipeline}` reads `{table}`, which no registered pipeline writes: link the \
+         crate of the pipeline that writes it into this binary (`use my_pipelines as _;`), or \
+         register that pipeline too"
+    )]
     InputNotProduced {
         /// The pipeline.
         pipeline: String,
@@ -70,10 +76,36 @@ pub enum GraphError {
         producer: String,
     },
     /// The dependencies form a cycle.
-    #[error("dependency cycle: {}", .path.join(" -> "))]
+    #[error(
+        "dependency cycle: {} (each depends on the next): remove one of these `depends_on` \
+         entries",
+        .path.join(" -> ")
+    )]
     Cycle {
         /// The pipelines on the cycle, the first repeated at the end.
         path: Vec<String>,
+    },
+    /// A pipeline writes a table of the schema the run ledger keeps to itself.
+    #[error(
+        "pipeline `{pipeline}` writes `{table}`: the `lakehouse` schema holds the run ledger, \
+         which only the runtime writes; declare the table in another schema"
+    )]
+    ReservedTable {
+        /// The pipeline.
+        pipeline: String,
+        /// The table.
+        table: String,
+    },
+    /// A pipeline reads the table it writes.
+    #[error(
+        "pipeline `{pipeline}` reads `{table}`, the table it writes: a pipeline would be its own \
+         upstream; read the upstream tables it is made from"
+    )]
+    ReadsItsOutput {
+        /// The pipeline.
+        pipeline: String,
+        /// The table.
+        table: String,
     },
     /// A `#[column(references = ..)]` names a table no pipeline of the registry writes.
     #[error(
@@ -121,7 +153,7 @@ fn hint(suggestion: &Option<String>) -> String {
 #[derive(Debug, Clone)]
 pub struct Registry {
     pipelines: Vec<&'static PipelineDescriptor>,
-    index: HashMap<&'static str, usize>,
+    index: BTreeMap<&'static str, usize>,
     levels: Vec<usize>,
     downstream: Vec<Vec<usize>>,
 }
@@ -132,8 +164,10 @@ impl Registry {
         Registry::new(inventory::iter::<PipelineDescriptor>)
     }
 
-    /// A registry of the given pipelines, validated: unique names and tables, known dependencies,
-    /// declared inputs, no cycle, not empty.
+    /// A registry of the given pipelines, validated as the macros validate them: unique names
+    /// and tables, no table of the ledger's schema written, known dependencies, declared inputs
+    /// (not the pipeline's own output), no cycle, checked references written upstream, not
+    /// empty.
     pub fn new(
         pipelines: impl IntoIterator<Item = &'static PipelineDescriptor>,
     ) -> Result<Registry, GraphError> {
@@ -141,9 +175,11 @@ impl Registry {
         if pipelines.is_empty() {
             return Err(GraphError::Empty);
         }
-        pipelines.sort_by_key(|p| p.name);
+        // The module too: which of two pipelines of one name is told first does not depend on
+        // the link order.
+        pipelines.sort_by_key(|p| (p.name, p.module_path));
         check_unique(&pipelines)?;
-        let index: HashMap<&'static str, usize> = pipelines
+        let index: BTreeMap<&'static str, usize> = pipelines
             .iter()
             .enumerate()
             .map(|(i, p)| (p.name, i))
@@ -157,7 +193,7 @@ impl Registry {
         order.sort_by_key(|&i| (levels[i], pipelines[i].name));
         let pipelines: Vec<_> = order.iter().map(|&i| pipelines[i]).collect();
         let levels: Vec<_> = order.iter().map(|&i| levels[i]).collect();
-        let index: HashMap<&'static str, usize> = pipelines
+        let index: BTreeMap<&'static str, usize> = pipelines
             .iter()
             .enumerate()
             .map(|(i, p)| (p.name, i))
@@ -165,7 +201,11 @@ impl Registry {
         let mut downstream = vec![Vec::new(); pipelines.len()];
         for (i, p) in pipelines.iter().enumerate() {
             for dep in p.depends_on {
-                downstream[index[dep]].push(i);
+                // A dependency listed twice is one edge.
+                let listed = &mut downstream[index[dep]];
+                if !listed.contains(&i) {
+                    listed.push(i);
+                }
             }
         }
         Ok(Registry {
@@ -230,6 +270,7 @@ impl Registry {
             .flat_map(|p| p.depends_on.iter().map(move |d| (*d, p.name)))
             .collect();
         edges.sort();
+        edges.dedup();
         edges
     }
 
@@ -251,6 +292,12 @@ fn check_unique(pipelines: &[&'static PipelineDescriptor]) -> Result<(), GraphEr
     }
     let mut writers: BTreeMap<String, &str> = BTreeMap::new();
     for p in pipelines {
+        if p.output.schema == crate::ledger::LEDGER_SCHEMA {
+            return Err(GraphError::ReservedTable {
+                pipeline: p.name.to_owned(),
+                table: p.output.qualified_name(),
+            });
+        }
         if let Some(first) = writers.insert(p.output.qualified_name(), p.name) {
             return Err(GraphError::DuplicateTable {
                 table: p.output.qualified_name(),
@@ -264,7 +311,7 @@ fn check_unique(pipelines: &[&'static PipelineDescriptor]) -> Result<(), GraphEr
 
 fn check_edges(
     pipelines: &[&'static PipelineDescriptor],
-    index: &HashMap<&'static str, usize>,
+    index: &BTreeMap<&'static str, usize>,
 ) -> Result<(), GraphError> {
     for p in pipelines {
         for dep in p.depends_on {
@@ -278,6 +325,12 @@ fn check_edges(
         }
         for input in p.inputs {
             let table = input.table.qualified_name();
+            if table == p.output.qualified_name() {
+                return Err(GraphError::ReadsItsOutput {
+                    pipeline: p.name.to_owned(),
+                    table,
+                });
+            }
             let Some(producer) = pipelines
                 .iter()
                 .find(|q| q.output.qualified_name() == table)
@@ -303,7 +356,7 @@ fn check_edges(
 /// of the referencing table's writer (the graph is acyclic by now).
 fn check_references(
     pipelines: &[&'static PipelineDescriptor],
-    index: &HashMap<&'static str, usize>,
+    index: &BTreeMap<&'static str, usize>,
 ) -> Result<(), GraphError> {
     // Only checked references need their dimension complete before the facts.
     for p in pipelines
@@ -355,7 +408,7 @@ fn is_upstream(
     name: &str,
     of: &'static PipelineDescriptor,
     pipelines: &[&'static PipelineDescriptor],
-    index: &HashMap<&'static str, usize>,
+    index: &BTreeMap<&'static str, usize>,
 ) -> bool {
     let mut seen = vec![false; pipelines.len()];
     let mut stack: Vec<&'static str> = of.depends_on.to_vec();
@@ -375,7 +428,7 @@ fn is_upstream(
 /// ASAP levels by depth-first search; a back edge is a cycle, reported with its path.
 fn levels(
     pipelines: &[&'static PipelineDescriptor],
-    index: &HashMap<&'static str, usize>,
+    index: &BTreeMap<&'static str, usize>,
 ) -> Result<Vec<usize>, GraphError> {
     #[derive(Clone, Copy, PartialEq)]
     enum State {
@@ -386,7 +439,7 @@ fn levels(
     fn visit(
         node: usize,
         pipelines: &[&'static PipelineDescriptor],
-        index: &HashMap<&'static str, usize>,
+        index: &BTreeMap<&'static str, usize>,
         state: &mut [State],
         levels: &mut [usize],
         stack: &mut Vec<usize>,
