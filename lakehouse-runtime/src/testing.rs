@@ -105,7 +105,8 @@ impl TestContext {
         })
     }
 
-    /// The same context at logical time `run_at` (what `cx.run_at()` returns).
+    /// The same context at logical time `run_at` (what `cx.run_at()` returns). Frames made
+    /// before keep the time they were made at (an SCD2 frame's `valid_from`): set it first.
     pub fn with_run_at(mut self, run_at: Timestamp) -> TestContext {
         self.run_at = run_at;
         self.rebuilt()
