@@ -320,6 +320,15 @@ fn write_sales(
     seed: u64,
     rows: impl Iterator<Item = (u64, bool)>,
 ) -> Result<()> {
+    write_sales_rows(path, texts, seed, rows).map_err(crate::Error::at(path))
+}
+
+fn write_sales_rows(
+    path: &Path,
+    texts: &Texts,
+    seed: u64,
+    rows: impl Iterator<Item = (u64, bool)>,
+) -> Result<()> {
     let schema = sales_schema();
     let mut writer = ArrowWriter::try_new(
         File::create(path)?,
@@ -344,14 +353,17 @@ fn write_sales(
 }
 
 fn write_batch(path: &Path, batch: RecordBatch) -> Result<()> {
-    let mut writer = ArrowWriter::try_new(
-        File::create(path)?,
-        batch.schema(),
-        Some(writer_properties()),
-    )?;
-    writer.write(&batch)?;
-    writer.close()?;
-    Ok(())
+    let write = || -> Result<()> {
+        let mut writer = ArrowWriter::try_new(
+            File::create(path)?,
+            batch.schema(),
+            Some(writer_properties()),
+        )?;
+        writer.write(&batch)?;
+        writer.close()?;
+        Ok(())
+    };
+    write().map_err(crate::Error::at(path))
 }
 
 fn strings(values: impl IntoIterator<Item = String>) -> ArrayRef {
@@ -444,6 +456,16 @@ pub fn dimension_batches(seed: u64) -> Result<Vec<(&'static str, RecordBatch)>> 
     ])
 }
 
+/// The landing files, without their `.parquet`.
+pub const LANDING_FILES: [&str; 6] = [
+    "sales_batch1",
+    "sales_batch2",
+    "customers",
+    "products",
+    "stores",
+    "promos",
+];
+
 /// The landing directory of `(n, seed)` under `out`.
 pub fn landing_dir(out: &Path, n: u64, seed: u64) -> PathBuf {
     out.join(format!("landing-n{n}-s{seed}"))
@@ -464,9 +486,9 @@ pub fn ensure_landing(out: &Path, n: u64, seed: u64) -> Result<(PathBuf, f64)> {
 /// Writes the six landing files into `dir` (replacing it), then the `_DONE` marker.
 pub fn write_landing(dir: &Path, n: u64, seed: u64) -> Result<()> {
     if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
+        std::fs::remove_dir_all(dir).map_err(crate::Error::at(dir))?;
     }
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir).map_err(crate::Error::at(dir))?;
     let texts = Texts::new();
     std::thread::scope(|scope| -> Result<()> {
         let first =
@@ -480,15 +502,19 @@ pub fn write_landing(dir: &Path, n: u64, seed: u64) -> Result<()> {
             .map_err(|_| crate::Error::msg("the batch 1 writer panicked"))?
     })?;
     let marker = json!({"workload": WORKLOAD, "rows": n, "seed": seed});
-    std::fs::write(dir.join("_DONE"), marker.to_string())?;
+    let done = dir.join("_DONE");
+    std::fs::write(&done, marker.to_string()).map_err(crate::Error::at(&done))?;
     Ok(())
 }
 
 fn read_file(path: &Path) -> Result<Vec<RecordBatch>> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)?
-        .with_batch_size(64 * 1024)
-        .build()?;
-    Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
+    let read = || -> Result<Vec<RecordBatch>> {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)?
+            .with_batch_size(64 * 1024)
+            .build()?;
+        Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
+    };
+    read().map_err(crate::Error::at(path))
 }
 
 fn cell(array: &dyn Array, row: usize) -> Value {

@@ -46,12 +46,29 @@ pub enum Error {
     /// Anything else, explained.
     #[error("{0}")]
     Message(String),
+    /// A file or directory could not be read or written.
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {
     /// An error with a message.
     pub fn msg(message: impl Into<String>) -> Error {
         Error::Message(message.into())
+    }
+
+    /// The error, said to be about `path` (`.map_err(Error::at(path))`).
+    pub fn at<E: Into<Error>>(path: &std::path::Path) -> impl FnOnce(E) -> Error + '_ {
+        move |error| Error::File {
+            path: path.to_path_buf(),
+            source: Box::new(error.into()),
+        }
     }
 }
 

@@ -81,8 +81,8 @@ pub struct Report {
     pub stages_s: PerStage,
     /// Sum of the stage wall times.
     pub total_s: f64,
-    /// `rows / total_s`.
-    pub rows_per_s: f64,
+    /// `rows / total_s` (`null` when nothing was timed).
+    pub rows_per_s: Option<f64>,
     /// CPU seconds (user + system, all threads) per stage.
     pub stages_cpu_s: PerStage,
     /// Sum of the stage CPU times.
@@ -91,7 +91,8 @@ pub struct Report {
     pub loadavg_at_end: [f64; 3],
     /// Bytes of the warehouse's files.
     pub bytes_on_disk: u64,
-    /// Peak resident memory of the process (VmHWM), MiB.
+    /// Peak resident memory of the whole process, MiB, to a decimal: as the peers' (their
+    /// `ru_maxrss`), a landing generated in the same process included.
     pub peak_rss_self_mb: f64,
     /// CPUs available.
     pub cpus: usize,
@@ -99,6 +100,9 @@ pub struct Report {
     pub host: String,
     /// The check values.
     pub checks: Checks,
+    /// Not in the workload's format (after its fields): the peak resident memory from the first
+    /// stage on, MiB, to a decimal (Linux; the same as `peak_rss_self_mb` elsewhere).
+    pub peak_rss_stages_mb: f64,
 }
 
 impl Report {
@@ -119,17 +123,18 @@ impl Report {
             startup_s: 0.0,
             stages_s: PerStage::default(),
             total_s: 0.0,
-            rows_per_s: 0.0,
+            rows_per_s: None,
             stages_cpu_s: PerStage::default(),
             total_cpu_s: 0.0,
             loadavg_at_end: loadavg(),
             bytes_on_disk: 0,
-            peak_rss_self_mb: peak_rss_mb(),
+            peak_rss_self_mb: round(peak_rss_mb(), 1),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             host: std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_owned())
                 .unwrap_or_default(),
             checks,
+            peak_rss_stages_mb: round(peak_rss_mb(), 1),
         }
     }
 

@@ -69,11 +69,23 @@ pub async fn run(options: &Options, process_start: Instant) -> Result<Report> {
         .ok_or_else(|| Error::msg("the landing path is not UTF-8"))?
         .to_owned();
 
+    // Every landing file is there before the first stage (not found by the fourth).
+    for name in crate::generator::LANDING_FILES {
+        let file = std::path::Path::new(&landing).join(format!("{name}.parquet"));
+        if !file.is_file() {
+            return Err(Error::msg(format!(
+                "{}: missing from the landing zone, though its `_DONE` marker is there: delete \
+                 the directory to generate it again",
+                file.display()
+            )));
+        }
+    }
+
     let root = warehouse_dir(options);
     if root.exists() {
-        std::fs::remove_dir_all(&root)?;
+        std::fs::remove_dir_all(&root).map_err(Error::at(&root))?;
     }
-    std::fs::create_dir_all(&root)?;
+    std::fs::create_dir_all(&root).map_err(Error::at(&root))?;
     let warehouse = Warehouse::open(
         root.to_str()
             .ok_or_else(|| Error::msg("the warehouse path is not UTF-8"))?,
@@ -86,77 +98,88 @@ pub async fn run(options: &Options, process_start: Instant) -> Result<Report> {
     let orchestrator = Orchestrator::new(registry, warehouse.clone());
     let startup_s = (process_start.elapsed().as_secs_f64() - gen_s).max(0.0);
 
-    // The generation and the startup are not measured: their peak memory is forgotten too
-    // (best effort, Linux only), what they freed given back first.
+    // The generation and the startup are not timed. Their peak counts in the process's (as the
+    // peers' `ru_maxrss`), and is forgotten for the stages' own, what they freed given back.
+    let peak_before_stages = peak_rss_mb();
     lakehouse_runtime::allocator::give_back();
     crate::report::reset_peak_rss();
-    let mut wall = crate::report::PerStage::default();
-    let mut cpu = crate::report::PerStage::default();
-    for (index, (stage, targets, batch)) in stage_plan().into_iter().enumerate() {
-        let mut settings = Settings::new();
-        settings.set(LANDING, landing.clone());
-        if let Some(batch) = batch {
-            settings.set(BATCH, batch.to_string());
+    let measured = async {
+        let mut wall = crate::report::PerStage::default();
+        let mut cpu = crate::report::PerStage::default();
+        for (index, (stage, targets, batch)) in stage_plan().into_iter().enumerate() {
+            let mut settings = Settings::new();
+            settings.set(LANDING, landing.clone());
+            if let Some(batch) = batch {
+                settings.set(BATCH, batch.to_string());
+            }
+            let config = RunConfig {
+                targets: targets.iter().map(|t| (*t).to_owned()).collect(),
+                fail_fast: true,
+                settings,
+                // Deterministic logical times, one second apart from batch 1's ingestion.
+                run_at: Some(lakehouse_runtime::Timestamp(
+                    crate::generator::INGEST_TS[0] + index as i64 * 1_000_000,
+                )),
+                ..RunConfig::default()
+            };
+            let cpu_before = cpu_seconds();
+            let started = Instant::now();
+            let report = orchestrator.run(&config).await?;
+            let seconds = started.elapsed().as_secs_f64();
+            let cpu_seconds = cpu_seconds() - cpu_before;
+            if report.status() != Status::Succeeded {
+                let errors: Vec<String> = report
+                    .results
+                    .iter()
+                    .filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.pipeline)))
+                    .collect();
+                return Err(Error::msg(format!(
+                    "stage {stage} failed: {}",
+                    errors.join("; ")
+                )));
+            }
+            wall.set(stage, round(seconds, 4));
+            cpu.set(stage, round(cpu_seconds, 3));
+            if let Some(on_stage) = options.on_stage {
+                on_stage(&format!(
+                    "{stage:<13} {seconds:>8.3} s wall {cpu_seconds:>8.2} s cpu  rss {:>7.0} MiB (peak {:>7.0} MiB)",
+                    rss_mb(),
+                    peak_rss_mb()
+                ));
+            }
         }
-        let config = RunConfig {
-            targets: targets.iter().map(|t| (*t).to_owned()).collect(),
-            fail_fast: true,
-            settings,
-            // Deterministic logical times, one second apart from batch 1's ingestion.
-            run_at: Some(lakehouse_runtime::Timestamp(
-                crate::generator::INGEST_TS[0] + index as i64 * 1_000_000,
-            )),
-            ..RunConfig::default()
-        };
-        let cpu_before = cpu_seconds();
-        let started = Instant::now();
-        let report = orchestrator.run(&config).await?;
-        let seconds = started.elapsed().as_secs_f64();
-        let cpu_seconds = cpu_seconds() - cpu_before;
-        if report.status() != Status::Succeeded {
-            let errors: Vec<String> = report
-                .results
-                .iter()
-                .filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.pipeline)))
-                .collect();
-            return Err(Error::msg(format!(
-                "stage {stage} failed: {}",
-                errors.join("; ")
-            )));
-        }
-        wall.set(stage, round(seconds, 4));
-        cpu.set(stage, round(cpu_seconds, 3));
-        if let Some(on_stage) = options.on_stage {
-            on_stage(&format!(
-                "{stage:<13} {seconds:>8.3} s wall {cpu_seconds:>8.2} s cpu  rss {:>7.0} MiB (peak {:>7.0} MiB)",
-                rss_mb(),
-                peak_rss_mb()
-            ));
-        }
-    }
 
-    let checks = checks::compute(&warehouse).await?;
-    let mut report = Report::new(options.rows, options.seed, checks);
-    report.gen_s = round(gen_s, 4);
-    report.startup_s = round(startup_s, 4);
-    report.total_s = round(wall.total(), 4);
-    report.total_cpu_s = round(cpu.total(), 3);
-    report.rows_per_s = if report.total_s > 0.0 {
-        round(options.rows as f64 / report.total_s, 1)
-    } else {
-        0.0
-    };
-    report.stages_s = wall;
-    report.stages_cpu_s = cpu;
-    // The workload's tables, as the peers count them (not the run ledger's).
-    report.bytes_on_disk = ["bronze", "silver", "gold"]
-        .iter()
-        .map(|schema| dir_bytes(&root.join(schema)))
-        .sum();
-    if !options.keep {
-        std::fs::remove_dir_all(&root)?;
+        let checks = checks::compute(&warehouse).await?;
+        let mut report = Report::new(options.rows, options.seed, checks);
+        report.gen_s = round(gen_s, 4);
+        report.startup_s = round(startup_s, 4);
+        report.total_s = round(wall.total(), 4);
+        report.total_cpu_s = round(cpu.total(), 3);
+        report.rows_per_s =
+            (report.total_s > 0.0).then(|| round(options.rows as f64 / report.total_s, 1));
+        report.peak_rss_self_mb = report.peak_rss_self_mb.max(round(peak_before_stages, 1));
+        report.stages_s = wall;
+        report.stages_cpu_s = cpu;
+        // The workload's tables, as the peers count them (not the run ledger's).
+        report.bytes_on_disk = ["bronze", "silver", "gold"]
+            .iter()
+            .map(|schema| dir_bytes(&root.join(schema)))
+            .sum();
+        Ok::<_, Error>(report)
     }
-    Ok(report)
+    .await;
+    if !options.keep {
+        match (
+            std::fs::remove_dir_all(&root).map_err(Error::at(&root)),
+            &measured,
+        ) {
+            (Err(error), Ok(_)) => return Err(error),
+            // The run's own error says more.
+            (Err(error), Err(_)) => tracing::warn!(%error, "the warehouse was not removed"),
+            (Ok(()), _) => {}
+        }
+    }
+    measured
 }
 
 /// The physical plan of `pipeline`'s output over the warehouse under `options.out` as it stands

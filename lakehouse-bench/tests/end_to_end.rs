@@ -102,6 +102,13 @@ async fn workload_at_10_000_rows_has_the_expected_checks() {
         json["checks"]["dim_rows"],
         serde_json::json!([10000, 1000, 50, 20, 1096])
     );
+    // The whole process's peak memory, as the peers report theirs, holds the stages' own.
+    let (whole, stages) = (
+        json["peak_rss_self_mb"].as_f64().unwrap_or_default(),
+        json["peak_rss_stages_mb"].as_f64().unwrap_or_default(),
+    );
+    assert!(stages > 0.0 && whole >= stages, "{whole} {stages}");
+    assert!(json["rows_per_s"].is_number());
 }
 
 #[tokio::test]
@@ -116,4 +123,49 @@ async fn every_bench_pipeline_plans_on_empty_tables() {
     lakehouse_runtime::check::check_plans(&registry)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_landing_zone_is_named_and_leaves_no_warehouse() {
+    use lakehouse_bench::generator::{fingerprint, landing_dir, write_landing};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = Options {
+        rows: 1_000,
+        seed: 42,
+        out: dir.path().to_owned(),
+        keep: false,
+        on_stage: None,
+    };
+    let landing = landing_dir(dir.path(), 1_000, 42);
+    write_landing(&landing, 1_000, 42).expect("landing");
+
+    // A file gone: named before any stage runs.
+    let promos = landing.join("promos.parquet");
+    let kept = std::fs::read(&promos).expect("promos");
+    std::fs::remove_file(&promos).expect("removed");
+    let error = run(&options, Instant::now())
+        .await
+        .expect_err("promos missing")
+        .to_string();
+    assert!(
+        error.contains(&format!(
+            "{}: missing from the landing zone",
+            promos.display()
+        )),
+        "{error}"
+    );
+    let fingerprinted = fingerprint(&landing)
+        .expect_err("promos missing")
+        .to_string();
+    assert!(fingerprinted.contains("promos.parquet"), "{fingerprinted}");
+
+    // A file that is no Parquet: its stage fails, and the warehouse is not left behind.
+    std::fs::write(&promos, kept).expect("restored");
+    std::fs::write(landing.join("customers.parquet"), "not parquet").expect("broken");
+    let error = run(&options, Instant::now())
+        .await
+        .expect_err("customers broken")
+        .to_string();
+    assert!(error.contains("stage gold_dims failed"), "{error}");
+    assert!(!lakehouse_bench::run::warehouse_dir(&options).exists());
 }

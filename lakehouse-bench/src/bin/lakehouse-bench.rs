@@ -13,8 +13,8 @@ use lakehouse_bench::run::{Options, run};
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// N: rows of the first sales batch.
-    #[arg(long)]
+    /// N: rows of the first sales batch (at least 1).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     rows: u64,
     /// Work directory: landing zone (reused when complete) and the warehouse.
     #[arg(long)]
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
             if args.generate {
                 let t = Instant::now();
                 write_landing(&landing, args.rows, args.seed)?;
-                gen_s = t.elapsed().as_secs_f64();
+                gen_s = lakehouse_bench::report::round(t.elapsed().as_secs_f64(), 4);
             }
             let fp = fingerprint(&landing)?;
             println!(
