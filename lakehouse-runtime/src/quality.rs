@@ -483,36 +483,29 @@ pub async fn apply_expectations(
             ));
         }
     }
-    let kept = conditions
-        .into_iter()
-        .zip(table.expectations)
-        .filter(|(_, e)| e.on_fail == OnFail::Drop)
-        .map(|(condition, _)| condition.is_not_false())
-        .reduce(Expr::and);
-    let output = match kept {
-        Some(kept) => {
-            // Filtered on a column computed after the pipeline's own filters: pushed below
-            // them, a condition that fails on a value (a CAST) would meet the rows they remove,
-            // which the count above never saw.
-            let columns: Vec<Expr> = unchecked
-                .schema()
-                .columns()
-                .into_iter()
-                .map(Expr::Column)
-                .collect();
-            let fenced = unchecked
-                .with_column(KEEP_COLUMN, crate::frame::evaluated_after_filters(kept))?
-                .filter(datafusion::prelude::col(KEEP_COLUMN))?
-                .select(columns)?;
-            crate::frame::conform_output(fenced, table)?
-        }
-        None => output,
+    let drops: Vec<&crate::table::Expectation> = table
+        .expectations
+        .iter()
+        .filter(|e| e.on_fail == OnFail::Drop)
+        .collect();
+    let output = if drops.is_empty() {
+        output
+    } else {
+        // Filtered above a fence: pushed down into the pipeline's own filters, a condition that
+        // fails on a value (a CAST) would meet the rows they remove, which the count above
+        // never saw.
+        let fenced = crate::frame::fenced(unchecked)?;
+        let kept = drops
+            .iter()
+            .map(|expectation| {
+                expectation_condition(&fenced, table, expectation).map(Expr::is_not_false)
+            })
+            .reduce(|a, b| Ok(a?.and(b?)))
+            .unwrap_or(Ok(lit(true)))?;
+        crate::frame::conform_output(fenced.filter(kept)?, table)?
     };
     Ok((output, findings))
 }
-
-/// The working column of the rows that pass every `drop` expectation.
-const KEEP_COLUMN: &str = "__lakehouse_kept";
 
 /// An error evaluating `table`'s expectations (a cast of a value that does not convert), naming
 /// them; its kind kept (a value's error is not retried, a read's may be).

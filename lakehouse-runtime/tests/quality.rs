@@ -501,6 +501,8 @@ pub async fn q_orders(cx: &Ctx) -> Result<Frame<QOrders>> {
         "lost_no_customer" => "(1, 5, 'open', 'c1'), (3, 2, 'lost', 'c2'), (5, 1, 'open', NULL)",
         // The same, the customer found.
         "lost" => "(1, 5, 'open', 'c1'), (3, 2, 'lost', 'c2'), (5, 1, 'open', 'c3')",
+        // Every quantity negative: every row dropped.
+        "all_negative" => "(1, -5, 'open', 'c1'), (2, -1, 'open', 'c1')",
         // Order 5 has no customer.
         _ => "(1, 5, 'open', 'c1'), (5, 1, 'open', NULL)",
     };
@@ -705,6 +707,7 @@ pub struct QStations {
 pub async fn q_stations(cx: &Ctx) -> Result<Frame<QStations>> {
     let rows = match cx.settings().get("case").unwrap_or_default() {
         "all_bad" => "(1, 0), (2, -3)",
+        "one_bad" => "(1, 10), (2, -3)",
         // The source sent one record, which was rejected.
         "empty" => {
             cx.reject([lakehouse_runtime::ctx::Reject {
@@ -759,6 +762,95 @@ async fn a_full_snapshot_whose_every_row_is_dropped_fails_as_a_quality_failure()
     )
     .await;
     assert_eq!(stations, ["1|10", "2|20"], "the stations stay");
+}
+
+#[tokio::test]
+async fn a_full_snapshots_dropped_row_counts_as_missing() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["q_stations"]), wh.warehouse.clone());
+    let report = orchestrator.run(&config("good")).await.expect("run 1");
+    assert!(report.succeeded(), "{}", report.render(false));
+    let report = orchestrator.run(&config("one_bad")).await.expect("run 2");
+    assert!(report.succeeded(), "{}", report.render(false));
+    let stations = crate::common::query(
+        &wh.warehouse,
+        &[<QStations as lakehouse_runtime::Table>::DEF],
+        "SELECT id, capacity FROM silver.q_stations",
+    )
+    .await;
+    assert_eq!(
+        stations,
+        ["1|10"],
+        "station 2's row was dropped: its key is deleted"
+    );
+}
+
+#[tokio::test]
+async fn an_overwrite_whose_every_row_is_dropped_is_written_empty() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["q_orders"]), wh.warehouse.clone());
+    let report = orchestrator.run(&config("dirty")).await.expect("run 1");
+    assert!(report.succeeded(), "{}", report.render(false));
+    let report = orchestrator
+        .run(&config("all_negative"))
+        .await
+        .expect("run 2");
+    assert!(report.succeeded(), "{}", report.render(false));
+    let orders = crate::common::query(
+        &wh.warehouse,
+        &[<QOrders as lakehouse_runtime::Table>::DEF],
+        "SELECT count(*) FROM silver.q_orders",
+    )
+    .await;
+    assert_eq!(orders, ["0"], "as Delta Live Tables does");
+}
+
+/// Amounts by region, recomputed a region at a time; a negative amount is dropped.
+#[derive(Table)]
+#[table(
+    schema = "gold",
+    name = "q_regional",
+    partition_by(region),
+    mode = overwrite,
+    overwrite = partitions,
+    expect(name = "positive_amount", expr = "amount > 0", on_fail = drop)
+)]
+pub struct QRegional {
+    pub region: String,
+    pub amount: i64,
+}
+
+#[pipeline]
+pub async fn q_regional(cx: &Ctx) -> Result<Frame<QRegional>> {
+    let rows = match cx.settings().get("case").unwrap_or_default() {
+        // A recomputation of the north, every row of it dropped.
+        "north_negative" => "('north', -1)",
+        _ => "('north', 5), ('south', 7)",
+    };
+    cx.sql(&format!(
+        "SELECT column1 AS region, CAST(column2 AS BIGINT) AS amount FROM (VALUES {rows})"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn a_partition_overwrite_whose_every_row_is_dropped_replaces_no_partition() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["q_regional"]), wh.warehouse.clone());
+    let report = orchestrator.run(&config("good")).await.expect("run 1");
+    assert!(report.succeeded(), "{}", report.render(false));
+    let report = orchestrator
+        .run(&config("north_negative"))
+        .await
+        .expect("run 2");
+    assert!(report.succeeded(), "{}", report.render(false));
+    let amounts = crate::common::query(
+        &wh.warehouse,
+        &[<QRegional as lakehouse_runtime::Table>::DEF],
+        "SELECT region, amount FROM gold.q_regional ORDER BY region",
+    )
+    .await;
+    assert_eq!(amounts, ["north|5", "south|7"]);
 }
 
 #[tokio::test]
@@ -1022,24 +1114,57 @@ pub struct QFilteredCodes {
     pub code: String,
 }
 
-/// Leaves out the codes that are not numbers: the expectation never meets them.
+/// Codes, some of them not numbers.
+#[derive(Table)]
+#[table(schema = "silver", name = "q_codes")]
+pub struct QCodes {
+    pub order_id: i64,
+    pub code: String,
+}
+
+const CODES: &str = "SELECT CAST(column1 AS BIGINT) AS order_id, column2 AS code \
+                     FROM (VALUES (1, 'AB1'), (2, '12'), (3, '-4'), (4, 'CD2'), (5, '7'))";
+
 #[pipeline]
-pub async fn q_filtered_codes(cx: &Ctx) -> Result<Frame<QFilteredCodes>> {
-    cx.sql(
-        "SELECT CAST(column1 AS BIGINT) AS order_id, column2 AS code \
-         FROM (VALUES (1, 'AB1'), (2, '12'), (3, '-4'), (4, 'CD2'), (5, '7')) \
-         WHERE column2 NOT LIKE 'AB%' AND column2 NOT LIKE 'CD%'",
-    )
-    .await
+pub async fn q_codes(cx: &Ctx) -> Result<Frame<QCodes>> {
+    cx.sql(CODES).await
+}
+
+/// Leaves out the codes that are not numbers: the expectation never meets them. The filter is
+/// the plan's last step, over the stored table (setting `case` = `stored`), or below a
+/// projection that renames.
+#[pipeline(depends_on = [q_codes])]
+pub async fn q_filtered_codes(cx: &Ctx, _codes: Frame<QCodes>) -> Result<Frame<QFilteredCodes>> {
+    let query = match cx.settings().get("case") {
+        Some("stored") => "SELECT * FROM silver.q_codes \
+                           WHERE code NOT LIKE 'AB%' AND code NOT LIKE 'CD%'"
+            .to_owned(),
+        _ => format!("{CODES} WHERE column2 NOT LIKE 'AB%' AND column2 NOT LIKE 'CD%'"),
+    };
+    cx.sql(&query).await
 }
 
 #[tokio::test]
 async fn a_drop_expectation_sees_only_the_rows_the_pipeline_kept() {
+    for case in ["renamed", "stored"] {
+        drop_expectation_after_the_pipelines_filter(case).await;
+    }
+}
+
+async fn drop_expectation_after_the_pipelines_filter(case: &str) {
     let wh = TempWarehouse::new();
-    let orchestrator = Orchestrator::new(registry(&["q_filtered_codes"]), wh.warehouse.clone());
-    let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+    let orchestrator = Orchestrator::new(
+        registry(&["q_codes", "q_filtered_codes"]),
+        wh.warehouse.clone(),
+    );
+    let report = orchestrator.run(&config(case)).await.expect("run");
     let result = report.result("q_filtered_codes").expect("ran");
-    assert_eq!(result.status, Status::Succeeded, "{:?}", result.error);
+    assert_eq!(
+        result.status,
+        Status::Succeeded,
+        "{case}: {:?}",
+        result.error
+    );
     let rows = crate::common::query(
         &wh.warehouse,
         &[<QFilteredCodes as lakehouse_runtime::Table>::DEF],
@@ -1370,4 +1495,37 @@ async fn a_unit_test_applies_the_expectations_as_a_run_would() {
         .collect();
     ids.sort();
     assert_eq!(ids, [1, 3, 4], "order 2 dropped");
+}
+
+#[tokio::test]
+async fn a_unit_tests_drop_expectation_sees_only_the_rows_the_pipeline_kept() {
+    use lakehouse_runtime::testing::{TestContext, rows};
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Code {
+        order_id: i64,
+        code: String,
+    }
+    let codes: Vec<Code> = [(1, "AB1"), (2, "12"), (3, "-4"), (4, "CD2"), (5, "7")]
+        .into_iter()
+        .map(|(order_id, code)| Code {
+            order_id,
+            code: code.to_owned(),
+        })
+        .collect();
+    let test = TestContext::new("q_filtered_codes")
+        .expect("context")
+        .with_setting("case", "stored");
+    let stored = test.frame::<QCodes, _>(&codes).expect("codes");
+    let output = q_filtered_codes(test.ctx(), stored)
+        .await
+        .expect("the pipeline");
+    let (kept, _) = test.expectations(output).await.expect("checked");
+    let mut kept: Vec<(i64, String)> = rows::<Code, _>(kept)
+        .await
+        .expect("rows")
+        .into_iter()
+        .map(|c| (c.order_id, c.code))
+        .collect();
+    kept.sort();
+    assert_eq!(kept, [(2, "12".to_owned()), (5, "7".to_owned())]);
 }

@@ -1,67 +1,199 @@
-//! `evaluated_after_filters(value)`: the value itself, computed where the projection holding it
-//! stands. Volatile, so DataFusion neither inlines it into a filter it pushes below (where it
-//! would be ANDed with the pipeline's own filters and evaluated on every row of a batch, the
-//! rows those filters remove included), nor folds it away.
+//! [`fenced`]: a DataFrame's rows read through a scan that no filter crosses, so that a filter
+//! put above it is evaluated on the rows the plan below produced, and on no other.
+//!
+//! Without it, DataFusion moves a filter down to the filters of the plan below and ANDs them:
+//! the logical optimizer unless the condition is volatile, and the physical `FilterPushdown`
+//! rule even then (a filter its child cannot take is absorbed by the nearest `FilterExec`).
+//! An AND evaluates both sides on every row of a batch, so a condition that fails on a value
+//! (`CAST(code AS INT)` of `'AB1'`) then fails on a row the plan's own filter removes. A
+//! logical extension node would do too, but delta-rs plans a merge's source with its own planner,
+//! which knows none but its own: a table scan is planned by every planner.
 
-use std::sync::{Arc, LazyLock};
+use std::fmt;
+use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::{exec_err, plan_err};
-use datafusion::logical_expr::{
-    ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    Volatility,
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::stats::Statistics;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::{TableType, provider_as_source};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::context::SessionState;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::execution_plan::CardinalityEffect;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::{
+    ChildStats, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, StatisticsArgs,
 };
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct EvaluatedAfterFilters {
-    signature: Signature,
+/// The name the fenced rows are scanned under.
+const FENCED: &str = "__lakehouse_fenced";
+
+/// `df`'s rows, read through a scan no filter crosses (see the module): a filter on the result
+/// sees exactly the rows `df` produces. Its columns keep their names, types and nullability
+/// (their qualifier is the scan's).
+pub(crate) fn fenced(df: DataFrame) -> Result<DataFrame> {
+    let (state, plan) = df.into_parts();
+    let provider = Arc::new(FencedPlan {
+        schema: Arc::new(plan.schema().as_arrow().clone()),
+        state: Arc::new(state.clone()),
+        plan,
+    });
+    let scan = LogicalPlanBuilder::scan(FENCED, provider_as_source(provider), None)?.build()?;
+    Ok(DataFrame::new(state, scan))
 }
 
-impl ScalarUDFImpl for EvaluatedAfterFilters {
-    fn name(&self) -> &str {
-        "evaluated_after_filters"
+/// A logical plan as a table: each scan plans it (with the session it was made in, whatever
+/// planner plans the scan) under a [`FenceExec`].
+struct FencedPlan {
+    schema: SchemaRef,
+    state: Arc<SessionState>,
+    plan: LogicalPlan,
+}
+
+impl fmt::Debug for FencedPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FencedPlan")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl TableProvider for FencedPlan {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
     }
 
-    fn signature(&self) -> &Signature {
-        &self.signature
+    fn table_type(&self) -> TableType {
+        TableType::View
     }
 
-    fn return_type(&self, arg_types: &[DataType]) -> datafusion::error::Result<DataType> {
-        match arg_types {
-            [value] => Ok(value.clone()),
-            _ => plan_err!("evaluated_after_filters takes one value"),
-        }
-    }
-
-    fn return_field_from_args(&self, args: ReturnFieldArgs) -> datafusion::error::Result<FieldRef> {
-        match args.arg_fields {
-            [value] => Ok(Arc::new(Field::new(
-                self.name(),
-                value.data_type().clone(),
-                value.is_nullable(),
-            ))),
-            _ => plan_err!("evaluated_after_filters takes one value"),
-        }
-    }
-
-    fn invoke_with_args(
+    // Filters are left to the plan above (the default: none is taken); a limit is applied there
+    // too, the scan's being a hint.
+    async fn scan(
         &self,
-        args: ScalarFunctionArgs,
-    ) -> datafusion::error::Result<ColumnarValue> {
-        match <[ColumnarValue; 1]>::try_from(args.args) {
-            Ok([value]) => Ok(value),
-            Err(_) => exec_err!("evaluated_after_filters takes one value"),
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let plan = self.state.create_physical_plan(&self.plan).await?;
+        let fence: Arc<dyn ExecutionPlan> = Arc::new(FenceExec { input: plan });
+        match projection {
+            None => Ok(fence),
+            Some(columns) => {
+                let schema = fence.schema();
+                let exprs = columns.iter().map(|&i| {
+                    let field = schema.field(i);
+                    let column: Arc<dyn PhysicalExpr> = Arc::new(
+                        datafusion::physical_expr::expressions::Column::new(field.name(), i),
+                    );
+                    (column, field.name().clone())
+                });
+                Ok(Arc::new(ProjectionExec::try_new(exprs, fence)?))
+            }
         }
     }
 }
 
-static EVALUATED_AFTER_FILTERS: LazyLock<ScalarUDF> = LazyLock::new(|| {
-    ScalarUDF::from(EvaluatedAfterFilters {
-        signature: Signature::any(1, Volatility::Volatile),
-    })
-});
+/// Its input, unchanged, through which no filter is pushed (the default of
+/// [`ExecutionPlan::gather_filters_for_pushdown`]). Statistics, limits and partitioning pass.
+#[derive(Debug)]
+struct FenceExec {
+    input: Arc<dyn ExecutionPlan>,
+}
 
-/// `expr`, evaluated only on the rows that reach the projection holding it (see the module).
-pub(crate) fn evaluated_after_filters(expr: Expr) -> Expr {
-    EVALUATED_AFTER_FILTERS.call(vec![expr])
+impl DisplayAs for FenceExec {
+    fn fmt_as(&self, _format: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "FenceExec")
+    }
+}
+
+impl ExecutionPlan for FenceExec {
+    fn name(&self) -> &str {
+        "FenceExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.input.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true]
+    }
+
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false]
+    }
+
+    fn child_stats_requests(&self, partition: Option<usize>) -> Vec<ChildStats> {
+        vec![ChildStats::At(partition)]
+    }
+
+    fn statistics_from_inputs(
+        &self,
+        input_stats: &[Arc<Statistics>],
+        _args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        Ok(input_stats
+            .first()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Statistics::new_unknown(&self.schema()))))
+    }
+
+    fn supports_limit_pushdown(&self) -> bool {
+        true
+    }
+
+    fn cardinality_effect(&self) -> CardinalityEffect {
+        CardinalityEffect::Equal
+    }
+
+    fn repartitioned(
+        &self,
+        target_partitions: usize,
+        config: &ConfigOptions,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        Ok(self
+            .input
+            .repartitioned(target_partitions, config)?
+            .map(|input| Arc::new(FenceExec { input }) as Arc<dyn ExecutionPlan>))
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        match (children.pop(), children.is_empty()) {
+            (Some(input), true) => Ok(Arc::new(FenceExec { input })),
+            _ => Err(DataFusionError::Internal(
+                "FenceExec takes one input".to_owned(),
+            )),
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        self.input.execute(partition, context)
+    }
 }

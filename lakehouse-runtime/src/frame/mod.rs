@@ -25,7 +25,7 @@ use datafusion::logical_expr::{Expr, SortExpr, cast};
 pub use crate::table::{JoinOn, JoinableWith, on};
 pub(crate) use conform::{Strictness, conform, conform_output};
 pub(crate) use decimal::FastDecimalCast;
-pub(crate) use fence::evaluated_after_filters;
+pub(crate) use fence::fenced;
 pub(crate) use not_null::{as_nullable, assert_partition_value};
 
 pub use crate::table::{AverageInto, Averages, Avg, Sum, SumInto, Sums, Values, avg, sum};
