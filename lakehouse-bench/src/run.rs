@@ -86,24 +86,25 @@ pub async fn run(options: &Options, process_start: Instant) -> Result<Report> {
         std::fs::remove_dir_all(&root).map_err(Error::at(&root))?;
     }
     std::fs::create_dir_all(&root).map_err(Error::at(&root))?;
-    let warehouse = Warehouse::open(
-        root.to_str()
-            .ok_or_else(|| Error::msg("the warehouse path is not UTF-8"))?,
-    )?;
-    let registry = Registry::from_inventory().map_err(lakehouse_runtime::Error::from)?;
-    // What a deployed lakehouse has before any run: its system tables.
-    for table in lakehouse_runtime::ledger::system_tables() {
-        warehouse.ensure(table).await?;
-    }
-    let orchestrator = Orchestrator::new(registry, warehouse.clone());
-    let startup_s = (process_start.elapsed().as_secs_f64() - gen_s).max(0.0);
-
-    // The generation and the startup are not timed. Their peak counts in the process's (as the
-    // peers' `ru_maxrss`), and is forgotten for the stages' own, what they freed given back.
-    let peak_before_stages = peak_rss_mb();
-    lakehouse_runtime::allocator::give_back();
-    crate::report::reset_peak_rss();
+    // Everything from here is undone when it fails (unless `keep`): no warehouse is left.
     let measured = async {
+        let warehouse = Warehouse::open(
+            root.to_str()
+                .ok_or_else(|| Error::msg("the warehouse path is not UTF-8"))?,
+        )?;
+        let registry = Registry::from_inventory().map_err(lakehouse_runtime::Error::from)?;
+        // What a deployed lakehouse has before any run: its system tables.
+        for table in lakehouse_runtime::ledger::system_tables() {
+            warehouse.ensure(table).await?;
+        }
+        let orchestrator = Orchestrator::new(registry, warehouse.clone());
+        let startup_s = (process_start.elapsed().as_secs_f64() - gen_s).max(0.0);
+
+        // The generation and the startup are not timed. Their peak counts in the process's (as the
+        // peers' `ru_maxrss`), and is forgotten for the stages' own, what they freed given back.
+        let peak_before_stages = peak_rss_mb();
+        lakehouse_runtime::allocator::give_back();
+        crate::report::reset_peak_rss();
         let mut wall = crate::report::PerStage::default();
         let mut cpu = crate::report::PerStage::default();
         for (index, (stage, targets, batch)) in stage_plan().into_iter().enumerate() {

@@ -513,9 +513,12 @@ fn expectations_failed(
     table: &'static TableDef,
     error: datafusion::error::DataFusionError,
 ) -> Error {
-    // A read that failed (a missing file, a full disk) is not the expectations' doing.
+    // A read that failed (a missing file, a full disk) is not the expectations' doing: no hint.
     if !crate::error::is_deterministic(&error) {
-        return Error::DataFusion(error);
+        return Error::DataFusion(datafusion::error::DataFusionError::Context(
+            format!("{}: running the output to check it", table.qualified_name()),
+            Box::new(error),
+        ));
     }
     let names: Vec<String> = table
         .expectations

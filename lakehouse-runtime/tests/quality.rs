@@ -1221,7 +1221,10 @@ async fn an_input_that_cannot_be_read_is_not_blamed_on_the_expectations() {
     assert_eq!(failed.status, Status::Failed);
     let error = failed.error.clone().unwrap_or_default();
     assert!(
-        error.contains("not found") && !error.contains("expectations") && !error.contains("TRY_"),
+        error.contains("not found")
+            && error.contains("gold.q_dim_copy: running the output to check it")
+            && !error.contains("expectations")
+            && !error.contains("TRY_"),
         "{error}"
     );
 }

@@ -186,15 +186,19 @@ impl HttpFetch {
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response, Failure> {
         let mut request = self.client.get(url.clone());
+        // The configured authorization kept from this request's host, said with a refusal.
+        let mut withheld = None;
         if let Some(authorization) = &self.authorization {
             let origin = url.origin();
             let service = authorization.origin.get_or_init(|| origin.clone());
             if *service != origin {
-                tracing::warn!(
-                    "not sending the configured authorization to {}: it is for {} only",
+                let why = format!(
+                    "the configured authorization was not sent to {}: it is for {} only",
                     origin.ascii_serialization(),
                     service.ascii_serialization()
                 );
+                tracing::warn!("{why}");
+                withheld = Some(why);
             } else if url.scheme() != "https" && !is_loopback(url) {
                 // A key travels encrypted only: over https, or to this machine (tests, proxies).
                 return Err(Failure::fatal(
@@ -239,7 +243,10 @@ impl HttpFetch {
                 .then(|| super::json::quota_reset_wait(&body, self.timer.now()))
                 .flatten()
         });
-        let message = format!("HTTP {status}: {}", api_error_message(&body));
+        let mut message = format!("HTTP {status}: {}", api_error_message(&body));
+        if let Some(why) = withheld.filter(|_| matches!(status.as_u16(), 401 | 403)) {
+            message.push_str(&format!(" ({why})"));
+        }
         Err(Failure {
             retryable,
             status: Some(status.as_u16()),

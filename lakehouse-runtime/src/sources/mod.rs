@@ -456,10 +456,16 @@ impl OpenData {
             }
             None => default_dir.to_path_buf(),
         };
-        let same = |a: &Path, b: &Path| matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(a), Ok(b)) if a == b);
-        if mode == Mode::Record && same(&dir, default_dir) {
+        // The bundled directory, one inside it, or one holding it.
+        let overlaps = |a: &Path, b: &Path| {
+            let (Ok(a), Ok(b)) = (std::fs::canonicalize(a), std::fs::canonicalize(b)) else {
+                return false;
+            };
+            a.starts_with(&b) || b.starts_with(&a)
+        };
+        if mode == Mode::Record && overlaps(&dir, default_dir) {
             return Err(Error::Refused(format!(
-                "`opendata.mode=record` would write into `{}`, the bundled snapshot, which is \
+                "`opendata.mode=record` would write into `{}`, over the bundled snapshot, which is \
                  generated (and checked against its generator by a test): record into another \
                  directory (`--opendata-dir DIR`)",
                 dir.display()

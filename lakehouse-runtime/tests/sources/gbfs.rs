@@ -188,6 +188,53 @@ async fn the_authorization_goes_to_the_configured_host_only() {
 }
 
 #[tokio::test]
+async fn a_refusal_by_a_host_the_authorization_was_kept_from_says_so() {
+    let port = Arc::new(std::sync::OnceLock::<String>::new());
+    let own = port.clone();
+    let server = TestServer::start(move |request| {
+        if request.path.ends_with("/gbfs.json") {
+            let elsewhere = format!(
+                "http://localhost:{}",
+                own.get().cloned().unwrap_or_default()
+            );
+            return Reply::json(
+                200,
+                format!(
+                    "{{\"last_updated\": 1, \"ttl\": 60, \"data\": {{\"en\": {{\"feeds\": \
+                     [{{\"name\": \"station_status\", \"url\": \"{elsewhere}/status.json\"}}]}}}}}}"
+                ),
+            );
+        }
+        Reply::json(401, r#"{"message": "key required"}"#)
+    });
+    let _ = port.set(
+        server
+            .url("")
+            .rsplit(':')
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    );
+    let fetch = lakehouse_runtime::sources::HttpFetch::new(policy())
+        .expect("client")
+        .with_authorization("Apikey s3cr3t")
+        .expect("header");
+    let client = GbfsClient::discover(Arc::new(fetch), &server.url("/gbfs.json")).expect("client");
+
+    let error = client
+        .station_status()
+        .await
+        .expect_err("refused")
+        .to_string();
+
+    assert!(
+        error.contains("HTTP 401")
+            && error.contains("the configured authorization was not sent to http://localhost:"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn discovery_finds_the_feeds_in_gbfs_json() {
     let server = lyon_server("paged");
     let (fetch, _) = http(policy());

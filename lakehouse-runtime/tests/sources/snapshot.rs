@@ -230,9 +230,15 @@ fn settings_choose_the_mode_and_the_directory() {
     assert!(
         error
             .to_string()
-            .contains("the bundled snapshot, which is generated"),
+            .contains("over the bundled snapshot, which is generated"),
         "{error}"
     );
+    // Nor into a directory inside it.
+    bundled.set(
+        "opendata.dir",
+        &default_dir.join("opendata.paris.fr").display().to_string(),
+    );
+    OpenData::from_settings(&bundled, "velib", &default_dir).expect_err("inside the bundled one");
 
     settings.set("opendata.mode", "offline");
     let error = OpenData::from_settings(&settings, "velib", &default_dir).expect_err("bad mode");
