@@ -1214,8 +1214,10 @@ async fn an_input_that_cannot_be_read_is_not_blamed_on_the_expectations() {
             std::fs::remove_file(&path).expect("removed");
         }
     }
-    let mut config = RunConfig::default();
-    config.targets = vec!["q_dim_copy".to_owned()];
+    let config = RunConfig {
+        targets: vec!["q_dim_copy".to_owned()],
+        ..RunConfig::default()
+    };
     let report = orchestrator.run(&config).await.expect("run");
     let failed = report.result("q_dim_copy").expect("ran");
     assert_eq!(failed.status, Status::Failed);

@@ -292,7 +292,7 @@ fn check_unique(pipelines: &[&'static PipelineDescriptor]) -> Result<(), GraphEr
     }
     let mut writers: BTreeMap<String, &str> = BTreeMap::new();
     for p in pipelines {
-        if p.output.schema == crate::ledger::LEDGER_SCHEMA {
+        if p.output.schema == crate::table::LEDGER_SCHEMA {
             return Err(GraphError::ReservedTable {
                 pipeline: p.name.to_owned(),
                 table: p.output.qualified_name(),

@@ -31,7 +31,7 @@ use crate::table::{Table, TableDef, Timestamp};
 const COMPACTED_FILE_BYTES: NonZeroU64 = NonZeroU64::new(4 << 20).expect("4 MiB is not zero");
 
 /// The schema of the system tables.
-pub const LEDGER_SCHEMA: &str = "lakehouse";
+pub const LEDGER_SCHEMA: &str = crate::table::LEDGER_SCHEMA;
 
 /// The `commitInfo` key of a pipeline's write recording the run that made it.
 pub(crate) const RUN_ID_KEY: &str = "lakehouse.runId";

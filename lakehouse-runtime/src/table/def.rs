@@ -288,3 +288,6 @@ pub trait Table: Send + Sync + 'static {
     note = "read it whole as `Frame<{Self}>`; or make the upstream table `mode = append`, or a `mode = merge` table with `property(key = \"delta.enableChangeDataFeed\", value = \"true\")`"
 )]
 pub trait RecordsChanges: Table {}
+
+/// The schema of the run ledger's system tables, which only the runtime writes.
+pub(crate) const LEDGER_SCHEMA: &str = "lakehouse";

@@ -9,6 +9,7 @@ mod types;
 
 pub use aggregate::{AverageInto, Averages, Avg, Sum, SumInto, Sums, Values, avg, sum};
 pub use col::{Col, Role, non_null};
+pub(crate) use def::LEDGER_SCHEMA;
 pub use def::{
     CheckConstraint, ColumnDef, ColumnRef, ColumnRole, Expectation, OnFail, OverwriteScope,
     Quality, RecordsChanges, SchemaEvolution, Table, TableDef, WriteMode,

@@ -223,7 +223,7 @@ fn settings_choose_the_mode_and_the_directory() {
     let mut bundled = no_dir.clone();
     bundled.set(
         "opendata.dir",
-        &format!("{}/../paged", default_dir.display()),
+        format!("{}/../paged", default_dir.display()),
     );
     let error = OpenData::from_settings(&bundled, "velib", &default_dir).expect_err("bundled");
     assert!(!error.is_retryable(), "{error:?}");
@@ -236,7 +236,7 @@ fn settings_choose_the_mode_and_the_directory() {
     // Nor into a directory inside it.
     bundled.set(
         "opendata.dir",
-        &default_dir.join("opendata.paris.fr").display().to_string(),
+        default_dir.join("opendata.paris.fr").display().to_string(),
     );
     OpenData::from_settings(&bundled, "velib", &default_dir).expect_err("inside the bundled one");
 
