@@ -403,17 +403,21 @@ impl OdsPages {
         let records = records_at(&body, &["results"], "Opendatasoft records page")?;
         // Records added and removed between two requests keep `total_count` but shift the
         // pages: the one before the offset is sent again (and another never). Seen when it is
-        // the one this page starts with.
-        if let (Some(last), Some(first)) = (&self.last_record, records.first())
-            && *last == first.raw
+        // the one this page starts with, unless the dataset holds it twice there (asked again).
+        let repeated = match (&self.last_record, records.first()) {
+            (Some(last), Some(first)) if *last == first.raw => Some(last.clone()),
+            _ => None,
+        };
+        if let Some(record) = repeated
+            && !held_twice_at(self.client.clone(), self.query.clone(), offset, record).await?
         {
             return Err(Error::source(
                 body.origin,
                 format!(
                     "the page at offset {offset} starts with the record the previous page ended \
-                     with: the pages overlap, as when the dataset changes while it is paged \
-                     (or it holds that record twice, which `order_by` then cannot tell apart); \
-                     nothing was written; rerun the pipeline"
+                     with, and the dataset does not hold it twice there: the pages overlap, as \
+                     when the dataset changes while it is paged; nothing was written; rerun the \
+                     pipeline"
                 ),
             ));
         }
@@ -424,6 +428,24 @@ impl OdsPages {
             records,
         }))
     }
+}
+
+/// Whether the records of `query` at `offset - 1` and `offset` are both `record` now: the
+/// dataset holds it twice (identical records, which `order_by` cannot tell apart, across a page
+/// boundary).
+async fn held_twice_at(
+    client: OdsClient,
+    query: OdsQuery,
+    offset: u64,
+    record: String,
+) -> Result<bool> {
+    let Some(before) = offset.checked_sub(1) else {
+        return Ok(false);
+    };
+    let url = client.records_url(&query, before, 2)?;
+    let body = client.fetch.get(&url).await?;
+    let records = records_at(&body, &["results"], "Opendatasoft records page")?;
+    Ok(records.len() == 2 && records.iter().all(|r| r.raw == record))
 }
 
 impl Pages for OdsPages {

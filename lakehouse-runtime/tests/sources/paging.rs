@@ -125,16 +125,17 @@ async fn pages_that_overlap_fail_the_ingestion() {
             return Reply::json(200, first.to_string());
         }
         let results = first["results"].as_array().cloned().unwrap_or_default();
-        let page: Vec<Value> = if request.param("offset") == Some("20") {
-            results
+        let page: Vec<Value> = match request.param("offset") {
+            Some("20") => results
                 .last()
                 .cloned()
                 .into_iter()
                 .chain(results)
                 .take(20)
-                .collect()
-        } else {
-            results.into_iter().take(5).collect()
+                .collect(),
+            // Asked again around the boundary: the records now at 19 and 20.
+            Some("19") => results[18..20].to_vec(),
+            _ => results.into_iter().take(5).collect(),
         };
         Reply::json(200, json!({"total_count": 45, "results": page}).to_string())
     });
@@ -147,11 +148,40 @@ async fn pages_that_overlap_fail_the_ingestion() {
     assert!(matches!(error, Error::Source { .. }), "{error:?}");
     assert!(
         text.contains(
-            "the page at offset 20 starts with the record the previous page ended with: the \
-             pages overlap"
+            "the page at offset 20 starts with the record the previous page ended with, and the \
+             dataset does not hold it twice there: the pages overlap"
         ) && text.contains("offset=20"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_record_held_twice_across_a_page_boundary_is_read_twice() {
+    // Identical records at 19 and 20 (a `select` of fields that do not tell them apart).
+    let server = TestServer::start(|request| {
+        let first = first_page();
+        let results = first["results"].as_array().cloned().unwrap_or_default();
+        let twice = results[19].clone();
+        let page: Vec<Value> = match request.param("offset") {
+            Some("0") => results,
+            Some("20") => std::iter::once(twice).chain(results).take(20).collect(),
+            Some("19") => vec![twice.clone(), twice],
+            _ => results.into_iter().take(5).collect(),
+        };
+        Reply::json(200, json!({"total_count": 45, "results": page}).to_string())
+    });
+    let (fetch, _) = http(policy());
+    let client = OdsClient::new(fetch, &ods_base(&server)).expect("client");
+
+    let collected = read_status(&client).await.expect("no overlap");
+
+    assert_eq!(rows(&collected) + collected.rejects.len(), 45);
+    let asked: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.param("offset").unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(asked, ["0", "20", "19", "40"]);
 }
 
 /// `count` status records for an export, from the fixture's, with distinct station codes.
