@@ -338,8 +338,14 @@ pub(super) async fn produce_and_write(
         // The rows are committed: a ledger that cannot take the rejects must not fail the
         // attempt (its retry would find the commit, replay it and drop the rejects unsaid).
         // The run is then not wholly recorded: no success. (A blocked attempt of this run, before
-        // a resume, may have recorded the same warnings.)
-        if let Err(error) = record_once(orchestrator, &run, pipeline, &findings).await {
+        // a resume or a retry, may have recorded the same warnings; a new run's first attempt
+        // follows none.)
+        let recorded = if kind.looks_first() {
+            record_once(orchestrator, &run, pipeline, &findings).await
+        } else {
+            orchestrator.ledger.append(&findings).await
+        };
+        if let Err(error) = recorded {
             tracing::error!(
                 %error,
                 count = findings.len(),
