@@ -87,6 +87,46 @@ async fn csv_and_ndjson_files_are_read_by_name_and_cast() {
     assert_eq!(read_json.expect("ndjson"), with_third);
 }
 
+/// Notes as they land: every column may be missing.
+#[derive(Table)]
+#[table(schema = "bronze", name = "landed_notes")]
+pub struct LandedNotes {
+    pub note: Option<String>,
+    pub amount: Option<Decimal<10, 2>>,
+}
+
+#[tokio::test]
+async fn a_file_with_none_of_the_columns_is_refused_not_read_as_nulls() {
+    let dir = tempfile::tempdir().expect("dir");
+    let test = TestContext::unregistered("landed_notes").expect("context");
+    for (name, text, expected) in [
+        (
+            "semicolons.csv",
+            "note;amount\nx;1.00\n",
+            "semicolons.csv` has none of the table's columns (note, amount): it has \
+             `note;amount`; `note;amount` looks like a header separated by another character \
+             than `,`: write the file with commas",
+        ),
+        (
+            "headless.csv",
+            "x,1.00\ny,2.00\n",
+            "headless.csv` has none of the table's columns (note, amount): it has `x`, `1.00`; \
+             a CSV file's first line must be its header",
+        ),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).expect("file");
+        let error = test
+            .ctx()
+            .read_files::<LandedNotes>(FileFormat::Csv, file.to_str().expect("utf-8"))
+            .await
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(error.contains(expected), "{name}: {error}");
+    }
+}
+
 #[tokio::test]
 async fn csv_objects_are_read_by_their_own_headers() {
     use lakehouse_runtime::deltalake::logstore::object_store::{

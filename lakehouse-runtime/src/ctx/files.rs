@@ -391,6 +391,7 @@ impl Ctx {
         if format == FileFormat::NdJson {
             refuse_json_keys_not_declared(T::DEF, &named, &files_named)?;
         }
+        refuse_no_declared_column(T::DEF, &named, &schema)?;
         let mut columns = Vec::new();
         for column in T::DEF.data_columns() {
             let target = column.data_type.arrow_type();
@@ -494,6 +495,53 @@ impl Ctx {
         }
         Ok(df.select(columns)?)
     }
+}
+
+/// Refuses files `named` none of whose columns (`schema`) is one of `table`'s (its `run_at`
+/// aside): read, they would be rows of NULLs (a file separated by `;`, a CSV without its header,
+/// a stray file in the folder).
+fn refuse_no_declared_column(
+    table: &'static crate::table::TableDef,
+    named: &str,
+    schema: &datafusion::common::DFSchema,
+) -> Result<()> {
+    let declared: Vec<&str> = table
+        .data_columns()
+        .map(|c| c.name)
+        .filter(|name| *name != "run_at")
+        .collect();
+    let found: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    if declared.is_empty() || found.iter().any(|name| declared.contains(name)) {
+        return Ok(());
+    }
+    let hint = found
+        .iter()
+        .find(|name| name.contains([';', '\t', '|']))
+        .map_or_else(
+            || "a CSV file's first line must be its header".to_owned(),
+            |name| {
+                format!(
+                    "`{name}` looks like a header separated by another character than `,`: write \
+                     the file with commas"
+                )
+            },
+        );
+    Err(Error::schema(
+        table.qualified_name(),
+        format!(
+            "the file {named} has none of the table's columns ({}): it has {}; {hint}",
+            declared.join(", "),
+            if found.is_empty() {
+                "no column".to_owned()
+            } else {
+                found
+                    .iter()
+                    .map(|name| format!("`{name}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ),
+    ))
 }
 
 impl Ctx {
