@@ -1037,6 +1037,22 @@ mod incremental {
     }
 
     #[tokio::test]
+    async fn a_csv_holding_its_header_alone_is_read_once_it_has_rows() {
+        let wh = TempWarehouse::new();
+        let landing = landing_with_a(&wh);
+        // The producer has written the header only, so far.
+        std::fs::write(landing.join("b.csv"), "order_id,amount\n").expect("file");
+        let orchestrator = orchestrator(&wh);
+        let run = || async { orchestrator.run(&config(&landing)).await.expect("run") };
+        assert!(run().await.succeeded());
+        assert_eq!(orders(&wh).await, ["1|1.00"]);
+        assert_eq!(ingested(&wh).await.len(), 1, "b.csv is not taken yet");
+        std::fs::write(landing.join("b.csv"), "order_id,amount\n2,2.00\n").expect("file");
+        assert!(run().await.succeeded());
+        assert_eq!(orders(&wh).await, ["1|1.00", "2|2.00"]);
+    }
+
+    #[tokio::test]
     async fn a_file_still_being_written_is_not_ingested_in_part() {
         let wh = TempWarehouse::new();
         let landing = landing_with_a(&wh);

@@ -43,7 +43,8 @@ impl Ctx {
             // The plan check reads nothing: the files may not exist where the check runs.
             return self.empty::<T>();
         }
-        self.read_union::<T>(format, &data_files(path)?).await
+        self.read_union::<T>(format, &data_files(path, format)?)
+            .await
     }
 
     /// The rows of the files at `path` that this pipeline has not ingested before, read as
@@ -149,7 +150,7 @@ impl Ctx {
             Timestamp(Timestamp::now().0.saturating_sub(settle))
         });
         let mut unsettled = 0;
-        for file in data_files(path)? {
+        for file in data_files(path, format)? {
             let found = FoundFile::at(&file)?;
             if let Some(before) = settled_before
                 && found.modified_at.is_none_or(|at| at > before)
@@ -1075,8 +1076,9 @@ fn is_data_file_name(name: &str) -> bool {
 /// whose names start with `.` or `_` or end as an unfinished file's do ([`UNFINISHED_SUFFIXES`]),
 /// nor subdirectories; a symbolic link to a file is read as the file, once when the directory
 /// holds both). Empty files hold no data yet and are left out (a file being written may still
-/// be empty: it is read once it has rows). A URL is read as one location.
-fn data_files(path: &str) -> Result<Vec<String>> {
+/// be empty: it is read once it has rows), as is a CSV file holding its header alone. A URL is
+/// read as one location.
+fn data_files(path: &str, format: FileFormat) -> Result<Vec<String>> {
     if path.contains("://") {
         return Ok(vec![path.to_owned()]);
     }
@@ -1084,11 +1086,14 @@ fn data_files(path: &str) -> Result<Vec<String>> {
         context: format!("reading the files at `{path}`"),
         source,
     })?;
+    let holds_rows = |file: &std::path::Path, size: u64| {
+        size > 0 && (format != FileFormat::Csv || csv_has_rows(file))
+    };
     if !metadata.is_dir() {
-        return Ok(if metadata.len() == 0 {
-            Vec::new()
-        } else {
+        return Ok(if holds_rows(std::path::Path::new(path), metadata.len()) {
             vec![path.to_owned()]
+        } else {
+            Vec::new()
         });
     }
     let listing = |source| Error::Io {
@@ -1111,7 +1116,9 @@ fn data_files(path: &str) -> Result<Vec<String>> {
             )));
         }
         // `metadata` follows a symbolic link, as reading `path` itself does.
-        if std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file() && m.len() > 0) {
+        if std::fs::metadata(entry.path())
+            .is_ok_and(|m| m.is_file() && holds_rows(&entry.path(), m.len()))
+        {
             files.push(format!("{}", entry.path().display()));
         }
     }
@@ -1124,6 +1131,26 @@ fn data_files(path: &str) -> Result<Vec<String>> {
         Err(_) => true,
     });
     Ok(files)
+}
+
+/// Whether the CSV file `path` holds a line after its header (a file whose first 64 KiB hold
+/// no line break, or nothing but blanks after the first, has no row yet: a producer may still
+/// be writing it). One that cannot be read is taken to hold rows: reading it fails, naming it.
+fn csv_has_rows(path: &std::path::Path) -> bool {
+    use std::io::Read as _;
+    const HEAD: u64 = 64 * 1024;
+    let mut head = Vec::new();
+    let read = std::fs::File::open(path).and_then(|file| file.take(HEAD).read_to_end(&mut head));
+    if read.is_err() || head.len() as u64 == HEAD {
+        return true;
+    }
+    head.iter()
+        .position(|byte| *byte == b'\n')
+        .is_some_and(|end| {
+            head[end + 1..]
+                .iter()
+                .any(|byte| !byte.is_ascii_whitespace())
+        })
 }
 
 /// Local file paths given to DataFusion as they are: its own parsing of a path takes `*`, `?`
