@@ -2198,6 +2198,25 @@ async fn loops_run_in_dependency_order_with_fresh_run_times_and_incremental_inpu
     );
 }
 
+// The clock is paused: the loop's waits pass at once.
+#[tokio::test(start_paused = true)]
+async fn a_loop_for_a_duration_starts_no_run_at_or_after_its_end() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks"]), wh.warehouse.clone());
+    // Starts at 0 and 1 h fall within 90 min; the next, at 2 h, would not.
+    let runs = orchestrator
+        .run_loop_with(
+            &RunConfig::default(),
+            Duration::from_secs(3600),
+            Some(Duration::from_secs(5400)),
+            Some(5),
+            |_| {},
+        )
+        .await
+        .expect("loop");
+    assert_eq!((runs.done, runs.failed), (2, 0));
+}
+
 #[tokio::test]
 async fn a_shutdown_request_cancels_what_has_not_started_and_ends_loops() {
     let wh = TempWarehouse::new();

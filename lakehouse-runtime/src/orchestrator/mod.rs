@@ -811,7 +811,6 @@ impl Orchestrator {
                  duration longer than zero",
             ));
         }
-        let started = Instant::now();
         let mut runs = LoopRuns::default();
         let mut failed_in_a_row = 0;
         let schedule_start = tokio::time::Instant::now();
@@ -823,6 +822,7 @@ impl Orchestrator {
             if *shutdown.borrow() || *self.abort.borrow() {
                 break;
             }
+            let this_start = schedule_start.elapsed();
             match self.run(config).await {
                 Ok(report)
                     if report.unrecorded.is_some()
@@ -860,13 +860,17 @@ impl Orchestrator {
             }
             // The next start on the schedule after now: a run longer than the interval skips
             // the starts it overran (tokio's own catch-up would start one at once).
-            if let Some(next) = next_start(schedule_start.elapsed(), every)
-                .and_then(|offset| schedule_start.checked_add(offset))
-            {
-                ticker.reset_at(next);
+            // (Past this run's own start, should it have taken no time.)
+            let since = schedule_start
+                .elapsed()
+                .max(this_start.saturating_add(Duration::from_nanos(1)));
+            let next = next_start(since, every);
+            if let Some(at) = next.and_then(|offset| schedule_start.checked_add(offset)) {
+                ticker.reset_at(at);
             }
+            // No run starts `duration` or later after the first.
             let done = iterations.is_some_and(|n| runs.done + runs.failed >= n)
-                || duration.is_some_and(|d| started.elapsed().saturating_add(every) > d);
+                || duration.is_some_and(|d| next.is_none_or(|offset| offset >= d));
             if done || *shutdown.borrow() || *self.abort.borrow() {
                 break;
             }
