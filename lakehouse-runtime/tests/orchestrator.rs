@@ -1626,11 +1626,15 @@ async fn an_upstream_recreated_at_once_is_told_by_its_table_id() {
     let folder = crate::common::table_folder(&wh.warehouse, ticks);
     std::fs::remove_dir_all(folder).expect("deleted");
     let second = orchestrator
-        .run(&fast(RunConfig::default()))
+        .run(&fast(RunConfig {
+            default_retries: 2,
+            ..RunConfig::default()
+        }))
         .await
         .expect("run 2");
     let ok1 = second.result("ok1").expect("planned");
-    assert_eq!(ok1.status, Status::Failed);
+    // The same at every attempt: not retried.
+    assert_eq!((ok1.status, ok1.attempts), (Status::Failed, 1));
     let error = ok1.error.clone().unwrap_or_default();
     assert!(
         error.contains(

@@ -36,7 +36,7 @@ pub(super) async fn incremental_cursor(
                     } else {
                         "--full-refresh"
                     };
-                    Error::msg(format!(
+                    Error::Refused(format!(
                         "the ledger's record of `{}`'s last success (run `{}`) has input_versions \
                          `{json}`, which is not a JSON object of table versions ({error}): it \
                          says where the next incremental read starts; run the pipeline with \

@@ -73,7 +73,7 @@ pub(super) async fn produce_and_write(
                 changes.table_id.as_ref(),
             ) && read != now
             {
-                return Err(Error::msg(format!(
+                return Err(Error::Refused(format!(
                     "{name} was recreated since this pipeline last read it (its Delta table id \
                      was {read}, it is {now}): its versions start over; read it whole with \
                      `orchestrate run --full-refresh` (an append output then gets its rows \
@@ -87,7 +87,7 @@ pub(super) async fn produce_and_write(
                 (after, changes.created_at, cursor.read_at)
                 && created.0 > read.0.saturating_add(RECREATION_MARGIN_MICROS)
             {
-                return Err(Error::msg(format!(
+                return Err(Error::Refused(format!(
                     "{name} was recreated at {created}, after this pipeline last read it (at \
                      {read}): its versions start over; read it whole with `orchestrate run \
                      --full-refresh` (an append output then gets its rows again; `--rebuild` \
