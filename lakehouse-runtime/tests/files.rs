@@ -760,6 +760,57 @@ struct Event {
     at: Option<Timestamp>,
 }
 
+/// Flags and days as they land.
+#[derive(Table)]
+#[table(schema = "bronze", name = "landed_flags")]
+pub struct LandedFlags {
+    pub day: Option<Date>,
+    pub open: Option<bool>,
+}
+
+#[tokio::test]
+async fn a_date_or_flag_is_read_from_text_that_says_exactly_one() {
+    let dir = tempfile::tempdir().expect("dir");
+    let test = TestContext::unregistered("landed_flags").expect("context");
+    let read = |text: &'static str| {
+        let file = dir.path().join("flags.csv");
+        let ctx = test.ctx();
+        async move {
+            std::fs::write(&file, text).expect("file");
+            let frame = ctx
+                .read_files::<LandedFlags>(FileFormat::Csv, file.to_str().expect("utf-8"))
+                .await?;
+            #[derive(Deserialize)]
+            #[allow(dead_code)]
+            struct Flag {
+                day: Option<Date>,
+                open: Option<bool>,
+            }
+            rows::<Flag, LandedFlags>(frame)
+                .await
+                .map(|flags| flags.len())
+        }
+    };
+    assert_eq!(
+        read("day,open\n2024-01-31,true\n2024-02-01, FALSE \n,1\n,0\n")
+            .await
+            .expect("read"),
+        4
+    );
+    for (text, refused) in [
+        // A time's date, once its zone is applied, is another day.
+        (
+            "day,open\n2024-01-31T23:30:00-05:00,true\n",
+            "\"2024-01-31T23:30:00-05:00\" is not a date (`YYYY-MM-DD`)",
+        ),
+        ("day,open\n2024-01-31,tr\n", "\"tr\" is not a flag"),
+        ("day,open\n2024-01-31,on\n", "\"on\" is not a flag"),
+    ] {
+        let error = read(text).await.expect_err(text).to_string();
+        assert!(error.contains(refused), "{text}: {error}");
+    }
+}
+
 #[tokio::test]
 async fn ndjson_dates_and_times_are_text_and_a_number_is_refused() {
     let dir = tempfile::tempdir().expect("dir");

@@ -65,6 +65,18 @@ impl ScalarUDFImpl for NamedCast {
             (DataType::Utf8, DataType::Decimal128(precision, scale)) => {
                 super::decimal::parse_text(&array, *precision, *scale)
             }
+            // Arrow's casts take more than a date (a time's date, its zone dropped) and a
+            // flag (`tr`, ` of `): text must say exactly one.
+            (DataType::Utf8, DataType::Date32) => {
+                refuse_text(&array, "a date (`YYYY-MM-DD`)", is_date_text)
+                    .and_then(|()| cast_with_options(&array, &self.target, &options))
+                    .map_err(Into::into)
+            }
+            (DataType::Utf8, DataType::Boolean) => {
+                refuse_text(&array, "a flag (`true`/`false`, `1`/`0`)", is_flag_text)
+                    .and_then(|()| cast_with_options(&array, &self.target, &options))
+                    .map_err(Into::into)
+            }
             (from, to) if fractional(from) && to.is_integer() => {
                 cast_with_options(&array, &self.target, &options)
                     .and_then(|whole| refuse_fractions(&array, whole))
@@ -95,6 +107,42 @@ impl ScalarUDFImpl for NamedCast {
             )
         })
     }
+}
+
+/// An error quoting the first of the text `values` that is not `what` (`accepted` says).
+fn refuse_text(
+    values: &arrow::array::ArrayRef,
+    what: &str,
+    accepted: fn(&str) -> bool,
+) -> Result<(), ArrowError> {
+    use arrow::array::AsArray as _;
+    match values
+        .as_string::<i32>()
+        .iter()
+        .flatten()
+        .find(|text| !accepted(text))
+    {
+        Some(text) => Err(ArrowError::CastError(format!("{text:?} is not {what}"))),
+        None => Ok(()),
+    }
+}
+
+/// `YYYY-MM-DD`, and nothing more.
+fn is_date_text(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 10
+        && bytes.iter().enumerate().all(|(i, byte)| match i {
+            4 | 7 => *byte == b'-',
+            _ => byte.is_ascii_digit(),
+        })
+}
+
+/// `true`/`false` or `1`/`0`, in any case, blanks around them aside.
+fn is_flag_text(text: &str) -> bool {
+    matches!(
+        text.trim().to_ascii_lowercase().as_str(),
+        "true" | "false" | "1" | "0"
+    )
 }
 
 /// Whether values of `data_type` may have a fraction, which a cast to an integer drops.
