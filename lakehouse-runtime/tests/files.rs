@@ -128,6 +128,25 @@ async fn a_file_with_none_of_the_columns_is_refused_not_read_as_nulls() {
 }
 
 #[tokio::test]
+async fn an_empty_field_in_a_not_null_column_names_the_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("orders.csv");
+    std::fs::write(&file, "order_id,amount\n1,1.00\n,2.00\n").expect("file");
+    let error = read(FileFormat::Csv, file.to_str().expect("utf-8"))
+        .await
+        .expect_err("an order without its id")
+        .to_string();
+    assert!(
+        error.contains(&format!(
+            "column `bronze.landed_orders.order_id` is declared NOT NULL, but a row of CSV file \
+             `{}` has no value in it",
+            file.display()
+        )),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn csv_objects_are_read_by_their_own_headers() {
     use lakehouse_runtime::deltalake::logstore::object_store::{
         ObjectStore, ObjectStoreExt as _, PutPayload, memory::InMemory, path::Path,

@@ -451,6 +451,13 @@ impl Ctx {
                     };
                     if column.name == "run_at" {
                         datafusion::functions::expr_fn::coalesce(vec![value, self.run_at().lit()])
+                    } else if !column.nullable && field.is_nullable() {
+                        // An empty field says what it is here, naming the files.
+                        crate::frame::assert_file_not_null(
+                            value,
+                            &format!("{qualified}.{}", column.name),
+                            &scanned,
+                        )
                     } else {
                         value
                     }

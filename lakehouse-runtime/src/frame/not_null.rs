@@ -54,6 +54,7 @@ impl ScalarUDFImpl for AssertNotNull {
         };
         let column = text(1).unwrap_or_else(|| "a NOT NULL column".to_owned());
         let stored = text(2).is_some_and(|source| source == STORED);
+        let file = text(2).filter(|source| source == FILE).and(text(3));
         let partition = text(2).is_some_and(|source| source == EMPTY_PARTITION);
         let Some(value) = args.args.into_iter().next() else {
             return exec_err!("assert_not_null takes a value and a column name");
@@ -67,6 +68,13 @@ impl ScalarUDFImpl for AssertNotNull {
                 "column `{column}` is a NOT NULL partition column, and the pipeline produced an \
                  empty string in it, which Delta keeps as no value (read back as NULL); give it \
                  a value, or declare the field as Option<_> (it is then NULL)"
+            );
+        }
+        if has_null && let Some(files) = file {
+            return exec_err!(
+                "column `{column}` is declared NOT NULL, but a row of {files} has no value in \
+                 it (an empty field, a missing key); fill it in the file, or declare the field \
+                 as Option<_> and fill or filter such rows in the pipeline"
             );
         }
         if has_null && stored {
@@ -113,6 +121,15 @@ pub(crate) fn assert_partition_value(expr: Expr, column: &str) -> Expr {
 
 /// The third argument of an assertion on a partition value made NULL from an empty string.
 const EMPTY_PARTITION: &str = "partition";
+
+/// The third argument of an assertion on a landing file's column; the fourth names the files.
+const FILE: &str = "file";
+
+/// [`assert_not_null`] on a column read from landing files (`files` names them): the error
+/// says the files lack the value, not the pipeline.
+pub(crate) fn assert_file_not_null(expr: Expr, column: &str, files: &str) -> Expr {
+    ASSERT_NOT_NULL.call(vec![expr, lit(column), lit(FILE), lit(files)])
+}
 
 /// [`assert_not_null`] on a stored table read back: the error says the NULL is stored.
 pub(crate) fn assert_stored_not_null(expr: Expr, column: &str) -> Expr {
