@@ -562,7 +562,14 @@ async fn a_directory_reads_each_finished_file_once() {
     // A link to it, files still being copied or saved, and an empty file: no rows of theirs.
     std::os::unix::fs::symlink(dir.path().join("a.csv"), dir.path().join("latest.csv"))
         .expect("link");
-    for unfinished in ["b.csv.filepart", "c.csv._COPYING_", "d.csv.tmp", "a.csv~"] {
+    for unfinished in [
+        "b.csv.filepart",
+        "c.csv._COPYING_",
+        "d.csv.tmp",
+        "a.csv~",
+        "g.csv.PART",
+        "#h.csv#",
+    ] {
         std::fs::write(dir.path().join(unfinished), "order_id,amount\n9,9.99\n").expect("file");
     }
     std::fs::write(dir.path().join("e.csv"), "").expect("file");

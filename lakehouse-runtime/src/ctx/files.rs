@@ -43,8 +43,15 @@ impl Ctx {
             // The plan check reads nothing: the files may not exist where the check runs.
             return self.empty::<T>();
         }
-        self.read_union::<T>(format, &data_files(path, format)?)
-            .await
+        let files = data_files(path, format)?;
+        if files.is_empty() && !path.contains("://") {
+            // An empty directory is nothing landed yet, or a mount missing: said, in case.
+            tracing::warn!(
+                path,
+                "no data file there (hidden, unfinished and empty files and subdirectories are not read): nothing read"
+            );
+        }
+        self.read_union::<T>(format, &files).await
     }
 
     /// The rows of the files at `path` that this pipeline has not ingested before, read as
@@ -1073,10 +1080,12 @@ const FIRST_LINE_BYTES: u64 = 64 * 1024;
 /// Whether a file named `name` in a landing directory (or under an object-store prefix) holds
 /// data: not hidden (`.`, `_`: checksums, `_SUCCESS`), not unfinished ([`UNFINISHED_SUFFIXES`]).
 fn is_data_file_name(name: &str) -> bool {
-    !name.starts_with(['.', '_'])
+    // In any case: `.PART`, `.TMP` too; and an editor's `#name#` autosave.
+    let lower = name.to_ascii_lowercase();
+    !name.starts_with(['.', '_', '#'])
         && !UNFINISHED_SUFFIXES
             .iter()
-            .any(|suffix| name.ends_with(suffix))
+            .any(|suffix| lower.ends_with(&suffix.to_ascii_lowercase()))
 }
 
 /// The data files at `path`: the file itself, or the files of the directory (sorted, not those
