@@ -1644,6 +1644,53 @@ async fn an_upstream_recreated_at_once_is_told_by_its_table_id() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_at_a_time_pipelines_start_in_plan_order() {
+    for _ in 0..3 {
+        let wh = TempWarehouse::new();
+        let (events, mut told) = tokio::sync::mpsc::unbounded_channel();
+        let orchestrator = Orchestrator::new(
+            registry(&[
+                "ticks",
+                "cc_after_quick",
+                "bb_quick",
+                "bad",
+                "ok1",
+                "panics",
+            ]),
+            wh.warehouse.clone(),
+        )
+        .with_events(events);
+        let report = orchestrator
+            .run(&RunConfig {
+                concurrency: 1,
+                ..RunConfig::default()
+            })
+            .await
+            .expect("run");
+        drop(orchestrator);
+        let mut started = Vec::new();
+        while let Some(event) = told.recv().await {
+            if let lakehouse_runtime::orchestrator::Event::Started { pipeline, .. } = event {
+                started.push(pipeline);
+            }
+        }
+        let planned: Vec<&str> = report.results.iter().map(|r| r.pipeline).collect();
+        assert_eq!(started, planned);
+        assert_eq!(
+            started,
+            [
+                "ticks",
+                "bad",
+                "bb_quick",
+                "ok1",
+                "panics",
+                "cc_after_quick"
+            ]
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_skipped_pipeline_is_told_as_soon_as_its_upstream_failed() {
     let wh = TempWarehouse::new();

@@ -74,6 +74,27 @@ pub(super) async fn execute(
     let semaphore = Arc::new(Semaphore::new(
         config.concurrency.clamp(1, Semaphore::MAX_PERMITS),
     ));
+    // Turns are handed out in the order they are asked for, which is plan order (the tasks,
+    // polled in the scheduler's order, would otherwise queue on the semaphore in any order).
+    let (turns, mut asked) = tokio::sync::mpsc::unbounded_channel::<
+        tokio::sync::oneshot::Sender<tokio::sync::OwnedSemaphorePermit>,
+    >();
+    let dispenser = {
+        let semaphore = semaphore.clone();
+        tokio::spawn(async move {
+            while let Some(reply) = asked.recv().await {
+                // A pipeline no longer waiting (an interrupt, fail-fast) takes no turn.
+                if reply.is_closed() {
+                    continue;
+                }
+                let Ok(permit) = semaphore.clone().acquire_owned().await else {
+                    break;
+                };
+                let _ = reply.send(permit);
+            }
+        })
+    };
+    let _dispenser = AbortOnDrop(dispenser.abort_handle());
     let mut stopped: Option<String> = None;
     // Fail-fast's signal to the running pipelines: each stops unless its write committed, which
     // it records first (aborting it there would lose its rejects, metrics and attempt record).
@@ -149,13 +170,15 @@ pub(super) async fn execute(
                 let stop = stop.clone();
                 let unrecorded = unrecorded.clone();
                 let numbered_after = attempts_before.get(pipeline.name).copied().unwrap_or(0);
+                let (reply, turn_given) = tokio::sync::oneshot::channel();
+                let _ = turns.send(reply);
                 let handle = tasks.spawn(async move {
                     // Waiting for its turn ends with an interrupt or fail-fast too: the turn may
                     // be long in coming (an attempt left running holds its place).
                     let (mut shutdown, mut stopping) =
                         (orchestrator.shutdown.clone(), stop.clone());
                     let permit = tokio::select! {
-                        permit = semaphore.clone().acquire_owned() => permit.ok(),
+                        permit = turn_given => permit.ok(),
                         Ok(_) = shutdown.wait_for(|down| *down) => None,
                         Ok(_) = stopping.wait_for(|reason| reason.is_some()) => None,
                     };
