@@ -187,17 +187,23 @@ fn without_not_null_assertions(output: DataFrame) -> Result<DataFrame> {
 }
 
 /// `output` (a pipeline's for `table`) without the NOT NULL assertions of `table`'s own columns
-/// (`assert_not_null(value, 'schema.table.column')`, its conformance's), which would fail the
-/// query on a NULL that an expectation counts or drops. The assertions on the inputs' stored
-/// NULLs stay.
+/// (`assert_not_null(value, 'schema.table.column')`, its conformance's, and a landing file's
+/// read as the table), which would fail the query on a NULL that an expectation counts or
+/// drops. The assertions on the inputs' stored NULLs stay.
 fn without_output_assertions(output: DataFrame, table: &TableDef) -> Result<DataFrame> {
+    use datafusion::scalar::ScalarValue::Utf8;
     let prefix = format!("{}.", table.qualified_name());
-    without_assertions(output, |args| {
-        matches!(
-            args,
-            [_, Expr::Literal(datafusion::scalar::ScalarValue::Utf8(Some(label)), _)]
-                if label.starts_with(&prefix)
-        )
+    without_assertions(output, |args| match args {
+        // The conformance's.
+        [_, Expr::Literal(Utf8(Some(label)), _)] => label.starts_with(&prefix),
+        // A landing file's read into the table (`read_files::<T>` returned as it is).
+        [
+            _,
+            Expr::Literal(Utf8(Some(label)), _),
+            Expr::Literal(Utf8(Some(source)), _),
+            _,
+        ] => label.starts_with(&prefix) && crate::frame::is_file_assertion(source),
+        _ => false,
     })
 }
 

@@ -146,6 +146,50 @@ async fn an_empty_field_in_a_not_null_column_names_the_file() {
     );
 }
 
+/// Orders whose rows without an id are dropped.
+#[derive(Table)]
+#[table(
+    schema = "bronze",
+    name = "checked_orders",
+    expect(name = "has_id", expr = "order_id IS NOT NULL", on_fail = drop)
+)]
+pub struct CheckedOrders {
+    pub order_id: i64,
+    pub amount: Option<Decimal<10, 2>>,
+}
+
+#[tokio::test]
+async fn a_drop_expectation_drops_a_files_empty_not_null_fields() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("orders.csv");
+    std::fs::write(&file, "order_id,amount\n1,1.00\n,2.00\n").expect("file");
+    let test = TestContext::unregistered("checked_orders").expect("context");
+    let read = test
+        .ctx()
+        .read_files::<CheckedOrders>(FileFormat::Csv, file.to_str().expect("utf-8"))
+        .await
+        .expect("read");
+    let (kept, failed) = test.expectations(read).await.expect("checked");
+    assert_eq!(
+        failed
+            .iter()
+            .map(|(finding, _)| finding.failing_rows)
+            .collect::<Vec<_>>(),
+        [1]
+    );
+    #[derive(Deserialize)]
+    struct Kept {
+        order_id: i64,
+    }
+    let kept: Vec<i64> = rows::<Kept, CheckedOrders>(kept)
+        .await
+        .expect("rows")
+        .into_iter()
+        .map(|k| k.order_id)
+        .collect();
+    assert_eq!(kept, [1]);
+}
+
 #[tokio::test]
 async fn csv_objects_are_read_by_their_own_headers() {
     use lakehouse_runtime::deltalake::logstore::object_store::{

@@ -26,7 +26,9 @@ pub use crate::table::{JoinOn, JoinableWith, on};
 pub(crate) use conform::{Strictness, conform, conform_output};
 pub(crate) use decimal::FastDecimalCast;
 pub(crate) use fence::fenced;
-pub(crate) use not_null::{as_nullable, assert_file_not_null, assert_partition_value};
+pub(crate) use not_null::{
+    as_nullable, assert_file_not_null, assert_partition_value, is_file_assertion,
+};
 
 pub use crate::table::{AverageInto, Averages, Avg, Sum, SumInto, Sums, Values, avg, sum};
 pub use aggregate::{Grouped, count, count_distinct, count_rows, max, min};

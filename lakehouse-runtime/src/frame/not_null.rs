@@ -125,6 +125,11 @@ const EMPTY_PARTITION: &str = "partition";
 /// The third argument of an assertion on a landing file's column; the fourth names the files.
 const FILE: &str = "file";
 
+/// Whether `source`, an assertion's third argument, says it is a landing file's.
+pub(crate) fn is_file_assertion(source: &str) -> bool {
+    source == FILE
+}
+
 /// [`assert_not_null`] on a column read from landing files (`files` names them): the error
 /// says the files lack the value, not the pipeline.
 pub(crate) fn assert_file_not_null(expr: Expr, column: &str, files: &str) -> Expr {
