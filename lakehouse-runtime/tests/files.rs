@@ -108,6 +108,12 @@ async fn a_file_with_none_of_the_columns_is_refused_not_read_as_nulls() {
              than `,`: write the file with commas",
         ),
         (
+            // Near names are told as such.
+            "upper.csv",
+            "NOTE,AMOUNT\nx,1.00\n",
+            "has a column `NOTE`, not `note`: columns are matched by their exact name",
+        ),
+        (
             "headless.csv",
             "x,1.00\ny,2.00\n",
             "headless.csv` has none of the table's columns (note, amount): it has `x`, `1.00`; \
@@ -630,6 +636,15 @@ async fn a_directory_reads_each_finished_file_once() {
 }
 
 #[tokio::test]
+async fn a_csv_of_carriage_returns_is_read_and_a_header_alone_is_not() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("a.csv"), "order_id,amount\r1,12.50\r").expect("file");
+    std::fs::write(dir.path().join("b.csv"), "order_id,amount\r\n\r\n").expect("file");
+    let read_csv = read(FileFormat::Csv, dir.path().to_str().expect("utf-8")).await;
+    assert_eq!(read_csv.expect("csv"), expected()[..1]);
+}
+
+#[tokio::test]
 async fn quoted_line_breaks_survive_a_file_read_in_parallel() {
     let dir = tempfile::tempdir().expect("dir");
     // Over 1 MiB, so that DataFusion would read byte ranges of it in parallel; most line breaks
@@ -866,6 +881,38 @@ async fn a_date_or_flag_is_read_from_text_that_says_exactly_one() {
             .await
             .expect("read"),
         4
+    );
+    // Text of another layout (`large_string`, as polars writes it) too.
+    let batch = arrow::array::RecordBatch::try_from_iter([(
+        "day",
+        std::sync::Arc::new(arrow::array::LargeStringArray::from(vec![
+            "2024-01-31T10:00:00",
+        ])) as arrow::array::ArrayRef,
+    )])
+    .expect("batch");
+    let path = dir.path().join("days.parquet");
+    let file = std::fs::File::create(&path).expect("file");
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
+    writer.write(&batch).expect("write");
+    writer.close().expect("close");
+    let frame = test
+        .ctx()
+        .read_files::<LandedFlags>(FileFormat::Parquet, path.to_str().expect("utf-8"))
+        .await
+        .expect("planned");
+    #[derive(Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Day {
+        day: Option<Date>,
+    }
+    let error = rows::<Day, LandedFlags>(frame)
+        .await
+        .expect_err("a time")
+        .to_string();
+    assert!(
+        error.contains("\"2024-01-31T10:00:00\" is not a date"),
+        "{error}"
     );
     for (text, refused) in [
         // A time's date, once its zone is applied, is another day.

@@ -1107,7 +1107,8 @@ async fn an_expectation_that_cannot_be_evaluated_is_named_and_not_retried() {
 #[table(
     schema = "silver",
     name = "q_filtered_codes",
-    expect(name = "numeric_code", expr = "CAST(code AS INT) > 0", on_fail = drop)
+    // The column named with its table, as SQL allows.
+    expect(name = "numeric_code", expr = "CAST(q_filtered_codes.code AS INT) > 0", on_fail = drop)
 )]
 pub struct QFilteredCodes {
     pub order_id: i64,

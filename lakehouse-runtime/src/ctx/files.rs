@@ -43,12 +43,15 @@ impl Ctx {
             // The plan check reads nothing: the files may not exist where the check runs.
             return self.empty::<T>();
         }
-        let files = data_files(path, format)?;
+        let files: Vec<String> = data_files(path)?
+            .into_iter()
+            .filter(|file| holds_rows(file, format))
+            .collect();
         if files.is_empty() && !path.contains("://") {
             // An empty directory is nothing landed yet, or a mount missing: said, in case.
             tracing::warn!(
                 path,
-                "no data file there (hidden, unfinished and empty files and subdirectories are not read): nothing read"
+                "no data file there (hidden, unfinished and empty files, CSV files holding their header alone, and subdirectories are not read): nothing read"
             );
         }
         self.read_union::<T>(format, &files).await
@@ -157,7 +160,7 @@ impl Ctx {
             Timestamp(Timestamp::now().0.saturating_sub(settle))
         });
         let mut unsettled = 0;
-        for file in data_files(path, format)? {
+        for file in data_files(path)? {
             let found = FoundFile::at(&file)?;
             if let Some(before) = settled_before
                 && found.modified_at.is_none_or(|at| at > before)
@@ -172,6 +175,9 @@ impl Ctx {
                     "the file was ingested before and has changed since; it is not read again \
                      (give it a new name to ingest it again)"
                 ),
+                // A CSV file holding its header alone is left for a later run (checked only
+                // now: the files ingested before are not read).
+                None if !holds_rows(&file, format) => {}
                 None => {
                     paths.push(found.path.clone());
                     new.push(found);
@@ -526,7 +532,13 @@ fn refuse_no_declared_column(
         .filter(|name| *name != "run_at")
         .collect();
     let found: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-    if declared.is_empty() || found.iter().any(|name| declared.contains(name)) {
+    // Names differing in case or blanks only are told apart column by column, after this.
+    let near = |name: &&str| {
+        declared
+            .iter()
+            .any(|d| d.to_lowercase() == name.trim().to_lowercase())
+    };
+    if declared.is_empty() || found.iter().any(near) {
         return Ok(());
     }
     let hint = found
@@ -1082,7 +1094,9 @@ const FIRST_LINE_BYTES: u64 = 64 * 1024;
 fn is_data_file_name(name: &str) -> bool {
     // In any case: `.PART`, `.TMP` too; and an editor's `#name#` autosave.
     let lower = name.to_ascii_lowercase();
-    !name.starts_with(['.', '_', '#'])
+    let autosave = name.len() > 1 && name.starts_with('#') && name.ends_with('#');
+    !name.starts_with(['.', '_'])
+        && !autosave
         && !UNFINISHED_SUFFIXES
             .iter()
             .any(|suffix| lower.ends_with(&suffix.to_ascii_lowercase()))
@@ -1092,9 +1106,8 @@ fn is_data_file_name(name: &str) -> bool {
 /// whose names start with `.` or `_` or end as an unfinished file's do ([`UNFINISHED_SUFFIXES`]),
 /// nor subdirectories; a symbolic link to a file is read as the file, once when the directory
 /// holds both). Empty files hold no data yet and are left out (a file being written may still
-/// be empty: it is read once it has rows), as is a CSV file holding its header alone. A URL is
-/// read as one location.
-fn data_files(path: &str, format: FileFormat) -> Result<Vec<String>> {
+/// be empty: it is read once it has rows). A URL is read as one location.
+fn data_files(path: &str) -> Result<Vec<String>> {
     if path.contains("://") {
         return Ok(vec![path.to_owned()]);
     }
@@ -1102,11 +1115,8 @@ fn data_files(path: &str, format: FileFormat) -> Result<Vec<String>> {
         context: format!("reading the files at `{path}`"),
         source,
     })?;
-    let holds_rows = |file: &std::path::Path, size: u64| {
-        size > 0 && (format != FileFormat::Csv || csv_has_rows(file))
-    };
     if !metadata.is_dir() {
-        return Ok(if holds_rows(std::path::Path::new(path), metadata.len()) {
+        return Ok(if metadata.len() > 0 {
             vec![path.to_owned()]
         } else {
             Vec::new()
@@ -1132,9 +1142,7 @@ fn data_files(path: &str, format: FileFormat) -> Result<Vec<String>> {
             )));
         }
         // `metadata` follows a symbolic link, as reading `path` itself does.
-        if std::fs::metadata(entry.path())
-            .is_ok_and(|m| m.is_file() && holds_rows(&entry.path(), m.len()))
-        {
+        if std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file() && m.len() > 0) {
             files.push(format!("{}", entry.path().display()));
         }
     }
@@ -1149,24 +1157,38 @@ fn data_files(path: &str, format: FileFormat) -> Result<Vec<String>> {
     Ok(files)
 }
 
-/// Whether the CSV file `path` holds a line after its header (a file whose first 64 KiB hold
-/// no line break, or nothing but blanks after the first, has no row yet: a producer may still
-/// be writing it). One that cannot be read is taken to hold rows: reading it fails, naming it.
-fn csv_has_rows(path: &std::path::Path) -> bool {
+/// Whether the local data file `path` holds rows: any but a CSV file holding its header alone
+/// (no line break in it, or nothing but blanks after the first), which has no row yet (a
+/// producer may still be writing it). Read until a row shows, 64 KiB at most; a file that
+/// cannot be read is taken to hold rows: reading it fails, naming it.
+fn holds_rows(path: &str, format: FileFormat) -> bool {
     use std::io::Read as _;
-    const HEAD: u64 = 64 * 1024;
-    let mut head = Vec::new();
-    let read = std::fs::File::open(path).and_then(|file| file.take(HEAD).read_to_end(&mut head));
-    if read.is_err() || head.len() as u64 == HEAD {
+    if format != FileFormat::Csv {
         return true;
     }
-    head.iter()
-        .position(|byte| *byte == b'\n')
-        .is_some_and(|end| {
-            head[end + 1..]
-                .iter()
-                .any(|byte| !byte.is_ascii_whitespace())
-        })
+    let Ok(file) = std::fs::File::open(path) else {
+        return true;
+    };
+    const HEAD: usize = 64 * 1024;
+    let mut reader = file.take(HEAD as u64);
+    let (mut header_ended, mut seen) = (false, 0);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let read = match reader.read(&mut chunk) {
+            // A header longer than that is no header: read, and told about if wrong.
+            Ok(0) => return seen == HEAD,
+            Ok(read) => read,
+            Err(_) => return true,
+        };
+        seen += read;
+        for byte in &chunk[..read] {
+            if header_ended && !byte.is_ascii_whitespace() {
+                return true;
+            }
+            // `\r` too: a file of old Mac line breaks.
+            header_ended |= matches!(byte, b'\n' | b'\r');
+        }
+    }
 }
 
 /// Local file paths given to DataFusion as they are: its own parsing of a path takes `*`, `?`

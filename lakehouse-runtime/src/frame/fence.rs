@@ -26,25 +26,21 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::execution_plan::CardinalityEffect;
-use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{
     ChildStats, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, StatisticsArgs,
 };
 
-/// The name the fenced rows are scanned under.
-const FENCED: &str = "__lakehouse_fenced";
-
-/// `df`'s rows, read through a scan no filter crosses (see the module): a filter on the result
-/// sees exactly the rows `df` produces. Its columns keep their names, types and nullability
-/// (their qualifier is the scan's).
-pub(crate) fn fenced(df: DataFrame) -> Result<DataFrame> {
+/// `df`'s rows, read through a scan no filter crosses (see the module), under the name
+/// `table` (`schema.table`): a filter on the result sees exactly the rows `df` produces. Its
+/// columns keep their names, types and nullability.
+pub(crate) fn fenced(df: DataFrame, table: &str) -> Result<DataFrame> {
     let (state, plan) = df.into_parts();
     let provider = Arc::new(FencedPlan {
         schema: Arc::new(plan.schema().as_arrow().clone()),
         state: Arc::new(state.clone()),
         plan,
     });
-    let scan = LogicalPlanBuilder::scan(FENCED, provider_as_source(provider), None)?.build()?;
+    let scan = LogicalPlanBuilder::scan(table, provider_as_source(provider), None)?.build()?;
     Ok(DataFrame::new(state, scan))
 }
 
@@ -83,22 +79,23 @@ impl TableProvider for FencedPlan {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let plan = self.state.create_physical_plan(&self.plan).await?;
-        let fence: Arc<dyn ExecutionPlan> = Arc::new(FenceExec { input: plan });
-        match projection {
-            None => Ok(fence),
-            Some(columns) => {
-                let schema = fence.schema();
-                let exprs = columns.iter().map(|&i| {
-                    let field = schema.field(i);
-                    let column: Arc<dyn PhysicalExpr> = Arc::new(
-                        datafusion::physical_expr::expressions::Column::new(field.name(), i),
-                    );
-                    (column, field.name().clone())
-                });
-                Ok(Arc::new(ProjectionExec::try_new(exprs, fence)?))
+        // The columns asked for, projected in the plan below the fence: its inputs are then
+        // read for those only (a projection moves no filter).
+        let plan = match projection {
+            None => self.plan.clone(),
+            Some(indices) => {
+                let columns = self.plan.schema().columns();
+                let picked: Vec<Expr> = indices
+                    .iter()
+                    .filter_map(|&i| columns.get(i).cloned().map(Expr::Column))
+                    .collect();
+                LogicalPlanBuilder::from(self.plan.clone())
+                    .project(picked)?
+                    .build()?
             }
-        }
+        };
+        let plan = self.state.create_physical_plan(&plan).await?;
+        Ok(Arc::new(FenceExec { input: plan }))
     }
 }
 

@@ -67,12 +67,12 @@ impl ScalarUDFImpl for NamedCast {
             }
             // Arrow's casts take more than a date (a time's date, its zone dropped) and a
             // flag (`tr`, ` of `): text must say exactly one.
-            (DataType::Utf8, DataType::Date32) => {
+            (from, DataType::Date32) if is_text(from) => {
                 refuse_text(&array, "a date (`YYYY-MM-DD`)", is_date_text)
                     .and_then(|()| cast_with_options(&array, &self.target, &options))
                     .map_err(Into::into)
             }
-            (DataType::Utf8, DataType::Boolean) => {
+            (from, DataType::Boolean) if is_text(from) => {
                 refuse_text(&array, "a flag (`true`/`false`, `1`/`0`)", is_flag_text)
                     .and_then(|()| cast_with_options(&array, &self.target, &options))
                     .map_err(Into::into)
@@ -109,6 +109,14 @@ impl ScalarUDFImpl for NamedCast {
     }
 }
 
+/// Whether `data_type` is text, of any of Arrow's layouts.
+fn is_text(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
+}
+
 /// An error quoting the first of the text `values` that is not `what` (`accepted` says).
 fn refuse_text(
     values: &arrow::array::ArrayRef,
@@ -116,12 +124,13 @@ fn refuse_text(
     accepted: fn(&str) -> bool,
 ) -> Result<(), ArrowError> {
     use arrow::array::AsArray as _;
-    match values
-        .as_string::<i32>()
-        .iter()
-        .flatten()
-        .find(|text| !accepted(text))
-    {
+    let refused = |text: &&str| !accepted(text);
+    let first_refused = match values.data_type() {
+        DataType::LargeUtf8 => values.as_string::<i64>().iter().flatten().find(refused),
+        DataType::Utf8View => values.as_string_view().iter().flatten().find(refused),
+        _ => values.as_string::<i32>().iter().flatten().find(refused),
+    };
+    match first_refused {
         Some(text) => Err(ArrowError::CastError(format!("{text:?} is not {what}"))),
         None => Ok(()),
     }

@@ -422,6 +422,23 @@ pub struct OpenData {
     authorization: Option<Secret>,
 }
 
+/// `path` made absolute and without links, as far as it exists (the rest appended as it is:
+/// a directory still to be made).
+fn resolved(path: &Path) -> Option<PathBuf> {
+    let mut existing = path;
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(found) = std::fs::canonicalize(existing) {
+            return Some(rest.iter().rev().fold(found, |all, part| all.join(part)));
+        }
+        rest.push(existing.file_name()?.to_owned());
+        existing = existing.parent()?;
+        if existing.as_os_str().is_empty() {
+            existing = Path::new(".");
+        }
+    }
+}
+
 /// A value kept out of `Debug` output and logs.
 #[derive(Clone, PartialEq, Eq)]
 struct Secret(String);
@@ -456,9 +473,9 @@ impl OpenData {
             }
             None => default_dir.to_path_buf(),
         };
-        // The bundled directory, one inside it, or one holding it.
+        // The bundled directory, one inside it (to be made, maybe), or one holding it.
         let overlaps = |a: &Path, b: &Path| {
-            let (Ok(a), Ok(b)) = (std::fs::canonicalize(a), std::fs::canonicalize(b)) else {
+            let (Some(a), Some(b)) = (resolved(a), resolved(b)) else {
                 return false;
             };
             a.starts_with(&b) || b.starts_with(&a)

@@ -239,6 +239,12 @@ fn settings_choose_the_mode_and_the_directory() {
         default_dir.join("opendata.paris.fr").display().to_string(),
     );
     OpenData::from_settings(&bundled, "velib", &default_dir).expect_err("inside the bundled one");
+    // Nor into one still to be made there.
+    bundled.set(
+        "opendata.dir",
+        default_dir.join("new/recording").display().to_string(),
+    );
+    OpenData::from_settings(&bundled, "velib", &default_dir).expect_err("to be made inside");
 
     settings.set("opendata.mode", "offline");
     let error = OpenData::from_settings(&settings, "velib", &default_dir).expect_err("bad mode");
