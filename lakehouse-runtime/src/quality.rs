@@ -500,7 +500,7 @@ pub async fn apply_expectations(
         // Filtered above a fence: pushed down into the pipeline's own filters, a condition that
         // fails on a value (a CAST) would meet the rows they remove, which the count above
         // never saw.
-        let fenced = crate::frame::fenced(unchecked, &qualified)?;
+        let fenced = crate::frame::fenced(unchecked, crate::backend::qualifier(table))?;
         let kept = drops
             .iter()
             .map(|expectation| {

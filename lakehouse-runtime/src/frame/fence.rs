@@ -31,9 +31,12 @@ use datafusion::physical_plan::{
 };
 
 /// `df`'s rows, read through a scan no filter crosses (see the module), under the name
-/// `table` (`schema.table`): a filter on the result sees exactly the rows `df` produces. Its
+/// `table` (the output table's): a filter on the result sees exactly the rows `df` produces. Its
 /// columns keep their names, types and nullability.
-pub(crate) fn fenced(df: DataFrame, table: &str) -> Result<DataFrame> {
+pub(crate) fn fenced(
+    df: DataFrame,
+    table: datafusion::common::TableReference,
+) -> Result<DataFrame> {
     let (state, plan) = df.into_parts();
     let provider = Arc::new(FencedPlan {
         schema: Arc::new(plan.schema().as_arrow().clone()),
@@ -87,8 +90,12 @@ impl TableProvider for FencedPlan {
                 let columns = self.plan.schema().columns();
                 let picked: Vec<Expr> = indices
                     .iter()
-                    .filter_map(|&i| columns.get(i).cloned().map(Expr::Column))
-                    .collect();
+                    .map(|&i| {
+                        columns.get(i).cloned().map(Expr::Column).ok_or_else(|| {
+                            DataFusionError::Internal(format!("the fenced plan has no column {i}"))
+                        })
+                    })
+                    .collect::<Result<_>>()?;
                 LogicalPlanBuilder::from(self.plan.clone())
                     .project(picked)?
                     .build()?

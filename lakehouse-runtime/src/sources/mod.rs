@@ -425,7 +425,17 @@ pub struct OpenData {
 /// `path` made absolute and without links, as far as it exists (the rest appended as it is:
 /// a directory still to be made).
 fn resolved(path: &Path) -> Option<PathBuf> {
-    let mut existing = path;
+    // `..` taken off lexically first: `new/../x` (not there yet) has no last name to keep.
+    let mut lexical = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir if lexical.file_name().is_some() => {
+                lexical.pop();
+            }
+            other => lexical.push(other),
+        }
+    }
+    let mut existing = lexical.as_path();
     let mut rest = Vec::new();
     loop {
         if let Ok(found) = std::fs::canonicalize(existing) {

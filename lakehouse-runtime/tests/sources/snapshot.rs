@@ -239,12 +239,20 @@ fn settings_choose_the_mode_and_the_directory() {
         default_dir.join("opendata.paris.fr").display().to_string(),
     );
     OpenData::from_settings(&bundled, "velib", &default_dir).expect_err("inside the bundled one");
-    // Nor into one still to be made there.
-    bundled.set(
-        "opendata.dir",
-        default_dir.join("new/recording").display().to_string(),
-    );
-    OpenData::from_settings(&bundled, "velib", &default_dir).expect_err("to be made inside");
+    // Nor into one still to be made there, however it is spelled.
+    for inside in ["new/recording", "new/../other"] {
+        bundled.set(
+            "opendata.dir",
+            default_dir.join(inside).display().to_string(),
+        );
+        let error = OpenData::from_settings(&bundled, "velib", &default_dir)
+            .expect_err("to be made inside")
+            .to_string();
+        assert!(
+            error.contains("over the bundled snapshot"),
+            "{inside}: {error}"
+        );
+    }
 
     settings.set("opendata.mode", "offline");
     let error = OpenData::from_settings(&settings, "velib", &default_dir).expect_err("bad mode");
