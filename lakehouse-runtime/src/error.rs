@@ -100,6 +100,9 @@ pub enum Error {
         location: String,
         /// What is wrong and what to do.
         message: String,
+        /// Whether another attempt may find it otherwise (a live service's answer may change;
+        /// a snapshot file does not).
+        transient: bool,
     },
     /// An error raised by pipeline code.
     #[error("{0}")]
@@ -267,7 +270,7 @@ impl Error {
             | Error::InvalidName { .. }
             | Error::Graph(_)
             | Error::MissingInput { .. } => false,
-            Error::Http { transient, .. } => *transient,
+            Error::Http { transient, .. } | Error::Source { transient, .. } => *transient,
             Error::DataFusion(error) => !is_deterministic(error),
             Error::Arrow(error) => !is_data_error(error),
             Error::Delta { source, .. } => match source.as_ref() {
@@ -300,11 +303,23 @@ impl Error {
         }
     }
 
-    /// A source error at `location` (a URL or a file).
+    /// A source error at `location` (a URL or a file), which another attempt may not meet (a
+    /// live answer changes).
     pub fn source(location: impl Into<String>, message: impl Into<String>) -> Error {
         Error::Source {
             location: location.into(),
             message: message.into(),
+            transient: true,
+        }
+    }
+
+    /// [`Error::source`] that another attempt would meet again (a snapshot file missing): not
+    /// retried.
+    pub(crate) fn source_final(location: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::Source {
+            location: location.into(),
+            message: message.into(),
+            transient: false,
         }
     }
 

@@ -566,7 +566,7 @@ impl OpenData {
         let fetch: Arc<dyn Fetch> = match self.mode {
             Mode::Snapshot => {
                 if !self.dir.is_dir() {
-                    return Err(Error::source(
+                    return Err(Error::source_final(
                         self.dir.display().to_string(),
                         "the open-data snapshot directory does not exist: set `opendata.dir` \
                          (`--opendata-dir`) to a snapshot, or run with `--live`",

@@ -130,7 +130,7 @@ impl SnapshotFetch {
                 )
             })
             .unwrap_or_default();
-        Err(Error::source(
+        Err(Error::source_final(
             path.display().to_string(),
             format!(
                 "no recorded response for GET {} in the snapshot `{}`{paged_otherwise}: record \
@@ -275,7 +275,7 @@ impl RecordingFetch {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         match recorded.get(&path) {
-            Some(other) if other != url.as_str() => Err(Error::source(
+            Some(other) if other != url.as_str() => Err(Error::source_final(
                 redacted_url(url),
                 format!(
                     "its response would be recorded in {}, where {}'s is: a replay could \

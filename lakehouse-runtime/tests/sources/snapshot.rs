@@ -166,6 +166,10 @@ async fn a_missing_snapshot_file_says_how_to_get_one() {
     );
     assert!(text.contains("opendata.mode=record"), "{text}");
     assert!(text.contains("--live"), "{text}");
+    assert!(
+        !error.is_retryable(),
+        "the same at every attempt: {error:?}"
+    );
 
     // Recorded with another page size: said so.
     let page = dir
@@ -264,6 +268,7 @@ fn settings_choose_the_mode_and_the_directory() {
         .fetch()
         .expect_err("no such directory");
     assert!(error.to_string().contains("/elsewhere"), "{error}");
+    assert!(!error.is_retryable(), "{error:?}");
 }
 
 /// Every file under `dir`, recursively.
