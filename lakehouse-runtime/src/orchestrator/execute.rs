@@ -593,7 +593,7 @@ async fn attempt_once(
     slot: &mut Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<Written> {
     let Cuts { timeout, mut stop } = cuts;
-    let abort = orchestrator.abort.clone();
+    let mut abort = orchestrator.abort.clone();
     let warehouse = orchestrator.warehouse.clone();
     let sequence = run.sequence;
     // Without the progress events' sender: a live display ends when every sender is gone, and
@@ -641,6 +641,7 @@ async fn attempt_once(
         limit = limit => Cut::TimeLimit(limit),
         reason = stopped => Cut::Stopped(reason),
     };
+    let cut_at = tokio::time::Instant::now();
     // The flag is set once the write has returned, and its commit may have landed before (the
     // write then makes a checkpoint, its descriptions' commit): the table tells. Checking it and
     // waiting for the attempt to stop share one deadline: the store may be what hangs, and the
@@ -681,13 +682,13 @@ async fn attempt_once(
             "{} after the commit; recording what it wrote",
             cut.describe()
         );
-        return match tokio::time::timeout(grace, &mut task).await {
-            Ok(joined) => joined_result(joined),
-            Err(_) => {
+        return match within(&mut task, grace, &mut abort).await {
+            Some(joined) => joined_result(joined),
+            None => {
                 task.abort();
-                let stopped = tokio::time::timeout(AFTER_CUT_LIMIT, &mut task)
+                let stopped = within(&mut task, AFTER_CUT_LIMIT, &mut abort)
                     .await
-                    .is_ok();
+                    .is_some();
                 if !stopped {
                     keep_slot_until_done(slot.take(), task);
                 }
@@ -717,16 +718,25 @@ async fn attempt_once(
     // A few seconds at least, even when the commit check took the deadline: an aborted task
     // that was awaiting (the usual case) ends as soon as a worker runs it.
     let stop_by = deadline.max(tokio::time::Instant::now() + Duration::from_secs(5).min(after_cut));
-    let left_running = match tokio::time::timeout_at(stop_by, &mut task).await {
+    let left_running = match within(
+        &mut task,
+        stop_by.saturating_duration_since(tokio::time::Instant::now()),
+        &mut abort,
+    )
+    .await
+    {
         // It ended before the abort reached it: its own outcome.
-        Ok(Ok(result)) => return result,
-        Ok(Err(error)) if error.is_panic() => return joined_result(Err(error)),
-        Ok(Err(_)) => false,
-        Err(_) => {
+        Some(Ok(result)) => return result,
+        Some(Err(error)) if error.is_panic() => return joined_result(Err(error)),
+        Some(Err(_)) => false,
+        None => {
+            // (Less than `after_cut` when the run was aborted meanwhile.)
+            let waited =
+                Duration::from_secs((cut_at.elapsed() + Duration::from_millis(500)).as_secs());
             tracing::warn!(
                 "the attempt did not stop within {} of being cut short (it blocks without \
                  awaiting): it is left to end on its own",
-                humantime::format_duration(after_cut)
+                humantime::format_duration(waited)
             );
             true
         }
@@ -788,6 +798,31 @@ async fn attempt_once(
             format!("{reason}; {stopped_text}").into(),
         ))),
     })
+}
+
+/// `future`'s output if it ends within `limit`, or, should the run be aborted meanwhile (a
+/// second interrupt, the end of the grace after SIGTERM: its supervisor kills it soon), within
+/// [`ABORTED_CUT_LIMIT`] of the abort; `None` past that.
+async fn within<F: std::future::Future + Unpin>(
+    future: &mut F,
+    limit: Duration,
+    abort: &mut watch::Receiver<bool>,
+) -> Option<F::Output> {
+    let deadline = tokio::time::Instant::now() + limit;
+    // (Its guard dropped at once: it must not be held across an await.)
+    let aborted = async { abort.wait_for(|aborted| *aborted).await.is_ok() };
+    tokio::select! {
+        output = tokio::time::timeout_at(deadline, &mut *future) => output.ok(),
+        aborted = aborted => {
+            // No sender left, no abort can come: the whole limit.
+            let cut = if aborted {
+                deadline.min(tokio::time::Instant::now() + ABORTED_CUT_LIMIT)
+            } else {
+                deadline
+            };
+            tokio::time::timeout_at(cut, future).await.ok()
+        }
+    }
 }
 
 /// How long an attempt left running keeps its place among the pipelines running at once: one
