@@ -15,20 +15,12 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::config::ConfigOptions;
-use datafusion::common::stats::Statistics;
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::{TableType, provider_as_source};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::SessionState;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
-use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_plan::execution_plan::CardinalityEffect;
-use datafusion::physical_plan::{
-    ChildStats, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, StatisticsArgs,
-};
+use datafusion::physical_plan::ExecutionPlan;
 
 /// `df`'s rows, read through a scan no filter crosses (see the module), under the name
 /// `table` (the output table's): a filter on the result sees exactly the rows `df` produces. Its
@@ -48,7 +40,8 @@ pub(crate) fn fenced(
 }
 
 /// A logical plan as a table: each scan plans it (with the session it was made in, whatever
-/// planner plans the scan) under a [`FenceExec`].
+/// planner plans the scan) under a fence
+/// ([`PassThroughExec::fence`](super::pass_through::PassThroughExec::fence)).
 struct FencedPlan {
     schema: SchemaRef,
     state: Arc<SessionState>,
@@ -102,102 +95,6 @@ impl TableProvider for FencedPlan {
             }
         };
         let plan = self.state.create_physical_plan(&plan).await?;
-        Ok(Arc::new(FenceExec { input: plan }))
-    }
-}
-
-/// Its input, unchanged, through which no filter is pushed (the default of
-/// [`ExecutionPlan::gather_filters_for_pushdown`]). Statistics, limits and partitioning pass.
-#[derive(Debug)]
-struct FenceExec {
-    input: Arc<dyn ExecutionPlan>,
-}
-
-impl DisplayAs for FenceExec {
-    fn fmt_as(&self, _format: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "FenceExec")
-    }
-}
-
-impl ExecutionPlan for FenceExec {
-    fn name(&self) -> &str {
-        "FenceExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        self.input.properties()
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
-    }
-
-    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
-        vec![false]
-    }
-
-    fn child_stats_requests(&self, partition: Option<usize>) -> Vec<ChildStats> {
-        vec![ChildStats::At(partition)]
-    }
-
-    fn statistics_from_inputs(
-        &self,
-        input_stats: &[Arc<Statistics>],
-        _args: &StatisticsArgs,
-    ) -> Result<Arc<Statistics>> {
-        Ok(input_stats
-            .first()
-            .cloned()
-            .unwrap_or_else(|| Arc::new(Statistics::new_unknown(&self.schema()))))
-    }
-
-    fn supports_limit_pushdown(&self) -> bool {
-        true
-    }
-
-    fn cardinality_effect(&self) -> CardinalityEffect {
-        CardinalityEffect::Equal
-    }
-
-    fn repartitioned(
-        &self,
-        target_partitions: usize,
-        config: &ConfigOptions,
-    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-        Ok(self
-            .input
-            .repartitioned(target_partitions, config)?
-            .map(|input| Arc::new(FenceExec { input }) as Arc<dyn ExecutionPlan>))
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        match (children.pop(), children.is_empty()) {
-            (Some(input), true) => Ok(Arc::new(FenceExec { input })),
-            _ => Err(DataFusionError::Internal(
-                "FenceExec takes one input".to_owned(),
-            )),
-        }
-    }
-
-    fn execute(
-        &self,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
-        self.input.execute(partition, context)
+        Ok(Arc::new(super::pass_through::PassThroughExec::fence(plan)))
     }
 }

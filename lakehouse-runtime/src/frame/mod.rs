@@ -9,6 +9,7 @@ mod fence;
 mod keys;
 pub(crate) mod named_cast;
 mod not_null;
+pub(crate) mod pass_through;
 mod rows;
 mod typed;
 
