@@ -55,7 +55,15 @@ pub struct GbfsClient {
     fetch: Arc<dyn Fetch>,
     feeds: Feeds,
     languages: Vec<String>,
-    discovered: OnceCell<BTreeMap<String, Url>>,
+    discovered: OnceCell<Discovered>,
+}
+
+/// The feeds a discovery document lists, and where it was read.
+struct Discovered {
+    feeds: BTreeMap<String, Url>,
+    origin: String,
+    /// Read from a recording: a feed missing from it is missing on every attempt.
+    replayed: bool,
 }
 
 impl std::fmt::Debug for GbfsClient {
@@ -114,18 +122,28 @@ impl GbfsClient {
 
     /// The URL of feed `name`.
     pub async fn feed_url(&self, name: &str) -> Result<Url> {
-        let (feeds, origin) = match &self.feeds {
-            Feeds::Direct(feeds) => (feeds, "the direct feed URLs".to_owned()),
-            Feeds::Discovery(url) => (
-                self.discovered
+        let (feeds, origin, replayed) = match &self.feeds {
+            Feeds::Direct(feeds) => (feeds, "the direct feed URLs".to_owned(), true),
+            Feeds::Discovery(url) => {
+                let discovered = self
+                    .discovered
                     .get_or_try_init(|| self.discover_feeds(url))
-                    .await?,
-                crate::ctx::redacted_url(url),
-            ),
+                    .await?;
+                (
+                    &discovered.feeds,
+                    discovered.origin.clone(),
+                    discovered.replayed,
+                )
+            }
         };
         feeds.get(name).cloned().ok_or_else(|| {
             let known: Vec<&str> = feeds.keys().map(String::as_str).collect();
-            Error::source(
+            let fault = if replayed {
+                Error::source_final
+            } else {
+                Error::source
+            };
+            fault(
                 origin,
                 format!(
                     "no GBFS feed `{name}` (feeds: {}); check the discovery URL or give the feed \
@@ -137,15 +155,11 @@ impl GbfsClient {
     }
 
     /// Reads the discovery document.
-    async fn discover_feeds(&self, url: &Url) -> Result<BTreeMap<String, Url>> {
+    async fn discover_feeds(&self, url: &Url) -> Result<Discovered> {
         let body = self.fetch.get(url).await?;
         let document = parse_json(&body, "GBFS discovery document")?;
-        let malformed = |what: &str| {
-            Error::source(
-                body.origin.clone(),
-                format!("malformed GBFS discovery document: {what}"),
-            )
-        };
+        let malformed =
+            |what: &str| body.fault(format!("malformed GBFS discovery document: {what}"));
         let data = document
             .get("data")
             .and_then(Value::as_object)
@@ -191,7 +205,11 @@ impl GbfsClient {
             feeds = found.len(),
             "GBFS discovery"
         );
-        Ok(found)
+        Ok(Discovered {
+            feeds: found,
+            origin: body.origin.clone(),
+            replayed: body.replayed,
+        })
     }
 
     /// The station feed `name`: its envelope and its `data.stations`.
@@ -216,14 +234,11 @@ impl GbfsClient {
 /// fails with the origin and position.
 fn parse_json(body: &Body, what: &str) -> Result<Value> {
     serde_json::from_slice(super::without_bom(&body.bytes)).map_err(|e| {
-        Error::source(
-            body.origin.clone(),
-            format!(
-                "malformed {what} ({e}): the body is truncated or not JSON ({}); nothing was \
+        body.fault(format!(
+            "malformed {what} ({e}): the body is truncated or not JSON ({}); nothing was \
                  written",
-                body.excerpt()
-            ),
-        )
+            body.excerpt()
+        ))
     })
 }
 
@@ -266,10 +281,9 @@ impl GbfsFeed {
     pub fn parse(name: &str, body: Body) -> Result<GbfsFeed> {
         let document = parse_json(&body, &format!("GBFS feed `{name}`"))?;
         let malformed = |what: String| {
-            Error::source(
-                body.origin.clone(),
-                format!("malformed GBFS feed `{name}`: {what}; nothing was written"),
-            )
+            body.fault(format!(
+                "malformed GBFS feed `{name}`: {what}; nothing was written"
+            ))
         };
         let updated = document
             .get("last_updated")

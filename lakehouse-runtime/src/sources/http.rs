@@ -32,6 +32,9 @@ pub struct Body {
     pub origin: String,
     /// The body.
     pub bytes: Vec<u8>,
+    /// Whether the bytes were read from a recording (a snapshot): asking again gives the same
+    /// bytes, so what is wrong with them is not retried.
+    pub replayed: bool,
 }
 
 impl std::fmt::Debug for Body {
@@ -41,11 +44,17 @@ impl std::fmt::Debug for Body {
             .field("url", &redacted_url(&self.url))
             .field("origin", &self.origin)
             .field("bytes", &self.bytes.len())
+            .field("replayed", &self.replayed)
             .finish()
     }
 }
 
 impl Body {
+    /// A source error about this body: retried unless the body was [replayed](Body::replayed).
+    pub fn fault(&self, message: impl Into<String>) -> Error {
+        fault(&self.origin, self.replayed, message)
+    }
+
     /// The start of the body for an error message: "it starts with `<!DOCTYPE html>…`" (an HTML
     /// maintenance page served as data, say), or "it is empty".
     pub fn excerpt(&self) -> String {
@@ -74,6 +83,24 @@ pub struct BodyStream {
     pub origin: String,
     /// The body's chunks; an error ends the stream (a connection lost midway, a timeout).
     pub chunks: BoxStream<'static, Result<Vec<u8>>>,
+    /// Whether the bytes are read from a recording (a snapshot), as [`Body::replayed`].
+    pub replayed: bool,
+}
+
+impl BodyStream {
+    /// A source error about this body, as [`Body::fault`].
+    pub fn fault(&self, message: impl Into<String>) -> Error {
+        fault(&self.origin, self.replayed, message)
+    }
+}
+
+/// A source error at `origin`: one read from a recording would be met again, so is final.
+fn fault(origin: &str, replayed: bool, message: impl Into<String>) -> Error {
+    if replayed {
+        Error::source_final(origin, message)
+    } else {
+        Error::source(origin, message)
+    }
 }
 
 impl std::fmt::Debug for BodyStream {
@@ -81,6 +108,7 @@ impl std::fmt::Debug for BodyStream {
         f.debug_struct("BodyStream")
             .field("url", &redacted_url(&self.url))
             .field("origin", &self.origin)
+            .field("replayed", &self.replayed)
             .finish_non_exhaustive()
     }
 }
@@ -320,6 +348,7 @@ impl Fetch for HttpFetch {
                 url: url.clone(),
                 origin: shown,
                 bytes,
+                replayed: false,
             })
         })
     }
@@ -346,6 +375,7 @@ impl Fetch for HttpFetch {
                 url: url.clone(),
                 origin: shown,
                 chunks: chunks.boxed(),
+                replayed: false,
             })
         })
     }

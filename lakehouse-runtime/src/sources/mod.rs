@@ -74,12 +74,7 @@ impl RawRecord {
 
 /// The records of `body`'s array at `path`, raw text kept; `body` is valid JSON.
 pub(crate) fn records_at(body: &Body, path: &[&str], what: &str) -> Result<Vec<RawRecord>> {
-    let malformed = |e: String| {
-        Error::source(
-            body.origin.clone(),
-            format!("malformed {what}: {e}; nothing was written"),
-        )
-    };
+    let malformed = |e: String| body.fault(format!("malformed {what}: {e}; nothing was written"));
     raw_elements(without_bom(&body.bytes), path)
         .map_err(malformed)?
         .into_iter()
@@ -124,14 +119,11 @@ impl Page {
     pub fn from_json(body: &Body, path: &[&str]) -> Result<Page> {
         // Validated without building a tree: the records are parsed one by one below.
         serde_json::from_slice::<serde::de::IgnoredAny>(without_bom(&body.bytes)).map_err(|e| {
-            Error::source(
-                body.origin.clone(),
-                format!(
-                    "malformed response ({e}): the body is truncated or not JSON ({}); nothing \
+            body.fault(format!(
+                "malformed response ({e}): the body is truncated or not JSON ({}); nothing \
                      was written",
-                    body.excerpt()
-                ),
-            )
+                body.excerpt()
+            ))
         })?;
         Ok(Page {
             url: body.url.clone(),

@@ -297,21 +297,19 @@ impl OdsPages {
                             records,
                         }));
                     }
-                    let origin = export.body.origin.clone();
-                    self.state = State::Done;
                     if let Some(total) = self.total
                         && total != self.received
                     {
-                        return Err(Error::source(
-                            origin,
-                            format!(
-                                "the export has {} records but `total_count` was {total}: the \
+                        let error = export.body.fault(format!(
+                            "the export has {} records but `total_count` was {total}: the \
                                  dataset changed between the first page and the export; nothing \
                                  was written; rerun the pipeline",
-                                self.received
-                            ),
+                            self.received
                         ));
+                        self.state = State::Done;
+                        return Err(error);
                     }
+                    self.state = State::Done;
                     return Ok(None);
                 }
             }
@@ -323,16 +321,14 @@ impl OdsPages {
         let limit = u64::from(self.query.page_size).min(OFFSET_CAP - offset) as u32;
         let url = self.client.records_url(&self.query, offset, limit)?;
         let body = self.client.fetch.get(&url).await?;
-        let page: RecordsPage = serde_json::from_slice(super::without_bom(&body.bytes)).map_err(|e| {
-            Error::source(
-                body.origin.clone(),
-                format!(
+        let page: RecordsPage =
+            serde_json::from_slice(super::without_bom(&body.bytes)).map_err(|e| {
+                body.fault(format!(
                     "malformed Opendatasoft records page ({e}): the body is truncated or not the \
                      expected `{{\"total_count\", \"results\"}}` JSON ({}); nothing was written",
                     body.excerpt()
-                ),
-            )
-        })?;
+                ))
+            })?;
         let total = match self.total {
             None => {
                 self.total = Some(page.total_count);
@@ -342,49 +338,39 @@ impl OdsPages {
                 page.total_count
             }
             Some(total) if total != page.total_count => {
-                return Err(Error::source(
-                    body.origin,
-                    format!(
-                        "`total_count` changed while paging, from {total} on the first page to \
+                return Err(body.fault(format!(
+                    "`total_count` changed while paging, from {total} on the first page to \
                          {} at offset {offset}: the dataset was updated; nothing was written; \
                          rerun the pipeline",
-                        page.total_count
-                    ),
-                ));
+                    page.total_count
+                )));
             }
             Some(total) => total,
         };
         let count = page.results.len() as u64;
         if count > u64::from(limit) {
-            return Err(Error::source(
-                body.origin,
-                format!("the page has {count} records, more than the `limit` of {limit}"),
-            ));
+            return Err(body.fault(format!(
+                "the page has {count} records, more than the `limit` of {limit}"
+            )));
         }
         if count == 0 {
             if self.received < total {
-                return Err(Error::source(
-                    body.origin,
-                    format!(
-                        "no records at offset {offset} although `total_count` is {total} and only \
+                return Err(body.fault(format!(
+                    "no records at offset {offset} although `total_count` is {total} and only \
                          {} were received: the dataset changed while it was paged; nothing was \
                          written; rerun the pipeline",
-                        self.received
-                    ),
-                ));
+                    self.received
+                )));
             }
             return Ok(Step::End);
         }
         self.received += count;
         if self.received > total {
-            return Err(Error::source(
-                body.origin,
-                format!(
-                    "{} records received but `total_count` is {total}: the dataset changed \
+            return Err(body.fault(format!(
+                "{} records received but `total_count` is {total}: the dataset changed \
                      while it was paged; nothing was written; rerun the pipeline",
-                    self.received
-                ),
-            ));
+                self.received
+            )));
         }
         self.state = if self.received == total {
             State::Done
@@ -411,15 +397,12 @@ impl OdsPages {
         if let Some(record) = repeated
             && !held_twice_at(self.client.clone(), self.query.clone(), offset, record).await?
         {
-            return Err(Error::source(
-                body.origin,
-                format!(
-                    "the page at offset {offset} starts with the record the previous page ended \
+            return Err(body.fault(format!(
+                "the page at offset {offset} starts with the record the previous page ended \
                      with, and the dataset does not hold it twice there: the pages overlap, as \
                      when the dataset changes while it is paged; nothing was written; rerun the \
                      pipeline"
-                ),
-            ));
+            )));
         }
         self.last_record = records.last().map(|record| record.raw.clone());
         Ok(Step::Page(Page {
@@ -515,9 +498,7 @@ impl Export {
     }
 
     fn malformed(&self, what: &str) -> Error {
-        Error::source(
-            self.body.origin.clone(),
-            format!("malformed export: {what}; nothing was written"),
-        )
+        self.body
+            .fault(format!("malformed export: {what}; nothing was written"))
     }
 }

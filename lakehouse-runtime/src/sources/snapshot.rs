@@ -185,6 +185,7 @@ impl Fetch for SnapshotFetch {
                 url: url.clone(),
                 origin: origin(&path, url),
                 bytes,
+                replayed: true,
             })
         })
     }
@@ -200,6 +201,7 @@ impl Fetch for SnapshotFetch {
                 url: url.clone(),
                 origin: origin(&path, url),
                 chunks: file_chunks(file, path),
+                replayed: true,
             })
         })
     }
@@ -354,6 +356,7 @@ impl Fetch for RecordingFetch {
                 url: body.url,
                 origin: body.origin,
                 chunks: futures::stream::unfold(tee, Tee::next).boxed(),
+                replayed: body.replayed,
             })
         })
     }

@@ -275,6 +275,8 @@ async fn an_unknown_feed_names_the_ones_there_are() {
             .contains("no GBFS feed `free_bike_status` (feeds: station_information, station_status, system_information)"),
         "{error}"
     );
+    // The recorded discovery document lists the same feeds at every attempt.
+    assert!(!error.is_retryable(), "{error:?}");
 }
 
 #[tokio::test]

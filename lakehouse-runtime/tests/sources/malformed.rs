@@ -30,6 +30,8 @@ async fn a_page_cut_short_in_a_well_framed_response_fails_without_retry() {
     );
     assert!(text.contains("EOF while parsing"), "{text}");
     assert!(text.contains("nothing was written"), "{text}");
+    // A live answer may be whole next time: the pipeline's retries may ask again.
+    assert!(error.is_retryable(), "{error:?}");
 }
 
 #[tokio::test]
@@ -64,6 +66,8 @@ async fn a_malformed_snapshot_file_fails_naming_the_file() {
         text.contains("(snapshot of https://opendata.paris.fr/"),
         "{text}"
     );
+    // A recording gives the same bytes at every attempt: not retried.
+    assert!(!error.is_retryable(), "{error:?}");
 }
 
 #[tokio::test]

@@ -234,6 +234,7 @@ fn a_page_is_read_from_a_json_body_of_ones_own_api() {
         url: Url::parse("https://shop.example/api/orders").expect("url"),
         origin: "https://shop.example/api/orders".to_owned(),
         bytes: text.as_bytes().to_vec(),
+        replayed: false,
     };
     let page = Page::from_json(
         &body(r#"{"count": 2, "orders": [{"id": 1, "amount": "9.50"}, {"id":2,"amount":"x"}]}"#),
@@ -319,6 +320,7 @@ fn debug_output_shows_urls_without_their_secrets() {
         url: Url::parse(url).expect("url"),
         origin: "example".to_owned(),
         bytes: b"{}".to_vec(),
+        replayed: false,
     };
     let shown = format!("{body:?}");
     let fetch = std::sync::Arc::new(HttpFetch::new(RetryPolicy::default()).expect("client"));
