@@ -677,6 +677,37 @@ async fn a_check_that_cannot_be_added_fails_every_write() {
     assert!(contents(&wh.warehouse, mistyped).await.is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_creating_a_table_at_once_make_one_table() {
+    // Two warehouses on one folder stand for two processes' first runs.
+    let events = <checkpointed::Events as lakehouse_runtime::Table>::DEF;
+    for round in 0..8 {
+        let wh = TempWarehouse::new();
+        let root = wh.dir.path().join("warehouse");
+        let other = lakehouse_runtime::store::Warehouse::open(root.to_str().expect("utf-8"))
+            .expect("the same warehouse");
+        let (first, second) = tokio::join!(
+            tokio::spawn({
+                let warehouse = wh.warehouse.clone();
+                async move { warehouse.ensure(events).await }
+            }),
+            tokio::spawn(async move { other.ensure(events).await })
+        );
+        let first = first.expect("task").expect("created or found");
+        let second = second.expect("task").expect("created or found");
+        // One CREATE: a second would commit version 1 with a new table id.
+        assert_eq!(
+            wh.warehouse.version(events).await.expect("version"),
+            Some(0),
+            "round {round}"
+        );
+        let id = |delta: &lakehouse_runtime::deltalake::DeltaTable| {
+            delta.snapshot().expect("loaded").metadata().id().to_owned()
+        };
+        assert_eq!(id(&first), id(&second), "round {round}");
+    }
+}
+
 #[tokio::test]
 async fn an_error_after_the_commit_is_not_a_failed_write() {
     #[derive(Serialize)]

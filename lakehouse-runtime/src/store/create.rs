@@ -532,6 +532,12 @@ impl Warehouse {
             .with_partition_columns(table.partition_by.iter().copied())
             .with_configuration(configuration)
             .with_raise_if_key_not_exists(false)
+            // Two processes creating it at once: delta-rs would commit the loser's CREATE
+            // after the winner's (a new table id, the winner's constraints gone). Without
+            // retries the loser fails, and `ensure` takes the table the winner made.
+            .with_commit_properties(
+                deltalake::kernel::transaction::CommitProperties::default().with_max_retries(0),
+            )
             .await
             .map_err(|e| Error::delta(&qualified, e))?;
         tracing::info!(table = %qualified, "created Delta table");
