@@ -476,6 +476,80 @@ async fn a_new_not_null_column_is_refused_on_a_table_with_rows() {
 }
 
 #[tokio::test]
+async fn a_check_another_tool_added_is_kept_and_named_when_rows_fail_it() {
+    let wh = TempWarehouse::new();
+    let unchecked = <unchecked::Orders as lakehouse_runtime::Table>::DEF;
+    let order = |id, amount| Order {
+        id,
+        amount: Some(amount),
+    };
+    write(
+        &wh.warehouse,
+        unchecked,
+        &[order(1, 10)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("write");
+    // Spark's `ALTER TABLE .. ADD CONSTRAINT`: the declaration never had it.
+    let delta = wh
+        .warehouse
+        .load(unchecked)
+        .await
+        .expect("load")
+        .expect("table");
+    delta
+        .add_constraint()
+        .with_constraint("spark_positive", "amount > 0")
+        .await
+        .expect("added by another tool");
+
+    write(
+        &wh.warehouse,
+        unchecked,
+        &[order(2, 5)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("the rows pass it");
+    let delta = wh
+        .warehouse
+        .load(unchecked)
+        .await
+        .expect("load")
+        .expect("table");
+    let configuration = delta
+        .snapshot()
+        .expect("loaded")
+        .metadata()
+        .configuration()
+        .clone();
+    assert!(
+        configuration.contains_key("delta.constraints.spark_positive"),
+        "kept: {configuration:?}"
+    );
+    let error = write(
+        &wh.warehouse,
+        unchecked,
+        &[order(3, -1)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect_err("fails the other tool's constraint");
+    assert!(
+        matches!(error, lakehouse_runtime::Error::Quality(_))
+            && error
+                .to_string()
+                .contains("`spark_positive` (amount > 0, added by another tool: not declared)"),
+        "{error}"
+    );
+    assert_eq!(
+        contents(&wh.warehouse, unchecked).await,
+        lines(&["1|10", "2|5"])
+    );
+}
+
+#[tokio::test]
 async fn a_check_violation_fails_and_leaves_the_table_as_it_was() {
     let wh = TempWarehouse::new();
     write(

@@ -222,6 +222,15 @@ impl Warehouse {
         mut delta: DeltaTable,
     ) -> Result<DeltaTable> {
         let qualified = table.qualified_name();
+        for (name, expr) in foreign_checks(table, &delta)? {
+            tracing::warn!(
+                table = %qualified,
+                constraint = %name,
+                "the table has a CHECK constraint `{name}` ({expr}) its declaration does not: \
+                 kept, as another tool added it, and every write must pass it (declare it with \
+                 `check(name = \"{name}\", expr = ..)` to manage it here)"
+            );
+        }
         let stale = checks_to_drop(table, &delta)?;
         // A constraint whose expression changed is dropped, then added anew: the stored rows are
         // checked against the new one first, so that a failure leaves the old one in place
@@ -822,9 +831,10 @@ fn declared_check_key(name: &str) -> String {
     format!("lakehouse.constraints.{name}")
 }
 
-/// The CHECK constraints `delta` holds that `table` does not declare, or declares with another
-/// expression than the one recorded when it was added (or, without a record, than the one
-/// stored).
+/// The CHECK constraints `delta` holds that `table` declared once (their declaration is
+/// recorded) and no longer does, or declares with another expression than the one recorded when
+/// it was added (or, without a record, than the one stored). A constraint the table never
+/// declared is another tool's: kept, see [`foreign_checks`].
 fn checks_to_drop(table: &TableDef, delta: &DeltaTable) -> Result<Vec<String>> {
     let stored = configuration(table, delta)?;
     let mut stale: Vec<String> = stored
@@ -837,7 +847,7 @@ fn checks_to_drop(table: &TableDef, delta: &DeltaTable) -> Result<Vec<String>> {
             // is all there is: a mismatch, perhaps only of form, costs one drop and re-add.
             let compared = recorded.unwrap_or(stored.get(key)?);
             match declared {
-                None => Some(name.to_owned()),
+                None => recorded.map(|_| name.to_owned()),
                 Some(check) if compared.trim() != check.expr.trim() => Some(name.to_owned()),
                 Some(_) => None,
             }
@@ -845,6 +855,27 @@ fn checks_to_drop(table: &TableDef, delta: &DeltaTable) -> Result<Vec<String>> {
         .collect();
     stale.sort();
     Ok(stale)
+}
+
+/// The CHECK constraints `delta` holds that `table` does not declare and never did (no
+/// declaration of it is recorded): another tool's (Spark's `ADD CONSTRAINT`), which writes must
+/// pass too. `(name, expression)`, by name.
+pub(crate) fn foreign_checks(
+    table: &TableDef,
+    delta: &DeltaTable,
+) -> Result<Vec<(String, String)>> {
+    let stored = configuration(table, delta)?;
+    let mut foreign: Vec<(String, String)> = stored
+        .iter()
+        .filter_map(|(key, expr)| {
+            let name = key.strip_prefix("delta.constraints.")?;
+            let declared = table.checks.iter().any(|c| c.name == name);
+            let recorded = stored.contains_key(&declared_check_key(name));
+            (!declared && !recorded).then(|| (name.to_owned(), expr.clone()))
+        })
+        .collect();
+    foreign.sort();
+    Ok(foreign)
 }
 
 /// The declared CHECK constraints whose declared expression `delta` does not record yet,

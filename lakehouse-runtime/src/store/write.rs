@@ -365,8 +365,15 @@ impl Warehouse {
             outcome.rows_deleted = super::commit::rows_deleted(&metadata);
             return Ok(outcome);
         }
-        if let Some(refused) = constraint_violation(table, &error) {
-            return Err(refused);
+        if error.to_string().contains(INVALID_DATA) {
+            // Constraints another tool added fail rows too: named with the declared ones.
+            let foreign = match self.load(table).await {
+                Ok(Some(delta)) => super::create::foreign_checks(table, &delta).unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            if let Some(refused) = constraint_violation(table, &error, &foreign) {
+                return Err(refused);
+            }
         }
         Err(Error::delta(qualified, error))
     }
@@ -1076,27 +1083,39 @@ fn stored_partition_columns(delta: &DeltaTable, table: &TableDef) -> Result<Vec<
     Ok(columns)
 }
 
+/// How delta-rs's error for rows failing a constraint starts.
+const INVALID_DATA: &str = "Invalid data found:";
+
 /// A write delta-rs refused for rows failing the table's CHECK constraints (or NOT NULL
 /// columns), as a quality failure naming them: not retried (the same rows fail again), and
 /// without delta-rs's preview of the rows, which goes to the log only (the error reaches
 /// `lakehouse.runs` and the webhook; rows may hold personal data).
-fn constraint_violation(table: &TableDef, error: &deltalake::DeltaTableError) -> Option<Error> {
+/// `foreign`: the table's constraints another tool added, `(name, expression)`.
+fn constraint_violation(
+    table: &TableDef,
+    error: &deltalake::DeltaTableError,
+    foreign: &[(String, String)],
+) -> Option<Error> {
     let text = error.to_string();
-    let found = &text[text.find("Invalid data found:")?..];
+    let found = &text[text.find(INVALID_DATA)?..];
     // delta-rs stops at the first batch with a failing row, and counts that batch's.
     let rows = found
-        .trim_start_matches("Invalid data found:")
+        .trim_start_matches(INVALID_DATA)
         .split_whitespace()
         .next()
         .filter(|count| count.chars().all(|c| c.is_ascii_digit()))
         .map_or_else(|| "some".to_owned(), |count| format!("at least {count}"));
     let qualified = table.qualified_name();
     tracing::error!(table = %qualified, "{found}");
-    let checks: Vec<String> = table
-        .checks
-        .iter()
-        .map(|check| format!("`{}` ({})", check.name, check.expr))
-        .collect();
+    let checks: Vec<String> =
+        table
+            .checks
+            .iter()
+            .map(|check| format!("`{}` ({})", check.name, check.expr))
+            .chain(foreign.iter().map(|(name, expr)| {
+                format!("`{name}` ({expr}, added by another tool: not declared)")
+            }))
+            .collect();
     let failed = if checks.is_empty() {
         "a NOT NULL column of the stored table (one declared `Option` but stored NOT NULL, \
          under `evolution = keep`? `orchestrate check` lists such drift)"
