@@ -95,9 +95,9 @@ async fn two_runs_and_a_replay() {
         expected(&[
             ("bronze.crm_contacts", 10),
             ("bronze.erp_sales_transactions", 100),
-            ("bronze.velib_station_info", 239),
+            ("bronze.velib_station_info", 238),
             ("bronze.velib_station_status", 240),
-            ("bronze.velov_station_info", 67),
+            ("bronze.velov_station_info", 66),
             ("bronze.velov_station_status", 67),
             ("gold.agg_daily_store_sales", 86),
             ("gold.dim_bike_station", 313),
@@ -220,9 +220,9 @@ async fn two_runs_and_a_replay() {
         expected(&[
             ("bronze.crm_contacts", 19),
             ("bronze.erp_sales_transactions", 200),
-            ("bronze.velib_station_info", 478),
+            ("bronze.velib_station_info", 476),
             ("bronze.velib_station_status", 480),
-            ("bronze.velov_station_info", 134),
+            ("bronze.velov_station_info", 132),
             ("bronze.velov_station_status", 134),
             ("gold.agg_daily_store_sales", 145),
             ("gold.dim_bike_station", 313),

@@ -98,6 +98,33 @@ async fn rows<T: Table>(frame: Frame<T>) -> usize {
     batches.iter().map(|b| b.num_rows()).sum()
 }
 
+/// `column` of `frame`'s rows whose `key` is `value`, as text.
+async fn values_where<T: Table>(
+    frame: &Frame<T>,
+    key: &str,
+    value: &str,
+    column: &str,
+) -> Vec<String> {
+    use datafusion::prelude::{col, lit};
+    let batches = frame
+        .dataframe()
+        .clone()
+        .filter(col(key).eq(lit(value)))
+        .and_then(|df| df.select_columns(&[column]))
+        .expect("the columns")
+        .collect()
+        .await
+        .expect("collect");
+    batches
+        .iter()
+        .flat_map(|batch| {
+            (0..batch.num_rows()).map(|row| {
+                arrow::util::display::array_value_to_string(batch.column(0), row).expect("text")
+            })
+        })
+        .collect()
+}
+
 fn reasons(rejects: &[Reject]) -> Vec<&str> {
     rejects.iter().map(|r| r.reason.as_str()).collect()
 }
@@ -127,13 +154,26 @@ async fn the_four_pipelines_read_the_bundled_snapshot() {
     );
 
     let cx = ctx("velib_station_info", &[], false);
-    let info = rows(velib::velib_station_info(&cx).await.expect("velib info")).await;
-    // A station with an unusable description stays listed: only one without a code is not.
-    assert_eq!((info, rejected_and_kept(&cx.take_rejects())), (239, (1, 3)));
+    let info = velib::velib_station_info(&cx).await.expect("velib info");
+    // Listed twice, with 21 and 40 docks: the first listing, which the availability agrees with.
+    assert_eq!(
+        values_where(&info, "stationcode", "14004", "capacity").await,
+        ["21"]
+    );
+    let info = rows(info).await;
+    // A station with an unusable description stays listed: only one without a code is not, and
+    // the second listing of a station listed twice.
+    assert_eq!((info, rejected_and_kept(&cx.take_rejects())), (238, (2, 3)));
 
     let cx = ctx("velov_station_info", &[], false);
-    let info = rows(velov::velov_station_info(&cx).await.expect("velov info")).await;
-    assert_eq!((info, rejected_and_kept(&cx.take_rejects())), (67, (1, 3)));
+    let info = velov::velov_station_info(&cx).await.expect("velov info");
+    // Listed again as a `(DOUBLON)` copy: the station's own listing is kept.
+    assert_eq!(
+        values_where(&info, "station_id", "10001", "name").await,
+        ["BELLECOUR / PERRACHE"]
+    );
+    let info = rows(info).await;
+    assert_eq!((info, rejected_and_kept(&cx.take_rejects())), (66, (2, 3)));
 
     let cx = ctx("velov_station_status", &[], false);
     let status = rows(
@@ -191,10 +231,11 @@ async fn velib_edge_records_are_quarantined_with_their_reasons() {
 
     let cx = ctx("velib_station_info", &edge_settings(), false);
     let info = rows(velib::velib_station_info(&cx).await.expect("info")).await;
-    assert_eq!(info, 12);
+    assert_eq!(info, 11);
     assert_eq!(
         reasons(&cx.take_rejects()),
         [
+            "station `14007` is listed twice: its first listing is kept",
             "missing key `stationcode`",
             "kept, with NULL for: `coordonnees_geo` is null",
             "kept, with NULL for: `capacity` should be an integer but is the string \"21\"; \
@@ -208,10 +249,11 @@ async fn velib_edge_records_are_quarantined_with_their_reasons() {
 async fn velov_edge_records_are_quarantined_with_their_reasons() {
     let cx = ctx("velov_station_info", &edge_settings(), false);
     let info = rows(velov::velov_station_info(&cx).await.expect("info")).await;
-    assert_eq!(info, 10);
+    assert_eq!(info, 9);
     assert_eq!(
         reasons(&cx.take_rejects()),
         [
+            "station `3005` is listed twice: its first listing is kept",
             "missing key `station_id`",
             "kept, with NULL for: `lon` is null",
             "kept, with NULL for: `capacity` should be an integer but is the string \"20\"; \
@@ -439,5 +481,5 @@ async fn the_live_filter_leaves_the_station_list_whole() {
     let info = velib::velib_station_info(&cx)
         .await
         .expect("the whole list");
-    assert_eq!((rows(info).await, cx.take_rejects().len()), (239, 4));
+    assert_eq!((rows(info).await, cx.take_rejects().len()), (238, 5));
 }

@@ -168,8 +168,9 @@ pub async fn silver_velib_station_info(
 ) -> Result<Frame<SilverVelibStationInfo>> {
     use BronzeVelibStationInfo as b;
     // The newest run's list only (several runs' after a failure: a station the newest lacks is
-    // closed). A station listed twice keeps one row, the same one at every run: ordered by
-    // every change column, so two rows that differ in any are never tied.
+    // closed). Bronze keeps a station's first listing (a second goes to the rejects); should
+    // a list still hold one twice, one row is kept, the same at every run: ordered by every
+    // change column, so two rows that differ in any are never tied.
     raw.latest_only(b::run_at)?
         .latest_by(
             [b::stationcode.expr()],

@@ -230,5 +230,9 @@ pub async fn velib_station_info(cx: &Ctx) -> Result<Frame<BronzeVelibStationInfo
     let run_at = cx.run_at();
     // The whole list, whatever `velib.where` says (see the module's documentation).
     let mut pages = pages(cx, INFO_DATASET, INFO_FIELDS, false)?;
-    sources::collect_frame(cx, &mut pages, |r| info_row(r, run_at)).await
+    let row = super::first_listing(
+        |s: &BronzeVelibStationInfo| &s.stationcode,
+        |r| info_row(r, run_at),
+    );
+    sources::collect_frame(cx, &mut pages, row).await
 }

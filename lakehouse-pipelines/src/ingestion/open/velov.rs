@@ -203,7 +203,11 @@ pub async fn velov_station_info(cx: &Ctx) -> Result<Frame<BronzeVelovStationInfo
     let feed = feed(cx, "station_information").await?;
     let updated = feed.last_updated;
     let mut pages = feed.into_pages();
-    sources::collect_frame(cx, &mut pages, |r| info_row(r, updated, run_at)).await
+    let row = super::first_listing(
+        |s: &BronzeVelovStationInfo| &s.station_id,
+        |r| info_row(r, updated, run_at),
+    );
+    sources::collect_frame(cx, &mut pages, row).await
 }
 
 /// Ingests the real-time availability of every Vélo'v station.
