@@ -323,6 +323,72 @@ async fn a_query_reads_a_table_as_of_a_version_or_a_time() {
 }
 
 #[tokio::test]
+async fn a_version_whose_log_was_cleaned_up_is_said_to_be_gone() {
+    use lakehouse_runtime::store::AsOf;
+    let wh = TempWarehouse::new();
+    for cents in [100, 150, 175] {
+        let row = P {
+            product_id: "p1",
+            price: Some(Decimal(cents)),
+        };
+        write(&wh.warehouse, PRODUCT, &[row], WriteOptions::default())
+            .await
+            .expect("write");
+    }
+    // As Delta's log cleanup leaves it: a checkpoint at the latest version, the commits
+    // before it gone.
+    let delta = wh
+        .warehouse
+        .load(PRODUCT)
+        .await
+        .expect("load")
+        .expect("table");
+    lakehouse_runtime::deltalake::checkpoints::create_checkpoint(&delta, None)
+        .await
+        .expect("checkpoint");
+    let log = crate::common::table_folder(&wh.warehouse, PRODUCT).join("_delta_log");
+    for version in 0..=1 {
+        std::fs::remove_file(log.join(format!("{version:020}.json"))).expect("cleaned up");
+    }
+    let gone = "gold.dim_product cannot be read at version 1: its log no longer has the commits \
+                that version is made of";
+
+    let error = wh
+        .warehouse
+        .restore(PRODUCT, AsOf::Version(1))
+        .await
+        .expect_err("gone");
+    assert!(error.to_string().contains(gone), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("`orchestrate history gold.dim_product`"),
+        "{error}"
+    );
+    let error = wh
+        .warehouse
+        .sql_as_of(
+            &[PRODUCT],
+            "SELECT price FROM gold.dim_product",
+            &[(PRODUCT, AsOf::Version(1))],
+        )
+        .await
+        .expect_err("gone");
+    assert!(error.to_string().contains(gone), "{error}");
+    // The versions still there are read as before.
+    let prices = wh
+        .warehouse
+        .sql_as_of(
+            &[PRODUCT],
+            "SELECT price FROM gold.dim_product",
+            &[(PRODUCT, AsOf::Version(3))],
+        )
+        .await
+        .expect("readable");
+    assert_eq!(render(prices).await, ["1.75"]);
+}
+
+#[tokio::test]
 async fn a_table_is_restored_to_an_earlier_version_in_a_new_commit() {
     use lakehouse_runtime::store::AsOf;
     let wh = TempWarehouse::new();

@@ -75,7 +75,7 @@ impl Warehouse {
             let loaded = match (self.load(table).await?, past) {
                 (Some(mut delta), Some((_, when))) => {
                     let latest = delta.version().unwrap_or_default();
-                    let moved = match when {
+                    let version = match when {
                         AsOf::Version(version) if *version > latest => {
                             return Err(Error::msg(format!(
                                 "{} has no version {version}: its latest is {latest} (see \
@@ -84,21 +84,19 @@ impl Warehouse {
                                 table.qualified_name()
                             )));
                         }
-                        AsOf::Version(version) => delta.load_version(*version).await,
-                        AsOf::Time(time) => {
-                            // By the commits' own times, which `history` shows (delta-rs's
-                            // `load_with_datetime` goes by the log files' modification times).
-                            let version = self.version_at(&delta, table, *time).await?;
-                            delta.load_version(version).await
-                        }
+                        AsOf::Version(version) => *version,
+                        // By the commits' own times, which `history` shows (delta-rs's
+                        // `load_with_datetime` goes by the log files' modification times).
+                        AsOf::Time(time) => self.version_at(&delta, table, *time).await?,
                     };
-                    moved.map_err(|e| {
-                        Error::msg(format!(
-                            "reading {} as of {when}: {e} (see `orchestrate history {}`)",
-                            table.qualified_name(),
-                            table.qualified_name()
-                        ))
-                    })?;
+                    super::history::load_version(&mut delta, table, version)
+                        .await
+                        .map_err(|e| {
+                            Error::msg(format!(
+                                "reading {} as of {when}: {e}",
+                                table.qualified_name()
+                            ))
+                        })?;
                     Some(delta)
                 }
                 (None, Some((_, when))) => {

@@ -146,6 +146,33 @@ impl Warehouse {
     }
 }
 
+/// `delta` (the table of `table`) loaded at `version`. A version its log can no longer rebuild
+/// (the commits it is made of were cleaned up) is said so, rather than as delta-rs's "not a
+/// Delta table".
+pub(crate) async fn load_version(
+    delta: &mut DeltaTable,
+    table: &TableDef,
+    version: u64,
+) -> Result<()> {
+    let Err(error) = delta.load_version(version).await else {
+        return Ok(());
+    };
+    let missing = |v: u64| {
+        let store = delta.log_store();
+        async move { matches!(store.read_commit_entry(v).await, Ok(None)) }
+    };
+    if missing(version).await || missing(0).await {
+        let qualified = table.qualified_name();
+        return Err(Error::msg(format!(
+            "{qualified} cannot be read at version {version}: its log no longer has the commits \
+             that version is made of (Delta cleans up log entries older than the table's \
+             `delta.logRetentionDuration`, 30 days by default, at checkpoints); `orchestrate \
+             history {qualified}` lists the versions it still has"
+        )));
+    }
+    Err(Error::delta(table.qualified_name(), error))
+}
+
 /// What [`search_version_at`] found.
 enum Search {
     /// The latest version committed at or before the time.

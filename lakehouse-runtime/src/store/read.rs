@@ -55,10 +55,7 @@ impl Warehouse {
                 "table {qualified} has no version {version}: it was never written"
             )));
         };
-        delta
-            .load_version(version)
-            .await
-            .map_err(|e| Error::delta(&qualified, e))?;
+        super::history::load_version(&mut delta, table, version).await?;
         let provider = delta
             .table_provider()
             .with_session(session_state(session))

@@ -96,10 +96,7 @@ impl Warehouse {
             )));
         }
         let mut target = delta.clone();
-        target
-            .load_version(restored)
-            .await
-            .map_err(|e| Error::delta(&qualified, e))?;
+        super::history::load_version(&mut target, table, restored).await?;
         if !allow_drift {
             // Only what the restore brings: a drift the table has now stays as it is.
             let now = super::create::drift_of(table, &delta)?;
