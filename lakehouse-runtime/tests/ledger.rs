@@ -122,6 +122,15 @@ async fn the_next_sequence_comes_from_the_runs_tables_log() {
     // The records themselves are not read: with the data files gone, the log still answers.
     remove_runs_data_files(&wh);
     assert_eq!(ledger.next_sequence().await.expect("from the log"), 8);
+    // What does read them says it is the ledger, and where to look.
+    let error = ledger.runs(10).await.expect_err("the files are gone");
+    assert!(
+        error
+            .to_string()
+            .starts_with("reading the run ledger (`lakehouse.*` tables): ")
+            && error.to_string().contains("`orchestrate check` tells"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

@@ -895,7 +895,12 @@ impl Ledger {
 
 /// The rows of `df` (a ledger table's) as `R`s, through Arrow's JSON writer.
 pub async fn rows<R: DeserializeOwned>(df: DataFrame) -> Result<Vec<R>> {
-    let batches = df.collect().await?;
+    let batches = df.collect().await.map_err(|e| {
+        Error::msg(format!(
+            "reading the run ledger (`{LEDGER_SCHEMA}.*` tables): {e}; `orchestrate check` \
+             tells which table's files are missing or unreadable"
+        ))
+    })?;
     batches_to_rows(&batches)
         .map_err(|e| Error::msg(format!("the run ledger (`{LEDGER_SCHEMA}.*` tables): {e}")))
 }
