@@ -1040,6 +1040,20 @@ fn forcing_a_short_retention_still_asks_the_incremental_readers() {
         ) && error.contains("pass --ignore-pending-readers"),
         "{error}"
     );
+    // A dry run lists the files, and fails as the vacuum would: a gate sees the refusal.
+    let dry = vacuum(&["--dry-run"]);
+    assert_eq!(dry.status.code(), Some(1), "{}", stderr(&dry));
+    assert!(
+        stdout(&dry).starts_with("bronze.erp_sales_transactions: would delete 3 file(s)"),
+        "{}",
+        stdout(&dry)
+    );
+    assert!(
+        stderr(&dry).contains("the vacuum would be refused: ")
+            && stderr(&dry).contains("has not read version 2 yet"),
+        "{}",
+        stderr(&dry)
+    );
     let ignored = vacuum(&["--ignore-pending-readers"]);
     assert!(ignored.status.success(), "{}", stderr(&ignored));
     assert!(

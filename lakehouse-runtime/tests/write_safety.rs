@@ -1044,6 +1044,14 @@ async fn vacuum_does_not_follow_a_symbolic_link_out_of_the_table() {
         "{:?}",
         listed.files
     );
+    assert!(
+        listed
+            .refused
+            .as_deref()
+            .is_some_and(|reason| reason.contains("orders/linked is a symbolic link")),
+        "a dry run says the vacuum would be refused: {:?}",
+        listed.refused
+    );
     // The table's folder itself a link: refused too.
     std::fs::remove_file(&link).expect("unlinked");
     let table = wh.dir.path().join("warehouse/silver/orders");

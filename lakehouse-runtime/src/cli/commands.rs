@@ -221,6 +221,10 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                         say!("  {file}");
                     }
                 }
+                // The exit status tells a dry run used as a gate what the vacuum would do.
+                if let Some(reason) = report.refused {
+                    failed.push(format!("the vacuum would be refused: {reason}"));
+                }
             }
             maintenance_outcome("vacuum", failed)
         }

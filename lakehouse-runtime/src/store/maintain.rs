@@ -41,6 +41,9 @@ pub struct VacuumReport {
     pub files: Vec<String>,
     /// Whether nothing was deleted.
     pub dry_run: bool,
+    /// On a dry run, why the vacuum itself would be refused (files an incremental reader still
+    /// has to read, a symbolic link in the table's folder): it lists the files all the same.
+    pub refused: Option<String>,
 }
 
 /// The table property giving how long removed files are kept for readers of older versions.
@@ -182,6 +185,7 @@ impl Warehouse {
                 table: qualified,
                 files: Vec::new(),
                 dry_run,
+                refused: None,
             });
         };
         let snapshot = delta.snapshot().map_err(|e| Error::delta(&qualified, e))?;
@@ -236,9 +240,10 @@ impl Warehouse {
                 humantime::format_duration(table_retention)
             )));
         }
+        let mut refused = None;
         match refuse_unread_commits(&delta, table, retention, readers).await {
-            // A dry run deletes nothing: it lists the files, and warns.
-            Err(Error::Refused(reason)) if dry_run => tracing::warn!("{reason}"),
+            // A dry run deletes nothing: it lists the files, and says it would be refused.
+            Err(Error::Refused(reason)) if dry_run => refused = Some(reason),
             checked => checked?,
         }
         let retention = chrono::Duration::from_std(retention).map_err(|e| {
@@ -269,11 +274,12 @@ impl Warehouse {
                  are; replace the link by what it points to (`--dry-run` lists what would go)",
                 link.display()
             );
-            // A dry run deletes nothing: it lists what would go behind the link too, and warns.
+            // A dry run deletes nothing: it lists what would go behind the link too, and says
+            // it would be refused.
             if !dry_run {
                 return Err(Error::msg(reason));
             }
-            tracing::warn!("{reason}");
+            refused.get_or_insert(reason);
         }
         // One clock for the listing and the vacuum: a file past the retention only between
         // the two would be deleted unlisted.
@@ -306,6 +312,7 @@ impl Warehouse {
                 table: qualified,
                 files: present,
                 dry_run,
+                refused,
             });
         }
         let (_, metrics) = vacuum(false)
@@ -319,6 +326,7 @@ impl Warehouse {
                 .filter(|file| missing.binary_search(file).is_err())
                 .collect(),
             dry_run: false,
+            refused: None,
         })
     }
 }
