@@ -580,6 +580,28 @@ fn history_and_describe_show_a_table() {
         "{}",
         stderr(&refused)
     );
+    // A dry run says what the restore would do, and every refusal it would meet.
+    let dry = orchestrate(
+        dir.path(),
+        &[
+            "restore",
+            "bronze.erp_sales_transactions",
+            "--to",
+            "1",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(dry.status.code(), Some(1));
+    assert!(
+        stdout(&dry).contains("bronze.erp_sales_transactions: would restore version 1 over"),
+        "{}",
+        stdout(&dry)
+    );
+    assert!(
+        stderr(&dry).contains("is read incrementally by silver_erp_sales_transactions"),
+        "{}",
+        stderr(&dry)
+    );
     let planned = orchestrate(
         dir.path(),
         &["restore", "gold.dim_product", "--to", "1", "--dry-run"],

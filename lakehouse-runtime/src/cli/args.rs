@@ -145,11 +145,13 @@ pub enum Command {
         /// then.
         #[arg(long, value_name = "VERSION|TIME", value_parser = parse_when)]
         to: crate::store::AsOf,
-        /// Restore a table that pipelines read incrementally (`Changes<T>`; rebuild them after),
-        /// or to a version whose schema does not fit the table's declaration (its readers or
-        /// writes fail until it is written anew).
+        /// Restore a table that pipelines read incrementally (`Changes<T>`; rebuild them after).
         #[arg(long)]
         force: bool,
+        /// Restore to a version whose schema does not fit the table's declaration (its readers
+        /// or writes fail until it is written anew).
+        #[arg(long)]
+        allow_schema_drift: bool,
         /// Say what the restore would do (its refusals too) without committing it.
         #[arg(long)]
         dry_run: bool,

@@ -99,11 +99,16 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             table,
             to,
             force,
+            allow_schema_drift,
             dry_run,
         } => {
             let table = table_named(&registry, &table)?;
             let warehouse = existing_warehouse(&global)?;
-            super::inspect::restore(&registry, &warehouse, table, to, force, dry_run).await
+            let allowed = super::inspect::RestoreAllowed {
+                incremental_readers: force,
+                schema_drift: allow_schema_drift,
+            };
+            super::inspect::restore(&registry, &warehouse, table, to, allowed, dry_run).await
         }
         Command::Describe { table } => {
             let table = table_named(&registry, &table)?;

@@ -234,6 +234,15 @@ pub(super) async fn describe(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The refusals of `restore` lifted on the command line.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct RestoreAllowed {
+    /// `--force`: a table pipelines read incrementally.
+    pub incremental_readers: bool,
+    /// `--allow-schema-drift`: a version whose schema does not fit the declaration.
+    pub schema_drift: bool,
+}
+
 /// Restores `table` to `to`, unless `force` is not set and pipelines read it incrementally (they
 /// keep what they read of the undone versions, and would take the restored files' rows as new)
 /// or the version's schema does not fit the declaration (readers or writes would fail); then
@@ -243,7 +252,7 @@ pub(super) async fn restore(
     warehouse: &Warehouse,
     table: &'static TableDef,
     to: crate::store::AsOf,
-    force: bool,
+    allowed: RestoreAllowed,
     dry_run: bool,
 ) -> Result<ExitCode> {
     let qualified = table.qualified_name();
@@ -257,29 +266,48 @@ pub(super) async fn restore(
         })
         .map(|p| p.name)
         .collect();
-    if !readers.is_empty() && !force {
-        return Err(crate::error::Error::msg(format!(
+    let readers_refusal = (!readers.is_empty() && !allowed.incremental_readers).then(|| {
+        format!(
             "{qualified} is read incrementally by {}: they keep the rows they read from the \
              versions a restore undoes, and would read the files it brings back as new rows; \
-             restore with --force, then rebuild them (`orchestrate run --select <reader> \
-             --rebuild` for an append output, `--full-refresh` otherwise)",
-            readers.join(", ")
-        )));
-    }
+             restore with --force, then rebuild them (`orchestrate run --select {} --rebuild` \
+             for an append output, `--full-refresh` otherwise)",
+            readers.join(", "),
+            readers.join(",")
+        )
+    });
     if dry_run {
-        let report = warehouse.restore_dry_run(table, to, force).await?;
-        say!(
-            "{}: would restore version {} over version {} ({} file(s) removed, {} restored); \
-             nothing was committed",
-            report.table,
-            report.restored,
-            report.version,
-            report.files_removed,
-            report.files_restored
-        );
-        return Ok(ExitCode::SUCCESS);
+        // Every refusal the restore would meet, each told, with what it would do.
+        let mut refusals: Vec<String> = readers_refusal.into_iter().collect();
+        match warehouse
+            .restore_dry_run(table, to, allowed.schema_drift)
+            .await
+        {
+            Ok(report) => say!(
+                "{}: would restore version {} over version {} ({} file(s) removed, {} \
+                 restored); nothing was committed",
+                report.table,
+                report.restored,
+                report.version,
+                report.files_removed,
+                report.files_restored
+            ),
+            Err(error) => refusals.push(error.to_string()),
+        }
+        if refusals.is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        for refusal in &refusals {
+            super::failure(format_args!("{refusal}"));
+        }
+        return Ok(ExitCode::FAILURE);
     }
-    let report = warehouse.restore_allowing_drift(table, to, force).await?;
+    if let Some(refusal) = readers_refusal {
+        return Err(crate::error::Error::msg(refusal));
+    }
+    let report = warehouse
+        .restore_allowing_drift(table, to, allowed.schema_drift)
+        .await?;
     say!(
         "{}: restored to version {} as version {} ({} file(s) removed, {} restored)",
         report.table,

@@ -127,7 +127,7 @@ impl Warehouse {
                     "{qualified} is not restored to version {restored}: that version's schema \
                      does not fit the table's declaration ({}), and its readers or its writes \
                      would fail until the table is written anew; restore a later version (see \
-                     `orchestrate history {qualified}`), or restore with --force knowingly",
+                     `orchestrate history {qualified}`), or restore with --allow-schema-drift knowingly",
                     unfit.join("; ")
                 )));
             }
