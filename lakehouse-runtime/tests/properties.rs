@@ -1330,3 +1330,68 @@ async fn a_replaced_schema_takes_the_declared_nullability_not_the_plans() {
         "{schema:?}"
     );
 }
+
+/// A table another engine created with a generated column (Spark's `GENERATED ALWAYS AS`),
+/// declared without it.
+#[derive(Table, serde::Serialize)]
+#[table(schema = "bronze", name = "generated", key(id), mode = merge)]
+pub struct Generated {
+    pub id: i64,
+    pub ts: lakehouse_runtime::Timestamp,
+}
+
+#[tokio::test]
+async fn a_generated_column_another_engine_declared_is_computed_by_each_write() {
+    use lakehouse_runtime::deltalake::kernel::{DataType, StructField};
+    let wh = TempWarehouse::new();
+    let url = wh.warehouse.table_url(Generated::DEF).expect("url");
+    lakehouse_runtime::deltalake::operations::create::CreateBuilder::new()
+        .with_location(url.as_str())
+        .with_columns([
+            StructField::new("id", DataType::LONG, false),
+            StructField::new("day", DataType::DATE, true)
+                .with_metadata([("delta.generationExpression", "CAST(ts AS DATE)")]),
+            StructField::new("ts", DataType::TIMESTAMP, false),
+        ])
+        .await
+        .expect("created by another engine");
+    let at = |text: &str| lakehouse_runtime::Timestamp::parse(text).expect("time");
+    let write = |rows: Vec<Generated>| {
+        let warehouse = wh.warehouse.clone();
+        async move { crate::common::write(&warehouse, Generated::DEF, &rows, Default::default()).await }
+    };
+    write(vec![
+        Generated {
+            id: 1,
+            ts: at("2026-03-01T10:00:00Z"),
+        },
+        Generated {
+            id: 2,
+            ts: at("2026-03-02T10:00:00Z"),
+        },
+    ])
+    .await
+    .expect("inserted, the column computed");
+    // An update computes it anew.
+    write(vec![Generated {
+        id: 1,
+        ts: at("2026-03-05T10:00:00Z"),
+    }])
+    .await
+    .expect("updated");
+    let rows = wh
+        .warehouse
+        .sql(
+            &[Generated::DEF],
+            "SELECT * FROM bronze.generated ORDER BY id",
+        )
+        .await
+        .expect("query");
+    assert_eq!(
+        crate::common::render(rows).await,
+        [
+            "1|2026-03-05|2026-03-05T10:00:00Z",
+            "2|2026-03-02|2026-03-02T10:00:00Z"
+        ]
+    );
+}

@@ -651,8 +651,12 @@ async fn last_commit_metric(delta: &DeltaTable, table: &TableDef, name: &str) ->
         .unwrap_or(0)
 }
 
+/// The column metadata holding a generated column's expression.
+const GENERATION_EXPRESSION: &str = "delta.generationExpression";
+
 /// `df` projected onto the stored schema: declared columns as they are, stored columns the
-/// declaration dropped as NULL (an error if they are NOT NULL), in the stored order.
+/// declaration dropped as NULL (an error if they are NOT NULL; a generated one is left for
+/// delta-rs to compute), in the stored order.
 pub(crate) fn project_to(
     df: DataFrame,
     stored: &SchemaRef,
@@ -674,6 +678,10 @@ pub(crate) fn project_to(
             exprs.push(expr.alias(name));
         } else if has_system && table.column(name).is_some() {
             // SCD2 system columns are set by the merge.
+            continue;
+        } else if field.metadata().contains_key(GENERATION_EXPRESSION) {
+            // A generated column another engine declared: left out, delta-rs computes it from
+            // the row (a NULL given for it would fail its check, `value = expression`).
             continue;
         } else if field.is_nullable() {
             let null = ScalarValue::try_from(field.data_type())?;
@@ -941,6 +949,21 @@ async fn upsert(
     };
     let properties =
         super::parquet_props::for_writes_into(&delta, Some(source.schema().as_arrow()));
+    // Generated columns another engine declared and this declaration does not: NULL in an
+    // updated row, so that delta-rs computes them anew (it keeps a value the update leaves).
+    let regenerated: Vec<(String, ScalarValue)> = match delta.snapshot() {
+        Ok(state) => state
+            .snapshot()
+            .arrow_schema()
+            .fields()
+            .iter()
+            .filter(|f| {
+                f.metadata().contains_key(GENERATION_EXPRESSION) && table.column(f.name()).is_none()
+            })
+            .map(|f| Ok((f.name().clone(), ScalarValue::try_from(f.data_type())?)))
+            .collect::<Result<_, datafusion::error::DataFusionError>>()?,
+        Err(_) => Vec::new(),
+    };
     let mut merge = delta
         .merge(source, key_match(table))
         .with_writer_properties(properties)
@@ -967,10 +990,13 @@ async fn upsert(
     let sequence = super::change::sequence_column(table, &update_columns);
     if !compared.is_empty() {
         merge = merge.when_matched_update(|u| {
-            update_columns
+            let u = update_columns
                 .iter()
                 .filter(|c| !table.key.contains(&c.as_str()))
-                .fold(u, |u, c| u.update(c.as_str(), qualified("s", c)))
+                .fold(u, |u, c| u.update(c.as_str(), qualified("s", c)));
+            regenerated
+                .iter()
+                .fold(u, |u, (c, null)| u.update(c.as_str(), lit(null.clone())))
                 .predicate(super::change::replaces("s", "t", &compared, sequence))
         })?;
     }
