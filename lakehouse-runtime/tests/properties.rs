@@ -1395,3 +1395,70 @@ async fn a_generated_column_another_engine_declared_is_computed_by_each_write() 
         ]
     );
 }
+
+mod spelt_kept {
+    /// [`super::Spelt`], keeping the table's columns.
+    #[derive(lakehouse_runtime::Table, serde::Serialize)]
+    #[table(schema = "bronze", name = "spelt", evolution = keep)]
+    pub struct Spelt {
+        pub id: Option<i64>,
+        pub label: Option<String>,
+    }
+}
+
+/// A table another engine created with an upper-case `ID`, declared with `id`.
+#[derive(Table, serde::Serialize)]
+#[table(schema = "bronze", name = "spelt")]
+pub struct Spelt {
+    pub id: Option<i64>,
+    pub label: Option<String>,
+}
+
+#[tokio::test]
+async fn a_column_stored_in_another_case_is_refused_naming_both_spellings() {
+    use lakehouse_runtime::deltalake::kernel::{DataType, StructField};
+    let wh = TempWarehouse::new();
+    let url = wh.warehouse.table_url(Spelt::DEF).expect("url");
+    lakehouse_runtime::deltalake::operations::create::CreateBuilder::new()
+        .with_location(url.as_str())
+        .with_columns([
+            StructField::new("ID", DataType::LONG, true),
+            StructField::new("label", DataType::STRING, true),
+        ])
+        .await
+        .expect("created by another engine");
+    let kept = <spelt_kept::Spelt as lakehouse_runtime::Table>::DEF;
+    for table in [Spelt::DEF, kept] {
+        let drift = wh.warehouse.drift(table).await.expect("drift");
+        assert!(
+            drift.iter().any(|d| d.column == "id"
+                && d.is_incompatible()
+                && d.to_string()
+                    .contains("stores this column spelt in another case")),
+            "`check` reports it: {drift:?}"
+        );
+        // Under `keep`, the write wrote NULL for `ID` and dropped the values of `id`; under
+        // `merge`, adding `id` failed with the kernel's words.
+        let error = crate::common::write(
+            &wh.warehouse,
+            table,
+            &[Spelt {
+                id: Some(7),
+                label: Some("seven".into()),
+            }],
+            Default::default(),
+        )
+        .await
+        .expect_err("refused")
+        .to_string();
+        assert!(
+            error.contains(
+                "column `id` is declared, and the Delta table stores it as `ID`: Delta matches \
+                 column names ignoring case"
+            ),
+            "{error}"
+        );
+        let files = crate::common::data_files(&wh.warehouse, table).await;
+        assert_eq!(files, 0, "no row written");
+    }
+}

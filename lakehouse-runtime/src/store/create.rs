@@ -615,7 +615,13 @@ pub(crate) fn drift_of(table: &'static TableDef, delta: &DeltaTable) -> Result<V
                 let keep = table.evolution == crate::table::SchemaEvolution::Keep;
                 // Under `keep` the column is never added, and reads fail without it;
                 // delta-rs adds no column to a column-mapped table.
-                let why = if !column.nullable && keep {
+                let spelt_otherwise = stored
+                    .fields()
+                    .iter()
+                    .any(|f| f.name().eq_ignore_ascii_case(column.name));
+                let why = if spelt_otherwise && !replaces_schema {
+                    SPELT_OTHERWISE
+                } else if !column.nullable && keep {
                     "declared NOT NULL, and the table keeps its columns (`evolution = \
                          keep`): no read has a value for it and writes will fail (declare it as \
                          an `Option<_>`, or `evolution = merge`)"
@@ -825,6 +831,12 @@ fn sorted<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     names.sort_unstable();
     names
 }
+
+/// Why a declared column the table stores under another case is refused.
+pub(crate) const SPELT_OTHERWISE: &str = "the table stores this column spelt in another case, \
+     and Delta matches column names ignoring case: no column of this spelling can be added beside \
+     it, and writes will fail (rename the stored column with the engine that wrote it, or rebuild \
+     the table)";
 
 /// The table property recording the expression a CHECK constraint was declared with.
 fn declared_check_key(name: &str) -> String {

@@ -399,6 +399,38 @@ impl Warehouse {
                 incompatible.to_string(),
             ));
         }
+        // `id` declared, `ID` stored: adding `id` fails, and keeping the table's columns would
+        // write NULL for `ID` and drop the values of `id`.
+        if let Some(spelt) = drift.iter().find(|d| {
+            matches!(
+                d.kind,
+                DriftKind::MissingInTable {
+                    why: super::create::SPELT_OTHERWISE,
+                    ..
+                }
+            )
+        }) {
+            let stored: Vec<&str> = drift
+                .iter()
+                .filter(|d| {
+                    matches!(d.kind, DriftKind::NotDeclared { .. })
+                        && d.column.eq_ignore_ascii_case(&spelt.column)
+                })
+                .map(|d| d.column.as_str())
+                .collect();
+            return Err(Error::schema(
+                table.qualified_name(),
+                format!(
+                    "column `{}` is declared, and the Delta table stores it as `{}`: Delta \
+                     matches column names ignoring case, so the two are one column, and a \
+                     declaration's columns are lowercase; rename the stored column with the \
+                     engine that wrote it, or rebuild the table (move its folder away and run \
+                     its pipeline with --full-refresh)",
+                    spelt.column,
+                    stored.join("`, `"),
+                ),
+            ));
+        }
         if table.evolution == SchemaEvolution::Keep {
             // The table keeps its columns: a declared NOT NULL column it lacks is never added,
             // and every read of the table (which has no value for it) would fail.
