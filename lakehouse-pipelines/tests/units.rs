@@ -61,6 +61,59 @@ async fn a_free_sale_line_has_no_discount_percentage_and_fails_nothing() {
     );
 }
 
+#[tokio::test]
+async fn a_line_whose_amounts_do_not_fit_the_facts_leaves_them_null_and_fails_nothing() {
+    let test = TestContext::new("fact_sales").expect("context");
+    let sale = |order_id, quantity, unit_price, discount| Sale {
+        order_id,
+        order_line: 1,
+        quantity: Some(quantity),
+        unit_price: Some(Decimal(unit_price)),
+        discount: Some(Decimal(discount)),
+        cost: Some(Decimal(100)),
+        run_at: TEST_RUN_AT,
+    };
+    // 2 billion units at 99 999 999.99; a discount ten million times the price; a sane line.
+    let lines = [
+        sale(1, 2_000_000_000, 9_999_999_999, 0),
+        sale(2, 1, 1, 9_999_999_999),
+        sale(3, 2, 1000, 50),
+    ];
+    let sales = test.frame::<SilverErpSales, _>(&lines).expect("sales");
+    let output = fact_sales(sales, test.ctx()).await.expect("the pipeline");
+    let mut amounts: Vec<Amounts> = rows(output).await.expect("no overflow fails the run");
+    amounts.sort_by_key(|a| a.order_id);
+    assert_eq!(
+        amounts,
+        [
+            Amounts {
+                order_id: 1,
+                total_price: None,
+                discount_pct: Some(Decimal(0)),
+            },
+            Amounts {
+                order_id: 2,
+                total_price: Some(Decimal(1)),
+                discount_pct: None,
+            },
+            Amounts {
+                order_id: 3,
+                total_price: Some(Decimal(2000)),
+                discount_pct: Some(Decimal(500)),
+            },
+        ]
+    );
+    // Silver counts the two lines (a warning: they are kept).
+    let silver = test.frame::<SilverErpSales, _>(&lines).expect("sales");
+    let (_, findings) = test.expectations(silver).await.expect("checked");
+    let line_fits: Vec<i64> = findings
+        .iter()
+        .filter(|(finding, _)| finding.column.as_deref() == Some("line_fits"))
+        .map(|(finding, _)| finding.failing_rows)
+        .collect();
+    assert_eq!(line_fits, [2], "{findings:?}");
+}
+
 #[test]
 fn the_calendar_does_not_shrink_for_a_past_run() {
     use lakehouse_pipelines::modelisation::dimensions::dim_date::calendar;

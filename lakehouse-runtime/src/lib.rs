@@ -117,7 +117,7 @@ pub mod prelude {
         to_char, upper,
     };
     #[cfg(feature = "engine")]
-    pub use datafusion::prelude::{Expr, cast, col, lit, when};
+    pub use datafusion::prelude::{Expr, cast, col, lit, try_cast, when};
 }
 
 /// Paths used by the code the macros generate. Not part of the public API.

@@ -52,7 +52,9 @@ pub struct BronzeErpSales {
 /// Cleaned ERP sales transactions, one row per (order, line). A line without a product or a
 /// positive quantity is dropped, and counted in `lakehouse.quality_issues`; a line without a
 /// date, store or customer, or with a negative amount, is kept and counted (the facts and the
-/// daily aggregate leave out what they cannot place).
+/// daily aggregate leave out what they cannot place), as is one whose amounts do not fit the
+/// facts' decimals (its gross amount 10 billion or more, its discount a million times its price:
+/// NULL there).
 #[derive(Table)]
 #[table(schema = "silver", name = "erp_sales_transactions", key(order_id, order_line), mode = merge,
         expect(name = "has_product", expr = "product_id IS NOT NULL", on_fail = drop),
@@ -61,7 +63,10 @@ pub struct BronzeErpSales {
         expect(name = "placed", expr = "order_date IS NOT NULL AND store_id IS NOT NULL AND \
                                         customer_id IS NOT NULL"),
         expect(name = "amounts_not_negative",
-               expr = "unit_price >= 0 AND discount >= 0 AND cost >= 0"))]
+               expr = "unit_price >= 0 AND discount >= 0 AND cost >= 0"),
+        expect(name = "line_fits",
+               expr = "abs(quantity * unit_price) < 10000000000 AND \
+                       (unit_price = 0 OR abs(discount) < 1000000 * abs(unit_price))"))]
 pub struct SilverErpSales {
     /// Unique ID of the order
     pub order_id: i64,

@@ -56,16 +56,22 @@ fn decimal(expr: Expr, precision: u8, scale: i8) -> Expr {
     cast(expr, DataType::Decimal128(precision, scale))
 }
 
+/// `expr` as a decimal, NULL where it does not fit: an absurd line (silver's `line_fits`
+/// expectation counts them) leaves its amounts NULL rather than failing every run from then on.
+fn fitting_decimal(expr: Expr, precision: u8, scale: i8) -> Expr {
+    try_cast(expr, DataType::Decimal128(precision, scale))
+}
+
 /// Every sale line with its dimension keys, computed from the same business keys as the
 /// dimensions so every key resolves, and its derived amounts.
 #[pipeline(depends_on = [silver_erp_sales_transactions, dim_customer, dim_product, dim_store, dim_promo, dim_date])]
 pub async fn fact_sales(sales: Frame<SilverErpSales>, cx: &Ctx) -> Result<Frame<FactSales>> {
     use SilverErpSales as s;
-    let total = decimal(s::quantity.expr() * s::unit_price.expr(), 12, 2);
+    let total = fitting_decimal(s::quantity.expr() * s::unit_price.expr(), 12, 2);
     // A free line (price 0) has no discount percentage: NULL, not a division by zero that
     // would fail every run from then on.
     let price = nullif(s::unit_price.expr(), decimal(lit(0), 10, 2));
-    let discount_pct = decimal(
+    let discount_pct = fitting_decimal(
         round(vec![
             lit(100) * decimal(s::discount.expr(), 12, 4) / price,
             lit(2),
@@ -88,7 +94,7 @@ pub async fn fact_sales(sales: Frame<SilverErpSales>, cx: &Ctx) -> Result<Frame<
         cost: s::cost,
         total_price: typed::<Option<Decimal<12, 2>>>(total.clone()),
         discount_pct: typed::<Option<Decimal<10, 2>>>(discount_pct),
-        profit: typed::<Option<Decimal<12, 2>>>(decimal(total - s::cost.expr(), 12, 2)),
+        profit: typed::<Option<Decimal<12, 2>>>(fitting_decimal(total - s::cost.expr(), 12, 2)),
         run_at: cx.run_at(),
     })
 }
