@@ -285,6 +285,21 @@ async fn two_runs_and_a_replay() {
         )
         .await;
         assert_eq!(joined, 200, "one current {dimension} row per sale");
+        // As of the sale's day, as the README says: the version then, or the first one for a
+        // sale older than it (every sale here is: a version opens when a run sees it).
+        let as_of = scalar(
+            &warehouse,
+            &all,
+            &format!(
+                "WITH d AS (SELECT *, min(valid_from) OVER (PARTITION BY {key}) AS first_from \
+                 FROM {dimension}) \
+                 SELECT count(*) FROM gold.fact_sales f JOIN d ON d.{key} = f.{key} \
+                 AND (d.valid_from <= CAST(to_date(f.date_key, '%Y%m%d') AS TIMESTAMP) OR d.valid_from = d.first_from) \
+                 AND (d.valid_to IS NULL OR CAST(to_date(f.date_key, '%Y%m%d') AS TIMESTAMP) < d.valid_to)"
+            ),
+        )
+        .await;
+        assert_eq!(as_of, 200, "one {dimension} version per sale as of its day");
     }
     // Every generated order is one line, and no two runs share an order id: the daily orders add
     // up to the lines.
