@@ -2218,6 +2218,58 @@ async fn a_run_whose_start_row_was_lost_is_resumed_only_when_forced_and_numbered
 }
 
 #[tokio::test]
+async fn a_resume_whose_start_row_was_lost_is_not_resumed_beside_itself() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "bad"]), wh.warehouse.clone());
+    let first = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 1");
+    assert!(!first.succeeded());
+    // Execution 1 ended (start and end rows). A resume, execution 2, could not record its start
+    // row, and has recorded an attempt: it may still be running.
+    let failed = orchestrator
+        .ledger()
+        .run(&first.run_id)
+        .await
+        .expect("ledger")
+        .into_iter()
+        .find(|r| r.pipeline.as_deref() == Some("bad"))
+        .expect("bad was attempted");
+    orchestrator
+        .ledger()
+        .append(&[lakehouse_runtime::ledger::RunRecord {
+            execution: Some(2),
+            ..failed
+        }])
+        .await
+        .expect("recorded");
+    let refused = orchestrator
+        .resume(&first.run_id, &RunConfig::default())
+        .await
+        .expect_err("execution 2 may be running");
+    assert!(
+        refused.to_string().contains(&format!(
+            "run `{}` has attempts of its execution 2 in the ledger but no start or end row of it",
+            first.run_id
+        )),
+        "{refused}"
+    );
+    let forced = RunConfig {
+        force: true,
+        ..RunConfig::default()
+    };
+    let resumed = orchestrator
+        .resume(&first.run_id, &forced)
+        .await
+        .expect("forced");
+    assert_eq!(
+        resumed.result("bad").map(|r| r.status),
+        Some(Status::Failed)
+    );
+}
+
+#[tokio::test]
 async fn loops_run_in_dependency_order_with_fresh_run_times_and_incremental_inputs() {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());

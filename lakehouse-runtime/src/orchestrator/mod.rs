@@ -565,6 +565,21 @@ impl Orchestrator {
         if unfinished.iter().any(|r| r.finished_at.is_some()) {
             unfinished.clear();
         }
+        // Attempts of a later execution than any run row names: that execution's start row
+        // was lost (and its end not recorded yet). It may still be running.
+        let recorded_execution = latest.map_or(0, |(execution, _)| execution);
+        if let Some(later) = numbered.filter(|n| *n > recorded_execution)
+            && latest.is_some()
+            && !config.force
+        {
+            let unsure = Error::msg(format!(
+                "run `{run_id}` has attempts of its execution {later} in the ledger but no start \
+                 or end row of it (they could not be recorded): whether that execution still \
+                 runs is unknown; if it ended, resume with --force (its committed writes are not \
+                 repeated)"
+            ));
+            return self.told_if_not_started(Err(unsure)).await;
+        }
         if let Some(start) = unfinished.first()
             && !config.force
         {
