@@ -183,15 +183,24 @@ pub fn info_row(r: &Record<'_>, run_at: Timestamp) -> Result<BronzeVelibStationI
     })
 }
 
-/// The pages of `dataset` with `fields`, ordered by station code, from the mode's fetcher;
-/// `filtered`: with the `velib.where` filter.
-fn pages(cx: &Ctx, dataset: &str, fields: &[&str], filtered: bool) -> Result<OdsPages> {
+/// The order of the station list: by code, then by what tells two listings of one code apart.
+const INFO_ORDER: &str = "stationcode,capacity,name";
+
+/// The pages of `dataset` with `fields`, ordered by `order_by` (the station code first), from
+/// the mode's fetcher; `filtered`: with the `velib.where` filter.
+fn pages(
+    cx: &Ctx,
+    dataset: &str,
+    fields: &[&str],
+    order_by: &str,
+    filtered: bool,
+) -> Result<OdsPages> {
     let settings = cx.settings();
     let open = OpenData::from_settings(settings, "velib", Path::new(SNAPSHOT_DIR))?;
     open.check_run_at(cx.run_at(), settings)?;
     let base_url = settings.get("velib.base_url").unwrap_or(OPENDATA_PARIS);
     let client = OdsClient::new(open.fetch()?, base_url)?;
-    let mut query = OdsQuery::new(dataset, "stationcode")
+    let mut query = OdsQuery::new(dataset, order_by)
         .select(fields)
         .page_size(settings.parse_or("velib.page_size", 100u32)?);
     if let Some(filter) = settings.get("velib.where").filter(|_| filtered) {
@@ -217,7 +226,7 @@ pub async fn velib_station_status(cx: &Ctx) -> Result<Frame<BronzeVelibStationSt
         return cx.empty();
     }
     let run_at = cx.run_at();
-    let mut pages = pages(cx, STATUS_DATASET, STATUS_FIELDS, true)?;
+    let mut pages = pages(cx, STATUS_DATASET, STATUS_FIELDS, "stationcode", true)?;
     sources::collect_frame(cx, &mut pages, |r| status_row(r, run_at)).await
 }
 
@@ -229,7 +238,10 @@ pub async fn velib_station_info(cx: &Ctx) -> Result<Frame<BronzeVelibStationInfo
     }
     let run_at = cx.run_at();
     // The whole list, whatever `velib.where` says (see the module's documentation).
-    let mut pages = pages(cx, INFO_DATASET, INFO_FIELDS, false)?;
+    // A station listed twice keeps its first listing: the service orders records tied on the
+    // code as it likes, so the listings are ordered further, and the same one is kept at every
+    // run (a snapshot keeps the order it was recorded in).
+    let mut pages = pages(cx, INFO_DATASET, INFO_FIELDS, INFO_ORDER, false)?;
     let row = super::first_listing(
         |s: &BronzeVelibStationInfo| &s.stationcode,
         |r| info_row(r, run_at),
