@@ -1083,6 +1083,28 @@ fn forcing_a_short_retention_still_asks_the_incremental_readers() {
         "{}",
         stdout(&ignored)
     );
+    // A ledger that cannot tell where the reader is: the vacuum is refused, its dry run too.
+    let runs = dir.path().join("lakehouse/runs");
+    for file in std::fs::read_dir(&runs).expect("runs folder") {
+        let path = file.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            std::fs::remove_file(path).expect("removed");
+        }
+    }
+    for extra in [&[][..], &["--dry-run"][..]] {
+        let refused = vacuum(extra);
+        assert_eq!(
+            refused.status.code(),
+            Some(1),
+            "{extra:?}: {}",
+            stderr(&refused)
+        );
+        assert!(
+            stderr(&refused).contains("reading the run ledger"),
+            "{extra:?}: {}",
+            stderr(&refused)
+        );
+    }
 }
 
 #[test]

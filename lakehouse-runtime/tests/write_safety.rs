@@ -1047,8 +1047,8 @@ async fn vacuum_does_not_follow_a_symbolic_link_out_of_the_table() {
     assert!(
         listed
             .refused
-            .as_deref()
-            .is_some_and(|reason| reason.contains("orders/linked is a symbolic link")),
+            .iter()
+            .any(|reason| reason.contains("orders/linked is a symbolic link")),
         "a dry run says the vacuum would be refused: {:?}",
         listed.refused
     );

@@ -185,28 +185,31 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             for table in tables_named(&registry, &tables)? {
                 let vacuumed = async {
                     // Readers ignored, the ledger is not read (it may be what is broken).
-                    let readers = if ignore_pending_readers {
-                        Vec::new()
+                    let (readers, unknown) = if ignore_pending_readers {
+                        (Vec::new(), None)
                     } else {
                         match orchestrator.pending_readers(table).await {
-                            Ok(readers) => readers,
-                            // A dry run deletes nothing: it lists the files, and warns.
-                            Err(error) if dry_run => {
-                                tracing::warn!("{error}");
-                                Vec::new()
-                            }
+                            Ok(readers) => (readers, None),
                             Err(error) => {
-                                return Err(crate::error::Error::msg(format!(
+                                let refusal = format!(
                                     "{error}; vacuum could delete files it still has to read \
                                      (--ignore-pending-readers vacuums without it, then read \
                                      its input whole)"
-                                )));
+                                );
+                                // A dry run deletes nothing: it lists the files, and says the
+                                // vacuum would be refused.
+                                if !dry_run {
+                                    return Err(crate::error::Error::msg(refusal));
+                                }
+                                (Vec::new(), Some(refusal))
                             }
                         }
                     };
-                    warehouse
+                    let mut report = warehouse
                         .vacuum_keeping(table, retention, dry_run, force, &readers)
-                        .await
+                        .await?;
+                    report.refused.extend(unknown);
+                    Ok(report)
                 };
                 let report = match vacuumed.await {
                     Ok(report) => report,
@@ -227,7 +230,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     }
                 }
                 // The exit status tells a dry run used as a gate what the vacuum would do.
-                if let Some(reason) = report.refused {
+                for reason in report.refused {
                     failed.push(format!("the vacuum would be refused: {reason}"));
                 }
             }

@@ -43,7 +43,7 @@ pub struct VacuumReport {
     pub dry_run: bool,
     /// On a dry run, why the vacuum itself would be refused (files an incremental reader still
     /// has to read, a symbolic link in the table's folder): it lists the files all the same.
-    pub refused: Option<String>,
+    pub refused: Vec<String>,
 }
 
 /// The table property giving how long removed files are kept for readers of older versions.
@@ -185,7 +185,7 @@ impl Warehouse {
                 table: qualified,
                 files: Vec::new(),
                 dry_run,
-                refused: None,
+                refused: Vec::new(),
             });
         };
         let snapshot = delta.snapshot().map_err(|e| Error::delta(&qualified, e))?;
@@ -240,10 +240,10 @@ impl Warehouse {
                 humantime::format_duration(table_retention)
             )));
         }
-        let mut refused = None;
+        let mut refused = Vec::new();
         match refuse_unread_commits(&delta, table, retention, readers).await {
             // A dry run deletes nothing: it lists the files, and says it would be refused.
-            Err(Error::Refused(reason)) if dry_run => refused = Some(reason),
+            Err(Error::Refused(reason)) if dry_run => refused.push(reason),
             checked => checked?,
         }
         let retention = chrono::Duration::from_std(retention).map_err(|e| {
@@ -279,7 +279,7 @@ impl Warehouse {
             if !dry_run {
                 return Err(Error::msg(reason));
             }
-            refused.get_or_insert(reason);
+            refused.push(reason);
         }
         // One clock for the listing and the vacuum: a file past the retention only between
         // the two would be deleted unlisted.
@@ -326,7 +326,7 @@ impl Warehouse {
                 .filter(|file| missing.binary_search(file).is_err())
                 .collect(),
             dry_run: false,
-            refused: None,
+            refused: Vec::new(),
         })
     }
 }
