@@ -1462,3 +1462,72 @@ async fn a_column_stored_in_another_case_is_refused_naming_both_spellings() {
         assert_eq!(files, 0, "no row written");
     }
 }
+
+/// [`Generated`] with history, on a table another engine created with a NOT NULL generated
+/// column.
+#[derive(Table, serde::Serialize)]
+#[table(schema = "bronze", name = "generated_history", key(id), mode = scd2)]
+pub struct GeneratedHistory {
+    pub id: i64,
+    pub ts: lakehouse_runtime::Timestamp,
+}
+
+#[tokio::test]
+async fn a_generated_column_is_computed_anew_when_a_rerun_replaces_a_version() {
+    use lakehouse_runtime::deltalake::kernel::StructField;
+    use lakehouse_runtime::deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+    let wh = TempWarehouse::new();
+    let table = GeneratedHistory::DEF;
+    let url = wh.warehouse.table_url(table).expect("url");
+    let mut columns: Vec<StructField> = table
+        .arrow_schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().try_into_kernel().expect("a Delta type"))
+        .collect();
+    columns.push(
+        StructField::new(
+            "day",
+            lakehouse_runtime::deltalake::kernel::DataType::DATE,
+            false,
+        )
+        .with_metadata([("delta.generationExpression", "CAST(ts AS DATE)")]),
+    );
+    lakehouse_runtime::deltalake::operations::create::CreateBuilder::new()
+        .with_location(url.as_str())
+        .with_columns(columns)
+        .await
+        .expect("created by another engine");
+    // Computed by every write: no drift that refuses writes.
+    let drift = wh.warehouse.drift(table).await.expect("drift");
+    assert!(
+        drift.iter().all(|d| !d.is_incompatible()),
+        "a generated column is no refusal: {drift:?}"
+    );
+    let at = |text: &str| lakehouse_runtime::Timestamp::parse(text).expect("time");
+    let run_at = at("2026-03-10T00:00:00Z");
+    for ts in ["2026-03-01T10:00:00Z", "2026-03-04T10:00:00Z"] {
+        // The same run twice: the second replaces the version the first opened, in place.
+        let options = lakehouse_runtime::store::WriteOptions {
+            run_at: Some(run_at),
+            ..Default::default()
+        };
+        crate::common::write(
+            &wh.warehouse,
+            table,
+            &[GeneratedHistory { id: 1, ts: at(ts) }],
+            options,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{ts}: {e}"));
+    }
+    let rows = wh
+        .warehouse
+        .sql(
+            &[table],
+            "SELECT id, CAST(day AS VARCHAR) AS day, is_current FROM bronze.generated_history",
+        )
+        .await
+        .expect("query");
+    assert_eq!(crate::common::render(rows).await, ["1|2026-03-04|true"]);
+}

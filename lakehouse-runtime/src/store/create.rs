@@ -701,7 +701,12 @@ pub(crate) fn drift_of(table: &'static TableDef, delta: &DeltaTable) -> Result<V
                 field.name(),
                 DriftKind::NotDeclared {
                     stored: delta_type_name(field.data_type()),
-                    refused: !field.is_nullable() && !replaces_schema,
+                    // A generated column is computed by the write.
+                    refused: !field.is_nullable()
+                        && !replaces_schema
+                        && !field
+                            .metadata()
+                            .contains_key(super::write::GENERATION_EXPRESSION),
                 },
             ));
         }

@@ -272,6 +272,7 @@ pub(crate) async fn merge(
             .update("is_current", lit(false))
     };
     let before = delta.version();
+    let regenerated = super::write::regenerated_columns(&delta, table)?;
     let properties =
         super::parquet_props::for_writes_into(&delta, Some(staged.schema().as_arrow()));
     let mut merge = delta
@@ -296,9 +297,12 @@ pub(crate) async fn merge(
         merge = merge.when_matched_update(|u| close(u.predicate(qualified("s", DELETE_FLAG))))?;
         if !in_place.is_empty() {
             merge = merge.when_matched_update(|u| {
-                in_place
+                let u = in_place
                     .iter()
-                    .fold(u, |u, c| u.update(c.as_str(), qualified("s", c)))
+                    .fold(u, |u, c| u.update(c.as_str(), qualified("s", c)));
+                regenerated
+                    .iter()
+                    .fold(u, |u, (c, null)| u.update(c.as_str(), lit(null.clone())))
                     .predicate(changed("s", "t").and(opened_now("t")))
             })?;
         }

@@ -684,7 +684,29 @@ async fn last_commit_metric(delta: &DeltaTable, table: &TableDef, name: &str) ->
 }
 
 /// The column metadata holding a generated column's expression.
-const GENERATION_EXPRESSION: &str = "delta.generationExpression";
+pub(crate) const GENERATION_EXPRESSION: &str = "delta.generationExpression";
+
+/// The generated columns another engine declared on `delta` and `table` does not, each with a
+/// NULL of its type: set in a row a MERGE updates, so that delta-rs computes them anew (it
+/// keeps a value the update leaves, which then fails their check).
+pub(crate) fn regenerated_columns(
+    delta: &DeltaTable,
+    table: &TableDef,
+) -> Result<Vec<(String, ScalarValue)>, datafusion::error::DataFusionError> {
+    let Ok(state) = delta.snapshot() else {
+        return Ok(Vec::new());
+    };
+    state
+        .snapshot()
+        .arrow_schema()
+        .fields()
+        .iter()
+        .filter(|f| {
+            f.metadata().contains_key(GENERATION_EXPRESSION) && table.column(f.name()).is_none()
+        })
+        .map(|f| Ok((f.name().clone(), ScalarValue::try_from(f.data_type())?)))
+        .collect()
+}
 
 /// `df` projected onto the stored schema: declared columns as they are, stored columns the
 /// declaration dropped as NULL (an error if they are NOT NULL; a generated one is left for
@@ -981,21 +1003,7 @@ async fn upsert(
     };
     let properties =
         super::parquet_props::for_writes_into(&delta, Some(source.schema().as_arrow()));
-    // Generated columns another engine declared and this declaration does not: NULL in an
-    // updated row, so that delta-rs computes them anew (it keeps a value the update leaves).
-    let regenerated: Vec<(String, ScalarValue)> = match delta.snapshot() {
-        Ok(state) => state
-            .snapshot()
-            .arrow_schema()
-            .fields()
-            .iter()
-            .filter(|f| {
-                f.metadata().contains_key(GENERATION_EXPRESSION) && table.column(f.name()).is_none()
-            })
-            .map(|f| Ok((f.name().clone(), ScalarValue::try_from(f.data_type())?)))
-            .collect::<Result<_, datafusion::error::DataFusionError>>()?,
-        Err(_) => Vec::new(),
-    };
+    let regenerated = regenerated_columns(&delta, table)?;
     let mut merge = delta
         .merge(source, key_match(table))
         .with_writer_properties(properties)
