@@ -92,8 +92,14 @@ impl Warehouse {
                     super::history::load_version(&mut delta, table, version)
                         .await
                         .map_err(|e| {
+                            let text = e.to_string();
+                            let see = if text.contains("orchestrate history") {
+                                String::new()
+                            } else {
+                                format!(" (see `orchestrate history {}`)", table.qualified_name())
+                            };
                             Error::msg(format!(
-                                "reading {} as of {when}: {e}",
+                                "reading {} as of {when}: {text}{see}",
                                 table.qualified_name()
                             ))
                         })?;

@@ -161,7 +161,12 @@ pub(crate) async fn load_version(
         let store = delta.log_store();
         async move { matches!(store.read_commit_entry(v).await, Ok(None)) }
     };
-    if missing(version).await || missing(0).await {
+    // The kernel finds no log segment for it (not, say, a store that did not answer), and the
+    // log lacks the version's commit, or the first one (cleaned up past the last checkpoint
+    // at or before the version).
+    let no_segment = matches!(error, deltalake::DeltaTableError::NotATable(_))
+        || error.to_string().contains("log segment");
+    if no_segment && (missing(version).await || missing(0).await) {
         let qualified = table.qualified_name();
         return Err(Error::msg(format!(
             "{qualified} cannot be read at version {version}: its log no longer has the commits \
