@@ -1572,6 +1572,41 @@ async fn a_changed_or_removed_check_is_replaced_or_dropped() {
             .contains("cannot add the declared CHECK constraint(s) `positive_amount`"),
         "{error}"
     );
+    // Its record went with it: another tool's constraint of that name later is kept.
+    let delta = wh
+        .warehouse
+        .load(unchecked)
+        .await
+        .expect("load")
+        .expect("table");
+    delta
+        .add_constraint()
+        .with_constraint("positive_amount", "amount < 1000")
+        .await
+        .expect("added by another tool");
+    write(
+        &wh.warehouse,
+        unchecked,
+        &[order(6, 6)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("passes it");
+    let delta = wh
+        .warehouse
+        .load(unchecked)
+        .await
+        .expect("load")
+        .expect("table");
+    assert!(
+        delta
+            .snapshot()
+            .expect("loaded")
+            .metadata()
+            .configuration()
+            .contains_key("delta.constraints.positive_amount"),
+        "the other tool's constraint is kept"
+    );
 }
 
 /// Orders declared with a NOT NULL column the table lacks, keeping the table's columns.

@@ -232,6 +232,13 @@ impl Warehouse {
             );
         }
         let stale = checks_to_drop(table, &delta)?;
+        // A dropped constraint's record goes too (emptied: Delta keeps no way to unset a
+        // property): another tool's constraint of that name later is not taken for ours.
+        let forgotten: HashMap<String, String> = stale
+            .iter()
+            .filter(|name| !table.checks.iter().any(|c| c.name == name.as_str()))
+            .map(|name| (declared_check_key(name), String::new()))
+            .collect();
         // A constraint whose expression changed is dropped, then added anew: the stored rows are
         // checked against the new one first, so that a failure leaves the old one in place
         // rather than the table without any.
@@ -257,7 +264,13 @@ impl Warehouse {
         }
         // What each constraint was declared as: delta-rs stores its own rewriting of the
         // expression, which a declaration cannot be compared with.
-        let unrecorded = declarations_to_record(table, &delta)?;
+        let mut unrecorded = declarations_to_record(table, &delta)?;
+        let stored = configuration(table, &delta)?;
+        unrecorded.extend(
+            forgotten
+                .into_iter()
+                .filter(|(key, _)| stored.get(key).is_some_and(|v| !v.is_empty())),
+        );
         if unrecorded.is_empty() {
             return Ok(delta);
         }
@@ -859,7 +872,9 @@ fn checks_to_drop(table: &TableDef, delta: &DeltaTable) -> Result<Vec<String>> {
         .filter_map(|key| {
             let name = key.strip_prefix("delta.constraints.")?;
             let declared = table.checks.iter().find(|c| c.name == name);
-            let recorded = stored.get(&declared_check_key(name));
+            let recorded = stored
+                .get(&declared_check_key(name))
+                .filter(|expr| !expr.is_empty());
             // Without a record (added before declarations were recorded), delta-rs's rewriting
             // is all there is: a mismatch, perhaps only of form, costs one drop and re-add.
             let compared = recorded.unwrap_or(stored.get(key)?);
@@ -887,7 +902,9 @@ pub(crate) fn foreign_checks(
         .filter_map(|(key, expr)| {
             let name = key.strip_prefix("delta.constraints.")?;
             let declared = table.checks.iter().any(|c| c.name == name);
-            let recorded = stored.contains_key(&declared_check_key(name));
+            let recorded = stored
+                .get(&declared_check_key(name))
+                .is_some_and(|expr| !expr.is_empty());
             (!declared && !recorded).then(|| (name.to_owned(), expr.clone()))
         })
         .collect();
