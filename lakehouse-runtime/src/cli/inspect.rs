@@ -243,10 +243,10 @@ pub(super) struct RestoreAllowed {
     pub schema_drift: bool,
 }
 
-/// Restores `table` to `to`, unless `force` is not set and pipelines read it incrementally (they
-/// keep what they read of the undone versions, and would take the restored files' rows as new)
-/// or the version's schema does not fit the declaration (readers or writes would fail); then
-/// says what the restore leaves to the user.
+/// Restores `table` to `to`, unless pipelines read it incrementally (they keep what they read of
+/// the undone versions, and would take the restored files' rows as new) or the version's schema
+/// does not fit the declaration (readers or writes would fail), each refusal lifted by its flag
+/// in `allowed`; then says what the restore leaves to the user. A dry run tells every refusal.
 pub(super) async fn restore(
     registry: &Registry,
     warehouse: &Warehouse,
