@@ -1489,6 +1489,35 @@ fn a_run_at_a_date_and_a_failed_run_says_how_to_resume() {
 }
 
 #[test]
+fn an_option_and_a_set_giving_one_setting_two_values_are_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (args, said) in [
+        (
+            &["--live", "run", "--set", "opendata.mode=snapshot"][..],
+            "`--live` and `--set opendata.mode=snapshot` ask for two modes: give one",
+        ),
+        (
+            &["--opendata-dir", "/a", "check", "--set", "opendata.dir=/b"][..],
+            "`--opendata-dir /a` and `--set opendata.dir=/b` name two directories: give one",
+        ),
+    ] {
+        let refused = orchestrate(dir.path(), args);
+        assert_eq!(refused.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&refused).contains(said),
+            "{args:?}: {}",
+            stderr(&refused)
+        );
+    }
+    // Saying the same twice is no conflict.
+    let same = orchestrate(
+        dir.path(),
+        &["--live", "plan", "--set", "opendata.mode=live"],
+    );
+    assert!(same.status.success(), "{}", stderr(&same));
+}
+
+#[test]
 fn a_json_report_is_the_only_output_on_stdout() {
     let dir = tempfile::tempdir().expect("dir");
     let run = orchestrate(

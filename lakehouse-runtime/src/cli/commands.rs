@@ -42,6 +42,9 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
              (the pipelines'): this command ignores them"
         );
     }
+    if reads_settings {
+        refuse_conflicting_settings(&global)?;
+    }
     match command {
         Command::Run(args) => {
             super::set_json_reports(args.execution.report_format == ReportFormat::Json);
@@ -285,6 +288,35 @@ pub(super) fn existing_warehouse(global: &GlobalArgs) -> Result<Warehouse> {
     Warehouse::open_existing(global.warehouse())
         .map_err(|error| Error::msg(format!("{error}; check --warehouse or LAKEHOUSE_WAREHOUSE")))?
         .with_memory_limit(global.memory_limit)
+}
+
+/// An error when an option and a `--set` give one setting two values (`--live` and `--set
+/// opendata.mode=snapshot`): which one was meant is not guessed.
+fn refuse_conflicting_settings(global: &GlobalArgs) -> Result<()> {
+    let set = |key: &str| {
+        global
+            .settings
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    if global.live
+        && let Some(mode) = set("opendata.mode").filter(|mode| *mode != "live")
+    {
+        return Err(Error::Refused(format!(
+            "`--live` and `--set opendata.mode={mode}` ask for two modes: give one"
+        )));
+    }
+    if let Some(dir) = &global.opendata_dir
+        && let Some(other) = set("opendata.dir").filter(|other| std::path::Path::new(other) != dir)
+    {
+        return Err(Error::Refused(format!(
+            "`--opendata-dir {}` and `--set opendata.dir={other}` name two directories: give one",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// The pipelines' settings the global options give (`--set`, `--live`, `--opendata-dir`).
