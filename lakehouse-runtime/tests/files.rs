@@ -493,6 +493,33 @@ async fn parquet_files_are_read_by_name_and_cast() {
     writer.close().expect("close");
     let read_parquet = read(FileFormat::Parquet, path.to_str().expect("utf-8")).await;
     assert_eq!(read_parquet.expect("parquet"), expected());
+    // Doubles round as their digits do, half away from zero, as text would: Arrow's cast
+    // multiplied in floating point (1.005 × 100 = 100.49999…, stored as 1.00).
+    let doubles = RecordBatch::try_from_iter([
+        (
+            "amount",
+            Arc::new(Float64Array::from(vec![1.005, 0.285])) as ArrayRef,
+        ),
+        (
+            "order_id",
+            Arc::new(Int32Array::from(vec![1, 2])) as ArrayRef,
+        ),
+    ])
+    .expect("batch");
+    let rounded = dir.path().join("doubles.parquet");
+    let file = std::fs::File::create(&rounded).expect("file");
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, doubles.schema(), None).expect("writer");
+    writer.write(&doubles).expect("write");
+    writer.close().expect("close");
+    let amounts: Vec<Option<Decimal<10, 2>>> =
+        read(FileFormat::Parquet, rounded.to_str().expect("utf-8"))
+            .await
+            .expect("doubles")
+            .into_iter()
+            .map(|order| order.amount)
+            .collect();
+    assert_eq!(amounts, [Some(Decimal(101)), Some(Decimal(29))]);
     // A wider decimal than declared: a value over the declared precision is an error naming
     // the file and the column (a plain cast named neither).
     let wide = RecordBatch::try_from_iter([
@@ -927,6 +954,76 @@ async fn a_date_or_flag_is_read_from_text_that_says_exactly_one() {
         let error = read(text).await.expect_err(text).to_string();
         assert!(error.contains(refused), "{text}: {error}");
     }
+    // Typed Parquet columns: a time is no date (its day depends on its zone), and a number is
+    // a flag only as 1 or 0 (Arrow took any other for true).
+    let parquet = |name: &str, column: &str, values: arrow::array::ArrayRef| {
+        let batch = arrow::array::RecordBatch::try_from_iter([(column, values)]).expect("batch");
+        let path = dir.path().join(name);
+        let file = std::fs::File::create(&path).expect("file");
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+        path
+    };
+    let timed = parquet(
+        "timed_days.parquet",
+        "day",
+        std::sync::Arc::new(
+            arrow::array::TimestampMicrosecondArray::from(vec![1_706_761_800_000_000])
+                .with_timezone("America/New_York"),
+        ),
+    );
+    let error = match test
+        .ctx()
+        .read_files::<LandedFlags>(FileFormat::Parquet, timed.to_str().expect("utf-8"))
+        .await
+    {
+        Ok(_) => panic!("a time is no date"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains("column `day` of the file `")
+            && error.contains("holds times (Timestamp(µs, \"America/New_York\")), not dates"),
+        "{error}"
+    );
+    let numbered = parquet(
+        "numbered_flags.parquet",
+        "open",
+        std::sync::Arc::new(arrow::array::Int64Array::from(vec![0, 1, 2])),
+    );
+    #[derive(Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Open {
+        open: Option<bool>,
+    }
+    let frame = test
+        .ctx()
+        .read_files::<LandedFlags>(FileFormat::Parquet, numbered.to_str().expect("utf-8"))
+        .await
+        .expect("planned");
+    let error = rows::<Open, LandedFlags>(frame)
+        .await
+        .expect_err("2 is no flag")
+        .to_string();
+    assert!(error.contains("2 is not a flag (`1`/`0`)"), "{error}");
+    let flags = parquet(
+        "flags.parquet",
+        "open",
+        std::sync::Arc::new(arrow::array::Int64Array::from(vec![Some(0), Some(1), None])),
+    );
+    let frame = test
+        .ctx()
+        .read_files::<LandedFlags>(FileFormat::Parquet, flags.to_str().expect("utf-8"))
+        .await
+        .expect("planned");
+    let opens: Vec<Option<bool>> = rows::<Open, LandedFlags>(frame)
+        .await
+        .expect("1 and 0")
+        .into_iter()
+        .map(|o| o.open)
+        .collect();
+    assert_eq!(opens, [Some(false), Some(true), None]);
 }
 
 #[tokio::test]

@@ -426,6 +426,22 @@ impl Ctx {
                         ),
                     ));
                 }
+                Some((_, field))
+                    if matches!(field.data_type(), arrow::datatypes::DataType::Timestamp(..))
+                        && target == arrow::datatypes::DataType::Date32 =>
+                {
+                    // A cast takes the date where the file's zone puts it, its time dropped.
+                    return Err(Error::schema(
+                        &qualified,
+                        format!(
+                            "column `{}` of the file {named} holds times ({}), not dates: a \
+                             time's date depends on the zone it is read in; declare the field \
+                             as a `Timestamp` and take its date in the pipeline",
+                            column.name,
+                            field.data_type()
+                        ),
+                    ));
+                }
                 Some((_, field)) if is_time(field.data_type()) && target.is_numeric() => {
                     // A cast would give microseconds, or days, since 1970 as the number.
                     return Err(Error::schema(

@@ -77,6 +77,16 @@ impl ScalarUDFImpl for NamedCast {
                     .and_then(|()| cast_with_options(&array, &self.target, &options))
                     .map_err(Into::into)
             }
+            // A float to a decimal by its shortest digits, as text would be: Arrow's cast
+            // multiplies in floating point (1.005 became 1.00, not 1.01).
+            (from, DataType::Decimal128(precision, scale)) if from.is_floating() => {
+                shortest_digits(&array)
+                    .and_then(|text| super::decimal::parse_text(&text, *precision, *scale))
+            }
+            // Arrow takes any number but 0 for true: a flag is 1 or 0.
+            (from, DataType::Boolean) if from.is_numeric() => refuse_non_flags(&array)
+                .and_then(|()| cast_with_options(&array, &self.target, &options))
+                .map_err(Into::into),
             (from, to) if fractional(from) && to.is_integer() => {
                 cast_with_options(&array, &self.target, &options)
                     .and_then(|whole| refuse_fractions(&array, whole))
@@ -152,6 +162,59 @@ fn is_flag_text(text: &str) -> bool {
         text.trim().to_ascii_lowercase().as_str(),
         "true" | "false" | "1" | "0"
     )
+}
+
+/// Float `values` as text, each the shortest digits that read back as the same float (`1.005`,
+/// `0.1` of an `f32`), never in exponent form.
+fn shortest_digits(
+    values: &arrow::array::ArrayRef,
+) -> datafusion::error::Result<arrow::array::ArrayRef> {
+    use arrow::array::{AsArray as _, StringArray};
+    use arrow::datatypes::{Float16Type, Float32Type, Float64Type};
+    let text: StringArray = match values.data_type() {
+        DataType::Float16 => values
+            .as_primitive::<Float16Type>()
+            .iter()
+            .map(|v| v.map(|v| v.to_string()))
+            .collect(),
+        DataType::Float32 => values
+            .as_primitive::<Float32Type>()
+            .iter()
+            .map(|v| v.map(|v| v.to_string()))
+            .collect(),
+        DataType::Float64 => values
+            .as_primitive::<Float64Type>()
+            .iter()
+            .map(|v| v.map(|v| v.to_string()))
+            .collect(),
+        other => {
+            return Err(exec_datafusion_err!("{other} is not a float"));
+        }
+    };
+    Ok(Arc::new(text))
+}
+
+/// An error quoting the first of the numeric `values` that is neither 1 nor 0.
+fn refuse_non_flags(values: &arrow::array::ArrayRef) -> Result<(), ArrowError> {
+    use arrow::array::{Array as _, AsArray as _};
+    let numbers = cast_with_options(values, &DataType::Float64, &CastOptions::default())?;
+    let numbers = numbers.as_primitive::<arrow::datatypes::Float64Type>();
+    match (0..numbers.len())
+        .find(|&row| numbers.is_valid(row) && !matches!(numbers.value(row), 0.0 | 1.0))
+    {
+        None => Ok(()),
+        Some(row) => {
+            let shown = arrow::util::display::ArrayFormatter::try_new(
+                values.as_ref(),
+                &arrow::util::display::FormatOptions::default(),
+            )
+            .map(|f| f.value(row).to_string())
+            .unwrap_or_else(|_| "a value".to_owned());
+            Err(ArrowError::CastError(format!(
+                "{shown} is not a flag (`1`/`0`)"
+            )))
+        }
+    }
 }
 
 /// Whether values of `data_type` may have a fraction, which a cast to an integer drops.
