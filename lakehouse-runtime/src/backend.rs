@@ -68,3 +68,13 @@ pub(crate) fn wide_decimal_sum(expr: RawExpr, scale: i8) -> RawExpr {
 pub(crate) fn avg(expr: RawExpr) -> RawExpr {
     aggregate::avg(expr)
 }
+
+/// `avg(expr)` of decimals of more than 34 digits and scale `scale`, over a 72-digit decimal
+/// (DataFusion's mean, at `scale + 4`, then has 76): no mean the values' column holds
+/// overflows.
+pub(crate) fn wide_decimal_avg(expr: RawExpr, scale: i8) -> RawExpr {
+    aggregate::avg(datafusion::logical_expr::cast(
+        expr,
+        arrow::datatypes::DataType::Decimal256(72, scale),
+    ))
+}

@@ -29,6 +29,7 @@ pub(crate) fn exact_integer_sum(_expr: RawExpr) -> RawExpr {}
 pub(crate) fn wide_decimal_sum(_expr: RawExpr, _scale: i8) -> RawExpr {}
 
 pub(crate) fn avg(_expr: RawExpr) -> RawExpr {}
+pub(crate) fn wide_decimal_avg(_expr: RawExpr, _scale: i8) -> RawExpr {}
 
 impl<T: Table, V> Col<T, V> {
     /// The column as an expression (type-checking only).

@@ -218,6 +218,7 @@ const DATA_ERROR_MARKS: &[&str] = &[
     "Csv error: ",
     "Divide by zero error",
     "Arithmetic overflow: ",
+    "Arithmetic Overflow in AvgAccumulator",
     "is declared NOT NULL",
     "is a NOT NULL partition column",
     // The key functions' refusals of a value's type or a batch's size: the same at every try.

@@ -616,6 +616,39 @@ async fn a_sum_of_38_digit_decimals_past_their_range_fails_naming_its_column() {
     }
 }
 
+/// Each meter's mean of high-scale decimals.
+#[derive(Table)]
+#[table(schema = "agg", name = "fine_means", mode = overwrite)]
+pub struct FineMean {
+    pub meter: String,
+    pub mean: Option<Decimal<38, 30>>,
+}
+
+#[tokio::test]
+async fn a_mean_of_38_digit_decimals_is_what_their_column_holds() {
+    // DataFusion averages DECIMAL(38, 30) at scale 34, in 38 digits: the mean of 10 000 and
+    // 10 000 overflowed, failed the run, and was retried.
+    use FineReading as r;
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let rows: Vec<serde_json::Value> = ["10000", "10000.5", "-20000000.25"]
+        .iter()
+        .map(|value| serde_json::json!({"meter": "m1", "value": value}))
+        .collect();
+    let means = Frame::<FineReading>::from_dataframe(frame(&session, FineReading::DEF, &rows))
+        .expect("readings")
+        .group_by([r::meter.expr()])
+        .select_into(FineMeanSelect {
+            meter: r::meter,
+            mean: avg(r::value),
+        })
+        .expect("aggregate");
+    assert_eq!(
+        render(means.into_dataframe()).await,
+        ["m1|-6659999.916666666666666666666666666667"]
+    );
+}
+
 #[tokio::test]
 async fn a_max_of_an_outer_joins_optional_side_into_a_not_null_column_is_refused() {
     // It passed the plan test (empty tables) and failed in production on the first group of

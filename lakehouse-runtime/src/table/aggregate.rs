@@ -46,8 +46,12 @@ pub fn sum<V: Sums>(values: impl Values<V>) -> Sum<V> {
 /// `S + 3` (DataFusion computes the mean to `S + 4` digits, truncated: a column of scale `S + 4`
 /// or more holds those truncated digits, 0.006666 for the mean of 0.00, 0.00 and 0.02).
 pub fn avg<V: Averages>(values: impl Values<V>) -> Avg<V> {
+    let values = values.into_values();
     Avg {
-        expr: backend::avg(values.into_values()),
+        expr: match V::WIDE_DECIMAL_SCALE {
+            Some(scale) => backend::wide_decimal_avg(values, scale),
+            None => backend::avg(values),
+        },
         _value: PhantomData,
     }
 }
@@ -78,7 +82,7 @@ impl<V> Sum<V> {
 
 impl<V> Avg<V> {
     /// The aggregate as DataFusion computes it (`f64`, or a `Decimal` widened by 4 digits of
-    /// scale), to build on.
+    /// scale; past 34 digits, a `DECIMAL(76, S + 4)`), to build on.
     pub fn into_expr(self) -> RawExpr {
         self.expr
     }
@@ -106,7 +110,13 @@ pub trait Sums {
     label = "a mean of `{Self}` values",
     note = "`avg` takes integers (`i32`, `i64`), `f64` or `Decimal<P, S>` values, or `Option`s of them"
 )]
-pub trait Averages {}
+pub trait Averages {
+    /// The scale of decimals of more than 34 digits, averaged over a 72-digit decimal:
+    /// DataFusion averages a `Decimal<P, S>` in `min(P + 4, 38)` digits of which `S + 4` are
+    /// the fraction, failing on a mean the column itself holds (10 000 at scale 30).
+    #[doc(hidden)]
+    const WIDE_DECIMAL_SCALE: Option<i8> = None;
+}
 
 /// A sum of `Self` values can fill a column of type `W`.
 #[diagnostic::on_unimplemented(
@@ -178,8 +188,12 @@ impl<const P: u8, const Q: u8, const S: i8> SumInto<Option<Decimal<Q, S>>>
 {
 }
 
-impl<const P: u8, const S: i8> Averages for Decimal<P, S> {}
-impl<const P: u8, const S: i8> Averages for Option<Decimal<P, S>> {}
+impl<const P: u8, const S: i8> Averages for Decimal<P, S> {
+    const WIDE_DECIMAL_SCALE: Option<i8> = if P > 34 { Some(S) } else { None };
+}
+impl<const P: u8, const S: i8> Averages for Option<Decimal<P, S>> {
+    const WIDE_DECIMAL_SCALE: Option<i8> = <Decimal<P, S> as Averages>::WIDE_DECIMAL_SCALE;
+}
 impl<const P: u8, const S: i8, const Q: u8, const R: i8> AverageInto<Decimal<Q, R>>
     for Decimal<P, S>
 {
