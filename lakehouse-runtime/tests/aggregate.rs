@@ -558,6 +558,22 @@ async fn a_projection_that_cannot_be_planned_names_the_table_and_the_column() {
             && error.contains("column `region`: cannot project the rows: "),
         "{error}"
     );
+    // Over groups too.
+    let input = Frame::<Line>::from_dataframe(frame(&session, Line::DEF, &lines())).expect("lines");
+    let error = input
+        .group_by([Line::customer_id.expr(), Line::order_date.expr()])
+        .select_into(CustomerSelect {
+            customer_id: Line::customer_id,
+            region: typed::<String>(Line::order_date.expr() * datafusion::prelude::lit(2)),
+        })
+        .err()
+        .expect("a date times a number")
+        .to_string();
+    assert!(
+        error.contains("agg.customers")
+            && error.contains("column `region`: cannot project the groups: "),
+        "{error}"
+    );
 }
 
 /// Readings of a high-scale decimal.
