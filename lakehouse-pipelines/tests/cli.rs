@@ -1027,6 +1027,51 @@ fn vacuum_dry_run_lists_the_files_and_maintenance_goes_on_past_a_failing_table()
 }
 
 #[test]
+fn a_forced_short_retention_waits_for_a_run_in_progress_here() {
+    use lakehouse_runtime::ledger::{Ledger, RunProcess};
+    let dir = tempfile::tempdir().expect("dir");
+    let run = orchestrate(dir.path(), &["run", "--select", "dim_date"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    // A run in progress, by a live process of this host (this test's).
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let warehouse = lakehouse_runtime::Warehouse::open(dir.path().to_str().expect("utf-8"))
+            .expect("warehouse");
+        let ledger = Ledger::new(warehouse);
+        let done = ledger.runs(1).await.expect("runs").remove(0);
+        let running = lakehouse_runtime::ledger::RunRecord {
+            run_id: "r000099-in-progress".to_owned(),
+            sequence: 99,
+            status: "running".to_owned(),
+            finished_at: None,
+            process: Some(RunProcess::current().to_json()),
+            ..done
+        };
+        ledger.append(&[running]).await.expect("recorded");
+    });
+    for extra in [&[][..], &["--dry-run"][..]] {
+        let mut args = vec!["vacuum", "gold.dim_date", "--retention", "0s", "--force"];
+        args.extend_from_slice(extra);
+        let refused = orchestrate(dir.path(), &args);
+        assert_eq!(
+            refused.status.code(),
+            Some(1),
+            "{extra:?}: {}",
+            stderr(&refused)
+        );
+        assert!(
+            stderr(&refused).contains("vacuum of gold.dim_date: run `r000099-in-progress` (pid ")
+                && stderr(&refused).contains("is running; a forced short retention would delete"),
+            "{extra:?}: {}",
+            stderr(&refused)
+        );
+    }
+    // Within the table's retention, nothing uncommitted is old enough: not refused.
+    let kept = orchestrate(dir.path(), &["vacuum", "gold.dim_date"]);
+    assert!(kept.status.success(), "{}", stderr(&kept));
+}
+
+#[test]
 fn forcing_a_short_retention_still_asks_the_incremental_readers() {
     let dir = tempfile::tempdir().expect("dir");
     // The silver reader reads one extract, then two it has not read are compacted away.

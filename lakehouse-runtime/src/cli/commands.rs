@@ -185,7 +185,26 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let orchestrator = Orchestrator::new(registry.clone(), existing_warehouse(&global)?);
             let warehouse = orchestrator.warehouse();
             let mut failed = Vec::new();
+            // A retention forced short deletes the files a write in progress has not committed:
+            // a run of this warehouse's that is running here is waited for.
+            let writing = if force {
+                running_here(&orchestrator).await
+            } else {
+                None
+            };
             for table in tables_named(&registry, &tables)? {
+                if let Some(run) = &writing {
+                    let refusal = format!(
+                        "vacuum of {}: run {run} is running; a forced short retention would \
+                         delete the files its writes have not committed yet: wait for it to end",
+                        table.qualified_name()
+                    );
+                    if !dry_run {
+                        failed.push(refusal);
+                        continue;
+                    }
+                    failed.push(format!("the vacuum would be refused: {refusal}"));
+                }
                 let vacuumed = async {
                     // Readers ignored, the ledger is not read (it may be what is broken).
                     let (readers, unknown) = if ignore_pending_readers {
@@ -238,6 +257,31 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 }
             }
             maintenance_outcome("vacuum", failed)
+        }
+    }
+}
+
+/// A run recorded as running whose process is alive on this host (`` `run_id` (pid …) ``), if
+/// any.
+/// One elsewhere cannot be checked, and one whose process died writes nothing: neither stops a
+/// vacuum. A ledger that cannot be read is warned about.
+async fn running_here(orchestrator: &Orchestrator) -> Option<String> {
+    match orchestrator.ledger().running().await {
+        Ok(runs) => runs
+            .into_iter()
+            .find(|run| run.process_liveness() == crate::ledger::Liveness::Alive)
+            .map(|run| {
+                let process = run
+                    .process
+                    .as_deref()
+                    .and_then(crate::ledger::RunProcess::from_json)
+                    .map(|p| format!(" ({p})"))
+                    .unwrap_or_default();
+                format!("`{}`{process}", run.run_id)
+            }),
+        Err(error) => {
+            tracing::warn!("not checked for a run in progress: {error}");
+            None
         }
     }
 }

@@ -392,6 +392,14 @@ impl Ledger {
         rows(df.limit(0, Some(limit))?).await
     }
 
+    /// The runs whose latest execution is recorded as running (started, no end yet): still
+    /// running, or their process died (see [`RunRecord::process_liveness`]).
+    pub async fn running(&self) -> Result<Vec<RunRecord>> {
+        let latest = self.latest_executions(col("kind").eq(lit("run"))).await?;
+        let running = crate::orchestrator::Status::Running.as_str();
+        rows(latest.filter(col("status").eq(lit(running)))?).await
+    }
+
     /// The latest execution of every run recorded as a full refresh or rebuild, by sequence:
     /// one whose status is not `succeeded` (failed, cancelled, or died) did not finish, and an
     /// ordinary run of its pipelines would take a half-done refresh for done.
