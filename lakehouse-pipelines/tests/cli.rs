@@ -977,6 +977,30 @@ fn reading_a_warehouse_that_does_not_exist_is_an_error_and_creates_nothing() {
         "{}",
         stdout(&bucket)
     );
+    // Asked of a missing table, the kernel logged an ERROR for each.
+    assert!(!stderr(&bucket).contains("ERROR"), "{}", stderr(&bucket));
+    // Maintenance and queries of it fail too, rather than pass maintaining nothing.
+    for args in [
+        &["optimize"][..],
+        &["vacuum", "--retention", "0s", "--force"],
+        &["sql", "SELECT count(*) FROM gold.dim_date"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_orchestrate"))
+            .args(["--warehouse", "memory:///typo"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("the binary runs");
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&output).contains(
+                "no warehouse at memory:///typo: none of this lakehouse's 26 tables is written \
+                 there"
+            ),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
 }
 
 #[test]

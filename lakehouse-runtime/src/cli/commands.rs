@@ -156,6 +156,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Optimize { tables } => {
             let warehouse = existing_warehouse(&global)?;
+            refuse_unwritten_object_store(&warehouse, &registry, &global).await?;
             let mut failed = Vec::new();
             for table in tables_named(&registry, &tables)? {
                 match warehouse.optimize(table).await {
@@ -184,6 +185,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => {
             let orchestrator = Orchestrator::new(registry.clone(), existing_warehouse(&global)?);
             let warehouse = orchestrator.warehouse();
+            refuse_unwritten_object_store(warehouse, &registry, &global).await?;
             let mut failed = Vec::new();
             // A retention forced short deletes the files a write in progress has not committed:
             // a run of this warehouse's that is running here is waited for.
@@ -361,6 +363,32 @@ fn refuse_conflicting_settings(global: &GlobalArgs) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// An error for an object-store warehouse where none of `registry`'s tables is written: a
+/// prefix has no folders to look at, and a mistyped bucket would answer as an empty warehouse
+/// (a cron'd `optimize` and `vacuum` on it passed, maintaining nothing).
+pub(super) async fn refuse_unwritten_object_store(
+    warehouse: &Warehouse,
+    registry: &Registry,
+    global: &GlobalArgs,
+) -> Result<()> {
+    if crate::store::location::local_directory(global.warehouse())?.is_some() {
+        return Ok(());
+    }
+    let tables = all_tables(registry);
+    for table in &tables {
+        if warehouse.load(table).await?.is_some() {
+            return Ok(());
+        }
+    }
+    Err(Error::msg(format!(
+        "no warehouse at {}: none of this lakehouse's {} tables is written there; check \
+         --warehouse or LAKEHOUSE_WAREHOUSE (a warehouse is created by its first `orchestrate \
+         run`)",
+        global.warehouse(),
+        tables.len()
+    )))
 }
 
 /// The pipelines' settings the global options give (`--set`, `--live`, `--opendata-dir`).

@@ -19,6 +19,7 @@ pub(super) async fn sql(
     format: OutputFormat,
 ) -> Result<ExitCode> {
     let warehouse = existing_warehouse(global)?;
+    super::commands::refuse_unwritten_object_store(&warehouse, registry, global).await?;
     let tables = all_tables(registry);
     let df = with_unique_names(warehouse.sql_as_of(&tables, query, as_of).await?)?;
     let schema = df.schema().inner().clone();

@@ -192,6 +192,18 @@ impl Warehouse {
             self.log_store(&url)
                 .map_err(|e| Error::delta(&qualified, e))?,
         );
+        // An object store has no folders: a table never written has no object under its log's
+        // prefix. Asked first, so that the kernel does not log an ERROR for every such table
+        // of a new warehouse (a listing error is left to the load to report).
+        if location::local_path(&url).is_none() {
+            use futures::StreamExt as _;
+            let store = delta.log_store().object_store(None);
+            let log = deltalake::Path::from("_delta_log");
+            if store.list(Some(&log)).next().await.is_none() {
+                create::refuse_objects_without_a_log(&qualified, &url, store).await?;
+                return Ok(None);
+            }
+        }
         match delta.load().await {
             Ok(()) => Ok(delta.version().is_some().then_some(delta)),
             // No log (an object store has no folders), or an empty one: files there are a
