@@ -962,6 +962,20 @@ fn reading_a_warehouse_that_does_not_exist_is_an_error_and_creates_nothing() {
             "{args:?}: {error}"
         );
     }
+    // A file where the warehouse should be: said so, by a run (which announced a new warehouse
+    // and failed on "File exists") and by a read (which said the directory did not exist).
+    let file = dir.path().join("warehouse.txt");
+    std::fs::write(&file, "not a warehouse").expect("file");
+    for args in [&["run", "--select", "dim_date"][..], &["vacuum"]] {
+        let output = orchestrate(&file, args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&output).contains("it is a file, not a directory")
+                && !stdout(&output).contains("this run creates it"),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
     // An object store has no folders to look at: no table written there fails the gate.
     let bucket = Command::new(env!("CARGO_BIN_EXE_orchestrate"))
         .args(["--warehouse", "memory:///typo", "check"])

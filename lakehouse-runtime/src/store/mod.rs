@@ -87,6 +87,19 @@ impl std::fmt::Debug for Warehouse {
     }
 }
 
+/// An error if the local `location` is a file: told first (a run announced a new warehouse
+/// there, then failed on "File exists"; a read said the directory did not exist).
+fn refuse_a_file(location: &str) -> Result<()> {
+    match location::local_directory(location)? {
+        Some(directory) if directory.exists() && !directory.is_dir() => Err(Error::InvalidName {
+            what: "warehouse location",
+            name: location.to_owned(),
+            reason: "it is a file, not a directory",
+        }),
+        _ => Ok(()),
+    }
+}
+
 impl Warehouse {
     /// Opens the warehouse at `location`: a local directory (created if missing) or an
     /// object-store URL (`memory:///name/` is an in-memory warehouse, gone with this value and
@@ -119,13 +132,16 @@ impl Warehouse {
     }
 
     /// The directory of a local warehouse at `location` that does not exist (`None` when it
-    /// exists, or for an object store, where an empty prefix is an empty warehouse).
+    /// exists, or for an object store, where an empty prefix is an empty warehouse); an error
+    /// when it is a file.
     pub fn missing(location: &str) -> Result<Option<std::path::PathBuf>> {
+        refuse_a_file(location)?;
         Ok(location::local_directory(location)?.filter(|directory| !directory.is_dir()))
     }
 
     /// Opens the warehouse with `memory_limit` bytes for DataFusion operators (they spill beyond).
     pub fn open_with_memory_limit(location: &str, memory_limit: usize) -> Result<Warehouse> {
+        refuse_a_file(location)?;
         let root = warehouse_url(location)?;
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit)))
