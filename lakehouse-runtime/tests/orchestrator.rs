@@ -2217,6 +2217,54 @@ async fn a_run_whose_start_row_was_lost_is_resumed_only_when_forced_and_numbered
     assert_eq!(executions, [Some(3), Some(3)]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_dropped_by_its_caller_is_recorded_as_cancelled() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "slow"]), wh.warehouse.clone());
+    let ledger = orchestrator.ledger().clone();
+    // The caller gives up once the run is under way (as a `select!` or a time limit would).
+    let under_way = async {
+        loop {
+            if let Ok(runs) = ledger.runs(1).await
+                && let Some(run) = runs.into_iter().next()
+            {
+                return run.run_id;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    let config = RunConfig::default();
+    let run_id = tokio::select! {
+        report = orchestrator.run(&config) => panic!("`slow` takes 30 s: {report:?}"),
+        run_id = under_way => run_id,
+    };
+    // Recorded by a task of its own: looked for until it lands.
+    let mut latest = None;
+    for _ in 0..1_000 {
+        let runs = ledger.runs(1).await.expect("runs");
+        if let Some(run) = runs
+            .into_iter()
+            .find(|r| r.run_id == run_id && r.status != "running")
+        {
+            latest = Some(run);
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let latest = latest.expect("the dropped run's end was recorded");
+    assert_eq!(latest.status, "cancelled");
+    assert!(
+        latest
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("dropped by its caller")),
+        "{latest:?}"
+    );
+    // Not "still running" (which refused its resume while this process lived).
+    let running = ledger.running().await.expect("running runs");
+    assert!(running.iter().all(|r| r.run_id != run_id), "{running:?}");
+}
+
 #[tokio::test]
 async fn a_resume_whose_start_row_was_lost_is_not_resumed_beside_itself() {
     let wh = TempWarehouse::new();

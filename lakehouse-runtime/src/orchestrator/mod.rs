@@ -1055,6 +1055,15 @@ impl Orchestrator {
         if let Ok(mut starts) = self.starts.lock() {
             starts.insert(run.run_id.clone(), started_receiver);
         }
+        // A caller that drops this future (a `select!`, a time limit around `run`) stops the
+        // attempts; the run's end is recorded all the same, as cancelled, or the run would stay
+        // "running" under a live process (its resume refused).
+        let mut end_on_drop = EndOnDrop {
+            ledger: self.ledger.clone(),
+            unrecorded: self.unrecorded_ends.clone(),
+            start: Some(start.clone()),
+            started,
+        };
         let record_start = async {
             let recorded = self.ledger.append(std::slice::from_ref(&start)).await;
             let _ = start_sender.send(true);
@@ -1072,6 +1081,7 @@ impl Orchestrator {
                 execution
             )
         );
+        end_on_drop.start = None;
         if let Ok(mut starts) = self.starts.lock() {
             starts.remove(&run.run_id);
         }
@@ -1138,6 +1148,48 @@ impl Orchestrator {
             webhook.notify(&report, recorded.as_ref().err()).await;
         }
         Ok(report)
+    }
+}
+
+/// Records a run's end as cancelled when its execution is dropped before it ends.
+struct EndOnDrop {
+    ledger: Ledger,
+    unrecorded: Arc<tokio::sync::Mutex<Vec<RunRecord>>>,
+    /// The run's start row; `None` once the execution ended (it records its own end).
+    start: Option<RunRecord>,
+    started: Instant,
+}
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        let Some(start) = self.start.take() else {
+            return;
+        };
+        let end = RunRecord {
+            status: Status::Cancelled.as_str().to_owned(),
+            finished_at: Some(Timestamp::now()),
+            duration_ms: Some(self.started.elapsed().as_millis() as i64),
+            error: Some("the run's execution was dropped by its caller before it ended".to_owned()),
+            ..start
+        };
+        tracing::warn!(run_id = %end.run_id, "the run was dropped before it ended: recording it as cancelled");
+        let (ledger, unrecorded) = (self.ledger.clone(), self.unrecorded.clone());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(error) = ledger.append(std::slice::from_ref(&end)).await {
+                        tracing::error!(%error, run_id = %end.run_id, "the dropped run's end could not be recorded; it is tried again before this orchestrator's next run");
+                        unrecorded.lock().await.push(end);
+                    }
+                });
+            }
+            // No runtime to record it now: before this orchestrator's next run.
+            Err(_) => {
+                if let Ok(mut ends) = unrecorded.try_lock() {
+                    ends.push(end);
+                }
+            }
+        }
     }
 }
 
