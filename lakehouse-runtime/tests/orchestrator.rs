@@ -2217,6 +2217,46 @@ async fn a_run_whose_start_row_was_lost_is_resumed_only_when_forced_and_numbered
     assert_eq!(executions, [Some(3), Some(3)]);
 }
 
+#[tokio::test]
+async fn a_pipelines_latest_attempt_is_found_by_number_not_by_clock() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "bad"]), wh.warehouse.clone());
+    let first = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 1");
+    assert!(!first.succeeded());
+    let failed = orchestrator
+        .ledger()
+        .run(&first.run_id)
+        .await
+        .expect("ledger")
+        .into_iter()
+        .filter(|r| r.pipeline.as_deref() == Some("bad"))
+        .max_by_key(|r| r.attempt)
+        .expect("bad was attempted");
+    // A later attempt that succeeded, recorded by a host whose clock had stepped back.
+    orchestrator
+        .ledger()
+        .append(&[lakehouse_runtime::ledger::RunRecord {
+            attempt: failed.attempt.map(|a| a + 1),
+            status: "succeeded".to_owned(),
+            error: None,
+            started_at: Timestamp(failed.started_at.0 - 3_600_000_000),
+            finished_at: Some(Timestamp(failed.started_at.0 - 3_599_000_000)),
+            ..failed
+        }])
+        .await
+        .expect("recorded");
+    let resumed = orchestrator
+        .resume(&first.run_id, &RunConfig::default())
+        .await;
+    assert!(
+        matches!(&resumed, Err(e) if e.to_string().contains("has nothing to resume: every pipeline succeeded")),
+        "its latest attempt succeeded: {resumed:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_dropped_by_its_caller_is_recorded_as_cancelled() {
     let wh = TempWarehouse::new();

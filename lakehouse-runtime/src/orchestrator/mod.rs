@@ -618,6 +618,7 @@ impl Orchestrator {
         // Attempts go on numbering from the run's last: the ledger's rows stay told apart.
         let mut attempts: HashMap<String, u32> = HashMap::new();
         let mut unregistered: BTreeMap<String, Status> = BTreeMap::new();
+        let mut latest_order: HashMap<String, (i32, i32, i64)> = HashMap::new();
         for record in records.iter().filter(|r| r.kind == "pipeline") {
             if let (Some(pipeline), Some(status)) =
                 (&record.pipeline, Status::parse(&record.status))
@@ -632,7 +633,16 @@ impl Orchestrator {
                     unregistered.insert(pipeline.clone(), status);
                     continue;
                 }
-                last.insert(pipeline.clone(), status);
+                // Its latest row by execution and attempt, not by the clock (which a host may
+                // step back between two attempts).
+                let order = written_order(record);
+                if latest_order
+                    .get(pipeline.as_str())
+                    .is_none_or(|kept| *kept <= order)
+                {
+                    latest_order.insert(pipeline.clone(), order);
+                    last.insert(pipeline.clone(), status);
+                }
                 let attempt = record
                     .attempt
                     .and_then(|a| u32::try_from(a).ok())
@@ -1203,13 +1213,14 @@ struct Execution {
     not_resumed: Vec<String>,
 }
 
-/// Where `record` comes among its run's rows: by execution (NULL on rows recorded before
-/// executions were numbered), then by the host's clock, then by attempt.
-fn written_order(record: &RunRecord) -> (i32, i64, i32) {
+/// Where `record` comes among its pipeline's rows in its run: by execution (NULL on rows
+/// recorded before executions were numbered), then by attempt, then by the host's clock (a
+/// clock stepped back between two attempts does not make the first the latest).
+fn written_order(record: &RunRecord) -> (i32, i32, i64) {
     (
         record.execution.unwrap_or(0),
-        record.started_at.0,
         record.attempt.unwrap_or(0),
+        record.started_at.0,
     )
 }
 
