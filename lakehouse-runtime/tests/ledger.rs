@@ -220,6 +220,54 @@ async fn last_success_sequence(ledger: &Ledger, pipeline: &str) -> Option<i64> {
 }
 
 #[tokio::test]
+async fn the_last_success_of_a_run_is_its_latest_executions_whatever_the_clocks() {
+    // Run 5 succeeded, then was resumed (`--rerun-succeeded`) on a host whose clock is behind:
+    // what the resume read is where the next read starts.
+    let first = RunRecord {
+        execution: Some(1),
+        input_versions: Some(r#"{"bronze.t":5}"#.to_owned()),
+        ..attempt("a", 5, "succeeded")
+    };
+    let resumed = RunRecord {
+        execution: Some(2),
+        input_versions: Some(r#"{"bronze.t":6}"#.to_owned()),
+        started_at: Timestamp(first.started_at.0 - 3_600_000_000),
+        ..first.clone()
+    };
+    for appended_apart in [false, true] {
+        let wh = TempWarehouse::new();
+        let ledger = Ledger::new(wh.warehouse.clone());
+        if appended_apart {
+            // Looked up between the two appends: the remembered success is brought up to date.
+            ledger
+                .append(std::slice::from_ref(&first))
+                .await
+                .expect("first");
+            assert!(ledger.last_success("a").await.expect("lookup").is_some());
+            ledger
+                .append(std::slice::from_ref(&resumed))
+                .await
+                .expect("resumed");
+        } else {
+            ledger
+                .append(&[first.clone(), resumed.clone()])
+                .await
+                .expect("both");
+        }
+        let found = ledger
+            .last_success("a")
+            .await
+            .expect("lookup")
+            .expect("a success");
+        assert_eq!(
+            found.input_versions.as_deref(),
+            Some(r#"{"bronze.t":6}"#),
+            "appended apart: {appended_apart}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn the_last_success_follows_our_appends_and_another_processs() {
     let wh = TempWarehouse::new();
     let ours = Ledger::new(wh.warehouse.clone());

@@ -100,9 +100,12 @@ impl Successes {
             else {
                 continue;
             };
-            let newer = known.as_ref().is_none_or(|known| {
-                (record.sequence, record.started_at.0) >= (known.sequence, known.started_at.0)
-            });
+            // By sequence, then execution (a later resume of the run, whatever the clocks of
+            // the hosts that ran them), then time.
+            let order = |r: &RunRecord| (r.sequence, r.execution.unwrap_or(0), r.started_at.0);
+            let newer = known
+                .as_ref()
+                .is_none_or(|known| order(record) >= order(known));
             if newer {
                 *known = Some(record.clone());
             }
@@ -594,6 +597,7 @@ impl Ledger {
             )?
             .sort(vec![
                 col("sequence").sort(false, false),
+                col("execution").sort(false, false),
                 col("started_at").sort(false, false),
             ])?
             .limit(0, Some(1))?;
