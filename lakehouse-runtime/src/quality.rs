@@ -391,8 +391,9 @@ async fn duplicate_sample(table: &'static TableDef, output: DataFrame) -> Result
         .unwrap_or(lit(true));
     let duplicates = output
         .filter(present)?
-        .aggregate(key, vec![count(lit(1)).alias("n")])?
-        .filter(unqualified("n").gt(lit(1)))?
+        // A working name no column has (a key column may be called `n`).
+        .aggregate(key, vec![count(lit(1)).alias("__lakehouse_rows")])?
+        .filter(unqualified("__lakehouse_rows").gt(lit(1)))?
         .limit(0, Some(1))?;
     let batches = duplicates.collect().await?;
     Ok(batches

@@ -1246,20 +1246,45 @@ pub async fn q_underscored(cx: &Ctx) -> Result<Frame<QUnderscored>> {
         .await
 }
 
+/// A key column named as the duplicate sample's count was (`n`).
+#[derive(Table)]
+#[table(schema = "gold", name = "q_key_n", key(n), mode = merge, quality = warn)]
+pub struct QKeyN {
+    pub n: i64,
+    pub label: String,
+}
+
+#[pipeline]
+pub async fn q_key_n(cx: &Ctx) -> Result<Frame<QKeyN>> {
+    cx.sql("SELECT CAST(column1 AS BIGINT) AS n, column2 AS label FROM (VALUES (1, 'a'), (1, 'b'), (2, 'c'))")
+        .await
+}
+
 #[tokio::test]
 async fn the_checks_working_columns_do_not_meet_the_tables_own() {
-    let wh = TempWarehouse::new();
-    let orchestrator = Orchestrator::new(registry(&["q_underscored"]), wh.warehouse.clone());
-    let report = orchestrator.run(&RunConfig::default()).await.expect("run");
-    let result = report.result("q_underscored").expect("ran");
-    assert_eq!(result.status, Status::Succeeded, "{:?}", result.error);
-    let issues = crate::common::query(
-        &wh.warehouse,
-        &lakehouse_runtime::ledger::system_tables(),
-        "SELECT check_name, column_name, failing_rows FROM lakehouse.quality_issues",
-    )
-    .await;
-    assert_eq!(issues, ["primary_key_unique|__rows|2"]);
+    for (pipeline, key) in [("q_underscored", "__rows"), ("q_key_n", "n")] {
+        let wh = TempWarehouse::new();
+        let orchestrator = Orchestrator::new(registry(&[pipeline]), wh.warehouse.clone());
+        let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+        let result = report.result(pipeline).expect("ran");
+        assert_eq!(
+            result.status,
+            Status::Succeeded,
+            "{pipeline}: {:?}",
+            result.error
+        );
+        let issues = crate::common::query(
+            &wh.warehouse,
+            &lakehouse_runtime::ledger::system_tables(),
+            "SELECT check_name, column_name, failing_rows, value FROM lakehouse.quality_issues",
+        )
+        .await;
+        assert_eq!(
+            issues,
+            [format!("primary_key_unique|{key}|2|1")],
+            "{pipeline}"
+        );
+    }
 }
 
 /// Orders that fail a blocking expectation.
