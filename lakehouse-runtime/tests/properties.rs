@@ -464,68 +464,11 @@ async fn vacuum_keeps_the_tables_own_retention() {
     assert_eq!(report.files.len(), 1, "{:?}", report.files);
 }
 
-/// A retention Delta's kernel cannot read: months are not a unit it takes.
-#[derive(Table)]
-#[table(
-    schema = "bronze",
-    name = "monthly_readers",
-    property(key = "delta.deletedFileRetentionDuration", value = "interval 1 month")
-)]
-pub struct MonthlyReaders {
-    pub id: i64,
-}
-
-#[tokio::test]
-async fn vacuum_refuses_a_declared_retention_the_kernel_cannot_read() {
-    // Not yet written to the table (or restored away), it was ignored: the stored 7 days went.
-    let wh = TempWarehouse::new();
-    let error = wh
-        .warehouse
-        .vacuum(MonthlyReaders::DEF, None, true, false)
-        .await;
-    // The table does not exist yet: nothing to vacuum, nothing refused.
-    assert!(error.is_ok(), "{error:?}");
-    crate::common::write(
-        &wh.warehouse,
-        slow_readers_before::MonthlyReaders::DEF,
-        &[serde_json::json!({"id": 1})],
-        Default::default(),
-    )
-    .await
-    .expect("written without the property");
-    let refused = wh
-        .warehouse
-        .vacuum(MonthlyReaders::DEF, None, true, false)
-        .await
-        .expect_err("a month the kernel cannot read")
-        .to_string();
-    assert!(
-        refused.contains("the table declares `delta.deletedFileRetentionDuration` = \"interval 1 month\", which Delta's kernel cannot read"),
-        "{refused}"
-    );
-    wh.warehouse
-        .vacuum(
-            MonthlyReaders::DEF,
-            Some(std::time::Duration::from_secs(40 * 24 * 3600)),
-            true,
-            true,
-        )
-        .await
-        .expect("forced, with an explicit retention");
-}
-
 /// [`SlowReaders`] before it declared its retention.
 mod slow_readers_before {
     #[derive(lakehouse_runtime::Table)]
     #[table(schema = "bronze", name = "slow_readers")]
     pub struct SlowReaders {
-        pub id: i64,
-    }
-
-    /// [`super::MonthlyReaders`] before it declared its retention.
-    #[derive(lakehouse_runtime::Table)]
-    #[table(schema = "bronze", name = "monthly_readers")]
-    pub struct MonthlyReaders {
         pub id: i64,
     }
 }
@@ -875,13 +818,10 @@ async fn vacuum_is_refused_while_an_incremental_reader_has_older_commits_to_read
         .expect("the reader left out");
 }
 
-/// A retention as Spark accepts it, which Delta's kernel does not read.
+/// A table whose retention Spark set (`ALTER TABLE .. SET TBLPROPERTIES`) as Spark accepts it,
+/// which Delta's kernel does not read (a declaration of it is a compile error).
 #[derive(Table)]
-#[table(
-    schema = "bronze",
-    name = "monthly_retention",
-    property(key = "delta.deletedFileRetentionDuration", value = "interval 1 month")
-)]
+#[table(schema = "bronze", name = "monthly_retention")]
 pub struct MonthlyRetention {
     pub id: i64,
 }
@@ -889,10 +829,23 @@ pub struct MonthlyRetention {
 #[tokio::test]
 async fn vacuum_refuses_a_retention_the_kernel_cannot_read() {
     let wh = TempWarehouse::new();
-    wh.warehouse
+    let delta = wh
+        .warehouse
         .ensure(MonthlyRetention::DEF)
         .await
         .expect("create");
+    delta
+        .set_tbl_properties()
+        .with_properties(
+            [(
+                "delta.deletedFileRetentionDuration".to_owned(),
+                "interval 1 month".to_owned(),
+            )]
+            .into(),
+        )
+        .with_raise_if_not_exists(false)
+        .await
+        .expect("set by another engine");
     let refused = wh
         .warehouse
         .vacuum(MonthlyRetention::DEF, None, true, false)

@@ -139,6 +139,61 @@ fn a_sub_key_given_twice_is_an_error_not_the_last_one_silently() {
 }
 
 #[test]
+fn a_delta_property_value_delta_cannot_read_is_refused_naming_its_form() {
+    for (key, value, form) in [
+        (
+            "delta.deletedFileRetentionDuration",
+            "30 days",
+            "write `interval <n> <unit>`",
+        ),
+        (
+            "delta.logRetentionDuration",
+            "interval 1 month",
+            "months are not allowed",
+        ),
+        (
+            "delta.enableChangeDataFeed",
+            "yes",
+            "write `true` or `false`",
+        ),
+        ("delta.appendOnly", "1", "write `true` or `false`"),
+        (
+            "delta.minWriterVersion",
+            "8",
+            "a writer version from 2 to 7",
+        ),
+        ("delta.targetFileSize", "128mb", "a whole number above 0"),
+        ("delta.checkpointInterval", "0", "a whole number above 0"),
+        ("delta.isolationLevel", "serializable", "`Serializable`"),
+    ] {
+        let text = error_text(quote! {
+            #[table(schema = "silver", mode = append, property(key = #key, value = #value))]
+            struct S { x: i64 }
+        });
+        assert!(
+            text.contains(&format!("`{key}` = {value:?} is a value Delta cannot read"))
+                && text.contains(form),
+            "{key} = {value}: {text}"
+        );
+    }
+    // What it reads passes.
+    for (key, value) in [
+        ("delta.deletedFileRetentionDuration", "interval 30 days"),
+        ("delta.logRetentionDuration", "interval 1 week"),
+        ("delta.enableChangeDataFeed", "true"),
+        ("delta.dataSkippingNumIndexedCols", "-1"),
+        ("delta.minWriterVersion", "7"),
+        ("delta.checkpointPolicy", "v2"),
+    ] {
+        let parsed = model(quote! {
+            #[table(schema = "silver", mode = append, property(key = #key, value = #value))]
+            struct S { x: i64 }
+        });
+        assert!(parsed.is_ok(), "{key} = {value}");
+    }
+}
+
+#[test]
 fn a_delta_boolean_property_is_lowercase() {
     let text = error_text(quote! {
         #[table(schema = "silver", property(key = "delta.enableChangeDataFeed", value = "True"))]

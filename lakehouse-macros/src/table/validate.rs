@@ -546,6 +546,16 @@ pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result
                     ),
                 );
             }
+            if let Some(form) = unreadable_delta_value(&key.value(), &text) {
+                errors.spanned(
+                    value,
+                    format!(
+                        "`{}` = {text:?} is a value Delta cannot read (it would be taken as \
+                         unset, or refused when the table is created): write {form}",
+                        key.value()
+                    ),
+                );
+            }
             if key.value().starts_with("delta.constraints.") {
                 errors.spanned(
                     key,
@@ -809,6 +819,88 @@ const DELTA_PROPERTIES: &[&str] = &[
     "delta.targetFileSize",
     "delta.tuneFileSizesForRewrites",
 ];
+
+/// The form Delta reads `key`'s value in, when `value` is not of it (as Delta's kernel and
+/// delta-rs 1.1 parse them: a value they cannot read counts as unset, or fails the table's
+/// creation). A boolean in another case is told apart (`write `true``).
+fn unreadable_delta_value(key: &str, value: &str) -> Option<&'static str> {
+    const BOOLEANS: &[&str] = &[
+        "delta.appendOnly",
+        "delta.autoOptimize.autoCompact",
+        "delta.autoOptimize.optimizeWrite",
+        "delta.checkpoint.writeStatsAsJson",
+        "delta.checkpoint.writeStatsAsStruct",
+        "delta.enableChangeDataFeed",
+        "delta.enableDeletionVectors",
+        "delta.enableExpiredLogCleanup",
+        "delta.randomizeFilePrefixes",
+        "delta.tuneFileSizesForRewrites",
+    ];
+    const INTERVALS: &[&str] = &[
+        "delta.deletedFileRetentionDuration",
+        "delta.logRetentionDuration",
+        "delta.setTransactionRetentionDuration",
+    ];
+    const POSITIVE: &[&str] = &[
+        "delta.checkpointInterval",
+        "delta.randomPrefixLength",
+        "delta.targetFileSize",
+    ];
+    let whole = |range: std::ops::RangeInclusive<i64>| {
+        value.parse::<i64>().is_ok_and(|n| range.contains(&n))
+    };
+    let (readable, form) = match key {
+        _ if BOOLEANS.contains(&key) => (
+            value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false"),
+            "`true` or `false`",
+        ),
+        _ if INTERVALS.contains(&key) => (
+            is_interval(value),
+            "`interval <n> <unit>`, lowercase, with a whole n and a unit from nanoseconds to \
+             weeks (`interval 30 days`; months are not allowed)",
+        ),
+        _ if POSITIVE.contains(&key) => (whole(1..=i64::MAX), "a whole number above 0"),
+        "delta.dataSkippingNumIndexedCols" => (
+            whole(-1..=i64::MAX),
+            "a whole number of columns (-1 for every one)",
+        ),
+        "delta.minReaderVersion" => (whole(1..=3), "a reader version from 1 to 3"),
+        "delta.minWriterVersion" => (whole(2..=7), "a writer version from 2 to 7"),
+        "delta.isolationLevel" => (
+            matches!(
+                value,
+                "Serializable" | "WriteSerializable" | "SnapshotIsolation"
+            ),
+            "`Serializable`, `WriteSerializable` or `SnapshotIsolation`",
+        ),
+        "delta.checkpointPolicy" => (matches!(value, "classic" | "v2"), "`classic` or `v2`"),
+        _ => (true, ""),
+    };
+    (!readable).then_some(form)
+}
+
+/// `interval <n> <unit>` as Delta's kernel reads it: a whole n ≥ 0, a unit from nanoseconds to
+/// weeks.
+fn is_interval(value: &str) -> bool {
+    let mut words = value.split_whitespace();
+    words.next() == Some("interval")
+        && words
+            .next()
+            .is_some_and(|n| n.parse::<i64>().is_ok_and(|n| n >= 0))
+        && words.next().is_some_and(|unit| {
+            matches!(
+                unit.strip_suffix('s').unwrap_or(unit),
+                "nanosecond"
+                    | "microsecond"
+                    | "millisecond"
+                    | "second"
+                    | "minute"
+                    | "hour"
+                    | "day"
+                    | "week"
+            )
+        })
+}
 
 /// The most similar candidate within a small edit distance, for "did you mean" hints.
 pub(crate) fn closest<'a>(name: &str, candidates: &'a [String]) -> Option<&'a str> {
