@@ -36,4 +36,10 @@ pub async fn borrows_the_context_mutably(_raw: Frame<BronzeSales>, _cx: &mut Ctx
 #[pipeline(depends_on = [sales])]
 pub async fn borrows_a_string(_raw: Frame<BronzeSales>, _name: &str, _names: &[String]) -> Result<Frame<E>> { todo!() }
 
+#[pipeline(depends_on = [sales])]
+pub async fn generic_output<T: Table>(_raw: Frame<BronzeSales>) -> Result<Frame<T>> { todo!() }
+
+#[pipeline(depends_on = [sales])]
+pub async fn opaque_output(_raw: Frame<BronzeSales>) -> Result<Frame<impl Table>> { todo!() }
+
 fn main() {}

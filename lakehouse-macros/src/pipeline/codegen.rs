@@ -268,6 +268,14 @@ pub(crate) fn dummy(item: &ItemFn, error: syn::Error) -> TokenStream {
         syn::ReturnType::Type(_, ty) => find_frame(ty),
         syn::ReturnType::Default => None,
     };
+    // A generic or `impl` output names no type outside the function (its error is told).
+    let generic = item
+        .sig
+        .generics
+        .params
+        .iter()
+        .any(|p| !matches!(p, syn::GenericParam::Lifetime(_)));
+    let output = output.filter(|o| !generic && !matches!(o, syn::Type::ImplTrait(_)));
     let output_impls = output.map(|output| {
         quote_spanned! {output.span()=>
             impl ::lakehouse_runtime::__private::Produced for #output {

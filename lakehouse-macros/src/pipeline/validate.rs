@@ -146,6 +146,14 @@ pub(crate) fn validate(
                 );
                 (Some(table.clone()), ty.span())
             }
+            Some(table @ Type::ImplTrait(_)) => {
+                errors.spanned(
+                    table,
+                    "a pipeline's output is a table type, `Frame<OutputTable>`, which names the \
+                     table it writes: not `impl Table`",
+                );
+                (None, ty.span())
+            }
             Some(table) => {
                 if let Some(error_type) = result_error_type(ty) {
                     errors.spanned(
