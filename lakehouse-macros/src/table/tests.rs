@@ -194,6 +194,25 @@ fn a_delta_property_value_delta_cannot_read_is_refused_naming_its_form() {
 }
 
 #[test]
+fn a_table_partitioned_by_every_column_is_refused() {
+    let text = error_text(quote! {
+        #[table(schema = "silver", mode = append, partition_by(region, day))]
+        struct S { region: String, day: Date }
+    });
+    assert!(
+        text.contains("a table partitioned by every one of its columns keeps no column"),
+        "{text}"
+    );
+    assert!(
+        model(quote! {
+            #[table(schema = "silver", mode = append, partition_by(region))]
+            struct S { region: String, n: i64 }
+        })
+        .is_ok()
+    );
+}
+
+#[test]
 fn a_delta_boolean_property_is_lowercase() {
     let text = error_text(quote! {
         #[table(schema = "silver", property(key = "delta.enableChangeDataFeed", value = "True"))]

@@ -320,6 +320,20 @@ pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result
     }
 
     let partition_by = column_list(&attrs.partition_by, &field_names, &mut errors);
+    // Partition values live in folder names, not in the data files: with every column there,
+    // a file has no column to hold its rows (Spark refuses such a table too). An SCD2 table
+    // keeps its history columns in its files.
+    if let Some(declared) = &attrs.partition_by
+        && mode != Mode::Scd2
+        && !field_names.is_empty()
+        && field_names.iter().all(|name| partition_by.contains(name))
+    {
+        errors.spanned(
+            &declared.key,
+            "a table partitioned by every one of its columns keeps no column in its data files \
+             for its rows: leave at least one column out of `partition_by(..)`",
+        );
+    }
     let overwrite = overwrite_scope(&attrs, mode, evolution, &partition_by, &mut errors);
     // A key is unique in the table, and a write replacing some partitions checks it in the rows
     // it writes only: one key in two partitions would pass, written by two runs.
