@@ -182,6 +182,43 @@ fn reports_every_signature_error_at_once() {
 }
 
 #[test]
+fn a_dependency_of_the_same_name_in_another_module_is_told_as_a_name_clash() {
+    let text = error_text(
+        quote!(depends_on = [bronze::sales]),
+        quote!(
+            async fn sales(raw: Frame<A>) -> Result<Frame<B>> {
+                todo!()
+            }
+        ),
+    );
+    assert!(
+        text.contains(
+            "`bronze::sales` has this pipeline's name, `sales`: pipeline names are unique"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("cannot depend on itself"), "{text}");
+    for itself in [
+        quote!(self::sales),
+        quote!(crate::silver::sales),
+        quote!(super::sales),
+    ] {
+        let text = error_text(
+            quote!(depends_on = [#itself]),
+            quote!(
+                async fn sales(raw: Frame<A>) -> Result<Frame<B>> {
+                    todo!()
+                }
+            ),
+        );
+        assert!(
+            text.contains("a pipeline cannot depend on itself"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
 fn a_lifetime_parameter_is_refused_with_what_to_write() {
     let text = error_text(
         quote!(),

@@ -210,8 +210,24 @@ pub(crate) fn validate(
     for dep in &args.depends_on {
         let text = dep.to_token_stream().to_string();
         let last = dep.segments.last().map(|s| s.ident.unraw().to_string());
-        if last.as_deref() == Some(own_name.as_str()) {
+        // `sales`, `self::sales`, `crate::..::sales`, `super::sales`: most likely itself;
+        // `bronze::sales` from `silver::sales` is another pipeline of the same name.
+        let itself = dep.segments.len() == 1
+            || dep
+                .segments
+                .first()
+                .is_some_and(|s| s.ident == "self" || s.ident == "crate" || s.ident == "super");
+        if last.as_deref() == Some(own_name.as_str()) && itself {
             errors.spanned(dep, "a pipeline cannot depend on itself");
+        } else if last.as_deref() == Some(own_name.as_str()) {
+            errors.spanned(
+                dep,
+                format!(
+                    "`{}` has this pipeline's name, `{own_name}`: pipeline names are unique in a \
+                     lakehouse (they name its runs' rows and selections), so rename one of the two",
+                    text.replace(' ', "")
+                ),
+            );
         } else if last
             .as_deref()
             .is_some_and(|name| name.starts_with(|c: char| c.is_ascii_uppercase()))
