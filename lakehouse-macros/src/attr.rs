@@ -48,9 +48,24 @@ pub(crate) fn is_safe_identifier(s: &str) -> bool {
         && s.len() <= 128
 }
 
-/// Parses `= "text"`.
+/// Parses `= "text"`; a value written without its quotes (`schema = silver`) is told how to
+/// write it.
 pub(crate) fn string_value(meta: &syn::meta::ParseNestedMeta) -> syn::Result<LitStr> {
-    meta.value()?.parse()
+    let value = meta.value()?;
+    if value.peek(LitStr) {
+        return value.parse();
+    }
+    let expr: Expr = value.parse()?;
+    let key = quote::ToTokens::to_token_stream(&meta.path)
+        .to_string()
+        .replace(' ', "");
+    let shown = quote::ToTokens::to_token_stream(&expr)
+        .to_string()
+        .replace(' ', "");
+    Err(syn::Error::new_spanned(
+        &expr,
+        format!("write `{key} = \"{shown}\"`: the value is a quoted string"),
+    ))
 }
 
 /// Consumes the value of a `#[..(key ..)]` entry that is not used (`= expr`, or a parenthesised
@@ -78,6 +93,21 @@ mod tests {
         for bad in ["", "Sales", "../x", "a/b", "a.b", "%2e", "9x", "a-b", "a\0"] {
             assert!(!is_safe_identifier(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_unquoted_value_is_told_how_to_write_it() {
+        let attr: syn::Attribute = syn::parse_quote!(#[table(schema = silver)]);
+        let error = attr
+            .parse_nested_meta(|meta| string_value(&meta).map(drop))
+            .expect_err("unquoted");
+        assert_eq!(
+            error.to_string(),
+            "write `schema = \"silver\"`: the value is a quoted string"
+        );
+        let attr: syn::Attribute = syn::parse_quote!(#[table(schema = "silver")]);
+        attr.parse_nested_meta(|meta| string_value(&meta).map(drop))
+            .expect("quoted");
     }
 
     #[test]
