@@ -118,20 +118,7 @@ impl Grouped {
             }
             projected.push(rebased);
         }
-        // A plan that does not hold fails every attempt alike: named as `View::select_into`
-        // names it, by the table and the column whose expression fails.
-        let input = aggregated.schema().clone();
-        let df = aggregated.select(projected.clone()).map_err(|error| {
-            let failing = projected
-                .iter()
-                .find(|e| datafusion::logical_expr::ExprSchemable::to_field(*e, &input).is_err())
-                .map(|e| format!("column `{}`: ", e.schema_name()))
-                .unwrap_or_default();
-            Error::schema(
-                U::DEF.qualified_name(),
-                format!("{failing}cannot project the groups: {error}"),
-            )
-        })?;
+        let df = super::select_naming(aggregated, projected, U::DEF, "groups")?;
         // A group key of an outer join's unmatched side is NULL for those rows, as selected.
         super::refuse_outer_join_nulls(&df, &sources, U::DEF)?;
         Ok(Frame::conformed(conform_output(df, U::DEF)?))

@@ -496,23 +496,33 @@ impl View {
             columns.iter().map(|c| c.not_null_source.clone()).collect();
         let exprs: Vec<Expr> = columns.into_iter().map(|c| c.expr).collect();
         refuse_tables_not_joined(self.df.schema(), &exprs, U::DEF)?;
-        let input = self.df.schema().clone();
-        // A plan that does not hold (a type coercion DataFusion cannot make) fails every attempt
-        // alike: named by the table and the column whose expression fails.
-        let df = self.df.select(exprs.clone()).map_err(|error| {
-            let failing = exprs
-                .iter()
-                .find(|e| datafusion::logical_expr::ExprSchemable::to_field(*e, &input).is_err())
-                .map(|e| format!("column `{}`: ", e.schema_name()))
-                .unwrap_or_default();
-            Error::schema(
-                U::DEF.qualified_name(),
-                format!("{failing}cannot project the rows: {error}"),
-            )
-        })?;
+        let df = select_naming(self.df, exprs, U::DEF, "rows")?;
         refuse_outer_join_nulls(&df, &sources, U::DEF)?;
         Ok(Frame::conformed(conform_output(df, U::DEF)?))
     }
+}
+
+/// `df` projected onto `exprs`. A plan that does not hold (a type coercion DataFusion cannot
+/// make) fails every attempt alike: named by `table` and the column whose expression fails
+/// (`what`: the `rows` or `groups` projected).
+pub(super) fn select_naming(
+    df: DataFrame,
+    exprs: Vec<Expr>,
+    table: &TableDef,
+    what: &str,
+) -> Result<DataFrame> {
+    let input = df.schema().clone();
+    df.select(exprs.clone()).map_err(|error| {
+        let failing = exprs
+            .iter()
+            .find(|e| datafusion::logical_expr::ExprSchemable::to_field(*e, &input).is_err())
+            .map(|e| format!("column `{}`: ", e.schema_name()))
+            .unwrap_or_default();
+        Error::schema(
+            table.qualified_name(),
+            format!("{failing}cannot project the {what}: {error}"),
+        )
+    })
 }
 
 /// Refuses `df`, a projection onto `table`, whose column filled with a NOT NULL column of a

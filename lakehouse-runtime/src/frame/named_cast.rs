@@ -194,6 +194,16 @@ fn shortest_digits(
     Ok(Arc::new(text))
 }
 
+/// The value of `values` at `row` as text, for an error.
+fn shown(values: &arrow::array::ArrayRef, row: usize) -> String {
+    arrow::util::display::ArrayFormatter::try_new(
+        values.as_ref(),
+        &arrow::util::display::FormatOptions::default(),
+    )
+    .map(|f| f.value(row).to_string())
+    .unwrap_or_else(|_| "a value".to_owned())
+}
+
 /// An error quoting the first of the numeric `values` that is neither 1 nor 0.
 fn refuse_non_flags(values: &arrow::array::ArrayRef) -> Result<(), ArrowError> {
     use arrow::array::{Array as _, AsArray as _};
@@ -204,12 +214,7 @@ fn refuse_non_flags(values: &arrow::array::ArrayRef) -> Result<(), ArrowError> {
     {
         None => Ok(()),
         Some(row) => {
-            let shown = arrow::util::display::ArrayFormatter::try_new(
-                values.as_ref(),
-                &arrow::util::display::FormatOptions::default(),
-            )
-            .map(|f| f.value(row).to_string())
-            .unwrap_or_else(|_| "a value".to_owned());
+            let shown = shown(values, row);
             Err(ArrowError::CastError(format!(
                 "{shown} is not a flag (`1`/`0`)"
             )))
@@ -251,12 +256,7 @@ fn refuse_fractions(
     match (0..same.len()).find(|&row| same.is_valid(row) && !same.value(row) && !zero(row)) {
         None => Ok(whole),
         Some(row) => {
-            let shown = arrow::util::display::ArrayFormatter::try_new(
-                values.as_ref(),
-                &arrow::util::display::FormatOptions::default(),
-            )
-            .map(|f| f.value(row).to_string())
-            .unwrap_or_else(|_| "a value".to_owned());
+            let shown = shown(values, row);
             Err(ArrowError::CastError(format!(
                 "{shown} is not a whole number, and {} would drop its fraction",
                 whole.data_type()
