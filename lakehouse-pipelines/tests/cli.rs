@@ -1099,14 +1099,21 @@ fn a_forced_short_retention_waits_for_a_run_in_progress_here() {
         );
         assert!(
             stderr(&refused).contains("vacuum of gold.dim_date: run `r000099-in-progress` (pid ")
-                && stderr(&refused).contains("is running; a forced short retention would delete"),
+                && stderr(&refused)
+                    .contains("is running; a forced retention of 0s under the table's"),
             "{extra:?}: {}",
             stderr(&refused)
         );
     }
-    // Within the table's retention, nothing uncommitted is old enough: not refused.
-    let kept = orchestrate(dir.path(), &["vacuum", "gold.dim_date"]);
-    assert!(kept.status.success(), "{}", stderr(&kept));
+    // Within the table's retention, nothing uncommitted is old enough: not refused, forced or
+    // not.
+    for args in [
+        &["vacuum", "gold.dim_date"][..],
+        &["vacuum", "gold.dim_date", "--force"],
+    ] {
+        let kept = orchestrate(dir.path(), args);
+        assert!(kept.status.success(), "{args:?}: {}", stderr(&kept));
+    }
 }
 
 #[test]

@@ -195,18 +195,6 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 None
             };
             for table in tables_named(&registry, &tables)? {
-                if let Some(run) = &writing {
-                    let refusal = format!(
-                        "vacuum of {}: run {run} is running; a forced short retention would \
-                         delete the files its writes have not committed yet: wait for it to end",
-                        table.qualified_name()
-                    );
-                    if !dry_run {
-                        failed.push(refusal);
-                        continue;
-                    }
-                    failed.push(format!("the vacuum would be refused: {refusal}"));
-                }
                 let vacuumed = async {
                     // Readers ignored, the ledger is not read (it may be what is broken).
                     let (readers, unknown) = if ignore_pending_readers {
@@ -230,7 +218,14 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                         }
                     };
                     let mut report = warehouse
-                        .vacuum_keeping(table, retention, dry_run, force, &readers)
+                        .vacuum_guarded(
+                            table,
+                            retention,
+                            dry_run,
+                            force,
+                            &readers,
+                            writing.as_deref(),
+                        )
                         .await?;
                     report.refused.extend(unknown);
                     Ok(report)

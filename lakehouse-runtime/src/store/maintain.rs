@@ -179,6 +179,22 @@ impl Warehouse {
         force: bool,
         readers: &[PendingReader],
     ) -> Result<VacuumReport> {
+        self.vacuum_guarded(table, retention, dry_run, force, readers, None)
+            .await
+    }
+
+    /// [`Warehouse::vacuum_keeping`], refused too when `writing` names a run in progress (`` `id`
+    /// (pid ..) ``) and the retention is forced under the table's: the files its writes have not
+    /// committed yet are unreferenced, and would be deleted.
+    pub async fn vacuum_guarded(
+        &self,
+        table: &'static TableDef,
+        retention: Option<Duration>,
+        dry_run: bool,
+        force: bool,
+        readers: &[PendingReader],
+        writing: Option<&str>,
+    ) -> Result<VacuumReport> {
         let qualified = table.qualified_name();
         let Some(delta) = self.load(table).await? else {
             return Ok(VacuumReport {
@@ -241,6 +257,21 @@ impl Warehouse {
             )));
         }
         let mut refused = Vec::new();
+        if let Some(run) = writing
+            && retention < table_retention
+        {
+            let reason = format!(
+                "vacuum of {qualified}: run {run} is running; a forced retention of {} under the \
+                 table's {} would delete the files its writes have not committed yet: wait for \
+                 it to end",
+                humantime::format_duration(retention),
+                humantime::format_duration(table_retention)
+            );
+            if !dry_run {
+                return Err(Error::Refused(reason));
+            }
+            refused.push(reason);
+        }
         match refuse_unread_commits(&delta, table, retention, readers).await {
             // A dry run deletes nothing: it lists the files, and says it would be refused.
             Err(Error::Refused(reason)) if dry_run => refused.push(reason),
