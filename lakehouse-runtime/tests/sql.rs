@@ -359,6 +359,18 @@ async fn a_version_whose_log_was_cleaned_up_is_said_to_be_gone() {
         .await
         .expect_err("gone");
     assert!(error.to_string().contains(gone), "{error}");
+    // Its own commit still there, those before it gone: gone too.
+    let error = wh
+        .warehouse
+        .restore(PRODUCT, AsOf::Version(2))
+        .await
+        .expect_err("gone");
+    assert!(
+        error
+            .to_string()
+            .contains("cannot be read at version 2: its log no longer has the commits"),
+        "{error}"
+    );
     assert!(
         error
             .to_string()

@@ -164,8 +164,11 @@ pub(crate) async fn load_version(
     // The kernel finds no log segment for it (not, say, a store that did not answer), and the
     // log lacks the version's commit, or the first one (cleaned up past the last checkpoint
     // at or before the version).
+    // (Or one without the protocol and metadata a segment starting past commit 0 lacks.)
+    let text = error.to_string();
     let no_segment = matches!(error, deltalake::DeltaTableError::NotATable(_))
-        || error.to_string().contains("log segment");
+        || text.contains("log segment")
+        || text.contains("found in delta log");
     if no_segment && (missing(version).await || missing(0).await) {
         let qualified = table.qualified_name();
         return Err(Error::msg(format!(
