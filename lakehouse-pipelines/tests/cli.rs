@@ -1599,12 +1599,31 @@ fn an_option_and_a_set_giving_one_setting_two_values_are_refused() {
             stderr(&refused)
         );
     }
-    // Saying the same twice is no conflict.
-    let same = orchestrate(
-        dir.path(),
-        &["--live", "plan", "--set", "opendata.mode=live"],
-    );
-    assert!(same.status.success(), "{}", stderr(&same));
+    // Saying the same twice is no conflict, however the directory is written.
+    let snapshot = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/opendata");
+    let same_dir = format!("opendata.dir={snapshot}/.");
+    for args in [
+        &[
+            "--live",
+            "run",
+            "--select",
+            "dim_date",
+            "--set",
+            "opendata.mode=live",
+        ][..],
+        &[
+            "--opendata-dir",
+            snapshot,
+            "run",
+            "--select",
+            "dim_date",
+            "--set",
+            &same_dir,
+        ],
+    ] {
+        let same = orchestrate(dir.path(), args);
+        assert!(same.status.success(), "{args:?}: {}", stderr(&same));
+    }
 }
 
 #[test]

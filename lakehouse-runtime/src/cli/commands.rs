@@ -349,8 +349,11 @@ fn refuse_conflicting_settings(global: &GlobalArgs) -> Result<()> {
             "`--live` and `--set opendata.mode={mode}` ask for two modes: give one"
         )));
     }
+    // The same directory however written (`./snap`, `snap`, its absolute path).
+    let absolute = |path: &std::path::Path| std::path::absolute(path).ok();
     if let Some(dir) = &global.opendata_dir
-        && let Some(other) = set("opendata.dir").filter(|other| std::path::Path::new(other) != dir)
+        && let Some(other) = set("opendata.dir")
+            .filter(|other| absolute(std::path::Path::new(other)) != absolute(dir))
     {
         return Err(Error::Refused(format!(
             "`--opendata-dir {}` and `--set opendata.dir={other}` name two directories: give one",
