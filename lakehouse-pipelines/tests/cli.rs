@@ -1600,8 +1600,9 @@ fn an_option_and_a_set_giving_one_setting_two_values_are_refused() {
         );
     }
     // Saying the same twice is no conflict, however the directory is written.
+    // (Tests run in the package's directory: `../data/opendata` is the bundled snapshot.)
     let snapshot = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/opendata");
-    let same_dir = format!("opendata.dir={snapshot}/.");
+    let same_dir = format!("opendata.dir={snapshot}");
     for args in [
         &[
             "--live",
@@ -1613,7 +1614,7 @@ fn an_option_and_a_set_giving_one_setting_two_values_are_refused() {
         ][..],
         &[
             "--opendata-dir",
-            snapshot,
+            "../data/opendata",
             "run",
             "--select",
             "dim_date",
