@@ -232,13 +232,6 @@ impl Warehouse {
             );
         }
         let stale = checks_to_drop(table, &delta)?;
-        // A dropped constraint's record goes too (emptied: Delta keeps no way to unset a
-        // property): another tool's constraint of that name later is not taken for ours.
-        let forgotten: HashMap<String, String> = stale
-            .iter()
-            .filter(|name| !table.checks.iter().any(|c| c.name == name.as_str()))
-            .map(|name| (declared_check_key(name), String::new()))
-            .collect();
         // A constraint whose expression changed is dropped, then added anew: the stored rows are
         // checked against the new one first, so that a failure leaves the old one in place
         // rather than the table without any.
@@ -265,12 +258,7 @@ impl Warehouse {
         // What each constraint was declared as: delta-rs stores its own rewriting of the
         // expression, which a declaration cannot be compared with.
         let mut unrecorded = declarations_to_record(table, &delta)?;
-        let stored = configuration(table, &delta)?;
-        unrecorded.extend(
-            forgotten
-                .into_iter()
-                .filter(|(key, _)| stored.get(key).is_some_and(|v| !v.is_empty())),
-        );
+        unrecorded.extend(records_to_forget(table, &delta)?);
         if unrecorded.is_empty() {
             return Ok(delta);
         }
@@ -910,6 +898,24 @@ pub(crate) fn foreign_checks(
         .collect();
     foreign.sort();
     Ok(foreign)
+}
+
+/// The records of declarations of constraints `table` no longer declares and `delta` no longer
+/// holds (dropped, by this write or an earlier one that then failed), each to be emptied: Delta
+/// keeps no way to unset a property, and another tool's constraint of that name later must not
+/// be taken for ours.
+fn records_to_forget(table: &TableDef, delta: &DeltaTable) -> Result<HashMap<String, String>> {
+    let stored = configuration(table, delta)?;
+    Ok(stored
+        .iter()
+        .filter_map(|(key, expr)| {
+            let name = key.strip_prefix("lakehouse.constraints.")?;
+            let forgotten = !expr.is_empty()
+                && !table.checks.iter().any(|c| c.name == name)
+                && !stored.contains_key(&format!("delta.constraints.{name}"));
+            forgotten.then(|| (key.clone(), String::new()))
+        })
+        .collect())
 }
 
 /// The declared CHECK constraints whose declared expression `delta` does not record yet,
