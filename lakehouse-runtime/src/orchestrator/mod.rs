@@ -909,42 +909,7 @@ impl Orchestrator {
     /// when they still cannot be): before a run, a resume or a backfill starts, and when a loop
     /// ends.
     pub(crate) async fn record_unrecorded_ends(&self) {
-        let mut ends = self.unrecorded_ends.lock().await;
-        if ends.is_empty() {
-            return;
-        }
-        // A failed append may have committed (the ledger could not tell): a run whose end row
-        // is there has the rest of its rows too (one commit), which are not appended again.
-        let runs: std::collections::BTreeSet<(String, Option<i32>)> = ends
-            .iter()
-            .filter(|r| r.kind == "run")
-            .map(|r| (r.run_id.clone(), r.execution))
-            .collect();
-        for (run_id, execution) in runs {
-            let Ok(recorded) = self.ledger.run(&run_id).await else {
-                continue;
-            };
-            let ended = recorded
-                .iter()
-                .any(|r| r.kind == "run" && r.execution == execution && r.finished_at.is_some());
-            if ended {
-                ends.retain(|r| !(r.run_id == run_id && r.execution == execution));
-            }
-        }
-        if ends.is_empty() {
-            return;
-        }
-        match self.ledger.append(&ends).await {
-            Ok(()) => {
-                for end in ends.iter().filter(|r| r.kind == "run") {
-                    tracing::info!(run_id = %end.run_id, status = %end.status, "recorded the end of an earlier run, which could not be recorded when it ended");
-                }
-                ends.clear();
-            }
-            Err(error) => {
-                tracing::error!(%error, "the ends of earlier runs still cannot be recorded in lakehouse.runs");
-            }
-        }
+        append_unrecorded_ends(&self.ledger, &self.unrecorded_ends).await;
     }
 
     /// The first sequence of a ledger without runs: 1, or one more than the latest any
@@ -1091,7 +1056,6 @@ impl Orchestrator {
                 execution
             )
         );
-        end_on_drop.start = None;
         if let Ok(mut starts) = self.starts.lock() {
             starts.remove(&run.run_id);
         }
@@ -1153,11 +1117,54 @@ impl Orchestrator {
             report.unrecorded = Some(error.to_string());
             self.unrecorded_ends.lock().await.extend(records);
         }
+        // Its end recorded, or queued: no longer the guard's to record.
+        end_on_drop.start = None;
         // Told even when the run could not be recorded: that is worth knowing too.
         if let Some(webhook) = &self.webhook {
             webhook.notify(&report, recorded.as_ref().err()).await;
         }
         Ok(report)
+    }
+}
+
+/// Appends the run ends `unrecorded` holds, but those the ledger has already (a failed append
+/// may have committed): [`Orchestrator::record_unrecorded_ends`].
+async fn append_unrecorded_ends(ledger: &Ledger, unrecorded: &tokio::sync::Mutex<Vec<RunRecord>>) {
+    let mut ends = unrecorded.lock().await;
+    if ends.is_empty() {
+        return;
+    }
+    // A failed append may have committed (the ledger could not tell): a run whose end row
+    // is there has the rest of its rows too (one commit), which are not appended again.
+    let runs: std::collections::BTreeSet<(String, Option<i32>)> = ends
+        .iter()
+        .filter(|r| r.kind == "run")
+        .map(|r| (r.run_id.clone(), r.execution))
+        .collect();
+    for (run_id, execution) in runs {
+        let Ok(recorded) = ledger.run(&run_id).await else {
+            continue;
+        };
+        let ended = recorded
+            .iter()
+            .any(|r| r.kind == "run" && r.execution == execution && r.finished_at.is_some());
+        if ended {
+            ends.retain(|r| !(r.run_id == run_id && r.execution == execution));
+        }
+    }
+    if ends.is_empty() {
+        return;
+    }
+    match ledger.append(&ends).await {
+        Ok(()) => {
+            for end in ends.iter().filter(|r| r.kind == "run") {
+                tracing::info!(run_id = %end.run_id, status = %end.status, "recorded the end of an earlier run, which could not be recorded when it ended");
+            }
+            ends.clear();
+        }
+        Err(error) => {
+            tracing::error!(%error, "the ends of earlier runs still cannot be recorded in lakehouse.runs");
+        }
     }
 }
 
@@ -1184,21 +1191,22 @@ impl Drop for EndOnDrop {
         };
         tracing::warn!(run_id = %end.run_id, "the run was dropped before it ended: recording it as cancelled");
         let (ledger, unrecorded) = (self.ledger.clone(), self.unrecorded.clone());
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    if let Err(error) = ledger.append(std::slice::from_ref(&end)).await {
-                        tracing::error!(%error, run_id = %end.run_id, "the dropped run's end could not be recorded; it is tried again before this orchestrator's next run");
-                        unrecorded.lock().await.push(end);
-                    }
-                });
+        // Queued at once, so that this orchestrator's next run or resume records it first
+        // (and waits for the task below, which holds the queue while it appends).
+        let queued = match unrecorded.try_lock() {
+            Ok(mut ends) => {
+                ends.push(end);
+                None
             }
-            // No runtime to record it now: before this orchestrator's next run.
-            Err(_) => {
-                if let Ok(mut ends) = unrecorded.try_lock() {
-                    ends.push(end);
+            Err(_) => Some(end),
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Some(end) = queued {
+                    unrecorded.lock().await.push(end);
                 }
-            }
+                append_unrecorded_ends(&ledger, &unrecorded).await;
+            });
         }
     }
 }
