@@ -242,6 +242,28 @@ impl Warehouse {
         }
     }
 
+    /// Whether `table` has a Delta log: one listing, not a load. A location that cannot be
+    /// listed counts as written (what reads it will tell why).
+    pub async fn has_log(&self, table: &TableDef) -> bool {
+        let Ok(url) = self.table_url(table) else {
+            return true;
+        };
+        if let Some(path) = location::local_path(&url) {
+            return path.join("_delta_log").is_dir();
+        }
+        let Ok(store) = self.log_store(&url) else {
+            return true;
+        };
+        use futures::StreamExt as _;
+        let log = deltalake::Path::from("_delta_log");
+        store
+            .object_store(None)
+            .list(Some(&log))
+            .next()
+            .await
+            .is_some()
+    }
+
     /// The Delta log store of the table at `url`, on this warehouse's own store when it has one.
     pub(crate) fn log_store(
         &self,
