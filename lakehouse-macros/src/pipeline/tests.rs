@@ -198,23 +198,26 @@ fn a_dependency_of_the_same_name_in_another_module_is_told_as_a_name_clash() {
         "{text}"
     );
     assert!(!text.contains("cannot depend on itself"), "{text}");
-    for itself in [
-        quote!(self::sales),
-        quote!(crate::silver::sales),
-        quote!(super::sales),
+    for (path, said) in [
+        (quote!(self::sales), "a pipeline cannot depend on itself"),
+        (
+            quote!(crate::silver::sales),
+            "`crate::silver::sales` names this pipeline, or another of its name",
+        ),
+        (
+            quote!(super::sales),
+            "`super::sales` names this pipeline, or another of its name",
+        ),
     ] {
         let text = error_text(
-            quote!(depends_on = [#itself]),
+            quote!(depends_on = [#path]),
             quote!(
                 async fn sales(raw: Frame<A>) -> Result<Frame<B>> {
                     todo!()
                 }
             ),
         );
-        assert!(
-            text.contains("a pipeline cannot depend on itself"),
-            "{text}"
-        );
+        assert!(text.contains(said), "{text}");
     }
 }
 

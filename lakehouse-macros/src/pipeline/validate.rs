@@ -210,22 +210,32 @@ pub(crate) fn validate(
     for dep in &args.depends_on {
         let text = dep.to_token_stream().to_string();
         let last = dep.segments.last().map(|s| s.ident.unraw().to_string());
-        // `sales`, `self::sales`, `crate::..::sales`, `super::sales`: most likely itself;
-        // `bronze::sales` from `silver::sales` is another pipeline of the same name.
+        // `sales` and `self::sales` are itself; `bronze::sales` from `silver::sales` is another
+        // pipeline of the same name; `crate::..::sales` or `super::sales` may be either (the
+        // macro does not know its module).
+        let first = dep.segments.first().map(|s| s.ident.to_string());
         let itself = dep.segments.len() == 1
-            || dep
-                .segments
-                .first()
-                .is_some_and(|s| s.ident == "self" || s.ident == "crate" || s.ident == "super");
+            || (dep.segments.len() == 2 && first.as_deref() == Some("self"));
+        let unsure = matches!(first.as_deref(), Some("crate" | "super"));
+        let shown = text.replace(' ', "");
         if last.as_deref() == Some(own_name.as_str()) && itself {
             errors.spanned(dep, "a pipeline cannot depend on itself");
+        } else if last.as_deref() == Some(own_name.as_str()) && unsure {
+            errors.spanned(
+                dep,
+                format!(
+                    "`{shown}` names this pipeline, or another of its name, `{own_name}`: a \
+                     pipeline cannot depend on itself, and pipeline names are unique in a \
+                     lakehouse (rename one of the two)"
+                ),
+            );
         } else if last.as_deref() == Some(own_name.as_str()) {
             errors.spanned(
                 dep,
                 format!(
-                    "`{}` has this pipeline's name, `{own_name}`: pipeline names are unique in a \
-                     lakehouse (they name its runs' rows and selections), so rename one of the two",
-                    text.replace(' ', "")
+                    "`{shown}` has this pipeline's name, `{own_name}`: pipeline names are unique \
+                     in a lakehouse (they name its runs' rows and selections), so rename one of \
+                     the two"
                 ),
             );
         } else if last
