@@ -966,11 +966,17 @@ fn reading_a_warehouse_that_does_not_exist_is_an_error_and_creates_nothing() {
     // and failed on "File exists") and by a read (which said the directory did not exist).
     let file = dir.path().join("warehouse.txt");
     std::fs::write(&file, "not a warehouse").expect("file");
-    for args in [&["run", "--select", "dim_date"][..], &["vacuum"]] {
-        let output = orchestrate(&file, args);
+    let dangling = dir.path().join("warehouse-link");
+    std::os::unix::fs::symlink(dir.path().join("gone"), &dangling).expect("link");
+    for (location, args) in [
+        (&file, &["run", "--select", "dim_date"][..]),
+        (&file, &["vacuum"]),
+        (&dangling, &["run", "--select", "dim_date"]),
+    ] {
+        let output = orchestrate(location, args);
         assert_eq!(output.status.code(), Some(1), "{args:?}");
         assert!(
-            stderr(&output).contains("it is a file, not a directory")
+            stderr(&output).contains("it is a file (or a link to nothing), not a directory")
                 && !stdout(&output).contains("this run creates it"),
             "{args:?}: {}",
             stderr(&output)

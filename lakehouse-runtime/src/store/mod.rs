@@ -91,11 +91,14 @@ impl std::fmt::Debug for Warehouse {
 /// there, then failed on "File exists"; a read said the directory did not exist).
 fn refuse_a_file(location: &str) -> Result<()> {
     match location::local_directory(location)? {
-        Some(directory) if directory.exists() && !directory.is_dir() => Err(Error::InvalidName {
-            what: "warehouse location",
-            name: location.to_owned(),
-            reason: "it is a file, not a directory",
-        }),
+        // (A link to nothing is there too, and no directory can be made in its place.)
+        Some(directory) if directory.symlink_metadata().is_ok() && !directory.is_dir() => {
+            Err(Error::InvalidName {
+                what: "warehouse location",
+                name: location.to_owned(),
+                reason: "it is a file (or a link to nothing), not a directory",
+            })
+        }
         _ => Ok(()),
     }
 }
