@@ -1608,7 +1608,8 @@ fn an_option_and_a_set_giving_one_setting_two_values_are_refused() {
     // Saying the same twice is no conflict, however the directory is written.
     // (Tests run in the package's directory: `../data/opendata` is the bundled snapshot.)
     let snapshot = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/opendata");
-    let same_dir = format!("opendata.dir={snapshot}");
+    let snapshot = std::fs::canonicalize(snapshot).expect("the bundled snapshot");
+    let same_dir = format!("opendata.dir={}", snapshot.display());
     for args in [
         &[
             "--live",

@@ -2285,12 +2285,17 @@ async fn a_run_dropped_by_its_caller_is_recorded_as_cancelled() {
         ..RunConfig::default()
     };
     orchestrator.run(&next).await.expect("the next run");
-    let latest = ledger
+    let ends: Vec<_> = ledger
         .run(&run_id)
         .await
         .expect("rows")
         .into_iter()
-        .find(|r| r.kind == "run" && r.finished_at.is_some())
+        .filter(|r| r.kind == "run" && r.finished_at.is_some())
+        .collect();
+    assert_eq!(ends.len(), 1, "one end: {ends:?}");
+    let latest = ends
+        .into_iter()
+        .next()
         .expect("the dropped run's end was recorded");
     assert_eq!(latest.status, "cancelled");
     assert!(

@@ -349,11 +349,20 @@ fn refuse_conflicting_settings(global: &GlobalArgs) -> Result<()> {
             "`--live` and `--set opendata.mode={mode}` ask for two modes: give one"
         )));
     }
-    // The same directory however written (`./snap`, `snap`, its absolute path).
-    let absolute = |path: &std::path::Path| std::path::absolute(path).ok();
+    // The same directory however written (`./snap`, `../x/snap`, its absolute path, a link).
+    let same = |a: &std::path::Path, b: &std::path::Path| match (
+        std::fs::canonicalize(a),
+        std::fs::canonicalize(b),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => {
+            let normalized = crate::store::location::normalized;
+            matches!((normalized(a), normalized(b)), (Ok(a), Ok(b)) if a == b)
+        }
+    };
     if let Some(dir) = &global.opendata_dir
-        && let Some(other) = set("opendata.dir")
-            .filter(|other| absolute(std::path::Path::new(other)) != absolute(dir))
+        && let Some(other) =
+            set("opendata.dir").filter(|other| !same(std::path::Path::new(other), dir))
     {
         return Err(Error::Refused(format!(
             "`--opendata-dir {}` and `--set opendata.dir={other}` name two directories: give one",

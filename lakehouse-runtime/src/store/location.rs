@@ -145,7 +145,7 @@ fn local_url(path: &Path, location: &str) -> Result<Url> {
 }
 
 /// `path` made absolute, with `.` and `..` resolved lexically.
-fn normalized(path: &Path) -> Result<std::path::PathBuf> {
+pub(crate) fn normalized(path: &Path) -> Result<std::path::PathBuf> {
     let absolute = if path.is_absolute() {
         path.to_path_buf()
     } else {

@@ -252,7 +252,10 @@ impl Warehouse {
             return true;
         };
         if let Some(path) = location::local_path(&url) {
-            return path.join("_delta_log").is_dir();
+            return match std::fs::metadata(path.join("_delta_log")) {
+                Ok(log) => log.is_dir(),
+                Err(error) => error.kind() != std::io::ErrorKind::NotFound,
+            };
         }
         let Ok(store) = self.log_store(&url) else {
             return true;
