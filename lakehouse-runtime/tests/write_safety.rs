@@ -45,6 +45,18 @@ mod stricter {
     }
 }
 
+mod swapped_check {
+    use lakehouse_runtime::prelude::*;
+
+    /// Orders, `positive_amount` swapped for a check the stored rows fail.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "orders", key(id), mode = merge, check(name = "big_amount", expr = "amount > 100"))]
+    pub struct Orders {
+        pub id: i64,
+        pub amount: Option<i64>,
+    }
+}
+
 mod v2 {
     use lakehouse_runtime::prelude::*;
 
@@ -472,6 +484,78 @@ async fn a_new_not_null_column_is_refused_on_a_table_with_rows() {
     assert_eq!(
         contents(&wh.warehouse, optional).await,
         lines(&["1|10|∅", "2|20|eu"])
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_checks_record_is_forgotten_even_after_a_failed_write() {
+    let wh = TempWarehouse::new();
+    let order = |id, amount| Order {
+        id,
+        amount: Some(amount),
+    };
+    write(
+        &wh.warehouse,
+        ORDERS,
+        &[order(1, 10)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("with positive_amount");
+    // `positive_amount` dropped, `big_amount` refused (the stored 10 fails it): the write fails.
+    let swapped = <swapped_check::Orders as lakehouse_runtime::Table>::DEF;
+    write(
+        &wh.warehouse,
+        swapped,
+        &[order(2, 200)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect_err("big_amount cannot be added");
+    // A later write forgets `positive_amount`'s record, so another tool's constraint of that
+    // name is its own, and kept.
+    let unchecked = <unchecked::Orders as lakehouse_runtime::Table>::DEF;
+    write(
+        &wh.warehouse,
+        unchecked,
+        &[order(3, 30)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("no checks");
+    let delta = wh
+        .warehouse
+        .load(unchecked)
+        .await
+        .expect("load")
+        .expect("table");
+    delta
+        .add_constraint()
+        .with_constraint("positive_amount", "amount < 1000")
+        .await
+        .expect("added by another tool");
+    write(
+        &wh.warehouse,
+        unchecked,
+        &[order(4, 40)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("passes it");
+    let delta = wh
+        .warehouse
+        .load(unchecked)
+        .await
+        .expect("load")
+        .expect("table");
+    assert!(
+        delta
+            .snapshot()
+            .expect("loaded")
+            .metadata()
+            .configuration()
+            .contains_key("delta.constraints.positive_amount"),
+        "the other tool's constraint is kept"
     );
 }
 
