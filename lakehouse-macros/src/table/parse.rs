@@ -46,6 +46,9 @@ pub(crate) struct TableAttrs {
     pub checks: Vec<Keyed<(LitStr, LitStr)>>,
     pub expectations: Vec<Keyed<ExpectInput>>,
     pub properties: Vec<Keyed<(LitStr, LitStr)>>,
+    /// Whether `#[table(..)]` parsed without an error: a misspelled key is reported as such,
+    /// and not as missing too (a field's mistake says nothing of the table's keys).
+    pub parsed_cleanly: bool,
 }
 
 /// `expect(name = "..", expr = "..", on_fail = drop)`.
@@ -95,7 +98,8 @@ fn table_key_names() -> Vec<String> {
 /// that every mistake is reported at once).
 pub(crate) fn parse(input: DeriveInput) -> (TableInput, Errors) {
     let mut errors = Errors::default();
-    let attrs = parse_table_attrs(&input, &mut errors);
+    let mut attrs = parse_table_attrs(&input, &mut errors);
+    attrs.parsed_cleanly = errors.is_empty();
     // Each helper attribute has one place; elsewhere it would be silently ignored.
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("column")) {
         errors.spanned(

@@ -483,6 +483,26 @@ fn reports_every_attribute_mistake_at_once() {
 }
 
 #[test]
+fn a_fields_mistake_does_not_hide_the_tables_missing_keys() {
+    // A misspelled `#[column(..)]` key said nothing of `#[table(..)]`: its missing schema and
+    // its key without a mode were only told at the next build.
+    let text = error_text(quote! {
+        #[table(key(id))]
+        pub struct A {
+            #[column(refrences = B::id)]
+            pub id: i64,
+        }
+    });
+    for expected in [
+        "missing `#[table(schema",
+        "a table with `key(..)` and no `mode`",
+        "unknown `column` attribute",
+    ] {
+        assert!(text.contains(expected), "{expected}\n--\n{text}");
+    }
+}
+
+#[test]
 fn a_table_has_named_columns() {
     for (declaration, expected) in [
         (

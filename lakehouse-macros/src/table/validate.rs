@@ -111,7 +111,7 @@ const RUNTIME_COLUMN_PREFIX: &str = "__lakehouse";
 /// Checks the parsed struct, adding to the parse's `errors`, and returns every error at once.
 pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result<TableModel> {
     // A misspelled key is reported by the parse: no "missing" error for it too.
-    let parsed_cleanly = errors.is_empty();
+    let parsed_cleanly = input.attrs.parsed_cleanly;
     if !input.generics.params.is_empty() {
         errors.spanned(&input.generics, "a table cannot be generic");
     }
