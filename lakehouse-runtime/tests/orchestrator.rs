@@ -1899,6 +1899,59 @@ async fn an_overlapping_run_that_read_nothing_new_is_not_refused() {
 }
 
 #[tokio::test]
+async fn changes_whose_commits_left_the_log_are_refused_naming_the_way_out() {
+    #[derive(Serialize)]
+    struct Row {
+        n: i64,
+        run_at: Timestamp,
+    }
+    let wh = TempWarehouse::new();
+    let table = <Ticks as lakehouse_runtime::Table>::DEF;
+    // Version 0 creates the table; versions 1, 2, 3 append.
+    for n in 0..3 {
+        crate::common::write(
+            &wh.warehouse,
+            table,
+            &[Row {
+                n,
+                run_at: Timestamp(0),
+            }],
+            Default::default(),
+        )
+        .await
+        .expect("append");
+    }
+    // As Delta's log cleanup leaves it: a checkpoint at the latest, the commits before gone.
+    let delta = wh
+        .warehouse
+        .load(table)
+        .await
+        .expect("load")
+        .expect("table");
+    lakehouse_runtime::deltalake::checkpoints::create_checkpoint(&delta, None)
+        .await
+        .expect("checkpoint");
+    let log = crate::common::table_folder(&wh.warehouse, table).join("_delta_log");
+    for version in 0..=2 {
+        std::fs::remove_file(log.join(format!("{version:020}.json"))).expect("cleaned up");
+    }
+    let session = wh.warehouse.session();
+    let error = match wh.warehouse.read_changes(&session, table, Some(1)).await {
+        Ok(_) => panic!("versions 2 and 3 cannot be read as changes"),
+        Err(error) => error,
+    };
+    assert!(!error.is_retryable(), "{error:?}");
+    let text = error.to_string();
+    assert!(
+        text.contains(
+            "`Changes<_>` of bronze.ticks: its reader last read version 1, and the table's log \
+             no longer has version 2"
+        ) && text.contains("--full-refresh"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn changes_are_read_up_to_the_version_loaded() {
     #[derive(Serialize)]
     struct Row {

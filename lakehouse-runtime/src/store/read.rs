@@ -193,6 +193,24 @@ impl Warehouse {
                          `--full-refresh` otherwise); or read it as a `Frame<_>`"
                     )));
                 }
+                // The commits to read are gone from the log (Delta cleans up entries older than
+                // `delta.logRetentionDuration` at checkpoints): their changes cannot be read,
+                // at any attempt; said so, with the way out.
+                if matches!(
+                    delta.log_store().read_commit_entry(after + 1).await,
+                    Ok(None)
+                ) {
+                    return Err(Error::Refused(format!(
+                        "`Changes<_>` of {qualified}: its reader last read version {after}, and \
+                         the table's log no longer has version {} (Delta cleans up log entries \
+                         older than `delta.logRetentionDuration`, 30 days by default): the rows \
+                         added since cannot be told apart; read it whole with `orchestrate run \
+                         --full-refresh` (`--rebuild` for an append output, which a full refresh \
+                         would give its rows again), and run its readers more often than that \
+                         retention",
+                        after + 1
+                    )));
+                }
                 // Bounded: a commit made after the load is read by the next run, not this one.
                 let cdf = delta
                     .scan_cdf()
@@ -239,7 +257,8 @@ impl Warehouse {
             // A table behind the version its reader already read was recreated: reading
             // nothing would skip its new rows for good, reading them all would repeat none.
             (Some(after), Some(current)) if after > current => {
-                return Err(Error::msg(format!(
+                // (The same at every attempt: not retried.)
+                return Err(Error::Refused(format!(
                     "{qualified} is at version {current}, behind version {after} its reader \
                      already read: the table was recreated; read it whole with `orchestrate run \
                      --full-refresh` (an append output then gets its rows again; `--rebuild` \
