@@ -1312,6 +1312,60 @@ async fn a_resumed_dated_run_superseded_by_a_later_write_says_so_and_how_to_writ
 }
 
 #[tokio::test]
+async fn a_resumed_run_superseded_by_a_later_success_without_a_write_is_not_executed() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "flaky"]), wh.warehouse.clone());
+    let config = flaky_without_retries("superseded_by_success");
+    let failed = orchestrator.run(&config).await.expect("run 1");
+    assert_eq!(
+        failed.result("flaky").map(|r| r.status),
+        Some(Status::Failed)
+    );
+    // A later run's success that wrote nothing (a merge that changed no row, nothing new):
+    // it read past what run 1 would.
+    let attempt = orchestrator
+        .ledger()
+        .run(&failed.run_id)
+        .await
+        .expect("ledger")
+        .into_iter()
+        .find(|r| r.pipeline.as_deref() == Some("flaky"))
+        .expect("flaky was attempted");
+    orchestrator
+        .ledger()
+        .append(&[lakehouse_runtime::ledger::RunRecord {
+            run_id: "r000005-later".to_owned(),
+            sequence: 5,
+            status: "succeeded".to_owned(),
+            error: None,
+            input_versions: Some(r#"{"bronze.ticks":1}"#.to_owned()),
+            ..attempt
+        }])
+        .await
+        .expect("recorded");
+    let resumed = orchestrator
+        .resume(&failed.run_id, &config)
+        .await
+        .expect("resume");
+    let flaky = resumed.result("flaky").expect("resumed");
+    assert_eq!((flaky.status, flaky.replayed), (Status::Succeeded, true));
+    let note = flaky.error.clone().unwrap_or_default();
+    assert!(
+        note.starts_with("superseded by run `r000005-later`'s later success"),
+        "{note}"
+    );
+    // Nothing written at run 1's time.
+    assert!(
+        wh.warehouse
+            .version(<Flaky as lakehouse_runtime::Table>::DEF)
+            .await
+            .expect("version")
+            .is_none_or(|v| v == 0),
+        "no write"
+    );
+}
+
+#[tokio::test]
 async fn changes_of_a_table_whose_change_feed_was_turned_off_fail_naming_it() {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());

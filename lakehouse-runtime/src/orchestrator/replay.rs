@@ -33,7 +33,12 @@ pub(super) async fn already_written(
         .committed_transaction(pipeline.output, pipeline.name, run.sequence)
         .await?
     else {
-        return Ok(None);
+        // No later commit; a later run may still have succeeded without one (a merge that
+        // changed nothing, nothing new): it read past what this run would, and supersedes it.
+        return match fresh {
+            true => Ok(None),
+            false => superseded_by_success(orchestrator, pipeline, run).await,
+        };
     };
     let (done, metadata) = (committed.transaction_version, &committed.metadata);
     let writer = metadata.get(RUN_ID_KEY).and_then(|id| id.as_str());
@@ -142,7 +147,77 @@ fn superseded(
     writer: &str,
 ) -> Written {
     let table = pipeline.output.qualified_name();
-    let remedy = match pipeline.output.mode {
+    let note = format!(
+        "superseded by {writer}'s later write of {table}: not written at {}; {}",
+        run.run_at,
+        remedy(pipeline, run)
+    );
+    Written {
+        outcome: WriteOutcome::skipped(pipeline.output, Some(committed.table_version)),
+        // What the later write read: the next incremental read starts there.
+        input_versions: super::cursor::input_versions_of(
+            committed.metadata.get(INPUT_VERSIONS_KEY),
+        )
+        .unwrap_or_default(),
+        input_table_ids: super::cursor::table_ids_of(committed.metadata.get(INPUT_TABLE_IDS_KEY)),
+        metric: None,
+        fragmented: false,
+        replayed_findings: Vec::new(),
+        superseded: Some(note),
+        nothing_new: false,
+        lost_records: None,
+    }
+}
+
+/// A resumed run's pipeline that a later run's success superseded without a commit (it had
+/// nothing to write): not executed, its cursor where that success left it (executed, it would
+/// write the later run's rows at this run's time, and move the cursor back).
+async fn superseded_by_success(
+    orchestrator: &super::Orchestrator,
+    pipeline: &'static PipelineDescriptor,
+    run: &RunInfo,
+) -> Result<Option<Written>> {
+    let Some(success) = orchestrator
+        .ledger
+        .last_success(pipeline.name)
+        .await?
+        .filter(|success| success.sequence > run.sequence)
+    else {
+        return Ok(None);
+    };
+    tracing::info!(
+        later_run = %success.run_id,
+        "a later run already succeeded, with nothing to write; not executed"
+    );
+    let json = |text: Option<&str>| text.and_then(|t| serde_json::from_str(t).ok());
+    let note = format!(
+        "superseded by run `{}`'s later success (it had nothing to write): not written at {}; {}",
+        success.run_id,
+        run.run_at,
+        remedy(pipeline, run)
+    );
+    let version = success.table_version.and_then(|v| u64::try_from(v).ok());
+    Ok(Some(Written {
+        outcome: WriteOutcome::skipped(pipeline.output, version),
+        input_versions: super::cursor::input_versions_of(
+            json(success.input_versions.as_deref()).as_ref(),
+        )
+        .unwrap_or_default(),
+        input_table_ids: super::cursor::table_ids_of(
+            json(success.input_table_ids.as_deref()).as_ref(),
+        ),
+        metric: None,
+        fragmented: false,
+        replayed_findings: Vec::new(),
+        superseded: Some(note),
+        nothing_new: false,
+        lost_records: None,
+    }))
+}
+
+/// How a superseded run's time can still be written, for its note.
+fn remedy(pipeline: &'static PipelineDescriptor, run: &RunInfo) -> String {
+    match pipeline.output.mode {
         crate::table::WriteMode::Scd2 => {
             "an SCD2 table takes no past time after later runs: rebuild it to replay its history"
                 .to_owned()
@@ -165,25 +240,6 @@ fn superseded(
              after it (a backfill counts the time as done)",
             pipeline.name, run.run_at
         ),
-    };
-    let note = format!(
-        "superseded by {writer}'s later write of {table}: not written at {}; {remedy}",
-        run.run_at
-    );
-    Written {
-        outcome: WriteOutcome::skipped(pipeline.output, Some(committed.table_version)),
-        // What the later write read: the next incremental read starts there.
-        input_versions: super::cursor::input_versions_of(
-            committed.metadata.get(INPUT_VERSIONS_KEY),
-        )
-        .unwrap_or_default(),
-        input_table_ids: super::cursor::table_ids_of(committed.metadata.get(INPUT_TABLE_IDS_KEY)),
-        metric: None,
-        fragmented: false,
-        replayed_findings: Vec::new(),
-        superseded: Some(note),
-        nothing_new: false,
-        lost_records: None,
     }
 }
 
