@@ -40,6 +40,15 @@ fn expected() -> Vec<Order> {
     ]
 }
 
+/// Writes `batch` as the Parquet file `path`.
+fn write_parquet(path: &std::path::Path, batch: &arrow::array::RecordBatch) {
+    let file = std::fs::File::create(path).expect("file");
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
+    writer.write(batch).expect("write");
+    writer.close().expect("close");
+}
+
 async fn read(format: FileFormat, path: &str) -> lakehouse_runtime::Result<Vec<Order>> {
     let test = TestContext::unregistered("landed_orders").expect("context");
     let frame = test.ctx().read_files::<LandedOrders>(format, path).await?;
@@ -486,11 +495,7 @@ async fn parquet_files_are_read_by_name_and_cast() {
     ])
     .expect("batch");
     let path = dir.path().join("orders.parquet");
-    let file = std::fs::File::create(&path).expect("file");
-    let mut writer =
-        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
-    writer.write(&batch).expect("write");
-    writer.close().expect("close");
+    write_parquet(&path, &batch);
     let read_parquet = read(FileFormat::Parquet, path.to_str().expect("utf-8")).await;
     assert_eq!(read_parquet.expect("parquet"), expected());
     // Doubles round as their digits do, half away from zero, as text would: Arrow's cast
@@ -507,11 +512,7 @@ async fn parquet_files_are_read_by_name_and_cast() {
     ])
     .expect("batch");
     let rounded = dir.path().join("doubles.parquet");
-    let file = std::fs::File::create(&rounded).expect("file");
-    let mut writer =
-        parquet::arrow::ArrowWriter::try_new(file, doubles.schema(), None).expect("writer");
-    writer.write(&doubles).expect("write");
-    writer.close().expect("close");
+    write_parquet(&rounded, &doubles);
     let amounts: Vec<Option<Decimal<10, 2>>> =
         read(FileFormat::Parquet, rounded.to_str().expect("utf-8"))
             .await
@@ -538,11 +539,7 @@ async fn parquet_files_are_read_by_name_and_cast() {
     ])
     .expect("batch");
     let path = dir.path().join("wide.parquet");
-    let file = std::fs::File::create(&path).expect("file");
-    let mut writer =
-        parquet::arrow::ArrowWriter::try_new(file, wide.schema(), None).expect("writer");
-    writer.write(&wide).expect("write");
-    writer.close().expect("close");
+    write_parquet(&path, &wide);
     let error = read(FileFormat::Parquet, path.to_str().expect("utf-8"))
         .await
         .expect_err("over Decimal(10, 2)")
@@ -561,11 +558,7 @@ async fn parquet_files_are_read_by_name_and_cast() {
     ])
     .expect("batch");
     let path = dir.path().join("timed.parquet");
-    let file = std::fs::File::create(&path).expect("file");
-    let mut writer =
-        parquet::arrow::ArrowWriter::try_new(file, seconds.schema(), None).expect("writer");
-    writer.write(&seconds).expect("write");
-    writer.close().expect("close");
+    write_parquet(&path, &seconds);
     let error = read(FileFormat::Parquet, path.to_str().expect("utf-8"))
         .await
         .expect_err("integers are not times");
@@ -580,11 +573,7 @@ async fn parquet_files_are_read_by_name_and_cast() {
     // a time is no number (a cast gave its microseconds since 1970).
     let write = |name: &str, batch: RecordBatch| {
         let path = dir.path().join(name);
-        let file = std::fs::File::create(&path).expect("file");
-        let mut writer =
-            parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
-        writer.write(&batch).expect("write");
-        writer.close().expect("close");
+        write_parquet(&path, &batch);
         path
     };
     let fractional = write(
@@ -795,11 +784,7 @@ async fn a_fraction_for_an_integer_column_is_refused_not_truncated() {
     )])
     .expect("batch");
     let parquet = dir.path().join("orders.parquet");
-    let file = std::fs::File::create(&parquet).expect("file");
-    let mut writer =
-        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
-    writer.write(&batch).expect("write");
-    writer.close().expect("close");
+    write_parquet(&parquet, &batch);
     let error = read(FileFormat::Parquet, parquet.to_str().expect("utf-8"))
         .await
         .expect_err("2.5 is no order id")
@@ -833,11 +818,7 @@ async fn a_parquet_scan_keeps_its_exact_row_count_for_the_writer() {
         let batch =
             RecordBatch::try_from_iter([("order_id", Arc::new(Int64Array::from(ids)) as ArrayRef)])
                 .expect("batch");
-        let file = std::fs::File::create(dir.path().join(name)).expect("file");
-        let mut writer =
-            parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
-        writer.write(&batch).expect("write");
-        writer.close().expect("close");
+        write_parquet(&dir.path().join(name), &batch);
     }
     let test = TestContext::unregistered("landed_orders").expect("context");
     let frame = test
@@ -919,11 +900,7 @@ async fn a_date_or_flag_is_read_from_text_that_says_exactly_one() {
     )])
     .expect("batch");
     let path = dir.path().join("days.parquet");
-    let file = std::fs::File::create(&path).expect("file");
-    let mut writer =
-        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
-    writer.write(&batch).expect("write");
-    writer.close().expect("close");
+    write_parquet(&path, &batch);
     let frame = test
         .ctx()
         .read_files::<LandedFlags>(FileFormat::Parquet, path.to_str().expect("utf-8"))
@@ -959,11 +936,7 @@ async fn a_date_or_flag_is_read_from_text_that_says_exactly_one() {
     let parquet = |name: &str, column: &str, values: arrow::array::ArrayRef| {
         let batch = arrow::array::RecordBatch::try_from_iter([(column, values)]).expect("batch");
         let path = dir.path().join(name);
-        let file = std::fs::File::create(&path).expect("file");
-        let mut writer =
-            parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
-        writer.write(&batch).expect("write");
-        writer.close().expect("close");
+        write_parquet(&path, &batch);
         path
     };
     let timed = parquet(

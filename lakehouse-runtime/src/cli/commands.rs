@@ -269,9 +269,7 @@ async fn running_here(orchestrator: &Orchestrator) -> Option<String> {
             .find(|run| run.process_liveness() == crate::ledger::Liveness::Alive)
             .map(|run| {
                 let process = run
-                    .process
-                    .as_deref()
-                    .and_then(crate::ledger::RunProcess::from_json)
+                    .run_process()
                     .map(|p| format!(" ({p})"))
                     .unwrap_or_default();
                 format!("`{}`{process}", run.run_id)

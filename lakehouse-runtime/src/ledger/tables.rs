@@ -138,10 +138,16 @@ impl RunRecord {
     /// Whether the process executing this run row's run still runs ([`Liveness::Unknown`](super::Liveness::Unknown) on
     /// other rows, and on run rows recorded before processes were).
     pub fn process_liveness(&self) -> super::Liveness {
+        self.run_process()
+            .map_or(super::Liveness::Unknown, |process| process.liveness())
+    }
+
+    /// The process executing this run row's run, as recorded (`None` on other rows, and on run
+    /// rows recorded before processes were).
+    pub fn run_process(&self) -> Option<super::RunProcess> {
         self.process
             .as_deref()
             .and_then(super::RunProcess::from_json)
-            .map_or(super::Liveness::Unknown, |process| process.liveness())
     }
 
     /// Whether this is a successful pipeline attempt that recorded the versions of the inputs it

@@ -583,7 +583,7 @@ impl Orchestrator {
         if let Some(start) = unfinished.first()
             && !config.force
         {
-            let process = start.process.as_deref().and_then(RunProcess::from_json);
+            let process = start.run_process();
             match start.process_liveness() {
                 Liveness::Gone => tracing::info!(
                     run_id,

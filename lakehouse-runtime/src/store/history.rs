@@ -157,10 +157,6 @@ pub(crate) async fn load_version(
     let Err(error) = delta.load_version(version).await else {
         return Ok(());
     };
-    let missing = |v: u64| {
-        let store = delta.log_store();
-        async move { matches!(store.read_commit_entry(v).await, Ok(None)) }
-    };
     // The kernel finds no log segment for it (not, say, a store that did not answer), and the
     // log lacks the version's commit, or the first one (cleaned up past the last checkpoint
     // at or before the version).
@@ -169,7 +165,7 @@ pub(crate) async fn load_version(
     let no_segment = matches!(error, deltalake::DeltaTableError::NotATable(_))
         || text.contains("log segment")
         || text.contains("found in delta log");
-    if no_segment && (missing(version).await || missing(0).await) {
+    if no_segment && (commit_gone(delta, version).await || commit_gone(delta, 0).await) {
         let qualified = table.qualified_name();
         return Err(Error::msg(format!(
             "{qualified} cannot be read at version {version}: its log no longer has the commits \
@@ -179,6 +175,12 @@ pub(crate) async fn load_version(
         )));
     }
     Err(Error::delta(table.qualified_name(), error))
+}
+
+/// Whether the log of `delta` no longer has the commit of `version` (cleaned up past its
+/// retention); an error reading it is not that.
+pub(crate) async fn commit_gone(delta: &DeltaTable, version: u64) -> bool {
+    matches!(delta.log_store().read_commit_entry(version).await, Ok(None))
 }
 
 /// What [`search_version_at`] found.

@@ -215,10 +215,8 @@ impl Warehouse {
         // prefix. Asked first, so that the kernel does not log an ERROR for every such table
         // of a new warehouse (a listing error is left to the load to report).
         if location::local_path(&url).is_none() {
-            use futures::StreamExt as _;
             let store = delta.log_store().object_store(None);
-            let log = deltalake::Path::from("_delta_log");
-            if store.list(Some(&log)).next().await.is_none() {
+            if !lists_a_log(&store).await {
                 create::refuse_objects_without_a_log(&qualified, &url, store).await?;
                 return Ok(None);
             }
@@ -257,17 +255,10 @@ impl Warehouse {
                 Err(error) => error.kind() != std::io::ErrorKind::NotFound,
             };
         }
-        let Ok(store) = self.log_store(&url) else {
-            return true;
-        };
-        use futures::StreamExt as _;
-        let log = deltalake::Path::from("_delta_log");
-        store
-            .object_store(None)
-            .list(Some(&log))
-            .next()
-            .await
-            .is_some()
+        match self.log_store(&url) {
+            Ok(store) => lists_a_log(&store.object_store(None)).await,
+            Err(_) => true,
+        }
     }
 
     /// The Delta log store of the table at `url`, on this warehouse's own store when it has one.
@@ -301,6 +292,14 @@ impl Warehouse {
 /// `deltalake` operations take a session; give them ours so they use the shared memory pool.
 pub(crate) fn session_state(session: &SessionContext) -> Arc<datafusion::execution::SessionState> {
     Arc::new(session.state())
+}
+
+/// Whether a table's object store (rooted at the table) lists anything under `_delta_log/`: one
+/// request; a listing error counts as a log (what loads the table tells the error).
+async fn lists_a_log(store: &Arc<dyn deltalake::ObjectStore>) -> bool {
+    use futures::StreamExt as _;
+    let log = deltalake::Path::from("_delta_log");
+    store.list(Some(&log)).next().await.is_some()
 }
 
 /// Whether `directory` holds a Delta table two levels down (`schema/table/_delta_log`).

@@ -196,10 +196,7 @@ impl Warehouse {
                 // The commits to read are gone from the log (Delta cleans up entries older than
                 // `delta.logRetentionDuration` at checkpoints): their changes cannot be read,
                 // at any attempt; said so, with the way out.
-                if matches!(
-                    delta.log_store().read_commit_entry(after + 1).await,
-                    Ok(None)
-                ) {
+                if super::history::commit_gone(&delta, after + 1).await {
                     return Err(Error::Refused(format!(
                         "`Changes<_>` of {qualified}: its reader last read version {after}, and \
                          the table's log no longer has version {} (Delta cleans up log entries \
