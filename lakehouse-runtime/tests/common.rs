@@ -166,3 +166,36 @@ pub fn table_folder(warehouse: &Warehouse, table: &TableDef) -> std::path::PathB
         .to_file_path()
         .expect("local")
 }
+
+/// The warnings and errors logged on this thread while the guard lives (a current-thread
+/// runtime's tasks included), as text: `logs.lock()` to read them.
+pub fn capture_warnings() -> (
+    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    tracing::subscriber::DefaultGuard,
+) {
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || Sink(sink.clone()))
+        .finish();
+    (logs, tracing::subscriber::set_default(subscriber))
+}
+
+/// A writer into captured logs.
+struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .expect("logs not poisoned")
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

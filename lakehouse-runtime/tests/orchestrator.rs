@@ -2699,6 +2699,101 @@ pub async fn latest_tick(ticks: Changes<Ticks>) -> Result<Frame<LatestTick>> {
         .select_into(LatestTickSelect { n: Ticks::n })
 }
 
+/// A label per run, replaced each run.
+#[derive(Table)]
+#[table(schema = "bronze", name = "tick_labels", mode = overwrite)]
+pub struct TickLabels {
+    pub label: String,
+}
+
+#[pipeline]
+pub async fn tick_labels(cx: &Ctx) -> Result<Frame<TickLabels>> {
+    #[derive(Serialize)]
+    struct Row {
+        label: String,
+    }
+    cx.frame_from_rows(&[Row {
+        label: format!("run {}", cx.run().sequence),
+    }])
+}
+
+/// The latest tick, beside a table read whole.
+#[derive(Table)]
+#[table(schema = "silver", name = "labelled_tick", key(n), mode = merge)]
+pub struct LabelledTick {
+    pub n: i64,
+}
+
+#[pipeline(depends_on = [ticks, tick_labels], full_snapshot)]
+pub async fn labelled_tick(
+    ticks: Changes<Ticks>,
+    _labels: Frame<TickLabels>,
+) -> Result<Frame<LabelledTick>> {
+    ticks
+        .into_frame()
+        .select_into(LabelledTickSelect { n: Ticks::n })
+}
+
+#[tokio::test]
+async fn a_full_snapshot_whose_whole_input_changed_without_a_new_snapshot_says_so() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(
+        registry(&["ticks", "tick_labels", "labelled_tick"]),
+        wh.warehouse.clone(),
+    );
+    let table = <LabelledTick as lakehouse_runtime::Table>::DEF;
+    orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 1");
+    let only = |names: &[&str]| RunConfig {
+        targets: names.iter().map(|name| name.to_string()).collect(),
+        ..RunConfig::default()
+    };
+    // No new tick, nor label: nothing new, and nothing to say.
+    let (logs, guard) = crate::common::capture_warnings();
+    let quiet = orchestrator
+        .run(&only(&["labelled_tick"]))
+        .await
+        .expect("run 2");
+    assert!(quiet.result("labelled_tick").expect("ran").nothing_new);
+    let said = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+    assert!(!said.contains("changed since the last write"), "{said}");
+    drop(guard);
+    // A new label, no new tick: the snapshot cannot be recomputed (the new rows are empty), and
+    // the warning names the table whose change waits for the next snapshot.
+    orchestrator
+        .run(&only(&["tick_labels"]))
+        .await
+        .expect("run 3");
+    let (logs, guard) = crate::common::capture_warnings();
+    let report = orchestrator
+        .run(&only(&["labelled_tick"]))
+        .await
+        .expect("run 4");
+    drop(guard);
+    let result = report.result("labelled_tick").expect("ran");
+    assert_eq!(
+        (result.status, result.nothing_new),
+        (Status::Succeeded, true)
+    );
+    assert_eq!(contents(&wh.warehouse, table).await, ["1"]);
+    let said = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+    assert!(
+        said.contains(
+            "though bronze.tick_labels changed since the last write: the output takes the \
+             change with the next snapshot"
+        ),
+        "{said}"
+    );
+    // The next tick brings it in.
+    orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 5");
+    assert_eq!(contents(&wh.warehouse, table).await, ["5"]);
+}
+
 #[tokio::test]
 async fn a_loop_without_an_interval_is_refused() {
     let wh = TempWarehouse::new();
@@ -2956,7 +3051,7 @@ async fn a_second_resume_reads_the_settings_of_the_first() {
 }
 
 #[tokio::test]
-async fn a_committed_write_succeeds_even_when_its_rejects_cannot_be_recorded() {
+async fn rejects_that_cannot_be_recorded_fail_the_attempt_before_its_write() {
     let wh = TempWarehouse::new();
     // A first run creates the ledger's tables; then a directory where the rejects table's next
     // commit would go makes every append to it fail.
@@ -2966,20 +3061,86 @@ async fn a_committed_write_succeeds_even_when_its_rejects_cannot_be_recorded() {
         .expect("run 1");
     let log = wh.dir.path().join("warehouse/lakehouse/rejects/_delta_log");
     let next = std::fs::read_dir(&log).expect("rejects log").count();
-    std::fs::create_dir(log.join(format!("{next:020}.json"))).expect("blocker");
+    let blocker = log.join(format!("{next:020}.json"));
+    std::fs::create_dir(&blocker).expect("blocker");
     let orchestrator = Orchestrator::new(registry(&["ticks", "rejecting"]), wh.warehouse.clone());
-    let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+    let report = orchestrator
+        .run(&fast(RunConfig::default()))
+        .await
+        .expect("run");
+    // Written, the commit would lack its rejects for good (a retry or a resume replays it):
+    // nothing is written instead.
     let rejecting = report.result("rejecting").expect("ran");
-    assert_eq!(
-        (rejecting.status, rejecting.attempts, rejecting.replayed),
-        (Status::Succeeded, 1, false),
-        "{}",
-        report.render(false)
+    assert_eq!(rejecting.status, Status::Failed, "{}", report.render(false));
+    let error = rejecting.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains(
+            "1 rejected source record(s) could not be recorded in lakehouse.rejects, so nothing \
+             was written"
+        ),
+        "{error}"
     );
-    assert_eq!(
-        contents(&wh.warehouse, <Rejecting as lakehouse_runtime::Table>::DEF).await,
-        ["1", "2"]
-    );
+    let table = <Rejecting as lakehouse_runtime::Table>::DEF;
+    assert_eq!(wh.warehouse.version(table).await.expect("version"), None);
+    // The ledger mended, the resume writes the rows and records the reject once.
+    std::fs::remove_dir(&blocker).expect("blocker removed");
+    let resumed = orchestrator
+        .resume(&report.run_id, &fast(RunConfig::default()))
+        .await
+        .expect("resume");
+    assert!(resumed.succeeded(), "{}", resumed.render(false));
+    assert_eq!(contents(&wh.warehouse, table).await, ["1", "2"]);
+    let recorded = orchestrator
+        .ledger()
+        .rejects(&report.run_id, "rejecting")
+        .await
+        .expect("rejects");
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+}
+
+#[tokio::test]
+async fn rejects_are_recorded_before_the_write_and_once_by_its_retries_and_resume() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "rejecting"]), wh.warehouse.clone());
+    orchestrator
+        .run(&fast(RunConfig::default()))
+        .await
+        .expect("run 1");
+    // A directory where the output's next commit would go makes every write of it fail.
+    let table = <Rejecting as lakehouse_runtime::Table>::DEF;
+    let log = crate::common::table_folder(&wh.warehouse, table).join("_delta_log");
+    let next = std::fs::read_dir(&log).expect("log").count();
+    let blocker = log.join(format!("{next:020}.json"));
+    std::fs::create_dir(&blocker).expect("blocker");
+    let failed = orchestrator
+        .run(&fast(RunConfig {
+            default_retries: 2,
+            ..RunConfig::default()
+        }))
+        .await
+        .expect("run 2");
+    let result = failed.result("rejecting").expect("ran");
+    assert_eq!(result.status, Status::Failed, "{}", failed.render(false));
+    assert!(result.attempts > 1, "retried: {}", failed.render(false));
+    // The write failed, and the rejected record is said all the same (the source had it),
+    // once for every attempt that rejected it.
+    let rejects = || async {
+        orchestrator
+            .ledger()
+            .rejects(&failed.run_id, "rejecting")
+            .await
+            .expect("rejects")
+            .len()
+    };
+    assert_eq!(rejects().await, 1);
+    std::fs::remove_dir(&blocker).expect("blocker removed");
+    let resumed = orchestrator
+        .resume(&failed.run_id, &fast(RunConfig::default()))
+        .await
+        .expect("resume");
+    assert!(resumed.succeeded(), "{}", resumed.render(false));
+    assert_eq!(contents(&wh.warehouse, table).await, ["1", "1", "2"]);
+    assert_eq!(rejects().await, 1, "the resume rejected the same record");
 }
 
 #[tokio::test]

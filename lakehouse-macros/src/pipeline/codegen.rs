@@ -102,13 +102,19 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
         });
         quote!(false #(|| #same)*)
     };
-    let input_checks = inputs.iter().map(|ty| {
+    let input_checks = inputs.iter().enumerate().map(|(index, ty)| {
         // The graph error underlines the table read (on stable, a type's span is its first
         // token's: `Frame` alone).
         let table_span = frame_like(ty, &["Frame", "Changes"]).map_or(ty.span(), |t| t.span());
         let mut marker = name.clone();
         marker.set_span(table_span);
         let read_whole = read_whole_too(ty);
+        // Whether an earlier input is read incrementally too (decided by rustc: an alias may
+        // name a `Changes<T>`).
+        let earlier = inputs[..index].iter().map(|earlier| {
+            quote!(<#earlier as ::lakehouse_runtime::__private::PipelineInput>::INCREMENTAL)
+        });
+        let earlier_changes = quote!(false #(|| #earlier)*);
         let depends_on = quote_spanned! {table_span=>
             ::lakehouse_runtime::__private::assert_depends_on::<
                 #marker::Marker,
@@ -124,6 +130,11 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
                 <#ty as ::lakehouse_runtime::__private::PipelineInput>::INCREMENTAL,
                 #full_snapshot,
                 #read_whole,
+            );
+            ::lakehouse_runtime::__private::assert_one_snapshot_feed(
+                <#ty as ::lakehouse_runtime::__private::PipelineInput>::INCREMENTAL,
+                #full_snapshot,
+                #earlier_changes,
             );
             ::lakehouse_runtime::__private::assert_not_own_output::<
                 <#ty as ::lakehouse_runtime::__private::PipelineInput>::Table,

@@ -177,6 +177,26 @@ pub const fn assert_incremental_output<T: Table>(
     }
 }
 
+/// Fails compilation when a `full_snapshot` pipeline reads a second incremental input
+/// (`Changes<T>`, after `earlier_changes` says one came before): each run's new rows of one are
+/// the complete set, and a run where only the other moved would read it empty, deleting or
+/// closing every key that came from it.
+pub const fn assert_one_snapshot_feed(
+    incremental: bool,
+    full_snapshot: bool,
+    earlier_changes: bool,
+) {
+    if incremental && full_snapshot && earlier_changes {
+        panic!(
+            "a `full_snapshot` pipeline reads one `Changes<T>` input, whose new rows are the \
+             complete set: with two, a run where only one of them has new rows reads the other \
+             empty, and every key from it would be deleted or closed. Read the other table \
+             whole as `Frame<T>` (its latest snapshot filtered in the pipeline), or write one \
+             `full_snapshot` table per input"
+        );
+    }
+}
+
 /// Fails compilation when an incremental input (`Changes<T>`) reads a table whose declaration
 /// turns its change data feed off (`delta.enableChangeDataFeed = false`): `Changes<T>` reads
 /// the rows each commit added from it; and when a `full_snapshot` pipeline reads the changes of

@@ -164,8 +164,28 @@ pub(super) async fn produce_and_write(
         nothing_new = pipeline.full_snapshot && no_rows(moved).await?;
     }
     if pipeline.full_snapshot && nothing_new {
-        // No new snapshot arrived: the table already reflects the last one.
-        tracing::info!("no new rows in the incremental inputs; nothing to write");
+        // No new snapshot arrived: the table already reflects the last one. A table read whole
+        // that changed since cannot be applied without the snapshot (the new rows are empty).
+        let changed: Vec<String> = pipeline
+            .inputs
+            .iter()
+            .filter(|input| !input.incremental)
+            .map(|input| input.table.qualified_name())
+            .filter(|name| {
+                let read = cursor.versions.get(name).copied().flatten();
+                read.is_some() && input_versions.get(name).copied().flatten() != read
+            })
+            .collect();
+        if changed.is_empty() {
+            tracing::info!("no new rows in the incremental inputs; nothing to write");
+        } else {
+            tracing::warn!(
+                "no new rows in the incremental inputs, so nothing is written, though {} \
+                 changed since the last write: the output takes the change with the next \
+                 snapshot",
+                changed.join(", ")
+            );
+        }
         let version = warehouse.version(pipeline.output).await?;
         return Ok(Written {
             outcome: WriteOutcome::skipped(pipeline.output, version),
@@ -280,17 +300,31 @@ pub(super) async fn produce_and_write(
     };
     // The run is in the ledger before any of its writes.
     orchestrator.start_recorded(&run.run_id).await;
-    let outcome = match warehouse
+    // The rejected source records before the write: a commit is then never without them (a
+    // replay of it, by a retry or a resume, runs nothing that could find them again). A ledger
+    // that cannot take them fails the attempt, with nothing written; a retry or a resume
+    // reading the same records adds none twice.
+    let rejects = reject_records(&cx, pipeline, &run);
+    if !rejects.is_empty() {
+        orchestrator
+            .ledger
+            .append_rejects_once(&rejects)
+            .await
+            .map_err(|error| {
+                Error::msg(format!(
+                    "{} rejected source record(s) could not be recorded in lakehouse.rejects, so \
+                     nothing was written: {error}",
+                    rejects.len()
+                ))
+            })?;
+        tracing::warn!(
+            count = rejects.len(),
+            "source records rejected (or kept with NULLs); see lakehouse.rejects"
+        );
+    }
+    let outcome = warehouse
         .write(&session, pipeline.output, output.df, options)
-        .await
-    {
-        Ok(outcome) => outcome,
-        Err(error) => {
-            // Rows failing a CHECK constraint.
-            record_rejects_of_blocked(orchestrator, &cx, pipeline, &run, &error).await;
-            return Err(error);
-        }
-    };
+        .await?;
     if !outcome.committed {
         // The table held this sequence's transaction, or a later one, before this attempt
         // wrote: this run's own commit (an earlier attempt's, landing after it was abandoned),
@@ -328,15 +362,8 @@ pub(super) async fn produce_and_write(
     let mut fragmented = false;
     let mut lost = Vec::new();
     if outcome.committed {
-        let rejects = reject_records(&cx, pipeline, &run);
-        if !rejects.is_empty() {
-            tracing::warn!(
-                count = rejects.len(),
-                "source records rejected (or kept with NULLs); see lakehouse.rejects"
-            );
-        }
-        // The rows are committed: a ledger that cannot take the rejects must not fail the
-        // attempt (its retry would find the commit, replay it and drop the rejects unsaid).
+        // The rows are committed: a ledger that cannot take the findings must not fail the
+        // attempt (its retry would find the commit and replay it; the commit lists them).
         // The run is then not wholly recorded: no success. (A blocked attempt of this run, before
         // a resume or a retry, may have recorded the same warnings; a new run's first attempt
         // follows none.)
@@ -356,21 +383,6 @@ pub(super) async fn produce_and_write(
                 "{} data-quality finding(s), not recorded in lakehouse.quality_issues ({error})",
                 findings.len()
             ));
-        }
-        match orchestrator.ledger.append_rejects_once(&rejects).await {
-            Ok(()) => tracing::debug!("rejects recorded"),
-            Err(error) => {
-                tracing::error!(
-                    %error,
-                    count = rejects.len(),
-                    "the write is committed, but its rejected source records could not be \
-                     recorded in lakehouse.rejects"
-                );
-                lost.push(format!(
-                    "{} rejected source record(s), not recorded in lakehouse.rejects ({error})",
-                    rejects.len()
-                ));
-            }
         }
         // The write's own snapshot when it returned one: no second load of the table.
         // Statistics the table cannot give now do not fail a committed write.
@@ -529,9 +541,10 @@ async fn checked_output(
     Ok((output, deferred))
 }
 
-/// When a data-quality check blocked the write (`error`, not retried), records the source
-/// records the attempt rejected: they tell too (they may be why). Any other failure is retried,
-/// or may be, and the rejects are kept only with the write that commits.
+/// When a data-quality check blocked the output before its write (`error`, not retried),
+/// records the source records the attempt rejected: they tell too (they may be why). Any other
+/// failure before the write is retried, or may be, and the rejects are recorded with the attempt
+/// that reaches its write.
 async fn record_rejects_of_blocked(
     orchestrator: &Orchestrator,
     cx: &Ctx,
