@@ -10,6 +10,7 @@ mod keys;
 pub(crate) mod named_cast;
 mod not_null;
 pub(crate) mod pass_through;
+mod probe;
 mod rows;
 mod typed;
 

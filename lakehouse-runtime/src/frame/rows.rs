@@ -13,10 +13,6 @@ use crate::error::{Error, Result};
 /// Rows per record batch.
 const BATCH_ROWS: usize = 8192;
 
-/// Rows looked at, at most, for a float field filling an integer column (until each such
-/// column has a value): a row struct's field has one type for every row.
-const ROWS_SAMPLED: usize = 4096;
-
 /// Extra fraction digits decimal columns are decoded with, rounded off by a cast after.
 const EXTRA_DIGITS: i8 = 10;
 
@@ -28,7 +24,7 @@ const EXTRA_DIGITS: i8 = 10;
 /// are rounded half away from zero, as in landing files; one that does not fit its precision
 /// is an error naming the column.
 pub fn batches_from_rows<R: Serialize>(schema: SchemaRef, rows: &[R]) -> Result<Vec<RecordBatch>> {
-    refuse_floats_for_integers(&schema, rows)?;
+    refuse_unfit_floats(&schema, rows)?;
     let columns = || {
         schema
             .fields()
@@ -126,64 +122,44 @@ fn decimals_rounded(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatc
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
-/// An error naming the first integer column of `schema` that the rows fill with a float (the
-/// decoder would truncate `1.9` to 1), from the first rows (up to [`ROWS_SAMPLED`], until each
-/// integer column has a value): a row struct's field is a float in every row or in none.
-fn refuse_floats_for_integers<R: Serialize>(
-    schema: &arrow::datatypes::Schema,
-    rows: &[R],
-) -> Result<()> {
+/// An error naming the first column of `schema` a row fills with a float Arrow's decoder would
+/// not read as given: into an integer column (`1.9` truncated to 1), a date or a timestamp one
+/// (truncated to whole days or microseconds), or past any decimal's 38 digits into a decimal one
+/// (its text overflows the decoder's digit count: an obscure error, or a panic in a debug
+/// build). Every row is looked at, as rows of one type may still differ (`serde_json::Value`,
+/// an `Option<f64>` that is `None` for thousands of rows first).
+fn refuse_unfit_floats<R: Serialize>(schema: &arrow::datatypes::Schema, rows: &[R]) -> Result<()> {
     use arrow::datatypes::DataType;
-    use serde_json::Value;
-    let mut unseen: Vec<&arrow::datatypes::FieldRef> = schema
-        .fields()
-        .iter()
-        .filter(|f| f.data_type().is_integer())
-        .collect();
-    let decimals = schema.fields().iter().any(|f| {
-        matches!(
-            f.data_type(),
-            DataType::Decimal128(..) | DataType::Decimal256(..)
-        )
-    });
-    for (index, row) in rows.iter().take(ROWS_SAMPLED).enumerate() {
-        // Sentinels are looked for in the first rows only.
-        if unseen.is_empty() && (!decimals || index >= 64) {
-            break;
-        }
-        // A row that is no JSON object: the decoder says what is wrong with it.
-        let Ok(Value::Object(values)) = serde_json::to_value(row) else {
-            return Ok(());
+    let unfit = |field: &str, float: f64| -> Option<String> {
+        let data_type = schema.field_with_name(field).ok()?.data_type();
+        let why = match data_type {
+            // Even a whole one: the field's other values may not be.
+            t if t.is_integer() => {
+                "which would be truncated to whole numbers: give the field an integer type"
+            }
+            DataType::Decimal128(..) | DataType::Decimal256(..) => {
+                if float.abs() < 1e38 {
+                    return None;
+                }
+                "past any decimal's 38 digits"
+            }
+            DataType::Date32 => "which would be truncated to whole days: give the field a `Date`",
+            DataType::Timestamp(..) => {
+                "which would be truncated to whole microseconds: give the field a `Timestamp`"
+            }
+            _ => return None,
         };
-        // A float past any decimal's 38 digits (a sentinel such as `f64::MAX`): its text
-        // overflows Arrow's digit count, which fails obscurely (or panics in a debug build).
-        for field in schema.fields() {
-            if let (DataType::Decimal128(..) | DataType::Decimal256(..), Some(Value::Number(n))) =
-                (field.data_type(), values.get(field.name()))
-                && n.as_f64().is_some_and(|v| v.abs() >= 1e38)
-            {
-                return Err(Error::Refused(format!(
-                    "rows do not fit the table's columns: column `{}` is {} but the rows give \
-                     it {n}, past any decimal's 38 digits",
-                    field.name(),
-                    field.data_type()
-                )));
-            }
-        }
-        for field in &unseen {
-            if let Some(Value::Number(n)) = values.get(field.name())
-                && n.is_f64()
-            {
-                return Err(Error::Refused(format!(
-                    "rows do not fit the table's columns: column `{}` is {} but the rows give \
-                     it floats ({n}), which would be truncated to whole numbers: give the field \
-                     an integer type",
-                    field.name(),
-                    field.data_type()
-                )));
-            }
-        }
-        unseen.retain(|field| values.get(field.name()).is_none_or(Value::is_null));
+        Some(format!(
+            "rows do not fit the table's columns: column `{field}` is {data_type} but the rows \
+             give it floats ({float:?}), {why}"
+        ))
+    };
+    for (index, row) in rows.iter().enumerate() {
+        super::probe::floats_of(row, |field, float| match unfit(field, float) {
+            Some(why) => Err(format!("{why} (row {})", index + 1)),
+            None => Ok(()),
+        })
+        .map_err(Error::Refused)?;
     }
     Ok(())
 }
@@ -333,6 +309,105 @@ mod tests {
     }
 
     #[test]
+    fn every_row_is_looked_at_for_a_float_the_decoder_would_truncate() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("count", DataType::Int64, true),
+            Field::new("amount", DataType::Decimal128(10, 2), true),
+            Field::new("day", DataType::Date32, true),
+            Field::new(
+                "seen_at",
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+        ]));
+        #[derive(Serialize, Default)]
+        struct Row {
+            id: i64,
+            count: Option<f64>,
+            amount: Option<f64>,
+            day: Option<f64>,
+            seen_at: Option<f64>,
+        }
+        let refused = |rows: &[Row]| {
+            batches_from_rows(schema.clone(), rows)
+                .expect_err("refused")
+                .to_string()
+        };
+        // Thousands of rows without a value first: the float after them is still seen.
+        let mut rows: Vec<Row> = (0..5000)
+            .map(|id| Row {
+                id,
+                ..Row::default()
+            })
+            .collect();
+        rows.push(Row {
+            id: 5000,
+            count: Some(2.7),
+            ..Row::default()
+        });
+        let error = refused(&rows);
+        assert!(
+            error.contains("column `count` is Int64 but the rows give it floats (2.7)")
+                && error.ends_with("(row 5001)"),
+            "{error}"
+        );
+        // A sentinel past the decimals, after the first rows.
+        rows.truncate(100);
+        rows.push(Row {
+            id: 100,
+            amount: Some(f64::MAX),
+            ..Row::default()
+        });
+        let error = refused(&rows);
+        assert!(
+            error.contains("column `amount` is Decimal128(10, 2)")
+                && error.contains("past any decimal's 38 digits (row 101)"),
+            "{error}"
+        );
+        // Days and microseconds are whole.
+        let error = refused(&[Row {
+            day: Some(19000.7),
+            ..Row::default()
+        }]);
+        assert!(
+            error.contains(
+                "column `day` is Date32 but the rows give it floats (19000.7), which \
+                 would be truncated to whole days"
+            ),
+            "{error}"
+        );
+        let error = refused(&[Row {
+            seen_at: Some(1.5),
+            ..Row::default()
+        }]);
+        assert!(error.contains("truncated to whole microseconds"), "{error}");
+        // Rows that are JSON values may differ from one to the next.
+        let values = [
+            serde_json::json!({"id": 1, "count": 1}),
+            serde_json::json!({"id": 1.9}),
+        ];
+        let error = batches_from_rows(schema.clone(), &values)
+            .expect_err("a float id")
+            .to_string();
+        assert!(
+            error.contains("column `id` is Int64 but the rows give it floats (1.9)")
+                && error.ends_with("(row 2)"),
+            "{error}"
+        );
+        // Whole numbers, and floats for a decimal, are read as given.
+        let fine = [Row {
+            id: 1,
+            amount: Some(2.5),
+            ..Row::default()
+        }];
+        assert_eq!(
+            batches_from_rows(schema, &fine).expect("fits")[0].num_rows(),
+            1
+        );
+    }
+
+    #[test]
     fn a_float_for_an_integer_is_an_error_and_extra_decimal_places_round() {
         use arrow::array::AsArray as _;
         let schema = Arc::new(Schema::new(vec![
@@ -364,7 +439,7 @@ mod tests {
             error,
             "rows do not fit the table's columns: column `qty` is Int64 but the rows give it \
              floats (2.0), which would be truncated to whole numbers: give the field an integer \
-             type"
+             type (row 2)"
         );
         // Decimals: extra places round half away from zero, however given.
         let amounts = |batches: Vec<RecordBatch>| -> Vec<Option<i128>> {
