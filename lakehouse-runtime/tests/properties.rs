@@ -1484,3 +1484,131 @@ async fn a_generated_column_is_computed_anew_when_a_rerun_replaces_a_version() {
         .expect("query");
     assert_eq!(crate::common::render(rows).await, ["1|2026-03-04|true"]);
 }
+
+/// Contacts whose email may be missing.
+#[derive(Table, serde::Serialize)]
+#[table(schema = "silver", name = "contacts_email", key(id), mode = merge)]
+pub struct ContactsEmailOptional {
+    pub id: i64,
+    pub email: Option<String>,
+}
+
+/// The same table, its email since declared NOT NULL.
+#[derive(Table, serde::Serialize)]
+#[table(schema = "silver", name = "contacts_email", key(id), mode = merge)]
+pub struct ContactsEmailRequired {
+    pub id: i64,
+    pub email: String,
+}
+
+#[tokio::test]
+async fn a_column_made_not_null_over_stored_nulls_is_refused_before_any_write() {
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let written = |rows: &[ContactsEmailOptional]| {
+        crate::common::frame(&session, ContactsEmailOptional::DEF, rows)
+    };
+    wh.warehouse
+        .write(
+            &session,
+            ContactsEmailOptional::DEF,
+            written(&[
+                ContactsEmailOptional { id: 1, email: None },
+                ContactsEmailOptional {
+                    id: 2,
+                    email: Some("b@example.org".into()),
+                },
+            ]),
+            Default::default(),
+        )
+        .await
+        .expect("written");
+    let version = wh
+        .warehouse
+        .version(ContactsEmailOptional::DEF)
+        .await
+        .expect("version");
+    // `check` fails on it, naming the column and the rows.
+    let drift = crate::common::incompatible_drift(&wh.warehouse, ContactsEmailRequired::DEF).await;
+    assert!(
+        drift.to_string().starts_with(
+            "silver.contacts_email.email: declared NOT NULL, and 1 stored row(s) hold NULL in it"
+        ),
+        "{drift}"
+    );
+    // A write is refused: it would succeed, and leave a table no reader can read.
+    let required = crate::common::frame(
+        &session,
+        ContactsEmailRequired::DEF,
+        &[ContactsEmailRequired {
+            id: 3,
+            email: "c@example.org".into(),
+        }],
+    );
+    let error = wh
+        .warehouse
+        .write(
+            &session,
+            ContactsEmailRequired::DEF,
+            required,
+            Default::default(),
+        )
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        error.contains("every read of them would fail, so writes are refused"),
+        "{error}"
+    );
+    assert_eq!(
+        wh.warehouse
+            .version(ContactsEmailOptional::DEF)
+            .await
+            .expect("version"),
+        version
+    );
+    // The NULL replaced by a value (a merge of the nullable declaration), NOT NULL is taken.
+    wh.warehouse
+        .write(
+            &session,
+            ContactsEmailOptional::DEF,
+            written(&[ContactsEmailOptional {
+                id: 1,
+                email: Some("a@example.org".into()),
+            }]),
+            Default::default(),
+        )
+        .await
+        .expect("written");
+    assert!(
+        wh.warehouse
+            .drift(ContactsEmailRequired::DEF)
+            .await
+            .expect("drift")
+            .iter()
+            .all(|d| !d.is_incompatible())
+    );
+    let required = crate::common::frame(
+        &session,
+        ContactsEmailRequired::DEF,
+        &[ContactsEmailRequired {
+            id: 3,
+            email: "c@example.org".into(),
+        }],
+    );
+    wh.warehouse
+        .write(
+            &session,
+            ContactsEmailRequired::DEF,
+            required,
+            Default::default(),
+        )
+        .await
+        .expect("no NULL left");
+    assert_eq!(
+        crate::common::contents(&wh.warehouse, ContactsEmailRequired::DEF)
+            .await
+            .len(),
+        3
+    );
+}

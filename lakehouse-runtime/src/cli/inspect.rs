@@ -184,7 +184,9 @@ pub(super) async fn describe(
             .filter(|d| d.column == name)
             .find_map(|d| match &d.kind {
                 crate::store::DriftKind::TypeChanged { stored, .. } => Some(format!("as {stored}")),
-                crate::store::DriftKind::NullabilityChanged { declared_nullable } => Some(
+                crate::store::DriftKind::NullabilityChanged {
+                    declared_nullable, ..
+                } => Some(
                     if *declared_nullable {
                         "NOT NULL"
                     } else {

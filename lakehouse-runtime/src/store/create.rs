@@ -57,6 +57,13 @@ pub enum DriftKind {
     NullabilityChanged {
         /// Whether the declaration allows NULL.
         declared_nullable: bool,
+        /// Declared NOT NULL: the NULLs the stored rows hold in the column, by its files'
+        /// statistics (`None` when a file has none for it, or when declared nullable).
+        stored_nulls: Option<u64>,
+        /// Declared NOT NULL while stored rows hold NULL in it, which no write replaces (all
+        /// but a whole-table overwrite): every read of those rows would fail, so writes are
+        /// refused.
+        refused: bool,
     },
     /// Declared partitioned by other columns than the table is (the drift's `column` lists the
     /// declared ones): a table is not repartitioned in place, and writes are refused.
@@ -86,6 +93,7 @@ impl SchemaDrift {
                 | DriftKind::KeyChanged { .. }
                 | DriftKind::MissingInTable { refused: true, .. }
                 | DriftKind::NotDeclared { refused: true, .. }
+                | DriftKind::NullabilityChanged { refused: true, .. }
         )
     }
 }
@@ -169,7 +177,21 @@ impl std::fmt::Display for SchemaDrift {
                 "{table}.{column}: declared {declared}, stored {stored}; the next write replaces \
                  the table's schema (`evolution = overwrite`)"
             ),
-            DriftKind::NullabilityChanged { declared_nullable } => write!(
+            DriftKind::NullabilityChanged {
+                stored_nulls: Some(nulls),
+                refused: true,
+                ..
+            } => write!(
+                f,
+                "{table}.{column}: declared NOT NULL, and {nulls} stored row(s) hold NULL in it: \
+                 every read of them would fail, so writes are refused; declare it `Option<_>` \
+                 again (readers then get the NULLs), or fill or delete those rows with the engine \
+                 that wrote them, or rebuild the table (move its folder away and run its pipeline \
+                 with --full-refresh)"
+            ),
+            DriftKind::NullabilityChanged {
+                declared_nullable, ..
+            } => write!(
                 f,
                 "{table}.{column}: declared {}, stored {}",
                 if *declared_nullable {
@@ -653,10 +675,20 @@ pub(crate) fn drift_of(table: &'static TableDef, delta: &DeltaTable) -> Result<V
                         },
                     ));
                 } else if field.is_nullable() != column.nullable {
+                    // Made NOT NULL: the rows stored before may hold NULL, which every read of
+                    // the declared column refuses. (A whole-table overwrite replaces them.)
+                    let stored_nulls = if column.nullable {
+                        None
+                    } else {
+                        let snapshot = delta.snapshot().map_err(|e| Error::delta(&qualified, e))?;
+                        super::read::stored_nulls(snapshot, &qualified, column.name)?
+                    };
                     drift.push(entry(
                         column.name,
                         DriftKind::NullabilityChanged {
                             declared_nullable: column.nullable,
+                            stored_nulls,
+                            refused: stored_nulls.is_some_and(|n| n > 0) && !whole_overwrite,
                         },
                     ));
                 }

@@ -284,6 +284,34 @@ impl Warehouse {
     }
 }
 
+/// The NULLs `column` holds at `snapshot`, by its files' statistics (`None` when a file has
+/// none for it).
+pub(crate) fn stored_nulls(
+    snapshot: &deltalake::table::state::DeltaTableState,
+    qualified: &str,
+    column: &str,
+) -> Result<Option<u64>> {
+    if snapshot.log_data().num_files() == 0 {
+        return Ok(Some(0));
+    }
+    let actions = snapshot
+        .add_actions_table(true)
+        .map_err(|e| Error::delta(qualified, e))?;
+    Ok(null_count(&actions, column).and_then(|n| u64::try_from(n).ok()))
+}
+
+/// The sum of `column`'s NULL counts in `actions` (a snapshot's add-actions table with
+/// statistics), when every file has one: a column Delta indexes no statistics for (past the
+/// 32nd, or left out of `delta.dataSkippingStatsColumns`) has an unknown count, not 0.
+fn null_count(actions: &arrow::array::RecordBatch, column: &str) -> Option<i64> {
+    use arrow::array::{Array, Int64Array};
+    let counts = actions
+        .column_by_name(&format!("null_count.{column}"))?
+        .as_any()
+        .downcast_ref::<Int64Array>()?;
+    (counts.null_count() == 0).then(|| counts.iter().flatten().fold(0i64, i64::saturating_add))
+}
+
 /// Row, file, byte and NULL counts of `table` at `snapshot`, from its log.
 pub(crate) fn stats_of(
     snapshot: &deltalake::table::state::DeltaTableState,
@@ -300,22 +328,10 @@ pub(crate) fn stats_of(
             .map(|a| a.iter().flatten().fold(0i64, i64::saturating_add))
             .unwrap_or(0)
     };
-    // Only the columns every file has statistics of: one Delta indexes no statistics for
-    // (past the 32nd, or left out of `delta.dataSkippingStatsColumns`) has an unknown count,
-    // not 0.
-    let complete_sum = |name: &str| -> Option<i64> {
-        let counts = actions
-            .column_by_name(name)?
-            .as_any()
-            .downcast_ref::<Int64Array>()?;
-        (counts.null_count() == 0).then(|| counts.iter().flatten().fold(0i64, i64::saturating_add))
-    };
     let null_counts = table
         .columns
         .iter()
-        .filter_map(|c| {
-            complete_sum(&format!("null_count.{}", c.name)).map(|n| (c.name.to_owned(), n))
-        })
+        .filter_map(|c| null_count(&actions, c.name).map(|n| (c.name.to_owned(), n)))
         .collect();
     let target = table.target_file_size.unwrap_or_else(|| {
         snapshot

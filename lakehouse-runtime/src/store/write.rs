@@ -391,6 +391,7 @@ impl Warehouse {
                 DriftKind::TypeChanged { .. }
                     | DriftKind::PartitionsChanged { .. }
                     | DriftKind::KeyChanged { .. }
+                    | DriftKind::NullabilityChanged { refused: true, .. }
             )
         };
         if let Some(incompatible) = drift.iter().find(type_changed) {
@@ -462,7 +463,8 @@ impl Warehouse {
             matches!(
                 d.kind,
                 DriftKind::NullabilityChanged {
-                    declared_nullable: true
+                    declared_nullable: true,
+                    ..
                 }
             )
         }) {
