@@ -79,7 +79,7 @@ impl std::fmt::Debug for GbfsClient {
 fn parse_url(what: &str, url: &str) -> Result<Url> {
     Url::parse(url).map_err(|e| {
         let shown = crate::ctx::redacted_url_text(url);
-        Error::msg(format!("GBFS {what} URL {shown:?} is invalid: {e}"))
+        Error::Refused(format!("GBFS {what} URL {shown:?} is invalid: {e}"))
     })
 }
 
@@ -292,16 +292,7 @@ impl GbfsFeed {
         let last_updated = match updated {
             // Seconds (a fraction, which some feeds send, kept to the microsecond); a value too
             // large for them (milliseconds) is refused as malformed.
-            Value::Number(n) => n
-                .as_i64()
-                .and_then(|s| s.checked_mul(1_000_000))
-                .or_else(|| {
-                    n.as_f64()
-                        .filter(|s| s.is_finite())
-                        .map(|s| (s * 1e6).round() as i64)
-                })
-                .filter(|micros| micros.unsigned_abs() < 100_000_000_000 * 1_000_000)
-                .map(Timestamp),
+            Value::Number(n) => super::record::seconds_as_micros(n).map(Timestamp),
             Value::String(s) => parse_datetime(s),
             _ => None,
         }

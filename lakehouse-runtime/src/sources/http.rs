@@ -182,8 +182,9 @@ impl HttpFetch {
     /// every host's it links to. The value is kept out of logs and `Debug` output.
     pub fn with_authorization(mut self, value: &str) -> Result<HttpFetch> {
         let mut header = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
-            Error::msg(
-                "the authorization value is not a valid HTTP header value (printable ASCII only)",
+            Error::Refused(
+                "the authorization value is not a valid HTTP header value (printable ASCII only)"
+                    .to_owned(),
             )
         })?;
         header.set_sensitive(true);

@@ -61,16 +61,31 @@ pub struct RawRecord {
     pub raw: String,
     /// The parsed record.
     pub value: Value,
+    /// Whether bytes of the record that are not UTF-8 (a Latin-1 `é`, say) were replaced by
+    /// U+FFFD (`�`), in `raw` and `value`: the record is kept, and noted in `lakehouse.rejects`.
+    pub replaced_bytes: bool,
 }
 
 impl RawRecord {
-    /// Parses one record's JSON text.
+    /// Parses one record's JSON text. Bytes that are not UTF-8 are replaced by U+FFFD (as
+    /// Spark's reader does) rather than fail the page: one record of a source that mixes
+    /// encodings is kept, and said to be altered (`replaced_bytes`).
     pub fn parse(bytes: Vec<u8>) -> Result<RawRecord, String> {
-        let value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-        let raw = String::from_utf8(bytes).map_err(|e| e.to_string())?;
-        Ok(RawRecord { raw, value })
+        let (raw, replaced_bytes) = match String::from_utf8(bytes) {
+            Ok(raw) => (raw, false),
+            Err(error) => (String::from_utf8_lossy(error.as_bytes()).into_owned(), true),
+        };
+        let value = serde_json::from_str(&raw).map_err(|e| e.to_string())?;
+        Ok(RawRecord {
+            raw,
+            value,
+            replaced_bytes,
+        })
     }
 }
+
+/// The reason a record whose bytes were not all UTF-8 is noted with in `lakehouse.rejects`.
+pub const REPLACED_BYTES: &str = "kept, with U+FFFD (`�`) for bytes that are not UTF-8";
 
 /// The records of `body`'s array at `path`, raw text kept; `body` is valid JSON.
 pub(crate) fn records_at(body: &Body, path: &[&str], what: &str) -> Result<Vec<RawRecord>> {
@@ -194,6 +209,13 @@ where
             match Record::with_notes(&record.value, &notes).and_then(|r| row(&r)) {
                 Ok(value) => {
                     rows.push(value);
+                    if record.replaced_bytes {
+                        collected.kept_with_nulls.push(Reject {
+                            source: crate::ctx::redacted_url(&page.url),
+                            reason: REPLACED_BYTES.to_owned(),
+                            raw: record.raw.clone(),
+                        });
+                    }
                     let notes = notes.into_inner();
                     if !notes.is_empty() {
                         collected.kept_with_nulls.push(Reject {
@@ -303,7 +325,7 @@ pub fn max_reject_ratio(settings: &Settings, pipeline: &str) -> Result<f64> {
     };
     let ratio: f64 = settings.parse_or(&key, DEFAULT_MAX_REJECT_RATIO)?;
     if !(0.0..=1.0).contains(&ratio) {
-        return Err(Error::msg(format!(
+        return Err(Error::Refused(format!(
             "setting `{key}` = {ratio} is invalid: a share of the records, from 0 to 1 (0.1 is 10 %)"
         )));
     }

@@ -103,13 +103,13 @@ impl OdsQuery {
             });
         }
         if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {
-            return Err(Error::msg(format!(
+            return Err(Error::Refused(format!(
                 "dataset `{}`: page size {} is invalid: the records endpoint accepts 1 to {MAX_PAGE_SIZE}",
                 self.dataset, self.page_size
             )));
         }
         if self.order_by.trim().is_empty() {
-            return Err(Error::msg(format!(
+            return Err(Error::Refused(format!(
                 "dataset `{}`: an `order_by` is required, or pages may overlap or skip records",
                 self.dataset
             )));
@@ -159,7 +159,7 @@ impl OdsClient {
         };
         let base = Url::parse(&with_slash).map_err(|e| {
             let shown = crate::ctx::redacted_url_text(base_url);
-            Error::msg(format!("Opendatasoft base URL {shown:?} is invalid: {e}"))
+            Error::Refused(format!("Opendatasoft base URL {shown:?} is invalid: {e}"))
         })?;
         Ok(OdsClient { fetch, base })
     }

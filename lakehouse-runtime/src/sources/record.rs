@@ -273,29 +273,31 @@ impl<'a> Record<'a> {
             .ok_or_else(|| self.wrong(key, "an RFC 3339 date-time", value))
     }
 
-    /// A required time: seconds since the Unix epoch (GBFS 1.x and 2.x `last_reported`) or an
-    /// RFC 3339 date-time (GBFS 3.0). A number too large for seconds (milliseconds, say) is
+    /// A required time: seconds since the Unix epoch (GBFS 1.x and 2.x `last_reported`; a
+    /// fraction, or a number written as text, which some feeds send, kept to the microsecond) or
+    /// an RFC 3339 date-time (GBFS 3.0). A number too large for seconds (milliseconds, say) is
     /// rejected rather than read as a date thousands of years ahead.
     pub fn epoch_seconds(&self, key: &str) -> Result<Timestamp, Rejected> {
-        /// 5138-11-16: no report is dated later; milliseconds since 1973 are all larger.
-        const LARGEST_SECONDS: u64 = 100_000_000_000;
         let value = self.required(key)?;
-        let expected = "seconds since the epoch (an integer) or an RFC 3339 date-time";
-        match value {
-            Value::String(text) => {
-                parse_datetime(text).ok_or_else(|| self.wrong(key, expected, value))
-            }
-            Value::Number(n) => match n.as_i64() {
-                Some(seconds) if seconds.unsigned_abs() >= LARGEST_SECONDS => {
-                    Err(Rejected(format!(
-                        "`{}` is {seconds}: too large for seconds since the epoch (milliseconds?)",
-                        self.name(key)
-                    )))
-                }
-                Some(seconds) => Ok(Timestamp(seconds * 1_000_000)),
-                None => Err(self.wrong(key, expected, value)),
+        let expected = "seconds since the epoch or an RFC 3339 date-time";
+        let seconds = match value {
+            Value::String(text) => match parse_datetime(text) {
+                Some(time) => return Ok(time),
+                None => text
+                    .trim()
+                    .parse::<serde_json::Number>()
+                    .map_err(|_| self.wrong(key, expected, value))?,
             },
-            other => Err(self.wrong(key, expected, other)),
+            Value::Number(n) => n.clone(),
+            other => return Err(self.wrong(key, expected, other)),
+        };
+        match seconds_as_micros(&seconds) {
+            Some(micros) => Ok(Timestamp(micros)),
+            None if seconds.as_f64().is_some_and(f64::is_finite) => Err(Rejected(format!(
+                "`{}` is {seconds}: too large for seconds since the epoch (milliseconds?)",
+                self.name(key)
+            ))),
+            None => Err(self.wrong(key, expected, value)),
         }
     }
 
@@ -420,4 +422,20 @@ pub fn parse_datetime(text: &str) -> Option<Timestamp> {
     chrono::DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| Timestamp(t.timestamp_micros()))
+}
+
+/// Seconds since the epoch (an integer, or a fraction kept to the microsecond) as microseconds;
+/// `None` for a value too large for seconds (5138-11-16 and later: milliseconds since 1973 are
+/// all larger) or not finite.
+pub(crate) fn seconds_as_micros(seconds: &serde_json::Number) -> Option<i64> {
+    /// No report is dated later.
+    const LARGEST_SECONDS: i64 = 100_000_000_000;
+    let micros = match seconds.as_i64() {
+        Some(whole) => whole.checked_mul(1_000_000)?,
+        None => seconds
+            .as_f64()
+            .filter(|s| s.is_finite() && s.abs() < LARGEST_SECONDS as f64)
+            .map(|s| (s * 1e6).round() as i64)?,
+    };
+    (micros.unsigned_abs() < LARGEST_SECONDS.unsigned_abs() * 1_000_000).then_some(micros)
 }

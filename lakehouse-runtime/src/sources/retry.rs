@@ -144,7 +144,7 @@ impl RetryPolicy {
             max_body_bytes: match settings.get(&key(KEYS[6])) {
                 None => defaults.max_body_bytes,
                 Some(text) => parse_size(text).ok_or_else(|| {
-                    Error::msg(format!(
+                    Error::Refused(format!(
                         "setting `{}` = {text:?} is invalid: a size such as `64MiB`, `500KB` or a \
                          number of bytes, above zero",
                         key(KEYS[6])
@@ -154,7 +154,7 @@ impl RetryPolicy {
             source: Some(source.to_owned()),
         };
         if policy.max_attempts == 0 {
-            return Err(Error::msg(format!(
+            return Err(Error::Refused(format!(
                 "setting `{}` must be at least 1 (the first request counts)",
                 key(KEYS[2])
             )));

@@ -378,3 +378,38 @@ async fn a_byte_order_mark_and_an_odd_ttl_do_not_fail_a_feed() {
         assert!(expected.is_some() || !feed.is_stale(Timestamp(i64::MAX)));
     }
 }
+
+#[test]
+fn last_reported_is_read_as_seconds_however_a_feed_writes_them() {
+    let read = |value: serde_json::Value| {
+        let record = serde_json::json!({ "last_reported": value });
+        Record::new(&record)
+            .expect("an object")
+            .epoch_seconds("last_reported")
+            .map(|t| t.0)
+            .map_err(|rejected| rejected.0)
+    };
+    let at = 1_781_678_906_000_000;
+    // Whole seconds, a fraction, the same written as text, and RFC 3339.
+    assert_eq!(read(serde_json::json!(1_781_678_906)), Ok(at));
+    assert_eq!(read(serde_json::json!(1_781_678_906.25)), Ok(at + 250_000));
+    assert_eq!(read(serde_json::json!("1781678906")), Ok(at));
+    assert_eq!(read(serde_json::json!(" 1781678906.5 ")), Ok(at + 500_000));
+    assert_eq!(read(serde_json::json!("2026-06-17T06:48:26Z")), Ok(at));
+    // Milliseconds are refused, as numbers or text; so is what is no time.
+    for millis in [
+        serde_json::json!(1_781_678_906_000_i64),
+        serde_json::json!("1781678906000"),
+    ] {
+        let error = read(millis).expect_err("milliseconds");
+        assert!(
+            error.contains("too large for seconds since the epoch"),
+            "{error}"
+        );
+    }
+    let error = read(serde_json::json!("yesterday")).expect_err("no time");
+    assert!(
+        error.contains("seconds since the epoch or an RFC 3339 date-time"),
+        "{error}"
+    );
+}

@@ -282,3 +282,43 @@ async fn a_body_over_the_limit_fails_without_retry_whether_announced_or_not() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_record_with_bytes_that_are_not_utf8_is_kept_and_noted_not_the_page_failed() {
+    // One record of the page has a Latin-1 `é` (byte 0xE9) in its station code.
+    let record = |code: &[u8], docks: u32| {
+        let mut json = br#"{"stationcode": ""#.to_vec();
+        json.extend_from_slice(code);
+        json.extend_from_slice(
+            format!(
+                r#"", "numdocksavailable": {docks}, "numbikesavailable": 1, "is_renting": "OUI", "duedate": null, "coordonnees_geo": {{"lon": 2.35, "lat": 48.85}}}}"#
+            )
+            .as_bytes(),
+        );
+        json
+    };
+    let mut body = br#"{"total_count": 2, "results": ["#.to_vec();
+    body.extend(record(b"16107", 3));
+    body.push(b',');
+    body.extend(record(b"R\xe9publique", 4));
+    body.extend_from_slice(b"]}");
+    let server = TestServer::start(move |_| Reply::json(200, body.clone()));
+    let (fetch, _) = http(policy());
+    let client = OdsClient::new(fetch, &ods_base(&server)).expect("client");
+
+    let collected = read_status(&client).await.expect("the page is read");
+
+    assert_eq!(rows(&collected), 2, "both records kept");
+    assert!(collected.rejects.is_empty(), "{:?}", collected.rejects);
+    let noted: Vec<(&str, &str)> = collected
+        .kept_with_nulls
+        .iter()
+        .map(|r| (r.reason.as_str(), r.raw.as_str()))
+        .collect();
+    assert_eq!(noted.len(), 1, "{noted:?}");
+    assert_eq!(
+        noted[0].0,
+        "kept, with U+FFFD (`�`) for bytes that are not UTF-8"
+    );
+    assert!(noted[0].1.contains("R\u{FFFD}publique"), "{}", noted[0].1);
+}

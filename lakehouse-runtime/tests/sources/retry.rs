@@ -599,6 +599,33 @@ fn the_policy_is_configured_per_source_from_settings() {
             )),
             "{error}"
         );
+        // A setting does not parse better on a retry.
+        assert!(!error.is_retryable(), "{error}");
+    }
+    settings.set("opendata.velib.http.max_body", "1024");
+    settings.set("opendata.velib.http.max_attempts", "0");
+    let error = RetryPolicy::from_settings(&settings, "velib").expect_err("no attempt");
+    assert!(
+        error.to_string().contains("must be at least 1") && !error.is_retryable(),
+        "{error}"
+    );
+    settings.set("opendata.velib.http.max_attempts", "2");
+    settings.set("ingest.max_reject_ratio", "10");
+    let error = lakehouse_runtime::sources::max_reject_ratio(&settings, "velib_station_info")
+        .expect_err("a ratio past 1");
+    assert!(
+        error.to_string().contains("from 0 to 1") && !error.is_retryable(),
+        "{error}"
+    );
+    for url in ["::nope", "http://"] {
+        let fetch: std::sync::Arc<dyn lakehouse_runtime::sources::Fetch> =
+            std::sync::Arc::new(HttpFetch::new(policy()).expect("client"));
+        let error =
+            lakehouse_runtime::sources::OdsClient::new(fetch.clone(), url).expect_err("no URL");
+        assert!(!error.is_retryable(), "{error}");
+        let error =
+            lakehouse_runtime::sources::GbfsClient::discover(fetch, url).expect_err("no URL");
+        assert!(!error.is_retryable(), "{error}");
     }
 
     settings.set("opendata.http.max_elapsed", "soon");
