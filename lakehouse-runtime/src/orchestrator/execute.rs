@@ -426,7 +426,7 @@ async fn run_with_retries(
             match outcome {
                 Ok(written) => {
                     if written.fragmented {
-                        compact(orchestrator, pipeline).await;
+                        compact(orchestrator, pipeline, stop.clone()).await;
                     }
                     let (superseded, nothing_new) = (written.superseded, written.nothing_new);
                     let outcome = written.outcome;
@@ -952,12 +952,41 @@ impl Drop for AbortOnDrop {
 /// Compacts `pipeline`'s table after a write left it with many small files: after the attempt
 /// is recorded and outside its time limit, since the rows are committed whatever happens here
 /// (a failure is logged, and the next write tries again). In a task of its own: a panic in the
-/// Parquet or Delta code it runs is a failed compaction, not a failed pipeline.
-async fn compact(orchestrator: &Orchestrator, pipeline: &'static PipelineDescriptor) {
+/// Parquet or Delta code it runs is a failed compaction, not a failed pipeline. A run stopping
+/// (fail-fast's `stop`, an interrupt, an abort) cuts it short: it is no part of the pipeline's
+/// work, and would hold the run's end back for as long as it takes (the next write compacts).
+async fn compact(
+    orchestrator: &Orchestrator,
+    pipeline: &'static PipelineDescriptor,
+    mut stop: watch::Receiver<Option<Arc<str>>>,
+) {
     let warehouse = orchestrator.warehouse.clone();
-    let compacted =
-        tokio::spawn(async move { warehouse.compact(pipeline.output).await }.in_current_span())
-            .await;
+    let task =
+        tokio::spawn(async move { warehouse.compact(pipeline.output).await }.in_current_span());
+    // Dropped unfinished, it ends: the files it wrote are not in the table, and vacuum removes
+    // them.
+    let _cut = AbortOnDrop(task.abort_handle());
+    let (mut shutdown, mut abort) = (orchestrator.shutdown.clone(), orchestrator.abort.clone());
+    let stopped = async { stop.wait_for(|reason| reason.is_some()).await.is_ok() };
+    let interrupted = async { shutdown.wait_for(|stop| *stop).await.is_ok() };
+    let aborted = async { abort.wait_for(|abort| *abort).await.is_ok() };
+    let stopping = async {
+        tokio::select! {
+            true = stopped => {}
+            true = interrupted => {}
+            true = aborted => {}
+            // No sender left: nothing can stop the run any more.
+            else => std::future::pending().await,
+        }
+    };
+    let compacted = tokio::select! {
+        biased;
+        () = stopping => {
+            tracing::warn!("the run is stopping: the table's small files are left for the next write to compact");
+            return;
+        }
+        compacted = task => compacted,
+    };
     match compacted {
         Ok(Ok(report)) => tracing::info!(
             files_removed = report.files_removed,
