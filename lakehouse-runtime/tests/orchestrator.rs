@@ -3927,6 +3927,10 @@ mod notifications {
                 .await
                 .expect_err("no such run"),
             orchestrator
+                .resume(&report.run_id, &RunConfig::default())
+                .await
+                .expect_err("it succeeded"),
+            orchestrator
                 .backfill(
                     &RunConfig::default(),
                     &[earlier],
@@ -3941,6 +3945,7 @@ mod notifications {
         for ((told, refusal), expected) in sent.iter().zip(&refusals).zip([
             "run `r999999-running` is still running",
             "no run `r123456` in the ledger",
+            "has nothing to resume: every pipeline succeeded",
             "run `r999999-running` at 2020-09-13T12:26:40Z is recorded as running",
         ]) {
             assert_eq!(told["status"], "not started");

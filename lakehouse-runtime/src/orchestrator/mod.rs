@@ -696,7 +696,8 @@ impl Orchestrator {
                     rows_deleted: Some(deleted as i64),
                     ..(*start).clone()
                 };
-                self.ledger.append(&[end]).await?;
+                self.told_if_not_started(self.ledger.append(&[end]).await)
+                    .await?;
                 tracing::info!(
                     run_id,
                     status = status.as_str(),
@@ -722,9 +723,9 @@ impl Orchestrator {
                     gone.join(", ")
                 )
             };
-            return Err(Error::msg(format!(
-                "run `{run_id}` has nothing to resume: {why}"
-            )));
+            // A scheduled resume is told of this as of any other refusal.
+            let nothing = Error::msg(format!("run `{run_id}` has nothing to resume: {why}"));
+            return self.told_if_not_started(Err(nothing)).await;
         }
         let mut resumed = config.clone();
         resumed.targets = targets;
