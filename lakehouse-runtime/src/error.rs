@@ -172,7 +172,7 @@ const HINTS: &[(&str, &str)] = &[
 
 /// `text` without its [`WRAPPERS`], with the first of the [`HINTS`] it calls for.
 fn explained(text: &str) -> String {
-    let text = without_wrappers(text);
+    let text = without_wrappers(without_backtrace(text));
     // (A message that gives its way out already needs no other.)
     match HINTS
         .iter()
@@ -181,6 +181,19 @@ fn explained(text: &str) -> String {
         Some((_, hint)) => format!("{text} ({hint})"),
         None => text,
     }
+}
+
+/// `text` without the backtrace the Delta kernel appends to its errors' text when
+/// `RUST_BACKTRACE` is set (seventy lines of frames in a run's report and ledger row).
+fn without_backtrace(text: &str) -> &str {
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        if at > 0 && line.trim_start().starts_with("0: ") {
+            return text[..at].trim_end();
+        }
+        at += line.len();
+    }
+    text
 }
 
 /// `text` without the [`WRAPPERS`] it starts with.
@@ -340,6 +353,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 mod tests {
     use super::{without_pipeline, without_wrappers};
     use datafusion::error::DataFusionError;
+
+    #[test]
+    fn a_backtrace_the_kernel_appends_is_left_out() {
+        let text = "Kernel error: Json error: Encountered unexpected 'n' whilst parsing object\n   \
+                    0: buoyant_kernel::error::Error::with_backtrace\n   1: <buoyant_kernel::error\
+                    ::Error as core::convert::From<arrow_schema::error::ArrowError>>::from\n";
+        assert_eq!(
+            super::explained(text),
+            "Kernel error: Json error: Encountered unexpected 'n' whilst parsing object"
+        );
+        assert_eq!(
+            super::without_backtrace("two lines\nof text: 0: kept"),
+            "two lines\nof text: 0: kept"
+        );
+    }
 
     #[test]
     fn wrappers_and_a_repeated_pipeline_name_are_left_out() {

@@ -3187,6 +3187,46 @@ async fn tables_that_outlived_their_ledger_go_on_after_their_latest_sequence() {
 }
 
 #[tokio::test]
+async fn a_table_unreadable_when_the_ledger_is_gone_is_named_with_why_it_was_read() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    succeed_runs(&orchestrator, 1).await;
+    let runs =
+        crate::common::table_folder(&wh.warehouse, lakehouse_runtime::ledger::RunRecord::DEF);
+    std::fs::remove_dir_all(runs).expect("removed");
+    // ok1's latest log entry is damaged: the next sequence cannot be told from its writes.
+    let log = crate::common::table_folder(&wh.warehouse, <Ok1 as lakehouse_runtime::Table>::DEF)
+        .join("_delta_log");
+    let latest = std::fs::read_dir(&log)
+        .expect("log")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .max()
+        .expect("a commit");
+    std::fs::write(&latest, "{not json").expect("damaged");
+    // (A new process: this one holds the table's log as it was.)
+    let warehouse = lakehouse_runtime::Warehouse::open(
+        wh.dir.path().join("warehouse").to_str().expect("utf-8"),
+    )
+    .expect("warehouse");
+    let error = Orchestrator::new(registry(&["ticks", "ok1"]), warehouse)
+        .run(&RunConfig::default())
+        .await
+        .expect_err("the sequence is unknown")
+        .to_string();
+    assert!(
+        error.starts_with(
+            "lakehouse.runs has no runs, so the next run's sequence is taken from the latest \
+             write every table holds, and a table could not be read: "
+        ) && error.contains("silver.ok1")
+            && error.contains("`orchestrate check`"),
+        "{error}"
+    );
+    // The Delta kernel's backtrace (under `RUST_BACKTRACE`) is no part of the message.
+    assert!(!error.contains("0: "), "{error}");
+}
+
+#[tokio::test]
 async fn a_ledger_older_than_its_tables_costs_one_failed_run() {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());

@@ -923,7 +923,15 @@ impl Orchestrator {
         // unreadable table stops the run.
         let floor = self
             .latest_table_sequence()
-            .await?
+            .await
+            .map_err(|error| {
+                Error::msg(format!(
+                    "lakehouse.runs has no runs, so the next run's sequence is taken from the \
+                     latest write every table holds, and a table could not be read: {error}; \
+                     `orchestrate check` tells what is wrong with it (restore it to a readable \
+                     version, or move its folder away)"
+                ))
+            })?
             .map_or(1, |latest| latest.saturating_add(1));
         if floor > 1 {
             tracing::warn!(

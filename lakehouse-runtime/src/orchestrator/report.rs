@@ -65,7 +65,8 @@ pub struct PipelineResult {
     pub table: String,
     /// Final status.
     pub status: Status,
-    /// Attempts made (0 when not run).
+    /// Attempts made in this execution (0 when not run): a resume counts its own, where the
+    /// ledger numbers them on after the run's earlier executions' attempts.
     pub attempts: u32,
     /// Rows inserted or updated.
     pub rows_written: Option<u64>,
