@@ -843,7 +843,8 @@ fn snapshot(root: &Path, url: &str) -> PathBuf {
 }
 
 /// `records` as pages of `limit`, each `{"total_count": N, "results": [..]}` with one record per
-/// line.
+/// line, as the client asks for them: each page after the first from the record the previous one
+/// ended with (offsets 0, `limit - 1`, `2 * (limit - 1)`, …).
 fn ods_pages(
     root: &Path,
     dataset: &str,
@@ -853,13 +854,19 @@ fn ods_pages(
     files: &mut Vec<(PathBuf, String)>,
 ) {
     let total = records.len();
-    for (index, page) in records.chunks(limit).enumerate() {
+    let mut offset = 0;
+    loop {
+        let page = &records[offset..(offset + limit).min(total)];
         let lines: Vec<String> = page.iter().map(json).collect();
         let body = format!(
             "{{\"total_count\": {total}, \"results\": [\n{}\n]}}\n",
             lines.join(",\n")
         );
-        files.push((records_path(root, dataset, limit, index * limit), body));
+        files.push((records_path(root, dataset, limit, offset), body));
+        if offset + page.len() >= total {
+            break;
+        }
+        offset += page.len() - 1;
     }
 }
 

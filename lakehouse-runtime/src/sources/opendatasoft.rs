@@ -7,8 +7,11 @@
 //!   answers a bare JSON array of every record, with no cap.
 //!
 //! [`OdsPages`] pages through the records with a stable `order_by`, checks every page's
-//! `total_count` and the number of records received against it, and reads the whole result from
-//! the exports endpoint, streamed, when `total_count` is more than offset paging can reach.
+//! `total_count` and the number of records received against it, asks each page after the first
+//! from the record the previous one ended with (and checks it is that record: pages shifted by
+//! records added and removed meanwhile would read one twice or never), and reads the whole
+//! result from the exports endpoint, streamed, when `total_count` is more than offset paging
+//! can reach.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -77,7 +80,7 @@ impl OdsQuery {
         self
     }
 
-    /// Records per page, 1 to 100 (default 100).
+    /// Records per page, 2 to 100 (default 100).
     pub fn page_size(mut self, page_size: u32) -> OdsQuery {
         self.page_size = page_size;
         self
@@ -102,9 +105,12 @@ impl OdsQuery {
                 reason: "only letters, digits, `-` and `_` are allowed",
             });
         }
-        if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {
+        // (Each page after the first starts with the previous page's last record.)
+        if !(2..=MAX_PAGE_SIZE).contains(&self.page_size) {
             return Err(Error::Refused(format!(
-                "dataset `{}`: page size {} is invalid: the records endpoint accepts 1 to {MAX_PAGE_SIZE}",
+                "dataset `{}`: page size {} is invalid: from 2 (each page after the first \
+                 starts with the record the previous one ended with) to {MAX_PAGE_SIZE} (the \
+                 records endpoint's largest `limit`)",
                 self.dataset, self.page_size
             )));
         }
@@ -316,10 +322,16 @@ impl OdsPages {
         }
     }
 
-    /// Fetches and checks the records page at `offset`.
+    /// Fetches and checks the records page at `offset`. Each page after the first is asked
+    /// from one record earlier, the one the previous page ended with: records added or removed
+    /// before the offset between two requests shift the pages (keeping `total_count` when as
+    /// many are added as removed), and a record would be read twice or never; the one the page
+    /// starts with is then another, and the read fails.
     async fn records_page(&mut self, offset: u64) -> Result<Step> {
-        let limit = u64::from(self.query.page_size).min(OFFSET_CAP - offset) as u32;
-        let url = self.client.records_url(&self.query, offset, limit)?;
+        let overlap = u64::from(offset > 0);
+        let start = offset - overlap;
+        let limit = u64::from(self.query.page_size).min(OFFSET_CAP - start) as u32;
+        let url = self.client.records_url(&self.query, start, limit)?;
         let body = self.client.fetch.get(&url).await?;
         let page: RecordsPage =
             serde_json::from_slice(super::without_bom(&body.bytes)).map_err(|e| {
@@ -347,12 +359,29 @@ impl OdsPages {
             }
             Some(total) => total,
         };
-        let count = page.results.len() as u64;
-        if count > u64::from(limit) {
+        let sent = page.results.len() as u64;
+        if sent > u64::from(limit) {
             return Err(body.fault(format!(
-                "the page has {count} records, more than the `limit` of {limit}"
+                "the page has {sent} records, more than the `limit` of {limit}"
             )));
         }
+        let mut records = records_at(&body, &["results"], "Opendatasoft records page")?;
+        if overlap == 1 {
+            let same = match (&self.last_record, records.first()) {
+                (Some(last), Some(first)) => *last == first.raw,
+                _ => false,
+            };
+            if !same {
+                return Err(body.fault(format!(
+                    "the page from offset {start} does not start with the record the previous \
+                     page ended with: records were added or removed before it while the dataset \
+                     was paged, and one would be read twice or never; nothing was written; \
+                     rerun the pipeline"
+                )));
+            }
+            records.remove(0);
+        }
+        let count = records.len() as u64;
         if count == 0 {
             if self.received < total {
                 return Err(body.fault(format!(
@@ -386,24 +415,6 @@ impl OdsPages {
             total_count = total,
             "page"
         );
-        let records = records_at(&body, &["results"], "Opendatasoft records page")?;
-        // Records added and removed between two requests keep `total_count` but shift the
-        // pages: the one before the offset is sent again (and another never). Seen when it is
-        // the one this page starts with, unless the dataset holds it twice there (asked again).
-        let repeated = match (&self.last_record, records.first()) {
-            (Some(last), Some(first)) if *last == first.raw => Some(last.clone()),
-            _ => None,
-        };
-        if let Some(record) = repeated
-            && !held_twice_at(self.client.clone(), self.query.clone(), offset, record).await?
-        {
-            return Err(body.fault(format!(
-                "the page at offset {offset} starts with the record the previous page ended \
-                     with, and the dataset does not hold it twice there: the pages overlap, as \
-                     when the dataset changes while it is paged; nothing was written; rerun the \
-                     pipeline"
-            )));
-        }
         self.last_record = records.last().map(|record| record.raw.clone());
         Ok(Step::Page(Page {
             url: body.url,
@@ -411,24 +422,6 @@ impl OdsPages {
             records,
         }))
     }
-}
-
-/// Whether the records of `query` at `offset - 1` and `offset` are both `record` now: the
-/// dataset holds it twice (identical records, which `order_by` cannot tell apart, across a page
-/// boundary).
-async fn held_twice_at(
-    client: OdsClient,
-    query: OdsQuery,
-    offset: u64,
-    record: String,
-) -> Result<bool> {
-    let Some(before) = offset.checked_sub(1) else {
-        return Ok(false);
-    };
-    let url = client.records_url(&query, before, 2)?;
-    let body = client.fetch.get(&url).await?;
-    let records = records_at(&body, &["results"], "Opendatasoft records page")?;
-    Ok(records.len() == 2 && records.iter().all(|r| r.raw == record))
 }
 
 impl Pages for OdsPages {

@@ -27,11 +27,12 @@ async fn three_pages_give_every_row_once_with_the_query_on_each_page() {
     assert_eq!(rows(&collected), 45);
     assert_eq!(collected.pages, 3);
     assert!(collected.rejects.is_empty(), "{:?}", collected.rejects);
+    // Each page after the first starts with the previous one's last record, read once.
     let batch_rows: Vec<usize> = collected.batches.iter().map(|b| b.num_rows()).collect();
-    assert_eq!(batch_rows, [20, 20, 5], "one batch per page");
+    assert_eq!(batch_rows, [20, 19, 6], "one batch per page");
     let requests = server.requests();
     let offsets: Vec<&str> = requests.iter().filter_map(|r| r.param("offset")).collect();
-    assert_eq!(offsets, ["0", "20", "40"], "no request past total_count");
+    assert_eq!(offsets, ["0", "19", "38"], "no request past total_count");
     for request in &requests {
         assert_eq!(
             request.path,
@@ -67,14 +68,20 @@ async fn a_where_clause_is_sent_and_a_page_size_over_100_is_refused() {
     let error = client
         .pages(status_query().page_size(101))
         .expect_err("limit > 100");
-    assert!(error.to_string().contains("1 to 100"), "{error}");
+    assert!(error.to_string().contains("to 100"), "{error}");
+    let error = client
+        .pages(status_query().page_size(1))
+        .expect_err("no room for the previous page's last record");
+    assert!(error.to_string().contains("from 2"), "{error}");
 }
 
 #[tokio::test]
 async fn a_total_count_that_changes_between_pages_fails_the_ingestion() {
     let server = TestServer::start(|request| {
         let mut page = first_page();
-        if request.param("offset") == Some("20") {
+        if request.param("offset") == Some("19") {
+            let results = page["results"].as_array().cloned().unwrap_or_default();
+            page["results"] = json!(results[19..]);
             page["total_count"] = json!(44);
         }
         Reply::json(200, page.to_string())
@@ -90,16 +97,22 @@ async fn a_total_count_that_changes_between_pages_fails_the_ingestion() {
         text.contains("`total_count` changed while paging, from 45 on the first page to 44"),
         "{text}"
     );
-    assert!(text.contains("offset=20"), "names the page's URL: {text}");
+    assert!(text.contains("offset=19"), "names the page's URL: {text}");
 }
 
 #[tokio::test]
 async fn an_empty_page_before_total_count_is_reached_fails_the_ingestion() {
     let server = TestServer::start(|request| {
+        let first = first_page();
         if request.param("offset") == Some("0") {
-            Reply::json(200, first_page().to_string())
+            Reply::json(200, first.to_string())
         } else {
-            Reply::json(200, r#"{"total_count": 45, "results": []}"#)
+            // The previous page's last record, and none after it.
+            let last = first["results"][19].clone();
+            Reply::json(
+                200,
+                json!({"total_count": 45, "results": [last]}).to_string(),
+            )
         }
     });
     let (fetch, _) = http(policy());
@@ -115,65 +128,101 @@ async fn an_empty_page_before_total_count_is_reached_fails_the_ingestion() {
     );
 }
 
-#[tokio::test]
-async fn pages_that_overlap_fail_the_ingestion() {
-    // Between the two requests a record was added before the offset and another removed:
-    // `total_count` is the same, and the second page starts with the first's last record.
-    let server = TestServer::start(|request| {
+/// A server whose dataset is the first page's 20 records and 25 more, changed by `change`
+/// (the records as they are) once the first page was sent.
+fn changing_dataset(change: fn(&mut Vec<Value>)) -> TestServer {
+    let sent_first = std::sync::atomic::AtomicBool::new(false);
+    TestServer::start(move |request| {
         let first = first_page();
-        if request.param("offset") == Some("0") {
-            return Reply::json(200, first.to_string());
+        let mut records = first["results"].as_array().cloned().unwrap_or_default();
+        let template = records[0].clone();
+        records.extend((0..25).map(|i| {
+            let mut record = template.clone();
+            record["stationcode"] = json!(format!("{}", 90_000 + i));
+            record
+        }));
+        if sent_first.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            change(&mut records);
         }
-        let results = first["results"].as_array().cloned().unwrap_or_default();
-        let page: Vec<Value> = match request.param("offset") {
-            Some("20") => results
-                .last()
-                .cloned()
-                .into_iter()
-                .chain(results)
-                .take(20)
-                .collect(),
-            // Asked again around the boundary: the records now at 19 and 20.
-            Some("19") => results[18..20].to_vec(),
-            _ => results.into_iter().take(5).collect(),
-        };
-        Reply::json(200, json!({"total_count": 45, "results": page}).to_string())
-    });
-    let (fetch, _) = http(policy());
-    let client = OdsClient::new(fetch, &ods_base(&server)).expect("client");
+        let offset: usize = request
+            .param("offset")
+            .and_then(|o| o.parse().ok())
+            .unwrap_or(0);
+        let limit: usize = request
+            .param("limit")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(20);
+        let page: Vec<Value> = records.iter().skip(offset).take(limit).cloned().collect();
+        Reply::json(
+            200,
+            json!({"total_count": records.len(), "results": page}).to_string(),
+        )
+    })
+}
 
-    let error = read_status(&client).await.expect_err("overlapping pages");
+#[tokio::test]
+async fn pages_shifted_by_records_added_and_removed_meanwhile_fail_the_ingestion() {
+    // One added before the offset and one removed after it: the next page would send the
+    // previous one's last record again. One removed before and one added after: it would skip
+    // a record, and nothing would repeat. `total_count` is the same either way.
+    let shifts: [fn(&mut Vec<Value>); 2] = [
+        |records| {
+            let mut added = records[0].clone();
+            added["stationcode"] = json!("00001");
+            records.insert(0, added);
+            records.pop();
+        },
+        |records| {
+            let mut added = records[0].clone();
+            added["stationcode"] = json!("99999");
+            records.remove(5);
+            records.push(added);
+        },
+    ];
+    for shift in shifts {
+        let server = changing_dataset(shift);
+        let (fetch, _) = http(policy());
+        let client = OdsClient::new(fetch, &ods_base(&server)).expect("client");
 
-    let text = error.to_string();
-    assert!(matches!(error, Error::Source { .. }), "{error:?}");
-    assert!(
-        text.contains(
-            "the page at offset 20 starts with the record the previous page ended with, and the \
-             dataset does not hold it twice there: the pages overlap"
-        ) && text.contains("offset=20"),
-        "{text}"
-    );
+        let error = read_status(&client).await.expect_err("shifted pages");
+
+        let text = error.to_string();
+        assert!(matches!(error, Error::Source { .. }), "{error:?}");
+        assert!(
+            text.contains(
+                "the page from offset 19 does not start with the record the previous page ended \
+                 with: records were added or removed before it"
+            ) && text.contains("offset=19"),
+            "{text}"
+        );
+    }
 }
 
 #[tokio::test]
 async fn a_record_held_twice_across_a_page_boundary_is_read_twice() {
-    // Identical records at 19 and 20 (a `select` of fields that do not tell them apart).
+    // Identical records at 19 and 20 (a `select` of fields that do not tell them apart): the
+    // page from 19 starts with the first of them, as the previous page ended.
     let server = TestServer::start(|request| {
         let first = first_page();
-        let results = first["results"].as_array().cloned().unwrap_or_default();
-        let twice = results[19].clone();
-        let page: Vec<Value> = match request.param("offset") {
-            Some("0") => results,
-            Some("20") => std::iter::once(twice).chain(results).take(20).collect(),
-            Some("19") => vec![twice.clone(), twice],
-            _ => results.into_iter().take(5).collect(),
-        };
+        let mut records = first["results"].as_array().cloned().unwrap_or_default();
+        let twice = records[19].clone();
+        records.push(twice.clone());
+        records.extend((0..24).map(|i| {
+            let mut record = twice.clone();
+            record["stationcode"] = json!(format!("{}", 90_000 + i));
+            record
+        }));
+        let offset: usize = request
+            .param("offset")
+            .and_then(|o| o.parse().ok())
+            .unwrap_or(0);
+        let page: Vec<Value> = records.iter().skip(offset).take(20).cloned().collect();
         Reply::json(200, json!({"total_count": 45, "results": page}).to_string())
     });
     let (fetch, _) = http(policy());
     let client = OdsClient::new(fetch, &ods_base(&server)).expect("client");
 
-    let collected = read_status(&client).await.expect("no overlap");
+    let collected = read_status(&client).await.expect("no shift");
 
     assert_eq!(rows(&collected) + collected.rejects.len(), 45);
     let asked: Vec<String> = server
@@ -181,7 +230,7 @@ async fn a_record_held_twice_across_a_page_boundary_is_read_twice() {
         .iter()
         .map(|r| r.param("offset").unwrap_or_default().to_owned())
         .collect();
-    assert_eq!(asked, ["0", "20", "19", "40"]);
+    assert_eq!(asked, ["0", "19", "38"]);
 }
 
 /// `count` status records for an export, from the fixture's, with distinct station codes.
