@@ -27,6 +27,9 @@ use super::json::ArraySplitter;
 use super::{Page, Pages, RawRecord, records_at};
 use crate::error::{Error, Result};
 
+/// The query keys the client sets for each request (a base URL's own query may not).
+const CLIENT_KEYS: [&str; 6] = ["select", "where", "order_by", "timezone", "limit", "offset"];
+
 /// The largest `limit` the records endpoint accepts.
 pub const MAX_PAGE_SIZE: u32 = 100;
 
@@ -156,17 +159,29 @@ impl std::fmt::Debug for OdsClient {
 
 impl OdsClient {
     /// A client of the portal whose Explore API v2.1 is at `base_url`
-    /// (`https://<portal>/api/explore/v2.1/`), reading through `fetch`.
+    /// (`https://<portal>/api/explore/v2.1/`), reading through `fetch`. A query of the base URL
+    /// (`?apikey=…`) is sent with every request.
     pub fn new(fetch: Arc<dyn Fetch>, base_url: &str) -> Result<OdsClient> {
-        let with_slash = if base_url.ends_with('/') {
-            base_url.to_owned()
-        } else {
-            format!("{base_url}/")
-        };
-        let base = Url::parse(&with_slash).map_err(|e| {
+        let mut base = Url::parse(base_url).map_err(|e| {
             let shown = crate::ctx::redacted_url_text(base_url);
             Error::Refused(format!("Opendatasoft base URL {shown:?} is invalid: {e}"))
         })?;
+        // The endpoints are joined under its path, which must end with a `/` for that.
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        // Its query (an `apikey`, say) goes with every request, but for the keys the client sets.
+        if let Some((key, _)) = base
+            .query_pairs()
+            .find(|(key, _)| CLIENT_KEYS.contains(&key.as_ref()))
+        {
+            return Err(Error::Refused(format!(
+                "Opendatasoft base URL {:?} sets `{key}`, which the client sets for each request: \
+                 leave it out (a filter is `velib.where`, or `OdsQuery::filter`)",
+                crate::ctx::redacted_url(&base)
+            )));
+        }
         Ok(OdsClient { fetch, base })
     }
 
@@ -198,9 +213,13 @@ impl OdsClient {
 
     fn endpoint(&self, query: &OdsQuery, tail: &str) -> Result<Url> {
         query.validate()?;
-        self.base
+        let mut url = self
+            .base
             .join(&format!("catalog/datasets/{}/{tail}", query.dataset))
-            .map_err(|e| Error::msg(format!("cannot build the URL of `{}`: {e}", query.dataset)))
+            .map_err(|e| Error::msg(format!("cannot build the URL of `{}`: {e}", query.dataset)))?;
+        // (A join drops the base's query.)
+        url.set_query(self.base.query());
+        Ok(url)
     }
 
     /// The pages of `query`; nothing is fetched until the first [`Pages::next_page`].

@@ -399,3 +399,39 @@ async fn an_api_key_is_sent_with_every_request_and_kept_out_of_debug_output() {
         "{refused}"
     );
 }
+
+#[tokio::test]
+async fn the_base_urls_query_goes_with_every_request_and_stays_out_of_the_rejects() {
+    let server = TestServer::start(replay(fixtures("paged"), PARIS));
+    let (fetch, _) = http(policy());
+    let base = format!("{}?apikey=SECRET", ods_base(&server));
+    let client = OdsClient::new(fetch.clone(), &base).expect("client");
+
+    let collected = read_status(&client).await.expect("paged read");
+
+    assert_eq!(rows(&collected), 45);
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3);
+    assert!(
+        requests.iter().all(|r| r.param("apikey") == Some("SECRET")),
+        "every request carries the key"
+    );
+    assert!(
+        collected
+            .rejects
+            .iter()
+            .chain(&collected.kept_with_nulls)
+            .all(|r| !r.source.contains("SECRET")),
+        "{:?}",
+        collected.rejects
+    );
+    // A key the client sets for each request is refused in the base URL.
+    let error = OdsClient::new(fetch, &format!("{}?limit=5", ods_base(&server)))
+        .expect_err("limit is the client's");
+    assert!(
+        error
+            .to_string()
+            .contains("sets `limit`, which the client sets for each request"),
+        "{error}"
+    );
+}

@@ -186,6 +186,11 @@ pub fn info_row(r: &Record<'_>, run_at: Timestamp) -> Result<BronzeVelibStationI
 /// The order of the station list: by code, then by what tells two listings of one code apart.
 const INFO_ORDER: &str = "stationcode,capacity,name";
 
+/// The order of the availability reports: by code, then by what tells two reports of one code
+/// apart (the service orders ties as it likes, maybe otherwise from one page's request to the
+/// next, and paging would then find its pages shifted and fail).
+const STATUS_ORDER: &str = "stationcode,duedate,numbikesavailable,numdocksavailable";
+
 /// The pages of `dataset` with `fields`, ordered by `order_by` (the station code first), from
 /// the mode's fetcher; `filtered`: with the `velib.where` filter.
 fn pages(
@@ -226,7 +231,7 @@ pub async fn velib_station_status(cx: &Ctx) -> Result<Frame<BronzeVelibStationSt
         return cx.empty();
     }
     let run_at = cx.run_at();
-    let mut pages = pages(cx, STATUS_DATASET, STATUS_FIELDS, "stationcode", true)?;
+    let mut pages = pages(cx, STATUS_DATASET, STATUS_FIELDS, STATUS_ORDER, true)?;
     sources::collect_frame(cx, &mut pages, |r| status_row(r, run_at)).await
 }
 
