@@ -550,7 +550,7 @@ fn transport_failure(
     } else if error.is_redirect() {
         Failure::fatal(None, format!("redirect refused: {detail}"))
     } else if error.is_connect() {
-        Failure::retryable(None, format!("could not connect: {detail}"))
+        Failure::retryable(None, format!("{}: {detail}", super::retry::UNREACHED))
     } else {
         Failure::retryable(None, format!("the connection failed {stage}: {detail}"))
     }

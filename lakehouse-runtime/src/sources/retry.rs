@@ -67,6 +67,9 @@ pub struct RetryPolicy {
     pub source: Option<String>,
 }
 
+/// How a failure to connect starts its message.
+pub(crate) const UNREACHED: &str = "could not connect";
+
 /// [`RetryPolicy::max_body_bytes`] by default: 64 MiB, a thousand times a page of records.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 << 20;
 
@@ -231,9 +234,15 @@ impl RetryPolicy {
                 return Err(give_up(failure.advice(self.source.as_deref())));
             }
             if number >= self.max_attempts {
+                // Never reached (a host that does not resolve, a port nothing listens on) is
+                // not a service failing: its URL may be wrong.
+                let why = if failure.status.is_none() && failure.message.starts_with(UNREACHED) {
+                    "the service could not be reached: check its URL and the network, retry later"
+                } else {
+                    "the service is failing: retry later"
+                };
                 return Err(give_up(format!(
-                    "gave up after {number} attempt(s) in {}; the service is failing: retry \
-                     later, or raise `{}`",
+                    "gave up after {number} attempt(s) in {}; {why}, or raise `{}`",
                     humantime::format_duration(round_ms(spent)),
                     self.setting("max_attempts")
                 )));

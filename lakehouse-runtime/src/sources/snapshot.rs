@@ -260,6 +260,7 @@ impl std::fmt::Debug for RecordingFetch {
 impl RecordingFetch {
     /// Fetches through `inner` and records into `dir`.
     pub fn new(inner: Arc<dyn Fetch>, dir: impl Into<PathBuf>) -> RecordingFetch {
+        recording_began();
         RecordingFetch {
             inner,
             dir: dir.into(),
@@ -290,7 +291,12 @@ impl RecordingFetch {
             )),
             Some(_) => Ok(path),
             None => {
-                if path.exists() {
+                // (Another pipeline's recorder in this process, or an earlier attempt's, may
+                // have saved the same URL already: that is no earlier recording.)
+                let earlier = std::fs::metadata(&path)
+                    .and_then(|meta| meta.modified())
+                    .is_ok_and(|written| written < recording_began());
+                if earlier {
                     tracing::warn!(
                         file = %path.display(),
                         "replacing a response an earlier recording saved: should this recording \
@@ -302,6 +308,13 @@ impl RecordingFetch {
             }
         }
     }
+}
+
+/// When this process began recording (its first [`RecordingFetch`]): a file written before it
+/// is an earlier recording's.
+fn recording_began() -> std::time::SystemTime {
+    static BEGAN: std::sync::OnceLock<std::time::SystemTime> = std::sync::OnceLock::new();
+    *BEGAN.get_or_init(std::time::SystemTime::now)
 }
 
 impl Fetch for RecordingFetch {

@@ -563,6 +563,13 @@ async fn a_refused_connection_is_retried_then_reported() {
 
     assert_eq!(timer.delays().len(), 3);
     assert!(error.to_string().contains("could not connect"), "{error}");
+    // Not a service failing: one never reached, whose URL may be wrong.
+    assert!(
+        error
+            .to_string()
+            .contains("the service could not be reached: check its URL and the network"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -376,3 +376,41 @@ fn live_data_is_not_stamped_with_a_distant_run_at() {
     live.check_run_at(three_days_ago, &settings)
         .expect("allowed");
 }
+
+#[tokio::test]
+async fn recording_warns_only_of_a_response_an_earlier_recording_saved() {
+    let server = TestServer::start(replay(fixtures("paged"), PARIS));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = || async {
+        let (fetch, _) = http(policy());
+        let client = OdsClient::new(
+            Arc::new(RecordingFetch::new(fetch, dir.path())),
+            &ods_base(&server),
+        )
+        .expect("client");
+        let (logs, guard) = crate::common::capture_warnings();
+        read_status(&client).await.expect("recorded");
+        drop(guard);
+        let said = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+        said
+    };
+    // Two pipelines (or a retry) of one process recording the same URL: nothing earlier.
+    assert!(!record().await.contains("replacing a response"));
+    let said = record().await;
+    assert!(!said.contains("replacing a response"), "{said}");
+    // A file an earlier recording saved is said to be replaced.
+    let host = server.url("").replace("http://", "").replace(':', "_");
+    let name = format!("api/explore/v2.1/catalog/datasets/{STATUS}/records@limit=20&offset=0.json");
+    let file = std::fs::File::options()
+        .write(true)
+        .open(dir.path().join(&host).join(&name))
+        .expect("recorded file");
+    file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+        .expect("an hour old");
+    let said = record().await;
+    assert!(
+        said.contains("replacing a response an earlier recording saved")
+            && said.contains("offset=0.json"),
+        "{said}"
+    );
+}

@@ -225,7 +225,8 @@ fn pages(
 }
 
 /// Ingests the real-time availability of every Vélib' station.
-#[pipeline(tags = ["velib", "opendata"])]
+// A service that answers slowly, a chunk at a time, holds no run for ever.
+#[pipeline(tags = ["velib", "opendata"], timeout = "10m")]
 pub async fn velib_station_status(cx: &Ctx) -> Result<Frame<BronzeVelibStationStatus>> {
     if cx.is_dry_run() {
         return cx.empty();
@@ -236,7 +237,8 @@ pub async fn velib_station_status(cx: &Ctx) -> Result<Frame<BronzeVelibStationSt
 }
 
 /// Ingests the location and size of every Vélib' station.
-#[pipeline(tags = ["velib", "opendata"])]
+// A service that answers slowly, a chunk at a time, holds no run for ever.
+#[pipeline(tags = ["velib", "opendata"], timeout = "10m")]
 pub async fn velib_station_info(cx: &Ctx) -> Result<Frame<BronzeVelibStationInfo>> {
     if cx.is_dry_run() {
         return cx.empty();

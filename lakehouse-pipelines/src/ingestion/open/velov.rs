@@ -194,7 +194,8 @@ async fn feed(cx: &Ctx, name: &str) -> Result<GbfsFeed> {
 }
 
 /// Ingests the location and size of every Vélo'v station.
-#[pipeline(tags = ["velov", "opendata"])]
+// A service that answers slowly, a chunk at a time, holds no run for ever.
+#[pipeline(tags = ["velov", "opendata"], timeout = "10m")]
 pub async fn velov_station_info(cx: &Ctx) -> Result<Frame<BronzeVelovStationInfo>> {
     if cx.is_dry_run() {
         return cx.empty();
@@ -211,7 +212,8 @@ pub async fn velov_station_info(cx: &Ctx) -> Result<Frame<BronzeVelovStationInfo
 }
 
 /// Ingests the real-time availability of every Vélo'v station.
-#[pipeline(tags = ["velov", "opendata"])]
+// A service that answers slowly, a chunk at a time, holds no run for ever.
+#[pipeline(tags = ["velov", "opendata"], timeout = "10m")]
 pub async fn velov_station_status(cx: &Ctx) -> Result<Frame<BronzeVelovStationStatus>> {
     if cx.is_dry_run() {
         return cx.empty();
