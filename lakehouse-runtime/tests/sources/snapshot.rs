@@ -391,8 +391,7 @@ async fn recording_warns_only_of_a_response_an_earlier_recording_saved() {
         let (logs, guard) = crate::common::capture_warnings();
         read_status(&client).await.expect("recorded");
         drop(guard);
-        let said = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
-        said
+        String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned()
     };
     // Two pipelines (or a retry) of one process recording the same URL: nothing earlier.
     assert!(!record().await.contains("replacing a response"));
