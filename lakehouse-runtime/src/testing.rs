@@ -253,6 +253,7 @@ fn context(
 pub async fn rows<R: DeserializeOwned, T: Table>(frame: Frame<T>) -> Result<Vec<R>> {
     let batches = frame.collect().await?;
     crate::frame::batches_to_rows(&batches)
+        .map_err(|e| Error::msg(format!("table `{}`: {e}", T::DEF.qualified_name())))
 }
 
 #[cfg(test)]

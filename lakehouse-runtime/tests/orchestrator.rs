@@ -1429,6 +1429,12 @@ async fn a_run_whose_end_cannot_be_recorded_still_reports_how_it_ended() {
     );
     let config = breaking_the_ledger(&wh);
     // Before, the run was an error: its report (every pipeline succeeded) was lost.
+    use crate::sources::server::{Reply, TestServer};
+    use lakehouse_runtime::orchestrator::{NotifyOn, Webhook};
+    let server = TestServer::start(|_| Reply::json(200, "ok"));
+    let orchestrator = orchestrator.with_webhook(
+        Webhook::new(&server.url("/hooks/lake"), NotifyOn::Failure).expect("webhook"),
+    );
     let report = orchestrator.run(&config).await.expect("a report");
     assert_eq!(
         report.result("breaks_ledger").and_then(|r| r.error.clone()),
@@ -1448,6 +1454,19 @@ async fn a_run_whose_end_cannot_be_recorded_still_reports_how_it_ended() {
     assert_eq!(
         report.to_json()["unrecorded"].as_str(),
         Some(unrecorded.as_str())
+    );
+    // The webhook is told, the error once (the summary gave it, then the notice again).
+    let sent = server.requests();
+    assert_eq!(sent.len(), 1);
+    let body: serde_json::Value = serde_json::from_slice(&sent[0].body).expect("JSON");
+    assert_eq!(body["recorded"], false);
+    let text = body["text"].as_str().expect("a text");
+    assert_eq!(text.matches(unrecorded.as_str()).count(), 1, "{text}");
+    assert!(
+        text.contains(&format!(
+            "failed: 2 succeeded — the run could not be recorded: {unrecorded}"
+        )),
+        "{text}"
     );
     // The ledger mended, this orchestrator's next run (a loop's next tick) records the end the
     // run could not: it is no longer "running" for as long as the process lives.

@@ -180,7 +180,70 @@ pub fn batches_to_rows<R: DeserializeOwned>(batches: &[RecordBatch]) -> Result<V
     if json.is_empty() {
         return Ok(Vec::new());
     }
-    serde_json::from_slice(&json).map_err(|e| Error::msg(format!("reading rows: {e}")))
+    let mut deserializer = serde_json::Deserializer::from_slice(&json);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let columns = batches.first().map(|b| b.schema());
+        let is_column = |name: &str| {
+            columns
+                .as_ref()
+                .is_some_and(|c| c.field_with_name(name).is_ok())
+        };
+        Error::msg(unreadable_row::<R>(&e, is_column))
+    })
+}
+
+/// What a row that does not deserialize as `R` tells: its number, its column, and what was
+/// wrong, without the position in the JSON made of the batches (no one wrote that text).
+/// `is_column` tells a NULL (the JSON writer leaves it out) from a field no column fills.
+fn unreadable_row<R>(
+    error: &serde_path_to_error::Error<serde_json::Error>,
+    is_column: impl Fn(&str) -> bool,
+) -> String {
+    use serde_path_to_error::Segment;
+    let inner = error.inner();
+    let mut why = inner.to_string();
+    if inner.line() > 0 {
+        let position = format!(" at line {} column {}", inner.line(), inner.column());
+        if let Some(stripped) = why.strip_suffix(&position) {
+            why = stripped.to_owned();
+        }
+    }
+    let (mut row, mut column) = (None, None);
+    for segment in error.path().iter() {
+        match segment {
+            Segment::Seq { index } if row.is_none() => row = Some(index + 1),
+            Segment::Map { key } if column.is_none() => column = Some(key.as_str()),
+            _ => {}
+        }
+    }
+    let missing = why
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+        .map(str::to_owned);
+    let null = missing.clone().filter(|name| is_column(name));
+    if null.is_some() {
+        column = null.as_deref();
+        why = "NULL, which the field's type cannot hold".to_owned();
+    }
+    let mut place = String::new();
+    if let Some(row) = row {
+        place.push_str(&format!(", row {row}"));
+    }
+    if let Some(column) = column {
+        place.push_str(&format!(", column `{column}`"));
+    }
+    let hint = if null.is_some() {
+        ": make it an `Option`"
+    } else if missing.is_some() {
+        ": the rows have no such column (a field to fill from another column needs \
+         `#[serde(rename = \"…\")]`, one not read `#[serde(default)]`)"
+    } else {
+        ""
+    };
+    format!(
+        "reading rows as `{}`{place}: {why}{hint}",
+        std::any::type_name::<R>()
+    )
 }
 
 /// An error naming the first float column of `batch` holding NaN or an infinity.
@@ -275,6 +338,84 @@ mod tests {
             .expect_err("NaN")
             .to_string();
         assert!(error.starts_with("column `ratio` holds NaN"), "{error}");
+    }
+
+    #[test]
+    fn a_row_that_does_not_read_names_its_row_and_column() {
+        use serde::Deserialize;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("qty", DataType::Int32, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(arrow::array::Int64Array::from(vec![1, 2, 3])),
+                Arc::new(arrow::array::Int32Array::from(vec![Some(5), Some(6), None])),
+            ],
+        )
+        .expect("batch");
+        #[derive(Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct NotNullQty {
+            id: i64,
+            qty: i32,
+        }
+        let error = batches_to_rows::<NotNullQty>(std::slice::from_ref(&batch))
+            .expect_err("a NULL qty")
+            .to_string();
+        assert_eq!(
+            error,
+            "reading rows as `lakehouse_runtime::frame::rows::tests::\
+             a_row_that_does_not_read_names_its_row_and_column::NotNullQty`, row 3, column \
+             `qty`: NULL, which the field's type cannot hold: make it an `Option`"
+        );
+        #[derive(Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Misnamed {
+            id: i64,
+            // (An `Option` no column fills reads `None`, as serde reads a missing field.)
+            quantity: i32,
+        }
+        let error = batches_to_rows::<Misnamed>(std::slice::from_ref(&batch))
+            .expect_err("no quantity column")
+            .to_string();
+        assert!(
+            error.contains("Misnamed`, row 1: missing field `quantity`"),
+            "{error}"
+        );
+        assert!(
+            error.ends_with(
+                ": the rows have no such column (a \
+                 field to fill from another column needs `#[serde(rename = \"…\")]`, one not \
+                 read `#[serde(default)]`)"
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn dates_of_any_year_read_back_as_written() {
+        use serde::Deserialize;
+        #[derive(Deserialize, Debug, PartialEq)]
+        struct Day {
+            day: crate::table::Date,
+        }
+        let days = [(-44, 3, 15), (0, 1, 1), (1970, 1, 1), (12_000, 12, 31)]
+            .map(|(y, m, d)| crate::table::Date::from_ymd(y, m, d).expect("a day"));
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new(
+                "day",
+                DataType::Date32,
+                false,
+            )])),
+            vec![Arc::new(arrow::array::Date32Array::from(
+                days.iter().map(|d| d.0).collect::<Vec<_>>(),
+            ))],
+        )
+        .expect("batch");
+        let read: Vec<Day> = batches_to_rows(&[batch]).expect("dates Arrow writes");
+        assert_eq!(read, days.map(|day| Day { day }));
     }
 
     fn schema() -> SchemaRef {

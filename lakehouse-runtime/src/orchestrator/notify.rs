@@ -75,10 +75,18 @@ impl Webhook {
         if let Some(error) = unrecorded {
             body["recorded"] = serde_json::json!(false);
             body["status"] = serde_json::json!(Status::Failed.as_str());
-            body["text"] = serde_json::json!(format!(
-                "{} — and the run could not be recorded: {error}",
-                report.summary()
-            ));
+            // The summary gives the error already when it is the run's only trouble.
+            let summary = report.summary();
+            let error = error.to_string();
+            body["text"] = serde_json::json!(if summary.contains(&error) {
+                summary.replacen(
+                    &error,
+                    &format!("the run could not be recorded: {error}"),
+                    1,
+                )
+            } else {
+                format!("{summary} — and the run could not be recorded: {error}")
+            });
         }
         self.send(body, &report.run_id).await;
     }

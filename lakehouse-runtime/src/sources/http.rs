@@ -509,6 +509,8 @@ fn transport_failure(
     // reqwest names the URL in its message, secrets included.
     let mut detail = chain(error);
     if let Some(url) = error.url() {
+        // The error this failure ends in names the URL already (redacted).
+        detail = detail.replacen(&format!(" for url ({url})"), "", 1);
         detail = detail.replace(url.as_str(), &redacted_url(url));
     }
     // reqwest reports a connection that timed out as both.

@@ -242,7 +242,7 @@ impl RetryPolicy {
                     "the service is failing: retry later"
                 };
                 return Err(give_up(format!(
-                    "gave up after {number} attempt(s) in {}; {why}, or raise `{}`",
+                    "gave up after {}; {why}, or raise `{}`",
                     humantime::format_duration(round_ms(spent)),
                     self.setting("max_attempts")
                 )));

@@ -278,14 +278,13 @@ mod serde_impls {
                     i32::try_from(v).map(Date).map_err(E::custom)
                 }
                 fn visit_str<E: de::Error>(self, v: &str) -> Result<Date, E> {
-                    let mut parts = v.splitn(3, '-').map(str::parse::<u32>);
-                    match (parts.next(), parts.next(), parts.next()) {
-                        (Some(Ok(y)), Some(Ok(m)), Some(Ok(d))) => {
-                            i32::try_from(y).ok().and_then(|y| Date::from_ymd(y, m, d))
-                        }
-                        _ => None,
-                    }
-                    .ok_or_else(|| E::custom(format!("invalid date {v:?}")))
+                    use chrono::Datelike as _;
+                    // chrono reads the signed years Arrow writes outside 0000–9999
+                    // (`-0044-03-15`, `+10000-01-01`).
+                    chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                        .ok()
+                        .and_then(|d| Date::from_ymd(d.year(), d.month(), d.day()))
+                        .ok_or_else(|| E::custom(format!("invalid date {v:?}")))
                 }
             }
             deserializer.deserialize_any(V)

@@ -570,6 +570,21 @@ async fn a_refused_connection_is_retried_then_reported() {
             .contains("the service could not be reached: check its URL and the network"),
         "{error}"
     );
+    // The attempts counted once, and the URL named once, by the error (not again by the HTTP
+    // client's message inside it).
+    assert_eq!(
+        error.to_string().matches("attempt(s)").count(),
+        1,
+        "{error}"
+    );
+    assert_eq!(
+        error
+            .to_string()
+            .matches(&format!("127.0.0.1:{port}"))
+            .count(),
+        1,
+        "{error}"
+    );
 }
 
 #[test]
