@@ -1119,15 +1119,28 @@ impl Orchestrator {
             ),
             ..start
         });
-        let recorded = self.ledger.append(&records).await;
+        // The end is appended by a task of its own, which this future being dropped does not
+        // stop (a local commit lands anyway): the guard, disarmed, adds no "cancelled" end
+        // beside it. The task holds the queue of unrecorded ends until its append is done, so
+        // that the next run, which appends the queue first, finds this end recorded or queued.
+        let mut queue = Arc::clone(&self.unrecorded_ends).lock_owned().await;
+        end_on_drop.start = None;
+        let ledger = self.ledger.clone();
+        let run_id = report.run_id.clone();
+        let recorded = tokio::spawn(async move {
+            let recorded = ledger.append(&records).await;
+            if let Err(error) = &recorded {
+                tracing::error!(%error, %run_id, "the run's end could not be recorded in lakehouse.runs; it is tried again before this orchestrator's next run");
+                queue.extend(records);
+            }
+            recorded
+        })
+        .await
+        .unwrap_or_else(|failed| Err(Error::msg(format!("recording the run's end: {failed}"))));
         // The report is still the run's: returned (and printed), saying it is not recorded.
         if let Err(error) = &recorded {
-            tracing::error!(%error, run_id = %report.run_id, "the run's end could not be recorded in lakehouse.runs; it is tried again before this orchestrator's next run");
             report.unrecorded = Some(error.to_string());
-            self.unrecorded_ends.lock().await.extend(records);
         }
-        // Its end recorded, or queued: no longer the guard's to record.
-        end_on_drop.start = None;
         // Told even when the run could not be recorded: that is worth knowing too.
         if let Some(webhook) = &self.webhook {
             webhook.notify(&report, recorded.as_ref().err()).await;
