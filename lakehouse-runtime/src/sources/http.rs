@@ -3,7 +3,7 @@
 //! read or write recorded responses. Paging and parsing sit above it and are the same for all.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
@@ -357,6 +357,9 @@ impl Fetch for HttpFetch {
     fn stream<'a>(&'a self, url: &'a Url) -> BoxFuture<'a, Result<BodyStream>> {
         Box::pin(async move {
             let shown = redacted_url(url);
+            // The whole body within the URL's total time, as a page read whole is: a server
+            // trickling a chunk now and then would otherwise hold the ingestion for ever.
+            let deadline = Instant::now() + self.policy.max_elapsed;
             let response = self
                 .policy
                 .run(self.timer.as_ref(), &shown, |_, timeout| {
@@ -368,6 +371,9 @@ impl Fetch for HttpFetch {
                 response,
                 url: shown.clone(),
                 timeout_setting: self.policy.setting("timeout"),
+                deadline,
+                max_elapsed: self.policy.max_elapsed,
+                max_elapsed_setting: self.policy.setting("max_elapsed"),
                 read: 0,
                 done: false,
             };
@@ -424,11 +430,17 @@ struct ChunkState {
     url: String,
     /// The setting that raises `idle`, for the error.
     timeout_setting: String,
+    /// When the body must have ended: [`RetryPolicy::max_elapsed`] after the first request.
+    deadline: Instant,
+    max_elapsed: Duration,
+    /// The setting that raises `max_elapsed`, for the error.
+    max_elapsed_setting: String,
     read: usize,
     done: bool,
 }
 
-/// The next chunk of a streamed body, each within `idle`; an error ends the stream.
+/// The next chunk of a streamed body, each within `idle` and all before the state's deadline;
+/// an error ends the stream.
 async fn next_chunk(
     mut state: ChunkState,
     idle: Duration,
@@ -436,13 +448,19 @@ async fn next_chunk(
     if state.done {
         return None;
     }
-    let failure = match tokio::time::timeout(idle, state.response.chunk()).await {
+    let left = state.deadline.saturating_duration_since(Instant::now());
+    let failure = match tokio::time::timeout(idle.min(left), state.response.chunk()).await {
         Ok(Ok(Some(chunk))) => {
             state.read += chunk.len();
             return Some((Ok(chunk.to_vec()), state));
         }
         Ok(Ok(None)) => return None,
         Ok(Err(e)) => format!("the connection failed ({})", chain(&e)),
+        Err(_) if left < idle => format!(
+            "the longest total time for one URL, {} (`{}`), passed",
+            humantime::format_duration(state.max_elapsed),
+            state.max_elapsed_setting
+        ),
         Err(_) => format!(
             "no data for {} (`{}`)",
             humantime::format_duration(idle),

@@ -56,7 +56,7 @@ pub struct RetryPolicy {
     /// Upper bound of the backoff delay (a server's `Retry-After` may ask for more).
     pub max_delay: Duration,
     /// Longest total time for one URL, attempts and waits included: a retry that would end past
-    /// it is not made.
+    /// it is not made, and a streamed export's body still arriving then fails.
     pub max_elapsed: Duration,
     /// Largest body read whole (a page, a feed): a bigger one fails rather than fill memory.
     /// Streamed exports are not bounded by it.

@@ -336,6 +336,43 @@ async fn an_export_cut_short_fails_the_ingestion() {
 }
 
 #[tokio::test]
+async fn an_export_trickling_past_the_total_time_for_its_url_fails_the_ingestion() {
+    // Every piece well within the idle timeout, the whole body never: the URL's total time
+    // bounds it, as it bounds a page read whole.
+    let export = export_body(10_001);
+    let server = TestServer::start(move |request| {
+        if request.path.ends_with("/exports/json") {
+            return Reply::json(200, export.clone()).trickle(4096, Duration::from_millis(50));
+        }
+        let mut page = first_page();
+        page["total_count"] = json!(10_001);
+        Reply::json(200, page.to_string())
+    });
+    let (fetch, _) = http(RetryPolicy {
+        max_elapsed: Duration::from_secs(1),
+        ..policy()
+    });
+    let client = OdsClient::new(fetch, &ods_base(&server)).expect("client");
+
+    let error = read_status(&client)
+        .await
+        .expect_err("the export never ends in time");
+
+    let text = error.to_string();
+    assert!(text.contains("exports/json"), "names the URL: {text}");
+    assert!(
+        text.contains(
+            "the longest total time for one URL, 1s (`opendata.http.max_elapsed`), passed after"
+        ),
+        "says which limit passed and the setting that raises it: {text}"
+    );
+    assert!(
+        text.contains("the response is incomplete; nothing was written"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn an_api_key_is_sent_with_every_request_and_kept_out_of_debug_output() {
     use lakehouse_runtime::ctx::Settings;
     use lakehouse_runtime::sources::OpenData;

@@ -1,6 +1,6 @@
 //! A tiny HTTP/1.1 server on 127.0.0.1 for the source tests: each connection gets the reply a
-//! handler chooses — any status, headers and body, a delay before answering, or a body cut
-//! short (a `Content-Length` larger than what is sent, then the connection closed).
+//! handler chooses — any status, headers and body, a delay before answering, a body trickled
+//! piece by piece, or a body cut short (a `Content-Length` larger than what is sent, then the connection closed).
 //!
 //! It is hand-written rather than wiremock because wiremock turns on hyper's server features,
 //! which would rebuild DataFusion and Delta for the test profile, and because a truncated body
@@ -53,6 +53,7 @@ pub struct Reply {
     delay: Duration,
     cut_after: Option<usize>,
     announce_length: bool,
+    trickle: Option<(usize, Duration)>,
 }
 
 impl Reply {
@@ -68,6 +69,7 @@ impl Reply {
             delay: Duration::ZERO,
             cut_after: None,
             announce_length: true,
+            trickle: None,
         }
     }
 
@@ -96,6 +98,13 @@ impl Reply {
     /// Sends no `Content-Length`: the body ends when the connection closes.
     pub fn without_length(mut self) -> Reply {
         self.announce_length = false;
+        self
+    }
+
+    /// Sends the body `bytes` at a time, waiting `every` before each piece (a server that
+    /// trickles: every piece in time, the whole body never).
+    pub fn trickle(mut self, bytes: usize, every: Duration) -> Reply {
+        self.trickle = Some((bytes.max(1), every));
         self
     }
 
@@ -205,7 +214,21 @@ fn serve(mut stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>, n:
         None => &reply.body[..],
     };
     let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(body);
+    match reply.trickle {
+        Some((bytes, every)) => {
+            for piece in body.chunks(bytes) {
+                let _ = stream.flush();
+                std::thread::sleep(every);
+                // The client gave up: nothing more to send.
+                if stream.write_all(piece).is_err() {
+                    return;
+                }
+            }
+        }
+        None => {
+            let _ = stream.write_all(body);
+        }
+    }
     let _ = stream.flush();
     let _ = stream.shutdown(Shutdown::Both);
 }
