@@ -29,12 +29,45 @@ pub(crate) fn doc_comment(attrs: &[Attribute]) -> String {
 }
 
 /// Parses `(a, b, c)` after an attribute key into identifiers.
-pub(crate) fn parenthesized_idents(input: ParseStream) -> syn::Result<Vec<Ident>> {
+fn parenthesized_idents(input: ParseStream) -> syn::Result<Vec<Ident>> {
     let content;
     syn::parenthesized!(content in input);
     Ok(Punctuated::<Ident, Token![,]>::parse_terminated(&content)?
         .into_iter()
         .collect())
+}
+
+/// Parses the column list of `key(a, b)`; one written as a value (`key = id`, `key = "a, b"`,
+/// `key = [a, b]`) is consumed and told how to write it, so the entries after it are read; a
+/// key with no list (`key`) is told too.
+pub(crate) fn field_list(meta: &syn::meta::ParseNestedMeta) -> syn::Result<Vec<Ident>> {
+    let key = quote::ToTokens::to_token_stream(&meta.path)
+        .to_string()
+        .replace(' ', "");
+    if meta.input.peek(syn::token::Paren) {
+        return parenthesized_idents(meta.input);
+    }
+    if !meta.input.peek(Token![=]) {
+        return Err(meta.error(format!(
+            "write `{key}(column, ..)`: the columns are listed in parentheses"
+        )));
+    }
+    let expr: Expr = meta.value()?.parse()?;
+    let shown = |e: &Expr| quote::ToTokens::to_token_stream(e).to_string();
+    let names = match &expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(text),
+            ..
+        }) => text.value().trim().to_owned(),
+        Expr::Array(list) => list.elems.iter().map(shown).collect::<Vec<_>>().join(", "),
+        Expr::Tuple(list) => list.elems.iter().map(shown).collect::<Vec<_>>().join(", "),
+        Expr::Paren(inner) => shown(&inner.expr),
+        other => shown(other),
+    };
+    Err(syn::Error::new_spanned(
+        &expr,
+        format!("write `{key}({names})`: the columns are listed in parentheses, without `=`"),
+    ))
 }
 
 /// True when `s` is a lowercase SQL-safe identifier: `[a-z_][a-z0-9_]*`, at most 128 bytes.
@@ -108,6 +141,49 @@ mod tests {
         let attr: syn::Attribute = syn::parse_quote!(#[table(schema = "silver")]);
         attr.parse_nested_meta(|meta| string_value(&meta).map(drop))
             .expect("quoted");
+    }
+
+    #[test]
+    fn a_field_list_written_as_a_value_is_told_how_to_write_it() {
+        for (attr, told) in [
+            (
+                syn::parse_quote!(#[table(key = id)]),
+                "write `key(id)`: the columns are listed in parentheses, without `=`",
+            ),
+            (
+                syn::parse_quote!(#[table(key = "a, b")]),
+                "write `key(a, b)`: the columns are listed in parentheses, without `=`",
+            ),
+            (
+                syn::parse_quote!(#[table(partition_by = [day, shop])]),
+                "write `partition_by(day, shop)`: the columns are listed in parentheses, \
+                 without `=`",
+            ),
+            (
+                syn::parse_quote!(#[table(z_order = (a, b))]),
+                "write `z_order(a, b)`: the columns are listed in parentheses, without `=`",
+            ),
+        ] {
+            let attr: syn::Attribute = attr;
+            let error = attr
+                .parse_nested_meta(|meta| field_list(&meta).map(drop))
+                .expect_err("a value, not a list");
+            assert_eq!(error.to_string(), told);
+        }
+        let attr: syn::Attribute = syn::parse_quote!(#[table(key)]);
+        let error = attr
+            .parse_nested_meta(|meta| field_list(&meta).map(drop))
+            .expect_err("no list");
+        assert_eq!(
+            error.to_string(),
+            "write `key(column, ..)`: the columns are listed in parentheses"
+        );
+        let attr: syn::Attribute = syn::parse_quote!(#[table(key(a, b))]);
+        attr.parse_nested_meta(|meta| {
+            assert_eq!(field_list(&meta)?.len(), 2);
+            Ok(())
+        })
+        .expect("a list");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use syn::{
     Data, DeriveInput, Fields, Generics, Ident, LitBool, LitInt, LitStr, Path, Type, Visibility,
 };
 
-use crate::attr::{doc_comment, parenthesized_idents, skip_value, string_value};
+use crate::attr::{doc_comment, field_list, skip_value, string_value};
 use crate::errors::Errors;
 
 /// The struct as the user wrote it.
@@ -179,17 +179,26 @@ fn parse_table_attrs(input: &DeriveInput, errors: &mut Errors) -> TableAttrs {
                     $slot = Some(Keyed { key, value });
                 }};
             }
+            // A list written as a value is reported, and the keys after it are still read.
+            macro_rules! list {
+                ($slot:expr) => {
+                    match field_list(&meta) {
+                        Ok(columns) => once!($slot, columns),
+                        Err(error) => errors.push(error),
+                    }
+                };
+            }
             match key.to_string().as_str() {
                 "schema" => once!(out.schema, string_value(&meta)?),
                 "name" => once!(out.name, string_value(&meta)?),
-                "key" => once!(out.key, parenthesized_idents(meta.input)?),
-                "partition_by" => once!(out.partition_by, parenthesized_idents(meta.input)?),
+                "key" => list!(out.key),
+                "partition_by" => list!(out.partition_by),
                 "mode" => once!(out.mode, word_value(&meta, "mode")?),
-                "change_columns" => once!(out.change_columns, parenthesized_idents(meta.input)?),
+                "change_columns" => list!(out.change_columns),
                 "evolution" => once!(out.evolution, word_value(&meta, "evolution")?),
                 "overwrite" => once!(out.overwrite, word_value(&meta, "overwrite")?),
                 "quality" => once!(out.quality, word_value(&meta, "quality")?),
-                "z_order" => once!(out.z_order, parenthesized_idents(meta.input)?),
+                "z_order" => list!(out.z_order),
                 "target_file_size" => once!(out.target_file_size, meta.value()?.parse::<LitInt>()?),
                 "freshness" => once!(out.freshness, string_value(&meta)?),
                 "auto_compact" => once!(out.auto_compact, meta.value()?.parse::<LitBool>()?),
