@@ -1,5 +1,6 @@
 //! Small parsing helpers shared by both macros.
 
+use quote::ToTokens as _;
 use syn::parse::ParseStream;
 use syn::punctuated::Punctuated;
 use syn::{Attribute, Expr, ExprLit, Ident, Lit, LitStr, Meta, Token};
@@ -28,17 +29,22 @@ pub(crate) fn doc_comment(attrs: &[Attribute]) -> String {
     lines.join("\n").trim().to_owned()
 }
 
-/// Parses `(a, b, c)` after an attribute key into identifiers.
+/// Parses `(a, b, c)` after an attribute key into identifiers. A list that does not parse is
+/// read to its end, so that its error is the only one.
 fn parenthesized_idents(input: ParseStream) -> syn::Result<Vec<Ident>> {
     let content;
     syn::parenthesized!(content in input);
-    Ok(Punctuated::<Ident, Token![,]>::parse_terminated(&content)?
-        .into_iter()
-        .collect())
+    match Punctuated::<Ident, Token![,]>::parse_terminated(&content) {
+        Ok(list) => Ok(list.into_iter().collect()),
+        Err(error) => {
+            let _ = content.parse::<proc_macro2::TokenStream>();
+            Err(error)
+        }
+    }
 }
 
 /// Parses the column list of `key(a, b)`; one written as a value (`key = id`, `key = "a, b"`,
-/// `key = [a, b]`) is consumed and told how to write it, so the entries after it are read; a
+/// `key = [a, b]`, up to the next entry) is consumed and told how to write it, so the entries after it are read; a
 /// key with no list (`key`) is told too.
 pub(crate) fn field_list(meta: &syn::meta::ParseNestedMeta) -> syn::Result<Vec<Ident>> {
     let key = quote::ToTokens::to_token_stream(&meta.path)
@@ -52,22 +58,48 @@ pub(crate) fn field_list(meta: &syn::meta::ParseNestedMeta) -> syn::Result<Vec<I
             "write `{key}(column, ..)`: the columns are listed in parentheses"
         )));
     }
-    let expr: Expr = meta.value()?.parse()?;
-    let shown = |e: &Expr| quote::ToTokens::to_token_stream(e).to_string();
-    let names = match &expr {
-        Expr::Lit(ExprLit {
-            lit: Lit::Str(text),
-            ..
-        }) => text.value().trim().to_owned(),
-        Expr::Array(list) => list.elems.iter().map(shown).collect::<Vec<_>>().join(", "),
-        Expr::Tuple(list) => list.elems.iter().map(shown).collect::<Vec<_>>().join(", "),
-        Expr::Paren(inner) => shown(&inner.expr),
-        other => shown(other),
+    // The value read as tokens up to the next entry (it need not be an expression).
+    let value = meta.value()?;
+    let mut tokens = proc_macro2::TokenStream::new();
+    while !value.is_empty() && !value.peek(Token![,]) {
+        tokens.extend([value.parse::<proc_macro2::TokenTree>()?]);
+    }
+    let mut names = Vec::new();
+    column_names(tokens.clone(), &mut names);
+    let names = if names.is_empty() {
+        "column, ..".to_owned()
+    } else {
+        names.join(", ")
     };
-    Err(syn::Error::new_spanned(
-        &expr,
-        format!("write `{key}({names})`: the columns are listed in parentheses, without `=`"),
-    ))
+    let message =
+        format!("write `{key}({names})`: the columns are listed in parentheses, without `=`");
+    Err(if tokens.is_empty() {
+        meta.error(message)
+    } else {
+        syn::Error::new_spanned(&tokens, message)
+    })
+}
+
+/// The names in a column list written as a value: its identifiers, and the words of its
+/// strings (`"a, b"`).
+fn column_names(tokens: proc_macro2::TokenStream, names: &mut Vec<String>) {
+    for token in tokens {
+        match token {
+            proc_macro2::TokenTree::Ident(ident) => names.push(ident.to_string()),
+            proc_macro2::TokenTree::Group(group) => column_names(group.stream(), names),
+            proc_macro2::TokenTree::Literal(literal) => {
+                if let Ok(text) = syn::parse2::<LitStr>(literal.into_token_stream()) {
+                    names.extend(
+                        text.value()
+                            .split([',', ' '])
+                            .filter(|word| !word.is_empty())
+                            .map(str::to_owned),
+                    );
+                }
+            }
+            proc_macro2::TokenTree::Punct(_) => {}
+        }
+    }
 }
 
 /// True when `s` is a lowercase SQL-safe identifier: `[a-z_][a-z0-9_]*`, at most 128 bytes.

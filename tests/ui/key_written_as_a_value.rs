@@ -9,4 +9,12 @@ pub struct Accounts {
     pub day: Date,
 }
 
+/// A list that does not parse: one error for it, and the entries after it read.
+#[derive(Table)]
+#[table(schema = "silver", key(id day), mode = merge, z_order = [id day])]
+pub struct Shops {
+    pub id: i64,
+    pub day: Date,
+}
+
 fn main() {}

@@ -86,9 +86,10 @@ fn mode_and_key(attrs: &[syn::Attribute]) -> (Option<syn::Ident>, Option<TokenSt
             if meta.path.is_ident("mode") {
                 mode = Some(meta.value()?.parse()?);
             } else if meta.path.is_ident("key") {
-                let content;
-                syn::parenthesized!(content in meta.input);
-                key = Some(content.parse()?);
+                // A key written otherwise (`key = id`) is read past: a `mode` after it counts.
+                if let Ok(columns) = crate::attr::field_list(&meta) {
+                    key = Some(quote::quote!(#(#columns),*));
+                }
             } else {
                 crate::attr::skip_value(&meta)?;
             }

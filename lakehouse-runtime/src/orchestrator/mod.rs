@@ -201,7 +201,7 @@ pub struct Orchestrator {
     /// The end rows of runs this orchestrator could not record (the ledger failed for a
     /// moment): appended before its next run, or a loop's run would stay "running" in the
     /// ledger, refusing its resume and backfills at its time, as long as the loop lives.
-    unrecorded_ends: Arc<tokio::sync::Mutex<Vec<RunRecord>>>,
+    unrecorded_ends: UnrecordedEnds,
 }
 
 /// Progress of a run, for live displays.
@@ -254,7 +254,7 @@ impl Orchestrator {
             _abort_sender: Arc::new(abort_sender),
             events: None,
             system_tables_ready: Arc::default(),
-            unrecorded_ends: Arc::default(),
+            unrecorded_ends: UnrecordedEnds::default(),
             last_sequence: Arc::default(),
             webhook: None,
             starts: Arc::default(),
@@ -1123,10 +1123,12 @@ impl Orchestrator {
         // stop (a local commit lands anyway): the guard, disarmed, adds no "cancelled" end
         // beside it. The task holds the queue of unrecorded ends until its append is done, so
         // that the next run, which appends the queue first, finds this end recorded or queued.
-        let mut queue = Arc::clone(&self.unrecorded_ends).lock_owned().await;
+        let mut queue = self.unrecorded_ends.lock().await;
         end_on_drop.start = None;
         let ledger = self.ledger.clone();
         let run_id = report.run_id.clone();
+        // Queued if the task panics (its rows moved into it, the guard disarmed).
+        let kept = records.clone();
         let recorded = tokio::spawn(async move {
             let recorded = ledger.append(&records).await;
             if let Err(error) = &recorded {
@@ -1136,7 +1138,13 @@ impl Orchestrator {
             recorded
         })
         .await
-        .unwrap_or_else(|failed| Err(Error::msg(format!("recording the run's end: {failed}"))));
+        .unwrap_or_else(|failed| {
+            self.unrecorded_ends.queue_now(kept);
+            Err(Error::msg(format!(
+                "recording the run's end failed ({failed}); it is tried again before this \
+                 orchestrator's next run"
+            )))
+        });
         // The report is still the run's: returned (and printed), saying it is not recorded.
         if let Err(error) = &recorded {
             report.unrecorded = Some(error.to_string());
@@ -1149,9 +1157,43 @@ impl Orchestrator {
     }
 }
 
+/// The end rows of runs not in the ledger yet (see [`Orchestrator::record_unrecorded_ends`]).
+#[derive(Clone, Default)]
+struct UnrecordedEnds {
+    /// The ends to append; held by whoever appends (a run's end, the queue), so that each end
+    /// is appended once and a later run finds an earlier end appended or queued.
+    queue: Arc<tokio::sync::Mutex<Vec<RunRecord>>>,
+    /// Ends queued without waiting for `queue` (a `Drop` cannot wait): moved into it by
+    /// whoever holds it next.
+    waiting: Arc<std::sync::Mutex<Vec<RunRecord>>>,
+}
+
+impl UnrecordedEnds {
+    /// The queue, held, with the ends queued without waiting moved into it.
+    async fn lock(&self) -> tokio::sync::OwnedMutexGuard<Vec<RunRecord>> {
+        let mut queue = Arc::clone(&self.queue).lock_owned().await;
+        let waiting = std::mem::take(
+            &mut *self
+                .waiting
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        queue.extend(waiting);
+        queue
+    }
+
+    /// Queues `ends` at once, whoever holds the queue: the next to hold it takes them.
+    fn queue_now(&self, ends: impl IntoIterator<Item = RunRecord>) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(ends);
+    }
+}
+
 /// Appends the run ends `unrecorded` holds, but those the ledger has already (a failed append
 /// may have committed): [`Orchestrator::record_unrecorded_ends`].
-async fn append_unrecorded_ends(ledger: &Ledger, unrecorded: &tokio::sync::Mutex<Vec<RunRecord>>) {
+async fn append_unrecorded_ends(ledger: &Ledger, unrecorded: &UnrecordedEnds) {
     let mut ends = unrecorded.lock().await;
     if ends.is_empty() {
         return;
@@ -1193,7 +1235,7 @@ async fn append_unrecorded_ends(ledger: &Ledger, unrecorded: &tokio::sync::Mutex
 /// Records a run's end as cancelled when its execution is dropped before it ends.
 struct EndOnDrop {
     ledger: Ledger,
-    unrecorded: Arc<tokio::sync::Mutex<Vec<RunRecord>>>,
+    unrecorded: UnrecordedEnds,
     /// The run's start row; `None` once the execution ended (it records its own end).
     start: Option<RunRecord>,
     started: Instant,
@@ -1212,21 +1254,12 @@ impl Drop for EndOnDrop {
             ..start
         };
         tracing::warn!(run_id = %end.run_id, "the run was dropped before it ended: recording it as cancelled");
+        // Queued at once, so that this orchestrator's next run or resume records it first (if
+        // the task below has not, which holds the queue while it appends).
+        self.unrecorded.queue_now([end]);
         let (ledger, unrecorded) = (self.ledger.clone(), self.unrecorded.clone());
-        // Queued at once, so that this orchestrator's next run or resume records it first
-        // (and waits for the task below, which holds the queue while it appends).
-        let queued = match unrecorded.try_lock() {
-            Ok(mut ends) => {
-                ends.push(end);
-                None
-            }
-            Err(_) => Some(end),
-        };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Some(end) = queued {
-                    unrecorded.lock().await.push(end);
-                }
                 append_unrecorded_ends(&ledger, &unrecorded).await;
             });
         }

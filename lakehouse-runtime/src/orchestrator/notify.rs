@@ -75,18 +75,7 @@ impl Webhook {
         if let Some(error) = unrecorded {
             body["recorded"] = serde_json::json!(false);
             body["status"] = serde_json::json!(Status::Failed.as_str());
-            // The summary gives the error already when it is the run's only trouble.
-            let summary = report.summary();
-            let error = error.to_string();
-            body["text"] = serde_json::json!(if summary.contains(&error) {
-                summary.replacen(
-                    &error,
-                    &format!("the run could not be recorded: {error}"),
-                    1,
-                )
-            } else {
-                format!("{summary} — and the run could not be recorded: {error}")
-            });
+            body["text"] = serde_json::json!(unrecorded_summary(report, &error.to_string()));
         }
         self.send(body, &report.run_id).await;
     }
@@ -174,6 +163,19 @@ pub fn checked_url(url: &str) -> Result<url::Url> {
              machine), not {scheme}://{}/…: pass an https:// URL",
             parsed.host_str().unwrap_or_default()
         ))),
+    }
+}
+
+/// The report's summary, saying once that the run could not be recorded because of `error`.
+fn unrecorded_summary(report: &RunReport, error: &str) -> String {
+    let summary = report.summary();
+    // The summary ends with the error already when it is the run's only trouble (and only
+    // then: a failed pipeline's error may hold the same text).
+    match summary.strip_suffix(&format!(" — {error}")) {
+        Some(run) if report.unrecorded.as_deref() == Some(error) => {
+            format!("{run} — the run could not be recorded: {error}")
+        }
+        _ => format!("{summary} — and the run could not be recorded: {error}"),
     }
 }
 
@@ -270,7 +272,55 @@ impl RunReport {
 mod tests {
     use std::io::{Read as _, Write as _};
 
-    use super::{NotifyOn, Webhook};
+    use super::{NotifyOn, Webhook, unrecorded_summary};
+    use crate::orchestrator::{PipelineResult, RunReport, Status};
+    use crate::table::Timestamp;
+
+    fn report(failed_with: Option<&str>, unrecorded: Option<&str>) -> RunReport {
+        RunReport {
+            run_id: "r1".to_owned(),
+            sequence: 1,
+            run_at: Timestamp(0),
+            results: vec![PipelineResult {
+                pipeline: "sales",
+                table: "silver.sales".to_owned(),
+                status: if failed_with.is_some() {
+                    Status::Failed
+                } else {
+                    Status::Succeeded
+                },
+                attempts: 1,
+                rows_written: None,
+                rows_deleted: None,
+                version: None,
+                replayed: false,
+                nothing_new: false,
+                duration: std::time::Duration::ZERO,
+                error: failed_with.map(str::to_owned),
+            }],
+            duration: std::time::Duration::ZERO,
+            unrecorded: unrecorded.map(str::to_owned),
+            not_resumed: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_unrecorded_run_is_said_so_once() {
+        let error = "disk full";
+        // The run's only trouble: the summary's tail is the error, said as the reason.
+        let text = unrecorded_summary(&report(None, Some(error)), error);
+        assert!(
+            text.ends_with("1 succeeded — the run could not be recorded: disk full"),
+            "{text}"
+        );
+        assert_eq!(text.matches(error).count(), 1, "{text}");
+        // A pipeline failed with the same text: its line is kept, the recording added.
+        let text = unrecorded_summary(&report(Some(error), Some(error)), error);
+        assert!(
+            text.ends_with("sales: disk full — and the run could not be recorded: disk full"),
+            "{text}"
+        );
+    }
 
     /// A server on 127.0.0.1 answering one request with `status_line` and no body.
     fn answering_once(status_line: &'static str) -> String {
