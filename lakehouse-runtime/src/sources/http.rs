@@ -359,7 +359,9 @@ impl Fetch for HttpFetch {
             let shown = redacted_url(url);
             // The whole body within the URL's total time, as a page read whole is: a server
             // trickling a chunk now and then would otherwise hold the ingestion for ever.
-            let deadline = Instant::now() + self.policy.max_elapsed;
+            let deadline = Instant::now()
+                .checked_add(self.policy.max_elapsed)
+                .unwrap_or_else(far_future);
             let response = self
                 .policy
                 .run(self.timer.as_ref(), &shown, |_, timeout| {
@@ -424,6 +426,13 @@ async fn read_capped(
     Ok((bytes, false))
 }
 
+/// An instant no deadline reaches (a `max_elapsed` too large to add to now).
+fn far_future() -> Instant {
+    let now = Instant::now();
+    now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600))
+        .unwrap_or(now)
+}
+
 /// Where a streamed HTTP body is.
 struct ChunkState {
     response: reqwest::Response,
@@ -457,7 +466,7 @@ async fn next_chunk(
         Ok(Ok(None)) => return None,
         Ok(Err(e)) => format!("the connection failed ({})", chain(&e)),
         Err(_) if left < idle => format!(
-            "the longest total time for one URL, {} (`{}`), passed",
+            "the maximum total duration for one URL, {} (`{}`), passed",
             humantime::format_duration(state.max_elapsed),
             state.max_elapsed_setting
         ),
@@ -527,7 +536,8 @@ fn transport_failure(
     // reqwest names the URL in its message, secrets included.
     let mut detail = chain(error);
     if let Some(url) = error.url() {
-        // The error this failure ends in names the URL already (redacted).
+        // The error this failure ends in names the URL already (redacted). (After a redirect,
+        // reqwest's error names the URL requested too, not the redirect's target.)
         detail = detail.replacen(&format!(" for url ({url})"), "", 1);
         detail = detail.replace(url.as_str(), &redacted_url(url));
     }

@@ -362,7 +362,7 @@ async fn an_export_trickling_past_the_total_time_for_its_url_fails_the_ingestion
     assert!(text.contains("exports/json"), "names the URL: {text}");
     assert!(
         text.contains(
-            "the longest total time for one URL, 1s (`opendata.http.max_elapsed`), passed after"
+            "the maximum total duration for one URL, 1s (`opendata.http.max_elapsed`), passed after"
         ),
         "says which limit passed and the setting that raises it: {text}"
     );

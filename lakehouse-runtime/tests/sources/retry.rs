@@ -587,6 +587,26 @@ async fn a_refused_connection_is_retried_then_reported() {
     );
 }
 
+#[tokio::test]
+async fn a_redirect_to_where_nothing_answers_names_the_url_once() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let target = format!("http://127.0.0.1:{port}/moved/gbfs.json");
+    let server = TestServer::start(move |_| Reply::json(302, "").header("Location", &target));
+    let (fetch, _) = http(policy());
+
+    let error = get(fetch.as_ref(), &server, "/gbfs.json")
+        .await
+        .expect_err("the target refuses");
+
+    let message = error.to_string();
+    assert!(message.contains(&server.url("/gbfs.json")), "{message}");
+    // reqwest's error names the URL requested, not the redirect's target: told once.
+    assert_eq!(message.matches("127.0.0.1").count(), 1, "{message}");
+}
+
 #[test]
 fn the_policy_is_configured_per_source_from_settings() {
     let mut settings = Settings::new();
