@@ -238,6 +238,22 @@ pub async fn hangs(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<Hangs>> {
     std::future::pending().await
 }
 
+/// The ticks, with the history of each (SCD2).
+#[derive(Table)]
+#[table(schema = "silver", name = "tick_versions", key(n), mode = scd2)]
+pub struct TickVersions {
+    pub n: i64,
+    pub label: String,
+}
+
+#[pipeline(depends_on = [ticks])]
+pub async fn tick_versions(t: Frame<Ticks>) -> Result<Frame<TickVersions>> {
+    t.select_into(TickVersionsSelect {
+        n: Ticks::n,
+        label: typed::<String>(lit("tick")),
+    })
+}
+
 /// Fails on its first call in each test, then succeeds.
 #[pipeline(depends_on = [ticks], retries = 2)]
 pub async fn flaky(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<Flaky>> {
@@ -3565,6 +3581,61 @@ async fn a_backfill_runs_each_time_in_order_and_stops_at_the_first_failure() {
         BTreeMap::from([("bad", Status::Failed)])
     );
     assert_eq!(contents(&wh.warehouse, ticks).await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_backfill_before_an_scd2_history_is_refused_before_any_run() {
+    let wh = TempWarehouse::new();
+    let at = |text: &str| Timestamp::parse(text).expect("time");
+    let times = lakehouse_runtime::orchestrator::backfill_times(
+        at("2026-11-01T00:00:00Z"),
+        at("2026-11-04T00:00:00Z"),
+        Duration::from_secs(86_400),
+    )
+    .expect("times");
+    let orchestrator =
+        Orchestrator::new(registry(&["ticks", "tick_versions"]), wh.warehouse.clone());
+    let later = RunConfig {
+        run_at: Some(at("2026-11-10T00:00:00Z")),
+        ..RunConfig::default()
+    };
+    let run = orchestrator.run(&later).await.expect("a later run");
+    assert!(run.succeeded(), "{}", run.render(false));
+
+    // Each of its runs would be refused by the SCD2 table, the backfill stopping at the first
+    // time at every try: refused at once, naming the table, its history and how to leave it out.
+    let refused = orchestrator
+        .backfill(&RunConfig::default(), &times, Redo::Missing, |_| {})
+        .await
+        .expect_err("refused");
+    let message = refused.to_string();
+    assert!(
+        message.contains(
+            "`tick_versions` writes SCD2 table silver.tick_versions, whose history reaches \
+             2026-11-10T00:00:00Z, at 2026-11-01T00:00:00Z"
+        ),
+        "{message}"
+    );
+    assert!(message.contains("`--exclude tick_versions`"), "{message}");
+    // The dry run says the same.
+    let preview = orchestrator
+        .backfill_preview(&RunConfig::default(), &times, Redo::Missing)
+        .await
+        .expect_err("refused");
+    assert_eq!(preview.to_string(), message);
+    let ledger = orchestrator.ledger().clone();
+    assert_eq!(ledger.runs(10).await.expect("runs").len(), 1, "no run made");
+
+    // Left out, the rest is backfilled.
+    let without = RunConfig {
+        exclude: vec!["tick_versions".to_owned()],
+        ..RunConfig::default()
+    };
+    let done = orchestrator
+        .backfill(&without, &times, Redo::Missing, |_| {})
+        .await
+        .expect("backfill");
+    assert!(done.completed && done.runs.len() == 3);
 }
 
 #[tokio::test]

@@ -79,8 +79,9 @@ impl Orchestrator {
     /// (see [`backfill_times`]), calling `on_report` as each run ends. With [`Redo::Missing`],
     /// only what did not succeed yet at a time runs (see there). Stops after the first run that
     /// does not succeed (a later day often builds on an earlier one: fix it and backfill again)
-    /// or at shutdown. An SCD2 table refuses a `run_at` earlier than its history: backfill before
-    /// it has one.
+    /// or at shutdown. An SCD2 table refuses a `run_at` earlier than its history: a backfill
+    /// that would write one so is refused before any run, naming it (leave it out, or backfill
+    /// before it has a history).
     pub async fn backfill(
         &self,
         config: &RunConfig,
@@ -178,7 +179,69 @@ impl Orchestrator {
             }
             _ => HashMap::new(),
         };
+        self.refuse_scd2_going_back(&selected, run_ats, &history, redo)
+            .await?;
         Ok((selected, history))
+    }
+
+    /// Refuses a backfill that would write an SCD2 table at a time earlier than its history:
+    /// each such run would be refused, and the backfill stop at its first time, again at every
+    /// try. Every such table is named, with how to leave it out.
+    async fn refuse_scd2_going_back(
+        &self,
+        selected: &[&'static str],
+        run_ats: &[Timestamp],
+        history: &HashMap<Timestamp, RunsAt>,
+        redo: Redo,
+    ) -> Result<()> {
+        let mut refused = Vec::new();
+        for name in selected {
+            let Some(pipeline) = self.registry.get(name) else {
+                continue;
+            };
+            if !matches!(pipeline.output.mode, crate::table::WriteMode::Scd2) {
+                continue;
+            }
+            // The first time it would write at (not one it is done with).
+            let to_run = |run_at: &&Timestamp| {
+                redo == Redo::All
+                    || history.get(*run_at).is_none_or(|at| {
+                        !at.succeeded.contains(*name) && !at.superseded.contains(*name)
+                    })
+            };
+            let Some(first) = run_ats.iter().filter(to_run).min() else {
+                continue;
+            };
+            if let Some(reaches) = self
+                .warehouse
+                .scd2_history_past(pipeline.output, *first)
+                .await?
+            {
+                refused.push((*name, pipeline.output.qualified_name(), reaches, *first));
+            }
+        }
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let tables: Vec<String> = refused
+            .iter()
+            .map(|(name, table, reaches, first)| {
+                format!("`{name}` writes SCD2 table {table}, whose history reaches {reaches}, at {first}")
+            })
+            .collect();
+        let exclude: Vec<String> = refused
+            .iter()
+            .map(|(name, ..)| format!("--exclude {name}"))
+            .collect();
+        Err(Error::Refused(format!(
+            "this backfill would write SCD2 history before the history it has: {}; versions are \
+             written in time order, so each of these runs would be refused. Leave them out \
+             (`{}`; `{}+` leaves out what reads it too), or rebuild the table to replay its \
+             history",
+            tables.join("; "),
+            exclude.join(" "),
+            refused[0].0
+        )))
     }
 
     /// The pipelines of `selected` to run at `run_at`, given what ran at it (`at`): all of them

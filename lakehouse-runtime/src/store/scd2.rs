@@ -42,18 +42,7 @@ pub(crate) async fn refuse_going_back(
     delta: &DeltaTable,
     run_at: Timestamp,
 ) -> Result<()> {
-    let bound = match history_bound_from_statistics(table, delta)? {
-        // Statistics keep timestamps to the millisecond, truncated: a bound in `run_at`'s
-        // millisecond but not after it may be after it, by a scan.
-        Some(Some(truncated))
-            if truncated <= run_at.0 && truncated + STATISTICS_PRECISION_MICROS > run_at.0 =>
-        {
-            history_bound_by_scan(session, table, delta).await?
-        }
-        Some(bound) => bound,
-        None => history_bound_by_scan(session, table, delta).await?,
-    };
-    match bound {
+    match history_bound(session, table, delta, run_at).await? {
         Some(latest) if latest > run_at.0 => Err(Error::Refused(format!(
             "SCD2 table {}: its history already reaches {}, later than this run's run_at \
              {run_at}; versions are written in time order, so a past run_at cannot follow later \
@@ -63,6 +52,44 @@ pub(crate) async fn refuse_going_back(
         ))),
         _ => Ok(()),
     }
+}
+
+impl Warehouse {
+    /// The time the history of SCD2 table `table` reaches (its latest `valid_from` or
+    /// `valid_to`) when it is later than `run_at`: a write at `run_at` would be refused.
+    /// `None`: not written, or a history that `run_at` follows.
+    pub(crate) async fn scd2_history_past(
+        &self,
+        table: &'static TableDef,
+        run_at: Timestamp,
+    ) -> Result<Option<Timestamp>> {
+        let Some(delta) = self.load(table).await? else {
+            return Ok(None);
+        };
+        let bound = history_bound(&self.session(), table, &delta, run_at).await?;
+        Ok(bound.filter(|latest| *latest > run_at.0).map(Timestamp))
+    }
+}
+
+/// The latest `valid_from` or `valid_to` of `table` as loaded (`delta`), by its file statistics
+/// (by a scan when a file lacks them, or when the statistics' millisecond holds `run_at`).
+async fn history_bound(
+    session: &SessionContext,
+    table: &'static TableDef,
+    delta: &DeltaTable,
+    run_at: Timestamp,
+) -> Result<Option<i64>> {
+    Ok(match history_bound_from_statistics(table, delta)? {
+        // Statistics keep timestamps to the millisecond, truncated: a bound in `run_at`'s
+        // millisecond but not after it may be after it, by a scan.
+        Some(Some(truncated))
+            if truncated <= run_at.0 && truncated + STATISTICS_PRECISION_MICROS > run_at.0 =>
+        {
+            history_bound_by_scan(session, table, delta).await?
+        }
+        Some(bound) => bound,
+        None => history_bound_by_scan(session, table, delta).await?,
+    })
 }
 
 /// Delta's file statistics truncate timestamps to the millisecond.
