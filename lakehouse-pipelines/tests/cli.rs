@@ -307,6 +307,10 @@ fn run_then_runs_and_sql() {
     let runs = stdout(&orchestrate(dir.path(), &["runs"]));
     assert!(runs.contains("r000001-"), "{runs}");
     assert!(runs.contains("succeeded"), "{runs}");
+    // Every run shown: no "more" to see.
+    let all = stdout(&orchestrate(dir.path(), &["runs", "--limit", "1"]));
+    assert!(all.contains("r000001-"), "{all}");
+    assert!(!all.contains("shows more"), "{all}");
     // For schedulers: one JSON object per run, then per attempt of one run.
     let json = stdout(&orchestrate(dir.path(), &["runs", "--format", "json"]));
     let listed: Vec<serde_json::Value> = json
@@ -1004,6 +1008,10 @@ fn reading_a_warehouse_that_does_not_exist_is_an_error_and_creates_nothing() {
         &["optimize"][..],
         &["vacuum", "--retention", "0s", "--force"],
         &["sql", "SELECT count(*) FROM gold.dim_date"],
+        // (They told a monitoring script of an empty ledger, a table not written yet.)
+        &["runs"],
+        &["history", "gold.dim_date"],
+        &["describe", "gold.dim_date"],
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_orchestrate"))
             .args(["--warehouse", "memory:///typo"])

@@ -152,6 +152,18 @@ async fn a_query_loads_only_the_tables_it_names() {
         "query failed: no table `dim_product`: tables are named `schema.table`; did you mean \
          `gold.dim_product`?"
     );
+    // Misspelt too: the closest, with its schema.
+    let misspelt = wh
+        .warehouse
+        .sql(&[PRODUCT, EMPTY], "SELECT * FROM dim_prodcut")
+        .await
+        .expect_err("misspelt");
+    assert!(
+        misspelt
+            .to_string()
+            .ends_with("; did you mean `gold.dim_product`? (tables are named `schema.table`)"),
+        "{misspelt}"
+    );
 }
 
 #[tokio::test]

@@ -96,7 +96,9 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => runs(&registry, &global, run_id, limit, format).await,
         Command::History { table, limit } => {
             let table = table_named(&registry, &table)?;
-            super::inspect::history(&existing_warehouse(&global)?, table, limit).await
+            let warehouse = existing_warehouse(&global)?;
+            refuse_unwritten_object_store(&warehouse, &registry, &global).await?;
+            super::inspect::history(&warehouse, table, limit).await
         }
         Command::Restore {
             table,
@@ -115,7 +117,9 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Describe { table } => {
             let table = table_named(&registry, &table)?;
-            super::inspect::describe(&registry, &existing_warehouse(&global)?, table).await
+            let warehouse = existing_warehouse(&global)?;
+            refuse_unwritten_object_store(&warehouse, &registry, &global).await?;
+            super::inspect::describe(&registry, &warehouse, table).await
         }
         Command::Resume {
             run_id,
@@ -372,7 +376,8 @@ fn refuse_conflicting_settings(global: &GlobalArgs) -> Result<()> {
 
 /// An error for an object-store warehouse where none of `registry`'s tables is written: a
 /// prefix has no folders to look at, and a mistyped bucket would answer as an empty warehouse
-/// (a cron'd `optimize` and `vacuum` on it passed, maintaining nothing).
+/// (a cron'd `optimize` and `vacuum` on it passed, maintaining nothing; `runs` and `history`
+/// told a monitoring script of an empty ledger).
 pub(super) async fn refuse_unwritten_object_store(
     warehouse: &Warehouse,
     registry: &Registry,

@@ -395,6 +395,8 @@ fn rows(commit: &TableCommit) -> String {
             "~",
             first(&[
                 "num_target_rows_updated",
+                // delta-rs's UPDATE.
+                "num_updated_rows",
                 "numTargetRowsUpdated",
                 "numUpdatedRows",
             ]),
@@ -478,6 +480,13 @@ mod tests {
         };
         assert_eq!(rows(&commit), "+2 ~5");
         assert_eq!(files(&commit), "+1 -1");
+        // delta-rs's UPDATE names its count otherwise.
+        let updated = TableCommit {
+            operation: "UPDATE".to_owned(),
+            metrics: [("num_updated_rows".to_owned(), serde_json::json!(4))].into(),
+            ..commit.clone()
+        };
+        assert_eq!(rows(&updated), "~4");
         assert_eq!(parameters(&commit), "predicate=id = 1");
         let created = TableCommit {
             operation: "CREATE TABLE".to_owned(),

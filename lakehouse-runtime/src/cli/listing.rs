@@ -161,7 +161,9 @@ pub(super) async fn runs(
     limit: usize,
     format: ReportFormat,
 ) -> Result<ExitCode> {
-    let orchestrator = Orchestrator::new(registry.clone(), existing_warehouse(global)?);
+    let warehouse = existing_warehouse(global)?;
+    super::commands::refuse_unwritten_object_store(&warehouse, registry, global).await?;
+    let orchestrator = Orchestrator::new(registry.clone(), warehouse);
     let time = |t: Option<Timestamp>| t.map(|t| t.to_rfc3339());
     if format == ReportFormat::Json {
         match run_id {
@@ -236,7 +238,10 @@ pub(super) async fn runs(
                 "duration",
                 "selection",
             ]);
-            let runs = orchestrator.ledger().runs(limit).await?;
+            // One more than shown: whether there are more is known, not guessed.
+            let mut runs = orchestrator.ledger().runs(limit.saturating_add(1)).await?;
+            let more = runs.len() > limit;
+            runs.truncate(limit);
             for r in &runs {
                 grid.add_row(vec![
                     r.run_id.clone(),
@@ -256,7 +261,7 @@ pub(super) async fn runs(
             say!("{grid}");
             if runs.is_empty() {
                 say!("no run recorded in {} yet", global.warehouse());
-            } else if runs.len() == limit {
+            } else if more {
                 say!("the latest {limit} run(s) shown: `--limit N` shows more");
             }
         }

@@ -161,8 +161,28 @@ impl Warehouse {
         session
             .sql_with_options(query, read_only())
             .await
-            .map_err(|e| Error::msg(format!("query failed: {e}")))
+            .map_err(|e| {
+                let text = e.to_string();
+                let hint = unknown_table_hint(&text, tables).unwrap_or_default();
+                Error::msg(format!("query failed: {text}{hint}"))
+            })
     }
+}
+
+/// For DataFusion's "table 'datafusion.public.fact_sale' not found" (an unqualified name that is
+/// none of ours, nor a table function's): the closest of `tables`, by its name.
+fn unknown_table_hint(error: &str, tables: &[&'static TableDef]) -> Option<String> {
+    let name = error
+        .split_once("table 'datafusion.public.")?
+        .1
+        .split_once("' not found")?
+        .0;
+    let close = crate::similar::closest(name, tables.iter().map(|t| t.name))?;
+    let table = tables.iter().find(|t| t.name == close)?;
+    Some(format!(
+        "; did you mean `{}`? (tables are named `schema.table`)",
+        table.qualified_name()
+    ))
 }
 
 /// The tables among `tables` that `query` reads; `None` when that cannot be told from the text
