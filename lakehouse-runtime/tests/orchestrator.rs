@@ -3587,23 +3587,39 @@ async fn a_backfill_runs_each_time_in_order_and_stops_at_the_first_failure() {
 async fn a_backfill_before_an_scd2_history_is_refused_before_any_run() {
     let wh = TempWarehouse::new();
     let at = |text: &str| Timestamp::parse(text).expect("time");
-    let times = lakehouse_runtime::orchestrator::backfill_times(
-        at("2026-11-01T00:00:00Z"),
-        at("2026-11-04T00:00:00Z"),
-        Duration::from_secs(86_400),
-    )
-    .expect("times");
+    let days = |from: &str, to: &str| {
+        lakehouse_runtime::orchestrator::backfill_times(
+            at(from),
+            at(to),
+            Duration::from_secs(86_400),
+        )
+        .expect("times")
+    };
     let orchestrator =
         Orchestrator::new(registry(&["ticks", "tick_versions"]), wh.warehouse.clone());
+    // Days 1 to 3 backfilled in order, then a run at day 10.
+    let first_days = days("2026-11-01T00:00:00Z", "2026-11-04T00:00:00Z");
+    let done = orchestrator
+        .backfill(&RunConfig::default(), &first_days, Redo::Missing, |_| {})
+        .await
+        .expect("backfill");
+    assert!(done.completed && done.runs.len() == 3);
     let later = RunConfig {
         run_at: Some(at("2026-11-10T00:00:00Z")),
         ..RunConfig::default()
     };
     let run = orchestrator.run(&later).await.expect("a later run");
     assert!(run.succeeded(), "{}", run.render(false));
+    // Days it is done with are no reason to refuse: they are skipped.
+    let again = orchestrator
+        .backfill(&RunConfig::default(), &first_days, Redo::Missing, |_| {})
+        .await
+        .expect("nothing to do");
+    assert!(again.completed && again.runs.is_empty() && again.already_done.len() == 3);
 
-    // Each of its runs would be refused by the SCD2 table, the backfill stopping at the first
-    // time at every try: refused at once, naming the table, its history and how to leave it out.
+    // Days 4 and 5 would be refused by the SCD2 table, the backfill stopping at the first at
+    // every try: refused at once, naming the table, its history and how to leave it out.
+    let times = days("2026-11-01T00:00:00Z", "2026-11-06T00:00:00Z");
     let refused = orchestrator
         .backfill(&RunConfig::default(), &times, Redo::Missing, |_| {})
         .await
@@ -3612,7 +3628,7 @@ async fn a_backfill_before_an_scd2_history_is_refused_before_any_run() {
     assert!(
         message.contains(
             "`tick_versions` writes SCD2 table silver.tick_versions, whose history reaches \
-             2026-11-10T00:00:00Z, at 2026-11-01T00:00:00Z"
+             2026-11-10T00:00:00Z, at 2026-11-04T00:00:00Z"
         ),
         "{message}"
     );
@@ -3624,7 +3640,7 @@ async fn a_backfill_before_an_scd2_history_is_refused_before_any_run() {
         .expect_err("refused");
     assert_eq!(preview.to_string(), message);
     let ledger = orchestrator.ledger().clone();
-    assert_eq!(ledger.runs(10).await.expect("runs").len(), 1, "no run made");
+    assert_eq!(ledger.runs(10).await.expect("runs").len(), 4, "no run made");
 
     // Left out, the rest is backfilled.
     let without = RunConfig {
@@ -3635,7 +3651,7 @@ async fn a_backfill_before_an_scd2_history_is_refused_before_any_run() {
         .backfill(&without, &times, Redo::Missing, |_| {})
         .await
         .expect("backfill");
-    assert!(done.completed && done.runs.len() == 3);
+    assert!(done.completed && done.runs.len() == 2);
 }
 
 #[tokio::test]

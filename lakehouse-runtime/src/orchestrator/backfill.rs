@@ -202,22 +202,15 @@ impl Orchestrator {
             if !matches!(pipeline.output.mode, crate::table::WriteMode::Scd2) {
                 continue;
             }
-            // The first time it would write at (not one it is done with).
-            let to_run = |run_at: &&Timestamp| {
-                redo == Redo::All
-                    || history.get(*run_at).is_none_or(|at| {
-                        !at.succeeded.contains(*name) && !at.superseded.contains(*name)
-                    })
-            };
-            let Some(first) = run_ats.iter().filter(to_run).min() else {
+            let Some(first) = self.first_write_at(name, run_ats, history, redo).await? else {
                 continue;
             };
             if let Some(reaches) = self
                 .warehouse
-                .scd2_history_past(pipeline.output, *first)
+                .scd2_history_past(pipeline.output, first)
                 .await?
             {
-                refused.push((*name, pipeline.output.qualified_name(), reaches, *first));
+                refused.push((*name, pipeline.output.qualified_name(), reaches, first));
             }
         }
         if refused.is_empty() {
@@ -242,6 +235,46 @@ impl Orchestrator {
             exclude.join(" "),
             refused[0].0
         )))
+    }
+
+    /// The first of `run_ats` at which `pipeline` would write, by the rules of
+    /// [`Orchestrator::targets_at`]: not a time it succeeded at, or whose failed run's write
+    /// landed. `None` when it writes at none, or when a time before stops the backfill (a run
+    /// there still recorded as running, which the backfill tells of as such).
+    async fn first_write_at(
+        &self,
+        pipeline: &str,
+        run_ats: &[Timestamp],
+        history: &HashMap<Timestamp, RunsAt>,
+        redo: Redo,
+    ) -> Result<Option<Timestamp>> {
+        let mut times = run_ats.to_vec();
+        times.sort();
+        for run_at in times {
+            let at = match (redo, history.get(&run_at)) {
+                (Redo::All, _) | (Redo::Missing, None) => return Ok(Some(run_at)),
+                (Redo::Missing, Some(at)) => at,
+            };
+            if at.succeeded.contains(pipeline) || at.superseded.contains(pipeline) {
+                continue;
+            }
+            if at
+                .unfinished
+                .iter()
+                .any(|run| run.status == Status::Running.as_str())
+            {
+                return Ok(None);
+            }
+            let target = [pipeline.to_owned()];
+            if self
+                .landed_writes(&at.unfinished, &target)
+                .await?
+                .is_empty()
+            {
+                return Ok(Some(run_at));
+            }
+        }
+        Ok(None)
     }
 
     /// The pipelines of `selected` to run at `run_at`, given what ran at it (`at`): all of them

@@ -178,10 +178,15 @@ fn unknown_table_hint(error: &str, tables: &[&'static TableDef]) -> Option<Strin
         .split_once("' not found")?
         .0;
     let close = crate::similar::closest(name, tables.iter().map(|t| t.name))?;
-    let table = tables.iter().find(|t| t.name == close)?;
+    // Every schema's table of that name (`silver.sales`, `gold.sales`).
+    let named: Vec<String> = tables
+        .iter()
+        .filter(|t| t.name == close)
+        .map(|t| format!("`{}`", t.qualified_name()))
+        .collect();
     Some(format!(
-        "; did you mean `{}`? (tables are named `schema.table`)",
-        table.qualified_name()
+        "; did you mean {}? (tables are named `schema.table`)",
+        named.join(" or ")
     ))
 }
 
