@@ -549,13 +549,17 @@ async fn a_body_cut_once_then_whole_succeeds() {
     assert_eq!(timer.delays().len(), 1);
 }
 
-#[tokio::test]
-async fn a_refused_connection_is_retried_then_reported() {
-    // A port with nothing listening: bind, note it, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+/// A port with nothing listening: bound, noted, closed.
+fn port_nothing_listens_on() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
-        .port();
+        .port()
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_then_reported() {
+    let port = port_nothing_listens_on();
     let (fetch, timer) = http(policy());
     let url = Url::parse(&format!("http://127.0.0.1:{port}/gbfs.json")).expect("URL");
 
@@ -589,10 +593,7 @@ async fn a_refused_connection_is_retried_then_reported() {
 
 #[tokio::test]
 async fn a_redirect_to_where_nothing_answers_names_the_url_once() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = port_nothing_listens_on();
     let target = format!("http://127.0.0.1:{port}/moved/gbfs.json");
     let server = TestServer::start(move |_| Reply::json(302, "").header("Location", &target));
     let (fetch, _) = http(policy());
