@@ -1063,6 +1063,55 @@ async fn expectations_keep_the_assertions_on_stored_nulls() {
     );
 }
 
+/// Station names that are always there: a checked NOT NULL column.
+#[derive(Table)]
+#[table(schema = "silver", name = "q_required_names", quality = warn)]
+pub struct QRequiredNames {
+    pub id: i64,
+    pub name: String,
+}
+
+#[tokio::test]
+async fn a_stored_null_of_an_input_is_the_inputs_error_not_an_output_finding() {
+    let wh = TempWarehouse::new();
+    crate::common::write(
+        &wh.warehouse,
+        <QLooseStations as lakehouse_runtime::Table>::DEF,
+        &[QLooseStations { id: 1, name: None }],
+        Default::default(),
+    )
+    .await
+    .expect("write");
+    let session = wh.warehouse.session();
+    let stored = wh
+        .warehouse
+        .read(&session, <QNamedStations as lakehouse_runtime::Table>::DEF)
+        .await
+        .expect("read");
+    let output = Frame::<QRequiredNames>::from_dataframe(stored).expect("conforms");
+    let output = output.into_dataframe();
+    // The NULL is bronze.q_named_stations' (declared NOT NULL since): counted as the output's
+    // `not_null` finding, it was recorded against silver.q_required_names with the advice to
+    // coalesce (and blocked the write as the output's).
+    let findings = lakehouse_runtime::quality::check_output(
+        &wh.warehouse,
+        &session,
+        <QRequiredNames as lakehouse_runtime::Table>::DEF,
+        &output,
+    )
+    .await
+    .expect("checked");
+    assert!(findings.is_empty(), "{findings:?}");
+    // What is written fails on it, naming the stored table's NULL.
+    let error = output.collect().await.expect_err("the stored NULL");
+    assert!(
+        error
+            .to_string()
+            .contains("the stored table holds a NULL in it"),
+        "{error}"
+    );
+}
+
 /// Orders whose code must be a positive number, which a cast checks.
 #[derive(Table)]
 #[table(

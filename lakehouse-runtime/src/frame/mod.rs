@@ -30,6 +30,7 @@ pub(crate) use decimal::FastDecimalCast;
 pub(crate) use fence::fenced;
 pub(crate) use not_null::{
     as_nullable, assert_file_not_null, assert_partition_value, is_file_assertion,
+    is_stored_assertion,
 };
 
 pub use crate::table::{AverageInto, Averages, Avg, Sum, SumInto, Sums, Values, avg, sum};

@@ -125,6 +125,11 @@ const EMPTY_PARTITION: &str = "partition";
 /// The third argument of an assertion on a landing file's column; the fourth names the files.
 const FILE: &str = "file";
 
+/// Whether `source`, an assertion's third argument, says it is on a stored table read back.
+pub(crate) fn is_stored_assertion(source: &str) -> bool {
+    source == STORED
+}
+
 /// Whether `source`, an assertion's third argument, says it is a landing file's.
 pub(crate) fn is_file_assertion(source: &str) -> bool {
     source == FILE
