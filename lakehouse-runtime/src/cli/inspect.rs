@@ -175,7 +175,7 @@ pub(super) async fn describe(
     ]);
     // What is stored otherwise than declared: its type, its NULLs, a column not declared.
     let drift = match &delta {
-        Some(delta) => crate::store::drift_of(table, delta)?,
+        Some(delta) => warehouse.drift_counted(table, delta).await?,
         None => Vec::new(),
     };
     let stored_as = |name: &str| {

@@ -590,10 +590,64 @@ impl Warehouse {
     /// agree or the table does not exist yet.
     pub async fn drift(&self, table: &'static TableDef) -> Result<Vec<SchemaDrift>> {
         match self.load(table).await? {
-            Some(delta) => drift_of(table, &delta),
+            Some(delta) => self.drift_counted(table, &delta).await,
             None => Ok(Vec::new()),
         }
     }
+
+    /// [`drift_of`], the NULLs of a column made NOT NULL counted by a scan of that column where
+    /// the files' statistics do not tell them (a `f64` column, one past the 32nd): unknown, they
+    /// refused nothing, and the write left a table every reader failed on.
+    pub(crate) async fn drift_counted(
+        &self,
+        table: &'static TableDef,
+        delta: &DeltaTable,
+    ) -> Result<Vec<SchemaDrift>> {
+        let mut drift = drift_of(table, delta)?;
+        for entry in &mut drift {
+            if let DriftKind::NullabilityChanged {
+                declared_nullable: false,
+                stored_nulls: stored_nulls @ None,
+                refused,
+            } = &mut entry.kind
+            {
+                let nulls = self.count_nulls(table, delta, &entry.column).await?;
+                *stored_nulls = Some(nulls);
+                *refused = nulls > 0 && !overwrites_whole_table(table);
+            }
+        }
+        Ok(drift)
+    }
+
+    /// The rows of `delta` (`table`'s, as stored) holding NULL in `column`: one column read.
+    async fn count_nulls(
+        &self,
+        table: &'static TableDef,
+        delta: &DeltaTable,
+        column: &str,
+    ) -> Result<u64> {
+        use datafusion::logical_expr::Expr;
+        let qualified = table.qualified_name();
+        let session = self.session();
+        let provider = delta
+            .table_provider()
+            .with_session(super::session_state(&session))
+            .await
+            .map_err(|e| Error::msg(format!("reading {qualified}: {e}")))?;
+        let column = Expr::Column(datafusion::common::Column::new_unqualified(column));
+        let nulls = session
+            .read_table(provider)?
+            .filter(column.is_null())?
+            .count()
+            .await?;
+        Ok(nulls as u64)
+    }
+}
+
+/// Whether every write of `table` replaces the whole table (old rows need no value).
+fn overwrites_whole_table(table: &TableDef) -> bool {
+    table.mode == crate::table::WriteMode::Overwrite
+        && table.overwrite == crate::table::OverwriteScope::Table
 }
 
 /// Why delta-rs cannot write `delta`, `table`'s loaded table ([`Warehouse::unwritable`]).
@@ -618,8 +672,7 @@ pub(crate) fn drift_of(table: &'static TableDef, delta: &DeltaTable) -> Result<V
     let mut drift = Vec::new();
     // As the write decides: a whole-table overwrite needs no value for old rows, and one that
     // replaces the schema drops the columns no longer declared.
-    let whole_overwrite = table.mode == crate::table::WriteMode::Overwrite
-        && table.overwrite == crate::table::OverwriteScope::Table;
+    let whole_overwrite = overwrites_whole_table(table);
     let replaces_schema = table.mode == crate::table::WriteMode::Overwrite
         && table.evolution == crate::table::SchemaEvolution::Overwrite;
     let has_rows = delta

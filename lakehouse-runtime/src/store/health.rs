@@ -53,7 +53,7 @@ impl Warehouse {
         };
         Ok(TableHealth {
             version: delta.version(),
-            drift: super::create::drift_of(table, &delta)?,
+            drift: self.drift_counted(table, &delta).await?,
             missing_files: super::maintain::missing_files_of(table, &delta).await?,
             unwritable: super::create::unwritable_of(table, &delta)?,
             latest_data_write,

@@ -38,7 +38,6 @@ use url::Url;
 pub use catalog::{AsOf, check_read_only};
 pub(crate) use commit::{CommitTags, new_write_id};
 pub use commit::{CommittedTransaction, TRANSACTION_KEY, WRITE_ID_KEY, rows_deleted, rows_written};
-pub(crate) use create::drift_of;
 pub use create::{DriftKind, SchemaDrift};
 pub use health::TableHealth;
 pub use history::{StaleTable, TableCommit};

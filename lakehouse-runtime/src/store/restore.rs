@@ -99,8 +99,10 @@ impl Warehouse {
         super::history::load_version(&mut target, table, restored).await?;
         if !allow_drift {
             // Only what the restore brings: a drift the table has now stays as it is.
-            let now = super::create::drift_of(table, &delta)?;
-            let unfit: Vec<String> = super::create::drift_of(table, &target)?
+            let now = self.drift_counted(table, &delta).await?;
+            let unfit: Vec<String> = self
+                .drift_counted(table, &target)
+                .await?
                 .into_iter()
                 .filter(|drift| {
                     // The same drift of the same column; a missing column counts as there now

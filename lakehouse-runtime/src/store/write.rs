@@ -383,7 +383,7 @@ impl Warehouse {
     /// before anything is written.
     async fn evolve(&self, table: &'static TableDef, delta: DeltaTable) -> Result<DeltaTable> {
         // The table just loaded: loading it again cost as much as a small write.
-        let drift = super::create::drift_of(table, &delta)?;
+        let drift = self.drift_counted(table, &delta).await?;
         // (The other refusals below give their own advice.)
         let type_changed = |d: &&super::SchemaDrift| {
             matches!(
