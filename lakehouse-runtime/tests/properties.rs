@@ -1508,65 +1508,23 @@ async fn a_column_made_not_null_over_stored_nulls_is_refused_before_any_write() 
     let written = |rows: &[ContactsEmailOptional]| {
         crate::common::frame(&session, ContactsEmailOptional::DEF, rows)
     };
-    wh.warehouse
-        .write(
-            &session,
-            ContactsEmailOptional::DEF,
-            written(&[
-                ContactsEmailOptional { id: 1, email: None },
-                ContactsEmailOptional {
-                    id: 2,
-                    email: Some("b@example.org".into()),
-                },
-            ]),
-            Default::default(),
-        )
-        .await
-        .expect("written");
-    let version = wh
-        .warehouse
-        .version(ContactsEmailOptional::DEF)
-        .await
-        .expect("version");
-    // `check` fails on it, naming the column and the rows.
-    let drift = crate::common::incompatible_drift(&wh.warehouse, ContactsEmailRequired::DEF).await;
-    assert!(
-        drift.to_string().starts_with(
-            "silver.contacts_email.email: declared NOT NULL, and 1 stored row(s) hold NULL in it"
-        ),
-        "{drift}"
-    );
-    // A write is refused: it would succeed, and leave a table no reader can read.
-    let required = crate::common::frame(
-        &session,
+    refused_over_a_stored_null(
+        &wh,
+        &[
+            ContactsEmailOptional { id: 1, email: None },
+            ContactsEmailOptional {
+                id: 2,
+                email: Some("b@example.org".into()),
+            },
+        ],
         ContactsEmailRequired::DEF,
         &[ContactsEmailRequired {
             id: 3,
             email: "c@example.org".into(),
         }],
-    );
-    let error = wh
-        .warehouse
-        .write(
-            &session,
-            ContactsEmailRequired::DEF,
-            required,
-            Default::default(),
-        )
-        .await
-        .expect_err("refused")
-        .to_string();
-    assert!(
-        error.contains("every read of them would fail, so writes are refused"),
-        "{error}"
-    );
-    assert_eq!(
-        wh.warehouse
-            .version(ContactsEmailOptional::DEF)
-            .await
-            .expect("version"),
-        version
-    );
+        "silver.contacts_email.email",
+    )
+    .await;
     // The NULL replaced by a value (a merge of the nullable declaration), NOT NULL is taken.
     wh.warehouse
         .write(
@@ -1631,51 +1589,58 @@ pub struct ReadingsRequired {
 
 #[tokio::test]
 async fn a_float_made_not_null_over_stored_nulls_is_refused_though_no_statistics_count_them() {
-    let wh = TempWarehouse::new();
+    // Counted by a scan of the column: its files record no NULL count.
+    refused_over_a_stored_null(
+        &TempWarehouse::new(),
+        &[
+            ReadingsOptional { id: 1, value: None },
+            ReadingsOptional {
+                id: 2,
+                value: Some(2.5),
+            },
+        ],
+        ReadingsRequired::DEF,
+        &[ReadingsRequired { id: 3, value: 1.0 }],
+        "silver.readings.value",
+    )
+    .await;
+}
+
+/// Writes `stored` (one row NULL in `column`) under the nullable declaration `O`, then asserts
+/// that under `required`, which declares `column` NOT NULL, `check` fails naming it and the
+/// row, and a write of `written` is refused, the table left at its version.
+async fn refused_over_a_stored_null<O: Table + serde::Serialize, R: serde::Serialize>(
+    wh: &TempWarehouse,
+    stored: &[O],
+    required: &'static lakehouse_runtime::TableDef,
+    written: &[R],
+    column: &str,
+) {
     let session = wh.warehouse.session();
     wh.warehouse
         .write(
             &session,
-            ReadingsOptional::DEF,
-            crate::common::frame(
-                &session,
-                ReadingsOptional::DEF,
-                &[
-                    ReadingsOptional { id: 1, value: None },
-                    ReadingsOptional {
-                        id: 2,
-                        value: Some(2.5),
-                    },
-                ],
-            ),
+            O::DEF,
+            crate::common::frame(&session, O::DEF, stored),
             Default::default(),
         )
         .await
         .expect("written");
-    let version = wh
-        .warehouse
-        .version(ReadingsOptional::DEF)
-        .await
-        .expect("version");
-    // Counted by a scan of the column: `check` fails on it.
-    let drift = crate::common::incompatible_drift(&wh.warehouse, ReadingsRequired::DEF).await;
+    let version = wh.warehouse.version(O::DEF).await.expect("version");
+    let drift = crate::common::incompatible_drift(&wh.warehouse, required).await;
     assert!(
-        drift.to_string().starts_with(
-            "silver.readings.value: declared NOT NULL, and 1 stored row(s) hold NULL in it"
-        ),
+        drift.to_string().starts_with(&format!(
+            "{column}: declared NOT NULL, and 1 stored row(s) hold NULL in it"
+        )),
         "{drift}"
     );
-    // And a write is refused, the table left as it was.
+    // A write would succeed, and leave a table no reader can read.
     let error = wh
         .warehouse
         .write(
             &session,
-            ReadingsRequired::DEF,
-            crate::common::frame(
-                &session,
-                ReadingsRequired::DEF,
-                &[ReadingsRequired { id: 3, value: 1.0 }],
-            ),
+            required,
+            crate::common::frame(&session, required, written),
             Default::default(),
         )
         .await
@@ -1686,10 +1651,7 @@ async fn a_float_made_not_null_over_stored_nulls_is_refused_though_no_statistics
         "{error}"
     );
     assert_eq!(
-        wh.warehouse
-            .version(ReadingsOptional::DEF)
-            .await
-            .expect("version"),
+        wh.warehouse.version(O::DEF).await.expect("version"),
         version
     );
 }

@@ -1027,9 +1027,12 @@ pub struct QStationNames {
     pub name: Option<String>,
 }
 
-#[tokio::test]
-async fn expectations_keep_the_assertions_on_stored_nulls() {
-    let wh = TempWarehouse::new();
+/// `bronze.q_named_stations` read as declared now (name NOT NULL), over a row stored with a NULL
+/// name when it was nullable.
+async fn stations_with_a_stored_null(
+    wh: &TempWarehouse,
+    session: &datafusion::prelude::SessionContext,
+) -> datafusion::prelude::DataFrame {
     crate::common::write(
         &wh.warehouse,
         <QLooseStations as lakehouse_runtime::Table>::DEF,
@@ -1038,12 +1041,17 @@ async fn expectations_keep_the_assertions_on_stored_nulls() {
     )
     .await
     .expect("write");
-    let session = wh.warehouse.session();
-    let stored = wh
-        .warehouse
-        .read(&session, <QNamedStations as lakehouse_runtime::Table>::DEF)
+    wh.warehouse
+        .read(session, <QNamedStations as lakehouse_runtime::Table>::DEF)
         .await
-        .expect("read");
+        .expect("read")
+}
+
+#[tokio::test]
+async fn expectations_keep_the_assertions_on_stored_nulls() {
+    let wh = TempWarehouse::new();
+    let session = wh.warehouse.session();
+    let stored = stations_with_a_stored_null(&wh, &session).await;
     // Into a nullable column: only the input's declaration says the NULL is wrong.
     let output = Frame::<QStationNames>::from_dataframe(stored).expect("conforms");
     let (kept, findings) = lakehouse_runtime::quality::apply_expectations(
@@ -1074,20 +1082,8 @@ pub struct QRequiredNames {
 #[tokio::test]
 async fn a_stored_null_of_an_input_is_the_inputs_error_not_an_output_finding() {
     let wh = TempWarehouse::new();
-    crate::common::write(
-        &wh.warehouse,
-        <QLooseStations as lakehouse_runtime::Table>::DEF,
-        &[QLooseStations { id: 1, name: None }],
-        Default::default(),
-    )
-    .await
-    .expect("write");
     let session = wh.warehouse.session();
-    let stored = wh
-        .warehouse
-        .read(&session, <QNamedStations as lakehouse_runtime::Table>::DEF)
-        .await
-        .expect("read");
+    let stored = stations_with_a_stored_null(&wh, &session).await;
     let output = Frame::<QRequiredNames>::from_dataframe(stored).expect("conforms");
     let output = output.into_dataframe();
     // The NULL is bronze.q_named_stations' (declared NOT NULL since): counted as the output's

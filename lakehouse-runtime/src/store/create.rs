@@ -604,6 +604,10 @@ impl Warehouse {
         delta: &DeltaTable,
     ) -> Result<Vec<SchemaDrift>> {
         let mut drift = drift_of(table, delta)?;
+        // A whole-table overwrite replaces the stored rows: their NULLs refuse nothing.
+        if overwrites_whole_table(table) {
+            return Ok(drift);
+        }
         for entry in &mut drift {
             if let DriftKind::NullabilityChanged {
                 declared_nullable: false,
@@ -613,7 +617,7 @@ impl Warehouse {
             {
                 let nulls = self.count_nulls(table, delta, &entry.column).await?;
                 *stored_nulls = Some(nulls);
-                *refused = nulls > 0 && !overwrites_whole_table(table);
+                *refused = nulls > 0;
             }
         }
         Ok(drift)
