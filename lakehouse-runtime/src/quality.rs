@@ -15,6 +15,9 @@ use crate::error::{Error, Result};
 use crate::store::Warehouse;
 use crate::table::{ColumnDef, ColumnRef, OnFail, Quality, TableDef, WriteMode};
 
+/// The column a merge or SCD2 write orders a key's rows by, newest kept (`store::write::dedupe`).
+const RUN_AT: &str = "run_at";
+
 /// One failed check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
@@ -107,7 +110,7 @@ pub async fn check_output(
             table: qualified.clone(),
             column: Some(table.key.join(", ")),
             check: "primary_key_unique",
-            value: Some(duplicate_sample(table, unchecked).await?),
+            value: Some(duplicate_sample(table, &checks, unchecked).await?),
             failing_rows: measured.duplicated_keys,
         });
     }
@@ -135,6 +138,10 @@ struct Checks {
     required: Vec<&'static ColumnDef>,
     /// The primary key, when its uniqueness is checked (append-only tables may repeat it).
     key: Option<&'static [&'static str]>,
+    /// Whether a key is checked unique among the rows of one `run_at` only: a merge or SCD2
+    /// write keeps a key's row of the newest run (an incremental read after a failed run holds
+    /// several runs' rows of a key), so only rows of one run are resolved by a tie-break.
+    per_run: bool,
     /// Foreign keys whose dimension is a registered pipeline's output.
     references: Vec<Reference>,
 }
@@ -151,6 +158,8 @@ impl Checks {
         Checks {
             required: table.data_columns().filter(|c| !c.nullable).collect(),
             key: (!table.key.is_empty() && table.mode != WriteMode::Append).then_some(table.key),
+            per_run: matches!(table.mode, WriteMode::Merge | WriteMode::Scd2)
+                && table.data_columns().any(|c| c.name == RUN_AT),
             references: table
                 .data_columns()
                 .filter_map(|column| {
@@ -167,6 +176,15 @@ impl Checks {
 
     fn is_empty(&self) -> bool {
         self.required.is_empty() && self.key.is_none() && self.references.is_empty()
+    }
+
+    /// The columns whose values must be unique together: the key, and `run_at` when
+    /// [`Checks::per_run`].
+    fn unique_by(&self) -> Vec<Expr> {
+        let key = self.key.unwrap_or_default().iter();
+        key.chain(self.per_run.then_some(&RUN_AT))
+            .map(|k| unqualified(k))
+            .collect()
     }
 }
 
@@ -327,9 +345,9 @@ async fn measure(
                     .iter()
                     .map(|(name, measure, sample)| over(measure.clone(), *sample).alias(name)),
             );
-            joined = joined.aggregate(key.iter().map(|k| unqualified(k)).collect(), per_key)?;
-            // Rows sharing a key value with another (dbt's `unique`: NULL keys, which the
-            // NOT NULL check reports, are no duplicates).
+            joined = joined.aggregate(checks.unique_by(), per_key)?;
+            // Rows sharing a key value (of one run, when per run) with another (dbt's `unique`:
+            // NULL keys, which the NOT NULL check reports, are no duplicates).
             let key_present = key
                 .iter()
                 .map(|k| unqualified(k).is_not_null())
@@ -386,26 +404,40 @@ fn unqualified(name: &str) -> Expr {
     Expr::Column(Column::new_unqualified(name))
 }
 
-/// One key value held by several rows of `output`, as text.
-async fn duplicate_sample(table: &'static TableDef, output: DataFrame) -> Result<String> {
-    let key: Vec<Expr> = table.key.iter().map(|k| unqualified(k)).collect();
-    let present = key
+/// One key value held by several rows of `output` (of one run, when checked per run), as text:
+/// `1, 'a'`, or `1, 'a' (run_at 2026-01-02T03:04:05Z)`.
+async fn duplicate_sample(
+    table: &'static TableDef,
+    checks: &Checks,
+    output: DataFrame,
+) -> Result<String> {
+    let present = table
+        .key
         .iter()
-        .map(|k| k.clone().is_not_null())
+        .map(|k| unqualified(k).is_not_null())
         .reduce(Expr::and)
         .unwrap_or(lit(true));
     let duplicates = output
         .filter(present)?
         // A working name no column has (a key column may be called `n`).
-        .aggregate(key, vec![count(lit(1)).alias("__lakehouse_rows")])?
+        .aggregate(
+            checks.unique_by(),
+            vec![count(lit(1)).alias("__lakehouse_rows")],
+        )?
         .filter(unqualified("__lakehouse_rows").gt(lit(1)))?
         .limit(0, Some(1))?;
     let batches = duplicates.collect().await?;
-    Ok(batches
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .map(|b| row_text(b, 0, table.key.len()))
-        .unwrap_or_default())
+    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(String::new());
+    };
+    let key = row_text(batch, 0, table.key.len());
+    Ok(match checks.per_run {
+        true => format!(
+            "{key} ({RUN_AT} {})",
+            value_text(batch.column(table.key.len()).as_ref(), 0)
+        ),
+        false => key,
+    })
 }
 
 /// The table a foreign key points to, among the registered pipelines' outputs.

@@ -84,7 +84,6 @@ pub async fn query(warehouse: &Warehouse, tables: &[&'static TableDef], sql: &st
     render(warehouse.sql(tables, sql).await.expect(sql)).await
 }
 
-/// The stored rows of `table` (declared columns), sorted.
 /// The one drift between `table`'s declaration and its stored table, asserted incompatible (what
 /// `orchestrate check` fails on).
 pub async fn incompatible_drift(

@@ -1605,3 +1605,99 @@ async fn a_unit_tests_drop_expectation_sees_only_the_rows_the_pipeline_kept() {
     kept.sort();
     assert_eq!(kept, [(2, "12".to_owned()), (5, "7".to_owned())]);
 }
+
+/// The rows of the `case` setting, with their `run_at`: a key's rows of two runs (an incremental
+/// read after a failed run), or two rows of one run.
+async fn rows_of_runs<T: lakehouse_runtime::Table>(cx: &Ctx) -> Result<Frame<T>> {
+    let rows = match cx.settings().get("case").unwrap_or_default() {
+        "one_run" => {
+            "(1, 'a', '2026-01-01T00:00:00Z'), (1, 'b', '2026-01-01T00:00:00Z'), (2, 'c', '2026-01-01T00:00:00Z')"
+        }
+        _ => {
+            "(1, 'b', '2026-01-02T00:00:00Z'), (1, 'a', '2026-01-01T00:00:00Z'), (2, 'c', '2026-01-01T00:00:00Z')"
+        }
+    };
+    cx.sql(&format!(
+        "SELECT CAST(column1 AS BIGINT) AS id, column2 AS label, \
+         to_timestamp_micros(column3) AS run_at FROM (VALUES {rows})"
+    ))
+    .await
+}
+
+/// Merged rows carrying the run that wrote them, checked blocking.
+#[derive(Table)]
+#[table(schema = "gold", name = "q_merged_runs", key(id), mode = merge, quality = blocking)]
+pub struct QMergedRuns {
+    pub id: i64,
+    pub label: String,
+    pub run_at: Timestamp,
+}
+
+#[pipeline]
+pub async fn q_merged_runs(cx: &Ctx) -> Result<Frame<QMergedRuns>> {
+    rows_of_runs(cx).await
+}
+
+/// The same as SCD2.
+#[derive(Table)]
+#[table(schema = "gold", name = "q_versioned_runs", key(id), mode = scd2, quality = blocking)]
+pub struct QVersionedRuns {
+    pub id: i64,
+    pub label: String,
+    pub run_at: Timestamp,
+}
+
+#[pipeline]
+pub async fn q_versioned_runs(cx: &Ctx) -> Result<Frame<QVersionedRuns>> {
+    rows_of_runs(cx).await
+}
+
+#[tokio::test]
+async fn a_merge_or_scd2_key_is_unique_among_the_rows_of_one_run() {
+    // A key's rows of two runs: the write keeps the newest run's, so nothing is a duplicate.
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(
+        registry(&["q_merged_runs", "q_versioned_runs"]),
+        wh.warehouse.clone(),
+    );
+    let report = orchestrator.run(&config("two_runs")).await.expect("run");
+    assert!(report.succeeded(), "{}", report.render(false));
+    let tables = [
+        <QMergedRuns as lakehouse_runtime::Table>::DEF,
+        <QVersionedRuns as lakehouse_runtime::Table>::DEF,
+    ];
+    assert_eq!(
+        crate::common::query(
+            &wh.warehouse,
+            &tables,
+            "SELECT 'merge', id, label FROM gold.q_merged_runs \
+             UNION ALL SELECT 'scd2', id, label FROM gold.q_versioned_runs",
+        )
+        .await,
+        crate::common::lines(&["merge|1|b", "merge|2|c", "scd2|1|b", "scd2|2|c"])
+    );
+
+    // Two rows of a key in one run: which one is kept is a tie-break, so the key is not unique.
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(
+        registry(&["q_merged_runs", "q_versioned_runs"]),
+        wh.warehouse.clone(),
+    );
+    let report = orchestrator.run(&config("one_run")).await.expect("run");
+    for (pipeline, table) in [
+        ("q_merged_runs", "gold.q_merged_runs"),
+        ("q_versioned_runs", "gold.q_versioned_runs"),
+    ] {
+        let error = report
+            .result(pipeline)
+            .and_then(|r| r.error.clone())
+            .unwrap_or_default();
+        assert!(
+            error.ends_with(&format!(
+                "{table}: primary_key_unique failed on 2 row(s) (column `id`), e.g. 1 (run_at \
+                 2026-01-01T00:00:00Z): keep one row per key (`latest_by`), or widen the key"
+            )),
+            "{error}"
+        );
+    }
+}
