@@ -1795,3 +1795,87 @@ async fn a_table_whose_protocol_delta_rs_cannot_write_is_reported() {
         "Unsupported table features required: [IdentityColumns]"
     );
 }
+
+#[tokio::test]
+async fn check_names_a_declared_check_the_stored_rows_fail_as_writes_would() {
+    let wh = TempWarehouse::new();
+    let unchecked = <unchecked::Orders as lakehouse_runtime::Table>::DEF;
+    let stricter = <stricter::Orders as lakehouse_runtime::Table>::DEF;
+    let rows = [(1, Some(10)), (2, Some(-5)), (3, None)].map(|(id, amount)| Order { id, amount });
+    write(&wh.warehouse, unchecked, &rows, WriteOptions::default())
+        .await
+        .expect("written without a CHECK");
+    let blocked = |table| blocked_checks(&wh.warehouse, table);
+    // Declared since and not added yet: the stored -5 fails it, and every row the stricter one
+    // (a NULL fails a CHECK).
+    assert_eq!(blocked(ORDERS).await, ["positive_amount|false|1"]);
+    assert_eq!(blocked(stricter).await, ["positive_amount|false|3"]);
+    let health = wh.warehouse.health(ORDERS).await.expect("health");
+    assert_eq!(
+        health.blocked_checks[0].to_string(),
+        "silver.orders: the declared CHECK constraint `positive_amount` (amount IS NULL OR \
+         amount > 0) is not on the Delta table yet, and 1 stored row(s) fail it (a NULL fails a \
+         CHECK): every write fails until it can be added; fix or delete those rows with the \
+         engine that wrote them, change the declaration, or rebuild the table (move its folder \
+         away and run its pipeline with --full-refresh)"
+    );
+    // As the write does.
+    let error = write(
+        &wh.warehouse,
+        ORDERS,
+        &[Order {
+            id: 4,
+            amount: Some(4),
+        }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect_err("the stored row fails the declared CHECK");
+    assert!(
+        error
+            .to_string()
+            .contains("cannot add the declared CHECK constraint(s) `positive_amount`"),
+        "{error}"
+    );
+    // A check on a column the table lacks is counted with the column NULL, as the write adds it.
+    let discounted = <with_discount::Orders as lakehouse_runtime::Table>::DEF;
+    assert!(blocked(discounted).await.is_empty());
+
+    // Held under another expression: the replacement is counted.
+    let wh = TempWarehouse::new();
+    let rows = [(1, Some(10)), (2, Some(200)), (3, None)].map(|(id, amount)| Order { id, amount });
+    write(&wh.warehouse, ORDERS, &rows, WriteOptions::default())
+        .await
+        .expect("written with its CHECK");
+    let health = wh.warehouse.health(ORDERS).await.expect("health");
+    assert!(
+        health.blocked_checks.is_empty(),
+        "{:?}",
+        health.blocked_checks
+    );
+    assert_eq!(
+        blocked_checks(&wh.warehouse, stricter).await,
+        ["positive_amount|true|2"]
+    );
+    let health = wh.warehouse.health(stricter).await.expect("health");
+    assert!(
+        health.blocked_checks[0]
+            .to_string()
+            .contains("would replace the table's constraint of that name, and 2 stored row(s)"),
+        "{}",
+        health.blocked_checks[0]
+    );
+}
+
+/// `table`'s blocked CHECK constraints as `name|replaces|failing rows`.
+async fn blocked_checks(
+    warehouse: &lakehouse_runtime::store::Warehouse,
+    table: &'static lakehouse_runtime::TableDef,
+) -> Vec<String> {
+    let health = warehouse.health(table).await.expect("health");
+    health
+        .blocked_checks
+        .iter()
+        .map(|b| format!("{}|{}|{}", b.name, b.replaces, b.failing_rows))
+        .collect()
+}

@@ -81,6 +81,12 @@ pub(super) async fn check(registry: &Registry, global: &GlobalArgs) -> Result<Ex
             ok &= !drift.is_incompatible();
             say!("schema drift: {drift}");
         }
+        for blocked in &health.blocked_checks {
+            // A declaration the table does not match.
+            drifts += 1;
+            ok = false;
+            say!("check constraint: {blocked}");
+        }
         if let Some(why) = health.unwritable {
             damaged += 1;
             ok = false;

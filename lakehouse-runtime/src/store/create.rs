@@ -824,6 +824,25 @@ fn checks_to_add(
         .collect())
 }
 
+/// The declared CHECK constraints the next write of `table` adds to `delta`, each with whether
+/// it replaces a stored one of its name (declared since with another expression): what
+/// `orchestrate check` validates the stored rows against.
+pub(crate) fn checks_to_apply(
+    table: &'static TableDef,
+    delta: &DeltaTable,
+) -> Result<Vec<(&'static crate::table::CheckConstraint, bool)>> {
+    let missing = checks_to_add(table, delta)?;
+    let stale = checks_to_drop(table, delta)?;
+    Ok(table
+        .checks
+        .iter()
+        .filter_map(|check| {
+            let replaces = stale.iter().any(|name| name == check.name);
+            (replaces || missing.contains_key(check.name)).then_some((check, replaces))
+        })
+        .collect())
+}
+
 /// The configuration (properties, CHECK constraints) of `delta`, the loaded table of `table`.
 fn configuration<'a>(
     table: &TableDef,

@@ -1,7 +1,12 @@
 //! One table's health as `orchestrate check` reports it, read from one load of its log.
 
+use arrow::array::Array as _;
+use datafusion::functions_aggregate::expr_fn::sum;
+use datafusion::logical_expr::{lit, when};
+use deltalake::DeltaTable;
+
 use super::{SchemaDrift, StaleTable, Warehouse};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::table::{TableDef, Timestamp};
 
 /// What is wrong with a stored table, or may be ([`Warehouse::health`]).
@@ -21,6 +26,47 @@ pub struct TableHealth {
     /// Why its history could not be read to find its latest write of data (its freshness is
     /// then unknown; the rest was still read).
     pub history_unreadable: Option<String>,
+    /// The declared CHECK constraints its next write cannot add, as stored rows fail them (not
+    /// looked for while a drift refuses writes anyway).
+    pub blocked_checks: Vec<BlockedCheck>,
+}
+
+/// A declared CHECK constraint a table does not hold yet (or holds with another expression)
+/// that stored rows fail: a write adds the declared constraints first, validating the stored
+/// rows, so every write fails until they pass it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockedCheck {
+    /// `schema.table`.
+    pub table: String,
+    /// The constraint's name.
+    pub name: String,
+    /// Its declared expression.
+    pub expr: String,
+    /// Whether the table holds a constraint of that name with another expression (kept until
+    /// this one can replace it).
+    pub replaces: bool,
+    /// The stored rows failing it (a NULL fails a CHECK).
+    pub failing_rows: u64,
+}
+
+impl std::fmt::Display for BlockedCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            table, name, expr, ..
+        } = self;
+        let held = match self.replaces {
+            true => "would replace the table's constraint of that name",
+            false => "is not on the Delta table yet",
+        };
+        write!(
+            f,
+            "{table}: the declared CHECK constraint `{name}` ({expr}) {held}, and {} stored \
+             row(s) fail it (a NULL fails a CHECK): every write fails until it can be added; fix \
+             or delete those rows with the engine that wrote them, change the declaration, or \
+             rebuild the table (move its folder away and run its pipeline with --full-refresh)",
+            self.failing_rows
+        )
+    }
 }
 
 impl TableHealth {
@@ -51,13 +97,73 @@ impl Warehouse {
             },
             None => (None, None),
         };
+        let drift = self.drift_counted(table, &delta).await?;
+        let blocked_checks = match drift.iter().any(SchemaDrift::is_incompatible) {
+            true => Vec::new(),
+            false => self.blocked_checks(table, &delta).await?,
+        };
         Ok(TableHealth {
             version: delta.version(),
-            drift: self.drift_counted(table, &delta).await?,
+            drift,
+            blocked_checks,
             missing_files: super::maintain::missing_files_of(table, &delta).await?,
             unwritable: super::create::unwritable_of(table, &delta)?,
             latest_data_write,
             history_unreadable,
         })
+    }
+
+    /// The constraints of [`TableHealth::blocked_checks`]: every declared one the next write
+    /// adds, counted over the stored rows (as they read, new nullable columns NULL) in one query.
+    async fn blocked_checks(
+        &self,
+        table: &'static TableDef,
+        delta: &DeltaTable,
+    ) -> Result<Vec<BlockedCheck>> {
+        let pending = super::create::checks_to_apply(table, delta)?;
+        let has_rows = delta
+            .snapshot()
+            .map(|s| s.log_data().num_files() > 0)
+            .unwrap_or(true);
+        if pending.is_empty() || !has_rows {
+            return Ok(Vec::new());
+        }
+        let session = self.session();
+        let rows = super::read::read_loaded(&session, table, delta).await?;
+        let counts = pending
+            .iter()
+            .enumerate()
+            .map(|(i, (check, _))| {
+                let failing = crate::quality::check_condition(&rows, table, check)?.is_not_true();
+                Ok(sum(when(failing, lit(1i64)).otherwise(lit(0i64))?)
+                    .alias(format!("failing_{i}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let batches = rows.aggregate(vec![], counts)?.collect().await?;
+        let row = batches.iter().find(|b| b.num_rows() > 0).ok_or_else(|| {
+            Error::msg(format!(
+                "{}: counting the rows failing its CHECK constraints returned no row",
+                table.qualified_name()
+            ))
+        })?;
+        Ok(pending
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, (check, replaces))| {
+                let failing = row
+                    .column(i)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .filter(|counts| counts.is_valid(0))
+                    .map_or(0, |counts| counts.value(0));
+                (failing > 0).then(|| BlockedCheck {
+                    table: table.qualified_name(),
+                    name: check.name.to_owned(),
+                    expr: check.expr.to_owned(),
+                    replaces,
+                    failing_rows: failing as u64,
+                })
+            })
+            .collect())
     }
 }
