@@ -495,12 +495,10 @@ pub async fn apply_expectations(
             )
         })
         .collect::<Result<_>>()?;
-    let batches = unchecked
-        .clone()
-        .aggregate(vec![], counts)?
-        .collect()
-        .await
-        .map_err(|e| expectations_failed(table, e))?;
+    let batches = match unchecked.clone().aggregate(vec![], counts)?.collect().await {
+        Ok(batches) => batches,
+        Err(error) => return Err(expectations_failed(table, &unchecked, &conditions, error).await),
+    };
     let mut findings = Vec::new();
     for (index, expectation) in table.expectations.iter().enumerate() {
         let failing = batches
@@ -551,39 +549,86 @@ pub async fn apply_expectations(
     Ok((output, findings))
 }
 
-/// An error evaluating `table`'s expectations (a cast of a value that does not convert), naming
-/// them; its kind kept (a value's error is not retried, a read's may be).
-fn expectations_failed(
+/// An error counting `table`'s expectations (`conditions`, over `output`), blamed on what fails:
+/// the output itself (a value the pipeline's own plan cannot convert: no expectation named),
+/// or the expectations whose condition fails on a value when counted alone (a cast that does
+/// not convert), with the hint of their TRY_ form. Its kind kept (a value's error is not
+/// retried, a read's may be). Finding out runs the output again, once per expectation: only
+/// on this failure.
+async fn expectations_failed(
     table: &'static TableDef,
+    output: &DataFrame,
+    conditions: &[Expr],
     error: datafusion::error::DataFusionError,
 ) -> Error {
-    // A read that failed (a missing file, a full disk) is not the expectations' doing: no hint.
-    if !crate::error::is_deterministic(&error) {
-        return Error::DataFusion(datafusion::error::DataFusionError::Context(
-            format!("{}: running the output to check it", table.qualified_name()),
+    let qualified = table.qualified_name();
+    let context = |label: String, error| {
+        Error::DataFusion(datafusion::error::DataFusionError::Context(
+            label,
             Box::new(error),
-        ));
-    }
-    let names: Vec<String> = table
-        .expectations
-        .iter()
-        .map(|e| format!("`{}`", e.name))
-        .collect();
-    // A stored NULL an input's declaration forbids says what it is by itself.
-    let hint = if error.to_string().contains("is declared NOT NULL") {
-        ""
-    } else {
-        " (if a condition fails on a value, as CAST does, its TRY_ form gives NULL instead)"
+        ))
     };
-    let label = format!(
-        "{}: running the output to count its expectations {}{hint}",
-        table.qualified_name(),
-        names.join(", ")
-    );
-    Error::DataFusion(datafusion::error::DataFusionError::Context(
-        label,
-        Box::new(error),
-    ))
+    // A read that failed (a missing file, a full disk) is not the expectations' doing: no hint.
+    // Nor is a stored NULL an input's declaration forbids, which says what it is by itself.
+    if !crate::error::is_deterministic(&error) || error.to_string().contains("is declared NOT NULL")
+    {
+        return context(
+            format!("{qualified}: running the output to check it"),
+            error,
+        );
+    }
+    if let Err(own) = drain(output.clone()).await
+        && crate::error::is_deterministic(&own)
+    {
+        return context(
+            format!(
+                "{qualified}: running the output (the pipeline's plan, before its expectations)"
+            ),
+            own,
+        );
+    }
+    let mut failing = Vec::new();
+    for (condition, expectation) in conditions.iter().zip(table.expectations) {
+        let alone = count_false(output.clone(), condition.clone())
+            .await
+            .is_err();
+        if alone {
+            failing.push(format!("`{}`", expectation.name));
+        }
+    }
+    if failing.is_empty() {
+        // None fails alone (the plan gives other values each time?): all of them, then.
+        failing = table
+            .expectations
+            .iter()
+            .map(|e| format!("`{}`", e.name))
+            .collect();
+    }
+    context(
+        format!(
+            "{qualified}: running the output to count its expectation(s) {} (if a condition \
+             fails on a value, as CAST does, its TRY_ form gives NULL instead)",
+            failing.join(", ")
+        ),
+        error,
+    )
+}
+
+/// Runs `output` to its end, every column computed, keeping no batch.
+async fn drain(output: DataFrame) -> datafusion::error::Result<()> {
+    use futures::StreamExt as _;
+    let mut stream = output.execute_stream().await?;
+    while let Some(batch) = stream.next().await {
+        batch?;
+    }
+    Ok(())
+}
+
+/// The rows of `output` for which `condition` is false.
+async fn count_false(output: DataFrame, condition: Expr) -> datafusion::error::Result<()> {
+    let flag = when(condition.is_false(), lit(1i64)).otherwise(lit(0i64))?;
+    output.aggregate(vec![], vec![sum(flag)])?.collect().await?;
+    Ok(())
 }
 
 /// `expectation`'s condition over `output` (a pipeline's output for `table`): a boolean

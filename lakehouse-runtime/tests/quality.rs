@@ -1113,7 +1113,8 @@ async fn a_stored_null_of_an_input_is_the_inputs_error_not_an_output_finding() {
 #[table(
     schema = "silver",
     name = "q_coded_orders",
-    expect(name = "numeric_code", expr = "CAST(code AS INT) > 0", on_fail = drop)
+    expect(name = "numeric_code", expr = "CAST(code AS INT) > 0", on_fail = drop),
+    expect(name = "short_code", expr = "length(code) < 10")
 )]
 pub struct QCodedOrders {
     pub order_id: i64,
@@ -1138,11 +1139,55 @@ async fn an_expectation_that_cannot_be_evaluated_is_named_and_not_retried() {
     let failed = report.result("q_coded_orders").expect("ran");
     assert_eq!((failed.status, failed.attempts), (Status::Failed, 1));
     let error = failed.error.clone().unwrap_or_default();
+    // Only the expectation failing on the value is named.
     assert!(
         error.contains(
-            "silver.q_coded_orders: running the output to count its expectations `numeric_code`"
+            "silver.q_coded_orders: running the output to count its expectation(s) \
+             `numeric_code` (if a condition"
         ) && error.contains("TRY_")
-            && error.contains("'AB1'"),
+            && error.contains("'AB1'")
+            && !error.contains("short_code"),
+        "{error}"
+    );
+}
+
+/// Orders whose code the pipeline itself casts, with an expectation over it that would not
+/// fail on a value.
+#[derive(Table)]
+#[table(
+    schema = "silver",
+    name = "q_cast_orders",
+    expect(name = "positive_code", expr = "code > 0")
+)]
+pub struct QCastOrders {
+    pub order_id: i64,
+    pub code: i32,
+}
+
+#[pipeline]
+pub async fn q_cast_orders(cx: &Ctx) -> Result<Frame<QCastOrders>> {
+    cx.sql(
+        "SELECT CAST(column1 AS BIGINT) AS order_id, CAST(column2 AS INT) AS code \
+         FROM (VALUES (1, '12'), (2, 'AB1'))",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_value_the_pipelines_own_plan_cannot_convert_is_not_blamed_on_the_expectations() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["q_cast_orders"]), wh.warehouse.clone());
+    let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+    let failed = report.result("q_cast_orders").expect("ran");
+    assert_eq!((failed.status, failed.attempts), (Status::Failed, 1));
+    let error = failed.error.clone().unwrap_or_default();
+    assert!(
+        error.contains(
+            "silver.q_cast_orders: running the output (the pipeline's plan, before its \
+             expectations)"
+        ) && error.contains("'AB1'")
+            && !error.contains("positive_code")
+            && !error.contains("TRY_"),
         "{error}"
     );
 }
