@@ -120,7 +120,7 @@ impl Warehouse {
         table: &'static TableDef,
         delta: &DeltaTable,
     ) -> Result<Vec<BlockedCheck>> {
-        let pending = super::create::checks_to_apply(table, delta)?;
+        let pending = super::constraints::checks_to_apply(table, delta)?;
         let has_rows = delta
             .snapshot()
             .map(|s| s.log_data().num_files() > 0)

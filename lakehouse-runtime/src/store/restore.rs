@@ -1,6 +1,6 @@
 //! Restoring a table to an earlier version (`orchestrate restore`): Delta's `RESTORE`.
 
-use super::create::{DriftKind, SchemaDrift};
+use super::drift::{DriftKind, SchemaDrift};
 use super::{AsOf, Warehouse};
 use crate::error::{Error, Result};
 use crate::table::TableDef;

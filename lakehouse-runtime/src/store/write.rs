@@ -16,7 +16,7 @@ use deltalake::protocol::SaveMode;
 use deltalake::table::state::DeltaTableState;
 
 use super::commit::{CommitTags, WRITE_ID_KEY, committed_version};
-use super::create::DriftKind;
+use super::drift::DriftKind;
 use super::{TableStats, Warehouse, session_state};
 use crate::error::{Error, Result};
 use crate::frame::conform_output;
@@ -368,7 +368,9 @@ impl Warehouse {
         if error.to_string().contains(INVALID_DATA) {
             // Constraints another tool added fail rows too: named with the declared ones.
             let foreign = match self.load(table).await {
-                Ok(Some(delta)) => super::create::foreign_checks(table, &delta).unwrap_or_default(),
+                Ok(Some(delta)) => {
+                    super::constraints::foreign_checks(table, &delta).unwrap_or_default()
+                }
                 _ => Vec::new(),
             };
             if let Some(refused) = constraint_violation(table, &error, &foreign) {
@@ -406,7 +408,7 @@ impl Warehouse {
             matches!(
                 d.kind,
                 DriftKind::MissingInTable {
-                    why: super::create::SPELT_OTHERWISE,
+                    why: super::drift::SPELT_OTHERWISE,
                     ..
                 }
             )
@@ -477,7 +479,7 @@ impl Warehouse {
             let column = relaxed.column.as_str();
             delta = self
                 .settle(table, applied, |reloaded| {
-                    Ok(super::create::drift_of(table, reloaded)?
+                    Ok(super::drift::drift_of(table, reloaded)?
                         .iter()
                         .all(|d| d.column != column))
                 })
@@ -521,7 +523,7 @@ impl Warehouse {
         let applied = delta.add_columns().with_fields(missing).await;
         // Another process may have added them meanwhile (its commit conflicts with this one).
         self.settle(table, applied, |reloaded| {
-            Ok(super::create::drift_of(table, reloaded)?.iter().all(|d| {
+            Ok(super::drift::drift_of(table, reloaded)?.iter().all(|d| {
                 !names.contains(&d.column) || !matches!(d.kind, DriftKind::MissingInTable { .. })
             }))
         })
