@@ -495,7 +495,9 @@ impl OpenData {
                         .to_owned(),
                 ));
             }
-            None => default_dir.to_path_buf(),
+            // Resolved: the bundled one is given relative to a crate (`…/pipelines/../data`),
+            // and its path reaches logs and errors.
+            None => resolved(default_dir).unwrap_or_else(|| default_dir.to_path_buf()),
         };
         // The bundled directory, one inside it (to be made, maybe), or one holding it.
         let overlaps = |a: &Path, b: &Path| {
@@ -672,5 +674,20 @@ mod tests {
                 .contains("`ingest.q.max_reject_ratio` = 10 is invalid"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_default_directory_is_named_resolved() {
+        let root = tempfile::tempdir().expect("temporary directory");
+        std::fs::create_dir_all(root.path().join("crate")).expect("crate");
+        std::fs::create_dir_all(root.path().join("data")).expect("data");
+        let open = OpenData::from_settings(
+            &Settings::new(),
+            "velib",
+            &root.path().join("crate/../data"),
+        )
+        .expect("snapshot mode");
+        let canonical = std::fs::canonicalize(root.path().join("data")).expect("canonical");
+        assert_eq!(open.dir, canonical);
     }
 }
