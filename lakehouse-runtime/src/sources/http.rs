@@ -60,6 +60,8 @@ impl Body {
     pub fn excerpt(&self) -> String {
         const SHOWN: usize = 80;
         let text = String::from_utf8_lossy(&self.bytes[..self.bytes.len().min(4 * SHOWN)]);
+        // (A byte order mark is no whitespace, and would show as nothing.)
+        let text = text.trim_start_matches('\u{feff}');
         let start: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
         if start.is_empty() {
             return "it is empty".to_owned();
@@ -599,4 +601,20 @@ pub(crate) fn chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Body;
+
+    #[test]
+    fn an_excerpt_leaves_a_byte_order_mark_out() {
+        let body = Body {
+            url: url::Url::parse("https://example.org/records").expect("url"),
+            origin: "https://example.org/records".to_owned(),
+            bytes: "\u{feff}[{\"id\": 1},".as_bytes().to_vec(),
+            replayed: false,
+        };
+        assert_eq!(body.excerpt(), "it starts with `[{\"id\": 1},` (14 bytes)");
+    }
 }

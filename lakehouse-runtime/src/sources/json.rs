@@ -12,6 +12,8 @@ const EXCERPT: usize = 200;
 /// form `{"errorcode", "error", "reset_time"}`, or an excerpt of a non-JSON body (an HTML gateway
 /// page: its `<title>`).
 pub fn api_error_message(body: &[u8]) -> String {
+    // A byte order mark (which some servers write) would make the JSON unreadable, and show.
+    let body = super::without_bom(body);
     if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) {
         let text = |keys: &[&str]| {
             keys.iter()
@@ -381,7 +383,19 @@ impl<'a> Scanner<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::{ArraySplitter, MAX_ELEMENT_BYTES, raw_elements};
+    use super::{ArraySplitter, MAX_ELEMENT_BYTES, api_error_message, raw_elements};
+
+    #[test]
+    fn an_error_body_after_a_byte_order_mark_is_read() {
+        let body = "\u{feff}{\"error_code\": \"ODSQLError\", \"message\": \"Unknown field\"}";
+        assert_eq!(
+            api_error_message(body.as_bytes()),
+            "ODSQLError: Unknown field"
+        );
+        let page = "\u{feff}<html><head><title>Bad Gateway</title></head></html>";
+        assert_eq!(api_error_message(page.as_bytes()), "Bad Gateway");
+        assert_eq!(api_error_message("\u{feff}busy".as_bytes()), "busy");
+    }
 
     #[test]
     fn an_endless_element_is_refused_at_its_limit() {
