@@ -35,6 +35,7 @@ mod inspect;
 mod listing;
 mod progress;
 mod query;
+mod run;
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
