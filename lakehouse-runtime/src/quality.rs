@@ -138,9 +138,10 @@ struct Checks {
     required: Vec<&'static ColumnDef>,
     /// The primary key, when its uniqueness is checked (append-only tables may repeat it).
     key: Option<&'static [&'static str]>,
-    /// Whether a key is checked unique among the rows of one `run_at` only: a merge or SCD2
-    /// write keeps a key's row of the newest run (an incremental read after a failed run holds
-    /// several runs' rows of a key), so only rows of one run are resolved by a tie-break.
+    /// Whether a key is checked unique among the rows of its newest `run_at` only: a merge or
+    /// SCD2 write keeps a key's row of the newest run (an incremental read after a failed run
+    /// holds several runs' rows of a key), so only several rows of that run are left to a
+    /// tie-break.
     per_run: bool,
     /// Foreign keys whose dimension is a registered pipeline's output.
     references: Vec<Reference>,
@@ -159,7 +160,8 @@ impl Checks {
             required: table.data_columns().filter(|c| !c.nullable).collect(),
             key: (!table.key.is_empty() && table.mode != WriteMode::Append).then_some(table.key),
             per_run: matches!(table.mode, WriteMode::Merge | WriteMode::Scd2)
-                && table.data_columns().any(|c| c.name == RUN_AT),
+                && table.data_columns().any(|c| c.name == RUN_AT)
+                && !table.key.contains(&RUN_AT),
             references: table
                 .data_columns()
                 .filter_map(|column| {
@@ -185,6 +187,24 @@ impl Checks {
         key.chain(self.per_run.then_some(&RUN_AT))
             .map(|k| unqualified(k))
             .collect()
+    }
+
+    /// `grouped` (one row per [`Checks::unique_by`] value) with the condition a group must meet
+    /// to count: when per run, that it is its key's newest run (`run_at` descending, NULL last,
+    /// as the write orders them); its older runs' rows the write leaves out.
+    fn counted_groups(&self, grouped: DataFrame) -> Result<(DataFrame, Expr)> {
+        use datafusion::logical_expr::ExprFunctionExt as _;
+        const RANK: &str = "__lakehouse_run_rank";
+        if !self.per_run {
+            return Ok((grouped, lit(true)));
+        }
+        let key = self.key.unwrap_or_default();
+        let rank = datafusion::functions_window::expr_fn::row_number()
+            .partition_by(key.iter().map(|k| unqualified(k)).collect())
+            .order_by(vec![unqualified(RUN_AT).sort(false, false)])
+            .build()?
+            .alias(RANK);
+        Ok((grouped.window(vec![rank])?, unqualified(RANK).eq(lit(1u64))))
     }
 }
 
@@ -345,15 +365,20 @@ async fn measure(
                     .iter()
                     .map(|(name, measure, sample)| over(measure.clone(), *sample).alias(name)),
             );
-            joined = joined.aggregate(checks.unique_by(), per_key)?;
-            // Rows sharing a key value (of one run, when per run) with another (dbt's `unique`:
-            // NULL keys, which the NOT NULL check reports, are no duplicates).
+            let counted;
+            (joined, counted) =
+                checks.counted_groups(joined.aggregate(checks.unique_by(), per_key)?)?;
+            // Rows sharing a key value (of its newest run, when per run) with another (dbt's
+            // `unique`: NULL keys, which the NOT NULL check reports, are no duplicates).
             let key_present = key
                 .iter()
                 .map(|k| unqualified(k).is_not_null())
                 .reduce(Expr::and)
                 .unwrap_or(lit(true));
-            let shared = unqualified("__lakehouse_rows").gt(lit(1)).and(key_present);
+            let shared = unqualified("__lakehouse_rows")
+                .gt(lit(1))
+                .and(key_present)
+                .and(counted);
             let mut totals = vec![
                 sum(when(shared, unqualified("__lakehouse_rows")).otherwise(lit(0i64))?)
                     .alias("__lakehouse_duplicated"),
@@ -404,7 +429,7 @@ fn unqualified(name: &str) -> Expr {
     Expr::Column(Column::new_unqualified(name))
 }
 
-/// One key value held by several rows of `output` (of one run, when checked per run), as text:
+/// One key value held by several rows of `output` (of its newest run, when checked per run), as text:
 /// `1, 'a'`, or `1, 'a' (run_at 2026-01-02T03:04:05Z)`.
 async fn duplicate_sample(
     table: &'static TableDef,
@@ -417,14 +442,14 @@ async fn duplicate_sample(
         .map(|k| unqualified(k).is_not_null())
         .reduce(Expr::and)
         .unwrap_or(lit(true));
-    let duplicates = output
-        .filter(present)?
-        // A working name no column has (a key column may be called `n`).
-        .aggregate(
-            checks.unique_by(),
-            vec![count(lit(1)).alias("__lakehouse_rows")],
-        )?
-        .filter(unqualified("__lakehouse_rows").gt(lit(1)))?
+    // A working name no column has (a key column may be called `n`).
+    let grouped = output.filter(present)?.aggregate(
+        checks.unique_by(),
+        vec![count(lit(1)).alias("__lakehouse_rows")],
+    )?;
+    let (grouped, counted) = checks.counted_groups(grouped)?;
+    let duplicates = grouped
+        .filter(unqualified("__lakehouse_rows").gt(lit(1)).and(counted))?
         .limit(0, Some(1))?;
     let batches = duplicates.collect().await?;
     let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {

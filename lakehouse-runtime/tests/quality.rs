@@ -1652,9 +1652,14 @@ async fn a_unit_tests_drop_expectation_sees_only_the_rows_the_pipeline_kept() {
 }
 
 /// The rows of the `case` setting, with their `run_at`: a key's rows of two runs (an incremental
-/// read after a failed run), or two rows of one run.
+/// read after a failed run; in `old_run_twice`, the older run holds the key twice), or two rows
+/// of one run.
 async fn rows_of_runs<T: lakehouse_runtime::Table>(cx: &Ctx) -> Result<Frame<T>> {
     let rows = match cx.settings().get("case").unwrap_or_default() {
+        "old_run_twice" => {
+            "(1, 'a', '2026-01-01T00:00:00Z'), (1, 'x', '2026-01-01T00:00:00Z'), \
+             (1, 'b', '2026-01-02T00:00:00Z'), (2, 'c', '2026-01-01T00:00:00Z')"
+        }
         "one_run" => {
             "(1, 'a', '2026-01-01T00:00:00Z'), (1, 'b', '2026-01-01T00:00:00Z'), (2, 'c', '2026-01-01T00:00:00Z')"
         }
@@ -1722,6 +1727,28 @@ async fn a_merge_or_scd2_key_is_unique_among_the_rows_of_one_run() {
         crate::common::lines(&["merge|1|b", "merge|2|c", "scd2|1|b", "scd2|2|c"])
     );
 
+    // The older run holding a key twice: the write keeps the newest run's row all the same.
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(
+        registry(&["q_merged_runs", "q_versioned_runs"]),
+        wh.warehouse.clone(),
+    );
+    let report = orchestrator
+        .run(&config("old_run_twice"))
+        .await
+        .expect("run");
+    assert!(report.succeeded(), "{}", report.render(false));
+    assert_eq!(
+        crate::common::query(
+            &wh.warehouse,
+            &tables,
+            "SELECT 'merge', id, label FROM gold.q_merged_runs \
+             UNION ALL SELECT 'scd2', id, label FROM gold.q_versioned_runs",
+        )
+        .await,
+        crate::common::lines(&["merge|1|b", "merge|2|c", "scd2|1|b", "scd2|2|c"])
+    );
+
     // Two rows of a key in one run: which one is kept is a tie-break, so the key is not unique.
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(
@@ -1745,4 +1772,36 @@ async fn a_merge_or_scd2_key_is_unique_among_the_rows_of_one_run() {
             "{error}"
         );
     }
+}
+
+/// Rows keyed by their run too.
+#[derive(Table)]
+#[table(schema = "gold", name = "q_run_keyed", key(id, run_at), mode = merge, quality = warn)]
+pub struct QRunKeyed {
+    pub id: i64,
+    pub label: String,
+    pub run_at: Timestamp,
+}
+
+#[pipeline]
+pub async fn q_run_keyed(cx: &Ctx) -> Result<Frame<QRunKeyed>> {
+    rows_of_runs(cx).await
+}
+
+#[tokio::test]
+async fn a_key_holding_run_at_is_checked_as_any_key() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["q_run_keyed"]), wh.warehouse.clone());
+    let report = orchestrator.run(&config("one_run")).await.expect("run");
+    assert!(report.succeeded(), "{}", report.render(false));
+    let issues = crate::common::query(
+        &wh.warehouse,
+        &lakehouse_runtime::ledger::system_tables(),
+        "SELECT check_name, column_name, failing_rows, value FROM lakehouse.quality_issues",
+    )
+    .await;
+    assert_eq!(
+        issues,
+        ["primary_key_unique|id, run_at|2|1, 2026-01-01T00:00:00Z"]
+    );
 }
