@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use lakehouse_runtime::prelude::*;
-use lakehouse_runtime::store::WriteOptions;
+use lakehouse_runtime::store::{BlockedBy, WriteOptions};
 use serde::Serialize;
 
 use crate::common::{TempWarehouse, contents, lines, write};
@@ -180,6 +180,44 @@ mod mistyped_check {
     pub struct Orders {
         pub id: i64,
         pub amount: Option<i64>,
+    }
+}
+
+mod kept_discount {
+    use lakehouse_runtime::prelude::*;
+
+    /// Orders, gaining a CHECK on a column the table never gets (`evolution = keep`).
+    #[derive(Table)]
+    #[table(schema = "silver", name = "orders", key(id), mode = merge, evolution = keep, check(name = "discount_not_negative", expr = "discount IS NULL OR discount >= 0"))]
+    pub struct Orders {
+        pub id: i64,
+        pub amount: Option<i64>,
+        pub discount: Option<i64>,
+    }
+}
+
+mod stock_v1 {
+    use lakehouse_runtime::prelude::*;
+
+    /// Stock, replaced whole at each write.
+    #[derive(Table)]
+    #[table(schema = "gold", name = "stock", mode = overwrite)]
+    pub struct Stock {
+        pub id: i64,
+        pub qty: i64,
+    }
+}
+
+mod stock_v2 {
+    use lakehouse_runtime::prelude::*;
+
+    /// Stock, gaining a required column (its old rows are replaced whole) and a CHECK.
+    #[derive(Table)]
+    #[table(schema = "gold", name = "stock", mode = overwrite, check(name = "positive", expr = "qty > 0"))]
+    pub struct Stock {
+        pub id: i64,
+        pub qty: i64,
+        pub site: String,
     }
 }
 
@@ -1876,6 +1914,120 @@ async fn blocked_checks(
     health
         .blocked_checks
         .iter()
-        .map(|b| format!("{}|{}|{}", b.name, b.replaces, b.failing_rows))
+        .map(|b| {
+            let blocked_by = match &b.blocked_by {
+                BlockedBy::FailingRows(rows) => rows.to_string(),
+                BlockedBy::Unevaluable(why) => why.clone(),
+            };
+            format!("{}|{}|{blocked_by}", b.name, b.replaces)
+        })
         .collect()
+}
+
+#[tokio::test]
+async fn check_counts_a_declared_check_over_the_rows_as_the_write_validates_them() {
+    #[derive(Serialize)]
+    struct Stock {
+        id: i64,
+        qty: i64,
+    }
+    #[derive(Serialize)]
+    struct SitedStock {
+        id: i64,
+        qty: i64,
+        site: String,
+    }
+    // A whole-table overwrite gaining a required column: the stored rows are read without it
+    // (they were refused as unreadable), and the CHECK counted over them.
+    let v1 = <stock_v1::Stock as lakehouse_runtime::Table>::DEF;
+    let v2 = <stock_v2::Stock as lakehouse_runtime::Table>::DEF;
+    let wh = TempWarehouse::new();
+    write(
+        &wh.warehouse,
+        v1,
+        &[Stock { id: 1, qty: 5 }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("written");
+    assert!(blocked_checks(&wh.warehouse, v2).await.is_empty());
+    let wh = TempWarehouse::new();
+    write(
+        &wh.warehouse,
+        v1,
+        &[Stock { id: 1, qty: -5 }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("written");
+    assert_eq!(
+        blocked_checks(&wh.warehouse, v2).await,
+        ["positive|false|1"]
+    );
+    // As the write: it validates the stored rows before replacing them.
+    let row = SitedStock {
+        id: 2,
+        qty: 3,
+        site: "Lyon".to_owned(),
+    };
+    write(&wh.warehouse, v2, &[row], WriteOptions::default())
+        .await
+        .expect_err("the stored row fails the CHECK");
+
+    // Under `keep` the table never gains the column: the CHECK cannot be added at all.
+    let wh = TempWarehouse::new();
+    let unchecked = <unchecked::Orders as lakehouse_runtime::Table>::DEF;
+    let kept = <kept_discount::Orders as lakehouse_runtime::Table>::DEF;
+    let order = Order {
+        id: 1,
+        amount: Some(10),
+    };
+    write(&wh.warehouse, unchecked, &[order], WriteOptions::default())
+        .await
+        .expect("written");
+    let health = wh.warehouse.health(kept).await.expect("health");
+    let [blocked] = health.blocked_checks.as_slice() else {
+        panic!("{:?}", health.blocked_checks);
+    };
+    assert!(
+        matches!(&blocked.blocked_by, BlockedBy::Unevaluable(why) if why.contains("discount")),
+        "{blocked:?}"
+    );
+    assert!(
+        blocked
+            .to_string()
+            .contains("cannot be evaluated over the table"),
+        "{blocked}"
+    );
+    let order = Order {
+        id: 2,
+        amount: Some(20),
+    };
+    write(&wh.warehouse, kept, &[order], WriteOptions::default())
+        .await
+        .expect_err("the CHECK cannot be added");
+
+    // A data file gone: reported as such, the CHECK not counted over it.
+    let wh = TempWarehouse::new();
+    let order = Order {
+        id: 1,
+        amount: Some(-10),
+    };
+    write(&wh.warehouse, unchecked, &[order], WriteOptions::default())
+        .await
+        .expect("written");
+    let folder = crate::common::table_folder(&wh.warehouse, unchecked);
+    for entry in std::fs::read_dir(&folder).expect("table folder") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            std::fs::remove_file(&path).expect("removed");
+        }
+    }
+    let health = wh.warehouse.health(ORDERS).await.expect("health");
+    assert_eq!(health.missing_files.len(), 1);
+    assert!(
+        health.blocked_checks.is_empty(),
+        "{:?}",
+        health.blocked_checks
+    );
 }

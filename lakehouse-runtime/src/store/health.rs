@@ -45,8 +45,18 @@ pub struct BlockedCheck {
     /// Whether the table holds a constraint of that name with another expression (kept until
     /// this one can replace it).
     pub replaces: bool,
-    /// The stored rows failing it (a NULL fails a CHECK).
-    pub failing_rows: u64,
+    /// Why it cannot be added.
+    pub blocked_by: BlockedBy,
+}
+
+/// Why a [`BlockedCheck`] cannot be added.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockedBy {
+    /// This many stored rows fail it (a NULL fails a CHECK).
+    FailingRows(u64),
+    /// Its expression cannot be evaluated over the table, as delta-rs would evaluate it (a
+    /// column the table lacks and its next write does not add, under `evolution = keep`).
+    Unevaluable(String),
 }
 
 impl std::fmt::Display for BlockedCheck {
@@ -58,14 +68,22 @@ impl std::fmt::Display for BlockedCheck {
             true => "would replace the table's constraint of that name",
             false => "is not on the Delta table yet",
         };
-        write!(
-            f,
-            "{table}: the declared CHECK constraint `{name}` ({expr}) {held}, and {} stored \
-             row(s) fail it (a NULL fails a CHECK): every write fails until it can be added; fix \
-             or delete those rows with the engine that wrote them, change the declaration, or \
-             rebuild the table (move its folder away and run its pipeline with --full-refresh)",
-            self.failing_rows
-        )
+        match &self.blocked_by {
+            BlockedBy::FailingRows(rows) => write!(
+                f,
+                "{table}: the declared CHECK constraint `{name}` ({expr}) {held}, and {rows} \
+                 stored row(s) fail it (a NULL fails a CHECK): every write fails until it can be \
+                 added; fix or delete those rows with the engine that wrote them, change the \
+                 declaration, or rebuild the table (move its folder away and run its pipeline \
+                 with --full-refresh)"
+            ),
+            BlockedBy::Unevaluable(why) => write!(
+                f,
+                "{table}: the declared CHECK constraint `{name}` ({expr}) {held}, and it cannot \
+                 be evaluated over the table ({why}): every write fails until it can be added; \
+                 change the declaration, or let the table gain its columns (`evolution = merge`)"
+            ),
+        }
     }
 }
 
@@ -98,15 +116,18 @@ impl Warehouse {
             None => (None, None),
         };
         let drift = self.drift_counted(table, &delta).await?;
-        let blocked_checks = match drift.iter().any(SchemaDrift::is_incompatible) {
-            true => Vec::new(),
-            false => self.blocked_checks(table, &delta).await?,
-        };
+        let missing_files = super::maintain::missing_files_of(table, &delta).await?;
+        // Not counted while a drift refuses writes anyway, nor over files that are gone.
+        let blocked_checks =
+            match drift.iter().any(SchemaDrift::is_incompatible) || !missing_files.is_empty() {
+                true => Vec::new(),
+                false => self.blocked_checks(table, &delta).await?,
+            };
         Ok(TableHealth {
             version: delta.version(),
             drift,
             blocked_checks,
-            missing_files: super::maintain::missing_files_of(table, &delta).await?,
+            missing_files,
             unwritable: super::create::unwritable_of(table, &delta)?,
             latest_data_write,
             history_unreadable,
@@ -114,7 +135,9 @@ impl Warehouse {
     }
 
     /// The constraints of [`TableHealth::blocked_checks`]: every declared one the next write
-    /// adds, counted over the stored rows (as they read, new nullable columns NULL) in one query.
+    /// adds, counted in one query over the stored rows as delta-rs validates them (no NOT NULL
+    /// assertion; a declared column the table lacks NULL, as the write adds it first, unless
+    /// under `evolution = keep`).
     async fn blocked_checks(
         &self,
         table: &'static TableDef,
@@ -128,17 +151,34 @@ impl Warehouse {
         if pending.is_empty() || !has_rows {
             return Ok(Vec::new());
         }
-        let session = self.session();
-        let rows = super::read::read_loaded(&session, table, delta).await?;
-        let counts = pending
-            .iter()
-            .enumerate()
-            .map(|(i, (check, _))| {
-                let failing = crate::quality::check_condition(&rows, table, check)?.is_not_true();
-                Ok(sum(when(failing, lit(1i64)).otherwise(lit(0i64))?)
-                    .alias(format!("failing_{i}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let rows = self.rows_as_next_write_sees(table, delta).await?;
+        let blocked = |check: &crate::table::CheckConstraint, replaces, blocked_by| BlockedCheck {
+            table: table.qualified_name(),
+            name: check.name.to_owned(),
+            expr: check.expr.to_owned(),
+            replaces,
+            blocked_by,
+        };
+        let mut found = Vec::new();
+        let mut counts = Vec::new();
+        let mut counted = Vec::new();
+        for (check, replaces) in pending {
+            match crate::quality::check_condition(&rows, table, check) {
+                Ok(condition) => {
+                    let failing = when(condition.is_not_true(), lit(1i64)).otherwise(lit(0i64))?;
+                    counts.push(sum(failing).alias(format!("failing_{}", counts.len())));
+                    counted.push((check, replaces));
+                }
+                Err(error) => found.push(blocked(
+                    check,
+                    replaces,
+                    BlockedBy::Unevaluable(error.to_string()),
+                )),
+            }
+        }
+        if counts.is_empty() {
+            return Ok(found);
+        }
         let batches = rows.aggregate(vec![], counts)?.collect().await?;
         let row = batches.iter().find(|b| b.num_rows() > 0).ok_or_else(|| {
             Error::msg(format!(
@@ -146,24 +186,48 @@ impl Warehouse {
                 table.qualified_name()
             ))
         })?;
-        Ok(pending
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, (check, replaces))| {
-                let failing = row
-                    .column(i)
-                    .as_any()
-                    .downcast_ref::<arrow::array::Int64Array>()
-                    .filter(|counts| counts.is_valid(0))
-                    .map_or(0, |counts| counts.value(0));
-                (failing > 0).then(|| BlockedCheck {
-                    table: table.qualified_name(),
-                    name: check.name.to_owned(),
-                    expr: check.expr.to_owned(),
-                    replaces,
-                    failing_rows: failing as u64,
-                })
-            })
-            .collect())
+        for (i, (check, replaces)) in counted.into_iter().enumerate() {
+            let failing = row
+                .column(i)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .filter(|counts| counts.is_valid(0))
+                .map_or(0, |counts| counts.value(0));
+            if failing > 0 {
+                let rows = BlockedBy::FailingRows(failing as u64);
+                found.push(blocked(check, replaces, rows));
+            }
+        }
+        Ok(found)
+    }
+
+    /// The stored rows of `delta` as `table`'s next write validates its constraints over them:
+    /// as stored (no NOT NULL assertion), with the declared columns the write adds first (NULL).
+    async fn rows_as_next_write_sees(
+        &self,
+        table: &'static TableDef,
+        delta: &DeltaTable,
+    ) -> Result<datafusion::dataframe::DataFrame> {
+        let session = self.session();
+        let provider = delta
+            .table_provider()
+            .with_session(super::session_state(&session))
+            .await
+            .map_err(|e| Error::msg(format!("reading {}: {e}", table.qualified_name())))?;
+        let mut rows = session.read_table(provider)?;
+        if table.evolution != crate::table::SchemaEvolution::Keep {
+            for column in table.columns {
+                if rows
+                    .schema()
+                    .field_with_unqualified_name(column.name)
+                    .is_err()
+                {
+                    let null =
+                        datafusion::common::ScalarValue::try_from(&column.data_type.arrow_type())?;
+                    rows = rows.with_column(column.name, lit(null))?;
+                }
+            }
+        }
+        Ok(rows.alias(&crate::backend::qualifier(table).to_string())?)
     }
 }

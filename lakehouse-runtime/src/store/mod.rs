@@ -41,7 +41,7 @@ pub use catalog::{AsOf, check_read_only};
 pub(crate) use commit::{CommitTags, new_write_id};
 pub use commit::{CommittedTransaction, TRANSACTION_KEY, WRITE_ID_KEY, rows_deleted, rows_written};
 pub use drift::{DriftKind, SchemaDrift};
-pub use health::{BlockedCheck, TableHealth};
+pub use health::{BlockedBy, BlockedCheck, TableHealth};
 pub use history::{StaleTable, TableCommit};
 pub use location::{check_name, is_safe_name, table_url, warehouse_url};
 pub use maintain::{AUTO_COMPACT_AT_FILES, OptimizeReport, PendingReader, VacuumReport};
