@@ -508,7 +508,7 @@ async fn a_table_is_restored_to_an_earlier_version_in_a_new_commit() {
         .to_string();
     assert!(
         error.contains(
-            "gold.dim_product cannot be restored to version 1: its data files are gone (vacuumed"
+            "gold.dim_product cannot be restored to version 1: 1 data file(s) of that version are gone (vacuumed"
         ),
         "{error}"
     );
@@ -782,7 +782,7 @@ async fn a_restore_to_a_schema_the_declaration_does_not_fit_is_refused_unless_fo
         .expect_err("no region in version 1")
         .to_string();
     assert!(
-        error.contains("gold.daily_report is not restored to version 1: that version's schema does not fit the table's declaration")
+        error.contains("gold.daily_report cannot be restored to version 1: that version's schema does not fit the table's declaration")
             && error.contains("region"),
         "{error}"
     );
@@ -803,6 +803,48 @@ async fn a_restore_to_a_schema_the_declaration_does_not_fit_is_refused_unless_fo
         .await
         .expect("forced");
     assert_eq!(report.restored, 1);
+}
+
+#[tokio::test]
+async fn a_restore_dry_run_names_every_refusal_it_would_meet() {
+    use lakehouse_runtime::store::AsOf;
+    let wh = TempWarehouse::new();
+    let before = <report_before_region::DailyReport as lakehouse_runtime::Table>::DEF;
+    let after = <DailyReport as lakehouse_runtime::Table>::DEF;
+    write(
+        &wh.warehouse,
+        before,
+        &[serde_json::json!({"day": 1})],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("version 1");
+    write(
+        &wh.warehouse,
+        after,
+        &[serde_json::json!({"day": 2, "region": "north"})],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("version 2, with region");
+    wh.warehouse
+        .vacuum(after, Some(std::time::Duration::ZERO), false, true)
+        .await
+        .expect("vacuum");
+    // Version 1 lacks `region`, and its file is gone: both are said, not the first only.
+    let error = wh
+        .warehouse
+        .restore_dry_run(after, AsOf::Version(1), false)
+        .await
+        .expect_err("refused twice")
+        .to_string();
+    assert!(
+        error.contains(
+            "gold.daily_report cannot be restored to version 1: 1 data file(s) of that version \
+             are gone"
+        ) && error.contains("; that version's schema does not fit the table's declaration"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

@@ -208,6 +208,18 @@ mod stock_v1 {
     }
 }
 
+mod stock_checked {
+    use lakehouse_runtime::prelude::*;
+
+    /// Stock, gaining a CHECK.
+    #[derive(Table)]
+    #[table(schema = "gold", name = "stock", mode = overwrite, check(name = "positive", expr = "qty > 0"))]
+    pub struct Stock {
+        pub id: i64,
+        pub qty: i64,
+    }
+}
+
 mod stock_v2 {
     use lakehouse_runtime::prelude::*;
 
@@ -2030,4 +2042,78 @@ async fn check_counts_a_declared_check_over_the_rows_as_the_write_validates_them
         "{:?}",
         health.blocked_checks
     );
+}
+
+#[tokio::test]
+async fn a_restore_to_rows_a_declared_check_refuses_is_refused() {
+    use lakehouse_runtime::store::AsOf;
+    #[derive(Serialize)]
+    struct Stock {
+        id: i64,
+        qty: i64,
+    }
+    let wh = TempWarehouse::new();
+    let v1 = <stock_v1::Stock as lakehouse_runtime::Table>::DEF;
+    let checked = <stock_checked::Stock as lakehouse_runtime::Table>::DEF;
+    write(
+        &wh.warehouse,
+        v1,
+        &[Stock { id: 1, qty: -1 }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("written before the CHECK");
+    let first = wh
+        .warehouse
+        .version(v1)
+        .await
+        .expect("version")
+        .expect("written");
+    write(
+        &wh.warehouse,
+        v1,
+        &[Stock { id: 1, qty: 2 }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("the row mended");
+    write(
+        &wh.warehouse,
+        checked,
+        &[Stock { id: 1, qty: 5 }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("the CHECK added over the new rows");
+    let latest = wh.warehouse.version(checked).await.expect("version");
+    // The first version has neither the constraint nor rows passing it: once restored, every
+    // write would fail adding it.
+    for dry_run in [true, false] {
+        let refused = match dry_run {
+            true => {
+                wh.warehouse
+                    .restore_dry_run(checked, AsOf::Version(first), false)
+                    .await
+            }
+            false => wh.warehouse.restore(checked, AsOf::Version(first)).await,
+        }
+        .expect_err("writes would fail");
+        let text = refused.to_string();
+        assert!(
+            text.contains("gold.stock cannot be restored to version")
+                && text.contains("the declared CHECK constraint `positive` (qty > 0) is not on the Delta table yet, and 1 stored row(s) fail it")
+                && text.contains("--allow-schema-drift"),
+            "{text}"
+        );
+    }
+    assert_eq!(
+        wh.warehouse.version(checked).await.expect("version"),
+        latest
+    );
+    // Knowingly, it is restored.
+    wh.warehouse
+        .restore_allowing_drift(checked, AsOf::Version(first), true)
+        .await
+        .expect("restored");
+    assert_eq!(contents(&wh.warehouse, checked).await, lines(&["1|-1"]));
 }

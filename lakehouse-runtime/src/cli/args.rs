@@ -148,8 +148,9 @@ pub enum Command {
         /// Restore a table that pipelines read incrementally (`Changes<T>`; rebuild them after).
         #[arg(long)]
         force: bool,
-        /// Restore to a version whose schema does not fit the table's declaration (its readers
-        /// or writes fail until it is written anew).
+        /// Restore to a version whose schema does not fit the table's declaration, or whose
+        /// rows fail a declared CHECK constraint it lacks (its readers or writes fail until it
+        /// is written anew).
         #[arg(long)]
         allow_schema_drift: bool,
         /// Say what the restore would do (its refusals too) without committing it.

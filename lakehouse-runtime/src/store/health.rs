@@ -138,7 +138,7 @@ impl Warehouse {
     /// adds, counted in one query over the stored rows as delta-rs validates them (no NOT NULL
     /// assertion; a declared column the table lacks NULL, as the write adds it first, unless
     /// under `evolution = keep`).
-    async fn blocked_checks(
+    pub(super) async fn blocked_checks(
         &self,
         table: &'static TableDef,
         delta: &DeltaTable,

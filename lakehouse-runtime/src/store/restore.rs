@@ -50,7 +50,9 @@ impl Warehouse {
     /// reader of the table (`Frame<T>`) then fails until the table's pipeline writes it again
     /// when the version lacks a declared NOT NULL column or stores a column with another type;
     /// the table's writes fail when its partitioning, its key or a stored NOT NULL column no
-    /// longer declared differs (then only a schema-replacing write or `--rebuild` mends it).
+    /// longer declared differs (then only a schema-replacing write or `--rebuild` mends it), or
+    /// when the version's rows fail a declared CHECK constraint its metadata lacks (each write
+    /// adds it first, validating the stored rows).
     pub async fn restore_allowing_drift(
         &self,
         table: &'static TableDef,
@@ -97,82 +99,57 @@ impl Warehouse {
         }
         let mut target = delta.clone();
         super::history::load_version(&mut target, table, restored).await?;
+        // Every refusal at once (a dry run says each it would meet).
+        let mut refusals = Vec::new();
+        let files = |delta: &deltalake::DeltaTable| -> Result<
+            std::collections::HashMap<String, deltalake::Path>,
+        > {
+            let snapshot = delta.snapshot().map_err(|e| Error::delta(&qualified, e))?;
+            Ok(snapshot
+                .log_data()
+                .iter()
+                .map(|file| (file.path().to_string(), file.object_store_path()))
+                .collect())
+        };
+        let (now, then) = (files(&delta)?, files(&target)?);
+        let added: Vec<&deltalake::Path> = then
+            .iter()
+            .filter(|(path, _)| !now.contains_key(*path))
+            .map(|(_, location)| location)
+            .collect();
+        // Delta's RESTORE checks that the files it adds back are there; so is it checked first,
+        // for a dry run and before the version's rows are read.
+        let gone = gone_files(&delta, &added, &qualified).await?;
+        if gone > 0 {
+            refusals.push(format!(
+                "{gone} data file(s) of that version are gone (vacuumed once older than the \
+                 table's retention, `delta.deletedFileRetentionDuration`)"
+            ));
+        }
         if !allow_drift {
-            // Only what the restore brings: a drift the table has now stays as it is.
-            let now = self.drift_counted(table, &delta).await?;
-            let unfit: Vec<String> = self
-                .drift_counted(table, &target)
-                .await?
-                .into_iter()
-                .filter(|drift| {
-                    // The same drift of the same column; a missing column counts as there now
-                    // unless the restore makes it refuse writes (that depends on the version
-                    // having rows).
-                    let there_now = now.iter().any(|n| {
-                        n.column == drift.column
-                            && match (&n.kind, &drift.kind) {
-                                (
-                                    DriftKind::MissingInTable { refused: now, .. },
-                                    DriftKind::MissingInTable {
-                                        refused: restored, ..
-                                    },
-                                ) => *now || !*restored,
-                                (now, restored) => now == restored,
-                            }
-                    });
-                    breaks_after_restore(table, drift) && !there_now
-                })
-                .map(|drift| drift.to_string())
-                .collect();
-            if !unfit.is_empty() {
-                return Err(Error::Refused(format!(
-                    "{qualified} is not restored to version {restored}: that version's schema \
-                     does not fit the table's declaration ({}), and its readers or its writes \
-                     would fail until the table is written anew; restore a later version (see \
-                     `orchestrate history {qualified}`), or restore with --allow-schema-drift knowingly",
-                    unfit.join("; ")
-                )));
+            refusals.extend(self.unfit_after_restore(table, &delta, &target).await?);
+            if gone == 0 {
+                refusals.extend(
+                    self.checks_blocked_by_restore(table, &delta, &target)
+                        .await?,
+                );
             }
         }
-        if dry_run {
-            let files = |delta: &deltalake::DeltaTable| -> Result<
-                std::collections::HashMap<String, deltalake::Path>,
-            > {
-                let snapshot = delta.snapshot().map_err(|e| Error::delta(&qualified, e))?;
-                Ok(snapshot
-                    .log_data()
-                    .iter()
-                    .map(|file| (file.path().to_string(), file.object_store_path()))
-                    .collect())
+        if !refusals.is_empty() {
+            let fix = if allow_drift || refusals.len() == usize::from(gone > 0) {
+                String::new()
+            } else {
+                format!(
+                    "; restore a later version (see `orchestrate history {qualified}`), or \
+                     restore with --allow-schema-drift knowingly"
+                )
             };
-            let (now, then) = (files(&delta)?, files(&target)?);
-            let added: Vec<&deltalake::Path> = then
-                .iter()
-                .filter(|(path, _)| !now.contains_key(*path))
-                .map(|(_, location)| location)
-                .collect();
-            // The restore checks that the files it adds back are there: so does its dry run.
-            let store = delta.log_store().object_store(None);
-            let mut gone = 0;
-            for location in &added {
-                use deltalake::logstore::object_store::ObjectStoreExt as _;
-                match store.head(location).await {
-                    Ok(_) => {}
-                    Err(deltalake::ObjectStoreError::NotFound { .. }) => gone += 1,
-                    Err(error) => {
-                        return Err(Error::msg(format!(
-                            "checking the data file {location} of {qualified}: {error}"
-                        )));
-                    }
-                }
-            }
-            if gone > 0 {
-                return Err(Error::Refused(format!(
-                    "{qualified} cannot be restored to version {restored}: {gone} data file(s) of that \
-                     version are gone (vacuumed once older than the table's retention, \
-                     `delta.deletedFileRetentionDuration`)"
-                )));
-            }
+            return Err(Error::Refused(format!(
+                "{qualified} cannot be restored to version {restored}: {}{fix}",
+                refusals.join("; ")
+            )));
+        }
+        if dry_run {
             return Ok(RestoreReport {
                 table: qualified,
                 restored,
@@ -201,6 +178,97 @@ impl Warehouse {
 /// Whether `drift` of a restored version's schema from `table`'s declaration breaks the table:
 /// its readers (a declared NOT NULL column missing, a column of another type) or its writes
 /// (what [`SchemaDrift::is_incompatible`] says).
+impl Warehouse {
+    /// What the schema of `target` (`table` at the version a restore brings back) breaks that
+    /// `delta` (its latest) does not already: a drift the table has now stays as it is.
+    async fn unfit_after_restore(
+        &self,
+        table: &'static TableDef,
+        delta: &deltalake::DeltaTable,
+        target: &deltalake::DeltaTable,
+    ) -> Result<Vec<String>> {
+        let now = self.drift_counted(table, delta).await?;
+        let unfit: Vec<String> = self
+            .drift_counted(table, target)
+            .await?
+            .into_iter()
+            .filter(|drift| {
+                // The same drift of the same column; a missing column counts as there now
+                // unless the restore makes it refuse writes (that depends on the version
+                // having rows).
+                let there_now = now.iter().any(|n| {
+                    n.column == drift.column
+                        && match (&n.kind, &drift.kind) {
+                            (
+                                DriftKind::MissingInTable { refused: now, .. },
+                                DriftKind::MissingInTable {
+                                    refused: restored, ..
+                                },
+                            ) => *now || !*restored,
+                            (now, restored) => now == restored,
+                        }
+                });
+                breaks_after_restore(table, drift) && !there_now
+            })
+            .map(|drift| drift.to_string())
+            .collect();
+        Ok(match unfit.is_empty() {
+            true => Vec::new(),
+            false => vec![format!(
+                "that version's schema does not fit the table's declaration ({}), and its \
+                 readers or its writes would fail until the table is written anew",
+                unfit.join("; ")
+            )],
+        })
+    }
+
+    /// The declared CHECK constraints the table's writes could no longer add once restored to
+    /// `target` (its rows fail them, and its metadata lacks them), and can now.
+    async fn checks_blocked_by_restore(
+        &self,
+        table: &'static TableDef,
+        delta: &deltalake::DeltaTable,
+        target: &deltalake::DeltaTable,
+    ) -> Result<Vec<String>> {
+        let now: Vec<String> = self
+            .blocked_checks(table, delta)
+            .await?
+            .into_iter()
+            .map(|blocked| blocked.name)
+            .collect();
+        Ok(self
+            .blocked_checks(table, target)
+            .await?
+            .into_iter()
+            .filter(|blocked| !now.contains(&blocked.name))
+            .map(|blocked| blocked.to_string())
+            .collect())
+    }
+}
+
+/// How many of the data files `added` (of `delta`'s table) its storage no longer holds.
+async fn gone_files(
+    delta: &deltalake::DeltaTable,
+    added: &[&deltalake::Path],
+    qualified: &str,
+) -> Result<usize> {
+    use deltalake::logstore::object_store::ObjectStoreExt as _;
+    let store = delta.log_store().object_store(None);
+    let mut gone = 0;
+    for location in added {
+        match store.head(location).await {
+            Ok(_) => {}
+            Err(deltalake::ObjectStoreError::NotFound { .. }) => gone += 1,
+            Err(error) => {
+                return Err(Error::msg(format!(
+                    "checking the data file {location} of {qualified}: {error}"
+                )));
+            }
+        }
+    }
+    Ok(gone)
+}
+
 fn breaks_after_restore(table: &TableDef, drift: &SchemaDrift) -> bool {
     let declared_not_null = || {
         table
