@@ -1411,6 +1411,55 @@ mod lines_by_line {
     }
 }
 
+/// The same lines, append-only (`delta.appendOnly`).
+mod append_only_lines {
+    use lakehouse_runtime::prelude::*;
+
+    /// Order lines.
+    #[derive(Table, serde::Serialize)]
+    #[table(schema = "silver", name = "order_lines", key(order_id, line), mode = append, property(key = "delta.appendOnly", value = "true"))]
+    pub struct OrderLines {
+        pub order_id: i64,
+        pub line: i64,
+    }
+}
+
+#[tokio::test]
+async fn delete_by_key_from_an_append_only_table_is_refused_before_any_rewrite() {
+    let wh = TempWarehouse::new();
+    let table = <append_only_lines::OrderLines as lakehouse_runtime::Table>::DEF;
+    let rows =
+        [(1, 1), (2, 1)].map(|(order_id, line)| append_only_lines::OrderLines { order_id, line });
+    write(&wh.warehouse, table, &rows, WriteOptions::default())
+        .await
+        .expect("write");
+    let files = || {
+        std::fs::read_dir(crate::common::table_folder(&wh.warehouse, table))
+            .expect("table folder")
+            .filter(|entry| {
+                let path = entry.as_ref().expect("entry").path();
+                path.extension().is_some_and(|e| e == "parquet")
+            })
+            .count()
+    };
+    let before = files();
+    let refused = refused_delete(
+        &wh,
+        table,
+        "SELECT CAST(1 AS BIGINT) AS order_id, CAST(1 AS BIGINT) AS line",
+    )
+    .await;
+    assert!(
+        refused.contains(
+            "cannot delete by key from silver.order_lines: it is append-only (`delta.appendOnly`)"
+        ),
+        "{refused}"
+    );
+    // No file rewritten and left behind.
+    assert_eq!(files(), before);
+    assert_eq!(contents(&wh.warehouse, table).await, lines(&["1|1", "2|1"]));
+}
+
 /// The same lines, keyed by order alone.
 mod lines_by_order {
     use lakehouse_runtime::prelude::*;

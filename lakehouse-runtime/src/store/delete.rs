@@ -46,6 +46,19 @@ impl Warehouse {
                 ..outcome_nothing(table)
             });
         }
+        // Delta refuses to remove an append-only table's rows, but only at the commit, once the
+        // files are rewritten (left behind as garbage).
+        if delta
+            .snapshot()
+            .is_ok_and(|s| s.snapshot().table_properties().append_only == Some(true))
+        {
+            return Err(Error::Refused(format!(
+                "cannot delete by key from {qualified_name}: it is append-only \
+                 (`delta.appendOnly`), and Delta removes none of its rows; declare \
+                 `property(key = \"delta.appendOnly\", value = \"false\")`, and let its \
+                 pipeline write it once (which stores the property), to delete from it"
+            )));
+        }
         // Keys matched under another key than the stored one would delete other rows (every
         // line of an order, under a key narrowed to the order).
         if let Some(stored) = super::create::other_stored_key(table, &delta)? {
