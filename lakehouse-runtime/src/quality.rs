@@ -189,22 +189,35 @@ impl Checks {
             .collect()
     }
 
-    /// `grouped` (one row per [`Checks::unique_by`] value) with the condition a group must meet
-    /// to count: when per run, that it is its key's newest run (`run_at` descending, NULL last,
-    /// as the write orders them); its older runs' rows the write leaves out.
-    fn counted_groups(&self, grouped: DataFrame) -> Result<(DataFrame, Expr)> {
-        use datafusion::logical_expr::ExprFunctionExt as _;
-        const RANK: &str = "__lakehouse_run_rank";
+    /// `grouped` (one row per [`Checks::unique_by`] value, its rows counted in
+    /// `__lakehouse_rows`, its measures in `measures`: name, whether a sample) as one row per
+    /// key when per run: the rows of the key's newest run (`run_at` descending, NULL last, as
+    /// the write orders them; its older runs' rows the write leaves out), the measures over all
+    /// its runs, and the newest run in `__lakehouse_newest`. Aggregated, not ranked: no sort.
+    fn newest_run_per_key(
+        &self,
+        grouped: DataFrame,
+        measures: &[(String, bool)],
+    ) -> Result<DataFrame> {
+        use datafusion::functions_aggregate::expr_fn::{first_value, max};
         if !self.per_run {
-            return Ok((grouped, lit(true)));
+            return Ok(grouped);
         }
         let key = self.key.unwrap_or_default();
-        let rank = datafusion::functions_window::expr_fn::row_number()
-            .partition_by(key.iter().map(|k| unqualified(k)).collect())
-            .order_by(vec![unqualified(RUN_AT).sort(false, false)])
-            .build()?
-            .alias(RANK);
-        Ok((grouped.window(vec![rank])?, unqualified(RANK).eq(lit(1u64))))
+        let newest_first = vec![unqualified(RUN_AT).sort(false, false)];
+        let mut per_key = vec![
+            first_value(unqualified("__lakehouse_rows"), newest_first).alias("__lakehouse_rows"),
+            max(unqualified(RUN_AT)).alias("__lakehouse_newest"),
+        ];
+        per_key.extend(measures.iter().map(|(name, sample)| {
+            let measure = unqualified(name);
+            match sample {
+                true => min(measure),
+                false => sum(measure),
+            }
+            .alias(name)
+        }));
+        Ok(grouped.aggregate(key.iter().map(|k| unqualified(k)).collect(), per_key)?)
     }
 }
 
@@ -365,9 +378,12 @@ async fn measure(
                     .iter()
                     .map(|(name, measure, sample)| over(measure.clone(), *sample).alias(name)),
             );
-            let counted;
-            (joined, counted) =
-                checks.counted_groups(joined.aggregate(checks.unique_by(), per_key)?)?;
+            let names: Vec<(String, bool)> = measures
+                .iter()
+                .map(|(name, _, sample)| (name.clone(), *sample))
+                .collect();
+            joined = checks
+                .newest_run_per_key(joined.aggregate(checks.unique_by(), per_key)?, &names)?;
             // Rows sharing a key value (of its newest run, when per run) with another (dbt's
             // `unique`: NULL keys, which the NOT NULL check reports, are no duplicates).
             let key_present = key
@@ -375,10 +391,7 @@ async fn measure(
                 .map(|k| unqualified(k).is_not_null())
                 .reduce(Expr::and)
                 .unwrap_or(lit(true));
-            let shared = unqualified("__lakehouse_rows")
-                .gt(lit(1))
-                .and(key_present)
-                .and(counted);
+            let shared = unqualified("__lakehouse_rows").gt(lit(1)).and(key_present);
             let mut totals = vec![
                 sum(when(shared, unqualified("__lakehouse_rows")).otherwise(lit(0i64))?)
                     .alias("__lakehouse_duplicated"),
@@ -447,21 +460,19 @@ async fn duplicate_sample(
         checks.unique_by(),
         vec![count(lit(1)).alias("__lakehouse_rows")],
     )?;
-    let (grouped, counted) = checks.counted_groups(grouped)?;
-    let duplicates = grouped
-        .filter(unqualified("__lakehouse_rows").gt(lit(1)).and(counted))?
+    let duplicates = checks
+        .newest_run_per_key(grouped, &[])?
+        .filter(unqualified("__lakehouse_rows").gt(lit(1)))?
         .limit(0, Some(1))?;
     let batches = duplicates.collect().await?;
     let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
         return Ok(String::new());
     };
     let key = row_text(batch, 0, table.key.len());
-    Ok(match checks.per_run {
-        true => format!(
-            "{key} ({RUN_AT} {})",
-            value_text(batch.column(table.key.len()).as_ref(), 0)
-        ),
-        false => key,
+    let newest = batch.column_by_name("__lakehouse_newest");
+    Ok(match newest {
+        Some(newest) => format!("{key} ({RUN_AT} {})", value_text(newest.as_ref(), 0)),
+        None => key,
     })
 }
 
@@ -578,8 +589,8 @@ pub async fn apply_expectations(
 /// the output itself (a value the pipeline's own plan cannot convert: no expectation named),
 /// or the expectations whose condition fails on a value when counted alone (a cast that does
 /// not convert), with the hint of their TRY_ form. Its kind kept (a value's error is not
-/// retried, a read's may be). Finding out runs the output again, once per expectation: only
-/// on this failure.
+/// retried, a read's may be). Finding out runs the output again, and once more per expectation
+/// when there are several: only on this failure.
 async fn expectations_failed(
     table: &'static TableDef,
     output: &DataFrame,
@@ -613,15 +624,19 @@ async fn expectations_failed(
         );
     }
     let mut failing = Vec::new();
-    for (condition, expectation) in conditions.iter().zip(table.expectations) {
-        // Only a value's error blames it (a read failing now says nothing of the condition).
-        let alone = count_false(output.clone(), condition.clone()).await;
-        if alone.is_err_and(|e| crate::error::is_deterministic(&e)) {
-            failing.push(format!("`{}`", expectation.name));
+    // Each counted alone, when there are several to tell apart (each count runs the output).
+    if conditions.len() > 1 {
+        for (condition, expectation) in conditions.iter().zip(table.expectations) {
+            // Only a value's error blames it (a read failing now says nothing of the condition).
+            let alone = count_false(output.clone(), condition.clone()).await;
+            if alone.is_err_and(|e| crate::error::is_deterministic(&e)) {
+                failing.push(format!("`{}`", expectation.name));
+            }
         }
     }
     if failing.is_empty() {
-        // None fails alone (the plan gives other values each time?): all of them, then.
+        // The only one, or none fails alone (the plan gives other values each time?): all of
+        // them, then.
         failing = table
             .expectations
             .iter()
