@@ -689,12 +689,20 @@ pub(crate) fn expectation_condition(
 
 /// The CHECK constraint `check` of `table` as a condition over `output`'s columns: refused as
 /// an expectation's is, so that the plan check catches a typo before the first write does.
+/// Read as delta-rs reads it: names as written (`QTY` is not `qty`), not lowercased as SQL's.
 pub(crate) fn check_condition(
     output: &DataFrame,
     table: &'static TableDef,
     check: &crate::table::CheckConstraint,
 ) -> Result<Expr> {
-    row_condition(output, table, "check", check.name, check.expr)
+    let (mut state, plan) = output.clone().into_parts();
+    state
+        .config_mut()
+        .options_mut()
+        .sql_parser
+        .enable_ident_normalization = false;
+    let output = DataFrame::new(state, plan);
+    row_condition(&output, table, "check", check.name, check.expr)
 }
 
 /// `expr`, the `kind` named `name` of `table`, as a row condition over `output`'s columns.

@@ -94,6 +94,56 @@ async fn a_check_constraint_over_a_missing_column_is_reported_before_any_write()
     );
 }
 
+/// A CHECK constraint naming its column in capitals, which delta-rs does not lowercase.
+#[derive(Table)]
+#[table(
+    schema = "silver",
+    name = "shouted_events",
+    check(name = "positive_id", expr = "EVENT_ID > 0")
+)]
+pub struct ShoutedEvents {
+    pub event_id: i64,
+}
+
+#[pipeline(depends_on = [events])]
+pub async fn shouted_events(events: Frame<Events>) -> Result<Frame<ShoutedEvents>> {
+    events.select_into(ShoutedEventsSelect {
+        event_id: Events::event_id,
+    })
+}
+
+#[tokio::test]
+async fn a_check_constraint_is_read_as_delta_reads_it() {
+    let registry = Registry::from_inventory().expect("valid graph");
+    let pipeline = registry.get("shouted_events").expect("registered");
+    let error = check_plan(pipeline)
+        .await
+        .expect_err("`EVENT_ID` is no column to Delta")
+        .to_string();
+    assert!(
+        error.contains(
+            "check `positive_id`: `EVENT_ID > 0` is not a condition over the table's columns"
+        ),
+        "{error}"
+    );
+    // As the write finds: delta-rs cannot add it.
+    let wh = crate::common::TempWarehouse::new();
+    let table = <ShoutedEvents as lakehouse_runtime::Table>::DEF;
+    let error = crate::common::write(
+        &wh.warehouse,
+        table,
+        &[serde_json::json!({"event_id": 1})],
+        lakehouse_runtime::store::WriteOptions::default(),
+    )
+    .await
+    .expect_err("the constraint cannot be added")
+    .to_string();
+    assert!(
+        error.contains("cannot add the declared CHECK constraint(s) `positive_id`"),
+        "{error}"
+    );
+}
+
 #[tokio::test]
 async fn sql_naming_a_missing_column_is_reported_with_pipeline_and_column() {
     let registry = Registry::from_inventory().expect("valid graph");

@@ -77,11 +77,11 @@ impl std::fmt::Display for BlockedCheck {
                  declaration, or rebuild the table (move its folder away and run its pipeline \
                  with --full-refresh)"
             ),
+            // (`why` names the table, the constraint and its expression.)
             BlockedBy::Unevaluable(why) => write!(
                 f,
-                "{table}: the declared CHECK constraint `{name}` ({expr}) {held}, and it cannot \
-                 be evaluated over the table ({why}): every write fails until it can be added; \
-                 change the declaration, or let the table gain its columns (`evolution = merge`)"
+                "{why}; it {held}, and every write fails until it can be added: change the \
+                 declaration"
             ),
         }
     }
@@ -144,11 +144,8 @@ impl Warehouse {
         delta: &DeltaTable,
     ) -> Result<Vec<BlockedCheck>> {
         let pending = super::constraints::checks_to_apply(table, delta)?;
-        let has_rows = delta
-            .snapshot()
-            .map(|s| s.log_data().num_files() > 0)
-            .unwrap_or(true);
-        if pending.is_empty() || !has_rows {
+        // A table without rows too: delta-rs reads the expression before any row.
+        if pending.is_empty() {
             return Ok(Vec::new());
         }
         let rows = self.rows_as_next_write_sees(table, delta).await?;

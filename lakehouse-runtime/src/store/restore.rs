@@ -127,16 +127,16 @@ impl Warehouse {
             ));
         }
         if !allow_drift {
-            refusals.extend(self.unfit_after_restore(table, &delta, &target).await?);
-            if gone == 0 {
-                refusals.extend(
-                    self.checks_blocked_by_restore(table, &delta, &target)
-                        .await?,
-                );
+            let unfit = self.unfit_after_restore(table, &delta, &target).await?;
+            // Its rows read only when readable as the declaration has them.
+            if gone == 0 && unfit.is_empty() {
+                refusals.extend(self.checks_blocked_by_restore(table, &delta, &target).await);
             }
+            refusals.extend(unfit);
         }
         if !refusals.is_empty() {
-            let fix = if allow_drift || refusals.len() == usize::from(gone > 0) {
+            // (No flag brings gone files back.)
+            let fix = if allow_drift || gone > 0 {
                 String::new()
             } else {
                 format!(
@@ -223,26 +223,58 @@ impl Warehouse {
     }
 
     /// The declared CHECK constraints the table's writes could no longer add once restored to
-    /// `target` (its rows fail them, and its metadata lacks them), and can now.
+    /// `target` (its rows fail them, and its metadata lacks them), and can now. The rows are
+    /// read only for what `target` lacks; one that cannot be read (a file gone that the restore
+    /// does not bring back, shared with the latest) is left to the table's readers: a warning.
     async fn checks_blocked_by_restore(
         &self,
         table: &'static TableDef,
         delta: &deltalake::DeltaTable,
         target: &deltalake::DeltaTable,
-    ) -> Result<Vec<String>> {
-        let now: Vec<String> = self
-            .blocked_checks(table, delta)
-            .await?
-            .into_iter()
-            .map(|blocked| blocked.name)
-            .collect();
-        Ok(self
-            .blocked_checks(table, target)
-            .await?
-            .into_iter()
-            .filter(|blocked| !now.contains(&blocked.name))
-            .map(|blocked| blocked.to_string())
-            .collect())
+    ) -> Vec<String> {
+        let counted = async {
+            let then = self.blocked_checks(table, target).await?;
+            if then.is_empty() {
+                return Ok(then);
+            }
+            let now: Vec<String> = self
+                .blocked_checks(table, delta)
+                .await?
+                .into_iter()
+                .map(|blocked| blocked.name)
+                .collect();
+            Ok::<_, Error>(
+                then.into_iter()
+                    .filter(|b| !now.contains(&b.name))
+                    .collect(),
+            )
+        };
+        match counted.await {
+            Ok(blocked) => blocked.iter().map(restore_refusal).collect(),
+            Err(error) => {
+                tracing::warn!(
+                    table = %table.qualified_name(),
+                    %error,
+                    "the rows of the version to restore could not be read to check them against \
+                     the declared CHECK constraints"
+                );
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// What a restore bringing back rows `blocked` refuses says.
+fn restore_refusal(blocked: &super::BlockedCheck) -> String {
+    let (name, expr) = (&blocked.name, &blocked.expr);
+    match &blocked.blocked_by {
+        super::BlockedBy::FailingRows(rows) => format!(
+            "{rows} of its row(s) fail the declared CHECK constraint `{name}` ({expr}), which its \
+             metadata lacks: every write would fail adding it"
+        ),
+        super::BlockedBy::Unevaluable(why) => {
+            format!("the declared CHECK constraint `{name}` could not be added to it: {why}")
+        }
     }
 }
 
