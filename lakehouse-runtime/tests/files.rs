@@ -1347,6 +1347,25 @@ mod incremental {
         let settled_run = orchestrator.run(&settled).await.expect("run");
         assert!(settled_run.succeeded(), "{}", settled_run.render(false));
         assert_eq!(orders(&wh).await, ["1|1.00", "2|2.00", "3|3.00"]);
+
+        // A modification time in the future (another host's clock) waits until then: named.
+        std::fs::write(landing.join("c.csv"), "order_id,amount\n4,4.00\n").expect("file");
+        let tomorrow = std::time::SystemTime::now() + std::time::Duration::from_secs(86_400);
+        std::fs::File::options()
+            .write(true)
+            .open(landing.join("c.csv"))
+            .and_then(|file| file.set_modified(tomorrow))
+            .expect("mtime");
+        let (logs, guard) = crate::common::capture_warnings();
+        let waiting = orchestrator.run(&settled).await.expect("run");
+        drop(guard);
+        assert!(waiting.succeeded(), "{}", waiting.render(false));
+        assert_eq!(orders(&wh).await.len(), 3);
+        let logs = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+        assert!(
+            logs.contains("c.csv") && logs.contains("modification time is in the future"),
+            "{logs}"
+        );
     }
 
     #[tokio::test]

@@ -165,6 +165,24 @@ impl Ctx {
             if let Some(before) = settled_before
                 && found.modified_at.is_none_or(|at| at > before)
             {
+                // One the wait never settles is named: it would be left at every run.
+                let now = Timestamp::now();
+                match found.modified_at {
+                    None => tracing::warn!(
+                        file = %found.path,
+                        "the file has no readable modification time, so it never counts as \
+                         settled and is not read (touch it, or read the folder without \
+                         `settled_for`)"
+                    ),
+                    Some(at) if at > now => tracing::warn!(
+                        file = %found.path,
+                        modified_at = %at,
+                        "the file's modification time is in the future (a clock or a copy that \
+                         kept another host's time), so it counts as settled only once that time \
+                         has passed"
+                    ),
+                    Some(_) => {}
+                }
                 unsettled += 1;
                 continue;
             }
