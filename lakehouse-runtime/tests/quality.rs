@@ -1702,60 +1702,48 @@ pub async fn q_versioned_runs(cx: &Ctx) -> Result<Frame<QVersionedRuns>> {
     rows_of_runs(cx).await
 }
 
-#[tokio::test]
-async fn a_merge_or_scd2_key_is_unique_among_the_rows_of_one_run() {
-    // A key's rows of two runs: the write keeps the newest run's, so nothing is a duplicate.
+/// Runs the merge and SCD2 pipelines of `rows_of_runs` with `case` into a new warehouse: the
+/// report, and the tables' rows (`mode|id|label`) when both succeeded.
+async fn run_of_runs(case: &str) -> (lakehouse_runtime::orchestrator::RunReport, Vec<String>) {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(
         registry(&["q_merged_runs", "q_versioned_runs"]),
         wh.warehouse.clone(),
     );
-    let report = orchestrator.run(&config("two_runs")).await.expect("run");
-    assert!(report.succeeded(), "{}", report.render(false));
+    let report = orchestrator.run(&config(case)).await.expect("run");
+    if !report.succeeded() {
+        return (report, Vec::new());
+    }
     let tables = [
         <QMergedRuns as lakehouse_runtime::Table>::DEF,
         <QVersionedRuns as lakehouse_runtime::Table>::DEF,
     ];
-    assert_eq!(
-        crate::common::query(
-            &wh.warehouse,
-            &tables,
-            "SELECT 'merge', id, label FROM gold.q_merged_runs \
-             UNION ALL SELECT 'scd2', id, label FROM gold.q_versioned_runs",
-        )
-        .await,
-        crate::common::lines(&["merge|1|b", "merge|2|c", "scd2|1|b", "scd2|2|c"])
-    );
+    let rows = crate::common::query(
+        &wh.warehouse,
+        &tables,
+        "SELECT 'merge', id, label FROM gold.q_merged_runs \
+         UNION ALL SELECT 'scd2', id, label FROM gold.q_versioned_runs",
+    )
+    .await;
+    (report, rows)
+}
 
-    // The older run holding a key twice: the write keeps the newest run's row all the same.
-    let wh = TempWarehouse::new();
-    let orchestrator = Orchestrator::new(
-        registry(&["q_merged_runs", "q_versioned_runs"]),
-        wh.warehouse.clone(),
-    );
-    let report = orchestrator
-        .run(&config("old_run_twice"))
-        .await
-        .expect("run");
-    assert!(report.succeeded(), "{}", report.render(false));
-    assert_eq!(
-        crate::common::query(
-            &wh.warehouse,
-            &tables,
-            "SELECT 'merge', id, label FROM gold.q_merged_runs \
-             UNION ALL SELECT 'scd2', id, label FROM gold.q_versioned_runs",
-        )
-        .await,
-        crate::common::lines(&["merge|1|b", "merge|2|c", "scd2|1|b", "scd2|2|c"])
-    );
+#[tokio::test]
+async fn a_merge_or_scd2_key_is_unique_among_the_rows_of_one_run() {
+    // A key's rows of two runs: the write keeps the newest run's, so nothing is a duplicate;
+    // nor is the older run holding a key twice.
+    for case in ["two_runs", "old_run_twice"] {
+        let (report, rows) = run_of_runs(case).await;
+        assert!(report.succeeded(), "{case}: {}", report.render(false));
+        assert_eq!(
+            rows,
+            crate::common::lines(&["merge|1|b", "merge|2|c", "scd2|1|b", "scd2|2|c"]),
+            "{case}"
+        );
+    }
 
     // Two rows of a key in one run: which one is kept is a tie-break, so the key is not unique.
-    let wh = TempWarehouse::new();
-    let orchestrator = Orchestrator::new(
-        registry(&["q_merged_runs", "q_versioned_runs"]),
-        wh.warehouse.clone(),
-    );
-    let report = orchestrator.run(&config("one_run")).await.expect("run");
+    let (report, _) = run_of_runs("one_run").await;
     for (pipeline, table) in [
         ("q_merged_runs", "gold.q_merged_runs"),
         ("q_versioned_runs", "gold.q_versioned_runs"),

@@ -751,12 +751,9 @@ pub struct DailyReport {
     pub region: String,
 }
 
-#[tokio::test]
-async fn a_restore_to_a_schema_the_declaration_does_not_fit_is_refused_unless_forced() {
-    // Delta's RESTORE brings the version's schema back: without `region`, every reader of the
-    // table failed on the missing NOT NULL column until its pipeline wrote it again.
-    use lakehouse_runtime::store::AsOf;
-    let wh = TempWarehouse::new();
+/// A daily report written without `region` (version 1), then with it (version 2): the
+/// declaration with it.
+async fn report_with_region_added(wh: &TempWarehouse) -> &'static lakehouse_runtime::TableDef {
     let before = <report_before_region::DailyReport as lakehouse_runtime::Table>::DEF;
     let after = <DailyReport as lakehouse_runtime::Table>::DEF;
     write(
@@ -775,6 +772,16 @@ async fn a_restore_to_a_schema_the_declaration_does_not_fit_is_refused_unless_fo
     )
     .await
     .expect("version 2, with region");
+    after
+}
+
+#[tokio::test]
+async fn a_restore_to_a_schema_the_declaration_does_not_fit_is_refused_unless_forced() {
+    // Delta's RESTORE brings the version's schema back: without `region`, every reader of the
+    // table failed on the missing NOT NULL column until its pipeline wrote it again.
+    use lakehouse_runtime::store::AsOf;
+    let wh = TempWarehouse::new();
+    let after = report_with_region_added(&wh).await;
     let error = wh
         .warehouse
         .restore(after, AsOf::Version(1))
@@ -809,24 +816,7 @@ async fn a_restore_to_a_schema_the_declaration_does_not_fit_is_refused_unless_fo
 async fn a_restore_dry_run_names_every_refusal_it_would_meet() {
     use lakehouse_runtime::store::AsOf;
     let wh = TempWarehouse::new();
-    let before = <report_before_region::DailyReport as lakehouse_runtime::Table>::DEF;
-    let after = <DailyReport as lakehouse_runtime::Table>::DEF;
-    write(
-        &wh.warehouse,
-        before,
-        &[serde_json::json!({"day": 1})],
-        WriteOptions::default(),
-    )
-    .await
-    .expect("version 1");
-    write(
-        &wh.warehouse,
-        after,
-        &[serde_json::json!({"day": 2, "region": "north"})],
-        WriteOptions::default(),
-    )
-    .await
-    .expect("version 2, with region");
+    let after = report_with_region_added(&wh).await;
     wh.warehouse
         .vacuum(after, Some(std::time::Duration::ZERO), false, true)
         .await
