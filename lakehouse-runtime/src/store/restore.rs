@@ -285,20 +285,26 @@ async fn gone_files(
     qualified: &str,
 ) -> Result<usize> {
     use deltalake::logstore::object_store::ObjectStoreExt as _;
+    use futures::{StreamExt as _, TryStreamExt as _};
+    /// Requests in flight at once (an object store answers each in tens of milliseconds).
+    const AT_ONCE: usize = 16;
     let store = delta.log_store().object_store(None);
-    let mut gone = 0;
-    for location in added {
-        match store.head(location).await {
-            Ok(_) => {}
-            Err(deltalake::ObjectStoreError::NotFound { .. }) => gone += 1,
-            Err(error) => {
-                return Err(Error::msg(format!(
-                    "checking the data file {location} of {qualified}: {error}"
-                )));
+    futures::stream::iter(added)
+        .map(|location| {
+            let store = store.clone();
+            async move {
+                match store.head(location).await {
+                    Ok(_) => Ok(0),
+                    Err(deltalake::ObjectStoreError::NotFound { .. }) => Ok(1),
+                    Err(error) => Err(Error::msg(format!(
+                        "checking the data file {location} of {qualified}: {error}"
+                    ))),
+                }
             }
-        }
-    }
-    Ok(gone)
+        })
+        .buffer_unordered(AT_ONCE)
+        .try_fold(0, |gone, one| async move { Ok(gone + one) })
+        .await
 }
 
 fn breaks_after_restore(table: &TableDef, drift: &SchemaDrift) -> bool {
