@@ -49,6 +49,7 @@ output_table!(
     Interrupts = "interrupts",
     Aborted = "aborted",
     Overlapped = "overlapped",
+    Overtaken = "overtaken",
     RetriesSlowly = "retries_slowly",
     FailsAfterRetryWait = "fails_after_retry_wait",
     BreaksLedger = "breaks_ledger",
@@ -175,6 +176,34 @@ pub async fn overlapped(ticks: Changes<Ticks>) -> Result<Frame<Overlapped>> {
         crate::common::write(&warehouse, table, &[Row { n: 100 }], options).await?;
     }
     ticks.select_into(OverlappedSelect { n: Ticks::n })
+}
+
+/// The warehouse `overtaken` writes another run's commit into.
+static OVERTAKING: std::sync::Mutex<Option<lakehouse_runtime::store::Warehouse>> =
+    std::sync::Mutex::new(None);
+
+/// A run of a later sequence (another orchestrator's) commits to this pipeline's table while it
+/// computes, past its time limit.
+#[pipeline(depends_on = [ticks], timeout = "1s")]
+pub async fn overtaken(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<Overtaken>> {
+    if cx.is_dry_run() {
+        return t.select_into(OvertakenSelect { n: Ticks::n });
+    }
+    let other = OVERTAKING.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(warehouse) = other {
+        #[derive(Serialize)]
+        struct Row {
+            n: i64,
+        }
+        let options = lakehouse_runtime::store::WriteOptions {
+            transaction: Some(("overtaken".to_owned(), cx.run().sequence + 1)),
+            ..Default::default()
+        };
+        let table = <Overtaken as lakehouse_runtime::Table>::DEF;
+        crate::common::write(&warehouse, table, &[Row { n: 100 }], options).await?;
+    }
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    t.select_into(OvertakenSelect { n: Ticks::n })
 }
 
 /// `retries_slowly` has failed its first attempt.
@@ -4187,4 +4216,21 @@ mod notifications {
         }
         assert!(Webhook::new("not a url", NotifyOn::Failure).is_err());
     }
+}
+
+#[tokio::test]
+async fn a_later_runs_commit_is_not_taken_for_a_cut_attempts_own() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "overtaken"]), wh.warehouse.clone());
+    *OVERTAKING.lock().unwrap_or_else(|p| p.into_inner()) = Some(wh.warehouse.clone());
+    let report = orchestrator.run(&RunConfig::default()).await.expect("run");
+    let overtaken = report.result("overtaken").expect("planned");
+    assert_eq!(overtaken.status, Status::Failed, "{}", report.render(false));
+    // Cut at its limit as an attempt whose write never committed: not given a minute more to
+    // record another run's commit as its own.
+    let error = overtaken.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("timed out after 1s") && !error.contains("commit"),
+        "{error}"
+    );
 }

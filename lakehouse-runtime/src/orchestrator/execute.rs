@@ -580,6 +580,27 @@ fn backoff(config: &RunConfig, attempt: u32) -> Duration {
     Duration::from_nanos(rand::rng().random_range(nanos / 2..=nanos))
 }
 
+/// Whether `pipeline`'s table holds this run's commit (its sequence, and its run id when the
+/// commit records one): a later sequence is another run's (another orchestrator's), not ours.
+async fn own_commit(
+    warehouse: &crate::store::Warehouse,
+    pipeline: &'static PipelineDescriptor,
+    sequence: i64,
+    run_id: &str,
+) -> Result<bool> {
+    let committed = warehouse
+        .committed_transaction(pipeline.output, pipeline.name, sequence)
+        .await?;
+    Ok(committed.is_some_and(|committed| {
+        committed.transaction_version == sequence
+            && committed
+                .metadata
+                .get(super::replay::RUN_ID_KEY)
+                .and_then(|id| id.as_str())
+                .is_none_or(|writer| writer == run_id)
+    }))
+}
+
 /// One attempt in its own task: a panic or a timeout becomes an error of this pipeline, and
 /// fail-fast's `stop` a [`Stopped`] error. An attempt left running (it blocks without
 /// awaiting) keeps `slot`, its pipeline's place among those running at once, until it ends.
@@ -595,7 +616,7 @@ async fn attempt_once(
     let Cuts { timeout, mut stop } = cuts;
     let mut abort = orchestrator.abort.clone();
     let warehouse = orchestrator.warehouse.clone();
-    let sequence = run.sequence;
+    let (sequence, run_id) = (run.sequence, run.run_id.clone());
     // Without the progress events' sender: a live display ends when every sender is gone, and
     // an attempt left running (it blocked past its cut) must not keep it, and the CLI, waiting.
     let orchestrator = Orchestrator {
@@ -659,12 +680,11 @@ async fn attempt_once(
     } else {
         tokio::time::timeout_at(
             deadline,
-            warehouse.transaction_version(pipeline.output, pipeline.name),
+            own_commit(&warehouse, pipeline, sequence, &run_id),
         )
         .await
         .ok()
         .and_then(Result::ok)
-        .map(|version| version.is_some_and(|version| version >= sequence))
     };
     if committed == Some(true) {
         // The limit is the pipeline's, up to its commit, and fail-fast stops what has not
@@ -750,12 +770,12 @@ async fn attempt_once(
         && committed == Some(false)
         && tokio::time::timeout(
             Duration::from_secs(5),
-            warehouse.transaction_version(pipeline.output, pipeline.name),
+            own_commit(&warehouse, pipeline, sequence, &run_id),
         )
         .await
         .ok()
         .and_then(Result::ok)
-        .is_some_and(|version| version.is_some_and(|version| version >= sequence));
+        .unwrap_or(false);
     if landed {
         let message = format!(
             "{}, as its write committed: its rows are in the table, and a retry or `resume` \
