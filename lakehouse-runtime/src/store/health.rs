@@ -100,10 +100,11 @@ impl TableHealth {
 }
 
 impl Warehouse {
-    /// [`Warehouse::drift`], [`Warehouse::missing_files`], [`Warehouse::unwritable`] and the
-    /// latest write of data of `table`, from one load of its log (each of those loads it again;
-    /// on an object store a load is several requests). A table never written has no drift, no
-    /// missing file and no write.
+    /// [`Warehouse::drift`], [`Warehouse::missing_files`], [`Warehouse::unwritable`], the
+    /// declared CHECK constraints its next write cannot add and the latest write of data of
+    /// `table`, from one load of its log (each of those loads it again; on an object store a
+    /// load is several requests). A table never written has no drift, no missing file and no
+    /// write.
     pub async fn health(&self, table: &'static TableDef) -> Result<TableHealth> {
         let Some(delta) = self.load(table).await? else {
             return Ok(TableHealth::default());
