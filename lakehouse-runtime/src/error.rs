@@ -40,6 +40,15 @@ pub enum Error {
     /// The pipeline graph is invalid.
     #[error(transparent)]
     Graph(#[from] GraphError),
+    /// A value's error in a scan of several landing files, with the file found to hold it
+    /// (each read alone).
+    #[error("{source}; the value is in `{file}`")]
+    InFile {
+        /// The file.
+        file: String,
+        /// The scan's error.
+        source: Box<Error>,
+    },
     /// A frame does not have the columns its table declares.
     #[error("table `{table}`: {message}")]
     Schema {
@@ -285,6 +294,7 @@ impl Error {
             | Error::Graph(_)
             | Error::MissingInput { .. } => false,
             Error::Http { transient, .. } | Error::Source { transient, .. } => *transient,
+            Error::InFile { source, .. } => source.is_retryable(),
             Error::DataFusion(error) => !is_deterministic(error),
             Error::Arrow(error) => !is_data_error(error),
             Error::Delta { source, .. } => match source.as_ref() {

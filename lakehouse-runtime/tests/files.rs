@@ -1369,6 +1369,32 @@ mod incremental {
     }
 
     #[tokio::test]
+    async fn a_bad_value_in_a_backlog_is_pinned_to_its_file() {
+        // Seven files of one layout, one scan: the error lists five, and names the seventh,
+        // which holds the value.
+        let wh = TempWarehouse::new();
+        let landing = landing_with_a(&wh);
+        for (name, amount) in [("b", "2"), ("c", "3"), ("d", "4"), ("e", "5"), ("f", "6")] {
+            let body = format!("order_id,amount\n{amount},{amount}.00\n");
+            std::fs::write(landing.join(format!("{name}.csv")), body).expect("file");
+        }
+        std::fs::write(landing.join("g.csv"), "order_id,amount\n7,seven\n").expect("file");
+        let report = orchestrator(&wh).run(&config(&landing)).await.expect("run");
+        let error = report
+            .result("new_orders")
+            .and_then(|r| r.error.clone())
+            .unwrap_or_default();
+        let culprit = landing.join("g.csv");
+        assert!(
+            error.contains("(7 in all)")
+                && error.contains("'seven'")
+                && error.ends_with(&format!("; the value is in `{}`", culprit.display())),
+            "{error}"
+        );
+        assert!(orders(&wh).await.is_empty());
+    }
+
+    #[tokio::test]
     async fn each_new_file_is_ingested_once_and_a_failed_run_reads_it_again() {
         let wh = TempWarehouse::new();
         let landing = landing_with_a(&wh);
@@ -1409,14 +1435,17 @@ mod incremental {
             failed.render(false)
         );
         let error = result.error.clone().unwrap_or_default();
-        // Read in one scan, which does not tell which file the value is in: both are named.
+        // Read in one scan, which does not tell which file the value is in: both are named,
+        // then the one found to hold it (each read alone, on this failure only).
         assert!(
             error.contains("one of the CSV files `")
                 && error.contains("c.csv`, `")
                 && error.contains("d.csv`: column `amount` (")
-                && error.contains("four"),
+                && error.contains("four")
+                && error.ends_with("d.csv`"),
             "{error}"
         );
+        assert!(error.contains("; the value is in `"), "{error}");
         assert_eq!(orders(&wh).await, ["1|1.00", "2|2.00"]);
         assert_eq!(ingested(&wh).await.len(), 2);
         std::fs::write(landing.join("d.csv"), "order_id,amount\n4,4.00\n").expect("file");

@@ -259,6 +259,17 @@ impl Ctx {
         groups.extend(same_layout(format, &local));
         for group in groups {
             let df = self.read_file::<T>(format, &group).await?;
+            if group.len() > 1 {
+                self.grouped_scans
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .push(GroupedScan {
+                        names: [scanned_files(format, &group), group_name(&group)],
+                        files: group.clone(),
+                        format,
+                        read: read_alone::<T>,
+                    });
+            }
             union = Some(match union {
                 Some(all) => all.union(df)?,
                 None => df,
@@ -364,12 +375,7 @@ impl Ctx {
     async fn read_file<T: Table>(&self, format: FileFormat, files: &[String]) -> Result<DataFrame> {
         let qualified = T::DEF.qualified_name();
         // How errors name the files.
-        let named = match files {
-            [first, rest @ ..] if !rest.is_empty() => {
-                format!("`{first}` (and {} more of its layout)", rest.len())
-            }
-            _ => format!("`{}`", files.join("")),
-        };
+        let named = group_name(files);
         let files_named = files.to_vec();
         let files = LiteralPaths::new(files)?;
         // NDJSON is read with `T`'s columns, all nullable (a missing one is NULL, then checked).
@@ -618,6 +624,87 @@ impl Ctx {
                 files, label,
             )))?)
     }
+}
+
+/// How a cast's error names the files of one scan: `` `a.csv` `` or `` `a.csv` (and 3 more of
+/// its layout) ``.
+fn group_name(files: &[String]) -> String {
+    match files {
+        [first, rest @ ..] if !rest.is_empty() => {
+            format!("`{first}` (and {} more of its layout)", rest.len())
+        }
+        _ => format!("`{}`", files.join("")),
+    }
+}
+
+/// A scan of several landing files that one error names together: kept so that a value's error
+/// can be pinned to its file ([`Ctx::with_failing_file`]).
+pub(crate) struct GroupedScan {
+    /// How its errors name the group (the scan's, the casts').
+    names: [String; 2],
+    files: Vec<String>,
+    format: FileFormat,
+    /// [`Ctx::read_file`] of the table the scan was for.
+    read: for<'a> fn(
+        &'a Ctx,
+        FileFormat,
+        Vec<String>,
+    ) -> futures::future::BoxFuture<'a, Result<DataFrame>>,
+}
+
+/// [`Ctx::read_file`] of `files` for `T`, boxed (a [`GroupedScan`] reads its files again so).
+fn read_alone<T: Table>(
+    cx: &Ctx,
+    format: FileFormat,
+    files: Vec<String>,
+) -> futures::future::BoxFuture<'_, Result<DataFrame>> {
+    Box::pin(async move { cx.read_file::<T>(format, &files).await })
+}
+
+impl Ctx {
+    /// `error`, with the landing file it is in when it is a value's error (not retried) that
+    /// names a scan of several files by their group: each of that scan's files is read alone,
+    /// to its end, until one fails so. Only on this failure: a backlog is read as few scans.
+    pub(crate) async fn with_failing_file(&self, error: Error) -> Error {
+        if error.is_retryable() {
+            return error;
+        }
+        let text = error.to_string();
+        let suspects: Vec<(Vec<String>, FileFormat, _)> = self
+            .grouped_scans
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .filter(|scan| scan.names.iter().any(|name| text.contains(name.as_str())))
+            .map(|scan| (scan.files.clone(), scan.format, scan.read))
+            .collect();
+        for (files, format, read) in suspects {
+            for file in files {
+                let alone = match read(self, format, vec![file.clone()]).await {
+                    Ok(df) => drain(df).await.map_err(Error::from),
+                    Err(error) => Err(error),
+                };
+                if alone.is_err_and(|error| !error.is_retryable()) {
+                    tracing::debug!(file, "the value's error is in this file");
+                    return Error::InFile {
+                        file,
+                        source: Box::new(error),
+                    };
+                }
+            }
+        }
+        error
+    }
+}
+
+/// Runs `df` to its end, keeping no batch.
+async fn drain(df: DataFrame) -> datafusion::error::Result<()> {
+    use futures::StreamExt as _;
+    let mut stream = df.execute_stream().await?;
+    while let Some(batch) = stream.next().await {
+        batch?;
+    }
+    Ok(())
 }
 
 /// How a value's error names the files of one scan: the file, or the files it may be in (the

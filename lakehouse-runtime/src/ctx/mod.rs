@@ -19,7 +19,7 @@ mod files;
 mod named_scan;
 
 pub use files::{FileFormat, NewFiles};
-pub(crate) use files::{FileHistory, FoundFile};
+pub(crate) use files::{FileHistory, FoundFile, GroupedScan};
 
 /// Identity and logical time of one orchestrator run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -299,6 +299,9 @@ pub struct Ctx {
     file_history: Option<Arc<FileHistory>>,
     /// The files [`Ctx::read_new_files`] read (`None` until it is called).
     new_files: Arc<std::sync::Mutex<Option<Vec<FoundFile>>>>,
+    /// The scans of several landing files this execution made, to find which file a value's
+    /// error is in ([`Ctx::with_failing_file`]).
+    grouped_scans: Arc<std::sync::Mutex<Vec<GroupedScan>>>,
     /// The pipeline's registration, when the caller has it (plan checks, orchestrator runs):
     /// what its declarations refuse is decided from it.
     descriptor: Option<&'static crate::graph::PipelineDescriptor>,
@@ -323,6 +326,7 @@ impl Ctx {
             rejects: Arc::default(),
             file_history: None,
             new_files: Arc::default(),
+            grouped_scans: Arc::default(),
             descriptor: None,
         }
     }

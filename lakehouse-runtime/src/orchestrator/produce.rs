@@ -45,6 +45,28 @@ pub(super) async fn produce_and_write(
     let history = FileHistory::new(orchestrator.ledger.clone(), pipeline, kind.full_refresh);
     let cx = Ctx::new(pipeline.name, run.clone(), settings, session.clone(), false)
         .with_file_history(history.clone());
+    let produced = produce_with(orchestrator, pipeline, run, kind, committed, &cx, history).await;
+    // A value's error in a scan of several landing files is pinned to its file.
+    match produced {
+        Err(error) => Err(cx.with_failing_file(error).await),
+        written => written,
+    }
+}
+
+/// [`produce_and_write`] past the transaction check, with the pipeline's context `cx` (and its
+/// session) and the history of the files it ingested.
+async fn produce_with(
+    orchestrator: &Orchestrator,
+    pipeline: &'static PipelineDescriptor,
+    run: Arc<RunInfo>,
+    kind: AttemptKind,
+    committed: &AtomicBool,
+    cx: &Ctx,
+    history: Arc<FileHistory>,
+) -> Result<Written> {
+    let warehouse = &orchestrator.warehouse;
+    let fresh = kind.fresh;
+    let session = cx.session().clone();
     let mut frames = Vec::with_capacity(pipeline.inputs.len());
     let mut input_versions = BTreeMap::new();
     let incremental = pipeline.inputs.iter().any(|i| i.incremental) && !kind.full_refresh;
@@ -200,11 +222,11 @@ pub(super) async fn produce_and_write(
         });
     }
     tracing::debug!("inputs read");
-    let output = match (pipeline.run)(&cx, Inputs::new(frames)).await {
+    let output = match (pipeline.run)(cx, Inputs::new(frames)).await {
         Ok(output) => output,
         Err(error) => {
             // An ingestion over its reject limit (a source that changed its format).
-            record_rejects_of_blocked(orchestrator, &cx, pipeline, &run, &error).await;
+            record_rejects_of_blocked(orchestrator, cx, pipeline, &run, &error).await;
             return Err(error);
         }
     };
@@ -212,7 +234,7 @@ pub(super) async fn produce_and_write(
         match checked_output(orchestrator, pipeline, &run, &session, output.df).await {
             Ok(checked) => checked,
             Err(error) => {
-                record_rejects_of_blocked(orchestrator, &cx, pipeline, &run, &error).await;
+                record_rejects_of_blocked(orchestrator, cx, pipeline, &run, &error).await;
                 return Err(error);
             }
         };
@@ -304,7 +326,7 @@ pub(super) async fn produce_and_write(
     // replay of it, by a retry or a resume, runs nothing that could find them again). A ledger
     // that cannot take them fails the attempt, with nothing written; a retry or a resume
     // reading the same records adds none twice.
-    let rejects = reject_records(&cx, pipeline, &run);
+    let rejects = reject_records(cx, pipeline, &run);
     if !rejects.is_empty() {
         orchestrator
             .ledger
