@@ -442,8 +442,8 @@ fn unqualified(name: &str) -> Expr {
     Expr::Column(Column::new_unqualified(name))
 }
 
-/// One key value held by several rows of `output` (of its newest run, when checked per run), as text:
-/// `1, 'a'`, or `1, 'a' (run_at 2026-01-02T03:04:05Z)`.
+/// One key value held by several rows of `output` (of its newest run, when checked per run),
+/// as text: `1, 'a'`, or `1, 'a' (run_at 2026-01-02T03:04:05Z)`.
 async fn duplicate_sample(
     table: &'static TableDef,
     checks: &Checks,
@@ -613,7 +613,7 @@ async fn expectations_failed(
             error,
         );
     }
-    if let Err(own) = drain(output.clone()).await
+    if let Err(own) = crate::frame::drain(output.clone()).await
         && crate::error::is_deterministic(&own)
     {
         return context(
@@ -653,17 +653,8 @@ async fn expectations_failed(
     )
 }
 
-/// Runs `output` to its end, every column computed, keeping no batch.
-async fn drain(output: DataFrame) -> datafusion::error::Result<()> {
-    use futures::StreamExt as _;
-    let mut stream = output.execute_stream().await?;
-    while let Some(batch) = stream.next().await {
-        batch?;
-    }
-    Ok(())
-}
-
-/// The rows of `output` for which `condition` is false.
+/// Counts the rows of `output` for which `condition` is false (whether that fails is what
+/// matters).
 async fn count_false(output: DataFrame, condition: Expr) -> datafusion::error::Result<()> {
     let flag = when(condition.is_false(), lit(1i64)).otherwise(lit(0i64))?;
     output.aggregate(vec![], vec![sum(flag)])?.collect().await?;

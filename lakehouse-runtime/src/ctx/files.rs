@@ -681,7 +681,7 @@ impl Ctx {
         for (files, format, read) in suspects {
             for file in files {
                 let alone = match read(self, format, vec![file.clone()]).await {
-                    Ok(df) => drain(df).await.map_err(Error::from),
+                    Ok(df) => crate::frame::drain(df).await.map_err(Error::from),
                     Err(error) => Err(error),
                 };
                 if alone.is_err_and(|error| !error.is_retryable()) {
@@ -695,16 +695,6 @@ impl Ctx {
         }
         error
     }
-}
-
-/// Runs `df` to its end, keeping no batch.
-async fn drain(df: DataFrame) -> datafusion::error::Result<()> {
-    use futures::StreamExt as _;
-    let mut stream = df.execute_stream().await?;
-    while let Some(batch) = stream.next().await {
-        batch?;
-    }
-    Ok(())
 }
 
 /// How a value's error names the files of one scan: the file, or the files it may be in (the

@@ -227,6 +227,17 @@ impl<T: Table> Frame<T> {
     }
 }
 
+/// Runs `df` to its end, every column computed, keeping no batch: whether it fails (a value's
+/// error is found where it is), at the memory of one batch.
+pub(crate) async fn drain(df: DataFrame) -> datafusion::error::Result<()> {
+    use futures::StreamExt as _;
+    let mut stream = df.execute_stream().await?;
+    while let Some(batch) = stream.next().await {
+        batch?;
+    }
+    Ok(())
+}
+
 /// One row per `key`: the first by `order`. A window function rather than `DISTINCT ON`, whose
 /// aggregate rewrite loses the columns' NOT NULL in DataFusion 55 physical plans.
 pub(crate) fn first_per_key(
