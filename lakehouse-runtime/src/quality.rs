@@ -415,12 +415,7 @@ async fn measure(
             table.qualified_name()
         )));
     };
-    let number = |name: &str| {
-        row.column_by_name(name)
-            .and_then(|c| c.as_any().downcast_ref::<arrow::array::Int64Array>())
-            .filter(|a| a.is_valid(0))
-            .map_or(0, |a| a.value(0))
-    };
+    let number = |name: &str| row.column_by_name(name).map_or(0, |c| count_of(c.as_ref()));
     Ok(Measured {
         nulls: (0..checks.required.len())
             .map(|j| number(&format!("__lakehouse_nulls_{j}")))
@@ -436,6 +431,15 @@ async fn measure(
             })
             .collect(),
     })
+}
+
+/// The count (a `sum` of flags) in the first row of `column`: 0 when NULL (no row summed).
+pub(crate) fn count_of(column: &dyn arrow::array::Array) -> i64 {
+    column
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .filter(|counts| counts.is_valid(0))
+        .map_or(0, |counts| counts.value(0))
 }
 
 fn unqualified(name: &str) -> Expr {
@@ -540,14 +544,7 @@ pub async fn apply_expectations(
         let failing = batches
             .iter()
             .find(|b| b.num_rows() > 0)
-            .and_then(|b| {
-                b.column(index)
-                    .as_any()
-                    .downcast_ref::<arrow::array::Int64Array>()
-                    .filter(|a| a.is_valid(0))
-                    .map(|a| a.value(0))
-            })
-            .unwrap_or(0);
+            .map_or(0, |b| count_of(b.column(index).as_ref()));
         if failing > 0 {
             findings.push((
                 Finding {

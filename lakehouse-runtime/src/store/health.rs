@@ -1,6 +1,5 @@
 //! One table's health as `orchestrate check` reports it, read from one load of its log.
 
-use arrow::array::Array as _;
 use datafusion::functions_aggregate::expr_fn::sum;
 use datafusion::logical_expr::{lit, when};
 use deltalake::DeltaTable;
@@ -185,12 +184,7 @@ impl Warehouse {
             ))
         })?;
         for (i, (check, replaces)) in counted.into_iter().enumerate() {
-            let failing = row
-                .column(i)
-                .as_any()
-                .downcast_ref::<arrow::array::Int64Array>()
-                .filter(|counts| counts.is_valid(0))
-                .map_or(0, |counts| counts.value(0));
+            let failing = crate::quality::count_of(row.column(i).as_ref());
             if failing > 0 {
                 let rows = BlockedBy::FailingRows(failing as u64);
                 found.push(blocked(check, replaces, rows));
