@@ -674,16 +674,16 @@ async fn attempt_once(
     } else {
         AFTER_CUT_LIMIT
     };
-    let deadline = tokio::time::Instant::now() + after_cut;
+    let deadline = cut_at + after_cut;
     let committed: Option<bool> = if has_committed.load(Ordering::Acquire) {
         Some(true)
     } else {
-        tokio::time::timeout_at(
-            deadline,
-            own_commit(&warehouse, pipeline, sequence, &run_id),
+        within(
+            &mut Box::pin(own_commit(&warehouse, pipeline, sequence, &run_id)),
+            deadline.saturating_duration_since(tokio::time::Instant::now()),
+            &mut abort,
         )
         .await
-        .ok()
         .and_then(Result::ok)
     };
     if committed == Some(true) {
@@ -706,9 +706,13 @@ async fn attempt_once(
             Some(joined) => joined_result(joined),
             None => {
                 task.abort();
-                let stopped = within(&mut task, AFTER_CUT_LIMIT, &mut abort)
-                    .await
-                    .is_some();
+                // (An aborted task that was awaiting ends as soon as a worker runs it.)
+                let stop_limit = if *abort.borrow() {
+                    Duration::from_millis(500)
+                } else {
+                    AFTER_CUT_LIMIT
+                };
+                let stopped = within(&mut task, stop_limit, &mut abort).await.is_some();
                 if !stopped {
                     keep_slot_until_done(slot.take(), task);
                 }
@@ -735,9 +739,16 @@ async fn attempt_once(
     task.abort();
     // The abort reaches the task where it next waits: code that blocks (a synchronous call, a
     // long computation) runs on, and is left to end on its own rather than hold the run.
-    // A few seconds at least, even when the commit check took the deadline: an aborted task
-    // that was awaiting (the usual case) ends as soon as a worker runs it.
-    let stop_by = deadline.max(tokio::time::Instant::now() + Duration::from_secs(5).min(after_cut));
+    // Some time at least, even when the commit check took the deadline: an aborted task that
+    // was awaiting (the usual case) ends as soon as a worker runs it. An aborted run's attempt
+    // shares one deadline for the checks and the wait, the README's "5 s at most".
+    let aborted = *abort.borrow();
+    let least = if aborted {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(5)
+    };
+    let stop_by = deadline.max(tokio::time::Instant::now() + least);
     let left_running = match within(
         &mut task,
         stop_by.saturating_duration_since(tokio::time::Instant::now()),
@@ -766,17 +777,25 @@ async fn attempt_once(
     }
     // A commit under way as the attempt was cut may have landed since (a store's blocking write
     // is not stopped by the abort): told as such, not as stopped before it.
-    let landed = !left_running
-        && committed == Some(false)
-        && tokio::time::timeout(
-            Duration::from_secs(5),
-            own_commit(&warehouse, pipeline, sequence, &run_id),
+    // `None` when that could not be told in time.
+    let landed: Option<bool> = if left_running || committed != Some(false) {
+        Some(false)
+    } else {
+        let limit = if *abort.borrow() {
+            deadline.saturating_duration_since(tokio::time::Instant::now())
+        } else {
+            Duration::from_secs(5)
+        };
+        within(
+            &mut Box::pin(own_commit(&warehouse, pipeline, sequence, &run_id)),
+            limit,
+            &mut abort,
         )
         .await
-        .ok()
         .and_then(Result::ok)
-        .unwrap_or(false);
-    if landed {
+    };
+    let committed = if landed.is_none() { None } else { committed };
+    if landed == Some(true) {
         let message = format!(
             "{}, as its write committed: its rows are in the table, and a retry or `resume` \
              records the rest",
