@@ -20,6 +20,7 @@ use std::sync::Arc;
 use futures::StreamExt as _;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
+use serde_json::Value;
 use url::Url;
 
 use super::http::{BodyStream, Fetch};
@@ -46,6 +47,8 @@ pub struct OdsQuery {
     select: Option<String>,
     filter: Option<String>,
     order_by: String,
+    /// The fields whose values identify a record (empty: the whole record).
+    identity: Vec<String>,
     timezone: String,
     page_size: u32,
 }
@@ -60,6 +63,7 @@ impl OdsQuery {
             select: None,
             filter: None,
             order_by: order_by.into(),
+            identity: Vec::new(),
             timezone: "UTC".to_owned(),
             page_size: MAX_PAGE_SIZE,
         }
@@ -74,6 +78,16 @@ impl OdsQuery {
     /// Only the records matching this ODSQL condition (`where=`).
     pub fn filter(mut self, condition: impl Into<String>) -> OdsQuery {
         self.filter = Some(condition.into());
+        self
+    }
+
+    /// The fields whose values identify a record, such as the dataset's key. Each page after
+    /// the first starts with the record the previous page ended with, and paging fails when it
+    /// is another record (the pages shifted). By default the whole record must be the same; a
+    /// dataset whose records change while it is paged (real-time counts updated every minute)
+    /// names its key here, or a record updated between two page requests fails the read.
+    pub fn identified_by(mut self, fields: &[&str]) -> OdsQuery {
+        self.identity = fields.iter().map(|field| (*field).to_owned()).collect();
         self
     }
 
@@ -124,6 +138,20 @@ impl OdsQuery {
             )));
         }
         Ok(())
+    }
+
+    /// What tells `record` from another at a page boundary: the values of the identity's
+    /// fields (a missing one as `null`), or its whole text.
+    fn identity_of(&self, record: &RawRecord) -> String {
+        if self.identity.is_empty() {
+            return record.raw.clone();
+        }
+        let values: Vec<&Value> = self
+            .identity
+            .iter()
+            .map(|field| record.value.get(field).unwrap_or(&Value::Null))
+            .collect();
+        serde_json::to_string(&values).unwrap_or_else(|_| record.raw.clone())
     }
 
     /// The query keys shared by both endpoints, in a fixed order.
@@ -262,7 +290,7 @@ pub struct OdsPages {
     /// `total_count` of the first page.
     total: Option<u64>,
     received: u64,
-    /// The text of the previous page's last record.
+    /// The identity of the previous page's last record ([`OdsQuery::identity_of`]).
     last_record: Option<String>,
 }
 
@@ -387,7 +415,7 @@ impl OdsPages {
         let mut records = records_at(&body, &["results"], "Opendatasoft records page")?;
         if overlap == 1 {
             let same = match (&self.last_record, records.first()) {
-                (Some(last), Some(first)) => *last == first.raw,
+                (Some(last), Some(first)) => *last == self.query.identity_of(first),
                 _ => false,
             };
             if !same {
@@ -434,7 +462,7 @@ impl OdsPages {
             total_count = total,
             "page"
         );
-        self.last_record = records.last().map(|record| record.raw.clone());
+        self.last_record = records.last().map(|record| self.query.identity_of(record));
         Ok(Step::Page(Page {
             url: body.url,
             origin: body.origin,

@@ -154,7 +154,15 @@ pub fn status_row(r: &Record<'_>) -> Result<TestStatus, Rejected> {
 
 /// Every status row of `client`'s availability dataset.
 pub async fn read_status(client: &OdsClient) -> lakehouse_runtime::Result<Collected> {
-    let mut pages = client.pages(status_query())?;
+    read_query(client, status_query()).await
+}
+
+/// Every record `query` pages through, as [`TestStatus`] rows.
+pub async fn read_query(
+    client: &OdsClient,
+    query: OdsQuery,
+) -> lakehouse_runtime::Result<Collected> {
+    let mut pages = client.pages(query)?;
     collect_batches(
         TestStatus::DEF.output_arrow_schema(),
         &mut pages,

@@ -179,12 +179,20 @@ async fn pages_shifted_by_records_added_and_removed_meanwhile_fail_the_ingestion
             records.push(added);
         },
     ];
-    for shift in shifts {
+    // Whether the record is told by its whole text or by its key.
+    let queries = [
+        status_query(),
+        status_query().identified_by(&["stationcode"]),
+    ];
+    for (shift, query) in shifts
+        .into_iter()
+        .flat_map(|s| queries.clone().map(|q| (s, q)))
+    {
         let server = changing_dataset(shift);
         let (fetch, _) = http(policy());
         let client = OdsClient::new(fetch, &ods_base(&server)).expect("client");
 
-        let error = read_status(&client).await.expect_err("shifted pages");
+        let error = read_query(&client, query).await.expect_err("shifted pages");
 
         let text = error.to_string();
         assert!(matches!(error, Error::Source { .. }), "{error:?}");
@@ -196,6 +204,38 @@ async fn pages_shifted_by_records_added_and_removed_meanwhile_fail_the_ingestion
             "{text}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_record_updated_between_two_page_requests_is_the_same_record_when_its_key_identifies_it()
+{
+    // The 20th record, the one the second page starts with, has new counts once the first page
+    // was sent (a real-time dataset updated every minute): no page shifted.
+    let updated: fn(&mut Vec<Value>) = |records| {
+        records[19]["numbikesavailable"] = json!(99);
+        records[19]["duedate"] = json!("2030-01-01T00:00:00+00:00");
+    };
+    let server = changing_dataset(updated);
+    let (fetch, _) = http(policy());
+    let client = OdsClient::new(fetch, &ods_base(&server)).expect("client");
+    let collected = read_query(&client, status_query().identified_by(&["stationcode"]))
+        .await
+        .expect("the same station starts the second page");
+
+    assert_eq!(rows(&collected), 45);
+    assert_eq!(collected.pages, 3);
+
+    // Told by the whole record (the default), the update reads as a shift.
+    let server = changing_dataset(updated);
+    let (fetch, _) = http(policy());
+    let client = OdsClient::new(fetch, &ods_base(&server)).expect("client");
+    let error = read_status(&client).await.expect_err("another record");
+    assert!(
+        error
+            .to_string()
+            .contains("the page from offset 19 does not start with the record"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

@@ -191,13 +191,15 @@ const INFO_ORDER: &str = "stationcode,capacity,name";
 /// next, and paging would then find its pages shifted and fail).
 const STATUS_ORDER: &str = "stationcode,duedate,numbikesavailable,numdocksavailable";
 
-/// The pages of `dataset` with `fields`, ordered by `order_by` (the station code first), from
+/// The pages of `dataset` with `fields`, ordered by `order_by` (the station code first), a
+/// record identified by `identity` ([`OdsQuery::identified_by`]; empty: the whole record), from
 /// the mode's fetcher; `filtered`: with the `velib.where` filter.
 fn pages(
     cx: &Ctx,
     dataset: &str,
     fields: &[&str],
     order_by: &str,
+    identity: &[&str],
     filtered: bool,
 ) -> Result<OdsPages> {
     let settings = cx.settings();
@@ -207,6 +209,7 @@ fn pages(
     let client = OdsClient::new(open.fetch()?, base_url)?;
     let mut query = OdsQuery::new(dataset, order_by)
         .select(fields)
+        .identified_by(identity)
         .page_size(settings.parse_or("velib.page_size", 100u32)?);
     if let Some(filter) = settings.get("velib.where").filter(|_| filtered) {
         // A snapshot file holds the unfiltered answer (its name keeps only the paging keys):
@@ -232,7 +235,16 @@ pub async fn velib_station_status(cx: &Ctx) -> Result<Frame<BronzeVelibStationSt
         return cx.empty();
     }
     let run_at = cx.run_at();
-    let mut pages = pages(cx, STATUS_DATASET, STATUS_FIELDS, STATUS_ORDER, true)?;
+    // The counts and `duedate` change every minute or so, maybe between two page requests:
+    // the record a page starts with is told the previous page's last by its code alone.
+    let mut pages = pages(
+        cx,
+        STATUS_DATASET,
+        STATUS_FIELDS,
+        STATUS_ORDER,
+        &["stationcode"],
+        true,
+    )?;
     sources::collect_frame(cx, &mut pages, |r| status_row(r, run_at)).await
 }
 
@@ -248,7 +260,7 @@ pub async fn velib_station_info(cx: &Ctx) -> Result<Frame<BronzeVelibStationInfo
     // A station listed twice keeps its first listing: the service orders records tied on the
     // code as it likes, so the listings are ordered further, and the same one is kept at every
     // run (a snapshot keeps the order it was recorded in).
-    let mut pages = pages(cx, INFO_DATASET, INFO_FIELDS, INFO_ORDER, false)?;
+    let mut pages = pages(cx, INFO_DATASET, INFO_FIELDS, INFO_ORDER, &[], false)?;
     let row = super::first_listing(
         |s: &BronzeVelibStationInfo| &s.stationcode,
         |r| info_row(r, run_at),
