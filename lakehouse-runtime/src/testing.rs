@@ -250,10 +250,14 @@ fn context(
 /// Every row of `frame` as an `R` (any `Deserialize` struct whose fields are the columns it
 /// reads, often the table's struct itself), in the frame's order: sort the rows, or the plan, to
 /// compare them.
+/// A field of `R` that is no column of the frame is an error naming it, rows or none (an
+/// `Option` field would read `None` on every row).
 pub async fn rows<R: DeserializeOwned, T: Table>(frame: Frame<T>) -> Result<Vec<R>> {
+    let in_table = |e: Error| Error::msg(format!("table `{}`: {e}", T::DEF.qualified_name()));
+    let schema = frame.dataframe().schema().as_arrow().clone();
+    crate::frame::refuse_fields_without_column::<R>(&schema).map_err(in_table)?;
     let batches = frame.collect().await?;
-    crate::frame::batches_to_rows(&batches)
-        .map_err(|e| Error::msg(format!("table `{}`: {e}", T::DEF.qualified_name())))
+    crate::frame::batches_to_rows(&batches).map_err(in_table)
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ pub(crate) use not_null::{
 pub use crate::table::{AverageInto, Averages, Avg, Sum, SumInto, Sums, Values, avg, sum};
 pub use aggregate::{Grouped, count, count_distinct, count_rows, max, min};
 pub use keys::{register_functions, sha256_hex, surrogate_key};
+pub(crate) use rows::refuse_fields_without_column;
 pub use rows::{batches_from_rows, batches_to_rows};
 pub use typed::{Computed, Typed, interval, on_values, typed};
 

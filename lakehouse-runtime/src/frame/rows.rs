@@ -169,7 +169,12 @@ fn refuse_unfit_floats<R: Serialize>(schema: &arrow::datatypes::Schema, rows: &[
 /// A float that is not finite (NaN, an infinity) is an error naming its column: JSON has no such
 /// value, and the writer would make it `null`, read back as `None` (a test would pass on a
 /// division by zero the table stores).
+/// Every field `R` reads must be a column ([`refuse_fields_without_column`]): an `Option` field
+/// no column fills would read `None` on every row.
 pub fn batches_to_rows<R: DeserializeOwned>(batches: &[RecordBatch]) -> Result<Vec<R>> {
+    if let Some(batch) = batches.first() {
+        refuse_fields_without_column::<R>(&batch.schema())?;
+    }
     let mut writer = arrow::json::ArrayWriter::new(Vec::new());
     for batch in batches {
         refuse_non_finite(batch)?;
@@ -190,6 +195,91 @@ pub fn batches_to_rows<R: DeserializeOwned>(batches: &[RecordBatch]) -> Result<V
         };
         Error::msg(unreadable_row::<R>(&e, is_column))
     })
+}
+
+/// An error naming the fields of `R` that are no column of `schema`. serde reads a missing
+/// `Option` field as `None` (and a `#[serde(default)]` one as its default), so a misspelled or
+/// renamed field would read `None` on every row and a test comparing with `None` pass. Every name
+/// serde reads a field by (its name or rename, its aliases) must be a column; a field not read
+/// from the rows is `#[serde(skip)]`. Not checked when `R` does not read a struct by its field
+/// names (a map, a `serde_json::Value`, a struct with a `#[serde(flatten)]` field).
+pub(crate) fn refuse_fields_without_column<R: DeserializeOwned>(
+    schema: &arrow::datatypes::Schema,
+) -> Result<()> {
+    let Some(fields) = struct_fields::<R>() else {
+        return Ok(());
+    };
+    let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let missing: Vec<String> = fields
+        .iter()
+        .filter(|field| !columns.contains(field))
+        .map(
+            |field| match crate::similar::closest(field, columns.iter().copied()) {
+                Some(column) => format!("`{field}` (did you mean `{column}`?)"),
+                None => format!("`{field}`"),
+            },
+        )
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Refused(format!(
+        "reading rows as `{}`: {} {} no column of the rows (columns: {}): such a field would \
+         read `None` (or its default) on every row; name its column \
+         (`#[serde(rename = \"…\")]`), or leave it out of reading (`#[serde(skip)]`); every \
+         name serde reads a field by, its aliases included, must be a column",
+        std::any::type_name::<R>(),
+        if missing.len() == 1 {
+            "field"
+        } else {
+            "fields"
+        },
+        if missing.len() == 1 {
+            format!("{} is", missing[0])
+        } else {
+            format!("{} are", missing.join(", "))
+        },
+        columns.join(", ")
+    )))
+}
+
+/// The names `R`'s derived `Deserialize` reads a struct's fields by (serde's `FIELDS`,
+/// aliases included), caught by a deserializer that asks for nothing else; `None` when `R` is
+/// not deserialized as a struct of named fields.
+fn struct_fields<R: DeserializeOwned>() -> Option<&'static [&'static str]> {
+    use serde::de::value::Error as ProbeError;
+    use serde::de::{Error as _, Visitor};
+
+    struct Probe<'a>(&'a std::cell::Cell<Option<&'static [&'static str]>>);
+
+    impl<'de> serde::Deserializer<'de> for Probe<'_> {
+        type Error = ProbeError;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, ProbeError> {
+            Err(ProbeError::custom("not a struct"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, ProbeError> {
+            self.0.set(Some(fields));
+            Err(ProbeError::custom("fields caught"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+
+    let caught = std::cell::Cell::new(None);
+    // (Always an error: the probe builds no value.)
+    let _ = R::deserialize(Probe(&caught));
+    caught.get()
 }
 
 /// What a row that does not deserialize as `R` tells: its number, its column, and what was
@@ -236,7 +326,7 @@ fn unreadable_row<R>(
         ": make it an `Option`"
     } else if missing.is_some() {
         ": the rows have no such column (a field to fill from another column needs \
-         `#[serde(rename = \"…\")]`, one not read `#[serde(default)]`)"
+         `#[serde(rename = \"…\")]`, one not read `#[serde(skip)]`)"
     } else {
         ""
     };
@@ -370,28 +460,62 @@ mod tests {
              a_row_that_does_not_read_names_its_row_and_column::NotNullQty`, row 3, column \
              `qty`: NULL, which the field's type cannot hold: make it an `Option`"
         );
+    }
+
+    #[test]
+    fn a_field_no_column_fills_is_refused_not_read_as_none() {
+        use serde::Deserialize;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("discount_pct", DataType::Float64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(arrow::array::Int64Array::from(vec![1, 2])),
+                Arc::new(arrow::array::Float64Array::from(vec![Some(5.0), None])),
+            ],
+        )
+        .expect("batch");
+        // An `Option` serde would fill with `None` on every row, and a plain field.
         #[derive(Deserialize, Debug)]
         #[allow(dead_code)]
         struct Misnamed {
             id: i64,
-            // (An `Option` no column fills reads `None`, as serde reads a missing field.)
-            quantity: i32,
+            discount: Option<f64>,
+            #[serde(default)]
+            region: String,
         }
         let error = batches_to_rows::<Misnamed>(std::slice::from_ref(&batch))
-            .expect_err("no quantity column")
+            .expect_err("no discount column")
             .to_string();
-        assert!(
-            error.contains("Misnamed`, row 1: missing field `quantity`"),
-            "{error}"
+        assert_eq!(
+            error,
+            "reading rows as `lakehouse_runtime::frame::rows::tests::\
+             a_field_no_column_fills_is_refused_not_read_as_none::Misnamed`: fields `discount` \
+             (did you mean `discount_pct`?), `region` are no column of the rows (columns: id, \
+             discount_pct): such a field would read `None` (or its default) on every row; name \
+             its column (`#[serde(rename = \"…\")]`), or leave it out of reading \
+             (`#[serde(skip)]`); every name serde reads a field by, its aliases included, must \
+             be a column"
         );
-        assert!(
-            error.ends_with(
-                ": the rows have no such column (a \
-                 field to fill from another column needs `#[serde(rename = \"…\")]`, one not \
-                 read `#[serde(default)]`)"
-            ),
-            "{error}"
-        );
+
+        // Renamed to its column, or left out of reading: read.
+        #[derive(Deserialize, Debug, PartialEq)]
+        struct Named {
+            id: i64,
+            #[serde(rename = "discount_pct")]
+            discount: Option<f64>,
+            #[serde(skip)]
+            region: String,
+        }
+        let read: Vec<Named> =
+            batches_to_rows(std::slice::from_ref(&batch)).expect("every field a column");
+        assert_eq!(read[1].discount, None, "a NULL is still `None`");
+        assert_eq!(read[0].discount, Some(5.0));
+        // Not a struct of named fields: not checked.
+        let values: Vec<serde_json::Value> = batches_to_rows(&[batch]).expect("values");
+        assert_eq!(values.len(), 2);
     }
 
     #[test]
