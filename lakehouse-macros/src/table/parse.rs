@@ -3,7 +3,7 @@
 
 use syn::spanned::Spanned;
 use syn::{
-    Data, DeriveInput, Fields, Generics, Ident, LitBool, LitInt, LitStr, Path, Type, Visibility,
+    Data, DeriveInput, Fields, Generics, Ident, Lit, LitBool, LitStr, Path, Type, Visibility,
 };
 
 use crate::attr::{doc_comment, field_list, skip_value, string_value};
@@ -40,7 +40,8 @@ pub(crate) struct TableAttrs {
     pub overwrite: Option<Keyed<Ident>>,
     pub quality: Option<Keyed<Ident>>,
     pub z_order: Option<Keyed<Vec<Ident>>>,
-    pub target_file_size: Option<Keyed<LitInt>>,
+    /// A number of bytes, or a size with its unit as a string.
+    pub target_file_size: Option<Keyed<Lit>>,
     pub freshness: Option<Keyed<LitStr>>,
     pub auto_compact: Option<Keyed<LitBool>>,
     pub checks: Vec<Keyed<(LitStr, LitStr)>>,
@@ -100,6 +101,7 @@ pub(crate) fn parse(input: DeriveInput) -> (TableInput, Errors) {
     let mut errors = Errors::default();
     let mut attrs = parse_table_attrs(&input, &mut errors);
     attrs.parsed_cleanly = errors.is_empty();
+    refuse_serde_naming(&input.attrs, false, &mut errors);
     // Each helper attribute has one place; elsewhere it would be silently ignored.
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("column")) {
         errors.spanned(
@@ -199,7 +201,7 @@ fn parse_table_attrs(input: &DeriveInput, errors: &mut Errors) -> TableAttrs {
                 "overwrite" => once!(out.overwrite, word_value(&meta, "overwrite")?),
                 "quality" => once!(out.quality, word_value(&meta, "quality")?),
                 "z_order" => list!(out.z_order),
-                "target_file_size" => once!(out.target_file_size, meta.value()?.parse::<LitInt>()?),
+                "target_file_size" => once!(out.target_file_size, meta.value()?.parse::<Lit>()?),
                 "freshness" => once!(out.freshness, string_value(&meta)?),
                 "auto_compact" => once!(out.auto_compact, meta.value()?.parse::<LitBool>()?),
                 "check" => {
@@ -315,6 +317,7 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> FieldInput {
             "`#[table(..)]` goes on the struct; a field takes `#[column(..)]`",
         );
     }
+    refuse_serde_naming(&field.attrs, true, errors);
     let mut references = None;
     for attr in field.attrs.iter().filter(|a| a.path().is_ident("column")) {
         let result = attr.parse_nested_meta(|meta| {
@@ -339,6 +342,45 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> FieldInput {
         ty: field.ty.clone(),
         doc: doc_comment(&field.attrs),
         references,
+    }
+}
+
+/// Errors on the `#[serde(..)]` settings that would make a table's rows name other columns
+/// than its fields (`rename`, `alias`, `rename_all`), or leave a column out of them (`skip*`,
+/// `flatten`): rows made and read by serde (`frame_from_rows`, `rows`) would then fail on a
+/// column the table lacks, or read and write NULL. `on_field`: the attributes of a field, else of
+/// the struct. Settings of the value's format (`with`, `default`, ...) are left to serde.
+fn refuse_serde_naming(attrs: &[syn::Attribute], on_field: bool, errors: &mut Errors) {
+    for attr in attrs.iter().filter(|a| a.path().is_ident("serde")) {
+        // (Syntax serde refuses is left for serde to report.)
+        let _ = attr.parse_nested_meta(|meta| {
+            let Some(setting) = meta.path.get_ident().map(Ident::to_string) else {
+                return skip_value(&meta);
+            };
+            let why = match (on_field, setting.as_str()) {
+                (true, "rename" | "alias") | (false, "rename_all") => Some(
+                    "a table's columns are named by its fields, and serde would name this \
+                     column otherwise in the rows it makes and reads: rename the field (a raw \
+                     identifier, `r#type`, for a Rust keyword)",
+                ),
+                (true, "skip" | "skip_serializing" | "skip_deserializing") => Some(
+                    "every field of a table is a column, which serde would leave out of the \
+                     rows it makes (a NULL) or reads: leave the column out of the struct",
+                ),
+                (true, "flatten") => Some(
+                    "every field of a table is one column, and serde would read and write this \
+                     one as several",
+                ),
+                _ => None,
+            };
+            if let Some(why) = why {
+                errors.spanned(
+                    &meta.path,
+                    format!("`#[serde({setting})]` on a table: {why}"),
+                );
+            }
+            skip_value(&meta)
+        });
     }
 }
 

@@ -922,3 +922,73 @@ fn the_stand_in_of_a_mistaken_scd2_table_keeps_its_validity_columns() {
     assert!(out.contains("compile_error"), "{out}");
     assert!(out.contains("pub const is_current"), "{out}");
 }
+
+#[test]
+fn a_target_file_size_is_bytes_or_a_size_with_its_unit() {
+    for (size, bytes) in [
+        (quote!(4096), 4096),
+        (quote!("128MiB"), 128 << 20),
+        (quote!("1 GB"), 1_000_000_000),
+        (quote!("64kib"), 64 << 10),
+    ] {
+        let m = model(quote! {
+            #[table(schema = "silver", name = "sized", target_file_size = #size)]
+            struct Sized { id: i64 }
+        })
+        .unwrap();
+        assert_eq!(m.target_file_size, Some(bytes), "{size}");
+    }
+    // A suffix rustc lets through to the macro would have read `128MB` as 128 bytes.
+    for size in [
+        quote!(128MB),
+        quote!("128 parsecs"),
+        quote!(0),
+        quote!("MiB"),
+    ] {
+        let text = error_text(quote! {
+            #[table(schema = "silver", name = "sized", target_file_size = #size)]
+            struct Sized { id: i64 }
+        });
+        assert_eq!(
+            text,
+            "`target_file_size` is a positive number of bytes (`134217728`) or a size with its \
+             unit as a string (`\"128MiB\"`, `\"1GB\"`; B, KB, MB, GB are powers of 1000, KiB, \
+             MiB, GiB of 1024)",
+            "{size}"
+        );
+    }
+}
+
+#[test]
+fn serde_settings_naming_other_columns_are_refused_on_a_table() {
+    let text = error_text(quote! {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        #[table(schema = "silver", name = "renamed")]
+        struct Renamed {
+            #[serde(rename = "ID")]
+            id: i64,
+            #[serde(alias = "when", with = "some_module")]
+            at: i64,
+            #[serde(skip_serializing)]
+            note: Option<String>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            kept: Option<String>,
+        }
+    });
+    let errors: Vec<&str> = text.lines().collect();
+    assert_eq!(errors.len(), 4, "{text}");
+    for (error, setting) in errors
+        .iter()
+        .zip(["rename_all", "rename", "alias", "skip_serializing"])
+    {
+        assert!(
+            error.starts_with(&format!("`#[serde({setting})]` on a table: ")),
+            "{error}"
+        );
+    }
+    assert!(
+        errors[0].ends_with("rename the field (a raw identifier, `r#type`, for a Rust keyword)")
+    );
+    assert!(errors[3].ends_with("leave the column out of the struct"));
+}

@@ -1,7 +1,7 @@
 //! `TableInput` → `TableModel`: every rule a table must follow, all errors reported at once on
 //! the token that breaks the rule.
 
-use syn::{Ident, LitStr, Path, Type, Visibility};
+use syn::{Ident, Lit, LitStr, Path, Type, Visibility};
 
 use super::parse::{FieldInput, Keyed, TableAttrs, TableInput};
 use crate::attr::is_safe_identifier;
@@ -416,17 +416,24 @@ pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result
             }
         }
     }
-    let target_file_size =
-        attrs
-            .target_file_size
-            .as_ref()
-            .and_then(|t| match t.value.base10_parse::<u64>() {
-                Ok(0) | Err(_) => {
-                    errors.spanned(&t.value, "`target_file_size` is a positive number of bytes");
-                    None
-                }
-                Ok(size) => Some(size),
-            });
+    let target_file_size = attrs.target_file_size.as_ref().and_then(|t| {
+        let size = match &t.value {
+            // (A suffix such as `128MB` reaches the macro unchecked by rustc.)
+            Lit::Int(int) if int.suffix().is_empty() => int.base10_parse::<u64>().ok(),
+            Lit::Str(text) => byte_size(&text.value()),
+            _ => None,
+        };
+        if !matches!(size, Some(1..)) {
+            errors.spanned(
+                &t.value,
+                "`target_file_size` is a positive number of bytes (`134217728`) or a size with \
+                 its unit as a string (`\"128MiB\"`, `\"1GB\"`; B, KB, MB, GB are powers of \
+                 1000, KiB, MiB, GiB of 1024)",
+            );
+            return None;
+        }
+        size
+    });
     let auto_compact = attrs.auto_compact.as_ref().is_none_or(|a| a.value.value);
     let freshness_secs = attrs.freshness.as_ref().and_then(|f| {
         let parsed = duration_secs(&f.value.value());
@@ -969,6 +976,30 @@ fn overwrite_scope(
         );
     }
     scope
+}
+
+/// The bytes of a size such as `128MiB`, `1 GB` or `4096`: a whole number and an optional unit
+/// (B; KB, MB, GB, TB powers of 1000; KiB, MiB, GiB, TiB powers of 1024; case-insensitive).
+pub(crate) fn byte_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => return None,
+    };
+    number.checked_mul(factor)
 }
 
 /// Seconds in `text`: one or more `<number><unit>` (units `s`, `m`, `h`, `d`), such as `1h30m`;
