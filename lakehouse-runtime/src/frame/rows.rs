@@ -197,50 +197,79 @@ pub fn batches_to_rows<R: DeserializeOwned>(batches: &[RecordBatch]) -> Result<V
     })
 }
 
-/// An error naming the fields of `R` that are no column of `schema`. serde reads a missing
-/// `Option` field as `None` (and a `#[serde(default)]` one as its default), so a misspelled or
-/// renamed field would read `None` on every row and a test comparing with `None` pass. Every name
-/// serde reads a field by (its name or rename, its aliases) must be a column; a field not read
-/// from the rows is `#[serde(skip)]`. Not checked when `R` does not read a struct by its field
-/// names (a map, a `serde_json::Value`, a struct with a `#[serde(flatten)]` field).
+/// An error naming the `Option` fields of `R` no column of `schema` fills. serde reads a
+/// missing `Option` field as `None`, so a misspelled or renamed field would read `None` on every
+/// row and a test comparing with `None` pass; a field not read from the rows is
+/// `#[serde(skip)]`. A field read by an alias is filled when one of its names is a column. (A
+/// missing field of another type fails the read itself, on its first row.) Not checked when `R`
+/// does not read a struct by its field names (a map, a `serde_json::Value`, a struct with a
+/// `#[serde(flatten)]` field).
 pub(crate) fn refuse_fields_without_column<R: DeserializeOwned>(
     schema: &arrow::datatypes::Schema,
 ) -> Result<()> {
-    let Some(fields) = struct_fields::<R>() else {
+    let Some(names) = struct_fields::<R>() else {
         return Ok(());
     };
     let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-    let missing: Vec<String> = fields
-        .iter()
-        .filter(|field| !columns.contains(field))
-        .map(
-            |field| match crate::similar::closest(field, columns.iter().copied()) {
-                Some(column) => format!("`{field}` (did you mean `{column}`?)"),
-                None => format!("`{field}`"),
-            },
-        )
-        .collect();
+    let (filled, unfilled): (Vec<&str>, Vec<&str>) =
+        names.iter().partition(|name| columns.contains(name));
+    let mut missing: Vec<&str> = Vec::new();
+    for name in unfilled {
+        let unread = reads_null::<R>(name)
+            && !filled.iter().any(|column| same_field::<R>(column, name))
+            // (Another name of a field already told.)
+            && !missing.iter().any(|told| same_field::<R>(told, name));
+        if unread {
+            missing.push(name);
+        }
+    }
     if missing.is_empty() {
         return Ok(());
     }
+    let told: Vec<String> = missing
+        .iter()
+        .map(
+            |name| match crate::similar::closest(name, columns.iter().copied()) {
+                Some(column) => format!("`{name}` (did you mean `{column}`?)"),
+                None => format!("`{name}`"),
+            },
+        )
+        .collect();
     Err(Error::Refused(format!(
-        "reading rows as `{}`: {} {} no column of the rows (columns: {}): such a field would \
-         read `None` (or its default) on every row; name its column \
-         (`#[serde(rename = \"…\")]`), or leave it out of reading (`#[serde(skip)]`); every \
-         name serde reads a field by, its aliases included, must be a column",
+        "reading rows as `{}`: {} no column of the rows (columns: {}), and would read `None` on \
+         every row: name its column (`#[serde(rename = \"…\")]`, or `alias`), or leave the field \
+         out of reading (`#[serde(skip)]`)",
         std::any::type_name::<R>(),
-        if missing.len() == 1 {
-            "field"
-        } else {
-            "fields"
-        },
-        if missing.len() == 1 {
-            format!("{} is", missing[0])
-        } else {
-            format!("{} are", missing.join(", "))
+        match told.as_slice() {
+            [one] => format!("field {one} is"),
+            many => format!("fields {} are", many.join(", ")),
         },
         columns.join(", ")
     )))
+}
+
+/// Whether `R` reads `{"<name>": null}` without its field `name` failing: an `Option` (an error
+/// at the root is another field missing).
+fn reads_null<R: DeserializeOwned>(name: &str) -> bool {
+    let json = serde_json::json!({ name: null }).to_string();
+    let mut deserializer = serde_json::Deserializer::from_str(&json);
+    match serde_path_to_error::deserialize::<_, R>(&mut deserializer) {
+        Ok(_) => true,
+        Err(error) => error.path().iter().next().is_none(),
+    }
+}
+
+/// Whether `a` and `b` are names of one field of `R` (one an alias of the other): serde refuses
+/// a record holding both as a duplicate. (Told only of fields reading `null`, the ones asked.)
+fn same_field<R: DeserializeOwned>(a: &str, b: &str) -> bool {
+    let json = format!(
+        "{{{}:null,{}:null}}",
+        serde_json::Value::from(a),
+        serde_json::Value::from(b)
+    );
+    serde_json::from_str::<R>(&json)
+        .err()
+        .is_some_and(|error| error.to_string().starts_with("duplicate field"))
 }
 
 /// The names `R`'s derived `Deserialize` reads a struct's fields by (serde's `FIELDS`,
@@ -477,14 +506,16 @@ mod tests {
             ],
         )
         .expect("batch");
-        // An `Option` serde would fill with `None` on every row, and a plain field.
+        // `Option`s serde would fill with `None` on every row (one by two names); a plain field
+        // no column fills fails the read itself, and one an alias fills reads.
         #[derive(Deserialize, Debug)]
         #[allow(dead_code)]
         struct Misnamed {
-            id: i64,
+            #[serde(alias = "id", alias = "order_id")]
+            key: i64,
             discount: Option<f64>,
-            #[serde(default)]
-            region: String,
+            #[serde(alias = "remark")]
+            note: Option<String>,
         }
         let error = batches_to_rows::<Misnamed>(std::slice::from_ref(&batch))
             .expect_err("no discount column")
@@ -493,21 +524,21 @@ mod tests {
             error,
             "reading rows as `lakehouse_runtime::frame::rows::tests::\
              a_field_no_column_fills_is_refused_not_read_as_none::Misnamed`: fields `discount` \
-             (did you mean `discount_pct`?), `region` are no column of the rows (columns: id, \
-             discount_pct): such a field would read `None` (or its default) on every row; name \
-             its column (`#[serde(rename = \"…\")]`), or leave it out of reading \
-             (`#[serde(skip)]`); every name serde reads a field by, its aliases included, must \
-             be a column"
+             (did you mean `discount_pct`?), `note` are no column of the rows (columns: id, \
+             discount_pct), and would read `None` on every row: name its column \
+             (`#[serde(rename = \"…\")]`, or `alias`), or leave the field out of reading \
+             (`#[serde(skip)]`)"
         );
 
         // Renamed to its column, or left out of reading: read.
         #[derive(Deserialize, Debug, PartialEq)]
         struct Named {
-            id: i64,
-            #[serde(rename = "discount_pct")]
+            #[serde(alias = "id", alias = "order_id")]
+            key: i64,
+            #[serde(alias = "discount_pct")]
             discount: Option<f64>,
             #[serde(skip)]
-            region: String,
+            note: Option<String>,
         }
         let read: Vec<Named> =
             batches_to_rows(std::slice::from_ref(&batch)).expect("every field a column");
