@@ -2132,6 +2132,101 @@ async fn changes_are_read_up_to_the_version_loaded() {
 }
 
 #[tokio::test]
+async fn a_run_is_refused_while_another_process_of_this_host_runs_some_of_its_pipelines() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    let first = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 1");
+    let records = orchestrator
+        .ledger()
+        .run(&first.run_id)
+        .await
+        .expect("ledger");
+    let start = records
+        .iter()
+        .find(|r| r.kind == "run" && r.status == "running")
+        .expect("the run's start is recorded");
+    // A run of `ok1` started by another process of this host, still alive (this test's
+    // parent), as a cron run started while the last one runs finds it.
+    let here = RunProcess::current();
+    let alive = RunProcess {
+        pid: std::os::unix::process::parent_id(),
+        started: None,
+        ..here.clone()
+    };
+    assert_eq!(alive.liveness(), Liveness::Alive);
+    let running = |process: &RunProcess, by: i64| lakehouse_runtime::ledger::RunRecord {
+        run_id: "r000002-elsewhere".to_owned(),
+        sequence: 2,
+        started_at: Timestamp(Timestamp::now().0 + by),
+        process: Some(process.to_json()),
+        planned: Some("ok1".to_owned()),
+        ..start.clone()
+    };
+    orchestrator
+        .ledger()
+        .append(&[running(&alive, 0)])
+        .await
+        .expect("recorded");
+
+    let refused = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect_err("beside a live run");
+    let text = refused.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "run `r000002-elsewhere` is still running (pid {} on {}, started ",
+            alive.pid, here.host
+        )) && text.ends_with(
+            ") and executes ok1: wait for it to end, or run with --force (two runs of an \
+             incremental pipeline at once fail at their writes)"
+        ),
+        "{text}"
+    );
+    // Refused before it started: it took no sequence.
+    let next = orchestrator
+        .ledger()
+        .next_sequence()
+        .await
+        .expect("sequence");
+    assert_eq!(next, 3);
+
+    // A run of other pipelines goes on; so does one with --force.
+    let ticks = RunConfig {
+        targets: vec!["ticks".to_owned()],
+        ..RunConfig::default()
+    };
+    let report = orchestrator.run(&ticks).await.expect("ticks alone");
+    assert!(report.succeeded(), "{}", report.render(false));
+    let forced = RunConfig {
+        force: true,
+        ..RunConfig::default()
+    };
+    let report = orchestrator.run(&forced).await.expect("forced");
+    assert!(report.succeeded(), "{}", report.render(false));
+
+    // Recorded by a process of another host (maybe a pod killed mid-run), it holds no run: the
+    // writes' own checks are left to tell.
+    let elsewhere = RunProcess {
+        host: format!("{}-elsewhere", here.host),
+        ..here.clone()
+    };
+    orchestrator
+        .ledger()
+        .append(&[running(&elsewhere, 1_000_000)])
+        .await
+        .expect("recorded");
+    let report = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("beside an unknown run");
+    assert!(report.succeeded(), "{}", report.render(false));
+}
+
+#[tokio::test]
 async fn a_run_whose_process_died_is_listed_and_resumed_with_its_plan() {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());

@@ -403,6 +403,24 @@ impl Ledger {
         rows(latest.filter(col("status").eq(lit(running)))?).await
     }
 
+    /// The runs recorded as running whose latest execution started at or after `since`: a
+    /// bounded read of the recent runs, for a run starting to look for one still going.
+    pub async fn running_since(&self, since: Timestamp) -> Result<Vec<RunRecord>> {
+        let since = lit(datafusion::scalar::ScalarValue::TimestampMicrosecond(
+            Some(since.0),
+            Some("UTC".into()),
+        ));
+        let latest = self
+            .latest_executions(
+                col("kind")
+                    .eq(lit("run"))
+                    .and(col("started_at").gt_eq(since)),
+            )
+            .await?;
+        let running = crate::orchestrator::Status::Running.as_str();
+        rows(latest.filter(col("status").eq(lit(running)))?).await
+    }
+
     /// The latest execution of every run recorded as a full refresh or rebuild, by sequence:
     /// one whose status is not `succeeded` (failed, cancelled, or died) did not finish, and an
     /// ordinary run of its pipelines would take a half-done refresh for done.

@@ -32,6 +32,9 @@ use crate::ledger::{Ledger, RunProcess, RunRecord};
 use crate::store::{PendingReader, Warehouse};
 use crate::table::Timestamp;
 
+/// How far back a run starting looks for one still going ([`Orchestrator::run`]): a day.
+const LIVE_RUN_LOOKBACK_MICROS: i64 = 24 * 3600 * 1_000_000;
+
 /// How far ahead of this host's clock a run's logical time may be without `force`: a little
 /// clock skew between hosts, not a typo.
 const FUTURE_RUN_AT_MARGIN_MICROS: i64 = 5 * 60 * 1_000_000;
@@ -387,6 +390,9 @@ impl Orchestrator {
             if !(config.force || config.full_refresh || config.rebuild) {
                 self.refuse_over_unfinished_refresh(&plan).await?;
             }
+            if !config.force {
+                self.refuse_beside_a_live_run(&plan).await?;
+            }
             if let Some(run_at) = config.run_at
                 && !config.force
             {
@@ -427,6 +433,50 @@ impl Orchestrator {
         };
         self.execute_run(run, &plan, config, &HashMap::new(), &HashMap::new(), first)
             .await
+    }
+
+    /// An error naming a run of some of `plan`'s pipelines still going in another process of
+    /// this host (a cron run started while the last one runs): it would do all its work, then
+    /// fail at its writes, two runs of an incremental pipeline at once reading the same new
+    /// rows. Only runs started in the last day are looked for (a bounded read of the ledger), and
+    /// only a process this host can see alive refuses: a run recorded by another host, or by a
+    /// process that died, is left to the writes' own checks (a pod killed mid-run must not block
+    /// every later run). This process's own runs (an application running several at once) are
+    /// its own business.
+    async fn refuse_beside_a_live_run(&self, plan: &Plan) -> Result<()> {
+        let since = Timestamp(Timestamp::now().0 - LIVE_RUN_LOOKBACK_MICROS);
+        let here = crate::ledger::RunProcess::current();
+        let planned: Vec<&str> = plan.pipelines().map(|p| p.name).collect();
+        for other in self.ledger.running_since(since).await? {
+            let Some(process) = other.run_process() else {
+                continue;
+            };
+            if process.host == here.host && process.pid == here.pid {
+                continue;
+            }
+            if process.liveness() != crate::ledger::Liveness::Alive {
+                continue;
+            }
+            let shared: Vec<&str> = other
+                .planned
+                .as_deref()
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter(|name| planned.contains(name))
+                .collect();
+            if shared.is_empty() {
+                continue;
+            }
+            return Err(Error::Refused(format!(
+                "run `{}` is still running ({process}, started {}) and executes {}: wait for it \
+                 to end, or run with --force (two runs of an incremental pipeline at once fail \
+                 at their writes)",
+                other.run_id,
+                other.started_at.to_rfc3339(),
+                shared.join(", ")
+            )));
+        }
+        Ok(())
     }
 
     /// An error naming a full refresh or rebuild that did not finish and planned some of
