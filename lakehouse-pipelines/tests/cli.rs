@@ -940,6 +940,24 @@ fn reading_a_warehouse_that_does_not_exist_is_an_error_and_creates_nothing() {
         "{}",
         stdout(&fresh)
     );
+    // The default location there but empty: nothing compared either, and nothing said to match.
+    let made = tempfile::tempdir().expect("dir");
+    std::fs::create_dir_all(made.path().join("data/warehouse")).expect("mkdir");
+    let empty = Command::new(env!("CARGO_BIN_EXE_orchestrate"))
+        .arg("check")
+        .current_dir(made.path())
+        .env("RUST_LOG", "warn")
+        .env_remove("LAKEHOUSE_WAREHOUSE")
+        .output()
+        .expect("the binary runs");
+    assert!(empty.status.success(), "{}", stderr(&empty));
+    let said = stdout(&empty);
+    assert!(
+        said.contains("tables: none written at data/warehouse yet, nothing to compare")
+            && !said.contains("every Delta table matches")
+            && !said.contains("every data file"),
+        "{said}"
+    );
     // Given, even as the default's text, a location that does not exist fails the gate.
     let given = Command::new(env!("CARGO_BIN_EXE_orchestrate"))
         .arg("check")
@@ -1232,6 +1250,26 @@ fn a_loop_prints_each_report_and_checks_the_settings_once() {
     let out = stdout(&output);
     assert_eq!(out.matches("1 succeeded in").count(), 2, "{out}");
     assert!(out.ends_with("2 run(s) done\n"), "{out}");
+    // Runs whose pipelines fail are done too, and counted apart (an empty snapshot directory).
+    let empty = tempfile::tempdir().expect("dir");
+    let opendata_dir = empty.path().display().to_string();
+    let failing = orchestrate(
+        dir.path(),
+        &[
+            "--opendata-dir",
+            &opendata_dir,
+            "run",
+            "--select",
+            "velib_station_info",
+            "--every",
+            "1ms",
+            "--iterations",
+            "2",
+        ],
+    );
+    assert_eq!(failing.status.code(), Some(1), "{}", stderr(&failing));
+    let out = stdout(&failing);
+    assert!(out.ends_with("2 run(s) done (2 not successful)\n"), "{out}");
     let warning = "setting `dim.typo` was not read by any pipeline of the run";
     assert_eq!(
         stderr(&output).matches(warning).count(),
@@ -1603,6 +1641,16 @@ fn an_option_and_a_set_giving_one_setting_two_values_are_refused() {
         (
             &["--opendata-dir", "/a", "check", "--set", "opendata.dir=/b"][..],
             "`--opendata-dir /a` and `--set opendata.dir=/b` name two directories: give one",
+        ),
+        (
+            &["--live", "--opendata-dir", "/a", "run"][..],
+            "`--live` reads the open-data APIs and would leave `--opendata-dir /a` unread: to \
+             record their answers there, use `--set opendata.mode=record` instead of `--live`; \
+             to read that snapshot, leave `--live` out",
+        ),
+        (
+            &["--live", "run", "--set", "opendata.dir=/b"][..],
+            "would leave `--set opendata.dir=/b` unread",
         ),
     ] {
         let refused = orchestrate(dir.path(), args);

@@ -116,10 +116,16 @@ pub(super) async fn check(registry: &Registry, global: &GlobalArgs) -> Result<Ex
             all_tables(registry).len(),
             global.warehouse()
         );
+    } else if written == 0 && unreadable == 0 {
+        // (The default location, made by something else: nothing to compare, as without it.)
+        say!(
+            "tables: none written at {} yet, nothing to compare",
+            global.warehouse()
+        );
     } else if drifts == 0 && unreadable == 0 {
         say!("tables: every Delta table matches its declaration");
     }
-    if damaged == 0 && unreadable == 0 {
+    if written > 0 && damaged == 0 && unreadable == 0 {
         say!("files: every data file the tables reference is present");
     }
     for table in &stale {

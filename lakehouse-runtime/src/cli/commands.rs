@@ -349,6 +349,21 @@ fn refuse_conflicting_settings(global: &GlobalArgs) -> Result<()> {
             "`--live` and `--set opendata.mode={mode}` ask for two modes: give one"
         )));
     }
+    // A live run reads no snapshot and records none: the directory would be silently unread.
+    if global.live {
+        let dir = global
+            .opendata_dir
+            .as_ref()
+            .map(|dir| format!("--opendata-dir {}", dir.display()))
+            .or_else(|| set("opendata.dir").map(|dir| format!("--set opendata.dir={dir}")));
+        if let Some(dir) = dir {
+            return Err(Error::Refused(format!(
+                "`--live` reads the open-data APIs and would leave `{dir}` unread: to record \
+                 their answers there, use `--set opendata.mode=record` instead of `--live`; to \
+                 read that snapshot, leave `--live` out"
+            )));
+        }
+    }
     // The same directory however written (`./snap`, `../x/snap`, its absolute path, a link).
     let same = |a: &std::path::Path, b: &std::path::Path| match (
         std::fs::canonicalize(a),

@@ -258,12 +258,14 @@ async fn run_selected(
             // Each run's report as it ends; the settings check after the first complete run.
             let mut code = ExitCode::SUCCESS;
             let mut checked = false;
+            let mut unsuccessful = 0usize;
             let on_report = |report: &RunReport| {
                 if !checked {
                     checked = warn_unread_settings(&settings, report, global);
                 }
                 if finish(report, false) != ExitCode::SUCCESS {
                     code = ExitCode::FAILURE;
+                    unsuccessful += 1;
                 }
             };
             let runs = with_progress(orchestrator, |o| async move {
@@ -271,15 +273,20 @@ async fn run_selected(
                     .await
             })
             .await?;
+            // (A run whose pipelines failed is done, and counted apart.)
+            let of_them = match unsuccessful {
+                0 => String::new(),
+                n => format!(" ({n} not successful)"),
+            };
             if runs.failed > 0 {
                 tell!(
-                    "{} run(s) done, {} more could not start or be recorded (see the log)",
+                    "{} run(s) done{of_them}, {} more could not start or be recorded (see the log)",
                     runs.done,
                     runs.failed
                 );
                 return Ok(ExitCode::FAILURE);
             }
-            tell!("{} run(s) done", runs.done);
+            tell!("{} run(s) done{of_them}", runs.done);
             Ok(code)
         }
     }
