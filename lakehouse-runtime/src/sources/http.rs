@@ -269,11 +269,20 @@ impl HttpFetch {
             .map(|(bytes, _)| bytes)
             .unwrap_or_default();
         // Opendatasoft tells when a quota resets in the body only (a daily one: hours away).
-        let retry_after = headers_hint.or_else(|| {
+        // A header's wait comes first (the body's reset may be another limit's, a day's while
+        // the header tells the minute's), but a zero there (`Retry-After: 0`, a rate-limit
+        // reset already past) must not hide the body's reset: the quota would be asked again
+        // at once, and every retry spent.
+        let body_wait = || {
             (status.as_u16() == 429)
                 .then(|| super::json::quota_reset_wait(&body, self.timer.now()))
                 .flatten()
-        });
+        };
+        let retry_after = match headers_hint {
+            Some(wait) if wait.is_zero() => body_wait().or(Some(wait)),
+            Some(wait) => Some(wait),
+            None => body_wait(),
+        };
         let mut message = format!("HTTP {status}: {}", api_error_message(&body));
         if let Some(why) = withheld.filter(|_| matches!(status.as_u16(), 401 | 403)) {
             message.push_str(&format!(" ({why})"));

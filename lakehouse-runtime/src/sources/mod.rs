@@ -588,7 +588,10 @@ impl OpenData {
                          (`--opendata-dir`) to a snapshot, or run with `--live`",
                     ));
                 }
-                Arc::new(SnapshotFetch::new(&self.dir))
+                Arc::new(
+                    SnapshotFetch::new(&self.dir)
+                        .with_max_body(self.policy.max_body_bytes, self.policy.setting("max_body")),
+                )
             }
             Mode::Live => Arc::new(self.http()?),
             Mode::Record => Arc::new(RecordingFetch::new(Arc::new(self.http()?), &self.dir)),

@@ -103,12 +103,25 @@ fn clean(segment: &str) -> String {
 #[derive(Clone, Debug)]
 pub struct SnapshotFetch {
     dir: PathBuf,
+    /// The largest file read whole, and the setting that raises it (as a live body's).
+    max_body: Option<(u64, String)>,
 }
 
 impl SnapshotFetch {
-    /// Reads recorded responses from `dir`.
+    /// Reads recorded responses from `dir`, of any size.
     pub fn new(dir: impl Into<PathBuf>) -> SnapshotFetch {
-        SnapshotFetch { dir: dir.into() }
+        SnapshotFetch {
+            dir: dir.into(),
+            max_body: None,
+        }
+    }
+
+    /// Refuses a recorded response of more than `limit` bytes read whole, as a live one over
+    /// `setting`'s limit is: a snapshot run must not fill the memory a live run would not.
+    /// Streamed exports are not bounded, as live.
+    pub fn with_max_body(mut self, limit: u64, setting: impl Into<String>) -> SnapshotFetch {
+        self.max_body = Some((limit, setting.into()));
+        self
     }
 
     /// The snapshot directory.
@@ -176,6 +189,21 @@ impl Fetch for SnapshotFetch {
     fn get<'a>(&'a self, url: &'a Url) -> BoxFuture<'a, Result<Body>> {
         Box::pin(async move {
             let path = self.file(url)?;
+            if let Some((limit, setting)) = &self.max_body {
+                let size = std::fs::metadata(&path)
+                    .map_err(|e| io_error(&path, "cannot read the snapshot file", e))?
+                    .len();
+                if size > *limit {
+                    return Err(Error::source_final(
+                        origin(&path, url),
+                        format!(
+                            "the body is {size} bytes, more than the {limit} bytes allowed: \
+                             raise `{setting}` if the response is expected to be this large, or \
+                             ask for smaller pages"
+                        ),
+                    ));
+                }
+            }
             let read_path = path.clone();
             let bytes = blocking(move || std::fs::read(&read_path))
                 .await

@@ -428,12 +428,23 @@ async fn a_wait_longer_than_the_total_budget_is_not_made() {
 
 #[tokio::test]
 async fn a_quota_reset_told_in_the_body_only_is_waited_for_too() {
-    // Opendatasoft's daily quota: no header, its reset time in the body.
-    let server = TestServer::start(|_| {
-        Reply::json(
+    // Opendatasoft's daily quota: its reset time in the body, and no header, or one saying to
+    // wait nothing (which must not hide the body's reset).
+    for zero_header in [None, Some("0")] {
+        quota_reset_in_the_body(zero_header).await;
+    }
+}
+
+async fn quota_reset_in_the_body(retry_after: Option<&'static str>) {
+    let server = TestServer::start(move |_| {
+        let reply = Reply::json(
             429,
             r#"{"errorcode": 10005, "reset_time": "2099-01-01T00:00:00Z", "limit_time_unit": "day", "call_limit": 1000, "error": "You have exceeded the requests limit for anonymous users."}"#,
-        )
+        );
+        match retry_after {
+            Some(wait) => reply.header("Retry-After", wait),
+            None => reply,
+        }
     });
     let (fetch, timer) = http(policy());
 

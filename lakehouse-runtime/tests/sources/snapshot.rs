@@ -413,3 +413,47 @@ async fn recording_warns_only_of_a_response_an_earlier_recording_saved() {
         "{said}"
     );
 }
+
+#[tokio::test]
+async fn a_snapshot_file_over_the_body_limit_is_refused_as_a_live_body_is() {
+    let dir = fixtures("paged");
+    let name = format!("api/explore/v2.1/catalog/datasets/{STATUS}/records@limit=20&offset=0.json");
+    let size = std::fs::metadata(dir.join(PARIS).join(&name))
+        .expect("fixture")
+        .len();
+    let url = Url::parse(&format!(
+        "https://{PARIS}/api/explore/v2.1/catalog/datasets/{STATUS}/records?limit=20&offset=0"
+    ))
+    .expect("URL");
+    let mut settings = Settings::new();
+    settings.set("opendata.velib.http.max_body", (size - 1).to_string());
+    let open = OpenData::from_settings(&settings, "velib", &dir).expect("snapshot");
+
+    let error = open
+        .fetch()
+        .expect("snapshot")
+        .get(&url)
+        .await
+        .expect_err("over the limit");
+
+    let text = error.to_string();
+    assert!(
+        text.contains(&format!(
+            "the body is {size} bytes, more than the {} bytes allowed: raise \
+             `opendata.velib.http.max_body` if the response is expected to be this large",
+            size - 1
+        )) && text.contains("records@limit=20&offset=0.json"),
+        "{text}"
+    );
+    assert!(!error.is_retryable(), "{error:?}");
+    // At the limit, read.
+    settings.set("opendata.velib.http.max_body", size.to_string());
+    let open = OpenData::from_settings(&settings, "velib", &dir).expect("snapshot");
+    let body = open
+        .fetch()
+        .expect("snapshot")
+        .get(&url)
+        .await
+        .expect("read");
+    assert_eq!(body.bytes.len() as u64, size);
+}
