@@ -469,33 +469,53 @@ async fn next_chunk(
         return None;
     }
     let left = state.deadline.saturating_duration_since(Instant::now());
-    let failure = match tokio::time::timeout(idle.min(left), state.response.chunk()).await {
-        Ok(Ok(Some(chunk))) => {
-            state.read += chunk.len();
-            return Some((Ok(chunk.to_vec()), state));
-        }
-        Ok(Ok(None)) => return None,
-        Ok(Err(e)) => format!("the connection failed ({})", chain(&e)),
-        Err(_) if left < idle => format!(
-            "the maximum total duration for one URL, {} (`{}`), passed",
-            humantime::format_duration(state.max_elapsed),
-            state.max_elapsed_setting
-        ),
-        Err(_) => format!(
-            "no data for {} (`{}`)",
-            humantime::format_duration(idle),
-            state.timeout_setting
-        ),
-    };
+    // (`true`: a retry would most likely meet the same, a body this long at this pace.)
+    let (failure, again_the_same) =
+        match tokio::time::timeout(idle.min(left), state.response.chunk()).await {
+            Ok(Ok(Some(chunk))) => {
+                state.read += chunk.len();
+                return Some((Ok(chunk.to_vec()), state));
+            }
+            Ok(Ok(None)) => return None,
+            Ok(Err(e)) => (format!("the connection failed ({})", chain(&e)), false),
+            Err(_) if left < idle => (
+                format!(
+                    "the maximum total duration for one URL, {} (`{}`), passed",
+                    humantime::format_duration(state.max_elapsed),
+                    state.max_elapsed_setting
+                ),
+                true,
+            ),
+            Err(_) => (
+                format!(
+                    "no data for {} (`{}`)",
+                    humantime::format_duration(idle),
+                    state.timeout_setting
+                ),
+                false,
+            ),
+        };
     state.done = true;
-    let error = Error::source(
-        state.url.clone(),
-        format!(
-            "{failure} after {} bytes of the body: the response is incomplete; nothing was \
-             written; rerun the pipeline",
-            state.read
-        ),
-    );
+    let read = state.read;
+    let error = if again_the_same {
+        Error::source_final(
+            state.url.clone(),
+            format!(
+                "{failure} after {read} bytes of the body, still arriving: the response is \
+                 incomplete; nothing was written; raise `{}` for a body this long (a rerun \
+                 would most likely stop where this one did)",
+                state.max_elapsed_setting
+            ),
+        )
+    } else {
+        Error::source(
+            state.url.clone(),
+            format!(
+                "{failure} after {read} bytes of the body: the response is incomplete; nothing \
+                 was written; rerun the pipeline"
+            ),
+        )
+    };
     Some((Err(error), state))
 }
 

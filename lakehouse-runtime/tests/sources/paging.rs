@@ -407,9 +407,14 @@ async fn an_export_trickling_past_the_total_time_for_its_url_fails_the_ingestion
         "says which limit passed and the setting that raises it: {text}"
     );
     assert!(
-        text.contains("the response is incomplete; nothing was written"),
+        text.contains(
+            "bytes of the body, still arriving: the response is incomplete; nothing was \
+             written; raise `opendata.http.max_elapsed` for a body this long"
+        ),
         "{text}"
     );
+    // A body this long at this pace would stop again: not retried with the pipeline.
+    assert!(!error.is_retryable(), "{error:?}");
 }
 
 #[tokio::test]
