@@ -193,7 +193,8 @@ impl<'a> Record<'a> {
         }
     }
 
-    /// A required 32-bit integer (a number; text is rejected).
+    /// A required 32-bit integer (a number, `20.0` included: a feed written by a JSON library
+    /// that makes every number a float; a fraction and text are rejected).
     pub fn int(&self, key: &str) -> Result<i32, Rejected> {
         let value = self.required(key)?;
         self.as_int(key, value)
@@ -207,8 +208,18 @@ impl<'a> Record<'a> {
     }
 
     fn as_int(&self, key: &str, value: &Value) -> Result<i32, Rejected> {
+        let whole_float = || {
+            value
+                .as_f64()
+                .filter(|f| {
+                    f.fract() == 0.0 && (f64::from(i32::MIN)..=f64::from(i32::MAX)).contains(f)
+                })
+                // (Whole and within range: exact.)
+                .map(|f| f as i64)
+        };
         value
             .as_i64()
+            .or_else(whole_float)
             .and_then(|n| i32::try_from(n).ok())
             .ok_or_else(|| self.wrong(key, "an integer", value))
     }

@@ -380,6 +380,37 @@ async fn a_byte_order_mark_and_an_odd_ttl_do_not_fail_a_feed() {
 }
 
 #[test]
+fn a_count_written_as_a_whole_float_is_read_and_a_fraction_or_text_rejected() {
+    let read = |value: serde_json::Value| {
+        let record = serde_json::json!({ "num_bikes_available": value });
+        Record::new(&record)
+            .expect("an object")
+            .count("num_bikes_available")
+            .map_err(|rejected| rejected.0)
+    };
+    assert_eq!(read(serde_json::json!(20)), Ok(20));
+    assert_eq!(read(serde_json::json!(20.0)), Ok(20));
+    assert_eq!(
+        read(serde_json::json!(20.5)),
+        Err("`num_bikes_available` should be an integer but is the number 20.5".to_owned())
+    );
+    assert_eq!(
+        read(serde_json::json!(3e10)),
+        Err(
+            "`num_bikes_available` should be an integer but is the number 30000000000.0".to_owned()
+        )
+    );
+    assert_eq!(
+        read(serde_json::json!("5")),
+        Err("`num_bikes_available` should be an integer but is the string \"5\"".to_owned())
+    );
+    assert_eq!(
+        read(serde_json::json!(-2.0)),
+        Err("`num_bikes_available` is negative (-2): a count cannot be".to_owned())
+    );
+}
+
+#[test]
 fn last_reported_is_read_as_seconds_however_a_feed_writes_them() {
     let read = |value: serde_json::Value| {
         let record = serde_json::json!({ "last_reported": value });
