@@ -74,6 +74,9 @@ struct Successes {
     version: u64,
     /// By pipeline; `None`: looked up, never succeeded.
     latest: HashMap<String, Option<RunRecord>>,
+    /// Whether `latest` holds every pipeline that ever succeeded (looked up all at once): one
+    /// it lacks never did.
+    every_pipeline: bool,
     /// The latest execution of each run recorded as a refresh, by run id, once looked up.
     refreshes: Option<HashMap<String, RunRecord>>,
 }
@@ -93,12 +96,16 @@ impl Successes {
             if !record.places_cursor() {
                 continue;
             }
-            let Some(known) = record
-                .pipeline
-                .as_ref()
-                .and_then(|p| self.latest.get_mut(p))
-            else {
+            let Some(pipeline) = record.pipeline.as_ref() else {
                 continue;
+            };
+            let known = match self.every_pipeline {
+                // Its first success, if it has none.
+                true => self.latest.entry(pipeline.clone()).or_insert(None),
+                false => match self.latest.get_mut(pipeline) {
+                    Some(known) => known,
+                    None => continue,
+                },
             };
             // By sequence, then execution (a later resume of the run, whatever the clocks of
             // the hosts that ran them), then time.
@@ -464,6 +471,7 @@ impl Ledger {
                     *successes = Some(Successes {
                         version,
                         latest: HashMap::new(),
+                        every_pipeline: false,
                         refreshes: Some(latest),
                     })
                 }
@@ -592,34 +600,25 @@ impl Ledger {
                     if let Some(found) = known.latest.get(pipeline) {
                         return Ok(found.clone());
                     }
+                    if known.every_pipeline {
+                        return Ok(None);
+                    }
                 }
                 // Another process committed: what is remembered may be out of date.
                 _ => {
                     *successes = Some(Successes {
                         version,
                         latest: HashMap::new(),
+                        every_pipeline: false,
                         refreshes: None,
                     })
                 }
             }
         }
-        let df = self
-            .records()
-            .await?
-            .filter(
-                col("pipeline")
-                    .eq(lit(pipeline))
-                    .and(col("status").eq(lit("succeeded")))
-                    .and(col("input_versions").is_not_null())
-                    .and(col("input_versions").not_eq(lit(NO_INPUT_VERSIONS))),
-            )?
-            .sort(vec![
-                col("sequence").sort(false, false),
-                col("execution").sort(false, false),
-                col("started_at").sort(false, false),
-            ])?
-            .limit(0, Some(1))?;
-        let found = rows(df).await?.into_iter().next();
+        // Every pipeline's at once: an orchestrator asks for each incremental pipeline it runs,
+        // and each lookup is a scan of the whole runs table.
+        let mut latest = self.latest_successes().await?;
+        let found = latest.remove(pipeline);
         // Remembered only if the table is still at the version looked at before the query (and
         // the query saw no later commit: such a commit moves the table past it, and the next
         // lookup forgets).
@@ -631,10 +630,56 @@ impl Ledger {
             if let Some(known) = successes.as_mut()
                 && known.version == version
             {
+                known.latest.extend(
+                    latest
+                        .into_iter()
+                        .map(|(name, record)| (name, Some(record))),
+                );
                 known.latest.insert(pipeline.to_owned(), found.clone());
+                known.every_pipeline = true;
             }
         }
         Ok(found)
+    }
+
+    /// The latest successful attempt of every pipeline that recorded its inputs' versions (see
+    /// [`Ledger::last_success`]), by pipeline, in one pass over the runs table: each column is
+    /// that of the pipeline's first row by sequence, execution, time and attempt, all
+    /// descending (no two rows of a pipeline tie on all four).
+    async fn latest_successes(&self) -> Result<HashMap<String, RunRecord>> {
+        use datafusion::functions_aggregate::expr_fn::first_value;
+        let records = self.records().await?;
+        let latest_first = vec![
+            col("sequence").sort(false, false),
+            col("execution").sort(false, false),
+            col("started_at").sort(false, false),
+            col("attempt").sort(false, false),
+        ];
+        let columns: Vec<String> = records
+            .schema()
+            .fields()
+            .iter()
+            .map(|field| field.name().clone())
+            .filter(|name| name != "pipeline")
+            .collect();
+        let firsts = columns
+            .iter()
+            .map(|name| first_value(col(name.as_str()), latest_first.clone()).alias(name))
+            .collect();
+        let df = records
+            .filter(
+                col("pipeline")
+                    .is_not_null()
+                    .and(col("status").eq(lit("succeeded")))
+                    .and(col("input_versions").is_not_null())
+                    .and(col("input_versions").not_eq(lit(NO_INPUT_VERSIONS))),
+            )?
+            .aggregate(vec![col("pipeline")], firsts)?;
+        Ok(rows::<RunRecord>(df)
+            .await?
+            .into_iter()
+            .filter_map(|record| Some((record.pipeline.clone()?, record)))
+            .collect())
     }
 
     /// The files `pipeline` ingested (see `Ctx::read_new_files`). The files of its latest
