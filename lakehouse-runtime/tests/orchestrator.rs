@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use lakehouse_runtime::ledger::{Liveness, RunProcess};
 use lakehouse_runtime::orchestrator::{
-    Direction, Orchestrator, Redo, RunConfig, SkipPolicy, Status,
+    Direction, MAX_FAILED_LOOP_RUNS, Orchestrator, Redo, RunConfig, SkipPolicy, Status,
 };
 use lakehouse_runtime::prelude::*;
 use lakehouse_runtime::{PipelineDescriptor, Registry};
@@ -2193,6 +2193,21 @@ async fn a_run_is_refused_while_another_process_of_this_host_runs_some_of_its_pi
         .await
         .expect("sequence");
     assert_eq!(next, 3);
+    // A loop skips such ticks, rather than fail after a few.
+    let skipping = orchestrator
+        .run_loop_with(
+            &RunConfig::default(),
+            Duration::from_millis(1),
+            None,
+            Some(MAX_FAILED_LOOP_RUNS + 1),
+            |_| {},
+        )
+        .await
+        .expect("ticks skipped");
+    assert_eq!(
+        (skipping.done, skipping.failed, skipping.skipped),
+        (0, 0, MAX_FAILED_LOOP_RUNS + 1)
+    );
 
     // A run of other pipelines goes on; so does one with --force.
     let ticks = RunConfig {

@@ -614,7 +614,7 @@ async fn attempt_once(
     slot: &mut Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<Written> {
     let Cuts { timeout, mut stop } = cuts;
-    let mut abort = orchestrator.abort.clone();
+    let abort = orchestrator.abort.clone();
     let warehouse = orchestrator.warehouse.clone();
     let (sequence, run_id) = (run.sequence, run.run_id.clone());
     // Without the progress events' sender: a live display ends when every sender is gone, and
@@ -675,6 +675,11 @@ async fn attempt_once(
         AFTER_CUT_LIMIT
     };
     let deadline = cut_at + after_cut;
+    // An abort counted from the cut when it came before, else from when it comes.
+    let mut abort = AbortClock {
+        abort,
+        aborted_at: aborted.then_some(cut_at),
+    };
     let committed: Option<bool> = if has_committed.load(Ordering::Acquire) {
         Some(true)
     } else {
@@ -697,6 +702,8 @@ async fn attempt_once(
         } else {
             timeout.unwrap_or_default().max(Duration::from_secs(60))
         };
+        // Its own 5 s to record the commit, from now, when aborted.
+        abort.restart();
         tracing::warn!(
             grace = %humantime::format_duration(grace),
             "{} after the commit; recording what it wrote",
@@ -707,7 +714,7 @@ async fn attempt_once(
             None => {
                 task.abort();
                 // (An aborted task that was awaiting ends as soon as a worker runs it.)
-                let stop_limit = if *abort.borrow() {
+                let stop_limit = if abort.aborted() {
                     Duration::from_millis(500)
                 } else {
                     AFTER_CUT_LIMIT
@@ -742,8 +749,7 @@ async fn attempt_once(
     // Some time at least, even when the commit check took the deadline: an aborted task that
     // was awaiting (the usual case) ends as soon as a worker runs it. An aborted run's attempt
     // shares one deadline for the checks and the wait, the README's "5 s at most".
-    let aborted = *abort.borrow();
-    let least = if aborted {
+    let least = if abort.aborted() {
         Duration::from_millis(500)
     } else {
         Duration::from_secs(5)
@@ -781,7 +787,7 @@ async fn attempt_once(
     let landed: Option<bool> = if left_running || committed != Some(false) {
         Some(false)
     } else {
-        let limit = if *abort.borrow() {
+        let limit = if abort.aborted() {
             deadline.saturating_duration_since(tokio::time::Instant::now())
         } else {
             Duration::from_secs(5)
@@ -839,23 +845,57 @@ async fn attempt_once(
     })
 }
 
-/// `future`'s output if it ends within `limit`, or, should the run be aborted meanwhile (a
-/// second interrupt, the end of the grace after SIGTERM: its supervisor kills it soon), within
-/// [`ABORTED_CUT_LIMIT`] of the abort; `None` past that.
+/// The run's abort, as an attempt cut short waits: once it comes, every wait ends within
+/// [`ABORTED_CUT_LIMIT`] of it, whatever each wait's own limit.
+struct AbortClock {
+    abort: watch::Receiver<bool>,
+    /// When the abort was first seen (or the cut, when it came before).
+    aborted_at: Option<tokio::time::Instant>,
+}
+
+impl AbortClock {
+    /// Whether the run is aborted (seen now, or by a wait).
+    fn aborted(&mut self) -> bool {
+        if self.aborted_at.is_none() && *self.abort.borrow() {
+            self.aborted_at = Some(tokio::time::Instant::now());
+        }
+        self.aborted_at.is_some()
+    }
+
+    /// Counts the abort's limit from now, for a wait that has a limit of its own once aborted.
+    fn restart(&mut self) {
+        if self.aborted() {
+            self.aborted_at = Some(tokio::time::Instant::now());
+        }
+    }
+}
+
+/// `future`'s output if it ends within `limit`, or, should the run be aborted (before or
+/// meanwhile: a second interrupt, the end of the grace after SIGTERM; its supervisor kills it
+/// soon), within [`ABORTED_CUT_LIMIT`] of the abort; `None` past that.
 async fn within<F: std::future::Future + Unpin>(
     future: &mut F,
     limit: Duration,
-    abort: &mut watch::Receiver<bool>,
+    clock: &mut AbortClock,
 ) -> Option<F::Output> {
     let deadline = tokio::time::Instant::now() + limit;
+    if clock.aborted() {
+        let cut = clock
+            .aborted_at
+            .map_or(deadline, |at| deadline.min(at + ABORTED_CUT_LIMIT));
+        return tokio::time::timeout_at(cut, future).await.ok();
+    }
     // (Its guard dropped at once: it must not be held across an await.)
+    let abort = &mut clock.abort;
     let aborted = async { abort.wait_for(|aborted| *aborted).await.is_ok() };
     tokio::select! {
         output = tokio::time::timeout_at(deadline, &mut *future) => output.ok(),
         aborted = aborted => {
             // No sender left, no abort can come: the whole limit.
             let cut = if aborted {
-                deadline.min(tokio::time::Instant::now() + ABORTED_CUT_LIMIT)
+                let now = tokio::time::Instant::now();
+                clock.aborted_at = Some(now);
+                deadline.min(now + ABORTED_CUT_LIMIT)
             } else {
                 deadline
             };

@@ -32,6 +32,24 @@ use crate::ledger::{Ledger, RunProcess, RunRecord};
 use crate::store::{PendingReader, Warehouse};
 use crate::table::Timestamp;
 
+/// A run refused because another process of this host runs some of its pipelines: a loop
+/// skips its tick, rather than count it as a run that could not start.
+#[derive(Debug)]
+struct BesideALiveRun(String);
+
+impl std::fmt::Display for BesideALiveRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BesideALiveRun {}
+
+/// Whether `error` refused a run beside a live one ([`Orchestrator::run`]).
+pub(crate) fn is_beside_a_live_run(error: &Error) -> bool {
+    matches!(error, Error::Other(inner) if inner.is::<BesideALiveRun>())
+}
+
 /// How far back a run starting looks for one still going ([`Orchestrator::run`]): a day.
 const LIVE_RUN_LOOKBACK_MICROS: i64 = 24 * 3600 * 1_000_000;
 
@@ -445,13 +463,13 @@ impl Orchestrator {
     /// its own business.
     async fn refuse_beside_a_live_run(&self, plan: &Plan) -> Result<()> {
         let since = Timestamp(Timestamp::now().0 - LIVE_RUN_LOOKBACK_MICROS);
-        let here = crate::ledger::RunProcess::current();
+        let here = RunProcess::current();
         let planned: Vec<&str> = plan.pipelines().map(|p| p.name).collect();
         for other in self.ledger.running_since(since).await? {
             let Some(process) = other.run_process() else {
                 continue;
             };
-            if process.host == here.host && process.pid == here.pid {
+            if process == here {
                 continue;
             }
             if process.liveness() != crate::ledger::Liveness::Alive {
@@ -467,14 +485,14 @@ impl Orchestrator {
             if shared.is_empty() {
                 continue;
             }
-            return Err(Error::Refused(format!(
+            return Err(Error::Other(Box::new(BesideALiveRun(format!(
                 "run `{}` is still running ({process}, started {}) and executes {}: wait for it \
                  to end, or run with --force (two runs of an incremental pipeline at once fail \
                  at their writes)",
                 other.run_id,
                 other.started_at.to_rfc3339(),
                 shared.join(", ")
-            )));
+            )))));
         }
         Ok(())
     }

@@ -15,6 +15,9 @@ pub struct LoopRuns {
     pub done: usize,
     /// Runs that could not start or be recorded.
     pub failed: usize,
+    /// Ticks skipped because another process of this host was running some of the selected
+    /// pipelines.
+    pub skipped: usize,
 }
 
 impl Orchestrator {
@@ -112,6 +115,11 @@ impl Orchestrator {
                     tracing::info!(run_id = %report.run_id, status = %report.status(), "loop iteration finished");
                     on_report(&report);
                 }
+                // Not this loop's failure: its next tick may find the other run ended.
+                Err(error) if super::is_beside_a_live_run(&error) => {
+                    runs.skipped += 1;
+                    tracing::warn!(%error, "this tick's run is skipped");
+                }
                 Err(error) if failed_in_a_row + 1 < MAX_FAILED_LOOP_RUNS => {
                     failed_in_a_row += 1;
                     runs.failed += 1;
@@ -133,7 +141,8 @@ impl Orchestrator {
                 ticker.reset_at(at);
             }
             // No run starts `duration` or later after the first.
-            let done = iterations.is_some_and(|n| runs.done + runs.failed >= n)
+            // (A skipped tick counts: a loop of N iterations ends after N ticks.)
+            let done = iterations.is_some_and(|n| runs.done + runs.failed + runs.skipped >= n)
                 || duration.is_some_and(|d| next.is_none_or(|offset| offset >= d));
             if done || *shutdown.borrow() || *self.abort.borrow() {
                 break;
