@@ -1652,6 +1652,11 @@ fn an_option_and_a_set_giving_one_setting_two_values_are_refused() {
             &["--live", "run", "--set", "opendata.dir=/b"][..],
             "would leave `--set opendata.dir=/b` unread",
         ),
+        (
+            &["--opendata-dir", "/a", "run", "--set", "opendata.mode=live"][..],
+            "`--set opendata.mode=live` reads the open-data APIs and would leave \
+             `--opendata-dir /a` unread",
+        ),
     ] {
         let refused = orchestrate(dir.path(), args);
         assert_eq!(refused.status.code(), Some(1), "{args:?}");

@@ -350,17 +350,21 @@ fn refuse_conflicting_settings(global: &GlobalArgs) -> Result<()> {
         )));
     }
     // A live run reads no snapshot and records none: the directory would be silently unread.
-    if global.live {
+    if global.live || set("opendata.mode") == Some("live") {
         let dir = global
             .opendata_dir
             .as_ref()
             .map(|dir| format!("--opendata-dir {}", dir.display()))
             .or_else(|| set("opendata.dir").map(|dir| format!("--set opendata.dir={dir}")));
         if let Some(dir) = dir {
+            let live = match global.live {
+                true => "--live",
+                false => "--set opendata.mode=live",
+            };
             return Err(Error::Refused(format!(
-                "`--live` reads the open-data APIs and would leave `{dir}` unread: to record \
-                 their answers there, use `--set opendata.mode=record` instead of `--live`; to \
-                 read that snapshot, leave `--live` out"
+                "`{live}` reads the open-data APIs and would leave `{dir}` unread: to record \
+                 their answers there, use `--set opendata.mode=record` instead of `{live}`; to \
+                 read that snapshot, leave `{live}` out"
             )));
         }
     }

@@ -265,7 +265,10 @@ async fn run_selected(
                 }
                 if finish(report, false) != ExitCode::SUCCESS {
                     code = ExitCode::FAILURE;
-                    unsuccessful += 1;
+                    // (One not recorded is counted with those that could not be.)
+                    if report.unrecorded.is_none() {
+                        unsuccessful += 1;
+                    }
                 }
             };
             let runs = with_progress(orchestrator, |o| async move {
@@ -274,10 +277,16 @@ async fn run_selected(
             })
             .await?;
             // (A run whose pipelines failed is done, and counted apart.)
-            let of_them = match unsuccessful {
+            let mut of_them = match unsuccessful {
                 0 => String::new(),
                 n => format!(" ({n} not successful)"),
             };
+            if runs.skipped > 0 {
+                of_them.push_str(&format!(
+                    ", {} tick(s) skipped beside another process's run",
+                    runs.skipped
+                ));
+            }
             if runs.failed > 0 {
                 tell!(
                     "{} run(s) done{of_them}, {} more could not start or be recorded (see the log)",
