@@ -164,41 +164,61 @@ impl GbfsClient {
             .get("data")
             .and_then(Value::as_object)
             .ok_or_else(|| malformed("no `data` object"))?;
-        // GBFS 3.0 lists the feeds in `data.feeds`; earlier versions per language.
-        let feeds = match data.get("feeds") {
-            Some(feeds) => feeds,
+        // GBFS 3.0 lists the feeds in `data.feeds`; earlier versions per language: the
+        // preferred ones first, then the others alphabetically (JSON objects are read without
+        // their order: the same feed at every run), a feed taken from the first that lists it
+        // (a language may list fewer feeds than another).
+        let lists: Vec<&Value> = match data.get("feeds") {
+            Some(feeds) => vec![feeds],
             None => {
-                // Without a preferred one, the alphabetically first (JSON objects are read
-                // without their order): the same feed at every run.
-                let language = self
+                let mut languages: Vec<&str> = self
                     .languages
                     .iter()
-                    .find(|l| data.contains_key(l.as_str()))
                     .map(String::as_str)
-                    .or_else(|| data.keys().next().map(String::as_str))
-                    .ok_or_else(|| malformed("`data` lists no language"))?;
-                data.get(language)
-                    .and_then(|l| l.get("feeds"))
-                    .ok_or_else(|| malformed(&format!("no `data.{language}.feeds`")))?
+                    .filter(|l| data.contains_key(*l))
+                    .collect();
+                let mut others: Vec<&str> = data
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|l| !languages.contains(l))
+                    .collect();
+                others.sort_unstable();
+                languages.extend(others);
+                if languages.is_empty() {
+                    return Err(malformed("`data` lists no language"));
+                }
+                languages
+                    .iter()
+                    .map(|language| {
+                        data.get(*language)
+                            .and_then(|l| l.get("feeds"))
+                            .ok_or_else(|| malformed(&format!("no `data.{language}.feeds`")))
+                    })
+                    .collect::<Result<_>>()?
             }
         };
-        let feeds = feeds
-            .as_array()
-            .ok_or_else(|| malformed("`feeds` is not an array"))?;
         let mut found = BTreeMap::new();
-        for feed in feeds {
-            let (Some(name), Some(feed_url)) = (
-                feed.get("name").and_then(Value::as_str),
-                feed.get("url").and_then(Value::as_str),
-            ) else {
-                return Err(malformed(&format!(
-                    "a feed without `name` or `url`: {feed}"
-                )));
-            };
-            let resolved = url
-                .join(feed_url)
-                .map_err(|e| malformed(&format!("feed `{name}` has an invalid URL: {e}")))?;
-            found.insert(name.to_owned(), resolved);
+        for feeds in lists {
+            let feeds = feeds
+                .as_array()
+                .ok_or_else(|| malformed("`feeds` is not an array"))?;
+            for feed in feeds {
+                let (Some(name), Some(feed_url)) = (
+                    feed.get("name").and_then(Value::as_str),
+                    feed.get("url").and_then(Value::as_str),
+                ) else {
+                    return Err(malformed(&format!(
+                        "a feed without `name` or `url`: {feed}"
+                    )));
+                };
+                if found.contains_key(name) {
+                    continue;
+                }
+                let resolved = url
+                    .join(feed_url)
+                    .map_err(|e| malformed(&format!("feed `{name}` has an invalid URL: {e}")))?;
+                found.insert(name.to_owned(), resolved);
+            }
         }
         tracing::debug!(
             url = crate::ctx::redacted_url(url),

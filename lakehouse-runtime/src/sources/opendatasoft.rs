@@ -131,6 +131,23 @@ impl OdsQuery {
                 self.dataset, self.page_size
             )));
         }
+        if let Some(select) = &self.select {
+            let selected: Vec<&str> = select.split(',').map(str::trim).collect();
+            let unselected: Vec<&str> = self
+                .identity
+                .iter()
+                .map(String::as_str)
+                .filter(|field| !selected.contains(field))
+                .collect();
+            if !unselected.is_empty() {
+                return Err(Error::Refused(format!(
+                    "dataset `{}`: the identity field(s) {} are not selected ({select}): a \
+                     record could not be told by them",
+                    self.dataset,
+                    unselected.join(", ")
+                )));
+            }
+        }
         if self.order_by.trim().is_empty() {
             return Err(Error::Refused(format!(
                 "dataset `{}`: an `order_by` is required, or pages may overlap or skip records",
@@ -141,17 +158,21 @@ impl OdsQuery {
     }
 
     /// What tells `record` from another at a page boundary: the values of the identity's
-    /// fields (a missing one as `null`), or its whole text.
+    /// fields, or its whole text (without an identity, or when one of its fields is missing or
+    /// null there: a misspelled field, or one left out of `select`, would make every record the
+    /// same one, and shifted pages pass).
     fn identity_of(&self, record: &RawRecord) -> String {
-        if self.identity.is_empty() {
-            return record.raw.clone();
-        }
-        let values: Vec<&Value> = self
+        let values: Option<Vec<&Value>> = self
             .identity
             .iter()
-            .map(|field| record.value.get(field).unwrap_or(&Value::Null))
+            .map(|field| record.value.get(field).filter(|value| !value.is_null()))
             .collect();
-        serde_json::to_string(&values).unwrap_or_else(|_| record.raw.clone())
+        match values {
+            Some(values) if !values.is_empty() => {
+                serde_json::to_string(&values).unwrap_or_else(|_| record.raw.clone())
+            }
+            _ => record.raw.clone(),
+        }
     }
 
     /// The query keys shared by both endpoints, in a fixed order.

@@ -259,6 +259,40 @@ async fn discovery_finds_the_feeds_in_gbfs_json() {
 }
 
 #[tokio::test]
+async fn a_feed_the_preferred_language_lacks_is_taken_from_another() {
+    // `fr` (preferred) lists the station information only; `en` both feeds, another URL.
+    // (Relative feed URLs, as some feeds write them.)
+    let server = TestServer::start(|request| match request.path.as_str() {
+        "/gbfs.json" => Reply::json(
+            200,
+            serde_json::json!({
+                "last_updated": 1_781_678_906, "ttl": 60, "version": "2.3",
+                "data": {
+                    "en": {"feeds": [
+                        {"name": "station_information", "url": "/en/info.json"},
+                        {"name": "station_status", "url": "/en/status.json"}
+                    ]},
+                    "fr": {"feeds": [
+                        {"name": "station_information", "url": "/fr/info.json"}
+                    ]}
+                }
+            })
+            .to_string(),
+        ),
+        _ => Reply::json(404, "{}"),
+    });
+    let (fetch, _) = http(policy());
+    let client = GbfsClient::discover(fetch, &server.url("/gbfs.json")).expect("client");
+
+    // Both are asked: which URL each feed was taken from is what the requests show.
+    let _ = client.station_information().await;
+    let _ = client.station_status().await;
+
+    let paths: Vec<String> = server.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, ["/gbfs.json", "/fr/info.json", "/en/status.json"]);
+}
+
+#[tokio::test]
 async fn an_unknown_feed_names_the_ones_there_are() {
     let fetch = Arc::new(SnapshotFetch::new(fixtures("paged")));
     let client = GbfsClient::discover(fetch, &format!("https://{LYON}{LYON_FEEDS}/gbfs.json"))

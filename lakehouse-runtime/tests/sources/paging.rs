@@ -225,6 +225,17 @@ async fn a_record_updated_between_two_page_requests_is_the_same_record_when_its_
     assert_eq!(rows(&collected), 45);
     assert_eq!(collected.pages, 3);
 
+    // An identity field left out of `select` is refused: every record would be told the same.
+    let unselected = client
+        .pages(status_query().identified_by(&["station_code"]))
+        .expect_err("not selected");
+    assert!(
+        unselected
+            .to_string()
+            .contains("the identity field(s) station_code are not selected"),
+        "{unselected}"
+    );
+
     // Told by the whole record (the default), the update reads as a shift.
     let server = changing_dataset(updated);
     let (fetch, _) = http(policy());
