@@ -345,6 +345,11 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> FieldInput {
     }
 }
 
+/// Why a serde setting naming a column otherwise than its field is refused.
+const RENAMED: &str = "a table's columns are named by its fields, and serde would name this \
+                       column otherwise in the rows it makes and reads: rename the field (a raw \
+                       identifier, `r#type`, for a Rust keyword)";
+
 /// Errors on the `#[serde(..)]` settings that would make a table's rows name other columns
 /// than its fields (`rename`, `alias`, `rename_all`), or leave a column out of them (`skip*`,
 /// `flatten`): rows made and read by serde (`frame_from_rows`, `rows`) would then fail on a
@@ -357,12 +362,20 @@ fn refuse_serde_naming(attrs: &[syn::Attribute], on_field: bool, errors: &mut Er
             let Some(setting) = meta.path.get_ident().map(Ident::to_string) else {
                 return skip_value(&meta);
             };
+            // (Fields are snake_case already: renaming them so changes nothing.)
+            if !on_field && setting == "rename_all" && meta.input.peek(syn::Token![=]) {
+                let case: LitStr = meta.value()?.parse()?;
+                if case.value() == "snake_case" {
+                    return Ok(());
+                }
+                errors.spanned(
+                    &meta.path,
+                    format!("`#[serde({setting})]` on a table: {RENAMED}"),
+                );
+                return Ok(());
+            }
             let why = match (on_field, setting.as_str()) {
-                (true, "rename" | "alias") | (false, "rename_all") => Some(
-                    "a table's columns are named by its fields, and serde would name this \
-                     column otherwise in the rows it makes and reads: rename the field (a raw \
-                     identifier, `r#type`, for a Rust keyword)",
-                ),
+                (true, "rename" | "alias") | (false, "rename_all") => Some(RENAMED),
                 (true, "skip" | "skip_serializing" | "skip_deserializing") => Some(
                     "every field of a table is a column, which serde would leave out of the \
                      rows it makes (a NULL) or reads: leave the column out of the struct",

@@ -930,6 +930,7 @@ fn a_target_file_size_is_bytes_or_a_size_with_its_unit() {
         (quote!("128MiB"), 128 << 20),
         (quote!("1 GB"), 1_000_000_000),
         (quote!("64kib"), 64 << 10),
+        (quote!(4096u64), 4096),
     ] {
         let m = model(quote! {
             #[table(schema = "silver", name = "sized", target_file_size = #size)]
@@ -976,6 +977,15 @@ fn serde_settings_naming_other_columns_are_refused_on_a_table() {
             kept: Option<String>,
         }
     });
+    // Renaming snake_case fields to snake_case changes nothing.
+    assert!(
+        model(quote! {
+            #[serde(rename_all = "snake_case")]
+            #[table(schema = "silver", name = "same")]
+            struct Same { order_id: i64 }
+        })
+        .is_ok()
+    );
     let errors: Vec<&str> = text.lines().collect();
     assert_eq!(errors.len(), 4, "{text}");
     for (error, setting) in errors

@@ -418,8 +418,16 @@ pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result
     }
     let target_file_size = attrs.target_file_size.as_ref().and_then(|t| {
         let size = match &t.value {
-            // (A suffix such as `128MB` reaches the macro unchecked by rustc.)
-            Lit::Int(int) if int.suffix().is_empty() => int.base10_parse::<u64>().ok(),
+            // (A suffix such as `128MB` reaches the macro unchecked by rustc; an integer
+            // type's, `134217728u64`, is only a type.)
+            Lit::Int(int)
+                if matches!(
+                    int.suffix(),
+                    "" | "u32" | "u64" | "u128" | "usize" | "i32" | "i64" | "i128" | "isize"
+                ) =>
+            {
+                int.base10_parse::<u64>().ok()
+            }
             Lit::Str(text) => byte_size(&text.value()),
             _ => None,
         };
