@@ -220,6 +220,30 @@ mod stock_checked {
     }
 }
 
+mod levels_v1 {
+    use lakehouse_runtime::prelude::*;
+
+    /// Stock levels, merged by item.
+    #[derive(Table)]
+    #[table(schema = "gold", name = "stock_levels", key(id), mode = merge)]
+    pub struct Stock {
+        pub id: i64,
+        pub qty: i64,
+    }
+}
+
+mod levels_checked {
+    use lakehouse_runtime::prelude::*;
+
+    /// Stock levels, gaining a CHECK.
+    #[derive(Table)]
+    #[table(schema = "gold", name = "stock_levels", key(id), mode = merge, check(name = "positive", expr = "qty > 0"))]
+    pub struct Stock {
+        pub id: i64,
+        pub qty: i64,
+    }
+}
+
 mod stock_v2 {
     use lakehouse_runtime::prelude::*;
 
@@ -2021,11 +2045,9 @@ async fn check_counts_a_declared_check_over_the_rows_as_the_write_validates_them
     )
     .await
     .expect("written");
-    assert_eq!(
-        blocked_checks(&wh.warehouse, v2).await,
-        ["positive|false|1"]
-    );
-    // As the write: it validates the stored rows before replacing them.
+    // The stored row fails the CHECK, but every write replaces it: nothing blocks the next
+    // write, which adds the constraint after replacing the rows, as `check` says.
+    assert!(blocked_checks(&wh.warehouse, v2).await.is_empty());
     let row = SitedStock {
         id: 2,
         qty: 3,
@@ -2033,7 +2055,8 @@ async fn check_counts_a_declared_check_over_the_rows_as_the_write_validates_them
     };
     write(&wh.warehouse, v2, &[row], WriteOptions::default())
         .await
-        .expect_err("the stored row fails the CHECK");
+        .expect("the stored row replaced");
+    assert_eq!(contents(&wh.warehouse, v2).await, lines(&["2|3|Lyon"]));
 
     // Under `keep` the table never gains the column: the CHECK cannot be added at all.
     let wh = TempWarehouse::new();
@@ -2112,8 +2135,7 @@ async fn check_counts_a_declared_check_over_the_rows_as_the_write_validates_them
 }
 
 #[tokio::test]
-async fn a_restore_to_rows_a_declared_check_refuses_is_refused() {
-    use lakehouse_runtime::store::AsOf;
+async fn a_table_replaced_whole_gains_a_check_only_its_old_rows_fail() {
     #[derive(Serialize)]
     struct Stock {
         id: i64,
@@ -2122,6 +2144,85 @@ async fn a_restore_to_rows_a_declared_check_refuses_is_refused() {
     let wh = TempWarehouse::new();
     let v1 = <stock_v1::Stock as lakehouse_runtime::Table>::DEF;
     let checked = <stock_checked::Stock as lakehouse_runtime::Table>::DEF;
+    write(
+        &wh.warehouse,
+        v1,
+        &[Stock { id: 1, qty: -1 }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("written before the CHECK");
+    let constrained = |wh: &TempWarehouse| {
+        let warehouse = wh.warehouse.clone();
+        async move {
+            let delta = warehouse.load(checked).await.expect("load").expect("table");
+            delta
+                .snapshot()
+                .expect("loaded")
+                .metadata()
+                .configuration()
+                .contains_key("delta.constraints.positive")
+        }
+    };
+
+    // An output failing it too is refused: the table is left as it was.
+    let refused = write(
+        &wh.warehouse,
+        checked,
+        &[Stock { id: 1, qty: 0 }, Stock { id: 2, qty: 3 }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect_err("the output fails the CHECK");
+    let text = refused.to_string();
+    assert!(
+        text.contains("cannot add the declared CHECK constraint(s) `positive`")
+            && text.ends_with(
+                "; and 1 row(s) of the output replacing them fail `positive` too (a NULL fails \
+                 a CHECK)"
+            ),
+        "{text}"
+    );
+    assert_eq!(contents(&wh.warehouse, checked).await, lines(&["1|-1"]));
+    assert!(!constrained(&wh).await);
+
+    // Rows that pass it replace the old ones, and the constraint is added after.
+    write(
+        &wh.warehouse,
+        checked,
+        &[Stock { id: 1, qty: 2 }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("the old rows replaced");
+    assert_eq!(contents(&wh.warehouse, checked).await, lines(&["1|2"]));
+    assert!(constrained(&wh).await, "added after the write");
+    // And held from then on.
+    let held = write(
+        &wh.warehouse,
+        checked,
+        &[Stock { id: 1, qty: -5 }],
+        WriteOptions::default(),
+    )
+    .await
+    .expect_err("the constraint holds");
+    assert!(held.to_string().contains("positive"), "{held}");
+    assert_eq!(contents(&wh.warehouse, checked).await, lines(&["1|2"]));
+}
+
+#[tokio::test]
+async fn a_restore_to_rows_a_declared_check_refuses_is_refused() {
+    use lakehouse_runtime::store::AsOf;
+    #[derive(Serialize)]
+    struct Stock {
+        id: i64,
+        qty: i64,
+    }
+    let wh = TempWarehouse::new();
+    // (A table replaced whole at each write gains the constraint past such rows: see
+    // `a_table_replaced_whole_gains_a_check_only_its_old_rows_fail`.)
+    let v1 = <levels_v1::Stock as lakehouse_runtime::Table>::DEF;
+    let checked = <levels_checked::Stock as lakehouse_runtime::Table>::DEF;
     write(
         &wh.warehouse,
         v1,
@@ -2167,7 +2268,7 @@ async fn a_restore_to_rows_a_declared_check_refuses_is_refused() {
         .expect_err("writes would fail");
         let text = refused.to_string();
         assert!(
-            text.contains("gold.stock cannot be restored to version")
+            text.contains("gold.stock_levels cannot be restored to version")
                 && text.contains("1 of its row(s) fail the declared CHECK constraint `positive` (qty > 0), which its metadata lacks: every write would fail adding it")
                 && text.contains("--allow-schema-drift"),
             "{text}"

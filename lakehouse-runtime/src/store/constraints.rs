@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use datafusion::prelude::DataFrame;
 use deltalake::DeltaTable;
 
 use super::Warehouse;
@@ -73,6 +74,59 @@ impl Warehouse {
         })
         .await?
         .map_err(|error| Error::delta(&qualified, error))
+    }
+
+    /// [`Warehouse::add_declared_checks`] before a write that replaces every row of `table`
+    /// with `output`: a declared constraint the table lacks and its stored rows fail (they are
+    /// about to go) is added after the write instead (`true`: add them then), once no row of
+    /// `output` fails it — counted here, as delta-rs checks only the constraints the table
+    /// holds. Otherwise, and for a constraint whose expression changed (its old one is kept and
+    /// enforced until it can be replaced), the error stands.
+    pub(crate) async fn declared_checks_before_replacing(
+        &self,
+        table: &'static TableDef,
+        delta: DeltaTable,
+        output: &DataFrame,
+    ) -> Result<(DeltaTable, bool)> {
+        let refused = match self.add_declared_checks(table, delta).await {
+            Ok(delta) => return Ok((delta, false)),
+            Err(error) => error,
+        };
+        // (Constraints may have been dropped before the addition failed.)
+        let Some(delta) = self.load(table).await? else {
+            return Err(refused);
+        };
+        let missing = checks_to_add(table, &delta)?;
+        if missing.is_empty() || !checks_to_drop(table, &delta)?.is_empty() {
+            return Err(refused);
+        }
+        for check in table
+            .checks
+            .iter()
+            .filter(|check| missing.contains_key(check.name))
+        {
+            // An expression the output cannot evaluate: the error stands.
+            let Ok(passes) = crate::quality::check_condition(output, table, check) else {
+                return Err(refused);
+            };
+            let failing = output.clone().filter(passes.is_not_true())?.count().await?;
+            if failing > 0 {
+                return Err(Error::schema(
+                    table.qualified_name(),
+                    format!(
+                        "{refused}; and {failing} row(s) of the output replacing them fail \
+                         `{}` too (a NULL fails a CHECK)",
+                        check.name
+                    ),
+                ));
+            }
+        }
+        tracing::info!(
+            table = %table.qualified_name(),
+            "the stored rows fail a declared CHECK constraint, and the output replacing them \
+             passes it: it is added after the write"
+        );
+        Ok((delta, true))
     }
 
     /// An error if a stored row fails the new expression of one of the `stale` constraints

@@ -183,9 +183,14 @@ impl Warehouse {
                 table.qualified_name()
             ))
         })?;
+        // A table whose every write replaces all its rows gains a new constraint past rows
+        // that fail it (see `Warehouse::declared_checks_before_replacing`).
+        let rows_replaced = table.mode == crate::table::WriteMode::Overwrite
+            && table.overwrite == crate::table::OverwriteScope::Table
+            && table.evolution != crate::table::SchemaEvolution::Overwrite;
         for (i, (check, replaces)) in counted.into_iter().enumerate() {
             let failing = crate::quality::count_of(row.column(i).as_ref());
-            if failing > 0 {
+            if failing > 0 && (replaces || !rows_replaced) {
                 let rows = BlockedBy::FailingRows(failing as u64);
                 found.push(blocked(check, replaces, rows));
             }

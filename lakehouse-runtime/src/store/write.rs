@@ -174,7 +174,20 @@ impl Warehouse {
         // After the new columns: a constraint may name one. A write replacing the schema
         // declares none, and drops the stored ones: delta-rs keeps them through the new schema
         // and checks every row against them (a renamed column failed every write).
-        delta = self.add_declared_checks(table, delta).await?;
+        // A write replacing every row is not held back by a constraint only the rows it
+        // replaces fail: added after it, its own rows counted against it first.
+        let replaces_every_row = (table.mode == WriteMode::Overwrite && !by_partition)
+            || (table.mode == WriteMode::Append && options.replace);
+        let checks_after = if replaces_every_row && !replace_schema {
+            let (checked, after) = self
+                .declared_checks_before_replacing(table, delta, &df)
+                .await?;
+            delta = checked;
+            after
+        } else {
+            delta = self.add_declared_checks(table, delta).await?;
+            false
+        };
         // Settling a schema or constraint change may have loaded later commits than the check
         // saw: delta-rs refuses a second commit of one transaction only among the commits after
         // the version the write reads, so the check is made again on that version.
@@ -308,6 +321,17 @@ impl Warehouse {
                 return self.after_write(table, outcome, stale_descriptions).await;
             }
         };
+        if checks_after && result.is_ok() {
+            // The rows are committed: a failure here leaves it to the next write.
+            let added = match self.load(table).await {
+                Ok(Some(delta)) => self.add_declared_checks(table, delta).await.map(|_| ()),
+                Ok(None) => Ok(()),
+                Err(error) => Err(error),
+            };
+            if let Err(error) = added {
+                tracing::warn!(table = %qualified, %error, "could not add the declared CHECK constraints after replacing the rows; the next write adds them");
+            }
+        }
         match result {
             Ok(outcome) => self.after_write(table, outcome, stale_descriptions).await,
             Err(error) => {
