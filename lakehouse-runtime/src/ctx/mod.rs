@@ -177,6 +177,19 @@ impl Settings {
 }
 
 /// Whether a setting's value may be a secret, by its key or by its look.
+/// Whether a URL query parameter named `name` may hold a secret (`apikey`, `token`, ...;
+/// `sig`, Azure's SAS, too short a word to look for inside others).
+fn secret_parameter(name: &str) -> bool {
+    secret_word(name) || name.eq_ignore_ascii_case("sig")
+}
+
+/// Whether `url` carries a secret: credentials, or a query parameter that may hold one.
+pub(crate) fn url_holds_secret(url: &url::Url) -> bool {
+    url.password().is_some()
+        || !url.username().is_empty()
+        || url.query_pairs().any(|(name, _)| secret_parameter(&name))
+}
+
 fn may_be_secret(key: &str, value: &str) -> bool {
     // `scheme://user:password@host` or `scheme://token@host`, `…?apikey=…` or `…&sig=…`, as
     // URLs are redacted where they are shown; `Bearer …`, `Apikey …`; a connection string's
@@ -189,7 +202,7 @@ fn may_be_secret(key: &str, value: &str) -> bool {
         query
             .split(['&', '#'])
             .filter_map(|pair| pair.split_once('=').map(|(name, _)| name))
-            .any(|name| secret_word(name) || name.eq_ignore_ascii_case("sig"))
+            .any(secret_parameter)
     });
     let lowered = value.trim_start().to_ascii_lowercase();
     let with_password_pair = lowered
@@ -209,8 +222,7 @@ fn may_be_secret(key: &str, value: &str) -> bool {
 /// query parameters named like secrets (`?apikey=…`, `&token=…`) replaced by `redacted`.
 pub(crate) fn redacted_url(url: &url::Url) -> String {
     const HIDDEN: &str = "redacted";
-    // `sig` (Azure's SAS) is too short a word to look for inside others.
-    let secret = |name: &str| secret_word(name) || name.eq_ignore_ascii_case("sig");
+    let secret = secret_parameter;
     let secret_query = url.query_pairs().any(|(name, _)| secret(&name));
     // A user name alone may be a token (`https://TOKEN@host/`).
     let credentials = url.password().is_some() || !url.username().is_empty();

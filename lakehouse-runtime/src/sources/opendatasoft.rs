@@ -231,6 +231,18 @@ impl OdsClient {
                 crate::ctx::redacted_url(&base)
             )));
         }
+        // Sent with every request, a key in it must travel encrypted, as an `Authorization`
+        // header does: over https, or to this machine.
+        if crate::ctx::url_holds_secret(&base)
+            && base.scheme() != "https"
+            && !super::http::is_loopback(&base)
+        {
+            return Err(Error::Refused(format!(
+                "Opendatasoft base URL {:?} holds a key, which would travel unencrypted over \
+                 plain HTTP with every request: use an https URL",
+                crate::ctx::redacted_url(&base)
+            )));
+        }
         Ok(OdsClient { fetch, base })
     }
 

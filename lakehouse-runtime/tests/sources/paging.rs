@@ -519,7 +519,7 @@ async fn the_base_urls_query_goes_with_every_request_and_stays_out_of_the_reject
         collected.rejects
     );
     // A key the client sets for each request is refused in the base URL.
-    let error = OdsClient::new(fetch, &format!("{}?limit=5", ods_base(&server)))
+    let error = OdsClient::new(fetch.clone(), &format!("{}?limit=5", ods_base(&server)))
         .expect_err("limit is the client's");
     assert!(
         error
@@ -527,4 +527,22 @@ async fn the_base_urls_query_goes_with_every_request_and_stays_out_of_the_reject
             .contains("sets `limit`, which the client sets for each request"),
         "{error}"
     );
+    // A key in it travels encrypted only, as an authorization header does: over https, or to
+    // this machine (above).
+    let error = OdsClient::new(
+        fetch.clone(),
+        "http://opendata.example.org/api/explore/v2.1/?apikey=SECRET",
+    )
+    .expect_err("a key over plain HTTP");
+    let text = error.to_string();
+    assert!(
+        text.contains("holds a key, which would travel unencrypted over plain HTTP")
+            && !text.contains("SECRET"),
+        "{text}"
+    );
+    OdsClient::new(
+        fetch,
+        "https://opendata.example.org/api/explore/v2.1/?apikey=SECRET",
+    )
+    .expect("over https");
 }
