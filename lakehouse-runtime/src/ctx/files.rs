@@ -424,7 +424,11 @@ impl Ctx {
         // What fails on a value as the plan runs (the reader's decoding, a cast) names the files:
         // any of the scan's, which the reader does not tell apart.
         let scanned = scanned_files(format, &files_named);
-        let df = self.with_named_errors(df, format!("reading {scanned} for {qualified}"))?;
+        let label = crate::frame::pass_through::ErrorLabel {
+            text: format!("reading {scanned} for {qualified}"),
+            read: scanned.clone(),
+        };
+        let df = self.with_named_errors(df, label)?;
         let schema = df.schema().clone();
         if format == FileFormat::NdJson {
             refuse_json_keys_not_declared(T::DEF, &named, &files_named)?;
@@ -613,7 +617,11 @@ fn refuse_no_declared_column(
 
 impl Ctx {
     /// `df`, a scan of files, with its scan's errors preceded by `label`.
-    fn with_named_errors(&self, df: DataFrame, label: String) -> Result<DataFrame> {
+    fn with_named_errors(
+        &self,
+        df: DataFrame,
+        label: crate::frame::pass_through::ErrorLabel,
+    ) -> Result<DataFrame> {
         let datafusion::logical_expr::LogicalPlan::TableScan(scan) = df.logical_plan() else {
             return Ok(df);
         };

@@ -12,21 +12,21 @@ use datafusion::error::Result;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
-use crate::frame::pass_through::{PassThroughExec, named};
+use crate::frame::pass_through::{ErrorLabel, PassThroughExec, named};
 
 /// `inner` (a listing of files) whose scan's errors say `label` first.
 #[derive(Debug)]
 pub(crate) struct NamedScan {
     inner: Arc<dyn TableProvider>,
-    label: Arc<str>,
+    label: Arc<ErrorLabel>,
 }
 
 impl NamedScan {
-    /// `inner`, its errors preceded by `label` ("reading the NDJSON file `a.json` for bronze.x").
-    pub(crate) fn new(inner: Arc<dyn TableProvider>, label: String) -> NamedScan {
+    /// `inner`, its errors preceded by `label` (see [`ErrorLabel`]).
+    pub(crate) fn new(inner: Arc<dyn TableProvider>, label: ErrorLabel) -> NamedScan {
         NamedScan {
             inner,
-            label: label.into(),
+            label: Arc::new(label),
         }
     }
 }

@@ -26,13 +26,13 @@ use futures::TryStreamExt;
 #[derive(Debug)]
 pub(crate) struct PassThroughExec {
     input: Arc<dyn ExecutionPlan>,
-    label: Option<Arc<str>>,
+    label: Option<Arc<ErrorLabel>>,
     fence: bool,
 }
 
 impl PassThroughExec {
     /// `input`, its errors preceded by `label` ("reading the NDJSON file `a.json` for bronze.x").
-    pub(crate) fn named(input: Arc<dyn ExecutionPlan>, label: Arc<str>) -> PassThroughExec {
+    pub(crate) fn named(input: Arc<dyn ExecutionPlan>, label: Arc<ErrorLabel>) -> PassThroughExec {
         PassThroughExec {
             input,
             label: Some(label),
@@ -59,9 +59,22 @@ impl PassThroughExec {
     }
 }
 
+/// What an error of a scan is preceded by, unless it already names what was read.
+#[derive(Debug)]
+pub(crate) struct ErrorLabel {
+    /// "reading the NDJSON file `a.json` for bronze.x".
+    pub(crate) text: String,
+    /// What was read, as the label says it ("the NDJSON file `a.json`"): an error already saying
+    /// it (a cast's, pushed into the scan, names its files) is not told it twice.
+    pub(crate) read: String,
+}
+
 /// `error` with `label` before it (its kind kept: a value's error is still not retried).
-pub(crate) fn named(label: &str, error: DataFusionError) -> DataFusionError {
-    DataFusionError::Context(label.to_owned(), Box::new(error))
+pub(crate) fn named(label: &ErrorLabel, error: DataFusionError) -> DataFusionError {
+    if error.to_string().contains(&label.read) {
+        return error;
+    }
+    DataFusionError::Context(label.text.clone(), Box::new(error))
 }
 
 impl DisplayAs for PassThroughExec {
