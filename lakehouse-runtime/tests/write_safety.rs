@@ -1479,9 +1479,27 @@ async fn delete_by_key_from_an_append_only_table_is_refused_before_any_rewrite()
         ),
         "{refused}"
     );
+    assert!(refused.contains("(1 match the keys)"), "{refused}");
     // No file rewritten and left behind.
     assert_eq!(files(), before);
     assert_eq!(contents(&wh.warehouse, table).await, lines(&["1|1", "2|1"]));
+    // Keys it does not hold delete nothing, and are no error (an erasure sweep over every
+    // table passes it).
+    let session = wh.warehouse.session();
+    let absent = session
+        .sql("SELECT CAST(9 AS BIGINT) AS order_id, CAST(1 AS BIGINT) AS line")
+        .await
+        .expect("keys");
+    let outcome = wh
+        .warehouse
+        .delete_keys(&session, table, absent, Timestamp(0), None)
+        .await
+        .expect("nothing to delete");
+    assert!(
+        !outcome.committed && outcome.rows_deleted == 0,
+        "{outcome:?}"
+    );
+    assert_eq!(files(), before);
 }
 
 /// The same lines, keyed by order alone.

@@ -47,16 +47,25 @@ impl Warehouse {
             });
         }
         // Delta refuses to remove an append-only table's rows, but only at the commit, once the
-        // files are rewritten (left behind as garbage).
+        // files are rewritten (left behind as garbage). Refused only when a key matches: an
+        // erasure sweep over every table must pass the ones not holding the keys.
         if delta
             .snapshot()
             .is_ok_and(|s| s.snapshot().table_properties().append_only == Some(true))
         {
+            let matching = self.rows_matching(session, table, keys.clone()).await?;
+            if matching == 0 {
+                return Ok(WriteOutcome {
+                    version: delta.version(),
+                    ..outcome_nothing(table)
+                });
+            }
             return Err(Error::Refused(format!(
                 "cannot delete by key from {qualified_name}: it is append-only \
-                 (`delta.appendOnly`), and Delta removes none of its rows; declare \
-                 `property(key = \"delta.appendOnly\", value = \"false\")`, and let its \
-                 pipeline write it once (which stores the property), to delete from it"
+                 (`delta.appendOnly`), and Delta removes none of its rows ({matching} match \
+                 the keys); declare `property(key = \"delta.appendOnly\", value = \"false\")`, \
+                 and let its pipeline write it once (which stores the property), to delete from \
+                 it"
             )));
         }
         // Keys matched under another key than the stored one would delete other rows (every
@@ -131,6 +140,30 @@ impl Warehouse {
                     .await
             }
         }
+    }
+}
+
+impl Warehouse {
+    /// How many stored rows of `table` have one of `keys` (its key columns).
+    async fn rows_matching(
+        &self,
+        session: &SessionContext,
+        table: &'static TableDef,
+        keys: DataFrame,
+    ) -> Result<usize> {
+        let key_columns: Vec<Expr> = table
+            .key
+            .iter()
+            .map(|k| Expr::Column(Column::new_unqualified(*k)))
+            .collect();
+        let keys = keys.select(key_columns)?.distinct()?.alias("s")?;
+        let rows = self.read(session, table).await?.alias("t")?;
+        let matching = rows.join_on(
+            keys,
+            datafusion::common::JoinType::LeftSemi,
+            [key_match(table)],
+        )?;
+        Ok(matching.count().await?)
     }
 }
 
