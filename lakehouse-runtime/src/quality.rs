@@ -693,6 +693,45 @@ pub(crate) fn check_condition(
     row_condition(&output, table, "check", check.name, check.expr)
 }
 
+/// How many rows of `rows` fail each of `checks`, in their order, as Delta evaluates a CHECK (a
+/// NULL fails), counted in one pass over `rows`; a check whose expression cannot be evaluated
+/// there gives its error instead.
+pub(crate) async fn rows_failing_checks(
+    rows: &DataFrame,
+    table: &'static TableDef,
+    checks: &[&crate::table::CheckConstraint],
+) -> Result<Vec<Result<u64>>> {
+    let mut counted = Vec::new();
+    let mut sums = Vec::new();
+    let conditions: Vec<Result<Expr>> = checks
+        .iter()
+        .map(|check| check_condition(rows, table, check))
+        .collect();
+    for condition in conditions.iter().flatten() {
+        let failing = when(condition.clone().is_not_true(), lit(1i64)).otherwise(lit(0i64))?;
+        sums.push(sum(failing).alias(format!("failing_{}", sums.len())));
+    }
+    if !sums.is_empty() {
+        let batches = rows.clone().aggregate(vec![], sums)?.collect().await?;
+        let row = batches.iter().find(|b| b.num_rows() > 0).ok_or_else(|| {
+            Error::msg(format!(
+                "{}: counting the rows failing its CHECK constraints returned no row",
+                table.qualified_name()
+            ))
+        })?;
+        counted = row
+            .columns()
+            .iter()
+            .map(|column| count_of(column.as_ref()) as u64)
+            .collect();
+    }
+    let mut counts = counted.into_iter();
+    Ok(conditions
+        .into_iter()
+        .map(|condition| condition.map(|_| counts.next().unwrap_or_default()))
+        .collect())
+}
+
 /// `expr`, the `kind` named `name` of `table`, as a row condition over `output`'s columns.
 fn row_condition(
     output: &DataFrame,

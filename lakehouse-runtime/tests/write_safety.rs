@@ -2152,24 +2152,29 @@ async fn check_counts_a_declared_check_over_the_rows_as_the_write_validates_them
     );
 }
 
-#[tokio::test]
-async fn a_table_replaced_whole_gains_a_check_only_its_old_rows_fail() {
+/// Writes `(id, qty)` rows into `table`, one of the stock tables.
+async fn write_stock(
+    wh: &TempWarehouse,
+    table: &'static lakehouse_runtime::TableDef,
+    rows: &[(i64, i64)],
+) -> lakehouse_runtime::Result<lakehouse_runtime::store::WriteOutcome> {
     #[derive(Serialize)]
     struct Stock {
         id: i64,
         qty: i64,
     }
+    let rows: Vec<Stock> = rows.iter().map(|&(id, qty)| Stock { id, qty }).collect();
+    write(&wh.warehouse, table, &rows, WriteOptions::default()).await
+}
+
+#[tokio::test]
+async fn a_table_replaced_whole_gains_a_check_only_its_old_rows_fail() {
     let wh = TempWarehouse::new();
     let v1 = <stock_v1::Stock as lakehouse_runtime::Table>::DEF;
     let checked = <stock_checked::Stock as lakehouse_runtime::Table>::DEF;
-    write(
-        &wh.warehouse,
-        v1,
-        &[Stock { id: 1, qty: -1 }],
-        WriteOptions::default(),
-    )
-    .await
-    .expect("written before the CHECK");
+    write_stock(&wh, v1, &[(1, -1)])
+        .await
+        .expect("written before the CHECK");
     let constrained = |wh: &TempWarehouse| {
         let warehouse = wh.warehouse.clone();
         async move {
@@ -2184,14 +2189,9 @@ async fn a_table_replaced_whole_gains_a_check_only_its_old_rows_fail() {
     };
 
     // An output failing it too is refused: the table is left as it was.
-    let refused = write(
-        &wh.warehouse,
-        checked,
-        &[Stock { id: 1, qty: 0 }, Stock { id: 2, qty: 3 }],
-        WriteOptions::default(),
-    )
-    .await
-    .expect_err("the output fails the CHECK");
+    let refused = write_stock(&wh, checked, &[(1, 0), (2, 3)])
+        .await
+        .expect_err("the output fails the CHECK");
     let text = refused.to_string();
     assert!(
         text.contains("cannot add the declared CHECK constraint(s) `positive`")
@@ -2205,25 +2205,15 @@ async fn a_table_replaced_whole_gains_a_check_only_its_old_rows_fail() {
     assert!(!constrained(&wh).await);
 
     // Rows that pass it replace the old ones, and the constraint is added after.
-    write(
-        &wh.warehouse,
-        checked,
-        &[Stock { id: 1, qty: 2 }],
-        WriteOptions::default(),
-    )
-    .await
-    .expect("the old rows replaced");
+    write_stock(&wh, checked, &[(1, 2)])
+        .await
+        .expect("the old rows replaced");
     assert_eq!(contents(&wh.warehouse, checked).await, lines(&["1|2"]));
     assert!(constrained(&wh).await, "added after the write");
     // And held from then on.
-    let held = write(
-        &wh.warehouse,
-        checked,
-        &[Stock { id: 1, qty: -5 }],
-        WriteOptions::default(),
-    )
-    .await
-    .expect_err("the constraint holds");
+    let held = write_stock(&wh, checked, &[(1, -5)])
+        .await
+        .expect_err("the constraint holds");
     assert!(held.to_string().contains("positive"), "{held}");
     assert_eq!(contents(&wh.warehouse, checked).await, lines(&["1|2"]));
 }
@@ -2231,46 +2221,26 @@ async fn a_table_replaced_whole_gains_a_check_only_its_old_rows_fail() {
 #[tokio::test]
 async fn a_restore_to_rows_a_declared_check_refuses_is_refused() {
     use lakehouse_runtime::store::AsOf;
-    #[derive(Serialize)]
-    struct Stock {
-        id: i64,
-        qty: i64,
-    }
     let wh = TempWarehouse::new();
     // (A table replaced whole at each write gains the constraint past such rows: see
     // `a_table_replaced_whole_gains_a_check_only_its_old_rows_fail`.)
     let v1 = <levels_v1::Stock as lakehouse_runtime::Table>::DEF;
     let checked = <levels_checked::Stock as lakehouse_runtime::Table>::DEF;
-    write(
-        &wh.warehouse,
-        v1,
-        &[Stock { id: 1, qty: -1 }],
-        WriteOptions::default(),
-    )
-    .await
-    .expect("written before the CHECK");
+    write_stock(&wh, v1, &[(1, -1)])
+        .await
+        .expect("written before the CHECK");
     let first = wh
         .warehouse
         .version(v1)
         .await
         .expect("version")
         .expect("written");
-    write(
-        &wh.warehouse,
-        v1,
-        &[Stock { id: 1, qty: 2 }],
-        WriteOptions::default(),
-    )
-    .await
-    .expect("the row mended");
-    write(
-        &wh.warehouse,
-        checked,
-        &[Stock { id: 1, qty: 5 }],
-        WriteOptions::default(),
-    )
-    .await
-    .expect("the CHECK added over the new rows");
+    write_stock(&wh, v1, &[(1, 2)])
+        .await
+        .expect("the row mended");
+    write_stock(&wh, checked, &[(1, 5)])
+        .await
+        .expect("the CHECK added over the new rows");
     let latest = wh.warehouse.version(checked).await.expect("version");
     // The first version has neither the constraint nor rows passing it: once restored, every
     // write would fail adding it.

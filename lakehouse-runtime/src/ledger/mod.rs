@@ -405,9 +405,7 @@ impl Ledger {
     /// The runs whose latest execution is recorded as running (started, no end yet): still
     /// running, or their process died (see [`RunRecord::process_liveness`]).
     pub async fn running(&self) -> Result<Vec<RunRecord>> {
-        let latest = self.latest_executions(col("kind").eq(lit("run"))).await?;
-        let running = crate::orchestrator::Status::Running.as_str();
-        rows(latest.filter(col("status").eq(lit(running)))?).await
+        self.running_among(col("kind").eq(lit("run"))).await
     }
 
     /// The runs recorded as running whose latest execution started at or after `since`: a
@@ -417,13 +415,20 @@ impl Ledger {
             Some(since.0),
             Some("UTC".into()),
         ));
-        let latest = self
-            .latest_executions(
-                col("kind")
-                    .eq(lit("run"))
-                    .and(col("started_at").gt_eq(since)),
-            )
-            .await?;
+        self.running_among(
+            col("kind")
+                .eq(lit("run"))
+                .and(col("started_at").gt_eq(since)),
+        )
+        .await
+    }
+
+    /// The runs whose latest execution, among the run rows `selected`, is recorded as running.
+    async fn running_among(
+        &self,
+        selected: datafusion::logical_expr::Expr,
+    ) -> Result<Vec<RunRecord>> {
+        let latest = self.latest_executions(selected).await?;
         let running = crate::orchestrator::Status::Running.as_str();
         rows(latest.filter(col("status").eq(lit(running)))?).await
     }

@@ -100,16 +100,17 @@ impl Warehouse {
         if missing.is_empty() || !checks_to_drop(table, &delta)?.is_empty() {
             return Err(refused);
         }
-        for check in table
+        let checks: Vec<_> = table
             .checks
             .iter()
             .filter(|check| missing.contains_key(check.name))
-        {
+            .collect();
+        let counts = crate::quality::rows_failing_checks(output, table, &checks).await?;
+        for (check, failing) in checks.into_iter().zip(counts) {
             // An expression the output cannot evaluate: the error stands.
-            let Ok(passes) = crate::quality::check_condition(output, table, check) else {
+            let Ok(failing) = failing else {
                 return Err(refused);
             };
-            let failing = output.clone().filter(passes.is_not_true())?.count().await?;
             if failing > 0 {
                 return Err(Error::schema(
                     table.qualified_name(),

@@ -84,12 +84,7 @@ impl Warehouse {
             // Closing at a run_at before the history's end would end versions before they began.
             super::scd2::refuse_going_back(session, table, &delta, run_at).await?;
         }
-        let key_columns: Vec<Expr> = table
-            .key
-            .iter()
-            .map(|k| Expr::Column(Column::new_unqualified(*k)))
-            .collect();
-        let keys = keys.select(key_columns)?.distinct()?;
+        let keys = keys.select(key_columns(table))?.distinct()?;
         let commit = CommitTags::transaction(transaction);
         let before = delta.version();
         let properties = super::parquet_props::for_writes_into(&delta, None);
@@ -151,12 +146,7 @@ impl Warehouse {
         table: &'static TableDef,
         keys: DataFrame,
     ) -> Result<usize> {
-        let key_columns: Vec<Expr> = table
-            .key
-            .iter()
-            .map(|k| Expr::Column(Column::new_unqualified(*k)))
-            .collect();
-        let keys = keys.select(key_columns)?.distinct()?.alias("s")?;
+        let keys = keys.select(key_columns(table))?.distinct()?.alias("s")?;
         let rows = self.read(session, table).await?.alias("t")?;
         let matching = rows.join_on(
             keys,
@@ -165,6 +155,15 @@ impl Warehouse {
         )?;
         Ok(matching.count().await?)
     }
+}
+
+/// `table`'s key columns, as the deletion keys' columns are selected.
+fn key_columns(table: &TableDef) -> Vec<Expr> {
+    table
+        .key
+        .iter()
+        .map(|k| Expr::Column(Column::new_unqualified(*k)))
+        .collect()
 }
 
 fn outcome_nothing(table: &TableDef) -> WriteOutcome {

@@ -1,7 +1,6 @@
 //! One table's health as `orchestrate check` reports it, read from one load of its log.
 
-use datafusion::functions_aggregate::expr_fn::sum;
-use datafusion::logical_expr::{lit, when};
+use datafusion::logical_expr::lit;
 use deltalake::DeltaTable;
 
 use super::{SchemaDrift, StaleTable, Warehouse};
@@ -156,43 +155,25 @@ impl Warehouse {
             replaces,
             blocked_by,
         };
-        let mut found = Vec::new();
-        let mut counts = Vec::new();
-        let mut counted = Vec::new();
-        for (check, replaces) in pending {
-            match crate::quality::check_condition(&rows, table, check) {
-                Ok(condition) => {
-                    let failing = when(condition.is_not_true(), lit(1i64)).otherwise(lit(0i64))?;
-                    counts.push(sum(failing).alias(format!("failing_{}", counts.len())));
-                    counted.push((check, replaces));
-                }
-                Err(error) => found.push(blocked(
-                    check,
-                    replaces,
-                    BlockedBy::Unevaluable(error.to_string()),
-                )),
-            }
-        }
-        if counts.is_empty() {
-            return Ok(found);
-        }
-        let batches = rows.aggregate(vec![], counts)?.collect().await?;
-        let row = batches.iter().find(|b| b.num_rows() > 0).ok_or_else(|| {
-            Error::msg(format!(
-                "{}: counting the rows failing its CHECK constraints returned no row",
-                table.qualified_name()
-            ))
-        })?;
         // A table whose every write replaces all its rows gains a new constraint past rows
         // that fail it (see `Warehouse::declared_checks_before_replacing`).
         let rows_replaced = table.mode == crate::table::WriteMode::Overwrite
             && table.overwrite == crate::table::OverwriteScope::Table
             && table.evolution != crate::table::SchemaEvolution::Overwrite;
-        for (i, (check, replaces)) in counted.into_iter().enumerate() {
-            let failing = crate::quality::count_of(row.column(i).as_ref());
-            if failing > 0 && (replaces || !rows_replaced) {
-                let rows = BlockedBy::FailingRows(failing as u64);
-                found.push(blocked(check, replaces, rows));
+        let checks: Vec<_> = pending.iter().map(|(check, _)| *check).collect();
+        let failing = crate::quality::rows_failing_checks(&rows, table, &checks).await?;
+        let mut found = Vec::new();
+        for ((check, replaces), failing) in pending.into_iter().zip(failing) {
+            match failing {
+                Err(error) => found.push(blocked(
+                    check,
+                    replaces,
+                    BlockedBy::Unevaluable(error.to_string()),
+                )),
+                Ok(rows) if rows > 0 && (replaces || !rows_replaced) => {
+                    found.push(blocked(check, replaces, BlockedBy::FailingRows(rows)));
+                }
+                Ok(_) => {}
             }
         }
         Ok(found)

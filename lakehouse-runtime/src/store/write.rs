@@ -107,6 +107,14 @@ impl WriteOutcome {
     }
 }
 
+/// What a successful write brings to the declaration afterwards ([`Warehouse::after_write`]).
+struct AfterWrite {
+    /// The stored descriptions, which differ from the declaration's.
+    descriptions: bool,
+    /// The declared CHECK constraints, which waited for the stored rows to be replaced.
+    checks: bool,
+}
+
 impl Warehouse {
     /// Writes `df` (the table's data columns) into `table` in its declared mode, in one commit:
     /// append, overwrite, merge (upsert on the key; duplicate keys in `df` keep the row with the
@@ -318,22 +326,19 @@ impl Warehouse {
                 };
                 let outcome =
                     super::scd2::merge(self, session, delta, source, table, write).await?;
-                return self.after_write(table, outcome, stale_descriptions).await;
+                let catch_up = AfterWrite {
+                    descriptions: stale_descriptions,
+                    checks: false,
+                };
+                return self.after_write(table, outcome, catch_up).await;
             }
         };
-        if checks_after && result.is_ok() {
-            // The rows are committed: a failure here leaves it to the next write.
-            let added = match self.load(table).await {
-                Ok(Some(delta)) => self.add_declared_checks(table, delta).await.map(|_| ()),
-                Ok(None) => Ok(()),
-                Err(error) => Err(error),
-            };
-            if let Err(error) = added {
-                tracing::warn!(table = %qualified, %error, "could not add the declared CHECK constraints after replacing the rows; the next write adds them");
-            }
-        }
+        let catch_up = AfterWrite {
+            descriptions: stale_descriptions,
+            checks: checks_after,
+        };
         match result {
-            Ok(outcome) => self.after_write(table, outcome, stale_descriptions).await,
+            Ok(outcome) => self.after_write(table, outcome, catch_up).await,
             Err(error) => {
                 self.recheck_after_error(table, &commit, before, error)
                     .await
@@ -341,27 +346,40 @@ impl Warehouse {
         }
     }
 
-    /// What follows a successful write: the stored descriptions brought to the declaration's
-    /// when they were `stale` (a failure there is logged: the rows are committed).
+    /// What follows a successful write, from one load of the table (a failure there is
+    /// logged, the next write doing it: the rows are committed): the declared CHECK constraints
+    /// added when they waited for the rows to be replaced, and the stored descriptions brought
+    /// to the declaration's when they were stale.
     async fn after_write(
         &self,
         table: &'static TableDef,
         outcome: WriteOutcome,
-        stale: bool,
+        catch_up: AfterWrite,
     ) -> Result<WriteOutcome> {
-        if !stale {
+        if !catch_up.descriptions && !catch_up.checks {
             return Ok(outcome);
         }
-        let updated = match self.load(table).await {
-            Ok(Some(delta)) => self
-                .set_declared_descriptions(table, delta)
-                .await
-                .map(|_| ()),
-            Ok(None) => Ok(()),
-            Err(error) => Err(error),
+        let qualified = table.qualified_name();
+        let mut delta = match self.load(table).await {
+            Ok(Some(delta)) => delta,
+            Ok(None) => return Ok(outcome),
+            Err(error) => {
+                tracing::warn!(table = %qualified, %error, "could not load the table after its write to bring its constraints or descriptions to the declaration's");
+                return Ok(outcome);
+            }
         };
-        if let Err(error) = updated {
-            tracing::warn!(table = %table.qualified_name(), %error, "could not update the stored descriptions");
+        if catch_up.checks {
+            match self.add_declared_checks(table, delta.clone()).await {
+                Ok(added) => delta = added,
+                Err(error) => {
+                    tracing::warn!(table = %qualified, %error, "could not add the declared CHECK constraints after replacing the rows; the next write adds them");
+                }
+            }
+        }
+        if catch_up.descriptions
+            && let Err(error) = self.set_declared_descriptions(table, delta).await
+        {
+            tracing::warn!(table = %qualified, %error, "could not update the stored descriptions");
         }
         Ok(outcome)
     }
