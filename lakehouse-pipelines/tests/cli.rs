@@ -39,8 +39,20 @@ fn help_documents_every_command() {
     let dir = tempfile::tempdir().expect("dir");
     let help = stdout(&orchestrate(dir.path(), &["--help"]));
     for command in [
-        "run", "plan", "list", "graph", "check", "sql", "runs", "history", "describe", "restore",
-        "resume", "optimize", "vacuum",
+        "run",
+        "plan",
+        "list",
+        "graph",
+        "check",
+        "sql",
+        "runs",
+        "history",
+        "describe",
+        "restore",
+        "resume",
+        "optimize",
+        "vacuum",
+        "prune-ledger",
     ] {
         assert!(
             help.contains(&format!("  {command} ")),
@@ -782,6 +794,108 @@ fn a_backfill_makes_one_run_per_day_in_order() {
 }
 
 #[test]
+fn prune_ledger_forgets_old_runs_and_a_backfill_over_them_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let backfill = |from: &str, to: &str| {
+        orchestrate(
+            dir.path(),
+            &[
+                "run",
+                "--select",
+                "erp_sales_transactions",
+                "--set",
+                "erp.rows=2",
+                "--from",
+                from,
+                "--to",
+                to,
+            ],
+        )
+    };
+    let first = backfill("2026-11-01", "2026-11-04");
+    assert!(first.status.success(), "{}", stderr(&first));
+    // Every run ended before the command started: all are pruned but the latest success.
+    let prune = |dry_run: bool| {
+        let mut args = vec!["prune-ledger", "--older-than", "1ms"];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        let output = orchestrate(dir.path(), &args);
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output)
+    };
+    let dry = prune(true);
+    assert!(
+        dry.starts_with("would prune 2 run(s) that ended before ")
+            && dry.contains("; 1 run(s) that ended before are kept (a pipeline's latest success")
+            && dry.contains("  lakehouse.runs: ")
+            && dry.contains("row(s) would be removed")
+            && !dry.contains("vacuum"),
+        "{dry}"
+    );
+    assert!(stdout(&orchestrate(dir.path(), &["runs"])).contains("r000001"));
+    let pruned = prune(false);
+    assert!(
+        pruned.starts_with("pruned 2 run(s) that ended before ")
+            && pruned.contains(
+                "a backfill skipping the times already done must start after \
+                 2026-11-02T00:00:00Z"
+            )
+            && pruned.contains("until `orchestrate vacuum` deletes them"),
+        "{pruned}"
+    );
+    let runs = stdout(&orchestrate(dir.path(), &["runs"]));
+    assert!(
+        !runs.contains("r000001")
+            && !runs.contains("r000002")
+            && runs.contains("r000003")
+            && runs.contains("older runs were pruned on "),
+        "{runs}"
+    );
+    let gone = orchestrate(dir.path(), &["runs", "r000001"]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(
+        stderr(&gone).contains("no run `r000001` in the ledger (old runs were pruned from it on "),
+        "{}",
+        stderr(&gone)
+    );
+    // Which of the pruned times ran is not known: refused. After them, the kept run's time is
+    // done, and the next one runs, in the next sequence.
+    let over = backfill("2026-11-01", "2026-11-05");
+    assert_eq!(over.status.code(), Some(1), "{}", stdout(&over));
+    assert!(
+        stderr(&over).contains(
+            "backfill from after 2026-11-02T00:00:00Z, or with --rerun to run every time again"
+        ),
+        "{}",
+        stderr(&over)
+    );
+    let after = backfill("2026-11-03", "2026-11-05");
+    let out = stdout(&after);
+    assert!(after.status.success(), "{out}\n{}", stderr(&after));
+    assert!(
+        out.contains("backfill done: 1 run(s), 1 time(s) already done"),
+        "{out}"
+    );
+    assert!(
+        stdout(&orchestrate(dir.path(), &["runs"])).contains("r000004"),
+        "the next run's sequence"
+    );
+    // Run 3 is no longer the latest success.
+    let again = prune(false);
+    assert!(
+        again.starts_with("pruned 1 run(s) that ended before ")
+            && again.contains("; 1 run(s) that ended before are kept"),
+        "{again}"
+    );
+    let again = prune(false);
+    assert!(
+        again.starts_with("pruned 0 run(s) that ended before ") && !again.contains("vacuum"),
+        "{again}"
+    );
+}
+
+#[test]
 fn numbers_out_of_range_are_refused_before_anything_runs() {
     let dir = tempfile::tempdir().expect("dir");
     let retries = orchestrate(dir.path(), &["run", "--retries", "101"]);
@@ -894,6 +1008,7 @@ fn reading_a_warehouse_that_does_not_exist_is_an_error_and_creates_nothing() {
         &["optimize"],
         &["vacuum"],
         &["resume", "r000001"],
+        &["prune-ledger", "--older-than", "90d"],
     ] {
         let output = orchestrate(&mistyped, args);
         assert_eq!(output.status.code(), Some(1), "{args:?}");

@@ -1482,6 +1482,54 @@ mod incremental {
     }
 
     #[tokio::test]
+    async fn pruning_the_ledger_forgets_only_files_gone_from_the_landing() {
+        use lakehouse_runtime::ledger::PruneOptions;
+        let wh = TempWarehouse::new();
+        let landing = landing_with_a(&wh);
+        std::fs::write(landing.join("b.csv"), "order_id,amount\n2,2.00\n").expect("file");
+        let orchestrator = orchestrator(&wh);
+        let run = || async { orchestrator.run(&config(&landing)).await.expect("run") };
+        // Run 1 reads a and b, run 2 c, run 3 nothing new.
+        assert!(run().await.succeeded());
+        std::fs::write(landing.join("c.csv"), "order_id,amount\n3,3.00\n").expect("file");
+        assert!(run().await.succeeded());
+        assert!(run().await.succeeded());
+        std::fs::remove_file(landing.join("a.csv")).expect("a removed");
+        std::fs::remove_file(landing.join("c.csv")).expect("c removed");
+        let report = orchestrator
+            .ledger()
+            .prune(PruneOptions {
+                ended_before: Timestamp::now(),
+                dry_run: false,
+            })
+            .await
+            .expect("prune");
+        // Runs 1 and 2 are pruned (run 3 is the latest success). Of their files, a is
+        // forgotten; b is still there, and would be read again; c is gone, but its run is the
+        // pipeline's latest ingestion.
+        assert_eq!((report.runs_pruned, report.runs_kept), (2, 1), "{report:?}");
+        assert_eq!(
+            ingested(&wh).await,
+            [
+                "b.csv|1|new_orders|bronze.new_orders|23",
+                "c.csv|2|new_orders|bronze.new_orders|23"
+            ]
+        );
+        assert!(
+            report
+                .rows_removed
+                .contains(&("lakehouse.ingested_files".to_owned(), 1)),
+            "{report:?}"
+        );
+        // The next run reads the new file alone.
+        std::fs::write(landing.join("d.csv"), "order_id,amount\n4,4.00\n").expect("file");
+        let next = run().await;
+        assert!(next.succeeded(), "{}", next.render(false));
+        assert_eq!(orders(&wh).await, ["1|1.00", "2|2.00", "3|3.00", "4|4.00"]);
+        assert_eq!(ingested(&wh).await.len(), 3);
+    }
+
+    #[tokio::test]
     async fn files_another_run_read_meanwhile_are_not_appended_again() {
         let wh = TempWarehouse::new();
         let landing = landing_with_a(&wh);

@@ -77,7 +77,7 @@ fn remove_runs_data_files(wh: &TempWarehouse) {
     }
 }
 
-fn run_row(sequence: i64) -> RunRecord {
+pub fn run_row(sequence: i64) -> RunRecord {
     let at = Timestamp::parse("2026-01-01T00:00:00Z").expect("timestamp");
     RunRecord {
         run_id: format!("r{sequence}"),
@@ -194,7 +194,7 @@ async fn appends_to_two_system_tables_made_together_both_commit() {
 
 /// A successful or failed attempt of `pipeline` in run `sequence` (a success records the
 /// version of the input it read).
-fn attempt(pipeline: &str, sequence: i64, status: &str) -> RunRecord {
+pub fn attempt(pipeline: &str, sequence: i64, status: &str) -> RunRecord {
     RunRecord {
         kind: "pipeline".to_owned(),
         pipeline: Some(pipeline.to_owned()),

@@ -20,6 +20,7 @@ mod partitions;
 mod plan;
 mod plan_check;
 mod properties;
+mod prune_ledger;
 mod quality;
 mod scd2;
 mod sources;

@@ -201,6 +201,19 @@ pub enum Command {
         #[arg(long)]
         ignore_pending_readers: bool,
     },
+    /// Remove from the run ledger (`lakehouse.*`) the runs that ended long ago, with their
+    /// metrics, findings, rejects and the records of ingested files since deleted. Kept: each
+    /// pipeline's latest success, runs recorded as running, unfinished refreshes, and the
+    /// records of files still there. A backfill from before the pruned runs' times then needs
+    /// `--rerun`; `vacuum` deletes the replaced files later.
+    PruneLedger {
+        /// Prune the runs that ended longer ago than this, e.g. `90d`.
+        #[arg(long, value_parser = parse_positive_duration)]
+        older_than: Duration,
+        /// Count what would be removed, changing nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// Which runs `--notify` is told of.

@@ -178,6 +178,14 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             maintenance_outcome("optimize", failed)
         }
+        Command::PruneLedger {
+            older_than,
+            dry_run,
+        } => {
+            let warehouse = existing_warehouse(&global)?;
+            refuse_unwritten_object_store(&warehouse, &registry, &global).await?;
+            super::listing::prune_ledger(&warehouse, older_than, dry_run).await
+        }
         Command::Vacuum {
             tables,
             retention,

@@ -1,4 +1,5 @@
-//! Listing what the lakehouse holds: its pipelines (`list`, `graph`) and its runs (`runs`).
+//! Listing what the lakehouse holds: its pipelines (`list`, `graph`) and its runs (`runs`), and
+//! forgetting old runs (`prune-ledger`).
 
 use std::process::ExitCode;
 
@@ -259,10 +260,15 @@ pub(super) async fn runs(
                 ]);
             }
             say!("{grid}");
-            if runs.is_empty() {
-                say!("no run recorded in {} yet", global.warehouse());
-            } else if more {
+            if more {
                 say!("the latest {limit} run(s) shown: `--limit N` shows more");
+            } else if let Some(pruned) = orchestrator.ledger().pruned().await? {
+                say!(
+                    "older runs were pruned on {} (`orchestrate prune-ledger`)",
+                    pruned.pruned_at
+                );
+            } else if runs.is_empty() {
+                say!("no run recorded in {} yet", global.warehouse());
             }
         }
         Some(prefix) => {
@@ -310,6 +316,55 @@ pub(super) async fn runs(
                 );
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prunes the runs that ended more than `older_than` ago from `warehouse`'s ledger, and says
+/// what went (or would, on a dry run).
+pub(super) async fn prune_ledger(
+    warehouse: &crate::store::Warehouse,
+    older_than: std::time::Duration,
+    dry_run: bool,
+) -> Result<ExitCode> {
+    let micros = i64::try_from(older_than.as_micros()).unwrap_or(i64::MAX);
+    let ended_before = Timestamp(Timestamp::now().0.saturating_sub(micros));
+    let ledger = crate::ledger::Ledger::new(warehouse.clone());
+    let options = crate::ledger::PruneOptions {
+        ended_before,
+        dry_run,
+    };
+    let report = ledger.prune(options).await?;
+    let (verb, removed) = if dry_run {
+        ("would prune", "would be removed")
+    } else {
+        ("pruned", "removed")
+    };
+    let kept = match report.runs_kept {
+        0 => String::new(),
+        kept => format!(
+            "; {kept} run(s) that ended before are kept (a pipeline's latest success, a run \
+             recorded as running, an unfinished refresh)"
+        ),
+    };
+    say!(
+        "{verb} {} run(s) that ended before {ended_before}{kept}",
+        report.runs_pruned
+    );
+    for (table, rows) in &report.rows_removed {
+        say!("  {table}: {rows} row(s) {removed}");
+    }
+    if let Some(through) = report.logical_times_through {
+        say!(
+            "a backfill skipping the times already done must start after {through}, the \
+             latest logical time pruned (or run every time again with --rerun)"
+        );
+    }
+    if !dry_run && !report.rows_removed.is_empty() {
+        say!(
+            "the replaced files stay on disk until `orchestrate vacuum` deletes them (past each \
+             table's `delta.deletedFileRetentionDuration`, 7 days unless set)"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -364,9 +419,7 @@ async fn run_records(
         .unwrap_or(prefix);
     let records = orchestrator.ledger().run(&run_id).await?;
     if records.is_empty() {
-        return Err(Error::msg(format!(
-            "no run `{run_id}` in the ledger; see `orchestrate runs`"
-        )));
+        return Err(orchestrator.ledger().no_such_run(&run_id).await);
     }
     Ok((run_id, records))
 }

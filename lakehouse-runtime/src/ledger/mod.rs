@@ -2,6 +2,7 @@
 //! `lakehouse.table_metrics`, `lakehouse.rejects`, `lakehouse.ingested_files`).
 
 mod process;
+mod prune;
 mod statistics;
 mod tables;
 
@@ -15,6 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use process::{Liveness, RunProcess};
+pub use prune::{PruneOptions, PruneReport, Pruned};
 use tables::NO_INPUT_VERSIONS;
 pub use tables::{IngestedFile, QualityIssue, RejectRecord, RunRecord, TableMetric};
 
@@ -535,9 +537,12 @@ impl Ledger {
         let df = self
             .records()
             .await?
-            // Any row names its run (one whose start row was lost too), but a sequence floor's,
-            // which is no run.
-            .filter(starts_with(col("run_id"), lit(prefix)).and(col("kind").not_eq(lit("floor"))))?
+            // Any row names its run (one whose start row was lost too), but a sequence floor's
+            // and a prune's, which are no runs.
+            .filter(
+                starts_with(col("run_id"), lit(prefix))
+                    .and(datafusion::logical_expr::not(no_run())),
+            )?
             .select(vec![col("run_id")])?
             .distinct()?
             .sort(vec![col("run_id").sort(true, false)])?
@@ -578,7 +583,7 @@ impl Ledger {
         let df = self.records().await?.filter(
             col("run_id")
                 .eq(lit(run_id))
-                .and(col("kind").not_eq(lit("floor"))),
+                .and(datafusion::logical_expr::not(no_run())),
         )?;
         rows(df.sort(vec![
             col("execution").sort(true, true),
@@ -971,6 +976,11 @@ impl Ledger {
         let session = self.warehouse.session();
         self.warehouse.read(&session, RunRecord::DEF).await
     }
+}
+
+/// Whether a row of the runs table is of no run: a sequence floor's, or a prune's.
+fn no_run() -> datafusion::logical_expr::Expr {
+    col("kind").in_list(vec![lit("floor"), lit(prune::PRUNED_KIND)], false)
 }
 
 /// The rows of `df` (a ledger table's) as `R`s, through Arrow's JSON writer.

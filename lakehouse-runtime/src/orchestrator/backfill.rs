@@ -173,6 +173,7 @@ impl Orchestrator {
         let selected: Vec<&'static str> = plan.pipelines().map(|p| p.name).collect();
         let history = match (redo, run_ats.iter().min(), run_ats.iter().max()) {
             (Redo::Missing, Some(first), Some(last)) => {
+                self.refuse_over_pruned_runs(*first).await?;
                 self.ledger
                     .runs_between(*first, Timestamp(last.0.saturating_add(1)))
                     .await?
@@ -182,6 +183,25 @@ impl Orchestrator {
         self.refuse_scd2_going_back(&selected, run_ats, &history, redo)
             .await?;
         Ok((selected, history))
+    }
+
+    /// Refuses a backfill skipping the times already done whose first time, `first`, is not
+    /// after the logical times of the runs pruned from the ledger: which of them ran is no longer
+    /// known, and every one would run again as never done.
+    async fn refuse_over_pruned_runs(&self, first: Timestamp) -> Result<()> {
+        let Some(pruned) = self.ledger.pruned().await? else {
+            return Ok(());
+        };
+        if first > pruned.logical_times_through {
+            return Ok(());
+        }
+        Err(Error::Refused(format!(
+            "this backfill starts at {first}, and the ledger no longer holds the runs at logical \
+             times up to {} (pruned on {}: `orchestrate prune-ledger`), so which of its times \
+             were already done is not known: backfill from after {}, or with --rerun to run \
+             every time again",
+            pruned.logical_times_through, pruned.pruned_at, pruned.logical_times_through
+        )))
     }
 
     /// Refuses a backfill that would write an SCD2 table at a time earlier than its history:

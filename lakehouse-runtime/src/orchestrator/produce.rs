@@ -319,6 +319,7 @@ async fn produce_with(
         metadata,
         replace: kind.rebuild && (reads_new_files || pipeline.inputs.iter().any(|i| i.incremental)),
         read_after,
+        replaces_version: None,
     };
     // The run is in the ledger before any of its writes.
     orchestrator.start_recorded(&run.run_id).await;

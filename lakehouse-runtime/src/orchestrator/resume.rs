@@ -35,9 +35,7 @@ impl Orchestrator {
         let (run_id, records) = self.told_if_not_started(read.await).await?;
         let run_id = run_id.as_str();
         let Some(first) = records.first() else {
-            let unknown = Error::msg(format!(
-                "no run `{run_id}` in the ledger; see `orchestrate runs`"
-            ));
+            let unknown = self.ledger.no_such_run(run_id).await;
             return self.told_if_not_started(Err(unknown)).await;
         };
         // Only attempts recorded: the run's start row was lost. Its process may still run, and

@@ -62,6 +62,12 @@ pub struct WriteOptions {
     /// this one, which may have read the same rows), fails the write: run again, it reads on
     /// from that commit. `None`: not checked.
     pub read_after: Option<i64>,
+    /// For a write replacing the rows of the table it read them from (an overwrite, or
+    /// `replace`, of a query over the table itself): the version they were read at. Another
+    /// commit since fails the write with [`Error::CommitConflict`], nothing written (its rows
+    /// would go with the replaced files, never read); read again and retry. `None`: not
+    /// checked.
+    pub replaces_version: Option<u64>,
 }
 
 /// What a write did.
@@ -163,6 +169,18 @@ impl Warehouse {
         let mut delta = self.ensure(table).await?;
         if let Some(skipped) = already_committed(&delta, table, &options).await? {
             return Ok(skipped);
+        }
+        if let Some(read) = options.replaces_version
+            && delta.version() != Some(read)
+        {
+            let now = delta.version().map_or("none".to_owned(), |v| v.to_string());
+            return Err(Error::CommitConflict {
+                table: qualified,
+                source: Box::new(deltalake::DeltaTableError::Generic(format!(
+                    "its rows were read at version {read} to replace them, and it is at version \
+                     {now} now"
+                ))),
+            });
         }
         let df = without_empty_partition_values(conform_output(df, table)?, table)?;
         let replace_schema =
