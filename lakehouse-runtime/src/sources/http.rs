@@ -610,11 +610,43 @@ fn transport_failure(
         Failure::fatal(None, format!("invalid request: {detail}"))
     } else if error.is_redirect() {
         Failure::fatal(None, format!("redirect refused: {detail}"))
+    } else if let Some(tls) = tls_error(error) {
+        // reqwest counts it as a connection error; every attempt would fail alike.
+        Failure::fatal(
+            None,
+            format!(
+                "the TLS handshake failed ({tls}): no TLS server answers at this address (an \
+                 http:// service?), or its certificate is not one this host trusts (self-signed, \
+                 expired, a proxy's own) or does not name this host; it fails alike every time"
+            ),
+        )
     } else if error.is_connect() {
         Failure::retryable(None, format!("{}: {detail}", super::retry::UNREACHED))
     } else {
         Failure::retryable(None, format!("the connection failed {stage}: {detail}"))
     }
+}
+
+/// The TLS error (rustls's) behind a transport error, if the handshake is what failed: a
+/// certificate refused, or a peer that does not speak TLS. (A connection cut during the
+/// handshake is an I/O error, which may pass.)
+fn tls_error(error: &reqwest::Error) -> Option<&rustls::Error> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        // tokio-rustls hands rustls's error on inside an I/O error (itself inside another),
+        // whose `source` skips it: the error it wraps is looked into instead.
+        cause = match current
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
+    }
+    None
 }
 
 /// An error and its causes, joined with `: ` (reqwest's own message names none of them).

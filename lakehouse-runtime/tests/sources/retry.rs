@@ -569,6 +569,45 @@ fn port_nothing_listens_on() -> u16 {
 }
 
 #[tokio::test]
+async fn a_failed_tls_handshake_is_not_retried() {
+    use std::io::{Read as _, Write as _};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // A plain HTTP server where an https:// URL points: it answers the TLS greeting with a 400.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    {
+        let connections = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { break };
+                connections.fetch_add(1, Ordering::SeqCst);
+                let mut greeting = [0u8; 1024];
+                let _ = stream.read(&mut greeting);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+    }
+    let (fetch, timer) = http(policy());
+    let url = Url::parse(&format!("https://127.0.0.1:{port}/gbfs.json")).expect("URL");
+
+    let error = fetch.get(&url).await.expect_err("no TLS there").to_string();
+
+    // Once: every attempt would fail alike.
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "{error}");
+    assert!(timer.delays().is_empty(), "{error}");
+    assert!(
+        error.contains("failed after 1 attempt(s): the TLS handshake failed (")
+            && error.contains("no TLS server answers at this address (an http:// service?)")
+            && error.ends_with("; not retried"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn a_refused_connection_is_retried_then_reported() {
     let port = port_nothing_listens_on();
     let (fetch, timer) = http(policy());
