@@ -838,8 +838,8 @@ fn prune_ledger_forgets_old_runs_and_a_backfill_over_them_is_refused() {
     assert!(
         pruned.starts_with("pruned 2 run(s) that ended before ")
             && pruned.contains(
-                "a backfill skipping the times already done must start after \
-                 2026-11-02T00:00:00Z"
+                "a backfill skipping the times already done is refused from \
+                 2026-11-01T00:00:00Z to 2026-11-02T00:00:00Z"
             )
             && pruned.contains("until `orchestrate vacuum` deletes them"),
         "{pruned}"
@@ -865,7 +865,8 @@ fn prune_ledger_forgets_old_runs_and_a_backfill_over_them_is_refused() {
     assert_eq!(over.status.code(), Some(1), "{}", stdout(&over));
     assert!(
         stderr(&over).contains(
-            "backfill from after 2026-11-02T00:00:00Z, or with --rerun to run every time again"
+            "from 2026-11-01T00:00:00Z to 2026-11-02T00:00:00Z: which of them were already done \
+             is not known. Backfill outside them, or with --rerun to run every time again"
         ),
         "{}",
         stderr(&over)

@@ -71,27 +71,32 @@ fn reject(run: &str) -> RejectRecord {
     }
 }
 
-/// A ledger of seven runs that all started long ago (days 1 to 7 of 2026):
+/// A ledger of eight runs that all started long ago (days 1 to 8 of 2026):
 /// - r1: `p` succeeded (a later success of `p` follows);
 /// - r2: `q` failed, then the run was resumed on day 200, and `q` succeeded;
-/// - r3: `p` succeeded, its latest success;
+/// - r3: `p` and `s` succeeded, `p`'s latest success;
 /// - r4: a full refresh of `p` that failed;
 /// - r5: still recorded as running;
-/// - r6: `s` succeeded without saying what it read, its only success;
-/// - r7: failed, the latest sequence and logical time (day 100: a backfill's).
+/// - r6: `s` succeeded without saying what it read: `s`'s latest success by its end;
+/// - r7: a full refresh of `q` that succeeded, begun after r4;
+/// - r8: failed, the latest sequence and logical time (day 100: a backfill's).
 ///
-/// With metrics of r1 (two) and r3, findings of r1 and r7, a reject of r7.
+/// With metrics of r1 (two) and r3, findings of r1 and r8, a reject of r8.
 async fn old_ledger(ledger: &Ledger) {
-    let mut refresh = at(run(4, "failed"), 4);
-    refresh.refresh = Some("full".to_owned());
-    refresh.planned = Some("p".to_owned());
+    let refresh = |sequence, status: &str, planned: &str| RunRecord {
+        refresh: Some("full".to_owned()),
+        planned: Some(planned.to_owned()),
+        ..at(run(sequence, status), sequence)
+    };
+    // A resume keeps the run's logical time.
     let resumed = |record: RunRecord| RunRecord {
         execution: Some(2),
+        run_at: day(2),
         ..at(record, 200)
     };
     let failed_backfill = RunRecord {
         run_at: day(100),
-        ..at(run(7, "failed"), 7)
+        ..at(run(8, "failed"), 8)
     };
     let records = vec![
         at(run(1, "succeeded"), 1),
@@ -102,7 +107,8 @@ async fn old_ledger(ledger: &Ledger) {
         resumed(attempt("q", 2, "succeeded")),
         at(run(3, "succeeded"), 3),
         at(attempt("p", 3, "succeeded"), 3),
-        refresh,
+        at(attempt("s", 3, "succeeded"), 3),
+        refresh(4, "failed", "p"),
         at(attempt("p", 4, "failed"), 4),
         at(run(5, "running"), 5),
         at(run(6, "succeeded"), 6),
@@ -110,6 +116,7 @@ async fn old_ledger(ledger: &Ledger) {
             input_versions: Some("{}".to_owned()),
             ..at(attempt("s", 6, "succeeded"), 6)
         },
+        refresh(7, "succeeded", "q"),
         failed_backfill,
     ];
     ledger.append(&records).await.expect("runs");
@@ -118,10 +125,10 @@ async fn old_ledger(ledger: &Ledger) {
         .await
         .expect("metrics");
     ledger
-        .append(&[finding("r1"), finding("r7")])
+        .append(&[finding("r1"), finding("r8")])
         .await
         .expect("findings");
-    ledger.append(&[reject("r7")]).await.expect("rejects");
+    ledger.append(&[reject("r8")]).await.expect("rejects");
 }
 
 /// The version of every system table.
@@ -161,14 +168,14 @@ async fn old_runs_go_from_every_system_table_and_what_the_next_runs_read_stays()
         ended_before: day(150),
         dry_run: true,
         runs_pruned: 2,
-        runs_kept: 4,
+        runs_kept: 5,
         rows_removed: vec![
             ("lakehouse.quality_issues".to_owned(), 2),
             ("lakehouse.table_metrics".to_owned(), 2),
             ("lakehouse.rejects".to_owned(), 1),
             ("lakehouse.runs".to_owned(), 3),
         ],
-        logical_times_through: Some(day(100)),
+        logical_times: Some((day(1), day(100))),
     };
 
     // A dry run counts, and changes nothing.
@@ -201,7 +208,8 @@ async fn old_runs_go_from_every_system_table_and_what_the_next_runs_read_stays()
             "r4|run",
             "r5|run",
             "r6|pipeline",
-            "r6|run"
+            "r6|run",
+            "r7|run"
         ]
     );
     let rows_of = |table: &'static lakehouse_runtime::TableDef| {
@@ -232,7 +240,7 @@ async fn old_runs_go_from_every_system_table_and_what_the_next_runs_read_stays()
         .into_iter()
         .map(|r| format!("{}|{}", r.run_id, r.status))
         .collect();
-    assert_eq!(refreshes, ["r4|failed"]);
+    assert_eq!(refreshes, ["r4|failed", "r7|succeeded"]);
     let running: Vec<String> = ledger
         .running()
         .await
@@ -241,7 +249,7 @@ async fn old_runs_go_from_every_system_table_and_what_the_next_runs_read_stays()
         .map(|r| r.run_id)
         .collect();
     assert_eq!(running, ["r5"]);
-    assert_eq!(ledger.next_sequence().await.expect("sequence"), 8);
+    assert_eq!(ledger.next_sequence().await.expect("sequence"), 9);
     assert_eq!(ledger.run_at_bound().await.expect("bound"), bound);
 
     // The pruned runs are gone, said so; the prune's row is no run.
@@ -260,25 +268,23 @@ async fn old_runs_go_from_every_system_table_and_what_the_next_runs_read_stays()
         .into_iter()
         .map(|r| r.run_id)
         .collect();
-    assert_eq!(listed, ["r6", "r5", "r4", "r3", "r2"]);
+    assert_eq!(listed, ["r7", "r6", "r5", "r4", "r3", "r2"]);
     let pruned = ledger.pruned().await.expect("pruned").expect("a prune");
-    assert_eq!(pruned.logical_times_through, day(100));
+    assert_eq!(
+        (pruned.logical_times_from, pruned.logical_times_through),
+        (day(1), day(100))
+    );
 
     // Nothing more to prune at the same time: no commit.
     let after = versions(&wh).await;
     let again = ledger.prune(pruning(day(150), false)).await.expect("again");
-    assert_eq!((again.runs_pruned, again.runs_kept), (0, 4));
+    assert_eq!((again.runs_pruned, again.runs_kept), (0, 5));
     assert!(again.rows_removed.is_empty(), "{again:?}");
     assert_eq!(versions(&wh).await, after);
 
-    // A later prune takes the earlier prune's row in its own: one row, which still tells the
-    // times and sequences pruned first.
-    let failed = RunRecord {
-        sequence: 8,
-        run_id: "r8".to_owned(),
-        ..at(run(8, "failed"), 8)
-    };
-    ledger.append(&[failed]).await.expect("r8");
+    // A later prune takes the earlier prune's rows in its own, which still tell the times and
+    // sequences pruned first.
+    ledger.append(&[at(run(9, "failed"), 9)]).await.expect("r9");
     let later = ledger
         .prune(pruning(
             Timestamp(Timestamp::now().0 + 86_400_000_000),
@@ -286,18 +292,16 @@ async fn old_runs_go_from_every_system_table_and_what_the_next_runs_read_stays()
         ))
         .await
         .expect("later");
-    assert_eq!((later.runs_pruned, later.runs_kept), (1, 5), "{later:?}");
-    assert_eq!(later.logical_times_through, Some(day(100)));
+    assert_eq!((later.runs_pruned, later.runs_kept), (1, 6), "{later:?}");
+    assert_eq!(later.logical_times, Some((day(1), day(100))));
     let marks = query(
         &wh.warehouse,
         &[RunRecord::DEF],
         "SELECT sequence, run_at FROM lakehouse.runs WHERE kind = 'pruned'",
     )
     .await;
-    assert_eq!(marks, ["8|2026-04-11T00:00:00Z"]);
-    assert_eq!(ledger.next_sequence().await.expect("sequence"), 9);
-    let pruned = ledger.pruned().await.expect("pruned").expect("a prune");
-    assert_eq!(pruned.logical_times_through, day(100));
+    assert_eq!(marks, ["9|2026-01-02T00:00:00Z", "9|2026-04-11T00:00:00Z"]);
+    assert_eq!(ledger.next_sequence().await.expect("sequence"), 10);
 }
 
 #[tokio::test]
@@ -312,7 +316,7 @@ async fn a_ledger_with_nothing_old_is_left_as_it_is() {
     let before = versions(&wh).await;
     let report = ledger.prune(pruning(day(1), false)).await.expect("prune");
     assert_eq!((report.runs_pruned, report.runs_kept), (0, 0));
-    assert_eq!(report.logical_times_through, None);
+    assert_eq!(report.logical_times, None);
     assert_eq!(versions(&wh).await, before);
 }
 

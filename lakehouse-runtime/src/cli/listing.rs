@@ -344,7 +344,7 @@ pub(super) async fn prune_ledger(
         0 => String::new(),
         kept => format!(
             "; {kept} run(s) that ended before are kept (a pipeline's latest success, a run \
-             recorded as running, an unfinished refresh)"
+             recorded as running, an unfinished refresh and those begun after it)"
         ),
     };
     say!(
@@ -354,10 +354,10 @@ pub(super) async fn prune_ledger(
     for (table, rows) in &report.rows_removed {
         say!("  {table}: {rows} row(s) {removed}");
     }
-    if let Some(through) = report.logical_times_through {
+    if let Some((from, through)) = report.logical_times {
         say!(
-            "a backfill skipping the times already done must start after {through}, the \
-             latest logical time pruned (or run every time again with --rerun)"
+            "a backfill skipping the times already done is refused from {from} to {through}, \
+             the logical times pruned (--rerun runs every time again)"
         );
     }
     if !dry_run && !report.rows_removed.is_empty() {

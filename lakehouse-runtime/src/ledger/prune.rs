@@ -2,25 +2,28 @@
 //! a time, in each system table. Nothing else trims it, and a run every minute records half a
 //! million runs a year, each read again by the queries that scan the runs table.
 //!
-//! Pruning forgets history; it changes nothing the next runs do. Kept whatever their age:
+//! Pruning forgets history, and what the next runs read stays. Kept whatever their age:
 //! - each pipeline's latest success, where its incremental reads go on, and its latest success
-//!   of any kind, which tells an output recreated since;
-//! - the runs recorded as running (still going, or their process died): `resume` needs them;
+//!   by its end, which tells an output recreated since;
+//! - the runs recorded as running (still going, or their process died);
 //! - every full refresh or rebuild that did not finish, and the refreshes begun after the
 //!   earliest of them, which tell which of its pipelines were refreshed again since;
-//! - in `lakehouse.ingested_files`, the files still where they were read (they would be read
-//!   again) and each pipeline's latest ingestion (where the recovery of an unrecorded commit
-//!   starts).
+//! - in `lakehouse.ingested_files`, the records of files still where they were read (they would
+//!   be read again), of files in a folder that is not there (a mount missing is no file
+//!   deleted), and of each pipeline's latest ingestion (where the recovery of an unrecorded
+//!   commit starts).
 //!
-//! The pruned runs leave one row of kind `pruned` in `lakehouse.runs`, committed with their
-//! removal: it carries their highest sequence (the next run's stays above it) and their latest
-//! logical time, up to which a backfill can no longer tell the times already done (it is refused
-//! there, unless it runs every time again).
+//! What is lost: `resume` of a pruned run (a failed one), and which logical times the pruned
+//! runs were at. They leave rows of kind `pruned` in `lakehouse.runs`, committed with their
+//! removal: the earliest and the latest of their logical times (a backfill that skips the times
+//! already done is refused over them), with their highest sequence (the next run's stays above
+//! it).
 //!
-//! Each table is replaced by its kept rows in one commit, which checks that the table is still at
-//! the version read (another process's append is never lost): the dependent tables first, the
-//! runs table last, so that a prune cut short is finished by running it again. The replaced
-//! files stay until `orchestrate vacuum` deletes them.
+//! Each table is replaced by its kept rows in one commit, read just before and checked to be
+//! at the version read (another process's commit since fails it, nothing written, and the table
+//! is read again): the dependent tables first, the runs table last, so that a prune cut short is
+//! finished by running it again. The replaced files stay until `orchestrate vacuum` deletes
+//! them.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -30,7 +33,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::JoinType;
 use datafusion::dataframe::DataFrame;
 use datafusion::functions::expr_fn::coalesce;
-use datafusion::functions_aggregate::expr_fn::{first_value, max};
+use datafusion::functions_aggregate::expr_fn::{first_value, max, min};
 use datafusion::logical_expr::{col, lit, when};
 use datafusion::prelude::SessionContext;
 
@@ -39,14 +42,14 @@ use crate::error::{Error, Result};
 use crate::store::{WRITE_ID_KEY, WriteOptions, new_write_id};
 use crate::table::{Table, TableDef, Timestamp};
 
-/// The `kind` of the row a prune leaves in `lakehouse.runs` (see the module's documentation).
+/// The `kind` of the rows a prune leaves in `lakehouse.runs` (see the module's documentation).
 pub(crate) const PRUNED_KIND: &str = "pruned";
 
 /// The column of the pruned run ids, joined with the system tables' `run_id`.
 const PRUNED_RUN_ID: &str = "__lakehouse_pruned_run_id";
 
-/// How many times a prune reads a table again after another process committed to it.
-const PRUNE_TRIES: u32 = 3;
+/// How many times a table is read and replaced when another process committed to it meanwhile.
+const REPLACE_TRIES: u32 = 5;
 
 /// What [`Ledger::prune`] prunes.
 #[derive(Clone, Copy, Debug)]
@@ -72,15 +75,17 @@ pub struct PruneReport {
     /// The rows removed from each system table (`schema.table`), the runs table last; tables
     /// that lost none are left out.
     pub rows_removed: Vec<(String, u64)>,
-    /// The latest logical time of the runs removed: a backfill can no longer tell which times up
-    /// to it were done.
-    pub logical_times_through: Option<Timestamp>,
+    /// The earliest and the latest logical time of the runs removed (and of those earlier
+    /// prunes removed): which times between them ran is no longer known.
+    pub logical_times: Option<(Timestamp, Timestamp)>,
 }
 
-/// What the prunes of a ledger removed, as the row they left in `lakehouse.runs` says.
+/// What the prunes of a ledger removed, as the rows they left in `lakehouse.runs` say.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pruned {
-    /// The latest logical time of a run pruned: which times up to it ran is no longer known.
+    /// The earliest logical time of a run pruned.
+    pub logical_times_from: Timestamp,
+    /// The latest logical time of a run pruned.
     pub logical_times_through: Timestamp,
     /// When the ledger was last pruned.
     pub pruned_at: Timestamp,
@@ -92,18 +97,24 @@ struct RunSpan {
     run_id: String,
     /// Its highest sequence (a sequence floor's, a prune's row: theirs).
     sequence: i64,
-    /// Its latest logical time.
-    run_at: Timestamp,
-    /// 1 for a run, 0 for a sequence floor or a prune's row.
-    is_run: i64,
+    /// Its earliest and latest logical times (one, but for a prune's rows).
+    first_run_at: Timestamp,
+    last_run_at: Timestamp,
+    /// [`FLOOR`], [`MARK`] or [`RUN`].
+    what: i64,
 }
+
+/// [`RunSpan::what`]: a sequence floor, an earlier prune's rows, a run.
+const FLOOR: i64 = 0;
+const MARK: i64 = 1;
+const RUN: i64 = 2;
 
 impl Ledger {
     /// Removes every row of the runs that ended before `options.ended_before` from the system
     /// tables, but for those the next runs read, and the records of the ingested files that are
     /// gone from where they were read (see the module's documentation for what is kept). The
-    /// runs recorded as running are kept, so a prune may go on beside runs; a commit another
-    /// process made to a table while it was read makes it read that table again.
+    /// runs recorded as running are kept, and a table is read again when another process
+    /// committed to it meanwhile, so a prune may go on beside runs.
     pub async fn prune(&self, options: PruneOptions) -> Result<PruneReport> {
         let mut report = PruneReport {
             ended_before: options.ended_before,
@@ -111,24 +122,30 @@ impl Ledger {
             runs_pruned: 0,
             runs_kept: 0,
             rows_removed: Vec::new(),
-            logical_times_through: None,
+            logical_times: None,
         };
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match self.prune_once(options, &mut report).await {
-                Err(Error::CommitConflict { table, source }) if tries < PRUNE_TRIES => {
-                    tracing::debug!(%table, %source, "pruning the ledger again");
-                }
-                outcome => {
-                    // What this ledger remembers of the runs table, and the tables it holds
-                    // open, are from before.
-                    if !options.dry_run {
-                        self.forget_open_tables();
-                    }
-                    return outcome.map(|()| report);
-                }
+        let pruned = self.prune_runs(options, &mut report).await;
+        if options.dry_run {
+            return pruned.map(|()| report);
+        }
+        // What this ledger remembers of the runs table, and the tables it holds open, are from
+        // before.
+        self.forget_open_tables();
+        match pruned {
+            Ok(()) => Ok(report),
+            Err(error) if !report.rows_removed.is_empty() => {
+                let done: Vec<&str> = report
+                    .rows_removed
+                    .iter()
+                    .map(|(t, _)| t.as_str())
+                    .collect();
+                Err(Error::msg(format!(
+                    "{error}; the pruned runs' rows were removed from {} already: run the prune \
+                     again to finish",
+                    done.join(", ")
+                )))
             }
+            Err(error) => Err(error),
         }
     }
 
@@ -136,6 +153,7 @@ impl Ledger {
     pub async fn pruned(&self) -> Result<Option<Pruned>> {
         #[derive(serde::Deserialize)]
         struct Marks {
+            from: Option<Timestamp>,
             through: Option<Timestamp>,
             at: Option<Timestamp>,
         }
@@ -146,20 +164,18 @@ impl Ledger {
             .aggregate(
                 vec![],
                 vec![
+                    min(col("run_at")).alias("from"),
                     max(col("run_at")).alias("through"),
                     max(col("started_at")).alias("at"),
                 ],
             )?;
-        Ok(rows::<Marks>(df)
-            .await?
-            .into_iter()
-            .find_map(|marks| match (marks.through, marks.at) {
-                (Some(through), Some(at)) => Some(Pruned {
-                    logical_times_through: through,
-                    pruned_at: at,
-                }),
-                _ => None,
-            }))
+        Ok(rows::<Marks>(df).await?.into_iter().find_map(|marks| {
+            Some(Pruned {
+                logical_times_from: marks.from?,
+                logical_times_through: marks.through?,
+                pruned_at: marks.at?,
+            })
+        }))
     }
 
     /// The error for run id `run_id`, of which the ledger holds no row: saying when it was
@@ -177,64 +193,61 @@ impl Ledger {
         ))
     }
 
-    /// One try of [`Ledger::prune`], adding what it removed to `report`.
-    async fn prune_once(&self, options: PruneOptions, report: &mut PruneReport) -> Result<()> {
+    /// [`Ledger::prune`], noting in `report` what went.
+    async fn prune_runs(&self, options: PruneOptions, report: &mut PruneReport) -> Result<()> {
         let session = self.warehouse.session();
-        let (runs, runs_version) = self
-            .warehouse
-            .read_with_version(&session, RunRecord::DEF)
-            .await?;
-        let Some(runs_version) = runs_version else {
-            return Ok(());
-        };
         let keep = self.runs_to_keep().await?;
-        let ended_before = options.ended_before;
-        let spans = runs
-            .clone()
+        let what = when(col("kind").eq(lit("floor")), lit(FLOOR))
+            .when(col("kind").eq(lit(PRUNED_KIND)), lit(MARK))
+            .otherwise(lit(RUN))?;
+        let spans = self
+            .records()
+            .await?
             .aggregate(
                 vec![col("run_id")],
                 vec![
                     max(coalesce(vec![col("finished_at"), col("started_at")])).alias("ended"),
                     max(col("sequence")).alias("sequence"),
-                    max(col("run_at")).alias("run_at"),
-                    max(when(super::no_run(), lit(0i64)).otherwise(lit(1i64))?).alias("is_run"),
+                    min(col("run_at")).alias("first_run_at"),
+                    max(col("run_at")).alias("last_run_at"),
+                    max(what).alias("what"),
                 ],
             )?
-            .filter(col("ended").lt(ended_before.lit()))?;
+            .filter(col("ended").lt(options.ended_before.lit()))?;
         let (kept, pruned): (Vec<RunSpan>, Vec<RunSpan>) = rows::<RunSpan>(spans)
             .await?
             .into_iter()
             .partition(|span| keep.contains(&span.run_id));
-        let count_runs =
-            |spans: &[RunSpan]| spans.iter().filter(|span| span.is_run == 1).count() as u64;
-        report.runs_kept = count_runs(&kept);
-        report.runs_pruned = count_runs(&pruned);
-        // Sequence floors and earlier prunes' rows go with runs, in the row they leave: alone,
-        // they would only be written again.
+        let runs = |spans: &[RunSpan]| spans.iter().filter(|span| span.what == RUN).count() as u64;
+        report.runs_kept = runs(&kept);
+        report.runs_pruned = runs(&pruned);
+        // Sequence floors and earlier prunes' rows go with runs, into the rows this prune
+        // leaves: alone, they would only be written again.
         if report.runs_pruned == 0 {
             return Ok(());
         }
-        report.logical_times_through = pruned.iter().map(|span| span.run_at).max();
-        let ids = pruned_ids(&session, &runs, &pruned)?;
+        let marks = pruned_marks(&pruned, options.ended_before);
+        report.logical_times = marks
+            .first()
+            .zip(marks.last())
+            .map(|(from, through)| (from.run_at, through.run_at));
+        let ids = pruned_ids(&session, &pruned)?;
         for table in [QualityIssue::DEF, TableMetric::DEF, RejectRecord::DEF] {
-            let removed = self
-                .prune_rows_of(&session, table, &ids, options.dry_run)
-                .await?;
+            let removed = replacing(table, || {
+                self.prune_rows_of(&session, table, &ids, options.dry_run, &[])
+            })
+            .await?;
             add_removed(report, table, removed);
         }
-        let removed = self.prune_ingested(&session, &ids, options.dry_run).await?;
+        let removed = replacing(IngestedFile::DEF, || {
+            self.prune_ingested(&session, &ids, options.dry_run)
+        })
+        .await?;
         add_removed(report, IngestedFile::DEF, removed);
-        let removed = semi_join(runs.clone(), &ids)?.count().await? as u64;
-        if !options.dry_run {
-            let mark = pruned_mark(&pruned, ended_before);
-            let mark = session.read_batches(crate::frame::batches_from_rows(
-                RunRecord::DEF.output_arrow_schema(),
-                &[mark],
-            )?)?;
-            let kept_rows = anti_join(runs, &ids)?.union_by_name(mark)?;
-            self.replace_rows(&session, RunRecord::DEF, kept_rows, runs_version)
-                .await?;
-        }
+        let removed = replacing(RunRecord::DEF, || {
+            self.prune_rows_of(&session, RunRecord::DEF, &ids, options.dry_run, &marks)
+        })
+        .await?;
         add_removed(report, RunRecord::DEF, removed);
         Ok(())
     }
@@ -293,23 +306,32 @@ impl Ledger {
             .collect())
     }
 
-    /// Removes the rows of the pruned runs `ids` from system table `table`: how many.
+    /// Removes the rows of the pruned runs `ids` from system table `table`, read now, adding
+    /// `marks` (the runs table's): how many.
     async fn prune_rows_of(
         &self,
         session: &SessionContext,
         table: &'static TableDef,
         ids: &DataFrame,
         dry_run: bool,
+        marks: &[RunRecord],
     ) -> Result<u64> {
         let (stored, version) = self.warehouse.read_with_version(session, table).await?;
         let Some(version) = version else {
             return Ok(0);
         };
         let removed = semi_join(stored.clone(), ids)?.count().await? as u64;
-        if removed > 0 && !dry_run {
-            self.replace_rows(session, table, anti_join(stored, ids)?, version)
-                .await?;
+        // (None left: another prune removed them, and left its own marks.)
+        if removed == 0 || dry_run {
+            return Ok(removed);
         }
+        let mut kept = anti_join(stored, ids)?;
+        if !marks.is_empty() {
+            let schema = RunRecord::DEF.output_arrow_schema();
+            let marks = crate::frame::batches_from_rows(schema, marks)?;
+            kept = kept.union_by_name(session.read_batches(marks)?)?;
+        }
+        self.replace_rows(session, table, kept, version).await?;
         Ok(removed)
     }
 
@@ -423,22 +445,51 @@ impl Ledger {
     }
 }
 
-/// The ids of the `pruned` runs, as a one-column frame of `session` (column [`PRUNED_RUN_ID`],
-/// of the type of `runs`' `run_id`).
-fn pruned_ids(session: &SessionContext, runs: &DataFrame, pruned: &[RunSpan]) -> Result<DataFrame> {
+/// `replace` (a read of `table` and the commit replacing its rows), tried again with a short
+/// backoff while another process's commit since the read (an append, a compaction) fails it.
+async fn replacing<F, Fut>(table: &TableDef, mut replace: F) -> Result<u64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64>>,
+{
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match replace().await {
+            Err(error) if tries < REPLACE_TRIES && another_commit_meanwhile(&error) => {
+                tracing::debug!(table = %table.qualified_name(), %error, "reading the table again to prune it");
+                tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(tries))).await;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Whether `error` is a commit failed by another process's commit since the rows were read (a
+/// conflict, a file it replaces compacted meanwhile), which a new read of the table mends.
+fn another_commit_meanwhile(error: &Error) -> bool {
+    use deltalake::kernel::transaction::TransactionError;
+    match error {
+        Error::CommitConflict { .. } => true,
+        Error::Delta { source, .. } => matches!(
+            source.as_ref(),
+            deltalake::DeltaTableError::Transaction {
+                source: TransactionError::LogStoreError { .. }
+            }
+        ),
+        _ => false,
+    }
+}
+
+/// The ids of the `pruned` runs, as a one-column frame of `session` (column [`PRUNED_RUN_ID`]).
+fn pruned_ids(session: &SessionContext, pruned: &[RunSpan]) -> Result<DataFrame> {
     let ids: ArrayRef = Arc::new(StringArray::from_iter_values(
         pruned.iter().map(|span| span.run_id.as_str()),
     ));
-    let stored_type = runs
-        .schema()
-        .field_with_unqualified_name("run_id")?
-        .data_type()
-        .clone();
-    let ids = arrow::compute::cast(&ids, &stored_type)?;
     let batch = RecordBatch::try_new(
         Arc::new(Schema::new(vec![Field::new(
             PRUNED_RUN_ID,
-            stored_type,
+            DataType::Utf8,
             false,
         )])),
         vec![ids],
@@ -480,34 +531,55 @@ fn add_removed(report: &mut PruneReport, table: &TableDef, removed: u64) {
     }
 }
 
-/// Whether an ingested file is known to be gone: a local path that no longer exists (a file on
-/// an object store, or one that cannot be looked at, is taken for there).
+/// Whether an ingested file is known to be gone: a local path that no longer exists, in a
+/// folder that does (a folder missing is a mount missing, or a prune on another host, not files
+/// deleted). A file on an object store, or one that cannot be looked at, is taken for there.
 fn gone_from_disk(path: &str) -> bool {
-    !path.contains("://") && matches!(std::path::Path::new(path).try_exists(), Ok(false))
+    if path.contains("://") {
+        return false;
+    }
+    let path = std::path::Path::new(path);
+    let folder_there = path
+        .parent()
+        .is_some_and(|folder| folder.try_exists().is_ok_and(|there| there));
+    folder_there && matches!(path.try_exists(), Ok(false))
 }
 
-/// The row that runs `pruned` leave in `lakehouse.runs` (see the module's documentation).
-fn pruned_mark(pruned: &[RunSpan], ended_before: Timestamp) -> RunRecord {
+/// The rows that the runs and marks `pruned` leave in `lakehouse.runs`: one at the earliest
+/// logical time of the runs (and of earlier prunes), one at the latest (the same when they are
+/// one), both with the highest sequence (a floor's too).
+fn pruned_marks(pruned: &[RunSpan], ended_before: Timestamp) -> Vec<RunRecord> {
     let now = Timestamp::now();
-    let run = crate::ctx::RunInfo {
-        run_id: format!("{PRUNED_KIND}-{}", now.0),
-        sequence: pruned.iter().map(|span| span.sequence).max().unwrap_or(0),
-        run_at: pruned
-            .iter()
-            .map(|span| span.run_at)
-            .max()
-            .unwrap_or(ended_before),
+    let timed = || pruned.iter().filter(|span| span.what != FLOOR);
+    let (Some(from), Some(through)) = (
+        timed().map(|span| span.first_run_at).min(),
+        timed().map(|span| span.last_run_at).max(),
+    ) else {
+        return Vec::new();
     };
-    RunRecord {
-        kind: PRUNED_KIND.to_owned(),
-        finished_at: Some(now),
-        error: Some(format!(
-            "{} run(s) that ended before {ended_before} pruned, logical times up to {}",
-            pruned.iter().filter(|span| span.is_run == 1).count(),
-            run.run_at
-        )),
-        ..RunRecord::of_run(&run, crate::orchestrator::Status::Succeeded, now)
+    let sequence = pruned.iter().map(|span| span.sequence).max().unwrap_or(0);
+    let runs = pruned.iter().filter(|span| span.what == RUN).count();
+    let mark = |run_at: Timestamp| {
+        let run = crate::ctx::RunInfo {
+            run_id: format!("{PRUNED_KIND}-{}", now.0),
+            sequence,
+            run_at,
+        };
+        RunRecord {
+            kind: PRUNED_KIND.to_owned(),
+            finished_at: Some(now),
+            error: Some(format!(
+                "{runs} run(s) that ended before {ended_before} pruned, at logical times from \
+                 {from} to {through}"
+            )),
+            ..RunRecord::of_run(&run, crate::orchestrator::Status::Succeeded, now)
+        }
+    };
+    let mut marks = vec![mark(from)];
+    if through != from {
+        marks.push(mark(through));
     }
+    marks
 }
 
 #[cfg(test)]
@@ -515,45 +587,63 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_a_local_file_looked_for_and_not_found_is_gone() {
+    fn only_a_local_file_looked_for_and_not_found_in_its_folder_is_gone() {
         let dir = tempfile::tempdir().expect("dir");
         let there = dir.path().join("there.csv");
         std::fs::write(&there, "a\n1\n").expect("file");
         let path = |p: &std::path::Path| p.to_str().expect("utf-8").to_owned();
         assert!(!gone_from_disk(&path(&there)));
         assert!(gone_from_disk(&path(&dir.path().join("gone.csv"))));
+        // A folder missing (a mount, a prune on another host) says nothing of its files.
+        assert!(!gone_from_disk(&path(
+            &dir.path().join("unmounted/gone.csv")
+        )));
         // An object store is not looked at: its files are taken for there.
         assert!(!gone_from_disk("s3://bucket/landing/gone.csv"));
     }
 
     #[test]
-    fn the_row_of_a_prune_carries_the_highest_sequence_and_logical_time() {
-        let span = |sequence, run_at, is_run| RunSpan {
+    fn the_rows_of_a_prune_carry_the_highest_sequence_and_the_logical_times() {
+        let span = |sequence, first, last, what| RunSpan {
             run_id: format!("r{sequence}"),
             sequence,
-            run_at: Timestamp(run_at),
-            is_run,
+            first_run_at: Timestamp(first),
+            last_run_at: Timestamp(last),
+            what,
         };
-        // A sequence floor's and an earlier prune's rows count for their sequence and time,
-        // not as runs.
-        let mark = pruned_mark(
+        // A sequence floor counts for its sequence alone (its time is a wall clock's), an
+        // earlier prune's rows for their times, neither as runs.
+        let marks = pruned_marks(
             &[
-                span(3, 30, 1),
-                span(9, 10, 0),
-                span(5, 50, 0),
-                span(4, 40, 1),
+                span(3, 30, 30, RUN),
+                span(9, 5, 95, FLOOR),
+                span(5, 20, 50, MARK),
+                span(4, 40, 40, RUN),
             ],
             Timestamp(1_000_000),
         );
-        assert_eq!((mark.kind.as_str(), mark.sequence), ("pruned", 9));
-        assert_eq!(mark.run_at, Timestamp(50));
-        assert!(mark.run_id.starts_with("pruned-"), "{}", mark.run_id);
+        let rows: Vec<(&str, i64, Timestamp)> = marks
+            .iter()
+            .map(|mark| (mark.kind.as_str(), mark.sequence, mark.run_at))
+            .collect();
         assert_eq!(
-            mark.error.as_deref(),
+            rows,
+            [("pruned", 9, Timestamp(20)), ("pruned", 9, Timestamp(50))]
+        );
+        assert!(
+            marks[0].run_id.starts_with("pruned-"),
+            "{}",
+            marks[0].run_id
+        );
+        assert_eq!(marks[0].run_id, marks[1].run_id);
+        assert_eq!(
+            marks[0].error.as_deref(),
             Some(
-                "2 run(s) that ended before 1970-01-01T00:00:01Z pruned, logical times up to \
-                 1970-01-01T00:00:00.000050Z"
+                "2 run(s) that ended before 1970-01-01T00:00:01Z pruned, at logical times from \
+                 1970-01-01T00:00:00.000020Z to 1970-01-01T00:00:00.000050Z"
             )
         );
+        // One time: one row.
+        assert_eq!(pruned_marks(&[span(2, 7, 7, RUN)], Timestamp(0)).len(), 1);
     }
 }

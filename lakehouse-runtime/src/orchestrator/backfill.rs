@@ -173,7 +173,7 @@ impl Orchestrator {
         let selected: Vec<&'static str> = plan.pipelines().map(|p| p.name).collect();
         let history = match (redo, run_ats.iter().min(), run_ats.iter().max()) {
             (Redo::Missing, Some(first), Some(last)) => {
-                self.refuse_over_pruned_runs(*first).await?;
+                self.refuse_over_pruned_runs(*first, *last).await?;
                 self.ledger
                     .runs_between(*first, Timestamp(last.0.saturating_add(1)))
                     .await?
@@ -185,22 +185,22 @@ impl Orchestrator {
         Ok((selected, history))
     }
 
-    /// Refuses a backfill skipping the times already done whose first time, `first`, is not
-    /// after the logical times of the runs pruned from the ledger: which of them ran is no longer
+    /// Refuses a backfill skipping the times already done whose times, `first` to `last`,
+    /// reach the logical times of runs pruned from the ledger: which of them ran is no longer
     /// known, and every one would run again as never done.
-    async fn refuse_over_pruned_runs(&self, first: Timestamp) -> Result<()> {
+    async fn refuse_over_pruned_runs(&self, first: Timestamp, last: Timestamp) -> Result<()> {
         let Some(pruned) = self.ledger.pruned().await? else {
             return Ok(());
         };
-        if first > pruned.logical_times_through {
+        if first > pruned.logical_times_through || last < pruned.logical_times_from {
             return Ok(());
         }
         Err(Error::Refused(format!(
-            "this backfill starts at {first}, and the ledger no longer holds the runs at logical \
-             times up to {} (pruned on {}: `orchestrate prune-ledger`), so which of its times \
-             were already done is not known: backfill from after {}, or with --rerun to run \
+            "this backfill's times, from {first} to {last}, reach the logical times of runs \
+             pruned from the ledger on {} (`orchestrate prune-ledger`), from {} to {}: which of \
+             them were already done is not known. Backfill outside them, or with --rerun to run \
              every time again",
-            pruned.logical_times_through, pruned.pruned_at, pruned.logical_times_through
+            pruned.pruned_at, pruned.logical_times_from, pruned.logical_times_through
         )))
     }
 

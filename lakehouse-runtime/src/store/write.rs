@@ -64,9 +64,9 @@ pub struct WriteOptions {
     pub read_after: Option<i64>,
     /// For a write replacing the rows of the table it read them from (an overwrite, or
     /// `replace`, of a query over the table itself): the version they were read at. Another
-    /// commit since fails the write with [`Error::CommitConflict`], nothing written (its rows
-    /// would go with the replaced files, never read); read again and retry. `None`: not
-    /// checked.
+    /// commit since, the declaration's own included (new columns), fails the write with
+    /// [`Error::CommitConflict`], nothing written (its rows would go with the replaced files,
+    /// never read); read again and retry. `None`: not checked.
     pub replaces_version: Option<u64>,
 }
 
@@ -170,18 +170,6 @@ impl Warehouse {
         if let Some(skipped) = already_committed(&delta, table, &options).await? {
             return Ok(skipped);
         }
-        if let Some(read) = options.replaces_version
-            && delta.version() != Some(read)
-        {
-            let now = delta.version().map_or("none".to_owned(), |v| v.to_string());
-            return Err(Error::CommitConflict {
-                table: qualified,
-                source: Box::new(deltalake::DeltaTableError::Generic(format!(
-                    "its rows were read at version {read} to replace them, and it is at version \
-                     {now} now"
-                ))),
-            });
-        }
         let df = without_empty_partition_values(conform_output(df, table)?, table)?;
         let replace_schema =
             table.mode == WriteMode::Overwrite && table.evolution == SchemaEvolution::Overwrite;
@@ -221,6 +209,21 @@ impl Warehouse {
             && let Some(skipped) = already_committed(&delta, table, &options).await?
         {
             return Ok(skipped);
+        }
+        // Checked on the version the rows are replaced at, after the declaration's own commits
+        // (which load what others committed meanwhile): the first write of a table evolved
+        // since the read always fails here, and its read again sees the evolved table.
+        if let Some(read) = options.replaces_version
+            && delta.version() != Some(read)
+        {
+            let now = delta.version().map_or("none".to_owned(), |v| v.to_string());
+            return Err(Error::CommitConflict {
+                table: qualified,
+                source: Box::new(deltalake::DeltaTableError::Generic(format!(
+                    "its rows were read at version {read} to replace them, and it is at version \
+                     {now} now"
+                ))),
+            });
         }
         // From here on, a commit replacing a file that another process compacted since this
         // version fails (delta-rs's conflict check lets it through).
