@@ -1213,6 +1213,58 @@ fn vacuum_dry_run_lists_the_files_and_maintenance_goes_on_past_a_failing_table()
 }
 
 #[test]
+fn history_says_when_the_log_no_longer_reaches_the_first_version() {
+    let dir = tempfile::tempdir().expect("dir");
+    for _ in 0..2 {
+        let run = orchestrate(dir.path(), &["run", "--select", "dim_date"]);
+        assert!(run.status.success(), "{}", stderr(&run));
+    }
+    // As Delta's log cleanup leaves it: a checkpoint at the latest version, the commits before
+    // it gone.
+    let table = Registry::from_inventory()
+        .expect("registry")
+        .get("dim_date")
+        .expect("dim_date")
+        .output;
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let log = runtime.block_on(async {
+        let warehouse = lakehouse_runtime::Warehouse::open(dir.path().to_str().expect("utf-8"))
+            .expect("warehouse");
+        let delta = warehouse.load(table).await.expect("load").expect("table");
+        assert_eq!(delta.version(), Some(2));
+        lakehouse_runtime::deltalake::checkpoints::create_checkpoint(&delta, None)
+            .await
+            .expect("checkpoint");
+        warehouse
+            .local_root()
+            .expect("a local warehouse")
+            .join("gold/dim_date/_delta_log")
+    });
+    for version in 0..2 {
+        std::fs::remove_file(log.join(format!("{version:020}.json"))).expect("cleaned up");
+    }
+    let history = orchestrate(dir.path(), &["history", "gold.dim_date"]);
+    let out = stdout(&history);
+    assert!(history.status.success(), "{out}{}", stderr(&history));
+    assert!(
+        out.ends_with(
+            "versions before 2 are no longer in the table's log: Delta removes the entries \
+             older than its `delta.logRetentionDuration`, 30days at checkpoints\n"
+        ),
+        "{out}"
+    );
+    // A full page of a longer history says `--limit` instead.
+    let limited = stdout(&orchestrate(
+        dir.path(),
+        &["history", "gold.dim_date", "--limit", "1"],
+    ));
+    assert!(
+        limited.ends_with("the latest 1 version(s) shown: `--limit N` shows more\n"),
+        "{limited}"
+    );
+}
+
+#[test]
 fn a_forced_short_retention_waits_for_a_run_in_progress_here() {
     use lakehouse_runtime::ledger::{Ledger, RunProcess};
     let dir = tempfile::tempdir().expect("dir");

@@ -45,9 +45,24 @@ pub(super) async fn history(
         ]);
     }
     say!("{grid}");
-    // Version 0 is the first: older ones are not hidden unless the list is full.
-    if commits.len() == limit && commits.last().is_some_and(|c| c.version > 0) {
-        say!("the latest {limit} version(s) shown: `--limit N` shows more");
+    // Version 0 is the first: older ones are not hidden unless the list is full, or their log
+    // entries are gone.
+    match commits.last() {
+        Some(oldest) if oldest.version > 0 && commits.len() == limit => {
+            say!("the latest {limit} version(s) shown: `--limit N` shows more");
+        }
+        Some(oldest) if oldest.version > 0 => {
+            let retention = match warehouse.log_retention(table).await {
+                Ok(Some(retention)) => format!(", {}", humantime::format_duration(retention)),
+                _ => String::new(),
+            };
+            say!(
+                "versions before {} are no longer in the table's log: Delta removes the entries \
+                 older than its `delta.logRetentionDuration`{retention} at checkpoints",
+                oldest.version
+            );
+        }
+        _ => {}
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -102,6 +102,23 @@ impl Warehouse {
         Ok(commits)
     }
 
+    /// How long `table`'s log keeps the entries of versions (`delta.logRetentionDuration`, 30
+    /// days unless set): older ones are removed at checkpoints, and with them the versions'
+    /// history. `None` for a table not written yet.
+    pub async fn log_retention(
+        &self,
+        table: &'static TableDef,
+    ) -> Result<Option<std::time::Duration>> {
+        use deltalake::table::config::TablePropertiesExt as _;
+        let Some(delta) = self.load(table).await? else {
+            return Ok(None);
+        };
+        let snapshot = delta
+            .snapshot()
+            .map_err(|e| Error::delta(table.qualified_name(), e))?;
+        Ok(Some(snapshot.table_config().log_retention_duration()))
+    }
+
     /// The version `delta` (the table of `table`) had at `time`: the latest whose commit time is
     /// at or before it. An error if every readable commit is later (the table did not exist
     /// yet, or the log no longer reaches back so far).
