@@ -278,13 +278,9 @@ mod serde_impls {
                     i32::try_from(v).map(Date).map_err(E::custom)
                 }
                 fn visit_str<E: de::Error>(self, v: &str) -> Result<Date, E> {
-                    use chrono::Datelike as _;
                     // chrono reads the signed years Arrow writes outside 0000–9999
                     // (`-0044-03-15`, `+10000-01-01`).
-                    chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
-                        .ok()
-                        .and_then(|d| Date::from_ymd(d.year(), d.month(), d.day()))
-                        .ok_or_else(|| E::custom(format!("invalid date {v:?}")))
+                    Date::parse(v).ok_or_else(|| E::custom(format!("invalid date {v:?}")))
                 }
             }
             deserializer.deserialize_any(V)
@@ -506,6 +502,43 @@ impl Timestamp {
 }
 
 #[cfg(feature = "engine")]
+impl Date {
+    /// Parses `YYYY-MM-DD` (with a sign for years beyond 0000–9999, `+10000-01-01`, as
+    /// [`Date`]'s `Display` writes them).
+    pub fn parse(text: &str) -> Option<Date> {
+        use chrono::Datelike as _;
+        chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| Date::from_ymd(d.year(), d.month(), d.day()))
+    }
+
+    /// Today (UTC).
+    pub fn today() -> Date {
+        Timestamp::now().date()
+    }
+}
+
+/// Days from 0001-01-01 (chrono's count) to 1970-01-01.
+#[cfg(feature = "engine")]
+const EPOCH_DAYS_FROM_CE: i32 = 719_163;
+
+#[cfg(feature = "engine")]
+impl std::fmt::Display for Date {
+    /// `YYYY-MM-DD` (a signed year beyond 0000–9999); days since 1970 beyond chrono's range of
+    /// about ±262 000 years.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self
+            .0
+            .checked_add(EPOCH_DAYS_FROM_CE)
+            .and_then(chrono::NaiveDate::from_num_days_from_ce_opt)
+        {
+            Some(date) => write!(f, "{}", date.format("%Y-%m-%d")),
+            None => write!(f, "{} days from 1970-01-01", self.0),
+        }
+    }
+}
+
+#[cfg(feature = "engine")]
 impl std::fmt::Display for Timestamp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.to_rfc3339())
@@ -568,6 +601,27 @@ mod value_tests {
         let eve = Date::from_ymd(1969, 12, 31).expect("a date");
         assert_eq!(Timestamp(-1).date(), eve);
         assert_eq!(eve.start(), Timestamp(-DAY_MICROS));
+    }
+
+    #[test]
+    fn a_date_reads_and_writes_as_iso_text() {
+        let day = Date::from_ymd(2026, 2, 28).expect("a date");
+        assert_eq!(day.to_string(), "2026-02-28");
+        assert_eq!(Date::parse("2026-02-28"), Some(day));
+        assert_eq!(Date(0).to_string(), "1970-01-01");
+        assert_eq!(Date(-1).to_string(), "1969-12-31");
+        // Years beyond four digits carry their sign, and read back.
+        let far = Date::from_ymd(10_000, 1, 1).expect("a date");
+        assert_eq!(far.to_string(), "+10000-01-01");
+        assert_eq!(Date::parse(&far.to_string()), Some(far));
+        let roman = Date::from_ymd(-44, 3, 15).expect("a date");
+        assert_eq!(Date::parse(&roman.to_string()), Some(roman));
+        assert_eq!(Date::parse("2026-02-30"), None);
+        assert_eq!(Date::parse("2026-2-28x"), None);
+        assert_eq!(
+            Date(i32::MAX).to_string(),
+            "2147483647 days from 1970-01-01"
+        );
     }
 
     #[test]
