@@ -251,7 +251,7 @@ fn context(
 /// reads, often the table's struct itself), in the frame's order: sort the rows, or the plan, to
 /// compare them.
 /// A field of `R` that is no column of the frame is an error naming it, rows or none (an
-/// `Option` field would read `None` on every row).
+/// `Option` field would read `None` on every row, a `#[serde(default)]` one its default).
 pub async fn rows<R: DeserializeOwned, T: Table>(frame: Frame<T>) -> Result<Vec<R>> {
     let in_table = |e: Error| Error::msg(format!("table `{}`: {e}", T::DEF.qualified_name()));
     let schema = frame.dataframe().schema().as_arrow().clone();

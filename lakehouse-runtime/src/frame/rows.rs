@@ -10,6 +10,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 
+mod probe;
+
 /// Rows per record batch.
 const BATCH_ROWS: usize = 8192;
 
@@ -169,8 +171,8 @@ fn refuse_unfit_floats<R: Serialize>(schema: &arrow::datatypes::Schema, rows: &[
 /// A float that is not finite (NaN, an infinity) is an error naming its column: JSON has no such
 /// value, and the writer would make it `null`, read back as `None` (a test would pass on a
 /// division by zero the table stores).
-/// Every field `R` reads must be a column ([`refuse_fields_without_column`]): an `Option` field
-/// no column fills would read `None` on every row.
+/// Every field `R` reads must be a column ([`refuse_fields_without_column`]): an `Option` or
+/// `#[serde(default)]` field no column fills would read `None`, or its default, on every row.
 pub fn batches_to_rows<R: DeserializeOwned>(batches: &[RecordBatch]) -> Result<Vec<R>> {
     if let Some(batch) = batches.first() {
         refuse_fields_without_column::<R>(&batch.schema())?;
@@ -197,17 +199,17 @@ pub fn batches_to_rows<R: DeserializeOwned>(batches: &[RecordBatch]) -> Result<V
     })
 }
 
-/// An error naming the `Option` fields of `R` no column of `schema` fills. serde reads a
-/// missing `Option` field as `None`, so a misspelled or renamed field would read `None` on every
-/// row and a test comparing with `None` pass; a field not read from the rows is
-/// `#[serde(skip)]`. A field read by an alias is filled when one of its names is a column. (A
-/// missing field of another type fails the read itself, on its first row.) Not checked when `R`
-/// does not read a struct by its field names (a map, a `serde_json::Value`, a struct with a
-/// `#[serde(flatten)]` field).
+/// An error naming the fields of `R` no column of `schema` fills that serde would fill anyway:
+/// an `Option` reads `None`, a `#[serde(default)]` field its default, so a misspelled or
+/// renamed field would read the same on every row and a test comparing with it pass; a field
+/// not read from the rows is `#[serde(skip)]`. A field read by an alias is filled when one of
+/// its names is a column. (A missing field of another type fails the read itself, on its first
+/// row.) Not checked when `R` does not read a struct by its field names (a map, a
+/// `serde_json::Value`, a struct with a `#[serde(flatten)]` field).
 pub(crate) fn refuse_fields_without_column<R: DeserializeOwned>(
     schema: &arrow::datatypes::Schema,
 ) -> Result<()> {
-    let Some(names) = struct_fields::<R>() else {
+    let Some(names) = probe::struct_fields::<R>() else {
         return Ok(());
     };
     let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -215,11 +217,15 @@ pub(crate) fn refuse_fields_without_column<R: DeserializeOwned>(
         names.iter().partition(|name| columns.contains(name));
     let mut missing: Vec<&str> = Vec::new();
     for name in unfilled {
-        let unread = reads_null::<R>(name)
-            && !filled.iter().any(|column| same_field::<R>(column, name))
-            // (Another name of a field already told.)
-            && !missing.iter().any(|told| same_field::<R>(told, name));
-        if unread {
+        // Another name of a field a column fills, or of one already told.
+        if filled
+            .iter()
+            .chain(&missing)
+            .any(|other| probe::same_field::<R>(other, name))
+        {
+            continue;
+        }
+        if probe::reads_null::<R>(name) || probe::reads_without::<R>(name, names) {
             missing.push(name);
         }
     }
@@ -236,9 +242,10 @@ pub(crate) fn refuse_fields_without_column<R: DeserializeOwned>(
         )
         .collect();
     Err(Error::Refused(format!(
-        "reading rows as `{}`: {} no column of the rows (columns: {}), and would read `None` on \
-         every row: name its column (`#[serde(rename = \"…\")]`, or `alias`), or leave the field \
-         out of reading (`#[serde(skip)]`)",
+        "reading rows as `{}`: {} no column of the rows (columns: {}), and would read `None` (an \
+         `Option`) or the default (`#[serde(default)]`) on every row: name its column \
+         (`#[serde(rename = \"…\")]`, or `alias`), or leave the field out of reading \
+         (`#[serde(skip)]`)",
         std::any::type_name::<R>(),
         match told.as_slice() {
             [one] => format!("field {one} is"),
@@ -246,69 +253,6 @@ pub(crate) fn refuse_fields_without_column<R: DeserializeOwned>(
         },
         columns.join(", ")
     )))
-}
-
-/// Whether `R` reads `{"<name>": null}` without its field `name` failing: an `Option` (an error
-/// at the root is another field missing).
-fn reads_null<R: DeserializeOwned>(name: &str) -> bool {
-    let json = serde_json::json!({ name: null }).to_string();
-    let mut deserializer = serde_json::Deserializer::from_str(&json);
-    match serde_path_to_error::deserialize::<_, R>(&mut deserializer) {
-        Ok(_) => true,
-        Err(error) => error.path().iter().next().is_none(),
-    }
-}
-
-/// Whether `a` and `b` are names of one field of `R` (one an alias of the other): serde refuses
-/// a record holding both as a duplicate. (Told only of fields reading `null`, the ones asked.)
-fn same_field<R: DeserializeOwned>(a: &str, b: &str) -> bool {
-    let json = format!(
-        "{{{}:null,{}:null}}",
-        serde_json::Value::from(a),
-        serde_json::Value::from(b)
-    );
-    serde_json::from_str::<R>(&json)
-        .err()
-        .is_some_and(|error| error.to_string().starts_with("duplicate field"))
-}
-
-/// The names `R`'s derived `Deserialize` reads a struct's fields by (serde's `FIELDS`,
-/// aliases included), caught by a deserializer that asks for nothing else; `None` when `R` is
-/// not deserialized as a struct of named fields.
-fn struct_fields<R: DeserializeOwned>() -> Option<&'static [&'static str]> {
-    use serde::de::value::Error as ProbeError;
-    use serde::de::{Error as _, Visitor};
-
-    struct Probe<'a>(&'a std::cell::Cell<Option<&'static [&'static str]>>);
-
-    impl<'de> serde::Deserializer<'de> for Probe<'_> {
-        type Error = ProbeError;
-
-        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, ProbeError> {
-            Err(ProbeError::custom("not a struct"))
-        }
-
-        fn deserialize_struct<V: Visitor<'de>>(
-            self,
-            _name: &'static str,
-            fields: &'static [&'static str],
-            _visitor: V,
-        ) -> Result<V::Value, ProbeError> {
-            self.0.set(Some(fields));
-            Err(ProbeError::custom("fields caught"))
-        }
-
-        serde::forward_to_deserialize_any! {
-            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
-            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
-            identifier ignored_any
-        }
-    }
-
-    let caught = std::cell::Cell::new(None);
-    // (Always an error: the probe builds no value.)
-    let _ = R::deserialize(Probe(&caught));
-    caught.get()
 }
 
 /// What a row that does not deserialize as `R` tells: its number, its column, and what was
@@ -506,8 +450,9 @@ mod tests {
             ],
         )
         .expect("batch");
-        // `Option`s serde would fill with `None` on every row (one by two names); a plain field
-        // no column fills fails the read itself, and one an alias fills reads.
+        // `Option`s serde would fill with `None` on every row (one by two names), and a
+        // `#[serde(default)]` field with its default; a plain field no column fills fails the
+        // read itself, and one an alias fills reads.
         #[derive(Deserialize, Debug)]
         #[allow(dead_code)]
         struct Misnamed {
@@ -516,6 +461,8 @@ mod tests {
             discount: Option<f64>,
             #[serde(alias = "remark")]
             note: Option<String>,
+            #[serde(default)]
+            quantity: i32,
         }
         let error = batches_to_rows::<Misnamed>(std::slice::from_ref(&batch))
             .expect_err("no discount column")
@@ -524,11 +471,41 @@ mod tests {
             error,
             "reading rows as `lakehouse_runtime::frame::rows::tests::\
              a_field_no_column_fills_is_refused_not_read_as_none::Misnamed`: fields `discount` \
-             (did you mean `discount_pct`?), `note` are no column of the rows (columns: id, \
-             discount_pct), and would read `None` on every row: name its column \
-             (`#[serde(rename = \"…\")]`, or `alias`), or leave the field out of reading \
-             (`#[serde(skip)]`)"
+             (did you mean `discount_pct`?), `note`, `quantity` are no column of the rows \
+             (columns: id, discount_pct), and would read `None` (an `Option`) or the default \
+             (`#[serde(default)]`) on every row: name its column (`#[serde(rename = \"…\")]`, \
+             or `alias`), or leave the field out of reading (`#[serde(skip)]`)"
         );
+        // A default filled by its column is read; one whose type no made-up value fits beside
+        // another field (an enum) cannot be told, and is left to read.
+        #[derive(Deserialize, Debug, PartialEq)]
+        struct Defaulted {
+            id: i64,
+            #[serde(default)]
+            discount_pct: Option<f64>,
+        }
+        let read: Vec<Defaulted> =
+            batches_to_rows(std::slice::from_ref(&batch)).expect("a column fills the default");
+        assert_eq!(read[0].discount_pct, Some(5.0));
+        #[derive(Deserialize, Debug, Default)]
+        #[allow(dead_code)]
+        enum Tier {
+            #[default]
+            Gold,
+        }
+        #[derive(Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Untold {
+            id: i64,
+            #[serde(default)]
+            tier: Tier,
+            #[serde(default)]
+            quantity: i32,
+        }
+        let untold = batches_to_rows::<Untold>(std::slice::from_ref(&batch))
+            .expect_err("tier is a default no column fills")
+            .to_string();
+        assert!(untold.contains("field `tier` is no column"), "{untold}");
 
         // Renamed to its column, or left out of reading: read.
         #[derive(Deserialize, Debug, PartialEq)]
