@@ -897,6 +897,43 @@ fn prune_ledger_forgets_old_runs_and_a_backfill_over_them_is_refused() {
 }
 
 #[test]
+fn a_run_with_a_ledger_retention_prunes_the_runs_before_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--select", "dim_date"];
+        args.extend_from_slice(extra);
+        let output = orchestrate(dir.path(), &args);
+        assert!(output.status.success(), "{}", stderr(&output));
+    };
+    run(&[]);
+    run(&[]);
+    // Runs 1 and 2 ended before it: pruned after it, which is the latest success.
+    run(&["--ledger-retention", "1ms"]);
+    let runs = stdout(&orchestrate(dir.path(), &["runs"]));
+    assert!(
+        !runs.contains("r000001")
+            && !runs.contains("r000002")
+            && runs.contains("r000003")
+            && runs.contains("older runs were pruned on "),
+        "{runs}"
+    );
+    let dry = orchestrate(
+        dir.path(),
+        &[
+            "run",
+            "--ledger-retention",
+            "1d",
+            "--dry-run",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-02",
+        ],
+    );
+    assert_eq!(dry.status.code(), Some(2), "{}", stderr(&dry));
+}
+
+#[test]
 fn numbers_out_of_range_are_refused_before_anything_runs() {
     let dir = tempfile::tempdir().expect("dir");
     let retries = orchestrate(dir.path(), &["run", "--retries", "101"]);

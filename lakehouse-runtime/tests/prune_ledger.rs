@@ -377,3 +377,61 @@ async fn a_replace_of_rows_read_at_a_version_the_table_has_moved_from_writes_not
         .expect("replaced");
     assert_eq!(held().await, ["b"]);
 }
+
+#[tokio::test]
+async fn a_run_with_a_ledger_retention_prunes_it_once_a_day() {
+    use lakehouse_runtime::Registry;
+    use lakehouse_runtime::orchestrator::{Orchestrator, RunConfig};
+    let wh = TempWarehouse::new();
+    let ledger = Ledger::new(wh.warehouse.clone());
+    let orchestrator = || {
+        let ticks = Registry::from_inventory()
+            .expect("registry")
+            .pipelines()
+            .iter()
+            .copied()
+            .filter(|p| p.name == "ticks")
+            .collect::<Vec<_>>();
+        Orchestrator::new(
+            Registry::new(ticks).expect("one pipeline"),
+            wh.warehouse.clone(),
+        )
+    };
+    let config = RunConfig {
+        ledger_retention: Some(std::time::Duration::from_secs(30 * 86_400)),
+        ..RunConfig::default()
+    };
+    let run_with = |orchestrator: &Orchestrator| {
+        let config = config.clone();
+        let orchestrator = orchestrator.clone();
+        async move {
+            let report = orchestrator.run(&config).await.expect("run");
+            assert!(report.succeeded(), "{}", report.render(false));
+        }
+    };
+    let held = |run_id: &'static str| {
+        let ledger = ledger.clone();
+        async move { !ledger.run(run_id).await.expect("rows").is_empty() }
+    };
+    // Nothing old to prune: this orchestrator tried, and does not try again today.
+    let first = orchestrator();
+    run_with(&first).await;
+    ledger
+        .append(&[at(run(50, "failed"), 1)])
+        .await
+        .expect("an old run");
+    run_with(&first).await;
+    assert!(held("r50").await, "tried today already");
+    // Another orchestrator (the next process a scheduler starts) prunes it.
+    let second = orchestrator();
+    run_with(&second).await;
+    assert!(!held("r50").await, "pruned");
+    // Pruned today: neither it nor another prunes again.
+    ledger
+        .append(&[at(run(60, "failed"), 2)])
+        .await
+        .expect("another old run");
+    run_with(&second).await;
+    run_with(&orchestrator()).await;
+    assert!(held("r60").await, "pruned today already");
+}

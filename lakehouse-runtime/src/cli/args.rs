@@ -448,6 +448,11 @@ pub struct RunArgs {
     /// running nothing.
     #[arg(long, requires = "from", conflicts_with = "report_format")]
     pub dry_run: bool,
+    /// After the run, remove from the ledger the runs that ended longer ago than this, e.g.
+    /// `90d` (as `prune-ledger --older-than`), at most once a day: for a loop, or a run a
+    /// scheduler starts often.
+    #[arg(long, value_parser = parse_positive_duration, conflicts_with = "dry_run")]
+    pub ledger_retention: Option<Duration>,
     /// Repeat the run at this interval (loop mode), e.g. `60s`; runs never overlap: one longer
     /// than the interval skips the starts it overran.
     #[arg(long, value_parser = parse_positive_duration)]

@@ -86,6 +86,7 @@ pub(super) async fn run(
     config.run_at = args.run_at;
     config.full_refresh = args.full_refresh || args.rebuild;
     config.rebuild = args.rebuild;
+    config.ledger_retention = args.ledger_retention;
     // The selection and range are checked before the warehouse is opened (a local one is
     // created).
     if let (Some(from), Some(to)) = (args.from, args.to) {

@@ -11,6 +11,7 @@ mod produce;
 mod replay;
 pub(crate) mod report;
 mod resume;
+mod retention;
 mod run_loop;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ pub use backfill::{BackfillReport, MAX_BACKFILL_RUNS, Redo, backfill_times};
 pub use notify::{NotifyOn, Webhook, checked_url};
 pub use plan::{Direction, Order, Plan, SelectionError, plan, plan_excluding, select};
 pub use report::{PipelineResult, RunReport, Status};
+pub use retention::LEDGER_PRUNE_INTERVAL;
 pub use run_loop::{LoopRuns, MAX_FAILED_LOOP_RUNS};
 
 use crate::ctx::{RunInfo, Settings};
@@ -148,6 +150,11 @@ pub struct RunConfig {
     /// adding them again (Delta Live Tables' full refresh). Rows its upstreams no longer hold
     /// (vacuumed, or lost with a recreated table) are then gone from it too.
     pub rebuild: bool,
+    /// After the run (each run of a loop, each time of a backfill), prune the ledger of the runs
+    /// that ended longer ago than this ([`crate::ledger::Ledger::prune`]), at most once a day:
+    /// not when this orchestrator tried, or any process pruned runs, in the last
+    /// [`LEDGER_PRUNE_INTERVAL`]. A prune that fails is logged; the run's outcome stays.
+    pub ledger_retention: Option<Duration>,
 }
 
 impl Default for RunConfig {
@@ -172,6 +179,7 @@ impl Default for RunConfig {
             run_at: None,
             full_refresh: false,
             rebuild: false,
+            ledger_retention: None,
         }
     }
 }
@@ -214,6 +222,8 @@ pub struct Orchestrator {
     /// moment): appended before its next run, or a loop's run would stay "running" in the
     /// ledger, refusing its resume and backfills at its time, as long as the loop lives.
     unrecorded_ends: UnrecordedEnds,
+    /// When this orchestrator last tried to prune the ledger (`RunConfig::ledger_retention`).
+    last_ledger_prune: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 /// Progress of a run, for live displays.
@@ -270,6 +280,7 @@ impl Orchestrator {
             last_sequence: Arc::default(),
             webhook: None,
             starts: Arc::default(),
+            last_ledger_prune: Arc::default(),
         }
     }
 
@@ -449,8 +460,15 @@ impl Orchestrator {
             earlier_rows: (0, 0),
             not_resumed: Vec::new(),
         };
-        self.execute_run(run, &plan, config, &HashMap::new(), &HashMap::new(), first)
-            .await
+        let report = self
+            .execute_run(run, &plan, config, &HashMap::new(), &HashMap::new(), first)
+            .await;
+        if let Some(retention) = config.ledger_retention
+            && report.is_ok()
+        {
+            self.prune_ledger_if_due(retention).await;
+        }
+        report
     }
 
     /// An error naming a run of some of `plan`'s pipelines still going in another process of

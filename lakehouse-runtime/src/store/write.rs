@@ -63,10 +63,11 @@ pub struct WriteOptions {
     /// from that commit. `None`: not checked.
     pub read_after: Option<i64>,
     /// For a write replacing the rows of the table it read them from (an overwrite, or
-    /// `replace`, of a query over the table itself): the version they were read at. Another
-    /// commit since, the declaration's own included (new columns), fails the write with
-    /// [`Error::CommitConflict`], nothing written (its rows would go with the replaced files,
-    /// never read); read again and retry. `None`: not checked.
+    /// `replace`, of a query over the table itself): the version they were read at. A commit
+    /// since, the declaration's own included (new columns), fails the write with
+    /// [`Error::CommitConflict`], nothing written (its files would be replaced, their rows
+    /// never read); read again and retry. (An append landing while the write encodes is not
+    /// among the files it replaces: its rows stay.) `None`: not checked.
     pub replaces_version: Option<u64>,
 }
 
