@@ -671,26 +671,29 @@ fn history_and_describe_show_a_table() {
     );
 }
 
+/// A backfill of `erp_sales_transactions`, two rows a day, from `from` up to `to`.
+fn backfill_erp(warehouse: &std::path::Path, from: &str, to: &str) -> Output {
+    orchestrate(
+        warehouse,
+        &[
+            "run",
+            "--select",
+            "erp_sales_transactions",
+            "--set",
+            "erp.rows=2",
+            "--from",
+            from,
+            "--to",
+            to,
+        ],
+    )
+}
+
 #[test]
 fn a_backfill_makes_one_run_per_day_in_order() {
     let dir = tempfile::tempdir().expect("dir");
     // Two ERP rows a day from November 1st up to `to`.
-    let backfill_erp = |to: &str| {
-        orchestrate(
-            dir.path(),
-            &[
-                "run",
-                "--select",
-                "erp_sales_transactions",
-                "--set",
-                "erp.rows=2",
-                "--from",
-                "2026-11-01",
-                "--to",
-                to,
-            ],
-        )
-    };
+    let backfill_erp = |to: &str| backfill_erp(dir.path(), "2026-11-01", to);
     let backfill = backfill_erp("2026-11-04");
     let out = stdout(&backfill);
     assert!(backfill.status.success(), "{out}\n{}", stderr(&backfill));
@@ -796,22 +799,7 @@ fn a_backfill_makes_one_run_per_day_in_order() {
 #[test]
 fn prune_ledger_forgets_old_runs_and_a_backfill_over_them_is_refused() {
     let dir = tempfile::tempdir().expect("dir");
-    let backfill = |from: &str, to: &str| {
-        orchestrate(
-            dir.path(),
-            &[
-                "run",
-                "--select",
-                "erp_sales_transactions",
-                "--set",
-                "erp.rows=2",
-                "--from",
-                from,
-                "--to",
-                to,
-            ],
-        )
-    };
+    let backfill = |from: &str, to: &str| backfill_erp(dir.path(), from, to);
     let first = backfill("2026-11-01", "2026-11-04");
     assert!(first.status.success(), "{}", stderr(&first));
     // Every run ended before the command started: all are pruned but the latest success.
