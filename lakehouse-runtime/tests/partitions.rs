@@ -623,6 +623,23 @@ async fn a_new_not_null_column_is_refused_since_other_partitions_keep_their_rows
     );
     assert_eq!(wh.warehouse.version(table).await.expect("version"), version);
     assert_eq!(contents(&wh.warehouse, table).await, ["north|1", "south|2"]);
+    // A full snapshot replaces every partition: no row is kept to lack the column.
+    let snapshot = WriteOptions {
+        deletions: lakehouse_runtime::store::Deletions::MissingFromSource,
+        ..WriteOptions::default()
+    };
+    write(
+        &wh.warehouse,
+        SalesByRegionWithCurrency::DEF,
+        &south,
+        snapshot,
+    )
+    .await
+    .expect("every row replaced");
+    assert_eq!(
+        contents(&wh.warehouse, SalesByRegionWithCurrency::DEF).await,
+        ["south|20|EUR"]
+    );
 }
 
 #[tokio::test]

@@ -2273,3 +2273,61 @@ async fn a_restore_to_rows_a_declared_check_refuses_is_refused() {
         .expect("restored");
     assert_eq!(contents(&wh.warehouse, checked).await, lines(&["1|-1"]));
 }
+
+/// The same lines, with a new NOT NULL column.
+mod lines_with_sku {
+    use lakehouse_runtime::prelude::*;
+
+    /// Order lines.
+    #[derive(Table, serde::Serialize)]
+    #[table(schema = "silver", name = "order_lines", key(order_id, line), mode = append)]
+    pub struct OrderLines {
+        pub order_id: i64,
+        pub line: i64,
+        pub sku: String,
+    }
+}
+
+#[tokio::test]
+async fn a_new_not_null_column_is_added_by_a_rebuild_which_replaces_every_row() {
+    let wh = TempWarehouse::new();
+    let table = <lines_by_line::OrderLines as lakehouse_runtime::Table>::DEF;
+    let rows =
+        [(1, 1), (2, 1)].map(|(order_id, line)| lines_by_line::OrderLines { order_id, line });
+    write(&wh.warehouse, table, &rows, WriteOptions::default())
+        .await
+        .expect("write");
+    let with_sku = <lines_with_sku::OrderLines as lakehouse_runtime::Table>::DEF;
+    let rebuilt = [(1, 1), (2, 1), (3, 1)].map(|(order_id, line)| lines_with_sku::OrderLines {
+        order_id,
+        line,
+        sku: format!("sku-{order_id}"),
+    });
+    // Appended, the stored rows would have no sku: refused, the table untouched.
+    let version = wh.warehouse.version(table).await.expect("version");
+    let error = write(&wh.warehouse, with_sku, &rebuilt, WriteOptions::default())
+        .await
+        .expect_err("the stored rows have no sku");
+    assert!(
+        error.to_string().contains(
+            "column `sku` is new and declared NOT NULL (STRING), but the table's existing rows \
+             have no value for it: declare it as an `Option<_>` (existing rows then read as \
+             NULL), or rebuild the table with it (`orchestrate run --rebuild --select` its \
+             pipeline replaces every row)"
+        ),
+        "{error}"
+    );
+    assert_eq!(wh.warehouse.version(table).await.expect("version"), version);
+    // A rebuild replaces them all: written, every row with its sku.
+    let replace = WriteOptions {
+        replace: true,
+        ..WriteOptions::default()
+    };
+    write(&wh.warehouse, with_sku, &rebuilt, replace)
+        .await
+        .expect("every row replaced");
+    assert_eq!(
+        contents(&wh.warehouse, with_sku).await,
+        lines(&["1|1|sku-1", "2|1|sku-2", "3|1|sku-3"])
+    );
+}

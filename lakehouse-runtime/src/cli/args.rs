@@ -450,8 +450,8 @@ pub struct RunArgs {
     pub dry_run: bool,
     /// After the run, remove from the ledger the runs that ended longer ago than this, e.g.
     /// `90d` (as `prune-ledger --older-than`), at most once a day: for a loop, or a run a
-    /// scheduler starts often.
-    #[arg(long, value_parser = parse_positive_duration, conflicts_with = "dry_run")]
+    /// scheduler starts often (not a backfill).
+    #[arg(long, value_parser = parse_positive_duration, conflicts_with_all = ["dry_run", "from"])]
     pub ledger_retention: Option<Duration>,
     /// Repeat the run at this interval (loop mode), e.g. `60s`; runs never overlap: one longer
     /// than the interval skips the starts it overran.

@@ -476,8 +476,8 @@ mod tests {
              (`#[serde(default)]`) on every row: name its column (`#[serde(rename = \"…\")]`, \
              or `alias`), or leave the field out of reading (`#[serde(skip)]`)"
         );
-        // A default filled by its column is read; one whose type no made-up value fits beside
-        // another field (an enum) cannot be told, and is left to read.
+        // A default filled by its column is read; one beside a field no made-up value fits (an
+        // enum variant holding data) cannot be told, and is left to read.
         #[derive(Deserialize, Debug, PartialEq)]
         struct Defaulted {
             id: i64,
@@ -487,11 +487,15 @@ mod tests {
         let read: Vec<Defaulted> =
             batches_to_rows(std::slice::from_ref(&batch)).expect("a column fills the default");
         assert_eq!(read[0].discount_pct, Some(5.0));
-        #[derive(Deserialize, Debug, Default)]
+        #[derive(Deserialize, Debug)]
         #[allow(dead_code)]
         enum Tier {
-            #[default]
-            Gold,
+            Gold(i64),
+        }
+        impl Default for Tier {
+            fn default() -> Tier {
+                Tier::Gold(0)
+            }
         }
         #[derive(Deserialize, Debug)]
         #[allow(dead_code)]

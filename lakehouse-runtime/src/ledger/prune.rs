@@ -196,7 +196,6 @@ impl Ledger {
     /// [`Ledger::prune`], noting in `report` what went.
     async fn prune_runs(&self, options: PruneOptions, report: &mut PruneReport) -> Result<()> {
         let session = self.warehouse.session();
-        let keep = self.runs_to_keep().await?;
         let what = when(col("kind").eq(lit("floor")), lit(FLOOR))
             .when(col("kind").eq(lit(PRUNED_KIND)), lit(MARK))
             .otherwise(lit(RUN))?;
@@ -214,8 +213,13 @@ impl Ledger {
                 ],
             )?
             .filter(col("ended").lt(options.ended_before.lit()))?;
-        let (kept, pruned): (Vec<RunSpan>, Vec<RunSpan>) = rows::<RunSpan>(spans)
-            .await?
+        let spans = rows::<RunSpan>(spans).await?;
+        // No run that old (a young ledger, pruned often): what is kept need not be looked up.
+        if !spans.iter().any(|span| span.what == RUN) {
+            return Ok(());
+        }
+        let keep = self.runs_to_keep().await?;
+        let (kept, pruned): (Vec<RunSpan>, Vec<RunSpan>) = spans
             .into_iter()
             .partition(|span| keep.contains(&span.run_id));
         let runs = |spans: &[RunSpan]| spans.iter().filter(|span| span.what == RUN).count() as u64;

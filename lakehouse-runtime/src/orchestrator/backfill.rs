@@ -115,6 +115,8 @@ impl Orchestrator {
                 run_at: Some(*run_at),
                 targets,
                 direction: super::Direction::None,
+                // Pruned, this backfill's own times would refuse it going on after a failure.
+                ledger_retention: None,
                 ..config.clone()
             };
             let run = self.run(&config).await?;

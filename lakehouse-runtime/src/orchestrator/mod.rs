@@ -150,10 +150,12 @@ pub struct RunConfig {
     /// adding them again (Delta Live Tables' full refresh). Rows its upstreams no longer hold
     /// (vacuumed, or lost with a recreated table) are then gone from it too.
     pub rebuild: bool,
-    /// After the run (each run of a loop, each time of a backfill), prune the ledger of the runs
-    /// that ended longer ago than this ([`crate::ledger::Ledger::prune`]), at most once a day:
-    /// not when this orchestrator tried, or any process pruned runs, in the last
-    /// [`LEDGER_PRUNE_INTERVAL`]. A prune that fails is logged; the run's outcome stays.
+    /// After the run (each run of a loop; a backfill does not prune: a backfill going on over
+    /// the times it pruned would be refused), prune the ledger of the runs that ended longer ago
+    /// than this ([`crate::ledger::Ledger::prune`]), at most once a day: not when this
+    /// orchestrator tried, or any process pruned runs, in the last [`LEDGER_PRUNE_INTERVAL`]. A
+    /// prune that fails is logged; the run's outcome stays. Not after a run the ledger could not
+    /// record.
     pub ledger_retention: Option<Duration>,
 }
 
@@ -464,7 +466,9 @@ impl Orchestrator {
             .execute_run(run, &plan, config, &HashMap::new(), &HashMap::new(), first)
             .await;
         if let Some(retention) = config.ledger_retention
-            && report.is_ok()
+            && report
+                .as_ref()
+                .is_ok_and(|report| report.unrecorded.is_none())
         {
             self.prune_ledger_if_due(retention).await;
         }

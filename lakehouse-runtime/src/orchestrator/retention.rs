@@ -58,7 +58,8 @@ impl Orchestrator {
             Ok(_) => tracing::debug!(%ended_before, "no run to prune from the ledger"),
             Err(error) => tracing::warn!(
                 %error,
-                "could not prune the ledger; this orchestrator tries again in a day"
+                "could not prune the ledger; this process tries again after a day, a new one at \
+                 its first run"
             ),
         }
     }

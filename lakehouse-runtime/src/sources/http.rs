@@ -610,7 +610,7 @@ fn transport_failure(
         Failure::fatal(None, format!("invalid request: {detail}"))
     } else if error.is_redirect() {
         Failure::fatal(None, format!("redirect refused: {detail}"))
-    } else if let Some(tls) = tls_error(error) {
+    } else if let Some(tls) = tls_error(error).filter(|tls| error.is_connect() && refused(tls)) {
         // reqwest counts it as a connection error; every attempt would fail alike.
         Failure::fatal(
             None,
@@ -649,6 +649,27 @@ fn tls_error(error: &reqwest::Error) -> Option<&rustls::Error> {
     None
 }
 
+/// Whether a TLS error is a refusal that another handshake meets again: a certificate this
+/// host does not take (but one not valid yet, which a clock set right after boot mends), or a
+/// peer that does not speak TLS, or not a version this client does. An alert, a decryption
+/// error or a misbehaving peer (a load balancer redeployed mid-handshake) may pass.
+fn refused(tls: &rustls::Error) -> bool {
+    use rustls::{CertificateError, Error};
+    match tls {
+        Error::InvalidCertificate(
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
+        ) => false,
+        Error::InvalidCertificate(_)
+        | Error::InvalidMessage(_)
+        | Error::InappropriateMessage { .. }
+        | Error::InappropriateHandshakeMessage { .. }
+        | Error::NoCertificatesPresented
+        | Error::UnsupportedNameType
+        | Error::PeerIncompatible(_) => true,
+        _ => false,
+    }
+}
+
 /// An error and its causes, joined with `: ` (reqwest's own message names none of them).
 pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -667,6 +688,28 @@ pub(crate) fn chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::Body;
+
+    #[test]
+    fn a_certificate_refused_or_no_tls_peer_is_not_retried_and_a_passing_failure_is() {
+        use rustls::{AlertDescription, CertificateError, Error, InvalidMessage};
+        for refused in [
+            Error::InvalidCertificate(CertificateError::UnknownIssuer),
+            Error::InvalidCertificate(CertificateError::Expired),
+            Error::InvalidCertificate(CertificateError::NotValidForName),
+            Error::InvalidMessage(InvalidMessage::InvalidContentType),
+            Error::NoCertificatesPresented,
+        ] {
+            assert!(super::refused(&refused), "{refused:?}");
+        }
+        // The clock just after boot, a peer failing for a moment.
+        for passing in [
+            Error::InvalidCertificate(CertificateError::NotValidYet),
+            Error::AlertReceived(AlertDescription::InternalError),
+            Error::DecryptError,
+        ] {
+            assert!(!super::refused(&passing), "{passing:?}");
+        }
+    }
 
     #[test]
     fn an_excerpt_leaves_a_byte_order_mark_out() {

@@ -223,9 +223,22 @@ impl Warehouse {
         table: &'static TableDef,
         delta: &DeltaTable,
     ) -> Result<Vec<SchemaDrift>> {
-        let mut drift = drift_of(table, delta)?;
-        // A whole-table overwrite replaces the stored rows: their NULLs refuse nothing.
-        if overwrites_whole_table(table) {
+        self.drift_counted_for(table, delta, overwrites_whole_table(table))
+            .await
+    }
+
+    /// [`Warehouse::drift_counted`] for a write that replaces every stored row, or not
+    /// (`replaces_every_row`: a whole-table overwrite, a `full_snapshot` into partitions
+    /// replaced, a rebuild of an append table), whose old rows need no value.
+    pub(crate) async fn drift_counted_for(
+        &self,
+        table: &'static TableDef,
+        delta: &DeltaTable,
+        replaces_every_row: bool,
+    ) -> Result<Vec<SchemaDrift>> {
+        let mut drift = drift_for(table, delta, replaces_every_row)?;
+        // A write replacing the stored rows: their NULLs refuse nothing.
+        if replaces_every_row {
             return Ok(drift);
         }
         for entry in &mut drift {
@@ -276,6 +289,15 @@ fn overwrites_whole_table(table: &TableDef) -> bool {
 
 /// Every difference between `table`'s declaration and the schema of `delta`, its loaded table.
 pub(crate) fn drift_of(table: &'static TableDef, delta: &DeltaTable) -> Result<Vec<SchemaDrift>> {
+    drift_for(table, delta, overwrites_whole_table(table))
+}
+
+/// [`drift_of`] for a write that replaces every stored row, or not (`replaces_every_row`).
+fn drift_for(
+    table: &'static TableDef,
+    delta: &DeltaTable,
+    replaces_every_row: bool,
+) -> Result<Vec<SchemaDrift>> {
     let qualified = table.qualified_name();
     let stored = delta
         .snapshot()
@@ -283,9 +305,9 @@ pub(crate) fn drift_of(table: &'static TableDef, delta: &DeltaTable) -> Result<V
         .snapshot()
         .arrow_schema();
     let mut drift = Vec::new();
-    // As the write decides: a whole-table overwrite needs no value for old rows, and one that
-    // replaces the schema drops the columns no longer declared.
-    let whole_overwrite = overwrites_whole_table(table);
+    // As the write decides: a write replacing every row needs no value for old rows, and one
+    // that replaces the schema drops the columns no longer declared.
+    let whole_overwrite = replaces_every_row;
     let replaces_schema = table.mode == crate::table::WriteMode::Overwrite
         && table.evolution == crate::table::SchemaEvolution::Overwrite;
     let has_rows = delta

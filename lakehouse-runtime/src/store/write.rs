@@ -183,16 +183,18 @@ impl Warehouse {
             ));
         }
         let checked_at = delta.version();
+        // A write replacing every row (a whole-table overwrite, a full snapshot into partitions
+        // replaced, a rebuild of an append table) needs no value of a new column for old rows.
+        let replaces_every_row = (table.mode == WriteMode::Overwrite && !by_partition)
+            || (table.mode == WriteMode::Append && options.replace);
         if !replace_schema {
-            delta = self.evolve(table, delta).await?;
+            delta = self.evolve(table, delta, replaces_every_row).await?;
         }
         // After the new columns: a constraint may name one. A write replacing the schema
         // declares none, and drops the stored ones: delta-rs keeps them through the new schema
         // and checks every row against them (a renamed column failed every write).
         // A write replacing every row is not held back by a constraint only the rows it
         // replaces fail: added after it, its own rows counted against it first.
-        let replaces_every_row = (table.mode == WriteMode::Overwrite && !by_partition)
-            || (table.mode == WriteMode::Append && options.replace);
         let checks_after = if replaces_every_row && !replace_schema {
             let (checked, after) = self
                 .declared_checks_before_replacing(table, delta, &df)
@@ -447,9 +449,16 @@ impl Warehouse {
     /// Adds declared columns the table lacks (as nullable: existing rows have no value), drops
     /// NOT NULL from columns declared `Option`, and refuses type, partitioning and key changes,
     /// before anything is written.
-    async fn evolve(&self, table: &'static TableDef, delta: DeltaTable) -> Result<DeltaTable> {
+    async fn evolve(
+        &self,
+        table: &'static TableDef,
+        delta: DeltaTable,
+        replaces_every_row: bool,
+    ) -> Result<DeltaTable> {
         // The table just loaded: loading it again cost as much as a small write.
-        let drift = self.drift_counted(table, &delta).await?;
+        let drift = self
+            .drift_counted_for(table, &delta, replaces_every_row)
+            .await?;
         // (The other refusals below give their own advice.)
         let type_changed = |d: &&super::SchemaDrift| {
             matches!(
@@ -521,7 +530,9 @@ impl Warehouse {
             }
             return Ok(delta);
         }
-        refuse_required_additions(table, &delta, &drift)?;
+        if !replaces_every_row {
+            refuse_required_additions(table, &delta, &drift)?;
+        }
         // A field made `Option`: the stored column drops its NOT NULL (one commit each; a
         // column made NOT NULL again stays nullable in the table, its data asserted at write).
         let mut delta = delta;
@@ -638,10 +649,6 @@ fn refuse_required_additions(
     delta: &DeltaTable,
     drift: &[super::SchemaDrift],
 ) -> Result<()> {
-    if table.mode == WriteMode::Overwrite && table.overwrite == crate::table::OverwriteScope::Table
-    {
-        return Ok(());
-    }
     let required: Vec<&crate::table::ColumnDef> = drift
         .iter()
         .filter(|d| matches!(d.kind, DriftKind::MissingInTable { .. }))
@@ -671,9 +678,20 @@ fn refuse_required_additions(
             format!(
                 "column `{}` is new and declared NOT NULL ({}), but the table's existing rows have \
                  no value for it: declare it as an `Option<_>` (existing rows then read as NULL), \
-                 or move the table's folder away and run the pipeline with --full-refresh to \
-                 build it anew with the column",
-                column.name, column.data_type
+                 or {}",
+                column.name,
+                column.data_type,
+                match table.mode {
+                    // A rebuild replaces every row of an append table.
+                    WriteMode::Append => {
+                        "rebuild the table with it (`orchestrate run --rebuild --select` its \
+                         pipeline replaces every row)"
+                    }
+                    _ => {
+                        "move the table's folder away and run the pipeline with --full-refresh to \
+                         build it anew with the column"
+                    }
+                }
             ),
         )),
         _ => Ok(()),

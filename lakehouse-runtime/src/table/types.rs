@@ -507,9 +507,12 @@ impl Date {
     /// [`Date`]'s `Display` writes them).
     pub fn parse(text: &str) -> Option<Date> {
         use chrono::Datelike as _;
-        chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
             .ok()
-            .and_then(|d| Date::from_ymd(d.year(), d.month(), d.day()))
+            .and_then(|d| Date::from_ymd(d.year(), d.month(), d.day()))?;
+        // chrono takes one-digit fields, short years and leading spaces (`26-1-5`): only the
+        // text the date writes is its own.
+        (date.to_string() == text).then_some(date)
     }
 
     /// Today (UTC).
@@ -618,6 +621,9 @@ mod value_tests {
         assert_eq!(Date::parse(&roman.to_string()), Some(roman));
         assert_eq!(Date::parse("2026-02-30"), None);
         assert_eq!(Date::parse("2026-2-28x"), None);
+        for loose in ["26-1-5", "2026-2-28", " 2026-02-28", "2026-02-28 "] {
+            assert_eq!(Date::parse(loose), None, "{loose:?}");
+        }
         assert_eq!(
             Date(i32::MAX).to_string(),
             "2147483647 days from 1970-01-01"

@@ -88,7 +88,8 @@ fn read<R: DeserializeOwned>(names: &[&str]) -> Result<R, ProbeError> {
 }
 
 /// A value that reads as whatever the field asks for: zero, `false`, `"0"`, an empty list or
-/// record, `None`. An enum is refused (which variant is not guessed).
+/// map, a tuple or struct of such values, `None`, an enum's first variant (if a unit one). Text
+/// of a strict format (a chrono date) does not take `"0"`: a field beside it is not told.
 #[derive(Clone, Copy)]
 struct AnyValue;
 
@@ -173,13 +174,47 @@ impl<'de> Deserializer<'de> for AnyValue {
         ))
     }
 
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, ProbeError> {
+        visitor.visit_seq(SeqDeserializer::new(std::iter::repeat_n(AnyValue, len)))
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, ProbeError> {
+        self.deserialize_tuple(len, visitor)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, ProbeError> {
+        // Each of its fields made up (a nested struct with aliases reads a duplicate, and a
+        // field beside it is not told).
+        visitor.visit_map(MapDeserializer::new(
+            fields.iter().map(|name| (*name, AnyValue)),
+        ))
+    }
+
     fn deserialize_enum<V: Visitor<'de>>(
         self,
         _name: &'static str,
-        _variants: &'static [&'static str],
-        _visitor: V,
+        variants: &'static [&'static str],
+        visitor: V,
     ) -> Result<V::Value, ProbeError> {
-        Err(serde::de::Error::custom("an enum: not made up"))
+        // Its first variant, if a unit one (one holding data is not made up).
+        match variants.first() {
+            Some(first) => visitor.visit_enum(first.into_deserializer()),
+            None => Err(serde::de::Error::custom("an enum of no variant")),
+        }
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ProbeError> {
@@ -187,6 +222,6 @@ impl<'de> Deserializer<'de> for AnyValue {
     }
 
     serde::forward_to_deserialize_any! {
-        i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 tuple tuple_struct struct identifier
+        i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 identifier
     }
 }
