@@ -2312,8 +2312,8 @@ async fn a_new_not_null_column_is_added_by_a_rebuild_which_replaces_every_row() 
         error.to_string().contains(
             "column `sku` is new and declared NOT NULL (STRING), but the table's existing rows \
              have no value for it: declare it as an `Option<_>` (existing rows then read as \
-             NULL), or rebuild the table with it (`orchestrate run --rebuild --select` its \
-             pipeline replaces every row)"
+             NULL), or build the table anew with it: `orchestrate run --rebuild --select` its \
+             pipeline replaces every row when it reads `Changes<T>` or new files"
         ),
         "{error}"
     );

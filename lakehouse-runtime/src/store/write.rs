@@ -682,10 +682,12 @@ fn refuse_required_additions(
                 column.name,
                 column.data_type,
                 match table.mode {
-                    // A rebuild replaces every row of an append table.
+                    // A rebuild replaces every row of an append table read incrementally.
                     WriteMode::Append => {
-                        "rebuild the table with it (`orchestrate run --rebuild --select` its \
-                         pipeline replaces every row)"
+                        "build the table anew with it: `orchestrate run --rebuild --select` its \
+                         pipeline replaces every row when it reads `Changes<T>` or new files; \
+                         otherwise move the table's folder away and run the pipeline with \
+                         --full-refresh"
                     }
                     _ => {
                         "move the table's folder away and run the pipeline with --full-refresh to \
