@@ -216,6 +216,8 @@ pub(crate) fn refuse_fields_without_column<R: DeserializeOwned>(
     let (filled, unfilled): (Vec<&str>, Vec<&str>) =
         names.iter().partition(|name| columns.contains(name));
     let mut missing: Vec<&str> = Vec::new();
+    // Found once, if a field asks (most reads fill every field).
+    let mut fields: Option<Vec<&str>> = None;
     for name in unfilled {
         // Another name of a field a column fills, or of one already told.
         if filled
@@ -225,7 +227,8 @@ pub(crate) fn refuse_fields_without_column<R: DeserializeOwned>(
         {
             continue;
         }
-        if probe::reads_null::<R>(name) || probe::reads_without::<R>(name, names) {
+        let fields = fields.get_or_insert_with(|| probe::one_name_each::<R>(names));
+        if probe::reads_null::<R>(name) || probe::reads_without::<R>(name, fields) {
             missing.push(name);
         }
     }

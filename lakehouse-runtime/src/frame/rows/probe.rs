@@ -63,18 +63,28 @@ pub(super) fn same_field<R: DeserializeOwned>(a: &str, b: &str) -> bool {
             .is_some_and(|error| error.to_string().starts_with("duplicate field"))
 }
 
-/// Whether `R` reads a record holding a value for each of its fields in `names` (one name of
-/// each) but the one named `name`: serde fills that one itself. `false` when it cannot be told:
-/// another field's type takes none of the values made up (a strict text format, an enum).
-pub(super) fn reads_without<R: DeserializeOwned>(name: &str, names: &[&'static str]) -> bool {
-    let mut others: Vec<&str> = Vec::new();
-    for other in names {
-        let told =
-            same_field::<R>(other, name) || others.iter().any(|kept| same_field::<R>(kept, other));
-        if !told {
-            others.push(other);
+/// One name of each field of `R` among `names` (its first: serde lists a field's name before
+/// its aliases).
+pub(super) fn one_name_each<R: DeserializeOwned>(names: &[&'static str]) -> Vec<&'static str> {
+    let mut fields: Vec<&'static str> = Vec::new();
+    for name in names {
+        if !fields.iter().any(|kept| same_field::<R>(kept, name)) {
+            fields.push(name);
         }
     }
+    fields
+}
+
+/// Whether `R` reads a record holding a value for each of its `fields` (one name of each, see
+/// [`one_name_each`]) but the one named `name`: serde fills that one itself. `false` when it
+/// cannot be told: another field's type takes none of the values made up (a strict text
+/// format, an enum variant holding data).
+pub(super) fn reads_without<R: DeserializeOwned>(name: &str, fields: &[&str]) -> bool {
+    let others: Vec<&str> = fields
+        .iter()
+        .copied()
+        .filter(|other| !same_field::<R>(other, name))
+        .collect();
     read::<R>(&others).is_ok()
 }
 
