@@ -355,9 +355,14 @@ pub(super) async fn prune_ledger(
         say!("  {table}: {rows} row(s) {removed}");
     }
     if let Some((from, through)) = report.logical_times {
+        let times = if from == through {
+            format!("at {from}, the logical time pruned")
+        } else {
+            format!("from {from} to {through}, the logical times pruned")
+        };
         say!(
-            "a backfill skipping the times already done is refused from {from} to {through}, \
-             the logical times pruned (--rerun runs every time again)"
+            "a backfill skipping the times already done is refused {times} (--rerun runs every \
+             time again)"
         );
     }
     if !dry_run && !report.rows_removed.is_empty() {
