@@ -1278,14 +1278,27 @@ fn history_says_when_the_log_no_longer_reaches_the_first_version() {
         ),
         "{out}"
     );
-    // A full page of a longer history says `--limit` instead.
-    let limited = stdout(&orchestrate(
-        dir.path(),
-        &["history", "gold.dim_date", "--limit", "1"],
-    ));
+    // A page that holds every version the log has says so too; a shorter one says `--limit`.
+    let limited = |limit: &str| {
+        stdout(&orchestrate(
+            dir.path(),
+            &["history", "gold.dim_date", "--limit", limit],
+        ))
+    };
     assert!(
-        limited.ends_with("the latest 1 version(s) shown: `--limit N` shows more\n"),
-        "{limited}"
+        limited("1").ends_with(
+            "versions before 2 are no longer in the table's log: Delta removes the entries \
+             older than its `delta.logRetentionDuration`, 30days at checkpoints\n"
+        ),
+        "{}",
+        limited("1")
+    );
+    let run = orchestrate(dir.path(), &["run", "--select", "dim_date"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        limited("1").ends_with("the latest 1 version(s) shown: `--limit N` shows more\n"),
+        "{}",
+        limited("1")
     );
 }
 

@@ -15,7 +15,10 @@ pub(super) async fn history(
     table: &'static TableDef,
     limit: usize,
 ) -> Result<ExitCode> {
-    let commits = warehouse.history(table, limit).await?;
+    // One more than shown: whether older versions are there, or gone from the log, is known.
+    let mut commits = warehouse.history(table, limit.saturating_add(1)).await?;
+    let more = commits.len() > limit;
+    commits.truncate(limit);
     if commits.is_empty() {
         say!("{} has not been written yet", table.qualified_name());
         return Ok(ExitCode::SUCCESS);
@@ -48,7 +51,7 @@ pub(super) async fn history(
     // Version 0 is the first: older ones are not hidden unless the list is full, or their log
     // entries are gone.
     match commits.last() {
-        Some(oldest) if oldest.version > 0 && commits.len() == limit => {
+        Some(_) if more => {
             say!("the latest {limit} version(s) shown: `--limit N` shows more");
         }
         Some(oldest) if oldest.version > 0 => {
