@@ -200,6 +200,45 @@ async fn the_four_pipelines_read_the_bundled_snapshot() {
     assert_eq!((status, cx.take_rejects().len()), (67, 3));
 }
 
+#[tokio::test]
+async fn velib_reads_each_dataset_in_one_export_as_it_reads_the_pages() {
+    let export = [("velib.fetch", "export")];
+    let cx = ctx("velib_station_status", &export, false);
+    let status = velib::velib_station_status(&cx)
+        .await
+        .expect("velib status");
+    let rejects = cx.take_rejects();
+    assert_eq!(
+        (rows(status).await, rejected_and_kept(&rejects)),
+        (240, (4, 3))
+    );
+    assert!(
+        rejects.iter().all(|r| r.source.contains("/exports/json?")),
+        "{}",
+        rejects[0].source
+    );
+    let cx = ctx("velib_station_info", &export, false);
+    let info = velib::velib_station_info(&cx).await.expect("velib info");
+    // The first of two listings, as when paging.
+    assert_eq!(
+        values_where(&info, "stationcode", "14004", "capacity").await,
+        ["21"]
+    );
+    assert_eq!(
+        (rows(info).await, rejected_and_kept(&cx.take_rejects())),
+        (238, (2, 3))
+    );
+    let cx = ctx("velib_station_info", &[("velib.fetch", "all")], false);
+    let Err(error) = velib::velib_station_info(&cx).await else {
+        panic!("`all` is no way to fetch");
+    };
+    let error = error.to_string();
+    assert!(
+        error.contains("`velib.fetch` = \"all\": `pages`") && error.contains("or `export`"),
+        "{error}"
+    );
+}
+
 /// The runtime's edge fixtures, recorded with pages of 20 (a third or more of their records
 /// are rejected: far above the default limit).
 fn edge_settings() -> Vec<(&'static str, &'static str)> {

@@ -63,10 +63,12 @@ fn bundled(root: &Path, files: &mut Vec<(PathBuf, String)>) {
         Paris::status_json,
         files,
     );
+    ods_export(root, STATUS_DATASET, &status, Paris::status_json, files);
     let mut info: Vec<Paris> = paris.clone();
     info.extend(paris_info_edges(&paris));
     sort_by_code(&mut info);
     ods_pages(root, INFO_DATASET, &info, 100, Paris::info_json, files);
+    ods_export(root, INFO_DATASET, &info, Paris::info_json, files);
 
     let lyon = lyon_stations(60, 3);
     let mut information: Vec<String> = lyon.iter().map(Lyon::info_json).collect();
@@ -868,6 +870,21 @@ fn ods_pages(
         }
         offset += page.len() - 1;
     }
+}
+
+/// `records` as the exports endpoint answers (`velib.fetch = export`): one JSON array, a record
+/// per line.
+fn ods_export(
+    root: &Path,
+    dataset: &str,
+    records: &[Paris],
+    json: fn(&Paris) -> String,
+    files: &mut Vec<(PathBuf, String)>,
+) {
+    let lines: Vec<String> = records.iter().map(json).collect();
+    let body = format!("[\n{}\n]\n", lines.join(",\n"));
+    let url = format!("{ODS_BASE}/{dataset}/exports/json");
+    files.push((snapshot(root, &url), body));
 }
 
 // ---------------------------------------------------------------------------------------------

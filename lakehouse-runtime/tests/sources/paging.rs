@@ -298,6 +298,38 @@ fn export_body(count: usize) -> String {
 }
 
 #[tokio::test]
+async fn an_export_asked_for_reads_the_whole_dataset_in_one_request() {
+    let export = export_body(45);
+    let server = TestServer::start(move |request| {
+        if request.path.ends_with("/exports/json") {
+            return Reply::json(200, export.clone());
+        }
+        Reply::file(400, &fixtures("errors/ods_400_offset_limit.json"))
+    });
+    let (fetch, _) = http(policy());
+    let client = OdsClient::new(fetch, &ods_base(&server)).expect("client");
+    let mut pages = client.export(status_query()).expect("export");
+    let collected = collect_batches(
+        TestStatus::DEF.output_arrow_schema(),
+        &mut pages,
+        status_row,
+    )
+    .await
+    .expect("read through the export");
+
+    assert_eq!(rows(&collected), 45);
+    assert!(
+        collected.batches.iter().all(|b| b.num_rows() <= 20),
+        "handed on in pages of the query's size"
+    );
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(requests[0].path.ends_with("/exports/json"), "{requests:?}");
+    assert_eq!(requests[0].param("order_by"), Some("stationcode"));
+    assert_eq!(requests[0].param("limit"), None);
+}
+
+#[tokio::test]
 async fn past_the_10000_offset_cap_the_export_is_streamed_instead_of_paging() {
     const TOTAL: usize = 10_050;
     let export = export_body(TOTAL);

@@ -3,6 +3,8 @@
 //! (`velib-emplacement-des-stations`).
 //!
 //! Settings: `velib.page_size` (records per page, default 100, the API's maximum),
+//! `velib.fetch` (`pages`, the default, or `export`: each dataset in one request to the exports
+//! endpoint instead of a request per page, for live loops within the anonymous daily quota),
 //! `velib.base_url` (default the Paris portal's Explore API v2.1) and `velib.where` (an ODSQL
 //! filter of the availability records, none by default; live runs only), plus the `opendata.*`
 //! settings of the sources.
@@ -224,7 +226,14 @@ fn pages(
         }
         query = query.filter(filter);
     }
-    client.pages(query)
+    match settings.get("velib.fetch").unwrap_or("pages") {
+        "pages" => client.pages(query),
+        "export" => client.export(query),
+        other => Err(Error::msg(format!(
+            "`velib.fetch` = {other:?}: `pages` (a request per page of `velib.page_size` \
+             records, the default) or `export` (each dataset in one request)"
+        ))),
+    }
 }
 
 /// Ingests the real-time availability of every Vélib' station.
