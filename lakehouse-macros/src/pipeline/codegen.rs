@@ -22,12 +22,20 @@ pub(crate) fn codegen(model: &PipelineModel) -> TokenStream {
 
     // Each dependency is imported once under a hidden name: an unknown or misspelled name is
     // then one error, E0432 with rustc's "a similar name exists", and every later use of the
-    // alias is silent (rustc does not cascade errors from failed imports).
+    // alias is silent (rustc does not cascade errors from failed imports). The name is the one
+    // error of a pipeline declared in a function body, whose block the generated module's
+    // `super` does not see: it says what to do.
     let aliases: Vec<syn::Ident> = model
         .deps
         .iter()
         .enumerate()
-        .map(|(i, _)| format_ident!("__lakehouse_{}_dependency_{}", name, i))
+        .map(|(i, _)| {
+            format_ident!(
+                "__{}_dependency_{}__declare_pipelines_at_module_level_not_in_a_fn",
+                name,
+                i
+            )
+        })
         .collect();
     let imports = model.deps.iter().zip(&aliases).map(|(dep, alias)| {
         // `use name` alone would look for a crate `name`; `self::name` finds the local item.

@@ -285,13 +285,13 @@ fn generates_the_graph_facts_and_the_registration() {
     .to_string();
     for expected in [
         "pub mod c",
-        "use self :: a :: { self as __lakehouse_c_dependency_0 } ;",
-        "use crate :: m :: b :: { self as __lakehouse_c_dependency_1 } ;",
-        "pub const LEVEL : :: core :: primitive :: usize = 1 + :: lakehouse_runtime :: __private :: max_level (& [super :: __lakehouse_c_dependency_0 :: LEVEL , super :: __lakehouse_c_dependency_1 :: LEVEL])",
+        "use self :: a :: { self as __c_dependency_0__declare_pipelines_at_module_level_not_in_a_fn } ;",
+        "use crate :: m :: b :: { self as __c_dependency_1__declare_pipelines_at_module_level_not_in_a_fn } ;",
+        "pub const LEVEL : :: core :: primitive :: usize = 1 + :: lakehouse_runtime :: __private :: max_level (& [super :: __c_dependency_0__declare_pipelines_at_module_level_not_in_a_fn :: LEVEL , super :: __c_dependency_1__declare_pipelines_at_module_level_not_in_a_fn :: LEVEL])",
         "impl :: lakehouse_runtime :: __private :: Produced for C",
-        "impl :: lakehouse_runtime :: __private :: DependsOn < __lakehouse_c_dependency_0 :: Marker > for c :: Marker",
+        "impl :: lakehouse_runtime :: __private :: DependsOn < __c_dependency_0__declare_pipelines_at_module_level_not_in_a_fn :: Marker > for c :: Marker",
         "inventory :: submit !",
-        "depends_on : & [__lakehouse_c_dependency_0 :: NAME , __lakehouse_c_dependency_1 :: NAME]",
+        "depends_on : & [__c_dependency_0__declare_pipelines_at_module_level_not_in_a_fn :: NAME , __c_dependency_1__declare_pipelines_at_module_level_not_in_a_fn :: NAME]",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
