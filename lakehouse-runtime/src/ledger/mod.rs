@@ -824,25 +824,20 @@ impl Ledger {
             ended: Option<Timestamp>,
         }
         let df = self
-            .records()
+            .pipeline_successes()
             .await?
-            .filter(
-                col("kind")
-                    .eq(lit("pipeline"))
-                    .and(col("pipeline").eq(lit(pipeline)))
-                    .and(col("status").eq(lit("succeeded"))),
-            )?
-            .aggregate(
-                vec![],
-                vec![
-                    max(datafusion::functions::expr_fn::coalesce(vec![
-                        col("finished_at"),
-                        col("started_at"),
-                    ]))
-                    .alias("ended"),
-                ],
-            )?;
+            .filter(col("pipeline").eq(lit(pipeline)))?
+            .aggregate(vec![], vec![max(row_end()).alias("ended")])?;
         Ok(rows::<End>(df).await?.into_iter().find_map(|end| end.ended))
+    }
+
+    /// The successful pipeline attempts of the runs table.
+    async fn pipeline_successes(&self) -> Result<DataFrame> {
+        Ok(self.records().await?.filter(
+            col("kind")
+                .eq(lit("pipeline"))
+                .and(col("status").eq(lit("succeeded"))),
+        )?)
     }
 
     /// What ran at the logical times from `from` (included) to `to` (excluded): per time, the
@@ -976,6 +971,11 @@ impl Ledger {
         let session = self.warehouse.session();
         self.warehouse.read(&session, RunRecord::DEF).await
     }
+}
+
+/// When a row of the runs table ended: its end, or its start while it has none.
+fn row_end() -> datafusion::logical_expr::Expr {
+    datafusion::functions::expr_fn::coalesce(vec![col("finished_at"), col("started_at")])
 }
 
 /// Whether a row of the runs table is of no run: a sequence floor's, or a prune's.

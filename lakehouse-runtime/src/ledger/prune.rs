@@ -32,7 +32,6 @@ use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::JoinType;
 use datafusion::dataframe::DataFrame;
-use datafusion::functions::expr_fn::coalesce;
 use datafusion::functions_aggregate::expr_fn::{first_value, max, min};
 use datafusion::logical_expr::{col, lit, when};
 use datafusion::prelude::SessionContext;
@@ -205,7 +204,7 @@ impl Ledger {
             .aggregate(
                 vec![col("run_id")],
                 vec![
-                    max(coalesce(vec![col("finished_at"), col("started_at")])).alias("ended"),
+                    max(super::row_end()).alias("ended"),
                     max(col("sequence")).alias("sequence"),
                     min(col("run_at")).alias("first_run_at"),
                     max(col("run_at")).alias("last_run_at"),
@@ -290,19 +289,11 @@ impl Ledger {
         struct Latest {
             run_id: Option<String>,
         }
-        let ended = coalesce(vec![col("finished_at"), col("started_at")]);
-        let df = self
-            .records()
-            .await?
-            .filter(
-                col("kind")
-                    .eq(lit("pipeline"))
-                    .and(col("status").eq(lit("succeeded"))),
-            )?
-            .aggregate(
-                vec![col("pipeline")],
-                vec![first_value(col("run_id"), vec![ended.sort(false, false)]).alias("run_id")],
-            )?;
+        let latest_first = vec![super::row_end().sort(false, false)];
+        let df = self.pipeline_successes().await?.aggregate(
+            vec![col("pipeline")],
+            vec![first_value(col("run_id"), latest_first).alias("run_id")],
+        )?;
         Ok(rows::<Latest>(df)
             .await?
             .into_iter()
