@@ -88,8 +88,9 @@ pub(super) async fn overwrite_partitions(
     Ok((finalized.snapshot(), rows))
 }
 
-/// The SQL predicate naming the `written` partitions, if every value converts to its column's
-/// type (`None` otherwise: the commit then counts as reading the whole table).
+/// The SQL predicate naming the `written` partitions (`None`: none written, so none replaced).
+/// A value that does not convert back to its column's type makes it `true`, every partition:
+/// without a predicate delta-rs checks no concurrent add against the commit at all.
 fn replaced_predicate(
     columns: &[String],
     written: &HashSet<PartitionKey>,
@@ -98,7 +99,19 @@ fn replaced_predicate(
     if written.is_empty() {
         return None;
     }
-    let schema = state.snapshot().arrow_schema();
+    Some(
+        naming_partitions(columns, written, state.snapshot().arrow_schema().as_ref())
+            .unwrap_or_else(|| "true".to_owned()),
+    )
+}
+
+/// The SQL predicate naming the `written` partitions of a table of `schema`, if every value
+/// converts to its column's type.
+fn naming_partitions(
+    columns: &[String],
+    written: &HashSet<PartitionKey>,
+    schema: &arrow::datatypes::Schema,
+) -> Option<String> {
     let types = columns
         .iter()
         .map(|column| Some(schema.field_with_name(column).ok()?.data_type().clone()))
@@ -332,6 +345,50 @@ mod tests {
             .await
             .expect_err("a conflict in the same partition");
         assert!(error.to_string().contains("concurrent"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_partition_value_not_converted_back_makes_the_commit_read_every_partition() {
+        let (_dir, warehouse, stale) = north_and_south().await;
+        let state = stale.snapshot().expect("state");
+        // `amount` is an integer: "many" is no value of it.
+        let odd = HashSet::from([vec![Some("many".to_owned())]]);
+        let amount = names(&["amount"]);
+        assert_eq!(
+            replaced_predicate(&amount, &odd, state).as_deref(),
+            Some("true")
+        );
+        assert_eq!(replaced_predicate(&amount, &HashSet::new(), state), None);
+        // Another process writes a new partition meanwhile (adds, no remove). A commit reading
+        // `true` conflicts with it; without a predicate, adds are not checked.
+        let session = warehouse.session();
+        let tags = CommitTags::write_id_only(serde_json::json!("test"));
+        overwrite_partitions(
+            stale.clone(),
+            frame(&session, &[sales("east", 3)]),
+            tags.clone(),
+        )
+        .await
+        .expect("east written");
+        let commit = |predicate: Option<&str>| {
+            let operation = DeltaOperation::Write {
+                mode: SaveMode::Overwrite,
+                partition_by: Some(names(&["region"])),
+                predicate: predicate.map(str::to_owned),
+            };
+            super::super::sink::commit_actions(
+                state,
+                stale.log_store(),
+                Vec::new(),
+                operation,
+                serde_json::json!({}),
+                &tags,
+                false,
+            )
+        };
+        let error = commit(Some("true")).await.expect_err("a conflict");
+        assert!(error.to_string().contains("concurrent"), "{error}");
+        commit(None).await.expect("not checked");
     }
 
     fn names(columns: &[&str]) -> Vec<String> {
