@@ -623,7 +623,25 @@ async fn a_new_not_null_column_is_refused_since_other_partitions_keep_their_rows
     );
     assert_eq!(wh.warehouse.version(table).await.expect("version"), version);
     assert_eq!(contents(&wh.warehouse, table).await, ["north|1", "south|2"]);
-    // A full snapshot replaces every partition: no row is kept to lack the column.
+    // `check` says as much, unless the table's pipeline writes full snapshots.
+    let refused = |full_snapshot| {
+        let warehouse = &wh.warehouse;
+        async move {
+            let health = warehouse
+                .health_of_output(SalesByRegionWithCurrency::DEF, full_snapshot)
+                .await
+                .expect("health");
+            let currency: Vec<_> = health
+                .drift
+                .iter()
+                .filter(|d| d.column == "currency")
+                .collect();
+            assert_eq!(currency.len(), 1, "{:?}", health.drift);
+            currency[0].is_incompatible()
+        }
+    };
+    assert!(refused(false).await);
+    assert!(!refused(true).await);
     let snapshot = WriteOptions {
         deletions: lakehouse_runtime::store::Deletions::MissingFromSource,
         ..WriteOptions::default()

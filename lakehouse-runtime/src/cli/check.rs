@@ -56,7 +56,12 @@ pub(super) async fn check(registry: &Registry, global: &GlobalArgs) -> Result<Ex
     let now = Timestamp::now();
     for table in all_tables(registry) {
         // A table that cannot be read is reported, and the others are still checked.
-        let health = match warehouse.health(table).await {
+        // A full snapshot's writes replace every row: what they refuse differs.
+        let full_snapshot = registry
+            .pipelines()
+            .iter()
+            .any(|p| p.full_snapshot && p.output.qualified_name() == table.qualified_name());
+        let health = match warehouse.health_of_output(table, full_snapshot).await {
             Ok(health) => health,
             Err(error) => {
                 unreadable += 1;

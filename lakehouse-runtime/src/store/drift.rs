@@ -287,6 +287,14 @@ fn overwrites_whole_table(table: &TableDef) -> bool {
         && table.overwrite == crate::table::OverwriteScope::Table
 }
 
+/// Whether every write of `table` by a pipeline that is, or is not, a `full_snapshot` one
+/// replaces every stored row: a whole-table overwrite, or a full snapshot into partitions
+/// replaced (an append table's `--rebuild` is asked for, not its pipeline's way).
+pub(crate) fn writes_replace_every_row(table: &TableDef, full_snapshot: bool) -> bool {
+    overwrites_whole_table(table)
+        || (full_snapshot && table.mode == crate::table::WriteMode::Overwrite)
+}
+
 /// Every difference between `table`'s declaration and the schema of `delta`, its loaded table.
 pub(crate) fn drift_of(table: &'static TableDef, delta: &DeltaTable) -> Result<Vec<SchemaDrift>> {
     drift_for(table, delta, overwrites_whole_table(table))

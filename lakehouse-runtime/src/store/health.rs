@@ -104,6 +104,18 @@ impl Warehouse {
     /// load is several requests). A table never written has no drift, no missing file and no
     /// write.
     pub async fn health(&self, table: &'static TableDef) -> Result<TableHealth> {
+        self.health_of_output(table, false).await
+    }
+
+    /// [`Warehouse::health`] of the output of a pipeline that is, or is not, a `full_snapshot`
+    /// one: each of its writes into an overwrite table (partitions replaced too) replaces every
+    /// row, so the old rows need no value of a new NOT NULL column, nor lose their NULLs to a
+    /// column made NOT NULL, and no such drift refuses its writes.
+    pub async fn health_of_output(
+        &self,
+        table: &'static TableDef,
+        full_snapshot: bool,
+    ) -> Result<TableHealth> {
         let Some(delta) = self.load(table).await? else {
             return Ok(TableHealth::default());
         };
@@ -114,7 +126,13 @@ impl Warehouse {
             },
             None => (None, None),
         };
-        let drift = self.drift_counted(table, &delta).await?;
+        let drift = self
+            .drift_counted_for(
+                table,
+                &delta,
+                super::drift::writes_replace_every_row(table, full_snapshot),
+            )
+            .await?;
         let missing_files = super::maintain::missing_files_of(table, &delta).await?;
         // Not counted while a drift refuses writes anyway, nor over files that are gone.
         let blocked_checks =
