@@ -1646,7 +1646,7 @@ mod incremental {
         let written = crate::common::write(
             &wh.warehouse,
             NewOrders::DEF,
-            &[serde_json::json!({"order_id": 9, "amount": null, "run_at": 0})],
+            &[serde_json::json!({"order_id": 9, "amount": null, "run_at": "1970-01-01T00:00:00Z"})],
             lakehouse_runtime::store::WriteOptions {
                 transaction: Some(("new_orders".to_owned(), 5)),
                 ..Default::default()

@@ -1,14 +1,27 @@
-//! A look at the floats a row gives its top-level fields, as serde hands them over, without
+//! A look at the numbers a row gives its top-level fields, as serde hands them over, without
 //! building the row: cheap enough for every row (Arrow's JSON decoder would truncate a float
-//! into an integer or date column, and a float past 38 digits overflows its decimal parser).
+//! into an integer or date column, a float past 38 digits overflows its decimal parser, and a
+//! bare integer into a date or timestamp column is taken as days or microseconds).
 
 use serde::Serialize;
 use serde::ser::{self, Impossible};
 
-/// Calls `found(field, value)` for each float `row` gives a top-level field (a struct's field,
+use crate::table::{DATE_NEWTYPE, TIMESTAMP_NEWTYPE};
+
+/// A number a row gives a top-level field.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Number {
+    /// A float.
+    Float(f64),
+    /// A bare integer: not a [`crate::table::Date`] or [`crate::table::Timestamp`], which
+    /// serialize as integers too.
+    Integer(i128),
+}
+
+/// Calls `found(field, number)` for each number `row` gives a top-level field (a struct's field,
 /// or a map's entry under a text key), through `Option`s and newtypes. A row of another shape
 /// gives none: the decoder says what is wrong with it.
-pub(super) fn floats_of<R: Serialize + ?Sized, F: FnMut(&str, f64) -> Result<(), String>>(
+pub(super) fn numbers_of<R: Serialize + ?Sized, F: FnMut(&str, Number) -> Result<(), String>>(
     row: &R,
     found: F,
 ) -> Result<(), String> {
@@ -36,9 +49,9 @@ impl ser::Error for Stop {
     }
 }
 
-/// What a value is, for this look: a float, a text (a map's key), or anything else.
+/// What a value is, for this look: a number, a text (a map's key), or anything else.
 enum Given {
-    Float(f64),
+    Number(Number),
     Text(String),
     Other,
 }
@@ -49,7 +62,7 @@ struct Value {
     keep_text: bool,
 }
 
-/// Serializes a row: its fields' floats go to `found`.
+/// Serializes a row: its fields' numbers go to `found`.
 struct Row<F> {
     found: F,
 }
@@ -61,10 +74,10 @@ struct Fields<F> {
     key: Option<String>,
 }
 
-impl<F: FnMut(&str, f64) -> Result<(), String>> Fields<F> {
+impl<F: FnMut(&str, Number) -> Result<(), String>> Fields<F> {
     fn field<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> Result<(), Stop> {
-        if let Ok(Given::Float(float)) = value.serialize(Value { keep_text: false }) {
-            (self.found)(name, float).map_err(Stop)?;
+        if let Ok(Given::Number(number)) = value.serialize(Value { keep_text: false }) {
+            (self.found)(name, number).map_err(Stop)?;
         }
         Ok(())
     }
@@ -94,16 +107,17 @@ impl ser::Serializer for Value {
 
     scalars! {
         serialize_bool(bool) => |_, _| Given::Other;
-        serialize_i8(i8) => |_, _| Given::Other;
-        serialize_i16(i16) => |_, _| Given::Other;
-        serialize_i32(i32) => |_, _| Given::Other;
-        serialize_i64(i64) => |_, _| Given::Other;
-        serialize_u8(u8) => |_, _| Given::Other;
-        serialize_u16(u16) => |_, _| Given::Other;
-        serialize_u32(u32) => |_, _| Given::Other;
-        serialize_u64(u64) => |_, _| Given::Other;
-        serialize_f32(f32) => |_, v: f32| Given::Float(f64::from(v));
-        serialize_f64(f64) => |_, v: f64| Given::Float(v);
+        serialize_i8(i8) => |_, v: i8| Given::Number(Number::Integer(v.into()));
+        serialize_i16(i16) => |_, v: i16| Given::Number(Number::Integer(v.into()));
+        serialize_i32(i32) => |_, v: i32| Given::Number(Number::Integer(v.into()));
+        serialize_i64(i64) => |_, v: i64| Given::Number(Number::Integer(v.into()));
+        serialize_i128(i128) => |_, v: i128| Given::Number(Number::Integer(v));
+        serialize_u8(u8) => |_, v: u8| Given::Number(Number::Integer(v.into()));
+        serialize_u16(u16) => |_, v: u16| Given::Number(Number::Integer(v.into()));
+        serialize_u32(u32) => |_, v: u32| Given::Number(Number::Integer(v.into()));
+        serialize_u64(u64) => |_, v: u64| Given::Number(Number::Integer(v.into()));
+        serialize_f32(f32) => |_, v: f32| Given::Number(Number::Float(f64::from(v)));
+        serialize_f64(f64) => |_, v: f64| Given::Number(Number::Float(v));
         serialize_char(char) => |_, _| Given::Other;
         serialize_str(&str) => |s: Value, v: &str| if s.keep_text {
             Given::Text(v.to_owned())
@@ -137,9 +151,13 @@ impl ser::Serializer for Value {
 
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
-        _: &'static str,
+        name: &'static str,
         value: &T,
     ) -> Result<Given, Stop> {
+        // A date's days and a timestamp's microseconds are what their columns take.
+        if name == DATE_NEWTYPE || name == TIMESTAMP_NEWTYPE {
+            return Ok(Given::Other);
+        }
         value.serialize(self)
     }
 
@@ -199,7 +217,7 @@ impl ser::Serializer for Value {
     }
 }
 
-impl<F: FnMut(&str, f64) -> Result<(), String>> ser::Serializer for Row<F> {
+impl<F: FnMut(&str, Number) -> Result<(), String>> ser::Serializer for Row<F> {
     type Ok = ();
     type Error = Stop;
     type SerializeSeq = Impossible<(), Stop>;
@@ -314,7 +332,7 @@ impl<F: FnMut(&str, f64) -> Result<(), String>> ser::Serializer for Row<F> {
     }
 }
 
-impl<F: FnMut(&str, f64) -> Result<(), String>> ser::SerializeStruct for Fields<F> {
+impl<F: FnMut(&str, Number) -> Result<(), String>> ser::SerializeStruct for Fields<F> {
     type Ok = ();
     type Error = Stop;
 
@@ -331,7 +349,7 @@ impl<F: FnMut(&str, f64) -> Result<(), String>> ser::SerializeStruct for Fields<
     }
 }
 
-impl<F: FnMut(&str, f64) -> Result<(), String>> ser::SerializeMap for Fields<F> {
+impl<F: FnMut(&str, Number) -> Result<(), String>> ser::SerializeMap for Fields<F> {
     type Ok = ();
     type Error = Stop;
 

@@ -26,7 +26,7 @@ const EXTRA_DIGITS: i8 = 10;
 /// are rounded half away from zero, as in landing files; one that does not fit its precision
 /// is an error naming the column.
 pub fn batches_from_rows<R: Serialize>(schema: SchemaRef, rows: &[R]) -> Result<Vec<RecordBatch>> {
-    refuse_unfit_floats(&schema, rows)?;
+    refuse_unfit_numbers(&schema, rows)?;
     let columns = || {
         schema
             .fields()
@@ -124,40 +124,61 @@ fn decimals_rounded(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatc
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
-/// An error naming the first column of `schema` a row fills with a float Arrow's decoder would
-/// not read as given: into an integer column (`1.9` truncated to 1), a date or a timestamp one
-/// (truncated to whole days or microseconds), or past any decimal's 38 digits into a decimal one
-/// (its text overflows the decoder's digit count: an obscure error, or a panic in a debug
-/// build). Every row is looked at, as rows of one type may still differ (`serde_json::Value`,
-/// an `Option<f64>` that is `None` for thousands of rows first).
-fn refuse_unfit_floats<R: Serialize>(schema: &arrow::datatypes::Schema, rows: &[R]) -> Result<()> {
+/// An error naming the first column of `schema` a row fills with a number Arrow's decoder would
+/// not read as given: a float into an integer column (`1.9` truncated to 1), a date or a
+/// timestamp one (truncated to whole days or microseconds), or past any decimal's 38 digits
+/// into a decimal one (its text overflows the decoder's digit count: an obscure error, or a
+/// panic in a debug build); a bare integer (not a [`Date`](crate::table::Date) or a
+/// [`Timestamp`](crate::table::Timestamp)) into a date or timestamp column, which would be taken
+/// as days or microseconds (epoch seconds, or `20240101`, stored as dates in 1970 or far
+/// ahead). Every row is looked at, as rows of one type may still differ (`serde_json::Value`, an
+/// `Option<f64>` that is `None` for thousands of rows first).
+fn refuse_unfit_numbers<R: Serialize>(schema: &arrow::datatypes::Schema, rows: &[R]) -> Result<()> {
+    use super::probe::Number;
     use arrow::datatypes::DataType;
-    let unfit = |field: &str, float: f64| -> Option<String> {
+    let unfit = |field: &str, number: Number| -> Option<String> {
         let data_type = schema.field_with_name(field).ok()?.data_type();
-        let why = match data_type {
+        let why = match (number, data_type) {
             // Even a whole one: the field's other values may not be.
-            t if t.is_integer() => {
+            (Number::Float(_), t) if t.is_integer() => {
                 "which would be truncated to whole numbers: give the field an integer type"
             }
-            DataType::Decimal128(..) | DataType::Decimal256(..) => {
+            (Number::Float(float), DataType::Decimal128(..) | DataType::Decimal256(..)) => {
                 if float.abs() < 1e38 {
                     return None;
                 }
                 "past any decimal's 38 digits"
             }
-            DataType::Date32 => "which would be truncated to whole days: give the field a `Date`",
-            DataType::Timestamp(..) => {
+            (Number::Float(_), DataType::Date32) => {
+                "which would be truncated to whole days: give the field a `Date`"
+            }
+            (Number::Float(_), DataType::Timestamp(..)) => {
                 "which would be truncated to whole microseconds: give the field a `Timestamp`"
+            }
+            (Number::Integer(_), DataType::Date32) => {
+                "which would be taken as days since 1970-01-01: give the field a `Date` \
+                 (`Date::from_ymd`, `Date::parse`), or a text `YYYY-MM-DD` (a `Date` made a \
+                 `serde_json::Value` is a bare integer too: give its `to_string()`)"
+            }
+            (Number::Integer(_), DataType::Timestamp(..)) => {
+                "which would be taken as microseconds since 1970-01-01 00:00 UTC: give the \
+                 field a `Timestamp` (`Timestamp(seconds * 1_000_000)` for epoch seconds, \
+                 `Timestamp::parse`), or an RFC 3339 text (a `Timestamp` made a \
+                 `serde_json::Value` is a bare integer too: give its `to_rfc3339()`)"
             }
             _ => return None,
         };
+        let given = match number {
+            Number::Float(float) => format!("floats ({float:?})"),
+            Number::Integer(integer) => format!("bare integers ({integer})"),
+        };
         Some(format!(
             "rows do not fit the table's columns: column `{field}` is {data_type} but the rows \
-             give it floats ({float:?}), {why}"
+             give it {given}, {why}"
         ))
     };
     for (index, row) in rows.iter().enumerate() {
-        super::probe::floats_of(row, |field, float| match unfit(field, float) {
+        super::probe::numbers_of(row, |field, number| match unfit(field, number) {
             Some(why) => Err(format!("{why} (row {})", index + 1)),
             None => Ok(()),
         })
@@ -685,6 +706,87 @@ mod tests {
             batches_from_rows(schema, &fine).expect("fits")[0].num_rows(),
             1
         );
+    }
+
+    #[test]
+    fn a_bare_integer_for_a_date_or_a_timestamp_is_an_error_and_theirs_are_read() {
+        use crate::table::{Date, Timestamp};
+        use arrow::array::AsArray as _;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("day", DataType::Date32, true),
+            Field::new(
+                "seen_at",
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+        ]));
+        #[derive(Serialize)]
+        struct Row<D, T> {
+            day: Option<D>,
+            seen_at: Option<T>,
+        }
+        // `20261201` would be a day in the year 57 400; epoch seconds a time in January 1970.
+        let error = batches_from_rows(
+            schema.clone(),
+            &[Row::<i32, Timestamp> {
+                day: Some(20_261_201),
+                seen_at: None,
+            }],
+        )
+        .expect_err("a bare integer into a date")
+        .to_string();
+        assert!(
+            error.contains(
+                "column `day` is Date32 but the rows give it bare integers (20261201), which \
+                 would be taken as days since 1970-01-01: give the field a `Date`"
+            ) && error.ends_with("(row 1)"),
+            "{error}"
+        );
+        let seconds = serde_json::json!({"seen_at": 1_764_547_200});
+        let error = batches_from_rows(schema.clone(), &[seconds])
+            .expect_err("epoch seconds")
+            .to_string();
+        assert!(
+            error.contains("column `seen_at` is Timestamp(µs, \"UTC\") but the rows give it bare integers (1764547200)")
+                && error.contains("`Timestamp(seconds * 1_000_000)` for epoch seconds"),
+            "{error}"
+        );
+        // A `Date` and a `Timestamp` are days and microseconds, though integers too; texts are
+        // parsed.
+        let day = Date::from_ymd(2026, 12, 1).expect("a date");
+        let at = Timestamp::parse("2026-12-01T06:00:00Z").expect("a timestamp");
+        let typed = batches_from_rows(
+            schema.clone(),
+            &[Row {
+                day: Some(day),
+                seen_at: Some(at),
+            }],
+        )
+        .expect("typed");
+        let texts = batches_from_rows(
+            schema,
+            &[Row {
+                day: Some("2026-12-01"),
+                seen_at: Some("2026-12-01T06:00:00Z"),
+            }],
+        )
+        .expect("texts");
+        for batch in [&typed[0], &texts[0]] {
+            assert_eq!(
+                batch
+                    .column(0)
+                    .as_primitive::<arrow::datatypes::Date32Type>()
+                    .value(0),
+                day.0
+            );
+            assert_eq!(
+                batch
+                    .column(1)
+                    .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                    .value(0),
+                at.0
+            );
+        }
     }
 
     #[test]

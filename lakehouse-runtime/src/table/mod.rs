@@ -17,3 +17,5 @@ pub use def::{
 pub use join::{JoinOn, JoinableWith, on};
 pub use select::{IntoColumn, SelectFor, SelectedColumn};
 pub use types::{ColumnType, Date, Decimal, LogicalType, Timestamp, format_decimal};
+#[cfg(feature = "engine")]
+pub(crate) use types::{DATE_NEWTYPE, TIMESTAMP_NEWTYPE};

@@ -253,6 +253,13 @@ mod tests {
     }
 }
 
+/// The name [`Date`] serializes its newtype under: an integer in it is days.
+#[cfg(feature = "engine")]
+pub(crate) const DATE_NEWTYPE: &str = "lakehouse::Date";
+/// The name [`Timestamp`] serializes its newtype under: an integer in it is microseconds.
+#[cfg(feature = "engine")]
+pub(crate) const TIMESTAMP_NEWTYPE: &str = "lakehouse::Timestamp";
+
 /// Rows serialize to what the Arrow JSON decoder reads back losslessly: dates as days, timestamps
 /// as microseconds, decimals as their exact text.
 #[cfg(feature = "engine")]
@@ -347,15 +354,19 @@ mod serde_impls {
         }
     }
 
+    /// Days since the epoch (a JSON number), in a newtype so that rows can tell a date from a
+    /// bare integer given to a date column.
     impl Serialize for Date {
         fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-            serializer.serialize_i32(self.0)
+            serializer.serialize_newtype_struct(super::DATE_NEWTYPE, &self.0)
         }
     }
 
+    /// Microseconds since the epoch (a JSON number), in a newtype so that rows can tell a
+    /// timestamp from a bare integer given to a timestamp column.
     impl Serialize for Timestamp {
         fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-            serializer.serialize_i64(self.0)
+            serializer.serialize_newtype_struct(super::TIMESTAMP_NEWTYPE, &self.0)
         }
     }
 
