@@ -1738,6 +1738,56 @@ async fn a_run_whose_attempt_row_was_lost_is_recorded_as_no_success() {
 }
 
 #[tokio::test]
+async fn a_full_refresh_whose_end_could_not_be_recorded_is_told_as_it_ended_by_the_next_run() {
+    let wh = TempWarehouse::new();
+    let orchestrator =
+        Orchestrator::new(registry(&["ticks", "breaks_ledger"]), wh.warehouse.clone());
+    assert!(
+        orchestrator
+            .run(&RunConfig::default())
+            .await
+            .expect("run 1")
+            .succeeded()
+    );
+    let config = RunConfig {
+        full_refresh: true,
+        ..breaking_the_ledger(&wh)
+    };
+    let report = orchestrator.run(&config).await.expect("a report");
+    assert!(report.unrecorded.is_some(), "{}", report.render(false));
+    // The ledger mended, the refresh's end is still only in this process: recorded before the
+    // next run looks for unfinished refreshes (it told the refresh "running", which a resume
+    // refuses while this process lives).
+    let folder =
+        crate::common::table_folder(&wh.warehouse, lakehouse_runtime::ledger::RunRecord::DEF);
+    let folder = folder.to_str().expect("utf-8").trim_end_matches('/');
+    std::fs::remove_file(folder).expect("the blocker");
+    std::fs::rename(format!("{folder}.moved"), folder).expect("moved back");
+    let ticks = RunConfig {
+        targets: vec!["ticks".to_owned()],
+        ..RunConfig::default()
+    };
+    let refused = orchestrator
+        .run(&ticks)
+        .await
+        .expect_err("the refresh is not fully recorded");
+    assert!(
+        refused.to_string().contains(&format!(
+            "run `{}`, a --full-refresh of ticks, did not finish (failed): resume it first",
+            report.run_id
+        )),
+        "{refused}"
+    );
+    let resumed = orchestrator
+        .resume(&report.run_id, &RunConfig::default())
+        .await
+        .expect("resumed");
+    assert!(resumed.succeeded(), "{}", resumed.render(false));
+    let next = orchestrator.run(&ticks).await.expect("not refused");
+    assert!(next.succeeded(), "{}", next.render(false));
+}
+
+#[tokio::test]
 async fn an_upstream_recreated_at_once_is_told_by_its_table_id() {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
@@ -2239,6 +2289,71 @@ async fn a_run_is_refused_while_another_process_of_this_host_runs_some_of_its_pi
         .await
         .expect("beside an unknown run");
     assert!(report.succeeded(), "{}", report.render(false));
+}
+
+#[tokio::test]
+async fn a_full_refresh_running_in_another_process_makes_a_loop_skip_its_ticks() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    let first = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 1");
+    let records = orchestrator
+        .ledger()
+        .run(&first.run_id)
+        .await
+        .expect("ledger");
+    let start = records
+        .iter()
+        .find(|r| r.kind == "run" && r.status == "running")
+        .expect("the run's start is recorded");
+    // A nightly full refresh of `ok1`, still running in another process of this host.
+    let alive = RunProcess {
+        pid: std::os::unix::process::parent_id(),
+        started: None,
+        ..RunProcess::current()
+    };
+    let refreshing = lakehouse_runtime::ledger::RunRecord {
+        run_id: "r000002-refreshing".to_owned(),
+        sequence: 2,
+        started_at: Timestamp::now(),
+        process: Some(alive.to_json()),
+        planned: Some("ok1".to_owned()),
+        refresh: Some("full".to_owned()),
+        ..start.clone()
+    };
+    orchestrator
+        .ledger()
+        .append(&[refreshing])
+        .await
+        .expect("recorded");
+    // Not "did not finish: resume it" (a resume of a live run is refused): it is running.
+    let refused = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect_err("beside a live refresh");
+    assert!(
+        refused
+            .to_string()
+            .starts_with("run `r000002-refreshing` is still running"),
+        "{refused}"
+    );
+    // So a loop skips its ticks instead of failing after a few.
+    let skipping = orchestrator
+        .run_loop_with(
+            &RunConfig::default(),
+            Duration::from_millis(1),
+            None,
+            Some(MAX_FAILED_LOOP_RUNS + 1),
+            |_| {},
+        )
+        .await
+        .expect("ticks skipped");
+    assert_eq!(
+        (skipping.done, skipping.failed, skipping.skipped),
+        (0, 0, MAX_FAILED_LOOP_RUNS + 1)
+    );
 }
 
 #[tokio::test]

@@ -417,12 +417,16 @@ impl Orchestrator {
     /// `config.force`, or unless this run is itself one.
     pub async fn run(&self, config: &RunConfig) -> Result<RunReport> {
         let plan = self.plan(config)?;
+        // This process's runs whose end the ledger could not take: not "unfinished" any more.
+        self.record_unrecorded_ends().await;
         let started = async {
-            if !(config.force || config.full_refresh || config.rebuild) {
-                self.refuse_over_unfinished_refresh(&plan).await?;
-            }
+            // First: a refresh still running in another process is not one to resume, and a
+            // loop skips its ticks beside it.
             if !config.force {
                 self.refuse_beside_a_live_run(&plan).await?;
+            }
+            if !(config.force || config.full_refresh || config.rebuild) {
+                self.refuse_over_unfinished_refresh(&plan).await?;
             }
             if let Some(run_at) = config.run_at
                 && !config.force
