@@ -125,7 +125,8 @@ pub enum Error {
     /// rebuild of an append-only table, `Changes<T>` of a table without its change data feed):
     /// nothing was written, and the attempt is not retried. Also an attempt left running past
     /// its time limit (it blocks without awaiting), which is not retried beside itself; what it
-    /// writes then is found by a later retry or `resume` as this run's.
+    /// writes then is found by a later retry or `resume` as this run's. Also a pipeline that
+    /// panicked: a bug in its code.
     #[error("{0}")]
     Refused(String),
     /// An error from another library, raised by pipeline code.

@@ -651,6 +651,29 @@ fn fast(config: RunConfig) -> RunConfig {
     }
 }
 
+#[tokio::test]
+async fn a_pipeline_that_panics_is_not_retried() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "panics"]), wh.warehouse.clone());
+    let report = orchestrator
+        .run(&fast(RunConfig {
+            default_retries: 2,
+            ..RunConfig::default()
+        }))
+        .await
+        .expect("a report");
+    let panics = report.result("panics").expect("planned");
+    assert_eq!((panics.status, panics.attempts), (Status::Failed, 1));
+    let error = panics.error.clone().unwrap_or_default();
+    assert!(
+        error.contains(
+            "panicked: index out of bounds in pipeline code (a bug in the pipeline's code: not \
+             retried)"
+        ),
+        "{error}"
+    );
+}
+
 /// A config under which `flaky` fails its first call in test `test` for good (no retries).
 fn flaky_without_retries(test: &str) -> RunConfig {
     let mut config = fast(RunConfig::default());

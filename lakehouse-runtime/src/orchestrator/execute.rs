@@ -977,7 +977,8 @@ fn is_stopped(error: &Error) -> bool {
     matches!(error, Error::Other(inner) if inner.is::<Stopped>())
 }
 
-/// The result of an attempt's joined task: a panic becomes an error.
+/// The result of an attempt's joined task: a panic becomes an error, not retried (a bug in the
+/// pipeline's code panics again, calling its sources again at each attempt).
 fn joined_result(
     joined: std::result::Result<Result<Written>, tokio::task::JoinError>,
 ) -> Result<Written> {
@@ -990,7 +991,9 @@ fn joined_result(
                 .map(|s| (*s).to_owned())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown payload".to_owned());
-            Err(Error::msg(format!("panicked: {message}")))
+            Err(Error::Refused(format!(
+                "panicked: {message} (a bug in the pipeline's code: not retried)"
+            )))
         }
         Err(error) => Err(Error::msg(format!(
             "the pipeline task was cancelled: {error}"
