@@ -359,6 +359,7 @@ impl Ledger {
         .filter_map(|latest| Some((latest.pipeline, latest.sequence?)))
         .collect();
         let candidates: Vec<IngestedFile> = rows(semi_join(stored.clone(), ids)?).await?;
+        let mut folders = LandingFolders::default();
         let gone: Vec<&IngestedFile> = candidates
             .iter()
             .filter(|file| {
@@ -366,7 +367,7 @@ impl Ledger {
                     .get(&file.pipeline)
                     .is_some_and(|l| file.sequence < *l)
             })
-            .filter(|file| gone_from_disk(&file.path))
+            .filter(|file| folders.gone(&file.path))
             .collect();
         if gone.is_empty() || dry_run {
             return Ok(gone.len() as u64);
@@ -526,18 +527,35 @@ fn add_removed(report: &mut PruneReport, table: &TableDef, removed: u64) {
     }
 }
 
-/// Whether an ingested file is known to be gone: a local path that no longer exists, in a
-/// folder that does (a folder missing is a mount missing, or a prune on another host, not files
-/// deleted). A file on an object store, or one that cannot be looked at, is taken for there.
-fn gone_from_disk(path: &str) -> bool {
-    if path.contains("://") {
-        return false;
+/// Tells whether ingested files are known to be gone, looking at each folder once.
+#[derive(Default)]
+struct LandingFolders {
+    /// Whether a folder exists and holds an entry.
+    populated: HashMap<std::path::PathBuf, bool>,
+}
+
+impl LandingFolders {
+    /// Whether an ingested file is known to be gone: a local path that no longer exists, in a
+    /// folder that exists and is not empty. A folder missing or empty is most likely a mount
+    /// missing (an unmounted share's mount point is empty), or a prune on another host, not
+    /// files deleted: forgotten, they would all be ingested again once it is back. A file on
+    /// an object store, or one that cannot be looked at, is taken for there.
+    fn gone(&mut self, path: &str) -> bool {
+        if path.contains("://") {
+            return false;
+        }
+        let path = std::path::Path::new(path);
+        let Some(folder) = path.parent() else {
+            return false;
+        };
+        let populated = *self
+            .populated
+            .entry(folder.to_path_buf())
+            .or_insert_with(|| {
+                std::fs::read_dir(folder).is_ok_and(|mut entries| entries.next().is_some())
+            });
+        populated && matches!(path.try_exists(), Ok(false))
     }
-    let path = std::path::Path::new(path);
-    let folder_there = path
-        .parent()
-        .is_some_and(|folder| folder.try_exists().is_ok_and(|there| there));
-    folder_there && matches!(path.try_exists(), Ok(false))
 }
 
 /// The rows that the runs and marks `pruned` leave in `lakehouse.runs`: one at the earliest
@@ -582,19 +600,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_a_local_file_looked_for_and_not_found_in_its_folder_is_gone() {
+    fn only_a_local_file_looked_for_and_not_found_in_its_populated_folder_is_gone() {
         let dir = tempfile::tempdir().expect("dir");
         let there = dir.path().join("there.csv");
         std::fs::write(&there, "a\n1\n").expect("file");
         let path = |p: &std::path::Path| p.to_str().expect("utf-8").to_owned();
-        assert!(!gone_from_disk(&path(&there)));
-        assert!(gone_from_disk(&path(&dir.path().join("gone.csv"))));
+        let mut folders = LandingFolders::default();
+        assert!(!folders.gone(&path(&there)));
+        assert!(folders.gone(&path(&dir.path().join("gone.csv"))));
         // A folder missing (a mount, a prune on another host) says nothing of its files.
-        assert!(!gone_from_disk(&path(
-            &dir.path().join("unmounted/gone.csv")
-        )));
+        assert!(!folders.gone(&path(&dir.path().join("unmounted/gone.csv"))));
+        // Nor does an empty one: an unmounted share's mount point.
+        std::fs::create_dir(dir.path().join("mount")).expect("mount point");
+        assert!(!folders.gone(&path(&dir.path().join("mount/gone.csv"))));
         // An object store is not looked at: its files are taken for there.
-        assert!(!gone_from_disk("s3://bucket/landing/gone.csv"));
+        assert!(!folders.gone("s3://bucket/landing/gone.csv"));
     }
 
     #[test]
