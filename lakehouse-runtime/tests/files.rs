@@ -1163,11 +1163,15 @@ pub async fn overlapped_orders(cx: &Ctx) -> Result<Frame<OverlappedOrders>> {
     Ok(frame)
 }
 
-/// A bounded number of new files into partitions replaced: refused.
+/// A bounded number of new files into partitions replaced, or files left to settle: refused.
 #[pipeline(tags = ["files"])]
 pub async fn regional_orders(cx: &Ctx) -> Result<Frame<RegionalOrders>> {
     let dir = cx.settings().get("landing").unwrap_or("landing-not-set");
-    cx.read_new_files_with::<RegionalOrders>(FileFormat::Csv, dir, NewFiles::at_most(1))
+    let options = match cx.settings().get("bound") {
+        Some("settle") => NewFiles::default().settled_for(std::time::Duration::from_secs(60)),
+        _ => NewFiles::at_most(1),
+    };
+    cx.read_new_files_with::<RegionalOrders>(FileFormat::Csv, dir, options)
         .await
 }
 
@@ -1702,10 +1706,19 @@ mod incremental {
 
     /// The error of `pipeline`'s run over one landed file.
     async fn refusal(pipeline: &str) -> String {
+        refusal_with(pipeline, &[]).await
+    }
+
+    /// The error of `pipeline`'s run over one landed file, with these settings.
+    async fn refusal_with(pipeline: &str, settings: &[(&str, &str)]) -> String {
         let wh = TempWarehouse::new();
         let landing = landing_with_a(&wh);
+        let mut config = config(&landing);
+        for &(key, value) in settings {
+            config.settings.set(key, value);
+        }
         let report = orchestrator_of(&wh, pipeline)
-            .run(&config(&landing))
+            .run(&config)
             .await
             .expect("run");
         report
@@ -1729,6 +1742,14 @@ mod incremental {
         let error = refusal("regional_orders").await;
         assert!(
             error.contains("`max_files` could split a partition's files over two runs"),
+            "{error}"
+        );
+        let error = refusal_with("regional_orders", &[("bound", "settle")]).await;
+        assert!(
+            error.contains(
+                "gold.regional_orders replaces the partitions each run writes, and `settle` \
+                 could leave some of a partition's files for a later run"
+            ),
             "{error}"
         );
         // The plan check (`cargo test`) refuses them too, before any run.

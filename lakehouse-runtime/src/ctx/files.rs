@@ -1374,14 +1374,23 @@ fn refuse_whole_outputs(pipeline: &PipelineDescriptor) -> Result<()> {
 /// partition's files split over two runs would leave it with the second run's alone.
 fn refuse_split_partitions(pipeline: &PipelineDescriptor, options: NewFiles) -> Result<()> {
     let output = pipeline.output;
-    if options.max_files.is_some() && output.overwrite == OverwriteScope::Partitions {
-        return Err(Error::msg(format!(
-            "pipeline `{}`: {} replaces the partitions each run writes, and `max_files` could \
-             split a partition's files over two runs, the second replacing the first's rows; \
-             read every new file (NewFiles::default())",
-            pipeline.name,
-            output.qualified_name()
-        )));
+    if output.overwrite != OverwriteScope::Partitions {
+        return Ok(());
     }
-    Ok(())
+    let why = if options.max_files.is_some() {
+        "`max_files` could split a partition's files over two runs, the second replacing the \
+         first's rows; read every new file (NewFiles::default())"
+    } else if options.settle.is_some() {
+        "`settle` could leave some of a partition's files for a later run, which would replace \
+         the rows of those read before; read every new file (NewFiles::default()), and have \
+         the producer write each file under a temporary name (`.tmp`, `.part`, ...: not read) \
+         and rename it when done"
+    } else {
+        return Ok(());
+    };
+    Err(Error::msg(format!(
+        "pipeline `{}`: {} replaces the partitions each run writes, and {why}",
+        pipeline.name,
+        output.qualified_name()
+    )))
 }
