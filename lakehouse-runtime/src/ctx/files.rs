@@ -161,7 +161,12 @@ impl Ctx {
         });
         let mut unsettled = 0;
         for file in data_files(path)? {
-            let found = FoundFile::at(&file)?;
+            // Removed since the listing (an archiving job moving ingested files away): as if it
+            // had not been listed; a new file the write reads is checked again after it.
+            let Some(found) = FoundFile::still_at(&file)? else {
+                tracing::debug!(file, "the file was removed since it was listed: skipped");
+                continue;
+            };
             if let Some(before) = settled_before
                 && found.modified_at.is_none_or(|at| at > before)
             {
@@ -945,6 +950,17 @@ impl FoundFile {
         })
     }
 
+    /// [`FoundFile::at`], or `None` when there is no file at `path` (any more).
+    fn still_at(path: &str) -> Result<Option<FoundFile>> {
+        match FoundFile::at(path) {
+            Ok(found) => Ok(Some(found)),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
     /// What tells a changed file from the one ingested.
     fn version(&self) -> (i64, Option<Timestamp>) {
         (self.size, self.modified_at)
@@ -1393,4 +1409,26 @@ fn refuse_split_partitions(pipeline: &PipelineDescriptor, options: NewFiles) -> 
         pipeline.name,
         output.qualified_name()
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_removed_since_the_listing_is_none_and_a_file_is_found() {
+        let dir = tempfile::tempdir().expect("dir");
+        let there = dir.path().join("a.csv");
+        std::fs::write(&there, "id\n1\n").expect("file");
+        let path = |p: &std::path::Path| p.to_str().expect("utf-8").to_owned();
+        let found = FoundFile::still_at(&path(&there))
+            .expect("looked at")
+            .expect("there");
+        assert_eq!(found.size, 5);
+        let gone = FoundFile::still_at(&path(&dir.path().join("gone.csv"))).expect("looked at");
+        assert_eq!(gone, None);
+        // Another failure is still one, naming the file: a path through a file.
+        let error = FoundFile::still_at(&path(&there.join("x.csv"))).expect_err("not a folder");
+        assert!(error.to_string().contains("a.csv/x.csv"), "{error}");
+    }
 }
