@@ -462,7 +462,52 @@ async fn a_column_named_in_another_case_is_named_not_read_as_null() {
     assert!(
         error
             .to_string()
-            .contains("has no key `order_id`, which is NOT NULL (its objects have amount, id)"),
+            .contains("has no key `order_id`, which is NOT NULL (its objects have `amount`, `id`)"),
+        "{error}"
+    );
+    // Each file of a folder, each object of a file: `Amount` beside another's `amount` was
+    // read as NULL, and a stray manifest as a row of NULLs.
+    let folder = dir.path().join("landing");
+    std::fs::create_dir(&folder).expect("dir");
+    let a = folder.join("a.ndjson");
+    std::fs::write(&a, "{\"order_id\": 1, \"amount\": 1.5}\n").expect("file");
+    std::fs::write(
+        folder.join("b.ndjson"),
+        "{\"order_id\": 2, \"Amount\": 2.5}\n",
+    )
+    .expect("file");
+    let error = read(FileFormat::NdJson, folder.to_str().expect("utf-8"))
+        .await
+        .expect_err("b's Amount");
+    assert!(
+        error
+            .to_string()
+            .contains("b.ndjson` has a key `Amount`, not `amount`"),
+        "{error}"
+    );
+    std::fs::write(
+        folder.join("b.ndjson"),
+        "{\"order_id\": 2, \"amount\": 2.5}\n{\"order_id\": 3, \"Amount\": 3.5}\n",
+    )
+    .expect("file");
+    let error = read(FileFormat::NdJson, folder.to_str().expect("utf-8"))
+        .await
+        .expect_err("order 3's Amount");
+    assert!(
+        error
+            .to_string()
+            .contains("b.ndjson` has a key `Amount`, not `amount`"),
+        "{error}"
+    );
+    std::fs::write(folder.join("b.ndjson"), "{\"status\": \"done\"}\n").expect("file");
+    let error = read(FileFormat::NdJson, folder.to_str().expect("utf-8"))
+        .await
+        .expect_err("a manifest");
+    assert!(
+        error.to_string().contains(
+            "b.ndjson` has none of the table's columns (order_id, amount, note): its objects have \
+             `status`"
+        ),
         "{error}"
     );
     // A nullable column some objects lack is NULL there.

@@ -436,7 +436,7 @@ impl Ctx {
         let df = self.with_named_errors(df, label)?;
         let schema = df.schema().clone();
         if format == FileFormat::NdJson {
-            refuse_json_keys_not_declared(T::DEF, &named, &files_named)?;
+            refuse_json_keys_not_declared(T::DEF, &files_named)?;
         }
         refuse_no_declared_column(T::DEF, &named, &schema)?;
         let mut columns = Vec::new();
@@ -808,80 +808,116 @@ fn plainly_cast(from: &arrow::datatypes::DataType, to: &arrow::datatypes::DataTy
     }
 }
 
-/// How much of each NDJSON file, and how many files, [`refuse_json_keys_not_declared`] reads.
+/// How much of each NDJSON file [`refuse_json_keys_not_declared`] reads.
 const JSON_SAMPLE_BYTES: usize = 64 * 1024;
-const JSON_SAMPLE_FILES: usize = 16;
 
-/// Refuses NDJSON files (local ones, sampled: the first [`JSON_SAMPLE_BYTES`] of the first
-/// [`JSON_SAMPLE_FILES`]) whose keys name one of `table`'s columns otherwise (`Amount` for
-/// `amount`), or that lack a NOT NULL one: read with the table's columns, such a key was
-/// ignored and its column NULL, and a NOT NULL column failed later as a NULL the pipeline made.
-fn refuse_json_keys_not_declared(
+/// Refuses NDJSON files (local ones, each sampled: its first [`JSON_SAMPLE_BYTES`]) that have
+/// none of `table`'s columns (a stray manifest: rows of NULLs), an object whose key names one
+/// of them otherwise (`Amount` for `amount`), or that lack a NOT NULL one: all the files of a
+/// folder are one scan with the table's columns, where such a key was ignored and its column
+/// NULL (one file's `Amount` went unseen beside another's `amount`), and a NOT NULL column
+/// failed later as a NULL the pipeline made. Each error names its file.
+fn refuse_json_keys_not_declared(table: &crate::table::TableDef, files: &[String]) -> Result<()> {
+    for file in files {
+        // An object store's files are not sampled.
+        if let Some(objects) = sampled_json_objects(file) {
+            refuse_json_keys_of_file(table, &format!("`{file}`"), &objects)?;
+        }
+    }
+    Ok(())
+}
+
+/// The keys of each object in the first [`JSON_SAMPLE_BYTES`] of the local NDJSON `file`
+/// (`None` when it cannot be read, or has no object there: the reader tells what is wrong).
+fn sampled_json_objects(file: &str) -> Option<Vec<Vec<String>>> {
+    use std::io::Read as _;
+    let handle = std::fs::File::open(file).ok()?;
+    let mut start = Vec::with_capacity(JSON_SAMPLE_BYTES.min(8 * 1024));
+    handle
+        .take(JSON_SAMPLE_BYTES as u64)
+        .read_to_end(&mut start)
+        .ok()?;
+    let whole = start.len() < JSON_SAMPLE_BYTES;
+    let mut lines: Vec<&[u8]> = start.split(|byte| *byte == b'\n').collect();
+    if !whole {
+        // The last line may be cut by the sample.
+        lines.pop();
+    }
+    let objects: Vec<Vec<String>> = lines
+        .into_iter()
+        .filter_map(|line| match serde_json::from_slice(line) {
+            Ok(serde_json::Value::Object(object)) => Some(object.keys().cloned().collect()),
+            _ => None,
+        })
+        .collect();
+    (!objects.is_empty()).then_some(objects)
+}
+
+/// [`refuse_json_keys_not_declared`] for the sampled `objects` (their keys) of the file `named`.
+fn refuse_json_keys_of_file(
     table: &crate::table::TableDef,
     named: &str,
-    files: &[String],
+    objects: &[Vec<String>],
 ) -> Result<()> {
-    use std::io::Read as _;
-    let mut keys = std::collections::BTreeSet::new();
-    let mut sampled = false;
-    for file in files.iter().take(JSON_SAMPLE_FILES) {
-        // An object store's files are not sampled.
-        let Ok(handle) = std::fs::File::open(file) else {
-            continue;
-        };
-        let mut start = Vec::with_capacity(JSON_SAMPLE_BYTES);
-        if handle
-            .take(JSON_SAMPLE_BYTES as u64)
-            .read_to_end(&mut start)
-            .is_err()
-        {
-            continue;
-        }
-        let whole = start.len() < JSON_SAMPLE_BYTES;
-        let mut lines: Vec<&[u8]> = start.split(|byte| *byte == b'\n').collect();
-        if !whole {
-            // The last line may be cut by the sample.
-            lines.pop();
-        }
-        for line in lines {
-            if let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(line) {
-                sampled = true;
-                keys.extend(object.keys().cloned());
-            }
-        }
-    }
-    if !sampled {
-        return Ok(());
-    }
     let qualified = table.qualified_name();
-    for column in table.data_columns() {
-        if keys.contains(column.name) || column.name == "run_at" {
-            continue;
-        }
-        let wanted = column.name.to_lowercase();
-        if let Some(near) = keys.iter().find(|k| k.trim().to_lowercase() == wanted) {
+    let keys: std::collections::BTreeSet<&str> =
+        objects.iter().flatten().map(String::as_str).collect();
+    let near = |key: &str, name: &str| key != name && key.trim().to_lowercase() == name;
+    for column in table.data_columns().filter(|c| c.name != "run_at") {
+        // Object by object: `Amount` in one is a mistake, even when another has `amount`.
+        let misnamed = objects.iter().find_map(|object| {
+            if object.iter().any(|k| k == column.name) {
+                return None;
+            }
+            object.iter().find(|k| near(k, column.name))
+        });
+        if let Some(misnamed) = misnamed {
             return Err(Error::schema(
                 &qualified,
                 format!(
-                    "the file {named} has a key `{near}`, not `{}`: keys are matched by their \
-                     exact name; rename it where the file is written, or read it under its own \
-                     name and rename it in the pipeline",
+                    "the file {named} has a key `{misnamed}`, not `{}`: keys are matched by \
+                     their exact name; rename it where the file is written, or read it under \
+                     its own name and rename it in the pipeline",
                     column.name
                 ),
             ));
         }
-        if !column.nullable {
-            let found: Vec<&str> = keys.iter().map(String::as_str).collect();
-            return Err(Error::schema(
-                &qualified,
-                format!(
-                    "the file {named} has no key `{}`, which is NOT NULL (its objects have {}); \
-                     declare it `Option<_>`, or fill it in the pipeline",
-                    column.name,
-                    found.join(", ")
-                ),
-            ));
-        }
+    }
+    let found = || {
+        keys.iter()
+            .map(|key| format!("`{key}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let declared: Vec<&str> = table
+        .data_columns()
+        .map(|c| c.name)
+        .filter(|name| *name != "run_at")
+        .collect();
+    if !declared.is_empty() && !declared.iter().any(|name| keys.contains(name)) {
+        return Err(Error::schema(
+            &qualified,
+            format!(
+                "the file {named} has none of the table's columns ({}): its objects have {}; \
+                 is it a data file of this table?",
+                declared.join(", "),
+                found()
+            ),
+        ));
+    }
+    if let Some(missing) = table
+        .data_columns()
+        .find(|c| !c.nullable && c.name != "run_at" && !keys.contains(c.name))
+    {
+        return Err(Error::schema(
+            &qualified,
+            format!(
+                "the file {named} has no key `{}`, which is NOT NULL (its objects have {}); \
+                 declare it `Option<_>`, or fill it in the pipeline",
+                missing.name,
+                found()
+            ),
+        ));
     }
     Ok(())
 }
