@@ -2362,7 +2362,14 @@ async fn a_full_refresh_running_in_another_process_makes_a_loop_skip_its_ticks()
             .starts_with("run `r000002-refreshing` is still running"),
         "{refused}"
     );
-    // So a loop skips its ticks instead of failing after a few.
+    // So a loop skips its ticks instead of failing after a few; its webhook hears of the
+    // first skipped tick only, not of each (a page a minute for as long as the refresh runs).
+    use crate::sources::server::{Reply, TestServer};
+    use lakehouse_runtime::orchestrator::{NotifyOn, Webhook};
+    let server = TestServer::start(|_| Reply::json(200, "ok"));
+    let orchestrator = orchestrator.with_webhook(
+        Webhook::new(&server.url("/hooks/lake"), NotifyOn::Failure).expect("webhook"),
+    );
     let skipping = orchestrator
         .run_loop_with(
             &RunConfig::default(),
@@ -2377,6 +2384,16 @@ async fn a_full_refresh_running_in_another_process_makes_a_loop_skip_its_ticks()
         (skipping.done, skipping.failed, skipping.skipped),
         (0, 0, MAX_FAILED_LOOP_RUNS + 1)
     );
+    let sent = server.requests();
+    assert_eq!(sent.len(), 1);
+    let body: serde_json::Value = serde_json::from_slice(&sent[0].body).expect("JSON");
+    assert_eq!(body["status"], "not started");
+    // A run of its own (a cron's) is told.
+    orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect_err("beside a live refresh");
+    assert_eq!(server.requests().len(), 2);
 }
 
 #[tokio::test]

@@ -416,6 +416,16 @@ impl Orchestrator {
     /// full refresh or rebuild of some of its pipelines did not finish (resume it first), unless
     /// `config.force`, or unless this run is itself one.
     pub async fn run(&self, config: &RunConfig) -> Result<RunReport> {
+        self.run_telling(config, true).await
+    }
+
+    /// [`Orchestrator::run`]; `tell_beside_a_live_run`: whether a run refused beside a live
+    /// run is told to the webhook (a loop tells the first of its ticks skipped in a row).
+    pub(super) async fn run_telling(
+        &self,
+        config: &RunConfig,
+        tell_beside_a_live_run: bool,
+    ) -> Result<RunReport> {
         let plan = self.plan(config)?;
         // This process's runs whose end the ledger could not take: not "unfinished" any more.
         self.record_unrecorded_ends().await;
@@ -455,7 +465,10 @@ impl Orchestrator {
             };
             Ok::<_, Error>((sequence, run_at))
         };
-        let (sequence, run_at) = self.told_if_not_started(started.await).await?;
+        let (sequence, run_at) = match started.await {
+            Err(error) if !tell_beside_a_live_run && is_beside_a_live_run(&error) => Err(error),
+            started => self.told_if_not_started(started).await,
+        }?;
         let run = RunInfo {
             run_id: run_id(sequence, run_at),
             sequence,

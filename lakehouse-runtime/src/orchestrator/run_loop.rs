@@ -80,6 +80,7 @@ impl Orchestrator {
         }
         let mut runs = LoopRuns::default();
         let mut failed_in_a_row = 0;
+        let mut skipped_in_a_row = 0;
         let schedule_start = tokio::time::Instant::now();
         let mut ticker = tokio::time::interval_at(schedule_start, every);
         let mut shutdown = self.shutdown.clone();
@@ -90,7 +91,12 @@ impl Orchestrator {
                 break;
             }
             let this_start = schedule_start.elapsed();
-            match self.run(config).await {
+            // The webhook hears of the first tick skipped beside a live run, not of each.
+            let started = self.run_telling(config, skipped_in_a_row == 0).await;
+            if !started.as_ref().is_err_and(super::is_beside_a_live_run) {
+                skipped_in_a_row = 0;
+            }
+            match started {
                 Ok(report)
                     if report.unrecorded.is_some()
                         && failed_in_a_row + 1 < MAX_FAILED_LOOP_RUNS =>
@@ -118,6 +124,7 @@ impl Orchestrator {
                 // Not this loop's failure: its next tick may find the other run ended.
                 Err(error) if super::is_beside_a_live_run(&error) => {
                     runs.skipped += 1;
+                    skipped_in_a_row += 1;
                     tracing::warn!(%error, "this tick's run is skipped");
                 }
                 Err(error) if failed_in_a_row + 1 < MAX_FAILED_LOOP_RUNS => {
