@@ -38,6 +38,7 @@ output_table!(
     Panics = "panics",
     Slow = "slow",
     Hangs = "hangs",
+    Blocks = "blocks",
     Flaky = "flaky",
     Down1 = "down1",
     Down2 = "down2",
@@ -265,6 +266,22 @@ pub async fn hangs(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<Hangs>> {
         return t.select_into(HangsSelect { n: Ticks::n });
     }
     std::future::pending().await
+}
+
+/// Where `blocks` waits, blocking its thread (as a synchronous client's call does), with
+/// setting `block` = `yes`: until the sender is dropped.
+static BLOCKS_AT: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>> =
+    std::sync::Mutex::new(None);
+
+#[pipeline(depends_on = [ticks], timeout = "50ms")]
+pub async fn blocks(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<Blocks>> {
+    if cx.settings().get("block") == Some("yes") {
+        let gate = BLOCKS_AT.lock().ok().and_then(|mut gate| gate.take());
+        if let Some(gate) = gate {
+            let _ = gate.recv();
+        }
+    }
+    t.select_into(BlocksSelect { n: Ticks::n })
 }
 
 /// The ticks, with the history of each (SCD2).
@@ -649,6 +666,41 @@ fn fast(config: RunConfig) -> RunConfig {
         max_retry_delay: Duration::from_millis(2),
         ..config
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_left_running_is_not_started_again_beside_itself_by_the_next_run() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "blocks"]), wh.warehouse.clone());
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    *BLOCKS_AT.lock().expect("gate") = Some(gate);
+    // (Not the 30 s an attempt cut short is given to stop by default.)
+    let mut config = RunConfig {
+        cut_wait: Duration::from_millis(200),
+        ..RunConfig::default()
+    };
+    config.settings.set("block", "yes");
+    let first = orchestrator.run(&config).await.expect("run 1");
+    let blocked = first.result("blocks").expect("planned");
+    assert_eq!((blocked.status, blocked.attempts), (Status::Failed, 1));
+    let error = blocked.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("is left running, so it is not retried"),
+        "{error}"
+    );
+    // A loop's next run: the attempt still blocks its thread, and would run beside it.
+    let second = orchestrator.run(&config).await.expect("run 2");
+    let refused = second.result("blocks").expect("planned");
+    assert_eq!((refused.status, refused.attempts), (Status::Failed, 1));
+    let error = refused.error.clone().unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "its attempt of run `{}` is still running, left so past its time limit",
+            first.run_id
+        )),
+        "{error}"
+    );
+    drop(release);
 }
 
 #[tokio::test]

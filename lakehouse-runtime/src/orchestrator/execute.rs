@@ -22,12 +22,8 @@ use crate::ledger::{QualityIssue, RunRecord, TableMetric};
 use crate::store::WriteOutcome;
 use crate::table::Timestamp;
 
-/// How long an attempt cut short (time limit, fail-fast) may take to stop, and the check of
-/// whether its write committed may take, before the run goes on without them.
-const AFTER_CUT_LIMIT: Duration = Duration::from_secs(30);
-
-/// [`AFTER_CUT_LIMIT`] when the run is aborted (its supervisor kills it soon after): the run's
-/// end must be recorded before.
+/// [`RunConfig::cut_wait`] when the run is aborted (its supervisor kills it soon after): the
+/// run's end must be recorded before.
 const ABORTED_CUT_LIMIT: Duration = Duration::from_secs(5);
 
 /// The most extra attempts a pipeline gets, however many are asked for.
@@ -614,6 +610,23 @@ async fn attempt_once(
     slot: &mut Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<Written> {
     let Cuts { timeout, mut stop } = cuts;
+    // Two attempts would run the pipeline's code (and call its sources) at once.
+    let still_running = orchestrator
+        .left_running
+        .lock()
+        .ok()
+        .and_then(|left| left.get(pipeline.name).cloned());
+    if let Some(earlier) = still_running {
+        return Err(Error::Refused(format!(
+            "its attempt of run `{earlier}` is still running, left so past its time limit (it \
+             blocks without awaiting: use async calls); not started beside it, until it ends"
+        )));
+    }
+    let noted_left_running = LeftRunning {
+        pipelines: orchestrator.left_running.clone(),
+        pipeline: pipeline.name,
+        run_id: run.run_id.clone(),
+    };
     let abort = orchestrator.abort.clone();
     let warehouse = orchestrator.warehouse.clone();
     let (sequence, run_id) = (run.sequence, run.run_id.clone());
@@ -670,9 +683,9 @@ async fn attempt_once(
     // An aborted run is being stopped by its supervisor, which kills it soon: it waits less.
     let aborted = *abort.borrow();
     let after_cut = if aborted {
-        ABORTED_CUT_LIMIT
+        ABORTED_CUT_LIMIT.min(config.cut_wait)
     } else {
-        AFTER_CUT_LIMIT
+        config.cut_wait
     };
     let deadline = cut_at + after_cut;
     // An abort counted from the cut when it came before, else from when it comes.
@@ -717,11 +730,11 @@ async fn attempt_once(
                 let stop_limit = if abort.aborted() {
                     Duration::from_millis(500)
                 } else {
-                    AFTER_CUT_LIMIT
+                    config.cut_wait
                 };
                 let stopped = within(&mut task, stop_limit, &mut abort).await.is_some();
                 if !stopped {
-                    keep_slot_until_done(slot.take(), task);
+                    keep_slot_until_done(slot.take(), task, noted_left_running);
                 }
                 let message = format!(
                     "timed out while recording a committed write ({}, then {} more): its rows \
@@ -752,7 +765,7 @@ async fn attempt_once(
     let least = if abort.aborted() {
         Duration::from_millis(500)
     } else {
-        Duration::from_secs(5)
+        Duration::from_secs(5).min(config.cut_wait)
     };
     let stop_by = deadline.max(tokio::time::Instant::now() + least);
     let left_running = match within(
@@ -779,7 +792,7 @@ async fn attempt_once(
         }
     };
     if left_running {
-        keep_slot_until_done(slot.take(), task);
+        keep_slot_until_done(slot.take(), task, noted_left_running);
     }
     // A commit under way as the attempt was cut may have landed since (a store's blocking write
     // is not stopped by the abort): told as such, not as stopped before it.
@@ -910,13 +923,17 @@ const LEFT_RUNNING_SLOT_LIMIT: Duration = Duration::from_secs(300);
 
 /// Holds `slot` until `task`, an attempt left running, ends (or for
 /// [`LEFT_RUNNING_SLOT_LIMIT`]): still running, it still takes its place among the pipelines
-/// running at once (`--serial` must not run another beside it).
+/// running at once (`--serial` must not run another beside it). Its pipeline is `left` among
+/// the orchestrator's attempts left running until it ends, whatever the wait.
 fn keep_slot_until_done<T: Send + 'static>(
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
-    task: tokio::task::JoinHandle<T>,
+    mut task: tokio::task::JoinHandle<T>,
+    left: LeftRunning,
 ) {
+    left.note();
     tokio::spawn(async move {
-        if tokio::time::timeout(LEFT_RUNNING_SLOT_LIMIT, task)
+        let _left = left;
+        if tokio::time::timeout(LEFT_RUNNING_SLOT_LIMIT, &mut task)
             .await
             .is_err()
         {
@@ -924,9 +941,37 @@ fn keep_slot_until_done<T: Send + 'static>(
                 "an attempt left running has not ended in {}: its place is given to the others",
                 humantime::format_duration(LEFT_RUNNING_SLOT_LIMIT)
             );
+            drop(slot);
+            let _ = task.await;
         }
-        drop(slot);
     });
+}
+
+/// A pipeline's attempt that may be left running: noted among the orchestrator's, and no
+/// longer once it is dropped (after the attempt ended).
+struct LeftRunning {
+    pipelines: Arc<std::sync::Mutex<HashMap<&'static str, String>>>,
+    pipeline: &'static str,
+    run_id: String,
+}
+
+impl LeftRunning {
+    /// Notes the attempt as left running.
+    fn note(&self) {
+        if let Ok(mut left) = self.pipelines.lock() {
+            left.insert(self.pipeline, self.run_id.clone());
+        }
+    }
+}
+
+impl Drop for LeftRunning {
+    fn drop(&mut self) {
+        if let Ok(mut left) = self.pipelines.lock()
+            && left.get(self.pipeline) == Some(&self.run_id)
+        {
+            left.remove(self.pipeline);
+        }
+    }
 }
 
 /// What may cut an attempt short.

@@ -127,6 +127,12 @@ pub struct RunConfig {
     pub retry_delay: Duration,
     /// Cap of the retry delay (raised to `retry_delay` when that is longer).
     pub max_retry_delay: Duration,
+    /// How long an attempt cut short (its time limit, fail-fast) is given to stop, and the
+    /// check of whether its write committed to answer, before the run goes on without them
+    /// (30 s; an aborted run's is 5 s at most). An attempt that has not stopped by then (it
+    /// blocks without awaiting) is left running, and its pipeline not started again until it
+    /// ends.
+    pub cut_wait: Duration,
     /// A new run: go on although a full refresh or rebuild of its pipelines did not finish, and
     /// accept a `run_at` in the future. A resume: resume a run recorded as running whose
     /// process cannot be checked from here.
@@ -175,6 +181,7 @@ impl Default for RunConfig {
             overrides: HashMap::new(),
             retry_delay: Duration::from_secs(1),
             max_retry_delay: Duration::from_secs(60),
+            cut_wait: Duration::from_secs(30),
             force: false,
             rerun_succeeded: false,
             settings: Settings::new(),
@@ -226,6 +233,9 @@ pub struct Orchestrator {
     unrecorded_ends: UnrecordedEnds,
     /// When this orchestrator last tried to prune the ledger (`RunConfig::ledger_retention`).
     last_ledger_prune: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    /// The pipelines with an attempt left running (it blocked past its cut), and its run: not
+    /// started again beside it, by a loop's next run say, until it ends.
+    pub(crate) left_running: Arc<std::sync::Mutex<HashMap<&'static str, String>>>,
 }
 
 /// Progress of a run, for live displays.
@@ -283,6 +293,7 @@ impl Orchestrator {
             webhook: None,
             starts: Arc::default(),
             last_ledger_prune: Arc::default(),
+            left_running: Arc::default(),
         }
     }
 
