@@ -3882,6 +3882,40 @@ async fn an_unfinished_rebuild_redone_by_a_later_one_holds_nothing() {
 }
 
 #[tokio::test]
+async fn an_unfinished_rebuild_redone_by_a_resumed_one_holds_nothing() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "flaky"]), wh.warehouse.clone());
+    let rebuild = |test: &str| RunConfig {
+        full_refresh: true,
+        rebuild: true,
+        ..flaky_without_retries(test)
+    };
+    // Fails on flaky; so does a second rebuild, whose resume then finishes it.
+    let failed = orchestrator
+        .run(&rebuild("resumed_rebuild_1"))
+        .await
+        .expect("run 1");
+    assert!(!failed.succeeded(), "{}", failed.render(false));
+    let second = orchestrator
+        .run(&rebuild("resumed_rebuild_2"))
+        .await
+        .expect("run 2");
+    assert!(!second.succeeded(), "{}", second.render(false));
+    let resumed = orchestrator
+        .resume(&second.run_id, &rebuild("resumed_rebuild_2"))
+        .await
+        .expect("resumed");
+    assert!(resumed.succeeded(), "{}", resumed.render(false));
+    // The resumed execution ran flaky alone; the run rebuilt ticks too, in its first.
+    let ticks = RunConfig {
+        targets: vec!["ticks".to_owned()],
+        ..flaky_without_retries("resumed_rebuild_2")
+    };
+    let ordinary = orchestrator.run(&ticks).await.expect("not held");
+    assert!(ordinary.succeeded(), "{}", ordinary.render(false));
+}
+
+#[tokio::test]
 async fn a_backfill_runs_each_time_in_order_and_stops_at_the_first_failure() {
     let wh = TempWarehouse::new();
     let day = Duration::from_secs(86_400);

@@ -568,15 +568,26 @@ impl Orchestrator {
             // (Begun after the unfinished one's latest execution ended: a resume of it since
             // may have refreshed its tables again.)
             let ended = unfinished.finished_at.unwrap_or(unfinished.started_at);
-            let redone: Vec<String> = refreshes
-                .iter()
-                .filter(|r| {
-                    r.started_at.0 > ended.0
-                        && r.status == "succeeded"
-                        && (!rebuild || r.refresh.as_deref() == Some("rebuild"))
-                })
-                .flat_map(plan_of)
-                .collect();
+            let mut redone: Vec<String> = Vec::new();
+            for later in refreshes.iter().filter(|r| {
+                r.started_at.0 > ended.0
+                    && r.status == "succeeded"
+                    && (!rebuild || r.refresh.as_deref() == Some("rebuild"))
+            }) {
+                if later.execution.unwrap_or(1) > 1 {
+                    // Resumed: its latest execution planned only what it ran again, and every
+                    // execution's plan was refreshed by its end.
+                    let executions = self.ledger.run(&later.run_id).await?;
+                    redone.extend(
+                        executions
+                            .iter()
+                            .filter(|r| r.kind == "run")
+                            .flat_map(plan_of),
+                    );
+                } else {
+                    redone.extend(plan_of(later));
+                }
+            }
             let shared: Vec<&str> = unfinished
                 .planned
                 .as_deref()
