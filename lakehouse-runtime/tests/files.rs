@@ -276,6 +276,100 @@ async fn csv_objects_are_read_by_their_own_headers() {
 }
 
 #[tokio::test]
+async fn parquet_objects_are_read_by_their_own_schemas() {
+    use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch};
+    use lakehouse_runtime::deltalake::logstore::object_store::{
+        ObjectStore, ObjectStoreExt as _, PutPayload, memory::InMemory, path::Path,
+    };
+    use std::sync::Arc;
+    let parquet = |columns: Vec<(&str, ArrayRef)>| {
+        let batch = RecordBatch::try_from_iter(columns).expect("batch");
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(Vec::new(), batch.schema(), None).expect("writer");
+        writer.write(&batch).expect("write");
+        writer.into_inner().expect("bytes")
+    };
+    let store = Arc::new(InMemory::new());
+    let put = |name: &'static str, bytes: Vec<u8>| {
+        let store = store.clone();
+        async move {
+            store
+                .put(&Path::from(name), PutPayload::from(bytes))
+                .await
+                .expect("put");
+        }
+    };
+    // Two writers of one feed: `order_id` an int32 in one, an int64 in the other, each read by
+    // its own schema.
+    put(
+        "orders/a.parquet",
+        parquet(vec![
+            ("order_id", Arc::new(Int32Array::from(vec![1])) as ArrayRef),
+            (
+                "amount",
+                Arc::new(Float64Array::from(vec![12.5])) as ArrayRef,
+            ),
+        ]),
+    )
+    .await;
+    put(
+        "orders/b.parquet",
+        parquet(vec![
+            ("order_id", Arc::new(Int64Array::from(vec![2])) as ArrayRef),
+            (
+                "amount",
+                Arc::new(Float64Array::from(vec![3.0])) as ArrayRef,
+            ),
+        ]),
+    )
+    .await;
+    let test = TestContext::unregistered("landed_orders").expect("context");
+    let url = url::Url::parse("memory://landing").expect("url");
+    test.ctx()
+        .session()
+        .runtime_env()
+        .register_object_store(&url, store.clone() as Arc<dyn ObjectStore>);
+    let read = || async {
+        let frame = test
+            .ctx()
+            .read_files::<LandedOrders>(FileFormat::Parquet, "memory://landing/orders/")
+            .await?;
+        let frame = frame.sort(vec![LandedOrders::order_id.expr().sort(true, false)])?;
+        rows::<Order, _>(frame).await
+    };
+    let read_both: Vec<(i64, Option<String>)> = read()
+        .await
+        .expect("both read")
+        .into_iter()
+        .map(|order| (order.order_id, order.amount.map(|a| a.to_string())))
+        .collect();
+    assert_eq!(
+        read_both,
+        [(1, Some("12.50".to_owned())), (2, Some("3.00".to_owned()))]
+    );
+    // `Amount` in a third: a mistake named with its object, as a local file's is (it was a
+    // second column of the merged schema, and this object's amounts NULL).
+    put(
+        "orders/c.parquet",
+        parquet(vec![
+            ("order_id", Arc::new(Int64Array::from(vec![3])) as ArrayRef),
+            (
+                "Amount",
+                Arc::new(Float64Array::from(vec![4.0])) as ArrayRef,
+            ),
+        ]),
+    )
+    .await;
+    let error = read().await.expect_err("Amount is not amount");
+    assert!(
+        error
+            .to_string()
+            .contains("c.parquet` has a column `Amount`, not `amount`"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn files_of_one_layout_are_read_as_one_scan() {
     let dir = tempfile::tempdir().expect("dir");
     // Three files with one header, one with another.

@@ -348,20 +348,34 @@ impl Ctx {
                     || object.location.filename().is_some_and(is_data_file_name))
         });
         objects.sort_by(|a, b| a.location.cmp(&b.location));
-        // A CSV object's header line, a few requests at a time; NDJSON and Parquet objects are
-        // read by column name, whatever their order.
-        let headers: Vec<String> = if format == FileFormat::Csv {
-            let requests: Vec<_> = objects
-                .iter()
-                .map(|object| csv_header(store.clone(), object.location.clone(), object.size))
-                .collect();
-            futures::stream::iter(requests)
-                .buffered(8)
-                .try_collect()
-                .await
-                .map_err(|e| failed(&e))?
-        } else {
-            vec![String::new(); objects.len()]
+        // A CSV object's header line, a Parquet object's schema (from its footer), a few
+        // requests at a time; NDJSON objects are read by key, whatever their order.
+        // (Parquet objects read as one scan had their schemas merged: a column's type differing
+        // failed the read, and `Amount` beside `amount` was two columns, one read as NULL.)
+        let headers: Vec<String> = match format {
+            FileFormat::Csv => {
+                let requests: Vec<_> = objects
+                    .iter()
+                    .map(|object| csv_header(store.clone(), object.location.clone(), object.size))
+                    .collect();
+                futures::stream::iter(requests)
+                    .buffered(8)
+                    .try_collect()
+                    .await
+                    .map_err(|e| failed(&e))?
+            }
+            FileFormat::Parquet => {
+                let state = self.session.state();
+                let requests: Vec<_> = objects
+                    .iter()
+                    .map(|object| parquet_object_schema(&state, &store, object))
+                    .collect();
+                futures::stream::iter(requests)
+                    .buffered(8)
+                    .try_collect()
+                    .await?
+            }
+            FileFormat::NdJson => vec![String::new(); objects.len()],
         };
         let base = location.object_store();
         let mut groups: Vec<(String, Vec<String>)> = Vec::new();
@@ -1193,6 +1207,26 @@ fn layout(format: FileFormat, file: &str) -> Option<String> {
             Some(format!("{:?}", reader.schema().fields()))
         }
     }
+}
+
+/// The schema of the Parquet object `object` of `store`, from its footer (a range request or
+/// two), as [`layout`] gives a local file's: what tells its group.
+async fn parquet_object_schema(
+    state: &datafusion::execution::SessionState,
+    store: &Arc<dyn deltalake::ObjectStore>,
+    object: &deltalake::logstore::object_store::ObjectMeta,
+) -> Result<String> {
+    use datafusion::datasource::file_format::FileFormat as _;
+    let schema = datafusion::datasource::file_format::parquet::ParquetFormat::default()
+        .infer_schema(state, store, std::slice::from_ref(object))
+        .await
+        .map_err(|e| {
+            Error::msg(format!(
+                "reading the Parquet footer of the object `{}`: {e}",
+                object.location
+            ))
+        })?;
+    Ok(format!("{:?}", schema.fields()))
 }
 
 /// Name endings of files still being written or copied (WinSCP's `.filepart`, Hadoop's
