@@ -45,6 +45,18 @@ mod stricter {
     }
 }
 
+mod commented_check {
+    use lakehouse_runtime::prelude::*;
+
+    /// Orders, the CHECK changed to an expression ending with a comment.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "orders", key(id), mode = merge, check(name = "positive_amount", expr = "amount >= 0 -- not negative"))]
+    pub struct Orders {
+        pub id: i64,
+        pub amount: Option<i64>,
+    }
+}
+
 mod swapped_check {
     use lakehouse_runtime::prelude::*;
 
@@ -881,6 +893,49 @@ async fn a_check_changed_so_that_stored_rows_fail_it_keeps_the_old_one() {
         "{negative}"
     );
     assert_eq!(contents(&wh.warehouse, ORDERS).await, lines(&["1|10"]));
+}
+
+#[tokio::test]
+async fn a_check_changed_to_an_expression_ending_with_a_comment_replaces_the_old_one() {
+    let wh = TempWarehouse::new();
+    let row = |id, amount| Order {
+        id,
+        amount: Some(amount),
+    };
+    write(
+        &wh.warehouse,
+        ORDERS,
+        &[row(1, 10)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("write");
+    // The comment swallowed the text the stored rows were counted with: every write failed.
+    let commented = <commented_check::Orders as lakehouse_runtime::Table>::DEF;
+    write(
+        &wh.warehouse,
+        commented,
+        &[row(2, 0)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("the stored row passes the new expression");
+    let negative = write(
+        &wh.warehouse,
+        commented,
+        &[row(3, -1)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect_err("the new constraint");
+    assert!(
+        negative.to_string().contains("positive_amount"),
+        "{negative}"
+    );
+    assert_eq!(
+        contents(&wh.warehouse, commented).await,
+        lines(&["1|10", "2|0"])
+    );
 }
 
 #[tokio::test]

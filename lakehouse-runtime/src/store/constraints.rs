@@ -165,9 +165,11 @@ impl Warehouse {
                     ),
                 )
             };
-            let failing = rows
-                .parse_sql_expr(&format!("({}) IS NOT TRUE", check.expr))
-                .map_err(|e| refuse(format!("it cannot be evaluated over the table ({e})")))?;
+            // Parsed alone, as the plan check parses it (names as written; a `--` comment
+            // ending it would have swallowed a text appended to it).
+            let failing = crate::quality::check_condition(&rows, table, check)
+                .map_err(|e| refuse(format!("it cannot be evaluated over the table ({e})")))?
+                .is_not_true();
             let count = rows.clone().filter(failing)?.count().await?;
             if count > 0 {
                 return Err(refuse(format!(
