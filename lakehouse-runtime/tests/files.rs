@@ -1880,13 +1880,13 @@ mod incremental {
         );
         let error = refusal("regional_orders").await;
         assert!(
-            error.contains("`max_files` could split a partition's files over two runs"),
+            error.contains("`at_most` (`max_files`) could split a partition's files over two runs"),
             "{error}"
         );
         let error = refusal_with("regional_orders", &[("bound", "settle")]).await;
         assert!(
             error.contains(
-                "gold.regional_orders replaces the partitions each run writes, and `settle` \
+                "gold.regional_orders replaces the partitions each run writes, and `settled_for` \
                  could leave some of a partition's files for a later run"
             ),
             "{error}"
@@ -1896,7 +1896,7 @@ mod incremental {
         for (pipeline, expected) in [
             ("all_customers", "the pipeline is `full_snapshot`"),
             ("latest_orders", "is `mode = overwrite`"),
-            ("regional_orders", "`max_files` could split"),
+            ("regional_orders", "`at_most` (`max_files`) could split"),
         ] {
             let descriptor = registry.get(pipeline).expect("registered");
             let error = lakehouse_runtime::check::check_plan(descriptor)

@@ -136,14 +136,14 @@ impl Ctx {
         refuse_whole_outputs(descriptor)?;
         refuse_split_partitions(descriptor, options)?;
         if path.contains("://") {
-            return Err(Error::msg(format!(
+            return Err(Error::Refused(format!(
                 "pipeline `{}`: read_new_files lists local files only, and `{path}` is a URL: \
                  read it with read_files",
                 self.pipeline
             )));
         }
         if options.max_files == Some(0) {
-            return Err(Error::msg(format!(
+            return Err(Error::Refused(format!(
                 "pipeline `{}`: read_new_files_with(.., NewFiles::at_most(0)) would never read a \
                  file; take at least 1",
                 self.pipeline
@@ -342,7 +342,7 @@ pub enum FileFormat {
 fn refuse_whole_outputs(pipeline: &PipelineDescriptor) -> Result<()> {
     let output = pipeline.output;
     if pipeline.full_snapshot {
-        return Err(Error::msg(format!(
+        return Err(Error::Refused(format!(
             "pipeline `{}`: read_new_files reads only the files not ingested before, and the \
              pipeline is `full_snapshot`: each run would delete or close in {} the keys \
              that only earlier files hold; drop `full_snapshot`, or read every file with \
@@ -352,7 +352,7 @@ fn refuse_whole_outputs(pipeline: &PipelineDescriptor) -> Result<()> {
         )));
     }
     if output.mode == WriteMode::Overwrite && output.overwrite == OverwriteScope::Table {
-        return Err(Error::msg(format!(
+        return Err(Error::Refused(format!(
             "pipeline `{}`: read_new_files reads only the files not ingested before, and \
              {} is `mode = overwrite`: each run would replace it with its new files' rows \
              alone; declare it `mode = append` (or `merge`), or read every file with \
@@ -372,17 +372,17 @@ fn refuse_split_partitions(pipeline: &PipelineDescriptor, options: NewFiles) -> 
         return Ok(());
     }
     let why = if options.max_files.is_some() {
-        "`max_files` could split a partition's files over two runs, the second replacing the \
+        "`at_most` (`max_files`) could split a partition's files over two runs, the second replacing the \
          first's rows; read every new file (NewFiles::default())"
     } else if options.settle.is_some() {
-        "`settle` could leave some of a partition's files for a later run, which would replace \
-         the rows of those read before; read every new file (NewFiles::default()), and have \
+        "`settled_for` could leave some of a partition's files for a later run, which would \
+         replace the rows of those read before; read every new file (NewFiles::default()), and have \
          the producer write each file under a temporary name (`.tmp`, `.part`, ...: not read) \
          and rename it when done"
     } else {
         return Ok(());
     };
-    Err(Error::msg(format!(
+    Err(Error::Refused(format!(
         "pipeline `{}`: {} replaces the partitions each run writes, and {why}",
         pipeline.name,
         output.qualified_name()

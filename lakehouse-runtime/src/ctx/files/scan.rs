@@ -408,10 +408,7 @@ fn json_read_type(declared: arrow::datatypes::DataType) -> arrow::datatypes::Dat
 /// as a timestamp (pandas writes nanoseconds: their pruning statistics are kept; a day or time
 /// past a timestamp's range of ±292 000 years fails the read, unnamed). A `Date64` is checked:
 /// arrow multiplies its milliseconds unchecked.
-fn plainly_cast(
-    from: &arrow::datatypes::DataType,
-    to: &arrow::datatypes::DataType,
-) -> bool {
+fn plainly_cast(from: &arrow::datatypes::DataType, to: &arrow::datatypes::DataType) -> bool {
     use arrow::datatypes::DataType as T;
     /// Bits of an integer type and whether it is signed.
     fn integer(t: &T) -> Option<(u32, bool)> {
