@@ -719,7 +719,7 @@ async fn a_pipeline_that_panics_is_not_retried() {
     let error = panics.error.clone().unwrap_or_default();
     assert!(
         error.contains(
-            "panicked: index out of bounds in pipeline code (a bug in the pipeline's code: not \
+            "panicked: index out of bounds in pipeline code (a bug in the pipeline's code or a library it calls: not \
              retried)"
         ),
         "{error}"

@@ -671,7 +671,7 @@ async fn attempt_once(
         }
     };
     let cut = tokio::select! {
-        joined = &mut task => return joined_result(joined),
+        joined = &mut task => return joined_result(joined, &has_committed),
         limit = limit => Cut::TimeLimit(limit),
         reason = stopped => Cut::Stopped(reason),
     };
@@ -723,7 +723,7 @@ async fn attempt_once(
             cut.describe()
         );
         return match within(&mut task, grace, &mut abort).await {
-            Some(joined) => joined_result(joined),
+            Some(joined) => joined_result(joined, &has_committed),
             None => {
                 task.abort();
                 // (An aborted task that was awaiting ends as soon as a worker runs it.)
@@ -777,7 +777,9 @@ async fn attempt_once(
     {
         // It ended before the abort reached it: its own outcome.
         Some(Ok(result)) => return result,
-        Some(Err(error)) if error.is_panic() => return joined_result(Err(error)),
+        Some(Err(error)) if error.is_panic() => {
+            return joined_result(Err(error), &has_committed);
+        }
         Some(Err(_)) => false,
         None => {
             // (Less than `after_cut` when the run was aborted meanwhile.)
@@ -1022,10 +1024,12 @@ fn is_stopped(error: &Error) -> bool {
     matches!(error, Error::Other(inner) if inner.is::<Stopped>())
 }
 
-/// The result of an attempt's joined task: a panic becomes an error, not retried (a bug in the
-/// pipeline's code panics again, calling its sources again at each attempt).
+/// The result of an attempt's joined task: a panic becomes an error, not retried (a bug panics
+/// again, calling the pipeline's sources again at each attempt), unless the write had
+/// `committed`: a retry then finds the commit and records it.
 fn joined_result(
     joined: std::result::Result<Result<Written>, tokio::task::JoinError>,
+    committed: &AtomicBool,
 ) -> Result<Written> {
     match joined {
         Ok(result) => result,
@@ -1036,8 +1040,14 @@ fn joined_result(
                 .map(|s| (*s).to_owned())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown payload".to_owned());
+            if committed.load(Ordering::Acquire) {
+                return Err(Error::msg(format!(
+                    "panicked after its write committed: {message} (a retry records the commit)"
+                )));
+            }
             Err(Error::Refused(format!(
-                "panicked: {message} (a bug in the pipeline's code: not retried)"
+                "panicked: {message} (a bug in the pipeline's code or a library it calls: not \
+                 retried)"
             )))
         }
         Err(error) => Err(Error::msg(format!(
