@@ -695,7 +695,7 @@ async fn an_attempt_left_running_is_not_started_again_beside_itself_by_the_next_
     let error = refused.error.clone().unwrap_or_default();
     assert!(
         error.contains(&format!(
-            "its attempt of run `{}` is still running, left so past its time limit",
+            "its attempt of run `{}` is still running, left so after it was cut short",
             first.run_id
         )),
         "{error}"

@@ -611,21 +611,21 @@ async fn attempt_once(
 ) -> Result<Written> {
     let Cuts { timeout, mut stop } = cuts;
     // Two attempts would run the pipeline's code (and call its sources) at once.
-    let still_running = orchestrator
-        .left_running
-        .lock()
-        .ok()
-        .and_then(|left| left.get(pipeline.name).cloned());
+    let still_running = orchestrator.left_running.lock().ok().and_then(|left| {
+        left.get(pipeline.name)
+            .and_then(|runs| runs.first().cloned())
+    });
     if let Some(earlier) = still_running {
         return Err(Error::Refused(format!(
-            "its attempt of run `{earlier}` is still running, left so past its time limit (it \
-             blocks without awaiting: use async calls); not started beside it, until it ends"
+            "its attempt of run `{earlier}` is still running, left so after it was cut short \
+             (it blocks without awaiting: use async calls); not started beside it, until it ends"
         )));
     }
     let noted_left_running = LeftRunning {
         pipelines: orchestrator.left_running.clone(),
         pipeline: pipeline.name,
         run_id: run.run_id.clone(),
+        noted: false,
     };
     let abort = orchestrator.abort.clone();
     let warehouse = orchestrator.warehouse.clone();
@@ -930,7 +930,7 @@ const LEFT_RUNNING_SLOT_LIMIT: Duration = Duration::from_secs(300);
 fn keep_slot_until_done<T: Send + 'static>(
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
     mut task: tokio::task::JoinHandle<T>,
-    left: LeftRunning,
+    mut left: LeftRunning,
 ) {
     left.note();
     tokio::spawn(async move {
@@ -952,26 +952,40 @@ fn keep_slot_until_done<T: Send + 'static>(
 /// A pipeline's attempt that may be left running: noted among the orchestrator's, and no
 /// longer once it is dropped (after the attempt ended).
 struct LeftRunning {
-    pipelines: Arc<std::sync::Mutex<HashMap<&'static str, String>>>,
+    pipelines: Arc<std::sync::Mutex<HashMap<&'static str, Vec<String>>>>,
     pipeline: &'static str,
     run_id: String,
+    /// Whether it was noted (so its drop takes the note away).
+    noted: bool,
 }
 
 impl LeftRunning {
     /// Notes the attempt as left running.
-    fn note(&self) {
+    fn note(&mut self) {
+        self.noted = true;
         if let Ok(mut left) = self.pipelines.lock() {
-            left.insert(self.pipeline, self.run_id.clone());
+            left.entry(self.pipeline)
+                .or_default()
+                .push(self.run_id.clone());
         }
     }
 }
 
 impl Drop for LeftRunning {
     fn drop(&mut self) {
+        if !self.noted {
+            return;
+        }
         if let Ok(mut left) = self.pipelines.lock()
-            && left.get(self.pipeline) == Some(&self.run_id)
+            && let Some(runs) = left.get_mut(self.pipeline)
         {
-            left.remove(self.pipeline);
+            // One of them: two runs of this process may each have left one.
+            if let Some(at) = runs.iter().position(|run| *run == self.run_id) {
+                runs.remove(at);
+            }
+            if runs.is_empty() {
+                left.remove(self.pipeline);
+            }
         }
     }
 }

@@ -235,7 +235,7 @@ pub struct Orchestrator {
     last_ledger_prune: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     /// The pipelines with an attempt left running (it blocked past its cut), and its run: not
     /// started again beside it, by a loop's next run say, until it ends.
-    pub(crate) left_running: Arc<std::sync::Mutex<HashMap<&'static str, String>>>,
+    pub(crate) left_running: Arc<std::sync::Mutex<HashMap<&'static str, Vec<String>>>>,
 }
 
 /// Progress of a run, for live displays.
