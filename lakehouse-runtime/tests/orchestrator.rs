@@ -3916,6 +3916,47 @@ async fn an_unfinished_rebuild_redone_by_a_resumed_one_holds_nothing() {
 }
 
 #[tokio::test]
+async fn a_refresh_resumed_after_another_failed_redoes_only_what_it_ran_since() {
+    let wh = TempWarehouse::new();
+    let orchestrator =
+        Orchestrator::new(registry(&["ticks", "flaky", "bad"]), wh.warehouse.clone());
+    let refresh = |targets: &[&str]| RunConfig {
+        full_refresh: true,
+        targets: targets.iter().map(|t| (*t).to_owned()).collect(),
+        ..flaky_without_retries("refresh_resumed_after_another")
+    };
+    // L refreshes ticks, fails on flaky; then U refreshes ticks again and fails on bad.
+    let l = orchestrator
+        .run(&refresh(&["ticks", "flaky"]))
+        .await
+        .expect("L");
+    assert!(!l.succeeded(), "{}", l.render(false));
+    let u = orchestrator
+        .run(&refresh(&["ticks", "bad"]))
+        .await
+        .expect("U");
+    assert!(!u.succeeded(), "{}", u.render(false));
+    // L's resume runs flaky alone: its ticks were refreshed before U, which did not finish.
+    let resumed = orchestrator
+        .resume(&l.run_id, &refresh(&["ticks", "flaky"]))
+        .await
+        .expect("L resumed");
+    assert!(resumed.succeeded(), "{}", resumed.render(false));
+    let held = orchestrator
+        .run(&RunConfig {
+            targets: vec!["ticks".to_owned()],
+            ..RunConfig::default()
+        })
+        .await
+        .expect_err("U did not finish");
+    assert!(
+        held.to_string()
+            .contains(&format!("run `{}`, a --full-refresh", u.run_id)),
+        "{held}"
+    );
+}
+
+#[tokio::test]
 async fn a_backfill_runs_each_time_in_order_and_stops_at_the_first_failure() {
     let wh = TempWarehouse::new();
     let day = Duration::from_secs(86_400);

@@ -575,13 +575,13 @@ impl Orchestrator {
                     && (!rebuild || r.refresh.as_deref() == Some("rebuild"))
             }) {
                 if later.execution.unwrap_or(1) > 1 {
-                    // Resumed: its latest execution planned only what it ran again, and every
-                    // execution's plan was refreshed by its end.
+                    // Resumed: its latest execution planned only what it ran again; each of its
+                    // executions begun after the unfinished one ended redid its own plan.
                     let executions = self.ledger.run(&later.run_id).await?;
                     redone.extend(
                         executions
                             .iter()
-                            .filter(|r| r.kind == "run")
+                            .filter(|r| r.kind == "run" && r.started_at.0 > ended.0)
                             .flat_map(plan_of),
                     );
                 } else {
