@@ -63,6 +63,15 @@ pub struct SalesByRegionWithCurrency {
     pub currency: String,
 }
 
+/// `SalesByRegion` with a CHECK its stored rows (amounts 1 and 2) fail.
+#[derive(Table)]
+#[table(schema = "gold", name = "sales_by_region", partition_by(region), mode = overwrite,
+        overwrite = partitions, check(name = "large", expr = "amount > 5"))]
+pub struct SalesByRegionLarge {
+    pub region: Option<String>,
+    pub amount: i64,
+}
+
 #[derive(Serialize)]
 struct Sale<'a> {
     region: Option<&'a str>,
@@ -658,6 +667,43 @@ async fn a_new_not_null_column_is_refused_since_other_partitions_keep_their_rows
         contents(&wh.warehouse, SalesByRegionWithCurrency::DEF).await,
         ["south|20|EUR"]
     );
+}
+
+#[tokio::test]
+async fn a_new_check_the_stored_rows_fail_blocks_only_writes_that_keep_them() {
+    let wh = TempWarehouse::new();
+    north_and_south(&wh, SalesByRegion::DEF).await;
+    let table = SalesByRegionLarge::DEF;
+    // An ordinary write keeps the other partitions' rows, which fail it; a full snapshot's
+    // replaces them all, and the check is added after its rows are counted.
+    let blocked = |full_snapshot| {
+        let warehouse = &wh.warehouse;
+        async move {
+            warehouse
+                .health_of_output(table, full_snapshot)
+                .await
+                .expect("health")
+                .blocked_checks
+                .into_iter()
+                .map(|blocked| blocked.name)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(blocked(false).await, ["large"]);
+    assert_eq!(blocked(true).await, Vec::<String>::new());
+    let snapshot = WriteOptions {
+        deletions: lakehouse_runtime::store::Deletions::MissingFromSource,
+        ..WriteOptions::default()
+    };
+    write(
+        &wh.warehouse,
+        table,
+        &sales(&[(Some("south"), 20)]),
+        snapshot,
+    )
+    .await
+    .expect("every row replaced, then the check added");
+    assert_eq!(contents(&wh.warehouse, table).await, ["south|20"]);
 }
 
 #[tokio::test]

@@ -126,19 +126,19 @@ impl Warehouse {
             },
             None => (None, None),
         };
+        let replaces_every_row = super::drift::writes_replace_every_row(table, full_snapshot);
         let drift = self
-            .drift_counted_for(
-                table,
-                &delta,
-                super::drift::writes_replace_every_row(table, full_snapshot),
-            )
+            .drift_counted_for(table, &delta, replaces_every_row)
             .await?;
         let missing_files = super::maintain::missing_files_of(table, &delta).await?;
         // Not counted while a drift refuses writes anyway, nor over files that are gone.
         let blocked_checks =
             match drift.iter().any(SchemaDrift::is_incompatible) || !missing_files.is_empty() {
                 true => Vec::new(),
-                false => self.blocked_checks(table, &delta).await?,
+                false => {
+                    self.blocked_checks(table, &delta, replaces_every_row)
+                        .await?
+                }
             };
         Ok(TableHealth {
             version: delta.version(),
@@ -154,11 +154,13 @@ impl Warehouse {
     /// The constraints of [`TableHealth::blocked_checks`]: every declared one the next write
     /// adds, counted in one query over the stored rows as delta-rs validates them (no NOT NULL
     /// assertion; a declared column the table lacks NULL, as the write adds it first, unless
-    /// under `evolution = keep`).
+    /// under `evolution = keep`). `replaces_every_row`: whether the next write replaces every
+    /// stored row (see [`Warehouse::health_of_output`]).
     pub(super) async fn blocked_checks(
         &self,
         table: &'static TableDef,
         delta: &DeltaTable,
+        replaces_every_row: bool,
     ) -> Result<Vec<BlockedCheck>> {
         let pending = super::constraints::checks_to_apply(table, delta)?;
         // A table without rows too: delta-rs reads the expression before any row.
@@ -173,11 +175,10 @@ impl Warehouse {
             replaces,
             blocked_by,
         };
-        // A table whose every write replaces all its rows gains a new constraint past rows
-        // that fail it (see `Warehouse::declared_checks_before_replacing`).
-        let rows_replaced = table.mode == crate::table::WriteMode::Overwrite
-            && table.overwrite == crate::table::OverwriteScope::Table
-            && table.evolution != crate::table::SchemaEvolution::Overwrite;
+        // A write replacing every row gains a new constraint past rows that fail it (see
+        // `Warehouse::declared_checks_before_replacing`).
+        let rows_replaced =
+            replaces_every_row && table.evolution != crate::table::SchemaEvolution::Overwrite;
         let checks: Vec<_> = pending.iter().map(|(check, _)| *check).collect();
         let failing = crate::quality::rows_failing_checks(&rows, table, &checks).await?;
         let mut found = Vec::new();

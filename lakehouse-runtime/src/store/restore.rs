@@ -232,13 +232,17 @@ impl Warehouse {
         delta: &deltalake::DeltaTable,
         target: &deltalake::DeltaTable,
     ) -> Vec<String> {
+        // As the table's own writes go (a full snapshot's pipeline is not known here).
+        let replaces_every_row = super::drift::writes_replace_every_row(table, false);
         let counted = async {
-            let then = self.blocked_checks(table, target).await?;
+            let then = self
+                .blocked_checks(table, target, replaces_every_row)
+                .await?;
             if then.is_empty() {
                 return Ok(then);
             }
             let now: Vec<String> = self
-                .blocked_checks(table, delta)
+                .blocked_checks(table, delta, replaces_every_row)
                 .await?
                 .into_iter()
                 .map(|blocked| blocked.name)
