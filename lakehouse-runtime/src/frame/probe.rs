@@ -16,6 +16,10 @@ pub(super) enum Number {
     /// A bare integer: not a [`crate::table::Date`] or [`crate::table::Timestamp`], which
     /// serialize as integers too.
     Integer(i128),
+    /// A [`crate::table::Date`]: days.
+    Date,
+    /// A [`crate::table::Timestamp`]: microseconds.
+    Timestamp,
 }
 
 /// Calls `found(field, number)` for each number `row` gives a top-level field (a struct's field,
@@ -154,9 +158,12 @@ impl ser::Serializer for Value {
         name: &'static str,
         value: &T,
     ) -> Result<Given, Stop> {
-        // A date's days and a timestamp's microseconds are what their columns take.
-        if name == DATE_NEWTYPE || name == TIMESTAMP_NEWTYPE {
-            return Ok(Given::Other);
+        // A date's days and a timestamp's microseconds are what their own columns take.
+        if name == DATE_NEWTYPE {
+            return Ok(Given::Number(Number::Date));
+        }
+        if name == TIMESTAMP_NEWTYPE {
+            return Ok(Given::Number(Number::Timestamp));
         }
         value.serialize(self)
     }

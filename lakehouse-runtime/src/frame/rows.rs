@@ -166,11 +166,21 @@ fn refuse_unfit_numbers<R: Serialize>(schema: &arrow::datatypes::Schema, rows: &
                  `Timestamp::parse`), or an RFC 3339 text (a `Timestamp` made a \
                  `serde_json::Value` is a bare integer too: give its `to_rfc3339()`)"
             }
+            (Number::Date, DataType::Timestamp(..)) => {
+                "whose days would be taken as microseconds: give the field a `Timestamp` \
+                 (`Date::start`)"
+            }
+            (Number::Timestamp, DataType::Date32) => {
+                "whose microseconds would be taken as days: give the field a `Date` \
+                 (`Timestamp::date`)"
+            }
             _ => return None,
         };
         let given = match number {
             Number::Float(float) => format!("floats ({float:?})"),
             Number::Integer(integer) => format!("bare integers ({integer})"),
+            Number::Date => "`Date`s".to_owned(),
+            Number::Timestamp => "`Timestamp`s".to_owned(),
         };
         Some(format!(
             "rows do not fit the table's columns: column `{field}` is {data_type} but the rows \
@@ -764,13 +774,30 @@ mod tests {
         )
         .expect("typed");
         let texts = batches_from_rows(
-            schema,
+            schema.clone(),
             &[Row {
                 day: Some("2026-12-01"),
                 seen_at: Some("2026-12-01T06:00:00Z"),
             }],
         )
         .expect("texts");
+        // One for the other: days as microseconds, or the reverse.
+        let error = batches_from_rows(
+            schema.clone(),
+            &[Row::<Timestamp, Date> {
+                day: Some(at),
+                seen_at: Some(day),
+            }],
+        )
+        .expect_err("swapped")
+        .to_string();
+        assert!(
+            error.contains(
+                "column `day` is Date32 but the rows give it `Timestamp`s, whose microseconds \
+                 would be taken as days: give the field a `Date` (`Timestamp::date`)"
+            ),
+            "{error}"
+        );
         for batch in [&typed[0], &texts[0]] {
             assert_eq!(
                 batch
