@@ -367,6 +367,22 @@ async fn parquet_objects_are_read_by_their_own_schemas() {
             .contains("c.parquet` has a column `Amount`, not `amount`"),
         "{error}"
     );
+    // An object that is no Parquet file is named, with what to do.
+    store
+        .delete(&Path::from("orders/c.parquet"))
+        .await
+        .expect("deleted");
+    put("orders/d.parquet", b"a text, not Parquet".to_vec()).await;
+    let error = read().await.expect_err("no footer");
+    assert!(
+        error.to_string().contains(
+            "pipeline `landed_orders`: the object `memory://landing/orders/d.parquet` has no \
+             Parquet footer that reads"
+        ) && error
+            .to_string()
+            .contains("give it a name starting with `_` or `.`"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

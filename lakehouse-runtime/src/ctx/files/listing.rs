@@ -102,7 +102,17 @@ impl Ctx {
                 futures::stream::iter(requests)
                     .buffered(8)
                     .try_collect()
-                    .await?
+                    .await
+                    .map_err(|(object, e)| {
+                        let base = location.object_store();
+                        Error::msg(format!(
+                            "pipeline `{}`: the object `{}` has no Parquet footer that reads \
+                             ({e}): is it a Parquet file? Remove it from `{url}`, or give it a \
+                             name starting with `_` or `.` (not read)",
+                            self.pipeline,
+                            object_url(&base, &object)
+                        ))
+                    })?
             }
             FileFormat::NdJson => vec![String::new(); objects.len()],
         };
@@ -177,17 +187,12 @@ async fn parquet_object_schema(
     state: &datafusion::execution::SessionState,
     store: &Arc<dyn deltalake::ObjectStore>,
     object: &deltalake::logstore::object_store::ObjectMeta,
-) -> Result<String> {
+) -> std::result::Result<String, (deltalake::logstore::object_store::path::Path, Error)> {
     use datafusion::datasource::file_format::FileFormat as _;
     let schema = datafusion::datasource::file_format::parquet::ParquetFormat::default()
         .infer_schema(state, store, std::slice::from_ref(object))
         .await
-        .map_err(|e| {
-            Error::msg(format!(
-                "reading the Parquet footer of the object `{}`: {e}",
-                object.location
-            ))
-        })?;
+        .map_err(|e| (object.location.clone(), Error::from(e)))?;
     Ok(format!("{:?}", schema.fields()))
 }
 

@@ -76,7 +76,11 @@ impl Ctx {
         let df = self.with_named_errors(df, label)?;
         let schema = df.schema().clone();
         if format == FileFormat::NdJson {
-            refuse_json_keys_not_declared(T::DEF, &files_named)?;
+            // Reads the start of every file: off the async workers.
+            let sampled = files_named.clone();
+            tokio::task::spawn_blocking(move || refuse_json_keys_not_declared(T::DEF, &sampled))
+                .await
+                .map_err(|e| Error::msg(format!("sampling the NDJSON files' keys: {e}")))??;
         }
         refuse_no_declared_column(T::DEF, &named, &schema)?;
         let mut columns = Vec::new();
