@@ -2449,6 +2449,56 @@ async fn a_full_refresh_running_in_another_process_makes_a_loop_skip_its_ticks()
 }
 
 #[tokio::test]
+async fn a_refresh_recorded_running_on_another_host_is_not_said_to_be_resumed_first() {
+    let wh = TempWarehouse::new();
+    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
+    let first = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect("run 1");
+    let records = orchestrator
+        .ledger()
+        .run(&first.run_id)
+        .await
+        .expect("ledger");
+    let start = records
+        .iter()
+        .find(|r| r.kind == "run" && r.status == "running")
+        .expect("the run's start is recorded");
+    let here = RunProcess::current();
+    let elsewhere = RunProcess {
+        host: format!("{}-elsewhere", here.host),
+        ..here.clone()
+    };
+    orchestrator
+        .ledger()
+        .append(&[lakehouse_runtime::ledger::RunRecord {
+            run_id: "r000002-other-pod".to_owned(),
+            sequence: 2,
+            started_at: Timestamp::now(),
+            process: Some(elsewhere.to_json()),
+            planned: Some("ok1".to_owned()),
+            refresh: Some("full".to_owned()),
+            ..start.clone()
+        }])
+        .await
+        .expect("recorded");
+    // It may still run there: "resume it first" would start a second refresh beside it.
+    let refused = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect_err("an unfinished refresh");
+    let text = refused.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "run `r000002-other-pod`, a --full-refresh of ok1, is recorded as running by {elsewhere} \
+             (started "
+        )) && text.contains("if it still runs, wait for it to end; if its process died, resume it"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn a_run_whose_process_died_is_listed_and_resumed_with_its_plan() {
     let wh = TempWarehouse::new();
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());

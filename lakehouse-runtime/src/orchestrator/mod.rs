@@ -602,6 +602,25 @@ impl Orchestrator {
                 Some("rebuild") => "--rebuild",
                 _ => "--full-refresh",
             };
+            // Recorded as running by a process that cannot be checked from here (another host
+            // or container), or began over a day ago: it may still run, and a resume beside it
+            // would refresh its tables twice at once.
+            if unfinished.status == "running" {
+                let by = unfinished
+                    .run_process()
+                    .map(|process| format!(" by {process}"))
+                    .unwrap_or_default();
+                return Err(Error::msg(format!(
+                    "run `{}`, a {kind} of {}, is recorded as running{by} (started {}): if it \
+                     still runs, wait for it to end; if its process died, resume it \
+                     (`orchestrate resume {}`, with --force from another host), or run with \
+                     --force to go on without it",
+                    unfinished.run_id,
+                    shared.join(", "),
+                    unfinished.started_at.to_rfc3339(),
+                    unfinished.run_id
+                )));
+            }
             return Err(Error::msg(format!(
                 "run `{}`, a {kind} of {}, did not finish ({}): resume it first (`orchestrate \
                  resume {}`), or run with --force to go on without it",
