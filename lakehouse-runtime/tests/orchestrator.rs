@@ -326,6 +326,9 @@ pub async fn rejecting(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<Rejecting>> {
     if cx.settings().get("reject_limit") == Some("1") {
         return Err(Error::Quality("rejected 1 of 1 records".to_owned()));
     }
+    if cx.settings().get("refuse") == Some("yes") {
+        return Err(Error::Refused("the feed's format changed".to_owned()));
+    }
     t.select_into(RejectingSelect { n: Ticks::n })
 }
 
@@ -3498,6 +3501,15 @@ async fn a_resumed_ingestion_records_its_rejects_once() {
     };
     // Kept with the failed attempt: they tell why it failed.
     assert_eq!(recorded(failed.run_id.clone()).await, 1);
+    // So with any failure that is not retried.
+    let mut refused = RunConfig::default();
+    refused.settings.set("refuse", "yes");
+    let refusing = orchestrator.run(&refused).await.expect("a run");
+    assert_eq!(
+        refusing.result("rejecting").map(|r| r.status),
+        Some(Status::Failed)
+    );
+    assert_eq!(recorded(refusing.run_id.clone()).await, 1);
     // The limit raised, the resume rejects the same record: still one of the run's.
     let mut raised = RunConfig::default();
     raised.settings.set("reject_limit", "0");

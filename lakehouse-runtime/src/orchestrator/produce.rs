@@ -564,10 +564,10 @@ async fn checked_output(
     Ok((output, deferred))
 }
 
-/// When a data-quality check blocked the output before its write (`error`, not retried),
-/// records the source records the attempt rejected: they tell too (they may be why). Any other
-/// failure before the write is retried, or may be, and the rejects are recorded with the attempt
-/// that reaches its write.
+/// When an attempt failed before its write for good (`error` is not retried: a data-quality
+/// check blocked the output, an expectation that cannot be evaluated, a refusal), records the
+/// source records it rejected: they tell too (they may be why). A failure that is retried
+/// records none: the rejects are recorded with the attempt that reaches its write.
 async fn record_rejects_of_blocked(
     orchestrator: &Orchestrator,
     cx: &Ctx,
@@ -575,7 +575,7 @@ async fn record_rejects_of_blocked(
     run: &RunInfo,
     error: &Error,
 ) {
-    if !matches!(error, Error::Quality(_)) {
+    if error.is_retryable() {
         return;
     }
     let rejects = reject_records(cx, pipeline, run);
