@@ -712,7 +712,12 @@ pub(crate) async fn rows_failing_checks(
         sums.push(sum(failing).alias(format!("failing_{}", sums.len())));
     }
     if !sums.is_empty() {
-        let batches = rows.clone().aggregate(vec![], sums)?.collect().await?;
+        let batches = match rows.clone().aggregate(vec![], sums)?.collect().await {
+            Ok(batches) => batches,
+            // A value one of them fails on (a division by zero, a cast): each counted alone,
+            // so that the error names its check and the others still count.
+            Err(_) => return each_alone(rows, table, checks, conditions).await,
+        };
         let row = batches.iter().find(|b| b.num_rows() > 0).ok_or_else(|| {
             Error::msg(format!(
                 "{}: counting the rows failing its CHECK constraints returned no row",
@@ -730,6 +735,43 @@ pub(crate) async fn rows_failing_checks(
         .into_iter()
         .map(|condition| condition.map(|_| counts.next().unwrap_or_default()))
         .collect())
+}
+
+/// [`rows_failing_checks`], each check's `condition` counted in a pass of its own: one that
+/// fails on a stored value gives an error naming it.
+async fn each_alone(
+    rows: &DataFrame,
+    table: &'static TableDef,
+    checks: &[&crate::table::CheckConstraint],
+    conditions: Vec<Result<Expr>>,
+) -> Result<Vec<Result<u64>>> {
+    let mut counts = Vec::with_capacity(checks.len());
+    for (check, condition) in checks.iter().zip(conditions) {
+        let Ok(condition) = condition else {
+            counts.push(condition.map(|_| 0));
+            continue;
+        };
+        let counted = async {
+            let failing = rows
+                .clone()
+                .filter(condition.is_not_true())?
+                .count()
+                .await?;
+            Ok::<_, Error>(failing as u64)
+        }
+        .await
+        .map_err(|e| {
+            Error::schema(
+                table.qualified_name(),
+                format!(
+                    "check `{}`: `{}` fails on a stored value: {e}",
+                    check.name, check.expr
+                ),
+            )
+        });
+        counts.push(counted);
+    }
+    Ok(counts)
 }
 
 /// `expr`, the `kind` named `name` of `table`, as a row condition over `output`'s columns.

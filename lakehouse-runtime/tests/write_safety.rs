@@ -195,6 +195,18 @@ mod mistyped_check {
     }
 }
 
+mod dividing_check {
+    use lakehouse_runtime::prelude::*;
+
+    /// Orders, with a CHECK that divides by zero on an amount of 10.
+    #[derive(Table)]
+    #[table(schema = "silver", name = "orders", key(id), mode = merge, check(name = "positive_amount", expr = "amount > 0"), check(name = "ratio", expr = "100 / (amount - 10) > 0"))]
+    pub struct Orders {
+        pub id: i64,
+        pub amount: Option<i64>,
+    }
+}
+
 mod kept_discount {
     use lakehouse_runtime::prelude::*;
 
@@ -2060,6 +2072,26 @@ async fn check_names_a_declared_check_the_stored_rows_fail_as_writes_would() {
             .contains("would replace the table's constraint of that name, and 2 stored row(s)"),
         "{}",
         health.blocked_checks[0]
+    );
+}
+
+#[tokio::test]
+async fn a_check_failing_on_a_stored_value_is_named_and_the_others_counted() {
+    let wh = TempWarehouse::new();
+    let rows = [(1, Some(10)), (2, Some(20))].map(|(id, amount)| Order { id, amount });
+    write(&wh.warehouse, ORDERS, &rows, WriteOptions::default())
+        .await
+        .expect("written with its CHECK");
+    // 100 / (10 - 10): the count of every check failed with the division, naming none.
+    let dividing = <dividing_check::Orders as lakehouse_runtime::Table>::DEF;
+    let blocked = blocked_checks(&wh.warehouse, dividing).await;
+    assert_eq!(blocked.len(), 1, "{blocked:?}");
+    assert!(
+        blocked[0].starts_with("ratio|false|")
+            && blocked[0]
+                .contains("check `ratio`: `100 / (amount - 10) > 0` fails on a stored value")
+            && blocked[0].contains("Divide by zero"),
+        "{blocked:?}"
     );
 }
 
