@@ -604,8 +604,10 @@ impl Orchestrator {
             };
             // Recorded as running by a process that cannot be checked from here (another host
             // or container), or began over a day ago: it may still run, and a resume beside it
-            // would refresh its tables twice at once.
-            if unfinished.status == "running" {
+            // would refresh its tables twice at once. (One whose process is gone died.)
+            if unfinished.status == "running"
+                && unfinished.process_liveness() != crate::ledger::Liveness::Gone
+            {
                 let by = unfinished
                     .run_process()
                     .map(|process| format!(" by {process}"))
