@@ -2259,23 +2259,29 @@ async fn changes_are_read_up_to_the_version_loaded() {
     assert_eq!(rows.await, ["0", "1", "2", "3"]);
 }
 
-#[tokio::test]
-async fn a_run_is_refused_while_another_process_of_this_host_runs_some_of_its_pipelines() {
-    let wh = TempWarehouse::new();
+/// An orchestrator of `ticks` and `ok1` after one run, and that run's start row.
+async fn after_one_run(wh: &TempWarehouse) -> (Orchestrator, lakehouse_runtime::ledger::RunRecord) {
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
     let first = orchestrator
         .run(&RunConfig::default())
         .await
         .expect("run 1");
-    let records = orchestrator
+    let start = orchestrator
         .ledger()
         .run(&first.run_id)
         .await
-        .expect("ledger");
-    let start = records
-        .iter()
+        .expect("ledger")
+        .into_iter()
         .find(|r| r.kind == "run" && r.status == "running")
         .expect("the run's start is recorded");
+    (orchestrator, start)
+}
+
+#[tokio::test]
+async fn a_run_is_refused_while_another_process_of_this_host_runs_some_of_its_pipelines() {
+    let wh = TempWarehouse::new();
+    let (orchestrator, start) = after_one_run(&wh).await;
+    let start = &start;
     // A run of `ok1` started by another process of this host, still alive (this test's
     // parent), as a cron run started while the last one runs finds it.
     let here = RunProcess::current();
@@ -2372,20 +2378,8 @@ async fn a_run_is_refused_while_another_process_of_this_host_runs_some_of_its_pi
 #[tokio::test]
 async fn a_full_refresh_running_in_another_process_makes_a_loop_skip_its_ticks() {
     let wh = TempWarehouse::new();
-    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
-    let first = orchestrator
-        .run(&RunConfig::default())
-        .await
-        .expect("run 1");
-    let records = orchestrator
-        .ledger()
-        .run(&first.run_id)
-        .await
-        .expect("ledger");
-    let start = records
-        .iter()
-        .find(|r| r.kind == "run" && r.status == "running")
-        .expect("the run's start is recorded");
+    let (orchestrator, start) = after_one_run(&wh).await;
+    let start = &start;
     // A nightly full refresh of `ok1`, still running in another process of this host.
     let alive = RunProcess {
         pid: std::os::unix::process::parent_id(),
@@ -2454,20 +2448,8 @@ async fn a_full_refresh_running_in_another_process_makes_a_loop_skip_its_ticks()
 #[tokio::test]
 async fn a_refresh_recorded_running_on_another_host_is_not_said_to_be_resumed_first() {
     let wh = TempWarehouse::new();
-    let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
-    let first = orchestrator
-        .run(&RunConfig::default())
-        .await
-        .expect("run 1");
-    let records = orchestrator
-        .ledger()
-        .run(&first.run_id)
-        .await
-        .expect("ledger");
-    let start = records
-        .iter()
-        .find(|r| r.kind == "run" && r.status == "running")
-        .expect("the run's start is recorded");
+    let (orchestrator, start) = after_one_run(&wh).await;
+    let start = &start;
     let here = RunProcess::current();
     let elsewhere = RunProcess {
         host: format!("{}-elsewhere", here.host),
