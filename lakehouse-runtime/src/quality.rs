@@ -715,8 +715,15 @@ pub(crate) async fn rows_failing_checks(
         let batches = match rows.clone().aggregate(vec![], sums)?.collect().await {
             Ok(batches) => batches,
             // A value one of them fails on (a division by zero, a cast): each counted alone,
-            // so that the error names its check and the others still count.
-            Err(_) => return each_alone(rows, table, checks, conditions).await,
+            // so that the error names its check and the others still count. A read that
+            // failed (a store's error), or rows that fail without any check, are no check's.
+            Err(error)
+                if crate::error::is_deterministic(&error)
+                    && crate::frame::drain(rows.clone()).await.is_ok() =>
+            {
+                return each_alone(rows, table, checks, conditions).await;
+            }
+            Err(error) => return Err(error.into()),
         };
         let row = batches.iter().find(|b| b.num_rows() > 0).ok_or_else(|| {
             Error::msg(format!(
@@ -751,24 +758,18 @@ async fn each_alone(
             counts.push(condition.map(|_| 0));
             continue;
         };
-        let counted = async {
-            let failing = rows
-                .clone()
-                .filter(condition.is_not_true())?
-                .count()
-                .await?;
-            Ok::<_, Error>(failing as u64)
-        }
-        .await
-        .map_err(|e| {
-            Error::schema(
+        let counted = match rows.clone().filter(condition.is_not_true())?.count().await {
+            Ok(failing) => Ok(failing as u64),
+            // Only a value's error blames the check; another fails the count.
+            Err(error) if !crate::error::is_deterministic(&error) => return Err(error.into()),
+            Err(error) => Err(Error::schema(
                 table.qualified_name(),
                 format!(
-                    "check `{}`: `{}` fails on a stored value: {e}",
+                    "check `{}`: `{}` fails on a stored value: {error}",
                     check.name, check.expr
                 ),
-            )
-        });
+            )),
+        };
         counts.push(counted);
     }
     Ok(counts)
