@@ -2446,6 +2446,56 @@ async fn a_full_refresh_running_in_another_process_makes_a_loop_skip_its_ticks()
 }
 
 #[tokio::test]
+async fn a_refresh_running_for_days_in_another_process_makes_a_loop_skip_its_ticks() {
+    let wh = TempWarehouse::new();
+    let (orchestrator, start) = after_one_run(&wh).await;
+    // Alive (this test's parent), begun two days ago: past the live-run check's look back.
+    let alive = RunProcess {
+        pid: std::os::unix::process::parent_id(),
+        started: None,
+        ..RunProcess::current()
+    };
+    let two_days = 2 * 86_400 * 1_000_000;
+    orchestrator
+        .ledger()
+        .append(&[lakehouse_runtime::ledger::RunRecord {
+            run_id: "r000002-long-rebuild".to_owned(),
+            sequence: 2,
+            started_at: Timestamp(Timestamp::now().0 - two_days),
+            process: Some(alive.to_json()),
+            planned: Some("ok1".to_owned()),
+            refresh: Some("full".to_owned()),
+            ..start
+        }])
+        .await
+        .expect("recorded");
+    let refused = orchestrator
+        .run(&RunConfig::default())
+        .await
+        .expect_err("beside a live refresh");
+    assert!(
+        refused.to_string().starts_with(&format!(
+            "run `r000002-long-rebuild`, a --full-refresh of ok1, is still running by {alive}"
+        )),
+        "{refused}"
+    );
+    let skipping = orchestrator
+        .run_loop_with(
+            &RunConfig::default(),
+            Duration::from_millis(1),
+            None,
+            Some(MAX_FAILED_LOOP_RUNS + 1),
+            |_| {},
+        )
+        .await
+        .expect("ticks skipped");
+    assert_eq!(
+        (skipping.done, skipping.failed, skipping.skipped),
+        (0, 0, MAX_FAILED_LOOP_RUNS + 1)
+    );
+}
+
+#[tokio::test]
 async fn a_refresh_recorded_running_on_another_host_is_not_said_to_be_resumed_first() {
     let wh = TempWarehouse::new();
     let (orchestrator, start) = after_one_run(&wh).await;

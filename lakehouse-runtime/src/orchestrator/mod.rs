@@ -605,18 +605,28 @@ impl Orchestrator {
             // Recorded as running by a process that cannot be checked from here (another host
             // or container), or began over a day ago: it may still run, and a resume beside it
             // would refresh its tables twice at once. (One whose process is gone died.)
-            if unfinished.status == "running"
-                && unfinished.process_liveness() != crate::ledger::Liveness::Gone
-            {
+            let liveness = unfinished.process_liveness();
+            if unfinished.status == "running" && liveness != crate::ledger::Liveness::Gone {
                 let by = unfinished
                     .run_process()
                     .map(|process| format!(" by {process}"))
                     .unwrap_or_default();
+                if liveness == crate::ledger::Liveness::Alive {
+                    // Begun over a day ago (past the live-run check's look back): a loop skips
+                    // its ticks beside it as beside any live run.
+                    return Err(Error::Other(Box::new(BesideALiveRun(format!(
+                        "run `{}`, a {kind} of {}, is still running{by} (started {}): wait for \
+                         it to end, or run with --force to go on without it",
+                        unfinished.run_id,
+                        shared.join(", "),
+                        unfinished.started_at.to_rfc3339()
+                    )))));
+                }
                 return Err(Error::msg(format!(
-                    "run `{}`, a {kind} of {}, is recorded as running{by} (started {}): if it \
-                     still runs, wait for it to end; if its process died, resume it \
-                     (`orchestrate resume {}`, with --force from another host), or run with \
-                     --force to go on without it",
+                    "run `{}`, a {kind} of {}, is recorded as running{by} (started {}), by a \
+                     process that cannot be checked from here: if it still runs, wait for it to \
+                     end; if its process died, resume it (`orchestrate resume {} --force`), or \
+                     run with --force to go on without it",
                     unfinished.run_id,
                     shared.join(", "),
                     unfinished.started_at.to_rfc3339(),
