@@ -1868,7 +1868,11 @@ mod incremental {
     async fn refusal_with(pipeline: &str, settings: &[(&str, &str)]) -> String {
         let wh = TempWarehouse::new();
         let landing = landing_with_a(&wh);
-        let mut config = config(&landing);
+        // Retries allowed: a refusal is not retried (another attempt meets it again).
+        let mut config = RunConfig {
+            default_retries: 2,
+            ..config(&landing)
+        };
         for &(key, value) in settings {
             config.settings.set(key, value);
         }
@@ -1876,10 +1880,9 @@ mod incremental {
             .run(&config)
             .await
             .expect("run");
-        report
-            .result(pipeline)
-            .and_then(|r| r.error.clone())
-            .unwrap_or_default()
+        let result = report.result(pipeline).expect("planned");
+        assert_eq!(result.attempts, 1, "{}", report.render(false));
+        result.error.clone().unwrap_or_default()
     }
 
     #[tokio::test]

@@ -1056,7 +1056,8 @@ fn joined_result(
                 .unwrap_or_else(|| "unknown payload".to_owned());
             if committed.load(Ordering::Acquire) {
                 return Err(Error::msg(format!(
-                    "panicked after its write committed: {message} (a retry records the commit)"
+                    "panicked after its write committed: {message} (a retry, or `resume`, records \
+                     the commit)"
                 )));
             }
             Err(Error::Refused(format!(

@@ -225,7 +225,9 @@ async fn produce_with(
     let output = match (pipeline.run)(cx, Inputs::new(frames)).await {
         Ok(output) => output,
         Err(error) => {
-            // An ingestion over its reject limit (a source that changed its format).
+            // An ingestion over its reject limit (a source that changed its format). (Told as
+            // the attempt's error will be: an input's file gone is not retried.)
+            let error = missing_input_files(pipeline, error);
             record_rejects_of_blocked(orchestrator, cx, pipeline, &run, &error).await;
             return Err(error);
         }
@@ -234,6 +236,7 @@ async fn produce_with(
         match checked_output(orchestrator, pipeline, &run, &session, output.df).await {
             Ok(checked) => checked,
             Err(error) => {
+                let error = missing_input_files(pipeline, error);
                 record_rejects_of_blocked(orchestrator, cx, pipeline, &run, &error).await;
                 return Err(error);
             }

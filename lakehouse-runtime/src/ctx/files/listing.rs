@@ -104,11 +104,20 @@ impl Ctx {
                     .try_collect()
                     .await
                     .map_err(|(object, e)| {
+                        // The store's error (a timeout, a refusal, the object gone since the
+                        // listing) says what it is, and another attempt may read it.
+                        if !footer_unreadable(&e) {
+                            return failed(&e);
+                        }
                         let base = location.object_store();
-                        Error::msg(format!(
+                        let hidden = if location.is_collection() {
+                            ", or give it a name starting with `_` or `.` (not read)"
+                        } else {
+                            ""
+                        };
+                        Error::Refused(format!(
                             "pipeline `{}`: the object `{}` has no Parquet footer that reads \
-                             ({e}): is it a Parquet file? Remove it from `{url}`, or give it a \
-                             name starting with `_` or `.` (not read)",
+                             ({e}): is it a Parquet file? Remove it from `{url}`{hidden}",
                             self.pipeline,
                             object_url(&base, &object)
                         ))
@@ -187,13 +196,32 @@ async fn parquet_object_schema(
     state: &datafusion::execution::SessionState,
     store: &Arc<dyn deltalake::ObjectStore>,
     object: &deltalake::logstore::object_store::ObjectMeta,
-) -> std::result::Result<String, (deltalake::logstore::object_store::path::Path, Error)> {
+) -> std::result::Result<
+    String,
+    (
+        deltalake::logstore::object_store::path::Path,
+        datafusion::error::DataFusionError,
+    ),
+> {
     use datafusion::datasource::file_format::FileFormat as _;
     let schema = datafusion::datasource::file_format::parquet::ParquetFormat::default()
         .infer_schema(state, store, std::slice::from_ref(object))
         .await
-        .map_err(|e| (object.location.clone(), Error::from(e)))?;
+        .map_err(|e| (object.location.clone(), e))?;
     Ok(format!("{:?}", schema.fields()))
+}
+
+/// Whether `error`, reading a Parquet footer, is about the bytes read (no Parquet file, or a
+/// corrupt one: the same at every attempt), not about reading them.
+fn footer_unreadable(error: &datafusion::error::DataFusionError) -> bool {
+    use datafusion::error::DataFusionError;
+    use datafusion::parquet::errors::ParquetError;
+    match error.find_root() {
+        DataFusionError::ParquetError(error) => {
+            !matches!(error.as_ref(), ParquetError::External(_))
+        }
+        _ => false,
+    }
 }
 
 /// Name endings of files still being written or copied (WinSCP's `.filepart`, Hadoop's
