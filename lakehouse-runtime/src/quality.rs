@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::store::Warehouse;
 use crate::table::{ColumnDef, ColumnRef, OnFail, Quality, TableDef, WriteMode};
 
-/// The column a merge or SCD2 write orders a key's rows by, newest kept (`store::write::dedupe`).
+/// The column a merge or SCD2 write orders a key's rows by, newest kept (`store::merge::dedupe`).
 const RUN_AT: &str = "run_at";
 
 /// One failed check.

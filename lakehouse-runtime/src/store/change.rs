@@ -7,7 +7,7 @@ const SEQUENCE_COLUMN: &str = "run_at";
 
 use datafusion::logical_expr::{Expr, Operator, binary_expr, lit};
 
-use super::write::qualified;
+use super::merge::qualified;
 use crate::table::TableDef;
 
 /// `table`'s change columns ([`TableDef::change_columns_or_default`]) that `stored` (the

@@ -9,7 +9,8 @@ use datafusion::scalar::ScalarValue;
 
 use super::Warehouse;
 use super::commit::{CommitTags, committed_version};
-use super::write::{WriteOutcome, key_match, outcome, qualified};
+use super::merge::{key_match, qualified};
+use super::write::{WriteOutcome, outcome};
 use crate::error::{Error, Result};
 use crate::table::{TableDef, Timestamp, WriteMode};
 

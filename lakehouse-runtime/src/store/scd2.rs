@@ -19,7 +19,8 @@ use deltalake::DeltaTable;
 
 use super::Warehouse;
 use super::commit::CommitTags;
-use super::write::{DELETE_FLAG, Deletions, WriteOutcome, outcome, qualified};
+use super::merge::{DELETE_FLAG, qualified};
+use super::write::{Deletions, WriteOutcome, outcome};
 use crate::error::{Error, Result};
 use crate::table::{TableDef, Timestamp};
 
@@ -173,7 +174,7 @@ pub(crate) async fn merge(
     // A key both written and closed is closed; a key listed twice is closed once.
     let (source, deletions) = match deletions {
         Deletions::Keys(keys) => {
-            let (kept, keys) = super::write::split_deletions(source, keys, table).await?;
+            let (kept, keys) = super::merge::split_deletions(source, keys, table).await?;
             (kept, Deletions::Keys(keys))
         }
         other => (source, other),

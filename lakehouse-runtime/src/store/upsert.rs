@@ -44,7 +44,8 @@ use futures::StreamExt as _;
 use percent_encoding::percent_decode_str;
 use url::Url;
 
-use super::write::{WriteOutcome, key_match, outcome_at, qualified};
+use super::merge::{key_match, qualified};
+use super::write::{WriteOutcome, outcome_at};
 use crate::table::TableDef;
 
 /// The column the target scan adds: the file a row comes from.
