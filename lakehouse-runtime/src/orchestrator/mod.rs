@@ -2,6 +2,7 @@
 //! the warehouse once its upstreams have ended, with bounded parallelism, retries, timeouts,
 //! fail-fast and skip cascades, recording every attempt in the run ledger.
 
+mod attempt;
 mod backfill;
 mod cursor;
 mod execute;

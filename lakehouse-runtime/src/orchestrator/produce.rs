@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::Orchestrator;
+use super::attempt::AttemptKind;
 use super::cursor::{Cursor, incremental_cursor};
-use super::execute::{AttemptKind, Written};
+use super::execute::Written;
 use super::replay::{
     INPUT_TABLE_IDS_KEY, INPUT_VERSIONS_KEY, QUALITY_FINDINGS_KEY, RUN_ID_KEY, already_written,
     collision,
