@@ -2259,6 +2259,25 @@ async fn changes_are_read_up_to_the_version_loaded() {
     assert_eq!(rows.await, ["0", "1", "2", "3"]);
 }
 
+/// Asserts that a loop of `orchestrator` skips each of its ticks (one more than the failures
+/// in a row that end a loop), refused beside a live run, rather than fail.
+async fn assert_a_loop_skips_every_tick(orchestrator: &Orchestrator) {
+    let skipping = orchestrator
+        .run_loop_with(
+            &RunConfig::default(),
+            Duration::from_millis(1),
+            None,
+            Some(MAX_FAILED_LOOP_RUNS + 1),
+            |_| {},
+        )
+        .await
+        .expect("ticks skipped");
+    assert_eq!(
+        (skipping.done, skipping.failed, skipping.skipped),
+        (0, 0, MAX_FAILED_LOOP_RUNS + 1)
+    );
+}
+
 /// An orchestrator of `ticks` and `ok1` after one run, and that run's start row.
 async fn after_one_run(wh: &TempWarehouse) -> (Orchestrator, lakehouse_runtime::ledger::RunRecord) {
     let orchestrator = Orchestrator::new(registry(&["ticks", "ok1"]), wh.warehouse.clone());
@@ -2328,20 +2347,7 @@ async fn a_run_is_refused_while_another_process_of_this_host_runs_some_of_its_pi
         .expect("sequence");
     assert_eq!(next, 3);
     // A loop skips such ticks, rather than fail after a few.
-    let skipping = orchestrator
-        .run_loop_with(
-            &RunConfig::default(),
-            Duration::from_millis(1),
-            None,
-            Some(MAX_FAILED_LOOP_RUNS + 1),
-            |_| {},
-        )
-        .await
-        .expect("ticks skipped");
-    assert_eq!(
-        (skipping.done, skipping.failed, skipping.skipped),
-        (0, 0, MAX_FAILED_LOOP_RUNS + 1)
-    );
+    assert_a_loop_skips_every_tick(&orchestrator).await;
 
     // A run of other pipelines goes on; so does one with --force.
     let ticks = RunConfig {
@@ -2419,20 +2425,7 @@ async fn a_full_refresh_running_in_another_process_makes_a_loop_skip_its_ticks()
     let orchestrator = orchestrator.with_webhook(
         Webhook::new(&server.url("/hooks/lake"), NotifyOn::Failure).expect("webhook"),
     );
-    let skipping = orchestrator
-        .run_loop_with(
-            &RunConfig::default(),
-            Duration::from_millis(1),
-            None,
-            Some(MAX_FAILED_LOOP_RUNS + 1),
-            |_| {},
-        )
-        .await
-        .expect("ticks skipped");
-    assert_eq!(
-        (skipping.done, skipping.failed, skipping.skipped),
-        (0, 0, MAX_FAILED_LOOP_RUNS + 1)
-    );
+    assert_a_loop_skips_every_tick(&orchestrator).await;
     let sent = server.requests();
     assert_eq!(sent.len(), 1);
     let body: serde_json::Value = serde_json::from_slice(&sent[0].body).expect("JSON");
@@ -2479,20 +2472,7 @@ async fn a_refresh_running_for_days_in_another_process_makes_a_loop_skip_its_tic
         )),
         "{refused}"
     );
-    let skipping = orchestrator
-        .run_loop_with(
-            &RunConfig::default(),
-            Duration::from_millis(1),
-            None,
-            Some(MAX_FAILED_LOOP_RUNS + 1),
-            |_| {},
-        )
-        .await
-        .expect("ticks skipped");
-    assert_eq!(
-        (skipping.done, skipping.failed, skipping.skipped),
-        (0, 0, MAX_FAILED_LOOP_RUNS + 1)
-    );
+    assert_a_loop_skips_every_tick(&orchestrator).await;
 }
 
 #[tokio::test]
