@@ -527,6 +527,8 @@ pub(super) struct AttemptKind {
     pub(super) full_refresh: bool,
     /// An append output of incremental inputs is replaced ([`super::RunConfig::rebuild`]).
     pub(super) rebuild: bool,
+    /// The last attempt the pipeline's retries allow: a failure is not retried.
+    pub(super) last: bool,
 }
 
 impl AttemptKind {

@@ -373,6 +373,7 @@ async fn run_with_retries(
                 fresh,
                 full_refresh: config.full_refresh || config.rebuild,
                 rebuild: config.rebuild,
+                last: attempt > retries,
             };
             let cuts = Cuts {
                 timeout,

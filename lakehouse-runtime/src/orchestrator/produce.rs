@@ -229,7 +229,7 @@ async fn produce_with(
             // An ingestion over its reject limit (a source that changed its format). (Told as
             // the attempt's error will be: an input's file gone is not retried.)
             let error = missing_input_files(pipeline, error);
-            record_rejects_of_blocked(orchestrator, cx, pipeline, &run, &error).await;
+            record_rejects_of_blocked(orchestrator, cx, pipeline, &run, kind, &error).await;
             return Err(error);
         }
     };
@@ -238,7 +238,7 @@ async fn produce_with(
             Ok(checked) => checked,
             Err(error) => {
                 let error = missing_input_files(pipeline, error);
-                record_rejects_of_blocked(orchestrator, cx, pipeline, &run, &error).await;
+                record_rejects_of_blocked(orchestrator, cx, pipeline, &run, kind, &error).await;
                 return Err(error);
             }
         };
@@ -569,17 +569,19 @@ async fn checked_output(
 }
 
 /// When an attempt failed before its write for good (`error` is not retried: a data-quality
-/// check blocked the output, an expectation that cannot be evaluated, a refusal), records the
-/// source records it rejected: they tell too (they may be why). A failure that is retried
-/// records none: the rejects are recorded with the attempt that reaches its write.
+/// check blocked the output, an expectation that cannot be evaluated, a refusal; or `kind` is
+/// the last attempt its retries allow), records the source records it rejected: they tell too
+/// (they may be why). A failure that is retried records none: the rejects are recorded with the
+/// attempt that reaches its write.
 async fn record_rejects_of_blocked(
     orchestrator: &Orchestrator,
     cx: &Ctx,
     pipeline: &'static PipelineDescriptor,
     run: &RunInfo,
+    kind: AttemptKind,
     error: &Error,
 ) {
-    if error.is_retryable() {
+    if error.is_retryable() && !kind.last {
         return;
     }
     let rejects = reject_records(cx, pipeline, run);
