@@ -229,7 +229,7 @@ async fn produce_with(
             // An ingestion over its reject limit (a source that changed its format). (Told as
             // the attempt's error will be: an input's file gone is not retried.)
             let error = missing_input_files(pipeline, error);
-            record_rejects_of_blocked(orchestrator, cx, pipeline, &run, kind, &error).await;
+            record_rejects_of_failed(orchestrator, cx, pipeline, &run, kind, &error).await;
             return Err(error);
         }
     };
@@ -238,7 +238,7 @@ async fn produce_with(
             Ok(checked) => checked,
             Err(error) => {
                 let error = missing_input_files(pipeline, error);
-                record_rejects_of_blocked(orchestrator, cx, pipeline, &run, kind, &error).await;
+                record_rejects_of_failed(orchestrator, cx, pipeline, &run, kind, &error).await;
                 return Err(error);
             }
         };
@@ -573,7 +573,7 @@ async fn checked_output(
 /// the last attempt its retries allow), records the source records it rejected: they tell too
 /// (they may be why). A failure that is retried records none: the rejects are recorded with the
 /// attempt that reaches its write.
-async fn record_rejects_of_blocked(
+async fn record_rejects_of_failed(
     orchestrator: &Orchestrator,
     cx: &Ctx,
     pipeline: &'static PipelineDescriptor,

@@ -181,7 +181,9 @@ impl Warehouse {
         let checked_at = delta.version();
         // A write replacing every row (a whole-table overwrite, a full snapshot into partitions
         // replaced, a rebuild of an append table) needs no value of a new column for old rows.
-        let replaces_every_row = (table.mode == WriteMode::Overwrite && !by_partition)
+        // (As `check` tells it, the rebuild aside.)
+        let full_snapshot = matches!(options.deletions, Deletions::MissingFromSource);
+        let replaces_every_row = super::drift::writes_replace_every_row(table, full_snapshot)
             || (table.mode == WriteMode::Append && options.replace);
         if !replace_schema {
             delta = self.evolve(table, delta, replaces_every_row).await?;
