@@ -202,7 +202,7 @@ fn refuse_unfit_numbers<R: Serialize>(schema: &arrow::datatypes::Schema, rows: &
 /// A float that is not finite (NaN, an infinity) is an error naming its column: JSON has no such
 /// value, and the writer would make it `null`, read back as `None` (a test would pass on a
 /// division by zero the table stores).
-/// Every field `R` reads must be a column ([`refuse_fields_without_column`]): an `Option` or
+/// Every field `R` reads must be a column (`refuse_fields_without_column`): an `Option` or
 /// `#[serde(default)]` field no column fills would read `None`, or its default, on every row.
 pub fn batches_to_rows<R: DeserializeOwned>(batches: &[RecordBatch]) -> Result<Vec<R>> {
     if let Some(batch) = batches.first() {

@@ -142,6 +142,15 @@ impl RunRecord {
             .map_or(super::Liveness::Unknown, |process| process.liveness())
     }
 
+    /// The pipelines this run row's run planned, in plan order (none on other rows, and on run
+    /// rows recorded before plans were).
+    pub fn planned_pipelines(&self) -> impl Iterator<Item = &str> {
+        self.planned
+            .as_deref()
+            .unwrap_or_default()
+            .split_whitespace()
+    }
+
     /// The process executing this run row's run, as recorded (`None` on other rows, and on run
     /// rows recorded before processes were).
     pub fn run_process(&self) -> Option<super::RunProcess> {

@@ -4,8 +4,11 @@
 
 mod attempt;
 mod backfill;
+mod config;
 mod cursor;
+mod ends;
 mod execute;
+mod guard;
 mod notify;
 mod plan;
 mod produce;
@@ -17,182 +20,29 @@ mod run_loop;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::watch;
 
 pub use backfill::{BackfillReport, MAX_BACKFILL_RUNS, Redo, backfill_times};
+pub use config::{PipelineOverride, RunConfig, SkipPolicy};
 pub use notify::{NotifyOn, Webhook, checked_url};
 pub use plan::{Direction, Order, Plan, SelectionError, plan, plan_excluding, select};
 pub use report::{PipelineResult, RunReport, Status};
 pub use retention::LEDGER_PRUNE_INTERVAL;
 pub use run_loop::{LoopRuns, MAX_FAILED_LOOP_RUNS};
 
-use crate::ctx::{RunInfo, Settings};
+use config::{Refresh, refuse_for_many_runs};
+use ends::{EndOnDrop, UnrecordedEnds};
+use guard::FUTURE_RUN_AT_MARGIN_MICROS;
+pub(crate) use guard::{is_beside_a_live_run, refuse_future_run_at};
+
+use crate::ctx::RunInfo;
 use crate::error::{Error, Result};
 use crate::graph::Registry;
 use crate::ledger::{Ledger, RunProcess, RunRecord};
 use crate::store::{PendingReader, Warehouse};
 use crate::table::Timestamp;
-
-/// A run refused because another process of this host runs some of its pipelines: a loop
-/// skips its tick, rather than count it as a run that could not start.
-#[derive(Debug)]
-struct BesideALiveRun(String);
-
-impl std::fmt::Display for BesideALiveRun {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for BesideALiveRun {}
-
-/// Whether `error` refused a run beside a live one ([`Orchestrator::run`]).
-pub(crate) fn is_beside_a_live_run(error: &Error) -> bool {
-    matches!(error, Error::Other(inner) if inner.is::<BesideALiveRun>())
-}
-
-/// How far back a run starting looks for one still going ([`Orchestrator::run`]): a day.
-const LIVE_RUN_LOOKBACK_MICROS: i64 = 24 * 3600 * 1_000_000;
-
-/// How far ahead of this host's clock a run's logical time may be without `force`: a little
-/// clock skew between hosts, not a typo.
-const FUTURE_RUN_AT_MARGIN_MICROS: i64 = 5 * 60 * 1_000_000;
-
-/// An error for a logical time in the future: every later run would get a logical time after
-/// it (runs are ordered by it), so a typo would shift the days of every run until then.
-pub(crate) fn refuse_future_run_at(run_at: Timestamp) -> Result<()> {
-    let now = Timestamp::now();
-    if run_at.0 > now.0.saturating_add(FUTURE_RUN_AT_MARGIN_MICROS) {
-        return Err(Error::msg(format!(
-            "the logical time {run_at} is in the future (it is {now}): every later run would \
-             get a logical time after it, not its own; give a past time, or --force if it is \
-             meant"
-        )));
-    }
-    Ok(())
-}
-
-/// When a pipeline is skipped because of its upstreams' failures. Only upstreams that are part
-/// of the run count.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum SkipPolicy {
-    /// Skip when any upstream in the run failed or was skipped (the default, as dbt, Dagster
-    /// and Airflow do): a pipeline never builds on an upstream that failed to refresh, and
-    /// `resume` (or a backfill run again) runs it after its upstream.
-    #[default]
-    Any,
-    /// Skip only when every upstream in the run failed or was skipped: a pipeline with one
-    /// upstream that succeeded runs on the others' previous tables, and is not run again by
-    /// `resume` once they are mended.
-    All,
-}
-
-/// Retry and timeout settings of one pipeline, overriding its declaration.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PipelineOverride {
-    /// Extra attempts.
-    pub retries: Option<u32>,
-    /// Time limit per attempt.
-    pub timeout: Option<Duration>,
-}
-
-/// How to run.
-#[derive(Clone, Debug)]
-pub struct RunConfig {
-    /// Targets and selectors (all pipelines when empty); see [`plan()`].
-    pub targets: Vec<String>,
-    /// Selectors of pipelines left out of the targets' (see [`plan_excluding`]).
-    pub exclude: Vec<String>,
-    /// Neighbours selected with plain names.
-    pub direction: Direction,
-    /// Grouping, and when pipelines start (see [`Order`]).
-    pub order: Order,
-    /// Pipelines running at once (1 is serial).
-    pub concurrency: usize,
-    /// On the first failure, stop starting pipelines and cancel running ones.
-    pub fail_fast: bool,
-    /// Skip pipelines whose upstreams failed (per `skip_policy`).
-    pub skip_downstream_on_failure: bool,
-    /// Which upstream failures skip a pipeline.
-    pub skip_policy: SkipPolicy,
-    /// Extra attempts for pipelines that declare none.
-    pub default_retries: u32,
-    /// Time limit per attempt for pipelines that declare none.
-    pub default_timeout: Option<Duration>,
-    /// Per-pipeline overrides of the declarations.
-    pub overrides: HashMap<String, PipelineOverride>,
-    /// First retry delay; doubled per attempt, capped by `max_retry_delay`, jittered down to
-    /// half of it at most.
-    pub retry_delay: Duration,
-    /// Cap of the retry delay (raised to `retry_delay` when that is longer).
-    pub max_retry_delay: Duration,
-    /// How long an attempt cut short (its time limit, fail-fast) is given to stop, and the
-    /// check of whether its write committed to answer, before the run goes on without them
-    /// (30 s; an aborted run's is 5 s at most). An attempt that has not stopped by then (it
-    /// blocks without awaiting) is left running, and its pipeline not started again until it
-    /// ends.
-    pub cut_wait: Duration,
-    /// A new run: go on although a full refresh or rebuild of its pipelines did not finish, and
-    /// accept a `run_at` in the future. A resume: resume a run recorded as running whose
-    /// process cannot be checked from here.
-    pub force: bool,
-    /// A resume: re-execute the pipelines that succeeded too (one whose write this run committed
-    /// is replayed from its commit, its sources not called again; one that committed nothing
-    /// runs again).
-    pub rerun_succeeded: bool,
-    /// Settings handed to pipelines.
-    pub settings: Settings,
-    /// The logical time of new runs (default: now), e.g. to backfill a past day.
-    pub run_at: Option<Timestamp>,
-    /// Read every `Changes<T>` input whole, as on a pipeline's first run, instead of the rows
-    /// new since its last success (and every file `Ctx::read_new_files` lists, ingested or
-    /// not): after an upstream table was recreated, vacuumed past the cursor or lost its log. Merge and SCD2 outputs take the rows again unchanged; an append
-    /// output gets them twice (clear it first, or set `rebuild`).
-    pub full_refresh: bool,
-    /// With `full_refresh`: a pipeline reading `Changes<T>` (or new files) into an append table
-    /// replaces that
-    /// table's rows with what it makes of its inputs read whole, in one commit, instead of
-    /// adding them again (Delta Live Tables' full refresh). Rows its upstreams no longer hold
-    /// (vacuumed, or lost with a recreated table) are then gone from it too.
-    pub rebuild: bool,
-    /// After the run (each run of a loop; a backfill does not prune: a backfill going on over
-    /// the times it pruned would be refused), prune the ledger of the runs that ended longer ago
-    /// than this ([`crate::ledger::Ledger::prune`]), at most once a day: not when this
-    /// orchestrator tried, or any process pruned runs, in the last [`LEDGER_PRUNE_INTERVAL`]. A
-    /// prune that fails is logged; the run's outcome stays. Not after a run the ledger could not
-    /// record.
-    pub ledger_retention: Option<Duration>,
-}
-
-impl Default for RunConfig {
-    fn default() -> RunConfig {
-        RunConfig {
-            targets: Vec::new(),
-            exclude: Vec::new(),
-            direction: Direction::None,
-            order: Order::ProcessFirst,
-            concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            fail_fast: false,
-            skip_downstream_on_failure: true,
-            skip_policy: SkipPolicy::Any,
-            default_retries: 0,
-            default_timeout: None,
-            overrides: HashMap::new(),
-            retry_delay: Duration::from_secs(1),
-            max_retry_delay: Duration::from_secs(60),
-            cut_wait: Duration::from_secs(30),
-            force: false,
-            rerun_succeeded: false,
-            settings: Settings::new(),
-            run_at: None,
-            full_refresh: false,
-            rebuild: false,
-            ledger_retention: None,
-        }
-    }
-}
 
 /// Runs pipelines of a registry over a warehouse.
 ///
@@ -258,20 +108,6 @@ pub enum Event {
     },
     /// A pipeline ended.
     Finished(PipelineResult),
-}
-
-impl RunConfig {
-    /// The plan this configuration selects from `registry` (no warehouse needed).
-    pub fn plan(&self, registry: &Registry) -> Result<Plan> {
-        plan_excluding(
-            registry,
-            &self.targets,
-            &self.exclude,
-            self.direction,
-            self.order,
-        )
-        .map_err(|e| Error::msg(e.to_string()))
-    }
 }
 
 impl Orchestrator {
@@ -502,155 +338,6 @@ impl Orchestrator {
             self.prune_ledger_if_due(retention).await;
         }
         report
-    }
-
-    /// An error naming a run of some of `plan`'s pipelines still going in another process of
-    /// this host (a cron run started while the last one runs): it would do all its work, then
-    /// fail at its writes, two runs of an incremental pipeline at once reading the same new
-    /// rows. Only runs started in the last day are looked for (a bounded read of the ledger), and
-    /// only a process this host can see alive refuses: a run recorded by another host, or by a
-    /// process that died, is left to the writes' own checks (a pod killed mid-run must not block
-    /// every later run). This process's own runs (an application running several at once) are
-    /// its own business.
-    async fn refuse_beside_a_live_run(&self, plan: &Plan) -> Result<()> {
-        let since = Timestamp(Timestamp::now().0 - LIVE_RUN_LOOKBACK_MICROS);
-        let here = RunProcess::current();
-        let planned: Vec<&str> = plan.pipelines().map(|p| p.name).collect();
-        for other in self.ledger.running_since(since).await? {
-            let Some(process) = other.run_process() else {
-                continue;
-            };
-            if process == here {
-                continue;
-            }
-            if process.liveness() != crate::ledger::Liveness::Alive {
-                continue;
-            }
-            let shared: Vec<&str> = other
-                .planned
-                .as_deref()
-                .unwrap_or_default()
-                .split_whitespace()
-                .filter(|name| planned.contains(name))
-                .collect();
-            if shared.is_empty() {
-                continue;
-            }
-            return Err(Error::Other(Box::new(BesideALiveRun(format!(
-                "run `{}` is still running ({process}, started {}) and executes {}: wait for it \
-                 to end, or run with --force (two runs of an incremental pipeline at once fail \
-                 at their writes)",
-                other.run_id,
-                other.started_at.to_rfc3339(),
-                shared.join(", ")
-            )))));
-        }
-        Ok(())
-    }
-
-    /// An error naming a full refresh or rebuild that did not finish and planned some of
-    /// `plan`'s pipelines: a run of them would take it for done (an incremental reader of a
-    /// rebuilt table would read its rows as new, and its `resume` would then skip them).
-    async fn refuse_over_unfinished_refresh(&self, plan: &Plan) -> Result<()> {
-        let planned: Vec<&str> = plan.pipelines().map(|p| p.name).collect();
-        let refreshes = self.ledger.refreshes().await?;
-        let plan_of = |run: &RunRecord| -> Vec<String> {
-            run.planned
-                .as_deref()
-                .unwrap_or_default()
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect()
-        };
-        for unfinished in refreshes.iter().filter(|r| r.status != "succeeded") {
-            let rebuild = unfinished.refresh.as_deref() == Some("rebuild");
-            // A pipeline that a later refresh of the same reach (a rebuild for a rebuild)
-            // finished is done with, whatever the unfinished one left.
-            // (Begun after the unfinished one's latest execution ended: a resume of it since
-            // may have refreshed its tables again.)
-            let ended = unfinished.finished_at.unwrap_or(unfinished.started_at);
-            let mut redone: Vec<String> = Vec::new();
-            for later in refreshes.iter().filter(|r| {
-                r.started_at.0 > ended.0
-                    && r.status == "succeeded"
-                    && (!rebuild || r.refresh.as_deref() == Some("rebuild"))
-            }) {
-                if later.execution.unwrap_or(1) > 1 {
-                    // Resumed: its latest execution planned only what it ran again; each of its
-                    // executions begun after the unfinished one ended redid its own plan.
-                    let executions = self.ledger.run(&later.run_id).await?;
-                    redone.extend(
-                        executions
-                            .iter()
-                            .filter(|r| r.kind == "run" && r.started_at.0 > ended.0)
-                            .flat_map(plan_of),
-                    );
-                } else {
-                    redone.extend(plan_of(later));
-                }
-            }
-            let shared: Vec<&str> = unfinished
-                .planned
-                .as_deref()
-                .unwrap_or_default()
-                .split_whitespace()
-                .filter(|name| planned.contains(name) && !redone.iter().any(|r| r == name))
-                .collect();
-            if shared.is_empty() {
-                continue;
-            }
-            let kind = match unfinished.refresh.as_deref() {
-                Some("rebuild") => "--rebuild",
-                _ => "--full-refresh",
-            };
-            // Recorded as running by a process that cannot be checked from here (another host
-            // or container), or began over a day ago: it may still run, and a resume beside it
-            // would refresh its tables twice at once. (One whose process is gone died.)
-            let liveness = unfinished.process_liveness();
-            if unfinished.status == "running" && liveness != crate::ledger::Liveness::Gone {
-                let by = unfinished
-                    .run_process()
-                    .map(|process| format!(" by {process}"))
-                    .unwrap_or_default();
-                if liveness == crate::ledger::Liveness::Alive {
-                    // Begun over a day ago (past the live-run check's look back): a loop skips
-                    // its ticks beside it as beside any live run.
-                    return Err(Error::Other(Box::new(BesideALiveRun(format!(
-                        "run `{}`, a {kind} of {}, is still running{by} (started {}): wait for \
-                         it to end, or run with --force to go on without it",
-                        unfinished.run_id,
-                        shared.join(", "),
-                        unfinished.started_at.to_rfc3339()
-                    )))));
-                }
-                return Err(Error::msg(format!(
-                    "run `{}`, a {kind} of {}, is recorded as running{by} (started {}), by a \
-                     process that cannot be checked from here: if it still runs, wait for it to \
-                     end; if its process died, resume it (`orchestrate resume {} --force`), or \
-                     run with --force to go on without it",
-                    unfinished.run_id,
-                    shared.join(", "),
-                    unfinished.started_at.to_rfc3339(),
-                    unfinished.run_id
-                )));
-            }
-            return Err(Error::msg(format!(
-                "run `{}`, a {kind} of {}, did not finish ({}): resume it first (`orchestrate \
-                 resume {}`), or run with --force to go on without it",
-                unfinished.run_id,
-                shared.join(", "),
-                unfinished.status,
-                unfinished.run_id
-            )));
-        }
-        Ok(())
-    }
-
-    /// Appends the end rows of earlier runs that could not be recorded (kept for the next try
-    /// when they still cannot be): before a run, a resume or a backfill starts, and when a loop
-    /// ends.
-    pub(crate) async fn record_unrecorded_ends(&self) {
-        append_unrecorded_ends(&self.ledger, &self.unrecorded_ends).await;
     }
 
     /// The first sequence of a ledger without runs: 1, or one more than the latest any
@@ -897,115 +584,6 @@ impl Orchestrator {
     }
 }
 
-/// The end rows of runs not in the ledger yet (see [`Orchestrator::record_unrecorded_ends`]).
-#[derive(Clone, Default)]
-struct UnrecordedEnds {
-    /// The ends to append; held by whoever appends (a run's end, the queue), so that each end
-    /// is appended once and a later run finds an earlier end appended or queued.
-    queue: Arc<tokio::sync::Mutex<Vec<RunRecord>>>,
-    /// Ends queued without waiting for `queue` (a `Drop` cannot wait): moved into it by
-    /// whoever holds it next.
-    waiting: Arc<std::sync::Mutex<Vec<RunRecord>>>,
-}
-
-impl UnrecordedEnds {
-    /// The queue, held, with the ends queued without waiting moved into it.
-    async fn lock(&self) -> tokio::sync::OwnedMutexGuard<Vec<RunRecord>> {
-        let mut queue = Arc::clone(&self.queue).lock_owned().await;
-        let waiting = std::mem::take(
-            &mut *self
-                .waiting
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        queue.extend(waiting);
-        queue
-    }
-
-    /// Queues `ends` at once, whoever holds the queue: the next to hold it takes them.
-    fn queue_now(&self, ends: impl IntoIterator<Item = RunRecord>) {
-        self.waiting
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend(ends);
-    }
-}
-
-/// Appends the run ends `unrecorded` holds, but those the ledger has already (a failed append
-/// may have committed): [`Orchestrator::record_unrecorded_ends`].
-async fn append_unrecorded_ends(ledger: &Ledger, unrecorded: &UnrecordedEnds) {
-    let mut ends = unrecorded.lock().await;
-    if ends.is_empty() {
-        return;
-    }
-    // A failed append may have committed (the ledger could not tell): a run whose end row
-    // is there has the rest of its rows too (one commit), which are not appended again.
-    let runs: std::collections::BTreeSet<(String, Option<i32>)> = ends
-        .iter()
-        .filter(|r| r.kind == "run")
-        .map(|r| (r.run_id.clone(), r.execution))
-        .collect();
-    for (run_id, execution) in runs {
-        let Ok(recorded) = ledger.run(&run_id).await else {
-            continue;
-        };
-        let ended = recorded
-            .iter()
-            .any(|r| r.kind == "run" && r.execution == execution && r.finished_at.is_some());
-        if ended {
-            ends.retain(|r| !(r.run_id == run_id && r.execution == execution));
-        }
-    }
-    if ends.is_empty() {
-        return;
-    }
-    match ledger.append(&ends).await {
-        Ok(()) => {
-            for end in ends.iter().filter(|r| r.kind == "run") {
-                tracing::info!(run_id = %end.run_id, status = %end.status, "recorded the end of an earlier run, which could not be recorded when it ended");
-            }
-            ends.clear();
-        }
-        Err(error) => {
-            tracing::error!(%error, "the ends of earlier runs still cannot be recorded in lakehouse.runs");
-        }
-    }
-}
-
-/// Records a run's end as cancelled when its execution is dropped before it ends.
-struct EndOnDrop {
-    ledger: Ledger,
-    unrecorded: UnrecordedEnds,
-    /// The run's start row; `None` once the execution ended (it records its own end).
-    start: Option<RunRecord>,
-    started: Instant,
-}
-
-impl Drop for EndOnDrop {
-    fn drop(&mut self) {
-        let Some(start) = self.start.take() else {
-            return;
-        };
-        let end = RunRecord {
-            status: Status::Cancelled.as_str().to_owned(),
-            finished_at: Some(Timestamp::now()),
-            duration_ms: Some(self.started.elapsed().as_millis() as i64),
-            error: Some("the run's execution was dropped by its caller before it ended".to_owned()),
-            ..start
-        };
-        tracing::warn!(run_id = %end.run_id, "the run was dropped before it ended: recording it as cancelled");
-        // Queued at once, so that this orchestrator's next run or resume records it first (if
-        // the task below has not, which holds the queue while it appends).
-        self.unrecorded.queue_now([end]);
-        let (ledger, unrecorded) = (self.ledger.clone(), self.unrecorded.clone());
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                append_unrecorded_ends(&ledger, &unrecorded).await;
-            });
-        }
-    }
-}
-
 /// Which execution of a run [`Orchestrator::execute_run`] makes.
 struct Execution {
     /// 1, then one more per resume.
@@ -1061,67 +639,4 @@ fn run_id(sequence: i64, run_at: Timestamp) -> String {
         .map(|t| t.format("%Y%m%dT%H%M%SZ").to_string())
         .unwrap_or_default();
     format!("r{sequence:06}-{time}-{:08x}", rand::random::<u32>())
-}
-
-/// How a run reads its incremental inputs, when not from where they were last read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Refresh {
-    /// [`RunConfig::full_refresh`].
-    Full,
-    /// [`RunConfig::rebuild`].
-    Rebuild,
-}
-
-impl Refresh {
-    /// The refresh `config` asks for, if any.
-    fn of(config: &RunConfig) -> Option<Refresh> {
-        if config.rebuild {
-            Some(Refresh::Rebuild)
-        } else if config.full_refresh {
-            Some(Refresh::Full)
-        } else {
-            None
-        }
-    }
-
-    /// Its name in `lakehouse.runs.refresh`.
-    fn as_str(self) -> &'static str {
-        match self {
-            Refresh::Full => "full",
-            Refresh::Rebuild => "rebuild",
-        }
-    }
-
-    /// The refresh named `name` in `lakehouse.runs.refresh`.
-    fn parse(name: &str) -> Option<Refresh> {
-        [Refresh::Full, Refresh::Rebuild]
-            .into_iter()
-            .find(|refresh| refresh.as_str() == name)
-    }
-}
-
-/// Refuses the settings of one run in a config for many (`what`: a loop, a backfill): one
-/// logical time would be every run's (`why` the runs have their own), and a full refresh or
-/// rebuild would read every input whole at each run (an append table getting its rows again).
-fn refuse_for_many_runs(config: &RunConfig, what: &str, why: &str) -> Result<()> {
-    let one_run = [
-        (config.run_at.is_some(), "`run_at`", why),
-        (
-            config.full_refresh,
-            "`full_refresh`",
-            "each run would read its inputs whole again",
-        ),
-        (
-            config.rebuild,
-            "`rebuild`",
-            "each run would rebuild its tables again",
-        ),
-    ];
-    match one_run.iter().find(|(set, ..)| *set) {
-        Some((_, field, reason)) => Err(Error::msg(format!(
-            "{what} cannot take {field} (a setting of one run): {reason}; make that run on its \
-             own, before it"
-        ))),
-        None => Ok(()),
-    }
 }
