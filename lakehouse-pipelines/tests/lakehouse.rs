@@ -270,10 +270,10 @@ async fn two_runs_and_a_replay() {
     assert_eq!(current_per_key, 0, "one current row per customer");
     // Joined as the README says, on the current version, a dimension gives each fact one row,
     // however many versions it keeps (each customer has two by now).
-    for (dimension, key) in [
-        ("gold.dim_customer", "customer_key"),
-        ("gold.dim_product", "product_key"),
-        ("gold.dim_store", "store_key"),
+    for (dimension, key, attribute) in [
+        ("gold.dim_customer", "customer_key", "customer_name"),
+        ("gold.dim_product", "product_key", "brand"),
+        ("gold.dim_store", "store_key", "store_name"),
     ] {
         let joined = scalar(
             &warehouse,
@@ -285,21 +285,30 @@ async fn two_runs_and_a_replay() {
         )
         .await;
         assert_eq!(joined, 200, "one current {dimension} row per sale");
-        // As of the sale's day, as the README says: the version then, or the first one for a
-        // sale older than it (every sale here is: a version opens when a run sees it).
-        let as_of = scalar(
-            &warehouse,
-            &all,
-            &format!(
+        // As the line was loaded, as the README says: the version its run wrote (the first
+        // for a line older than its dimension), one per sale, with the sale's own attributes
+        // (every customer, two products and a store change name at every run; a join on the
+        // sale's day would give run 2's lines run 1's versions).
+        let as_loaded = |select: &str| {
+            format!(
                 "WITH d AS (SELECT *, min(valid_from) OVER (PARTITION BY {key}) AS first_from \
                  FROM {dimension}) \
-                 SELECT count(*) FROM gold.fact_sales f JOIN d ON d.{key} = f.{key} \
-                 AND (d.valid_from <= CAST(to_date(f.date_key, '%Y%m%d') AS TIMESTAMP) OR d.valid_from = d.first_from) \
-                 AND (d.valid_to IS NULL OR CAST(to_date(f.date_key, '%Y%m%d') AS TIMESTAMP) < d.valid_to)"
-            ),
+                 SELECT {select} FROM gold.fact_sales f JOIN d ON d.{key} = f.{key} \
+                 AND (d.valid_from <= f.run_at OR d.valid_from = d.first_from) \
+                 AND (d.valid_to IS NULL OR f.run_at < d.valid_to) \
+                 JOIN silver.erp_sales_transactions s \
+                 ON s.order_id = f.order_id AND s.order_line = f.order_line"
+            )
+        };
+        let as_of = scalar(&warehouse, &all, &as_loaded("count(*)")).await;
+        assert_eq!(as_of, 200, "one {dimension} version per sale as loaded");
+        let not_its_own = scalar(
+            &warehouse,
+            &all,
+            &as_loaded(&format!("count(*) FILTER (WHERE d.{attribute} <> s.{attribute})")),
         )
         .await;
-        assert_eq!(as_of, 200, "one {dimension} version per sale as of its day");
+        assert_eq!(not_its_own, 0, "{dimension}: each sale's version is the one it came with");
     }
     // Every generated order is one line, and no two runs share an order id: the daily orders add
     // up to the lines.

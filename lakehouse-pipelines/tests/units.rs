@@ -41,7 +41,7 @@ async fn a_free_sale_line_has_no_discount_percentage_and_fails_nothing() {
     let sales = test
         .frame::<SilverErpSales, _>(&[sale(1, 0), sale(2, 1000)])
         .expect("sales");
-    let output = fact_sales(sales, test.ctx()).await.expect("the pipeline");
+    let output = fact_sales(sales).await.expect("the pipeline");
     let mut amounts: Vec<Amounts> = rows(output).await.expect("a free line divides by nothing");
     amounts.sort_by_key(|a| a.order_id);
     assert_eq!(
@@ -56,6 +56,52 @@ async fn a_free_sale_line_has_no_discount_percentage_and_fails_nothing() {
                 order_id: 2,
                 total_price: Some(Decimal(2000)),
                 discount_pct: Some(Decimal(500)),
+            },
+        ]
+    );
+}
+
+/// The time of a fact row.
+#[derive(Deserialize, Debug, PartialEq)]
+struct Loaded {
+    order_id: i64,
+    run_at: Timestamp,
+}
+
+#[tokio::test]
+async fn a_sale_fact_keeps_the_run_that_ingested_its_line() {
+    // Written by a later run (the facts failed in the line's own run, say), a fact still joins
+    // the dimension versions its line came with: its `run_at` is the line's.
+    let later = Timestamp(TEST_RUN_AT.0 + 86_400_000_000);
+    let test = TestContext::new("fact_sales")
+        .expect("context")
+        .with_run_at(later);
+    let sale = |order_id, run_at| Sale {
+        order_id,
+        order_line: 1,
+        quantity: Some(1),
+        unit_price: Some(Decimal(1000)),
+        discount: Some(Decimal(0)),
+        cost: Some(Decimal(100)),
+        run_at,
+    };
+    let sales = test
+        .frame::<SilverErpSales, _>(&[sale(1, TEST_RUN_AT), sale(2, later)])
+        .expect("sales");
+    let mut loaded: Vec<Loaded> = rows(fact_sales(sales).await.expect("the pipeline"))
+        .await
+        .expect("rows");
+    loaded.sort_by_key(|l| l.order_id);
+    assert_eq!(
+        loaded,
+        [
+            Loaded {
+                order_id: 1,
+                run_at: TEST_RUN_AT,
+            },
+            Loaded {
+                order_id: 2,
+                run_at: later,
             },
         ]
     );
@@ -80,7 +126,7 @@ async fn a_line_whose_amounts_do_not_fit_the_facts_leaves_them_null_and_fails_no
         sale(3, 2, 1000, 50),
     ];
     let sales = test.frame::<SilverErpSales, _>(&lines).expect("sales");
-    let output = fact_sales(sales, test.ctx()).await.expect("the pipeline");
+    let output = fact_sales(sales).await.expect("the pipeline");
     let mut amounts: Vec<Amounts> = rows(output).await.expect("no overflow fails the run");
     amounts.sort_by_key(|a| a.order_id);
     assert_eq!(

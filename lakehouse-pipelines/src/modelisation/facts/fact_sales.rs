@@ -48,7 +48,8 @@ pub struct FactSales {
     pub discount_pct: Option<Decimal<10, 2>>,
     /// total price − cost: the gross margin, before the discount
     pub profit: Option<Decimal<12, 2>>,
-    /// Logical time of the run that wrote the row
+    /// Logical time of the run that ingested the line (its silver row's): the dimensions'
+    /// versions that run wrote are the attributes the line was loaded with
     pub run_at: Timestamp,
 }
 
@@ -65,7 +66,7 @@ fn fitting_decimal(expr: Expr, precision: u8, scale: i8) -> Expr {
 /// Every sale line with its dimension keys, computed from the same business keys as the
 /// dimensions so every key resolves, and its derived amounts.
 #[pipeline(depends_on = [silver_erp_sales_transactions, dim_customer, dim_product, dim_store, dim_promo, dim_date])]
-pub async fn fact_sales(sales: Frame<SilverErpSales>, cx: &Ctx) -> Result<Frame<FactSales>> {
+pub async fn fact_sales(sales: Frame<SilverErpSales>) -> Result<Frame<FactSales>> {
     use SilverErpSales as s;
     let total = fitting_decimal(s::quantity.expr() * s::unit_price.expr(), 12, 2);
     // A free line (price 0) has no discount percentage: NULL, not a division by zero that
@@ -95,6 +96,6 @@ pub async fn fact_sales(sales: Frame<SilverErpSales>, cx: &Ctx) -> Result<Frame<
         total_price: typed::<Option<Decimal<12, 2>>>(total.clone()),
         discount_pct: typed::<Option<Decimal<10, 2>>>(discount_pct),
         profit: typed::<Option<Decimal<12, 2>>>(fitting_decimal(total - s::cost.expr(), 12, 2)),
-        run_at: cx.run_at(),
+        run_at: s::run_at,
     })
 }
