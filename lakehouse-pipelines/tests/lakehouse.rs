@@ -305,10 +305,15 @@ async fn two_runs_and_a_replay() {
         let not_its_own = scalar(
             &warehouse,
             &all,
-            &as_loaded(&format!("count(*) FILTER (WHERE d.{attribute} <> s.{attribute})")),
+            &as_loaded(&format!(
+                "count(*) FILTER (WHERE d.{attribute} <> s.{attribute})"
+            )),
         )
         .await;
-        assert_eq!(not_its_own, 0, "{dimension}: each sale's version is the one it came with");
+        assert_eq!(
+            not_its_own, 0,
+            "{dimension}: each sale's version is the one it came with"
+        );
     }
     // Every generated order is one line, and no two runs share an order id: the daily orders add
     // up to the lines.

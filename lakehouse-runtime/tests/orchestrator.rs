@@ -300,6 +300,25 @@ pub async fn tick_versions(t: Frame<Ticks>) -> Result<Frame<TickVersions>> {
     })
 }
 
+/// One key, labelled by setting `label` (`a` when unset): the same row at every run unless told.
+#[derive(Table)]
+#[table(schema = "silver", name = "steady_versions", key(n), mode = scd2)]
+pub struct SteadyVersions {
+    pub n: i64,
+    pub label: String,
+}
+
+#[pipeline]
+pub async fn steady_versions(cx: &Ctx) -> Result<Frame<SteadyVersions>> {
+    #[derive(Serialize)]
+    struct Row {
+        n: i64,
+        label: String,
+    }
+    let label = cx.settings().get("label").unwrap_or("a").to_owned();
+    cx.frame_from_rows(&[Row { n: 1, label }])
+}
+
 /// Fails on its first call in each test, then succeeds.
 #[pipeline(depends_on = [ticks], retries = 2)]
 pub async fn flaky(t: Frame<Ticks>, cx: &Ctx) -> Result<Frame<Flaky>> {
@@ -4147,6 +4166,70 @@ async fn a_backfill_before_an_scd2_history_is_refused_before_any_run() {
         .await
         .expect("backfill");
     assert!(done.completed && done.runs.len() == 2);
+}
+
+#[tokio::test]
+async fn an_scd2_history_reaches_a_later_run_that_changed_nothing() {
+    // Day 1 writes the row, day 9 finds it unchanged (no version, no commit): a run at day 5
+    // with another label would close day 1's version at day 5 and make it current, though day
+    // 9 saw `a`. Refused, by the run and by a backfill, as before a version of day 9.
+    let wh = TempWarehouse::new();
+    let at = |text: &str| Timestamp::parse(text).expect("time");
+    let orchestrator = Orchestrator::new(registry(&["steady_versions"]), wh.warehouse.clone());
+    let run_at = |day: &str| RunConfig {
+        run_at: Some(at(day)),
+        ..RunConfig::default()
+    };
+    for day in ["2026-11-01T00:00:00Z", "2026-11-09T00:00:00Z"] {
+        let run = orchestrator.run(&run_at(day)).await.expect("run");
+        assert!(run.succeeded(), "{}", run.render(false));
+    }
+    let table = SteadyVersions::DEF;
+    let version = wh.warehouse.version(table).await.expect("version");
+    let mut changed = run_at("2026-11-05T00:00:00Z");
+    changed.settings.set("label", "b");
+    let run = orchestrator.run(&changed).await.expect("a run that fails");
+    let result = run.result("steady_versions").expect("its result");
+    assert_eq!(result.status, Status::Failed);
+    assert_eq!(result.attempts, 1, "a refusal is not retried");
+    assert_eq!(
+        result.error.as_deref(),
+        Some(
+            "SCD2 table silver.steady_versions: its history already reaches \
+             2026-11-09T00:00:00Z (a run then found its rows unchanged, so no version shows it), \
+             later than this run's run_at 2026-11-05T00:00:00Z; versions are written in time \
+             order, so a past run_at cannot follow later runs (rebuild the table to replay its \
+             history)"
+        )
+    );
+    assert_eq!(
+        wh.warehouse.version(table).await.expect("version"),
+        version,
+        "nothing written"
+    );
+    let days = lakehouse_runtime::orchestrator::backfill_times(
+        at("2026-11-05T00:00:00Z"),
+        at("2026-11-06T00:00:00Z"),
+        Duration::from_secs(86_400),
+    )
+    .expect("times");
+    let refused = orchestrator
+        .backfill(&RunConfig::default(), &days, Redo::All, |_| {})
+        .await
+        .expect_err("refused");
+    assert!(
+        refused.to_string().contains(
+            "`steady_versions` writes SCD2 table silver.steady_versions, whose history reaches \
+             2026-11-09T00:00:00Z, at 2026-11-05T00:00:00Z"
+        ),
+        "{refused}"
+    );
+    // A rerun at the latest time is no going back.
+    let rerun = orchestrator
+        .run(&run_at("2026-11-09T00:00:00Z"))
+        .await
+        .expect("rerun");
+    assert!(rerun.succeeded(), "{}", rerun.render(false));
 }
 
 #[tokio::test]

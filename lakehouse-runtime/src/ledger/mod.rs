@@ -831,6 +831,23 @@ impl Ledger {
         Ok(rows::<End>(df).await?.into_iter().find_map(|end| end.ended))
     }
 
+    /// The latest logical time at which `pipeline` succeeded, in any run (a backfill's
+    /// included), if it has: an SCD2 output is as its inputs were then, though a run that
+    /// changed nothing wrote no row saying so.
+    pub(crate) async fn latest_success_run_at(&self, pipeline: &str) -> Result<Option<Timestamp>> {
+        use datafusion::functions_aggregate::expr_fn::max;
+        #[derive(serde::Deserialize)]
+        struct Latest {
+            run_at: Option<Timestamp>,
+        }
+        let df = self
+            .pipeline_successes()
+            .await?
+            .filter(col("pipeline").eq(lit(pipeline)))?
+            .aggregate(vec![], vec![max(col("run_at")).alias("run_at")])?;
+        Ok(rows::<Latest>(df).await?.into_iter().find_map(|l| l.run_at))
+    }
+
     /// The successful pipeline attempts of the runs table.
     async fn pipeline_successes(&self) -> Result<DataFrame> {
         Ok(self.records().await?.filter(

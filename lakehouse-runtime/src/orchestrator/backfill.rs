@@ -227,11 +227,13 @@ impl Orchestrator {
             let Some(first) = self.first_write_at(name, run_ats, history, redo).await? else {
                 continue;
             };
-            if let Some(reaches) = self
+            // (Or its pipeline's latest success: a run that changed nothing wrote no version.)
+            let stored = self
                 .warehouse
                 .scd2_history_past(pipeline.output, first)
-                .await?
-            {
+                .await?;
+            let succeeded = self.ledger.latest_success_run_at(name).await?;
+            if let Some(reaches) = stored.max(succeeded.filter(|t| t.0 > first.0)) {
                 refused.push((*name, pipeline.output.qualified_name(), reaches, first));
             }
         }

@@ -312,6 +312,16 @@ async fn produce_with(
             .map_err(|e| Error::msg(format!("cannot list the files read: {e}")))?;
         metadata.insert(INGESTED_FILES_KEY.to_owned(), listed);
     }
+    // An SCD2 history reaches the pipeline's latest success, though a run that found the rows
+    // unchanged wrote no version saying so.
+    let history_reaches = if pipeline.output.mode == crate::table::WriteMode::Scd2 {
+        orchestrator
+            .ledger()
+            .latest_success_run_at(pipeline.name)
+            .await?
+    } else {
+        None
+    };
     let options = WriteOptions {
         transaction: Some((pipeline.name.to_owned(), run.sequence)),
         run_at: Some(run.run_at),
@@ -324,6 +334,7 @@ async fn produce_with(
         replace: kind.rebuild && (reads_new_files || pipeline.inputs.iter().any(|i| i.incremental)),
         read_after,
         replaces_version: None,
+        history_reaches,
     };
     // The run is in the ledger before any of its writes.
     orchestrator.start_recorded(&run.run_id).await;

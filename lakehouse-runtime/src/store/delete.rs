@@ -83,7 +83,7 @@ impl Warehouse {
         }
         if table.mode == WriteMode::Scd2 {
             // Closing at a run_at before the history's end would end versions before they began.
-            super::scd2::refuse_going_back(session, table, &delta, run_at).await?;
+            super::scd2::refuse_going_back(session, table, &delta, run_at, None).await?;
         }
         let keys = keys.select(key_columns(table))?.distinct()?;
         let commit = CommitTags::transaction(transaction);

@@ -37,20 +37,32 @@ fn column(name: &str) -> Expr {
 /// versions that overlap the later ones. History is written in time order. The latest bound is
 /// read from the file statistics of `delta`, the table as loaded for this write (to the
 /// millisecond); only files without statistics make it a scan.
+/// `reaches`: a later time the history is known to reach than the rows say (see
+/// [`WriteOptions::history_reaches`](super::WriteOptions::history_reaches)).
 pub(crate) async fn refuse_going_back(
     session: &SessionContext,
     table: &'static TableDef,
     delta: &DeltaTable,
     run_at: Timestamp,
+    reaches: Option<Timestamp>,
 ) -> Result<()> {
-    match history_bound(session, table, delta, run_at).await? {
-        Some(latest) if latest > run_at.0 => Err(Error::Refused(format!(
-            "SCD2 table {}: its history already reaches {}, later than this run's run_at \
-             {run_at}; versions are written in time order, so a past run_at cannot follow later \
-             runs (rebuild the table to replay its history)",
-            table.qualified_name(),
-            Timestamp(latest)
-        ))),
+    let stored = history_bound(session, table, delta, run_at).await?;
+    match stored.max(reaches.map(|t| t.0)) {
+        Some(latest) if latest > run_at.0 => {
+            // Said when only the run that found the rows unchanged is later: no row shows it.
+            let unchanged = if stored.is_none_or(|stored| stored <= run_at.0) {
+                " (a run then found its rows unchanged, so no version shows it)"
+            } else {
+                ""
+            };
+            Err(Error::Refused(format!(
+                "SCD2 table {}: its history already reaches {}{unchanged}, later than this \
+                 run's run_at {run_at}; versions are written in time order, so a past run_at \
+                 cannot follow later runs (rebuild the table to replay its history)",
+                table.qualified_name(),
+                Timestamp(latest)
+            )))
+        }
         _ => Ok(()),
     }
 }
@@ -149,6 +161,8 @@ async fn history_bound_by_scan(
 pub(crate) struct Scd2Write {
     /// The run's logical time: the validity bound of what it closes and opens.
     pub run_at: Timestamp,
+    /// [`WriteOptions::history_reaches`](super::WriteOptions::history_reaches).
+    pub history_reaches: Option<Timestamp>,
     /// Keys to close.
     pub deletions: Deletions,
     /// What its commit records.
@@ -166,11 +180,12 @@ pub(crate) async fn merge(
 ) -> Result<WriteOutcome> {
     let Scd2Write {
         run_at,
+        history_reaches,
         deletions,
         commit,
     } = write;
     let qualified_name = table.qualified_name();
-    refuse_going_back(session, table, &delta, run_at).await?;
+    refuse_going_back(session, table, &delta, run_at, history_reaches).await?;
     // A key both written and closed is closed; a key listed twice is closed once.
     let (source, deletions) = match deletions {
         Deletions::Keys(keys) => {

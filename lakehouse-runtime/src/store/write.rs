@@ -65,6 +65,11 @@ pub struct WriteOptions {
     /// never read); read again and retry. (An append landing while the write encodes is not
     /// among the files it replaces: its rows stay.) `None`: not checked.
     pub replaces_version: Option<u64>,
+    /// For an SCD2 table: a later time its history is known to reach than its rows say (the
+    /// orchestrator gives its pipeline's latest success, which found the rows as they were and,
+    /// changing nothing, wrote no version). A write at an earlier `run_at` is refused, as one
+    /// before its rows' history is. `None`: the rows alone tell.
+    pub history_reaches: Option<Timestamp>,
 }
 
 /// What a write did.
@@ -343,6 +348,7 @@ impl Warehouse {
                 let source = dedupe(source, table)?;
                 let write = super::scd2::Scd2Write {
                     run_at,
+                    history_reaches: options.history_reaches,
                     deletions: options.deletions,
                     commit,
                 };
