@@ -496,3 +496,89 @@ async fn silver_erp_drops_lines_without_a_product_or_quantity_and_counts_what_it
     ids.sort();
     assert_eq!(ids, kept_ids);
 }
+
+/// A silver sale's place in time, and its price.
+#[derive(Serialize)]
+struct DatedSale {
+    order_id: i64,
+    order_line: i32,
+    order_date: Option<Date>,
+    customer_id: Option<String>,
+    product_id: Option<String>,
+    store_id: Option<String>,
+    quantity: Option<i32>,
+    unit_price: Option<Decimal<10, 2>>,
+    cost: Option<Decimal<10, 2>>,
+    run_at: Timestamp,
+}
+
+/// The `date_key` of a fact row.
+#[derive(Deserialize, Debug, PartialEq)]
+struct Dated {
+    order_id: i64,
+    date_key: Option<String>,
+}
+
+#[tokio::test]
+async fn a_sale_dated_outside_the_calendar_is_counted_and_placed_on_no_day() {
+    // 1969-12-31 and 2100-01-01 are days `dim_date` lacks: a fact naming them would fail its
+    // foreign-key check, and block the facts at every run from then on.
+    let test = TestContext::new("fact_sales").expect("context");
+    let day = |text: &str| Date::parse(text).expect("a date");
+    let sale = |order_id, order_date: Option<Date>, unit_price: Option<i128>| DatedSale {
+        order_id,
+        order_line: 1,
+        order_date,
+        customer_id: Some("CUST1".to_owned()),
+        product_id: Some("PROD1".to_owned()),
+        store_id: Some("STORE1".to_owned()),
+        quantity: Some(1),
+        unit_price: unit_price.map(Decimal),
+        cost: unit_price.map(Decimal),
+        run_at: TEST_RUN_AT,
+    };
+    let lines = [
+        sale(1, Some(day("1969-12-31")), Some(100)),
+        sale(2, Some(day("1970-01-01")), Some(100)),
+        sale(3, Some(day("2099-12-31")), Some(100)),
+        sale(4, Some(day("2100-01-01")), Some(100)),
+        sale(5, Some(day("2026-01-15")), None),
+    ];
+    let sales = test.frame::<SilverErpSales, _>(&lines).expect("sales");
+    let mut dated: Vec<Dated> = rows(fact_sales(sales).await.expect("the pipeline"))
+        .await
+        .expect("rows");
+    dated.sort_by_key(|d| d.order_id);
+    let keys: Vec<Option<&str>> = dated.iter().map(|d| d.date_key.as_deref()).collect();
+    assert_eq!(
+        keys,
+        [
+            None,
+            Some("19700101"),
+            Some("20991231"),
+            None,
+            Some("20260115")
+        ]
+    );
+    // Silver keeps them, and counts them: out of the calendar, and without a price.
+    let sales = test.frame::<SilverErpSales, _>(&lines).expect("sales");
+    let (kept, findings) =
+        lakehouse_runtime::quality::apply_expectations(SilverErpSales::DEF, sales.into_dataframe())
+            .await
+            .expect("checked");
+    assert_eq!(kept.count().await.expect("count"), 5, "kept");
+    let mut failing: Vec<(String, i64)> = findings
+        .iter()
+        .map(|(finding, _)| {
+            (
+                finding.column.clone().unwrap_or_default(),
+                finding.failing_rows,
+            )
+        })
+        .collect();
+    failing.sort();
+    assert_eq!(
+        failing,
+        [("in_calendar".to_owned(), 2), ("priced".to_owned(), 1)]
+    );
+}

@@ -51,10 +51,11 @@ pub struct BronzeErpSales {
 
 /// Cleaned ERP sales transactions, one row per (order, line). A line without a product or a
 /// positive quantity is dropped, and counted in `lakehouse.quality_issues`; a line without a
-/// date, store or customer, or with a negative amount, is kept and counted (the facts and the
-/// daily aggregate leave out what they cannot place), as is one whose amounts do not fit the
-/// facts' decimals (its gross amount 10 billion or more, its discount a million times its price:
-/// NULL there).
+/// date (or dated outside the calendar, 1970 through 2099), store or customer, without a price
+/// or a cost, or with a negative amount, is kept and counted (the facts and the daily aggregate
+/// leave out what they cannot place or price), as is one whose amounts do not fit the facts'
+/// decimals (its gross amount 10 billion or more, its discount a million times its price: NULL
+/// there).
 #[derive(Table)]
 #[table(schema = "silver", name = "erp_sales_transactions", key(order_id, order_line), mode = merge,
         expect(name = "has_product", expr = "product_id IS NOT NULL", on_fail = drop),
@@ -62,6 +63,9 @@ pub struct BronzeErpSales {
                on_fail = drop),
         expect(name = "placed", expr = "order_date IS NOT NULL AND store_id IS NOT NULL AND \
                                         customer_id IS NOT NULL"),
+        expect(name = "in_calendar",
+               expr = "order_date >= DATE '1970-01-01' AND order_date <= DATE '2099-12-31'"),
+        expect(name = "priced", expr = "unit_price IS NOT NULL AND cost IS NOT NULL"),
         expect(name = "amounts_not_negative",
                expr = "unit_price >= 0 AND discount >= 0 AND cost >= 0"),
         expect(name = "line_fits",

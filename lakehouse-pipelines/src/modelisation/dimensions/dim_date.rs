@@ -35,6 +35,19 @@ pub struct DimDate {
 /// The last year of the calendar, unless a run is later still.
 const LAST_YEAR: i32 = 2099;
 
+/// The `date_key` of `date` (a `Date` expression), NULL outside the days the calendar always
+/// holds (1970 through 2099): a fact dated outside would name a day the dimension lacks, and
+/// its foreign-key check would block every write of the facts from then on.
+pub fn calendar_date_key(date: Expr) -> Result<Typed<Option<String>>> {
+    let day = |text: &str| cast(lit(text), DataType::Date32);
+    let within = date
+        .clone()
+        .gt_eq(day("1970-01-01"))
+        .and(date.clone().lt_eq(day(&format!("{LAST_YEAR}-12-31"))));
+    let key = when(within, to_char(date, lit("%Y%m%d"))).end()?;
+    Ok(typed::<Option<String>>(key))
+}
+
 /// The days from 1970-01-01 through 2099-12-31 (or December 31st of the year after `run_at`'s,
 /// if later). A fixed end: ending at the run's next year, a backfill of a past day would shrink
 /// the table under the facts of later days, whose date keys would then resolve nowhere.

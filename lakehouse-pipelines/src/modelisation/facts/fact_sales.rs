@@ -4,7 +4,7 @@ use lakehouse_runtime::prelude::*;
 
 use crate::ingestion::erp::{SilverErpSales, silver_erp_sales_transactions};
 use crate::modelisation::dimensions::dim_customer::{DimCustomer, dim_customer};
-use crate::modelisation::dimensions::dim_date::{DimDate, dim_date};
+use crate::modelisation::dimensions::dim_date::{DimDate, calendar_date_key, dim_date};
 use crate::modelisation::dimensions::dim_product::{DimProduct, dim_product};
 use crate::modelisation::dimensions::dim_promo::{DimPromo, dim_promo};
 use crate::modelisation::dimensions::dim_store::{DimStore, dim_store};
@@ -15,7 +15,7 @@ use crate::modelisation::dimensions::dim_store::{DimStore, dim_store};
 pub struct FactSales {
     /// Surrogate key: SHA-256 of `order_id || order_line`
     pub sales_key: String,
-    /// The order date as `yyyyMMdd`
+    /// The order date as `yyyyMMdd`; NULL without one, or outside the calendar (1970–2099)
     #[column(references = DimDate::date_key)]
     pub date_key: Option<String>,
     /// The customer (same key as the dimension: SHA-256 of `customer_id`)
@@ -82,7 +82,7 @@ pub async fn fact_sales(sales: Frame<SilverErpSales>) -> Result<Frame<FactSales>
     );
     sales.select_into(FactSalesSelect {
         sales_key: surrogate_key([s::order_id.expr(), s::order_line.expr()]),
-        date_key: typed::<Option<String>>(to_char(s::order_date.expr(), lit("%Y%m%d"))),
+        date_key: calendar_date_key(s::order_date.expr())?,
         customer_key: surrogate_key([s::customer_id]),
         product_key: surrogate_key([s::product_id]),
         store_key: surrogate_key([s::store_id]),
