@@ -639,6 +639,66 @@ async fn run_at_alone_opens_no_version() {
 }
 
 #[tokio::test]
+async fn a_late_row_does_not_bring_back_a_key_closed_after_it() {
+    #[derive(Serialize)]
+    struct Agent {
+        agent_id: &'static str,
+        name: Option<&'static str>,
+        run_at: Timestamp,
+    }
+    let agent = |agent_id, name, day| Agent {
+        agent_id,
+        name: Some(name),
+        run_at: Timestamp(day * DAY),
+    };
+    let wh = TempWarehouse::new();
+    let def = <DimAgent as lakehouse_runtime::Table>::DEF;
+    let options = |day: i64| WriteOptions {
+        transaction: Some(("dim_agent".to_owned(), day)),
+        ..run(day, day)
+    };
+    write(&wh.warehouse, def, &[agent("a", "Ann", 5)], options(5))
+        .await
+        .expect("day 5");
+    let session = wh.warehouse.session();
+    let keys = session.sql("SELECT 'a' AS agent_id").await.expect("keys");
+    wh.warehouse
+        .delete_keys(&session, def, keys, Timestamp(9 * DAY), None)
+        .await
+        .expect("closed at day 9");
+    let closed =
+        lines(&["a|Ann|1970-01-06T00:00:00Z|1970-01-06T00:00:00Z|1970-01-10T00:00:00Z|false"]);
+    assert_eq!(contents(&wh.warehouse, def).await, closed);
+    // Day 10 reads a late row of day 4 (a backfilled upstream), and one of a new key: the
+    // deletion is newer than the late row, which does not undo it. Before, Ann came back.
+    write(
+        &wh.warehouse,
+        def,
+        &[agent("a", "Ann", 4), agent("b", "Bob", 4)],
+        options(10),
+    )
+    .await
+    .expect("day 10");
+    let with_bob = lines(&[
+        "a|Ann|1970-01-06T00:00:00Z|1970-01-06T00:00:00Z|1970-01-10T00:00:00Z|false",
+        "b|Bob|1970-01-05T00:00:00Z|1970-01-11T00:00:00Z|∅|true",
+    ]);
+    assert_eq!(contents(&wh.warehouse, def).await, with_bob);
+    // A row from the closing on brings the key back, as a new version.
+    write(&wh.warehouse, def, &[agent("a", "Anna", 11)], options(11))
+        .await
+        .expect("day 11");
+    assert_eq!(
+        contents(&wh.warehouse, def).await,
+        lines(&[
+            "a|Ann|1970-01-06T00:00:00Z|1970-01-06T00:00:00Z|1970-01-10T00:00:00Z|false",
+            "a|Anna|1970-01-12T00:00:00Z|1970-01-12T00:00:00Z|∅|true",
+            "b|Bob|1970-01-05T00:00:00Z|1970-01-11T00:00:00Z|∅|true",
+        ])
+    );
+}
+
+#[tokio::test]
 async fn a_unit_test_frame_of_an_scd2_table_holds_current_versions() {
     use lakehouse_runtime::testing::{TEST_RUN_AT, TestContext};
     #[derive(serde::Deserialize, Debug, PartialEq)]

@@ -194,6 +194,19 @@ pub(crate) async fn merge(
         }
         other => (source, other),
     };
+    // A key whose versions are all closed comes back only with a row not older than its
+    // closing (by `run_at`, when the table has one): a late row from before a deletion does not
+    // undo it, as a late row does not undo a newer version.
+    let written: Vec<String> = source
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let source = match super::change::sequence_column(table, &written) {
+        Some(sequence) => drop_older_than_closing(session, table, &delta, source, sequence).await?,
+        None => source,
+    };
     // The source is read by two branches of the staged union, and delta-rs runs the staged plan
     // twice (its keys' bounds, then the join): held in memory, the pipeline's plan runs once,
     // and a plan that gives other rows each time (`random()`, `LIMIT` without `ORDER BY`) cannot
@@ -384,4 +397,53 @@ pub(crate) async fn merge(
                 .await
         }
     }
+}
+
+/// `source` without the rows of keys whose every stored version is closed, when the row is
+/// older (by `sequence`, an undated row older than any) than the key's closing: the latest
+/// `valid_to` of its versions.
+async fn drop_older_than_closing(
+    session: &SessionContext,
+    table: &'static TableDef,
+    delta: &DeltaTable,
+    source: DataFrame,
+    sequence: &str,
+) -> Result<DataFrame> {
+    use datafusion::functions_aggregate::expr_fn::{bool_or, max};
+    let closed_key = |k: &str| format!("__lakehouse_closed_{k}");
+    let closed_at = "__lakehouse_closed_at";
+    let closed = super::read::read_loaded(session, table, delta)
+        .await?
+        .aggregate(
+            table.key.iter().map(|k| column(k)).collect(),
+            vec![
+                max(column("valid_to")).alias(closed_at),
+                bool_or(column("is_current")).alias("__lakehouse_has_current"),
+            ],
+        )?
+        .filter(Expr::Not(Box::new(column("__lakehouse_has_current"))))?
+        .select(
+            table
+                .key
+                .iter()
+                .map(|k| column(k).alias(closed_key(k)))
+                .chain(std::iter::once(column(closed_at)))
+                .collect::<Vec<Expr>>(),
+        )?;
+    let kept: Vec<Expr> = source
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| column(f.name()))
+        .collect();
+    let keys: Vec<String> = table.key.iter().map(|k| closed_key(k)).collect();
+    let left: Vec<&str> = table.key.to_vec();
+    let right: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let not_older = column(closed_at)
+        .is_null()
+        .or(column(sequence).gt_eq(column(closed_at)).is_true());
+    Ok(source
+        .join(closed, JoinType::Left, &left, &right, None)?
+        .filter(not_older)?
+        .select(kept)?)
 }
