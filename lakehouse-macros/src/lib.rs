@@ -13,13 +13,17 @@ mod pipeline;
 mod table;
 
 /// Derives `lakehouse_runtime::Table` for a struct: schema, keys, write mode, typed column
-/// handles and the `<Name>Select` output projection. See the `lakehouse_runtime` docs.
+/// handles and the `<Name>Select` output projection. Its `#[table(..)]` and `#[column(..)]`
+/// attributes are listed in the README's "Tables and pipelines" section, in the table after
+/// "The attributes, in full".
 #[proc_macro_derive(Table, attributes(table, column))]
 pub fn derive_table(input: TokenStream) -> TokenStream {
     table::expand(input.into()).into()
 }
 
-/// Declares an `async fn` as a pipeline writing one table. See the `lakehouse_runtime` docs.
+/// Declares an `async fn` as a pipeline writing one table. Its arguments (`depends_on`,
+/// `retries`, `timeout`, `tags`, `full_snapshot`) are described in the README's "Tables and
+/// pipelines" section, in the table after "The attributes, in full".
 #[proc_macro_attribute]
 pub fn pipeline(args: TokenStream, input: TokenStream) -> TokenStream {
     pipeline::expand(args.into(), input.into()).into()

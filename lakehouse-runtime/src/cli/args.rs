@@ -50,7 +50,8 @@ pub struct GlobalArgs {
     /// Call the real open-data APIs instead of reading the bundled snapshots.
     #[arg(long, global = true)]
     pub live: bool,
-    /// Read open-data snapshots from this directory instead of the bundled ones.
+    /// Read open-data snapshots from this directory instead of the bundled ones (with `--set
+    /// opendata.mode=record`, the directory the responses are recorded into).
     #[arg(long, global = true, value_name = "DIR")]
     pub opendata_dir: Option<PathBuf>,
     /// Memory for query operators and merge and SCD2 sources, e.g. `8GiB`, `512MiB` (default 4GiB):
@@ -95,8 +96,11 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
     },
-    /// Validate the graph, build every plan on empty tables, compare declared schemas with the
-    /// Delta tables, and look for data files the tables reference that are gone.
+    /// Validate the graph, build every plan on empty tables, compare declared schemas and CHECK
+    /// constraints with the Delta tables and their stored rows, and look for data files the
+    /// tables reference that are gone, tables it cannot read or whose protocol delta-rs cannot
+    /// write, and tables older than their `freshness`; exits 1 on any of these but a schema
+    /// drift the table's writes accept.
     Check,
     /// Run a read-only SQL query over the tables (`schema.table`; only those it names are read).
     Sql {
@@ -157,8 +161,8 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Re-run the failed, skipped and cancelled pipelines of a run, with its `run_at` (a full
-    /// refresh or rebuild goes on as one).
+    /// Re-run the failed, skipped and cancelled pipelines of a run, and those it planned but
+    /// never started, with its `run_at` (a full refresh or rebuild goes on as one).
     Resume {
         /// The run id, or a unique start of it such as `r000007` (see `runs`).
         run_id: String,
@@ -249,8 +253,8 @@ pub enum OutputFormat {
 /// Which pipelines.
 #[derive(Args, Debug, Clone, Default)]
 pub struct SelectArgs {
-    /// Targets: names, `+name` (with upstreams), `name+` (with downstreams), `tag:x`,
-    /// `layer:silver`. Repeatable or comma-separated. All pipelines when absent.
+    /// Targets: names, `+name` (with upstreams), `name+` (with downstreams), `+name+` (both),
+    /// `tag:x`, `layer:silver`. Repeatable or comma-separated. All pipelines when absent.
     #[arg(long, short = 's', value_delimiter = ',', value_parser = parse_selector)]
     pub select: Vec<String>,
     /// Pipelines left out of the selection, in the same syntax (`+name` with its upstreams);
@@ -405,8 +409,9 @@ pub struct RunArgs {
     /// Execution.
     #[command(flatten)]
     pub execution: ExecutionArgs,
-    /// Go on although a full refresh or rebuild of the same pipelines did not finish, and
-    /// accept a `--run-at` or backfill time more than five minutes in the future.
+    /// Start beside a run of some of the same pipelines still going in another process of this
+    /// host, go on although a full refresh or rebuild of them did not finish, and accept a
+    /// `--run-at` or backfill time more than five minutes in the future.
     #[arg(long)]
     pub force: bool,
     /// The run's logical time (RFC 3339, or a date for its midnight UTC), e.g. to backfill a
