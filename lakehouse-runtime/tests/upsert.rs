@@ -847,6 +847,99 @@ async fn a_backfilled_snapshot_deletes_no_key_a_later_run_wrote() {
     );
 }
 
+#[tokio::test]
+async fn a_backfilled_deletion_by_key_deletes_no_row_a_later_run_wrote() {
+    use lakehouse_runtime::store::Deletions;
+    let wh = TempWarehouse::new();
+    let day = |d: i64| Timestamp(d * 86_400_000_000);
+    let ledger = |id, d: i64| Ledger {
+        id,
+        balance: Some(id * 10),
+        note: None,
+        run_at: day(d),
+    };
+    let at = |d: i64| WriteOptions {
+        run_at: Some(day(d)),
+        ..WriteOptions::default()
+    };
+    write(
+        &wh.warehouse,
+        Ledger::DEF,
+        &[ledger(1, 1), ledger(2, 3)],
+        at(3),
+    )
+    .await
+    .expect("day 3");
+    // Day 2's deletions name both keys: key 1's row is older, deleted; key 2's is day 3's,
+    // newer than the deletion, kept (as a backfilled full snapshot keeps it). Before, both went.
+    let session = wh.warehouse.session();
+    let keys = session
+        .sql("SELECT CAST(1 AS BIGINT) AS id UNION ALL SELECT CAST(2 AS BIGINT)")
+        .await
+        .expect("keys");
+    let deleting = WriteOptions {
+        deletions: Deletions::Keys(keys),
+        ..at(2)
+    };
+    let outcome = write(&wh.warehouse, Ledger::DEF, &[] as &[Ledger], deleting)
+        .await
+        .expect("day 2's deletions");
+    assert_eq!(outcome.rows_deleted, 1);
+    assert_eq!(
+        contents(&wh.warehouse, Ledger::DEF).await,
+        ["2|20|∅|1970-01-04T00:00:00Z"]
+    );
+}
+
+#[tokio::test]
+async fn deletion_keys_over_the_memory_limit_fail_naming_the_table_and_the_way_out() {
+    use lakehouse_runtime::store::Deletions;
+    let wh = TempWarehouse::new();
+    let row = Ledger {
+        id: 1,
+        balance: Some(10),
+        note: None,
+        run_at: Timestamp(0),
+    };
+    write(&wh.warehouse, Ledger::DEF, &[row], WriteOptions::default())
+        .await
+        .expect("written");
+    let version = wh.warehouse.version(Ledger::DEF).await.expect("version");
+    // 64 MiB for operators, and 10 million keys (80 MB), held in memory for the write.
+    let location = wh.dir.path().join("warehouse");
+    let limited = lakehouse_runtime::store::Warehouse::open(location.to_str().expect("utf-8"))
+        .expect("warehouse")
+        .with_memory_limit(Some(64 << 20))
+        .expect("memory limit");
+    let keys = wh
+        .warehouse
+        .session()
+        .sql("SELECT value AS id FROM range(10000000)")
+        .await
+        .expect("keys");
+    let deleting = WriteOptions {
+        deletions: Deletions::Keys(keys),
+        ..WriteOptions::default()
+    };
+    let error = write(&limited, Ledger::DEF, &[] as &[Ledger], deleting)
+        .await
+        .expect_err("over the limit")
+        .to_string();
+    for expected in [
+        "the delete by key into ",
+        "holds its keys to delete in memory",
+        "delete fewer keys per write, or raise the limit",
+        "--memory-limit",
+        "nothing was committed",
+    ] {
+        assert!(error.contains(expected), "`{expected}` in: {error}");
+    }
+    assert_eq!(
+        wh.warehouse.version(Ledger::DEF).await.expect("version"),
+        version
+    );
+}
+
 /// Measures merged on `id`: a float change column.
 #[derive(Table, Serialize, Clone)]
 #[table(schema = "cow", name = "measures", key(id), mode = merge)]

@@ -134,6 +134,7 @@ pub(super) async fn merge(
         Deletions::None => {
             let streamed = guarded(source.clone()).await?;
             let upserted = upsert(
+                session,
                 delta.clone(),
                 streamed,
                 table,
@@ -148,6 +149,7 @@ pub(super) async fn merge(
                     let source = dedupe(source, table)
                         .map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))?;
                     upsert(
+                        session,
                         delta,
                         source,
                         table,
@@ -163,7 +165,16 @@ pub(super) async fn merge(
         deletions => {
             let source = dedupe(source, table)
                 .map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))?;
-            upsert(delta, source, table, (deletions, run_at), state, commit).await
+            upsert(
+                session,
+                delta,
+                source,
+                table,
+                (deletions, run_at),
+                state,
+                commit,
+            )
+            .await
         }
     };
     result.map(|(written, metrics)| {
@@ -177,10 +188,12 @@ pub(super) async fn merge(
     })
 }
 
-/// Upsert with optional deletions, as one MERGE. A key missing from a full snapshot is deleted
-/// unless its row is newer than `run_at`, the writing run's time (a later run's: a backfill
-/// does not delete it).
+/// Upsert with optional deletions, as one MERGE. A key missing from a full snapshot, or given
+/// to delete, is deleted unless its row is newer than `run_at`, the writing run's time (a later
+/// run's: a backfill does not delete it).
+#[allow(clippy::too_many_arguments)]
 async fn upsert(
+    session: &SessionContext,
     delta: DeltaTable,
     source: DataFrame,
     table: &'static TableDef,
@@ -194,9 +207,16 @@ async fn upsert(
         .iter()
         .map(|f| f.name().clone())
         .collect();
+    // The keys to delete are held in memory, counted in the pool, until the MERGE is done.
+    let mut held = super::upsert::Held::new(
+        session,
+        table,
+        "delete by key",
+        "delete fewer keys per write, or raise the limit",
+    );
     let (source, delete_flag, delete_missing) = match deletions {
         Deletions::Keys(keys) => {
-            let (kept, keys) = split_deletions(source, keys, table).await?;
+            let (kept, keys) = split_deletions(session, &mut held, source, keys, table).await?;
             (with_delete_flag(kept, keys, table)?, true, false)
         }
         Deletions::MissingFromSource => (source, false, true),
@@ -214,9 +234,6 @@ async fn upsert(
         .with_commit_properties(commit.properties())
         // Read the source once: its key range then skips target files as the join reads it.
         .with_streaming(true);
-    if delete_flag {
-        merge = merge.when_matched_delete(|d| d.predicate(qualified("s", DELETE_FLAG)))?;
-    }
     // Stored columns the declaration dropped are NULL in the source: inserted rows get NULL,
     // updated rows keep their value (as `UPDATE SET *` does for columns the source lacks).
     let update_columns: Vec<String> = columns
@@ -229,6 +246,18 @@ async fn upsert(
     // or its key and `run_at`, has nothing to update.)
     let compared = super::change::compared_columns(table, &update_columns);
     let sequence = super::change::sequence_column(table, &update_columns);
+    // A row newer than the writing run is a later run's: a backfill's deletion leaves it.
+    let not_newer = |stored: &str| match (sequence, run_at) {
+        (Some(sequence), Some(run_at)) => {
+            qualified(stored, sequence).gt(run_at.lit()).is_not_true()
+        }
+        _ => lit(true),
+    };
+    if delete_flag {
+        merge = merge.when_matched_delete(|d| {
+            d.predicate(qualified("s", DELETE_FLAG).and(not_newer("t")))
+        })?;
+    }
     if !compared.is_empty() {
         merge = merge.when_matched_update(|u| {
             let u = update_columns
@@ -252,12 +281,7 @@ async fn upsert(
             .fold(i, |i, c| i.set(c.as_str(), qualified("s", c)))
     })?;
     if delete_missing {
-        merge = match (sequence, run_at) {
-            (Some(sequence), Some(run_at)) => merge.when_not_matched_by_source_delete(|d| {
-                d.predicate(qualified("t", sequence).gt(run_at.lit()).is_not_true())
-            })?,
-            _ => merge.when_not_matched_by_source_delete(|d| d)?,
-        };
+        merge = merge.when_not_matched_by_source_delete(|d| d.predicate(not_newer("t")))?;
     }
     merge.await
 }
@@ -269,18 +293,23 @@ pub(crate) const DELETE_FLAG: &str = "__lakehouse_delete";
 /// a key both written and deleted is deleted (or closed), and a key listed twice is deleted
 /// once. (Without this, the MERGE found two source rows for one stored row and failed, at every
 /// retry, or deleted a row the source had just inserted or left unchanged.) The keys are read
-/// once, into memory: both uses see the same keys.
-pub(crate) async fn split_deletions(
+/// once, into memory counted by `held` (keep it until the write is done): both uses see the
+/// same keys.
+pub(super) async fn split_deletions(
+    session: &SessionContext,
+    held: &mut super::upsert::Held,
     source: DataFrame,
     keys: DataFrame,
-    table: &TableDef,
-) -> Result<(DataFrame, DataFrame), datafusion::error::DataFusionError> {
+    table: &'static TableDef,
+) -> Result<(DataFrame, DataFrame), deltalake::DeltaTableError> {
     let key_columns: Vec<Expr> = table
         .key
         .iter()
         .map(|k| Expr::Column(Column::new_unqualified(*k)))
         .collect();
-    let keys = keys.select(key_columns)?.distinct()?.cache().await?;
+    let keys = keys.select(key_columns)?.distinct()?;
+    let (keys, _) = held.table(keys, "keys to delete").await?;
+    let keys = session.read_table(keys)?;
     let on: Vec<Expr> = table
         .key
         .iter()

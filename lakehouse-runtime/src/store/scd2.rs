@@ -186,10 +186,20 @@ pub(crate) async fn merge(
     } = write;
     let qualified_name = table.qualified_name();
     refuse_going_back(session, table, &delta, run_at, history_reaches).await?;
+    let advice = if matches!(deletions, Deletions::MissingFromSource) {
+        "raise the limit (a `full_snapshot` output holds every key's row)"
+    } else {
+        "write fewer rows per run (read the inputs incrementally with `Changes<T>`), or raise \
+         the limit"
+    };
+    let mut held = super::upsert::Held::new(session, table, "SCD2 write", advice);
     // A key both written and closed is closed; a key listed twice is closed once.
     let (source, deletions) = match deletions {
         Deletions::Keys(keys) => {
-            let (kept, keys) = super::merge::split_deletions(source, keys, table).await?;
+            let (kept, keys) =
+                super::merge::split_deletions(session, &mut held, source, keys, table)
+                    .await
+                    .map_err(|e| Error::delta(&qualified_name, e))?;
             (kept, Deletions::Keys(keys))
         }
         other => (source, other),
@@ -211,13 +221,6 @@ pub(crate) async fn merge(
     // twice (its keys' bounds, then the join): held in memory, the pipeline's plan runs once,
     // and a plan that gives other rows each time (`random()`, `LIMIT` without `ORDER BY`) cannot
     // close a version in one branch and not open its successor in the other.
-    let advice = if matches!(deletions, Deletions::MissingFromSource) {
-        "raise the limit (a `full_snapshot` output holds every key's row)"
-    } else {
-        "write fewer rows per run (read the inputs incrementally with `Changes<T>`), or raise \
-         the limit"
-    };
-    let mut held = super::upsert::Held::new(session, table, "SCD2 write", advice);
     let (source, _) = held
         .table(source, "source (the rows written)")
         .await

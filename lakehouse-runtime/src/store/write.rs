@@ -27,7 +27,9 @@ pub enum Deletions {
     #[default]
     None,
     /// The rows whose key is in this DataFrame (its columns: the key columns; a key may
-    /// repeat). A key also in the written rows is deleted (closed): the deletion wins.
+    /// repeat). A key also in the written rows is deleted (closed): the deletion wins. In a
+    /// merge table with a `run_at` column, a row newer than the write's `run_at` is a later
+    /// run's, and kept (a backfill's deletions do not undo it). The keys are held in memory.
     Keys(DataFrame),
     /// The rows whose key is absent from the written DataFrame, which is then a full snapshot.
     MissingFromSource,
