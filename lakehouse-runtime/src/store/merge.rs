@@ -191,7 +191,6 @@ pub(super) async fn merge(
 /// Upsert with optional deletions, as one MERGE. A key missing from a full snapshot, or given
 /// to delete, is deleted unless its row is newer than `run_at`, the writing run's time (a later
 /// run's: a backfill does not delete it).
-#[allow(clippy::too_many_arguments)]
 async fn upsert(
     session: &SessionContext,
     delta: DeltaTable,
