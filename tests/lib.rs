@@ -14,7 +14,7 @@ pub struct BronzeSales {
 
 /// Raw customers.
 #[derive(Table)]
-#[table(schema = "bronze", name = "customers")]
+#[table(schema = "bronze", name = "customers", key(customer_id), mode = append)]
 pub struct BronzeCustomers {
     pub customer_id: String,
     pub name: Option<String>,

@@ -77,10 +77,10 @@ mod keywords {
 
     /// Events.
     #[derive(Table)]
-    #[table(schema = "silver", name = "events")]
+    #[table(schema = "silver", name = "events", key(r#type), mode = merge)]
     pub struct Events {
         pub id: i64,
-        pub r#type: Option<String>,
+        pub r#type: String,
         pub r#match: bool,
         pub r#gen: i64,
     }
@@ -124,7 +124,7 @@ mod private {
 
     /// A table visible in the crate.
     #[derive(Table)]
-    #[table(schema = "silver", name = "crate_rows")]
+    #[table(schema = "silver", name = "crate_rows", key(id), mode = merge)]
     pub(crate) struct CrateRows {
         pub(crate) id: i64,
     }

@@ -126,7 +126,8 @@ pub mod __private {
     pub use crate::graph::{
         BoxFuture, DependsOn, InputSpec, Pipeline, PipelineDescriptor, PipelineInput, Produced,
         assert_change_feed, assert_depends_on, assert_full_snapshot, assert_incremental_output,
-        assert_not_own_output, assert_one_snapshot_feed, assert_readable, max_level, same_table,
+        assert_not_own_output, assert_one_snapshot_feed, assert_readable, assert_references_key,
+        max_level, same_table,
     };
     pub use crate::table::{
         CheckConstraint, Col, ColumnDef, ColumnRef, ColumnRole, ColumnType, Expectation,

@@ -388,8 +388,9 @@ fn select_struct(model: &TableModel) -> TokenStream {
     }
 }
 
-/// Dead code that only type-checks: a `references` target must exist (E0599) and hold the same
-/// value type as the referencing column, NULL-ability aside (E0308).
+/// Dead code that only type-checks: a `references` target must exist (E0599), hold the same
+/// value type as the referencing column, NULL-ability aside (E0308), and be its table's key (a
+/// const assertion, E0080).
 fn reference_checks(model: &TableModel) -> TokenStream {
     let checks: Vec<TokenStream> = model
         .columns
@@ -403,9 +404,12 @@ fn reference_checks(model: &TableModel) -> TokenStream {
                 .span()
                 .join(target.span())
                 .unwrap_or_else(|| target.span());
+            // The stored name: `r#type` is the column `type`.
+            let name = super::validate::column_name(target);
             Some(quote_spanned! {span=>
                 let _: ::lakehouse_runtime::__private::Col<#table, #value> =
                     ::lakehouse_runtime::__private::non_null(#table::#target);
+                const _: () = ::lakehouse_runtime::__private::assert_references_key::<#table>(#name);
             })
         })
         .collect();
@@ -415,7 +419,7 @@ fn reference_checks(model: &TableModel) -> TokenStream {
     quote! {
         const _: () = {
             #[allow(dead_code, clippy::all)]
-            fn references_have_matching_types() {
+            fn references_name_a_key_of_the_same_type() {
                 #(#checks)*
             }
         };

@@ -251,6 +251,33 @@ pub const fn assert_not_own_output<Read: Table, Written: Table>() {
     }
 }
 
+/// Fails compilation when a `#[column(references = T::column)]` names another column than
+/// `T`'s key: a foreign key names one row of the referenced table, which only its key does (a
+/// value of another column, or of a part of a composite key, can be in many rows).
+pub const fn assert_references_key<T: Table>(column: &str) {
+    let key = T::DEF.key;
+    if key.is_empty() {
+        panic!(
+            "`references` names a table that declares no `key(..)`: a foreign key names one row \
+             of the referenced table, which only its key does; declare the referenced table's \
+             key, or drop `references`"
+        );
+    }
+    if key.len() > 1 {
+        panic!(
+            "`references` names a table whose key has several columns: one column cannot name \
+             one row of it; reference a table with a one-column key (a surrogate key), or drop \
+             `references`"
+        );
+    }
+    if !same_ascii(key[0], column, false) {
+        panic!(
+            "`references` names a column outside the referenced table's key: a foreign key \
+             names one row of it, which only its key does; reference its key column"
+        );
+    }
+}
+
 /// Whether `A` and `B` are the same table (schema and name), in a const context.
 pub const fn same_table<A: Table, B: Table>() -> bool {
     same_ascii(A::DEF.schema, B::DEF.schema, false) && same_ascii(A::DEF.name, B::DEF.name, false)
