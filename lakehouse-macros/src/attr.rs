@@ -146,6 +146,19 @@ pub(crate) fn skip_value(meta: &syn::meta::ParseNestedMeta) -> syn::Result<()> {
     Ok(())
 }
 
+/// Consumes what is left of an entry whose value did not read (up to the next `,`), so that
+/// the entries after it are still read.
+pub(crate) fn skip_rest(meta: &syn::meta::ParseNestedMeta) -> syn::Result<()> {
+    if meta.input.is_empty() || meta.input.peek(syn::Token![,]) {
+        return Ok(());
+    }
+    if meta.input.peek(syn::Token![=]) {
+        meta.input.parse::<syn::Token![=]>()?;
+    }
+    meta.input.parse::<syn::Expr>()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@ use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::{Ident, LitInt, LitStr, Path, Token};
 
-use crate::attr::skip_value;
+use crate::attr::{skip_rest, skip_value};
 use crate::errors::Errors;
 
 /// The arguments of `#[pipeline(..)]`.
@@ -21,9 +21,10 @@ pub(crate) struct PipelineArgs {
 const KEYS: &str =
     "`depends_on = [..]`, `retries = N`, `timeout = \"5m\"`, `tags = [\"..\"]` or `full_snapshot`";
 
-/// The arguments as written. A mistake in a key (unknown, or given twice) is recorded in
-/// `errors` and parsing goes on, so that it is reported with the signature's mistakes; a
-/// malformed value stops the parse (the error is then the only one).
+/// The arguments as written. A mistake (an unknown key, a key given twice, a malformed value)
+/// is recorded in `errors` and parsing goes on, so that it is reported with the other keys' and
+/// the signature's mistakes (any mistake makes the expansion a stand-in, without the graph's
+/// checks, which a misread `depends_on` would fail).
 pub(crate) fn parse_args(args: TokenStream, errors: &mut Errors) -> syn::Result<PipelineArgs> {
     let mut out = PipelineArgs::default();
     let mut seen: Vec<Ident> = Vec::new();
@@ -36,6 +37,19 @@ pub(crate) fn parse_args(args: TokenStream, errors: &mut Errors) -> syn::Result<
             errors.push(meta.error(format!("`{key}` is given twice")));
             return skip_value(&meta);
         }
+        // A value that does not read is reported, and the arguments after it are still read.
+        macro_rules! value {
+            ($result:expr, $how:expr) => {
+                match $result {
+                    Ok(value) => value,
+                    Err(error) => {
+                        errors.push(expected(error, $how));
+                        seen.push(key);
+                        return skip_rest(&meta);
+                    }
+                }
+            };
+        }
         match key.to_string().as_str() {
             "depends_on" => {
                 let how = "`depends_on` takes a list of upstream pipeline functions: \
@@ -46,25 +60,27 @@ pub(crate) fn parse_args(args: TokenStream, errors: &mut Errors) -> syn::Result<
                     syn::bracketed!(content in value);
                     Punctuated::<Path, Token![,]>::parse_terminated(&content)
                 })();
-                out.depends_on = parsed.map_err(|e| expected(e, how))?.into_iter().collect();
+                out.depends_on = value!(parsed, how).into_iter().collect();
             }
             "retries" => {
                 let how = "`retries` takes a number of extra attempts: `retries = 3`";
                 let value = meta.value().and_then(|value| value.parse());
-                out.retries = Some(value.map_err(|e| expected(e, how))?);
+                out.retries = Some(value!(value, how));
             }
             // The output is the complete current set of rows: keys it lacks are deleted (merge)
             // or closed (SCD2).
             "full_snapshot" => {
                 if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
-                    return Err(meta.error("`full_snapshot` takes no value: write it alone"));
+                    errors.push(meta.error("`full_snapshot` takes no value: write it alone"));
+                    seen.push(key);
+                    return skip_rest(&meta);
                 }
                 out.full_snapshot = true;
             }
             "timeout" => {
                 let how = "`timeout` takes a duration as text: `timeout = \"5m\"`";
                 let value = meta.value().and_then(|value| value.parse());
-                out.timeout = Some(value.map_err(|e| expected(e, how))?);
+                out.timeout = Some(value!(value, how));
             }
             "tags" => {
                 let how = "`tags` takes a list of texts: `tags = [\"erp\", \"daily\"]`";
@@ -74,7 +90,7 @@ pub(crate) fn parse_args(args: TokenStream, errors: &mut Errors) -> syn::Result<
                     syn::bracketed!(content in value);
                     Punctuated::<LitStr, Token![,]>::parse_terminated(&content)
                 })();
-                out.tags = parsed.map_err(|e| expected(e, how))?.into_iter().collect();
+                out.tags = value!(parsed, how).into_iter().collect();
             }
             other => {
                 let names = ["depends_on", "retries", "timeout", "tags", "full_snapshot"]

@@ -90,6 +90,34 @@ fn reports_argument_and_signature_mistakes_at_once() {
 }
 
 #[test]
+fn a_malformed_value_is_reported_with_the_other_mistakes() {
+    // Before, the first malformed value was the only error: the one after it, and the
+    // signature's, came one build at a time.
+    let err = error_text(
+        quote!(
+            depends_on = sales,
+            retries = "3",
+            full_snapshot = true,
+            tags = ["x"]
+        ),
+        quote!(
+            pub fn b(v: Vec<i64>) -> Result<Frame<B>> {
+                todo!()
+            }
+        ),
+    );
+    for expected in [
+        "`depends_on` takes a list of upstream pipeline functions",
+        "`retries` takes a number of extra attempts: `retries = 3`",
+        "`full_snapshot` takes no value: write it alone",
+        "a pipeline is an `async fn`",
+        "pipeline parameters are `Frame<Table>`",
+    ] {
+        assert!(err.contains(expected), "{expected}\n--\n{err}");
+    }
+}
+
+#[test]
 fn a_signature_written_by_a_declarative_macro_reads_the_same() {
     // `$t:ty` fragments reach the attribute wrapped in invisible groups.
     let group = |tokens: proc_macro2::TokenStream| {

@@ -6,7 +6,7 @@ use syn::{
     Data, DeriveInput, Fields, Generics, Ident, Lit, LitBool, LitStr, Path, Type, Visibility,
 };
 
-use crate::attr::{doc_comment, field_list, skip_value, string_value};
+use crate::attr::{doc_comment, field_list, skip_rest, skip_value, string_value};
 use crate::errors::Errors;
 
 /// The struct as the user wrote it.
@@ -50,6 +50,9 @@ pub(crate) struct TableAttrs {
     /// Whether `#[table(..)]` parsed without an error: a misspelled key is reported as such,
     /// and not as missing too (a field's mistake says nothing of the table's keys).
     pub parsed_cleanly: bool,
+    /// Whether `mode` was given with a value that does not read (`mode = "merge"`): the rules
+    /// that depend on the mode are not applied (their errors would be the mode's).
+    pub mode_unreadable: bool,
 }
 
 /// `expect(name = "..", expr = "..", on_fail = drop)`.
@@ -190,33 +193,53 @@ fn parse_table_attrs(input: &DeriveInput, errors: &mut Errors) -> TableAttrs {
                     }
                 };
             }
+            // A value that does not read is reported, and the keys after it are still read.
+            macro_rules! value {
+                ($result:expr) => {
+                    match $result {
+                        Ok(value) => value,
+                        Err(error) => {
+                            errors.push(error);
+                            return skip_rest(&meta);
+                        }
+                    }
+                };
+            }
             match key.to_string().as_str() {
-                "schema" => once!(out.schema, string_value(&meta)?),
-                "name" => once!(out.name, string_value(&meta)?),
+                "schema" => once!(out.schema, value!(string_value(&meta))),
+                "name" => once!(out.name, value!(string_value(&meta))),
                 "key" => list!(out.key),
                 "partition_by" => list!(out.partition_by),
-                "mode" => once!(out.mode, word_value(&meta, "mode")?),
+                "mode" => {
+                    let mode = word_value(&meta, "mode");
+                    out.mode_unreadable |= mode.is_err();
+                    once!(out.mode, value!(mode))
+                }
                 "change_columns" => list!(out.change_columns),
-                "evolution" => once!(out.evolution, word_value(&meta, "evolution")?),
-                "overwrite" => once!(out.overwrite, word_value(&meta, "overwrite")?),
-                "quality" => once!(out.quality, word_value(&meta, "quality")?),
+                "evolution" => once!(out.evolution, value!(word_value(&meta, "evolution"))),
+                "overwrite" => once!(out.overwrite, value!(word_value(&meta, "overwrite"))),
+                "quality" => once!(out.quality, value!(word_value(&meta, "quality"))),
                 "z_order" => list!(out.z_order),
-                "target_file_size" => once!(out.target_file_size, meta.value()?.parse::<Lit>()?),
-                "freshness" => once!(out.freshness, string_value(&meta)?),
-                "auto_compact" => once!(out.auto_compact, meta.value()?.parse::<LitBool>()?),
+                "target_file_size" => {
+                    once!(out.target_file_size, value!(parsed_value::<Lit>(&meta)))
+                }
+                "freshness" => once!(out.freshness, value!(string_value(&meta))),
+                "auto_compact" => {
+                    once!(out.auto_compact, value!(parsed_value::<LitBool>(&meta)))
+                }
                 "check" => {
-                    let pair = name_value_pair(&meta, "name", "expr")?;
+                    let pair = value!(name_value_pair(&meta, "name", "expr"));
                     out.checks.push(Keyed { key, value: pair });
                 }
                 "expect" => {
-                    let expectation = expect_input(&meta)?;
+                    let expectation = value!(expect_input(&meta));
                     out.expectations.push(Keyed {
                         key,
                         value: expectation,
                     });
                 }
                 "property" => {
-                    let pair = name_value_pair(&meta, "key", "value")?;
+                    let pair = value!(name_value_pair(&meta, "key", "value"));
                     out.properties.push(Keyed { key, value: pair });
                 }
                 other => {
@@ -236,6 +259,11 @@ fn parse_table_attrs(input: &DeriveInput, errors: &mut Errors) -> TableAttrs {
         }
     }
     out
+}
+
+/// The `= value` of an entry, parsed as `T`.
+fn parsed_value<T: syn::parse::Parse>(meta: &syn::meta::ParseNestedMeta) -> syn::Result<T> {
+    meta.value()?.parse::<T>()
 }
 
 /// An error on `inner` when `value` is given already: the last would otherwise win unseen.

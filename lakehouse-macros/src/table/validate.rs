@@ -175,23 +175,27 @@ pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result
         }
     };
 
+    // A mode that does not read, or that is unknown, is reported as such: the rules that depend
+    // on the mode are then not applied (their errors would be the mode's).
+    let mut mode_known = !attrs.mode_unreadable;
     let mode = match &attrs.mode {
         None => Mode::Append,
-        Some(m) => {
-            match m.value.to_string().as_str() {
-                "append" => Mode::Append,
-                "overwrite" => Mode::Overwrite,
-                "merge" => Mode::Merge,
-                "scd2" => Mode::Scd2,
-                other => {
-                    errors.spanned(
+        Some(m) => match m.value.to_string().as_str() {
+            "append" => Mode::Append,
+            "overwrite" => Mode::Overwrite,
+            "merge" => Mode::Merge,
+            "scd2" => Mode::Scd2,
+            other => {
+                errors.spanned(
                     &m.value,
-                    format!("unknown mode `{other}`; expected `append`, `overwrite`, `merge` or `scd2`"),
+                    format!(
+                        "unknown mode `{other}`; expected `append`, `overwrite`, `merge` or `scd2`"
+                    ),
                 );
-                    Mode::Append
-                }
+                mode_known = false;
+                Mode::Append
             }
-        }
+        },
     };
     let evolution = match &attrs.evolution {
         None => Evolution::Merge,
@@ -209,7 +213,7 @@ pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result
         },
     };
 
-    if evolution == Evolution::Overwrite && mode != Mode::Overwrite {
+    if evolution == Evolution::Overwrite && mode_known && mode != Mode::Overwrite {
         let span = attrs
             .evolution
             .as_ref()
@@ -334,7 +338,13 @@ pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result
              for its rows: leave at least one column out of `partition_by(..)`",
         );
     }
-    let overwrite = overwrite_scope(&attrs, mode, evolution, &partition_by, &mut errors);
+    let overwrite = overwrite_scope(
+        &attrs,
+        mode_known.then_some(mode),
+        evolution,
+        &partition_by,
+        &mut errors,
+    );
     // A key is unique in the table, and a write replacing some partitions checks it in the rows
     // it writes only: one key in two partitions would pass, written by two runs.
     if let Some(declared_key) = &attrs.key
@@ -381,7 +391,7 @@ pub(crate) fn validate((input, mut errors): (TableInput, Errors)) -> syn::Result
         }
     }
     let change_columns = attrs.change_columns.as_ref().map(|list| {
-        if mode != Mode::Scd2 && mode != Mode::Merge {
+        if mode_known && mode != Mode::Scd2 && mode != Mode::Merge {
             errors.spanned(
                 &list.key,
                 "`change_columns(..)` only applies to `mode = merge` and `mode = scd2`",
@@ -943,10 +953,11 @@ pub(crate) fn closest<'a>(name: &str, candidates: &'a [String]) -> Option<&'a st
 }
 
 /// `overwrite = table | partitions`: `partitions` needs `mode = overwrite`, a `partition_by`, and
-/// the table's schema kept (replacing it rewrites every partition).
+/// the table's schema kept (replacing it rewrites every partition). `mode`: `None` when it did
+/// not read (reported as such).
 fn overwrite_scope(
     attrs: &TableAttrs,
-    mode: Mode,
+    mode: Option<Mode>,
     evolution: Evolution,
     partition_by: &[String],
     errors: &mut Errors,
@@ -964,6 +975,9 @@ fn overwrite_scope(
             );
             return OverwriteScope::Table;
         }
+    };
+    let Some(mode) = mode else {
+        return scope;
     };
     if mode != Mode::Overwrite {
         errors.spanned(
