@@ -1338,7 +1338,7 @@ fn a_forced_short_retention_waits_for_a_run_in_progress_here() {
         assert!(
             stderr(&refused).contains("vacuum of gold.dim_date: run `r000099-in-progress` (pid ")
                 && stderr(&refused)
-                    .contains("is running; a forced retention of 0s under the table's"),
+                    .contains(") is running; a forced retention of 0s under the table's"),
             "{extra:?}: {}",
             stderr(&refused)
         );
@@ -1352,6 +1352,43 @@ fn a_forced_short_retention_waits_for_a_run_in_progress_here() {
         let kept = orchestrate(dir.path(), args);
         assert!(kept.status.success(), "{args:?}: {}", stderr(&kept));
     }
+    // A ledger that cannot be read cannot rule a run out: refused too, even with the readers
+    // ignored (before, it was only warned about, and the files went).
+    let log = dir.path().join("lakehouse/runs/_delta_log");
+    let mut entries: Vec<_> = std::fs::read_dir(&log)
+        .expect("log")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    entries.sort();
+    std::fs::write(entries.last().expect("a commit"), "not a commit").expect("broken");
+    let args = [
+        "vacuum",
+        "gold.dim_date",
+        "--retention",
+        "0s",
+        "--force",
+        "--ignore-pending-readers",
+    ];
+    let refused = orchestrate(dir.path(), &args);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("vacuum of gold.dim_date: lakehouse.runs could not be read (")
+            && stderr(&refused)
+                .contains("so a run in progress cannot be ruled out; a forced retention of 0s"),
+        "{}",
+        stderr(&refused)
+    );
+    let kept = orchestrate(
+        dir.path(),
+        &[
+            "vacuum",
+            "gold.dim_date",
+            "--force",
+            "--ignore-pending-readers",
+        ],
+    );
+    assert!(kept.status.success(), "{}", stderr(&kept));
 }
 
 #[test]

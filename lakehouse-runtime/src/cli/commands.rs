@@ -268,10 +268,10 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// A run recorded as running whose process is alive on this host (`` `run_id` (pid …) ``), if
-/// any.
+/// A run recorded as running whose process is alive on this host (`` run `run_id` (pid …) is
+/// running ``), if any, or, when the ledger cannot be read, why none can be ruled out.
 /// One elsewhere cannot be checked, and one whose process died writes nothing: neither stops a
-/// vacuum. A ledger that cannot be read is warned about.
+/// vacuum.
 async fn running_here(orchestrator: &Orchestrator) -> Option<String> {
     match orchestrator.ledger().running().await {
         Ok(runs) => runs
@@ -282,12 +282,11 @@ async fn running_here(orchestrator: &Orchestrator) -> Option<String> {
                     .run_process()
                     .map(|p| format!(" ({p})"))
                     .unwrap_or_default();
-                format!("`{}`{process}", run.run_id)
+                format!("run `{}`{process} is running", run.run_id)
             }),
-        Err(error) => {
-            tracing::warn!("not checked for a run in progress: {error}");
-            None
-        }
+        Err(error) => Some(format!(
+            "lakehouse.runs could not be read ({error}), so a run in progress cannot be ruled out"
+        )),
     }
 }
 

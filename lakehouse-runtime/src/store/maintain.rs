@@ -183,9 +183,10 @@ impl Warehouse {
             .await
     }
 
-    /// [`Warehouse::vacuum_keeping`], refused too when `writing` names a run in progress (`` `id`
-    /// (pid ..) ``) and the retention is forced under the table's: the files its writes have not
-    /// committed yet are unreferenced, and would be deleted.
+    /// [`Warehouse::vacuum_keeping`], refused too when `writing` says a write may be in progress
+    /// (`` run `id` (pid ..) is running ``, or why none can be ruled out) and the retention is
+    /// forced under the table's: the files a write has not committed yet are unreferenced, and
+    /// would be deleted.
     pub async fn vacuum_guarded(
         &self,
         table: &'static TableDef,
@@ -257,13 +258,13 @@ impl Warehouse {
             )));
         }
         let mut refused = Vec::new();
-        if let Some(run) = writing
+        if let Some(writing) = writing
             && retention < table_retention
         {
             let reason = format!(
-                "vacuum of {qualified}: run {run} is running; a forced retention of {} under the \
-                 table's {} would delete the files its writes have not committed yet: wait for \
-                 it to end",
+                "vacuum of {qualified}: {writing}; a forced retention of {} under the table's {} \
+                 would delete the files a write in progress has not committed yet: wait for it to \
+                 end, or vacuum with the table's retention",
                 humantime::format_duration(retention),
                 humantime::format_duration(table_retention)
             );
