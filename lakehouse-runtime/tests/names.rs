@@ -96,6 +96,10 @@ fn warehouse_locations() {
             .to_string()
             .contains("unsupported scheme")
     );
+    // A relative path whose first part holds a `:` reads as a URL: the error says how to write
+    // it.
+    let colon = Warehouse::open("bk:2026").expect_err("a URL").to_string();
+    assert!(colon.contains("write `./` before it"), "{colon}");
     let dir = tempfile::tempdir().expect("dir");
     let nested = dir.path().join("a/../b");
     let wh = Warehouse::open(nested.to_str().expect("utf-8")).expect("open");

@@ -107,7 +107,9 @@ fn check_scheme(url: &Url, location: &str) -> Result<()> {
         Err(Error::InvalidName {
             what: "warehouse location",
             name: location.to_owned(),
-            reason: "unsupported scheme: use a local path, or build with the `s3`, `azure` or `gcs` feature for object stores",
+            reason: "unsupported scheme: use a local path (one whose first part holds a `:` is \
+                     read as a URL: write `./` before it), or build with the `s3`, `azure` or \
+                     `gcs` feature for object stores",
         })
     }
 }
