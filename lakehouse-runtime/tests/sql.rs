@@ -134,6 +134,33 @@ async fn a_query_loads_only_the_tables_it_names() {
         syntax.starts_with("query failed: SQL syntax error: ") && !syntax.contains("ParserError("),
         "{syntax}"
     );
+    // Several statements, or none, are refused as such before the broken table is loaded
+    // (before, every table was loaded first, and the broken one's error told instead).
+    for (query, expected) in [
+        (
+            "SELECT 1; SELECT * FROM bronze.empty_one",
+            "query failed: `sql` runs one statement: give each its own `sql`",
+        ),
+        ("  ", "query failed: the query is empty"),
+    ] {
+        let refused = wh
+            .warehouse
+            .sql(&[PRODUCT, EMPTY], query)
+            .await
+            .expect_err(query);
+        assert_eq!(refused.to_string(), expected);
+    }
+    // A table named with a catalog: the catalog is what is wrong.
+    let catalog = wh
+        .warehouse
+        .sql(&[PRODUCT, EMPTY], "SELECT * FROM x.gold.dim_product")
+        .await
+        .expect_err("a catalog");
+    assert_eq!(
+        catalog.to_string(),
+        "query failed: no catalog `x`: the warehouse's tables are named `schema.table`; write \
+         `gold.dim_product`"
+    );
     // An unqualified name is left to the query: a table function, here.
     let series = wh
         .warehouse

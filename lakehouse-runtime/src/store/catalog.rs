@@ -208,7 +208,18 @@ fn named_tables(
                 "query failed: SQL syntax error: {error}"
             )));
         }
-        Err(_) => return Ok(None),
+        // Several statements, or none: refused before any table is loaded too.
+        Err(error) => {
+            let text = error.to_string();
+            let why = if text.contains("single SQL statement") {
+                "`sql` runs one statement: give each its own `sql`".to_owned()
+            } else if text.contains("No SQL statements") {
+                "the query is empty".to_owned()
+            } else {
+                text
+            };
+            return Err(Error::msg(format!("query failed: {why}")));
+        }
     };
     use datafusion::sql::parser::Statement as Df;
     use datafusion::sql::sqlparser::ast::Statement as Sql;
@@ -300,6 +311,19 @@ fn named_tables(
                 && schema == t.schema
                 && reference.catalog().is_none_or(|c| c == "datafusion")
         });
+        // `x.gold.fact_sales`: the table, in another catalog than the warehouse's only one.
+        if found.is_none()
+            && let Some(catalog) = reference.catalog()
+            && let Some(table) = tables
+                .iter()
+                .find(|t| reference.table() == t.name && schema == t.schema)
+        {
+            return Err(Error::msg(format!(
+                "query failed: no catalog `{catalog}`: the warehouse's tables are named \
+                 `schema.table`; write `{}`",
+                table.qualified_name()
+            )));
+        }
         match found {
             Some(table) if !named.contains(&table) => named.push(table),
             Some(_) => {}
