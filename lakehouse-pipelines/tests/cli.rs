@@ -403,6 +403,40 @@ fn run_then_runs_and_sql() {
         ],
     ));
     assert_eq!(json, "{\"seven\":7,\"nothing\":null}\n");
+    // NaN and the infinities as text, not `null` as a NULL is; finite floats as numbers.
+    let floats = stdout(&orchestrate(
+        dir.path(),
+        &[
+            "sql",
+            "SELECT x, CAST(NULL AS DOUBLE) AS nothing, CAST(1.5 AS REAL) AS single FROM \
+             (VALUES (CAST('NaN' AS DOUBLE)), (CAST('-inf' AS DOUBLE)), (0.1), (1e300)) AS t(x)",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(
+        floats,
+        "{\"x\":\"NaN\",\"nothing\":null,\"single\":1.5}\n\
+         {\"x\":\"-Infinity\",\"nothing\":null,\"single\":1.5}\n\
+         {\"x\":0.1,\"nothing\":null,\"single\":1.5}\n\
+         {\"x\":1e300,\"nothing\":null,\"single\":1.5}\n"
+    );
+    // A map keyed by numbers: refused before any row, naming the column.
+    let map = orchestrate(
+        dir.path(),
+        &[
+            "sql",
+            "SELECT map([1, 2], ['a', 'b']) AS m",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(map.status.code(), Some(1));
+    assert!(
+        stderr(&map).contains("column `m` is Map(") && stdout(&map).is_empty(),
+        "{}",
+        stderr(&map)
+    );
     // Two columns of one name (a join's `run_at`s): each qualified, as a JSON object keeps one
     // of two equal keys.
     let joined = stdout(&orchestrate(

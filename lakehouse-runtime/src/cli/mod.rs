@@ -32,6 +32,7 @@ mod args;
 mod check;
 mod commands;
 mod inspect;
+mod json;
 mod listing;
 mod progress;
 mod query;

@@ -54,6 +54,9 @@ pub(super) async fn sql(
             nested.data_type()
         )));
     }
+    if format == OutputFormat::Json {
+        super::json::refuse_unwritable(&schema)?;
+    }
     let mut stream = df.execute_stream().await.map_err(failed)?;
     match format {
         OutputFormat::Table => {
@@ -94,9 +97,11 @@ pub(super) async fn sql(
             }
         }
         OutputFormat::Json => {
-            // NULLs as `null`, not left out: a column NULL in every row would vanish.
+            // NULLs as `null`, not left out: a column NULL in every row would vanish; NaN and
+            // the infinities as text, not `null` as a NULL is.
             let mut writer = arrow::json::WriterBuilder::new()
                 .with_explicit_nulls(true)
+                .with_encoder_factory(super::json::encoders())
                 .build::<_, arrow::json::writer::LineDelimited>(std::io::stdout());
             let mut open = true;
             while let Some(batch) = stream.next().await {
