@@ -201,7 +201,9 @@ pub async fn velov_station_info(cx: &Ctx) -> Result<Frame<BronzeVelovStationInfo
         return cx.empty();
     }
     let run_at = cx.run_at();
-    let feed = feed(cx, "station_information").await?;
+    let mut feed = feed(cx, "station_information").await?;
+    // The listing of a station listed twice that is kept does not depend on the feed's order.
+    super::order_repeated_listings(&mut feed.stations, "station_id");
     let updated = feed.last_updated;
     let mut pages = feed.into_pages();
     let row = super::first_listing(
